@@ -1,0 +1,640 @@
+"""The core: messages in, joined and windowed sums, signals at every pane close, a report.
+
+Knows nothing of Kafka, HTTP or Prometheus. ``run`` and ``replay`` both feed it batches
+of :class:`~monitor.events.message.Message` and read what it returns:
+
+>>> from monitor.config import config_from_mapping
+>>> cfg = config_from_mapping({"models": [{"name": "m", "task": "binary", "positive_class": 1,
+...                                        "windows": ["all"]}]})
+>>> engine = Engine(cfg)
+>>> msgs = [Message("predictions", 0, 0, b"a", b'{"prediction_id": "a", "model": "m", '
+...                 b'"ts": 1700000000, "prediction": 1, "label": 1}')]
+>>> engine.process(msgs)
+[]
+>>> engine.summary()["models"]["m"]["windows"]["all"]["accuracy"]
+1.0
+
+State is kept per input partition number (join buffers, open panes, closed windows, the
+offsets they reflect), so partitions merge by addition and the results do not depend on
+the order in which partitions were polled. The watermark is the smallest, over the input
+partitions being tracked, of the largest event time seen, less ``allowed_lateness``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from monitor.config import MonitorConfig, ModelConfig
+from monitor.core.join import EarlyLabel, JoinBuffer, Pending
+from monitor.core.layout import Layout
+from monitor.core.metrics import compute_metrics
+from monitor.core.report import LABEL_DELAY_BUCKETS, ModelReport, Report, SliceReport
+from monitor.core.windows import WindowSet
+from monitor.events.codec import (
+    DecodeFailure,
+    LabelEvent,
+    ModelCodec,
+    PredictionEvent,
+    decode_label,
+    decode_prediction,
+    parse_event_time,
+)
+from monitor.events.message import Message, Reject
+
+__all__ = ["Engine", "PaneSignals"]
+
+F64 = npt.NDArray[np.float64]
+OTHER = "__other__"
+COUNT_NAMES = (
+    "predictions", "labels", "matched", "expired", "evicted", "orphan_labels",
+    "duplicate_labels", "duplicate_predictions", "early_labels_evicted", "late",
+)
+_DELAY_EDGES = np.array(LABEL_DELAY_BUCKETS)
+
+
+@dataclass(slots=True)
+class PaneSignals:
+    """The model-level signal values when a pane closed: ``{"f1@1h": 0.93, ...}``."""
+
+    model: str
+    pane_end: float
+    signals: dict[str, float]
+
+
+class SliceRegistry:
+    """Slice ids of one model: 0 is the whole model, then versions and segment values as
+    they appear, each dimension capped (values past the cap share ``__other__``)."""
+
+    def __init__(self, model: ModelConfig) -> None:
+        self.keys: list[tuple[str, str]] = [("model", "")]
+        self.index: dict[tuple[str, str], int] = {("model", ""): 0}
+        self.caps = {"version": model.max_versions}
+        self.caps.update({f"segment:{s}": model.max_segment_values for s in model.segments})
+        self.used: Counter[str] = Counter()
+        self.segments = tuple(model.segments)
+        self.folded: Counter[str] = Counter()
+
+    def lookup(self, dimension: str, value: str) -> int:
+        """The slice id of ``dimension=value``, registering it (or folding it) if new."""
+        key = (dimension, value)
+        found = self.index.get(key)
+        if found is not None:
+            return found
+        if self.used[dimension] >= self.caps[dimension]:
+            self.folded[dimension] += 1
+            key = (dimension, OTHER)
+            found = self.index.get(key)
+            if found is not None:
+                return found
+        else:
+            self.used[dimension] += 1
+        self.index[key] = len(self.keys)
+        self.keys.append(key)
+        return self.index[key]
+
+    def slices_of(self, event: PredictionEvent) -> tuple[int, ...]:
+        """Slice ids of a prediction: model, version (-1 if none), each segment (-1 if absent)."""
+        out = [0, self.lookup("version", event.model_version) if event.model_version else -1]
+        seg = event.segment or {}
+        for name in self.segments:
+            value = seg.get(name)
+            out.append(-1 if value is None else self.lookup(f"segment:{name}", value))
+        return tuple(out)
+
+
+class ModelState:
+    """What the engine knows of one model: config-derived constants and the slice registry."""
+
+    def __init__(self, index: int, model: ModelConfig, pane: float) -> None:
+        self.index = index
+        self.config = model
+        self.name = model.name
+        self.codec = ModelCodec(model)
+        self.class_names = model.class_names
+        self.layout = Layout(model.task, max(len(self.class_names), 2), model.score_bins)
+        self.windows = model.window_specs
+        self.registry = SliceRegistry(model)
+        self.pane = pane
+        wanted = model.metrics
+        self.metrics: tuple[str, ...] | None = tuple(wanted) if wanted is not None else None
+        self.last: dict[str, dict[str, F64]] = {}
+        self.last_rows = 0
+
+    def new_windows(self) -> WindowSet:
+        """Empty windows for a new partition."""
+        return WindowSet(self.windows, self.pane, self.layout.width, len(self.registry.keys))
+
+
+@dataclass
+class PartitionState:
+    """Hard state of one input partition number (both topics): exact and additive."""
+
+    join: JoinBuffer
+    windows: list[WindowSet]
+    counts: F64  # (models, len(COUNT_NAMES))
+    delay: F64  # (models, buckets + 1) label-delay histogram, last column = +Inf
+    delay_sum: F64  # (models,)
+    offsets: dict[str, int] = field(default_factory=dict)  # topic -> next offset to read
+    max_ts: dict[str, float] = field(default_factory=dict)  # topic -> largest event time
+    rejects: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+
+class _Batch:
+    """Columns gathered for one model while decoding a batch (Python lists, then numpy)."""
+
+    __slots__ = ("o_label", "o_part", "o_pred", "o_score", "o_slices", "o_ts",
+                 "p_part", "p_pred", "p_score", "p_slices", "p_ts")
+
+    def __init__(self) -> None:
+        self.p_part: list[int] = []
+        self.p_ts: list[float] = []
+        self.p_pred: list[float] = []
+        self.p_score: list[float] = []
+        self.p_slices: list[tuple[int, ...]] = []
+        self.o_part: list[int] = []
+        self.o_ts: list[float] = []
+        self.o_pred: list[float] = []
+        self.o_score: list[float] = []
+        self.o_label: list[float] = []
+        self.o_slices: list[tuple[int, ...]] = []
+
+
+class Engine:
+    """The monitor's core over all configured models; see the module docstring."""
+
+    def __init__(self, config: MonitorConfig) -> None:
+        self.config = config
+        self.pane = config.time.pane
+        self.lateness = config.time.allowed_lateness
+        self.models = [ModelState(i, m, self.pane) for i, m in enumerate(config.models)]
+        self.by_name = {m.name: m for m in self.models}
+        self.partitions: dict[int, PartitionState] = {}
+        self.topic_kind = {config.kafka.predictions_topic: "predictions",
+                           config.kafka.labels_topic: "labels"}
+        self.max_bytes = config.kafka.max_message_bytes
+        self.watermark = -math.inf
+        self.closed_upto: int | None = None  # panes below this index are closed
+        self.tracked: set[tuple[str, int]] = set()  # input partitions holding the watermark
+        self.idle: set[tuple[str, int]] = set()
+        self.panes_closed = 0
+        self.events = 0
+        self.pending_total = [0] * len(self.models)
+        self.early_total = 0
+        self.early_cap = max(m.max_early_labels for m in config.models)
+        self.signals_out: list[PaneSignals] = []
+
+    # ------------------------------------------------------------------ partitions
+    def partition(self, number: int) -> PartitionState:
+        """The state of a partition number, created empty on first use."""
+        state = self.partitions.get(number)
+        if state is None:
+            n = len(self.models)
+            state = self.partitions[number] = PartitionState(
+                join=JoinBuffer(n),
+                windows=[m.new_windows() for m in self.models],
+                counts=np.zeros((n, len(COUNT_NAMES))),
+                delay=np.zeros((n, len(LABEL_DELAY_BUCKETS) + 1)),
+                delay_sum=np.zeros(n),
+            )
+        return state
+
+    def offsets(self) -> dict[tuple[str, int], int]:
+        """Next offset to read per (topic, partition), as reflected by the state."""
+        return {(t, p): o for p, s in self.partitions.items() for t, o in s.offsets.items()}
+
+    def track(self, partitions: Iterable[tuple[str, int]]) -> None:
+        """Input partitions (assigned, in ``run``) that hold the watermark until they speak."""
+        self.tracked = set(partitions)
+
+    def set_idle(self, partitions: Iterable[tuple[str, int]]) -> None:
+        """Input partitions that stop holding the watermark back (silent and caught up)."""
+        self.idle = set(partitions)
+
+    # ------------------------------------------------------------------ processing
+    def process(self, messages: list[Message]) -> list[Reject]:
+        """Decode, join and accumulate one poll batch; close panes the watermark passed.
+
+        Returns the rejects (for the dead-letter topic). Signals of closed panes are
+        appended to :attr:`signals_out` for the caller to drain.
+        """
+        batches = [_Batch() for _ in self.models]
+        rejects: list[Reject] = []
+        for msg in messages:
+            kind = self.topic_kind.get(msg.topic)
+            state = self.partition(msg.partition)
+            state.offsets[msg.topic] = msg.offset + 1
+            self.events += 1
+            try:
+                if kind == "predictions":
+                    self._on_prediction(msg, state, batches)
+                elif kind == "labels":
+                    self._on_label(msg, state, batches)
+                else:
+                    raise DecodeFailure("unknown_topic", f"not an input topic: {msg.topic}")
+            except DecodeFailure as exc:
+                state.rejects[(msg.topic, exc.reason)] += 1
+                rejects.append(Reject(msg, exc.reason, exc.detail))
+        for model, batch in zip(self.models, batches, strict=True):
+            self._accumulate(model, batch)
+        self._advance()
+        return rejects
+
+    def _note_time(self, msg: Message, state: PartitionState, ts: float) -> None:
+        if ts > state.max_ts.get(msg.topic, -math.inf):
+            state.max_ts[msg.topic] = ts
+
+    def _on_prediction(self, msg: Message, state: PartitionState, batches: list[_Batch]) -> None:
+        event = decode_prediction(msg.value, self.max_bytes)
+        model = self.by_name.get(event.model)
+        if model is None:
+            raise DecodeFailure("unknown_model", f"model {event.model[:64]!r} is not configured")
+        ts = parse_event_time(event.ts)
+        pred = model.codec.code(event.prediction, "prediction")
+        score = math.nan if event.score is None else float(event.score)
+        label = None if event.label is None else model.codec.code(event.label, "label")
+        join = state.join
+        m = model.index
+        pid = event.prediction_id
+        if pid in join.pending[m] or join.was_matched(pid, m):
+            state.counts[m, 7] += 1  # duplicate_predictions
+            raise DecodeFailure("duplicate", f"prediction_id {pid[:64]!r} seen already")
+        self._note_time(msg, state, ts)
+        slices = model.registry.slices_of(event)
+        batch = batches[m]
+        batch.p_part.append(msg.partition)
+        batch.p_ts.append(ts)
+        batch.p_pred.append(pred)
+        batch.p_score.append(score)
+        batch.p_slices.append(slices)
+        state.counts[m, 0] += 1  # predictions
+        early = join.early.get(pid)
+        if label is not None:
+            self._joined(state, m, pid, Pending(ts, pred, score, slices), ts, label, batch, msg)
+            return
+        if early is not None and early.model in (-1, m):
+            del join.early[pid]
+            self.early_total -= 1
+            try:
+                label_code = model.codec.code(early.label, "label")  # type: ignore[arg-type]
+            except DecodeFailure as exc:
+                # The label named no model, so its value could only be checked now; it is
+                # counted as a reject of the labels topic (its bytes were read long ago).
+                state.rejects[(self.config.kafka.labels_topic, exc.reason)] += 1
+            else:
+                if early.model < 0:
+                    state.counts[m, 1] += 1  # labels
+                self._joined(state, m, pid, Pending(ts, pred, score, slices), early.ts,
+                             label_code, batch, msg)
+                return
+        table = join.pending[m]
+        if self.pending_total[m] >= model.config.max_pending:
+            if table:
+                JoinBuffer.evict_oldest(table)
+                self.pending_total[m] -= 1
+                state.counts[m, 4] += 1  # evicted
+            else:
+                state.counts[m, 4] += 1
+                return
+        table[pid] = Pending(ts, pred, score, slices)
+        self.pending_total[m] += 1
+
+    def _joined(self, state: PartitionState, m: int, pid: str, pending: Pending, label_ts: float,
+                label: float, batch: _Batch, msg: Message) -> None:
+        state.counts[m, 2] += 1  # matched
+        state.join.matched[m][pid] = label_ts
+        delay = max(0.0, label_ts - pending.ts)
+        state.delay[m, np.searchsorted(_DELAY_EDGES, delay)] += 1
+        state.delay_sum[m] += delay
+        batch.o_part.append(msg.partition)
+        batch.o_ts.append(label_ts)
+        batch.o_pred.append(pending.pred)
+        batch.o_score.append(pending.score)
+        batch.o_label.append(label)
+        batch.o_slices.append(pending.slices)
+
+    def _on_label(self, msg: Message, state: PartitionState, batches: list[_Batch]) -> None:
+        event: LabelEvent = decode_label(msg.value, self.max_bytes)
+        named = -1
+        if event.model is not None:
+            model = self.by_name.get(event.model)
+            if model is None:
+                raise DecodeFailure("unknown_model", f"model {event.model[:64]!r} is not configured")
+            named = model.index
+        ts = parse_event_time(event.ts)
+        join = state.join
+        pid = event.prediction_id
+        m, pending = join.find_pending(pid, named)
+        if pending is None and named >= 0:
+            other, found = join.find_pending(pid, -1)
+            if found is not None:
+                raise DecodeFailure("model_mismatch", f"label names {event.model!r}, prediction "
+                                    f"is {self.models[other].name!r}")
+        if pending is not None:
+            model = self.models[m]
+            label = model.codec.code(event.label, "label")
+            self._note_time(msg, state, ts)
+            del join.pending[m][pid]
+            self.pending_total[m] -= 1
+            state.counts[m, 1] += 1  # labels
+            self._joined(state, m, pid, pending, ts, label, batches[m], msg)
+            return
+        if pid in join.early or join.was_matched(pid, named):
+            counted = named if named >= 0 else self._matched_model(join, pid)
+            if counted >= 0:
+                state.counts[counted, 6] += 1  # duplicate_labels
+            raise DecodeFailure("duplicate", f"label for {pid[:64]!r} seen already")
+        if named >= 0:
+            self.models[named].codec.code(event.label, "label")  # validate now, not at join
+        self._note_time(msg, state, ts)
+        if self.early_total >= self.early_cap and join.early:
+            gone = join.early.pop(next(iter(join.early)))
+            self.early_total -= 1
+            if gone.model >= 0:
+                state.counts[gone.model, 8] += 1  # early_labels_evicted
+        join.early[pid] = EarlyLabel(ts, event.label, named)
+        self.early_total += 1
+        if named >= 0:
+            state.counts[named, 1] += 1
+
+    @staticmethod
+    def _matched_model(join: JoinBuffer, pid: str) -> int:
+        for index, table in enumerate(join.matched):
+            if pid in table:
+                return index
+        early = join.early.get(pid)
+        return early.model if early is not None else -1
+
+    # ------------------------------------------------------------------ accumulate
+    def _accumulate(self, model: ModelState, batch: _Batch) -> None:
+        rows = len(model.registry.keys)
+        for state in self.partitions.values():
+            state.windows[model.index].grow(rows)
+        layout = model.layout
+        if batch.p_ts:
+            pred = np.asarray(batch.p_pred)
+            cols, vals = layout.prediction_terms(pred, np.asarray(batch.p_score))
+            self._scatter(model, batch.p_part, batch.p_ts, batch.p_slices, cols, vals)
+        if batch.o_ts:
+            cols, vals = layout.outcome_terms(
+                np.asarray(batch.o_pred), np.asarray(batch.o_score), np.asarray(batch.o_label)
+            )
+            self._scatter(model, batch.o_part, batch.o_ts, batch.o_slices, cols, vals)
+
+    def _scatter(self, model: ModelState, parts: list[int], times: list[float],
+                 slices: list[tuple[int, ...]], cols: Any, vals: F64) -> None:
+        ts = np.asarray(times)
+        part = np.asarray(parts, dtype=np.int64)
+        sl = np.asarray(slices, dtype=np.int64)
+        pane = np.floor(ts / self.pane).astype(np.int64)
+        late = pane < self.closed_upto if self.closed_upto is not None else np.zeros(len(ts), bool)
+        low = int(pane.min())
+        span = int(pane.max()) - low + 1
+        key = part * span + (pane - low)
+        for k in np.unique(key):
+            sel = key == k
+            p, pane_index = divmod(int(k), span)
+            windows = self.partitions[p].windows[model.index]
+            late_sel = sel & late
+            if late_sel.any():
+                windows.add_late(sl[late_sel], cols[late_sel], vals[late_sel])
+                self.partitions[p].counts[model.index, 9] += int(late_sel.sum())
+            on_time = sel & ~late
+            if on_time.any():
+                windows.add(pane_index + low, sl[on_time], cols[on_time], vals[on_time],
+                            ts[on_time])
+
+    # ------------------------------------------------------------------ time
+    def _watermark(self) -> float:
+        highs: dict[tuple[str, int], float] = {tp: -math.inf for tp in self.tracked}
+        for number, state in self.partitions.items():
+            for topic, ts in state.max_ts.items():
+                highs[(topic, number)] = ts
+        live = [ts for tp, ts in highs.items() if tp not in self.idle]
+        if not highs:
+            return -math.inf
+        return (min(live) if live else max(highs.values())) - self.lateness
+
+    def _advance(self) -> None:
+        mark = self._watermark()
+        if mark > self.watermark:
+            self.watermark = mark
+        if not math.isfinite(self.watermark):
+            return
+        self.close_through(int(math.floor(self.watermark / self.pane)))
+
+    def _first_open(self) -> int | None:
+        firsts = [min(w.open) for s in self.partitions.values() for w in s.windows if w.open]
+        return min(firsts) if firsts else None
+
+    def close_through(self, upto: int) -> None:
+        """Close every pane with index below ``upto``, in order, emitting signals per pane."""
+        if self.closed_upto is None:
+            first = self._first_open()
+            if first is None:
+                return
+            self.closed_upto = first
+        while self.closed_upto < upto:
+            pane = self.closed_upto
+            rings_empty = all(w.ring_empty() for s in self.partitions.values() for w in s.windows)
+            first = self._first_open()
+            if rings_empty and (first is None or first > pane):
+                # Nothing inside any window changes but decay: jump over the empty panes.
+                target = upto if first is None else min(first, upto)
+                if target - pane > 1:
+                    for state in self.partitions.values():
+                        for w in state.windows:
+                            w.skip_empty(target - pane - 1)
+                    self.panes_closed += target - pane - 1
+                    pane = self.closed_upto = target - 1
+            for state in self.partitions.values():
+                for w in state.windows:
+                    w.close(pane)
+            self.closed_upto = pane + 1
+            self.panes_closed += 1
+            self._expire((pane + 1) * self.pane)
+            self._emit(pane)
+
+    def _expire(self, now: float) -> None:
+        for state in self.partitions.values():
+            join = state.join
+            for model in self.models:
+                m = model.index
+                before = now - model.config.label_ttl
+                gone = JoinBuffer.expire(join.pending[m], before)
+                if gone:
+                    state.counts[m, 3] += len(gone)  # expired
+                    self.pending_total[m] -= len(gone)
+                JoinBuffer.expire(join.matched[m], before)
+            ttl = max(m.config.label_ttl for m in self.models)
+            for label in JoinBuffer.expire(join.early, now - ttl):
+                self.early_total -= 1
+                if label.model >= 0:
+                    state.counts[label.model, 5] += 1  # orphan_labels
+
+    # ------------------------------------------------------------------ signals
+    def _window_sums(self, model: ModelState, final: bool = False) -> dict[str, F64]:
+        rows = len(model.registry.keys)
+        width = model.layout.width
+        sums: dict[str, F64] = {}
+        sliding_i = decay_i = 0
+        for spec in model.windows:
+            total = np.zeros((rows, width))
+            for state in self.partitions.values():
+                w = state.windows[model.index]
+                if spec.kind == "all":
+                    part = w.cum + w.open_total() if final else w.cum
+                elif spec.kind == "sliding":
+                    part = w.sliding[sliding_i]
+                else:
+                    part = w.decay[decay_i]
+                total[: part.shape[0]] += part
+            sliding_i += spec.kind == "sliding"
+            decay_i += spec.kind == "decay"
+            sums[spec.name] = total
+        return sums
+
+    def _compute(self, model: ModelState, final: bool = False) -> dict[str, dict[str, F64]]:
+        out = {}
+        for name, acc in self._window_sums(model, final).items():
+            values = compute_metrics(model.layout, acc, model.class_names)
+            if model.metrics is not None:
+                keep = set(model.metrics)
+                values = {k: v for k, v in values.items() if _base(k) in keep or _base(k) in _ALWAYS}
+            out[name] = values
+        return out
+
+    def _emit(self, pane: int) -> None:
+        end = (pane + 1) * self.pane
+        for model in self.models:
+            values = self._compute(model)
+            model.last = values
+            model.last_rows = len(model.registry.keys)
+            signals = {f"{metric}@{window}": float(v[0])
+                       for window, metrics in values.items() for metric, v in metrics.items()}
+            self.signals_out.append(PaneSignals(model.name, end, signals))
+
+    def drain_signals(self) -> list[PaneSignals]:
+        """Signals of the panes closed since the last call."""
+        out, self.signals_out = self.signals_out, []
+        return out
+
+    # ------------------------------------------------------------------ reports
+    def flushed(self) -> Engine:
+        """A copy of the engine with every open pane closed, as at the end of input."""
+        clone = copy.deepcopy(self)
+        last = [max(w.open) for s in clone.partitions.values() for w in s.windows if w.open]
+        if last:
+            clone.close_through(max(last) + 1)
+        clone.signals_out = []
+        return clone
+
+    def report(self) -> Report:
+        """The current picture: metrics per window as of the last pane close; counters now."""
+        report = Report(watermark=self.watermark, panes_closed=self.panes_closed,
+                        events=self.events)
+        for state in self.partitions.values():
+            for key, n in state.rejects.items():
+                report.rejects[key] = report.rejects.get(key, 0) + n
+        for model in self.models:
+            report.models[model.name] = self._model_report(model)
+        return report
+
+    def _model_report(self, model: ModelState) -> ModelReport:
+        m = model.index
+        counts = np.zeros(len(COUNT_NAMES))
+        delay = np.zeros(len(LABEL_DELAY_BUCKETS) + 1)
+        delay_sum = 0.0
+        rows = len(model.registry.keys)
+        cumulative = np.zeros((rows, model.layout.width))
+        for state in self.partitions.values():
+            counts += state.counts[m]
+            delay += state.delay[m]
+            delay_sum += float(state.delay_sum[m])
+            w = state.windows[m]
+            cumulative[: w.rows] += w.cum + w.open_total()
+        pending = sum(len(s.join.pending[m]) for s in self.partitions.values())
+        early = sum(1 for s in self.partitions.values() for e in s.join.early.values()
+                    if e.model in (-1, m))
+        out = ModelReport(name=model.name, task=model.config.task)
+        out.counts = {name: float(counts[i]) for i, name in enumerate(COUNT_NAMES)}
+        out.counts["pending"] = float(pending)
+        out.counts["early_labels_pending"] = float(early)
+        out.label_delay_buckets = np.cumsum(delay).tolist()
+        out.label_delay_sum = delay_sum
+        for row, (dimension, value) in enumerate(model.registry.keys):
+            windows = {
+                window: {metric: float(v[row]) for metric, v in metrics.items()}
+                for window, metrics in model.last.items()
+                if row < model.last_rows
+            }
+            out.slices.append(SliceReport(dimension, value, windows,
+                                          self._counters(model, cumulative[row])))
+        return out
+
+    def _counters(self, model: ModelState, row: F64) -> dict[str, float]:
+        lay = model.layout
+        out = {"predictions": float(row[lay.col("pred_n")]), "joined": float(row[lay.col("n")])}
+        if lay.task == "binary":
+            for name in ("tp", "fp", "tn", "fn", "scored_n", "log_loss_sum", "brier_sum"):
+                out[name] = float(row[lay.col(name)])
+            out["score_sum"] = float(row[lay.col("score_sum")])
+        elif lay.task == "multiclass":
+            conf = row[lay.cols("confusion")].reshape(lay.n_classes, lay.n_classes)
+            for i, true in enumerate(model.class_names):
+                for j, pred in enumerate(model.class_names):
+                    out[f"confusion:{true}:{pred}"] = float(conf[i, j])
+        else:
+            for name in ("error_sum", "abs_error_sum", "squared_error_sum", "ape_sum",
+                         "label_sum", "pred_sum"):
+                out[name] = float(row[lay.col(name)])
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """``summary.json``: every window's metrics as at the end of input, counts, rejects."""
+        final = self.flushed()
+        out: dict[str, Any] = {"models": {}, "rejects": {}}
+        for model in final.models:
+            computed = final._compute(model, final=True)
+            report = final._model_report(model)
+            slices = {}
+            for row, (dimension, value) in enumerate(model.registry.keys[1:], start=1):
+                slices[f"{dimension}={value}"] = {
+                    w: {k: _json_float(v[row]) for k, v in metrics.items()}
+                    for w, metrics in computed.items()
+                }
+            out["models"][model.name] = {
+                "windows": {w: {k: _json_float(v[0]) for k, v in metrics.items()}
+                            for w, metrics in computed.items()},
+                "counts": report.counts,
+                "counters": report.overall.counters,
+                "slices": slices,
+                "folded": dict(model.registry.folded),
+            }
+        rejects: Counter[str] = Counter()
+        for state in final.partitions.values():
+            for (_topic, reason), n in state.rejects.items():
+                rejects[reason] += n
+        out["rejects"] = dict(sorted(rejects.items()))
+        return out
+
+
+_ALWAYS = {"prediction_count", "positive_rate", "score_mean", "prediction_mean", "class_share"}
+
+
+def _base(metric: str) -> str:
+    """The configurable metric a computed value belongs to (``class_recall:cat`` -> ...)."""
+    name = metric.split(":")[0]
+    return "roc_auc" if name == "roc_auc_bin_error" else name
+
+
+def _json_float(value: float) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None

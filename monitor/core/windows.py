@@ -1,0 +1,136 @@
+"""Event-time panes and the three kinds of window over them, for one partition and model.
+
+A pane is ``[p * pane, (p + 1) * pane)`` in event time. Events add to their open pane;
+when the watermark passes a pane's end the pane closes and its sums move into:
+
+- ``all``: the cumulative sums (late events, whose pane had already closed, go only here);
+- sliding windows of N panes: a running sum of the last N closed panes, kept exact by
+  re-summing the ring every N closes so that add-then-subtract rounding cannot drift;
+- decay windows with half-life h: sums of ``x * exp(-(T - t) * ln2 / h)`` where t is each
+  event's own time and T the end of the last closed pane.
+
+All arrays are ``(slices, width)`` float64; they grow in rows when the model's slice
+registry grows (:meth:`WindowSet.grow`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+
+from monitor.config import WindowSpec
+from monitor.core.layout import scatter_add
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+__all__ = ["WindowSet"]
+
+
+def _pad(arr: F64, rows: int) -> F64:
+    if arr.shape[0] >= rows:
+        return arr
+    out = np.zeros((rows, arr.shape[1]))
+    out[: arr.shape[0]] = arr
+    return out
+
+
+class WindowSet:
+    """Open panes and closed-window sums of one model in one partition."""
+
+    def __init__(self, specs: tuple[WindowSpec, ...], pane: float, width: int, rows: int) -> None:
+        self.pane = pane
+        self.width = width
+        self.rows = rows
+        self.sliding_panes = [round(s.seconds / pane) for s in specs if s.kind == "sliding"]
+        self.decay_rates = [math.log(2) / s.seconds for s in specs if s.kind == "decay"]
+        self.ring_len = max(self.sliding_panes, default=0)
+        self.open: dict[int, F64] = {}
+        self.open_decay: dict[int, list[F64]] = {}
+        self.cum = np.zeros((rows, width))
+        self.ring: dict[int, F64] = {}
+        self.sliding = [np.zeros((rows, width)) for _ in self.sliding_panes]
+        self.decay = [np.zeros((rows, width)) for _ in self.decay_rates]
+        self.closes = 0
+
+    def grow(self, rows: int) -> None:
+        """Make room for ``rows`` slices in every array."""
+        if rows <= self.rows:
+            return
+        self.rows = rows
+        self.open = {p: _pad(a, rows) for p, a in self.open.items()}
+        self.open_decay = {p: [_pad(a, rows) for a in arrs] for p, arrs in self.open_decay.items()}
+        self.cum = _pad(self.cum, rows)
+        self.ring = {p: _pad(a, rows) for p, a in self.ring.items()}
+        self.sliding = [_pad(a, rows) for a in self.sliding]
+        self.decay = [_pad(a, rows) for a in self.decay]
+
+    def add(self, pane: int, slices: I64, cols: I64, vals: F64, ts: F64) -> None:
+        """Add events of one open pane (``ts`` are their event times)."""
+        acc = self.open.get(pane)
+        if acc is None:
+            acc = self.open[pane] = np.zeros((self.rows, self.width))
+            self.open_decay[pane] = [np.zeros((self.rows, self.width)) for _ in self.decay_rates]
+        scatter_add(acc, slices, cols, vals)
+        if self.decay_rates:
+            age = (pane + 1) * self.pane - ts
+            for rate, target in zip(self.decay_rates, self.open_decay[pane], strict=True):
+                scatter_add(target, slices, cols, vals, np.exp(-rate * age))
+
+    def add_late(self, slices: I64, cols: I64, vals: F64) -> None:
+        """Add events whose pane has closed: they count in ``all`` only."""
+        scatter_add(self.cum, slices, cols, vals)
+
+    def close(self, pane: int) -> bool:
+        """Close ``pane`` (the next pane in order); return whether any window changed contents."""
+        acc = self.open.pop(pane, None)
+        decayed = self.open_decay.pop(pane, None)
+        changed = acc is not None
+        if acc is not None:
+            self.cum += acc
+        for target, rate in zip(self.decay, self.decay_rates, strict=True):
+            target *= math.exp(-rate * self.pane)
+        if decayed is not None:
+            for target, add in zip(self.decay, decayed, strict=True):
+                target += add
+        if self.ring_len:
+            if acc is not None:
+                self.ring[pane] = acc
+            for total, n in zip(self.sliding, self.sliding_panes, strict=True):
+                if acc is not None:
+                    total += acc
+                leaving = self.ring.get(pane - n)
+                if leaving is not None:
+                    total -= leaving
+                    changed = True
+            self.ring.pop(pane - self.ring_len, None)
+            self.closes += 1
+            if self.closes % self.ring_len == 0:
+                self._resum(pane)
+        return changed
+
+    def skip_empty(self, panes: int) -> None:
+        """Close ``panes`` empty panes at once, once the ring holds nothing: only decay moves."""
+        for target, rate in zip(self.decay, self.decay_rates, strict=True):
+            target *= math.exp(-rate * self.pane * panes)
+
+    def ring_empty(self) -> bool:
+        """Whether no closed pane is inside any sliding window."""
+        return not self.ring
+
+    def _resum(self, last: int) -> None:
+        for i, n in enumerate(self.sliding_panes):
+            total = np.zeros((self.rows, self.width))
+            for p, arr in self.ring.items():
+                if p > last - n:
+                    total += arr
+            self.sliding[i] = total
+
+    def open_total(self) -> F64:
+        """Sum of the open panes (for the cumulative picture between closes)."""
+        total = np.zeros((self.rows, self.width))
+        for acc in self.open.values():
+            total += acc
+        return total
