@@ -527,13 +527,19 @@ class Engine:
         return out
 
     # ------------------------------------------------------------------ reports
-    def flushed(self) -> Engine:
-        """A copy of the engine with every open pane closed, as at the end of input."""
+    def flushed(self, keep_signals: bool = False) -> Engine:
+        """A copy of the engine with every open pane closed, as at the end of input.
+
+        The copy's :attr:`signals_out` holds the signals of the panes this closed when
+        ``keep_signals`` is true (``replay`` writes them), else nothing.
+        """
         clone = copy.deepcopy(self)
+        clone.signals_out = []
         last = [max(w.open) for s in clone.partitions.values() for w in s.windows if w.open]
         if last:
             clone.close_through(max(last) + 1)
-        clone.signals_out = []
+        if not keep_signals:
+            clone.signals_out = []
         return clone
 
     def report(self) -> Report:

@@ -1,0 +1,202 @@
+"""``monitor run``: wiring, lifecycle and the one loop that owns the state.
+
+One thread (the caller's) owns the engine. Signal handlers only set the stop flag; the
+HTTP server's threads only read the Prometheus collector (which holds an immutable
+report) and two callables. The loop ends with a final checkpoint::
+
+    while not stop:
+        apply assignment changes
+        process(poll())  ->  dead letters
+        tick: report to Prometheus, idle partitions, readiness
+        checkpoint if due: flush sinks, write state+offsets, commit offsets
+    checkpoint(force)
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import structlog
+from prometheus_client import CollectorRegistry
+
+from monitor.config import MonitorConfig
+from monitor.core.engine import Engine
+from monitor.http import HttpServer
+from monitor.kafka.sink import KafkaSink
+from monitor.kafka.source import KafkaSource
+from monitor.logs import RateLimitedLogger
+from monitor.outputs.prometheus import MonitorCollector, RuntimeStats
+from monitor.replay import signal_line
+from monitor.state.checkpoint import CheckpointStore
+
+__all__ = ["App"]
+
+log = structlog.get_logger(__name__)
+POLL_MS = 200
+TICK_S = 1.0
+
+
+class App:
+    """The daemon: Kafka source, core engine, sinks, HTTP port and checkpoints."""
+
+    def __init__(self, config: MonitorConfig, *, stop: threading.Event | None = None,
+                 registry: CollectorRegistry | None = None) -> None:
+        self.config = config
+        self.stop = stop or threading.Event()
+        self.registry = registry or CollectorRegistry()
+        self.collector = MonitorCollector(self.registry)
+        self.store = CheckpointStore(config.state.dir)
+        self.engine = self.store.load(config) or Engine(config)
+        self.source = KafkaSource(config.kafka, start_offsets=self._start_offset)
+        self.sink = KafkaSink(config.kafka)
+        self.http = HttpServer(config.http.host, config.http.port, self.registry,
+                               heartbeat=lambda: self.heartbeat, readiness=self._readiness)
+        self.heartbeat = time.time()
+        self.ready_reason = "starting"
+        self.ready = False
+        self.last_checkpoint: float | None = None
+        self.checkpoints = 0
+        self.dead_letters = 0
+        self.last_seen: dict[tuple[str, int], float] = {}
+        self.rl = RateLimitedLogger(log, 10.0)
+        self.lag: dict[tuple[str, int], int] = {}
+
+    # ----------------------------------------------------------------- callbacks
+    def _start_offset(self, topic: str, partition: int) -> int | None:
+        state = self.engine.partitions.get(partition)
+        return None if state is None else state.offsets.get(topic)
+
+    def _readiness(self) -> tuple[bool, str]:
+        return self.ready, self.ready_reason
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT set the stop flag; the loop finishes its batch and checkpoints."""
+        def handler(signum: int, _frame: FrameType | None) -> None:
+            log.info("stop_requested", signal=signal.Signals(signum).name)
+            self.stop.set()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    # ----------------------------------------------------------------- lifecycle
+    def run(self) -> int:
+        """Run until the stop flag is set; return the exit code."""
+        self.http.start()
+        log.info("http_listening", url=self.http.url)
+        self._publish()
+        try:
+            self.source.connect(self.stop)
+            self.sink.connect(self.stop)
+            self._loop()
+        finally:
+            self.checkpoint(final=True)
+            self.source.close()
+            self.sink.close()
+            self.http.stop()
+            self.write_summary()
+        return 0
+
+    def _loop(self) -> None:
+        next_tick = 0.0
+        next_checkpoint = time.monotonic() + self.config.state.checkpoint_interval
+        while not self.stop.is_set():
+            assigned, revoked = self.source.take_assignment_changes()
+            if assigned or revoked:
+                self.engine.track(self.source.assignment())
+                now = time.time()
+                for tp in assigned:
+                    self.last_seen[tp] = now
+                log.info("assignment_changed", assigned=sorted(assigned), revoked=sorted(revoked))
+            messages = self.source.poll(POLL_MS)
+            self.heartbeat = time.time()
+            if messages:
+                for m in messages:
+                    self.last_seen[(m.topic, m.partition)] = self.heartbeat
+                self._process(messages)
+            if time.monotonic() >= next_tick:
+                next_tick = time.monotonic() + TICK_S
+                self._tick()
+            if time.monotonic() >= next_checkpoint:
+                next_checkpoint = time.monotonic() + self.config.state.checkpoint_interval
+                self.checkpoint()
+
+    def _process(self, messages: list[Any]) -> None:
+        for reject in self.engine.process(messages):
+            self.sink.send_dead_letter(reject)
+            self.dead_letters += 1
+            self.rl.warning(("reject", reject.reason), "event_rejected", reason=reject.reason,
+                            topic=reject.message.topic, partition=reject.message.partition,
+                            offset=reject.message.offset, detail=reject.detail[:200])
+        for sig in self.engine.drain_signals():
+            self.rl.info(("signals", sig.model), "pane_closed", **signal_line(sig))
+
+    def _tick(self) -> None:
+        """Once a second: lag, idle partitions (which may close panes), readiness, report."""
+        self.lag = self.source.lag()
+        now = time.time()
+        idle = {tp for tp in self.source.assignment()
+                if self.lag.get(tp, 0) == 0
+                and now - self.last_seen.get(tp, now) >= self.config.time.idle_timeout}
+        if idle != self.engine.idle:
+            self.engine.set_idle(idle)
+            self._process([])
+        assigned = self.source.assignment()
+        if not self.source.connected:
+            self.ready, self.ready_reason = False, "not connected to Kafka"
+        elif not assigned:
+            self.ready, self.ready_reason = False, "no partitions assigned"
+        elif not self.source.caught_up():
+            behind = sum(self.lag.values())
+            self.ready, self.ready_reason = False, f"catching up ({behind} messages behind)"
+        else:
+            self.ready, self.ready_reason = True, "ok"
+        self._publish()
+
+    def _publish(self) -> None:
+        runtime = RuntimeStats(
+            heartbeat=self.heartbeat, ready=self.ready,
+            assigned_partitions=len(self.source.assignment()) if self.source.connected else 0,
+            lag=dict(self.lag), last_checkpoint=self.last_checkpoint,
+            checkpoints=self.checkpoints, dead_letters=self.dead_letters,
+        )
+        report = self.engine.report()
+        self.collector.update(report, runtime)
+        #: The latest report and runtime figures, replaced whole each tick: other threads
+        #: (the demo's live view) may read them without touching the engine.
+        self.latest = (report, runtime)
+
+    def checkpoint(self, final: bool = False) -> bool:
+        """Flush sinks, write state with its offsets, then commit them to the group.
+
+        Any failure leaves the group's offsets where they were: the state on disk and the
+        committed offsets never claim more than was delivered.
+        """
+        if not self.sink.flush(30.0 if final else 10.0):
+            # The previous checkpoint stays: a restart re-reads from its offsets and so
+            # re-derives both the state and the dead letters that were not delivered.
+            log.warning("checkpoint_skipped", reason="sinks not flushed (broker unreachable?)",
+                        final=final)
+            return False
+        started = time.monotonic()
+        size = self.store.save(self.engine)
+        offsets = self.engine.offsets()
+        committed = self.source.commit(offsets) if self.source.connected else False
+        self.last_checkpoint = time.time()
+        self.checkpoints += 1
+        log.info("checkpoint", bytes=size, partitions=len(offsets), committed=committed,
+                 seconds=round(time.monotonic() - started, 4), final=final,
+                 events=self.engine.events)
+        return True
+
+    def write_summary(self) -> Path:
+        """``summary.json`` of the state at shutdown, in the state directory (as replay's)."""
+        path = Path(self.config.state.dir) / "summary.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.engine.summary(), indent=2, sort_keys=True) + "\n")
+        return path

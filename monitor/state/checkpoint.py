@@ -1,0 +1,111 @@
+"""Local-directory checkpoints: the whole core state with the input offsets it reflects.
+
+A checkpoint is one file, written atomically (temporary file, fsync, rename, fsync of the
+directory) with a header naming the format version, a fingerprint of the config parts the
+state depends on, and a SHA-256 of the body. The previous checkpoint is kept beside it, so
+a torn or corrupt newest file falls back to the one before, with a log line saying so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+from pathlib import Path
+from typing import Final
+
+import structlog
+
+from monitor.config import MonitorConfig
+from monitor.core.engine import Engine
+
+__all__ = ["CheckpointStore", "config_fingerprint"]
+
+FORMAT: Final = 1
+MAGIC: Final = b"MONITOR-CKPT"
+log = structlog.get_logger(__name__)
+
+
+def config_fingerprint(config: MonitorConfig) -> str:
+    """A hash of what the state's shape depends on: models (less alert rules) and time."""
+    models = [m.model_dump(mode="json", exclude={"alerts"}) for m in config.models]
+    topics = [config.kafka.predictions_topic, config.kafka.labels_topic]
+    blob = json.dumps([models, config.time.model_dump(mode="json"), topics], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class CheckpointStore:
+    """Checkpoints of one replica in a local directory (the embedded default store)."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.dir = Path(directory)
+        self.path = self.dir / "checkpoint.bin"
+        self.previous = self.dir / "checkpoint.prev.bin"
+
+    def save(self, engine: Engine) -> int:
+        """Write the engine's state atomically; return the number of bytes written."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        body = pickle.dumps(engine, protocol=pickle.HIGHEST_PROTOCOL)
+        header = json.dumps({
+            "format": FORMAT,
+            "fingerprint": config_fingerprint(engine.config),
+            "sha256": hashlib.sha256(body).hexdigest(),
+            "length": len(body),
+        }).encode()
+        tmp = self.dir / f".checkpoint.{os.getpid()}.tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(MAGIC + len(header).to_bytes(4, "big") + header + body)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if self.path.exists():
+            os.replace(self.path, self.previous)
+        os.replace(tmp, self.path)
+        fd = os.open(self.dir, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return len(body)
+
+    def load(self, config: MonitorConfig) -> Engine | None:
+        """The newest readable checkpoint made under a compatible config, else None."""
+        for path in (self.path, self.previous):
+            if not path.exists():
+                continue
+            try:
+                engine = self._read(path, config)
+            except (OSError, ValueError, pickle.UnpicklingError, EOFError, AttributeError) as exc:
+                log.warning("checkpoint_unreadable", path=str(path), error=str(exc))
+                continue
+            if engine is None:
+                return None
+            log.info("checkpoint_loaded", path=str(path), offsets=len(engine.offsets()))
+            return engine
+        return None
+
+    @staticmethod
+    def _read(path: Path, config: MonitorConfig) -> Engine | None:
+        data = path.read_bytes()
+        if not data.startswith(MAGIC):
+            raise ValueError("not a monitor checkpoint")
+        at = len(MAGIC)
+        size = int.from_bytes(data[at : at + 4], "big")
+        header = json.loads(data[at + 4 : at + 4 + size])
+        body = data[at + 4 + size :]
+        if header.get("format") != FORMAT:
+            raise ValueError(f"checkpoint format {header.get('format')} is not {FORMAT}")
+        if len(body) != header["length"] or hashlib.sha256(body).hexdigest() != header["sha256"]:
+            raise ValueError("checkpoint body is torn or corrupt (checksum mismatch)")
+        if header["fingerprint"] != config_fingerprint(config):
+            log.warning(
+                "checkpoint_config_changed",
+                path=str(path),
+                action="state dropped; starting from the group's committed offsets",
+            )
+            return None
+        engine = pickle.loads(body)
+        if not isinstance(engine, Engine):
+            raise ValueError("checkpoint does not hold engine state")
+        engine.config = config  # alert rules and connection settings may have changed
+        return engine
