@@ -26,7 +26,7 @@ from monitor.core.engine import Engine, PaneSignals
 from monitor.events.message import Message
 from monitor.outputs.prometheus import MonitorCollector, render
 
-__all__ = ["iter_capture", "replay", "signal_line"]
+__all__ = ["capture_partitions", "iter_capture", "replay", "signal_line"]
 
 log = structlog.get_logger(__name__)
 BATCH = 5_000
@@ -44,7 +44,28 @@ class Envelope(msgspec.Struct):
     headers: list[str] | dict[str, str] | None = None
 
 
+class _Where(msgspec.Struct):
+    topic: str
+    partition: int
+
+
 _ENVELOPE = msgspec.json.Decoder(Envelope)
+_WHERE = msgspec.json.Decoder(_Where)
+
+
+def capture_partitions(paths: list[str]) -> set[tuple[str, int]]:
+    """Every (topic, partition) a capture holds: as ``run`` tracks every assigned partition,
+    each of these holds the watermark back from the start, whatever the line order."""
+    found: set[tuple[str, int]] = set()
+    for path in paths:
+        with open(path, "rb") as fh:
+            for line in fh:
+                try:
+                    where = _WHERE.decode(line)
+                except (msgspec.DecodeError, RecursionError):
+                    continue
+                found.add((where.topic, where.partition))
+    return found
 
 
 def _headers(raw: list[str] | dict[str, str] | None) -> list[tuple[str, bytes]]:
@@ -99,6 +120,8 @@ def replay(config: MonitorConfig, captures: list[str], out_dir: str | os.PathLik
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     engine = Engine(config)
+    inputs = {config.kafka.predictions_topic, config.kafka.labels_topic}
+    engine.track(tp for tp in capture_partitions(captures) if tp[0] in inputs)
     bad: dict[str, int] = {}
     batch: list[Message] = []
     with open(out / "signals.jsonl", "w", encoding="utf-8") as signals:
