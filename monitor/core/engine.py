@@ -211,7 +211,9 @@ class Engine:
         return {(t, p): o for p, s in self.partitions.items() for t, o in s.offsets.items()}
 
     def track(self, partitions: Iterable[tuple[str, int]]) -> None:
-        """Input partitions (assigned, in ``run``) that hold the watermark until they speak."""
+        """The input partitions that make the watermark (assigned ones in ``run``, every one
+        in the capture in ``replay``); each holds it back until it speaks. When none are
+        given, every partition seen so far counts."""
         self.tracked = set(partitions)
 
     def set_idle(self, partitions: Iterable[tuple[str, int]]) -> None:
@@ -416,7 +418,8 @@ class Engine:
         highs: dict[tuple[str, int], float] = {tp: -math.inf for tp in self.tracked}
         for number, state in self.partitions.items():
             for topic, ts in state.max_ts.items():
-                highs[(topic, number)] = ts
+                if not self.tracked or (topic, number) in self.tracked:
+                    highs[(topic, number)] = ts
         live = [ts for tp, ts in highs.items() if tp not in self.idle]
         if not highs:
             return -math.inf
