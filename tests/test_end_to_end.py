@@ -26,6 +26,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from monitor.broker import free_port
 from monitor.config import load_config
 from monitor.replay import replay
+from tests.prom import PrometheusServer
 
 T0 = 1_760_000_000.0
 GARBAGE: list[tuple[bytes, str]] = [
@@ -40,6 +41,7 @@ GARBAGE: list[tuple[bytes, str]] = [
      "unknown_model"),
     (b'{"prediction_id": "n", "model": "fraud", "ts": NaN, "prediction": 1}', "not_json"),
     (b'{"prediction_id": "d", "x": ' + b"[" * 10_000 + b"]" * 10_000 + b"}", "too_deep"),
+    (b'{"prediction_id": "big", "pad": "' + b"x" * (10 << 20) + b'"}', "too_large"),
 ]
 
 
@@ -201,6 +203,11 @@ segments = ["country"]
                                  f"{_sample(text, 'monitor_events_processed_total')}")
         assert _sample(text, "monitor_rejected_total") == len(GARBAGE) + 1
         assert _sample(text, "monitor_join_total", model="fraud", outcome="matched") == 3000
+        true_pos = int(((truth["y"] == 1) & (truth["pred"] == 1)).sum())
+        with PrometheusServer([f"127.0.0.1:{http_port}"], tmp_path) as prom:
+            prom.wait_for('sum by (model) (monitor_confusion_total{model="fraud",'
+                          'dimension="model",actual="positive",predicted="positive"})', true_pos)
+            prom.wait_for('sum(monitor_rejected_total{reason="not_json"})', 3)
         stopped_at = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
