@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from monitor.config import MonitorConfig, ModelConfig
+from monitor.config import ModelConfig, MonitorConfig
 from monitor.core.join import EarlyLabel, JoinBuffer, Pending
 from monitor.core.layout import Layout
 from monitor.core.metrics import compute_metrics
@@ -58,6 +58,17 @@ COUNT_NAMES = (
     "duplicate_labels", "duplicate_predictions", "early_labels_evicted", "late",
 )
 _DELAY_EDGES = np.array(LABEL_DELAY_BUCKETS)
+# Indices into a partition's per-model counts, in COUNT_NAMES order.
+PREDICTIONS = 0
+LABELS = 1
+MATCHED = 2
+EXPIRED = 3
+EVICTED = 4
+ORPHAN_LABELS = 5
+DUPLICATE_LABELS = 6
+DUPLICATE_PREDICTIONS = 7
+EARLY_LABELS_EVICTED = 8
+LATE = 9
 
 
 @dataclass(slots=True)
@@ -139,7 +150,7 @@ class PartitionState:
 
     join: JoinBuffer
     windows: list[WindowSet]
-    counts: F64  # (models, len(COUNT_NAMES))
+    counts: list[list[float]]  # [model][COUNT_NAMES index]: plain floats, cheap per event
     delay: F64  # (models, buckets + 1) label-delay histogram, last column = +Inf
     delay_sum: F64  # (models,)
     offsets: dict[str, int] = field(default_factory=dict)  # topic -> next offset to read
@@ -150,7 +161,7 @@ class PartitionState:
 class _Batch:
     """Columns gathered for one model while decoding a batch (Python lists, then numpy)."""
 
-    __slots__ = ("o_label", "o_part", "o_pred", "o_score", "o_slices", "o_ts",
+    __slots__ = ("o_delay", "o_label", "o_part", "o_pred", "o_score", "o_slices", "o_ts",
                  "p_part", "p_pred", "p_score", "p_slices", "p_ts")
 
     def __init__(self) -> None:
@@ -165,6 +176,7 @@ class _Batch:
         self.o_score: list[float] = []
         self.o_label: list[float] = []
         self.o_slices: list[tuple[int, ...]] = []
+        self.o_delay: list[float] = []
 
 
 class Engine:
@@ -200,7 +212,7 @@ class Engine:
             state = self.partitions[number] = PartitionState(
                 join=JoinBuffer(n),
                 windows=[m.new_windows() for m in self.models],
-                counts=np.zeros((n, len(COUNT_NAMES))),
+                counts=[[0.0] * len(COUNT_NAMES) for _ in range(n)],
                 delay=np.zeros((n, len(LABEL_DELAY_BUCKETS) + 1)),
                 delay_sum=np.zeros(n),
             )
@@ -266,7 +278,7 @@ class Engine:
         m = model.index
         pid = event.prediction_id
         if pid in join.pending[m] or join.was_matched(pid, m):
-            state.counts[m, 7] += 1  # duplicate_predictions
+            state.counts[m][DUPLICATE_PREDICTIONS] += 1
             raise DecodeFailure("duplicate", f"prediction_id {pid[:64]!r} seen already")
         self._note_time(msg, state, ts)
         slices = model.registry.slices_of(event)
@@ -276,7 +288,7 @@ class Engine:
         batch.p_pred.append(pred)
         batch.p_score.append(score)
         batch.p_slices.append(slices)
-        state.counts[m, 0] += 1  # predictions
+        state.counts[m][PREDICTIONS] += 1
         early = join.early.get(pid)
         if label is not None:
             self._joined(state, m, pid, Pending(ts, pred, score, slices), ts, label, batch, msg)
@@ -292,7 +304,7 @@ class Engine:
                 state.rejects[(self.config.kafka.labels_topic, exc.reason)] += 1
             else:
                 if early.model < 0:
-                    state.counts[m, 1] += 1  # labels
+                    state.counts[m][LABELS] += 1
                 self._joined(state, m, pid, Pending(ts, pred, score, slices), early.ts,
                              label_code, batch, msg)
                 return
@@ -301,20 +313,18 @@ class Engine:
             if table:
                 JoinBuffer.evict_oldest(table)
                 self.pending_total[m] -= 1
-                state.counts[m, 4] += 1  # evicted
+                state.counts[m][EVICTED] += 1
             else:
-                state.counts[m, 4] += 1
+                state.counts[m][EVICTED] += 1
                 return
         table[pid] = Pending(ts, pred, score, slices)
         self.pending_total[m] += 1
 
     def _joined(self, state: PartitionState, m: int, pid: str, pending: Pending, label_ts: float,
                 label: float, batch: _Batch, msg: Message) -> None:
-        state.counts[m, 2] += 1  # matched
+        state.counts[m][MATCHED] += 1
         state.join.matched[m][pid] = label_ts
-        delay = max(0.0, label_ts - pending.ts)
-        state.delay[m, np.searchsorted(_DELAY_EDGES, delay)] += 1
-        state.delay_sum[m] += delay
+        batch.o_delay.append(label_ts - pending.ts)
         batch.o_part.append(msg.partition)
         batch.o_ts.append(label_ts)
         batch.o_pred.append(pending.pred)
@@ -345,13 +355,13 @@ class Engine:
             self._note_time(msg, state, ts)
             del join.pending[m][pid]
             self.pending_total[m] -= 1
-            state.counts[m, 1] += 1  # labels
+            state.counts[m][LABELS] += 1
             self._joined(state, m, pid, pending, ts, label, batches[m], msg)
             return
         if pid in join.early or join.was_matched(pid, named):
             counted = named if named >= 0 else self._matched_model(join, pid)
             if counted >= 0:
-                state.counts[counted, 6] += 1  # duplicate_labels
+                state.counts[counted][DUPLICATE_LABELS] += 1
             raise DecodeFailure("duplicate", f"label for {pid[:64]!r} seen already")
         if named >= 0:
             self.models[named].codec.code(event.label, "label")  # validate now, not at join
@@ -360,11 +370,11 @@ class Engine:
             gone = join.early.pop(next(iter(join.early)))
             self.early_total -= 1
             if gone.model >= 0:
-                state.counts[gone.model, 8] += 1  # early_labels_evicted
+                state.counts[gone.model][EARLY_LABELS_EVICTED] += 1
         join.early[pid] = EarlyLabel(ts, event.label, named)
         self.early_total += 1
         if named >= 0:
-            state.counts[named, 1] += 1
+            state.counts[named][LABELS] += 1
 
     @staticmethod
     def _matched_model(join: JoinBuffer, pid: str) -> int:
@@ -389,6 +399,18 @@ class Engine:
                 np.asarray(batch.o_pred), np.asarray(batch.o_score), np.asarray(batch.o_label)
             )
             self._scatter(model, batch.o_part, batch.o_ts, batch.o_slices, cols, vals)
+            self._label_delays(model.index, batch.o_part, batch.o_delay)
+
+    def _label_delays(self, m: int, parts: list[int], delays: list[float]) -> None:
+        """Add a batch's label delays (seconds, negative ones as 0) to the histograms."""
+        part = np.asarray(parts)
+        delay = np.maximum(np.asarray(delays), 0.0)
+        bucket = np.searchsorted(_DELAY_EDGES, delay)
+        for p in np.unique(part):
+            sel = part == p
+            state = self.partitions[int(p)]
+            state.delay[m] += np.bincount(bucket[sel], minlength=len(_DELAY_EDGES) + 1)
+            state.delay_sum[m] += float(delay[sel].sum())
 
     def _scatter(self, model: ModelState, parts: list[int], times: list[float],
                  slices: list[tuple[int, ...]], cols: Any, vals: F64) -> None:
@@ -407,7 +429,7 @@ class Engine:
             late_sel = sel & late
             if late_sel.any():
                 windows.add_late(sl[late_sel], cols[late_sel], vals[late_sel])
-                self.partitions[p].counts[model.index, 9] += int(late_sel.sum())
+                self.partitions[p].counts[model.index][LATE] += int(late_sel.sum())
             on_time = sel & ~late
             if on_time.any():
                 windows.add(pane_index + low, sl[on_time], cols[on_time], vals[on_time],
@@ -473,14 +495,14 @@ class Engine:
                 before = now - model.config.label_ttl
                 gone = JoinBuffer.expire(join.pending[m], before)
                 if gone:
-                    state.counts[m, 3] += len(gone)  # expired
+                    state.counts[m][EXPIRED] += len(gone)
                     self.pending_total[m] -= len(gone)
                 JoinBuffer.expire(join.matched[m], before)
             ttl = max(m.config.label_ttl for m in self.models)
             for label in JoinBuffer.expire(join.early, now - ttl):
                 self.early_total -= 1
                 if label.model >= 0:
-                    state.counts[label.model, 5] += 1  # orphan_labels
+                    state.counts[label.model][ORPHAN_LABELS] += 1
 
     # ------------------------------------------------------------------ signals
     def _window_sums(self, model: ModelState, final: bool = False) -> dict[str, F64]:
@@ -564,7 +586,7 @@ class Engine:
         rows = len(model.registry.keys)
         cumulative = np.zeros((rows, model.layout.width))
         for state in self.partitions.values():
-            counts += state.counts[m]
+            counts += np.asarray(state.counts[m])
             delay += state.delay[m]
             delay_sum += float(state.delay_sum[m])
             w = state.windows[m]
