@@ -45,8 +45,13 @@ TICK_S = 1.0
 class App:
     """The daemon: Kafka source, core engine, sinks, HTTP port and checkpoints."""
 
-    def __init__(self, config: MonitorConfig, *, stop: threading.Event | None = None,
-                 registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        config: MonitorConfig,
+        *,
+        stop: threading.Event | None = None,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
         self.config = config
         self.stop = stop or threading.Event()
         self.registry = registry or CollectorRegistry()
@@ -55,8 +60,13 @@ class App:
         self.engine = self.store.load(config) or Engine(config)
         self.source = KafkaSource(config.kafka, start_offsets=self._start_offset)
         self.sink = KafkaSink(config.kafka)
-        self.http = HttpServer(config.http.host, config.http.port, self.registry,
-                               heartbeat=lambda: self.heartbeat, readiness=self._readiness)
+        self.http = HttpServer(
+            config.http.host,
+            config.http.port,
+            self.registry,
+            heartbeat=lambda: self.heartbeat,
+            readiness=self._readiness,
+        )
         self.heartbeat = time.time()
         self.ready_reason = "starting"
         self.ready = False
@@ -77,6 +87,7 @@ class App:
 
     def install_signal_handlers(self) -> None:
         """SIGTERM and SIGINT set the stop flag; the loop finishes its batch and checkpoints."""
+
         def handler(signum: int, _frame: FrameType | None) -> None:
             log.info("stop_requested", signal=signal.Signals(signum).name)
             self.stop.set()
@@ -130,9 +141,15 @@ class App:
         for reject in self.engine.process(messages):
             self.sink.send_dead_letter(reject)
             self.dead_letters += 1
-            self.rl.warning(("reject", reject.reason), "event_rejected", reason=reject.reason,
-                            topic=reject.message.topic, partition=reject.message.partition,
-                            offset=reject.message.offset, detail=reject.detail[:200])
+            self.rl.warning(
+                ("reject", reject.reason),
+                "event_rejected",
+                reason=reject.reason,
+                topic=reject.message.topic,
+                partition=reject.message.partition,
+                offset=reject.message.offset,
+                detail=reject.detail[:200],
+            )
         for sig in self.engine.drain_signals():
             self.rl.info(("signals", sig.model), "pane_closed", **signal_line(sig))
 
@@ -140,9 +157,12 @@ class App:
         """Once a second: lag, idle partitions (which may close panes), readiness, report."""
         self.lag = self.source.lag()
         now = time.time()
-        idle = {tp for tp in self.source.assignment()
-                if self.lag.get(tp, 0) == 0
-                and now - self.last_seen.get(tp, now) >= self.config.time.idle_timeout}
+        idle = {
+            tp
+            for tp in self.source.assignment()
+            if self.lag.get(tp, 0) == 0
+            and now - self.last_seen.get(tp, now) >= self.config.time.idle_timeout
+        }
         if idle != self.engine.idle:
             self.engine.set_idle(idle)
             self._process([])
@@ -160,10 +180,13 @@ class App:
 
     def _publish(self) -> None:
         runtime = RuntimeStats(
-            heartbeat=self.heartbeat, ready=self.ready,
+            heartbeat=self.heartbeat,
+            ready=self.ready,
             assigned_partitions=len(self.source.assignment()) if self.source.connected else 0,
-            lag=dict(self.lag), last_checkpoint=self.last_checkpoint,
-            checkpoints=self.checkpoints, dead_letters=self.dead_letters,
+            lag=dict(self.lag),
+            last_checkpoint=self.last_checkpoint,
+            checkpoints=self.checkpoints,
+            dead_letters=self.dead_letters,
         )
         report = self.engine.report()
         self.collector.update(report, runtime)
@@ -180,8 +203,9 @@ class App:
         if not self.sink.flush(30.0 if final else 10.0):
             # The previous checkpoint stays: a restart re-reads from its offsets and so
             # re-derives both the state and the dead letters that were not delivered.
-            log.warning("checkpoint_skipped", reason="sinks not flushed (broker unreachable?)",
-                        final=final)
+            log.warning(
+                "checkpoint_skipped", reason="sinks not flushed (broker unreachable?)", final=final
+            )
             return False
         started = time.monotonic()
         size = self.store.save(self.engine)
@@ -189,9 +213,15 @@ class App:
         committed = self.source.commit(offsets) if self.source.connected else False
         self.last_checkpoint = time.time()
         self.checkpoints += 1
-        log.info("checkpoint", bytes=size, partitions=len(offsets), committed=committed,
-                 seconds=round(time.monotonic() - started, 4), final=final,
-                 events=self.engine.events)
+        log.info(
+            "checkpoint",
+            bytes=size,
+            partitions=len(offsets),
+            committed=committed,
+            seconds=round(time.monotonic() - started, 4),
+            final=final,
+            events=self.engine.events,
+        )
         return True
 
     def write_summary(self) -> Path:

@@ -34,8 +34,8 @@ from pydantic import (
 
 __all__ = [
     "ConfigError",
-    "MonitorConfig",
     "ModelConfig",
+    "MonitorConfig",
     "WindowSpec",
     "canonical_class",
     "load_config",
@@ -124,16 +124,39 @@ class WindowSpec:
 
 
 BINARY_METRICS = (
-    "accuracy", "precision", "recall", "f1", "specificity", "balanced_accuracy", "mcc",
-    "log_loss", "brier", "roc_auc", "pr_auc",
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "specificity",
+    "balanced_accuracy",
+    "mcc",
+    "log_loss",
+    "brier",
+    "roc_auc",
+    "pr_auc",
 )
 MULTICLASS_METRICS = (
-    "accuracy", "macro_precision", "macro_recall", "macro_f1", "micro_precision",
-    "micro_recall", "micro_f1", "weighted_precision", "weighted_recall", "weighted_f1",
+    "accuracy",
+    "macro_precision",
+    "macro_recall",
+    "macro_f1",
+    "micro_precision",
+    "micro_recall",
+    "micro_f1",
+    "weighted_precision",
+    "weighted_recall",
+    "weighted_f1",
     "class_recall",
 )
 REGRESSION_METRICS = ("mae", "rmse", "mape", "r2", "mean_error")
-UNLABELLED_METRICS = ("prediction_count", "positive_rate", "class_share", "score_mean", "prediction_mean")
+UNLABELLED_METRICS = (
+    "prediction_count",
+    "positive_rate",
+    "class_share",
+    "score_mean",
+    "prediction_mean",
+)
 TASK_METRICS: dict[str, tuple[str, ...]] = {
     "binary": BINARY_METRICS,
     "multiclass": MULTICLASS_METRICS,
@@ -218,7 +241,9 @@ class TimeConfig(_Strict):
     pane: Duration = Field(10.0, gt=0, description="event-time width of a pane")
     allowed_lateness: Duration = Field(60.0, description="how far the watermark trails event time")
     idle_timeout: Duration = Field(
-        30.0, gt=0, description="wall time after which a caught-up, silent partition stops holding the watermark"
+        30.0,
+        gt=0,
+        description="wall time after which a silent, caught-up partition stops holding the watermark",
     )
 
 
@@ -238,16 +263,26 @@ class ModelConfig(_Strict):
     task: Literal["binary", "multiclass", "regression"]
     positive_class: ClassValue | None = None
     classes: list[ClassValue] | None = None
-    label_ttl: Duration = Field(21600.0, gt=0, description="how long a prediction waits for its label")
+    label_ttl: Duration = Field(
+        21600.0, gt=0, description="how long a prediction waits for its label"
+    )
     max_pending: int = Field(1_000_000, gt=0, description="cap on predictions waiting for labels")
-    max_early_labels: int = Field(100_000, gt=0, description="cap on labels waiting for predictions")
+    max_early_labels: int = Field(
+        100_000, gt=0, description="cap on labels waiting for predictions"
+    )
     windows: list[str] = Field(default_factory=lambda: ["all", "1h", "ewm30m"], min_length=1)
     metrics: list[str] | None = Field(None, description="default: every metric of the task")
     features: dict[str, Literal["numeric", "categorical"]] = Field(default_factory=dict)
     segments: list[str] = Field(default_factory=list, description="event segment keys to slice by")
-    max_versions: int = Field(20, gt=0, description="model versions beyond this fold into __other__")
-    max_segment_values: int = Field(50, gt=0, description="segment values beyond this fold into __other__")
-    score_bins: int = Field(200, ge=10, le=100_000, description="score histogram bins (AUC, PR AUC)")
+    max_versions: int = Field(
+        20, gt=0, description="model versions beyond this fold into __other__"
+    )
+    max_segment_values: int = Field(
+        50, gt=0, description="segment values beyond this fold into __other__"
+    )
+    score_bins: int = Field(
+        200, ge=10, le=100_000, description="score histogram bins (AUC, PR AUC)"
+    )
     reference: str | None = None
     alerts: list[AlertRuleConfig] = Field(default_factory=list)
 
@@ -276,7 +311,9 @@ class ModelConfig(_Strict):
             valid = TASK_METRICS[self.task] + UNLABELLED_METRICS
             for metric in self.metrics:
                 if metric not in valid:
-                    raise ValueError(f"unknown metric {metric!r} for task {self.task}; valid: {valid}")
+                    raise ValueError(
+                        f"unknown metric {metric!r} for task {self.task}; valid: {valid}"
+                    )
         return self
 
     @property
@@ -388,7 +425,9 @@ def config_from_mapping(raw: Mapping[str, Any], path: str = "<config>") -> Monit
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+            loc = tuple(
+                p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))
+            )
             msg = err["msg"].removeprefix("Value error, ")
             problems.append(f"{path}: {_key_path(loc, data)}: {msg}")
         raise ConfigError(path, problems) from None

@@ -88,8 +88,9 @@ def iter_capture(paths: list[str], bad: dict[str, int]) -> Iterator[Message]:
                 except (msgspec.DecodeError, RecursionError) as exc:
                     bad["bad_envelope"] = bad.get("bad_envelope", 0) + 1
                     if bad["bad_envelope"] <= 10:
-                        log.warning("capture_line_skipped", file=path, line=number,
-                                    reason=str(exc)[:200])
+                        log.warning(
+                            "capture_line_skipped", file=path, line=number, reason=str(exc)[:200]
+                        )
                     continue
                 yield Message(
                     topic=env.topic,
@@ -115,7 +116,9 @@ def signal_line(sig: PaneSignals) -> dict[str, Any]:
     }
 
 
-def replay(config: MonitorConfig, captures: list[str], out_dir: str | os.PathLike[str]) -> dict[str, Any]:
+def replay(
+    config: MonitorConfig, captures: list[str], out_dir: str | os.PathLike[str]
+) -> dict[str, Any]:
     """Run the core over ``captures`` and write the four output files; return the summary."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -125,6 +128,7 @@ def replay(config: MonitorConfig, captures: list[str], out_dir: str | os.PathLik
     bad: dict[str, int] = {}
     batch: list[Message] = []
     with open(out / "signals.jsonl", "w", encoding="utf-8") as signals:
+
         def flush() -> None:
             engine.process(batch)
             batch.clear()

@@ -54,8 +54,16 @@ __all__ = ["Engine", "PaneSignals"]
 F64 = npt.NDArray[np.float64]
 OTHER = "__other__"
 COUNT_NAMES = (
-    "predictions", "labels", "matched", "expired", "evicted", "orphan_labels",
-    "duplicate_labels", "duplicate_predictions", "early_labels_evicted", "late",
+    "predictions",
+    "labels",
+    "matched",
+    "expired",
+    "evicted",
+    "orphan_labels",
+    "duplicate_labels",
+    "duplicate_predictions",
+    "early_labels_evicted",
+    "late",
 )
 _DELAY_EDGES = np.array(LABEL_DELAY_BUCKETS)
 # Indices into a partition's per-model counts, in COUNT_NAMES order.
@@ -161,8 +169,20 @@ class PartitionState:
 class _Batch:
     """Columns gathered for one model while decoding a batch (Python lists, then numpy)."""
 
-    __slots__ = ("o_delay", "o_label", "o_part", "o_pred", "o_score", "o_slices", "o_ts",
-                 "p_part", "p_pred", "p_score", "p_slices", "p_ts")
+    __slots__ = (
+        "o_delay",
+        "o_label",
+        "o_part",
+        "o_pred",
+        "o_score",
+        "o_slices",
+        "o_ts",
+        "p_part",
+        "p_pred",
+        "p_score",
+        "p_slices",
+        "p_ts",
+    )
 
     def __init__(self) -> None:
         self.p_part: list[int] = []
@@ -189,8 +209,10 @@ class Engine:
         self.models = [ModelState(i, m, self.pane) for i, m in enumerate(config.models)]
         self.by_name = {m.name: m for m in self.models}
         self.partitions: dict[int, PartitionState] = {}
-        self.topic_kind = {config.kafka.predictions_topic: "predictions",
-                           config.kafka.labels_topic: "labels"}
+        self.topic_kind = {
+            config.kafka.predictions_topic: "predictions",
+            config.kafka.labels_topic: "labels",
+        }
         self.max_bytes = config.kafka.max_message_bytes
         self.watermark = -math.inf
         self.closed_upto: int | None = None  # panes below this index are closed
@@ -305,8 +327,16 @@ class Engine:
             else:
                 if early.model < 0:
                     state.counts[m][LABELS] += 1
-                self._joined(state, m, pid, Pending(ts, pred, score, slices), early.ts,
-                             label_code, batch, msg)
+                self._joined(
+                    state,
+                    m,
+                    pid,
+                    Pending(ts, pred, score, slices),
+                    early.ts,
+                    label_code,
+                    batch,
+                    msg,
+                )
                 return
         table = join.pending[m]
         if self.pending_total[m] >= model.config.max_pending:
@@ -320,8 +350,17 @@ class Engine:
         table[pid] = Pending(ts, pred, score, slices)
         self.pending_total[m] += 1
 
-    def _joined(self, state: PartitionState, m: int, pid: str, pending: Pending, label_ts: float,
-                label: float, batch: _Batch, msg: Message) -> None:
+    def _joined(
+        self,
+        state: PartitionState,
+        m: int,
+        pid: str,
+        pending: Pending,
+        label_ts: float,
+        label: float,
+        batch: _Batch,
+        msg: Message,
+    ) -> None:
         state.counts[m][MATCHED] += 1
         state.join.matched[m][pid] = label_ts
         batch.o_delay.append(label_ts - pending.ts)
@@ -338,7 +377,9 @@ class Engine:
         if event.model is not None:
             model = self.by_name.get(event.model)
             if model is None:
-                raise DecodeFailure("unknown_model", f"model {event.model[:64]!r} is not configured")
+                raise DecodeFailure(
+                    "unknown_model", f"model {event.model[:64]!r} is not configured"
+                )
             named = model.index
         ts = parse_event_time(event.ts)
         join = state.join
@@ -347,8 +388,10 @@ class Engine:
         if pending is None and named >= 0:
             other, found = join.find_pending(pid, -1)
             if found is not None:
-                raise DecodeFailure("model_mismatch", f"label names {event.model!r}, prediction "
-                                    f"is {self.models[other].name!r}")
+                raise DecodeFailure(
+                    "model_mismatch",
+                    f"label names {event.model!r}, prediction is {self.models[other].name!r}",
+                )
         if pending is not None:
             model = self.models[m]
             label = model.codec.code(event.label, "label")
@@ -412,8 +455,15 @@ class Engine:
             state.delay[m] += np.bincount(bucket[sel], minlength=len(_DELAY_EDGES) + 1)
             state.delay_sum[m] += float(delay[sel].sum())
 
-    def _scatter(self, model: ModelState, parts: list[int], times: list[float],
-                 slices: list[tuple[int, ...]], cols: Any, vals: F64) -> None:
+    def _scatter(
+        self,
+        model: ModelState,
+        parts: list[int],
+        times: list[float],
+        slices: list[tuple[int, ...]],
+        cols: Any,
+        vals: F64,
+    ) -> None:
         ts = np.asarray(times)
         part = np.asarray(parts, dtype=np.int64)
         sl = np.asarray(slices, dtype=np.int64)
@@ -432,8 +482,9 @@ class Engine:
                 self.partitions[p].counts[model.index][LATE] += int(late_sel.sum())
             on_time = sel & ~late
             if on_time.any():
-                windows.add(pane_index + low, sl[on_time], cols[on_time], vals[on_time],
-                            ts[on_time])
+                windows.add(
+                    pane_index + low, sl[on_time], cols[on_time], vals[on_time], ts[on_time]
+                )
 
     # ------------------------------------------------------------------ time
     def _watermark(self) -> float:
@@ -453,7 +504,7 @@ class Engine:
             self.watermark = mark
         if not math.isfinite(self.watermark):
             return
-        self.close_through(int(math.floor(self.watermark / self.pane)))
+        self.close_through(math.floor(self.watermark / self.pane))
 
     def _first_open(self) -> int | None:
         firsts = [min(w.open) for s in self.partitions.values() for w in s.windows if w.open]
@@ -532,7 +583,9 @@ class Engine:
             values = compute_metrics(model.layout, acc, model.class_names)
             if model.metrics is not None:
                 keep = set(model.metrics)
-                values = {k: v for k, v in values.items() if _base(k) in keep or _base(k) in _ALWAYS}
+                values = {
+                    k: v for k, v in values.items() if _base(k) in keep or _base(k) in _ALWAYS
+                }
             out[name] = values
         return out
 
@@ -542,8 +595,11 @@ class Engine:
             values = self._compute(model)
             model.last = values
             model.last_rows = len(model.registry.keys)
-            signals = {f"{metric}@{window}": float(v[0])
-                       for window, metrics in values.items() for metric, v in metrics.items()}
+            signals = {
+                f"{metric}@{window}": float(v[0])
+                for window, metrics in values.items()
+                for metric, v in metrics.items()
+            }
             self.signals_out.append(PaneSignals(model.name, end, signals))
 
     def drain_signals(self) -> list[PaneSignals]:
@@ -569,8 +625,9 @@ class Engine:
 
     def report(self) -> Report:
         """The current picture: metrics per window as of the last pane close; counters now."""
-        report = Report(watermark=self.watermark, panes_closed=self.panes_closed,
-                        events=self.events)
+        report = Report(
+            watermark=self.watermark, panes_closed=self.panes_closed, events=self.events
+        )
         for state in self.partitions.values():
             for key, n in state.rejects.items():
                 report.rejects[key] = report.rejects.get(key, 0) + n
@@ -592,8 +649,9 @@ class Engine:
             w = state.windows[m]
             cumulative[: w.rows] += w.cum + w.open_total()
         pending = sum(len(s.join.pending[m]) for s in self.partitions.values())
-        early = sum(1 for s in self.partitions.values() for e in s.join.early.values()
-                    if e.model in (-1, m))
+        early = sum(
+            1 for s in self.partitions.values() for e in s.join.early.values() if e.model in (-1, m)
+        )
         out = ModelReport(name=model.name, task=model.config.task)
         out.counts = {name: float(counts[i]) for i, name in enumerate(COUNT_NAMES)}
         out.counts["pending"] = float(pending)
@@ -606,8 +664,9 @@ class Engine:
                 for window, metrics in model.last.items()
                 if row < model.last_rows
             }
-            out.slices.append(SliceReport(dimension, value, windows,
-                                          self._counters(model, cumulative[row])))
+            out.slices.append(
+                SliceReport(dimension, value, windows, self._counters(model, cumulative[row]))
+            )
         return out
 
     def _counters(self, model: ModelState, row: F64) -> dict[str, float]:
@@ -623,8 +682,14 @@ class Engine:
                 for j, pred in enumerate(model.class_names):
                     out[f"confusion:{true}:{pred}"] = float(conf[i, j])
         else:
-            for name in ("error_sum", "abs_error_sum", "squared_error_sum", "ape_sum",
-                         "label_sum", "pred_sum"):
+            for name in (
+                "error_sum",
+                "abs_error_sum",
+                "squared_error_sum",
+                "ape_sum",
+                "label_sum",
+                "pred_sum",
+            ):
                 out[name] = float(row[lay.col(name)])
         return out
 
@@ -642,8 +707,10 @@ class Engine:
                     for w, metrics in computed.items()
                 }
             out["models"][model.name] = {
-                "windows": {w: {k: _json_float(v[0]) for k, v in metrics.items()}
-                            for w, metrics in computed.items()},
+                "windows": {
+                    w: {k: _json_float(v[0]) for k, v in metrics.items()}
+                    for w, metrics in computed.items()
+                },
                 "counts": report.counts,
                 "counters": report.overall.counters,
                 "slices": slices,

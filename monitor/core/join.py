@@ -8,7 +8,7 @@ eviction at a cap; every exit is counted by the caller, none is silent.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 __all__ = ["EarlyLabel", "JoinBuffer", "Pending"]
 
@@ -58,8 +58,9 @@ class JoinBuffer:
         return any(pid in table for table in self.matched)
 
     @staticmethod
-    def expire(table: dict[str, float] | dict[str, Pending] | dict[str, EarlyLabel],
-               before: float) -> list:  # type: ignore[type-arg]
+    def expire(
+        table: dict[str, float] | dict[str, Pending] | dict[str, EarlyLabel], before: float
+    ) -> list[Any]:
         """Pop and return entries from the front (arrival order) with event time < ``before``."""
         gone = []
         for pid, entry in table.items():

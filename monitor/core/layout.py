@@ -52,7 +52,9 @@ class Layout:
             self._add("n", "tp", "fp", "tn", "fn", "scored_n", "log_loss_sum", "brier_sum")
             self._add(("pos_hist", score_bins), ("neg_hist", score_bins))
         elif task == "multiclass":
-            self._add("pred_n", ("pred_class", n_classes), "n", ("confusion", n_classes * n_classes))
+            self._add(
+                "pred_n", ("pred_class", n_classes), "n", ("confusion", n_classes * n_classes)
+            )
         else:
             self._add("pred_n", "pred_sum", "n", "error_sum", "abs_error_sum")
             self._add("squared_error_sum", "ape_sum", "label_sum", "label_sq_sum")
@@ -137,16 +139,21 @@ class Layout:
             return cols.astype(np.int64), np.column_stack([ones, ones])
         err = pred - label
         ape = np.abs(err) / np.maximum(np.abs(label), EPS)
-        names = ("n", "error_sum", "abs_error_sum", "squared_error_sum", "ape_sum", "label_sum",
-                 "label_sq_sum")
+        names = (
+            "n",
+            "error_sum",
+            "abs_error_sum",
+            "squared_error_sum",
+            "ape_sum",
+            "label_sum",
+            "label_sq_sum",
+        )
         cols = np.tile(np.array([self.col(n) for n in names], dtype=np.int64), (e, 1))
         vals = np.column_stack([ones, err, np.abs(err), err * err, ape, label, label * label])
         return cols, vals
 
 
-def scatter_add(
-    target: F64, slices: I64, cols: I64, vals: F64, weights: F64 | None = None
-) -> None:
+def scatter_add(target: F64, slices: I64, cols: I64, vals: F64, weights: F64 | None = None) -> None:
     """Add events' terms into ``target`` (shape ``(S, width)``) for every slice they belong to.
 
     ``slices`` is ``(events, k)`` with -1 where an event has no slice in that position;

@@ -10,7 +10,18 @@ from dataclasses import dataclass, field
 
 # Upper bounds (seconds) of the label-delay histogram buckets; +Inf is implied.
 LABEL_DELAY_BUCKETS: tuple[float, ...] = (
-    1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 21600.0, 86400.0,
+    1.0,
+    5.0,
+    15.0,
+    30.0,
+    60.0,
+    300.0,
+    900.0,
+    1800.0,
+    3600.0,
+    7200.0,
+    21600.0,
+    86400.0,
 )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 
@@ -28,17 +28,17 @@ __all__ = [
 
 #: Every reason a message can be rejected for.
 REASONS: Final = (
-    "not_json",        # not UTF-8 JSON text
-    "not_object",      # JSON, but not an object
-    "missing_field",   # a required field is absent
-    "bad_type",        # a field has the wrong JSON type
-    "bad_value",       # right type, value out of range (NaN/inf, score outside [0, 1], bad ts...)
-    "too_large",       # larger than kafka.max_message_bytes
-    "too_deep",        # nested deeper than the decoder allows
-    "unknown_model",   # names no model of the config
-    "unknown_class",   # a class the model's config does not list
+    "not_json",  # not UTF-8 JSON text
+    "not_object",  # JSON, but not an object
+    "missing_field",  # a required field is absent
+    "bad_type",  # a field has the wrong JSON type
+    "bad_value",  # right type, value out of range (NaN/inf, score outside [0, 1], bad ts...)
+    "too_large",  # larger than kafka.max_message_bytes
+    "too_deep",  # nested deeper than the decoder allows
+    "unknown_model",  # names no model of the config
+    "unknown_class",  # a class the model's config does not list
     "model_mismatch",  # a label whose model differs from its prediction's
-    "duplicate",       # a prediction_id already pending, or a label already waiting
+    "duplicate",  # a prediction_id already pending, or a label already waiting
 )
 
 # Event times outside [2000-01-01, 2100-01-01) are taken for unit mistakes (ms for s).
@@ -100,7 +100,7 @@ def _classify(exc: Exception) -> DecodeFailure:
     return DecodeFailure("bad_type", text)
 
 
-def _decode(decoder: msgspec.json.Decoder, data: bytes | None, max_bytes: int):  # type: ignore[no-untyped-def]
+def _decode(decoder: msgspec.json.Decoder[Any], data: bytes | None, max_bytes: int) -> Any:
     if data is None:
         raise DecodeFailure("not_json", "null message value (tombstone)")
     if len(data) > max_bytes:
@@ -149,7 +149,9 @@ class ModelCodec:
 
     def __init__(self, model: ModelConfig) -> None:
         self.task = model.task
-        self._positive = canonical_class(model.positive_class) if model.positive_class is not None else ""
+        self._positive = (
+            canonical_class(model.positive_class) if model.positive_class is not None else ""
+        )
         names = model.class_names
         self._class_index: dict[str, int] | None = None
         if model.task == "multiclass" or (model.task == "binary" and model.classes is not None):
@@ -167,7 +169,9 @@ class ModelCodec:
         if self._class_index is not None:
             index = self._class_index.get(name)
             if index is None:
-                raise DecodeFailure("unknown_class", f"{field} {name[:64]!r} is not a configured class")
+                raise DecodeFailure(
+                    "unknown_class", f"{field} {name[:64]!r} is not a configured class"
+                )
             return float(index)
         return 1.0 if name == self._positive else 0.0
 

@@ -47,12 +47,14 @@ class CheckpointStore:
         """Write the engine's state atomically; return the number of bytes written."""
         self.dir.mkdir(parents=True, exist_ok=True)
         body = pickle.dumps(engine, protocol=pickle.HIGHEST_PROTOCOL)
-        header = json.dumps({
-            "format": FORMAT,
-            "fingerprint": config_fingerprint(engine.config),
-            "sha256": hashlib.sha256(body).hexdigest(),
-            "length": len(body),
-        }).encode()
+        header = json.dumps(
+            {
+                "format": FORMAT,
+                "fingerprint": config_fingerprint(engine.config),
+                "sha256": hashlib.sha256(body).hexdigest(),
+                "length": len(body),
+            }
+        ).encode()
         tmp = self.dir / f".checkpoint.{os.getpid()}.tmp"
         with open(tmp, "wb") as fh:
             fh.write(MAGIC + len(header).to_bytes(4, "big") + header + body)
