@@ -243,7 +243,7 @@ class TimeConfig(_Strict):
     idle_timeout: Duration = Field(
         30.0,
         gt=0,
-        description="wall time after which a silent, caught-up partition stops holding the watermark",
+        description="wall time before a silent, caught-up partition stops holding the watermark",
     )
 
 
