@@ -1,0 +1,319 @@
+"""KafkaSource against a real broker: coordinates, seeks, commits, big messages, outages."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from kafka import KafkaAdminClient
+
+from monitor.broker import EmbeddedBroker, create_topics, free_port
+from monitor.config import KafkaConfig
+from monitor.events.message import Message
+from monitor.kafka.source import KafkaSource
+from monitor.kafka.topics import TopicLayoutError
+
+GROUP_JOIN_S = 15.0
+
+
+def no_checkpoint(_topic: str, _partition: int) -> int | None:
+    return None
+
+
+@pytest.fixture
+def sources() -> Iterator[list[KafkaSource]]:
+    """Sources made by a test, closed at its end."""
+    made: list[KafkaSource] = []
+    yield made
+    for source in made:
+        source.close()
+
+
+def connected_source(
+    cfg: KafkaConfig,
+    made: list[KafkaSource],
+    start_offsets: Callable[[str, int], int | None] = no_checkpoint,
+) -> KafkaSource:
+    source = KafkaSource(cfg, start_offsets=start_offsets)
+    made.append(source)
+    source.connect(threading.Event())
+    assert source.connected
+    return source
+
+
+def poll_until(source: KafkaSource, count: int, timeout_s: float = GROUP_JOIN_S) -> list[Message]:
+    """Poll until ``count`` messages arrived (or the time is up), then a bit more for extras."""
+    got: list[Message] = []
+    deadline = time.monotonic() + timeout_s
+    while len(got) < count and time.monotonic() < deadline:
+        got.extend(source.poll(200))
+    got.extend(source.poll(300))  # anything beyond ``count`` would be a duplicate
+    return got
+
+
+def test_poll_returns_every_message_once_with_coordinates_and_headers(
+    broker, topics, kafka_config, produce, sources
+):
+    records = {
+        topics.predictions: [
+            (f"p{i}".encode(), f'{{"n": {i}}}'.encode(), [("trace", f"t{i}".encode())], i % 4)
+            for i in range(40)
+        ],
+        topics.labels: [
+            (f"p{i}".encode(), f"label {i}".encode(), [("empty", b""), ("null", None)], i % 4)
+            for i in range(40)
+        ],
+    }
+    records[topics.labels].append((None, None, [], 2))  # a null key and value arrive too
+    for topic, batch in records.items():
+        produce(broker.bootstrap, topic, batch)
+
+    source = connected_source(kafka_config(broker, topics), sources)
+    assert source.partitions == 4
+    got = poll_until(source, 81)
+
+    coordinates = [(m.topic, m.partition, m.offset) for m in got]
+    assert len(coordinates) == len(set(coordinates)) == 81
+    for topic, batch in records.items():
+        for partition in range(4):
+            sent = [r for r in batch if r[3] == partition]
+            read = [m for m in got if m.topic == topic and m.partition == partition]
+            assert [m.offset for m in read] == list(range(len(sent)))
+            assert [(m.key, m.value) for m in read] == [(r[0], r[1]) for r in sent]
+            assert [m.headers for m in read] == [
+                [(k, v if v is not None else b"") for k, v in r[2]] for r in sent
+            ]
+    assert all(m.timestamp_ms > 0 for m in got)
+    # Grouped by (topic, partition), in offset order inside each group.
+    assert source.caught_up()
+    assert set(source.lag().values()) == {0}
+    assert len(source.lag()) == 8
+    assert source.poll(200) == []
+
+
+def test_assignment_seeks_each_partition_to_its_checkpoint_offset(
+    broker, topics, kafka_config, produce, sources
+):
+    for topic in (topics.predictions, topics.labels):
+        produce(broker.bootstrap, topic, [(b"k", str(i).encode(), [], i % 4) for i in range(40)])
+    checkpoint = {(topics.predictions, 0): 7, (topics.labels, 3): 8}
+    calls: list[tuple[str, int]] = []
+
+    def start_offsets(topic: str, partition: int) -> int | None:
+        calls.append((topic, partition))
+        return checkpoint.get((topic, partition))
+
+    source = connected_source(kafka_config(broker, topics), sources, start_offsets)
+    got = poll_until(source, 80 - 7 - 8)
+    assert len(got) == 80 - 7 - 8
+    first = {}
+    for m in got:
+        first.setdefault((m.topic, m.partition), m.offset)
+    assert first[(topics.predictions, 0)] == 7
+    assert first[(topics.labels, 3)] == 8
+    assert {tp: off for tp, off in first.items() if tp not in checkpoint} == dict.fromkeys(
+        set(first) - set(checkpoint), 0
+    )
+
+    every = {(t, p) for t in (topics.predictions, topics.labels) for p in range(4)}
+    assert sorted(calls) == sorted(every)  # once per assigned partition
+    assigned, revoked = source.take_assignment_changes()
+    assert assigned == every and revoked == set()
+    assert source.take_assignment_changes() == (set(), set())
+    assert source.assignment() == every
+
+
+def test_commit_moves_the_groups_offsets_for_assigned_partitions_only(
+    broker, topics, kafka_config, produce, sources
+):
+    produce(broker.bootstrap, topics.predictions, [(b"k", b"v", [], 0) for _ in range(10)])
+    cfg = kafka_config(broker, topics)
+    source = connected_source(cfg, sources)
+    assert len(poll_until(source, 10)) == 10
+
+    assert source.commit({(topics.predictions, 0): 6, (topics.labels, 1): 0, ("elsewhere", 0): 3})
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    try:
+        committed = admin.list_group_offsets(topics.group_id)[topics.group_id]
+    finally:
+        admin.close()
+    as_dict = {(tp.topic, tp.partition): meta.offset for tp, meta in committed.items()}
+    assert as_dict[(topics.predictions, 0)] == 6
+    assert as_dict[(topics.labels, 1)] == 0
+    assert ("elsewhere", 0) not in as_dict
+
+    # A member with no checkpoint resumes from the group's committed offsets.
+    source.close()
+    again = connected_source(cfg, sources)
+    resumed = poll_until(again, 4)
+    assert [m.offset for m in resumed if m.partition == 0] == [6, 7, 8, 9]
+
+
+class Member(threading.Thread):
+    """A replica: polls its source in a thread of its own, as the daemon's loop does."""
+
+    def __init__(self, source: KafkaSource) -> None:
+        super().__init__(daemon=True)
+        self.source = source
+        self.halt = threading.Event()
+        self.messages: list[Message] = []
+        self.assigned: set[tuple[str, int]] = set()
+        self.revoked: set[tuple[str, int]] = set()
+        self.owned: set[tuple[str, int]] = set()
+
+    def run(self) -> None:
+        while not self.halt.is_set():
+            self.messages += self.source.poll(100)
+            assigned, revoked = self.source.take_assignment_changes()
+            self.revoked |= revoked
+            self.assigned = (self.assigned - revoked) | assigned
+            self.owned = self.source.assignment()
+
+    def finish(self) -> None:
+        self.halt.set()
+        self.join(10)
+
+
+def test_second_member_takes_half_and_the_first_sees_revoke_then_reassign(
+    broker, topics, kafka_config, produce, sources
+):
+    for topic in (topics.predictions, topics.labels):
+        produce(broker.bootstrap, topic, [(b"k", b"v", [], p) for p in range(4)])
+    cfg = kafka_config(broker, topics)
+    seeks: list[tuple[str, int]] = []
+
+    def start_offsets(topic: str, partition: int) -> int | None:
+        seeks.append((topic, partition))
+        return None
+
+    first = connected_source(cfg, sources, start_offsets)
+    read = poll_until(first, 8)
+    assert len(read) == 8
+    every = first.assignment()
+    assert len(every) == 8 and first.take_assignment_changes() == (every, set())
+    assert first.commit({(m.topic, m.partition): m.offset + 1 for m in read})
+
+    one = Member(first)
+    one.start()
+    two = Member(connected_source(cfg, sources))
+    two.start()
+    deadline = time.monotonic() + 20
+    try:
+        while time.monotonic() < deadline and not (
+            len(one.owned) == len(two.owned) == 4 and one.owned | two.owned == every
+        ):
+            time.sleep(0.1)
+    finally:
+        one.finish()
+        two.finish()
+    assert len(one.owned) == len(two.owned) == 4 and one.owned | two.owned == every
+    assert one.revoked == every  # eager rebalancing revokes everything ...
+    assert one.assigned == one.owned  # ... and gives some back: reported in both sets
+    assert two.assigned == two.owned and two.revoked == set()
+    assert all(seeks.count(tp) == 2 for tp in one.owned)  # positioned again on re-assignment
+    assert one.messages == two.messages == []  # committed offsets carried over: no re-reads
+
+
+def test_ten_megabyte_message_is_delivered_to_poll(broker, topics, kafka_config, produce, sources):
+    big = b"x" * (10 * 1024 * 1024)
+    produce(broker.bootstrap, topics.predictions, [(b"big", big, [], 1), (b"after", b"{}", [], 1)])
+    source = connected_source(kafka_config(broker, topics), sources)  # max_message_bytes = 1 MiB
+    got = poll_until(source, 2)
+    assert [(m.key, len(m.value or b"")) for m in got] == [(b"big", len(big)), (b"after", 2)]
+
+
+def test_pause_holds_a_partition_back_until_resume(broker, topics, kafka_config, produce, sources):
+    produce(broker.bootstrap, topics.predictions, [(b"k", b"a", [], 0), (b"k", b"b", [], 1)])
+    source = connected_source(kafka_config(broker, topics), sources)
+    held = (topics.predictions, 1)
+    source.pause([held])  # before the assignment: applies once the partition arrives
+    got = poll_until(source, 1, timeout_s=GROUP_JOIN_S)
+    got += source.poll(500)
+    assert [(m.partition, m.value) for m in got] == [(0, b"a")]
+    assert source.paused() == {held}
+    source.resume([held])
+    assert [(m.partition, m.value) for m in poll_until(source, 1)] == [(1, b"b")]
+
+
+def test_connect_refuses_input_topics_with_different_partition_counts(
+    broker, make_topics, kafka_config
+):
+    topics = make_topics(4, 6)
+    source = KafkaSource(kafka_config(broker, topics), start_offsets=no_checkpoint)
+    with pytest.raises(TopicLayoutError, match=r"has 4 partitions.*has 6 partitions"):
+        source.connect(threading.Event())
+    assert not source.connected
+
+
+def test_connect_waits_for_a_broker_that_starts_late(make_topics, kafka_config, sources):
+    port = free_port()
+    late = EmbeddedBroker(port)
+    names = make_topics(2, 2)  # names only matter; they are created on the late broker
+    started = threading.Event()
+
+    def start_later() -> None:
+        time.sleep(2.0)
+        late.start()
+        create_topics(late.bootstrap, {names.predictions: 2, names.labels: 2})
+        started.set()
+
+    thread = threading.Thread(target=start_later, daemon=True)
+    try:
+        source = KafkaSource(kafka_config(late.bootstrap, names), start_offsets=no_checkpoint)
+        sources.append(source)
+        began = time.monotonic()
+        thread.start()
+        source.connect(threading.Event())
+        elapsed = time.monotonic() - began
+        assert started.is_set() and source.connected and source.partitions == 2
+        assert 2.0 <= elapsed < 10.0
+    finally:
+        thread.join(30)
+        for source in sources:
+            source.close()
+        late.close()
+
+
+def test_connect_returns_when_stop_is_set_while_the_broker_is_down(topics, kafka_config):
+    source = KafkaSource(
+        kafka_config(f"127.0.0.1:{free_port()}", topics), start_offsets=no_checkpoint
+    )
+    stop = threading.Event()
+    threading.Timer(1.0, stop.set).start()
+    began = time.monotonic()
+    source.connect(stop)
+    assert time.monotonic() - began < 3.0
+    assert not source.connected
+    assert source.poll(10) == [] and source.assignment() == set()
+    assert source.commit({(topics.predictions, 0): 1}) is False
+
+
+def test_outage_makes_poll_return_empty_and_commit_fail_without_raising(
+    make_topics, kafka_config, produce, sources
+):
+    with EmbeddedBroker() as own:
+        names = make_topics(1, 1)
+        create_topics(own.bootstrap, {names.predictions: 1, names.labels: 1})
+        produce(own.bootstrap, names.predictions, [(b"k", b"before", [], 0)])
+        source = connected_source(kafka_config(own, names), sources)
+        assert [m.value for m in poll_until(source, 1)] == [b"before"]
+
+        own.freeze()
+        try:
+            began = time.monotonic()
+            assert source.poll(1000) == []
+            assert source.commit({(names.predictions, 0): 1}, timeout_s=1.0) is False
+            assert time.monotonic() - began < 5.0
+        finally:
+            own.thaw()
+        produce(own.bootstrap, names.predictions, [(b"k", b"after", [], 0)])
+        assert [m.value for m in poll_until(source, 1)] == [b"after"]
+        assert source.commit({(names.predictions, 0): 2})
+
+        own.stop()
+        assert source.poll(500) == []
+        assert source.commit({(names.predictions, 0): 2}, timeout_s=1.0) is False
+        assert source.lag() == {(names.predictions, 0): 0, (names.labels, 0): 0}
+        source.close()
