@@ -312,7 +312,8 @@ class Engine:
         batch.p_slices.append(slices)
         state.counts[m][PREDICTIONS] += 1
         early = join.early.get(pid)
-        if label is not None:
+        if label is not None:  # ground truth known at prediction time: joined at once
+            state.counts[m][LABELS] += 1
             self._joined(state, m, pid, Pending(ts, pred, score, slices), ts, label, batch, msg)
             return
         if early is not None and early.model in (-1, m):
