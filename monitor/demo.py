@@ -1,0 +1,641 @@
+"""``monitor demo``: an embedded broker, a demonstration model's traffic, the daemon, a live view.
+
+What runs, all in this process except the broker:
+
+- an :class:`~monitor.broker.EmbeddedBroker` (Tansu, memory storage) on a free loopback
+  port, with ``predictions`` and ``labels`` (4 partitions each), ``monitor.alerts`` and
+  ``monitor.dead-letters`` created before any client touches them;
+- a producer thread streaming a fraud model's traffic at ``rate`` predictions per second,
+  event time = wall time: two model versions (``v1`` and a ``v2`` canary), calibrated
+  scores, labels on the labels topic 2-20 s after their prediction (3 % never labelled,
+  so they expire), ~0.5 % malformed messages (garbage bytes, missing fields, a score out
+  of range, an unknown model) that become rejects and dead letters, and, after
+  :data:`DRIFT_AFTER_S` seconds, a concept drift: a fraud ring (mostly in two countries) makes
+  small-amount transactions fraudulent, so the positive rate rises and the model's
+  accuracy, F1 and ROC AUC fall while its log loss rises;
+- the daemon (:class:`~monitor.app.App`) in a background thread, with its HTTP port on
+  ``127.0.0.1:<port>`` (``/metrics``, ``/healthz``, ``/readyz``);
+- the main thread: a ``rich`` live view refreshed twice a second (or, without a
+  terminal, a one-line summary logged every 5 s), and Ctrl-C / SIGTERM handling.
+
+On Ctrl-C, SIGTERM or after ``seconds``: the producer stops, the daemon's stop event is
+set (it finishes its batch and writes a final checkpoint), the threads are joined and
+the broker is stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import logging
+import math
+import os
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import FrameType
+from typing import Any
+
+import msgspec
+import numpy as np
+import structlog
+
+from monitor.broker import BrokerError, EmbeddedBroker, create_topics
+from monitor.config import MonitorConfig
+from monitor.core.report import Report
+from monitor.outputs.prometheus import RuntimeStats
+
+__all__ = ["DRIFT_AFTER_S", "DemoTraffic", "demo_config", "run_demo"]
+
+log = structlog.get_logger(__name__)
+
+MODEL = "fraud"
+PREDICTIONS = "predictions"
+LABELS = "labels"
+ALERTS = "monitor.alerts"
+DEAD_LETTERS = "monitor.dead-letters"
+PARTITIONS = 4
+#: Seconds after the traffic starts when the concept drift sets in.
+DRIFT_AFTER_S = 60.0
+WINDOWS = ("all", "5m", "ewm2m")
+SHOWN_METRICS = ("accuracy", "f1", "roc_auc", "log_loss")
+SPARK_WINDOW = "5m"
+SPARK_POINTS = 60
+STATUS_EVERY_S = 5.0
+#: Longest wait for the daemon thread after its stop event is set.
+APP_JOIN_S = 20.0
+
+
+def demo_config(bootstrap: str, port: int, state_dir: str) -> MonitorConfig:
+    """The daemon's configuration for the demo, built in code (no file, no env overrides)."""
+    return MonitorConfig.model_validate(
+        {
+            "kafka": {
+                "bootstrap_servers": bootstrap,
+                "group_id": "monitor-demo",
+                "client_id": "monitor-demo",
+                "predictions_topic": PREDICTIONS,
+                "labels_topic": LABELS,
+                "alerts_topic": ALERTS,
+                "dead_letter_topic": DEAD_LETTERS,
+                # A group join takes ~3 s with these (~23 s with the defaults on Tansu).
+                "session_timeout": "6s",
+                "heartbeat_interval": "1s",
+            },
+            "http": {"listen": f"127.0.0.1:{port}"},
+            "state": {"dir": state_dir, "checkpoint_interval": "10s"},
+            "time": {"pane": "5s", "allowed_lateness": "10s", "idle_timeout": "30s"},
+            "models": [
+                {
+                    "name": MODEL,
+                    "task": "binary",
+                    "positive_class": 1,
+                    "label_ttl": "30s",
+                    "windows": list(WINDOWS),
+                    "features": {"amount": "numeric", "country": "categorical"},
+                    "segments": ["country"],
+                    "alerts": [
+                        {
+                            "name": "accuracy-low",
+                            "signal": "accuracy@ewm2m",
+                            "op": "<",
+                            "threshold": 0.8,
+                            "for": "30s",
+                            "severity": "warning",
+                        }
+                    ],
+                }
+            ],
+        }
+    )
+
+
+# ---------------------------------------------------------------------------- traffic
+
+COUNTRIES = ("US", "GB", "DE", "FR", "BR", "IN")
+_COUNTRY_SHARE = np.array([0.35, 0.15, 0.15, 0.12, 0.13, 0.10])
+_COUNTRY_BIAS = np.array([0.0, -0.3, -0.5, -0.2, 0.8, 0.5])
+_RING_COUNTRIES = np.array([False, False, False, False, True, True])
+#: (version, share of traffic, noise of its score around the true log-odds)
+_VERSIONS = (("v1", 0.7, 0.9), ("v2", 0.3, 0.3))
+MALFORMED_RATE = 0.005
+UNLABELLED_RATE = 0.03
+LABEL_DELAY_S = (2.0, 20.0)
+
+_encode = msgspec.json.Encoder().encode
+
+
+@dataclass(slots=True)
+class DemoTraffic:
+    """The demonstration model's events; pure (no I/O), seeded, so it can be tested alone.
+
+    :meth:`predictions` returns the records to send now and schedules their labels;
+    :meth:`due_labels` returns the labels whose time has come. Records are
+    ``(topic, key, value)`` with bytes key and value.
+    """
+
+    seed: int = 7
+    drift_after: float = DRIFT_AFTER_S
+    start: float = field(default_factory=time.time)
+    sent: int = 0
+    malformed: int = 0
+    _rng: np.random.Generator = field(init=False)
+    _labels: list[tuple[float, int, bytes, bytes]] = field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._rng = np.random.default_rng(self.seed)
+
+    def drifted(self, now: float) -> bool:
+        """True once the drift has set in."""
+        return now - self.start >= self.drift_after
+
+    def predictions(self, n: int, now: float) -> list[tuple[str, bytes, bytes]]:
+        """``n`` prediction records with event time ``now``; their labels are scheduled."""
+        if n <= 0:
+            return []
+        rng = self._rng
+        drift = self.drifted(now)
+        country = rng.choice(len(COUNTRIES), n, p=_COUNTRY_SHARE)
+        log_amount = rng.normal(0.0, 1.0, n)
+        # The model's view of the world: fraud rises with the amount and by country.
+        model_logit = -2.5 + 3.0 * log_amount + _COUNTRY_BIAS[country]
+        true_logit = model_logit + rng.normal(0.0, 0.5, n)
+        if drift:
+            # A fraud ring: small amounts, mostly fraud; 60 % of the traffic of two
+            # countries, 10 % elsewhere. The model scores small amounts as safe.
+            ring = rng.random(n) < np.where(_RING_COUNTRIES[country], 0.6, 0.1)
+            log_amount = np.where(ring, rng.normal(-1.0, 0.6, n), log_amount)
+            model_logit = -2.5 + 3.0 * log_amount + _COUNTRY_BIAS[country]
+            true_logit = np.where(ring, 1.0 - log_amount, true_logit) + 0.6
+        label = rng.random(n) < 1.0 / (1.0 + np.exp(-true_logit))
+        which = rng.random(n) < _VERSIONS[0][1]
+        noise = np.where(which, _VERSIONS[0][2], _VERSIONS[1][2])
+        score = 1.0 / (1.0 + np.exp(-(model_logit + rng.normal(0.0, 1.0, n) * noise)))
+        amount = np.round(np.exp(4.0 + log_amount), 2)
+        delay = rng.uniform(*LABEL_DELAY_S, n)
+        labelled = rng.random(n) >= UNLABELLED_RATE
+        bad = rng.random(n) < MALFORMED_RATE
+        ts = round(now, 3)
+        out: list[tuple[str, bytes, bytes]] = []
+        for i in range(n):
+            seq = self.sent
+            self.sent += 1
+            pid = f"p-{seq:010d}"
+            key = pid.encode()
+            if bad[i]:
+                out.append(self._malformed(seq, ts))
+                continue
+            c = COUNTRIES[country[i]]
+            s = round(float(score[i]), 4)
+            event = {
+                "prediction_id": pid,
+                "model": MODEL,
+                "model_version": _VERSIONS[0][0] if which[i] else _VERSIONS[1][0],
+                "ts": ts,
+                "prediction": 1 if s >= 0.5 else 0,
+                "score": s,
+                "features": {"amount": float(amount[i]), "country": c},
+                "segment": {"country": c},
+            }
+            out.append((PREDICTIONS, key, _encode(event)))
+            if labelled[i]:
+                due = now + float(delay[i])
+                value = {"prediction_id": pid, "model": MODEL, "label": int(label[i])}
+                heapq.heappush(self._labels, (due, seq, key, _encode(value)))
+        return out
+
+    def due_labels(self, now: float) -> list[tuple[str, bytes, bytes]]:
+        """Label records whose time has come, with event time ``now``."""
+        out: list[tuple[str, bytes, bytes]] = []
+        ts = round(now, 3)
+        while self._labels and self._labels[0][0] <= now:
+            _, _, key, partial = heapq.heappop(self._labels)
+            # ``partial`` lacks ts: splice it in rather than decode and re-encode.
+            out.append((LABELS, key, partial[:-1] + b',"ts":' + repr(ts).encode() + b"}"))
+        return out
+
+    @property
+    def labels_waiting(self) -> int:
+        """Labels scheduled but not yet due."""
+        return len(self._labels)
+
+    def _malformed(self, seq: int, ts: float) -> tuple[str, bytes, bytes]:
+        """One of several kinds of broken message (each a distinct reject reason)."""
+        self.malformed += 1
+        kind = seq % 6
+        key = f"bad-{seq}".encode()
+        if kind == 0:
+            return PREDICTIONS, key, b"\x00\x9f garbage " + os.urandom(8)
+        if kind == 1:  # no ts
+            return PREDICTIONS, key, _encode({"prediction_id": f"bad-{seq}", "model": MODEL,
+                                              "prediction": 1})
+        if kind == 2:  # score out of [0, 1]
+            return PREDICTIONS, key, _encode({"prediction_id": f"bad-{seq}", "model": MODEL,
+                                              "ts": ts, "prediction": 1, "score": 1.7})
+        if kind == 3:  # a model nobody configured
+            return PREDICTIONS, key, _encode({"prediction_id": f"bad-{seq}", "model": "frod",
+                                              "ts": ts, "prediction": 0})
+        if kind == 4:  # a label without its label
+            return LABELS, key, _encode({"prediction_id": f"bad-{seq}", "ts": ts})
+        return LABELS, key, b"[1, 2, 3]"  # JSON, but not an object
+
+
+class Producer(threading.Thread):
+    """Sends :class:`DemoTraffic` at ``rate`` predictions per second until stopped."""
+
+    def __init__(self, bootstrap: str, rate: float, traffic: DemoTraffic) -> None:
+        super().__init__(name="demo-producer", daemon=True)
+        self.bootstrap = bootstrap
+        self.rate = rate
+        self.traffic = traffic
+        self.halt = threading.Event()
+        self.error: BaseException | None = None
+        self.sent_messages = 0
+
+    def run(self) -> None:
+        from kafka import KafkaProducer
+
+        try:
+            producer = KafkaProducer(
+                bootstrap_servers=[self.bootstrap],
+                client_id="demo-traffic",
+                acks=1,
+                enable_idempotence=False,
+                linger_ms=20,
+                batch_size=256 << 10,
+                # Tansu's memory storage: keep retries short, a lost demo record is harmless.
+                retries=3,
+            )
+        except BaseException as exc:  # reported by the main thread
+            self.error = exc
+            return
+        try:
+            self._stream(producer)
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            with contextlib.suppress(Exception):
+                producer.flush(timeout=3.0)
+            with contextlib.suppress(Exception):
+                producer.close(timeout=3.0)
+
+    def _stream(self, producer: Any) -> None:
+        traffic = self.traffic
+        start = traffic.start = time.time()
+        while not self.halt.is_set():
+            now = time.time()
+            due = int((now - start) * self.rate) - traffic.sent
+            # After a stall (a paused terminal, a slow broker) do not burst more than 1 s.
+            if due > self.rate:
+                start += (due - self.rate) / self.rate
+                due = int(self.rate)
+            for topic, key, value in (*traffic.predictions(due, now), *traffic.due_labels(now)):
+                producer.send(topic, key=key, value=value)
+                self.sent_messages += 1
+            self.halt.wait(0.02)
+
+
+# ------------------------------------------------------------------------------- view
+
+
+@dataclass(slots=True)
+class ViewState:
+    """What the view shows beyond the daemon's report; updated by the main thread."""
+
+    started: float
+    rate: float
+    traffic: DemoTraffic
+    metrics_url: str
+    broker: str
+    spark: deque[float] = field(default_factory=lambda: deque(maxlen=SPARK_POINTS))
+    last_pane: int = -1
+
+    def observe(self, report: Report) -> None:
+        """Append accuracy@5m to the sparkline each time a pane closes."""
+        if report.panes_closed == self.last_pane:
+            return
+        self.last_pane = report.panes_closed
+        value = _metric(report, SPARK_WINDOW, "accuracy")
+        if value is not None:
+            self.spark.append(value)
+
+
+_BLOCKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float] | deque[float]) -> str:
+    """Unicode block sparkline scaled between the smallest and largest value.
+
+    >>> sparkline([0.0, 0.5, 1.0])
+    '▁▅█'
+    """
+    vals = [v for v in values if math.isfinite(v)]
+    if not vals:
+        return ""
+    lo, hi = min(vals), max(vals)
+    span = hi - lo
+    out = []
+    for v in values:
+        if not math.isfinite(v):
+            out.append(" ")
+            continue
+        i = 0 if span <= 1e-12 else round((v - lo) / span * (len(_BLOCKS) - 1))
+        out.append(_BLOCKS[i])
+    return "".join(out)
+
+
+def _metric(report: Report, window: str, metric: str, dimension: str = "model",
+            value: str = "") -> float | None:
+    model = report.models.get(MODEL)
+    if model is None:
+        return None
+    for s in model.slices:
+        if s.dimension == dimension and s.value == value:
+            v = s.windows.get(window, {}).get(metric)
+            return v if v is not None and math.isfinite(v) else None
+    return None
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _count(report: Report, name: str) -> int:
+    model = report.models.get(MODEL)
+    return 0 if model is None else int(model.counts.get(name, 0.0))
+
+
+def _lag(runtime: RuntimeStats) -> int:
+    return int(sum(runtime.lag.values()))
+
+
+def _watermark_text(report: Report, now: float) -> str:
+    if not math.isfinite(report.watermark):
+        return "not yet (waiting for every partition)"
+    when = datetime.fromtimestamp(report.watermark, UTC).strftime("%H:%M:%S")
+    return f"{when} UTC ({now - report.watermark:.1f} s behind)"
+
+
+def _drift_text(state: ViewState, now: float) -> str:
+    left = state.traffic.start + state.traffic.drift_after - now
+    return f"drift in {left:.0f} s" if left > 0 else "[bold red]drift active[/]"
+
+
+def render_view(state: ViewState, latest: tuple[Report, RuntimeStats] | None) -> Any:
+    """The live view: a rich renderable built from the daemon's latest report."""
+    from rich import box
+    from rich.console import Group
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Text
+
+    now = time.time()
+    elapsed = now - state.started
+    head = Text.from_markup(
+        f"[bold]model[/] [cyan]{MODEL}[/] · {int(elapsed) // 60}:{int(elapsed) % 60:02d} elapsed · "
+        f"{state.rate:,.0f} predictions/s · {_drift_text(state, now)} · "
+        f"broker {state.broker}"
+    )
+    title = "[bold]monitor demo[/]"
+    footer = f"/metrics: {state.metrics_url} · Ctrl-C stops"
+    if latest is None:
+        return Panel(Group(head, Text("starting the daemon, joining the consumer group ...")),
+                     title=title, subtitle=footer, border_style="blue")
+    report, runtime = latest
+
+    metrics = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    metrics.add_column("window", style="bold")
+    for name in SHOWN_METRICS:
+        metrics.add_column(name, justify="right")
+    for window in WINDOWS:
+        metrics.add_row(window, *(_fmt(_metric(report, window, m)) for m in SHOWN_METRICS))
+    for version, _, _ in _VERSIONS:
+        metrics.add_row(f"{version} {SPARK_WINDOW}", *(
+            _fmt(_metric(report, SPARK_WINDOW, m, "version", version)) for m in SHOWN_METRICS
+        ), style="dim")
+
+    counts = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    counts.add_column("events", style="bold")
+    counts.add_column("count", justify="right")
+    for name in ("predictions", "labels", "matched", "pending", "expired", "late"):
+        counts.add_row(name, f"{_count(report, name):,}")
+
+    top = Table.grid(padding=(0, 4))
+    top.add_row(metrics, counts)
+
+    by_topic: dict[str, list[str]] = {}
+    for (topic, reason), n in sorted(report.rejects.items()):
+        by_topic.setdefault(topic, []).append(f"{reason} {n:,}")
+    rejects = Text.from_markup(
+        "[bold]rejects[/] (to the dead-letter topic): "
+        + ("; ".join(f"{topic}: " + ", ".join(items) for topic, items in by_topic.items())
+           or "none yet")
+    )
+
+    spark = sparkline(state.spark)
+    lo = min(state.spark) if state.spark else None
+    hi = max(state.spark) if state.spark else None
+    status = Text.from_markup(
+        f"[bold]accuracy@{SPARK_WINDOW}[/] per pane [green]{spark or '-'}[/] "
+        f"(min {_fmt(lo)}, max {_fmt(hi)})\n"
+        f"[bold]watermark[/] {_watermark_text(report, now)} · "
+        f"panes closed {report.panes_closed:,}\n"
+        f"[bold]consumer lag[/] {_lag(runtime):,} · partitions {runtime.assigned_partitions} · "
+        f"ready {'yes' if runtime.ready else 'no'} · dead letters {runtime.dead_letters:,} · "
+        f"checkpoints {runtime.checkpoints} · alerts {runtime.alerts}"
+    )
+    return Panel(Group(head, top, rejects, status), title=title, subtitle=footer,
+                 border_style="blue")
+
+
+def status_fields(state: ViewState, latest: tuple[Report, RuntimeStats] | None) -> dict[str, Any]:
+    """The one-line summary logged every few seconds without a terminal."""
+    if latest is None:
+        return {"starting": True}
+    report, runtime = latest
+    fields: dict[str, Any] = {
+        "elapsed_s": round(time.time() - state.started, 1),
+        "drift": state.traffic.drifted(time.time()),
+        **{n: _count(report, n) for n in ("predictions", "labels", "matched", "pending",
+                                           "expired", "late")},
+        "rejects": sum(report.rejects.values()),
+        "consumer_lag": _lag(runtime),
+        "ready": runtime.ready,
+        "metrics": state.metrics_url,
+    }
+    if math.isfinite(report.watermark):
+        fields["watermark_lag_s"] = round(time.time() - report.watermark, 1)
+    for window in WINDOWS:
+        for metric in ("accuracy", "roc_auc"):
+            value = _metric(report, window, metric)
+            if value is not None:
+                fields[f"{metric}@{window}"] = round(value, 4)
+    return fields
+
+
+# -------------------------------------------------------------------------------- run
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+class _Signals:
+    """SIGINT/SIGTERM set ``stop`` (main thread only); a second one interrupts at once."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _Signals:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self.previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        if self.stop.is_set():
+            raise KeyboardInterrupt
+        self.stop.set()
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+
+def run_demo(seconds: float, rate: float, port: int, view: bool) -> int:
+    """Run the demonstration; return the exit code (0 on a clean stop).
+
+    Parameters
+    ----------
+    seconds
+        Stop after this long; 0 (or less) runs until Ctrl-C or SIGTERM.
+    rate
+        Predictions per second.
+    port
+        HTTP port of ``/metrics`` on 127.0.0.1; 0 picks a free one.
+    view
+        A live view when stdout is a terminal; otherwise (or when false) a summary line
+        is logged every 5 s.
+    """
+    if rate <= 0:
+        print("monitor demo: --rate must be positive", file=sys.stderr)
+        return 2
+    if port and not _port_free(port):
+        print(f"monitor demo: port {port} on 127.0.0.1 is in use; pick another with --port "
+              "(0 picks a free one)", file=sys.stderr)
+        return 1
+    live_view = view and sys.stdout.isatty()
+    stop = threading.Event()
+    started = time.time()
+    with contextlib.ExitStack() as stack, _Signals(stop):
+        try:
+            broker = stack.enter_context(EmbeddedBroker())
+            create_topics(broker.bootstrap, {PREDICTIONS: PARTITIONS, LABELS: PARTITIONS})
+            create_topics(broker.bootstrap, {ALERTS: 1, DEAD_LETTERS: 1})
+        except BrokerError as exc:
+            print(f"monitor demo: cannot start the embedded broker: {exc}", file=sys.stderr)
+            return 1
+        log.info("demo_broker_started", bootstrap=broker.bootstrap, pid=broker.pid)
+        state_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="monitor-demo-"))
+        from monitor.app import App
+
+        app = App(demo_config(broker.bootstrap, port, state_dir), stop=stop)
+        outcome: dict[str, Any] = {}
+
+        def run_app() -> None:
+            try:
+                outcome["code"] = app.run()
+            except BaseException as exc:  # reported by the main thread
+                outcome["error"] = exc
+            finally:
+                stop.set()
+
+        app_thread = threading.Thread(target=run_app, name="monitor-app", daemon=True)
+        app_thread.start()
+        traffic = DemoTraffic()
+        producer = Producer(broker.bootstrap, rate, traffic)
+        producer.start()
+        try:
+            while app.http.port == 0 and app_thread.is_alive():  # --port 0: wait for the bind
+                time.sleep(0.05)
+            state = ViewState(started, rate, traffic, f"{app.http.url}/metrics", broker.bootstrap)
+            deadline = started + seconds if seconds > 0 else math.inf
+            if live_view:
+                _live(state, app, stop, deadline)
+            else:
+                _log_lines(state, app, stop, deadline)
+        except KeyboardInterrupt:
+            log.warning("demo_interrupted")
+            return 130
+        finally:
+            producer.halt.set()
+            stop.set()
+            producer.join(5.0)
+            app_thread.join(APP_JOIN_S)
+        if app_thread.is_alive():
+            log.error("demo_app_did_not_stop", waited_s=APP_JOIN_S)
+            return 1
+        if "error" in outcome:
+            print(f"monitor demo: the daemon failed: {outcome['error']!r}", file=sys.stderr)
+            return 1
+        if producer.error is not None:
+            print(f"monitor demo: the producer failed: {producer.error!r}", file=sys.stderr)
+            return 1
+        latest = getattr(app, "latest", None)
+        log.info("demo_stopped", **status_fields(state, latest),
+                 produced=producer.sent_messages, malformed=traffic.malformed)
+        return int(outcome.get("code", 0))
+
+
+def _should_stop(stop: threading.Event, deadline: float) -> bool:
+    return stop.is_set() or time.time() >= deadline
+
+
+def _log_lines(state: ViewState, app: Any, stop: threading.Event, deadline: float) -> None:
+    next_line = time.time() + STATUS_EVERY_S
+    while not _should_stop(stop, deadline):
+        stop.wait(min(0.5, max(0.0, deadline - time.time())))
+        latest = getattr(app, "latest", None)
+        if latest is not None:
+            state.observe(latest[0])
+        if time.time() >= next_line:
+            next_line += STATUS_EVERY_S
+            log.info("demo_status", **status_fields(state, latest))
+
+
+def _live(state: ViewState, app: Any, stop: threading.Event, deadline: float) -> None:
+    from rich.console import Console
+    from rich.live import Live
+
+    from monitor.logs import configure_logging
+
+    level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
+    console = Console()
+    with Live(render_view(state, None), console=console, refresh_per_second=2,
+              redirect_stdout=True, redirect_stderr=True, transient=False) as live:
+        # Log lines go through the live console, above the view, instead of through it.
+        configure_logging(level, json=False, stream=sys.stdout)
+        try:
+            while not _should_stop(stop, deadline):
+                latest = getattr(app, "latest", None)
+                if latest is not None:
+                    state.observe(latest[0])
+                live.update(render_view(state, latest))
+                stop.wait(min(0.5, max(0.0, deadline - time.time())))
+            live.update(render_view(state, getattr(app, "latest", None)))
+            log.info("demo_stopping")
+        finally:
+            configure_logging(level, json=False, stream=sys.__stdout__)

@@ -1,0 +1,263 @@
+"""The command line: ``check-config`` on good and bad files, ``replay`` outputs and determinism."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from monitor.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "config" / "example.toml"
+
+GOOD = """\
+[time]
+pane = "10s"
+
+[[models]]
+name = "fraud"
+task = "binary"
+positive_class = 1
+windows = ["all", "1m", "ewm2m"]
+"""
+
+
+def _check(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(["check-config", str(path)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# ------------------------------------------------------------------------ check-config
+
+
+def test_example_config_is_valid(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _check(EXAMPLE, capsys)
+    assert code == 0, err
+    assert out.strip() == f"{EXAMPLE}: ok (2 model(s))"
+
+
+def test_minimal_config_is_valid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "good.toml"
+    path.write_text(GOOD)
+    code, out, _ = _check(path, capsys)
+    assert code == 0
+    assert "ok (1 model(s))" in out
+
+
+BAD_CONFIGS = {
+    "unknown_key": (
+        GOOD + 'colour = "blue"\n',
+        "models[0](fraud).colour",
+        "Extra inputs are not permitted",
+    ),
+    "unknown_section_key": (
+        GOOD.replace('pane = "10s"', 'pane = "10s"\nlatenes = "1m"'),
+        "time.latenes",
+        "Extra inputs are not permitted",
+    ),
+    "bad_duration": (
+        GOOD.replace('pane = "10s"', 'pane = "10 parsecs"'),
+        "time.pane",
+        "expected a duration",
+    ),
+    "window_not_multiple_of_pane": (
+        GOOD.replace('"1m"', '"45s"').replace('pane = "10s"', 'pane = "20s"'),
+        "(file)",
+        "whole number of panes",
+    ),
+    "binary_without_positive_class": (
+        GOOD.replace("positive_class = 1\n", ""),
+        "models[0](fraud)",
+        "positive_class is required",
+    ),
+    "duplicate_model_names": (
+        GOOD + "\n" + GOOD.split("\n", 3)[3],
+        "(file)",
+        "model names must be unique",
+    ),
+    "toml_syntax_error": (
+        GOOD.replace('task = "binary"', 'task = "binary'),
+        "invalid TOML",
+        "",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
+def test_bad_config_exits_2_naming_file_key_and_reason(
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text, key_path, reason = BAD_CONFIGS[case]
+    path = tmp_path / f"{case}.toml"
+    path.write_text(text)
+    code, out, err = _check(path, capsys)
+    assert code == 2
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert lines, "no problem printed"
+    line = next((ln for ln in lines if key_path in ln and reason in ln), None)
+    assert line is not None, f"expected {key_path!r} and {reason!r} in:\n{err}"
+    assert line.startswith(f"{path}: ")
+
+
+def test_missing_config_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "nowhere.toml"
+    code, out, err = _check(path, capsys)
+    assert code == 2
+    assert out == ""
+    assert err.startswith(f"{path}: cannot read")
+
+
+def test_several_problems_are_all_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(GOOD.replace('pane = "10s"', 'pane = "soon"') + "max_pending = -1\n")
+    code, _, err = _check(path, capsys)
+    assert code == 2
+    assert "time.pane" in err
+    assert "models[0](fraud).max_pending" in err
+
+
+# ------------------------------------------------------------------------------ replay
+
+REPLAY_CONFIG = """\
+[time]
+pane = "10s"
+allowed_lateness = "5s"
+
+[[models]]
+name = "fraud"
+task = "binary"
+positive_class = 1
+label_ttl = "10m"
+windows = ["all", "1m", "ewm1m"]
+features = { amount = "numeric", country = "categorical" }
+segments = ["country"]
+"""
+T0 = 1_700_000_000.0
+MODELS_METRICS = {"accuracy", "f1", "roc_auc", "log_loss"}
+
+
+def _envelope(topic: str, partition: int, offset: int, key: str, payload: str) -> str:
+    return json.dumps({"topic": topic, "partition": partition, "offset": offset,
+                       "tstype": "create", "ts": 0, "broker": 0, "key": key,
+                       "payload": payload})
+
+
+def write_capture(path: Path, n: int = 400) -> None:
+    """Predictions 1 s apart over 2 partitions, labels 5 s later, a few broken lines."""
+    offsets = {(t, p): 0 for t in ("predictions", "labels") for p in (0, 1)}
+    rows: list[tuple[float, str, int, str, str]] = []
+    for i in range(n):
+        pid = f"p{i}"
+        part = i % 2
+        ts = T0 + i
+        score = ((i * 37) % 100) / 100
+        label = int((i * 37) % 100 >= 40) if i % 7 else int((i * 37) % 100 < 40)
+        pred = {"prediction_id": pid, "model": "fraud", "model_version": f"v{i % 2}",
+                "ts": ts, "prediction": int(score >= 0.5), "score": score,
+                "features": {"amount": 10.0 + i, "country": "US" if i % 3 else "DE"},
+                "segment": {"country": "US" if i % 3 else "DE"}}
+        rows.append((ts, "predictions", part, pid, json.dumps(pred)))
+        if i % 10 != 9:
+            rows.append((ts + 5, "labels", part, pid,
+                         json.dumps({"prediction_id": pid, "label": label, "ts": ts + 5})))
+    rows.sort(key=lambda r: (r[0], r[1] != "predictions"))
+    lines = []
+    for _, topic, part, key, payload in rows:
+        lines.append(_envelope(topic, part, offsets[topic, part], key, payload))
+        offsets[topic, part] += 1
+    # A malformed payload (a reject of the decoder) and a line that is no envelope at all.
+    lines.insert(50, _envelope("predictions", 0, offsets["predictions", 0], "x", "{not json"))
+    lines.insert(60, "this is not a kcat envelope")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def run_replay(config: Path, capture: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "monitor.cli", "replay", "--config", str(config),
+         "--out", str(out), str(capture)],
+        capture_output=True, text=True, timeout=120,
+    )
+
+
+@pytest.fixture(scope="module")
+def replayed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    base = tmp_path_factory.mktemp("replay")
+    config = base / "monitor.toml"
+    config.write_text(REPLAY_CONFIG)
+    capture = base / "capture.jsonl"
+    write_capture(capture)
+    outs = []
+    for name in ("out1", "out2"):
+        result = run_replay(config, capture, base / name)
+        assert result.returncode == 0, result.stderr + result.stdout
+        outs.append(base / name)
+    return capture, outs[0], outs[1]
+
+
+def test_replay_writes_the_four_outputs(replayed: tuple[Path, Path, Path]) -> None:
+    _, out, _ = replayed
+    assert sorted(p.name for p in out.iterdir()) == [
+        "alerts.jsonl", "metrics.prom", "signals.jsonl", "summary.json",
+    ]
+    for line in (out / "alerts.jsonl").read_text().splitlines():
+        alert = json.loads(line)
+        assert alert["status"] in ("firing", "resolved")
+
+
+def test_replay_summary_shape(replayed: tuple[Path, Path, Path]) -> None:
+    _, out, _ = replayed
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary) >= {"models", "rejects"}
+    model = summary["models"]["fraud"]
+    assert set(model["windows"]) == {"all", "1m", "ewm1m"}
+    for metrics in model["windows"].values():
+        assert set(metrics) >= MODELS_METRICS
+        for value in metrics.values():
+            assert value is None or isinstance(value, int | float)
+    counts = model["counts"]
+    assert counts["predictions"] == 400
+    assert counts["labels"] == 360
+    assert counts["matched"] == 360
+    accuracy = model["windows"]["all"]["accuracy"]
+    assert accuracy is not None and 0.0 <= accuracy <= 1.0
+    assert summary["rejects"] == {"bad_envelope": 1, "not_json": 1}
+
+
+def test_replay_signals_lines(replayed: tuple[Path, Path, Path]) -> None:
+    _, out, _ = replayed
+    lines = (out / "signals.jsonl").read_text().splitlines()
+    assert lines
+    previous = -math.inf
+    for line in lines:
+        record = json.loads(line)
+        assert record["model"] == "fraud"
+        assert record["ts"] >= previous
+        previous = record["ts"]
+        assert "accuracy@all" in record["signals"]
+        assert all(v is None or isinstance(v, int | float) for v in record["signals"].values())
+
+
+def test_replay_is_deterministic(replayed: tuple[Path, Path, Path]) -> None:
+    _, out1, out2 = replayed
+    for name in ("summary.json", "signals.jsonl", "alerts.jsonl"):
+        assert (out1 / name).read_bytes() == (out2 / name).read_bytes(), name
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed (./dev test)")
+def test_replay_metrics_pass_promtool(replayed: tuple[Path, Path, Path]) -> None:
+    _, out, _ = replayed
+    text = (out / "metrics.prom").read_bytes()
+    assert b"monitor_model_metric" in text
+    result = subprocess.run(["promtool", "check", "metrics"], input=text,
+                            capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
