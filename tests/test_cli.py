@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -253,7 +252,6 @@ def test_replay_is_deterministic(replayed: tuple[Path, Path, Path]) -> None:
         assert (out1 / name).read_bytes() == (out2 / name).read_bytes(), name
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed (./dev test)")
 def test_replay_metrics_pass_promtool(replayed: tuple[Path, Path, Path]) -> None:
     _, out, _ = replayed
     text = (out / "metrics.prom").read_bytes()

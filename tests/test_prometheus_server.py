@@ -20,7 +20,6 @@ from monitor.http import HttpServer
 from monitor.outputs.prometheus import MonitorCollector, RuntimeStats
 
 PROMETHEUS = shutil.which("prometheus")
-pytestmark = pytest.mark.skipif(PROMETHEUS is None, reason="prometheus not installed")
 DEADLINE_S = 25.0
 
 
