@@ -151,7 +151,7 @@ class App:
                 detail=reject.detail[:200],
             )
         for sig in self.engine.drain_signals():
-            self.rl.info(("signals", sig.model), "pane_closed", **signal_line(sig))
+            self.rl.debug(("signals", sig.model), "pane_closed", **signal_line(sig))
 
     def _tick(self) -> None:
         """Once a second: lag, idle partitions (which may close panes), readiness, report."""
