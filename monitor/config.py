@@ -33,6 +33,8 @@ from pydantic import (
 )
 
 __all__ = [
+    "DRIFT_SIGNALS",
+    "AlertRuleConfig",
     "ConfigError",
     "ModelConfig",
     "MonitorConfig",
@@ -40,6 +42,7 @@ __all__ = [
     "canonical_class",
     "load_config",
     "parse_duration",
+    "parse_signal",
 ]
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
@@ -162,6 +165,69 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
     "multiclass": MULTICLASS_METRICS,
     "regression": REGRESSION_METRICS,
 }
+#: Label-free signals computed for every model whatever its ``metrics``, per task.
+TASK_UNLABELLED: dict[str, tuple[str, ...]] = {
+    "binary": ("prediction_count", "positive_rate", "score_mean"),
+    "multiclass": ("prediction_count", "class_share"),
+    "regression": ("prediction_count", "prediction_mean"),
+}
+#: Signals of every model: joined / predictions in the window, and joined in the window.
+COVERAGE_SIGNALS = ("label_coverage", "label_count")
+#: Metric signals whose subject is a class (``class_recall:cat@1h``).
+CLASS_SUBJECT_METRICS = ("class_recall", "class_share")
+#: Feature drift signals, ``<name>:<feature>@<window>`` for a configured feature. The
+#: drift modules extend this list with what they compute.
+DRIFT_SIGNALS: list[str] = [
+    "psi",
+    "js",
+    "wasserstein",
+    "ks",
+    "chi2",
+    "missing_rate",
+    "hellinger",
+    "kl",
+    "mean",
+    "out_of_range",
+]
+#: Concept-drift detector signals, ``<name>:<stream>@<window>`` (e.g. ``adwin:error@all``):
+#: per pane, the detections the detector made in it (0 when none).
+DETECTOR_SIGNALS: list[str] = [
+    "adwin",
+    "page_hinkley",
+    "cusum",
+    "ddm",
+    "eddm",
+    "hddm_a",
+    "hddm_w",
+    "fhddm",
+    "kswin",
+]
+#: Streams a detector may watch.
+DETECTOR_STREAMS: list[str] = ["error", "abs_error", "squared_error"]
+#: Label-free estimates of performance (CBPE), ``estimated_f1@1h``.
+ESTIMATED_SIGNALS: list[str] = [
+    "estimated_accuracy",
+    "estimated_precision",
+    "estimated_recall",
+    "estimated_f1",
+    "estimated_roc_auc",
+]
+_SIGNAL_RE = re.compile(r"^([a-z_][a-z0-9_]*)(?::([^@\s]+))?@([^@\s]+)$")
+
+
+def parse_signal(text: str) -> tuple[str, str | None, str]:
+    """Split ``<name>[:<subject>]@<window>``; raise ValueError when it has not that shape.
+
+    >>> parse_signal("psi:amount@1h"), parse_signal("f1@ewm30m")
+    (('psi', 'amount', '1h'), ('f1', None, 'ewm30m'))
+    """
+    match = _SIGNAL_RE.match(text)
+    if not match:
+        raise ValueError(
+            f"signal {text!r} is not <name>[:<subject>]@<window> (e.g. 'f1@1h', 'psi:amount@1h')"
+        )
+    return match.group(1), match.group(2), match.group(3)
+
 
 _NAME_RE = r"^[A-Za-z_][A-Za-z0-9_.\-]*$"
 
@@ -247,13 +313,139 @@ class TimeConfig(_Strict):
     )
 
 
-class AlertRuleConfig(BaseModel):
-    """An alert rule; its kinds and checks belong to the rule engine (accepted as written here)."""
+def _number(value: Any) -> float:
+    """A finite number from TOML (an integer or a float; not a string, not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"expected a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"expected a finite number, got {value!r}")
+    return float(value)
 
-    model_config = ConfigDict(extra="allow", frozen=True)
 
-    name: str
-    signal: str | None = None
+Number = Annotated[float, BeforeValidator(_number)]
+RuleKind = Literal[
+    "threshold", "relative", "control_band", "detector", "absence", "label_starvation"
+]
+RULE_KINDS: tuple[str, ...] = (
+    "threshold",
+    "relative",
+    "control_band",
+    "detector",
+    "absence",
+    "label_starvation",
+)
+#: Template fields an annotation (or label) value may use, e.g. ``"F1 {value:.2f} < {threshold}"``.
+TEMPLATE_FIELDS = ("value", "threshold", "model", "rule", "signal", "severity", "window")
+#: Labels the monitor sets itself on every alert; rule ``labels`` may not override them.
+RESERVED_LABELS = ("alertname", "model", "rule", "severity", "signal")
+_LABEL_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _check_template(text: str) -> None:
+    import string
+
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(text) if f is not None]
+    except ValueError as exc:
+        raise ValueError(f"bad template {text!r}: {exc}") from None
+    for name in fields:
+        if name.split(".")[0].split("[")[0] not in TEMPLATE_FIELDS:
+            raise ValueError(
+                f"unknown template field {{{name}}} in {text!r}; valid: {list(TEMPLATE_FIELDS)}"
+            )
+
+
+class AlertRuleConfig(_Strict):
+    """One alert rule of a model (``[[models.alerts]]``); see the README's "Alerting".
+
+    Kinds and the keys they use:
+
+    - ``threshold``: ``signal``, ``op``, ``threshold`` (``resolve_threshold`` for hysteresis);
+    - ``relative``: ``signal``, ``op`` (``<``: a drop, the default; ``>``: a rise), and either
+      ``drop`` (a fraction of the reference value) or ``k`` (reference standard deviations);
+      the reference is ``reference`` (and ``reference_sd``) until a reference profile has one;
+    - ``control_band``: ``signal`` leaves its own EWMA mean by more than ``k`` EWMA standard
+      deviations (``half_life``, ``direction``, ``warmup`` panes);
+    - ``detector``: a drift detector's signal is above ``threshold`` (default 0) in a pane;
+      the alert resolves after ``resolve_for`` without one;
+    - ``absence``: no predictions for the model for ``for``;
+    - ``label_starvation``: ``label_coverage@<window>`` below ``threshold`` for ``for``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: str = Field(pattern=_NAME_RE, description="unique within the model")
+    kind: RuleKind = Field("threshold", description="what the rule checks")
+    signal: str | None = Field(None, description="<name>[:<subject>]@<window>")
+    op: Literal["<", "<=", ">", ">="] | None = Field(None, description="fires when value op bound")
+    threshold: Number | None = Field(None, description="the bound (threshold, starvation)")
+    resolve_threshold: Number | None = Field(
+        None, description="resolves past this bound (hysteresis); default: threshold"
+    )
+    reference: Number | None = Field(None, description="relative: reference value")
+    reference_sd: Number | None = Field(None, gt=0, description="relative: reference std dev")
+    drop: Number | None = Field(None, gt=0, description="relative: change, fraction of reference")
+    resolve_drop: Number | None = Field(None, ge=0, description="relative: resolve bound")
+    k: Number | None = Field(None, gt=0, description="standard deviations (relative, band)")
+    resolve_k: Number | None = Field(None, ge=0, description="resolve bound in std devs")
+    half_life: Duration | None = Field(None, gt=0, description="control_band: EWMA half-life")
+    direction: Literal["both", "down", "up"] = Field("both", description="control_band side")
+    warmup: int = Field(10, ge=1, description="control_band: panes seen before evaluating")
+    for_: Duration = Field(0.0, alias="for", description="how long the condition must hold")
+    resolve_for: Duration | None = Field(
+        None, description="how long the resolve condition must hold; default: for (detector: 5m)"
+    )
+    cooldown: Duration = Field(0.0, description="quiet time after a resolution")
+    severity: Literal["critical", "error", "warning", "info"] = "warning"
+    min_samples: int = Field(0, ge=0, description="samples in the window below which: no check")
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("labels", "annotations")
+    @classmethod
+    def _templates(cls, value: dict[str, str], info: Any) -> dict[str, str]:
+        for key, text in value.items():
+            if not _LABEL_NAME_RE.match(key):
+                raise ValueError(f"invalid name {key!r}: letters, digits and _ only")
+            if info.field_name == "labels" and key in RESERVED_LABELS:
+                raise ValueError(
+                    f"label {key!r} is set by the monitor; reserved: {list(RESERVED_LABELS)}"
+                )
+            _check_template(text)
+        return value
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> AlertRuleConfig:
+        kind = self.kind
+        needs_signal = kind in ("threshold", "relative", "control_band", "detector")
+        if needs_signal and self.signal is None:
+            raise ValueError(f"a {kind} rule needs 'signal'")
+        if kind == "absence":
+            if self.signal is not None:
+                raise ValueError("an absence rule has no 'signal' (it watches the predictions)")
+            if self.for_ <= 0:
+                raise ValueError("an absence rule needs 'for' > 0 (how long the silence lasts)")
+        if kind == "threshold" and (self.op is None or self.threshold is None):
+            raise ValueError("a threshold rule needs 'op' and 'threshold'")
+        if kind == "label_starvation" and self.threshold is None:
+            raise ValueError("a label_starvation rule needs 'threshold' (a coverage fraction)")
+        if kind == "relative":
+            if (self.drop is None) == (self.k is None):
+                raise ValueError("a relative rule needs exactly one of 'drop' and 'k'")
+            if self.k is not None and self.reference is not None and self.reference_sd is None:
+                raise ValueError("a relative rule with 'k' needs 'reference_sd' with 'reference'")
+        if self.resolve_threshold is not None and self.threshold is not None and self.op:
+            lower = self.op in ("<", "<=")
+            if (
+                (self.resolve_threshold < self.threshold)
+                if lower
+                else (self.resolve_threshold > self.threshold)
+            ):
+                raise ValueError(
+                    "resolve_threshold must be on the healthy side of threshold "
+                    f"(op {self.op!r}: {'>=' if lower else '<='} {self.threshold:g})"
+                )
+        return self
 
 
 class ModelConfig(_Strict):
@@ -315,6 +507,72 @@ class ModelConfig(_Strict):
                         f"unknown metric {metric!r} for task {self.task}; valid: {valid}"
                     )
         return self
+
+    @model_validator(mode="after")
+    def _alert_rules(self) -> ModelConfig:
+        problems: list[str] = []
+        names: set[str] = set()
+        for i, rule in enumerate(self.alerts):
+            where = f"alerts[{i}]({rule.name})"
+            if rule.name in names:
+                problems.append(f"{where}.name: rule names must be unique in a model")
+            names.add(rule.name)
+            if rule.signal is None:
+                continue
+            try:
+                self.check_signal(rule.signal, rule.kind)
+            except ValueError as exc:
+                problems.append(f"{where}.signal: {exc}")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def check_signal(self, text: str, kind: str = "threshold") -> None:
+        """Raise ValueError unless ``text`` names a signal this model emits."""
+        name, subject, window = parse_signal(text)
+        if window not in self.windows:
+            raise ValueError(f"unknown window {window!r} in {text!r}; this model's: {self.windows}")
+        classes = [canonical_class(c) for c in self.classes or []]
+        if kind == "detector":
+            if name not in DETECTOR_SIGNALS or subject not in DETECTOR_STREAMS:
+                raise ValueError(
+                    f"{text!r} is not a detector signal; valid: <detector>:<stream>@<window> "
+                    f"with detector in {DETECTOR_SIGNALS}, stream in {DETECTOR_STREAMS}"
+                )
+            return
+        if kind == "label_starvation" and name != "label_coverage":
+            raise ValueError(f"a label_starvation rule reads label_coverage@<window>, not {text!r}")
+        if name in DRIFT_SIGNALS:
+            if subject not in self.features:
+                raise ValueError(
+                    f"{text!r}: {subject!r} is not a configured feature; "
+                    f"features: {sorted(self.features)}"
+                )
+            return
+        if name in DETECTOR_SIGNALS:
+            if subject not in DETECTOR_STREAMS:
+                raise ValueError(f"{text!r}: detector stream must be one of {DETECTOR_STREAMS}")
+            return
+        task_metrics = TASK_METRICS[self.task]
+        known = (*task_metrics, *TASK_UNLABELLED[self.task], *COVERAGE_SIGNALS)
+        if self.task == "binary":
+            known += ("roc_auc_bin_error",)
+            known += tuple(ESTIMATED_SIGNALS)
+        if name in CLASS_SUBJECT_METRICS and name in known:
+            if subject not in classes:
+                raise ValueError(f"{text!r}: {subject!r} is not one of the classes {classes}")
+        elif name in known:
+            if subject is not None:
+                raise ValueError(f"{text!r}: {name} takes no ':<subject>'")
+        else:
+            raise ValueError(
+                f"unknown signal name {name!r} in {text!r} for a {self.task} model; valid: "
+                f"{sorted(set(known))}, or <drift>:<feature> with drift in {DRIFT_SIGNALS}"
+            )
+        if self.metrics is not None and (name in task_metrics or name == "roc_auc_bin_error"):
+            base = "roc_auc" if name == "roc_auc_bin_error" else name
+            if base not in self.metrics:
+                raise ValueError(f"{text!r}: metric {base!r} is not in this model's metrics")
 
     @property
     def window_specs(self) -> tuple[WindowSpec, ...]:
@@ -429,7 +687,10 @@ def config_from_mapping(raw: Mapping[str, Any], path: str = "<config>") -> Monit
                 p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))
             )
             msg = err["msg"].removeprefix("Value error, ")
-            problems.append(f"{path}: {_key_path(loc, data)}: {msg}")
+            for line in msg.splitlines():
+                # A model's cross-checks of its rules name the rule and key themselves.
+                sep = "." if line.startswith("alerts[") else ": "
+                problems.append(f"{path}: {_key_path(loc, data)}{sep}{line}")
         raise ConfigError(path, problems) from None
 
 

@@ -37,6 +37,7 @@ from monitor.core.join import EarlyLabel, JoinBuffer, Pending
 from monitor.core.layout import Layout
 from monitor.core.metrics import compute_metrics
 from monitor.core.report import LABEL_DELAY_BUCKETS, ModelReport, Report, SliceReport
+from monitor.core.rules import AlertEvent, RuleBook
 from monitor.core.windows import WindowSet
 from monitor.events.codec import (
     DecodeFailure,
@@ -224,6 +225,8 @@ class Engine:
         self.early_total = 0
         self.early_cap = max(m.max_early_labels for m in config.models)
         self.signals_out: list[PaneSignals] = []
+        self.alerts_out: list[AlertEvent] = []
+        self.rules = RuleBook(config)
 
     # ------------------------------------------------------------------ partitions
     def partition(self, number: int) -> PartitionState:
@@ -602,6 +605,27 @@ class Engine:
                 for metric, v in metrics.items()
             }
             self.signals_out.append(PaneSignals(model.name, end, signals))
+            self._evaluate_rules(model, end, signals)
+
+    def _evaluate_rules(self, model: ModelState, end: float, signals: dict[str, float]) -> None:
+        """Alert rules of ``model`` on the signals of the pane that ended at ``end``."""
+        self.rules.reconcile(self.config)  # the config is swapped in after a checkpoint load
+        pred_n = model.layout.col("pred_n")
+        seen = sum(float(s.windows[model.index].cum[0, pred_n]) for s in self.partitions.values())
+        self.alerts_out.extend(self.rules.evaluate(model.name, end, signals, seen))
+
+    def evaluate_idle(self, now: float) -> list[AlertEvent]:
+        """Absence rules at wall-clock ``now`` when all input is idle (event time stopped);
+        ``run`` calls it, ``replay`` never does. The events are also in :attr:`alerts_out`."""
+        self.rules.reconcile(self.config)
+        events = self.rules.evaluate_idle(now)
+        self.alerts_out.extend(events)
+        return events
+
+    def drain_alerts(self) -> list[AlertEvent]:
+        """Alert events (firing, resolved) of the panes closed since the last call."""
+        out, self.alerts_out = self.alerts_out, []
+        return out
 
     def drain_signals(self) -> list[PaneSignals]:
         """Signals of the panes closed since the last call."""
@@ -612,16 +636,19 @@ class Engine:
     def flushed(self, keep_signals: bool = False) -> Engine:
         """A copy of the engine with every open pane closed, as at the end of input.
 
-        The copy's :attr:`signals_out` holds the signals of the panes this closed when
-        ``keep_signals`` is true (``replay`` writes them), else nothing.
+        The copy's :attr:`signals_out` and :attr:`alerts_out` hold the signals and alerts
+        of the panes this closed when ``keep_signals`` is true (``replay`` writes them),
+        else nothing.
         """
         clone = copy.deepcopy(self)
         clone.signals_out = []
+        clone.alerts_out = []
         last = [max(w.open) for s in clone.partitions.values() for w in s.windows if w.open]
         if last:
             clone.close_through(max(last) + 1)
         if not keep_signals:
             clone.signals_out = []
+            clone.alerts_out = []
         return clone
 
     def report(self) -> Report:
@@ -658,6 +685,7 @@ class Engine:
         out.counts["pending"] = float(pending)
         out.counts["early_labels_pending"] = float(early)
         out.label_delay_buckets = np.cumsum(delay).tolist()
+        out.alerts = self.rules.report(model.name)
         out.label_delay_sum = delay_sum
         for row, (dimension, value) in enumerate(model.registry.keys):
             windows = {
@@ -725,7 +753,15 @@ class Engine:
         return out
 
 
-_ALWAYS = {"prediction_count", "positive_rate", "score_mean", "prediction_mean", "class_share"}
+_ALWAYS = {
+    "prediction_count",
+    "positive_rate",
+    "score_mean",
+    "prediction_mean",
+    "class_share",
+    "label_coverage",
+    "label_count",
+}
 
 
 def _base(metric: str) -> str:

@@ -12,6 +12,9 @@ scikit-learn's ``roc_auc_score`` / ``average_precision_score`` on scores floored
 grid (``floor(score * bins) / bins``). Against the raw scores, binning changes ROC AUC by at
 most half the mass of positive-negative pairs that share a bin,
 ``0.5 * sum_b pos_b * neg_b / (P * N)`` (the returned ``roc_auc_bin_error``).
+
+Every task also gets ``label_count`` (joined pairs in the window) and ``label_coverage``
+(joined pairs / predictions in the window), which label-starvation rules read.
 """
 
 from __future__ import annotations
@@ -155,7 +158,20 @@ def compute_metrics(layout: Layout, acc: F64, class_names: tuple[str, ...] = ())
     1.5
     """
     if layout.task == "binary":
-        return _binary(layout, acc)
-    if layout.task == "multiclass":
-        return _multiclass(layout, acc, class_names)
-    return _regression(layout, acc)
+        out = _binary(layout, acc)
+    elif layout.task == "multiclass":
+        out = _multiclass(layout, acc, class_names)
+    else:
+        out = _regression(layout, acc)
+    out.update(_coverage(layout, acc))
+    return out
+
+
+def _coverage(layout: Layout, acc: F64) -> dict[str, F64]:
+    """``label_count``: joined pairs in the window; ``label_coverage``: joined / predictions
+    (NaN without predictions; above 1 when labels of earlier predictions catch up)."""
+    joined = acc[:, layout.col("n")]
+    return {
+        "label_count": joined,
+        "label_coverage": _div(joined, acc[:, layout.col("pred_n")], np.nan),
+    }

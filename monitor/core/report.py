@@ -44,6 +44,23 @@ class SliceReport:
 
 
 @dataclass(slots=True)
+class AlertReport:
+    """The state of one alert rule: ``state`` is ``inactive``, ``pending`` or ``firing``;
+    ``value``/``threshold`` as last evaluated; ``since`` when it became pending (or started
+    firing); ``transitions`` counts ``pending``/``firing``/``resolved`` since the start."""
+
+    rule: str
+    severity: str
+    kind: str
+    signal: str
+    state: str
+    value: float | None = None
+    threshold: float | None = None
+    since: float | None = None
+    transitions: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
 class ModelReport:
     """Everything known of one model.
 
@@ -60,6 +77,7 @@ class ModelReport:
     counts: dict[str, float] = field(default_factory=dict)
     label_delay_buckets: list[float] = field(default_factory=list)
     label_delay_sum: float = 0.0
+    alerts: list[AlertReport] = field(default_factory=list)
 
     @property
     def overall(self) -> SliceReport:
