@@ -31,6 +31,7 @@ from monitor.http import HttpServer
 from monitor.kafka.sink import KafkaSink
 from monitor.kafka.source import KafkaSource
 from monitor.logs import RateLimitedLogger
+from monitor.outputs.alerts import AlertmanagerPusher, alert_dict, alert_json
 from monitor.outputs.prometheus import MonitorCollector, RuntimeStats
 from monitor.replay import signal_line
 from monitor.state.checkpoint import CheckpointStore
@@ -76,6 +77,15 @@ class App:
         self.last_seen: dict[tuple[str, int], float] = {}
         self.rl = RateLimitedLogger(log, 10.0)
         self.lag: dict[tuple[str, int], int] = {}
+        self.alerts_sent = 0
+        am = config.alertmanager
+        self.alertmanager = (
+            AlertmanagerPusher(
+                am.url, queue_size=am.queue_size, resend_s=am.resend_interval, timeout_s=am.timeout
+            )
+            if am.url
+            else None
+        )
 
     # ----------------------------------------------------------------- callbacks
     def _start_offset(self, topic: str, partition: int) -> int | None:
@@ -101,6 +111,8 @@ class App:
         self.http.start()
         log.info("http_listening", url=self.http.url)
         self._publish()
+        if self.alertmanager is not None:
+            self.alertmanager.start()
         try:
             self.source.connect(self.stop)
             self.sink.connect(self.stop)
@@ -109,6 +121,8 @@ class App:
             self.checkpoint(final=True)
             self.source.close()
             self.sink.close()
+            if self.alertmanager is not None:
+                self.alertmanager.close()
             self.http.stop()
             self.write_summary()
         return 0
@@ -152,6 +166,16 @@ class App:
             )
         for sig in self.engine.drain_signals():
             self.rl.debug(("signals", sig.model), "pane_closed", **signal_line(sig))
+        self._send_alerts()
+
+    def _send_alerts(self) -> None:
+        """Alert events to the alert topic (key = model), the log and Alertmanager."""
+        for event in self.engine.drain_alerts():
+            self.sink.send(self.config.kafka.alerts_topic, event.model.encode(), alert_json(event))
+            self.alerts_sent += 1
+            log.info("alert", **{k: v for k, v in alert_dict(event).items() if k != "labels"})
+            if self.alertmanager is not None:
+                self.alertmanager.submit(event)
 
     def _tick(self) -> None:
         """Once a second: lag, idle partitions (which may close panes), readiness, report."""
@@ -166,6 +190,11 @@ class App:
         if idle != self.engine.idle:
             self.engine.set_idle(idle)
             self._process([])
+        if idle and idle == self.source.assignment():
+            # All input is silent: event time has stopped, so absence rules are judged on
+            # the wall clock (replay, without one, never does this).
+            self.engine.evaluate_idle(now)
+            self._send_alerts()
         assigned = self.source.assignment()
         if not self.source.connected:
             self.ready, self.ready_reason = False, "not connected to Kafka"
@@ -187,6 +216,7 @@ class App:
             last_checkpoint=self.last_checkpoint,
             checkpoints=self.checkpoints,
             dead_letters=self.dead_letters,
+            alerts=self.alerts_sent,
         )
         report = self.engine.report()
         self.collector.update(report, runtime)

@@ -355,6 +355,24 @@ def _check_template(text: str) -> None:
             )
 
 
+class AlertmanagerConfig(_Strict):
+    """Optional push of firing and resolved alerts to an Alertmanager (v2 API)."""
+
+    url: str | None = Field(None, description="e.g. http://127.0.0.1:9093; unset: no push")
+    resend_interval: Duration = Field(
+        60.0, gt=0, description="firing alerts are re-posted this often"
+    )
+    timeout: Duration = Field(5.0, gt=0, description="per-request timeout")
+    queue_size: int = Field(1000, gt=0, description="alerts waiting to be posted")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+        return value
+
+
 class AlertRuleConfig(_Strict):
     """One alert rule of a model (``[[models.alerts]]``); see the README's "Alerting".
 
@@ -601,6 +619,7 @@ class MonitorConfig(_Strict):
     http: HttpConfig = Field(default_factory=HttpConfig)  # type: ignore[arg-type]
     state: StateConfig = Field(default_factory=StateConfig)  # type: ignore[arg-type]
     time: TimeConfig = Field(default_factory=TimeConfig)  # type: ignore[arg-type]
+    alertmanager: AlertmanagerConfig = Field(default_factory=AlertmanagerConfig)  # type: ignore[arg-type]
     models: list[ModelConfig] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry
 from monitor.config import MonitorConfig
 from monitor.core.engine import Engine, PaneSignals
 from monitor.events.message import Message
+from monitor.outputs.alerts import alert_json
 from monitor.outputs.prometheus import MonitorCollector, render
 
 __all__ = ["capture_partitions", "iter_capture", "replay", "signal_line"]
@@ -127,13 +128,18 @@ def replay(
     engine.track(tp for tp in capture_partitions(captures) if tp[0] in inputs)
     bad: dict[str, int] = {}
     batch: list[Message] = []
-    with open(out / "signals.jsonl", "w", encoding="utf-8") as signals:
+    with (
+        open(out / "signals.jsonl", "w", encoding="utf-8") as signals,
+        open(out / "alerts.jsonl", "wb") as alerts,
+    ):
 
         def flush() -> None:
             engine.process(batch)
             batch.clear()
             for sig in engine.drain_signals():
                 signals.write(json.dumps(signal_line(sig), allow_nan=False) + "\n")
+            for event in engine.drain_alerts():
+                alerts.write(alert_json(event) + b"\n")
 
         for message in iter_capture(captures, bad):
             batch.append(message)
@@ -143,10 +149,11 @@ def replay(
         final = engine.flushed(keep_signals=True)
         for sig in final.drain_signals():
             signals.write(json.dumps(signal_line(sig), allow_nan=False) + "\n")
+        for event in final.drain_alerts():
+            alerts.write(alert_json(event) + b"\n")
     summary = final.summary()
     for reason, n in bad.items():
         summary["rejects"][reason] = summary["rejects"].get(reason, 0) + n
-    (out / "alerts.jsonl").touch()
     registry = CollectorRegistry()
     collector = MonitorCollector(registry)
     collector.update(final.report())

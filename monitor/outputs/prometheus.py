@@ -35,6 +35,8 @@ family                                                  type       labels
 ``monitor_pending_labels``                              gauge      model
 ``monitor_label_delay_seconds``                         histogram  model
 ``monitor_model_accumulator``                           gauge      model, name
+``monitor_alert_firing``                                gauge      model, rule, severity
+``monitor_alert_transitions_total``                     counter    model, rule, status
 ``monitor_rejected_total``                              counter    topic, reason
 ``monitor_watermark_timestamp_seconds``                 gauge
 ``monitor_panes_closed_total``                          counter
@@ -274,6 +276,16 @@ class _Families:
         self.model_other = gauge(
             "model_accumulator", "Other per-model counts reported by the core.", ("model", "name")
         )
+        self.alert_firing = gauge(
+            "alert_firing",
+            "1 while an alert rule fires, else 0 (one series per configured rule).",
+            ("model", "rule", "severity"),
+        )
+        self.alert_transitions = counter(
+            "alert_transitions",
+            "Alert rule transitions (pending, firing, resolved) since the state began.",
+            ("model", "rule", "status"),
+        )
         self.rejected = counter(
             "rejected", "Input messages rejected, by topic and reason.", ("topic", "reason")
         )
@@ -444,6 +456,12 @@ def _add_model(f: _Families, model: ModelReport) -> None:
 
     for s in model.slices:
         _add_slice_counters(f, name, s)
+    for alert in model.alerts:
+        firing = 1.0 if alert.state == "firing" else 0.0
+        f.alert_firing.add_metric([name, alert.rule, alert.severity], firing)
+        for status in ("pending", "firing", "resolved"):
+            count = float(alert.transitions.get(status, 0))
+            f.alert_transitions.add_metric([name, alert.rule, status], count)
 
 
 def _add_slice_counters(f: _Families, model: str, s: SliceReport) -> None:

@@ -14,7 +14,13 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from prometheus_client.registry import DuplicateTimeseries
 
 from monitor import __version__
-from monitor.core.report import LABEL_DELAY_BUCKETS, ModelReport, Report, SliceReport
+from monitor.core.report import (
+    LABEL_DELAY_BUCKETS,
+    AlertReport,
+    ModelReport,
+    Report,
+    SliceReport,
+)
 from monitor.outputs.prometheus import MonitorCollector, RuntimeStats, render
 
 NAN = float("nan")
@@ -290,7 +296,9 @@ def test_every_family_passes_promtool_check_metrics(registry):
     collector = MonitorCollector(registry)
     report = make_report()
     report.models["intent"] = ModelReport(
-        "intent", "multiclass", slices=[SliceReport("model", "", counters={"confusion:a:b": 1})]
+        "intent", "multiclass", slices=[SliceReport("model", "", counters={"confusion:a:b": 1})],
+        alerts=[AlertReport("acc-low", "warning", "threshold", "accuracy@1h", "firing",
+                            transitions={"pending": 1, "firing": 1})],
     )
     collector.update(report, runtime())
     text = render(registry)
@@ -392,3 +400,23 @@ def test_scrape_during_updates_sees_one_report_at_a_time(registry):
     finally:
         stop.set()
         thread.join()
+
+
+def test_alert_rule_states_are_exported(registry, collector):
+    report = make_report()
+    report.models["fraud"].alerts = [
+        AlertReport("f1-low", "critical", "threshold", "f1@1h", "firing",
+                    transitions={"pending": 2, "firing": 2, "resolved": 1}),
+        AlertReport("silent", "warning", "absence", "prediction_silence_seconds", "pending",
+                    transitions={"pending": 1}),
+    ]
+    collector.update(report)
+    get = registry.get_sample_value
+    labels = {"model": "fraud", "rule": "f1-low"}
+    assert get("monitor_alert_firing", {**labels, "severity": "critical"}) == 1.0
+    assert get("monitor_alert_firing", {"model": "fraud", "rule": "silent",
+                                        "severity": "warning"}) == 0.0
+    assert get("monitor_alert_transitions_total", {**labels, "status": "resolved"}) == 1.0
+    assert get("monitor_alert_transitions_total", {**labels, "status": "firing"}) == 2.0
+    assert get("monitor_alert_transitions_total", {"model": "fraud", "rule": "silent",
+                                                   "status": "firing"}) == 0.0
