@@ -50,6 +50,7 @@ class WindowSet:
         self.open: dict[int, F64] = {}
         self.open_decay: dict[int, list[F64]] = {}
         self.cum = np.zeros((rows, width))
+        self.late_n = np.zeros(rows)  # late joined events per slice (in ``cum`` only)
         self.ring: dict[int, F64] = {}
         self.sliding = [np.zeros((rows, width)) for _ in self.sliding_panes]
         self.decay = [np.zeros((rows, width)) for _ in self.decay_rates]
@@ -63,6 +64,7 @@ class WindowSet:
         self.open = {p: _pad(a, rows) for p, a in self.open.items()}
         self.open_decay = {p: [_pad(a, rows) for a in arrs] for p, arrs in self.open_decay.items()}
         self.cum = _pad(self.cum, rows)
+        self.late_n = np.concatenate([self.late_n, np.zeros(rows - len(self.late_n))])
         self.ring = {p: _pad(a, rows) for p, a in self.ring.items()}
         self.sliding = [_pad(a, rows) for a in self.sliding]
         self.decay = [_pad(a, rows) for a in self.decay]
@@ -79,9 +81,16 @@ class WindowSet:
             for rate, target in zip(self.decay_rates, self.open_decay[pane], strict=True):
                 scatter_add(target, slices, cols, vals, np.exp(-rate * age))
 
-    def add_late(self, slices: I64, cols: I64, vals: F64) -> None:
-        """Add events whose pane has closed: they count in ``all`` only."""
+    def add_late(self, slices: I64, cols: I64, vals: F64, n_col: int = -1) -> None:
+        """Add events whose pane has closed: they count in ``all`` only.
+
+        ``n_col`` is the layout's joined-count column: late joined events are also counted
+        in :attr:`late_n`, so that decay windows know how many events they hold.
+        """
+        before = self.cum[:, n_col].copy() if n_col >= 0 else None
         scatter_add(self.cum, slices, cols, vals)
+        if before is not None:
+            self.late_n += self.cum[:, n_col] - before
 
     def close(self, pane: int) -> bool:
         """Close ``pane`` (the next pane in order); return whether any window changed contents."""
