@@ -1,4 +1,4 @@
-"""Command line: ``monitor run | replay | check-config | demo``."""
+"""Command line: ``monitor run | replay | check-config | rules export | demo``."""
 
 from __future__ import annotations
 
@@ -36,6 +36,11 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--config", required=True, help="TOML config file")
     replay.add_argument("--out", required=True, help="output directory")
     replay.add_argument("captures", nargs="+", help="kcat -J capture files (JSON lines)")
+    rules = sub.add_parser("rules", help="alert rules: export as a Prometheus rules file")
+    rules_sub = rules.add_subparsers(dest="rules_command", required=True)
+    export = rules_sub.add_parser("export", help="the config's rules as Prometheus alerting rules")
+    export.add_argument("--config", required=True, help="TOML config file")
+    export.add_argument("--out", help="output file (default: stdout)")
     demo = sub.add_parser("demo", help="embedded broker, demonstration traffic, live view")
     demo.add_argument("--seconds", type=float, default=0.0, help="stop after this long (0: Ctrl-C)")
     demo.add_argument("--rate", type=float, default=2000.0, help="predictions per second")
@@ -63,6 +68,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = _load(args.config)
     if config is None:
         return EXIT_CONFIG
+    if args.command == "rules":
+        from monitor.outputs.promrules import export_rules
+
+        text = export_rules(config)
+        if args.out:
+            with open(args.out, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        else:
+            sys.stdout.write(text)
+        return 0
     configure_logging(args.log_level)
     if args.command == "replay":
         from monitor.replay import replay
