@@ -631,3 +631,31 @@ def test_regression_r2_in_decay_window_with_small_total_weight() -> None:
     assert windows["all"]["r2"] == pytest.approx(skm.r2_score(y, p), rel=1e-12)
     assert windows["ewm30m"]["r2"] == pytest.approx(skm.r2_score(y, p, sample_weight=w),
                                                     rel=1e-9)
+
+
+def test_slices_past_their_cap_fold_into_other() -> None:
+    """Versions and segment values past their caps share ``__other__``, whose metrics are
+    scikit-learn's on exactly the folded events."""
+    cfg = config_from_mapping({"time": {"pane": "10s", "allowed_lateness": "0s"}, "models": [
+        {"name": "b", "task": "binary", "positive_class": 1, "windows": ["all"],
+         "max_versions": 2, "segments": ["c"], "max_segment_values": 1}]})
+    engine = Engine(cfg)
+    rows = [("v1", "x", 1, 1), ("v2", "y", 1, 0), ("v3", "z", 0, 0), ("v4", "x", 1, 1),
+            ("v3", "w", 1, 0), ("v1", "x", 0, 0), ("v4", "y", 0, 1)]
+    msgs = [Message("predictions", 0, i, None, json.dumps({
+        "prediction_id": f"p{i}", "model": "b", "ts": T0 + i, "prediction": p, "label": y,
+        "model_version": v, "segment": {"c": c}}).encode()) for i, (v, c, p, y) in enumerate(rows)]
+    assert engine.process(msgs) == []
+    model = engine.summary()["models"]["b"]
+    assert set(model["slices"]) == {"version=v1", "version=v2", "version=__other__",
+                                    "segment:c=x", "segment:c=__other__"}
+    groups = {"version=__other__": lambda r: r[0] in ("v3", "v4"),
+              "segment:c=__other__": lambda r: r[1] != "x", "version=v1": lambda r: r[0] == "v1"}
+    for key, member in groups.items():
+        sel = [r for r in rows if member(r)]
+        y, p = [r[3] for r in sel], [r[2] for r in sel]
+        got = model["slices"][key]["all"]
+        assert got["prediction_count"] == len(sel)
+        assert got["accuracy"] == pytest.approx(skm.accuracy_score(y, p), rel=1e-12)
+        assert got["mcc"] == pytest.approx(skm.matthews_corrcoef(y, p), abs=1e-12)
+    assert model["folded"] == {"version": 4, "segment:c": 4}
