@@ -46,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate", type=float, default=2000.0, help="predictions per second")
     demo.add_argument("--port", type=int, default=9108, help="HTTP port for /metrics")
     demo.add_argument("--no-view", action="store_true", help="log lines instead of the live view")
+    demo.add_argument(
+        "--produce-to", metavar="BOOTSTRAP", help="only send the demo traffic to this Kafka"
+    )
     return parser
 
 
@@ -62,8 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "demo":
         configure_logging(args.log_level, json=True if args.no_view else None)
-        from monitor.demo import run_demo
+        from monitor.demo import produce_traffic, run_demo
 
+        if args.produce_to:
+            return produce_traffic(args.produce_to, args.rate, args.seconds)
         return run_demo(seconds=args.seconds, rate=args.rate, port=args.port, view=not args.no_view)
     config = _load(args.config)
     if config is None:

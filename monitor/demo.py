@@ -12,7 +12,8 @@ What runs, all in this process except the broker:
   of range, an unknown model) that become rejects and dead letters, and, after
   :data:`DRIFT_AFTER_S` seconds, a concept drift: a fraud ring (mostly in two countries) makes
   small-amount transactions fraudulent, so the positive rate rises and the model's
-  accuracy, F1 and ROC AUC fall while its log loss rises;
+  accuracy, F1 and ROC AUC fall while its log loss rises; it lasts :data:`DRIFT_FOR_S`
+  seconds, so the demo's alert rule (``accuracy@ewm2m < 0.8``) fires, then resolves;
 - the daemon (:class:`~monitor.app.App`) in a background thread, with its HTTP port on
   ``127.0.0.1:<port>`` (``/metrics``, ``/healthz``, ``/readyz``);
 - the main thread: a ``rich`` live view refreshed twice a second (or, without a
@@ -51,7 +52,8 @@ from monitor.config import MonitorConfig
 from monitor.core.report import Report
 from monitor.outputs.prometheus import RuntimeStats
 
-__all__ = ["DRIFT_AFTER_S", "DemoTraffic", "demo_config", "run_demo"]
+__all__ = ["DRIFT_AFTER_S", "DRIFT_FOR_S", "DemoTraffic", "demo_config", "produce_traffic",
+           "run_demo"]
 
 log = structlog.get_logger(__name__)
 
@@ -63,6 +65,8 @@ DEAD_LETTERS = "monitor.dead-letters"
 PARTITIONS = 4
 #: Seconds after the traffic starts when the concept drift sets in.
 DRIFT_AFTER_S = 60.0
+#: How long the drift lasts: the alert it raises resolves after it.
+DRIFT_FOR_S = 180.0
 WINDOWS = ("all", "5m", "ewm2m")
 SHOWN_METRICS = ("accuracy", "f1", "roc_auc", "log_loss")
 SPARK_WINDOW = "5m"
@@ -142,6 +146,7 @@ class DemoTraffic:
 
     seed: int = 7
     drift_after: float = DRIFT_AFTER_S
+    drift_for: float = DRIFT_FOR_S
     start: float = field(default_factory=time.time)
     sent: int = 0
     malformed: int = 0
@@ -152,8 +157,8 @@ class DemoTraffic:
         self._rng = np.random.default_rng(self.seed)
 
     def drifted(self, now: float) -> bool:
-        """True once the drift has set in."""
-        return now - self.start >= self.drift_after
+        """True while the drift lasts (from ``drift_after`` for ``drift_for`` seconds)."""
+        return self.drift_after <= now - self.start < self.drift_after + self.drift_for
 
     def predictions(self, n: int, now: float) -> list[tuple[str, bytes, bytes]]:
         """``n`` prediction records with event time ``now``; their labels are scheduled."""
@@ -384,7 +389,34 @@ def _watermark_text(report: Report, now: float) -> str:
 
 def _drift_text(state: ViewState, now: float) -> str:
     left = state.traffic.start + state.traffic.drift_after - now
-    return f"drift in {left:.0f} s" if left > 0 else "[bold red]drift active[/]"
+    if left > 0:
+        return f"drift in {left:.0f} s"
+    if state.traffic.drifted(now):
+        return f"[bold red]drift active[/] ({left + state.traffic.drift_for:.0f} s left)"
+    return "[green]drift over[/]"
+
+
+def _alerts_text(report: Report) -> Any:
+    """The model's alert rules: state, value against its bound, firings and resolutions."""
+    from rich.text import Text
+
+    model = report.models.get(MODEL)
+    rules = [] if model is None else model.alerts
+    if not rules:
+        return Text.from_markup("[bold]alerts[/] no rules")
+    style = {"firing": "bold red", "pending": "yellow", "inactive": "green"}
+    parts = []
+    for a in rules:
+        state = "ok" if a.state == "inactive" else a.state
+        value = "-" if a.value is None else f"{a.value:.3f}"
+        bound = "-" if a.threshold is None else f"{a.threshold:.3f}"
+        fired = a.transitions.get("firing", 0)
+        resolved = a.transitions.get("resolved", 0)
+        parts.append(
+            f"[{style.get(a.state, 'white')}]{a.rule} {state.upper()}[/] "
+            f"({a.signal} {value}, bound {bound}; fired {fired}, resolved {resolved})"
+        )
+    return Text.from_markup("[bold]alerts[/] " + " · ".join(parts))
 
 
 def render_view(state: ViewState, latest: tuple[Report, RuntimeStats] | None) -> Any:
@@ -450,8 +482,8 @@ def render_view(state: ViewState, latest: tuple[Report, RuntimeStats] | None) ->
         f"ready {'yes' if runtime.ready else 'no'} · dead letters {runtime.dead_letters:,} · "
         f"checkpoints {runtime.checkpoints} · alerts {runtime.alerts}"
     )
-    return Panel(Group(head, top, rejects, status), title=title, subtitle=footer,
-                 border_style="blue")
+    return Panel(Group(head, top, _alerts_text(report), rejects, status), title=title,
+                 subtitle=footer, border_style="blue")
 
 
 def status_fields(state: ViewState, latest: tuple[Report, RuntimeStats] | None) -> dict[str, Any]:
@@ -598,6 +630,28 @@ def run_demo(seconds: float, rate: float, port: int, view: bool) -> int:
         log.info("demo_stopped", **status_fields(state, latest),
                  produced=producer.sent_messages, malformed=traffic.malformed)
         return int(outcome.get("code", 0))
+
+
+def produce_traffic(bootstrap: str, rate: float, seconds: float = 0.0) -> int:
+    """Only the demonstration traffic, into an existing Kafka (compose's generator).
+
+    Writes to the ``predictions`` and ``labels`` topics until Ctrl-C / SIGTERM or for
+    ``seconds``; returns the exit code.
+    """
+    stop = threading.Event()
+    producer = Producer(bootstrap, rate, DemoTraffic())
+    with _Signals(stop):
+        producer.start()
+        deadline = time.time() + seconds if seconds > 0 else math.inf
+        while not stop.is_set() and producer.is_alive() and time.time() < deadline:
+            stop.wait(min(1.0, max(0.0, deadline - time.time())))
+        producer.halt.set()
+        producer.join(10.0)
+    if producer.error is not None:
+        print(f"monitor demo: the producer failed: {producer.error!r}", file=sys.stderr)
+        return 1
+    log.info("demo_traffic_stopped", sent=producer.sent_messages)
+    return 0
 
 
 def _should_stop(stop: threading.Event, deadline: float) -> bool:

@@ -100,8 +100,8 @@ def _expression(model: ModelConfig, cfg: AlertRuleConfig, rule: Rule) -> str | N
         else:
             assert cfg.k is not None and cfg.reference_sd is not None
             bound = ref + sign * cfg.k * cfg.reference_sd
-            sd = cfg.reference_sd
-            resolve = None if cfg.resolve_k is None else ref + sign * cfg.resolve_k * sd
+            ref_sd = cfg.reference_sd
+            resolve = None if cfg.resolve_k is None else ref + sign * cfg.resolve_k * ref_sd
     else:  # control band
         span = _duration(2 * (cfg.half_life or 20 * rule.pane))
         k = _num(cfg.k if cfg.k is not None else 3.0)
