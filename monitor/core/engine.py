@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 import math
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -344,13 +344,12 @@ class Engine:
                 return
         table = join.pending[m]
         if self.pending_total[m] >= model.config.max_pending:
-            if table:
-                JoinBuffer.evict_oldest(table)
-                self.pending_total[m] -= 1
-                state.counts[m][EVICTED] += 1
-            else:
-                state.counts[m][EVICTED] += 1
-                return
+            # The cap holds across partitions: evict here if this partition has any waiting,
+            # else from the first partition that has.
+            victim = state if table else self._holder(lambda s: bool(s.join.pending[m]))
+            JoinBuffer.evict_oldest(victim.join.pending[m])
+            self.pending_total[m] -= 1
+            victim.counts[m][EVICTED] += 1
         table[pid] = Pending(ts, pred, score, slices)
         self.pending_total[m] += 1
 
@@ -413,15 +412,20 @@ class Engine:
         if named >= 0:
             self.models[named].codec.code(event.label, "label")  # validate now, not at join
         self._note_time(msg, state, ts)
-        if self.early_total >= self.early_cap and join.early:
-            gone = join.early.pop(next(iter(join.early)))
+        if self.early_total >= self.early_cap:
+            victim = state if join.early else self._holder(lambda s: bool(s.join.early))
+            gone = victim.join.early.pop(next(iter(victim.join.early)))
             self.early_total -= 1
             if gone.model >= 0:
-                state.counts[gone.model][EARLY_LABELS_EVICTED] += 1
+                victim.counts[gone.model][EARLY_LABELS_EVICTED] += 1
         join.early[pid] = EarlyLabel(ts, event.label, named)
         self.early_total += 1
         if named >= 0:
             state.counts[named][LABELS] += 1
+
+    def _holder(self, has: Callable[[PartitionState], bool]) -> PartitionState:
+        """The first partition (by number) for which ``has`` holds; one exists at a cap."""
+        return next(self.partitions[n] for n in sorted(self.partitions) if has(self.partitions[n]))
 
     @staticmethod
     def _matched_model(join: JoinBuffer, pid: str) -> int:
@@ -482,7 +486,9 @@ class Engine:
             windows = self.partitions[p].windows[model.index]
             late_sel = sel & late
             if late_sel.any():
-                windows.add_late(sl[late_sel], cols[late_sel], vals[late_sel])
+                windows.add_late(
+                    sl[late_sel], cols[late_sel], vals[late_sel], model.layout.col("n")
+                )
                 self.partitions[p].counts[model.index][LATE] += int(late_sel.sum())
             on_time = sel & ~late
             if on_time.any():
@@ -520,7 +526,9 @@ class Engine:
             first = self._first_open()
             if first is None:
                 return
-            self.closed_upto = first
+            # Before any pane closed, only panes below the watermark's are closed: data for
+            # a pane ahead of it that arrived first must not make earlier events late.
+            self.closed_upto = min(first, upto)
         while self.closed_upto < upto:
             pane = self.closed_upto
             rings_empty = all(w.ring_empty() for s in self.partitions.values() for w in s.windows)
@@ -583,8 +591,14 @@ class Engine:
 
     def _compute(self, model: ModelState, final: bool = False) -> dict[str, dict[str, F64]]:
         out = {}
-        for name, acc in self._window_sums(model, final).items():
-            values = compute_metrics(model.layout, acc, model.class_names)
+        sums = self._window_sums(model, final)
+        # A decay window holds every closed event with some weight: its event count is the
+        # cumulative one (less late events, which decay windows never see).
+        closed = self._closed_counts(model)
+        for spec in model.windows:
+            name, acc = spec.name, sums[spec.name]
+            count = closed if spec.kind == "decay" else None
+            values = compute_metrics(model.layout, acc, model.class_names, count)
             if model.metrics is not None:
                 keep = set(model.metrics)
                 values = {
@@ -592,6 +606,15 @@ class Engine:
                 }
             out[name] = values
         return out
+
+    def _closed_counts(self, model: ModelState) -> F64:
+        """Joined events per slice in closed panes, late ones excluded (decay windows' count)."""
+        col = model.layout.col("n")
+        total = np.zeros(len(model.registry.keys))
+        for state in self.partitions.values():
+            w = state.windows[model.index]
+            total[: w.rows] += w.cum[:, col] - w.late_n
+        return total
 
     def _emit(self, pane: int) -> None:
         end = (pane + 1) * self.pane

@@ -28,6 +28,10 @@ I64 = npt.NDArray[np.int64]
 
 __all__ = ["WindowSet"]
 
+# After ``total -= leaving``, a result below |leaving| / _CANCEL has lost more than
+# log2(_CANCEL) bits to rounding: the window is summed again from its panes.
+_CANCEL = 4096.0
+
 
 def _pad(arr: F64, rows: int) -> F64:
     if arr.shape[0] >= rows:
@@ -107,13 +111,16 @@ class WindowSet:
         if self.ring_len:
             if acc is not None:
                 self.ring[pane] = acc
-            for total, n in zip(self.sliding, self.sliding_panes, strict=True):
+            for i, (total, n) in enumerate(zip(self.sliding, self.sliding_panes, strict=True)):
                 if acc is not None:
                     total += acc
                 leaving = self.ring.get(pane - n)
                 if leaving is not None:
                     total -= leaving
                     changed = True
+                    if np.any(np.abs(leaving) > _CANCEL * np.abs(total)):
+                        # A large term left a small remainder: rounding may dominate it.
+                        self._resum_one(i, pane, n)
             self.ring.pop(pane - self.ring_len, None)
             self.closes += 1
             if self.closes % self.ring_len == 0:
@@ -128,6 +135,13 @@ class WindowSet:
     def ring_empty(self) -> bool:
         """Whether no closed pane is inside any sliding window."""
         return not self.ring
+
+    def _resum_one(self, i: int, last: int, n: int) -> None:
+        total = self.sliding[i]
+        total[...] = 0.0
+        for p, arr in self.ring.items():
+            if p > last - n:
+                total += arr
 
     def _resum(self, last: int) -> None:
         for i, n in enumerate(self.sliding_panes):

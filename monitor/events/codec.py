@@ -9,6 +9,7 @@ failure becomes a reason from :data:`REASONS`.
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime
 from typing import Any, Final
 
@@ -39,6 +40,7 @@ REASONS: Final = (
     "unknown_class",  # a class the model's config does not list
     "model_mismatch",  # a label whose model differs from its prediction's
     "duplicate",  # a prediction_id already pending, or a label already waiting
+    "unknown_topic",  # read from a topic that is neither input topic
 )
 
 # Event times outside [2000-01-01, 2100-01-01) are taken for unit mistakes (ms for s).
@@ -81,6 +83,7 @@ class DecodeFailure(Exception):
         self.detail = detail
 
 
+_NON_FINITE = re.compile(rb"[:\[,]\s*-?(?:NaN|Infinity)\s*[,}\]]")
 _PREDICTION_DECODER = msgspec.json.Decoder(PredictionEvent)
 _LABEL_DECODER = msgspec.json.Decoder(LabelEvent)
 
@@ -107,8 +110,14 @@ def _decode(decoder: msgspec.json.Decoder[Any], data: bytes | None, max_bytes: i
         raise DecodeFailure("too_large", f"{len(data)} bytes > {max_bytes}")
     try:
         return decoder.decode(data)
+    except UnicodeDecodeError as exc:  # invalid UTF-8 inside a string value
+        raise DecodeFailure("not_json", f"not UTF-8: {exc.reason}") from None
     except (msgspec.DecodeError, RecursionError) as exc:
-        raise _classify(exc) from None
+        failure = _classify(exc)
+        if failure.reason == "not_json" and _NON_FINITE.search(data):
+            # Python's json.dumps writes these by default: name the value, not the syntax.
+            failure = DecodeFailure("bad_value", "NaN and Infinity are not JSON numbers")
+        raise failure from None
 
 
 def parse_event_time(value: float | str) -> float:
@@ -185,7 +194,7 @@ def decode_prediction(data: bytes | None, max_bytes: int) -> PredictionEvent:
         for value in event.probabilities.values():
             if not (0.0 <= value <= 1.0):
                 raise DecodeFailure("bad_value", "probabilities must lie in [0, 1]")
-    # msgspec rejects NaN, Infinity and out-of-range numbers itself ("bad_value").
+    # NaN, Infinity (see _decode) and out-of-range numbers are rejected as "bad_value".
     return event
 
 
