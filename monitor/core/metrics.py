@@ -125,8 +125,9 @@ def _multiclass(layout: Layout, acc: F64, class_names: tuple[str, ...]) -> dict[
     return out
 
 
-def _regression(layout: Layout, acc: F64) -> dict[str, F64]:
+def _regression(layout: Layout, acc: F64, sample_count: F64 | None) -> dict[str, F64]:
     n = acc[:, layout.col("n")]
+    count = n if sample_count is None else sample_count
     ss_res = acc[:, layout.col("squared_error_sum")]
     label_sum = acc[:, layout.col("label_sum")]
     label_sq = acc[:, layout.col("label_sq_sum")]
@@ -139,7 +140,7 @@ def _regression(layout: Layout, acc: F64) -> dict[str, F64]:
         "mae": _div(acc[:, layout.col("abs_error_sum")], n, np.nan),
         "rmse": np.sqrt(_div(ss_res, n, np.nan)),
         "mape": _div(acc[:, layout.col("ape_sum")], n, np.nan),
-        "r2": np.where(n >= 2, r2, np.nan),
+        "r2": np.where((count >= 2) & (n > 0), r2, np.nan),
         "mean_error": _div(acc[:, layout.col("error_sum")], n, np.nan),
     }
     pred_n = acc[:, layout.col("pred_n")]
@@ -148,8 +149,16 @@ def _regression(layout: Layout, acc: F64) -> dict[str, F64]:
     return out
 
 
-def compute_metrics(layout: Layout, acc: F64, class_names: tuple[str, ...] = ()) -> dict[str, F64]:
+def compute_metrics(
+    layout: Layout,
+    acc: F64,
+    class_names: tuple[str, ...] = (),
+    sample_count: F64 | None = None,
+) -> dict[str, F64]:
     """Every metric of the layout's task, one value per slice (row of ``acc``).
+
+    ``sample_count`` is the number of events behind each row when ``acc`` holds decayed
+    weights (R2, like scikit-learn, is undefined below two events, whatever their weight).
 
     >>> from monitor.core.layout import Layout
     >>> lay = Layout("regression"); acc = np.zeros((1, lay.width))
@@ -162,7 +171,7 @@ def compute_metrics(layout: Layout, acc: F64, class_names: tuple[str, ...] = ())
     elif layout.task == "multiclass":
         out = _multiclass(layout, acc, class_names)
     else:
-        out = _regression(layout, acc)
+        out = _regression(layout, acc, sample_count)
     out.update(_coverage(layout, acc))
     return out
 
