@@ -39,7 +39,7 @@ GARBAGE: list[tuple[bytes, str]] = [
      b'"score": 1.5}', "bad_value"),
     (b'{"prediction_id": "u", "model": "nope", "ts": 1760000000, "prediction": 1}',
      "unknown_model"),
-    (b'{"prediction_id": "n", "model": "fraud", "ts": NaN, "prediction": 1}', "not_json"),
+    (b'{"prediction_id": "n", "model": "fraud", "ts": NaN, "prediction": 1}', "bad_value"),
     (b'{"prediction_id": "d", "x": ' + b"[" * 10_000 + b"]" * 10_000 + b"}", "too_deep"),
     (b'{"prediction_id": "big", "pad": "' + b"x" * (10 << 20) + b'"}', "too_large"),
 ]
@@ -207,7 +207,8 @@ segments = ["country"]
         with PrometheusServer([f"127.0.0.1:{http_port}"], tmp_path) as prom:
             prom.wait_for('sum by (model) (monitor_confusion_total{model="fraud",'
                           'dimension="model",actual="positive",predicted="positive"})', true_pos)
-            prom.wait_for('sum(monitor_rejected_total{reason="not_json"})', 3)
+            not_json = sum(1 for _value, reason in GARBAGE if reason == "not_json")
+            prom.wait_for('sum(monitor_rejected_total{reason="not_json"})', not_json)
         stopped_at = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
