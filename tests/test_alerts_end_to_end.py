@@ -6,19 +6,13 @@ export shows the rule's transitions."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 import urllib.request
 import zlib
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer
-
 from monitor.broker import free_port
+from tests.daemon import Daemon, daemon_config, read_topic
 
 T0 = 1_760_000_000.0
 FIELDS = {
@@ -41,20 +35,6 @@ def _records(partitions: int) -> list[Any]:
     return out
 
 
-def _read_alerts(bootstrap: str, topic: str, expected: int) -> list[Any]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"alerts-{os.getpid()}",
-                         "auto.offset.reset": "earliest"})
-    consumer.subscribe([topic])
-    got: list[Any] = []
-    deadline = time.monotonic() + 60
-    while len(got) < expected and time.monotonic() < deadline:
-        msg = consumer.poll(0.5)
-        if msg is not None and not msg.error():
-            got.append(msg)
-    consumer.close()
-    return got
-
-
 def test_daemon_sends_firing_and_resolved_alerts_to_the_alert_topic(
     broker, make_topics, produce, tmp_path: Path
 ) -> None:
@@ -62,24 +42,7 @@ def test_daemon_sends_firing_and_resolved_alerts_to_the_alert_topic(
     produce(broker.bootstrap, topics.predictions, _records(2))
     port = free_port()
     config = tmp_path / "monitor.toml"
-    config.write_text(f"""
-[kafka]
-bootstrap_servers = "{broker.bootstrap}"
-group_id = "{topics.group_id}"
-predictions_topic = "{topics.predictions}"
-labels_topic = "{topics.labels}"
-alerts_topic = "{topics.alerts}"
-dead_letter_topic = "{topics.dead_letters}"
-session_timeout = "6s"
-heartbeat_interval = "1s"
-
-[http]
-listen = "127.0.0.1:{port}"
-
-[state]
-dir = "state"
-checkpoint_interval = "2s"
-
+    config.write_text(daemon_config(broker.bootstrap, topics, port, """
 [time]
 pane = "10s"
 allowed_lateness = "0s"
@@ -99,25 +62,16 @@ threshold = 0.8
 resolve_threshold = 0.9
 for = "30s"
 severity = "critical"
-labels = {{ team = "risk" }}
-annotations = {{ summary = "accuracy {{value:.2f}} below {{threshold}} on {{model}}" }}
-""")
-    log = (tmp_path / "daemon.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "monitor.cli", "run", "--config", str(config)],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        messages = _read_alerts(broker.bootstrap, topics.alerts, 2)
-        assert proc.poll() is None, (tmp_path / "daemon.log").read_text()[-3000:]
+labels = { team = "risk" }
+annotations = { summary = "accuracy {value:.2f} below {threshold} on {model}" }
+"""))
+    with Daemon(config) as daemon:
+        messages = read_topic(broker.bootstrap, topics.alerts, 2)
+        daemon.assert_alive()
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
             metrics = response.read().decode()
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        log.close()
+        code, _seconds = daemon.terminate(timeout=30)
+        assert code == 0
     assert len(messages) == 2, (tmp_path / "daemon.log").read_text()[-3000:]
     assert [m.key() for m in messages] == [b"fraud", b"fraud"]
     firing, resolved = (json.loads(m.value()) for m in messages)

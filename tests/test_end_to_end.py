@@ -10,7 +10,6 @@ import json
 import math
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from monitor.broker import free_port
 from monitor.config import load_config
 from monitor.replay import replay
+from tests.daemon import Daemon, daemon_config, read_topic
 from tests.prom import PrometheusServer
 
 T0 = 1_760_000_000.0
@@ -112,20 +112,6 @@ def _capture(bootstrap: str, topics: list[str], path: Path) -> int:
     return len(lines)
 
 
-def _read_dead_letters(bootstrap: str, topic: str, expected: int) -> list[Any]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"dlq-{os.getpid()}",
-                         "auto.offset.reset": "earliest"})
-    consumer.subscribe([topic])
-    got: list[Any] = []
-    deadline = time.monotonic() + 30
-    while len(got) < expected and time.monotonic() < deadline:
-        msg = consumer.poll(0.5)
-        if msg is not None and not msg.error():
-            got.append(msg)
-    consumer.close()
-    return got
-
-
 def _close(a: Any, b: Any, path: str = "") -> None:
     if isinstance(a, dict):
         assert isinstance(b, dict) and a.keys() == b.keys(), path
@@ -151,24 +137,7 @@ def test_run_matches_replay_and_dead_letters_arrive(broker, make_topics, produce
 
     http_port = free_port()
     config_path = tmp_path / "monitor.toml"
-    config_path.write_text(f"""
-[kafka]
-bootstrap_servers = "{broker.bootstrap}"
-group_id = "{topics.group_id}"
-predictions_topic = "{topics.predictions}"
-labels_topic = "{topics.labels}"
-alerts_topic = "{topics.alerts}"
-dead_letter_topic = "{topics.dead_letters}"
-session_timeout = "6s"
-heartbeat_interval = "1s"
-
-[http]
-listen = "127.0.0.1:{http_port}"
-
-[state]
-dir = "state"
-checkpoint_interval = "2s"
-
+    config_path.write_text(daemon_config(broker.bootstrap, topics, http_port, """
 [time]
 pane = "10s"
 allowed_lateness = "20s"
@@ -179,17 +148,12 @@ task = "binary"
 positive_class = 1
 windows = ["all", "10m", "ewm5m"]
 segments = ["country"]
-""")
-    log = open(tmp_path / "daemon.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "monitor.cli", "run", "--config", str(config_path)],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    try:
+"""))
+    with Daemon(config_path) as daemon:
         deadline = time.monotonic() + 90
         text = ""
         while time.monotonic() < deadline:
-            assert proc.poll() is None, (tmp_path / "daemon.log").read_text()[-3000:]
+            daemon.assert_alive()
             try:
                 text = _scrape(http_port)
             except OSError:
@@ -209,14 +173,8 @@ segments = ["country"]
                           'dimension="model",actual="positive",predicted="positive"})', true_pos)
             not_json = sum(1 for _value, reason in GARBAGE if reason == "not_json")
             prom.wait_for('sum(monitor_rejected_total{reason="not_json"})', not_json)
-        stopped_at = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=15) == 0
-        assert time.monotonic() - stopped_at < 10.0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        log.close()
+        code, seconds = daemon.terminate()
+        assert code == 0 and seconds < 10.0
 
     run_summary = json.loads((tmp_path / "state" / "summary.json").read_text())
     fraud = run_summary["models"]["fraud"]
@@ -237,7 +195,7 @@ segments = ["country"]
     replayed = replay(load_config(config_path), [str(capture)], tmp_path / "replay")
     _close(json.loads(json.dumps(replayed)), run_summary)
 
-    dead = _read_dead_letters(broker.bootstrap, topics.dead_letters, len(GARBAGE) + 1)
+    dead = read_topic(broker.bootstrap, topics.dead_letters, len(GARBAGE) + 1)
     assert len(dead) == len(GARBAGE) + 1
     by_key = {m.key(): m for m in dead}
     for k, (value, reason) in enumerate(GARBAGE):
@@ -253,20 +211,11 @@ segments = ["country"]
 def test_bad_partition_layout_is_refused(broker, make_topics, tmp_path):
     topics = make_topics(4, 6)
     config_path = tmp_path / "monitor.toml"
-    config_path.write_text(f"""
-[kafka]
-bootstrap_servers = "{broker.bootstrap}"
-group_id = "{topics.group_id}"
-predictions_topic = "{topics.predictions}"
-labels_topic = "{topics.labels}"
-[http]
-listen = "127.0.0.1:0"
-[state]
-dir = "state"
+    config_path.write_text(daemon_config(broker.bootstrap, topics, 0, """
 [[models]]
 name = "m"
 task = "regression"
-""")
+"""))
     done = subprocess.run(
         [sys.executable, "-m", "monitor.cli", "run", "--config", str(config_path)],
         capture_output=True, text=True, timeout=60,
