@@ -14,6 +14,7 @@ from monitor.http import HttpServer
 from monitor.outputs.prometheus import MonitorCollector, RuntimeStats
 from tests.prom import PrometheusServer
 
+
 def replica_report(tp: int, version: str) -> Report:
     """One replica's view of model "fraud": its own partitions' counts."""
     overall = SliceReport(
