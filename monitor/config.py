@@ -34,6 +34,7 @@ from pydantic import (
 
 __all__ = [
     "DRIFT_SIGNALS",
+    "MODEL_QUALITY_SIGNALS",
     "AlertRuleConfig",
     "ConfigError",
     "ModelConfig",
@@ -175,8 +176,9 @@ TASK_UNLABELLED: dict[str, tuple[str, ...]] = {
 COVERAGE_SIGNALS = ("label_coverage", "label_count")
 #: Metric signals whose subject is a class (``class_recall:cat@1h``).
 CLASS_SUBJECT_METRICS = ("class_recall", "class_share")
-#: Feature drift signals, ``<name>:<feature>@<window>`` for a configured feature. The
-#: drift modules extend this list with what they compute.
+#: Feature drift and data-quality signals, ``<name>:<feature>@<window>`` for a configured
+#: feature (see :mod:`monitor.core.drift`). The drift statistics need a reference profile;
+#: the rates of missing values and type mismatches do not.
 DRIFT_SIGNALS: list[str] = [
     "psi",
     "js",
@@ -184,11 +186,14 @@ DRIFT_SIGNALS: list[str] = [
     "ks",
     "chi2",
     "missing_rate",
-    "hellinger",
-    "kl",
-    "mean",
-    "out_of_range",
+    "type_mismatch_rate",
+    "nan_rate",
+    "out_of_range_rate",
+    "unseen_rate",
 ]
+#: Per-model data-quality signals without a subject: the share of predictions with any
+#: feature problem (missing, type mismatch, non-finite, out of range, unseen category).
+MODEL_QUALITY_SIGNALS: list[str] = ["problem_rate"]
 #: Concept-drift detector signals, ``<name>:<stream>@<window>`` (e.g. ``adwin:error@all``):
 #: per pane, the detections the detector made in it (0 when none).
 DETECTOR_SIGNALS: list[str] = [
@@ -493,7 +498,18 @@ class ModelConfig(_Strict):
     score_bins: int = Field(
         200, ge=10, le=100_000, description="score histogram bins (AUC, PR AUC)"
     )
-    reference: str | None = None
+    reference: str | None = Field(
+        None, description="CSV or JSON-lines file of reference rows (drift profile)"
+    )
+    drift_bins: int = Field(
+        20, ge=2, le=1000, description="quantile bins per numeric feature (plus under/overflow)"
+    )
+    max_categories: int = Field(
+        20, ge=1, le=10_000, description="top reference categories kept per categorical feature"
+    )
+    drift_min_samples: int = Field(
+        100, ge=1, description="drift statistics are NaN in a window with fewer feature values"
+    )
     alerts: list[AlertRuleConfig] = Field(default_factory=list)
 
     @field_validator("windows")
@@ -573,6 +589,8 @@ class ModelConfig(_Strict):
             return
         task_metrics = TASK_METRICS[self.task]
         known = (*task_metrics, *TASK_UNLABELLED[self.task], *COVERAGE_SIGNALS)
+        if self.features:
+            known += tuple(MODEL_QUALITY_SIGNALS)
         if self.task == "binary":
             known += ("roc_auc_bin_error",)
             known += tuple(ESTIMATED_SIGNALS)
@@ -738,4 +756,22 @@ def load_config(path: str | os.PathLike[str]) -> MonitorConfig:
             model = model.model_copy(update={"reference": str(base / model.reference)})
         models.append(model)
     updates["models"] = models
-    return config.model_copy(update=updates)
+    config = config.model_copy(update=updates)
+    _check_references(config)
+    return config
+
+
+def _check_references(config: MonitorConfig) -> None:
+    """Read every model's reference file once, so a bad one fails at load (exit 2)."""
+    from monitor.core.reference import load_profile
+
+    problems: list[str] = []
+    path = ""
+    for model in config.models:
+        try:
+            load_profile(model)
+        except ConfigError as exc:
+            path = path or exc.path
+            problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(path, problems)

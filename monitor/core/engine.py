@@ -32,10 +32,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from monitor.config import ModelConfig, MonitorConfig
+from monitor.config import DRIFT_SIGNALS, MODEL_QUALITY_SIGNALS, ModelConfig, MonitorConfig
 from monitor.core.join import EarlyLabel, JoinBuffer, Pending
 from monitor.core.layout import Layout
 from monitor.core.metrics import compute_metrics
+from monitor.core.reference import load_profile
 from monitor.core.report import LABEL_DELAY_BUCKETS, ModelReport, Report, SliceReport
 from monitor.core.rules import AlertEvent, RuleBook
 from monitor.core.windows import WindowSet
@@ -139,7 +140,14 @@ class ModelState:
         self.name = model.name
         self.codec = ModelCodec(model)
         self.class_names = model.class_names
-        self.layout = Layout(model.task, max(len(self.class_names), 2), model.score_bins)
+        self.profile = load_profile(model)  # ConfigError when the reference is unusable
+        self.layout = Layout(
+            model.task,
+            max(len(self.class_names), 2),
+            model.score_bins,
+            features=model.features,
+            profile=self.profile,
+        )
         self.windows = model.window_specs
         self.registry = SliceRegistry(model)
         self.pane = pane
@@ -178,6 +186,7 @@ class _Batch:
         "o_score",
         "o_slices",
         "o_ts",
+        "p_feat",
         "p_part",
         "p_pred",
         "p_score",
@@ -191,6 +200,7 @@ class _Batch:
         self.p_pred: list[float] = []
         self.p_score: list[float] = []
         self.p_slices: list[tuple[int, ...]] = []
+        self.p_feat: list[dict[str, Any] | None] = []
         self.o_part: list[int] = []
         self.o_ts: list[float] = []
         self.o_pred: list[float] = []
@@ -313,6 +323,7 @@ class Engine:
         batch.p_pred.append(pred)
         batch.p_score.append(score)
         batch.p_slices.append(slices)
+        batch.p_feat.append(event.features)
         state.counts[m][PREDICTIONS] += 1
         early = join.early.get(pid)
         if label is not None:  # ground truth known at prediction time: joined at once
@@ -444,6 +455,9 @@ class Engine:
         if batch.p_ts:
             pred = np.asarray(batch.p_pred)
             cols, vals = layout.prediction_terms(pred, np.asarray(batch.p_score))
+            if layout.features:
+                f_cols, f_vals = layout.feature_terms(batch.p_feat)
+                cols, vals = np.hstack([cols, f_cols]), np.hstack([vals, f_vals])
             self._scatter(model, batch.p_part, batch.p_ts, batch.p_slices, cols, vals)
         if batch.o_ts:
             cols, vals = layout.outcome_terms(
@@ -598,7 +612,9 @@ class Engine:
         for spec in model.windows:
             name, acc = spec.name, sums[spec.name]
             count = closed if spec.kind == "decay" else None
-            values = compute_metrics(model.layout, acc, model.class_names, count)
+            values = compute_metrics(
+                model.layout, acc, model.class_names, count, model.config.drift_min_samples
+            )
             if model.metrics is not None:
                 keep = set(model.metrics)
                 values = {
@@ -784,6 +800,8 @@ _ALWAYS = {
     "class_share",
     "label_coverage",
     "label_count",
+    *DRIFT_SIGNALS,
+    *MODEL_QUALITY_SIGNALS,
 }
 
 

@@ -18,14 +18,31 @@ regression  ``pred_n``, ``pred_sum``; ``n``, ``error_sum`` (prediction - label),
             ``abs_error_sum``, ``squared_error_sum``, ``ape_sum``, ``label_sum``,
             ``label_sq_sum``
 =========== ===================================================================
+
+Models with ``features`` also get, per feature ``f``, the data-quality counts
+``missing:f`` (absent or null), ``mismatch:f`` (wrong JSON type) and, numeric only,
+``nonfinite:f`` (an infinite number), plus ``problem_n`` (predictions with any feature
+problem). With a reference profile (:mod:`monitor.core.reference`) each feature adds its
+histogram ``hist:f`` over the reference's columns: for a numeric feature underflow,
+``B`` quantile bins and overflow, with ``bin_sum:f``, the sums of the values in each of
+those columns (for the Wasserstein distance); for a categorical
+one the top reference categories and ``other``, with ``unseen:f`` (values never seen in
+the reference). :meth:`Layout.feature_terms` turns a batch's raw feature values into
+terms with numpy (one ``searchsorted`` per numeric feature, one ``np.unique`` per
+categorical one).
 """
 
 from __future__ import annotations
 
-from typing import Final
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
+
+from monitor.config import canonical_class
+from monitor.core.reference import ReferenceProfile, bin_numeric
 
 __all__ = ["EPS", "Layout", "scatter_add"]
 
@@ -39,7 +56,14 @@ EPS: Final = float(np.finfo(np.float64).eps)
 class Layout:
     """The columns of one model's accumulator rows; see the module docstring."""
 
-    def __init__(self, task: str, n_classes: int = 2, score_bins: int = 200) -> None:
+    def __init__(
+        self,
+        task: str,
+        n_classes: int = 2,
+        score_bins: int = 200,
+        features: Mapping[str, str] | None = None,
+        profile: ReferenceProfile | None = None,
+    ) -> None:
         if task not in ("binary", "multiclass", "regression"):
             raise ValueError(f"Invalid 'task': {task!r}; valid: binary, multiclass, regression")
         self.task = task
@@ -58,6 +82,21 @@ class Layout:
         else:
             self._add("pred_n", "pred_sum", "n", "error_sum", "abs_error_sum")
             self._add("squared_error_sum", "ape_sum", "label_sum", "label_sq_sum")
+        self.features: dict[str, str] = dict(features or {})
+        self.profile = profile
+        for name, kind in self.features.items():
+            self._add(f"missing:{name}", f"mismatch:{name}")
+            if kind == "numeric":
+                self._add(f"nonfinite:{name}")
+            if profile is None:
+                continue
+            if kind == "numeric":
+                ref = profile.numeric[name]
+                self._add((f"hist:{name}", ref.columns), (f"bin_sum:{name}", ref.columns))
+            else:
+                self._add((f"hist:{name}", profile.categorical[name].columns), f"unseen:{name}")
+        if self.features:
+            self._add("problem_n")
         self.width = sum(w for _, w in self.fields.values())
 
     def _add(self, *names: str | tuple[str, int]) -> None:
@@ -105,6 +144,88 @@ class Layout:
         cols = np.tile(np.array([self.col("pred_n"), self.col("pred_sum")], dtype=np.int64), (e, 1))
         return cols, np.column_stack([ones, pred])
 
+    def feature_terms(self, raw: Sequence[Mapping[str, Any] | None]) -> tuple[I64, F64]:
+        """Columns and values that predictions' feature objects add, ``(events, terms)``.
+
+        ``raw`` holds each prediction's ``features`` object (None when it has none). Per
+        feature: a data-quality term (missing / mismatch / non-finite, value 0 when the
+        value is fine) and, with a profile, a histogram term and a value-sum term (numeric)
+        or an unseen count (categorical); then one ``problem_n`` term.
+
+        >>> lay = Layout("regression", features={"x": "numeric"})
+        >>> cols, vals = lay.feature_terms([{"x": 1.0}, {"x": "a"}, None])
+        >>> [lay.fields_at(c) for c in cols[:, 0]], vals[:, 0].tolist()
+        (['missing:x', 'mismatch:x', 'missing:x'], [0.0, 1.0, 1.0])
+        """
+        e = len(raw)
+        cols: list[I64] = []
+        vals: list[F64] = []
+        problem = np.zeros(e, dtype=bool)
+        empty: Mapping[str, Any] = {}
+        for name, kind in self.features.items():
+            values = [(f or empty).get(name) for f in raw]
+            if kind == "numeric":
+                bad, x = _numeric_column(values)
+                nonfinite = (bad == 0) & ~np.isfinite(x)
+                bad[nonfinite] = 3
+            else:
+                bad, strings = _categorical_column(values)
+            dq = np.array(
+                [
+                    self.col(f"missing:{name}"),
+                    self.col(f"missing:{name}"),
+                    self.col(f"mismatch:{name}"),
+                    self.col(f"nonfinite:{name}") if kind == "numeric" else 0,
+                ],
+                dtype=np.int64,
+            )
+            cols.append(dq[bad])
+            vals.append((bad > 0).astype(np.float64))
+            problem |= bad > 0
+            if self.profile is None:
+                continue
+            ok = bad == 0
+            hist = self.col(f"hist:{name}")
+            if kind == "numeric":
+                ref = self.profile.numeric[name]
+                b = bin_numeric(ref.edges, np.where(ok, x, ref.edges[0]))
+                under = ok & (b == 0)
+                over = ok & (b == ref.columns - 1)
+                cols.append(hist + b)
+                vals.append(ok.astype(np.float64))
+                cols.append(self.col(f"bin_sum:{name}") + b)
+                vals.append(np.where(ok, x, 0.0))
+                problem |= under | over
+            else:
+                cref = self.profile.categorical[name]
+                code = np.full(e, len(cref.categories), dtype=np.int64)
+                unseen = np.zeros(e, dtype=bool)
+                if ok.any():
+                    uniq, inverse = np.unique(strings[ok], return_inverse=True)
+                    other = len(cref.categories)
+                    lut = np.array([cref.index.get(u, other) for u in uniq], dtype=np.int64)
+                    new = np.array([u not in cref.known for u in uniq], dtype=bool)
+                    code[ok] = lut[inverse]
+                    unseen[ok] = new[inverse]
+                cols.append(hist + code)
+                vals.append(ok.astype(np.float64))
+                cols.append(np.full(e, self.col(f"unseen:{name}"), dtype=np.int64))
+                vals.append(unseen.astype(np.float64))
+                problem |= unseen
+        if self.features:
+            cols.append(np.full(e, self.col("problem_n"), dtype=np.int64))
+            vals.append(problem.astype(np.float64))
+        if not cols:
+            return np.zeros((e, 0), dtype=np.int64), np.zeros((e, 0))
+        return np.column_stack(cols).astype(np.int64), np.column_stack(vals)
+
+    def fields_at(self, column: int) -> str:
+        """The name of the field that holds ``column`` (for messages and tests)."""
+        for name, (start, width) in self.fields.items():
+            if start <= column < start + width:
+                return name
+        raise IndexError(column)
+
     def outcome_terms(self, pred: F64, score: F64, label: F64) -> tuple[I64, F64]:
         """Columns and values that joined (prediction, label) pairs add, ``(events, terms)``."""
         e = len(pred)
@@ -151,6 +272,34 @@ class Layout:
         cols = np.tile(np.array([self.col(n) for n in names], dtype=np.int64), (e, 1))
         vals = np.column_stack([ones, err, np.abs(err), err * err, ape, label, label * label])
         return cols, vals
+
+
+# Codes of a feature value: 0 fine, 1 missing (null or absent), 2 type mismatch, 3 non-finite.
+_NUMERIC_KIND: dict[type, int] = {int: 0, float: 0, type(None): 1}
+_CATEGORICAL_KIND: dict[type, int] = {str: 0, int: 0, bool: 0, type(None): 1}
+_NUMBER = (int, float)
+
+
+def _numeric_column(values: list[Any]) -> tuple[npt.NDArray[np.int8], F64]:
+    """Codes (0 number, 1 missing, 2 mismatch: bool, string, ...) and the numbers (NaN else)."""
+    n = len(values)
+    code = np.fromiter((_NUMERIC_KIND.get(v.__class__, 2) for v in values), np.int8, n)
+    x = np.fromiter((v if v.__class__ in _NUMBER else math.nan for v in values), np.float64, n)
+    return code, x
+
+
+def _categorical_column(values: list[Any]) -> tuple[npt.NDArray[np.int8], npt.NDArray[Any]]:
+    """Codes (0 value, 1 missing, 2 mismatch: a float) and canonical strings ("" else)."""
+    n = len(values)
+    code = np.fromiter((_CATEGORICAL_KIND.get(v.__class__, 2) for v in values), np.int8, n)
+    strings = np.array(
+        [
+            v if v.__class__ is str else canonical_class(v) if v.__class__ in (int, bool) else ""
+            for v in values
+        ],
+        dtype=object,
+    )
+    return code, strings
 
 
 def scatter_add(target: F64, slices: I64, cols: I64, vals: F64, weights: F64 | None = None) -> None:

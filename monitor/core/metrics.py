@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from monitor.core.drift import drift_signals
 from monitor.core.layout import Layout
 
 __all__ = ["compute_metrics"]
@@ -154,11 +155,14 @@ def compute_metrics(
     acc: F64,
     class_names: tuple[str, ...] = (),
     sample_count: F64 | None = None,
+    drift_min_samples: int = 100,
 ) -> dict[str, F64]:
     """Every metric of the layout's task, one value per slice (row of ``acc``).
 
     ``sample_count`` is the number of events behind each row when ``acc`` holds decayed
     weights (R2, like scikit-learn, is undefined below two events, whatever their weight).
+    Models with features also get the drift and data-quality signals of
+    :func:`~monitor.core.drift.drift_signals` (``drift_min_samples`` is their minimum count).
 
     >>> from monitor.core.layout import Layout
     >>> lay = Layout("regression"); acc = np.zeros((1, lay.width))
@@ -173,6 +177,7 @@ def compute_metrics(
     else:
         out = _regression(layout, acc, sample_count)
     out.update(_coverage(layout, acc))
+    out.update(drift_signals(layout, acc, drift_min_samples))
     return out
 
 
