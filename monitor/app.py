@@ -92,6 +92,24 @@ class App:
         state = self.engine.partitions.get(partition)
         return None if state is None else state.offsets.get(topic)
 
+    def _watermark_partitions(self) -> set[tuple[str, int]]:
+        """The input partitions that hold the watermark back: those assigned, and those whose
+        state this process holds (both topics of each partition number in the checkpoint).
+
+        After a crash the group may give some partitions to the dead predecessor until its
+        session expires; if only the assigned ones counted, the watermark would run ahead on
+        them and close panes that the others' unread events belong to, making those events
+        late (a crash would change the results). A held partition that is not assigned is
+        never idle, so it holds the watermark until it comes back. (With several replicas,
+        each must drop the state of partitions revoked for good: see the state package.)
+        """
+        held = {
+            (topic, number)
+            for number in self.engine.partitions
+            for topic in (self.config.kafka.predictions_topic, self.config.kafka.labels_topic)
+        }
+        return self.source.assignment() | held
+
     def _readiness(self) -> tuple[bool, str]:
         return self.ready, self.ready_reason
 
@@ -133,7 +151,7 @@ class App:
         while not self.stop.is_set():
             assigned, revoked = self.source.take_assignment_changes()
             if assigned or revoked:
-                self.engine.track(self.source.assignment())
+                self.engine.track(self._watermark_partitions())
                 now = time.time()
                 for tp in assigned:
                     self.last_seen[tp] = now
