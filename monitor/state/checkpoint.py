@@ -24,6 +24,7 @@ __all__ = ["CheckpointStore", "config_fingerprint"]
 
 FORMAT: Final = 1
 MAGIC: Final = b"MONITOR-CKPT"
+HEADER_KEYS: Final = frozenset({"format", "fingerprint", "sha256", "length"})
 log = structlog.get_logger(__name__)
 
 
@@ -42,6 +43,10 @@ class CheckpointStore:
         self.dir = Path(directory)
         self.path = self.dir / "checkpoint.bin"
         self.previous = self.dir / "checkpoint.prev.bin"
+        #: Whether the newest file is known to be readable (written or loaded by this
+        #: process). A newest file that failed to load is not rotated into ``previous``
+        #: on the next save: the readable previous one stays the fallback.
+        self._newest_ok = False
 
     def save(self, engine: Engine) -> int:
         """Write the engine's state atomically; return the number of bytes written."""
@@ -56,33 +61,57 @@ class CheckpointStore:
             }
         ).encode()
         tmp = self.dir / f".checkpoint.{os.getpid()}.tmp"
+        for stale in self.dir.glob(".checkpoint.*.tmp"):  # left by a crash mid-write
+            if stale != tmp:
+                stale.unlink(missing_ok=True)
         with open(tmp, "wb") as fh:
             fh.write(MAGIC + len(header).to_bytes(4, "big") + header + body)
             fh.flush()
             os.fsync(fh.fileno())
+        # A crash between the two renames leaves only ``previous``, which load() falls
+        # back to; at no instant is there no readable checkpoint once one was written.
         if self.path.exists():
-            os.replace(self.path, self.previous)
+            if self._newest_ok or not self.previous.exists():
+                os.replace(self.path, self.previous)
+            else:
+                self.path.unlink()  # unreadable: keep the readable previous one instead
         os.replace(tmp, self.path)
         fd = os.open(self.dir, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
+        self._newest_ok = True
         return len(body)
 
     def load(self, config: MonitorConfig) -> Engine | None:
         """The newest readable checkpoint made under a compatible config, else None."""
+        self._newest_ok = False
         for path in (self.path, self.previous):
             if not path.exists():
                 continue
             try:
                 engine = self._read(path, config)
-            except (OSError, ValueError, pickle.UnpicklingError, EOFError, AttributeError) as exc:
-                log.warning("checkpoint_unreadable", path=str(path), error=str(exc))
+            except Exception as exc:  # torn, corrupt, foreign or from incompatible code
+                log.warning(
+                    "checkpoint_unreadable",
+                    path=str(path),
+                    error=f"{type(exc).__name__}: {exc}"[:300],
+                    action="trying the previous checkpoint"
+                    if path == self.path
+                    else "no checkpoint left: starting empty",
+                )
                 continue
+            self._newest_ok = path == self.path
             if engine is None:
                 return None
-            log.info("checkpoint_loaded", path=str(path), offsets=len(engine.offsets()))
+            log.info(
+                "checkpoint_loaded",
+                path=str(path),
+                fallback=path != self.path,
+                offsets=len(engine.offsets()),
+                events=engine.events,
+            )
             return engine
         return None
 
@@ -93,10 +122,14 @@ class CheckpointStore:
             raise ValueError("not a monitor checkpoint")
         at = len(MAGIC)
         size = int.from_bytes(data[at : at + 4], "big")
+        if len(data) < at + 4 + size:
+            raise ValueError("checkpoint header is torn (file shorter than its header)")
         header = json.loads(data[at + 4 : at + 4 + size])
+        if not isinstance(header, dict) or not header.keys() >= HEADER_KEYS:
+            raise ValueError(f"checkpoint header is not valid: {str(header)[:100]}")
         body = data[at + 4 + size :]
-        if header.get("format") != FORMAT:
-            raise ValueError(f"checkpoint format {header.get('format')} is not {FORMAT}")
+        if header["format"] != FORMAT:
+            raise ValueError(f"checkpoint format {header['format']!r} is not {FORMAT}")
         if len(body) != header["length"] or hashlib.sha256(body).hexdigest() != header["sha256"]:
             raise ValueError("checkpoint body is torn or corrupt (checksum mismatch)")
         if header["fingerprint"] != config_fingerprint(config):
