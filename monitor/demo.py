@@ -13,7 +13,7 @@ What runs, all in this process except the broker:
   :data:`DRIFT_AFTER_S` seconds, a concept drift: a fraud ring (mostly in two countries) makes
   small-amount transactions fraudulent, so the positive rate rises and the model's
   accuracy, F1 and ROC AUC fall while its log loss rises; it lasts :data:`DRIFT_FOR_S`
-  seconds, so the demo's alert rule (``accuracy@ewm2m < 0.8``) fires, then resolves;
+  seconds, so the demo's alert rule (``accuracy@ewm1m < 0.8``) fires, then resolves;
 - the daemon (:class:`~monitor.app.App`) in a background thread, with its HTTP port on
   ``127.0.0.1:<port>`` (``/metrics``, ``/healthz``, ``/readyz``);
 - the main thread: a ``rich`` live view refreshed twice a second (or, without a
@@ -66,8 +66,8 @@ PARTITIONS = 4
 #: Seconds after the traffic starts when the concept drift sets in.
 DRIFT_AFTER_S = 60.0
 #: How long the drift lasts: the alert it raises resolves after it.
-DRIFT_FOR_S = 180.0
-WINDOWS = ("all", "5m", "ewm2m")
+DRIFT_FOR_S = 120.0
+WINDOWS = ("all", "5m", "ewm1m")
 SHOWN_METRICS = ("accuracy", "f1", "roc_auc", "log_loss")
 SPARK_WINDOW = "5m"
 SPARK_POINTS = 60
@@ -107,7 +107,7 @@ def demo_config(bootstrap: str, port: int, state_dir: str) -> MonitorConfig:
                     "alerts": [
                         {
                             "name": "accuracy-low",
-                            "signal": "accuracy@ewm2m",
+                            "signal": "accuracy@ewm1m",
                             "op": "<",
                             "threshold": 0.8,
                             "for": "30s",
