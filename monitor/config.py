@@ -471,6 +471,13 @@ class AlertRuleConfig(_Strict):
         return self
 
 
+DetectorName = Literal["adwin"]
+
+
+def _default_detectors() -> list[DetectorName]:
+    return ["adwin"]
+
+
 class ModelConfig(_Strict):
     """One watched model: its task, classes, windows, metrics, features and segments."""
 
@@ -509,6 +516,10 @@ class ModelConfig(_Strict):
     )
     drift_min_samples: int = Field(
         100, ge=1, description="drift statistics are NaN in a window with fewer feature values"
+    )
+    detectors: list[DetectorName] = Field(
+        default_factory=_default_detectors,
+        description="concept-drift detectors on the error stream ([] for none)",
     )
     alerts: list[AlertRuleConfig] = Field(default_factory=list)
 
@@ -573,6 +584,7 @@ class ModelConfig(_Strict):
                     f"{text!r} is not a detector signal; valid: <detector>:<stream>@<window> "
                     f"with detector in {DETECTOR_SIGNALS}, stream in {DETECTOR_STREAMS}"
                 )
+            self._check_detector(name, subject, text)
             return
         if kind == "label_starvation" and name != "label_coverage":
             raise ValueError(f"a label_starvation rule reads label_coverage@<window>, not {text!r}")
@@ -586,6 +598,7 @@ class ModelConfig(_Strict):
         if name in DETECTOR_SIGNALS:
             if subject not in DETECTOR_STREAMS:
                 raise ValueError(f"{text!r}: detector stream must be one of {DETECTOR_STREAMS}")
+            self._check_detector(name, subject, text)
             return
         task_metrics = TASK_METRICS[self.task]
         known = (*task_metrics, *TASK_UNLABELLED[self.task], *COVERAGE_SIGNALS)
@@ -609,6 +622,14 @@ class ModelConfig(_Strict):
             base = "roc_auc" if name == "roc_auc_bin_error" else name
             if base not in self.metrics:
                 raise ValueError(f"{text!r}: metric {base!r} is not in this model's metrics")
+
+    def _check_detector(self, name: str, stream: str | None, text: str) -> None:
+        """A detector signal must name a configured detector and this model's error stream."""
+        if name not in self.detectors:
+            raise ValueError(f"{text!r}: detector {name!r} is not in detectors {self.detectors}")
+        expected = "abs_error" if self.task == "regression" else "error"
+        if stream != expected:
+            raise ValueError(f"{text!r}: a {self.task} model's detectors watch {expected!r}")
 
     @property
     def window_specs(self) -> tuple[WindowSpec, ...]:

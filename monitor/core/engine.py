@@ -33,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from monitor.config import DRIFT_SIGNALS, MODEL_QUALITY_SIGNALS, ModelConfig, MonitorConfig
+from monitor.core.detectors import ErrorDetectors, error_stream
 from monitor.core.join import EarlyLabel, JoinBuffer, Pending
 from monitor.core.layout import Layout
 from monitor.core.metrics import compute_metrics
@@ -153,6 +154,12 @@ class ModelState:
         self.pane = pane
         wanted = model.metrics
         self.metrics: tuple[str, ...] | None = tuple(wanted) if wanted is not None else None
+        self.detectors = (
+            ErrorDetectors(model.detectors, error_stream(model.task)) if model.detectors else None
+        )
+        #: pane -> partition -> (event times, errors) of joined pairs, fed at the pane's close
+        self.error_panes: dict[int, dict[int, tuple[list[float], list[float]]]] = {}
+        self.last_detections: dict[str, int] = {}  # detections in the last closed pane
         self.last: dict[str, dict[str, F64]] = {}
         self.last_rows = 0
 
@@ -465,6 +472,35 @@ class Engine:
             )
             self._scatter(model, batch.o_part, batch.o_ts, batch.o_slices, cols, vals)
             self._label_delays(model.index, batch.o_part, batch.o_delay)
+            if model.detectors is not None:
+                self._buffer_errors(model, batch)
+
+    def _buffer_errors(self, model: ModelState, batch: _Batch) -> None:
+        """Keep the batch's on-time errors per (pane, partition) for the detectors."""
+        pred, label = np.asarray(batch.o_pred), np.asarray(batch.o_label)
+        err = np.abs(pred - label) if model.layout.task == "regression" else (pred != label) * 1.0
+        ts = np.asarray(batch.o_ts)
+        part = np.asarray(batch.o_part, dtype=np.int64)
+        pane = np.floor(ts / self.pane).astype(np.int64)
+        keep = pane >= self.closed_upto if self.closed_upto is not None else np.ones(len(ts), bool)
+        for p_idx, p_num in {(int(a), int(b)) for a, b in zip(pane[keep], part[keep], strict=True)}:
+            sel = keep & (pane == p_idx) & (part == p_num)
+            times, errors = model.error_panes.setdefault(p_idx, {}).setdefault(p_num, ([], []))
+            times.extend(ts[sel].tolist())
+            errors.extend(err[sel].tolist())
+
+    def _detect(self, model: ModelState, pane: int) -> dict[str, int]:
+        """Feed the detectors the errors of ``pane`` in event-time order; detections."""
+        assert model.detectors is not None
+        ts: list[float] = []
+        errors: list[float] = []
+        for p in sorted(k for k in model.error_panes if k <= pane):
+            parts = model.error_panes.pop(p)
+            for number in sorted(parts):
+                ts.extend(parts[number][0])
+                errors.extend(parts[number][1])
+        order = np.argsort(np.asarray(ts), kind="stable")
+        return model.detectors.feed(np.asarray(errors)[order].tolist())
 
     def _label_delays(self, m: int, parts: list[int], delays: list[float]) -> None:
         """Add a batch's label delays (seconds, negative ones as 0) to the histograms."""
@@ -636,6 +672,14 @@ class Engine:
         end = (pane + 1) * self.pane
         for model in self.models:
             values = self._compute(model)
+            if model.detectors is not None:
+                rows = len(model.registry.keys)
+                model.last_detections = self._detect(model, pane)
+                for name, found in model.last_detections.items():
+                    column = np.full(rows, np.nan)
+                    column[0] = found  # whole model only
+                    for metrics in values.values():
+                        metrics[f"{name}:{model.detectors.stream}"] = column
             model.last = values
             model.last_rows = len(model.registry.keys)
             signals = {
@@ -723,6 +767,9 @@ class Engine:
         out.counts = {name: float(counts[i]) for i, name in enumerate(COUNT_NAMES)}
         out.counts["pending"] = float(pending)
         out.counts["early_labels_pending"] = float(early)
+        if model.detectors is not None:
+            for name, total in model.detectors.totals.items():
+                out.counts[f"{name}_detections"] = float(total)
         out.label_delay_buckets = np.cumsum(delay).tolist()
         out.alerts = self.rules.report(model.name)
         out.label_delay_sum = delay_sum
@@ -767,6 +814,13 @@ class Engine:
         out: dict[str, Any] = {"models": {}, "rejects": {}}
         for model in final.models:
             computed = final._compute(model, final=True)
+            if model.detectors is not None:
+                for name in model.detectors.detectors:
+                    found = float(model.last_detections.get(name, 0))
+                    column = np.full(len(model.registry.keys), np.nan)
+                    column[0] = found
+                    for metrics in computed.values():
+                        metrics[f"{name}:{model.detectors.stream}"] = column
             report = final._model_report(model)
             slices = {}
             for row, (dimension, value) in enumerate(model.registry.keys[1:], start=1):

@@ -45,6 +45,7 @@ features = {{ amount = "numeric", country = "categorical" }}
 reference = "{reference}"
 drift_bins = 10
 max_categories = 3
+detectors = []
 {extra}
 """
     )
