@@ -15,6 +15,7 @@ report) and two callables. The loop ends with a final checkpoint::
 from __future__ import annotations
 
 import json
+import math
 import signal
 import threading
 import time
@@ -41,6 +42,14 @@ __all__ = ["App"]
 log = structlog.get_logger(__name__)
 POLL_MS = 200
 TICK_S = 1.0
+#: How long a checkpoint waits for the sinks and for the offset commit. The loop is blocked
+#: meanwhile (a SIGTERM waits too), and during an outage every checkpoint would wait this
+#: long: the final one is shorter, so that SIGTERM ends the daemon within 10 s. A failed
+#: commit is harmless (the checkpoint's offsets decide where to resume; the group's
+#: committed offsets are for lag tools), a failed flush skips the state write.
+FLUSH_S = 5.0
+COMMIT_S = 3.0
+FINAL_FLUSH_S = 4.0
 
 
 class App:
@@ -218,12 +227,31 @@ class App:
             self.ready, self.ready_reason = False, "not connected to Kafka"
         elif not assigned:
             self.ready, self.ready_reason = False, "no partitions assigned"
+        elif (silent := self._broker_silent_s()) > self.config.kafka.session_timeout / 2:
+            # A frozen broker accepts TCP connections and the last fetch's highwater still
+            # says "caught up": the group coordinator's silence is what gives it away.
+            self.ready, self.ready_reason = False, f"broker not answering for {silent:.0f} s"
         elif not self.source.caught_up():
             behind = sum(self.lag.values())
             self.ready, self.ready_reason = False, f"catching up ({behind} messages behind)"
         else:
             self.ready, self.ready_reason = True, "ok"
         self._publish()
+
+    def _broker_silent_s(self) -> float:
+        """Seconds since the group coordinator last answered a heartbeat (0 if unknown).
+
+        Reads kafka-python's heartbeat bookkeeping (``consumer._coordinator.heartbeat``);
+        on a kafka-python without it, 0: readiness then rests on lag alone.
+        """
+        consumer = getattr(self.source, "_consumer", None)
+        beat = getattr(getattr(consumer, "_coordinator", None), "heartbeat", None)
+        received = getattr(beat, "last_receive", None)
+        if not isinstance(received, float):
+            return 0.0
+        reset = getattr(beat, "last_reset", received)
+        latest = max(received, reset if isinstance(reset, float) else received)
+        return max(0.0, time.monotonic() - latest) if latest > -math.inf else 0.0
 
     def _publish(self) -> None:
         runtime = RuntimeStats(
@@ -248,9 +276,12 @@ class App:
         Any failure leaves the group's offsets where they were: the state on disk and the
         committed offsets never claim more than was delivered.
         """
-        if not self.sink.flush(30.0 if final else 10.0):
+        if not self.sink.flush(FINAL_FLUSH_S if final else FLUSH_S):
             # The previous checkpoint stays: a restart re-reads from its offsets and so
             # re-derives both the state and the dead letters that were not delivered.
+            # Deliberately so for the final checkpoint too: writing the state would move
+            # the resume point past messages whose dead letters or alerts never left, and
+            # they would be lost for good. Outputs are at-least-once, the state exact.
             log.warning(
                 "checkpoint_skipped", reason="sinks not flushed (broker unreachable?)", final=final
             )
@@ -258,7 +289,11 @@ class App:
         started = time.monotonic()
         size = self.store.save(self.engine)
         offsets = self.engine.offsets()
-        committed = self.source.commit(offsets) if self.source.connected else False
+        committed = (
+            self.source.commit(offsets, timeout_s=2.0 if final else COMMIT_S)
+            if self.source.connected
+            else False
+        )
         self.last_checkpoint = time.time()
         self.checkpoints += 1
         log.info(
