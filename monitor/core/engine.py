@@ -52,7 +52,7 @@ from monitor.events.codec import (
 )
 from monitor.events.message import Message, Reject
 
-__all__ = ["Engine", "PaneSignals"]
+__all__ = ["Engine", "PaneSignals", "same_time_and_topics"]
 
 F64 = npt.NDArray[np.float64]
 OTHER = "__other__"
@@ -259,6 +259,80 @@ class Engine:
                 delay_sum=np.zeros(n),
             )
         return state
+
+    def adopt(self, old: Engine) -> dict[str, str]:
+        """Take over the state of ``old``, an engine loaded from a checkpoint made under
+        another config; ``self`` is a fresh engine for the new config.
+
+        A model whose config (less its alert rules) is unchanged keeps everything: slice
+        registry, last values, detectors, and in every partition its windows, counts,
+        label-delay histogram, pending predictions, recently matched ids and the early
+        labels naming it; its unchanged rules keep their state. A changed or new model
+        starts empty at the checkpoint's offsets; a removed one is dropped. Offsets, event
+        times, rejects, the watermark and the pane clock are carried. Returns
+        ``{model: "kept" | "rebuilt" | "added" | "removed"}``.
+
+        Raises ValueError when the pane, the allowed lateness or the input topics differ:
+        every window and the pane clock depend on them, so nothing can be kept.
+        """
+        if not same_time_and_topics(old.config, self.config):
+            raise ValueError("[time] or the input topics changed: no state can be kept")
+        old_by_name = {m.name: m for m in old.models}
+        status: dict[str, str] = {}
+        remap: dict[int, int] = {}  # old model index -> new, for kept models
+        for model in self.models:
+            was = old_by_name.get(model.name)
+            if was is None:
+                status[model.name] = "added"
+            elif _model_shape(was.config) != _model_shape(model.config) or (
+                was.layout.width != model.layout.width
+            ):
+                status[model.name] = "rebuilt"
+            else:
+                status[model.name] = "kept"
+                remap[was.index] = model.index
+                model.registry = was.registry
+                model.detectors = was.detectors
+                model.error_panes = was.error_panes
+                model.last_detections = was.last_detections
+                model.last = was.last
+                model.last_rows = was.last_rows
+                self.pending_total[model.index] = old.pending_total[was.index]
+        for name in old_by_name:
+            status.setdefault(name, "removed")
+        for number, was_state in old.partitions.items():
+            state = self.partition(number)
+            for o, n in remap.items():
+                state.windows[n] = was_state.windows[o]
+                state.counts[n] = list(was_state.counts[o])
+                state.delay[n] = was_state.delay[o]
+                state.delay_sum[n] = was_state.delay_sum[o]
+                state.join.pending[n] = was_state.join.pending[o]
+                state.join.matched[n] = was_state.join.matched[o]
+            for pid, early in was_state.join.early.items():  # arrival order kept
+                if early.model < 0:
+                    state.join.early[pid] = early
+                elif early.model in remap:
+                    state.join.early[pid] = early._replace(model=remap[early.model])
+            state.offsets = dict(was_state.offsets)
+            state.max_ts = dict(was_state.max_ts)
+            state.rejects = Counter(was_state.rejects)
+        self.early_total = sum(len(s.join.early) for s in self.partitions.values())
+        self.watermark = old.watermark
+        self.closed_upto = old.closed_upto
+        self.panes_closed = old.panes_closed
+        self.events = old.events
+        self.tracked = set(old.tracked)
+        self.idle = set(old.idle)
+        kept = {self.models[n].name for n in remap.values()}
+        self.signals_out = [s for s in old.signals_out if s.model in kept]
+        self.alerts_out = [a for a in old.alerts_out if a.model in kept]
+        for name in kept:
+            rules = old.rules.models.get(name)
+            if rules is not None:
+                rules.reconcile(self.by_name[name].config, self.pane)  # unchanged rules kept
+                self.rules.models[name] = rules
+        return status
 
     def offsets(self) -> dict[tuple[str, int], int]:
         """Next offset to read per (topic, partition), as reflected by the state."""
@@ -844,6 +918,20 @@ class Engine:
                 rejects[reason] += n
         out["rejects"] = dict(sorted(rejects.items()))
         return out
+
+
+def _model_shape(model: ModelConfig) -> Any:
+    """What a model's state depends on: its config less the alert rules."""
+    return model.model_dump(mode="json", exclude={"alerts"})
+
+
+def same_time_and_topics(a: MonitorConfig, b: MonitorConfig) -> bool:
+    """Whether two configs agree on the pane, the allowed lateness and the input topics,
+    which every window and the pane clock depend on (``idle_timeout`` does not matter)."""
+    return (a.time.pane, a.time.allowed_lateness) == (b.time.pane, b.time.allowed_lateness) and (
+        a.kafka.predictions_topic,
+        a.kafka.labels_topic,
+    ) == (b.kafka.predictions_topic, b.kafka.labels_topic)
 
 
 _ALWAYS = {

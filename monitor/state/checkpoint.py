@@ -18,7 +18,7 @@ from typing import Final
 import structlog
 
 from monitor.config import MonitorConfig
-from monitor.core.engine import Engine
+from monitor.core.engine import Engine, same_time_and_topics
 
 __all__ = ["CheckpointStore", "config_fingerprint"]
 
@@ -26,10 +26,15 @@ FORMAT: Final = 1
 MAGIC: Final = b"MONITOR-CKPT"
 HEADER_KEYS: Final = frozenset({"format", "fingerprint", "sha256", "length"})
 log = structlog.get_logger(__name__)
+_STATUSES: Final = ("kept", "rebuilt", "added", "removed")
 
 
 def config_fingerprint(config: MonitorConfig) -> str:
-    """A hash of what the state's shape depends on: models (less alert rules) and time."""
+    """A hash of what the state's shape depends on: models (less alert rules) and time.
+
+    A checkpoint with another fingerprint is not loaded as is: :func:`_adopt` keeps the
+    models whose part is unchanged and rebuilds the rest, or drops all of it when the
+    pane, the allowed lateness or the input topics changed."""
     models = [m.model_dump(mode="json", exclude={"alerts"}) for m in config.models]
     topics = [config.kafka.predictions_topic, config.kafka.labels_topic]
     blob = json.dumps([models, config.time.model_dump(mode="json"), topics], sort_keys=True)
@@ -85,7 +90,8 @@ class CheckpointStore:
         return len(body)
 
     def load(self, config: MonitorConfig) -> Engine | None:
-        """The newest readable checkpoint made under a compatible config, else None."""
+        """The newest readable checkpoint, carried over to ``config`` if that changed
+        (models kept, rebuilt, added or removed, with a log line), else None."""
         self._newest_ok = False
         for path in (self.path, self.previous):
             if not path.exists():
@@ -132,15 +138,42 @@ class CheckpointStore:
             raise ValueError(f"checkpoint format {header['format']!r} is not {FORMAT}")
         if len(body) != header["length"] or hashlib.sha256(body).hexdigest() != header["sha256"]:
             raise ValueError("checkpoint body is torn or corrupt (checksum mismatch)")
-        if header["fingerprint"] != config_fingerprint(config):
-            log.warning(
-                "checkpoint_config_changed",
-                path=str(path),
-                action="state dropped; starting from the group's committed offsets",
-            )
-            return None
         engine = pickle.loads(body)
         if not isinstance(engine, Engine):
             raise ValueError("checkpoint does not hold engine state")
+        if header["fingerprint"] != config_fingerprint(config):
+            return _adopt(path, engine, config)
         engine.config = config  # alert rules and connection settings may have changed
         return engine
+
+
+def _adopt(path: Path, old: Engine, config: MonitorConfig) -> Engine | None:
+    """The state of a checkpoint made under another config, carried into an engine for
+    ``config`` where it still fits (see :meth:`Engine.adopt`), with one log line saying
+    what was kept, rebuilt, added and removed; None (state dropped) when the pane, the
+    allowed lateness or the input topics changed."""
+    if not same_time_and_topics(old.config, config):
+        log.warning(
+            "checkpoint_config_changed",
+            path=str(path),
+            reason="[time] pane/allowed_lateness or the input topics changed",
+            dropped=sorted(m.name for m in old.models),
+            action="state dropped; starting from the group's committed offsets",
+        )
+        return None
+    engine = Engine(config)
+    status = engine.adopt(old)
+    by = {s: sorted(m for m, v in status.items() if v == s) for s in _STATUSES}
+    log.warning(
+        "checkpoint_config_changed",
+        path=str(path),
+        kept=by["kept"],
+        rebuilt=by["rebuilt"],
+        added=by["added"],
+        removed=by["removed"],
+        action="kept models resume with their state; rebuilt and added models start empty "
+        "at the checkpoint's offsets (events before them are not counted); removed models' "
+        "state dropped",
+        offsets=len(engine.offsets()),
+    )
+    return engine

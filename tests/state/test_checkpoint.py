@@ -147,11 +147,27 @@ def test_stale_temporary_files_are_removed(tmp_path):
     assert not stale.exists()
 
 
-def test_checkpoint_from_another_config_is_not_loaded_and_logged(tmp_path):
-    CheckpointStore(tmp_path).save(_engine(10))
+def test_checkpoint_from_another_config_rebuilds_the_changed_model_and_logs_it(tmp_path):
+    """A changed window rebuilds that model (empty, at the checkpoint's offsets); more in
+    test_adopt.py."""
+    saved = _engine(10)
+    CheckpointStore(tmp_path).save(saved)
     with capture_logs() as logs:
-        assert CheckpointStore(tmp_path).load(_config(("all", "5m"))) is None
+        engine = CheckpointStore(tmp_path).load(_config(("all", "5m")))
+    assert engine is not None and engine.offsets() == saved.offsets()
+    assert engine.summary()["models"]["m"]["counts"]["predictions"] == 0
+    assert [e["event"] for e in logs] == ["checkpoint_config_changed", "checkpoint_loaded"]
+    assert logs[0]["rebuilt"] == ["m"] and logs[0]["kept"] == []
+
+
+def test_checkpoint_from_another_pane_is_not_loaded_and_logged(tmp_path):
+    CheckpointStore(tmp_path).save(_engine(10))
+    other = _config().model_dump()
+    other["time"]["pane"] = 30.0
+    with capture_logs() as logs:
+        assert CheckpointStore(tmp_path).load(config_from_mapping(other)) is None
     assert [e["event"] for e in logs] == ["checkpoint_config_changed"]
+    assert "state dropped" in logs[0]["action"]
 
 
 _WRITER = """
