@@ -471,10 +471,27 @@ class AlertRuleConfig(_Strict):
         return self
 
 
-DetectorName = Literal["adwin"]
+DetectorName = Literal["adwin", "cusum", "page_hinkley", "ddm", "hddm_a"]
 
 
-def _default_detectors() -> list[DetectorName]:
+class CusumOptions(_Strict):
+    """``{name = "cusum", ...}`` in ``detectors``: a CUSUM calibrated to a false-alarm budget."""
+
+    name: Literal["cusum"]
+    reference_error: float | None = Field(
+        None, gt=0, lt=1, description="reference error rate; default: learned from the warmup"
+    )
+    delta: float = Field(0.05, gt=0, lt=1, description="rise of the error rate to detect")
+    false_alarm_budget: float = Field(
+        1_000_000, ge=10, description="expected events between false alarms with no drift"
+    )
+    warmup: int = Field(10_000, ge=1, description="events to learn the reference from")
+
+
+DetectorEntry = DetectorName | CusumOptions
+
+
+def _default_detectors() -> list[DetectorEntry]:
     return ["adwin"]
 
 
@@ -517,11 +534,25 @@ class ModelConfig(_Strict):
     drift_min_samples: int = Field(
         100, ge=1, description="drift statistics are NaN in a window with fewer feature values"
     )
-    detectors: list[DetectorName] = Field(
+    detectors: list[DetectorEntry] = Field(
         default_factory=_default_detectors,
-        description="concept-drift detectors on the error stream ([] for none)",
+        description="concept-drift detectors on the error stream ([] for none); a name, "
+        'or {name = "cusum", reference_error = ..., delta = ..., false_alarm_budget = ...}',
     )
     alerts: list[AlertRuleConfig] = Field(default_factory=list)
+
+    @field_validator("detectors")
+    @classmethod
+    def _detectors(cls, value: list[DetectorEntry]) -> list[DetectorEntry]:
+        names = [d if isinstance(d, str) else d.name for d in value]
+        if len(set(names)) != len(names):
+            raise ValueError(f"detectors must be distinct: {names}")
+        return value
+
+    @property
+    def detector_names(self) -> list[str]:
+        """The configured detectors' names, in order."""
+        return [d if isinstance(d, str) else d.name for d in self.detectors]
 
     @field_validator("windows")
     @classmethod
@@ -625,8 +656,10 @@ class ModelConfig(_Strict):
 
     def _check_detector(self, name: str, stream: str | None, text: str) -> None:
         """A detector signal must name a configured detector and this model's error stream."""
-        if name not in self.detectors:
-            raise ValueError(f"{text!r}: detector {name!r} is not in detectors {self.detectors}")
+        if name not in self.detector_names:
+            raise ValueError(
+                f"{text!r}: detector {name!r} is not in detectors {self.detector_names}"
+            )
         expected = "abs_error" if self.task == "regression" else "error"
         if stream != expected:
             raise ValueError(f"{text!r}: a {self.task} model's detectors watch {expected!r}")

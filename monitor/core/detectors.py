@@ -7,12 +7,19 @@ fed when the pane closes, partitions in number order, stable-sorted by event tim
 the detector sees the same sequence whatever order the partitions were polled in
 (joined pairs that arrive after their pane closed are late and are not fed).
 
-The detector is river's ``ADWIN`` with its default settings, made **one-sided**: a
-detection counts only when the error level went up (ADWIN's estimate after dropping the
-old part of its window is above the estimate before), since a model getting better is
-not an alert. The signal ``adwin:<stream>@<window>`` (``error`` or ``abs_error``) is the
-number of such detections in the pane just closed, the same for every window of the
-model; ``adwin_total:<stream>`` counters are in the report.
+Every detector counts only a **rise** of the error (a model getting better is not an
+alert). The signal ``<name>:<stream>@<window>`` (stream ``error`` or ``abs_error``) is the
+number of detections in the pane just closed, the same for every window of the model;
+``<name>_total:<stream>`` counters are in the report.
+
+- ``adwin``: river's ``ADWIN`` with its default settings, made one-sided (a detection
+  counts when ADWIN's estimate after dropping the old part of its window is above the
+  estimate before).
+- ``cusum``: :class:`CalibratedCusum`, a one-sided Bernoulli CUSUM whose threshold is set
+  so that the expected number of events between false alarms is ``false_alarm_budget``
+  (computed exactly from a Markov chain, not by simulation, and cached).
+- ``page_hinkley`` (river, ``mode="up"``), ``ddm`` and ``hddm_a`` (river's ``DDM`` and
+  ``HDDMA``, one-sided by construction): river's defaults.
 
 >>> det = ErrorDetectors(["adwin"], "error")
 >>> det.feed([0.0] * 2000 + [1.0] * 300)
@@ -21,15 +28,29 @@ model; ``adwin_total:<stream>`` counters are in the report.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from typing import Any
 
+import numpy as np
 from river import drift
 
-__all__ = ["DETECTORS", "ErrorDetectors", "error_stream"]
+__all__ = [
+    "DETECTORS",
+    "CalibratedCusum",
+    "ErrorDetectors",
+    "bernoulli_cusum_arl",
+    "calibrate_cusum",
+    "error_stream",
+    "make_detector",
+]
 
 #: Detectors that can be configured (``detectors = [...]`` of a model).
-DETECTORS: tuple[str, ...] = ("adwin",)
+DETECTORS: tuple[str, ...] = ("adwin", "cusum", "page_hinkley", "ddm", "hddm_a")
+
+#: Largest number of Markov-chain states used to calibrate a CUSUM threshold.
+_MAX_STATES = 1500
 
 
 def error_stream(task: str) -> str:
@@ -37,18 +58,215 @@ def error_stream(task: str) -> str:
     return "abs_error" if task == "regression" else "error"
 
 
-def _make(name: str) -> Any:
+def bernoulli_cusum_arl(p: float, r: int, m: int, h: int) -> float:
+    """Exact expected events to an alarm of the integer CUSUM ``S = max(0, S + m·x − r)``.
+
+    ``x`` is 0/1 with ``P(x = 1) = p``, the chain starts at 0 and alarms when ``S > h``; this
+    is the CUSUM ``S = max(0, S + x − r/m)`` with threshold ``h/m`` (Brook & Evans' Markov
+    chain, exact because the grid is exact).
+    """
+    n = h + 1
+    a = m - r
+    mat = np.eye(n)
+    idx = np.arange(n)
+    up = idx + a
+    ok = up <= h
+    mat[idx[ok], up[ok]] -= p
+    mat[idx, np.maximum(idx - r, 0)] -= 1.0 - p
+    return float(np.linalg.solve(mat, np.ones(n))[0])
+
+
+@lru_cache(maxsize=256)
+def calibrate_cusum(p0: float, p1: float, budget: float) -> tuple[int, int, int]:
+    """``(r, m, h)``: the CUSUM for a rise from ``p0`` to ``p1`` with ARL0 >= ``budget``.
+
+    ``k = r/m`` approximates the likelihood-ratio optimal reference value
+    ``ln((1 − p0)/(1 − p1)) / ln(p1(1 − p0) / (p0(1 − p1)))`` and ``h`` is the smallest integer
+    threshold whose exact no-drift average run length is at least ``budget``.
+    """
+    if not 0.0 < p0 < p1 < 1.0:
+        raise ValueError(f"need 0 < p0 < p1 < 1, got p0={p0}, p1={p1}")
+    theta = math.log(p1 * (1 - p0) / (p0 * (1 - p1)))
+    k = math.log((1 - p0) / (1 - p1)) / theta
+    h_est = max(math.log(budget) / theta, 1.0)  # Wald/Siegmund order of magnitude
+    # k = r/m: the smallest grid whose k is within 10 % of (k - p0) of the optimum
+    best: tuple[float, int, int] | None = None
+    for m in range(2, 1000):
+        r = round(k * m)
+        if not 0 < r < m or r / m <= p0:
+            continue
+        err = abs(r / m - k)
+        if best is None or err < best[0]:
+            best = (err, r, m)
+        if err <= 0.1 * (k - p0) or (h_est + 1) * (m + 1) > _MAX_STATES:
+            break
+    if best is None:
+        raise ValueError(f"cannot calibrate a CUSUM for p0={p0}, p1={p1}")
+    _, r, m = best
+    # log ARL is nearly linear in h: secant steps, then the exact smallest h by unit steps
+    target = math.log(budget)
+
+    def log_arl(h: int) -> float:
+        return math.log(bernoulli_cusum_arl(p0, r, m, h))
+
+    h1 = max(int(h_est * m * 0.5), 1)
+    h2 = max(int(h_est * m), h1 + 1)
+    f1, f2 = log_arl(h1), log_arl(h2)
+    for _ in range(6):
+        if f2 == f1:
+            break
+        h3 = max(round(h2 + (target - f2) * (h2 - h1) / (f2 - f1)), 1)
+        h3 = min(h3, 50 * _MAX_STATES)
+        if h3 == h2:
+            break
+        h1, f1, h2, f2 = h2, f2, h3, log_arl(h3)
+    hi = h2
+    while log_arl(hi) < target:
+        hi += 1
+    while hi > 1 and log_arl(hi - 1) >= target:
+        hi -= 1
+    return r, m, hi
+
+
+class CalibratedCusum:
+    """One-sided upper CUSUM on 0/1 errors, calibrated to a false-alarm budget.
+
+    ``S = max(0, S + x − k)``, alarm when ``S > h``, then ``S = 0``. ``k`` is set for a rise
+    of the error rate from ``p0`` to ``p1 = p0 + delta`` and ``h`` so that the expected number
+    of events between false alarms at error rate ``p0`` is ``false_alarm_budget``. ``p0`` is
+    ``reference_error`` or, when not given, learned from the first ``warmup`` events (the
+    error rate plus one standard error, so that an estimate on the low side does not
+    multiply false alarms); nothing is detected during the warmup.
+
+    Real-valued input (absolute errors of a regression model) is turned into 0/1 by the
+    warmup's ``1 − exceed_share`` quantile (default 90 %): the CUSUM watches the share of
+    errors above it, whose reference is the share above it in the warmup.
+    The state is plain numbers: deterministic and picklable.
+    """
+
+    def __init__(
+        self,
+        reference_error: float | None = None,
+        delta: float = 0.05,
+        false_alarm_budget: float = 1_000_000,
+        warmup: int = 10_000,
+        binary: bool = True,
+        exceed_share: float = 0.1,
+    ) -> None:
+        if reference_error is not None and not 0.0 < reference_error < 1.0:
+            raise ValueError("reference_error must be in (0, 1)")
+        if delta <= 0 or false_alarm_budget < 10 or warmup < 1:
+            raise ValueError("need delta > 0, false_alarm_budget >= 10, warmup >= 1")
+        self.delta = float(delta)
+        self.budget = float(false_alarm_budget)
+        self.warmup = int(warmup)
+        self.binary = binary
+        self.exceed_share = exceed_share
+        self.cut: float | None = 0.5 if binary else None  # x > cut counts as an error
+        self._warm: list[float] = []
+        self.p0: float | None = None
+        self.p1 = 0.0
+        self.k = 0.0
+        self.h = 0.0
+        self._r = self._m = self._h = 0
+        self._s = 0  # integer state: S·m
+        self.drift_detected = False
+        if reference_error is not None and binary:
+            self._set_reference(float(reference_error))
+
+    def _set_reference(self, p0: float) -> None:
+        self.p0 = p0
+        self.p1 = min(p0 + self.delta, (1.0 + p0) / 2.0)
+        self._r, self._m, self._h = calibrate_cusum(p0, self.p1, self.budget)
+        self.k, self.h = self._r / self._m, self._h / self._m
+
+    def _end_warmup(self) -> None:
+        values = np.asarray(self._warm)
+        self._warm = []
+        if not self.binary:
+            self.cut = float(np.quantile(values, 1.0 - self.exceed_share))
+        assert self.cut is not None
+        n = len(values)
+        rate = float(np.mean(values > self.cut))
+        p0 = rate + math.sqrt(max(rate * (1.0 - rate), 1.0 / n) / n)
+        self._set_reference(min(max(p0, 1.0 / n), 0.9))
+
+    @property
+    def statistic(self) -> float:
+        """The current CUSUM ``S`` (in error units)."""
+        return self._s / self._m if self._m else 0.0
+
+    def update(self, x: float) -> bool:
+        """Feed one error; True when it raised an alarm (the statistic is then reset)."""
+        if self.p0 is None:
+            self._warm.append(float(x))
+            if len(self._warm) >= self.warmup:
+                self._end_warmup()
+            self.drift_detected = False
+            return False
+        assert self.cut is not None
+        s = self._s + (self._m if x > self.cut else 0) - self._r
+        if s > self._h:
+            self._s = 0
+            self.drift_detected = True
+            return True
+        self._s = s if s > 0 else 0
+        self.drift_detected = False
+        return False
+
+
+class RiverUp:
+    """A river detector counted one-sided: ADWIN only when its estimate went up."""
+
+    def __init__(self, detector: Any, check_estimate: bool) -> None:
+        self.detector = detector
+        self.check_estimate = check_estimate
+
+    def update(self, x: float) -> bool:
+        det = self.detector
+        if self.check_estimate:
+            before = det.estimation
+            det.update(x)
+            return bool(det.drift_detected and det.estimation > before)
+        det.update(x)
+        return bool(det.drift_detected)
+
+
+def _spec(entry: Any) -> tuple[str, dict[str, Any]]:
+    """``(name, options)`` of a ``detectors`` entry: a name, a mapping or a config object."""
+    if isinstance(entry, str):
+        return entry, {}
+    opts = dict(entry) if isinstance(entry, Mapping) else entry.model_dump(exclude_none=True)
+    return str(opts.pop("name")), opts
+
+
+def make_detector(entry: Any, stream: str = "error") -> CalibratedCusum | RiverUp:
+    """The adapter the engine feeds for one ``detectors`` entry (a name or name + options)."""
+    name, opts = _spec(entry)
+    if name == "cusum":
+        return CalibratedCusum(**opts, binary=stream == "error")
+    if opts:
+        raise ValueError(f"detector {name!r} takes no options; got {sorted(opts)}")
     if name == "adwin":
-        return drift.ADWIN()
+        return RiverUp(drift.ADWIN(), check_estimate=True)
+    if name == "page_hinkley":
+        return RiverUp(drift.PageHinkley(mode="up"), check_estimate=False)
+    if name == "ddm":
+        return RiverUp(drift.binary.DDM(), check_estimate=False)
+    if name == "hddm_a":
+        return RiverUp(drift.binary.HDDMA(), check_estimate=False)
     raise ValueError(f"Invalid detector: {name!r}; valid: {list(DETECTORS)}")
 
 
 class ErrorDetectors:
     """The detectors of one model, fed in event-time order; pickles with the engine."""
 
-    def __init__(self, names: Iterable[str], stream: str) -> None:
+    def __init__(self, names: Iterable[Any], stream: str) -> None:
         self.stream = stream
-        self.detectors = {name: _make(name) for name in names}
+        self.detectors: dict[str, CalibratedCusum | RiverUp] = {}
+        for entry in names:
+            name, _ = _spec(entry)
+            self.detectors[name] = make_detector(entry, stream)
         self.totals = dict.fromkeys(self.detectors, 0)
 
     def feed(self, values: Iterable[float]) -> dict[str, int]:
@@ -56,11 +274,10 @@ class ErrorDetectors:
         found = dict.fromkeys(self.detectors, 0)
         items = list(values)
         for name, det in self.detectors.items():
+            update = det.update
             n = 0
             for value in items:
-                before = det.estimation
-                det.update(value)
-                if det.drift_detected and det.estimation > before:
+                if update(value):
                     n += 1
             found[name] = n
             self.totals[name] += n

@@ -1,4 +1,4 @@
-"""Concept-drift detectors: the engine's ADWIN equals river's ADWIN fed the same stream."""
+"""Concept-drift detectors: ADWIN equals river's, the CUSUM meets its false-alarm budget."""
 
 from __future__ import annotations
 
@@ -6,9 +6,17 @@ import json
 import pickle
 
 import numpy as np
+import pytest
 from river import drift
 
-from monitor.config import config_from_mapping
+from monitor.config import ConfigError, config_from_mapping
+from monitor.core.detectors import (
+    CalibratedCusum,
+    ErrorDetectors,
+    bernoulli_cusum_arl,
+    calibrate_cusum,
+    make_detector,
+)
 from monitor.core.engine import Engine
 from monitor.events.message import Message
 
@@ -122,3 +130,130 @@ def test_no_detector_signals_when_detectors_are_off() -> None:
     ts, err = _stream(n=2000)
     engine = _run(_messages(ts, err, 1), 500, _config(detectors=[]))
     assert all("adwin:error@all" not in s.signals for s in engine.drain_signals())
+
+
+# --- calibrated CUSUM --------------------------------------------------------------------
+
+
+def _bernoulli(rates: list[tuple[float, int]], seed: int) -> list[float]:
+    rng = np.random.default_rng(seed)
+    return np.concatenate([(rng.random(n) < p).astype(float) for p, n in rates]).tolist()
+
+
+def test_cusum_arl_without_drift_matches_the_false_alarm_budget() -> None:
+    """Exact Markov-chain ARL is >= the budget, and a seeded simulation agrees with it."""
+    budget = 2_000
+    det = CalibratedCusum(reference_error=0.1, false_alarm_budget=budget)
+    r, m, h = calibrate_cusum(0.1, 0.15, budget)
+    exact = bernoulli_cusum_arl(0.1, r, m, h)
+    assert budget <= exact < 1.1 * budget
+    assert bernoulli_cusum_arl(0.1, r, m, h - 1) < budget  # smallest threshold that meets it
+    events = 1_000_000
+    alarms = sum(det.update(x) for x in _bernoulli([(0.1, events)], seed=11))
+    measured = events / alarms  # ~500 alarms: standard error about 4.5 %
+    assert abs(measured - exact) / exact < 0.15, (measured, exact)
+
+
+def test_cusum_learns_its_reference_in_the_warmup_and_stays_quiet() -> None:
+    det = CalibratedCusum(false_alarm_budget=2_000, warmup=5_000)
+    stream = _bernoulli([(0.2, 200_000)], seed=2)
+    alarms = sum(det.update(x) for x in stream)
+    assert det.p0 is not None and 0.2 < det.p0 < 0.215  # estimate + one standard error
+    assert alarms * 2_000 / (len(stream) - 5_000) < 1.2  # at most ~ the budget's rate
+
+
+def test_cusum_detects_an_abrupt_rise_quickly() -> None:
+    delays = []
+    for seed in range(10):
+        det = make_detector({"name": "cusum", "reference_error": 0.1})
+        hits = [
+            i for i, x in enumerate(_bernoulli([(0.1, 5_000), (0.2, 5_000)], seed)) if det.update(x)
+        ]
+        assert hits and hits[0] >= 5_000, (seed, hits[:3])
+        delays.append(hits[0] - 5_000)
+    assert float(np.median(delays)) < 500, delays
+
+
+def test_cusum_never_fires_on_an_improvement() -> None:
+    for seed in range(3):
+        det = CalibratedCusum(warmup=10_000)  # learns 0.2, then the model gets better
+        assert not any(det.update(x) for x in _bernoulli([(0.2, 10_000), (0.05, 100_000)], seed))
+
+
+def test_detectors_pickle_mid_stream_and_continue_identically() -> None:
+    stream = _bernoulli([(0.1, 12_000), (0.2, 4_000), (0.1, 4_000), (0.3, 4_000)], seed=4)
+    names = ["adwin", "cusum", {"name": "cusum", "reference_error": 0.1}, "page_hinkley"]
+    for cut in (3_000, 11_000, 13_000):
+        whole = ErrorDetectors(names[:2] + names[3:], "error")
+        given = ErrorDetectors(names[2:3], "error")
+        first = ErrorDetectors(names[:2] + names[3:], "error")
+        first_given = ErrorDetectors(names[2:3], "error")
+        first.feed(stream[:cut])
+        first_given.feed(stream[:cut])
+        expected = [whole.feed(stream[:cut]), whole.feed(stream[cut:]), given.feed(stream)]
+        copy = pickle.loads(pickle.dumps(first))
+        copy_given = pickle.loads(pickle.dumps(first_given))
+        assert copy.feed(stream[cut:]) == expected[1]
+        copy_given.feed(stream[cut:])
+        assert copy.totals == whole.totals and copy_given.totals == given.totals
+    assert whole.totals["cusum"] >= 1 and given.totals["cusum"] >= 1
+
+
+def test_cusum_on_absolute_errors_watches_the_share_above_the_warmup_quantile() -> None:
+    rng = np.random.default_rng(8)
+    errors = np.abs(np.concatenate([rng.normal(0, 1, 10_000), rng.normal(0, 1.5, 3_000)]))
+    det = make_detector("cusum", "abs_error")
+    hits = [i for i, x in enumerate(errors.tolist()) if det.update(x)]
+    assert hits and 10_000 <= hits[0] < 11_000
+
+
+def _cusum_config(alert: str = "cusum:error@all") -> dict[str, object]:
+    config = _config()
+    model = config["models"][0]  # type: ignore[index]
+    model["detectors"] = ["adwin", {"name": "cusum", "reference_error": 0.1}]
+    model["alerts"] = [{"name": "errors-up", "kind": "detector", "signal": alert}]
+    return config
+
+
+def test_config_selects_cusum_and_the_engine_signal_equals_the_detector() -> None:
+    ts, err = _stream(seed=6)
+    det = CalibratedCusum(reference_error=0.1)
+    expected = [int(np.floor(t / PANE)) for t, e in zip(ts, err, strict=True) if det.update(e)]
+    assert expected
+    engine = _run(_messages(ts, err, 3), 250, _cusum_config())
+    final = engine.flushed(keep_signals=True)
+    found = []
+    for sig in engine.drain_signals() + final.drain_signals():
+        n = sig.signals.get("cusum:error@all", 0.0)
+        assert sig.signals.get("cusum:error@1m", 0.0) == n
+        assert "adwin:error@all" in sig.signals
+        found.extend([round(sig.pane_end / PANE) - 1] * int(n))
+    assert found == expected
+    alerts = engine.drain_alerts() + final.drain_alerts()
+    assert alerts and alerts[0].signal == "cusum:error@all"
+
+
+def test_config_validates_detector_entries() -> None:
+    cfg = config_from_mapping(_cusum_config())
+    model = cfg.models[0]
+    assert model.detector_names == ["adwin", "cusum"]
+    model.check_signal("cusum:error@1m", "detector")
+    plain = _config()
+    plain["models"][0]["detectors"] = ["adwin", "cusum", "page_hinkley"]  # type: ignore[index]
+    config_from_mapping(plain).models[0].check_signal("page_hinkley:error@all", "detector")
+    bad: list[object] = [
+        ["adwin", "adwin"],
+        ["cusum", {"name": "cusum"}],
+        [{"name": "cusum", "reference_error": 1.5}],
+        [{"name": "cusum", "budget": 10}],
+        ["kswin"],
+    ]
+    for detectors in bad:
+        config = _config()
+        config["models"][0]["detectors"] = detectors  # type: ignore[index]
+        with pytest.raises(ConfigError):
+            config_from_mapping(config)
+    config = _config()  # a rule on a detector the model does not run
+    config["models"][0]["alerts"][0]["signal"] = "cusum:error@all"  # type: ignore[index]
+    with pytest.raises(ConfigError):
+        config_from_mapping(config)
