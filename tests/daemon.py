@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import signal
 import subprocess
@@ -11,12 +13,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, TopicPartition
 
 
-def daemon_config(bootstrap: str, topics: Any, http_port: int, body: str) -> str:
+def daemon_config(
+    bootstrap: str, topics: Any, http_port: int, body: str, *, checkpoint_interval: str = "2s"
+) -> str:
     """A config for ``topics`` on the broker at ``bootstrap`` with group joins of ~3 s,
-    checkpoints every 2 s, the HTTP port given, and ``body`` ([time], [[models]], ...)."""
+    the HTTP port and checkpoint interval given, and ``body`` ([time], [[models]], ...)."""
     return f"""
 [kafka]
 bootstrap_servers = "{bootstrap}"
@@ -33,7 +37,7 @@ listen = "127.0.0.1:{http_port}"
 
 [state]
 dir = "state"
-checkpoint_interval = "2s"
+checkpoint_interval = "{checkpoint_interval}"
 {body}"""
 
 
@@ -93,3 +97,71 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 60.0)
             got.append(msg)
     consumer.close()
     return got
+
+
+def metric_sample(text: str, name: str, **labels: str) -> float | None:
+    """The sum of a family's samples in an exposition whose labels include ``labels``."""
+    total = None
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        if all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total = (total or 0.0) + float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def capture(bootstrap: str, topics: list[str], path: Path, expected: int) -> int:
+    """Read the topics whole, as ``kcat -C -J`` would, into a capture file."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"capture-{os.getpid()}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    meta = consumer.list_topics(timeout=10)
+    consumer.assign([TopicPartition(t, p, 0) for t in topics for p in meta.topics[t].partitions])
+    n, idle_since = 0, time.monotonic()
+    with open(path, "w", encoding="utf-8") as out:
+        while n < expected and time.monotonic() - idle_since < 10.0:
+            batch = consumer.consume(10_000, 0.5)
+            for msg in batch:
+                if msg.error():
+                    continue
+                idle_since = time.monotonic()
+                payload = msg.value()
+                out.write(
+                    json.dumps(
+                        {
+                            "topic": msg.topic(),
+                            "partition": msg.partition(),
+                            "offset": msg.offset(),
+                            "key": None if msg.key() is None else msg.key().decode(),
+                            "payload": None
+                            if payload is None
+                            else payload.decode("utf-8", "replace"),
+                        }
+                    )
+                    + "\n"
+                )
+                n += 1
+    consumer.close()
+    return n
+
+
+def assert_same(a: Any, b: Any, path: str = "") -> None:
+    """Equal structures; floats within 1e-9 (relative) or 1e-12 (absolute)."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict), path
+        assert a.keys() == b.keys(), (path, sorted(set(a) ^ set(b)))
+        for key in a:
+            assert_same(a[key], b[key], f"{path}.{key}")
+    elif isinstance(a, list):
+        assert isinstance(b, list) and len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same(x, y, f"{path}[{i}]")
+    elif isinstance(a, float) and isinstance(b, float):
+        assert math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12), (path, a, b)
+    else:
+        assert a == b, (path, a, b)

@@ -8,24 +8,28 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import subprocess
 import sys
 import time
 import urllib.request
 import zlib
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from confluent_kafka import Consumer, TopicPartition
 from sklearn.metrics import accuracy_score, f1_score
 
 from monitor.broker import free_port
 from monitor.config import load_config
 from monitor.replay import replay
-from tests.daemon import Daemon, daemon_config, read_topic
+from tests.daemon import (
+    Daemon,
+    assert_same,
+    capture,
+    daemon_config,
+    metric_sample,
+    read_topic,
+)
 from tests.prom import PrometheusServer
 
 T0 = 1_760_000_000.0
@@ -78,51 +82,6 @@ def _scrape(port: int) -> str:
         return resp.read().decode()
 
 
-def _sample(text: str, name: str, **labels: str) -> float | None:
-    total = None
-    for line in text.splitlines():
-        if not line.startswith(name + "{") and not line.startswith(name + " "):
-            continue
-        if all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total = (total or 0.0) + float(line.rsplit(" ", 1)[1])
-    return total
-
-
-def _capture(bootstrap: str, topics: list[str], path: Path) -> int:
-    """Read the topics whole, as ``kcat -C -J`` would, into a capture file."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"capture-{os.getpid()}",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
-    meta = consumer.list_topics(timeout=10)
-    assignment = [TopicPartition(t, p, 0) for t in topics for p in meta.topics[t].partitions]
-    consumer.assign(assignment)
-    lines, idle_since = [], time.monotonic()
-    while time.monotonic() - idle_since < 3.0:
-        msg = consumer.poll(0.5)
-        if msg is None or msg.error():
-            continue
-        idle_since = time.monotonic()
-        payload = msg.value()
-        lines.append(json.dumps({
-            "topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset(),
-            "key": None if msg.key() is None else msg.key().decode(),
-            "payload": None if payload is None else payload.decode("utf-8", "replace"),
-        }))
-    consumer.close()
-    path.write_text("\n".join(lines) + "\n")
-    return len(lines)
-
-
-def _close(a: Any, b: Any, path: str = "") -> None:
-    if isinstance(a, dict):
-        assert isinstance(b, dict) and a.keys() == b.keys(), path
-        for key in a:
-            _close(a[key], b[key], f"{path}.{key}")
-    elif isinstance(a, float) and isinstance(b, float):
-        assert math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12), (path, a, b)
-    else:
-        assert a == b, (path, a, b)
-
-
 def test_run_matches_replay_and_dead_letters_arrive(broker, make_topics, produce, tmp_path):
     topics = make_topics(4, 4)
     preds, labels, truth = _stream(3000, 4)
@@ -159,14 +118,14 @@ segments = ["country"]
             except OSError:
                 time.sleep(0.5)
                 continue
-            if _sample(text, "monitor_events_processed_total") == total:
+            if metric_sample(text, "monitor_events_processed_total") == total:
                 break
             time.sleep(0.5)
         else:
             raise AssertionError(f"daemon did not process {total} events: "
-                                 f"{_sample(text, 'monitor_events_processed_total')}")
-        assert _sample(text, "monitor_rejected_total") == len(GARBAGE) + 1
-        assert _sample(text, "monitor_join_total", model="fraud", outcome="matched") == 3000
+                                 f"{metric_sample(text, 'monitor_events_processed_total')}")
+        assert metric_sample(text, "monitor_rejected_total") == len(GARBAGE) + 1
+        assert metric_sample(text, "monitor_join_total", model="fraud", outcome="matched") == 3000
         true_pos = int(((truth["y"] == 1) & (truth["pred"] == 1)).sum())
         with PrometheusServer([f"127.0.0.1:{http_port}"], tmp_path) as prom:
             prom.wait_for('sum by (model) (monitor_confusion_total{model="fraud",'
@@ -190,10 +149,11 @@ segments = ["country"]
     reasons["missing_field"] += 1  # the label without one
     assert run_summary["rejects"] == reasons
 
-    capture = tmp_path / "capture.jsonl"
-    assert _capture(broker.bootstrap, [topics.predictions, topics.labels], capture) == total
-    replayed = replay(load_config(config_path), [str(capture)], tmp_path / "replay")
-    _close(json.loads(json.dumps(replayed)), run_summary)
+    capture_path = tmp_path / "capture.jsonl"
+    inputs = [topics.predictions, topics.labels]
+    assert capture(broker.bootstrap, inputs, capture_path, total) == total
+    replayed = replay(load_config(config_path), [str(capture_path)], tmp_path / "replay")
+    assert_same(json.loads(json.dumps(replayed)), run_summary)
 
     dead = read_topic(broker.bootstrap, topics.dead_letters, len(GARBAGE) + 1)
     assert len(dead) == len(GARBAGE) + 1

@@ -13,7 +13,6 @@ then a real bug, not an artefact of ordering.
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import subprocess
@@ -29,6 +28,8 @@ from typing import Any
 
 import numpy as np
 from confluent_kafka import Consumer, Producer, TopicPartition
+
+from tests.daemon import daemon_config, metric_sample
 
 T0 = 1_760_000_000.0
 JITTER_S = 4.0  # how far a message may arrive out of event-time order in its partition
@@ -194,29 +195,15 @@ def write_config(
     idle_timeout: str = "5s",
 ) -> Path:
     """A daemon config for ``topics`` (a ``conftest.Topics``), state in ``path.parent/state``."""
-    path.write_text(f"""
-[kafka]
-bootstrap_servers = "{bootstrap}"
-group_id = "{topics.group_id}"
-predictions_topic = "{topics.predictions}"
-labels_topic = "{topics.labels}"
-alerts_topic = "{topics.alerts}"
-dead_letter_topic = "{topics.dead_letters}"
-session_timeout = "6s"
-heartbeat_interval = "1s"
-
-[http]
-listen = "127.0.0.1:{http_port}"
-
-[state]
-dir = "state"
-checkpoint_interval = "{checkpoint_interval}"
-
+    body = f"""
 [time]
 pane = "10s"
 allowed_lateness = "{LATENESS}"
 idle_timeout = "{idle_timeout}"
-{MODELS_TOML}""")
+{MODELS_TOML}"""
+    path.write_text(
+        daemon_config(bootstrap, topics, http_port, body, checkpoint_interval=checkpoint_interval)
+    )
     return path
 
 
@@ -341,56 +328,6 @@ class Daemon:
         raise AssertionError(f"daemon processed {seen} of {total} events\n{self.log_tail()}")
 
 
-def metric_sample(text: str, name: str, **labels: str) -> float | None:
-    total = None
-    for line in text.splitlines():
-        if not line.startswith(name + "{") and not line.startswith(name + " "):
-            continue
-        if all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total = (total or 0.0) + float(line.rsplit(" ", 1)[1])
-    return total
-
-
-def capture(bootstrap: str, topics: list[str], path: Path, expected: int) -> int:
-    """Read the topics whole, as ``kcat -C -J`` would, into a capture file."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"capture-{os.getpid()}",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-        }
-    )
-    meta = consumer.list_topics(timeout=10)
-    consumer.assign([TopicPartition(t, p, 0) for t in topics for p in meta.topics[t].partitions])
-    n, idle_since = 0, time.monotonic()
-    with open(path, "w", encoding="utf-8") as out:
-        while n < expected and time.monotonic() - idle_since < 10.0:
-            batch = consumer.consume(10_000, 0.5)
-            for msg in batch:
-                if msg.error():
-                    continue
-                idle_since = time.monotonic()
-                payload = msg.value()
-                out.write(
-                    json.dumps(
-                        {
-                            "topic": msg.topic(),
-                            "partition": msg.partition(),
-                            "offset": msg.offset(),
-                            "key": None if msg.key() is None else msg.key().decode(),
-                            "payload": None
-                            if payload is None
-                            else payload.decode("utf-8", "replace"),
-                        }
-                    )
-                    + "\n"
-                )
-                n += 1
-    consumer.close()
-    return n
-
-
 def read_topic(bootstrap: str, topic: str, idle_s: float = 3.0) -> list[Any]:
     """Every message of a topic, from the start, until it is idle for ``idle_s``."""
     consumer = Consumer(
@@ -412,20 +349,3 @@ def read_topic(bootstrap: str, topic: str, idle_s: float = 3.0) -> list[Any]:
                 idle_since = time.monotonic()
     consumer.close()
     return got
-
-
-def assert_same(a: Any, b: Any, path: str = "") -> None:
-    """Equal structures; floats within 1e-9 (relative) or 1e-12 (absolute)."""
-    if isinstance(a, dict):
-        assert isinstance(b, dict), path
-        assert a.keys() == b.keys(), (path, sorted(set(a) ^ set(b)))
-        for key in a:
-            assert_same(a[key], b[key], f"{path}.{key}")
-    elif isinstance(a, list):
-        assert isinstance(b, list) and len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            assert_same(x, y, f"{path}[{i}]")
-    elif isinstance(a, float) and isinstance(b, float):
-        assert math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12), (path, a, b)
-    else:
-        assert a == b, (path, a, b)

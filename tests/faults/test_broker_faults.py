@@ -17,12 +17,11 @@ from types import SimpleNamespace
 from monitor.broker import EmbeddedBroker, create_topics, free_port
 from monitor.config import load_config
 from monitor.replay import replay
+from tests.daemon import assert_same, capture
 from tests.faults.harness import (
     Daemon,
     PacedProducer,
     Stream,
-    assert_same,
-    capture,
     make_stream,
     write_config,
 )
