@@ -79,22 +79,41 @@ class Daemon:
         self._log.close()
 
 
-def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 60.0) -> list[Any]:
-    """Up to ``expected`` messages of ``topic`` from the start, read with confluent-kafka."""
+def read_topic(
+    bootstrap: str,
+    topic: str,
+    expected: int | None = None,
+    *,
+    timeout: float = 60.0,
+    idle_s: float = 3.0,
+) -> list[Any]:
+    """Messages of ``topic`` from the start, read with confluent-kafka (every partition).
+
+    Stops at ``expected`` messages (or after ``timeout``); with no ``expected``, once the
+    topic has been silent for ``idle_s``.
+    """
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
             "group.id": f"reader-{os.getpid()}-{topic}",
+            "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
         }
     )
-    consumer.subscribe([topic])
+    meta = consumer.list_topics(timeout=10)
+    consumer.assign([TopicPartition(topic, p, 0) for p in meta.topics[topic].partitions])
     got: list[Any] = []
     deadline = time.monotonic() + timeout
-    while len(got) < expected and time.monotonic() < deadline:
-        msg = consumer.poll(0.5)
-        if msg is not None and not msg.error():
-            got.append(msg)
+    idle_since = time.monotonic()
+    while time.monotonic() < deadline:
+        if expected is not None and len(got) >= expected:
+            break
+        if expected is None and time.monotonic() - idle_since >= idle_s:
+            break
+        for msg in consumer.consume(10_000, 0.5):
+            if not msg.error():
+                got.append(msg)
+                idle_since = time.monotonic()
     consumer.close()
     return got
 

@@ -13,7 +13,6 @@ then a real bug, not an artefact of ordering.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
 from tests.daemon import daemon_config, metric_sample
 
@@ -326,26 +325,3 @@ class Daemon:
                 return seen
             time.sleep(0.3)
         raise AssertionError(f"daemon processed {seen} of {total} events\n{self.log_tail()}")
-
-
-def read_topic(bootstrap: str, topic: str, idle_s: float = 3.0) -> list[Any]:
-    """Every message of a topic, from the start, until it is idle for ``idle_s``."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"read-{os.getpid()}",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-        }
-    )
-    meta = consumer.list_topics(timeout=10)
-    consumer.assign([TopicPartition(topic, p, 0) for p in meta.topics[topic].partitions])
-    got: list[Any] = []
-    idle_since = time.monotonic()
-    while time.monotonic() - idle_since < idle_s:
-        for msg in consumer.consume(10_000, 0.5):
-            if not msg.error():
-                got.append(msg)
-                idle_since = time.monotonic()
-    consumer.close()
-    return got

@@ -26,12 +26,11 @@ import numpy as np
 from monitor.broker import free_port
 from monitor.config import load_config
 from monitor.replay import replay
-from tests.daemon import assert_same, capture
+from tests.daemon import assert_same, capture, read_topic
 from tests.faults.harness import (
     Daemon,
     PacedProducer,
     make_stream,
-    read_topic,
     write_config,
 )
 
