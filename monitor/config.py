@@ -34,7 +34,9 @@ from pydantic import (
 
 __all__ = [
     "DRIFT_SIGNALS",
+    "GAP_METRICS",
     "MODEL_QUALITY_SIGNALS",
+    "OUTPUT_SUBJECTS",
     "AlertRuleConfig",
     "ConfigError",
     "ModelConfig",
@@ -193,7 +195,41 @@ DRIFT_SIGNALS: list[str] = [
 ]
 #: Per-model data-quality signals without a subject: the share of predictions with any
 #: feature problem (missing, type mismatch, non-finite, out of range, unseen category).
-MODEL_QUALITY_SIGNALS: list[str] = ["problem_rate"]
+MODEL_QUALITY_SIGNALS: list[str] = ["problem_rate", "pca_error"]
+#: Metrics with a ``gap:<metric>`` signal (window value minus the reference value): the
+#: labelled quality metrics, not counts, shares or coverage.
+GAP_METRICS = frozenset(
+    {
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "specificity",
+        "balanced_accuracy",
+        "mcc",
+        "log_loss",
+        "brier",
+        "roc_auc",
+        "pr_auc",
+        "macro_precision",
+        "macro_recall",
+        "macro_f1",
+        "weighted_precision",
+        "weighted_recall",
+        "weighted_f1",
+        "mae",
+        "rmse",
+        "mape",
+        "r2",
+        "mean_error",
+    }
+)
+#: Drift subjects of a model's outputs (``psi:__score__@1h``): the score (binary), the
+#: prediction and the label (prior shift). No feature may take these names.
+SCORE_SUBJECT = "__score__"
+PREDICTION_SUBJECT = "__prediction__"
+LABEL_SUBJECT = "__label__"
+OUTPUT_SUBJECTS = (SCORE_SUBJECT, PREDICTION_SUBJECT, LABEL_SUBJECT)
 #: Concept-drift detector signals, ``<name>:<stream>@<window>`` (e.g. ``adwin:error@all``):
 #: per pane, the detections the detector made in it (0 when none).
 DETECTOR_SIGNALS: list[str] = [
@@ -492,7 +528,7 @@ DetectorEntry = DetectorName | CusumOptions
 
 
 def _default_detectors() -> list[DetectorEntry]:
-    return ["adwin"]
+    return ["adwin", "cusum"]
 
 
 class ModelConfig(_Strict):
@@ -575,6 +611,11 @@ class ModelConfig(_Strict):
                 raise ValueError("classes (two or more) are required for a multiclass model")
             if len({canonical_class(c) for c in self.classes}) != len(self.classes):
                 raise ValueError("classes must be distinct")
+        for feature in self.features:
+            if feature in OUTPUT_SUBJECTS:
+                raise ValueError(
+                    f"feature name {feature!r} is reserved for the drift of the model's outputs"
+                )
         if self.metrics is not None:
             valid = TASK_METRICS[self.task] + UNLABELLED_METRICS
             for metric in self.metrics:
@@ -620,10 +661,20 @@ class ModelConfig(_Strict):
         if kind == "label_starvation" and name != "label_coverage":
             raise ValueError(f"a label_starvation rule reads label_coverage@<window>, not {text!r}")
         if name in DRIFT_SIGNALS:
-            if subject not in self.features:
+            outputs = [PREDICTION_SUBJECT, LABEL_SUBJECT]
+            if self.task == "binary":
+                outputs.insert(0, SCORE_SUBJECT)
+            if subject not in self.features and subject not in outputs:
                 raise ValueError(
-                    f"{text!r}: {subject!r} is not a configured feature; "
+                    f"{text!r}: {subject!r} is not a configured feature or one of {outputs}; "
                     f"features: {sorted(self.features)}"
+                )
+            return
+        if name == "gap":
+            gap_known = [m for m in TASK_METRICS[self.task] if m in GAP_METRICS]
+            if subject not in gap_known:
+                raise ValueError(
+                    f"{text!r}: gap:<metric> takes a metric of the task: {sorted(gap_known)}"
                 )
             return
         if name in DETECTOR_SIGNALS:
@@ -638,6 +689,8 @@ class ModelConfig(_Strict):
         if self.task == "binary":
             known += ("roc_auc_bin_error",)
             known += tuple(ESTIMATED_SIGNALS)
+        if self.task == "multiclass":
+            known += tuple(s for s in ESTIMATED_SIGNALS if s != "estimated_roc_auc")
         if name in CLASS_SUBJECT_METRICS and name in known:
             if subject not in classes:
                 raise ValueError(f"{text!r}: {subject!r} is not one of the classes {classes}")

@@ -38,8 +38,9 @@ import numpy.typing as npt
 from scipy import special
 
 from monitor.core.layout import Layout
+from monitor.core.reference import LABEL, PREDICTION, SCORE, NumericReference
 
-__all__ = ["PSI_FLOOR", "drift_signals"]
+__all__ = ["PSI_FLOOR", "drift_signals", "output_drift"]
 
 F64 = npt.NDArray[np.float64]
 
@@ -165,4 +166,115 @@ def drift_signals(layout: Layout, acc: F64, min_samples: int = 100) -> dict[str,
         out[f"psi:{name}"] = np.where(enough, psi(p, r), np.nan)
         out[f"js:{name}"] = np.where(enough, js_distance(p, r), np.nan)
     out["problem_rate"] = _div(acc[:, layout.col("problem_n")], pred_n)
+    return out
+
+
+def _numeric_drift(
+    out: dict[str, F64], name: str, ref: NumericReference, hist: F64, bin_sum: F64, enough: F64
+) -> None:
+    """psi, js, ks and wasserstein of a numeric subject's binned window against ``ref``."""
+    n = hist.sum(axis=1)
+    p = np.nan_to_num(_div(hist, n[:, None]))
+    r = ref.counts / ref.counts.sum()
+    p_mean = np.nan_to_num(_div(bin_sum, n[:, None]))
+    w = wasserstein_binned(p, r, ref.edges, p_mean, ref.sums / ref.counts.sum())
+    scale = ref.std if ref.std > 0 else 1.0
+    out[f"wasserstein:{name}"] = np.where(enough, w / scale, np.nan)
+    out[f"ks:{name}"] = np.where(enough, ks_binned(p, r), np.nan)
+    out[f"psi:{name}"] = np.where(enough, psi(p, r), np.nan)
+    out[f"js:{name}"] = np.where(enough, js_distance(p, r), np.nan)
+
+
+def _class_drift(out: dict[str, F64], name: str, counts: F64, ref: F64, min_samples: int) -> None:
+    """psi, js and the chi-square p-value of class counts ``(S, K)`` against ``ref`` (K,)."""
+    total = ref.sum()
+    if total <= 0:
+        return
+    n = counts.sum(axis=1)
+    enough = n >= min_samples
+    p = np.nan_to_num(_div(counts, n[:, None]))
+    r = ref / total
+    out[f"psi:{name}"] = np.where(enough, psi(p, r), np.nan)
+    out[f"js:{name}"] = np.where(enough, js_distance(p, r), np.nan)
+    out[f"chi2:{name}"] = np.where(enough, chi2_pvalue(counts, ref), np.nan)
+
+
+def _grouped(hist: F64, ref: F64, groups: int) -> tuple[F64, F64]:
+    """Adjacent score bins merged into about ``groups`` groups of equal reference mass."""
+    cum = np.cumsum(ref) - ref  # reference mass below each bin
+    gid = np.minimum((cum / ref.sum() * groups).astype(np.int64), groups - 1)
+    k = int(gid.max()) + 1
+    g_hist = np.zeros((hist.shape[0], k))
+    np.add.at(g_hist.T, gid, hist.T)
+    g_ref: F64 = np.bincount(gid, weights=ref, minlength=k).astype(np.float64)
+    return g_hist, g_ref
+
+
+def output_drift(layout: Layout, acc: F64, min_samples: int = 100) -> dict[str, F64]:
+    """Drift of the model's outputs against the reference, and the PCA signal.
+
+    Subjects :data:`~monitor.core.reference.SCORE` (binary: the score histogram of
+    ``score_bins`` uniform bins; ``ks`` and ``wasserstein`` on those bins, exact up to
+    the bin width ``1/score_bins``, ``wasserstein`` divided by the reference score's
+    standard deviation at the bin midpoints; ``psi`` and ``js`` after merging adjacent
+    bins into ``drift_bins`` groups of equal reference mass), :data:`PREDICTION` (the
+    predicted classes, or for regression the predicted values binned at reference
+    quantiles like a numeric feature) and :data:`LABEL` (prior shift: the labels of the
+    joined pairs, as classes or binned values). Class distributions get ``psi``, ``js``
+    and ``chi2``. ``pca_error``: the window's mean PCA reconstruction error over the
+    reference's (see :class:`~monitor.core.reference.PcaReference`).
+    """
+    out: dict[str, F64] = {}
+    profile = layout.profile
+    if profile is not None and profile.pca is not None:
+        count = acc[:, layout.col("pca_n")]
+        mean = _div(acc[:, layout.col("pca_err_sum")], count)
+        out["pca_error"] = np.where(count >= min_samples, mean / profile.pca.ref_error, np.nan)
+    for name, ref in layout.outputs.items():
+        hist = acc[:, layout.cols(f"hist:{name}")]
+        enough = hist.sum(axis=1) >= min_samples
+        _numeric_drift(out, name, ref, hist, acc[:, layout.cols(f"bin_sum:{name}")], enough)
+    baseline = layout.baseline
+    if baseline is None:
+        return out
+    row = baseline.row[None, :]
+    if layout.task == "binary":
+        ref_hist = row[0, layout.cols("score_hist")]
+        if ref_hist.sum() > 0:
+            hist = acc[:, layout.cols("score_hist")]
+            n = hist.sum(axis=1)
+            enough = n >= min_samples
+            p = np.nan_to_num(_div(hist, n[:, None]))
+            r = ref_hist / ref_hist.sum()
+            mid = (np.arange(layout.bins) + 0.5) / layout.bins
+            sd = float(np.sqrt(max((r * mid * mid).sum() - (r * mid).sum() ** 2, 0.0)))
+            w = np.abs(np.cumsum(p, axis=1) - np.cumsum(r)).sum(axis=1) / layout.bins
+            out[f"wasserstein:{SCORE}"] = np.where(enough, w / (sd if sd > 0 else 1.0), np.nan)
+            out[f"ks:{SCORE}"] = np.where(enough, ks_binned(p, r), np.nan)
+            gp, gr = _grouped(hist, ref_hist, layout.drift_bins)
+            g = np.nan_to_num(_div(gp, n[:, None]))
+            out[f"psi:{SCORE}"] = np.where(enough, psi(g, gr / gr.sum()), np.nan)
+            out[f"js:{SCORE}"] = np.where(enough, js_distance(g, gr / gr.sum()), np.nan)
+
+        def classes(a: F64) -> tuple[F64, F64]:
+            pred_n, pos = a[:, layout.col("pred_n")], a[:, layout.col("pred_pos")]
+            tp, fp, tn, fn = (a[:, layout.col(c)] for c in ("tp", "fp", "tn", "fn"))
+            return np.stack([pred_n - pos, pos], axis=1), np.stack([tn + fp, tp + fn], axis=1)
+
+        pred_w, label_w = classes(acc)
+        pred_r, label_r = classes(row)
+        _class_drift(out, PREDICTION, pred_w, pred_r[0], min_samples)
+        _class_drift(out, LABEL, label_w, label_r[0], min_samples)
+    elif layout.task == "multiclass":
+        k = layout.n_classes
+        _class_drift(
+            out,
+            PREDICTION,
+            acc[:, layout.cols("pred_class")],
+            row[0, layout.cols("pred_class")],
+            min_samples,
+        )
+        conf = acc[:, layout.cols("confusion")].reshape(-1, k, k).sum(axis=2)
+        ref_conf = row[0, layout.cols("confusion")].reshape(k, k).sum(axis=1)
+        _class_drift(out, LABEL, conf, ref_conf, min_samples)
     return out

@@ -32,7 +32,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from monitor.config import DRIFT_SIGNALS, MODEL_QUALITY_SIGNALS, ModelConfig, MonitorConfig
+from monitor.config import (
+    DRIFT_SIGNALS,
+    ESTIMATED_SIGNALS,
+    MODEL_QUALITY_SIGNALS,
+    ModelConfig,
+    MonitorConfig,
+    canonical_class,
+)
+from monitor.core.baseline import build_baseline
 from monitor.core.detectors import ErrorDetectors, error_stream
 from monitor.core.join import EarlyLabel, JoinBuffer, Pending
 from monitor.core.layout import Layout
@@ -149,6 +157,12 @@ class ModelState:
             features=model.features,
             profile=self.profile,
         )
+        self.layout.drift_bins = model.drift_bins
+        self.baseline = build_baseline(model, self.layout, self.profile)
+        self.layout.baseline = self.baseline
+        if self.profile is not None:
+            self.profile.outputs.clear()  # raw reference columns: used, not kept in state
+        self.class_index = {name: i for i, name in enumerate(self.class_names)}
         self.windows = model.window_specs
         self.registry = SliceRegistry(model)
         self.pane = pane
@@ -196,6 +210,7 @@ class _Batch:
         "p_feat",
         "p_part",
         "p_pred",
+        "p_prob",
         "p_score",
         "p_slices",
         "p_ts",
@@ -208,6 +223,7 @@ class _Batch:
         self.p_score: list[float] = []
         self.p_slices: list[tuple[int, ...]] = []
         self.p_feat: list[dict[str, Any] | None] = []
+        self.p_prob: list[list[float]] = []  # multiclass models only
         self.o_part: list[int] = []
         self.o_ts: list[float] = []
         self.o_pred: list[float] = []
@@ -244,6 +260,16 @@ class Engine:
         self.signals_out: list[PaneSignals] = []
         self.alerts_out: list[AlertEvent] = []
         self.rules = RuleBook(config)
+        for model in self.models:
+            if model.baseline is not None:
+                self.rules.set_reference(
+                    model.name,
+                    {
+                        f"{metric}@{spec.name}": (value, None)
+                        for metric, value in model.baseline.metrics.items()
+                        for spec in model.windows
+                    },
+                )
 
     # ------------------------------------------------------------------ partitions
     def partition(self, number: int) -> PartitionState:
@@ -405,6 +431,8 @@ class Engine:
         batch.p_score.append(score)
         batch.p_slices.append(slices)
         batch.p_feat.append(event.features)
+        if model.layout.task == "multiclass":
+            batch.p_prob.append(_probabilities(model, event.probabilities))
         state.counts[m][PREDICTIONS] += 1
         early = join.early.get(pid)
         if label is not None:  # ground truth known at prediction time: joined at once
@@ -535,7 +563,8 @@ class Engine:
         layout = model.layout
         if batch.p_ts:
             pred = np.asarray(batch.p_pred)
-            cols, vals = layout.prediction_terms(pred, np.asarray(batch.p_score))
+            probs = np.asarray(batch.p_prob) if batch.p_prob else None
+            cols, vals = layout.prediction_terms(pred, np.asarray(batch.p_score), probs)
             if layout.features:
                 f_cols, f_vals = layout.feature_terms(batch.p_feat)
                 cols, vals = np.hstack([cols, f_cols]), np.hstack([vals, f_vals])
@@ -920,6 +949,22 @@ class Engine:
         return out
 
 
+def _probabilities(model: ModelState, given: dict[str, float] | None) -> list[float]:
+    """A multiclass event's probabilities in class order (NaN row without any)."""
+    k = len(model.class_names)
+    if not given:
+        return [math.nan] * k
+    out = [0.0] * k
+    index = model.class_index
+    for key, p in given.items():
+        i = index.get(key)
+        if i is None:
+            i = index.get(canonical_class(key))
+        if i is not None:
+            out[i] = p
+    return out
+
+
 def _model_shape(model: ModelConfig) -> Any:
     """What a model's state depends on: its config less the alert rules."""
     return model.model_dump(mode="json", exclude={"alerts"})
@@ -944,12 +989,14 @@ _ALWAYS = {
     "label_count",
     *DRIFT_SIGNALS,
     *MODEL_QUALITY_SIGNALS,
+    *ESTIMATED_SIGNALS,
 }
 
 
 def _base(metric: str) -> str:
     """The configurable metric a computed value belongs to (``class_recall:cat`` -> ...)."""
-    name = metric.split(":")[0]
+    parts = metric.split(":")
+    name = parts[1] if parts[0] == "gap" and len(parts) > 1 else parts[0]
     return "roc_auc" if name == "roc_auc_bin_error" else name
 
 

@@ -36,13 +36,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
 from monitor.config import canonical_class
-from monitor.core.reference import ReferenceProfile, bin_numeric
+from monitor.core.reference import LABEL, PREDICTION, ReferenceProfile, bin_numeric
+
+if TYPE_CHECKING:
+    from monitor.core.baseline import Baseline
 
 __all__ = ["EPS", "Layout", "scatter_add"]
 
@@ -72,18 +75,30 @@ class Layout:
         self.fields: dict[str, tuple[int, int]] = {}
         if task == "binary":
             self._add("pred_n", "pred_pos", "score_n", "score_sum")
-            self._add(("score_hist", score_bins))
+            self._add(("score_hist", score_bins), ("pp_hist", score_bins))
             self._add("n", "tp", "fp", "tn", "fn", "scored_n", "log_loss_sum", "brier_sum")
             self._add(("pos_hist", score_bins), ("neg_hist", score_bins))
         elif task == "multiclass":
             self._add(
                 "pred_n", ("pred_class", n_classes), "n", ("confusion", n_classes * n_classes)
             )
+            self._add("prob_n", ("e_confusion", n_classes * n_classes))
         else:
             self._add("pred_n", "pred_sum", "n", "error_sum", "abs_error_sum")
             self._add("squared_error_sum", "ape_sum", "label_sum", "label_sq_sum")
         self.features: dict[str, str] = dict(features or {})
         self.profile = profile
+        #: Regression outputs with a quantile reference: ``__prediction__``, ``__label__``.
+        self.outputs: dict[str, Any] = dict(profile.output_numeric) if profile else {}
+        for name, ref in self.outputs.items():
+            self._add((f"hist:{name}", ref.columns), (f"bin_sum:{name}", ref.columns))
+        self.pca = profile.pca if profile is not None else None
+        #: Set by the engine once the layout exists (see :mod:`monitor.core.baseline`).
+        self.baseline: Baseline | None = None
+        #: Groups of equal reference mass the score histogram is merged into for PSI/JS.
+        self.drift_bins = 20
+        if self.pca is not None:
+            self._add("pca_n", "pca_err_sum")
         for name, kind in self.features.items():
             self._add(f"missing:{name}", f"mismatch:{name}")
             if kind == "numeric":
@@ -118,31 +133,61 @@ class Layout:
         b = np.floor(np.nan_to_num(score, nan=0.0) * self.bins).astype(np.int64)
         return np.clip(b, 0, self.bins - 1)
 
-    def prediction_terms(self, pred: F64, score: F64) -> tuple[I64, F64]:
+    def prediction_terms(
+        self, pred: F64, score: F64, probs: F64 | None = None
+    ) -> tuple[I64, F64]:
         """Columns and values that predictions add, each of shape ``(events, terms)``.
 
         ``pred`` holds class codes (binary 0/1, multiclass index) or regression values;
-        ``score`` the positive-class probability, NaN where absent.
+        ``score`` the positive-class probability, NaN where absent; ``probs`` (multiclass)
+        the class probabilities, ``(events, K)``, rows of NaN where absent (each row is
+        normalised to sum 1 over the configured classes).
         """
         e = len(pred)
         ones = np.ones(e)
         if self.task == "binary":
             has = ~np.isnan(score)
-            cols = np.empty((e, 5), dtype=np.int64)
+            b = self._bin(score)
+            cols = np.empty((e, 6), dtype=np.int64)
             cols[:, 0] = self.col("pred_n")
             cols[:, 1] = self.col("pred_pos")
             cols[:, 2] = self.col("score_n")
             cols[:, 3] = self.col("score_sum")
-            cols[:, 4] = self.col("score_hist") + self._bin(score)
-            vals = np.column_stack([ones, pred, has, np.where(has, score, 0.0), has])
+            cols[:, 4] = self.col("score_hist") + b
+            cols[:, 5] = self.col("pp_hist") + b
+            vals = np.column_stack(
+                [ones, pred, has, np.where(has, score, 0.0), has, has & (pred == 1)]
+            )
             return cols, vals.astype(np.float64)
         if self.task == "multiclass":
-            cols = np.column_stack(
-                [np.full(e, self.col("pred_n")), self.col("pred_class") + pred.astype(np.int64)]
-            )
-            return cols.astype(np.int64), np.column_stack([ones, ones])
-        cols = np.tile(np.array([self.col("pred_n"), self.col("pred_sum")], dtype=np.int64), (e, 1))
-        return cols, np.column_stack([ones, pred])
+            k = self.n_classes
+            code = pred.astype(np.int64)
+            cols = np.column_stack([np.full(e, self.col("pred_n")), self.col("pred_class") + code])
+            vals = np.column_stack([ones, ones])
+            if probs is None:
+                probs = np.full((e, k), np.nan)
+            total = probs.sum(axis=1)
+            has = np.isfinite(total) & (total > 0)
+            p = np.where(has[:, None], probs / np.where(has, total, 1.0)[:, None], 0.0)
+            # expected confusion: row = true class i with probability p_i, column = pred
+            e_cols = self.col("e_confusion") + np.arange(k)[None, :] * k + code[:, None]
+            cols = np.column_stack([cols, np.full(e, self.col("prob_n")), e_cols])
+            vals = np.column_stack([vals, has.astype(np.float64), p])
+            return cols.astype(np.int64), vals
+        names = [self.col("pred_n"), self.col("pred_sum")]
+        cols = np.tile(np.array(names, dtype=np.int64), (e, 1))
+        vals = np.column_stack([ones, pred])
+        if PREDICTION in self.outputs:
+            h_cols, h_vals = self._numeric_hist(PREDICTION, pred)
+            cols, vals = np.hstack([cols, h_cols]), np.hstack([vals, h_vals])
+        return cols, vals
+
+    def _numeric_hist(self, name: str, x: F64) -> tuple[I64, F64]:
+        """Histogram and bin-sum terms of finite values ``x`` over a numeric reference."""
+        ref = self.outputs[name] if name in self.outputs else self.profile.numeric[name]  # type: ignore[union-attr]
+        b = bin_numeric(ref.edges, x)
+        cols = np.column_stack([self.col(f"hist:{name}") + b, self.col(f"bin_sum:{name}") + b])
+        return cols.astype(np.int64), np.column_stack([np.ones(len(x)), x])
 
     def feature_terms(self, raw: Sequence[Mapping[str, Any] | None]) -> tuple[I64, F64]:
         """Columns and values that predictions' feature objects add, ``(events, terms)``.
@@ -162,12 +207,14 @@ class Layout:
         vals: list[F64] = []
         problem = np.zeros(e, dtype=bool)
         empty: Mapping[str, Any] = {}
+        numbers: dict[str, F64] = {}
         for name, kind in self.features.items():
             values = [(f or empty).get(name) for f in raw]
             if kind == "numeric":
                 bad, x = _numeric_column(values)
                 nonfinite = (bad == 0) & ~np.isfinite(x)
                 bad[nonfinite] = 3
+                numbers[name] = x
             else:
                 bad, strings = _categorical_column(values)
             dq = np.array(
@@ -212,6 +259,16 @@ class Layout:
                 cols.append(np.full(e, self.col(f"unseen:{name}"), dtype=np.int64))
                 vals.append(unseen.astype(np.float64))
                 problem |= unseen
+        if self.pca is not None:
+            x = np.column_stack([numbers[n] for n in self.pca.features])
+            whole = np.isfinite(x).all(axis=1)
+            err: F64 = np.zeros(e)
+            if whole.any():
+                err[whole] = self.pca.errors(x[whole])
+            cols.append(np.full(e, self.col("pca_n"), dtype=np.int64))
+            vals.append(np.asarray(whole, dtype=np.float64))
+            cols.append(np.full(e, self.col("pca_err_sum"), dtype=np.int64))
+            vals.append(err)
         if self.features:
             cols.append(np.full(e, self.col("problem_n"), dtype=np.int64))
             vals.append(problem.astype(np.float64))
@@ -271,6 +328,9 @@ class Layout:
         )
         cols = np.tile(np.array([self.col(n) for n in names], dtype=np.int64), (e, 1))
         vals = np.column_stack([ones, err, np.abs(err), err * err, ape, label, label * label])
+        if LABEL in self.outputs:
+            h_cols, h_vals = self._numeric_hist(LABEL, label)
+            cols, vals = np.hstack([cols, h_cols]), np.hstack([vals, h_vals])
         return cols, vals
 
 

@@ -22,7 +22,9 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from monitor.core.drift import drift_signals
+from monitor.config import GAP_METRICS
+from monitor.core.drift import drift_signals, output_drift
+from monitor.core.estimate import estimated_metrics
 from monitor.core.layout import Layout
 
 __all__ = ["compute_metrics"]
@@ -156,6 +158,7 @@ def compute_metrics(
     class_names: tuple[str, ...] = (),
     sample_count: F64 | None = None,
     drift_min_samples: int = 100,
+    with_drift: bool = True,
 ) -> dict[str, F64]:
     """Every metric of the layout's task, one value per slice (row of ``acc``).
 
@@ -177,8 +180,20 @@ def compute_metrics(
     else:
         out = _regression(layout, acc, sample_count)
     out.update(_coverage(layout, acc))
+    if not with_drift:
+        return out
     out.update(drift_signals(layout, acc, drift_min_samples))
+    out.update(output_drift(layout, acc, drift_min_samples))
+    out.update(estimated_metrics(layout, acc, drift_min_samples))
+    baseline = layout.baseline
+    if baseline is not None:
+        for name, ref in baseline.metrics.items():
+            base = name.split(":")[0]
+            if base in GAP_METRICS and name in out:
+                out[f"gap:{name}"] = out[name] - ref
     return out
+
+
 
 
 def _coverage(layout: Layout, acc: F64) -> dict[str, F64]:

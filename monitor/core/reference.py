@@ -50,11 +50,25 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from monitor.config import ConfigError, ModelConfig, canonical_class
+from monitor.config import (
+    LABEL_SUBJECT,
+    OUTPUT_SUBJECTS,
+    PREDICTION_SUBJECT,
+    SCORE_SUBJECT,
+    ConfigError,
+    ModelConfig,
+    canonical_class,
+)
 
 __all__ = [
+    "LABEL",
+    "OUTPUT_SUBJECTS",
+    "PCA_VARIANCE",
+    "PREDICTION",
+    "SCORE",
     "CategoricalReference",
     "NumericReference",
+    "PcaReference",
     "ReferenceProfile",
     "bin_numeric",
     "load_profile",
@@ -65,6 +79,16 @@ F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
 _MISSING_TEXT = {"", "null", "none", "nan", "na", "n/a"}
+
+#: Drift subjects of the model's outputs: ``psi:__score__@1h`` and the like. The names
+#: cannot clash with a feature's (the config refuses features named like these).
+SCORE = SCORE_SUBJECT
+PREDICTION = PREDICTION_SUBJECT
+LABEL = LABEL_SUBJECT
+#: Columns of a reference file read besides the features (all optional).
+_OUTPUT_COLUMNS = ("prediction", "score", "label", "probabilities")
+#: Share of the reference variance the PCA components keep.
+PCA_VARIANCE = 0.9
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +124,31 @@ class CategoricalReference:
 
 
 @dataclass(frozen=True, slots=True)
+class PcaReference:
+    """A PCA of the standardised numeric features of the reference rows.
+
+    An event's reconstruction error is ``||z - V V^T z||^2`` with ``z`` its standardised
+    numeric features and ``V`` the leading components that explain
+    :data:`PCA_VARIANCE` of the variance; ``ref_error`` is the mean error over the
+    reference rows, so the signal ``pca_error`` (window mean over reference mean) is
+    about 1 without drift and grows when the joint distribution changes, even when
+    every marginal stays the same (a broken correlation).
+    """
+
+    features: tuple[str, ...]
+    mean: F64
+    scale: F64
+    components: F64  # (k, d)
+    ref_error: float
+
+    def errors(self, x: F64) -> F64:
+        """Reconstruction error of each row of ``x`` (``(n, d)``, finite values)."""
+        z = (x - self.mean) / self.scale
+        out: F64 = (z * z).sum(axis=1) - ((z @ self.components.T) ** 2).sum(axis=1)
+        return np.maximum(out, 0.0)
+
+
+@dataclass(frozen=True, slots=True)
 class ReferenceProfile:
     """The reference of one model; see the module docstring."""
 
@@ -107,6 +156,13 @@ class ReferenceProfile:
     rows: int
     numeric: dict[str, NumericReference]
     categorical: dict[str, CategoricalReference]
+    #: Raw ``prediction``, ``score``, ``label`` and ``probabilities`` columns of the
+    #: reference rows (None where absent; a column missing from the file is absent here).
+    outputs: dict[str, list[Any]] = field(default_factory=dict)
+    #: Regression models: quantile references of the prediction and the label, keyed
+    #: :data:`PREDICTION` and :data:`LABEL` (binned like numeric features).
+    output_numeric: dict[str, NumericReference] = field(default_factory=dict)
+    pca: PcaReference | None = None
 
 
 def bin_numeric(edges: F64, x: F64) -> I64:
@@ -160,8 +216,15 @@ def profile_from_columns(
     bins: int = 20,
     max_categories: int = 20,
     source: str = "<reference>",
+    outputs: Mapping[str, Sequence[Any]] | None = None,
+    regression: bool = False,
 ) -> ReferenceProfile:
-    """A profile from column values (None = missing); raise ConfigError on an unusable one."""
+    """A profile from column values (None = missing); raise ConfigError on an unusable one.
+
+    ``outputs`` holds the optional ``prediction``/``score``/``label``/``probabilities``
+    columns; for a ``regression`` model the prediction and label also get quantile
+    references (:data:`PREDICTION`, :data:`LABEL`).
+    """
     numeric: dict[str, NumericReference] = {}
     categorical: dict[str, CategoricalReference] = {}
     rows = max((len(v) for v in columns.values()), default=0)
@@ -172,10 +235,60 @@ def profile_from_columns(
             numeric[name] = _numeric_reference(name, columns[name], bins, source)
         else:
             categorical[name] = _categorical_reference(name, columns[name], max_categories, source)
-    return ReferenceProfile(source, rows, numeric, categorical)
+    outs = {k: list(v) for k, v in (outputs or {}).items()}
+    rows = max([rows, *(len(v) for v in outs.values())])
+    output_numeric: dict[str, NumericReference] = {}
+    if regression:
+        for column, key in (("prediction", PREDICTION), ("label", LABEL)):
+            values = [_as_float(v) for v in outs.get(column, [])]
+            if any(v is not None for v in values):
+                output_numeric[key] = _numeric_reference(column, values, bins, source)
+    pca = _pca_reference([n for n, k in features.items() if k == "numeric"], columns)
+    return ReferenceProfile(source, rows, numeric, categorical, outs, output_numeric, pca)
 
 
-def _csv_columns(path: Path, features: Mapping[str, str]) -> dict[str, list[Any]]:
+def _as_float(value: Any) -> float | None:
+    if value.__class__ in (int, float):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, str):
+        try:
+            x = float(value)
+        except ValueError:
+            return None
+        return x if math.isfinite(x) else None
+    return None
+
+
+def _pca_reference(names: list[str], columns: Mapping[str, Sequence[Any]]) -> PcaReference | None:
+    """The PCA of the rows whose numeric features are all finite (None with < 2 features or
+    too few such rows to fit one)."""
+    if len(names) < 2:
+        return None
+    cols = [[_as_float(v) if _is_number(v) else None for v in columns[n]] for n in names]
+    x = np.array(
+        [row for row in zip(*cols, strict=True) if all(v is not None for v in row)],
+        dtype=np.float64,
+    ).reshape(-1, len(names))
+    if len(x) < max(20, 4 * len(names)):
+        return None
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale[scale <= 0] = 1.0
+    z = (x - mean) / scale
+    _, sv, vt = np.linalg.svd(z, full_matrices=False)
+    var = sv * sv
+    share = np.cumsum(var) / var.sum() if var.sum() > 0 else np.ones(len(var))
+    k = min(int(np.searchsorted(share, PCA_VARIANCE) + 1), len(names) - 1)
+    partial = PcaReference(tuple(names), mean, scale, vt[:k].copy(), 1.0)
+    ref_error = float(partial.errors(x).mean())
+    if ref_error <= 0:
+        return None  # the features are exactly collinear: no error to compare against
+    return PcaReference(tuple(names), mean, scale, vt[:k].copy(), ref_error)
+
+
+def _csv_columns(
+    path: Path, features: Mapping[str, str], outputs: dict[str, list[Any]]
+) -> dict[str, list[Any]]:
     with open(path, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         header = reader.fieldnames or []
@@ -185,9 +298,15 @@ def _csv_columns(path: Path, features: Mapping[str, str]) -> dict[str, list[Any]
                     str(path), [f"{path}: column {name!r}: not in the CSV header {header[:20]}"]
                 )
         cols: dict[str, list[Any]] = {name: [] for name in features}
+        outs: dict[str, list[Any]] = {
+            name: [] for name in _OUTPUT_COLUMNS if name in header and name not in features
+        }
+        outputs.update(outs)
         for row in reader:
             for name, kind in features.items():
                 cols[name].append(_csv_value(row.get(name), kind))
+            for name, values in outs.items():
+                values.append(_csv_value(row.get(name), "categorical"))
     return cols
 
 
@@ -203,8 +322,11 @@ def _csv_value(text: str | None, kind: str) -> Any:
     return value if math.isfinite(value) else None
 
 
-def _jsonl_columns(path: Path, features: Mapping[str, str]) -> dict[str, list[Any]]:
+def _jsonl_columns(
+    path: Path, features: Mapping[str, str], outputs: dict[str, list[Any]]
+) -> dict[str, list[Any]]:
     cols: dict[str, list[Any]] = {name: [] for name in features}
+    outs: dict[str, list[Any]] = {name: [] for name in _OUTPUT_COLUMNS}
     present: set[str] = set()
     with open(path, encoding="utf-8") as fh:
         for number, line in enumerate(fh, start=1):
@@ -225,6 +347,11 @@ def _jsonl_columns(path: Path, features: Mapping[str, str]) -> dict[str, list[An
                 if name in row:
                     present.add(name)
                 cols[name].append(row.get(name))
+            for name, values in outs.items():
+                if name in row:
+                    present.add(name)
+                values.append(row.get(name))
+    outputs.update({k: v for k, v in outs.items() if k in present})
     for name in features:
         if name not in present:
             raise ConfigError(str(path), [f"{path}: column {name!r}: in no row of the reference"])
@@ -253,8 +380,10 @@ def load_profile(model: ModelConfig) -> ReferenceProfile | None:
     path = Path(model.reference)
     name = str(path)
     features = dict(model.features)
+    outputs: dict[str, list[Any]] = {}
     try:
-        cols = _jsonl_columns(path, features) if _is_jsonl(path) else _csv_columns(path, features)
+        reader = _jsonl_columns if _is_jsonl(path) else _csv_columns
+        cols = reader(path, features, outputs)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise ConfigError(name, [f"{name}: model {model.name!r}: cannot read: {reason}"]) from None
@@ -262,6 +391,14 @@ def load_profile(model: ModelConfig) -> ReferenceProfile | None:
         raise ConfigError(name, [f"{name}: not UTF-8 text: {exc.reason}"]) from None
     except csv.Error as exc:
         raise ConfigError(name, [f"{name}: bad CSV: {exc}"]) from None
-    if features and not any(cols.values()):
+    if not any(cols.values()) and not any(outputs.values()):
         raise ConfigError(name, [f"{name}: model {model.name!r}: no rows"])
-    return profile_from_columns(cols, features, model.drift_bins, model.max_categories, name)
+    return profile_from_columns(
+        cols,
+        features,
+        model.drift_bins,
+        model.max_categories,
+        name,
+        outputs,
+        regression=model.task == "regression",
+    )

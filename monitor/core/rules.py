@@ -255,13 +255,10 @@ class ModelRules:
             self.states[name] = old_states[name] if same else RuleState()
 
     def reference(self, rule: Rule) -> tuple[float, float | None] | None:
-        """The reference of a relative rule: the profile's, else the rule's own."""
-        found = self.references.get(rule.signal)
-        if found is not None:
-            return found
+        """The reference of a relative rule: the rule's own, else the reference profile's."""
         if rule.cfg.reference is not None:
             return rule.cfg.reference, rule.cfg.reference_sd
-        return None
+        return self.references.get(rule.signal)
 
     def evaluate(
         self, t: float, signals: Mapping[str, float], predictions_total: float

@@ -254,6 +254,7 @@ def test_config_validates_detector_entries() -> None:
         with pytest.raises(ConfigError):
             config_from_mapping(config)
     config = _config()  # a rule on a detector the model does not run
+    config["models"][0]["detectors"] = ["adwin"]  # type: ignore[index]
     config["models"][0]["alerts"][0]["signal"] = "cusum:error@all"  # type: ignore[index]
     with pytest.raises(ConfigError):
         config_from_mapping(config)

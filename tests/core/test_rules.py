@@ -147,9 +147,15 @@ def test_relative_k_reference_standard_deviations_and_the_profile_hook() -> None
     events = _feed(book, [0.33, 0.37], "log_loss@1m")
     assert _statuses(events) == [(1, "firing")]
     assert events[0][1].threshold == pytest.approx(0.36)
-    # A reference profile takes over from the rule's own reference.
+    # The rule's own reference wins over a reference profile's...
     book.set_reference("fraud", {"log_loss@1m": (0.5, 0.1)})
-    assert _statuses(_feed(book, [0.6], "log_loss@1m", start=2)) == [(2, "resolved")]
+    assert _feed(book, [0.37], "log_loss@1m", start=2) == []
+    # ...which serves a rule that has none.
+    cfg = _config({"name": "r", "kind": "relative", "signal": "log_loss@1m", "op": ">",
+                   "k": 3})
+    book = RuleBook(cfg)
+    book.set_reference("fraud", {"log_loss@1m": (0.5, 0.1)})
+    assert _statuses(_feed(book, [0.7, 0.9], "log_loss@1m")) == [(1, "firing")]
 
 
 def test_relative_rule_without_a_reference_does_not_evaluate() -> None:

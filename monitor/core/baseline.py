@@ -1,0 +1,162 @@
+"""What the model's outputs looked like on the reference rows: the yardstick for the gap,
+output drift and label-free estimates.
+
+From the ``prediction``, ``score``, ``label`` (and ``probabilities``) columns of the
+reference file, :func:`build_baseline` accumulates one row with the model's own
+:class:`~monitor.core.layout.Layout`, exactly as the stream's events are accumulated, so:
+
+- **reference metrics** are :func:`~monitor.core.metrics.compute_metrics` of that row (the
+  ``gap:<metric>`` signals subtract them from each window's value);
+- **output drift** compares a window's prediction, score and label columns with the row's
+  (see :func:`monitor.core.drift.output_drift`);
+- the **calibration map** (binary) gives, for each of the ``score_bins`` score bins, the
+  probability that an event in that bin is positive: the isotonic (non-decreasing)
+  regression of the reference rows' labels on their binned scores, weighted by the bin
+  counts (``scipy.optimize.isotonic_regression``). Without labelled, scored reference
+  rows the scores are taken as calibrated (each bin maps to its midpoint). The
+  estimated metrics of :mod:`monitor.core.estimate` read it.
+
+Reference rows whose prediction or label is not a valid value for the model are
+skipped and counted in :attr:`Baseline.skipped`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from scipy.optimize import isotonic_regression
+
+from monitor.config import ModelConfig, canonical_class
+from monitor.core.layout import Layout
+from monitor.core.reference import ReferenceProfile
+
+__all__ = ["Baseline", "build_baseline", "midpoint_calibration"]
+
+F64 = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    """The reference row, its metrics and the calibration map of one model."""
+
+    row: F64  # (width,): the reference rows accumulated like a window
+    metrics: dict[str, float] = field(default_factory=dict)
+    calibration: F64 | None = None  # (score_bins,) P(positive | score bin), binary only
+    rows: int = 0  # reference rows accumulated
+    skipped: int = 0  # reference rows with an invalid prediction or label
+    calibrated_from: int = 0  # labelled, scored rows behind the calibration map
+
+
+def midpoint_calibration(bins: int) -> F64:
+    """The identity map on a grid of ``bins`` score bins: each bin's midpoint."""
+    out: F64 = (np.arange(bins) + 0.5) / bins
+    return out
+
+
+def _code(model: ModelConfig, value: Any) -> float | None:
+    """The accumulator code of a reference prediction or label (None when invalid)."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return None
+    if model.task == "regression":
+        if isinstance(value, bool):
+            return None
+        try:
+            x = float(value)
+        except (TypeError, ValueError):
+            return None
+        return x if math.isfinite(x) else None
+    name = canonical_class(value)
+    names = model.class_names
+    if model.task == "binary":
+        if name == names[1]:
+            return 1.0
+        if model.classes is None or name == names[0]:
+            return 0.0
+        return None
+    return float(names.index(name)) if name in names else None
+
+
+def _score(value: Any) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return x if 0.0 <= x <= 1.0 else math.nan
+
+
+def _probs(model: ModelConfig, value: Any) -> list[float]:
+    k = len(model.class_names)
+    if not isinstance(value, dict):
+        return [math.nan] * k
+    index = {name: i for i, name in enumerate(model.class_names)}
+    out = [0.0] * k
+    for key, p in value.items():
+        i = index.get(canonical_class(key))
+        if i is not None and isinstance(p, int | float) and not isinstance(p, bool):
+            out[i] = float(p)
+    return out
+
+
+def build_baseline(
+    model: ModelConfig, layout: Layout, profile: ReferenceProfile | None
+) -> Baseline | None:
+    """The baseline of ``model`` from its profile's output columns (None without any)."""
+    from monitor.core.metrics import compute_metrics  # metrics imports drift imports us
+
+    if profile is None or "prediction" not in profile.outputs:
+        return None
+    outputs = profile.outputs
+    n = len(outputs["prediction"])
+    pred = [_code(model, v) for v in outputs["prediction"]]
+    labels = outputs.get("label")
+    label = [_code(model, v) for v in labels] if labels is not None else [None] * n
+    scores = outputs.get("score")
+    score = np.array([_score(v) for v in scores] if scores else [math.nan] * n)
+    ok = np.array([p is not None for p in pred], dtype=bool)
+    row = np.zeros((1, layout.width))
+    p_arr = np.array([math.nan if p is None else p for p in pred])
+    probs = None
+    if layout.task == "multiclass" and "probabilities" in outputs:
+        probs = np.array([_probs(model, v) for v in outputs["probabilities"]]).reshape(n, -1)
+        probs = probs[ok]
+    cols, vals = layout.prediction_terms(p_arr[ok], score[ok], probs)
+    np.add.at(row[0], cols.ravel(), vals.ravel())
+    joined = ok & np.array([v is not None for v in label], dtype=bool)
+    l_arr = np.array([math.nan if v is None else v for v in label])
+    if joined.any():
+        cols, vals = layout.outcome_terms(p_arr[joined], score[joined], l_arr[joined])
+        np.add.at(row[0], cols.ravel(), vals.ravel())
+    skipped = int(n - ok.sum()) + (int((ok & ~joined).sum()) if labels is not None else 0)
+    names = model.class_names
+    metrics = {
+        k: float(v[0])
+        for k, v in compute_metrics(layout, row, names, None, 1, with_drift=False).items()
+        if math.isfinite(float(v[0]))
+    }
+    calibration = None
+    calibrated_from = 0
+    if layout.task == "binary":
+        pos = row[0, layout.cols("pos_hist")]
+        neg = row[0, layout.cols("neg_hist")]
+        calibration = midpoint_calibration(layout.bins)
+        count = pos + neg
+        calibrated_from = int(count.sum())
+        if calibrated_from > 0:
+            used = count > 0
+            fit = isotonic_regression(pos[used] / count[used], weights=count[used]).x
+            # Bins without reference rows take the fitted value of the nearest used bin.
+            where = np.flatnonzero(used)
+            nearest = np.clip(np.searchsorted(where, np.arange(layout.bins)), 0, len(where) - 1)
+            left = np.clip(nearest - 1, 0, len(where) - 1)
+            pick = np.where(
+                np.abs(where[left] - np.arange(layout.bins))
+                <= np.abs(where[nearest] - np.arange(layout.bins)),
+                left,
+                nearest,
+            )
+            calibration = np.asarray(fit)[pick]
+    return Baseline(row[0], metrics, calibration, int(ok.sum()), skipped, calibrated_from)
