@@ -15,6 +15,8 @@ prometheus_client escapes them; ``S`` = ``model, dimension, slice``):
 family                                                  type       labels
 ======================================================  =========  ====================
 ``monitor_model_metric``                                gauge      S, window, metric
+``monitor_drift``                                       gauge      model, window,
+                                                                   feature, method
 ``monitor_slice_predictions_total``                     counter    S
 ``monitor_slice_joined_total``                          counter    S
 ``monitor_confusion_total``                             counter    S, actual, predicted
@@ -119,6 +121,7 @@ from prometheus_client.metrics_core import (
 from prometheus_client.utils import floatToGoString
 
 from monitor import __version__
+from monitor.config import DRIFT_SIGNALS
 from monitor.core.report import LABEL_DELAY_BUCKETS, ModelReport, Report, SliceReport
 from monitor.logs import RateLimitedLogger
 
@@ -149,6 +152,7 @@ _BINARY_CELLS: dict[str, tuple[str, str]] = {
     "fn": ("positive", "negative"),
 }
 _SLICE = ("model", "dimension", "slice")
+_DRIFT_METHODS = frozenset(DRIFT_SIGNALS)
 # SliceReport.counters key -> attribute of _Families (one family per kind of sum)
 _SLICE_FAMILIES: dict[str, str] = {
     "predictions": "slice_predictions",
@@ -205,6 +209,12 @@ class _Families:
             "model_metric",
             "Value of a model metric per window and slice; absent while undefined.",
             ("model", "window", "metric", "dimension", "slice"),
+        )
+        self.drift = gauge(
+            "drift",
+            "Drift and data-quality signals of the whole model by feature (or __score__, "
+            "__prediction__, __label__) and method; the same values as monitor_model_metric.",
+            ("model", "window", "feature", "method"),
         )
         self.slice_predictions = counter(
             "slice_predictions", "Predictions counted in a slice (cumulative).", _SLICE
@@ -412,6 +422,9 @@ class MonitorCollector:
                         continue
                     room -= 1
                     f.model_metric.add_metric([name, window, metric, s.dimension, s.value], value)
+                    method, _, feature = metric.partition(":")
+                    if s.dimension == "model" and feature and method in _DRIFT_METHODS:
+                        f.drift.add_metric([name, window, feature, method], value)
         f.series_dropped.add_metric([], float(dropped))
         if dropped:
             _log.warning(

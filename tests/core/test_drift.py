@@ -295,6 +295,10 @@ threshold = 0.5
     labels = {"model": "m", "window": "1h", "metric": "psi:amount", "dimension": "model"}
     value = registry.get_sample_value("monitor_model_metric", {**labels, "slice": ""})
     assert value == pytest.approx(_signals(engine, "1h")["psi:amount"])
+    by_feature = {"model": "m", "window": "1h", "feature": "amount", "method": "psi"}
+    assert registry.get_sample_value("monitor_drift", by_feature) == value
+    score = {**by_feature, "feature": "__score__"}  # the reference has scores
+    assert registry.get_sample_value("monitor_drift", score) is not None
 
 
 def test_drift_signal_names_are_checked_against_the_features(tmp_path: Path) -> None:

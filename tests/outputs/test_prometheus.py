@@ -37,7 +37,7 @@ def make_report() -> Report:
                 "model",
                 "",
                 windows={
-                    "all": {"f1": 0.8, "accuracy": 0.9, "roc_auc": NAN},
+                    "all": {"f1": 0.8, "accuracy": 0.9, "roc_auc": NAN, "psi:amount": 0.02},
                     "1h": {"f1": 0.75, "accuracy": NAN},
                 },
                 counters={
@@ -331,15 +331,15 @@ def test_restricted_registry_selects_our_families(registry, collector):
 def test_series_cap_keeps_whole_model_slices_first_and_counts_the_rest(registry):
     collector = MonitorCollector(registry, max_series=4)
     collector.update(make_report())
-    # Non-NaN values: fraud whole-model 3 (f1, accuracy @all, f1 @1h), prices 3 (mae, rmse,
-    # mape), fraud version 1, fraud segment 1 = 8; 4 kept, 4 dropped.
+    # Non-NaN values: fraud whole-model 4 (f1, accuracy, psi:amount @all, f1 @1h), prices 3
+    # (mae, rmse, mape), fraud version 1, fraud segment 1 = 9; 4 kept, 5 dropped.
     samples = [
         s for m in registry.collect() if m.name == "monitor_model_metric" for s in m.samples
     ]
     assert len(samples) == 4
     assert all(s.labels["dimension"] == "model" for s in samples)
     assert mm(registry, metric="f1") == 0.8  # whole-model slices go first
-    assert registry.get_sample_value("monitor_series_dropped") == 4
+    assert registry.get_sample_value("monitor_series_dropped") == 5
     # Other families are not capped.
     labels = {"model": "fraud", "dimension": "version", "slice": "v2"}
     assert registry.get_sample_value("monitor_slice_predictions_total", labels) == 60
@@ -350,8 +350,10 @@ def test_series_cap_keeps_whole_model_slices_first_and_counts_the_rest(registry)
 def test_series_cap_zero_drops_all_model_metrics(registry):
     collector = MonitorCollector(registry, max_series=0)
     collector.update(make_report())
-    assert registry.get_sample_value("monitor_series_dropped") == 8
+    assert registry.get_sample_value("monitor_series_dropped") == 9
     assert mm(registry, metric="f1") is None
+    assert registry.get_sample_value("monitor_drift", {"model": "fraud", "window": "all",
+                                      "feature": "amount", "method": "psi"}) is None
 
 
 def test_invalid_max_series_is_refused(registry):
