@@ -561,6 +561,12 @@ class ModelConfig(_Strict):
     reference: str | None = Field(
         None, description="CSV or JSON-lines file of reference rows (drift profile)"
     )
+    reference_warmup: int = Field(
+        0,
+        ge=0,
+        description="without a reference file: build the drift profile from the predictions "
+        "of the first closed panes that hold at least this many (0: no profile)",
+    )
     drift_bins: int = Field(
         20, ge=2, le=1000, description="quantile bins per numeric feature (plus under/overflow)"
     )
@@ -611,6 +617,8 @@ class ModelConfig(_Strict):
                 raise ValueError("classes (two or more) are required for a multiclass model")
             if len({canonical_class(c) for c in self.classes}) != len(self.classes):
                 raise ValueError("classes must be distinct")
+        if self.reference and self.reference_warmup:
+            raise ValueError("set either reference (a file) or reference_warmup, not both")
         for feature in self.features:
             if feature in OUTPUT_SUBJECTS:
                 raise ValueError(

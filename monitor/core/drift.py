@@ -144,7 +144,13 @@ def drift_signals(layout: Layout, acc: F64, min_samples: int = 100) -> dict[str,
             out[f"nan_rate:{name}"] = _div(acc[:, layout.col(f"nonfinite:{name}")], pred_n)
         if profile is None:
             continue
-        hist = acc[:, layout.cols(f"hist:{name}")]
+        ref_columns = (
+            profile.numeric[name].columns
+            if kind == "numeric"
+            else profile.categorical[name].columns
+        )
+        # a warmup profile's histograms use the first columns of the reserved ones
+        hist = acc[:, layout.cols(f"hist:{name}")][:, :ref_columns]
         n = hist.sum(axis=1)
         enough = n >= min_samples
         p = _div(hist, n[:, None])
@@ -153,7 +159,8 @@ def drift_signals(layout: Layout, acc: F64, min_samples: int = 100) -> dict[str,
             ref = profile.numeric[name]
             r = ref.counts / ref.counts.sum()
             out[f"out_of_range_rate:{name}"] = _div(hist[:, 0] + hist[:, -1], pred_n)
-            p_mean = np.nan_to_num(_div(acc[:, layout.cols(f"bin_sum:{name}")], n[:, None]))
+            bin_sum = acc[:, layout.cols(f"bin_sum:{name}")][:, :ref_columns]
+            p_mean = np.nan_to_num(_div(bin_sum, n[:, None]))
             w = wasserstein_binned(p, r, ref.edges, p_mean, ref.sums / ref.counts.sum())
             scale = ref.std if ref.std > 0 else 1.0
             out[f"wasserstein:{name}"] = np.where(enough, w / scale, np.nan)

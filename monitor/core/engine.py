@@ -31,11 +31,13 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import structlog
 
 from monitor.config import (
     DRIFT_SIGNALS,
     ESTIMATED_SIGNALS,
     MODEL_QUALITY_SIGNALS,
+    ConfigError,
     ModelConfig,
     MonitorConfig,
     canonical_class,
@@ -45,7 +47,7 @@ from monitor.core.detectors import ErrorDetectors, error_stream
 from monitor.core.join import EarlyLabel, JoinBuffer, Pending
 from monitor.core.layout import Layout
 from monitor.core.metrics import compute_metrics
-from monitor.core.reference import load_profile
+from monitor.core.reference import ReferenceProfile, load_profile, profile_from_columns
 from monitor.core.report import LABEL_DELAY_BUCKETS, ModelReport, Report, SliceReport
 from monitor.core.rules import AlertEvent, RuleBook
 from monitor.core.windows import WindowSet
@@ -63,6 +65,7 @@ from monitor.events.message import Message, Reject
 __all__ = ["Engine", "PaneSignals", "same_time_and_topics"]
 
 F64 = npt.NDArray[np.float64]
+_log = structlog.get_logger(__name__)
 OTHER = "__other__"
 COUNT_NAMES = (
     "predictions",
@@ -150,12 +153,19 @@ class ModelState:
         self.codec = ModelCodec(model)
         self.class_names = model.class_names
         self.profile = load_profile(model)  # ConfigError when the reference is unusable
+        #: Predictions still wanted for a warmup profile (0: none wanted, or built).
+        self.warmup_target = model.reference_warmup if self.profile is None else 0
+        self.warmup_rows: list[tuple[Any, ...]] = []  # (features, prediction, score)
+        #: The last pane of the warmup sample: events up to it are not histogrammed.
+        self.profile_pane: int | None = None
+        reserve = (model.drift_bins, model.max_categories) if self.warmup_target else None
         self.layout = Layout(
             model.task,
             max(len(self.class_names), 2),
             model.score_bins,
             features=model.features,
             profile=self.profile,
+            reserve=reserve,
         )
         self.layout.drift_bins = model.drift_bins
         self.baseline = build_baseline(model, self.layout, self.profile)
@@ -194,6 +204,9 @@ class PartitionState:
     offsets: dict[str, int] = field(default_factory=dict)  # topic -> next offset to read
     max_ts: dict[str, float] = field(default_factory=dict)  # topic -> largest event time
     rejects: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: model -> pane -> predictions kept for a warmup profile until their pane closes:
+    #: (event time, slices, features, prediction, score)
+    warmup: dict[int, dict[int, list[tuple[Any, ...]]]] = field(default_factory=dict)
 
 
 class _Batch:
@@ -431,6 +444,11 @@ class Engine:
         batch.p_score.append(score)
         batch.p_slices.append(slices)
         batch.p_feat.append(event.features)
+        if model.warmup_target:
+            pane = math.floor(ts / self.pane)
+            if self.closed_upto is None or pane >= self.closed_upto:
+                row = (ts, slices, event.features, event.prediction, score)
+                state.warmup.setdefault(m, {}).setdefault(pane, []).append(row)
         if model.layout.task == "multiclass":
             batch.p_prob.append(_probabilities(model, event.probabilities))
         state.counts[m][PREDICTIONS] += 1
@@ -566,7 +584,10 @@ class Engine:
             probs = np.asarray(batch.p_prob) if batch.p_prob else None
             cols, vals = layout.prediction_terms(pred, np.asarray(batch.p_score), probs)
             if layout.features:
-                f_cols, f_vals = layout.feature_terms(batch.p_feat)
+                use = None
+                if model.profile_pane is not None:
+                    use = np.floor(np.asarray(batch.p_ts) / self.pane) > model.profile_pane
+                f_cols, f_vals = layout.feature_terms(batch.p_feat, use)
                 cols, vals = np.hstack([cols, f_cols]), np.hstack([vals, f_vals])
             self._scatter(model, batch.p_part, batch.p_ts, batch.p_slices, cols, vals)
         if batch.o_ts:
@@ -771,9 +792,80 @@ class Engine:
             total[: w.rows] += w.cum[:, col] - w.late_n
         return total
 
+    def _warm_up(self, model: ModelState, pane: int) -> None:
+        """Take the predictions of the panes closed through ``pane`` into the warmup sample;
+        once it is large enough, build the model's profile from it (see
+        :meth:`_install_profile`)."""
+        m = model.index
+        for number in sorted(self.partitions):
+            panes = self.partitions[number].warmup.get(m)
+            if panes:
+                for p in sorted(k for k in panes if k <= pane):
+                    model.warmup_rows.extend(row[2:] for row in panes.pop(p))
+        target = model.warmup_target
+        rows = model.warmup_rows
+        if len(rows) < target:
+            return
+        feats = [r[0] or {} for r in rows]
+        config = model.config
+        try:
+            profile = profile_from_columns(
+                {name: [f.get(name) for f in feats] for name in config.features},
+                config.features,
+                config.drift_bins,
+                config.max_categories,
+                f"the warmup of model {model.name!r} ({len(rows)} predictions)",
+                {"prediction": [r[1] for r in rows], "score": [r[2] for r in rows]},
+            )
+        except ConfigError as exc:
+            if len(rows) < 4 * target:
+                return  # a feature had no usable value yet: wait for more
+            _log.error("warmup_failed", model=model.name, predictions=len(rows), error=str(exc))
+            model.warmup_target = 0
+            model.warmup_rows = []
+            for state in self.partitions.values():
+                state.warmup.pop(m, None)
+            return
+        self._install_profile(model, profile, pane)
+
+    def _install_profile(self, model: ModelState, profile: ReferenceProfile, pane: int) -> None:
+        """Use a warmup ``profile`` built from the panes through ``pane``: the feature
+        predictions of later panes still open are histogrammed now, later ones as they come."""
+        layout = model.layout
+        layout.profile = model.profile = profile
+        layout.pca = profile.pca if "pca_n" in layout.fields else None
+        model.baseline = layout.baseline = build_baseline(model.config, layout, profile)
+        profile.outputs.clear()
+        model.profile_pane = pane
+        model.warmup_target = 0
+        model.warmup_rows = []
+        m = model.index
+        for state in self.partitions.values():
+            panes = state.warmup.pop(m, {})
+            windows = state.windows[m]
+            for p, rows in sorted(panes.items()):
+                if not layout.features:
+                    continue
+                cols, vals = layout.feature_terms([r[2] for r in rows], profile_only=True)
+                windows.add(
+                    p,
+                    np.asarray([r[1] for r in rows], dtype=np.int64),
+                    cols,
+                    vals,
+                    np.asarray([r[0] for r in rows]),
+                )
+        _log.info(
+            "warmup_profile_built",
+            model=model.name,
+            predictions=profile.rows,
+            last_pane_end=(pane + 1) * self.pane,
+        )
+
     def _emit(self, pane: int) -> None:
         end = (pane + 1) * self.pane
         for model in self.models:
+            if model.warmup_target:
+                self._warm_up(model, pane)
             values = self._compute(model)
             if model.detectors is not None:
                 rows = len(model.registry.keys)

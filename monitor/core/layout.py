@@ -66,6 +66,7 @@ class Layout:
         score_bins: int = 200,
         features: Mapping[str, str] | None = None,
         profile: ReferenceProfile | None = None,
+        reserve: tuple[int, int] | None = None,
     ) -> None:
         if task not in ("binary", "multiclass", "regression"):
             raise ValueError(f"Invalid 'task': {task!r}; valid: binary, multiclass, regression")
@@ -93,23 +94,28 @@ class Layout:
         for name, ref in self.outputs.items():
             self._add((f"hist:{name}", ref.columns), (f"bin_sum:{name}", ref.columns))
         self.pca = profile.pca if profile is not None else None
+        numeric = [n for n, k in self.features.items() if k == "numeric"]
+        if self.pca is not None or (reserve is not None and profile is None and len(numeric) > 1):
+            self._add("pca_n", "pca_err_sum")
         #: Set by the engine once the layout exists (see :mod:`monitor.core.baseline`).
         self.baseline: Baseline | None = None
         #: Groups of equal reference mass the score histogram is merged into for PSI/JS.
         self.drift_bins = 20
-        if self.pca is not None:
-            self._add("pca_n", "pca_err_sum")
+        #: (drift_bins, max_categories) when a warmup profile will arrive later: the
+        #: histogram columns are reserved at their largest widths now.
+        self.reserve = reserve
         for name, kind in self.features.items():
             self._add(f"missing:{name}", f"mismatch:{name}")
             if kind == "numeric":
                 self._add(f"nonfinite:{name}")
-            if profile is None:
+            if profile is None and reserve is None:
                 continue
             if kind == "numeric":
-                ref = profile.numeric[name]
-                self._add((f"hist:{name}", ref.columns), (f"bin_sum:{name}", ref.columns))
+                width = profile.numeric[name].columns if profile else reserve[0] + 2  # type: ignore[index]
+                self._add((f"hist:{name}", width), (f"bin_sum:{name}", width))
             else:
-                self._add((f"hist:{name}", profile.categorical[name].columns), f"unseen:{name}")
+                width = profile.categorical[name].columns if profile else reserve[1] + 1  # type: ignore[index]
+                self._add((f"hist:{name}", width), f"unseen:{name}")
         if self.features:
             self._add("problem_n")
         self.width = sum(w for _, w in self.fields.values())
@@ -189,13 +195,24 @@ class Layout:
         cols = np.column_stack([self.col(f"hist:{name}") + b, self.col(f"bin_sum:{name}") + b])
         return cols.astype(np.int64), np.column_stack([np.ones(len(x)), x])
 
-    def feature_terms(self, raw: Sequence[Mapping[str, Any] | None]) -> tuple[I64, F64]:
+    def feature_terms(
+        self,
+        raw: Sequence[Mapping[str, Any] | None],
+        use: npt.NDArray[np.bool_] | None = None,
+        profile_only: bool = False,
+    ) -> tuple[I64, F64]:
         """Columns and values that predictions' feature objects add, ``(events, terms)``.
 
         ``raw`` holds each prediction's ``features`` object (None when it has none). Per
         feature: a data-quality term (missing / mismatch / non-finite, value 0 when the
         value is fine) and, with a profile, a histogram term and a value-sum term (numeric)
-        or an unseen count (categorical); then one ``problem_n`` term.
+        or an unseen count (categorical); then the PCA terms and one ``problem_n`` term.
+
+        ``use`` (a mask over the events) limits the profile's terms (histograms, unseen,
+        out-of-range, PCA) to some events: a warmup profile is built from the first panes,
+        whose events it does not histogram. ``profile_only`` leaves out what does not
+        depend on the profile, for events already added without one: their ``problem_n``
+        term then counts only the problems the profile adds.
 
         >>> lay = Layout("regression", features={"x": "numeric"})
         >>> cols, vals = lay.feature_terms([{"x": 1.0}, {"x": "a"}, None])
@@ -206,6 +223,9 @@ class Layout:
         cols: list[I64] = []
         vals: list[F64] = []
         problem = np.zeros(e, dtype=bool)
+        seen_problem = np.zeros(e, dtype=bool)  # without the profile
+        if use is None:
+            use = np.ones(e, dtype=bool)
         empty: Mapping[str, Any] = {}
         numbers: dict[str, F64] = {}
         for name, kind in self.features.items():
@@ -226,12 +246,13 @@ class Layout:
                 ],
                 dtype=np.int64,
             )
-            cols.append(dq[bad])
-            vals.append((bad > 0).astype(np.float64))
-            problem |= bad > 0
+            if not profile_only:
+                cols.append(dq[bad])
+                vals.append((bad > 0).astype(np.float64))
+            seen_problem |= bad > 0
             if self.profile is None:
                 continue
-            ok = bad == 0
+            ok = (bad == 0) & use
             hist = self.col(f"hist:{name}")
             if kind == "numeric":
                 ref = self.profile.numeric[name]
@@ -261,7 +282,7 @@ class Layout:
                 problem |= unseen
         if self.pca is not None:
             x = np.column_stack([numbers[n] for n in self.pca.features])
-            whole = np.isfinite(x).all(axis=1)
+            whole = np.isfinite(x).all(axis=1) & use
             err: F64 = np.zeros(e)
             if whole.any():
                 err[whole] = self.pca.errors(x[whole])
@@ -271,7 +292,8 @@ class Layout:
             vals.append(err)
         if self.features:
             cols.append(np.full(e, self.col("problem_n"), dtype=np.int64))
-            vals.append(problem.astype(np.float64))
+            counted = problem & ~seen_problem if profile_only else problem | seen_problem
+            vals.append(counted.astype(np.float64))
         if not cols:
             return np.zeros((e, 0), dtype=np.int64), np.zeros((e, 0))
         return np.column_stack(cols).astype(np.int64), np.column_stack(vals)
