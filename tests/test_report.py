@@ -238,7 +238,7 @@ def test_alert_timeline_has_the_demo_alert(demo_report: tuple[Path, Path]) -> No
 def test_report_from_a_replay_dir_matches_the_one_from_captures(
     demo_report: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    base, out = demo_report
+    _, out = demo_report
     code = main(["report", "--out", str(tmp_path), "--from", str(out)])
     assert code == 0, capsys.readouterr().err
     assert _figure_ids(tmp_path / "report.html") == _figure_ids(out / "report.html")
