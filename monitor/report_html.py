@@ -180,16 +180,23 @@ def load_alerts(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     events = []
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                event = json.loads(line)
-                _when(event["ts"])
-            except (ValueError, KeyError, TypeError) as exc:
-                raise ReportError(f"{path}:{number}: not an alert event: {exc}") from None
-            events.append(event)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ReportError(f"{path}: cannot read: {exc}") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+            if not isinstance(event, dict):
+                raise TypeError("not a JSON object")
+            for key in ("ts", "starts_at", "ends_at"):
+                if key == "ts" or event.get(key) is not None:
+                    _when(event[key])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ReportError(f"{path}:{number}: not an alert event: {exc}") from None
+        events.append(event)
     return events
 
 
@@ -199,7 +206,10 @@ def load_label_delay(path: Path) -> dict[str, tuple[list[str], np.ndarray]]:
     if not path.exists():
         return {}
     cumulative: dict[str, list[tuple[float, float]]] = {}
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ReportError(f"{path}: cannot read: {exc}") from None
     try:
         for family in text_string_to_metric_families(text):
             if family.name != "monitor_label_delay_seconds":
@@ -699,11 +709,14 @@ def render_report(replay_dir: str | Path, out_dir: str | Path) -> tuple[Path, li
     if (src / "summary.json").exists():
         try:
             summary = json.loads((src / "summary.json").read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (OSError, ValueError) as exc:
             raise ReportError(f"{src / 'summary.json'}: not JSON: {exc}") from None
         if not isinstance(summary, dict):
             raise ReportError(f"{src / 'summary.json'}: not a JSON object")
     models_summary = summary.get("models") or {}
+    rejects = summary.get("rejects") or {}
+    if not isinstance(models_summary, dict) or not isinstance(rejects, dict):
+        raise ReportError(f"{src / 'summary.json'}: 'models' and 'rejects' must be objects")
     names = sorted(set(series) | set(models_summary))
     if not names:
         raise ReportError(f"{signals_path}: no model has a closed pane: nothing to plot")
@@ -714,7 +727,6 @@ def render_report(replay_dir: str | Path, out_dir: str | Path) -> tuple[Path, li
     if len(names) > 1:
         parts.append("<nav>" + "".join(f"<a href='#model-{_slug(n)}'>{html.escape(n)}</a>"
                                        for n in names) + "</nav>")
-    rejects = summary.get("rejects") or {}
     if rejects:
         parts.append("<h3>Rejected input (all models)</h3>"
                      + _table(sorted(rejects.items()), ("reason", "messages")))

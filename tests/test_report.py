@@ -290,17 +290,55 @@ def test_long_series_are_downsampled() -> None:
         (["--from", "{tmp}", "x.jsonl"], "not both"),
         (["--config", "{tmp}/c.toml", "{tmp}/missing.jsonl"], "no such capture file"),
         (["--from", "{tmp}/bad"], "bad/signals.jsonl:2: not a signals record"),
+        (["--from", "{tmp}/bad-alert"], "bad-alert/alerts.jsonl:1: not an alert event"),
+        (["--from", "{tmp}/bad-summary"], "bad-summary/summary.json: not JSON"),
     ],
 )
 def test_bad_input_exits_2_with_a_clear_message(
     args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (tmp_path / "bad").mkdir()
-    (tmp_path / "bad" / "signals.jsonl").write_text(
-        '{"model": "m", "ts": 1.0, "signals": {"f1@all": 0.5}}\n{"model": "m", "ts": "x"}\n'
-    )
+    good = '{"model": "m", "ts": 1.0, "signals": {"f1@all": 0.5}}\n'
+    for name, files in {
+        "bad": {"signals.jsonl": good + '{"model": "m", "ts": "x"}\n'},
+        "bad-alert": {"signals.jsonl": good, "alerts.jsonl": '{"ts": "yesterday"}\n'},
+        "bad-summary": {"signals.jsonl": good, "summary.json": "{models"},
+    }.items():
+        (tmp_path / name).mkdir()
+        for file, text in files.items():
+            (tmp_path / name / file).write_text(text)
     argv = ["report", "--out", str(tmp_path / "out"), *(a.format(tmp=tmp_path) for a in args)]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("monitor report: ")
     assert message in err
+
+
+def test_each_model_gets_its_section_and_only_its_alerts(tmp_path: Path) -> None:
+    lines = [
+        {"model": model, "ts": 1_700_000_000.0 + 10 * i,
+         "signals": {"accuracy@all": 0.9 - 0.01 * i, "psi:x@all": 0.01 * i}}
+        for i in range(1, 20) for model in ("a", "b")
+    ]
+    (tmp_path / "signals.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    alert = {"alert_id": "1", "status": "firing", "rule": "low", "severity": "warning",
+             "model": "a", "signal": "accuracy@all", "value": 0.8, "threshold": 0.85,
+             "starts_at": "2023-11-14T22:15:00Z", "ends_at": None,
+             "ts": "2023-11-14T22:15:30.000Z"}
+    (tmp_path / "alerts.jsonl").write_text(json.dumps(alert) + "\n")
+    path, figures = render_report(tmp_path, tmp_path / "out")
+    keys = {f.key: f for f in figures}
+    assert set(keys) == {f"fig-{m}-{k}" for m in ("a", "b")
+                         for k in ("performance", "drift-all", "alerts")}
+    assert {t.name for t in keys["fig-a-alerts"].figure.data} >= {"firing"}
+    assert {t.name for t in keys["fig-b-alerts"].figure.data} == {"no alert"}
+    text = path.read_text()
+    assert "id='model-a'" in text and "id='model-b'" in text
+
+
+def test_a_model_without_a_closed_pane_still_gets_a_section(tmp_path: Path) -> None:
+    (tmp_path / "signals.jsonl").write_text("")
+    (tmp_path / "summary.json").write_text(json.dumps(
+        {"models": {"m": {"counts": {"predictions": 3.0}}}, "rejects": {}}))
+    path, figures = render_report(tmp_path, tmp_path)
+    assert [f.key for f in figures] == ["fig-m-alerts"]
+    assert "Model m" in path.read_text()
