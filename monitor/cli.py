@@ -1,8 +1,9 @@
-"""Command line: ``monitor run | replay | check-config | rules export | demo``."""
+"""Command line: ``monitor run | replay | report | check-config | rules export | demo``."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -36,6 +37,16 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--config", required=True, help="TOML config file")
     replay.add_argument("--out", required=True, help="output directory")
     replay.add_argument("captures", nargs="+", help="kcat -J capture files (JSON lines)")
+    report = sub.add_parser(
+        "report", help="a self-contained HTML page of plots from a replay (or captures)",
+        description="Write OUT/report.html from a replay's output directory (--from), or "
+        "replay CAPTURE files with --config into OUT first.",
+    )
+    report.add_argument("--out", required=True, help="output directory (report.html)")
+    report.add_argument("--from", dest="from_dir", metavar="REPLAY_DIR",
+                        help="a 'monitor replay' output directory")
+    report.add_argument("--config", help="TOML config file, to replay CAPTURE files into OUT")
+    report.add_argument("captures", nargs="*", metavar="CAPTURE", help="kcat -J capture files")
     rules = sub.add_parser("rules", help="alert rules: export as a Prometheus rules file")
     rules_sub = rules.add_subparsers(dest="rules_command", required=True)
     export = rules_sub.add_parser("export", help="the config's rules as Prometheus alerting rules")
@@ -48,6 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-view", action="store_true", help="log lines instead of the live view")
     demo.add_argument(
         "--produce-to", metavar="BOOTSTRAP", help="only send the demo traffic to this Kafka"
+    )
+    demo.add_argument(
+        "--capture", metavar="DIR", help="no broker: write --seconds of demo traffic (event "
+        "time) to DIR/capture.jsonl, with DIR/reference.csv and DIR/monitor.toml"
     )
     return parser
 
@@ -67,9 +82,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(args.log_level, json=True if args.no_view else None)
         from monitor.demo import produce_traffic, run_demo
 
+        if args.capture:
+            from monitor.demo import write_capture
+
+            if args.seconds <= 0:
+                print("monitor demo: --capture needs --seconds > 0", file=sys.stderr)
+                return EXIT_CONFIG
+            written = write_capture(args.capture, args.seconds, args.rate)
+            print(f"{args.capture}: capture.jsonl ({written['predictions']} predictions, "
+                  f"{written['labels']} labels), reference.csv, monitor.toml")
+            return 0
         if args.produce_to:
             return produce_traffic(args.produce_to, args.rate, args.seconds)
         return run_demo(seconds=args.seconds, rate=args.rate, port=args.port, view=not args.no_view)
+    if args.command == "report":
+        configure_logging(args.log_level)
+        return _report(args)
     config = _load(args.config)
     if config is None:
         return EXIT_CONFIG
@@ -99,6 +127,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TopicLayoutError as exc:
         print(f"monitor: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+
+
+def _report(args: argparse.Namespace) -> int:
+    """``monitor report``: from ``--from REPLAY_DIR``, or replay ``--config`` captures first."""
+    from monitor.report_html import ReportError, render_report
+
+    if args.from_dir is not None and (args.config or args.captures):
+        print("monitor report: give --from REPLAY_DIR, or --config FILE with CAPTURE files, "
+              "not both", file=sys.stderr)
+        return EXIT_CONFIG
+    source = args.from_dir
+    if source is None:
+        if not args.config or not args.captures:
+            print("monitor report: give --from REPLAY_DIR, or --config FILE and at least one "
+                  "CAPTURE file", file=sys.stderr)
+            return EXIT_CONFIG
+        missing = [c for c in args.captures if not os.path.isfile(c)]
+        if missing:
+            print(f"monitor report: no such capture file: {', '.join(missing)}", file=sys.stderr)
+            return EXIT_CONFIG
+        config = _load(args.config)
+        if config is None:
+            return EXIT_CONFIG
+        from monitor.replay import replay
+
+        replay(config, args.captures, args.out)
+        source = args.out
+    try:
+        path, figures = render_report(source, args.out)
+    except ReportError as exc:
+        print(f"monitor report: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"{path}: {len(figures)} plot(s)")
+    return 0
 
 
 if __name__ == "__main__":

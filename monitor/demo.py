@@ -693,3 +693,105 @@ def _live(state: ViewState, app: Any, stop: threading.Event, deadline: float) ->
             log.info("demo_stopping")
         finally:
             configure_logging(level, json=False, stream=sys.__stdout__)
+
+
+# ---------------------------------------------------------------------------- capture
+
+#: Event time of the first prediction of a written capture (2026-01-01T00:00:00Z).
+CAPTURE_START = 1_767_225_600.0
+#: Reference rows written beside a capture (the traffic's features before the drift).
+REFERENCE_ROWS = 5_000
+_CAPTURE_STEP_S = 0.1
+
+
+def _demo_toml(reference: str) -> str:
+    """The demo model's configuration as TOML for ``monitor replay`` (no Kafka, no state)."""
+    model = demo_config("127.0.0.1:9092", 0, ".").models[0]
+    rule = model.alerts[0]
+    windows = ", ".join(f'"{w}"' for w in model.windows)
+    return f"""\
+# The demonstration model of `monitor demo`, for `monitor replay` / `monitor report`.
+[time]
+pane = "5s"
+allowed_lateness = "10s"
+
+[[models]]
+name = "{model.name}"
+task = "{model.task}"
+positive_class = {model.positive_class}
+label_ttl = "30s"
+windows = [{windows}]
+features = {{ amount = "numeric", country = "categorical" }}
+segments = ["country"]
+reference = "{reference}"
+
+[[models.alerts]]
+name = "{rule.name}"
+signal = "{rule.signal}"
+op = "{rule.op}"
+threshold = {rule.threshold}
+for = "30s"
+severity = "{rule.severity}"
+"""
+
+
+def write_capture(directory: str | os.PathLike[str], seconds: float, rate: float,
+                  seed: int = 7) -> dict[str, int]:
+    """Write the demo traffic of ``seconds`` of event time, without a broker, into ``directory``.
+
+    Files: ``capture.jsonl`` (kcat ``-J`` envelopes; partitions by key as a producer would
+    spread them, labels until the last one is due), ``reference.csv`` (:data:`REFERENCE_ROWS`
+    rows of the features before any drift, another seed) and ``monitor.toml`` (the demo
+    model with that reference). Event time starts at :data:`CAPTURE_START`, so the capture
+    does not depend on the wall clock (only the bytes of the garbage messages are random).
+    Returns the number of messages written per topic.
+    """
+    import csv
+    import json
+    import zlib
+    from pathlib import Path
+
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    traffic = DemoTraffic(seed=seed, start=CAPTURE_START)
+    offsets: dict[tuple[str, int], int] = {}
+    written = {PREDICTIONS: 0, LABELS: 0}
+    with open(out / "capture.jsonl", "w", encoding="utf-8") as fh:
+
+        def emit(records: list[tuple[str, bytes, bytes]], now: float) -> None:
+            for topic, key, value in records:
+                partition = zlib.crc32(key) % PARTITIONS
+                offset = offsets.get((topic, partition), 0)
+                offsets[topic, partition] = offset + 1
+                written[topic] += 1
+                fh.write(json.dumps({
+                    "topic": topic, "partition": partition, "offset": offset,
+                    "tstype": "create", "ts": int(now * 1000), "broker": 0,
+                    "key": key.decode(), "payload": value.decode("utf-8", "replace"),
+                }) + "\n")
+
+        steps = round(seconds / _CAPTURE_STEP_S)
+        for step in range(1, steps + 1):
+            now = CAPTURE_START + step * _CAPTURE_STEP_S
+            due = int(step * _CAPTURE_STEP_S * rate) - traffic.sent
+            emit(traffic.predictions(due, now), now)
+            emit(traffic.due_labels(now), now)
+        now = CAPTURE_START + steps * _CAPTURE_STEP_S
+        while traffic.labels_waiting:
+            now += _CAPTURE_STEP_S
+            emit(traffic.due_labels(now), now)
+    calm = DemoTraffic(seed=seed + 1, start=CAPTURE_START, drift_after=math.inf)
+    with open(out / "reference.csv", "w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["amount", "country"])
+        for topic, _, value in calm.predictions(REFERENCE_ROWS, CAPTURE_START):
+            if topic == PREDICTIONS:
+                try:
+                    event = msgspec.json.decode(value)
+                except msgspec.DecodeError:  # one of the malformed messages
+                    continue
+                features = event.get("features") if isinstance(event, dict) else None
+                if isinstance(features, dict):
+                    writer.writerow([features["amount"], features["country"]])
+    (out / "monitor.toml").write_text(_demo_toml("reference.csv"), encoding="utf-8")
+    return written
