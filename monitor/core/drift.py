@@ -18,10 +18,13 @@ window's proportions and ``r`` the reference's over the same columns:
   exact over every bin where the CDF difference keeps one sign and outside the reference
   range; a bin where it changes sign is off by at most ``width_i * (p_i + r_i)``
   (before the division), so ``sum_i width_i * (p_i + r_i)`` bounds the whole error.
-- ``chi2:f`` (categorical): the **p-value** of Pearson's chi-square test of homogeneity of
-  the 2 x K table (reference counts, window counts) over the columns either uses, no
-  continuity correction (``scipy.stats.chi2_contingency(..., correction=False)``).
-  Small means drift; on decay windows the decayed weights stand in for counts.
+- ``chi2:f``: the **p-value** of Pearson's chi-square test of homogeneity of the 2 x K
+  table (reference counts, window counts) over the columns either uses (categories, or a
+  numeric feature's quantile buckets), no continuity correction
+  (``scipy.stats.chi2_contingency(..., correction=False)``). Small means drift. Unlike the
+  effect sizes above it accounts for the window's and the reference's sample sizes, so a
+  fixed p-value bound keeps its false-alarm rate at every window size; on decay windows
+  the decayed weights stand in for counts.
 
 These are NaN while the window holds fewer than ``min_samples`` valid values of the
 feature (weights, on decay windows). Data quality, over the window's predictions (NaN
@@ -165,6 +168,7 @@ def drift_signals(layout: Layout, acc: F64, min_samples: int = 100) -> dict[str,
             scale = ref.std if ref.std > 0 else 1.0
             out[f"wasserstein:{name}"] = np.where(enough, w / scale, np.nan)
             out[f"ks:{name}"] = np.where(enough, ks_binned(p, r), np.nan)
+            out[f"chi2:{name}"] = np.where(enough, chi2_pvalue(hist, ref.counts), np.nan)
         else:
             cref = profile.categorical[name]
             r = cref.counts / cref.counts.sum()
@@ -188,6 +192,7 @@ def _numeric_drift(
     scale = ref.std if ref.std > 0 else 1.0
     out[f"wasserstein:{name}"] = np.where(enough, w / scale, np.nan)
     out[f"ks:{name}"] = np.where(enough, ks_binned(p, r), np.nan)
+    out[f"chi2:{name}"] = np.where(enough, chi2_pvalue(hist, ref.counts), np.nan)
     out[f"psi:{name}"] = np.where(enough, psi(p, r), np.nan)
     out[f"js:{name}"] = np.where(enough, js_distance(p, r), np.nan)
 

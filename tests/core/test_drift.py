@@ -149,6 +149,15 @@ def test_chi2_is_the_p_value_of_scipy_chi2_contingency_on_the_same_counts(drifte
     assert _signals(engine)["chi2:country"] == pytest.approx(expected, rel=1e-9, abs=1e-300)
 
 
+def test_numeric_chi2_is_scipy_chi2_contingency_over_the_quantile_buckets(drifted: Any) -> None:
+    engine, data = drifted
+    edges = engine.models[0].profile.numeric["amount"].edges
+    table = np.array([_binned(edges, data["ref_amount"]), _binned(edges, data["amount"])])
+    table = table[:, table.sum(axis=0) > 0]  # buckets neither sample uses drop out
+    expected = stats.chi2_contingency(table, correction=False).pvalue
+    assert _signals(engine)["chi2:amount"] == pytest.approx(expected, rel=1e-9, abs=1e-300)
+
+
 def test_chi2_p_value_matches_scipy_when_drift_is_mild(tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     _write_reference(tmp_path, rng.normal(0, 1, 500), list(rng.choice(CATS[:3], 500)))
@@ -264,7 +273,7 @@ def test_drift_signals_do_not_depend_on_partitions_or_batches(tmp_path: Path) ->
     one = _signals(_run(_write_config(tmp_path), feats, partitions=1))
     three = _signals(_run(_write_config(tmp_path), feats, partitions=3))
     drift = {k: v for k, v in one.items() if k.split(":")[-1] in ("amount", "country")}
-    assert len(drift) == 14
+    assert len(drift) == 15
     for key, value in drift.items():
         assert three[key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
 
