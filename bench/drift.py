@@ -76,6 +76,8 @@ def _factories(base: float) -> dict[str, Callable[[], Any]]:
         "page_hinkley (river, up)": lambda: make_detector("page_hinkley"),
         "hddm_a (river)": lambda: make_detector("hddm_a"),
         "ddm (river)": lambda: make_detector("ddm"),
+        "eddm (river)": lambda: make_detector("eddm"),
+        "hddm_w (river)": lambda: make_detector("hddm_w"),
     }
 
 

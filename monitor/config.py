@@ -507,7 +507,9 @@ class AlertRuleConfig(_Strict):
         return self
 
 
-DetectorName = Literal["adwin", "cusum", "page_hinkley", "ddm", "hddm_a"]
+DetectorName = Literal[
+    "adwin", "cusum", "page_hinkley", "ddm", "eddm", "hddm_a", "hddm_w", "kswin"
+]
 
 
 class CusumOptions(_Strict):

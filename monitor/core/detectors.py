@@ -18,8 +18,12 @@ number of detections in the pane just closed, the same for every window of the m
 - ``cusum``: :class:`CalibratedCusum`, a one-sided Bernoulli CUSUM whose threshold is set
   so that the expected number of events between false alarms is ``false_alarm_budget``
   (computed exactly from a Markov chain, not by simulation, and cached).
-- ``page_hinkley`` (river, ``mode="up"``), ``ddm`` and ``hddm_a`` (river's ``DDM`` and
-  ``HDDMA``, one-sided by construction): river's defaults.
+- ``page_hinkley`` (river, ``mode="up"``), ``ddm``, ``eddm``, ``hddm_a`` and ``hddm_w``
+  (river's ``DDM``, ``EDDM``, ``HDDMA`` and ``HDDMW``, one-sided by construction):
+  river's defaults.
+- ``kswin``: river's ``KSWIN`` (defaults, ``seed=0`` so that it is deterministic), counted
+  when the recent part of its window has a higher mean than the older part. It runs a
+  scipy KS test on every event (a few thousand events per second): for low-rate models.
 
 >>> det = ErrorDetectors(["adwin"], "error")
 >>> det.feed([0.0] * 2000 + [1.0] * 300)
@@ -28,6 +32,7 @@ number of detections in the pane just closed, the same for every window of the m
 
 from __future__ import annotations
 
+import collections
 import math
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
@@ -40,6 +45,7 @@ __all__ = [
     "DETECTORS",
     "CalibratedCusum",
     "ErrorDetectors",
+    "KswinUp",
     "bernoulli_cusum_arl",
     "calibrate_cusum",
     "error_stream",
@@ -47,7 +53,16 @@ __all__ = [
 ]
 
 #: Detectors that can be configured (``detectors = [...]`` of a model).
-DETECTORS: tuple[str, ...] = ("adwin", "cusum", "page_hinkley", "ddm", "hddm_a")
+DETECTORS: tuple[str, ...] = (
+    "adwin",
+    "cusum",
+    "page_hinkley",
+    "ddm",
+    "eddm",
+    "hddm_a",
+    "hddm_w",
+    "kswin",
+)
 
 #: Largest number of Markov-chain states used to calibrate a CUSUM threshold.
 _MAX_STATES = 1500
@@ -232,6 +247,35 @@ class RiverUp:
         return bool(det.drift_detected)
 
 
+class KswinUp:
+    """River's KSWIN counted one-sided: a detection whose recent values have the higher mean.
+
+    KSWIN keeps a window of its last ``window_size`` values and tests the newest
+    ``stat_size`` against a random sample of the rest; a copy of that window tells which
+    way the change went (after a detection KSWIN keeps only the newest part, as here).
+    """
+
+    def __init__(self, seed: int = 0) -> None:
+        self.detector = drift.KSWIN(seed=seed)
+        self.values: collections.deque[float] = collections.deque(
+            maxlen=self.detector.window_size
+        )
+
+    def update(self, x: float) -> bool:
+        det = self.detector
+        if det.drift_detected:  # KSWIN resets itself at this update
+            self.values = collections.deque(
+                list(self.values)[-det.stat_size :], maxlen=det.window_size
+            )
+        self.values.append(x)
+        det.update(x)
+        if not det.drift_detected:
+            return False
+        values = list(self.values)
+        recent, older = values[-det.stat_size :], values[: -det.stat_size]
+        return bool(older) and sum(recent) / len(recent) > sum(older) / len(older)
+
+
 def _spec(entry: Any) -> tuple[str, dict[str, Any]]:
     """``(name, options)`` of a ``detectors`` entry: a name, a mapping or a config object."""
     if isinstance(entry, str):
@@ -240,7 +284,7 @@ def _spec(entry: Any) -> tuple[str, dict[str, Any]]:
     return str(opts.pop("name")), opts
 
 
-def make_detector(entry: Any, stream: str = "error") -> CalibratedCusum | RiverUp:
+def make_detector(entry: Any, stream: str = "error") -> CalibratedCusum | RiverUp | KswinUp:
     """The adapter the engine feeds for one ``detectors`` entry (a name or name + options)."""
     name, opts = _spec(entry)
     if name == "cusum":
@@ -255,6 +299,12 @@ def make_detector(entry: Any, stream: str = "error") -> CalibratedCusum | RiverU
         return RiverUp(drift.binary.DDM(), check_estimate=False)
     if name == "hddm_a":
         return RiverUp(drift.binary.HDDMA(), check_estimate=False)
+    if name == "eddm":
+        return RiverUp(drift.binary.EDDM(), check_estimate=False)
+    if name == "hddm_w":
+        return RiverUp(drift.binary.HDDMW(), check_estimate=False)
+    if name == "kswin":
+        return KswinUp()
     raise ValueError(f"Invalid detector: {name!r}; valid: {list(DETECTORS)}")
 
 
@@ -263,7 +313,7 @@ class ErrorDetectors:
 
     def __init__(self, names: Iterable[Any], stream: str) -> None:
         self.stream = stream
-        self.detectors: dict[str, CalibratedCusum | RiverUp] = {}
+        self.detectors: dict[str, CalibratedCusum | RiverUp | KswinUp] = {}
         for entry in names:
             name, _ = _spec(entry)
             self.detectors[name] = make_detector(entry, stream)

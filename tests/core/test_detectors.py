@@ -246,7 +246,7 @@ def test_config_validates_detector_entries() -> None:
         ["cusum", {"name": "cusum"}],
         [{"name": "cusum", "reference_error": 1.5}],
         [{"name": "cusum", "budget": 10}],
-        ["kswin"],
+        ["fhddm"],
     ]
     for detectors in bad:
         config = _config()
@@ -258,3 +258,46 @@ def test_config_validates_detector_entries() -> None:
     config["models"][0]["alerts"][0]["signal"] = "cusum:error@all"  # type: ignore[index]
     with pytest.raises(ConfigError):
         config_from_mapping(config)
+
+
+@pytest.mark.parametrize(
+    ("name", "river_detector"),
+    [
+        ("ddm", drift.binary.DDM),
+        ("eddm", drift.binary.EDDM),
+        ("hddm_a", drift.binary.HDDMA),
+        ("hddm_w", drift.binary.HDDMW),
+    ],
+)
+def test_river_binary_detectors_detect_exactly_as_river(name: str, river_detector: type) -> None:
+    """Their river tests are one-sided already: the adapter changes nothing."""
+    stream = _bernoulli([(0.1, 5_000), (0.3, 2_000), (0.1, 3_000), (0.4, 2_000)], seed=6)
+    ours = make_detector(name)
+    theirs = river_detector()
+    mine, river_hits = [], []
+    for i, x in enumerate(stream):
+        if ours.update(x):
+            mine.append(i)
+        theirs.update(x)
+        if theirs.drift_detected:
+            river_hits.append(i)
+    assert mine == river_hits and mine
+
+
+def test_kswin_counts_the_rises_river_kswin_detects() -> None:
+    up = _bernoulli([(0.1, 3_000), (0.6, 300)], seed=7)
+    down = _bernoulli([(0.6, 3_000), (0.1, 300)], seed=7)
+    for stream, rising in ((up, True), (down, False)):
+        ours = make_detector("kswin")
+        theirs = drift.KSWIN(seed=0)
+        mine, river_hits = [], []
+        for i, x in enumerate(stream):
+            if ours.update(x):
+                mine.append(i)
+            theirs.update(x)
+            if theirs.drift_detected:
+                river_hits.append(i)
+        after = [i for i in river_hits if i >= 3_000]
+        assert after  # river sees the change either way
+        assert set(mine) <= set(river_hits)
+        assert bool([i for i in mine if i >= 3_000]) == rising
