@@ -576,7 +576,10 @@ class ModelConfig(_Strict):
         20, ge=1, le=10_000, description="top reference categories kept per categorical feature"
     )
     drift_min_samples: int = Field(
-        100, ge=1, description="drift statistics are NaN in a window with fewer feature values"
+        1000,
+        ge=1,
+        description="drift statistics and label-free estimates are NaN in a window with "
+        "fewer values (the effect sizes' noise floor grows as windows shrink)",
     )
     detectors: list[DetectorEntry] = Field(
         default_factory=_default_detectors,

@@ -31,6 +31,8 @@ CATS = ("US", "DE", "FR", "IT", "ES")
 
 
 def _write_config(tmp: Path, extra: str = "", reference: str = "ref.csv") -> Path:
+    if "drift_min_samples" not in extra:  # these tests check statistics on small windows
+        extra = "drift_min_samples = 100\n" + extra
     path = tmp / "monitor.toml"
     path.write_text(
         f"""
