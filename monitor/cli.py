@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -23,6 +24,20 @@ def _load(path: str) -> MonitorConfig | None:
         return None
 
 
+def _with_outputs(
+    config: MonitorConfig, tensorboard: str | None, cloudwatch: bool
+) -> MonitorConfig:
+    """``config`` with replay's ``--tensorboard DIR`` and ``--cloudwatch`` turned on."""
+    updates: dict[str, object] = {}
+    if tensorboard:
+        updates["tensorboard_dir"] = os.path.abspath(tensorboard)
+    if cloudwatch:
+        updates["cloudwatch"] = True
+    if not updates:
+        return config
+    return config.model_copy(update={"outputs": config.outputs.model_copy(update=updates)})
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="monitor", description=__doc__)
     parser.add_argument("--version", action="version", version=f"monitor {__version__}")
@@ -36,6 +51,12 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--config", required=True, help="TOML config file")
     replay.add_argument("--out", required=True, help="output directory")
     replay.add_argument("captures", nargs="+", help="kcat -J capture files (JSON lines)")
+    replay.add_argument(
+        "--tensorboard", metavar="DIR", help="also write TensorBoard scalars (a run per model)"
+    )
+    replay.add_argument(
+        "--cloudwatch", action="store_true", help="also write cloudwatch.jsonl (CloudWatch EMF)"
+    )
     rules = sub.add_parser("rules", help="alert rules: export as a Prometheus rules file")
     rules_sub = rules.add_subparsers(dest="rules_command", required=True)
     export = rules_sub.add_parser("export", help="the config's rules as Prometheus alerting rules")
@@ -87,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "replay":
         from monitor.replay import replay
 
-        replay(config, args.captures, args.out)
+        replay(_with_outputs(config, args.tensorboard, args.cloudwatch), args.captures, args.out)
         return 0
     from monitor.app import App
     from monitor.kafka.topics import TopicLayoutError
