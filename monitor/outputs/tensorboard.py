@@ -24,9 +24,10 @@ synchronously with tensorboardX's :class:`~tensorboardX.event_file_writer.Events
 and flushed once per batch of panes. (tensorboardX's ``SummaryWriter`` queues events to a
 background thread, and its ``flush`` does not wait for that queue, so "flushed when the
 batch is done" would not hold.) A daemon restarted from a checkpoint re-emits the panes
-closed since that checkpoint into a new event file of the same run; TensorBoard's reader
-drops the older copies of those steps (its "purge orphaned data" on out-of-order steps).
-Give each ``replay`` its own directory for the same reason.
+closed since that checkpoint into a new event file of the same run: each new file begins
+with a session ``START`` marker at its first step, so TensorBoard's reader drops the older
+copies of those steps (its "purge orphaned data", as after a training restart). For the
+same reason, give each ``replay`` its own directory.
 
 >>> scalar_tag("psi:amount@1h"), scalar_tag("f1@ewm30m"), scalar_tag("class_share:a b@all")
 ('psi/amount/1h', 'f1/ewm30m', 'class_share/a_b/all')
@@ -41,6 +42,7 @@ import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -79,6 +81,19 @@ class _Run:
         self.owners: dict[str, str] = {}  # tag -> signal
         self.last_step: int | None = None
         self.dirty = False
+
+    def write(self, event: Any) -> None:
+        """Append ``event``; the first one is preceded by the session START marker."""
+        if self.last_step is None:
+            from tensorboardX.proto.event_pb2 import Event, SessionLog
+
+            start = SessionLog(status=SessionLog.START)
+            self.writer.write_event(
+                Event(step=event.step, wall_time=event.wall_time, session_log=start)
+            )
+        self.writer.write_event(event)
+        self.last_step = event.step if self.last_step is None else max(self.last_step, event.step)
+        self.dirty = True
 
     def tag(self, signal: str) -> str:
         tag = self.tags.get(signal)
@@ -155,12 +170,9 @@ class TensorBoardWriter:
             for name, value in sig.signals.items()
             if math.isfinite(value)
         ]
-        step = int(sig.pane_end)
-        run.last_step = step if run.last_step is None else max(run.last_step, step)
         if values:
-            event = Event(wall_time=sig.pane_end, step=step, summary=Summary(value=values))
-            run.writer.write_event(event)
-            run.dirty = True
+            summary = Summary(value=values)
+            run.write(Event(wall_time=sig.pane_end, step=int(sig.pane_end), summary=summary))
             self.scalars_written += len(values)
 
     def _alert(self, event: AlertEvent) -> None:
@@ -173,8 +185,7 @@ class TensorBoardWriter:
             tag=f"alert/{_INVALID.sub('_', event.rule)}",
             simple_value=1.0 if event.status == "firing" else 0.0,
         )
-        run.writer.write_event(Event(wall_time=event.ts, step=step, summary=Summary(value=[value])))
-        run.dirty = True
+        run.write(Event(wall_time=event.ts, step=step, summary=Summary(value=[value])))
         self.scalars_written += 1
 
     def flush(self) -> None:
