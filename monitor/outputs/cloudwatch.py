@@ -218,7 +218,7 @@ class EmfWriter:
     >>> from monitor.core.engine import PaneSignals
     >>> out = io.StringIO()
     >>> EmfWriter(out, "ml").write([PaneSignals("fraud", 1.5, {"f1@1h": 0.5})])
-    >>> out.getvalue()[:40]
+    >>> out.getvalue()[:39]
     '{"_aws":{"Timestamp":1500,"CloudWatchMe'
     """
 
