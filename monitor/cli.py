@@ -70,6 +70,10 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--produce-to", metavar="BOOTSTRAP", help="only send the demo traffic to this Kafka"
     )
+    demo.add_argument("--tensorboard", metavar="DIR", help="also write TensorBoard scalars")
+    demo.add_argument(
+        "--cloudwatch", action="store_true", help="also print CloudWatch EMF lines (no view)"
+    )
     return parser
 
 
@@ -85,12 +89,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{args.config}: ok ({len(config.models)} model(s))")
         return 0
     if args.command == "demo":
-        configure_logging(args.log_level, json=True if args.no_view else None)
+        no_view = args.no_view or args.cloudwatch  # EMF lines on stdout would tear the view
+        configure_logging(args.log_level, json=True if no_view else None)
+        from monitor.config import OutputsConfig
         from monitor.demo import produce_traffic, run_demo
 
         if args.produce_to:
             return produce_traffic(args.produce_to, args.rate, args.seconds)
-        return run_demo(seconds=args.seconds, rate=args.rate, port=args.port, view=not args.no_view)
+        outputs = OutputsConfig.model_validate(
+            {
+                "tensorboard_dir": os.path.abspath(args.tensorboard) if args.tensorboard else None,
+                "cloudwatch": args.cloudwatch,
+            }
+        )
+        return run_demo(
+            seconds=args.seconds, rate=args.rate, port=args.port, view=not no_view, outputs=outputs
+        )
     config = _load(args.config)
     if config is None:
         return EXIT_CONFIG
