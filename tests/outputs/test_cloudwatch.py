@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import numpy as np
 import pytest
 import structlog
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from monitor.broker import free_port
 from monitor.config import ConfigError, OutputsConfig, config_from_mapping, load_config
@@ -25,6 +27,7 @@ from monitor.core.engine import PaneSignals
 from monitor.logs import configure_logging
 from monitor.outputs.cloudwatch import MAX_METRICS, EmfWriter, emf_documents, emf_lines
 from monitor.outputs.exports import Exports
+from monitor.outputs.tensorboard import scalar_tag
 from monitor.replay import replay
 from tests.daemon import Daemon, capture, daemon_config
 from tests.outputs.export_stream import (
@@ -212,7 +215,8 @@ def test_a_closed_stream_is_logged_not_raised() -> None:
 def test_run_prints_emf_between_its_log_lines(broker: Any, make_topics: Any, produce: Any,
                                                tmp_path: Path) -> None:
     """``monitor run`` on a real broker: stdout is JSON lines only, the EMF ones valid, and
-    each equal to a line of ``monitor replay --cloudwatch`` over a capture of the topics."""
+    each equal to a line of ``monitor replay --cloudwatch`` over a capture of the topics;
+    its TensorBoard scalars equal replay's signals too."""
     topics = make_topics(2, 2)
     source = tmp_path / "source.jsonl"
     write_capture(source)
@@ -234,6 +238,7 @@ def test_run_prints_emf_between_its_log_lines(broker: Any, make_topics: Any, pro
     config_path.write_text(
         daemon_config(broker.bootstrap, topics, http_port, body)
         + '\n[outputs]\ncloudwatch = true\ncloudwatch_namespace = "monitor/test"\n'
+        + 'tensorboard_dir = "tb"\n'
     )
     with Daemon(config_path) as daemon:
         deadline = time.monotonic() + 60
@@ -265,3 +270,17 @@ def test_run_prints_emf_between_its_log_lines(broker: Any, make_topics: Any, pro
     missing = [doc for doc in printed if doc not in replayed_docs]
     assert not missing, missing[:2]
     assert len(printed) >= len(replayed_docs) // 2
+
+    expected = {
+        (record["model"], scalar_tag(name), int(record["ts"])): float(np.float32(value))
+        for record in signal_lines(tmp_path / "replay")
+        for name, value in finite_signals(record).items()
+    }
+    for model in ("fraud", "intent"):
+        run = EventAccumulator(str(tmp_path / "tb" / model), size_guidance={"scalars": 0})
+        run.Reload()
+        points = [(tag, e.step, e.value) for tag in run.Tags()["scalars"]
+                  for e in run.Scalars(tag) if not tag.startswith("alert/")]  # fmt: skip
+        assert len(points) > 100
+        for tag, step, value in points:
+            assert expected[(model, tag, step)] == value, (model, tag, step)
