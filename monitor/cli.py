@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from monitor import __version__
-from monitor.config import ConfigError, MonitorConfig, load_config
+from monitor.config import ConfigError, MonitorConfig, OutputsConfig, load_config
 
 __all__ = ["main"]
 
@@ -38,6 +38,14 @@ def _with_outputs(
     return config.model_copy(update={"outputs": config.outputs.model_copy(update=updates)})
 
 
+def _demo_outputs(args: argparse.Namespace) -> OutputsConfig:
+    """The demo daemon's exports from ``--tensorboard DIR`` and ``--cloudwatch``."""
+    tensorboard = os.path.abspath(args.tensorboard) if args.tensorboard else None
+    return OutputsConfig.model_validate(
+        {"tensorboard_dir": tensorboard, "cloudwatch": args.cloudwatch}
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="monitor", description=__doc__)
     parser.add_argument("--version", action="version", version=f"monitor {__version__}")
@@ -50,13 +58,13 @@ def _parser() -> argparse.ArgumentParser:
     replay = sub.add_parser("replay", help="the same pipeline over captured messages")
     replay.add_argument("--config", required=True, help="TOML config file")
     replay.add_argument("--out", required=True, help="output directory")
-    replay.add_argument("captures", nargs="+", help="kcat -J capture files (JSON lines)")
     replay.add_argument(
         "--tensorboard", metavar="DIR", help="also write TensorBoard scalars (a run per model)"
     )
     replay.add_argument(
         "--cloudwatch", action="store_true", help="also write cloudwatch.jsonl (CloudWatch EMF)"
     )
+    replay.add_argument("captures", nargs="+", help="kcat -J capture files (JSON lines)")
     rules = sub.add_parser("rules", help="alert rules: export as a Prometheus rules file")
     rules_sub = rules.add_subparsers(dest="rules_command", required=True)
     export = rules_sub.add_parser("export", help="the config's rules as Prometheus alerting rules")
@@ -67,12 +75,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate", type=float, default=2000.0, help="predictions per second")
     demo.add_argument("--port", type=int, default=9108, help="HTTP port for /metrics")
     demo.add_argument("--no-view", action="store_true", help="log lines instead of the live view")
-    demo.add_argument(
-        "--produce-to", metavar="BOOTSTRAP", help="only send the demo traffic to this Kafka"
-    )
     demo.add_argument("--tensorboard", metavar="DIR", help="also write TensorBoard scalars")
     demo.add_argument(
         "--cloudwatch", action="store_true", help="also print CloudWatch EMF lines (no view)"
+    )
+    demo.add_argument(
+        "--produce-to", metavar="BOOTSTRAP", help="only send the demo traffic to this Kafka"
     )
     return parser
 
@@ -88,23 +96,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_CONFIG
         print(f"{args.config}: ok ({len(config.models)} model(s))")
         return 0
+    if args.command == "demo" and args.cloudwatch:
+        args.no_view = True  # EMF lines on stdout would tear the live view
     if args.command == "demo":
-        no_view = args.no_view or args.cloudwatch  # EMF lines on stdout would tear the view
-        configure_logging(args.log_level, json=True if no_view else None)
-        from monitor.config import OutputsConfig
+        configure_logging(args.log_level, json=True if args.no_view else None)
         from monitor.demo import produce_traffic, run_demo
 
         if args.produce_to:
             return produce_traffic(args.produce_to, args.rate, args.seconds)
-        outputs = OutputsConfig.model_validate(
-            {
-                "tensorboard_dir": os.path.abspath(args.tensorboard) if args.tensorboard else None,
-                "cloudwatch": args.cloudwatch,
-            }
-        )
-        return run_demo(
-            seconds=args.seconds, rate=args.rate, port=args.port, view=not no_view, outputs=outputs
-        )
+        return run_demo(seconds=args.seconds, rate=args.rate, port=args.port, view=not args.no_view,
+                        outputs=_demo_outputs(args))
     config = _load(args.config)
     if config is None:
         return EXIT_CONFIG
