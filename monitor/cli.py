@@ -96,16 +96,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_CONFIG
         print(f"{args.config}: ok ({len(config.models)} model(s))")
         return 0
-    if args.command == "demo" and args.cloudwatch:
-        args.no_view = True  # EMF lines on stdout would tear the live view
+    if args.command == "demo" and (args.tensorboard or args.cloudwatch) and not args.produce_to:
+        view = not (args.no_view or args.cloudwatch)  # EMF lines would tear the live view
+        configure_logging(args.log_level, json=None if view else True)
+        from monitor.demo import run_demo
+
+        return run_demo(seconds=args.seconds, rate=args.rate, port=args.port, view=view,
+                        outputs=_demo_outputs(args))
     if args.command == "demo":
         configure_logging(args.log_level, json=True if args.no_view else None)
         from monitor.demo import produce_traffic, run_demo
 
         if args.produce_to:
             return produce_traffic(args.produce_to, args.rate, args.seconds)
-        return run_demo(seconds=args.seconds, rate=args.rate, port=args.port, view=not args.no_view,
-                        outputs=_demo_outputs(args))
+        return run_demo(seconds=args.seconds, rate=args.rate, port=args.port, view=not args.no_view)
     config = _load(args.config)
     if config is None:
         return EXIT_CONFIG
