@@ -17,7 +17,8 @@ metrics with no extra service; ``monitor replay`` writes the same lines to
   in **event time** (milliseconds); signals without a subject (``f1@1h``) have the
   dimensions ``model, window``; a subject adds ``feature`` (drift signals, ``psi:amount``),
   ``class`` (``class_recall:cat``) or ``stream`` (detectors, ``adwin:error``), and the
-  metric is named by the signal's name alone (``psi``);
+  metric is named by the signal's name alone (``psi``); ``gap:f1`` has ``metric=f1``, and
+  any other subject is the dimension ``subject``;
 - an object has at most 100 metrics (the format's limit): a larger group is split into
   several objects with the same dimensions;
 - undefined values (NaN) and infinities are left out (JSON has no NaN); a group with
@@ -92,6 +93,8 @@ def _split(signal: str) -> tuple[str, str | None, str | None, str]:
         key = "stream"
     elif name in _CLASS:
         key = "class"
+    elif name == "gap":  # gap:<metric>, a metric's distance from its reference value
+        key = "metric"
     else:
         key = "subject"
     return name, key, subject[:MAX_DIMENSION_VALUE], window

@@ -41,7 +41,7 @@ from tests.outputs.export_stream import (
 
 SCHEMA = json.loads((Path(__file__).parent / "emf_schema.json").read_text())
 VALIDATOR = jsonschema.Draft7Validator(SCHEMA)
-SUBJECT_KEYS = ("feature", "class", "stream", "subject")
+SUBJECT_KEYS = ("feature", "class", "stream", "metric", "subject")
 
 
 def check_emf(doc: dict[str, Any]) -> None:
@@ -284,3 +284,21 @@ def test_run_prints_emf_between_its_log_lines(broker: Any, make_topics: Any, pro
         assert len(points) > 100
         for tag, step, value in points:
             assert expected[(model, tag, step)] == value, (model, tag, step)
+
+
+def test_each_kind_of_subject_has_its_dimension() -> None:
+    signals = {"psi:amount@1h": 0.1, "class_recall:cat@1h": 0.5, "adwin:error@all": 1.0,
+               "gap:f1@1h": -0.02, "novel:thing@1h": 3.0, "f1@1h": 0.9}  # fmt: skip
+    docs = emf_documents(PaneSignals("m", 10.0, signals))
+    got = {}
+    for doc in docs:
+        check_emf(doc)
+        (dimensions,) = doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
+        got[tuple(dimensions[2:])] = {k: doc[k] for k in dimensions[2:]}
+    assert got == {
+        (): {}, ("feature",): {"feature": "amount"}, ("class",): {"class": "cat"},
+        ("stream",): {"stream": "error"}, ("metric",): {"metric": "f1"},
+        ("subject",): {"subject": "thing"},
+    }  # fmt: skip
+    merged = {k: v for doc in docs for k, v in signal_values(doc).items()}
+    assert merged == signals
