@@ -27,12 +27,13 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from monitor.config import MonitorConfig
-from monitor.core.engine import Engine
+from monitor.core.engine import Engine, PaneSignals
 from monitor.http import HttpServer
 from monitor.kafka.sink import KafkaSink
 from monitor.kafka.source import KafkaSource
 from monitor.logs import RateLimitedLogger
 from monitor.outputs.alerts import AlertmanagerPusher, alert_dict, alert_json
+from monitor.outputs.exports import Exports
 from monitor.outputs.prometheus import MonitorCollector, RuntimeStats
 from monitor.replay import signal_line
 from monitor.state.checkpoint import CheckpointStore
@@ -95,6 +96,8 @@ class App:
             if am.url
             else None
         )
+        #: TensorBoard scalars and CloudWatch EMF lines on stdout, when [outputs] asks.
+        self.exports = Exports.for_run(config.outputs)
 
     # ----------------------------------------------------------------- callbacks
     def _start_offset(self, topic: str, partition: int) -> int | None:
@@ -151,6 +154,7 @@ class App:
             if self.alertmanager is not None:
                 self.alertmanager.close()
             self.http.stop()
+            self.exports.close()
             self.write_summary()
         return 0
 
@@ -191,18 +195,23 @@ class App:
                 offset=reject.message.offset,
                 detail=reject.detail[:200],
             )
-        for sig in self.engine.drain_signals():
+        closed = self.engine.drain_signals()
+        for sig in closed:
             self.rl.debug(("signals", sig.model), "pane_closed", **signal_line(sig))
-        self._send_alerts()
+        self._send_alerts(closed)
 
-    def _send_alerts(self) -> None:
-        """Alert events to the alert topic (key = model), the log and Alertmanager."""
-        for event in self.engine.drain_alerts():
+    def _send_alerts(self, closed: list[PaneSignals] | None = None) -> None:
+        """Alert events to the alert topic (key = model), the log and Alertmanager; they and
+        the signals of the panes just ``closed`` to the [outputs] exports."""
+        events = self.engine.drain_alerts()
+        for event in events:
             self.sink.send(self.config.kafka.alerts_topic, event.model.encode(), alert_json(event))
             self.alerts_sent += 1
             log.info("alert", **{k: v for k, v in alert_dict(event).items() if k != "labels"})
             if self.alertmanager is not None:
                 self.alertmanager.submit(event)
+        if self.exports.enabled:
+            self.exports.write(closed or [], events)
 
     def _tick(self) -> None:
         """Once a second: lag, idle partitions (which may close panes), readiness, report."""

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from monitor import __version__
-from monitor.config import ConfigError, MonitorConfig, load_config
+from monitor.config import ConfigError, MonitorConfig, OutputsConfig, load_config
 
 __all__ = ["main"]
 
@@ -24,6 +24,28 @@ def _load(path: str) -> MonitorConfig | None:
         return None
 
 
+def _with_outputs(
+    config: MonitorConfig, tensorboard: str | None, cloudwatch: bool
+) -> MonitorConfig:
+    """``config`` with replay's ``--tensorboard DIR`` and ``--cloudwatch`` turned on."""
+    updates: dict[str, object] = {}
+    if tensorboard:
+        updates["tensorboard_dir"] = os.path.abspath(tensorboard)
+    if cloudwatch:
+        updates["cloudwatch"] = True
+    if not updates:
+        return config
+    return config.model_copy(update={"outputs": config.outputs.model_copy(update=updates)})
+
+
+def _demo_outputs(args: argparse.Namespace) -> OutputsConfig:
+    """The demo daemon's exports from ``--tensorboard DIR`` and ``--cloudwatch``."""
+    tensorboard = os.path.abspath(args.tensorboard) if args.tensorboard else None
+    return OutputsConfig.model_validate(
+        {"tensorboard_dir": tensorboard, "cloudwatch": args.cloudwatch}
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="monitor", description=__doc__)
     parser.add_argument("--version", action="version", version=f"monitor {__version__}")
@@ -36,6 +58,12 @@ def _parser() -> argparse.ArgumentParser:
     replay = sub.add_parser("replay", help="the same pipeline over captured messages")
     replay.add_argument("--config", required=True, help="TOML config file")
     replay.add_argument("--out", required=True, help="output directory")
+    replay.add_argument(
+        "--tensorboard", metavar="DIR", help="also write TensorBoard scalars (a run per model)"
+    )
+    replay.add_argument(
+        "--cloudwatch", action="store_true", help="also write cloudwatch.jsonl (CloudWatch EMF)"
+    )
     replay.add_argument("captures", nargs="+", help="kcat -J capture files (JSON lines)")
     report = sub.add_parser(
         "report", help="a self-contained HTML page of plots from a replay (or captures)",
@@ -57,6 +85,10 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate", type=float, default=2000.0, help="predictions per second")
     demo.add_argument("--port", type=int, default=9108, help="HTTP port for /metrics")
     demo.add_argument("--no-view", action="store_true", help="log lines instead of the live view")
+    demo.add_argument("--tensorboard", metavar="DIR", help="also write TensorBoard scalars")
+    demo.add_argument(
+        "--cloudwatch", action="store_true", help="also print CloudWatch EMF lines (no view)"
+    )
     demo.add_argument(
         "--produce-to", metavar="BOOTSTRAP", help="only send the demo traffic to this Kafka"
     )
@@ -78,6 +110,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_CONFIG
         print(f"{args.config}: ok ({len(config.models)} model(s))")
         return 0
+    if args.command == "demo" and (args.tensorboard or args.cloudwatch) and not args.produce_to:
+        view = not (args.no_view or args.cloudwatch)  # EMF lines would tear the live view
+        configure_logging(args.log_level, json=None if view else True)
+        from monitor.demo import run_demo
+
+        return run_demo(seconds=args.seconds, rate=args.rate, port=args.port, view=view,
+                        outputs=_demo_outputs(args))
     if args.command == "demo":
         configure_logging(args.log_level, json=True if args.no_view else None)
         from monitor.demo import produce_traffic, run_demo
@@ -115,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "replay":
         from monitor.replay import replay
 
-        replay(config, args.captures, args.out)
+        replay(_with_outputs(config, args.tensorboard, args.cloudwatch), args.captures, args.out)
         return 0
     from monitor.app import App
     from monitor.kafka.topics import TopicLayoutError

@@ -41,6 +41,7 @@ __all__ = [
     "ConfigError",
     "ModelConfig",
     "MonitorConfig",
+    "OutputsConfig",
     "WindowSpec",
     "canonical_class",
     "load_config",
@@ -414,6 +415,31 @@ class AlertmanagerConfig(_Strict):
         return value
 
 
+_NAMESPACE_RE = re.compile(r"^[A-Za-z0-9._/#: -]{1,255}$")
+
+
+class OutputsConfig(_Strict):
+    """Optional exports of the signals besides Prometheus (both off by default)."""
+
+    tensorboard_dir: str | None = Field(
+        None,
+        min_length=1,
+        description="TensorBoard scalars, one run per model (relative to the config)",
+    )
+    cloudwatch: bool = Field(False, description="CloudWatch embedded metric format lines")
+    cloudwatch_namespace: str = Field("monitor", description="CloudWatch namespace of the metrics")
+
+    @field_validator("cloudwatch_namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        if not _NAMESPACE_RE.match(value) or value.startswith((":", "AWS/")):
+            raise ValueError(
+                f"invalid CloudWatch namespace {value!r}: 1-255 of letters, digits and "
+                "'. - _ / # : ' (space), not starting with ':' or 'AWS/'"
+            )
+        return value
+
+
 class AlertRuleConfig(_Strict):
     """One alert rule of a model (``[[models.alerts]]``); see the README's "Alerting".
 
@@ -758,6 +784,7 @@ class MonitorConfig(_Strict):
     state: StateConfig = Field(default_factory=StateConfig)  # type: ignore[arg-type]
     time: TimeConfig = Field(default_factory=TimeConfig)  # type: ignore[arg-type]
     alertmanager: AlertmanagerConfig = Field(default_factory=AlertmanagerConfig)  # type: ignore[arg-type]
+    outputs: OutputsConfig = Field(default_factory=OutputsConfig)  # type: ignore[arg-type]
     models: list[ModelConfig] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -870,6 +897,10 @@ def load_config(path: str | os.PathLike[str]) -> MonitorConfig:
     updates: dict[str, Any] = {}
     if not state_dir.is_absolute():
         updates["state"] = config.state.model_copy(update={"dir": str(base / state_dir)})
+    tb_dir = config.outputs.tensorboard_dir
+    if tb_dir and not Path(tb_dir).is_absolute():
+        outputs = {"tensorboard_dir": str(base / tb_dir)}
+        updates["outputs"] = config.outputs.model_copy(update=outputs)
     models = []
     for model in config.models:
         if model.reference and not Path(model.reference).is_absolute():

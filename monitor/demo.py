@@ -48,7 +48,7 @@ import numpy as np
 import structlog
 
 from monitor.broker import BrokerError, EmbeddedBroker, create_topics
-from monitor.config import MonitorConfig
+from monitor.config import MonitorConfig, OutputsConfig
 from monitor.core.report import Report
 from monitor.outputs.prometheus import RuntimeStats
 
@@ -547,7 +547,9 @@ class _Signals:
             signal.signal(signum, handler)
 
 
-def run_demo(seconds: float, rate: float, port: int, view: bool) -> int:
+def run_demo(
+    seconds: float, rate: float, port: int, view: bool, outputs: OutputsConfig | None = None
+) -> int:
     """Run the demonstration; return the exit code (0 on a clean stop).
 
     Parameters
@@ -561,6 +563,8 @@ def run_demo(seconds: float, rate: float, port: int, view: bool) -> int:
     view
         A live view when stdout is a terminal; otherwise (or when false) a summary line
         is logged every 5 s.
+    outputs
+        The daemon's ``[outputs]`` exports (TensorBoard, CloudWatch lines); none by default.
     """
     if rate <= 0:
         print("monitor demo: --rate must be positive", file=sys.stderr)
@@ -584,7 +588,10 @@ def run_demo(seconds: float, rate: float, port: int, view: bool) -> int:
         state_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="monitor-demo-"))
         from monitor.app import App
 
-        app = App(demo_config(broker.bootstrap, port, state_dir), stop=stop)
+        config = demo_config(broker.bootstrap, port, state_dir)
+        if outputs is not None:
+            config = config.model_copy(update={"outputs": outputs})
+        app = App(config, stop=stop)
         outcome: dict[str, Any] = {}
 
         def run_app() -> None:

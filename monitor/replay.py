@@ -25,6 +25,7 @@ from monitor.config import MonitorConfig
 from monitor.core.engine import Engine, PaneSignals
 from monitor.events.message import Message
 from monitor.outputs.alerts import alert_json
+from monitor.outputs.exports import Exports
 from monitor.outputs.prometheus import MonitorCollector, render
 
 __all__ = ["capture_partitions", "iter_capture", "replay", "signal_line"]
@@ -120,7 +121,8 @@ def signal_line(sig: PaneSignals) -> dict[str, Any]:
 def replay(
     config: MonitorConfig, captures: list[str], out_dir: str | os.PathLike[str]
 ) -> dict[str, Any]:
-    """Run the core over ``captures`` and write the four output files; return the summary."""
+    """Run the core over ``captures`` and write the four output files (and those of the
+    ``[outputs]`` exports turned on: TensorBoard runs, ``cloudwatch.jsonl``); return the summary."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     engine = Engine(config)
@@ -131,15 +133,21 @@ def replay(
     with (
         open(out / "signals.jsonl", "w", encoding="utf-8") as signals,
         open(out / "alerts.jsonl", "wb") as alerts,
+        Exports.for_replay(config.outputs, out) as exports,
     ):
+
+        def emit(source: Engine) -> None:
+            closed, events = source.drain_signals(), source.drain_alerts()
+            for sig in closed:
+                signals.write(json.dumps(signal_line(sig), allow_nan=False) + "\n")
+            for event in events:
+                alerts.write(alert_json(event) + b"\n")
+            exports.write(closed, events)
 
         def flush() -> None:
             engine.process(batch)
             batch.clear()
-            for sig in engine.drain_signals():
-                signals.write(json.dumps(signal_line(sig), allow_nan=False) + "\n")
-            for event in engine.drain_alerts():
-                alerts.write(alert_json(event) + b"\n")
+            emit(engine)
 
         for message in iter_capture(captures, bad):
             batch.append(message)
@@ -147,10 +155,7 @@ def replay(
                 flush()
         flush()
         final = engine.flushed(keep_signals=True)
-        for sig in final.drain_signals():
-            signals.write(json.dumps(signal_line(sig), allow_nan=False) + "\n")
-        for event in final.drain_alerts():
-            alerts.write(alert_json(event) + b"\n")
+        emit(final)
     summary = final.summary()
     for reason, n in bad.items():
         summary["rejects"][reason] = summary["rejects"].get(reason, 0) + n
