@@ -28,6 +28,7 @@ positive_class = 1
 windows = ["all", "1m", "ewm1m"]
 features = { amount = "numeric", country = "categorical" }
 reference = "reference.csv"
+drift_min_samples = 50
 detectors = ["adwin"]
 
 [[models.alerts]]
