@@ -1,8 +1,9 @@
-"""Command line: ``monitor run | replay | check-config | rules export | demo``."""
+"""Command line: ``monitor run | replay | tune | check-config | rules export | demo``."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -49,6 +50,18 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--produce-to", metavar="BOOTSTRAP", help="only send the demo traffic to this Kafka"
     )
+    tune = sub.add_parser("tune", help="grid-search rule and detector settings on replays")
+    tune.add_argument("--config", required=True, help="TOML config file")
+    tune.add_argument("--incidents", required=True, help="CSV or JSON lines: model,start,end")
+    tune.add_argument("--grid", help="TOML grid: parameter path = [values] (default: derived)")
+    tune.add_argument("--folds", type=int, default=3, help="contiguous event-time folds")
+    tune.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes")
+    tune.add_argument("--out", default="tune-out", help="directory for tune.json/.csv, winner.toml")
+    tune.add_argument("--grace", default="0s", help="detections count until incident end + this")
+    tune.add_argument("--max-false-per-day", type=float, default=1.0, help="false-alert budget")
+    tune.add_argument("--max-settings", type=int, default=1000, help="refuse larger grids")
+    tune.add_argument("--top", type=int, default=20, help="rows of the ranked table printed")
+    tune.add_argument("captures", nargs="+", help="kcat -J capture files (JSON lines)")
     return parser
 
 
@@ -84,6 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.write(text)
         return 0
     configure_logging(args.log_level)
+    if args.command == "tune":
+        from monitor.tune import run_tune
+
+        return run_tune(args, config)
     if args.command == "replay":
         from monitor.replay import replay
 
