@@ -25,13 +25,14 @@ counted over the event time a fold covers.
 
 Ranking (lexicographic, best first): fewest missed incidents; then the false alerts per
 day above the ``--max-false-per-day`` budget (0 when within it); then the median delay;
-then false alerts per day; then grid order. Cross-validation: the capture's event-time
-span is cut into ``--folds`` contiguous folds; for each fold ``i >= 1`` the best setting
-on folds ``0..i-1`` is chosen and scored on fold ``i`` (forward chaining, so the score is
-out of fold); the recommended setting is the best on all folds. The Pareto front is the
-settings that no other setting beats on missed incidents, median delay and false alerts
-per day at once (missed counts so that a setting cannot reach the front by staying silent
-on the hard incidents).
+then false alerts per day; then the mean delay; then grid order.
+
+Cross-validation: the capture's event-time span is cut into ``--folds`` contiguous folds;
+for each fold ``i >= 1`` the best setting on folds ``0..i-1`` is chosen and scored on
+fold ``i`` (forward chaining, so the score is out of fold); the recommended setting is the
+best on all folds. The Pareto front is the settings that no other setting beats on missed
+incidents, median delay and false alerts per day at once (missed counts so that a
+setting cannot reach the front by staying silent on the hard incidents).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ import math
 import multiprocessing
 import os
 import statistics
+import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -367,7 +369,7 @@ class Score:
         """Median detection delay in the model's predictions (NaN when nothing detected)."""
         return statistics.median(self.delays_events) if self.delays_events else math.nan
 
-    def rank_key(self, budget: float) -> tuple[float, float, float, float]:
+    def rank_key(self, budget: float) -> tuple[float, float, float, float, float]:
         """Smaller is better; see the module docstring."""
         delay = self.median_delay_s
         return (
@@ -375,6 +377,7 @@ class Score:
             max(0.0, self.false_per_day - budget),
             math.inf if math.isnan(delay) else delay,
             self.false_per_day,
+            statistics.fmean(self.delays_s) if self.delays_s else math.inf,
         )
 
     def as_json(self) -> dict[str, Any]:
@@ -647,24 +650,24 @@ def print_result(result: TuneResult, top: int = 20) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 160)
     rows = [result.row(i) for i in result.order]
     table = Table(title=f"monitor tune: {len(rows)} settings (top {min(top, len(rows))})")
     for name in rows[0]:
-        table.add_column(name, justify="left" if name == "setting" else "right")
+        table.add_column(name.replace(".", ".\n"), justify="right", overflow="fold")
     for row in rows[:top]:
         table.add_row(*("*" if v is True else "" if v is False or v is None else str(v)
                         for v in row.values()))
     console.print(table)
-    front = sorted(result.pareto, key=lambda i: result.order.index(i))
-    console.print(
-        "Pareto front (missed, median delay s, false/day): "
-        + "; ".join(
-            f"#{i} ({result.totals[i].missed}, {_num(result.totals[i].median_delay_s)}, "
-            f"{result.totals[i].false_per_day:.2f})"
-            for i in front
-        )
-    )
+    points: dict[tuple[int, float | None, float], list[int]] = {}
+    for i in sorted(result.pareto, key=lambda i: result.order.index(i)):
+        total = result.totals[i]
+        point = (total.missed, _num(total.median_delay_s), round(total.false_per_day, 2))
+        points.setdefault(point, []).append(i)
+    console.print("Pareto front (missed, median delay s, false alerts/day: settings):")
+    for (missed, delay, fpd), members in points.items():
+        shown = ", ".join(f"#{i}" for i in members[:8]) + (" ..." if len(members) > 8 else "")
+        console.print(f"  ({missed}, {delay}, {fpd:.2f}): {len(members)} setting(s): {shown}")
     cv = Table(title="forward-chaining cross-validation (chosen on earlier folds)")
     for name in ("fold", "span (UTC)", "chosen", "missed", "false/day", "median delay s",
                  "best in fold", "its missed", "its false/day"):
@@ -697,8 +700,6 @@ def print_result(result: TuneResult, top: int = 20) -> None:
 def run_tune(args: Any, config: MonitorConfig) -> int:
     """``monitor tune`` from parsed arguments; the exit code (2 for a bad grid, incidents
     file or option)."""
-    import sys
-
     from monitor.config import parse_duration
     from monitor.tune_grid import GridError, default_grid, expand_grid, load_grid
 
