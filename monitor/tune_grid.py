@@ -213,9 +213,15 @@ def expand_grid(
     """Every combination of the grid's values as a validated :class:`Setting`, in grid order
     (the last key varies fastest); GridError names the key (and value) that fails."""
     base = config.model_dump(by_alias=True)
+    problems: list[str] = []
     for path, values in grid.items():
         for value in values:
-            _validate(base, ((path, value),), f"{source}: {path} = {_fmt(value)}")
+            try:
+                _validate(base, ((path, value),), f"{source}: {path} = {_fmt(value)}")
+            except GridError as exc:
+                problems.extend(exc.problems)
+    if problems:
+        raise GridError(problems)
     total = math.prod(len(v) for v in grid.values())
     if total > max_settings:
         raise GridError(
