@@ -608,6 +608,31 @@ def _strip_none(value: Any) -> Any:
     return value
 
 
+_DURATION_KEYS = ("for", "resolve_for", "cooldown", "half_life", "label_ttl")
+
+
+def _duration_text(seconds: float) -> str:
+    """Durations in the fragment as the config is written.
+
+    >>> _duration_text(300.0), _duration_text(90.0), _duration_text(0.0)
+    ('5m', '90s', '0s')
+    """
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)):
+        if seconds >= size and float(seconds / size).is_integer():
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+def _durations(table: dict[str, Any]) -> dict[str, Any]:
+    out = dict(table)
+    for key in _DURATION_KEYS:
+        if isinstance(out.get(key), float):
+            out[key] = _duration_text(out[key])
+    if isinstance(out.get("alerts"), list):
+        out["alerts"] = [_durations(rule) for rule in out["alerts"]]
+    return out
+
+
 def winner_toml(result: TuneResult) -> str:
     """The winning setting's tuned models as ``[[models]]`` tables, ready to paste over the
     same models' tables of the config (non-default keys only)."""
@@ -617,7 +642,7 @@ def winner_toml(result: TuneResult) -> str:
         for path, _ in setting.values if path.startswith(f"models.{m.name}.")
     }
     models = [
-        _strip_none(m.model_dump(by_alias=True, exclude_defaults=True))
+        _durations(_strip_none(m.model_dump(by_alias=True, exclude_defaults=True)))
         for m in setting.config.models if m.name in touched
     ]
     lines = [f"# monitor tune: setting {setting.index}, best of {len(result.settings)}"]
