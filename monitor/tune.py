@@ -46,6 +46,7 @@ import os
 import statistics
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -343,6 +344,9 @@ class Score:
     days: float = 0.0
     delays_s: list[float] = field(default_factory=list)
     delays_events: list[float] = field(default_factory=list)
+    #: rule -> false alerts it raised; rule -> incidents it was the first to detect
+    false_by_rule: Counter[str] = field(default_factory=Counter)
+    first_by_rule: Counter[str] = field(default_factory=Counter)
 
     def __add__(self, other: Score) -> Score:
         return Score(
@@ -352,6 +356,8 @@ class Score:
             self.days + other.days,
             self.delays_s + other.delays_s,
             self.delays_events + other.delays_events,
+            self.false_by_rule + other.false_by_rule,
+            self.first_by_rule + other.first_by_rule,
         )
 
     @property
@@ -395,6 +401,8 @@ class Score:
             "median_delay_events": clean(self.median_delay_events),
             "delays_s": self.delays_s,
             "delays_events": self.delays_events,
+            "false_by_rule": dict(sorted(self.false_by_rule.items())),
+            "first_by_rule": dict(sorted(self.first_by_rule.items())),
         }
 
 
@@ -426,13 +434,14 @@ def score(
             continue
         result.incidents += 1
         raised = [
-            f.raised for f in firings
+            (f.raised, f.rule) for f in firings
             if f.model == incident.model and incident.start <= f.raised <= incident.end + grace
         ]
         if not raised:
             result.missed += 1
             continue
-        first = min(raised)
+        first, rule = min(raised)
+        result.first_by_rule[rule] += 1
         result.delays_s.append(first - incident.start)
         if timeline is not None and incident.model in timeline:
             line = timeline[incident.model]
@@ -448,6 +457,7 @@ def score(
             for i in incidents
         ):
             result.false_alerts += 1
+            result.false_by_rule[f.rule] += 1
     return result
 
 
@@ -485,6 +495,7 @@ class TuneResult:
             "median_delay_s": _num(total.median_delay_s),
             "median_delay_events": _num(total.median_delay_events),
             "pareto": index in self.pareto,
+            "false_by_rule": " ".join(f"{k}:{v}" for k, v in sorted(total.false_by_rule.items())),
         }
 
     def as_json(self) -> dict[str, Any]:
@@ -557,6 +568,8 @@ def tune(
     """Replay, score per fold, cross-validate and rank ``settings``; see the module docs."""
     started = time.perf_counter()
     replayed = run_settings(captures, settings, jobs)
+    if not replayed.timeline or all(len(t[0]) == 0 for t in replayed.timeline.values()):
+        raise ValueError("the capture closed no pane (no usable prediction or label events)")
     lo, hi = replayed.span
     edges = np.linspace(lo, hi, folds + 1)
     fold_spans = [(float(edges[i]), float(edges[i + 1])) for i in range(folds)]
@@ -670,6 +683,16 @@ def _fmt_time(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M")
 
 
+_SHORT = {
+    "incidents": "inc",
+    "false_alerts": "false",
+    "false_per_day": "false\n/day",
+    "median_delay_s": "median\ndelay s",
+    "median_delay_events": "median\ndelay ev",
+    "false_by_rule": "false by rule",
+}
+
+
 def print_result(result: TuneResult, top: int = 20) -> None:
     """The ranked table, the Pareto front, the cross-validation and the winner, with rich."""
     from rich.console import Console
@@ -679,7 +702,8 @@ def print_result(result: TuneResult, top: int = 20) -> None:
     rows = [result.row(i) for i in result.order]
     table = Table(title=f"monitor tune: {len(rows)} settings (top {min(top, len(rows))})")
     for name in rows[0]:
-        table.add_column(name.replace(".", ".\n"), justify="right", overflow="fold")
+        shown = _SHORT.get(name) or name.removeprefix("alerts.").replace(".", "\n")
+        table.add_column(shown, justify="right", overflow="fold")
     for row in rows[:top]:
         table.add_row(*("*" if v is True else "" if v is False or v is None else str(v)
                         for v in row.values()))
@@ -747,10 +771,22 @@ def run_tune(args: Any, config: MonitorConfig) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 2
-    result = tune(
-        args.captures, settings, incidents, folds=args.folds, jobs=args.jobs, grace=grace,
-        max_false_per_day=args.max_false_per_day,
-    )
+    try:
+        result = tune(
+            args.captures, settings, incidents, folds=args.folds, jobs=args.jobs, grace=grace,
+            max_false_per_day=args.max_false_per_day,
+        )
+    except (OSError, ValueError) as exc:
+        print(f"monitor tune: {exc}", file=sys.stderr)
+        return 2
     write_outputs(result, args.out)
     print_result(result, top=args.top)
+    lo, hi = result.folds[0][0], result.folds[-1][1]
+    outside = [i for i in incidents if not lo <= i.start <= hi]
+    if outside:
+        print(
+            f"monitor tune: {len(outside)} incident(s) start outside the capture's event time "
+            f"({_fmt_time(lo)} .. {_fmt_time(hi)} UTC) and were not scored",
+            file=sys.stderr,
+        )
     return 0

@@ -256,3 +256,19 @@ def test_default_grid_from_the_config(case: dict[str, Any]) -> None:
     assert len(expand_grid(case["config"], grid)) == 9
     with pytest.raises(GridError, match="max-settings"):
         expand_grid(case["config"], grid, max_settings=5)
+
+
+def test_capture_without_events_exits_2(
+    case: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("not an envelope\n")
+    root = case["root"]
+    for capture in (empty, tmp_path / "missing.jsonl"):
+        code = main([
+            "--log-level", "error", "tune", "--config", str(root / "config.toml"),
+            "--incidents", str(root / "incidents.csv"), "--out", str(tmp_path / "o"),
+            str(capture),
+        ])
+        assert code == 2
+        assert "monitor tune:" in capsys.readouterr().err
