@@ -1,6 +1,6 @@
 """How much faster ``monitor tune`` is than one ``monitor replay`` per setting.
 
-    python bench/tune_speed.py                       # 12 h at 2 predictions/s, 108 settings
+    python bench/tune_speed.py                       # 12 h at 2 predictions/s, 72 settings
     python bench/tune_speed.py --hours 24 --rate 4 --jobs 2
 
 Generates the stream of ``bench/tune_stream.py`` (capture, incidents, config, grid) in a

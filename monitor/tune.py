@@ -529,7 +529,9 @@ class TuneResult:
 
 
 def _show(value: Any) -> Any:
-    return value if isinstance(value, str | int | float | bool) else json.dumps(value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return value if isinstance(value, str | int | bool) else json.dumps(value)
 
 
 def _num(x: float) -> float | None:
@@ -698,12 +700,12 @@ def print_result(result: TuneResult, top: int = 20) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=None if sys.stdout.isatty() else 160)
+    console = Console(width=None if sys.stdout.isatty() else 180)
     rows = [result.row(i) for i in result.order]
     table = Table(title=f"monitor tune: {len(rows)} settings (top {min(top, len(rows))})")
     for name in rows[0]:
         shown = _SHORT.get(name) or name.removeprefix("alerts.").replace(".", "\n")
-        table.add_column(shown, justify="right", overflow="fold")
+        table.add_column(shown, justify="right", no_wrap=name == "false_by_rule")
     for row in rows[:top]:
         table.add_row(*("*" if v is True else "" if v is False or v is None else str(v)
                         for v in row.values()))
