@@ -1,4 +1,4 @@
-"""Command line: ``monitor run | replay | report | check-config | rules export | demo``."""
+"""Command line: ``monitor run | replay | report | tune | check-config | rules export | demo``."""
 
 from __future__ import annotations
 
@@ -96,6 +96,18 @@ def _parser() -> argparse.ArgumentParser:
         "--capture", metavar="DIR", help="no broker: write --seconds of demo traffic (event "
         "time) to DIR/capture.jsonl, with DIR/reference.csv and DIR/monitor.toml"
     )
+    tune = sub.add_parser("tune", help="grid-search rule and detector settings on replays")
+    tune.add_argument("--config", required=True, help="TOML config file")
+    tune.add_argument("--incidents", required=True, help="CSV or JSON lines: model,start,end")
+    tune.add_argument("--grid", help="TOML grid: parameter path = [values] (default: derived)")
+    tune.add_argument("--folds", type=int, default=3, help="contiguous event-time folds")
+    tune.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes")
+    tune.add_argument("--out", default="tune-out", help="directory for tune.json/.csv, winner.toml")
+    tune.add_argument("--grace", default="0s", help="detections count until incident end + this")
+    tune.add_argument("--max-false-per-day", type=float, default=1.0, help="false-alert budget")
+    tune.add_argument("--max-settings", type=int, default=1000, help="refuse larger grids")
+    tune.add_argument("--top", type=int, default=20, help="rows of the ranked table printed")
+    tune.add_argument("captures", nargs="+", help="kcat -J capture files (JSON lines)")
     return parser
 
 
@@ -151,6 +163,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.write(text)
         return 0
     configure_logging(args.log_level)
+    if args.command == "tune":
+        from monitor.tune import run_tune
+
+        return run_tune(args, config)
     if args.command == "replay":
         from monitor.replay import replay
 

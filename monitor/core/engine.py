@@ -888,9 +888,13 @@ class Engine:
     def _evaluate_rules(self, model: ModelState, end: float, signals: dict[str, float]) -> None:
         """Alert rules of ``model`` on the signals of the pane that ended at ``end``."""
         self.rules.reconcile(self.config)  # the config is swapped in after a checkpoint load
-        pred_n = model.layout.col("pred_n")
-        seen = sum(float(s.windows[model.index].cum[0, pred_n]) for s in self.partitions.values())
+        seen = self.predictions_total(model)
         self.alerts_out.extend(self.rules.evaluate(model.name, end, signals, seen))
+
+    def predictions_total(self, model: ModelState) -> float:
+        """Predictions of ``model`` accumulated so far, over every partition (absence rules)."""
+        pred_n = model.layout.col("pred_n")
+        return sum(float(s.windows[model.index].cum[0, pred_n]) for s in self.partitions.values())
 
     def evaluate_idle(self, now: float) -> list[AlertEvent]:
         """Absence rules at wall-clock ``now`` when all input is idle (event time stopped);
