@@ -2,7 +2,7 @@
 
 :class:`LiveView` is fed once per tick with the daemon's latest
 :class:`~monitor.core.report.Report`, its :class:`~monitor.outputs.prometheus.RuntimeStats`
-and the alert transitions sent since the previous tick (:func:`update_from_app` reads all
+and the alert transitions sent since the previous tick (:class:`AppFeed` reads all
 three from a running :class:`~monitor.app.App` without touching its engine). It keeps a
 bounded ring of recent values per (model, signal), one value per closed pane, and renders
 with ``rich``: per model the task's headline metrics per window and the largest drift
@@ -34,6 +34,7 @@ from typing import Protocol
 
 import structlog
 from rich import box
+from rich.columns import Columns
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.panel import Panel
@@ -56,13 +57,13 @@ from monitor.outputs.prometheus import RuntimeStats
 
 __all__ = [
     "HEADLINE_METRICS",
+    "AppFeed",
     "LiveView",
     "ProgressBars",
     "live_session",
     "run_tui",
     "run_view",
     "sparkline",
-    "update_from_app",
 ]
 
 log = structlog.get_logger(__name__)
@@ -168,7 +169,7 @@ class LiveView:
         title: str = "monitor",
         *,
         history: int = 120,
-        spark_width: int = 24,
+        spark_width: int = 20,
         transitions: int = 8,
         top_drift: int = 2,
         header: Callable[[], str] | str | None = None,
@@ -349,7 +350,7 @@ class LiveView:
             return Group(head, Text("no pane closed yet"))
         windows = model.overall.windows
         metrics = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-        metrics.add_column("metric", style="bold")
+        metrics.add_column("metric", style="bold", no_wrap=True)
         for window in windows:
             metrics.add_column(window, justify="left", no_wrap=True)
         for name in self._headline(model):
@@ -363,19 +364,19 @@ class LiveView:
                 cells.append(cell)
             metrics.add_row(name, *cells)
         drift = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-        drift.add_column(f"drift ({self.drift_window(model)})", style="bold")
+        drift.add_column(f"drift ({self.drift_window(model)})", style="bold", no_wrap=True)
         drift.add_column("value", justify="right")
         drift.add_column("history", no_wrap=True)
         for signal, value in self.top_drift_signals(model):
             drift.add_row(signal.rsplit("@", 1)[0], _fmt(value),
                           Text(self.spark(model.name, signal), style="magenta"))
-        body = Table.grid(padding=(0, 3))
-        body.add_row(metrics, drift)
-        return Group(head, body, self._rules_text(model))
+        # Side by side when the terminal is wide enough, else one under the other.
+        return Group(head, Columns([metrics, drift], padding=(0, 3)), self._rules_text(model))
 
     @staticmethod
     def _rules_text(model: ModelReport) -> Text:
-        text = Text("alerts ", style="bold")
+        text = Text()
+        text.append("alerts ", style="bold")
         if not model.alerts:
             text.append("no rules")
             return text
@@ -418,19 +419,28 @@ class _AppLike(Protocol):
     alert_log: deque[tuple[int, AlertEvent]]
 
 
-def update_from_app(view: LiveView, app: _AppLike, seen: list[int]) -> bool:
-    """Feed ``view`` from a running app's ``latest`` (report, runtime) and ``alert_log``
-    (sequence number, event); ``seen`` holds the last sequence number taken. Returns
-    whether the app has published anything yet. Reads only, from any thread."""
-    latest: tuple[Report, RuntimeStats] | None = getattr(app, "latest", None)
-    if latest is None:
-        return False
-    logged = tuple(app.alert_log)  # one C-level copy: safe against the loop's appends
-    new = [event for seq, event in logged if seq > seen[0]]
-    if logged:
-        seen[0] = max(seen[0], logged[-1][0])
-    view.update(latest[0], latest[1], new)
-    return True
+class AppFeed:
+    """Feeds a view from a running app, from any thread, reading only: its ``latest``
+    (report, runtime), replaced whole each tick, and its ``alert_log`` of (sequence number,
+    event), of which it takes those newer than the last taken."""
+
+    def __init__(self, app: _AppLike) -> None:
+        self.app = app
+        self.seq = 0
+        self.latest: object = None
+
+    def pull(self, view: LiveView) -> bool:
+        """Update ``view`` if the app has published since the last pull; whether it had."""
+        latest: tuple[Report, RuntimeStats] | None = getattr(self.app, "latest", None)
+        if latest is None or latest is self.latest:
+            return False
+        self.latest = latest
+        logged = tuple(self.app.alert_log)  # one C-level copy: safe against the loop's appends
+        new = [event for seq, event in logged if seq > self.seq]
+        if logged:
+            self.seq = max(self.seq, logged[-1][0])
+        view.update(latest[0], latest[1], new)
+        return True
 
 
 def run_view(
@@ -440,22 +450,24 @@ def run_view(
     until: Callable[[], bool],
     hz: float = MAX_HZ,
 ) -> None:
-    """Redraw ``live`` from ``app`` at ``hz`` (at most :data:`MAX_HZ`) until ``until()``.
-
-    A failing terminal write is logged once and the loop goes on (the daemon must not
-    notice the view)."""
+    """Redraw ``live`` from ``app`` until ``until()``: checks at ``hz`` (at most
+    :data:`MAX_HZ`), draws when the app has published (once a second) or, for the header's
+    clock, a second after the last draw. A failing terminal write is logged once and the
+    loop goes on: the daemon must not notice the view."""
     period = 1.0 / min(hz, MAX_HZ)
-    seen = [0]
+    feed = AppFeed(app)
     failed = False
+    drawn = -math.inf
     while True:
         started = time.monotonic()
-        update_from_app(view, app, seen)
-        try:
-            live.update(view.render(), refresh=True)
-        except Exception:
-            if not failed:
-                failed = True
-                log.exception("tui_draw_failed")
+        if feed.pull(view) or started - drawn >= 1.0:
+            drawn = started
+            try:
+                live.update(view.render(), refresh=True)
+            except Exception:
+                if not failed:
+                    failed = True
+                    log.exception("tui_draw_failed")
         if until():
             return
         time.sleep(max(0.0, period - (time.monotonic() - started)))
@@ -547,9 +559,9 @@ class ProgressBars:
         if self.progress is None or task is None:
             return
         self.progress.advance(task, n)
-        speed = self.progress.tasks[self._index(task)].speed
-        if speed is not None:
-            self.progress.update(task, speed=f"{speed:,.0f}/s")
+        done = self.progress.tasks[self._index(task)]
+        if done.elapsed:  # the mean rate since the start: steadier than rich's recent one
+            self.progress.update(task, speed=f"{done.completed / done.elapsed:,.0f}/s")
 
     def finish(self, task: TaskID | None) -> None:
         """Mark ``task`` complete (its total may have been an estimate)."""
