@@ -13,6 +13,7 @@ import json
 import math
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from rich.console import Console
 from monitor import cli
 from monitor.config import load_config
 from monitor.core.engine import Engine
-from monitor.core.report import Report
+from monitor.core.report import ModelReport, Report, SliceReport
 from monitor.core.rules import AlertEvent
 from monitor.events.message import Message
 from monitor.outputs.prometheus import RuntimeStats
@@ -65,6 +66,15 @@ task = "regression"
 windows = ["all"]
 detectors = []
 """
+
+
+@pytest.fixture(autouse=True)
+def _logs_to_the_real_stderr() -> Iterator[None]:
+    """The CLI tests configure logging onto pytest's captured stdout, closed after them."""
+    yield
+    from monitor.logs import configure_logging
+
+    configure_logging("info", json=True, stream=sys.__stderr__)
 
 
 def _write_stream(tmp: Path) -> tuple[Path, list[list[Message]]]:
@@ -225,13 +235,20 @@ def test_rejects_are_counted_by_reason() -> None:
     assert "rejects 6 (not_json 5, missing_field 1)" in _text(view)
 
 
-def test_rings_are_bounded(tmp_path: Path) -> None:
-    config, batches = _write_stream(tmp_path)
+def _one_metric(pane: int, value: float) -> Report:
+    overall = SliceReport("model", "", windows={"all": {"accuracy": value}})
+    return Report(models={"m": ModelReport("m", "binary", slices=[overall])},
+                  panes_closed=pane)
+
+
+def test_rings_are_bounded_and_sparklines_show_the_latest_values() -> None:
     view = LiveView(history=4, spark_width=3, transitions=1)
-    _feed(view, config, batches)
-    assert max(len(ring) for ring in view.series.values()) == 4
-    assert len(view.spark("clf", "accuracy@all")) == 3
-    assert len(view.transitions) == 1
+    for pane, value in enumerate([9.0, 0.0, 5.0, 1.0, 2.0, 3.0]):
+        view.update(_one_metric(pane, value), RuntimeStats())
+        view.update(_one_metric(pane, value), RuntimeStats())  # no pane closed: no value
+    assert list(view.series["m", "accuracy@all"]) == [5.0, 1.0, 2.0, 3.0]
+    assert view.spark("m", "accuracy@all") == "▁▅█"  # 1, 2, 3
+    assert "3.000 ▁▅█" in _text(view)
 
 
 def test_a_render_error_is_shown_and_logged_once(
@@ -351,3 +368,28 @@ def test_replay_cli_progress_only_on_a_terminal(
         assert f"{n}/{n}" in re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", err.getvalue())
     else:
         assert err.getvalue() == ""
+
+
+def test_the_app_logs_its_alerts_for_the_view(tmp_path: Path) -> None:
+    """App keeps the transitions it sends (here to an unreachable loopback broker: the
+    sink refuses at once) in ``alert_log``, from which AppFeed takes the new ones."""
+    from monitor.app import App
+    from monitor.broker import free_port
+
+    config, batches = _write_stream(tmp_path)
+    config.write_text(CONFIG + f"""
+[kafka]
+bootstrap_servers = "127.0.0.1:{free_port()}"
+[state]
+dir = "{tmp_path / 'state'}"
+""")
+    app = App(load_config(config))
+    view = LiveView()
+    feed = AppFeed(app)
+    for batch in batches:
+        app._process(batch)
+        app._publish()
+        feed.pull(view)
+    assert [(seq, e.status, e.rule) for seq, e in app.alert_log] == [(1, "firing", "accuracy-low")]
+    assert [(t.status, t.rule) for t in view.transitions] == [("firing", "accuracy-low")]
+    assert "accuracy-low FIRING" in _text(view)
