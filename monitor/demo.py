@@ -66,6 +66,8 @@ DRIFT_AFTER_S = 60.0
 DRIFT_FOR_S = 120.0
 WINDOWS = ("all", "5m", "ewm1m")
 STATUS_EVERY_S = 5.0
+#: Predictions of the first panes that make the live demo's drift profile.
+WARMUP_ROWS = 5_000
 #: Longest wait for the daemon thread after its stop event is set.
 APP_JOIN_S = 20.0
 
@@ -457,6 +459,10 @@ def run_demo(
         from monitor.app import App
 
         config = demo_config(broker.bootstrap, port, state_dir)
+        # The view's drift signals need a profile, and the demo has no reference file: the
+        # first panes' predictions (before the drift) become one.
+        model = config.models[0].model_copy(update={"reference_warmup": WARMUP_ROWS})
+        config = config.model_copy(update={"models": [model]})
         if outputs is not None:
             config = config.model_copy(update={"outputs": outputs})
         app = App(config, stop=stop)
