@@ -254,12 +254,13 @@ class LiveView:
         recent = [w for w in windows if w != "all"]
         return recent[0] if recent else "all"
 
-    def spark(self, model: str, signal: str) -> str:
-        """The sparkline of ``signal`` (``name@window``) of ``model``: its last values."""
+    def spark(self, model: str, signal: str, width: int | None = None) -> str:
+        """The sparkline of ``signal`` (``name@window``) of ``model``: its last values, at
+        most ``width`` (by default ``spark_width``)."""
         ring = self.series.get((model, signal))
         if not ring:
             return ""
-        return sparkline(list(ring)[-self.spark_width:])
+        return sparkline(list(ring)[-(width or self.spark_width):])
 
     def top_drift_signals(self, model: ModelReport) -> list[tuple[str, float]]:
         """The drift signals listed for ``model``: per statistic the ``top_drift`` largest
@@ -277,10 +278,11 @@ class LiveView:
         return out
 
     # ------------------------------------------------------------------ drawing
-    def render(self) -> RenderableType:
-        """The view as one ``rich`` renderable; never raises."""
+    def render(self, width: int | None = None) -> RenderableType:
+        """The view as one ``rich`` renderable, its sparklines shortened to fit ``width``
+        columns if given; never raises."""
         try:
-            return self._render()
+            return self._render(width)
         except Exception as exc:
             self._log_once("render")
             return Panel(Text(f"the view failed to render: {exc!r}"), title=self.title)
@@ -290,7 +292,7 @@ class LiveView:
             self._failed.add(what)
             log.exception("tui_failed", stage=what)
 
-    def _render(self) -> RenderableType:
+    def _render(self, width: int | None) -> RenderableType:
         parts: list[RenderableType] = []
         if self.header is not None:
             parts.append(Text.from_markup(self.header() if callable(self.header) else self.header))
@@ -302,7 +304,7 @@ class LiveView:
             if not report.models:
                 parts.append(Text("no model has reported yet"))
             for model in report.models.values():
-                parts.append(self._model_panel(model))
+                parts.append(self._model_panel(model, width))
             parts.append(self._transitions_table())
         return Panel(Group(*parts), title=f"[bold]{self.title}[/]", subtitle=self.footer or None,
                      border_style="blue")
@@ -338,7 +340,7 @@ class LiveView:
                     f"checkpoints {runtime.checkpoints} · alerts sent {runtime.alerts}")
         return text
 
-    def _model_panel(self, model: ModelReport) -> RenderableType:
+    def _model_panel(self, model: ModelReport, width: int | None) -> RenderableType:
         counts = model.counts
         head = Text.from_markup(
             f"[bold cyan]{model.name}[/] ({model.task}) · predictions "
@@ -349,18 +351,22 @@ class LiveView:
         if not model.slices:
             return Group(head, Text("no pane closed yet"))
         windows = model.overall.windows
+        names = [n for n in self._headline(model) if any(n in windows[w] for w in windows)]
+        label = max((len(n) for n in names), default=6)
+        spark = self.spark_width
+        if width is not None and windows:
+            # panel border and padding 4, label column + 2, per window "  0.123 " + 2
+            spark = max(1, min(spark, (width - 4 - label - 2) // len(windows) - 10))
         metrics = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-        metrics.add_column("metric", style="bold", no_wrap=True)
+        metrics.add_column("metric", style="bold", no_wrap=True, min_width=label)
         for window in windows:
             metrics.add_column(window, justify="left", no_wrap=True)
-        for name in self._headline(model):
-            if not any(name in windows[w] for w in windows):
-                continue
+        for name in names:
             cells = []
             for window in windows:
                 value = windows[window].get(name)
                 cell = Text(f"{_fmt(value):>7} ")
-                cell.append(self.spark(model.name, f"{name}@{window}"), style="green")
+                cell.append(self.spark(model.name, f"{name}@{window}", spark), style="green")
                 cells.append(cell)
             metrics.add_row(name, *cells)
         drift = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
@@ -371,7 +377,8 @@ class LiveView:
             drift.add_row(signal.rsplit("@", 1)[0], _fmt(value),
                           Text(self.spark(model.name, signal), style="magenta"))
         # Side by side when the terminal is wide enough, else one under the other.
-        return Group(head, Columns([metrics, drift], padding=(0, 3)), self._rules_text(model))
+        tables = [metrics, drift] if drift.row_count else [metrics]
+        return Group(head, Columns(tables, padding=(0, 3)), self._rules_text(model))
 
     @staticmethod
     def _rules_text(model: ModelReport) -> Text:
@@ -463,7 +470,7 @@ def run_view(
         if feed.pull(view) or started - drawn >= 1.0:
             drawn = started
             try:
-                live.update(view.render(), refresh=True)
+                live.update(view.render(live.console.width), refresh=True)
             except Exception:
                 if not failed:
                     failed = True
@@ -481,7 +488,7 @@ def live_session(view: LiveView, level: str, console: Console | None = None,
     from monitor.logs import configure_logging
 
     console = console or Console()
-    with Live(view.render(), console=console, auto_refresh=False, transient=False,
+    with Live(view.render(console.width), console=console, auto_refresh=False, transient=False,
               redirect_stdout=logs_through_view, redirect_stderr=logs_through_view) as live:
         if logs_through_view:
             configure_logging(level, json=False, stream=sys.stdout)

@@ -132,9 +132,9 @@ def _feed(view: LiveView, config: Path, batches: list[list[Message]]) -> tuple[
     return report, fired
 
 
-def _text(view: LiveView, width: int = 200) -> str:
+def _text(view: LiveView, width: int = 200, fit: bool = False) -> str:
     console = Console(file=io.StringIO(), width=width, force_terminal=True, color_system=None)
-    console.print(view.render())
+    console.print(view.render(width if fit else None))
     out = console.file.getvalue()
     assert isinstance(out, str)
     return out
@@ -175,6 +175,24 @@ def test_metrics_per_window_with_values_and_sparklines(
     # The binary task's metrics only: no regression metric in clf's table and vice versa.
     line = next(row for row in text.splitlines() if "roc_auc" in row)
     assert "mae" not in line
+
+
+@pytest.mark.parametrize(("width", "spark"), [(50, 3), (56, 6), (60, 8), (120, PANES)])
+def test_sparklines_shorten_to_fit_the_terminal(
+    fed: tuple[LiveView, Report, list[AlertEvent]], width: int, spark: int,
+) -> None:
+    """Metric rows: label column 18 (estimated_accuracy) + 2, border 4, per window 10 +
+    spark (at least 1)."""
+    view, report, _ = fed
+    text = _text(view, width, fit=True)
+    windows = report.models["clf"].overall.windows
+    row = next(line for line in text.splitlines() if line.startswith("│ accuracy"))
+    assert "…" not in row and len(row) <= width
+    for window in ("all", "30s"):
+        shown = view.spark("clf", f"accuracy@{window}", spark)
+        assert len(shown) == spark
+        assert f"{windows[window]['accuracy']:.3f} {shown}" in row
+    assert "estimated_accuracy" in text
 
 
 def test_drift_signals_largest_first_with_history(
