@@ -538,6 +538,8 @@ class ProgressBars:
                 TimeRemainingColumn(),
                 console=console,
                 refresh_per_second=4,
+                # stdout carries the logs (and may be a file): never divert it to the bars
+                redirect_stdout=False,
             )
 
     @classmethod
