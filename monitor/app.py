@@ -19,6 +19,7 @@ import math
 import signal
 import threading
 import time
+from collections import deque
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -28,6 +29,7 @@ from prometheus_client import CollectorRegistry
 
 from monitor.config import MonitorConfig
 from monitor.core.engine import Engine, PaneSignals
+from monitor.core.rules import AlertEvent
 from monitor.http import HttpServer
 from monitor.kafka.sink import KafkaSink
 from monitor.kafka.source import KafkaSource
@@ -42,6 +44,8 @@ __all__ = ["App"]
 
 log = structlog.get_logger(__name__)
 POLL_MS = 200
+#: Alert transitions kept for the live view (``--tui``), newest last.
+ALERT_LOG = 100
 TICK_S = 1.0
 #: How long a checkpoint waits for the sinks and for the offset commit. The loop is blocked
 #: meanwhile (a SIGTERM waits too), and during an outage every checkpoint would wait this
@@ -88,6 +92,9 @@ class App:
         self.rl = RateLimitedLogger(log, 10.0)
         self.lag: dict[tuple[str, int], int] = {}
         self.alerts_sent = 0
+        #: The last alert transitions sent, as (sequence number, event): the live view
+        #: (another thread) copies it and takes those newer than the last it took.
+        self.alert_log: deque[tuple[int, AlertEvent]] = deque(maxlen=ALERT_LOG)
         am = config.alertmanager
         self.alertmanager = (
             AlertmanagerPusher(
@@ -207,6 +214,7 @@ class App:
         for event in events:
             self.sink.send(self.config.kafka.alerts_topic, event.model.encode(), alert_json(event))
             self.alerts_sent += 1
+            self.alert_log.append((self.alerts_sent, event))
             log.info("alert", **{k: v for k, v in alert_dict(event).items() if k != "labels"})
             if self.alertmanager is not None:
                 self.alertmanager.submit(event)

@@ -53,6 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="the daemon: Kafka in, metrics and alerts out")
     run.add_argument("--config", required=True, help="TOML config file")
+    run.add_argument(
+        "--tui", action="store_true", help="a live view on the terminal (stdout must be one); "
+        "logs go to stderr: above the view when it is the terminal, else JSON lines"
+    )
     check = sub.add_parser("check-config", help="validate a config file (exit 0, or 2)")
     check.add_argument("config", help="TOML config file")
     replay = sub.add_parser("replay", help="the same pipeline over captured messages")
@@ -64,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--cloudwatch", action="store_true", help="also write cloudwatch.jsonl (CloudWatch EMF)"
     )
+    replay.add_argument("--no-progress", action="store_true",
+                        help="no progress bar (there is one only when stderr is a terminal)")
     replay.add_argument("captures", nargs="+", help="kcat -J capture files (JSON lines)")
     report = sub.add_parser(
         "report", help="a self-contained HTML page of plots from a replay (or captures)",
@@ -107,6 +113,8 @@ def _parser() -> argparse.ArgumentParser:
     tune.add_argument("--max-false-per-day", type=float, default=1.0, help="false-alert budget")
     tune.add_argument("--max-settings", type=int, default=1000, help="refuse larger grids")
     tune.add_argument("--top", type=int, default=20, help="rows of the ranked table printed")
+    tune.add_argument("--no-progress", action="store_true",
+                      help="no progress bars (there are some only when stderr is a terminal)")
     tune.add_argument("captures", nargs="+", help="kcat -J capture files (JSON lines)")
     return parser
 
@@ -162,6 +170,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             sys.stdout.write(text)
         return 0
+    if args.command == "run" and args.tui:
+        from monitor.tui import run_tui
+
+        return run_tui(config, args.log_level)
     configure_logging(args.log_level)
     if args.command == "tune":
         from monitor.tune import run_tune
@@ -169,8 +181,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_tune(args, config)
     if args.command == "replay":
         from monitor.replay import replay
+        from monitor.tui import ProgressBars
 
-        replay(_with_outputs(config, args.tensorboard, args.cloudwatch), args.captures, args.out)
+        with ProgressBars.on_stderr(not args.no_progress) as bars:
+            replay(_with_outputs(config, args.tensorboard, args.cloudwatch), args.captures,
+                   args.out, progress=bars)
         return 0
     from monitor.app import App
     from monitor.kafka.topics import TopicLayoutError

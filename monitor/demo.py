@@ -16,7 +16,7 @@ What runs, all in this process except the broker:
   seconds, so the demo's alert rule (``accuracy@ewm1m < 0.8``) fires, then resolves;
 - the daemon (:class:`~monitor.app.App`) in a background thread, with its HTTP port on
   ``127.0.0.1:<port>`` (``/metrics``, ``/healthz``, ``/readyz``);
-- the main thread: a ``rich`` live view refreshed twice a second (or, without a
+- the main thread: the live view of :mod:`monitor.tui` refreshed twice a second (or, without a
   terminal, a one-line summary logged every 5 s), and Ctrl-C / SIGTERM handling.
 
 On Ctrl-C, SIGTERM or after ``seconds``: the producer stops, the daemon's stop event is
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import heapq
-import logging
 import math
 import os
 import signal
@@ -37,9 +36,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
@@ -68,10 +65,9 @@ DRIFT_AFTER_S = 60.0
 #: How long the drift lasts: the alert it raises resolves after it.
 DRIFT_FOR_S = 120.0
 WINDOWS = ("all", "5m", "ewm1m")
-SHOWN_METRICS = ("accuracy", "f1", "roc_auc", "log_loss")
-SPARK_WINDOW = "5m"
-SPARK_POINTS = 60
 STATUS_EVERY_S = 5.0
+#: Predictions of the first panes that make the live demo's drift profile.
+WARMUP_ROWS = 5_000
 #: Longest wait for the daemon thread after its stop event is set.
 APP_JOIN_S = 20.0
 
@@ -311,48 +307,23 @@ class Producer(threading.Thread):
 
 @dataclass(slots=True)
 class ViewState:
-    """What the view shows beyond the daemon's report; updated by the main thread."""
+    """What the demo shows beyond the daemon's report (the view's header, the log lines)."""
 
     started: float
     rate: float
     traffic: DemoTraffic
     metrics_url: str
     broker: str
-    spark: deque[float] = field(default_factory=lambda: deque(maxlen=SPARK_POINTS))
-    last_pane: int = -1
 
-    def observe(self, report: Report) -> None:
-        """Append accuracy@5m to the sparkline each time a pane closes."""
-        if report.panes_closed == self.last_pane:
-            return
-        self.last_pane = report.panes_closed
-        value = _metric(report, SPARK_WINDOW, "accuracy")
-        if value is not None:
-            self.spark.append(value)
-
-
-_BLOCKS = "▁▂▃▄▅▆▇█"
-
-
-def sparkline(values: list[float] | deque[float]) -> str:
-    """Unicode block sparkline scaled between the smallest and largest value.
-
-    >>> sparkline([0.0, 0.5, 1.0])
-    '▁▅█'
-    """
-    vals = [v for v in values if math.isfinite(v)]
-    if not vals:
-        return ""
-    lo, hi = min(vals), max(vals)
-    span = hi - lo
-    out = []
-    for v in values:
-        if not math.isfinite(v):
-            out.append(" ")
-            continue
-        i = 0 if span <= 1e-12 else round((v - lo) / span * (len(_BLOCKS) - 1))
-        out.append(_BLOCKS[i])
-    return "".join(out)
+    def header(self) -> str:
+        """The view's first line: elapsed time, traffic rate, the drift's schedule, broker."""
+        now = time.time()
+        elapsed = now - self.started
+        return (
+            f"[bold]demo[/] model [cyan]{MODEL}[/] · {int(elapsed) // 60}:"
+            f"{int(elapsed) % 60:02d} elapsed · {self.rate:,.0f} predictions/s · "
+            f"{_drift_text(self, now)} · broker {self.broker}"
+        )
 
 
 def _metric(report: Report, window: str, metric: str, dimension: str = "model",
@@ -367,10 +338,6 @@ def _metric(report: Report, window: str, metric: str, dimension: str = "model",
     return None
 
 
-def _fmt(value: float | None, digits: int = 3) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
 def _count(report: Report, name: str) -> int:
     model = report.models.get(MODEL)
     return 0 if model is None else int(model.counts.get(name, 0.0))
@@ -380,13 +347,6 @@ def _lag(runtime: RuntimeStats) -> int:
     return int(sum(runtime.lag.values()))
 
 
-def _watermark_text(report: Report, now: float) -> str:
-    if not math.isfinite(report.watermark):
-        return "not yet (waiting for every partition)"
-    when = datetime.fromtimestamp(report.watermark, UTC).strftime("%H:%M:%S")
-    return f"{when} UTC ({now - report.watermark:.1f} s behind)"
-
-
 def _drift_text(state: ViewState, now: float) -> str:
     left = state.traffic.start + state.traffic.drift_after - now
     if left > 0:
@@ -394,96 +354,6 @@ def _drift_text(state: ViewState, now: float) -> str:
     if state.traffic.drifted(now):
         return f"[bold red]drift active[/] ({left + state.traffic.drift_for:.0f} s left)"
     return "[green]drift over[/]"
-
-
-def _alerts_text(report: Report) -> Any:
-    """The model's alert rules: state, value against its bound, firings and resolutions."""
-    from rich.text import Text
-
-    model = report.models.get(MODEL)
-    rules = [] if model is None else model.alerts
-    if not rules:
-        return Text.from_markup("[bold]alerts[/] no rules")
-    style = {"firing": "bold red", "pending": "yellow", "inactive": "green"}
-    parts = []
-    for a in rules:
-        state = "ok" if a.state == "inactive" else a.state
-        value = "-" if a.value is None else f"{a.value:.3f}"
-        bound = "-" if a.threshold is None else f"{a.threshold:.3f}"
-        fired = a.transitions.get("firing", 0)
-        resolved = a.transitions.get("resolved", 0)
-        parts.append(
-            f"[{style.get(a.state, 'white')}]{a.rule} {state.upper()}[/] "
-            f"({a.signal} {value}, bound {bound}; fired {fired}, resolved {resolved})"
-        )
-    return Text.from_markup("[bold]alerts[/] " + " · ".join(parts))
-
-
-def render_view(state: ViewState, latest: tuple[Report, RuntimeStats] | None) -> Any:
-    """The live view: a rich renderable built from the daemon's latest report."""
-    from rich import box
-    from rich.console import Group
-    from rich.panel import Panel
-    from rich.table import Table
-    from rich.text import Text
-
-    now = time.time()
-    elapsed = now - state.started
-    head = Text.from_markup(
-        f"[bold]model[/] [cyan]{MODEL}[/] · {int(elapsed) // 60}:{int(elapsed) % 60:02d} elapsed · "
-        f"{state.rate:,.0f} predictions/s · {_drift_text(state, now)} · "
-        f"broker {state.broker}"
-    )
-    title = "[bold]monitor demo[/]"
-    footer = f"/metrics: {state.metrics_url} · Ctrl-C stops"
-    if latest is None:
-        return Panel(Group(head, Text("starting the daemon, joining the consumer group ...")),
-                     title=title, subtitle=footer, border_style="blue")
-    report, runtime = latest
-
-    metrics = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-    metrics.add_column("window", style="bold")
-    for name in SHOWN_METRICS:
-        metrics.add_column(name, justify="right")
-    for window in WINDOWS:
-        metrics.add_row(window, *(_fmt(_metric(report, window, m)) for m in SHOWN_METRICS))
-    for version, _, _ in _VERSIONS:
-        metrics.add_row(f"{version} {SPARK_WINDOW}", *(
-            _fmt(_metric(report, SPARK_WINDOW, m, "version", version)) for m in SHOWN_METRICS
-        ), style="dim")
-
-    counts = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-    counts.add_column("events", style="bold")
-    counts.add_column("count", justify="right")
-    for name in ("predictions", "labels", "matched", "pending", "expired", "late"):
-        counts.add_row(name, f"{_count(report, name):,}")
-
-    top = Table.grid(padding=(0, 4))
-    top.add_row(metrics, counts)
-
-    by_topic: dict[str, list[str]] = {}
-    for (topic, reason), n in sorted(report.rejects.items()):
-        by_topic.setdefault(topic, []).append(f"{reason} {n:,}")
-    rejects = Text.from_markup(
-        "[bold]rejects[/] (to the dead-letter topic): "
-        + ("; ".join(f"{topic}: " + ", ".join(items) for topic, items in by_topic.items())
-           or "none yet")
-    )
-
-    spark = sparkline(state.spark)
-    lo = min(state.spark) if state.spark else None
-    hi = max(state.spark) if state.spark else None
-    status = Text.from_markup(
-        f"[bold]accuracy@{SPARK_WINDOW}[/] per pane [green]{spark or '-'}[/] "
-        f"(min {_fmt(lo)}, max {_fmt(hi)})\n"
-        f"[bold]watermark[/] {_watermark_text(report, now)} · "
-        f"panes closed {report.panes_closed:,}\n"
-        f"[bold]consumer lag[/] {_lag(runtime):,} · partitions {runtime.assigned_partitions} · "
-        f"ready {'yes' if runtime.ready else 'no'} · dead letters {runtime.dead_letters:,} · "
-        f"checkpoints {runtime.checkpoints} · alerts {runtime.alerts}"
-    )
-    return Panel(Group(head, top, _alerts_text(report), rejects, status), title=title,
-                 subtitle=footer, border_style="blue")
 
 
 def status_fields(state: ViewState, latest: tuple[Report, RuntimeStats] | None) -> dict[str, Any]:
@@ -589,6 +459,10 @@ def run_demo(
         from monitor.app import App
 
         config = demo_config(broker.bootstrap, port, state_dir)
+        # The view's drift signals need a profile, and the demo has no reference file: the
+        # first panes' predictions (before the drift) become one.
+        model = config.models[0].model_copy(update={"reference_warmup": WARMUP_ROWS})
+        config = config.model_copy(update={"models": [model]})
         if outputs is not None:
             config = config.model_copy(update={"outputs": outputs})
         app = App(config, stop=stop)
@@ -670,36 +544,20 @@ def _log_lines(state: ViewState, app: Any, stop: threading.Event, deadline: floa
     while not _should_stop(stop, deadline):
         stop.wait(min(0.5, max(0.0, deadline - time.time())))
         latest = getattr(app, "latest", None)
-        if latest is not None:
-            state.observe(latest[0])
         if time.time() >= next_line:
             next_line += STATUS_EVERY_S
             log.info("demo_status", **status_fields(state, latest))
 
 
 def _live(state: ViewState, app: Any, stop: threading.Event, deadline: float) -> None:
-    from rich.console import Console
-    from rich.live import Live
+    """The live view (:class:`~monitor.tui.LiveView`) in this thread until stop or deadline."""
+    from monitor.tui import LiveView, current_level, live_session, run_view
 
-    from monitor.logs import configure_logging
-
-    level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
-    console = Console()
-    with Live(render_view(state, None), console=console, refresh_per_second=2,
-              redirect_stdout=True, redirect_stderr=True, transient=False) as live:
-        # Log lines go through the live console, above the view, instead of through it.
-        configure_logging(level, json=False, stream=sys.stdout)
-        try:
-            while not _should_stop(stop, deadline):
-                latest = getattr(app, "latest", None)
-                if latest is not None:
-                    state.observe(latest[0])
-                live.update(render_view(state, latest))
-                stop.wait(min(0.5, max(0.0, deadline - time.time())))
-            live.update(render_view(state, getattr(app, "latest", None)))
-            log.info("demo_stopping")
-        finally:
-            configure_logging(level, json=False, stream=sys.__stdout__)
+    view = LiveView("monitor demo", header=state.header,
+                    footer=f"/metrics: {state.metrics_url} · Ctrl-C stops")
+    with live_session(view, current_level()) as live:
+        run_view(view, app, live, lambda: _should_stop(stop, deadline))
+        log.info("demo_stopping")
 
 
 # ---------------------------------------------------------------------------- capture

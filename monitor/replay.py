@@ -15,7 +15,7 @@ import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import structlog
@@ -27,6 +27,9 @@ from monitor.events.message import Message
 from monitor.outputs.alerts import alert_json
 from monitor.outputs.exports import Exports
 from monitor.outputs.prometheus import MonitorCollector, render
+
+if TYPE_CHECKING:
+    from monitor.tui import ProgressBars
 
 __all__ = ["capture_partitions", "iter_capture", "replay", "signal_line"]
 
@@ -119,10 +122,14 @@ def signal_line(sig: PaneSignals) -> dict[str, Any]:
 
 
 def replay(
-    config: MonitorConfig, captures: list[str], out_dir: str | os.PathLike[str]
+    config: MonitorConfig,
+    captures: list[str],
+    out_dir: str | os.PathLike[str],
+    progress: ProgressBars | None = None,
 ) -> dict[str, Any]:
     """Run the core over ``captures`` and write the four output files (and those of the
-    ``[outputs]`` exports turned on: TensorBoard runs, ``cloudwatch.jsonl``); return the summary."""
+    ``[outputs]`` exports turned on: TensorBoard runs, ``cloudwatch.jsonl``); return the summary.
+    With ``progress``, a bar counts messages read against the captures' lines."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     engine = Engine(config)
@@ -130,6 +137,11 @@ def replay(
     engine.track(tp for tp in capture_partitions(captures) if tp[0] in inputs)
     bad: dict[str, int] = {}
     batch: list[Message] = []
+    bar = None
+    if progress is not None:
+        from monitor.tui import count_lines
+
+        bar = progress.add("replay", total=count_lines(captures), unit="messages")
     with (
         open(out / "signals.jsonl", "w", encoding="utf-8") as signals,
         open(out / "alerts.jsonl", "wb") as alerts,
@@ -146,6 +158,8 @@ def replay(
 
         def flush() -> None:
             engine.process(batch)
+            if progress is not None:
+                progress.advance(bar, len(batch))
             batch.clear()
             emit(engine)
 
@@ -154,6 +168,8 @@ def replay(
             if len(batch) >= BATCH:
                 flush()
         flush()
+        if progress is not None:
+            progress.finish(bar)
         final = engine.flushed(keep_signals=True)
         emit(final)
     summary = final.summary()

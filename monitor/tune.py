@@ -62,6 +62,7 @@ from monitor.core.engine import Engine, ModelState
 from monitor.core.rules import ModelRules, RuleBook
 from monitor.events.message import Message
 from monitor.replay import capture_partitions, iter_capture
+from monitor.tui import ProgressBars
 from monitor.tune_grid import Setting, setting_label
 
 __all__ = [
@@ -275,10 +276,12 @@ class Replayed:
 
 
 def run_settings(
-    captures: list[str], settings: list[Setting], jobs: int = 1
+    captures: list[str], settings: list[Setting], jobs: int = 1,
+    progress: ProgressBars | None = None,
 ) -> Replayed:
     """Decode ``captures`` once, replay once per engine group, evaluate every setting's
-    rules; serial when ``jobs`` is 1, else ``jobs`` forked worker processes."""
+    rules; serial when ``jobs`` is 1, else ``jobs`` forked worker processes. With
+    ``progress``, bars count the replays and the settings done."""
     global _MESSAGES, _PARTITIONS, _PANES
     started = time.perf_counter()
     config = settings[0].config
@@ -297,22 +300,35 @@ def run_settings(
             keep.setdefault(model, set()).update(names)
     tasks = [(key, cfg, keep) for key, (cfg, keep) in groups.items()]
     try:
+        bars = progress if progress is not None else ProgressBars(None)
+        replays = bars.add("replays", total=len(tasks), unit="replays")
         pool = _pool(jobs, len(tasks))
+        results = []
         if pool is None:
-            results = [_replay_group(t) for t in tasks]
+            for t in tasks:
+                results.append(_replay_group(t))
+                bars.advance(replays)
         else:
             with pool:
-                results = list(pool.map(_replay_group, tasks))
+                for result in pool.map(_replay_group, tasks):
+                    results.append(result)
+                    bars.advance(replays)
         _PANES = dict(results)
         replayed = time.perf_counter()
         rule_tasks = [(key, s.config) for key, s in zip(keys, settings, strict=True)]
+        evaluated = bars.add("settings", total=len(rule_tasks), unit="settings")
         pool = _pool(jobs, len(rule_tasks))
+        firings = []
         if pool is None:
-            firings = [_evaluate(t) for t in rule_tasks]
+            for rule_task in rule_tasks:
+                firings.append(_evaluate(rule_task))
+                bars.advance(evaluated)
         else:
             chunk = max(1, len(rule_tasks) // (4 * jobs))
             with pool:
-                firings = list(pool.map(_evaluate, rule_tasks, chunksize=chunk))
+                for found in pool.map(_evaluate, rule_tasks, chunksize=chunk):
+                    firings.append(found)
+                    bars.advance(evaluated)
         panes = results[0][1]
     finally:
         n_messages = len(_MESSAGES)
@@ -566,10 +582,11 @@ def tune(
     jobs: int = 1,
     grace: float = 0.0,
     max_false_per_day: float = 1.0,
+    progress: ProgressBars | None = None,
 ) -> TuneResult:
     """Replay, score per fold, cross-validate and rank ``settings``; see the module docs."""
     started = time.perf_counter()
-    replayed = run_settings(captures, settings, jobs)
+    replayed = run_settings(captures, settings, jobs, progress)
     if not replayed.timeline or all(len(t[0]) == 0 for t in replayed.timeline.values()):
         raise ValueError("the capture closed no pane (no usable prediction or label events)")
     lo, hi = replayed.span
@@ -774,10 +791,11 @@ def run_tune(args: Any, config: MonitorConfig) -> int:
             print(problem, file=sys.stderr)
         return 2
     try:
-        result = tune(
-            args.captures, settings, incidents, folds=args.folds, jobs=args.jobs, grace=grace,
-            max_false_per_day=args.max_false_per_day,
-        )
+        with ProgressBars.on_stderr(not getattr(args, "no_progress", False)) as bars:
+            result = tune(
+                args.captures, settings, incidents, folds=args.folds, jobs=args.jobs,
+                grace=grace, max_false_per_day=args.max_false_per_day, progress=bars,
+            )
     except (OSError, ValueError) as exc:
         print(f"monitor tune: {exc}", file=sys.stderr)
         return 2

@@ -21,8 +21,11 @@ fold 2 holds B.
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import re
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -272,3 +275,33 @@ def test_capture_without_events_exits_2(
         ])
         assert code == 2
         assert "monitor tune:" in capsys.readouterr().err
+
+
+class _Terminal(io.StringIO):
+    """A stderr that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("flag", [[], ["--no-progress"]])
+def test_progress_bars_on_a_terminal_only(
+    case: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], flag: list[str],
+) -> None:
+    err = _Terminal()
+    monkeypatch.setattr(sys, "stderr", err)
+    root = case["root"]
+    code = main([
+        "--log-level", "warning", "tune", *flag, "--config", str(root / "config.toml"),
+        "--incidents", str(root / "incidents.csv"), "--grid", str(root / "grid.toml"),
+        "--jobs", "1", "--out", str(tmp_path), *case["capture"],
+    ])
+    assert code == 0
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", err.getvalue())
+    if flag:
+        assert shown == ""
+    else:
+        # one engine group (the grid changes only a threshold), three settings
+        assert "1/1 replays" in shown and "3/3 settings" in shown
+    assert "3 settings" in capsys.readouterr().out
