@@ -30,7 +30,7 @@ from monitor.config import MonitorConfig
 from monitor.core.engine import Engine
 from monitor.http import HttpServer
 from monitor.kafka.sink import KafkaSink
-from monitor.kafka.source import KafkaSource
+from monitor.kafka.source import Source, make_source
 from monitor.logs import RateLimitedLogger
 from monitor.outputs.alerts import AlertmanagerPusher, alert_dict, alert_json
 from monitor.outputs.prometheus import MonitorCollector, RuntimeStats
@@ -68,7 +68,7 @@ class App:
         self.collector = MonitorCollector(self.registry)
         self.store = CheckpointStore(config.state.dir)
         self.engine = self.store.load(config) or Engine(config)
-        self.source = KafkaSource(config.kafka, start_offsets=self._start_offset)
+        self.source: Source = make_source(config.kafka, start_offsets=self._start_offset)
         self.sink = KafkaSink(config.kafka)
         self.http = HttpServer(
             config.http.host,

@@ -1,4 +1,6 @@
-"""KafkaSource against a real broker: coordinates, seeks, commits, big messages, outages."""
+"""Both sources (kafka-python's KafkaSource and confluent-kafka's ConfluentSource) against a
+real broker: coordinates, seeks, commits, rebalances, big messages, pause, outages. Every
+test runs once per client (``[kafka] client``), through ``make_source`` as the daemon does."""
 
 from __future__ import annotations
 
@@ -11,11 +13,22 @@ from kafka import KafkaAdminClient
 
 from monitor.broker import EmbeddedBroker, create_topics, free_port
 from monitor.config import KafkaConfig
+from tests.conftest import make_kafka_config
 from monitor.events.message import Message
-from monitor.kafka.source import KafkaSource
+from monitor.kafka.source import Source, make_source
 from monitor.kafka.topics import TopicLayoutError
 
 GROUP_JOIN_S = 15.0
+
+
+@pytest.fixture(params=["kafka-python", "confluent"])
+def kafka_config(request: pytest.FixtureRequest) -> Callable[..., KafkaConfig]:
+    """``kafka_config(broker, topics, **overrides)`` with ``client`` set to each library."""
+
+    def make(broker: EmbeddedBroker | str, topics: object, **overrides: object) -> KafkaConfig:
+        return make_kafka_config(broker, topics, client=request.param, **overrides)  # type: ignore[arg-type]
+
+    return make
 
 
 def no_checkpoint(_topic: str, _partition: int) -> int | None:
@@ -23,9 +36,9 @@ def no_checkpoint(_topic: str, _partition: int) -> int | None:
 
 
 @pytest.fixture
-def sources() -> Iterator[list[KafkaSource]]:
+def sources() -> Iterator[list[Source]]:
     """Sources made by a test, closed at its end."""
-    made: list[KafkaSource] = []
+    made: list[Source] = []
     yield made
     for source in made:
         source.close()
@@ -33,17 +46,17 @@ def sources() -> Iterator[list[KafkaSource]]:
 
 def connected_source(
     cfg: KafkaConfig,
-    made: list[KafkaSource],
+    made: list[Source],
     start_offsets: Callable[[str, int], int | None] = no_checkpoint,
-) -> KafkaSource:
-    source = KafkaSource(cfg, start_offsets=start_offsets)
+) -> Source:
+    source = make_source(cfg, start_offsets=start_offsets)
     made.append(source)
     source.connect(threading.Event())
     assert source.connected
     return source
 
 
-def poll_until(source: KafkaSource, count: int, timeout_s: float = GROUP_JOIN_S) -> list[Message]:
+def poll_until(source: Source, count: int, timeout_s: float = GROUP_JOIN_S) -> list[Message]:
     """Poll until ``count`` messages arrived (or the time is up), then a bit more for extras."""
     got: list[Message] = []
     deadline = time.monotonic() + timeout_s
@@ -154,7 +167,7 @@ def test_commit_moves_the_groups_offsets_for_assigned_partitions_only(
 class Member(threading.Thread):
     """A replica: polls its source in a thread of its own, as the daemon's loop does."""
 
-    def __init__(self, source: KafkaSource) -> None:
+    def __init__(self, source: Source) -> None:
         super().__init__(daemon=True)
         self.source = source
         self.halt = threading.Event()
@@ -241,7 +254,7 @@ def test_connect_refuses_input_topics_with_different_partition_counts(
     broker, make_topics, kafka_config
 ):
     topics = make_topics(4, 6)
-    source = KafkaSource(kafka_config(broker, topics), start_offsets=no_checkpoint)
+    source = make_source(kafka_config(broker, topics), start_offsets=no_checkpoint)
     with pytest.raises(TopicLayoutError, match=r"has 4 partitions.*has 6 partitions"):
         source.connect(threading.Event())
     assert not source.connected
@@ -261,7 +274,7 @@ def test_connect_waits_for_a_broker_that_starts_late(make_topics, kafka_config, 
 
     thread = threading.Thread(target=start_later, daemon=True)
     try:
-        source = KafkaSource(kafka_config(late.bootstrap, names), start_offsets=no_checkpoint)
+        source = make_source(kafka_config(late.bootstrap, names), start_offsets=no_checkpoint)
         sources.append(source)
         began = time.monotonic()
         thread.start()
@@ -277,7 +290,7 @@ def test_connect_waits_for_a_broker_that_starts_late(make_topics, kafka_config, 
 
 
 def test_connect_returns_when_stop_is_set_while_the_broker_is_down(topics, kafka_config):
-    source = KafkaSource(
+    source = make_source(
         kafka_config(f"127.0.0.1:{free_port()}", topics), start_offsets=no_checkpoint
     )
     stop = threading.Event()

@@ -1,0 +1,503 @@
+"""The input side on confluent-kafka (librdkafka): the same contract as :class:`KafkaSource`.
+
+:class:`ConfluentSource` is chosen with ``[kafka] client = "confluent"``. It reads several
+times more messages per second than kafka-python: librdkafka fetches and decompresses on
+its own threads, and ``consume(n, timeout)`` hands over a whole batch per call.
+
+How it maps onto the :class:`~monitor.kafka.source.Source` contract:
+
+- **Rebalances** are eager (librdkafka's default assignors). librdkafka runs the
+  ``on_assign``/``on_revoke``/``on_lost`` callbacks inside ``consume``, on the thread that
+  calls :meth:`ConfluentSource.poll`, so ``start_offsets`` is asked right there and each
+  newly assigned partition is assigned *at* the checkpoint's offset (or, without one, at
+  the group's committed offset, then the earliest record): no fetch ever starts elsewhere.
+  A batch during which a rebalance happened keeps, for each partition it touched, only
+  the messages read after the assignment (none for a partition that left).
+- **Commits** are synchronous, of explicit offsets, and bounded by ``timeout_s``: the call
+  runs on a helper thread that is abandoned (and answered False) when the broker does not
+  answer in time; a later commit is refused while one is still in flight.
+- **Lag** is the high watermark librdkafka cached from the last fetch response (the
+  broker's "latest offset" lookups are wrong on Tansu) minus the position of the next
+  message :meth:`poll` will return; with ``enable.partition.eof`` the end-of-partition
+  events also give the position of a partition that had nothing to read.
+- **Outages** never raise out of ``poll``, ``commit``, ``lag`` or ``caught_up``: errors are
+  logged at a rate limit and the call answers empty or false; librdkafka reconnects on its
+  own. ``connect`` maps librdkafka's errors to kafka-python's so that the shared retry
+  loop (:func:`~monitor.kafka.client_config.retry_connect`) waits them out the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import structlog
+from confluent_kafka import (
+    OFFSET_INVALID,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
+from kafka import errors as kafka_errors
+
+from monitor.config import KafkaConfig
+from monitor.events.message import Message
+from monitor.kafka.client_config import LogLimiter, confluent_consumer_config, retry_connect
+from monitor.kafka.source import TP, StartOffsets
+from monitor.kafka.topics import check_copartitioning
+
+__all__ = ["ConfluentSource"]
+
+log = structlog.get_logger(__name__)
+
+#: How long one attempt waits for the broker's metadata once its port accepts connections.
+BOOTSTRAP_TIMEOUT_S = 10.0
+#: librdkafka's own log lines go to this stdlib logger (under ``kafka``, like kafka-python's).
+RDKAFKA_LOGGER = "kafka.librdkafka"
+_EOF = KafkaError._PARTITION_EOF
+
+
+class _TopicCounts:
+    """A metadata snapshot answering as a consumer would, for ``check_copartitioning``."""
+
+    def __init__(self, topics: dict[str, Any]) -> None:
+        self._partitions = {
+            name: set(meta.partitions) for name, meta in topics.items() if meta.error is None
+        }
+
+    def topics(self) -> set[str]:
+        return set(self._partitions)
+
+    def partitions_for_topic(self, topic: str) -> set[int] | None:
+        return self._partitions.get(topic)
+
+
+class ConfluentSource:
+    """A member of the consumer group ``cfg.group_id`` on confluent-kafka, reading both inputs.
+
+    Parameters
+    ----------
+    cfg
+        The ``[kafka]`` section of the configuration.
+    start_offsets
+        ``start_offsets(topic, partition)``: the next offset to read per the checkpoint,
+        or None for the group's committed offset (the earliest record without one).
+        Called once per assignment of a partition, from the thread that calls
+        :meth:`poll`, before the partition is fetched.
+
+    Examples
+    --------
+    The same run loop as :class:`~monitor.kafka.source.KafkaSource`'s::
+
+        source = ConfluentSource(cfg.kafka, start_offsets=store.next_offset)
+        source.connect(stop)
+        while not stop.is_set():
+            messages = source.poll(500)
+            assigned, revoked = source.take_assignment_changes()
+            ...
+        source.close()
+    """
+
+    def __init__(self, cfg: KafkaConfig, *, start_offsets: StartOffsets) -> None:
+        self.cfg = cfg
+        self._start_offsets = start_offsets
+        self._consumer: Consumer | None = None
+        self._lock = threading.Lock()
+        self._assigned: set[TP] = set()
+        self._revoked: set[TP] = set()
+        self._user_paused: set[TP] = set()
+        #: Partitions (re)assigned or revoked during the current ``consume`` call.
+        self._touched: set[TP] = set()
+        #: Next offset known without a consumed message: the checkpoint's, or end of partition.
+        self._known_position: dict[TP, int] = {}
+        #: Offsets below these were already returned: skipped when the fetcher re-reads them.
+        self._skip_below: dict[TP, int] = {}
+        self._commit_thread: threading.Thread | None = None
+        self._limiter = LogLimiter(10.0)
+        #: Partition count of each input topic, known after :meth:`connect`.
+        self.partitions: int | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """True once :meth:`connect` has returned with a consumer (and until :meth:`close`)."""
+        return self._consumer is not None
+
+    def connect(self, stop: threading.Event) -> None:
+        """Create the consumer and subscribe, waiting out a broker that is not up yet.
+
+        Retries as :meth:`KafkaSource.connect <monitor.kafka.source.KafkaSource.connect>`
+        does (0.5 s doubling to 30 s, logged at a rate limit) and returns early,
+        unconnected, when ``stop`` is set.
+
+        Raises
+        ------
+        TopicLayoutError
+            When an input topic is missing or the partition counts differ.
+        """
+        if self._consumer is not None:
+            return
+        consumer = retry_connect(
+            "source", self.cfg, self._connect_once, stop, logger=log, limiter=self._limiter
+        )
+        if consumer is not None:
+            self._consumer = consumer
+            log.info(
+                "kafka_source_subscribed",
+                client="confluent",
+                group_id=self.cfg.group_id,
+                topics=[self.cfg.predictions_topic, self.cfg.labels_topic],
+                partitions=self.partitions,
+            )
+
+    def _connect_once(self) -> Consumer:
+        conf = confluent_consumer_config(self.cfg)
+        conf["error_cb"] = self._on_error
+        conf["logger"] = logging.getLogger(RDKAFKA_LOGGER)
+        consumer = Consumer(conf)
+        try:
+            try:
+                # All topics: naming one would let a broker that ignores the no-create
+                # flag (Tansu) create it.
+                metadata = consumer.list_topics(timeout=BOOTSTRAP_TIMEOUT_S)
+            except KafkaException as exc:
+                raise kafka_errors.KafkaConnectionError(f"metadata: {exc}") from exc
+            self.partitions = check_copartitioning(self.cfg, _TopicCounts(metadata.topics))
+            consumer.subscribe(
+                [self.cfg.predictions_topic, self.cfg.labels_topic],
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_revoke,
+            )
+        except BaseException:
+            _close_quietly(consumer)
+            raise
+        return consumer
+
+    def close(self) -> None:
+        """Leave the group and close the consumer; offsets are not committed here."""
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            _close_quietly(consumer)
+        with self._lock:
+            self._user_paused.clear()
+            self._known_position.clear()
+            self._skip_below.clear()
+
+    # -- callbacks (run by librdkafka inside consume, on the polling thread) ----------------
+
+    def _on_error(self, error: KafkaError) -> None:
+        self._limiter.log(
+            log, "warning", f"error-{error.code()}", "kafka_client_error",
+            client="confluent", error=error.str(), fatal=error.fatal(),
+        )  # fmt: skip
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        keys: set[TP] = set()
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            keys.add(key)
+            offset = self._start_offsets(tp.topic, tp.partition)
+            tp.offset = OFFSET_INVALID if offset is None else int(offset)
+            with self._lock:
+                if offset is None:
+                    self._known_position.pop(key, None)
+                else:
+                    self._known_position[key] = int(offset)
+            log.info(
+                "kafka_partition_assigned",
+                topic=tp.topic, partition=tp.partition,
+                start_offset=offset if offset is not None else "committed",
+            )  # fmt: skip
+        consumer.assign(partitions)
+        with self._lock:
+            self._assigned |= keys
+            self._touched |= keys
+            for key in keys:
+                self._skip_below.pop(key, None)
+            held = [TopicPartition(t, p) for t, p in sorted(keys & self._user_paused)]
+        if held:
+            consumer.pause(held)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        keys = {(tp.topic, tp.partition) for tp in partitions}
+        with self._lock:
+            self._assigned -= keys
+            self._revoked |= keys
+            self._touched |= keys
+            self._user_paused -= keys
+            for key in keys:
+                self._known_position.pop(key, None)
+                self._skip_below.pop(key, None)
+        consumer.unassign()  # eager protocol: everything goes; the assignment brings some back
+
+    def take_assignment_changes(self) -> tuple[set[TP], set[TP]]:
+        """Partitions assigned and revoked since the last call, as ``(assigned, revoked)``.
+
+        The same meaning as :meth:`KafkaSource.take_assignment_changes
+        <monitor.kafka.source.KafkaSource.take_assignment_changes>`.
+        """
+        with self._lock:
+            assigned, revoked = self._assigned, self._revoked
+            self._assigned, self._revoked = set(), set()
+        return assigned, revoked
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def poll(self, timeout_ms: int) -> list[Message]:
+        """One ``consume``: up to ``cfg.max_poll_records`` messages within ``timeout_ms``.
+
+        Each partition's messages come in offset order (partitions interleaved as
+        librdkafka fetched them). A null header value becomes ``b""``; a message without a
+        timestamp has ``timestamp_ms == -1``. Never raises on a broker outage: it logs at
+        a rate limit and returns ``[]``.
+        """
+        consumer = self._consumer
+        if consumer is None:
+            time.sleep(timeout_ms / 1000)
+            return []
+        try:
+            # Any: the stubs type every field optional, which only error messages are.
+            batch: list[Any] = consumer.consume(self.cfg.max_poll_records, timeout_ms / 1000)
+        except KafkaException as exc:
+            self._limiter.log(log, "warning", "poll", "kafka_poll_failed", error=str(exc))
+            return []
+        messages: list[Message] = []
+        append = messages.append
+        for m in batch:
+            error = m.error()
+            if error is not None:
+                self._on_message_error(m, error)
+                continue
+            headers = m.headers()
+            append(
+                Message(
+                    m.topic(),
+                    m.partition(),
+                    m.offset(),
+                    m.key(),
+                    m.value(),
+                    [(k, b"" if v is None else v) for k, v in headers] if headers else [],
+                    m.timestamp()[1],
+                )
+            )
+        if self._skip_below:
+            messages = self._skip_reread(messages)
+        with self._lock:
+            touched, self._touched = self._touched, set()
+        if touched:
+            messages = self._after_rebalance(consumer, messages, touched)
+        return messages
+
+    def _on_message_error(self, m: Any, error: KafkaError) -> None:
+        if error.code() == _EOF:
+            with self._lock:
+                self._known_position[(m.topic(), m.partition())] = int(m.offset())
+            return
+        self._limiter.log(
+            log, "warning", f"message-{error.code()}", "kafka_fetch_error",
+            topic=m.topic(), partition=m.partition(), error=error.str(),
+        )  # fmt: skip
+
+    def _after_rebalance(
+        self, consumer: Consumer, messages: list[Message], touched: set[TP]
+    ) -> list[Message]:
+        """Keep, of a partition a rebalance touched during the batch, what is still wanted.
+
+        A partition no longer assigned keeps nothing. One assigned again restarted at its
+        checkpoint's offset, which the engine has not passed: its messages after the
+        assignment follow the last point where the offsets did not increase, and the ones
+        before it would be read twice. When no such point shows, what was kept may be
+        the old assignment's: the fetcher then re-reads it, so later batches skip
+        offsets below the last one kept.
+        """
+        owned = {(tp.topic, tp.partition) for tp in consumer.assignment()}
+        restart: dict[TP, int] = {}
+        last: dict[TP, int] = {}
+        for i, m in enumerate(messages):
+            key = (m.topic, m.partition)
+            if key in touched:
+                if key in last and m.offset <= last[key]:
+                    restart[key] = i
+                last[key] = m.offset
+        kept = [
+            m
+            for i, m in enumerate(messages)
+            if (key := (m.topic, m.partition)) not in touched
+            or (key in owned and i >= restart.get(key, 0))
+        ]
+        for key in touched & owned:
+            if key in last:
+                self._skip_below[key] = last[key] + 1
+        return kept
+
+    def _skip_reread(self, messages: list[Message]) -> list[Message]:
+        """Drop offsets below ``_skip_below`` (see :meth:`_after_rebalance`)."""
+        skip = self._skip_below
+        kept = []
+        for m in messages:
+            key = (m.topic, m.partition)
+            floor = skip.get(key)
+            if floor is not None:
+                if m.offset < floor:
+                    continue
+                del skip[key]
+            kept.append(m)
+        return kept
+
+    def assignment(self) -> set[TP]:
+        """The partitions this member holds now."""
+        consumer = self._consumer
+        if consumer is None:
+            return set()
+        try:
+            return {(tp.topic, tp.partition) for tp in consumer.assignment()}
+        except (KafkaException, RuntimeError) as exc:
+            self._limiter.log(
+                log, "warning", "assignment", "kafka_assignment_failed", error=str(exc)
+            )
+            return set()
+
+    # -- offsets ---------------------------------------------------------------------------
+
+    def commit(self, offsets: dict[TP, int], *, timeout_s: float = 10.0) -> bool:
+        """Commit next-offsets (last processed + 1) to the group, for assigned partitions only.
+
+        Synchronous, of these explicit offsets; waits at most ``timeout_s``. Returns False,
+        and logs, when the commit fails, times out, or a previous one is still waiting for
+        the broker; never raises.
+        """
+        consumer = self._consumer
+        if consumer is None:
+            return False
+        owned = self.assignment()
+        to_commit = [
+            TopicPartition(topic, partition, int(offset))
+            for (topic, partition), offset in sorted(offsets.items())
+            if (topic, partition) in owned
+        ]
+        if not to_commit:
+            return True
+        previous = self._commit_thread
+        if previous is not None and previous.is_alive():
+            self._limiter.log(
+                log, "warning", "commit", "kafka_commit_failed",
+                error="the previous commit is still waiting for the broker",
+                partitions=len(to_commit),
+            )  # fmt: skip
+            return False
+        outcome: list[BaseException | list[TopicPartition]] = []
+
+        def run() -> None:
+            try:
+                outcome.append(consumer.commit(offsets=to_commit, asynchronous=False))
+            except BaseException as exc:  # handed to the caller below
+                outcome.append(exc)
+
+        thread = threading.Thread(target=run, name="monitor-commit", daemon=True)
+        self._commit_thread = thread
+        thread.start()
+        thread.join(timeout_s)
+        if not outcome:
+            error = f"no answer within {timeout_s} s"
+        elif isinstance(outcome[0], BaseException):
+            error = str(outcome[0]) or type(outcome[0]).__name__
+        else:
+            failed = [tp for tp in outcome[0] if tp.error is not None]
+            if not failed:
+                return True
+            error = f"{failed[0].topic}[{failed[0].partition}]: {failed[0].error}"
+        self._limiter.log(
+            log, "warning", "commit", "kafka_commit_failed",
+            error=error, partitions=len(to_commit),
+        )  # fmt: skip
+        return False
+
+    def lag(self) -> dict[TP, int]:
+        """Records not yet read, per assigned partition: high watermark minus position.
+
+        The high watermark is the one librdkafka cached from the last fetch response; the
+        position is that of the next message :meth:`poll` returns (or the checkpoint's
+        offset, or the end of the partition, before any message). A partition whose
+        watermark or position is not known yet is left out.
+        """
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        result: dict[TP, int] = {}
+        try:
+            positions = consumer.position(consumer.assignment())
+            with self._lock:
+                known = dict(self._known_position)
+            for tp in positions:
+                key = (tp.topic, tp.partition)
+                _low, high = consumer.get_watermark_offsets(tp, cached=True)
+                if high is None or high < 0:
+                    continue
+                position = max(tp.offset, known.get(key, -1))
+                if position < 0:
+                    continue
+                result[key] = max(0, int(high) - int(position))
+        except (KafkaException, RuntimeError) as exc:
+            self._limiter.log(log, "warning", "lag", "kafka_lag_failed", error=str(exc))
+        return result
+
+    def caught_up(self) -> bool:
+        """True when every assigned partition has been fetched and has nothing left to read.
+
+        Vacuously true when nothing is assigned; check :meth:`assignment` too.
+        """
+        if self._consumer is None:
+            return False
+        owned = self.assignment()
+        lag = self.lag()
+        return all(lag.get(tp) == 0 for tp in owned)
+
+    # -- backpressure ----------------------------------------------------------------------
+
+    def pause(self, partitions: Iterable[TP]) -> None:
+        """Stop fetching these partitions until :meth:`resume` (or until they are revoked)."""
+        keys = set(partitions)
+        with self._lock:
+            self._user_paused |= keys
+        self._apply(keys, pause=True)
+
+    def resume(self, partitions: Iterable[TP]) -> None:
+        """Fetch these partitions again."""
+        keys = set(partitions)
+        with self._lock:
+            self._user_paused -= keys
+        self._apply(keys, pause=False)
+
+    def _apply(self, keys: set[TP], *, pause: bool) -> None:
+        consumer = self._consumer
+        if consumer is None:
+            return
+        tps = [TopicPartition(t, p) for t, p in sorted(keys & self.assignment())]
+        if not tps:
+            return
+        try:
+            if pause:
+                consumer.pause(tps)
+            else:
+                consumer.resume(tps)
+        except KafkaException as exc:
+            self._limiter.log(log, "warning", "pause", "kafka_pause_failed", error=str(exc))
+
+    def paused(self) -> set[TP]:
+        """Partitions paused by :meth:`pause` and still assigned."""
+        with self._lock:
+            held = set(self._user_paused)
+        return held & self.assignment()
+
+
+def _close_quietly(consumer: Consumer) -> None:
+    try:
+        consumer.close()
+    except Exception as exc:  # closing during an outage may fail; nothing to do about it
+        log.debug("kafka_consumer_close_failed", error=str(exc))
