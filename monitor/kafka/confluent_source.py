@@ -13,9 +13,10 @@ How it maps onto the :class:`~monitor.kafka.source.Source` contract:
   the group's committed offset, then the earliest record): no fetch ever starts elsewhere.
   A batch during which a rebalance happened keeps, for each partition it touched, only
   the messages read after the assignment (none for a partition that left).
-- **Commits** are synchronous, of explicit offsets, and bounded by ``timeout_s``: the call
-  runs on a helper thread that is abandoned (and answered False) when the broker does not
-  answer in time; a later commit is refused while one is still in flight.
+- **Commits** are of explicit offsets and synchronous for the caller, bounded by
+  ``timeout_s``: sent asynchronously, then confirmed by reading the group's offsets back
+  (``committed``, which takes a timeout). librdkafka's own synchronous commit cannot be
+  bounded, and while it waits for a frozen broker every other call on the consumer waits.
 - **Lag** is the high watermark librdkafka cached from the last fetch response (the
   broker's "latest offset" lookups are wrong on Tansu) minus the position of the next
   message :meth:`poll` will return; with ``enable.partition.eof`` the end-of-partition
@@ -29,6 +30,7 @@ How it maps onto the :class:`~monitor.kafka.source.Source` contract:
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterable
@@ -56,9 +58,43 @@ log = structlog.get_logger(__name__)
 
 #: How long one attempt waits for the broker's metadata once its port accepts connections.
 BOOTSTRAP_TIMEOUT_S = 10.0
+#: Longest wait for the consumer to leave the group on close (the daemon must stop in 10 s).
+CLOSE_TIMEOUT_S = 3.0
+#: Pause between two reads of the group's offsets while a commit is not confirmed yet.
+COMMIT_CHECK_S = 0.05
 #: librdkafka's own log lines go to this stdlib logger (under ``kafka``, like kafka-python's).
 RDKAFKA_LOGGER = "kafka.librdkafka"
 _EOF = KafkaError._PARTITION_EOF
+
+
+class _RateLimit(logging.Filter):
+    """Lets librdkafka's lines through at most once per ``interval_s`` per facility.
+
+    librdkafka logs every failed reconnection (``FAIL``) at error level: one line per
+    attempt during an outage. The next line let through carries ``suppressed=N``.
+    """
+
+    def __init__(self, interval_s: float = 10.0) -> None:
+        super().__init__()
+        self.interval_s = interval_s
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        facility = str(record.msg).split(" ", 1)[0]
+        now = time.monotonic()
+        if now - self._last.get(facility, -math.inf) < self.interval_s:
+            self._held[facility] = self._held.get(facility, 0) + 1
+            return False
+        self._last[facility] = now
+        held = self._held.pop(facility, 0)
+        if held:
+            record.msg = f"{record.msg} (suppressed={held})"
+        return True
+
+
+_RDKAFKA_LOG = logging.getLogger(RDKAFKA_LOGGER)
+_RDKAFKA_LOG.addFilter(_RateLimit())
 
 
 class _TopicCounts:
@@ -108,6 +144,9 @@ class ConfluentSource:
         self._consumer: Consumer | None = None
         self._lock = threading.Lock()
         self._assigned: set[TP] = set()
+        #: The assignment, kept from the callbacks (``Consumer.assignment`` is a round trip
+        #: through librdkafka's main thread).
+        self._owned: set[TP] = set()
         self._revoked: set[TP] = set()
         self._user_paused: set[TP] = set()
         #: Partitions (re)assigned or revoked during the current ``consume`` call.
@@ -116,7 +155,6 @@ class ConfluentSource:
         self._known_position: dict[TP, int] = {}
         #: Offsets below these were already returned: skipped when the fetcher re-reads them.
         self._skip_below: dict[TP, int] = {}
-        self._commit_thread: threading.Thread | None = None
         self._limiter = LogLimiter(10.0)
         #: Partition count of each input topic, known after :meth:`connect`.
         self.partitions: int | None = None
@@ -158,7 +196,7 @@ class ConfluentSource:
     def _connect_once(self) -> Consumer:
         conf = confluent_consumer_config(self.cfg)
         conf["error_cb"] = self._on_error
-        conf["logger"] = logging.getLogger(RDKAFKA_LOGGER)
+        conf["logger"] = _RDKAFKA_LOG
         consumer = Consumer(conf)
         try:
             try:
@@ -185,6 +223,7 @@ class ConfluentSource:
         if consumer is not None:
             _close_quietly(consumer)
         with self._lock:
+            self._owned.clear()
             self._user_paused.clear()
             self._known_position.clear()
             self._skip_below.clear()
@@ -216,6 +255,7 @@ class ConfluentSource:
             )  # fmt: skip
         consumer.assign(partitions)
         with self._lock:
+            self._owned = keys
             self._assigned |= keys
             self._touched |= keys
             for key in keys:
@@ -227,6 +267,7 @@ class ConfluentSource:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         keys = {(tp.topic, tp.partition) for tp in partitions}
         with self._lock:
+            self._owned = set()
             self._assigned -= keys
             self._revoked |= keys
             self._touched |= keys
@@ -316,7 +357,7 @@ class ConfluentSource:
         the old assignment's: the fetcher then re-reads it, so later batches skip
         offsets below the last one kept.
         """
-        owned = {(tp.topic, tp.partition) for tp in consumer.assignment()}
+        owned = self.assignment()
         restart: dict[TP, int] = {}
         last: dict[TP, int] = {}
         for i, m in enumerate(messages):
@@ -352,25 +393,18 @@ class ConfluentSource:
 
     def assignment(self) -> set[TP]:
         """The partitions this member holds now."""
-        consumer = self._consumer
-        if consumer is None:
+        if self._consumer is None:
             return set()
-        try:
-            return {(tp.topic, tp.partition) for tp in consumer.assignment()}
-        except (KafkaException, RuntimeError) as exc:
-            self._limiter.log(
-                log, "warning", "assignment", "kafka_assignment_failed", error=str(exc)
-            )
-            return set()
+        with self._lock:
+            return set(self._owned)
 
     # -- offsets ---------------------------------------------------------------------------
 
     def commit(self, offsets: dict[TP, int], *, timeout_s: float = 10.0) -> bool:
         """Commit next-offsets (last processed + 1) to the group, for assigned partitions only.
 
-        Synchronous, of these explicit offsets; waits at most ``timeout_s``. Returns False,
-        and logs, when the commit fails, times out, or a previous one is still waiting for
-        the broker; never raises.
+        Waits at most ``timeout_s`` for the broker to confirm. Returns False, and logs,
+        when the commit fails or is not confirmed in time; never raises.
         """
         consumer = self._consumer
         if consumer is None:
@@ -383,35 +417,34 @@ class ConfluentSource:
         ]
         if not to_commit:
             return True
-        previous = self._commit_thread
-        if previous is not None and previous.is_alive():
-            self._limiter.log(
-                log, "warning", "commit", "kafka_commit_failed",
-                error="the previous commit is still waiting for the broker",
-                partitions=len(to_commit),
-            )  # fmt: skip
-            return False
-        outcome: list[BaseException | list[TopicPartition]] = []
-
-        def run() -> None:
-            try:
-                outcome.append(consumer.commit(offsets=to_commit, asynchronous=False))
-            except BaseException as exc:  # handed to the caller below
-                outcome.append(exc)
-
-        thread = threading.Thread(target=run, name="monitor-commit", daemon=True)
-        self._commit_thread = thread
-        thread.start()
-        thread.join(timeout_s)
-        if not outcome:
-            error = f"no answer within {timeout_s} s"
-        elif isinstance(outcome[0], BaseException):
-            error = str(outcome[0]) or type(outcome[0]).__name__
-        else:
-            failed = [tp for tp in outcome[0] if tp.error is not None]
-            if not failed:
-                return True
-            error = f"{failed[0].topic}[{failed[0].partition}]: {failed[0].error}"
+        deadline = time.monotonic() + timeout_s
+        error = ""
+        try:
+            # Asynchronous, then confirmed by reading the group's offsets back: librdkafka's
+            # synchronous commit cannot be bounded, and while one waits for an unresponsive
+            # broker every other call on the consumer (consume included) waits with it.
+            consumer.commit(offsets=to_commit, asynchronous=True)
+            wanted = {(tp.topic, tp.partition): tp.offset for tp in to_commit}
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    error = error or f"not confirmed within {timeout_s} s"
+                    break
+                got = consumer.committed(
+                    [TopicPartition(t, p) for t, p in wanted], timeout=remaining
+                )
+                behind = [
+                    tp
+                    for tp in got
+                    if tp.error is not None or tp.offset < wanted[tp.topic, tp.partition]
+                ]
+                if not behind:
+                    return True
+                first = behind[0]
+                error = f"{first.topic}[{first.partition}] at {first.offset}: {first.error}"
+                time.sleep(min(COMMIT_CHECK_S, max(0.0, deadline - time.monotonic())))
+        except (KafkaException, RuntimeError) as exc:
+            error = str(exc) or type(exc).__name__
         self._limiter.log(
             log, "warning", "commit", "kafka_commit_failed",
             error=error, partitions=len(to_commit),
@@ -431,7 +464,8 @@ class ConfluentSource:
             return {}
         result: dict[TP, int] = {}
         try:
-            positions = consumer.position(consumer.assignment())
+            owned = sorted(self.assignment())
+            positions = consumer.position([TopicPartition(t, p) for t, p in owned])
             with self._lock:
                 known = dict(self._known_position)
             for tp in positions:
@@ -496,8 +530,18 @@ class ConfluentSource:
         return held & self.assignment()
 
 
-def _close_quietly(consumer: Consumer) -> None:
-    try:
-        consumer.close()
-    except Exception as exc:  # closing during an outage may fail; nothing to do about it
-        log.debug("kafka_consumer_close_failed", error=str(exc))
+def _close_quietly(consumer: Consumer, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+    """Close, waiting at most ``timeout_s``: with the broker down, librdkafka's close waits
+    for the group session to expire. The close goes on in the background after that."""
+
+    def run() -> None:
+        try:
+            consumer.close()
+        except Exception as exc:  # closing during an outage may fail; nothing to do about it
+            log.debug("kafka_consumer_close_failed", error=str(exc))
+
+    thread = threading.Thread(target=run, name="monitor-consumer-close", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        log.warning("kafka_consumer_close_slow", waited_s=timeout_s)

@@ -13,10 +13,10 @@ from kafka import KafkaAdminClient
 
 from monitor.broker import EmbeddedBroker, create_topics, free_port
 from monitor.config import KafkaConfig
-from tests.conftest import make_kafka_config
 from monitor.events.message import Message
 from monitor.kafka.source import Source, make_source
 from monitor.kafka.topics import TopicLayoutError
+from tests.conftest import make_kafka_config
 
 GROUP_JOIN_S = 15.0
 
