@@ -11,8 +11,11 @@ How it maps onto the :class:`~monitor.kafka.source.Source` contract:
   calls :meth:`ConfluentSource.poll`, so ``start_offsets`` is asked right there and each
   newly assigned partition is assigned *at* the checkpoint's offset (or, without one, at
   the group's committed offset, then the earliest record): no fetch ever starts elsewhere.
-  A batch during which a rebalance happened keeps, for each partition it touched, only
-  the messages read after the assignment (none for a partition that left).
+  Newly assigned partitions stay paused until the next :meth:`~ConfluentSource.poll`, so
+  the caller sees the assignment (``take_assignment_changes``) before their first message
+  (the engine must track a partition before its events move the watermark). A batch
+  during which a rebalance happened drops what it read of the partitions involved: those
+  left, or restart at the offset the checkpoint gave during that same call.
 - **Commits** are of explicit offsets and synchronous for the caller, bounded by
   ``timeout_s``: sent asynchronously, then confirmed by reading the group's offsets back
   (``committed``, which takes a timeout). librdkafka's own synchronous commit cannot be
@@ -153,8 +156,13 @@ class ConfluentSource:
         self._touched: set[TP] = set()
         #: Next offset known without a consumed message: the checkpoint's, or end of partition.
         self._known_position: dict[TP, int] = {}
-        #: Offsets below these were already returned: skipped when the fetcher re-reads them.
-        self._skip_below: dict[TP, int] = {}
+        #: Assigned (and paused) during a ``consume``: resumed at the start of the next poll,
+        #: after the caller has seen the assignment.
+        self._pending: set[TP] = set()
+        #: Messages read during a rebalance of partitions assigned in it: the next poll's.
+        self._held: list[Message] = []
+        #: Offsets below these were handed over already: dropped when read again.
+        self._guard: dict[TP, int] = {}
         self._limiter = LogLimiter(10.0)
         #: Partition count of each input topic, known after :meth:`connect`.
         self.partitions: int | None = None
@@ -226,7 +234,9 @@ class ConfluentSource:
             self._owned.clear()
             self._user_paused.clear()
             self._known_position.clear()
-            self._skip_below.clear()
+            self._pending.clear()
+            self._held.clear()
+            self._guard.clear()
 
     # -- callbacks (run by librdkafka inside consume, on the polling thread) ----------------
 
@@ -254,15 +264,14 @@ class ConfluentSource:
                 start_offset=offset if offset is not None else "committed",
             )  # fmt: skip
         consumer.assign(partitions)
+        # Held until the next poll, as KafkaSource does: the caller learns of the assignment
+        # (take_assignment_changes) before it gets any message of these partitions.
+        consumer.pause(partitions)
         with self._lock:
             self._owned = keys
             self._assigned |= keys
             self._touched |= keys
-            for key in keys:
-                self._skip_below.pop(key, None)
-            held = [TopicPartition(t, p) for t, p in sorted(keys & self._user_paused)]
-        if held:
-            consumer.pause(held)
+            self._pending |= keys
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         keys = {(tp.topic, tp.partition) for tp in partitions}
@@ -274,7 +283,9 @@ class ConfluentSource:
             self._user_paused -= keys
             for key in keys:
                 self._known_position.pop(key, None)
-                self._skip_below.pop(key, None)
+                self._guard.pop(key, None)
+            self._pending -= keys
+            self._held = [m for m in self._held if (m.topic, m.partition) not in keys]
         consumer.unassign()  # eager protocol: everything goes; the assignment brings some back
 
     def take_assignment_changes(self) -> tuple[set[TP], set[TP]]:
@@ -303,6 +314,8 @@ class ConfluentSource:
             time.sleep(timeout_ms / 1000)
             return []
         try:
+            if self._pending:
+                self._resume_pending(consumer)
             # Any: the stubs type every field optional, which only error messages are.
             batch: list[Any] = consumer.consume(self.cfg.max_poll_records, timeout_ms / 1000)
         except KafkaException as exc:
@@ -327,13 +340,56 @@ class ConfluentSource:
                     m.timestamp()[1],
                 )
             )
-        if self._skip_below:
-            messages = self._skip_reread(messages)
+        if self._guard:
+            messages = self._drop_rereads(messages)
         with self._lock:
             touched, self._touched = self._touched, set()
+        held, self._held = self._held, []
         if touched:
-            messages = self._after_rebalance(consumer, messages, touched)
-        return messages
+            messages = self._hold_touched(messages, touched)
+        return held + messages if held else messages
+
+    def _hold_touched(self, messages: list[Message], touched: set[TP]) -> list[Message]:
+        """Sort out a batch during which a rebalance touched some partitions.
+
+        What it read of a partition no longer assigned is dropped (the new owner reads
+        it). What it read of one assigned (again) during the call is held back to the next
+        poll, so that the caller sees the assignment first. Such messages are the
+        continuation of what the caller processed (the assignment starts at the offset the
+        checkpoint gave during this call), and the fetcher, which restarted there, reads
+        them again: later batches skip offsets below the last one held.
+        """
+        owned = self.assignment()
+        kept: list[Message] = []
+        for m in messages:
+            key = (m.topic, m.partition)
+            if key not in touched:
+                kept.append(m)
+            elif key in owned:
+                self._held.append(m)
+                self._guard[key] = m.offset + 1
+        return kept
+
+    def _drop_rereads(self, messages: list[Message]) -> list[Message]:
+        """Drop offsets below ``_guard`` (already handed over, see :meth:`_hold_touched`)."""
+        guard = self._guard
+        kept: list[Message] = []
+        for m in messages:
+            key = (m.topic, m.partition)
+            floor = guard.get(key)
+            if floor is not None:
+                if m.offset < floor:
+                    continue
+                del guard[key]
+            kept.append(m)
+        return kept
+
+    def _resume_pending(self, consumer: Consumer) -> None:
+        with self._lock:
+            ready = sorted(self._pending - self._user_paused)
+            self._pending.clear()
+        if ready:
+            consumer.resume([TopicPartition(t, p) for t, p in ready])
 
     def _on_message_error(self, m: Any, error: KafkaError) -> None:
         if error.code() == _EOF:
@@ -344,52 +400,6 @@ class ConfluentSource:
             log, "warning", f"message-{error.code()}", "kafka_fetch_error",
             topic=m.topic(), partition=m.partition(), error=error.str(),
         )  # fmt: skip
-
-    def _after_rebalance(
-        self, consumer: Consumer, messages: list[Message], touched: set[TP]
-    ) -> list[Message]:
-        """Keep, of a partition a rebalance touched during the batch, what is still wanted.
-
-        A partition no longer assigned keeps nothing. One assigned again restarted at its
-        checkpoint's offset, which the engine has not passed: its messages after the
-        assignment follow the last point where the offsets did not increase, and the ones
-        before it would be read twice. When no such point shows, what was kept may be
-        the old assignment's: the fetcher then re-reads it, so later batches skip
-        offsets below the last one kept.
-        """
-        owned = self.assignment()
-        restart: dict[TP, int] = {}
-        last: dict[TP, int] = {}
-        for i, m in enumerate(messages):
-            key = (m.topic, m.partition)
-            if key in touched:
-                if key in last and m.offset <= last[key]:
-                    restart[key] = i
-                last[key] = m.offset
-        kept = [
-            m
-            for i, m in enumerate(messages)
-            if (key := (m.topic, m.partition)) not in touched
-            or (key in owned and i >= restart.get(key, 0))
-        ]
-        for key in touched & owned:
-            if key in last:
-                self._skip_below[key] = last[key] + 1
-        return kept
-
-    def _skip_reread(self, messages: list[Message]) -> list[Message]:
-        """Drop offsets below ``_skip_below`` (see :meth:`_after_rebalance`)."""
-        skip = self._skip_below
-        kept = []
-        for m in messages:
-            key = (m.topic, m.partition)
-            floor = skip.get(key)
-            if floor is not None:
-                if m.offset < floor:
-                    continue
-                del skip[key]
-            kept.append(m)
-        return kept
 
     def assignment(self) -> set[TP]:
         """The partitions this member holds now."""
@@ -464,7 +474,9 @@ class ConfluentSource:
             return {}
         result: dict[TP, int] = {}
         try:
-            owned = sorted(self.assignment())
+            with self._lock:
+                pending = set(self._pending)
+            owned = sorted(self.assignment() - pending)
             positions = consumer.position([TopicPartition(t, p) for t, p in owned])
             with self._lock:
                 known = dict(self._known_position)
@@ -506,6 +518,7 @@ class ConfluentSource:
         keys = set(partitions)
         with self._lock:
             self._user_paused -= keys
+            keys -= self._pending
         self._apply(keys, pause=False)
 
     def _apply(self, keys: set[TP], *, pause: bool) -> None:

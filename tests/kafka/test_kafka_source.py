@@ -138,6 +138,26 @@ def test_assignment_seeks_each_partition_to_its_checkpoint_offset(
     assert source.assignment() == every
 
 
+def test_no_message_comes_before_its_partition_is_reported_assigned(
+    broker, topics, kafka_config, produce, sources
+):
+    # The run loop tracks a partition (it then holds the watermark back) when
+    # take_assignment_changes reports it: a message before that could close panes early.
+    for topic in (topics.predictions, topics.labels):
+        produce(broker.bootstrap, topic, [(b"k", b"v", [], i % 4) for i in range(40)])
+    source = connected_source(kafka_config(broker, topics), sources)
+    reported: set[tuple[str, int]] = set()
+    got: list[Message] = []
+    deadline = time.monotonic() + GROUP_JOIN_S
+    while len(got) < 80 and time.monotonic() < deadline:
+        batch = source.poll(200)
+        assert {(m.topic, m.partition) for m in batch} <= reported
+        got += batch
+        assigned, revoked = source.take_assignment_changes()
+        reported = (reported - revoked) | assigned
+    assert len(got) == 80 and len(reported) == 8
+
+
 def test_commit_moves_the_groups_offsets_for_assigned_partitions_only(
     broker, topics, kafka_config, produce, sources
 ):
