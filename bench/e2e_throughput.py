@@ -1,6 +1,6 @@
 """End-to-end throughput of the daemon against bare Kafka consumers, on one Tansu broker.
 
-Starts an embedded Tansu broker, produces ``--events`` prediction events (about 170 bytes:
+Starts an embedded Tansu broker, produces ``--events`` prediction events (about 200 bytes:
 10 numeric features, 4 partitions) and labels for 80 % of them (1 s to 10 min of event
 time later, in event-time order), then measures, each in a fresh subprocess reading every
 message of both topics:
@@ -8,6 +8,8 @@ message of both topics:
 - (a)  bare kafka-python: ``KafkaConsumer.poll(max_records=10_000)`` batches and a typed
        ``msgspec`` decode of each value (the fastest JSON decoder here), nothing else;
 - (a') bare confluent-kafka: ``Consumer.consume(10_000)`` batches, the same decode;
+- (s), (s') the daemon's source alone, kafka-python and confluent: ``poll`` into the
+       engine's ``Message`` objects, no decode (where the source stage tops out);
 - (b)  the daemon (``monitor.app.App``, what ``monitor run`` runs) with the kafka-python
        source: a binary model with every binary metric, windows ``all``/``1h``/``ewm30m``
        (pane 10 s), drift signals on all 10 features against a reference profile, ADWIN,
@@ -21,6 +23,7 @@ assertions::
     python bench/e2e_throughput.py                     # 1,000,000 predictions + labels
     python bench/e2e_throughput.py --events 100000     # quick
     python bench/e2e_throughput.py --only b2 --profile # cProfile of (b'), top functions
+    python bench/e2e_throughput.py --no-gc             # the same with gc disabled (an experiment)
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ BATCH = 10_000
 RUNS = {
     "a": "bare kafka-python (poll batches + msgspec decode)",
     "a2": "bare confluent-kafka (consume batches + msgspec decode)",
+    "s": "the daemon's kafka-python source alone (poll into Message objects, no decode)",
+    "s2": "the daemon's confluent source alone (poll into Message objects, no decode)",
     "b": "daemon, kafka-python source",
     "b2": "daemon, confluent source",
 }
@@ -169,6 +174,8 @@ def daemon_config(bootstrap: str, names: dict[str, str], client: str, work: Path
             "task": "binary",
             "positive_class": 1,
             "label_ttl": "6h",
+            # One topic may be read well ahead of the other: keep every early label.
+            "max_early_labels": 2_000_000,
             "windows": WINDOWS,
             "features": dict.fromkeys(FEATURES, "numeric"),
             "reference": str(work / "reference.csv"),
@@ -251,6 +258,27 @@ def run_bare_confluent(bootstrap: str, names: dict[str, str], total: int) -> dic
     return {"messages": seen, "seconds": end - (first or end)}
 
 
+def run_source(
+    bootstrap: str, names: dict[str, str], total: int, client: str, work: Path
+) -> dict[str, Any]:
+    """The daemon's source without the engine: where the source stage tops out."""
+    from monitor.kafka.source import make_source
+
+    source = make_source(daemon_config(bootstrap, names, client, work).kafka,
+                         start_offsets=lambda _t, _p: None)  # fmt: skip
+    source.connect(threading.Event())
+    seen, first = 0, None
+    deadline = time.monotonic() + 600
+    while seen < total and time.monotonic() < deadline:
+        batch = source.poll(500)
+        if batch and first is None:
+            first = time.perf_counter()
+        seen += len(batch)
+    end = time.perf_counter()
+    source.close()
+    return {"messages": seen, "seconds": end - (first or end)}
+
+
 def run_daemon(
     bootstrap: str, names: dict[str, str], total: int, client: str, work: Path, profile: bool
 ) -> dict[str, Any]:
@@ -295,6 +323,8 @@ def run_daemon(
         "messages": app.seen,
         "seconds": end - (app.first or end),
         "matched": counts.get("matched"),
+        "late": counts.get("late"),
+        "evicted": counts.get("early_labels_evicted"),
         "alerts": app.alerts_sent,
         "rejects": app.dead_letters,
     }
@@ -307,6 +337,9 @@ def worker(args: argparse.Namespace) -> int:
         result = run_bare_kafka_python(args.bootstrap, names, args.total)
     elif args.worker == "a2":
         result = run_bare_confluent(args.bootstrap, names, args.total)
+    elif args.worker in ("s", "s2"):
+        client = "kafka-python" if args.worker == "s" else "confluent"
+        result = run_source(args.bootstrap, names, args.total, client, work)
     else:
         client = "kafka-python" if args.worker == "b" else "confluent"
         result = run_daemon(args.bootstrap, names, args.total, client, work, args.profile)
@@ -315,11 +348,13 @@ def worker(args: argparse.Namespace) -> int:
 
 
 def measure(run: str, bootstrap: str, names: dict[str, str], total: int, work: Path,
-            profile: bool) -> dict[str, Any]:  # fmt: skip
+            profile: bool, no_gc: bool = False) -> dict[str, Any]:  # fmt: skip
     cmd = [sys.executable, __file__, "--worker", run, "--bootstrap", bootstrap,
            "--names", json.dumps(names), "--total", str(total), "--work", str(work)]  # fmt: skip
     if profile:
         cmd.append("--profile")
+    if no_gc:
+        cmd.append("--no-gc")
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
     for line in done.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -360,8 +395,11 @@ def print_profile(path: Path, top: int = 30) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000, help="prediction events")
-    parser.add_argument("--only", default="a,a2,b,b2", help="runs, comma-separated: a,a2,b,b2")
+    parser.add_argument("--only", default="a,a2,s,s2,b,b2",
+                        help="runs, comma-separated: a,a2,s,s2,b,b2")
     parser.add_argument("--profile", action="store_true", help="cProfile the daemon runs")
+    parser.add_argument("--no-gc", action="store_true",
+                        help="run the workers with the cyclic garbage collector disabled")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
     parser.add_argument("--names", help=argparse.SUPPRESS)
@@ -369,6 +407,10 @@ def main() -> int:
     parser.add_argument("--work", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
+        if args.no_gc:
+            import gc
+
+            gc.disable()
         return worker(args)
     runs = [r.strip() for r in args.only.split(",") if r.strip()]
     unknown = set(runs) - set(RUNS)
@@ -402,14 +444,15 @@ def main() -> int:
         print("daemon    binary model, every binary metric, windows all/1h/ewm30m, pane 10 s, "
               "drift on 10 features vs a reference, ADWIN, 4 alert rules", flush=True)
         for run in runs:
-            result = measure(run, broker.bootstrap, names, total, work, args.profile)
+            result = measure(run, broker.bootstrap, names, total, work, args.profile, args.no_gc)
             results[run] = result
             rate = result["messages"] / result["seconds"] if result["seconds"] > 0 else 0.0
             result["rate"] = rate
             extra = ""
             if run in ("b", "b2"):
-                extra = (f"  (matched {result['matched']:,}, alerts {result['alerts']}, "
-                         f"rejects {result['rejects']})")
+                extra = (f"  (matched {result['matched']:,.0f}, late {result['late']:,.0f}, "
+                         f"early labels evicted {result['evicted']:,.0f}, "
+                         f"alerts {result['alerts']}, rejects {result['rejects']})")
             print(f"({run:<2})      {result['messages']:>10,} messages in "
                   f"{result['seconds']:7.2f} s  {rate:>11,.0f} events/s  {RUNS[run]}{extra}",
                   flush=True)  # fmt: skip
