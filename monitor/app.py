@@ -242,8 +242,12 @@ class App:
         """Seconds since the group coordinator last answered a heartbeat (0 if unknown).
 
         Reads kafka-python's heartbeat bookkeeping (``consumer._coordinator.heartbeat``);
-        on a kafka-python without it, 0: readiness then rests on lag alone.
+        on a kafka-python without it, 0: readiness then rests on lag alone. A source that
+        tells it itself (``ConfluentSource.broker_silent_s``) is asked instead.
         """
+        own = getattr(self.source, "broker_silent_s", None)
+        if callable(own):
+            return float(own())
         consumer = getattr(self.source, "_consumer", None)
         beat = getattr(getattr(consumer, "_coordinator", None), "heartbeat", None)
         received = getattr(beat, "last_receive", None)

@@ -32,6 +32,7 @@ How it maps onto the :class:`~monitor.kafka.source.Source` contract:
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
@@ -63,6 +64,8 @@ log = structlog.get_logger(__name__)
 BOOTSTRAP_TIMEOUT_S = 10.0
 #: Longest wait for the consumer to leave the group on close (the daemon must stop in 10 s).
 CLOSE_TIMEOUT_S = 3.0
+#: How often librdkafka reports its statistics (answers received: broker liveness).
+STATS_INTERVAL_MS = 1000
 #: Pause between two reads of the group's offsets while a commit is not confirmed yet.
 COMMIT_CHECK_S = 0.05
 #: librdkafka's own log lines go to this stdlib logger (under ``kafka``, like kafka-python's).
@@ -164,6 +167,9 @@ class ConfluentSource:
         #: Offsets below these were handed over already: dropped when read again.
         self._guard: dict[TP, int] = {}
         self._limiter = LogLimiter(10.0)
+        #: Responses received from the brokers so far, and when that count last grew.
+        self._received = 0
+        self._last_answer: float | None = None
         #: Partition count of each input topic, known after :meth:`connect`.
         self.partitions: int | None = None
 
@@ -204,6 +210,8 @@ class ConfluentSource:
     def _connect_once(self) -> Consumer:
         conf = confluent_consumer_config(self.cfg)
         conf["error_cb"] = self._on_error
+        conf["stats_cb"] = self._on_stats
+        conf["statistics.interval.ms"] = STATS_INTERVAL_MS
         conf["logger"] = _RDKAFKA_LOG
         consumer = Consumer(conf)
         try:
@@ -245,6 +253,28 @@ class ConfluentSource:
             log, "warning", f"error-{error.code()}", "kafka_client_error",
             client="confluent", error=error.str(), fatal=error.fatal(),
         )  # fmt: skip
+
+    def _on_stats(self, text: str) -> None:
+        try:
+            brokers = json.loads(text).get("brokers", {})
+            received = sum(int(b.get("rx", 0)) for b in brokers.values())
+        except (ValueError, TypeError, AttributeError):
+            return
+        if received > self._received:
+            self._received = received
+            self._last_answer = time.monotonic()
+
+    def broker_silent_s(self) -> float:
+        """Seconds since a broker last answered anything (0 before the first statistics).
+
+        From librdkafka's statistics (responses received per broker, every second): a
+        live broker answers a fetch at least every ``fetch.wait.max.ms``. A frozen one
+        accepts connections and the cached watermarks still say "caught up": this is
+        what gives it away (``/readyz``).
+        """
+        if self._consumer is None or self._last_answer is None:
+            return 0.0
+        return max(0.0, time.monotonic() - self._last_answer)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         keys: set[TP] = set()
