@@ -32,7 +32,7 @@ from monitor.core.engine import Engine, PaneSignals
 from monitor.core.rules import AlertEvent
 from monitor.http import HttpServer
 from monitor.kafka.sink import KafkaSink
-from monitor.kafka.source import KafkaSource
+from monitor.kafka.source import Source, make_source
 from monitor.logs import RateLimitedLogger
 from monitor.outputs.alerts import AlertmanagerPusher, alert_dict, alert_json
 from monitor.outputs.exports import Exports
@@ -73,7 +73,7 @@ class App:
         self.collector = MonitorCollector(self.registry)
         self.store = CheckpointStore(config.state.dir)
         self.engine = self.store.load(config) or Engine(config)
-        self.source = KafkaSource(config.kafka, start_offsets=self._start_offset)
+        self.source: Source = make_source(config.kafka, start_offsets=self._start_offset)
         self.sink = KafkaSink(config.kafka)
         self.http = HttpServer(
             config.http.host,
@@ -259,8 +259,12 @@ class App:
         """Seconds since the group coordinator last answered a heartbeat (0 if unknown).
 
         Reads kafka-python's heartbeat bookkeeping (``consumer._coordinator.heartbeat``);
-        on a kafka-python without it, 0: readiness then rests on lag alone.
+        on a kafka-python without it, 0: readiness then rests on lag alone. A source that
+        tells it itself (``ConfluentSource.broker_silent_s``) is asked instead.
         """
+        own = getattr(self.source, "broker_silent_s", None)
+        if callable(own):
+            return float(own())
         consumer = getattr(self.source, "_consumer", None)
         beat = getattr(getattr(consumer, "_coordinator", None), "heartbeat", None)
         received = getattr(beat, "last_receive", None)

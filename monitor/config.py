@@ -302,6 +302,15 @@ class KafkaConfig(_Strict):
         1_048_576, gt=0, description="larger messages are rejected as too_large"
     )
     fetch_max_bytes: int = Field(52_428_800, gt=0, description="most bytes one fetch returns")
+    client: Literal["kafka-python", "confluent"] = Field(
+        "kafka-python",
+        description="input consumer library: kafka-python, or confluent (librdkafka, faster)",
+    )
+    fetch_queue_backoff: Duration = Field(
+        0.05,
+        ge=0,
+        description="confluent: wait before refetching a partition whose local queue is full",
+    )
 
     @model_validator(mode="after")
     def _sasl_complete(self) -> KafkaConfig:
@@ -833,6 +842,7 @@ _ENV_OVERRIDES = {
     "MONITOR_KAFKA_SSL_CAFILE": "ssl_cafile",
     "MONITOR_KAFKA_SSL_CERTFILE": "ssl_certfile",
     "MONITOR_KAFKA_SSL_KEYFILE": "ssl_keyfile",
+    "MONITOR_KAFKA_CLIENT": "client",
 }
 
 

@@ -17,12 +17,20 @@ from confluent_kafka import Consumer, TopicPartition
 
 
 def daemon_config(
-    bootstrap: str, topics: Any, http_port: int, body: str, *, checkpoint_interval: str = "2s"
+    bootstrap: str,
+    topics: Any,
+    http_port: int,
+    body: str,
+    *,
+    checkpoint_interval: str = "2s",
+    client: str = "kafka-python",
 ) -> str:
     """A config for ``topics`` on the broker at ``bootstrap`` with group joins of ~3 s,
-    the HTTP port and checkpoint interval given, and ``body`` ([time], [[models]], ...)."""
+    the HTTP port, checkpoint interval and input client given, and ``body`` ([time],
+    [[models]], ...). ``MONITOR_KAFKA_CLIENT`` in the environment overrides ``client``."""
     return f"""
 [kafka]
+client = "{client}"
 bootstrap_servers = "{bootstrap}"
 group_id = "{topics.group_id}"
 predictions_topic = "{topics.predictions}"

@@ -2,6 +2,7 @@
 client), run ``monitor run`` as a subprocess, stop it with SIGTERM, and check that its
 summary equals ``monitor replay`` over a capture of the same topics, that bad messages
 reached the dead-letter topic with their reasons, and that Prometheus saw the numbers.
+The main test runs once per input client (``[kafka] client``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import zlib
 from typing import Any
 
 import numpy as np
+import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
 from monitor.broker import free_port
@@ -82,7 +84,10 @@ def _scrape(port: int) -> str:
         return resp.read().decode()
 
 
-def test_run_matches_replay_and_dead_letters_arrive(broker, make_topics, produce, tmp_path):
+@pytest.mark.parametrize("client", ["kafka-python", "confluent"])
+def test_run_matches_replay_and_dead_letters_arrive(
+    broker, make_topics, produce, tmp_path, client
+):
     topics = make_topics(4, 4)
     preds, labels, truth = _stream(3000, 4)
     rng = np.random.default_rng(9)
@@ -107,7 +112,7 @@ task = "binary"
 positive_class = 1
 windows = ["all", "10m", "ewm5m"]
 segments = ["country"]
-"""))
+""", client=client))
     with Daemon(config_path) as daemon:
         deadline = time.monotonic() + 90
         text = ""

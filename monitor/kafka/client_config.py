@@ -32,6 +32,8 @@ __all__ = [
     "build_admin",
     "build_consumer",
     "common_kwargs",
+    "confluent_common_config",
+    "confluent_consumer_config",
     "consumer_kwargs",
     "producer_kwargs",
     "retry_connect",
@@ -117,6 +119,95 @@ def consumer_kwargs(cfg: KafkaConfig) -> dict[str, Any]:
         "max_poll_records": cfg.max_poll_records,
         "fetch_max_bytes": max(cfg.fetch_max_bytes, partition_bytes),
         "max_partition_fetch_bytes": partition_bytes,
+    }
+
+
+#: librdkafka's ``security.protocol`` and ``sasl.mechanism`` spellings of the config's values.
+_RDKAFKA_PROTOCOL = {
+    "PLAINTEXT": "plaintext",
+    "SSL": "ssl",
+    "SASL_PLAINTEXT": "sasl_plaintext",
+    "SASL_SSL": "sasl_ssl",
+}
+#: librdkafka refuses a fetch response larger than this (its default is 100 MB).
+RDKAFKA_RECEIVE_MAX_BYTES = 100_000_000
+
+
+def confluent_common_config(cfg: KafkaConfig) -> dict[str, Any]:
+    """Connection and security settings as librdkafka keys, for confluent-kafka clients.
+
+    The same settings as :func:`common_kwargs`, spelled for librdkafka: SASL user and
+    password, ``ssl.ca.location``, ``ssl.certificate.location`` and ``ssl.key.location``
+    (only those that are set), and the same reconnect backoff.
+
+    Examples
+    --------
+    >>> conf = confluent_common_config(KafkaConfig(
+    ...     bootstrap_servers="a:1, b:2", security_protocol="SASL_SSL",
+    ...     sasl_mechanism="SCRAM-SHA-512", sasl_username="u", sasl_password="p",
+    ...     ssl_cafile="/ca.pem"))
+    >>> conf["bootstrap.servers"], conf["security.protocol"], conf["sasl.mechanism"]
+    ('a:1,b:2', 'sasl_ssl', 'SCRAM-SHA-512')
+    >>> conf["sasl.username"], conf["sasl.password"], conf["ssl.ca.location"]
+    ('u', 'p', '/ca.pem')
+    """
+    servers = [s.strip() for s in cfg.bootstrap_servers.split(",") if s.strip()]
+    conf: dict[str, Any] = {
+        "bootstrap.servers": ",".join(servers),
+        "client.id": cfg.client_id,
+        "security.protocol": _RDKAFKA_PROTOCOL[cfg.security_protocol],
+        "reconnect.backoff.ms": RECONNECT_BACKOFF_MS,
+        "reconnect.backoff.max.ms": RECONNECT_BACKOFF_MAX_MS,
+    }
+    if cfg.sasl_mechanism is not None:
+        conf["sasl.mechanism"] = cfg.sasl_mechanism
+    if cfg.sasl_username is not None:
+        conf["sasl.username"] = cfg.sasl_username
+    if cfg.sasl_password is not None:
+        conf["sasl.password"] = cfg.sasl_password.get_secret_value()
+    for name, key in (
+        ("ssl_cafile", "ssl.ca.location"),
+        ("ssl_certfile", "ssl.certificate.location"),
+        ("ssl_keyfile", "ssl.key.location"),
+    ):
+        value = getattr(cfg, name)
+        if value is not None:
+            conf[key] = value
+    return conf
+
+
+def confluent_consumer_config(cfg: KafkaConfig) -> dict[str, Any]:
+    """librdkafka settings of the daemon's confluent-kafka ``Consumer``.
+
+    As :func:`consumer_kwargs`: no auto-commit (nor automatic offset store), the earliest
+    record when the group has no offset, no topic auto-creation, the same session,
+    heartbeat and fetch sizes. Besides: ``fetch.queue.backoff.ms`` from
+    ``cfg.fetch_queue_backoff`` (librdkafka's default of 1 s stalls any consumer slower
+    than its fetcher), and ``enable.partition.eof`` so that the source learns the
+    position of a partition that has nothing to read.
+
+    Examples
+    --------
+    >>> conf = confluent_consumer_config(KafkaConfig(group_id="g"))
+    >>> conf["group.id"], conf["enable.auto.commit"], conf["fetch.queue.backoff.ms"]
+    ('g', False, 50)
+    """
+    partition_bytes = max(MIN_PARTITION_FETCH_BYTES, cfg.max_message_bytes + RECORD_OVERHEAD_BYTES)
+    fetch_bytes = max(cfg.fetch_max_bytes, partition_bytes)
+    return {
+        **confluent_common_config(cfg),
+        "group.id": cfg.group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "allow.auto.create.topics": False,
+        "enable.partition.eof": True,
+        "session.timeout.ms": round(cfg.session_timeout * 1000),
+        "heartbeat.interval.ms": round(cfg.heartbeat_interval * 1000),
+        "fetch.max.bytes": fetch_bytes,
+        "max.partition.fetch.bytes": partition_bytes,
+        "receive.message.max.bytes": max(RDKAFKA_RECEIVE_MAX_BYTES, fetch_bytes + 512),
+        "fetch.queue.backoff.ms": round(cfg.fetch_queue_backoff * 1000),
     }
 
 

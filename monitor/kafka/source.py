@@ -23,7 +23,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
@@ -39,7 +39,7 @@ from monitor.kafka.client_config import (
 )
 from monitor.kafka.topics import check_copartitioning
 
-__all__ = ["TP", "KafkaSource", "StartOffsets"]
+__all__ = ["TP", "KafkaSource", "Source", "StartOffsets", "make_source"]
 
 log = structlog.get_logger(__name__)
 
@@ -50,6 +50,76 @@ StartOffsets = Callable[[str, int], "int | None"]
 
 #: How long one attempt waits for the broker's metadata once its port accepts connections.
 BOOTSTRAP_TIMEOUT_MS = 10_000
+
+
+class Source(Protocol):
+    """What the run loop needs of an input source; :class:`KafkaSource` (kafka-python) and
+    :class:`~monitor.kafka.confluent_source.ConfluentSource` (confluent-kafka) both are one.
+
+    Every method but :meth:`connect` and :meth:`close` is called from the loop's thread
+    and never raises on a broker outage. See :class:`KafkaSource` for each one's contract.
+    """
+
+    #: Partition count of each input topic, known after :meth:`connect`.
+    partitions: int | None
+
+    @property
+    def connected(self) -> bool:
+        """True once :meth:`connect` has returned with a consumer (and until :meth:`close`)."""
+        ...
+
+    def connect(self, stop: threading.Event) -> None:
+        """Check the topic layout and subscribe, waiting out an outage until ``stop``."""
+        ...
+
+    def close(self) -> None:
+        """Leave the group; offsets are not committed here."""
+        ...
+
+    def take_assignment_changes(self) -> tuple[set[TP], set[TP]]:
+        """Partitions ``(assigned, revoked)`` since the last call."""
+        ...
+
+    def poll(self, timeout_ms: int) -> list[Message]:
+        """Up to ``max_poll_records`` messages, each partition's in offset order."""
+        ...
+
+    def assignment(self) -> set[TP]:
+        """The partitions this member holds now."""
+        ...
+
+    def commit(self, offsets: dict[TP, int], *, timeout_s: float = 10.0) -> bool:
+        """Commit next-offsets of assigned partitions; False when it failed."""
+        ...
+
+    def lag(self) -> dict[TP, int]:
+        """Records not yet read per assigned partition whose position is known."""
+        ...
+
+    def caught_up(self) -> bool:
+        """True when every assigned partition has nothing left to read."""
+        ...
+
+    def pause(self, partitions: Iterable[TP]) -> None:
+        """Stop fetching these partitions until :meth:`resume`."""
+        ...
+
+    def resume(self, partitions: Iterable[TP]) -> None:
+        """Fetch these partitions again."""
+        ...
+
+    def paused(self) -> set[TP]:
+        """Partitions paused by :meth:`pause` and still assigned."""
+        ...
+
+
+def make_source(cfg: KafkaConfig, *, start_offsets: StartOffsets) -> Source:
+    """The source ``cfg.client`` names: ``kafka-python`` or ``confluent``."""
+    if cfg.client == "confluent":
+        from monitor.kafka.confluent_source import ConfluentSource
+
+        return ConfluentSource(cfg, start_offsets=start_offsets)
+    return KafkaSource(cfg, start_offsets=start_offsets)
 
 
 class _Listener(ConsumerRebalanceListener):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from confluent_kafka import Consumer, KafkaException
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
 from monitor.config import KafkaConfig
@@ -11,6 +12,7 @@ from monitor.kafka.client_config import (
     admin_kwargs,
     build_admin,
     build_consumer,
+    confluent_consumer_config,
     consumer_kwargs,
     producer_kwargs,
 )
@@ -107,3 +109,36 @@ def test_log_limiter_lets_one_line_through_per_interval():
         limiter.log(Logger(), "warning", "poll", "kafka_poll_failed", error="down")
     assert lines == [("kafka_poll_failed", {"error": "down", "suppressed": 0})]
     assert limiter.suppressed("poll") == 4
+
+
+def test_sasl_and_ssl_settings_map_to_librdkafka_keys():
+    conf = confluent_consumer_config(SECURE)
+    assert conf["bootstrap.servers"] == "kafka-1.internal:9093,kafka-2.internal:9093"
+    assert conf["client.id"] == "monitor-prod"
+    assert conf["security.protocol"] == "sasl_ssl"
+    assert conf["sasl.mechanism"] == "SCRAM-SHA-512"
+    assert conf["sasl.username"] == "monitor"
+    assert conf["sasl.password"] == "s3cret"
+    assert conf["ssl.ca.location"] == "/etc/kafka/ca.pem"
+    assert conf["ssl.certificate.location"] == "/etc/kafka/client.pem"
+    assert conf["ssl.key.location"] == "/etc/kafka/client.key"
+    plain = confluent_consumer_config(KafkaConfig())
+    assert plain["security.protocol"] == "plaintext"
+    assert not [key for key in plain if key.startswith(("sasl.", "ssl."))]
+
+
+def test_confluent_consumer_settings_are_ones_librdkafka_accepts():
+    # librdkafka checks every property name and value when the client is created (no
+    # connection yet); the TLS files do not exist, so check SASL over plaintext.
+    cfg = SECURE.model_copy(
+        update={"security_protocol": "SASL_PLAINTEXT", "ssl_cafile": None,
+                "ssl_certfile": None, "ssl_keyfile": None, "fetch_queue_backoff": 0.02}
+    )  # fmt: skip
+    conf = confluent_consumer_config(cfg)
+    assert conf["enable.auto.commit"] is False and conf["auto.offset.reset"] == "earliest"
+    assert conf["fetch.queue.backoff.ms"] == 20
+    assert conf["session.timeout.ms"] == 10_000 and conf["heartbeat.interval.ms"] == 3_000
+    assert conf["max.partition.fetch.bytes"] >= cfg.max_message_bytes
+    Consumer(conf).close()
+    with pytest.raises(KafkaException):
+        Consumer({**conf, "fetch.queue.backoff.ms": "soon"})

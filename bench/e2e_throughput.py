@@ -1,0 +1,473 @@
+"""End-to-end throughput of the daemon against bare Kafka consumers, on one Tansu broker.
+
+Starts an embedded Tansu broker, produces ``--events`` prediction events (about 200 bytes:
+10 numeric features, 4 partitions) and labels for 80 % of them (1 s to 10 min of event
+time later, in event-time order), then measures, each in a fresh subprocess reading every
+message of both topics:
+
+- (a)  bare kafka-python: ``KafkaConsumer.poll(max_records=10_000)`` batches and a typed
+       ``msgspec`` decode of each value (the fastest JSON decoder here), nothing else;
+- (a') bare confluent-kafka: ``Consumer.consume(10_000)`` batches, the same decode;
+- (s), (s') the daemon's source alone, kafka-python and confluent: ``poll`` into the
+       engine's ``Message`` objects, no decode (where the source stage tops out);
+- (b)  the daemon (``monitor.app.App``, what ``monitor run`` runs) with the kafka-python
+       source: a binary model with every binary metric, windows ``all``/``1h``/``ewm30m``
+       (pane 10 s), drift signals on all 10 features against a reference profile, ADWIN,
+       four alert rules, the HTTP port, checkpoints every 10 s, alerts to their topic;
+- (b') the same daemon with ``[kafka] client = "confluent"``.
+
+Events per second run from the first batch in hand to the last message processed (group
+joins and start-up are left out); the ratios b/a and b'/a' come from this one run. No
+assertions::
+
+    python bench/e2e_throughput.py                     # 1,000,000 predictions + labels
+    python bench/e2e_throughput.py --events 100000     # quick
+    python bench/e2e_throughput.py --only b2 --profile # cProfile of (b'), top functions
+    python bench/e2e_throughput.py --no-gc             # the same with gc disabled (an experiment)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+
+PARTITIONS = 4
+FEATURES = [f"f{i}" for i in range(10)]
+WINDOWS = ["all", "1h", "ewm30m"]
+START_TS = 1_700_000_000.0
+EVENTS_PER_S = 200.0  # event-time rate of the generated traffic
+LABEL_SHARE = 0.8
+BATCH = 10_000
+RUNS = {
+    "a": "bare kafka-python (poll batches + msgspec decode)",
+    "a2": "bare confluent-kafka (consume batches + msgspec decode)",
+    "s": "the daemon's kafka-python source alone (poll into Message objects, no decode)",
+    "s2": "the daemon's confluent source alone (poll into Message objects, no decode)",
+    "b": "daemon, kafka-python source",
+    "b2": "daemon, confluent source",
+}
+
+
+class Prediction(msgspec.Struct):
+    """What the bare consumers decode a prediction into (typed: msgspec's fastest path)."""
+
+    prediction_id: str
+    model: str
+    ts: float
+    prediction: int
+    score: float | None = None
+    features: dict[str, float] | None = None
+
+
+class Label(msgspec.Struct):
+    """What the bare consumers decode a label into."""
+
+    prediction_id: str
+    label: int
+    ts: float
+
+
+# -- traffic -----------------------------------------------------------------------------
+
+
+def generate(events: int, seed: int = 1) -> tuple[list[tuple[str, bytes, bytes, int]], float]:
+    """Messages ``(kind, key, value, partition)`` in event-time order; mean prediction bytes."""
+    rng = np.random.default_rng(seed)
+    x = np.round(rng.normal(0.0, 1.0, (events, len(FEATURES))), 1)
+    score = np.round(1.0 / (1.0 + np.exp(-(x[:, 0] + 0.5 * x[:, 1]))), 3)
+    ts = START_TS + np.arange(events) / EVENTS_PER_S
+    labelled = rng.random(events) < LABEL_SHARE
+    label_ts = ts + rng.uniform(1.0, 600.0, events)
+    label = (rng.random(events) < score).astype(int)
+    out: list[tuple[float, int, str, bytes, bytes, int]] = []
+    size = 0
+    for i in range(events):
+        pid = f"p{i:08d}"
+        key = pid.encode()
+        part = zlib.crc32(key) % PARTITIONS
+        feats = ",".join(f'"{n}":{v}' for n, v in zip(FEATURES, x[i].tolist(), strict=True))
+        payload = (
+            f'{{"prediction_id":"{pid}","model":"m","ts":{ts[i]:.2f},'
+            f'"prediction":{int(score[i] >= 0.5)},"score":{score[i]},"features":{{{feats}}}}}'
+        ).encode()
+        size += len(payload)
+        out.append((float(ts[i]), i, "predictions", key, payload, part))
+        if labelled[i]:
+            body = f'{{"prediction_id":"{pid}","label":{label[i]},"ts":{label_ts[i]:.2f}}}'
+            out.append((float(label_ts[i]), i, "labels", key, body.encode(), part))
+    out.sort(key=lambda m: (m[0], m[1]))
+    return [(kind, key, value, part) for _t, _i, kind, key, value, part in out], size / events
+
+
+def produce(bootstrap: str, names: dict[str, str], messages: list[Any]) -> None:
+    """Write the messages with confluent-kafka's producer and wait for every ack."""
+    from confluent_kafka import Producer
+
+    producer = Producer({
+        "bootstrap.servers": bootstrap,
+        "linger.ms": 50,
+        "batch.num.messages": 10_000,
+        "queue.buffering.max.messages": 2_000_000,
+        "queue.buffering.max.kbytes": 1_048_576,
+    })
+    failed: list[str] = []
+
+    def report(err: Any, _msg: Any) -> None:
+        if err is not None:
+            failed.append(str(err))
+
+    for n, (kind, key, value, part) in enumerate(messages):
+        while True:
+            try:
+                producer.produce(names[kind], value, key, partition=part, on_delivery=report)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        if n % 10_000 == 0:
+            producer.poll(0)
+    left = producer.flush(120)
+    if left or failed:
+        raise RuntimeError(f"produce failed: {left} unacknowledged, errors {failed[:3]}")
+
+
+def reference_csv(path: Path, rows: int = 20_000, seed: int = 2) -> None:
+    """The features' reference profile: the same distribution as the traffic (no drift)."""
+    x = np.round(np.random.default_rng(seed).normal(0.0, 1.0, (rows, len(FEATURES))), 3)
+    lines = [",".join(FEATURES)] + [",".join(map(str, row)) for row in x.tolist()]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def daemon_config(bootstrap: str, names: dict[str, str], client: str, work: Path) -> Any:
+    """The daemon's configuration for run (b) or (b')."""
+    from monitor.config import MonitorConfig
+
+    return MonitorConfig.model_validate({
+        "kafka": {
+            "client": client,
+            "bootstrap_servers": bootstrap,
+            "group_id": f"bench-{client}-{os.getpid()}",
+            "predictions_topic": names["predictions"],
+            "labels_topic": names["labels"],
+            "alerts_topic": names["alerts"],
+            "dead_letter_topic": names["dead_letters"],
+            "session_timeout": "6s",
+            "heartbeat_interval": "1s",
+        },
+        "http": {"listen": "127.0.0.1:0"},
+        "state": {"dir": str(work / f"state-{client}"), "checkpoint_interval": "10s"},
+        "time": {"pane": "10s", "allowed_lateness": "1m"},
+        "models": [{
+            "name": "m",
+            "task": "binary",
+            "positive_class": 1,
+            "label_ttl": "6h",
+            # One topic may be read well ahead of the other: keep every early label.
+            "max_early_labels": 2_000_000,
+            "windows": WINDOWS,
+            "features": dict.fromkeys(FEATURES, "numeric"),
+            "reference": str(work / "reference.csv"),
+            "alerts": [
+                {"name": "f1-low", "signal": "f1@1h", "op": "<", "threshold": 0.5,
+                 "for": "5m", "min_samples": 200},
+                {"name": "accuracy-low", "signal": "accuracy@ewm30m", "op": "<",
+                 "threshold": 0.6, "for": "10m"},
+                {"name": "f0-drift", "signal": "psi:f0@1h", "op": ">", "threshold": 0.2,
+                 "for": "5m"},
+                {"name": "error-drift", "kind": "detector", "signal": "adwin:error@all"},
+            ],
+        }],
+    })  # fmt: skip
+
+
+# -- the four measurements, each in its own process ---------------------------------------
+
+
+def run_bare_kafka_python(bootstrap: str, names: dict[str, str], total: int) -> dict[str, Any]:
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=BATCH,
+        fetch_max_bytes=52_428_800,
+        max_partition_fetch_bytes=1 << 20,
+    )
+    consumer.assign(
+        [TopicPartition(names[k], p) for k in ("predictions", "labels") for p in range(PARTITIONS)]
+    )
+    decoders = {names["predictions"]: msgspec.json.Decoder(Prediction).decode,
+                names["labels"]: msgspec.json.Decoder(Label).decode}  # fmt: skip
+    seen, first = 0, None
+    deadline = time.monotonic() + 600
+    while seen < total and time.monotonic() < deadline:
+        records = consumer.poll(timeout_ms=500, max_records=BATCH)
+        if records and first is None:
+            first = time.perf_counter()
+        for tp, batch in records.items():
+            decode = decoders[tp.topic]
+            for r in batch:
+                decode(r.value)
+            seen += len(batch)
+    end = time.perf_counter()
+    consumer.close()
+    return {"messages": seen, "seconds": end - (first or end)}
+
+
+def run_bare_confluent(bootstrap: str, names: dict[str, str], total: int) -> dict[str, Any]:
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": f"bare-{os.getpid()}",
+        "enable.auto.commit": False,
+        "fetch.queue.backoff.ms": 50,
+    })
+    consumer.assign([
+        TopicPartition(names[k], p, OFFSET_BEGINNING)
+        for k in ("predictions", "labels") for p in range(PARTITIONS)
+    ])  # fmt: skip
+    decoders = {names["predictions"]: msgspec.json.Decoder(Prediction).decode,
+                names["labels"]: msgspec.json.Decoder(Label).decode}  # fmt: skip
+    seen, first = 0, None
+    deadline = time.monotonic() + 600
+    while seen < total and time.monotonic() < deadline:
+        batch = consumer.consume(BATCH, 0.5)
+        if batch and first is None:
+            first = time.perf_counter()
+        for m in batch:
+            if m.error() is None:
+                decoders[m.topic()](m.value())
+                seen += 1
+    end = time.perf_counter()
+    consumer.close()
+    return {"messages": seen, "seconds": end - (first or end)}
+
+
+def run_source(
+    bootstrap: str, names: dict[str, str], total: int, client: str, work: Path
+) -> dict[str, Any]:
+    """The daemon's source without the engine: where the source stage tops out."""
+    from monitor.kafka.source import make_source
+
+    source = make_source(daemon_config(bootstrap, names, client, work).kafka,
+                         start_offsets=lambda _t, _p: None)  # fmt: skip
+    source.connect(threading.Event())
+    seen, first = 0, None
+    deadline = time.monotonic() + 600
+    while seen < total and time.monotonic() < deadline:
+        batch = source.poll(500)
+        if batch and first is None:
+            first = time.perf_counter()
+        seen += len(batch)
+    end = time.perf_counter()
+    source.close()
+    return {"messages": seen, "seconds": end - (first or end)}
+
+
+def run_daemon(
+    bootstrap: str, names: dict[str, str], total: int, client: str, work: Path, profile: bool
+) -> dict[str, Any]:
+    from monitor.app import App
+    from monitor.logs import configure_logging
+
+    configure_logging("warning", json=True, stream=sys.stderr)
+
+    class TimedApp(App):
+        """The daemon, timing its batches: stops once every message is processed."""
+
+        first: float | None = None
+        end: float | None = None
+        seen = 0
+
+        def _process(self, messages: list[Any]) -> None:
+            if messages and self.first is None:
+                self.first = time.perf_counter()
+            super()._process(messages)
+            self.seen += len(messages)
+            if self.seen >= total and self.end is None:
+                self.end = time.perf_counter()
+                self.stop.set()
+
+    app = TimedApp(daemon_config(bootstrap, names, client, work))
+    timer = threading.Timer(900, app.stop.set)
+    timer.start()
+    profiler = None
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    app.run()
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(str(work / f"daemon-{client}.prof"))
+    timer.cancel()
+    counts = app.engine.summary()["models"]["m"]["counts"]
+    end = app.end or time.perf_counter()
+    return {
+        "messages": app.seen,
+        "seconds": end - (app.first or end),
+        "matched": counts.get("matched"),
+        "late": counts.get("late"),
+        "evicted": counts.get("early_labels_evicted"),
+        "alerts": app.alerts_sent,
+        "rejects": app.dead_letters,
+    }
+
+
+def worker(args: argparse.Namespace) -> int:
+    names = json.loads(args.names)
+    work = Path(args.work)
+    if args.worker == "a":
+        result = run_bare_kafka_python(args.bootstrap, names, args.total)
+    elif args.worker == "a2":
+        result = run_bare_confluent(args.bootstrap, names, args.total)
+    elif args.worker in ("s", "s2"):
+        client = "kafka-python" if args.worker == "s" else "confluent"
+        result = run_source(args.bootstrap, names, args.total, client, work)
+    else:
+        client = "kafka-python" if args.worker == "b" else "confluent"
+        result = run_daemon(args.bootstrap, names, args.total, client, work, args.profile)
+    print("RESULT " + json.dumps(result), flush=True)
+    return 0
+
+
+def measure(run: str, bootstrap: str, names: dict[str, str], total: int, work: Path,
+            profile: bool, no_gc: bool = False) -> dict[str, Any]:  # fmt: skip
+    cmd = [sys.executable, __file__, "--worker", run, "--bootstrap", bootstrap,
+           "--names", json.dumps(names), "--total", str(total), "--work", str(work)]  # fmt: skip
+    if profile:
+        cmd.append("--profile")
+    if no_gc:
+        cmd.append("--no-gc")
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+    for line in done.stdout.splitlines():
+        if line.startswith("RESULT "):
+            result: dict[str, Any] = json.loads(line[7:])
+            return result
+    raise RuntimeError(f"run {run} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+
+
+# -- the machine ---------------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine() -> str:
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (
+        f"{platform.platform()}; {cpu_model()}, {os.cpu_count()} cores (load {load:.1f}); "
+        f"Python {platform.python_version()}"
+    )
+
+
+def print_profile(path: Path, top: int = 30) -> None:
+    import pstats
+
+    stats = pstats.Stats(str(path))
+    stats.sort_stats("tottime").print_stats(top)
+    stats.sort_stats("cumulative").print_stats(top)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000, help="prediction events")
+    parser.add_argument("--only", default="a,a2,s,s2,b,b2",
+                        help="runs, comma-separated: a,a2,s,s2,b,b2")
+    parser.add_argument("--profile", action="store_true", help="cProfile the daemon runs")
+    parser.add_argument("--no-gc", action="store_true",
+                        help="run the workers with the cyclic garbage collector disabled")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
+    parser.add_argument("--names", help=argparse.SUPPRESS)
+    parser.add_argument("--total", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--work", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        if args.no_gc:
+            import gc
+
+            gc.disable()
+        return worker(args)
+    runs = [r.strip() for r in args.only.split(",") if r.strip()]
+    unknown = set(runs) - set(RUNS)
+    if unknown:
+        parser.error(f"unknown runs {sorted(unknown)}; valid: {sorted(RUNS)}")
+
+    from monitor.broker import EmbeddedBroker, create_topics
+
+    work = Path(tempfile.mkdtemp(prefix="monitor-e2e-bench-"))
+    names = {"predictions": "predictions", "labels": "labels",
+             "alerts": "monitor.alerts", "dead_letters": "monitor.dead-letters"}  # fmt: skip
+    t0 = time.perf_counter()
+    messages, mean_bytes = generate(args.events)
+    gen_s = time.perf_counter() - t0
+    reference_csv(work / "reference.csv")
+    total = len(messages)
+    results: dict[str, dict[str, Any]] = {}
+    with EmbeddedBroker() as broker:
+        create_topics(broker.bootstrap, {names["predictions"]: PARTITIONS,
+                                         names["labels"]: PARTITIONS,
+                                         names["alerts"]: 1, names["dead_letters"]: 1})  # fmt: skip
+        t0 = time.perf_counter()
+        produce(broker.bootstrap, names, messages)
+        produce_s = time.perf_counter() - t0
+        del messages
+        print(f"machine   {machine()}")
+        print(f"traffic   {args.events:,} predictions + {total - args.events:,} labels = "
+              f"{total:,} messages, {PARTITIONS} partitions, prediction payload "
+              f"{mean_bytes:.0f} B mean, 10 numeric features; generated in {gen_s:.1f} s, "
+              f"produced to Tansu in {produce_s:.1f} s ({total / produce_s:,.0f}/s)")
+        print("daemon    binary model, every binary metric, windows all/1h/ewm30m, pane 10 s, "
+              "drift on 10 features vs a reference, ADWIN, 4 alert rules", flush=True)
+        for run in runs:
+            result = measure(run, broker.bootstrap, names, total, work, args.profile, args.no_gc)
+            results[run] = result
+            rate = result["messages"] / result["seconds"] if result["seconds"] > 0 else 0.0
+            result["rate"] = rate
+            extra = ""
+            if run in ("b", "b2"):
+                extra = (f"  (matched {result['matched']:,.0f}, late {result['late']:,.0f}, "
+                         f"early labels evicted {result['evicted']:,.0f}, "
+                         f"alerts {result['alerts']}, rejects {result['rejects']})")
+            print(f"({run:<2})      {result['messages']:>10,} messages in "
+                  f"{result['seconds']:7.2f} s  {rate:>11,.0f} events/s  {RUNS[run]}{extra}",
+                  flush=True)  # fmt: skip
+    for daemon_run, bare_run in (("b", "a"), ("b2", "a2"), ("b2", "a")):
+        if daemon_run in results and bare_run in results and results[bare_run]["rate"] > 0:
+            ratio = results[daemon_run]["rate"] / results[bare_run]["rate"]
+            print(f"ratio     ({daemon_run})/({bare_run}) = {ratio:.2f}")
+    if args.profile:
+        for client in ("kafka-python", "confluent"):
+            path = work / f"daemon-{client}.prof"
+            if path.exists():
+                print(f"\n=== cProfile of the daemon, {client} source ===")
+                print_profile(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

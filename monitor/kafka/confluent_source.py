@@ -1,0 +1,590 @@
+"""The input side on confluent-kafka (librdkafka): the same contract as :class:`KafkaSource`.
+
+:class:`ConfluentSource` is chosen with ``[kafka] client = "confluent"``. It reads several
+times more messages per second than kafka-python: librdkafka fetches and decompresses on
+its own threads, and ``consume(n, timeout)`` hands over a whole batch per call.
+
+How it maps onto the :class:`~monitor.kafka.source.Source` contract:
+
+- **Rebalances** are eager (librdkafka's default assignors). librdkafka runs the
+  ``on_assign``/``on_revoke``/``on_lost`` callbacks inside ``consume``, on the thread that
+  calls :meth:`ConfluentSource.poll`, so ``start_offsets`` is asked right there and each
+  newly assigned partition is assigned *at* the checkpoint's offset (or, without one, at
+  the group's committed offset, then the earliest record): no fetch ever starts elsewhere.
+  Newly assigned partitions stay paused until the next :meth:`~ConfluentSource.poll`, so
+  the caller sees the assignment (``take_assignment_changes``) before their first message
+  (the engine must track a partition before its events move the watermark). A batch
+  during which a rebalance happened drops what it read of the partitions involved: those
+  left, or restart at the offset the checkpoint gave during that same call.
+- **Commits** are of explicit offsets and synchronous for the caller, bounded by
+  ``timeout_s``: sent asynchronously, then confirmed by reading the group's offsets back
+  (``committed``, which takes a timeout). librdkafka's own synchronous commit cannot be
+  bounded, and while it waits for a frozen broker every other call on the consumer waits.
+- **Lag** is the high watermark librdkafka cached from the last fetch response (the
+  broker's "latest offset" lookups are wrong on Tansu) minus the position of the next
+  message :meth:`poll` will return; with ``enable.partition.eof`` the end-of-partition
+  events also give the position of a partition that had nothing to read.
+- **Outages** never raise out of ``poll``, ``commit``, ``lag`` or ``caught_up``: errors are
+  logged at a rate limit and the call answers empty or false; librdkafka reconnects on its
+  own. ``connect`` maps librdkafka's errors to kafka-python's so that the shared retry
+  loop (:func:`~monitor.kafka.client_config.retry_connect`) waits them out the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import structlog
+from confluent_kafka import (
+    OFFSET_INVALID,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
+from kafka import errors as kafka_errors
+
+from monitor.config import KafkaConfig
+from monitor.events.message import Message
+from monitor.kafka.client_config import LogLimiter, confluent_consumer_config, retry_connect
+from monitor.kafka.source import TP, StartOffsets
+from monitor.kafka.topics import check_copartitioning
+
+__all__ = ["ConfluentSource"]
+
+log = structlog.get_logger(__name__)
+
+#: How long one attempt waits for the broker's metadata once its port accepts connections.
+BOOTSTRAP_TIMEOUT_S = 10.0
+#: Longest wait for the consumer to leave the group on close (the daemon must stop in 10 s).
+CLOSE_TIMEOUT_S = 3.0
+#: How often librdkafka reports its statistics (answers received: broker liveness).
+STATS_INTERVAL_MS = 1000
+#: Pause between two reads of the group's offsets while a commit is not confirmed yet.
+COMMIT_CHECK_S = 0.05
+#: librdkafka's own log lines go to this stdlib logger (under ``kafka``, like kafka-python's).
+RDKAFKA_LOGGER = "kafka.librdkafka"
+_EOF = KafkaError._PARTITION_EOF
+
+
+class _RateLimit(logging.Filter):
+    """Lets librdkafka's lines through at most once per ``interval_s`` per facility.
+
+    librdkafka logs every failed reconnection (``FAIL``) at error level: one line per
+    attempt during an outage. The next line let through carries ``suppressed=N``.
+    """
+
+    def __init__(self, interval_s: float = 10.0) -> None:
+        super().__init__()
+        self.interval_s = interval_s
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        facility = str(record.msg).split(" ", 1)[0]
+        now = time.monotonic()
+        if now - self._last.get(facility, -math.inf) < self.interval_s:
+            self._held[facility] = self._held.get(facility, 0) + 1
+            return False
+        self._last[facility] = now
+        held = self._held.pop(facility, 0)
+        if held:
+            record.msg = f"{record.msg} (suppressed={held})"
+        return True
+
+
+_RDKAFKA_LOG = logging.getLogger(RDKAFKA_LOGGER)
+_RDKAFKA_LOG.addFilter(_RateLimit())
+
+
+class _TopicCounts:
+    """A metadata snapshot answering as a consumer would, for ``check_copartitioning``."""
+
+    def __init__(self, topics: dict[str, Any]) -> None:
+        self._partitions = {
+            name: set(meta.partitions) for name, meta in topics.items() if meta.error is None
+        }
+
+    def topics(self) -> set[str]:
+        return set(self._partitions)
+
+    def partitions_for_topic(self, topic: str) -> set[int] | None:
+        return self._partitions.get(topic)
+
+
+class ConfluentSource:
+    """A member of the consumer group ``cfg.group_id`` on confluent-kafka, reading both inputs.
+
+    Parameters
+    ----------
+    cfg
+        The ``[kafka]`` section of the configuration.
+    start_offsets
+        ``start_offsets(topic, partition)``: the next offset to read per the checkpoint,
+        or None for the group's committed offset (the earliest record without one).
+        Called once per assignment of a partition, from the thread that calls
+        :meth:`poll`, before the partition is fetched.
+
+    Examples
+    --------
+    The same run loop as :class:`~monitor.kafka.source.KafkaSource`'s::
+
+        source = ConfluentSource(cfg.kafka, start_offsets=store.next_offset)
+        source.connect(stop)
+        while not stop.is_set():
+            messages = source.poll(500)
+            assigned, revoked = source.take_assignment_changes()
+            ...
+        source.close()
+    """
+
+    def __init__(self, cfg: KafkaConfig, *, start_offsets: StartOffsets) -> None:
+        self.cfg = cfg
+        self._start_offsets = start_offsets
+        self._consumer: Consumer | None = None
+        self._lock = threading.Lock()
+        self._assigned: set[TP] = set()
+        #: The assignment, kept from the callbacks (``Consumer.assignment`` is a round trip
+        #: through librdkafka's main thread).
+        self._owned: set[TP] = set()
+        self._revoked: set[TP] = set()
+        self._user_paused: set[TP] = set()
+        #: Partitions (re)assigned or revoked during the current ``consume`` call.
+        self._touched: set[TP] = set()
+        #: Next offset known without a consumed message: the checkpoint's, or end of partition.
+        self._known_position: dict[TP, int] = {}
+        #: Assigned (and paused) during a ``consume``: resumed at the start of the next poll,
+        #: after the caller has seen the assignment.
+        self._pending: set[TP] = set()
+        #: Messages read during a rebalance of partitions assigned in it: the next poll's.
+        self._held: list[Message] = []
+        #: Offsets below these were handed over already: dropped when read again.
+        self._guard: dict[TP, int] = {}
+        self._limiter = LogLimiter(10.0)
+        #: Responses received from the brokers so far, and when that count last grew.
+        self._received = 0
+        self._last_answer: float | None = None
+        #: Partition count of each input topic, known after :meth:`connect`.
+        self.partitions: int | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """True once :meth:`connect` has returned with a consumer (and until :meth:`close`)."""
+        return self._consumer is not None
+
+    def connect(self, stop: threading.Event) -> None:
+        """Create the consumer and subscribe, waiting out a broker that is not up yet.
+
+        Retries as :meth:`KafkaSource.connect <monitor.kafka.source.KafkaSource.connect>`
+        does (0.5 s doubling to 30 s, logged at a rate limit) and returns early,
+        unconnected, when ``stop`` is set.
+
+        Raises
+        ------
+        TopicLayoutError
+            When an input topic is missing or the partition counts differ.
+        """
+        if self._consumer is not None:
+            return
+        consumer = retry_connect(
+            "source", self.cfg, self._connect_once, stop, logger=log, limiter=self._limiter
+        )
+        if consumer is not None:
+            self._consumer = consumer
+            log.info(
+                "kafka_source_subscribed",
+                client="confluent",
+                group_id=self.cfg.group_id,
+                topics=[self.cfg.predictions_topic, self.cfg.labels_topic],
+                partitions=self.partitions,
+            )
+
+    def _connect_once(self) -> Consumer:
+        conf = confluent_consumer_config(self.cfg)
+        conf["error_cb"] = self._on_error
+        conf["stats_cb"] = self._on_stats
+        conf["statistics.interval.ms"] = STATS_INTERVAL_MS
+        conf["logger"] = _RDKAFKA_LOG
+        consumer = Consumer(conf)
+        try:
+            try:
+                # All topics: naming one would let a broker that ignores the no-create
+                # flag (Tansu) create it.
+                metadata = consumer.list_topics(timeout=BOOTSTRAP_TIMEOUT_S)
+            except KafkaException as exc:
+                raise kafka_errors.KafkaConnectionError(f"metadata: {exc}") from exc
+            self.partitions = check_copartitioning(self.cfg, _TopicCounts(metadata.topics))
+            consumer.subscribe(
+                [self.cfg.predictions_topic, self.cfg.labels_topic],
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_revoke,
+            )
+        except BaseException:
+            _close_quietly(consumer)
+            raise
+        return consumer
+
+    def close(self) -> None:
+        """Leave the group and close the consumer; offsets are not committed here."""
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            _close_quietly(consumer)
+        with self._lock:
+            self._owned.clear()
+            self._user_paused.clear()
+            self._known_position.clear()
+            self._pending.clear()
+            self._held.clear()
+            self._guard.clear()
+
+    # -- callbacks (run by librdkafka inside consume, on the polling thread) ----------------
+
+    def _on_error(self, error: KafkaError) -> None:
+        self._limiter.log(
+            log, "warning", f"error-{error.code()}", "kafka_client_error",
+            client="confluent", error=error.str(), fatal=error.fatal(),
+        )  # fmt: skip
+
+    def _on_stats(self, text: str) -> None:
+        try:
+            brokers = json.loads(text).get("brokers", {})
+            received = sum(int(b.get("rx", 0)) for b in brokers.values())
+        except (ValueError, TypeError, AttributeError):
+            return
+        if received > self._received:
+            self._received = received
+            self._last_answer = time.monotonic()
+
+    def broker_silent_s(self) -> float:
+        """Seconds since a broker last answered anything (0 before the first statistics).
+
+        From librdkafka's statistics (responses received per broker, every second): a
+        live broker answers a fetch at least every ``fetch.wait.max.ms``. A frozen one
+        accepts connections and the cached watermarks still say "caught up": this is
+        what gives it away (``/readyz``).
+        """
+        if self._consumer is None or self._last_answer is None:
+            return 0.0
+        return max(0.0, time.monotonic() - self._last_answer)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        keys: set[TP] = set()
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            keys.add(key)
+            offset = self._start_offsets(tp.topic, tp.partition)
+            tp.offset = OFFSET_INVALID if offset is None else int(offset)
+            with self._lock:
+                if offset is None:
+                    self._known_position.pop(key, None)
+                else:
+                    self._known_position[key] = int(offset)
+            log.info(
+                "kafka_partition_assigned",
+                topic=tp.topic, partition=tp.partition,
+                start_offset=offset if offset is not None else "committed",
+            )  # fmt: skip
+        consumer.assign(partitions)
+        # Held until the next poll, as KafkaSource does: the caller learns of the assignment
+        # (take_assignment_changes) before it gets any message of these partitions.
+        consumer.pause(partitions)
+        with self._lock:
+            self._owned = keys
+            self._assigned |= keys
+            self._touched |= keys
+            self._pending |= keys
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        keys = {(tp.topic, tp.partition) for tp in partitions}
+        with self._lock:
+            self._owned = set()
+            self._assigned -= keys
+            self._revoked |= keys
+            self._touched |= keys
+            self._user_paused -= keys
+            for key in keys:
+                self._known_position.pop(key, None)
+                self._guard.pop(key, None)
+            self._pending -= keys
+            self._held = [m for m in self._held if (m.topic, m.partition) not in keys]
+        consumer.unassign()  # eager protocol: everything goes; the assignment brings some back
+
+    def take_assignment_changes(self) -> tuple[set[TP], set[TP]]:
+        """Partitions assigned and revoked since the last call, as ``(assigned, revoked)``.
+
+        The same meaning as :meth:`KafkaSource.take_assignment_changes
+        <monitor.kafka.source.KafkaSource.take_assignment_changes>`.
+        """
+        with self._lock:
+            assigned, revoked = self._assigned, self._revoked
+            self._assigned, self._revoked = set(), set()
+        return assigned, revoked
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def poll(self, timeout_ms: int) -> list[Message]:
+        """One ``consume``: up to ``cfg.max_poll_records`` messages within ``timeout_ms``.
+
+        Each partition's messages come in offset order (partitions interleaved as
+        librdkafka fetched them). A null header value becomes ``b""``; a message without a
+        timestamp has ``timestamp_ms == -1``. Never raises on a broker outage: it logs at
+        a rate limit and returns ``[]``.
+        """
+        consumer = self._consumer
+        if consumer is None:
+            time.sleep(timeout_ms / 1000)
+            return []
+        try:
+            if self._pending:
+                self._resume_pending(consumer)
+            # Any: the stubs type every field optional, which only error messages are.
+            batch: list[Any] = consumer.consume(self.cfg.max_poll_records, timeout_ms / 1000)
+        except KafkaException as exc:
+            self._limiter.log(log, "warning", "poll", "kafka_poll_failed", error=str(exc))
+            return []
+        messages: list[Message] = []
+        append = messages.append
+        for m in batch:
+            error = m.error()
+            if error is not None:
+                self._on_message_error(m, error)
+                continue
+            headers = m.headers()
+            append(
+                Message(
+                    m.topic(),
+                    m.partition(),
+                    m.offset(),
+                    m.key(),
+                    m.value(),
+                    [(k, b"" if v is None else v) for k, v in headers] if headers else [],
+                    m.timestamp()[1],
+                )
+            )
+        if self._guard:
+            messages = self._drop_rereads(messages)
+        with self._lock:
+            touched, self._touched = self._touched, set()
+        held, self._held = self._held, []
+        if touched:
+            messages = self._hold_touched(messages, touched)
+        return held + messages if held else messages
+
+    def _hold_touched(self, messages: list[Message], touched: set[TP]) -> list[Message]:
+        """Sort out a batch during which a rebalance touched some partitions.
+
+        What it read of a partition no longer assigned is dropped (the new owner reads
+        it). What it read of one assigned (again) during the call is held back to the next
+        poll, so that the caller sees the assignment first. Such messages are the
+        continuation of what the caller processed (the assignment starts at the offset the
+        checkpoint gave during this call), and the fetcher, which restarted there, reads
+        them again: later batches skip offsets below the last one held.
+        """
+        owned = self.assignment()
+        kept: list[Message] = []
+        for m in messages:
+            key = (m.topic, m.partition)
+            if key not in touched:
+                kept.append(m)
+            elif key in owned:
+                self._held.append(m)
+                self._guard[key] = m.offset + 1
+        return kept
+
+    def _drop_rereads(self, messages: list[Message]) -> list[Message]:
+        """Drop offsets below ``_guard`` (already handed over, see :meth:`_hold_touched`)."""
+        guard = self._guard
+        kept: list[Message] = []
+        for m in messages:
+            key = (m.topic, m.partition)
+            floor = guard.get(key)
+            if floor is not None:
+                if m.offset < floor:
+                    continue
+                del guard[key]
+            kept.append(m)
+        return kept
+
+    def _resume_pending(self, consumer: Consumer) -> None:
+        with self._lock:
+            ready = sorted(self._pending - self._user_paused)
+            self._pending.clear()
+        if ready:
+            consumer.resume([TopicPartition(t, p) for t, p in ready])
+
+    def _on_message_error(self, m: Any, error: KafkaError) -> None:
+        if error.code() == _EOF:
+            with self._lock:
+                self._known_position[(m.topic(), m.partition())] = int(m.offset())
+            return
+        self._limiter.log(
+            log, "warning", f"message-{error.code()}", "kafka_fetch_error",
+            topic=m.topic(), partition=m.partition(), error=error.str(),
+        )  # fmt: skip
+
+    def assignment(self) -> set[TP]:
+        """The partitions this member holds now."""
+        if self._consumer is None:
+            return set()
+        with self._lock:
+            return set(self._owned)
+
+    # -- offsets ---------------------------------------------------------------------------
+
+    def commit(self, offsets: dict[TP, int], *, timeout_s: float = 10.0) -> bool:
+        """Commit next-offsets (last processed + 1) to the group, for assigned partitions only.
+
+        Waits at most ``timeout_s`` for the broker to confirm. Returns False, and logs,
+        when the commit fails or is not confirmed in time; never raises.
+        """
+        consumer = self._consumer
+        if consumer is None:
+            return False
+        owned = self.assignment()
+        to_commit = [
+            TopicPartition(topic, partition, int(offset))
+            for (topic, partition), offset in sorted(offsets.items())
+            if (topic, partition) in owned
+        ]
+        if not to_commit:
+            return True
+        deadline = time.monotonic() + timeout_s
+        error = ""
+        try:
+            # Asynchronous, then confirmed by reading the group's offsets back: librdkafka's
+            # synchronous commit cannot be bounded, and while one waits for an unresponsive
+            # broker every other call on the consumer (consume included) waits with it.
+            consumer.commit(offsets=to_commit, asynchronous=True)
+            wanted = {(tp.topic, tp.partition): tp.offset for tp in to_commit}
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    error = error or f"not confirmed within {timeout_s} s"
+                    break
+                got = consumer.committed(
+                    [TopicPartition(t, p) for t, p in wanted], timeout=remaining
+                )
+                behind = [
+                    tp
+                    for tp in got
+                    if tp.error is not None or tp.offset < wanted[tp.topic, tp.partition]
+                ]
+                if not behind:
+                    return True
+                first = behind[0]
+                error = f"{first.topic}[{first.partition}] at {first.offset}: {first.error}"
+                time.sleep(min(COMMIT_CHECK_S, max(0.0, deadline - time.monotonic())))
+        except (KafkaException, RuntimeError) as exc:
+            error = str(exc) or type(exc).__name__
+        self._limiter.log(
+            log, "warning", "commit", "kafka_commit_failed",
+            error=error, partitions=len(to_commit),
+        )  # fmt: skip
+        return False
+
+    def lag(self) -> dict[TP, int]:
+        """Records not yet read, per assigned partition: high watermark minus position.
+
+        The high watermark is the one librdkafka cached from the last fetch response; the
+        position is that of the next message :meth:`poll` returns (or the checkpoint's
+        offset, or the end of the partition, before any message). A partition whose
+        watermark or position is not known yet is left out.
+        """
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        result: dict[TP, int] = {}
+        try:
+            with self._lock:
+                pending = set(self._pending)
+            owned = sorted(self.assignment() - pending)
+            positions = consumer.position([TopicPartition(t, p) for t, p in owned])
+            with self._lock:
+                known = dict(self._known_position)
+            for tp in positions:
+                key = (tp.topic, tp.partition)
+                _low, high = consumer.get_watermark_offsets(tp, cached=True)
+                if high is None or high < 0:
+                    continue
+                position = max(tp.offset, known.get(key, -1))
+                if position < 0:
+                    continue
+                result[key] = max(0, int(high) - int(position))
+        except (KafkaException, RuntimeError) as exc:
+            self._limiter.log(log, "warning", "lag", "kafka_lag_failed", error=str(exc))
+        return result
+
+    def caught_up(self) -> bool:
+        """True when every assigned partition has been fetched and has nothing left to read.
+
+        Vacuously true when nothing is assigned; check :meth:`assignment` too.
+        """
+        if self._consumer is None:
+            return False
+        owned = self.assignment()
+        lag = self.lag()
+        return all(lag.get(tp) == 0 for tp in owned)
+
+    # -- backpressure ----------------------------------------------------------------------
+
+    def pause(self, partitions: Iterable[TP]) -> None:
+        """Stop fetching these partitions until :meth:`resume` (or until they are revoked)."""
+        keys = set(partitions)
+        with self._lock:
+            self._user_paused |= keys
+        self._apply(keys, pause=True)
+
+    def resume(self, partitions: Iterable[TP]) -> None:
+        """Fetch these partitions again."""
+        keys = set(partitions)
+        with self._lock:
+            self._user_paused -= keys
+            keys -= self._pending
+        self._apply(keys, pause=False)
+
+    def _apply(self, keys: set[TP], *, pause: bool) -> None:
+        consumer = self._consumer
+        if consumer is None:
+            return
+        tps = [TopicPartition(t, p) for t, p in sorted(keys & self.assignment())]
+        if not tps:
+            return
+        try:
+            if pause:
+                consumer.pause(tps)
+            else:
+                consumer.resume(tps)
+        except KafkaException as exc:
+            self._limiter.log(log, "warning", "pause", "kafka_pause_failed", error=str(exc))
+
+    def paused(self) -> set[TP]:
+        """Partitions paused by :meth:`pause` and still assigned."""
+        with self._lock:
+            held = set(self._user_paused)
+        return held & self.assignment()
+
+
+def _close_quietly(consumer: Consumer, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+    """Close, waiting at most ``timeout_s``: with the broker down, librdkafka's close waits
+    for the group session to expire. The close goes on in the background after that."""
+
+    def run() -> None:
+        try:
+            consumer.close()
+        except Exception as exc:  # closing during an outage may fail; nothing to do about it
+            log.debug("kafka_consumer_close_failed", error=str(exc))
+
+    thread = threading.Thread(target=run, name="monitor-consumer-close", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        log.warning("kafka_consumer_close_slow", waited_s=timeout_s)
