@@ -52,7 +52,7 @@ from monitor.events.codec import (
 )
 from monitor.events.message import Message, Reject
 
-__all__ = ["Engine", "PaneSignals", "same_time_and_topics"]
+__all__ = ["Engine", "PaneSignals", "PartitionSnapshot", "same_time_and_topics"]
 
 F64 = npt.NDArray[np.float64]
 OTHER = "__other__"
@@ -180,6 +180,21 @@ class PartitionState:
     offsets: dict[str, int] = field(default_factory=dict)  # topic -> next offset to read
     max_ts: dict[str, float] = field(default_factory=dict)  # topic -> largest event time
     rejects: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+
+@dataclass
+class PartitionSnapshot:
+    """One partition number's hard state as it leaves an engine, with what is needed to
+    install it into another (a replica that takes the partition over): the slice keys its
+    window rows and pending predictions are numbered by, the pane clock it was kept at,
+    and the detectors' error buffers of its joined pairs not yet fed."""
+
+    number: int
+    state: PartitionState
+    slice_keys: dict[str, list[tuple[str, str]]]  # model -> registry keys (row order)
+    closed_upto: int | None
+    watermark: float
+    error_panes: dict[str, dict[int, tuple[list[float], list[float]]]]  # model -> pane -> ...
 
 
 class _Batch:
@@ -333,6 +348,102 @@ class Engine:
                 rules.reconcile(self.by_name[name].config, self.pane)  # unchanged rules kept
                 self.rules.models[name] = rules
         return status
+
+    def export_partition(self, number: int) -> PartitionSnapshot:
+        """The hard state of partition ``number`` (both topics) for a per-partition store.
+
+        The snapshot refers to the live state: pickle it (or drop the partition) before
+        processing more messages."""
+        return PartitionSnapshot(
+            number=number,
+            state=self.partitions[number],
+            slice_keys={m.name: list(m.registry.keys) for m in self.models},
+            closed_upto=self.closed_upto,
+            watermark=self.watermark,
+            error_panes={
+                m.name: {p: parts[number] for p, parts in m.error_panes.items() if number in parts}
+                for m in self.models
+            },
+        )
+
+    def drop_partition(self, number: int) -> PartitionState | None:
+        """Forget partition ``number`` (revoked for good): its state, its share of the join
+        totals and of the detectors' buffers, and its place in the watermark."""
+        state = self.partitions.pop(number, None)
+        if state is None:
+            return None
+        for m in range(len(self.models)):
+            self.pending_total[m] -= len(state.join.pending[m])
+        self.early_total -= len(state.join.early)
+        for model in self.models:
+            for parts in model.error_panes.values():
+                parts.pop(number, None)
+            model.error_panes = {p: v for p, v in model.error_panes.items() if v}
+        self.tracked = {tp for tp in self.tracked if tp[1] != number}
+        self.idle = {tp for tp in self.idle if tp[1] != number}
+        return state
+
+    def install_partition(self, snap: PartitionSnapshot) -> None:
+        """Take over partition ``snap.number`` from a snapshot (made by any engine with the
+        same config), replacing whatever this engine held for it.
+
+        Pane clocks: when the snapshot closed panes this engine has not, this engine first
+        closes them (as if its watermark had reached the snapshot's); panes this engine
+        closed that the snapshot still holds open are then closed in the installed state, in
+        order, so every window holds what it would have had it been here all along. Slice
+        rows and pending predictions are renumbered into this engine's slice registry.
+        """
+        self.drop_partition(snap.number)
+        if snap.closed_upto is not None:
+            if self.closed_upto is None:
+                first = self._first_open()
+                self.closed_upto = snap.closed_upto if first is None else min(first, snap.closed_upto)
+            if snap.closed_upto > self.closed_upto:
+                self.close_through(snap.closed_upto)
+            self.watermark = max(self.watermark, snap.watermark)
+        state = snap.state
+        for model in self.models:
+            m = model.index
+            keys = snap.slice_keys.get(model.name, [("model", "")])
+            mapping = np.array([model.registry.lookup(d, v) for d, v in keys], dtype=np.int64)
+            rows = len(model.registry.keys)
+            if not np.array_equal(mapping, np.arange(len(keys))) or state.windows[m].rows < rows:
+                state.windows[m].remap(mapping, max(rows, state.windows[m].rows))
+                table = state.join.pending[m]
+                for pid, pend in table.items():
+                    table[pid] = pend._replace(
+                        slices=tuple(int(mapping[i]) if i >= 0 else -1 for i in pend.slices)
+                    )
+            for other in self.partitions.values():
+                other.windows[m].grow(rows)
+            self.pending_total[m] += len(state.join.pending[m])
+            for pane, buffered in snap.error_panes.get(model.name, {}).items():
+                model.error_panes.setdefault(pane, {})[snap.number] = buffered
+        self.early_total += len(state.join.early)
+        if self.closed_upto is not None:
+            for w in state.windows:
+                _catch_up(w, snap.closed_upto, self.closed_upto)
+        self.partitions[snap.number] = state
+
+    def soft_state(self, name: str) -> dict[str, Any]:
+        """Model ``name``'s soft state (detectors, alert rule state) for a per-model record."""
+        model = self.by_name[name]
+        return {
+            "detectors": model.detectors,
+            "last_detections": model.last_detections,
+            "rules": self.rules.models.get(name),
+        }
+
+    def install_soft_state(self, name: str, soft: dict[str, Any]) -> None:
+        """Resume model ``name``'s soft state from :meth:`soft_state` (same config)."""
+        model = self.by_name[name]
+        if model.detectors is not None and soft.get("detectors") is not None:
+            model.detectors = soft["detectors"]
+            model.last_detections = dict(soft.get("last_detections") or {})
+        rules = soft.get("rules")
+        if rules is not None:
+            rules.reconcile(model.config, self.pane)
+            self.rules.models[name] = rules
 
     def offsets(self) -> dict[tuple[str, int], int]:
         """Next offset to read per (topic, partition), as reflected by the state."""
@@ -918,6 +1029,21 @@ class Engine:
                 rejects[reason] += n
         out["rejects"] = dict(sorted(rejects.items()))
         return out
+
+
+def _catch_up(w: WindowSet, start: int | None, upto: int) -> None:
+    """Close the panes of ``w`` from ``start`` (its own closed point; None: it never closed
+    one) up to ``upto``, as :meth:`Engine.close_through` would have, jumping over empty
+    stretches once its ring holds nothing."""
+    p = start if start is not None else min(w.open, default=upto)
+    while p < upto:
+        nxt = min((q for q in w.open if q >= p), default=upto)
+        if w.ring_empty() and min(nxt, upto) > p:
+            w.skip_empty(min(nxt, upto) - p)
+            p = min(nxt, upto)
+            continue
+        w.close(p)
+        p += 1
 
 
 def _model_shape(model: ModelConfig) -> Any:

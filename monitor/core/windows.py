@@ -73,6 +73,28 @@ class WindowSet:
         self.sliding = [_pad(a, rows) for a in self.sliding]
         self.decay = [_pad(a, rows) for a in self.decay]
 
+    def remap(self, mapping: I64, rows: int) -> None:
+        """Renumber the slices: old row ``i`` adds into row ``mapping[i]`` of ``rows`` rows.
+
+        Used when a partition's state moves to an engine whose slice registry numbered the
+        same slices differently (several old rows may fold into one)."""
+
+        def move(arr: F64) -> F64:
+            out = np.zeros((rows, arr.shape[1]))
+            np.add.at(out, mapping[: arr.shape[0]], arr)
+            return out
+
+        self.open = {p: move(a) for p, a in self.open.items()}
+        self.open_decay = {p: [move(a) for a in arrs] for p, arrs in self.open_decay.items()}
+        self.cum = move(self.cum)
+        late = np.zeros(rows)
+        np.add.at(late, mapping[: len(self.late_n)], self.late_n)
+        self.late_n = late
+        self.ring = {p: move(a) for p, a in self.ring.items()}
+        self.sliding = [move(a) for a in self.sliding]
+        self.decay = [move(a) for a in self.decay]
+        self.rows = rows
+
     def add(self, pane: int, slices: I64, cols: I64, vals: F64, ts: F64) -> None:
         """Add events of one open pane (``ts`` are their event times)."""
         acc = self.open.get(pane)
