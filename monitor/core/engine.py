@@ -397,7 +397,8 @@ class Engine:
         if snap.closed_upto is not None:
             if self.closed_upto is None:
                 first = self._first_open()
-                self.closed_upto = snap.closed_upto if first is None else min(first, snap.closed_upto)
+                upto = snap.closed_upto
+                self.closed_upto = upto if first is None else min(first, upto)
             if snap.closed_upto > self.closed_upto:
                 self.close_through(snap.closed_upto)
             self.watermark = max(self.watermark, snap.watermark)
