@@ -17,10 +17,17 @@ from confluent_kafka import Consumer, TopicPartition
 
 
 def daemon_config(
-    bootstrap: str, topics: Any, http_port: int, body: str, *, checkpoint_interval: str = "2s"
+    bootstrap: str,
+    topics: Any,
+    http_port: int,
+    body: str,
+    *,
+    checkpoint_interval: str = "2s",
+    state: str = "",
 ) -> str:
     """A config for ``topics`` on the broker at ``bootstrap`` with group joins of ~3 s,
-    the HTTP port and checkpoint interval given, and ``body`` ([time], [[models]], ...)."""
+    the HTTP port and checkpoint interval given, and ``body`` ([time], [[models]], ...);
+    ``state`` holds more lines of the ``[state]`` table (``store = "kafka"``, ...)."""
     return f"""
 [kafka]
 bootstrap_servers = "{bootstrap}"
@@ -38,6 +45,7 @@ listen = "127.0.0.1:{http_port}"
 [state]
 dir = "state"
 checkpoint_interval = "{checkpoint_interval}"
+{state}
 {body}"""
 
 
