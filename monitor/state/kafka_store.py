@@ -10,7 +10,8 @@ Records (key, value):
 - ``<group>/fence/<id>``: a tombstone a reader writes to learn where the topic ends.
 
 A value is ``MAGIC``, a 4-byte header length, a JSON header (format, kind, config
-fingerprint, offsets, SHA-256 and length of the body) and the pickled body. The topic is
+fingerprint, offsets, SHA-256 and length of the body) and the body: the pickle,
+zlib-compressed. The topic is
 created at start when missing, ``cleanup.policy=compact`` and ``max.message.bytes`` =
 ``[state] max_record_bytes``; records larger than that fail the checkpoint (raise the limit:
 a partition's state grows with its pending predictions and slices, not with time).
@@ -34,6 +35,7 @@ import pickle
 import threading
 import time
 import uuid
+import zlib
 from collections import deque
 from collections.abc import Iterable
 from typing import Any, Final
@@ -63,6 +65,11 @@ MAGIC: Final = b"MONITOR-STATE"
 #: How long a save waits for the broker's acknowledgements, and a restore for the fence.
 WAIT_S: Final = 20.0
 log = structlog.get_logger(__name__)
+
+
+def _pack(obj: Any) -> bytes:
+    """A record body: the pickle, zlib-compressed (window arrays are mostly zeros)."""
+    return zlib.compress(pickle.dumps(obj, pickle.HIGHEST_PROTOCOL), 1)
 
 
 class StoreError(Exception):
@@ -233,13 +240,13 @@ class KafkaStore:
                 state = engine.partitions.get(number)
                 if state is None or self._saved.get(number) == state.offsets:
                     continue  # nothing read since the record the store holds
-                body = pickle.dumps(engine.export_partition(number), pickle.HIGHEST_PROTOCOL)
+                body = _pack(engine.export_partition(number))
                 value = encode_record("partition", self.fingerprint, dict(state.offsets), body)
                 size += len(value)
                 future = producer.send(self.topic, key=self._key(number), value=value)
                 sent.append((future, number, dict(state.offsets)))
             for model in engine.models:
-                body = pickle.dumps(engine.soft_state(model.name), pickle.HIGHEST_PROTOCOL)
+                body = _pack(engine.soft_state(model.name))
                 value = encode_record("model", self.fingerprint, {}, body)
                 size += len(value)
                 sent.append((producer.send(self.topic, key=self._model_key(model.name),
@@ -309,9 +316,7 @@ class KafkaStore:
                 for tp in self._tps
             ]
             producer.flush(timeout=WAIT_S)
-            target = {
-                tp: f.get(timeout=0).offset for tp, f in zip(self._tps, fences, strict=True)
-            }
+            target = {tp: f.get(timeout=0).offset for tp, f in zip(self._tps, fences, strict=True)}
             deadline = time.monotonic() + WAIT_S
             while any(reader.position(tp) <= off for tp, off in target.items()):
                 if time.monotonic() > deadline:
@@ -360,7 +365,7 @@ class KafkaStore:
                 )  # fmt: skip
                 return None
             try:
-                return header["offsets"], pickle.loads(body)
+                return header["offsets"], pickle.loads(zlib.decompress(body))
             except Exception as exc:  # from incompatible code
                 log.warning(
                     "state_record_unreadable", key=key,

@@ -85,9 +85,10 @@ def _stream(seed: int = 8) -> tuple[Stream, int]:
         part = zlib.crc32(pid.encode()) % PARTITIONS
         y = int(rng.integers(0, 2))
         score = float(rng.beta(5, 2) if y else rng.beta(2, 5))
+        region = ["eu", "us", "apac", "latam"][(i * 7 + part) % 4]
         body = {"prediction_id": pid, "model": "fraud", "ts": t, "prediction": int(score >= 0.5),
                 "score": round(score, 5), "model_version": f"v{i % 3}",
-                "segment": {"region": ["eu", "us", "apac", "latam"][(i * 7 + part) % 4]}}  # fmt: skip
+                "segment": {"region": region}}  # fmt: skip
         arrivals.append((t, "predictions", pid.encode(), json.dumps(body).encode(), part))
         if rng.random() < 0.9:
             lt = t + float(rng.uniform(0.2, 2.0))
@@ -119,7 +120,8 @@ def _wait(daemons: list[Daemon], what: str, done: Any, timeout: float) -> None:
         if done():
             return
         time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}\n" + "\n".join(d.log_tail() for d in daemons))
+    tails = "\n".join(d.log_tail() for d in daemons)
+    raise AssertionError(f"timed out waiting for {what}\n{tails}")
 
 
 def _restored(daemon: Daemon) -> int:
@@ -142,10 +144,10 @@ def test_replica_killed_mid_stream_its_partitions_resume_elsewhere_exactly(
         (tmp_path / name).mkdir()
         port = free_port()
         config = tmp_path / name / "monitor.toml"
-        config.write_text(
-            daemon_config(broker.bootstrap, topics, port, BODY, checkpoint_interval="1s",
-                          state=state)  # fmt: skip
+        text = daemon_config(
+            broker.bootstrap, topics, port, BODY, checkpoint_interval="1s", state=state
         )
+        config.write_text(text)
         daemons.append(Daemon(config, port, tmp_path / name / "daemon.log"))
     a, b = daemons
 
@@ -171,14 +173,21 @@ def test_replica_killed_mid_stream_its_partitions_resume_elsewhere_exactly(
         _wait(daemons, "a 3/3 split again", lambda: assigned(a) == assigned(b) == PARTITIONS, 60)
         producer.join(timeout=PRODUCE_S + 60)
         assert not producer.is_alive() and not producer.errors, producer.errors[:3]
-        _wait(
-            daemons,
-            "every prediction and label counted",
-            lambda: total("monitor_predictions_received_total") == PREDICTIONS
-            and total("monitor_labels_received_total") == n_labels,
-            90,
-        )
-        time.sleep(1.5)  # a count past the total would show here
+        seen: list[float] = []
+
+        def settled() -> bool:
+            # Caught up (lag 0 everywhere) and the counters still for a second. Not
+            # "counters reached the totals": a lost event must show as a difference below.
+            lag = sum(d.sample("monitor_consumer_lag") or 0.0 for d in daemons)
+            seen.append(total("monitor_predictions_received_total"))
+            return (
+                lag == 0
+                and (assigned(a) or 0) + (assigned(b) or 0) == 2 * PARTITIONS
+                and len(seen) > 4
+                and seen[-1] == seen[-4] > 0
+            )
+
+        _wait(daemons, "both replicas caught up", settled, 90)
         scraped = [_counters(d.get("/metrics")[1]) for d in daemons]
         panes = a.sample("monitor_panes_closed_total") or 0.0
         for d in daemons:
@@ -203,6 +212,8 @@ def test_replica_killed_mid_stream_its_partitions_resume_elsewhere_exactly(
     replay(load_config(a.config), [str(cap)], out)
     expected = _counters((out / "metrics.prom").read_text())
     assert expected[("monitor_late_events_total", (("model", "fraud"),))] == 0
+    assert expected[("monitor_predictions_received_total", (("model", "fraud"),))] == PREDICTIONS
+    assert expected[("monitor_labels_received_total", (("model", "fraud"),))] == n_labels
     assert {k for k, v in summed.items() if v} == {k for k, v in expected.items() if v}
     for key, value in expected.items():
         assert math.isclose(summed.get(key, 0.0), value, rel_tol=1e-9, abs_tol=1e-9), (

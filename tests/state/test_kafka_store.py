@@ -30,9 +30,14 @@ def _config(bootstrap: str, tag: str) -> MonitorConfig:
             "state": {"store": "kafka", "topic": f"state-{tag}", "topic_partitions": 2},
             "time": {"pane": "10s", "allowed_lateness": "20s"},
             "models": [
-                {"name": "m", "task": "binary", "positive_class": 1,
-                 "windows": ["all", "1m", "ewm1m"], "segments": ["region"]},
-            ],  # fmt: skip
+                {
+                    "name": "m",
+                    "task": "binary",
+                    "positive_class": 1,
+                    "windows": ["all", "1m", "ewm1m"],
+                    "segments": ["region"],
+                }
+            ],
         }
     )
 
