@@ -164,14 +164,18 @@ class KafkaStore:
             **{**producer_kwargs(self.kafka), "max_request_size": limit},
             max_in_flight_requests_per_connection=1,  # retries keep the order per key
         )
-        reader = build_consumer(
-            **common_kwargs(self.kafka),
-            group_id=None,
-            enable_auto_commit=False,
-            allow_auto_create_topics=False,
-            max_partition_fetch_bytes=limit + 4096,
-            fetch_max_bytes=max(limit + 4096, self.kafka.fetch_max_bytes),
-        )
+        try:
+            reader = build_consumer(
+                **common_kwargs(self.kafka),
+                group_id=None,
+                enable_auto_commit=False,
+                allow_auto_create_topics=False,
+                max_partition_fetch_bytes=limit + 4096,
+                fetch_max_bytes=max(limit + 4096, self.kafka.fetch_max_bytes),
+            )
+        except BaseException:
+            producer.close(timeout=0)
+            raise
         self._tps = [TopicPartition(self.topic, p) for p in range(count)]
         reader.assign(self._tps)
         reader.seek_to_beginning(*self._tps)

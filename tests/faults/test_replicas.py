@@ -193,6 +193,9 @@ def test_replica_killed_mid_stream_its_partitions_resume_elsewhere_exactly(
         for d in daemons:
             code, _ = d.terminate()
             assert code == 0, d.log_tail()
+    except AssertionError as exc:
+        tail = broker.log_path.read_text(errors="replace")[-3000:]
+        raise AssertionError(f"{exc}\n--- broker log tail:\n{tail}") from exc
     finally:
         for d in daemons:
             d.ensure_dead()
