@@ -164,6 +164,8 @@ class App:
             assigned, revoked = self.source.take_assignment_changes()
             if (assigned or revoked) and self.store.partitioned:
                 self._hand_over(assigned)
+                if self.stop.is_set():
+                    break  # a partition not restored must not be fetched (nor saved) empty
             if assigned or revoked:
                 self.engine.track(self._watermark_partitions())
                 now = time.time()
