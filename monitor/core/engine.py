@@ -335,6 +335,7 @@ class Engine:
         self.early_total = sum(len(s.join.early) for s in self.partitions.values())
         self.watermark = old.watermark
         self.closed_upto = old.closed_upto
+        self.__dict__["ahead"] = dict(old._ahead())
         self.panes_closed = old.panes_closed
         self.events = old.events
         self.tracked = set(old.tracked)
@@ -358,7 +359,7 @@ class Engine:
             number=number,
             state=self.partitions[number],
             slice_keys={m.name: list(m.registry.keys) for m in self.models},
-            closed_upto=self.closed_upto,
+            closed_upto=self._ahead().get(number, self.closed_upto),
             watermark=self.watermark,
             error_panes={
                 m.name: {p: parts[number] for p, parts in m.error_panes.items() if number in parts}
@@ -375,6 +376,7 @@ class Engine:
         for m in range(len(self.models)):
             self.pending_total[m] -= len(state.join.pending[m])
         self.early_total -= len(state.join.early)
+        self._ahead().pop(number, None)
         for model in self.models:
             for parts in model.error_panes.values():
                 parts.pop(number, None)
@@ -387,21 +389,22 @@ class Engine:
         """Take over partition ``snap.number`` from a snapshot (made by any engine with the
         same config), replacing whatever this engine held for it.
 
-        Pane clocks: when the snapshot closed panes this engine has not, this engine first
-        closes them (as if its watermark had reached the snapshot's); panes this engine
-        closed that the snapshot still holds open are then closed in the installed state, in
-        order, so every window holds what it would have had it been here all along. Slice
-        rows and pending predictions are renumbered into this engine's slice registry.
+        Pane clocks: panes this engine closed that the snapshot still holds open are closed
+        in the installed state, in order, so its windows hold what they would have had it
+        been here all along. When the snapshot closed panes this engine has not, the
+        partition keeps its own clock until this engine's catches up: its events for those
+        panes are late, as they were where it came from, and no other partition's pane
+        closes early. Slice rows and pending predictions are renumbered into this engine's
+        slice registry.
         """
         self.drop_partition(snap.number)
-        if snap.closed_upto is not None:
-            if self.closed_upto is None:
-                first = self._first_open()
-                upto = snap.closed_upto
-                self.closed_upto = upto if first is None else min(first, upto)
-            if snap.closed_upto > self.closed_upto:
-                self.close_through(snap.closed_upto)
-            self.watermark = max(self.watermark, snap.watermark)
+        if snap.closed_upto is not None and (
+            self.closed_upto is None or snap.closed_upto > self.closed_upto
+        ):
+            # Its panes below this are closed already: it keeps its own clock until this
+            # engine's catches up, and its events for those panes are late (as they were
+            # where it came from); the other partitions' panes are not closed early.
+            self._ahead()[snap.number] = snap.closed_upto
         state = snap.state
         for model in self.models:
             m = model.index
@@ -421,10 +424,18 @@ class Engine:
             for pane, buffered in snap.error_panes.get(model.name, {}).items():
                 model.error_panes.setdefault(pane, {})[snap.number] = buffered
         self.early_total += len(state.join.early)
-        if self.closed_upto is not None:
+        if self.closed_upto is not None and snap.number not in self._ahead():
             for w in state.windows:
                 _catch_up(w, snap.closed_upto, self.closed_upto)
         self.partitions[snap.number] = state
+
+    def _ahead(self) -> dict[int, int]:
+        """Partition number -> the pane its own clock has closed up to (exclusive), for
+        installed partitions whose clock is ahead of this engine's (see
+        :meth:`install_partition`). Created on first use: engines from older checkpoints
+        lack it."""
+        ahead: dict[int, int] = self.__dict__.setdefault("ahead", {})
+        return ahead
 
     def soft_state(self, name: str) -> dict[str, Any]:
         """Model ``name``'s soft state (detectors, alert rule state) for a per-model record."""
@@ -713,6 +724,10 @@ class Engine:
         sl = np.asarray(slices, dtype=np.int64)
         pane = np.floor(ts / self.pane).astype(np.int64)
         late = pane < self.closed_upto if self.closed_upto is not None else np.zeros(len(ts), bool)
+        ahead = self._ahead()
+        if ahead:  # partitions whose own clock closed more panes than this engine's
+            own = np.array([ahead.get(int(x), -(2**62)) for x in part], dtype=np.int64)
+            late = late | (pane < own)
         low = int(pane.min())
         span = int(pane.max()) - low + 1
         key = part * span + (pane - low)
@@ -773,15 +788,24 @@ class Engine:
                 # Nothing inside any window changes but decay: jump over the empty panes.
                 target = upto if first is None else min(first, upto)
                 if target - pane > 1:
-                    for state in self.partitions.values():
+                    ahead = self._ahead()
+                    for number, state in self.partitions.items():
+                        # a partition ahead has closed (and decayed) its panes below its own
+                        skip = target - 1 - max(pane, ahead.get(number, pane))
                         for w in state.windows:
-                            w.skip_empty(target - pane - 1)
+                            if skip > 0:
+                                w.skip_empty(skip)
                     self.panes_closed += target - pane - 1
                     pane = self.closed_upto = target - 1
-            for state in self.partitions.values():
+            ahead = self._ahead()
+            for number, state in self.partitions.items():
+                if ahead.get(number, pane) > pane:
+                    continue  # closed there before it moved here
                 for w in state.windows:
                     w.close(pane)
             self.closed_upto = pane + 1
+            for number in [n for n, upto in ahead.items() if upto <= pane + 1]:
+                del ahead[number]
             self.panes_closed += 1
             self._expire((pane + 1) * self.pane)
             self._emit(pane)
