@@ -5,6 +5,7 @@ falls back to the previous one with a log line."""
 from __future__ import annotations
 
 import json
+import pickle
 import threading
 import uuid
 from typing import Any
@@ -87,6 +88,12 @@ def test_a_replica_restores_what_another_saved(store_pair: Any) -> None:
     assert result == {0: "restored", 1: "restored", 2: "restored", 3: "none"}
     assert other.offsets() == engine.offsets()
     assert_same(other.summary(), engine.summary())
+    # Soft state (per model record): the detectors resume where the writer left them.
+    theirs_detectors, mine_detectors = other.models[0].detectors, engine.models[0].detectors
+    assert theirs_detectors is not None and mine_detectors is not None
+    assert engine.panes_closed > 0
+    assert pickle.dumps(theirs_detectors) == pickle.dumps(mine_detectors)
+    assert pickle.dumps(Engine(config).models[0].detectors) != pickle.dumps(mine_detectors)
 
 
 def test_the_newest_record_per_key_wins_without_compaction(store_pair: Any) -> None:
