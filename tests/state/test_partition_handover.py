@@ -135,3 +135,23 @@ def test_drop_partition_releases_the_watermark() -> None:
     engine.track(_tps([0, 1, 2]))
     engine.process([])
     assert engine.closed_upto is not None
+
+
+def test_window_sets_pickle_sparse_and_round_trip_exactly() -> None:
+    engine = Engine(_config())
+    engine.track(_tps(range(PARTS)))
+    _feed(engine, [m for _, m in _stream()])
+    w = engine.partitions[0].windows[0]
+    assert w.ring and w.open  # panes in the sliding ring and still open
+    back = pickle.loads(pickle.dumps(w))
+    for name in ("open", "ring"):
+        mine, theirs = getattr(w, name), getattr(back, name)
+        assert mine.keys() == theirs.keys()
+        for p in mine:
+            assert np.array_equal(mine[p], theirs[p])
+    dense = pickle.dumps(w.__dict__)  # as a checkpoint written before sparse pickling
+    size = len(pickle.dumps(w))
+    assert size < len(dense)
+    old = object.__new__(type(w))
+    old.__setstate__(pickle.loads(dense))
+    assert all(np.array_equal(old.ring[p], w.ring[p]) for p in w.ring)
