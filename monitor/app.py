@@ -253,7 +253,9 @@ class App:
         idle = {
             tp
             for tp in self.source.assignment()
-            if self.lag.get(tp, 0) == 0
+            # unknown lag (no fetch answered yet, e.g. behind another partition's large
+            # backlog after a restart or a takeover) is not "caught up": not idle
+            if self.lag.get(tp) == 0
             and now - self.last_seen.get(tp, now) >= self.config.time.idle_timeout
         }
         if idle != self.engine.idle:
