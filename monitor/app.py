@@ -38,7 +38,8 @@ from monitor.outputs.alerts import AlertmanagerPusher, alert_dict, alert_json
 from monitor.outputs.exports import Exports
 from monitor.outputs.prometheus import MonitorCollector, RuntimeStats
 from monitor.replay import signal_line
-from monitor.state.checkpoint import CheckpointStore
+from monitor.state.kafka_store import StoreError
+from monitor.state.store import Store, open_store
 
 __all__ = ["App"]
 
@@ -71,7 +72,7 @@ class App:
         self.stop = stop or threading.Event()
         self.registry = registry or CollectorRegistry()
         self.collector = MonitorCollector(self.registry)
-        self.store = CheckpointStore(config.state.dir)
+        self.store: Store = open_store(config)
         self.engine = self.store.load(config) or Engine(config)
         self.source: Source = make_source(config.kafka, start_offsets=self._start_offset)
         self.sink = KafkaSink(config.kafka)
@@ -153,11 +154,13 @@ class App:
         try:
             self.source.connect(self.stop)
             self.sink.connect(self.stop)
+            self.store.connect(self.stop)
             self._loop()
         finally:
             self.checkpoint(final=True)
             self.source.close()
             self.sink.close()
+            self.store.close()
             if self.alertmanager is not None:
                 self.alertmanager.close()
             self.http.stop()
@@ -170,6 +173,10 @@ class App:
         next_checkpoint = time.monotonic() + self.config.state.checkpoint_interval
         while not self.stop.is_set():
             assigned, revoked = self.source.take_assignment_changes()
+            if (assigned or revoked) and self.store.partitioned:
+                self._hand_over(assigned)
+                if self.stop.is_set():
+                    break  # a partition not restored must not be fetched (nor saved) empty
             if assigned or revoked:
                 self.engine.track(self._watermark_partitions())
                 now = time.time()
@@ -188,6 +195,41 @@ class App:
             if time.monotonic() >= next_checkpoint:
                 next_checkpoint = time.monotonic() + self.config.state.checkpoint_interval
                 self.checkpoint()
+
+    def _hand_over(self, assigned: set[tuple[str, int]]) -> None:
+        """With a per-partition store (replicas): checkpoint and drop the partitions this
+        replica no longer owns, then restore the newly assigned ones from the store before
+        their first fetch (the source keeps them paused until the next poll seeks them to
+        the restored offsets). Readiness is false until every one is restored."""
+        owned = {number for _, number in self.source.assignment()}
+        gone = sorted(n for n in self.engine.partitions if n not in owned)
+        if gone:
+            written: int | str = "skipped: sinks not flushed"
+            if self.sink.flush(FLUSH_S):
+                try:
+                    written = self.store.save(self.engine, gone)
+                except StoreError as exc:
+                    written = f"failed: {str(exc)[:200]}"
+            for number in gone:
+                self.engine.drop_partition(number)
+                self.store.forget(number)
+            log.info("partitions_handed_over", partitions=gone, checkpoint=written)
+        new = sorted({number for _, number in assigned} & owned)
+        if not new:
+            return
+        self.ready, self.ready_reason = False, f"restoring {len(new)} partition(s) from the store"
+        while not self.stop.is_set():
+            started = time.monotonic()
+            try:
+                result = self.store.restore(self.engine, new)
+            except StoreError as exc:
+                self.heartbeat = time.time()  # the loop is alive, waiting for the store
+                self.rl.warning(("restore",), "restore_failed", error=str(exc)[:300], retry_in_s=1)
+                self.stop.wait(1.0)
+                continue
+            log.info("partitions_restored", result={str(k): v for k, v in result.items()},
+                     seconds=round(time.monotonic() - started, 3))  # fmt: skip
+            return
 
     def _process(self, messages: list[Any]) -> None:
         for reject in self.engine.process(messages):
@@ -228,7 +270,9 @@ class App:
         idle = {
             tp
             for tp in self.source.assignment()
-            if self.lag.get(tp, 0) == 0
+            # unknown lag (no fetch answered yet, e.g. behind another partition's large
+            # backlog after a restart or a takeover) is not "caught up": not idle
+            if self.lag.get(tp) == 0
             and now - self.last_seen.get(tp, now) >= self.config.time.idle_timeout
         }
         if idle != self.engine.idle:
@@ -308,7 +352,11 @@ class App:
             )
             return False
         started = time.monotonic()
-        size = self.store.save(self.engine)
+        try:
+            size = self.store.save(self.engine)
+        except StoreError as exc:
+            log.warning("checkpoint_failed", reason=str(exc)[:300], final=final)
+            return False
         offsets = self.engine.offsets()
         committed = (
             self.source.commit(offsets, timeout_s=2.0 if final else COMMIT_S)

@@ -350,6 +350,14 @@ class StateConfig(_Strict):
 
     dir: str = Field("state", description="local checkpoint directory (relative to the config)")
     checkpoint_interval: Duration = Field(10.0, gt=0, description="wall time between checkpoints")
+    store: Literal["local", "kafka"] = Field(
+        "local", description="local: one file in dir (one replica); kafka: a compacted topic"
+    )
+    topic: str = Field("monitor.state", description="the state topic of the kafka store")
+    topic_partitions: int = Field(1, gt=0, description="partitions of the state topic, if created")
+    max_record_bytes: int = Field(
+        67_108_864, gt=0, description="largest state record (producer request, topic limit)"
+    )
 
 
 class TimeConfig(_Strict):
@@ -809,6 +817,14 @@ class MonitorConfig(_Strict):
                         f"model {model.name!r}: window {spec.name!r} must be a whole number of "
                         f"panes ({self.time.pane:g} s)"
                     )
+            if model.reference_warmup and self.state.store == "kafka":
+                # Each replica would build its own profile from the partitions it holds,
+                # and partitions moving between replicas would carry histograms over
+                # another replica's bins.
+                raise ValueError(
+                    f"model {model.name!r}: reference_warmup needs one replica "
+                    '(state.store = "local"); with replicas give a reference file'
+                )
         return self
 
     def model(self, name: str) -> ModelConfig:

@@ -24,10 +24,12 @@ def daemon_config(
     *,
     checkpoint_interval: str = "2s",
     client: str = "kafka-python",
+    state: str = "",
 ) -> str:
     """A config for ``topics`` on the broker at ``bootstrap`` with group joins of ~3 s,
     the HTTP port, checkpoint interval and input client given, and ``body`` ([time],
-    [[models]], ...). ``MONITOR_KAFKA_CLIENT`` in the environment overrides ``client``."""
+    [[models]], ...). ``MONITOR_KAFKA_CLIENT`` in the environment overrides ``client``;
+    ``state`` holds more lines of the ``[state]`` table (``store = "kafka"``, ...)."""
     return f"""
 [kafka]
 client = "{client}"
@@ -46,6 +48,7 @@ listen = "127.0.0.1:{http_port}"
 [state]
 dir = "state"
 checkpoint_interval = "{checkpoint_interval}"
+{state}
 {body}"""
 
 

@@ -62,7 +62,7 @@ from monitor.events.codec import (
 )
 from monitor.events.message import Message, Reject
 
-__all__ = ["Engine", "PaneSignals", "same_time_and_topics"]
+__all__ = ["Engine", "PaneSignals", "PartitionSnapshot", "same_time_and_topics"]
 
 F64 = npt.NDArray[np.float64]
 _log = structlog.get_logger(__name__)
@@ -207,6 +207,21 @@ class PartitionState:
     #: model -> pane -> predictions kept for a warmup profile until their pane closes:
     #: (event time, slices, features, prediction, score)
     warmup: dict[int, dict[int, list[tuple[Any, ...]]]] = field(default_factory=dict)
+
+
+@dataclass
+class PartitionSnapshot:
+    """One partition number's hard state as it leaves an engine, with what is needed to
+    install it into another (a replica that takes the partition over): the slice keys its
+    window rows and pending predictions are numbered by, the pane clock it was kept at,
+    and the detectors' error buffers of its joined pairs not yet fed."""
+
+    number: int
+    state: PartitionState
+    slice_keys: dict[str, list[tuple[str, str]]]  # model -> registry keys (row order)
+    closed_upto: int | None
+    watermark: float
+    error_panes: dict[str, dict[int, tuple[list[float], list[float]]]]  # model -> pane -> ...
 
 
 class _Batch:
@@ -359,6 +374,7 @@ class Engine:
         self.early_total = sum(len(s.join.early) for s in self.partitions.values())
         self.watermark = old.watermark
         self.closed_upto = old.closed_upto
+        self.__dict__["ahead"] = dict(old._ahead())
         self.panes_closed = old.panes_closed
         self.events = old.events
         self.tracked = set(old.tracked)
@@ -372,6 +388,113 @@ class Engine:
                 rules.reconcile(self.by_name[name].config, self.pane)  # unchanged rules kept
                 self.rules.models[name] = rules
         return status
+
+    def export_partition(self, number: int) -> PartitionSnapshot:
+        """The hard state of partition ``number`` (both topics) for a per-partition store.
+
+        The snapshot refers to the live state: pickle it (or drop the partition) before
+        processing more messages."""
+        return PartitionSnapshot(
+            number=number,
+            state=self.partitions[number],
+            slice_keys={m.name: list(m.registry.keys) for m in self.models},
+            closed_upto=self._ahead().get(number, self.closed_upto),
+            watermark=self.watermark,
+            error_panes={
+                m.name: {p: parts[number] for p, parts in m.error_panes.items() if number in parts}
+                for m in self.models
+            },
+        )
+
+    def drop_partition(self, number: int) -> PartitionState | None:
+        """Forget partition ``number`` (revoked for good): its state, its share of the join
+        totals and of the detectors' buffers, and its place in the watermark."""
+        state = self.partitions.pop(number, None)
+        if state is None:
+            return None
+        for m in range(len(self.models)):
+            self.pending_total[m] -= len(state.join.pending[m])
+        self.early_total -= len(state.join.early)
+        self._ahead().pop(number, None)
+        for model in self.models:
+            for parts in model.error_panes.values():
+                parts.pop(number, None)
+            model.error_panes = {p: v for p, v in model.error_panes.items() if v}
+        self.tracked = {tp for tp in self.tracked if tp[1] != number}
+        self.idle = {tp for tp in self.idle if tp[1] != number}
+        return state
+
+    def install_partition(self, snap: PartitionSnapshot) -> None:
+        """Take over partition ``snap.number`` from a snapshot (made by any engine with the
+        same config), replacing whatever this engine held for it.
+
+        Pane clocks: panes this engine closed that the snapshot still holds open are closed
+        in the installed state, in order, so its windows hold what they would have had it
+        been here all along. When the snapshot closed panes this engine has not, the
+        partition keeps its own clock until this engine's catches up: its events for those
+        panes are late, as they were where it came from, and no other partition's pane
+        closes early. Slice rows and pending predictions are renumbered into this engine's
+        slice registry.
+        """
+        self.drop_partition(snap.number)
+        if snap.closed_upto is not None and (
+            self.closed_upto is None or snap.closed_upto > self.closed_upto
+        ):
+            # Its panes below this are closed already: it keeps its own clock until this
+            # engine's catches up, and its events for those panes are late (as they were
+            # where it came from); the other partitions' panes are not closed early.
+            self._ahead()[snap.number] = snap.closed_upto
+        state = snap.state
+        for model in self.models:
+            m = model.index
+            keys = snap.slice_keys.get(model.name, [("model", "")])
+            mapping = np.array([model.registry.lookup(d, v) for d, v in keys], dtype=np.int64)
+            rows = len(model.registry.keys)
+            if not np.array_equal(mapping, np.arange(len(keys))) or state.windows[m].rows < rows:
+                state.windows[m].remap(mapping, max(rows, state.windows[m].rows))
+                table = state.join.pending[m]
+                for pid, pend in table.items():
+                    table[pid] = pend._replace(
+                        slices=tuple(int(mapping[i]) if i >= 0 else -1 for i in pend.slices)
+                    )
+            for other in self.partitions.values():
+                other.windows[m].grow(rows)
+            self.pending_total[m] += len(state.join.pending[m])
+            for pane, buffered in snap.error_panes.get(model.name, {}).items():
+                model.error_panes.setdefault(pane, {})[snap.number] = buffered
+        self.early_total += len(state.join.early)
+        if self.closed_upto is not None and snap.number not in self._ahead():
+            for w in state.windows:
+                _catch_up(w, snap.closed_upto, self.closed_upto)
+        self.partitions[snap.number] = state
+
+    def _ahead(self) -> dict[int, int]:
+        """Partition number -> the pane its own clock has closed up to (exclusive), for
+        installed partitions whose clock is ahead of this engine's (see
+        :meth:`install_partition`). Created on first use: engines from older checkpoints
+        lack it."""
+        ahead: dict[int, int] = self.__dict__.setdefault("ahead", {})
+        return ahead
+
+    def soft_state(self, name: str) -> dict[str, Any]:
+        """Model ``name``'s soft state (detectors, alert rule state) for a per-model record."""
+        model = self.by_name[name]
+        return {
+            "detectors": model.detectors,
+            "last_detections": model.last_detections,
+            "rules": self.rules.models.get(name),
+        }
+
+    def install_soft_state(self, name: str, soft: dict[str, Any]) -> None:
+        """Resume model ``name``'s soft state from :meth:`soft_state` (same config)."""
+        model = self.by_name[name]
+        if model.detectors is not None and soft.get("detectors") is not None:
+            model.detectors = soft["detectors"]
+            model.last_detections = dict(soft.get("last_detections") or {})
+        rules = soft.get("rules")
+        if rules is not None:
+            rules.reconcile(model.config, self.pane)
+            self.rules.models[name] = rules
 
     def offsets(self) -> dict[tuple[str, int], int]:
         """Next offset to read per (topic, partition), as reflected by the state."""
@@ -651,6 +774,10 @@ class Engine:
         sl = np.asarray(slices, dtype=np.int64)
         pane = np.floor(ts / self.pane).astype(np.int64)
         late = pane < self.closed_upto if self.closed_upto is not None else np.zeros(len(ts), bool)
+        ahead = self._ahead()
+        if ahead:  # partitions whose own clock closed more panes than this engine's
+            own = np.array([ahead.get(int(x), -(2**62)) for x in part], dtype=np.int64)
+            late = late | (pane < own)
         low = int(pane.min())
         span = int(pane.max()) - low + 1
         key = part * span + (pane - low)
@@ -711,15 +838,24 @@ class Engine:
                 # Nothing inside any window changes but decay: jump over the empty panes.
                 target = upto if first is None else min(first, upto)
                 if target - pane > 1:
-                    for state in self.partitions.values():
+                    ahead = self._ahead()
+                    for number, state in self.partitions.items():
+                        # a partition ahead has closed (and decayed) its panes below its own
+                        skip = target - 1 - max(pane, ahead.get(number, pane))
                         for w in state.windows:
-                            w.skip_empty(target - pane - 1)
+                            if skip > 0:
+                                w.skip_empty(skip)
                     self.panes_closed += target - pane - 1
                     pane = self.closed_upto = target - 1
-            for state in self.partitions.values():
+            ahead = self._ahead()
+            for number, state in self.partitions.items():
+                if ahead.get(number, pane) > pane:
+                    continue  # closed there before it moved here
                 for w in state.windows:
                     w.close(pane)
             self.closed_upto = pane + 1
+            for number in [n for n, upto in ahead.items() if upto <= pane + 1]:
+                del ahead[number]
             self.panes_closed += 1
             self._expire((pane + 1) * self.pane)
             self._emit(pane)
@@ -1059,6 +1195,21 @@ def _probabilities(model: ModelState, given: dict[str, float] | None) -> list[fl
         if i is not None:
             out[i] = p
     return out
+
+
+def _catch_up(w: WindowSet, start: int | None, upto: int) -> None:
+    """Close the panes of ``w`` from ``start`` (its own closed point; None: it never closed
+    one) up to ``upto``, as :meth:`Engine.close_through` would have, jumping over empty
+    stretches once its ring holds nothing."""
+    p = start if start is not None else min(w.open, default=upto)
+    while p < upto:
+        nxt = min((q for q in w.open if q >= p), default=upto)
+        if w.ring_empty() and min(nxt, upto) > p:
+            w.skip_empty(min(nxt, upto) - p)
+            p = min(nxt, upto)
+            continue
+        w.close(p)
+        p += 1
 
 
 def _model_shape(model: ModelConfig) -> Any:

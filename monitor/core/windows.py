@@ -16,6 +16,7 @@ registry grows (:meth:`WindowSet.grow`).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -31,6 +32,23 @@ __all__ = ["WindowSet"]
 # After ``total -= leaving``, a result below |leaving| / _CANCEL has lost more than
 # log2(_CANCEL) bits to rounding: the window is summed again from its panes.
 _CANCEL = 4096.0
+
+
+def _sparse(arr: F64) -> tuple[tuple[int, ...], I64, F64]:
+    """An array as (shape, flat indices, values) of its non-zero entries (NaN included)."""
+    flat = arr.reshape(-1)
+    index = np.flatnonzero(flat)
+    return arr.shape, index, flat[index]
+
+
+def _dense(packed: F64 | tuple[tuple[int, ...], I64, F64]) -> F64:
+    """The array :func:`_sparse` packed (an array passes through: older pickles)."""
+    if isinstance(packed, np.ndarray):
+        return packed
+    shape, index, values = packed
+    out = np.zeros(shape)
+    out.reshape(-1)[index] = values
+    return out
 
 
 def _pad(arr: F64, rows: int) -> F64:
@@ -60,6 +78,23 @@ class WindowSet:
         self.decay = [np.zeros((rows, width)) for _ in self.decay_rates]
         self.closes = 0
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled with the per-pane arrays (open panes, the sliding ring) sparse: a ring
+        of hundreds of panes is mostly zeros, and checkpoints carry it."""
+        state = self.__dict__.copy()
+        state["open"] = {p: _sparse(a) for p, a in self.open.items()}
+        state["open_decay"] = {p: [_sparse(a) for a in arrs] for p, arrs in self.open_decay.items()}
+        state["ring"] = {p: _sparse(a) for p, a in self.ring.items()}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state["open"] = {p: _dense(a) for p, a in state["open"].items()}
+        state["open_decay"] = {
+            p: [_dense(a) for a in arrs] for p, arrs in state["open_decay"].items()
+        }
+        state["ring"] = {p: _dense(a) for p, a in state["ring"].items()}
+        self.__dict__.update(state)
+
     def grow(self, rows: int) -> None:
         """Make room for ``rows`` slices in every array."""
         if rows <= self.rows:
@@ -72,6 +107,28 @@ class WindowSet:
         self.ring = {p: _pad(a, rows) for p, a in self.ring.items()}
         self.sliding = [_pad(a, rows) for a in self.sliding]
         self.decay = [_pad(a, rows) for a in self.decay]
+
+    def remap(self, mapping: I64, rows: int) -> None:
+        """Renumber the slices: old row ``i`` adds into row ``mapping[i]`` of ``rows`` rows.
+
+        Used when a partition's state moves to an engine whose slice registry numbered the
+        same slices differently (several old rows may fold into one)."""
+
+        def move(arr: F64) -> F64:
+            out = np.zeros((rows, arr.shape[1]))
+            np.add.at(out, mapping[: arr.shape[0]], arr)
+            return out
+
+        self.open = {p: move(a) for p, a in self.open.items()}
+        self.open_decay = {p: [move(a) for a in arrs] for p, arrs in self.open_decay.items()}
+        self.cum = move(self.cum)
+        late = np.zeros(rows)
+        np.add.at(late, mapping[: len(self.late_n)], self.late_n)
+        self.late_n = late
+        self.ring = {p: move(a) for p, a in self.ring.items()}
+        self.sliding = [move(a) for a in self.sliding]
+        self.decay = [move(a) for a in self.decay]
+        self.rows = rows
 
     def add(self, pane: int, slices: I64, cols: I64, vals: F64, ts: F64) -> None:
         """Add events of one open pane (``ts`` are their event times)."""

@@ -153,3 +153,10 @@ def test_reference_and_warmup_are_exclusive(tmp_path: Path) -> None:
     config = _config(tmp_path, 'reference = "ref.csv"')
     with pytest.raises(ConfigError, match="reference_warmup"):
         load_config(config)
+
+
+def test_warmup_is_refused_with_the_kafka_store(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    config.write_text('[state]\nstore = "kafka"\n' + config.read_text())
+    with pytest.raises(ConfigError, match="one replica"):
+        load_config(config)

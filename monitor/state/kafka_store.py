@@ -1,0 +1,379 @@
+"""The Kafka checkpoint store: per-partition hard state and per-model soft state in a
+compacted topic that every replica of a group reads.
+
+Records (key, value):
+
+- ``<group>/<n>``: the hard state of input partition number ``n`` (both input topics; see
+  :class:`~monitor.core.engine.PartitionSnapshot`) with the offsets it reflects;
+- ``<group>/model/<name>``: the soft state of a model (detectors, alert rule state), as the
+  replica that wrote it last kept it;
+- ``<group>/fence/<id>``: a tombstone a reader writes to learn where the topic ends.
+
+A value is ``MAGIC``, a 4-byte header length, a JSON header (format, kind, config
+fingerprint, offsets, SHA-256 and length of the body) and the body: the pickle,
+zlib-compressed. The topic is
+created at start when missing, ``cleanup.policy=compact`` and ``max.message.bytes`` =
+``[state] max_record_bytes``; records larger than that fail the checkpoint (raise the limit:
+a partition's state grows with its pending predictions and slices, not with time).
+
+Reading does not rely on compaction having run: the reader consumes the whole topic (then
+only what is new) and keeps, per key, the newest record whose checksum holds and the one
+before it. A record that fails its checksum, or then fails to unpickle, is skipped with a
+log line and the previous one is used. Every snapshot is consistent with its own offsets,
+so any of them is a correct place to resume; a newer one only means less to re-read.
+
+To know it has read everything written before a restore, the reader appends a fence (a
+tombstone under its own key) to every partition of the topic and reads up to it: this
+needs no end-offset query, which some brokers answer wrongly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import threading
+import time
+import uuid
+import zlib
+from collections import deque
+from collections.abc import Iterable
+from typing import Any, Final
+
+import structlog
+from kafka import KafkaProducer, TopicPartition
+from kafka import errors as kafka_errors
+
+from monitor.config import MonitorConfig
+from monitor.core.engine import Engine, PartitionSnapshot
+from monitor.kafka.client_config import (
+    LogLimiter,
+    admin_kwargs,
+    build_admin,
+    build_consumer,
+    common_kwargs,
+    producer_kwargs,
+    retry_connect,
+)
+from monitor.kafka.topics import partition_counts
+from monitor.state.checkpoint import config_fingerprint
+
+__all__ = ["KafkaStore", "StoreError", "decode_record", "encode_record"]
+
+FORMAT: Final = 1
+MAGIC: Final = b"MONITOR-STATE"
+#: How long a save waits for the broker's acknowledgements, and a restore for the fence.
+WAIT_S: Final = 20.0
+log = structlog.get_logger(__name__)
+
+
+def _pack(obj: Any) -> bytes:
+    """A record body: the pickle, zlib-compressed (window arrays are mostly zeros)."""
+    return zlib.compress(pickle.dumps(obj, pickle.HIGHEST_PROTOCOL), 1)
+
+
+class StoreError(Exception):
+    """The store could not be read or written (broker unreachable, record refused)."""
+
+
+def encode_record(kind: str, fingerprint: str, offsets: dict[str, int], body: bytes) -> bytes:
+    """A store value: magic, header length, JSON header, body.
+
+    >>> value = encode_record("partition", "f", {"t": 3}, b"xyz")
+    >>> decode_record(value)[0]["offsets"], decode_record(value)[1]
+    ({'t': 3}, b'xyz')
+    """
+    header = json.dumps(
+        {
+            "format": FORMAT,
+            "kind": kind,
+            "fingerprint": fingerprint,
+            "offsets": offsets,
+            "sha256": hashlib.sha256(body).hexdigest(),
+            "length": len(body),
+        }
+    ).encode()
+    return MAGIC + len(header).to_bytes(4, "big") + header + body
+
+
+def decode_record(value: bytes) -> tuple[dict[str, Any], bytes]:
+    """The header and body of a store value; ValueError when it is torn or corrupt."""
+    if not value.startswith(MAGIC):
+        raise ValueError("not a monitor state record")
+    at = len(MAGIC)
+    size = int.from_bytes(value[at : at + 4], "big")
+    if len(value) < at + 4 + size:
+        raise ValueError("header is torn (record shorter than its header)")
+    header = json.loads(value[at + 4 : at + 4 + size])
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise ValueError(f"unknown record format: {str(header)[:100]}")
+    body = value[at + 4 + size :]
+    if len(body) != header.get("length") or hashlib.sha256(body).hexdigest() != header.get(
+        "sha256"
+    ):
+        raise ValueError("body is torn or corrupt (checksum mismatch)")
+    return header, body
+
+
+class KafkaStore:
+    """Checkpoints of a consumer group's replicas in a compacted Kafka topic.
+
+    Parameters
+    ----------
+    config
+        The daemon's configuration: ``[kafka]`` for the connection and the group,
+        ``[state] topic``, ``topic_partitions`` and ``max_record_bytes`` for the topic.
+    """
+
+    partitioned = True
+
+    def __init__(self, config: MonitorConfig) -> None:
+        self.config = config
+        self.kafka = config.kafka
+        self.topic = config.state.topic
+        self.prefix = f"{config.kafka.group_id}/"
+        self.fingerprint = config_fingerprint(config)
+        self._fence_key = f"{self.prefix}fence/{uuid.uuid4().hex}".encode()
+        self._producer: KafkaProducer | None = None
+        self._reader: Any = None
+        self._tps: list[TopicPartition] = []
+        #: key -> the newest readable records (oldest first, at most two)
+        self._latest: dict[str, deque[bytes]] = {}
+        #: partition number -> the offsets of the last record written or installed
+        self._saved: dict[int, dict[str, int]] = {}
+        self._soft_loaded = False
+        self._limiter = LogLimiter(10.0)
+
+    # ------------------------------------------------------------------ connection
+    def connect(self, stop: threading.Event) -> None:
+        """Create the topic if missing, the producer and the reader; waits out an outage."""
+        if self._producer is None:
+            retry_connect("state", self.kafka, self._connect_once, stop, logger=log,
+                          limiter=self._limiter)  # fmt: skip
+
+    def _connect_once(self) -> bool:
+        admin = build_admin(**admin_kwargs(self.kafka))
+        try:
+            count = partition_counts(admin, [self.topic])[self.topic]
+            if count is None:
+                count = self._create_topic(admin)
+        finally:
+            admin.close()
+        limit = self.config.state.max_record_bytes
+        producer = KafkaProducer(
+            **{**producer_kwargs(self.kafka), "max_request_size": limit},
+            max_in_flight_requests_per_connection=1,  # retries keep the order per key
+        )
+        try:
+            reader = build_consumer(
+                **common_kwargs(self.kafka),
+                group_id=None,
+                enable_auto_commit=False,
+                allow_auto_create_topics=False,
+                max_partition_fetch_bytes=limit + 4096,
+                fetch_max_bytes=max(limit + 4096, self.kafka.fetch_max_bytes),
+            )
+        except BaseException:
+            producer.close(timeout=0)
+            raise
+        self._tps = [TopicPartition(self.topic, p) for p in range(count)]
+        reader.assign(self._tps)
+        reader.seek_to_beginning(*self._tps)
+        self._producer, self._reader = producer, reader
+        log.info("state_store_connected", store="kafka", topic=self.topic, partitions=count)
+        return True
+
+    def _create_topic(self, admin: Any) -> int:
+        count = self.config.state.topic_partitions
+        spec = {
+            self.topic: {
+                "num_partitions": count,
+                "replication_factor": -1,  # the broker's default
+                "configs": {
+                    "cleanup.policy": "compact",
+                    "max.message.bytes": str(self.config.state.max_record_bytes),
+                },
+            }
+        }
+        response = admin.create_topics(spec, timeout_ms=int(WAIT_S * 1000), raise_errors=False)
+        for result in response.get("topics", []):
+            code = result.get("error_code", 0)
+            if code and code != kafka_errors.TopicAlreadyExistsError.errno:
+                raise kafka_errors.for_code(code)(f"creating state topic {self.topic!r}")
+        counted = partition_counts(admin, [self.topic])[self.topic]
+        log.info("state_topic_created", topic=self.topic, partitions=counted or count)
+        return counted or count
+
+    def close(self) -> None:
+        """Close the producer (flushing what it holds) and the reader."""
+        producer, self._producer = self._producer, None
+        reader, self._reader = self._reader, None
+        try:
+            if producer is not None:
+                producer.close(timeout=5)
+            if reader is not None:
+                reader.close()
+        except Exception as exc:  # closing during an outage may fail; nothing to do about it
+            log.debug("state_store_close_failed", error=str(exc))
+
+    # ------------------------------------------------------------------ store protocol
+    def load(self, config: MonitorConfig) -> Engine | None:
+        """None: the engine starts empty and each partition is restored on assignment."""
+        return None
+
+    def _key(self, number: int) -> bytes:
+        return f"{self.prefix}{number}".encode()
+
+    def _model_key(self, name: str) -> bytes:
+        return f"{self.prefix}model/{name}".encode()
+
+    def save(self, engine: Engine, numbers: Iterable[int] | None = None) -> int:
+        """Write the partitions' state (those read from since their last write) and every
+        model's soft state, and wait for the broker to acknowledge all of it (acks=all).
+
+        Raises :class:`StoreError` when a record is not acknowledged in time: the caller
+        must then not commit offsets."""
+        producer = self._producer
+        if producer is None:
+            raise StoreError("state store not connected")
+        wanted = sorted(engine.partitions if numbers is None else numbers)
+        sent: list[tuple[Any, int | None, dict[str, int]]] = []
+        size = 0
+        try:
+            for number in wanted:
+                state = engine.partitions.get(number)
+                if state is None or self._saved.get(number) == state.offsets:
+                    continue  # nothing read since the record the store holds
+                body = _pack(engine.export_partition(number))
+                value = encode_record("partition", self.fingerprint, dict(state.offsets), body)
+                size += len(value)
+                future = producer.send(self.topic, key=self._key(number), value=value)
+                sent.append((future, number, dict(state.offsets)))
+            for model in engine.models:
+                body = _pack(engine.soft_state(model.name))
+                value = encode_record("model", self.fingerprint, {}, body)
+                size += len(value)
+                sent.append((producer.send(self.topic, key=self._model_key(model.name),
+                                           value=value), None, {}))  # fmt: skip
+            producer.flush(timeout=WAIT_S)
+            for future, _, _ in sent:
+                future.get(timeout=0)
+        except (kafka_errors.KafkaError, AssertionError) as exc:
+            reason = str(exc) or type(exc).__name__
+            raise StoreError(f"state records not written: {reason}") from exc
+        for _, written, offsets in sent:
+            if written is not None:
+                self._saved[written] = offsets
+        return size
+
+    def forget(self, number: int) -> None:
+        """This replica no longer holds partition ``number`` (dropped after a revoke)."""
+        self._saved.pop(number, None)
+
+    def restore(self, engine: Engine, numbers: Iterable[int]) -> dict[int, str]:
+        """Read the topic up to now, then install into ``engine`` the newest readable
+        snapshot of each partition number that is ahead of what ``engine`` holds.
+
+        The first call also resumes every model's soft state from its record. Raises
+        :class:`StoreError` when the topic cannot be read to its end in time."""
+        self._catch_up()
+        if not self._soft_loaded:
+            for model in engine.models:
+                found = self._decode(self._model_key(model.name).decode())
+                if found is not None:
+                    engine.install_soft_state(model.name, found[1])
+            self._soft_loaded = True
+        result: dict[int, str] = {}
+        for number in sorted(set(numbers)):
+            found = self._decode(self._key(number).decode())
+            held = engine.partitions.get(number)
+            if found is None:
+                result[number] = "kept" if held is not None else "none"
+                continue
+            offsets, snap = found
+            if held is not None and all(held.offsets.get(t, -1) >= o for t, o in offsets.items()):
+                result[number] = "kept"  # this replica's own state is as new or newer
+                continue
+            if not isinstance(snap, PartitionSnapshot) or snap.number != number:
+                log.warning(
+                    "state_record_unreadable", key=self._key(number).decode(),
+                    error="not a partition snapshot", action="starting it empty",
+                )  # fmt: skip
+                result[number] = "unreadable"
+                continue
+            engine.install_partition(snap)
+            self._saved[number] = dict(snap.state.offsets)
+            result[number] = "restored"
+            log.info("partition_restored", partition=number, offsets=snap.state.offsets,
+                     store="kafka", topic=self.topic)  # fmt: skip
+        return result
+
+    # ------------------------------------------------------------------ reading
+    def _catch_up(self) -> None:
+        """Read every record written before now (up to a fence this call appends)."""
+        producer, reader = self._producer, self._reader
+        if producer is None or reader is None:
+            raise StoreError("state store not connected")
+        try:
+            fences = [
+                producer.send(self.topic, key=self._fence_key, value=None, partition=tp.partition)
+                for tp in self._tps
+            ]
+            producer.flush(timeout=WAIT_S)
+            target = {tp: f.get(timeout=0).offset for tp, f in zip(self._tps, fences, strict=True)}
+            deadline = time.monotonic() + WAIT_S
+            while any(reader.position(tp) <= off for tp, off in target.items()):
+                if time.monotonic() > deadline:
+                    raise StoreError(f"state topic {self.topic!r} not read to its end in time")
+                for records in reader.poll(timeout_ms=200, max_records=10_000).values():
+                    for record in records:
+                        self._take(record)
+        except kafka_errors.KafkaError as exc:
+            raise StoreError(f"state topic not readable: {str(exc) or type(exc).__name__}") from exc
+
+    def _take(self, record: Any) -> None:
+        try:
+            key = record.key.decode()
+        except (AttributeError, UnicodeDecodeError):
+            return
+        if not key.startswith(self.prefix) or key.startswith(f"{self.prefix}fence/"):
+            return
+        if record.value is None:  # a tombstone: the state was deleted on purpose
+            self._latest.pop(key, None)
+            return
+        try:
+            decode_record(record.value)
+        except Exception as exc:
+            log.warning(
+                "state_record_unreadable",
+                key=key,
+                partition=record.partition,
+                offset=record.offset,
+                error=f"{type(exc).__name__}: {exc}"[:300],
+                action="using the previous record" if key in self._latest else "none left",
+            )
+            return
+        self._latest.setdefault(key, deque(maxlen=2)).append(record.value)
+
+    def _decode(self, key: str) -> tuple[dict[str, int], Any] | None:
+        """(offsets, unpickled body) of the newest usable record under ``key``; a record
+        that does not unpickle or was made under another config falls back to the one
+        before, with a log line."""
+        kept = self._latest.get(key) or deque()
+        for value in reversed(kept):
+            header, body = decode_record(value)
+            if header["fingerprint"] != self.fingerprint:
+                log.warning(
+                    "state_config_changed", key=key,
+                    action="ignored (made under another config of models/time/topics)",
+                )  # fmt: skip
+                return None
+            try:
+                return header["offsets"], pickle.loads(zlib.decompress(body))
+            except Exception as exc:  # from incompatible code
+                log.warning(
+                    "state_record_unreadable", key=key,
+                    error=f"{type(exc).__name__}: {exc}"[:300],
+                    action="using the previous record" if value is not kept[0] else "none left",
+                )  # fmt: skip
+        return None
