@@ -91,7 +91,7 @@ def edited_example(draw: st.DrawFn) -> dict[str, Any]:
         action = draw(st.sampled_from(["set", "set", "delete", "add"]))
         try:
             doc = _edit(doc, path, action, draw(toml_values))
-        except (KeyError, IndexError):  # an earlier edit removed the path
+        except (KeyError, IndexError, TypeError):  # an earlier edit removed or retyped the path
             continue
     return dict(doc)
 
