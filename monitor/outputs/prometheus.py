@@ -49,6 +49,8 @@ family                                                  type       labels
 ``monitor_assigned_partitions``                         gauge
 ``monitor_ready``                                       gauge
 ``monitor_dead_letters_total``                          counter
+``monitor_output_backlog``                              gauge
+``monitor_consumption_paused``                          gauge
 ``monitor_alerts_sent_total``                           counter
 ``monitor_build_info``                                  gauge      version
 ======================================================  =========  ====================
