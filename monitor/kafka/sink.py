@@ -183,6 +183,9 @@ class KafkaSink:
         if producer is not None and _fatal(producer):
             log.warning("kafka_sink_producer_reset", reason="fatal producer error")
             self._producer = None
+            with self._lock:  # whatever the old producer still holds is sent again
+                self._retry.extend(record for record, _ in self._in_flight.values())
+                self._in_flight.clear()
             _close_quietly(producer, 0.0)
             producer = None
         if producer is None:
