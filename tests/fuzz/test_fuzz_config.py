@@ -66,12 +66,12 @@ def _edit(doc: Any, path: tuple[Any, ...], action: str, value: Any) -> Any:
     if not path:
         return doc
     head, rest = path[0], path[1:]
-    if isinstance(doc, dict):
+    if isinstance(doc, dict) and isinstance(head, str):
         copy: Any = dict(doc)
-    elif isinstance(doc, list):
+    elif isinstance(doc, list) and isinstance(head, int):
         copy = list(doc)
     else:
-        return doc
+        raise KeyError(head)  # an earlier edit changed what is at this path
     if rest:
         copy[head] = _edit(copy[head], rest, action, value)
     elif action == "set":
@@ -91,7 +91,7 @@ def edited_example(draw: st.DrawFn) -> dict[str, Any]:
         action = draw(st.sampled_from(["set", "set", "delete", "add"]))
         try:
             doc = _edit(doc, path, action, draw(toml_values))
-        except (KeyError, IndexError, TypeError):  # an earlier edit removed or retyped the path
+        except (KeyError, IndexError):  # an earlier edit removed or retyped the path
             continue
     return dict(doc)
 
