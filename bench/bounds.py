@@ -174,6 +174,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "series_10": measured["series_10"],
         "series_100": series(engine),
         "counts": counts,
+        # recently matched ids, kept for label_ttl to tell duplicate labels: the state
+        # that grows with the valid traffic (not capped; bounded by the TTL)
+        "matched_ids": sum(len(t) for p in engine.partitions.values() for t in p.join.matched),
         "folded": model["folded"],
         "slices": sorted(model["slices"]),
         "args": vars(args),

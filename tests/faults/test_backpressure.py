@@ -94,7 +94,7 @@ def test_input_pauses_while_the_outputs_refuse_writes_and_resumes_after(
             wait_for(lambda: app.paused, 3 * STALL_S + 10, "the pause", app)
             consumed = app.engine.events
             produce(broker.bootstrap, topics.predictions, predictions(10, 30))  # offsets 11..40
-            time.sleep(3.0)  # several loop iterations, retries and checkpoint attempts
+            time.sleep(2.0)  # several loop iterations, retries and checkpoint attempts
             assert app.paused and app.engine.events == consumed == 11  # nothing more read
             assert app.ready_reason.startswith("paused: 1 output records undelivered")
             assert app.sink.backlog == 1
@@ -113,7 +113,7 @@ def test_input_pauses_while_the_outputs_refuse_writes_and_resumes_after(
             app.stop.set()
             runner.join(30)
         assert not runner.is_alive()
-        letters = read_topic(outputs.bootstrap, topics.dead_letters, idle_s=3.0)
+        letters = read_topic(outputs.bootstrap, topics.dead_letters, idle_s=1.5)
         assert [(m.key(), m.value()) for m in letters] == [(b"bad", b"{not json")]
         headers = dict(letters[0].headers())
         assert headers["trace"] == b"t-1" and headers["monitor.source.offset"] == b"10"
@@ -162,7 +162,7 @@ def test_a_refused_dead_letter_is_kept_and_nothing_is_committed_past_it(
         try:
             wait_for(lambda: app.paused, 30, "the pause", app)
             failed = app.sink.failed
-            time.sleep(3.0)  # retries and checkpoint attempts, all refused
+            time.sleep(2.0)  # retries and checkpoint attempts, all refused
             assert app.paused and app.sink.failed > failed  # sent again, refused again
             assert app.sink.backlog == 1 and app.sink.dropped == 0
             assert committed(own.bootstrap, topics.group_id).get(key, 0) <= 10
@@ -186,7 +186,7 @@ def test_a_refused_dead_letter_is_kept_and_nothing_is_committed_past_it(
         finally:
             again.stop.set()
             runner.join(30)
-        letters = read_topic(own.bootstrap, fixed, idle_s=3.0)
+        letters = read_topic(own.bootstrap, fixed, idle_s=1.5)
         assert [(m.key(), m.value()) for m in letters] == [(b"bad", b"{not json")]
         assert read_topic(own.bootstrap, topics.dead_letters, idle_s=1.0) == []
         counts = again.engine.summary()["models"]["b"]["counts"]

@@ -3,7 +3,7 @@
 ``bench/bounds.py`` runs in a subprocess (a clean RSS): labels for ids that never come,
 predictions that never get labels, each of those with a distinct model version, segment
 value and category value, and valid traffic mixed in. Here, at a CI size
-(``MONITOR_BOUNDS_EVENTS`` per flood, default 200,000, caps 10,000), the run must show:
+(``MONITOR_BOUNDS_EVENTS`` per flood, default 150,000, caps 10,000), the run must show:
 
 - memory flat at the caps: RSS after 100 % of the run within a stated margin of RSS after
   10 % (by then every cap is full; without the caps the buffers would grow ~10x more);
@@ -30,7 +30,7 @@ import pytest
 from sklearn import metrics as skm
 
 ROOT = Path(__file__).resolve().parents[2]
-EVENTS = int(os.environ.get("MONITOR_BOUNDS_EVENTS", "200000"))
+EVENTS = int(os.environ.get("MONITOR_BOUNDS_EVENTS", "150000"))
 DISTINCT = max(EVENTS // 4, 100)
 VALID = max(EVENTS // 20, 100)
 CAP = 10_000
@@ -39,7 +39,7 @@ MAX_SEGMENT_VALUES = 50
 #: Allowed RSS growth from 10 % to 100 % of the run: allocator noise and the valid
 #: traffic's own bookkeeping (recently matched ids, the outcome lists kept for the
 #: comparison). Without the caps, the 90 % of the flood still to come would add
-#: ~0.9 * 2 * EVENTS entries to the buffers: ~90 MB at the CI size.
+#: ~0.9 * 2 * EVENTS entries to the buffers: ~80 MB at the CI size.
 RSS_MARGIN = 16 << 20
 
 

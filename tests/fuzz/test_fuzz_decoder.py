@@ -26,7 +26,7 @@ from tests.fuzz.budget import examples
 
 MAX_BYTES = 4096
 FUZZ = settings(
-    max_examples=examples(150), deadline=None, suppress_health_check=list(HealthCheck)
+    max_examples=examples(100), deadline=None, suppress_health_check=list(HealthCheck)
 )
 
 CONFIG = config_from_mapping({

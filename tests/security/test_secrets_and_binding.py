@@ -100,7 +100,7 @@ def test_secrets_stay_out_of_the_daemon_logs_and_metrics(
                 break
             except OSError:
                 time.sleep(0.2)
-        time.sleep(4)  # a few connection attempts, failed logins and retries
+        time.sleep(2.5)  # a few connection attempts, failed logins and retries
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
             exposition += r.read().decode()
         proc.send_signal(signal.SIGTERM)
