@@ -58,7 +58,7 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str, app: App) -> 
                          f"events={app.engine.events} backlog={app.sink.backlog}")
 
 
-def test_input_pauses_while_the_outputs_refuse_writes_and_resumes_after(
+def test_input_pauses_while_the_output_broker_takes_no_writes_and_resumes_after(
     tmp_path: Path,
     broker: EmbeddedBroker,
     make_topics: Callable[..., Topics],
