@@ -197,7 +197,8 @@ class App:
         a flush delivers their whole backlog.
 
         The sink keeps what it could not deliver and says it is blocked (records waiting to
-        be sent again, or too many in flight); consuming on would only grow that backlog.
+        be sent again, too many in flight, or a broker that stopped answering); consuming on
+        would only grow that backlog.
         While paused, the loop still polls (the group keeps the partitions; nothing comes)
         and tries a flush every ``RETRY_S``. Checkpoints fail meanwhile (their flush does),
         so no offset is committed past an undelivered record.
