@@ -146,3 +146,19 @@ def test_connect_returns_when_stop_is_set_while_the_broker_is_down(topics, kafka
     assert time.monotonic() - began < 3.0 and not sink.connected
     assert sink.send(topics.alerts, b"k", b"v") is False  # nothing to send with: counted
     assert sink.failed == 1 and sink.flush(0.1) is False
+
+
+def test_too_many_records_in_flight_block_until_a_flush_delivers_them(
+    broker, topics, kafka_config, sinks
+):
+    sink = KafkaSink(kafka_config(broker, topics), max_backlog=3)
+    sinks.append(sink)
+    sink.connect(threading.Event())
+    for i in range(3):
+        assert sink.send(topics.alerts, b"m", f"{i}".encode())
+    blocked_at_3 = sink.blocked
+    assert sink.send(topics.alerts, b"m", b"3")
+    blocked_at_4 = sink.blocked or sink.backlog < 4  # (unless acks came back meanwhile)
+    assert sink.flush(10.0) is True
+    assert not blocked_at_3 and blocked_at_4
+    assert (sink.backlog, sink.blocked, sink.delivered) == (0, False, 4)
