@@ -158,6 +158,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         rejects = engine.process(batch)
         if rejects:
             raise SystemExit(f"unexpected rejects: {rejects[:3]}")
+        engine.drain_signals()  # as the run loop does after every batch
+        engine.drain_alerts()
         if "rss_10" not in measured and i >= total // 10:
             measured.update(rss_10=rss_bytes(), series_10=series(engine), at_10=i)
     seconds = time.perf_counter() - started
