@@ -6,6 +6,7 @@ report) and two callables. The loop ends with a final checkpoint::
 
     while not stop:
         apply assignment changes
+        backpressure: while the sinks cannot deliver, input is paused (poll returns nothing)
         process(poll())  ->  dead letters
         tick: report to Prometheus, idle partitions, readiness
         checkpoint if due: flush sinks, write state+offsets, commit offsets
@@ -56,6 +57,10 @@ TICK_S = 1.0
 FLUSH_S = 5.0
 COMMIT_S = 3.0
 FINAL_FLUSH_S = 4.0
+#: While consumption is paused for the sinks: how often, and how long, a flush tries to
+#: deliver their backlog (records that failed are sent again by it).
+RETRY_S = 1.0
+RETRY_FLUSH_S = 0.5
 
 
 class App:
@@ -96,6 +101,11 @@ class App:
         #: The last alert transitions sent, as (sequence number, event): the live view
         #: (another thread) copies it and takes those newer than the last it took.
         self.alert_log: deque[tuple[int, AlertEvent]] = deque(maxlen=ALERT_LOG)
+        #: True while input is paused because the sinks cannot deliver; ``held`` are the
+        #: partitions this loop paused.
+        self.paused = False
+        self.held: set[tuple[str, int]] = set()
+        self._next_retry = 0.0
         am = config.alertmanager
         self.alertmanager = (
             AlertmanagerPusher(
@@ -183,6 +193,10 @@ class App:
                 for tp in assigned:
                     self.last_seen[tp] = now
                 log.info("assignment_changed", assigned=sorted(assigned), revoked=sorted(revoked))
+                if self.paused:
+                    self.held = (self.held - revoked) | assigned
+                    self.source.pause(assigned)
+            self._backpressure()
             messages = self.source.poll(POLL_MS)
             self.heartbeat = time.time()
             if messages:
@@ -230,6 +244,38 @@ class App:
             log.info("partitions_restored", result={str(k): v for k, v in result.items()},
                      seconds=round(time.monotonic() - started, 3))  # fmt: skip
             return
+
+    def _backpressure(self) -> None:
+        """Pause every assigned input partition while the sinks cannot deliver; resume once
+        a flush delivers their whole backlog.
+
+        The sink keeps what it could not deliver and says it is blocked (records waiting to
+        be sent again, too many in flight, or a broker that stopped answering); consuming on
+        would only grow that backlog.
+        While paused, the loop still polls (the group keeps the partitions; nothing comes)
+        and tries a flush every ``RETRY_S``. Checkpoints fail meanwhile (their flush does),
+        so no offset is committed past an undelivered record.
+        """
+        if not self.paused:
+            if not self.sink.blocked:
+                return
+            self.paused = True
+            self.held = set(self.source.assignment())
+            self.source.pause(self.held)
+            self._next_retry = time.monotonic() + RETRY_S
+            log.warning(
+                "consumption_paused", reason="outputs not delivered", backlog=self.sink.backlog
+            )
+            return
+        if time.monotonic() < self._next_retry:
+            return
+        if self.sink.flush(RETRY_FLUSH_S):
+            self.source.resume(self.held)
+            self.paused = False
+            self.held = set()
+            log.info("consumption_resumed")
+        else:
+            self._next_retry = time.monotonic() + RETRY_S
 
     def _process(self, messages: list[Any]) -> None:
         for reject in self.engine.process(messages):
@@ -297,6 +343,9 @@ class App:
             self.ready, self.ready_reason = False, f"catching up ({behind} messages behind)"
         else:
             self.ready, self.ready_reason = True, "ok"
+        if self.paused:
+            backlog = self.sink.backlog
+            self.ready, self.ready_reason = False, f"paused: {backlog} output records undelivered"
         self._publish()
 
     def _broker_silent_s(self) -> float:
@@ -328,6 +377,8 @@ class App:
             checkpoints=self.checkpoints,
             dead_letters=self.dead_letters,
             alerts=self.alerts_sent,
+            output_backlog=self.sink.backlog,
+            paused=self.paused,
         )
         report = self.engine.report()
         self.collector.update(report, runtime)

@@ -102,11 +102,22 @@ class EmbeddedBroker:
         Seconds to wait for the broker to answer a metadata request.
     binary
         Path of the tansu binary; by default :func:`find_tansu`.
+    schema_dir
+        A directory of JSON schemas, ``<topic>.json``, that the broker validates the
+        records written to those topics against, refusing the others (``INVALID_RECORD``):
+        how tests make a topic refuse writes while the rest of the broker works. Tansu
+        reads each schema once.
     """
 
     def __init__(
-        self, port: int | None = None, *, start_timeout: float = 20.0, binary: str | None = None
+        self,
+        port: int | None = None,
+        *,
+        start_timeout: float = 20.0,
+        binary: str | None = None,
+        schema_dir: str | os.PathLike[str] | None = None,
     ) -> None:
+        self.schema_dir = None if schema_dir is None else Path(schema_dir).resolve()
         self._fixed_port = port is not None
         self.port = port if port is not None else free_port()
         self.start_timeout = start_timeout
@@ -166,6 +177,8 @@ class EmbeddedBroker:
             "--advertised-listener-url", url,
             "--storage-engine", "memory://tansu/",
         ]  # fmt: skip
+        if self.schema_dir is not None:  # tansu resolves file:// paths from its directory
+            args += ["--schema-registry", "file://./"]
         env = {k: v for k, v in os.environ.items() if k not in _TANSU_ENV}
         with open(self.log_path, "ab") as log:
             log.write(f"--- starting {' '.join(args)}\n".encode())
@@ -176,6 +189,7 @@ class EmbeddedBroker:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
+                cwd=self.schema_dir,
                 start_new_session=True,  # Ctrl-C in a terminal must not kill it before the daemon
             )
         _LIVE.add(self._proc)

@@ -51,6 +51,8 @@ family                                                  type       labels
 ``monitor_assigned_partitions``                         gauge
 ``monitor_ready``                                       gauge
 ``monitor_dead_letters_total``                          counter
+``monitor_output_backlog``                              gauge
+``monitor_consumption_paused``                          gauge
 ``monitor_alerts_sent_total``                           counter
 ``monitor_build_info``                                  gauge      version
 ======================================================  =========  ====================
@@ -185,6 +187,9 @@ class RuntimeStats:
     checkpoints: int = 0
     dead_letters: int = 0
     alerts: int = 0
+    #: Alert and dead-letter records not yet delivered; whether input is paused for them.
+    output_backlog: int = 0
+    paused: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,6 +332,12 @@ class _Families:
         self.ready = gauge("ready", "1 when partitions are assigned, state restored and caught up.")
         self.dead_letters = counter(
             "dead_letters", "Rejected messages copied to the dead-letter topic."
+        )
+        self.output_backlog = gauge(
+            "output_backlog", "Alert and dead-letter records not yet delivered to Kafka."
+        )
+        self.paused = gauge(
+            "consumption_paused", "1 while input is paused because the outputs cannot deliver."
         )
         self.alerts = counter("alerts_sent", "Alert events sent to the alert topic.")
         self.build_info = gauge(
@@ -505,6 +516,8 @@ def _add_runtime(f: _Families, runtime: RuntimeStats) -> None:
     f.checkpoints.add_metric([], float(runtime.checkpoints))
     f.dead_letters.add_metric([], float(runtime.dead_letters))
     f.alerts.add_metric([], float(runtime.alerts))
+    f.output_backlog.add_metric([], float(runtime.output_backlog))
+    f.paused.add_metric([], 1.0 if runtime.paused else 0.0)
 
 
 def render(registry: CollectorRegistry) -> bytes:
