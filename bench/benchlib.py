@@ -389,3 +389,110 @@ def timed(fn: Callable[[], Any]) -> float:
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
+
+
+# --------------------------------------------------------------------------- daemon
+class Daemon:
+    """``monitor run`` as a subprocess over a config written into ``workdir``, its log in
+    ``workdir/daemon.log``; the HTTP port is a free loopback one."""
+
+    def __init__(self, workdir: Path, bootstrap: str, body: dict[str, Any],
+                 *, topics: str = "bench", checkpoint_interval: str = "60s") -> None:
+        import tomli_w
+
+        self.workdir = workdir
+        self.port = free_port()
+        self.topics = {
+            "predictions": f"{topics}.predictions",
+            "labels": f"{topics}.labels",
+            "alerts": f"{topics}.alerts",
+            "dead_letters": f"{topics}.dead-letters",
+        }
+        cfg: dict[str, Any] = {
+            "kafka": {
+                "bootstrap_servers": bootstrap,
+                "group_id": f"{topics}-monitor",
+                "predictions_topic": self.topics["predictions"],
+                "labels_topic": self.topics["labels"],
+                "alerts_topic": self.topics["alerts"],
+                "dead_letter_topic": self.topics["dead_letters"],
+                "session_timeout": "6s",
+                "heartbeat_interval": "1s",
+            },
+            "http": {"listen": f"127.0.0.1:{self.port}"},
+            "state": {"dir": str(workdir / "state"), "checkpoint_interval": checkpoint_interval},
+        }
+        cfg.update(body)
+        self.config_path = workdir / "monitor.toml"
+        self.config_path.write_text(tomli_w.dumps(cfg))
+        self.proc: Any = None
+        self.started = 0.0
+
+    def create_topics(self, partitions: int = PARTITIONS) -> None:
+        """Create the four topics (before any client touches them: Tansu auto-creates 4)."""
+        from monitor.broker import create_topics
+
+        bootstrap = self._bootstrap()
+        create_topics(bootstrap, {self.topics["predictions"]: partitions,
+                                  self.topics["labels"]: partitions,
+                                  self.topics["alerts"]: 1, self.topics["dead_letters"]: 1})
+
+    def _bootstrap(self) -> str:
+        import tomllib
+
+        cfg = tomllib.loads(self.config_path.read_text())
+        return str(cfg["kafka"]["bootstrap_servers"])
+
+    def start(self) -> None:
+        """Start the daemon; ``started`` is the monotonic time just before the spawn."""
+        import subprocess
+
+        log = (self.workdir / "daemon.log").open("ab")
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "monitor.cli", "run", "--config", str(self.config_path)],
+            stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
+        log.close()
+
+    def get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
+        """Status and body of a GET on the daemon's HTTP port (0 when it does not answer)."""
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}",
+                                        timeout=timeout) as resp:
+                return int(resp.status), resp.read()
+        except urllib.error.HTTPError as exc:
+            return int(exc.code), exc.read()
+        except OSError:
+            return 0, b""
+
+    def wait_ready(self, timeout: float = 120.0, step: float = 0.02) -> float:
+        """Seconds from :meth:`start` until ``/readyz`` answers 200."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daemon exited {self.proc.returncode}: {self.log_tail()}")
+            if self.get("/readyz", timeout=1.0)[0] == 200:
+                return time.monotonic() - self.started
+            time.sleep(step)
+        raise RuntimeError(f"daemon not ready after {timeout} s: {self.log_tail()}")
+
+    def log_tail(self, chars: int = 2000) -> str:
+        """The end of the daemon's log."""
+        path = self.workdir / "daemon.log"
+        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 30 s."""
+        import subprocess
+
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
