@@ -392,6 +392,10 @@ def timed(fn: Callable[[], Any]) -> float:
 
 
 # --------------------------------------------------------------------------- daemon
+#: Log events that mark the phases of a daemon's start.
+PHASES = ("checkpoint_loaded", "http_listening", "kafka_source_subscribed",
+          "assignment_changed")
+
 class Daemon:
     """``monitor run`` as a subprocess over a config written into ``workdir``, its log in
     ``workdir/daemon.log``; the HTTP port is a free loopback one."""
@@ -449,6 +453,7 @@ class Daemon:
 
         log = (self.workdir / "daemon.log").open("ab")
         self.started = time.monotonic()
+        self.started_wall = time.time()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "monitor.cli", "run", "--config", str(self.config_path)],
             stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
@@ -478,6 +483,25 @@ class Daemon:
                 return time.monotonic() - self.started
             time.sleep(step)
         raise RuntimeError(f"daemon not ready after {timeout} s: {self.log_tail()}")
+
+    def phases(self, events: tuple[str, ...] = PHASES) -> dict[str, float]:
+        """Seconds from the spawn to the first log record of each of ``events``."""
+        from datetime import datetime
+
+        import msgspec
+
+        found: dict[str, float] = {}
+        path = self.workdir / "daemon.log"
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                record = msgspec.json.decode(line)
+            except msgspec.DecodeError:
+                continue
+            event = record.get("event") if isinstance(record, dict) else None
+            if event in events and event not in found and "timestamp" in record:
+                ts = datetime.fromisoformat(record["timestamp"].replace("Z", "+00:00"))
+                found[event] = ts.timestamp() - self.started_wall
+        return found
 
     def log_tail(self, chars: int = 2000) -> str:
         """The end of the daemon's log."""
