@@ -38,11 +38,11 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import benchlib  # noqa: E402
-from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
+import benchlib
+from confluent_kafka import Consumer, Producer, TopicPartition
 
-from monitor.broker import EmbeddedBroker  # noqa: E402
-from monitor.logs import configure_logging  # noqa: E402
+from monitor.broker import EmbeddedBroker
+from monitor.logs import configure_logging
 
 TARGET = 1.0
 

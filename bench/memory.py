@@ -28,11 +28,11 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import benchlib  # noqa: E402
+import benchlib
 
-from monitor.broker import EmbeddedBroker  # noqa: E402
-from monitor.core.engine import Engine  # noqa: E402
-from monitor.logs import configure_logging  # noqa: E402
+from monitor.broker import EmbeddedBroker
+from monitor.core.engine import Engine
+from monitor.logs import configure_logging
 
 TARGET = 150
 

@@ -5,9 +5,10 @@ Each point runs in its own subprocess (so that its peak RSS is its own): a confi
 ``models`` binary models (every binary metric), ``features`` numeric features each,
 ``segments`` segment keys of 50 values each, and ``windows`` windows (1: ``all``;
 3: ``all``/``1h``/``ewm30m``; 6: ``all``/``5m``/``1h``/``1d``/``ewm5m``/``ewm30m``), a 10 s
-pane and 10 s of allowed lateness; a synthetic stream of ``--events`` predictions (1,000 per second of event time,
-round-robin over the models) and labels for 80 % of them, generated before the clock
-starts and fed to ``Engine.process`` in polls of 10,000 messages on one core.
+pane and 10 s of allowed lateness; a synthetic stream of ``--events`` predictions (1,000
+per second of event time, round-robin over the models) and labels for 80 % of them,
+generated before the clock starts and fed to ``Engine.process`` in polls of 10,000
+messages on one core.
 
 The grid varies one axis at a time from the base point (1 model, 10 features, no
 segments, 3 windows). For the largest point of each axis a cProfile run splits the time
