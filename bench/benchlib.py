@@ -244,7 +244,8 @@ def all_partitions(predictions: str = "predictions", labels: str = "labels") -> 
 
 
 # --------------------------------------------------------------------------- stages
-STAGES = ("read", "decode", "join", "accumulate", "pane close", "signals", "rules", "report",
+STAGES = ("read", "decode", "join", "accumulate", "pane close", "signals", "rules",
+          "final flush", "report",
           "outputs", "other")
 _ENGINE_STAGE = {
     "process": "decode", "_on_prediction": "decode", "_on_label": "decode",
@@ -258,7 +259,7 @@ _ENGINE_STAGE = {
     "_warm_up": "signals", "_install_profile": "signals", "_detect": "signals",
     "_evaluate_rules": "rules",
     "report": "report", "_model_report": "report", "_counters": "report", "summary": "report",
-    "flushed": "pane close", "drain_signals": "outputs", "drain_alerts": "outputs",
+    "flushed": "final flush", "drain_signals": "outputs", "drain_alerts": "outputs",
 }
 _MODULE_STAGE = {
     "monitor/events/codec.py": "decode",
@@ -300,29 +301,31 @@ def stage_split(stats: pstats.Stats) -> dict[str, float]:
     raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
     memo: dict[Any, dict[str, float]] = {}
 
-    def dist(func: Any, depth: int = 0) -> dict[str, float]:
+    def dist(func: Any, stack: frozenset[Any] = frozenset()) -> dict[str, float]:
         if func in memo:
             return memo[func]
         filename, _, name = func
         stage = _stage_of(filename, name)
         if stage is not None:
-            out = {stage: 1.0}
-        elif depth > 40 or func not in raw:
-            out = {"other": 1.0}
-        else:
-            memo[func] = {"other": 1.0}  # cycle guard
-            callers = raw[func][4]
-            total = sum(edge[2] for edge in callers.values())
-            out = {}
-            if total <= 0:
-                out = {"other": 1.0}
+            return memo.setdefault(func, {stage: 1.0})
+        # Callers on the stack are this function's own recursion: they share its stage.
+        callers = {c: e for c, e in raw.get(func, (0, 0, 0, 0, {}))[4].items()
+                   if c not in stack and c != func}
+        out: dict[str, float] = {}
+        weight = 0.0  # of the callers that lead somewhere off the current path
+        if len(stack) < 60:
             for caller, edge in callers.items():
-                if total <= 0:
-                    break
-                share = edge[2] / total
-                for s, f in dist(caller, depth + 1).items():
-                    out[s] = out.get(s, 0.0) + share * f
-        memo[func] = out
+                sub = dist(caller, stack | {func})
+                if sub and edge[2] > 0:
+                    weight += edge[2]
+                    for s, f in sub.items():
+                        out[s] = out.get(s, 0.0) + edge[2] * f
+        if weight <= 0:
+            # Only called from the current path (its own recursion): no share of its own.
+            return {} if stack else {"other": 1.0}
+        out = {s: f / weight for s, f in out.items()}
+        if not stack:  # only a result free of the current path's exclusions is kept
+            memo[func] = out
         return out
 
     seconds = dict.fromkeys(STAGES, 0.0)
