@@ -54,10 +54,12 @@ def main() -> int:
     try:
         capture = tmp / "capture.jsonl"
         lines, _ = rt.generate(capture, args.events)
-        base_s = benchlib.timed(lambda: rt.baseline(capture))
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
+        rt.baseline(capture)
+        base_s, base_cpu = time.perf_counter() - t0, time.process_time() - c0
+        t0, c0 = time.perf_counter(), time.process_time()
         summary = replay(rt.bench_config(), [str(capture)], tmp / "out")
-        replay_s = time.perf_counter() - t0
+        replay_s, replay_cpu = time.perf_counter() - t0, time.process_time() - c0
         matched = int(summary["models"]["m"]["counts"]["matched"])
         rate, base_rate = lines / replay_s, lines / base_s
         print("## Core replay (item 2)\n")
@@ -65,14 +67,19 @@ def main() -> int:
         print(f"capture: {args.events:,} predictions + {lines - args.events:,} labels = "
               f"{lines:,} messages; binary, every binary metric, {len(rt.FEATURES)} numeric "
               f"features, windows {'/'.join(rt.WINDOWS)}, pane {rt.PANE}\n")
-        print("| run | seconds | messages/s | ratio to bare decode |")
-        print("| --- | ---: | ---: | ---: |")
-        print(f"| bare decode (envelope + msgspec) | {base_s:.2f} | {base_rate:,.0f} | 1.00 |")
+        print("| run | wall s | messages/s (wall) | CPU s | messages/CPU s | "
+              "ratio to bare decode (CPU) |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: |")
+        print(f"| bare decode (envelope + msgspec) | {base_s:.2f} | {base_rate:,.0f} | "
+              f"{base_cpu:.2f} | {lines / base_cpu:,.0f} | 1.00 |")
         print(f"| `replay` (whole pipeline) | {replay_s:.2f} | {rate:,.0f} | "
-              f"{rate / base_rate:.2f} |")
-        verdict = "met" if rate >= TARGET else "NOT met"
-        print(f"\ntarget >= {TARGET:,} messages/s on one core: **{verdict}** "
-              f"({rate / TARGET:.0%} of it); matched pairs {matched:,}\n")
+              f"{replay_cpu:.2f} | {lines / replay_cpu:,.0f} | "
+              f"{base_cpu / replay_cpu:.3f} |")
+        cpu_rate = lines / replay_cpu
+        verdict = "met" if cpu_rate >= TARGET else "NOT met"
+        print(f"\ntarget >= {TARGET:,} messages/s on one core: **{verdict}**: "
+              f"{cpu_rate:,.0f} per CPU second ({cpu_rate / TARGET:.0%} of it), {rate:,.0f} "
+              f"per wall second; matched pairs {matched:,}\n")
         if not args.no_profile:
             seconds, stats = benchlib.profile_stages(
                 lambda: replay(rt.bench_config(), [str(capture)], tmp / "out-profiled"))
