@@ -244,9 +244,11 @@ def all_partitions(predictions: str = "predictions", labels: str = "labels") -> 
 
 
 # --------------------------------------------------------------------------- stages
-STAGES = ("read", "decode", "join", "accumulate", "pane close", "signals", "rules",
-          "final flush", "report",
-          "outputs", "other")
+STAGES = ("read", "kafka consume", "decode", "join", "accumulate", "pane close", "signals",
+          "rules", "final flush", "report", "outputs", "checkpoint", "idle wait", "other")
+#: Builtins that block (the selector, sleeps, lock waits): "idle wait", whoever calls them.
+_WAITS = ("select.epoll", "select.poll", "select.select", "time.sleep", "_thread.lock",
+          "_thread.RLock", "selectors")
 _ENGINE_STAGE = {
     "process": "decode", "_on_prediction": "decode", "_on_label": "decode",
     "_note_time": "decode", "partition": "decode", "_holder": "decode",
@@ -276,14 +278,23 @@ _MODULE_STAGE = {
     "monitor/core/rules.py": "rules",
     "monitor/core/report.py": "report",
     "monitor/outputs/": "outputs",
+    "monitor/kafka/source.py": "kafka consume",
+    "monitor/kafka/sink.py": "outputs",
+    "monitor/state/": "checkpoint",
+    "monitor/http.py": "outputs",
     "monitor/replay.py": "read",
 }
 
 
 def _stage_of(filename: str, func: str) -> str | None:
+    if filename == "~" and any(w in func for w in _WAITS):
+        return "idle wait"
     name = filename.replace(os.sep, "/")
     if name.endswith("monitor/core/engine.py"):
         return _ENGINE_STAGE.get(func, "other")
+    if name.endswith("monitor/app.py"):
+        return {"_tick": "report", "_publish": "report", "checkpoint": "checkpoint",
+                "_send_alerts": "outputs"}.get(func, "other")
     if name.endswith("monitor/replay.py"):
         return "read" if func in ("iter_capture", "_headers", "capture_partitions") \
             else "outputs"
@@ -324,8 +335,9 @@ def stage_split(stats: pstats.Stats) -> dict[str, float]:
             # Only called from the current path (its own recursion): no share of its own.
             return {} if stack else {"other": 1.0}
         out = {s: f / weight for s, f in out.items()}
-        if not stack:  # only a result free of the current path's exclusions is kept
-            memo[func] = out
+        # Kept even when found with the current path excluded (an approximation that only
+        # affects recursion); without this the walk is exponential on large call graphs.
+        memo[func] = out
         return out
 
     seconds = dict.fromkeys(STAGES, 0.0)
@@ -450,15 +462,18 @@ class Daemon:
         cfg = tomllib.loads(self.config_path.read_text())
         return str(cfg["kafka"]["bootstrap_servers"])
 
-    def start(self) -> None:
-        """Start the daemon; ``started`` is the monotonic time just before the spawn."""
+    def start(self, profile_to: Path | None = None) -> None:
+        """Start the daemon (under cProfile writing ``profile_to`` at exit, if given);
+        ``started`` is the monotonic time just before the spawn."""
         import subprocess
 
         log = (self.workdir / "daemon.log").open("ab")
         self.started = time.monotonic()
         self.started_wall = time.time()
+        prefix = ["-m", "cProfile", "-o", str(profile_to)] if profile_to else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "monitor.cli", "run", "--config", str(self.config_path)],
+            [sys.executable, *prefix, "-m", "monitor.cli", "run", "--config",
+             str(self.config_path)],
             stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
         log.close()
 
