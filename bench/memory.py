@@ -1,0 +1,119 @@
+"""Memory: RSS per pending prediction, and the daemon's RSS at rest (issue item 4).
+
+1. In a fresh subprocess: a one-model engine (binary, 10 numeric features, windows
+   ``all``/``1h``/``ewm30m``, ``max_pending`` 2M so that nothing is evicted, label TTL 1 d
+   so that nothing expires) warmed up with 10,000 labelled predictions; RSS after a full
+   collection is the baseline. Then ``--pending`` predictions that never get a label, fed
+   in polls of 10,000 generated on the fly (so the input does not stay in memory); RSS
+   again; the delta divided by the number pending is the cost of one pending prediction.
+   Target: <= 150 bytes.
+2. ``monitor run`` with 100 models (10 features, 3 windows each) against an idle Tansu
+   broker: VmRSS of the process 5 s after ``/readyz`` first answers 200::
+
+    python bench/memory.py                    # 1,000,000 pending
+    python bench/memory.py --pending 100000 --models 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from itertools import islice
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import benchlib
+
+from monitor.broker import EmbeddedBroker
+from monitor.core.engine import Engine
+from monitor.logs import configure_logging
+
+TARGET = 150
+
+
+def pending_count(engine: Engine) -> int:
+    """Predictions waiting for a label, over every partition and model."""
+    return sum(len(t) for s in engine.partitions.values() for t in s.join.pending)
+
+
+def measure_pending(pending: int) -> dict[str, float]:
+    """Part 1, in this process: baseline RSS, RSS with ``pending`` predictions waiting."""
+    cfg = benchlib.config(1, extra={"max_pending": 2_000_000, "label_ttl": "1d"})
+    engine = Engine(cfg)
+    engine.track(benchlib.all_partitions())
+    for batch in benchlib.batches(benchlib.stream(10_000, label_share=1.0, max_delay=5.0)):
+        engine.process(batch)
+    held = pending_count(engine)
+    before = benchlib.settled_rss()
+    source = benchlib.stream(pending, label_share=0.0, start=10_000)
+    while batch := list(islice(source, 10_000)):
+        engine.process(batch)
+        engine.drain_signals()
+    del batch
+    after = benchlib.settled_rss()
+    waiting = pending_count(engine) - held
+    return {"before": before, "after": after, "pending": waiting,
+            "per_pending": (after - before) / max(waiting, 1)}
+
+
+def daemon_at_rest(models: int) -> dict[str, float]:
+    """Part 2: VmRSS of ``monitor run`` with ``models`` models, idle broker."""
+    with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
+        body = {"models": [benchlib.model_dict(f"m{i}") for i in range(models)]}
+        daemon = benchlib.Daemon(Path(tmp), broker.bootstrap, body, topics="mem")
+        daemon.create_topics()
+        daemon.start()
+        try:
+            ready = daemon.wait_ready()
+            time.sleep(5.0)
+            rss = benchlib.rss_bytes(daemon.proc.pid)
+            hwm = 0
+            for line in Path(f"/proc/{daemon.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    hwm = int(line.split()[1]) * 1024
+        finally:
+            daemon.stop()
+    return {"rss": rss, "hwm": hwm, "ready_s": ready}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pending", type=int, default=1_000_000)
+    parser.add_argument("--models", type=int, default=100, help="models of the daemon at rest")
+    parser.add_argument("--child", action="store_true", help="(internal) part 1 only")
+    args = parser.parse_args()
+    configure_logging("warning", json=True, stream=sys.stderr)
+    if args.child:
+        print(json.dumps(measure_pending(args.pending)))
+        return 0
+    done = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--child", "--pending", str(args.pending)],
+        capture_output=True, text=True, check=True)
+    p = json.loads(done.stdout.strip().splitlines()[-1])
+    d = daemon_at_rest(args.models)
+    print("## Memory (item 4)\n")
+    print(f"machine: {benchlib.machine()}\n")
+    print("| measurement | value |")
+    print("| --- | ---: |")
+    print(f"| engine RSS before (1 model, 10 features, 3 windows, warmed up) | "
+          f"{p['before'] / 1e6:.1f} MB |")
+    print(f"| engine RSS with {int(p['pending']):,} pending predictions | "
+          f"{p['after'] / 1e6:.1f} MB |")
+    print(f"| **RSS per pending prediction** | **{p['per_pending']:.0f} B** |")
+    print(f"| `monitor run`, {args.models} models, idle broker, 5 s after ready: VmRSS | "
+          f"{d['rss'] / 1e6:.1f} MB |")
+    print(f"| same, peak (VmHWM) | {d['hwm'] / 1e6:.1f} MB |")
+    verdict = "met" if p["per_pending"] <= TARGET else "NOT met"
+    print(f"\ntarget <= {TARGET} B per pending prediction: **{verdict}** "
+          f"({p['per_pending'] / TARGET:.1f}x the target)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
