@@ -196,6 +196,7 @@ class App:
                 if self.paused:
                     self.held = (self.held - revoked) | assigned
                     self.source.pause(assigned)
+                next_tick = 0.0  # readiness follows an assignment at once, not a second later
             self._backpressure()
             messages = self.source.poll(POLL_MS)
             self.heartbeat = time.time()

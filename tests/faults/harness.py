@@ -52,7 +52,7 @@ def _partition(pid: str, partitions: int) -> int:
 
 
 def make_stream(n_events: int, partitions: int, seed: int = 11, span_s: float = 4 * 3600) -> Stream:
-    """About ``n_events`` messages over ``span_s`` of event time.
+    """At least about ``n_events`` messages over ``span_s`` of event time.
 
     Predictions of a binary model ``fraud`` (scores, versions, a country segment) and a
     regression model ``eta``; 85 % of predictions get a label on the labels topic after an
@@ -62,7 +62,7 @@ def make_stream(n_events: int, partitions: int, seed: int = 11, span_s: float = 
     and resolves); about 0.5 % bad messages of several kinds, and duplicate predictions.
     """
     rng = np.random.default_rng(seed)
-    n_pred = max(10, int(n_events / 1.9))
+    n_pred = max(10, int(n_events / 1.8))  # ~1.86 messages a prediction: >= n_events
     ts = T0 + np.sort(rng.uniform(0, span_s, n_pred))
     arrivals: list[tuple[float, int, str, bytes, bytes, int]] = []
     seq = 0

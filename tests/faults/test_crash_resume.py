@@ -39,6 +39,8 @@ KILLS = int(os.environ.get("MONITOR_CRASH_KILLS", "10"))
 SEED = int(os.environ.get("MONITOR_CRASH_SEED", "5"))
 #: Wall time over which the stream is produced: the kills land while data flows.
 PRODUCE_S = max(45.0, EVENTS / 5000)
+#: Longest uptime before a kill: the kills spread over the production, however long.
+MAX_UPTIME_S = max(12.0, 2 * PRODUCE_S / KILLS)
 
 
 def test_sigkill_at_random_instants_loses_and_double_counts_nothing(
@@ -59,7 +61,7 @@ def test_sigkill_at_random_instants_loses_and_double_counts_nothing(
         for _ in range(KILLS):
             # A random instant: during start-up, the group join, catching up, a checkpoint
             # write (every second) or steady processing.
-            uptime = float(rng.uniform(1.0, 12.0))
+            uptime = float(rng.uniform(1.0, MAX_UPTIME_S))
             deadline = time.monotonic() + uptime
             processed = None
             while time.monotonic() < deadline:
