@@ -34,6 +34,8 @@ from river import drift
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from benchlib import cpu_model
+
 from monitor.config import ModelConfig
 from monitor.core.detectors import make_detector
 
@@ -110,15 +112,6 @@ def _false_alarms(job: tuple[str, float, int, int]) -> int:
     return n
 
 
-def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -184,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"{len(found) - len(hit)}/{len(found)} | {fa} |"
             )
     print(
-        f"\nMachine: {_cpu()}, {os.cpu_count()} CPUs, {platform.system()} "
+        f"\nMachine: {cpu_model()}, {os.cpu_count()} CPUs, {platform.system()} "
         f"{platform.release()}; Python {platform.python_version()}, numpy {np.__version__}, "
         f"river {river.__version__}; {args.jobs} worker processes; {elapsed:.0f} s."
     )

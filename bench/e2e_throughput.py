@@ -43,6 +43,7 @@ from typing import Any
 
 import msgspec
 import numpy as np
+from benchlib import cpu_model
 
 PARTITIONS = 4
 FEATURES = [f"f{i}" for i in range(10)]
@@ -366,14 +367,6 @@ def measure(run: str, bootstrap: str, names: dict[str, str], total: int, work: P
 # -- the machine ---------------------------------------------------------------------------
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def machine() -> str:

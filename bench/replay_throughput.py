@@ -36,6 +36,7 @@ import zlib  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import msgspec  # noqa: E402
+from benchlib import cpu_model  # noqa: E402
 
 from monitor.config import MonitorConfig  # noqa: E402
 from monitor.logs import configure_logging  # noqa: E402
@@ -135,14 +136,6 @@ def baseline(path: Path) -> int:
     return n
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> int:
