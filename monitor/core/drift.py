@@ -147,35 +147,18 @@ def drift_signals(layout: Layout, acc: F64, min_samples: int = 100) -> dict[str,
             out[f"nan_rate:{name}"] = _div(acc[:, layout.col(f"nonfinite:{name}")], pred_n)
         if profile is None:
             continue
-        ref_columns = (
-            profile.numeric[name].columns
-            if kind == "numeric"
-            else profile.categorical[name].columns
-        )
-        # a warmup profile's histograms use the first columns of the reserved ones
-        hist = acc[:, layout.cols(f"hist:{name}")][:, :ref_columns]
-        n = hist.sum(axis=1)
-        enough = n >= min_samples
-        p = _div(hist, n[:, None])
-        p = np.where(np.isfinite(p), p, 0.0)
+        # a warmup profile's histograms use the first of the columns reserved for them
         if kind == "numeric":
             ref = profile.numeric[name]
-            r = ref.counts / ref.counts.sum()
+            hist = acc[:, layout.cols(f"hist:{name}")][:, : ref.columns]
+            bin_sum = acc[:, layout.cols(f"bin_sum:{name}")][:, : ref.columns]
             out[f"out_of_range_rate:{name}"] = _div(hist[:, 0] + hist[:, -1], pred_n)
-            bin_sum = acc[:, layout.cols(f"bin_sum:{name}")][:, :ref_columns]
-            p_mean = np.nan_to_num(_div(bin_sum, n[:, None]))
-            w = wasserstein_binned(p, r, ref.edges, p_mean, ref.sums / ref.counts.sum())
-            scale = ref.std if ref.std > 0 else 1.0
-            out[f"wasserstein:{name}"] = np.where(enough, w / scale, np.nan)
-            out[f"ks:{name}"] = np.where(enough, ks_binned(p, r), np.nan)
-            out[f"chi2:{name}"] = np.where(enough, chi2_pvalue(hist, ref.counts), np.nan)
+            _numeric_drift(out, name, ref, hist, bin_sum, hist.sum(axis=1) >= min_samples)
         else:
             cref = profile.categorical[name]
-            r = cref.counts / cref.counts.sum()
+            hist = acc[:, layout.cols(f"hist:{name}")][:, : cref.columns]
             out[f"unseen_rate:{name}"] = _div(acc[:, layout.col(f"unseen:{name}")], pred_n)
-            out[f"chi2:{name}"] = np.where(enough, chi2_pvalue(hist, cref.counts), np.nan)
-        out[f"psi:{name}"] = np.where(enough, psi(p, r), np.nan)
-        out[f"js:{name}"] = np.where(enough, js_distance(p, r), np.nan)
+            _class_drift(out, name, hist, cref.counts, min_samples)
     out["problem_rate"] = _div(acc[:, layout.col("problem_n")], pred_n)
     return out
 
