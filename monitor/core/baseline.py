@@ -23,6 +23,7 @@ skipped and counted in :attr:`Baseline.skipped`.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +35,7 @@ from monitor.config import ModelConfig, canonical_class
 from monitor.core.layout import Layout
 from monitor.core.reference import ReferenceProfile
 
-__all__ = ["Baseline", "build_baseline", "midpoint_calibration"]
+__all__ = ["Baseline", "build_baseline", "midpoint_calibration", "probability_row"]
 
 F64 = npt.NDArray[np.float64]
 
@@ -88,14 +89,16 @@ def _score(value: Any) -> float:
     return x if 0.0 <= x <= 1.0 else math.nan
 
 
-def _probs(model: ModelConfig, value: Any) -> list[float]:
-    k = len(model.class_names)
-    if not isinstance(value, dict):
-        return [math.nan] * k
-    index = {name: i for i, name in enumerate(model.class_names)}
-    out = [0.0] * k
-    for key, p in value.items():
-        i = index.get(canonical_class(key))
+def probability_row(index: Mapping[str, int], given: Any) -> list[float]:
+    """Class probabilities in class order from an event's ``probabilities`` object (keys
+    compared as canonical class names; NaNs when there is none)."""
+    if not isinstance(given, Mapping) or not given:
+        return [math.nan] * len(index)
+    out = [0.0] * len(index)
+    for key, p in given.items():
+        i = index.get(key)
+        if i is None:
+            i = index.get(canonical_class(key))
         if i is not None and isinstance(p, int | float) and not isinstance(p, bool):
             out[i] = float(p)
     return out
@@ -121,7 +124,9 @@ def build_baseline(
     p_arr = np.array([math.nan if p is None else p for p in pred])
     probs = None
     if layout.task == "multiclass" and "probabilities" in outputs:
-        probs = np.array([_probs(model, v) for v in outputs["probabilities"]]).reshape(n, -1)
+        index = {name: i for i, name in enumerate(model.class_names)}
+        rows = [probability_row(index, v) for v in outputs["probabilities"]]
+        probs = np.array(rows).reshape(n, -1)
         probs = probs[ok]
     cols, vals = layout.prediction_terms(p_arr[ok], score[ok], probs)
     np.add.at(row[0], cols.ravel(), vals.ravel())

@@ -40,9 +40,8 @@ from monitor.config import (
     ConfigError,
     ModelConfig,
     MonitorConfig,
-    canonical_class,
 )
-from monitor.core.baseline import build_baseline
+from monitor.core.baseline import build_baseline, probability_row
 from monitor.core.detectors import ErrorDetectors, error_stream
 from monitor.core.join import EarlyLabel, JoinBuffer, Pending
 from monitor.core.layout import Layout
@@ -573,7 +572,7 @@ class Engine:
                 row = (ts, slices, event.features, event.prediction, score)
                 state.warmup.setdefault(m, {}).setdefault(pane, []).append(row)
         if model.layout.task == "multiclass":
-            batch.p_prob.append(_probabilities(model, event.probabilities))
+            batch.p_prob.append(probability_row(model.class_index, event.probabilities))
         state.counts[m][PREDICTIONS] += 1
         early = join.early.get(pid)
         if label is not None:  # ground truth known at prediction time: joined at once
@@ -1179,22 +1178,6 @@ class Engine:
                 rejects[reason] += n
         out["rejects"] = dict(sorted(rejects.items()))
         return out
-
-
-def _probabilities(model: ModelState, given: dict[str, float] | None) -> list[float]:
-    """A multiclass event's probabilities in class order (NaN row without any)."""
-    k = len(model.class_names)
-    if not given:
-        return [math.nan] * k
-    out = [0.0] * k
-    index = model.class_index
-    for key, p in given.items():
-        i = index.get(key)
-        if i is None:
-            i = index.get(canonical_class(key))
-        if i is not None:
-            out[i] = p
-    return out
 
 
 def _catch_up(w: WindowSet, start: int | None, upto: int) -> None:
