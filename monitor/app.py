@@ -87,6 +87,7 @@ class App:
             self.registry,
             heartbeat=lambda: self.heartbeat,
             readiness=self._readiness,
+            collector=self.collector,
         )
         self.heartbeat = time.time()
         self.ready_reason = "starting"

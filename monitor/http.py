@@ -11,6 +11,15 @@ Server threads never touch the core: they read the registry (whose collector hol
 immutable report, swapped in by the run loop) and call the two callables given, which
 must be cheap and thread-safe (e.g. read an attribute).
 
+Given the daemon's :class:`~monitor.outputs.prometheus.MonitorCollector` (the registry's
+only collector), ``/metrics`` serves the bytes it rendered when the run loop published
+its snapshot: any number of scrapes of a snapshot cost a lookup and a socket write
+(plus one gzip per snapshot, outside the interpreter lock), never a render on the server
+thread, which would take the interpreter lock from the run loop for as long as it lasts.
+Requests the cached text cannot answer as prometheus_client would (``name[]`` filters,
+name escapings other than ``underscores``/``allow-utf-8``, a failed render) and servers
+built without the collector render from the registry per request, as before.
+
 - ``/metrics``: the exposition; 500 if a collector fails.
 - ``/healthz``: liveness. 200 ``ok`` while the run loop's heartbeat is younger than
   ``stale_after`` seconds, else 503 with its age: a wedged loop gets the pod restarted,
@@ -29,20 +38,28 @@ import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 import structlog
 from prometheus_client import CollectorRegistry
+from prometheus_client import exposition as text_format
 from prometheus_client.exposition import choose_encoder, gzip_accepted
+from prometheus_client.openmetrics import exposition as openmetrics_format
 
 from monitor.logs import RateLimitedLogger
+
+if TYPE_CHECKING:
+    from monitor.outputs.prometheus import MonitorCollector
 
 __all__ = ["HttpServer"]
 
 _log = structlog.get_logger(__name__)
 _errors = RateLimitedLogger(_log, 60.0)
 _TEXT = "text/plain; charset=utf-8"
+#: Name escapings (Accept ``escaping=``) under which prometheus_client exports the monitor's
+#: names, all in the legacy character set, unchanged: the pre-rendered text serves them.
+_FAST_ESCAPINGS = frozenset({"underscores", "allow-utf-8"})
 
 
 class HttpServer:
@@ -63,6 +80,9 @@ class HttpServer:
         Seconds without a heartbeat after which ``/healthz`` answers 503.
     clock
         Current time, comparable with ``heartbeat()``; ``time.time`` by default.
+    collector
+        The registry's collector, whose pre-rendered exposition ``/metrics`` serves; without
+        it, every scrape renders the registry.
     """
 
     def __init__(
@@ -75,6 +95,7 @@ class HttpServer:
         readiness: Callable[[], tuple[bool, str]],
         stale_after: float = 30.0,
         clock: Callable[[], float] = time.time,
+        collector: MonitorCollector | None = None,
     ) -> None:
         if not stale_after > 0:
             raise ValueError(f"Invalid 'stale_after': {stale_after!r}; must be > 0")
@@ -87,6 +108,7 @@ class HttpServer:
         self.readiness = readiness
         self.stale_after = stale_after
         self.clock = clock
+        self.collector = collector
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -144,6 +166,9 @@ class HttpServer:
     def _metrics(self, query: str, accept: str, accept_encoding: str) -> _Response:
         encoder, content_type = choose_encoder(accept)
         params = parse_qs(query)
+        cached = self._cached_metrics(encoder, params, accept_encoding)
+        if cached is not None:
+            return 200, content_type, *cached
         source: Any = self.registry
         if "name[]" in params:
             source = self.registry.restricted_registry(params["name[]"])
@@ -157,6 +182,29 @@ class HttpServer:
             body = gzip.compress(body, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
         return 200, content_type, headers, body
+
+    def _cached_metrics(self, encoder: Callable[..., bytes], params: dict[str, list[str]],
+                        accept_encoding: str) -> tuple[dict[str, str], bytes] | None:
+        """Headers and body from the collector's rendered snapshot; ``None`` when the
+        request needs a render of its own."""
+        if self.collector is None or "name[]" in params:
+            return None
+        function = getattr(encoder, "func", encoder)
+        escaping = getattr(encoder, "keywords", {}).get("escaping", "underscores")
+        if escaping not in _FAST_ESCAPINGS:
+            return None
+        if function is openmetrics_format.generate_latest:
+            openmetrics = True
+        elif function is text_format.generate_latest:
+            openmetrics = False
+        else:
+            return None
+        exposition = self.collector.exposition()
+        if exposition is None:
+            return None
+        gzipped = gzip_accepted(accept_encoding)
+        body = exposition.body(openmetrics=openmetrics, gzipped=gzipped)
+        return ({"Content-Encoding": "gzip"} if gzipped else {}), body
 
     def _healthz(self) -> _Response:
         try:

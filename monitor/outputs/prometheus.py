@@ -108,10 +108,13 @@ scrape of the same report, so a running total would only count scrapes.
 
 from __future__ import annotations
 
+import gzip
 import math
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
 import structlog
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import (
@@ -127,7 +130,7 @@ from monitor.config import DRIFT_SIGNALS
 from monitor.core.report import LABEL_DELAY_BUCKETS, ModelReport, Report, SliceReport
 from monitor.logs import RateLimitedLogger
 
-__all__ = ["DEFAULT_MAX_SERIES", "MonitorCollector", "RuntimeStats", "render"]
+__all__ = ["DEFAULT_MAX_SERIES", "Exposition", "MonitorCollector", "RuntimeStats", "render"]
 
 DEFAULT_MAX_SERIES = 10_000
 
@@ -154,6 +157,8 @@ _BINARY_CELLS: dict[str, tuple[str, str]] = {
     "fn": ("positive", "negative"),
 }
 _SLICE = ("model", "dimension", "slice")
+# monitor_label_delay_seconds' ``le`` labels
+_BUCKET_BOUNDS = [floatToGoString(b) for b in LABEL_DELAY_BUCKETS] + ["+Inf"]
 _DRIFT_METHODS = frozenset(DRIFT_SIGNALS)
 # SliceReport.counters key -> attribute of _Families (one family per kind of sum)
 _SLICE_FAMILIES: dict[str, str] = {
@@ -196,19 +201,28 @@ class RuntimeStats:
 class _Snapshot:
     report: Report | None
     runtime: RuntimeStats | None
+    #: Its rendered text; ``None`` if the render failed (scrapes then use ``collect``).
+    exposition: Exposition | None = None
 
 
 class _Families:
     """Every family of one scrape, empty until filled."""
 
     def __init__(self) -> None:
+        #: Label names of each family, by family name (for the fast render).
+        self._labels: dict[str, tuple[str, ...]] = {"monitor_label_delay_seconds": ("model",)}
+
         def gauge(
             name: str, doc: str, labels: tuple[str, ...] = (), unit: str = ""
         ) -> GaugeMetricFamily:
-            return GaugeMetricFamily(f"monitor_{name}", doc, labels=labels, unit=unit)
+            family = GaugeMetricFamily(f"monitor_{name}", doc, labels=labels, unit=unit)
+            self._labels[family.name] = labels
+            return family
 
         def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> CounterMetricFamily:
-            return CounterMetricFamily(f"monitor_{name}", doc, labels=labels)
+            family = CounterMetricFamily(f"monitor_{name}", doc, labels=labels)
+            self._labels[family.name] = labels
+            return family
 
         self.model_metric = gauge(
             "model_metric",
@@ -345,7 +359,11 @@ class _Families:
         )
 
     def all(self) -> list[Metric]:
-        return list(vars(self).values())
+        return [m for m in vars(self).values() if isinstance(m, Metric)]
+
+    def label_names(self, family: Metric) -> tuple[str, ...]:
+        """The label names ``family`` was declared with."""
+        return self._labels[family.name]
 
 
 class MonitorCollector:
@@ -374,17 +392,36 @@ class MonitorCollector:
             raise ValueError(f"Invalid 'max_series': {max_series!r}; must be >= 0")
         self.max_series = max_series
         self.version = version
-        self._snapshot = _Snapshot(None, None)
+        self._renderer = _Renderer()
+        self._lock = threading.Lock()
+        self._snapshot = self._rendered(_Snapshot(None, None))
         registry.register(self)
 
     def update(self, report: Report, runtime: RuntimeStats | None = None) -> None:
         """Publish a new report (and runtime stats; ``None`` omits the runtime families).
 
-        The caller hands ``report`` over: it must not be mutated afterwards. The swap is a
-        single attribute assignment, so a concurrent scrape sees either the old or the new
-        snapshot, never a mix.
+        The caller hands ``report`` over: it must not be mutated afterwards. The snapshot's
+        exposition is rendered here, once (a few ms for 10k series: only the values are
+        formatted, the text around them is kept from the previous tick), so that scrapes,
+        on the HTTP threads, only copy bytes and never hold the interpreter lock against
+        the run loop. The swap is a single attribute assignment, so a concurrent scrape
+        sees either the old or the new snapshot, never a mix.
         """
-        self._snapshot = _Snapshot(report, runtime)
+        with self._lock:
+            self._snapshot = self._rendered(_Snapshot(report, runtime))
+
+    def exposition(self) -> Exposition | None:
+        """The current snapshot rendered (what ``/metrics`` serves); ``None`` if its render
+        failed, in which case :meth:`collect` with prometheus_client is the way to serve it."""
+        return self._snapshot.exposition
+
+    def _rendered(self, snapshot: _Snapshot) -> _Snapshot:
+        try:
+            exposition = self._renderer.render(snapshot, self.version, self.max_series)
+        except Exception as exc:  # a bug here must not stop the run loop
+            _log.error("render", "prometheus_render_failed", error=repr(exc), exc_info=True)
+            return snapshot
+        return _Snapshot(snapshot.report, snapshot.runtime, exposition)
 
     def describe(self) -> Iterator[Metric]:
         """Every family this collector can export (lets the registry detect clashes)."""
@@ -518,6 +555,431 @@ def _add_runtime(f: _Families, runtime: RuntimeStats) -> None:
     f.alerts.add_metric([], float(runtime.alerts))
     f.output_backlog.add_metric([], float(runtime.output_backlog))
     f.paused.add_metric([], 1.0 if runtime.paused else 0.0)
+
+
+# --- The fast render: the exposition text of one snapshot, built once at update ---------
+#
+# prometheus_client builds a Sample per series and formats it, labels sorted and escaped,
+# at every scrape: ~8 us a series. Here the text before each value (``name{labels} ``) is
+# kept from tick to tick, per group of series whose label sets come from one part of the
+# report (the metrics of one slice's window, the counters of one slice), and rebuilt only
+# when that group's keys change; a tick formats the values (numpy picks the few that need
+# Go's float syntax) and joins strings. Series go in the same order, with the same bytes,
+# as prometheus_client's ``generate_latest`` of :meth:`MonitorCollector.collect`.
+
+def _escape_label_value(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _line_prefix(sample: str, labels: Iterable[tuple[str, str]]) -> str:
+    """``sample{k="v",...} ``: labels sorted by name and escaped, as prometheus_client does."""
+    pairs = sorted(labels)
+    if not pairs:
+        return f"{sample} "
+    inner = ",".join(f'{k}="{_escape_label_value(str(v))}"' for k, v in pairs)
+    return f"{sample}{{{inner}}} "
+
+
+def _go_floats(values: np.ndarray) -> list[str]:
+    """``floatToGoString`` of each value: ``repr`` except for NaN, infinities and positive
+    values from 1e6 (where Go writes an exponent and Python does not), which are rare."""
+    out = list(map(repr, values.tolist()))
+    plain = (values < 1e6) & (values > -math.inf)  # False for NaN too
+    for i in np.flatnonzero(~plain).tolist():
+        out[i] = floatToGoString(values[i])
+    return out
+
+
+class _FamilyText:
+    """The fixed text of one family: headers in both formats and its series' prefixes."""
+
+    __slots__ = ("_new", "_old", "index", "labels", "om_header", "sample", "text_header")
+
+    def __init__(self, index: int, metric: Metric, labels: tuple[str, ...]) -> None:
+        name, kind, doc = metric.name, metric.type, metric.documentation
+        self.index = index
+        self.labels = labels
+        #: The name of its samples (histograms add their suffix per sample).
+        self.sample = f"{name}_total" if kind == "counter" else name
+        text_doc = doc.replace("\\", r"\\").replace("\n", r"\n")
+        self.text_header = f"# HELP {self.sample} {text_doc}\n# TYPE {self.sample} {kind}\n"
+        om_doc = _escape_label_value(doc)
+        unit = f"# UNIT {name} {metric.unit}\n" if metric.unit else ""
+        self.om_header = f"# HELP {name} {om_doc}\n# TYPE {name} {kind}\n{unit}"
+        # Prefixes by label values: those used by the render under way and the previous.
+        self._old: dict[tuple[str, ...], str] = {}
+        self._new: dict[tuple[str, ...], str] = {}
+
+    def prefix(self, values: tuple[str, ...], suffix: str = "", extra: tuple[str, ...] = ()
+               ) -> str:
+        """The line prefix of the series with these label values (``extra`` are
+        ``(name, value)`` pairs flattened, e.g. histograms' ``le``)."""
+        key = (suffix, *values, *extra)
+        found = self._new.get(key)
+        if found is None:
+            found = self._old.get(key)
+            if found is None:
+                pairs = [*zip(self.labels, values, strict=True),
+                         *zip(extra[::2], extra[1::2], strict=True)]
+                found = _line_prefix(self.sample + suffix, pairs)
+            self._new[key] = found
+        return found
+
+    def group_prefixes(self, fixed: Mapping[str, str], varying: str, values: Iterable[str]
+                       ) -> list[str]:
+        """Prefixes of the series whose labels are ``fixed`` plus ``varying`` taking each of
+        ``values`` in turn: the text around the varying value is built once."""
+        before = [(k, v) for k, v in fixed.items() if k < varying]
+        after = [(k, v) for k, v in fixed.items() if k > varying]
+        head = _line_prefix(self.sample, before)[:-1]
+        head = f"{head[:-1]}," if before else f"{head}{{"
+        tail = _line_prefix("", after)[:-1]
+        tail = f'",{tail[1:]}' if after else '"}'
+        return [f'{head}{varying}="{_escape_label_value(str(v))}{tail} ' for v in values]
+
+    def rotate(self) -> None:
+        """End of a render: forget the prefixes it did not use."""
+        self._old, self._new = self._new, {}
+
+
+class Exposition:
+    """One snapshot's ``/metrics`` body, rendered once; every scrape of it shares the bytes.
+
+    The text 0.0.4 and OpenMetrics bodies differ only in the family headers: each is joined
+    from the shared sample blocks on first use, and its gzip compressed on first use (zlib
+    releases the interpreter lock while it compresses).
+    """
+
+    def __init__(self, families: list[_FamilyText], blocks: list[bytes]) -> None:
+        self._families = families
+        self._blocks = blocks
+        self._bodies: dict[tuple[bool, bool], bytes] = {}
+        self._lock = threading.Lock()
+
+    def body(self, *, openmetrics: bool = False, gzipped: bool = False) -> bytes:
+        """The exposition in text 0.0.4 or OpenMetrics 1.0.0, optionally gzip-compressed."""
+        key = (openmetrics, gzipped)
+        found = self._bodies.get(key)
+        if found is not None:
+            return found
+        with self._lock:  # concurrent scrapes of a new snapshot build it once
+            found = self._bodies.get(key)
+            if found is None:
+                if gzipped:
+                    plain = self._bodies.get((openmetrics, False)) or self._join(openmetrics)
+                    self._bodies[(openmetrics, False)] = plain
+                    found = gzip.compress(plain, compresslevel=1, mtime=0)
+                else:
+                    found = self._join(openmetrics)
+                self._bodies[key] = found
+        return found
+
+    def _join(self, openmetrics: bool) -> bytes:
+        parts: list[bytes] = []
+        for family, block in zip(self._families, self._blocks, strict=True):
+            header = family.om_header if openmetrics else family.text_header
+            parts.append(header.encode())
+            parts.append(block)
+        if openmetrics:
+            parts.append(b"# EOF\n")
+        return b"".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """The series of one part of the report in the order a render reads its values: the
+    keys they were derived from (equal keys, equal series), then per value its family and
+    line prefix, and for ``monitor_model_metric`` which values are drift signals too."""
+
+    keys: list[tuple[object, ...]]
+    families: np.ndarray  # intp
+    prefixes: np.ndarray  # object (str)
+    drift_at: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.intp))
+    drift_prefixes: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
+
+
+_NO_LAYOUT = _Layout([], np.empty(0, dtype=np.intp), np.empty(0, dtype=object))
+
+
+class _Renderer:
+    """Renders snapshots into :class:`Exposition` s, keeping line prefixes between renders.
+
+    The two wide parts, ``monitor_model_metric`` (with ``monitor_drift``) and the per-slice
+    counters, keep a :class:`_Layout`: while the report's slices, windows and keys stay the
+    same (the steady state), a render only reads the values into an array. A changed part
+    gets a new layout, built from the prefixes of the groups (a slice's window, a slice's
+    counters) it already had. Not thread-safe: :class:`MonitorCollector` serialises calls.
+    """
+
+    def __init__(self) -> None:
+        f = _Families()
+        metrics = [(attr, m) for attr, m in vars(f).items() if isinstance(m, Metric)]
+        self.f = {attr: _FamilyText(i, m, f.label_names(m)) for i, (attr, m) in enumerate(metrics)}
+        self.order = list(self.f.values())
+        self._metrics = _NO_LAYOUT
+        self._counters = _NO_LAYOUT
+        # Prefixes of the groups of the current layouts, by group key.
+        self._window_groups: dict[tuple[object, ...], tuple[list[str], list[tuple[int, str]]]] = {}
+        self._slice_groups: dict[tuple[object, ...], tuple[list[int], list[str]]] = {}
+
+    def render(self, snapshot: _Snapshot, version: str, max_series: int) -> Exposition:
+        """The exposition of ``snapshot``: the same text as ``generate_latest(collect())``."""
+        fams: list[int] = []  # the narrow families, per series: family index, prefix, value
+        prefixes: list[str] = []
+        values: list[float] = []
+        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        f = self.f
+
+        def add(family: _FamilyText, prefix: str, value: float) -> None:
+            fams.append(family.index)
+            prefixes.append(prefix)
+            values.append(value)
+
+        add(f["build_info"], f["build_info"].prefix((version,)), 1.0)
+        report, runtime = snapshot.report, snapshot.runtime
+        if report is not None:
+            for model in report.models.values():
+                self._model(model, add)
+            parts.append(self._slice_counters(report))
+            for (topic, reason), count in report.rejects.items():
+                add(f["rejected"], f["rejected"].prefix((topic, reason)), count)
+            if math.isfinite(report.watermark):
+                add(f["watermark"], f["watermark"].prefix(()), report.watermark)
+            add(f["panes_closed"], f["panes_closed"].prefix(()), report.panes_closed)
+            add(f["events"], f["events"].prefix(()), report.events)
+            dropped = self._model_metrics(report, max_series, parts)
+            add(f["series_dropped"], f["series_dropped"].prefix(()), dropped)
+        if runtime is not None:
+            self._runtime(runtime, add)
+        for family in self.order:
+            family.rotate()
+        parts.append((np.array(fams, dtype=np.intp), np.array(prefixes, dtype=object),
+                      np.array(values, dtype=np.float64)))
+        return self._assemble(parts)
+
+    def _assemble(self, parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+                  ) -> Exposition:
+        index = np.concatenate([p[0] for p in parts])
+        order = np.argsort(index, kind="stable")  # by family, each in the order added
+        lines = np.concatenate([p[1] for p in parts])[order].tolist()
+        texts = _go_floats(np.concatenate([p[2] for p in parts])[order])
+        n = len(lines)
+        pieces: list[str] = [""] * (3 * n)
+        pieces[0::3] = lines
+        pieces[1::3] = texts
+        pieces[2::3] = ["\n"] * n
+        counts = np.bincount(index, minlength=len(self.order)).tolist()
+        present: list[_FamilyText] = []
+        blocks: list[bytes] = []
+        start = 0
+        for family, count in zip(self.order, counts, strict=True):
+            if count:
+                present.append(family)
+                blocks.append("".join(pieces[3 * start:3 * (start + count)]).encode())
+                start += count
+        return Exposition(present, blocks)
+
+    def _model(self, model: ModelReport, add: Callable[[_FamilyText, str, float], None]
+               ) -> None:
+        f = self.f
+        name = model.name
+        one = (name,)
+        counts = model.counts
+        add(f["predictions"], f["predictions"].prefix(one), counts.get("predictions", 0.0))
+        add(f["labels"], f["labels"].prefix(one), counts.get("labels", 0.0))
+        join = f["join"]
+        for key, outcome in _JOIN_OUTCOMES.items():
+            add(join, join.prefix((name, outcome)), counts.get(key, 0.0))
+        add(f["late"], f["late"].prefix(one), counts.get("late", 0.0))
+        add(f["pending_predictions"], f["pending_predictions"].prefix(one),
+            counts.get("pending", 0.0))
+        add(f["pending_labels"], f["pending_labels"].prefix(one),
+            counts.get("early_labels_pending", 0.0))
+        other = f["model_other"]
+        for key, value in counts.items():
+            if key not in _MODEL_COUNTS_KNOWN:
+                add(other, other.prefix((name, key)), value)
+
+        buckets = model.label_delay_buckets or [0.0] * (len(LABEL_DELAY_BUCKETS) + 1)
+        if len(buckets) == len(LABEL_DELAY_BUCKETS) + 1:
+            delay = f["label_delay"]
+            for le, value in zip(_BUCKET_BOUNDS, buckets, strict=True):
+                add(delay, delay.prefix(one, "_bucket", ("le", le)), value)
+            if float(_BUCKET_BOUNDS[0]) >= 0:  # as HistogramMetricFamily.add_metric
+                add(delay, delay.prefix(one, "_count"), buckets[-1])
+                add(delay, delay.prefix(one, "_sum"), model.label_delay_sum)
+        else:
+            _log.error(
+                ("label_delay_buckets", name),
+                "prometheus_bad_histogram",
+                model=name,
+                buckets=len(buckets),
+                expected=len(LABEL_DELAY_BUCKETS) + 1,
+            )
+
+        firing, transitions = f["alert_firing"], f["alert_transitions"]
+        for alert in model.alerts:
+            add(firing, firing.prefix((name, alert.rule, alert.severity)),
+                1.0 if alert.state == "firing" else 0.0)
+            for status in ("pending", "firing", "resolved"):
+                add(transitions, transitions.prefix((name, alert.rule, status)),
+                    alert.transitions.get(status, 0))
+
+    def _slice_counters(self, report: Report) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every slice's additive counters: families, prefixes and values."""
+        keys: list[tuple[object, ...]] = []
+        read: list[float] = []
+        for model in report.models.values():
+            name = model.name
+            for s in model.slices:
+                keys.append((name, s.dimension, s.value, tuple(s.counters)))
+                read.extend(s.counters.values())
+        layout = self._counters
+        if layout.keys != keys:
+            layout = self._counters = self._counter_layout(report, keys)
+        return layout.families, layout.prefixes, _floats(read)
+
+    def _counter_layout(self, report: Report, keys: list[tuple[object, ...]]) -> _Layout:
+        groups = {}
+        fams: list[int] = []
+        prefixes: list[str] = []
+        slices = (s for model in report.models.values() for s in model.slices)
+        for key, s in zip(keys, slices, strict=True):
+            group = self._slice_groups.get(key) or self._slice_group(str(key[0]), s)
+            groups[key] = group
+            fams.extend(group[0])
+            prefixes.extend(group[1])
+        self._slice_groups = groups
+        return _Layout(keys, np.array(fams, dtype=np.intp), _objects(prefixes))
+
+    def _slice_group(self, model: str, s: SliceReport) -> tuple[list[int], list[str]]:
+        """Family and prefix of each of a slice's counters, in its counters' order."""
+        f = self.f
+        labels = (model, s.dimension, s.value)
+        fams: list[int] = []
+        prefixes: list[str] = []
+        for key in s.counters:
+            attr = _SLICE_FAMILIES.get(key)
+            if attr is not None:
+                family, prefix = f[attr], f[attr].prefix(labels)
+            elif key in _BINARY_CELLS:
+                family = f["confusion"]
+                prefix = family.prefix((*labels, *_BINARY_CELLS[key]))
+            elif key.startswith("confusion:") and key.count(":") >= 2:
+                actual, _, predicted = key[len("confusion:"):].partition(":")
+                family = f["confusion"]
+                prefix = family.prefix((*labels, actual, predicted))
+            else:
+                family = f["slice_other"]
+                prefix = family.prefix((*labels, key))
+            fams.append(family.index)
+            prefixes.append(prefix)
+        return fams, prefixes
+
+    def _model_metrics(self, report: Report, max_series: int,
+                       parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> int:
+        """Adds ``monitor_model_metric`` and ``monitor_drift`` under the cap to ``parts``;
+        the number of series dropped by it."""
+        ordered = [
+            (model.name, s)
+            for whole in (True, False)
+            for model in report.models.values()
+            for s in model.slices
+            if (s.dimension == "model") == whole
+        ]
+        keys: list[tuple[object, ...]] = []
+        read: list[float] = []
+        for name, s in ordered:
+            for window, by_metric in s.windows.items():
+                keys.append((name, s.dimension, s.value, window, tuple(by_metric)))
+                read.extend(by_metric.values())
+        layout = self._metrics
+        if layout.keys != keys:
+            layout = self._metrics = self._metric_layout(ordered, keys)
+        found = _floats(read)
+        keep = ~np.isnan(found)  # undefined metrics are absent
+        dropped = max(0, int(np.count_nonzero(keep)) - max_series)
+        if dropped:
+            keep &= np.cumsum(keep) <= max_series
+            _log.warning(
+                "series_dropped",
+                "prometheus_series_dropped",
+                family="monitor_model_metric",
+                dropped=dropped,
+                max_series=max_series,
+            )
+        kept = found[keep]
+        parts.append((np.full(len(kept), self.f["model_metric"].index, dtype=np.intp),
+                      layout.prefixes[keep], kept))
+        drift = keep[layout.drift_at]
+        parts.append((np.full(int(np.count_nonzero(drift)), self.f["drift"].index,
+                              dtype=np.intp),
+                      layout.drift_prefixes[drift], found[layout.drift_at[drift]]))
+        return dropped
+
+    def _metric_layout(self, ordered: list[tuple[str, SliceReport]],
+                       keys: list[tuple[object, ...]]) -> _Layout:
+        groups = {}
+        prefixes: list[str] = []
+        drift_at: list[int] = []
+        drift_prefixes: list[str] = []
+        windows = ((name, s, w, m) for name, s in ordered for w, m in s.windows.items())
+        for key, (name, s, window, by_metric) in zip(keys, windows, strict=True):
+            group = self._window_groups.get(key) or self._window_group(name, s, window, by_metric)
+            groups[key] = group
+            base = len(prefixes)
+            prefixes.extend(group[0])
+            for at, prefix in group[1]:
+                drift_at.append(base + at)
+                drift_prefixes.append(prefix)
+        self._window_groups = groups
+        return _Layout(keys, np.empty(0, dtype=np.intp), _objects(prefixes),
+                       np.array(drift_at, dtype=np.intp), _objects(drift_prefixes))
+
+    def _window_group(self, model: str, s: SliceReport, window: str,
+                      by_metric: Mapping[str, float]) -> tuple[list[str], list[tuple[int, str]]]:
+        """Prefixes of one slice's metrics in one window, and the position and
+        ``monitor_drift`` prefix of those that are drift signals too."""
+        mm, drift = self.f["model_metric"], self.f["drift"]
+        fixed = {"model": model, "window": window, "dimension": s.dimension, "slice": s.value}
+        prefixes = mm.group_prefixes(fixed, "metric", by_metric)
+        drift_at: list[tuple[int, str]] = []
+        if s.dimension == "model":
+            for i, metric in enumerate(by_metric):
+                method, _, feature = metric.partition(":")
+                if feature and method in _DRIFT_METHODS:
+                    drift_at.append((i, drift.prefix((model, window, feature, method))))
+        return prefixes, drift_at
+
+    def _runtime(self, runtime: RuntimeStats,
+                 add: Callable[[_FamilyText, str, float], None]) -> None:
+        f = self.f
+        if runtime.heartbeat > 0:
+            add(f["heartbeat"], f["heartbeat"].prefix(()), runtime.heartbeat)
+        add(f["ready"], f["ready"].prefix(()), 1.0 if runtime.ready else 0.0)
+        add(f["assigned"], f["assigned"].prefix(()), runtime.assigned_partitions)
+        lag = f["lag"]
+        for (topic, partition), behind in sorted(runtime.lag.items()):
+            add(lag, lag.prefix((topic, str(partition))), behind)
+        if runtime.last_checkpoint is not None:
+            add(f["checkpoint_last"], f["checkpoint_last"].prefix(()), runtime.last_checkpoint)
+        add(f["checkpoints"], f["checkpoints"].prefix(()), runtime.checkpoints)
+        add(f["dead_letters"], f["dead_letters"].prefix(()), runtime.dead_letters)
+        add(f["alerts"], f["alerts"].prefix(()), runtime.alerts)
+        add(f["output_backlog"], f["output_backlog"].prefix(()), runtime.output_backlog)
+        add(f["paused"], f["paused"].prefix(()), 1.0 if runtime.paused else 0.0)
+
+
+def _floats(read: list[float]) -> np.ndarray:
+    """The values read, as a float64 array."""
+    return np.fromiter(read, dtype=np.float64, count=len(read))
+
+
+def _objects(items: list[str]) -> np.ndarray:
+    """A 1-d object array of ``items`` (strings; never split into characters)."""
+    out = np.empty(len(items), dtype=object)
+    out[:] = items
+    return out
 
 
 def render(registry: CollectorRegistry) -> bytes:
