@@ -2,11 +2,16 @@
 
 The core never imports ``prometheus_client``. Once per tick the run loop hands the
 latest :class:`~monitor.core.report.Report` and a :class:`RuntimeStats` to
-:meth:`MonitorCollector.update`, which swaps them in with one attribute assignment.
-A scrape (on an HTTP server thread) reads that immutable snapshot and builds the metric
-families from it, so scraping never touches the core's state and never blocks the loop,
-and label sets that are no longer in the report (a revoked model, a folded segment)
-simply stop being exported.
+:meth:`MonitorCollector.update`, which renders the exposition of that snapshot once and
+swaps both in with one attribute assignment. ``/metrics`` (on an HTTP server thread)
+serves those bytes (:meth:`MonitorCollector.exposition`), so scraping never touches the
+core's state and never renders under the interpreter lock the loop needs; label sets
+that are no longer in the report (a revoked model, a folded segment) simply stop being
+exported. :meth:`MonitorCollector.collect` builds the same families with prometheus_client
+(``registry.get_sample_value``, ``name[]`` filters, ``metrics.prom``); the render writes
+the same bytes as ``generate_latest`` of it, about 10x faster: the text before each
+value (``name{labels} ``) is kept from one tick to the next, and while the report's slices,
+windows and keys stay the same, a tick only formats the values.
 
 Metric families (namespace ``monitor_``; label values are exported as given and
 prometheus_client escapes them; ``S`` = ``model, dimension, slice``):
