@@ -630,18 +630,6 @@ class _FamilyText:
             self._new[key] = found
         return found
 
-    def group_prefixes(self, fixed: Mapping[str, str], varying: str, values: Iterable[str]
-                       ) -> list[str]:
-        """Prefixes of the series whose labels are ``fixed`` plus ``varying`` taking each of
-        ``values`` in turn: the text around the varying value is built once."""
-        before = [(k, v) for k, v in fixed.items() if k < varying]
-        after = [(k, v) for k, v in fixed.items() if k > varying]
-        head = _line_prefix(self.sample, before)[:-1]
-        head = f"{head[:-1]}," if before else f"{head}{{"
-        tail = _line_prefix("", after)[:-1]
-        tail = f'",{tail[1:]}' if after else '"}'
-        return [f'{head}{varying}="{_escape_label_value(str(v))}{tail} ' for v in values]
-
     def rotate(self) -> None:
         """End of a render: forget the prefixes it did not use."""
         self._old, self._new = self._new, {}
@@ -694,16 +682,38 @@ class Exposition:
 class _Layout:
     """The series of one part of the report in the order a render reads its values: the
     keys they were derived from (equal keys, equal series), then per value its family and
-    line prefix, and for ``monitor_model_metric`` which values are drift signals too."""
+    line prefix."""
 
     keys: list[tuple[object, ...]]
     families: np.ndarray  # intp
     prefixes: np.ndarray  # object (str)
-    drift_at: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.intp))
-    drift_prefixes: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
 
 
 _NO_LAYOUT = _Layout([], np.empty(0, dtype=np.intp), np.empty(0, dtype=object))
+
+
+@dataclass(frozen=True, slots=True)
+class _MetricLayout:
+    """The values of ``monitor_model_metric`` in the order a render reads them: one group
+    per window of a slice (``keys``: model, dimension, slice, window, metric names).
+
+    Most of these values are undefined (NaN, not exported) at any time, so a line prefix
+    is built when its series is first exported (``built``), then kept.
+    """
+
+    keys: list[tuple[object, ...]]
+    #: Group key -> its first position, for the next layout to take over its prefixes.
+    starts: dict[tuple[object, ...], int]
+    group_of: np.ndarray  # intp: position -> group
+    prefixes: np.ndarray  # object: str once built, else None
+    built: np.ndarray  # bool
+    drift_at: np.ndarray  # intp: positions of drift signals (also monitor_drift series)
+    drift_prefixes: np.ndarray  # object: their monitor_drift prefixes
+
+
+_NO_METRICS = _MetricLayout([], {}, np.empty(0, dtype=np.intp), np.empty(0, dtype=object),
+                            np.empty(0, dtype=bool), np.empty(0, dtype=np.intp),
+                            np.empty(0, dtype=object))
 
 
 class _Renderer:
@@ -721,10 +731,10 @@ class _Renderer:
         metrics = [(attr, m) for attr, m in vars(f).items() if isinstance(m, Metric)]
         self.f = {attr: _FamilyText(i, m, f.label_names(m)) for i, (attr, m) in enumerate(metrics)}
         self.order = list(self.f.values())
-        self._metrics = _NO_LAYOUT
+        self._metrics = _NO_METRICS
         self._counters = _NO_LAYOUT
         # Prefixes of the groups of the current layouts, by group key.
-        self._window_groups: dict[tuple[object, ...], tuple[list[str], list[tuple[int, str]]]] = {}
+        self._drift_groups: dict[tuple[object, ...], list[tuple[int, str]]] = {}
         self._slice_groups: dict[tuple[object, ...], tuple[list[int], list[str]]] = {}
 
     def render(self, snapshot: _Snapshot, version: str, max_series: int) -> Exposition:
@@ -913,48 +923,82 @@ class _Renderer:
                 dropped=dropped,
                 max_series=max_series,
             )
-        kept = found[keep]
-        parts.append((np.full(len(kept), self.f["model_metric"].index, dtype=np.intp),
-                      layout.prefixes[keep], kept))
+        kept_at = np.flatnonzero(keep)
+        missing = kept_at[~layout.built[kept_at]]
+        if len(missing):
+            self._build_prefixes(layout, missing)
+        parts.append((np.full(len(kept_at), self.f["model_metric"].index, dtype=np.intp),
+                      layout.prefixes[kept_at], found[kept_at]))
         drift = keep[layout.drift_at]
         parts.append((np.full(int(np.count_nonzero(drift)), self.f["drift"].index,
                               dtype=np.intp),
                       layout.drift_prefixes[drift], found[layout.drift_at[drift]]))
         return dropped
 
+    def _build_prefixes(self, layout: _MetricLayout, positions: np.ndarray) -> None:
+        mm = self.f["model_metric"]
+        keys, starts = layout.keys, layout.starts
+        for at in positions.tolist():
+            key = keys[int(layout.group_of[at])]
+            model, dimension, value, window, metrics = key
+            metric = metrics[at - starts[key]]  # type: ignore[index]
+            layout.prefixes[at] = mm.prefix(
+                (str(model), str(window), str(metric), str(dimension), str(value)))
+        layout.built[positions] = True
+
     def _metric_layout(self, ordered: list[tuple[str, SliceReport]],
-                       keys: list[tuple[object, ...]]) -> _Layout:
-        groups = {}
-        prefixes: list[str] = []
+                       keys: list[tuple[object, ...]]) -> _MetricLayout:
+        """The layout of ``keys``, taking over the prefixes the previous one had built."""
+        old = self._metrics
+        starts: dict[tuple[object, ...], int] = {}
+        prefixes: list[np.ndarray] = []
+        built: list[np.ndarray] = []
+        sizes: list[int] = []
+        drift_groups: dict[tuple[object, ...], list[tuple[int, str]]] = {}
         drift_at: list[int] = []
         drift_prefixes: list[str] = []
+        position = 0
         windows = ((name, s, w, m) for name, s in ordered for w, m in s.windows.items())
         for key, (name, s, window, by_metric) in zip(keys, windows, strict=True):
-            group = self._window_groups.get(key) or self._window_group(name, s, window, by_metric)
-            groups[key] = group
-            base = len(prefixes)
-            prefixes.extend(group[0])
-            for at, prefix in group[1]:
-                drift_at.append(base + at)
-                drift_prefixes.append(prefix)
-        self._window_groups = groups
-        return _Layout(keys, np.empty(0, dtype=np.intp), _objects(prefixes),
-                       np.array(drift_at, dtype=np.intp), _objects(drift_prefixes))
+            size = len(by_metric)
+            before = old.starts.get(key)
+            if before is not None:
+                prefixes.append(old.prefixes[before:before + size])
+                built.append(old.built[before:before + size])
+            else:
+                prefixes.append(np.full(size, None, dtype=object))
+                built.append(np.zeros(size, dtype=bool))
+            if key not in starts:
+                starts[key] = position
+            if s.dimension == "model":
+                drift = self._drift_groups.get(key)
+                if drift is None:
+                    drift = self._drift_group(name, window, by_metric)
+                drift_groups[key] = drift
+                for at, prefix in drift:
+                    drift_at.append(position + at)
+                    drift_prefixes.append(prefix)
+            sizes.append(size)
+            position += size
+        self._drift_groups = drift_groups
+        return _MetricLayout(
+            keys, starts,
+            np.repeat(np.arange(len(keys), dtype=np.intp), sizes),
+            np.concatenate(prefixes) if prefixes else np.empty(0, dtype=object),
+            np.concatenate(built) if built else np.empty(0, dtype=bool),
+            np.array(drift_at, dtype=np.intp), _objects(drift_prefixes))
 
-    def _window_group(self, model: str, s: SliceReport, window: str,
-                      by_metric: Mapping[str, float]) -> tuple[list[str], list[tuple[int, str]]]:
-        """Prefixes of one slice's metrics in one window, and the position and
-        ``monitor_drift`` prefix of those that are drift signals too."""
-        mm, drift = self.f["model_metric"], self.f["drift"]
-        fixed = {"model": model, "window": window, "dimension": s.dimension, "slice": s.value}
-        prefixes = mm.group_prefixes(fixed, "metric", by_metric)
-        drift_at: list[tuple[int, str]] = []
-        if s.dimension == "model":
-            for i, metric in enumerate(by_metric):
-                method, _, feature = metric.partition(":")
-                if feature and method in _DRIFT_METHODS:
-                    drift_at.append((i, drift.prefix((model, window, feature, method))))
-        return prefixes, drift_at
+    def _drift_group(self, model: str, window: str, by_metric: Mapping[str, float]
+                     ) -> list[tuple[int, str]]:
+        """The position and ``monitor_drift`` prefix of the metrics of a whole-model
+        slice's window that are drift signals."""
+        drift = self.f["drift"]
+        found: list[tuple[int, str]] = []
+        for i, metric in enumerate(by_metric):
+            method, _, feature = metric.partition(":")
+            if feature and method in _DRIFT_METHODS:
+                found.append((i, drift.prefix((model, window, feature, method))))
+        return found
 
     def _runtime(self, runtime: RuntimeStats,
                  add: Callable[[_FamilyText, str, float], None]) -> None:
