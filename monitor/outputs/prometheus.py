@@ -566,11 +566,15 @@ def _add_runtime(f: _Families, runtime: RuntimeStats) -> None:
 #
 # prometheus_client builds a Sample per series and formats it, labels sorted and escaped,
 # at every scrape: ~8 us a series. Here the text before each value (``name{labels} ``) is
-# kept from tick to tick, per group of series whose label sets come from one part of the
-# report (the metrics of one slice's window, the counters of one slice), and rebuilt only
-# when that group's keys change; a tick formats the values (numpy picks the few that need
-# Go's float syntax) and joins strings. Series go in the same order, with the same bytes,
-# as prometheus_client's ``generate_latest`` of :meth:`MonitorCollector.collect`.
+# kept from tick to tick. The wide parts of the report (every slice's metrics per window,
+# every slice's counters) are read into flat value arrays in a fixed order; their layout
+# (family and prefix per position) is kept while the report's slices, windows and keys
+# are the same, and a changed layout takes over the prefixes of the groups (a slice's
+# window, a slice's counters) it still has. A tick then formats the values (``repr``;
+# numpy picks the few that need Go's float syntax) and joins strings. Series go in the
+# same order, with the same bytes, as prometheus_client's ``generate_latest`` of
+# :meth:`MonitorCollector.collect`.
+
 
 def _escape_label_value(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
