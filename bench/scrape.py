@@ -294,9 +294,15 @@ def main() -> int:
         f"{name} {benchlib.percentile(v, 0.5) * 1e6:,.0f} us p50" for name, v in SERVE.items())
         + " (zlib compresses outside the interpreter lock); the rest of a scrape is the "
           "socket write, also outside it.\n")
-    print(f"{len(scraper.durations)} scrapes while processing; processing took "
-          f"{sum(busy.polls) / sum(quiet.polls):.2f}x as long with them "
-          f"({sum(again.polls) / sum(quiet.polls):.2f}x in the second run without).\n")
+    lost = sum(busy.polls) - sum(quiet.polls)
+    rate = len(scraper.durations) / sum(busy.polls)
+    print(f"{len(scraper.durations):,} scrapes while processing ({rate:,.0f} a second); "
+          f"processing took {sum(busy.polls) / sum(quiet.polls):.2f}x as long with them "
+          f"({sum(again.polls) / sum(quiet.polls):.2f}x in the second run without): "
+          f"{lost / max(1, len(scraper.durations)) * 1000:.2f} ms of processing lost per "
+          f"scrape, on this 2-core machine where the scraping process competes for the "
+          f"cores too; at Prometheus' usual 15 s interval, "
+          f"{lost / max(1, len(scraper.durations)) / 15 * 100:.3f} % of the loop's time.\n")
     print("The probe's wait is the longest stretch one thread held the interpreter "
           "lock: the finest grain at which a scrape can block the loop thread. Differences "
           "between the two runs without scrapes are the shared machine's doing (other "
