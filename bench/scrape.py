@@ -35,7 +35,9 @@ import sys  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 import urllib.request  # noqa: E402
+import zlib  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
+from typing import Any  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -205,24 +207,40 @@ def run_once(models: int, polls: list[list[benchlib.Message]], warm: int,
 RENDER_VALUES: list[int] = [0, 0]
 #: Seconds of the server's work for one scrape (``HttpServer._metrics``), by request kind.
 SERVE: dict[str, list[float]] = {}
-#: CPU seconds of the server thread per request (``/metrics``) while processing: what a
-#: scrape can take from the loop at most, since a thread holds the GIL only while on CPU.
-REQUEST_CPU: list[float] = []
+#: CPU seconds of the server thread per request (``/metrics``) while processing, all of
+#: it and the part outside zlib (which compresses with the interpreter lock released).
+#: A thread holds the lock only while it runs, so the latter is the most a scrape can
+#: take from the loop.
+REQUEST_CPU: dict[str, list[float]] = {"all": [], "outside zlib": []}
+_ZLIB = threading.local()
 
 
 def record_request_cpu() -> None:
-    """Instrument the server (in this process only) to time each request's thread CPU."""
+    """Instrument the server and zlib (in this process only) to time each request's thread
+    CPU, and the part of it spent compressing."""
     handle = http_module._Handler.handle_one_request
+    compress = zlib.compress
+
+    def timed_compress(*args: Any, **kwargs: Any) -> bytes:
+        t0 = time.thread_time()
+        try:
+            return compress(*args, **kwargs)
+        finally:
+            _ZLIB.cpu = getattr(_ZLIB, "cpu", 0.0) + time.thread_time() - t0
 
     def timed_request(self: http_module._Handler) -> None:
+        _ZLIB.cpu = 0.0
         t0 = time.thread_time()
         try:
             handle(self)
         finally:
             if self.raw_requestline and self.path.startswith("/metrics"):
-                REQUEST_CPU.append(time.thread_time() - t0)
+                spent = time.thread_time() - t0
+                REQUEST_CPU["all"].append(spent)
+                REQUEST_CPU["outside zlib"].append(spent - _ZLIB.cpu)
 
     http_module._Handler.handle_one_request = timed_request  # type: ignore[method-assign]
+    zlib.compress = timed_compress
 
 
 def measure_render_and_serve(collector: MonitorCollector, registry: CollectorRegistry,
@@ -291,7 +309,10 @@ def main() -> int:
         ("difference of the same poll between the two runs without scrapes", noise),
         ("publish (`update`: renders the snapshot), nobody scraping", quiet.publishes),
         ("publish (`update`: renders the snapshot), scrapes back to back", busy.publishes),
-        ("server thread's CPU time per `/metrics` request, while processing", REQUEST_CPU),
+        ("server thread's CPU time per `/metrics` request, while processing",
+         REQUEST_CPU["all"]),
+        ("the same, outside zlib (holding the interpreter lock at most)",
+         REQUEST_CPU["outside zlib"]),
         ("1 ms probe thread's wait for the GIL, nobody scraping", quiet.probe.late),
         ("1 ms probe thread's wait for the GIL, scrapes back to back", busy.probe.late),
     ):
@@ -322,18 +343,19 @@ def main() -> int:
           "lock: the finest grain at which a scrape can block the loop thread. Differences "
           "between the two runs without scrapes are the shared machine's doing (other "
           "processes, descheduling), not the monitor's.\n")
-    hold_ms = max(REQUEST_CPU) * 1000
+    hold_ms = max(REQUEST_CPU["outside zlib"]) * 1000
     verdict = "met" if hold_ms <= TARGET_MS else "NOT met"
-    print("The verdict below is judged on the server thread's CPU time per scrape: a thread "
-          "holds the interpreter lock only while it runs, so this is the most a scrape can "
-          "take from the loop; the polls' extra time (also given) mixes it with the scraper "
-          "process competing for the 2 cores and the other jobs on the machine, whose size "
-          "the two runs without scrapes show.\n")
+    print("The verdict below is judged on the server thread's CPU time per scrape outside "
+          "zlib: a thread holds the interpreter lock only while it runs (and zlib releases "
+          "it), so this is the most a scrape can take from the loop. The polls' extra time "
+          "(also given) mixes it with the scraping process competing for the 2 cores and "
+          "with the other jobs on the machine, whose size the two runs without scrapes "
+          "show.\n")
     print(f"target: a scrape never blocks processing for more than {TARGET_MS:.0f} ms: "
-          f"**{verdict}** (a scrape's server thread ran at most {hold_ms:.1f} ms, "
-          f"{len(REQUEST_CPU)} scrapes; largest extra time of one poll while scraping "
-          f"{stall_ms:.1f} ms, p99 {benchlib.percentile(extra, 0.99) * 1000:.1f} ms; between "
-          f"the two runs without scrapes: largest {max(noise) * 1000:.1f} ms, p99 "
+          f"**{verdict}** (a scrape's server thread ran at most {hold_ms:.1f} ms outside "
+          f"zlib, {len(REQUEST_CPU['all'])} scrapes; largest extra time of one poll while "
+          f"scraping {stall_ms:.1f} ms, p99 {benchlib.percentile(extra, 0.99) * 1000:.1f} ms; "
+          f"between the two runs without scrapes: largest {max(noise) * 1000:.1f} ms, p99 "
           f"{benchlib.percentile(noise, 0.99) * 1000:.1f} ms)")
     return 0
 
