@@ -8,10 +8,11 @@ thread that feeds polls of ``--batch`` messages to ``Engine.process`` and, every
 polls, publishes ``engine.report()`` to the collector (the run loop's tick), which renders
 the snapshot's exposition there, once.
 
-The same stream is processed three times from a fresh engine: twice with nobody
-scraping, once with a client process scraping ``/metrics`` back to back (alternating a
-plain text request and Prometheus' own: OpenMetrics, gzip). Poll ``i`` does the same work
-in every run, so its extra time while scraping is the stall scrapes caused, and its
+The same stream is processed four times from a fresh engine: twice with nobody
+scraping, once with a client process scraping ``/metrics`` back to back, once with it
+scraping every ``--interval`` seconds (alternating a plain text request and Prometheus'
+own: OpenMetrics, gzip, on a kept-alive connection). Poll ``i`` does the same work in
+every run, so its extra time while scraping is the stall scrapes caused, and its
 difference between the two quiet runs is what the shared machine alone does to a poll.
 The report gives the distribution of poll times, the largest extra time of a poll, the
 render time per published snapshot (on the loop) and the server's work per scrape.
@@ -68,6 +69,7 @@ SCRAPER = """
 import http.client, json, sys, threading, time, urllib.parse
 url = urllib.parse.urlsplit(sys.argv[1])
 kinds = json.loads(sys.argv[2])
+interval = float(sys.argv[3])
 stop = threading.Event()
 threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
 durations, size = [], 0
@@ -84,6 +86,7 @@ while not stop.is_set():
         size = len(body)
     if len(durations) == 1:
         print("started", flush=True)
+    stop.wait(max(0.0, interval - (time.perf_counter() - t0)))
 conn.close()
 print(json.dumps({"durations": durations, "size": size}), flush=True)
 """
@@ -95,8 +98,9 @@ class Scraper:
     :meth:`finish`; then ``durations`` holds each scrape's seconds, ``size`` the
     uncompressed body's bytes."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, interval: float = 0.0) -> None:
         self.url = url
+        self.interval = interval
         self.durations: list[float] = []
         self.size = 0
         self.proc: subprocess.Popen[str] | None = None
@@ -104,7 +108,7 @@ class Scraper:
     def start(self) -> None:
         """Start scraping; returns once the first scrape is done."""
         self.proc = subprocess.Popen([sys.executable, "-c", SCRAPER, self.url,
-                                      json.dumps(KINDS)], text=True,
+                                      json.dumps(KINDS), str(self.interval)], text=True,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         assert self.proc.stdout is not None
         self.proc.stdout.readline()
@@ -147,7 +151,7 @@ class Run:
 
 
 def run_once(models: int, polls: list[list[benchlib.Message]], warm: int,
-             scrape: bool) -> Run:
+             scrape: bool, interval: float = 0.0, measure: bool = False) -> Run:
     """Process ``polls`` (the first ``warm`` untimed), scraping meanwhile if ``scrape``;
     after the run, measure one render and the server's work per scrape (nothing else
     running) into :data:`RENDER` and :data:`SERVE`."""
@@ -159,7 +163,8 @@ def run_once(models: int, polls: list[list[benchlib.Message]], warm: int,
     http = HttpServer("127.0.0.1", 0, registry, heartbeat=time.time,
                       readiness=lambda: (True, "ok"), collector=collector)
     http.start()
-    run = Run([], [], Scraper(f"{http.url}/metrics") if scrape else None, Probe())
+    scraper = Scraper(f"{http.url}/metrics", interval) if scrape else None
+    run = Run([], [], scraper, Probe())
     try:
         for i, batch in enumerate(polls):
             t0 = time.perf_counter()
@@ -192,7 +197,7 @@ def run_once(models: int, polls: list[list[benchlib.Message]], warm: int,
         with urllib.request.urlopen(f"{http.url}/metrics", timeout=30) as resp:
             text = resp.read().decode()
         run.series = sum(1 for line in text.splitlines() if line and not line.startswith("#"))
-        if scrape:
+        if measure:
             measure_render_and_serve(collector, registry, http, report, runtime)
     finally:
         run.probe.stop.set()
@@ -276,6 +281,8 @@ def main() -> int:
     parser.add_argument("--models", type=int, default=12, help="models (sets the series)")
     parser.add_argument("--events", type=int, default=300_000, help="predictions")
     parser.add_argument("--batch", type=int, default=1000, help="messages per poll")
+    parser.add_argument("--interval", type=float, default=0.1,
+                        help="seconds between the scrapes of the paced run")
     args = parser.parse_args()
     configure_logging("warning", json=True, stream=sys.stderr)
     record_request_cpu()
@@ -284,8 +291,11 @@ def main() -> int:
         args.batch)
     warm = len(polls) // 3  # panes have closed and every slice exists by then
     quiet = run_once(args.models, polls, warm, scrape=False)
-    busy = run_once(args.models, polls, warm, scrape=True)
+    busy = run_once(args.models, polls, warm, scrape=True, measure=True)
     again = run_once(args.models, polls, warm, scrape=False)
+    paced = run_once(args.models, polls, warm, scrape=True, interval=args.interval)
+    assert paced.scraper is not None
+    paced_extra = [p - q for q, p in zip(quiet.polls, paced.polls, strict=True)]
     scraper = busy.scraper
     assert scraper is not None
     extra = [b - q for q, b in zip(quiet.polls, busy.polls, strict=True)]
@@ -306,6 +316,9 @@ def main() -> int:
         ("poll, scrapes back to back", busy.polls),
         ("poll, nobody scraping (second run)", again.polls),
         ("**extra time of the same poll while scraping**", extra),
+        (f"poll, one scrape every {args.interval:g} s", paced.polls),
+        (f"**extra time of the same poll, one scrape every {args.interval:g} s**",
+         paced_extra),
         ("difference of the same poll between the two runs without scrapes", noise),
         ("publish (`update`: renders the snapshot), nobody scraping", quiet.publishes),
         ("publish (`update`: renders the snapshot), scrapes back to back", busy.publishes),
@@ -332,7 +345,8 @@ def main() -> int:
           "socket write, also outside it.\n")
     lost = sum(busy.polls) - sum(quiet.polls)
     rate = len(scraper.durations) / sum(busy.polls)
-    print(f"{len(scraper.durations):,} scrapes while processing ({rate:,.0f} a second); "
+    print(f"{len(scraper.durations):,} scrapes while processing back to back ({rate:,.0f} "
+          f"a second; {len(paced.scraper.durations):,} in the paced run); "
           f"processing took {sum(busy.polls) / sum(quiet.polls):.2f}x as long with them "
           f"({sum(again.polls) / sum(quiet.polls):.2f}x in the second run without): "
           f"{lost / max(1, len(scraper.durations)) * 1000:.2f} ms of processing lost per "
@@ -354,7 +368,10 @@ def main() -> int:
     print(f"target: a scrape never blocks processing for more than {TARGET_MS:.0f} ms: "
           f"**{verdict}** (a scrape's server thread ran at most {hold_ms:.1f} ms outside "
           f"zlib, {len(REQUEST_CPU['all'])} scrapes; largest extra time of one poll while "
-          f"scraping {stall_ms:.1f} ms, p99 {benchlib.percentile(extra, 0.99) * 1000:.1f} ms; "
+          f"scraping {stall_ms:.1f} ms, p99 {benchlib.percentile(extra, 0.99) * 1000:.1f} ms "
+          f"back to back, {max(paced_extra) * 1000:.1f} ms, p99 "
+          f"{benchlib.percentile(paced_extra, 0.99) * 1000:.1f} ms with one scrape every "
+          f"{args.interval:g} s; "
           f"between the two runs without scrapes: largest {max(noise) * 1000:.1f} ms, p99 "
           f"{benchlib.percentile(noise, 0.99) * 1000:.1f} ms)")
     return 0
