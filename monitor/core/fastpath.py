@@ -17,7 +17,9 @@ does not move inside a poll.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import msgspec
 import numpy as np
@@ -174,21 +176,78 @@ def split_and_join(engine: Engine, messages: list[Message]) -> list[int]:
         slow.extend(i for i, e in zip(pred_at, preds, strict=True) if e is None)
         slow.extend(i for i, e in zip(label_at, labels, strict=True) if e is None)
     ids = [e.prediction_id for _, e in pairs_p] + [e.prediction_id for _, e in pairs_l]
-    if len(set(ids)) < len(ids):  # an id twice in the poll: all its events one by one
+    twice_at: set[int] = set()
+    fused: dict[str, tuple[int, LabelEvent]] = {}
+    if len(set(ids)) < len(ids):
         counts: dict[str, int] = {}
         for pid in ids:
             counts[pid] = counts.get(pid, 0) + 1
         twice = {pid for pid, n in counts.items() if n > 1}
-        slow.extend(i for i, e in pairs_p if e.prediction_id in twice)
-        slow.extend(i for i, e in pairs_l if e.prediction_id in twice)
+        # A prediction and, later in the same partition, its label: joined here as the
+        # per-message path would (pending, then matched). Any other repeat: one by one.
+        first = {e.prediction_id: i for i, e in pairs_p if counts.get(e.prediction_id) == 2}
+        for j, e in pairs_l:
+            i = first.get(e.prediction_id, -1)
+            if 0 <= i < j and messages[i].partition == messages[j].partition:
+                fused[e.prediction_id] = (j, e)
+        twice -= fused.keys()
+        twice_at.update(i for i, e in pairs_p if e.prediction_id in twice)
+        twice_at.update(i for i, e in pairs_l if e.prediction_id in twice)
+        slow.extend(twice_at)
         pairs_p = [(i, e) for i, e in pairs_p if e.prediction_id not in twice]
-        pairs_l = [(i, e) for i, e in pairs_l if e.prediction_id not in twice]
+        pairs_l = [
+            (i, e)
+            for i, e in pairs_l
+            if e.prediction_id not in twice and e.prediction_id not in fused
+        ]
+    split = _Split(slow)
+    # Ids seen twice change the join state one by one: their partitions are too.
+    split.dirty.update(messages[i].partition for i in twice_at)
+    one_by_one: set[int] = set()
     if pairs_p:
-        _predictions(engine, messages, pairs_p, slow)
+        one_by_one = _predictions(engine, messages, pairs_p, split, fused)
     if pairs_l:
-        _labels(engine, messages, pairs_l, slow)
+        _labels(engine, messages, pairs_l, split, one_by_one)
+    for number, idx, apply in split.plans:
+        if number in split.dirty:
+            slow.extend(idx.tolist())
+        else:
+            apply()
+    for (m, number), parts in split.matched.items():  # matched ids in arrival order
+        idx = np.concatenate([p[0] for p in parts])
+        order = np.argsort(idx, kind="stable").tolist()
+        pids = [pid for p in parts for pid in p[1]]
+        times = np.concatenate([p[2] for p in parts]).tolist()
+        engine.partitions[number].join.matched[m].update((pids[k], times[k]) for k in order)
     slow.sort()
     return slow
+
+
+class _Split:
+    """What the batch path decided for a poll: the messages left one by one, the
+    partitions where one of those may change the join state (every message of theirs
+    then goes one by one, so pending, matched and early ids keep their arrival order),
+    and the batch path's work for the other partitions, applied once all is decided."""
+
+    __slots__ = ("dirty", "matched", "plans", "slow")
+
+    def __init__(self, slow: list[int]) -> None:
+        self.slow = slow
+        self.dirty: set[int] = set()
+        self.plans: list[tuple[int, I64, Callable[[], None]]] = []
+        #: (model, partition) -> ids matched by the plans, with their label's poll index
+        #: and time; entered into the matched table in poll order once all are applied.
+        self.matched: dict[tuple[int, int], list[tuple[I64, list[str], F64]]] = {}
+
+    def reject(self, idx: I64) -> None:
+        """Messages that the per-message path will reject without touching join state."""
+        self.slow.extend(idx.tolist())
+
+    def one_by_one(self, idx: I64, number: int) -> None:
+        """Messages of partition ``number`` that may change its join state one by one."""
+        if len(idx):
+            self.slow.extend(idx.tolist())
+            self.dirty.add(number)
 
 
 def _group(parts: list[int], models: list[int]) -> dict[tuple[int, int], list[int]]:
@@ -199,12 +258,45 @@ def _group(parts: list[int], models: list[int]) -> dict[tuple[int, int], list[in
     return groups
 
 
+def _crossing_caps(engine: Engine, events: list[PredictionEvent], model_of: list[int]) -> set[int]:
+    """Models whose slice registry may reach a cap within this poll. Which value is folded
+    at a cap depends on the order values arrive in, so their predictions go one by one;
+    a registry below its caps after the poll, or already full, does not depend on it."""
+    out: set[int] = set()
+    for model in engine.models:
+        registry = model.registry
+        room = {d: registry.caps[d] - registry.used[d] for d in registry.caps}
+        if all(r <= 0 for r in room.values()):
+            continue
+        mine = [e for e, m in zip(events, model_of, strict=True) if m == model.index]
+        if not mine:
+            continue
+        values = {("version", e.model_version) for e in mine if e.model_version}
+        for name in registry.segments:
+            values |= {
+                (f"segment:{name}", e.segment[name])
+                for e in mine
+                if e.segment and name in e.segment
+            }
+        new: dict[str, int] = {}
+        for dim, value in values:
+            if (dim, value) not in registry.index:
+                new[dim] = new.get(dim, 0) + 1
+        if any(0 < room[d] < n for d, n in new.items()):
+            out.add(model.index)
+    return out
+
+
 def _predictions(
     engine: Engine,
     messages: list[Message],
     pairs: list[tuple[int, PredictionEvent]],
-    slow: list[int],
-) -> None:
+    split: _Split,
+    fused: dict[str, tuple[int, LabelEvent]],
+) -> set[int]:
+    """Take the ordinary predictions; return the models left one by one in this poll (at
+    their pending cap, or about to fill a slice cap), whose labels must wait too: a
+    label taken now could free a prediction that the cap would have evicted first."""
     index = {m.name: m.index for m in engine.models}
     events = [e for _, e in pairs]
     at = np.array([i for i, _ in pairs], dtype=np.int64)
@@ -218,13 +310,26 @@ def _predictions(
         ):
             ok[j] = False
     parts = [messages[i].partition for i in at.tolist()]
+    crossing = _crossing_caps(engine, events, model_of)
+    for model in engine.models:  # eviction order matters at the pending cap: one by one
+        if engine.pending_total[model.index] + model_of.count(model.index) > (
+            model.config.max_pending
+        ):
+            crossing.add(model.index)
     for (m, number), rows in _group(parts, model_of).items():
         sel = np.array(rows, dtype=np.int64)
-        if m < 0 or engine.models[m].warmup_target:
-            slow.extend(at[sel].tolist())
+        group = [events[j] for j in rows]
+        pids = [e.prediction_id for e in group]
+        # The label message that follows each prediction in this poll, if any.
+        later = [fused.get(pid) for pid in pids] if fused else []
+        if m < 0 or m in crossing or engine.models[m].warmup_target:
+            if m < 0:
+                split.reject(at[sel])  # unknown model
+            else:
+                split.one_by_one(at[sel], number)
+            split.one_by_one(np.array([f[0] for f in later if f], dtype=np.int64), number)
             continue
         model = engine.models[m]
-        group = [events[j] for j in rows]
         pred, pred_ok = model.codec.code_many([e.prediction for e in group])
         raw_labels = [e.label for e in group]
         has_label = np.array([v is not None for v in raw_labels], dtype=bool)
@@ -234,31 +339,48 @@ def _predictions(
             codes, valid = model.codec.code_many([v for v in raw_labels if v is not None])
             label[has_label] = codes
             label_ok[has_label] = valid
+        label_ts = ts[sel].copy()
+        label_at = at[sel].copy()
+        pair_ok = np.ones(len(group), dtype=bool)
+        has_later = np.zeros(len(group), dtype=bool)
+        if any(later):
+            has_later = np.array([f is not None for f in later], dtype=bool)
+            follow = [f[1] for f in later if f]
+            codes, valid = model.codec.code_many([e.label for e in follow])
+            f_ts = _times([e.ts for e in follow])
+            named = np.array([e.model in (None, model.name) for e in follow], dtype=bool)
+            label[has_later] = codes
+            label_ts[has_later] = f_ts
+            label_at[has_later] = [f[0] for f in later if f]
+            # Both the prediction's own label and a label message, or a label that the
+            # per-message path would reject or keep apart: both one by one.
+            pair_ok[has_later] = valid & ~np.isnan(f_ts) & named & ~has_label[has_later]
+            has_label = has_label | has_later
         state = engine.partition(number)
         join = state.join
-        pids = [e.prediction_id for e in group]
         known = set(pids)
         clash = (known & join.early.keys()) | (known & join.matched[m].keys())
         clash |= known & _keys(join.pending[m])
-        good = ok[sel] & pred_ok & label_ok
-        if clash:
+        valid = ok[sel] & pred_ok & label_ok
+        good = valid & pair_ok
+        if clash:  # duplicates, or labels that came first: one by one
             good &= np.array([pid not in clash for pid in pids], dtype=bool)
-        new = good & ~has_label
-        if engine.pending_total[m] + int(new.sum()) > model.config.max_pending:
-            good[:] = False  # eviction order matters at the cap: one by one
+        split.one_by_one(at[sel[valid & ~good]], number)
+        split.reject(at[sel[~valid]])
+        split.one_by_one(label_at[has_later & ~good], number)
         if not good.all():
-            slow.extend(at[sel[~good]].tolist())
             keep = np.flatnonzero(good)
             group = [group[j] for j in keep.tolist()]
             pids = [pids[j] for j in keep.tolist()]
             sel, pred, label, has_label = sel[keep], pred[keep], label[keep], has_label[keep]
+            label_ts, label_at, has_later = label_ts[keep], label_at[keep], has_later[keep]
         if not len(sel):
             continue
-        _take_predictions(
+        apply = partial(
+            _take_predictions,
             engine,
+            split,
             model,
-            state,
-            messages[int(at[sel[0]])].topic,
             number,
             at[sel],
             group,
@@ -266,16 +388,27 @@ def _predictions(
             ts[sel],
             pred,
             score[sel],
-            label,
-            has_label,
+            _Labels(label, has_label, label_ts, label_at, has_later),
         )
+        split.plans.append((number, np.concatenate([at[sel], label_at[has_later]]), apply))
+    return crossing
+
+
+class _Labels(NamedTuple):
+    """The labels a poll's predictions are joined with at once: their own ``label`` field
+    or the label message that follows them in the poll (``later``)."""
+
+    code: F64
+    has: npt.NDArray[np.bool_]
+    ts: F64
+    at: I64  # poll index of the label (the prediction's own, for a label field)
+    later: npt.NDArray[np.bool_]
 
 
 def _take_predictions(
     engine: Engine,
+    split: _Split,
     model: ModelState,
-    state: PartitionState,
-    topic: str,
     number: int,
     idx: I64,
     group: list[PredictionEvent],
@@ -283,21 +416,19 @@ def _take_predictions(
     ts: F64,
     pred: F64,
     score: F64,
-    label: F64,
-    has_label: npt.NDArray[np.bool_],
+    labels: _Labels,
 ) -> None:
-    """Accept checked predictions of one model and partition: count, join the ones that
-    carry their label, keep the others pending, queue all for accumulation."""
+    """Accept checked predictions of one model and partition: count, join the ones whose
+    label is known already, keep the others pending, queue all for accumulation."""
     from monitor.core.baseline import probability_row
     from monitor.core.engine import LABELS, MATCHED, PREDICTIONS
 
     m = model.index
+    state = engine.partitions[number]
     slices = _slices(model, group)
     counts = state.counts[m]
     counts[PREDICTIONS] += len(group)
-    high = float(ts.max())
-    if high > state.max_ts.get(topic, -math.inf):
-        state.max_ts[topic] = high
+    _note(state, engine.config.kafka.predictions_topic, ts)
     batch = engine.batch_of(m)
     prob = None
     if model.layout.task == "multiclass":
@@ -305,30 +436,33 @@ def _take_predictions(
     batch.chunks_p.append(
         Chunk(idx, number, ts, pred, score, slices, feats=[e.features for e in group], prob=prob)
     )
-    join = state.join
-    labelled = np.flatnonzero(has_label)
+    labelled = np.flatnonzero(labels.has)
     if len(labelled):
         counts[LABELS] += len(labelled)
         counts[MATCHED] += len(labelled)
-        lt = ts[labelled]
-        join.matched[m].update(zip([pids[j] for j in labelled.tolist()], lt.tolist(), strict=True))
+        if labels.later.any():
+            _note(state, engine.config.kafka.labels_topic, labels.ts[labels.later])
+        lt = labels.ts[labelled]
+        split.matched.setdefault((m, number), []).append(
+            (labels.at[labelled], [pids[j] for j in labelled.tolist()], lt)
+        )
         batch.chunks_o.append(
             Chunk(
-                idx[labelled],
+                labels.at[labelled],
                 number,
                 lt,
                 pred[labelled],
                 score[labelled],
                 slices[labelled],
-                label=label[labelled],
-                delay=np.zeros(len(labelled)),
+                label=labels.code[labelled],
+                delay=lt - ts[labelled],
             )
         )
-    waiting = np.flatnonzero(~has_label)
+    waiting = np.flatnonzero(~labels.has)
     if len(waiting):
         keep = waiting.tolist()
         _add_pending(
-            join.pending[m],
+            state.join.pending[m],
             [pids[j] for j in keep],
             ts[waiting],
             pred[waiting],
@@ -338,25 +472,35 @@ def _take_predictions(
         engine.pending_total[m] += len(keep)
 
 
-def _labels(
-    engine: Engine, messages: list[Message], pairs: list[tuple[int, LabelEvent]], slow: list[int]
-) -> None:
-    from monitor.core.engine import LABELS, MATCHED
+def _note(state: PartitionState, topic: str, ts: F64) -> None:
+    """Raise the partition's largest event time of ``topic`` to the largest of ``ts``."""
+    high = float(ts.max())
+    if high > state.max_ts.get(topic, -math.inf):
+        state.max_ts[topic] = high
 
+
+def _labels(
+    engine: Engine,
+    messages: list[Message],
+    pairs: list[tuple[int, LabelEvent]],
+    split: _Split,
+    one_by_one: set[int],
+) -> None:
+    """Plan the joins of labels whose prediction is waiting, per model and partition."""
     index = {m.name: m.index for m in engine.models}
     events = [e for _, e in pairs]
     at = np.array([i for i, _ in pairs], dtype=np.int64)
     named = [-1 if e.model is None else index.get(e.model, -2) for e in events]
     ts = _times([e.ts for e in events])
     parts = [messages[i].partition for i in at.tolist()]
-    topic = engine.config.kafka.labels_topic
     for (name, number), rows in _group(parts, named).items():
         sel = np.array(rows, dtype=np.int64)
         if name == -2:
-            slow.extend(at[sel].tolist())
+            split.reject(at[sel])  # unknown model
             continue
-        state = engine.partition(number)
-        join = state.join
+        timely = ~np.isnan(ts[sel])
+        split.reject(at[sel[~timely]])
+        join = engine.partition(number).join
         pids = [events[j].prediction_id for j in rows]
         # The model whose prediction waits (the named one only; else the first holding it).
         owner = np.full(len(rows), -1, dtype=np.int64)
@@ -367,42 +511,61 @@ def _labels(
             free = owner < 0
             hit = np.array([pid in table for pid in pids], dtype=bool) & free
             owner[hit] = model.index
-        good = (owner >= 0) & ~np.isnan(ts[sel])
+        good = (owner >= 0) & timely
+        if one_by_one:
+            good &= ~np.isin(owner, sorted(one_by_one))
+        # Not waiting (first, duplicate, orphan, another model's) or at a cap: one by one.
+        split.one_by_one(at[sel[timely & ~good]], number)
         for m in np.unique(owner[good]).tolist():
-            model = engine.models[m]
             mine = np.flatnonzero(good & (owner == m))
-            raw = [events[rows[j]].label for j in mine.tolist()]
-            codes, valid = model.codec.code_many(raw)
-            if not valid.all():
-                slow.extend(at[sel[mine[~valid]]].tolist())
-                mine, codes = mine[valid], codes[valid]
-            if not len(mine):
-                continue
-            my_pids = [pids[j] for j in mine.tolist()]
-            found, p_ts, p_pred, p_score, p_slices = _pop_pending(join.pending[m], my_pids)
-            assert found.all()
-            engine.pending_total[m] -= len(my_pids)
-            lt = ts[sel[mine]]
-            counts = state.counts[m]
-            counts[LABELS] += len(my_pids)
-            counts[MATCHED] += len(my_pids)
-            join.matched[m].update(zip(my_pids, lt.tolist(), strict=True))
-            high = float(lt.max())
-            if high > state.max_ts.get(topic, -math.inf):
-                state.max_ts[topic] = high
-            engine.batch_of(m).chunks_o.append(
-                Chunk(
-                    at[sel[mine]],
-                    number,
-                    lt,
-                    p_pred,
-                    p_score,
-                    p_slices,
-                    label=codes,
-                    delay=lt - p_ts,
-                )
+            codes, valid = engine.models[m].codec.code_many(
+                [events[rows[j]].label for j in mine.tolist()]
             )
-        slow.extend(at[sel[~good]].tolist())
+            if not valid.all():
+                split.reject(at[sel[mine[~valid]]])
+                mine, codes = mine[valid], codes[valid]
+            if len(mine):
+                apply = partial(
+                    _take_labels,
+                    engine,
+                    split,
+                    m,
+                    number,
+                    at[sel[mine]],
+                    [pids[j] for j in mine.tolist()],
+                    ts[sel[mine]],
+                    codes,
+                )
+                split.plans.append((number, at[sel[mine]], apply))
+
+
+def _take_labels(
+    engine: Engine,
+    split: _Split,
+    m: int,
+    number: int,
+    idx: I64,
+    pids: list[str],
+    ts: F64,
+    codes: F64,
+) -> None:
+    """Join checked labels of model ``m`` in partition ``number`` with their waiting
+    predictions: count, remember the ids as matched, queue the pairs for accumulation."""
+    from monitor.core.engine import LABELS, MATCHED
+
+    state = engine.partitions[number]
+    join = state.join
+    found, p_ts, p_pred, p_score, p_slices = _pop_pending(join.pending[m], pids)
+    assert found.all()
+    engine.pending_total[m] -= len(pids)
+    counts = state.counts[m]
+    counts[LABELS] += len(pids)
+    counts[MATCHED] += len(pids)
+    split.matched.setdefault((m, number), []).append((idx, pids, ts))
+    _note(state, engine.config.kafka.labels_topic, ts)
+    engine.batch_of(m).chunks_o.append(
+        Chunk(idx, number, ts, p_pred, p_score, p_slices, label=codes, delay=ts - p_ts)
+    )
 
 
 def _keys(table: Any) -> Any:
