@@ -37,6 +37,7 @@ from monitor.events.message import Message
 
 if TYPE_CHECKING:
     from monitor.core.engine import Engine, ModelState, PartitionState
+    from monitor.core.join import JoinBuffer
 
 __all__ = ["Chunk", "split_and_join"]
 
@@ -183,12 +184,13 @@ def split_and_join(engine: Engine, messages: list[Message]) -> list[int]:
         for pid in ids:
             counts[pid] = counts.get(pid, 0) + 1
         twice = {pid for pid, n in counts.items() if n > 1}
-        # A prediction and, later in the same partition, its label: joined here as the
-        # per-message path would (pending, then matched). Any other repeat: one by one.
+        # A prediction and its label in the same partition, in either order: joined here
+        # as the per-message path would (through pending or early labels, then matched).
+        # Any other repeat: one by one.
         first = {e.prediction_id: i for i, e in pairs_p if counts.get(e.prediction_id) == 2}
         for j, e in pairs_l:
             i = first.get(e.prediction_id, -1)
-            if 0 <= i < j and messages[i].partition == messages[j].partition:
+            if i >= 0 and messages[i].partition == messages[j].partition:
                 fused[e.prediction_id] = (j, e)
         twice -= fused.keys()
         twice_at.update(i for i, e in pairs_p if e.prediction_id in twice)
@@ -205,9 +207,9 @@ def split_and_join(engine: Engine, messages: list[Message]) -> list[int]:
     split.dirty.update(messages[i].partition for i in twice_at)
     one_by_one: set[int] = set()
     if pairs_p:
-        one_by_one = _predictions(engine, messages, pairs_p, split, fused)
+        one_by_one = _predictions(engine, messages, pairs_p, split, fused, len(label_at))
     if pairs_l:
-        _labels(engine, messages, pairs_l, split, one_by_one)
+        _labels(engine, messages, pairs_l, split, one_by_one, len(label_at))
     for number, idx, apply in split.plans:
         if number in split.dirty:
             slow.extend(idx.tolist())
@@ -219,6 +221,12 @@ def split_and_join(engine: Engine, messages: list[Message]) -> list[int]:
         pids = [pid for p in parts for pid in p[1]]
         times = np.concatenate([p[2] for p in parts]).tolist()
         engine.partitions[number].join.matched[m].update((pids[k], times[k]) for k in order)
+    for number, parts_e in split.early.items():
+        idx = np.concatenate([p[0] for p in parts_e])
+        order = np.argsort(idx, kind="stable").tolist()
+        pids = [pid for p in parts_e for pid in p[1]]
+        labels_e = [label for p in parts_e for label in p[2]]
+        engine.partitions[number].join.early.update((pids[k], labels_e[k]) for k in order)
     slow.sort()
     return slow
 
@@ -229,7 +237,7 @@ class _Split:
     then goes one by one, so pending, matched and early ids keep their arrival order),
     and the batch path's work for the other partitions, applied once all is decided."""
 
-    __slots__ = ("dirty", "matched", "plans", "slow")
+    __slots__ = ("dirty", "early", "matched", "plans", "slow")
 
     def __init__(self, slow: list[int]) -> None:
         self.slow = slow
@@ -238,6 +246,8 @@ class _Split:
         #: (model, partition) -> ids matched by the plans, with their label's poll index
         #: and time; entered into the matched table in poll order once all are applied.
         self.matched: dict[tuple[int, int], list[tuple[I64, list[str], F64]]] = {}
+        #: partition -> labels that came first, entered in poll order once all is applied
+        self.early: dict[int, list[tuple[I64, list[str], list[Any]]]] = {}
 
     def reject(self, idx: I64) -> None:
         """Messages that the per-message path will reject without touching join state."""
@@ -293,6 +303,7 @@ def _predictions(
     pairs: list[tuple[int, PredictionEvent]],
     split: _Split,
     fused: dict[str, tuple[int, LabelEvent]],
+    labels_in_poll: int,
 ) -> set[int]:
     """Take the ordinary predictions; return the models left one by one in this poll (at
     their pending cap, or about to fill a slice cap), whose labels must wait too: a
@@ -343,15 +354,31 @@ def _predictions(
         label_at = at[sel].copy()
         pair_ok = np.ones(len(group), dtype=bool)
         has_later = np.zeros(len(group), dtype=bool)
+        label_msg = np.zeros(0, dtype=np.int64)  # poll index of each label message
         if any(later):
             has_later = np.array([f is not None for f in later], dtype=bool)
             follow = [f[1] for f in later if f]
+            label_msg = np.array([f[0] for f in later if f], dtype=np.int64)
             codes, valid = model.codec.code_many([e.label for e in follow])
             f_ts = _times([e.ts for e in follow])
             named = np.array([e.model in (None, model.name) for e in follow], dtype=bool)
+            came_first = label_msg < at[sel[has_later]]
+            tables = engine.partition(number).join
+            # A label naming no model joins the first model (by index) holding the id; a
+            # label that came first must find nothing (no waiting, early or matched id)
+            # and room among the early labels.
+            before = [t for t in tables.pending[:m] if len(t)]
+            for k, lab in enumerate(follow):
+                if came_first[k]:
+                    named[k] &= _unseen(tables, lab.prediction_id) and (
+                        engine.early_total + labels_in_poll <= engine.early_cap
+                    )
+                elif before and lab.model is None:
+                    named[k] &= not any(lab.prediction_id in t for t in before)
             label[has_later] = codes
             label_ts[has_later] = f_ts
-            label_at[has_later] = [f[0] for f in later if f]
+            # The pair is joined at the second of the two messages.
+            label_at[has_later] = np.maximum(label_msg, at[sel[has_later]])
             # Both the prediction's own label and a label message, or a label that the
             # per-message path would reject or keep apart: both one by one.
             pair_ok[has_later] = valid & ~np.isnan(f_ts) & named & ~has_label[has_later]
@@ -359,21 +386,47 @@ def _predictions(
         state = engine.partition(number)
         join = state.join
         known = set(pids)
-        clash = (known & join.early.keys()) | (known & join.matched[m].keys())
-        clash |= known & _keys(join.pending[m])
+        dup = (known & join.matched[m].keys()) | (known & _keys(join.pending[m]))
+        first = known & join.early.keys()
         valid = ok[sel] & pred_ok & label_ok
         good = valid & pair_ok
-        if clash:  # duplicates, or labels that came first: one by one
-            good &= np.array([pid not in clash for pid in pids], dtype=bool)
-        split.one_by_one(at[sel[valid & ~good]], number)
+        alone = valid & ~pair_ok  # with a label message the per-message path keeps apart
+        counted = has_label.copy()  # labels counted now (early ones naming a model: at arrival)
+        from_early = np.zeros(len(group), dtype=bool)
+        if dup:  # a duplicate is rejected, unless its label message would then join
+            repeat = np.array([pid in dup for pid in pids], dtype=bool)
+            alone |= good & repeat & has_later
+            good &= ~repeat
+        if first:
+            for j in np.flatnonzero(good).tolist():
+                early = join.early.get(pids[j])
+                if early is None or early.model not in (-1, m):
+                    continue  # its label names another model: it waits
+                if has_label[j]:
+                    if has_later[j]:  # joined by its own label; the later one is a duplicate
+                        good[j] = False
+                        alone[j] = True
+                    continue  # its own label field joins it; the early label stays
+                code, usable = model.codec.code_many([early.label])  # type: ignore[list-item]
+                if not usable[0]:  # the early label is rejected, the prediction waits
+                    good[j] = False
+                    alone[j] = True
+                    continue
+                label[j], label_ts[j], has_label[j] = code[0], early.ts, True
+                counted[j] = early.model < 0
+                from_early[j] = True
+        split.reject(at[sel[valid & ~good & ~alone]])
         split.reject(at[sel[~valid]])
-        split.one_by_one(label_at[has_later & ~good], number)
+        split.one_by_one(at[sel[alone]], number)
+        split.one_by_one(label_msg[~good[has_later]], number)
+        label_msg = label_msg[good[has_later]]
         if not good.all():
             keep = np.flatnonzero(good)
             group = [group[j] for j in keep.tolist()]
             pids = [pids[j] for j in keep.tolist()]
             sel, pred, label, has_label = sel[keep], pred[keep], label[keep], has_label[keep]
             label_ts, label_at, has_later = label_ts[keep], label_at[keep], has_later[keep]
+            counted, from_early = counted[keep], from_early[keep]
         if not len(sel):
             continue
         apply = partial(
@@ -388,21 +441,24 @@ def _predictions(
             ts[sel],
             pred,
             score[sel],
-            _Labels(label, has_label, label_ts, label_at, has_later),
+            _Labels(label, has_label, label_ts, label_at, has_later, counted, from_early),
         )
-        split.plans.append((number, np.concatenate([at[sel], label_at[has_later]]), apply))
+        split.plans.append((number, np.concatenate([at[sel], label_msg]), apply))
     return crossing
 
 
 class _Labels(NamedTuple):
     """The labels a poll's predictions are joined with at once: their own ``label`` field
-    or the label message that follows them in the poll (``later``)."""
+    the label message that follows them in the poll (``later``), or a label that came
+    before them (``early``)."""
 
     code: F64
     has: npt.NDArray[np.bool_]
     ts: F64
     at: I64  # poll index of the label (the prediction's own, for a label field)
     later: npt.NDArray[np.bool_]
+    counted: npt.NDArray[np.bool_]  # counted as a label now (not at its arrival)
+    early: npt.NDArray[np.bool_]  # an early label (waiting from an earlier poll)
 
 
 def _take_predictions(
@@ -438,8 +494,13 @@ def _take_predictions(
     )
     labelled = np.flatnonzero(labels.has)
     if len(labelled):
-        counts[LABELS] += len(labelled)
+        counts[LABELS] += int(labels.counted.sum())
         counts[MATCHED] += len(labelled)
+        if labels.early.any():
+            early = state.join.early
+            for j in np.flatnonzero(labels.early).tolist():
+                del early[pids[j]]
+            engine.early_total -= int(labels.early.sum())
         if labels.later.any():
             _note(state, engine.config.kafka.labels_topic, labels.ts[labels.later])
         lt = labels.ts[labelled]
@@ -485,6 +546,7 @@ def _labels(
     pairs: list[tuple[int, LabelEvent]],
     split: _Split,
     one_by_one: set[int],
+    labels_in_poll: int,
 ) -> None:
     """Plan the joins of labels whose prediction is waiting, per model and partition."""
     index = {m.name: m.index for m in engine.models}
@@ -514,8 +576,23 @@ def _labels(
         good = (owner >= 0) & timely
         if one_by_one:
             good &= ~np.isin(owner, sorted(one_by_one))
-        # Not waiting (first, duplicate, orphan, another model's) or at a cap: one by one.
-        split.one_by_one(at[sel[timely & ~good]], number)
+            split.one_by_one(at[sel[timely & (owner >= 0) & ~good]], number)
+        first = timely & (owner < 0)
+        if first.any():
+            _plan_early(
+                engine,
+                split,
+                join,
+                number,
+                name,
+                at[sel],
+                pids,
+                ts[sel],
+                events,
+                rows,
+                first,
+                labels_in_poll,
+            )
         for m in np.unique(owner[good]).tolist():
             mine = np.flatnonzero(good & (owner == m))
             codes, valid = engine.models[m].codec.code_many(
@@ -537,6 +614,74 @@ def _labels(
                     codes,
                 )
                 split.plans.append((number, at[sel[mine]], apply))
+
+
+def _plan_early(
+    engine: Engine,
+    split: _Split,
+    join: JoinBuffer,
+    number: int,
+    name: int,
+    at: I64,
+    pids: list[str],
+    ts: F64,
+    events: list[LabelEvent],
+    rows: list[int],
+    first: npt.NDArray[np.bool_],
+    in_poll: int,
+) -> None:
+    """Plan labels whose prediction is not waiting in partition ``number``: those that name
+    a model holding it (mismatch), repeat a waiting or matched id (duplicate) or carry an
+    invalid class are rejects; the others wait as early labels, in poll order."""
+    from monitor.core.join import EarlyLabel
+
+    take: list[int] = []
+    for j in np.flatnonzero(first).tolist():
+        pid = pids[j]
+        if name >= 0 and any(pid in t for t in join.pending if len(t)):
+            split.reject(at[j : j + 1])  # model_mismatch
+        elif pid in join.early or join.was_matched(pid, name):
+            split.reject(at[j : j + 1])  # duplicate
+        else:
+            take.append(j)
+    if not take:
+        return
+    keep = np.array(take, dtype=np.int64)
+    if name >= 0:
+        _, valid = engine.models[name].codec.code_many([events[rows[j]].label for j in take])
+        split.reject(at[keep[~valid]])  # unknown_class, bad_type, ...
+        keep = keep[valid]
+    if not len(keep):
+        return
+    if engine.early_total + in_poll > engine.early_cap:  # evictions: one by one
+        split.one_by_one(at[keep], number)
+        return
+    chosen = keep.tolist()
+    labels = [EarlyLabel(float(ts[j]), events[rows[j]].label, name) for j in chosen]
+    apply = partial(
+        _take_early, engine, split, number, name, at[keep], [pids[j] for j in chosen], labels
+    )
+    split.plans.append((number, at[keep], apply))
+
+
+def _take_early(
+    engine: Engine,
+    split: _Split,
+    number: int,
+    name: int,
+    idx: I64,
+    pids: list[str],
+    labels: list[Any],
+) -> None:
+    """Keep labels that came before their prediction (entered in poll order later)."""
+    from monitor.core.engine import LABELS
+
+    state = engine.partitions[number]
+    engine.early_total += len(pids)
+    if name >= 0:
+        state.counts[name][LABELS] += len(pids)
+    _note(state, engine.config.kafka.labels_topic, np.array([e.ts for e in labels]))
+    split.early.setdefault(number, []).append((idx, pids, labels))
 
 
 def _take_labels(
@@ -565,6 +710,15 @@ def _take_labels(
     _note(state, engine.config.kafka.labels_topic, ts)
     engine.batch_of(m).chunks_o.append(
         Chunk(idx, number, ts, p_pred, p_score, p_slices, label=codes, delay=ts - p_ts)
+    )
+
+
+def _unseen(join: JoinBuffer, pid: str) -> bool:
+    """Whether ``pid`` is nowhere in a partition's join state (waiting, early, matched)."""
+    return (
+        pid not in join.early
+        and not any(pid in t for t in join.pending)
+        and not any(pid in t for t in join.matched)
     )
 
 

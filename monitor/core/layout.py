@@ -35,7 +35,6 @@ categorical one).
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
@@ -227,10 +226,10 @@ class Layout:
         seen_problem = np.zeros(e, dtype=bool)  # without the profile
         if use is None:
             use = np.ones(e, dtype=bool)
+        empty: Mapping[str, Any] = {}
         numbers: dict[str, F64] = {}
-        columns = _feature_columns(raw, list(self.features))
         for name, kind in self.features.items():
-            values = columns[name]
+            values = [(f or empty).get(name) for f in raw]
             if kind == "numeric":
                 bad, x = _numeric_column(values)
                 nonfinite = (bad == 0) & ~np.isfinite(x)
@@ -362,23 +361,6 @@ _NUMERIC_KIND: dict[type, int] = {int: 0, float: 0, type(None): 1}
 _CATEGORICAL_KIND: dict[type, int] = {str: 0, int: 0, bool: 0, type(None): 1}
 _NUMBER = (int, float)
 _NUMBER_TYPES = frozenset(_NUMBER)
-
-
-def _feature_columns(raw: Sequence[Mapping[str, Any] | None], names: list[str]) -> dict[str, Any]:
-    """Each named feature's values over the events (None where absent), as lists."""
-    if not names:
-        return {}
-    if len(names) > 1:
-        try:  # the usual case: every event has every feature; one C call per event
-            rows = list(map(operator.itemgetter(*names), raw))  # type: ignore[arg-type]
-        except (KeyError, TypeError):
-            pass
-        else:
-            return dict(zip(names, map(list, zip(*rows, strict=True)), strict=True)) if rows else {
-                name: [] for name in names
-            }
-    empty: Mapping[str, Any] = {}
-    return {name: [(f or empty).get(name) for f in raw] for name in names}
 
 
 def _numeric_column(values: list[Any]) -> tuple[npt.NDArray[np.int8], F64]:

@@ -63,7 +63,7 @@ def stream(seed: int, n: int, noise: float = 1.0) -> list[Message]:
     """A messy stream in arrival order over 3 partitions of both topics; ``noise`` scales
     the share of odd events (0: none)."""
     rng = random.Random(seed)
-    odd = rng.random if noise else (lambda: 1.0)
+    odd = (lambda: rng.random() / noise) if noise else (lambda: 1.0)
     offsets: dict[tuple[str, int], int] = {}
     out: list[Message] = []
     ids: list[tuple[str, str]] = []  # (id, model) of predictions so far
@@ -76,7 +76,11 @@ def stream(seed: int, n: int, noise: float = 1.0) -> list[Message]:
     def part_of(pid: str) -> int:
         return sum(pid.encode()) % 3
 
+    held: list[tuple[int, int, bytes | None, str]] = []  # predictions whose label came first
     for i in range(n):
+        for due in [h for h in held if h[0] <= i]:
+            held.remove(due)
+            emit("predictions", due[1], due[2], due[3])
         t = T0 + i * 0.05 + rng.uniform(-3, 3)
         roll = rng.random()
         if roll < 0.55 or not ids:
@@ -94,7 +98,8 @@ def stream(seed: int, n: int, noise: float = 1.0) -> list[Message]:
                 body["segment"] = {"region": rng.choice("abcdefg" if noise else "abc")}
                 body["model_version"] = rng.choice(["v1", "v1", "v2"])
             elif model == "k":
-                body["prediction"] = rng.choice(["a", "b", "c", "c", "zz" if noise and i % 50 == 0 else "a"])
+                odd_class = "zz" if noise and i % 50 == 0 else "a"
+                body["prediction"] = rng.choice(["a", "b", "c", "c", odd_class])
                 body["probabilities"] = {"a": 0.2, "b": 0.3, "c": 0.5}
             else:
                 body["prediction"] = rng.gauss(10, 3)
@@ -106,23 +111,31 @@ def stream(seed: int, n: int, noise: float = 1.0) -> list[Message]:
                 body["ts"] = 12.0  # implausible: seconds expected
             if odd() < 0.01:
                 body["model"] = "nope"
-            ids.append((pid, model))
             value: bytes | None = json.dumps(body).encode()
             if odd() < 0.01:
                 value = rng.choice([b"{not json", b"[]", None, b'{"prediction_id": 3}'])
-            if odd() < 0.03 and len(ids) > 3:  # its label came first
+            if rng.random() < 0.04 and len(ids) > 3:  # its label comes first
                 label = {"prediction_id": pid, "ts": t + 1, "label": body.get("prediction", 1)}
+                if rng.random() < 0.5:
+                    label["model"] = model
                 emit("labels", part_of(pid), json.dumps(label).encode(), pid)
+                if odd() < 0.05:
+                    ids.append((pid, model))  # and another label later
+                if rng.random() < 0.7:  # the prediction some polls later
+                    held.append((i + rng.randrange(50, 900), part_of(pid), value, pid))
+                    continue
+            elif "label" not in body or odd() < 0.1:
+                ids.append((pid, model))
             emit("predictions", part_of(pid), value, pid)
         else:
             recent = ids[-400:]
             pid, model = rng.choice(recent)
-            if not noise:  # each prediction labelled once at most
+            if odd() > 0.1:  # each prediction labelled once, but for odd duplicates
                 pid, model = ids.pop(len(ids) - 1 - rng.randrange(len(recent)))
             label_value: Any = {"b": rng.choice([0, 1]), "k": rng.choice("abc"),
                                 "r": rng.gauss(10, 3)}[model]
             body = {"prediction_id": pid, "ts": t + rng.uniform(0, 20), "label": label_value}
-            if odd() < 0.3:
+            if rng.random() < 0.3:
                 body["model"] = model if odd() > 0.05 else rng.choice("bkr")
             if odd() < 0.01:
                 body["label"] = "martian"
@@ -134,8 +147,18 @@ def run(messages: list[Message], sizes: list[int], batch_path: bool,
         monkeypatch: pytest.MonkeyPatch, max_pending: int) -> tuple[Engine, list[Any]]:
     engine = Engine(config(max_pending))
     engine.track({(t, p) for t in ("predictions", "labels") for p in range(3)})
+    share = [0, 0]  # messages, of which one by one
+
+    def counting(engine: Engine, msgs: list[Message]) -> list[int]:
+        slow = split_and_join(engine, msgs)
+        share[0] += len(msgs)
+        share[1] += len(slow)
+        return slow
+
     with monkeypatch.context() as patch:
-        if not batch_path:
+        if batch_path:
+            patch.setattr(engine_module, "split_and_join", counting)
+        else:
             patch.setattr(engine_module, "split_and_join", lambda _e, msgs: list(range(len(msgs))))
         rejects: list[Any] = []
         i = 0
@@ -150,7 +173,7 @@ def run(messages: list[Message], sizes: list[int], batch_path: bool,
                 for r in engine.process(batch)
             ]
         summary = engine.summary()
-    return engine, [rejects, summary]
+    return engine, [rejects, summary, share]
 
 
 def same(a: Any, b: Any, where: str = "") -> None:
@@ -169,23 +192,31 @@ def same(a: Any, b: Any, where: str = "") -> None:
         assert a == b, where
 
 
-@pytest.mark.parametrize(("seed", "sizes", "max_pending"), [
-    (1, [500], 1_000_000),
-    (2, [7, 300, 1], 1_000_000),
-    (3, [2000], 150),  # the pending cap is reached: evictions one by one
+@pytest.mark.parametrize(("seed", "sizes", "max_pending", "noise"), [
+    (1, [500], 1_000_000, 1.0),
+    (2, [7, 300, 1], 1_000_000, 1.0),
+    (3, [2000], 150, 1.0),  # the pending cap is reached: evictions one by one
+    (5, [400, 100], 1_000_000, 0.05),  # odd events are rarer: most go in batches
+    (6, [1000], 1_000_000, 0.02),
 ])
 def test_batch_path_equals_per_message_path(
-    seed: int, sizes: list[int], max_pending: int, monkeypatch: pytest.MonkeyPatch
+    seed: int, sizes: list[int], max_pending: int, noise: float, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    messages = stream(seed, 6000)
+    messages = stream(seed, 6000, noise)
     fast_engine, fast = run(messages, sizes, True, monkeypatch, max_pending)
     slow_engine, slow = run(messages, sizes, False, monkeypatch, max_pending)
     same(fast[0], slow[0], "rejects")
     same(fast[1], slow[1], "summary")
+    messages_seen, one_by_one = fast[2]
+    if noise < 0.5:
+        assert one_by_one < 0.5 * messages_seen, (one_by_one, messages_seen)
     counts = fast[1]["models"]["b"]["counts"]
     # The stream exercises what it should: joins, rejects of several kinds, evictions.
     assert counts["matched"] > 500
-    assert {r[0] for r in fast[0]} >= {"not_json", "bad_value", "unknown_model", "duplicate"}
+    kinds = {r[0] for r in fast[0]}
+    assert kinds >= ({"not_json", "bad_value", "unknown_model", "duplicate"} if noise > 0.5 else
+                     {"duplicate"})
+    assert counts["early_labels_evicted"] + counts["orphan_labels"] + counts["matched"] > 0
     if max_pending < 1000:
         assert counts["evicted"] > 0
     for model in fast_engine.models:
