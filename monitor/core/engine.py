@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,7 +60,7 @@ from monitor.events.codec import (
     decode_prediction,
     parse_event_time,
 )
-from monitor.events.message import Message, Reject
+from monitor.events.message import Message, MessageBatch, Reject
 
 __all__ = ["Engine", "PaneSignals", "PartitionSnapshot", "same_time_and_topics"]
 
@@ -593,7 +593,7 @@ class Engine:
         self.idle = set(partitions)
 
     # ------------------------------------------------------------------ processing
-    def process(self, messages: list[Message]) -> list[Reject]:
+    def process(self, messages: Sequence[Message]) -> list[Reject]:
         """Decode, join and accumulate one poll batch; close panes the watermark passed.
 
         Returns the rejects (for the dead-letter topic). Signals of closed panes are
@@ -601,14 +601,15 @@ class Engine:
         """
         batches = self._batches = [_Batch() for _ in self.models]
         rejects: list[Reject] = []
-        self.events += len(messages)
-        last: dict[tuple[str, int], int] = {}
-        for msg in messages:
-            last[(msg.topic, msg.partition)] = msg.offset
+        batch = MessageBatch.of(messages)
+        self.events += len(batch)
+        last = dict(
+            zip(zip(batch.topics, batch.partitions, strict=True), batch.offsets, strict=True)
+        )
         for (topic, number), offset in last.items():
             self.partition(number).offsets[topic] = offset + 1
-        for i in split_and_join(self, messages):
-            msg = messages[i]
+        for i in split_and_join(self, batch):
+            msg = batch[i]
             kind = self.topic_kind.get(msg.topic)
             state = self.partitions[msg.partition]
             self._at = i
@@ -622,8 +623,8 @@ class Engine:
             except DecodeFailure as exc:
                 state.rejects[(msg.topic, exc.reason)] += 1
                 rejects.append(Reject(msg, exc.reason, exc.detail))
-        for model, batch in zip(self.models, batches, strict=True):
-            self._accumulate(model, batch)
+        for model, gathered in zip(self.models, batches, strict=True):
+            self._accumulate(model, gathered)
         self._batches = []
         self._advance()
         return rejects

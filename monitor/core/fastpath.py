@@ -33,7 +33,7 @@ from monitor.events.codec import (
     PredictionEvent,
     parse_event_time,
 )
-from monitor.events.message import Message
+from monitor.events.message import MessageBatch
 
 if TYPE_CHECKING:
     from monitor.core.engine import Engine, ModelState, PartitionState
@@ -152,7 +152,7 @@ def _slices(model: ModelState, events: list[PredictionEvent]) -> I64:
     return np.array([seen[c] for c in combos], dtype=np.int64).reshape(len(combos), -1)
 
 
-def split_and_join(engine: Engine, messages: list[Message]) -> list[int]:
+def split_and_join(engine: Engine, messages: MessageBatch) -> list[int]:
     """Decode, check and join the ordinary events of ``messages`` into ``engine``'s
     batches as :class:`Chunk`; return the indices of the others, in order, for the
     per-message path. Offsets and event counts are the caller's."""
@@ -160,8 +160,9 @@ def split_and_join(engine: Engine, messages: list[Message]) -> list[int]:
     pred_at: list[int] = []
     label_at: list[int] = []
     slow: list[int] = []
-    for i, msg in enumerate(messages):
-        kind = kinds.get(msg.topic)
+    partition_of = messages.partitions
+    for i, topic in enumerate(messages.topics):
+        kind = kinds.get(topic)
         if kind == "predictions":
             pred_at.append(i)
         elif kind == "labels":
@@ -169,8 +170,9 @@ def split_and_join(engine: Engine, messages: list[Message]) -> list[int]:
         else:
             slow.append(i)
     cap = engine.max_bytes
-    preds = _decode_each(_PREDICTION, [messages[i].value for i in pred_at], cap)
-    labels = _decode_each(_LABEL, [messages[i].value for i in label_at], cap)
+    values = messages.values
+    preds = _decode_each(_PREDICTION, [values[i] for i in pred_at], cap)
+    labels = _decode_each(_LABEL, [values[i] for i in label_at], cap)
     pairs_p = [(i, e) for i, e in zip(pred_at, preds, strict=True) if e is not None]
     pairs_l = [(i, e) for i, e in zip(label_at, labels, strict=True) if e is not None]
     if len(pairs_p) < len(pred_at) or len(pairs_l) < len(label_at):
@@ -190,7 +192,7 @@ def split_and_join(engine: Engine, messages: list[Message]) -> list[int]:
         first = {e.prediction_id: i for i, e in pairs_p if counts.get(e.prediction_id) == 2}
         for j, e in pairs_l:
             i = first.get(e.prediction_id, -1)
-            if i >= 0 and messages[i].partition == messages[j].partition:
+            if i >= 0 and partition_of[i] == partition_of[j]:
                 fused[e.prediction_id] = (j, e)
         twice -= fused.keys()
         twice_at.update(i for i, e in pairs_p if e.prediction_id in twice)
@@ -204,7 +206,7 @@ def split_and_join(engine: Engine, messages: list[Message]) -> list[int]:
         ]
     split = _Split(slow)
     # Ids seen twice change the join state one by one: their partitions are too.
-    split.dirty.update(messages[i].partition for i in twice_at)
+    split.dirty.update(partition_of[i] for i in twice_at)
     one_by_one: set[int] = set()
     if pairs_p:
         one_by_one = _predictions(engine, messages, pairs_p, split, fused, len(label_at))
@@ -299,7 +301,7 @@ def _crossing_caps(engine: Engine, events: list[PredictionEvent], model_of: list
 
 def _predictions(
     engine: Engine,
-    messages: list[Message],
+    messages: MessageBatch,
     pairs: list[tuple[int, PredictionEvent]],
     split: _Split,
     fused: dict[str, tuple[int, LabelEvent]],
@@ -320,7 +322,7 @@ def _predictions(
             0.0 <= v <= 1.0 for v in e.probabilities.values()
         ):
             ok[j] = False
-    parts = [messages[i].partition for i in at.tolist()]
+    parts = [messages.partitions[i] for i in at.tolist()]
     crossing = _crossing_caps(engine, events, model_of)
     for model in engine.models:  # eviction order matters at the pending cap: one by one
         if engine.pending_total[model.index] + model_of.count(model.index) > (
@@ -542,7 +544,7 @@ def _note(state: PartitionState, topic: str, ts: F64) -> None:
 
 def _labels(
     engine: Engine,
-    messages: list[Message],
+    messages: MessageBatch,
     pairs: list[tuple[int, LabelEvent]],
     split: _Split,
     one_by_one: set[int],
@@ -554,7 +556,7 @@ def _labels(
     at = np.array([i for i, _ in pairs], dtype=np.int64)
     named = [-1 if e.model is None else index.get(e.model, -2) for e in events]
     ts = _times([e.ts for e in events])
-    parts = [messages[i].partition for i in at.tolist()]
+    parts = [messages.partitions[i] for i in at.tolist()]
     for (name, number), rows in _group(parts, named).items():
         sel = np.array(rows, dtype=np.int64)
         if name == -2:
