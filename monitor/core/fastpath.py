@@ -400,6 +400,8 @@ def _predictions(
             alone |= good & repeat & has_later
             good &= ~repeat
         if first:
+            joins: list[int] = []
+            waiting: list[Any] = []
             for j in np.flatnonzero(good).tolist():
                 early = join.early.get(pids[j])
                 if early is None or early.model not in (-1, m):
@@ -409,14 +411,20 @@ def _predictions(
                         good[j] = False
                         alone[j] = True
                     continue  # its own label field joins it; the early label stays
-                code, usable = model.codec.code_many([early.label])  # type: ignore[list-item]
-                if not usable[0]:  # the early label is rejected, the prediction waits
-                    good[j] = False
-                    alone[j] = True
-                    continue
-                label[j], label_ts[j], has_label[j] = code[0], early.ts, True
-                counted[j] = early.model < 0
-                from_early[j] = True
+                joins.append(j)
+                waiting.append(early)
+            if joins:
+                code, usable = model.codec.code_many([e.label for e in waiting])
+                at_j = np.array(joins, dtype=np.int64)
+                # An early label now rejected: the prediction waits, one by one.
+                good[at_j[~usable]] = False
+                alone[at_j[~usable]] = True
+                take = at_j[usable]
+                label[take] = code[usable]
+                label_ts[take] = [e.ts for e, u in zip(waiting, usable, strict=True) if u]
+                has_label[take] = True
+                counted[take] = [e.model < 0 for e, u in zip(waiting, usable, strict=True) if u]
+                from_early[take] = True
         split.reject(at[sel[valid & ~good & ~alone]])
         split.reject(at[sel[~valid]])
         split.one_by_one(at[sel[alone]], number)
