@@ -254,7 +254,8 @@ _ENGINE_STAGE = {
     "_note_time": "decode", "partition": "decode", "_holder": "decode",
     "_joined": "join", "_matched_model": "join",
     "_accumulate": "accumulate", "_scatter": "accumulate", "_buffer_errors": "accumulate",
-    "_label_delays": "accumulate",
+    "_label_delays": "accumulate", "predictions": "accumulate", "outcomes": "accumulate",
+    "batch_of": "join",
     "close_through": "pane close", "_advance": "pane close", "_watermark": "pane close",
     "_first_open": "pane close", "_expire": "pane close", "_emit": "pane close",
     "_compute": "signals", "_window_sums": "signals", "_closed_counts": "signals",
@@ -262,6 +263,11 @@ _ENGINE_STAGE = {
     "_evaluate_rules": "rules",
     "report": "report", "_model_report": "report", "_counters": "report", "summary": "report",
     "flushed": "final flush", "drain_signals": "outputs", "drain_alerts": "outputs",
+}
+#: The batch path: decoding and checking columns, then the join proper.
+_FASTPATH_STAGE = {
+    "split_and_join": "decode", "_decode_each": "decode", "_times": "decode",
+    "_predictions": "decode", "_slices": "decode", "_group": "decode", "__init__": "join",
 }
 _MODULE_STAGE = {
     "monitor/events/codec.py": "decode",
@@ -292,6 +298,8 @@ def _stage_of(filename: str, func: str) -> str | None:
     name = filename.replace(os.sep, "/")
     if name.endswith("monitor/core/engine.py"):
         return _ENGINE_STAGE.get(func, "other")
+    if name.endswith("monitor/core/fastpath.py"):
+        return _FASTPATH_STAGE.get(func, "join")
     if name.endswith("monitor/app.py"):
         return {"_tick": "report", "_publish": "report", "checkpoint": "checkpoint",
                 "_send_alerts": "outputs"}.get(func, "other")

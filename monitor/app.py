@@ -21,9 +21,9 @@ import signal
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry
@@ -31,6 +31,7 @@ from prometheus_client import CollectorRegistry
 from monitor.config import MonitorConfig
 from monitor.core.engine import Engine, PaneSignals
 from monitor.core.rules import AlertEvent
+from monitor.events.message import Message, MessageBatch
 from monitor.http import HttpServer
 from monitor.kafka.sink import KafkaSink
 from monitor.kafka.source import Source, make_source
@@ -202,9 +203,10 @@ class App:
             messages = self.source.poll(POLL_MS)
             self.heartbeat = time.time()
             if messages:
-                for m in messages:
-                    self.last_seen[(m.topic, m.partition)] = self.heartbeat
-                self._process(messages)
+                batch = MessageBatch.of(messages)
+                for tp in batch.sources():
+                    self.last_seen[tp] = self.heartbeat
+                self._process(batch)
             if time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + TICK_S
                 self._tick()
@@ -279,7 +281,7 @@ class App:
         else:
             self._next_retry = time.monotonic() + RETRY_S
 
-    def _process(self, messages: list[Any]) -> None:
+    def _process(self, messages: Sequence[Message]) -> None:
         for reject in self.engine.process(messages):
             self.sink.send_dead_letter(reject)
             self.dead_letters += 1

@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +43,7 @@ from monitor.config import (
 )
 from monitor.core.baseline import build_baseline, probability_row
 from monitor.core.detectors import ErrorDetectors, error_stream
+from monitor.core.fastpath import Chunk, split_and_join
 from monitor.core.join import EarlyLabel, JoinBuffer, Pending
 from monitor.core.layout import Layout
 from monitor.core.metrics import compute_metrics
@@ -59,7 +60,7 @@ from monitor.events.codec import (
     decode_prediction,
     parse_event_time,
 )
-from monitor.events.message import Message, Reject
+from monitor.events.message import Message, MessageBatch, Reject
 
 __all__ = ["Engine", "PaneSignals", "PartitionSnapshot", "same_time_and_topics"]
 
@@ -224,10 +225,15 @@ class PartitionSnapshot:
 
 
 class _Batch:
-    """Columns gathered for one model while decoding a batch (Python lists, then numpy)."""
+    """One model's events of a poll, gathered for accumulation: the batch path's
+    :class:`~monitor.core.fastpath.Chunk` columns and the per-message path's lists, each
+    event with its index in the poll."""
 
     __slots__ = (
+        "chunks_o",
+        "chunks_p",
         "o_delay",
+        "o_idx",
         "o_label",
         "o_part",
         "o_pred",
@@ -235,6 +241,7 @@ class _Batch:
         "o_slices",
         "o_ts",
         "p_feat",
+        "p_idx",
         "p_part",
         "p_pred",
         "p_prob",
@@ -244,6 +251,9 @@ class _Batch:
     )
 
     def __init__(self) -> None:
+        self.chunks_p: list[Chunk] = []
+        self.chunks_o: list[Chunk] = []
+        self.p_idx: list[int] = []
         self.p_part: list[int] = []
         self.p_ts: list[float] = []
         self.p_pred: list[float] = []
@@ -251,6 +261,7 @@ class _Batch:
         self.p_slices: list[tuple[int, ...]] = []
         self.p_feat: list[dict[str, Any] | None] = []
         self.p_prob: list[list[float]] = []  # multiclass models only
+        self.o_idx: list[int] = []
         self.o_part: list[int] = []
         self.o_ts: list[float] = []
         self.o_pred: list[float] = []
@@ -258,6 +269,76 @@ class _Batch:
         self.o_label: list[float] = []
         self.o_slices: list[tuple[int, ...]] = []
         self.o_delay: list[float] = []
+
+    def predictions(self, k: int) -> Chunk | None:
+        """The poll's predictions as one chunk (``k`` slice columns), or None."""
+        chunks = list(self.chunks_p)
+        if self.p_ts:
+            chunks.append(
+                Chunk(
+                    np.asarray(self.p_idx, dtype=np.int64),
+                    0,
+                    np.asarray(self.p_ts, dtype=np.float64),
+                    np.asarray(self.p_pred, dtype=np.float64),
+                    np.asarray(self.p_score, dtype=np.float64),
+                    np.asarray(self.p_slices, dtype=np.int64).reshape(len(self.p_ts), k),
+                    feats=self.p_feat,
+                    prob=self.p_prob or None,
+                )
+            )
+            chunks[-1].part = np.asarray(self.p_part, dtype=np.int64)
+        if not chunks:
+            return None
+        if len(chunks) == 1:
+            return chunks[0]
+        out = Chunk(
+            np.concatenate([c.idx for c in chunks]),
+            0,
+            np.concatenate([c.ts for c in chunks]),
+            np.concatenate([c.pred for c in chunks]),
+            np.concatenate([c.score for c in chunks]),
+            np.concatenate([c.slices for c in chunks]),
+            feats=[f for c in chunks for f in (c.feats or ())],
+            prob=[p for c in chunks for p in (c.prob or ())] or None,
+        )
+        out.part = np.concatenate([c.part for c in chunks])
+        return out
+
+    def outcomes(self, k: int) -> Chunk | None:
+        """The poll's joined pairs as one chunk in poll order (``k`` slice columns), or None."""
+        chunks = list(self.chunks_o)
+        if self.o_ts:
+            chunks.append(
+                Chunk(
+                    np.asarray(self.o_idx, dtype=np.int64),
+                    0,
+                    np.asarray(self.o_ts, dtype=np.float64),
+                    np.asarray(self.o_pred, dtype=np.float64),
+                    np.asarray(self.o_score, dtype=np.float64),
+                    np.asarray(self.o_slices, dtype=np.int64).reshape(len(self.o_ts), k),
+                    label=np.asarray(self.o_label, dtype=np.float64),
+                    delay=np.asarray(self.o_delay, dtype=np.float64),
+                )
+            )
+            chunks[-1].part = np.asarray(self.o_part, dtype=np.int64)
+        if not chunks:
+            return None
+        if len(chunks) == 1:
+            return chunks[0]
+        idx = np.concatenate([c.idx for c in chunks])
+        order = np.argsort(idx, kind="stable")  # poll order: the detectors see event order
+        out = Chunk(
+            idx[order],
+            0,
+            np.concatenate([c.ts for c in chunks])[order],
+            np.concatenate([c.pred for c in chunks])[order],
+            np.concatenate([c.score for c in chunks])[order],
+            np.concatenate([c.slices for c in chunks])[order],
+            label=np.concatenate([c.label for c in chunks if c.label is not None])[order],
+            delay=np.concatenate([c.delay for c in chunks if c.delay is not None])[order],
+        )
+        out.part = np.concatenate([c.part for c in chunks])[order]
+        return out
 
 
 class Engine:
@@ -285,6 +366,8 @@ class Engine:
         self.early_total = 0
         self.early_cap = max(m.max_early_labels for m in config.models)
         self.signals_out: list[PaneSignals] = []
+        self._batches: list[_Batch] = []  # per model, while a poll is processed
+        self._at = 0  # index in the poll of the message on the per-message path
         self.alerts_out: list[AlertEvent] = []
         self.rules = RuleBook(config)
         for model in self.models:
@@ -510,19 +593,26 @@ class Engine:
         self.idle = set(partitions)
 
     # ------------------------------------------------------------------ processing
-    def process(self, messages: list[Message]) -> list[Reject]:
+    def process(self, messages: Sequence[Message]) -> list[Reject]:
         """Decode, join and accumulate one poll batch; close panes the watermark passed.
 
         Returns the rejects (for the dead-letter topic). Signals of closed panes are
         appended to :attr:`signals_out` for the caller to drain.
         """
-        batches = [_Batch() for _ in self.models]
+        batches = self._batches = [_Batch() for _ in self.models]
         rejects: list[Reject] = []
-        for msg in messages:
+        batch = MessageBatch.of(messages)
+        self.events += len(batch)
+        last = dict(
+            zip(zip(batch.topics, batch.partitions, strict=True), batch.offsets, strict=True)
+        )
+        for (topic, number), offset in last.items():
+            self.partition(number).offsets[topic] = offset + 1
+        for i in split_and_join(self, batch):
+            msg = batch[i]
             kind = self.topic_kind.get(msg.topic)
-            state = self.partition(msg.partition)
-            state.offsets[msg.topic] = msg.offset + 1
-            self.events += 1
+            state = self.partitions[msg.partition]
+            self._at = i
             try:
                 if kind == "predictions":
                     self._on_prediction(msg, state, batches)
@@ -533,10 +623,15 @@ class Engine:
             except DecodeFailure as exc:
                 state.rejects[(msg.topic, exc.reason)] += 1
                 rejects.append(Reject(msg, exc.reason, exc.detail))
-        for model, batch in zip(self.models, batches, strict=True):
-            self._accumulate(model, batch)
+        for model, gathered in zip(self.models, batches, strict=True):
+            self._accumulate(model, gathered)
+        self._batches = []
         self._advance()
         return rejects
+
+    def batch_of(self, m: int) -> _Batch:
+        """The events of model ``m`` gathered so far in the poll being processed."""
+        return self._batches[m]
 
     def _note_time(self, msg: Message, state: PartitionState, ts: float) -> None:
         if ts > state.max_ts.get(msg.topic, -math.inf):
@@ -560,6 +655,7 @@ class Engine:
         self._note_time(msg, state, ts)
         slices = model.registry.slices_of(event)
         batch = batches[m]
+        batch.p_idx.append(self._at)
         batch.p_part.append(msg.partition)
         batch.p_ts.append(ts)
         batch.p_pred.append(pred)
@@ -626,6 +722,7 @@ class Engine:
     ) -> None:
         state.counts[m][MATCHED] += 1
         state.join.matched[m][pid] = label_ts
+        batch.o_idx.append(self._at)
         batch.o_delay.append(label_ts - pending.ts)
         batch.o_part.append(msg.partition)
         batch.o_ts.append(label_ts)
@@ -701,32 +798,34 @@ class Engine:
         for state in self.partitions.values():
             state.windows[model.index].grow(rows)
         layout = model.layout
-        if batch.p_ts:
-            pred = np.asarray(batch.p_pred)
-            probs = np.asarray(batch.p_prob) if batch.p_prob else None
-            cols, vals = layout.prediction_terms(pred, np.asarray(batch.p_score), probs)
+        k = 2 + len(model.registry.segments)
+        preds = batch.predictions(k)
+        if preds is not None:
+            probs = np.asarray(preds.prob) if preds.prob else None
+            cols, vals = layout.prediction_terms(preds.pred, preds.score, probs)
             if layout.features:
                 use = None
                 if model.profile_pane is not None:
-                    use = np.floor(np.asarray(batch.p_ts) / self.pane) > model.profile_pane
-                f_cols, f_vals = layout.feature_terms(batch.p_feat, use)
+                    use = np.floor(preds.ts / self.pane) > model.profile_pane
+                f_cols, f_vals = layout.feature_terms(preds.feats or [], use)
                 cols, vals = np.hstack([cols, f_cols]), np.hstack([vals, f_vals])
-            self._scatter(model, batch.p_part, batch.p_ts, batch.p_slices, cols, vals)
-        if batch.o_ts:
-            cols, vals = layout.outcome_terms(
-                np.asarray(batch.o_pred), np.asarray(batch.o_score), np.asarray(batch.o_label)
-            )
-            self._scatter(model, batch.o_part, batch.o_ts, batch.o_slices, cols, vals)
-            self._label_delays(model.index, batch.o_part, batch.o_delay)
+            self._scatter(model, preds.part, preds.ts, preds.slices, cols, vals)
+        pairs = batch.outcomes(k)
+        if pairs is not None:
+            assert pairs.label is not None and pairs.delay is not None
+            cols, vals = layout.outcome_terms(pairs.pred, pairs.score, pairs.label)
+            self._scatter(model, pairs.part, pairs.ts, pairs.slices, cols, vals)
+            self._label_delays(model.index, pairs.part, pairs.delay)
             if model.detectors is not None:
-                self._buffer_errors(model, batch)
+                self._buffer_errors(model, pairs)
 
-    def _buffer_errors(self, model: ModelState, batch: _Batch) -> None:
+    def _buffer_errors(self, model: ModelState, pairs: Chunk) -> None:
         """Keep the batch's on-time errors per (pane, partition) for the detectors."""
-        pred, label = np.asarray(batch.o_pred), np.asarray(batch.o_label)
+        pred, label = pairs.pred, pairs.label
+        assert label is not None
         err = np.abs(pred - label) if model.layout.task == "regression" else (pred != label) * 1.0
-        ts = np.asarray(batch.o_ts)
-        part = np.asarray(batch.o_part, dtype=np.int64)
+        ts = pairs.ts
+        part = pairs.part
         pane = np.floor(ts / self.pane).astype(np.int64)
         keep = pane >= self.closed_upto if self.closed_upto is not None else np.ones(len(ts), bool)
         for p_idx, p_num in {(int(a), int(b)) for a, b in zip(pane[keep], part[keep], strict=True)}:
@@ -748,10 +847,9 @@ class Engine:
         order = np.argsort(np.asarray(ts), kind="stable")
         return model.detectors.feed(np.asarray(errors)[order].tolist())
 
-    def _label_delays(self, m: int, parts: list[int], delays: list[float]) -> None:
+    def _label_delays(self, m: int, part: npt.NDArray[np.int64], delays: F64) -> None:
         """Add a batch's label delays (seconds, negative ones as 0) to the histograms."""
-        part = np.asarray(parts)
-        delay = np.maximum(np.asarray(delays), 0.0)
+        delay = np.maximum(delays, 0.0)
         bucket = np.searchsorted(_DELAY_EDGES, delay)
         for p in np.unique(part):
             sel = part == p
@@ -762,15 +860,12 @@ class Engine:
     def _scatter(
         self,
         model: ModelState,
-        parts: list[int],
-        times: list[float],
-        slices: list[tuple[int, ...]],
+        part: npt.NDArray[np.int64],
+        ts: F64,
+        sl: npt.NDArray[np.int64],
         cols: Any,
         vals: F64,
     ) -> None:
-        ts = np.asarray(times)
-        part = np.asarray(parts, dtype=np.int64)
-        sl = np.asarray(slices, dtype=np.int64)
         pane = np.floor(ts / self.pane).astype(np.int64)
         late = pane < self.closed_upto if self.closed_upto is not None else np.zeros(len(ts), bool)
         ahead = self._ahead()
@@ -1057,7 +1152,14 @@ class Engine:
         of the panes this closed when ``keep_signals`` is true (``replay`` writes them),
         else nothing.
         """
-        clone = copy.deepcopy(self)
+        # The join tables hold only immutable values (ids, times, NamedTuples): a shallow
+        # copy of each is a deep one, and far cheaper than deepcopy's walk of 1M entries.
+        memo: dict[int, Any] = {}
+        for state in self.partitions.values():
+            join = state.join
+            for table in (*join.pending, *join.matched, join.early):
+                memo[id(table)] = copy.copy(table)
+        clone = copy.deepcopy(self, memo)
         clone.signals_out = []
         clone.alerts_out = []
         last = [max(w.open) for s in clone.partitions.values() for w in s.windows if w.open]

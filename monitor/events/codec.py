@@ -14,6 +14,8 @@ from datetime import datetime
 from typing import Any, Final
 
 import msgspec
+import numpy as np
+import numpy.typing as npt
 
 from monitor.config import ModelConfig, canonical_class
 
@@ -48,6 +50,8 @@ MIN_EVENT_TIME: Final = 946_684_800.0
 MAX_EVENT_TIME: Final = 4_102_444_800.0
 
 Value = str | int | float | bool
+F64 = npt.NDArray[np.float64]
+_NUMBER_TYPES = frozenset((int, float))
 
 
 class PredictionEvent(msgspec.Struct, frozen=True, gc=False):
@@ -154,7 +158,10 @@ class ModelCodec:
     in ``classes``; regression: the finite float.
     """
 
-    __slots__ = ("_class_index", "_positive", "task")
+    __slots__ = ("_class_index", "_memo", "_positive", "task")
+
+    #: Most distinct valid class values remembered by :meth:`code_many`.
+    MEMO_CAP: Final = 10_000
 
     def __init__(self, model: ModelConfig) -> None:
         self.task = model.task
@@ -165,6 +172,41 @@ class ModelCodec:
         self._class_index: dict[str, int] | None = None
         if model.task == "multiclass" or (model.task == "binary" and model.classes is not None):
             self._class_index = {name: i for i, name in enumerate(names)}
+        # Raw class value -> code. 1, 1.0 and True hash alike and share a canonical class,
+        # so one entry serves them all; invalid values (NaN, unknown classes) never enter.
+        self._memo: dict[Value, float] = {}
+
+    def code_many(self, values: list[Value]) -> tuple[F64, npt.NDArray[np.bool_]]:
+        """Codes of many values at once and a mask of the valid ones (code NaN where not).
+
+        Equal to :meth:`code` value by value; an invalid value is only flagged here, so the
+        caller can take it through :meth:`code` for its reason.
+        """
+        n = len(values)
+        if self.task == "regression":
+            if set(map(type, values)) <= _NUMBER_TYPES:
+                codes = np.array(values, dtype=np.float64)
+                return codes, np.isfinite(codes)
+            codes = np.fromiter(
+                (float(v) if v.__class__ in _NUMBER_TYPES else math.nan for v in values),
+                np.float64,
+                n,
+            )
+            return codes, np.isfinite(codes)
+        memo = self._memo
+        found = [memo.get(v) for v in values]
+        if None in found:
+            for i, value in enumerate(values):
+                if found[i] is None:
+                    try:
+                        code = self.code(value, "value")
+                    except DecodeFailure:
+                        continue
+                    found[i] = code
+                    if len(memo) < self.MEMO_CAP:
+                        memo[value] = code
+        codes = np.array(found, dtype=np.float64)  # None (invalid) becomes NaN
+        return codes, ~np.isnan(codes)
 
     def code(self, value: Value, field: str) -> float:
         """The numeric code of a prediction or label value; raise DecodeFailure if invalid."""

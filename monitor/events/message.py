@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import overload
 
 
 @dataclass(slots=True)
@@ -38,3 +40,67 @@ class Reject:
             ("monitor.source.partition", str(m.partition).encode()),
             ("monitor.source.offset", str(m.offset).encode()),
         ]
+
+
+class MessageBatch(Sequence[Message]):
+    """One poll's messages as columns (topic, partition, offset, value), each whole
+    :class:`Message` built only when it is looked at (a reject, the per-message path).
+
+    A source builds it straight from its client's records, so the hot path makes no Python
+    object per message; ``make(i)`` builds message ``i`` with its key, headers and
+    timestamp. Any list of messages becomes one with :meth:`of`.
+    """
+
+    __slots__ = ("_make", "offsets", "partitions", "topics", "values")
+
+    def __init__(
+        self,
+        topics: list[str],
+        partitions: list[int],
+        offsets: list[int],
+        values: list[bytes | None],
+        make: Callable[[int], Message],
+    ) -> None:
+        self.topics = topics
+        self.partitions = partitions
+        self.offsets = offsets
+        self.values = values
+        self._make = make
+
+    @classmethod
+    def of(cls, messages: Sequence[Message]) -> MessageBatch:
+        """``messages`` as a batch (itself when it is one already)."""
+        if isinstance(messages, MessageBatch):
+            return messages
+        return cls(
+            [m.topic for m in messages],
+            [m.partition for m in messages],
+            [m.offset for m in messages],
+            [m.value for m in messages],
+            messages.__getitem__,
+        )
+
+    def __len__(self) -> int:
+        return len(self.topics)
+
+    @overload
+    def __getitem__(self, index: int) -> Message: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Message]: ...
+
+    def __getitem__(self, index: int | slice) -> Message | list[Message]:
+        if isinstance(index, slice):
+            return [self._make(i) for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return self._make(index)
+
+    def __iter__(self) -> Iterator[Message]:
+        return (self._make(i) for i in range(len(self)))
+
+    def sources(self) -> set[tuple[str, int]]:
+        """The (topic, partition) pairs the batch holds messages of."""
+        return set(zip(self.topics, self.partitions, strict=True))

@@ -37,7 +37,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import structlog
@@ -51,7 +51,7 @@ from confluent_kafka import (
 from kafka import errors as kafka_errors
 
 from monitor.config import KafkaConfig
-from monitor.events.message import Message
+from monitor.events.message import Message, MessageBatch
 from monitor.kafka.client_config import LogLimiter, confluent_consumer_config, retry_connect
 from monitor.kafka.source import TP, StartOffsets
 from monitor.kafka.topics import check_copartitioning
@@ -331,7 +331,7 @@ class ConfluentSource:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def poll(self, timeout_ms: int) -> list[Message]:
+    def poll(self, timeout_ms: int) -> Sequence[Message]:
         """One ``consume``: up to ``cfg.max_poll_records`` messages within ``timeout_ms``.
 
         Each partition's messages come in offset order (partitions interleaved as
@@ -351,6 +351,25 @@ class ConfluentSource:
         except KafkaException as exc:
             self._limiter.log(log, "warning", "poll", "kafka_poll_failed", error=str(exc))
             return []
+        if not batch:
+            return []
+        with self._lock:
+            quiet = not self._touched
+        if quiet and not self._guard and not self._held:
+            errors = [m for m in batch if m.error() is not None]
+            for m in errors:
+                self._on_message_error(m, m.error())
+            if errors:
+                batch = [m for m in batch if m.error() is None]
+            # The usual poll: columns straight from librdkafka's records, a whole Message
+            # only for the few the core looks at one by one.
+            return MessageBatch(
+                [m.topic() for m in batch],
+                [m.partition() for m in batch],
+                [m.offset() for m in batch],
+                [m.value() for m in batch],
+                lambda i: _message(batch[i]),
+            )
         messages: list[Message] = []
         append = messages.append
         for m in batch:
@@ -358,18 +377,7 @@ class ConfluentSource:
             if error is not None:
                 self._on_message_error(m, error)
                 continue
-            headers = m.headers()
-            append(
-                Message(
-                    m.topic(),
-                    m.partition(),
-                    m.offset(),
-                    m.key(),
-                    m.value(),
-                    [(k, b"" if v is None else v) for k, v in headers] if headers else [],
-                    m.timestamp()[1],
-                )
-            )
+            append(_message(m))
         if self._guard:
             messages = self._drop_rereads(messages)
         with self._lock:
@@ -588,3 +596,17 @@ def _close_quietly(consumer: Consumer, timeout_s: float = CLOSE_TIMEOUT_S) -> No
     thread.join(timeout_s)
     if thread.is_alive():
         log.warning("kafka_consumer_close_slow", waited_s=timeout_s)
+
+
+def _message(m: Any) -> Message:
+    """A :class:`Message` from a librdkafka record (a null header value becomes ``b""``)."""
+    headers = m.headers()
+    return Message(
+        m.topic(),
+        m.partition(),
+        m.offset(),
+        m.key(),
+        m.value(),
+        [(k, b"" if v is None else v) for k, v in headers] if headers else [],
+        m.timestamp()[1],
+    )

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 import structlog
@@ -30,7 +30,7 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, T
 from kafka import errors as kafka_errors
 
 from monitor.config import KafkaConfig
-from monitor.events.message import Message
+from monitor.events.message import Message, MessageBatch
 from monitor.kafka.client_config import (
     LogLimiter,
     build_consumer,
@@ -80,8 +80,9 @@ class Source(Protocol):
         """Partitions ``(assigned, revoked)`` since the last call."""
         ...
 
-    def poll(self, timeout_ms: int) -> list[Message]:
-        """Up to ``max_poll_records`` messages, each partition's in offset order."""
+    def poll(self, timeout_ms: int) -> Sequence[Message]:
+        """Up to ``max_poll_records`` messages, each partition's in offset order (a list,
+        or a :class:`~monitor.events.message.MessageBatch` of columns)."""
         ...
 
     def assignment(self) -> set[TP]:
@@ -111,6 +112,19 @@ class Source(Protocol):
     def paused(self) -> set[TP]:
         """Partitions paused by :meth:`pause` and still assigned."""
         ...
+
+
+def _message(r: Any) -> Message:
+    """A :class:`Message` from a kafka-python record (a null header value becomes ``b""``)."""
+    return Message(
+        topic=r.topic,
+        partition=r.partition,
+        offset=r.offset,
+        key=r.key,
+        value=r.value,
+        headers=[(k, v if v is not None else b"") for k, v in (r.headers or ())],
+        timestamp_ms=r.timestamp if r.timestamp is not None else -1,
+    )
 
 
 def make_source(cfg: KafkaConfig, *, start_offsets: StartOffsets) -> Source:
@@ -298,7 +312,7 @@ class KafkaSource:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def poll(self, timeout_ms: int) -> list[Message]:
+    def poll(self, timeout_ms: int) -> Sequence[Message]:
         """One poll: up to ``cfg.max_poll_records`` messages, waiting at most ``timeout_ms``.
 
         Newly assigned partitions are first positioned at ``start_offsets``.
@@ -322,23 +336,20 @@ class KafkaSource:
             return []
         with self._lock:
             pending = set(self._pending_seek)
-        messages: list[Message] = []
+        found: list[Any] = []
         for tp in sorted(records, key=lambda t: (t.topic, t.partition)):
             if (tp.topic, tp.partition) in pending:
                 continue  # assigned during this poll: read again after the seek
-            for r in records[tp]:
-                messages.append(
-                    Message(
-                        topic=r.topic,
-                        partition=r.partition,
-                        offset=r.offset,
-                        key=r.key,
-                        value=r.value,
-                        headers=[(k, v if v is not None else b"") for k, v in (r.headers or ())],
-                        timestamp_ms=r.timestamp if r.timestamp is not None else -1,
-                    )
-                )
-        return messages
+            found.extend(records[tp])
+        if not found:
+            return []
+        return MessageBatch(
+            [r.topic for r in found],
+            [r.partition for r in found],
+            [r.offset for r in found],
+            [r.value for r in found],
+            lambda i: _message(found[i]),
+        )
 
     def assignment(self) -> set[TP]:
         """The partitions this member holds now."""

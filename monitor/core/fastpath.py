@@ -1,0 +1,759 @@
+"""The batch path of :meth:`Engine.process`: a poll's ordinary events as columns.
+
+Most of a poll is ordinary: predictions of a known model with a valid time, outputs and
+classes, whose id is new, and labels whose prediction is waiting. Those are decoded one
+call each, checked, joined and handed to accumulation as numpy columns here, with a few
+list comprehensions and set operations per poll instead of a Python function per event.
+
+Everything else (an undecodable or invalid message, a duplicate, a label that came first,
+a model still in its warmup, a cap about to be hit, an id that occurs twice in the poll)
+is left, by message index, to the per-message path of :class:`~monitor.core.engine.Engine`,
+which runs after this one. The split changes no result: an event left out touches no
+state the batch path touches (its id occurs once in the poll and is not found in the join
+state it would meet), the caps cannot be reached by the batch path, and the pane clock
+does not move inside a poll.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+
+from monitor.events.codec import (
+    MAX_EVENT_TIME,
+    MIN_EVENT_TIME,
+    DecodeFailure,
+    LabelEvent,
+    PredictionEvent,
+    parse_event_time,
+)
+from monitor.events.message import MessageBatch
+
+if TYPE_CHECKING:
+    from monitor.core.engine import Engine, ModelState, PartitionState
+    from monitor.core.join import JoinBuffer
+
+__all__ = ["Chunk", "split_and_join"]
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+_PREDICTION: Final = msgspec.json.Decoder(PredictionEvent)
+_LABEL: Final = msgspec.json.Decoder(LabelEvent)
+_NUMBERS: Final = frozenset((int, float))
+_DECODE_ERRORS: Final = (msgspec.DecodeError, RecursionError, UnicodeDecodeError)
+
+
+class Chunk:
+    """Columns of one model's events from one partition, in message order; ``idx`` is each
+    event's index in the poll (to merge with the per-message path's events in order)."""
+
+    __slots__ = ("delay", "feats", "idx", "label", "part", "pred", "prob", "score", "slices", "ts")
+
+    def __init__(
+        self,
+        idx: I64,
+        part: int,
+        ts: F64,
+        pred: F64,
+        score: F64,
+        slices: I64,
+        *,
+        feats: list[Any] | None = None,
+        prob: list[list[float]] | None = None,
+        label: F64 | None = None,
+        delay: F64 | None = None,
+    ) -> None:
+        self.idx = idx
+        self.part = np.full(len(idx), part, dtype=np.int64)
+        self.ts = ts
+        self.pred = pred
+        self.score = score
+        self.slices = slices
+        self.feats = feats
+        self.prob = prob
+        self.label = label
+        self.delay = delay
+
+
+def _decode_each(
+    decoder: msgspec.json.Decoder[Any], values: list[bytes | None], cap: int
+) -> list[Any]:
+    """Each value decoded, None where it is not a valid event (too large, not JSON, wrong
+    shape): the per-message path decodes those again for the reason."""
+    try:
+        if all(v is not None and len(v) <= cap for v in values):
+            return [decoder.decode(v) for v in values]  # type: ignore[arg-type]
+    except _DECODE_ERRORS:
+        pass
+    out: list[Any] = []
+    for v in values:
+        if v is None or len(v) > cap:
+            out.append(None)
+            continue
+        try:
+            out.append(decoder.decode(v))
+        except _DECODE_ERRORS:
+            out.append(None)
+    return out
+
+
+def _times(raw: list[float | str]) -> F64:
+    """Event times in seconds; NaN where a time is unparsable or implausible."""
+    if set(map(type, raw)) <= _NUMBERS:
+        ts = np.array(raw, dtype=np.float64)
+    else:
+        ts = np.empty(len(raw))
+        for i, value in enumerate(raw):
+            try:
+                ts[i] = parse_event_time(value)
+            except DecodeFailure:
+                ts[i] = math.nan
+    ts[~((ts >= MIN_EVENT_TIME) & (ts < MAX_EVENT_TIME))] = math.nan
+    return ts
+
+
+def _slices(model: ModelState, events: list[PredictionEvent]) -> I64:
+    """Slice ids of ``events`` as ``(events, k)``, registering new ones in the order the
+    per-message path would (first appearance; version before segments) and counting
+    folded values per event as it does."""
+    registry = model.registry
+    segments = registry.segments
+    versions = [e.model_version for e in events]
+    if not segments:
+        combos: list[tuple[str, ...]] = [(v,) for v in versions]
+    else:
+        empty: dict[str, str] = {}
+        segs = [e.segment or empty for e in events]
+        combos = list(
+            zip(versions, *([s.get(name) for s in segs] for name in segments), strict=True)
+        )
+    seen: dict[tuple[Any, ...], tuple[int, ...]] = {}
+    counts: dict[tuple[Any, ...], int] = {}
+    for combo in combos:
+        counts[combo] = counts.get(combo, 0) + 1
+    for combo, n in counts.items():
+        before = dict(registry.folded)
+        row = [0, registry.lookup("version", combo[0]) if combo[0] else -1]
+        for name, value in zip(segments, combo[1:], strict=True):
+            row.append(-1 if value is None else registry.lookup(f"segment:{name}", value))
+        seen[combo] = tuple(row)
+        if n > 1:
+            for dim, total in registry.folded.items():
+                extra = total - before.get(dim, 0)
+                if extra:
+                    registry.folded[dim] += extra * (n - 1)
+    return np.array([seen[c] for c in combos], dtype=np.int64).reshape(len(combos), -1)
+
+
+def split_and_join(engine: Engine, messages: MessageBatch) -> list[int]:
+    """Decode, check and join the ordinary events of ``messages`` into ``engine``'s
+    batches as :class:`Chunk`; return the indices of the others, in order, for the
+    per-message path. Offsets and event counts are the caller's."""
+    kinds = engine.topic_kind
+    pred_at: list[int] = []
+    label_at: list[int] = []
+    slow: list[int] = []
+    partition_of = messages.partitions
+    for i, topic in enumerate(messages.topics):
+        kind = kinds.get(topic)
+        if kind == "predictions":
+            pred_at.append(i)
+        elif kind == "labels":
+            label_at.append(i)
+        else:
+            slow.append(i)
+    cap = engine.max_bytes
+    values = messages.values
+    preds = _decode_each(_PREDICTION, [values[i] for i in pred_at], cap)
+    labels = _decode_each(_LABEL, [values[i] for i in label_at], cap)
+    pairs_p = [(i, e) for i, e in zip(pred_at, preds, strict=True) if e is not None]
+    pairs_l = [(i, e) for i, e in zip(label_at, labels, strict=True) if e is not None]
+    if len(pairs_p) < len(pred_at) or len(pairs_l) < len(label_at):
+        slow.extend(i for i, e in zip(pred_at, preds, strict=True) if e is None)
+        slow.extend(i for i, e in zip(label_at, labels, strict=True) if e is None)
+    ids = [e.prediction_id for _, e in pairs_p] + [e.prediction_id for _, e in pairs_l]
+    twice_at: set[int] = set()
+    fused: dict[str, tuple[int, LabelEvent]] = {}
+    if len(set(ids)) < len(ids):
+        counts: dict[str, int] = {}
+        for pid in ids:
+            counts[pid] = counts.get(pid, 0) + 1
+        twice = {pid for pid, n in counts.items() if n > 1}
+        # A prediction and its label in the same partition, in either order: joined here
+        # as the per-message path would (through pending or early labels, then matched).
+        # Any other repeat: one by one.
+        first = {e.prediction_id: i for i, e in pairs_p if counts.get(e.prediction_id) == 2}
+        for j, e in pairs_l:
+            i = first.get(e.prediction_id, -1)
+            if i >= 0 and partition_of[i] == partition_of[j]:
+                fused[e.prediction_id] = (j, e)
+        twice -= fused.keys()
+        twice_at.update(i for i, e in pairs_p if e.prediction_id in twice)
+        twice_at.update(i for i, e in pairs_l if e.prediction_id in twice)
+        slow.extend(twice_at)
+        pairs_p = [(i, e) for i, e in pairs_p if e.prediction_id not in twice]
+        pairs_l = [
+            (i, e)
+            for i, e in pairs_l
+            if e.prediction_id not in twice and e.prediction_id not in fused
+        ]
+    split = _Split(slow)
+    # Ids seen twice change the join state one by one: their partitions are too.
+    split.dirty.update(partition_of[i] for i in twice_at)
+    one_by_one: set[int] = set()
+    if pairs_p:
+        one_by_one = _predictions(engine, messages, pairs_p, split, fused, len(label_at))
+    if pairs_l:
+        _labels(engine, messages, pairs_l, split, one_by_one, len(label_at))
+    for number, idx, apply in split.plans:
+        if number in split.dirty:
+            slow.extend(idx.tolist())
+        else:
+            apply()
+    for (m, number), parts in split.matched.items():  # matched ids in arrival order
+        idx = np.concatenate([p[0] for p in parts])
+        order = np.argsort(idx, kind="stable").tolist()
+        pids = [pid for p in parts for pid in p[1]]
+        times = np.concatenate([p[2] for p in parts]).tolist()
+        engine.partitions[number].join.matched[m].update((pids[k], times[k]) for k in order)
+    for number, parts_e in split.early.items():
+        idx = np.concatenate([p[0] for p in parts_e])
+        order = np.argsort(idx, kind="stable").tolist()
+        pids = [pid for p in parts_e for pid in p[1]]
+        labels_e = [label for p in parts_e for label in p[2]]
+        engine.partitions[number].join.early.update((pids[k], labels_e[k]) for k in order)
+    slow.sort()
+    return slow
+
+
+class _Split:
+    """What the batch path decided for a poll: the messages left one by one, the
+    partitions where one of those may change the join state (every message of theirs
+    then goes one by one, so pending, matched and early ids keep their arrival order),
+    and the batch path's work for the other partitions, applied once all is decided."""
+
+    __slots__ = ("dirty", "early", "matched", "plans", "slow")
+
+    def __init__(self, slow: list[int]) -> None:
+        self.slow = slow
+        self.dirty: set[int] = set()
+        self.plans: list[tuple[int, I64, Callable[[], None]]] = []
+        #: (model, partition) -> ids matched by the plans, with their label's poll index
+        #: and time; entered into the matched table in poll order once all are applied.
+        self.matched: dict[tuple[int, int], list[tuple[I64, list[str], F64]]] = {}
+        #: partition -> labels that came first, entered in poll order once all is applied
+        self.early: dict[int, list[tuple[I64, list[str], list[Any]]]] = {}
+
+    def reject(self, idx: I64) -> None:
+        """Messages that the per-message path will reject without touching join state."""
+        self.slow.extend(idx.tolist())
+
+    def one_by_one(self, idx: I64, number: int) -> None:
+        """Messages of partition ``number`` that may change its join state one by one."""
+        if len(idx):
+            self.slow.extend(idx.tolist())
+            self.dirty.add(number)
+
+
+def _group(parts: list[int], models: list[int]) -> dict[tuple[int, int], list[int]]:
+    """Positions per (model, partition), in order."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for j, key in enumerate(zip(models, parts, strict=True)):
+        groups.setdefault(key, []).append(j)
+    return groups
+
+
+def _crossing_caps(engine: Engine, events: list[PredictionEvent], model_of: list[int]) -> set[int]:
+    """Models whose slice registry may reach a cap within this poll. Which value is folded
+    at a cap depends on the order values arrive in, so their predictions go one by one;
+    a registry below its caps after the poll, or already full, does not depend on it."""
+    out: set[int] = set()
+    for model in engine.models:
+        registry = model.registry
+        room = {d: registry.caps[d] - registry.used[d] for d in registry.caps}
+        if all(r <= 0 for r in room.values()):
+            continue
+        mine = [e for e, m in zip(events, model_of, strict=True) if m == model.index]
+        if not mine:
+            continue
+        values = {("version", e.model_version) for e in mine if e.model_version}
+        for name in registry.segments:
+            values |= {
+                (f"segment:{name}", e.segment[name])
+                for e in mine
+                if e.segment and name in e.segment
+            }
+        new: dict[str, int] = {}
+        for dim, value in values:
+            if (dim, value) not in registry.index:
+                new[dim] = new.get(dim, 0) + 1
+        if any(0 < room[d] < n for d, n in new.items()):
+            out.add(model.index)
+    return out
+
+
+def _predictions(
+    engine: Engine,
+    messages: MessageBatch,
+    pairs: list[tuple[int, PredictionEvent]],
+    split: _Split,
+    fused: dict[str, tuple[int, LabelEvent]],
+    labels_in_poll: int,
+) -> set[int]:
+    """Take the ordinary predictions; return the models left one by one in this poll (at
+    their pending cap, or about to fill a slice cap), whose labels must wait too: a
+    label taken now could free a prediction that the cap would have evicted first."""
+    index = {m.name: m.index for m in engine.models}
+    events = [e for _, e in pairs]
+    at = np.array([i for i, _ in pairs], dtype=np.int64)
+    model_of = [index.get(e.model, -1) for e in events]
+    ts = _times([e.ts for e in events])
+    score = np.array([e.score for e in events], dtype=np.float64)  # None -> NaN
+    ok = ~np.isnan(ts) & ~((score < 0.0) | (score > 1.0))
+    for j, e in enumerate(events):
+        if e.probabilities is not None and not all(
+            0.0 <= v <= 1.0 for v in e.probabilities.values()
+        ):
+            ok[j] = False
+    parts = [messages.partitions[i] for i in at.tolist()]
+    crossing = _crossing_caps(engine, events, model_of)
+    for model in engine.models:  # eviction order matters at the pending cap: one by one
+        if engine.pending_total[model.index] + model_of.count(model.index) > (
+            model.config.max_pending
+        ):
+            crossing.add(model.index)
+    for (m, number), rows in _group(parts, model_of).items():
+        sel = np.array(rows, dtype=np.int64)
+        group = [events[j] for j in rows]
+        pids = [e.prediction_id for e in group]
+        # The label message that follows each prediction in this poll, if any.
+        later = [fused.get(pid) for pid in pids] if fused else []
+        if m < 0 or m in crossing or engine.models[m].warmup_target:
+            if m < 0:
+                split.reject(at[sel])  # unknown model
+            else:
+                split.one_by_one(at[sel], number)
+            split.one_by_one(np.array([f[0] for f in later if f], dtype=np.int64), number)
+            continue
+        model = engine.models[m]
+        pred, pred_ok = model.codec.code_many([e.prediction for e in group])
+        raw_labels = [e.label for e in group]
+        has_label = np.array([v is not None for v in raw_labels], dtype=bool)
+        label = np.full(len(group), math.nan)
+        label_ok = np.ones(len(group), dtype=bool)
+        if has_label.any():
+            codes, valid = model.codec.code_many([v for v in raw_labels if v is not None])
+            label[has_label] = codes
+            label_ok[has_label] = valid
+        label_ts = ts[sel].copy()
+        label_at = at[sel].copy()
+        pair_ok = np.ones(len(group), dtype=bool)
+        has_later = np.zeros(len(group), dtype=bool)
+        label_msg = np.zeros(0, dtype=np.int64)  # poll index of each label message
+        if any(later):
+            has_later = np.array([f is not None for f in later], dtype=bool)
+            follow = [f[1] for f in later if f]
+            label_msg = np.array([f[0] for f in later if f], dtype=np.int64)
+            codes, valid = model.codec.code_many([e.label for e in follow])
+            f_ts = _times([e.ts for e in follow])
+            named = np.array([e.model in (None, model.name) for e in follow], dtype=bool)
+            came_first = label_msg < at[sel[has_later]]
+            tables = engine.partition(number).join
+            # A label naming no model joins the first model (by index) holding the id; a
+            # label that came first must find nothing (no waiting, early or matched id)
+            # and room among the early labels.
+            before = [t for t in tables.pending[:m] if len(t)]
+            for k, lab in enumerate(follow):
+                if came_first[k]:
+                    named[k] &= _unseen(tables, lab.prediction_id) and (
+                        engine.early_total + labels_in_poll <= engine.early_cap
+                    )
+                elif before and lab.model is None:
+                    named[k] &= not any(lab.prediction_id in t for t in before)
+            label[has_later] = codes
+            label_ts[has_later] = f_ts
+            # The pair is joined at the second of the two messages.
+            label_at[has_later] = np.maximum(label_msg, at[sel[has_later]])
+            # Both the prediction's own label and a label message, or a label that the
+            # per-message path would reject or keep apart: both one by one.
+            pair_ok[has_later] = valid & ~np.isnan(f_ts) & named & ~has_label[has_later]
+            has_label = has_label | has_later
+        state = engine.partition(number)
+        join = state.join
+        known = set(pids)
+        dup = (known & join.matched[m].keys()) | (known & _keys(join.pending[m]))
+        first = known & join.early.keys()
+        valid = ok[sel] & pred_ok & label_ok
+        good = valid & pair_ok
+        alone = valid & ~pair_ok  # with a label message the per-message path keeps apart
+        counted = has_label.copy()  # labels counted now (early ones naming a model: at arrival)
+        from_early = np.zeros(len(group), dtype=bool)
+        if dup:  # a duplicate is rejected, unless its label message would then join
+            repeat = np.array([pid in dup for pid in pids], dtype=bool)
+            alone |= good & repeat & has_later
+            good &= ~repeat
+        if first:
+            joins: list[int] = []
+            waiting: list[Any] = []
+            for j in np.flatnonzero(good).tolist():
+                early = join.early.get(pids[j])
+                if early is None or early.model not in (-1, m):
+                    continue  # its label names another model: it waits
+                if has_label[j]:
+                    if has_later[j]:  # joined by its own label; the later one is a duplicate
+                        good[j] = False
+                        alone[j] = True
+                    continue  # its own label field joins it; the early label stays
+                joins.append(j)
+                waiting.append(early)
+            if joins:
+                code, usable = model.codec.code_many([e.label for e in waiting])
+                at_j = np.array(joins, dtype=np.int64)
+                # An early label now rejected: the prediction waits, one by one.
+                good[at_j[~usable]] = False
+                alone[at_j[~usable]] = True
+                take = at_j[usable]
+                label[take] = code[usable]
+                label_ts[take] = [e.ts for e, u in zip(waiting, usable, strict=True) if u]
+                has_label[take] = True
+                counted[take] = [e.model < 0 for e, u in zip(waiting, usable, strict=True) if u]
+                from_early[take] = True
+        split.reject(at[sel[valid & ~good & ~alone]])
+        split.reject(at[sel[~valid]])
+        split.one_by_one(at[sel[alone]], number)
+        split.one_by_one(label_msg[~good[has_later]], number)
+        label_msg = label_msg[good[has_later]]
+        if not good.all():
+            keep = np.flatnonzero(good)
+            group = [group[j] for j in keep.tolist()]
+            pids = [pids[j] for j in keep.tolist()]
+            sel, pred, label, has_label = sel[keep], pred[keep], label[keep], has_label[keep]
+            label_ts, label_at, has_later = label_ts[keep], label_at[keep], has_later[keep]
+            counted, from_early = counted[keep], from_early[keep]
+        if not len(sel):
+            continue
+        apply = partial(
+            _take_predictions,
+            engine,
+            split,
+            model,
+            number,
+            at[sel],
+            group,
+            pids,
+            ts[sel],
+            pred,
+            score[sel],
+            _Labels(label, has_label, label_ts, label_at, has_later, counted, from_early),
+        )
+        split.plans.append((number, np.concatenate([at[sel], label_msg]), apply))
+    return crossing
+
+
+class _Labels(NamedTuple):
+    """The labels a poll's predictions are joined with at once: their own ``label`` field
+    the label message that follows them in the poll (``later``), or a label that came
+    before them (``early``)."""
+
+    code: F64
+    has: npt.NDArray[np.bool_]
+    ts: F64
+    at: I64  # poll index of the label (the prediction's own, for a label field)
+    later: npt.NDArray[np.bool_]
+    counted: npt.NDArray[np.bool_]  # counted as a label now (not at its arrival)
+    early: npt.NDArray[np.bool_]  # an early label (waiting from an earlier poll)
+
+
+def _take_predictions(
+    engine: Engine,
+    split: _Split,
+    model: ModelState,
+    number: int,
+    idx: I64,
+    group: list[PredictionEvent],
+    pids: list[str],
+    ts: F64,
+    pred: F64,
+    score: F64,
+    labels: _Labels,
+) -> None:
+    """Accept checked predictions of one model and partition: count, join the ones whose
+    label is known already, keep the others pending, queue all for accumulation."""
+    from monitor.core.baseline import probability_row
+    from monitor.core.engine import LABELS, MATCHED, PREDICTIONS
+
+    m = model.index
+    state = engine.partitions[number]
+    slices = _slices(model, group)
+    counts = state.counts[m]
+    counts[PREDICTIONS] += len(group)
+    _note(state, engine.config.kafka.predictions_topic, ts)
+    batch = engine.batch_of(m)
+    prob = None
+    if model.layout.task == "multiclass":
+        prob = [probability_row(model.class_index, e.probabilities) for e in group]
+    batch.chunks_p.append(
+        Chunk(idx, number, ts, pred, score, slices, feats=[e.features for e in group], prob=prob)
+    )
+    labelled = np.flatnonzero(labels.has)
+    if len(labelled):
+        counts[LABELS] += int(labels.counted.sum())
+        counts[MATCHED] += len(labelled)
+        if labels.early.any():
+            early = state.join.early
+            for j in np.flatnonzero(labels.early).tolist():
+                del early[pids[j]]
+            engine.early_total -= int(labels.early.sum())
+        if labels.later.any():
+            _note(state, engine.config.kafka.labels_topic, labels.ts[labels.later])
+        lt = labels.ts[labelled]
+        split.matched.setdefault((m, number), []).append(
+            (labels.at[labelled], [pids[j] for j in labelled.tolist()], lt)
+        )
+        batch.chunks_o.append(
+            Chunk(
+                labels.at[labelled],
+                number,
+                lt,
+                pred[labelled],
+                score[labelled],
+                slices[labelled],
+                label=labels.code[labelled],
+                delay=lt - ts[labelled],
+            )
+        )
+    waiting = np.flatnonzero(~labels.has)
+    if len(waiting):
+        keep = waiting.tolist()
+        _add_pending(
+            state.join.pending[m],
+            [pids[j] for j in keep],
+            ts[waiting],
+            pred[waiting],
+            score[waiting],
+            slices[waiting],
+        )
+        engine.pending_total[m] += len(keep)
+
+
+def _note(state: PartitionState, topic: str, ts: F64) -> None:
+    """Raise the partition's largest event time of ``topic`` to the largest of ``ts``."""
+    high = float(ts.max())
+    if high > state.max_ts.get(topic, -math.inf):
+        state.max_ts[topic] = high
+
+
+def _labels(
+    engine: Engine,
+    messages: MessageBatch,
+    pairs: list[tuple[int, LabelEvent]],
+    split: _Split,
+    one_by_one: set[int],
+    labels_in_poll: int,
+) -> None:
+    """Plan the joins of labels whose prediction is waiting, per model and partition."""
+    index = {m.name: m.index for m in engine.models}
+    events = [e for _, e in pairs]
+    at = np.array([i for i, _ in pairs], dtype=np.int64)
+    named = [-1 if e.model is None else index.get(e.model, -2) for e in events]
+    ts = _times([e.ts for e in events])
+    parts = [messages.partitions[i] for i in at.tolist()]
+    for (name, number), rows in _group(parts, named).items():
+        sel = np.array(rows, dtype=np.int64)
+        if name == -2:
+            split.reject(at[sel])  # unknown model
+            continue
+        timely = ~np.isnan(ts[sel])
+        split.reject(at[sel[~timely]])
+        join = engine.partition(number).join
+        pids = [events[j].prediction_id for j in rows]
+        # The model whose prediction waits (the named one only; else the first holding it).
+        owner = np.full(len(rows), -1, dtype=np.int64)
+        for model in engine.models if name < 0 else [engine.models[name]]:
+            table = join.pending[model.index]
+            if not len(table):
+                continue
+            free = owner < 0
+            hit = np.array([pid in table for pid in pids], dtype=bool) & free
+            owner[hit] = model.index
+        good = (owner >= 0) & timely
+        if one_by_one:
+            good &= ~np.isin(owner, sorted(one_by_one))
+            split.one_by_one(at[sel[timely & (owner >= 0) & ~good]], number)
+        first = timely & (owner < 0)
+        if first.any():
+            _plan_early(
+                engine,
+                split,
+                join,
+                number,
+                name,
+                at[sel],
+                pids,
+                ts[sel],
+                events,
+                rows,
+                first,
+                labels_in_poll,
+            )
+        for m in np.unique(owner[good]).tolist():
+            mine = np.flatnonzero(good & (owner == m))
+            codes, valid = engine.models[m].codec.code_many(
+                [events[rows[j]].label for j in mine.tolist()]
+            )
+            if not valid.all():
+                split.reject(at[sel[mine[~valid]]])
+                mine, codes = mine[valid], codes[valid]
+            if len(mine):
+                apply = partial(
+                    _take_labels,
+                    engine,
+                    split,
+                    m,
+                    number,
+                    at[sel[mine]],
+                    [pids[j] for j in mine.tolist()],
+                    ts[sel[mine]],
+                    codes,
+                )
+                split.plans.append((number, at[sel[mine]], apply))
+
+
+def _plan_early(
+    engine: Engine,
+    split: _Split,
+    join: JoinBuffer,
+    number: int,
+    name: int,
+    at: I64,
+    pids: list[str],
+    ts: F64,
+    events: list[LabelEvent],
+    rows: list[int],
+    first: npt.NDArray[np.bool_],
+    in_poll: int,
+) -> None:
+    """Plan labels whose prediction is not waiting in partition ``number``: those that name
+    a model holding it (mismatch), repeat a waiting or matched id (duplicate) or carry an
+    invalid class are rejects; the others wait as early labels, in poll order."""
+    from monitor.core.join import EarlyLabel
+
+    take: list[int] = []
+    for j in np.flatnonzero(first).tolist():
+        pid = pids[j]
+        if name >= 0 and any(pid in t for t in join.pending if len(t)):
+            split.reject(at[j : j + 1])  # model_mismatch
+        elif pid in join.early or join.was_matched(pid, name):
+            split.reject(at[j : j + 1])  # duplicate
+        else:
+            take.append(j)
+    if not take:
+        return
+    keep = np.array(take, dtype=np.int64)
+    if name >= 0:
+        _, valid = engine.models[name].codec.code_many([events[rows[j]].label for j in take])
+        split.reject(at[keep[~valid]])  # unknown_class, bad_type, ...
+        keep = keep[valid]
+    if not len(keep):
+        return
+    if engine.early_total + in_poll > engine.early_cap:  # evictions: one by one
+        split.one_by_one(at[keep], number)
+        return
+    chosen = keep.tolist()
+    labels = [EarlyLabel(float(ts[j]), events[rows[j]].label, name) for j in chosen]
+    apply = partial(
+        _take_early, engine, split, number, name, at[keep], [pids[j] for j in chosen], labels
+    )
+    split.plans.append((number, at[keep], apply))
+
+
+def _take_early(
+    engine: Engine,
+    split: _Split,
+    number: int,
+    name: int,
+    idx: I64,
+    pids: list[str],
+    labels: list[Any],
+) -> None:
+    """Keep labels that came before their prediction (entered in poll order later)."""
+    from monitor.core.engine import LABELS
+
+    state = engine.partitions[number]
+    engine.early_total += len(pids)
+    if name >= 0:
+        state.counts[name][LABELS] += len(pids)
+    _note(state, engine.config.kafka.labels_topic, np.array([e.ts for e in labels]))
+    split.early.setdefault(number, []).append((idx, pids, labels))
+
+
+def _take_labels(
+    engine: Engine,
+    split: _Split,
+    m: int,
+    number: int,
+    idx: I64,
+    pids: list[str],
+    ts: F64,
+    codes: F64,
+) -> None:
+    """Join checked labels of model ``m`` in partition ``number`` with their waiting
+    predictions: count, remember the ids as matched, queue the pairs for accumulation."""
+    from monitor.core.engine import LABELS, MATCHED
+
+    state = engine.partitions[number]
+    join = state.join
+    found, p_ts, p_pred, p_score, p_slices = _pop_pending(join.pending[m], pids)
+    assert found.all()
+    engine.pending_total[m] -= len(pids)
+    counts = state.counts[m]
+    counts[LABELS] += len(pids)
+    counts[MATCHED] += len(pids)
+    split.matched.setdefault((m, number), []).append((idx, pids, ts))
+    _note(state, engine.config.kafka.labels_topic, ts)
+    engine.batch_of(m).chunks_o.append(
+        Chunk(idx, number, ts, p_pred, p_score, p_slices, label=codes, delay=ts - p_ts)
+    )
+
+
+def _unseen(join: JoinBuffer, pid: str) -> bool:
+    """Whether ``pid`` is nowhere in a partition's join state (waiting, early, matched)."""
+    return (
+        pid not in join.early
+        and not any(pid in t for t in join.pending)
+        and not any(pid in t for t in join.matched)
+    )
+
+
+def _keys(table: Any) -> Any:
+    """The ids of a pending table as a set-like view."""
+    return table.keys()
+
+
+def _add_pending(table: Any, pids: list[str], ts: F64, pred: F64, score: F64, slices: I64) -> None:
+    """Append new waiting predictions to a pending table, in order."""
+    from monitor.core.join import Pending
+
+    rows = [tuple(r) for r in slices.tolist()]
+    table.update(
+        zip(pids, map(Pending, ts.tolist(), pred.tolist(), score.tolist(), rows), strict=True)
+    )
+
+
+def _pop_pending(table: Any, pids: list[str]) -> tuple[Any, F64, F64, F64, I64]:
+    """Remove waiting predictions by id; their columns, aligned with ``pids``."""
+    got = [table.pop(pid) for pid in pids]
+    return (
+        np.ones(len(got), dtype=bool),
+        np.array([g.ts for g in got]),
+        np.array([g.pred for g in got]),
+        np.array([g.score for g in got]),
+        np.array([g.slices for g in got], dtype=np.int64).reshape(len(got), -1),
+    )

@@ -1,0 +1,245 @@
+"""The batch path of ``Engine.process`` against the per-message path it stands in for.
+
+The per-message path is the reference: every poll below is processed by two engines, one
+as shipped and one with the batch path turned off (every message one by one), on streams
+full of what the batch path must hand over: duplicates within and across polls, labels
+before their predictions, labels naming another model, unknown models and classes, bad
+JSON, out-of-range scores and times, RFC 3339 times, predictions carrying their label,
+segments past their cap, several partitions and models, the pending cap. Counts, rejects
+(in order, with reasons) and every metric must agree.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from typing import Any
+
+import numpy as np
+import pytest
+
+import monitor.core.engine as engine_module
+from monitor.config import config_from_mapping
+from monitor.core.engine import Engine
+from monitor.core.fastpath import split_and_join
+from monitor.events.message import Message
+
+T0 = 1_700_000_000.0
+FEATURES = {"x": "numeric", "y": "numeric", "c": "categorical"}
+
+
+def config(max_pending: int = 1_000_000) -> Any:
+    reference = None
+    models = [
+        {
+            "name": "b",
+            "task": "binary",
+            "positive_class": 1,
+            "windows": ["all", "1m", "ewm1m"],
+            "segments": ["region"],
+            "max_segment_values": 3,
+            "max_pending": max_pending,
+            "label_ttl": "5m",
+            "features": FEATURES,
+            "detectors": ["adwin", "cusum"],
+        },
+        {
+            "name": "k",
+            "task": "multiclass",
+            "classes": ["a", "b", "c"],
+            "windows": ["all", "1m"],
+            "label_ttl": "5m",
+        },
+        {"name": "r", "task": "regression", "windows": ["all"], "label_ttl": "5m"},
+    ]
+    del reference
+    return config_from_mapping(
+        {"time": {"pane": "10s", "allowed_lateness": "5s"}, "models": models}
+    )
+
+
+def stream(seed: int, n: int, noise: float = 1.0) -> list[Message]:
+    """A messy stream in arrival order over 3 partitions of both topics; ``noise`` scales
+    the share of odd events (0: none)."""
+    rng = random.Random(seed)
+    odd = (lambda: rng.random() / noise) if noise else (lambda: 1.0)
+    offsets: dict[tuple[str, int], int] = {}
+    out: list[Message] = []
+    ids: list[tuple[str, str]] = []  # (id, model) of predictions so far
+
+    def emit(topic: str, part: int, value: bytes | None, key: str = "") -> None:
+        offset = offsets.get((topic, part), 0)
+        offsets[(topic, part)] = offset + 1
+        out.append(Message(topic, part, offset, key.encode(), value))
+
+    def part_of(pid: str) -> int:
+        return sum(pid.encode()) % 3
+
+    held: list[tuple[int, int, bytes | None, str]] = []  # predictions whose label came first
+    for i in range(n):
+        for due in [h for h in held if h[0] <= i]:
+            held.remove(due)
+            emit("predictions", due[1], due[2], due[3])
+        t = T0 + i * 0.05 + rng.uniform(-3, 3)
+        roll = rng.random()
+        if roll < 0.55 or not ids:
+            model = rng.choice("bbbbkr")
+            pid = f"p{i}" if odd() > 0.02 or not ids else rng.choice(ids)[0]
+            body: dict[str, Any] = {"prediction_id": pid, "model": model, "ts": t}
+            if model == "b":
+                body["prediction"] = rng.choice([0, 1, 1, True, "1", 1.0])
+                body["score"] = rng.random() if odd() > 0.02 else 1.5
+                body["features"] = {
+                    "x": rng.gauss(0, 1),
+                    "y": rng.choice([rng.random(), None, "oops"]) if noise else rng.random(),
+                    "c": rng.choice(["u", "v", "w", 3]),
+                }
+                body["segment"] = {"region": rng.choice("abcdefg" if noise else "abc")}
+                body["model_version"] = rng.choice(["v1", "v1", "v2"])
+            elif model == "k":
+                odd_class = "zz" if noise and i % 50 == 0 else "a"
+                body["prediction"] = rng.choice(["a", "b", "c", "c", odd_class])
+                body["probabilities"] = {"a": 0.2, "b": 0.3, "c": 0.5}
+            else:
+                body["prediction"] = rng.gauss(10, 3)
+            if odd() < 0.05:
+                body["label"] = body["prediction"] if model != "k" else "b"
+            if odd() < 0.03:
+                body["ts"] = "2023-11-14T22:13:20Z"
+            if odd() < 0.01:
+                body["ts"] = 12.0  # implausible: seconds expected
+            if odd() < 0.01:
+                body["model"] = "nope"
+            value: bytes | None = json.dumps(body).encode()
+            if odd() < 0.01:
+                value = rng.choice([b"{not json", b"[]", None, b'{"prediction_id": 3}'])
+            if rng.random() < 0.04 and len(ids) > 3:  # its label comes first
+                label = {"prediction_id": pid, "ts": t + 1, "label": body.get("prediction", 1)}
+                if rng.random() < 0.5:
+                    label["model"] = model
+                emit("labels", part_of(pid), json.dumps(label).encode(), pid)
+                if odd() < 0.05:
+                    ids.append((pid, model))  # and another label later
+                if rng.random() < 0.7:  # the prediction some polls later
+                    held.append((i + rng.randrange(50, 900), part_of(pid), value, pid))
+                    continue
+            elif "label" not in body or odd() < 0.1:
+                ids.append((pid, model))
+            emit("predictions", part_of(pid), value, pid)
+        else:
+            recent = ids[-400:]
+            pid, model = rng.choice(recent)
+            if odd() > 0.1:  # each prediction labelled once, but for odd duplicates
+                pid, model = ids.pop(len(ids) - 1 - rng.randrange(len(recent)))
+            label_value: Any = {"b": rng.choice([0, 1]), "k": rng.choice("abc"),
+                                "r": rng.gauss(10, 3)}[model]
+            body = {"prediction_id": pid, "ts": t + rng.uniform(0, 20), "label": label_value}
+            if rng.random() < 0.3:
+                body["model"] = model if odd() > 0.05 else rng.choice("bkr")
+            if odd() < 0.01:
+                body["label"] = "martian"
+            emit("labels", part_of(pid), json.dumps(body).encode(), pid)
+    return out
+
+
+def run(messages: list[Message], sizes: list[int], batch_path: bool,
+        monkeypatch: pytest.MonkeyPatch, max_pending: int) -> tuple[Engine, list[Any]]:
+    engine = Engine(config(max_pending))
+    engine.track({(t, p) for t in ("predictions", "labels") for p in range(3)})
+    share = [0, 0]  # messages, of which one by one
+
+    def counting(engine: Engine, msgs: list[Message]) -> list[int]:
+        slow = split_and_join(engine, msgs)
+        share[0] += len(msgs)
+        share[1] += len(slow)
+        return slow
+
+    with monkeypatch.context() as patch:
+        if batch_path:
+            patch.setattr(engine_module, "split_and_join", counting)
+        else:
+            patch.setattr(engine_module, "split_and_join", lambda _e, msgs: list(range(len(msgs))))
+        rejects: list[Any] = []
+        i = 0
+        k = 0
+        while i < len(messages):
+            size = sizes[k % len(sizes)]
+            k += 1
+            batch = messages[i : i + size]
+            i += size
+            rejects += [
+                (r.reason, r.message.topic, r.message.partition, r.message.offset, r.detail)
+                for r in engine.process(batch)
+            ]
+        summary = engine.summary()
+    return engine, [rejects, summary, share]
+
+
+def same(a: Any, b: Any, where: str = "") -> None:
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            same(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            same(x, y, f"{where}[{i}]")
+    elif isinstance(a, float) and isinstance(b, float):
+        assert a == pytest.approx(b, rel=1e-9, abs=1e-12) or (math.isnan(a) and math.isnan(b)), (
+            where, a, b)
+    else:
+        assert a == b, where
+
+
+@pytest.mark.parametrize(("seed", "sizes", "max_pending", "noise"), [
+    (1, [500], 1_000_000, 1.0),
+    (2, [7, 300, 1], 1_000_000, 1.0),
+    (3, [2000], 150, 1.0),  # the pending cap is reached: evictions one by one
+    (5, [400, 100], 1_000_000, 0.05),  # odd events are rarer: most go in batches
+    (6, [1000], 1_000_000, 0.02),
+])
+def test_batch_path_equals_per_message_path(
+    seed: int, sizes: list[int], max_pending: int, noise: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    messages = stream(seed, 6000, noise)
+    fast_engine, fast = run(messages, sizes, True, monkeypatch, max_pending)
+    slow_engine, slow = run(messages, sizes, False, monkeypatch, max_pending)
+    same(fast[0], slow[0], "rejects")
+    same(fast[1], slow[1], "summary")
+    messages_seen, one_by_one = fast[2]
+    if noise < 0.5:
+        assert one_by_one < 0.5 * messages_seen, (one_by_one, messages_seen)
+    counts = fast[1]["models"]["b"]["counts"]
+    # The stream exercises what it should: joins, rejects of several kinds, evictions.
+    assert counts["matched"] > 500
+    kinds = {r[0] for r in fast[0]}
+    assert kinds >= ({"not_json", "bad_value", "unknown_model", "duplicate"} if noise > 0.5 else
+                     {"duplicate"})
+    assert counts["early_labels_evicted"] + counts["orphan_labels"] + counts["matched"] > 0
+    if max_pending < 1000:
+        assert counts["evicted"] > 0
+    for model in fast_engine.models:
+        assert fast_engine.pending_total[model.index] == slow_engine.pending_total[model.index]
+        assert model.registry.folded == slow_engine.models[model.index].registry.folded
+        assert sorted(model.registry.keys) == sorted(slow_engine.models[model.index].registry.keys)
+
+
+def test_batch_path_takes_the_ordinary_events(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A clean stream goes through the batch path (else the test above proves nothing
+    about it): only labels whose prediction is not waiting go one by one."""
+    messages = stream(4, 4000, noise=0.0)
+    seen: list[tuple[int, int]] = []
+
+    def counting(engine: Engine, msgs: list[Message]) -> list[int]:
+        slow = split_and_join(engine, msgs)
+        seen.append((len(msgs), len(slow)))
+        assert np.all(np.diff(slow) > 0)
+        return slow
+
+    monkeypatch.setattr(engine_module, "split_and_join", counting)
+    engine = Engine(config())
+    for i in range(0, len(messages), 500):
+        engine.process(messages[i : i + 500])
+    total, slow = map(sum, zip(*seen, strict=True))
+    assert slow < 0.05 * total, (slow, total)
