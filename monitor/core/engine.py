@@ -45,7 +45,7 @@ from monitor.core.baseline import build_baseline, probability_row
 from monitor.core.detectors import ErrorDetectors, error_stream
 from monitor.core.fastpath import Chunk, split_and_join
 from monitor.core.join import EarlyLabel, JoinBuffer, Pending
-from monitor.core.layout import Layout
+from monitor.core.layout import Layout, feature_columns
 from monitor.core.metrics import compute_metrics
 from monitor.core.reference import ReferenceProfile, load_profile, profile_from_columns
 from monitor.core.report import LABEL_DELAY_BUCKETS, ModelReport, Report, SliceReport
@@ -270,8 +270,9 @@ class _Batch:
         self.o_slices: list[tuple[int, ...]] = []
         self.o_delay: list[float] = []
 
-    def predictions(self, k: int) -> Chunk | None:
-        """The poll's predictions as one chunk (``k`` slice columns), or None."""
+    def predictions(self, k: int, features: Iterable[str]) -> Chunk | None:
+        """The poll's predictions as one chunk (``k`` slice columns), or None; its
+        ``feats`` are the columns of ``features``."""
         chunks = list(self.chunks_p)
         if self.p_ts:
             chunks.append(
@@ -289,7 +290,13 @@ class _Batch:
             chunks[-1].part = np.asarray(self.p_part, dtype=np.int64)
         if not chunks:
             return None
+        names = list(features)
+        columns = [
+            c.feats if isinstance(c.feats, dict) else feature_columns(c.feats or [], names)
+            for c in chunks
+        ]
         if len(chunks) == 1:
+            chunks[0].feats = columns[0]
             return chunks[0]
         out = Chunk(
             np.concatenate([c.idx for c in chunks]),
@@ -298,7 +305,7 @@ class _Batch:
             np.concatenate([c.pred for c in chunks]),
             np.concatenate([c.score for c in chunks]),
             np.concatenate([c.slices for c in chunks]),
-            feats=[f for c in chunks for f in (c.feats or ())],
+            feats={n: [v for c in columns for v in c[n]] for n in names},
             prob=[p for c in chunks for p in (c.prob or ())] or None,
         )
         out.part = np.concatenate([c.part for c in chunks])
@@ -799,7 +806,7 @@ class Engine:
             state.windows[model.index].grow(rows)
         layout = model.layout
         k = 2 + len(model.registry.segments)
-        preds = batch.predictions(k)
+        preds = batch.predictions(k, layout.features)
         if preds is not None:
             probs = np.asarray(preds.prob) if preds.prob else None
             cols, vals = layout.prediction_terms(preds.pred, preds.score, probs)
@@ -807,7 +814,8 @@ class Engine:
                 use = None
                 if model.profile_pane is not None:
                     use = np.floor(preds.ts / self.pane) > model.profile_pane
-                f_cols, f_vals = layout.feature_terms(preds.feats or [], use)
+                columns = preds.feats if isinstance(preds.feats, dict) else None
+                f_cols, f_vals = layout.feature_terms(None, use, columns=columns)
                 cols, vals = np.hstack([cols, f_cols]), np.hstack([vals, f_vals])
             self._scatter(model, preds.part, preds.ts, preds.slices, cols, vals)
         pairs = batch.outcomes(k)

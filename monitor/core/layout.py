@@ -35,7 +35,7 @@ categorical one).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
@@ -197,9 +197,11 @@ class Layout:
 
     def feature_terms(
         self,
-        raw: Sequence[Mapping[str, Any] | None],
+        raw: Sequence[Mapping[str, Any] | None] | None,
         use: npt.NDArray[np.bool_] | None = None,
         profile_only: bool = False,
+        *,
+        columns: Mapping[str, Sequence[Any]] | None = None,
     ) -> tuple[I64, F64]:
         """Columns and values that predictions' feature objects add, ``(events, terms)``.
 
@@ -212,24 +214,26 @@ class Layout:
         out-of-range, PCA) to some events: a warmup profile is built from the first panes,
         whose events it does not histogram. ``profile_only`` leaves out what does not
         depend on the profile, for events already added without one: their ``problem_n``
-        term then counts only the problems the profile adds.
+        term then counts only the problems the profile adds. ``columns`` (each feature's
+        values over the events, see :func:`feature_columns`) may stand in for ``raw``.
 
         >>> lay = Layout("regression", features={"x": "numeric"})
         >>> cols, vals = lay.feature_terms([{"x": 1.0}, {"x": "a"}, None])
         >>> [lay.fields_at(c) for c in cols[:, 0]], vals[:, 0].tolist()
         (['missing:x', 'mismatch:x', 'missing:x'], [0.0, 1.0, 1.0])
         """
-        e = len(raw)
+        if columns is None:
+            columns = feature_columns(raw or [], self.features)
+        e = len(raw) if raw is not None else len(next(iter(columns.values()), ()))
         cols: list[I64] = []
         vals: list[F64] = []
         problem = np.zeros(e, dtype=bool)
         seen_problem = np.zeros(e, dtype=bool)  # without the profile
         if use is None:
             use = np.ones(e, dtype=bool)
-        empty: Mapping[str, Any] = {}
         numbers: dict[str, F64] = {}
         for name, kind in self.features.items():
-            values = [(f or empty).get(name) for f in raw]
+            values = columns[name]
             if kind == "numeric":
                 bad, x = _numeric_column(values)
                 nonfinite = (bad == 0) & ~np.isfinite(x)
@@ -363,7 +367,15 @@ _NUMBER = (int, float)
 _NUMBER_TYPES = frozenset(_NUMBER)
 
 
-def _numeric_column(values: list[Any]) -> tuple[npt.NDArray[np.int8], F64]:
+def feature_columns(
+    raw: Sequence[Mapping[str, Any] | None], names: Iterable[str]
+) -> dict[str, list[Any]]:
+    """Each named feature's values over events' ``features`` objects (None: absent)."""
+    empty: Mapping[str, Any] = {}
+    return {name: [(f or empty).get(name) for f in raw] for name in names}
+
+
+def _numeric_column(values: Sequence[Any]) -> tuple[npt.NDArray[np.int8], F64]:
     """Codes (0 number, 1 missing, 2 mismatch: bool, string, ...) and the numbers (NaN else)."""
     n = len(values)
     if set(map(type, values)) <= _NUMBER_TYPES:  # the usual case: all numbers, one C pass
@@ -373,7 +385,7 @@ def _numeric_column(values: list[Any]) -> tuple[npt.NDArray[np.int8], F64]:
     return code, x
 
 
-def _categorical_column(values: list[Any]) -> tuple[npt.NDArray[np.int8], npt.NDArray[Any]]:
+def _categorical_column(values: Sequence[Any]) -> tuple[npt.NDArray[np.int8], npt.NDArray[Any]]:
     """Codes (0 value, 1 missing, 2 mismatch: a float) and canonical strings ("" else)."""
     n = len(values)
     code = np.fromiter((_CATEGORICAL_KIND.get(v.__class__, 2) for v in values), np.int8, n)

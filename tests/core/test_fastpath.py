@@ -95,6 +95,12 @@ def stream(seed: int, n: int, noise: float = 1.0) -> list[Message]:
                     "y": rng.choice([rng.random(), None, "oops"]) if noise else rng.random(),
                     "c": rng.choice(["u", "v", "w", 3]),
                 }
+                if rng.random() < 0.03:  # one the config does not name: decoded as a dict
+                    body["features"]["extra"] = rng.choice([1.5, "s", None])
+                if odd() < 0.005:
+                    body["features"]["x"] = [1]  # not a scalar: rejected
+                if rng.random() < 0.02:
+                    body["features"] = None
                 body["segment"] = {"region": rng.choice("abcdefg" if noise else "abc")}
                 body["model_version"] = rng.choice(["v1", "v1", "v2"])
             elif model == "k":
