@@ -144,15 +144,16 @@ def run_ops(seed: int, steps: int) -> None:
             mapping = np.array(rng.sample(range(10, 30), 6), dtype=np.int64)
             table.remap_slices(mapping)
             for pid, e in model.d.items():
-                slices = tuple(int(mapping[s]) if s >= 0 else -1 for s in e.slices)
-                model.d[pid] = e._replace(slices=slices)
+                moved = tuple(int(mapping[s]) if s >= 0 else -1 for s in e.slices)
+                model.d[pid] = e._replace(slices=moved)
+            _same(table, model)
             # Keep the ids small for the next operations.
             back = np.full(30, -1, dtype=np.int64)
             back[mapping] = np.arange(6)
             table.remap_slices(back)
             for pid, e in model.d.items():
-                slices = tuple(int(back[s]) if s >= 0 else -1 for s in e.slices)
-                model.d[pid] = e._replace(slices=slices)
+                moved = tuple(int(back[s]) if s >= 0 else -1 for s in e.slices)
+                model.d[pid] = e._replace(slices=moved)
         else:  # a checkpoint and a restart, or the engine's deep copy
             table = pickle.loads(pickle.dumps(table)) if op < 0.97 else copy.deepcopy(table)
         _same(table, model)
