@@ -8,6 +8,7 @@ eviction at a cap; every exit is counted by the caller, none is silent.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from itertools import islice, takewhile
 from typing import Any, NamedTuple
@@ -88,11 +89,23 @@ class PendingTable:
 
     def _entry(self, row: int) -> Pending:
         return Pending(
-            float(self._ts[row]),
-            float(self._pred[row]),
-            float(self._score[row]),
+            self._ts.item(row),
+            self._pred.item(row),
+            self._score.item(row),
             tuple(self._slices[row].tolist()),
         )
+
+    def footprint(self) -> dict[str, int]:
+        """Bytes held, by part (``sys.getsizeof``, before the allocator's rounding; numpy
+        capacity not yet written is mostly not resident): for memory accounting."""
+        row = 24 + 4 * max(self._k, 0)
+        return {
+            "dict": sys.getsizeof(self._rows),
+            "id strings": sum(map(sys.getsizeof, self._rows)),
+            "row ints": sum(sys.getsizeof(r) for r in self._rows.values() if r > 256),
+            "columns (rows used)": self._used * row,
+            "columns (capacity)": self._ts.shape[0] * row,
+        }
 
     def get(self, pid: str) -> Pending | None:
         """The pending prediction of ``pid``, or None."""
