@@ -8,6 +8,7 @@ import copy
 import json
 import pickle
 import random
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -273,3 +274,62 @@ def test_old_checkpoint_with_pending_dicts_loads(tmp_path: Path) -> None:
     assert loaded.process(labels) == []
     assert len(again) == 0 and loaded.pending_total == [0]
     assert loaded.report().models["m"].counts["matched"] == 6
+
+
+def test_ids_with_the_same_crc32_are_told_apart() -> None:
+    """The index keys rows by the CRC-32 of the id; two ids with the same CRC-32 (so the
+    same home slot) are still two entries: a match needs the same bytes."""
+    a, b = "id-29685295", "id-32060020"
+    assert zlib.crc32(a.encode()) == zlib.crc32(b.encode())
+    table = PendingTable()
+    table[a] = Pending(1.0, 0.0, 0.1, (0, 1))
+    assert b not in table and table.get(b) is None
+    table[b] = Pending(2.0, 1.0, 0.2, (0, 2))
+    assert table.get(a) == Pending(1.0, 0.0, 0.1, (0, 1))
+    assert table.get(b) == Pending(2.0, 1.0, 0.2, (0, 2))
+    found, ts, *_ = table.pop_many([b, "id-0", b])
+    assert found.tolist() == [True, False, False] and ts[0] == 2.0
+    assert list(table) == [a]
+    found, *_ = table.pop_many([b])
+    assert not found.any() and list(table) == [a]
+
+
+def test_any_string_is_an_id() -> None:
+    """Ids are kept as UTF-8 bytes: non-ASCII, empty, NUL and lone surrogates (which
+    a JSON decoder can produce) come back equal."""
+    ids = ["", "é", "日本語", "a\x00b", "\ud800", "x" * 300, "a", "a\x00"]
+    table = PendingTable()
+    for i, pid in enumerate(ids):
+        table[pid] = Pending(float(i), 0.0, 0.0, (i, -1))
+    back = pickle.loads(pickle.dumps(table))
+    for t in (table, back):
+        assert list(t) == ids
+        assert all(t.get(pid) == Pending(float(i), 0.0, 0.0, (i, -1))
+                   for i, pid in enumerate(ids))
+    assert back.pop("\ud800").ts == 4.0 and "\ud800" not in back and "a\x00" in back
+
+
+def test_many_rows_through_the_batch_path() -> None:
+    """Tens of thousands of rows: index growth, long probe runs, compaction and pickling
+    at sizes the random walk does not reach, against a dict."""
+    rng = np.random.default_rng(7)
+    table, model = PendingTable(), Model()
+    n = 60_000
+    ids = [f"{v:x}" for v in rng.permutation(10 * n)[:n]]
+    ts = rng.uniform(0, 1000, n)
+    slices = rng.integers(-1, 50, (n, 3))
+    for at in range(0, n, 7_000):
+        chunk = slice(at, at + 7_000)
+        table.add_many(ids[chunk], ts[chunk], ts[chunk] * 2, ts[chunk] / 3, slices[chunk])
+        model.d.update((pid, Pending(float(t), float(t) * 2, float(t) / 3,
+                                     tuple(s.tolist())))
+                       for pid, t, s in zip(ids[chunk], ts[chunk], slices[chunk], strict=True))
+    asked = [ids[i] for i in rng.integers(0, n, 40_000)] + ["nope", "", "zz"]
+    found, got_ts, _, _, got_slices = table.pop_many(asked)
+    want = model.pop_many(asked)
+    assert found.tolist() == [w is not None for w in want]
+    assert all(w is None or (w.ts == t and w.slices == tuple(s.tolist()))
+               for w, t, s in zip(want, got_ts, got_slices, strict=True))
+    table = pickle.loads(pickle.dumps(table, pickle.HIGHEST_PROTOCOL))
+    assert table.expire(500.0) == model.expire(500.0)
+    _same(table, model)
