@@ -67,6 +67,7 @@ class PendingTable:
         "_hv",
         "_k",
         "_live",
+        "_memo",
         "_pred",
         "_pv",
         "_score",
@@ -100,6 +101,8 @@ class PendingTable:
         self._hv: Any
         self._ev: Any
         self._sv: Any
+        #: (pid, row, slot) of the last lookup: see :meth:`_locate`
+        self._memo: tuple[str, int, int] | None = None
         self._columns(0)
         self._reindex(0)
 
@@ -122,16 +125,14 @@ class PendingTable:
     def __contains__(self, pid: object) -> bool:
         if not isinstance(pid, str):
             return False
-        key = _utf8(pid)
-        return self._find(key, zlib.crc32(key))[0] >= 0
+        return self._locate(pid)[0] >= 0
 
     def __iter__(self) -> Iterator[str]:
         return (pid for pid, _ in self._live_ids())
 
     def get(self, pid: str) -> Pending | None:
         """The pending prediction of ``pid``, or None."""
-        key = _utf8(pid)
-        row = self._find(key, zlib.crc32(key))[0]
+        row = self._locate(pid)[0]
         return None if row < 0 else self._entry(row)
 
     def __getitem__(self, pid: str) -> Pending:
@@ -145,18 +146,18 @@ class PendingTable:
         place, keeping its place, as in a dict)."""
         if math.isnan(pending.ts):
             raise ValueError("a pending prediction needs an event time (NaN given)")
-        key = _utf8(pid)
-        crc = zlib.crc32(key)
         slices = pending.slices
         used = self._used
         if len(slices) != self._k or used >= len(self._tv) or 5 * used >= 3 * len(self._sv):
             self._reserve(1, len(slices))
-        row, slot = self._find(key, crc)
+        row, slot = self._locate(pid)
+        self._memo = None
         if row < 0:
             row = used
+            key = _utf8(pid)
             self._blob += key
             self._ev[row] = len(self._blob)
-            self._hv[row] = crc
+            self._hv[row] = zlib.crc32(key)
             self._sv[slot] = row
             self._used = used + 1
             self._live += 1
@@ -168,8 +169,7 @@ class PendingTable:
 
     def pop(self, pid: str) -> Pending:
         """Remove ``pid`` and return its pending prediction; KeyError if absent."""
-        key = _utf8(pid)
-        row = self._find(key, zlib.crc32(key))[0]
+        row = self._locate(pid)[0]
         if row < 0:
             raise KeyError(pid)
         out = self._entry(row)
@@ -177,7 +177,10 @@ class PendingTable:
         return out
 
     def __delitem__(self, pid: str) -> None:
-        self.pop(pid)
+        row = self._locate(pid)[0]
+        if row < 0:
+            raise KeyError(pid)
+        self._kill(row)
 
     def items(self) -> Iterator[tuple[str, Pending]]:
         """``(prediction_id, Pending)`` in arrival order (do not modify the table meanwhile)."""
@@ -249,6 +252,7 @@ class PendingTable:
         self._blob += b"".join(keys)
         self._used = end
         self._live += n
+        self._memo = None
         self._place(np.arange(at, end))
 
     def pop_many(self, pids: list[str]) -> tuple[BoolArray, F64, F64, F64, I64]:
@@ -341,6 +345,20 @@ class PendingTable:
     def _position(self, crcs: npt.NDArray[np.uint32]) -> I64:
         mixed = (crcs.astype(np.uint64) * _GOLDEN) & 0xFFFFFFFF
         return (mixed >> self._shift).astype(np.int64)
+
+    def _locate(self, pid: str) -> tuple[int, int]:
+        """:meth:`_find` for ``pid``, remembered for the next call with the same string:
+        the engine asks ``in``/``get`` then sets or deletes the same id. The memo is
+        dropped by every insert and index rebuild; a remembered row must still be live."""
+        memo = self._memo
+        if memo is not None and memo[0] is pid:
+            row = memo[1]
+            if row < 0 or self._tv[row] == self._tv[row]:
+                return row, memo[2]
+        key = _utf8(pid)
+        row, slot = self._find(key, zlib.crc32(key))
+        self._memo = (pid, row, slot)
+        return row, slot
 
     def _find(self, key: bytes, crc: int) -> tuple[int, int]:
         """``(row, slot)`` of the live id ``key``, or ``(-1, slot where it would go)``."""
@@ -458,6 +476,7 @@ class PendingTable:
         bits = max(4, (2 * max(capacity, 1) - 1).bit_length())
         self._shift = 32 - bits
         self._slots = np.full(1 << bits, -1, dtype=np.int32)
+        self._memo = None
         self._sv = memoryview(self._slots)  # type: ignore[arg-type]
         if not self._live:
             return

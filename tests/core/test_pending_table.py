@@ -82,6 +82,8 @@ def run_ops(seed: int, steps: int) -> None:
             pid = f"p{fresh}"
             fresh += 1
             entry = _pending(rng)
+            if rng.random() < 0.5:  # as the engine does: a duplicate check first
+                assert pid not in table
             table[pid] = entry
             model.d[pid] = entry
         elif op < 0.40:  # a batch of new ones
@@ -333,3 +335,22 @@ def test_many_rows_through_the_batch_path() -> None:
     table = pickle.loads(pickle.dumps(table, pickle.HIGHEST_PROTOCOL))
     assert table.expire(500.0) == model.expire(500.0)
     _same(table, model)
+
+
+def test_a_lookup_remembered_across_compaction_is_not_reused() -> None:
+    """``in`` remembers the row of the id it found; rows renumbered by a compaction in
+    between must not be taken for it."""
+    table = PendingTable()
+    ids = [f"a{i}" for i in range(10)]
+    for i, pid in enumerate(ids):
+        table[pid] = Pending(float(i), float(i), 0.0, (i, -1))
+    last = ids[9]
+    assert last in table
+    table.pop_many(ids[:8])  # compacts: a8 and a9 are rows 0 and 1 now
+    assert table.pop(last) == Pending(9.0, 9.0, 0.0, (9, -1))
+    assert list(table) == ["a8"]
+    assert "gone" not in table  # a remembered miss, then an insert elsewhere
+    table["other"] = Pending(1.0, 1.0, 1.0, (0, 0))
+    table["gone"] = Pending(2.0, 2.0, 2.0, (0, 0))
+    assert list(table) == ["a8", "other", "gone"]
+    assert table.get("other") == Pending(1.0, 1.0, 1.0, (0, 0))
