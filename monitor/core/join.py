@@ -295,16 +295,17 @@ class PendingTable:
         used[valid] = table[used[valid]]
 
     def footprint(self) -> dict[str, int]:
-        """Bytes held, by part (numpy capacity not yet written is mostly not resident):
-        for memory accounting."""
-        row = 24 + 4 * max(self._k, 0)
-        capacity = self._ts.shape[0]
+        """Bytes held, by part, for memory accounting. The last part, column capacity
+        allocated for rows not yet written, is mostly not resident."""
+        used, k = self._used, max(self._k, 0)
         return {
-            "id bytes": len(self._blob),
-            "id end offsets and CRC-32 (rows used)": 12 * self._used,
-            "index slots": self._slots.nbytes,
-            "value columns (rows used)": row * self._used,
-            "all columns (capacity)": (row + 12) * capacity,
+            "id bytes (UTF-8)": len(self._blob),
+            "id end offsets (int64)": 8 * used,
+            "id CRC-32 (uint32)": 4 * used,
+            "index slots (int32)": self._slots.nbytes,
+            "ts, pred, score (3 x float64)": 24 * used,
+            f"slice ids ({k} x int32)": 4 * k * used,
+            "spare column capacity (not written)": (self._ts.shape[0] - used) * (36 + 4 * k),
         }
 
     # ------------------------------------------------------------------ internals
