@@ -541,11 +541,7 @@ class Engine:
             rows = len(model.registry.keys)
             if not np.array_equal(mapping, np.arange(len(keys))) or state.windows[m].rows < rows:
                 state.windows[m].remap(mapping, max(rows, state.windows[m].rows))
-                table = state.join.pending[m]
-                for pid, pend in table.items():
-                    table[pid] = pend._replace(
-                        slices=tuple(int(mapping[i]) if i >= 0 else -1 for i in pend.slices)
-                    )
+                state.join.pending[m].remap_slices(mapping)
             for other in self.partitions.values():
                 other.windows[m].grow(rows)
             self.pending_total[m] += len(state.join.pending[m])
@@ -710,7 +706,7 @@ class Engine:
             # The cap holds across partitions: evict here if this partition has any waiting,
             # else from the first partition that has.
             victim = state if table else self._holder(lambda s: bool(s.join.pending[m]))
-            JoinBuffer.evict_oldest(victim.join.pending[m])
+            victim.join.pending[m].evict_oldest()
             self.pending_total[m] -= 1
             victim.counts[m][EVICTED] += 1
         table[pid] = Pending(ts, pred, score, slices)
@@ -968,10 +964,10 @@ class Engine:
             for model in self.models:
                 m = model.index
                 before = now - model.config.label_ttl
-                gone = JoinBuffer.expire(join.pending[m], before)
+                gone = join.pending[m].expire(before)
                 if gone:
-                    state.counts[m][EXPIRED] += len(gone)
-                    self.pending_total[m] -= len(gone)
+                    state.counts[m][EXPIRED] += gone
+                    self.pending_total[m] -= gone
                 JoinBuffer.expire(join.matched[m], before)
             ttl = max(m.config.label_ttl for m in self.models)
             for label in JoinBuffer.expire(join.early, now - ttl):

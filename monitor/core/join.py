@@ -8,9 +8,20 @@ eviction at a cap; every exit is counted by the caller, none is silent.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+import math
+import zlib
+from collections.abc import Iterator
+from typing import Any, Final, NamedTuple
 
-__all__ = ["EarlyLabel", "JoinBuffer", "Pending"]
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["EarlyLabel", "JoinBuffer", "Pending", "PendingTable"]
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+I32 = npt.NDArray[np.int32]
+BoolArray = npt.NDArray[np.bool_]
 
 
 class Pending(NamedTuple):
@@ -20,6 +31,576 @@ class Pending(NamedTuple):
     pred: float
     score: float
     slices: tuple[int, ...]
+
+
+class PendingTable:
+    """The predictions of one model in one partition that wait for their labels, with no
+    Python object per prediction.
+
+    Rows are appended in arrival order to numpy columns (event time, prediction, score:
+    float64, they feed exact metrics; slice ids: int32, ``k`` per row, fixed at the first
+    insert; the CRC-32 of the id's UTF-8 bytes; the end offset of the id in one byte
+    buffer of all ids). An open-addressing index (linear probing, int32 row numbers in a
+    power-of-two table kept at most 60 % full) finds the row of an id: a candidate row
+    matches only when its hash and then its bytes equal the id's, so lookups are exact. A
+    row leaves by having its event time set to NaN (a dead row; its slot is reused by a
+    later insert); when dead rows are more than half of the rows used, the live ones are
+    compacted to the front in arrival order and the index rebuilt. It pickles as the live
+    rows alone: the ids' bytes in arrival order and one array per column.
+
+    >>> table = PendingTable()
+    >>> table["a"] = Pending(10.0, 1.0, 0.9, (0, -1))
+    >>> table["b"] = Pending(20.0, 0.0, 0.2, (0, 3))
+    >>> table.pop("a")
+    Pending(ts=10.0, pred=1.0, score=0.9, slices=(0, -1))
+    >>> table.expire(25.0), len(table)
+    (1, 0)
+    """
+
+    __slots__ = (
+        "_blob",
+        "_cv",
+        "_ends",
+        "_ev",
+        "_hash",
+        "_head",
+        "_hv",
+        "_k",
+        "_live",
+        "_memo",
+        "_pred",
+        "_pv",
+        "_score",
+        "_shift",
+        "_slices",
+        "_slots",
+        "_sv",
+        "_ts",
+        "_tv",
+        "_used",
+    )
+
+    def __init__(self) -> None:
+        self._k = -1  # slice ids per row; -1 until the first insert
+        self._used = 0  # rows written (live and dead)
+        self._live = 0
+        self._head = 0  # every row before it is dead
+        self._blob = bytearray()  # the ids' UTF-8 bytes, row after row
+        self._ts: F64
+        self._pred: F64
+        self._score: F64
+        self._hash: npt.NDArray[np.uint32]  # CRC-32 of the id's bytes
+        self._ends: I64  # end offset of the id's bytes in _blob
+        self._slices: I32
+        self._slots: I32  # the index: row numbers, -1 for an empty slot
+        self._shift = 28  # slot of a hash: top bits of (crc * _GOLDEN) mod 2**32
+        # memoryviews of the columns and the index, for scalar access
+        self._tv: Any
+        self._pv: Any
+        self._cv: Any
+        self._hv: Any
+        self._ev: Any
+        self._sv: Any
+        #: (pid, row, slot) of the last lookup: see :meth:`_locate`
+        self._memo: tuple[str, int, int] | None = None
+        self._columns(0)
+        self._reindex(0)
+
+    # ------------------------------------------------------------------ dict-like
+    def __len__(self) -> int:
+        return self._live
+
+    def __bool__(self) -> bool:
+        return self._live > 0
+
+    @property
+    def k(self) -> int:
+        """Slice ids per row (fixed at the first insert; -1 before it, when :meth:`pop_many`
+        returns slices of shape ``(n, 0)``)."""
+        return self._k
+
+    def __repr__(self) -> str:
+        return f"PendingTable({self._live} pending, {self._used} rows used)"
+
+    def __contains__(self, pid: object) -> bool:
+        if not isinstance(pid, str):
+            return False
+        return self._locate(pid)[0] >= 0
+
+    def __iter__(self) -> Iterator[str]:
+        return (pid for pid, _ in self._live_ids())
+
+    def get(self, pid: str) -> Pending | None:
+        """The pending prediction of ``pid``, or None."""
+        row = self._locate(pid)[0]
+        return None if row < 0 else self._entry(row)
+
+    def __getitem__(self, pid: str) -> Pending:
+        found = self.get(pid)
+        if found is None:
+            raise KeyError(pid)
+        return found
+
+    def __setitem__(self, pid: str, pending: Pending) -> None:
+        """Add ``pid`` at the end of the arrival order (a known ``pid`` is overwritten in
+        place, keeping its place, as in a dict)."""
+        if math.isnan(pending.ts):
+            raise ValueError("a pending prediction needs an event time (NaN given)")
+        slices = pending.slices
+        used = self._used
+        if len(slices) != self._k or used >= len(self._tv) or 5 * used >= 3 * len(self._sv):
+            self._reserve(1, len(slices))
+        row, slot = self._locate(pid)
+        self._memo = None
+        if row < 0:
+            row = used
+            key = _utf8(pid)
+            self._blob += key
+            self._ev[row] = len(self._blob)
+            self._hv[row] = zlib.crc32(key)
+            self._sv[slot] = row
+            self._used = used + 1
+            self._live += 1
+        self._tv[row] = pending.ts
+        self._pv[row] = pending.pred
+        self._cv[row] = pending.score
+        if slices:
+            self._slices[row] = slices
+
+    def pop(self, pid: str) -> Pending:
+        """Remove ``pid`` and return its pending prediction; KeyError if absent."""
+        row = self._locate(pid)[0]
+        if row < 0:
+            raise KeyError(pid)
+        out = self._entry(row)
+        self._kill(row)
+        return out
+
+    def __delitem__(self, pid: str) -> None:
+        row = self._locate(pid)[0]
+        if row < 0:
+            raise KeyError(pid)
+        self._kill(row)
+
+    def items(self) -> Iterator[tuple[str, Pending]]:
+        """``(prediction_id, Pending)`` in arrival order (do not modify the table meanwhile)."""
+        for pid, row in self._live_ids():
+            yield pid, self._entry(row)
+
+    def evict_oldest(self) -> Pending:
+        """Remove and return the prediction that arrived first; KeyError if empty."""
+        if not self._live:
+            raise KeyError("evict_oldest from an empty PendingTable")
+        row = self._front()
+        out = self._entry(row)
+        self._kill(row)
+        return out
+
+    def expire(self, before: float) -> int:
+        """Remove from the front, in arrival order, the predictions with event time <
+        ``before``, stopping at the first one at or after it; return how many left."""
+        if not self._live:
+            return 0
+        start = at = self._front()
+        stop = self._used
+        chunk = 1024
+        while at < self._used:  # the first live row at or after ``before`` (dead: NaN)
+            end = min(at + chunk, self._used)
+            hits = np.flatnonzero(self._ts[at:end] >= before)
+            if hits.size:
+                stop = at + int(hits[0])
+                break
+            at = end
+            chunk *= 4
+        span = self._ts[start:stop]
+        gone = int(span.size - np.count_nonzero(np.isnan(span)))
+        span[:] = np.nan
+        self._live -= gone
+        self._head = stop
+        self._maybe_compact()
+        return gone
+
+    # ------------------------------------------------------------------ batches
+    def add_many(self, pids: list[str], ts: F64, pred: F64, score: F64, slices: I64) -> None:
+        """Append ``pids`` (new and distinct: checked, ValueError otherwise) in order, with
+        their columns; ``slices`` has shape ``(len(pids), k)``."""
+        n = len(pids)
+        if n == 0:
+            return
+        slices = np.asarray(slices)
+        if slices.ndim != 2 or slices.shape[0] != n:
+            raise ValueError(f"slices of shape {slices.shape}, expected ({n}, k)")
+        ts = np.asarray(ts, dtype=np.float64)
+        if np.isnan(ts).any():
+            raise ValueError("a pending prediction needs an event time (NaN given)")
+        keys = [_utf8(pid) for pid in pids]
+        if len(set(keys)) != n:
+            raise ValueError("add_many: an id is repeated in the batch")
+        crcs = np.fromiter(map(zlib.crc32, keys), dtype=np.uint32, count=n)
+        if self._live and (self._lookup(keys, crcs) >= 0).any():
+            raise ValueError("add_many: an id is pending already")
+        self._reserve(n, slices.shape[1])
+        at = self._used
+        end = at + n
+        self._ts[at:end] = ts
+        self._pred[at:end] = pred
+        self._score[at:end] = score
+        self._slices[at:end] = slices
+        self._hash[at:end] = crcs
+        lengths = np.fromiter(map(len, keys), dtype=np.int64, count=n)
+        self._ends[at:end] = len(self._blob) + np.cumsum(lengths)
+        self._blob += b"".join(keys)
+        self._used = end
+        self._live += n
+        self._memo = None
+        self._place(np.arange(at, end))
+
+    def pop_many(self, pids: list[str]) -> tuple[BoolArray, F64, F64, F64, I64]:
+        """Remove the pending predictions of ``pids``; return ``(found, ts, pred, score,
+        slices)`` aligned with ``pids`` (NaN and -1 where not found; an id listed twice is
+        found at its first occurrence only)."""
+        n = len(pids)
+        k = max(self._k, 0)
+        ts = np.full(n, np.nan)
+        pred = np.full(n, np.nan)
+        score = np.full(n, np.nan)
+        slices = np.full((n, k), -1, dtype=np.int64)
+        if not self._live or n == 0:
+            return np.zeros(n, dtype=np.bool_), ts, pred, score, slices
+        keys = [_utf8(pid) for pid in pids]
+        crcs = np.fromiter(map(zlib.crc32, keys), dtype=np.uint32, count=n)
+        rows = self._lookup(keys, crcs)
+        at = np.flatnonzero(rows >= 0)
+        _, first = np.unique(rows[at], return_index=True)  # a repeated id: its first only
+        found = np.zeros(n, dtype=np.bool_)
+        found[at[first]] = True
+        if at.size:
+            hit = rows[found]
+            ts[found] = self._ts[hit]
+            pred[found] = self._pred[hit]
+            score[found] = self._score[hit]
+            slices[found] = self._slices[hit]
+            self._ts[hit] = np.nan
+            self._live -= hit.size
+            self._maybe_compact()
+        return found, ts, pred, score, slices
+
+    def remap_slices(self, mapping: I64) -> None:
+        """Renumber slice ids: each id ``i >= 0`` becomes ``mapping[i]`` (-1 stays -1)."""
+        if self._used == 0 or self._k <= 0:
+            return
+        used = self._slices[: self._used]
+        table = np.asarray(mapping, dtype=np.int64)
+        valid = used >= 0
+        used[valid] = table[used[valid]]
+
+    def footprint(self) -> dict[str, int]:
+        """Bytes held, by part, for memory accounting. The last part, column capacity
+        allocated for rows not yet written, is mostly not resident."""
+        used, k = self._used, max(self._k, 0)
+        return {
+            "id bytes (UTF-8)": len(self._blob),
+            "id end offsets (int64)": 8 * used,
+            "id CRC-32 (uint32)": 4 * used,
+            "index slots (int32)": self._slots.nbytes,
+            "ts, pred, score (3 x float64)": 24 * used,
+            f"slice ids ({k} x int32)": 4 * k * used,
+            "spare column capacity (not written)": (self._ts.shape[0] - used) * (36 + 4 * k),
+        }
+
+    # ------------------------------------------------------------------ internals
+    def _entry(self, row: int) -> Pending:
+        slices = tuple(self._slices[row].tolist())
+        return Pending(self._tv[row], self._pv[row], self._cv[row], slices)
+
+    def _kill(self, row: int) -> None:
+        self._tv[row] = math.nan
+        self._live -= 1
+        if 2 * self._live < self._used:  # dead rows more than half: compact
+            self._maybe_compact()
+
+    def _front(self) -> int:
+        """The first live row (the table is not empty); moves ``_head`` up to it."""
+        at = self._head
+        chunk = 64
+        while True:
+            end = min(at + chunk, self._used)
+            alive = np.flatnonzero(~np.isnan(self._ts[at:end]))
+            if alive.size:
+                self._head = at + int(alive[0])
+                return self._head
+            at = end
+            chunk *= 4
+
+    def _start(self, row: int) -> int:
+        return int(self._ev[row - 1]) if row else 0
+
+    def _live_ids(self) -> Iterator[tuple[str, int]]:
+        rows = np.flatnonzero(~np.isnan(self._ts[: self._used]))
+        ends = self._ends[rows]
+        starts = np.where(rows > 0, self._ends[rows - 1], 0)
+        blob = self._blob
+        for row, start, end in zip(rows.tolist(), starts.tolist(), ends.tolist(), strict=True):
+            yield blob[start:end].decode("utf-8", "surrogatepass"), row
+
+    def _position(self, crcs: npt.NDArray[np.uint32]) -> I64:
+        mixed = (crcs.astype(np.uint64) * _GOLDEN) & 0xFFFFFFFF
+        return (mixed >> self._shift).astype(np.int64)
+
+    def _locate(self, pid: str) -> tuple[int, int]:
+        """:meth:`_find` for ``pid``, remembered for the next call with the same string:
+        the engine asks ``in``/``get`` then sets or deletes the same id. The memo is
+        dropped by every insert and index rebuild; a remembered row must still be live."""
+        memo = self._memo
+        if memo is not None and memo[0] is pid:
+            row = memo[1]
+            if row < 0 or self._tv[row] == self._tv[row]:
+                return row, memo[2]
+        key = _utf8(pid)
+        row, slot = self._find(key, zlib.crc32(key))
+        self._memo = (pid, row, slot)
+        return row, slot
+
+    def _find(self, key: bytes, crc: int) -> tuple[int, int]:
+        """``(row, slot)`` of the live id ``key``, or ``(-1, slot where it would go)``."""
+        sv, tv, hv, ev = self._sv, self._tv, self._hv, self._ev
+        mask = len(sv) - 1
+        pos = ((crc * _GOLDEN) & 0xFFFFFFFF) >> self._shift
+        free = -1
+        blob = self._blob
+        size = len(key)
+        while True:
+            row = sv[pos]
+            if row < 0:
+                return -1, (pos if free < 0 else free)
+            ts = tv[row]
+            if ts != ts:  # a dead row: its slot can take a new one
+                if free < 0:
+                    free = pos
+            elif hv[row] == crc:
+                end = ev[row]
+                start = ev[row - 1] if row else 0
+                if end - start == size and blob[start:end] == key:
+                    return row, pos
+            pos = (pos + 1) & mask
+
+    def _lookup(self, keys: list[bytes], crcs: npt.NDArray[np.uint32]) -> I64:
+        """Rows of the live ids ``keys`` (-1 where absent), probing all of them at once."""
+        n = len(keys)
+        rows = np.full(n, -1, dtype=np.int64)
+        slots = self._slots
+        mask = slots.size - 1
+        pos = self._position(crcs)
+        todo = np.arange(n)
+        blob = self._blob
+        while todo.size:
+            here = slots[pos[todo]].astype(np.int64)
+            done = here < 0
+            cand = np.flatnonzero(~done)
+            seen = here[cand]
+            same = (self._hash[seen] == crcs[todo[cand]]) & ~np.isnan(self._ts[seen])
+            cand = cand[same]
+            if cand.size:
+                seen = here[cand]
+                ends = self._ends[seen]
+                starts = np.where(seen > 0, self._ends[seen - 1], 0)
+                equal = np.fromiter(
+                    (
+                        blob[s:e] == keys[i]
+                        for s, e, i in zip(
+                            starts.tolist(), ends.tolist(), todo[cand].tolist(), strict=True
+                        )
+                    ),
+                    dtype=np.bool_,
+                    count=cand.size,
+                )
+                hit = cand[equal]
+                rows[todo[hit]] = here[hit]
+                done[hit] = True
+            todo = todo[~done]
+            pos[todo] = (pos[todo] + 1) & mask
+        return rows
+
+    def _place(self, rows: I64) -> None:
+        """Put ``rows`` (live, not in the index) into the index, all at once."""
+        slots = self._slots
+        mask = slots.size - 1
+        pos = self._position(self._hash[rows])
+        todo = np.arange(rows.size)
+        placed = np.zeros(rows.size, dtype=np.bool_)
+        while todo.size:
+            p = pos[todo]
+            here = slots[p].astype(np.int64)
+            free = here < 0
+            taken = np.flatnonzero(~free)
+            free[taken] = np.isnan(self._ts[here[taken]])  # a dead row's slot is free
+            cand = todo[free]
+            slot, first = np.unique(p[free], return_index=True)  # one winner per slot
+            won = cand[first]
+            slots[slot] = rows[won]
+            placed[won] = True
+            todo = todo[~placed[todo]]
+            pos[todo] = (pos[todo] + 1) & mask
+
+    def _columns(self, capacity: int) -> None:
+        """Fresh columns of ``capacity`` rows holding the rows used so far."""
+        used = self._used
+        k = max(self._k, 0)
+        old = None if capacity == 0 else (self._ts, self._pred, self._score, self._hash,
+                                          self._ends, self._slices)
+        self._ts = np.empty(capacity)
+        self._pred = np.empty(capacity)
+        self._score = np.empty(capacity)
+        self._hash = np.empty(capacity, dtype=np.uint32)
+        self._ends = np.empty(capacity, dtype=np.int64)
+        self._slices = np.empty((capacity, k), dtype=np.int32)
+        if old is not None and used:
+            self._ts[:used] = old[0][:used]
+            self._pred[:used] = old[1][:used]
+            self._score[:used] = old[2][:used]
+            self._hash[:used] = old[3][:used]
+            self._ends[:used] = old[4][:used]
+            self._slices[:used] = old[5][:used]
+        self._views()
+
+    def _views(self) -> None:
+        # Scalar access through memoryviews: several times cheaper than numpy indexing.
+        self._tv = memoryview(self._ts)  # type: ignore[arg-type]
+        self._pv = memoryview(self._pred)  # type: ignore[arg-type]
+        self._cv = memoryview(self._score)  # type: ignore[arg-type]
+        self._hv = memoryview(self._hash)  # type: ignore[arg-type]
+        self._ev = memoryview(self._ends)  # type: ignore[arg-type]
+
+    def _reindex(self, capacity: int) -> None:
+        """A new index sized for ``capacity`` rows (at most 50 % full), holding the live
+        rows."""
+        bits = max(4, (2 * max(capacity, 1) - 1).bit_length())
+        self._shift = 32 - bits
+        self._slots = np.full(1 << bits, -1, dtype=np.int32)
+        self._memo = None
+        self._sv = memoryview(self._slots)  # type: ignore[arg-type]
+        if not self._live:
+            return
+        # Linear probing into an empty index, all at once: in order of home slot, each row
+        # goes to the first slot at or after its home not taken by the rows before it
+        # (a running maximum); rows pushed past the end wrap to the first free slots.
+        rows = np.flatnonzero(~np.isnan(self._ts[: self._used]))
+        home = self._position(self._hash[rows])
+        order = np.argsort(home, kind="stable")
+        rows = rows[order]
+        step = np.arange(rows.size)
+        at = np.maximum.accumulate(home[order] - step) + step
+        inside = at < self._slots.size
+        self._slots[at[inside]] = rows[inside]
+        wrapped = rows[~inside]
+        if wrapped.size:
+            self._slots[np.flatnonzero(self._slots < 0)[: wrapped.size]] = wrapped
+
+    def _reserve(self, n: int, k: int) -> None:
+        if self._k < 0:
+            self._k = k
+            self._slices = np.empty((self._ts.shape[0], k), dtype=np.int32)
+        elif k != self._k:
+            raise ValueError(f"{k} slice ids, the table holds {self._k}")
+        need = self._used + n
+        if need > self._ts.shape[0]:
+            self._columns(max(need, 2 * self._ts.shape[0], 16))
+        if 5 * need > 3 * self._slots.size:  # more than 60 % of the slots could be taken
+            if need >= 1 << 31:
+                raise OverflowError("a PendingTable holds fewer than 2**31 rows")
+            self._reindex(need)  # rows used, dead ones too: they count until compaction
+
+    def _maybe_compact(self) -> None:
+        live = self._live
+        if 2 * (self._used - live) <= self._used:
+            return
+        rows = np.flatnonzero(~np.isnan(self._ts[: self._used]))
+        self._load(
+            self._gather_ids(rows),
+            self._ts[rows], self._pred[rows], self._score[rows], self._slices[rows],
+            self._hash[rows], spare=max(16, 2 * live),
+        )
+
+    def _gather_ids(self, rows: I64) -> tuple[bytes, I64]:
+        """The ids' bytes of ``rows`` (in order) and their lengths."""
+        ends = self._ends[: self._used]
+        starts = np.concatenate(([0], ends[:-1]))
+        lengths = (ends - starts)[rows]
+        keep = np.zeros(self._used, dtype=np.bool_)
+        keep[rows] = True
+        raw = np.frombuffer(self._blob, dtype=np.uint8)
+        data = raw[np.repeat(keep, ends - starts)].tobytes()
+        del raw  # releases the export of the byte buffer
+        return data, lengths
+
+    def _load(
+        self,
+        ids: tuple[bytes, I64],
+        ts: F64,
+        pred: F64,
+        score: F64,
+        slices: npt.NDArray[Any],
+        crcs: npt.NDArray[np.uint32],
+        spare: int,
+    ) -> None:
+        """Hold exactly these rows (live, in arrival order), with room for ``spare``."""
+        n = ts.shape[0]
+        self._used = self._live = 0
+        self._head = 0
+        self._columns(0)
+        self._columns(max(spare, n))
+        data, lengths = ids
+        self._blob = bytearray(data)
+        self._ts[:n] = ts
+        self._pred[:n] = pred
+        self._score[:n] = score
+        self._slices[:n] = slices
+        self._hash[:n] = crcs
+        self._ends[:n] = np.cumsum(lengths)
+        self._used = self._live = n
+        self._reindex(max(spare, n))
+
+    def __getstate__(self) -> dict[str, Any]:
+        rows = np.flatnonzero(~np.isnan(self._ts[: self._used]))
+        data, lengths = self._gather_ids(rows)
+        return {
+            "k": self._k,
+            "id_bytes": data,  # the ids in arrival order, UTF-8, back to back
+            "id_lengths": lengths.astype(np.int32),
+            "crc32": self._hash[rows],
+            "ts": self._ts[rows],
+            "pred": self._pred[rows],
+            "score": self._score[rows],
+            "slices": self._slices[rows],
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._k = int(state["k"])
+        self._blob = bytearray()
+        ts = np.asarray(state["ts"], dtype=np.float64)
+        k = max(self._k, 0)
+        self._load(
+            (bytes(state["id_bytes"]), np.asarray(state["id_lengths"], dtype=np.int64)),
+            ts, state["pred"], state["score"],
+            np.asarray(state["slices"], dtype=np.int32).reshape(ts.shape[0], k),
+            np.asarray(state["crc32"], dtype=np.uint32), spare=ts.shape[0],
+        )
+
+    @classmethod
+    def from_dict(cls, table: dict[str, Pending]) -> PendingTable:
+        """A table holding the entries of ``table`` (a pending dict of a checkpoint made
+        before the columnar store), in its order."""
+        out = cls()
+        for pid, pending in table.items():
+            out[pid] = pending
+        return out
+
+
+_GOLDEN: Final = 0x9E3779B1  # Fibonacci hashing: the index slot is the top bits of crc * this
+
+
+def _utf8(pid: str) -> bytes:
+    return pid.encode("utf-8", "surrogatepass")
 
 
 class EarlyLabel(NamedTuple):
@@ -37,9 +618,19 @@ class JoinBuffer:
     __slots__ = ("early", "matched", "pending")
 
     def __init__(self, n_models: int) -> None:
-        self.pending: list[dict[str, Pending]] = [{} for _ in range(n_models)]
+        self.pending: list[PendingTable] = [PendingTable() for _ in range(n_models)]
         self.early: dict[str, EarlyLabel] = {}
         self.matched: list[dict[str, float]] = [{} for _ in range(n_models)]
+
+    def __setstate__(self, state: Any) -> None:
+        """Restore the slots; pending dicts of a checkpoint made before the columnar store
+        (``prediction_id -> Pending``) become :class:`PendingTable`s, order kept."""
+        slots = state[1] if isinstance(state, tuple) else state
+        for name, value in slots.items():
+            setattr(self, name, value)
+        self.pending = [
+            PendingTable.from_dict(t) if isinstance(t, dict) else t for t in self.pending
+        ]
 
     def find_pending(self, pid: str, model: int) -> tuple[int, Pending | None]:
         """The model index and pending prediction for ``pid`` (``model`` -1: any model)."""
