@@ -39,7 +39,7 @@ from monitor.events.message import MessageBatch
 
 if TYPE_CHECKING:
     from monitor.core.engine import Engine, ModelState, PartitionState
-    from monitor.core.join import JoinBuffer
+    from monitor.core.join import JoinBuffer, PendingTable
 
 __all__ = ["Chunk", "split_and_join"]
 
@@ -458,7 +458,10 @@ def _predictions(
         state = engine.partition(number)
         join = state.join
         known = set(pids)
-        dup = (known & join.matched[m].keys()) | (known & _keys(join.pending[m]))
+        dup = known & join.matched[m].keys()
+        held = join.pending[m].contains_many(pids)
+        if held.any():
+            dup |= {pid for pid, h in zip(pids, held.tolist(), strict=True) if h}
         first = known & join.early.keys()
         valid = ok[sel] & pred_ok & label_ok
         good = valid & pair_ok
@@ -660,7 +663,7 @@ def _labels(
             if not len(table):
                 continue
             free = owner < 0
-            hit = np.array([pid in table for pid in pids], dtype=bool) & free
+            hit = table.contains_many(pids) & free
             owner[hit] = model.index
         good = (owner >= 0) & timely
         if one_by_one:
@@ -724,10 +727,17 @@ def _plan_early(
     invalid class are rejects; the others wait as early labels, in poll order."""
     from monitor.core.join import EarlyLabel
 
+    candidates = np.flatnonzero(first)
+    elsewhere = np.zeros(len(pids), dtype=bool)  # waiting for another model
+    if name >= 0:
+        asked = [pids[j] for j in candidates.tolist()]
+        for table in join.pending:
+            if len(table):
+                elsewhere[candidates] |= table.contains_many(asked)
     take: list[int] = []
-    for j in np.flatnonzero(first).tolist():
+    for j in candidates.tolist():
         pid = pids[j]
-        if name >= 0 and any(pid in t for t in join.pending if len(t)):
+        if elsewhere[j]:
             split.reject(at[j : j + 1])  # model_mismatch
         elif pid in join.early or join.was_matched(pid, name):
             split.reject(at[j : j + 1])  # duplicate
@@ -811,28 +821,14 @@ def _unseen(join: JoinBuffer, pid: str) -> bool:
     )
 
 
-def _keys(table: Any) -> Any:
-    """The ids of a pending table as a set-like view."""
-    return table.keys()
+def _add_pending(
+    table: PendingTable, pids: list[str], ts: F64, pred: F64, score: F64, slices: I64
+) -> None:
+    """Append new waiting predictions to a pending table, in order (their ids were
+    checked: new, and distinct within the poll)."""
+    table.add_many(pids, ts, pred, score, slices, checked=True)
 
 
-def _add_pending(table: Any, pids: list[str], ts: F64, pred: F64, score: F64, slices: I64) -> None:
-    """Append new waiting predictions to a pending table, in order."""
-    from monitor.core.join import Pending
-
-    rows = [tuple(r) for r in slices.tolist()]
-    table.update(
-        zip(pids, map(Pending, ts.tolist(), pred.tolist(), score.tolist(), rows), strict=True)
-    )
-
-
-def _pop_pending(table: Any, pids: list[str]) -> tuple[Any, F64, F64, F64, I64]:
+def _pop_pending(table: PendingTable, pids: list[str]) -> tuple[Any, F64, F64, F64, I64]:
     """Remove waiting predictions by id; their columns, aligned with ``pids``."""
-    got = [table.pop(pid) for pid in pids]
-    return (
-        np.ones(len(got), dtype=bool),
-        np.array([g.ts for g in got]),
-        np.array([g.pred for g in got]),
-        np.array([g.score for g in got]),
-        np.array([g.slices for g in got], dtype=np.int64).reshape(len(got), -1),
-    )
+    return table.pop_many(pids)

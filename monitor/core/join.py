@@ -221,9 +221,22 @@ class PendingTable:
         return gone
 
     # ------------------------------------------------------------------ batches
-    def add_many(self, pids: list[str], ts: F64, pred: F64, score: F64, slices: I64) -> None:
-        """Append ``pids`` (new and distinct: checked, ValueError otherwise) in order, with
-        their columns; ``slices`` has shape ``(len(pids), k)``."""
+    def contains_many(self, pids: list[str]) -> BoolArray:
+        """Which of ``pids`` are pending, probing all of them at once."""
+        n = len(pids)
+        if not self._live or n == 0:
+            return np.zeros(n, dtype=np.bool_)
+        keys = [_utf8(pid) for pid in pids]
+        crcs = np.fromiter(map(zlib.crc32, keys), dtype=np.uint32, count=n)
+        found: BoolArray = self._lookup(keys, crcs) >= 0
+        return found
+
+    def add_many(
+        self, pids: list[str], ts: F64, pred: F64, score: F64, slices: I64, *, checked: bool = False
+    ) -> None:
+        """Append ``pids`` (new and distinct: checked, ValueError otherwise, unless the
+        caller has ``checked`` that already) in order, with their columns; ``slices`` has
+        shape ``(len(pids), k)``."""
         n = len(pids)
         if n == 0:
             return
@@ -234,11 +247,12 @@ class PendingTable:
         if np.isnan(ts).any():
             raise ValueError("a pending prediction needs an event time (NaN given)")
         keys = [_utf8(pid) for pid in pids]
-        if len(set(keys)) != n:
-            raise ValueError("add_many: an id is repeated in the batch")
         crcs = np.fromiter(map(zlib.crc32, keys), dtype=np.uint32, count=n)
-        if self._live and (self._lookup(keys, crcs) >= 0).any():
-            raise ValueError("add_many: an id is pending already")
+        if not checked:
+            if len(set(keys)) != n:
+                raise ValueError("add_many: an id is repeated in the batch")
+            if self._live and (self._lookup(keys, crcs) >= 0).any():
+                raise ValueError("add_many: an id is pending already")
         self._reserve(n, slices.shape[1])
         at = self._used
         end = at + n
@@ -446,8 +460,11 @@ class PendingTable:
         """Fresh columns of ``capacity`` rows holding the rows used so far."""
         used = self._used
         k = max(self._k, 0)
-        old = None if capacity == 0 else (self._ts, self._pred, self._score, self._hash,
-                                          self._ends, self._slices)
+        old = (
+            None
+            if capacity == 0
+            else (self._ts, self._pred, self._score, self._hash, self._ends, self._slices)
+        )
         self._ts = np.empty(capacity)
         self._pred = np.empty(capacity)
         self._score = np.empty(capacity)
@@ -517,8 +534,12 @@ class PendingTable:
         rows = np.flatnonzero(~np.isnan(self._ts[: self._used]))
         self._load(
             self._gather_ids(rows),
-            self._ts[rows], self._pred[rows], self._score[rows], self._slices[rows],
-            self._hash[rows], spare=max(16, 2 * live),
+            self._ts[rows],
+            self._pred[rows],
+            self._score[rows],
+            self._slices[rows],
+            self._hash[rows],
+            spare=max(16, 2 * live),
         )
 
     def _gather_ids(self, rows: I64) -> tuple[bytes, I64]:
@@ -581,9 +602,12 @@ class PendingTable:
         k = max(self._k, 0)
         self._load(
             (bytes(state["id_bytes"]), np.asarray(state["id_lengths"], dtype=np.int64)),
-            ts, state["pred"], state["score"],
+            ts,
+            state["pred"],
+            state["score"],
             np.asarray(state["slices"], dtype=np.int32).reshape(ts.shape[0], k),
-            np.asarray(state["crc32"], dtype=np.uint32), spare=ts.shape[0],
+            np.asarray(state["crc32"], dtype=np.uint32),
+            spare=ts.shape[0],
         )
 
     @classmethod
