@@ -37,6 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib  # noqa: E402
 import replay_throughput as rt  # noqa: E402
 
+from monitor import gc_policy  # noqa: E402
 from monitor.logs import configure_logging  # noqa: E402
 from monitor.replay import replay  # noqa: E402
 
@@ -50,6 +51,7 @@ def main() -> int:
     args = parser.parse_args()
     configure_logging("warning", json=True, stream=sys.stderr)
     benchlib.one_core()
+    gc_policy.tune()  # as ``monitor replay`` does
     tmp = Path(tempfile.mkdtemp(prefix="monitor-bench-core-"))
     try:
         capture = tmp / "capture.jsonl"

@@ -404,6 +404,10 @@ def main() -> int:
             import gc
 
             gc.disable()
+        else:
+            from monitor import gc_policy
+
+            gc_policy.tune()  # as ``monitor run`` does
         return worker(args)
     runs = [r.strip() for r in args.only.split(",") if r.strip()]
     unknown = set(runs) - set(RUNS)

@@ -124,6 +124,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from monitor.logs import configure_logging
 
+    if args.command in ("run", "replay", "tune", "demo"):
+        from monitor import gc_policy
+
+        gc_policy.tune()
+
     if args.command == "check-config":
         config = _load(args.config)
         if config is None:
