@@ -304,7 +304,8 @@ def _stage_of(filename: str, func: str) -> str | None:
         return {"_tick": "report", "_publish": "report", "checkpoint": "checkpoint",
                 "_send_alerts": "outputs"}.get(func, "other")
     if name.endswith("monitor/replay.py"):
-        return "read" if func in ("iter_capture", "_headers", "capture_partitions") \
+        return "read" if func in ("iter_capture", "_headers", "capture_partitions",
+                                  "read_batches", "batch", "_message", "<listcomp>") \
             else "outputs"
     for suffix, stage in _MODULE_STAGE.items():
         if suffix in name:

@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry
 
 from monitor.config import MonitorConfig
 from monitor.core.engine import Engine, PaneSignals
-from monitor.events.message import Message
+from monitor.events.message import Message, MessageBatch
 from monitor.outputs.alerts import alert_json
 from monitor.outputs.exports import Exports
 from monitor.outputs.prometheus import MonitorCollector, render
@@ -83,29 +83,60 @@ def _headers(raw: list[str] | dict[str, str] | None) -> list[tuple[str, bytes]]:
 
 def iter_capture(paths: list[str], bad: dict[str, int]) -> Iterator[Message]:
     """Messages of the capture files in order; counts unusable lines in ``bad``."""
+    for batch in read_batches(paths, bad, BATCH):
+        yield from batch
+
+
+def read_batches(paths: list[str], bad: dict[str, int], size: int) -> Iterator[MessageBatch]:
+    """The messages of :func:`iter_capture`, ``size`` at a time, as columns (a whole
+    :class:`Message` is built only for the ones the core looks at one by one)."""
+    envelopes: list[Envelope] = []
+    numbers: list[int] = []
+
+    def batch() -> MessageBatch:
+        envs, lines = list(envelopes), list(numbers)
+        envelopes.clear()
+        numbers.clear()
+        return MessageBatch(
+            [e.topic for e in envs],
+            [e.partition for e in envs],
+            [e.offset if e.offset >= 0 else n for e, n in zip(envs, lines, strict=True)],
+            [None if e.payload is None else e.payload.encode("utf-8", "replace") for e in envs],
+            lambda i: _message(envs[i], lines[i]),
+        )
+
     for path in paths:
         with open(path, "rb") as fh:
             for number, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
                 try:
                     env = _ENVELOPE.decode(line)
                 except (msgspec.DecodeError, RecursionError) as exc:
+                    if not line.strip():
+                        continue
                     bad["bad_envelope"] = bad.get("bad_envelope", 0) + 1
                     if bad["bad_envelope"] <= 10:
                         log.warning(
                             "capture_line_skipped", file=path, line=number, reason=str(exc)[:200]
                         )
                     continue
-                yield Message(
-                    topic=env.topic,
-                    partition=env.partition,
-                    offset=env.offset if env.offset >= 0 else number,
-                    key=None if env.key is None else env.key.encode(),
-                    value=None if env.payload is None else env.payload.encode("utf-8", "replace"),
-                    headers=_headers(env.headers),
-                    timestamp_ms=env.ts,
-                )
+                envelopes.append(env)
+                numbers.append(number)
+                if len(envelopes) >= size:
+                    yield batch()
+    if envelopes:
+        yield batch()
+
+
+def _message(env: Envelope, number: int) -> Message:
+    return Message(
+        topic=env.topic,
+        partition=env.partition,
+        offset=env.offset if env.offset >= 0 else number,
+        key=None if env.key is None else env.key.encode(),
+        value=None if env.payload is None else env.payload.encode("utf-8", "replace"),
+        headers=_headers(env.headers),
+        timestamp_ms=env.ts,
+    )
 
 
 def _clean(value: float) -> float | None:
@@ -136,7 +167,6 @@ def replay(
     inputs = {config.kafka.predictions_topic, config.kafka.labels_topic}
     engine.track(tp for tp in capture_partitions(captures) if tp[0] in inputs)
     bad: dict[str, int] = {}
-    batch: list[Message] = []
     bar = None
     if progress is not None:
         from monitor.tui import count_lines
@@ -156,18 +186,11 @@ def replay(
                 alerts.write(alert_json(event) + b"\n")
             exports.write(closed, events)
 
-        def flush() -> None:
+        for batch in read_batches(captures, bad, BATCH):
             engine.process(batch)
             if progress is not None:
                 progress.advance(bar, len(batch))
-            batch.clear()
             emit(engine)
-
-        for message in iter_capture(captures, bad):
-            batch.append(message)
-            if len(batch) >= BATCH:
-                flush()
-        flush()
         if progress is not None:
             progress.finish(bar)
         final = engine.flushed(keep_signals=True)
