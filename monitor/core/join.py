@@ -226,7 +226,7 @@ class PendingTable:
         n = len(pids)
         if not self._live or n == 0:
             return np.zeros(n, dtype=np.bool_)
-        keys = [_utf8(pid) for pid in pids]
+        keys = [pid.encode("utf-8", "surrogatepass") for pid in pids]
         crcs = np.fromiter(map(zlib.crc32, keys), dtype=np.uint32, count=n)
         found: BoolArray = self._lookup(keys, crcs) >= 0
         return found
@@ -246,7 +246,7 @@ class PendingTable:
         ts = np.asarray(ts, dtype=np.float64)
         if np.isnan(ts).any():
             raise ValueError("a pending prediction needs an event time (NaN given)")
-        keys = [_utf8(pid) for pid in pids]
+        keys = [pid.encode("utf-8", "surrogatepass") for pid in pids]
         crcs = np.fromiter(map(zlib.crc32, keys), dtype=np.uint32, count=n)
         if not checked:
             if len(set(keys)) != n:
@@ -281,7 +281,7 @@ class PendingTable:
         slices = np.full((n, k), -1, dtype=np.int64)
         if not self._live or n == 0:
             return np.zeros(n, dtype=np.bool_), ts, pred, score, slices
-        keys = [_utf8(pid) for pid in pids]
+        keys = [pid.encode("utf-8", "surrogatepass") for pid in pids]
         crcs = np.fromiter(map(zlib.crc32, keys), dtype=np.uint32, count=n)
         rows = self._lookup(keys, crcs)
         at = np.flatnonzero(rows >= 0)
@@ -399,40 +399,46 @@ class PendingTable:
             pos = (pos + 1) & mask
 
     def _lookup(self, keys: list[bytes], crcs: npt.NDArray[np.uint32]) -> I64:
-        """Rows of the live ids ``keys`` (-1 where absent), probing all of them at once."""
+        """Rows of the live ids ``keys`` (-1 where absent), probing all of them at once;
+        a candidate row's bytes are compared with the key's in numpy, all at once."""
         n = len(keys)
         rows = np.full(n, -1, dtype=np.int64)
         slots = self._slots
         mask = slots.size - 1
         pos = self._position(crcs)
         todo = np.arange(n)
-        blob = self._blob
-        while todo.size:
-            here = slots[pos[todo]].astype(np.int64)
-            done = here < 0
-            cand = np.flatnonzero(~done)
-            seen = here[cand]
-            same = (self._hash[seen] == crcs[todo[cand]]) & ~np.isnan(self._ts[seen])
-            cand = cand[same]
-            if cand.size:
+        key_len = np.fromiter(map(len, keys), dtype=np.int64, count=n)
+        key_start = np.cumsum(key_len) - key_len
+        key_bytes = np.frombuffer(b"".join(keys), dtype=np.uint8)
+        blob = np.frombuffer(self._blob, dtype=np.uint8)  # a view: released below
+        try:
+            while todo.size:
+                here = slots[pos[todo]].astype(np.int64)
+                done = here < 0
+                cand = np.flatnonzero(~done)
                 seen = here[cand]
-                ends = self._ends[seen]
-                starts = np.where(seen > 0, self._ends[seen - 1], 0)
-                equal = np.fromiter(
-                    (
-                        blob[s:e] == keys[i]
-                        for s, e, i in zip(
-                            starts.tolist(), ends.tolist(), todo[cand].tolist(), strict=True
-                        )
-                    ),
-                    dtype=np.bool_,
-                    count=cand.size,
-                )
-                hit = cand[equal]
-                rows[todo[hit]] = here[hit]
-                done[hit] = True
-            todo = todo[~done]
-            pos[todo] = (pos[todo] + 1) & mask
+                same = (self._hash[seen] == crcs[todo[cand]]) & ~np.isnan(self._ts[seen])
+                cand = cand[same]
+                if cand.size:
+                    seen = here[cand]
+                    ends = self._ends[seen]
+                    starts = np.where(seen > 0, self._ends[seen - 1], 0)
+                    asked = todo[cand]
+                    equal = (ends - starts) == key_len[asked]
+                    equal[equal] = _same_bytes(
+                        blob,
+                        starts[equal],
+                        key_bytes,
+                        key_start[asked[equal]],
+                        key_len[asked[equal]],
+                    )
+                    hit = cand[equal]
+                    rows[todo[hit]] = here[hit]
+                    done[hit] = True
+                todo = todo[~done]
+                pos[todo] = (pos[todo] + 1) & mask
+        finally:
+            del blob  # the byte buffer can grow again
         return rows
 
     def _place(self, rows: I64) -> None:
@@ -621,6 +627,37 @@ class PendingTable:
 
 
 _GOLDEN: Final = 0x9E3779B1  # Fibonacci hashing: the index slot is the top bits of crc * this
+
+
+def _same_bytes(
+    blob: npt.NDArray[np.uint8],
+    starts: I64,
+    key_bytes: npt.NDArray[np.uint8],
+    key_starts: I64,
+    lengths: I64,
+) -> BoolArray:
+    """Whether each stored id (``blob[start:start + length]``) equals its key
+    (``key_bytes[key_start:key_start + length]``), for ids of equal length."""
+    equal = np.ones(lengths.size, dtype=np.bool_)
+    total = int(lengths.sum())
+    if total == 0:
+        return equal
+    width = int(lengths[0])
+    if (lengths == width).all():  # ids of one length (the usual case): two gathers
+        span = np.arange(width)
+        stored = blob[starts[:, None] + span]
+        asked = key_bytes[key_starts[:, None] + span]
+        same: BoolArray = (stored == asked).all(axis=1)
+        return same
+    first = np.cumsum(lengths) - lengths
+    within = np.arange(total) - np.repeat(first, lengths)
+    differ = (
+        blob[np.repeat(starts, lengths) + within]
+        != key_bytes[np.repeat(key_starts, lengths) + within]
+    )
+    some = lengths > 0
+    equal[some] = ~np.logical_or.reduceat(differ, first[some])
+    return equal
 
 
 def _utf8(pid: str) -> bytes:
