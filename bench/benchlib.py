@@ -268,6 +268,8 @@ _ENGINE_STAGE = {
 _FASTPATH_STAGE = {
     "split_and_join": "decode", "_decode_each": "decode", "_times": "decode",
     "_predictions": "decode", "_slices": "decode", "_group": "decode", "__init__": "join",
+    "_decode_predictions": "decode", "_typed": "decode", "_all_features": "decode",
+    "_feature_columns": "accumulate",
 }
 _MODULE_STAGE = {
     "monitor/events/codec.py": "decode",

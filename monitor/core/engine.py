@@ -27,6 +27,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -305,7 +306,7 @@ class _Batch:
             np.concatenate([c.pred for c in chunks]),
             np.concatenate([c.score for c in chunks]),
             np.concatenate([c.slices for c in chunks]),
-            feats={n: [v for c in columns for v in c[n]] for n in names},
+            feats={n: list(chain.from_iterable(c[n] for c in columns)) for n in names},
             prob=[p for c in chunks for p in (c.prob or ())] or None,
         )
         out.part = np.concatenate([c.part for c in chunks])

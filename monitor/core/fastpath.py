@@ -333,10 +333,18 @@ class _Split:
 
 
 def _group(parts: list[int], models: list[int]) -> dict[tuple[int, int], list[int]]:
-    """Positions per (model, partition), in order."""
+    """Positions per (model, partition), each group in order."""
+    model = np.array(models, dtype=np.int64)
+    part = np.array(parts, dtype=np.int64)
+    key = (model + 2) * (int(part.max()) + 1) + part  # models may be -1, -2 (unknown)
+    order = np.argsort(key, kind="stable")
+    keys, starts = np.unique(key[order], return_index=True)
+    ends = [*starts[1:].tolist(), len(order)]
     groups: dict[tuple[int, int], list[int]] = {}
-    for j, key in enumerate(zip(models, parts, strict=True)):
-        groups.setdefault(key, []).append(j)
+    for first, end in zip(starts.tolist(), ends, strict=True):
+        j = int(order[first])
+        groups[(models[j], parts[j])] = order[first:end].tolist()
+    del keys
     return groups
 
 
