@@ -512,13 +512,7 @@ def _add_model(f: _Families, model: ModelReport) -> None:
             float(model.label_delay_sum),
         )
     else:
-        _log.error(
-            ("label_delay_buckets", name),
-            "prometheus_bad_histogram",
-            model=name,
-            buckets=len(buckets),
-            expected=len(LABEL_DELAY_BUCKETS) + 1,
-        )
+        _bad_histogram(name, buckets)
 
     for s in model.slices:
         _add_slice_counters(f, name, s)
@@ -828,13 +822,7 @@ class _Renderer:
                 add(delay, delay.prefix(one, "_count"), buckets[-1])
                 add(delay, delay.prefix(one, "_sum"), model.label_delay_sum)
         else:
-            _log.error(
-                ("label_delay_buckets", name),
-                "prometheus_bad_histogram",
-                model=name,
-                buckets=len(buckets),
-                expected=len(LABEL_DELAY_BUCKETS) + 1,
-            )
+            _bad_histogram(name, buckets)
 
         firing, transitions = f["alert_firing"], f["alert_transitions"]
         for alert in model.alerts:
@@ -1038,3 +1026,14 @@ def _objects(items: list[str]) -> np.ndarray:
 def render(registry: CollectorRegistry) -> bytes:
     """The registry's exposition in the Prometheus text format (for ``metrics.prom``)."""
     return generate_latest(registry)
+
+
+def _bad_histogram(model: str, buckets: list[float]) -> None:
+    """Log (rate-limited) a label-delay histogram of the wrong shape, left unexported."""
+    _log.error(
+        ("label_delay_buckets", model),
+        "prometheus_bad_histogram",
+        model=model,
+        buckets=len(buckets),
+        expected=len(LABEL_DELAY_BUCKETS) + 1,
+    )
