@@ -347,12 +347,16 @@ class ConfluentSource:
             if self._pending:
                 self._resume_pending(consumer)
             # Any: the stubs type every field optional, which only error messages are.
-            # What the fetcher has queued, at once; only when nothing is, wait for some.
-            # (``consume`` waits until it has the number asked for or the timeout passes:
-            # asked straight away, a poll would wait for a full batch while the core idles.)
-            batch: list[Any] = consumer.consume(self.cfg.max_poll_records, 0)
+            # What the fetcher has queued, at once; only when nothing is, wait for the
+            # first message, then take what came with it. (``consume`` waits until it has
+            # the number asked for or the timeout passes: asked straight away, a poll
+            # would wait for a full batch while the core idles.)
+            most = self.cfg.max_poll_records
+            batch: list[Any] = consumer.consume(most, 0)
             if not batch:
-                batch = consumer.consume(self.cfg.max_poll_records, timeout_ms / 1000)
+                batch = consumer.consume(1, timeout_ms / 1000)
+                if batch and most > 1:
+                    batch += consumer.consume(most - 1, 0)
         except KafkaException as exc:
             self._limiter.log(log, "warning", "poll", "kafka_poll_failed", error=str(exc))
             return []
