@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import math
 import operator
+from collections import Counter
 from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
@@ -27,6 +28,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from monitor.core.join import id_keys
 from monitor.events.codec import (
     MAX_EVENT_TIME,
     MIN_EVENT_TIME,
@@ -108,8 +110,13 @@ def _typed(names: tuple[str, ...]) -> tuple[msgspec.json.Decoder[Any], Any, dict
 
 
 def _all_features(engine: Engine) -> tuple[str, ...]:
-    """Every feature name of the config, in order of first appearance."""
-    return tuple(dict.fromkeys(n for m in engine.models for n in m.config.features))
+    """Every feature name of the config, in order of first appearance (kept on the
+    engine: its config does not change)."""
+    names: tuple[str, ...] | None = engine.__dict__.get("_feature_names")
+    if names is None:
+        names = tuple(dict.fromkeys(n for m in engine.models for n in m.config.features))
+        engine.__dict__["_feature_names"] = names
+    return names
 
 
 def _decode_predictions(engine: Engine, values: list[bytes | None]) -> list[Any]:
@@ -353,13 +360,16 @@ def _crossing_caps(engine: Engine, events: list[PredictionEvent], model_of: list
     at a cap depends on the order values arrive in, so their predictions go one by one;
     a registry below its caps after the poll, or already full, does not depend on it."""
     out: set[int] = set()
-    for model in engine.models:
+    by_model: dict[int, list[PredictionEvent]] = {}
+    for e, m in zip(events, model_of, strict=True):
+        by_model.setdefault(m, []).append(e)
+    for index, mine in by_model.items():
+        if index < 0:
+            continue
+        model = engine.models[index]
         registry = model.registry
         room = {d: registry.caps[d] - registry.used[d] for d in registry.caps}
         if all(r <= 0 for r in room.values()):
-            continue
-        mine = [e for e, m in zip(events, model_of, strict=True) if m == model.index]
-        if not mine:
             continue
         values = {("version", e.model_version) for e in mine if e.model_version}
         for name in registry.segments:
@@ -402,11 +412,10 @@ def _predictions(
             ok[j] = False
     parts = [messages.partitions[i] for i in at.tolist()]
     crossing = _crossing_caps(engine, events, model_of)
-    for model in engine.models:  # eviction order matters at the pending cap: one by one
-        if engine.pending_total[model.index] + model_of.count(model.index) > (
-            model.config.max_pending
-        ):
-            crossing.add(model.index)
+    found_before = _found_before(engine, events, model_of, parts, at, fused) if fused else set()
+    for m, n in Counter(model_of).items():  # eviction order matters at the pending cap
+        if m >= 0 and engine.pending_total[m] + n > engine.models[m].config.max_pending:
+            crossing.add(m)
     for (m, number), rows in _group(parts, model_of).items():
         sel = np.array(rows, dtype=np.int64)
         group = [events[j] for j in rows]
@@ -443,18 +452,12 @@ def _predictions(
             f_ts = _times([e.ts for e in follow])
             named = np.array([e.model in (None, model.name) for e in follow], dtype=bool)
             came_first = label_msg < at[sel[has_later]]
-            tables = engine.partition(number).join
             # A label naming no model joins the first model (by index) holding the id; a
             # label that came first must find nothing (no waiting, early or matched id)
             # and room among the early labels.
-            before = [t for t in tables.pending[:m] if len(t)]
-            for k, lab in enumerate(follow):
-                if came_first[k]:
-                    named[k] &= _unseen(tables, lab.prediction_id) and (
-                        engine.early_total + labels_in_poll <= engine.early_cap
-                    )
-                elif before and lab.model is None:
-                    named[k] &= not any(lab.prediction_id in t for t in before)
+            reached = np.array([lab.prediction_id in found_before for lab in follow], dtype=bool)
+            room = engine.early_total + labels_in_poll <= engine.early_cap
+            named &= ~reached & (~came_first | room)
             label[has_later] = codes
             label_ts[has_later] = f_ts
             # The pair is joined at the second of the two messages.
@@ -666,12 +669,15 @@ def _labels(
         pids = [events[j].prediction_id for j in rows]
         # The model whose prediction waits (the named one only; else the first holding it).
         owner = np.full(len(rows), -1, dtype=np.int64)
+        ids = id_keys(pids)
         for model in engine.models if name < 0 else [engine.models[name]]:
             table = join.pending[model.index]
             if not len(table):
                 continue
             free = owner < 0
-            hit = table.contains_many(pids) & free
+            if not free.any():
+                break
+            hit = table.contains_many(ids) & free
             owner[hit] = model.index
         good = (owner >= 0) & timely
         if one_by_one:
@@ -820,13 +826,43 @@ def _take_labels(
     )
 
 
-def _unseen(join: JoinBuffer, pid: str) -> bool:
-    """Whether ``pid`` is nowhere in a partition's join state (waiting, early, matched)."""
-    return (
-        pid not in join.early
-        and not any(pid in t for t in join.pending)
-        and not any(pid in t for t in join.matched)
-    )
+def _found_before(
+    engine: Engine,
+    events: list[PredictionEvent],
+    model_of: list[int],
+    parts: list[int],
+    at: I64,
+    fused: dict[str, tuple[int, LabelEvent]],
+) -> set[str]:
+    """Ids of predictions joined with a label message of the same poll that the label
+    would not reach first: one that came before its prediction and finds the id in the
+    join state already (waiting, early or matched), or one naming no model that finds it
+    waiting for a model of a lower index. Asked once per pending table of a partition."""
+    asked: dict[int, list[tuple[str, int, bool]]] = {}  # partition -> (id, model, first)
+    for e, m, number, i in zip(events, model_of, parts, at.tolist(), strict=True):
+        pair = fused.get(e.prediction_id)
+        if pair is not None and m >= 0:
+            first = pair[0] < i
+            if first or (pair[1].model is None and m > 0):
+                asked.setdefault(number, []).append((e.prediction_id, m, first))
+    out: set[str] = set()
+    for number, rows in asked.items():
+        join = engine.partition(number).join
+        pids = [r[0] for r in rows]
+        model = np.array([r[1] for r in rows], dtype=np.int64)
+        first = np.array([r[2] for r in rows], dtype=bool)
+        ids = id_keys(pids)
+        hit = np.zeros(len(rows), dtype=bool)
+        for k, table in enumerate(join.pending):
+            if len(table) and (first | (model > k)).any():
+                hit |= table.contains_many(ids) & (first | (model > k))
+        tables: list[dict[str, Any]] = [join.early, *join.matched]
+        for known in tables:
+            if known and first.any():
+                inside = np.fromiter((p in known for p in pids), dtype=np.bool_, count=len(pids))
+                hit |= first & inside
+        out.update(pid for pid, h in zip(pids, hit.tolist(), strict=True) if h)
+    return out
 
 
 def _add_pending(

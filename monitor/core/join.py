@@ -221,14 +221,14 @@ class PendingTable:
         return gone
 
     # ------------------------------------------------------------------ batches
-    def contains_many(self, pids: list[str]) -> BoolArray:
-        """Which of ``pids`` are pending, probing all of them at once."""
-        n = len(pids)
+    def contains_many(self, pids: list[str] | IdKeys) -> BoolArray:
+        """Which of ``pids`` are pending, probing all of them at once (give them as
+        :func:`id_keys` to ask several tables without encoding them again)."""
+        ids = pids if isinstance(pids, IdKeys) else id_keys(pids)
+        n = len(ids.keys)
         if not self._live or n == 0:
             return np.zeros(n, dtype=np.bool_)
-        keys = [pid.encode("utf-8", "surrogatepass") for pid in pids]
-        crcs = np.fromiter(map(zlib.crc32, keys), dtype=np.uint32, count=n)
-        found: BoolArray = self._lookup(keys, crcs) >= 0
+        found: BoolArray = self._lookup(ids.keys, ids.crcs) >= 0
         return found
 
     def add_many(
@@ -627,6 +627,19 @@ class PendingTable:
 
 
 _GOLDEN: Final = 0x9E3779B1  # Fibonacci hashing: the index slot is the top bits of crc * this
+
+
+class IdKeys(NamedTuple):
+    """Prediction ids as the pending tables look them up: UTF-8 bytes and their CRC-32."""
+
+    keys: list[bytes]
+    crcs: npt.NDArray[np.uint32]
+
+
+def id_keys(pids: list[str]) -> IdKeys:
+    """``pids`` ready for :meth:`PendingTable.contains_many`."""
+    keys = [pid.encode("utf-8", "surrogatepass") for pid in pids]
+    return IdKeys(keys, np.fromiter(map(zlib.crc32, keys), dtype=np.uint32, count=len(keys)))
 
 
 def _same_bytes(
