@@ -32,6 +32,7 @@ How it maps onto the :class:`~monitor.kafka.source.Source` contract:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -53,7 +54,7 @@ from kafka import errors as kafka_errors
 from monitor.config import KafkaConfig
 from monitor.events.message import Message
 from monitor.kafka.client_config import LogLimiter, confluent_consumer_config, retry_connect
-from monitor.kafka.source import TP, StartOffsets
+from monitor.kafka.source import TP, BackgroundConnect, StartOffsets
 from monitor.kafka.topics import check_copartitioning
 
 __all__ = ["ConfluentSource"]
@@ -170,6 +171,10 @@ class ConfluentSource:
         #: Responses received from the brokers so far, and when that count last grew.
         self._received = 0
         self._last_answer: float | None = None
+        #: The background connect of :meth:`start_connect`, until :meth:`connect` takes over,
+        #: and the consumer it built (``_consumer`` stays None until then).
+        self._background: BackgroundConnect | None = None
+        self._joining: Consumer | None = None
         #: Partition count of each input topic, known after :meth:`connect`.
         self.partitions: int | None = None
 
@@ -194,11 +199,35 @@ class ConfluentSource:
         """
         if self._consumer is not None:
             return
+        background, self._background = self._background, None
+        if background is not None:
+            try:
+                background.wait()
+            finally:
+                self._consumer, self._joining = self._joining, None
+            return
+        self._consumer = self._retry_connect(stop)
+
+    def start_connect(self, stop: threading.Event) -> None:
+        """Begin :meth:`connect` on a background thread and return at once.
+
+        librdkafka joins the group on its own threads once subscribed, so the join goes
+        on while the caller loads its state; the assignment is then served by the first
+        :meth:`poll` after :meth:`connect` (which waits for this thread) has taken over.
+        """
+        if self._consumer is not None or self._background is not None:
+            return
+
+        def connect(_handoff: threading.Event) -> None:
+            self._joining = self._retry_connect(stop)
+
+        self._background = BackgroundConnect(connect)
+
+    def _retry_connect(self, stop: threading.Event) -> Consumer | None:
         consumer = retry_connect(
             "source", self.cfg, self._connect_once, stop, logger=log, limiter=self._limiter
         )
         if consumer is not None:
-            self._consumer = consumer
             log.info(
                 "kafka_source_subscribed",
                 client="confluent",
@@ -206,6 +235,7 @@ class ConfluentSource:
                 topics=[self.cfg.predictions_topic, self.cfg.labels_topic],
                 partitions=self.partitions,
             )
+        return consumer
 
     def _connect_once(self) -> Consumer:
         conf = confluent_consumer_config(self.cfg)
@@ -235,7 +265,11 @@ class ConfluentSource:
 
     def close(self) -> None:
         """Leave the group and close the consumer; offsets are not committed here."""
-        consumer, self._consumer = self._consumer, None
+        background, self._background = self._background, None
+        if background is not None:
+            with contextlib.suppress(Exception):  # its error belonged to a connect never made
+                background.wait(CLOSE_TIMEOUT_S)
+        consumer, self._consumer, self._joining = self._consumer or self._joining, None, None
         if consumer is not None:
             _close_quietly(consumer)
         with self._lock:

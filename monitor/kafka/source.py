@@ -20,6 +20,7 @@ answer, and the consumer reconnects on its own.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -39,7 +40,7 @@ from monitor.kafka.client_config import (
 )
 from monitor.kafka.topics import check_copartitioning
 
-__all__ = ["TP", "KafkaSource", "Source", "StartOffsets", "make_source"]
+__all__ = ["TP", "BackgroundConnect", "KafkaSource", "Source", "StartOffsets", "make_source"]
 
 log = structlog.get_logger(__name__)
 
@@ -50,6 +51,44 @@ StartOffsets = Callable[[str, int], "int | None"]
 
 #: How long one attempt waits for the broker's metadata once its port accepts connections.
 BOOTSTRAP_TIMEOUT_MS = 10_000
+#: Poll timeout of the background join (:meth:`KafkaSource.start_connect`): how soon a
+#: :meth:`KafkaSource.connect` takes the consumer over.
+JOIN_POLL_MS = 50
+#: How long :meth:`KafkaSource.close` waits for a background connect that never got taken
+#: over (it ends at its next poll, or when the stop flag ends its retries).
+CLOSE_WAIT_S = 5.0
+
+
+class BackgroundConnect:
+    """Runs a source's connect on a daemon thread; :meth:`wait` re-raises its exception.
+
+    ``handoff`` is set when the caller's thread takes the client over: work the thread
+    does after the connect itself (kafka-python's join polls) stops there.
+    """
+
+    def __init__(self, target: Callable[[threading.Event], None]) -> None:
+        self.handoff = threading.Event()
+        self.error: BaseException | None = None
+        self._target = target
+        self._thread = threading.Thread(target=self._run, name="monitor-kafka-connect", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._target(self.handoff)
+        except BaseException as exc:  # handed to the thread that takes over
+            self.error = exc
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        """Hand over and wait for the thread; raise its exception. False: still running."""
+        self.handoff.set()
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            return False
+        error, self.error = self.error, None
+        if error is not None:
+            raise error
+        return True
 
 
 class Source(Protocol):
@@ -70,6 +109,15 @@ class Source(Protocol):
 
     def connect(self, stop: threading.Event) -> None:
         """Check the topic layout and subscribe, waiting out an outage until ``stop``."""
+        ...
+
+    def start_connect(self, stop: threading.Event) -> None:
+        """Begin :meth:`connect` on a background thread and return at once.
+
+        The group join takes seconds (the coordinator waits for members to gather), so
+        ``monitor run`` starts it before it loads its state. The next :meth:`connect`
+        takes over: it waits for the background connect and raises what it raised.
+        """
         ...
 
     def close(self) -> None:
@@ -175,6 +223,10 @@ class KafkaSource:
         self._pending_seek: set[TP] = set()
         self._user_paused: set[TP] = set()
         self._limiter = LogLimiter(10.0)
+        #: The background connect of :meth:`start_connect`, until :meth:`connect` takes over,
+        #: and the consumer it built (``_consumer`` stays None until then).
+        self._background: BackgroundConnect | None = None
+        self._joining: KafkaConsumer | None = None
         #: Partition count of each input topic, known after :meth:`connect`.
         self.partitions: int | None = None
 
@@ -184,6 +236,30 @@ class KafkaSource:
     def connected(self) -> bool:
         """True once :meth:`connect` has returned with a consumer (and until :meth:`close`)."""
         return self._consumer is not None
+
+    def start_connect(self, stop: threading.Event) -> None:
+        """Begin :meth:`connect` on a background thread, which then polls the group until
+        partitions are assigned (kafka-python joins a group only inside ``poll``).
+
+        Nothing is read meanwhile: newly assigned partitions are paused by the rebalance
+        listener, and the polls do not move positions. :meth:`connect` (from the thread
+        that polls afterwards) stops those polls, waits for the thread, and takes over the
+        consumer with the join done or under way.
+        """
+        if self._consumer is not None or self._background is not None:
+            return
+        self._background = BackgroundConnect(lambda handoff: self._connect_and_join(stop, handoff))
+
+    def _connect_and_join(self, stop: threading.Event, handoff: threading.Event) -> None:
+        consumer = self._retry_connect(stop)
+        if consumer is None:
+            return
+        self._joining = consumer
+        try:
+            while not (stop.is_set() or handoff.is_set() or consumer.assignment()):
+                consumer.poll(timeout_ms=JOIN_POLL_MS, max_records=1, update_offsets=False)
+        except kafka_errors.KafkaError as exc:  # the caller's polls go on with the join
+            self._limiter.log(log, "warning", "poll", "kafka_poll_failed", error=str(exc))
 
     def connect(self, stop: threading.Event) -> None:
         """Create the consumer and subscribe, waiting out a broker that is not up yet.
@@ -201,17 +277,27 @@ class KafkaSource:
         """
         if self._consumer is not None:
             return
+        background, self._background = self._background, None
+        if background is not None:
+            try:
+                background.wait()
+            finally:
+                self._consumer, self._joining = self._joining, None
+            return
+        self._consumer = self._retry_connect(stop)
+
+    def _retry_connect(self, stop: threading.Event) -> KafkaConsumer | None:
         consumer = retry_connect(
             "source", self.cfg, self._connect_once, stop, logger=log, limiter=self._limiter
         )
         if consumer is not None:
-            self._consumer = consumer
             log.info(
                 "kafka_source_subscribed",
                 group_id=self.cfg.group_id,
                 topics=[self.cfg.predictions_topic, self.cfg.labels_topic],
                 partitions=self.partitions,
             )
+        return consumer
 
     def _connect_once(self) -> KafkaConsumer:
         consumer = build_consumer(
@@ -230,7 +316,11 @@ class KafkaSource:
 
     def close(self) -> None:
         """Leave the group and close the consumer; offsets are not committed here."""
-        consumer, self._consumer = self._consumer, None
+        background, self._background = self._background, None
+        if background is not None:
+            with contextlib.suppress(Exception):  # its error belonged to a connect never made
+                background.wait(CLOSE_WAIT_S)
+        consumer, self._consumer, self._joining = self._consumer or self._joining, None, None
         if consumer is not None:
             _close_quietly(consumer)
         with self._lock:
@@ -245,7 +335,7 @@ class KafkaSource:
             keys = {(tp.topic, tp.partition) for tp in tps}
             self._assigned |= keys
             self._pending_seek |= keys
-        consumer = self._consumer
+        consumer = self._consumer or self._joining
         if consumer is not None and tps:
             consumer.pause(*tps)  # no fetch before the seek to the checkpoint's offset
 
