@@ -354,3 +354,46 @@ def test_outage_makes_poll_return_empty_and_commit_fail_without_raising(
         assert source.commit({(names.predictions, 0): 2}, timeout_s=1.0) is False
         assert source.lag() == {(names.predictions, 0): 0, (names.labels, 0): 0}
         source.close()
+
+
+def test_background_connect_joins_the_group_without_reading_then_hands_over(
+    broker, topics, kafka_config, produce, sources
+):
+    from confluent_kafka import ConsumerGroupState
+    from confluent_kafka.admin import AdminClient
+
+    for topic in (topics.predictions, topics.labels):
+        produce(broker.bootstrap, topic, [(b"k", str(i).encode(), [], i % 4) for i in range(20)])
+    calls: list[tuple[str, int]] = []
+
+    def start_offsets(topic: str, partition: int) -> int | None:
+        calls.append((topic, partition))
+        return None
+
+    source = make_source(kafka_config(broker, topics), start_offsets=start_offsets)
+    sources.append(source)
+    stop = threading.Event()
+    source.start_connect(stop)
+    assert not source.connected  # not this thread's until connect() takes it over
+    # Nobody calls poll: the group still forms (kafka-python joins only inside poll, so
+    # the background connect polls until the assignment arrives).
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    deadline = time.monotonic() + GROUP_JOIN_S
+    state = None
+    while time.monotonic() < deadline and state != ConsumerGroupState.STABLE:
+        time.sleep(0.2)
+        state = admin.describe_consumer_groups([topics.group_id])[topics.group_id].result(5).state
+    assert state == ConsumerGroupState.STABLE
+    assert calls == []  # start offsets are asked by the thread that polls, after the handover
+
+    source.connect(stop)
+    assert source.connected
+    got = source.poll(100)  # joined already: the first poll hands the assignment out
+    assigned = {(t, p) for t in (topics.predictions, topics.labels) for p in range(4)}
+    assert source.take_assignment_changes() == (assigned, set())
+    got += poll_until(source, 40 - len(got))
+    # Every record once, from offset 0: the join's polls read (and skipped) nothing.
+    assert sorted((m.topic, m.partition, m.offset) for m in got) == sorted(
+        (t, p, o) for t in (topics.predictions, topics.labels) for p in range(4) for o in range(5)
+    )
+    assert sorted(calls) == sorted(assigned)
