@@ -546,10 +546,15 @@ class ConfluentSource:
                 known = dict(self._known_position)
             for tp in positions:
                 key = (tp.topic, tp.partition)
-                _low, high = consumer.get_watermark_offsets(tp, cached=True)
+                low, high = consumer.get_watermark_offsets(tp, cached=True)
                 if high is None or high < 0:
                     continue
                 position = max(tp.offset, known.get(key, -1))
+                if position < 0 and low == high:
+                    # Nothing stored: nothing to read wherever the fetcher stands. (A start
+                    # past the end, e.g. offsets kept across a topic's re-creation, is reset
+                    # to the earliest record and brings no end-of-partition event.)
+                    position = high
                 if position < 0:
                     continue
                 result[key] = max(0, int(high) - int(position))

@@ -397,3 +397,30 @@ def test_background_connect_joins_the_group_without_reading_then_hands_over(
         (t, p, o) for t in (topics.predictions, topics.labels) for p in range(4) for o in range(5)
     )
     assert sorted(calls) == sorted(assigned)
+
+
+def test_lag_is_known_for_empty_partitions_whose_committed_offset_lies_past_their_end(
+    make_topics, broker, kafka_config, sources
+):
+    # Offsets kept across a topic's re-creation lie past its end: the fetcher resets to the
+    # earliest record, and with none stored there is no message (and, with librdkafka, no
+    # end-of-partition event) to tell the position. Readiness needs the lag all the same.
+    from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
+
+    topics = make_topics(1, 1)
+    committer = KafkaConsumer(
+        bootstrap_servers=broker.bootstrap, group_id=topics.group_id, enable_auto_commit=False
+    )
+    try:
+        committer.commit({
+            TopicPartition(topics.predictions, 0): OffsetAndMetadata(1000, "", -1),
+            TopicPartition(topics.labels, 0): OffsetAndMetadata(7, "", -1),
+        })  # fmt: skip
+    finally:
+        committer.close()
+    source = connected_source(kafka_config(broker, topics), sources)
+    deadline = time.monotonic() + GROUP_JOIN_S
+    while time.monotonic() < deadline and not (source.assignment() and source.caught_up()):
+        assert source.poll(200) == []
+    assert source.lag() == {(topics.predictions, 0): 0, (topics.labels, 0): 0}
+    assert source.caught_up()
