@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 import monitor.app
+import monitor.kafka.source
 from monitor.app import App
 from monitor.config import MonitorConfig, config_from_mapping
 from monitor.core.engine import Engine
@@ -88,9 +89,11 @@ def test_ready_as_soon_as_lag_is_known_not_at_the_next_tick(
     broker: Any, make_topics: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, start: Any
 ) -> None:
     # The tick that follows the assignment comes right after the first poll, before the
-    # first fetch has answered (empty partitions: the broker holds it fetch_max_wait), and
-    # the next one is an hour away: only a readiness judged between ticks gets to 200.
+    # first fetch has answered (empty partitions: the broker holds it for the fetch wait,
+    # made a second here), and the next one is an hour away: only a readiness judged
+    # between ticks gets to 200.
     monkeypatch.setattr(monitor.app, "TICK_S", 3600.0)
+    monkeypatch.setattr(monitor.kafka.source, "FETCH_MAX_WAIT_MS", 1000)
     topics = make_topics(2, 2)
     app = App(_config(broker, topics, tmp_path))
     thread = start(app)

@@ -53,6 +53,7 @@ from kafka import errors as kafka_errors
 
 from monitor.config import KafkaConfig
 from monitor.events.message import Message
+from monitor.kafka import source as source_module
 from monitor.kafka.client_config import LogLimiter, confluent_consumer_config, retry_connect
 from monitor.kafka.source import TP, BackgroundConnect, StartOffsets
 from monitor.kafka.topics import check_copartitioning
@@ -243,6 +244,7 @@ class ConfluentSource:
         conf["stats_cb"] = self._on_stats
         conf["statistics.interval.ms"] = STATS_INTERVAL_MS
         conf["logger"] = _RDKAFKA_LOG
+        conf["fetch.wait.max.ms"] = source_module.FETCH_MAX_WAIT_MS
         consumer = Consumer(conf)
         try:
             try:

@@ -51,6 +51,11 @@ StartOffsets = Callable[[str, int], "int | None"]
 
 #: How long one attempt waits for the broker's metadata once its port accepts connections.
 BOOTSTRAP_TIMEOUT_MS = 10_000
+#: How long the broker may hold a fetch that finds nothing to return. Besides the idle
+#: fetch rate, it is how long the first fetch of an empty partition takes to tell its high
+#: watermark (and so the lag ``/readyz`` waits for) after an assignment: the clients'
+#: default of 500 ms costs librdkafka about a second there (bench/recovery.py).
+FETCH_MAX_WAIT_MS = 100
 #: Poll timeout of the background join (:meth:`KafkaSource.start_connect`): how soon a
 #: :meth:`KafkaSource.connect` takes the consumer over.
 JOIN_POLL_MS = 50
@@ -301,7 +306,9 @@ class KafkaSource:
 
     def _connect_once(self) -> KafkaConsumer:
         consumer = build_consumer(
-            **consumer_kwargs(self.cfg), bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS
+            **consumer_kwargs(self.cfg),
+            bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         )
         try:
             self.partitions = check_copartitioning(self.cfg, consumer)
