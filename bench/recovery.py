@@ -58,6 +58,37 @@ HEARTBEAT_MS = {6000: 1000, 10000: 3000}
 PARTS: dict[str, float] = {}
 
 
+EXPLAINED = """
+Where the seconds from the spawn to ready go, and what the daemon does about each:
+
+- **Interpreter, config, logging, the Kafka client: ~0.4 s to listening.** `monitor run`
+  (`monitor.startup.Prestart`) binds the HTTP port and starts the connect and the group join
+  from light modules only, before it imports the engine (scipy, river, sklearn: ~1 s) and
+  loads the checkpoint. Until the state is loaded, `/readyz` answers 503 "starting: loading
+  the state" and `/healthz` 200.
+- **The group join: the broker's, ~3 s.** Both clients wait the same time (table above):
+  Tansu holds the JoinGroup of a forming group for half the session timeout, in 1 s steps
+  (its coordinator's debug log shows the join loop at `elapsed_ms` 0, 1001, 2003, 3004; 5 s
+  with the config's default 10 s session), then answers. A static member
+  (`group_instance_id`) waits twice as long there. Apache Kafka holds the first join of an
+  empty group for `group.initial.rebalance.delay.ms` (a broker setting, 3 s by default),
+  and refuses sessions under `group.min.session.timeout.ms` (6 s): no standard client
+  setting shortens the join against either, so the daemon spends it on its own start-up
+  instead. kafka-python joins only inside `poll`: a background thread polls until the
+  assignment arrives (new partitions stay paused, positions do not move), then the run loop
+  takes the consumer over; librdkafka joins on its own threads once subscribed. Reading the
+  checkpoint and importing the engine now overlap the join: with the checkpoint, the
+  assignment comes no later than with an empty state unless the load outlasts the join.
+- **The first fetch: the fetch wait.** An empty partition's high watermark (the lag
+  `/readyz` waits for) comes with the first fetch answer, which the broker holds for the
+  fetch wait when there is nothing to return: 500 ms by default, about 1 s for librdkafka
+  (two rounds after an assignment). The daemon's consumers wait at most 100 ms (a few more
+  idle fetches a second; none of it when records flow).
+- **Readiness: judged after every poll while not ready,** not at the next one-second tick:
+  `/readyz` turns 200 within a poll (50 ms while starting) of the last lag becoming known.
+"""
+
+
 def build_checkpoint(daemon: benchlib.Daemon, pending: int) -> tuple[int, float]:
     """Save a checkpoint of ``pending`` waiting predictions where ``daemon`` will look;
     return its size in bytes and the seconds one ``CheckpointStore.load`` takes."""
@@ -257,6 +288,7 @@ def main() -> int:
           "assigned -> lag known |")
     print("| --- | ---: | --- | ---: | ---: |")
     print("\n".join(joins))
+    print(EXPLAINED)
     worst = max(full_s.values())
     verdict = "met" if worst <= TARGET else "NOT met"
     kp = phases["kafka-python", "full"]
