@@ -89,18 +89,41 @@ Where the seconds from the spawn to ready go, and what the daemon does about eac
 """
 
 
-def build_checkpoint(daemon: benchlib.Daemon, pending: int) -> tuple[int, float]:
-    """Save a checkpoint of ``pending`` waiting predictions where ``daemon`` will look;
-    return its size in bytes and the seconds one ``CheckpointStore.load`` takes."""
+def build_checkpoint(daemon: benchlib.Daemon, pending: int, bootstrap: str) -> tuple[int, float]:
+    """Save a checkpoint of ``pending`` waiting predictions where ``daemon`` will look, with
+    the same predictions written to the input topic (so that the checkpoint's offsets are
+    its end, as after a clean stop); return the checkpoint's size in bytes and the seconds
+    one ``CheckpointStore.load`` takes."""
+    from confluent_kafka import Producer
+
     cfg = load_config(daemon.config_path)
     engine = Engine(cfg)
     topics = daemon.topics
     engine.track(benchlib.all_partitions(topics["predictions"], topics["labels"]))
     source = benchlib.stream(pending, label_share=0.0, predictions_topic=topics["predictions"],
                              labels_topic=topics["labels"])
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50,
+                         "batch.num.messages": 10_000, "queue.buffering.max.kbytes": 1_048_576})
+    failed: list[str] = []
+
+    def report(err: object, _msg: object) -> None:
+        if err is not None:
+            failed.append(str(err))
+
     while batch := list(islice(source, 10_000)):
+        for m in batch:
+            while True:
+                try:
+                    producer.produce(m.topic, m.value, m.key, partition=m.partition,
+                                     on_delivery=report)
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+        producer.poll(0)
         engine.process(batch)
         engine.drain_signals()
+    if producer.flush(300) or failed:
+        raise RuntimeError(f"producing the predictions failed: {failed[:3]}")
     store = CheckpointStore(cfg.state.dir)
     size = store.save(engine)
     del engine
@@ -209,6 +232,15 @@ def join_table(bootstrap: str) -> list[str]:
     return rows
 
 
+def final_events(daemon: benchlib.Daemon) -> object:
+    """``events`` of the daemon's final ``checkpoint`` log record (None without one)."""
+    events = None
+    for line in (daemon.workdir / "daemon.log").read_text(errors="replace").splitlines():
+        if '"checkpoint"' in line and '"final": true' in line:
+            events = json.loads(line).get("events")
+    return events
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pending", type=int, default=1_000_000)
@@ -223,13 +255,9 @@ def main() -> int:
         empty_dir, full_dir = Path(tmp) / "empty", Path(tmp) / "full"
         empty_dir.mkdir()
         full_dir.mkdir()
-        full = benchlib.Daemon(full_dir, broker.bootstrap, body, topics="rec")
-        full.create_topics()
-        t0 = time.perf_counter()
-        size, load_s = build_checkpoint(full, args.pending)
-        build_s = time.perf_counter() - t0
-        record = None
-        for client in CLIENTS:
+        empty = benchlib.Daemon(empty_dir, broker.bootstrap, body, topics="rec")
+        empty.create_topics()
+        for client in CLIENTS:  # before the predictions are written: start-up alone
             os.environ["MONITOR_KAFKA_CLIENT"] = client  # the daemons' [kafka] client
             shutil.rmtree(empty_dir / "state", ignore_errors=True)
             empty = benchlib.Daemon(empty_dir, broker.bootstrap, body, topics="rec")
@@ -239,6 +267,14 @@ def main() -> int:
                 phases[client, "empty"] = empty.phases(PHASES)
             finally:
                 empty.stop()
+            (empty_dir / "daemon.log").unlink()  # the next client's daemon logs afresh
+        full = benchlib.Daemon(full_dir, broker.bootstrap, body, topics="rec")
+        t0 = time.perf_counter()
+        size, load_s = build_checkpoint(full, args.pending, broker.bootstrap)
+        build_s = time.perf_counter() - t0
+        record = None
+        for client in CLIENTS:
+            os.environ["MONITOR_KAFKA_CLIENT"] = client
             # The same checkpoint each time: the daemon's final checkpoint rewrites it with
             # the same state (no event arrives).
             full = benchlib.Daemon(full_dir, broker.bootstrap, body, topics="rec")
@@ -251,8 +287,10 @@ def main() -> int:
                 full.stop()
             if record is None:
                 raise RuntimeError(f"the daemon did not load the checkpoint: {full.log_tail()}")
-            for done in (empty, full):  # the next client's daemons log afresh
-                (done.workdir / "daemon.log").unlink()
+            final = final_events(full)
+            if final != args.pending:  # it read nothing again (the checkpoint's offsets held)
+                raise RuntimeError(f"the daemon ended with {final} events, not {args.pending}")
+            (full_dir / "daemon.log").unlink()
         os.environ.pop("MONITOR_KAFKA_CLIENT", None)
         joins = join_table(broker.bootstrap)
         shutil.rmtree(full_dir / "state", ignore_errors=True)
@@ -260,11 +298,12 @@ def main() -> int:
     print("## Recovery (item 6)\n")
     print(f"machine: {benchlib.machine()}\n")
     print(f"checkpoint: {args.pending:,} pending predictions, {size / 1e6:.0f} MB, built in "
-          f"{build_s:.0f} s; the daemon logged `checkpoint_loaded` with "
-          f"events={record.get('events')}; input topics empty, session timeout 6 s\n")
+          f"{build_s:.0f} s, its predictions written to the input topic too (the "
+          f"checkpoint's offsets are its end); the daemon logged `checkpoint_loaded` with "
+          f"events={record.get('events')} and read nothing more; session timeout 6 s\n")
     print("| measurement | kafka-python | confluent |")
     print("| --- | ---: | ---: |")
-    print("| `monitor run` start to `/readyz` 200, empty state | "
+    print("| `monitor run` start to `/readyz` 200, empty state (topics empty too) | "
           + " | ".join(f"{empty_s[c]:.2f}" for c in CLIENTS) + " |")
     print(f"| **`monitor run` start to `/readyz` 200, {args.pending:,} pending** | "
           + " | ".join(f"**{full_s[c]:.2f}**" for c in CLIENTS) + " |")
