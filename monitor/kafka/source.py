@@ -261,7 +261,14 @@ class KafkaSource:
             return
         self._joining = consumer
         try:
+            # The group's leader remembers the topics' metadata it assigned from, and
+            # rejoins (another join window) when an update arrives that differs. An update
+            # fetched now, before the join, is the one the assignment sees, also when the
+            # answers to the join wait for the interpreter (a checkpoint unpickling).
+            consumer.topics()
             while not (stop.is_set() or handoff.is_set() or consumer.assignment()):
+                # Not poll(0) plus a sleep: with kafka-python 3.0.12 that was seen to start
+                # the join over (another join window), while this poll spins in the client.
                 consumer.poll(timeout_ms=JOIN_POLL_MS, max_records=1, update_offsets=False)
         except kafka_errors.KafkaError as exc:  # the caller's polls go on with the join
             self._limiter.log(log, "warning", "poll", "kafka_poll_failed", error=str(exc))
