@@ -79,6 +79,12 @@ Where the seconds from the spawn to ready go, and what the daemon does about eac
   takes the consumer over; librdkafka joins on its own threads once subscribed. Reading the
   checkpoint and importing the engine now overlap the join: with the checkpoint, the
   assignment comes no later than with an empty state unless the load outlasts the join.
+  One catch with kafka-python: today's checkpoint unpickles in one `pickle.loads` that
+  holds the interpreter lock for ~3 s at 1M pending, so the client's I/O thread handles the
+  join's answers only after it; in about a run in four (an in-process loop of 9 starts
+  with a 3 s hold: 2 of 9) the client then joins again, costing a second 3 s window. The
+  columnar pending store (another branch) shortens that hold to well under a second;
+  librdkafka's threads do not need the lock.
 - **The first fetch: the fetch wait.** An empty partition's high watermark (the lag
   `/readyz` waits for) comes with the first fetch answer, which the broker holds for the
   fetch wait when there is nothing to return: 500 ms by default, about 1 s for librdkafka
