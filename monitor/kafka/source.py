@@ -56,6 +56,9 @@ BOOTSTRAP_TIMEOUT_MS = 10_000
 #: watermark (and so the lag ``/readyz`` waits for) after an assignment: the clients'
 #: default of 500 ms costs librdkafka about a second there (bench/recovery.py).
 FETCH_MAX_WAIT_MS = 100
+#: How long the background join waits for the group coordinator at a time: longer than
+#: the interpreter stalls of a checkpoint load, short enough for a stop to be seen.
+JOIN_WAIT_MS = 5_000
 #: Poll timeout of the background join (:meth:`KafkaSource.start_connect`): how soon a
 #: :meth:`KafkaSource.connect` takes the consumer over.
 JOIN_POLL_MS = 50
@@ -266,10 +269,18 @@ class KafkaSource:
             # fetched now, before the join, is the one the assignment sees, also when the
             # answers to the join wait for the interpreter (a checkpoint unpickling).
             consumer.topics()
+            # kafka-python 3.0.12 completes a join only for a poll that is waiting for it:
+            # a join that finishes between two polls (e.g. while a long unpickle holds the
+            # interpreter lock and the waiting poll's timer runs out) is thrown away and
+            # sent again, costing another join window. So wait for the join in the group
+            # coordinator's own poll, with a timer longer than such a stall, where that
+            # method exists; else poll the consumer (partitions stay paused, nothing read).
+            coordinator_poll = getattr(getattr(consumer, "_coordinator", None), "poll", None)
             while not (stop.is_set() or handoff.is_set() or consumer.assignment()):
-                # Not poll(0) plus a sleep: with kafka-python 3.0.12 that was seen to start
-                # the join over (another join window), while this poll spins in the client.
-                consumer.poll(timeout_ms=JOIN_POLL_MS, max_records=1, update_offsets=False)
+                if callable(coordinator_poll):
+                    coordinator_poll(timeout_ms=JOIN_WAIT_MS)
+                else:
+                    consumer.poll(timeout_ms=JOIN_POLL_MS, max_records=1, update_offsets=False)
         except kafka_errors.KafkaError as exc:  # the caller's polls go on with the join
             self._limiter.log(log, "warning", "poll", "kafka_poll_failed", error=str(exc))
 
