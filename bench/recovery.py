@@ -79,11 +79,12 @@ Where the seconds from the spawn to ready go, and what the daemon does about eac
   takes the consumer over; librdkafka joins on its own threads once subscribed. Reading the
   checkpoint and importing the engine now overlap the join: with the checkpoint, the
   assignment comes no later than with an empty state unless the load outlasts the join.
-  One catch with kafka-python: today's checkpoint unpickles in one `pickle.loads` that
-  holds the interpreter lock for ~3 s at 1M pending, so the client's I/O thread handles the
-  join's answers only after it; in about a run in four (an in-process loop of 9 starts
-  with a 3 s hold: 2 of 9) the client then joins again, costing a second 3 s window. The
-  columnar pending store (another branch) shortens that hold to well under a second;
+  One catch with kafka-python 3.0.12: today's checkpoint unpickles in one `pickle.loads`
+  that holds the interpreter lock for ~3 s at 1M pending, and a join that completes while
+  no poll is waiting for it (the waiting poll's timer ran out during the stall) is thrown
+  away and sent again: a second 3 s window (seen in 2 of 3 daemon starts with 1M pending,
+  and in 2-6 of 9 in-process starts under a 3 s stall). The background join therefore
+  waits in the group coordinator's own poll with a 5 s timer: 0 of 9 under the same stall.
   librdkafka's threads do not need the lock.
 - **The first fetch: the fetch wait.** An empty partition's high watermark (the lag
   `/readyz` waits for) comes with the first fetch answer, which the broker holds for the
