@@ -63,7 +63,7 @@ JOIN_WAIT_MS = 5_000
 #: :meth:`KafkaSource.connect` takes the consumer over.
 JOIN_POLL_MS = 50
 #: How long :meth:`KafkaSource.close` waits for a background connect that never got taken
-#: over (it ends at its next poll, or when the stop flag ends its retries).
+#: over (it ends when its join is answered, or when the stop flag ends its retries).
 CLOSE_WAIT_S = 5.0
 
 
@@ -246,13 +246,13 @@ class KafkaSource:
         return self._consumer is not None
 
     def start_connect(self, stop: threading.Event) -> None:
-        """Begin :meth:`connect` on a background thread, which then polls the group until
-        partitions are assigned (kafka-python joins a group only inside ``poll``).
+        """Begin :meth:`connect` on a background thread, which then drives the group join
+        until partitions are assigned (kafka-python joins a group only when polled).
 
         Nothing is read meanwhile: newly assigned partitions are paused by the rebalance
-        listener, and the polls do not move positions. :meth:`connect` (from the thread
-        that polls afterwards) stops those polls, waits for the thread, and takes over the
-        consumer with the join done or under way.
+        listener until the first :meth:`poll` seeks them. :meth:`connect` (from the thread
+        that polls afterwards) waits for the thread (at most until the join in flight is
+        answered) and takes over the consumer, joined or still joining.
         """
         if self._consumer is not None or self._background is not None:
             return
