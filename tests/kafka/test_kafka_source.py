@@ -388,7 +388,7 @@ def test_background_connect_joins_the_group_without_reading_then_hands_over(
 
     source.connect(stop)
     assert source.connected
-    got = source.poll(100)  # joined already: the first poll hands the assignment out
+    got = list(source.poll(100))  # joined already: the first poll hands the assignment out
     assigned = {(t, p) for t in (topics.predictions, topics.labels) for p in range(4)}
     assert source.take_assignment_changes() == (assigned, set())
     got += poll_until(source, 40 - len(got))
