@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import structlog
 from prometheus_client import CollectorRegistry
@@ -43,10 +44,16 @@ from monitor.replay import signal_line
 from monitor.state.kafka_store import StoreError
 from monitor.state.store import Store, open_store
 
+if TYPE_CHECKING:
+    from monitor.startup import Prestart
+
 __all__ = ["App"]
 
 log = structlog.get_logger(__name__)
 POLL_MS = 200
+#: The poll timeout while not ready: readiness is judged after each poll (see
+#: ``App._judge_readiness``), so a shorter one notices the first fetch answers sooner.
+STARTING_POLL_MS = 50
 #: Alert transitions kept for the live view (``--tui``), newest last.
 ALERT_LOG = 100
 TICK_S = 1.0
@@ -73,24 +80,36 @@ class App:
         *,
         stop: threading.Event | None = None,
         registry: CollectorRegistry | None = None,
+        prestart: Prestart | None = None,
     ) -> None:
         self.config = config
-        self.stop = stop or threading.Event()
-        self.registry = registry or CollectorRegistry()
+        self.stop = stop or (prestart.stop if prestart else threading.Event())
+        self.registry = registry or (prestart.registry if prestart else CollectorRegistry())
         self.collector = MonitorCollector(self.registry)
         self.store: Store = open_store(config)
         self.engine = self.store.load(config) or Engine(config)
-        self.source: Source = make_source(config.kafka, start_offsets=self._start_offset)
+        #: With a ``prestart`` (``monitor run``), the HTTP port is listening and the source
+        #: joining the group already: this app adopts both.
+        self.source: Source
+        self.http: HttpServer
+        if prestart is not None:
+            self.source, self.http = prestart.source, prestart.http
+            prestart.adopt(self._start_offset)
+        else:
+            self.source = make_source(config.kafka, start_offsets=self._start_offset)
+            self.http = HttpServer(
+                config.http.host,
+                config.http.port,
+                self.registry,
+                heartbeat=lambda: self.heartbeat,
+                readiness=self._readiness,
+            )
+        self._listening = prestart is not None
         self.sink = KafkaSink(config.kafka)
-        self.http = HttpServer(
-            config.http.host,
-            config.http.port,
-            self.registry,
-            heartbeat=lambda: self.heartbeat,
-            readiness=self._readiness,
-            collector=self.collector,
-        )
         self.heartbeat = time.time()
+        self.http.heartbeat = lambda: self.heartbeat
+        self.http.readiness = self._readiness
+        self.http.collector = self.collector  # /metrics serves its rendered snapshot
         self.ready_reason = "starting"
         self.ready = False
         self.last_checkpoint: float | None = None
@@ -158,8 +177,9 @@ class App:
     # ----------------------------------------------------------------- lifecycle
     def run(self) -> int:
         """Run until the stop flag is set; return the exit code."""
-        self.http.start()
-        log.info("http_listening", url=self.http.url)
+        if not self._listening:
+            self.http.start()
+            self._listening = True
         self._publish()
         if self.alertmanager is not None:
             self.alertmanager.start()
@@ -200,7 +220,8 @@ class App:
                     self.source.pause(assigned)
                 next_tick = 0.0  # readiness follows an assignment at once, not a second later
             self._backpressure()
-            messages = self.source.poll(POLL_MS)
+            starting = not (self.ready or self.paused) and bool(self.source.assignment())
+            messages = self.source.poll(STARTING_POLL_MS if starting else POLL_MS)
             self.heartbeat = time.time()
             if messages:
                 batch = MessageBatch.of(messages)
@@ -210,6 +231,8 @@ class App:
             if time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + TICK_S
                 self._tick()
+            elif not self.ready and self._judge_readiness():
+                self._publish()  # ready as soon as every position and lag is known
             if time.monotonic() >= next_checkpoint:
                 next_checkpoint = time.monotonic() + self.config.state.checkpoint_interval
                 self.checkpoint()
@@ -333,6 +356,19 @@ class App:
             # the wall clock (replay, without one, never does this).
             self.engine.evaluate_idle(now)
             self._send_alerts()
+        self._judge_readiness(lag_known=True)
+        self._publish()
+
+    def _judge_readiness(self, *, lag_known: bool = False) -> bool:
+        """Set ``ready`` and ``ready_reason`` from the source and the sinks; return ``ready``.
+
+        Called by each tick, and between ticks after every poll while not ready, so that
+        ``/readyz`` turns 200 as soon as the assignment is restored and the first fetches
+        have told every partition's lag, not up to a tick later. ``lag_known``: ``self.lag``
+        was just read (else it is read here).
+        """
+        if not lag_known:
+            self.lag = self.source.lag()
         assigned = self.source.assignment()
         if not self.source.connected:
             self.ready, self.ready_reason = False, "not connected to Kafka"
@@ -350,7 +386,7 @@ class App:
         if self.paused:
             backlog = self.sink.backlog
             self.ready, self.ready_reason = False, f"paused: {backlog} output records undelivered"
-        self._publish()
+        return self.ready
 
     def _broker_silent_s(self) -> float:
         """Seconds since the group coordinator last answered a heartbeat (0 if unknown).

@@ -192,10 +192,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             replay(_with_outputs(config, args.tensorboard, args.cloudwatch), args.captures,
                    args.out, progress=bars)
         return 0
-    from monitor.app import App
     from monitor.kafka.topics import TopicLayoutError
+    from monitor.startup import Prestart
 
-    app = App(config)
+    # The HTTP port and the group join first: the join's seconds pass while the engine's
+    # modules import and the checkpoint loads (see monitor.startup).
+    prestart = Prestart(config).start()
+    from monitor.app import App
+
+    app = App(config, prestart=prestart)
     app.install_signal_handlers()
     try:
         return app.run()

@@ -32,6 +32,7 @@ How it maps onto the :class:`~monitor.kafka.source.Source` contract:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -52,8 +53,9 @@ from kafka import errors as kafka_errors
 
 from monitor.config import KafkaConfig
 from monitor.events.message import Message, MessageBatch
+from monitor.kafka import source as source_module
 from monitor.kafka.client_config import LogLimiter, confluent_consumer_config, retry_connect
-from monitor.kafka.source import TP, StartOffsets
+from monitor.kafka.source import TP, BackgroundConnect, StartOffsets
 from monitor.kafka.topics import check_copartitioning
 
 __all__ = ["ConfluentSource"]
@@ -170,6 +172,10 @@ class ConfluentSource:
         #: Responses received from the brokers so far, and when that count last grew.
         self._received = 0
         self._last_answer: float | None = None
+        #: The background connect of :meth:`start_connect`, until :meth:`connect` takes over,
+        #: and the consumer it built (``_consumer`` stays None until then).
+        self._background: BackgroundConnect | None = None
+        self._joining: Consumer | None = None
         #: Partition count of each input topic, known after :meth:`connect`.
         self.partitions: int | None = None
 
@@ -194,11 +200,35 @@ class ConfluentSource:
         """
         if self._consumer is not None:
             return
+        background, self._background = self._background, None
+        if background is not None:
+            try:
+                background.wait()
+            finally:
+                self._consumer, self._joining = self._joining, None
+            return
+        self._consumer = self._retry_connect(stop)
+
+    def start_connect(self, stop: threading.Event) -> None:
+        """Begin :meth:`connect` on a background thread and return at once.
+
+        librdkafka joins the group on its own threads once subscribed, so the join goes
+        on while the caller loads its state; the assignment is then served by the first
+        :meth:`poll` after :meth:`connect` (which waits for this thread) has taken over.
+        """
+        if self._consumer is not None or self._background is not None:
+            return
+
+        def connect(_handoff: threading.Event) -> None:
+            self._joining = self._retry_connect(stop)
+
+        self._background = BackgroundConnect(connect)
+
+    def _retry_connect(self, stop: threading.Event) -> Consumer | None:
         consumer = retry_connect(
             "source", self.cfg, self._connect_once, stop, logger=log, limiter=self._limiter
         )
         if consumer is not None:
-            self._consumer = consumer
             log.info(
                 "kafka_source_subscribed",
                 client="confluent",
@@ -206,6 +236,7 @@ class ConfluentSource:
                 topics=[self.cfg.predictions_topic, self.cfg.labels_topic],
                 partitions=self.partitions,
             )
+        return consumer
 
     def _connect_once(self) -> Consumer:
         conf = confluent_consumer_config(self.cfg)
@@ -213,6 +244,7 @@ class ConfluentSource:
         conf["stats_cb"] = self._on_stats
         conf["statistics.interval.ms"] = STATS_INTERVAL_MS
         conf["logger"] = _RDKAFKA_LOG
+        conf["fetch.wait.max.ms"] = source_module.FETCH_MAX_WAIT_MS
         consumer = Consumer(conf)
         try:
             try:
@@ -235,7 +267,11 @@ class ConfluentSource:
 
     def close(self) -> None:
         """Leave the group and close the consumer; offsets are not committed here."""
-        consumer, self._consumer = self._consumer, None
+        background, self._background = self._background, None
+        if background is not None:
+            with contextlib.suppress(Exception):  # its error belonged to a connect never made
+                background.wait(CLOSE_TIMEOUT_S)
+        consumer, self._consumer, self._joining = self._consumer or self._joining, None, None
         if consumer is not None:
             _close_quietly(consumer)
         with self._lock:
@@ -365,19 +401,20 @@ class ConfluentSource:
         with self._lock:
             quiet = not self._touched
         if quiet and not self._guard and not self._held:
-            errors = [m for m in batch if m.error() is not None]
+            records: list[Any] = batch
+            errors = [m for m in records if m.error() is not None]
             for m in errors:
                 self._on_message_error(m, m.error())
             if errors:
-                batch = [m for m in batch if m.error() is None]
+                records = [m for m in records if m.error() is None]
             # The usual poll: columns straight from librdkafka's records, a whole Message
             # only for the few the core looks at one by one.
             return MessageBatch(
-                [m.topic() for m in batch],
-                [m.partition() for m in batch],
-                [m.offset() for m in batch],
-                [m.value() for m in batch],
-                lambda i: _message(batch[i]),
+                [m.topic() for m in records],
+                [m.partition() for m in records],
+                [m.offset() for m in records],
+                [m.value() for m in records],
+                lambda i: _message(records[i]),
             )
         messages: list[Message] = []
         append = messages.append
@@ -529,10 +566,15 @@ class ConfluentSource:
                 known = dict(self._known_position)
             for tp in positions:
                 key = (tp.topic, tp.partition)
-                _low, high = consumer.get_watermark_offsets(tp, cached=True)
+                low, high = consumer.get_watermark_offsets(tp, cached=True)
                 if high is None or high < 0:
                     continue
                 position = max(tp.offset, known.get(key, -1))
+                if position < 0 and low == high:
+                    # Nothing stored: nothing to read wherever the fetcher stands. (A start
+                    # past the end, e.g. offsets kept across a topic's re-creation, is reset
+                    # to the earliest record and brings no end-of-partition event.)
+                    position = high
                 if position < 0:
                     continue
                 result[key] = max(0, int(high) - int(position))

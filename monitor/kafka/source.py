@@ -20,6 +20,7 @@ answer, and the consumer reconnects on its own.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -39,7 +40,7 @@ from monitor.kafka.client_config import (
 )
 from monitor.kafka.topics import check_copartitioning
 
-__all__ = ["TP", "KafkaSource", "Source", "StartOffsets", "make_source"]
+__all__ = ["TP", "BackgroundConnect", "KafkaSource", "Source", "StartOffsets", "make_source"]
 
 log = structlog.get_logger(__name__)
 
@@ -50,6 +51,52 @@ StartOffsets = Callable[[str, int], "int | None"]
 
 #: How long one attempt waits for the broker's metadata once its port accepts connections.
 BOOTSTRAP_TIMEOUT_MS = 10_000
+#: How long the broker may hold a fetch that finds nothing to return. Besides the idle
+#: fetch rate, it is how long the first fetch of an empty partition takes to tell its high
+#: watermark (and so the lag ``/readyz`` waits for) after an assignment: the clients'
+#: default of 500 ms costs librdkafka about a second there (bench/recovery.py).
+FETCH_MAX_WAIT_MS = 100
+#: How long the background join waits for the group coordinator at a time: longer than
+#: the interpreter stalls of a checkpoint load, short enough for a stop to be seen.
+JOIN_WAIT_MS = 5_000
+#: Poll timeout of the background join (:meth:`KafkaSource.start_connect`): how soon a
+#: :meth:`KafkaSource.connect` takes the consumer over.
+JOIN_POLL_MS = 50
+#: How long :meth:`KafkaSource.close` waits for a background connect that never got taken
+#: over (it ends when its join is answered, or when the stop flag ends its retries).
+CLOSE_WAIT_S = 5.0
+
+
+class BackgroundConnect:
+    """Runs a source's connect on a daemon thread; :meth:`wait` re-raises its exception.
+
+    ``handoff`` is set when the caller's thread takes the client over: work the thread
+    does after the connect itself (kafka-python's join polls) stops there.
+    """
+
+    def __init__(self, target: Callable[[threading.Event], None]) -> None:
+        self.handoff = threading.Event()
+        self.error: BaseException | None = None
+        self._target = target
+        self._thread = threading.Thread(target=self._run, name="monitor-kafka-connect", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._target(self.handoff)
+        except BaseException as exc:  # handed to the thread that takes over
+            self.error = exc
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        """Hand over and wait for the thread; raise its exception. False: still running."""
+        self.handoff.set()
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            return False
+        error, self.error = self.error, None
+        if error is not None:
+            raise error
+        return True
 
 
 class Source(Protocol):
@@ -70,6 +117,15 @@ class Source(Protocol):
 
     def connect(self, stop: threading.Event) -> None:
         """Check the topic layout and subscribe, waiting out an outage until ``stop``."""
+        ...
+
+    def start_connect(self, stop: threading.Event) -> None:
+        """Begin :meth:`connect` on a background thread and return at once.
+
+        The group join takes seconds (the coordinator waits for members to gather), so
+        ``monitor run`` starts it before it loads its state. The next :meth:`connect`
+        takes over: it waits for the background connect and raises what it raised.
+        """
         ...
 
     def close(self) -> None:
@@ -189,6 +245,10 @@ class KafkaSource:
         self._pending_seek: set[TP] = set()
         self._user_paused: set[TP] = set()
         self._limiter = LogLimiter(10.0)
+        #: The background connect of :meth:`start_connect`, until :meth:`connect` takes over,
+        #: and the consumer it built (``_consumer`` stays None until then).
+        self._background: BackgroundConnect | None = None
+        self._joining: KafkaConsumer | None = None
         #: Partition count of each input topic, known after :meth:`connect`.
         self.partitions: int | None = None
 
@@ -198,6 +258,45 @@ class KafkaSource:
     def connected(self) -> bool:
         """True once :meth:`connect` has returned with a consumer (and until :meth:`close`)."""
         return self._consumer is not None
+
+    def start_connect(self, stop: threading.Event) -> None:
+        """Begin :meth:`connect` on a background thread, which then drives the group join
+        until partitions are assigned (kafka-python joins a group only when polled).
+
+        Nothing is read meanwhile: newly assigned partitions are paused by the rebalance
+        listener until the first :meth:`poll` seeks them. :meth:`connect` (from the thread
+        that polls afterwards) waits for the thread (at most until the join in flight is
+        answered) and takes over the consumer, joined or still joining.
+        """
+        if self._consumer is not None or self._background is not None:
+            return
+        self._background = BackgroundConnect(lambda handoff: self._connect_and_join(stop, handoff))
+
+    def _connect_and_join(self, stop: threading.Event, handoff: threading.Event) -> None:
+        consumer = self._retry_connect(stop)
+        if consumer is None:
+            return
+        self._joining = consumer
+        try:
+            # The group's leader remembers the topics' metadata it assigned from, and
+            # rejoins (another join window) when an update arrives that differs. An update
+            # fetched now, before the join, is the one the assignment sees, also when the
+            # answers to the join wait for the interpreter (a checkpoint unpickling).
+            consumer.topics()
+            # kafka-python 3.0.12 completes a join only for a poll that is waiting for it:
+            # a join that finishes between two polls (e.g. while a long unpickle holds the
+            # interpreter lock and the waiting poll's timer runs out) is thrown away and
+            # sent again, costing another join window. So wait for the join in the group
+            # coordinator's own poll, with a timer longer than such a stall, where that
+            # method exists; else poll the consumer (partitions stay paused, nothing read).
+            coordinator_poll = getattr(getattr(consumer, "_coordinator", None), "poll", None)
+            while not (stop.is_set() or handoff.is_set() or consumer.assignment()):
+                if callable(coordinator_poll):
+                    coordinator_poll(timeout_ms=JOIN_WAIT_MS)
+                else:
+                    consumer.poll(timeout_ms=JOIN_POLL_MS, max_records=1, update_offsets=False)
+        except kafka_errors.KafkaError as exc:  # the caller's polls go on with the join
+            self._limiter.log(log, "warning", "poll", "kafka_poll_failed", error=str(exc))
 
     def connect(self, stop: threading.Event) -> None:
         """Create the consumer and subscribe, waiting out a broker that is not up yet.
@@ -215,21 +314,33 @@ class KafkaSource:
         """
         if self._consumer is not None:
             return
+        background, self._background = self._background, None
+        if background is not None:
+            try:
+                background.wait()
+            finally:
+                self._consumer, self._joining = self._joining, None
+            return
+        self._consumer = self._retry_connect(stop)
+
+    def _retry_connect(self, stop: threading.Event) -> KafkaConsumer | None:
         consumer = retry_connect(
             "source", self.cfg, self._connect_once, stop, logger=log, limiter=self._limiter
         )
         if consumer is not None:
-            self._consumer = consumer
             log.info(
                 "kafka_source_subscribed",
                 group_id=self.cfg.group_id,
                 topics=[self.cfg.predictions_topic, self.cfg.labels_topic],
                 partitions=self.partitions,
             )
+        return consumer
 
     def _connect_once(self) -> KafkaConsumer:
         consumer = build_consumer(
-            **consumer_kwargs(self.cfg), bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS
+            **consumer_kwargs(self.cfg),
+            bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         )
         try:
             self.partitions = check_copartitioning(self.cfg, consumer)
@@ -244,7 +355,11 @@ class KafkaSource:
 
     def close(self) -> None:
         """Leave the group and close the consumer; offsets are not committed here."""
-        consumer, self._consumer = self._consumer, None
+        background, self._background = self._background, None
+        if background is not None:
+            with contextlib.suppress(Exception):  # its error belonged to a connect never made
+                background.wait(CLOSE_WAIT_S)
+        consumer, self._consumer, self._joining = self._consumer or self._joining, None, None
         if consumer is not None:
             _close_quietly(consumer)
         with self._lock:
@@ -259,7 +374,7 @@ class KafkaSource:
             keys = {(tp.topic, tp.partition) for tp in tps}
             self._assigned |= keys
             self._pending_seek |= keys
-        consumer = self._consumer
+        consumer = self._consumer or self._joining
         if consumer is not None and tps:
             consumer.pause(*tps)  # no fetch before the seek to the checkpoint's offset
 

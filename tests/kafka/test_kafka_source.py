@@ -354,3 +354,73 @@ def test_outage_makes_poll_return_empty_and_commit_fail_without_raising(
         assert source.commit({(names.predictions, 0): 2}, timeout_s=1.0) is False
         assert source.lag() == {(names.predictions, 0): 0, (names.labels, 0): 0}
         source.close()
+
+
+def test_background_connect_joins_the_group_without_reading_then_hands_over(
+    broker, topics, kafka_config, produce, sources
+):
+    from confluent_kafka import ConsumerGroupState
+    from confluent_kafka.admin import AdminClient
+
+    for topic in (topics.predictions, topics.labels):
+        produce(broker.bootstrap, topic, [(b"k", str(i).encode(), [], i % 4) for i in range(20)])
+    calls: list[tuple[str, int]] = []
+
+    def start_offsets(topic: str, partition: int) -> int | None:
+        calls.append((topic, partition))
+        return None
+
+    source = make_source(kafka_config(broker, topics), start_offsets=start_offsets)
+    sources.append(source)
+    stop = threading.Event()
+    source.start_connect(stop)
+    assert not source.connected  # not this thread's until connect() takes it over
+    # Nobody calls poll: the group still forms (kafka-python joins only inside poll, so
+    # the background connect polls until the assignment arrives).
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    deadline = time.monotonic() + GROUP_JOIN_S
+    state = None
+    while time.monotonic() < deadline and state != ConsumerGroupState.STABLE:
+        time.sleep(0.2)
+        state = admin.describe_consumer_groups([topics.group_id])[topics.group_id].result(5).state
+    assert state == ConsumerGroupState.STABLE
+    assert calls == []  # start offsets are asked by the thread that polls, after the handover
+
+    source.connect(stop)
+    assert source.connected
+    got = list(source.poll(100))  # joined already: the first poll hands the assignment out
+    assigned = {(t, p) for t in (topics.predictions, topics.labels) for p in range(4)}
+    assert source.take_assignment_changes() == (assigned, set())
+    got += poll_until(source, 40 - len(got))
+    # Every record once, from offset 0: the join's polls read (and skipped) nothing.
+    assert sorted((m.topic, m.partition, m.offset) for m in got) == sorted(
+        (t, p, o) for t in (topics.predictions, topics.labels) for p in range(4) for o in range(5)
+    )
+    assert sorted(calls) == sorted(assigned)
+
+
+def test_lag_is_known_for_empty_partitions_whose_committed_offset_lies_past_their_end(
+    make_topics, broker, kafka_config, sources
+):
+    # Offsets kept across a topic's re-creation lie past its end: the fetcher resets to the
+    # earliest record, and with none stored there is no message (and, with librdkafka, no
+    # end-of-partition event) to tell the position. Readiness needs the lag all the same.
+    from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
+
+    topics = make_topics(1, 1)
+    committer = KafkaConsumer(
+        bootstrap_servers=broker.bootstrap, group_id=topics.group_id, enable_auto_commit=False
+    )
+    try:
+        committer.commit({
+            TopicPartition(topics.predictions, 0): OffsetAndMetadata(1000, "", -1),
+            TopicPartition(topics.labels, 0): OffsetAndMetadata(7, "", -1),
+        })  # fmt: skip
+    finally:
+        committer.close()
+    source = connected_source(kafka_config(broker, topics), sources)
+    deadline = time.monotonic() + GROUP_JOIN_S
+    while time.monotonic() < deadline and not (source.assignment() and source.caught_up()):
+        assert source.poll(200) == []
+    assert source.lag() == {(topics.predictions, 0): 0, (topics.labels, 0): 0}
+    assert source.caught_up()

@@ -1,0 +1,141 @@
+"""The daemon's start (in-process, real broker): the HTTP port and the group join begin
+before the state loads (``monitor.startup.Prestart``), and ``/readyz`` turns 200 as soon
+as every assigned partition's lag is known, without waiting for a tick."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import monitor.app
+import monitor.kafka.source
+from monitor.app import App
+from monitor.config import MonitorConfig, config_from_mapping
+from monitor.core.engine import Engine
+from monitor.events.message import Message
+from monitor.startup import STARTING, Prestart
+from monitor.state.checkpoint import CheckpointStore
+from tests.conftest import produce_records
+
+READY_WITHIN_S = 30.0
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def _prediction(i: int, **extra: Any) -> bytes:
+    body = {"prediction_id": f"p{i}", "model": "m", "ts": 1_700_000_000 + i, "prediction": 1}
+    return json.dumps({**body, **extra}).encode()
+
+
+def _config(broker: Any, topics: Any, state_dir: Path) -> MonitorConfig:
+    return config_from_mapping(
+        {
+            "kafka": {
+                "bootstrap_servers": broker.bootstrap,
+                "group_id": topics.group_id,
+                "predictions_topic": topics.predictions,
+                "labels_topic": topics.labels,
+                "alerts_topic": topics.alerts,
+                "dead_letter_topic": topics.dead_letters,
+                "session_timeout": 6,
+                "heartbeat_interval": 1,
+            },
+            "http": {"listen": "127.0.0.1:0"},
+            "state": {"dir": str(state_dir), "checkpoint_interval": 60},
+            "models": [{"name": "m", "task": "binary", "positive_class": 1}],
+        }
+    )
+
+
+@pytest.fixture
+def start() -> Iterator[Callable[[App], threading.Thread]]:
+    """``start(app)`` runs ``app`` on a thread; every app started is stopped at the end."""
+    started: list[tuple[App, threading.Thread]] = []
+
+    def run(app: App) -> threading.Thread:
+        thread = threading.Thread(target=app.run, daemon=True)
+        thread.start()
+        started.append((app, thread))
+        return thread
+
+    yield run
+    for app, thread in started:
+        app.stop.set()
+        thread.join(timeout=20)
+
+
+def _wait_ready(app: App) -> None:
+    deadline = time.monotonic() + READY_WITHIN_S
+    while time.monotonic() < deadline and not app.ready:
+        time.sleep(0.05)
+    assert app.ready, app.ready_reason
+
+
+def test_ready_as_soon_as_lag_is_known_not_at_the_next_tick(
+    broker: Any, make_topics: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, start: Any
+) -> None:
+    # The tick that follows the assignment comes right after the first poll, before the
+    # first fetch has answered (empty partitions: the broker holds it for the fetch wait,
+    # made a second here), and the next one is an hour away: only a readiness judged
+    # between ticks gets to 200.
+    monkeypatch.setattr(monitor.app, "TICK_S", 3600.0)
+    monkeypatch.setattr(monitor.kafka.source, "FETCH_MAX_WAIT_MS", 1000)
+    topics = make_topics(2, 2)
+    app = App(_config(broker, topics, tmp_path))
+    thread = start(app)
+    _wait_ready(app)
+    assert app.ready_reason == "ok"
+    assert _get(f"{app.http.url}/readyz") == (200, "ok\n")
+    assert app.lag == {(t, p): 0 for t in (topics.predictions, topics.labels) for p in (0, 1)}
+    assert app.registry.get_sample_value("monitor_ready") == 1.0  # published at the flip
+    app.stop.set()
+    thread.join(timeout=20)
+    assert not thread.is_alive()
+
+
+def test_prestart_listens_and_joins_while_the_checkpoint_loads_then_resumes_from_it(
+    broker: Any, make_topics: Any, tmp_path: Path, start: Any
+) -> None:
+    topics = make_topics(1, 1)
+    config = _config(broker, topics, tmp_path)
+    produce_records(
+        broker.bootstrap, topics.predictions, [(b"k", _prediction(i), [], 0) for i in range(8)]
+    )
+    # An earlier run processed the first 5 (with inline labels, which the copies on the
+    # topic lack) and checkpointed them: the restart must read only offsets 5..7.
+    earlier = Engine(config)
+    earlier.process(
+        [Message(topics.predictions, 0, i, b"k", _prediction(i, label=1)) for i in range(5)]
+    )
+    CheckpointStore(config.state.dir).save(earlier)
+
+    prestart = Prestart(config).start()
+    url = prestart.http.url
+    assert _get(f"{url}/readyz") == (503, f"{STARTING}\n")
+    assert _get(f"{url}/healthz")[0] == 200
+    assert not prestart.source.connected  # joining in the background, not handed over
+
+    app = App(config, prestart=prestart)
+    assert app.http is prestart.http and app.source is prestart.source
+    assert app.registry is prestart.registry
+    assert app.engine.events == 5
+    assert _get(f"{url}/readyz")[1] == "starting\n"  # the app's own reason from now on
+    start(app)
+    _wait_ready(app)
+    assert _get(f"{url}/readyz") == (200, "ok\n")
+    counts = app.engine.report().models["m"].counts
+    assert counts["predictions"] == 8 and counts["matched"] == 5, counts
