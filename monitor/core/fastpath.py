@@ -41,7 +41,7 @@ from monitor.events.message import MessageBatch
 
 if TYPE_CHECKING:
     from monitor.core.engine import Engine, ModelState, PartitionState
-    from monitor.core.join import JoinBuffer, PendingTable
+    from monitor.core.join import JoinBuffer
 
 __all__ = ["Chunk", "split_and_join"]
 
@@ -625,13 +625,13 @@ def _take_predictions(
     waiting = np.flatnonzero(~labels.has)
     if len(waiting):
         keep = waiting.tolist()
-        _add_pending(
-            state.join.pending[m],
+        state.join.pending[m].add_many(  # ids checked: new, and distinct in the poll
             [pids[j] for j in keep],
             ts[waiting],
             pred[waiting],
             score[waiting],
             slices[waiting],
+            checked=True,
         )
         engine.pending_total[m] += len(keep)
 
@@ -813,7 +813,7 @@ def _take_labels(
 
     state = engine.partitions[number]
     join = state.join
-    found, p_ts, p_pred, p_score, p_slices = _pop_pending(join.pending[m], pids)
+    found, p_ts, p_pred, p_score, p_slices = join.pending[m].pop_many(pids)
     assert found.all()
     engine.pending_total[m] -= len(pids)
     counts = state.counts[m]
@@ -863,16 +863,3 @@ def _found_before(
                 hit |= first & inside
         out.update(pid for pid, h in zip(pids, hit.tolist(), strict=True) if h)
     return out
-
-
-def _add_pending(
-    table: PendingTable, pids: list[str], ts: F64, pred: F64, score: F64, slices: I64
-) -> None:
-    """Append new waiting predictions to a pending table, in order (their ids were
-    checked: new, and distinct within the poll)."""
-    table.add_many(pids, ts, pred, score, slices, checked=True)
-
-
-def _pop_pending(table: PendingTable, pids: list[str]) -> tuple[Any, F64, F64, F64, I64]:
-    """Remove waiting predictions by id; their columns, aligned with ``pids``."""
-    return table.pop_many(pids)
