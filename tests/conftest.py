@@ -18,6 +18,9 @@
 
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -109,6 +112,21 @@ def kafka_config() -> Callable[..., KafkaConfig]:
 
 
 Record = tuple[bytes | None, bytes | None, Sequence[tuple[str, bytes | None]], int | None]
+
+
+def http_get(url: str) -> tuple[int, str]:
+    """Status and body of a GET on the daemon's HTTP port (an error status is returned)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def prediction_json(i: int, **extra: Any) -> bytes:
+    """Prediction ``p<i>`` of model ``m`` (class 1, at 1_700_000_000 + i) as message bytes."""
+    body = {"prediction_id": f"p{i}", "model": "m", "ts": 1_700_000_000 + i, "prediction": 1}
+    return json.dumps({**body, **extra}).encode()
 
 
 def produce_records(bootstrap: str, topic: str, records: Sequence[Record]) -> None:

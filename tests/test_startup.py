@@ -4,11 +4,8 @@ as every assigned partition's lag is known, without waiting for a tick."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,22 +20,9 @@ from monitor.core.engine import Engine
 from monitor.events.message import Message
 from monitor.startup import STARTING, Prestart
 from monitor.state.checkpoint import CheckpointStore
-from tests.conftest import produce_records
+from tests.conftest import http_get, prediction_json, produce_records
 
 READY_WITHIN_S = 30.0
-
-
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
-def _prediction(i: int, **extra: Any) -> bytes:
-    body = {"prediction_id": f"p{i}", "model": "m", "ts": 1_700_000_000 + i, "prediction": 1}
-    return json.dumps({**body, **extra}).encode()
 
 
 def _config(broker: Any, topics: Any, state_dir: Path) -> MonitorConfig:
@@ -99,7 +83,7 @@ def test_ready_as_soon_as_lag_is_known_not_at_the_next_tick(
     thread = start(app)
     _wait_ready(app)
     assert app.ready_reason == "ok"
-    assert _get(f"{app.http.url}/readyz") == (200, "ok\n")
+    assert http_get(f"{app.http.url}/readyz") == (200, "ok\n")
     assert app.lag == {(t, p): 0 for t in (topics.predictions, topics.labels) for p in (0, 1)}
     assert app.registry.get_sample_value("monitor_ready") == 1.0  # published at the flip
     app.stop.set()
@@ -113,29 +97,29 @@ def test_prestart_listens_and_joins_while_the_checkpoint_loads_then_resumes_from
     topics = make_topics(1, 1)
     config = _config(broker, topics, tmp_path)
     produce_records(
-        broker.bootstrap, topics.predictions, [(b"k", _prediction(i), [], 0) for i in range(8)]
+        broker.bootstrap, topics.predictions, [(b"k", prediction_json(i), [], 0) for i in range(8)]
     )
     # An earlier run processed the first 5 (with inline labels, which the copies on the
     # topic lack) and checkpointed them: the restart must read only offsets 5..7.
     earlier = Engine(config)
     earlier.process(
-        [Message(topics.predictions, 0, i, b"k", _prediction(i, label=1)) for i in range(5)]
+        [Message(topics.predictions, 0, i, b"k", prediction_json(i, label=1)) for i in range(5)]
     )
     CheckpointStore(config.state.dir).save(earlier)
 
     prestart = Prestart(config).start()
     url = prestart.http.url
-    assert _get(f"{url}/readyz") == (503, f"{STARTING}\n")
-    assert _get(f"{url}/healthz")[0] == 200
+    assert http_get(f"{url}/readyz") == (503, f"{STARTING}\n")
+    assert http_get(f"{url}/healthz")[0] == 200
     assert not prestart.source.connected  # joining in the background, not handed over
 
     app = App(config, prestart=prestart)
     assert app.http is prestart.http and app.source is prestart.source
     assert app.registry is prestart.registry
     assert app.engine.events == 5
-    assert _get(f"{url}/readyz")[1] == "starting\n"  # the app's own reason from now on
+    assert http_get(f"{url}/readyz")[1] == "starting\n"  # the app's own reason from now on
     start(app)
     _wait_ready(app)
-    assert _get(f"{url}/readyz") == (200, "ok\n")
+    assert http_get(f"{url}/readyz") == (200, "ok\n")
     counts = app.engine.report().models["m"].counts
     assert counts["predictions"] == 8 and counts["matched"] == 5, counts

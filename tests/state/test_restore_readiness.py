@@ -4,11 +4,8 @@ restored from the store, and the restore happens before their first fetch: the d
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -18,20 +15,7 @@ from monitor.config import config_from_mapping
 from monitor.core.engine import Engine
 from monitor.events.message import Message
 from monitor.state.kafka_store import KafkaStore
-from tests.conftest import produce_records
-
-
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
-def _prediction(i: int, **extra: Any) -> bytes:
-    body = {"prediction_id": f"p{i}", "model": "m", "ts": 1_700_000_000 + i, "prediction": 1}
-    return json.dumps({**body, **extra}).encode()
+from tests.conftest import http_get, prediction_json, produce_records
 
 
 def test_readyz_is_false_until_assigned_partitions_are_restored(
@@ -64,11 +48,11 @@ def test_readyz_is_false_until_assigned_partitions_are_restored(
     # it saw them: with inline labels, which the copies on the topic lack); the group has
     # no committed offset, so a daemon that skipped the restore would read them again.
     produce_records(
-        broker.bootstrap, topics.predictions, [(b"k", _prediction(i), [], 0) for i in range(8)]
+        broker.bootstrap, topics.predictions, [(b"k", prediction_json(i), [], 0) for i in range(8)]
     )
     earlier = Engine(config)
     earlier.process(
-        [Message(topics.predictions, 0, i, b"k", _prediction(i, label=1)) for i in range(5)]
+        [Message(topics.predictions, 0, i, b"k", prediction_json(i, label=1)) for i in range(5)]
     )
     writer = KafkaStore(config)
     writer.connect(threading.Event())
@@ -80,7 +64,7 @@ def test_readyz_is_false_until_assigned_partitions_are_restored(
     original = app.store.restore
 
     def restore(engine: Engine, numbers: Any) -> dict[int, str]:
-        seen.append(_get(f"{app.http.url}/readyz"))
+        seen.append(http_get(f"{app.http.url}/readyz"))
         return original(engine, numbers)
 
     app.store.restore = restore  # type: ignore[method-assign]
@@ -92,7 +76,7 @@ def test_readyz_is_false_until_assigned_partitions_are_restored(
             time.sleep(0.2)
         assert app.ready, app.ready_reason
         assert seen and seen[0][0] == 503 and "restoring" in seen[0][1], seen
-        assert _get(f"{app.http.url}/readyz")[0] == 200
+        assert http_get(f"{app.http.url}/readyz")[0] == 200
         counts = app.engine.report().models["m"].counts
         # 5 restored (joined through their inline labels) + 3 read after the snapshot
         assert counts["predictions"] == 8 and counts["matched"] == 5, counts
