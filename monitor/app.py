@@ -116,6 +116,8 @@ class App:
         self.checkpoints = 0
         self.dead_letters = 0
         self.last_seen: dict[tuple[str, int], float] = {}
+        #: Tracked input partitions not assigned here -> since when (wall clock).
+        self.unassigned_since: dict[tuple[str, int], float] = {}
         self.rl = RateLimitedLogger(log, 10.0)
         self.lag: dict[tuple[str, int], int] = {}
         self.alerts_sent = 0
@@ -144,22 +146,36 @@ class App:
         return None if state is None else state.offsets.get(topic)
 
     def _watermark_partitions(self) -> set[tuple[str, int]]:
-        """The input partitions that hold the watermark back: those assigned, and those whose
-        state this process holds (both topics of each partition number in the checkpoint).
+        """The input partitions that hold the watermark back: every partition of both input
+        topics (their count is known once connected), those assigned, and those whose
+        state this process holds.
 
-        After a crash the group may give some partitions to the dead predecessor until its
-        session expires; if only the assigned ones counted, the watermark would run ahead on
-        them and close panes that the others' unread events belong to, making those events
-        late (a crash would change the results). A held partition that is not assigned is
-        never idle, so it holds the watermark until it comes back. (With several replicas,
-        each must drop the state of partitions revoked for good: see the state package.)
+        A partition this process does not hold is read by nobody yet (a group that hands
+        partitions out one by one, a stale member after a crash, a rolling deploy) or by
+        another replica. If only the assigned ones counted, the watermark would run ahead
+        on them and close panes that the others' unread events belong to, making those
+        events late. So an unassigned partition holds it back for
+        ``time.unassigned_timeout`` of wall time after this process started or lost it
+        (see :meth:`_away`), after which the clock goes on without it.
         """
-        held = {
-            (topic, number)
-            for number in self.engine.partitions
-            for topic in (self.config.kafka.predictions_topic, self.config.kafka.labels_topic)
-        }
-        return self.source.assignment() | held
+        kafka = self.config.kafka
+        topics = (kafka.predictions_topic, kafka.labels_topic)
+        numbers = set(self.engine.partitions) | set(range(self.source.partitions or 0))
+        return self.source.assignment() | {(t, n) for t in topics for n in numbers}
+
+    def _away(self, now: float) -> set[tuple[str, int]]:
+        """Tracked partitions not assigned here for ``time.unassigned_timeout``: they stop
+        holding the watermark until they are assigned again."""
+        assigned = self.source.assignment()
+        for tp in assigned:
+            self.unassigned_since.pop(tp, None)
+        timeout = self.config.time.unassigned_timeout
+        away = set()
+        for tp in self.engine.tracked - assigned:
+            since = self.unassigned_since.setdefault(tp, now)
+            if now - since >= timeout:
+                away.add(tp)
+        return away
 
     def _readiness(self) -> tuple[bool, str]:
         return self.ready, self.ready_reason
@@ -348,8 +364,11 @@ class App:
             if self.lag.get(tp) == 0
             and now - self.last_seen.get(tp, now) >= self.config.time.idle_timeout
         }
-        if idle != self.engine.idle:
-            self.engine.set_idle(idle)
+        if self.source.partitions and not self.engine.tracked >= self._watermark_partitions():
+            self.engine.track(self._watermark_partitions())  # the partition count is known
+        held_back = idle | self._away(now)
+        if held_back != self.engine.idle:
+            self.engine.set_idle(held_back)
             self._process([])
         if idle and idle == self.source.assignment():
             # All input is silent: event time has stopped, so absence rules are judged on

@@ -370,6 +370,23 @@ class TimeConfig(_Strict):
         gt=0,
         description="wall time before a silent, caught-up partition stops holding the watermark",
     )
+    unassigned_timeout: Duration = Field(
+        120.0,
+        gt=0,
+        description=(
+            "wall time a partition of the input topics that this process does not hold keeps "
+            "holding the watermark (another member's, or not yet handed out after a restart "
+            "or a rebalance) before the clock goes on without it"
+        ),
+    )
+    max_future: Duration = Field(
+        3600.0,
+        gt=0,
+        description=(
+            "how far an event's time may be ahead of its Kafka record's timestamp (the wall "
+            "clock when a record has none); an event further ahead is rejected as 'future'"
+        ),
+    )
 
 
 def _number(value: Any) -> float:

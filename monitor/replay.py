@@ -103,6 +103,7 @@ def read_batches(paths: list[str], bad: dict[str, int], size: int) -> Iterator[M
             [e.offset if e.offset >= 0 else n for e, n in zip(envs, lines, strict=True)],
             [None if e.payload is None else e.payload.encode("utf-8", "replace") for e in envs],
             lambda i: _message(envs[i], lines[i]),
+            [e.ts for e in envs],
         )
 
     for path in paths:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -364,6 +365,9 @@ class Engine:
             config.kafka.labels_topic: "labels",
         }
         self.max_bytes = config.kafka.max_message_bytes
+        self.max_future = config.time.max_future
+        #: The latest acceptable event time of each message of the poll being processed.
+        self._latest: F64 = np.zeros(0)
         self.watermark = -math.inf
         self.closed_upto: int | None = None  # panes below this index are closed
         self.tracked: set[tuple[str, int]] = set()  # input partitions holding the watermark
@@ -607,6 +611,8 @@ class Engine:
         rejects: list[Reject] = []
         batch = MessageBatch.of(messages)
         self.events += len(batch)
+        stamps = np.array(batch.timestamps, dtype=np.float64) / 1000.0
+        self._latest = np.where(stamps >= 0, stamps, time.time()) + self.max_future
         last = dict(
             zip(zip(batch.topics, batch.partitions, strict=True), batch.offsets, strict=True)
         )
@@ -637,6 +643,24 @@ class Engine:
         """The events of model ``m`` gathered so far in the poll being processed."""
         return self._batches[m]
 
+    def latest_times(self, at: npt.NDArray[np.int64]) -> F64:
+        """The latest acceptable event time of the poll's messages at indices ``at``: their
+        record timestamp (the wall clock when a record has none) plus ``time.max_future``."""
+        return self._latest[at]
+
+    def _timely(self, ts: float) -> float:
+        """``ts`` unless it lies more than ``time.max_future`` ahead of the record's own
+        timestamp: a producer with a broken clock must not move the event-time clock."""
+        latest = float(self._latest[self._at])
+        if ts > latest:
+            ahead = ts - (latest - self.max_future)
+            raise DecodeFailure(
+                "future",
+                f"event time {ts:.0f} is {ahead:.0f} s ahead of its record's timestamp "
+                f"(time.max_future is {self.max_future:.0f} s)",
+            )
+        return ts
+
     def _note_time(self, msg: Message, state: PartitionState, ts: float) -> None:
         if ts > state.max_ts.get(msg.topic, -math.inf):
             state.max_ts[msg.topic] = ts
@@ -646,7 +670,7 @@ class Engine:
         model = self.by_name.get(event.model)
         if model is None:
             raise DecodeFailure("unknown_model", f"model {event.model[:64]!r} is not configured")
-        ts = parse_event_time(event.ts)
+        ts = self._timely(parse_event_time(event.ts))
         pred = model.codec.code(event.prediction, "prediction")
         score = math.nan if event.score is None else float(event.score)
         label = None if event.label is None else model.codec.code(event.label, "label")
@@ -745,7 +769,7 @@ class Engine:
                     "unknown_model", f"model {event.model[:64]!r} is not configured"
                 )
             named = model.index
-        ts = parse_event_time(event.ts)
+        ts = self._timely(parse_event_time(event.ts))
         join = state.join
         pid = event.prediction_id
         m, pending = join.find_pending(pid, named)
@@ -886,8 +910,11 @@ class Engine:
             windows = self.partitions[p].windows[model.index]
             late_sel = sel & late
             if late_sel.any():
+                assert self.closed_upto is not None
+                upto = max(self.closed_upto, ahead.get(p, self.closed_upto))
                 windows.add_late(
-                    sl[late_sel], cols[late_sel], vals[late_sel], model.layout.col("n")
+                    pane_index + low, upto, sl[late_sel], cols[late_sel], vals[late_sel],
+                    ts[late_sel],
                 )
                 self.partitions[p].counts[model.index][LATE] += int(late_sel.sum())
             on_time = sel & ~late

@@ -181,8 +181,10 @@ def _decode_each(
     return out
 
 
-def _times(raw: list[float | str]) -> F64:
-    """Event times in seconds; NaN where a time is unparsable or implausible."""
+def _times(raw: list[float | str], latest: F64) -> F64:
+    """Event times in seconds; NaN where a time is unparsable, implausible, or later than
+    ``latest`` (each message's record timestamp plus ``time.max_future``): the
+    per-message path gives those their reject."""
     if set(map(type, raw)) <= _NUMBERS:
         ts = np.array(raw, dtype=np.float64)
     else:
@@ -192,7 +194,7 @@ def _times(raw: list[float | str]) -> F64:
                 ts[i] = parse_event_time(value)
             except DecodeFailure:
                 ts[i] = math.nan
-    ts[~((ts >= MIN_EVENT_TIME) & (ts < MAX_EVENT_TIME))] = math.nan
+    ts[~((ts >= MIN_EVENT_TIME) & (ts < MAX_EVENT_TIME) & (ts <= latest))] = math.nan
     return ts
 
 
@@ -402,7 +404,7 @@ def _predictions(
     events = [e for _, e in pairs]
     at = np.array([i for i, _ in pairs], dtype=np.int64)
     model_of = [index.get(e.model, -1) for e in events]
-    ts = _times([e.ts for e in events])
+    ts = _times([e.ts for e in events], engine.latest_times(at))
     score = np.array([e.score for e in events], dtype=np.float64)  # None -> NaN
     ok = ~np.isnan(ts) & ~((score < 0.0) | (score > 1.0))
     for j, e in enumerate(events):
@@ -449,7 +451,7 @@ def _predictions(
             follow = [f[1] for f in later if f]
             label_msg = np.array([f[0] for f in later if f], dtype=np.int64)
             codes, valid = model.codec.code_many([e.label for e in follow])
-            f_ts = _times([e.ts for e in follow])
+            f_ts = _times([e.ts for e in follow], engine.latest_times(label_msg))
             named = np.array([e.model in (None, model.name) for e in follow], dtype=bool)
             came_first = label_msg < at[sel[has_later]]
             # A label naming no model joins the first model (by index) holding the id; a
@@ -656,7 +658,7 @@ def _labels(
     events = [e for _, e in pairs]
     at = np.array([i for i, _ in pairs], dtype=np.int64)
     named = [-1 if e.model is None else index.get(e.model, -2) for e in events]
-    ts = _times([e.ts for e in events])
+    ts = _times([e.ts for e in events], engine.latest_times(at))
     parts = [messages.partitions[i] for i in at.tolist()]
     for (name, number), rows in _group(parts, named).items():
         sel = np.array(rows, dtype=np.int64)

@@ -3,13 +3,14 @@
 A pane is ``[p * pane, (p + 1) * pane)`` in event time. Events add to their open pane;
 when the watermark passes a pane's end the pane closes and its sums move into:
 
-- ``all``: the cumulative sums (late events, whose pane had already closed, go only here);
+- ``all``: the cumulative sums;
 - sliding windows of N panes: a running sum of the last N closed panes, kept exact by
   re-summing the ring every N closes so that add-then-subtract rounding cannot drift;
 - decay windows with half-life h: sums of ``x * exp(-(T - t) * ln2 / h)`` where t is each
   event's own time and T the end of the last closed pane.
 
-All arrays are ``(slices, width)`` float64; they grow in rows when the model's slice
+An event whose pane has closed (late) is merged into every window that still holds its
+pane (:meth:`WindowSet.add_late`). All arrays are ``(slices, width)`` float64; they grow in rows when the model's slice
 registry grows (:meth:`WindowSet.grow`).
 """
 
@@ -72,7 +73,9 @@ class WindowSet:
         self.open: dict[int, F64] = {}
         self.open_decay: dict[int, list[F64]] = {}
         self.cum = np.zeros((rows, width))
-        self.late_n = np.zeros(rows)  # late joined events per slice (in ``cum`` only)
+        #: Joined events per slice in ``cum`` but in no decay window: late events of states
+        #: written before late events were merged into every window.
+        self.late_n = np.zeros(rows)
         self.ring: dict[int, F64] = {}
         self.sliding = [np.zeros((rows, width)) for _ in self.sliding_panes]
         self.decay = [np.zeros((rows, width)) for _ in self.decay_rates]
@@ -142,16 +145,36 @@ class WindowSet:
             for rate, target in zip(self.decay_rates, self.open_decay[pane], strict=True):
                 scatter_add(target, slices, cols, vals, np.exp(-rate * age))
 
-    def add_late(self, slices: I64, cols: I64, vals: F64, n_col: int = -1) -> None:
-        """Add events whose pane has closed: they count in ``all`` only.
+    def add_late(
+        self,
+        pane: int,
+        upto: int,
+        slices: I64,
+        cols: I64,
+        vals: F64,
+        ts: F64,
+    ) -> None:
+        """Add events of ``pane``, which has closed already (every pane below ``upto`` has).
 
-        ``n_col`` is the layout's joined-count column: late joined events are also counted
-        in :attr:`late_n`, so that decay windows know how many events they hold.
+        They are merged where the pane still counts, so that no window depends on when a
+        partition's events were read: ``all`` always; the sliding windows whose span still
+        holds the pane (and the ring, for when it leaves them); the decay windows with the
+        weight the events would have had, ``exp(-(T - t) * ln2 / h)`` with ``T`` the end of
+        the last closed pane. Signals emitted before stay as they were.
         """
-        before = self.cum[:, n_col].copy() if n_col >= 0 else None
-        scatter_add(self.cum, slices, cols, vals)
-        if before is not None:
-            self.late_n += self.cum[:, n_col] - before
+        acc = np.zeros((self.rows, self.width))
+        scatter_add(acc, slices, cols, vals)
+        self.cum += acc
+        if self.ring_len and pane >= upto - self.ring_len:
+            held = self.ring.get(pane)
+            self.ring[pane] = acc.copy() if held is None else held + acc
+            for total, n in zip(self.sliding, self.sliding_panes, strict=True):
+                if pane >= upto - n:
+                    total += acc
+        if self.decay_rates:
+            age = upto * self.pane - ts
+            for rate, target in zip(self.decay_rates, self.decay, strict=True):
+                scatter_add(target, slices, cols, vals, np.exp(-rate * age))
 
     def close(self, pane: int) -> bool:
         """Close ``pane`` (the next pane in order); return whether any window changed contents."""

@@ -43,6 +43,7 @@ REASONS: Final = (
     "model_mismatch",  # a label whose model differs from its prediction's
     "duplicate",  # a prediction_id already pending, or a label already waiting
     "unknown_topic",  # read from a topic that is neither input topic
+    "future",  # event time beyond its record's timestamp + time.max_future (a broken clock)
 )
 
 # Event times outside [2000-01-01, 2100-01-01) are taken for unit mistakes (ms for s).

@@ -43,7 +43,8 @@ class Reject:
 
 
 class MessageBatch(Sequence[Message]):
-    """One poll's messages as columns (topic, partition, offset, value), each whole
+    """One poll's messages as columns (topic, partition, offset, value, record timestamp in
+    ms or -1 when unknown), each whole
     :class:`Message` built only when it is looked at (a reject, the per-message path).
 
     A source builds it straight from its client's records, so the hot path makes no Python
@@ -51,7 +52,7 @@ class MessageBatch(Sequence[Message]):
     timestamp. Any list of messages becomes one with :meth:`of`.
     """
 
-    __slots__ = ("_make", "offsets", "partitions", "topics", "values")
+    __slots__ = ("_make", "offsets", "partitions", "timestamps", "topics", "values")
 
     def __init__(
         self,
@@ -60,12 +61,15 @@ class MessageBatch(Sequence[Message]):
         offsets: list[int],
         values: list[bytes | None],
         make: Callable[[int], Message],
+        timestamps: list[int] | None = None,
     ) -> None:
         self.topics = topics
         self.partitions = partitions
         self.offsets = offsets
         self.values = values
         self._make = make
+        #: Kafka record timestamps (ms since the epoch), -1 where a record has none.
+        self.timestamps = [-1] * len(topics) if timestamps is None else timestamps
 
     @classmethod
     def of(cls, messages: Sequence[Message]) -> MessageBatch:
@@ -78,6 +82,7 @@ class MessageBatch(Sequence[Message]):
             [m.offset for m in messages],
             [m.value for m in messages],
             messages.__getitem__,
+            [m.timestamp_ms for m in messages],
         )
 
     def __len__(self) -> int:

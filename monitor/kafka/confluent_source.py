@@ -415,6 +415,7 @@ class ConfluentSource:
                 [m.offset() for m in records],
                 [m.value() for m in records],
                 lambda i: _message(records[i]),
+                [m.timestamp()[1] for m in records],
             )
         messages: list[Message] = []
         append = messages.append

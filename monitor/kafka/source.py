@@ -464,6 +464,7 @@ class KafkaSource:
             [r.offset for r in found],
             [r.value for r in found],
             lambda i: _message(found[i]),
+            [-1 if r.timestamp is None else r.timestamp for r in found],
         )
 
     def assignment(self) -> set[TP]:

@@ -35,13 +35,16 @@ def make_engine(pane: str = "10s", lateness: str = "0s", windows: list[str] | No
 def pred_msg(pid: str, ts: float, pred: Any, *, model: str = "b", part: int = 0,
              offset: int = 0, **extra: Any) -> Message:
     body = {"prediction_id": pid, "model": model, "ts": ts, "prediction": pred, **extra}
-    return Message("predictions", part, offset, None, json.dumps(body).encode())
+    # produced when it happened: the record's timestamp is the event's time
+    return Message("predictions", part, offset, None, json.dumps(body).encode(),
+                   timestamp_ms=int(ts * 1000))
 
 
 def label_msg(pid: str, ts: float, label: Any, *, part: int = 0, offset: int = 0,
               **extra: Any) -> Message:
     body = {"prediction_id": pid, "ts": ts, "label": label, **extra}
-    return Message("labels", part, offset, None, json.dumps(body).encode())
+    return Message("labels", part, offset, None, json.dumps(body).encode(),
+                   timestamp_ms=int(ts * 1000))
 
 
 # --------------------------------------------------------------------------- order independence
@@ -185,37 +188,91 @@ def test_out_of_order_within_allowed_lateness_is_not_late() -> None:
 
 
 # --------------------------------------------------------------------------- late events
-def test_late_events_count_only_in_all_and_in_counts_late() -> None:
+def test_late_events_merge_into_every_window_that_holds_their_pane() -> None:
+    """A late event (its pane closed) is counted as late and merged where its pane still
+    counts: ``all``, the sliding windows whose span holds the pane, and the decay windows
+    with the weight it would have had, so that no window depends on when it was read."""
     engine = make_engine("10s", "0s")
     engine.track([("predictions", 0), ("labels", 0)])
     assert engine.process([
-        pred_msg("on-time", T0 + 1000, 1, score=0.75),
-        label_msg("on-time", T0 + 1000, 1),
+        pred_msg("on-time", T0 + 5000, 1, score=0.75),
+        label_msg("on-time", T0 + 5000, 1),
     ]) == []
-    assert engine.watermark == T0 + 1000
-    # Behind the watermark (its pane, and every pane before T+1000, is closed): late.
+    assert engine.watermark == T0 + 5000
+    # Behind the watermark (its pane, and every pane before T+5000, is closed): late.
     assert engine.process([
-        pred_msg("late", T0 + 500, 1, score=0.5, offset=1),
-        label_msg("late", T0 + 505, 0, offset=1),
+        pred_msg("late", T0 + 4500, 1, score=0.5, offset=1),
+        label_msg("late", T0 + 4505, 0, offset=1),
+        # older than the 1 h window at the end: in ``all`` and the decay window only
+        pred_msg("old", T0 + 100, 0, score=0.25, offset=2),
+        label_msg("old", T0 + 105, 0, offset=2),
     ]) == []
     model = engine.summary()["models"]["b"]
     counts = model["counts"]
-    assert counts["late"] == 2  # the prediction's side and the pair's side
-    assert counts["matched"] == 2 and counts["predictions"] == 2
+    assert counts["late"] == 4  # the prediction's side and the pair's side, twice
+    assert counts["matched"] == 3 and counts["predictions"] == 3
     w = model["windows"]
-    assert w["all"]["accuracy"] == 0.5 and w["all"]["prediction_count"] == 2.0
-    assert w["all"]["brier"] == pytest.approx((0.5**2 + 0.25**2) / 2, rel=1e-15)
-    assert w["1h"]["accuracy"] == 1.0 and w["1h"]["prediction_count"] == 1.0
-    assert w["ewm30m"]["accuracy"] == 1.0
-    # Decay window: only the on-time event, weight exp(-(end - t) ln2 / 30 min), end = T+1010.
-    assert w["ewm30m"]["prediction_count"] == pytest.approx(math.exp(-10 * LN2 / 1800), rel=1e-12)
-    assert w["ewm30m"]["score_mean"] == pytest.approx(0.75, rel=1e-12)
-    assert model["counters"]["joined"] == 2.0 and model["counters"]["tp"] == 1.0
+    assert w["all"]["accuracy"] == pytest.approx(2 / 3, rel=1e-15)
+    assert w["all"]["prediction_count"] == 3.0
+    assert w["all"]["brier"] == pytest.approx((0.5**2 + 0.25**2 + 0.25**2) / 3, rel=1e-15)
+    assert w["1h"]["accuracy"] == 0.5 and w["1h"]["prediction_count"] == 2.0
+    # Decay window: every event with weight exp(-(end - t) ln2 / 30 min), end = T+5010.
+    end = T0 + 5010
+    weight = {t: math.exp(-(end - T0 - t) * LN2 / 1800) for t in (5000, 4500, 4505, 100, 105)}
+    assert w["ewm30m"]["prediction_count"] == pytest.approx(
+        weight[5000] + weight[4500] + weight[100], rel=1e-12)
+    assert w["ewm30m"]["score_mean"] == pytest.approx(
+        (0.75 * weight[5000] + 0.5 * weight[4500] + 0.25 * weight[100])
+        / (weight[5000] + weight[4500] + weight[100]), rel=1e-12)
+    assert w["ewm30m"]["accuracy"] == pytest.approx(
+        (weight[5000] + weight[105]) / (weight[5000] + weight[4505] + weight[105]), rel=1e-12)
+    assert model["counters"]["joined"] == 3.0 and model["counters"]["tp"] == 1.0
+
+
+def test_windows_do_not_depend_on_when_a_partition_is_read() -> None:
+    """Two partitions, one read entirely before the other (its events all late): every
+    window ends equal to reading them interleaved."""
+    def stream(part: int) -> list[Message]:
+        out = []
+        for i in range(60):
+            t = T0 + 60 * i + 7 * part
+            pid = f"{part}-{i}"
+            out.append(pred_msg(pid, t, i % 2, score=(i % 10) / 10, part=part, offset=2 * i))
+            out.append(label_msg(pid, t + 30, (i // 3) % 2, part=part, offset=2 * i + 1))
+        return out
+
+    def run(batches: list[list[Message]]) -> tuple[dict[str, Any], int]:
+        engine = make_engine("10s", "0s", windows=["all", "10m", "ewm5m"])
+        engine.track([(t, p) for t in TOPICS for p in (0, 1)])
+        engine.set_idle([])
+        for batch in batches:
+            engine.process(batch)
+        summary = engine.summary()["models"]["b"]
+        return summary["windows"], summary["counts"]["late"]
+
+    a, b = stream(0), stream(1)
+    together, late_together = run([sorted(a + b, key=lambda m: json.loads(m.value or b"{}")["ts"])])
+    # Partition 0 alone first, with partition 1 idle (its clock runs ahead), then 1.
+    engine_first = make_engine("10s", "0s", windows=["all", "10m", "ewm5m"])
+    engine_first.track([(t, p) for t in TOPICS for p in (0, 1)])
+    engine_first.set_idle([(t, 1) for t in TOPICS])
+    engine_first.process(a)
+    engine_first.set_idle([])
+    engine_first.process(b)
+    summary = engine_first.summary()["models"]["b"]
+    assert late_together == 0 and summary["counts"]["late"] > 0
+    for window, metrics in together.items():
+        for name, value in metrics.items():
+            got = summary["windows"][window][name]
+            if value is None:
+                assert got is None, (window, name)
+            else:
+                assert got == pytest.approx(value, rel=1e-9, abs=1e-12), (window, name)
 
 
 def test_late_label_of_on_time_prediction() -> None:
     """The pair belongs to the label's pane: a label behind the watermark is late even when
-    its prediction was on time (the prediction side stays in every window)."""
+    its prediction was on time, and is merged into the windows that hold its pane."""
     engine = make_engine("10s", "0s")
     engine.track([("predictions", 0), ("labels", 0)])
     assert engine.process([pred_msg("p", T0 + 100, 1), pred_msg("q", T0 + 2000, 1, offset=1),
@@ -224,8 +281,9 @@ def test_late_label_of_on_time_prediction() -> None:
     model = engine.summary()["models"]["b"]
     assert model["counts"]["late"] == 1
     assert model["windows"]["all"]["accuracy"] == 1.0
-    assert model["windows"]["1h"]["accuracy"] is None
+    assert model["windows"]["1h"]["accuracy"] == 1.0
     assert model["windows"]["1h"]["prediction_count"] == 2.0
+    assert model["counters"]["joined"] == 1.0
 
 
 # --------------------------------------------------------------------------- long gaps
