@@ -4,7 +4,7 @@ The per-message path is the reference: every poll below is processed by two engi
 as shipped and one with the batch path turned off (every message one by one), on streams
 full of what the batch path must hand over: duplicates within and across polls, labels
 before their predictions, labels naming another model, unknown models and classes, bad
-JSON, out-of-range scores and times, RFC 3339 times, predictions carrying their label,
+JSON, out-of-range scores and times, times ahead of the record's timestamp, RFC 3339 times, predictions carrying their label,
 segments past their cap, several partitions and models, the pending cap. Counts, rejects
 (in order, with reasons) and every metric must agree.
 """
@@ -71,7 +71,9 @@ def stream(seed: int, n: int, noise: float = 1.0) -> list[Message]:
     def emit(topic: str, part: int, value: bytes | None, key: str = "") -> None:
         offset = offsets.get((topic, part), 0)
         offsets[(topic, part)] = offset + 1
-        out.append(Message(topic, part, offset, key.encode(), value))
+        # the record's timestamp: when the producer sent it (a while after the event)
+        stamp = int((T0 + len(out) * 0.05 + 30) * 1000)
+        out.append(Message(topic, part, offset, key.encode(), value, timestamp_ms=stamp))
 
     def part_of(pid: str) -> int:
         return sum(pid.encode()) % 3
@@ -115,6 +117,8 @@ def stream(seed: int, n: int, noise: float = 1.0) -> list[Message]:
                 body["ts"] = "2023-11-14T22:13:20Z"
             if odd() < 0.01:
                 body["ts"] = 12.0  # implausible: seconds expected
+            if odd() < 0.005:
+                body["ts"] = 4_000_000_000.0  # a producer with a broken clock: future
             if odd() < 0.01:
                 body["model"] = "nope"
             value: bytes | None = json.dumps(body).encode()
@@ -145,6 +149,8 @@ def stream(seed: int, n: int, noise: float = 1.0) -> list[Message]:
                 body["model"] = model if odd() > 0.05 else rng.choice("bkr")
             if odd() < 0.01:
                 body["label"] = "martian"
+            if odd() < 0.005:
+                body["ts"] = t + 7200  # beyond time.max_future: future
             emit("labels", part_of(pid), json.dumps(body).encode(), pid)
     return out
 
@@ -220,8 +226,8 @@ def test_batch_path_equals_per_message_path(
     # The stream exercises what it should: joins, rejects of several kinds, evictions.
     assert counts["matched"] > 500
     kinds = {r[0] for r in fast[0]}
-    assert kinds >= ({"not_json", "bad_value", "unknown_model", "duplicate"} if noise > 0.5 else
-                     {"duplicate"})
+    assert kinds >= ({"not_json", "bad_value", "unknown_model", "duplicate", "future"}
+                     if noise > 0.5 else {"duplicate"})
     assert counts["early_labels_evicted"] + counts["orphan_labels"] + counts["matched"] > 0
     if max_pending < 1000:
         assert counts["evicted"] > 0
