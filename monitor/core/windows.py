@@ -10,8 +10,8 @@ when the watermark passes a pane's end the pane closes and its sums move into:
   event's own time and T the end of the last closed pane.
 
 An event whose pane has closed (late) is merged into every window that still holds its
-pane (:meth:`WindowSet.add_late`). All arrays are ``(slices, width)`` float64; they grow in rows when the model's slice
-registry grows (:meth:`WindowSet.grow`).
+pane (:meth:`WindowSet.add_late`). All arrays are ``(slices, width)`` float64; they grow
+in rows when the model's slice registry grows (:meth:`WindowSet.grow`).
 """
 
 from __future__ import annotations
