@@ -5,8 +5,9 @@ as shipped and one with the batch path turned off (every message one by one), on
 full of what the batch path must hand over: duplicates within and across polls, labels
 before their predictions, labels naming another model, unknown models and classes, bad
 JSON, out-of-range scores and times, times ahead of the record's timestamp, RFC 3339
-times, predictions carrying their label, segments past their cap, several partitions and models, the pending cap. Counts, rejects
-(in order, with reasons) and every metric must agree.
+times, predictions carrying their label, segments past their cap, several partitions and
+models, the pending cap. Counts, rejects (in order, with reasons) and every metric must
+agree.
 """
 
 from __future__ import annotations
