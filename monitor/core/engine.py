@@ -612,7 +612,8 @@ class Engine:
         batch = MessageBatch.of(messages)
         self.events += len(batch)
         stamps = np.array(batch.timestamps, dtype=np.float64) / 1000.0
-        self._latest = np.where(stamps >= 0, stamps, time.time()) + self.max_future
+        # No timestamp (-1), or 0 as some tools write for none: the wall clock instead.
+        self._latest = np.where(stamps > 0, stamps, time.time()) + self.max_future
         last = dict(
             zip(zip(batch.topics, batch.partitions, strict=True), batch.offsets, strict=True)
         )
