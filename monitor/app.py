@@ -118,6 +118,8 @@ class App:
         self.last_seen: dict[tuple[str, int], float] = {}
         #: Tracked input partitions not assigned here -> since when (wall clock).
         self.unassigned_since: dict[tuple[str, int], float] = {}
+        #: Partitions this replica checkpointed and handed to another (per-partition store).
+        self.handed_over: set[tuple[str, int]] = set()
         self.rl = RateLimitedLogger(log, 10.0)
         self.lag: dict[tuple[str, int], int] = {}
         self.alerts_sent = 0
@@ -164,16 +166,18 @@ class App:
         return self.source.assignment() | {(t, n) for t in topics for n in numbers}
 
     def _away(self, now: float) -> set[tuple[str, int]]:
-        """Tracked partitions not assigned here for ``time.unassigned_timeout``: they stop
-        holding the watermark until they are assigned again."""
+        """Tracked partitions not assigned here for ``time.unassigned_timeout``, or handed
+        to another replica with their state: they stop holding the watermark until they
+        are assigned again."""
         assigned = self.source.assignment()
         for tp in assigned:
             self.unassigned_since.pop(tp, None)
+        self.handed_over -= assigned
         timeout = self.config.time.unassigned_timeout
         away = set()
         for tp in self.engine.tracked - assigned:
             since = self.unassigned_since.setdefault(tp, now)
-            if now - since >= timeout:
+            if now - since >= timeout or tp in self.handed_over:
                 away.add(tp)
         return away
 
@@ -267,9 +271,13 @@ class App:
                     written = self.store.save(self.engine, gone)
                 except StoreError as exc:
                     written = f"failed: {str(exc)[:200]}"
+            kafka = self.config.kafka
             for number in gone:
                 self.engine.drop_partition(number)
                 self.store.forget(number)
+                # Another replica reads it now: this one's clock need not wait for it.
+                self.handed_over |= {(kafka.predictions_topic, number),
+                                     (kafka.labels_topic, number)}
             log.info("partitions_handed_over", partitions=gone, checkpoint=written)
         new = sorted({number for _, number in assigned} & owned)
         if not new:
