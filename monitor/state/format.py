@@ -822,6 +822,11 @@ def _set_errors(panes: Mapping[int, Mapping[int, ErrorsRec]]) -> Any:
     return out
 
 
+def _one_partition(panes: Mapping[int, ErrorsRec]) -> Any:
+    """A snapshot's detector buffers (pane -> its partition's errors)."""
+    return {p: parts[0] for p, parts in _set_errors({p: {0: e} for p, e in panes.items()}).items()}
+
+
 def _numeric(r: NumericReference) -> NumericRec:
     return NumericRec(_arr(r.edges), _arr(r.counts), _arr(r.sums), float(r.mean), float(r.std))
 
@@ -1006,6 +1011,10 @@ def _config_parts(config: MonitorConfig) -> dict[str, Any]:
     }
 
 
+def _less_alerts(model: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in model.items() if k != "alerts"}
+
+
 def stored_config(rec: EngineRec, config: MonitorConfig) -> MonitorConfig:
     """``config`` with the models, ``[time]`` and input topics of a stored engine: the
     config its state was made under (to carry it over to ``config``)."""
@@ -1048,7 +1057,14 @@ def decode_engine(body: bytes, config: MonitorConfig) -> tuple[Engine, MonitorCo
     under (``config`` itself when the models, ``[time]`` and topics are the same), and
     that config. FormatError when the body is not valid state."""
     rec = _typed(body, "engine", EngineRec)
-    made_under = stored_config(rec, config)
+    shape = _config_parts(config)
+    same = (
+        [_less_alerts(m) for m in rec.config_models]
+        == [_less_alerts(m) for m in shape["config_models"]]
+        and rec.config_time == shape["config_time"]
+        and tuple(rec.config_topics) == shape["config_topics"]
+    )
+    made_under = config if same else stored_config(rec, config)
     try:
         engine = Engine(made_under)
     except ValueError as exc:  # e.g. a reference file that no longer loads
@@ -1086,7 +1102,10 @@ def encode_snapshot(snap: PartitionSnapshot) -> bytes:
         slice_keys={m: list(keys) for m, keys in snap.slice_keys.items()},
         closed_upto=snap.closed_upto,
         watermark=float(snap.watermark),
-        error_panes={m: _errors(p) for m, p in snap.error_panes.items()},
+        error_panes={
+            m: {p: ErrorsRec(_arr(ts), _arr(err)) for p, (ts, err) in panes.items()}
+            for m, panes in snap.error_panes.items()
+        },
     )
     return _ENCODER.encode({"format": FORMAT, "snapshot": rec})
 
@@ -1119,18 +1138,18 @@ def decode_snapshot(body: bytes, engine: Engine) -> PartitionSnapshot:
         slice_keys=keys,
         closed_upto=rec.closed_upto,
         watermark=rec.watermark,
-        error_panes={m: _set_errors(p) for m, p in rec.error_panes.items()},
+        error_panes={m: _one_partition(panes) for m, panes in rec.error_panes.items()},
     )
 
 
-def encode_soft_state(soft: Mapping[str, Any], rules: ModelRules | None) -> bytes:
+def encode_soft_state(soft: Mapping[str, Any]) -> bytes:
     """A model's soft state (:meth:`Engine.soft_state`) as a body."""
     if set(soft) != SOFT_STATE_KEYS:
         raise TypeError(f"soft state has keys {sorted(soft)}: name them in SoftRec")
     rec = SoftRec(
         detectors=_detectors(soft["detectors"]),
         last_detections=dict(soft["last_detections"]),
-        rules=_rules(rules),
+        rules=_rules(soft["rules"]),
     )
     return _ENCODER.encode({"format": FORMAT, "soft": rec})
 
