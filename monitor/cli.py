@@ -194,6 +194,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     from monitor.kafka.topics import TopicLayoutError
     from monitor.startup import Prestart
+    from monitor.state.lock import LockHeld, StateLock
+
+    try:  # before the group join: a second daemon must not disturb the first one's group
+        lock = StateLock(config.state.dir).acquire() if config.state.store == "local" else None
+    except LockHeld as exc:
+        print(f"monitor: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
 
     # The HTTP port and the group join first: the join's seconds pass while the engine's
     # modules import and the checkpoint loads (see monitor.startup).
@@ -207,6 +214,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TopicLayoutError as exc:
         print(f"monitor: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def _report(args: argparse.Namespace) -> int:
