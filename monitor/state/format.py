@@ -484,9 +484,10 @@ class Fields:
     derived: frozenset[str]
 
 
-def _f(stored: Any, derived: str = "") -> Fields:
+def _f(stored: Any, derived: str = "", record_only: str = "") -> Fields:
+    """Fields from a record's (less ``record_only``) or a list of names."""
     names = getattr(stored, "__struct_fields__", None) or stored.split()
-    return Fields(frozenset(names), frozenset(derived.split()))
+    return Fields(frozenset(names) - set(record_only.split()), frozenset(derived.split()))
 
 
 #: Per state class, what is stored and what is not (see the module docstring).
@@ -494,7 +495,7 @@ STATE_FIELDS: dict[type, Fields] = {
     Engine: _f(
         "watermark closed_upto ahead tracked idle panes_closed events pending_total "
         "early_total signals_out alerts_out models partitions rules",
-        "config pane lateness by_name topic_kind max_bytes early_cap _batches _at",
+        "config pane lateness by_name topic_kind max_bytes early_cap _batches _at _feature_names",
     ),
     ModelState: _f(
         "registry profile warmup_target warmup_rows profile_pane detectors error_panes "
@@ -514,7 +515,7 @@ STATE_FIELDS: dict[type, Fields] = {
     ),
     ErrorDetectors: _f("totals detectors", "stream"),
     ModelRules: _f("states last_active predictions_seen", "model rules references"),
-    RuleState: _f(RuleStateRec, "rule"),
+    RuleState: _f(RuleStateRec, record_only="rule"),
     PaneSignals: _f(SignalRec),
     AlertEvent: _f(AlertRec),
     PartitionSnapshot: _f(SnapshotRec),
