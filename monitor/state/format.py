@@ -77,6 +77,7 @@ __all__ = [
     "FORMAT",
     "MIGRATIONS",
     "FormatError",
+    "check_envelope",
     "decode_engine",
     "decode_snapshot",
     "decode_soft_state",
@@ -1186,6 +1187,18 @@ def _enc_hook(obj: Any) -> Any:
 
 
 _ENCODER: Final = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
+
+
+def check_envelope(body: bytes, kind: str) -> None:
+    """Check, without decoding it whole, that ``body`` is a ``kind`` body (``engine``,
+    ``snapshot``, ``soft``) of a known format; FormatError otherwise."""
+    try:
+        top = msgspec.msgpack.decode(body, type=dict[str, msgspec.Raw])
+        version = msgspec.msgpack.decode(top["format"], type=int)
+    except (msgspec.DecodeError, KeyError) as exc:
+        raise FormatError(f"not a state body: {str(exc)[:100]}") from None
+    if kind not in top or not (version == FORMAT or version in MIGRATIONS):
+        raise FormatError(f"not a {kind} body of a known format")
 
 
 def _typed(body: bytes, kind: str, record: type[Any]) -> Any:

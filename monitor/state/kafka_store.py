@@ -59,6 +59,7 @@ from monitor.kafka.client_config import (
 from monitor.kafka.topics import partition_counts
 from monitor.state.checkpoint import config_fingerprint
 from monitor.state.format import (
+    check_envelope,
     decode_snapshot,
     decode_soft_state,
     encode_snapshot,
@@ -342,7 +343,9 @@ class KafkaStore:
             self._latest.pop(key, None)
             return
         try:
-            decode_record(record.value, self.key)
+            _, body = decode_record(record.value, self.key)
+            kind = "soft" if key.startswith(f"{self.prefix}model/") else "snapshot"
+            check_envelope(_inflate(body), kind)  # the previous good record stays
         except Exception as exc:
             log.warning(
                 "state_record_unreadable",
@@ -360,24 +363,24 @@ class KafkaStore:
     ) -> tuple[dict[str, int], Any] | None:
         """(offsets, decoded body) of the newest usable record under ``key``: a record
         that does not decode (``decode`` of its inflated body raises) falls back to the
-        one before, with a log line; one made under another config ends the search."""
+        one before, with a log line, as does one made under another config."""
         kept = self._latest.get(key) or deque()
         for value in reversed(kept):
             header, body = decode_record(value, self.key)
+            action = "using the previous record" if value is not kept[0] else "none left"
             if header["fingerprint"] != self.fingerprint:
                 log.warning(
-                    "state_config_changed", key=key,
-                    action="ignored (made under another config of models/time/topics)",
+                    "state_config_changed", key=key, action=f"ignored (made under another "
+                    f"config of models/time/topics); {action}",
                 )  # fmt: skip
-                return None
+                continue
             try:
                 offsets = {str(t): int(o) for t, o in header["offsets"].items()}
                 return offsets, decode(_inflate(body))
             except Exception as exc:  # not what the key says, or not valid state
                 log.warning(
                     "state_record_unreadable", key=key,
-                    error=f"{type(exc).__name__}: {exc}"[:300],
-                    action="using the previous record" if value is not kept[0] else "none left",
+                    error=f"{type(exc).__name__}: {exc}"[:300], action=action,
                 )  # fmt: skip
         return None
 
