@@ -10,6 +10,7 @@ takes it again.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import threading
@@ -55,7 +56,10 @@ class StateLock:
                 _HELD[key] = (held[0], held[1] + 1)
                 self._key = key
                 return self
-            fd = os.open(self.dir / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            # Held through a read-only descriptor: a lock must not keep the filesystem
+            # from being remounted read-only (the daemon then reports that, see docs).
+            path = self.dir / LOCK_NAME
+            fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -65,11 +69,8 @@ class StateLock:
             except BaseException:
                 os.close(fd)
                 raise
-            try:  # the pid is for the message only: a full disk does not stop the lock
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-            except OSError:
-                pass
+            with contextlib.suppress(OSError):  # the pid is for the message only
+                path.write_text(f"{os.getpid()}\n")
             _HELD[key] = (fd, 1)
             self._key = key
         return self
