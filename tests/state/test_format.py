@@ -50,9 +50,7 @@ def test_restored_engine_continues_exactly_as_the_original(cut: int) -> None:
     to the same bytes, and after the same tail both have the same state, summary, report,
     signals and alerts."""
     config = stream_config()
-    original = run(Engine(config), 0, cut)
-    original.drain_signals()
-    original.drain_alerts()
+    original = run(Engine(config), 0, cut)  # signals and alerts not drained: state too
     body = fmt.encode_engine(original)
     restored, made_under = fmt.decode_engine(body, config)
     assert made_under is config
@@ -63,10 +61,10 @@ def test_restored_engine_continues_exactly_as_the_original(cut: int) -> None:
     _same_json(restored.summary(), original.summary())
     assert repr(restored.report()) == repr(original.report())  # NaN != NaN, its repr equals
     signals = original.drain_signals()
-    assert [(s.model, s.pane_end) for s in restored.drain_signals()] == [
-        (s.model, s.pane_end) for s in signals
-    ]
-    assert restored.drain_alerts() == original.drain_alerts()
+    assert signals
+    assert repr(restored.drain_signals()) == repr(signals)  # NaN != NaN; its repr equals
+    alerts = original.drain_alerts()
+    assert restored.drain_alerts() == alerts and (cut < 400 or alerts)
     # the stream does use what it is meant to test
     b = original.models[0]
     assert b.profile is not None and b.detectors is not None
