@@ -175,6 +175,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             sys.stdout.write(text)
         return 0
+    lock = None
+    if args.command == "run" and config.state.store == "local":
+        from monitor.state.lock import LockHeld, StateLock
+
+        try:  # before the group join: a second daemon must not disturb the first one's group
+            lock = StateLock(config.state.dir).acquire()
+        except LockHeld as exc:
+            print(f"monitor: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
     if args.command == "run" and args.tui:
         from monitor.tui import run_tui
 
@@ -194,13 +203,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     from monitor.kafka.topics import TopicLayoutError
     from monitor.startup import Prestart
-    from monitor.state.lock import LockHeld, StateLock
-
-    try:  # before the group join: a second daemon must not disturb the first one's group
-        lock = StateLock(config.state.dir).acquire() if config.state.store == "local" else None
-    except LockHeld as exc:
-        print(f"monitor: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
 
     # The HTTP port and the group join first: the join's seconds pass while the engine's
     # modules import and the checkpoint loads (see monitor.startup).
