@@ -51,7 +51,13 @@ from river.drift.binary.hddm_w import SampleInfo
 
 from monitor.config import AlertRuleConfig, ModelConfig, MonitorConfig, TimeConfig
 from monitor.core.baseline import Baseline
-from monitor.core.detectors import CalibratedCusum, ErrorDetectors, KswinUp, RiverUp
+from monitor.core.detectors import (
+    CalibratedCusum,
+    ErrorDetectors,
+    KswinUp,
+    RiverUp,
+    error_stream,
+)
 from monitor.core.engine import (
     COUNT_NAMES,
     Engine,
@@ -1163,12 +1169,14 @@ def decode_soft_state(body: bytes, engine: Engine, name: str) -> dict[str, Any]:
     model = engine.by_name[name]
     detectors = None
     if model.config.detectors:
-        detectors = ErrorDetectors(model.config.detectors, model.detectors.stream
-                                   if model.detectors else "error")  # fmt: skip
+        detectors = ErrorDetectors(model.config.detectors, error_stream(model.config.task))
     _set_detectors(detectors, rec.detectors, name)
     rules = None
     if rec.rules is not None:
         rules = ModelRules(model.config, engine.pane)
+        held = engine.rules.models.get(name)
+        if held is not None:  # the references of relative rules: from the config's profile
+            rules.references = dict(held.references)
         _set_rules(rules, rec.rules)
     return {
         "detectors": detectors,

@@ -262,3 +262,20 @@ def test_a_fuzzed_checkpoint_never_raises_past_the_store(tmp_path_factory, value
     if engine is not None:  # what decodes is usable: it processes and summarises
         run(engine, 60, 120)
         engine.summary()
+
+
+def test_soft_state_of_a_model_round_trips_into_another_engine() -> None:
+    """The Kafka store's model record: detectors and rule state resume in another engine;
+    what the config gives the rules (references of relative rules) stays."""
+    config = stream_config()
+    original = run(Engine(config), 0, 700)
+    other = Engine(config)
+    for engine in (original, other):  # as a reference profile would set it, from the config
+        engine.rules.set_reference("b", {"accuracy@1m": (0.9, 0.01)})
+    body = fmt.encode_soft_state(original.soft_state("b"))
+    other.install_soft_state("b", fmt.decode_soft_state(body, other, "b"))
+    assert repr(other.rules.report("b")) == repr(original.rules.report("b"))
+    assert other.rules.models["b"].references == original.rules.models["b"].references
+    assert fmt._detectors(other.models[0].detectors) == fmt._detectors(original.models[0].detectors)
+    assert other.models[0].last_detections == original.models[0].last_detections
+    assert any(r.state == "firing" for r in other.rules.report("b"))
