@@ -5,10 +5,11 @@ Builds an engine from ``--events`` predictions (labels for 80 %, 10 numeric feat
 ``ewm30m``, 10 s pane), then measures in one run:
 
 - processing: the engine's time for all the events (messages per second);
-- a checkpoint's encoding: export, pickle and zlib of every partition (bytes raw and
+- a checkpoint's encoding: export, encode (``monitor.state.format``) and zlib of every
+  partition (bytes raw and
   compressed per partition, seconds), as a share of the processing time of one
   checkpoint interval's worth of events at the measured rate (``--interval``);
-- a takeover's decoding: unpickle and install of every partition into an empty engine;
+- a takeover's decoding: decode and install of every partition into an empty engine;
 - with the embedded broker (skip with ``--no-kafka``): ``KafkaStore.save`` of every
   partition and a restore by a second store (fence, read to the end, install).
 
@@ -27,7 +28,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import pickle  # noqa: E402
 import platform  # noqa: E402
 import random  # noqa: E402
 import sys  # noqa: E402
@@ -41,6 +41,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from monitor.config import MonitorConfig  # noqa: E402
 from monitor.core.engine import Engine  # noqa: E402
 from monitor.events.message import Message  # noqa: E402
+from monitor.state.format import decode_snapshot, encode_snapshot  # noqa: E402
 
 FEATURES = [f"f{i}" for i in range(10)]
 
@@ -119,13 +120,13 @@ def main() -> int:
     rate = len(messages) / processing_s
 
     started = time.perf_counter()
-    raw = {n: pickle.dumps(engine.export_partition(n), 5) for n in engine.partitions}
+    raw = {n: encode_snapshot(engine.export_partition(n)) for n in engine.partitions}
     packed = {n: zlib.compress(b, 1) for n, b in raw.items()}
     encode_s = time.perf_counter() - started
     started = time.perf_counter()
     fresh = Engine(config)
     for blob in packed.values():
-        fresh.install_partition(pickle.loads(zlib.decompress(blob)))
+        fresh.install_partition(decode_snapshot(zlib.decompress(blob), fresh))
     decode_s = time.perf_counter() - started
     assert fresh.offsets() == engine.offsets()
 
@@ -135,7 +136,7 @@ def main() -> int:
     print(f"events: {len(messages):,} messages over {args.partitions} partitions")
     print(f"processing: {processing_s:.2f} s ({rate:,.0f} messages/s)")
     print(
-        f"record per partition: {sum(map(len, raw.values())) / len(raw) / 1e3:,.0f} kB pickled, "
+        f"record per partition: {sum(map(len, raw.values())) / len(raw) / 1e3:,.0f} kB encoded, "
         f"{sum(map(len, packed.values())) / len(packed) / 1e3:,.0f} kB compressed"
     )
     print(

@@ -15,13 +15,14 @@ report) and two callables. The loop ends with a final checkpoint::
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import signal
 import threading
 import time
-from collections import deque
-from collections.abc import Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -42,6 +43,7 @@ from monitor.outputs.exports import Exports
 from monitor.outputs.prometheus import MonitorCollector, RuntimeStats
 from monitor.replay import signal_line
 from monitor.state.kafka_store import StoreError
+from monitor.state.lock import StateLock
 from monitor.state.store import Store, open_store
 
 if TYPE_CHECKING:
@@ -69,6 +71,29 @@ FINAL_FLUSH_S = 4.0
 #: deliver their backlog (records that failed are sent again by it).
 RETRY_S = 1.0
 RETRY_FLUSH_S = 0.5
+#: After a failed checkpoint write the next try comes after this, doubled at each failure
+#: up to ``[state] checkpoint_interval``.
+CHECKPOINT_RETRY_S = 1.0
+#: ``reason`` label of ``monitor_checkpoint_failures_total`` per errno of a failed write.
+_ERRNO_REASONS = {
+    errno.ENOSPC: "no_space",
+    errno.EDQUOT: "no_space",
+    errno.EROFS: "read_only",
+    errno.EACCES: "permission",
+    errno.EPERM: "permission",
+    errno.EIO: "io",
+}
+
+
+def checkpoint_failure_reason(exc: BaseException) -> str:
+    """The ``reason`` label of a failed checkpoint write: ``no_space``, ``read_only``,
+    ``permission``, ``io``, ``os_error`` (another OSError), ``kafka`` (the Kafka store) or
+    ``error`` (anything else, e.g. state that could not be encoded)."""
+    if isinstance(exc, StoreError):
+        return "kafka"
+    if isinstance(exc, OSError):
+        return _ERRNO_REASONS.get(exc.errno or 0, "os_error")
+    return "error"
 
 
 class App:
@@ -86,6 +111,8 @@ class App:
         self.stop = stop or (prestart.stop if prestart else threading.Event())
         self.registry = registry or (prestart.registry if prestart else CollectorRegistry())
         self.collector = MonitorCollector(self.registry)
+        #: One daemon per state directory (local store): taken before anything is read.
+        self.lock = StateLock(config.state.dir).acquire() if config.state.store == "local" else None
         self.store: Store = open_store(config)
         self.engine = self.store.load(config) or Engine(config)
         #: With a ``prestart`` (``monitor run``), the HTTP port is listening and the source
@@ -114,6 +141,12 @@ class App:
         self.ready = False
         self.last_checkpoint: float | None = None
         self.checkpoints = 0
+        #: Failed checkpoint writes by reason; the reason of the current outage (None: the
+        #: last write succeeded), since when, and the delay before the next try.
+        self.checkpoint_failures: Counter[str] = Counter()
+        self.checkpoint_failing: str | None = None
+        self.failing_since: float | None = None
+        self._checkpoint_retry_s = 0.0
         self.dead_letters = 0
         self.last_seen: dict[tuple[str, int], float] = {}
         #: Tracked input partitions not assigned here -> since when (wall clock).
@@ -196,29 +229,44 @@ class App:
 
     # ----------------------------------------------------------------- lifecycle
     def run(self) -> int:
-        """Run until the stop flag is set; return the exit code."""
-        if not self._listening:
-            self.http.start()
-            self._listening = True
-        self._publish()
-        if self.alertmanager is not None:
-            self.alertmanager.start()
+        """Run until the stop flag is set; return the exit code. Whatever ends the loop
+        (the stop flag, an exception), the shutdown steps all run (:meth:`shutdown`)."""
         try:
+            if not self._listening:
+                self.http.start()
+                self._listening = True
+            self._publish()
+            if self.alertmanager is not None:
+                self.alertmanager.start()
             self.source.connect(self.stop)
             self.sink.connect(self.stop)
             self.store.connect(self.stop)
             self._loop()
         finally:
-            self.checkpoint(final=True)
-            self.source.close()
-            self.sink.close()
-            self.store.close()
-            if self.alertmanager is not None:
-                self.alertmanager.close()
-            self.http.stop()
-            self.exports.close()
-            self.write_summary()
+            self.shutdown()
         return 0
+
+    def shutdown(self) -> None:
+        """The final checkpoint, then close clients and ports, write ``summary.json`` and
+        release the state directory; a step that fails is logged and the next one runs."""
+        alertmanager, lock = self.alertmanager, self.lock
+        steps: list[tuple[str, Callable[[], object]]] = [
+            ("checkpoint", lambda: self.checkpoint(final=True)),
+            ("source", self.source.close),
+            ("sink", self.sink.close),
+            ("store", self.store.close),
+            ("alertmanager", alertmanager.close if alertmanager else lambda: None),
+            ("http", self.http.stop),
+            ("exports", self.exports.close),
+            ("summary", self.write_summary),
+            ("lock", lock.release if lock else lambda: None),
+        ]
+        for name, step in steps:
+            try:
+                step()
+            except Exception as exc:  # e.g. a full disk for the summary: go on closing
+                log.error("shutdown_step_failed", step=name,
+                          error=f"{type(exc).__name__}: {exc}"[:300])  # fmt: skip
 
     def _loop(self) -> None:
         next_tick = 0.0
@@ -254,8 +302,8 @@ class App:
             elif not self.ready and self._judge_readiness():
                 self._publish()  # ready as soon as every position and lag is known
             if time.monotonic() >= next_checkpoint:
-                next_checkpoint = time.monotonic() + self.config.state.checkpoint_interval
                 self.checkpoint()
+                next_checkpoint = time.monotonic() + self._checkpoint_delay()
 
     def _hand_over(self, assigned: set[tuple[str, int]]) -> None:
         """With a per-partition store (replicas): checkpoint and drop the partitions this
@@ -269,7 +317,8 @@ class App:
             if self.sink.flush(FLUSH_S):
                 try:
                     written = self.store.save(self.engine, gone)
-                except StoreError as exc:
+                except Exception as exc:
+                    self._checkpoint_failed(exc, final=False)
                     written = f"failed: {str(exc)[:200]}"
             kafka = self.config.kafka
             for number in gone:
@@ -413,6 +462,8 @@ class App:
         if self.paused:
             backlog = self.sink.backlog
             self.ready, self.ready_reason = False, f"paused: {backlog} output records undelivered"
+        elif self.checkpoint_failing is not None:  # storage outage: consuming goes on
+            self.ready, self.ready_reason = False, f"checkpoints failing: {self.checkpoint_failing}"
         return self.ready
 
     def _broker_silent_s(self) -> float:
@@ -446,6 +497,7 @@ class App:
             alerts=self.alerts_sent,
             output_backlog=self.sink.backlog,
             paused=self.paused,
+            checkpoint_failures=dict(self.checkpoint_failures),
         )
         report = self.engine.report()
         self.collector.update(report, runtime)
@@ -472,8 +524,8 @@ class App:
         started = time.monotonic()
         try:
             size = self.store.save(self.engine)
-        except StoreError as exc:
-            log.warning("checkpoint_failed", reason=str(exc)[:300], final=final)
+        except Exception as exc:  # OSError (full, read-only disk), StoreError, encoding
+            self._checkpoint_failed(exc, final)
             return False
         offsets = self.engine.offsets()
         committed = (
@@ -483,6 +535,15 @@ class App:
         )
         self.last_checkpoint = time.time()
         self.checkpoints += 1
+        if self.checkpoint_failing is not None:
+            log.warning(
+                "checkpoint_recovered",
+                failed_since=self.failing_since,
+                outage_s=round(self.last_checkpoint - (self.failing_since or 0.0), 1),
+                failures=dict(self.checkpoint_failures),
+            )
+        self.checkpoint_failing = self.failing_since = None
+        self._checkpoint_retry_s = 0.0
         log.info(
             "checkpoint",
             bytes=size,
@@ -494,9 +555,44 @@ class App:
         )
         return True
 
+    def _checkpoint_failed(self, exc: BaseException, final: bool) -> None:
+        """Count a failed state write and log it once per change of reason; offsets stay
+        uncommitted, everything else goes on, and the next try comes with backoff."""
+        reason = checkpoint_failure_reason(exc)
+        self.checkpoint_failures[reason] += 1
+        interval = self.config.state.checkpoint_interval
+        self._checkpoint_retry_s = min(max(2 * self._checkpoint_retry_s, CHECKPOINT_RETRY_S),
+                                       interval)  # fmt: skip
+        if reason == self.checkpoint_failing and not final:
+            return
+        self.checkpoint_failing = reason
+        if self.failing_since is None:
+            self.failing_since = time.time()
+        log.error(
+            "checkpoint_failed",
+            reason=reason,
+            error=f"{type(exc).__name__}: {exc}"[:300],
+            final=final,
+            since=self.failing_since,
+            action="consuming, /metrics and alerts go on; offsets stay at the last "
+            "checkpoint; retrying with backoff (logged again when the reason changes or "
+            "it succeeds)",
+        )
+
+    def _checkpoint_delay(self) -> float:
+        """Seconds to the next checkpoint: the interval, or the backoff after a failure."""
+        if self.checkpoint_failing is None:
+            return float(self.config.state.checkpoint_interval)
+        return self._checkpoint_retry_s
+
     def write_summary(self) -> Path:
         """``summary.json`` of the state at shutdown, in the state directory (as replay's)."""
         path = Path(self.config.state.dir) / "summary.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.engine.summary(), indent=2, sort_keys=True) + "\n")
+        tmp = path.with_name(".summary.json.tmp")
+        try:  # atomically: a full disk leaves the previous summary whole
+            tmp.write_text(json.dumps(self.engine.summary(), indent=2, sort_keys=True) + "\n")
+            tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)
         return path

@@ -175,6 +175,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             sys.stdout.write(text)
         return 0
+    lock = None
+    if args.command == "run" and config.state.store == "local":
+        from monitor.state.lock import LockHeld, StateLock
+
+        try:  # before the group join: a second daemon must not disturb the first one's group
+            lock = StateLock(config.state.dir).acquire()
+        except LockHeld as exc:
+            print(f"monitor: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
     if args.command == "run" and args.tui:
         from monitor.tui import run_tui
 
@@ -207,6 +216,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TopicLayoutError as exc:
         print(f"monitor: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def _report(args: argparse.Namespace) -> int:

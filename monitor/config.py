@@ -358,6 +358,22 @@ class StateConfig(_Strict):
     max_record_bytes: int = Field(
         67_108_864, gt=0, description="largest state record (producer request, topic limit)"
     )
+    hmac_key: SecretStr | None = Field(
+        None,
+        description="key of an HMAC-SHA256 over each state file and record (at least 16 "
+        "characters; env MONITOR_STATE_HMAC_KEY); records failing it are skipped",
+    )
+
+    @field_validator("hmac_key")
+    @classmethod
+    def _key_length(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None and len(key.get_secret_value().encode()) < 16:
+            raise ValueError("hmac_key must be at least 16 bytes long")
+        return key
+
+    def hmac_bytes(self) -> bytes | None:
+        """The HMAC key as bytes (None: state is checksummed, not authenticated)."""
+        return None if self.hmac_key is None else self.hmac_key.get_secret_value().encode()
 
 
 class TimeConfig(_Strict):
@@ -905,6 +921,10 @@ def config_from_mapping(raw: Mapping[str, Any], path: str = "<config>") -> Monit
     if overrides:
         kafka = data.get("kafka", {})
         data["kafka"] = {**(kafka if isinstance(kafka, dict) else {}), **overrides}
+    if os.environ.get("MONITOR_STATE_HMAC_KEY"):
+        state = data.get("state", {})
+        data["state"] = {**(state if isinstance(state, dict) else {}),
+                         "hmac_key": os.environ["MONITOR_STATE_HMAC_KEY"]}  # fmt: skip
     try:
         return MonitorConfig.model_validate(data)
     except ValidationError as exc:

@@ -52,6 +52,7 @@ family                                                  type       labels
 ``monitor_consumer_lag``                                gauge      topic, partition
 ``monitor_checkpoint_last_timestamp_seconds``           gauge
 ``monitor_checkpoints_total``                           counter
+``monitor_checkpoint_failures_total``                   counter    reason
 ``monitor_loop_heartbeat_timestamp_seconds``            gauge
 ``monitor_assigned_partitions``                         gauge
 ``monitor_ready``                                       gauge
@@ -200,6 +201,8 @@ class RuntimeStats:
     #: Alert and dead-letter records not yet delivered; whether input is paused for them.
     output_backlog: int = 0
     paused: bool = False
+    #: Failed checkpoint writes since start, by reason (see ``monitor.app``).
+    checkpoint_failures: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,6 +345,11 @@ class _Families:
             unit="seconds",
         )
         self.checkpoints = counter("checkpoints", "Checkpoints completed since start.")
+        self.checkpoint_failures = counter(
+            "checkpoint_failures",
+            "Checkpoint writes that failed since start (offsets stay uncommitted), by reason.",
+            ("reason",),
+        )
         self.heartbeat = gauge(
             "loop_heartbeat_timestamp",
             "Unix time of the run loop's last iteration.",
@@ -550,6 +558,8 @@ def _add_runtime(f: _Families, runtime: RuntimeStats) -> None:
     if runtime.last_checkpoint is not None:
         f.checkpoint_last.add_metric([], runtime.last_checkpoint)
     f.checkpoints.add_metric([], float(runtime.checkpoints))
+    for reason, n in sorted(runtime.checkpoint_failures.items()):
+        f.checkpoint_failures.add_metric([reason], float(n))
     f.dead_letters.add_metric([], float(runtime.dead_letters))
     f.alerts.add_metric([], float(runtime.alerts))
     f.output_backlog.add_metric([], float(runtime.output_backlog))
@@ -1005,6 +1015,9 @@ class _Renderer:
         if runtime.last_checkpoint is not None:
             add(f["checkpoint_last"], f["checkpoint_last"].prefix(()), runtime.last_checkpoint)
         add(f["checkpoints"], f["checkpoints"].prefix(()), runtime.checkpoints)
+        failures = f["checkpoint_failures"]
+        for reason, n in sorted(runtime.checkpoint_failures.items()):
+            add(failures, failures.prefix((reason,)), n)
         add(f["dead_letters"], f["dead_letters"].prefix(()), runtime.dead_letters)
         add(f["alerts"], f["alerts"].prefix(()), runtime.alerts)
         add(f["output_backlog"], f["output_backlog"].prefix(()), runtime.output_backlog)

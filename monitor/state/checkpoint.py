@@ -1,9 +1,13 @@
 """Local-directory checkpoints: the whole core state with the input offsets it reflects.
 
 A checkpoint is one file, written atomically (temporary file, fsync, rename, fsync of the
-directory) with a header naming the format version, a fingerprint of the config parts the
-state depends on, and a SHA-256 of the body. The previous checkpoint is kept beside it, so
-a torn or corrupt newest file falls back to the one before, with a log line saying so.
+directory): a sealed value (:func:`monitor.state.format.seal`) whose header names the
+format version and a fingerprint of the config parts the state depends on, and whose body
+is the engine's state in the explicit format of :mod:`monitor.state.format` (never a
+pickle), with an HMAC-SHA256 when ``[state] hmac_key`` is set. The previous checkpoint is
+kept beside it, so a torn, corrupt, forged or foreign newest file falls back to the one
+before, with a log line saying so. A failed write (full or read-only disk) removes its
+temporary file and raises: the files already there are untouched.
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 from pathlib import Path
 from typing import Final
 
@@ -19,12 +22,11 @@ import structlog
 
 from monitor.config import MonitorConfig
 from monitor.core.engine import Engine, same_time_and_topics
+from monitor.state.format import decode_engine, encode_engine, seal, unseal
 
 __all__ = ["CheckpointStore", "config_fingerprint"]
 
-FORMAT: Final = 1
 MAGIC: Final = b"MONITOR-CKPT"
-HEADER_KEYS: Final = frozenset({"format", "fingerprint", "sha256", "length"})
 log = structlog.get_logger(__name__)
 _STATUSES: Final = ("kept", "rebuilt", "added", "removed")
 
@@ -42,37 +44,42 @@ def config_fingerprint(config: MonitorConfig) -> str:
 
 
 class CheckpointStore:
-    """Checkpoints of one replica in a local directory (the embedded default store)."""
+    """Checkpoints of one replica in a local directory (the embedded default store).
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    ``key``: the HMAC key (``[state] hmac_key``); with one, files without a valid HMAC are
+    refused."""
+
+    def __init__(self, directory: str | os.PathLike[str], key: bytes | None = None) -> None:
         self.dir = Path(directory)
         self.path = self.dir / "checkpoint.bin"
         self.previous = self.dir / "checkpoint.prev.bin"
+        self.key = key
         #: Whether the newest file is known to be readable (written or loaded by this
         #: process). A newest file that failed to load is not rotated into ``previous``
         #: on the next save: the readable previous one stays the fallback.
         self._newest_ok = False
 
     def save(self, engine: Engine) -> int:
-        """Write the engine's state atomically; return the number of bytes written."""
+        """Write the engine's state atomically; return the number of bytes written.
+
+        Raises OSError (ENOSPC, EROFS, ...) when the file cannot be written; the
+        temporary file is removed and the checkpoints already there stay as they were."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        body = pickle.dumps(engine, protocol=pickle.HIGHEST_PROTOCOL)
-        header = json.dumps(
-            {
-                "format": FORMAT,
-                "fingerprint": config_fingerprint(engine.config),
-                "sha256": hashlib.sha256(body).hexdigest(),
-                "length": len(body),
-            }
-        ).encode()
+        body = encode_engine(engine)
+        value = seal(MAGIC, {"kind": "engine", "fingerprint": config_fingerprint(engine.config)},
+                     body, self.key)  # fmt: skip
         tmp = self.dir / f".checkpoint.{os.getpid()}.tmp"
         for stale in self.dir.glob(".checkpoint.*.tmp"):  # left by a crash mid-write
             if stale != tmp:
                 stale.unlink(missing_ok=True)
-        with open(tmp, "wb") as fh:
-            fh.write(MAGIC + len(header).to_bytes(4, "big") + header + body)
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(value)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a full disk: give back what the attempt took
+            raise
         # A crash between the two renames leaves only ``previous``, which load() falls
         # back to; at no instant is there no readable checkpoint once one was written.
         if self.path.exists():
@@ -87,7 +94,7 @@ class CheckpointStore:
         finally:
             os.close(fd)
         self._newest_ok = True
-        return len(body)
+        return len(value)
 
     def load(self, config: MonitorConfig) -> Engine | None:
         """The newest readable checkpoint, carried over to ``config`` if that changed
@@ -98,7 +105,7 @@ class CheckpointStore:
                 continue
             try:
                 engine = self._read(path, config)
-            except Exception as exc:  # torn, corrupt, foreign or from incompatible code
+            except Exception as exc:  # torn, corrupt, forged, foreign or an older format
                 log.warning(
                     "checkpoint_unreadable",
                     path=str(path),
@@ -121,29 +128,13 @@ class CheckpointStore:
             return engine
         return None
 
-    @staticmethod
-    def _read(path: Path, config: MonitorConfig) -> Engine | None:
-        data = path.read_bytes()
-        if not data.startswith(MAGIC):
-            raise ValueError("not a monitor checkpoint")
-        at = len(MAGIC)
-        size = int.from_bytes(data[at : at + 4], "big")
-        if len(data) < at + 4 + size:
-            raise ValueError("checkpoint header is torn (file shorter than its header)")
-        header = json.loads(data[at + 4 : at + 4 + size])
-        if not isinstance(header, dict) or not header.keys() >= HEADER_KEYS:
-            raise ValueError(f"checkpoint header is not valid: {str(header)[:100]}")
-        body = data[at + 4 + size :]
-        if header["format"] != FORMAT:
-            raise ValueError(f"checkpoint format {header['format']!r} is not {FORMAT}")
-        if len(body) != header["length"] or hashlib.sha256(body).hexdigest() != header["sha256"]:
-            raise ValueError("checkpoint body is torn or corrupt (checksum mismatch)")
-        engine = pickle.loads(body)
-        if not isinstance(engine, Engine):
+    def _read(self, path: Path, config: MonitorConfig) -> Engine | None:
+        header, body = unseal(MAGIC, path.read_bytes(), self.key)
+        if header.get("kind") != "engine" or not isinstance(header.get("fingerprint"), str):
             raise ValueError("checkpoint does not hold engine state")
-        if header["fingerprint"] != config_fingerprint(config):
+        engine, made_under = decode_engine(body, config)
+        if made_under is not config:
             return _adopt(path, engine, config)
-        engine.config = config  # alert rules and connection settings may have changed
         return engine
 
 

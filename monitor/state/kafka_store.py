@@ -9,17 +9,20 @@ Records (key, value):
   replica that wrote it last kept it;
 - ``<group>/fence/<id>``: a tombstone a reader writes to learn where the topic ends.
 
-A value is ``MAGIC``, a 4-byte header length, a JSON header (format, kind, config
-fingerprint, offsets, SHA-256 and length of the body) and the body: the pickle,
-zlib-compressed. The topic is
+A value is sealed by :func:`monitor.state.format.seal`: ``MAGIC``, a 4-byte header length, a
+JSON header (format, kind, config fingerprint, offsets, SHA-256 and length of the body),
+the body (the state in the explicit format of :mod:`monitor.state.format`, never a pickle,
+zlib-compressed) and, with ``[state] hmac_key``, an HMAC-SHA256 of all of it. The topic is
 created at start when missing, ``cleanup.policy=compact`` and ``max.message.bytes`` =
 ``[state] max_record_bytes``; records larger than that fail the checkpoint (raise the limit:
 a partition's state grows with its pending predictions and slices, not with time).
 
 Reading does not rely on compaction having run: the reader consumes the whole topic (then
-only what is new) and keeps, per key, the newest record whose checksum holds and the one
-before it. A record that fails its checksum, or then fails to unpickle, is skipped with a
-log line and the previous one is used. Every snapshot is consistent with its own offsets,
+only what is new) and keeps, per key, the newest record whose checksum (and HMAC, with a
+key) holds and the one before it. A record that fails them, or then fails to decode as
+what its key says (a partition snapshot of that number, a model's soft state), is skipped
+with a log line and the previous one is used; decoding never runs code named by a record.
+Every snapshot is consistent with its own offsets,
 so any of them is a correct place to resume; a newer one only means less to re-read.
 
 To know it has read everything written before a restore, the reader appends a fence (a
@@ -29,15 +32,13 @@ needs no end-offset query, which some brokers answer wrongly.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import pickle
 import threading
 import time
 import uuid
 import zlib
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any, Final
 
 import structlog
@@ -45,7 +46,7 @@ from kafka import KafkaProducer, TopicPartition
 from kafka import errors as kafka_errors
 
 from monitor.config import MonitorConfig
-from monitor.core.engine import Engine, PartitionSnapshot
+from monitor.core.engine import Engine
 from monitor.kafka.client_config import (
     LogLimiter,
     admin_kwargs,
@@ -57,62 +58,61 @@ from monitor.kafka.client_config import (
 )
 from monitor.kafka.topics import partition_counts
 from monitor.state.checkpoint import config_fingerprint
+from monitor.state.format import (
+    check_envelope,
+    decode_snapshot,
+    decode_soft_state,
+    encode_snapshot,
+    encode_soft_state,
+    seal,
+    unseal,
+)
 
 __all__ = ["KafkaStore", "StoreError", "decode_record", "encode_record"]
 
-FORMAT: Final = 1
 MAGIC: Final = b"MONITOR-STATE"
 #: How long a save waits for the broker's acknowledgements, and a restore for the fence.
 WAIT_S: Final = 20.0
+#: The largest body a record may inflate to (a bound on a hostile zlib stream).
+MAX_BODY: Final = 1 << 30
 log = structlog.get_logger(__name__)
-
-
-def _pack(obj: Any) -> bytes:
-    """A record body: the pickle, zlib-compressed (window arrays are mostly zeros)."""
-    return zlib.compress(pickle.dumps(obj, pickle.HIGHEST_PROTOCOL), 1)
 
 
 class StoreError(Exception):
     """The store could not be read or written (broker unreachable, record refused)."""
 
 
-def encode_record(kind: str, fingerprint: str, offsets: dict[str, int], body: bytes) -> bytes:
-    """A store value: magic, header length, JSON header, body.
+def encode_record(
+    kind: str, fingerprint: str, offsets: dict[str, int], body: bytes, key: bytes | None = None
+) -> bytes:
+    """A store value: magic, header length, JSON header, body (already compressed), and
+    the HMAC with ``key``.
 
     >>> value = encode_record("partition", "f", {"t": 3}, b"xyz")
     >>> decode_record(value)[0]["offsets"], decode_record(value)[1]
     ({'t': 3}, b'xyz')
     """
-    header = json.dumps(
-        {
-            "format": FORMAT,
-            "kind": kind,
-            "fingerprint": fingerprint,
-            "offsets": offsets,
-            "sha256": hashlib.sha256(body).hexdigest(),
-            "length": len(body),
-        }
-    ).encode()
-    return MAGIC + len(header).to_bytes(4, "big") + header + body
+    header = {"kind": kind, "fingerprint": fingerprint, "offsets": offsets}
+    return seal(MAGIC, header, body, key)
 
 
-def decode_record(value: bytes) -> tuple[dict[str, Any], bytes]:
-    """The header and body of a store value; ValueError when it is torn or corrupt."""
-    if not value.startswith(MAGIC):
-        raise ValueError("not a monitor state record")
-    at = len(MAGIC)
-    size = int.from_bytes(value[at : at + 4], "big")
-    if len(value) < at + 4 + size:
-        raise ValueError("header is torn (record shorter than its header)")
-    header = json.loads(value[at + 4 : at + 4 + size])
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise ValueError(f"unknown record format: {str(header)[:100]}")
-    body = value[at + 4 + size :]
-    if len(body) != header.get("length") or hashlib.sha256(body).hexdigest() != header.get(
-        "sha256"
+def decode_record(value: bytes, key: bytes | None = None) -> tuple[dict[str, Any], bytes]:
+    """The header and body of a store value; ValueError when it is torn, corrupt, fails
+    the HMAC (with ``key``) or is of another format."""
+    header, body = unseal(MAGIC, value, key)
+    if not isinstance(header.get("fingerprint"), str) or not isinstance(
+        header.get("offsets"), dict
     ):
-        raise ValueError("body is torn or corrupt (checksum mismatch)")
+        raise ValueError("header lacks the fingerprint or the offsets")
     return header, body
+
+
+def _inflate(body: bytes) -> bytes:
+    inflater = zlib.decompressobj()
+    out = inflater.decompress(body, MAX_BODY)
+    if inflater.unconsumed_tail:
+        raise ValueError(f"record body inflates past {MAX_BODY} bytes")
+    return out
 
 
 class KafkaStore:
@@ -133,6 +133,7 @@ class KafkaStore:
         self.topic = config.state.topic
         self.prefix = f"{config.kafka.group_id}/"
         self.fingerprint = config_fingerprint(config)
+        self.key = config.state.hmac_bytes()
         self._fence_key = f"{self.prefix}fence/{uuid.uuid4().hex}".encode()
         self._producer: KafkaProducer | None = None
         self._reader: Any = None
@@ -244,14 +245,15 @@ class KafkaStore:
                 state = engine.partitions.get(number)
                 if state is None or self._saved.get(number) == state.offsets:
                     continue  # nothing read since the record the store holds
-                body = _pack(engine.export_partition(number))
-                value = encode_record("partition", self.fingerprint, dict(state.offsets), body)
+                body = zlib.compress(encode_snapshot(engine.export_partition(number)), 1)
+                value = encode_record("partition", self.fingerprint, dict(state.offsets), body,
+                                      self.key)  # fmt: skip
                 size += len(value)
                 future = producer.send(self.topic, key=self._key(number), value=value)
                 sent.append((future, number, dict(state.offsets)))
             for model in engine.models:
-                body = _pack(engine.soft_state(model.name))
-                value = encode_record("model", self.fingerprint, {}, body)
+                body = zlib.compress(encode_soft_state(engine.soft_state(model.name)), 1)
+                value = encode_record("model", self.fingerprint, {}, body, self.key)
                 size += len(value)
                 sent.append((producer.send(self.topic, key=self._model_key(model.name),
                                            value=value), None, {}))  # fmt: skip
@@ -279,27 +281,26 @@ class KafkaStore:
         self._catch_up()
         if not self._soft_loaded:
             for model in engine.models:
-                found = self._decode(self._model_key(model.name).decode())
-                if found is not None:
-                    engine.install_soft_state(model.name, found[1])
+                soft = self._decode(
+                    self._model_key(model.name).decode(),
+                    partial(decode_soft_state, engine=engine, name=model.name),
+                )
+                if soft is not None:
+                    engine.install_soft_state(model.name, soft[1])
             self._soft_loaded = True
         result: dict[int, str] = {}
         for number in sorted(set(numbers)):
-            found = self._decode(self._key(number).decode())
+            key = self._key(number).decode()
+            found = self._decode(key, partial(_snapshot, engine=engine, number=number))
             held = engine.partitions.get(number)
             if found is None:
-                result[number] = "kept" if held is not None else "none"
+                unreadable = bool(self._latest.get(key))
+                result[number] = "kept" if held is not None else (
+                    "unreadable" if unreadable else "none")  # fmt: skip
                 continue
             offsets, snap = found
             if held is not None and all(held.offsets.get(t, -1) >= o for t, o in offsets.items()):
                 result[number] = "kept"  # this replica's own state is as new or newer
-                continue
-            if not isinstance(snap, PartitionSnapshot) or snap.number != number:
-                log.warning(
-                    "state_record_unreadable", key=self._key(number).decode(),
-                    error="not a partition snapshot", action="starting it empty",
-                )  # fmt: skip
-                result[number] = "unreadable"
                 continue
             engine.install_partition(snap)
             self._saved[number] = dict(snap.state.offsets)
@@ -342,7 +343,9 @@ class KafkaStore:
             self._latest.pop(key, None)
             return
         try:
-            decode_record(record.value)
+            _, body = decode_record(record.value, self.key)
+            kind = "soft" if key.startswith(f"{self.prefix}model/") else "snapshot"
+            check_envelope(_inflate(body), kind)  # the previous good record stays
         except Exception as exc:
             log.warning(
                 "state_record_unreadable",
@@ -355,25 +358,36 @@ class KafkaStore:
             return
         self._latest.setdefault(key, deque(maxlen=2)).append(record.value)
 
-    def _decode(self, key: str) -> tuple[dict[str, int], Any] | None:
-        """(offsets, unpickled body) of the newest usable record under ``key``; a record
-        that does not unpickle or was made under another config falls back to the one
-        before, with a log line."""
+    def _decode(
+        self, key: str, decode: Callable[[bytes], Any]
+    ) -> tuple[dict[str, int], Any] | None:
+        """(offsets, decoded body) of the newest usable record under ``key``: a record
+        that does not decode (``decode`` of its inflated body raises) falls back to the
+        one before, with a log line, as does one made under another config."""
         kept = self._latest.get(key) or deque()
         for value in reversed(kept):
-            header, body = decode_record(value)
+            header, body = decode_record(value, self.key)
+            action = "using the previous record" if value is not kept[0] else "none left"
             if header["fingerprint"] != self.fingerprint:
                 log.warning(
-                    "state_config_changed", key=key,
-                    action="ignored (made under another config of models/time/topics)",
+                    "state_config_changed", key=key, action=f"ignored (made under another "
+                    f"config of models/time/topics); {action}",
                 )  # fmt: skip
-                return None
+                continue
             try:
-                return header["offsets"], pickle.loads(zlib.decompress(body))
-            except Exception as exc:  # from incompatible code
+                offsets = {str(t): int(o) for t, o in header["offsets"].items()}
+                return offsets, decode(_inflate(body))
+            except Exception as exc:  # not what the key says, or not valid state
                 log.warning(
                     "state_record_unreadable", key=key,
-                    error=f"{type(exc).__name__}: {exc}"[:300],
-                    action="using the previous record" if value is not kept[0] else "none left",
+                    error=f"{type(exc).__name__}: {exc}"[:300], action=action,
                 )  # fmt: skip
         return None
+
+
+def _snapshot(body: bytes, engine: Engine, number: int) -> Any:
+    """The partition snapshot of a record under partition ``number``'s key."""
+    snap = decode_snapshot(body, engine)
+    if snap.number != number:
+        raise ValueError(f"snapshot of partition {snap.number} under the key of {number}")
+    return snap

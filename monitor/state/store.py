@@ -2,6 +2,8 @@
 
 Two stores satisfy :class:`Store`:
 
+Both write the explicit state format of :mod:`monitor.state.format` (never a pickle).
+
 - ``local`` (:class:`LocalStore`): one atomic file with the whole engine in
   ``[state] dir``, the embedded default for a single replica. State is loaded once at
   start; partitions keep their state across rebalances (there is no one to hand it to).
@@ -82,4 +84,4 @@ def open_store(config: MonitorConfig) -> Store:
         from monitor.state.kafka_store import KafkaStore
 
         return KafkaStore(config)
-    return LocalStore(config.state.dir)
+    return LocalStore(config.state.dir, config.state.hmac_bytes())

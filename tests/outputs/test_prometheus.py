@@ -102,6 +102,7 @@ def runtime() -> RuntimeStats:
         checkpoints=7,
         dead_letters=4,
         alerts=2,
+        checkpoint_failures={"no_space": 3, "read_only": 1},
     )
 
 
@@ -242,6 +243,8 @@ def test_runtime_stats_exported(registry, collector):
     assert get("monitor_consumer_lag", {"topic": "labels", "partition": "1"}) == 0
     assert get("monitor_checkpoint_last_timestamp_seconds") == 1_700_000_050.0
     assert get("monitor_checkpoints_total") == 7
+    assert get("monitor_checkpoint_failures_total", {"reason": "no_space"}) == 3
+    assert get("monitor_checkpoint_failures_total", {"reason": "read_only"}) == 1
     assert get("monitor_loop_heartbeat_timestamp_seconds") == 1_700_000_100.0
     assert get("monitor_assigned_partitions") == 4
     assert get("monitor_ready") == 1

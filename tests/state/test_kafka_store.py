@@ -1,23 +1,31 @@
 """The Kafka state store against the real (Tansu) broker, which never compacts: a replica
-restores what another saved, the newest record per key wins, and a corrupt newest record
-falls back to the previous one with a log line."""
+restores what another saved, the newest record per key wins, a corrupt, forged (HMAC) or
+hostile newest record falls back to the previous one with a log line, a record that would
+run code if unpickled runs nothing, and no fuzzed record raises past the store."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import pickle
 import threading
 import uuid
+import zlib
+from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import KafkaProducer
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from structlog.testing import capture_logs
 
 from monitor.config import MonitorConfig, config_from_mapping
 from monitor.core.engine import Engine
 from monitor.events.message import Message
-from monitor.state.kafka_store import KafkaStore, decode_record, encode_record
+from monitor.state.format import encode_snapshot
+from monitor.state.kafka_store import MAGIC, KafkaStore, decode_record, encode_record
 from tests.daemon import assert_same
 
 BASE = 1_700_000_000.0
@@ -114,7 +122,7 @@ def test_the_newest_record_per_key_wins_without_compaction(store_pair: Any) -> N
     assert mine.restore(engine, range(PARTS)) == {0: "kept", 1: "kept", 2: "kept"}
 
 
-@pytest.mark.parametrize("damage", ["checksum", "pickle"])
+@pytest.mark.parametrize("damage", ["checksum", "not state"])
 def test_a_corrupt_record_falls_back_to_the_previous_one(
     broker: Any, store_pair: Any, damage: str
 ) -> None:
@@ -123,11 +131,11 @@ def test_a_corrupt_record_falls_back_to_the_previous_one(
     mine.save(engine)
     expected = engine.summary()
     key = f"{config.kafka.group_id}/1".encode()
-    record = encode_record("partition", mine.fingerprint, {"predictions": 10**6}, b"not a pickle")
+    record = encode_record("partition", mine.fingerprint, {"predictions": 10**6}, b"not state")
     if damage == "checksum":
         record = record[:-3] + b"XYZ"  # a torn or flipped body
     else:
-        decode_record(record)  # passes the checksum; fails to unpickle
+        decode_record(record)  # passes the checksum; fails to decode
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
     producer.send(config.state.topic, key=key, value=record)
     producer.flush(10)
@@ -141,3 +149,155 @@ def test_a_corrupt_record_falls_back_to_the_previous_one(
     assert lines[0]["action"] == "using the previous record"
     assert other.offsets() == engine.offsets()
     assert_same(other.summary(), expected)
+
+
+class _Boom:
+    """Unpickling this runs a command that creates a file: what an attacker would write."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.system, (f"touch {self.path}",))
+
+
+def _produce(bootstrap: str, topic: str, key: bytes, value: bytes) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer.send(topic, key=key, value=value)
+    producer.flush(10)
+    producer.close()
+
+
+def _real_record(bootstrap: str, topic: str, key: bytes) -> bytes:
+    """The newest value under ``key`` in the state topic, read as an attacker would."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                             enable_auto_commit=False, consumer_timeout_ms=3000)  # fmt: skip
+    consumer.assign([TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)])
+    found = [r.value for r in consumer if r.key == key and r.value]
+    consumer.close()
+    assert found, f"no record under {key!r}"
+    return found[-1]
+
+
+@pytest.mark.parametrize("copy", ["header", "header and checksum"])
+def test_a_record_that_would_run_code_if_unpickled_runs_nothing(
+    broker: Any, store_pair: Any, tmp_path: Path, copy: str
+) -> None:
+    """An attacker who can produce to the state topic copies a real record's header (the
+    config fingerprint, the offsets) around a pickle that creates a file when unpickled,
+    as the previous format's reader would have done. Nothing runs; the partition restores
+    from the good record before it."""
+    config, (mine, theirs) = store_pair
+    engine = _engine(config, 200)
+    mine.save(engine)
+    key = f"{config.kafka.group_id}/1".encode()
+    real = _real_record(broker.bootstrap, config.state.topic, key)
+    header, _ = decode_record(real)
+    marker = tmp_path / "pwned"
+    payload = pickle.dumps(_Boom(marker))
+    for body in (payload, zlib.compress(payload)):
+        if copy == "header":  # the header as is: its checksum is the real body's
+            raw = json.dumps(header).encode()
+        else:  # a checksum and length recomputed for the payload
+            raw = json.dumps({**header, "sha256": hashlib.sha256(body).hexdigest(),
+                              "length": len(body)}).encode()  # fmt: skip
+        forged = MAGIC + len(raw).to_bytes(4, "big") + raw + body
+        _produce(broker.bootstrap, config.state.topic, key, forged)
+        old = {**header, "format": 1, "sha256": hashlib.sha256(body).hexdigest(),
+               "length": len(body)}  # as the previous format wrote it  # fmt: skip
+        raw = json.dumps(old).encode()
+        _produce(broker.bootstrap, config.state.topic, key,
+                 MAGIC + len(raw).to_bytes(4, "big") + raw + body)  # fmt: skip
+    other = Engine(config)
+    with capture_logs() as logs:
+        result = theirs.restore(other, range(PARTS))
+    assert not marker.exists()
+    assert result == {0: "restored", 1: "restored", 2: "restored"}
+    assert other.offsets() == engine.offsets()
+    assert_same(other.summary(), engine.summary())
+    assert all(e["key"] == key.decode() for e in logs if e["event"] == "state_record_unreadable")
+    assert any(e["event"] == "state_record_unreadable" for e in logs)
+
+
+def test_a_record_failing_hmac_falls_back_to_the_previous_good_one(broker: Any) -> None:
+    """With ``[state] hmac_key``, a record that is well formed and checksummed but not
+    signed with the key (or signed with another) is skipped; the previous one is used."""
+    tag = uuid.uuid4().hex[:8]
+    raw = _config(broker.bootstrap, tag).model_dump(mode="json")
+    raw["state"]["hmac_key"] = "a-key-of-at-least-16-bytes"
+    config = config_from_mapping(raw)
+    stop = threading.Event()
+    mine, theirs = KafkaStore(config), KafkaStore(config)
+    for store in (mine, theirs):
+        store.connect(stop)
+    try:
+        engine = _engine(config, 200)
+        mine.save(engine)
+        expected = engine.summary()
+        later = _engine(config, 400)
+        key = f"{config.kafka.group_id}/2".encode()
+        body = zlib.compress(encode_snapshot(later.export_partition(2)), 1)
+        offsets = dict(later.partitions[2].offsets)
+        for forged in (
+            encode_record("partition", mine.fingerprint, offsets, body),  # unsigned
+            encode_record("partition", mine.fingerprint, offsets, body, b"x" * 20),  # other key
+        ):
+            _produce(broker.bootstrap, config.state.topic, key, forged)
+        other = Engine(config)
+        with capture_logs() as logs:
+            result = theirs.restore(other, range(PARTS))
+        assert result == {0: "restored", 1: "restored", 2: "restored"}
+        bad = [e for e in logs if e["event"] == "state_record_unreadable"]
+        assert len(bad) == 2 and all("HMAC" in e["error"] for e in bad), logs
+        assert other.offsets() == engine.offsets()
+        assert_same(other.summary(), expected)
+    finally:
+        for store in (mine, theirs):
+            store.close()
+
+
+class _Record:
+    """What ``_take`` reads of a consumer record."""
+
+    def __init__(self, key: bytes, value: bytes | None) -> None:
+        self.key, self.value, self.partition, self.offset = key, value, 0, 0
+
+
+_FUZZ_CONFIG = _config("127.0.0.1:9", "fuzz")
+_FUZZ_ENGINE = _engine(_FUZZ_CONFIG, 120)
+_FUZZ_STORE = KafkaStore(_FUZZ_CONFIG)
+_GOOD = encode_record(
+    "partition", _FUZZ_STORE.fingerprint, dict(_FUZZ_ENGINE.partitions[0].offsets),
+    zlib.compress(encode_snapshot(_FUZZ_ENGINE.export_partition(0)), 1),
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    value=st.one_of(
+        st.binary(max_size=300),
+        st.tuples(st.integers(0, len(_GOOD) - 1), st.integers(1, 255)).map(
+            lambda t: _GOOD[: t[0]] + bytes([_GOOD[t[0]] ^ t[1]]) + _GOOD[t[0] + 1 :]),
+        st.binary(max_size=300).map(
+            lambda b: encode_record("partition", _FUZZ_STORE.fingerprint, {"p": 1}, b)),
+        st.binary(max_size=300).map(
+            lambda b: encode_record("partition", _FUZZ_STORE.fingerprint, {"p": 1},
+                                    zlib.compress(b))),
+    )
+)  # fmt: skip
+def test_a_fuzzed_record_never_raises_past_the_store(value: bytes) -> None:
+    """Whatever follows a good record under a partition's key, reading it neither raises
+    nor loses the good record (it is used when the newest does not decode)."""
+    from functools import partial
+
+    from monitor.state.kafka_store import _snapshot
+
+    store = KafkaStore(_FUZZ_CONFIG)
+    key = f"{_FUZZ_CONFIG.kafka.group_id}/0"
+    store._take(_Record(key.encode(), _GOOD))
+    store._take(_Record(key.encode(), value))
+    found = store._decode(key, partial(_snapshot, engine=Engine(_FUZZ_CONFIG), number=0))
+    assert found is not None
+    engine = Engine(_FUZZ_CONFIG)
+    engine.install_partition(found[1])
+    engine.summary()

@@ -1,5 +1,5 @@
 """A partition's hard state moves between engines (replicas): one engine runs partitions
-0-1, another 2-3, then the second's partitions are exported (pickled, as a store does) and
+0-1, another 2-3, then the second's partitions are exported (encoded, as a store does) and
 installed into the first, which reads on from the snapshot's offsets. The result must be
 the single-engine result exactly, whichever engine's pane clock was ahead and although
 the two numbered their slices in different orders."""
@@ -15,6 +15,7 @@ import pytest
 from monitor.config import MonitorConfig, config_from_mapping
 from monitor.core.engine import Engine
 from monitor.events.message import Message
+from monitor.state.format import decode_snapshot, encode_snapshot
 from tests.daemon import assert_same
 
 BASE = 1_700_000_000.0
@@ -105,7 +106,7 @@ def test_partition_handover_equals_single_engine(cut_a: float, cut_b: float) -> 
     assert b.closed_upto is not None and (a.closed_upto is None) == (cut_a < 30)
     assert a.models[0].registry.keys != b.models[0].registry.keys  # numbered differently
     for number in sorted(theirs):
-        snap = pickle.loads(pickle.dumps(b.export_partition(number)))
+        snap = decode_snapshot(encode_snapshot(b.export_partition(number)), a)  # as a store
         assert b.drop_partition(number) is not None
         a.install_partition(snap)
     assert not b.partitions and b.pending_total == [0] and b.early_total == 0

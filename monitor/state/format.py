@@ -1,0 +1,1233 @@
+"""The state format: the engine's state as named plain records and numpy arrays, never pickle.
+
+Every piece of state the engine holds is written by code that names each field, as a
+:mod:`msgspec` record (MessagePack), with numpy arrays as ``(dtype, shape, bytes)`` from a
+short list of dtypes. What the config determines (layouts, baselines, the reference
+profile of a ``reference`` file, compiled rules, caps) is not stored: decoding starts from
+a fresh :class:`~monitor.core.engine.Engine` for the config and fills in the stored state,
+so decoding constructs no object whose class the data names. A reference profile built by
+a warmup is state (it came from the stream) and is stored.
+
+Detectors are rebuilt from the config (``detectors = [...]`` names the classes, from the
+allow-list :data:`DETECTOR_CLASSES`), then their stored plain data (numbers, lists, and
+the serialised bucket list of river's ADWIN) is set into them attribute by attribute.
+
+Versions: :data:`FORMAT` is written into every file and record. A body is first decoded
+to plain MessagePack values; :data:`MIGRATIONS` then upgrades it one version at a time,
+and only then is it checked against the records below. Format 1 was a pickle of the live
+objects: it is never decoded (see ``docs/state.md`` for the upgrade path).
+
+A sealed value (:func:`seal`) is ``magic``, a 4-byte header length, a JSON header (format,
+kind, config fingerprint, offsets, body length and SHA-256), the body and, with a
+configured key, an HMAC-SHA256 of everything before it (32 bytes). :func:`unseal` checks
+the HMAC first when a key is configured, and refuses a value without one.
+
+The ``*_FIELDS`` tables name, per class, the attributes that are stored and those that are
+rebuilt from the config or are transient; ``tests/state/test_format.py`` fails when an
+object has an attribute in neither, so a field added to the engine is not forgotten.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import hmac
+import json
+import math
+import random
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MethodType
+from typing import Any, Final
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+from river import drift, stats
+from river._river_rust.drift import AdaptiveWindowing
+from river._river_rust.stats import RsEWMean
+from river.drift.binary.hddm_w import SampleInfo
+
+from monitor.config import AlertRuleConfig, ModelConfig, MonitorConfig, TimeConfig
+from monitor.core.baseline import Baseline
+from monitor.core.detectors import (
+    CalibratedCusum,
+    ErrorDetectors,
+    KswinUp,
+    RiverUp,
+    error_stream,
+)
+from monitor.core.engine import (
+    COUNT_NAMES,
+    Engine,
+    ModelState,
+    PaneSignals,
+    PartitionSnapshot,
+    PartitionState,
+    SliceRegistry,
+)
+from monitor.core.join import EarlyLabel, JoinBuffer, PendingTable
+from monitor.core.reference import (
+    CategoricalReference,
+    NumericReference,
+    PcaReference,
+    ReferenceProfile,
+)
+from monitor.core.report import LABEL_DELAY_BUCKETS
+from monitor.core.rules import AlertEvent, ModelRules, RuleState
+from monitor.core.windows import WindowSet
+
+__all__ = [
+    "DETECTOR_CLASSES",
+    "FORMAT",
+    "MIGRATIONS",
+    "FormatError",
+    "check_envelope",
+    "decode_engine",
+    "decode_snapshot",
+    "decode_soft_state",
+    "encode_engine",
+    "encode_snapshot",
+    "encode_soft_state",
+    "seal",
+    "unseal",
+]
+
+#: The version of the format written. 1 was a pickle (never read); 2 is this module's.
+FORMAT: Final = 2
+MAC_SIZE: Final = 32
+F64 = npt.NDArray[np.float64]
+
+#: Version n -> the function that turns a plain body of version n into version n + 1.
+#: A change of a record below adds one entry here (and bumps :data:`FORMAT`).
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+class FormatError(ValueError):
+    """A value or body that is not valid state of this format (torn, forged, foreign)."""
+
+
+# ---------------------------------------------------------------------- sealing
+def seal(
+    magic: bytes, header: Mapping[str, Any], body: bytes, key: bytes | None = None
+) -> bytes:
+    """``magic``, header length, JSON header (``header`` plus format, length, SHA-256 and
+    whether a MAC follows), ``body``, then the HMAC-SHA256 with ``key`` (when given)."""
+    fields = {
+        **header,
+        "format": FORMAT,
+        "length": len(body),
+        "sha256": hashlib.sha256(body).hexdigest(),
+        "mac": "hmac-sha256" if key else None,
+    }
+    raw = json.dumps(fields, sort_keys=True).encode()
+    value = magic + len(raw).to_bytes(4, "big") + raw + body
+    if key:
+        value += hmac.new(key, value, hashlib.sha256).digest()
+    return value
+
+
+def unseal(magic: bytes, value: bytes, key: bytes | None = None) -> tuple[dict[str, Any], bytes]:
+    """The header and body of a sealed value; :class:`FormatError` when it is torn, forged
+    (HMAC), of another format or unsigned while a key is configured."""
+    if key:
+        if len(value) < len(magic) + MAC_SIZE:
+            raise FormatError("too short to carry an HMAC")
+        value, tag = value[:-MAC_SIZE], value[-MAC_SIZE:]
+        if not hmac.compare_digest(hmac.new(key, value, hashlib.sha256).digest(), tag):
+            raise FormatError("HMAC verification failed (unsigned, forged or another key)")
+    if not value.startswith(magic):
+        raise FormatError("not a monitor state value (magic)")
+    at = len(magic)
+    size = int.from_bytes(value[at : at + 4], "big")
+    if len(value) < at + 4 + size:
+        raise FormatError("header is torn (shorter than its header)")
+    try:
+        header = json.loads(value[at + 4 : at + 4 + size])
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FormatError(f"header is not JSON: {exc}") from None
+    if not isinstance(header, dict) or not {"format", "length", "sha256"} <= header.keys():
+        raise FormatError(f"header is not valid: {str(header)[:100]}")
+    if header["format"] != FORMAT:
+        raise FormatError(
+            f"format {header['format']!r} is not {FORMAT}"
+            + (" (format 1 was a pickle: never read; see docs/state.md)"
+               if header["format"] == 1 else "")
+        )  # fmt: skip
+    body = value[at + 4 + size :]
+    if not key and header.get("mac"):
+        body = body[:-MAC_SIZE]  # signed, but no key configured to check it: checksum only
+    if len(body) != header["length"] or hashlib.sha256(body).hexdigest() != header["sha256"]:
+        raise FormatError("body is torn or corrupt (checksum mismatch)")
+    return header, body
+
+
+# ---------------------------------------------------------------------- arrays
+_DTYPES: Final = frozenset({"<f8", "<i8", "<i4", "<u4"})
+
+
+class Arr(msgspec.Struct, frozen=True):
+    """A numpy array: dtype (little-endian, one of a few), shape, C-order bytes."""
+
+    dtype: str
+    shape: list[int]
+    data: bytes
+
+
+class Sparse(msgspec.Struct, frozen=True):
+    """A float64 array by its non-zero entries (pane arrays are mostly zeros)."""
+
+    shape: list[int]
+    index: Arr
+    values: Arr
+
+
+def _arr(a: Any, dtype: Any = np.float64) -> Arr:
+    out = np.ascontiguousarray(a, dtype=dtype)
+    return Arr(out.dtype.str, list(out.shape), out.tobytes())
+
+
+def _unarr(r: Arr, dtype: str = "<f8", ndim: int | None = None) -> Any:
+    if r.dtype != dtype or r.dtype not in _DTYPES:
+        raise FormatError(f"array of dtype {r.dtype!r}, expected {dtype!r}")
+    if ndim is not None and len(r.shape) != ndim:
+        raise FormatError(f"array of {len(r.shape)} dimensions, expected {ndim}")
+    if any(n < 0 for n in r.shape):
+        raise FormatError("negative array dimension")
+    size = math.prod(r.shape) * np.dtype(dtype).itemsize
+    if size != len(r.data):
+        raise FormatError(f"array of shape {r.shape} needs {size} bytes, has {len(r.data)}")
+    return np.frombuffer(r.data, dtype=dtype).reshape(r.shape).copy()
+
+
+def _sparse(a: F64) -> Sparse:
+    flat = a.reshape(-1)
+    index = np.flatnonzero(flat)
+    return Sparse(list(a.shape), _arr(index, np.int64), _arr(flat[index]))
+
+
+def _unsparse(s: Sparse, shape: tuple[int, int]) -> F64:
+    if tuple(s.shape) != shape:
+        raise FormatError(f"pane array of shape {s.shape}, expected {list(shape)}")
+    index = _unarr(s.index, "<i8", 1)
+    values = _unarr(s.values, "<f8", 1)
+    size = shape[0] * shape[1]
+    if len(index) != len(values) or (len(index) and (index.min() < 0 or index.max() >= size)):
+        raise FormatError("sparse array indices out of range")
+    out = np.zeros(size)
+    out[index] = values
+    return out.reshape(shape)
+
+
+def _matrix(r: Arr, shape: tuple[int, ...]) -> F64:
+    out: F64 = _unarr(r, "<f8")
+    if out.shape != shape:
+        raise FormatError(f"array of shape {list(out.shape)}, expected {list(shape)}")
+    return out
+
+
+# ---------------------------------------------------------------------- records
+Value = str | int | float | bool
+
+
+class WindowRec(msgspec.Struct):
+    """:class:`~monitor.core.windows.WindowSet` (pane arrays sparse)."""
+
+    rows: int
+    width: int
+    open: dict[int, Sparse]
+    open_decay: dict[int, list[Sparse]]
+    cum: Arr
+    late_n: Arr
+    ring: dict[int, Sparse]
+    sliding: list[Arr]
+    decay: list[Arr]
+    closes: int
+
+
+class PendingRec(msgspec.Struct):
+    """:class:`~monitor.core.join.PendingTable`: its live rows in arrival order."""
+
+    k: int
+    id_bytes: bytes
+    id_lengths: Arr
+    crc32: Arr
+    ts: Arr
+    pred: Arr
+    score: Arr
+    slices: Arr
+
+
+class EarlyRec(msgspec.Struct):
+    """Early labels of a partition in arrival order (:class:`~monitor.core.join.EarlyLabel`)."""
+
+    ids: list[str]
+    ts: list[float]
+    labels: list[Value]
+    models: list[int]
+
+
+class MatchedRec(msgspec.Struct):
+    """Recently matched ids of one model with their label times, in arrival order."""
+
+    ids: list[str]
+    ts: Arr
+
+
+class WarmupRec(msgspec.Struct):
+    """A prediction kept for a warmup profile (event time and slices only while its pane
+    is open in a partition)."""
+
+    features: dict[str, float | str | bool | None] | None
+    prediction: Value
+    score: float
+    ts: float = 0.0
+    slices: list[int] = []
+
+
+class PartitionRec(msgspec.Struct):
+    """:class:`~monitor.core.engine.PartitionState` (lists are per model, in config order)."""
+
+    pending: list[PendingRec]
+    early: EarlyRec
+    matched: list[MatchedRec]
+    windows: list[WindowRec]
+    counts: list[list[float]]
+    delay: Arr
+    delay_sum: Arr
+    offsets: dict[str, int]
+    max_ts: dict[str, float]
+    rejects: list[tuple[str, str, int]]
+    warmup: dict[int, dict[int, list[WarmupRec]]]
+
+
+class ErrorsRec(msgspec.Struct):
+    """Errors of joined pairs of one (pane, partition) not yet fed to the detectors."""
+
+    ts: Arr
+    errors: Arr
+
+
+class NumericRec(msgspec.Struct):
+    """:class:`~monitor.core.reference.NumericReference`."""
+
+    edges: Arr
+    counts: Arr
+    sums: Arr
+    mean: float
+    std: float
+
+
+class CategoricalRec(msgspec.Struct):
+    """:class:`~monitor.core.reference.CategoricalReference` (``index`` is rebuilt)."""
+
+    categories: list[str]
+    counts: Arr
+    known: list[str]
+
+
+class PcaRec(msgspec.Struct):
+    """:class:`~monitor.core.reference.PcaReference`."""
+
+    features: list[str]
+    mean: Arr
+    scale: Arr
+    components: Arr
+    ref_error: float
+
+
+class ProfileRec(msgspec.Struct):
+    """A reference profile built by a warmup (raw ``outputs`` columns are never kept)."""
+
+    source: str
+    rows: int
+    numeric: dict[str, NumericRec]
+    categorical: dict[str, CategoricalRec]
+    output_numeric: dict[str, NumericRec]
+    pca: PcaRec | None
+
+
+class BaselineRec(msgspec.Struct):
+    """:class:`~monitor.core.baseline.Baseline` of a warmup profile (it was built from the
+    warmup's predictions and scores, which are not kept)."""
+
+    row: Arr
+    metrics: dict[str, float]
+    calibration: Arr | None
+    rows: int
+    skipped: int
+    calibrated_from: int
+
+
+class DetectorsRec(msgspec.Struct):
+    """:class:`~monitor.core.detectors.ErrorDetectors`: totals and each detector's plain
+    data (see :func:`_plain`)."""
+
+    totals: dict[str, int]
+    detectors: dict[str, Any]
+
+
+class RuleStateRec(msgspec.Struct):
+    """:class:`~monitor.core.rules.RuleState`, with the rule's config it was kept under."""
+
+    rule: str  # the rule's config (JSON): a changed rule starts afresh
+    phase: str
+    since: float | None
+    clear_since: float | None
+    quiet_until: float
+    value: float | None
+    bound: float | None
+    evaluated_at: float | None
+    ewm_mean: float
+    ewm_var: float
+    ewm_n: int
+    transitions: dict[str, int]
+
+
+class RulesRec(msgspec.Struct):
+    """:class:`~monitor.core.rules.ModelRules`' state."""
+
+    states: dict[str, RuleStateRec]
+    last_active: float | None
+    predictions_seen: float
+
+
+class ModelRec(msgspec.Struct):
+    """:class:`~monitor.core.engine.ModelState`'s state (and its rules')."""
+
+    name: str
+    registry_keys: list[tuple[str, str]]
+    registry_used: dict[str, int]
+    registry_folded: dict[str, int]
+    profile: ProfileRec | None
+    baseline: BaselineRec | None  # with ``profile`` only
+    warmup_target: int
+    warmup_rows: list[WarmupRec]
+    profile_pane: int | None
+    detectors: DetectorsRec | None
+    error_panes: dict[int, dict[int, ErrorsRec]]
+    last_detections: dict[str, int]
+    last: dict[str, dict[str, Arr]]
+    last_rows: int
+    rules: RulesRec | None
+
+
+class SignalRec(msgspec.Struct):
+    """:class:`~monitor.core.engine.PaneSignals`."""
+
+    model: str
+    pane_end: float
+    signals: dict[str, float]
+
+
+class AlertRec(msgspec.Struct):
+    """:class:`~monitor.core.rules.AlertEvent`."""
+
+    alert_id: str
+    status: str
+    rule: str
+    severity: str
+    model: str
+    model_version: str
+    signal: str
+    value: float | None
+    threshold: float | None
+    starts_at: float
+    ends_at: float | None
+    ts: float
+    labels: dict[str, str]
+    annotations: dict[str, str]
+
+
+class EngineRec(msgspec.Struct):
+    """The whole engine (the local store's checkpoint), with the config parts its state
+    depends on (to carry it over to a changed config)."""
+
+    config_models: list[dict[str, Any]]
+    config_time: dict[str, Any]
+    config_topics: tuple[str, str]
+    watermark: float
+    closed_upto: int | None
+    ahead: dict[int, int]
+    tracked: list[tuple[str, int]]
+    idle: list[tuple[str, int]]
+    panes_closed: int
+    events: int
+    pending_total: list[int]
+    early_total: int
+    signals_out: list[SignalRec]
+    alerts_out: list[AlertRec]
+    models: list[ModelRec]
+    partitions: dict[int, PartitionRec]
+
+
+class SnapshotRec(msgspec.Struct):
+    """:class:`~monitor.core.engine.PartitionSnapshot` (a Kafka store partition record)."""
+
+    number: int
+    state: PartitionRec
+    slice_keys: dict[str, list[tuple[str, str]]]
+    closed_upto: int | None
+    watermark: float
+    error_panes: dict[str, dict[int, ErrorsRec]]
+
+
+class SoftRec(msgspec.Struct):
+    """A model's soft state (a Kafka store model record): :meth:`Engine.soft_state`."""
+
+    detectors: DetectorsRec | None
+    last_detections: dict[str, int]
+    rules: RulesRec | None
+
+
+# ---------------------------------------------------------------------- field tables
+@dataclass(frozen=True)
+class Fields:
+    """Attributes of a state class: stored (by the record named), or rebuilt from the
+    config / transient (``derived``)."""
+
+    stored: frozenset[str]
+    derived: frozenset[str]
+
+
+def _f(stored: Any, derived: str = "", record_only: str = "") -> Fields:
+    """Fields from a record's (less ``record_only``) or a list of names."""
+    names = getattr(stored, "__struct_fields__", None) or stored.split()
+    return Fields(frozenset(names) - set(record_only.split()), frozenset(derived.split()))
+
+
+#: Per state class, what is stored and what is not (see the module docstring).
+STATE_FIELDS: dict[type, Fields] = {
+    Engine: _f(
+        "watermark closed_upto ahead tracked idle panes_closed events pending_total "
+        "early_total signals_out alerts_out models partitions rules",
+        "config pane lateness by_name topic_kind max_bytes early_cap _batches _at _feature_names",
+    ),
+    ModelState: _f(
+        "registry profile warmup_target warmup_rows profile_pane detectors error_panes "
+        "last_detections last last_rows",
+        "index config name codec class_names layout baseline class_index windows pane metrics",
+    ),
+    PartitionState: _f(
+        "join windows counts delay delay_sum offsets max_ts rejects warmup",
+    ),
+    JoinBuffer: _f("pending early matched"),
+    WindowSet: _f(
+        WindowRec, "pane sliding_panes decay_rates ring_len",
+    ),
+    PendingTable: _f(
+        "_k _blob _ts _pred _score _hash _ends _slices _used _live",
+        "_head _cv _ev _hv _pv _sv _tv _slots _shift _memo",
+    ),
+    ErrorDetectors: _f("totals detectors", "stream"),
+    ModelRules: _f("states last_active predictions_seen", "model rules references"),
+    RuleState: _f(RuleStateRec, record_only="rule"),
+    PaneSignals: _f(SignalRec),
+    AlertEvent: _f(AlertRec),
+    PartitionSnapshot: _f(SnapshotRec),
+    SliceRegistry: _f("keys used folded", "index caps segments"),
+    ReferenceProfile: _f(ProfileRec, "outputs"),
+    NumericReference: _f(NumericRec),
+    CategoricalReference: _f(CategoricalRec, "index"),
+    PcaReference: _f(PcaRec),
+    Baseline: _f(BaselineRec),
+}
+#: The keys of :meth:`Engine.soft_state`, all stored by :class:`SoftRec`.
+SOFT_STATE_KEYS: Final = frozenset(SoftRec.__struct_fields__)
+#: The keys of ``PendingTable.__getstate__``, all stored by :class:`PendingRec`.
+PENDING_KEYS: Final = frozenset(PendingRec.__struct_fields__)
+
+
+# ---------------------------------------------------------------------- detectors
+#: The only classes whose plain data a detector's state may hold. Decoding sets data into
+#: objects the config built (:class:`ErrorDetectors`), never into a class the data names.
+DETECTOR_CLASSES: Final[frozenset[type]] = frozenset({
+    CalibratedCusum, RiverUp, KswinUp,
+    drift.ADWIN, drift.PageHinkley, drift.KSWIN,
+    drift.binary.DDM, drift.binary.EDDM, drift.binary.HDDMA, drift.binary.HDDMW,
+    stats.Mean, stats.Var, stats.EWMean, SampleInfo, AdaptiveWindowing, RsEWMean,
+})  # fmt: skip
+#: Allowed classes implemented in river's Rust code: their state is river's own bytes.
+_RUST: Final[frozenset[type]] = frozenset({AdaptiveWindowing, RsEWMean})
+_SCALARS: Final = (type(None), bool, int, float, str)
+#: numpy scalars a detector may hold, stored as ``{name: value}`` (a name with a dot is
+#: never an attribute's, so it cannot be mistaken for an object's fields).
+_NUMPY: Final[dict[str, type]] = {"np.float64": np.float64, "np.int64": np.int64,
+                                  "np.bool": np.bool_}  # fmt: skip
+_NUMPY_NAMES: Final = {v: k for k, v in _NUMPY.items()}
+
+
+def _plain(obj: Any) -> Any:
+    """The plain data of a detector's state: numbers, strings, lists, dicts, bytes."""
+    if type(obj) in _SCALARS or type(obj) is bytes:
+        return obj
+    if type(obj) in _NUMPY_NAMES:
+        return {_NUMPY_NAMES[type(obj)]: obj.item()}
+    if type(obj) in (list, tuple, collections.deque):
+        return [_plain(x) for x in obj]
+    if type(obj) is dict:
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if type(obj) is random.Random:
+        version, internal, gauss = obj.getstate()
+        return [version, list(internal), gauss]
+    if type(obj) not in DETECTOR_CLASSES:
+        raise TypeError(f"detector state holds a {type(obj).__qualname__}: not in the allow-list")
+    if type(obj) in _RUST:  # river's Rust objects: their own serialisation (plain bytes)
+        state = obj.__getstate__()
+        if not isinstance(state, bytes):
+            raise TypeError(f"river's {type(obj).__qualname__} state is not bytes")
+        return state
+    return {k: _plain(v) for k, v in vars(obj).items() if not isinstance(v, MethodType)}
+
+
+def _restore(template: Any, data: Any, where: str) -> Any:
+    """``template`` (an object the config built) with ``data`` from :func:`_plain` set
+    into it; the classes are the template's. FormatError when the shapes disagree."""
+    kind = type(template)
+    if kind in _SCALARS or kind in _NUMPY_NAMES:
+        return _scalar(data, where)
+    if kind in (list, tuple, collections.deque):
+        if type(data) is not list:
+            raise FormatError(f"{where}: expected a list of numbers")
+        items = [_scalar(x, where) for x in data]
+        if kind is collections.deque:
+            return collections.deque(items, maxlen=template.maxlen)
+        return kind(items)
+    if kind is dict:
+        if type(data) is not dict:
+            raise FormatError(f"{where}: expected a mapping of numbers")
+        return {k: _scalar(v, where) for k, v in data.items()}
+    if kind is random.Random:
+        try:
+            version, internal, gauss = data
+            template.setstate((int(version), tuple(int(x) for x in internal), gauss))
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise FormatError(f"{where}: not a random state: {exc}") from None
+        return template
+    if kind in _RUST:
+        if type(data) is not bytes:
+            raise FormatError(f"{where}: expected bytes")
+        try:
+            template.__setstate__(data)
+        except BaseException as exc:  # a Rust panic is a BaseException
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+            raise FormatError(f"{where}: river state not readable: {exc}") from None
+        return template
+    if kind not in DETECTOR_CLASSES:
+        raise FormatError(f"{where}: {kind.__qualname__} is not in the allow-list")
+    fields = {k: v for k, v in vars(template).items() if not isinstance(v, MethodType)}
+    if type(data) is not dict or set(data) != set(fields):
+        raise FormatError(f"{where}: fields differ from {kind.__qualname__}'s")
+    for name, value in fields.items():
+        setattr(template, name, _restore(value, data[name], f"{where}.{name}"))
+    return template
+
+
+def _scalar(data: Any, where: str) -> Any:
+    """A stored number or string (a numpy scalar from its ``{name: value}``)."""
+    if type(data) in _SCALARS:
+        return data
+    if type(data) is dict and len(data) == 1:
+        (name, value), = data.items()
+        if name in _NUMPY and type(value) in (bool, int, float):
+            return _NUMPY[name](value)
+    raise FormatError(f"{where}: expected a number or string")
+
+
+def _detectors(det: ErrorDetectors | None) -> DetectorsRec | None:
+    if det is None:
+        return None
+    return DetectorsRec(dict(det.totals), {n: _plain(d) for n, d in det.detectors.items()})
+
+
+def _set_detectors(det: ErrorDetectors | None, rec: DetectorsRec | None, model: str) -> None:
+    if rec is None or det is None:
+        if rec is not None or det is not None:
+            raise FormatError(f"model {model!r}: detectors configured and stored differ")
+        return
+    if set(rec.detectors) != set(det.detectors) or set(rec.totals) != set(det.detectors):
+        raise FormatError(f"model {model!r}: stored detectors {sorted(rec.detectors)} differ")
+    for name, template in det.detectors.items():
+        _restore(template, rec.detectors[name], f"{model}.{name}")
+    det.totals = {n: int(rec.totals[n]) for n in det.detectors}
+
+
+# ---------------------------------------------------------------------- partitions
+def _window(w: WindowSet) -> WindowRec:
+    return WindowRec(
+        rows=w.rows,
+        width=w.width,
+        open={p: _sparse(a) for p, a in w.open.items()},
+        open_decay={p: [_sparse(a) for a in arrs] for p, arrs in w.open_decay.items()},
+        cum=_arr(w.cum),
+        late_n=_arr(w.late_n),
+        ring={p: _sparse(a) for p, a in w.ring.items()},
+        sliding=[_arr(a) for a in w.sliding],
+        decay=[_arr(a) for a in w.decay],
+        closes=w.closes,
+    )
+
+
+def _set_window(w: WindowSet, r: WindowRec) -> None:
+    if r.width != w.width or not 0 < r.rows <= w.rows:
+        raise FormatError(f"window of {r.rows}x{r.width}, the model has {w.rows}x{w.width}")
+    rows = w.rows
+    if len(r.sliding) != len(w.sliding) or len(r.decay) != len(w.decay):
+        raise FormatError("windows of another kind than the model's")
+    shape = (r.rows, r.width)
+    n_decay = len(w.decay_rates)
+    if set(r.open_decay) != set(r.open) or any(len(v) != n_decay for v in r.open_decay.values()):
+        raise FormatError("open panes and their decayed sums differ")
+    w.rows = r.rows
+    w.open = {int(p): _unsparse(a, shape) for p, a in r.open.items()}
+    w.open_decay = {int(p): [_unsparse(a, shape) for a in v] for p, v in r.open_decay.items()}
+    w.cum = _matrix(r.cum, shape)
+    w.late_n = _matrix(r.late_n, (r.rows,))
+    w.ring = {int(p): _unsparse(a, shape) for p, a in r.ring.items()}
+    w.sliding = [_matrix(a, shape) for a in r.sliding]
+    w.decay = [_matrix(a, shape) for a in r.decay]
+    w.closes = int(r.closes)
+    w.grow(rows)  # slices registered after it was stored
+
+
+def _pending(t: PendingTable) -> PendingRec:
+    s = t.__getstate__()
+    if set(s) != PENDING_KEYS:
+        raise TypeError(f"PendingTable state has keys {sorted(s)}: name them in PendingRec")
+    return PendingRec(
+        k=int(s["k"]),
+        id_bytes=bytes(s["id_bytes"]),
+        id_lengths=_arr(s["id_lengths"], np.int32),
+        crc32=_arr(s["crc32"], np.uint32),
+        ts=_arr(s["ts"]),
+        pred=_arr(s["pred"]),
+        score=_arr(s["score"]),
+        slices=_arr(s["slices"], np.int32),
+    )
+
+
+def _set_pending(r: PendingRec, rows: int) -> PendingTable:
+    ts = _unarr(r.ts, "<f8", 1)
+    n = len(ts)
+    lengths = _unarr(r.id_lengths, "<i4", 1)
+    slices = _unarr(r.slices, "<i4")
+    k = max(r.k, 0)
+    columns = (_unarr(r.pred, "<f8", 1), _unarr(r.score, "<f8", 1), _unarr(r.crc32, "<u4", 1))
+    if len(lengths) != n or any(len(c) != n for c in columns) or slices.size != n * k:
+        raise FormatError("pending columns of different lengths")
+    if (lengths < 0).any() or int(lengths.sum()) != len(r.id_bytes) or np.isnan(ts).any():
+        raise FormatError("pending ids or event times are not valid")
+    if slices.size and (slices.min() < -1 or slices.max() >= rows):
+        raise FormatError("pending slice ids out of range")
+    table = PendingTable()
+    table.__setstate__(
+        {"k": r.k, "id_bytes": r.id_bytes, "id_lengths": lengths, "crc32": columns[2], "ts": ts,
+         "pred": columns[0], "score": columns[1], "slices": slices.reshape(n, k)}
+    )  # fmt: skip
+    return table
+
+
+def _warmup_row(row: tuple[Any, ...]) -> WarmupRec:
+    ts, slices, features, prediction, score = row
+    return WarmupRec(features, prediction, float(score), float(ts), list(slices))
+
+
+def _partition(state: PartitionState) -> PartitionRec:
+    join = state.join
+    early = list(join.early.items())
+    return PartitionRec(
+        pending=[_pending(t) for t in join.pending],
+        early=EarlyRec(
+            ids=[pid for pid, _ in early],
+            ts=[float(e.ts) for _, e in early],
+            labels=[e.label for _, e in early],  # type: ignore[misc]
+            models=[int(e.model) for _, e in early],
+        ),
+        matched=[MatchedRec(list(m), _arr(list(m.values()))) for m in join.matched],
+        windows=[_window(w) for w in state.windows],
+        counts=[[float(x) for x in row] for row in state.counts],
+        delay=_arr(state.delay),
+        delay_sum=_arr(state.delay_sum),
+        offsets=dict(state.offsets),
+        max_ts=dict(state.max_ts),
+        rejects=[(t, r, int(n)) for (t, r), n in state.rejects.items()],
+        warmup={
+            m: {p: [_warmup_row(row) for row in rows] for p, rows in panes.items()}
+            for m, panes in state.warmup.items()
+        },
+    )
+
+
+def _set_partition(
+    engine: Engine, state: PartitionState, r: PartitionRec, rows: list[int] | None = None
+) -> None:
+    """Fill ``state`` (fresh, for ``engine``'s models) from ``r``; ``rows``: the slice
+    rows per model its ids refer to (default: the engine's registries)."""
+    n = len(engine.models)
+    if not (len(r.pending) == len(r.matched) == len(r.windows) == len(r.counts) == n):
+        raise FormatError(f"partition state for {len(r.windows)} models, the config has {n}")
+    buckets = state.delay.shape[1]
+    if rows is None:
+        rows = [len(m.registry.keys) for m in engine.models]
+    join = state.join
+    join.pending = [_set_pending(p, rows[i]) for i, p in enumerate(r.pending)]
+    e = r.early
+    if not len(e.ids) == len(e.ts) == len(e.labels) == len(e.models):
+        raise FormatError("early label columns of different lengths")
+    if any(not -1 <= m < n for m in e.models):
+        raise FormatError("early label of an unknown model")
+    join.early = {
+        pid: EarlyLabel(float(ts), label, int(m))
+        for pid, ts, label, m in zip(e.ids, e.ts, e.labels, e.models, strict=True)
+    }
+    join.matched = []
+    for matched in r.matched:
+        ts = _unarr(matched.ts, "<f8", 1)
+        if len(ts) != len(matched.ids):
+            raise FormatError("matched ids and times of different lengths")
+        join.matched.append(dict(zip(matched.ids, ts.tolist(), strict=True)))
+    for w, wr in zip(state.windows, r.windows, strict=True):
+        _set_window(w, wr)
+    if any(len(row) != len(state.counts[0]) for row in r.counts):
+        raise FormatError("counts of another length")
+    state.counts = [[float(x) for x in row] for row in r.counts]
+    state.delay = _matrix(r.delay, (n, buckets))
+    state.delay_sum = _matrix(r.delay_sum, (n,))
+    state.offsets = {str(t): int(o) for t, o in r.offsets.items()}
+    state.max_ts = {str(t): float(x) for t, x in r.max_ts.items()}
+    state.rejects = Counter({(t, reason): int(c) for t, reason, c in r.rejects})
+    state.warmup = {}
+    for m, panes in r.warmup.items():
+        if not 0 <= m < n:
+            raise FormatError("warmup rows of an unknown model")
+        k = 2 + len(engine.models[m].registry.segments)
+        out = state.warmup[int(m)] = {}
+        for p, recs in panes.items():
+            if any(len(w.slices) != k for w in recs):
+                raise FormatError("warmup rows with slices of another length")
+            out[int(p)] = [(w.ts, tuple(w.slices), w.features, w.prediction, w.score)
+                           for w in recs]  # fmt: skip
+
+
+# ---------------------------------------------------------------------- models
+def _errors(panes: Mapping[int, Any]) -> Any:
+    return {
+        p: {n: ErrorsRec(_arr(ts), _arr(err)) for n, (ts, err) in parts.items()}
+        for p, parts in panes.items()
+    }
+
+
+def _set_errors(panes: Mapping[int, Mapping[int, ErrorsRec]]) -> Any:
+    out: dict[int, dict[int, tuple[list[float], list[float]]]] = {}
+    for p, parts in panes.items():
+        for n, rec in parts.items():
+            ts, err = _unarr(rec.ts, "<f8", 1), _unarr(rec.errors, "<f8", 1)
+            if len(ts) != len(err):
+                raise FormatError("detector buffers of different lengths")
+            out.setdefault(int(p), {})[int(n)] = (ts.tolist(), err.tolist())
+    return out
+
+
+def _one_partition(panes: Mapping[int, ErrorsRec]) -> Any:
+    """A snapshot's detector buffers (pane -> its partition's errors)."""
+    return {p: parts[0] for p, parts in _set_errors({p: {0: e} for p, e in panes.items()}).items()}
+
+
+def _numeric(r: NumericReference) -> NumericRec:
+    return NumericRec(_arr(r.edges), _arr(r.counts), _arr(r.sums), float(r.mean), float(r.std))
+
+
+def _set_numeric(r: NumericRec) -> NumericReference:
+    edges = _unarr(r.edges, "<f8", 1)
+    counts, sums = _unarr(r.counts, "<f8", 1), _unarr(r.sums, "<f8", 1)
+    if len(edges) < 2 or len(counts) != len(edges) + 1 or len(sums) != len(counts):
+        raise FormatError("numeric reference of inconsistent sizes")
+    return NumericReference(edges, counts, sums, r.mean, r.std)
+
+
+def _profile(p: ReferenceProfile) -> ProfileRec:
+    return ProfileRec(
+        source=p.source,
+        rows=p.rows,
+        numeric={n: _numeric(r) for n, r in p.numeric.items()},
+        categorical={
+            n: CategoricalRec(list(r.categories), _arr(r.counts), sorted(r.known))
+            for n, r in p.categorical.items()
+        },
+        output_numeric={n: _numeric(r) for n, r in p.output_numeric.items()},
+        pca=None if p.pca is None else PcaRec(
+            list(p.pca.features), _arr(p.pca.mean), _arr(p.pca.scale), _arr(p.pca.components),
+            float(p.pca.ref_error),
+        ),
+    )
+
+
+def _baseline(b: Baseline | None) -> BaselineRec | None:
+    if b is None:
+        return None
+    calibration = None if b.calibration is None else _arr(b.calibration)
+    return BaselineRec(_arr(b.row), dict(b.metrics), calibration, b.rows, b.skipped,
+                       b.calibrated_from)  # fmt: skip
+
+
+def _set_baseline(r: BaselineRec | None, width: int) -> Baseline | None:
+    if r is None:
+        return None
+    calibration = None if r.calibration is None else _unarr(r.calibration, "<f8", 1)
+    return Baseline(_matrix(r.row, (width,)), dict(r.metrics), calibration, r.rows, r.skipped,
+                    r.calibrated_from)  # fmt: skip
+
+
+def _set_profile(model: ModelState, r: ProfileRec, baseline: BaselineRec | None) -> None:
+    """Install a warmup-built profile and its baseline as :meth:`Engine._install_profile`
+    does (before any partition is restored, so there is nothing to histogram again)."""
+    layout = model.layout
+    if model.config.reference or layout.reserve is None:
+        raise FormatError(f"model {model.name!r}: a stored warmup profile, but no warmup")
+    if set(r.numeric) | set(r.categorical) != set(model.config.features):
+        raise FormatError(f"model {model.name!r}: profile of other features")
+    categorical = {}
+    for name, c in r.categorical.items():
+        counts = _unarr(c.counts, "<f8", 1)
+        if len(counts) != len(c.categories) + 1:
+            raise FormatError("categorical reference of inconsistent sizes")
+        index = {v: i for i, v in enumerate(c.categories)}
+        categorical[name] = CategoricalReference(
+            tuple(c.categories), counts, frozenset(c.known), index
+        )
+    pca = None
+    if r.pca is not None:
+        d = len(r.pca.features)
+        components = _unarr(r.pca.components, "<f8", 2)
+        if components.shape[1] != d:
+            raise FormatError("PCA components of another width")
+        mean, scale = _unarr(r.pca.mean, "<f8", 1), _unarr(r.pca.scale, "<f8", 1)
+        if len(mean) != d or len(scale) != d:
+            raise FormatError("PCA of inconsistent sizes")
+        pca = PcaReference(tuple(r.pca.features), mean, scale, components, r.pca.ref_error)
+    profile = ReferenceProfile(
+        r.source, r.rows, {n: _set_numeric(x) for n, x in r.numeric.items()}, categorical,
+        {}, {n: _set_numeric(x) for n, x in r.output_numeric.items()}, pca,
+    )  # fmt: skip
+    layout.profile = model.profile = profile
+    layout.pca = profile.pca if "pca_n" in layout.fields else None
+    model.baseline = layout.baseline = _set_baseline(baseline, layout.width)
+
+
+def _rule_config(cfg: AlertRuleConfig) -> str:
+    return json.dumps(cfg.model_dump(mode="json"), sort_keys=True)
+
+
+def _rules(rules: ModelRules | None) -> RulesRec | None:
+    if rules is None:
+        return None
+    states = {}
+    for name, s in rules.states.items():
+        states[name] = RuleStateRec(
+            rule=_rule_config(rules.rules[name].cfg), phase=s.phase, since=s.since,
+            clear_since=s.clear_since, quiet_until=s.quiet_until, value=s.value, bound=s.bound,
+            evaluated_at=s.evaluated_at, ewm_mean=s.ewm_mean, ewm_var=s.ewm_var, ewm_n=s.ewm_n,
+            transitions=dict(s.transitions),
+        )  # fmt: skip
+    return RulesRec(states, rules.last_active, float(rules.predictions_seen))
+
+
+def _set_rules(rules: ModelRules, r: RulesRec) -> None:
+    """Rule states into the rules the config compiled: a rule renamed, added or changed
+    since starts afresh (as :meth:`ModelRules.reconcile` does)."""
+    for name, rule in rules.rules.items():
+        s = r.states.get(name)
+        if s is None or s.rule != _rule_config(rule.cfg):
+            continue
+        if s.phase not in ("inactive", "pending", "firing"):
+            raise FormatError(f"rule {name!r}: phase {s.phase!r}")
+        rules.states[name] = RuleState(
+            s.phase, s.since, s.clear_since, s.quiet_until, s.value, s.bound,  # type: ignore[arg-type]
+            s.evaluated_at, s.ewm_mean, s.ewm_var, s.ewm_n, Counter(s.transitions),
+        )  # fmt: skip
+    rules.last_active = r.last_active
+    rules.predictions_seen = r.predictions_seen
+
+
+def _model(engine: Engine, model: ModelState) -> ModelRec:
+    warmup_built = model.profile is not None and not model.config.reference
+    return ModelRec(
+        name=model.name,
+        registry_keys=list(model.registry.keys),
+        registry_used=dict(model.registry.used),
+        registry_folded=dict(model.registry.folded),
+        profile=_profile(model.profile) if warmup_built and model.profile else None,
+        baseline=_baseline(model.baseline) if warmup_built else None,
+        warmup_target=int(model.warmup_target),
+        warmup_rows=[WarmupRec(f, p, float(s)) for f, p, s in model.warmup_rows],
+        profile_pane=model.profile_pane,
+        detectors=_detectors(model.detectors),
+        error_panes=_errors(model.error_panes),
+        last_detections=dict(model.last_detections),
+        last={w: {k: _arr(v) for k, v in m.items()} for w, m in model.last.items()},
+        last_rows=int(model.last_rows),
+        rules=_rules(engine.rules.models.get(model.name)),
+    )
+
+
+def _set_model(engine: Engine, model: ModelState, r: ModelRec) -> None:
+    if r.name != model.name:
+        raise FormatError(f"state of model {r.name!r} where the config has {model.name!r}")
+    reg = model.registry
+    keys = [(str(d), str(v)) for d, v in r.registry_keys]
+    if not keys or keys[0] != ("model", "") or len(set(keys)) != len(keys):
+        raise FormatError(f"model {model.name!r}: slice registry not valid")
+    if any(d not in reg.caps for d, _ in keys[1:]):
+        raise FormatError(f"model {model.name!r}: slice of an unknown dimension")
+    reg.keys = keys
+    reg.index = {k: i for i, k in enumerate(keys)}
+    reg.used = Counter(r.registry_used)
+    reg.folded = Counter(r.registry_folded)
+    if r.profile is not None:
+        _set_profile(model, r.profile, r.baseline)
+    model.warmup_target = int(r.warmup_target)
+    model.warmup_rows = [(w.features, w.prediction, w.score) for w in r.warmup_rows]
+    model.profile_pane = r.profile_pane
+    _set_detectors(model.detectors, r.detectors, model.name)
+    model.error_panes = _set_errors(r.error_panes)
+    model.last_detections = {str(k): int(v) for k, v in r.last_detections.items()}
+    model.last = {w: {k: _unarr(v, "<f8", 1) for k, v in m.items()} for w, m in r.last.items()}
+    model.last_rows = int(r.last_rows)
+    rules = engine.rules.models.get(model.name)
+    if rules is not None and r.rules is not None:
+        _set_rules(rules, r.rules)
+
+
+def _alert(a: AlertEvent) -> AlertRec:
+    return AlertRec(**{name: getattr(a, name) for name in AlertRec.__struct_fields__})
+
+
+def _set_alert(r: AlertRec) -> AlertEvent:
+    if r.status not in ("firing", "resolved"):
+        raise FormatError(f"alert status {r.status!r}")
+    return AlertEvent(**{name: getattr(r, name) for name in AlertRec.__struct_fields__})
+
+
+# ---------------------------------------------------------------------- engine
+def _config_parts(config: MonitorConfig) -> dict[str, Any]:
+    return {
+        "config_models": [m.model_dump(mode="json") for m in config.models],
+        "config_time": config.time.model_dump(mode="json"),
+        "config_topics": (config.kafka.predictions_topic, config.kafka.labels_topic),
+    }
+
+
+def _less_alerts(model: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in model.items() if k != "alerts"}
+
+
+def stored_config(rec: EngineRec, config: MonitorConfig) -> MonitorConfig:
+    """``config`` with the models, ``[time]`` and input topics of a stored engine: the
+    config its state was made under (to carry it over to ``config``)."""
+    try:
+        models = [ModelConfig.model_validate(m) for m in rec.config_models]
+        kafka = config.kafka.model_copy(
+            update={"predictions_topic": rec.config_topics[0], "labels_topic": rec.config_topics[1]}
+        )
+        return config.model_copy(
+            update={"models": models, "time": TimeConfig.model_validate(rec.config_time),
+                    "kafka": kafka}
+        )  # fmt: skip
+    except ValueError as exc:
+        raise FormatError(f"stored config not valid here: {str(exc)[:200]}") from None
+
+
+def encode_engine(engine: Engine) -> bytes:
+    """The whole engine as a body (MessagePack)."""
+    rec = EngineRec(
+        **_config_parts(engine.config),
+        watermark=float(engine.watermark),
+        closed_upto=engine.closed_upto,
+        ahead={int(k): int(v) for k, v in engine._ahead().items()},
+        tracked=sorted(engine.tracked),
+        idle=sorted(engine.idle),
+        panes_closed=int(engine.panes_closed),
+        events=int(engine.events),
+        pending_total=[int(x) for x in engine.pending_total],
+        early_total=int(engine.early_total),
+        signals_out=[SignalRec(s.model, s.pane_end, dict(s.signals)) for s in engine.signals_out],
+        alerts_out=[_alert(a) for a in engine.alerts_out],
+        models=[_model(engine, m) for m in engine.models],
+        partitions={n: _partition(s) for n, s in engine.partitions.items()},
+    )
+    return _ENCODER.encode({"format": FORMAT, "engine": rec})
+
+
+def decode_engine(body: bytes, config: MonitorConfig) -> tuple[Engine, MonitorConfig]:
+    """The engine of a body from :func:`encode_engine`, built for the config it was made
+    under (``config`` itself when the models, ``[time]`` and topics are the same), and
+    that config. FormatError when the body is not valid state."""
+    rec = _typed(body, "engine", EngineRec)
+    shape = _config_parts(config)
+    same = (
+        [_less_alerts(m) for m in rec.config_models]
+        == [_less_alerts(m) for m in shape["config_models"]]
+        and rec.config_time == shape["config_time"]
+        and tuple(rec.config_topics) == shape["config_topics"]
+    )
+    made_under = config if same else stored_config(rec, config)
+    try:
+        engine = Engine(made_under)
+    except ValueError as exc:  # e.g. a reference file that no longer loads
+        raise FormatError(f"engine for the stored config: {str(exc)[:200]}") from None
+    if [m.name for m in engine.models] != [m.name for m in rec.models]:
+        raise FormatError("models stored and configured differ")
+    for model, mr in zip(engine.models, rec.models, strict=True):
+        _set_model(engine, model, mr)
+    for number, pr in rec.partitions.items():
+        _set_partition(engine, engine.partition(int(number)), pr)
+    n = len(engine.models)
+    if len(rec.pending_total) != n:
+        raise FormatError("pending totals of another number of models")
+    engine.watermark = rec.watermark
+    engine.closed_upto = rec.closed_upto
+    engine._ahead().clear()
+    engine._ahead().update(rec.ahead)
+    engine.tracked = {(t, int(p)) for t, p in rec.tracked}
+    engine.idle = {(t, int(p)) for t, p in rec.idle}
+    engine.panes_closed = rec.panes_closed
+    engine.events = rec.events
+    engine.pending_total = list(rec.pending_total)
+    engine.early_total = rec.early_total
+    engine.signals_out = [PaneSignals(s.model, s.pane_end, dict(s.signals))
+                          for s in rec.signals_out]  # fmt: skip
+    engine.alerts_out = [_set_alert(a) for a in rec.alerts_out]
+    return engine, made_under
+
+
+def encode_snapshot(snap: PartitionSnapshot) -> bytes:
+    """A partition's snapshot (:meth:`Engine.export_partition`) as a body."""
+    rec = SnapshotRec(
+        number=snap.number,
+        state=_partition(snap.state),
+        slice_keys={m: list(keys) for m, keys in snap.slice_keys.items()},
+        closed_upto=snap.closed_upto,
+        watermark=float(snap.watermark),
+        error_panes={
+            m: {p: ErrorsRec(_arr(ts), _arr(err)) for p, (ts, err) in panes.items()}
+            for m, panes in snap.error_panes.items()
+        },
+    )
+    return _ENCODER.encode({"format": FORMAT, "snapshot": rec})
+
+
+def decode_snapshot(body: bytes, engine: Engine) -> PartitionSnapshot:
+    """The partition snapshot of a body from :func:`encode_snapshot`, for ``engine``'s
+    config (its slice ids refer to the snapshot's own ``slice_keys``)."""
+    rec = _typed(body, "snapshot", SnapshotRec)
+    if set(rec.slice_keys) != set(engine.by_name):
+        raise FormatError("snapshot of other models than the config's")
+    keys = {}
+    for name, stored in rec.slice_keys.items():
+        keys[name] = [(str(d), str(v)) for d, v in stored]
+        if not keys[name] or keys[name][0] != ("model", ""):
+            raise FormatError("snapshot slice keys not valid")
+    n = len(engine.models)
+    rows = [len(keys[m.name]) for m in engine.models]
+    state = PartitionState(
+        join=JoinBuffer(n),
+        windows=[WindowSet(m.windows, m.pane, m.layout.width, rows[m.index])
+                 for m in engine.models],
+        counts=[[0.0] * len(COUNT_NAMES) for _ in range(n)],
+        delay=np.zeros((n, len(LABEL_DELAY_BUCKETS) + 1)),
+        delay_sum=np.zeros(n),
+    )  # fmt: skip
+    _set_partition(engine, state, rec.state, rows)
+    return PartitionSnapshot(
+        number=rec.number,
+        state=state,
+        slice_keys=keys,
+        closed_upto=rec.closed_upto,
+        watermark=rec.watermark,
+        error_panes={m: _one_partition(panes) for m, panes in rec.error_panes.items()},
+    )
+
+
+def encode_soft_state(soft: Mapping[str, Any]) -> bytes:
+    """A model's soft state (:meth:`Engine.soft_state`) as a body."""
+    if set(soft) != SOFT_STATE_KEYS:
+        raise TypeError(f"soft state has keys {sorted(soft)}: name them in SoftRec")
+    rec = SoftRec(
+        detectors=_detectors(soft["detectors"]),
+        last_detections=dict(soft["last_detections"]),
+        rules=_rules(soft["rules"]),
+    )
+    return _ENCODER.encode({"format": FORMAT, "soft": rec})
+
+
+def decode_soft_state(body: bytes, engine: Engine, name: str) -> dict[str, Any]:
+    """A model's soft state for :meth:`Engine.install_soft_state`: detectors and rules
+    built from ``engine``'s config, holding the stored state."""
+    rec = _typed(body, "soft", SoftRec)
+    model = engine.by_name[name]
+    detectors = None
+    if model.config.detectors:
+        detectors = ErrorDetectors(model.config.detectors, error_stream(model.config.task))
+    _set_detectors(detectors, rec.detectors, name)
+    rules = None
+    if rec.rules is not None:
+        rules = ModelRules(model.config, engine.pane)
+        held = engine.rules.models.get(name)
+        if held is not None:  # the references of relative rules: from the config's profile
+            rules.references = dict(held.references)
+        _set_rules(rules, rec.rules)
+    return {
+        "detectors": detectors,
+        "last_detections": {str(k): int(v) for k, v in rec.last_detections.items()},
+        "rules": rules,
+    }
+
+
+# ---------------------------------------------------------------------- plumbing
+def _enc_hook(obj: Any) -> Any:
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    raise TypeError(f"not state data: {type(obj).__qualname__}")
+
+
+_ENCODER: Final = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
+
+
+def check_envelope(body: bytes, kind: str) -> None:
+    """Check, without decoding it whole, that ``body`` is a ``kind`` body (``engine``,
+    ``snapshot``, ``soft``) of a known format; FormatError otherwise."""
+    try:
+        top = msgspec.msgpack.decode(body, type=dict[str, msgspec.Raw])
+        version = msgspec.msgpack.decode(top["format"], type=int)
+    except (msgspec.DecodeError, KeyError) as exc:
+        raise FormatError(f"not a state body: {str(exc)[:100]}") from None
+    if kind not in top or not (version == FORMAT or version in MIGRATIONS):
+        raise FormatError(f"not a {kind} body of a known format")
+
+
+def _typed(body: bytes, kind: str, record: type[Any]) -> Any:
+    """A body decoded to plain values, migrated to :data:`FORMAT`, then checked against
+    ``record``; FormatError otherwise."""
+    try:
+        raw = msgspec.msgpack.decode(body)
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise FormatError(f"body is not MessagePack: {exc}") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("format"), int):
+        raise FormatError("body has no format version")
+    version = raw["format"]
+    while version < FORMAT:
+        migrate = MIGRATIONS.get(version)
+        if migrate is None:
+            raise FormatError(f"no migration from format {version}")
+        raw = migrate(raw)
+        version = raw["format"] = version + 1
+    if version != FORMAT or kind not in raw:
+        raise FormatError(f"not a {kind} body of format {FORMAT}")
+    try:
+        return msgspec.convert(raw[kind], record)
+    except (msgspec.ValidationError, RecursionError) as exc:
+        raise FormatError(f"{kind} body not valid: {str(exc)[:200]}") from None
