@@ -31,9 +31,10 @@ import numpy as np
 import numpy.typing as npt
 from scipy.optimize import isotonic_regression
 
-from monitor.config import ModelConfig, canonical_class
+from monitor.config import ModelConfig
 from monitor.core.layout import Layout
-from monitor.core.reference import ReferenceProfile
+from monitor.core.reference import ReferenceProfile, output_codes
+from monitor.events.values import canonical
 
 __all__ = ["Baseline", "build_baseline", "midpoint_calibration", "probability_row"]
 
@@ -58,29 +59,6 @@ def midpoint_calibration(bins: int) -> F64:
     return out
 
 
-def _code(model: ModelConfig, value: Any) -> float | None:
-    """The accumulator code of a reference prediction or label (None when invalid)."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return None
-    if model.task == "regression":
-        if isinstance(value, bool):
-            return None
-        try:
-            x = float(value)
-        except (TypeError, ValueError):
-            return None
-        return x if math.isfinite(x) else None
-    name = canonical_class(value)
-    names = model.class_names
-    if model.task == "binary":
-        if name == names[1]:
-            return 1.0
-        if model.classes is None or name == names[0]:
-            return 0.0
-        return None
-    return float(names.index(name)) if name in names else None
-
-
 def _score(value: Any) -> float:
     try:
         x = float(value)
@@ -97,8 +75,9 @@ def probability_row(index: Mapping[str, int], given: Any) -> list[float]:
     out = [0.0] * len(index)
     for key, p in given.items():
         i = index.get(key)
-        if i is None:
-            i = index.get(canonical_class(key))
+        if i is None:  # the rules of monitor.events.values, on both sides
+            wanted = canonical(key)
+            i = next((j for name, j in index.items() if canonical(name) == wanted), None)
         if i is not None and isinstance(p, int | float) and not isinstance(p, bool):
             out[i] = float(p)
     return out
@@ -114,9 +93,9 @@ def build_baseline(
         return None
     outputs = profile.outputs
     n = len(outputs["prediction"])
-    pred = [_code(model, v) for v in outputs["prediction"]]
+    pred = output_codes(model, outputs["prediction"])[0]
     labels = outputs.get("label")
-    label = [_code(model, v) for v in labels] if labels is not None else [None] * n
+    label = output_codes(model, labels)[0] if labels is not None else [None] * n
     scores = outputs.get("score")
     score = np.array([_score(v) for v in scores] if scores else [math.nan] * n)
     ok = np.array([p is not None for p in pred], dtype=bool)
