@@ -159,7 +159,8 @@ class Layout:
         ``pred`` holds class codes (binary 0/1, multiclass index) or regression values;
         ``score`` the positive-class probability, NaN where absent; ``probs`` (multiclass)
         the class probabilities, ``(events, K)``, rows of NaN where absent (each row is
-        normalised to sum 1 over the configured classes).
+        normalised to sum 1 over the configured classes, then calibrated by the baseline's
+        per-class maps when it has them: :func:`~monitor.core.baseline.calibrate_probabilities`).
         """
         e = len(pred)
         ones = np.ones(e)
@@ -187,6 +188,11 @@ class Layout:
             total = probs.sum(axis=1)
             has = np.isfinite(total) & (total > 0)
             p = np.where(has[:, None], probs / np.where(has, total, 1.0)[:, None], 0.0)
+            maps = self.baseline.class_calibration if self.baseline is not None else None
+            if maps is not None and has.any():  # one-vs-rest isotonic maps of the reference
+                from monitor.core.baseline import calibrate_probabilities
+
+                p[has] = calibrate_probabilities(p[has], maps)
             # expected confusion: row = true class i with probability p_i, column = pred
             e_cols = self.col("e_confusion") + np.arange(k)[None, :] * k + code[:, None]
             cols = np.column_stack([cols, np.full(e, self.col("prob_n")), e_cols])

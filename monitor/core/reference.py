@@ -86,6 +86,7 @@ __all__ = [
     "bin_numeric",
     "load_profile",
     "output_codes",
+    "print_summaries",
     "profile_from_columns",
     "summarize",
 ]
@@ -94,6 +95,9 @@ F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
 _log = structlog.get_logger(__name__)
+#: (model, file) pairs whose unusable values were logged: once a process, though the
+#: config check and the engine both load the reference.
+_LOGGED: set[tuple[str, str]] = set()
 
 #: Drift subjects of the model's outputs: ``psi:__score__@1h`` and the like. The names
 #: cannot clash with a feature's (the config refuses features named like these).
@@ -412,7 +416,11 @@ def summarize(model: ModelConfig, profile: ReferenceProfile) -> ReferenceSummary
         if model.task != "regression":
             names = model.class_names
             counts = Counter(int(c) for c in codes if c is not None)
-            per_class[column] = {names[i]: counts.get(i, 0) for i in range(len(names))}
+            shown = ["(other)" if n == "__negative__" else n for n in names]
+            per_class[column] = {shown[i]: counts.get(i, 0) for i in range(len(names))}
+            missing = reasons.get("missing", 0)
+            if column == "label" and missing:
+                per_class[column]["(none)"] = missing
     if "score" in outputs:
         bad = sum(_numeric_value(v)[1] != "missing" and not _is_score(v) for v in outputs["score"])
         if bad:
@@ -627,7 +635,8 @@ def load_profile(model: ModelConfig) -> ReferenceProfile | None:
         if reason != "values" and n
     }
     problems.update(summary.unusable)
-    if problems:
+    if problems and (model.name, name) not in _LOGGED:
+        _LOGGED.add((model.name, name))
         _log.warning(
             "reference_unusable_values",
             model=model.name,
@@ -636,3 +645,11 @@ def load_profile(model: ModelConfig) -> ReferenceProfile | None:
             counts=problems,
         )
     return replace(profile, summary=summary)
+
+
+def print_summaries(models: Sequence[ModelConfig]) -> None:
+    """Print the reference summary of every model with a reference file (``check-config``)."""
+    for model in models:
+        profile = load_profile(model)
+        if profile is not None and profile.summary is not None:
+            print("\n".join(profile.summary.lines(model.name)))
