@@ -70,17 +70,33 @@ class Baseline:
 
 
 def fit_isotonic(x: F64, y: F64) -> tuple[F64, F64]:
-    """Knots ``(xs, ys)`` of the non-decreasing least-squares fit of ``y`` on ``x``: equal
-    values of ``x`` are merged (mean of ``y``, weighted by their count), then
-    ``scipy.optimize.isotonic_regression``; ``np.interp(v, xs, ys)`` is the fitted map,
-    flat beyond the ends (scikit-learn's ``IsotonicRegression(out_of_bounds="clip")``).
+    """Knots ``(xs, ys)`` of the non-decreasing least-squares fit of ``y`` on ``x``, as
+    scikit-learn's ``IsotonicRegression(out_of_bounds="clip")`` fits it: sorted values of
+    ``x`` less than 1e-15 above the first of their group are merged into it (mean of
+    ``y``, weighted by count), then ``scipy.optimize.isotonic_regression``;
+    ``np.interp(v, xs, ys)`` is the fitted map, flat beyond the ends.
 
     >>> fit_isotonic(np.array([0.1, 0.2, 0.2, 0.9]), np.array([1.0, 0.0, 0.0, 1.0]))[1].tolist()
     [0.3333333333333333, 0.3333333333333333, 1.0]
     """
-    xs, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
-    means = np.bincount(inverse, weights=y, minlength=len(xs)) / counts
-    ys = np.asarray(isotonic_regression(means, weights=counts.astype(np.float64)).x)
+    order = np.argsort(x, kind="mergesort")
+    xs_sorted, ys_sorted = x[order], y[order]
+    unique = np.unique(xs_sorted)
+    resolution = float(np.finfo(np.float64).resolution)
+    group = np.empty(len(unique), dtype=np.int64)
+    start = unique[0] if len(unique) else 0.0
+    g = 0
+    for i, value in enumerate(unique.tolist()):
+        if i and value - start >= resolution:
+            g += 1
+            start = value
+        group[i] = g
+    member = group[np.searchsorted(unique, xs_sorted)]
+    starts = np.flatnonzero(np.diff(group, prepend=-1))
+    xs = unique[starts]
+    counts = np.bincount(member, minlength=len(xs)).astype(np.float64)
+    means = np.bincount(member, weights=ys_sorted, minlength=len(xs)) / counts
+    ys = np.asarray(isotonic_regression(means, weights=counts).x)
     return xs.astype(np.float64), ys.astype(np.float64)
 
 

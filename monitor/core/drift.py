@@ -10,9 +10,10 @@ window's proportions and ``r`` the reference's over the same columns:
 - ``js:f``: Jensen-Shannon *distance* (square root of the divergence), base 2, so in
   ``[0, 1]``; equal to ``scipy.spatial.distance.jensenshannon(p, r, base=2)``.
 - ``ks:f`` (numeric): the largest difference between the two binned CDFs at the column
-  boundaries (:func:`cdf_differences`). It is at most the two-sample KS statistic of the
-  raw values and smaller by at most the largest single-column mass of either histogram;
-  equal to it when every value lies on a bin edge.
+  boundaries (:func:`cdf_differences`) and of their mean inside each bin
+  (:func:`ks_numeric`). It is at most the two-sample KS statistic of the raw values and
+  smaller by at most the largest single-column mass of either histogram; equal to it
+  when every value lies on a bin edge.
 - ``wasserstein:f`` (numeric): the 1-Wasserstein distance divided by the reference
   standard deviation (not divided when that is 0). The sums of the values in each column
   are kept too, which makes the integral of ``F_p - F_r`` over each bin exact: the
@@ -49,6 +50,7 @@ __all__ = [
     "PSI_FLOOR",
     "cdf_differences",
     "drift_signals",
+    "ks_numeric",
     "output_drift",
     "wasserstein_binned",
     "wasserstein_parts",
@@ -112,6 +114,36 @@ def ks_binned(p: F64, r: F64) -> F64:
     return out
 
 
+def _in_bin(p: F64, r: F64, edges: F64, p_mean: F64, r_mean: F64) -> tuple[F64, F64, F64, F64]:
+    """Integrals over each interior bin ``[a, b]`` of ``G_p``, ``G_r`` (a side's mass in
+    the bin left of ``x``: ``sum (b - x) / n``) and ``H_p``, ``H_r`` (its mass right of
+    ``x``: ``sum (x - a) / n``), from the proportions and value sums per column."""
+    a, b = edges[:-1], edges[1:]
+    pi, ri = p[:, 1:-1], r[1:-1]
+    return (
+        np.maximum(pi * b - p_mean[:, 1:-1], 0.0),
+        np.maximum(ri * b - r_mean[1:-1], 0.0),
+        np.maximum(p_mean[:, 1:-1] - pi * a, 0.0),
+        np.maximum(r_mean[1:-1] - ri * a, 0.0),
+    )
+
+
+def ks_numeric(p: F64, r: F64, edges: F64, p_mean: F64, r_mean: F64) -> F64:
+    """:func:`ks_binned`, also over the mean of ``F_p - F_r`` inside each bin of non-zero
+    width (exact from the value sums): still at most the raw values' KS statistic, and
+    equal to it when every value lies on a bin edge (the last bin holds its two edges)."""
+    out = ks_binned(p, r)
+    width = np.diff(edges)
+    if not (width > 0).any() or p.shape[1] < 3:
+        return out
+    d = cdf_differences(p, r)
+    g_p, g_r, _, _ = _in_bin(p, r, edges, p_mean, r_mean)
+    wide = width > 0
+    mean = (width * d[:, :-1] + g_p - g_r)[:, wide] / width[wide]
+    result: F64 = np.maximum(out, np.abs(mean).max(axis=1))
+    return result
+
+
 def wasserstein_parts(p: F64, r: F64, edges: F64, p_mean: F64, r_mean: F64) -> tuple[F64, F64]:
     """The binned 1-Wasserstein distance ``integral |F_p - F_r|`` per row, and a bound on
     its error against the exact distance of the raw values.
@@ -139,11 +171,7 @@ def wasserstein_parts(p: F64, r: F64, edges: F64, p_mean: F64, r_mean: F64) -> t
     a, b = edges[:-1], edges[1:]
     width = b - a
     pi, ri = p[:, 1:-1], r[1:-1]
-    # integrals over the bin of G_p, G_r (mass left of x) and of H_p, H_r (mass right of x)
-    g_p = np.maximum(pi * b - p_mean[:, 1:-1], 0.0)
-    g_r = np.maximum(ri * b - r_mean[1:-1], 0.0)
-    h_p = np.maximum(p_mean[:, 1:-1] - pi * a, 0.0)
-    h_r = np.maximum(r_mean[1:-1] - ri * a, 0.0)
+    g_p, g_r, h_p, h_r = _in_bin(p, r, edges, p_mean, r_mean)
     integral = width * left + g_p - g_r
     inner = np.abs(integral)
     under = p[:, 0] * edges[0] - p_mean[:, 0]  # integral of F_p below the range
@@ -236,7 +264,8 @@ def _numeric_drift(
     w = wasserstein_binned(p, r, ref.edges, p_mean, ref.sums / ref.counts.sum())
     scale = ref.std if ref.std > 0 else 1.0
     out[f"wasserstein:{name}"] = np.where(enough, w / scale, np.nan)
-    out[f"ks:{name}"] = np.where(enough, ks_binned(p, r), np.nan)
+    ks = ks_numeric(p, r, ref.edges, p_mean, ref.sums / ref.counts.sum())
+    out[f"ks:{name}"] = np.where(enough, ks, np.nan)
     out[f"chi2:{name}"] = np.where(enough, chi2_pvalue(hist, ref.counts), np.nan)
     out[f"psi:{name}"] = np.where(enough, psi(p, r), np.nan)
     out[f"js:{name}"] = np.where(enough, js_distance(p, r), np.nan)

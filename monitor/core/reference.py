@@ -273,6 +273,18 @@ def _count(reasons: Counter[str | None], total: int) -> dict[str, int]:
     return out
 
 
+def _snap(edges: F64, sorted_x: F64) -> F64:
+    """Distinct quantile edges, each replaced by the nearest reference value when it is
+    that value up to rounding (interpolating between two equal values can give
+    -1.9999999999999996 for -2, a bin of width 4e-16)."""
+    i = np.clip(np.searchsorted(sorted_x, edges), 1, len(sorted_x) - 1)
+    lo, hi = sorted_x[i - 1], sorted_x[i] if len(sorted_x) > 1 else sorted_x[i - 1]
+    near = np.where(np.abs(edges - lo) <= np.abs(hi - edges), lo, hi)
+    close = np.abs(edges - near) <= 8 * np.finfo(np.float64).eps * np.abs(near)
+    out: F64 = np.unique(np.where(close, near, edges))
+    return out
+
+
 def _numeric_reference(
     name: str, values: Sequence[Any], bins: int, source: str
 ) -> tuple[NumericReference, Counter[str | None]]:
@@ -281,7 +293,7 @@ def _numeric_reference(
     x = np.array([v for v, r in parsed if r is None], dtype=np.float64)
     if len(x) == 0:
         raise ConfigError(source, [f"{source}: column {name!r}: no numeric values"])
-    edges = np.unique(np.quantile(x, np.linspace(0.0, 1.0, bins + 1)))
+    edges = _snap(np.quantile(x, np.linspace(0.0, 1.0, bins + 1)), np.sort(x))
     if len(edges) == 1:
         edges = np.array([edges[0], edges[0]])
     column = bin_numeric(edges, x)
