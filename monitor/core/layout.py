@@ -408,22 +408,18 @@ def _categorical_column(values: Sequence[Any]) -> tuple[npt.NDArray[np.int8], np
     """Codes (0 value, 1 missing, 2 mismatch: a number that is not whole, a container) and
     the values as text ("" where not a value): strings as given, numbers and booleans in
     their canonical form (:func:`~monitor.events.values.canonical`)."""
-    n = len(values)
-    code = np.fromiter(
-        (
-            0 if v.__class__ is float and is_whole(v) else _CATEGORICAL_KIND.get(v.__class__, 2)
-            for v in values
-        ),
-        np.int8,
-        n,
-    )
+    kinds = [
+        0 if v.__class__ is float and is_whole(v) else _CATEGORICAL_KIND.get(v.__class__, 2)
+        for v in values
+    ]
     strings = np.array(
         [
-            v if v.__class__ is str else canonical(v) or "" if c == 0 else ""
-            for v, c in zip(values, code, strict=True)
+            v if v.__class__ is str else (canonical(v) or "") if k == 0 else ""
+            for v, k in zip(values, kinds, strict=True)
         ],
         dtype=object,
     )
+    code = np.array(kinds, dtype=np.int8)
     return code, strings
 
 

@@ -266,3 +266,36 @@ def test_a_label_column_with_no_usable_label_is_refused(
     # without label metrics the same file is fine: its features and predictions are used
     model.write_text(model.read_text().replace("detectors = []", "detectors = []\nmetrics = []"))
     assert main(["check-config", str(model)]) == 0
+
+
+def test_integer_categories_written_as_floats_match_stream_integers(tmp_path: Path) -> None:
+    """An integer category column with a missing value is written by pandas as floats
+    (``3.0``); the stream sends ``3`` (which the JSON decoder reads as a float too): the
+    same category, while ``3.5`` stays a type mismatch in both."""
+    rng = np.random.default_rng(4)
+    n = 500
+    zone = rng.integers(1, 4, n).astype(float)
+    zone[::25] = np.nan
+    amount = rng.normal(0, 1, n)
+    frame = pd.DataFrame({"amount": amount, "country": zone, "prediction": 1, "score": 0.5})
+    frame.to_csv(tmp_path / "ref.csv", index=False)
+    assert "3.0" in (tmp_path / "ref.csv").read_text()
+    feats: list[dict[str, Any]] = [
+        {"amount": float(a), "country": None if np.isnan(z) else int(z)}
+        for a, z in zip(amount, zone, strict=True)
+    ]
+    feats[1]["country"] = 3.5
+    engine = _run(_write_config(tmp_path), feats)
+    got = _signals(engine)
+    assert got["unseen_rate:country"] == 0.0
+    assert got["type_mismatch_rate:country"] == 1 / n
+    assert got["missing_rate:country"] == np.isnan(zone).sum() / n
+    profile = engine.models[0].profile
+    assert profile is not None and profile.summary is not None
+    assert profile.summary.features["country"] == {
+        "values": int((~np.isnan(zone)).sum()),
+        "missing": int(np.isnan(zone).sum()),
+        "type_mismatch": 0,
+        "non_finite": 0,
+    }
+    assert set(profile.categorical["country"].categories) == {"1", "2", "3"}
