@@ -178,8 +178,9 @@ def wasserstein_parts(p: F64, r: F64, edges: F64, p_mean: F64, r_mean: F64) -> t
     over = p_mean[:, -1] - p[:, -1] * edges[-1]  # integral of 1 - F_p above it
     w: F64 = inner.sum(axis=1) + under + over
 
-    def shrink(g: F64, mass: F64 | F64, by: F64) -> F64:
-        """Integral of ``(G - by)+`` for ``G`` in ``[0, mass]`` with integral ``g``, ``by > 0``."""
+    def shrink(g: F64, mass: F64, by: F64) -> F64:
+        """At least the integral of ``(G - by)+`` for ``G`` in ``[0, mass]`` with integral
+        ``g`` and ``by >= 0`` (the chord of the convex ``(G - by)+``)."""
         with np.errstate(divide="ignore", invalid="ignore"):
             share = np.where(
                 mass > 0, np.maximum(1.0 - by / np.where(mass > 0, mass, 1.0), 0.0), 0.0
