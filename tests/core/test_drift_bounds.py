@@ -128,18 +128,29 @@ def test_the_minimal_case_of_a_sign_that_never_changes() -> None:
 
 
 def test_two_values_below_the_reference_move_the_distance_by_their_own_share() -> None:
-    """Values below the reference minimum add their exact share; they do not turn the
-    first (wide) bin into an approximation."""
+    """A wide first bin (a long left tail) where the window has less mass than the
+    reference: two of 60,000 window values below the reference minimum add their exact
+    share, and the first bin stays exact (it was once taken for a bin where the CDFs
+    cross, approximated over its whole width)."""
     rng = np.random.default_rng(5)
-    ref = list(rng.lognormal(0.0, 1.0, 20_000))
-    win = list(rng.lognormal(0.1, 1.0, 20_000))
-    profile = _reference(ref, 20)
-    before, _ = _wasserstein(profile, win)
-    after, _ = _wasserstein(profile, [*win[:-2], min(ref) - 1.0, min(ref) - 2.0])
+
+    def sample(n: int, tail: float) -> np.ndarray:
+        out = rng.uniform(0.0, 1.0, n)
+        left = rng.random(n) < tail
+        out[left] = rng.uniform(-100.0, 0.0, int(left.sum()))
+        return out
+
+    ref = sample(60_000, 0.05)
+    win = sample(60_000, 0.02)
+    moved = np.concatenate([win[:-2], [ref.min() - 1.0, ref.min() - 2.0]])
+    profile = _reference(list(ref), 20)
+    before, _ = _wasserstein(profile, list(win))
+    after, _ = _wasserstein(profile, list(moved))
     exact_before = stats.wasserstein_distance(ref, win)
-    exact_after = stats.wasserstein_distance(ref, [*win[:-2], min(ref) - 1.0, min(ref) - 2.0])
-    assert abs(after - before) <= abs(exact_after - exact_before) + 2e-3 * exact_before
-    assert after == pytest.approx(exact_after, rel=0.01)
+    exact_after = stats.wasserstein_distance(ref, moved)
+    assert before == pytest.approx(exact_before, rel=1e-3)
+    assert after == pytest.approx(exact_after, rel=1e-3)
+    assert after - before == pytest.approx(exact_after - exact_before, abs=1e-3)
 
 
 counts = st.lists(st.integers(0, 30), min_size=1, max_size=12)
