@@ -134,6 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if config is None:
             return EXIT_CONFIG
         print(f"{args.config}: ok ({len(config.models)} model(s))")
+        from monitor.core.reference import print_summaries
+
+        print_summaries(config.models)
         return 0
     if args.command == "demo" and (args.tensorboard or args.cloudwatch) and not args.produce_to:
         view = not (args.no_view or args.cloudwatch)  # EMF lines would tear the live view

@@ -14,7 +14,14 @@ reference file, :func:`build_baseline` accumulates one row with the model's own
   regression of the reference rows' labels on their binned scores, weighted by the bin
   counts (``scipy.optimize.isotonic_regression``). Without labelled, scored reference
   rows the scores are taken as calibrated (each bin maps to its midpoint). The
-  estimated metrics of :mod:`monitor.core.estimate` read it.
+  estimated metrics of :mod:`monitor.core.estimate` read it;
+- the **class calibration** (multiclass): for each class ``k``, the isotonic regression
+  of ``label == k`` on the reference rows' normalised probability of ``k`` (one against
+  the rest, ties averaged, as scikit-learn's ``IsotonicRegression(out_of_bounds="clip")``
+  fits it), as the knots of a piecewise-linear map. Each event's probabilities go through
+  every class's map and are renormalised to sum 1 (:func:`calibrate_probabilities`) before
+  they add to the expected confusion matrix. Without labelled reference rows with
+  ``probabilities`` the probabilities are taken as calibrated.
 
 Reference rows whose prediction or label is not a valid value for the model are
 skipped and counted in :attr:`Baseline.skipped`.
@@ -31,11 +38,19 @@ import numpy as np
 import numpy.typing as npt
 from scipy.optimize import isotonic_regression
 
-from monitor.config import ModelConfig, canonical_class
+from monitor.config import ModelConfig
 from monitor.core.layout import Layout
-from monitor.core.reference import ReferenceProfile
+from monitor.core.reference import ReferenceProfile, output_codes
+from monitor.events.values import canonical
 
-__all__ = ["Baseline", "build_baseline", "midpoint_calibration", "probability_row"]
+__all__ = [
+    "Baseline",
+    "build_baseline",
+    "calibrate_probabilities",
+    "fit_isotonic",
+    "midpoint_calibration",
+    "probability_row",
+]
 
 F64 = npt.NDArray[np.float64]
 
@@ -50,35 +65,65 @@ class Baseline:
     rows: int = 0  # reference rows accumulated
     skipped: int = 0  # reference rows with an invalid prediction or label
     calibrated_from: int = 0  # labelled, scored rows behind the calibration map
+    #: multiclass: per class, the (x, y) knots of its isotonic one-vs-rest map
+    class_calibration: tuple[tuple[F64, F64], ...] | None = None
+
+
+def fit_isotonic(x: F64, y: F64) -> tuple[F64, F64]:
+    """Knots ``(xs, ys)`` of the non-decreasing least-squares fit of ``y`` on ``x``, as
+    scikit-learn's ``IsotonicRegression(out_of_bounds="clip")`` fits it: sorted values of
+    ``x`` less than 1e-15 above the first of their group are merged into it (mean of
+    ``y``, weighted by count), then ``scipy.optimize.isotonic_regression``;
+    ``np.interp(v, xs, ys)`` is the fitted map, flat beyond the ends.
+
+    >>> fit_isotonic(np.array([0.1, 0.2, 0.2, 0.9]), np.array([1.0, 0.0, 0.0, 1.0]))[1].tolist()
+    [0.3333333333333333, 0.3333333333333333, 1.0]
+    """
+    order = np.argsort(x, kind="mergesort")
+    xs_sorted, ys_sorted = x[order], y[order]
+    unique = np.unique(xs_sorted)
+    resolution = float(np.finfo(np.float64).resolution)
+    group = np.empty(len(unique), dtype=np.int64)
+    start = unique[0] if len(unique) else 0.0
+    g = 0
+    for i, value in enumerate(unique.tolist()):
+        if i and value - start >= resolution:
+            g += 1
+            start = value
+        group[i] = g
+    member = group[np.searchsorted(unique, xs_sorted)]
+    starts = np.flatnonzero(np.diff(group, prepend=-1))
+    xs = unique[starts]
+    counts = np.bincount(member, minlength=len(xs)).astype(np.float64)
+    means = np.bincount(member, weights=ys_sorted, minlength=len(xs)) / counts
+    ys = np.asarray(isotonic_regression(means, weights=counts).x)
+    return xs.astype(np.float64), ys.astype(np.float64)
+
+
+def calibrate_probabilities(p: F64, maps: tuple[tuple[F64, F64], ...]) -> F64:
+    """Rows of class probabilities ``(events, K)`` through each class's isotonic map, then
+    renormalised to sum 1; a row that every map sends to 0 is kept as it was."""
+    c = np.column_stack([np.interp(p[:, k], xs, ys) for k, (xs, ys) in enumerate(maps)])
+    total = c.sum(axis=1)
+    out: F64 = np.where(total[:, None] > 0, c / np.where(total > 0, total, 1.0)[:, None], p)
+    return out
+
+
+def _class_calibration(probs: F64, label: F64, k: int) -> tuple[tuple[F64, F64], ...] | None:
+    """Per-class isotonic maps from reference probabilities ``(n, K)`` and class codes."""
+    total = probs.sum(axis=1)
+    use = np.isfinite(total) & (total > 0) & np.isfinite(label)
+    if not use.any():
+        return None
+    p = probs[use] / total[use, None]
+    y = label[use]
+    return tuple(fit_isotonic(p[:, j], (y == j).astype(np.float64)) for j in range(k))
 
 
 def midpoint_calibration(bins: int) -> F64:
     """The identity map on a grid of ``bins`` score bins: each bin's midpoint."""
     out: F64 = (np.arange(bins) + 0.5) / bins
     return out
-
-
-def _code(model: ModelConfig, value: Any) -> float | None:
-    """The accumulator code of a reference prediction or label (None when invalid)."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return None
-    if model.task == "regression":
-        if isinstance(value, bool):
-            return None
-        try:
-            x = float(value)
-        except (TypeError, ValueError):
-            return None
-        return x if math.isfinite(x) else None
-    name = canonical_class(value)
-    names = model.class_names
-    if model.task == "binary":
-        if name == names[1]:
-            return 1.0
-        if model.classes is None or name == names[0]:
-            return 0.0
-        return None
-    return float(names.index(name)) if name in names else None
 
 
 def _score(value: Any) -> float:
@@ -97,8 +142,9 @@ def probability_row(index: Mapping[str, int], given: Any) -> list[float]:
     out = [0.0] * len(index)
     for key, p in given.items():
         i = index.get(key)
-        if i is None:
-            i = index.get(canonical_class(key))
+        if i is None:  # the rules of monitor.events.values, on both sides
+            wanted = canonical(key)
+            i = next((j for name, j in index.items() if canonical(name) == wanted), None)
         if i is not None and isinstance(p, int | float) and not isinstance(p, bool):
             out[i] = float(p)
     return out
@@ -114,20 +160,21 @@ def build_baseline(
         return None
     outputs = profile.outputs
     n = len(outputs["prediction"])
-    pred = [_code(model, v) for v in outputs["prediction"]]
+    pred = output_codes(model, outputs["prediction"])[0]
     labels = outputs.get("label")
-    label = [_code(model, v) for v in labels] if labels is not None else [None] * n
+    label = output_codes(model, labels)[0] if labels is not None else [None] * n
     scores = outputs.get("score")
     score = np.array([_score(v) for v in scores] if scores else [math.nan] * n)
     ok = np.array([p is not None for p in pred], dtype=bool)
     row = np.zeros((1, layout.width))
     p_arr = np.array([math.nan if p is None else p for p in pred])
     probs = None
+    all_probs = None
     if layout.task == "multiclass" and "probabilities" in outputs:
         index = {name: i for i, name in enumerate(model.class_names)}
         rows = [probability_row(index, v) for v in outputs["probabilities"]]
-        probs = np.array(rows).reshape(n, -1)
-        probs = probs[ok]
+        all_probs = np.array(rows).reshape(n, -1)
+        probs = all_probs[ok]
     cols, vals = layout.prediction_terms(p_arr[ok], score[ok], probs)
     np.add.at(row[0], cols.ravel(), vals.ravel())
     joined = ok & np.array([v is not None for v in label], dtype=bool)
@@ -164,4 +211,9 @@ def build_baseline(
                 nearest,
             )
             calibration = np.asarray(fit)[pick]
-    return Baseline(row[0], metrics, calibration, int(ok.sum()), skipped, calibrated_from)
+    class_calibration = None
+    if all_probs is not None:
+        class_calibration = _class_calibration(all_probs, l_arr, layout.n_classes)
+    return Baseline(
+        row[0], metrics, calibration, int(ok.sum()), skipped, calibrated_from, class_calibration
+    )

@@ -10,14 +10,16 @@ window's proportions and ``r`` the reference's over the same columns:
 - ``js:f``: Jensen-Shannon *distance* (square root of the divergence), base 2, so in
   ``[0, 1]``; equal to ``scipy.spatial.distance.jensenshannon(p, r, base=2)``.
 - ``ks:f`` (numeric): the largest difference between the two binned CDFs at the column
-  boundaries. It is at most the two-sample KS statistic of the raw values and smaller by
-  at most the largest single-column mass of either histogram.
+  boundaries (:func:`cdf_differences`) and of their mean inside each bin
+  (:func:`ks_numeric`). It is at most the two-sample KS statistic of the raw values and
+  smaller by at most the largest single-column mass of either histogram; equal to it
+  when every value lies on a bin edge.
 - ``wasserstein:f`` (numeric): the 1-Wasserstein distance divided by the reference
-  standard deviation (not divided when that is 0). The sums of the values in each bin
-  are kept too, which makes the integral of each CDF over each bin exact: the distance is
-  exact over every bin where the CDF difference keeps one sign and outside the reference
-  range; a bin where it changes sign is off by at most ``width_i * (p_i + r_i)``
-  (before the division), so ``sum_i width_i * (p_i + r_i)`` bounds the whole error.
+  standard deviation (not divided when that is 0). The sums of the values in each column
+  are kept too, which makes the integral of ``F_p - F_r`` over each bin exact: the
+  distance is exact outside the reference range, in every bin where ``F_p - F_r`` keeps
+  one sign, and when every value lies on a bin edge; elsewhere it is a lower bound, off
+  by at most the bound :func:`wasserstein_parts` computes from the same sums.
 - ``chi2:f``: the **p-value** of Pearson's chi-square test of homogeneity of the 2 x K
   table (reference counts, window counts) over the columns either uses (categories, or a
   numeric feature's quantile buckets), no continuity correction
@@ -43,7 +45,16 @@ from scipy import special
 from monitor.core.layout import Layout
 from monitor.core.reference import LABEL, PREDICTION, SCORE, NumericReference
 
-__all__ = ["PSI_FLOOR", "drift_signals", "output_drift"]
+__all__ = [
+    "CDF_TOLERANCE",
+    "PSI_FLOOR",
+    "cdf_differences",
+    "drift_signals",
+    "ks_numeric",
+    "output_drift",
+    "wasserstein_binned",
+    "wasserstein_parts",
+]
 
 F64 = npt.NDArray[np.float64]
 
@@ -72,45 +83,125 @@ def js_distance(p: F64, r: F64) -> F64:
     return out
 
 
+#: CDF differences smaller than this are rounding (of proportions that sum to 1): zero.
+CDF_TOLERANCE = 1e-12
+
+
+def cdf_differences(p: F64, r: F64) -> F64:
+    """``F_p - F_r`` at the column boundaries (after each column but the last), per row.
+
+    Each difference is summed from the side where the reference mass is smaller (the
+    left below the median, the right above it), so that the difference at the last
+    reference edge, where both CDFs are 1 up to the window's overflow, comes out as
+    exactly minus the overflow share instead of a rounding residue like -1.1e-16; a
+    residue below :data:`CDF_TOLERANCE` is zero.
+    """
+    cr = np.cumsum(r)[:-1]
+    left = np.cumsum(p, axis=1)[:, :-1] - cr
+    tail_p = np.cumsum(p[:, ::-1], axis=1)[:, ::-1][:, 1:]
+    tail_r = np.cumsum(r[::-1])[::-1][1:]
+    right = tail_r - tail_p
+    d: F64 = np.where(cr <= 0.5, left, right)
+    return np.where(np.abs(d) <= CDF_TOLERANCE, 0.0, d)
+
+
 def ks_binned(p: F64, r: F64) -> F64:
     """Largest CDF difference at the column boundaries, per row."""
-    diff = np.cumsum(p, axis=1)[:, :-1] - np.cumsum(r)[:-1]
+    diff = cdf_differences(p, r)
     if diff.shape[1] == 0:
         return np.zeros(p.shape[0])
     out: F64 = np.abs(diff).max(axis=1)
     return out
 
 
-def wasserstein_binned(p: F64, r: F64, edges: F64, p_mean: F64, r_mean: F64) -> F64:
-    """1-Wasserstein distance ``integral |F_p - F_r|`` per row, from binned CDFs.
+def _in_bin(p: F64, r: F64, edges: F64, p_mean: F64, r_mean: F64) -> tuple[F64, F64, F64, F64]:
+    """Integrals over each interior bin ``[a, b]`` of ``G_p``, ``G_r`` (a side's mass in
+    the bin left of ``x``: ``sum (b - x) / n``) and ``H_p``, ``H_r`` (its mass right of
+    ``x``: ``sum (x - a) / n``), from the proportions and value sums per column."""
+    a, b = edges[:-1], edges[1:]
+    pi, ri = p[:, 1:-1], r[1:-1]
+    return (
+        np.maximum(pi * b - p_mean[:, 1:-1], 0.0),
+        np.maximum(ri * b - r_mean[1:-1], 0.0),
+        np.maximum(p_mean[:, 1:-1] - pi * a, 0.0),
+        np.maximum(r_mean[1:-1] - ri * a, 0.0),
+    )
+
+
+def ks_numeric(p: F64, r: F64, edges: F64, p_mean: F64, r_mean: F64) -> F64:
+    """:func:`ks_binned`, also over the mean of ``F_p - F_r`` inside each bin of non-zero
+    width (exact from the value sums): still at most the raw values' KS statistic, and
+    equal to it when every value lies on a bin edge (the last bin holds its two edges)."""
+    out = ks_binned(p, r)
+    width = np.diff(edges)
+    if not (width > 0).any() or p.shape[1] < 3:
+        return out
+    d = cdf_differences(p, r)
+    g_p, g_r, _, _ = _in_bin(p, r, edges, p_mean, r_mean)
+    wide = width > 0
+    mean = (width * d[:, :-1] + g_p - g_r)[:, wide] / width[wide]
+    result: F64 = np.maximum(out, np.abs(mean).max(axis=1))
+    return result
+
+
+def wasserstein_parts(p: F64, r: F64, edges: F64, p_mean: F64, r_mean: F64) -> tuple[F64, F64]:
+    """The binned 1-Wasserstein distance ``integral |F_p - F_r|`` per row, and a bound on
+    its error against the exact distance of the raw values.
 
     ``p``/``r`` are the proportions per column (underflow, bins, overflow); ``p_mean`` /
-    ``r_mean`` the sums of the values in each column divided by the total count. They give
-    the integral of each CDF over every bin exactly (``sum over the bin of (right edge -
-    x) / n`` past the CDF at its left edge), so a bin where ``F_p - F_r`` keeps one sign
-    contributes exactly, and so do the tails outside the reference range (where the
-    reference has no mass). Only in a bin whose boundary differences have opposite signs
-    the difference is taken as linear; any bin where the difference changes sign is off by
-    at most ``width * (p_i + r_i)``.
+    ``r_mean`` the sums of the values in each column divided by the total count. In a
+    bin ``[a, b]`` with CDF differences ``L`` and ``R`` at its edges, the value sums give
+    the integral of ``F_p - F_r`` over the bin exactly,
+    ``I = (b - a) L + sum_p (b - x) / n - sum_r (b - x) / m``; the bin contributes
+    ``|I|``, which is its exact share whenever ``F_p - F_r`` keeps one sign inside the
+    bin (and always when every value lies on a bin edge), and a lower bound otherwise.
+    Outside the reference range the reference CDF is 0 (below) or 1 (above), so the
+    tails are exact.
+
+    The bound: inside a bin ``F_p - F_r = L + G_p - G_r = R + H_r - H_p`` with ``G``
+    (``H``) the mass of a side in the bin left (right) of ``x``, non-decreasing
+    (non-increasing) between 0 and the side's mass in the bin, whose integrals the
+    sums give. Dropping one term of either form bounds the positive part's integral
+    ``P`` and the negative part's ``N``, and since ``P - N = I`` the bin's true share
+    ``P + N`` is at most ``min(2 P_max - I, 2 N_max + I)``; the error bound is that
+    less ``|I|``, summed over the bins.
     """
-    cp = np.cumsum(p, axis=1)
-    cr = np.cumsum(r)
-    d = cp - cr  # CDF differences at the column boundaries
-    left, right = d[:, :-2], d[:, 1:-1]  # at the edges of the interior bins
-    width = np.diff(edges)
-    inner_edge = edges[1:]
-    # integral over the bin of F: width * F(left edge) + sum over the bin of (right - x) / n
-    int_p = width * cp[:, :-2] + p[:, 1:-1] * inner_edge - p_mean[:, 1:-1]
-    int_r = width * cr[:-2] + r[1:-1] * inner_edge - r_mean[1:-1]
-    a, b = np.abs(left), np.abs(right)
-    same = left * right >= 0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        crossing = width * np.where(a + b > 0, (a * a + b * b) / (2.0 * (a + b)), 0.0)
-    inner = np.where(same, np.abs(int_p - int_r), crossing)
+    d = cdf_differences(p, r)
+    left, right = d[:, :-1], d[:, 1:]  # at the edges of the interior bins
+    a, b = edges[:-1], edges[1:]
+    width = b - a
+    pi, ri = p[:, 1:-1], r[1:-1]
+    g_p, g_r, h_p, h_r = _in_bin(p, r, edges, p_mean, r_mean)
+    integral = width * left + g_p - g_r
+    inner = np.abs(integral)
     under = p[:, 0] * edges[0] - p_mean[:, 0]  # integral of F_p below the range
     over = p_mean[:, -1] - p[:, -1] * edges[-1]  # integral of 1 - F_p above it
-    out: F64 = inner.sum(axis=1) + under + over
-    return out
+    w: F64 = inner.sum(axis=1) + under + over
+
+    def shrink(g: F64, mass: F64, by: F64) -> F64:
+        """At least the integral of ``(G - by)+`` for ``G`` in ``[0, mass]`` with integral
+        ``g`` and ``by >= 0`` (the chord of the convex ``(G - by)+``)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = np.where(
+                mass > 0, np.maximum(1.0 - by / np.where(mass > 0, mass, 1.0), 0.0), 0.0
+            )
+        out: F64 = g * share
+        return out
+
+    pos_l = np.where(left >= 0, left * width + g_p, shrink(g_p, pi, -left))
+    pos_r = np.where(right >= 0, right * width + h_r, shrink(h_r, ri, -right))
+    neg_l = np.where(left <= 0, -left * width + g_r, shrink(g_r, ri, left))
+    neg_r = np.where(right <= 0, -right * width + h_p, shrink(h_p, pi, right))
+    p_max = np.minimum(pos_l, pos_r)
+    n_max = np.minimum(neg_l, neg_r)
+    upper = np.minimum(2.0 * p_max - integral, 2.0 * n_max + integral)
+    bound: F64 = np.maximum(upper - inner, 0.0).sum(axis=1)
+    return w, bound
+
+
+def wasserstein_binned(p: F64, r: F64, edges: F64, p_mean: F64, r_mean: F64) -> F64:
+    """The binned 1-Wasserstein distance per row (see :func:`wasserstein_parts`)."""
+    return wasserstein_parts(p, r, edges, p_mean, r_mean)[0]
 
 
 def chi2_pvalue(counts: F64, ref: F64) -> F64:
@@ -174,7 +265,8 @@ def _numeric_drift(
     w = wasserstein_binned(p, r, ref.edges, p_mean, ref.sums / ref.counts.sum())
     scale = ref.std if ref.std > 0 else 1.0
     out[f"wasserstein:{name}"] = np.where(enough, w / scale, np.nan)
-    out[f"ks:{name}"] = np.where(enough, ks_binned(p, r), np.nan)
+    ks = ks_numeric(p, r, ref.edges, p_mean, ref.sums / ref.counts.sum())
+    out[f"ks:{name}"] = np.where(enough, ks, np.nan)
     out[f"chi2:{name}"] = np.where(enough, chi2_pvalue(hist, ref.counts), np.nan)
     out[f"psi:{name}"] = np.where(enough, psi(p, r), np.nan)
     out[f"js:{name}"] = np.where(enough, js_distance(p, r), np.nan)

@@ -18,10 +18,15 @@ E[TP] / (E[TP] + E[FP]), ``estimated_recall`` = E[TP] / (E[TP] + E[FN]),
 the realized metrics), and ``estimated_roc_auc`` the ROC AUC of the expected positive
 and negative score histograms ``score_hist * c`` and ``score_hist * (1 - c)``.
 
-Multiclass: each prediction with ``probabilities`` adds its probability vector to row
-``i`` = true class, column = predicted class of an expected confusion matrix
-(``e_confusion``); the estimates are the accuracy and the macro precision, recall and
-F1 of that matrix, over the classes present in it.
+Multiclass: each prediction with ``probabilities`` adds its probability vector, normalised
+to sum 1 and calibrated on the reference (one-vs-rest isotonic per class, renormalised:
+:func:`~monitor.core.baseline.calibrate_probabilities`), to row ``i`` = true class,
+column = predicted class of an expected confusion matrix (``e_confusion``); the
+estimates are the accuracy and the macro precision, recall and F1 of that matrix, over
+the classes present in it. One-vs-rest isotonic maps are what a per-class calibration
+check compares against, and unlike a single temperature they correct classes that are
+miscalibrated in different directions; renormalising keeps each event's expected counts
+summing to one.
 
 All of them are NaN while the window holds fewer than ``min_samples`` scored
 predictions. Being ratios of expected counts, they estimate the window's realized

@@ -41,8 +41,8 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from monitor.config import canonical_class
 from monitor.core.reference import LABEL, PREDICTION, ReferenceProfile, bin_numeric
+from monitor.events.values import canonical, is_whole
 
 if TYPE_CHECKING:
     from monitor.core.baseline import Baseline
@@ -136,8 +136,20 @@ class Layout:
         return slice(start, start + width)
 
     def _bin(self, score: F64) -> I64:
-        b = np.floor(np.nan_to_num(score, nan=0.0) * self.bins).astype(np.int64)
-        return np.clip(b, 0, self.bins - 1)
+        """Score bin ``b`` with ``b / bins <= score < (b + 1) / bins`` (the last one closed),
+        compared with the edges as floats: ``floor(score * bins)`` alone puts 0.29 in bin 28
+        of 100 (0.29 * 100 = 28.999999999999996), while ``29 / 100 == 0.29`` exactly, so
+        scores with ``k`` decimals and ``score_bins = 10**k`` each get their own bin.
+
+        >>> Layout("binary", score_bins=100)._bin(np.array([0.29, 0.57, 0.58, 1.0])).tolist()
+        [29, 57, 58, 99]
+        """
+        x = np.nan_to_num(score, nan=0.0)
+        bins = self.bins
+        b = np.floor(x * bins)
+        b += x >= (b + 1.0) / bins  # the product rounded down across an edge
+        b -= x < b / bins  # or up across one
+        return np.clip(b.astype(np.int64), 0, bins - 1)
 
     def prediction_terms(
         self, pred: F64, score: F64, probs: F64 | None = None
@@ -147,7 +159,8 @@ class Layout:
         ``pred`` holds class codes (binary 0/1, multiclass index) or regression values;
         ``score`` the positive-class probability, NaN where absent; ``probs`` (multiclass)
         the class probabilities, ``(events, K)``, rows of NaN where absent (each row is
-        normalised to sum 1 over the configured classes).
+        normalised to sum 1 over the configured classes, then calibrated by the baseline's
+        per-class maps when it has them: :func:`~monitor.core.baseline.calibrate_probabilities`).
         """
         e = len(pred)
         ones = np.ones(e)
@@ -175,6 +188,11 @@ class Layout:
             total = probs.sum(axis=1)
             has = np.isfinite(total) & (total > 0)
             p = np.where(has[:, None], probs / np.where(has, total, 1.0)[:, None], 0.0)
+            maps = self.baseline.class_calibration if self.baseline is not None else None
+            if maps is not None and has.any():  # one-vs-rest isotonic maps of the reference
+                from monitor.core.baseline import calibrate_probabilities
+
+                p[has] = calibrate_probabilities(p[has], maps)
             # expected confusion: row = true class i with probability p_i, column = pred
             e_cols = self.col("e_confusion") + np.arange(k)[None, :] * k + code[:, None]
             cols = np.column_stack([cols, np.full(e, self.col("prob_n")), e_cols])
@@ -275,8 +293,9 @@ class Layout:
                 if ok.any():
                     uniq, inverse = np.unique(strings[ok], return_inverse=True)
                     other = len(cref.categories)
-                    lut = np.array([cref.index.get(u, other) for u in uniq], dtype=np.int64)
-                    new = np.array([u not in cref.known for u in uniq], dtype=bool)
+                    keys = [canonical(u) or u for u in uniq]  # the reference rules, per value
+                    lut = np.array([cref.index.get(k, other) for k in keys], dtype=np.int64)
+                    new = np.array([k not in cref.known for k in keys], dtype=bool)
                     code[ok] = lut[inverse]
                     unseen[ok] = new[inverse]
                 cols.append(hist + code)
@@ -386,16 +405,21 @@ def _numeric_column(values: Sequence[Any]) -> tuple[npt.NDArray[np.int8], F64]:
 
 
 def _categorical_column(values: Sequence[Any]) -> tuple[npt.NDArray[np.int8], npt.NDArray[Any]]:
-    """Codes (0 value, 1 missing, 2 mismatch: a float) and canonical strings ("" else)."""
-    n = len(values)
-    code = np.fromiter((_CATEGORICAL_KIND.get(v.__class__, 2) for v in values), np.int8, n)
+    """Codes (0 value, 1 missing, 2 mismatch: a number that is not whole, a container) and
+    the values as text ("" where not a value): strings as given, numbers and booleans in
+    their canonical form (:func:`~monitor.events.values.canonical`)."""
+    kinds = [
+        0 if v.__class__ is float and is_whole(v) else _CATEGORICAL_KIND.get(v.__class__, 2)
+        for v in values
+    ]
     strings = np.array(
         [
-            v if v.__class__ is str else canonical_class(v) if v.__class__ in (int, bool) else ""
-            for v in values
+            v if v.__class__ is str else (canonical(v) or "") if k == 0 else ""
+            for v, k in zip(values, kinds, strict=True)
         ],
         dtype=object,
     )
+    code = np.array(kinds, dtype=np.int8)
     return code, strings
 
 

@@ -9,8 +9,9 @@ divides by zero (precision with no predicted positives, ...) the value is 0, as 
 
 ``roc_auc`` and ``pr_auc`` come from score histograms of ``score_bins`` bins: they equal
 scikit-learn's ``roc_auc_score`` / ``average_precision_score`` on scores floored to the bin
-grid (``floor(score * bins) / bins``). Against the raw scores, binning changes ROC AUC by at
-most half the mass of positive-negative pairs that share a bin,
+grid (bin ``b`` holds ``b / bins <= score < (b + 1) / bins``, see ``Layout._bin``; exact
+for scores with ``k`` decimals and ``10**k`` bins). Against the raw scores, binning changes
+ROC AUC by at most half the mass of positive-negative pairs that share a bin,
 ``0.5 * sum_b pos_b * neg_b / (P * N)`` (the returned ``roc_auc_bin_error``).
 
 Every task also gets ``label_count`` (joined pairs in the window) and ``label_coverage``

@@ -1,12 +1,15 @@
 """The reference profile of a model: how its features were distributed in validation.
 
-Built once at start from the model's ``reference`` file (CSV with a header row, or JSON
-lines: one object a row, whose ``features`` object, when present, is merged into the row,
-so captured prediction events work as is). Every configured feature must be a column;
-``prediction``, ``score`` and ``label`` columns are allowed and ignored for now. A file
+Built once at start from the model's ``reference`` file: CSV with a header row (as
+pandas' ``to_csv`` or Polars' ``write_csv`` write it), Parquet (``.parquet``/``.pq``;
+needs ``pyarrow``), or JSON lines (one object a row, whose ``features`` object, when
+present, is merged into the row, so captured prediction events work as is). Every
+configured feature must be a column; the optional ``prediction``, ``score``, ``label``
+(and ``probabilities``) columns give the baseline (:mod:`monitor.core.baseline`). A file
 that is missing, unreadable, empty, or lacks a configured column raises
 :class:`~monitor.config.ConfigError` naming the file, the column and the reason, so
-``monitor check-config``, ``run`` and ``replay`` stop at start (exit 2).
+``monitor check-config``, ``run`` and ``replay`` stop at start (exit 2); so does a
+``label`` column that yields no usable label for a model with label metrics.
 
 What the profile holds, per feature:
 
@@ -21,9 +24,16 @@ What the profile holds, per feature:
   ``other`` bucket for the rest, with their reference counts; and the set of every
   reference value (what counts as *unseen*).
 
-Values are read as the event codec would see them: numbers for numeric features (in a
-CSV, empty cells and ``null``/``NaN`` are missing; other text is skipped and counted),
-canonical strings (:func:`~monitor.config.canonical_class`) for categorical ones.
+Values are read as the event codec would see them, through the rules of
+:mod:`monitor.events.values`: numbers for numeric features (a boolean or text is a type
+mismatch, an infinity non-finite; a NaN is missing, as pandas writes missing numbers),
+canonical text for categorical ones (``True``, ``true`` and ``1`` are the category ``1``;
+``1.0`` is ``1``; a number that is not whole is a type mismatch, as in the stream), and
+class values matched to the model's classes by :class:`~monitor.events.values.ClassMatcher`.
+A CSV cell has no type: it is a number if it parses as one (numeric features), text
+otherwise, and empty or ``null``/``none``/``nan``/``na``/``n/a`` (any case) is missing.
+Every value that cannot be used is counted by reason in :class:`ReferenceSummary`
+(``monitor check-config`` prints it; the engine logs it at start).
 
 Without a ``reference`` there is no profile: drift statistics and the out-of-range and
 unseen rates are simply not emitted (missing and type-mismatch rates still are).
@@ -43,22 +53,24 @@ import json
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import structlog
 
 from monitor.config import (
     LABEL_SUBJECT,
     OUTPUT_SUBJECTS,
     PREDICTION_SUBJECT,
     SCORE_SUBJECT,
+    TASK_METRICS,
     ConfigError,
     ModelConfig,
-    canonical_class,
 )
+from monitor.events.values import ClassMatcher, canonical, cell_is_missing, is_whole
 
 __all__ = [
     "LABEL",
@@ -70,15 +82,22 @@ __all__ = [
     "NumericReference",
     "PcaReference",
     "ReferenceProfile",
+    "ReferenceSummary",
     "bin_numeric",
     "load_profile",
+    "output_codes",
+    "print_summaries",
     "profile_from_columns",
+    "summarize",
 ]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
-_MISSING_TEXT = {"", "null", "none", "nan", "na", "n/a"}
+_log = structlog.get_logger(__name__)
+#: (model, file) pairs whose unusable values were logged: once a process, though the
+#: config check and the engine both load the reference.
+_LOGGED: set[tuple[str, str]] = set()
 
 #: Drift subjects of the model's outputs: ``psi:__score__@1h`` and the like. The names
 #: cannot clash with a feature's (the config refuses features named like these).
@@ -149,6 +168,44 @@ class PcaReference:
 
 
 @dataclass(frozen=True, slots=True)
+class ReferenceSummary:
+    """What was read from a reference file, for ``monitor check-config`` and the start log.
+
+    ``features``: per configured feature, the count of usable values and of the unusable
+    ones by reason (``missing``, ``type_mismatch``, ``non_finite``, the reasons the stream
+    counts too). ``predictions`` and ``labels``: per class name, the rows whose value is that
+    class (classification). ``unusable``: cells of the output columns that could not be
+    used, by ``<column>: <reason>``. ``columns``: the output columns the file has.
+    """
+
+    source: str
+    rows: int
+    features: dict[str, dict[str, int]]
+    columns: tuple[str, ...] = ()
+    predictions: dict[str, int] = field(default_factory=dict)
+    labels: dict[str, int] = field(default_factory=dict)
+    usable_labels: int = 0
+    unusable: dict[str, int] = field(default_factory=dict)
+
+    def lines(self, model: str) -> list[str]:
+        """The summary as text, one line a topic (what ``check-config`` prints)."""
+        out = [f"model {model!r}: reference {self.source}: {self.rows} rows"]
+        for name, counts in self.features.items():
+            bad = ", ".join(f"{k} {v}" for k, v in counts.items() if k != "values" and v)
+            bad = f" ({bad})" if bad else ""
+            out.append(f"  feature {name}: {counts['values']} values{bad}")
+        out.append("  columns: " + (", ".join(self.columns) if self.columns else "(features only)"))
+        for title, counts in (("predictions", self.predictions), ("labels", self.labels)):
+            if counts:
+                out.append(f"  {title}: " + ", ".join(f"{k} = {v}" for k, v in counts.items()))
+        if self.unusable:
+            out.append(
+                "  unusable: " + ", ".join(f"{k} {v}" for k, v in sorted(self.unusable.items()))
+            )
+        return out
+
+
+@dataclass(frozen=True, slots=True)
 class ReferenceProfile:
     """The reference of one model; see the module docstring."""
 
@@ -163,6 +220,9 @@ class ReferenceProfile:
     #: :data:`PREDICTION` and :data:`LABEL` (binned like numeric features).
     output_numeric: dict[str, NumericReference] = field(default_factory=dict)
     pca: PcaReference | None = None
+    #: Per feature: usable values and unusable ones by reason (see :class:`ReferenceSummary`).
+    quality: dict[str, dict[str, int]] = field(default_factory=dict)
+    summary: ReferenceSummary | None = None
 
 
 def bin_numeric(edges: F64, x: F64) -> I64:
@@ -177,37 +237,86 @@ def bin_numeric(edges: F64, x: F64) -> I64:
     return idx.astype(np.int64)
 
 
+def _numeric_value(value: Any) -> tuple[float | None, str | None]:
+    """A numeric feature's value and why it cannot be used (None when it can), as the
+    stream's accumulators judge it: a number; None or NaN is missing; an infinity is
+    non-finite; anything else (a boolean, text) a type mismatch."""
+    cls = value.__class__
+    if cls is float or cls is int or (isinstance(value, int | float) and cls is not bool):
+        x = float(value)
+        if math.isfinite(x):
+            return x, None
+        return None, "missing" if x != x else "non_finite"
+    return None, "missing" if value is None else "type_mismatch"
+
+
+def _category_value(value: Any) -> tuple[str | None, str | None]:
+    """A categorical feature's canonical value and why it cannot be used (None when it can):
+    None or NaN is missing; a number that is not whole is a type mismatch (as in the
+    stream); text, booleans and whole numbers follow :func:`~monitor.events.values.canonical`."""
+    if value is None:
+        return None, "missing"
+    if isinstance(value, float) and not isinstance(value, bool):
+        if value != value:
+            return None, "missing"
+        if not is_whole(value):
+            return None, "type_mismatch"
+    key = canonical(value)
+    return (key, None) if key is not None else (None, "type_mismatch")
+
+
+def _count(reasons: Counter[str | None], total: int) -> dict[str, int]:
+    out = {"values": int(reasons.get(None, 0))}
+    for reason in ("missing", "type_mismatch", "non_finite"):
+        out[reason] = int(reasons.get(reason, 0))
+    out["missing"] += total - sum(reasons.values())  # rows shorter than the others
+    return out
+
+
+def _snap(edges: F64, sorted_x: F64) -> F64:
+    """Distinct quantile edges, each replaced by the nearest reference value when it is
+    that value up to rounding (interpolating between two equal values can give
+    -1.9999999999999996 for -2, a bin of width 4e-16)."""
+    i = np.clip(np.searchsorted(sorted_x, edges), 1, len(sorted_x) - 1)
+    lo, hi = sorted_x[i - 1], sorted_x[i] if len(sorted_x) > 1 else sorted_x[i - 1]
+    near = np.where(np.abs(edges - lo) <= np.abs(hi - edges), lo, hi)
+    close = np.abs(edges - near) <= 8 * np.finfo(np.float64).eps * np.abs(near)
+    out: F64 = np.unique(np.where(close, near, edges))
+    return out
+
+
 def _numeric_reference(
     name: str, values: Sequence[Any], bins: int, source: str
-) -> NumericReference:
-    x = np.array([v for v in values if _is_number(v)], dtype=np.float64)
-    x = x[np.isfinite(x)]
+) -> tuple[NumericReference, Counter[str | None]]:
+    parsed = [_numeric_value(v) for v in values]
+    reasons = Counter(r for _, r in parsed)
+    x = np.array([v for v, r in parsed if r is None], dtype=np.float64)
     if len(x) == 0:
         raise ConfigError(source, [f"{source}: column {name!r}: no numeric values"])
-    edges = np.unique(np.quantile(x, np.linspace(0.0, 1.0, bins + 1)))
+    edges = _snap(np.quantile(x, np.linspace(0.0, 1.0, bins + 1)), np.sort(x))
     if len(edges) == 1:
         edges = np.array([edges[0], edges[0]])
     column = bin_numeric(edges, x)
     counts = np.bincount(column, minlength=len(edges) + 1).astype(np.float64)
     sums = np.bincount(column, weights=x, minlength=len(edges) + 1).astype(np.float64)
-    return NumericReference(edges, counts, sums, float(x.mean()), float(x.std()))
+    ref = NumericReference(edges, counts, sums, float(x.mean()), float(x.std()))
+    return ref, reasons
 
 
 def _categorical_reference(
     name: str, values: Sequence[Any], top: int, source: str
-) -> CategoricalReference:
-    counter = Counter(canonical_class(v) for v in values if v is not None and v == v)
+) -> tuple[CategoricalReference, Counter[str | None]]:
+    parsed = [_category_value(v) for v in values]
+    reasons = Counter(r for _, r in parsed)
+    counter = Counter(k for k, _ in parsed if k is not None)
     if not counter:
         raise ConfigError(source, [f"{source}: column {name!r}: no values"])
     ranked = sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))
     cats = tuple(k for k, _ in ranked[:top])
     counts = [float(counter[c]) for c in cats] + [float(sum(n for _, n in ranked[top:]))]
     index = {c: i for i, c in enumerate(cats)}
-    return CategoricalReference(cats, np.array(counts), frozenset(counter), index)
-
-
-def _is_number(value: Any) -> bool:
-    return value.__class__ in (int, float)
+    ref = CategoricalReference(cats, np.array(counts), frozenset(counter), index)
+    return ref, reasons
 
 
 def profile_from_columns(
@@ -227,36 +336,117 @@ def profile_from_columns(
     """
     numeric: dict[str, NumericReference] = {}
     categorical: dict[str, CategoricalReference] = {}
-    rows = max((len(v) for v in columns.values()), default=0)
+    quality: dict[str, dict[str, int]] = {}
+    outs = {k: list(v) for k, v in (outputs or {}).items()}
+    rows = max([*(len(v) for v in columns.values()), *(len(v) for v in outs.values())], default=0)
     for name, kind in features.items():
         if name not in columns:
             raise ConfigError(source, [f"{source}: column {name!r}: missing from the reference"])
         if kind == "numeric":
-            numeric[name] = _numeric_reference(name, columns[name], bins, source)
+            numeric[name], reasons = _numeric_reference(name, columns[name], bins, source)
         else:
-            categorical[name] = _categorical_reference(name, columns[name], max_categories, source)
-    outs = {k: list(v) for k, v in (outputs or {}).items()}
-    rows = max([rows, *(len(v) for v in outs.values())])
+            categorical[name], reasons = _categorical_reference(
+                name, columns[name], max_categories, source
+            )
+        quality[name] = _count(reasons, rows)
     output_numeric: dict[str, NumericReference] = {}
     if regression:
         for column, key in (("prediction", PREDICTION), ("label", LABEL)):
             values = [_as_float(v) for v in outs.get(column, [])]
             if any(v is not None for v in values):
-                output_numeric[key] = _numeric_reference(column, values, bins, source)
+                output_numeric[key] = _numeric_reference(column, values, bins, source)[0]
     pca = _pca_reference([n for n, k in features.items() if k == "numeric"], columns)
-    return ReferenceProfile(source, rows, numeric, categorical, outs, output_numeric, pca)
+    return ReferenceProfile(source, rows, numeric, categorical, outs, output_numeric, pca, quality)
 
 
 def _as_float(value: Any) -> float | None:
-    if value.__class__ in (int, float):
-        return float(value) if math.isfinite(value) else None
+    """A regression output as a float: a number, or text that parses as one (CSV)."""
     if isinstance(value, str):
         try:
-            x = float(value)
+            value = float(value)
         except ValueError:
             return None
-        return x if math.isfinite(x) else None
-    return None
+    return _numeric_value(value)[0]
+
+
+def output_codes(
+    model: ModelConfig, values: Sequence[Any]
+) -> tuple[list[float | None], Counter[str]]:
+    """Accumulator codes of a reference ``prediction`` or ``label`` column (None where a
+    value cannot be used) and the count of unusable values by reason: ``missing``,
+    ``unknown_class`` (a class the model does not list) or ``bad_value`` (regression:
+    not a finite number)."""
+    reasons: Counter[str] = Counter()
+    codes: list[float | None] = []
+    matcher = ClassMatcher.for_model(model) if model.task != "regression" else None
+    for value in values:
+        if value is None or (isinstance(value, float) and value != value):
+            reasons["missing"] += 1
+            codes.append(None)
+            continue
+        if matcher is None:
+            x = _as_float(value) if not isinstance(value, bool) else None
+            if x is None:
+                reasons["bad_value"] += 1
+            codes.append(x)
+            continue
+        code = matcher.code(value)
+        if code is None:
+            reasons["unknown_class"] += 1
+        codes.append(None if code is None else float(code))
+    return codes, reasons
+
+
+def _is_score(value: Any) -> bool:
+    x = None if isinstance(value, bool) else _as_float(value)
+    return x is not None and 0.0 <= x <= 1.0
+
+
+def has_label_metrics(model: ModelConfig) -> bool:
+    """Whether the model computes metrics that need labels (its task's labelled ones)."""
+    if model.metrics is None:
+        return True
+    return any(m in TASK_METRICS[model.task] for m in model.metrics)
+
+
+def summarize(model: ModelConfig, profile: ReferenceProfile) -> ReferenceSummary:
+    """The summary of ``model``'s reference (see :class:`ReferenceSummary`)."""
+    outputs = profile.outputs
+    columns = tuple(c for c in _OUTPUT_COLUMNS if c in outputs)
+    unusable: dict[str, int] = {}
+    per_class: dict[str, dict[str, int]] = {}
+    usable_labels = 0
+    for column in ("prediction", "label"):
+        if column not in outputs:
+            continue
+        codes, reasons = output_codes(model, outputs[column])
+        for reason, n in reasons.items():
+            if not (column == "label" and reason == "missing"):  # unlabelled rows are fine
+                unusable[f"{column}: {reason}"] = n
+        if column == "label":
+            usable_labels = sum(c is not None for c in codes)
+        if model.task != "regression":
+            names = model.class_names
+            counts = Counter(int(c) for c in codes if c is not None)
+            shown = ["(other)" if n == "__negative__" else n for n in names]
+            per_class[column] = {shown[i]: counts.get(i, 0) for i in range(len(names))}
+            missing = reasons.get("missing", 0)
+            if column == "label" and missing:
+                per_class[column]["(none)"] = missing
+    if "score" in outputs:
+        bad = sum(_numeric_value(v)[1] != "missing" and not _is_score(v) for v in outputs["score"])
+        if bad:
+            unusable["score: bad_value"] = bad
+    return ReferenceSummary(
+        profile.source,
+        profile.rows,
+        dict(profile.quality),
+        columns,
+        per_class.get("prediction", {}),
+        per_class.get("label", {}),
+        usable_labels,
+        unusable,
+    )
 
 
 def _pca_reference(names: list[str], columns: Mapping[str, Sequence[Any]]) -> PcaReference | None:
@@ -264,7 +454,7 @@ def _pca_reference(names: list[str], columns: Mapping[str, Sequence[Any]]) -> Pc
     too few such rows to fit one)."""
     if len(names) < 2:
         return None
-    cols = [[_as_float(v) if _is_number(v) else None for v in columns[n]] for n in names]
+    cols = [[_numeric_value(v)[0] for v in columns[n]] for n in names]
     x = np.array(
         [row for row in zip(*cols, strict=True) if all(v is not None for v in row)],
         dtype=np.float64,
@@ -306,20 +496,21 @@ def _csv_columns(
             for name, kind in features.items():
                 cols[name].append(_csv_value(row.get(name), kind))
             for name, values in outs.items():
-                values.append(_csv_value(row.get(name), "categorical"))
+                values.append(_csv_value(row.get(name), "text"))
     return cols
 
 
 def _csv_value(text: str | None, kind: str) -> Any:
-    if text is None or text.strip().lower() in _MISSING_TEXT:
+    """A CSV cell as a typed value: None when missing, a float when a numeric feature's
+    cell parses as a number, the text otherwise."""
+    if text is None or cell_is_missing(text):
         return None
-    if kind == "categorical":
+    if kind != "numeric":
         return text
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
-        return text  # not a number: skipped by the numeric profile
-    return value if math.isfinite(value) else None
+        return text  # not a number: a type mismatch
 
 
 def _jsonl_columns(
@@ -358,22 +549,57 @@ def _jsonl_columns(
     return cols
 
 
-def _is_jsonl(path: Path) -> bool:
+_PARQUET_MAGIC = b"PAR1"
+
+
+def _parquet_columns(
+    path: Path, features: Mapping[str, str], outputs: dict[str, list[Any]]
+) -> dict[str, list[Any]]:
+    """Columns of a Parquet file as Python values (pyarrow: None for nulls)."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:  # pragma: no cover - depends on the installation
+        raise ConfigError(
+            str(path), [f"{path}: reading Parquet needs pyarrow (pip install pyarrow)"]
+        ) from None
+    try:
+        table = pq.read_table(path)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(str(path), [f"{path}: bad Parquet: {exc}"]) from None
+    header = table.column_names
+    for name in features:
+        if name not in header:
+            raise ConfigError(
+                str(path), [f"{path}: column {name!r}: not in the Parquet columns {header[:20]}"]
+            )
+    outs = [n for n in _OUTPUT_COLUMNS if n in header and n not in features]
+    outputs.update({n: table.column(n).to_pylist() for n in outs})
+    return {name: table.column(name).to_pylist() for name in features}
+
+
+def _reader(path: Path) -> Any:
+    """The column reader of a reference file, by suffix, else by its first bytes."""
     suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return _parquet_columns
     if suffix in (".jsonl", ".ndjson", ".json"):
-        return True
+        return _jsonl_columns
     if suffix == ".csv":
-        return False
-    with open(path, encoding="utf-8") as fh:
-        head = fh.read(4096).lstrip()
-    return head.startswith("{")
+        return _csv_columns
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    if head.startswith(_PARQUET_MAGIC):
+        return _parquet_columns
+    return _jsonl_columns if head.lstrip().startswith(b"{") else _csv_columns
 
 
 def load_profile(model: ModelConfig) -> ReferenceProfile | None:
-    """The profile of ``model`` from its ``reference`` file (None without one).
+    """The profile of ``model`` from its ``reference`` file (None without one), with its
+    :class:`ReferenceSummary`; unusable values are logged by reason.
 
     Raises ConfigError naming the file, the column and the reason when the file cannot be
-    used.
+    used, or when its ``label`` column yields no usable label for a model with label
+    metrics (the baseline, the ``gap:*`` signals and the calibration would be empty).
     """
     if not model.reference:
         return None
@@ -382,8 +608,7 @@ def load_profile(model: ModelConfig) -> ReferenceProfile | None:
     features = dict(model.features)
     outputs: dict[str, list[Any]] = {}
     try:
-        reader = _jsonl_columns if _is_jsonl(path) else _csv_columns
-        cols = reader(path, features, outputs)
+        cols = _reader(path)(path, features, outputs)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise ConfigError(name, [f"{name}: model {model.name!r}: cannot read: {reason}"]) from None
@@ -393,7 +618,7 @@ def load_profile(model: ModelConfig) -> ReferenceProfile | None:
         raise ConfigError(name, [f"{name}: bad CSV: {exc}"]) from None
     if not any(cols.values()) and not any(outputs.values()):
         raise ConfigError(name, [f"{name}: model {model.name!r}: no rows"])
-    return profile_from_columns(
+    profile = profile_from_columns(
         cols,
         features,
         model.drift_bins,
@@ -402,3 +627,41 @@ def load_profile(model: ModelConfig) -> ReferenceProfile | None:
         outputs,
         regression=model.task == "regression",
     )
+    summary = summarize(model, profile)
+    if "label" in outputs and summary.usable_labels == 0 and has_label_metrics(model):
+        reasons = ", ".join(
+            f"{k.split(': ')[1]} {v}" for k, v in summary.unusable.items() if k.startswith("label")
+        )
+        classes = ", ".join(repr(c) for c in model.class_names if not c.startswith("__"))
+        raise ConfigError(
+            name,
+            [
+                f"{name}: model {model.name!r}: column 'label': no usable label in "
+                f"{summary.rows} rows ({reasons or 'all missing'}); classes: {classes or 'numbers'}"
+            ],
+        )
+    problems = {
+        f"{feature}: {reason}": n
+        for feature, counts in summary.features.items()
+        for reason, n in counts.items()
+        if reason != "values" and n
+    }
+    problems.update(summary.unusable)
+    if problems and (model.name, name) not in _LOGGED:
+        _LOGGED.add((model.name, name))
+        _log.warning(
+            "reference_unusable_values",
+            model=model.name,
+            source=name,
+            rows=summary.rows,
+            counts=problems,
+        )
+    return replace(profile, summary=summary)
+
+
+def print_summaries(models: Sequence[ModelConfig]) -> None:
+    """Print the reference summary of every model with a reference file (``check-config``)."""
+    for model in models:
+        profile = load_profile(model)
+        if profile is not None and profile.summary is not None:
+            print("\n".join(profile.summary.lines(model.name)))

@@ -17,7 +17,8 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from monitor.config import ModelConfig, canonical_class
+from monitor.config import ModelConfig
+from monitor.events.values import ClassMatcher, canonical
 
 __all__ = [
     "REASONS",
@@ -159,20 +160,15 @@ class ModelCodec:
     in ``classes``; regression: the finite float.
     """
 
-    __slots__ = ("_class_index", "_memo", "_positive", "task")
+    __slots__ = ("_classes", "_memo", "task")
 
     #: Most distinct valid class values remembered by :meth:`code_many`.
     MEMO_CAP: Final = 10_000
 
     def __init__(self, model: ModelConfig) -> None:
         self.task = model.task
-        self._positive = (
-            canonical_class(model.positive_class) if model.positive_class is not None else ""
-        )
-        names = model.class_names
-        self._class_index: dict[str, int] | None = None
-        if model.task == "multiclass" or (model.task == "binary" and model.classes is not None):
-            self._class_index = {name: i for i, name in enumerate(names)}
+        # class values compare through the rules of monitor.events.values
+        self._classes = ClassMatcher.for_model(model) if model.task != "regression" else None
         # Raw class value -> code. 1, 1.0 and True hash alike and share a canonical class,
         # so one entry serves them all; invalid values (NaN, unknown classes) never enter.
         self._memo: dict[Value, float] = {}
@@ -217,15 +213,12 @@ class ModelCodec:
             return _finite(float(value), field)
         if isinstance(value, float) and not math.isfinite(value):
             raise DecodeFailure("bad_value", f"{field} is not finite")
-        name = canonical_class(value)
-        if self._class_index is not None:
-            index = self._class_index.get(name)
-            if index is None:
-                raise DecodeFailure(
-                    "unknown_class", f"{field} {name[:64]!r} is not a configured class"
-                )
-            return float(index)
-        return 1.0 if name == self._positive else 0.0
+        assert self._classes is not None
+        index = self._classes.code(value)
+        if index is None:
+            name = canonical(value) or repr(value)
+            raise DecodeFailure("unknown_class", f"{field} {name[:64]!r} is not a configured class")
+        return float(index)
 
 
 def decode_prediction(data: bytes | None, max_bytes: int) -> PredictionEvent:
