@@ -55,6 +55,7 @@ from monitor.core.windows import WindowSet
 from monitor.events.codec import (
     DecodeFailure,
     LabelEvent,
+    Limits,
     ModelCodec,
     PredictionEvent,
     decode_label,
@@ -364,6 +365,7 @@ class Engine:
             config.kafka.labels_topic: "labels",
         }
         self.max_bytes = config.kafka.max_message_bytes
+        self.limits = Limits.of(config)  # string lengths: too_long rejects
         self.watermark = -math.inf
         self.closed_upto: int | None = None  # panes below this index are closed
         self.tracked: set[tuple[str, int]] = set()  # input partitions holding the watermark
@@ -642,7 +644,7 @@ class Engine:
             state.max_ts[msg.topic] = ts
 
     def _on_prediction(self, msg: Message, state: PartitionState, batches: list[_Batch]) -> None:
-        event = decode_prediction(msg.value, self.max_bytes)
+        event = decode_prediction(msg.value, self.max_bytes, self.limits)
         model = self.by_name.get(event.model)
         if model is None:
             raise DecodeFailure("unknown_model", f"model {event.model[:64]!r} is not configured")
@@ -703,9 +705,13 @@ class Engine:
                 )
                 return
         table = join.pending[m]
-        if self.pending_total[m] >= model.config.max_pending:
-            # The cap holds across partitions: evict here if this partition has any waiting,
-            # else from the first partition that has.
+        need = table.entry_bytes(pid, len(slices)) - model.config.max_pending_bytes
+        while self.pending_total[m] and (
+            self.pending_total[m] >= model.config.max_pending
+            or sum(p.join.pending[m].nbytes for p in self.partitions.values()) + need > 0
+        ):
+            # The caps (entries, bytes) hold across partitions: evict here if this partition
+            # has any waiting, else from the first partition that has.
             victim = state if table else self._holder(lambda s: bool(s.join.pending[m]))
             victim.join.pending[m].evict_oldest()
             self.pending_total[m] -= 1
@@ -736,7 +742,7 @@ class Engine:
         batch.o_slices.append(pending.slices)
 
     def _on_label(self, msg: Message, state: PartitionState, batches: list[_Batch]) -> None:
-        event: LabelEvent = decode_label(msg.value, self.max_bytes)
+        event: LabelEvent = decode_label(msg.value, self.max_bytes, self.limits)
         named = -1
         if event.model is not None:
             model = self.by_name.get(event.model)
