@@ -365,7 +365,6 @@ class Engine:
             config.kafka.labels_topic: "labels",
         }
         self.max_bytes = config.kafka.max_message_bytes
-        self.limits = Limits.of(config)  # string lengths: too_long rejects
         self.watermark = -math.inf
         self.closed_upto: int | None = None  # panes below this index are closed
         self.tracked: set[tuple[str, int]] = set()  # input partitions holding the watermark
@@ -390,6 +389,21 @@ class Engine:
                         for spec in model.windows
                     },
                 )
+
+    @property
+    def limits(self) -> Limits:
+        """The string length limits of :attr:`config` (``too_long`` rejects), worked out
+        once per config (a restored checkpoint is given the running config)."""
+        kept = self.__dict__.get("_limits")
+        if kept is None or kept[0] is not self.config:
+            kept = self.__dict__["_limits"] = (self.config, Limits.of(self.config))
+        limits: Limits = kept[1]
+        return limits
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_limits", None)  # derived from the config: never in a checkpoint
+        return state
 
     # ------------------------------------------------------------------ partitions
     def partition(self, number: int) -> PartitionState:

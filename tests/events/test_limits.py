@@ -215,3 +215,26 @@ def test_the_pending_byte_budget_evicts_oldest_first_counted_on_both_paths(
         assert held == expect
         assert engine.pending_total[0] == sum(len(p.join.pending[0]) for p in
                                               engine.partitions.values())
+
+
+def test_a_restored_checkpoint_takes_the_running_configs_limits(tmp_path: Any) -> None:
+    from monitor.state.checkpoint import CheckpointStore
+
+    def config(max_id: int) -> Any:
+        return config_from_mapping({
+            "limits": {"max_id_length": max_id},
+            "models": [{"name": "m", "task": "binary", "positive_class": 1}],
+        })  # fmt: skip
+
+    engine = Engine(config(16))
+    first = Message("predictions", 0, 0, b"", prediction(prediction_id="a" * 12))
+    assert engine.process([first]) == []
+    store = CheckpointStore(tmp_path)
+    store.save(engine)
+    assert b"_limits" not in (tmp_path / "checkpoint.bin").read_bytes()  # derived, not state
+    restored = CheckpointStore(tmp_path).load(config(8))
+    assert restored is not None and restored.limits.max_id_length == 8
+    second = Message("predictions", 0, 1, b"", prediction(prediction_id="b" * 12))
+    rejects = restored.process([second])
+    assert [r.reason for r in rejects] == ["too_long"]
+    assert restored.pending_total == [1]
