@@ -479,12 +479,15 @@ class _Acceptor:
         except Exception:  # a client hanging up mid-response is routine
             _log.debug("http_connection_error", client=str(conn.address), exc_info=True)
         finally:
+            # Freed before the client can see the end of the response, so a client that
+            # connects again at once finds the room it left.
+            with self.lock:
+                self.open -= 1
+                if main:
+                    self.queued -= 1
             with contextlib.suppress(OSError):
                 conn.sock.shutdown(socket.SHUT_WR)  # the response ends; nothing is unread
-            self._done(conn.sock)
-            if main:
-                with self.lock:
-                    self.queued -= 1
+            conn.sock.close()
 
 
 class _Pool:
