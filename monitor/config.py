@@ -39,6 +39,7 @@ __all__ = [
     "OUTPUT_SUBJECTS",
     "AlertRuleConfig",
     "ConfigError",
+    "LimitsConfig",
     "ModelConfig",
     "MonitorConfig",
     "OutputsConfig",
@@ -376,6 +377,23 @@ class StateConfig(_Strict):
         return None if self.hmac_key is None else self.hmac_key.get_secret_value().encode()
 
 
+class LimitsConfig(_Strict):
+    """Length limits on the strings of events, in characters (Unicode code points): what one
+    event can leave in memory and in checkpoints is bounded whatever its producer sends.
+    An event with a longer string is rejected as ``too_long`` (and dead-lettered)."""
+
+    max_id_length: int = Field(256, ge=1, le=1_048_576, description="longest prediction_id")
+    max_value_length: int = Field(
+        256, ge=1, le=1_048_576, description="longest string prediction or label value (class)"
+    )
+    max_segment_length: int = Field(
+        256, ge=1, le=1_048_576, description="longest segment value or model_version"
+    )
+    max_category_length: int = Field(
+        256, ge=1, le=1_048_576, description="longest string value of a watched feature"
+    )
+
+
 class TimeConfig(_Strict):
     """Event-time resolution of windows and how long the watermark waits."""
 
@@ -620,6 +638,11 @@ class ModelConfig(_Strict):
         21600.0, gt=0, description="how long a prediction waits for its label"
     )
     max_pending: int = Field(1_000_000, gt=0, description="cap on predictions waiting for labels")
+    max_pending_bytes: int = Field(
+        268_435_456,
+        gt=0,
+        description="cap on the bytes of predictions waiting for labels (ids and columns)",
+    )
     max_early_labels: int = Field(
         100_000, gt=0, description="cap on labels waiting for predictions"
     )
@@ -833,6 +856,7 @@ class MonitorConfig(_Strict):
     http: HttpConfig = Field(default_factory=HttpConfig)  # type: ignore[arg-type]
     state: StateConfig = Field(default_factory=StateConfig)  # type: ignore[arg-type]
     time: TimeConfig = Field(default_factory=TimeConfig)  # type: ignore[arg-type]
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)  # type: ignore[arg-type]
     alertmanager: AlertmanagerConfig = Field(default_factory=AlertmanagerConfig)  # type: ignore[arg-type]
     outputs: OutputsConfig = Field(default_factory=OutputsConfig)  # type: ignore[arg-type]
     models: list[ModelConfig] = Field(min_length=1)

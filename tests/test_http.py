@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import socket
+import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -10,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily
 
 from monitor.core.report import Report
 from monitor.http import HttpServer
@@ -189,3 +193,150 @@ def test_ipv6_loopback(loop):
         assert get(srv, "/healthz")[0] == 200
     finally:
         srv.stop()
+
+
+# Under load: bounded threads, probes apart from /metrics, shared renders, timeouts.
+
+class Gate:
+    """A collector whose render waits until the test opens the gate; counts renders."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.open = threading.Event()
+        self.entered = threading.Event()
+        self.renders = 0
+        self.delay = delay
+
+    def collect(self):
+        self.renders += 1
+        self.entered.set()
+        if self.delay:
+            time.sleep(self.delay)
+        else:
+            self.open.wait(30)
+        yield GaugeMetricFamily("gate_value", "one series", value=1.0)
+
+    def describe(self):  # the name, for name[] filters, without a render
+        yield GaugeMetricFamily("gate_value", "one series")
+
+
+def raw(srv: HttpServer, text: bytes, timeout: float = 5.0) -> bytes:
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=timeout) as sock:
+        sock.sendall(text)
+        data = bytearray()
+        while chunk := sock.recv(65536):
+            data += chunk
+    return bytes(data)
+
+
+def test_probes_answer_while_every_metrics_thread_is_stuck_rendering(loop):
+    gate = Gate()
+    registry = CollectorRegistry()
+    registry.register(gate)
+    with HttpServer("127.0.0.1", 0, registry, heartbeat=loop.heartbeat,
+                    readiness=loop.readiness, threads=2) as srv:
+        stuck = [threading.Thread(target=get, args=(srv, f"/metrics?name[]=gate_value&name[]=x{i}"))
+                 for i in range(2)]  # two distinct filters: two renders, both threads busy
+        for t in stuck:
+            t.start()
+        assert gate.entered.wait(5)
+        try:
+            assert get(srv, "/healthz")[0] == 200
+            loop.state = (True, "")
+            assert get(srv, "/readyz")[0] == 200
+        finally:
+            gate.open.set()
+        for t in stuck:
+            t.join(10)
+
+
+def test_concurrent_scrapes_share_one_render_and_later_ones_render_again(loop):
+    gate = Gate(delay=0.3)
+    registry = CollectorRegistry()
+    registry.register(gate)
+    with HttpServer("127.0.0.1", 0, registry, heartbeat=loop.heartbeat,
+                    readiness=loop.readiness, threads=4, render_interval=3.0) as srv:
+        bodies: list[bytes] = []
+        scrapes = [threading.Thread(target=lambda: bodies.append(get(srv, "/metrics")[2]))
+                   for _ in range(8)]
+        for t in scrapes:
+            t.start()
+        for t in scrapes:
+            t.join(10)
+        assert len(bodies) == 8 and len(set(bodies)) == 1
+        assert b"gate_value 1.0" in bodies[0]
+        assert gate.renders == 1
+        time.sleep(3.1)  # past the interval: a scrape gets a fresh render
+        assert get(srv, "/metrics")[0] == 200
+        assert gate.renders == 2
+
+
+def test_clients_that_send_nothing_hold_no_thread_and_are_closed(loop):
+    registry = CollectorRegistry()
+    with HttpServer("127.0.0.1", 0, registry, heartbeat=loop.heartbeat,
+                    readiness=loop.readiness, threads=1, probe_threads=1,
+                    request_timeout=0.5) as srv:
+        idle = [socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+                for _ in range(20)]
+        try:
+            idle[0].sendall(b"GET /metr")  # half a request line
+            assert get(srv, "/healthz")[0] == 200
+            assert get(srv, "/metrics")[0] == 200
+            for sock in idle:  # the server hangs up on each once its timeout passes
+                assert sock.recv(1) == b""
+        finally:
+            for sock in idle:
+                sock.close()
+
+
+def test_requests_beyond_the_queue_are_refused_at_once_with_503(loop):
+    gate = Gate()
+    registry = CollectorRegistry()
+    registry.register(gate)
+    with HttpServer("127.0.0.1", 0, registry, heartbeat=loop.heartbeat,
+                    readiness=loop.readiness, threads=1, max_queued=1) as srv:
+        stuck = threading.Thread(target=get, args=(srv, "/metrics"))
+        stuck.start()
+        try:
+            assert gate.entered.wait(5)
+            status, headers, _ = get(srv, "/metrics")
+            assert status == 503 and headers["Retry-After"] == "1"
+            assert get(srv, "/healthz")[0] == 200  # probes are not queued there
+        finally:
+            gate.open.set()
+        stuck.join(10)
+
+
+def test_connections_past_the_cap_are_closed_and_responses_close_theirs(loop):
+    with HttpServer("127.0.0.1", 0, CollectorRegistry(), heartbeat=loop.heartbeat,
+                    readiness=loop.readiness, max_connections=2) as srv:
+        reply = raw(srv, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert reply.startswith(b"HTTP/1.1 200") and b"Connection: close" in reply
+        held = [socket.create_connection(("127.0.0.1", srv.port), timeout=10) for _ in range(2)]
+        try:
+            time.sleep(0.3)  # both accepted
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as third:
+                assert third.recv(1) == b""
+        finally:
+            for sock in held:
+                sock.close()
+        deadline = time.monotonic() + 10  # the cap frees as the server sees them close
+        while True:
+            try:
+                status = get(srv, "/healthz")[0]
+            except OSError:
+                status = 0
+            if status == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert status == 200
+
+
+def test_the_listen_backlog_is_at_least_128(loop):
+    with HttpServer("127.0.0.1", 0, CollectorRegistry(), heartbeat=loop.heartbeat,
+                    readiness=loop.readiness) as srv:
+        # ss shows a listening socket's backlog as its Send-Q
+        shown = subprocess.run(["ss", "-ltnH", f"sport = :{srv.port}"], capture_output=True,
+                               text=True, check=False).stdout.split()
+        if not shown:
+            pytest.skip("ss unavailable")
+        assert int(shown[2]) >= 128

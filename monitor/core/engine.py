@@ -56,6 +56,7 @@ from monitor.core.windows import WindowSet
 from monitor.events.codec import (
     DecodeFailure,
     LabelEvent,
+    Limits,
     ModelCodec,
     PredictionEvent,
     decode_label,
@@ -393,6 +394,21 @@ class Engine:
                     },
                 )
 
+    @property
+    def limits(self) -> Limits:
+        """The string length limits of :attr:`config` (``too_long`` rejects), worked out
+        once per config (a restored checkpoint is given the running config)."""
+        kept = self.__dict__.get("_limits")
+        if kept is None or kept[0] is not self.config:
+            kept = self.__dict__["_limits"] = (self.config, Limits.of(self.config))
+        limits: Limits = kept[1]
+        return limits
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_limits", None)  # derived from the config: never in a checkpoint
+        return state
+
     # ------------------------------------------------------------------ partitions
     def partition(self, number: int) -> PartitionState:
         """The state of a partition number, created empty on first use."""
@@ -667,7 +683,7 @@ class Engine:
             state.max_ts[msg.topic] = ts
 
     def _on_prediction(self, msg: Message, state: PartitionState, batches: list[_Batch]) -> None:
-        event = decode_prediction(msg.value, self.max_bytes)
+        event = decode_prediction(msg.value, self.max_bytes, self.limits)
         model = self.by_name.get(event.model)
         if model is None:
             raise DecodeFailure("unknown_model", f"model {event.model[:64]!r} is not configured")
@@ -728,9 +744,13 @@ class Engine:
                 )
                 return
         table = join.pending[m]
-        if self.pending_total[m] >= model.config.max_pending:
-            # The cap holds across partitions: evict here if this partition has any waiting,
-            # else from the first partition that has.
+        need = table.entry_bytes(pid, len(slices)) - model.config.max_pending_bytes
+        while self.pending_total[m] and (
+            self.pending_total[m] >= model.config.max_pending
+            or sum(p.join.pending[m].nbytes for p in self.partitions.values()) + need > 0
+        ):
+            # The caps (entries, bytes) hold across partitions: evict here if this partition
+            # has any waiting, else from the first partition that has.
             victim = state if table else self._holder(lambda s: bool(s.join.pending[m]))
             victim.join.pending[m].evict_oldest()
             self.pending_total[m] -= 1
@@ -761,7 +781,7 @@ class Engine:
         batch.o_slices.append(pending.slices)
 
     def _on_label(self, msg: Message, state: PartitionState, batches: list[_Batch]) -> None:
-        event: LabelEvent = decode_label(msg.value, self.max_bytes)
+        event: LabelEvent = decode_label(msg.value, self.max_bytes, self.limits)
         named = -1
         if event.model is not None:
             model = self.by_name.get(event.model)

@@ -28,12 +28,14 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from monitor.core.join import id_keys
+from monitor.core.join import PendingTable, id_keys
 from monitor.events.codec import (
+    DEFAULT_LIMITS,
     MAX_EVENT_TIME,
     MIN_EVENT_TIME,
     DecodeFailure,
     LabelEvent,
+    Limits,
     PredictionEvent,
     parse_event_time,
 )
@@ -48,8 +50,6 @@ __all__ = ["Chunk", "split_and_join"]
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
-_PREDICTION: Final = msgspec.json.Decoder(PredictionEvent)
-_LABEL: Final = msgspec.json.Decoder(LabelEvent)
 _NUMBERS: Final = frozenset((int, float))
 _DECODE_ERRORS: Final = (msgspec.DecodeError, RecursionError, UnicodeDecodeError)
 
@@ -87,15 +87,19 @@ class Chunk:
 
 
 @functools.lru_cache(maxsize=16)
-def _typed(names: tuple[str, ...]) -> tuple[msgspec.json.Decoder[Any], Any, dict[str, str]]:
+def _typed(
+    names: tuple[str, ...], limits: Limits = DEFAULT_LIMITS
+) -> tuple[msgspec.json.Decoder[Any], Any, dict[str, str]]:
     """A prediction decoder whose ``features`` is a struct of ``names`` (a message with
     any other feature fails it, and is decoded again the general way), the struct with
     every feature absent, and each name's attribute. Building no dict per event, it
-    decodes faster, and a feature's values are one attribute read away."""
+    decodes faster, and a feature's values are one attribute read away. Strings are
+    constrained by ``limits`` as in the per-message path."""
     attrs = {name: f"f{i}" for i, name in enumerate(names)}
+    limited = limits.typed_fields()
     features = msgspec.defstruct(
         "Features",
-        [(a, float | str | bool | None, None) for a in attrs.values()],
+        [(a, limits.category_type(), None) for a in attrs.values()],
         rename={a: name for name, a in attrs.items()},
         forbid_unknown_fields=True,
         frozen=True,
@@ -103,7 +107,7 @@ def _typed(names: tuple[str, ...]) -> tuple[msgspec.json.Decoder[Any], Any, dict
     )
     fields: list[Any] = []
     for f in msgspec.structs.fields(PredictionEvent):
-        kind = features | None if f.name == "features" else f.type
+        kind = features | None if f.name == "features" else limited.get(f.name, f.type)
         fields.append((f.name, kind) if f.required else (f.name, kind, f.default))
     event = msgspec.defstruct("TypedPrediction", fields, frozen=True, gc=False)
     return msgspec.json.Decoder(event), features(), attrs
@@ -123,9 +127,10 @@ def _decode_predictions(engine: Engine, values: list[bytes | None]) -> list[Any]
     """Prediction messages decoded, features as a struct when the config names some and
     the message has no other; None where a message is not a valid prediction."""
     names = _all_features(engine)
+    general = engine.limits.prediction_decoder()
     if not names:
-        return _decode_each(_PREDICTION, values, engine.max_bytes)
-    typed = _typed(names)[0]
+        return _decode_each(general, values, engine.max_bytes)
+    typed = _typed(names, engine.limits)[0]
     try:
         if all(v is not None and len(v) <= engine.max_bytes for v in values):
             return [typed.decode(v) for v in values]  # type: ignore[arg-type]
@@ -134,9 +139,11 @@ def _decode_predictions(engine: Engine, values: list[bytes | None]) -> list[Any]
     out = _decode_each(typed, values, engine.max_bytes)
     again = [i for i, e in enumerate(out) if e is None]
     if again:
-        general = _decode_each(_PREDICTION, [values[i] for i in again], engine.max_bytes)
-        for i, event in zip(again, general, strict=True):
-            out[i] = event
+        events = _decode_each(general, [values[i] for i in again], engine.max_bytes)
+        for i, event in zip(again, events, strict=True):
+            # a watched feature's string too long: the per-message path rejects it
+            if event is None or engine.limits.long_feature(event.features) is None:
+                out[i] = event
     return out
 
 
@@ -146,7 +153,7 @@ def _feature_columns(engine: Engine, model: ModelState, group: list[Any]) -> dic
     names = list(model.layout.features)
     if not names:
         return {}
-    _, empty, attrs = _typed(_all_features(engine))
+    _, empty, attrs = _typed(_all_features(engine), engine.limits)
     feats = [e.features for e in group]
     if dict in set(map(type, feats)):  # some decoded the general way: read by name
         return {
@@ -251,7 +258,7 @@ def split_and_join(engine: Engine, messages: MessageBatch) -> list[int]:
     cap = engine.max_bytes
     values = messages.values
     preds = _decode_predictions(engine, [values[i] for i in pred_at])
-    labels = _decode_each(_LABEL, [values[i] for i in label_at], cap)
+    labels = _decode_each(engine.limits.label_decoder(), [values[i] for i in label_at], cap)
     pairs_p = [(i, e) for i, e in zip(pred_at, preds, strict=True) if e is not None]
     pairs_l = [(i, e) for i, e in zip(label_at, labels, strict=True) if e is not None]
     if len(pairs_p) < len(pred_at) or len(pairs_l) < len(label_at):
@@ -415,8 +422,18 @@ def _predictions(
     parts = [messages.partitions[i] for i in at.tolist()]
     crossing = _crossing_caps(engine, events, model_of)
     found_before = _found_before(engine, events, model_of, parts, at, fused) if fused else set()
-    for m, n in Counter(model_of).items():  # eviction order matters at the pending cap
-        if m >= 0 and engine.pending_total[m] + n > engine.models[m].config.max_pending:
+    for m, n in Counter(model_of).items():  # eviction order matters at the pending caps
+        if m < 0:
+            continue
+        config = engine.models[m].config
+        # bytes: at most 4 per character of an id, and the row's columns
+        most = 4 * engine.limits.max_id_length + PendingTable.ROW_BYTES
+        most += 4 * (2 + len(config.segments))
+        queued = sum(p.join.pending[m].nbytes for p in engine.partitions.values())
+        if (
+            engine.pending_total[m] + n > config.max_pending
+            or queued + n * most > config.max_pending_bytes
+        ):
             crossing.add(m)
     for (m, number), rows in _group(parts, model_of).items():
         sel = np.array(rows, dtype=np.int64)

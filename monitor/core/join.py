@@ -55,7 +55,14 @@ class PendingTable:
     Pending(ts=10.0, pred=1.0, score=0.9, slices=(0, -1))
     >>> table.expire(25.0), len(table)
     (1, 0)
+
+    Its :attr:`nbytes` (the live ids' bytes plus :data:`ROW_BYTES` and 4 per slice id a
+    row) is what a model's ``max_pending_bytes`` caps.
     """
+
+    #: Bytes of a row besides its id and slice ids: ts, pred, score (3 x 8), end offset (8),
+    #: CRC-32 (4) and two index slots (2 x 4, the index is kept at most 60 % full).
+    ROW_BYTES: Final = 44
 
     __slots__ = (
         "_blob",
@@ -65,6 +72,7 @@ class PendingTable:
         "_hash",
         "_head",
         "_hv",
+        "_id_bytes",
         "_k",
         "_live",
         "_memo",
@@ -86,6 +94,7 @@ class PendingTable:
         self._live = 0
         self._head = 0  # every row before it is dead
         self._blob = bytearray()  # the ids' UTF-8 bytes, row after row
+        self._id_bytes = 0  # bytes of the live rows' ids
         self._ts: F64
         self._pred: F64
         self._score: F64
@@ -112,6 +121,18 @@ class PendingTable:
 
     def __bool__(self) -> bool:
         return self._live > 0
+
+    @property
+    def nbytes(self) -> int:
+        """The accounted bytes of the live rows: their ids' UTF-8 bytes, plus
+        :data:`ROW_BYTES` and 4 per slice id each (the budget of ``max_pending_bytes``;
+        dead rows awaiting compaction and spare capacity add at most as much again)."""
+        return self._id_bytes + self._live * (self.ROW_BYTES + 4 * max(self._k, 0))
+
+    @classmethod
+    def entry_bytes(cls, pid: str, k: int) -> int:
+        """What :attr:`nbytes` grows by when ``pid`` is added with ``k`` slice ids."""
+        return len(_utf8(pid)) + cls.ROW_BYTES + 4 * k
 
     @property
     def k(self) -> int:
@@ -161,6 +182,7 @@ class PendingTable:
             self._sv[slot] = row
             self._used = used + 1
             self._live += 1
+            self._id_bytes += len(key)
         self._tv[row] = pending.ts
         self._pv[row] = pending.pred
         self._cv[row] = pending.score
@@ -213,7 +235,9 @@ class PendingTable:
             at = end
             chunk *= 4
         span = self._ts[start:stop]
-        gone = int(span.size - np.count_nonzero(np.isnan(span)))
+        alive = ~np.isnan(span)
+        gone = int(np.count_nonzero(alive))
+        self._id_bytes -= self._id_lengths(start + np.flatnonzero(alive))
         span[:] = np.nan
         self._live -= gone
         self._head = stop
@@ -264,6 +288,7 @@ class PendingTable:
         lengths = np.fromiter(map(len, keys), dtype=np.int64, count=n)
         self._ends[at:end] = len(self._blob) + np.cumsum(lengths)
         self._blob += b"".join(keys)
+        self._id_bytes += int(lengths.sum())
         self._used = end
         self._live += n
         self._memo = None
@@ -294,6 +319,7 @@ class PendingTable:
             pred[found] = self._pred[hit]
             score[found] = self._score[hit]
             slices[found] = self._slices[hit]
+            self._id_bytes -= self._id_lengths(hit)
             self._ts[hit] = np.nan
             self._live -= hit.size
             self._maybe_compact()
@@ -330,6 +356,7 @@ class PendingTable:
     def _kill(self, row: int) -> None:
         self._tv[row] = math.nan
         self._live -= 1
+        self._id_bytes -= int(self._ev[row]) - self._start(row)
         if 2 * self._live < self._used:  # dead rows more than half: compact
             self._maybe_compact()
 
@@ -348,6 +375,13 @@ class PendingTable:
 
     def _start(self, row: int) -> int:
         return int(self._ev[row - 1]) if row else 0
+
+    def _id_lengths(self, rows: I64) -> int:
+        """Total bytes of the ids of ``rows``."""
+        if not rows.size:
+            return 0
+        starts = np.where(rows > 0, self._ends[rows - 1], 0)
+        return int((self._ends[rows] - starts).sum())
 
     def _live_ids(self) -> Iterator[tuple[str, int]]:
         rows = np.flatnonzero(~np.isnan(self._ts[: self._used]))
@@ -578,6 +612,7 @@ class PendingTable:
         self._columns(max(spare, n))
         data, lengths = ids
         self._blob = bytearray(data)
+        self._id_bytes = len(data)
         self._ts[:n] = ts
         self._pred[:n] = pred
         self._score[:n] = score

@@ -8,10 +8,12 @@ failure becomes a reason from :data:`REASONS`.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import msgspec
 import numpy as np
@@ -20,10 +22,15 @@ import numpy.typing as npt
 from monitor.config import ModelConfig
 from monitor.events.values import ClassMatcher, canonical
 
+if TYPE_CHECKING:
+    from monitor.config import MonitorConfig
+
 __all__ = [
+    "DEFAULT_LIMITS",
     "REASONS",
     "DecodeFailure",
     "LabelEvent",
+    "Limits",
     "PredictionEvent",
     "decode_label",
     "decode_prediction",
@@ -45,6 +52,7 @@ REASONS: Final = (
     "duplicate",  # a prediction_id already pending, or a label already waiting
     "unknown_topic",  # read from a topic that is neither input topic
     "future",  # event time beyond its record's timestamp + time.max_future (a broken clock)
+    "too_long",  # a string longer than its [limits] length (id, class, segment, category)
 )
 
 # Event times outside [2000-01-01, 2100-01-01) are taken for unit mistakes (ms for s).
@@ -104,6 +112,8 @@ def _classify(exc: Exception) -> DecodeFailure:
         return DecodeFailure("missing_field", text)
     if text.startswith("Expected `object`") and " - at " not in text:
         return DecodeFailure("not_object", text)
+    if " of length <= " in text:  # a length constraint of Limits
+        return DecodeFailure("too_long", text)
     if text.startswith("Number out of range"):
         return DecodeFailure("bad_value", text)
     return DecodeFailure("bad_type", text)
@@ -221,9 +231,24 @@ class ModelCodec:
         return float(index)
 
 
-def decode_prediction(data: bytes | None, max_bytes: int) -> PredictionEvent:
-    """Decode and shape-check a prediction message; raise DecodeFailure with the reason."""
-    event: PredictionEvent = _decode(_PREDICTION_DECODER, data, max_bytes)
+def decode_prediction(
+    data: bytes | None, max_bytes: int, limits: Limits | None = None
+) -> PredictionEvent:
+    """Decode and shape-check a prediction message; raise DecodeFailure with the reason.
+
+    With ``limits`` (the engine passes its config's), strings longer than their limit are
+    rejected as ``too_long``; without, only the message size bounds them.
+    """
+    if limits is None:
+        event: PredictionEvent = _decode(_PREDICTION_DECODER, data, max_bytes)
+    else:
+        event = _decode(limits.prediction_decoder(), data, max_bytes)
+        long_feature = limits.long_feature(event.features)
+        if long_feature is not None:
+            raise DecodeFailure(
+                "too_long",
+                f"feature {long_feature[:64]!r} longer than {limits.max_category_length}",
+            )
     if event.score is not None and not (0.0 <= event.score <= 1.0):
         raise DecodeFailure("bad_value", f"score {event.score!r} outside [0, 1]")
     if event.probabilities is not None:
@@ -234,7 +259,118 @@ def decode_prediction(data: bytes | None, max_bytes: int) -> PredictionEvent:
     return event
 
 
-def decode_label(data: bytes | None, max_bytes: int) -> LabelEvent:
-    """Decode and shape-check a label message; raise DecodeFailure with the reason."""
-    event: LabelEvent = _decode(_LABEL_DECODER, data, max_bytes)
+def decode_label(data: bytes | None, max_bytes: int, limits: Limits | None = None) -> LabelEvent:
+    """Decode and shape-check a label message; raise DecodeFailure with the reason
+    (``too_long`` for an id or label value longer than ``limits`` allow)."""
+    decoder = _LABEL_DECODER if limits is None else limits.label_decoder()
+    event: LabelEvent = _decode(decoder, data, max_bytes)
     return event
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Length limits on an event's strings, in characters (Unicode code points), so that
+    what an event leaves in memory and in checkpoints is bounded whatever its producer
+    sends (``[limits]`` of the config). A longer string makes its event a ``too_long``
+    reject.
+
+    ``max_id_length`` bounds ``prediction_id`` (predictions and labels);
+    ``max_value_length`` string prediction and label values (classes);
+    ``max_segment_length`` segment values and ``model_version`` (slice values);
+    ``max_category_length`` string values of the features named in ``features`` (the
+    features some model of the config watches; other features are never kept).
+
+    The checks run inside msgspec's decoder (a constraint of the event's type), so they
+    cost nothing on the batch path, which decodes with the same constraints
+    (:meth:`typed_fields`).
+
+    >>> limits = Limits(max_id_length=4)
+    >>> decode_prediction(b'{"prediction_id": "12345", "model": "m", "ts": 1e9, '
+    ...                   b'"prediction": 1}', 1000, limits)
+    Traceback (most recent call last):
+    ...
+    monitor.events.codec.DecodeFailure: Expected `str` of length <= 4 - at `$.prediction_id`
+    """
+
+    max_id_length: int = 256
+    max_value_length: int = 256
+    max_segment_length: int = 256
+    max_category_length: int = 256
+    features: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, config: MonitorConfig) -> Limits:
+        """The limits of ``config``: its ``[limits]`` and every model's feature names."""
+        lim = config.limits
+        return cls(
+            lim.max_id_length,
+            lim.max_value_length,
+            lim.max_segment_length,
+            lim.max_category_length,
+            frozenset(name for model in config.models for name in model.features),
+        )
+
+    def typed_fields(self) -> dict[str, Any]:
+        """Field name -> constrained type, for the event structs (and the batch path's)."""
+        return _typed_fields(self.max_id_length, self.max_value_length, self.max_segment_length)
+
+    def category_type(self) -> Any:
+        """The type of a watched feature's value, its strings constrained."""
+        text = Annotated[str, msgspec.Meta(max_length=self.max_category_length)]
+        return float | text | bool | None
+
+    def prediction_decoder(self) -> msgspec.json.Decoder[PredictionEvent]:
+        """A decoder of :class:`PredictionEvent` (a subclass) with these limits."""
+        return _decoders(self)[0]
+
+    def label_decoder(self) -> msgspec.json.Decoder[LabelEvent]:
+        """A decoder of :class:`LabelEvent` (a subclass) with these limits."""
+        return _decoders(self)[1]
+
+    def long_feature(self, features: Any) -> str | None:
+        """The first watched feature whose string value is too long, or None; for
+        features decoded as a dict (constrained structs check while decoding)."""
+        if type(features) is not dict or not self.features:
+            return None
+        limit = self.max_category_length
+        for name in self.features:
+            value = features.get(name)
+            if type(value) is str and len(value) > limit:
+                return name
+        return None
+
+
+DEFAULT_LIMITS: Final = Limits()
+
+
+@functools.lru_cache(maxsize=8)
+def _typed_fields(max_id: int, max_value: int, max_segment: int) -> dict[str, Any]:
+    pid = Annotated[str, msgspec.Meta(max_length=max_id)]
+    value = Annotated[str, msgspec.Meta(max_length=max_value)] | int | float | bool
+    segment = Annotated[str, msgspec.Meta(max_length=max_segment)]
+    return {
+        "prediction_id": pid,
+        "model_version": segment,
+        "prediction": value,
+        "label": value | None,
+        "segment": dict[str, segment] | None,
+    }
+
+
+@functools.lru_cache(maxsize=8)
+def _decoders(
+    limits: Limits,
+) -> tuple[msgspec.json.Decoder[PredictionEvent], msgspec.json.Decoder[LabelEvent]]:
+    types = limits.typed_fields()
+    structs = []
+    for base in (PredictionEvent, LabelEvent):
+        fields: list[Any] = []
+        for f in msgspec.structs.fields(base):
+            if f.name in types:
+                kind = types[f.name]
+                if base is LabelEvent and f.name == "label":
+                    kind = types["prediction"]  # required in a label
+                fields.append((f.name, kind) if f.required else (f.name, kind, f.default))
+        name = f"Limited{base.__name__}"
+        structs.append(msgspec.defstruct(name, fields, bases=(base,), frozen=True, gc=False))
+    return msgspec.json.Decoder(structs[0]), msgspec.json.Decoder(structs[1])

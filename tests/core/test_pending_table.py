@@ -59,6 +59,9 @@ def _same(table: PendingTable, model: Model) -> None:
     assert bool(table) == bool(model.d)
     got = list(table.items())
     assert [pid for pid, _ in got] == list(model.d)
+    # the byte budget's account: the live ids' UTF-8 bytes and each row's fixed columns
+    row = PendingTable.ROW_BYTES + 4 * max(table.k, 0)
+    assert table.nbytes == sum(len(p.encode("utf-8", "surrogatepass")) + row for p in model.d)
     for (_, a), b in zip(got, model.d.values(), strict=True):
         assert _eq(a, b)
         assert all(type(s) is int for s in a.slices)
