@@ -358,6 +358,8 @@ class BaselineRec(msgspec.Struct):
     rows: int
     skipped: int
     calibrated_from: int
+    #: per-class isotonic maps of a multiclass reference: (edges, values) per class
+    class_calibration: list[tuple[Arr, Arr]] | None = None
 
 
 class DetectorsRec(msgspec.Struct):
@@ -502,8 +504,8 @@ STATE_FIELDS: dict[type, Fields] = {
     Engine: _f(
         "watermark closed_upto ahead tracked idle panes_closed events pending_total "
         "early_total signals_out alerts_out models partitions rules",
-        "config pane lateness by_name topic_kind max_bytes max_future early_cap _batches _at _latest "
-        "_feature_names",
+        "config pane lateness by_name topic_kind max_bytes max_future early_cap _batches _at "
+        "_latest _limits _feature_names",
     ),
     ModelState: _f(
         "registry profile warmup_target warmup_rows profile_pane detectors error_panes "
@@ -519,7 +521,7 @@ STATE_FIELDS: dict[type, Fields] = {
     ),
     PendingTable: _f(
         "_k _blob _ts _pred _score _hash _ends _slices _used _live",
-        "_head _cv _ev _hv _pv _sv _tv _slots _shift _memo",
+        "_head _cv _ev _hv _pv _sv _tv _slots _shift _memo _id_bytes",
     ),
     ErrorDetectors: _f("totals detectors", "stream"),
     ModelRules: _f("states last_active predictions_seen", "model rules references"),
@@ -528,7 +530,7 @@ STATE_FIELDS: dict[type, Fields] = {
     AlertEvent: _f(AlertRec),
     PartitionSnapshot: _f(SnapshotRec),
     SliceRegistry: _f("keys used folded", "index caps segments"),
-    ReferenceProfile: _f(ProfileRec, "outputs"),
+    ReferenceProfile: _f(ProfileRec, "outputs quality summary"),
     NumericReference: _f(NumericRec),
     CategoricalReference: _f(CategoricalRec, "index"),
     PcaReference: _f(PcaRec),
@@ -869,16 +871,20 @@ def _baseline(b: Baseline | None) -> BaselineRec | None:
     if b is None:
         return None
     calibration = None if b.calibration is None else _arr(b.calibration)
+    classes = (None if b.class_calibration is None
+               else [(_arr(x), _arr(y)) for x, y in b.class_calibration])
     return BaselineRec(_arr(b.row), dict(b.metrics), calibration, b.rows, b.skipped,
-                       b.calibrated_from)  # fmt: skip
+                       b.calibrated_from, classes)  # fmt: skip
 
 
 def _set_baseline(r: BaselineRec | None, width: int) -> Baseline | None:
     if r is None:
         return None
     calibration = None if r.calibration is None else _unarr(r.calibration, "<f8", 1)
+    classes = (None if r.class_calibration is None else tuple(
+        (_unarr(x, "<f8", 1), _unarr(y, "<f8", 1)) for x, y in r.class_calibration))
     return Baseline(_matrix(r.row, (width,)), dict(r.metrics), calibration, r.rows, r.skipped,
-                    r.calibrated_from)  # fmt: skip
+                    r.calibrated_from, classes)  # fmt: skip
 
 
 def _set_profile(model: ModelState, r: ProfileRec, baseline: BaselineRec | None) -> None:
