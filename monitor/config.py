@@ -7,7 +7,8 @@ Connection settings can be overridden from the environment
 ``MONITOR_KAFKA_SASL_MECHANISM``, ``MONITOR_KAFKA_SASL_USERNAME``,
 ``MONITOR_KAFKA_SASL_PASSWORD``, ``MONITOR_KAFKA_SSL_CAFILE``,
 ``MONITOR_KAFKA_SSL_CERTFILE``, ``MONITOR_KAFKA_SSL_KEYFILE``) so a container
-runs the same file anywhere.
+runs the same file anywhere, and every key from ``MONITOR__<TABLE>__<KEY>``
+(see :mod:`monitor.envconfig`).
 """
 
 from __future__ import annotations
@@ -905,6 +906,11 @@ def config_from_mapping(raw: Mapping[str, Any], path: str = "<config>") -> Monit
     if overrides:
         kafka = data.get("kafka", {})
         data["kafka"] = {**(kafka if isinstance(kafka, dict) else {}), **overrides}
+    from monitor.envconfig import apply_env
+
+    data, unknown = apply_env(data, os.environ, MonitorConfig)
+    if unknown:
+        raise ConfigError(path, [f"{path}: environment {line}" for line in unknown])
     try:
         return MonitorConfig.model_validate(data)
     except ValidationError as exc:
