@@ -100,9 +100,8 @@ def _element(items: list[Any], part: str) -> dict[str, Any]:
     if part.isdigit() and int(part) < len(items):
         element = items[int(part)]
     else:
-        named = [
-            i for i in items if isinstance(i, dict) and str(i.get("name", "")).lower() == part.lower()
-        ]
+        wanted = part.lower()
+        named = [i for i in items if isinstance(i, dict) and str(i.get("name")).lower() == wanted]
         if not named:
             raise KeyError(part)
         element = named[0]
