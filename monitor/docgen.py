@@ -25,7 +25,7 @@ from pydantic_core import PydanticUndefined
 from monitor import config as cfg
 from monitor.envconfig import env_name
 
-__all__ = ["MORE_DESCRIPTIONS", "TABLES", "Row", "render", "rows", "main"]
+__all__ = ["MORE_DESCRIPTIONS", "TABLES", "Row", "main", "render", "rows"]
 
 #: The tables of the file, in order: heading, model, key path of the environment variable.
 TABLES: list[tuple[str, type[BaseModel], tuple[str, ...]]] = [
