@@ -183,3 +183,18 @@ def test_user_docs_stay_inside_the_repository(name: str) -> None:
         assert path.is_relative_to(ROOT) and path.exists(), f"{name}: broken link {target}"
     for word in ("issue", "item ", "TODO"):
         assert word not in text, f"{name} says {word!r}"
+
+
+def test_python_api_worked_example_runs_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every ``>>>`` line of docs/python-api.md runs and prints what the page shows."""
+    import doctest
+
+    monkeypatch.chdir(tmp_path)
+    failed, attempted = doctest.testfile(
+        str(DOCS / "python-api.md"), module_relative=False, verbose=False,
+        optionflags=doctest.NORMALIZE_WHITESPACE,
+    )
+    assert attempted > 10 and failed == 0
+    assert (tmp_path / "fraud-report.html").stat().st_size > 0
