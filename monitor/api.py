@@ -37,7 +37,7 @@ from monitor.core.engine import Engine, PaneSignals
 from monitor.core.rules import AlertEvent
 from monitor.events.message import Message, MessageBatch
 
-__all__ = ["Result", "Table", "evaluate", "events_of"]
+__all__ = ["Result", "Table", "evaluate", "events_of", "messages_of"]
 
 #: What :func:`evaluate` accepts as a table: a pandas or Polars DataFrame, an Arrow table
 #: (or record batch), or an iterable of dicts.

@@ -158,3 +158,20 @@ def test_rejected_events_are_counted_like_replay() -> None:
 def test_a_dict_is_not_a_table() -> None:
     with pytest.raises(TypeError, match="one dict"):
         monitor.evaluate({"models": [{"name": "m", "task": "regression"}]}, {"a": 1})
+
+
+def test_report_without_plotly_names_the_extra(
+    demo: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from monitor.extras import MissingExtra
+
+    result = monitor.evaluate(demo["base"] / "monitor.toml", demo["predictions"][:50])
+    monkeypatch.setitem(sys.modules, "plotly", None)
+    with pytest.raises(MissingExtra) as info:
+        result.report(tmp_path / "r.html")
+    assert str(info.value) == (
+        "Result.report needs the 'report' extra: pip install 'kafka-model-monitor[report]'"
+    )
+    assert not (tmp_path / "r.html").exists()
