@@ -1,10 +1,15 @@
-"""The configuration reference, ``docs/configuration.md``, generated from :mod:`monitor.config`.
+"""The generated references in ``docs/``: so they cannot drift from the code.
 
-``python -m monitor.docgen`` prints it; ``python -m monitor.docgen --write`` rewrites the
-file; ``python -m monitor.docgen --check`` exits 1 when the file differs from what the
-models say (the tests run the same comparison). Each table lists every key with its
-type, default, the environment variable that overrides it (:mod:`monitor.envconfig`)
-and its description (the field's own, else the line in :data:`MORE_DESCRIPTIONS`).
+- ``docs/configuration.md`` from the pydantic models of :mod:`monitor.config`: every key
+  of every table with its type, default, the environment variable that overrides it
+  (:mod:`monitor.envconfig`) and its description (the field's own, else the line in
+  :data:`MORE_DESCRIPTIONS`);
+- ``docs/metrics.md`` from the catalogue of signals in :mod:`monitor.config` (which
+  signals each task has, described by :data:`SIGNAL_DESCRIPTIONS`) and the Prometheus
+  metric families of :mod:`monitor.outputs.prometheus`.
+
+``python -m monitor.docgen --write`` rewrites both; ``python -m monitor.docgen --check``
+exits 1 when one differs from what the code says (the tests run the same comparison).
 """
 
 from __future__ import annotations
@@ -25,7 +30,17 @@ from pydantic_core import PydanticUndefined
 from monitor import config as cfg
 from monitor.envconfig import env_name
 
-__all__ = ["MORE_DESCRIPTIONS", "TABLES", "Row", "main", "render", "rows"]
+__all__ = [
+    "MORE_DESCRIPTIONS",
+    "SIGNAL_DESCRIPTIONS",
+    "TABLES",
+    "Row",
+    "main",
+    "render",
+    "render_metrics",
+    "rows",
+    "signal_names",
+]
 
 #: The tables of the file, in order: heading, model, key path of the environment variable.
 TABLES: list[tuple[str, type[BaseModel], tuple[str, ...]]] = [
@@ -235,30 +250,210 @@ def render() -> str:
     return "\n".join(out) + "\n"
 
 
-DEFAULT_PATH = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
+#: Every signal name of the catalogue, described in a line (``<name>`` of
+#: ``<name>[:<subject>]@<window>``).
+SIGNAL_DESCRIPTIONS: dict[str, str] = {
+    "accuracy": "share of joined predictions whose class is the label's",
+    "precision": "TP / (TP + FP); 0 with no predicted positive",
+    "recall": "TP / (TP + FN)",
+    "f1": "harmonic mean of precision and recall",
+    "specificity": "TN / (TN + FP)",
+    "balanced_accuracy": "mean of recall and specificity",
+    "mcc": "Matthews correlation coefficient",
+    "log_loss": "mean log loss of the scores of joined predictions",
+    "brier": "mean squared difference between score and label",
+    "roc_auc": "ROC AUC from the score histograms (`score_bins` bins)",
+    "roc_auc_bin_error": "largest error the binning of the scores can cause in roc_auc",
+    "pr_auc": "average precision from the score histograms",
+    "macro_precision": "precision per class, averaged",
+    "macro_recall": "recall per class, averaged",
+    "macro_f1": "F1 per class, averaged",
+    "micro_precision": "precision over all classes' counts together",
+    "micro_recall": "recall over all classes' counts together",
+    "micro_f1": "F1 over all classes' counts together",
+    "weighted_precision": "precision per class, weighted by the class's labels",
+    "weighted_recall": "recall per class, weighted by the class's labels",
+    "weighted_f1": "F1 per class, weighted by the class's labels",
+    "class_recall": "recall of one class (subject: the class)",
+    "mae": "mean absolute error",
+    "rmse": "root mean squared error",
+    "mape": "mean absolute percentage error, as a fraction",
+    "r2": "coefficient of determination",
+    "mean_error": "mean signed error (prediction minus label)",
+    "prediction_count": "predictions in the window (no labels needed)",
+    "positive_rate": "share of predictions of the positive class",
+    "class_share": "share of predictions of one class (subject: the class)",
+    "score_mean": "mean score of the predictions",
+    "prediction_mean": "mean predicted value",
+    "label_coverage": "joined pairs / predictions in the window",
+    "label_count": "joined pairs in the window",
+    "psi": "population stability index against the reference profile",
+    "js": "Jensen-Shannon distance (base 2, in [0, 1]) against the reference",
+    "wasserstein": "numeric: 1-Wasserstein distance over the reference standard deviation",
+    "ks": "numeric: largest CDF difference at the bucket boundaries",
+    "chi2": "p-value of the chi-square test of homogeneity with the reference (small: drift)",
+    "missing_rate": "share of predictions without the feature (absent or null)",
+    "type_mismatch_rate": "share with the wrong JSON type for the feature",
+    "nan_rate": "numeric: share with a non-finite number",
+    "out_of_range_rate": "numeric: share outside the reference's [min, max]",
+    "unseen_rate": "categorical: share with a value the reference never had",
+    "problem_rate": "share of predictions with any feature problem above",
+    "pca_error": "reconstruction error of the numeric features by the reference's PCA, "
+    "over the reference's own (1: no drift)",
+    "gap": "the window's metric minus its value on the reference rows (subject: the metric)",
+    "estimated_accuracy": "label-free estimate (CBPE) of accuracy from calibrated scores",
+    "estimated_precision": "label-free estimate of precision",
+    "estimated_recall": "label-free estimate of recall",
+    "estimated_f1": "label-free estimate of F1",
+    "estimated_roc_auc": "label-free estimate of ROC AUC (binary)",
+    "adwin": "detections of river's ADWIN in the pane (subject: the error stream)",
+    "page_hinkley": "detections of the Page-Hinkley test in the pane",
+    "cusum": "detections of the calibrated one-sided CUSUM in the pane",
+    "ddm": "detections of DDM in the pane",
+    "eddm": "detections of EDDM in the pane",
+    "hddm_a": "detections of HDDM-A in the pane",
+    "hddm_w": "detections of HDDM-W in the pane",
+    "fhddm": "detections of FHDDM in the pane",
+    "kswin": "detections of KSWIN in the pane",
+}
+
+
+def signal_names() -> list[str]:
+    """Every signal name of the catalogue in :mod:`monitor.config`, in catalogue order."""
+    names = [
+        *cfg.BINARY_METRICS, "roc_auc_bin_error", *cfg.MULTICLASS_METRICS,
+        *cfg.REGRESSION_METRICS, *cfg.UNLABELLED_METRICS, *cfg.COVERAGE_SIGNALS,
+        *cfg.ESTIMATED_SIGNALS, *cfg.DRIFT_SIGNALS, *cfg.MODEL_QUALITY_SIGNALS, "gap",
+        *cfg.DETECTOR_SIGNALS,
+    ]
+    return list(dict.fromkeys(names))
+
+
+def _signal_form(name: str) -> str:
+    outputs = ", ".join(f"`{s}`" for s in cfg.OUTPUT_SUBJECTS)
+    if name in cfg.DRIFT_SIGNALS:
+        return f"`{name}:<feature>@<window>`, or a subject of {outputs}"
+    if name == "gap":
+        return "`gap:<metric>@<window>`"
+    if name in cfg.DETECTOR_SIGNALS:
+        streams = " or ".join(f"`{s}`" for s in cfg.DETECTOR_STREAMS)
+        return f"`{name}:<stream>@<window>`, stream {streams}"
+    if name in cfg.CLASS_SUBJECT_METRICS:
+        return f"`{name}:<class>@<window>`"
+    return f"`{name}@<window>`"
+
+
+def _signal_tasks(name: str) -> list[str]:
+    tasks = []
+    for task in ("binary", "multiclass", "regression"):
+        own = (*cfg.TASK_METRICS[task], *cfg.TASK_UNLABELLED[task], *cfg.COVERAGE_SIGNALS)
+        if task == "binary":
+            own += ("roc_auc_bin_error", *cfg.ESTIMATED_SIGNALS)
+        if task == "multiclass":
+            own += tuple(s for s in cfg.ESTIMATED_SIGNALS if s != "estimated_roc_auc")
+        generic = (*cfg.DRIFT_SIGNALS, *cfg.MODEL_QUALITY_SIGNALS, "gap", *cfg.DETECTOR_SIGNALS)
+        if name in own or name in generic:
+            tasks.append(task)
+    return tasks
+
+
+def _families() -> list[tuple[str, str, tuple[str, ...], str]]:
+    """(exposed name, type, labels, help) of every Prometheus family the daemon exports."""
+    from prometheus_client.metrics_core import Metric
+
+    from monitor.outputs.prometheus import _Families
+
+    families = _Families()
+    out = []
+    for family in vars(families).values():
+        if isinstance(family, Metric):
+            name = family.name + ("_total" if family.type == "counter" else "")
+            labels = families._labels.get(family.name, ())
+            out.append((name, family.type, labels, family.documentation))
+    return out
+
+
+def render_metrics() -> str:
+    """The signals and metrics reference, as Markdown."""
+    out = [
+        "# Signals and metrics reference",
+        "",
+        "<!-- Generated by `python -m monitor.docgen --write` from monitor/config.py and "
+        "monitor/outputs/prometheus.py; do not edit. -->",
+        "",
+        "## Signals",
+        "",
+        "A signal is `<name>[:<subject>]@<window>`, for example `f1@1h`, "
+        "`psi:amount@ewm30m` or `class_recall:cat@all`. Every signal of a model is "
+        "computed on each of its windows at every pane close, written to "
+        "`signals.jsonl` and `summary.json` by `monitor replay`, returned by "
+        "`monitor.evaluate`, read by alert rules, and exported as "
+        "`monitor_model_metric{metric=\"<name>[:<subject>]\"}`. A value that is "
+        "undefined (no labels yet, too few values for a drift statistic) is null in the "
+        "files and absent in Prometheus.",
+        "",
+        "Drift statistics need a reference profile (`reference` or `reference_warmup`) "
+        "and at least `drift_min_samples` values in the window; the data-quality rates "
+        "(`missing_rate` ... `problem_rate`) need neither. A drift subject is a configured "
+        "feature, or `__score__` (binary: the score), `__prediction__` (the predicted "
+        "class or value) or `__label__` (the labels of joined pairs).",
+        "",
+        "| signal | form | tasks | what it is |",
+        "|---|---|---|---|",
+    ]
+    for name in signal_names():
+        out.append(
+            f"| `{name}` | {_cell(_signal_form(name))} | {', '.join(_signal_tasks(name))} | "
+            f"{_prose(SIGNAL_DESCRIPTIONS.get(name, ''))} |"
+        )
+    out += [
+        "",
+        "## Prometheus metrics",
+        "",
+        "Every family the daemon exports on `/metrics`. `dimension` and `slice` say which "
+        "part of a model a series covers: `dimension=\"model\"` (the whole model, "
+        "`slice=\"\"`), `\"version\"` (a model version) or `\"segment:<key>\"` (a "
+        "segment value); every slice family repeats the same events once per dimension, "
+        "so always filter on `dimension`. The families from `monitor_consumer_lag` on "
+        "describe the running daemon and are not in `monitor replay`'s `metrics.prom`.",
+        "",
+        "| metric | type | labels | what it is |",
+        "|---|---|---|---|",
+    ]
+    for name, kind, labels, doc in _families():
+        shown = ", ".join(f"`{label}`" for label in labels) or "none"
+        out.append(f"| `{name}` | {kind} | {shown} | {_prose(doc)} |")
+    return "\n".join(out) + "\n"
+
+
+DOCS_DIR = Path(__file__).resolve().parent.parent / "docs"
+#: Each generated file under ``docs/`` and the function that renders it.
+GENERATED = {"configuration.md": render, "metrics.md": render_metrics}
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m monitor.docgen [--write | --check] [PATH]``."""
+    """``python -m monitor.docgen [--write | --check] [--docs DIR]``."""
     parser = argparse.ArgumentParser(prog="python -m monitor.docgen", description=__doc__)
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--write", action="store_true", help="rewrite PATH")
-    mode.add_argument("--check", action="store_true", help="exit 1 when PATH is out of date")
-    parser.add_argument("path", nargs="?", default=str(DEFAULT_PATH))
+    mode.add_argument("--write", action="store_true", help="rewrite the generated files")
+    mode.add_argument("--check", action="store_true", help="exit 1 when one is out of date")
+    parser.add_argument("--docs", default=str(DOCS_DIR), help="the docs directory")
     args = parser.parse_args(argv)
-    text = render()
-    path = Path(args.path)
-    if args.write:
-        path.write_text(text, encoding="utf-8")
-        return 0
-    if args.check:
-        current = path.read_text(encoding="utf-8") if path.exists() else ""
-        if current != text:
-            print(f"{path} is out of date: run python -m monitor.docgen --write", file=sys.stderr)
-            return 1
-        return 0
-    sys.stdout.write(text)
-    return 0
+    stale = []
+    for name, make in GENERATED.items():
+        text = make()
+        path = Path(args.docs) / name
+        if args.write:
+            path.write_text(text, encoding="utf-8")
+        elif args.check:
+            current = path.read_text(encoding="utf-8") if path.exists() else ""
+            if current != text:
+                stale.append(str(path))
+        else:
+            sys.stdout.write(text)
+    for name in stale:
+        print(f"{name} is out of date: run python -m monitor.docgen --write", file=sys.stderr)
+    return 1 if stale else 0
 
 
 if __name__ == "__main__":

@@ -26,15 +26,54 @@ def test_configuration_reference_is_up_to_date() -> None:
     assert REFERENCE.read_text(encoding="utf-8") == docgen.render(), (
         "docs/configuration.md is out of date: run python -m monitor.docgen --write"
     )
-    assert docgen.main(["--check", str(REFERENCE)]) == 0
+
+
+def test_metrics_reference_is_up_to_date() -> None:
+    """Fails when a signal of the catalogue or a Prometheus family changed without
+    `python -m monitor.docgen --write`."""
+    assert (DOCS / "metrics.md").read_text(encoding="utf-8") == docgen.render_metrics(), (
+        "docs/metrics.md is out of date: run python -m monitor.docgen --write"
+    )
+    assert docgen.main(["--check"]) == 0
 
 
 def test_docgen_check_fails_on_a_stale_file(tmp_path: Path) -> None:
+    assert docgen.main(["--check", "--docs", str(tmp_path)]) == 1  # missing files
+    assert docgen.main(["--write", "--docs", str(tmp_path)]) == 0
+    assert docgen.main(["--check", "--docs", str(tmp_path)]) == 0
     stale = tmp_path / "configuration.md"
-    stale.write_text(docgen.render().replace("`MONITOR__HTTP__LISTEN`", "`X`"))
-    assert docgen.main(["--check", str(stale)]) == 1
-    assert docgen.main(["--write", str(stale)]) == 0
-    assert docgen.main(["--check", str(stale)]) == 0
+    stale.write_text(stale.read_text().replace("`MONITOR__HTTP__LISTEN`", "`X`"))
+    assert docgen.main(["--check", "--docs", str(tmp_path)]) == 1
+
+
+def test_every_signal_and_metric_family_is_described() -> None:
+    names = docgen.signal_names()
+    assert {"f1", "psi", "gap", "adwin", "estimated_f1", "label_coverage"} <= set(names)
+    for name in names:
+        assert docgen.SIGNAL_DESCRIPTIONS.get(name), f"signal {name!r} has no description"
+        assert docgen._signal_tasks(name), f"signal {name!r} belongs to no task"
+    assert set(docgen.SIGNAL_DESCRIPTIONS) <= set(names), "a description names a gone signal"
+    families = docgen._families()
+    exposed = {name for name, *_ in families}
+    assert {"monitor_model_metric", "monitor_confusion_total", "monitor_consumer_lag",
+            "monitor_label_delay_seconds", "monitor_ready"} <= exposed
+    assert all(doc for *_, doc in families)
+
+
+def test_every_listed_family_is_what_the_exporter_exposes() -> None:
+    """The names in the reference are the names a scrape shows (counters with _total)."""
+    from prometheus_client import CollectorRegistry
+
+    from monitor.core.engine import Engine
+    from monitor.outputs.prometheus import MonitorCollector, RuntimeStats, render
+
+    registry = CollectorRegistry()
+    collector = MonitorCollector(registry)
+    collector.update(Engine(config_from_mapping(MINIMAL)).report(), RuntimeStats())
+    text = render(registry).decode()
+    listed = {name for name, *_ in docgen._families()}
+    shown = set(re.findall(r"^# TYPE (\S+) ", text, re.M))
+    assert shown and shown <= listed, shown - listed
 
 
 def _all_fields(model: type) -> set[str]:
@@ -191,7 +230,8 @@ def test_user_docs_stay_inside_the_repository(name: str) -> None:
 
 
 def test_the_docs_lint_sees_the_pages_this_package_points_to() -> None:
-    assert {"configuration.md", "install.md", "python-api.md", "deploy.md"} <= set(USER_DOCS)
+    assert {"configuration.md", "install.md", "python-api.md", "deploy.md", "metrics.md",
+            "benchmarks.md"} <= set(USER_DOCS)
 
 
 def test_python_api_worked_example_runs_as_written(
