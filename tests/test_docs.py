@@ -231,7 +231,7 @@ def test_user_docs_stay_inside_the_repository(name: str) -> None:
 
 def test_the_docs_lint_sees_the_pages_this_package_points_to() -> None:
     assert {"configuration.md", "install.md", "python-api.md", "deploy.md", "metrics.md",
-            "benchmarks.md"} <= set(USER_DOCS)
+            "benchmarks.md", "design.md"} <= set(USER_DOCS)
 
 
 def test_python_api_worked_example_runs_as_written(
