@@ -908,7 +908,7 @@ def config_from_mapping(raw: Mapping[str, Any], path: str = "<config>") -> Monit
         data["kafka"] = {**(kafka if isinstance(kafka, dict) else {}), **overrides}
     from monitor.envconfig import apply_env
 
-    data, unknown = apply_env(data, os.environ, MonitorConfig)
+    data, unknown, from_env = apply_env(data, os.environ, MonitorConfig)
     if unknown:
         raise ConfigError(path, [f"{path}: environment {line}" for line in unknown])
     try:
@@ -924,6 +924,8 @@ def config_from_mapping(raw: Mapping[str, Any], path: str = "<config>") -> Monit
                 # A model's cross-checks of its rules name the rule and key themselves.
                 sep = "." if line.startswith("alerts[") else ": "
                 problems.append(f"{path}: {_key_path(loc, data)}{sep}{line}")
+        if from_env:
+            problems.append(f"{path}: (with values from the environment: {', '.join(from_env)})")
         raise ConfigError(path, problems) from None
 
 

@@ -225,8 +225,9 @@ def render() -> str:
         "file: `MONITOR__MODELS__FRAUD__LABEL_TTL=2h` or `MONITOR__MODELS__0__LABEL_TTL=2h`. "
         "Text keys take the value as written; other keys read it as a TOML value when it is "
         "one (`500`, `true`, `[\"all\", \"1h\"]`) and as text otherwise (`10s`). Empty "
-        "values are ignored; a `MONITOR__` variable that names no key is an error. The "
-        "environment wins over the file.",
+        "values are ignored; a `MONITOR__` variable that names no key is an error, and the "
+        "errors of an invalid config end with a line naming the variables that were "
+        "applied. The environment wins over the file.",
         "",
         "The connection variables `MONITOR_KAFKA_BOOTSTRAP`, `MONITOR_KAFKA_SECURITY_PROTOCOL`, "
         "`MONITOR_KAFKA_SASL_MECHANISM`, `MONITOR_KAFKA_SASL_USERNAME`, "

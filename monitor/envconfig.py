@@ -132,22 +132,24 @@ def _set(data: dict[str, Any], model: type[BaseModel], parts: list[str], text: s
 
 def apply_env(
     data: Mapping[str, Any], environ: Mapping[str, str], model: type[BaseModel]
-) -> tuple[dict[str, Any], list[str]]:
+) -> tuple[dict[str, Any], list[str], list[str]]:
     """``data`` (a parsed config file) with the ``MONITOR__*`` overrides of ``environ``
-    applied, checked against ``model``; and one line per variable that names no key.
+    applied, checked against ``model``; one line per variable that names no key; and the
+    variables applied (so that an invalid value can be traced to the environment).
 
     >>> from monitor.config import MonitorConfig
-    >>> data, bad = apply_env({"models": [{"name": "m"}]},
+    >>> data, bad, applied = apply_env({"models": [{"name": "m"}]},
     ...     {"MONITOR__HTTP__LISTEN": "0.0.0.0:9108", "MONITOR__MODELS__M__LABEL_TTL": "2h",
     ...      "MONITOR__KAFKA__MAX_POLL_RECORDS": "500", "MONITOR__HTTP__LISTN": "x"},
     ...     MonitorConfig)
     >>> data["http"], data["models"][0]["label_ttl"], data["kafka"]["max_poll_records"]
     ({'listen': '0.0.0.0:9108'}, '2h', 500)
-    >>> bad
-    ['MONITOR__HTTP__LISTN: no such config key (http.listn)']
+    >>> bad, len(applied)
+    (['MONITOR__HTTP__LISTN: no such config key (http.listn)'], 3)
     """
     out = _copy(data)
     problems: list[str] = []
+    applied: list[str] = []
     start = PREFIX + SEPARATOR
     for name in sorted(environ):
         if not name.upper().startswith(start) or not environ[name]:
@@ -158,7 +160,9 @@ def apply_env(
         except KeyError:
             path = ".".join(p.lower() for p in parts)
             problems.append(f"{name}: no such config key ({path})")
-    return out, problems
+        else:
+            applied.append(name)
+    return out, problems, applied
 
 
 def _copy(value: Any) -> Any:

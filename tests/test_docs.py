@@ -200,7 +200,10 @@ def test_a_bad_value_from_the_environment_names_the_key(monkeypatch: pytest.Monk
     monkeypatch.setenv("MONITOR__TIME__PANE", "soon")
     with pytest.raises(ConfigError) as info:
         config_from_mapping(MINIMAL, "f.toml")
-    assert any(p.startswith("f.toml: time.pane") for p in info.value.problems)
+    assert info.value.problems[0].startswith("f.toml: time.pane: ")
+    assert info.value.problems[-1] == (
+        "f.toml: (with values from the environment: MONITOR__TIME__PANE)"
+    )
 
 
 def test_kubernetes_service_variables_are_not_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
