@@ -6,9 +6,15 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
+from typing import TYPE_CHECKING
 
 from monitor import __version__
 from monitor.config import ConfigError, MonitorConfig, OutputsConfig, load_config
+from monitor.extras import MissingExtra, available, require
+
+if TYPE_CHECKING:
+    from monitor.tui import ProgressBars
 
 __all__ = ["main"]
 
@@ -119,9 +125,26 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _needs(config: MonitorConfig) -> None:
+    """Raise MissingExtra when ``config`` turns on a part whose extra is not installed."""
+    if config.outputs.tensorboard_dir:
+        require("tensorboard", "[outputs] tensorboard_dir")
+    if config.kafka.client == "confluent":
+        require("confluent", '[kafka] client = "confluent"')
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``monitor`` console script; returns the exit code."""
+    """Entry point of the ``monitor`` console script; returns the exit code (2 for a bad
+    config or a missing extra, printed as one line on stderr)."""
     args = _parser().parse_args(argv)
+    try:
+        return _main(args)
+    except MissingExtra as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+
+
+def _main(args: argparse.Namespace) -> int:
     from monitor.logs import configure_logging
 
     if args.command in ("run", "replay", "tune", "demo"):
@@ -133,6 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = _load(args.config)
         if config is None:
             return EXIT_CONFIG
+        _needs(config)
         print(f"{args.config}: ok ({len(config.models)} model(s))")
         from monitor.core.reference import print_summaries
 
@@ -141,6 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo" and (args.tensorboard or args.cloudwatch) and not args.produce_to:
         view = not (args.no_view or args.cloudwatch)  # EMF lines would tear the live view
         configure_logging(args.log_level, json=None if view else True)
+        require("demo", "monitor demo")
         from monitor.demo import run_demo
 
         return run_demo(seconds=args.seconds, rate=args.rate, port=args.port, view=view,
@@ -161,6 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.produce_to:
             return produce_traffic(args.produce_to, args.rate, args.seconds)
+        require("demo", "monitor demo")
         return run_demo(seconds=args.seconds, rate=args.rate, port=args.port, view=not args.no_view)
     if args.command == "report":
         configure_logging(args.log_level)
@@ -168,6 +194,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = _load(args.config)
     if config is None:
         return EXIT_CONFIG
+    if args.command == "replay" and args.tensorboard:
+        require("tensorboard", "monitor replay --tensorboard")
+    if args.command in ("run", "replay"):
+        _needs(config)
     if args.command == "rules":
         from monitor.outputs.promrules import export_rules
 
@@ -188,19 +218,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"monitor: {exc}", file=sys.stderr)
             return EXIT_CONFIG
     if args.command == "run" and args.tui:
+        require("tui", "monitor run --tui")
         from monitor.tui import run_tui
 
         return run_tui(config, args.log_level)
     configure_logging(args.log_level)
     if args.command == "tune":
+        require("tui", "monitor tune")
         from monitor.tune import run_tune
 
         return run_tune(args, config)
     if args.command == "replay":
         from monitor.replay import replay
-        from monitor.tui import ProgressBars
 
-        with ProgressBars.on_stderr(not args.no_progress) as bars:
+        with _progress(not args.no_progress) as bars:
             replay(_with_outputs(config, args.tensorboard, args.cloudwatch), args.captures,
                    args.out, progress=bars)
         return 0
@@ -224,8 +255,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             lock.release()
 
 
+def _progress(enabled: bool) -> AbstractContextManager[ProgressBars | None]:
+    """Replay's progress bars on a terminal; none without the 'tui' extra (rich)."""
+    if not available("tui"):
+        return nullcontext(None)
+    from monitor.tui import ProgressBars
+
+    return ProgressBars.on_stderr(enabled)
+
+
 def _report(args: argparse.Namespace) -> int:
     """``monitor report``: from ``--from REPLAY_DIR``, or replay ``--config`` captures first."""
+    require("report", "monitor report")
     from monitor.report_html import ReportError, render_report
 
     if args.from_dir is not None and (args.config or args.captures):

@@ -7,7 +7,8 @@ Connection settings can be overridden from the environment
 ``MONITOR_KAFKA_SASL_MECHANISM``, ``MONITOR_KAFKA_SASL_USERNAME``,
 ``MONITOR_KAFKA_SASL_PASSWORD``, ``MONITOR_KAFKA_SSL_CAFILE``,
 ``MONITOR_KAFKA_SSL_CERTFILE``, ``MONITOR_KAFKA_SSL_KEYFILE``) so a container
-runs the same file anywhere.
+runs the same file anywhere, and every key from ``MONITOR__<TABLE>__<KEY>``
+(see :mod:`monitor.envconfig`).
 """
 
 from __future__ import annotations
@@ -949,6 +950,11 @@ def config_from_mapping(raw: Mapping[str, Any], path: str = "<config>") -> Monit
         state = data.get("state", {})
         data["state"] = {**(state if isinstance(state, dict) else {}),
                          "hmac_key": os.environ["MONITOR_STATE_HMAC_KEY"]}  # fmt: skip
+    from monitor.envconfig import apply_env
+
+    data, unknown, from_env = apply_env(data, os.environ, MonitorConfig)
+    if unknown:
+        raise ConfigError(path, [f"{path}: environment {line}" for line in unknown])
     try:
         return MonitorConfig.model_validate(data)
     except ValidationError as exc:
@@ -962,6 +968,8 @@ def config_from_mapping(raw: Mapping[str, Any], path: str = "<config>") -> Monit
                 # A model's cross-checks of its rules name the rule and key themselves.
                 sep = "." if line.startswith("alerts[") else ": "
                 problems.append(f"{path}: {_key_path(loc, data)}{sep}{line}")
+        if from_env:
+            problems.append(f"{path}: (with values from the environment: {', '.join(from_env)})")
         raise ConfigError(path, problems) from None
 
 

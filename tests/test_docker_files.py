@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from monitor.config import config_from_mapping
 
-DOCKER = Path(__file__).resolve().parent.parent / "docker"
+ROOT = Path(__file__).resolve().parent.parent
+DOCKER = ROOT / "docker"
 
 
 def _instructions(text: str) -> dict[str, list[str]]:
@@ -25,16 +29,66 @@ def _instructions(text: str) -> dict[str, list[str]]:
     return found
 
 
+def _stages(text: str) -> list[dict[str, list[str]]]:
+    """The instructions of each build stage, in order (split at FROM)."""
+    stages = re.split(r"(?m)^(?=FROM )", re.sub(r"\\\n", " ", text))
+    return [_instructions(stage) for stage in stages if stage.startswith("FROM ")]
+
+
 def test_dockerfile_structure() -> None:
-    found = _instructions((DOCKER / "Dockerfile").read_text())
-    assert found["FROM"] == ["python:3.11-slim"]
-    assert any("pip install ." in run for run in found["RUN"])
-    assert found["USER"] and found["USER"][-1] not in ("root", "0")
+    text = (DOCKER / "Dockerfile").read_text()
+    found = _instructions(text)
+    build, runtime = _stages(text)
+    # Multi-stage: the venv is built in one stage and copied into a clean slim image.
+    assert build["FROM"] == ["python:3.11-slim AS build"]
+    assert runtime["FROM"] == ["python:3.11-slim"]
+    assert runtime["COPY"] == ["--from=build /opt/monitor /opt/monitor"]
+    assert not any("pip install" in run for run in runtime.get("RUN", []))
+    (install,) = [run for run in build["RUN"] if "pip install" in run]
+    assert "-c constraints.txt" in install and '".${EXTRAS:+[$EXTRAS]}"' in install
+    assert build["ARG"] == ['EXTRAS=""']  # the core by default; extras only when asked
+    assert runtime["USER"] == ["10001:10001"]
     assert found["EXPOSE"] == ["9108"]
     assert found["ENTRYPOINT"] == ['["monitor"]']
     assert found["CMD"] == ['["run", "--config", "/etc/monitor/monitor.toml"]']
     (healthcheck,) = found["HEALTHCHECK"]
     assert "/healthz" in healthcheck and "urllib" in healthcheck
+    for copy in build["COPY"]:
+        for source in copy.split()[:-1]:
+            assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
+
+
+def _image_env() -> dict[str, str]:
+    (_, runtime) = _stages((DOCKER / "Dockerfile").read_text())
+    env = {}
+    for line in runtime["ENV"]:
+        for name, value in re.findall(r"(\w+)=(\S+)", line):
+            env[name] = value
+    return env
+
+
+def test_image_listens_on_all_interfaces_and_keeps_state_writable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The image's environment makes a config with no [http] table scrapeable from outside
+    the container, and puts the state in the non-root user's directory."""
+    env = _image_env()
+    for name, value in env.items():
+        if name.startswith("MONITOR"):
+            monkeypatch.setenv(name, value)
+    config = config_from_mapping({"models": [{"name": "m", "task": "regression"}]})
+    assert config.http.listen == "0.0.0.0:9108"
+    assert config.state.dir == "/var/lib/monitor/state"
+    assert env["PATH"].startswith("/opt/monitor/bin:")
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    hadolint = Path(sys.executable).parent / "hadolint"
+    result = subprocess.run(
+        [str(hadolint), "--failure-threshold", "info", str(DOCKER / "Dockerfile")],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_compose_file_parses_and_its_config_is_valid() -> None:

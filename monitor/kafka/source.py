@@ -186,6 +186,9 @@ def _message(r: Any) -> Message:
 def make_source(cfg: KafkaConfig, *, start_offsets: StartOffsets) -> Source:
     """The source ``cfg.client`` names: ``kafka-python`` or ``confluent``."""
     if cfg.client == "confluent":
+        from monitor.extras import require
+
+        require("confluent", '[kafka] client = "confluent"')
         from monitor.kafka.confluent_source import ConfluentSource
 
         return ConfluentSource(cfg, start_offsets=start_offsets)

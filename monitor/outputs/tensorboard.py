@@ -48,6 +48,7 @@ import structlog
 
 from monitor.core.engine import PaneSignals
 from monitor.core.rules import AlertEvent
+from monitor.extras import require
 from monitor.logs import rate_limited
 
 __all__ = ["TensorBoardWriter", "scalar_tag"]
@@ -129,6 +130,7 @@ class TensorBoardWriter:
     """
 
     def __init__(self, logdir: str | os.PathLike[str]) -> None:
+        require("tensorboard", "TensorBoard scalars ([outputs] tensorboard_dir)")
         self.logdir = Path(logdir)
         self._runs: dict[str, _Run] = {}
         self.scalars_written = 0
