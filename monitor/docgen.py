@@ -48,6 +48,7 @@ TABLES: list[tuple[str, type[BaseModel], tuple[str, ...]]] = [
     ("[http]", cfg.HttpConfig, ("http",)),
     ("[state]", cfg.StateConfig, ("state",)),
     ("[time]", cfg.TimeConfig, ("time",)),
+    ("[limits]", cfg.LimitsConfig, ("limits",)),
     ("[alertmanager]", cfg.AlertmanagerConfig, ("alertmanager",)),
     ("[outputs]", cfg.OutputsConfig, ("outputs",)),
     ("[[models]]", cfg.ModelConfig, ("models", "<model>")),

@@ -5,11 +5,9 @@ eviction, slice renumbering and pickling; and old checkpoints holding pending di
 from __future__ import annotations
 
 import copy
-import json
 import pickle
 import random
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,10 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.config import MonitorConfig, config_from_mapping
-from monitor.core.engine import Engine
 from monitor.core.join import JoinBuffer, Pending, PendingTable
-from monitor.events.message import Message
-from monitor.state.checkpoint import CheckpointStore
 
 K = 2  # slice ids per row, as for a model without segments
 
@@ -252,33 +247,6 @@ def test_join_buffer_from_a_checkpoint_with_pending_dicts() -> None:
 def _config() -> MonitorConfig:
     return config_from_mapping({"models": [
         {"name": "m", "task": "binary", "positive_class": 1, "windows": ["all"]}]})
-
-
-def test_old_checkpoint_with_pending_dicts_loads(tmp_path: Path) -> None:
-    """A checkpoint file written by the engine before the columnar store: its pending
-    predictions are loaded in order and still join with their labels."""
-    config = _config()
-    engine = Engine(config)
-    preds = [Message("predictions", 0, i, b"k", json.dumps(
-        {"prediction_id": f"p{i}", "model": "m", "ts": 1_700_000_000 + i, "prediction": 1,
-         "score": 0.25 * (i % 4)}).encode()) for i in range(6)]  # fmt: skip
-    engine.process(preds)
-    table = engine.partitions[0].join.pending[0]
-    assert isinstance(table, PendingTable) and len(table) == 6
-    engine.partitions[0].join.pending[0] = dict(table.items())  # type: ignore[call-overload]
-    store = CheckpointStore(tmp_path)
-    store.save(engine)
-    loaded = CheckpointStore(tmp_path).load(config)
-    assert loaded is not None
-    again = loaded.partitions[0].join.pending[0]
-    assert isinstance(again, PendingTable)
-    assert list(again.items()) == list(table.items())
-    labels = [Message("labels", 0, i, b"k", json.dumps(
-        {"prediction_id": f"p{i}", "ts": 1_700_000_010, "label": 1}).encode())
-        for i in range(6)]  # fmt: skip
-    assert loaded.process(labels) == []
-    assert len(again) == 0 and loaded.pending_total == [0]
-    assert loaded.report().models["m"].counts["matched"] == 6
 
 
 def test_ids_with_the_same_crc32_are_told_apart() -> None:
