@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -259,3 +260,61 @@ def test_replay_metrics_pass_promtool(replayed: tuple[Path, Path, Path]) -> None
     result = subprocess.run(["promtool", "check", "metrics"], input=text,
                             capture_output=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ------------------------------------------------------------------------- conventions
+
+
+def test_check_config_takes_config_option_and_positional(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["check-config", "--config", str(EXAMPLE)]) == 0
+    assert capsys.readouterr().out.strip() == f"{EXAMPLE}: ok (2 model(s))"
+    assert main(["check-config", str(EXAMPLE)]) == 0  # the positional form still works
+    assert main(["check-config"]) == 2
+    assert "--config" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["check-config", "rules"])
+def test_log_level_after_the_command(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["check-config", "--config", str(EXAMPLE)] if command == "check-config" else [
+        "rules", "export", "--config", str(EXAMPLE), "--out", str(tmp_path / "r.yml")]
+    assert main([*args, "--log-level", "warning"]) == 0
+    assert main([args[0], "--log-level", "error", *args[1:]]) == 0
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--log-level", "loud"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'loud'" in capsys.readouterr().err
+
+
+def _help(*args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor.cli", *args, "--help"],
+        capture_output=True, text=True, check=True, env={"COLUMNS": "100", "PATH": ""},
+    )
+    return done.stdout
+
+
+@pytest.mark.parametrize(
+    "command", ["run", "check-config", "replay", "report", "rules", "demo", "tune"]
+)
+def test_every_command_has_a_description_in_plain_text(command: str) -> None:
+    text = _help(command)
+    _, _, rest = text.partition("\n\n")
+    description = rest.split("\n\n", 1)[0]
+    assert len(description) > 40, text  # a sentence, not just the usage line
+    assert "``" not in text and ":func:" not in text
+    assert "--log-level" in text
+    assert "``" not in _help()
+
+
+def test_help_shows_defaults() -> None:
+    tune = _help("tune")
+    assert re.search(r"--folds FOLDS\s+contiguous event-time folds \(default: 3\)", tune)
+    assert "(default: tune-out)" in tune
+    assert "(default: None)" not in tune and "(default: False)" not in tune
+    replay = _help("replay")
+    assert "(default: auto)" in replay
+    assert "(default: 9108)" in _help("demo")

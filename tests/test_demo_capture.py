@@ -55,5 +55,5 @@ def test_capture_holds_the_demo_traffic_and_a_config_like_the_demo(
 
 
 def test_capture_needs_a_duration(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--capture", str(tmp_path)]) == 2
+    assert main(["demo", "--capture", str(tmp_path), "--seconds", "0"]) == 2
     assert "--seconds" in capsys.readouterr().err
