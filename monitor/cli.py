@@ -298,12 +298,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_tune(args, config)
     if args.command == "replay":
-        from monitor.replay import replay
+        from monitor.replay import InputError, NoUsableInput, replay
         from monitor.tui import ProgressBars
 
-        with ProgressBars.on_stderr(not args.no_progress) as bars:
-            replay(_with_outputs(config, args.tensorboard, args.cloudwatch), args.captures,
-                   args.out, progress=bars)
+        try:
+            with ProgressBars.on_stderr(not args.no_progress) as bars:
+                replay(_with_outputs(config, args.tensorboard, args.cloudwatch), args.captures,
+                       args.out, progress=bars, fmt=args.format)
+        except InputError as exc:
+            print(f"monitor replay: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        except NoUsableInput as exc:
+            print(f"monitor replay: {exc}", file=sys.stderr)
+            return 1
         return 0
     from monitor.kafka.topics import TopicLayoutError
     from monitor.startup import Prestart
@@ -343,9 +350,13 @@ def _report(args: argparse.Namespace) -> int:
         config = _load(args.config)
         if config is None:
             return EXIT_CONFIG
-        from monitor.replay import replay
+        from monitor.replay import InputError, NoUsableInput, replay
 
-        replay(config, args.captures, args.out)
+        try:
+            replay(config, args.captures, args.out)
+        except (InputError, NoUsableInput) as exc:
+            print(f"monitor report: {exc}", file=sys.stderr)
+            return EXIT_CONFIG if isinstance(exc, InputError) else 1
         source = args.out
     try:
         path, figures = render_report(source, args.out)
