@@ -85,7 +85,9 @@ class App:
         self.config = config
         self.stop = stop or (prestart.stop if prestart else threading.Event())
         self.registry = registry or (prestart.registry if prestart else CollectorRegistry())
-        self.collector = MonitorCollector(self.registry)
+        self.collector = MonitorCollector(
+            self.registry, max_series=config.prometheus.max_series, process=True
+        )
         self.store: Store = open_store(config)
         self.engine = self.store.load(config) or Engine(config)
         #: With a ``prestart`` (``monitor run``), the HTTP port is listening and the source
@@ -112,6 +114,16 @@ class App:
         self.http.collector = self.collector  # /metrics serves its rendered snapshot
         self.ready_reason = "starting"
         self.ready = False
+        #: Readiness' lag judgement with its hysteresis (see :meth:`_judge_readiness`):
+        #: within the [readiness] bounds, and since when out of them while still ready.
+        self._caught_up = False
+        self._out_of_bounds_since: float | None = None
+        #: Record timestamp (Unix s) of the last message read per input partition: how far
+        #: behind a partition with unread messages is.
+        self.last_record_ts: dict[tuple[str, int], float] = {}
+        #: False while the input cannot be read (not connected, broker silent): absence
+        #: rules hold meanwhile, and ``monitor_input_up`` says so.
+        self.input_up = True
         self.last_checkpoint: float | None = None
         self.checkpoints = 0
         self.dead_letters = 0
@@ -225,8 +237,10 @@ class App:
             self.heartbeat = time.time()
             if messages:
                 batch = MessageBatch.of(messages)
-                for tp in batch.sources():
+                sources = batch.sources()
+                for tp in sources:
                     self.last_seen[tp] = self.heartbeat
+                self._note_record_times(batch, sources)
                 self._process(batch)
             if time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + TICK_S
@@ -336,9 +350,61 @@ class App:
         if self.exports.enabled:
             self.exports.write(closed or [], events)
 
+    def _note_record_times(self, batch: MessageBatch, sources: set[tuple[str, int]]) -> None:
+        """Keep the record timestamp of each partition's last message in ``batch`` (read
+        from the end: one message built per partition, not one per message)."""
+        left = set(sources)
+        for i in range(len(batch) - 1, -1, -1):
+            tp = (batch.topics[i], batch.partitions[i])
+            if tp in left:
+                left.discard(tp)
+                stamp = batch[i].timestamp_ms
+                if stamp is not None and stamp > 0:
+                    self.last_record_ts[tp] = stamp / 1000.0
+                if not left:
+                    return
+
+    def _input_readable(self) -> tuple[bool, str]:
+        """Whether the input can be read now, and if not why: not connected, or the broker
+        not answering (a frozen or stopped broker)."""
+        if not self.source.connected:
+            return False, "not connected to Kafka"
+        silent = self._broker_silent_s()
+        if silent > self.config.kafka.session_timeout / 2:
+            # A frozen broker accepts TCP connections and the last fetch's highwater still
+            # says "caught up": the group coordinator's silence is what gives it away.
+            return False, f"broker not answering for {silent:.0f} s"
+        return True, ""
+
+    def _track_input(self) -> None:
+        """Update :attr:`input_up`; log its changes. When the input comes back, every
+        assigned partition counts as just seen, so that it is not taken as idle (and its
+        silence as the model's) before its first fetch after the outage."""
+        up, why = self._input_readable()
+        if up == self.input_up:
+            return
+        self.input_up = up
+        if up:
+            now = time.time()
+            for tp in self.source.assignment():
+                self.last_seen[tp] = now
+            log.info("input_available")
+        else:
+            log.warning("input_unavailable", reason=why,
+                        holding="absence and label-starvation rules")
+
     def _tick(self) -> None:
-        """Once a second: lag, idle partitions (which may close panes), readiness, report."""
+        """Once a second: lag, idle partitions (which may close panes), readiness, report.
+
+        While the input cannot be read (:meth:`_input_readable`), idleness is not judged:
+        a silent broker is no evidence that the models stopped predicting, so absence
+        rules neither fire nor resolve until it answers again."""
         self.lag = self.source.lag()
+        self._track_input()
+        if not self.input_up:
+            self._judge_readiness(lag_known=True)
+            self._publish()
+            return
         now = time.time()
         idle = {
             tp
@@ -370,23 +436,61 @@ class App:
         if not lag_known:
             self.lag = self.source.lag()
         assigned = self.source.assignment()
-        if not self.source.connected:
-            self.ready, self.ready_reason = False, "not connected to Kafka"
+        readable, why = self._input_readable()
+        if not readable:
+            self.ready, self.ready_reason = False, why
+            self._caught_up, self._out_of_bounds_since = False, None
         elif not assigned:
             self.ready, self.ready_reason = False, "no partitions assigned"
-        elif (silent := self._broker_silent_s()) > self.config.kafka.session_timeout / 2:
-            # A frozen broker accepts TCP connections and the last fetch's highwater still
-            # says "caught up": the group coordinator's silence is what gives it away.
-            self.ready, self.ready_reason = False, f"broker not answering for {silent:.0f} s"
-        elif not self.source.caught_up():
-            behind = sum(self.lag.values())
-            self.ready, self.ready_reason = False, f"catching up ({behind} messages behind)"
         else:
-            self.ready, self.ready_reason = True, "ok"
+            caught_up, behind = self._judge_lag(assigned)
+            if caught_up:
+                self.ready, self.ready_reason = True, "ok"
+            else:
+                self.ready, self.ready_reason = False, f"catching up ({behind})"
         if self.paused:
             backlog = self.sink.backlog
             self.ready, self.ready_reason = False, f"paused: {backlog} output records undelivered"
         return self.ready
+
+    def _judge_lag(self, assigned: set[tuple[str, int]]) -> tuple[bool, str]:
+        """Whether the input is caught up within ``[readiness]``, with hysteresis; and how
+        far behind it is, in words.
+
+        Within bounds: every assigned partition's position known, at most ``max_lag``
+        messages behind in all, and at most ``max_lag_time`` seconds (the age of the last
+        record read of a partition that has more waiting). A caught-up daemon stays so
+        until out of bounds for ``unready_after``; one that is not caught up becomes so
+        within half the bounds. So a steady load that leaves a few hundred messages in
+        flight between polls never flips it.
+        """
+        bounds = self.config.readiness
+        now = time.time()
+        unknown = sum(1 for tp in assigned if tp not in self.lag)
+        messages = sum(self.lag.values())
+        seconds = max(
+            (now - self.last_record_ts[tp] for tp, n in self.lag.items()
+             if n > 0 and tp in self.last_record_ts),
+            default=0.0,
+        )
+        scale = 1.0 if self._caught_up else 0.5
+        within = (
+            unknown == 0
+            and messages <= bounds.max_lag * scale
+            and seconds <= bounds.max_lag_time * scale
+        )
+        if unknown:
+            behind = f"{unknown} partition position(s) not known yet"
+        else:
+            behind = f"{messages} messages, {seconds:.0f} s behind"
+        if within:
+            self._caught_up, self._out_of_bounds_since = True, None
+        elif self._caught_up:
+            if self._out_of_bounds_since is None:
+                self._out_of_bounds_since = now
+            if now - self._out_of_bounds_since >= bounds.unready_after:
+                self._caught_up, self._out_of_bounds_since = False, None
+        return self._caught_up, behind
 
     def _broker_silent_s(self) -> float:
         """Seconds since the group coordinator last answered a heartbeat (0 if unknown).
@@ -419,6 +523,7 @@ class App:
             alerts=self.alerts_sent,
             output_backlog=self.sink.backlog,
             paused=self.paused,
+            input_up=self.input_up,
         )
         report = self.engine.report()
         self.collector.update(report, runtime)

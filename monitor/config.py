@@ -345,6 +345,78 @@ class HttpConfig(_Strict):
         return int(self.listen.rpartition(":")[2])
 
 
+# Readiness and Prometheus keys (``[readiness]``, ``[prometheus]``) are kept together here.
+_MATCHER_RE = re.compile(
+    r'\s*[a-zA-Z_][a-zA-Z0-9_]*\s*(=~|!~|!=|=)\s*"(?:[^"\\]|\\.)*"\s*'
+)
+
+
+class ReadinessConfig(_Strict):
+    """When ``/readyz`` and ``monitor_ready`` say the daemon is caught up.
+
+    Caught up means behind the end of its input partitions by at most ``max_lag``
+    messages in all and at most ``max_lag_time`` seconds (the age of the oldest message
+    still waiting, from its record timestamp). A ready daemon turns unready only after
+    being out of those bounds for ``unready_after``; an unready one turns ready when
+    back within half of them. Losing Kafka or the partitions is reported at once.
+    """
+
+    max_lag: int = Field(
+        10_000, ge=0, description="messages behind (all partitions) still counted as caught up"
+    )
+    max_lag_time: Duration = Field(
+        30.0, description="seconds behind (age of the oldest unread message) still caught up"
+    )
+    unready_after: Duration = Field(
+        30.0, description="how long out of bounds before a ready daemon turns unready"
+    )
+
+
+class PrometheusConfig(_Strict):
+    """The ``/metrics`` exposition and the rules ``monitor rules export`` writes."""
+
+    max_series: int = Field(
+        10_000, ge=0, description="most monitor_model_metric series per scrape; the rest dropped"
+    )
+    rules_selector: str = Field(
+        'job="monitor"',
+        description="PromQL label matchers added to every series of the exported rules, "
+        "e.g. 'job=\"monitor\",namespace=\"fraud\"'; empty: none",
+    )
+
+    @field_validator("rules_selector")
+    @classmethod
+    def _matchers(cls, value: str) -> str:
+        text = value.strip().strip("{}").strip()
+        if not text:
+            return ""
+        for part in _split_matchers(text):
+            if not _MATCHER_RE.fullmatch(part):
+                raise ValueError(
+                    f'expected label matchers like job="monitor",env=~"prod.*", got {value!r}'
+                )
+        return text
+
+
+def _split_matchers(text: str) -> list[str]:
+    """``a="x,y",b!="z"`` -> ``['a="x,y"', 'b!="z"']`` (commas inside quotes kept)."""
+    parts, current, quoted, escaped = [], "", False, False
+    for char in text:
+        if char == "," and not quoted:
+            parts.append(current)
+            current = ""
+            continue
+        current += char
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+    parts.append(current)
+    return parts
+
+
 class StateConfig(_Strict):
     """Where checkpoints go and how often they are written."""
 
@@ -802,6 +874,8 @@ class MonitorConfig(_Strict):
     time: TimeConfig = Field(default_factory=TimeConfig)  # type: ignore[arg-type]
     alertmanager: AlertmanagerConfig = Field(default_factory=AlertmanagerConfig)  # type: ignore[arg-type]
     outputs: OutputsConfig = Field(default_factory=OutputsConfig)  # type: ignore[arg-type]
+    readiness: ReadinessConfig = Field(default_factory=ReadinessConfig)  # type: ignore[arg-type]
+    prometheus: PrometheusConfig = Field(default_factory=PrometheusConfig)  # type: ignore[arg-type]
     models: list[ModelConfig] = Field(min_length=1)
 
     @model_validator(mode="after")

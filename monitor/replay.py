@@ -358,7 +358,7 @@ def _replay(
     for reason, n in bad.items():
         summary["rejects"][reason] = summary["rejects"].get(reason, 0) + n
     registry = CollectorRegistry()
-    collector = MonitorCollector(registry)
+    collector = MonitorCollector(registry, max_series=config.prometheus.max_series)
     collector.update(final.report())
     (out / "metrics.prom").write_bytes(render(registry))
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")

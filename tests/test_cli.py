@@ -440,3 +440,24 @@ def test_replay_of_an_unreadable_input_exits_2_with_one_line(kind: str, tmp_path
               "unreadable": "cannot read"}[kind]
     assert result.stderr.startswith(f"monitor replay: {path}: {reason}")
     assert not (tmp_path / "out").exists()  # refused before writing anything
+
+
+def test_series_cap_from_the_config(tmp_path: Path) -> None:
+    """[prometheus] max_series caps monitor_model_metric in the exposition."""
+    capture = tmp_path / "capture.jsonl"
+    write_capture(capture, n=100)
+    counts = {}
+    for cap in ("", "[prometheus]\nmax_series = 5\n\n"):
+        config = tmp_path / "monitor.toml"
+        config.write_text(cap + REPLAY_CONFIG)
+        out = tmp_path / f"out{len(counts)}"
+        result = _replay_cli("--config", str(config), "--out", str(out), str(capture))
+        assert result.returncode == 0, result.stderr
+        text = (out / "metrics.prom").read_text()
+        lines = [ln for ln in text.splitlines() if ln.startswith("monitor_model_metric{")]
+        dropped = float(next(ln for ln in text.splitlines()
+                             if ln.startswith("monitor_series_dropped ")).split()[1])
+        counts[cap] = (len(lines), dropped)
+    full, _ = counts[""]
+    assert full > 5
+    assert counts["[prometheus]\nmax_series = 5\n\n"] == (5, full - 5)
