@@ -40,6 +40,7 @@ from monitor.logs import RateLimitedLogger
 from monitor.outputs.alerts import AlertmanagerPusher, alert_dict, alert_json
 from monitor.outputs.exports import Exports
 from monitor.outputs.prometheus import MonitorCollector, RuntimeStats
+from monitor.readiness import CatchUp
 from monitor.replay import signal_line
 from monitor.state.kafka_store import StoreError
 from monitor.state.store import Store, open_store
@@ -114,10 +115,8 @@ class App:
         self.http.collector = self.collector  # /metrics serves its rendered snapshot
         self.ready_reason = "starting"
         self.ready = False
-        #: Readiness' lag judgement with its hysteresis (see :meth:`_judge_readiness`):
-        #: within the [readiness] bounds, and since when out of them while still ready.
-        self._caught_up = False
-        self._out_of_bounds_since: float | None = None
+        #: Readiness' lag judgement: the [readiness] bounds, with hysteresis.
+        self.catch_up = CatchUp(config.readiness)
         #: Record timestamp (Unix s) of the last message read per input partition: how far
         #: behind a partition with unread messages is.
         self.last_record_ts: dict[tuple[str, int], float] = {}
@@ -439,11 +438,13 @@ class App:
         readable, why = self._input_readable()
         if not readable:
             self.ready, self.ready_reason = False, why
-            self._caught_up, self._out_of_bounds_since = False, None
+            self.catch_up.reset()
         elif not assigned:
             self.ready, self.ready_reason = False, "no partitions assigned"
         else:
-            caught_up, behind = self._judge_lag(assigned)
+            caught_up, behind = self.catch_up.judge(
+                assigned, self.lag, self.last_record_ts, time.time()
+            )
             if caught_up:
                 self.ready, self.ready_reason = True, "ok"
             else:
@@ -452,45 +453,6 @@ class App:
             backlog = self.sink.backlog
             self.ready, self.ready_reason = False, f"paused: {backlog} output records undelivered"
         return self.ready
-
-    def _judge_lag(self, assigned: set[tuple[str, int]]) -> tuple[bool, str]:
-        """Whether the input is caught up within ``[readiness]``, with hysteresis; and how
-        far behind it is, in words.
-
-        Within bounds: every assigned partition's position known, at most ``max_lag``
-        messages behind in all, and at most ``max_lag_time`` seconds (the age of the last
-        record read of a partition that has more waiting). A caught-up daemon stays so
-        until out of bounds for ``unready_after``; one that is not caught up becomes so
-        within half the bounds. So a steady load that leaves a few hundred messages in
-        flight between polls never flips it.
-        """
-        bounds = self.config.readiness
-        now = time.time()
-        unknown = sum(1 for tp in assigned if tp not in self.lag)
-        messages = sum(self.lag.values())
-        seconds = max(
-            (now - self.last_record_ts[tp] for tp, n in self.lag.items()
-             if n > 0 and tp in self.last_record_ts),
-            default=0.0,
-        )
-        scale = 1.0 if self._caught_up else 0.5
-        within = (
-            unknown == 0
-            and messages <= bounds.max_lag * scale
-            and seconds <= bounds.max_lag_time * scale
-        )
-        if unknown:
-            behind = f"{unknown} partition position(s) not known yet"
-        else:
-            behind = f"{messages} messages, {seconds:.0f} s behind"
-        if within:
-            self._caught_up, self._out_of_bounds_since = True, None
-        elif self._caught_up:
-            if self._out_of_bounds_since is None:
-                self._out_of_bounds_since = now
-            if now - self._out_of_bounds_since >= bounds.unready_after:
-                self._caught_up, self._out_of_bounds_since = False, None
-        return self._caught_up, behind
 
     def _broker_silent_s(self) -> float:
         """Seconds since the group coordinator last answered a heartbeat (0 if unknown).
