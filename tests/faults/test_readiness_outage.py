@@ -10,11 +10,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -105,13 +106,28 @@ def _topics(bootstrap: str) -> Any:
     return Names
 
 
-def _start(tmp_path: Path, bootstrap: str, topics: Any) -> Daemon:
+@contextlib.contextmanager
+def _running(
+    tmp_path: Path, bootstrap: str, rate: float, kafka: str = ""
+) -> Iterator[tuple[Daemon, LiveTraffic]]:
+    """A daemon on fresh topics (``kafka``: more lines of its [kafka] table) with live
+    traffic at ``rate``, once ``/readyz`` says 200; both stopped on the way out."""
+    topics = _topics(bootstrap)
     port = free_port()
     config = tmp_path / "monitor.toml"
-    config.write_text(daemon_config(bootstrap, topics, port, BODY))
+    text = daemon_config(bootstrap, topics, port, BODY)
+    config.write_text(text.replace('heartbeat_interval = "1s"\n',
+                                   f'heartbeat_interval = "1s"\n{kafka}\n', 1))
     daemon = Daemon(config, port, tmp_path / "daemon.log")
-    daemon.start()
-    return daemon
+    traffic = LiveTraffic(bootstrap, topics, rate=rate)
+    try:
+        daemon.start()
+        traffic.start()
+        _wait("/readyz 200", daemon, lambda: daemon.get("/readyz")[0] == 200, timeout=60)
+        yield daemon, traffic
+    finally:
+        traffic.stop()
+        daemon.ensure_dead()
 
 
 def _wait(what: str, daemon: Daemon, check: Callable[[], bool], timeout: float) -> None:
@@ -136,12 +152,14 @@ def _absence_alerts(daemon: Daemon) -> list[dict[str, Any]]:
 def test_steady_load_below_capacity_keeps_readiness_steady(
     tmp_path: Path, broker: EmbeddedBroker
 ) -> None:
-    topics = _topics(broker.bootstrap)
-    daemon = _start(tmp_path, broker.bootstrap, topics)
-    traffic = LiveTraffic(broker.bootstrap, topics, rate=300.0)
-    try:
-        traffic.start()
-        _wait("/readyz 200", daemon, lambda: daemon.get("/readyz")[0] == 200, timeout=60)
+    """2,000 predictions and 2,000 labels a second in four bursts, read 100 messages a
+    poll: far below what the daemon reads, but a burst is in flight for a few polls, so a
+    readiness that wants a lag of exactly 0 answers 503 several times in 25 s (seen on
+    these machines: 4 times, at 9 to 400 messages behind). Within the default tolerance
+    it stays 200 throughout."""
+    with _running(tmp_path, broker.bootstrap, rate=2000.0, kafka="max_poll_records = 100") as (
+        daemon, traffic
+    ):
         statuses: list[tuple[float, int, str]] = []
         lags: list[float] = []
         started = time.monotonic()
@@ -151,70 +169,50 @@ def test_steady_load_below_capacity_keeps_readiness_steady(
             statuses.append((round(time.monotonic() - started, 1), status, body.strip()))
             if time.monotonic() >= next_scrape:
                 next_scrape += 1.0
-                lag = daemon.sample("monitor_consumer_lag")
-                lags.append(lag or 0.0)
+                lags.append(daemon.sample("monitor_consumer_lag") or 0.0)
             time.sleep(0.1)
         traffic.stop()
         assert not traffic.errors, traffic.errors[:3]
         flips = [s for s in statuses if s[1] != 200]
         assert not flips, (f"readiness left 200 {len(flips)} times at a steady load: "
                            f"{flips[:5]}; lag samples {lags}")
-        assert len(statuses) > 50 and traffic.sent > 3000
-        ready = daemon.sample("monitor_ready")
-        assert ready == 1.0
-    finally:
-        traffic.stop()
-        daemon.ensure_dead()
+        assert len(statuses) > 50 and traffic.sent > 20_000
+        assert daemon.sample("monitor_ready") == 1.0
 
 
 def test_traffic_stopping_with_the_broker_up_fires_the_absence_rule(
     tmp_path: Path, broker: EmbeddedBroker
 ) -> None:
     """The control of the outage test: silence with a working broker is an absence."""
-    topics = _topics(broker.bootstrap)
-    daemon = _start(tmp_path, broker.bootstrap, topics)
-    traffic = LiveTraffic(broker.bootstrap, topics, rate=100.0)
-    try:
-        traffic.start()
-        _wait("/readyz 200", daemon, lambda: daemon.get("/readyz")[0] == 200, timeout=60)
+    with _running(tmp_path, broker.bootstrap, rate=100.0) as (daemon, traffic):
         time.sleep(3.0)
         traffic.stop()
         _wait("the absence alert", daemon,
               lambda: any(a["status"] == "firing" for a in _absence_alerts(daemon)),
               timeout=40)
         assert daemon.sample("monitor_input_up") == 1.0
-    finally:
-        traffic.stop()
-        daemon.ensure_dead()
 
 
 def test_broker_outage_holds_the_absence_rule_and_says_the_input_is_unavailable(
     tmp_path: Path,
 ) -> None:
-    with EmbeddedBroker() as own:
-        topics = _topics(own.bootstrap)
-        daemon = _start(tmp_path, own.bootstrap, topics)
-        traffic = LiveTraffic(own.bootstrap, topics, rate=100.0)
-        try:
-            traffic.start()
-            _wait("/readyz 200", daemon, lambda: daemon.get("/readyz")[0] == 200, timeout=60)
-            time.sleep(3.0)
-            assert daemon.sample("monitor_input_up") == 1.0
-            traffic.stop()
-            own.stop()
-            down_at = time.monotonic()
-            # idle_timeout (2 s) + for (8 s) is when a silence of the model would fire
-            while time.monotonic() - down_at < 30.0:
-                assert daemon.alive(), daemon.log_tail()
-                time.sleep(0.5)
-            assert daemon.sample("monitor_input_up") == 0.0
-            status, body = daemon.get("/readyz")
-            assert status == 503, body
-            assert any(x.get("event") == "input_unavailable" for x in _log(daemon)), \
-                daemon.log_tail()
-            assert _absence_alerts(daemon) == [], daemon.log_tail()
-            code, _ = daemon.terminate(timeout=30)
-            assert code == 0, daemon.log_tail()
-        finally:
-            traffic.stop()
-            daemon.ensure_dead()
+    with EmbeddedBroker() as own, _running(tmp_path, own.bootstrap, rate=100.0) as (
+        daemon, traffic
+    ):
+        time.sleep(3.0)
+        assert daemon.sample("monitor_input_up") == 1.0
+        traffic.stop()
+        own.stop()
+        down_at = time.monotonic()
+        # idle_timeout (2 s) + for (8 s) is when a silence of the model would fire
+        while time.monotonic() - down_at < 30.0:
+            assert daemon.alive(), daemon.log_tail()
+            time.sleep(0.5)
+        assert daemon.sample("monitor_input_up") == 0.0
+        status, body = daemon.get("/readyz")
+        assert status == 503, body
+        assert any(x.get("event") == "input_unavailable" for x in _log(daemon)), \
+            daemon.log_tail()
+        assert _absence_alerts(daemon) == [], daemon.log_tail()
+        code, _ = daemon.terminate(timeout=30)
+        assert code == 0, daemon.log_tail()
