@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import structlog
 from prometheus_client import CollectorRegistry
 
-from monitor.config import MonitorConfig
+from monitor.config import MonitorConfig, drift_reference_text
 from monitor.core.engine import Engine, PaneSignals
 from monitor.core.rules import AlertEvent
 from monitor.events.message import Message, MessageBatch
@@ -191,6 +191,8 @@ class App:
         if not self._listening:
             self.http.start()
             self._listening = True
+        for model in self.config.models:
+            log.info("drift_reference", model=model.name, reference=drift_reference_text(model))
         self._publish()
         if self.alertmanager is not None:
             self.alertmanager.start()

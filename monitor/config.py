@@ -345,7 +345,21 @@ class HttpConfig(_Strict):
         return int(self.listen.rpartition(":")[2])
 
 
-# Readiness and Prometheus keys (``[readiness]``, ``[prometheus]``) are kept together here.
+# Readiness and Prometheus keys (``[readiness]``, ``[prometheus]``) are kept together here,
+# with the default drift reference of a model without a reference file.
+
+#: Predictions of a model's first closed panes that become its drift reference when it has
+#: no reference file (``reference_warmup``'s default): drift is on out of the box.
+DEFAULT_REFERENCE_WARMUP = 5_000
+
+
+def drift_reference_text(model: ModelConfig) -> str:
+    """Where a model's drift reference comes from, for the start-up log line."""
+    if model.reference:
+        return f"file {model.reference}"
+    if model.reference_warmup:
+        return f"its first {model.reference_warmup} predictions (reference_warmup)"
+    return "none: no drift statistics (no reference file, reference_warmup = 0)"
 _MATCHER_RE = re.compile(
     r'\s*[a-zA-Z_][a-zA-Z0-9_]*\s*(=~|!~|!=|=)\s*"(?:[^"\\]|\\.)*"\s*'
 )
@@ -679,10 +693,11 @@ class ModelConfig(_Strict):
         None, description="CSV or JSON-lines file of reference rows (drift profile)"
     )
     reference_warmup: int = Field(
-        0,
+        DEFAULT_REFERENCE_WARMUP,
         ge=0,
         description="without a reference file: build the drift profile from the predictions "
-        "of the first closed panes that hold at least this many (0: no profile)",
+        "of the first closed panes that hold at least this many (0: no profile; default "
+        "off with a reference file or state.store = 'kafka')",
     )
     drift_bins: int = Field(
         20, ge=2, le=1000, description="quantile bins per numeric feature (plus under/overflow)"
@@ -737,6 +752,8 @@ class ModelConfig(_Strict):
                 raise ValueError("classes (two or more) are required for a multiclass model")
             if len({canonical_class(c) for c in self.classes}) != len(self.classes):
                 raise ValueError("classes must be distinct")
+        if self.reference and "reference_warmup" not in self.model_fields_set:
+            object.__setattr__(self, "reference_warmup", 0)  # the file is the reference
         if self.reference and self.reference_warmup:
             raise ValueError("set either reference (a file) or reference_warmup, not both")
         for feature in self.features:
@@ -891,6 +908,9 @@ class MonitorConfig(_Strict):
                         f"model {model.name!r}: window {spec.name!r} must be a whole number of "
                         f"panes ({self.time.pane:g} s)"
                     )
+            if self.state.store == "kafka" and "reference_warmup" not in model.model_fields_set:
+                # The default warmup needs one replica: with replicas, a file or nothing.
+                object.__setattr__(model, "reference_warmup", 0)
             if model.reference_warmup and self.state.store == "kafka":
                 # Each replica would build its own profile from the partitions it holds,
                 # and partitions moving between replicas would carry histograms over

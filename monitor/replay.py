@@ -36,7 +36,7 @@ import msgspec
 import structlog
 from prometheus_client import CollectorRegistry
 
-from monitor.config import MonitorConfig
+from monitor.config import MonitorConfig, drift_reference_text
 from monitor.core.engine import Engine, PaneSignals
 from monitor.events.message import Message, MessageBatch
 from monitor.outputs.alerts import alert_json
@@ -320,6 +320,8 @@ def _replay(
 ) -> dict[str, Any]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    for model in config.models:
+        log.info("drift_reference", model=model.name, reference=drift_reference_text(model))
     engine = Engine(config)
     topics = (config.kafka.predictions_topic, config.kafka.labels_topic)
     inputs = set(topics)

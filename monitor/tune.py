@@ -719,6 +719,8 @@ def winner_toml(result: TuneResult, config_path: str | os.PathLike[str] | None =
     for table in models:
         if table.get("name") in written and "reference" in table:
             table["reference"] = written[table["name"]]
+        if "reference" in table and table.get("reference_warmup") == 0:
+            del table["reference_warmup"]  # implied by the file
     lines = [f"# monitor tune: setting {setting.index}, best of {len(result.settings)}"]
     lines += [f"#   {path} = {_value_text(path, value)}" for path, value in setting.values]
     lines.append("# Replace these models' [[models]] tables in the config with:")
