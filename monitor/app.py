@@ -15,6 +15,7 @@ report) and two callables. The loop ends with a final checkpoint::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import signal
@@ -31,7 +32,7 @@ from prometheus_client import CollectorRegistry
 
 from monitor.config import MonitorConfig, drift_reference_text
 from monitor.core.engine import Engine, PaneSignals
-from monitor.core.rules import AlertEvent
+from monitor.core.rules import AlertEvent, alert_id
 from monitor.events.message import Message, MessageBatch
 from monitor.http import HttpServer
 from monitor.kafka.sink import KafkaSink
@@ -52,6 +53,8 @@ __all__ = ["App"]
 
 log = structlog.get_logger(__name__)
 POLL_MS = 200
+#: The rule name of the monitor's own alert while it cannot read its input.
+INPUT_RULE = "monitor-input-unavailable"
 #: The poll timeout while not ready: readiness is judged after each poll (see
 #: ``App._judge_readiness``), so a shorter one notices the first fetch answers sooner.
 STARTING_POLL_MS = 50
@@ -123,6 +126,10 @@ class App:
         #: False while the input cannot be read (not connected, broker silent): absence
         #: rules hold meanwhile, and ``monitor_input_up`` says so.
         self.input_up = True
+        #: Since when the input is unreadable (Unix s), and the monitor's own alert about it
+        #: once sent (see :meth:`_input_alert`).
+        self._input_down_since: float | None = None
+        self._input_alert_sent: AlertEvent | None = None
         self.last_checkpoint: float | None = None
         self.checkpoints = 0
         self.dead_letters = 0
@@ -382,17 +389,53 @@ class App:
         assigned partition counts as just seen, so that it is not taken as idle (and its
         silence as the model's) before its first fetch after the outage."""
         up, why = self._input_readable()
+        now = time.time()
         if up == self.input_up:
+            if not up:
+                self._input_alert(why, now)
             return
         self.input_up = up
         if up:
-            now = time.time()
             for tp in self.source.assignment():
                 self.last_seen[tp] = now
             log.info("input_available")
+            self._input_alert(None, now)
+            self._input_down_since = None
         else:
+            self._input_down_since = now
             log.warning("input_unavailable", reason=why,
                         holding="absence and label-starvation rules")
+
+    def _input_alert(self, why: str | None, now: float) -> None:
+        """The monitor's own alert while its input is unreadable: ``firing`` once it has
+        been so for ``[readiness] input_alert_after`` (``why`` the reason), ``resolved``
+        when it is back (``why`` is ``None``). It goes to the log and to Alertmanager, not
+        to the alert topic (on the broker it cannot reach; the topic is the models')."""
+        sent = self._input_alert_sent
+        if why is not None:
+            since = self._input_down_since
+            if sent is not None or since is None:
+                return
+            if now - since < self.config.readiness.input_alert_after:
+                return
+            event = AlertEvent(
+                alert_id=alert_id("", INPUT_RULE, since), status="firing", rule=INPUT_RULE,
+                severity="critical", model="", model_version="", signal="monitor_input_up",
+                value=0.0, threshold=1.0, starts_at=since, ends_at=None, ts=now,
+                labels={"alertname": INPUT_RULE, "severity": "critical",
+                        "group_id": self.config.kafka.group_id},
+                annotations={"summary": f"monitor cannot read its input from Kafka ({why}); "
+                             "its absence and label-starvation rules are held until it can"},
+            )
+            self._input_alert_sent = event
+        elif sent is not None:
+            event = dataclasses.replace(sent, status="resolved", ends_at=now, ts=now)
+            self._input_alert_sent = None
+        else:
+            return
+        log.warning("alert", **{k: v for k, v in alert_dict(event).items() if k != "labels"})
+        if self.alertmanager is not None:
+            self.alertmanager.submit(event)
 
     def _tick(self) -> None:
         """Once a second: lag, idle partitions (which may close panes), readiness, report.

@@ -384,6 +384,10 @@ class ReadinessConfig(_Strict):
     unready_after: Duration = Field(
         30.0, description="how long out of bounds before a ready daemon turns unready"
     )
+    input_alert_after: Duration = Field(
+        60.0, gt=0, description="how long the input must be unreadable before the monitor "
+        "sends its own monitor-input-unavailable alert (to Alertmanager and the log)"
+    )
 
 
 class PrometheusConfig(_Strict):

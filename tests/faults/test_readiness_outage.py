@@ -14,6 +14,7 @@ import contextlib
 import json
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +25,7 @@ from confluent_kafka import Producer
 from monitor.broker import EmbeddedBroker, create_topics, free_port
 from tests.daemon import daemon_config
 from tests.faults.harness import Daemon
+from tests.outputs.test_alerts import alertmanager  # noqa: F401 (a fixture)
 
 BODY = """
 [time]
@@ -108,14 +110,15 @@ def _topics(bootstrap: str) -> Any:
 
 @contextlib.contextmanager
 def _running(
-    tmp_path: Path, bootstrap: str, rate: float, kafka: str = ""
+    tmp_path: Path, bootstrap: str, rate: float, kafka: str = "", tables: str = ""
 ) -> Iterator[tuple[Daemon, LiveTraffic]]:
-    """A daemon on fresh topics (``kafka``: more lines of its [kafka] table) with live
-    traffic at ``rate``, once ``/readyz`` says 200; both stopped on the way out."""
+    """A daemon on fresh topics (``kafka``: more lines of its [kafka] table; ``tables``:
+    more tables) with live traffic at ``rate``, once ``/readyz`` says 200; both stopped on
+    the way out."""
     topics = _topics(bootstrap)
     port = free_port()
     config = tmp_path / "monitor.toml"
-    text = daemon_config(bootstrap, topics, port, BODY)
+    text = daemon_config(bootstrap, topics, port, tables + BODY)
     config.write_text(text.replace('heartbeat_interval = "1s"\n',
                                    f'heartbeat_interval = "1s"\n{kafka}\n', 1))
     daemon = Daemon(config, port, tmp_path / "daemon.log")
@@ -193,12 +196,22 @@ def test_traffic_stopping_with_the_broker_up_fires_the_absence_rule(
         assert daemon.sample("monitor_input_up") == 1.0
 
 
+def _alertmanager_alerts(base: str) -> list[dict[str, Any]]:
+    with urllib.request.urlopen(f"{base}/api/v2/alerts", timeout=5) as response:
+        found: list[dict[str, Any]] = json.loads(response.read())
+    return found
+
+
 def test_broker_outage_holds_the_absence_rule_and_says_the_input_is_unavailable(
-    tmp_path: Path,
+    tmp_path: Path, alertmanager: str,  # noqa: F811 (the fixture imported above)
 ) -> None:
-    with EmbeddedBroker() as own, _running(tmp_path, own.bootstrap, rate=100.0) as (
-        daemon, traffic
-    ):
+    """No absence alert through a 30 s outage (the control test shows one after 10 s of
+    silence with the broker up); the monitor's own monitor-input-unavailable alert reaches
+    a real Alertmanager after [readiness] input_alert_after (5 s here)."""
+    tables = (f'[alertmanager]\nurl = "{alertmanager}"\nresend_interval = "2s"\n\n'
+              '[readiness]\ninput_alert_after = "5s"\n')
+    with EmbeddedBroker() as own, _running(tmp_path, own.bootstrap, rate=100.0,
+                                           tables=tables) as (daemon, traffic):
         time.sleep(3.0)
         assert daemon.sample("monitor_input_up") == 1.0
         traffic.stop()
@@ -214,5 +227,10 @@ def test_broker_outage_holds_the_absence_rule_and_says_the_input_is_unavailable(
         assert any(x.get("event") == "input_unavailable" for x in _log(daemon)), \
             daemon.log_tail()
         assert _absence_alerts(daemon) == [], daemon.log_tail()
+        own_alerts = [x for x in _log(daemon) if x.get("event") == "alert"]
+        assert [(x["rule"], x["status"]) for x in own_alerts] == [
+            ("monitor-input-unavailable", "firing")], daemon.log_tail()
+        names = [a["labels"].get("alertname") for a in _alertmanager_alerts(alertmanager)]
+        assert names == ["monitor-input-unavailable"]
         code, _ = daemon.terminate(timeout=30)
         assert code == 0, daemon.log_tail()
