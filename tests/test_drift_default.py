@@ -5,14 +5,21 @@ reference, as with an explicit ``reference_warmup = 5000``; ``0`` turns it off; 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import structlog
+import tomli_w
 
-from monitor.config import DEFAULT_REFERENCE_WARMUP, ConfigError, config_from_mapping
+from monitor.config import (
+    DEFAULT_REFERENCE_WARMUP,
+    ConfigError,
+    config_from_mapping,
+    load_config,
+)
 from monitor.replay import replay
 
 T0 = 1_767_225_600.0
@@ -34,13 +41,18 @@ def _events(path: Path, n: int = 20_000) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def _config(**model: Any) -> Any:
-    return config_from_mapping({
+def _raw(**model: Any) -> dict[str, Any]:
+    """The test config as a TOML document's tables (``model``: more keys of the model)."""
+    return {
         "time": {"pane": "10s", "allowed_lateness": "0s"},
         "models": [{"name": "m", "task": "binary", "positive_class": 1,
                     "windows": ["all", "1m"], "features": {"x": "numeric", "y": "numeric"},
                     **model}],
-    })
+    }
+
+
+def _config(**model: Any) -> Any:
+    return config_from_mapping(_raw(**model))
 
 
 @pytest.fixture(scope="module")
@@ -56,22 +68,30 @@ def _last_signals(out: Path) -> dict[str, float]:
 
 
 def test_default_config_has_drift_and_logs_its_reference(events: Path, tmp_path: Path) -> None:
-    config = _config()
-    assert config.models[0].reference_warmup == DEFAULT_REFERENCE_WARMUP == 5_000
-    with structlog.testing.capture_logs() as logs:
-        default = replay(config, [str(events)], tmp_path / "default")
-    started = [x for x in logs if x["event"] == "drift_reference"]
-    assert started == [{"event": "drift_reference", "log_level": "info", "model": "m",
-                        "reference": "its first 5000 predictions (reference_warmup)"}]
+    """``monitor replay`` of a config without a reference: the start-up line says where
+    the reference comes from, a line says when it is built, and drift is computed."""
+    config = tmp_path / "monitor.toml"
+    config.write_text(tomli_w.dumps(_raw()))
+    assert load_config(config).models[0].reference_warmup == DEFAULT_REFERENCE_WARMUP == 5_000
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor.cli", "replay", "--config", str(config), "--out",
+         str(tmp_path / "default"), "--no-progress", str(events)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    logs = [json.loads(line) for line in (done.stdout + done.stderr).splitlines()
+            if line.startswith("{")]
+    started = [(x["model"], x["reference"]) for x in logs if x["event"] == "drift_reference"]
+    assert started == [("m", "its first 5000 predictions (reference_warmup)")]
     built = [x for x in logs if x["event"] == "warmup_profile_built"]
     assert len(built) == 1 and built[0]["predictions"] >= 5_000
     signals = _last_signals(tmp_path / "default")
     assert signals["psi:x@1m"] > 1.0  # the 2-sd shift
     assert signals["psi:y@1m"] < 0.1
-    explicit = replay(_config(reference_warmup=5_000), [str(events)], tmp_path / "explicit")
-    assert default == explicit
-    assert (tmp_path / "default" / "signals.jsonl").read_text() == (
-        tmp_path / "explicit" / "signals.jsonl").read_text()
+    replay(_config(reference_warmup=5_000), [str(events)], tmp_path / "explicit")
+    for name in ("signals.jsonl", "summary.json"):
+        assert (tmp_path / "default" / name).read_text() == (
+            tmp_path / "explicit" / name).read_text()
 
 
 def test_reference_warmup_zero_turns_drift_off(events: Path, tmp_path: Path) -> None:
