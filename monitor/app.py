@@ -15,6 +15,7 @@ report) and two callables. The loop ends with a final checkpoint::
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import math
@@ -30,9 +31,9 @@ from typing import TYPE_CHECKING
 import structlog
 from prometheus_client import CollectorRegistry
 
-from monitor.config import MonitorConfig
+from monitor.config import MonitorConfig, drift_reference_text
 from monitor.core.engine import Engine, PaneSignals
-from monitor.core.rules import AlertEvent
+from monitor.core.rules import AlertEvent, alert_id
 from monitor.events.message import Message, MessageBatch
 from monitor.http import HttpServer
 from monitor.kafka.sink import KafkaSink
@@ -41,6 +42,7 @@ from monitor.logs import RateLimitedLogger
 from monitor.outputs.alerts import AlertmanagerPusher, alert_dict, alert_json
 from monitor.outputs.exports import Exports
 from monitor.outputs.prometheus import MonitorCollector, RuntimeStats
+from monitor.readiness import CatchUp
 from monitor.replay import signal_line
 from monitor.state.kafka_store import StoreError
 from monitor.state.lock import StateLock
@@ -53,6 +55,8 @@ __all__ = ["App"]
 
 log = structlog.get_logger(__name__)
 POLL_MS = 200
+#: The rule name of the monitor's own alert while it cannot read its input.
+INPUT_RULE = "monitor-input-unavailable"
 #: The poll timeout while not ready: readiness is judged after each poll (see
 #: ``App._judge_readiness``), so a shorter one notices the first fetch answers sooner.
 STARTING_POLL_MS = 50
@@ -110,7 +114,9 @@ class App:
         self.config = config
         self.stop = stop or (prestart.stop if prestart else threading.Event())
         self.registry = registry or (prestart.registry if prestart else CollectorRegistry())
-        self.collector = MonitorCollector(self.registry)
+        self.collector = MonitorCollector(
+            self.registry, max_series=config.prometheus.max_series, process=True
+        )
         #: One daemon per state directory (local store): taken before anything is read.
         self.lock = StateLock(config.state.dir).acquire() if config.state.store == "local" else None
         self.store: Store = open_store(config)
@@ -139,6 +145,18 @@ class App:
         self.http.collector = self.collector  # /metrics serves its rendered snapshot
         self.ready_reason = "starting"
         self.ready = False
+        #: Readiness' lag judgement: the [readiness] bounds, with hysteresis.
+        self.catch_up = CatchUp(config.readiness)
+        #: Record timestamp (Unix s) of the last message read per input partition: how far
+        #: behind a partition with unread messages is.
+        self.last_record_ts: dict[tuple[str, int], float] = {}
+        #: False while the input cannot be read (not connected, broker silent): absence
+        #: rules hold meanwhile, and ``monitor_input_up`` says so.
+        self.input_up = True
+        #: Since when the input is unreadable (Unix s), and the monitor's own alert about it
+        #: once sent (see :meth:`_input_alert`).
+        self._input_down_since: float | None = None
+        self._input_alert_sent: AlertEvent | None = None
         self.last_checkpoint: float | None = None
         self.checkpoints = 0
         #: Failed checkpoint writes by reason; the reason of the current outage (None: the
@@ -235,6 +253,10 @@ class App:
             if not self._listening:
                 self.http.start()
                 self._listening = True
+            for model in self.config.models:
+                log.info(
+                    "drift_reference", model=model.name, reference=drift_reference_text(model)
+                )
             self._publish()
             if self.alertmanager is not None:
                 self.alertmanager.start()
@@ -293,8 +315,10 @@ class App:
             self.heartbeat = time.time()
             if messages:
                 batch = MessageBatch.of(messages)
-                for tp in batch.sources():
+                sources = batch.sources()
+                for tp in sources:
                     self.last_seen[tp] = self.heartbeat
+                self._note_record_times(batch, sources)
                 self._process(batch)
             if time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + TICK_S
@@ -409,9 +433,97 @@ class App:
         if self.exports.enabled:
             self.exports.write(closed or [], events)
 
+    def _note_record_times(self, batch: MessageBatch, sources: set[tuple[str, int]]) -> None:
+        """Keep the record timestamp of each partition's last message in ``batch`` (read
+        from the end: one message built per partition, not one per message)."""
+        left = set(sources)
+        for i in range(len(batch) - 1, -1, -1):
+            tp = (batch.topics[i], batch.partitions[i])
+            if tp in left:
+                left.discard(tp)
+                stamp = batch[i].timestamp_ms
+                if stamp is not None and stamp > 0:
+                    self.last_record_ts[tp] = stamp / 1000.0
+                if not left:
+                    return
+
+    def _input_readable(self) -> tuple[bool, str]:
+        """Whether the input can be read now, and if not why: not connected, or the broker
+        not answering (a frozen or stopped broker)."""
+        if not self.source.connected:
+            return False, "not connected to Kafka"
+        silent = self._broker_silent_s()
+        if silent > self.config.kafka.session_timeout / 2:
+            # A frozen broker accepts TCP connections and the last fetch's highwater still
+            # says "caught up": the group coordinator's silence is what gives it away.
+            return False, f"broker not answering for {silent:.0f} s"
+        return True, ""
+
+    def _track_input(self) -> None:
+        """Update :attr:`input_up`; log its changes. When the input comes back, every
+        assigned partition counts as just seen, so that it is not taken as idle (and its
+        silence as the model's) before its first fetch after the outage."""
+        up, why = self._input_readable()
+        now = time.time()
+        if up == self.input_up:
+            if not up:
+                self._input_alert(why, now)
+            return
+        self.input_up = up
+        if up:
+            for tp in self.source.assignment():
+                self.last_seen[tp] = now
+            log.info("input_available")
+            self._input_alert(None, now)
+            self._input_down_since = None
+        else:
+            self._input_down_since = now
+            log.warning("input_unavailable", reason=why,
+                        holding="absence and label-starvation rules")
+
+    def _input_alert(self, why: str | None, now: float) -> None:
+        """The monitor's own alert while its input is unreadable: ``firing`` once it has
+        been so for ``[readiness] input_alert_after`` (``why`` the reason), ``resolved``
+        when it is back (``why`` is ``None``). It goes to the log and to Alertmanager, not
+        to the alert topic (on the broker it cannot reach; the topic is the models')."""
+        sent = self._input_alert_sent
+        if why is not None:
+            since = self._input_down_since
+            if sent is not None or since is None:
+                return
+            if now - since < self.config.readiness.input_alert_after:
+                return
+            event = AlertEvent(
+                alert_id=alert_id("", INPUT_RULE, since), status="firing", rule=INPUT_RULE,
+                severity="critical", model="", model_version="", signal="monitor_input_up",
+                value=0.0, threshold=1.0, starts_at=since, ends_at=None, ts=now,
+                labels={"alertname": INPUT_RULE, "severity": "critical",
+                        "group_id": self.config.kafka.group_id},
+                annotations={"summary": f"monitor cannot read its input from Kafka ({why}); "
+                             "its absence and label-starvation rules are held until it can"},
+            )
+            self._input_alert_sent = event
+        elif sent is not None:
+            event = dataclasses.replace(sent, status="resolved", ends_at=now, ts=now)
+            self._input_alert_sent = None
+        else:
+            return
+        log.warning("alert", **{k: v for k, v in alert_dict(event).items() if k != "labels"})
+        if self.alertmanager is not None:
+            self.alertmanager.submit(event)
+
     def _tick(self) -> None:
-        """Once a second: lag, idle partitions (which may close panes), readiness, report."""
+        """Once a second: lag, idle partitions (which may close panes), readiness, report.
+
+        While the input cannot be read (:meth:`_input_readable`), idleness is not judged:
+        a silent broker is no evidence that the models stopped predicting, so absence
+        rules neither fire nor resolve until it answers again."""
         self.lag = self.source.lag()
+        self._track_input()
+        if not self.input_up:
+            self._judge_readiness(lag_known=True)
+            self._publish()
+            return
         now = time.time()
         idle = {
             tp
@@ -446,19 +558,20 @@ class App:
         if not lag_known:
             self.lag = self.source.lag()
         assigned = self.source.assignment()
-        if not self.source.connected:
-            self.ready, self.ready_reason = False, "not connected to Kafka"
+        readable, why = self._input_readable()
+        if not readable:
+            self.ready, self.ready_reason = False, why
+            self.catch_up.reset()
         elif not assigned:
             self.ready, self.ready_reason = False, "no partitions assigned"
-        elif (silent := self._broker_silent_s()) > self.config.kafka.session_timeout / 2:
-            # A frozen broker accepts TCP connections and the last fetch's highwater still
-            # says "caught up": the group coordinator's silence is what gives it away.
-            self.ready, self.ready_reason = False, f"broker not answering for {silent:.0f} s"
-        elif not self.source.caught_up():
-            behind = sum(self.lag.values())
-            self.ready, self.ready_reason = False, f"catching up ({behind} messages behind)"
         else:
-            self.ready, self.ready_reason = True, "ok"
+            caught_up, behind = self.catch_up.judge(
+                assigned, self.lag, self.last_record_ts, time.time()
+            )
+            if caught_up:
+                self.ready, self.ready_reason = True, "ok"
+            else:
+                self.ready, self.ready_reason = False, f"catching up ({behind})"
         if self.paused:
             backlog = self.sink.backlog
             self.ready, self.ready_reason = False, f"paused: {backlog} output records undelivered"
@@ -498,6 +611,7 @@ class App:
             output_backlog=self.sink.backlog,
             paused=self.paused,
             checkpoint_failures=dict(self.checkpoint_failures),
+            input_up=self.input_up,
         )
         report = self.engine.report()
         self.collector.update(report, runtime)

@@ -1,4 +1,4 @@
-"""Command line: ``monitor run | replay | report | tune | check-config | rules export | demo``."""
+"""Command line: monitor run | replay | report | tune | check-config | rules export | demo."""
 
 from __future__ import annotations
 
@@ -19,6 +19,11 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 EXIT_CONFIG = 2
+#: Event-time length of ``demo --capture`` without ``--seconds``: the drift (60 s to
+#: 180 s) and a minute of recovery after it.
+CAPTURE_SECONDS = 300.0
+#: Seconds of live demo traffic the drift and its recovery need (see monitor.demo).
+DEMO_STORY_S = 240.0
 
 
 def _load(path: str) -> MonitorConfig | None:
@@ -52,22 +57,90 @@ def _demo_outputs(args: argparse.Namespace) -> OutputsConfig:
     )
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Descriptions filled to the terminal's width paragraph by paragraph; every option's
+    default shown in its help, except for flags and options without one."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        paragraphs = text.split("\n\n")
+        return "\n\n".join(super(_HelpFormatter, self)._fill_text(p, width, indent)
+                           for p in paragraphs)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "%(default)" in text
+            or default in (None, False, argparse.SUPPRESS)
+            or not action.option_strings
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+
+DESCRIPTION = """\
+Watch a deployed model from its Kafka event stream: windowed performance metrics, drift
+statistics, concept-drift detectors and alert rules, exported to Prometheus and sent as
+alerts. Every command takes --config FILE (one TOML file); global options (--log-level)
+may come before or after the command. Exit 2 means a bad config, option or input file."""
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="monitor", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="monitor", description=DESCRIPTION, formatter_class=_HelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"monitor {__version__}")
-    parser.add_argument("--log-level", default="info", help="debug, info, warning, error")
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="the daemon: Kafka in, metrics and alerts out")
-    run.add_argument("--config", required=True, help="TOML config file")
+    parser.add_argument("--log-level", default="info", choices=_LOG_LEVELS,
+                        help="lowest level of the log lines written")
+    # The same option on every command, so that it may follow the command's name; SUPPRESS
+    # keeps the value given before the command when it is not repeated after it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--log-level", default=argparse.SUPPRESS, choices=_LOG_LEVELS,
+                        help="lowest level of the log lines written (default: info)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, summary: str, description: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=summary, description=description, parents=[common],
+                              formatter_class=_HelpFormatter)
+
+    run = command(
+        "run", "the daemon: Kafka in, metrics and alerts out",
+        "Consume the predictions and labels topics, keep the metrics, send alerts, and "
+        "serve /metrics, /healthz and /readyz until SIGTERM or Ctrl-C (then a final "
+        "checkpoint).",
+    )
+    run.add_argument("--config", required=True, metavar="FILE", help="TOML config file")
     run.add_argument(
         "--tui", action="store_true", help="a live view on the terminal (stdout must be one); "
         "logs go to stderr: above the view when it is the terminal, else JSON lines"
     )
-    check = sub.add_parser("check-config", help="validate a config file (exit 0, or 2)")
-    check.add_argument("config", help="TOML config file")
-    replay = sub.add_parser("replay", help="the same pipeline over captured messages")
-    replay.add_argument("--config", required=True, help="TOML config file")
-    replay.add_argument("--out", required=True, help="output directory")
+    check = command(
+        "check-config", "validate a config file (exit 0, or 2)",
+        "Load and validate a config file without touching Kafka: print '<file>: ok' and "
+        "exit 0, or print every problem (file, key path, reason) and exit 2.",
+    )
+    check.add_argument("--config", dest="config_option", metavar="FILE",
+                       help="TOML config file")
+    check.add_argument("config", nargs="?", metavar="FILE",
+                       help="the same as --config (kept for existing scripts)")
+    replay = command(
+        "replay", "the same pipeline over captured messages",
+        "Run the pipeline without Kafka over captured messages, as fast as it can, "
+        "deterministically, and write alerts.jsonl, signals.jsonl, metrics.prom and "
+        "summary.json to --out. An input is kcat -J capture lines (kcat -C -J -t "
+        "predictions -t labels) or plain event JSON lines (one prediction or label event "
+        "a line); '-' reads standard input. Exit 2 for an unreadable input, 1 when no line "
+        "of the input was usable.",
+    )
+    replay.add_argument("--config", required=True, metavar="FILE", help="TOML config file")
+    replay.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    replay.add_argument(
+        "--format", choices=("auto", "kcat", "events"), default="auto",
+        help="input lines: kcat -J envelopes, plain events, or auto (each input's first "
+        "line decides)",
+    )
     replay.add_argument(
         "--tensorboard", metavar="DIR", help="also write TensorBoard scalars (a run per model)"
     )
@@ -76,24 +149,44 @@ def _parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("--no-progress", action="store_true",
                         help="no progress bar (there is one only when stderr is a terminal)")
-    replay.add_argument("captures", nargs="+", help="kcat -J capture files (JSON lines)")
-    report = sub.add_parser(
-        "report", help="a self-contained HTML page of plots from a replay (or captures)",
-        description="Write OUT/report.html from a replay's output directory (--from), or "
-        "replay CAPTURE files with --config into OUT first.",
+    replay.add_argument("captures", nargs="+", metavar="INPUT",
+                        help="capture or event files (JSON lines); '-' for standard input")
+    report = command(
+        "report", "a self-contained HTML page of plots from a replay (or captures)",
+        "Write OUT/report.html from a replay's output directory (--from), or replay CAPTURE "
+        "files with --config into OUT first.",
     )
-    report.add_argument("--out", required=True, help="output directory (report.html)")
+    report.add_argument("--out", required=True, metavar="DIR", help="output directory")
     report.add_argument("--from", dest="from_dir", metavar="REPLAY_DIR",
                         help="a 'monitor replay' output directory")
-    report.add_argument("--config", help="TOML config file, to replay CAPTURE files into OUT")
+    report.add_argument("--config", metavar="FILE",
+                        help="TOML config file, to replay CAPTURE files into OUT")
     report.add_argument("captures", nargs="*", metavar="CAPTURE", help="kcat -J capture files")
-    rules = sub.add_parser("rules", help="alert rules: export as a Prometheus rules file")
-    rules_sub = rules.add_subparsers(dest="rules_command", required=True)
-    export = rules_sub.add_parser("export", help="the config's rules as Prometheus alerting rules")
-    export.add_argument("--config", required=True, help="TOML config file")
-    export.add_argument("--out", help="output file (default: stdout)")
-    demo = sub.add_parser("demo", help="embedded broker, demonstration traffic, live view")
-    demo.add_argument("--seconds", type=float, default=0.0, help="stop after this long (0: Ctrl-C)")
+    rules = command(
+        "rules", "alert rules: export as a Prometheus rules file",
+        "Alert rules for alerting from Prometheus instead of the alert topic.",
+    )
+    rules_sub = rules.add_subparsers(dest="rules_command", required=True, metavar="COMMAND")
+    export = rules_sub.add_parser(
+        "export", help="the config's rules as Prometheus alerting rules", parents=[common],
+        formatter_class=_HelpFormatter,
+        description="Write the config's alert rules, and a group of rules about the monitor "
+        "itself, as a Prometheus rules file (for rule_files; check it with promtool check "
+        "rules). Every expression is scoped by [prometheus] rules_selector.",
+    )
+    export.add_argument("--config", required=True, metavar="FILE", help="TOML config file")
+    export.add_argument("--out", metavar="FILE", help="output file (default: standard output)")
+    demo = command(
+        "demo", "embedded broker, demonstration traffic, live view",
+        "Start an embedded Kafka broker, send a demonstration model's traffic with a drift "
+        "in it (from 60 s, recovering from 120 s), run the daemon on it and show the live "
+        "view.",
+    )
+    demo.add_argument(
+        "--seconds", type=float,
+        help="stop after this long (default: until Ctrl-C; with --capture, "
+        f"{CAPTURE_SECONDS:g} s of event time, which covers the drift and its recovery)",
+    )
     demo.add_argument("--rate", type=float, default=2000.0, help="predictions per second")
     demo.add_argument("--port", type=int, default=9108, help="HTTP port for /metrics")
     demo.add_argument("--no-view", action="store_true", help="log lines instead of the live view")
@@ -108,20 +201,30 @@ def _parser() -> argparse.ArgumentParser:
         "--capture", metavar="DIR", help="no broker: write --seconds of demo traffic (event "
         "time) to DIR/capture.jsonl, with DIR/reference.csv and DIR/monitor.toml"
     )
-    tune = sub.add_parser("tune", help="grid-search rule and detector settings on replays")
-    tune.add_argument("--config", required=True, help="TOML config file")
-    tune.add_argument("--incidents", required=True, help="CSV or JSON lines: model,start,end")
-    tune.add_argument("--grid", help="TOML grid: parameter path = [values] (default: derived)")
+    tune = command(
+        "tune", "grid-search rule and detector settings on replays",
+        "Replay captures under every setting of a grid of rule and detector parameters, "
+        "score each against known incidents (missed, median delay, false alerts a day), "
+        "and write tune.json, tune.csv and winner.toml to --out.",
+    )
+    tune.add_argument("--config", required=True, metavar="FILE", help="TOML config file")
+    tune.add_argument("--incidents", required=True, metavar="FILE",
+                      help="CSV or JSON lines: model,start,end")
+    tune.add_argument("--grid", metavar="FILE",
+                      help="TOML grid: parameter path = [values] (default: derived from the "
+                      "config's rules)")
     tune.add_argument("--folds", type=int, default=3, help="contiguous event-time folds")
     tune.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes")
-    tune.add_argument("--out", default="tune-out", help="directory for tune.json/.csv, winner.toml")
+    tune.add_argument("--out", default="tune-out", metavar="DIR",
+                      help="directory for tune.json, tune.csv and winner.toml")
     tune.add_argument("--grace", default="0s", help="detections count until incident end + this")
     tune.add_argument("--max-false-per-day", type=float, default=1.0, help="false-alert budget")
     tune.add_argument("--max-settings", type=int, default=1000, help="refuse larger grids")
     tune.add_argument("--top", type=int, default=20, help="rows of the ranked table printed")
     tune.add_argument("--no-progress", action="store_true",
                       help="no progress bars (there are some only when stderr is a terminal)")
-    tune.add_argument("captures", nargs="+", help="kcat -J capture files (JSON lines)")
+    tune.add_argument("captures", nargs="+", metavar="CAPTURE",
+                      help="kcat -J capture files (JSON lines)")
     return parser
 
 
@@ -153,15 +256,24 @@ def _main(args: argparse.Namespace) -> int:
         gc_policy.tune()
 
     if args.command == "check-config":
-        config = _load(args.config)
+        path = args.config_option or args.config
+        if path is None or (args.config_option and args.config):
+            print("monitor check-config: give one config file (--config FILE)", file=sys.stderr)
+            return EXIT_CONFIG
+        config = _load(path)
         if config is None:
             return EXIT_CONFIG
         _needs(config)
-        print(f"{args.config}: ok ({len(config.models)} model(s))")
+        print(f"{path}: ok ({len(config.models)} model(s))")
         from monitor.core.reference import print_summaries
 
         print_summaries(config.models)
         return 0
+    if args.command == "demo" and not args.capture:
+        if args.seconds is not None and 0 < args.seconds < DEMO_STORY_S:
+            print(f"monitor demo: the drift runs from 60 s to 180 s; --seconds {args.seconds:g} "
+                  "stops before it has resolved", file=sys.stderr)
+        args.seconds = args.seconds or 0.0
     if args.command == "demo" and (args.tensorboard or args.cloudwatch) and not args.produce_to:
         view = not (args.no_view or args.cloudwatch)  # EMF lines would tear the live view
         configure_logging(args.log_level, json=None if view else True)
@@ -177,10 +289,11 @@ def _main(args: argparse.Namespace) -> int:
         if args.capture:
             from monitor.demo import write_capture
 
-            if args.seconds <= 0:
+            seconds = CAPTURE_SECONDS if args.seconds is None else args.seconds
+            if seconds <= 0:
                 print("monitor demo: --capture needs --seconds > 0", file=sys.stderr)
                 return EXIT_CONFIG
-            written = write_capture(args.capture, args.seconds, args.rate)
+            written = write_capture(args.capture, seconds, args.rate)
             print(f"{args.capture}: capture.jsonl ({written['predictions']} predictions, "
                   f"{written['labels']} labels), reference.csv, monitor.toml")
             return 0
@@ -229,11 +342,18 @@ def _main(args: argparse.Namespace) -> int:
 
         return run_tune(args, config)
     if args.command == "replay":
-        from monitor.replay import replay
+        from monitor.replay import InputError, NoUsableInput, replay
 
-        with _progress(not args.no_progress) as bars:
-            replay(_with_outputs(config, args.tensorboard, args.cloudwatch), args.captures,
-                   args.out, progress=bars)
+        try:
+            with _progress(not args.no_progress) as bars:
+                replay(_with_outputs(config, args.tensorboard, args.cloudwatch), args.captures,
+                       args.out, progress=bars, fmt=args.format)
+        except InputError as exc:
+            print(f"monitor replay: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        except NoUsableInput as exc:
+            print(f"monitor replay: {exc}", file=sys.stderr)
+            return 1
         return 0
     from monitor.kafka.topics import TopicLayoutError
     from monitor.startup import Prestart
@@ -286,9 +406,13 @@ def _report(args: argparse.Namespace) -> int:
         config = _load(args.config)
         if config is None:
             return EXIT_CONFIG
-        from monitor.replay import replay
+        from monitor.replay import InputError, NoUsableInput, replay
 
-        replay(config, args.captures, args.out)
+        try:
+            replay(config, args.captures, args.out)
+        except (InputError, NoUsableInput) as exc:
+            print(f"monitor report: {exc}", file=sys.stderr)
+            return EXIT_CONFIG if isinstance(exc, InputError) else 1
         source = args.out
     try:
         path, figures = render_report(source, args.out)

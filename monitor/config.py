@@ -347,6 +347,96 @@ class HttpConfig(_Strict):
         return int(self.listen.rpartition(":")[2])
 
 
+# Readiness and Prometheus keys (``[readiness]``, ``[prometheus]``) are kept together here,
+# with the default drift reference of a model without a reference file.
+
+#: Predictions of a model's first closed panes that become its drift reference when it has
+#: no reference file (``reference_warmup``'s default): drift is on out of the box.
+DEFAULT_REFERENCE_WARMUP = 5_000
+
+
+def drift_reference_text(model: ModelConfig) -> str:
+    """Where a model's drift reference comes from, for the start-up log line."""
+    if model.reference:
+        return f"file {model.reference}"
+    if model.reference_warmup:
+        return f"its first {model.reference_warmup} predictions (reference_warmup)"
+    return "none: no drift statistics (no reference file, reference_warmup = 0)"
+_MATCHER_RE = re.compile(
+    r'\s*[a-zA-Z_][a-zA-Z0-9_]*\s*(=~|!~|!=|=)\s*"(?:[^"\\]|\\.)*"\s*'
+)
+
+
+class ReadinessConfig(_Strict):
+    """When ``/readyz`` and ``monitor_ready`` say the daemon is caught up.
+
+    Caught up means behind the end of its input partitions by at most ``max_lag``
+    messages in all and at most ``max_lag_time`` seconds (the age of the oldest message
+    still waiting, from its record timestamp). A ready daemon turns unready only after
+    being out of those bounds for ``unready_after``; an unready one turns ready when
+    back within half of them. Losing Kafka or the partitions is reported at once.
+    """
+
+    max_lag: int = Field(
+        10_000, ge=0, description="messages behind (all partitions) still counted as caught up"
+    )
+    max_lag_time: Duration = Field(
+        30.0, description="seconds behind (age of the oldest unread message) still caught up"
+    )
+    unready_after: Duration = Field(
+        30.0, description="how long out of bounds before a ready daemon turns unready"
+    )
+    input_alert_after: Duration = Field(
+        60.0, gt=0, description="how long the input must be unreadable before the monitor "
+        "sends its own monitor-input-unavailable alert (to Alertmanager and the log)"
+    )
+
+
+class PrometheusConfig(_Strict):
+    """The ``/metrics`` exposition and the rules ``monitor rules export`` writes."""
+
+    max_series: int = Field(
+        10_000, ge=0, description="most monitor_model_metric series per scrape; the rest dropped"
+    )
+    rules_selector: str = Field(
+        'job="monitor"',
+        description="PromQL label matchers added to every series of the exported rules, "
+        "e.g. 'job=\"monitor\",namespace=\"fraud\"'; empty: none",
+    )
+
+    @field_validator("rules_selector")
+    @classmethod
+    def _matchers(cls, value: str) -> str:
+        text = value.strip().strip("{}").strip()
+        if not text:
+            return ""
+        for part in _split_matchers(text):
+            if not _MATCHER_RE.fullmatch(part):
+                raise ValueError(
+                    f'expected label matchers like job="monitor",env=~"prod.*", got {value!r}'
+                )
+        return text
+
+
+def _split_matchers(text: str) -> list[str]:
+    """``a="x,y",b!="z"`` -> ``['a="x,y"', 'b!="z"']`` (commas inside quotes kept)."""
+    parts, current, quoted, escaped = [], "", False, False
+    for char in text:
+        if char == "," and not quoted:
+            parts.append(current)
+            current = ""
+            continue
+        current += char
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+    parts.append(current)
+    return parts
+
+
 class StateConfig(_Strict):
     """Where checkpoints go and how often they are written."""
 
@@ -664,10 +754,11 @@ class ModelConfig(_Strict):
         None, description="CSV or JSON-lines file of reference rows (drift profile)"
     )
     reference_warmup: int = Field(
-        0,
+        DEFAULT_REFERENCE_WARMUP,
         ge=0,
         description="without a reference file: build the drift profile from the predictions "
-        "of the first closed panes that hold at least this many (0: no profile)",
+        "of the first closed panes that hold at least this many (0: no profile; default "
+        "off with a reference file or state.store = 'kafka')",
     )
     drift_bins: int = Field(
         20, ge=2, le=1000, description="quantile bins per numeric feature (plus under/overflow)"
@@ -722,6 +813,8 @@ class ModelConfig(_Strict):
                 raise ValueError("classes (two or more) are required for a multiclass model")
             if len({canonical_class(c) for c in self.classes}) != len(self.classes):
                 raise ValueError("classes must be distinct")
+        if self.reference and "reference_warmup" not in self.model_fields_set:
+            object.__setattr__(self, "reference_warmup", 0)  # the file is the reference
         if self.reference and self.reference_warmup:
             raise ValueError("set either reference (a file) or reference_warmup, not both")
         for feature in self.features:
@@ -860,6 +953,8 @@ class MonitorConfig(_Strict):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)  # type: ignore[arg-type]
     alertmanager: AlertmanagerConfig = Field(default_factory=AlertmanagerConfig)  # type: ignore[arg-type]
     outputs: OutputsConfig = Field(default_factory=OutputsConfig)  # type: ignore[arg-type]
+    readiness: ReadinessConfig = Field(default_factory=ReadinessConfig)  # type: ignore[arg-type]
+    prometheus: PrometheusConfig = Field(default_factory=PrometheusConfig)  # type: ignore[arg-type]
     models: list[ModelConfig] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -875,6 +970,9 @@ class MonitorConfig(_Strict):
                         f"model {model.name!r}: window {spec.name!r} must be a whole number of "
                         f"panes ({self.time.pane:g} s)"
                     )
+            if self.state.store == "kafka" and "reference_warmup" not in model.model_fields_set:
+                # The default warmup needs one replica: with replicas, a file or nothing.
+                object.__setattr__(model, "reference_warmup", 0)
             if model.reference_warmup and self.state.store == "kafka":
                 # Each replica would build its own profile from the partitions it holds,
                 # and partitions moving between replicas would carry histograms over

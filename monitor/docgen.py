@@ -49,6 +49,8 @@ TABLES: list[tuple[str, type[BaseModel], tuple[str, ...]]] = [
     ("[state]", cfg.StateConfig, ("state",)),
     ("[time]", cfg.TimeConfig, ("time",)),
     ("[limits]", cfg.LimitsConfig, ("limits",)),
+    ("[readiness]", cfg.ReadinessConfig, ("readiness",)),
+    ("[prometheus]", cfg.PrometheusConfig, ("prometheus",)),
     ("[alertmanager]", cfg.AlertmanagerConfig, ("alertmanager",)),
     ("[outputs]", cfg.OutputsConfig, ("outputs",)),
     ("[[models]]", cfg.ModelConfig, ("models", "<model>")),

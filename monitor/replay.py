@@ -1,27 +1,42 @@
 """``monitor replay``: the same core as ``run``, over captured messages, without Kafka.
 
-A capture is JSON lines in kcat's ``-J`` envelope::
+An input is JSON lines in one of two formats, processed in file order:
 
-    {"topic": "predictions", "partition": 0, "offset": 42, "key": "p-1", "payload": "{...}"}
+- ``kcat``: kcat's ``-J`` envelope, one consumed message a line::
 
-processed in file order. A line that is not such an envelope is counted as a reject
-(``bad_envelope``) with its file and line logged, and the replay goes on.
+      {"topic": "predictions", "partition": 0, "offset": 42, "key": "p-1", "payload": "{...}"}
+
+  A line that is not such an envelope is counted as a reject (``bad_envelope``) with its
+  file and line logged, and the replay goes on.
+- ``events``: plain events, one prediction or label event (section 2 of the contract) a
+  line, as a model server logs them. A line with a ``prediction`` field goes to the
+  predictions topic, any other line to the labels topic, each as partition 0 with the
+  line's running number per topic as its offset; a line that is not a valid event is
+  rejected by the codec with its usual reason (``not_json``, ``missing_field``, ...).
+
+``auto`` (the default) takes each input's first non-blank line: a kcat envelope makes it
+a kcat capture, anything else a file of events. ``-`` reads standard input (copied to a
+temporary file first: the capture's partitions are read before its messages).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import shutil
+import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 import structlog
 from prometheus_client import CollectorRegistry
 
-from monitor.config import MonitorConfig
+from monitor.config import MonitorConfig, drift_reference_text
 from monitor.core.engine import Engine, PaneSignals
 from monitor.events.message import Message, MessageBatch
 from monitor.outputs.alerts import alert_json
@@ -31,10 +46,32 @@ from monitor.outputs.prometheus import MonitorCollector, render
 if TYPE_CHECKING:
     from monitor.tui import ProgressBars
 
-__all__ = ["capture_partitions", "iter_capture", "replay", "signal_line"]
+__all__ = [
+    "InputError",
+    "NoUsableInput",
+    "capture_partitions",
+    "check_inputs",
+    "iter_capture",
+    "replay",
+    "signal_line",
+]
 
 log = structlog.get_logger(__name__)
 BATCH = 5_000
+
+#: What an input's lines are: kcat ``-J`` envelopes, plain events, or decided per input.
+InputFormat = Literal["auto", "kcat", "events"]
+#: The topics plain events are put on: (predictions, labels).
+Topics = tuple[str, str]
+_DEFAULT_TOPICS: Topics = ("predictions", "labels")
+
+
+class InputError(ValueError):
+    """An input that cannot be read at all (missing, a directory, no permission)."""
+
+
+class NoUsableInput(ValueError):
+    """The inputs were read, but not one line was a usable event."""
 
 
 class Envelope(msgspec.Struct):
@@ -58,13 +95,71 @@ _ENVELOPE = msgspec.json.Decoder(Envelope)
 _WHERE = msgspec.json.Decoder(_Where)
 
 
-def capture_partitions(paths: list[str]) -> set[tuple[str, int]]:
-    """Every (topic, partition) a capture holds: as ``run`` tracks every assigned partition,
+class _Kind(msgspec.Struct):
+    """What tells a prediction event from a label event (other fields are ignored)."""
+
+    prediction: msgspec.Raw | None = None
+
+
+_KIND = msgspec.json.Decoder(_Kind)
+
+
+def check_inputs(paths: list[str]) -> None:
+    """Raise :class:`InputError` naming the first input that is missing, a directory or
+    unreadable (``-``, standard input, is always readable)."""
+    for path in paths:
+        if path == "-":
+            continue
+        if os.path.isdir(path):
+            raise InputError(f"{path}: is a directory, not a capture or events file")
+        try:
+            with open(path, "rb"):
+                pass
+        except FileNotFoundError:
+            raise InputError(f"{path}: no such file") from None
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def input_format(path: str, fmt: InputFormat = "auto") -> Literal["kcat", "events"]:
+    """The format of one input: ``fmt`` unless ``auto``, else what its first non-blank line
+    is (a kcat envelope, or anything else: events)."""
+    if fmt != "auto":
+        return fmt
+    with open(path, "rb") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            try:
+                _ENVELOPE.decode(line)
+            except (msgspec.DecodeError, RecursionError):
+                return "events"
+            return "kcat"
+    return "kcat"
+
+
+def _event_topic(line: bytes, topics: Topics) -> str:
+    try:
+        kind = _KIND.decode(line)
+    except (msgspec.DecodeError, RecursionError):
+        return topics[0]  # not an event object: the codec rejects it on the predictions topic
+    return topics[0] if kind.prediction is not None else topics[1]
+
+
+def capture_partitions(
+    paths: list[str], fmt: InputFormat = "auto", topics: Topics = _DEFAULT_TOPICS
+) -> set[tuple[str, int]]:
+    """Every (topic, partition) the inputs hold: as ``run`` tracks every assigned partition,
     each of these holds the watermark back from the start, whatever the line order."""
     found: set[tuple[str, int]] = set()
     for path in paths:
+        events = input_format(path, fmt) == "events"
         with open(path, "rb") as fh:
             for line in fh:
+                if events:
+                    if line.strip():
+                        found.add((_event_topic(line, topics), 0))
+                    continue
                 try:
                     where = _WHERE.decode(line)
                 except (msgspec.DecodeError, RecursionError):
@@ -81,17 +176,40 @@ def _headers(raw: list[str] | dict[str, str] | None) -> list[tuple[str, bytes]]:
     return [(raw[i], raw[i + 1].encode()) for i in range(0, len(raw) - 1, 2)]
 
 
-def iter_capture(paths: list[str], bad: dict[str, int]) -> Iterator[Message]:
-    """Messages of the capture files in order; counts unusable lines in ``bad``."""
-    for batch in read_batches(paths, bad, BATCH):
+def iter_capture(
+    paths: list[str], bad: dict[str, int], fmt: InputFormat = "auto",
+    topics: Topics = _DEFAULT_TOPICS,
+) -> Iterator[Message]:
+    """Messages of the input files in order; counts unusable lines in ``bad``."""
+    for batch in read_batches(paths, bad, BATCH, fmt, topics):
         yield from batch
 
 
-def read_batches(paths: list[str], bad: dict[str, int], size: int) -> Iterator[MessageBatch]:
+def _events_envelopes(
+    path: str, topics: Topics, offsets: dict[str, int]
+) -> Iterator[tuple[Envelope, int]]:
+    """The lines of a plain-events file as envelopes (partition 0, running offsets per
+    topic kept in ``offsets`` across files), with their line numbers."""
+    with open(path, "rb") as fh:
+        for number, line in enumerate(fh, start=1):
+            text = line.strip()
+            if not text:
+                continue
+            topic = _event_topic(text, topics)
+            offset = offsets.get(topic, 0)
+            offsets[topic] = offset + 1
+            yield Envelope(topic, 0, text.decode("utf-8", "replace"), offset), number
+
+
+def read_batches(
+    paths: list[str], bad: dict[str, int], size: int, fmt: InputFormat = "auto",
+    topics: Topics = _DEFAULT_TOPICS,
+) -> Iterator[MessageBatch]:
     """The messages of :func:`iter_capture`, ``size`` at a time, as columns (a whole
     :class:`Message` is built only for the ones the core looks at one by one)."""
     envelopes: list[Envelope] = []
     numbers: list[int] = []
+    offsets: dict[str, int] = {}
 
     def batch() -> MessageBatch:
         envs, lines = list(envelopes), list(numbers)
@@ -107,6 +225,13 @@ def read_batches(paths: list[str], bad: dict[str, int], size: int) -> Iterator[M
         )
 
     for path in paths:
+        if input_format(path, fmt) == "events":
+            for env, number in _events_envelopes(path, topics, offsets):
+                envelopes.append(env)
+                numbers.append(number)
+                if len(envelopes) >= size:
+                    yield batch()
+            continue
         with open(path, "rb") as fh:
             for number, line in enumerate(fh, start=1):
                 try:
@@ -153,20 +278,55 @@ def signal_line(sig: PaneSignals) -> dict[str, Any]:
     }
 
 
+@contextlib.contextmanager
+def _materialized(paths: list[str]) -> Iterator[list[str]]:
+    """``paths`` with ``-`` replaced by a temporary copy of standard input (read twice:
+    once for its partitions, once for its messages)."""
+    if "-" not in paths:
+        yield paths
+        return
+    with tempfile.NamedTemporaryFile(prefix="monitor-stdin-", suffix=".jsonl") as copy:
+        shutil.copyfileobj(sys.stdin.buffer, copy)
+        copy.flush()
+        yield [copy.name if p == "-" else p for p in paths]
+
+
 def replay(
     config: MonitorConfig,
     captures: list[str],
     out_dir: str | os.PathLike[str],
     progress: ProgressBars | None = None,
+    fmt: InputFormat = "auto",
 ) -> dict[str, Any]:
     """Run the core over ``captures`` and write the four output files (and those of the
     ``[outputs]`` exports turned on: TensorBoard runs, ``cloudwatch.jsonl``); return the summary.
-    With ``progress``, a bar counts messages read against the captures' lines."""
+    With ``progress``, a bar counts messages read against the captures' lines.
+
+    ``fmt`` says what the inputs' lines are (see the module docstring); ``-`` is standard
+    input. Raises :class:`InputError` before any output for an input that cannot be read,
+    and :class:`NoUsableInput` after writing the outputs when not one line was a usable
+    event."""
+    check_inputs(captures)
+    with _materialized(captures) as paths:
+        return _replay(config, paths, out_dir, progress, fmt, shown=captures)
+
+
+def _replay(
+    config: MonitorConfig,
+    captures: list[str],
+    out_dir: str | os.PathLike[str],
+    progress: ProgressBars | None,
+    fmt: InputFormat,
+    shown: list[str],
+) -> dict[str, Any]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    for model in config.models:
+        log.info("drift_reference", model=model.name, reference=drift_reference_text(model))
     engine = Engine(config)
-    inputs = {config.kafka.predictions_topic, config.kafka.labels_topic}
-    engine.track(tp for tp in capture_partitions(captures) if tp[0] in inputs)
+    topics = (config.kafka.predictions_topic, config.kafka.labels_topic)
+    inputs = set(topics)
+    engine.track(tp for tp in capture_partitions(captures, fmt, topics) if tp[0] in inputs)
     bad: dict[str, int] = {}
     bar = None
     if progress is not None:
@@ -187,7 +347,7 @@ def replay(
                 alerts.write(alert_json(event) + b"\n")
             exports.write(closed, events)
 
-        for batch in read_batches(captures, bad, BATCH):
+        for batch in read_batches(captures, bad, BATCH, fmt, topics):
             engine.process(batch)
             if progress is not None:
                 progress.advance(bar, len(batch))
@@ -197,12 +357,20 @@ def replay(
         final = engine.flushed(keep_signals=True)
         emit(final)
     summary = final.summary()
+    usable = engine.events - sum(summary["rejects"].values())
     for reason, n in bad.items():
         summary["rejects"][reason] = summary["rejects"].get(reason, 0) + n
     registry = CollectorRegistry()
-    collector = MonitorCollector(registry)
+    collector = MonitorCollector(registry, max_series=config.prometheus.max_series)
     collector.update(final.report())
     (out / "metrics.prom").write_bytes(render(registry))
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     log.info("replay_done", events=engine.events, out=str(out), rejects=summary["rejects"])
+    if usable <= 0:
+        rejected = ", ".join(f"{n} {reason}" for reason, n in sorted(summary["rejects"].items()))
+        raise NoUsableInput(
+            f"no usable event in {', '.join(shown)}"
+            + (f" (rejected: {rejected})" if rejected else " (no lines)")
+            + "; is --format right? (kcat -J envelopes, or one event object a line)"
+        )
     return summary

@@ -75,6 +75,19 @@ LABEL_FREE_SIGNALS: tuple[str, ...] = (
 LABEL_SIGNALS: tuple[str, ...] = ("label_coverage", "label_count")
 #: Statistics where a small value means drift (drawn with the colour scale reversed).
 _SMALL_IS_DRIFT = {"chi2"}
+#: Fixed colour range of each drift statistic's heatmap, anchored at the usual alert
+#: thresholds (PSI 0.25; JS, Wasserstein/sd and binned KS 0.1; chi-square p-value 0.05),
+#: which sit mid-scale: a calm feature stays pale whatever the page's largest value, and
+#: values past the top are drawn as the top colour.
+DRIFT_COLOUR_RANGE: dict[str, tuple[float, float]] = {
+    "psi": (0.0, 0.5),
+    "js": (0.0, 0.2),
+    "wasserstein": (0.0, 0.2),
+    "ks": (0.0, 0.2),
+    "chi2": (0.0, 0.1),
+}
+#: Signals that are shares (0..1), shown as percentages, and their axis title.
+_SHARE_AXIS = {"tickformat": ".1%", "title": {"text": "share of predictions"}}
 _PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2")
 
 
@@ -329,6 +342,17 @@ def _window_order(window: str) -> tuple[int, float, str]:
     return (kind, span, window)
 
 
+def _unit(metric: str) -> dict[str, Any]:
+    """Axis settings that give a metric's values their unit (shares as %, counts, s)."""
+    if metric in ("label_coverage", "positive_rate", "class_share") or metric.endswith("_rate"):
+        return {"tickformat": ".1%", "title": {"text": "share"}}
+    if metric.endswith("_count"):
+        return {"tickformat": ",.0f", "title": {"text": "count"}}
+    if metric.endswith(("_seconds", "_delay")):
+        return {"tickformat": ",.3~g", "title": {"text": "seconds"}}
+    return {"tickformat": ".3~f"}  # no SI prefixes: 0.0004, not "400µ"
+
+
 def _is_reference(metric: str) -> bool:
     return metric.startswith(("reference", "ref_"))
 
@@ -426,6 +450,9 @@ def _grid(
         if reference and name in reference:
             fig.add_hline(y=reference[name], line={"color": "#555", "dash": "dash"},
                           row=row, col=col)
+        unit = _unit(metric)
+        if unit:
+            fig.update_yaxes(row=row, col=col, **unit)
     fig = _layout(fig, title, max(360, 230 * rows + 60))
     return [Figure(key, section, title, fig)]
 
@@ -434,6 +461,48 @@ def _performance(sig: _Signals, reference: dict[str, float], key: str) -> list[F
     names = _names(sig, sorted(m for m in sig.groups if _is_performance(m)))
     return _grid(sig, names, "Performance over time, by window (the production learning "
                  "curve)", f"{key}-performance", "Performance", reference)
+
+
+def _estimated_vs_realized(
+    sig: _Signals, reference: dict[str, float], key: str
+) -> list[Figure]:
+    """One subplot per metric with a label-free estimate: the realized value (labels) and
+    the estimate over the shortest sliding window (else ``all``), with the reference value
+    as a dashed line. A drop the estimate does not see (a concept drift) shows as the two
+    lines parting."""
+    pairs = []
+    for metric in sorted(sig.groups):
+        realized = metric.removeprefix("estimated_")
+        if metric == realized or realized not in sig.groups:
+            continue
+        common = [w for w in sig.windows
+                  if w in sig.groups[metric].get("", {}) and w in sig.groups[realized].get("", {})]
+        if common:
+            window = next((w for w in common if w != "all"), common[0])
+            pairs.append((realized, metric, window))
+    if not pairs:
+        return []
+    fig = make_subplots(rows=len(pairs), cols=1, shared_xaxes=True,
+                        subplot_titles=[f"{r}@{w}" for r, _, w in pairs],
+                        vertical_spacing=min(0.3 / max(len(pairs) - 1, 1), 0.08))
+    for row, (realized, metric, window) in enumerate(pairs, start=1):
+        for name, values, colour, dash in (
+            ("realized (labels)", sig.groups[realized][""][window], _colour(0), None),
+            ("estimated (no labels)", sig.groups[metric][""][window], _colour(1), "dot"),
+        ):
+            x, y = sig.line(values)
+            fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=name, legendgroup=name,
+                                     showlegend=row == 1, line={"color": colour, "dash": dash}),
+                          row=row, col=1)
+        if realized in reference:
+            fig.add_trace(go.Scatter(
+                x=_dates(sig.series.ts[[0, -1]]), y=[reference[realized]] * 2, mode="lines",
+                name="reference", legendgroup="reference", showlegend=row == 1,
+                line={"color": "#555", "dash": "dash"}), row=row, col=1)
+        fig.update_yaxes(tickformat=".3~f", row=row, col=1)
+    title = "Estimated (no labels) and realized (labels) performance, with the reference"
+    fig = _layout(fig, title, max(340, 200 * len(pairs) + 100))
+    return [Figure(f"{key}-estimated", "Performance", "Estimated and realized", fig)]
 
 
 def _gap(sig: _Signals, key: str) -> list[Figure]:
@@ -490,6 +559,7 @@ def _subplots_by_window(
                 )
         if yrange is not None:
             fig.update_yaxes(range=list(yrange), row=row, col=1)
+    fig.update_yaxes(**_SHARE_AXIS)
     fig = _layout(fig, title, max(340, 220 * len(windows) + 80))
     return [Figure(key, section, title, fig)]
 
@@ -506,8 +576,10 @@ def _drift(sig: _Signals, key: str) -> list[Figure]:
                 continue
             rows = [sig.line(sig.groups[stat][f][window]) for f in features]
             z = np.vstack([y for _, y in rows])
+            zmin, zmax = DRIFT_COLOUR_RANGE.get(stat, (None, None))
             traces.append((stat, go.Heatmap(
                 x=rows[0][0], y=features, z=z, name=stat, visible=not traces,
+                zmin=zmin, zmax=zmax, zauto=zmin is None,
                 colorscale="YlOrRd_r" if stat in _SMALL_IS_DRIFT else "YlOrRd",
                 colorbar={"title": {"text": stat}}, hoverongaps=False,
                 hovertemplate="%{y}<br>%{x}<br>" + stat + " = %{z:.4g}<extra></extra>",
@@ -634,6 +706,7 @@ def build_figures(
     own = [a for a in alerts if a.get("model") == series.model]
     return [
         *_performance(sig, reference or {}, key),
+        *_estimated_vs_realized(sig, reference or {}, key),
         *_gap(sig, key),
         *_grid(sig, _names(sig, LABEL_FREE_SIGNALS), "Predictions (no labels needed)",
                f"{key}-predictions", "Predictions"),
@@ -658,6 +731,7 @@ td, th { border: 1px solid #ddd; padding: 0.2rem 0.6rem; text-align: right; }
 th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
 .note { color: #666; font-size: 0.9rem; } .figure { margin: 0.5rem 0 1rem; }
 nav a { margin-right: 1rem; }
+table.verdict td { text-align: left; }
 """
 
 
@@ -683,6 +757,88 @@ def _span(ts: np.ndarray) -> str:
     first, last = (datetime.fromtimestamp(float(t), UTC).strftime("%Y-%m-%d %H:%M:%S")
                    for t in (ts[0], ts[-1]))
     return f"{len(ts):,} panes closing from {first} to {last} UTC"
+
+
+#: PSI above which a feature counts as drifted in the verdict (the usual "major shift").
+VERDICT_PSI = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One model's line at the top of the report."""
+
+    model: str
+    status: str  # "alerting", "recovered", "drift", "ok" or "no data"
+    alerts: str
+    drift: str
+    performance: str
+
+
+def model_verdict(
+    series: ModelSeries, alerts: Iterable[dict[str, Any]], reference: dict[str, float]
+) -> Verdict:
+    """The model's verdict: alerting (an alert still firing at the end), recovered (alerts
+    fired and all resolved), drift (a feature's PSI above :data:`VERDICT_PSI` without an
+    alert), else ok; with what it rests on."""
+    own = [a for a in alerts if a.get("model") == series.model]
+    firing = {a.get("alert_id"): a for a in own if a.get("status") == "firing"}
+    resolved = {a.get("alert_id") for a in own if a.get("status") == "resolved"}
+    open_rules = sorted({str(a.get("rule")) for i, a in firing.items() if i not in resolved})
+    sig = _Signals.of(series)
+    drifted = []
+    for feature, by_window in sorted(sig.groups.get("psi", {}).items()):
+        peak = max((float(np.nanmax(v)) for v in by_window.values() if np.isfinite(v).any()),
+                   default=math.nan)
+        if peak > VERDICT_PSI:
+            drifted.append(f"{feature} (PSI {peak:.2g})")
+    perf = []
+    for metric in sorted(m for m in sig.groups if _is_performance(m)):
+        windows = [w for w in sig.windows if w != "all" and w in sig.groups[metric].get("", {})]
+        if not windows:
+            continue
+        values = sig.groups[metric][""][windows[0]]
+        finite = values[np.isfinite(values)]
+        if not len(finite):
+            continue
+        text = f"{metric}@{windows[0]} {finite[-1]:.3f} at the end"
+        if metric in reference:
+            text += f" (reference {reference[metric]:.3f})"
+        perf.append(text)
+        if len(perf) == 2:
+            break
+    if not len(series.ts):
+        status = "no data"
+    elif open_rules:
+        status = "alerting"
+    elif firing:
+        status = "recovered"
+    elif drifted:
+        status = "drift"
+    else:
+        status = "ok"
+    alert_text = f"{len(firing)} fired"
+    if open_rules:
+        alert_text += f"; still firing at the end: {', '.join(open_rules)}"
+    return Verdict(series.model, status, alert_text, ", ".join(drifted) or "none",
+                   "; ".join(perf) or "no labelled metric")
+
+
+_VERDICT_COLOUR = {"alerting": "#d62728", "recovered": "#ff7f0e", "drift": "#ff7f0e",
+                   "ok": "#2ca02c", "no data": "#777"}
+
+
+def _verdict_table(verdicts: list[Verdict]) -> str:
+    head = ("model", "verdict", "alerts", f"features drifted (PSI > {VERDICT_PSI})",
+            "performance")
+    rows = "".join(
+        f"<tr><td><a href='#model-{_slug(v.model)}'>{html.escape(v.model)}</a></td>"
+        f"<td style='color:{_VERDICT_COLOUR[v.status]};font-weight:bold'>{v.status}</td>"
+        f"<td>{html.escape(v.alerts)}</td><td>{html.escape(v.drift)}</td>"
+        f"<td>{html.escape(v.performance)}</td></tr>"
+        for v in verdicts
+    )
+    return ("<table class='verdict'><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"
+            + rows + "</table>")
 
 
 def _reference_table(model: dict[str, Any]) -> dict[str, float]:
@@ -724,9 +880,12 @@ def render_report(replay_dir: str | Path, out_dir: str | Path) -> tuple[Path, li
     figures: list[Figure] = []
     parts = [f"<h1>monitor report</h1><p class='note'>From <code>{html.escape(str(src))}"
              f"</code>. Times are event times (UTC), at pane ends.</p>"]
-    if len(names) > 1:
-        parts.append("<nav>" + "".join(f"<a href='#model-{_slug(n)}'>{html.escape(n)}</a>"
-                                       for n in names) + "</nav>")
+    verdicts = [
+        model_verdict(series.get(n, ModelSeries(n, np.empty(0))), alerts,
+                      _reference_table(models_summary.get(n) or {}))
+        for n in names
+    ]
+    parts.append("<h3>Verdict</h3>" + _verdict_table(verdicts))
     if rejects:
         parts.append("<h3>Rejected input (all models)</h3>"
                      + _table(sorted(rejects.items()), ("reason", "messages")))

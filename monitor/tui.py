@@ -21,6 +21,7 @@ on a terminal, and do nothing without one.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import math
 import sys
@@ -30,7 +31,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Protocol, TextIO, cast
 
 import structlog
 from rich import box
@@ -84,8 +85,26 @@ MAX_HZ = 2.0
 _BLOCKS = "▁▂▃▄▅▆▇█"
 
 
-def sparkline(values: Iterable[float]) -> str:
-    """Unicode block sparkline scaled between the smallest and largest finite value.
+def spark_scale(values: Iterable[float], min_span: float = 0.0) -> tuple[float, float] | None:
+    """The (low, high) a sparkline of ``values`` is drawn between: their finite range,
+    widened about its middle to at least ``min_span``; ``None`` without a finite value.
+
+    >>> [round(x, 3) for x in spark_scale([0.862, 0.860], min_span=0.1)]
+    [0.811, 0.911]
+    """
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return None
+    lo, hi = min(finite), max(finite)
+    if hi - lo < min_span:
+        mid = (lo + hi) / 2
+        lo, hi = mid - min_span / 2, mid + min_span / 2
+    return lo, hi
+
+
+def sparkline(values: Iterable[float], scale: tuple[float, float] | None = None) -> str:
+    """Unicode block sparkline drawn between ``scale`` (low, high), by default the smallest
+    and largest finite value; values outside the scale are clipped to it.
 
     A value that is not finite is a blank; a constant series is all lowest blocks.
 
@@ -93,12 +112,15 @@ def sparkline(values: Iterable[float]) -> str:
     '▁▅█'
     >>> sparkline([2.0, float("nan"), 2.0])
     '▁ ▁'
+    >>> sparkline([0.862, 0.861, 0.860], scale=(0.8, 0.9))  # no cliff from 0.002
+    '▅▅▅'
     """
     values = list(values)
-    finite = [v for v in values if math.isfinite(v)]
-    if not finite:
+    if scale is None:
+        scale = spark_scale(values)
+    if scale is None:
         return " " * len(values)
-    lo, hi = min(finite), max(finite)
+    lo, hi = scale
     span = hi - lo
     top = len(_BLOCKS) - 1
     out = []
@@ -106,8 +128,28 @@ def sparkline(values: Iterable[float]) -> str:
         if not math.isfinite(v):
             out.append(" ")
         else:
-            out.append(_BLOCKS[0 if span <= 1e-12 else round((v - lo) / span * top)])
+            level = 0 if span <= 1e-12 else round((min(max(v, lo), hi) - lo) / span * top)
+            out.append(_BLOCKS[level])
     return "".join(out)
+
+
+#: Smallest range a metric's sparklines are drawn over: a move of 0.002 in an accuracy
+#: is not drawn as a cliff. Metrics in 0..1 get 0.1; others their own range.
+SPARK_MIN_SPAN = 0.1
+_UNIT_METRICS = frozenset({
+    "accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc",
+    "specificity", "npv", "mcc", "brier_score", "label_coverage", "positive_rate",
+    "macro_f1", "weighted_f1", "macro_precision", "macro_recall", "estimated_accuracy",
+    "estimated_f1", "estimated_roc_auc",
+})
+
+
+#: Narrowest terminal that shows the sparklines' scale column.
+SCALE_MIN_WIDTH = 80
+
+
+def _min_span(metric: str) -> float:
+    return SPARK_MIN_SPAN if metric in _UNIT_METRICS or metric.endswith("_rate") else 0.0
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -193,6 +235,8 @@ class LiveView:
         self._rate_points: deque[tuple[float, int]] = deque(maxlen=10)
         self._last_pane: int | None = None
         self._failed: set[str] = set()
+        #: Log lines kept while the view is shown (see :func:`live_session`), shown inside it.
+        self.log_tail: LogTail | None = None
 
     # ------------------------------------------------------------------ feeding
     def update(
@@ -254,13 +298,29 @@ class LiveView:
         recent = [w for w in windows if w != "all"]
         return recent[0] if recent else "all"
 
-    def spark(self, model: str, signal: str, width: int | None = None) -> str:
+    def spark(self, model: str, signal: str, width: int | None = None,
+              scale: tuple[float, float] | None = None) -> str:
         """The sparkline of ``signal`` (``name@window``) of ``model``: its last values, at
-        most ``width`` (by default ``spark_width``)."""
+        most ``width`` (by default ``spark_width``), drawn between ``scale`` (default:
+        their own range, at least :func:`_min_span` of the metric)."""
         ring = self.series.get((model, signal))
         if not ring:
             return ""
-        return sparkline(list(ring)[-(width or self.spark_width):])
+        values = list(ring)[-(width or self.spark_width):]
+        if scale is None:
+            scale = spark_scale(values, _min_span(signal.rsplit("@", 1)[0]))
+        return sparkline(values, scale)
+
+    def row_scale(self, model: str, name: str, windows: Iterable[str],
+                  width: int | None = None) -> tuple[float, float] | None:
+        """One scale for a metric's sparklines in every window (so that they compare): the
+        range of the values they draw, at least :func:`_min_span` of the metric."""
+        drawn: list[float] = []
+        for window in windows:
+            ring = self.series.get((model, f"{name}@{window}"))
+            if ring:
+                drawn.extend(list(ring)[-(width or self.spark_width):])
+        return spark_scale(drawn, _min_span(name))
 
     def top_drift_signals(self, model: ModelReport) -> list[tuple[str, float]]:
         """The drift signals listed for ``model``: per statistic the ``top_drift`` largest
@@ -295,17 +355,21 @@ class LiveView:
     def _render(self, width: int | None) -> RenderableType:
         parts: list[RenderableType] = []
         if self.header is not None:
-            parts.append(Text.from_markup(self.header() if callable(self.header) else self.header))
+            header = Text.from_markup(self.header() if callable(self.header) else self.header)
+            parts.extend(_one_line(line) for line in header.split())
         report, runtime = self.report, self.runtime
         if report is None or runtime is None:
             parts.append(Text("starting the daemon, joining the consumer group ..."))
         else:
-            parts.append(self._runtime_text(report, runtime))
+            parts.extend(_one_line(line) for line in self._runtime_text(report, runtime).split())
             if not report.models:
                 parts.append(Text("no model has reported yet"))
             for model in report.models.values():
                 parts.append(self._model_panel(model, width))
             parts.append(self._transitions_table())
+        if self.log_tail is not None and self.log_tail.lines:
+            parts.append(Text("recent log lines", style="bold"))
+            parts.extend(_one_line(Text(line, style="dim")) for line in self.log_tail.lines)
         return Panel(Group(*parts), title=f"[bold]{self.title}[/]", subtitle=self.footer or None,
                      border_style="blue")
 
@@ -356,19 +420,27 @@ class LiveView:
         spark = self.spark_width
         if width is not None and windows:
             # panel border and padding 4, label column + 2, per window "  0.123 " + 2
-            spark = max(1, min(spark, (width - 4 - label - 2) // len(windows) - 10))
+            # and the scale column ("0.811..0.911") 14 when there is room for it
+            scale_room = 14 if width >= SCALE_MIN_WIDTH else 0
+            spark = max(1, min(spark, (width - 4 - label - 2 - scale_room) // len(windows) - 10))
         metrics = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
         metrics.add_column("metric", style="bold", no_wrap=True, min_width=label)
         for window in windows:
             metrics.add_column(window, justify="left", no_wrap=True)
+        with_scale = width is None or width >= SCALE_MIN_WIDTH
+        if with_scale:
+            metrics.add_column("scale", justify="left", no_wrap=True, style="dim")
         for name in names:
             cells = []
+            scale = self.row_scale(model.name, name, windows, spark)
             for window in windows:
                 value = windows[window].get(name)
                 cell = Text(f"{_fmt(value):>7} ")
-                cell.append(self.spark(model.name, f"{name}@{window}", spark), style="green")
+                cell.append(self.spark(model.name, f"{name}@{window}", spark, scale),
+                            style="green")
                 cells.append(cell)
-            metrics.add_row(name, *cells)
+            scale_text = "" if scale is None else f"{_fmt(scale[0])}..{_fmt(scale[1])}"
+            metrics.add_row(name, *cells, *([scale_text] if with_scale else []))
         drift = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
         drift.add_column(f"drift ({self.drift_window(model)})", style="bold", no_wrap=True)
         drift.add_column("value", justify="right")
@@ -413,6 +485,35 @@ class LiveView:
             table.add_row(_utc(t.ts), t.model, t.rule, Text(t.status, style=style), t.signal,
                           _fmt(t.value), _fmt(t.threshold))
         return table
+
+
+def _one_line(text: Text) -> Text:
+    """``text`` cut with an ellipsis at the panel's width instead of wrapped."""
+    text.no_wrap = True
+    text.overflow = "ellipsis"
+    return text
+
+
+class LogTail(io.TextIOBase):
+    """A text stream keeping the last ``size`` log lines written to it: while the live
+    view is shown, log lines go here and the view shows them inside its panel, instead
+    of scrolling over it."""
+
+    def __init__(self, size: int = 4) -> None:
+        super().__init__()
+        self.lines: deque[str] = deque(maxlen=size)
+        self._partial = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        *done, self._partial = (self._partial + text).split("\n")
+        self.lines.extend(line for line in done if line.strip())
+        return len(text)
+
+    def isatty(self) -> bool:
+        return False
 
 
 def _is_drift(name: str) -> bool:
@@ -483,19 +584,22 @@ def run_view(
 @contextlib.contextmanager
 def live_session(view: LiveView, level: str, console: Console | None = None,
                  logs_through_view: bool = True) -> Iterator[Live]:
-    """A ``rich`` Live display of ``view``; with ``logs_through_view``, log lines go to the
-    console above the view (console renderer) while it is shown, and back to stdout after."""
+    """A ``rich`` Live display of ``view``; with ``logs_through_view``, log lines go into
+    the view (its last few lines, inside the panel: nothing scrolls over it) while it is
+    shown, and back to stdout after."""
     from monitor.logs import configure_logging
 
     console = console or Console()
     with Live(view.render(console.width), console=console, auto_refresh=False, transient=False,
               redirect_stdout=logs_through_view, redirect_stderr=logs_through_view) as live:
         if logs_through_view:
-            configure_logging(level, json=False, stream=sys.stdout)
+            view.log_tail = LogTail()
+            configure_logging(level, json=False, stream=cast(TextIO, view.log_tail))
         try:
             yield live
         finally:
             if logs_through_view:
+                view.log_tail = None
                 configure_logging(level, json=False, stream=sys.__stdout__)
 
 

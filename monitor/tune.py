@@ -46,6 +46,7 @@ import os
 import statistics
 import sys
 import time
+import tomllib
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -665,10 +666,48 @@ def _durations(table: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def winner_toml(result: TuneResult) -> str:
+def _value_text(path: str, value: Any) -> str:
+    """A tuned value as the config writes it: durations as ``"5m"``, the rest as TOML/JSON.
+
+    >>> _value_text("models.m.alerts.acc.for", 0.0), _value_text("models.m.alerts.a.k", 3)
+    ('"0s"', '3')
+    """
+    if path.rpartition(".")[2] in _DURATION_KEYS and isinstance(value, int | float):
+        return json.dumps(_duration_text(float(value)))
+    return json.dumps(value)
+
+
+def _delay_text(seconds: float | None) -> str:
+    """A median delay for people: ``"180 s"``, or ``"n/a"`` when nothing was detected."""
+    if seconds is None or not math.isfinite(seconds):
+        return "n/a"
+    return f"{seconds:g} s"
+
+
+def _raw_references(config_path: str | os.PathLike[str] | None) -> dict[str, str]:
+    """``{model: reference}`` as written in the config file (the loader makes relative
+    paths absolute; the fragment is pasted back into the same file, so it keeps them as
+    written)."""
+    if config_path is None:
+        return {}
+    try:
+        with open(config_path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError):
+        return {}
+    return {
+        str(m.get("name")): m["reference"]
+        for m in raw.get("models", [])
+        if isinstance(m, dict) and isinstance(m.get("reference"), str)
+    }
+
+
+def winner_toml(result: TuneResult, config_path: str | os.PathLike[str] | None = None) -> str:
     """The winning setting's tuned models as ``[[models]]`` tables, ready to paste over the
-    same models' tables of the config (non-default keys only)."""
+    same models' tables of the config (non-default keys only). With ``config_path``, a
+    model's ``reference`` is written as that file has it (relative paths stay relative)."""
     setting = result.settings[result.winner]
+    written = _raw_references(config_path)
     touched = {
         m.name for m in setting.config.models
         for path, _ in setting.values if path.startswith(f"models.{m.name}.")
@@ -677,13 +716,19 @@ def winner_toml(result: TuneResult) -> str:
         _durations(_strip_none(m.model_dump(by_alias=True, exclude_defaults=True)))
         for m in setting.config.models if m.name in touched
     ]
+    for table in models:
+        if table.get("name") in written and "reference" in table:
+            table["reference"] = written[table["name"]]
+        if "reference" in table and table.get("reference_warmup") == 0:
+            del table["reference_warmup"]  # implied by the file
     lines = [f"# monitor tune: setting {setting.index}, best of {len(result.settings)}"]
-    lines += [f"#   {path} = {json.dumps(value)}" for path, value in setting.values]
+    lines += [f"#   {path} = {_value_text(path, value)}" for path, value in setting.values]
     lines.append("# Replace these models' [[models]] tables in the config with:")
     return "\n".join(lines) + "\n" + tomli_w.dumps({"models": models})
 
 
-def write_outputs(result: TuneResult, out_dir: str | os.PathLike[str]) -> None:
+def write_outputs(result: TuneResult, out_dir: str | os.PathLike[str],
+                  config_path: str | os.PathLike[str] | None = None) -> None:
     """``tune.json``, ``tune.csv`` (ranked) and ``winner.toml`` in ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -695,7 +740,7 @@ def write_outputs(result: TuneResult, out_dir: str | os.PathLike[str]) -> None:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    (out / "winner.toml").write_text(winner_toml(result), encoding="utf-8")
+    (out / "winner.toml").write_text(winner_toml(result, config_path), encoding="utf-8")
 
 
 def _fmt_time(t: float) -> str:
@@ -712,7 +757,8 @@ _SHORT = {
 }
 
 
-def print_result(result: TuneResult, top: int = 20) -> None:
+def print_result(result: TuneResult, top: int = 20,
+                 config_path: str | os.PathLike[str] | None = None) -> None:
     """The ranked table, the Pareto front, the cross-validation and the winner, with rich."""
     from rich.console import Console
     from rich.table import Table
@@ -735,7 +781,9 @@ def print_result(result: TuneResult, top: int = 20) -> None:
     console.print("Pareto front (missed, median delay s, false alerts/day: settings):")
     for (missed, delay, fpd), members in points.items():
         shown = ", ".join(f"#{i}" for i in members[:8]) + (" ..." if len(members) > 8 else "")
-        console.print(f"  ({missed}, {delay}, {fpd:.2f}): {len(members)} setting(s): {shown}")
+        shown_delay = "n/a" if delay is None else delay
+        console.print(f"  ({missed}, {shown_delay}, {fpd:.2f}): {len(members)} setting(s): "
+                      f"{shown}")
     cv = Table(title="forward-chaining cross-validation (chosen on earlier folds)")
     for name in ("fold", "span (UTC)", "chosen", "missed", "false/day", "median delay s",
                  "best in fold", "its missed", "its false/day"):
@@ -746,7 +794,7 @@ def print_result(result: TuneResult, top: int = 20) -> None:
             str(entry["fold"]),
             f"{_fmt_time(entry['start'])} .. {_fmt_time(entry['end'])}",
             f"#{entry['chosen']}", f"{s['missed']}/{s['incidents']}",
-            f"{s['false_per_day']:.2f}", str(s["median_delay_s"]),
+            f"{s['false_per_day']:.2f}", _delay_text(s["median_delay_s"]),
             f"#{entry['best_in_fold']}", f"{b['missed']}/{b['incidents']}",
             f"{b['false_per_day']:.2f}",
         )
@@ -754,9 +802,9 @@ def print_result(result: TuneResult, top: int = 20) -> None:
     oof = result.out_of_fold
     console.print(
         f"out of fold: missed {oof.missed}/{oof.incidents}, {oof.false_per_day:.2f} false "
-        f"alerts/day, median delay {_num(oof.median_delay_s)} s"
+        f"alerts/day, median delay {_delay_text(oof.median_delay_s)}"
     )
-    console.print(winner_toml(result), markup=False, highlight=False)
+    console.print(winner_toml(result, config_path), markup=False, highlight=False)
     r = result.replayed
     console.print(
         f"{len(result.settings)} settings, {r.groups} engine replay(s) of {r.messages} "
@@ -799,8 +847,8 @@ def run_tune(args: Any, config: MonitorConfig) -> int:
     except (OSError, ValueError) as exc:
         print(f"monitor tune: {exc}", file=sys.stderr)
         return 2
-    write_outputs(result, args.out)
-    print_result(result, top=args.top)
+    write_outputs(result, args.out, args.config)
+    print_result(result, top=args.top, config_path=args.config)
     lo, hi = result.folds[0][0], result.folds[-1][1]
     outside = [i for i in incidents if not lo <= i.start <= hi]
     if outside:

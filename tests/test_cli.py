@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -259,3 +261,203 @@ def test_replay_metrics_pass_promtool(replayed: tuple[Path, Path, Path]) -> None
     result = subprocess.run(["promtool", "check", "metrics"], input=text,
                             capture_output=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ------------------------------------------------------------------------- conventions
+
+
+def test_check_config_takes_config_option_and_positional(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["check-config", "--config", str(EXAMPLE)]) == 0
+    assert capsys.readouterr().out.strip() == f"{EXAMPLE}: ok (2 model(s))"
+    assert main(["check-config", str(EXAMPLE)]) == 0  # the positional form still works
+    assert main(["check-config"]) == 2
+    assert "--config" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["check-config", "rules"])
+def test_log_level_after_the_command(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["check-config", "--config", str(EXAMPLE)] if command == "check-config" else [
+        "rules", "export", "--config", str(EXAMPLE), "--out", str(tmp_path / "r.yml")]
+    assert main([*args, "--log-level", "warning"]) == 0
+    assert main([args[0], "--log-level", "error", *args[1:]]) == 0
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--log-level", "loud"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'loud'" in capsys.readouterr().err
+
+
+def _help(*args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor.cli", *args, "--help"],
+        capture_output=True, text=True, check=True, env={"COLUMNS": "100", "PATH": ""},
+    )
+    return done.stdout
+
+
+@pytest.mark.parametrize(
+    "command", ["run", "check-config", "replay", "report", "rules", "demo", "tune"]
+)
+def test_every_command_has_a_description_in_plain_text(command: str) -> None:
+    text = _help(command)
+    _, _, rest = text.partition("\n\n")
+    description = rest.split("\n\n", 1)[0]
+    assert len(description) > 40, text  # a sentence, not just the usage line
+    assert "``" not in text and ":func:" not in text
+    assert "--log-level" in text
+    assert "``" not in _help()
+
+
+def test_help_shows_defaults() -> None:
+    tune = _help("tune")
+    assert re.search(r"--folds FOLDS\s+contiguous event-time folds \(default: 3\)", tune)
+    assert "(default: tune-out)" in tune
+    assert "(default: None)" not in tune and "(default: False)" not in tune
+    replay = _help("replay")
+    assert "(default: auto)" in replay
+    assert "(default: 9108)" in _help("demo")
+
+
+# ------------------------------------------------------------------- replay: what users have
+
+
+def _one_partition_stream(n: int = 300) -> list[tuple[str, str]]:
+    """(topic, event JSON) in time order: predictions 1 s apart, most labelled 5 s later."""
+    rows: list[tuple[float, str, str]] = []
+    for i in range(n):
+        pid = f"p{i}"
+        score = ((i * 37) % 100) / 100
+        label = int((i * 37) % 100 >= 40) if i % 7 else int((i * 37) % 100 < 40)
+        pred = {"prediction_id": pid, "model": "fraud", "ts": T0 + i,
+                "prediction": int(score >= 0.5), "score": score,
+                "features": {"amount": 10.0 + i, "country": "US" if i % 3 else "DE"},
+                "segment": {"country": "US" if i % 3 else "DE"}}
+        rows.append((T0 + i, "predictions", json.dumps(pred)))
+        if i % 10 != 9:
+            label_event = {"prediction_id": pid, "label": label, "ts": T0 + i + 5}
+            rows.append((T0 + i + 5, "labels", json.dumps(label_event)))
+    rows.sort(key=lambda r: (r[0], r[1] != "predictions"))
+    return [(topic, payload) for _, topic, payload in rows]
+
+
+def _replay_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "monitor.cli", "--log-level", "warning", "replay", *args],
+        capture_output=True, text=True, timeout=120, input=stdin,
+    )
+
+
+def _outputs(out: Path) -> dict[str, str]:
+    return {name: (out / name).read_text()
+            for name in ("summary.json", "signals.jsonl", "alerts.jsonl", "metrics.prom")}
+
+
+def test_replay_of_plain_events_equals_the_kcat_capture_of_them(tmp_path: Path) -> None:
+    """A file of plain event lines (auto-detected, --format events, or on stdin) gives the
+    same outputs as the kcat capture of the same messages on partition 0."""
+    config = tmp_path / "monitor.toml"
+    config.write_text(REPLAY_CONFIG)
+    stream = _one_partition_stream()
+    offsets = {"predictions": 0, "labels": 0}
+    kcat = []
+    for topic, payload in stream:
+        kcat.append(_envelope(topic, 0, offsets[topic], json.loads(payload)["prediction_id"],
+                              payload))
+        offsets[topic] += 1
+    (tmp_path / "capture.jsonl").write_text("\n".join(kcat) + "\n")
+    events_text = "\n".join(payload for _, payload in stream) + "\n"
+    (tmp_path / "events.jsonl").write_text(events_text)
+
+    runs = {
+        "kcat": _replay_cli("--config", str(config), "--out", str(tmp_path / "kcat"),
+                            str(tmp_path / "capture.jsonl")),
+        "auto": _replay_cli("--config", str(config), "--out", str(tmp_path / "auto"),
+                            str(tmp_path / "events.jsonl")),
+        "events": _replay_cli("--config", str(config), "--out", str(tmp_path / "events"),
+                              "--format", "events", str(tmp_path / "events.jsonl")),
+        "stdin": _replay_cli("--config", str(config), "--out", str(tmp_path / "stdin"), "-",
+                             stdin=events_text),
+    }
+    for name, result in runs.items():
+        assert result.returncode == 0, (name, result.stderr)
+    expected = _outputs(tmp_path / "kcat")
+    summary = json.loads(expected["summary.json"])
+    assert summary["models"]["fraud"]["counts"]["predictions"] == 300
+    assert summary["rejects"] == {}
+    assert expected["signals.jsonl"].count("\n") > 10
+    for name in ("auto", "events", "stdin"):
+        assert _outputs(tmp_path / name) == expected, name
+
+
+def test_replay_of_a_kcat_capture_as_events_is_refused(tmp_path: Path) -> None:
+    """Forced to the wrong format, no line is usable: exit 1 and one line saying so."""
+    config = tmp_path / "monitor.toml"
+    config.write_text(REPLAY_CONFIG)
+    capture = tmp_path / "capture.jsonl"
+    write_capture(capture, n=50)
+    result = _replay_cli("--config", str(config), "--out", str(tmp_path / "out"),
+                         "--format", "events", str(capture))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("monitor replay: no usable event in ")
+    assert "missing_field" in lines[-1] and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("content", ["", "\n\n", "hello\nworld\n", '{"a": 1}\n'])
+def test_replay_with_no_usable_line_exits_non_zero(content: str, tmp_path: Path) -> None:
+    config = tmp_path / "monitor.toml"
+    config.write_text(REPLAY_CONFIG)
+    path = tmp_path / "in.jsonl"
+    path.write_text(content)
+    result = _replay_cli("--config", str(config), "--out", str(tmp_path / "out"), str(path))
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("monitor replay: no usable event")
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("kind", ["missing", "directory", "unreadable"])
+def test_replay_of_an_unreadable_input_exits_2_with_one_line(kind: str, tmp_path: Path) -> None:
+    config = tmp_path / "monitor.toml"
+    config.write_text(REPLAY_CONFIG)
+    path = tmp_path / "in.jsonl"
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "unreadable":
+        write_capture(path, n=10)
+        path.chmod(0)
+        if os.access(path, os.R_OK):
+            pytest.skip("running as a user who reads every file (root)")
+    good = tmp_path / "good.jsonl"
+    write_capture(good, n=10)
+    result = _replay_cli("--config", str(config), "--out", str(tmp_path / "out"),
+                         str(good), str(path))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1, result.stderr
+    reason = {"missing": "no such file", "directory": "is a directory",
+              "unreadable": "cannot read"}[kind]
+    assert result.stderr.startswith(f"monitor replay: {path}: {reason}")
+    assert not (tmp_path / "out").exists()  # refused before writing anything
+
+
+def test_series_cap_from_the_config(tmp_path: Path) -> None:
+    """[prometheus] max_series caps monitor_model_metric in the exposition."""
+    capture = tmp_path / "capture.jsonl"
+    write_capture(capture, n=100)
+    counts = {}
+    for cap in ("", "[prometheus]\nmax_series = 5\n\n"):
+        config = tmp_path / "monitor.toml"
+        config.write_text(cap + REPLAY_CONFIG)
+        out = tmp_path / f"out{len(counts)}"
+        result = _replay_cli("--config", str(config), "--out", str(out), str(capture))
+        assert result.returncode == 0, result.stderr
+        text = (out / "metrics.prom").read_text()
+        lines = [ln for ln in text.splitlines() if ln.startswith("monitor_model_metric{")]
+        dropped = float(next(ln for ln in text.splitlines()
+                             if ln.startswith("monitor_series_dropped ")).split()[1])
+        counts[cap] = (len(lines), dropped)
+    full, _ = counts[""]
+    assert full > 5
+    assert counts["[prometheus]\nmax_series = 5\n\n"] == (5, full - 5)

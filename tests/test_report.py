@@ -27,7 +27,14 @@ import websocket
 
 from monitor.cli import main
 from monitor.demo import write_capture
-from monitor.report_html import MAX_POINTS, ModelSeries, build_figures, render_report
+from monitor.report_html import (
+    DRIFT_COLOUR_RANGE,
+    MAX_POINTS,
+    ModelSeries,
+    build_figures,
+    model_verdict,
+    render_report,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOT = ROOT / "docs" / "report-screenshot.png"
@@ -175,8 +182,8 @@ def test_every_plot_renders_without_network_requests(
     # One plot per kind: learning curves, the generalization gap and label-free estimates
     # (the demo's reference has predictions, scores and labels), predictions, a drift
     # heatmap per window, data quality, labels, label delay, the alert timeline.
-    expected = {"performance", "gap", "predictions", "drift-all", "drift-5m", "drift-ewm1m",
-                "quality", "labels", "label-delay", "alerts"}
+    expected = {"performance", "estimated", "gap", "predictions", "drift-all", "drift-5m",
+                "drift-ewm1m", "quality", "labels", "label-delay", "alerts"}
     assert {i.removeprefix("fig-fraud-") for i in ids} == expected
     url = page.as_uri()
     browser.load(url)
@@ -345,3 +352,74 @@ def test_a_model_without_a_closed_pane_still_gets_a_section(tmp_path: Path) -> N
     path, figures = render_report(tmp_path, tmp_path)
     assert [f.key for f in figures] == ["fig-m-alerts"]
     assert "Model m" in path.read_text()
+
+
+# ------------------------------------------------------------ scales, overlay, verdict
+
+
+def test_drift_heatmaps_have_fixed_colour_scales() -> None:
+    """A PSI of 0.03 at most is drawn pale: the scale is 0..0.5 (PSI's 0.25 threshold mid
+    scale), not stretched to the page's maximum; p-values reversed on 0..0.1."""
+    series = _series(50, ["psi:x@1h", "chi2:x@1h"])
+    series.values["psi:x@1h"] *= 0.03
+    drift = next(f.figure for f in build_figures(series) if f.key == "fig-m-drift-1h")
+    by_name = {t.name: t for t in drift.data}
+    psi, chi2 = by_name["psi"], by_name["chi2"]
+    assert (psi.zmin, psi.zmax, psi.zauto) == (0.0, 0.5, False)
+    assert float(np.max(psi.z)) <= 0.03
+    assert (chi2.zmin, chi2.zmax) == DRIFT_COLOUR_RANGE["chi2"] == (0.0, 0.1)
+    assert chi2.colorscale != psi.colorscale  # reversed: small p-values are the red end
+
+
+def test_estimated_and_realized_on_one_plot_with_the_reference() -> None:
+    names = ["accuracy@all", "accuracy@5m", "estimated_accuracy@5m", "estimated_accuracy@all",
+             "f1@5m"]
+    figures = {f.key: f for f in build_figures(_series(50, names), reference={"accuracy": 0.9})}
+    overlay = figures["fig-m-estimated"].figure
+    traces = [(t.name, t.yaxis) for t in overlay.data]
+    assert traces == [("realized (labels)", "y"), ("estimated (no labels)", "y"),
+                      ("reference", "y")]
+    assert list(overlay.data[2].y) == [0.9, 0.9]
+    assert overlay.layout.annotations[0].text == "accuracy@5m"  # the sliding window
+
+
+def test_rates_are_shown_as_percentages_not_si_prefixes() -> None:
+    figures = {f.key: f for f in build_figures(
+        _series(50, ["missing_rate:x@1h", "label_coverage@1h", "label_count@1h"]))}
+    assert figures["fig-m-quality"].figure.layout.yaxis.tickformat == ".1%"
+    labels = figures["fig-m-labels"].figure.layout
+    assert (labels.yaxis.tickformat, labels.yaxis2.tickformat) == (".1%", ",.0f")
+
+
+def _alert(status: str, rule: str, alert_id: str) -> dict[str, Any]:
+    return {"model": "m", "status": status, "rule": rule, "alert_id": alert_id,
+            "ts": "2023-11-14T22:13:20Z"}
+
+
+@pytest.mark.parametrize(
+    ("alerts", "psi", "status"),
+    [
+        ([_alert("firing", "acc", "a"), _alert("resolved", "acc", "a"),
+          _alert("firing", "f1", "b")], 0.0, "alerting"),
+        ([_alert("firing", "acc", "a"), _alert("resolved", "acc", "a")], 0.0, "recovered"),
+        ([], 0.4, "drift"),
+        ([], 0.2, "ok"),
+    ],
+)
+def test_verdict_per_model(alerts: list[dict[str, Any]], psi: float, status: str) -> None:
+    series = _series(50, ["accuracy@1h", "psi:x@1h"])
+    series.values["psi:x@1h"] = np.full(50, psi)
+    verdict = model_verdict(series, alerts, {"accuracy": 0.9})
+    assert verdict.status == status
+    if status == "alerting":
+        assert verdict.alerts == "2 fired; still firing at the end: f1"
+    assert verdict.performance.startswith("accuracy@1h ")
+    assert verdict.performance.endswith("(reference 0.900)")
+
+
+def test_the_demo_report_opens_with_its_verdict(demo_report: tuple[Path, Path]) -> None:
+    _, out = demo_report
+    text = (out / "report.html").read_text()
+    top = text[:text.index("<h2")]
+    assert "<h3>Verdict</h3>" in top and "recovered" in top  # the demo's alert resolved
+    assert re.search(r"<td>accuracy@5m 0\.\d{3} at the end", top)

@@ -30,7 +30,7 @@ from monitor.core.rules import AlertEvent
 from monitor.events.message import Message
 from monitor.outputs.prometheus import RuntimeStats
 from monitor.replay import replay
-from monitor.tui import AppFeed, LiveView, ProgressBars, count_lines, sparkline
+from monitor.tui import AppFeed, LiveView, ProgressBars, count_lines, live_session, sparkline
 
 T0 = 1_760_000_000.0
 PANES = 10
@@ -167,11 +167,20 @@ def test_metrics_per_window_with_values_and_sparklines(
     assert len(accuracy) == PANES
     levels = _levels(accuracy)
     assert levels == sorted(levels, reverse=True) and levels[0] == 7 and levels[-1] == 0
-    assert f"{clf['all']['accuracy']:.3f} {accuracy}" in text
+    # In the table a metric's windows share one scale, shown beside them.
+    scale = view.row_scale("clf", "accuracy", clf)
+    assert scale is not None
+    row = next(line for line in text.splitlines() if line.startswith("│ accuracy "))
+    for window in ("all", "30s"):
+        shown = view.spark("clf", f"accuracy@{window}", scale=scale)
+        assert f"{clf[window]['accuracy']:.3f} {shown}" in row
+    assert f"{scale[0]:.3f}..{scale[1]:.3f}" in row
     mae = view.spark("reg", "mae@all")
     assert _levels(mae) == sorted(_levels(mae)) and mae[0] == "▁" and mae[-1] == "█"
-    reg = report.models["reg"].overall.windows["all"]
-    assert f"{reg['mae']:.3f} {mae}" in text and "rmse" in text
+    reg = report.models["reg"].overall.windows
+    mae_scale = view.row_scale("reg", "mae", reg)
+    assert f"{reg['all']['mae']:.3f} {view.spark('reg', 'mae@all', scale=mae_scale)}" in text
+    assert "rmse" in text
     # The binary task's metrics only: no regression metric in clf's table and vice versa.
     line = next(row for row in text.splitlines() if "roc_auc" in row)
     assert "mae" not in line
@@ -188,8 +197,9 @@ def test_sparklines_shorten_to_fit_the_terminal(
     windows = report.models["clf"].overall.windows
     row = next(line for line in text.splitlines() if line.startswith("│ accuracy"))
     assert "…" not in row and len(row) <= width
+    scale = view.row_scale("clf", "accuracy", windows, spark)
     for window in ("all", "30s"):
-        shown = view.spark("clf", f"accuracy@{window}", spark)
+        shown = view.spark("clf", f"accuracy@{window}", spark, scale)
         assert len(shown) == spark
         assert f"{windows[window]['accuracy']:.3f} {shown}" in row
     assert "estimated_accuracy" in text
@@ -411,3 +421,40 @@ dir = "{tmp_path / 'state'}"
     assert [(seq, e.status, e.rule) for seq, e in app.alert_log] == [(1, "firing", "accuracy-low")]
     assert [(t.status, t.rule) for t in view.transitions] == [("firing", "accuracy-low")]
     assert "accuracy-low FIRING" in _text(view)
+
+
+def test_a_small_move_is_not_drawn_as_a_cliff() -> None:
+    """accuracy 0.862 -> 0.860 stays about level: a 0..1 metric is drawn over at least 0.1;
+    a fall of 0.14 (the demo's drift) still spans the blocks."""
+    view = LiveView()
+    for value in (0.862, 0.8615, 0.861, 0.860):
+        view._record("m", "accuracy@5m", value)
+    levels = _levels(view.spark("m", "accuracy@5m"))
+    assert max(levels) - min(levels) <= 1  # one block at most, not the full height
+    for value in (0.88, 0.80, 0.74):
+        view._record("m", "f1@5m", value)
+    assert view.spark("m", "f1@5m") == "█▄▁"
+
+
+def test_log_lines_stay_inside_the_view() -> None:
+    """While the view is shown, log lines go to its tail (the last few, inside the panel),
+    not to the terminal above it; header lines are cut, not wrapped."""
+    import structlog as structlog_
+
+    console = Console(file=io.StringIO(), width=100, force_terminal=True)
+    long_header = "demo model fraud · " + "x" * 200
+    view = LiveView(header=long_header)
+    view.update(Report(), RuntimeStats())
+    with live_session(view, "info", console=console):
+        for i in range(6):
+            structlog_.get_logger("test").warning("something_odd", n=i)
+        assert view.log_tail is not None
+        assert [line.count("something_odd") for line in view.log_tail.lines] == [1] * 4
+        assert "n=5" in view.log_tail.lines[-1]
+        inner = Console(file=io.StringIO(), width=100)
+        inner.print(view.render(100))
+        shown = inner.file.getvalue()
+    assert "recent log lines" in shown and "n=5" in shown and "n=1" not in shown
+    assert sum("demo model fraud" in line for line in shown.splitlines()) == 1
+    assert all(len(line) <= 100 for line in shown.splitlines())
+    assert "something_odd" not in console.file.getvalue()  # nothing above the view

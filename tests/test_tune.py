@@ -305,3 +305,32 @@ def test_progress_bars_on_a_terminal_only(
         # one engine group (the grid changes only a threshold), three settings
         assert "1/1 replays" in shown and "3/3 settings" in shown
     assert "3 settings" in capsys.readouterr().out
+
+
+def test_winner_keeps_durations_and_relative_reference(
+    case: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The fragment is pasted back into the same config: a tuned ``for`` reads as a
+    duration and a relative ``reference`` stays relative (not the loader's absolute path);
+    a setting that detects nothing prints its median delay as n/a, not None."""
+    root = case["root"]
+    (tmp_path / "ref.csv").write_text("x\n" + "\n".join(str(i % 7) for i in range(50)) + "\n")
+    (tmp_path / "config.toml").write_text(
+        CONFIG.replace('detectors = []', 'detectors = []\nreference = "ref.csv"\n'
+                       'features = { x = "numeric" }')
+    )
+    (tmp_path / "grid.toml").write_text(
+        '"models.m.alerts.acc.threshold" = [0.0]\n"models.m.alerts.acc.for" = [0.0, 60.0]\n'
+    )
+    code = main([
+        "tune", "--config", str(tmp_path / "config.toml"), "--log-level", "warning",
+        "--incidents", str(root / "incidents.csv"), "--grid", str(tmp_path / "grid.toml"),
+        "--jobs", "1", "--out", str(tmp_path / "out"), "--no-progress", *case["capture"],
+    ])
+    out = capsys.readouterr().out
+    assert code == 0
+    winner = (tmp_path / "out" / "winner.toml").read_text()
+    assert re.search(r'^#   models\.m\.alerts\.acc\.for = "(0s|1m)"$', winner, re.M), winner
+    assert tomllib.loads(winner)["models"][0]["reference"] == "ref.csv"
+    assert "None" not in out
+    assert "median delay n/a" in out  # threshold 0: never fires, so no delay at all

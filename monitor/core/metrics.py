@@ -198,10 +198,11 @@ def compute_metrics(
 
 
 def _coverage(layout: Layout, acc: F64) -> dict[str, F64]:
-    """``label_count``: joined pairs in the window; ``label_coverage``: joined / predictions
-    (NaN without predictions; above 1 when labels of earlier predictions catch up)."""
+    """``label_count``: joined pairs in the window; ``label_coverage``: joined / predictions,
+    at most 1 (NaN without predictions). A joined pair counts in its label's pane, so when
+    labels of earlier predictions catch up the ratio would pass 1: a coverage is a share."""
     joined = acc[:, layout.col("n")]
     return {
         "label_count": joined,
-        "label_coverage": _div(joined, acc[:, layout.col("pred_n")], np.nan),
+        "label_coverage": np.minimum(_div(joined, acc[:, layout.col("pred_n")], np.nan), 1.0),
     }

@@ -42,6 +42,7 @@ family                                                  type       labels
 ``monitor_pending_labels``                              gauge      model
 ``monitor_label_delay_seconds``                         histogram  model
 ``monitor_model_accumulator``                           gauge      model, name
+``monitor_detector_detections_total``                   counter    model, detector
 ``monitor_alert_firing``                                gauge      model, rule, severity
 ``monitor_alert_transitions_total``                     counter    model, rule, status
 ``monitor_rejected_total``                              counter    topic, reason
@@ -56,12 +57,23 @@ family                                                  type       labels
 ``monitor_loop_heartbeat_timestamp_seconds``            gauge
 ``monitor_assigned_partitions``                         gauge
 ``monitor_ready``                                       gauge
+``monitor_input_up``                                    gauge
 ``monitor_dead_letters_total``                          counter
 ``monitor_output_backlog``                              gauge
 ``monitor_consumption_paused``                          gauge
 ``monitor_alerts_sent_total``                           counter
 ``monitor_build_info``                                  gauge      version
 ======================================================  =========  ====================
+
+With ``process=True`` (the daemon), prometheus_client's default collectors are exported
+too, after the families above: ``process_*`` (CPU seconds, resident and virtual memory,
+open and maximum file descriptors, start time; Linux only), ``python_gc_*`` (collections,
+collected and uncollectable objects per generation) and ``python_info``. They are read
+when the run loop publishes a snapshot (once a second), not at scrape time.
+
+``monitor_detector_detections_total`` counts each concept-drift detector's detections
+since the state began (it survives restarts with the checkpoint): alert on
+``increase(...[5m]) > 0``, which a scrape cannot miss, unlike the last pane's count.
 
 ``outcome`` is one of ``matched``, ``expired``, ``evicted``, ``orphan_label``,
 ``duplicate_label``, ``duplicate_prediction``, ``early_label_evicted``. The runtime
@@ -122,13 +134,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import structlog
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.openmetrics import exposition as openmetrics_format
+from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from monitor import __version__
@@ -155,6 +175,8 @@ _JOIN_OUTCOMES: dict[str, str] = {
 _MODEL_COUNTS_KNOWN = {
     *_JOIN_OUTCOMES, "predictions", "labels", "late", "pending", "early_labels_pending",
 }
+# ModelReport.counts keys ``<detector>_detections``: monitor_detector_detections_total
+_DETECTIONS = "_detections"
 # Binary confusion cells -> (actual, predicted)
 _BINARY_CELLS: dict[str, tuple[str, str]] = {
     "tp": ("positive", "positive"),
@@ -203,6 +225,8 @@ class RuntimeStats:
     paused: bool = False
     #: Failed checkpoint writes since start, by reason (see ``monitor.app``).
     checkpoint_failures: Mapping[str, int] = field(default_factory=dict)
+    #: Whether the input can be read: connected, and the broker answering.
+    input_up: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,6 +337,11 @@ class _Families:
         self.model_other = gauge(
             "model_accumulator", "Other per-model counts reported by the core.", ("model", "name")
         )
+        self.detections = counter(
+            "detector_detections",
+            "Concept-drift detections of each detector since the state began.",
+            ("model", "detector"),
+        )
         self.alert_firing = gauge(
             "alert_firing",
             "1 while an alert rule fires, else 0 (one series per configured rule).",
@@ -356,7 +385,13 @@ class _Families:
             unit="seconds",
         )
         self.assigned = gauge("assigned_partitions", "Input partitions assigned to this replica.")
-        self.ready = gauge("ready", "1 when partitions are assigned, state restored and caught up.")
+        self.ready = gauge(
+            "ready", "1 when partitions are assigned, state restored and caught up (within "
+            "the [readiness] tolerance)."
+        )
+        self.input_up = gauge(
+            "input_up", "1 while the input can be read (connected, the broker answering)."
+        )
         self.dead_letters = counter(
             "dead_letters", "Rejected messages copied to the dead-letter topic."
         )
@@ -400,6 +435,7 @@ class MonitorCollector:
         *,
         max_series: int = DEFAULT_MAX_SERIES,
         version: str = __version__,
+        process: bool = False,
     ) -> None:
         if max_series < 0:
             raise ValueError(f"Invalid 'max_series': {max_series!r}; must be >= 0")
@@ -407,8 +443,20 @@ class MonitorCollector:
         self.version = version
         self._renderer = _Renderer()
         self._lock = threading.Lock()
+        #: prometheus_client's default collectors (process, GC, platform), when exported.
+        self._process: CollectorRegistry | None = None
+        defaults: list[Collector] = []
+        if process:
+            self._process = CollectorRegistry(auto_describe=True)
+            defaults = [ProcessCollector(registry=self._process),
+                        GCCollector(registry=self._process),
+                        PlatformCollector(registry=self._process)]
         self._snapshot = self._rendered(_Snapshot(None, None))
         registry.register(self)
+        # The defaults also in ``registry``, after this collector: what a render of the
+        # registry (a filtered scrape) returns is what the rendered snapshot holds.
+        for default in defaults:
+            registry.register(default)
 
     def update(self, report: Report, runtime: RuntimeStats | None = None) -> None:
         """Publish a new report (and runtime stats; ``None`` omits the runtime families).
@@ -431,6 +479,9 @@ class MonitorCollector:
     def _rendered(self, snapshot: _Snapshot) -> _Snapshot:
         try:
             exposition = self._renderer.render(snapshot, self.version, self.max_series)
+            if self._process is not None:
+                om = openmetrics_format.generate_latest(self._process)
+                exposition.tail = (generate_latest(self._process), om.removesuffix(b"# EOF\n"))
         except Exception as exc:  # a bug here must not stop the run loop
             _log.error("render", "prometheus_render_failed", error=repr(exc), exc_info=True)
             return snapshot
@@ -508,7 +559,9 @@ def _add_model(f: _Families, model: ModelReport) -> None:
     f.pending_predictions.add_metric([name], float(counts.get("pending", 0.0)))
     f.pending_labels.add_metric([name], float(counts.get("early_labels_pending", 0.0)))
     for key, value in counts.items():
-        if key not in _MODEL_COUNTS_KNOWN:
+        if key.endswith(_DETECTIONS):
+            f.detections.add_metric([name, key.removesuffix(_DETECTIONS)], float(value))
+        elif key not in _MODEL_COUNTS_KNOWN:
             f.model_other.add_metric([name, key], float(value))
 
     buckets = model.label_delay_buckets or [0.0] * (len(LABEL_DELAY_BUCKETS) + 1)
@@ -552,6 +605,7 @@ def _add_runtime(f: _Families, runtime: RuntimeStats) -> None:
     if runtime.heartbeat > 0:
         f.heartbeat.add_metric([], runtime.heartbeat)
     f.ready.add_metric([], 1.0 if runtime.ready else 0.0)
+    f.input_up.add_metric([], 1.0 if runtime.input_up else 0.0)
     f.assigned.add_metric([], float(runtime.assigned_partitions))
     for (topic, partition), lag in sorted(runtime.lag.items()):
         f.lag.add_metric([topic, str(partition)], float(lag))
@@ -654,6 +708,9 @@ class Exposition:
     def __init__(self, families: list[_FamilyText], blocks: list[bytes]) -> None:
         self._families = families
         self._blocks = blocks
+        #: Text 0.0.4 and OpenMetrics (without ``# EOF``) of other collectors (process, GC),
+        #: appended after the monitor's families; set before the first :meth:`body`.
+        self.tail: tuple[bytes, bytes] = (b"", b"")
         self._bodies: dict[tuple[bool, bool], bytes] = {}
         self._lock = threading.Lock()
 
@@ -681,6 +738,7 @@ class Exposition:
             header = family.om_header if openmetrics else family.text_header
             parts.append(header.encode())
             parts.append(block)
+        parts.append(self.tail[1] if openmetrics else self.tail[0])
         if openmetrics:
             parts.append(b"# EOF\n")
         return b"".join(parts)
@@ -818,9 +876,11 @@ class _Renderer:
             counts.get("pending", 0.0))
         add(f["pending_labels"], f["pending_labels"].prefix(one),
             counts.get("early_labels_pending", 0.0))
-        other = f["model_other"]
+        other, detections = f["model_other"], f["detections"]
         for key, value in counts.items():
-            if key not in _MODEL_COUNTS_KNOWN:
+            if key.endswith(_DETECTIONS):
+                add(detections, detections.prefix((name, key.removesuffix(_DETECTIONS))), value)
+            elif key not in _MODEL_COUNTS_KNOWN:
                 add(other, other.prefix((name, key)), value)
 
         buckets = model.label_delay_buckets or [0.0] * (len(LABEL_DELAY_BUCKETS) + 1)
@@ -1008,6 +1068,7 @@ class _Renderer:
         if runtime.heartbeat > 0:
             add(f["heartbeat"], f["heartbeat"].prefix(()), runtime.heartbeat)
         add(f["ready"], f["ready"].prefix(()), 1.0 if runtime.ready else 0.0)
+        add(f["input_up"], f["input_up"].prefix(()), 1.0 if runtime.input_up else 0.0)
         add(f["assigned"], f["assigned"].prefix(()), runtime.assigned_partitions)
         lag = f["lag"]
         for (topic, partition), behind in sorted(runtime.lag.items()):

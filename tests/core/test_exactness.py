@@ -365,7 +365,7 @@ def expected(spec: ModelSpec, events: list[Event], subset: np.ndarray, pane: flo
         vals.update(ref_unlabelled(spec, ev, window_weights(pts, pane, end_pane, window)))
         vals["label_count"] = float(wi.sum())  # joined in the window / predictions in it
         count = vals["prediction_count"]
-        vals["label_coverage"] = vals["label_count"] / count if count > 0 else math.nan
+        vals["label_coverage"] = min(vals["label_count"] / count, 1.0) if count > 0 else math.nan
         out[window] = vals
     return out
 

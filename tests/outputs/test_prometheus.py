@@ -61,7 +61,7 @@ def make_report() -> Report:
         counts={
             "predictions": 100, "labels": 45, "matched": 40, "expired": 3, "orphan_labels": 2,
             "duplicate_labels": 1, "late": 4, "pending": 57, "early_labels_pending": 3,
-            "brand_new_count": 9,
+            "brand_new_count": 9, "adwin_detections": 3, "ddm_detections": 0,
         },
         label_delay_buckets=delay,
         label_delay_sum=12345.5,
@@ -425,3 +425,60 @@ def test_alert_rule_states_are_exported(registry, collector):
     assert get("monitor_alert_transitions_total", {**labels, "status": "firing"}) == 2.0
     assert get("monitor_alert_transitions_total", {"model": "fraud", "rule": "silent",
                                                    "status": "firing"}) == 0.0
+
+
+def test_detector_detections_are_a_counter(registry, collector):
+    """Detections per detector are monitor_detector_detections_total (a counter that
+    increase() reads), not a gauge among the other accumulators."""
+    get = registry.get_sample_value
+    assert get("monitor_detector_detections_total", {"model": "fraud", "detector": "adwin"}) == 3
+    assert get("monitor_detector_detections_total", {"model": "fraud", "detector": "ddm"}) == 0
+    assert get("monitor_model_accumulator", {"model": "fraud", "name": "adwin_detections"}) is None
+    text = render(registry).decode()
+    assert "# TYPE monitor_detector_detections_total counter" in text
+
+
+def _families(body: bytes) -> set[str]:
+    return {line.split()[2] for line in body.decode().splitlines() if line.startswith("# TYPE")}
+
+
+def test_process_and_gc_collectors_with_the_fast_render(registry):
+    """With process=True the served bytes hold prometheus_client's default process, GC
+    and platform families after the monitor's, in both formats, promtool-clean, the same
+    families as a render of the registry; they are read again on each update."""
+    import gc
+
+    collector = MonitorCollector(registry, process=True)
+    collector.update(make_report(), runtime())
+    exposition = collector.exposition()
+    assert exposition is not None
+    text = exposition.body()
+    families = _families(text)
+    for name in ("process_cpu_seconds_total", "process_resident_memory_bytes",
+                 "process_start_time_seconds", "process_open_fds",
+                 "python_gc_collections_total", "python_gc_objects_collected_total",
+                 "python_info"):
+        assert name in families, name
+    assert families == _families(render(registry))
+    assert text.decode().index("monitor_build_info") < text.decode().index("process_cpu")
+    result = _promtool(text)
+    assert result.returncode == 0, result.stdout + result.stderr
+    om = exposition.body(openmetrics=True).decode()
+    assert om.endswith("# EOF\n") and om.count("# EOF") == 1
+    assert "python_gc_collections_total" in {f.name + "_total" for f in
+                                             text_string_to_metric_families(om)}
+
+    def collections(body: bytes) -> float:
+        line = next(ln for ln in body.decode().splitlines()
+                    if ln.startswith('python_gc_collections_total{generation="2"}'))
+        return float(line.rsplit(" ", 1)[1])
+
+    before = collections(text)
+    gc.collect()
+    collector.update(make_report(), runtime())
+    after = collector.exposition()
+    assert after is not None and collections(after.body()) == before + 1
+
+
+def test_without_process_no_process_series(registry, collector):
+    assert not {f for f in _families(render(registry)) if not f.startswith("monitor_")}
