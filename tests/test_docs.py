@@ -223,13 +223,28 @@ def test_user_docs_stay_inside_the_repository(name: str) -> None:
     """Every link of a page under docs/ resolves to a file of the repository, and no page
     speaks of the project's planning."""
     text = (DOCS / name).read_text(encoding="utf-8")
-    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+    # code blocks and inline code quote messages such as `models[0](fraud)`: not links
+    prose = re.sub(r"`[^`\n]*`", "", re.sub(r"```.*?```", "", text, flags=re.S))
+    for target in re.findall(r"\]\(([^)\s]+)\)", prose):
         assert not target.startswith(("http://", "https://", "/")), f"{name}: {target}"
         if target.startswith("#"):
             continue
         path = (DOCS / target.split("#")[0]).resolve()
         assert path.is_relative_to(ROOT) and path.exists(), f"{name}: broken link {target}"
     assert not PLANNING.search(text), f"{name}: {PLANNING.search(text)}"
+
+
+def test_the_readme_stays_short_and_inside_the_repository() -> None:
+    """The README is the front page: within 300 lines, every link to a file of the
+    repository, and the two commands first."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= 300
+    first = text.split("```")[1].strip().splitlines()
+    assert [line.split()[:2] for line in first[1:]] == [["./dev", "demo"], ["./dev", "test"]]
+    prose = re.sub(r"`[^`\n]*`", "", re.sub(r"```.*?```", "", text, flags=re.S))
+    for target in re.findall(r"\]\(([^)\s]+)\)", prose):
+        assert not target.startswith(("http://", "https://", "/", "..")), target
+        assert (ROOT / target.split("#")[0]).exists(), f"broken link {target}"
 
 
 def test_the_docs_lint_sees_the_pages_this_package_points_to() -> None:
