@@ -234,6 +234,19 @@ def test_user_docs_stay_inside_the_repository(name: str) -> None:
     assert not PLANNING.search(text), f"{name}: {PLANNING.search(text)}"
 
 
+def test_the_example_config_shows_every_key() -> None:
+    """config/example.toml names every key of every table (set, or commented out)."""
+    text = (ROOT / "config" / "example.toml").read_text(encoding="utf-8")
+    missing = [
+        f"{heading} {row.key}"
+        for heading, model, env_path in docgen.TABLES
+        for row in docgen.rows(model, env_path)
+        if not re.search(rf"^\s*#?\s*{re.escape(row.key.split('.')[-1])}\s*=", text, re.M)
+        and row.key.split(".")[-1] != "alerts"
+    ]
+    assert not missing
+
+
 def test_the_readme_stays_short_and_inside_the_repository() -> None:
     """The README is the front page: within 300 lines, every link to a file of the
     repository, and the two commands first."""
