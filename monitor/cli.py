@@ -270,6 +270,8 @@ def _main(args: argparse.Namespace) -> int:
         print_summaries(config.models)
         return 0
     if args.command == "demo" and not args.capture:
+        if not args.produce_to:
+            require("demo", "monitor demo")  # before any other word: one line if missing
         if args.seconds is not None and 0 < args.seconds < DEMO_STORY_S:
             print(f"monitor demo: the drift runs from 60 s to 180 s; --seconds {args.seconds:g} "
                   "stops before it has resolved", file=sys.stderr)

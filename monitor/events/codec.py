@@ -127,13 +127,20 @@ def _decode(decoder: msgspec.json.Decoder[Any], data: bytes | None, max_bytes: i
     try:
         return decoder.decode(data)
     except UnicodeDecodeError as exc:  # invalid UTF-8 inside a string value
-        raise DecodeFailure("not_json", f"not UTF-8: {exc.reason}") from None
+        reason, detail = "not_json", f"not UTF-8: {exc.reason}"
     except (msgspec.DecodeError, RecursionError) as exc:
         failure = _classify(exc)
-        if failure.reason == "not_json" and _NON_FINITE.search(data):
+        reason, detail = failure.reason, failure.detail
+        if reason == "not_json" and _NON_FINITE.search(data):
             # Python's json.dumps writes these by default: name the value, not the syntax.
-            failure = DecodeFailure("bad_value", "NaN and Infinity are not JSON numbers")
-        raise failure from None
+            reason, detail = "bad_value", "NaN and Infinity are not JSON numbers"
+        del failure
+    # Raised outside the handler and with no local naming it or the message: the
+    # exception's traceback then makes no reference cycle through this frame, and a
+    # rejected message (up to max_message_bytes) is freed at once, not at the next
+    # collection of cycles (which run rarely here: see gc_policy).
+    del data
+    raise DecodeFailure(reason, detail)
 
 
 def parse_event_time(value: float | str) -> float:
