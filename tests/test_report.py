@@ -158,11 +158,12 @@ def demo_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The demo stream captured without a broker, replayed and reported by the CLI."""
     base = tmp_path_factory.mktemp("report")
     write_capture(base / "demo", SECONDS, RATE)
-    out = base / "out"
+    out = base / "replay-out"
+    # Relative paths, as a user types them: the page names "replay-out", not a temp dir.
     result = subprocess.run(
-        [sys.executable, "-m", "monitor.cli", "report", "--out", str(out), "--config",
-         str(base / "demo" / "monitor.toml"), str(base / "demo" / "capture.jsonl")],
-        capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "monitor.cli", "report", "--out", "replay-out", "--config",
+         "demo/monitor.toml", "demo/capture.jsonl"],
+        capture_output=True, text=True, timeout=120, cwd=base,
     )
     assert result.returncode == 0, result.stderr + result.stdout
     assert re.search(r"report\.html: \d+ plot\(s\)", result.stdout), result.stdout
