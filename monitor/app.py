@@ -533,8 +533,9 @@ class App:
             if self.lag.get(tp) == 0
             and now - self.last_seen.get(tp, now) >= self.config.time.idle_timeout
         }
-        if self.source.partitions and not self.engine.tracked >= self._watermark_partitions():
-            self.engine.track(self._watermark_partitions())  # the partition count is known
+        holding = self._watermark_partitions()
+        if self.source.partitions and not self.engine.tracked >= holding:
+            self.engine.track(holding)  # the partition count is known now
         held_back = idle | self._away(now)
         if held_back != self.engine.idle:
             self.engine.set_idle(held_back)
