@@ -59,7 +59,7 @@ import numpy as np
 import tomli_w
 
 from monitor.config import MonitorConfig
-from monitor.core.engine import Engine, ModelState
+from monitor.core.engine import Engine
 from monitor.core.rules import ModelRules, RuleBook
 from monitor.events.message import Message
 from monitor.replay import capture_partitions, iter_capture
@@ -184,19 +184,32 @@ def load_incidents(path: str | os.PathLike[str], models: Sequence[str]) -> list[
 # ---------------------------------------------------------------------------- replays
 
 
-class _RecordingEngine(Engine):
-    """The engine with no alert rules, recording at each pane close the signals (of
-    ``keep``) and the prediction count that rules would be evaluated on."""
+#: The signal that gives a pane's prediction count (what absence rules and the delays in
+#: predictions read): the cumulative window's count is the predictions of every closed pane.
+_SEEN = "prediction_count@all"
 
-    def __init__(self, config: MonitorConfig, keep: dict[str, set[str]]) -> None:
-        super().__init__(config)
-        self.keep = keep
-        self.panes: list[_Pane] = []
 
-    def _evaluate_rules(self, model: ModelState, end: float, signals: dict[str, float]) -> None:
-        wanted = self.keep.get(model.name, set())
-        picked = {k: v for k, v in signals.items() if k in wanted}
-        self.panes.append((model.name, end, picked, self.predictions_total(model)))
+def _recording_config(config: MonitorConfig) -> MonitorConfig:
+    """``config`` without alert rules, each model with an ``all`` window (for :data:`_SEEN`;
+    a window adds signals of its own and changes no other)."""
+    models = [
+        m.model_copy(update={
+            "alerts": [], "windows": m.windows if "all" in m.windows else [*m.windows, "all"],
+        })
+        for m in config.models
+    ]
+    return config.model_copy(update={"models": models})
+
+
+def _record(engine: Engine, keep: dict[str, set[str]], panes: list[_Pane]) -> None:
+    """Append to ``panes`` the panes ``engine`` closed since the last drain: per pane, the
+    signals of ``keep`` and the model's predictions in closed panes so far (the count
+    alert rules are evaluated with)."""
+    for pane in engine.drain_signals():
+        wanted = keep.get(pane.model, set())
+        picked = {k: v for k, v in pane.signals.items() if k in wanted}
+        panes.append((pane.model, pane.pane_end, picked, pane.signals[_SEEN]))
+    engine.drain_alerts()
 
 
 def _engine_key(config: MonitorConfig) -> str:
@@ -222,18 +235,14 @@ def _signals_read(config: MonitorConfig) -> dict[str, set[str]]:
 def _replay_group(task: tuple[str, MonitorConfig, dict[str, set[str]]]) -> tuple[str, list[_Pane]]:
     """Replay the shared capture once for one engine group; its recorded panes."""
     key, config, keep = task
-    bare = config.model_copy(
-        update={"models": [m.model_copy(update={"alerts": []}) for m in config.models]}
-    )
-    engine = _RecordingEngine(bare, keep)
+    engine = Engine(_recording_config(config))
     engine.track(_PARTITIONS)
+    panes: list[_Pane] = []
     for i in range(0, len(_MESSAGES), BATCH):
         engine.process(_MESSAGES[i : i + BATCH])
-        engine.drain_signals()
-        engine.drain_alerts()
-    final = engine.flushed()
-    assert isinstance(final, _RecordingEngine)
-    return key, final.panes
+        _record(engine, keep, panes)
+    _record(engine.flushed(keep_signals=True), keep, panes)
+    return key, panes
 
 
 def _evaluate(task: tuple[str, MonitorConfig]) -> list[Firing]:

@@ -334,3 +334,30 @@ def test_winner_keeps_durations_and_relative_reference(
     assert tomllib.loads(winner)["models"][0]["reference"] == "ref.csv"
     assert "None" not in out
     assert "median delay n/a" in out  # threshold 0: never fires, so no delay at all
+
+
+def test_a_model_without_an_all_window_records_the_same_firings_and_counts(
+    case: dict[str, Any],
+) -> None:
+    """Tune reads each pane's prediction count from the engine's signals (it drives the
+    engine, it does not extend it); a model whose windows lack ``all`` gets the same."""
+    grid = {"models.m.alerts.acc.threshold": [0.95]}
+    base = case["config"]
+    only_5m = base.model_copy(
+        update={"models": [base.models[0].model_copy(update={"windows": ["5m"]})]}
+    )
+    got = run_settings(case["capture"], _settings({"config": only_5m}, grid))
+    want = run_settings(case["capture"], _settings(case, grid))
+    assert got.firings == want.firings and len(got.firings[0]) == 4
+    assert got.timeline["m"][0].tolist() == want.timeline["m"][0].tolist()
+    assert got.timeline["m"][1].tolist() == want.timeline["m"][1].tolist()
+    assert got.timeline["m"][1][-1] == 3 * 360  # every prediction, once
+    assert list(got.timeline["m"][1]) == sorted(got.timeline["m"][1])
+
+
+def test_tune_drives_the_engine_without_subclassing_it() -> None:
+    import monitor.tune
+    from monitor.core.engine import Engine
+
+    classes = [v for v in vars(monitor.tune).values() if isinstance(v, type)]
+    assert not [c.__name__ for c in classes if issubclass(c, Engine) and c is not Engine]
