@@ -263,7 +263,7 @@ class Result:
         """Write ``signals.jsonl``, ``alerts.jsonl``, ``summary.json`` and ``metrics.prom``
         into ``out_dir`` as ``monitor replay`` does; return the directory."""
         from monitor.outputs.alerts import alert_json
-        from monitor.replay import signal_line
+        from monitor.outputs.signals import signal_line
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)

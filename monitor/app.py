@@ -42,8 +42,8 @@ from monitor.logs import RateLimitedLogger
 from monitor.outputs.alerts import AlertmanagerPusher, alert_dict, alert_json
 from monitor.outputs.exports import Exports
 from monitor.outputs.prometheus import MonitorCollector, RuntimeStats
+from monitor.outputs.signals import signal_line
 from monitor.readiness import CatchUp
-from monitor.replay import signal_line
 from monitor.state.kafka_store import StoreError
 from monitor.state.lock import StateLock
 from monitor.state.store import Store, open_store

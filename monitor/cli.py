@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING
 
-from monitor import __version__
 from monitor.config import ConfigError, MonitorConfig, OutputsConfig, load_config
 from monitor.extras import MissingExtra, available, require
+from monitor.version import __version__
 
 if TYPE_CHECKING:
     from monitor.tui import ProgressBars

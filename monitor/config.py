@@ -33,11 +33,44 @@ from pydantic import (
     model_validator,
 )
 
+from monitor.catalogue import (
+    CLASS_SUBJECT_METRICS,
+    COVERAGE_SIGNALS,
+    DETECTOR_SIGNALS,
+    DETECTOR_STREAMS,
+    DRIFT_SIGNALS,
+    ESTIMATED_SIGNALS,
+    GAP_METRICS,
+    LABEL_SUBJECT,
+    MODEL_QUALITY_SIGNALS,
+    OUTPUT_SUBJECTS,
+    PREDICTION_SUBJECT,
+    SCORE_SUBJECT,
+    SIGNALS,
+    TASK_METRICS,
+    TASK_UNLABELLED,
+    UNLABELLED_METRICS,
+    base_metric,
+    computed_signals,
+)
+from monitor.errors import ConfigError
+
 __all__ = [
+    "CLASS_SUBJECT_METRICS",
+    "COVERAGE_SIGNALS",
+    "DETECTOR_SIGNALS",
+    "DETECTOR_STREAMS",
     "DRIFT_SIGNALS",
+    "ESTIMATED_SIGNALS",
     "GAP_METRICS",
+    "LABEL_SUBJECT",
     "MODEL_QUALITY_SIGNALS",
     "OUTPUT_SUBJECTS",
+    "PREDICTION_SUBJECT",
+    "SCORE_SUBJECT",
+    "TASK_METRICS",
+    "TASK_UNLABELLED",
+    "UNLABELLED_METRICS",
     "AlertRuleConfig",
     "ConfigError",
     "LimitsConfig",
@@ -132,130 +165,6 @@ class WindowSpec:
         return WindowSpec(text, "sliding", seconds)
 
 
-BINARY_METRICS = (
-    "accuracy",
-    "precision",
-    "recall",
-    "f1",
-    "specificity",
-    "balanced_accuracy",
-    "mcc",
-    "log_loss",
-    "brier",
-    "roc_auc",
-    "pr_auc",
-)
-MULTICLASS_METRICS = (
-    "accuracy",
-    "macro_precision",
-    "macro_recall",
-    "macro_f1",
-    "micro_precision",
-    "micro_recall",
-    "micro_f1",
-    "weighted_precision",
-    "weighted_recall",
-    "weighted_f1",
-    "class_recall",
-)
-REGRESSION_METRICS = ("mae", "rmse", "mape", "r2", "mean_error")
-UNLABELLED_METRICS = (
-    "prediction_count",
-    "positive_rate",
-    "class_share",
-    "score_mean",
-    "prediction_mean",
-)
-TASK_METRICS: dict[str, tuple[str, ...]] = {
-    "binary": BINARY_METRICS,
-    "multiclass": MULTICLASS_METRICS,
-    "regression": REGRESSION_METRICS,
-}
-#: Label-free signals computed for every model whatever its ``metrics``, per task.
-TASK_UNLABELLED: dict[str, tuple[str, ...]] = {
-    "binary": ("prediction_count", "positive_rate", "score_mean"),
-    "multiclass": ("prediction_count", "class_share"),
-    "regression": ("prediction_count", "prediction_mean"),
-}
-#: Signals of every model: joined / predictions in the window, and joined in the window.
-COVERAGE_SIGNALS = ("label_coverage", "label_count")
-#: Metric signals whose subject is a class (``class_recall:cat@1h``).
-CLASS_SUBJECT_METRICS = ("class_recall", "class_share")
-#: Feature drift and data-quality signals, ``<name>:<feature>@<window>`` for a configured
-#: feature (see :mod:`monitor.core.drift`). The drift statistics need a reference profile;
-#: the rates of missing values and type mismatches do not.
-DRIFT_SIGNALS: list[str] = [
-    "psi",
-    "js",
-    "wasserstein",
-    "ks",
-    "chi2",
-    "missing_rate",
-    "type_mismatch_rate",
-    "nan_rate",
-    "out_of_range_rate",
-    "unseen_rate",
-]
-#: Per-model data-quality signals without a subject: the share of predictions with any
-#: feature problem (missing, type mismatch, non-finite, out of range, unseen category).
-MODEL_QUALITY_SIGNALS: list[str] = ["problem_rate", "pca_error"]
-#: Metrics with a ``gap:<metric>`` signal (window value minus the reference value): the
-#: labelled quality metrics, not counts, shares or coverage.
-GAP_METRICS = frozenset(
-    {
-        "accuracy",
-        "precision",
-        "recall",
-        "f1",
-        "specificity",
-        "balanced_accuracy",
-        "mcc",
-        "log_loss",
-        "brier",
-        "roc_auc",
-        "pr_auc",
-        "macro_precision",
-        "macro_recall",
-        "macro_f1",
-        "weighted_precision",
-        "weighted_recall",
-        "weighted_f1",
-        "mae",
-        "rmse",
-        "mape",
-        "r2",
-        "mean_error",
-    }
-)
-#: Drift subjects of a model's outputs (``psi:__score__@1h``): the score (binary), the
-#: prediction and the label (prior shift). No feature may take these names.
-SCORE_SUBJECT = "__score__"
-PREDICTION_SUBJECT = "__prediction__"
-LABEL_SUBJECT = "__label__"
-OUTPUT_SUBJECTS = (SCORE_SUBJECT, PREDICTION_SUBJECT, LABEL_SUBJECT)
-#: Concept-drift detector signals, ``<name>:<stream>@<window>`` (e.g. ``adwin:error@all``):
-#: per pane, the detections the detector made in it (0 when none).
-DETECTOR_SIGNALS: list[str] = [
-    "adwin",
-    "page_hinkley",
-    "cusum",
-    "ddm",
-    "eddm",
-    "hddm_a",
-    "hddm_w",
-    "fhddm",
-    "kswin",
-]
-#: Streams a detector may watch.
-DETECTOR_STREAMS: list[str] = ["error", "abs_error", "squared_error"]
-#: Label-free estimates of performance (CBPE), ``estimated_f1@1h``.
-ESTIMATED_SIGNALS: list[str] = [
-    "estimated_accuracy",
-    "estimated_precision",
-    "estimated_recall",
-    "estimated_f1",
-    "estimated_roc_auc",
-]
 _SIGNAL_RE = re.compile(r"^([a-z_][a-z0-9_]*)(?::([^@\s]+))?@([^@\s]+)$")
 
 
@@ -888,15 +797,7 @@ class ModelConfig(_Strict):
                 raise ValueError(f"{text!r}: detector stream must be one of {DETECTOR_STREAMS}")
             self._check_detector(name, subject, text)
             return
-        task_metrics = TASK_METRICS[self.task]
-        known = (*task_metrics, *TASK_UNLABELLED[self.task], *COVERAGE_SIGNALS)
-        if self.features:
-            known += tuple(MODEL_QUALITY_SIGNALS)
-        if self.task == "binary":
-            known += ("roc_auc_bin_error",)
-            known += tuple(ESTIMATED_SIGNALS)
-        if self.task == "multiclass":
-            known += tuple(s for s in ESTIMATED_SIGNALS if s != "estimated_roc_auc")
+        known = computed_signals(self.task, bool(self.features))
         if name in CLASS_SUBJECT_METRICS and name in known:
             if subject not in classes:
                 raise ValueError(f"{text!r}: {subject!r} is not one of the classes {classes}")
@@ -908,8 +809,8 @@ class ModelConfig(_Strict):
                 f"unknown signal name {name!r} in {text!r} for a {self.task} model; valid: "
                 f"{sorted(set(known))}, or <drift>:<feature> with drift in {DRIFT_SIGNALS}"
             )
-        if self.metrics is not None and (name in task_metrics or name == "roc_auc_bin_error"):
-            base = "roc_auc" if name == "roc_auc_bin_error" else name
+        if self.metrics is not None and SIGNALS[name].labelled:
+            base = base_metric(name)
             if base not in self.metrics:
                 raise ValueError(f"{text!r}: metric {base!r} is not in this model's metrics")
 
@@ -994,15 +895,6 @@ class MonitorConfig(_Strict):
 def _is_multiple(span: float, pane: float) -> bool:
     ratio = span / pane
     return abs(ratio - round(ratio)) < 1e-9 and round(ratio) >= 1
-
-
-class ConfigError(Exception):
-    """A configuration that cannot be used; ``problems`` holds one line per problem."""
-
-    def __init__(self, path: str, problems: list[str]) -> None:
-        self.path = path
-        self.problems = problems
-        super().__init__("\n".join(problems))
 
 
 _ENV_OVERRIDES = {

@@ -4,9 +4,9 @@
   of every table with its type, default, the environment variable that overrides it
   (:mod:`monitor.envconfig`) and its description (the field's own, else the line in
   :data:`MORE_DESCRIPTIONS`);
-- ``docs/metrics.md`` from the catalogue of signals in :mod:`monitor.config` (which
-  signals each task has, described by :data:`SIGNAL_DESCRIPTIONS`) and the Prometheus
-  metric families of :mod:`monitor.outputs.prometheus`.
+- ``docs/metrics.md`` from the catalogue of signals, :mod:`monitor.catalogue` (each
+  signal's form, kind, unit, direction, usual alert bound, tasks and description), and
+  the Prometheus metric families of :mod:`monitor.outputs.prometheus`.
 
 ``python -m monitor.docgen --write`` rewrites both; ``python -m monitor.docgen --check``
 exits 1 when one differs from what the code says (the tests run the same comparison).
@@ -28,11 +28,11 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from monitor import config as cfg
+from monitor.catalogue import DETECTOR_STREAMS, OUTPUT_SUBJECTS, SIGNALS, TASKS, Signal
 from monitor.envconfig import env_name
 
 __all__ = [
     "MORE_DESCRIPTIONS",
-    "SIGNAL_DESCRIPTIONS",
     "TABLES",
     "Row",
     "main",
@@ -254,111 +254,48 @@ def render() -> str:
     return "\n".join(out) + "\n"
 
 
-#: Every signal name of the catalogue, described in a line (``<name>`` of
-#: ``<name>[:<subject>]@<window>``).
-SIGNAL_DESCRIPTIONS: dict[str, str] = {
-    "accuracy": "share of joined predictions whose class is the label's",
-    "precision": "TP / (TP + FP); 0 with no predicted positive",
-    "recall": "TP / (TP + FN)",
-    "f1": "harmonic mean of precision and recall",
-    "specificity": "TN / (TN + FP)",
-    "balanced_accuracy": "mean of recall and specificity",
-    "mcc": "Matthews correlation coefficient",
-    "log_loss": "mean log loss of the scores of joined predictions",
-    "brier": "mean squared difference between score and label",
-    "roc_auc": "ROC AUC from the score histograms (`score_bins` bins)",
-    "roc_auc_bin_error": "largest error the binning of the scores can cause in roc_auc",
-    "pr_auc": "average precision from the score histograms",
-    "macro_precision": "precision per class, averaged",
-    "macro_recall": "recall per class, averaged",
-    "macro_f1": "F1 per class, averaged",
-    "micro_precision": "precision over all classes' counts together",
-    "micro_recall": "recall over all classes' counts together",
-    "micro_f1": "F1 over all classes' counts together",
-    "weighted_precision": "precision per class, weighted by the class's labels",
-    "weighted_recall": "recall per class, weighted by the class's labels",
-    "weighted_f1": "F1 per class, weighted by the class's labels",
-    "class_recall": "recall of one class (subject: the class)",
-    "mae": "mean absolute error",
-    "rmse": "root mean squared error",
-    "mape": "mean absolute percentage error, as a fraction",
-    "r2": "coefficient of determination",
-    "mean_error": "mean signed error (prediction minus label)",
-    "prediction_count": "predictions in the window (no labels needed)",
-    "positive_rate": "share of predictions of the positive class",
-    "class_share": "share of predictions of one class (subject: the class)",
-    "score_mean": "mean score of the predictions",
-    "prediction_mean": "mean predicted value",
-    "label_coverage": "joined pairs / predictions in the window",
-    "label_count": "joined pairs in the window",
-    "psi": "population stability index against the reference profile",
-    "js": "Jensen-Shannon distance (base 2, in [0, 1]) against the reference",
-    "wasserstein": "numeric: 1-Wasserstein distance over the reference standard deviation",
-    "ks": "numeric: largest CDF difference at the bucket boundaries",
-    "chi2": "p-value of the chi-square test of homogeneity with the reference (small: drift)",
-    "missing_rate": "share of predictions without the feature (absent or null)",
-    "type_mismatch_rate": "share with the wrong JSON type for the feature",
-    "nan_rate": "numeric: share with a non-finite number",
-    "out_of_range_rate": "numeric: share outside the reference's [min, max]",
-    "unseen_rate": "categorical: share with a value the reference never had",
-    "problem_rate": "share of predictions with any feature problem above",
-    "pca_error": "reconstruction error of the numeric features by the reference's PCA, "
-    "over the reference's own (1: no drift)",
-    "gap": "the window's metric minus its value on the reference rows (subject: the metric)",
-    "estimated_accuracy": "label-free estimate (CBPE) of accuracy from calibrated scores",
-    "estimated_precision": "label-free estimate of precision",
-    "estimated_recall": "label-free estimate of recall",
-    "estimated_f1": "label-free estimate of F1",
-    "estimated_roc_auc": "label-free estimate of ROC AUC (binary)",
-    "adwin": "detections of river's ADWIN in the pane (subject: the error stream)",
-    "page_hinkley": "detections of the Page-Hinkley test in the pane",
-    "cusum": "detections of the calibrated one-sided CUSUM in the pane",
-    "ddm": "detections of DDM in the pane",
-    "eddm": "detections of EDDM in the pane",
-    "hddm_a": "detections of HDDM-A in the pane",
-    "hddm_w": "detections of HDDM-W in the pane",
-    "fhddm": "detections of FHDDM in the pane",
-    "kswin": "detections of KSWIN in the pane",
-}
-
-
 def signal_names() -> list[str]:
-    """Every signal name of the catalogue in :mod:`monitor.config`, in catalogue order."""
-    names = [
-        *cfg.BINARY_METRICS, "roc_auc_bin_error", *cfg.MULTICLASS_METRICS,
-        *cfg.REGRESSION_METRICS, *cfg.UNLABELLED_METRICS, *cfg.COVERAGE_SIGNALS,
-        *cfg.ESTIMATED_SIGNALS, *cfg.DRIFT_SIGNALS, *cfg.MODEL_QUALITY_SIGNALS, "gap",
-        *cfg.DETECTOR_SIGNALS,
-    ]
-    return list(dict.fromkeys(names))
+    """Every signal name of :mod:`monitor.catalogue`, in catalogue order."""
+    return list(SIGNALS)
 
 
 def _signal_form(name: str) -> str:
-    outputs = ", ".join(f"`{s}`" for s in cfg.OUTPUT_SUBJECTS)
-    if name in cfg.DRIFT_SIGNALS:
+    subject = SIGNALS[name].subject
+    if subject == "feature":
+        outputs = ", ".join(f"`{s}`" for s in OUTPUT_SUBJECTS)
         return f"`{name}:<feature>@<window>`, or a subject of {outputs}"
-    if name == "gap":
-        return "`gap:<metric>@<window>`"
-    if name in cfg.DETECTOR_SIGNALS:
-        streams = " or ".join(f"`{s}`" for s in cfg.DETECTOR_STREAMS)
+    if subject == "metric":
+        return f"`{name}:<metric>@<window>`"
+    if subject == "stream":
+        streams = " or ".join(f"`{s}`" for s in DETECTOR_STREAMS)
         return f"`{name}:<stream>@<window>`, stream {streams}"
-    if name in cfg.CLASS_SUBJECT_METRICS:
+    if subject == "class":
         return f"`{name}:<class>@<window>`"
     return f"`{name}@<window>`"
 
 
 def _signal_tasks(name: str) -> list[str]:
-    tasks = []
-    for task in ("binary", "multiclass", "regression"):
-        own = (*cfg.TASK_METRICS[task], *cfg.TASK_UNLABELLED[task], *cfg.COVERAGE_SIGNALS)
-        if task == "binary":
-            own += ("roc_auc_bin_error", *cfg.ESTIMATED_SIGNALS)
-        if task == "multiclass":
-            own += tuple(s for s in cfg.ESTIMATED_SIGNALS if s != "estimated_roc_auc")
-        generic = (*cfg.DRIFT_SIGNALS, *cfg.MODEL_QUALITY_SIGNALS, "gap", *cfg.DETECTOR_SIGNALS)
-        if name in own or name in generic:
-            tasks.append(task)
-    return tasks
+    return [task for task in TASKS if task in SIGNALS[name].tasks]
+
+
+#: How the reference words a signal's direction and unit.
+_DIRECTION = {"better": "higher is better", "worse": "higher is worse", "neither": "either way"}
+_UNIT = {
+    "share": "share 0..1",
+    "unit_interval": "0..1",
+    "correlation": "-1..1",
+    "count": "count",
+    "p_value": "p-value",
+    "label_units": "label's unit",
+    "number": "number",
+}
+
+
+def _bound(signal: Signal) -> str:
+    if signal.threshold is None:
+        return ""
+    op = "<" if signal.higher_is == "better" else ">"
+    return f"{op} {signal.threshold:g}"
 
 
 def _families() -> list[tuple[str, str, tuple[str, ...], str]]:
@@ -382,7 +319,7 @@ def render_metrics() -> str:
     out = [
         "# Signals and metrics reference",
         "",
-        "<!-- Generated by `python -m monitor.docgen --write` from monitor/config.py and "
+        "<!-- Generated by `python -m monitor.docgen --write` from monitor/catalogue.py and "
         "monitor/outputs/prometheus.py; do not edit. -->",
         "",
         "## Signals",
@@ -402,13 +339,20 @@ def render_metrics() -> str:
         "feature, or `__score__` (binary: the score), `__prediction__` (the predicted "
         "class or value) or `__label__` (the labels of joined pairs).",
         "",
-        "| signal | form | tasks | what it is |",
-        "|---|---|---|---|",
+        "The kind says what a signal is: `metric` (a performance metric: needs labels, and "
+        "a model's `metrics` selects it), `prediction` (a statistic of the predictions "
+        "alone), `coverage`, `estimate` (label-free, CBPE), `drift`, `quality` (feature "
+        "data quality), `gap` and `detector`. The usual alert is the bound the HTML "
+        "report's colour scales are centred on and a detector rule's default.",
+        "",
+        "| signal | form | kind | unit | direction | usual alert | tasks | what it is |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for name in signal_names():
+    for name, signal in SIGNALS.items():
         out.append(
-            f"| `{name}` | {_cell(_signal_form(name))} | {', '.join(_signal_tasks(name))} | "
-            f"{_prose(SIGNAL_DESCRIPTIONS.get(name, ''))} |"
+            f"| `{name}` | {_cell(_signal_form(name))} | {signal.kind} | {_UNIT[signal.unit]} | "
+            f"{_DIRECTION[signal.higher_is]} | {_bound(signal)} | "
+            f"{', '.join(_signal_tasks(name))} | {_prose(signal.description)} |"
         )
     out += [
         "",

@@ -23,41 +23,69 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 import msgspec
 import structlog
 from prometheus_client import CollectorRegistry
 
 from monitor.config import MonitorConfig, drift_reference_text
-from monitor.core.engine import Engine, PaneSignals
+from monitor.core.engine import Engine
 from monitor.events.message import Message, MessageBatch
 from monitor.outputs.alerts import alert_json
 from monitor.outputs.exports import Exports
 from monitor.outputs.prometheus import MonitorCollector, render
-
-if TYPE_CHECKING:
-    from monitor.tui import ProgressBars
+from monitor.outputs.signals import signal_line
 
 __all__ = [
     "InputError",
     "NoUsableInput",
+    "Progress",
     "capture_partitions",
     "check_inputs",
+    "count_lines",
     "iter_capture",
     "replay",
-    "signal_line",
 ]
 
 log = structlog.get_logger(__name__)
 BATCH = 5_000
+
+
+class Progress(Protocol):
+    """What a replay needs of a progress display; :class:`monitor.tui.ProgressBars` is one."""
+
+    def add(self, description: str, total: float | None, unit: str = "") -> Any:
+        """A new bar counting ``unit`` up to ``total``; returns its handle."""
+        ...
+
+    def advance(self, task: Any, n: float = 1.0) -> None:
+        """Count ``n`` more done on the bar ``task``."""
+        ...
+
+    def finish(self, task: Any) -> None:
+        """Mark the bar ``task`` complete."""
+        ...
+
+
+def count_lines(paths: Sequence[str]) -> int:
+    """Lines of ``paths`` (a last one without a newline counts), read in 1 MiB blocks."""
+    total = 0
+    for path in paths:
+        last = b"\n"
+        with open(path, "rb") as fh:
+            while block := fh.read(1 << 20):
+                total += block.count(b"\n")
+                last = block[-1:]
+        if last != b"\n":
+            total += 1
+    return total
 
 #: What an input's lines are: kcat ``-J`` envelopes, plain events, or decided per input.
 InputFormat = Literal["auto", "kcat", "events"]
@@ -265,19 +293,6 @@ def _message(env: Envelope, number: int) -> Message:
     )
 
 
-def _clean(value: float) -> float | None:
-    return value if math.isfinite(value) else None
-
-
-def signal_line(sig: PaneSignals) -> dict[str, Any]:
-    """A ``signals.jsonl`` record: model, pane end (Unix seconds), signal values (null = NaN)."""
-    return {
-        "model": sig.model,
-        "ts": sig.pane_end,
-        "signals": {k: _clean(v) for k, v in sig.signals.items()},
-    }
-
-
 @contextlib.contextmanager
 def _materialized(paths: list[str]) -> Iterator[list[str]]:
     """``paths`` with ``-`` replaced by a temporary copy of standard input (read twice:
@@ -295,7 +310,7 @@ def replay(
     config: MonitorConfig,
     captures: list[str],
     out_dir: str | os.PathLike[str],
-    progress: ProgressBars | None = None,
+    progress: Progress | None = None,
     fmt: InputFormat = "auto",
 ) -> dict[str, Any]:
     """Run the core over ``captures`` and write the four output files (and those of the
@@ -315,7 +330,7 @@ def _replay(
     config: MonitorConfig,
     captures: list[str],
     out_dir: str | os.PathLike[str],
-    progress: ProgressBars | None,
+    progress: Progress | None,
     fmt: InputFormat,
     shown: list[str],
 ) -> dict[str, Any]:
@@ -330,8 +345,6 @@ def _replay(
     bad: dict[str, int] = {}
     bar = None
     if progress is not None:
-        from monitor.tui import count_lines
-
         bar = progress.add("replay", total=count_lines(captures), unit="messages")
     with (
         open(out / "signals.jsonl", "w", encoding="utf-8") as signals,

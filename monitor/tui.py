@@ -689,20 +689,6 @@ class ProgressBars:
         return next(i for i, t in enumerate(self.progress.tasks) if t.id == task)
 
 
-def count_lines(paths: Sequence[str]) -> int:
-    """Lines of ``paths`` (a last one without a newline counts), read in 1 MiB blocks."""
-    total = 0
-    for path in paths:
-        last = b"\n"
-        with open(path, "rb") as fh:
-            while block := fh.read(1 << 20):
-                total += block.count(b"\n")
-                last = block[-1:]
-        if last != b"\n":
-            total += 1
-    return total
-
-
 def lag_by_topic(lag: Mapping[tuple[str, int], float]) -> dict[str, float]:
     """Consumer lag summed per topic."""
     out: dict[str, float] = {}

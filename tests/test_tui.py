@@ -29,8 +29,8 @@ from monitor.core.report import ModelReport, Report, SliceReport
 from monitor.core.rules import AlertEvent
 from monitor.events.message import Message
 from monitor.outputs.prometheus import RuntimeStats
-from monitor.replay import replay
-from monitor.tui import AppFeed, LiveView, ProgressBars, count_lines, live_session, sparkline
+from monitor.replay import count_lines, replay
+from monitor.tui import AppFeed, LiveView, ProgressBars, live_session, sparkline
 
 T0 = 1_760_000_000.0
 PANES = 10

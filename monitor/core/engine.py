@@ -35,10 +35,8 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
+from monitor.catalogue import ALWAYS_COMPUTED, base_metric
 from monitor.config import (
-    DRIFT_SIGNALS,
-    ESTIMATED_SIGNALS,
-    MODEL_QUALITY_SIGNALS,
     ConfigError,
     ModelConfig,
     MonitorConfig,
@@ -1364,25 +1362,13 @@ def same_time_and_topics(a: MonitorConfig, b: MonitorConfig) -> bool:
     ) == (b.kafka.predictions_topic, b.kafka.labels_topic)
 
 
-_ALWAYS = {
-    "prediction_count",
-    "positive_rate",
-    "score_mean",
-    "prediction_mean",
-    "class_share",
-    "label_coverage",
-    "label_count",
-    *DRIFT_SIGNALS,
-    *MODEL_QUALITY_SIGNALS,
-    *ESTIMATED_SIGNALS,
-}
+#: Signals kept whatever a model's ``metrics`` lists (see :mod:`monitor.catalogue`).
+_ALWAYS = ALWAYS_COMPUTED
 
 
 def _base(metric: str) -> str:
     """The configurable metric a computed value belongs to (``class_recall:cat`` -> ...)."""
-    parts = metric.split(":")
-    name = parts[1] if parts[0] == "gap" and len(parts) > 1 else parts[0]
-    return "roc_auc" if name == "roc_auc_bin_error" else name
+    return base_metric(metric)
 
 
 def _json_float(value: float) -> float | None:

@@ -55,22 +55,24 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 import structlog
 
-from monitor.config import (
+from monitor.catalogue import (
     LABEL_SUBJECT,
     OUTPUT_SUBJECTS,
     PREDICTION_SUBJECT,
     SCORE_SUBJECT,
     TASK_METRICS,
-    ConfigError,
-    ModelConfig,
 )
+from monitor.errors import ConfigError
 from monitor.events.values import ClassMatcher, canonical, cell_is_missing, is_whole
+
+if TYPE_CHECKING:
+    from monitor.config import ModelConfig
 
 __all__ = [
     "LABEL",

@@ -53,9 +53,8 @@ from kafka import errors as kafka_errors
 
 from monitor.config import KafkaConfig
 from monitor.events.message import Message, MessageBatch
-from monitor.kafka import source as source_module
 from monitor.kafka.client_config import LogLimiter, confluent_consumer_config, retry_connect
-from monitor.kafka.source import TP, BackgroundConnect, StartOffsets
+from monitor.kafka.common import FETCH_MAX_WAIT_MS, TP, BackgroundConnect, StartOffsets
 from monitor.kafka.topics import check_copartitioning
 
 __all__ = ["ConfluentSource"]
@@ -244,7 +243,7 @@ class ConfluentSource:
         conf["stats_cb"] = self._on_stats
         conf["statistics.interval.ms"] = STATS_INTERVAL_MS
         conf["logger"] = _RDKAFKA_LOG
-        conf["fetch.wait.max.ms"] = source_module.FETCH_MAX_WAIT_MS
+        conf["fetch.wait.max.ms"] = FETCH_MAX_WAIT_MS
         consumer = Consumer(conf)
         try:
             try:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 import structlog
@@ -38,24 +38,15 @@ from monitor.kafka.client_config import (
     consumer_kwargs,
     retry_connect,
 )
+from monitor.kafka.common import FETCH_MAX_WAIT_MS, TP, BackgroundConnect, StartOffsets
 from monitor.kafka.topics import check_copartitioning
 
 __all__ = ["TP", "BackgroundConnect", "KafkaSource", "Source", "StartOffsets", "make_source"]
 
 log = structlog.get_logger(__name__)
 
-#: A topic partition as the rest of the daemon names it: ``(topic, partition)``.
-TP = tuple[str, int]
-#: ``start_offsets(topic, partition)``: the next offset to read per the checkpoint, or None.
-StartOffsets = Callable[[str, int], "int | None"]
-
 #: How long one attempt waits for the broker's metadata once its port accepts connections.
 BOOTSTRAP_TIMEOUT_MS = 10_000
-#: How long the broker may hold a fetch that finds nothing to return. Besides the idle
-#: fetch rate, it is how long the first fetch of an empty partition takes to tell its high
-#: watermark (and so the lag ``/readyz`` waits for) after an assignment: the clients'
-#: default of 500 ms costs librdkafka about a second there (bench/recovery.py).
-FETCH_MAX_WAIT_MS = 100
 #: How long the background join waits for the group coordinator at a time: longer than
 #: the interpreter stalls of a checkpoint load, short enough for a stop to be seen.
 JOIN_WAIT_MS = 5_000
@@ -65,38 +56,6 @@ JOIN_POLL_MS = 50
 #: How long :meth:`KafkaSource.close` waits for a background connect that never got taken
 #: over (it ends when its join is answered, or when the stop flag ends its retries).
 CLOSE_WAIT_S = 5.0
-
-
-class BackgroundConnect:
-    """Runs a source's connect on a daemon thread; :meth:`wait` re-raises its exception.
-
-    ``handoff`` is set when the caller's thread takes the client over: work the thread
-    does after the connect itself (kafka-python's join polls) stops there.
-    """
-
-    def __init__(self, target: Callable[[threading.Event], None]) -> None:
-        self.handoff = threading.Event()
-        self.error: BaseException | None = None
-        self._target = target
-        self._thread = threading.Thread(target=self._run, name="monitor-kafka-connect", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._target(self.handoff)
-        except BaseException as exc:  # handed to the thread that takes over
-            self.error = exc
-
-    def wait(self, timeout_s: float | None = None) -> bool:
-        """Hand over and wait for the thread; raise its exception. False: still running."""
-        self.handoff.set()
-        self._thread.join(timeout_s)
-        if self._thread.is_alive():
-            return False
-        error, self.error = self.error, None
-        if error is not None:
-            raise error
-        return True
 
 
 class Source(Protocol):
