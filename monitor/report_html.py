@@ -38,7 +38,8 @@ from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.config import DETECTOR_SIGNALS, DRIFT_SIGNALS, MODEL_QUALITY_SIGNALS
+from monitor import catalogue
+from monitor.catalogue import SIGNALS
 
 __all__ = [
     "MAX_POINTS",
@@ -58,33 +59,25 @@ __all__ = [
 #: series are averaged over runs of panes.
 MAX_POINTS = 600
 #: Drift statistics, in the order the heatmap menu offers them (the first one present shows).
-DRIFT_STATISTICS: tuple[str, ...] = tuple(s for s in DRIFT_SIGNALS if not s.endswith("_rate"))
-#: Data-quality rates: the per-feature ``*_rate`` drift signals and the per-model ones.
+DRIFT_STATISTICS: tuple[str, ...] = catalogue.DRIFT_STATISTICS
+#: Data-quality rates: the per-feature ``*_rate`` signals and the per-model ones.
 QUALITY_SIGNALS: tuple[str, ...] = (
-    *(s for s in DRIFT_SIGNALS if s.endswith("_rate")),
-    *MODEL_QUALITY_SIGNALS,
+    *(s for s in catalogue.DRIFT_SIGNALS if SIGNALS[s].kind == "quality"),
+    *catalogue.MODEL_QUALITY_SIGNALS,
 )
 #: Prediction-side signals that need no label.
-LABEL_FREE_SIGNALS: tuple[str, ...] = (
-    "prediction_count",
-    "positive_rate",
-    "score_mean",
-    "prediction_mean",
-    "class_share",
-)
-LABEL_SIGNALS: tuple[str, ...] = ("label_coverage", "label_count")
+LABEL_FREE_SIGNALS: tuple[str, ...] = catalogue.UNLABELLED_METRICS
+LABEL_SIGNALS: tuple[str, ...] = catalogue.COVERAGE_SIGNALS
 #: Statistics where a small value means drift (drawn with the colour scale reversed).
-_SMALL_IS_DRIFT = {"chi2"}
-#: Fixed colour range of each drift statistic's heatmap, anchored at the usual alert
-#: thresholds (PSI 0.25; JS, Wasserstein/sd and binned KS 0.1; chi-square p-value 0.05),
-#: which sit mid-scale: a calm feature stays pale whatever the page's largest value, and
-#: values past the top are drawn as the top colour.
+_SMALL_IS_DRIFT = {s for s in DRIFT_STATISTICS if SIGNALS[s].higher_is == "better"}
+#: Fixed colour range of each drift statistic's heatmap: from 0 to twice the catalogue's
+#: usual alert bound (PSI 0.25; JS, Wasserstein/sd and binned KS 0.1; chi-square p-value
+#: 0.05), which so sits mid-scale: a calm feature stays pale whatever the page's largest
+#: value, and values past the top are drawn as the top colour.
 DRIFT_COLOUR_RANGE: dict[str, tuple[float, float]] = {
-    "psi": (0.0, 0.5),
-    "js": (0.0, 0.2),
-    "wasserstein": (0.0, 0.2),
-    "ks": (0.0, 0.2),
-    "chi2": (0.0, 0.1),
+    s: (0.0, 2 * bound)
+    for s in DRIFT_STATISTICS
+    if (bound := SIGNALS[s].threshold) is not None
 }
 #: Signals that are shares (0..1), shown as percentages, and their axis title.
 _SHARE_AXIS = {"tickformat": ".1%", "title": {"text": "share of predictions"}}
@@ -344,9 +337,10 @@ def _window_order(window: str) -> tuple[int, float, str]:
 
 def _unit(metric: str) -> dict[str, Any]:
     """Axis settings that give a metric's values their unit (shares as %, counts, s)."""
-    if metric in ("label_coverage", "positive_rate", "class_share") or metric.endswith("_rate"):
+    unit = SIGNALS[metric].unit if metric in SIGNALS else None
+    if unit == "share" or metric.endswith("_rate"):
         return {"tickformat": ".1%", "title": {"text": "share"}}
-    if metric.endswith("_count"):
+    if unit == "count" or metric.endswith("_count"):
         return {"tickformat": ",.0f", "title": {"text": "count"}}
     if metric.endswith(("_seconds", "_delay")):
         return {"tickformat": ",.3~g", "title": {"text": "seconds"}}
@@ -362,11 +356,12 @@ def _is_gap(metric: str) -> bool:
 
 
 def _is_performance(metric: str) -> bool:
-    """Metrics that need labels: everything but the other kinds of signal."""
-    other = (*DRIFT_SIGNALS, *MODEL_QUALITY_SIGNALS, *DETECTOR_SIGNALS, *LABEL_FREE_SIGNALS,
-             *LABEL_SIGNALS)
-    return not (metric in other or _is_reference(metric) or _is_gap(metric)
-                or metric.endswith("_bin_error"))
+    """Metrics that need labels (the catalogue's performance metrics, less the binning
+    error of roc_auc); a name the catalogue does not know counts unless it is a reference
+    or gap value."""
+    if metric in SIGNALS:
+        return SIGNALS[metric].labelled and not SIGNALS[metric].part_of
+    return not (_is_reference(metric) or _is_gap(metric) or metric.endswith("_bin_error"))
 
 
 def _referred(metric: str, subject: str) -> str:
@@ -664,7 +659,7 @@ def _timeline(sig: _Signals, alerts: list[dict[str, Any]], key: str) -> list[Fig
             fig.add_trace(go.Scatter(x=_dates(np.array(xs)), y=ys, mode="markers", name=label,
                                      marker={"symbol": symbol, "size": 13, "color": colour},
                                      text=texts, hovertemplate="%{text}<extra></extra>"))
-    for metric in DETECTOR_SIGNALS:
+    for metric in catalogue.DETECTOR_SIGNALS:
         for subject, by_window in sorted(sig.groups.get(metric, {}).items()):
             values = next(iter(by_window.values()))  # the same detections at every window
             ts, counts = downsample(sig.series.ts, values, how="sum")

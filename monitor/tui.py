@@ -51,6 +51,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from monitor.catalogue import SIGNALS
 from monitor.config import MonitorConfig
 from monitor.core.report import ModelReport, Report
 from monitor.core.rules import AlertEvent
@@ -69,16 +70,18 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-#: The metrics shown per window, by task; ``label_coverage`` and ``estimated_accuracy``
-#: follow when the report has them.
+#: The metrics shown per window, by task (names of :mod:`monitor.catalogue`);
+#: ``label_coverage`` and ``estimated_accuracy`` follow when the report has them.
 HEADLINE_METRICS: dict[str, tuple[str, ...]] = {
     "binary": ("accuracy", "f1", "roc_auc"),
     "multiclass": ("accuracy", "macro_f1"),
     "regression": ("mae", "rmse"),
 }
 EXTRA_METRICS = ("label_coverage", "estimated_accuracy")
-#: Drift statistics shown, with the direction that means "more drift".
-DRIFT_STATS: dict[str, str] = {"psi": "high", "wasserstein": "high", "chi2": "low"}
+#: Drift statistics shown, with the direction that means "more drift" (the catalogue's).
+DRIFT_STATS: dict[str, str] = {
+    s: "low" if SIGNALS[s].higher_is == "better" else "high" for s in ("psi", "wasserstein", "chi2")
+}
 #: Longest refresh rate of the view (Hz).
 MAX_HZ = 2.0
 
@@ -136,12 +139,8 @@ def sparkline(values: Iterable[float], scale: tuple[float, float] | None = None)
 #: Smallest range a metric's sparklines are drawn over: a move of 0.002 in an accuracy
 #: is not drawn as a cliff. Metrics in 0..1 get 0.1; others their own range.
 SPARK_MIN_SPAN = 0.1
-_UNIT_METRICS = frozenset({
-    "accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc",
-    "specificity", "npv", "mcc", "brier_score", "label_coverage", "positive_rate",
-    "macro_f1", "weighted_f1", "macro_precision", "macro_recall", "estimated_accuracy",
-    "estimated_f1", "estimated_roc_auc",
-})
+#: Units (of :mod:`monitor.catalogue`) whose values lie in 0..1 (or -1..1).
+_BOUNDED_UNITS = frozenset({"share", "unit_interval", "correlation", "p_value"})
 
 
 #: Narrowest terminal that shows the sparklines' scale column.
@@ -149,7 +148,9 @@ SCALE_MIN_WIDTH = 80
 
 
 def _min_span(metric: str) -> float:
-    return SPARK_MIN_SPAN if metric in _UNIT_METRICS or metric.endswith("_rate") else 0.0
+    head = metric.split(":", 1)[0]
+    bounded = head in SIGNALS and SIGNALS[head].unit in _BOUNDED_UNITS
+    return SPARK_MIN_SPAN if bounded or metric.endswith("_rate") else 0.0
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -517,7 +518,10 @@ class LogTail(io.TextIOBase):
 
 
 def _is_drift(name: str) -> bool:
-    return name == "pca_error" or name.split(":", 1)[0] in DRIFT_STATS
+    """The drift statistics the view draws, and the per-model drift signal (pca_error)."""
+    head, _, subject = name.partition(":")
+    model_level = not subject and head in SIGNALS and SIGNALS[head].kind == "drift"
+    return head in DRIFT_STATS or model_level
 
 
 # ------------------------------------------------------------------------- feeding a view

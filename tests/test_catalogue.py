@@ -91,7 +91,7 @@ def test_every_signal_a_model_emits_is_in_the_catalogue_for_its_task(task: str) 
     preds, labels = _events(task)
     reference = preds[:200]
     result = monitor.evaluate(config, preds, labels, reference=[
-        {**p["features"], "prediction": p["prediction"], "label": lab["label"],  # type: ignore[dict-item]
+        {**p["features"], "prediction": p["prediction"], "label": lab["label"],
          **({"score": p["score"]} if "score" in p else {})}
         for p, lab in zip(reference, labels[:200], strict=True)
     ])
@@ -141,3 +141,33 @@ def test_the_derived_lists_are_the_catalogue_s() -> None:
     assert catalogue.MODEL_QUALITY_SIGNALS == ["problem_rate", "pca_error"]
     assert "f1" not in catalogue.ALWAYS_COMPUTED
     assert {"psi", "label_coverage", "estimated_f1", "class_share"} <= catalogue.ALWAYS_COMPUTED
+
+
+def test_the_report_and_the_live_view_take_scales_and_directions_from_it() -> None:
+    from monitor import report_html, tui
+
+    assert report_html.DRIFT_STATISTICS == catalogue.DRIFT_STATISTICS
+    assert report_html.DRIFT_COLOUR_RANGE["psi"] == (0.0, 0.5)  # twice the usual 0.25
+    assert sorted(report_html._SMALL_IS_DRIFT) == ["chi2"]
+    assert tui.DRIFT_STATS == {"psi": "high", "wasserstein": "high", "chi2": "low"}
+    for task, names in tui.HEADLINE_METRICS.items():
+        assert all(task in SIGNALS[n].tasks for n in names), task
+    assert all(n in SIGNALS for n in tui.EXTRA_METRICS)
+    assert report_html._unit("label_coverage")["tickformat"] == ".1%"
+    assert report_html._unit("label_count")["tickformat"] == ",.0f"
+    assert report_html._is_performance("mcc") and not report_html._is_performance("psi")
+    assert not report_html._is_performance("roc_auc_bin_error")
+
+
+def test_a_detector_rule_without_a_threshold_takes_the_catalogue_bound() -> None:
+    from monitor.core.rules import Rule
+
+    model = _model("binary") | {"alerts": [
+        {"name": "d", "kind": "detector", "signal": "adwin:error@all"},
+        {"name": "t", "signal": "psi:amount@all", "op": ">", "threshold": 0.3},
+    ]}
+    config = config_from_mapping({"models": [model]}, "t")
+    m = config.models[0]
+    detector, threshold = (Rule(m, cfg, 10.0) for cfg in m.alerts)
+    assert detector.threshold == SIGNALS["adwin"].threshold == 0.0
+    assert threshold.threshold == 0.3  # a configured bound wins

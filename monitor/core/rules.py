@@ -49,8 +49,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from monitor.catalogue import SIGNALS
 from monitor.config import (
-    TASK_METRICS,
     AlertRuleConfig,
     ModelConfig,
     MonitorConfig,
@@ -145,6 +145,9 @@ class Rule:
         self.signal = cfg.signal or self._default_signal(model)
         self.window = self.signal.rpartition("@")[2] if self.signal else ""
         self.samples_signal = self._samples_signal(model)
+        #: The bound of a threshold, starvation or detector rule: the configured one, else
+        #: the catalogue's usual bound for the signal (a detector's: any detection), else 0.
+        self.threshold = cfg.threshold if cfg.threshold is not None else self._usual_bound()
         self.for_ = 0.0 if cfg.kind == "absence" else cfg.for_
         if cfg.resolve_for is not None:
             self.resolve_for = cfg.resolve_for
@@ -165,11 +168,17 @@ class Rule:
             return f"label_coverage@{(sliding or model.windows)[0]}"
         return ABSENCE_SIGNAL if self.kind == "absence" else ""
 
+    def _usual_bound(self) -> float:
+        if not self.signal or self.kind not in ("threshold", "label_starvation", "detector"):
+            return 0.0
+        found = SIGNALS.get(parse_signal(self.signal)[0])
+        return found.threshold if found is not None and found.threshold is not None else 0.0
+
     def _samples_signal(self, model: ModelConfig) -> str | None:
         if self.kind == "absence" or not self.signal:
             return None
         name, _subject, window = parse_signal(self.signal)
-        labelled = name in TASK_METRICS[model.task] or name == "roc_auc_bin_error"
+        labelled = name in SIGNALS and SIGNALS[name].labelled
         return f"label_count@{window}" if labelled else f"prediction_count@{window}"
 
     # ----------------------------------------------------------------- conditions
@@ -183,7 +192,7 @@ class Rule:
         cfg = self.cfg
         cmp = _OPS[self.op]
         if self.kind in ("threshold", "label_starvation", "detector"):
-            bound = cfg.threshold if cfg.threshold is not None else 0.0
+            bound = self.threshold
             resolve = cfg.resolve_threshold if cfg.resolve_threshold is not None else bound
             return _Check(value, bound, cmp(value, bound), not cmp(value, resolve))
         if self.kind == "absence":

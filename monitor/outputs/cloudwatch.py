@@ -51,7 +51,7 @@ from typing import Any, TextIO
 import msgspec
 import structlog
 
-from monitor.config import CLASS_SUBJECT_METRICS, DETECTOR_SIGNALS, DRIFT_SIGNALS
+from monitor.catalogue import CLASS_SUBJECT_METRICS, DETECTOR_SIGNALS, DRIFT_SIGNALS
 from monitor.core.engine import PaneSignals
 from monitor.core.rules import AlertEvent
 from monitor.logs import rate_limited

@@ -151,7 +151,7 @@ from prometheus_client.openmetrics import exposition as openmetrics_format
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from monitor.config import DRIFT_SIGNALS
+from monitor.catalogue import DRIFT_SIGNALS
 from monitor.core.report import LABEL_DELAY_BUCKETS, ModelReport, Report, SliceReport
 from monitor.logs import RateLimitedLogger
 from monitor.version import __version__

@@ -109,12 +109,12 @@ def _expression(model: ModelConfig, cfg: AlertRuleConfig, rule: Rule, scope: str
         detector = rule.signal.rpartition("@")[0].partition(":")[0]
         found = _series("monitor_detector_detections_total", scope, model=model.name,
                         detector=detector)
-        bound = cfg.threshold if cfg.threshold is not None else 0.0
+        bound = rule.threshold
         return f"increase({found}[{_duration(_detector_span(rule))}]) {rule.op} {_num(bound)}"
     series = selector(model.name, rule.signal, scope)
     op = rule.op
     if kind in ("threshold", "label_starvation"):
-        bound = cfg.threshold if cfg.threshold is not None else 0.0
+        bound = rule.threshold
         resolve = cfg.resolve_threshold
     elif kind == "relative":
         if cfg.reference is None:
