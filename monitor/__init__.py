@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from monitor import deferred as _deferred
 from monitor.version import __version__
+
+_deferred.install()  # before any module of the package imports river
 
 __all__ = ["Result", "__version__", "evaluate"]
 
