@@ -17,10 +17,13 @@ import importlib.machinery
 import importlib.util
 import os
 import sys
+import threading
 import types
 from typing import Any
 
 __all__ = ["DEFERRED", "Deferred", "install"]
+
+_LOCK = threading.RLock()  # one load at a time, whichever thread touches a stand-in first
 
 #: The submodules deferred, by their full name.
 DEFERRED: tuple[str, ...] = ("river.drift.datasets", "scipy.stats")
@@ -35,20 +38,24 @@ class Deferred(types.ModuleType):
 
     def __getattr__(self, attr: str) -> Any:
         name = self.__name__
-        spec = self.__spec__
-        if spec is None or spec.loader is None or sys.modules.get(name) is not self:
-            raise AttributeError(f"module {name!r} has no attribute {attr!r}")
-        real = importlib.util.module_from_spec(spec)
-        sys.modules[name] = real
-        try:
-            spec.loader.exec_module(real)
-        except BaseException:
-            sys.modules[name] = self
-            raise
-        parent, _, leaf = name.rpartition(".")
-        if parent in sys.modules:
-            setattr(sys.modules[parent], leaf, real)
-        self.__dict__.update(real.__dict__)
+        with _LOCK:
+            loaded = sys.modules.get(name)
+            if loaded is not None and loaded is not self:  # another thread loaded it
+                return getattr(loaded, attr)
+            spec = self.__spec__
+            if spec is None or spec.loader is None or loaded is None:
+                raise AttributeError(f"module {name!r} has no attribute {attr!r}")
+            real = importlib.util.module_from_spec(spec)
+            sys.modules[name] = real
+            try:
+                spec.loader.exec_module(real)
+            except BaseException:
+                sys.modules[name] = self
+                raise
+            parent, _, leaf = name.rpartition(".")
+            if parent in sys.modules:
+                setattr(sys.modules[parent], leaf, real)
+            self.__dict__.update(real.__dict__)
         return getattr(real, attr)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -52,3 +53,31 @@ def test_a_detector_and_the_deferred_data_sets_still_work_when_used() -> None:
 
 def test_the_probe_sees_a_heavy_import() -> None:
     assert _loaded_after("import pandas")["pandas"]
+
+
+def test_a_deferred_module_runs_once_at_its_first_attribute_access(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from monitor import deferred
+
+    root = tmp_path
+    (root / "deferpkg").mkdir()
+    (root / "deferpkg" / "__init__.py").write_text("from . import heavy\n")
+    (root / "deferpkg" / "heavy.py").write_text(
+        "import sys\nsys.modules[__name__].__dict__.setdefault('runs', 0)\n"
+        "runs = runs + 1\nVALUE = 42\n"
+    )
+    monkeypatch.syspath_prepend(str(root))
+    for name in ("deferpkg", "deferpkg.heavy"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.setattr(deferred, "DEFERRED", ("deferpkg.heavy",))
+    deferred.install()
+    import deferpkg
+
+    stand_in = sys.modules["deferpkg.heavy"]
+    assert isinstance(stand_in, deferred.Deferred)
+    assert "VALUE" not in vars(stand_in)  # the package's ``from . import heavy`` ran nothing
+    assert deferpkg.heavy.VALUE == 42
+    real = sys.modules["deferpkg.heavy"]
+    assert real is not stand_in and real.runs == 1
+    assert deferpkg.heavy.VALUE == stand_in.VALUE == 42 and real.runs == 1
