@@ -51,7 +51,7 @@ from typing import Any, TextIO
 import msgspec
 import structlog
 
-from monitor.catalogue import CLASS_SUBJECT_METRICS, DETECTOR_SIGNALS, DRIFT_SIGNALS
+from monitor.catalogue import SIGNALS
 from monitor.core.engine import PaneSignals
 from monitor.core.rules import AlertEvent
 from monitor.logs import rate_limited
@@ -74,10 +74,8 @@ MAX_DIMENSIONS = 30
 #: Longest dimension value the format accepts.
 MAX_DIMENSION_VALUE = 1024
 DEFAULT_NAMESPACE = "monitor"
-_DRIFT = frozenset(DRIFT_SIGNALS)
-_CLASS = frozenset(CLASS_SUBJECT_METRICS)
-_DETECTORS = frozenset(DETECTOR_SIGNALS)
-_COUNTS = frozenset({"prediction_count", "label_count"}) | _DETECTORS
+#: Signals counted in events (or detections): CloudWatch unit ``Count``; the rest ``None``.
+_COUNTS = frozenset(name for name, s in SIGNALS.items() if s.unit == "count")
 _encode = msgspec.json.Encoder().encode
 
 
@@ -87,16 +85,9 @@ def _split(signal: str) -> tuple[str, str | None, str | None, str]:
     name, _, subject = head.partition(":")
     if not subject:
         return name, None, None, window
-    if name in _DRIFT:
-        key = "feature"
-    elif name in _DETECTORS:
-        key = "stream"
-    elif name in _CLASS:
-        key = "class"
-    elif name == "gap":  # gap:<metric>, a metric's distance from its reference value
-        key = "metric"
-    else:
-        key = "subject"
+    # the catalogue's subject: feature (drift), stream (detectors), class, metric (gap)
+    found = SIGNALS.get(name)
+    key = found.subject if found is not None and found.subject else "subject"
     return name, key, subject[:MAX_DIMENSION_VALUE], window
 
 
