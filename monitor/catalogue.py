@@ -288,8 +288,14 @@ def task_metrics(task: str) -> tuple[str, ...]:
 
 
 def computed_signals(task: str, features: bool) -> tuple[str, ...]:
-    """Every signal name (less drift, gap and detector ones, which take a subject of the
-    model's configuration) that a ``task`` model computes, with ``features`` or not."""
+    """The signal names a model of ``task`` computes besides the per-feature, gap and
+    detector ones (whose subjects come from its configuration): its performance metrics
+    (those per class included), prediction statistics, coverage and estimates, and with
+    ``features`` the per-model quality and drift signals.
+
+    >>> computed_signals("regression", features=True)[-2:]
+    ('problem_rate', 'pca_error')
+    """
     kinds = ["metric", "prediction", "coverage", "estimate"]
     names = _names(kinds, task)
     if features:
@@ -325,6 +331,7 @@ MODEL_QUALITY_SIGNALS: Final[list[str]] = list(_names(["drift", "quality"], subj
 #: performance metrics that are not per class.
 GAP_METRICS: Final[frozenset[str]] = frozenset(
     s.name for s in _CATALOGUE if s.kind == "metric" and not s.subject and not s.part_of
+    # a micro average over all classes is the accuracy, whose gap is there already
     and s.name not in ("micro_precision", "micro_recall", "micro_f1")
 )
 #: Label-free estimates of performance (CBPE), ``estimated_f1@1h``.

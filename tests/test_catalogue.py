@@ -171,3 +171,21 @@ def test_a_detector_rule_without_a_threshold_takes_the_catalogue_bound() -> None
     detector, threshold = (Rule(m, cfg, 10.0) for cfg in m.alerts)
     assert detector.threshold == SIGNALS["adwin"].threshold == 0.0
     assert threshold.threshold == 0.3  # a configured bound wins
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_rule_signal_validation_accepts_the_task_s_signals_and_no_other(task: str) -> None:
+    model = config_from_mapping({"models": [_model(task)]}, "t").models[0]
+    subjects = {"class": CLASSES[task][0] if CLASSES[task] else "", "feature": "amount",
+                "stream": "abs_error" if task == "regression" else "error", "metric": ""}
+    for name, signal in SIGNALS.items():
+        if signal.kind == "gap" or (signal.kind == "detector" and name != "adwin"):
+            continue  # gap needs a reference with labels; the model runs adwin alone
+        subject = subjects[signal.subject] if signal.subject else ""
+        text = f"{name}:{subject}@all" if subject else f"{name}@all"
+        kind = "detector" if signal.kind == "detector" else "threshold"
+        if task in signal.tasks:
+            model.check_signal(text, kind)
+        elif not signal.subject:
+            with pytest.raises(ValueError, match="unknown signal name"):
+                model.check_signal(text, kind)
