@@ -51,6 +51,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import zlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -595,6 +596,14 @@ def _reader(path: Path) -> Any:
     return _jsonl_columns if head.lstrip().startswith(b"{") else _csv_columns
 
 
+#: Profiles read so far, by the file (path, size, CRC-32 of its bytes) and the model's
+#: settings: ``monitor run`` and ``replay`` read a reference to check the config, then
+#: again to build the engine, and the second read is free. Unusable files are not kept.
+_PROFILES: dict[tuple[str, int, int, str], ReferenceProfile] = {}
+#: Most profiles kept (``monitor tune`` builds engines for many settings).
+PROFILES_KEPT = 16
+
+
 def load_profile(model: ModelConfig) -> ReferenceProfile | None:
     """The profile of ``model`` from its ``reference`` file (None without one), with its
     :class:`ReferenceSummary`; unusable values are logged by reason.
@@ -602,7 +611,33 @@ def load_profile(model: ModelConfig) -> ReferenceProfile | None:
     Raises ConfigError naming the file, the column and the reason when the file cannot be
     used, or when its ``label`` column yields no usable label for a model with label
     metrics (the baseline, the ``gap:*`` signals and the calibration would be empty).
+    The same file, unchanged, for the same model settings gives an equal profile without
+    being read again.
     """
+    if not model.reference:
+        return None
+    try:
+        content = Path(model.reference).read_bytes()  # far cheaper than parsing it
+    except OSError:
+        return _read_profile(model)  # raises the ConfigError that says why
+    key = (
+        str(Path(model.reference).resolve()),
+        len(content),
+        zlib.crc32(content),
+        model.model_dump_json(exclude={"alerts"}),
+    )
+    found = _PROFILES.get(key)
+    if found is None:
+        found = _read_profile(model)
+        assert found is not None
+        while len(_PROFILES) >= PROFILES_KEPT:
+            _PROFILES.pop(next(iter(_PROFILES)))
+        _PROFILES[key] = found
+    # each caller owns its copy's ``outputs`` (the engine clears them once used)
+    return replace(found, outputs=dict(found.outputs))
+
+
+def _read_profile(model: ModelConfig) -> ReferenceProfile | None:
     if not model.reference:
         return None
     path = Path(model.reference)
