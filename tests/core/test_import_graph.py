@@ -15,7 +15,7 @@ import pytest
 
 CORE = Path(__file__).resolve().parents[2] / "monitor" / "core"
 #: The modules that compute a window's signals from its sums, and what they share.
-METRIC_MODULES = ("baseline", "calibration", "drift", "estimate", "metrics")
+METRIC_MODULES = ("baseline", "calibration", "drift", "estimate", "metrics", "panemetrics")
 
 
 def _imports(module: str) -> set[str]:
