@@ -239,8 +239,12 @@ def test_the_engine_emits_what_the_per_window_computation_gave(
             "ts": t0 + i,
             "prediction": int(score >= 0.5),
             "score": score,
-            "features": {"x0": rng.normal(), "x1": rng.normal(), "few": int(rng.integers(3)),
-                         "kind": str(rng.choice(KINDS))},
+            "features": {
+                "x0": rng.normal(),
+                "x1": rng.normal(),
+                "few": int(rng.integers(3)),
+                "kind": str(rng.choice(KINDS)),
+            },
             "segment": {"region": str(rng.choice(["n", "s", "e"]))},
         }
         msgs.append(Message("predictions", 0, i, None, json.dumps(event).encode()))
