@@ -24,10 +24,11 @@ from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
+from scipy import special
 
 from monitor.config import GAP_METRICS
 from monitor.core.calibration import midpoint_calibration
-from monitor.core.drift import chi2_pvalue, js_distance, ks_and_wasserstein, ks_binned, psi
+from monitor.core.drift import PSI_FLOOR, ks_and_wasserstein, ks_binned
 from monitor.core.estimate import estimated_metrics
 from monitor.core.layout import Layout
 from monitor.core.metrics import average_precision, compute_metrics, mcc, task_metrics
@@ -45,9 +46,45 @@ _EXTRA_BINARY = ("specificity", "balanced_accuracy", "mcc", "pr_auc")
 
 
 def _ratio(num: F64, den: F64, empty: float | F64) -> F64:
-    """``num / den`` where ``den > 0``, else ``empty`` (the metrics' ``_div``)."""
+    """``num / den`` where ``den > 0``, else ``empty`` (the metrics' ``_div``; the division
+    is skipped where it is not taken, so no warning needs silencing)."""
+    out: F64 = np.full(np.broadcast_shapes(num.shape, den.shape), empty)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
+
+
+def _psi_js(p: F64, r: F64, r_floor: F64) -> tuple[F64, F64]:
+    """:func:`~monitor.core.drift.psi` and :func:`~monitor.core.drift.js_distance` of
+    proportions ``p`` (..., C) against ``r`` (its floored copy ``r_floor``), computed
+    without scipy's per-element ``rel_entr`` (``x log(x / y)``, 0 where ``x`` is 0)."""
+    pf = np.maximum(p, PSI_FLOOR)
+    psi_value: F64 = ((pf - r_floor) * np.log(pf / r_floor)).sum(axis=-1)
+    m = 0.5 * (p + r)
+    ratio_p = np.divide(p, m, out=np.ones_like(p), where=p > 0)
+    ratio_r = np.divide(r, m, out=np.ones_like(p), where=r > 0)
+    div = 0.5 * ((p * np.log(ratio_p)).sum(axis=-1) + (r * np.log(ratio_r)).sum(axis=-1))
+    js_value: F64 = np.sqrt(np.maximum(div / np.log(2.0), 0.0))
+    return psi_value, js_value
+
+
+def _chi2(counts: F64, n: F64, ref: F64, ref_n: F64, mask: npt.NDArray[np.bool_]) -> F64:
+    """:func:`~monitor.core.drift.chi2_pvalue` of ``counts`` (..., C) with totals ``n``
+    against ``ref`` (totals ``ref_n``), the 2 x C table kept as its two rows; the p-value
+    is worked out where ``mask`` holds only (NaN elsewhere)."""
+    col = counts + ref
+    total = (n + ref_n)[..., None]
     with np.errstate(divide="ignore", invalid="ignore"):
-        out: F64 = np.where(den > 0, num / np.where(den > 0, den, 1.0), empty)
+        e_w = n[..., None] * col / total
+        e_r = ref_n[..., None] * col / total
+        t_w = np.where(e_w > 0, (counts - e_w) ** 2 / e_w, 0.0)
+        t_r = np.where(e_r > 0, (ref - e_r) ** 2 / e_r, 0.0)
+    stat = t_r.sum(axis=-1) + t_w.sum(axis=-1)
+    dof = (col > 0).sum(axis=-1) - 1
+    seen = mask & (n > 0)
+    out = np.full(n.shape, np.nan)
+    ok = seen & (dof > 0)
+    out[ok] = special.chdtrc(dof[ok], stat[ok])
+    out[seen & (dof == 0)] = 1.0
     return out
 
 
@@ -68,6 +105,9 @@ class _Subjects:
     scale: F64  # (numeric,): the Wasserstein divisor
     features: int  # the first ``features`` numeric subjects are features (out of range)
     computed: tuple[int, ...]  # subjects whose histogram is not a set of columns
+    ref_n: F64  # (S,): reference totals
+    ref_share: F64  # (S, C): reference proportions
+    ref_floor: F64  # (S, C): the same, at least PSI_FLOOR
 
 
 class PanePlan:
@@ -315,9 +355,11 @@ class PanePlan:
         enough = n >= self.min_samples
         has = n > 0
         p = np.where(has[..., None], hist / np.where(has, n, 1.0)[..., None], 0.0)
-        r = sub.ref / sub.ref.sum(axis=1, keepdims=True)
-        stats = np.stack([psi(p, r), js_distance(p, r), chi2_pvalue(hist, sub.ref)])
-        out = [np.where(enough, stats, np.nan).transpose(0, 2, 1).reshape(-1, acc.shape[0])]
+        r = sub.ref_share
+        psi_value, js_value = _psi_js(p, r, sub.ref_floor)
+        chi2 = _chi2(hist, n, sub.ref, sub.ref_n, enough)
+        stats = np.where(enough, np.stack([psi_value, js_value]), np.nan)
+        out = [np.concatenate([stats, chi2[None]]).transpose(0, 2, 1).reshape(-1, acc.shape[0])]
         k = sub.numeric
         if k:
             sums = ext[:, sub.sum_index]
@@ -446,10 +488,16 @@ def _subjects(layout: Layout) -> _Subjects | None:
         np.concatenate([ref.edges, np.full(size - ref.columns, ref.edges[-1])])
         for _, _, _, ref in numeric
     ]
+    ref_counts = np.array(refs)
+    ref_n = ref_counts.sum(axis=1)
+    ref_share = ref_counts / ref_n[:, None]
     return _Subjects(
+        ref_n=ref_n,
+        ref_share=ref_share,
+        ref_floor=np.maximum(ref_share, PSI_FLOOR),
         names=tuple(n for n, *_ in numeric) + tuple(n for n, *_ in classes),
         index=np.array(index, dtype=np.int64),
-        ref=np.array(refs),
+        ref=ref_counts,
         numeric=len(numeric),
         sum_index=np.array(
             [_numeric_row(s, width, size) for _, _, s, _ in numeric], dtype=np.int64

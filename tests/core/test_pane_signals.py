@@ -89,7 +89,9 @@ def _model(tmp_path: Path, task: str, with_reference: bool = True) -> ModelState
 
 def _random_windows(model: ModelState, rows: int, seed: int) -> list[F64]:
     """Random sums for each window: counts (integers) for ``all`` and ``1h``, weights
-    for ``ewm30m``; row 1 is empty, and each column is zero in a third of the rows."""
+    for ``ewm30m``; row 1 is empty, and each column is zero in a third of the rows. The
+    columns are independent but for one constraint every real row meets: no more
+    predicted positives than predictions (their difference is a class count)."""
     rng = np.random.default_rng(seed)
     width = model.layout.width
     out = []
@@ -99,6 +101,9 @@ def _random_windows(model: ModelState, rows: int, seed: int) -> list[F64]:
         if decayed:
             acc = acc * rng.uniform(0.2, 1.0, (rows, width))
         acc[rng.random((rows, width)) < 1 / 3] = 0.0
+        if model.layout.task == "binary":  # predicted positives are some of the predictions
+            pos, pred_n = model.layout.col("pred_pos"), model.layout.col("pred_n")
+            acc[:, pos] = np.minimum(acc[:, pos], acc[:, pred_n])
         acc[1] = 0.0
         out.append(acc)
     return out
