@@ -50,7 +50,6 @@ __all__ = [
     "PSI_FLOOR",
     "cdf_differences",
     "drift_signals",
-    "ks_and_wasserstein",
     "ks_numeric",
     "output_drift",
     "wasserstein_binned",
@@ -69,19 +68,17 @@ def _div(num: F64, den: F64) -> F64:
 
 
 def psi(p: F64, r: F64) -> F64:
-    """PSI per row of proportions ``p`` (S, K) against ``r`` (K,); the last axis holds the
-    columns, so ``p`` (S, F, K) against ``r`` (F, K) gives (S, F)."""
+    """PSI per row of proportions ``p`` (S, K) against ``r`` (K,)."""
     pf = np.maximum(p, PSI_FLOOR)
     rf = np.maximum(r, PSI_FLOOR)
-    out: F64 = ((pf - rf) * np.log(pf / rf)).sum(axis=-1)
+    out: F64 = ((pf - rf) * np.log(pf / rf)).sum(axis=1)
     return out
 
 
 def js_distance(p: F64, r: F64) -> F64:
-    """Jensen-Shannon distance (base 2) per row of ``p`` (S, K) against ``r`` (K,) (or any
-    shapes that broadcast, columns on the last axis)."""
+    """Jensen-Shannon distance (base 2) per row of ``p`` (S, K) against ``r`` (K,)."""
     m = 0.5 * (p + r)
-    div = 0.5 * (special.rel_entr(p, m).sum(axis=-1) + special.rel_entr(r, m).sum(axis=-1))
+    div = 0.5 * (special.rel_entr(p, m).sum(axis=1) + special.rel_entr(r, m).sum(axis=1))
     out: F64 = np.sqrt(np.maximum(div / np.log(2.0), 0.0))
     return out
 
@@ -97,13 +94,12 @@ def cdf_differences(p: F64, r: F64) -> F64:
     left below the median, the right above it), so that the difference at the last
     reference edge, where both CDFs are 1 up to the window's overflow, comes out as
     exactly minus the overflow share instead of a rounding residue like -1.1e-16; a
-    residue below :data:`CDF_TOLERANCE` is zero. Columns are on the last axis of ``p`` and
-    ``r``, which broadcast.
+    residue below :data:`CDF_TOLERANCE` is zero.
     """
-    cr = np.cumsum(r, axis=-1)[..., :-1]
-    left = np.cumsum(p, axis=-1)[..., :-1] - cr
-    tail_p = np.cumsum(p[..., ::-1], axis=-1)[..., ::-1][..., 1:]
-    tail_r = np.cumsum(r[..., ::-1], axis=-1)[..., ::-1][..., 1:]
+    cr = np.cumsum(r)[:-1]
+    left = np.cumsum(p, axis=1)[:, :-1] - cr
+    tail_p = np.cumsum(p[:, ::-1], axis=1)[:, ::-1][:, 1:]
+    tail_r = np.cumsum(r[::-1])[::-1][1:]
     right = tail_r - tail_p
     d: F64 = np.where(cr <= 0.5, left, right)
     return np.where(np.abs(d) <= CDF_TOLERANCE, 0.0, d)
@@ -112,9 +108,9 @@ def cdf_differences(p: F64, r: F64) -> F64:
 def ks_binned(p: F64, r: F64) -> F64:
     """Largest CDF difference at the column boundaries, per row."""
     diff = cdf_differences(p, r)
-    if diff.shape[-1] == 0:
-        return np.zeros(diff.shape[:-1])
-    out: F64 = np.abs(diff).max(axis=-1)
+    if diff.shape[1] == 0:
+        return np.zeros(p.shape[0])
+    out: F64 = np.abs(diff).max(axis=1)
     return out
 
 
@@ -122,13 +118,13 @@ def _in_bin(p: F64, r: F64, edges: F64, p_mean: F64, r_mean: F64) -> tuple[F64, 
     """Integrals over each interior bin ``[a, b]`` of ``G_p``, ``G_r`` (a side's mass in
     the bin left of ``x``: ``sum (b - x) / n``) and ``H_p``, ``H_r`` (its mass right of
     ``x``: ``sum (x - a) / n``), from the proportions and value sums per column."""
-    a, b = edges[..., :-1], edges[..., 1:]
-    pi, ri = p[..., 1:-1], r[..., 1:-1]
+    a, b = edges[:-1], edges[1:]
+    pi, ri = p[:, 1:-1], r[1:-1]
     return (
-        np.maximum(pi * b - p_mean[..., 1:-1], 0.0),
-        np.maximum(ri * b - r_mean[..., 1:-1], 0.0),
-        np.maximum(p_mean[..., 1:-1] - pi * a, 0.0),
-        np.maximum(r_mean[..., 1:-1] - ri * a, 0.0),
+        np.maximum(pi * b - p_mean[:, 1:-1], 0.0),
+        np.maximum(ri * b - r_mean[1:-1], 0.0),
+        np.maximum(p_mean[:, 1:-1] - pi * a, 0.0),
+        np.maximum(r_mean[1:-1] - ri * a, 0.0),
     )
 
 
@@ -203,59 +199,28 @@ def wasserstein_parts(p: F64, r: F64, edges: F64, p_mean: F64, r_mean: F64) -> t
     return w, bound
 
 
-def ks_and_wasserstein(
-    p: F64, r: F64, edges: F64, p_mean: F64, r_mean: F64
-) -> tuple[F64, F64]:
-    """:func:`ks_numeric` and :func:`wasserstein_binned` at once, sharing the CDF
-    differences and in-bin integrals, for any number of leading axes: ``p`` and
-    ``p_mean`` (..., F, C) against ``r``, ``r_mean`` (F, C) and ``edges`` (F, C - 1), so
-    the numeric features of every window and slice go through in one pass.
-
-    Features with fewer columns are padded with empty bins of zero width just before the
-    overflow column (their edges repeat the last edge): such a bin adds nothing to either
-    statistic.
-    """
-    d = cdf_differences(p, r)
-    out = np.abs(d).max(axis=-1) if d.shape[-1] else np.zeros(d.shape[:-1])
-    width = np.diff(edges, axis=-1)
-    g_p = np.maximum(p[..., 1:-1] * edges[..., 1:] - p_mean[..., 1:-1], 0.0)
-    g_r = np.maximum(r[..., 1:-1] * edges[..., 1:] - r_mean[..., 1:-1], 0.0)
-    integral = width * d[..., :-1] + g_p - g_r
-    under = p[..., 0] * edges[..., 0] - p_mean[..., 0]
-    over = p_mean[..., -1] - p[..., -1] * edges[..., -1]
-    w: F64 = np.abs(integral).sum(axis=-1) + under + over
-    if p.shape[-1] < 3:
-        return out, w
-    wide = width > 0
-    mean = np.where(wide, integral / np.where(wide, width, 1.0), 0.0)
-    ks: F64 = np.maximum(out, np.abs(mean).max(axis=-1))
-    return ks, w
-
-
 def wasserstein_binned(p: F64, r: F64, edges: F64, p_mean: F64, r_mean: F64) -> F64:
     """The binned 1-Wasserstein distance per row (see :func:`wasserstein_parts`)."""
     return wasserstein_parts(p, r, edges, p_mean, r_mean)[0]
 
 
 def chi2_pvalue(counts: F64, ref: F64) -> F64:
-    """p-value of Pearson's chi-square homogeneity test of each row against ``ref``
-    (columns on the last axis: ``counts`` (S, K) against ``ref`` (K,), or (S, F, K)
-    against (F, K))."""
-    table = np.stack([np.broadcast_to(ref, counts.shape), counts], axis=-2)  # (..., 2, K)
-    used = table.sum(axis=-2) > 0  # (..., K)
-    row = table.sum(axis=-1, keepdims=True)  # (..., 2, 1)
-    col = table.sum(axis=-2, keepdims=True)  # (..., 1, K)
-    total = row.sum(axis=-2, keepdims=True)
+    """p-value of Pearson's chi-square homogeneity test of each row against ``ref``."""
+    s = counts.shape[0]
+    table = np.stack([np.broadcast_to(ref, counts.shape), counts], axis=1)  # (S, 2, K)
+    used = table.sum(axis=1) > 0  # (S, K)
+    row = table.sum(axis=2, keepdims=True)  # (S, 2, 1)
+    col = table.sum(axis=1, keepdims=True)  # (S, 1, K)
+    total = row.sum(axis=1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
         expected = row * col / total
         terms = np.where(expected > 0, (table - expected) ** 2 / expected, 0.0)
-    stat = terms.sum(axis=(-2, -1))
-    dof = used.sum(axis=-1) - 1
-    seen = row[..., 1, 0] > 0
-    out = np.full(counts.shape[:-1], np.nan)
-    ok = (dof > 0) & seen
+    stat = terms.sum(axis=(1, 2))
+    dof = used.sum(axis=1) - 1
+    out = np.full(s, np.nan)
+    ok = (dof > 0) & (row[:, 1, 0] > 0)
     out[ok] = special.chdtrc(dof[ok], stat[ok])
-    out[(dof == 0) & seen] = 1.0
+    out[(dof == 0) & (row[:, 1, 0] > 0)] = 1.0
     return out
 
 
