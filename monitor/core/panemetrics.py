@@ -180,6 +180,7 @@ class _Subjects:
     ref_share: F64  # (S, C): reference proportions
     ref_floor: F64  # (S, C): the same, at least PSI_FLOOR
     numeric_ref: _NumericReferences | None  # the numeric subjects' reference parts
+    has_chi2: npt.NDArray[np.bool_]  # (S,): subjects with a chi2 signal (not the score)
 
 
 class PanePlan:
@@ -389,9 +390,11 @@ class PanePlan:
         invalid = np.stack([n <= 0, scored < self.min_samples])
         metrics = np.where(invalid, np.nan, metrics).reshape(8, n_rows)
         # ROC AUC: realized from the labelled histograms, expected from score_hist * c
-        c = self._calibration
-        p_hist = np.stack([pos, hist * c])
-        n_hist = np.stack([neg, hist * (1.0 - c)])
+        p_hist = np.empty((2, n_rows, bins))
+        n_hist = np.empty((2, n_rows, bins))
+        p_hist[0], n_hist[0] = pos, neg
+        np.multiply(hist, self._calibration, out=p_hist[1])
+        np.multiply(hist, self._cc[:, 1], out=n_hist[1])
         neg_below = np.cumsum(n_hist, axis=2) - n_hist
         pairs = p_hist.sum(axis=2) * n_hist.sum(axis=2)
         wins = (p_hist * (neg_below + 0.5 * n_hist)).sum(axis=2)
@@ -435,7 +438,7 @@ class PanePlan:
         p = np.where(has[..., None], hist / np.where(has, n, 1.0)[..., None], 0.0)
         r = sub.ref_share
         psi_value, js_value = _psi_js(p, r, sub.ref_floor)
-        chi2 = _chi2(hist, n, sub.ref, sub.ref_n, enough)
+        chi2 = _chi2(hist, n, sub.ref, sub.ref_n, enough & sub.has_chi2)
         stats = np.where(enough, np.stack([psi_value, js_value]), np.nan)
         out = [np.concatenate([stats, chi2[None]]).transpose(0, 2, 1).reshape(-1, acc.shape[0])]
         k = sub.numeric
@@ -585,12 +588,14 @@ def _subjects(layout: Layout) -> _Subjects | None:
         numeric_ref = _NumericReferences.of(
             ref_share[:k], np.array(edges).reshape(k, size - 1), np.array(ref_mean)
         )
+    names = tuple(n for n, *_ in numeric) + tuple(n for n, *_ in classes)
     return _Subjects(
         numeric_ref=numeric_ref,
+        has_chi2=np.array([name != SCORE for name in names]),
         ref_n=ref_n,
         ref_share=ref_share,
         ref_floor=np.maximum(ref_share, PSI_FLOOR),
-        names=tuple(n for n, *_ in numeric) + tuple(n for n, *_ in classes),
+        names=names,
         index=np.array(index, dtype=np.int64),
         ref=ref_counts,
         numeric=len(numeric),
