@@ -45,11 +45,18 @@ _T = TypeVar("_T")
 _EXTRA_BINARY = ("specificity", "balanced_accuracy", "mcc", "pr_auc")
 
 
+#: What a ratio is when its denominator is 0: accuracy (realized, expected) NaN, the
+#: precision, recall and F1 0 (scikit-learn's ``zero_division=0``); the realized ROC AUC
+#: and its binning error NaN, the expected ROC AUC 0 (as :mod:`monitor.core.estimate`).
+_EMPTY_RATES = np.array([np.nan, 0.0, 0.0, 0.0])[:, None, None]
+_EMPTY_AUC = np.array([np.nan, 0.0, np.nan])[:, None]
+
+
 def _ratio(num: F64, den: F64, empty: float | F64) -> F64:
-    """``num / den`` where ``den > 0``, else ``empty`` (the metrics' ``_div``; the division
-    is skipped where it is not taken, so no warning needs silencing)."""
-    out: F64 = np.full(np.broadcast_shapes(num.shape, den.shape), empty)
-    np.divide(num, den, out=out, where=den > 0)
+    """``num / den`` where ``den > 0``, else ``empty`` (the metrics' ``_div``, without the
+    division by zero it had to silence)."""
+    ok = den > 0
+    out: F64 = np.where(ok, num / np.where(ok, den, 1.0), empty)
     return out
 
 
@@ -378,15 +385,10 @@ class PanePlan:
         tp, fp, tn, fn = conf[..., 0], conf[..., 1], conf[..., 2], conf[..., 3]
         n = acc[:, col("n")]
         scored = hist.sum(axis=1)
-        total = np.stack([n, scored])
-        metrics = np.stack(
-            [
-                _ratio(tp + tn, total, np.nan),
-                _ratio(tp, tp + fp, 0.0),
-                _ratio(tp, tp + fn, 0.0),
-                _ratio(2 * tp, 2 * tp + fp + fn, 0.0),
-            ]
-        )
+        # accuracy, precision, recall, f1 of both at once
+        num = np.stack([tp + tn, tp, tp, 2 * tp])
+        den = np.stack([np.stack([n, scored]), tp + fp, tp + fn, 2 * tp + fp + fn])
+        metrics = _ratio(num, den, _EMPTY_RATES)
         invalid = np.stack([n <= 0, scored < self.min_samples])
         metrics = np.where(invalid, np.nan, metrics).reshape(8, n_rows)
         # ROC AUC: realized from the labelled histograms, expected from score_hist * c
@@ -398,10 +400,11 @@ class PanePlan:
         neg_below = np.cumsum(n_hist, axis=2) - n_hist
         pairs = p_hist.sum(axis=2) * n_hist.sum(axis=2)
         wins = (p_hist * (neg_below + 0.5 * n_hist)).sum(axis=2)
-        auc = _ratio(wins, pairs, np.array([[np.nan], [0.0]]))
+        # realized and expected ROC AUC, and the realized one's binning error
+        num = np.concatenate([wins, 0.5 * (pos * neg).sum(axis=1)[None]])
+        auc = _ratio(num, pairs[[0, 1, 0]], _EMPTY_AUC)
         auc[1] = np.where(invalid[1], np.nan, auc[1])
-        auc_err = _ratio(0.5 * (pos * neg).sum(axis=1), pairs[0], np.nan)
-        out = [metrics, auc, auc_err[None, :]]
+        out = [metrics, auc]
         if self._binary_extras:
             out.append(self._binary_extra(conf[0], n, pos, neg, pairs[0]))
         return out
