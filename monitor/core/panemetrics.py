@@ -88,7 +88,7 @@ def _chi2(counts: F64, n: F64, ref: F64, ref_n: F64, mask: npt.NDArray[np.bool_]
     col = counts + ref
     used = col > 0
     dev = counts * ref_n[:, None] - n[..., None] * ref
-    terms = np.divide(dev * dev, col, out=np.zeros_like(col), where=used)
+    terms = dev * dev / np.where(used, col, 1.0)  # an unused column has dev = 0
     dof = used.sum(axis=-1) - 1
     seen = mask & (n > 0)
     out = np.full(n.shape, np.nan)
