@@ -212,6 +212,7 @@ class PanePlan:
         self.names: tuple[str, ...] = tuple(wanted)
         self._wanted = frozenset(wanted)
         self._rows: list[str] = []  # the signal of each row of the full result
+        self._span: dict[str, slice] = {}  # the rows of each block of the full result
         self._ratios(layout)
         self._subjects = _subjects(layout)
         self._binary_extras = tuple(m for m in _EXTRA_BINARY if m in self._wanted)
@@ -251,9 +252,14 @@ class PanePlan:
             pairs.append(("pca_error", col("pca_err_sum"), col("pca_n")))
         self._ratio_num = np.array([p[1] for p in pairs], dtype=np.int64)
         self._ratio_den = np.array([p[2] for p in pairs], dtype=np.int64)
-        self._rows += [p[0] for p in pairs]
+        self._block("ratio", [p[0] for p in pairs])
         self._raw = np.array([col("pred_n"), col("n")], dtype=np.int64)
-        self._rows += ["prediction_count", "label_count"]
+        self._block("raw", ["prediction_count", "label_count"])
+
+    def _block(self, block: str, names: list[str]) -> None:
+        """Rows ``names`` of the full result, written together by ``block``."""
+        self._span[block] = slice(len(self._rows), len(self._rows) + len(names))
+        self._rows += names
 
     def _task_rows(self, layout: Layout, class_names: tuple[str, ...]) -> None:
         """Names of the task block's rows (see :meth:`_task`)."""
@@ -262,28 +268,33 @@ class PanePlan:
             c = baseline.calibration if baseline is not None else None
             self._calibration = midpoint_calibration(layout.bins) if c is None else c
             self._cc = np.stack([self._calibration, 1.0 - self._calibration], axis=1)
-            for name in ("accuracy", "precision", "recall", "f1"):
-                self._rows += [name, f"estimated_{name}"]
-            self._rows += ["roc_auc", "estimated_roc_auc", "roc_auc_bin_error"]
-            self._rows += list(self._binary_extras)
+            self._confusion = [layout.col(c) for c in ("tp", "fp", "tn", "fn")]
+            rates = [
+                [name, f"estimated_{name}"] for name in ("accuracy", "precision", "recall", "f1")
+            ]
+            self._block("rates", [name for pair in rates for name in pair])
+            self._block("auc", ["roc_auc", "estimated_roc_auc", "roc_auc_bin_error"])
+            self._block("extra", list(self._binary_extras))
             return
         zero = np.zeros((1, layout.width))
         self._task_names = tuple(task_metrics(layout, zero, class_names, None))
         self._estimate_names = tuple(estimated_metrics(layout, zero, self.min_samples))
-        self._rows += [n for n in self._task_names if n != "prediction_count"]
-        self._rows += list(self._estimate_names)
+        self._block("task", [n for n in self._task_names if n != "prediction_count"])
+        self._block("estimates", list(self._estimate_names))
 
     def _subject_rows(self) -> None:
         self._score = None
         sub = self._subjects
         if sub is None:
             return
-        for stat in ("psi", "js", "chi2"):
-            self._rows += [f"{stat}:{name}" for name in sub.names]
+        self._block(
+            "stats", [f"{stat}:{name}" for stat in ("psi", "js", "chi2") for name in sub.names]
+        )
         numeric = sub.names[: sub.numeric]
-        self._rows += [f"ks:{name}" for name in numeric]
-        self._rows += [f"wasserstein:{name}" for name in numeric]
-        self._rows += [f"out_of_range_rate:{name}" for name in numeric[: sub.features]]
+        self._block(
+            "numeric", [f"{stat}:{name}" for stat in ("ks", "wasserstein") for name in numeric]
+        )
+        self._block("outside", [f"out_of_range_rate:{name}" for name in numeric[: sub.features]])
         self._computed = sub.computed
         self._subject_names = sub.names
         baseline = self.layout.baseline
@@ -292,7 +303,7 @@ class PanePlan:
             self._groups = _grouped_ref(self.layout, ref_hist)[0]
         self._score = self._score_plan()
         if self._score is not None:
-            self._rows += [f"ks:{SCORE}", f"wasserstein:{SCORE}"]
+            self._block("score", [f"ks:{SCORE}", f"wasserstein:{SCORE}"])
 
     def _score_plan(self) -> _ScoreReference | None:
         """Binary output drift of the score over its bins (None without a reference
@@ -320,13 +331,15 @@ class PanePlan:
         baseline = layout.baseline
         src: list[int] = []
         ref: list[float] = []
+        names: list[str] = []
         if baseline is not None:
             rows = {name: i for i, name in enumerate(self._rows)}
             for name, value in baseline.metrics.items():
                 if name.split(":")[0] in GAP_METRICS and name in rows:
                     src.append(rows[name])
                     ref.append(value)
-                    self._rows.append(f"gap:{name}")
+                    names.append(f"gap:{name}")
+        self._block("gaps", names)
         self._gap_src = np.array(src, dtype=np.int64)
         self._gap_ref = np.array(ref)[:, None]
 
@@ -336,36 +349,34 @@ class PanePlan:
         n_rows = acc.shape[0]
         ext = np.zeros((n_rows, self.width + 1))
         ext[:, : self.width] = acc
-        blocks: list[F64] = [self._ratio_block(ext), ext[:, self._raw].T]
-        blocks += self._task(acc, ext, sample_count)
+        full = np.empty((len(self._rows), n_rows))
+        span = self._span
+        self._ratio_block(ext, full[span["ratio"]])
+        full[span["raw"]] = ext[:, self._raw].T
+        if self.layout.task == "binary":
+            self._binary(acc, full)
+        else:
+            values = task_metrics(self.layout, acc, self.class_names, sample_count)
+            values.pop("prediction_count")
+            values.update(estimated_metrics(self.layout, acc, self.min_samples))
+            full[span["task"].start : span["estimates"].stop] = np.stack(list(values.values()))
         if self._subjects is not None:
-            blocks += self._drift(acc, ext, self._subjects)
-        full = np.concatenate(blocks)
+            self._drift(acc, ext, self._subjects, full)
         if len(self._gap_src):
-            full = np.concatenate([full, full[self._gap_src] - self._gap_ref])
+            full[span["gaps"]] = full[self._gap_src] - self._gap_ref
         out: F64 = full[self._pick]
         return out
 
-    def _ratio_block(self, ext: F64) -> F64:
-        out = _ratio(ext[:, self._ratio_num], ext[:, self._ratio_den], np.nan).T
-        out[0] = np.minimum(out[0], 1.0)  # label_coverage: a share
+    def _ratio_block(self, ext: F64, out: F64) -> None:
+        out[:] = _ratio(ext[:, self._ratio_num], ext[:, self._ratio_den], np.nan).T
+        np.minimum(out[0], 1.0, out=out[0])  # label_coverage: a share
         if self._pca:
             profile = self.layout.profile
             assert profile is not None and profile.pca is not None
             count = ext[:, self._ratio_den[-1]]
             out[-1] = np.where(count >= self.min_samples, out[-1] / profile.pca.ref_error, np.nan)
-        return out
 
-    def _task(self, acc: F64, ext: F64, sample_count: F64 | None) -> list[F64]:
-        layout = self.layout
-        if layout.task != "binary":
-            values = task_metrics(layout, acc, self.class_names, sample_count)
-            values.pop("prediction_count")
-            values.update(estimated_metrics(layout, acc, self.min_samples))
-            return [np.stack(list(values.values()))]
-        return self._binary(acc)
-
-    def _binary(self, acc: F64) -> list[F64]:
+    def _binary(self, acc: F64, full: F64) -> None:
         """Realized and label-free (CBPE) binary metrics, as one stack of two."""
         layout = self.layout
         col = layout.col
@@ -379,18 +390,28 @@ class PanePlan:
         pos, neg = labelled[:, 0], labelled[:, 1]
         # confusion counts (tp, fp, tn, fn): realized, and expected from the calibration
         conf = np.empty((2, n_rows, 4))
-        conf[0] = acc[:, [col("tp"), col("fp"), col("tn"), col("fn")]]
+        conf[0] = acc[:, self._confusion]
         conf[1, :, :2] = pp @ self._cc  # E[TP], E[FP]
         conf[1, :, 3:1:-1] = (hist - pp) @ self._cc  # E[FN], E[TN]
         tp, fp, tn, fn = conf[..., 0], conf[..., 1], conf[..., 2], conf[..., 3]
         n = acc[:, col("n")]
-        scored = hist.sum(axis=1)
         # accuracy, precision, recall, f1 of both at once
-        num = np.stack([tp + tn, tp, tp, 2 * tp])
-        den = np.stack([np.stack([n, scored]), tp + fp, tp + fn, 2 * tp + fp + fn])
-        metrics = _ratio(num, den, _EMPTY_RATES)
-        invalid = np.stack([n <= 0, scored < self.min_samples])
-        metrics = np.where(invalid, np.nan, metrics).reshape(8, n_rows)
+        num = np.empty((4, 2, n_rows))
+        den = np.empty((4, 2, n_rows))
+        np.add(tp, tn, out=num[0])
+        num[1] = num[2] = tp
+        np.multiply(tp, 2, out=num[3])
+        den[0, 0] = n
+        hist.sum(axis=1, out=den[0, 1])
+        np.add(tp, fp, out=den[1])
+        np.add(tp, fn, out=den[2])
+        np.add(num[3] + fp, fn, out=den[3])
+        invalid = np.empty((2, n_rows), dtype=bool)
+        np.less_equal(n, 0, out=invalid[0])
+        np.less(den[0, 1], self.min_samples, out=invalid[1])
+        rates = full[self._span["rates"]].reshape(4, 2, n_rows)
+        rates[:] = _ratio(num, den, _EMPTY_RATES)
+        np.copyto(rates, np.nan, where=invalid)
         # ROC AUC: realized from the labelled histograms, expected from score_hist * c
         p_hist = np.empty((2, n_rows, bins))
         n_hist = np.empty((2, n_rows, bins))
@@ -399,17 +420,17 @@ class PanePlan:
         np.multiply(hist, self._cc[:, 1], out=n_hist[1])
         neg_below = np.cumsum(n_hist, axis=2) - n_hist
         pairs = p_hist.sum(axis=2) * n_hist.sum(axis=2)
-        wins = (p_hist * (neg_below + 0.5 * n_hist)).sum(axis=2)
         # realized and expected ROC AUC, and the realized one's binning error
-        num = np.concatenate([wins, 0.5 * (pos * neg).sum(axis=1)[None]])
-        auc = _ratio(num, pairs[[0, 1, 0]], _EMPTY_AUC)
-        auc[1] = np.where(invalid[1], np.nan, auc[1])
-        out = [metrics, auc]
+        num = np.empty((3, n_rows))
+        (p_hist * (neg_below + 0.5 * n_hist)).sum(axis=2, out=num[:2])
+        np.multiply((pos * neg).sum(axis=1), 0.5, out=num[2])
+        auc = full[self._span["auc"]]
+        auc[:] = _ratio(num, pairs[[0, 1, 0]], _EMPTY_AUC)
+        np.copyto(auc[1], np.nan, where=invalid[1])
         if self._binary_extras:
-            out.append(self._binary_extra(conf[0], n, pos, neg, pairs[0]))
-        return out
+            full[self._span["extra"]] = self._binary_extra(conf[0], n, pos, neg)
 
-    def _binary_extra(self, conf: F64, n: F64, pos: F64, neg: F64, pairs: F64) -> F64:
+    def _binary_extra(self, conf: F64, n: F64, pos: F64, neg: F64) -> F64:
         """The binary metrics outside the fused stack, those wanted only."""
         tp, fp, tn, fn = conf[:, 0], conf[:, 1], conf[:, 2], conf[:, 3]
         values: dict[str, F64] = {}
@@ -430,39 +451,38 @@ class PanePlan:
             values["pr_auc"] = average_precision(pos, neg, pos.sum(axis=1))
         return np.stack([values[name] for name in wanted])
 
-    def _drift(self, acc: F64, ext: F64, sub: _Subjects) -> list[F64]:
+    def _drift(self, acc: F64, ext: F64, sub: _Subjects, full: F64) -> None:
         """Feature and output drift: every subject of every row in one padded stack."""
-        layout = self.layout
+        n_rows = acc.shape[0]
         hist = ext[:, sub.index]  # (rows, S, C)
         self._fill_outputs(acc, hist)
         n = hist.sum(axis=2)
         enough = n >= self.min_samples
         has = n > 0
-        p = np.where(has[..., None], hist / np.where(has, n, 1.0)[..., None], 0.0)
-        r = sub.ref_share
-        psi_value, js_value = _psi_js(p, r, sub.ref_floor)
-        chi2 = _chi2(hist, n, sub.ref, sub.ref_n, enough & sub.has_chi2)
-        stats = np.where(enough, np.stack([psi_value, js_value]), np.nan)
-        out = [np.concatenate([stats, chi2[None]]).transpose(0, 2, 1).reshape(-1, acc.shape[0])]
+        count = np.where(has, n, 1.0)
+        p = np.where(has[..., None], hist / count[..., None], 0.0)
+        stats = full[self._span["stats"]].reshape(3, -1, n_rows)  # (psi, js, chi2) x S
+        psi_value, js_value = _psi_js(p, sub.ref_share, sub.ref_floor)
+        stats[0] = psi_value.T
+        stats[1] = js_value.T
+        np.copyto(stats[:2], np.nan, where=~enough.T)
+        stats[2] = _chi2(hist, n, sub.ref, sub.ref_n, enough & sub.has_chi2).T
         k = sub.numeric
         if k:
-            sums = ext[:, sub.sum_index]
-            p_mean = np.where(has[:, :k, None], sums / np.where(has, n, 1.0)[:, :k, None], 0.0)
             assert sub.numeric_ref is not None
+            p_mean = np.where(has[:, :k, None], ext[:, sub.sum_index] / count[:, :k, None], 0.0)
             ks, w = _ks_wasserstein(p[:, :k], p_mean, sub.numeric_ref)
-            numeric = np.stack([ks, w / sub.scale])
-            out.append(
-                np.where(enough[:, :k], numeric, np.nan)
-                .transpose(0, 2, 1)
-                .reshape(-1, acc.shape[0])
-            )
+            numeric = full[self._span["numeric"]].reshape(2, k, n_rows)
+            numeric[0] = ks.T
+            numeric[1] = (w / sub.scale).T
+            np.copyto(numeric, np.nan, where=~enough[:, :k].T)
         if sub.features:
             f = sub.features
             outside = hist[:, :f, 0] + hist[:, :f, -1]
-            out.append(_ratio(outside, acc[:, layout.col("pred_n"), None], np.nan).T)
+            pred_n = acc[:, self.layout.col("pred_n"), None]
+            full[self._span["outside"]] = _ratio(outside, pred_n, np.nan).T
         if self._score is not None:
-            out.append(self._score_drift(acc))
-        return out
+            self._score_drift(acc, full[self._span["score"]])
 
     def _fill_outputs(self, acc: F64, hist: F64) -> None:
         """The subjects that are not plain columns: the binary score (bins merged into
@@ -486,7 +506,7 @@ class PanePlan:
                 hist[:, s, 0] = acc[:, col("tn")] + acc[:, col("fp")]
                 hist[:, s, 1] = acc[:, col("tp")] + acc[:, col("fn")]
 
-    def _score_drift(self, acc: F64) -> F64:
+    def _score_drift(self, acc: F64, out: F64) -> None:
         """``ks`` and ``wasserstein`` of the binary score over its bins."""
         ref = self._score
         assert ref is not None
@@ -503,9 +523,9 @@ class PanePlan:
         d[:, :m] = cdf[:, :m] - ref.cdf[:m]
         d[:, m:] = ref.tail[m:] - np.cumsum(p[:, :m:-1], axis=1)[:, ::-1]
         ks = np.abs(d).max(axis=1)
-        ks = np.where(ks <= CDF_TOLERANCE, 0.0, ks)
-        out: F64 = np.where(n >= self.min_samples, np.stack([ks, w / ref.sd]), np.nan)
-        return out
+        out[0] = np.where(ks <= CDF_TOLERANCE, 0.0, ks)
+        out[1] = w / ref.sd
+        np.copyto(out, np.nan, where=n < self.min_samples)
 
 
 def _numeric_row(values: Sequence[_T], pad: _T, size: int) -> list[_T]:
