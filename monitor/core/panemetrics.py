@@ -91,13 +91,10 @@ def _chi2(counts: F64, n: F64, ref: F64, ref_n: F64, mask: npt.NDArray[np.bool_]
     terms = dev * dev / np.where(used, col, 1.0)  # an unused column has dev = 0
     dof = used.sum(axis=-1) - 1
     seen = mask & (n > 0)
-    out = np.full(n.shape, np.nan)
-    ok = seen & (dof > 0)
-    n_ok = n[ok]
-    ref_ok = np.broadcast_to(ref_n, n.shape)[ok]
-    stat = (1.0 / n_ok + 1.0 / ref_ok) / (n_ok + ref_ok) * terms.sum(axis=-1)[ok]
-    out[ok] = special.chdtrc(dof[ok], stat)
-    out[seen & (dof == 0)] = 1.0
+    safe_n = np.where(seen, n, 1.0)
+    stat = (1.0 / safe_n + 1.0 / ref_n) / (safe_n + ref_n) * terms.sum(axis=-1)
+    p_value = special.chdtrc(np.maximum(dof, 1), stat)  # used where dof > 0 only
+    out: F64 = np.where(seen, np.where(dof > 0, p_value, np.where(dof == 0, 1.0, np.nan)), np.nan)
     return out
 
 
