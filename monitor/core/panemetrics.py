@@ -199,7 +199,10 @@ class PanePlan:
         min_samples: int,
         keep: Callable[[str], bool] | None = None,
     ) -> None:
-        self.layout = layout
+        # The layout itself is not kept (the plan cache is keyed by it, weakly); what it
+        # was made from is, so that no other object can take their ids while it lives.
+        self._layout = weakref.ref(layout)
+        self._sources = (layout.profile, layout.baseline, layout.pca)
         self.class_names = class_names
         self.min_samples = min_samples
         self.key = _layout_key(layout)
@@ -252,6 +255,14 @@ class PanePlan:
         self._block("ratio", [p[0] for p in pairs])
         self._raw = np.array([col("pred_n"), col("n")], dtype=np.int64)
         self._block("raw", ["prediction_count", "label_count"])
+
+    @property
+    def layout(self) -> Layout:
+        """The layout the plan is for."""
+        layout = self._layout()
+        if layout is None:
+            raise RuntimeError("the layout of this plan is gone")
+        return layout
 
     def _block(self, block: str, names: list[str]) -> None:
         """Rows ``names`` of the full result, written together by ``block``."""

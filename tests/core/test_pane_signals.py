@@ -10,7 +10,9 @@ each task, with a reference profile (feature and output drift, PCA) and a baseli
 
 from __future__ import annotations
 
+import gc
 import json
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -267,3 +269,13 @@ def test_the_engine_emits_what_the_per_window_computation_gave(
         names = tuple(got[window])
         _assert_same(values, names, np.array([got[window][n] for n in names]))
     assert model.last.keys() == got.keys()
+
+
+def test_a_plan_does_not_keep_its_layout_alive(tmp_path: Path) -> None:
+    model = _model(tmp_path, "binary")
+    layout = model.layout
+    plan_for(layout, (), MIN_SAMPLES)
+    gone = weakref.ref(layout)
+    del model, layout
+    gc.collect()
+    assert gone() is None
