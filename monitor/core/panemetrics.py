@@ -150,13 +150,15 @@ def _ks_wasserstein(p: F64, p_mean: F64, ref: _NumericReferences) -> tuple[F64, 
     integrals; padded bins (zero width, nothing in them) add nothing to either."""
     tail = np.cumsum(p[..., :0:-1], axis=-1)[..., ::-1]  # mass after each boundary
     d = np.where(ref.left, np.cumsum(p, axis=-1)[..., :-1] - ref.cdf, ref.tail - tail)
-    d = np.where(np.abs(d) <= CDF_TOLERANCE, 0.0, d)
+    size = np.abs(d)
+    np.copyto(d, 0.0, where=size <= CDF_TOLERANCE)  # rounding residue
+    ks = size.max(axis=-1)
+    ks = np.where(ks <= CDF_TOLERANCE, 0.0, ks)
     g_p = np.maximum(p[..., 1:-1] * ref.upper - p_mean[..., 1:-1], 0.0)
     integral = ref.width * d[..., :-1] + g_p - ref.in_bin
     under = p[..., 0] * ref.low - p_mean[..., 0]
     over = p_mean[..., -1] - p[..., -1] * ref.high
     w: F64 = np.abs(integral).sum(axis=-1) + under + over
-    ks = np.abs(d).max(axis=-1)
     if p.shape[-1] >= 3:
         mean = np.divide(integral, ref.width, out=np.zeros_like(integral), where=ref.wide)
         ks = np.maximum(ks, np.abs(mean).max(axis=-1))
