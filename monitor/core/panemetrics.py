@@ -272,7 +272,9 @@ class PanePlan:
         self._rows += names
 
     def _task_rows(self, layout: Layout, class_names: tuple[str, ...]) -> None:
-        """Names of the task block's rows (see :meth:`_task`)."""
+        """The task's rows: binary, the realized and label-free rates and ROC AUCs (and
+        the other binary metrics wanted); otherwise those of
+        :func:`~monitor.core.metrics.task_metrics` and the estimates."""
         if layout.task == "binary":
             baseline = layout.baseline
             c = baseline.calibration if baseline is not None else None
@@ -293,6 +295,9 @@ class PanePlan:
         self._block("estimates", list(self._estimate_names))
 
     def _subject_rows(self) -> None:
+        """The drift rows: psi, js and chi2 of every subject, ks and wasserstein of the
+        numeric ones, the features' out-of-range rates, the binary score's ks and
+        wasserstein."""
         self._score = None
         sub = self._subjects
         if sub is None:
@@ -355,7 +360,9 @@ class PanePlan:
 
     # ------------------------------------------------------------------ compute
     def compute(self, acc: F64, sample_count: F64 | None = None) -> F64:
-        """The plan's signals over the rows of ``acc``: an array ``(len(names), rows)``."""
+        """The plan's signals over the rows of ``acc`` (the stacked windows), an array
+        ``(len(names), rows)``: each block of signals writes its rows of one result, then
+        the wanted rows are picked in the names' order."""
         n_rows = acc.shape[0]
         ext = np.zeros((n_rows, self.width + 1))
         ext[:, : self.width] = acc
