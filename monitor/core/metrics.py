@@ -16,6 +16,10 @@ ROC AUC by at most half the mass of positive-negative pairs that share a bin,
 
 Every task also gets ``label_count`` (joined pairs in the window) and ``label_coverage``
 (joined pairs / predictions in the window), which label-starvation rules read.
+
+:func:`compute_metrics` is the definition, one window at a time; at a pane close the
+engine computes the same values for all of a model's windows at once with
+:func:`monitor.core.panemetrics.pane_signals`.
 """
 
 from __future__ import annotations
