@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import json
+import warnings
 import weakref
 from pathlib import Path
 from typing import Any
@@ -279,3 +280,13 @@ def test_a_plan_does_not_keep_its_layout_alive(tmp_path: Path) -> None:
     del model, layout
     gc.collect()
     assert gone() is None
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_empty_and_zero_rows_raise_no_numpy_warning(tmp_path: Path, task: str) -> None:
+    model = _model(tmp_path, task)
+    stack = np.concatenate([np.zeros((2, model.layout.width)), *_random_windows(model, 3, 6)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        names, values = pane_signals(model.layout, stack, model.class_names, None, MIN_SAMPLES)
+    assert np.isnan(values[:, :2]).any() and values.shape == (len(names), 11)
