@@ -278,6 +278,8 @@ _MODULE_STAGE = {
     "monitor/core/layout.py": "accumulate",
     "monitor/core/windows.py": "pane close",
     "monitor/core/metrics.py": "signals",
+    "monitor/core/panemetrics.py": "signals",
+    "monitor/core/calibration.py": "signals",
     "monitor/core/drift.py": "signals",
     "monitor/core/estimate.py": "signals",
     "monitor/core/detectors.py": "signals",

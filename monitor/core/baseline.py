@@ -39,7 +39,9 @@ import numpy.typing as npt
 from scipy.optimize import isotonic_regression
 
 from monitor.config import ModelConfig
+from monitor.core.calibration import calibrate_probabilities, fit_isotonic, midpoint_calibration
 from monitor.core.layout import Layout
+from monitor.core.metrics import compute_metrics
 from monitor.core.reference import ReferenceProfile, output_codes
 from monitor.events.values import canonical
 
@@ -69,46 +71,6 @@ class Baseline:
     class_calibration: tuple[tuple[F64, F64], ...] | None = None
 
 
-def fit_isotonic(x: F64, y: F64) -> tuple[F64, F64]:
-    """Knots ``(xs, ys)`` of the non-decreasing least-squares fit of ``y`` on ``x``, as
-    scikit-learn's ``IsotonicRegression(out_of_bounds="clip")`` fits it: sorted values of
-    ``x`` less than 1e-15 above the first of their group are merged into it (mean of
-    ``y``, weighted by count), then ``scipy.optimize.isotonic_regression``;
-    ``np.interp(v, xs, ys)`` is the fitted map, flat beyond the ends.
-
-    >>> fit_isotonic(np.array([0.1, 0.2, 0.2, 0.9]), np.array([1.0, 0.0, 0.0, 1.0]))[1].tolist()
-    [0.3333333333333333, 0.3333333333333333, 1.0]
-    """
-    order = np.argsort(x, kind="mergesort")
-    xs_sorted, ys_sorted = x[order], y[order]
-    unique = np.unique(xs_sorted)
-    resolution = float(np.finfo(np.float64).resolution)
-    group = np.empty(len(unique), dtype=np.int64)
-    start = unique[0] if len(unique) else 0.0
-    g = 0
-    for i, value in enumerate(unique.tolist()):
-        if i and value - start >= resolution:
-            g += 1
-            start = value
-        group[i] = g
-    member = group[np.searchsorted(unique, xs_sorted)]
-    starts = np.flatnonzero(np.diff(group, prepend=-1))
-    xs = unique[starts]
-    counts = np.bincount(member, minlength=len(xs)).astype(np.float64)
-    means = np.bincount(member, weights=ys_sorted, minlength=len(xs)) / counts
-    ys = np.asarray(isotonic_regression(means, weights=counts).x)
-    return xs.astype(np.float64), ys.astype(np.float64)
-
-
-def calibrate_probabilities(p: F64, maps: tuple[tuple[F64, F64], ...]) -> F64:
-    """Rows of class probabilities ``(events, K)`` through each class's isotonic map, then
-    renormalised to sum 1; a row that every map sends to 0 is kept as it was."""
-    c = np.column_stack([np.interp(p[:, k], xs, ys) for k, (xs, ys) in enumerate(maps)])
-    total = c.sum(axis=1)
-    out: F64 = np.where(total[:, None] > 0, c / np.where(total > 0, total, 1.0)[:, None], p)
-    return out
-
-
 def _class_calibration(probs: F64, label: F64, k: int) -> tuple[tuple[F64, F64], ...] | None:
     """Per-class isotonic maps from reference probabilities ``(n, K)`` and class codes."""
     total = probs.sum(axis=1)
@@ -118,12 +80,6 @@ def _class_calibration(probs: F64, label: F64, k: int) -> tuple[tuple[F64, F64],
     p = probs[use] / total[use, None]
     y = label[use]
     return tuple(fit_isotonic(p[:, j], (y == j).astype(np.float64)) for j in range(k))
-
-
-def midpoint_calibration(bins: int) -> F64:
-    """The identity map on a grid of ``bins`` score bins: each bin's midpoint."""
-    out: F64 = (np.arange(bins) + 0.5) / bins
-    return out
 
 
 def _score(value: Any) -> float:
@@ -154,8 +110,6 @@ def build_baseline(
     model: ModelConfig, layout: Layout, profile: ReferenceProfile | None
 ) -> Baseline | None:
     """The baseline of ``model`` from its profile's output columns (None without any)."""
-    from monitor.core.metrics import compute_metrics  # metrics imports drift imports us
-
     if profile is None or "prediction" not in profile.outputs:
         return None
     outputs = profile.outputs

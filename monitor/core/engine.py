@@ -46,7 +46,7 @@ from monitor.core.detectors import ErrorDetectors, error_stream
 from monitor.core.fastpath import Chunk, split_and_join
 from monitor.core.join import EarlyLabel, JoinBuffer, Pending
 from monitor.core.layout import Layout, feature_columns
-from monitor.core.metrics import compute_metrics
+from monitor.core.panemetrics import pane_signals
 from monitor.core.reference import ReferenceProfile, load_profile, profile_from_columns
 from monitor.core.report import LABEL_DELAY_BUCKETS, ModelReport, Report, SliceReport
 from monitor.core.rules import AlertEvent, RuleBook
@@ -1045,24 +1045,38 @@ class Engine:
         return sums
 
     def _compute(self, model: ModelState, final: bool = False) -> dict[str, dict[str, F64]]:
-        out = {}
         sums = self._window_sums(model, final)
-        # A decay window holds every closed event with some weight: its event count is the
-        # cumulative one (less late events, which decay windows never see).
-        closed = self._closed_counts(model)
-        for spec in model.windows:
-            name, acc = spec.name, sums[spec.name]
-            count = closed if spec.kind == "decay" else None
-            values = compute_metrics(
-                model.layout, acc, model.class_names, count, model.config.drift_min_samples
+        specs = model.windows
+        rows = len(model.registry.keys)
+        # Every window's rows in one array: each signal is computed once over all of them.
+        stack = np.concatenate([sums[spec.name] for spec in specs])
+        count = None
+        if model.layout.task == "regression":
+            # A decay window holds every closed event with some weight: its event count is
+            # the cumulative one (less late events, which decay windows never see).
+            closed = self._closed_counts(model)
+            n = model.layout.col("n")
+            count = np.concatenate(
+                [closed if spec.kind == "decay" else sums[spec.name][:, n] for spec in specs]
             )
-            if model.metrics is not None:
-                keep = set(model.metrics)
-                values = {
-                    k: v for k, v in values.items() if _base(k) in keep or _base(k) in _ALWAYS
-                }
-            out[name] = values
-        return out
+        wanted = None if model.metrics is None else set(model.metrics)
+
+        def keep(name: str) -> bool:  # asked once per layout: the plan keeps the answer
+            return wanted is None or _base(name) in wanted or _base(name) in _ALWAYS
+
+        names, values = pane_signals(
+            model.layout,
+            stack,
+            model.class_names,
+            count,
+            model.config.drift_min_samples,
+            keep,
+            model.metrics,
+        )
+        block = values.reshape(len(names), len(specs), rows)
+        return {
+            spec.name: dict(zip(names, block[:, i], strict=True)) for i, spec in enumerate(specs)
+        }
 
     def _closed_counts(self, model: ModelState) -> F64:
         """Joined events per slice in closed panes, late ones excluded (decay windows' count)."""

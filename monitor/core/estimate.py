@@ -20,7 +20,7 @@ and negative score histograms ``score_hist * c`` and ``score_hist * (1 - c)``.
 
 Multiclass: each prediction with ``probabilities`` adds its probability vector, normalised
 to sum 1 and calibrated on the reference (one-vs-rest isotonic per class, renormalised:
-:func:`~monitor.core.baseline.calibrate_probabilities`), to row ``i`` = true class,
+:func:`~monitor.core.calibration.calibrate_probabilities`), to row ``i`` = true class,
 column = predicted class of an expected confusion matrix (``e_confusion``); the
 estimates are the accuracy and the macro precision, recall and F1 of that matrix, over
 the classes present in it. One-vs-rest isotonic maps are what a per-class calibration
@@ -39,7 +39,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from monitor.core.baseline import midpoint_calibration
+from monitor.core.calibration import midpoint_calibration
 from monitor.core.layout import Layout
 
 __all__ = ["estimated_metrics"]

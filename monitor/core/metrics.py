@@ -16,6 +16,10 @@ ROC AUC by at most half the mass of positive-negative pairs that share a bin,
 
 Every task also gets ``label_count`` (joined pairs in the window) and ``label_coverage``
 (joined pairs / predictions in the window), which label-starvation rules read.
+
+:func:`compute_metrics` is the definition, one window at a time; at a pane close the
+engine computes the same values for all of a model's windows at once with
+:func:`monitor.core.panemetrics.pane_signals`.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from monitor.core.drift import drift_signals, output_drift
 from monitor.core.estimate import estimated_metrics
 from monitor.core.layout import Layout
 
-__all__ = ["compute_metrics"]
+__all__ = ["average_precision", "compute_metrics", "mcc", "task_metrics"]
 
 F64 = npt.NDArray[np.float64]
 
@@ -38,7 +42,7 @@ def _div(num: F64, den: F64, empty: float = 0.0) -> F64:
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), empty)
 
 
-def _mcc(conf: F64) -> F64:
+def mcc(conf: F64) -> F64:
     """Matthews correlation from confusion matrices ``(S, K, K)`` (rows = label), as sklearn."""
     t_sum = conf.sum(axis=2)
     p_sum = conf.sum(axis=1)
@@ -50,6 +54,19 @@ def _mcc(conf: F64) -> F64:
     den = cov_ytyt * cov_ypyp
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(den > 0, cov_ytyp / np.sqrt(np.where(den > 0, den, 1.0)), 0.0)
+
+
+def average_precision(pos: F64, neg: F64, big_p: F64) -> F64:
+    """Average precision from the positives' and negatives' score histograms ``(S, B)``
+    (``big_p``: positives per row): over thresholds at each bin, from the highest score
+    down; NaN without positives."""
+    tp_c = np.cumsum(pos[:, ::-1], axis=1)
+    fp_c = np.cumsum(neg[:, ::-1], axis=1)
+    precision_at = _div(tp_c, tp_c + fp_c)
+    recall_at = _div(tp_c, big_p[:, None])
+    d_recall = np.diff(recall_at, axis=1, prepend=0.0)
+    out: F64 = np.where(big_p > 0, (d_recall * precision_at).sum(axis=1), np.nan)
+    return out
 
 
 def _binary(layout: Layout, acc: F64) -> dict[str, F64]:
@@ -65,13 +82,7 @@ def _binary(layout: Layout, acc: F64) -> dict[str, F64]:
     pairs = big_p * big_n
     auc = _div((pos * (neg_below + 0.5 * neg)).sum(axis=1), pairs, np.nan)
     auc_err = _div(0.5 * (pos * neg).sum(axis=1), pairs, np.nan)
-    # Average precision over thresholds at each bin, from the highest score down.
-    tp_c = np.cumsum(pos[:, ::-1], axis=1)
-    fp_c = np.cumsum(neg[:, ::-1], axis=1)
-    precision_at = _div(tp_c, tp_c + fp_c)
-    recall_at = _div(tp_c, big_p[:, None])
-    d_recall = np.diff(recall_at, axis=1, prepend=0.0)
-    ap = np.where(big_p > 0, (d_recall * precision_at).sum(axis=1), np.nan)
+    ap = average_precision(pos, neg, big_p)
     present = (tp + fn > 0).astype(float) + (tn + fp > 0).astype(float)
     recall = _div(tp, tp + fn)
     specificity = _div(tn, tn + fp)
@@ -83,7 +94,7 @@ def _binary(layout: Layout, acc: F64) -> dict[str, F64]:
         "f1": _div(2 * tp, 2 * tp + fp + fn),
         "specificity": specificity,
         "balanced_accuracy": _div(recall * (tp + fn > 0) + specificity * (tn + fp > 0), present),
-        "mcc": _mcc(conf),
+        "mcc": mcc(conf),
         "log_loss": _div(acc[:, layout.col("log_loss_sum")], scored, np.nan),
         "brier": _div(acc[:, layout.col("brier_sum")], scored, np.nan),
         "roc_auc": auc,
@@ -118,7 +129,7 @@ def _multiclass(layout: Layout, acc: F64, class_names: tuple[str, ...]) -> dict[
         out[f"macro_{name}"] = _div((per_class * present).sum(axis=1), n_present, np.nan)
         out[f"weighted_{name}"] = _div((per_class * support).sum(axis=1), n, np.nan)
         out[f"micro_{name}"] = accuracy
-    out["mcc"] = np.where(n > 0, _mcc(conf), np.nan)
+    out["mcc"] = np.where(n > 0, mcc(conf), np.nan)
     for i, cls in enumerate(class_names):
         out[f"class_recall:{cls}"] = _div(diag[:, i], support[:, i], np.nan)
     pred_n = acc[:, layout.col("pred_n")]
@@ -153,6 +164,21 @@ def _regression(layout: Layout, acc: F64, sample_count: F64 | None) -> dict[str,
     return out
 
 
+def task_metrics(
+    layout: Layout,
+    acc: F64,
+    class_names: tuple[str, ...] = (),
+    sample_count: F64 | None = None,
+) -> dict[str, F64]:
+    """The labelled metrics and prediction statistics of the layout's task, one value per
+    row of ``acc`` (no coverage, drift, estimates or gaps; see :func:`compute_metrics`)."""
+    if layout.task == "binary":
+        return _binary(layout, acc)
+    if layout.task == "multiclass":
+        return _multiclass(layout, acc, class_names)
+    return _regression(layout, acc, sample_count)
+
+
 def compute_metrics(
     layout: Layout,
     acc: F64,
@@ -174,12 +200,7 @@ def compute_metrics(
     >>> float(compute_metrics(lay, acc)["mae"][0])
     1.5
     """
-    if layout.task == "binary":
-        out = _binary(layout, acc)
-    elif layout.task == "multiclass":
-        out = _multiclass(layout, acc, class_names)
-    else:
-        out = _regression(layout, acc, sample_count)
+    out = task_metrics(layout, acc, class_names, sample_count)
     out.update(_coverage(layout, acc))
     if not with_drift:
         return out
@@ -193,8 +214,6 @@ def compute_metrics(
             if base in GAP_METRICS and name in out:
                 out[f"gap:{name}"] = out[name] - ref
     return out
-
-
 
 
 def _coverage(layout: Layout, acc: F64) -> dict[str, F64]:

@@ -1,0 +1,243 @@
+"""The signals of one closed pane: every metric of every window and slice of a model.
+
+Builds an engine for a binary model on a low-rate stream (``--rate`` predictions per
+10 s pane, labels for 80 % of them), with windows ``all``/``1h``/``ewm30m``, slices for
+the model, one version and the 5 values of one segment (7 slice rows), 6 metrics
+(accuracy, precision, recall, f1, roc_auc, log_loss) and 4 features with drift against a
+reference file (3 numeric, 1 categorical; the file also has predictions, scores and
+labels, so the output drift, label-free estimates and ``gap:`` signals are on). After
+``--hours`` of event time it times, on one core, what a pane close computes per model:
+
+- **per window** (the computation before the windows were stacked): each window's sums
+  through :func:`~monitor.core.metrics.compute_metrics`, one call per window, then the
+  model's metric filter, as the engine did;
+- **stacked**: ``Engine._compute``, which stacks the windows' sums into one array and
+  computes each signal once over all windows and slices
+  (:mod:`monitor.core.panemetrics`).
+
+Both are timed in the same run, interleaved, and must agree to 1e-12 (the script fails
+otherwise). The target is 0.2 ms per model per pane::
+
+    python bench/pane_close.py
+    python bench/pane_close.py --repeat 200
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import shutil  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+import numpy.typing as npt  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import benchlib  # noqa: E402
+
+from monitor.config import MonitorConfig  # noqa: E402
+from monitor.core.engine import Engine, ModelState  # noqa: E402
+from monitor.core.metrics import compute_metrics  # noqa: E402
+from monitor.events.message import Message  # noqa: E402
+
+F64 = npt.NDArray[np.float64]
+TARGET_MS = 0.2
+PANE = 10.0
+METRICS = ["accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"]
+SEGMENT_VALUES = ("north", "south", "east", "west", "centre")
+CATEGORIES = ("a", "b", "c", "d", "e", "f")
+
+
+def write_reference(path: Path, rows: int, rng: np.random.Generator) -> None:
+    """A reference CSV: 3 numeric features, 1 categorical, prediction, score and label."""
+    x = rng.normal(0.0, 1.0, (rows, 3))
+    cat = rng.choice(CATEGORIES, rows)
+    score = np.round(1.0 / (1.0 + np.exp(-(x[:, 0] + rng.normal(0.0, 1.0, rows)))), 3)
+    label = (rng.random(rows) < score).astype(int)
+    lines = ["x0,x1,x2,kind,prediction,score,label"]
+    lines += [
+        f"{a:.4f},{b:.4f},{c:.4f},{k},{int(s >= 0.5)},{s},{y}"
+        for (a, b, c), k, s, y in zip(x.tolist(), cat.tolist(), score.tolist(), label.tolist(),
+                                      strict=True)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def bench_config(reference: Path) -> MonitorConfig:
+    """The model of the module docstring."""
+    return MonitorConfig.model_validate({
+        "time": {"pane": f"{PANE:g}s", "allowed_lateness": "30s"},
+        "models": [{
+            "name": "m",
+            "task": "binary",
+            "positive_class": 1,
+            "windows": ["all", "1h", "ewm30m"],
+            "metrics": METRICS,
+            "features": {"x0": "numeric", "x1": "numeric", "x2": "numeric",
+                         "kind": "categorical"},
+            "segments": ["region"],
+            "reference": str(reference),
+            "drift_min_samples": 100,
+            "detectors": [],
+        }],
+    })
+
+
+def messages(hours: float, rate: int, rng: np.random.Generator) -> list[Message]:
+    """``rate`` predictions per pane for ``hours`` of event time, labels 5 s later for 80 %
+    of them, in event-time order (one partition per topic)."""
+    n = int(hours * 3600 / PANE * rate)
+    ts = benchlib.START_TS + np.sort(rng.uniform(0.0, hours * 3600, n))
+    x = rng.normal(0.2, 1.1, (n, 3))
+    score = np.round(1.0 / (1.0 + np.exp(-(x[:, 0] + rng.normal(0.0, 1.0, n)))), 3)
+    label = (rng.random(n) < score).astype(int)
+    labelled = rng.random(n) < 0.8
+    kinds = rng.choice(CATEGORIES, n)
+    regions = rng.choice(SEGMENT_VALUES, n)
+    events: list[tuple[float, str, bytes]] = []
+    for i in range(n):
+        pid = f"p{i}"
+        event: dict[str, Any] = {
+            "prediction_id": pid, "model": "m", "model_version": "v1", "ts": ts[i],
+            "prediction": int(score[i] >= 0.5), "score": float(score[i]),
+            "features": {"x0": x[i, 0], "x1": x[i, 1], "x2": x[i, 2], "kind": kinds[i]},
+            "segment": {"region": regions[i]},
+        }
+        events.append((float(ts[i]), "predictions", json.dumps(event).encode()))
+        if labelled[i]:
+            lab = {"prediction_id": pid, "label": int(label[i]), "ts": ts[i] + 5.0}
+            events.append((float(ts[i]) + 5.0, "labels", json.dumps(lab).encode()))
+    events.sort(key=lambda e: e[0])
+    offsets = {"predictions": 0, "labels": 0}
+    out = []
+    for _, topic, value in events:
+        out.append(Message(topic, 0, offsets[topic], None, value))
+        offsets[topic] += 1
+    return out
+
+
+def per_window(engine: Engine, model: ModelState) -> dict[str, dict[str, F64]]:
+    """A pane close's signals the way the engine computed them before the windows were
+    stacked: one :func:`compute_metrics` call per window, then the metric filter."""
+    from monitor.core.engine import _ALWAYS, _base
+
+    out = {}
+    sums = engine._window_sums(model)
+    closed = engine._closed_counts(model)
+    for spec in model.windows:
+        count = closed if spec.kind == "decay" else None
+        values = compute_metrics(model.layout, sums[spec.name], model.class_names, count,
+                                 model.config.drift_min_samples)
+        if model.metrics is not None:
+            keep = set(model.metrics)
+            values = {k: v for k, v in values.items()
+                      if _base(k) in keep or _base(k) in _ALWAYS}
+        out[spec.name] = values
+    return out
+
+
+def largest_difference(a: dict[str, dict[str, F64]], b: dict[str, dict[str, F64]]) -> float:
+    """The largest absolute difference between two pane computations (inf when they
+    differ in names, shapes or where the NaNs are)."""
+    worst = 0.0
+    if a.keys() != b.keys():
+        return float("inf")
+    for window in a:
+        if a[window].keys() != b[window].keys():
+            return float("inf")
+        for name, x in a[window].items():
+            y = b[window][name]
+            if x.shape != y.shape or not np.array_equal(np.isnan(x), np.isnan(y)):
+                return float("inf")
+            finite = ~np.isnan(x)
+            if finite.any():
+                worst = max(worst, float(np.max(np.abs(x[finite] - y[finite]))))
+    return worst
+
+
+def timing(fn: Any, repeat: int) -> tuple[float, float]:
+    """Median wall and CPU (this thread's) ms of ``fn()`` over ``repeat`` rounds of 10
+    calls."""
+    wall, cpu = [], []
+    for _ in range(repeat):
+        t0, c0 = time.perf_counter(), time.thread_time()
+        for _ in range(10):
+            fn()
+        wall.append((time.perf_counter() - t0) / 10 * 1000)
+        cpu.append((time.thread_time() - c0) / 10 * 1000)
+    return float(np.median(wall)), float(np.median(cpu))
+
+
+def load_average() -> str:
+    """The 1-minute load average (other jobs sharing the cores), or "unknown"."""
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except OSError:
+        return "unknown"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hours", type=float, default=2.0, help="event time to fill windows")
+    parser.add_argument("--rate", type=int, default=28, help="predictions per 10 s pane")
+    parser.add_argument("--repeat", type=int, default=100, help="timing rounds (10 calls each)")
+    args = parser.parse_args()
+    benchlib.one_core()
+    rng = np.random.default_rng(15)
+    tmp = Path(tempfile.mkdtemp(prefix="monitor-bench-pane-"))
+    try:
+        reference = tmp / "reference.csv"
+        write_reference(reference, 5000, rng)
+        engine = Engine(bench_config(reference))
+        msgs = messages(args.hours, args.rate, rng)
+        for start in range(0, len(msgs), 1000):
+            engine.process(msgs[start:start + 1000])
+        model = engine.models[0]
+        before = per_window(engine, model)
+        after = engine._compute(model)
+        diff = largest_difference(before, after)
+        rows = len(model.registry.keys)
+        signals = sum(len(v) for v in after.values())
+        before = after = (0.0, 0.0)
+        load = load_average()
+        for _ in range(2):  # interleaved, so that both see the same machine load
+            before = timing(lambda: per_window(engine, model), args.repeat)
+            after = timing(lambda: engine._compute(model), args.repeat)
+        print("## Pane close\n")
+        print(f"machine: {benchlib.machine()}; pinned to one core; load average {load} "
+              f"when the timing started\n")
+        print(f"model: binary, windows all/1h/ewm30m, {rows} slice rows, metrics "
+              f"{', '.join(METRICS)}, 3 numeric + 1 categorical features with drift, output "
+              f"drift and estimates; {len(msgs):,} messages over {args.hours:g} h at "
+              f"{args.rate} predictions per {PANE:g} s pane; {signals} signal arrays per "
+              f"pane; median of {args.repeat} rounds of 10 calls\n")
+        print("| computation | ms per model per pane (wall) | ms (CPU) |")
+        print("| --- | ---: | ---: |")
+        print(f"| per window (`compute_metrics` per window) | {before[0]:.3f} | {before[1]:.3f} |")
+        print(f"| stacked (`Engine._compute`) | {after[0]:.3f} | {after[1]:.3f} |")
+        print(f"\nspeed-up: {before[0] / after[0]:.1f}x (wall), {before[1] / after[1]:.1f}x (CPU); "
+              f"largest difference between the two: {diff:.1e}\n")
+        verdict = "met" if after[0] <= TARGET_MS else "NOT met"
+        print(f"target pane close <= {TARGET_MS} ms per model per pane: **{verdict}** "
+              f"({after[0]:.3f} ms wall, {after[1]:.3f} ms CPU)")
+        if not diff <= 1e-12:
+            print(f"the stacked values differ from the per-window ones by {diff}",
+                  file=sys.stderr)
+            return 1
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
