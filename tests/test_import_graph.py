@@ -23,12 +23,6 @@ PACKAGE = Path(monitor.__file__).resolve().parent
 
 #: Knots of modules whose cycles are being removed in other changes: reason -> modules.
 ALLOWED: dict[str, frozenset[str]] = {
-    # metrics -> estimate -> baseline -> metrics; layout and drift sit in the same knot
-    # (baseline <-> layout, metrics -> drift -> layout -> baseline).
-    "metrics/estimate/baseline": frozenset({
-        "monitor.core.metrics", "monitor.core.estimate", "monitor.core.baseline",
-        "monitor.core.layout", "monitor.core.drift",
-    }),
     "engine/fastpath": frozenset({"monitor.core.engine", "monitor.core.fastpath"}),
 }
 

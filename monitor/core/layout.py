@@ -160,7 +160,7 @@ class Layout:
         ``score`` the positive-class probability, NaN where absent; ``probs`` (multiclass)
         the class probabilities, ``(events, K)``, rows of NaN where absent (each row is
         normalised to sum 1 over the configured classes, then calibrated by the baseline's
-        per-class maps when it has them: :func:`~monitor.core.baseline.calibrate_probabilities`).
+        per-class maps when it has them: :func:`~monitor.core.calibration.calibrate_probabilities`).
         """
         e = len(pred)
         ones = np.ones(e)
@@ -190,7 +190,7 @@ class Layout:
             p = np.where(has[:, None], probs / np.where(has, total, 1.0)[:, None], 0.0)
             maps = self.baseline.class_calibration if self.baseline is not None else None
             if maps is not None and has.any():  # one-vs-rest isotonic maps of the reference
-                from monitor.core.baseline import calibrate_probabilities
+                from monitor.core.calibration import calibrate_probabilities
 
                 p[has] = calibrate_probabilities(p[has], maps)
             # expected confusion: row = true class i with probability p_i, column = pred
