@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
@@ -49,6 +49,7 @@ from monitor.core.fastpath import Chunk, split_and_join
 from monitor.core.join import EarlyLabel, JoinBuffer, Pending
 from monitor.core.layout import Layout, feature_columns
 from monitor.core.metrics import compute_metrics
+from monitor.core.partials import DeltaLedger
 from monitor.core.reference import ReferenceProfile, load_profile, profile_from_columns
 from monitor.core.report import LABEL_DELAY_BUCKETS, ModelReport, Report, SliceReport
 from monitor.core.rules import AlertEvent, RuleBook
@@ -382,6 +383,9 @@ class Engine:
         self._batches: list[_Batch] = []  # per model, while a poll is processed
         self._at = 0  # index in the poll of the message on the per-message path
         self.alerts_out: list[AlertEvent] = []
+        #: Per partition number, what stage 1 added since its last pane delta; None unless
+        #: deltas are wanted (:meth:`enable_deltas`).
+        self.ledgers: defaultdict[int, DeltaLedger] | None = None
         self.rules = RuleBook(config)
         for model in self.models:
             if model.baseline is not None:
@@ -615,6 +619,17 @@ class Engine:
     def set_idle(self, partitions: Iterable[tuple[str, int]]) -> None:
         """Input partitions that stop holding the watermark back (silent and caught up)."""
         self.idle = set(partitions)
+
+    def enable_deltas(self) -> None:
+        """Keep, per input partition, what it adds to each model's panes, for stage 2
+        elsewhere (:class:`~monitor.core.partials.DeltaBook` takes it)."""
+        if self.ledgers is None:
+            widths = [m.layout.width for m in self.models]
+            rates = [
+                [math.log(2) / s.seconds for s in m.windows if s.kind == "decay"]
+                for m in self.models
+            ]
+            self.ledgers = defaultdict(lambda: DeltaLedger(self.pane, widths, rates))
 
     # ------------------------------------------------------------------ processing
     def process(self, messages: Sequence[Message]) -> list[Reject]:
@@ -877,6 +892,13 @@ class Engine:
         ts = pairs.ts
         part = pairs.part
         pane = np.floor(ts / self.pane).astype(np.int64)
+        if self.ledgers is not None:  # stage 2 decides what is on time
+            rows = len(model.registry.keys)
+            for p_idx, p_num in {(int(a), int(b)) for a, b in zip(pane, part, strict=True)}:
+                sel = (pane == p_idx) & (part == p_num)
+                self.ledgers[p_num].add_errors(
+                    model.index, p_idx, rows, ts[sel].tolist(), err[sel].tolist()
+                )
         keep = pane >= self.closed_upto if self.closed_upto is not None else np.ones(len(ts), bool)
         for p_idx, p_num in {(int(a), int(b)) for a, b in zip(pane[keep], part[keep], strict=True)}:
             sel = keep & (pane == p_idx) & (part == p_num)
@@ -925,10 +947,16 @@ class Engine:
         low = int(pane.min())
         span = int(pane.max()) - low + 1
         key = part * span + (pane - low)
+        ledgers = self.ledgers
         for k in np.unique(key):
             sel = key == k
             p, pane_index = divmod(int(k), span)
             windows = self.partitions[p].windows[model.index]
+            if ledgers is not None:
+                ledgers[p].add(
+                    model.index, pane_index + low, windows.rows, sl[sel], cols[sel], vals[sel],
+                    ts[sel],
+                )
             late_sel = sel & late
             if late_sel.any():
                 assert self.closed_upto is not None
