@@ -81,8 +81,6 @@ class DeltaBook:
             d_counts[LATE] = 0.0  # stage 2 counts what is late by its own clock
             d_delay = (state.delay[m] - np.asarray(delay)[m]).tolist()
             d_sum = float(state.delay_sum[m] - np.asarray(delay_sum)[m])
-            if not panes and not any(d_counts) and not any(d_delay):
-                continue
             models.append(
                 ModelDelta(
                     model.name,
@@ -93,6 +91,8 @@ class DeltaBook:
                     d_delay,
                     d_sum,
                     dict(model.registry.folded),
+                    len(state.join.pending[m]),
+                    sum(1 for e in state.join.early.values() if e.model in (-1, m)),
                 )
             )
         end = dict(state.offsets)

@@ -1302,28 +1302,7 @@ class Engine:
         return out
 
     def _counters(self, model: ModelState, row: F64) -> dict[str, float]:
-        lay = model.layout
-        out = {"predictions": float(row[lay.col("pred_n")]), "joined": float(row[lay.col("n")])}
-        if lay.task == "binary":
-            for name in ("tp", "fp", "tn", "fn", "scored_n", "log_loss_sum", "brier_sum"):
-                out[name] = float(row[lay.col(name)])
-            out["score_sum"] = float(row[lay.col("score_sum")])
-        elif lay.task == "multiclass":
-            conf = row[lay.cols("confusion")].reshape(lay.n_classes, lay.n_classes)
-            for i, true in enumerate(model.class_names):
-                for j, pred in enumerate(model.class_names):
-                    out[f"confusion:{true}:{pred}"] = float(conf[i, j])
-        else:
-            for name in (
-                "error_sum",
-                "abs_error_sum",
-                "squared_error_sum",
-                "ape_sum",
-                "label_sum",
-                "pred_sum",
-            ):
-                out[name] = float(row[lay.col(name)])
-        return out
+        return slice_counters(model, row)
 
     def summary(self) -> dict[str, Any]:
         """``summary.json``: every window's metrics as at the end of input, counts, rejects."""
@@ -1361,6 +1340,32 @@ class Engine:
                 rejects[reason] += n
         out["rejects"] = dict(sorted(rejects.items()))
         return out
+
+
+def slice_counters(model: ModelState, row: F64) -> dict[str, float]:
+    """The additive counters of one slice row of the cumulative sums (a SliceReport's)."""
+    lay = model.layout
+    out = {"predictions": float(row[lay.col("pred_n")]), "joined": float(row[lay.col("n")])}
+    if lay.task == "binary":
+        for name in ("tp", "fp", "tn", "fn", "scored_n", "log_loss_sum", "brier_sum"):
+            out[name] = float(row[lay.col(name)])
+        out["score_sum"] = float(row[lay.col("score_sum")])
+    elif lay.task == "multiclass":
+        conf = row[lay.cols("confusion")].reshape(lay.n_classes, lay.n_classes)
+        for i, true in enumerate(model.class_names):
+            for j, pred in enumerate(model.class_names):
+                out[f"confusion:{true}:{pred}"] = float(conf[i, j])
+    else:
+        for name in (
+            "error_sum",
+            "abs_error_sum",
+            "squared_error_sum",
+            "ape_sum",
+            "label_sum",
+            "pred_sum",
+        ):
+            out[name] = float(row[lay.col(name)])
+    return out
 
 
 def _catch_up(w: WindowSet, start: int | None, upto: int) -> None:

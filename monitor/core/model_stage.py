@@ -24,6 +24,7 @@ partitions are spread over processes:
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,10 +40,11 @@ from monitor.core.engine import (
     ModelState,
     PaneSignals,
     _base,
+    slice_counters,
 )
 from monitor.core.metrics import compute_metrics
 from monitor.core.partials import ModelDelta, PartitionDelta
-from monitor.core.report import LABEL_DELAY_BUCKETS
+from monitor.core.report import LABEL_DELAY_BUCKETS, ModelReport, SliceReport
 from monitor.core.rules import AlertEvent, RuleBook
 from monitor.core.windows import WindowSet
 
@@ -72,6 +74,7 @@ class _Applied:
     counts: F64
     delay: F64
     delay_sum: float
+    waiting_before: tuple[int, int] | None  # (pending, early) of the partition before
 
 
 @dataclass
@@ -111,6 +114,11 @@ class ModelStage:
         self.counts = np.zeros(len(COUNT_NAMES))
         self.delay = np.zeros(len(LABEL_DELAY_BUCKETS) + 1)
         self.delay_sum = 0.0
+        #: partition -> (predictions waiting for a label, labels waiting) as last reported
+        self.waiting: dict[int, tuple[int, int]] = {}
+        #: partition -> wall-clock time its last delta was applied (see :meth:`release_silent`)
+        self.heard: dict[int, float] = {}
+        self.started = time.time()
         self.stale = 0  # deltas that fitted no chain (dropped)
         self.signals_out: list[PaneSignals] = []
         self.alerts_out: list[AlertEvent] = []
@@ -170,6 +178,7 @@ class ModelStage:
             np.zeros(len(COUNT_NAMES)),
             np.zeros(len(self.delay)),
             0.0,
+            self.waiting.get(delta.number),
         )
         if mine is not None:
             self._add(delta, mine, applied)
@@ -186,6 +195,7 @@ class ModelStage:
         self.progress[delta.number] = dict(delta.progress)
         self.idle[delta.number] = frozenset(delta.idle)
         self.released.discard(delta.number)
+        self.heard[delta.number] = time.time()
         if advance:
             self.advance()
         return True
@@ -223,6 +233,7 @@ class ModelStage:
         self.counts += applied.counts
         self.delay += applied.delay
         self.delay_sum += applied.delay_sum
+        self.waiting[delta.number] = (md.pending, md.early)
         for dimension, n in md.folded.items():
             self.model.registry.folded[dimension] = max(
                 self.model.registry.folded[dimension], n
@@ -254,11 +265,29 @@ class ModelStage:
         self.delay_sum -= applied.delay_sum
         self.progress[number] = dict(applied.progress_before)
         self.idle[number] = applied.idle_before
+        if applied.waiting_before is None:
+            self.waiting.pop(number, None)
+        else:
+            self.waiting[number] = applied.waiting_before
 
     def release(self, numbers: set[int]) -> None:
         """Stop waiting for these partitions until they report again (nobody holds them)."""
         self.released |= numbers
         self.advance()
+
+    def release_silent(self, now: float, timeout: float) -> set[int]:
+        """Release the partitions not heard of for ``timeout`` seconds of wall time (since
+        this stage started, for one never heard of): nobody holds them, or their holder
+        cannot publish. They hold the clock again from their next delta. Returns them."""
+        silent = {
+            n
+            for n in range(self.partitions)
+            if n not in self.released and now - self.heard.get(n, self.started) >= timeout
+        }
+        if silent:
+            _log.info("partitions_released", model=self.name, partitions=sorted(silent))
+            self.release(silent)
+        return silent
 
     # ------------------------------------------------------------------ time
     def _watermark(self) -> float:
@@ -384,6 +413,31 @@ class ModelStage:
     def counters(self) -> dict[str, float]:
         """The model's counters over every partition (``COUNT_NAMES``)."""
         return {name: float(self.counts[i]) for i, name in enumerate(COUNT_NAMES)}
+
+    def report(self) -> ModelReport:
+        """The model's picture, as :meth:`~monitor.core.engine.Engine.report` gives it for
+        one process: metrics per window as of the last pane close, counters now."""
+        model = self.model
+        out = ModelReport(name=self.name, task=model.config.task)
+        out.counts = self.counters()
+        out.counts["pending"] = float(sum(p for p, _ in self.waiting.values()))
+        out.counts["early_labels_pending"] = float(sum(e for _, e in self.waiting.values()))
+        if model.detectors is not None:
+            for name, total in model.detectors.totals.items():
+                out.counts[f"{name}_detections"] = float(total)
+        out.label_delay_buckets = np.cumsum(self.delay).tolist()
+        out.label_delay_sum = float(self.delay_sum)
+        out.alerts = self.rules.report(self.name)
+        cumulative = self.windows.cum + self.windows.open_total()
+        for row, (dimension, value) in enumerate(model.registry.keys):
+            windows = {
+                window: {metric: float(v[row]) for metric, v in metrics.items()}
+                for window, metrics in model.last.items()
+                if row < model.last_rows
+            }
+            counters = slice_counters(model, cumulative[row]) if row < len(cumulative) else {}
+            out.slices.append(SliceReport(dimension, value, windows, counters))
+        return out
 
     def describe(self) -> dict[str, Any]:
         """A short picture for logs and tests."""

@@ -81,6 +81,8 @@ class ModelDelta(msgspec.Struct, array_like=True, frozen=True):
     delay: list[float]  # label-delay histogram buckets, +Inf last
     delay_sum: float
     folded: dict[str, int]
+    pending: int  # predictions waiting for a label in the partition, at ``end``
+    early: int  # labels waiting for their prediction (this model or unnamed), at ``end``
 
 
 class PartitionDelta(msgspec.Struct, frozen=True):

@@ -72,7 +72,7 @@ def stream(n: int, seed: int, shuffle: float = 0.0) -> list[Message]:
     out.sort(key=lambda x: x[0])
     for i in range(len(out)):
         if rng.random() < shuffle:
-            j = min(len(out) - 1, i + rng.randrange(1, 60))
+            j = min(len(out) - 1, i + rng.randrange(1, 250))
             out[i], out[j] = out[j], out[i]
     offsets: dict[tuple[str, int], int] = {}
     messages = []
@@ -93,8 +93,11 @@ def polls(messages: list[Message], seed: int) -> list[list[Message]]:
     return out
 
 
-def oracle(cfg: Any, batches: list[list[Message]]) -> dict[str, list[PaneSignals]]:
+def oracle(cfg: Any, batches: list[list[Message]], keep: list[Engine] | None = None,
+           ) -> dict[str, list[PaneSignals]]:
     engine = Engine(cfg)
+    if keep is not None:
+        keep.append(engine)
     engine.track([(t, p) for t in TOPICS for p in range(PARTS)])
     out: dict[str, list[PaneSignals]] = {"m": [], "r": []}
     for batch in batches:
@@ -183,11 +186,21 @@ def staged(cfg: Any, batches: list[list[Message]], *, wire: bool = True,
 def test_stage_two_equals_one_engine(seed: int) -> None:
     cfg = config()
     batches = polls(stream(4000, seed, shuffle=0.02), seed)
-    want = oracle(cfg, batches)
+    engines: list[Engine] = []
+    want = oracle(cfg, batches, engines)
     stages, _ = staged(cfg, batches)
+    report = engines[0].report()
     for name, stage in stages.items():
         assert stage.stale == 0
         same(want[name], stage.drain_signals())
+        mine, theirs = stage.report(), report.models[name]
+        assert mine.counts == pytest.approx(theirs.counts)
+        assert mine.label_delay_buckets == pytest.approx(theirs.label_delay_buckets)
+        assert [(s.dimension, s.value, s.counters) for s in mine.slices] == [
+            (s.dimension, s.value, pytest.approx(s.counters)) for s in theirs.slices
+        ]
+        assert [a.transitions for a in mine.alerts] == [a.transitions for a in theirs.alerts]
+    assert report.models["m"].counts["late"] > 0  # some were late, and counted alike
     assert sum(len(v) for v in want.values()) > 200
 
 
@@ -254,7 +267,7 @@ def test_records_refuse_bad_blocks() -> None:
                                       [type(pane)(pane.pane, pane.rows, pane.plain[:-8],
                                                   pane.decay, pane.err_ts, pane.err)],
                                       model.counts, model.delay, model.delay_sum,
-                                      model.folded)])
+                                      model.folded, model.pending, model.early)])
     with pytest.raises(ValueError, match="wrong size"):
         decode_delta(encode_delta(broken))
     assert np.isfinite(np.frombuffer(pane.plain, "<f8")).all()
