@@ -386,6 +386,8 @@ class Engine:
         #: Per partition number, what stage 1 added since its last pane delta; None unless
         #: deltas are wanted (:meth:`enable_deltas`).
         self.ledgers: defaultdict[int, DeltaLedger] | None = None
+        #: False when stage 2 runs elsewhere (replicas): pane closes compute no signals.
+        self.model_level = True
         self.rules = RuleBook(config)
         for model in self.models:
             if model.baseline is not None:
@@ -1177,6 +1179,8 @@ class Engine:
         for model in self.models:
             if model.warmup_target:
                 self._warm_up(model, pane)
+            if not self.model_level:
+                continue
             values = self._compute(model)
             if model.detectors is not None:
                 rows = len(model.registry.keys)
