@@ -651,8 +651,10 @@ class ModelOwnership:
             self._needs_start = (self._needs_start - lost) | gained
             for number in lost:
                 self._forget(number)
-            log.info("partials_ownership_changed", topic=self.topic, group_id=self.group_id,
-                     gained=sorted(gained), lost=sorted(lost), owned=sorted(assignment))  # fmt: skip
+            log.info(
+                "partials_ownership_changed", topic=self.topic, group_id=self.group_id,
+                gained=sorted(gained), lost=sorted(lost), owned=sorted(assignment),
+            )  # fmt: skip
             self._on_change(set(gained), set(lost))
         if not unpositioned:
             return
@@ -724,7 +726,9 @@ class ModelOwnership:
         offsets = {
             TopicPartition(self.topic, number): OffsetAndMetadata(offset, "", -1)
             for number, offset in self._resume.items()
-            if offset is not None and number in self._owned and self._committed.get(number) != offset
+            if offset is not None
+            and number in self._owned
+            and self._committed.get(number) != offset
         }
         if not offsets:
             return
