@@ -40,18 +40,22 @@ Ownership and rebalances
 ------------------------
 :class:`ModelOwnership` is a member of a consumer group (``"<group>.owners"``) subscribed
 to the topic; the group gives each partition, and so each model, to exactly one member.
-From inside :meth:`ModelOwnership.poll`, on the caller's thread, a rebalance is reported
-once as ``on_change(gained, lost)`` with the net change (a partition revoked and given
-back to the same member in one rebalance is in neither set and is read on from where it
-was, with no gap and no re-read). Then each gained partition is positioned at
-``start_offset(partition)`` (the owner's own checkpoint; None = the beginning of the
-partition): the group's committed offsets are never used to position a reader. After a
-partition is gained, :meth:`ModelOwnership.caught_up` says when everything written to it
-before the gain has been read, which is when the new owner may close panes and alert.
-Records of a lost partition stop at once: a poll never returns a record of a partition
-the member does not own at the end of that poll. :meth:`ModelOwnership.close` leaves the
-group, so that another member takes the partitions over within a rebalance rather than
-after a session timeout.
+Every revocation and every assignment the group makes is reported, in order, from inside
+:meth:`ModelOwnership.poll` on the caller's thread, as ``on_change(gained, lost)``; the
+loss is reported by the very poll in which the group revokes the partition, which (with
+the eager protocol) is before any other member can be given it, so two members never
+both believe they own a model. With eager rebalancing (kafka-python's default assignors;
+the only kind Tansu does) every rebalance revokes everything first: a member reports all
+its partitions lost, then, a join later, those it is given, including any it had before.
+Each gained partition is then positioned at ``start_offset(partition)``, None meaning the
+beginning of the partition: the group's committed offsets are never used to position a
+reader. An owner that keeps a lost partition's state in memory can return its own next
+offset there and read on without re-reading; otherwise it returns its checkpoint's. After
+a gain, :meth:`ModelOwnership.caught_up` says when everything written to the partition
+before the gain has been read: when the new owner may close panes and alert. A poll never
+returns a record of a partition the member does not own when the poll returns.
+:meth:`ModelOwnership.close` leaves the group, so that the others take its partitions
+over in the next rebalance rather than after a session timeout.
 
 Threading: kafka-python calls the rebalance listener on its I/O thread; the listener here
 only records what changed and pauses newly assigned partitions until the thread that
@@ -424,12 +428,14 @@ class ModelOwnership:
     group_id
         The owners' consumer group, e.g. ``f"{config.kafka.group_id}.owners"``.
     on_change
-        ``on_change(gained, lost)``, called from inside :meth:`poll` when a rebalance
-        changed the partitions this member owns (net change; either set may be empty,
-        not both). :meth:`owned` already answers the new set. It runs before the gained
-        partitions are positioned, so it can load their checkpoints for
-        ``start_offset``. An exception it raises propagates out of :meth:`poll`; the
-        gained partitions are then positioned by the next :meth:`poll`.
+        ``on_change(gained, lost)``, called from inside :meth:`poll` for every change of
+        the partitions this member owns, in the order the group made them (either set
+        may be empty, not both; changes that do not overlap are merged into one call, a
+        partition lost and given back makes two). :meth:`owned` already answers the set
+        as of the end of the rebalances seen. It runs before the gained partitions are
+        positioned, so it can load their checkpoints for ``start_offset``. An exception
+        it raises propagates out of :meth:`poll`; the calls left and the positioning
+        happen in the next :meth:`poll`.
     start_offset
         ``start_offset(partition)``: the next offset to read of a gained partition (the
         owner's own checkpoint), or None for the beginning of the partition. Called
@@ -488,6 +494,7 @@ class ModelOwnership:
         # Written by the listener (I/O thread), under the lock:
         self._assignment: set[int] = set()  # what the group gives this member now
         self._unpositioned: set[int] = set()  # assigned, paused, waiting for a seek
+        self._events: list[tuple[bool, set[int]]] = []  # (assigned?, partitions), in order
         # The poll thread's own:
         self._owned: frozenset[int] = frozenset()
         self._needs_start: set[int] = set()  # gained, ``start_offset`` not yet applied
@@ -495,6 +502,7 @@ class ModelOwnership:
         self._fence: dict[int, int] = {}  # offset of the fence appended after the gain
         self._fence_sends: dict[int, Any] = {}  # partition -> future of the fence in flight
         self._committed: dict[int, int] = {}
+        self._notify: list[tuple[set[int], set[int]]] = []  # on_change calls still to make
         self._limiter = LogLimiter(10.0)
 
     # ------------------------------------------------------------------ lifecycle
@@ -552,6 +560,8 @@ class ModelOwnership:
         with self._lock:
             self._assignment.clear()
             self._unpositioned.clear()
+            self._events.clear()
+        self._notify.clear()
         self._owned = frozenset()
         self._needs_start.clear()
         self._resume.clear()
@@ -563,11 +573,13 @@ class ModelOwnership:
         with self._lock:
             self._assignment |= partitions
             self._unpositioned |= partitions
+            self._events.append((True, set(partitions)))
 
     def _revoked(self, partitions: set[int]) -> None:
         with self._lock:
             self._assignment -= partitions
             self._unpositioned -= partitions
+            self._events.append((False, set(partitions)))
 
     # ------------------------------------------------------------------ ownership
     def owned(self) -> frozenset[int]:
@@ -642,20 +654,48 @@ class ModelOwnership:
         return [r for r in found if r.partition in self._owned]
 
     def _apply_changes(self, consumer: KafkaConsumer) -> None:
-        """Report the net change of ownership, then position the partitions waiting for it."""
+        """Report the rebalances seen since the last call (``on_change``), then position
+        the partitions gained."""
         with self._lock:
-            assignment, unpositioned = set(self._assignment), set(self._unpositioned)
-        gained, lost = assignment - self._owned, self._owned - assignment
-        if gained or lost:
-            self._owned = frozenset(assignment)
-            self._needs_start = (self._needs_start - lost) | gained
-            for number in lost:
+            events, self._events = self._events, []
+            unpositioned = set(self._unpositioned)
+            assignment = set(self._assignment)
+        # In order: a partition lost and given back is reported lost, then gained (two
+        # calls), and read again from start_offset. Changes that do not overlap are merged.
+        owned = set(self._owned)
+        groups: list[tuple[set[int], set[int]]] = []
+        gained: set[int] = set()
+        lost: set[int] = set()
+        for assigned, partitions in events:
+            if assigned:
+                new = partitions - owned
+                if new & lost:
+                    groups.append((gained, lost))
+                    gained, lost = set(), set()
+                gained |= new
+                owned |= new
+            else:
+                gone = partitions & owned
+                if gone & gained:
+                    groups.append((gained, lost))
+                    gained, lost = set(), set()
+                lost |= gone
+                owned -= gone
+        groups.append((gained, lost))
+        for change_gained, change_lost in groups:
+            for number in change_lost:
+                self._needs_start.discard(number)
                 self._forget(number)
+            self._needs_start |= change_gained
+        self._owned = frozenset(owned)
+        self._notify += [group for group in groups if group[0] or group[1]]
+        while self._notify:  # those left by an on_change that raised come first
+            change_gained, change_lost = self._notify.pop(0)
             log.info(
                 "partials_ownership_changed", topic=self.topic, group_id=self.group_id,
-                gained=sorted(gained), lost=sorted(lost), owned=sorted(assignment),
+                gained=sorted(change_gained), lost=sorted(change_lost), owned=sorted(owned),
             )  # fmt: skip
-            self._on_change(set(gained), set(lost))
+            self._on_change(set(change_gained), set(change_lost))
         if not unpositioned:
             return
         ready: list[TopicPartition] = []
@@ -670,7 +710,7 @@ class ModelOwnership:
                 self._send_fence(number)
                 log.info("partials_partition_gained", topic=self.topic, partition=number,
                          start_offset="beginning" if offset is None else offset)  # fmt: skip
-            offset = self._resume.get(number)  # a partition kept across a rebalance reads on
+            offset = self._resume.get(number)  # given again while owned: read on
             if offset is None:
                 consumer.seek_to_beginning(tp)
             else:
