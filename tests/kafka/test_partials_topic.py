@@ -128,9 +128,7 @@ def test_model_partition_is_crc32_of_the_name_modulo_the_count():
         model_partition("fraud", 0)
 
 
-def test_a_models_records_land_in_its_partition_and_its_owner_reads_them_in_order(
-    broker, closing
-):
+def test_a_models_records_land_in_its_partition_and_its_owner_reads_them_in_order(broker, closing):
     topic, group = _names()
     config = _config(broker.bootstrap)
     writer = connected_writer(config, topic, 4, closing)
