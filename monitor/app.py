@@ -43,8 +43,8 @@ from monitor.outputs.alerts import AlertmanagerPusher, alert_dict, alert_json
 from monitor.outputs.exports import Exports
 from monitor.outputs.prometheus import MonitorCollector, RuntimeStats
 from monitor.readiness import CatchUp
-from monitor.replicas import ReplicaStages
 from monitor.replay import signal_line
+from monitor.replicas import ReplicaStages
 from monitor.state.kafka_store import StoreError
 from monitor.state.lock import StateLock
 from monitor.state.store import Store, open_store

@@ -448,8 +448,9 @@ class StateConfig(_Strict):
     topic: str = Field("monitor.state", description="the state topic of the kafka store")
     topic_partitions: int = Field(1, gt=0, description="partitions of the state topic, if created")
     partials_topic: str = Field(
-        "monitor.partials",
-        description="kafka store: the topic between the two stages (pane deltas per model)",
+        "",
+        description="kafka store: the topic between the two stages (pane deltas per model); "
+        "empty: '<group_id>.partials'",
     )
     partials_partitions: int = Field(
         12, gt=0, description="partitions of the partials topic, if created (models spread)"

@@ -20,8 +20,10 @@ for the models it owns.
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections.abc import Iterable
+from typing import Any
 
 import structlog
 
@@ -34,8 +36,8 @@ from monitor.core.report import Report
 from monitor.core.rules import AlertEvent
 from monitor.kafka.partials_topic import (
     ModelOwnership,
-    PartialsWriter,
     PartialRecord,
+    PartialsWriter,
     model_partition,
 )
 
@@ -55,10 +57,11 @@ class ReplicaStages:
         self.engine = engine
         self.book = DeltaBook(engine)
         state = config.state
-        self.writer = PartialsWriter(config, state.partials_topic, state.partials_partitions)
+        topic = state.partials_topic or f"{config.kafka.group_id}.partials"
+        self.writer = PartialsWriter(config, topic, state.partials_partitions)
         self.owners = ModelOwnership(
             config,
-            state.partials_topic,
+            topic,
             state.partials_partitions,
             f"{config.kafka.group_id}.owners",
             on_change=self._changed,
@@ -68,16 +71,47 @@ class ReplicaStages:
         self.input_partitions: int | None = None
         self.bad_records = 0
         self._topics = (config.kafka.predictions_topic, config.kafka.labels_topic)
+        #: The owners' consumer lives in its own thread (a group member must poll with a
+        #: timeout to join, and the run loop must not wait); it hands over what it read.
+        self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._owned: frozenset[int] = frozenset()
+        self._caught_up: frozenset[int] = frozenset()
+        self._partials_partitions: int | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def connect(self, stop: threading.Event) -> None:
-        """Connect the writer and join the owners' group (both wait out an outage)."""
+        """Connect the writer and start the owners' thread (both wait out an outage)."""
         self.writer.connect(stop)
-        self.owners.connect(stop)
+        self._thread = threading.Thread(
+            target=self._own, args=(stop,), name="model-owners", daemon=True
+        )
+        self._thread.start()
+
+    def _own(self, stop: threading.Event) -> None:
+        """The owners' thread: join the group, read the owned partitions, hand over."""
+        owners = self.owners
+        try:
+            owners.connect(stop)
+            self._partials_partitions = owners.partitions
+            while not (stop.is_set() or self._stop.is_set()):
+                records = owners.poll(0.2)
+                if records:
+                    self._inbox.put(("records", records))
+                self._owned = owners.owned()
+                self._caught_up = frozenset(p for p in self._owned if owners.caught_up(p))
+        except Exception as exc:  # a bug here must not pass silently: the loop logs it
+            log.error("model_owners_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+            self._inbox.put(("failed", exc))
+        finally:
+            owners.close()
 
     def close(self) -> None:
         """Leave the owners' group (ownership moves at once) and close the writer."""
-        self.owners.close()
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10.0)
         self.writer.close()
 
     # ------------------------------------------------------------------ stage 1
@@ -127,44 +161,53 @@ class ReplicaStages:
 
     # ------------------------------------------------------------------ stage 2
     def _changed(self, gained: set[int], lost: set[int]) -> None:
-        partitions = self.owners.partitions or self.config.state.partials_partitions
-        for model in self.config.models:
-            where = model_partition(model.name, partitions)
-            if where in lost:
-                self.stages.pop(model.name, None)
-        log.info("models_owned_changed", gained=sorted(gained), lost=sorted(lost),
-                 owned=sorted(self.owned_models()))  # fmt: skip
+        """``on_change`` (owners' thread): the run loop drops the lost models' stages."""
+        self._inbox.put(("change", (gained, lost)))
+
+    def _where(self, model: str) -> int | None:
+        partitions = self._partials_partitions
+        return None if partitions is None else model_partition(model, partitions)
 
     def owned_models(self) -> list[str]:
         """The models whose stage 2 this replica runs now."""
-        if self.owners.partitions is None:
-            return []
-        return [m.name for m in self.config.models if self.owners.owns_model(m.name)]
+        owned = self._owned
+        return [m.name for m in self.config.models if self._where(m.name) in owned]
 
     def _stage(self, model: str) -> ModelStage | None:
         stage = self.stages.get(model)
-        if stage is None and self.input_partitions and self.owners.owns_model(model):
+        if stage is None and self.input_partitions and self._where(model) in self._owned:
             stage = self.stages[model] = ModelStage(self.config, model, self.input_partitions)
             log.info("model_stage_started", model=model, input_partitions=self.input_partitions)
         return stage
 
     def _live(self, model: str) -> bool:
         """Whether ``model``'s stage has read its history: its outputs are this replica's."""
-        partitions = self.owners.partitions
-        if partitions is None or model not in self.stages:
-            return False
-        return self.owners.caught_up(model_partition(model, partitions))
+        return model in self.stages and self._where(model) in self._caught_up
 
-    def poll(self, timeout_s: float = 0.0) -> tuple[list[PaneSignals], list[AlertEvent]]:
-        """Read the partials of the owned models, merge them, and return the signals and
-        alert events of the panes that closed (those of a stage still reading its history
-        are dropped: its previous owner sent them)."""
-        records = self.owners.poll(timeout_s)
+    def poll(self) -> tuple[list[PaneSignals], list[AlertEvent]]:
+        """Merge the partials the owners' thread read, and return the signals and alert
+        events of the panes that closed (those of a stage still reading its history are
+        dropped: its previous owner sent them). Never waits."""
         touched: dict[str, ModelStage] = {}
-        for record in records:
-            stage = self._route(record)
-            if stage is not None:
-                touched[stage.name] = stage
+        while True:
+            try:
+                kind, item = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            if kind == "change":
+                gained, lost = item
+                for model in self.config.models:
+                    if self._where(model.name) in lost:
+                        self.stages.pop(model.name, None)
+                        touched.pop(model.name, None)
+                log.info("models_owned_changed", gained=sorted(gained), lost=sorted(lost))
+            elif kind == "records":
+                for record in item:
+                    stage = self._route(record)
+                    if stage is not None:
+                        touched[stage.name] = stage
+            else:
+                raise RuntimeError("the model owners' consumer stopped") from item
         for stage in touched.values():
             stage.advance()
         return self._drain()
