@@ -44,6 +44,7 @@ from monitor.outputs.exports import Exports
 from monitor.outputs.prometheus import MonitorCollector, RuntimeStats
 from monitor.outputs.signals import signal_line
 from monitor.readiness import CatchUp
+from monitor.replicas import ReplicaStages
 from monitor.state.kafka_store import StoreError
 from monitor.state.lock import StateLock
 from monitor.state.store import Store, open_store
@@ -121,6 +122,13 @@ class App:
         self.lock = StateLock(config.state.dir).acquire() if config.state.store == "local" else None
         self.store: Store = open_store(config)
         self.engine = self.store.load(config) or Engine(config)
+        #: With replicas (the Kafka store), the two stages across them: this replica's
+        #: stage 1 publishes pane deltas, and it runs stage 2 for the models it owns.
+        self.stages = ReplicaStages(config, self.engine) if config.state.store == "kafka" else None
+        if self.stages is not None:
+            self.engine.model_level = False  # signals and alerts come from stage 2
+        #: Input partitions caught up and silent, as the last tick judged.
+        self.idle: set[tuple[str, int]] = set()
         #: With a ``prestart`` (``monitor run``), the HTTP port is listening and the source
         #: joining the group already: this app adopts both.
         self.source: Source
@@ -263,6 +271,8 @@ class App:
             self.source.connect(self.stop)
             self.sink.connect(self.stop)
             self.store.connect(self.stop)
+            if self.stages is not None:
+                self.stages.connect(self.stop)
             self._loop()
         finally:
             self.shutdown()
@@ -274,6 +284,7 @@ class App:
         alertmanager, lock = self.alertmanager, self.lock
         steps: list[tuple[str, Callable[[], object]]] = [
             ("checkpoint", lambda: self.checkpoint(final=True)),
+            ("stages", self.stages.close if self.stages else lambda: None),
             ("source", self.source.close),
             ("sink", self.sink.close),
             ("store", self.store.close),
@@ -320,6 +331,8 @@ class App:
                     self.last_seen[tp] = self.heartbeat
                 self._note_record_times(batch, sources)
                 self._process(batch)
+            if self.stages is not None:
+                self._send_alerts(*self.stages.poll())
             if time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + TICK_S
                 self._tick()
@@ -338,7 +351,8 @@ class App:
         gone = sorted(n for n in self.engine.partitions if n not in owned)
         if gone:
             written: int | str = "skipped: sinks not flushed"
-            if self.sink.flush(FLUSH_S):
+            out = self.stages is None or self._deltas_out(set(gone), final=False)
+            if out and self.sink.flush(FLUSH_S):
                 try:
                     written = self.store.save(self.engine, gone)
                 except Exception as exc:
@@ -348,6 +362,8 @@ class App:
             for number in gone:
                 self.engine.drop_partition(number)
                 self.store.forget(number)
+            if self.stages is not None:
+                self.stages.restarted(gone)
                 # Another replica reads it now: this one's clock need not wait for it.
                 self.handed_over |= {(kafka.predictions_topic, number),
                                      (kafka.labels_topic, number)}
@@ -367,6 +383,8 @@ class App:
                 continue
             log.info("partitions_restored", result={str(k): v for k, v in result.items()},
                      seconds=round(time.monotonic() - started, 3))  # fmt: skip
+            if self.stages is not None:
+                self.stages.restarted(new)
             return
 
     def _backpressure(self) -> None:
@@ -415,14 +433,21 @@ class App:
                 detail=reject.detail[:200],
             )
         closed = self.engine.drain_signals()
-        for sig in closed:
-            self.rl.debug(("signals", sig.model), "pane_closed", **signal_line(sig))
-        self._send_alerts(closed)
+        if self.stages is None:
+            self._send_alerts(closed)
+        else:  # stage 1 only here: the models' signals and alerts come from stage 2
+            self.engine.drain_alerts()
 
-    def _send_alerts(self, closed: list[PaneSignals] | None = None) -> None:
-        """Alert events to the alert topic (key = model), the log and Alertmanager; they and
-        the signals of the panes just ``closed`` to the [outputs] exports."""
-        events = self.engine.drain_alerts()
+    def _send_alerts(
+        self, closed: list[PaneSignals] | None = None, events: list[AlertEvent] | None = None
+    ) -> None:
+        """Alert events (the engine's, unless given) to the alert topic (key = model), the
+        log and Alertmanager; they and the signals of the panes just ``closed`` to the
+        [outputs] exports."""
+        for sig in closed or ():
+            self.rl.debug(("signals", sig.model), "pane_closed", **signal_line(sig))
+        if events is None:
+            events = self.engine.drain_alerts()
         for event in events:
             self.sink.send(self.config.kafka.alerts_topic, event.model.encode(), alert_json(event))
             self.alerts_sent += 1
@@ -537,10 +562,15 @@ class App:
         if self.source.partitions and not self.engine.tracked >= holding:
             self.engine.track(holding)  # the partition count is known now
         held_back = idle | self._away(now)
+        self.idle = idle
         if held_back != self.engine.idle:
             self.engine.set_idle(held_back)
             self._process([])
-        if idle and idle == self.source.assignment():
+        if self.stages is not None:
+            self.stages.input_partitions = self.source.partitions
+            self.stages.publish(self._held(), idle)
+            self._send_alerts(*self.stages.tick(now))
+        elif idle and idle == self.source.assignment():
             # All input is silent: event time has stopped, so absence rules are judged on
             # the wall clock (replay, without one, never does this).
             self.engine.evaluate_idle(now)
@@ -615,6 +645,8 @@ class App:
             input_up=self.input_up,
         )
         report = self.engine.report()
+        if self.stages is not None:
+            report = self.stages.report(report)
         self.collector.update(report, runtime)
         #: The latest report and runtime figures, replaced whole each tick: other threads
         #: (the demo's live view) may read them without touching the engine.
@@ -636,12 +668,16 @@ class App:
                 "checkpoint_skipped", reason="sinks not flushed (broker unreachable?)", final=final
             )
             return False
+        if self.stages is not None and not self._deltas_out(self._held(), final):
+            return False
         started = time.monotonic()
         try:
             size = self.store.save(self.engine)
         except Exception as exc:  # OSError (full, read-only disk), StoreError, encoding
             self._checkpoint_failed(exc, final)
             return False
+        if self.stages is not None:
+            self.stages.checkpointed(self.engine.partitions)
         offsets = self.engine.offsets()
         committed = (
             self.source.commit(offsets, timeout_s=2.0 if final else COMMIT_S)
@@ -669,6 +705,20 @@ class App:
             events=self.engine.events,
         )
         return True
+
+    def _held(self) -> set[int]:
+        """Input partition numbers this replica reads (and holds state of)."""
+        return {n for _, n in self.source.assignment()} & set(self.engine.partitions)
+
+    def _deltas_out(self, numbers: set[int], final: bool) -> bool:
+        """Publish these partitions' pane deltas up to now and wait for the broker: a
+        checkpoint is written only at the end of a delta stage 2 has (replicas)."""
+        assert self.stages is not None
+        self.stages.publish(numbers, self.idle)
+        if self.stages.flush(FINAL_FLUSH_S if final else FLUSH_S):
+            return True
+        log.warning("checkpoint_skipped", reason="pane deltas not delivered", final=final)
+        return False
 
     def _checkpoint_failed(self, exc: BaseException, final: bool) -> None:
         """Count a failed state write and log it once per change of reason; offsets stay

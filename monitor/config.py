@@ -356,6 +356,14 @@ class StateConfig(_Strict):
     )
     topic: str = Field("monitor.state", description="the state topic of the kafka store")
     topic_partitions: int = Field(1, gt=0, description="partitions of the state topic, if created")
+    partials_topic: str = Field(
+        "",
+        description="kafka store: the topic between the two stages (pane deltas per model); "
+        "empty: '<group_id>.partials'",
+    )
+    partials_partitions: int = Field(
+        12, gt=0, description="partitions of the partials topic, if created (models spread)"
+    )
     max_record_bytes: int = Field(
         67_108_864, gt=0, description="largest state record (producer request, topic limit)"
     )

@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
@@ -47,6 +47,7 @@ from monitor.core.fastpath import Chunk, split_and_join
 from monitor.core.join import EarlyLabel, JoinBuffer, Pending
 from monitor.core.layout import Layout, feature_columns
 from monitor.core.panemetrics import pane_signals
+from monitor.core.partials import DeltaLedger
 from monitor.core.reference import ReferenceProfile, load_profile, profile_from_columns
 from monitor.core.report import LABEL_DELAY_BUCKETS, ModelReport, Report, SliceReport
 from monitor.core.rules import AlertEvent, RuleBook
@@ -380,6 +381,11 @@ class Engine:
         self._batches: list[_Batch] = []  # per model, while a poll is processed
         self._at = 0  # index in the poll of the message on the per-message path
         self.alerts_out: list[AlertEvent] = []
+        #: Per partition number, what stage 1 added since its last pane delta; None unless
+        #: deltas are wanted (:meth:`enable_deltas`).
+        self.ledgers: defaultdict[int, DeltaLedger] | None = None
+        #: False when stage 2 runs elsewhere (replicas): pane closes compute no signals.
+        self.model_level = True
         self.rules = RuleBook(config)
         for model in self.models:
             if model.baseline is not None:
@@ -613,6 +619,17 @@ class Engine:
     def set_idle(self, partitions: Iterable[tuple[str, int]]) -> None:
         """Input partitions that stop holding the watermark back (silent and caught up)."""
         self.idle = set(partitions)
+
+    def enable_deltas(self) -> None:
+        """Keep, per input partition, what it adds to each model's panes, for stage 2
+        elsewhere (:class:`~monitor.core.partials.DeltaBook` takes it)."""
+        if self.ledgers is None:
+            widths = [m.layout.width for m in self.models]
+            rates = [
+                [math.log(2) / s.seconds for s in m.windows if s.kind == "decay"]
+                for m in self.models
+            ]
+            self.ledgers = defaultdict(lambda: DeltaLedger(self.pane, widths, rates))
 
     # ------------------------------------------------------------------ processing
     def process(self, messages: Sequence[Message]) -> list[Reject]:
@@ -875,6 +892,13 @@ class Engine:
         ts = pairs.ts
         part = pairs.part
         pane = np.floor(ts / self.pane).astype(np.int64)
+        if self.ledgers is not None:  # stage 2 decides what is on time
+            rows = len(model.registry.keys)
+            for p_idx, p_num in {(int(a), int(b)) for a, b in zip(pane, part, strict=True)}:
+                sel = (pane == p_idx) & (part == p_num)
+                self.ledgers[p_num].add_errors(
+                    model.index, p_idx, rows, ts[sel].tolist(), err[sel].tolist()
+                )
         keep = pane >= self.closed_upto if self.closed_upto is not None else np.ones(len(ts), bool)
         for p_idx, p_num in {(int(a), int(b)) for a, b in zip(pane[keep], part[keep], strict=True)}:
             sel = keep & (pane == p_idx) & (part == p_num)
@@ -923,10 +947,16 @@ class Engine:
         low = int(pane.min())
         span = int(pane.max()) - low + 1
         key = part * span + (pane - low)
+        ledgers = self.ledgers
         for k in np.unique(key):
             sel = key == k
             p, pane_index = divmod(int(k), span)
             windows = self.partitions[p].windows[model.index]
+            if ledgers is not None:
+                ledgers[p].add(
+                    model.index, pane_index + low, windows.rows, sl[sel], cols[sel], vals[sel],
+                    ts[sel],
+                )
             late_sel = sel & late
             if late_sel.any():
                 assert self.closed_upto is not None
@@ -1045,38 +1075,7 @@ class Engine:
         return sums
 
     def _compute(self, model: ModelState, final: bool = False) -> dict[str, dict[str, F64]]:
-        sums = self._window_sums(model, final)
-        specs = model.windows
-        rows = len(model.registry.keys)
-        # Every window's rows in one array: each signal is computed once over all of them.
-        stack = np.concatenate([sums[spec.name] for spec in specs])
-        count = None
-        if model.layout.task == "regression":
-            # A decay window holds every closed event with some weight: its event count is
-            # the cumulative one (less late events, which decay windows never see).
-            closed = self._closed_counts(model)
-            n = model.layout.col("n")
-            count = np.concatenate(
-                [closed if spec.kind == "decay" else sums[spec.name][:, n] for spec in specs]
-            )
-        wanted = None if model.metrics is None else set(model.metrics)
-
-        def keep(name: str) -> bool:  # asked once per layout: the plan keeps the answer
-            return wanted is None or _base(name) in wanted or _base(name) in _ALWAYS
-
-        names, values = pane_signals(
-            model.layout,
-            stack,
-            model.class_names,
-            count,
-            model.config.drift_min_samples,
-            keep,
-            model.metrics,
-        )
-        block = values.reshape(len(names), len(specs), rows)
-        return {
-            spec.name: dict(zip(names, block[:, i], strict=True)) for i, spec in enumerate(specs)
-        }
+        return window_values(model, self._window_sums(model, final), self._closed_counts)
 
     def _closed_counts(self, model: ModelState) -> F64:
         """Joined events per slice in closed panes, late ones excluded (decay windows' count)."""
@@ -1161,6 +1160,8 @@ class Engine:
         for model in self.models:
             if model.warmup_target:
                 self._warm_up(model, pane)
+            if not self.model_level:
+                continue
             values = self._compute(model)
             if model.detectors is not None:
                 rows = len(model.registry.keys)
@@ -1286,28 +1287,7 @@ class Engine:
         return out
 
     def _counters(self, model: ModelState, row: F64) -> dict[str, float]:
-        lay = model.layout
-        out = {"predictions": float(row[lay.col("pred_n")]), "joined": float(row[lay.col("n")])}
-        if lay.task == "binary":
-            for name in ("tp", "fp", "tn", "fn", "scored_n", "log_loss_sum", "brier_sum"):
-                out[name] = float(row[lay.col(name)])
-            out["score_sum"] = float(row[lay.col("score_sum")])
-        elif lay.task == "multiclass":
-            conf = row[lay.cols("confusion")].reshape(lay.n_classes, lay.n_classes)
-            for i, true in enumerate(model.class_names):
-                for j, pred in enumerate(model.class_names):
-                    out[f"confusion:{true}:{pred}"] = float(conf[i, j])
-        else:
-            for name in (
-                "error_sum",
-                "abs_error_sum",
-                "squared_error_sum",
-                "ape_sum",
-                "label_sum",
-                "pred_sum",
-            ):
-                out[name] = float(row[lay.col(name)])
-        return out
+        return slice_counters(model, row)
 
     def summary(self) -> dict[str, Any]:
         """``summary.json``: every window's metrics as at the end of input, counts, rejects."""
@@ -1345,6 +1325,70 @@ class Engine:
                 rejects[reason] += n
         out["rejects"] = dict(sorted(rejects.items()))
         return out
+
+
+def window_values(
+    model: ModelState, sums: dict[str, F64], closed_counts: Callable[[ModelState], F64]
+) -> dict[str, dict[str, F64]]:
+    """Every signal of every window and slice of ``model`` from its windows' ``sums``
+    (``{window: (slices, width)}``), all windows stacked so that each signal is computed
+    once: ``{window: {signal: value per slice}}``. ``closed_counts(model)`` gives the joined
+    events per slice of the closed panes (a decay window's count, regression only).
+    Both stages' pane closes use it (the engine's, and :mod:`monitor.core.model_stage`)."""
+    specs = model.windows
+    rows = len(model.registry.keys)
+    stack = np.concatenate([sums[spec.name][:rows] for spec in specs])
+    count = None
+    if model.layout.task == "regression":
+        # A decay window holds every closed event with some weight: its event count is
+        # the cumulative one (less late events, which decay windows never see).
+        closed = closed_counts(model)
+        n = model.layout.col("n")
+        count = np.concatenate(
+            [closed[:rows] if spec.kind == "decay" else sums[spec.name][:rows, n] for spec in specs]
+        )
+    wanted = None if model.metrics is None else set(model.metrics)
+
+    def keep(name: str) -> bool:  # asked once per layout: the plan keeps the answer
+        return wanted is None or _base(name) in wanted or _base(name) in _ALWAYS
+
+    names, values = pane_signals(
+        model.layout,
+        stack,
+        model.class_names,
+        count,
+        model.config.drift_min_samples,
+        keep,
+        model.metrics,
+    )
+    block = values.reshape(len(names), len(specs), rows)
+    return {spec.name: dict(zip(names, block[:, i], strict=True)) for i, spec in enumerate(specs)}
+
+
+def slice_counters(model: ModelState, row: F64) -> dict[str, float]:
+    """The additive counters of one slice row of the cumulative sums (a SliceReport's)."""
+    lay = model.layout
+    out = {"predictions": float(row[lay.col("pred_n")]), "joined": float(row[lay.col("n")])}
+    if lay.task == "binary":
+        for name in ("tp", "fp", "tn", "fn", "scored_n", "log_loss_sum", "brier_sum"):
+            out[name] = float(row[lay.col(name)])
+        out["score_sum"] = float(row[lay.col("score_sum")])
+    elif lay.task == "multiclass":
+        conf = row[lay.cols("confusion")].reshape(lay.n_classes, lay.n_classes)
+        for i, true in enumerate(model.class_names):
+            for j, pred in enumerate(model.class_names):
+                out[f"confusion:{true}:{pred}"] = float(conf[i, j])
+    else:
+        for name in (
+            "error_sum",
+            "abs_error_sum",
+            "squared_error_sum",
+            "ape_sum",
+            "label_sum",
+            "pred_sum",
+        ):
+            out[name] = float(row[lay.col(name)])
+    return out
 
 
 def _catch_up(w: WindowSet, start: int | None, upto: int) -> None:

@@ -164,6 +164,32 @@ class WindowSet:
         """
         acc = np.zeros((self.rows, self.width))
         scatter_add(acc, slices, cols, vals)
+        self._add_closed(pane, upto, acc)
+        if self.decay_rates:
+            age = upto * self.pane - ts
+            for rate, target in zip(self.decay_rates, self.decay, strict=True):
+                scatter_add(target, slices, cols, vals, np.exp(-rate * age))
+
+    def add_sums(self, pane: int, upto: int | None, plain: F64, decay: list[F64]) -> None:
+        """Add a pane's sums made elsewhere (stage 1): ``plain`` and, per decay window,
+        the sums weighted to the pane's own end. ``upto`` is None while the pane is open,
+        else the first pane not closed (as for :meth:`add_late`)."""
+        if upto is None:
+            acc = self.open.get(pane)
+            if acc is None:
+                self.open[pane] = plain.copy()
+                self.open_decay[pane] = [d.copy() for d in decay]
+                return
+            acc += plain
+            for target, add in zip(self.open_decay[pane], decay, strict=True):
+                target += add
+            return
+        self._add_closed(pane, upto, plain.copy())
+        for rate, target, add in zip(self.decay_rates, self.decay, decay, strict=True):
+            target += add * math.exp(-rate * (upto - pane - 1) * self.pane)
+
+    def _add_closed(self, pane: int, upto: int, acc: F64) -> None:
+        """The plain part of a late addition: ``all``, the ring and the sliding windows."""
         self.cum += acc
         if self.ring_len and pane >= upto - self.ring_len:
             held = self.ring.get(pane)
@@ -171,10 +197,6 @@ class WindowSet:
             for total, n in zip(self.sliding, self.sliding_panes, strict=True):
                 if pane >= upto - n:
                     total += acc
-        if self.decay_rates:
-            age = upto * self.pane - ts
-            for rate, target in zip(self.decay_rates, self.decay, strict=True):
-                scatter_add(target, slices, cols, vals, np.exp(-rate * age))
 
     def close(self, pane: int) -> bool:
         """Close ``pane`` (the next pane in order); return whether any window changed contents."""

@@ -505,7 +505,7 @@ STATE_FIELDS: dict[type, Fields] = {
         "watermark closed_upto ahead tracked idle panes_closed events pending_total "
         "early_total signals_out alerts_out models partitions rules",
         "config pane lateness by_name topic_kind max_bytes max_future early_cap _batches _at "
-        "_latest _limits _feature_names",
+        "_latest _limits _feature_names ledgers model_level",
     ),
     ModelState: _f(
         "registry profile warmup_target warmup_rows profile_pane detectors error_panes "

@@ -1,0 +1,446 @@
+"""Stage 2: one model's windows, clock, signals, detectors and alert rules, fed by the
+pane deltas (:mod:`monitor.core.partials`) of every input partition.
+
+Exactly one process owns a model's stage 2 at a time. It merges the deltas of all input
+partitions, wherever stage 1 ran them, so the model's numbers do not depend on how the
+partitions are spread over processes:
+
+- **Windows.** One :class:`~monitor.core.windows.WindowSet` for the whole model. A delta
+  for an open pane adds to it; one for a closed pane is merged where the pane still counts
+  (``all``, the sliding windows that hold it, decay windows at its exact weight) and is
+  counted as late. What was emitted stays as it was.
+- **Clock.** The watermark is the smallest, over every partition of both input topics, of
+  the largest event time that partition's deltas reported, less ``allowed_lateness``; a
+  partition reported idle (caught up and silent) stops holding it back, and one never
+  heard of holds it back until :attr:`ModelStage.release` lets it go (``run`` does so after
+  ``time.unassigned_timeout``). It never moves back.
+- **Exact through crashes.** Each partition's deltas form a chain (``base`` = the previous
+  ``end``). A delta whose ``base`` is an earlier point of the chain (stage 1 restarted from
+  its checkpoint) first undoes what was applied after that point; one that fits nowhere
+  is dropped and counted. Stage 1 re-reads the same input, so the chain that follows
+  re-adds the same sums: nothing counts twice and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import structlog
+
+from monitor.config import MonitorConfig
+from monitor.core.engine import (
+    COUNT_NAMES,
+    LATE,
+    ModelState,
+    PaneSignals,
+    slice_counters,
+    window_values,
+)
+from monitor.core.partials import ModelDelta, PartitionDelta
+from monitor.core.report import LABEL_DELAY_BUCKETS, ModelReport, SliceReport
+from monitor.core.rules import AlertEvent, RuleBook
+from monitor.core.windows import WindowSet
+
+__all__ = ["ModelStage"]
+
+F64 = npt.NDArray[np.float64]
+_log = structlog.get_logger(__name__)
+
+
+@dataclass
+class _Piece:
+    """One pane of one applied delta, in this stage's rows, kept to undo it."""
+
+    pane: int
+    plain: F64
+    decay: list[F64]
+    errors: int  # errors appended to the pane's buffer (0: the pane had closed)
+
+
+@dataclass
+class _Applied:
+    base: dict[str, int]
+    end: dict[str, int]
+    progress_before: dict[str, float]
+    idle_before: frozenset[str]
+    pieces: list[_Piece]
+    counts: F64
+    delay: F64
+    delay_sum: float
+    waiting_before: tuple[int, int] | None  # (pending, early) of the partition before
+
+
+@dataclass
+class _Chain:
+    """Where a partition's chain of deltas stands, and what to undo on a restart."""
+
+    end: dict[str, int] = field(default_factory=dict)
+    history: list[_Applied] = field(default_factory=list)  # since the confirmed checkpoint
+    session: str | None = None
+    seq: int = 0
+    retired: set[str] = field(default_factory=set)  # older sessions: their deltas are stale
+
+
+class ModelStage:
+    """Stage 2 of model ``name``: see the module docstring.
+
+    ``partitions`` is the number of partitions of each input topic (co-partitioned)."""
+
+    def __init__(self, config: MonitorConfig, name: str, partitions: int) -> None:
+        index = next(i for i, m in enumerate(config.models) if m.name == name)
+        self.config = config
+        self.name = name
+        self.pane = config.time.pane
+        self.lateness = config.time.allowed_lateness
+        self.topics = (config.kafka.predictions_topic, config.kafka.labels_topic)
+        self.model = ModelState(index, config.models[index], self.pane)
+        self.windows: WindowSet = self.model.new_windows()
+        self.partitions = partitions
+        self.progress: dict[int, dict[str, float]] = {}
+        self.idle: dict[int, frozenset[str]] = {}
+        self.released: set[int] = set()
+        self.chains: dict[int, _Chain] = {}
+        self.watermark = -math.inf
+        self.closed_upto: int | None = None
+        self.panes_closed = 0
+        self.error_panes: dict[int, dict[int, tuple[list[float], list[float]]]] = {}
+        self.counts = np.zeros(len(COUNT_NAMES))
+        self.delay = np.zeros(len(LABEL_DELAY_BUCKETS) + 1)
+        self.delay_sum = 0.0
+        #: partition -> (predictions waiting for a label, labels waiting) as last reported
+        self.waiting: dict[int, tuple[int, int]] = {}
+        #: partition -> wall-clock time its last delta was applied (see :meth:`release_silent`)
+        self.heard: dict[int, float] = {}
+        self.started = time.time()
+        self.stale = 0  # deltas that fitted no chain (dropped)
+        self.signals_out: list[PaneSignals] = []
+        self.alerts_out: list[AlertEvent] = []
+        self.rules = RuleBook(config)
+        model = self.model
+        if model.baseline is not None:
+            self.rules.set_reference(
+                name,
+                {
+                    f"{metric}@{spec.name}": (value, None)
+                    for metric, value in model.baseline.metrics.items()
+                    for spec in model.windows
+                },
+            )
+
+    # ------------------------------------------------------------------ input
+    def apply(self, delta: PartitionDelta, advance: bool = True) -> bool:
+        """Merge one partition's delta; False when it fits no point of the partition's
+        chain (a stale duplicate) and was dropped. Then (with ``advance``) close the panes
+        the clock passed: give False when more deltas read together follow, and call
+        :meth:`advance` after the last, so that their panes close once, with all of them."""
+        chain = self.chains.setdefault(delta.number, _Chain())
+        if delta.session == chain.session:
+            fits = delta.seq == chain.seq + 1 and delta.base == chain.end
+            at = len(chain.history)
+        elif delta.session in chain.retired:
+            fits, at = False, 0
+        else:  # a new run of stage 1: it starts at a checkpoint this chain went through
+            found = next((i for i, a in enumerate(chain.history) if a.base == delta.base), None)
+            at = len(chain.history) if delta.base == chain.end else found  # type: ignore[assignment]
+            fits = at is not None
+        if not fits:
+            self.stale += 1
+            _log.info(
+                "stale_delta",
+                model=self.name,
+                partition=delta.number,
+                session=delta.session,
+                seq=delta.seq,
+            )
+            return False
+        for applied in reversed(chain.history[at:]):
+            self._undo(delta.number, applied)
+        del chain.history[at:]
+        if delta.session != chain.session:
+            if chain.session is not None:
+                chain.retired.add(chain.session)
+            chain.session = delta.session
+        chain.seq = delta.seq
+        mine = next((m for m in delta.models if m.model == self.name), None)
+        applied = _Applied(
+            dict(delta.base),
+            dict(delta.end),
+            dict(self.progress.get(delta.number, {})),
+            self.idle.get(delta.number, frozenset()),
+            [],
+            np.zeros(len(COUNT_NAMES)),
+            np.zeros(len(self.delay)),
+            0.0,
+            self.waiting.get(delta.number),
+        )
+        if mine is not None:
+            self._add(delta, mine, applied)
+        chain.end = dict(delta.end)
+        chain.history.append(applied)
+        if delta.confirmed is not None:
+            keep = next(
+                (i for i, a in enumerate(chain.history) if a.base == delta.confirmed), None
+            )
+            if keep is not None:
+                del chain.history[:keep]
+            elif delta.confirmed == chain.end:
+                chain.history.clear()
+        self.progress[delta.number] = dict(delta.progress)
+        self.idle[delta.number] = frozenset(delta.idle)
+        self.released.discard(delta.number)
+        self.heard[delta.number] = time.time()
+        if advance:
+            self.advance()
+        return True
+
+    def _rows(self, md: ModelDelta) -> npt.NDArray[np.int64]:
+        registry = self.model.registry
+        return np.array([registry.lookup(d, v) for d, v in md.slice_keys], dtype=np.int64)
+
+    def _add(self, delta: PartitionDelta, md: ModelDelta, applied: _Applied) -> None:
+        mapping = self._rows(md)
+        rows = len(self.model.registry.keys)
+        self.windows.grow(rows)
+        for pd in md.panes:
+            where = mapping[np.asarray(pd.rows, dtype=np.int64)]
+            plain = np.zeros((rows, md.width))
+            np.add.at(plain, where, delta.array(md, pd.plain))
+            decay = []
+            for block in pd.decay:
+                d = np.zeros((rows, md.width))
+                np.add.at(d, where, delta.array(md, block))
+                decay.append(d)
+            self._merge(pd.pane, plain, decay, 1.0)
+            errors = 0
+            if pd.err and (self.closed_upto is None or pd.pane >= self.closed_upto):
+                ts, err = self.error_panes.setdefault(pd.pane, {}).setdefault(
+                    delta.number, ([], [])
+                )
+                ts.extend(pd.err_ts)
+                err.extend(pd.err)
+                errors = len(pd.err)
+            applied.pieces.append(_Piece(pd.pane, plain, decay, errors))
+        applied.counts = np.asarray(md.counts, dtype=np.float64)
+        applied.delay = np.asarray(md.delay, dtype=np.float64)
+        applied.delay_sum = md.delay_sum
+        self.counts += applied.counts
+        self.delay += applied.delay
+        self.delay_sum += applied.delay_sum
+        self.waiting[delta.number] = (md.pending, md.early)
+        for dimension, n in md.folded.items():
+            self.model.registry.folded[dimension] = max(
+                self.model.registry.folded[dimension], n
+            )
+
+    def _merge(self, pane: int, plain: F64, decay: list[F64], sign: float) -> None:
+        """Add (``sign`` 1) or take back (-1) a pane's sums, open or closed."""
+        w = self.windows
+        if self.closed_upto is None or pane >= self.closed_upto:
+            w.add_sums(pane, None, sign * plain, [sign * d for d in decay])
+            return
+        w.add_sums(pane, self.closed_upto, sign * plain, [sign * d for d in decay])
+        lay = self.model.layout
+        events = float(plain[0, lay.col("pred_n")] + plain[0, lay.col("n")])
+        self.counts[LATE] += sign * events
+
+    def _undo(self, number: int, applied: _Applied) -> None:
+        for piece in reversed(applied.pieces):
+            rows = len(self.model.registry.keys)
+            plain = _pad(piece.plain, rows)
+            self._merge(piece.pane, plain, [_pad(d, rows) for d in piece.decay], -1.0)
+            if piece.errors:
+                buffered = self.error_panes.get(piece.pane, {}).get(number)
+                if buffered is not None:  # not fed to the detectors yet
+                    del buffered[0][-piece.errors :]
+                    del buffered[1][-piece.errors :]
+        self.counts -= applied.counts
+        self.delay -= applied.delay
+        self.delay_sum -= applied.delay_sum
+        self.progress[number] = dict(applied.progress_before)
+        self.idle[number] = applied.idle_before
+        if applied.waiting_before is None:
+            self.waiting.pop(number, None)
+        else:
+            self.waiting[number] = applied.waiting_before
+
+    def release(self, numbers: set[int]) -> None:
+        """Stop waiting for these partitions until they report again (nobody holds them)."""
+        self.released |= numbers
+        self.advance()
+
+    def release_silent(self, now: float, timeout: float) -> set[int]:
+        """Release the partitions not heard of for ``timeout`` seconds of wall time (since
+        this stage started, for one never heard of): nobody holds them, or their holder
+        cannot publish. They hold the clock again from their next delta. Returns them."""
+        silent = {
+            n
+            for n in range(self.partitions)
+            if n not in self.released and now - self.heard.get(n, self.started) >= timeout
+        }
+        if silent:
+            _log.info("partitions_released", model=self.name, partitions=sorted(silent))
+            self.release(silent)
+        return silent
+
+    # ------------------------------------------------------------------ time
+    def _watermark(self) -> float:
+        highs: dict[tuple[str, int], float] = {}
+        for number in range(self.partitions):
+            reported = self.progress.get(number, {})
+            for topic in self.topics:
+                highs[(topic, number)] = reported.get(topic, -math.inf)
+        live = [
+            ts
+            for (topic, number), ts in highs.items()
+            if topic not in self.idle.get(number, ()) and number not in self.released
+        ]
+        if not highs:
+            return -math.inf
+        return (min(live) if live else max(highs.values())) - self.lateness
+
+    def advance(self) -> None:
+        """Move the watermark to what the partitions reported; close the panes it passed."""
+        mark = self._watermark()
+        if mark > self.watermark:
+            self.watermark = mark
+        if math.isfinite(self.watermark):
+            self.close_through(math.floor(self.watermark / self.pane))
+
+    def close_through(self, upto: int) -> None:
+        """Close every pane below ``upto``, in order, emitting the model's signals per pane."""
+        w = self.windows
+        if self.closed_upto is None:
+            if not w.open:
+                return
+            self.closed_upto = min(min(w.open), upto)
+        while self.closed_upto < upto:
+            pane = self.closed_upto
+            first = min(w.open, default=None)
+            if w.ring_empty() and (first is None or first > pane):
+                target = upto if first is None else min(first, upto)
+                if target - pane > 1:
+                    w.skip_empty(target - 1 - pane)
+                    self.panes_closed += target - pane - 1
+                    pane = self.closed_upto = target - 1
+            w.close(pane)
+            self.closed_upto = pane + 1
+            self.panes_closed += 1
+            self._emit(pane)
+
+    # ------------------------------------------------------------------ signals
+    def compute(self, final: bool = False) -> dict[str, dict[str, F64]]:
+        """Every window's metrics per slice row, as of the last close (``final``: with the
+        open panes counted in ``all``, as at the end of input)."""
+        model, w = self.model, self.windows
+        sums: dict[str, F64] = {}
+        sliding_i = decay_i = 0
+        for spec in model.windows:
+            if spec.kind == "all":
+                sums[spec.name] = w.cum + w.open_total() if final else w.cum
+            elif spec.kind == "sliding":
+                sums[spec.name] = w.sliding[sliding_i]
+                sliding_i += 1
+            else:
+                sums[spec.name] = w.decay[decay_i]
+                decay_i += 1
+        closed = w.cum[:, model.layout.col("n")] - w.late_n
+        return window_values(model, sums, lambda _model: closed)
+
+    def _detect(self, pane: int) -> dict[str, int]:
+        detectors = self.model.detectors
+        assert detectors is not None
+        ts: list[float] = []
+        errors: list[float] = []
+        for p in sorted(k for k in self.error_panes if k <= pane):
+            parts = self.error_panes.pop(p)
+            for number in sorted(parts):
+                ts.extend(parts[number][0])
+                errors.extend(parts[number][1])
+        order = np.argsort(np.asarray(ts), kind="stable")
+        return detectors.feed(np.asarray(errors)[order].tolist())
+
+    def _emit(self, pane: int) -> None:
+        model = self.model
+        end = (pane + 1) * self.pane
+        values = self.compute()
+        if model.detectors is not None:
+            rows = len(model.registry.keys)
+            model.last_detections = self._detect(pane)
+            for name, found in model.last_detections.items():
+                column = np.full(rows, np.nan)
+                column[0] = found
+                for metrics in values.values():
+                    metrics[f"{name}:{model.detectors.stream}"] = column
+        model.last = values
+        model.last_rows = len(model.registry.keys)
+        signals = {
+            f"{metric}@{window}": float(v[0])
+            for window, metrics in values.items()
+            for metric, v in metrics.items()
+        }
+        self.signals_out.append(PaneSignals(self.name, end, signals))
+        seen = float(self.windows.cum[0, model.layout.col("pred_n")])
+        self.rules.reconcile(self.config)
+        self.alerts_out.extend(self.rules.evaluate(self.name, end, signals, seen))
+
+    def drain_signals(self) -> list[PaneSignals]:
+        """Signals of the panes closed since the last call."""
+        out, self.signals_out = self.signals_out, []
+        return out
+
+    def drain_alerts(self) -> list[AlertEvent]:
+        """Alert events of the panes closed since the last call."""
+        out, self.alerts_out = self.alerts_out, []
+        return out
+
+    def counters(self) -> dict[str, float]:
+        """The model's counters over every partition (``COUNT_NAMES``)."""
+        return {name: float(self.counts[i]) for i, name in enumerate(COUNT_NAMES)}
+
+    def report(self) -> ModelReport:
+        """The model's picture, as :meth:`~monitor.core.engine.Engine.report` gives it for
+        one process: metrics per window as of the last pane close, counters now."""
+        model = self.model
+        out = ModelReport(name=self.name, task=model.config.task)
+        out.counts = self.counters()
+        out.counts["pending"] = float(sum(p for p, _ in self.waiting.values()))
+        out.counts["early_labels_pending"] = float(sum(e for _, e in self.waiting.values()))
+        if model.detectors is not None:
+            for name, total in model.detectors.totals.items():
+                out.counts[f"{name}_detections"] = float(total)
+        out.label_delay_buckets = np.cumsum(self.delay).tolist()
+        out.label_delay_sum = float(self.delay_sum)
+        out.alerts = self.rules.report(self.name)
+        cumulative = self.windows.cum + self.windows.open_total()
+        for row, (dimension, value) in enumerate(model.registry.keys):
+            windows = {
+                window: {metric: float(v[row]) for metric, v in metrics.items()}
+                for window, metrics in model.last.items()
+                if row < model.last_rows
+            }
+            counters = slice_counters(model, cumulative[row]) if row < len(cumulative) else {}
+            out.slices.append(SliceReport(dimension, value, windows, counters))
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        """A short picture for logs and tests."""
+        return {
+            "model": self.name,
+            "watermark": self.watermark,
+            "closed_upto": self.closed_upto,
+            "panes_closed": self.panes_closed,
+            "stale": self.stale,
+        }
+
+
+def _pad(arr: F64, rows: int) -> F64:
+    if arr.shape[0] >= rows:
+        return arr
+    out = np.zeros((rows, arr.shape[1]))
+    out[: arr.shape[0]] = arr
+    return out

@@ -1,0 +1,218 @@
+"""Stage 1's output: what one input partition adds to each model's panes, as records.
+
+Stage 1 (decode, validate, join, per input partition) does not close panes. For each
+model and pane it adds, per slice row, the same additive terms the windows hold: the
+plain sums, and for every decay window the sums weighted by ``exp(-(end - t) * ln2 / h)``
+with ``end`` the end of the event's own pane (stage 2 scales them to its clock). It also
+keeps the joined pairs' errors (event time, error) for the detectors, and the model's
+counters and label-delay histogram.
+
+A :class:`PartitionDelta` is everything one partition added between two points of its
+input, named by the input offsets at both ends (``base`` and ``end``, per input topic),
+with the partition's event-time progress at ``end``. Successive deltas of a partition form
+a chain: each one's ``base`` is the previous one's ``end``. After a crash the partition
+resumes from its last checkpoint, which is always the ``end`` of a delta already
+published (a checkpoint is written right after the delta that ends at it), so a chain
+that restarts at an earlier ``end`` tells stage 2 to undo what it applied after that point
+and take the new chain: the sums come out exact with no transactions from the broker
+(see :class:`~monitor.core.model_stage.ModelStage`). Each run of stage 1 over a partition
+(from a restore on) is a *session* with its own id and numbers its deltas: a restart is a
+new session, a delta delivered twice repeats a number, and a delta of an older session
+(a member that has not noticed it lost the partition) is known for what it is.
+``confirmed`` names the partition's last durable checkpoint: stage 2 never needs to undo
+past it.
+
+Records are msgspec structs, encoded with msgspec's MessagePack; arrays travel as
+little-endian float64 bytes. Nothing in a record is executed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Final
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+
+from monitor.core.layout import scatter_add
+
+__all__ = [
+    "DeltaLedger",
+    "ModelDelta",
+    "PaneDelta",
+    "PartitionDelta",
+    "decode_delta",
+    "encode_delta",
+]
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+#: The version of the record format; a reader refuses any other.
+FORMAT: Final = 1
+
+
+class PaneDelta(msgspec.Struct, array_like=True, frozen=True):
+    """What a partition added to one pane of one model.
+
+    ``rows`` are the indices, in the message's ``slice_keys``, of the slice rows present;
+    ``plain`` is ``(len(rows), width)`` float64 bytes; ``decay`` one such block per decay
+    window of the model, weighted to the pane's end; ``err_ts``/``err`` the joined pairs'
+    event times and errors in input order (detectors)."""
+
+    pane: int
+    rows: list[int]
+    plain: bytes
+    decay: list[bytes]
+    err_ts: list[float]
+    err: list[float]
+
+
+class ModelDelta(msgspec.Struct, array_like=True, frozen=True):
+    """What a partition added to one model: its panes and its counters' increments."""
+
+    model: str
+    width: int
+    slice_keys: list[tuple[str, str]]
+    panes: list[PaneDelta]
+    counts: list[float]  # COUNT_NAMES order
+    delay: list[float]  # label-delay histogram buckets, +Inf last
+    delay_sum: float
+    folded: dict[str, int]
+    pending: int  # predictions waiting for a label in the partition, at ``end``
+    early: int  # labels waiting for their prediction (this model or unnamed), at ``end``
+
+
+class PartitionDelta(msgspec.Struct, frozen=True):
+    """What input partition ``number`` added between offsets ``base`` and ``end``."""
+
+    format: int
+    number: int
+    session: str  # one per run of stage 1 over this partition (from a restore on)
+    seq: int  # 1, 2, ... within the session
+    base: dict[str, int]  # topic -> next offset at the start (empty: the very start)
+    end: dict[str, int]  # topic -> next offset at the end
+    progress: dict[str, float]  # topic -> largest event time read, at ``end``
+    idle: list[str]  # input topics of this partition caught up and silent at ``end``
+    confirmed: dict[str, int] | None  # offsets of the last durable checkpoint
+    models: list[ModelDelta]
+
+    def array(self, model: ModelDelta, block: bytes) -> F64:
+        """A ``plain`` or ``decay`` block of ``model`` as a ``(rows, width)`` array."""
+        flat = np.frombuffer(block, dtype="<f8")
+        return flat.reshape(-1, model.width).astype(np.float64, copy=False)
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(PartitionDelta)
+
+
+def encode_delta(delta: PartitionDelta) -> bytes:
+    """The record value of ``delta``."""
+    return _encoder.encode(delta)
+
+
+def decode_delta(value: bytes) -> PartitionDelta:
+    """A delta from its record value; ValueError when it is not one of this format."""
+    try:
+        delta = _decoder.decode(value)
+    except msgspec.DecodeError as exc:
+        raise ValueError(f"not a pane delta: {exc}") from exc
+    if delta.format != FORMAT:
+        raise ValueError(f"pane delta format {delta.format}, expected {FORMAT}")
+    for model in delta.models:
+        for pane in model.panes:
+            size = len(pane.rows) * model.width * 8
+            if len(pane.plain) != size or any(len(d) != size for d in pane.decay):
+                raise ValueError(f"pane delta of {model.model!r}: blocks of the wrong size")
+            if len(pane.err_ts) != len(pane.err):
+                raise ValueError(f"pane delta of {model.model!r}: error lists differ in length")
+            if any(r < 0 or r >= len(model.slice_keys) for r in pane.rows):
+                raise ValueError(f"pane delta of {model.model!r}: a row outside slice_keys")
+    return delta
+
+
+@dataclass
+class _Pane:
+    plain: F64
+    decay: list[F64]
+    err_ts: list[float] = field(default_factory=list)
+    err: list[float] = field(default_factory=list)
+
+
+class DeltaLedger:
+    """One input partition's additions since its last delta, per model and pane.
+
+    ``decay_rates[m]`` are model ``m``'s decay windows' rates (ln 2 / half-life); ``width``
+    its accumulator width. Rows follow the stage-1 engine's slice registry of each model
+    and grow with it.
+    """
+
+    def __init__(self, pane: float, widths: list[int], decay_rates: list[list[float]]) -> None:
+        self.pane = pane
+        self.widths = widths
+        self.decay_rates = decay_rates
+        self.panes: list[dict[int, _Pane]] = [{} for _ in widths]
+
+    def add(self, m: int, pane: int, rows: int, slices: I64, cols: I64, vals: F64, ts: F64) -> None:
+        """Add events of model ``m`` in ``pane`` (``ts`` their event times)."""
+        acc = self.panes[m].get(pane)
+        if acc is None:
+            width = self.widths[m]
+            acc = self.panes[m][pane] = _Pane(
+                np.zeros((rows, width)), [np.zeros((rows, width)) for _ in self.decay_rates[m]]
+            )
+        elif acc.plain.shape[0] < rows:
+            acc.plain = _pad(acc.plain, rows)
+            acc.decay = [_pad(d, rows) for d in acc.decay]
+        scatter_add(acc.plain, slices, cols, vals)
+        if acc.decay:
+            age = (pane + 1) * self.pane - ts
+            for rate, target in zip(self.decay_rates[m], acc.decay, strict=True):
+                scatter_add(target, slices, cols, vals, np.exp(-rate * age))
+
+    def add_errors(self, m: int, pane: int, rows: int, ts: list[float], err: list[float]) -> None:
+        """Keep joined pairs' errors of model ``m`` in ``pane``, in input order."""
+        acc = self.panes[m].get(pane)
+        if acc is None:
+            width = self.widths[m]
+            acc = self.panes[m][pane] = _Pane(
+                np.zeros((rows, width)), [np.zeros((rows, width)) for _ in self.decay_rates[m]]
+            )
+        acc.err_ts.extend(ts)
+        acc.err.extend(err)
+
+    def take(self, m: int) -> list[PaneDelta]:
+        """Model ``m``'s pane additions as records, forgetting them (rows that are all zero
+        are left out)."""
+        out = []
+        for pane in sorted(self.panes[m]):
+            acc = self.panes[m][pane]
+            used = np.flatnonzero(np.any(acc.plain != 0, axis=1))
+            if len(used) == 0 and not acc.err:
+                continue
+            out.append(
+                PaneDelta(
+                    pane,
+                    used.tolist(),
+                    np.ascontiguousarray(acc.plain[used], dtype="<f8").tobytes(),
+                    [np.ascontiguousarray(d[used], dtype="<f8").tobytes() for d in acc.decay],
+                    acc.err_ts,
+                    acc.err,
+                )
+            )
+        self.panes[m] = {}
+        return out
+
+
+def _pad(arr: F64, rows: int) -> F64:
+    out = np.zeros((rows, arr.shape[1]))
+    out[: arr.shape[0]] = arr
+    return out
+
+
+def decay_rates(seconds: list[float]) -> list[float]:
+    """The rates (ln 2 / half-life) of decay windows with these half-lives."""
+    return [math.log(2) / s for s in seconds]

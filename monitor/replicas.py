@@ -1,0 +1,269 @@
+"""The two stages across replicas (``[state] store = "kafka"``): this replica's stage 1
+publishes its input partitions' pane deltas to the partials topic, and it runs stage 2
+for the models it owns.
+
+- **Stage 1 out.** Every tick, and right before every checkpoint of a partition, each
+  input partition this replica reads gives one :class:`~monitor.core.partials.PartitionDelta`
+  (:class:`~monitor.core.deltas.DeltaBook`); it is cut per model and sent to the model's
+  partition of the partials topic (:func:`~monitor.kafka.partials_topic.model_partition`),
+  key ``<model>/<input partition>``. A model without anything new in the partition still
+  gets the partition's progress: its clock needs it. A checkpoint is written only after
+  the partials up to it are acknowledged, so every checkpoint is the end of a delta that
+  stage 2 has (the chain's contract, :mod:`monitor.core.partials`).
+- **Stage 2 in.** The owners' consumer group (``<group_id>.owners``) over the partials
+  topic gives each of its partitions, so each model, to exactly one replica. On gaining
+  one, the replica builds the model's :class:`~monitor.core.model_stage.ModelStage` from
+  the partition's records from the beginning; until it has read what was written before
+  the gain, the stage's signals and alerts are not sent and its gauges not exported (the
+  previous owner sent them). Only the owner exports a model's gauges and sends its alerts.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+import structlog
+
+from monitor.config import MonitorConfig
+from monitor.core.deltas import DeltaBook
+from monitor.core.engine import Engine, PaneSignals
+from monitor.core.model_stage import ModelStage
+from monitor.core.partials import PartitionDelta, decode_delta, encode_delta
+from monitor.core.report import Report
+from monitor.core.rules import AlertEvent
+from monitor.kafka.partials_topic import (
+    ModelOwnership,
+    PartialRecord,
+    PartialsWriter,
+    model_partition,
+)
+
+__all__ = ["ReplicaStages"]
+
+log = structlog.get_logger(__name__)
+
+
+class ReplicaStages:
+    """This replica's share of the two stages; see the module docstring.
+
+    ``input_partitions`` tells the number of partitions of the input topics once the
+    source knows it (None before): a model's clock waits for every one of them."""
+
+    def __init__(self, config: MonitorConfig, engine: Engine) -> None:
+        self.config = config
+        self.engine = engine
+        self.book = DeltaBook(engine)
+        state = config.state
+        topic = state.partials_topic or f"{config.kafka.group_id}.partials"
+        self.writer = PartialsWriter(config, topic, state.partials_partitions)
+        self.owners = ModelOwnership(
+            config,
+            topic,
+            state.partials_partitions,
+            f"{config.kafka.group_id}.owners",
+            on_change=self._changed,
+            start_offset=lambda _partition: None,
+        )
+        self.stages: dict[str, ModelStage] = {}
+        self.input_partitions: int | None = None
+        self.bad_records = 0
+        self._topics = (config.kafka.predictions_topic, config.kafka.labels_topic)
+        #: The owners' consumer lives in its own thread (a group member must poll with a
+        #: timeout to join, and the run loop must not wait); it hands over what it read.
+        self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._owned: frozenset[int] = frozenset()
+        self._caught_up: frozenset[int] = frozenset()
+        self._partials_partitions: int | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def connect(self, stop: threading.Event) -> None:
+        """Connect the writer and start the owners' thread (both wait out an outage)."""
+        self.writer.connect(stop)
+        self._thread = threading.Thread(
+            target=self._own, args=(stop,), name="model-owners", daemon=True
+        )
+        self._thread.start()
+
+    def _own(self, stop: threading.Event) -> None:
+        """The owners' thread: join the group, read the owned partitions, hand over."""
+        owners = self.owners
+        try:
+            owners.connect(stop)
+            self._partials_partitions = owners.partitions
+            while not (stop.is_set() or self._stop.is_set()):
+                records = owners.poll(0.2)
+                if records:
+                    self._inbox.put(("records", records))
+                self._owned = owners.owned()
+                self._caught_up = frozenset(p for p in self._owned if owners.caught_up(p))
+        except Exception as exc:  # a bug here must not pass silently: the loop logs it
+            log.error("model_owners_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+            self._inbox.put(("failed", exc))
+        finally:
+            owners.close()
+
+    def close(self) -> None:
+        """Leave the owners' group (ownership moves at once) and close the writer."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10.0)
+        self.writer.close()
+
+    # ------------------------------------------------------------------ stage 1
+    def publish(self, numbers: Iterable[int], idle: set[tuple[str, int]]) -> None:
+        """Send what input partitions ``numbers`` added since their last delta, to every
+        model (``idle``: the input partitions caught up and silent)."""
+        partitions = self.writer.partitions
+        if partitions is None:
+            return
+        for number in sorted(numbers):
+            if number not in self.engine.partitions:
+                continue
+            quiet = frozenset(t for t in self._topics if (t, number) in idle)
+            delta = self.book.take(number, quiet)
+            for model in self.config.models:
+                mine = [m for m in delta.models if m.model == model.name]
+                part = PartitionDelta(
+                    delta.format,
+                    delta.number,
+                    delta.session,
+                    delta.seq,
+                    delta.base,
+                    delta.end,
+                    delta.progress,
+                    delta.idle,
+                    delta.confirmed,
+                    mine,
+                )
+                key = f"{model.name}/{number}".encode()
+                self.writer.send(model.name, key, encode_delta(part))
+
+    def flush(self, timeout_s: float) -> bool:
+        """True when every delta sent so far is acknowledged."""
+        return self.writer.flush(timeout_s)
+
+    def restarted(self, numbers: Iterable[int]) -> None:
+        """These partitions' state was just restored (or dropped): their chains restart."""
+        for number in numbers:
+            self.book.restart(number)
+
+    def checkpointed(self, numbers: Iterable[int]) -> None:
+        """The checkpoint of these partitions is durable at their current offsets."""
+        for number in numbers:
+            state = self.engine.partitions.get(number)
+            if state is not None:
+                self.book.checkpointed(number, dict(state.offsets))
+
+    # ------------------------------------------------------------------ stage 2
+    def _changed(self, gained: set[int], lost: set[int]) -> None:
+        """``on_change`` (owners' thread): the run loop drops the lost models' stages."""
+        self._inbox.put(("change", (gained, lost)))
+
+    def _where(self, model: str) -> int | None:
+        partitions = self._partials_partitions
+        return None if partitions is None else model_partition(model, partitions)
+
+    def owned_models(self) -> list[str]:
+        """The models whose stage 2 this replica runs now."""
+        owned = self._owned
+        return [m.name for m in self.config.models if self._where(m.name) in owned]
+
+    def _stage(self, model: str) -> ModelStage | None:
+        stage = self.stages.get(model)
+        if stage is None and self.input_partitions and self._where(model) in self._owned:
+            stage = self.stages[model] = ModelStage(self.config, model, self.input_partitions)
+            log.info("model_stage_started", model=model, input_partitions=self.input_partitions)
+        return stage
+
+    def _live(self, model: str) -> bool:
+        """Whether ``model``'s stage has read its history: its outputs are this replica's."""
+        return model in self.stages and self._where(model) in self._caught_up
+
+    def poll(self) -> tuple[list[PaneSignals], list[AlertEvent]]:
+        """Merge the partials the owners' thread read, and return the signals and alert
+        events of the panes that closed (those of a stage still reading its history are
+        dropped: its previous owner sent them). Never waits."""
+        touched: dict[str, ModelStage] = {}
+        while True:
+            try:
+                kind, item = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            if kind == "change":
+                gained, lost = item
+                for model in self.config.models:
+                    if self._where(model.name) in lost:
+                        self.stages.pop(model.name, None)
+                        touched.pop(model.name, None)
+                log.info("models_owned_changed", gained=sorted(gained), lost=sorted(lost))
+            elif kind == "records":
+                for record in item:
+                    stage = self._route(record)
+                    if stage is not None:
+                        touched[stage.name] = stage
+            else:
+                raise RuntimeError("the model owners' consumer stopped") from item
+        for stage in touched.values():
+            stage.advance()
+        return self._drain()
+
+    def _route(self, record: PartialRecord) -> ModelStage | None:
+        if record.value is None:
+            return None
+        model = record.key.decode("utf-8", "replace").rpartition("/")[0]
+        try:
+            delta = decode_delta(record.value)
+        except ValueError as exc:
+            self.bad_records += 1
+            log.warning("partials_record_refused", partition=record.partition,
+                        offset=record.offset, error=str(exc)[:200])  # fmt: skip
+            return None
+        stage = self._stage(model)
+        if stage is None:
+            return None
+        stage.apply(delta, advance=False)
+        return stage
+
+    def _drain(self) -> tuple[list[PaneSignals], list[AlertEvent]]:
+        signals: list[PaneSignals] = []
+        alerts: list[AlertEvent] = []
+        for name, stage in self.stages.items():
+            got, events = stage.drain_signals(), stage.drain_alerts()
+            if self._live(name):
+                signals += got
+                alerts += events
+        return signals, alerts
+
+    def tick(self, now: float) -> tuple[list[PaneSignals], list[AlertEvent]]:
+        """Once a second: create the stages of owned models not heard of yet, release the
+        input partitions nobody has published for ``time.unassigned_timeout``, and judge
+        absence rules on the wall clock when every input partition is idle."""
+        for model in self.owned_models():
+            self._stage(model)
+        timeout = self.config.time.unassigned_timeout
+        for name, stage in self.stages.items():
+            stage.release_silent(now, timeout)
+            quiet = all(
+                n in stage.released or set(self._topics) <= stage.idle.get(n, frozenset())
+                for n in range(stage.partitions)
+            )
+            if quiet and self._live(name):
+                stage.rules.reconcile(self.config)
+                stage.alerts_out.extend(stage.rules.evaluate_idle(now))
+        return self._drain()
+
+    def report(self, local: Report) -> Report:
+        """``local`` (this replica's engine: rejects and counts of its partitions) with the
+        model-level part replaced by the owned models' stage 2: a model this replica does
+        not own, or still reads the history of, is left out."""
+        out = Report(watermark=local.watermark, panes_closed=local.panes_closed,
+                     events=local.events, rejects=dict(local.rejects))  # fmt: skip
+        for name, stage in self.stages.items():
+            if self._live(name):
+                out.models[name] = stage.report()
+        return out

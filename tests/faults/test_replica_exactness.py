@@ -1,0 +1,199 @@
+"""Two replicas give the model one process gives (issue: one event-time clock and one state
+per model). Replicas A and B in one group over 6-partition topics with the Kafka state
+store; a single process C (local store, its own group and alert topic) reads the same
+topics. While a stream with delayed labels, slices and garbage flows, B is SIGKILLed and
+started again, then A is stopped with SIGTERM and started again (a rolling deploy).
+
+At the end every model-level series (``monitor_model_metric`` of every window, metric
+and slice, the model counters, the label-delay histogram, the alert rule states) comes
+from exactly one replica, and equals C's; the alert transitions sent by the replicas
+(id and status) are C's.
+
+Event time runs at a quarter of wall time so that the takeovers stay inside the allowed
+lateness in event time: no event is late anywhere, and the comparison is exact.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from monitor.broker import free_port
+from tests.daemon import daemon_config, read_topic
+from tests.faults.harness import Daemon, PacedProducer
+from tests.faults.test_replicas import PARTITIONS, PRODUCE_S, _stream, _wait
+
+BODY = """
+[time]
+pane = "500ms"
+allowed_lateness = "6s"
+idle_timeout = "5s"
+
+[[models]]
+name = "fraud"
+task = "binary"
+positive_class = 1
+label_ttl = "10m"
+windows = ["all", "5s", "ewm5s"]
+segments = ["region"]
+detectors = ["adwin", "cusum"]
+reference_warmup = 0
+
+[[models.alerts]]
+name = "accuracy-low"
+signal = "accuracy@5s"
+op = "<"
+threshold = 0.89
+resolve_threshold = 0.893
+
+[[models.alerts]]
+name = "drift-of-errors"
+kind = "detector"
+signal = "cusum:error@all"
+"""
+#: Families that are the model's (stage 2): they come from the model's owner alone.
+MODEL_FAMILIES = (
+    "monitor_model_metric",
+    "monitor_slice_predictions_total",
+    "monitor_slice_joined_total",
+    "monitor_confusion_total",
+    "monitor_predictions_received_total",
+    "monitor_labels_received_total",
+    "monitor_join_total",
+    "monitor_late_events_total",
+    "monitor_label_delay_seconds",
+    "monitor_alert_state",
+    "monitor_pending_predictions",
+)
+
+
+def _model_series(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.startswith(MODEL_FAMILIES) and "model" in sample.labels:
+                labels = {k: v for k, v in sample.labels.items() if k != "group_id"}
+                out[(sample.name, tuple(sorted(labels.items())))] = sample.value
+    return out
+
+
+def _owns_partials(daemon: Daemon) -> bool:
+    """Whether the daemon's latest start has been given partitions of the partials topic."""
+    text = daemon.log_path.read_text(errors="replace")
+    latest = text[text.rfind("--- start"):]
+    return any(
+        '"partials_ownership_changed"' in line and json.loads(line)["owned"]
+        for line in latest.splitlines()
+        if line.startswith("{")
+    )
+
+
+def _same(got: float, want: float) -> bool:
+    if math.isnan(want):
+        return math.isnan(got)
+    return math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-9)
+
+
+def test_two_replicas_through_a_crash_and_a_rolling_deploy_equal_one_process(
+    broker: Any, make_topics: Any, tmp_path: Path
+) -> None:
+    topics = make_topics(PARTITIONS, PARTITIONS)
+    stream, _labels = _stream(seed=21)
+    state = f'store = "kafka"\ntopic = "state-{uuid.uuid4().hex[:8]}"'
+    daemons = []
+    for name in ("a", "b", "c"):
+        (tmp_path / name).mkdir()
+        port = free_port()
+        text = daemon_config(
+            broker.bootstrap, topics, port, BODY, checkpoint_interval="1s",
+            state=state if name != "c" else "",
+        )  # fmt: skip
+        if name == "c":  # one process on its own: its own group and alert topic
+            text = text.replace(topics.group_id, f"{topics.group_id}-single")
+            text = text.replace(topics.alerts, f"{topics.alerts}-single")
+        config = tmp_path / name / "monitor.toml"
+        config.write_text(text)
+        daemons.append(Daemon(config, port, tmp_path / name / "daemon.log"))
+    a, b, c = daemons
+    replicas = [a, b]
+
+    def assigned(d: Daemon) -> float | None:
+        return d.sample("monitor_assigned_partitions")
+
+    def owners() -> int:
+        return sum(bool(_model_series(d.get("/metrics")[1])) for d in replicas)
+
+    producer = PacedProducer(broker.bootstrap, topics, stream, PRODUCE_S)
+    try:
+        c.start()
+        a.start()
+        _wait([a, c], "A to own every partition", lambda: assigned(a) == 2 * PARTITIONS, 60)
+        b.start()
+        _wait(replicas, "a 3/3 split", lambda: assigned(a) == assigned(b) == PARTITIONS, 60)
+        producer.start()
+        _wait(replicas, "a quarter of the stream", lambda: producer.sent > len(stream) // 4, 60)
+        b.kill()
+        _wait([a], "A to take B's partitions", lambda: assigned(a) == 2 * PARTITIONS, 60)
+        b.start()
+        _wait(replicas, "a 3/3 split again", lambda: assigned(a) == assigned(b) == PARTITIONS, 60)
+        # A rolling deploy: once the group has settled (the model has its owner again), A
+        # stops, then comes back. (Tansu stalls a group for good when a member leaves in
+        # the middle of a rebalance; Apache Kafka does not.)
+        _wait(replicas, "B in the owners' group", lambda: _owns_partials(b), 60)
+        _wait(replicas, "the model to have an owner", lambda: owners() == 1, 60)
+        code, _ = a.terminate()
+        assert code == 0, a.log_tail()
+        _wait([b], "B to take A's partitions", lambda: assigned(b) == 2 * PARTITIONS, 60)
+        a.start()
+        _wait(replicas, "a 3/3 split at last", lambda: assigned(a) == assigned(b) == PARTITIONS, 60)
+        producer.join(timeout=PRODUCE_S + 60)
+        assert not producer.is_alive() and not producer.errors, producer.errors[:3]
+        assert producer.sent == len(stream)
+        last: list[Any] = []
+
+        def settled() -> bool:
+            # Everything read and every model series still for a few seconds, on C and on
+            # the replicas taken together (not "equal to C": a difference must show below).
+            lag = sum(d.sample("monitor_consumer_lag") or 0.0 for d in daemons)
+            views = [_model_series(d.get("/metrics")[1]) for d in daemons]
+            last.append(views)
+            one_owner = sum(bool(v) for v in views[:2]) == 1
+            return (
+                lag == 0 and one_owner and bool(views[2]) and len(last) > 15
+                and last[-1] == last[-15]
+            )  # fmt: skip
+
+        _wait(daemons, "every daemon caught up and still", settled, 120)
+        a_view, b_view, c_view = last[-1]
+    except AssertionError as exc:
+        tail = broker.log_path.read_text(errors="replace")[-3000:]
+        raise AssertionError(f"{exc}\n--- broker log tail:\n{tail}") from exc
+    finally:
+        for d in daemons:
+            if d.alive():
+                d.terminate()
+            d.ensure_dead()
+
+    exporting = [v for v in (a_view, b_view) if v]
+    assert len(exporting) == 1, "the model's series must come from exactly one replica"
+    owner = exporting[0]
+    assert c_view[("monitor_predictions_received_total", (("model", "fraud"),))] > 0
+    assert c_view[("monitor_late_events_total", (("model", "fraud"),))] == 0
+    assert set(owner) == set(c_view)
+    different = {k: (owner[k], v) for k, v in c_view.items() if not _same(owner[k], v)}
+    assert not different, (len(different), len(c_view), sorted(different.items())[:10])
+
+    def transitions(topic: str) -> set[tuple[str, str]]:
+        return {
+            (body["alert_id"], body["status"])
+            for body in (json.loads(m.value()) for m in read_topic(broker.bootstrap, topic))
+        }
+
+    want = transitions(f"{topics.alerts}-single")
+    assert want, "the stream must make the rules fire"
+    assert transitions(topics.alerts) == want
