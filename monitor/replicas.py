@@ -70,6 +70,8 @@ class ReplicaStages:
         self.stages: dict[str, ModelStage] = {}
         self.input_partitions: int | None = None
         self.bad_records = 0
+        #: Records sent since the last flush that the broker acknowledged whole.
+        self._unconfirmed: list[tuple[str, bytes, bytes]] = []
         self._topics = (config.kafka.predictions_topic, config.kafka.labels_topic)
         #: The owners' consumer lives in its own thread (a group member must poll with a
         #: timeout to join, and the run loop must not wait); it hands over what it read.
@@ -141,11 +143,21 @@ class ReplicaStages:
                     mine,
                 )
                 key = f"{model.name}/{number}".encode()
-                self.writer.send(model.name, key, encode_delta(part))
+                record = (model.name, key, encode_delta(part))
+                self._unconfirmed.append(record)
+                self.writer.send(*record)
 
     def flush(self, timeout_s: float) -> bool:
-        """True when every delta sent so far is acknowledged."""
-        return self.writer.flush(timeout_s)
+        """True when every delta sent so far is acknowledged. When one was not, all those
+        sent since the last acknowledged flush are sent again, in order: a delta lost
+        would break its partition's chain, and stage 2 drops the copies it has already."""
+        if self.writer.flush(timeout_s):
+            self._unconfirmed.clear()
+            return True
+        log.warning("partials_resent", records=len(self._unconfirmed))
+        for record in self._unconfirmed:
+            self.writer.send(*record)
+        return False
 
     def restarted(self, numbers: Iterable[int]) -> None:
         """These partitions' state was just restored (or dropped): their chains restart."""

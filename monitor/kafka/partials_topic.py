@@ -1,8 +1,9 @@
-"""The transport between the two stages: pane partials in a compacted topic, and stage-2
+"""The transport between the two stages: pane deltas in the partials topic, and stage-2
 ownership of models through a consumer group over that topic.
 
-Stage 1 runs per input partition and publishes *pane partials* (cumulative additive sums
-per model, input partition and pane); stage 2 runs per model, with exactly one owner in
+Stage 1 runs per input partition and publishes *pane deltas* (what each input partition
+added to each model's panes, as a chain; see :mod:`monitor.core.partials`); stage 2 runs
+per model, with exactly one owner in
 the cluster at a time. This module carries the partials from one to the other and elects
 the owners. It knows nothing of what the records mean: keys and values are opaque bytes
 that the stages encode and decode.
@@ -13,28 +14,28 @@ Record contract
   :func:`model_partition` ``(model, n)`` of the topic (``n`` its partition count): both
   sides compute it the same way, so the member that owns a partition owns every model
   that hashes to it and reads all of their partials in one ordered stream.
-- **Key** (opaque bytes, required: the topic is compacted) names what a value replaces;
-  the newest value per key is what compaction keeps. Keys beginning with
+- **Key** (opaque bytes, required): ``<model>/<input partition>`` for the stages. Keys
+  beginning with
   :data:`FENCE_PREFIX` are reserved for this module's fences and refused by
   :meth:`PartialsWriter.send`; :meth:`ModelOwnership.poll` never returns them.
-- **Value** (opaque bytes) or ``None``: a tombstone, which deletes the key once
-  compaction runs; readers get it as ``value=None``.
-- The topic is created when missing with ``cleanup.policy=compact`` and the requested
-  partition count. If it exists with another count, that count is used (and logged):
+- **Value** (opaque bytes) or ``None``; readers get the latter as ``value=None``.
+- The topic is created when missing with ``cleanup.policy=delete``, ``retention.ms=-1``
+  (a new owner builds a model's stage 2 from the whole of its partition: every delta
+  counts, none may be compacted or expired away) and the requested partition count. If
+  it exists with another count, that count is used (and logged):
   :func:`model_partition` is always taken over the real count, by both sides.
 
 Delivery semantics
 ------------------
 At least once. The writer's producer waits for all in-sync replicas (``acks=all``),
 retries, and keeps one request in flight per connection, so the records of a key are
-written in the order they were sent (a compacted topic must never keep an older
-cumulative value over a newer one). It is not idempotent: a retry may write a record
-twice, and an owner that resumes from its checkpoint re-reads what came after it.
-**Duplicates are harmless** because every value is cumulative: a re-sent partial replaces
-the earlier one, it is never added to it. A record that cannot be delivered is never
-silently lost: it is counted (:attr:`PartialsWriter.failed`) and makes the next
-:meth:`PartialsWriter.flush` return False, so stage 1 must not checkpoint the input
-offsets those partials reflect, and sends its cumulative partials again later.
+written in the order they were sent. It is not idempotent: a retry may write a record
+twice. **Duplicates are harmless**: each delta names its place in its partition's chain
+(session and number), and stage 2 drops one it has applied already. A record that
+cannot be delivered is never silently lost: it is counted (:attr:`PartialsWriter.failed`)
+and makes the next :meth:`PartialsWriter.flush` return False, so stage 1 must not
+checkpoint the input offsets those partials reflect, and the stages send what it held
+again (:class:`~monitor.replicas.ReplicaStages`).
 
 Ownership and rebalances
 ------------------------
@@ -166,7 +167,7 @@ class PartialRecord(NamedTuple):
 
 
 def _ensure_topic(kafka: KafkaConfig, topic: str, partitions: int) -> int:
-    """Create ``topic`` (compacted, ``partitions`` partitions) when missing; its real count.
+    """Create ``topic`` (kept whole, ``partitions`` partitions) when missing; its real count.
 
     A topic that exists with another count is used as it is, with a log line: changing a
     topic's partition count would move models between partitions under their owners.
@@ -179,7 +180,7 @@ def _ensure_topic(kafka: KafkaConfig, topic: str, partitions: int) -> int:
                 topic: {
                     "num_partitions": partitions,
                     "replication_factor": -1,  # the broker's default
-                    "configs": {"cleanup.policy": "compact"},
+                    "configs": {"cleanup.policy": "delete", "retention.ms": "-1"},
                 }
             }
             response = admin.create_topics(
