@@ -45,7 +45,7 @@ from monitor.outputs.prometheus import MonitorCollector, RuntimeStats
 from monitor.outputs.signals import signal_line
 from monitor.readiness import CatchUp
 from monitor.replicas import ReplicaStages
-from monitor.state.kafka_store import StoreError
+from monitor.state.kafka_store import KafkaStore, StoreError
 from monitor.state.lock import StateLock
 from monitor.state.store import Store, open_store
 
@@ -124,7 +124,12 @@ class App:
         self.engine = self.store.load(config) or Engine(config)
         #: With replicas (the Kafka store), the two stages across them: this replica's
         #: stage 1 publishes pane deltas, and it runs stage 2 for the models it owns.
-        self.stages = ReplicaStages(config, self.engine) if config.state.store == "kafka" else None
+        kafka_store = self.store if isinstance(self.store, KafkaStore) else None
+        self.stages = (
+            ReplicaStages(config, self.engine, kafka_store)
+            if config.state.store == "kafka"
+            else None
+        )
         if self.stages is not None:
             self.engine.model_level = False  # signals and alerts come from stage 2
         #: Input partitions caught up and silent, as the last tick judged.
@@ -678,6 +683,11 @@ class App:
             return False
         if self.stages is not None:
             self.stages.checkpointed(self.engine.partitions)
+            try:
+                self.stages.checkpoint()  # the owned models' stage 2, for the next owner
+            except Exception as exc:
+                self._checkpoint_failed(exc, final)
+                return False
         offsets = self.engine.offsets()
         committed = (
             self.source.commit(offsets, timeout_s=2.0 if final else COMMIT_S)

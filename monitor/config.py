@@ -364,6 +364,12 @@ class StateConfig(_Strict):
     partials_partitions: int = Field(
         12, gt=0, description="partitions of the partials topic, if created (models spread)"
     )
+    partials_retention: Duration = Field(
+        7 * 86400.0,
+        gt=0,
+        description="retention of the partials topic, if created: far longer than "
+        "checkpoint_interval (a new owner reads the deltas after the last stage checkpoint)",
+    )
     max_record_bytes: int = Field(
         67_108_864, gt=0, description="largest state record (producer request, topic limit)"
     )

@@ -23,6 +23,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterable
+from functools import partial
 from typing import Any
 
 import structlog
@@ -40,6 +41,8 @@ from monitor.kafka.partials_topic import (
     PartialsWriter,
     model_partition,
 )
+from monitor.state.format import decode_stage, encode_stage
+from monitor.state.kafka_store import KafkaStore, StoreError
 
 __all__ = ["ReplicaStages"]
 
@@ -52,9 +55,12 @@ class ReplicaStages:
     ``input_partitions`` tells the number of partitions of the input topics once the
     source knows it (None before): a model's clock waits for every one of them."""
 
-    def __init__(self, config: MonitorConfig, engine: Engine) -> None:
+    def __init__(self, config: MonitorConfig, engine: Engine, store: KafkaStore | None = None,
+                 ) -> None:  # fmt: skip
         self.config = config
         self.engine = engine
+        #: Where each owned model's stage 2 is checkpointed (the Kafka state store).
+        self.store = store
         self.book = DeltaBook(engine)
         state = config.state
         topic = state.partials_topic or f"{config.kafka.group_id}.partials"
@@ -70,6 +76,10 @@ class ReplicaStages:
         self.stages: dict[str, ModelStage] = {}
         self.input_partitions: int | None = None
         self.bad_records = 0
+        #: Partials partition -> the next offset to merge (what the stages reflect).
+        self.next_offset: dict[int, int] = {}
+        #: Model -> the partials offset its stage was restored at: earlier records are in it.
+        self.resume_at: dict[str, int] = {}
         #: Records sent since the last flush that the broker acknowledged whole.
         self._unconfirmed: list[tuple[str, bytes, bytes]] = []
         self._topics = (config.kafka.predictions_topic, config.kafka.labels_topic)
@@ -188,9 +198,41 @@ class ReplicaStages:
     def _stage(self, model: str) -> ModelStage | None:
         stage = self.stages.get(model)
         if stage is None and self.input_partitions and self._where(model) in self._owned:
-            stage = self.stages[model] = ModelStage(self.config, model, self.input_partitions)
-            log.info("model_stage_started", model=model, input_partitions=self.input_partitions)
+            stage = self.stages[model] = self._resume(model, self.input_partitions)
         return stage
+
+    def _resume(self, model: str, partitions: int) -> ModelStage:
+        """The model's stage 2 from its last checkpoint (records before the offset it
+        reflects are then skipped), or a new one built from the partials alone."""
+        restored = None
+        if self.store is not None:
+            try:
+                restored = self.store.load_stage(model, partial(decode_stage, config=self.config))
+            except StoreError as exc:
+                log.warning("stage_checkpoint_unreadable", model=model, error=str(exc)[:200],
+                            action="rebuilt from the partials")  # fmt: skip
+        if restored is not None and restored[0].partitions == partitions:
+            stage, offset = restored
+            self.resume_at[model] = offset
+            log.info("model_stage_restored", model=model, partials_offset=offset,
+                     closed_upto=stage.closed_upto)  # fmt: skip
+            return stage
+        self.resume_at.pop(model, None)
+        log.info("model_stage_started", model=model, input_partitions=partitions)
+        return ModelStage(self.config, model, partitions)
+
+    def checkpoint(self) -> None:
+        """Write every live stage with the partials offset it reflects (StoreError when
+        the store does not take them: the caller counts it as a failed checkpoint)."""
+        if self.store is None:
+            return
+        bodies = {}
+        for name, stage in self.stages.items():
+            where = self._where(name)
+            if self._live(name) and where is not None and where in self.next_offset:
+                bodies[name] = encode_stage(stage, self.next_offset[where])
+        if bodies:
+            self.store.save_stages(bodies)
 
     def _live(self, model: str) -> bool:
         """Whether ``model``'s stage has read its history: its outputs are this replica's."""
@@ -212,6 +254,8 @@ class ReplicaStages:
                     if self._where(model.name) in lost:
                         self.stages.pop(model.name, None)
                         touched.pop(model.name, None)
+                for number in lost | gained:  # read again from the start when gained
+                    self.next_offset.pop(number, None)
                 log.info("models_owned_changed", gained=sorted(gained), lost=sorted(lost))
             elif kind == "records":
                 for record in item:
@@ -226,6 +270,7 @@ class ReplicaStages:
 
     def _route(self, record: PartialRecord) -> ModelStage | None:
         if record.value is None:
+            self.next_offset[record.partition] = record.offset + 1
             return None
         model = record.key.decode("utf-8", "replace").rpartition("/")[0]
         try:
@@ -236,8 +281,9 @@ class ReplicaStages:
                         offset=record.offset, error=str(exc)[:200])  # fmt: skip
             return None
         stage = self._stage(model)
-        if stage is None:
-            return None
+        self.next_offset[record.partition] = record.offset + 1
+        if stage is None or record.offset < self.resume_at.get(model, 0):
+            return None  # not owned, or in the checkpoint it was restored from
         stage.apply(delta, advance=False)
         return stage
 

@@ -959,8 +959,10 @@ class Engine:
                 )
             late_sel = sel & late
             if late_sel.any():
-                assert self.closed_upto is not None
-                upto = max(self.closed_upto, ahead.get(p, self.closed_upto))
+                # late by this engine's clock, or by the partition's own (installed ahead
+                # of it, possibly into an engine that has closed no pane yet)
+                mine, its = self.closed_upto, ahead.get(p)
+                upto = max(x for x in (mine, its) if x is not None)
                 windows.add_late(
                     pane_index + low, upto, sl[late_sel], cols[late_sel], vals[late_sel],
                     ts[late_sel],

@@ -19,9 +19,10 @@ Record contract
   :data:`FENCE_PREFIX` are reserved for this module's fences and refused by
   :meth:`PartialsWriter.send`; :meth:`ModelOwnership.poll` never returns them.
 - **Value** (opaque bytes) or ``None``; readers get the latter as ``value=None``.
-- The topic is created when missing with ``cleanup.policy=delete``, ``retention.ms=-1``
-  (a new owner builds a model's stage 2 from the whole of its partition: every delta
-  counts, none may be compacted or expired away) and the requested partition count. If
+- The topic is created when missing with ``cleanup.policy=delete`` (every delta counts:
+  none may be compacted away), ``retention.ms`` from ``[state] partials_retention`` (a
+  new owner resumes a model's stage 2 from its checkpoint, written at every checkpoint of
+  the owner, and reads the deltas after it) and the requested partition count. If
   it exists with another count, that count is used (and logged):
   :func:`model_partition` is always taken over the real count, by both sides.
 
@@ -166,7 +167,7 @@ class PartialRecord(NamedTuple):
     timestamp_ms: int
 
 
-def _ensure_topic(kafka: KafkaConfig, topic: str, partitions: int) -> int:
+def _ensure_topic(kafka: KafkaConfig, topic: str, partitions: int, retention_ms: int = -1) -> int:
     """Create ``topic`` (kept whole, ``partitions`` partitions) when missing; its real count.
 
     A topic that exists with another count is used as it is, with a log line: changing a
@@ -180,7 +181,7 @@ def _ensure_topic(kafka: KafkaConfig, topic: str, partitions: int) -> int:
                 topic: {
                     "num_partitions": partitions,
                     "replication_factor": -1,  # the broker's default
-                    "configs": {"cleanup.policy": "delete", "retention.ms": "-1"},
+                    "configs": {"cleanup.policy": "delete", "retention.ms": str(retention_ms)},
                 }
             }
             response = admin.create_topics(
@@ -261,6 +262,8 @@ class PartialsWriter:
         if partitions < 1:
             raise ValueError(f"Invalid 'partitions': {partitions!r}; must be at least 1")
         self.kafka = config.kafka
+        #: ``retention.ms`` of the topic when this creates it (``[state] partials_retention``).
+        self.retention_ms = round(config.state.partials_retention * 1000)
         self.topic = topic
         self.requested_partitions = partitions
         self.partitions: int | None = None
@@ -295,7 +298,7 @@ class PartialsWriter:
                           logger=log, limiter=self._limiter)  # fmt: skip
 
     def _connect_once(self) -> bool:
-        count = _ensure_topic(self.kafka, self.topic, self.requested_partitions)
+        count = _ensure_topic(self.kafka, self.topic, self.requested_partitions, self.retention_ms)
         producer = _producer(self.kafka)
         try:
             producer.partitions_for(self.topic)  # learn the layout while the broker is up
@@ -479,6 +482,8 @@ class ModelOwnership:
         if partitions < 1:
             raise ValueError(f"Invalid 'partitions': {partitions!r}; must be at least 1")
         self.kafka = config.kafka
+        #: ``retention.ms`` of the topic when this creates it (``[state] partials_retention``).
+        self.retention_ms = round(config.state.partials_retention * 1000)
         self.topic = topic
         self.requested_partitions = partitions
         self.group_id = group_id
@@ -523,7 +528,7 @@ class ModelOwnership:
                           logger=log, limiter=self._limiter)  # fmt: skip
 
     def _connect_once(self) -> bool:
-        count = _ensure_topic(self.kafka, self.topic, self.requested_partitions)
+        count = _ensure_topic(self.kafka, self.topic, self.requested_partitions, self.retention_ms)
         consumer = build_consumer(
             **{**consumer_kwargs(self.kafka), "group_id": self.group_id},
             bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,

@@ -68,6 +68,7 @@ from monitor.core.engine import (
     SliceRegistry,
 )
 from monitor.core.join import EarlyLabel, JoinBuffer, PendingTable
+from monitor.core.model_stage import ModelStage
 from monitor.core.reference import (
     CategoricalReference,
     NumericReference,
@@ -87,9 +88,11 @@ __all__ = [
     "decode_engine",
     "decode_snapshot",
     "decode_soft_state",
+    "decode_stage",
     "encode_engine",
     "encode_snapshot",
     "encode_soft_state",
+    "encode_stage",
     "seal",
     "unseal",
 ]
@@ -481,6 +484,63 @@ class SoftRec(msgspec.Struct):
     detectors: DetectorsRec | None
     last_detections: dict[str, int]
     rules: RulesRec | None
+
+
+class PieceRec(msgspec.Struct):
+    """One pane of a delta stage 2 applied, kept to undo it (``_Piece``)."""
+
+    pane: int
+    plain: Arr
+    decay: list[Arr]
+    errors: int
+
+
+class AppliedRec(msgspec.Struct):
+    """A delta stage 2 applied since its partition's confirmed checkpoint (``_Applied``)."""
+
+    base: dict[str, int]
+    end: dict[str, int]
+    progress_before: dict[str, float]
+    idle_before: list[str]
+    pieces: list[PieceRec]
+    counts: Arr
+    delay: Arr
+    delay_sum: float
+    waiting_before: tuple[int, int] | None
+
+
+class ChainRec(msgspec.Struct):
+    """Where an input partition's chain of deltas stands in stage 2 (``_Chain``)."""
+
+    end: dict[str, int]
+    history: list[AppliedRec]
+    session: str | None
+    seq: int
+    retired: list[str]
+
+
+class StageRec(msgspec.Struct):
+    """A model's stage 2 (:class:`~monitor.core.model_stage.ModelStage`) with the offset of
+    the partials topic's partition it reflects (the next record to read)."""
+
+    name: str
+    partitions: int
+    next_offset: int
+    model: ModelRec
+    window: WindowRec
+    progress: dict[int, dict[str, float]]
+    idle: dict[int, list[str]]
+    released: list[int]
+    chains: dict[int, ChainRec]
+    watermark: float
+    closed_upto: int | None
+    panes_closed: int
+    error_panes: dict[int, dict[int, ErrorsRec]]
+    counts: Arr
+    delay: Arr
+    delay_sum: float
+    waiting: dict[int, tuple[int, int]]
+    stale: int
 
 
 # ---------------------------------------------------------------------- field tables
@@ -1190,6 +1250,121 @@ def decode_soft_state(body: bytes, engine: Engine, name: str) -> dict[str, Any]:
         "last_detections": {str(k): int(v) for k, v in rec.last_detections.items()},
         "rules": rules,
     }
+
+
+def encode_stage(stage: ModelStage, next_offset: int) -> bytes:
+    """A model's stage 2 as a body, with the next offset of its partials partition."""
+    rec = StageRec(
+        name=stage.name,
+        partitions=stage.partitions,
+        next_offset=next_offset,
+        model=_model(stage, stage.model),  # type: ignore[arg-type]
+        window=_window(stage.windows),
+        progress={n: dict(v) for n, v in stage.progress.items()},
+        idle={n: sorted(v) for n, v in stage.idle.items()},
+        released=sorted(stage.released),
+        chains={
+            n: ChainRec(
+                end=dict(c.end),
+                history=[
+                    AppliedRec(
+                        base=dict(a.base),
+                        end=dict(a.end),
+                        progress_before=dict(a.progress_before),
+                        idle_before=sorted(a.idle_before),
+                        pieces=[
+                            PieceRec(
+                                pc.pane, _arr(pc.plain), [_arr(d) for d in pc.decay], pc.errors
+                            )
+                            for pc in a.pieces
+                        ],
+                        counts=_arr(a.counts),
+                        delay=_arr(a.delay),
+                        delay_sum=float(a.delay_sum),
+                        waiting_before=a.waiting_before,
+                    )
+                    for a in c.history
+                ],
+                session=c.session,
+                seq=c.seq,
+                retired=sorted(c.retired),
+            )
+            for n, c in stage.chains.items()
+        },
+        watermark=float(stage.watermark),
+        closed_upto=stage.closed_upto,
+        panes_closed=stage.panes_closed,
+        error_panes=_errors(stage.error_panes),
+        counts=_arr(stage.counts),
+        delay=_arr(stage.delay),
+        delay_sum=float(stage.delay_sum),
+        waiting={n: (int(p), int(e)) for n, (p, e) in stage.waiting.items()},
+        stale=stage.stale,
+    )
+    return _ENCODER.encode({"format": FORMAT, "stage": rec})
+
+
+def decode_stage(body: bytes, config: MonitorConfig) -> tuple[ModelStage, int]:
+    """A model's stage 2 from a body (built from ``config``, holding the stored state) and
+    the next offset of its partials partition. FormatError when it is not valid."""
+    from monitor.core.model_stage import _Applied, _Chain, _Piece
+
+    rec = _typed(body, "stage", StageRec)
+    if rec.name not in {m.name for m in config.models}:
+        raise FormatError(f"stage of model {rec.name!r}, which the config does not have")
+    if rec.partitions < 1 or rec.next_offset < 0:
+        raise FormatError("stage with no input partitions or a negative offset")
+    stage = ModelStage(config, rec.name, rec.partitions)
+    _set_model(stage, stage.model, rec.model)  # type: ignore[arg-type]
+    stage.windows.grow(len(stage.model.registry.keys))
+    _set_window(stage.windows, rec.window)
+    width = stage.windows.width
+    n_decay = len(stage.windows.decay_rates)
+
+    def block(r: Arr) -> F64:
+        out: F64 = _unarr(r, "<f8", 2)
+        if out.shape[1] != width:
+            raise FormatError("a delta block of another width than the model's")
+        return out
+
+    def piece(r: PieceRec) -> _Piece:
+        if len(r.decay) != n_decay or r.errors < 0:
+            raise FormatError("a delta piece that does not fit the model")
+        return _Piece(int(r.pane), block(r.plain), [block(d) for d in r.decay], int(r.errors))
+
+    stage.progress = {int(n): {str(t): float(v) for t, v in m.items()}
+                      for n, m in rec.progress.items()}  # fmt: skip
+    stage.idle = {int(n): frozenset(map(str, v)) for n, v in rec.idle.items()}
+    stage.released = {int(n) for n in rec.released}
+    stage.chains = {
+        int(n): _Chain(
+            end=dict(c.end),
+            history=[
+                _Applied(
+                    dict(a.base), dict(a.end), dict(a.progress_before),
+                    frozenset(a.idle_before), [piece(pc) for pc in a.pieces],
+                    _matrix(a.counts, (len(COUNT_NAMES),)),
+                    _matrix(a.delay, (len(LABEL_DELAY_BUCKETS) + 1,)),
+                    float(a.delay_sum), a.waiting_before,
+                )
+                for a in c.history
+            ],
+            session=c.session,
+            seq=int(c.seq),
+            retired=set(c.retired),
+        )
+        for n, c in rec.chains.items()
+    }
+    stage.watermark = float(rec.watermark)
+    stage.closed_upto = rec.closed_upto
+    stage.panes_closed = int(rec.panes_closed)
+    stage.error_panes = _set_errors(rec.error_panes)
+    stage.counts = _matrix(rec.counts, (len(COUNT_NAMES),))
+    stage.delay = _matrix(rec.delay, (len(LABEL_DELAY_BUCKETS) + 1,))
+    stage.delay_sum = float(rec.delay_sum)
+    stage.waiting = {int(n): (int(p), int(e)) for n, (p, e) in rec.waiting.items()}
+    stage.stale = int(rec.stale)
+    return stage, int(rec.next_offset)
 
 
 # ---------------------------------------------------------------------- plumbing

@@ -228,6 +228,38 @@ class KafkaStore:
     def _model_key(self, name: str) -> bytes:
         return f"{self.prefix}model/{name}".encode()
 
+    def _stage_key(self, name: str) -> bytes:
+        return f"{self.prefix}stage/{name}".encode()
+
+    def save_stages(self, bodies: dict[str, bytes]) -> int:
+        """Write models' stage 2 (:func:`~monitor.state.format.encode_stage` bodies, by
+        model name) and wait for the broker; StoreError when one is not acknowledged."""
+        producer = self._producer
+        if producer is None:
+            raise StoreError("state store not connected")
+        size = 0
+        try:
+            sent = []
+            for name, body in bodies.items():
+                value = encode_record("stage", self.fingerprint, {}, zlib.compress(body, 1),
+                                      self.key)  # fmt: skip
+                size += len(value)
+                sent.append(producer.send(self.topic, key=self._stage_key(name), value=value))
+            producer.flush(timeout=WAIT_S)
+            for future in sent:
+                future.get(timeout=0)
+        except (kafka_errors.KafkaError, AssertionError) as exc:
+            reason = str(exc) or type(exc).__name__
+            raise StoreError(f"stage records not written: {reason}") from exc
+        return size
+
+    def load_stage(self, name: str, decode: Callable[[bytes], Any]) -> Any:
+        """The newest usable stage 2 record of model ``name`` decoded by ``decode``, or None
+        (none written, or none readable: the caller rebuilds it from the partials)."""
+        self._catch_up()
+        found = self._decode(self._stage_key(name).decode(), decode)
+        return None if found is None else found[1]
+
     def save(self, engine: Engine, numbers: Iterable[int] | None = None) -> int:
         """Write the partitions' state (those read from since their last write) and every
         model's soft state, and wait for the broker to acknowledge all of it (acks=all).
@@ -344,7 +376,11 @@ class KafkaStore:
             return
         try:
             _, body = decode_record(record.value, self.key)
-            kind = "soft" if key.startswith(f"{self.prefix}model/") else "snapshot"
+            kind = (
+                "soft" if key.startswith(f"{self.prefix}model/")
+                else "stage" if key.startswith(f"{self.prefix}stage/")
+                else "snapshot"
+            )  # fmt: skip
             check_envelope(_inflate(body), kind)  # the previous good record stays
         except Exception as exc:
             log.warning(

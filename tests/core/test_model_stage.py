@@ -20,7 +20,7 @@ from monitor.core.engine import Engine, PaneSignals
 from monitor.core.model_stage import ModelStage
 from monitor.core.partials import PartitionDelta, decode_delta, encode_delta
 from monitor.events.message import Message
-from monitor.state.format import decode_snapshot, encode_snapshot
+from monitor.state.format import decode_snapshot, decode_stage, encode_snapshot, encode_stage
 
 T0 = 1_700_000_000.0
 TOPICS = ("predictions", "labels")
@@ -122,7 +122,7 @@ def same(want: list[PaneSignals], got: list[PaneSignals]) -> None:
 def staged(cfg: Any, batches: list[list[Message]], *, wire: bool = True,
            crash_at: set[int] = frozenset(), checkpoint_every: int = 7,
            duplicate: float = 0.0, lose: float = 0.0, seed: int = 0,
-           ) -> tuple[dict[str, ModelStage], Engine]:
+           stored_every: int = 0) -> tuple[dict[str, ModelStage], Engine]:
     """Stage 1 (one engine) publishing deltas after every poll to both models' stage 2;
     at a poll in ``crash_at``, stage 1 loses everything since its last checkpoint and
     re-reads from there."""
@@ -172,6 +172,12 @@ def staged(cfg: Any, batches: list[list[Message]], *, wire: bool = True,
         engine.drain_alerts()
         numbers = sorted(engine.partitions)
         publish(numbers, flush=i % checkpoint_every == 0)
+        if stored_every and i % stored_every == 0:  # stage 2 moves: stored, then read back
+            for name, stage in list(stages.items()):
+                signals, alerts = stage.drain_signals(), stage.drain_alerts()
+                stages[name], offset = decode_stage(encode_stage(stage, i), cfg)
+                assert offset == i
+                stages[name].signals_out, stages[name].alerts_out = signals, alerts
         if i % checkpoint_every == 0:
             for n in numbers:  # the delta just taken ends exactly here
                 checkpoint[n] = encode_snapshot(engine.export_partition(n))
@@ -238,6 +244,18 @@ def test_lost_deltas_sent_again_at_the_next_flush_leave_the_sums_exact() -> None
     for name, stage in stages.items():
         assert stage.stale > 0
         same(want[name], stage.drain_signals())
+
+
+def test_stage_two_stored_and_read_back_mid_stream_goes_on_the_same() -> None:
+    """A new owner resumes a model's stage 2 from its record (windows, clock, chains with
+    their undo history, detectors, rules) and ends exactly where the old owner would."""
+    cfg = config()
+    batches = polls(stream(3000, 17, shuffle=0.02), 17)
+    want = oracle(cfg, batches)
+    stages, _ = staged(cfg, batches, crash_at={20}, duplicate=0.1, stored_every=4, seed=9)
+    for name, stage in stages.items():
+        same(want[name], stage.drain_signals())
+        assert stage.model.detectors is not None or name == "r"
 
 
 def test_a_restart_that_is_not_undone_counts_twice() -> None:
