@@ -575,6 +575,13 @@ class App:
             self.stages.input_partitions = self.source.partitions
             self.stages.publish(self._held(), idle)
             self._send_alerts(*self.stages.tick(now))
+            if self.alertmanager is not None:  # a takeover: re-posting moves with the model
+                if self.stages.lost_models:
+                    self.alertmanager.forget_models(frozenset(self.stages.lost_models))
+                for event in self.stages.adopted:
+                    self.alertmanager.submit(event)
+            self.stages.lost_models.clear()
+            self.stages.adopted.clear()
         elif idle and idle == self.source.assignment():
             # All input is silent: event time has stopped, so absence rules are judged on
             # the wall clock (replay, without one, never does this).

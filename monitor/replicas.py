@@ -80,6 +80,10 @@ class ReplicaStages:
         self.next_offset: dict[int, int] = {}
         #: Model -> the partials offset its stage was restored at: earlier records are in it.
         self.resume_at: dict[str, int] = {}
+        #: Firing alerts of models restored here, for Alertmanager to be re-posted by this
+        #: replica now (``run`` takes them); and models lost, whose re-posting stops here.
+        self.adopted: list[AlertEvent] = []
+        self.lost_models: set[str] = set()
         #: Records sent since the last flush that the broker acknowledged whole.
         self._unconfirmed: list[tuple[str, bytes, bytes]] = []
         self._topics = (config.kafka.predictions_topic, config.kafka.labels_topic)
@@ -214,6 +218,8 @@ class ReplicaStages:
         if restored is not None and restored[0].partitions == partitions:
             stage, offset = restored
             self.resume_at[model] = offset
+            self.adopted.extend(stage.rules.models[model].firing_events() if model in
+                                stage.rules.models else [])  # fmt: skip
             log.info("model_stage_restored", model=model, partials_offset=offset,
                      closed_upto=stage.closed_upto)  # fmt: skip
             return stage
@@ -254,6 +260,7 @@ class ReplicaStages:
                     if self._where(model.name) in lost:
                         self.stages.pop(model.name, None)
                         touched.pop(model.name, None)
+                        self.lost_models.add(model.name)
                 for number in lost | gained:  # read again from the start when gained
                     self.next_offset.pop(number, None)
                 log.info("models_owned_changed", gained=sorted(gained), lost=sorted(lost))
@@ -288,12 +295,19 @@ class ReplicaStages:
         return stage
 
     def _drain(self) -> tuple[list[PaneSignals], list[AlertEvent]]:
+        """Signals and alert events of the stages' closed panes. A stage restored from its
+        checkpoint sends its alert transitions while it catches up too: the previous owner
+        may have lost the model before those panes closed (at least once: an id the
+        previous owner sent already comes again). One rebuilt from nothing sends none of
+        what it replays (its history was sent when it happened)."""
         signals: list[PaneSignals] = []
         alerts: list[AlertEvent] = []
         for name, stage in self.stages.items():
             got, events = stage.drain_signals(), stage.drain_alerts()
             if self._live(name):
                 signals += got
+                alerts += events
+            elif name in self.resume_at:
                 alerts += events
         return signals, alerts
 

@@ -387,6 +387,15 @@ class ModelRules:
             annotations=annotations,
         )
 
+    def firing_events(self) -> list[AlertEvent]:
+        """A ``firing`` event for each rule firing now, as it was sent when it fired (same
+        id): what a new owner of the model re-posts to Alertmanager after a takeover."""
+        return [
+            self._event(rule, state, "firing", state.evaluated_at or state.since or 0.0)
+            for name, rule in self.rules.items()
+            if (state := self.states[name]).phase == "firing" and state.since is not None
+        ]
+
     def report(self) -> list[AlertReport]:
         """The rules' states for the Prometheus exporter and views."""
         return [

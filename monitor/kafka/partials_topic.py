@@ -167,7 +167,10 @@ class PartialRecord(NamedTuple):
     timestamp_ms: int
 
 
-def _ensure_topic(kafka: KafkaConfig, topic: str, partitions: int, retention_ms: int = -1) -> int:
+def _ensure_topic(
+    kafka: KafkaConfig, topic: str, partitions: int, retention_ms: int = -1,
+    max_bytes: int = 1_048_588,
+) -> int:
     """Create ``topic`` (kept whole, ``partitions`` partitions) when missing; its real count.
 
     A topic that exists with another count is used as it is, with a log line: changing a
@@ -181,7 +184,11 @@ def _ensure_topic(kafka: KafkaConfig, topic: str, partitions: int, retention_ms:
                 topic: {
                     "num_partitions": partitions,
                     "replication_factor": -1,  # the broker's default
-                    "configs": {"cleanup.policy": "delete", "retention.ms": str(retention_ms)},
+                    "configs": {
+                        "cleanup.policy": "delete",
+                        "retention.ms": str(retention_ms),
+                        "max.message.bytes": str(max_bytes),
+                    },
                 }
             }
             response = admin.create_topics(
@@ -205,11 +212,11 @@ def _ensure_topic(kafka: KafkaConfig, topic: str, partitions: int, retention_ms:
         admin.close()
 
 
-def _producer(kafka: KafkaConfig) -> KafkaProducer:
+def _producer(kafka: KafkaConfig, max_bytes: int) -> KafkaProducer:
     """A producer that keeps each key's records in send order and survives a broker that
-    forgets producer ids (not idempotent: duplicates of cumulative values are harmless)."""
+    forgets producer ids (not idempotent: a delta sent twice is dropped by stage 2)."""
     return KafkaProducer(
-        **producer_kwargs(kafka),
+        **{**producer_kwargs(kafka), "max_request_size": max_bytes},
         enable_idempotence=False,
         max_in_flight_requests_per_connection=1,  # retries cannot reorder a key's records
         bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
@@ -264,6 +271,8 @@ class PartialsWriter:
         self.kafka = config.kafka
         #: ``retention.ms`` of the topic when this creates it (``[state] partials_retention``).
         self.retention_ms = round(config.state.partials_retention * 1000)
+        #: The largest record (``[state] max_record_bytes``): topic and producer limit.
+        self.max_bytes = config.state.max_record_bytes
         self.topic = topic
         self.requested_partitions = partitions
         self.partitions: int | None = None
@@ -298,8 +307,9 @@ class PartialsWriter:
                           logger=log, limiter=self._limiter)  # fmt: skip
 
     def _connect_once(self) -> bool:
-        count = _ensure_topic(self.kafka, self.topic, self.requested_partitions, self.retention_ms)
-        producer = _producer(self.kafka)
+        count = _ensure_topic(self.kafka, self.topic, self.requested_partitions,
+                              self.retention_ms, self.max_bytes)  # fmt: skip
+        producer = _producer(self.kafka, self.max_bytes)
         try:
             producer.partitions_for(self.topic)  # learn the layout while the broker is up
         except BaseException:
@@ -484,6 +494,8 @@ class ModelOwnership:
         self.kafka = config.kafka
         #: ``retention.ms`` of the topic when this creates it (``[state] partials_retention``).
         self.retention_ms = round(config.state.partials_retention * 1000)
+        #: The largest record (``[state] max_record_bytes``): topic and producer limit.
+        self.max_bytes = config.state.max_record_bytes
         self.topic = topic
         self.requested_partitions = partitions
         self.group_id = group_id
@@ -528,14 +540,15 @@ class ModelOwnership:
                           logger=log, limiter=self._limiter)  # fmt: skip
 
     def _connect_once(self) -> bool:
-        count = _ensure_topic(self.kafka, self.topic, self.requested_partitions, self.retention_ms)
+        count = _ensure_topic(self.kafka, self.topic, self.requested_partitions,
+                              self.retention_ms, self.max_bytes)  # fmt: skip
         consumer = build_consumer(
             **{**consumer_kwargs(self.kafka), "group_id": self.group_id},
             bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         )
         try:
-            producer = _producer(self.kafka)
+            producer = _producer(self.kafka, self.max_bytes)
         except BaseException:
             _close_consumer(consumer)
             raise

@@ -131,6 +131,7 @@ class AlertmanagerPusher:
         self.failed_attempts = 0
         self._queue: queue.Queue[AlertEvent] = queue.Queue(maxsize=queue_size)
         self._firing: dict[str, AlertEvent] = {}
+        self._forget: queue.SimpleQueue[frozenset[str]] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="alertmanager", daemon=True)
 
@@ -151,6 +152,11 @@ class AlertmanagerPusher:
                 except queue.Empty:
                     pass
 
+    def forget_models(self, models: frozenset[str]) -> None:
+        """Stop re-posting the firing alerts of these models (another replica owns them
+        now and re-posts them itself)."""
+        self._forget.put(models)
+
     def close(self, timeout_s: float = 5.0) -> None:
         """Post what is queued (for at most ``timeout_s``), then stop the thread."""
         deadline = time.monotonic() + timeout_s
@@ -167,6 +173,9 @@ class AlertmanagerPusher:
                 event = self._queue.get(timeout=0.2)
             except queue.Empty:
                 event = None
+            while not self._forget.empty():
+                gone = self._forget.get_nowait()
+                self._firing = {k: e for k, e in self._firing.items() if e.model not in gone}
             if event is not None:
                 if event.status == "firing":
                     self._firing[event.alert_id] = event
