@@ -255,7 +255,16 @@ def test_stage_two_stored_and_read_back_mid_stream_goes_on_the_same() -> None:
     stages, _ = staged(cfg, batches, crash_at={20}, duplicate=0.1, stored_every=4, seed=9)
     for name, stage in stages.items():
         same(want[name], stage.drain_signals())
-        assert stage.model.detectors is not None or name == "r"
+    # What the new owner re-posts to Alertmanager: the alerts firing now, with the ids
+    # they were sent with when they fired.
+    sent = stages["m"].drain_alerts()
+    open_ids = {e.alert_id for e in sent if e.status == "firing"} - {
+        e.alert_id for e in sent if e.status == "resolved"
+    }
+    assert open_ids, "the stream must leave an alert firing"
+    again = stages["m"].rules.models["m"].firing_events()
+    assert {e.alert_id for e in again} == open_ids
+    assert all(e.status == "firing" for e in again)
 
 
 def test_a_restart_that_is_not_undone_counts_twice() -> None:

@@ -212,3 +212,28 @@ def test_alertmanager_pusher_retries_until_alertmanager_is_up(tmp_path: Path) ->
         time.sleep(0.05)
     pusher.close(timeout_s=0.5)
     assert pusher.failed_attempts >= 2 and pusher.sent == 0
+
+
+def test_a_takeover_moves_re_posting_to_the_new_owner(alertmanager: str) -> None:
+    """Replica A sent a firing alert and re-posts it; the model moves to replica B, which
+    re-posts it from the restored rule state (same id) and later resolves it. A forgot the
+    model's alerts: its re-posts would otherwise bring the resolved alert back."""
+    now = time.time()
+    old_owner = AlertmanagerPusher(alertmanager, resend_s=0.5)
+    new_owner = AlertmanagerPusher(alertmanager, resend_s=0.5)
+    old_owner.start()
+    new_owner.start()
+    try:
+        firing = _event("firing", starts=now - 60)
+        old_owner.submit(firing)
+        _wait(alertmanager, lambda found: len(found) == 1)
+        old_owner.forget_models(frozenset({"fraud"}))
+        new_owner.submit(firing)  # adopted with the model
+        time.sleep(1.2)
+        new_owner.submit(_event("resolved", starts=now - 60, ends=time.time() - 1))
+        _wait(alertmanager, lambda found: found == [])
+        time.sleep(2.0)  # four of the old owner's re-send intervals
+        assert _alerts(alertmanager) == []
+    finally:
+        old_owner.close()
+        new_owner.close()
