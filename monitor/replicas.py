@@ -83,6 +83,8 @@ class ReplicaStages:
         #: Firing alerts of models restored here, for Alertmanager to be re-posted by this
         #: replica now (``run`` takes them); and models lost, whose re-posting stops here.
         self.adopted: list[AlertEvent] = []
+        #: Records read before the input topics' partition count was known.
+        self._early: list[PartialRecord] = []
         self.lost_models: set[str] = set()
         #: Records sent since the last flush that the broker acknowledged whole.
         self._unconfirmed: list[tuple[str, bytes, bytes]] = []
@@ -249,6 +251,12 @@ class ReplicaStages:
         events of the panes that closed (those of a stage still reading its history are
         dropped: its previous owner sent them). Never waits."""
         touched: dict[str, ModelStage] = {}
+        if self._early and self.input_partitions is not None:
+            early, self._early = self._early, []
+            for record in early:  # read before anything still queued: merged first
+                stage = self._route(record)
+                if stage is not None:
+                    touched[stage.name] = stage
         while True:
             try:
                 kind, item = self._inbox.get_nowait()
@@ -288,6 +296,9 @@ class ReplicaStages:
                         offset=record.offset, error=str(exc)[:200])  # fmt: skip
             return None
         stage = self._stage(model)
+        if stage is None and self.input_partitions is None:
+            self._early.append(record)  # merged once the input's partition count is known
+            return None
         self.next_offset[record.partition] = record.offset + 1
         if stage is None or record.offset < self.resume_at.get(model, 0):
             return None  # not owned, or in the checkpoint it was restored from
