@@ -12,10 +12,13 @@ for the models it owns.
   stage 2 has (the chain's contract, :mod:`monitor.core.partials`).
 - **Stage 2 in.** The owners' consumer group (``<group_id>.owners``) over the partials
   topic gives each of its partitions, so each model, to exactly one replica. On gaining
-  one, the replica builds the model's :class:`~monitor.core.model_stage.ModelStage` from
-  the partition's records from the beginning; until it has read what was written before
-  the gain, the stage's signals and alerts are not sent and its gauges not exported (the
-  previous owner sent them). Only the owner exports a model's gauges and sends its alerts.
+  one, the replica resumes the model's :class:`~monitor.core.model_stage.ModelStage`
+  from its stage checkpoint in the state topic (or builds it from nothing when there is
+  none) and merges the partition's records after the offset the checkpoint reflects;
+  until it has read what was written before the gain, its gauges are not exported and
+  its signals not sent, while its alert transitions are (at least once: none may fall
+  between two owners). Only the owner exports a model's gauges and sends its alerts, and
+  at every checkpoint it writes each owned model's stage 2 for the next owner.
 """
 
 from __future__ import annotations
