@@ -22,9 +22,7 @@ import monitor
 PACKAGE = Path(monitor.__file__).resolve().parent
 
 #: Knots of modules whose cycles are being removed in other changes: reason -> modules.
-ALLOWED: dict[str, frozenset[str]] = {
-    "engine/fastpath": frozenset({"monitor.core.engine", "monitor.core.fastpath"}),
-}
+ALLOWED: dict[str, frozenset[str]] = {}
 
 
 def _modules(package: Path) -> dict[str, Path]:

@@ -42,6 +42,19 @@ from monitor.config import (
     MonitorConfig,
 )
 from monitor.core.baseline import build_baseline, probability_row
+from monitor.core.counts import (
+    COUNT_NAMES,
+    DUPLICATE_LABELS,
+    DUPLICATE_PREDICTIONS,
+    EARLY_LABELS_EVICTED,
+    EVICTED,
+    EXPIRED,
+    LABELS,
+    LATE,
+    MATCHED,
+    ORPHAN_LABELS,
+    PREDICTIONS,
+)
 from monitor.core.detectors import ErrorDetectors, error_stream
 from monitor.core.fastpath import Chunk, split_and_join
 from monitor.core.join import EarlyLabel, JoinBuffer, Pending
@@ -69,30 +82,7 @@ __all__ = ["Engine", "PaneSignals", "PartitionSnapshot", "same_time_and_topics"]
 F64 = npt.NDArray[np.float64]
 _log = structlog.get_logger(__name__)
 OTHER = "__other__"
-COUNT_NAMES = (
-    "predictions",
-    "labels",
-    "matched",
-    "expired",
-    "evicted",
-    "orphan_labels",
-    "duplicate_labels",
-    "duplicate_predictions",
-    "early_labels_evicted",
-    "late",
-)
 _DELAY_EDGES = np.array(LABEL_DELAY_BUCKETS)
-# Indices into a partition's per-model counts, in COUNT_NAMES order.
-PREDICTIONS = 0
-LABELS = 1
-MATCHED = 2
-EXPIRED = 3
-EVICTED = 4
-ORPHAN_LABELS = 5
-DUPLICATE_LABELS = 6
-DUPLICATE_PREDICTIONS = 7
-EARLY_LABELS_EVICTED = 8
-LATE = 9
 
 
 @dataclass(slots=True)

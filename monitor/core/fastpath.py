@@ -28,6 +28,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from monitor.core.counts import LABELS, MATCHED, PREDICTIONS
 from monitor.core.join import PendingTable, id_keys
 from monitor.events.codec import (
     DEFAULT_LIMITS,
@@ -590,7 +591,6 @@ def _take_predictions(
     """Accept checked predictions of one model and partition: count, join the ones whose
     label is known already, keep the others pending, queue all for accumulation."""
     from monitor.core.baseline import probability_row
-    from monitor.core.engine import LABELS, MATCHED, PREDICTIONS
 
     m = model.index
     state = engine.partitions[number]
@@ -806,7 +806,6 @@ def _take_early(
     labels: list[Any],
 ) -> None:
     """Keep labels that came before their prediction (entered in poll order later)."""
-    from monitor.core.engine import LABELS
 
     state = engine.partitions[number]
     engine.early_total += len(pids)
@@ -828,7 +827,6 @@ def _take_labels(
 ) -> None:
     """Join checked labels of model ``m`` in partition ``number`` with their waiting
     predictions: count, remember the ids as matched, queue the pairs for accumulation."""
-    from monitor.core.engine import LABELS, MATCHED
 
     state = engine.partitions[number]
     join = state.join
