@@ -14,6 +14,11 @@
 - ``produce``: the helper ``produce(bootstrap, topic, records)``, which writes
   ``(key, value, headers, partition)`` records with confluent-kafka,
   a client independent of the one under test.
+
+The suite runs on two xdist workers, a module at a time each (pyproject's addopts); the
+modules are handed out longest first (``SLOW_MODULES``, ``pytest_collection_modifyitems``).
+Each worker has its own session broker; tests share it through unique topic and group
+names, so nothing here may rely on being the only test running.
 """
 
 from __future__ import annotations
