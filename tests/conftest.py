@@ -14,6 +14,11 @@
 - ``produce``: the helper ``produce(bootstrap, topic, records)``, which writes
   ``(key, value, headers, partition)`` records with confluent-kafka,
   a client independent of the one under test.
+
+The suite runs on two xdist workers, a module at a time each (pyproject's addopts); the
+modules are handed out longest first (``SLOW_MODULES``, ``pytest_collection_modifyitems``).
+Each worker has its own session broker; tests share it through unique topic and group
+names, so nothing here may rely on being the only test running.
 """
 
 from __future__ import annotations
@@ -31,6 +36,51 @@ from confluent_kafka import Producer
 
 from monitor.broker import EmbeddedBroker, create_topics
 from monitor.config import KafkaConfig
+
+#: Seconds the slowest test modules took (two workers on a shared 2-core machine), for the
+#: order of the run only (:func:`pytest_collection_modifyitems`); a module not listed
+#: counts as quick. Refresh from ``./dev test --durations=0`` when a module outgrows the
+#: last ones here.
+SLOW_MODULES = {
+    "tests/faults/test_crash_resume.py": 154,
+    "tests/core/test_exactness.py": 130,
+    "tests/kafka/test_kafka_source.py": 115,
+    "tests/faults/test_readiness_outage.py": 102,
+    "tests/test_cli.py": 74,
+    "tests/faults/test_broker_faults.py": 69,
+    "tests/test_packaging.py": 66,
+    "tests/faults/test_partial_assignment.py": 65,
+    "tests/faults/test_disk_full.py": 64,
+    "tests/faults/test_replicas.py": 56,
+    "tests/faults/test_future_event.py": 48,
+    "tests/state/test_format.py": 43,
+    "tests/test_end_to_end.py": 41,
+    "tests/faults/test_backpressure.py": 31,
+    "tests/test_demo.py": 26,
+    "tests/state/test_checkpoint.py": 22,
+    "tests/faults/test_bounds.py": 22,
+    "tests/faults/test_state_lock.py": 21,
+    "tests/events/test_rejects.py": 19,
+    "tests/test_report.py": 18,
+    "tests/faults/test_oversized_ids.py": 17,
+    "tests/core/test_windows.py": 16,
+    "tests/core/test_pending_table.py": 15,
+    "tests/outputs/test_cloudwatch.py": 14,
+    "tests/test_api.py": 13,
+    "tests/state/test_kafka_store.py": 13,
+    "tests/test_docs.py": 12,
+    "tests/security/test_secrets_and_binding.py": 12,
+    "tests/test_startup.py": 11,
+    "tests/faults/test_scrape_storm.py": 11,
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Longest modules first. The suite runs on two xdist workers with ``--dist loadfile``
+    (a module is one unit of work, handed out in this order), so a long module started
+    last cannot keep one worker busy while the other has nothing left. The sort is
+    stable: each module's tests stay together and in their own order."""
+    items.sort(key=lambda item: -SLOW_MODULES.get(item.nodeid.split("::", 1)[0], 0))
 
 
 @dataclass(frozen=True)

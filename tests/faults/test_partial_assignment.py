@@ -2,14 +2,14 @@
 
 Another member of the same group (a plain kafka-python consumer, as a stale member after a
 crash or the old pod of a rolling deploy would be) holds one partition of both input topics
-while the daemon starts and reads the other to its end; 25 s later it leaves and the
-daemon gets the held one too. That one is not the daemon's yet, but it is a partition of
-the input topics: it holds the event-time clock back (for ``time.unassigned_timeout``), so
-none of its events is late, and the daemon ends with the same summary (every window,
-metric, slice and counter), the same alerts and the same rejects as ``monitor replay`` of
-the same topics read whole, which sees every partition from the start. The stream also
-carries one prediction from a producer whose clock says 2099: it is rejected as
-``future`` and moves no clock.
+while the daemon starts, reads the other to its end and sits idle past ``idle_timeout``;
+then it leaves and the daemon gets the held one too. That one is not the daemon's yet, but
+it is a partition of the input topics: it holds the event-time clock back (for
+``time.unassigned_timeout``), so none of its events is late, and the daemon ends with the
+same summary (every window, metric, slice and counter), the same alerts and the same
+rejects as ``monitor replay`` of the same topics read whole, which sees every partition
+from the start. The stream also carries one prediction from a producer whose clock says
+2099: it is rejected as ``future`` and moves no clock.
 
 Without the clock's hold, the first partition alone moved the clock hours ahead, and every
 event of the other was counted late.
@@ -32,7 +32,7 @@ from tests.daemon import assert_same, capture, read_topic
 from tests.faults.harness import Daemon, PacedProducer, make_stream, write_config
 
 EVENTS = 30_000
-HOLD_S = 25.0
+IDLE_S = 5.0  # the daemon's idle_timeout
 
 
 class Holder(threading.Thread):
@@ -100,19 +100,25 @@ def test_partition_assigned_late_changes_no_window(broker, make_topics, tmp_path
     wait_for(lambda: len(holder.held()) == 4, 60, "the holder to be assigned every partition")
 
     port = free_port()
-    config = write_config(tmp_path / "monitor.toml", broker.bootstrap, topics, port)
+    config = write_config(tmp_path / "monitor.toml", broker.bootstrap, topics, port,
+                          idle_timeout=f"{IDLE_S:g}s")
     daemon = Daemon(config, port, tmp_path / "daemon.log")
     try:
         daemon.start()
         wait_for(lambda: len(holder.held()) == 2, 60, "the group to split the partitions")
         # One partition number of both topics each (range assignment, co-partitioned).
-        assert len({number for _, number in holder.held()}) == 1, holder.held()
-        # The daemon reads its partition to the end and sits idle past idle_timeout (5 s)
-        # while the other is held elsewhere.
-        time.sleep(HOLD_S)
+        held = {number for _, number in holder.held()}
+        assert len(held) == 1, holder.held()
+        share = sum(1 for message in stream.messages if message[3] not in held)
+        assert 0 < share < total, share
+        # The daemon reads its partition to the end (exactly its share: nothing of the
+        # held one) and sits idle past idle_timeout, and a tick after it, while the other
+        # is held elsewhere: from then on only the hold keeps the clock back.
+        assert daemon.wait_processed(share, timeout=120) == share
+        time.sleep(IDLE_S + 2.0)
         assert daemon.alive(), daemon.log_tail()
         partial = daemon.sample("monitor_events_processed_total") or 0.0
-        assert 0 < partial < total, partial  # only one partition's share so far
+        assert partial == share, (partial, share)  # only its own partition's share so far
         holder.leave()
         daemon.wait_processed(total, timeout=180)
         time.sleep(1.5)  # a tick: counters current
