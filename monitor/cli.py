@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -361,8 +362,17 @@ def _main(args: argparse.Namespace) -> int:
     from monitor.startup import Prestart
 
     # The HTTP port and the group join first: the join's seconds pass while the engine's
-    # modules import and the checkpoint loads (see monitor.startup).
-    prestart = Prestart(config).start()
+    # modules import and the checkpoint loads (see monitor.startup). SIGTERM and SIGINT
+    # set the stop flag from the first instant: the run then ends at once, with its
+    # final checkpoint, instead of dying before the app installs its own handlers.
+    prestart = Prestart(config)
+
+    def early_stop(signum: int, _frame: object) -> None:
+        prestart.stop.set()
+
+    signal.signal(signal.SIGTERM, early_stop)
+    signal.signal(signal.SIGINT, early_stop)
+    prestart.start()
     from monitor.app import App
 
     app = App(config, prestart=prestart)

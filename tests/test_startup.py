@@ -123,3 +123,36 @@ def test_prestart_listens_and_joins_while_the_checkpoint_loads_then_resumes_from
     assert http_get(f"{url}/readyz") == (200, "ok\n")
     counts = app.engine.report().models["m"].counts
     assert counts["predictions"] == 8 and counts["matched"] == 5, counts
+
+
+def test_sigterm_as_soon_as_the_port_answers_stops_cleanly(
+    broker: Any, make_topics: Any, tmp_path: Path
+) -> None:
+    """The HTTP port answers before the app has built its engine (prestart): a SIGTERM
+    then (an orchestrator stopping a pod that just came up) ends the run with exit 0 and
+    its final checkpoint, not with the signal's default death."""
+    from monitor.broker import free_port
+    from tests.daemon import Daemon, daemon_config
+
+    topics = make_topics(2)
+    port = free_port()
+    config = tmp_path / "monitor.toml"
+    body = '[[models]]\nname = "m"\ntask = "binary"\npositive_class = 1\n'
+    config.write_text(daemon_config(broker.bootstrap, topics, port, body))
+    with Daemon(config) as daemon:
+        deadline = time.monotonic() + 30
+        while not _answers(port):
+            daemon.assert_alive()
+            assert time.monotonic() < deadline, daemon.log_tail()
+            time.sleep(0.01)
+        code, _ = daemon.terminate(timeout=30)
+        assert code == 0, daemon.log_tail()
+
+
+def _answers(port: int) -> bool:
+    """Whether something accepts connections on the loopback port."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
