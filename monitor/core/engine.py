@@ -896,19 +896,6 @@ class Engine:
             times.extend(ts[sel].tolist())
             errors.extend(err[sel].tolist())
 
-    def _detect(self, model: ModelState, pane: int) -> dict[str, int]:
-        """Feed the detectors the errors of ``pane`` in event-time order; detections."""
-        assert model.detectors is not None
-        ts: list[float] = []
-        errors: list[float] = []
-        for p in sorted(k for k in model.error_panes if k <= pane):
-            parts = model.error_panes.pop(p)
-            for number in sorted(parts):
-                ts.extend(parts[number][0])
-                errors.extend(parts[number][1])
-        order = np.argsort(np.asarray(ts), kind="stable")
-        return model.detectors.feed(np.asarray(errors)[order].tolist())
-
     def _label_delays(self, m: int, part: npt.NDArray[np.int64], delays: F64) -> None:
         """Add a batch's label delays (seconds, negative ones as 0) to the histograms."""
         delay = np.maximum(delays, 0.0)
@@ -1154,22 +1141,7 @@ class Engine:
                 self._warm_up(model, pane)
             if not self.model_level:
                 continue
-            values = self._compute(model)
-            if model.detectors is not None:
-                rows = len(model.registry.keys)
-                model.last_detections = self._detect(model, pane)
-                for name, found in model.last_detections.items():
-                    column = np.full(rows, np.nan)
-                    column[0] = found  # whole model only
-                    for metrics in values.values():
-                        metrics[f"{name}:{model.detectors.stream}"] = column
-            model.last = values
-            model.last_rows = len(model.registry.keys)
-            signals = {
-                f"{metric}@{window}": float(v[0])
-                for window, metrics in values.items()
-                for metric, v in metrics.items()
-            }
+            signals = close_signals(model, self._compute(model), model.error_panes, pane)
             self.signals_out.append(PaneSignals(model.name, end, signals))
             self._evaluate_rules(model, end, signals)
 
@@ -1355,6 +1327,42 @@ def window_values(
     )
     block = values.reshape(len(names), len(specs), rows)
     return {spec.name: dict(zip(names, block[:, i], strict=True)) for i, spec in enumerate(specs)}
+
+
+def close_signals(
+    model: ModelState,
+    values: dict[str, dict[str, F64]],
+    error_panes: dict[int, dict[int, tuple[list[float], list[float]]]],
+    pane: int,
+) -> dict[str, float]:
+    """The model-level signals of the pane ``pane`` that just closed, from every window's
+    ``values``: the detectors are fed the buffered errors of the panes through ``pane``
+    (taken out of ``error_panes``) in event-time order, their detections added as
+    whole-model values; ``model.last`` keeps the values for reports. Both stages' pane
+    closes use it (the engine's, and :mod:`monitor.core.model_stage`)."""
+    if model.detectors is not None:
+        ts: list[float] = []
+        errors: list[float] = []
+        for p in sorted(k for k in error_panes if k <= pane):
+            parts = error_panes.pop(p)
+            for number in sorted(parts):
+                ts.extend(parts[number][0])
+                errors.extend(parts[number][1])
+        order = np.argsort(np.asarray(ts), kind="stable")
+        model.last_detections = model.detectors.feed(np.asarray(errors)[order].tolist())
+        rows = len(model.registry.keys)
+        for name, found in model.last_detections.items():
+            column = np.full(rows, np.nan)
+            column[0] = found  # whole model only
+            for metrics in values.values():
+                metrics[f"{name}:{model.detectors.stream}"] = column
+    model.last = values
+    model.last_rows = len(model.registry.keys)
+    return {
+        f"{metric}@{window}": float(v[0])
+        for window, metrics in values.items()
+        for metric, v in metrics.items()
+    }
 
 
 def slice_counters(model: ModelState, row: F64) -> dict[str, float]:

@@ -38,13 +38,14 @@ from monitor.core.engine import (
     LATE,
     ModelState,
     PaneSignals,
+    close_signals,
     slice_counters,
     window_values,
 )
 from monitor.core.partials import ModelDelta, PartitionDelta
 from monitor.core.report import LABEL_DELAY_BUCKETS, ModelReport, SliceReport
 from monitor.core.rules import AlertEvent, RuleBook
-from monitor.core.windows import WindowSet
+from monitor.core.windows import WindowSet, pad_rows
 
 __all__ = ["ModelStage"]
 
@@ -251,8 +252,8 @@ class ModelStage:
     def _undo(self, number: int, applied: _Applied) -> None:
         for piece in reversed(applied.pieces):
             rows = len(self.model.registry.keys)
-            plain = _pad(piece.plain, rows)
-            self._merge(piece.pane, plain, [_pad(d, rows) for d in piece.decay], -1.0)
+            plain = pad_rows(piece.plain, rows)
+            self._merge(piece.pane, plain, [pad_rows(d, rows) for d in piece.decay], -1.0)
             if piece.errors:
                 buffered = self.error_panes.get(piece.pane, {}).get(number)
                 if buffered is not None:  # not fed to the detectors yet
@@ -351,38 +352,10 @@ class ModelStage:
         closed = w.cum[:, model.layout.col("n")] - w.late_n
         return window_values(model, sums, lambda _model: closed)
 
-    def _detect(self, pane: int) -> dict[str, int]:
-        detectors = self.model.detectors
-        assert detectors is not None
-        ts: list[float] = []
-        errors: list[float] = []
-        for p in sorted(k for k in self.error_panes if k <= pane):
-            parts = self.error_panes.pop(p)
-            for number in sorted(parts):
-                ts.extend(parts[number][0])
-                errors.extend(parts[number][1])
-        order = np.argsort(np.asarray(ts), kind="stable")
-        return detectors.feed(np.asarray(errors)[order].tolist())
-
     def _emit(self, pane: int) -> None:
         model = self.model
         end = (pane + 1) * self.pane
-        values = self.compute()
-        if model.detectors is not None:
-            rows = len(model.registry.keys)
-            model.last_detections = self._detect(pane)
-            for name, found in model.last_detections.items():
-                column = np.full(rows, np.nan)
-                column[0] = found
-                for metrics in values.values():
-                    metrics[f"{name}:{model.detectors.stream}"] = column
-        model.last = values
-        model.last_rows = len(model.registry.keys)
-        signals = {
-            f"{metric}@{window}": float(v[0])
-            for window, metrics in values.items()
-            for metric, v in metrics.items()
-        }
+        signals = close_signals(model, self.compute(), self.error_panes, pane)
         self.signals_out.append(PaneSignals(self.name, end, signals))
         seen = float(self.windows.cum[0, model.layout.col("pred_n")])
         self.rules.reconcile(self.config)
@@ -437,10 +410,3 @@ class ModelStage:
             "stale": self.stale,
         }
 
-
-def _pad(arr: F64, rows: int) -> F64:
-    if arr.shape[0] >= rows:
-        return arr
-    out = np.zeros((rows, arr.shape[1]))
-    out[: arr.shape[0]] = arr
-    return out

@@ -28,7 +28,6 @@ arrays travel as little-endian float64 bytes. Nothing in a record is executed.
 
 from __future__ import annotations
 
-import math
 import zlib
 from dataclasses import dataclass, field
 from typing import Final
@@ -38,6 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from monitor.core.layout import scatter_add
+from monitor.core.windows import pad_rows
 
 __all__ = [
     "DeltaLedger",
@@ -173,8 +173,8 @@ class DeltaLedger:
                 np.zeros((rows, width)), [np.zeros((rows, width)) for _ in self.decay_rates[m]]
             )
         elif acc.plain.shape[0] < rows:
-            acc.plain = _pad(acc.plain, rows)
-            acc.decay = [_pad(d, rows) for d in acc.decay]
+            acc.plain = pad_rows(acc.plain, rows)
+            acc.decay = [pad_rows(d, rows) for d in acc.decay]
         scatter_add(acc.plain, slices, cols, vals)
         if acc.decay:
             age = (pane + 1) * self.pane - ts
@@ -214,13 +214,3 @@ class DeltaLedger:
         self.panes[m] = {}
         return out
 
-
-def _pad(arr: F64, rows: int) -> F64:
-    out = np.zeros((rows, arr.shape[1]))
-    out[: arr.shape[0]] = arr
-    return out
-
-
-def decay_rates(seconds: list[float]) -> list[float]:
-    """The rates (ln 2 / half-life) of decay windows with these half-lives."""
-    return [math.log(2) / s for s in seconds]

@@ -52,7 +52,8 @@ def _dense(packed: F64 | tuple[tuple[int, ...], I64, F64]) -> F64:
     return out
 
 
-def _pad(arr: F64, rows: int) -> F64:
+def pad_rows(arr: F64, rows: int) -> F64:
+    """``arr`` with zero rows added up to ``rows`` (itself when it has as many)."""
     if arr.shape[0] >= rows:
         return arr
     out = np.zeros((rows, arr.shape[1]))
@@ -103,13 +104,15 @@ class WindowSet:
         if rows <= self.rows:
             return
         self.rows = rows
-        self.open = {p: _pad(a, rows) for p, a in self.open.items()}
-        self.open_decay = {p: [_pad(a, rows) for a in arrs] for p, arrs in self.open_decay.items()}
-        self.cum = _pad(self.cum, rows)
+        self.open = {p: pad_rows(a, rows) for p, a in self.open.items()}
+        self.open_decay = {
+            p: [pad_rows(a, rows) for a in arrs] for p, arrs in self.open_decay.items()
+        }
+        self.cum = pad_rows(self.cum, rows)
         self.late_n = np.concatenate([self.late_n, np.zeros(rows - len(self.late_n))])
-        self.ring = {p: _pad(a, rows) for p, a in self.ring.items()}
-        self.sliding = [_pad(a, rows) for a in self.sliding]
-        self.decay = [_pad(a, rows) for a in self.decay]
+        self.ring = {p: pad_rows(a, rows) for p, a in self.ring.items()}
+        self.sliding = [pad_rows(a, rows) for a in self.sliding]
+        self.decay = [pad_rows(a, rows) for a in self.decay]
 
     def remap(self, mapping: I64, rows: int) -> None:
         """Renumber the slices: old row ``i`` adds into row ``mapping[i]`` of ``rows`` rows.
