@@ -388,8 +388,8 @@ class App:
                 continue
             log.info("partitions_restored", result={str(k): v for k, v in result.items()},
                      seconds=round(time.monotonic() - started, 3))  # fmt: skip
-            if self.stages is not None:
-                self.stages.restarted(new)
+            if self.stages is not None:  # a partition kept as it was goes on with its chain
+                self.stages.restarted([n for n, how in result.items() if how != "kept"])
             return
 
     def _backpressure(self) -> None:
