@@ -109,14 +109,19 @@ def configure_logging(
     root.setLevel(level.upper())
     logging.getLogger("kafka").setLevel(kafka_level.upper())
 
+    # The processor list is refilled in place, never replaced: a logger cached on first use
+    # holds the list it was bound with, so a second configuration (the TUI changing the level,
+    # a test capturing logs) must reach it through that same list.
+    processors = structlog.get_config()["processors"]
+    processors[:] = [
+        structlog.stdlib.filter_by_level,
+        structlog.stdlib.PositionalArgumentsFormatter(),
+        structlog.processors.StackInfoRenderer(),
+        *shared,
+        structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+    ]
     structlog.configure(
-        processors=[
-            structlog.stdlib.filter_by_level,
-            structlog.stdlib.PositionalArgumentsFormatter(),
-            structlog.processors.StackInfoRenderer(),
-            *shared,
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
-        ],
+        processors=processors,
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         # Safe: the level is checked on the stdlib logger at call time and the renderer

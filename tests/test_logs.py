@@ -137,3 +137,20 @@ def test_rate_limited_helper_counts_per_key():
     assert rate_limited(key, 3600.0) is None
     assert rate_limited(key, 3600.0) is None
     assert rate_limited(key, 0.0) == 2
+
+
+def test_a_logger_cached_before_a_reconfiguration_follows_it_and_can_be_captured():
+    # The daemon's loggers are bound once and cached; configuring again (the TUI changing
+    # the level, a test capturing logs after an in-process CLI run) must still reach them.
+    from structlog.testing import capture_logs
+
+    configure_logging("info", json=True, stream=io.StringIO())
+    cached = structlog.get_logger("monitor.test.cached")
+    cached.info("bound_and_cached")
+    out = io.StringIO()
+    configure_logging("info", json=True, stream=out)
+    with capture_logs() as captured:
+        cached.warning("captured")
+    cached.warning("rendered")
+    assert [e["event"] for e in captured] == ["captured"]
+    assert [e["event"] for e in lines(out)] == ["rendered"]
