@@ -2,7 +2,9 @@
 
 Plotting (plotly), TensorBoard (tensorboardX), river's example data sets (and the
 scikit-learn and pandas they pull in), pyarrow and pandas load only when a command uses
-them: the report, a TensorBoard export, a Parquet reference, the Python API's frames.
+them: the report, a TensorBoard export, a Parquet reference, the Python API's frames;
+scipy's optimizer and sparse solver only when a reference is calibrated or a CUSUM
+threshold computed, its special functions at the first drift statistic.
 Each check runs in a fresh interpreter, so what earlier tests imported does not count.
 """
 
@@ -16,7 +18,8 @@ from pathlib import Path
 import pytest
 
 #: Packages the daemon's and the replay's start must not load.
-HEAVY = ("plotly", "tensorboardX", "sklearn", "river.datasets", "pyarrow", "pandas")
+HEAVY = ("plotly", "tensorboardX", "sklearn", "river.datasets", "pyarrow", "pandas",
+         "scipy.optimize", "scipy.sparse", "scipy.special")  # fmt: skip
 
 
 def _loaded_after(code: str) -> dict[str, bool]:

@@ -40,8 +40,6 @@ from typing import Any
 
 import numpy as np
 from river import drift
-from scipy import sparse
-from scipy.sparse.linalg import spsolve
 
 __all__ = [
     "DETECTORS",
@@ -92,6 +90,9 @@ def bernoulli_cusum_arl(p: float, r: int, m: int, h: int) -> float:
     rows = np.concatenate([idx, idx[ok], idx])
     cols = np.concatenate([idx, up[ok], np.maximum(idx - r, 0)])
     vals = np.concatenate([np.ones(n), np.full(int(ok.sum()), -p), np.full(n, -(1.0 - p))])
+    from scipy import sparse  # imported when a CUSUM is calibrated, not at start
+    from scipy.sparse.linalg import spsolve
+
     mat = sparse.csc_matrix((vals, (rows, cols)), shape=(n, n))  # duplicates are summed
     return float(spsolve(mat, np.ones(n))[0])
 

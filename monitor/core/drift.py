@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-from scipy import special
 
 from monitor.core.layout import Layout
 from monitor.core.reference import LABEL, PREDICTION, SCORE, NumericReference
@@ -77,6 +76,8 @@ def psi(p: F64, r: F64) -> F64:
 
 def js_distance(p: F64, r: F64) -> F64:
     """Jensen-Shannon distance (base 2) per row of ``p`` (S, K) against ``r`` (K,)."""
+    from scipy import special  # imported at the first drift statistic, not at start
+
     m = 0.5 * (p + r)
     div = 0.5 * (special.rel_entr(p, m).sum(axis=1) + special.rel_entr(r, m).sum(axis=1))
     out: F64 = np.sqrt(np.maximum(div / np.log(2.0), 0.0))
@@ -219,6 +220,8 @@ def chi2_pvalue(counts: F64, ref: F64) -> F64:
     dof = used.sum(axis=1) - 1
     out = np.full(s, np.nan)
     ok = (dof > 0) & (row[:, 1, 0] > 0)
+    from scipy import special  # imported at the first drift statistic, not at start
+
     out[ok] = special.chdtrc(dof[ok], stat[ok])
     out[(dof == 0) & (row[:, 1, 0] > 0)] = 1.0
     return out
