@@ -188,7 +188,8 @@ def test_replica_killed_mid_stream_its_partitions_resume_elsewhere_exactly(
             )
 
         _wait(daemons, "both replicas caught up", settled, 90)
-        scraped = [_counters(d.get("/metrics")[1]) for d in daemons]
+        scraped_text = [d.get("/metrics")[1] for d in daemons]
+        scraped = [_counters(text) for text in scraped_text]
         # Panes close on the model's owner (stage 2), which may be either replica.
         panes = total("monitor_panes_closed_total")
         for d in daemons:
@@ -219,9 +220,11 @@ def test_replica_killed_mid_stream_its_partitions_resume_elsewhere_exactly(
     assert expected[("monitor_predictions_received_total", (("model", "fraud"),))] == PREDICTIONS
     assert expected[("monitor_labels_received_total", (("model", "fraud"),))] == n_labels
     assert {k for k, v in summed.items() if v} == {k for k, v in expected.items() if v}
-    for key, value in expected.items():
-        assert math.isclose(summed.get(key, 0.0), value, rel_tol=1e-9, abs_tol=1e-9), (
-            key,
-            summed.get(key),
-            value,
-        )
+    for d, text in zip(daemons, scraped_text, strict=True):  # kept for a post-mortem
+        (d.log_path.parent / "metrics.prom").write_text(text)
+    wrong = [
+        (key, summed.get(key), value)
+        for key, value in expected.items()
+        if not math.isclose(summed.get(key, 0.0), value, rel_tol=1e-9, abs_tol=1e-9)
+    ]
+    assert not wrong, wrong
