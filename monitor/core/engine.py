@@ -60,7 +60,7 @@ from monitor.core.fastpath import Chunk, split_and_join
 from monitor.core.join import EarlyLabel, JoinBuffer, Pending
 from monitor.core.layout import Layout, feature_columns
 from monitor.core.panemetrics import pane_signals
-from monitor.core.partials import DeltaLedger
+from monitor.core.partials import DeltaLedger, WarmRow
 from monitor.core.reference import ReferenceProfile, load_profile, profile_from_columns
 from monitor.core.report import LABEL_DELAY_BUCKETS, ModelReport, Report, SliceReport
 from monitor.core.rules import AlertEvent, RuleBook
@@ -714,7 +714,10 @@ class Engine:
         batch.p_feat.append(event.features)
         if model.warmup_target:
             pane = math.floor(ts / self.pane)
-            if self.closed_upto is None or pane >= self.closed_upto:
+            if self.ledgers is not None:  # stage 2 builds the reference: the row goes raw
+                warm = WarmRow(ts, list(slices), event.features, event.prediction, score)
+                self.ledgers[msg.partition].add_warm(m, pane, len(model.registry.keys), warm)
+            elif self.closed_upto is None or pane >= self.closed_upto:
                 row = (ts, slices, event.features, event.prediction, score)
                 state.warmup.setdefault(m, {}).setdefault(pane, []).append(row)
         if model.layout.task == "multiclass":
@@ -1075,43 +1078,20 @@ class Engine:
             if panes:
                 for p in sorted(k for k in panes if k <= pane):
                     model.warmup_rows.extend(row[2:] for row in panes.pop(p))
-        target = model.warmup_target
-        rows = model.warmup_rows
-        if len(rows) < target:
-            return
-        feats = [r[0] or {} for r in rows]
-        config = model.config
-        try:
-            profile = profile_from_columns(
-                {name: [f.get(name) for f in feats] for name in config.features},
-                config.features,
-                config.drift_bins,
-                config.max_categories,
-                f"the warmup of model {model.name!r} ({len(rows)} predictions)",
-                {"prediction": [r[1] for r in rows], "score": [r[2] for r in rows]},
-            )
-        except ConfigError as exc:
-            if len(rows) < 4 * target:
-                return  # a feature had no usable value yet: wait for more
-            _log.error("warmup_failed", model=model.name, predictions=len(rows), error=str(exc))
-            model.warmup_target = 0
-            model.warmup_rows = []
+        profile = warmup_profile(model)
+        if profile is not None:
+            self._install_profile(model, profile, pane)
+        elif not model.warmup_target:  # the warmup failed: nothing more is kept for it
             for state in self.partitions.values():
                 state.warmup.pop(m, None)
-            return
-        self._install_profile(model, profile, pane)
 
-    def _install_profile(self, model: ModelState, profile: ReferenceProfile, pane: int) -> None:
+    def _install_profile(self, model: ModelState, profile: ReferenceProfile, pane: int,
+                         built: bool = True) -> None:  # fmt: skip
         """Use a warmup ``profile`` built from the panes through ``pane``: the feature
-        predictions of later panes still open are histogrammed now, later ones as they come."""
+        predictions of later panes still open are histogrammed now, later ones as they come.
+        (``built`` False: the model's stage 2 built it, this stage 1 only learnt of it.)"""
+        install_profile(model, profile, pane)
         layout = model.layout
-        layout.profile = model.profile = profile
-        layout.pca = profile.pca if "pca_n" in layout.fields else None
-        model.baseline = layout.baseline = build_baseline(model.config, layout, profile)
-        profile.outputs.clear()
-        model.profile_pane = pane
-        model.warmup_target = 0
-        model.warmup_rows = []
         m = model.index
         for state in self.partitions.values():
             panes = state.warmup.pop(m, {})
@@ -1128,16 +1108,26 @@ class Engine:
                     np.asarray([r[0] for r in rows]),
                 )
         _log.info(
-            "warmup_profile_built",
+            "warmup_profile_built" if built else "warmup_profile_learnt",
             model=model.name,
             predictions=profile.rows,
             last_pane_end=(pane + 1) * self.pane,
         )
 
+    def learn_profile(self, name: str, profile: ReferenceProfile, pane: int) -> bool:
+        """Stage 1 of replicas: take the warmup ``profile`` the model's stage 2 built from
+        the panes through ``pane``; from now on this engine histograms the model's
+        predictions itself instead of sending them raw. False when it has one already."""
+        model = next(m for m in self.models if m.name == name)
+        if not model.warmup_target:
+            return False
+        self._install_profile(model, profile, pane, built=False)
+        return True
+
     def _emit(self, pane: int) -> None:
         end = (pane + 1) * self.pane
         for model in self.models:
-            if model.warmup_target:
+            if model.warmup_target and self.ledgers is None:  # else stage 2 builds it
                 self._warm_up(model, pane)
             if not self.model_level:
                 continue
@@ -1432,3 +1422,45 @@ def _base(metric: str) -> str:
 def _json_float(value: float) -> float | None:
     value = float(value)
     return value if math.isfinite(value) else None
+
+
+def warmup_profile(model: ModelState) -> ReferenceProfile | None:
+    """The warmup profile of ``model`` from its sample (``model.warmup_rows``) once that
+    holds ``reference_warmup`` predictions, else None. A sample that stays unusable at four
+    times that size ends the warmup (logged; ``warmup_target`` becomes 0)."""
+    target = model.warmup_target
+    rows = model.warmup_rows
+    if not target or len(rows) < target:
+        return None
+    feats = [r[0] or {} for r in rows]
+    config = model.config
+    try:
+        return profile_from_columns(
+            {name: [f.get(name) for f in feats] for name in config.features},
+            config.features,
+            config.drift_bins,
+            config.max_categories,
+            f"the warmup of model {model.name!r} ({len(rows)} predictions)",
+            {"prediction": [r[1] for r in rows], "score": [r[2] for r in rows]},
+        )
+    except ConfigError as exc:
+        if len(rows) < 4 * target:
+            return None  # a feature had no usable value yet: wait for more
+        _log.error("warmup_failed", model=model.name, predictions=len(rows), error=str(exc))
+        model.warmup_target = 0
+        model.warmup_rows = []
+        return None
+
+
+def install_profile(model: ModelState, profile: ReferenceProfile, pane: int) -> None:
+    """Make a warmup ``profile`` (built from the panes through ``pane``) the model's
+    reference: its layout histograms against it, its baseline comes from it, and the
+    predictions of panes up to ``pane`` (the sample's) are never histogrammed."""
+    layout = model.layout
+    layout.profile = model.profile = profile
+    layout.pca = profile.pca if "pca_n" in layout.fields else None
+    model.baseline = layout.baseline = build_baseline(model.config, layout, profile)
+    profile.outputs.clear()
+    model.profile_pane = pane
+    model.warmup_target = 0
+    model.warmup_rows = []

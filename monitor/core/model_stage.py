@@ -39,10 +39,13 @@ from monitor.core.engine import (
     ModelState,
     PaneSignals,
     close_signals,
+    install_profile,
     slice_counters,
+    warmup_profile,
     window_values,
 )
-from monitor.core.partials import ModelDelta, PartitionDelta
+from monitor.core.layout import scatter_add
+from monitor.core.partials import ModelDelta, PaneDelta, PartitionDelta
 from monitor.core.report import LABEL_DELAY_BUCKETS, ModelReport, SliceReport
 from monitor.core.rules import AlertEvent, RuleBook
 from monitor.core.windows import WindowSet, pad_rows
@@ -61,6 +64,9 @@ class _Piece:
     plain: F64
     decay: list[F64]
     errors: int  # errors appended to the pane's buffer (0: the pane had closed)
+    #: Raw predictions appended to the pane's warmup buffer (those histogrammed on arrival
+    #: are in ``plain`` and ``decay``; those that arrived too late for the warmup, nowhere).
+    warm: list[tuple[Any, ...]] = field(default_factory=list)
 
 
 @dataclass
@@ -110,6 +116,9 @@ class ModelStage:
         self.closed_upto: int | None = None
         self.panes_closed = 0
         self.error_panes: dict[int, dict[int, tuple[list[float], list[float]]]] = {}
+        #: pane -> partition -> predictions sent raw for the warmup reference, waiting for
+        #: their pane to close (rows: event time, slice rows, features, prediction, score)
+        self.warm: dict[int, dict[int, list[tuple[Any, ...]]]] = {}
         self.counts = np.zeros(len(COUNT_NAMES))
         self.delay = np.zeros(len(LABEL_DELAY_BUCKETS) + 1)
         self.delay_sum = 0.0
@@ -225,7 +234,10 @@ class ModelStage:
                 ts.extend(pd.err_ts)
                 err.extend(pd.err)
                 errors = len(pd.err)
-            applied.pieces.append(_Piece(pd.pane, plain, decay, errors))
+            kept: list[tuple[Any, ...]] = []
+            if pd.warm:
+                kept = self._take_warm(delta.number, pd, mapping, plain, decay)
+            applied.pieces.append(_Piece(pd.pane, plain, decay, errors, kept))
         applied.counts = np.asarray(md.counts, dtype=np.float64)
         applied.delay = np.asarray(md.delay, dtype=np.float64)
         applied.delay_sum = md.delay_sum
@@ -237,6 +249,83 @@ class ModelStage:
             self.model.registry.folded[dimension] = max(
                 self.model.registry.folded[dimension], n
             )
+
+    def _take_warm(self, number: int, pd: PaneDelta, mapping: npt.NDArray[np.int64],
+                   plain: F64, decay: list[F64]) -> list[tuple[Any, ...]]:  # fmt: skip
+        """Take a pane's predictions sent raw (stage 1 had no warmup reference), as one
+        engine would have: into the warmup buffer while the model warms up and their pane
+        is open; histogrammed at once (added to ``plain``/``decay``, the piece's undo) when
+        the reference exists and they are past the panes it was built from; else nowhere.
+        Returns the rows buffered."""
+        model = self.model
+        rows = [
+            (w.ts, tuple(int(mapping[i]) if i >= 0 else -1 for i in w.slices),
+             w.features, w.prediction, w.score)
+            for w in pd.warm
+        ]  # fmt: skip
+        if model.warmup_target:
+            if self.closed_upto is None or pd.pane >= self.closed_upto:
+                self.warm.setdefault(pd.pane, {}).setdefault(number, []).extend(rows)
+                return rows
+            return []
+        if model.profile_pane is not None and pd.pane > model.profile_pane:
+            got = self._warm_blocks(pd.pane, rows)
+            if got is not None:
+                self._merge(pd.pane, got[0], got[1], 1.0)
+                plain += got[0]
+                for d, h in zip(decay, got[1], strict=True):
+                    d += h
+        return []
+
+    def _warm_blocks(self, pane: int, rows: list[tuple[Any, ...]]) -> tuple[F64, list[F64]] | None:
+        """The profile's terms of raw predictions of ``pane`` (their data-quality terms are
+        in the pane's sums already), as plain and decay blocks; None without features."""
+        layout = self.model.layout
+        if not layout.features or not rows:
+            return None
+        cols, vals = layout.feature_terms([r[2] for r in rows], profile_only=True)
+        slices = np.asarray([r[1] for r in rows], dtype=np.int64)
+        ts = np.asarray([r[0] for r in rows], dtype=np.float64)
+        shape = (len(self.model.registry.keys), layout.width)
+        plain = np.zeros(shape)
+        scatter_add(plain, slices, cols, vals)
+        decay = []
+        age = (pane + 1) * self.pane - ts
+        for rate in self.windows.decay_rates:
+            d = np.zeros(shape)
+            scatter_add(d, slices, cols, vals, np.exp(-rate * age))
+            decay.append(d)
+        return plain, decay
+
+    def _warm_up(self, pane: int) -> None:
+        """At the close of ``pane``: take the raw predictions of the panes closed into the
+        warmup sample (partition by partition, as one engine does) and, once it is large
+        enough, build the model's reference and histogram the predictions of later panes."""
+        model = self.model
+        numbers = sorted({n for parts in self.warm.values() for n in parts})
+        closed = sorted(p for p in self.warm if p <= pane)
+        for number in numbers:
+            for p in closed:
+                rows = self.warm[p].pop(number, None)
+                if rows:
+                    model.warmup_rows.extend(r[2:] for r in rows)
+        for p in closed:
+            if not self.warm[p]:
+                del self.warm[p]
+        profile = warmup_profile(model)
+        if profile is None:
+            if not model.warmup_target:  # the warmup failed: nothing more is kept for it
+                self.warm.clear()
+            return
+        install_profile(model, profile, pane)
+        for p, parts in sorted(self.warm.items()):
+            for number in sorted(parts):
+                got = self._warm_blocks(p, parts[number])
+                if got is not None:
+                    self._merge(p, got[0], got[1], 1.0)
+        self.warm.clear()
+        _log.info("warmup_profile_built", model=self.name, predictions=profile.rows,
+                  last_pane_end=(pane + 1) * self.pane)  # fmt: skip
 
     def _merge(self, pane: int, plain: F64, decay: list[F64], sign: float) -> None:
         """Add (``sign`` 1) or take back (-1) a pane's sums, open or closed."""
@@ -254,6 +343,8 @@ class ModelStage:
             rows = len(self.model.registry.keys)
             plain = pad_rows(piece.plain, rows)
             self._merge(piece.pane, plain, [pad_rows(d, rows) for d in piece.decay], -1.0)
+            if piece.warm:
+                self._undo_warm(number, piece)
             if piece.errors:
                 buffered = self.error_panes.get(piece.pane, {}).get(number)
                 if buffered is not None:  # not fed to the detectors yet
@@ -268,6 +359,21 @@ class ModelStage:
             self.waiting.pop(number, None)
         else:
             self.waiting[number] = applied.waiting_before
+
+    def _undo_warm(self, number: int, piece: _Piece) -> None:
+        """Take back predictions a piece put in the warmup buffer: out of the buffer while
+        their pane is open; their histogram when the reference built since covers their
+        pane; nothing once they are in the sample (the chain that re-reads them finds their
+        pane closed and leaves them out, so they count once)."""
+        model, k = self.model, len(piece.warm)
+        if model.warmup_target:
+            rows = self.warm.get(piece.pane, {}).get(number)
+            if rows is not None and (self.closed_upto is None or piece.pane >= self.closed_upto):
+                del rows[-k:]
+        elif model.profile_pane is not None and piece.pane > model.profile_pane:
+            got = self._warm_blocks(piece.pane, piece.warm)
+            if got is not None:
+                self._merge(piece.pane, got[0], got[1], -1.0)
 
     def release(self, numbers: set[int]) -> None:
         """Stop waiting for these partitions until they report again (nobody holds them)."""
@@ -354,6 +460,8 @@ class ModelStage:
 
     def _emit(self, pane: int) -> None:
         model = self.model
+        if model.warmup_target:
+            self._warm_up(pane)
         end = (pane + 1) * self.pane
         signals = close_signals(model, self.compute(), self.error_panes, pane)
         self.signals_out.append(PaneSignals(self.name, end, signals))

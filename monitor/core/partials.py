@@ -22,6 +22,11 @@ new session, a delta delivered twice repeats a number, and a delta of an older s
 ``confirmed`` names the partition's last durable checkpoint: stage 2 never needs to undo
 past it.
 
+A model that builds its drift reference from its first predictions (``reference_warmup``)
+has it built once, by its stage 2: until stage 1 has that reference, it sends each
+prediction's features raw with its pane (:class:`WarmRow`), and stage 2 takes them into
+the warmup sample or, once it has the reference, histograms them itself.
+
 Records are msgspec structs, encoded with msgspec's MessagePack and compressed with zlib;
 arrays travel as little-endian float64 bytes. Nothing in a record is executed.
 """
@@ -44,6 +49,7 @@ __all__ = [
     "ModelDelta",
     "PaneDelta",
     "PartitionDelta",
+    "WarmRow",
     "decode_delta",
     "encode_delta",
 ]
@@ -57,13 +63,27 @@ FORMAT: Final = 1
 MAX_BODY: Final = 1 << 28
 
 
+class WarmRow(msgspec.Struct, array_like=True, frozen=True):
+    """A prediction whose features stage 1 could not histogram (the model's warmup
+    reference was not built yet, or not known here): what stage 2 needs to take it into
+    the warmup sample or histogram it. ``slices`` index the message's ``slice_keys`` (-1:
+    none in that position); the features' data-quality terms are in the pane's sums."""
+
+    ts: float
+    slices: list[int]
+    features: dict[str, float | str | bool | None] | None
+    prediction: float | int | str | bool | None
+    score: float
+
+
 class PaneDelta(msgspec.Struct, array_like=True, frozen=True):
     """What a partition added to one pane of one model.
 
     ``rows`` are the indices, in the message's ``slice_keys``, of the slice rows present;
     ``plain`` is ``(len(rows), width)`` float64 bytes; ``decay`` one such block per decay
     window of the model, weighted to the pane's end; ``err_ts``/``err`` the joined pairs'
-    event times and errors in input order (detectors)."""
+    event times and errors in input order (detectors); ``warm`` the predictions sent raw
+    for the model's warmup reference, in input order."""
 
     pane: int
     rows: list[int]
@@ -71,6 +91,7 @@ class PaneDelta(msgspec.Struct, array_like=True, frozen=True):
     decay: list[bytes]
     err_ts: list[float]
     err: list[float]
+    warm: list[WarmRow] = []
 
 
 class ModelDelta(msgspec.Struct, array_like=True, frozen=True):
@@ -139,6 +160,10 @@ def decode_delta(value: bytes) -> PartitionDelta:
                 raise ValueError(f"pane delta of {model.model!r}: error lists differ in length")
             if any(r < 0 or r >= len(model.slice_keys) for r in pane.rows):
                 raise ValueError(f"pane delta of {model.model!r}: a row outside slice_keys")
+            if any(
+                r < -1 or r >= len(model.slice_keys) for w in pane.warm for r in w.slices
+            ):
+                raise ValueError(f"pane delta of {model.model!r}: warmup slice outside slice_keys")
     return delta
 
 
@@ -148,6 +173,7 @@ class _Pane:
     decay: list[F64]
     err_ts: list[float] = field(default_factory=list)
     err: list[float] = field(default_factory=list)
+    warm: list[WarmRow] = field(default_factory=list)
 
 
 class DeltaLedger:
@@ -181,16 +207,24 @@ class DeltaLedger:
             for rate, target in zip(self.decay_rates[m], acc.decay, strict=True):
                 scatter_add(target, slices, cols, vals, np.exp(-rate * age))
 
-    def add_errors(self, m: int, pane: int, rows: int, ts: list[float], err: list[float]) -> None:
-        """Keep joined pairs' errors of model ``m`` in ``pane``, in input order."""
+    def _pane(self, m: int, pane: int, rows: int) -> _Pane:
         acc = self.panes[m].get(pane)
         if acc is None:
             width = self.widths[m]
             acc = self.panes[m][pane] = _Pane(
                 np.zeros((rows, width)), [np.zeros((rows, width)) for _ in self.decay_rates[m]]
             )
+        return acc
+
+    def add_errors(self, m: int, pane: int, rows: int, ts: list[float], err: list[float]) -> None:
+        """Keep joined pairs' errors of model ``m`` in ``pane``, in input order."""
+        acc = self._pane(m, pane, rows)
         acc.err_ts.extend(ts)
         acc.err.extend(err)
+
+    def add_warm(self, m: int, pane: int, rows: int, row: WarmRow) -> None:
+        """Keep a prediction of model ``m`` in ``pane`` sent raw for the warmup reference."""
+        self._pane(m, pane, rows).warm.append(row)
 
     def take(self, m: int) -> list[PaneDelta]:
         """Model ``m``'s pane additions as records, forgetting them (rows that are all zero
@@ -199,7 +233,7 @@ class DeltaLedger:
         for pane in sorted(self.panes[m]):
             acc = self.panes[m][pane]
             used = np.flatnonzero(np.any(acc.plain != 0, axis=1))
-            if len(used) == 0 and not acc.err:
+            if len(used) == 0 and not acc.err and not acc.warm:
                 continue
             out.append(
                 PaneDelta(
@@ -209,6 +243,7 @@ class DeltaLedger:
                     [np.ascontiguousarray(d[used], dtype="<f8").tobytes() for d in acc.decay],
                     acc.err_ts,
                     acc.err,
+                    acc.warm,
                 )
             )
         self.panes[m] = {}

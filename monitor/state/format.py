@@ -493,6 +493,7 @@ class PieceRec(msgspec.Struct):
     plain: Arr
     decay: list[Arr]
     errors: int
+    warm: list[WarmupRec] = []
 
 
 class AppliedRec(msgspec.Struct):
@@ -541,6 +542,7 @@ class StageRec(msgspec.Struct):
     delay_sum: float
     waiting: dict[int, tuple[int, int]]
     stale: int
+    warm: dict[int, dict[int, list[WarmupRec]]] = {}
 
 
 # ---------------------------------------------------------------------- field tables
@@ -1274,7 +1276,8 @@ def encode_stage(stage: ModelStage, next_offset: int) -> bytes:
                         idle_before=sorted(a.idle_before),
                         pieces=[
                             PieceRec(
-                                pc.pane, _arr(pc.plain), [_arr(d) for d in pc.decay], pc.errors
+                                pc.pane, _arr(pc.plain), [_arr(d) for d in pc.decay], pc.errors,
+                                [_warmup_row(row) for row in pc.warm],
                             )
                             for pc in a.pieces
                         ],
@@ -1300,6 +1303,10 @@ def encode_stage(stage: ModelStage, next_offset: int) -> bytes:
         delay_sum=float(stage.delay_sum),
         waiting={n: (int(p), int(e)) for n, (p, e) in stage.waiting.items()},
         stale=stage.stale,
+        warm={
+            p: {n: [_warmup_row(row) for row in rows] for n, rows in parts.items()}
+            for p, parts in stage.warm.items()
+        },
     )
     return _ENCODER.encode({"format": FORMAT, "stage": rec})
 
@@ -1327,10 +1334,19 @@ def decode_stage(body: bytes, config: MonitorConfig) -> tuple[ModelStage, int]:
             raise FormatError("a delta block of another width than the model's")
         return out
 
+    k = 2 + len(stage.model.registry.segments)
+    rows = len(stage.model.registry.keys)
+
+    def warm(recs: list[WarmupRec]) -> list[tuple[Any, ...]]:
+        if any(len(w.slices) != k or any(not -1 <= i < rows for i in w.slices) for w in recs):
+            raise FormatError("warmup rows with slices that do not fit the model")
+        return [(w.ts, tuple(w.slices), w.features, w.prediction, w.score) for w in recs]
+
     def piece(r: PieceRec) -> _Piece:
         if len(r.decay) != n_decay or r.errors < 0:
             raise FormatError("a delta piece that does not fit the model")
-        return _Piece(int(r.pane), block(r.plain), [block(d) for d in r.decay], int(r.errors))
+        return _Piece(int(r.pane), block(r.plain), [block(d) for d in r.decay], int(r.errors),
+                      warm(r.warm))  # fmt: skip
 
     stage.progress = {int(n): {str(t): float(v) for t, v in m.items()}
                       for n, m in rec.progress.items()}  # fmt: skip
@@ -1364,6 +1380,8 @@ def decode_stage(body: bytes, config: MonitorConfig) -> tuple[ModelStage, int]:
     stage.delay_sum = float(rec.delay_sum)
     stage.waiting = {int(n): (int(p), int(e)) for n, (p, e) in rec.waiting.items()}
     stage.stale = int(rec.stale)
+    stage.warm = {int(p): {int(n): warm(recs) for n, recs in parts.items()}
+                  for p, parts in rec.warm.items()}  # fmt: skip
     return stage, int(rec.next_offset)
 
 

@@ -11,6 +11,7 @@ import math
 import random
 from typing import Any
 
+import msgspec
 import numpy as np
 import pytest
 
@@ -27,13 +28,15 @@ TOPICS = ("predictions", "labels")
 PARTS = 3
 
 
-def config(**extra: Any) -> Any:
+def config(warmup: int = 0, **extra: Any) -> Any:
     model = {
         "name": "m", "task": "binary", "positive_class": 1, "label_ttl": "10m",
         "windows": ["all", "2m", "ewm1m"], "detectors": ["adwin", "cusum"],
-        "segments": ["region"], "reference_warmup": 0,
+        "segments": ["region"], "reference_warmup": warmup,
         "alerts": [{"name": "acc", "signal": "accuracy@2m", "op": "<", "threshold": 0.55}],
     }
+    if warmup:
+        model |= {"features": {"x": "numeric", "c": "categorical"}, "drift_min_samples": 20}
     other = {"name": "r", "task": "regression", "windows": ["all", "ewm30s"],
              "label_ttl": "10m", "reference_warmup": 0}
     return config_from_mapping({
@@ -57,9 +60,12 @@ def stream(n: int, seed: int, shuffle: float = 0.0) -> list[Message]:
             body = {"prediction_id": pid, "model": "r", "ts": t, "prediction": rng.gauss(3, 1)}
             label: Any = rng.gauss(3, 1.2)
         else:
+            shift = 1.5 if i > n // 2 else 0.0  # drift in the second half
+            x: Any = None if rng.random() < 0.03 else round(rng.gauss(shift, 1), 4)
             body = {"prediction_id": pid, "model": "m", "ts": t,
                     "prediction": int(rng.random() < 0.4), "score": round(rng.random(), 3),
-                    "segment": {"region": rng.choice("abc")}}
+                    "segment": {"region": rng.choice("abc")},
+                    "features": {"x": x, "c": rng.choice("pqrs" if shift else "pqr")}}
             label = int(rng.random() < 0.45)
         out.append((t, part, "predictions", json.dumps(body).encode()))
         lt = t + rng.uniform(5, 40)
@@ -122,10 +128,12 @@ def same(want: list[PaneSignals], got: list[PaneSignals]) -> None:
 def staged(cfg: Any, batches: list[list[Message]], *, wire: bool = True,
            crash_at: set[int] = frozenset(), checkpoint_every: int = 7,
            duplicate: float = 0.0, lose: float = 0.0, seed: int = 0,
-           stored_every: int = 0) -> tuple[dict[str, ModelStage], Engine]:
+           stored_every: int = 0, learn_after: int | None = None,
+           ) -> tuple[dict[str, ModelStage], Engine]:
     """Stage 1 (one engine) publishing deltas after every poll to both models' stage 2;
     at a poll in ``crash_at``, stage 1 loses everything since its last checkpoint and
-    re-reads from there."""
+    re-reads from there. ``learn_after``: that many polls after stage 2 built a warmup
+    reference, stage 1 learns it (and stops sending predictions raw)."""
     rng = random.Random(seed)
     engine = Engine(cfg)
     engine.track([(t, p) for t in TOPICS for p in range(PARTS)])
@@ -165,7 +173,18 @@ def staged(cfg: Any, batches: list[list[Message]], *, wire: bool = True,
     checkpoint: dict[int, bytes] = {}
     i = 0
     done_crash: set[int] = set()
+    built: dict[str, int] = {}
+
+    def learn() -> None:
+        for name, stage in stages.items():
+            model = stage.model
+            if model.profile_pane is not None and model.profile is not None:
+                built.setdefault(name, i)
+                if learn_after is not None and i - built[name] >= learn_after:
+                    engine.learn_profile(name, model.profile, model.profile_pane)
+
     while i < len(batches):
+        learn()
         batch = batches[i]
         engine.process(batch)
         engine.drain_signals()
@@ -324,3 +343,46 @@ def test_records_refuse_bad_blocks() -> None:
     with pytest.raises(ValueError, match="wrong size"):
         decode_delta(encode_delta(broken))
     assert np.isfinite(np.frombuffer(pane.plain, "<f8")).all()
+
+
+@pytest.mark.parametrize("learn_after", [None, 0, 5])
+def test_a_warmup_reference_is_built_once_by_stage_two_as_one_engine_builds_it(
+    learn_after: int | None,
+) -> None:
+    """Stage 1 sends predictions raw until it knows the reference; stage 2 takes them into
+    the warmup sample, builds the reference at the same pane close as one engine, and
+    histograms what comes raw after it: the drift signals are the engine's, through
+    stage 1 crashes, duplicated deltas and stage 2 moving between owners, and whether or
+    when stage 1 learns the reference."""
+    cfg = config(warmup=800)
+    batches = polls(stream(4000, 21, shuffle=0.02), 21)
+    engines: list[Engine] = []
+    want = oracle(cfg, batches, engines)
+    drift = [k for k in want["m"][-1].signals if k.startswith("psi:x@")]
+    assert drift and want["m"][-1].signals[drift[0]] > 0.1  # the shift shows
+    stages, engine = staged(cfg, batches, crash_at={5, 9, 40}, duplicate=0.1, stored_every=6,
+                            seed=4, learn_after=learn_after)  # fmt: skip
+    stage = stages["m"]
+    assert stage.model.profile is not None and stage.model.profile_pane is not None
+    assert stage.model.profile_pane == engines[0].models[0].profile_pane
+    same(want["m"], stage.drain_signals())
+    learnt = engine.models[0].profile is not None
+    assert learnt == (learn_after is not None)
+    assert not engine.partitions[0].warmup  # stage 1 keeps no warmup of its own
+
+
+def test_warmup_rows_survive_the_wire_and_bad_ones_are_refused() -> None:
+    cfg = config(warmup=50)
+    engine = Engine(cfg)
+    book = DeltaBook(engine)
+    engine.process(stream(40, 3)[:40])
+    delta = decode_delta(encode_delta(book.take(0)))
+    warm = [w for md in delta.models for pd in md.panes for w in pd.warm]
+    assert warm and all(w.features is None or "x" in w.features for w in warm)
+    md = next(md for md in delta.models if md.panes and md.panes[0].warm)
+    pd = md.panes[0]
+    bad_row = msgspec.structs.replace(pd.warm[0], slices=[99])
+    bad_md = msgspec.structs.replace(md, panes=[msgspec.structs.replace(pd, warm=[bad_row])])
+    bad = msgspec.structs.replace(delta, models=[bad_md])
+    with pytest.raises(ValueError, match="warmup slice"):
+        decode_delta(encode_delta(bad))
