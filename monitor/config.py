@@ -681,7 +681,7 @@ class ModelConfig(_Strict):
         ge=0,
         description="without a reference file: build the drift profile from the predictions "
         "of the first closed panes that hold at least this many (0: no profile; default "
-        "off with a reference file or state.store = 'kafka')",
+        "off with a reference file; with replicas the model's owner builds it)",
     )
     drift_bins: int = Field(
         20, ge=2, le=1000, description="quantile bins per numeric feature (plus under/overflow)"
@@ -885,17 +885,6 @@ class MonitorConfig(_Strict):
                         f"model {model.name!r}: window {spec.name!r} must be a whole number of "
                         f"panes ({self.time.pane:g} s)"
                     )
-            if self.state.store == "kafka" and "reference_warmup" not in model.model_fields_set:
-                # The default warmup needs one replica: with replicas, a file or nothing.
-                object.__setattr__(model, "reference_warmup", 0)
-            if model.reference_warmup and self.state.store == "kafka":
-                # Each replica would build its own profile from the partitions it holds,
-                # and partitions moving between replicas would carry histograms over
-                # another replica's bins.
-                raise ValueError(
-                    f"model {model.name!r}: reference_warmup needs one replica "
-                    '(state.store = "local"); with replicas give a reference file'
-                )
         return self
 
     def model(self, name: str) -> ModelConfig:

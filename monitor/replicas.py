@@ -44,12 +44,15 @@ from monitor.kafka.partials_topic import (
     PartialsWriter,
     model_partition,
 )
-from monitor.state.format import decode_stage, encode_stage
+from monitor.state.format import decode_reference, decode_stage, encode_reference, encode_stage
 from monitor.state.kafka_store import KafkaStore, StoreError
 
 __all__ = ["ReplicaStages"]
 
 log = structlog.get_logger(__name__)
+
+#: Seconds between stage 1's looks in the store for warmup references it still lacks.
+REFERENCE_POLL_S = 3.0
 
 
 class ReplicaStages:
@@ -100,6 +103,10 @@ class ReplicaStages:
         self._partials_partitions: int | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: Models whose warmup reference this replica wrote to the store (as their owner).
+        self._references_sent: set[str] = set()
+        #: When stage 1 last looked in the store for references it still lacks.
+        self._references_read = 0.0
 
     # ------------------------------------------------------------------ lifecycle
     def connect(self, stop: threading.Event) -> None:
@@ -244,6 +251,18 @@ class ReplicaStages:
                 bodies[name] = encode_stage(stage, self.next_offset[where])
         if bodies:
             self.store.save_stages(bodies)
+        for name, stage in self.stages.items():
+            model = stage.model
+            if (
+                self._live(name)
+                and name not in self._references_sent
+                and model.profile is not None
+                and model.profile_pane is not None
+            ):
+                self.store.save_reference(name, encode_reference(model))
+                self._references_sent.add(name)
+                end = (model.profile_pane + 1) * self.config.time.pane
+                log.info("warmup_reference_published", model=name, last_pane_end=end)
 
     def _live(self, model: str) -> bool:
         """Whether ``model``'s stage has read its history: its outputs are this replica's."""
@@ -325,10 +344,42 @@ class ReplicaStages:
                 alerts += events
         return signals, alerts
 
+    def learn_references(self, now: float) -> None:
+        """Stage 1: take the warmup references the models' owners built, so as to histogram
+        their predictions here instead of sending them raw: from this replica's own stage 2
+        at once, from the store every few seconds."""
+        engine = self.engine
+        waiting = [m for m in engine.models if m.warmup_target]
+        if not waiting:
+            return
+        look = self.store is not None and now - self._references_read >= REFERENCE_POLL_S
+        if look:
+            self._references_read = now
+        for model in waiting:
+            stage = self.stages.get(model.name)
+            found: tuple[Any, Any, int] | None = None
+            own = stage.model if stage is not None else None
+            if own is not None and own.profile is not None and own.profile_pane is not None:
+                found = (own.profile, own.baseline, own.profile_pane)
+            elif look and self.store is not None:
+                try:
+                    found = self.store.load_reference(
+                        model.name, partial(decode_reference, model=model)
+                    )
+                except StoreError as exc:
+                    log.warning("warmup_reference_unreadable", model=model.name,
+                                error=str(exc)[:200], retry_in_s=REFERENCE_POLL_S)  # fmt: skip
+                    continue
+            if found is not None:
+                profile, baseline, pane = found
+                engine.learn_profile(model.name, profile, pane, baseline)
+
     def tick(self, now: float) -> tuple[list[PaneSignals], list[AlertEvent]]:
         """Once a second: create the stages of owned models not heard of yet, release the
-        input partitions nobody has published for ``time.unassigned_timeout``, and judge
-        absence rules on the wall clock when every input partition is idle."""
+        input partitions nobody has published for ``time.unassigned_timeout``, judge
+        absence rules on the wall clock when every input partition is idle, and learn the
+        warmup references built since (:meth:`learn_references`)."""
+        self.learn_references(now)
         for model in self.owned_models():
             self._stage(model)
         timeout = self.config.time.unassigned_timeout

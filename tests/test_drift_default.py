@@ -101,13 +101,14 @@ def test_reference_warmup_zero_turns_drift_off(events: Path, tmp_path: Path) -> 
     assert "accuracy@1m" in signals
 
 
-def test_replicas_without_a_file_have_no_default_warmup() -> None:
+def test_replicas_warm_up_by_default_too() -> None:
+    """With replicas the model's owner builds the warmup reference (stage 2): drift is on
+    out of the box there as well, and an explicit warmup is taken."""
     raw = {"state": {"store": "kafka"}, "models": [
         {"name": "m", "task": "binary", "positive_class": 1, "features": {"x": "numeric"}}]}
-    assert config_from_mapping(raw).models[0].reference_warmup == 0
+    assert config_from_mapping(raw).models[0].reference_warmup == DEFAULT_REFERENCE_WARMUP
     raw["models"][0]["reference_warmup"] = 100  # type: ignore[index]
-    with pytest.raises(ConfigError, match="reference_warmup needs one replica"):
-        config_from_mapping(raw)
+    assert config_from_mapping(raw).models[0].reference_warmup == 100
 
 
 def test_a_reference_file_is_the_reference(tmp_path: Path) -> None:

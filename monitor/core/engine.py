@@ -41,7 +41,7 @@ from monitor.config import (
     ModelConfig,
     MonitorConfig,
 )
-from monitor.core.baseline import build_baseline, probability_row
+from monitor.core.baseline import Baseline, build_baseline, probability_row
 from monitor.core.counts import (
     COUNT_NAMES,
     DUPLICATE_LABELS,
@@ -1086,11 +1086,12 @@ class Engine:
                 state.warmup.pop(m, None)
 
     def _install_profile(self, model: ModelState, profile: ReferenceProfile, pane: int,
-                         built: bool = True) -> None:  # fmt: skip
+                         baseline: Baseline | None = None, built: bool = True,
+                         ) -> None:  # fmt: skip
         """Use a warmup ``profile`` built from the panes through ``pane``: the feature
         predictions of later panes still open are histogrammed now, later ones as they come.
         (``built`` False: the model's stage 2 built it, this stage 1 only learnt of it.)"""
-        install_profile(model, profile, pane)
+        install_profile(model, profile, pane, baseline)
         layout = model.layout
         m = model.index
         for state in self.partitions.values():
@@ -1114,14 +1115,16 @@ class Engine:
             last_pane_end=(pane + 1) * self.pane,
         )
 
-    def learn_profile(self, name: str, profile: ReferenceProfile, pane: int) -> bool:
+    def learn_profile(self, name: str, profile: ReferenceProfile, pane: int,
+                      baseline: Baseline | None = None) -> bool:  # fmt: skip
         """Stage 1 of replicas: take the warmup ``profile`` the model's stage 2 built from
-        the panes through ``pane``; from now on this engine histograms the model's
-        predictions itself instead of sending them raw. False when it has one already."""
-        model = next(m for m in self.models if m.name == name)
+        the panes through ``pane`` (with its ``baseline``); from now on this engine
+        histograms the model's predictions itself instead of sending them raw. False when
+        it has a reference already."""
+        model = self.by_name[name]
         if not model.warmup_target:
             return False
-        self._install_profile(model, profile, pane, built=False)
+        self._install_profile(model, profile, pane, baseline, built=False)
         return True
 
     def _emit(self, pane: int) -> None:
@@ -1452,14 +1455,18 @@ def warmup_profile(model: ModelState) -> ReferenceProfile | None:
         return None
 
 
-def install_profile(model: ModelState, profile: ReferenceProfile, pane: int) -> None:
+def install_profile(model: ModelState, profile: ReferenceProfile, pane: int,
+                    baseline: Baseline | None = None) -> None:  # fmt: skip
     """Make a warmup ``profile`` (built from the panes through ``pane``) the model's
-    reference: its layout histograms against it, its baseline comes from it, and the
-    predictions of panes up to ``pane`` (the sample's) are never histogrammed."""
+    reference: its layout histograms against it, its baseline comes from it (or is
+    ``baseline``, built with it elsewhere), and the predictions of panes up to ``pane``
+    (the sample's) are never histogrammed."""
     layout = model.layout
     layout.profile = model.profile = profile
     layout.pca = profile.pca if "pca_n" in layout.fields else None
-    model.baseline = layout.baseline = build_baseline(model.config, layout, profile)
+    if baseline is None:
+        baseline = build_baseline(model.config, layout, profile)
+    model.baseline = layout.baseline = baseline
     profile.outputs.clear()
     model.profile_pane = pane
     model.warmup_target = 0

@@ -85,10 +85,11 @@ the model version) or ``segment:<key>`` (``slice`` is the segment value); the co
 values past its caps into ``__other__``. Every slice family repeats the same events once
 per dimension, so **always filter on** ``dimension``.
 
-``monitor_model_metric`` values are computed by each replica over the partitions it
-owns, so with several replicas they are partial. Additive counters are the per-slice
-cumulative sums of the core (window ``all``), one family per kind so that units never
-mix; they sum across replicas, so cluster-wide metrics come from them. Recall of the
+With replicas, a model's series (``monitor_model_metric`` and its counters) come from the
+replica that owns the model, alone, and equal what one process gives (docs/replicas.md).
+Additive counters are the per-slice cumulative sums of the core (window ``all``), one
+family per kind so that units never mix, so rates and ratios over any span come from
+them. Recall of the
 positive class over 1 h, across replicas::
 
     sum by (model) (increase(monitor_confusion_total{dimension="model",

@@ -86,10 +86,12 @@ __all__ = [
     "FormatError",
     "check_envelope",
     "decode_engine",
+    "decode_reference",
     "decode_snapshot",
     "decode_soft_state",
     "decode_stage",
     "encode_engine",
+    "encode_reference",
     "encode_snapshot",
     "encode_soft_state",
     "encode_stage",
@@ -952,6 +954,15 @@ def _set_baseline(r: BaselineRec | None, width: int) -> Baseline | None:
 def _set_profile(model: ModelState, r: ProfileRec, baseline: BaselineRec | None) -> None:
     """Install a warmup-built profile and its baseline as :meth:`Engine._install_profile`
     does (before any partition is restored, so there is nothing to histogram again)."""
+    profile = _profile_of(model, r)
+    layout = model.layout
+    layout.profile = model.profile = profile
+    layout.pca = profile.pca if "pca_n" in layout.fields else None
+    model.baseline = layout.baseline = _set_baseline(baseline, layout.width)
+
+
+def _profile_of(model: ModelState, r: ProfileRec) -> ReferenceProfile:
+    """The warmup-built profile a record holds, checked against ``model``'s config."""
     layout = model.layout
     if model.config.reference or layout.reserve is None:
         raise FormatError(f"model {model.name!r}: a stored warmup profile, but no warmup")
@@ -976,13 +987,41 @@ def _set_profile(model: ModelState, r: ProfileRec, baseline: BaselineRec | None)
         if len(mean) != d or len(scale) != d:
             raise FormatError("PCA of inconsistent sizes")
         pca = PcaReference(tuple(r.pca.features), mean, scale, components, r.pca.ref_error)
-    profile = ReferenceProfile(
+    return ReferenceProfile(
         r.source, r.rows, {n: _set_numeric(x) for n, x in r.numeric.items()}, categorical,
         {}, {n: _set_numeric(x) for n, x in r.output_numeric.items()}, pca,
     )  # fmt: skip
-    layout.profile = model.profile = profile
-    layout.pca = profile.pca if "pca_n" in layout.fields else None
-    model.baseline = layout.baseline = _set_baseline(baseline, layout.width)
+
+
+class ReferenceRec(msgspec.Struct):
+    """A model's warmup reference as its stage 2 built it, for every stage 1 (replicas):
+    the profile, its baseline and the last pane of the sample it was built from."""
+
+    model: str
+    profile: ProfileRec
+    baseline: BaselineRec | None
+    pane: int
+
+
+def encode_reference(model: ModelState) -> bytes:
+    """The warmup reference ``model`` holds (built by a warmup: ``profile_pane`` set)."""
+    if model.profile is None or model.profile_pane is None:
+        raise ValueError(f"model {model.name!r} has no warmup reference")
+    rec = ReferenceRec(model.name, _profile(model.profile), _baseline(model.baseline),
+                       int(model.profile_pane))  # fmt: skip
+    return _ENCODER.encode({"format": FORMAT, "reference": rec})
+
+
+def decode_reference(
+    body: bytes, model: ModelState
+) -> tuple[ReferenceProfile, Baseline | None, int]:
+    """The warmup reference of ``model`` in a body: (profile, baseline, last pane of its
+    sample). FormatError when it is not one, or not of this model and config."""
+    rec = _typed(body, "reference", ReferenceRec)
+    if rec.model != model.name:
+        raise FormatError(f"reference of model {rec.model!r} under {model.name!r}")
+    baseline = _set_baseline(rec.baseline, model.layout.width)
+    return _profile_of(model, rec.profile), baseline, int(rec.pane)
 
 
 def _rule_config(cfg: AlertRuleConfig) -> str:

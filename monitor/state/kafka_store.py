@@ -253,6 +253,34 @@ class KafkaStore:
             raise StoreError(f"stage records not written: {reason}") from exc
         return size
 
+    def _reference_key(self, name: str) -> bytes:
+        return f"{self.prefix}reference/{name}".encode()
+
+    def save_reference(self, name: str, body: bytes) -> int:
+        """Write model ``name``'s warmup reference (:func:`~monitor.state.format.
+        encode_reference`) for every replica's stage 1, and wait for the broker;
+        StoreError when it is not acknowledged."""
+        producer = self._producer
+        if producer is None:
+            raise StoreError("state store not connected")
+        value = encode_record("reference", self.fingerprint, {}, zlib.compress(body, 1),
+                              self.key)  # fmt: skip
+        try:
+            producer.send(self.topic, key=self._reference_key(name), value=value).get(
+                timeout=WAIT_S
+            )
+        except (kafka_errors.KafkaError, AssertionError) as exc:
+            reason = str(exc) or type(exc).__name__
+            raise StoreError(f"reference record not written: {reason}") from exc
+        return len(value)
+
+    def load_reference(self, name: str, decode: Callable[[bytes], Any]) -> Any:
+        """Model ``name``'s warmup reference decoded by ``decode``, or None (not built yet,
+        or unreadable). StoreError when the topic cannot be read to its end in time."""
+        self._catch_up()
+        found = self._decode(self._reference_key(name).decode(), decode)
+        return None if found is None else found[1]
+
     def load_stage(self, name: str, decode: Callable[[bytes], Any]) -> Any:
         """The newest usable stage 2 record of model ``name`` decoded by ``decode``, or None
         (none written, or none readable: the caller rebuilds it from the partials)."""
@@ -379,6 +407,7 @@ class KafkaStore:
             kind = (
                 "soft" if key.startswith(f"{self.prefix}model/")
                 else "stage" if key.startswith(f"{self.prefix}stage/")
+                else "reference" if key.startswith(f"{self.prefix}reference/")
                 else "snapshot"
             )  # fmt: skip
             check_envelope(_inflate(body), kind)  # the previous good record stays

@@ -46,7 +46,10 @@ label_ttl = "10m"
 windows = ["all", "5s", "ewm5s"]
 segments = ["region"]
 detectors = ["adwin", "cusum"]
-reference_warmup = 0
+# The drift reference is the first 1,500 predictions: built once, by the model's owner.
+features = { amount = "numeric", country = "categorical" }
+reference_warmup = 1500
+drift_min_samples = 50
 
 [[models.alerts]]
 name = "accuracy-low"
@@ -112,7 +115,7 @@ def test_replicas_through_a_crash_and_a_rolling_deploy_equal_one_process(
     broker: Any, make_topics: Any, tmp_path: Path, n: int
 ) -> None:
     topics = make_topics(PARTITIONS, PARTITIONS)
-    stream, _labels = _stream(seed=21)
+    stream, _labels = _stream(seed=21, features=True)
     state = f'store = "kafka"\ntopic = "state-{uuid.uuid4().hex[:8]}"'
     replicas: list[Daemon] = []
     for name in [f"r{i}" for i in range(n)] + ["single"]:
@@ -203,6 +206,17 @@ def test_replicas_through_a_crash_and_a_rolling_deploy_equal_one_process(
     owner = exporting[0]
     assert c_view[("monitor_predictions_received_total", (("model", "fraud"),))] > 0
     assert c_view[("monitor_late_events_total", (("model", "fraud"),))] == 0
+    psi = [v for (name, labels), v in c_view.items()
+           if name == "monitor_model_metric" and ("metric", "psi:amount") in labels]  # fmt: skip
+    assert psi and max(psi) > 0.1, "the shift of amount must show against the warmup reference"
+    # The warmup reference was built by the model's stage 2, never by a replica's stage 1,
+    # and every replica's stage 1 learnt it.
+    for d in replicas:
+        events = [json.loads(line) for line in d.log_path.read_text().splitlines()
+                  if line.startswith("{") and '"warmup_profile_' in line]  # fmt: skip
+        assert not [e for e in events if e["event"] == "warmup_profile_built"
+                    and e["logger"] == "monitor.core.engine"], d.log_tail()  # fmt: skip
+        assert any(e["event"] == "warmup_profile_learnt" for e in events), d.log_tail()
     assert set(owner) == set(c_view)
     different = {k: (owner[k], v) for k, v in c_view.items() if not _same(owner[k], v)}
     assert not different, (len(different), len(c_view), sorted(different.items())[:10])

@@ -71,10 +71,12 @@ detectors = []
 """
 
 
-def _stream(seed: int = 8) -> tuple[Stream, int]:
+def _stream(seed: int = 8, features: bool = False) -> tuple[Stream, int]:
     """Predictions spread evenly over ``EVENT_SPAN_S``; 90 % labelled 0.2-2 s later (event
     time); versions and regions (slices the replicas number in different orders); a few
-    bad messages. Returns the stream and the number of labels."""
+    bad messages. ``features``: an ``amount`` (numeric, shifted in the second half, 2 %
+    missing) and a ``country`` (categorical, a new value in the second half). Returns the
+    stream and the number of labels."""
     rng = np.random.default_rng(seed)
     arrivals: list[tuple[float, str, bytes, bytes, int]] = []
     labels = 0
@@ -89,6 +91,11 @@ def _stream(seed: int = 8) -> tuple[Stream, int]:
         body = {"prediction_id": pid, "model": "fraud", "ts": t, "prediction": int(score >= 0.5),
                 "score": round(score, 5), "model_version": f"v{i % 3}",
                 "segment": {"region": region}}  # fmt: skip
+        if features:
+            late = i >= PREDICTIONS // 2
+            amount = None if rng.random() < 0.02 else round(float(rng.normal(late * 1.5, 1)), 4)
+            country = ["fr", "de", "es"] + (["it"] if late else [])
+            body["features"] = {"amount": amount, "country": str(rng.choice(country))}
         arrivals.append((t, "predictions", pid.encode(), json.dumps(body).encode(), part))
         if rng.random() < 0.9:
             lt = t + float(rng.uniform(0.2, 2.0))
