@@ -8,14 +8,15 @@ How it maps onto the :class:`~monitor.kafka.source.Source` contract:
 
 - **Rebalances** are eager (librdkafka's default assignors). librdkafka runs the
   ``on_assign``/``on_revoke``/``on_lost`` callbacks inside ``consume``, on the thread that
-  calls :meth:`ConfluentSource.poll`, so ``start_offsets`` is asked right there and each
-  newly assigned partition is assigned *at* the checkpoint's offset (or, without one, at
-  the group's committed offset, then the earliest record): no fetch ever starts elsewhere.
-  Newly assigned partitions stay paused until the next :meth:`~ConfluentSource.poll`, so
-  the caller sees the assignment (``take_assignment_changes``) before their first message
-  (the engine must track a partition before its events move the watermark). A batch
-  during which a rebalance happened drops what it read of the partitions involved: those
-  left, or restart at the offset the checkpoint gave during that same call.
+  calls :meth:`ConfluentSource.poll`. Newly assigned partitions stay paused until the next
+  :meth:`~ConfluentSource.poll`, so the caller sees the assignment
+  (``take_assignment_changes``) and installs their state before their first message (the
+  engine must track a partition before its events move the watermark; replicas restore
+  it from the store). That poll asks ``start_offsets`` and seeks each one to the offset
+  its state gives (without one: the group's committed offset, then the earliest record)
+  before resuming it. A batch during which a rebalance happened drops what it read of
+  the partitions that left, and holds back what it read of those assigned again, unless
+  their seek says to read them again.
 - **Commits** are of explicit offsets and synchronous for the caller, bounded by
   ``timeout_s``: sent asynchronously, then confirmed by reading the group's offsets back
   (``committed``, which takes a timeout). librdkafka's own synchronous commit cannot be
@@ -316,18 +317,11 @@ class ConfluentSource:
         for tp in partitions:
             key = (tp.topic, tp.partition)
             keys.add(key)
-            offset = self._start_offsets(tp.topic, tp.partition)
-            tp.offset = OFFSET_INVALID if offset is None else int(offset)
+            # Positioned at the next poll (``_resume_pending``), once the caller has learnt
+            # of the assignment and installed the partition's state.
+            tp.offset = OFFSET_INVALID
             with self._lock:
-                if offset is None:
-                    self._known_position.pop(key, None)
-                else:
-                    self._known_position[key] = int(offset)
-            log.info(
-                "kafka_partition_assigned",
-                topic=tp.topic, partition=tp.partition,
-                start_offset=offset if offset is not None else "committed",
-            )  # fmt: skip
+                self._known_position.pop(key, None)
         consumer.assign(partitions)
         # Held until the next poll, as KafkaSource does: the caller learns of the assignment
         # (take_assignment_changes) before it gets any message of these partitions.
@@ -469,9 +463,36 @@ class ConfluentSource:
         return kept
 
     def _resume_pending(self, consumer: Consumer) -> None:
+        """Position the partitions assigned since the last poll at ``start_offsets`` and
+        resume them. It runs at the poll after the one that saw the assignment, so the
+        caller has learnt of it (``take_assignment_changes``) and installed the partitions'
+        state, which may come from a store ahead of the group's committed offsets
+        (replicas). What an earlier call held back of such a partition is dropped: the
+        fetcher reads it again from there."""
         with self._lock:
-            ready = sorted(self._pending - self._user_paused)
-            self._pending.clear()
+            pending = sorted(self._pending)
+        failed: set[TP] = set()
+        for key in pending:
+            offset = self._start_offsets(*key)
+            if offset is not None:
+                try:
+                    consumer.seek(TopicPartition(key[0], key[1], int(offset)))
+                except KafkaException as exc:  # tried again at the next poll, still paused
+                    failed.add(key)
+                    self._limiter.log(log, "warning", f"seek-{key}", "kafka_seek_failed",
+                                      topic=key[0], partition=key[1], error=str(exc))  # fmt: skip
+                    continue
+                self._held = [m for m in self._held if (m.topic, m.partition) != key]
+                with self._lock:
+                    self._guard.pop(key, None)
+                    self._known_position[key] = int(offset)
+            log.info(
+                "kafka_partition_assigned", topic=key[0], partition=key[1],
+                start_offset=offset if offset is not None else "committed",
+            )  # fmt: skip
+        with self._lock:
+            ready = sorted(self._pending - self._user_paused - failed)
+            self._pending &= failed
         if ready:
             consumer.resume([TopicPartition(t, p) for t, p in ready])
 

@@ -158,6 +158,31 @@ def test_no_message_comes_before_its_partition_is_reported_assigned(
     assert len(got) == 80 and len(reported) == 8
 
 
+def test_a_partition_starts_where_the_state_installed_after_its_assignment_says(
+    broker, topics, kafka_config, produce, sources
+):
+    """Replicas: the run loop learns of an assignment, then installs the partition's state
+    from the store, whose offsets may be ahead of the group's committed ones (a commit
+    refused during a rebalance). The first message read is the one after that state, not
+    the committed offset's, whichever client."""
+    produce(broker.bootstrap, topics.predictions, [(b"k", b"%d" % i, [], 0) for i in range(30)])
+    cfg = kafka_config(broker, topics)
+    installed: dict[tuple[str, int], int] = {}
+    source = connected_source(cfg, sources, lambda t, p: installed.get((t, p)))
+    got: list[Message] = []
+    deadline = time.monotonic() + GROUP_JOIN_S
+    while not got and time.monotonic() < deadline:
+        batch = source.poll(200)
+        got += [m for m in batch if m.topic == topics.predictions]
+        assigned, _ = source.take_assignment_changes()
+        for tp in assigned:
+            installed[tp] = 17  # the restore, after the assignment was reported
+    assert got, "nothing read"
+    assert got[0].offset == 17 and got[0].value == b"17"
+    got += poll_until(source, 13 - len(got))
+    assert [m.offset for m in got if m.topic == topics.predictions] == list(range(17, 30))
+
+
 def test_commit_moves_the_groups_offsets_for_assigned_partitions_only(
     broker, topics, kafka_config, produce, sources
 ):
