@@ -32,15 +32,20 @@ CLASSES = ["cat", "dog", "bird"]
 KINDS = ("a", "b", "c", "d", "e")
 
 
-def _reference(path: Path, task: str, rng: np.random.Generator, rows: int = 600) -> None:
+def _reference(
+    path: Path, task: str, rng: np.random.Generator, rows: int = 600, heavy: float = 0.0
+) -> None:
     """A reference CSV with 3 numeric features (one with 3 distinct values, so its
-    histogram has fewer columns than the others), 1 categorical one and the outputs."""
+    histogram has fewer columns than the others), 1 categorical one and the outputs;
+    ``heavy``: the share of binary scores that are all 0.5 (one score bin holding the
+    mass of several drift groups)."""
     x = rng.normal(0.0, 1.0, (rows, 2))
     few = rng.integers(0, 3, rows)
     kind = rng.choice(KINDS, rows)
     head = "x0,x1,few,kind,prediction,label"
     if task == "binary":
         score = np.round(rng.random(rows), 3)
+        score[rng.random(rows) < heavy] = 0.5
         pred, label = (score >= 0.5).astype(int), (rng.random(rows) < score).astype(int)
         head += ",score"
         extra = [f",{s}" for s in score.tolist()]
@@ -82,11 +87,13 @@ def _config(task: str, reference: Path | None, metrics: list[str] | None = None)
     return MonitorConfig.model_validate({"time": {"pane": "10s"}, "models": [model]})
 
 
-def _model(tmp_path: Path, task: str, with_reference: bool = True) -> ModelState:
+def _model(
+    tmp_path: Path, task: str, with_reference: bool = True, heavy: float = 0.0
+) -> ModelState:
     rng = np.random.default_rng(3)
     reference = tmp_path / "ref.csv" if with_reference else None
     if reference is not None:
-        _reference(reference, task, rng)
+        _reference(reference, task, rng, heavy=heavy)
     return ModelState(0, _config(task, reference).models[0], 10.0)
 
 
@@ -159,6 +166,17 @@ def test_stacked_signals_equal_the_per_window_ones(tmp_path: Path, task: str, se
         assert {"estimated_roc_auc", "wasserstein:__score__", "pr_auc", "mcc"} <= set(names)
     if task == "multiclass":
         assert "estimated_f1" in names and "class_recall:dog" in names
+
+
+@pytest.mark.parametrize("seed", [7, 8])
+def test_a_reference_score_bin_heavier_than_a_drift_group_leaves_empty_groups(
+    tmp_path: Path, seed: int
+) -> None:
+    # 60 % of the reference scores in one bin: the drift groups it spans hold nothing,
+    # in the reference and in every window, and the groups after it keep their places
+    model = _model(tmp_path, "binary", heavy=0.6)
+    names = _compare(model, seed)
+    assert "psi:__score__" in names and "js:__score__" in names
 
 
 @pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
