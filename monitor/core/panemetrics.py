@@ -45,71 +45,137 @@ _EXTRA_BINARY = ("specificity", "balanced_accuracy", "mcc", "pr_auc")
 #: What a ratio is when its denominator is 0: accuracy (realized, expected) NaN, the
 #: precision, recall and F1 0 (scikit-learn's ``zero_division=0``); the realized ROC AUC
 #: and its binning error NaN, the expected ROC AUC 0 (as :mod:`monitor.core.estimate`).
-_EMPTY_RATES = np.array([np.nan, 0.0, 0.0, 0.0])[:, None, None]
-_EMPTY_AUC = np.array([np.nan, 0.0, np.nan])[:, None]
+#: As fills of the denominator (see :func:`_ratio`): NaN, or infinity for 0.
+_EMPTY_RATES = np.array([np.nan, np.inf, np.inf, np.inf])[:, None, None]
+_EMPTY_AUC = np.array([np.nan, np.inf, np.nan])[:, None]
 
 
-def _ratio(num: F64, den: F64, empty: float | F64) -> F64:
-    """``num / den`` where ``den > 0``, else ``empty`` (the metrics' ``_div``, without the
-    division by zero it had to silence)."""
-    ok = den > 0
-    out: F64 = np.where(ok, num / np.where(ok, den, 1.0), empty)
+def _ratio(num: F64, den: F64, fill: float | F64) -> F64:
+    """``num / den`` where ``den > 0``; elsewhere the denominator is ``fill``: NaN for a
+    NaN ratio, infinity for a ratio of 0 (the metrics' ``_div`` with ``empty`` NaN or 0,
+    for numerators that are never negative, without a division by zero)."""
+    out: F64 = num / np.where(den > 0, den, fill)
     return out
 
 
-def _psi_js(p: F64, share: F64, floor: F64, share_safe: F64, member: F64) -> tuple[F64, F64]:
+#: The floor of a proportion in the JS ratio ``p / m``: where ``p`` is 0 the ratio only
+#: has to be finite (its term is ``0 * log(...)``), and elsewhere it changes neither
+#: ``p`` nor ``m`` (a proportion of an accumulator row is far above it).
+_JS_FLOOR = 1e-300
+
+#: The smallest positive double: a chi2 column neither side uses has ``dev = 0``, and
+#: ``0 / _TINY`` is 0, while every used column's total is above it.
+_TINY = float(np.finfo(np.float64).smallest_subnormal)
+
+
+@dataclass(frozen=True, slots=True)
+class _Tiled:
+    """The subjects' reference arrays repeated for ``rows`` rows, so that the drift
+    statistics' element-wise operations run over whole arrays of one shape."""
+
+    rows: int
+    share: F64  # (rows, K)
+    floor: F64  # (rows, K)
+    share_safe: F64  # (rows, K): the share, 1 where it is 0
+    no_share: F64  # (rows, K): 1 where the share is 0
+    ref: F64  # (rows, chi2 columns): reference counts
+    ref_n_col: F64  # (rows, chi2 columns): reference total of each column's subject
+
+    @classmethod
+    def of(cls, sub: _Subjects, rows: int) -> _Tiled:
+        """The tiles of ``sub`` for ``rows`` rows."""
+        k = sub.chi2_columns
+
+        def tile(a: F64) -> F64:
+            return np.ascontiguousarray(np.broadcast_to(a, (rows, len(a))))
+
+        return cls(
+            rows=rows,
+            share=tile(sub.share),
+            floor=tile(sub.floor),
+            share_safe=tile(sub.share_safe),
+            no_share=tile((sub.share == 0).astype(np.float64)),
+            ref=tile(sub.ref[:k]),
+            ref_n_col=tile(sub.ref_n_col[:k]),
+        )
+
+
+def _psi_js(p: F64, tiles: _Tiled, member: F64) -> tuple[F64, F64]:
     """:func:`~monitor.core.drift.psi` and :func:`~monitor.core.drift.js_distance` of the
     proportions ``p`` (rows, K), every subject's columns side by side, against the
-    reference proportions ``share`` (K,) (``floor``: at least PSI_FLOOR; ``share_safe``:
-    1 where the share is 0), summed per subject through ``member`` (K, S). The JS terms
-    ``x log(x / m)`` are 0 where ``x`` is 0, as scipy's ``rel_entr``; the proportions'
-    and the reference's terms are summed apart, as the definition does."""
-    pf = np.maximum(p, PSI_FLOOR)
-    psi_value: F64 = ((pf - floor) * np.log(pf / floor)) @ member
-    m = p + share
-    m *= 0.5
-    seen = p > 0
-    terms = np.empty((2, *p.shape))
-    np.divide(np.where(seen, p, 1.0), np.where(seen, m, 1.0), out=terms[0])
-    np.divide(share_safe, np.where(share > 0, m, 1.0), out=terms[1])
-    np.log(terms, out=terms)
-    terms[0] *= p
-    terms[1] *= share
-    sides = terms.reshape(2 * p.shape[0], -1) @ member
+    reference proportions, summed per subject through ``member`` (K, S) in one product.
+    The JS terms ``x log(x / m)`` are 0 where ``x`` is 0, as scipy's ``rel_entr``; the
+    proportions' and the reference's terms are summed apart, as the definition does."""
     rows = p.shape[0]
-    div = (sides[:rows] + sides[rows:]) * 0.5
-    js_value: F64 = np.sqrt(np.maximum(div / np.log(2.0), 0.0))
+    terms = np.empty((3, *p.shape))
+    pf = np.maximum(p, PSI_FLOOR)
+    np.divide(pf, tiles.floor, out=terms[0])
+    pt = np.maximum(p, _JS_FLOOR)
+    m = pt + tiles.share
+    m *= 0.5
+    np.divide(pt, m, out=terms[1])
+    m += tiles.no_share  # where the share is 0 its term is 0 * log(1 / (m + 1))
+    np.divide(tiles.share_safe, m, out=terms[2])
+    np.log(terms, out=terms)
+    pf -= tiles.floor
+    terms[0] *= pf
+    terms[1] *= p
+    terms[2] *= tiles.share
+    sums = terms.reshape(3 * rows, -1) @ member
+    psi_value: F64 = sums[:rows]
+    div = sums[rows : 2 * rows] + sums[2 * rows :]
+    div *= 0.5 / np.log(2.0)
+    js_value: F64 = np.sqrt(np.maximum(div, 0.0, out=div), out=div)
     return psi_value, js_value
 
 
-def _chi2(counts: F64, n: F64, sub: _Subjects, mask: npt.NDArray[np.bool_]) -> F64:
+def _chi2(
+    counts: F64,
+    n: F64,
+    sub: _Subjects,
+    tiles: _Tiled,
+    mask: npt.NDArray[np.bool_],
+    mask_n: bool = True,
+) -> F64:
     """:func:`~monitor.core.drift.chi2_pvalue` of the chi2 subjects' ``counts`` (rows,
     their columns side by side) with totals ``n`` (rows, subjects) against the reference,
-    worked out where ``mask`` holds only (NaN elsewhere).
+    worked out where ``mask`` holds and ``n > 0`` only (NaN elsewhere; ``mask_n`` False:
+    ``mask`` implies ``n > 0``).
 
     In a 2 x C table both cells of a column are off their expected counts by the same
     ``d = (counts * ref_n - n * ref) / total``, so the statistic is
     ``(1 / n + 1 / ref_n) / total * sum((counts * ref_n - n * ref)**2 / col)`` over the
     columns used (``col = counts + ref > 0``): the same value with fewer operations, and
-    without the cancellation of ``counts - expected``.
+    without the cancellation of ``counts - expected``. With one column used the
+    statistic is exactly 0, whose p-value is 1.
     """
     k = sub.chi2_columns
-    ref, ref_n = sub.ref[:k], sub.ref_n[: n.shape[1]]
-    col = counts + ref
-    used = col > 0
-    dev = counts * sub.ref_n_col[:k]
-    dev -= n.take(sub.subject[:k], axis=1) * ref
+    rows, s = n.shape
+    col = counts + tiles.ref
+    parts = np.empty((2, rows, k))
+    dev = parts[0]
+    np.multiply(counts, tiles.ref_n_col, out=dev)
+    dev -= n.take(sub.subject[:k], axis=1) * tiles.ref
     dev *= dev
-    dev /= np.where(used, col, 1.0)  # an unused column has dev = 0
-    member = sub.member[:k, : n.shape[1]]
-    dof = used @ member - 1.0
-    seen = mask & (n > 0)
+    dev /= np.maximum(col, _TINY)
+    np.sign(col, out=parts[1])  # 1 where the column is used
+    sums = parts.reshape(2 * rows, k) @ sub.member[:k, :s]
+    ref_n = sub.ref_n[:s]
+    seen = mask & (n > 0) if mask_n else mask
     safe_n = np.where(seen, n, 1.0)
-    stat = (1.0 / safe_n + 1.0 / ref_n) / (safe_n + ref_n) * (dev @ member)
+    stat = (1.0 / safe_n + 1.0 / ref_n) / (safe_n + ref_n) * sums[:rows]
     from scipy import special  # imported at the first drift statistic, not at start
 
-    p_value = special.chdtrc(np.maximum(dof, 1.0), stat)  # used where dof > 0 only
-    out: F64 = np.where(seen, np.where(dof > 0, p_value, np.where(dof == 0, 1.0, np.nan)), np.nan)
+    # Two columns (1 degree of freedom, or 0 with a statistic of exactly 0): the p-value
+    # is erfc(sqrt(x / 2)), which cephes' incomplete gamma takes far longer to reach.
+    out: F64 = np.empty((rows, s))
+    many, two = sub.many_columns, sub.two_columns
+    if len(many):
+        dof = np.maximum(sums[rows:, many] - 1.0, 1.0)
+        out[:, many] = special.chdtrc(dof, stat[:, many])
+    if len(two):
+        out[:, two] = special.erfc(np.sqrt(0.5 * stat[:, two]))
+    np.copyto(out, np.nan, where=~seen)
     return out
 
 
@@ -146,10 +212,10 @@ class _Numeric:
     bins: F64  # (NI, F): 1 where an interior bin belongs to a subject
     inner_starts: I64  # first interior bin of each subject that has one
     with_inner: I64  # the subjects that have one
-    first: I64  # (F,): each subject's underflow column
-    last: I64  # (F,): its overflow column
-    low: F64  # (F,): first edge
-    high: F64  # (F,): last edge
+    all_inner: bool  # every subject has one
+    ends: I64  # (2 F,): each subject's underflow column, then each one's overflow column
+    edge: F64  # (2 F,): their edges, the first and the last
+    tails: F64  # (2 F, F): +1 for an underflow, -1 for an overflow, in its subject
     scale: F64  # (F,): the Wasserstein divisor
 
 
@@ -163,24 +229,27 @@ def _ks_wasserstein(p: F64, p_mean: F64, ref: _Numeric) -> tuple[F64, F64]:
     size = np.abs(d)
     np.copyto(d, 0.0, where=size <= CDF_TOLERANCE)  # rounding residue
     ks = np.maximum.reduceat(size, ref.bounds, axis=1)
-    ks = np.where(ks <= CDF_TOLERANCE, 0.0, ks)
-    g_p = p.take(ref.inner, axis=1)
-    g_p *= ref.upper
-    g_p -= p_mean.take(ref.inner, axis=1)
-    np.maximum(g_p, 0.0, out=g_p)
-    integral = d.take(ref.left, axis=1)
-    integral *= ref.width
-    integral += g_p
+    np.copyto(ks, 0.0, where=ks <= CDF_TOLERANCE)
+    integral = p.take(ref.inner, axis=1)
+    integral *= ref.upper
+    integral -= p_mean.take(ref.inner, axis=1)
+    np.maximum(integral, 0.0, out=integral)  # G_p
+    integral += d.take(ref.left, axis=1) * ref.width
     integral -= ref.in_bin
     np.abs(integral, out=integral)
-    under = p.take(ref.first, axis=1) * ref.low - p_mean.take(ref.first, axis=1)
-    over = p_mean.take(ref.last, axis=1) - p.take(ref.last, axis=1) * ref.high
-    w: F64 = integral @ ref.bins + under + over
+    # below the first edge, the integral of F_p; above the last, that of 1 - F_p
+    tails = p.take(ref.ends, axis=1)
+    tails *= ref.edge
+    tails -= p_mean.take(ref.ends, axis=1)
+    w: F64 = integral @ ref.bins + tails @ ref.tails
     w /= ref.scale
     if len(ref.with_inner):
         integral /= ref.width_inf  # |mean of F_p - F_r| in each bin, 0 in an empty one
         mean = np.maximum.reduceat(integral, ref.inner_starts, axis=1)
-        ks[:, ref.with_inner] = np.maximum(ks[:, ref.with_inner], mean)
+        if ref.all_inner:
+            np.maximum(ks, mean, out=ks)
+        else:
+            ks[:, ref.with_inner] = np.maximum(ks[:, ref.with_inner], mean)
     return ks, w
 
 
@@ -206,6 +275,8 @@ class _Subjects:
     share_safe: F64  # (K,): the same, 1 where it is 0
     chi2_subjects: int  # subjects with a chi2 signal: all but the score
     chi2_columns: int  # their columns
+    two_columns: I64  # the chi2 subjects of two columns (1 degree of freedom at most)
+    many_columns: I64  # the others
     numeric: _Numeric | None  # the first subjects' numeric side
     numeric_count: int  # how many subjects are numeric
     features: int  # the first ``features`` numeric subjects are features (out of range)
@@ -233,6 +304,8 @@ class PanePlan:
         self.width = layout.width
         self._col = {name: start for name, (start, _) in layout.fields.items()}
         self._bins = layout.bins
+        self._tiles: _Tiled | None = None  # the subjects' tiles for the last row count
+        self._blocks = _cumsum_blocks(layout.bins)
         probe = compute_metrics(layout, np.zeros((1, layout.width)), class_names, None, min_samples)
         wanted = [k for k in probe if keep is None or keep(k)]
         self.names: tuple[str, ...] = tuple(wanted)
@@ -442,7 +515,7 @@ class PanePlan:
         np.multiply(hist, self._cc[:, 1], out=below[n_rows : 2 * n_rows])
         below[2 * n_rows :] = hist
         ties = np.einsum("ij,ij->i", p_hist, below[: 2 * n_rows])
-        np.cumsum(below, axis=1, out=below)
+        below = _cumsum_rows(below, self._blocks)
         scored = below[2 * n_rows :, -1]
         den[0, 1] = scored
         invalid = np.empty((2, n_rows), dtype=bool)
@@ -471,12 +544,12 @@ class PanePlan:
         cumulative score histogram ``cum`` and its total ``n``."""
         ref = self._score
         assert ref is not None
-        cdf = cum / np.where(n > 0, n, 1.0)[:, None]
+        cdf = cum / np.where(n > 0, n, np.inf)[:, None]
         cdf -= ref.cdf
         np.abs(cdf, out=cdf)
         out[1] = cdf.sum(axis=1) / self._bins / ref.sd
-        ks = cdf[:, :-1].max(axis=1)
-        out[0] = np.where(ks <= CDF_TOLERANCE, 0.0, ks)
+        out[0] = cdf[:, :-1].max(axis=1)
+        np.copyto(out[0], 0.0, where=out[0] <= CDF_TOLERANCE)
         np.copyto(out, np.nan, where=n < self.min_samples)
 
     def _binary_extra(self, conf: F64, n: F64, pos: F64, neg: F64) -> F64:
@@ -486,12 +559,12 @@ class PanePlan:
         empty = n <= 0
         wanted = self._binary_extras
         if "specificity" in wanted or "balanced_accuracy" in wanted:
-            recall = _ratio(tp, tp + fn, 0.0)
-            specificity = _ratio(tn, tn + fp, 0.0)
+            recall = _ratio(tp, tp + fn, np.inf)
+            specificity = _ratio(tn, tn + fp, np.inf)
             values["specificity"] = np.where(empty, np.nan, specificity)
             has_pos, has_neg = tp + fn > 0, tn + fp > 0
             present = has_pos.astype(float) + has_neg.astype(float)
-            balanced = _ratio(recall * has_pos + specificity * has_neg, present, 0.0)
+            balanced = _ratio(recall * has_pos + specificity * has_neg, present, np.inf)
             values["balanced_accuracy"] = np.where(empty, np.nan, balanced)
         if "mcc" in wanted:
             matrix = np.stack([np.stack([tn, fp], axis=1), np.stack([fn, tp], axis=1)], axis=1)
@@ -504,6 +577,9 @@ class PanePlan:
         """Feature and output drift: every subject of every row at once, their histograms
         side by side."""
         n_rows = acc.shape[0]
+        tiles = self._tiles
+        if tiles is None or tiles.rows != n_rows:
+            tiles = self._tiles = _Tiled.of(sub, n_rows)
         hist = np.empty((n_rows, len(sub.subject)))
         plain = len(sub.plain)
         hist[:, :plain] = acc.take(sub.plain, axis=1)
@@ -511,24 +587,24 @@ class PanePlan:
             np.matmul(acc.take(sub.source, axis=1), sub.combine, out=hist[:, plain:])
         n = hist @ sub.member  # (rows, S)
         enough = n >= self.min_samples
-        count = np.where(n > 0, n, 1.0)
-        p = hist / count.take(sub.subject, axis=1)
+        # a proportion or mean of an empty histogram is 0: divided by infinity
+        count = np.where(n > 0, n, np.inf).take(sub.subject, axis=1)
+        p = hist / count
         stats = full[self._span["stats"]].reshape(2, -1, n_rows)  # (psi, js) x S
-        psi_value, js_value = _psi_js(p, sub.share, sub.floor, sub.share_safe, sub.member)
+        psi_value, js_value = _psi_js(p, tiles, sub.member)
         stats[0] = psi_value.T
         stats[1] = js_value.T
         np.copyto(stats, np.nan, where=~enough.T)
         c = sub.chi2_subjects
-        full[self._span["chi2"]] = _chi2(
-            hist[:, : sub.chi2_columns], n[:, :c], sub, enough[:, :c]
-        ).T
+        chi2 = _chi2(
+            hist[:, : sub.chi2_columns], n[:, :c], sub, tiles, enough[:, :c], self.min_samples <= 0
+        )
+        full[self._span["chi2"]] = chi2.T
         ref = sub.numeric
         if ref is not None:
             k = sub.numeric_count
-            has = (n[:, :k] > 0).take(sub.subject[: ref.size], axis=1)
             p_mean = acc.take(ref.sums, axis=1)
-            p_mean /= count.take(sub.subject[: ref.size], axis=1)
-            np.copyto(p_mean, 0.0, where=~has)
+            p_mean /= count[:, : ref.size]
             ks, w = _ks_wasserstein(p[:, : ref.size], p_mean, ref)
             numeric = full[self._span["numeric"]].reshape(2, k, n_rows)
             numeric[0] = ks.T
@@ -536,7 +612,7 @@ class PanePlan:
             np.copyto(numeric, np.nan, where=~enough[:, :k].T)
             if sub.features:
                 f = sub.features
-                outside = hist.take(ref.first[:f], axis=1) + hist.take(ref.last[:f], axis=1)
+                outside = hist.take(ref.ends[:f], axis=1) + hist.take(ref.ends[k : k + f], axis=1)
                 pred_n = acc[:, self._col["pred_n"], None]
                 full[self._span["outside"]] = _ratio(outside, pred_n, np.nan).T
 
@@ -644,6 +720,8 @@ def _subjects(layout: Layout) -> _Subjects | None:
         share_safe=np.where(share > 0, share, 1.0),
         chi2_subjects=chi2_subjects,
         chi2_columns=int(sum(widths[:chi2_subjects])),
+        two_columns=np.array([i for i in range(chi2_subjects) if widths[i] == 2], dtype=np.int64),
+        many_columns=np.array([i for i in range(chi2_subjects) if widths[i] != 2], dtype=np.int64),
         numeric=_numeric(numeric) if numeric else None,
         numeric_count=len(numeric),
         features=features,
@@ -717,12 +795,46 @@ def _numeric(numeric: list[tuple[str, int, int, NumericReference]]) -> _Numeric:
         bins=bins,
         inner_starts=np.array(inner_starts, dtype=np.int64),
         with_inner=np.array(with_inner, dtype=np.int64),
-        first=np.array(first, dtype=np.int64),
-        last=np.array(last, dtype=np.int64),
-        low=np.array([ref.edges[0] for *_, ref in numeric]),
-        high=np.array([ref.edges[-1] for *_, ref in numeric]),
+        all_inner=len(with_inner) == len(numeric),
+        ends=np.array(first + last, dtype=np.int64),
+        edge=np.array(
+            [ref.edges[0] for *_, ref in numeric] + [ref.edges[-1] for *_, ref in numeric]
+        ),
+        tails=np.concatenate([np.eye(len(numeric)), -np.eye(len(numeric))]),
         scale=np.array([ref.std if ref.std > 0 else 1.0 for *_, ref in numeric]),
     )
+
+
+def _cumsum_blocks(columns: int) -> tuple[F64, F64] | None:
+    """What :func:`_cumsum_rows` needs for rows of ``columns`` columns: the running-sum
+    matrix of a block of columns (a divisor of ``columns`` near its square root) and the
+    matrix that spreads each block's total over the columns after it; None when
+    ``columns`` has no such divisor (``np.cumsum`` then)."""
+    sizes = [b for b in range(4, columns // 2 + 1) if columns % b == 0]
+    if not sizes:
+        return None
+    size = min(sizes, key=lambda b: abs(b - columns**0.5))
+    blocks = columns // size
+    spread = np.zeros((blocks, columns))
+    for k in range(blocks):
+        spread[k, (k + 1) * size :] = 1.0
+    return np.triu(np.ones((size, size))), spread
+
+
+def _cumsum_rows(x: F64, blocks: tuple[F64, F64] | None) -> F64:
+    """The cumulative sums along each row of the C-contiguous ``x``, as two matrix
+    products (numpy's cumulative sum runs one element at a time): the running sums
+    inside each block of columns, then the totals of the blocks before each one added.
+    Equal to ``np.cumsum(x, axis=1)`` up to the order of the additions."""
+    if blocks is None:
+        out: F64 = np.cumsum(x, axis=1)
+        return out
+    running, spread = blocks
+    rows, columns = x.shape
+    size = running.shape[0]
+    out = (x.reshape(rows * (columns // size), size) @ running).reshape(rows, columns)
+    out += out[:, size - 1 :: size] @ spread
+    return out
 
 
 def _grouped_ref(layout: Layout, ref_hist: F64) -> tuple[I64, F64]:
