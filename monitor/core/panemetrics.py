@@ -48,6 +48,8 @@ _EXTRA_BINARY = ("specificity", "balanced_accuracy", "mcc", "pr_auc")
 #: As fills of the denominator (see :func:`_ratio`): NaN, or infinity for 0.
 _EMPTY_RATES = np.array([np.nan, np.inf, np.inf, np.inf])[:, None, None]
 _EMPTY_AUC = np.array([np.nan, np.inf, np.nan])[:, None]
+#: The pairs each of those is over: realized, expected, realized.
+_AUC_PAIRS = np.array([0, 1, 0])
 
 
 def _ratio(num: F64, den: F64, fill: float | F64) -> F64:
@@ -377,7 +379,15 @@ class PanePlan:
             c = baseline.calibration if baseline is not None else None
             self._calibration = midpoint_calibration(layout.bins) if c is None else c
             self._cc = np.stack([self._calibration, 1.0 - self._calibration], axis=1)
-            self._confusion = [layout.col(c) for c in ("tp", "fp", "tn", "fn")]
+            # E[TP], E[FP], E[TN], E[FN] from score_hist and pp_hist side by side: the
+            # predicted positives (pp) and negatives (score_hist - pp) times c and 1 - c
+            self._expected = np.zeros((2 * layout.bins, 4))
+            self._expected[: layout.bins, 2] = self._cc[:, 1]
+            self._expected[: layout.bins, 3] = self._cc[:, 0]
+            self._expected[layout.bins :] = self._cc @ np.array(
+                [[1.0, 0.0, 0.0, -1.0], [0.0, 1.0, -1.0, 0.0]]
+            )
+            self._confusion = np.array([layout.col(c) for c in ("tp", "fp", "tn", "fn")])
             rates = [
                 [name, f"estimated_{name}"] for name in ("accuracy", "precision", "recall", "f1")
             ]
@@ -451,7 +461,7 @@ class PanePlan:
         full = np.empty((len(self._rows), n_rows))
         span = self._span
         self._ratio_block(acc, full[span["ratio"]])
-        full[span["raw"]] = acc[:, self._raw].T
+        full[span["raw"]] = acc.take(self._raw, axis=1).T
         if self.layout.task == "binary":
             self._binary(acc, full)
         else:
@@ -467,7 +477,9 @@ class PanePlan:
         return out
 
     def _ratio_block(self, acc: F64, out: F64) -> None:
-        out[:] = _ratio(acc[:, self._ratio_num], acc[:, self._ratio_den], np.nan).T
+        out[:] = _ratio(
+            acc.take(self._ratio_num, axis=1), acc.take(self._ratio_den, axis=1), np.nan
+        ).T
         np.minimum(out[0], 1.0, out=out[0])  # label_coverage: a share
         if self._pca:
             profile = self.layout.profile
@@ -483,15 +495,14 @@ class PanePlan:
         bins = self._bins
         start = col["score_hist"]
         hist = acc[:, start : start + bins]
-        pp = acc[:, start + bins : start + 2 * bins]
+        # confusion counts (tp, fp, tn, fn): realized, and expected from the calibration
+        # (score_hist and pp_hist side by side through one matrix)
+        conf = np.empty((2, n_rows, 4))
+        conf[0] = acc.take(self._confusion, axis=1)
+        np.matmul(acc[:, start : start + 2 * bins], self._expected, out=conf[1])
         start = col["pos_hist"]
         pos = acc[:, start : start + bins]
         neg = acc[:, start + bins : start + 2 * bins]
-        # confusion counts (tp, fp, tn, fn): realized, and expected from the calibration
-        conf = np.empty((2, n_rows, 4))
-        conf[0] = acc[:, self._confusion]
-        conf[1, :, :2] = pp @ self._cc  # E[TP], E[FP]
-        conf[1, :, 3:1:-1] = (hist - pp) @ self._cc  # E[FN], E[TN]
         tp, fp, tn, fn = conf[..., 0], conf[..., 1], conf[..., 2], conf[..., 3]
         n = acc[:, col["n"]]
         # accuracy, precision, recall, f1 of both at once
@@ -532,7 +543,7 @@ class PanePlan:
         np.multiply(ties[:n_rows], 0.5, out=auc_num[2])
         pairs = (p_hist.sum(axis=1) * below[: 2 * n_rows, -1]).reshape(2, n_rows)
         auc = full[self._span["auc"]]
-        auc[:] = _ratio(auc_num, pairs[[0, 1, 0]], _EMPTY_AUC)
+        auc[:] = _ratio(auc_num, pairs.take(_AUC_PAIRS, axis=0), _EMPTY_AUC)
         np.copyto(auc[1], np.nan, where=invalid[1])
         if self._binary_extras:
             full[self._span["extra"]] = self._binary_extra(conf[0], n, pos, neg)

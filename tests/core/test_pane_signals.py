@@ -308,3 +308,48 @@ def test_empty_and_zero_rows_raise_no_numpy_warning(tmp_path: Path, task: str) -
         warnings.simplefilter("error")
         names, values = pane_signals(model.layout, stack, model.class_names, None, MIN_SAMPLES)
     assert np.isnan(values[:, :2]).any() and values.shape == (len(names), 11)
+
+
+def _degenerate(model: ModelState, rows: int, seed: int) -> F64:
+    """Random binary sums with rows of one kind each after the first 8: an empty row;
+    labels of one class only (no negatives, then no positives); every prediction a
+    positive (the predicted negatives' score histogram 0) and none; joined pairs but no
+    scores (NaN scores are not binned); one score bin only; a single event."""
+    lay = model.layout
+    acc = _random_windows(model, rows, seed)[0]
+    hist, pp = lay.cols("score_hist"), lay.cols("pp_hist")
+    pos, neg = lay.cols("pos_hist"), lay.cols("neg_hist")
+    acc[8] = 0.0
+    acc[9, neg] = 0.0
+    acc[9, [lay.col("fp"), lay.col("tn")]] = 0.0
+    acc[10, pos] = 0.0
+    acc[10, [lay.col("tp"), lay.col("fn")]] = 0.0
+    acc[11, pp] = acc[11, hist]
+    acc[12, pp] = 0.0
+    acc[13, hist] = acc[13, pp] = acc[13, pos] = acc[13, neg] = 0.0
+    acc[13, [lay.col("score_n"), lay.col("score_sum"), lay.col("scored_n")]] = 0.0
+    for a in (hist, pp, pos, neg):
+        acc[14, a] = 0.0
+        acc[14, a.start + 7] = 50.0
+    acc[15] = 0.0
+    for name in ("pred_n", "n", "tp", "score_n", "scored_n"):
+        acc[15, lay.col(name)] = 1.0
+    acc[15, lay.col("pred_pos")] = 1.0
+    for a in (hist, pp, pos):
+        acc[15, a.start + 120 % lay.bins] = 1.0
+    return acc
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_degenerate_and_many_rows_equal_the_per_row_definition(tmp_path: Path, seed: int) -> None:
+    model = _model(tmp_path, "binary")
+    acc = _degenerate(model, 60, seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        names, values = pane_signals(model.layout, acc, (), None, MIN_SAMPLES)
+    expected = compute_metrics(model.layout, acc, (), None, MIN_SAMPLES)
+    _assert_same(expected, names, values)
+    got = dict(zip(names, values, strict=True))
+    assert np.isnan(got["accuracy"][8]) and got["prediction_count"][8] == 0
+    assert np.isnan(got["roc_auc"][9]) and np.isnan(got["roc_auc"][10])
+    assert got["estimated_recall"][12] == 0.0 or np.isnan(got["estimated_recall"][12])
