@@ -4,10 +4,13 @@ At a pane close the engine holds, for each window, a ``(slices, width)`` array o
 stacks them into one ``(windows * slices, width)`` array, and :func:`pane_signals` computes
 each signal once over all of its rows: one numpy call handles every window and slice, and
 signals of the same form go through together (every ratio of two columns in one division,
-the realized and the label-free confusion counts and ROC AUCs as one stack, every drift
-subject as one padded ``(rows, subjects, columns)`` array). What depends only on the
-layout (column indices, reference proportions and edges, the calibration map, the signal
-names and their order) is worked out once per layout and kept in a :class:`PanePlan`.
+the realized and the label-free confusion counts and ROC AUCs as one stack, the histograms
+of every drift subject side by side in one ``(rows, columns)`` array whose per-subject
+sums are one matrix product). Sums along the score bins are matrix products too (numpy's
+cumulative sum adds one element at a time). What depends only on the layout (column
+indices, reference proportions and edges, the calibration map, the signal names and their
+order) is worked out once per layout and kept in a :class:`PanePlan`, the reference
+arrays also repeated for the row count of the last call.
 
 The definitions are those of :func:`~monitor.core.metrics.compute_metrics`,
 :mod:`monitor.core.drift` and :mod:`monitor.core.estimate`, and the values equal theirs on
