@@ -4,10 +4,13 @@ At a pane close the engine holds, for each window, a ``(slices, width)`` array o
 stacks them into one ``(windows * slices, width)`` array, and :func:`pane_signals` computes
 each signal once over all of its rows: one numpy call handles every window and slice, and
 signals of the same form go through together (every ratio of two columns in one division,
-the realized and the label-free confusion counts and ROC AUCs as one stack, every drift
-subject as one padded ``(rows, subjects, columns)`` array). What depends only on the
-layout (column indices, reference proportions and edges, the calibration map, the signal
-names and their order) is worked out once per layout and kept in a :class:`PanePlan`.
+the realized and the label-free confusion counts and ROC AUCs as one stack, the histograms
+of every drift subject side by side in one ``(rows, columns)`` array whose per-subject
+sums are one matrix product). Sums along the score bins are matrix products too (numpy's
+cumulative sum adds one element at a time). What depends only on the layout (column
+indices, reference proportions and edges, the calibration map, the signal names and their
+order) is worked out once per layout and kept in a :class:`PanePlan`, the reference
+arrays also repeated for the row count of the last call.
 
 The definitions are those of :func:`~monitor.core.metrics.compute_metrics`,
 :mod:`monitor.core.drift` and :mod:`monitor.core.estimate`, and the values equal theirs on
@@ -18,9 +21,8 @@ or so; ``tests/core/test_pane_signals.py`` holds them to 1e-12).
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -37,7 +39,6 @@ __all__ = ["PanePlan", "pane_signals", "plan_for"]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
-_T = TypeVar("_T")
 
 #: Binary metrics the fused realized/label-free computation gives; the others of the task
 #: (``specificity``, ``balanced_accuracy``, ``mcc``, ``pr_auc``) are computed when wanted.
@@ -47,55 +48,139 @@ _EXTRA_BINARY = ("specificity", "balanced_accuracy", "mcc", "pr_auc")
 #: What a ratio is when its denominator is 0: accuracy (realized, expected) NaN, the
 #: precision, recall and F1 0 (scikit-learn's ``zero_division=0``); the realized ROC AUC
 #: and its binning error NaN, the expected ROC AUC 0 (as :mod:`monitor.core.estimate`).
-_EMPTY_RATES = np.array([np.nan, 0.0, 0.0, 0.0])[:, None, None]
-_EMPTY_AUC = np.array([np.nan, 0.0, np.nan])[:, None]
+#: As fills of the denominator (see :func:`_ratio`): NaN, or infinity for 0.
+_EMPTY_RATES = np.array([np.nan, np.inf, np.inf, np.inf])[:, None, None]
+_EMPTY_AUC = np.array([np.nan, np.inf, np.nan])[:, None]
+#: The pairs each of those is over: realized, expected, realized.
+_AUC_PAIRS = np.array([0, 1, 0])
 
 
-def _ratio(num: F64, den: F64, empty: float | F64) -> F64:
-    """``num / den`` where ``den > 0``, else ``empty`` (the metrics' ``_div``, without the
-    division by zero it had to silence)."""
-    ok = den > 0
-    out: F64 = np.where(ok, num / np.where(ok, den, 1.0), empty)
+def _ratio(num: F64, den: F64, fill: float | F64) -> F64:
+    """``num / den`` where ``den > 0``; elsewhere the denominator is ``fill``: NaN for a
+    NaN ratio, infinity for a ratio of 0 (the metrics' ``_div`` with ``empty`` NaN or 0,
+    for numerators that are never negative, without a division by zero)."""
+    out: F64 = num / np.where(den > 0, den, fill)
     return out
 
 
-def _psi_js(p: F64, r: F64, r_floor: F64) -> tuple[F64, F64]:
-    """:func:`~monitor.core.drift.psi` and :func:`~monitor.core.drift.js_distance` of
-    proportions ``p`` (..., C) against ``r`` (its floored copy ``r_floor``), computed
-    without scipy's per-element ``rel_entr`` (``x log(x / y)``, 0 where ``x`` is 0)."""
+#: The floor of a proportion in the JS ratio ``p / m``: where ``p`` is 0 the ratio only
+#: has to be finite (its term is ``0 * log(...)``), and elsewhere it changes neither
+#: ``p`` nor ``m`` (a proportion of an accumulator row is far above it).
+_JS_FLOOR = 1e-300
+
+#: The smallest positive double: a chi2 column neither side uses has ``dev = 0``, and
+#: ``0 / _TINY`` is 0, while every used column's total is above it.
+_TINY = float(np.finfo(np.float64).smallest_subnormal)
+
+
+@dataclass(frozen=True, slots=True)
+class _Tiled:
+    """The subjects' reference arrays repeated for ``rows`` rows, so that the drift
+    statistics' element-wise operations run over whole arrays of one shape."""
+
+    rows: int
+    share: F64  # (rows, K)
+    floor: F64  # (rows, K)
+    share_safe: F64  # (rows, K): the share, 1 where it is 0
+    no_share: F64  # (rows, K): 1 where the share is 0
+    ref: F64  # (rows, chi2 columns): reference counts
+    ref_n_col: F64  # (rows, chi2 columns): reference total of each column's subject
+
+    @classmethod
+    def of(cls, sub: _Subjects, rows: int) -> _Tiled:
+        """The tiles of ``sub`` for ``rows`` rows."""
+        k = sub.chi2_columns
+
+        def tile(a: F64) -> F64:
+            return np.ascontiguousarray(np.broadcast_to(a, (rows, len(a))))
+
+        return cls(
+            rows=rows,
+            share=tile(sub.share),
+            floor=tile(sub.floor),
+            share_safe=tile(sub.share_safe),
+            no_share=tile((sub.share == 0).astype(np.float64)),
+            ref=tile(sub.ref[:k]),
+            ref_n_col=tile(sub.ref_n_col[:k]),
+        )
+
+
+def _psi_js(p: F64, tiles: _Tiled, member: F64) -> tuple[F64, F64]:
+    """:func:`~monitor.core.drift.psi` and :func:`~monitor.core.drift.js_distance` of the
+    proportions ``p`` (rows, K), every subject's columns side by side, against the
+    reference proportions, summed per subject through ``member`` (K, S) in one product.
+    The JS terms ``x log(x / m)`` are 0 where ``x`` is 0, as scipy's ``rel_entr``; the
+    proportions' and the reference's terms are summed apart, as the definition does."""
+    rows = p.shape[0]
+    terms = np.empty((3, *p.shape))
     pf = np.maximum(p, PSI_FLOOR)
-    psi_value: F64 = ((pf - r_floor) * np.log(pf / r_floor)).sum(axis=-1)
-    m = 0.5 * (p + r)
-    ratio_p = np.divide(p, m, out=np.ones_like(p), where=p > 0)
-    ratio_r = np.divide(r, m, out=np.ones_like(p), where=r > 0)
-    div = 0.5 * ((p * np.log(ratio_p)).sum(axis=-1) + (r * np.log(ratio_r)).sum(axis=-1))
-    js_value: F64 = np.sqrt(np.maximum(div / np.log(2.0), 0.0))
+    np.divide(pf, tiles.floor, out=terms[0])
+    pt = np.maximum(p, _JS_FLOOR)
+    m = pt + tiles.share
+    m *= 0.5
+    np.divide(pt, m, out=terms[1])
+    m += tiles.no_share  # where the share is 0 its term is 0 * log(1 / (m + 1))
+    np.divide(tiles.share_safe, m, out=terms[2])
+    np.log(terms, out=terms)
+    pf -= tiles.floor
+    terms[0] *= pf
+    terms[1] *= p
+    terms[2] *= tiles.share
+    sums = terms.reshape(3 * rows, -1) @ member
+    psi_value: F64 = sums[:rows]
+    div = sums[rows : 2 * rows] + sums[2 * rows :]
+    div *= 0.5 / np.log(2.0)
+    js_value: F64 = np.sqrt(np.maximum(div, 0.0, out=div), out=div)
     return psi_value, js_value
 
 
-def _chi2(counts: F64, n: F64, ref: F64, ref_n: F64, mask: npt.NDArray[np.bool_]) -> F64:
-    """:func:`~monitor.core.drift.chi2_pvalue` of ``counts`` (..., C) with totals ``n``
-    against ``ref`` (totals ``ref_n``), worked out where ``mask`` holds only (NaN
-    elsewhere).
+def _chi2(
+    counts: F64,
+    n: F64,
+    sub: _Subjects,
+    tiles: _Tiled,
+    mask: npt.NDArray[np.bool_],
+    mask_n: bool = True,
+) -> F64:
+    """:func:`~monitor.core.drift.chi2_pvalue` of the chi2 subjects' ``counts`` (rows,
+    their columns side by side) with totals ``n`` (rows, subjects) against the reference,
+    worked out where ``mask`` holds and ``n > 0`` only (NaN elsewhere; ``mask_n`` False:
+    ``mask`` implies ``n > 0``).
 
     In a 2 x C table both cells of a column are off their expected counts by the same
     ``d = (counts * ref_n - n * ref) / total``, so the statistic is
     ``(1 / n + 1 / ref_n) / total * sum((counts * ref_n - n * ref)**2 / col)`` over the
     columns used (``col = counts + ref > 0``): the same value with fewer operations, and
-    without the cancellation of ``counts - expected``.
+    without the cancellation of ``counts - expected``. With one column used the
+    statistic is exactly 0, whose p-value is 1.
     """
-    col = counts + ref
-    used = col > 0
-    dev = counts * ref_n[:, None] - n[..., None] * ref
-    terms = dev * dev / np.where(used, col, 1.0)  # an unused column has dev = 0
-    dof = used.sum(axis=-1) - 1
-    seen = mask & (n > 0)
+    k = sub.chi2_columns
+    rows, s = n.shape
+    col = counts + tiles.ref
+    parts = np.empty((2, rows, k))
+    dev = parts[0]
+    np.multiply(counts, tiles.ref_n_col, out=dev)
+    dev -= n.take(sub.subject[:k], axis=1) * tiles.ref
+    dev *= dev
+    dev /= np.maximum(col, _TINY)
+    np.sign(col, out=parts[1])  # 1 where the column is used
+    sums = parts.reshape(2 * rows, k) @ sub.member[:k, :s]
+    ref_n = sub.ref_n[:s]
+    seen = mask & (n > 0) if mask_n else mask
     safe_n = np.where(seen, n, 1.0)
-    stat = (1.0 / safe_n + 1.0 / ref_n) / (safe_n + ref_n) * terms.sum(axis=-1)
+    stat = (1.0 / safe_n + 1.0 / ref_n) / (safe_n + ref_n) * sums[:rows]
     from scipy import special  # imported at the first drift statistic, not at start
 
-    p_value = special.chdtrc(np.maximum(dof, 1), stat)  # used where dof > 0 only
-    out: F64 = np.where(seen, np.where(dof > 0, p_value, np.where(dof == 0, 1.0, np.nan)), np.nan)
+    # Two columns (1 degree of freedom, or 0 with a statistic of exactly 0): the p-value
+    # is erfc(sqrt(x / 2)), which cephes' incomplete gamma takes far longer to reach.
+    out: F64 = np.empty((rows, s))
+    many, two = sub.many_columns, sub.two_columns
+    if len(many):
+        dof = np.maximum(sums[rows:, many] - 1.0, 1.0)
+        out[:, many] = special.chdtrc(dof, stat[:, many])
+    if len(two):
+        out[:, two] = special.erfc(np.sqrt(0.5 * stat[:, two]))
+    np.copyto(out, np.nan, where=~seen)
     return out
 
 
@@ -104,90 +189,102 @@ class _ScoreReference:
     """The reference score histogram as the binary score drift reads it."""
 
     cdf: F64  # (B,): reference CDF after each bin
-    tail: F64  # (B - 1,): reference mass after each boundary
-    left: int  # boundaries where the reference CDF is at most 0.5
     sd: float  # Wasserstein divisor: the reference score's standard deviation (or 1)
 
 
 @dataclass(frozen=True, slots=True)
-class _NumericReferences:
-    """The reference side of :func:`~monitor.core.drift.ks_numeric` and
-    :func:`~monitor.core.drift.wasserstein_binned` for the numeric subjects, (F, ...)
-    each: the parts that do not depend on the window."""
+class _Numeric:
+    """The window-independent side of :func:`~monitor.core.drift.ks_numeric` and
+    :func:`~monitor.core.drift.wasserstein_binned` for the numeric subjects, whose
+    histograms are the first ``size`` columns of the subjects' stack.
 
-    cdf: F64  # (F, C - 1): reference CDF at the column boundaries
-    tail: F64  # (F, C - 1): reference mass after each boundary
-    left: npt.NDArray[np.bool_]  # (F, C - 1): boundaries summed from the left
-    upper: F64  # (F, C - 2): upper edge of each interior bin
-    width: F64  # (F, C - 2): interior bin widths
-    wide: npt.NDArray[np.bool_]  # (F, C - 2): bins of non-zero width
-    in_bin: F64  # (F, C - 2): reference mass of each bin left of x, integrated (G_r)
-    low: F64  # (F,): first edge
-    high: F64  # (F,): last edge
+    The CDF differences at a subject's column boundaries are linear in its proportions:
+    ``p @ diff + offset``, each boundary summed from the side where the reference has less
+    mass (``cumsum(p) - cdf_r`` up to the reference median, ``tail_r - tail(p)`` above
+    it), as :func:`~monitor.core.drift.cdf_differences` sums them."""
 
-    @classmethod
-    def of(cls, share: F64, edges: F64, mean: F64) -> _NumericReferences:
-        """From the reference proportions and value sums per count (F, C), edges (F, C-1)."""
-        cdf = np.cumsum(share, axis=1)[:, :-1]
-        width = np.diff(edges, axis=1)
-        upper = edges[:, 1:]
-        return cls(
-            cdf=cdf,
-            tail=np.cumsum(share[:, ::-1], axis=1)[:, ::-1][:, 1:],
-            left=cdf <= 0.5,
-            upper=upper,
-            width=width,
-            wide=width > 0,
-            in_bin=np.maximum(share[:, 1:-1] * upper - mean[:, 1:-1], 0.0),
-            low=edges[:, 0],
-            high=edges[:, -1],
-        )
+    size: int
+    sums: I64  # (size,): the accumulator columns of the value sums
+    diff: F64  # (size, NB): the boundaries' CDF differences as sums of proportions
+    offset: F64  # (NB,): the reference's side of each
+    bounds: I64  # (F,): first boundary of each subject
+    left: I64  # (NI,): the boundary at the lower edge of each interior bin
+    inner: I64  # (NI,): the column of each interior bin
+    upper: F64  # (NI,): upper edge of each interior bin
+    width: F64  # (NI,): its width
+    width_inf: F64  # (NI,): the same, infinite where it is 0 (its mean is then 0)
+    in_bin: F64  # (NI,): reference mass of each bin left of x, integrated (G_r)
+    bins: F64  # (NI, F): 1 where an interior bin belongs to a subject
+    inner_starts: I64  # first interior bin of each subject that has one
+    with_inner: I64  # the subjects that have one
+    all_inner: bool  # every subject has one
+    ends: I64  # (2 F,): each subject's underflow column, then each one's overflow column
+    edge: F64  # (2 F,): their edges, the first and the last
+    tails: F64  # (2 F, F): +1 for an underflow, -1 for an overflow, in its subject
+    scale: F64  # (F,): the Wasserstein divisor
 
 
-def _ks_wasserstein(p: F64, p_mean: F64, ref: _NumericReferences) -> tuple[F64, F64]:
+def _ks_wasserstein(p: F64, p_mean: F64, ref: _Numeric) -> tuple[F64, F64]:
     """:func:`~monitor.core.drift.ks_numeric` and
-    :func:`~monitor.core.drift.wasserstein_binned` of proportions ``p`` and value sums per
-    count ``p_mean`` (rows, F, C) at once, sharing the CDF differences and the in-bin
-    integrals; padded bins (zero width, nothing in them) add nothing to either."""
-    tail = np.cumsum(p[..., :0:-1], axis=-1)[..., ::-1]  # mass after each boundary
-    d = np.where(ref.left, np.cumsum(p, axis=-1)[..., :-1] - ref.cdf, ref.tail - tail)
+    :func:`~monitor.core.drift.wasserstein_binned` (divided by the scale) of the numeric
+    subjects' proportions ``p`` and value sums per count ``p_mean`` (rows, size) at once,
+    sharing the CDF differences and the in-bin integrals."""
+    d = p @ ref.diff
+    d += ref.offset
     size = np.abs(d)
     np.copyto(d, 0.0, where=size <= CDF_TOLERANCE)  # rounding residue
-    ks = size.max(axis=-1)
-    ks = np.where(ks <= CDF_TOLERANCE, 0.0, ks)
-    g_p = np.maximum(p[..., 1:-1] * ref.upper - p_mean[..., 1:-1], 0.0)
-    integral = ref.width * d[..., :-1] + g_p - ref.in_bin
-    under = p[..., 0] * ref.low - p_mean[..., 0]
-    over = p_mean[..., -1] - p[..., -1] * ref.high
-    w: F64 = np.abs(integral).sum(axis=-1) + under + over
-    if p.shape[-1] >= 3:
-        mean = np.divide(integral, ref.width, out=np.zeros_like(integral), where=ref.wide)
-        ks = np.maximum(ks, np.abs(mean).max(axis=-1))
+    ks = np.maximum.reduceat(size, ref.bounds, axis=1)
+    np.copyto(ks, 0.0, where=ks <= CDF_TOLERANCE)
+    integral = p.take(ref.inner, axis=1)
+    integral *= ref.upper
+    integral -= p_mean.take(ref.inner, axis=1)
+    np.maximum(integral, 0.0, out=integral)  # G_p
+    integral += d.take(ref.left, axis=1) * ref.width
+    integral -= ref.in_bin
+    np.abs(integral, out=integral)
+    # below the first edge, the integral of F_p; above the last, that of 1 - F_p
+    tails = p.take(ref.ends, axis=1)
+    tails *= ref.edge
+    tails -= p_mean.take(ref.ends, axis=1)
+    w: F64 = integral @ ref.bins + tails @ ref.tails
+    w /= ref.scale
+    if len(ref.with_inner):
+        integral /= ref.width_inf  # |mean of F_p - F_r| in each bin, 0 in an empty one
+        mean = np.maximum.reduceat(integral, ref.inner_starts, axis=1)
+        if ref.all_inner:
+            np.maximum(ks, mean, out=ks)
+        else:
+            ks[:, ref.with_inner] = np.maximum(ks[:, ref.with_inner], mean)
     return ks, w
 
 
 @dataclass(frozen=True, slots=True)
 class _Subjects:
-    """The drift subjects of a layout as one padded stack: ``index`` (S, C) gathers each
-    subject's histogram from the accumulator row (``width``: a zero column), ``ref`` (S, C)
-    holds the reference counts. Numeric subjects come first, their columns padded just
-    before the overflow column (``edges`` repeat the last edge there)."""
+    """The drift subjects of a layout, their histograms side by side: ``K`` columns, the
+    numeric subjects first, then the class subjects read from columns, then those
+    computed from other columns (binary predicted and true classes, multiclass true
+    classes), the score groups last (the one subject without a chi2 signal). The
+    histograms are ``acc[:, plain]`` followed by ``acc[:, source] @ combine``."""
 
     names: tuple[str, ...]
-    index: I64
-    ref: F64
-    numeric: int  # the first ``numeric`` subjects are numeric
-    sum_index: I64  # (numeric, C): their value-sum columns
-    edges: F64  # (numeric, C - 1)
-    ref_mean: F64  # (numeric, C): reference value sums / reference count
-    scale: F64  # (numeric,): the Wasserstein divisor
-    features: int  # the first ``features`` numeric subjects are features (out of range)
-    computed: tuple[int, ...]  # subjects whose histogram is not a set of columns
+    plain: I64  # accumulator columns of the histograms read as they are
+    source: I64  # accumulator columns the other histograms are sums of
+    combine: F64  # (len(source), K - len(plain)): those sums
+    subject: I64  # (K,): the subject of each column
+    member: F64  # (K, S): 1 where a column belongs to a subject
+    ref: F64  # (K,): reference counts
     ref_n: F64  # (S,): reference totals
-    ref_share: F64  # (S, C): reference proportions
-    ref_floor: F64  # (S, C): the same, at least PSI_FLOOR
-    numeric_ref: _NumericReferences | None  # the numeric subjects' reference parts
-    has_chi2: npt.NDArray[np.bool_]  # (S,): subjects with a chi2 signal (not the score)
+    ref_n_col: F64  # (K,): the reference total of each column's subject
+    share: F64  # (K,): reference proportions
+    floor: F64  # (K,): the same, at least PSI_FLOOR
+    share_safe: F64  # (K,): the same, 1 where it is 0
+    chi2_subjects: int  # subjects with a chi2 signal: all but the score
+    chi2_columns: int  # their columns
+    two_columns: I64  # the chi2 subjects of two columns (1 degree of freedom at most)
+    many_columns: I64  # the others
+    numeric: _Numeric | None  # the first subjects' numeric side
+    numeric_count: int  # how many subjects are numeric
+    features: int  # the first ``features`` numeric subjects are features (out of range)
 
 
 class PanePlan:
@@ -210,6 +307,10 @@ class PanePlan:
         self.min_samples = min_samples
         self.key = _layout_key(layout)
         self.width = layout.width
+        self._col = {name: start for name, (start, _) in layout.fields.items()}
+        self._bins = layout.bins
+        self._tiles: _Tiled | None = None  # the subjects' tiles for the last row count
+        self._blocks = _cumsum_blocks(layout.bins)
         probe = compute_metrics(layout, np.zeros((1, layout.width)), class_names, None, min_samples)
         wanted = [k for k in probe if keep is None or keep(k)]
         self.names: tuple[str, ...] = tuple(wanted)
@@ -281,7 +382,15 @@ class PanePlan:
             c = baseline.calibration if baseline is not None else None
             self._calibration = midpoint_calibration(layout.bins) if c is None else c
             self._cc = np.stack([self._calibration, 1.0 - self._calibration], axis=1)
-            self._confusion = [layout.col(c) for c in ("tp", "fp", "tn", "fn")]
+            # E[TP], E[FP], E[TN], E[FN] from score_hist and pp_hist side by side: the
+            # predicted positives (pp) and negatives (score_hist - pp) times c and 1 - c
+            self._expected = np.zeros((2 * layout.bins, 4))
+            self._expected[: layout.bins, 2] = self._cc[:, 1]
+            self._expected[: layout.bins, 3] = self._cc[:, 0]
+            self._expected[layout.bins :] = self._cc @ np.array(
+                [[1.0, 0.0, 0.0, -1.0], [0.0, 1.0, -1.0, 0.0]]
+            )
+            self._confusion = np.array([layout.col(c) for c in ("tp", "fp", "tn", "fn")])
             rates = [
                 [name, f"estimated_{name}"] for name in ("accuracy", "precision", "recall", "f1")
             ]
@@ -296,28 +405,20 @@ class PanePlan:
         self._block("estimates", list(self._estimate_names))
 
     def _subject_rows(self) -> None:
-        """The drift rows: psi, js and chi2 of every subject, ks and wasserstein of the
-        numeric ones, the features' out-of-range rates, the binary score's ks and
-        wasserstein."""
-        self._score = None
+        """The drift rows: psi and js of every subject, chi2 of all but the score, ks and
+        wasserstein of the numeric ones, the features' out-of-range rates, the binary
+        score's ks and wasserstein."""
+        self._score = self._score_plan()
         sub = self._subjects
         if sub is None:
             return
-        self._block(
-            "stats", [f"{stat}:{name}" for stat in ("psi", "js", "chi2") for name in sub.names]
-        )
-        numeric = sub.names[: sub.numeric]
+        self._block("stats", [f"{stat}:{name}" for stat in ("psi", "js") for name in sub.names])
+        self._block("chi2", [f"chi2:{name}" for name in sub.names[: sub.chi2_subjects]])
+        numeric = sub.names[: sub.numeric_count]
         self._block(
             "numeric", [f"{stat}:{name}" for stat in ("ks", "wasserstein") for name in numeric]
         )
         self._block("outside", [f"out_of_range_rate:{name}" for name in numeric[: sub.features]])
-        self._computed = sub.computed
-        self._subject_names = sub.names
-        baseline = self.layout.baseline
-        if SCORE in sub.names and baseline is not None:
-            ref_hist = baseline.row[self.layout.cols("score_hist")]
-            self._groups = _grouped_ref(self.layout, ref_hist)[0]
-        self._score = self._score_plan()
         if self._score is not None:
             self._block("score", [f"ks:{SCORE}", f"wasserstein:{SCORE}"])
 
@@ -335,12 +436,7 @@ class PanePlan:
         mid = (np.arange(layout.bins) + 0.5) / layout.bins
         sd = float(np.sqrt(max((r * mid * mid).sum() - (r * mid).sum() ** 2, 0.0)))
         cdf = np.cumsum(r)
-        return _ScoreReference(
-            cdf=cdf,
-            tail=np.cumsum(r[::-1])[::-1][1:],
-            left=int((cdf[:-1] <= 0.5).sum()),
-            sd=sd if sd > 0 else 1.0,
-        )
+        return _ScoreReference(cdf=cdf, sd=sd if sd > 0 else 1.0)
 
     def _gaps(self, layout: Layout) -> None:
         """``gap:<metric>`` rows: the window's value less the reference's."""
@@ -365,12 +461,10 @@ class PanePlan:
         ``(len(names), rows)``: each block of signals writes its rows of one result, then
         the wanted rows are picked in the names' order."""
         n_rows = acc.shape[0]
-        ext = np.zeros((n_rows, self.width + 1))
-        ext[:, : self.width] = acc
         full = np.empty((len(self._rows), n_rows))
         span = self._span
-        self._ratio_block(ext, full[span["ratio"]])
-        full[span["raw"]] = ext[:, self._raw].T
+        self._ratio_block(acc, full[span["ratio"]])
+        full[span["raw"]] = acc.take(self._raw, axis=1).T
         if self.layout.task == "binary":
             self._binary(acc, full)
         else:
@@ -379,40 +473,41 @@ class PanePlan:
             values.update(estimated_metrics(self.layout, acc, self.min_samples))
             full[span["task"].start : span["estimates"].stop] = np.stack(list(values.values()))
         if self._subjects is not None:
-            self._drift(acc, ext, self._subjects, full)
+            self._drift(acc, self._subjects, full)
         if len(self._gap_src):
             full[span["gaps"]] = full[self._gap_src] - self._gap_ref
         out: F64 = full[self._pick]
         return out
 
-    def _ratio_block(self, ext: F64, out: F64) -> None:
-        out[:] = _ratio(ext[:, self._ratio_num], ext[:, self._ratio_den], np.nan).T
+    def _ratio_block(self, acc: F64, out: F64) -> None:
+        out[:] = _ratio(
+            acc.take(self._ratio_num, axis=1), acc.take(self._ratio_den, axis=1), np.nan
+        ).T
         np.minimum(out[0], 1.0, out=out[0])  # label_coverage: a share
         if self._pca:
             profile = self.layout.profile
             assert profile is not None and profile.pca is not None
-            count = ext[:, self._ratio_den[-1]]
+            count = acc[:, self._ratio_den[-1]]
             out[-1] = np.where(count >= self.min_samples, out[-1] / profile.pca.ref_error, np.nan)
 
     def _binary(self, acc: F64, full: F64) -> None:
-        """Realized and label-free (CBPE) binary metrics, as one stack of two."""
-        layout = self.layout
-        col = layout.col
+        """Realized and label-free (CBPE) binary metrics, as one stack of two, and the
+        score's ks and wasserstein (its CDF is a third cumulative sum of the stack)."""
+        col = self._col
         n_rows = acc.shape[0]
-        bins = layout.bins
-        start = col("score_hist")
-        hists = acc[:, start : start + 2 * bins].reshape(n_rows, 2, bins)
-        hist, pp = hists[:, 0], hists[:, 1]
-        start = col("pos_hist")
-        labelled = acc[:, start : start + 2 * bins].reshape(n_rows, 2, bins)
-        pos, neg = labelled[:, 0], labelled[:, 1]
+        bins = self._bins
+        start = col["score_hist"]
+        hist = acc[:, start : start + bins]
         # confusion counts (tp, fp, tn, fn): realized, and expected from the calibration
+        # (score_hist and pp_hist side by side through one matrix)
         conf = np.empty((2, n_rows, 4))
-        conf[0] = acc[:, self._confusion]
-        conf[1, :, :2] = pp @ self._cc  # E[TP], E[FP]
-        conf[1, :, 3:1:-1] = (hist - pp) @ self._cc  # E[FN], E[TN]
+        conf[0] = acc.take(self._confusion, axis=1)
+        np.matmul(acc[:, start : start + 2 * bins], self._expected, out=conf[1])
+        start = col["pos_hist"]
+        pos = acc[:, start : start + bins]
+        neg = acc[:, start + bins : start + 2 * bins]
         tp, fp, tn, fn = conf[..., 0], conf[..., 1], conf[..., 2], conf[..., 3]
-        n = acc[:, col("n")]
+        n = acc[:, col["n"]]
         # accuracy, precision, recall, f1 of both at once
         num = np.empty((4, 2, n_rows))
         den = np.empty((4, 2, n_rows))
@@ -420,33 +515,56 @@ class PanePlan:
         num[1] = num[2] = tp
         np.multiply(tp, 2, out=num[3])
         den[0, 0] = n
-        hist.sum(axis=1, out=den[0, 1])
         np.add(tp, fp, out=den[1])
         np.add(tp, fn, out=den[2])
         np.add(num[3] + fp, fn, out=den[3])
+        # ROC AUC: positives (realized, then expected) against the cumulative negatives;
+        # the third block of ``below`` is the score histogram, for the scored count and
+        # the score's CDF
+        p_hist = np.empty((2 * n_rows, bins))
+        below = np.empty((3 * n_rows, bins))
+        p_hist[:n_rows] = pos
+        np.multiply(hist, self._calibration, out=p_hist[n_rows:])
+        below[:n_rows] = neg
+        np.multiply(hist, self._cc[:, 1], out=below[n_rows : 2 * n_rows])
+        below[2 * n_rows :] = hist
+        ties = np.einsum("ij,ij->i", p_hist, below[: 2 * n_rows])
+        below = _cumsum_rows(below, self._blocks)
+        scored = below[2 * n_rows :, -1]
+        den[0, 1] = scored
         invalid = np.empty((2, n_rows), dtype=bool)
         np.less_equal(n, 0, out=invalid[0])
-        np.less(den[0, 1], self.min_samples, out=invalid[1])
+        np.less(scored, self.min_samples, out=invalid[1])
         rates = full[self._span["rates"]].reshape(4, 2, n_rows)
         rates[:] = _ratio(num, den, _EMPTY_RATES)
         np.copyto(rates, np.nan, where=invalid)
-        # ROC AUC: realized from the labelled histograms, expected from score_hist * c
-        p_hist = np.empty((2, n_rows, bins))
-        n_hist = np.empty((2, n_rows, bins))
-        p_hist[0], n_hist[0] = pos, neg
-        np.multiply(hist, self._calibration, out=p_hist[1])
-        np.multiply(hist, self._cc[:, 1], out=n_hist[1])
-        neg_below = np.cumsum(n_hist, axis=2) - n_hist
-        pairs = p_hist.sum(axis=2) * n_hist.sum(axis=2)
-        # realized and expected ROC AUC, and the realized one's binning error
-        num = np.empty((3, n_rows))
-        (p_hist * (neg_below + 0.5 * n_hist)).sum(axis=2, out=num[:2])
-        np.multiply((pos * neg).sum(axis=1), 0.5, out=num[2])
+        # each positive beats the negatives in lower bins and ties those in its own:
+        # sum(p * (cumsum(n) - n / 2)); the realized ties are also its binning error
+        auc_num = np.empty((3, n_rows))
+        beaten = np.einsum("ij,ij->i", p_hist, below[: 2 * n_rows]) - 0.5 * ties
+        auc_num[:2] = beaten.reshape(2, n_rows)
+        np.multiply(ties[:n_rows], 0.5, out=auc_num[2])
+        pairs = (p_hist.sum(axis=1) * below[: 2 * n_rows, -1]).reshape(2, n_rows)
         auc = full[self._span["auc"]]
-        auc[:] = _ratio(num, pairs[[0, 1, 0]], _EMPTY_AUC)
+        auc[:] = _ratio(auc_num, pairs.take(_AUC_PAIRS, axis=0), _EMPTY_AUC)
         np.copyto(auc[1], np.nan, where=invalid[1])
         if self._binary_extras:
             full[self._span["extra"]] = self._binary_extra(conf[0], n, pos, neg)
+        if self._score is not None:
+            self._score_drift(below[2 * n_rows :], scored, full[self._span["score"]])
+
+    def _score_drift(self, cum: F64, n: F64, out: F64) -> None:
+        """``ks`` and ``wasserstein`` of the binary score over its bins, from the
+        cumulative score histogram ``cum`` and its total ``n``."""
+        ref = self._score
+        assert ref is not None
+        cdf = cum / np.where(n > 0, n, np.inf)[:, None]
+        cdf -= ref.cdf
+        np.abs(cdf, out=cdf)
+        out[1] = cdf.sum(axis=1) / self._bins / ref.sd
+        out[0] = cdf[:, :-1].max(axis=1)
+        np.copyto(out[0], 0.0, where=out[0] <= CDF_TOLERANCE)
+        np.copyto(out, np.nan, where=n < self.min_samples)
 
     def _binary_extra(self, conf: F64, n: F64, pos: F64, neg: F64) -> F64:
         """The binary metrics outside the fused stack, those wanted only."""
@@ -455,12 +573,12 @@ class PanePlan:
         empty = n <= 0
         wanted = self._binary_extras
         if "specificity" in wanted or "balanced_accuracy" in wanted:
-            recall = _ratio(tp, tp + fn, 0.0)
-            specificity = _ratio(tn, tn + fp, 0.0)
+            recall = _ratio(tp, tp + fn, np.inf)
+            specificity = _ratio(tn, tn + fp, np.inf)
             values["specificity"] = np.where(empty, np.nan, specificity)
             has_pos, has_neg = tp + fn > 0, tn + fp > 0
             present = has_pos.astype(float) + has_neg.astype(float)
-            balanced = _ratio(recall * has_pos + specificity * has_neg, present, 0.0)
+            balanced = _ratio(recall * has_pos + specificity * has_neg, present, np.inf)
             values["balanced_accuracy"] = np.where(empty, np.nan, balanced)
         if "mcc" in wanted:
             matrix = np.stack([np.stack([tn, fp], axis=1), np.stack([fn, tp], axis=1)], axis=1)
@@ -469,197 +587,281 @@ class PanePlan:
             values["pr_auc"] = average_precision(pos, neg, pos.sum(axis=1))
         return np.stack([values[name] for name in wanted])
 
-    def _drift(self, acc: F64, ext: F64, sub: _Subjects, full: F64) -> None:
-        """Feature and output drift: every subject of every row in one padded stack."""
+    def _drift(self, acc: F64, sub: _Subjects, full: F64) -> None:
+        """Feature and output drift: every subject of every row at once, their histograms
+        side by side."""
         n_rows = acc.shape[0]
-        hist = ext[:, sub.index]  # (rows, S, C)
-        self._fill_outputs(acc, hist)
-        n = hist.sum(axis=2)
+        tiles = self._tiles
+        if tiles is None or tiles.rows != n_rows:
+            tiles = self._tiles = _Tiled.of(sub, n_rows)
+        hist = np.empty((n_rows, len(sub.subject)))
+        plain = len(sub.plain)
+        hist[:, :plain] = acc.take(sub.plain, axis=1)
+        if len(sub.source):
+            np.matmul(acc.take(sub.source, axis=1), sub.combine, out=hist[:, plain:])
+        n = hist @ sub.member  # (rows, S)
         enough = n >= self.min_samples
-        has = n > 0
-        count = np.where(has, n, 1.0)
-        p = np.where(has[..., None], hist / count[..., None], 0.0)
-        stats = full[self._span["stats"]].reshape(3, -1, n_rows)  # (psi, js, chi2) x S
-        psi_value, js_value = _psi_js(p, sub.ref_share, sub.ref_floor)
+        # a proportion or mean of an empty histogram is 0: divided by infinity
+        count = np.where(n > 0, n, np.inf).take(sub.subject, axis=1)
+        p = hist / count
+        stats = full[self._span["stats"]].reshape(2, -1, n_rows)  # (psi, js) x S
+        psi_value, js_value = _psi_js(p, tiles, sub.member)
         stats[0] = psi_value.T
         stats[1] = js_value.T
-        np.copyto(stats[:2], np.nan, where=~enough.T)
-        stats[2] = _chi2(hist, n, sub.ref, sub.ref_n, enough & sub.has_chi2).T
-        k = sub.numeric
-        if k:
-            assert sub.numeric_ref is not None
-            p_mean = np.where(has[:, :k, None], ext[:, sub.sum_index] / count[:, :k, None], 0.0)
-            ks, w = _ks_wasserstein(p[:, :k], p_mean, sub.numeric_ref)
+        np.copyto(stats, np.nan, where=~enough.T)
+        c = sub.chi2_subjects
+        chi2 = _chi2(
+            hist[:, : sub.chi2_columns], n[:, :c], sub, tiles, enough[:, :c], self.min_samples <= 0
+        )
+        full[self._span["chi2"]] = chi2.T
+        ref = sub.numeric
+        if ref is not None:
+            k = sub.numeric_count
+            p_mean = acc.take(ref.sums, axis=1)
+            p_mean /= count[:, : ref.size]
+            ks, w = _ks_wasserstein(p[:, : ref.size], p_mean, ref)
             numeric = full[self._span["numeric"]].reshape(2, k, n_rows)
             numeric[0] = ks.T
-            numeric[1] = (w / sub.scale).T
+            numeric[1] = w.T
             np.copyto(numeric, np.nan, where=~enough[:, :k].T)
-        if sub.features:
-            f = sub.features
-            outside = hist[:, :f, 0] + hist[:, :f, -1]
-            pred_n = acc[:, self.layout.col("pred_n"), None]
-            full[self._span["outside"]] = _ratio(outside, pred_n, np.nan).T
-        if self._score is not None:
-            self._score_drift(acc, full[self._span["score"]])
-
-    def _fill_outputs(self, acc: F64, hist: F64) -> None:
-        """The subjects that are not plain columns: the binary score (bins merged into
-        groups of equal reference mass), binary predicted and true classes, multiclass
-        true classes."""
-        layout = self.layout
-        col = layout.col
-        for s in self._computed:
-            name = self._subject_names[s]
-            if name == SCORE:
-                groups = np.add.reduceat(acc[:, layout.cols("score_hist")], self._groups, axis=1)
-                hist[:, s, : groups.shape[1]] = groups
-            elif layout.task == "multiclass":
-                k = layout.n_classes
-                hist[:, s, :k] = acc[:, layout.cols("confusion")].reshape(-1, k, k).sum(axis=2)
-            elif name == PREDICTION:
-                pred_n, pos = acc[:, col("pred_n")], acc[:, col("pred_pos")]
-                hist[:, s, 0] = pred_n - pos
-                hist[:, s, 1] = pos
-            else:
-                hist[:, s, 0] = acc[:, col("tn")] + acc[:, col("fp")]
-                hist[:, s, 1] = acc[:, col("tp")] + acc[:, col("fn")]
-
-    def _score_drift(self, acc: F64, out: F64) -> None:
-        """``ks`` and ``wasserstein`` of the binary score over its bins."""
-        ref = self._score
-        assert ref is not None
-        bins = self.layout.bins
-        hist = acc[:, self.layout.cols("score_hist")]
-        n = hist.sum(axis=1)
-        p = _ratio(hist, n[:, None], 0.0)
-        cdf = np.cumsum(p, axis=1)
-        w = np.abs(cdf - ref.cdf).sum(axis=1) / bins
-        # F_p - F_r at the bin boundaries, each summed from the side where the reference
-        # has less mass (see cdf_differences): the left part for the first ``left``
-        m = ref.left
-        d = np.empty((acc.shape[0], bins - 1))
-        d[:, :m] = cdf[:, :m] - ref.cdf[:m]
-        d[:, m:] = ref.tail[m:] - np.cumsum(p[:, :m:-1], axis=1)[:, ::-1]
-        ks = np.abs(d).max(axis=1)
-        out[0] = np.where(ks <= CDF_TOLERANCE, 0.0, ks)
-        out[1] = w / ref.sd
-        np.copyto(out, np.nan, where=n < self.min_samples)
-
-
-def _numeric_row(values: Sequence[_T], pad: _T, size: int) -> list[_T]:
-    """A numeric histogram's columns (or reference values) padded to ``size`` with
-    ``pad`` just before the overflow column."""
-    return [*values[:-1], *([pad] * (size - len(values))), values[-1]]
+            if sub.features:
+                f = sub.features
+                outside = hist.take(ref.ends[:f], axis=1) + hist.take(ref.ends[k : k + f], axis=1)
+                pred_n = acc[:, self._col["pred_n"], None]
+                full[self._span["outside"]] = _ratio(outside, pred_n, np.nan).T
 
 
 def _subjects(layout: Layout) -> _Subjects | None:
     """The drift subjects of ``layout`` (see :class:`_Subjects`), None without any."""
-    width = layout.width
     profile = layout.profile
-    numeric: list[tuple[str, range, range, NumericReference]] = []
-    classes: list[tuple[str, list[int], F64]] = []  # columns ([]: computed), ref counts
+    numeric: list[tuple[str, int, int, NumericReference]] = []  # hist, bin_sum columns
+    plain: list[tuple[str, int, F64]] = []  # first column, reference counts
+    computed: list[tuple[str, list[dict[int, float]], F64]] = []  # columns as sums, refs
     features = 0
     if profile is not None:
         for name, kind in layout.features.items():
-            if kind != "numeric":
-                continue
-            ref = profile.numeric[name]
-            start = layout.col(f"hist:{name}")
-            sums = layout.col(f"bin_sum:{name}")
-            numeric.append(
-                (name, range(start, start + ref.columns), range(sums, sums + ref.columns), ref)
-            )
+            if kind == "numeric":
+                ref = profile.numeric[name]
+                numeric.append(
+                    (name, layout.col(f"hist:{name}"), layout.col(f"bin_sum:{name}"), ref)
+                )
         features = len(numeric)
     for name, ref in layout.outputs.items():
-        h, b = layout.cols(f"hist:{name}"), layout.cols(f"bin_sum:{name}")
-        numeric.append((name, range(h.start, h.stop), range(b.start, b.stop), ref))
+        numeric.append((name, layout.col(f"hist:{name}"), layout.col(f"bin_sum:{name}"), ref))
     if profile is not None:
         for name, kind in layout.features.items():
-            if kind == "numeric":
-                continue
-            cref = profile.categorical[name]
-            if cref.counts.sum() > 0:
-                start = layout.col(f"hist:{name}")
-                classes.append((name, list(range(start, start + cref.columns)), cref.counts))
+            if kind != "numeric":
+                cref = profile.categorical[name]
+                if cref.counts.sum() > 0:
+                    plain.append((name, layout.col(f"hist:{name}"), cref.counts))
     baseline = layout.baseline
     if baseline is not None:
         row = baseline.row
+        col = layout.col
         if layout.task == "binary":
+            pred_n, pos = row[col("pred_n")], row[col("pred_pos")]
+            tp, fp, tn, fn = (row[col(c)] for c in ("tp", "fp", "tn", "fn"))
+            classes = (
+                (
+                    PREDICTION,
+                    [{col("pred_n"): 1.0, col("pred_pos"): -1.0}, {col("pred_pos"): 1.0}],
+                    [pred_n - pos, pos],
+                ),
+                (
+                    LABEL,
+                    [{col("tn"): 1.0, col("fp"): 1.0}, {col("tp"): 1.0, col("fn"): 1.0}],
+                    [tn + fp, tp + fn],
+                ),
+            )
+            for name, sums, counts in classes:
+                if sum(counts) > 0:
+                    computed.append((name, sums, np.array(counts)))
             ref_hist = row[layout.cols("score_hist")]
             if ref_hist.sum() > 0:
-                classes.append((SCORE, [], _grouped_ref(layout, ref_hist)[1]))
-            pred_n, pos = row[layout.col("pred_n")], row[layout.col("pred_pos")]
-            tp, fp, tn, fn = (row[layout.col(c)] for c in ("tp", "fp", "tn", "fn"))
-            for name, counts in ((PREDICTION, [pred_n - pos, pos]), (LABEL, [tn + fp, tp + fn])):
-                if sum(counts) > 0:
-                    classes.append((name, [], np.array(counts)))
+                gid, group_counts = _grouped_ref(layout, ref_hist)
+                start = col("score_hist")
+                groups: list[dict[int, float]] = [{} for _ in group_counts]
+                for b, g in enumerate(gid.tolist()):  # a group no bin falls in stays empty
+                    groups[g][start + b] = 1.0
+                computed.append((SCORE, groups, group_counts))
         elif layout.task == "multiclass":
             k = layout.n_classes
             pred = layout.cols("pred_class")
             pred_ref = row[pred]
             if pred_ref.sum() > 0:
-                classes.append((PREDICTION, list(range(pred.start, pred.stop)), pred_ref))
+                plain.append((PREDICTION, pred.start, pred_ref))
             label_ref = row[layout.cols("confusion")].reshape(k, k).sum(axis=1)
             if label_ref.sum() > 0:
-                classes.append((LABEL, [], label_ref))
-    if not numeric and not classes:
+                start = col("confusion")
+                rows = [
+                    dict.fromkeys(range(start + i * k, start + (i + 1) * k), 1.0) for i in range(k)
+                ]
+                computed.append((LABEL, rows, label_ref))
+    if not numeric and not plain and not computed:
         return None
-    size = max([ref.columns for _, _, _, ref in numeric] + [len(c) for _, _, c in classes])
-    index = [_numeric_row(cols, width, size) for _, cols, _, _ in numeric]
-    index += [cols + [width] * (size - len(cols)) for _, cols, _ in classes]
-    refs = [
-        np.array(_numeric_row(ref.counts.tolist(), 0.0, size), dtype=np.float64)
-        for _, _, _, ref in numeric
-    ]
-    refs += [np.concatenate([counts, np.zeros(size - len(counts))]) for _, _, counts in classes]
-    ref_mean = [
-        np.array(_numeric_row((ref.sums / ref.counts.sum()).tolist(), 0.0, size), dtype=np.float64)
-        for _, _, _, ref in numeric
-    ]
-    edges = [
-        np.concatenate([ref.edges, np.full(size - ref.columns, ref.edges[-1])])
-        for _, _, _, ref in numeric
-    ]
-    ref_counts = np.array(refs)
-    ref_n = ref_counts.sum(axis=1)
-    ref_share = ref_counts / ref_n[:, None]
-    k = len(numeric)
-    numeric_ref = None
-    if k:
-        numeric_ref = _NumericReferences.of(
-            ref_share[:k], np.array(edges).reshape(k, size - 1), np.array(ref_mean)
-        )
-    names = tuple(n for n, *_ in numeric) + tuple(n for n, *_ in classes)
+    names = [n for n, *_ in numeric] + [n for n, *_ in plain] + [n for n, *_ in computed]
+    refs = [ref.counts for *_, ref in numeric] + [r for *_, r in plain]
+    refs += [r for *_, r in computed]
+    widths = [len(r) for r in refs]
+    subject = np.repeat(np.arange(len(names)), widths)
+    member = np.zeros((len(subject), len(names)))
+    member[np.arange(len(subject)), subject] = 1.0
+    ref_counts = np.concatenate(refs).astype(np.float64)
+    ref_n = np.array([r.sum() for r in refs], dtype=np.float64)
+    share = np.concatenate([r / r.sum() for r in refs])
+    plain_cols = [start + j for _, start, _, ref in numeric for j in range(ref.columns)]
+    plain_cols += [start + j for _, start, r in plain for j in range(len(r))]
+    sums = [column for _, cols, _ in computed for column in cols]
+    source = sorted({c for column in sums for c in column})
+    combine = np.zeros((len(source), len(sums)))
+    where = {c: i for i, c in enumerate(source)}
+    for j, column in enumerate(sums):
+        for c, weight in column.items():
+            combine[where[c], j] = weight
+    chi2_subjects = len(names) - (names[-1] == SCORE)
     return _Subjects(
-        numeric_ref=numeric_ref,
-        has_chi2=np.array([name != SCORE for name in names]),
-        ref_n=ref_n,
-        ref_share=ref_share,
-        ref_floor=np.maximum(ref_share, PSI_FLOOR),
-        names=names,
-        index=np.array(index, dtype=np.int64),
+        names=tuple(names),
+        plain=np.array(plain_cols, dtype=np.int64),
+        source=np.array(source, dtype=np.int64),
+        combine=combine,
+        subject=subject,
+        member=member,
         ref=ref_counts,
-        numeric=len(numeric),
-        sum_index=np.array(
-            [_numeric_row(s, width, size) for _, _, s, _ in numeric], dtype=np.int64
-        ).reshape(len(numeric), size),
-        edges=np.array(edges).reshape(len(numeric), size - 1),
-        ref_mean=np.array(ref_mean).reshape(len(numeric), size),
-        scale=np.array([ref.std if ref.std > 0 else 1.0 for *_, ref in numeric]),
+        ref_n=ref_n,
+        ref_n_col=ref_n[subject],
+        share=share,
+        floor=np.maximum(share, PSI_FLOOR),
+        share_safe=np.where(share > 0, share, 1.0),
+        chi2_subjects=chi2_subjects,
+        chi2_columns=int(sum(widths[:chi2_subjects])),
+        two_columns=np.array([i for i in range(chi2_subjects) if widths[i] == 2], dtype=np.int64),
+        many_columns=np.array([i for i in range(chi2_subjects) if widths[i] != 2], dtype=np.int64),
+        numeric=_numeric(numeric) if numeric else None,
+        numeric_count=len(numeric),
         features=features,
-        computed=tuple(i + len(numeric) for i, (_, c, _) in enumerate(classes) if not c),
     )
 
 
+def _numeric(numeric: list[tuple[str, int, int, NumericReference]]) -> _Numeric:
+    """The numeric subjects' side of ks and wasserstein (see :class:`_Numeric`)."""
+    size = sum(ref.columns for *_, ref in numeric)
+    n_bounds = sum(ref.columns - 1 for *_, ref in numeric)
+    diff = np.zeros((size, n_bounds))
+    offset = np.zeros(n_bounds)
+    bounds: list[int] = []
+    left: list[int] = []
+    inner: list[int] = []
+    upper: list[float] = []
+    width: list[float] = []
+    in_bin: list[float] = []
+    inner_starts: list[int] = []
+    with_inner: list[int] = []
+    first: list[int] = []
+    last: list[int] = []
+    owner: list[int] = []
+    col = bound = 0
+    for f, (_, _, _, ref) in enumerate(numeric):
+        c = ref.columns
+        r = ref.counts / ref.counts.sum()
+        r_mean = ref.sums / ref.counts.sum()
+        cdf = np.cumsum(r)[:-1]
+        tail = np.cumsum(r[::-1])[::-1][1:]
+        bounds.append(bound)
+        for b in range(c - 1):
+            if cdf[b] <= 0.5:  # cumsum(p) - cdf_r, summed from the left
+                diff[col : col + b + 1, bound + b] = 1.0
+                offset[bound + b] = -cdf[b]
+            else:  # tail_r - tail(p), summed from the right
+                diff[col + b + 1 : col + c, bound + b] = -1.0
+                offset[bound + b] = tail[b]
+        if c >= 3:
+            inner_starts.append(len(inner))
+            with_inner.append(f)
+        for j in range(1, c - 1):
+            left.append(bound + j - 1)
+            inner.append(col + j)
+            upper.append(ref.edges[j])
+            width.append(ref.edges[j] - ref.edges[j - 1])
+            in_bin.append(max(r[j] * ref.edges[j] - r_mean[j], 0.0))
+            owner.append(f)
+        first.append(col)
+        last.append(col + c - 1)
+        col += c
+        bound += c - 1
+    bins = np.zeros((len(inner), len(numeric)))
+    bins[np.arange(len(inner)), owner] = 1.0
+    widths = np.array(width, dtype=np.float64)
+    return _Numeric(
+        size=size,
+        sums=np.array(
+            [start + j for _, _, start, ref in numeric for j in range(ref.columns)],
+            dtype=np.int64,
+        ),
+        diff=diff,
+        offset=offset,
+        bounds=np.array(bounds, dtype=np.int64),
+        left=np.array(left, dtype=np.int64),
+        inner=np.array(inner, dtype=np.int64),
+        upper=np.array(upper, dtype=np.float64),
+        width=widths,
+        width_inf=np.where(widths > 0, widths, np.inf),
+        in_bin=np.array(in_bin, dtype=np.float64),
+        bins=bins,
+        inner_starts=np.array(inner_starts, dtype=np.int64),
+        with_inner=np.array(with_inner, dtype=np.int64),
+        all_inner=len(with_inner) == len(numeric),
+        ends=np.array(first + last, dtype=np.int64),
+        edge=np.array(
+            [ref.edges[0] for *_, ref in numeric] + [ref.edges[-1] for *_, ref in numeric]
+        ),
+        tails=np.concatenate([np.eye(len(numeric)), -np.eye(len(numeric))]),
+        scale=np.array([ref.std if ref.std > 0 else 1.0 for *_, ref in numeric]),
+    )
+
+
+def _cumsum_blocks(columns: int) -> tuple[F64, F64] | None:
+    """What :func:`_cumsum_rows` needs for rows of ``columns`` columns: the running-sum
+    matrix of a block of columns (a divisor of ``columns`` near its square root) and the
+    matrix that spreads each block's total over the columns after it; None when
+    ``columns`` has no such divisor (``np.cumsum`` then)."""
+    sizes = [b for b in range(4, columns // 2 + 1) if columns % b == 0]
+    if not sizes:
+        return None
+    size = min(sizes, key=lambda b: abs(b - columns**0.5))
+    blocks = columns // size
+    spread = np.zeros((blocks, columns))
+    for k in range(blocks):
+        spread[k, (k + 1) * size :] = 1.0
+    return np.triu(np.ones((size, size))), spread
+
+
+def _cumsum_rows(x: F64, blocks: tuple[F64, F64] | None) -> F64:
+    """The cumulative sums along each row of the C-contiguous ``x``, as two matrix
+    products (numpy's cumulative sum runs one element at a time): the running sums
+    inside each block of columns, then the totals of the blocks before each one added.
+    Equal to ``np.cumsum(x, axis=1)`` up to the order of the additions."""
+    if blocks is None:
+        out: F64 = np.cumsum(x, axis=1)
+        return out
+    running, spread = blocks
+    rows, columns = x.shape
+    size = running.shape[0]
+    out = (x.reshape(rows * (columns // size), size) @ running).reshape(rows, columns)
+    out += out[:, size - 1 :: size] @ spread
+    return out
+
+
 def _grouped_ref(layout: Layout, ref_hist: F64) -> tuple[I64, F64]:
-    """The first bin of each group of adjacent score bins of about equal reference mass
-    (``drift_bins`` groups), and the reference counts per group."""
+    """The group of each score bin, adjacent bins merged into ``drift_bins`` groups of
+    about equal reference mass (a bin holding more than a group's share leaves the
+    groups it spans empty), and the reference counts per group, as
+    :func:`~monitor.core.drift.output_drift` merges them."""
     groups = layout.drift_bins
     cum = np.cumsum(ref_hist) - ref_hist  # reference mass below each bin
     gid = np.minimum((cum / ref_hist.sum() * groups).astype(np.int64), groups - 1)
     k = int(gid.max()) + 1
     counts: F64 = np.bincount(gid, weights=ref_hist, minlength=k).astype(np.float64)
-    return np.flatnonzero(np.diff(gid, prepend=-1)), counts
+    return gid, counts
 
 
 def _layout_key(layout: Layout) -> tuple[int, ...]:

@@ -32,15 +32,20 @@ CLASSES = ["cat", "dog", "bird"]
 KINDS = ("a", "b", "c", "d", "e")
 
 
-def _reference(path: Path, task: str, rng: np.random.Generator, rows: int = 600) -> None:
+def _reference(
+    path: Path, task: str, rng: np.random.Generator, rows: int = 600, heavy: float = 0.0
+) -> None:
     """A reference CSV with 3 numeric features (one with 3 distinct values, so its
-    histogram has fewer columns than the others), 1 categorical one and the outputs."""
+    histogram has fewer columns than the others), 1 categorical one and the outputs;
+    ``heavy``: the share of binary scores that are all 0.5 (one score bin holding the
+    mass of several drift groups)."""
     x = rng.normal(0.0, 1.0, (rows, 2))
     few = rng.integers(0, 3, rows)
     kind = rng.choice(KINDS, rows)
     head = "x0,x1,few,kind,prediction,label"
     if task == "binary":
         score = np.round(rng.random(rows), 3)
+        score[rng.random(rows) < heavy] = 0.5
         pred, label = (score >= 0.5).astype(int), (rng.random(rows) < score).astype(int)
         head += ",score"
         extra = [f",{s}" for s in score.tolist()]
@@ -82,11 +87,13 @@ def _config(task: str, reference: Path | None, metrics: list[str] | None = None)
     return MonitorConfig.model_validate({"time": {"pane": "10s"}, "models": [model]})
 
 
-def _model(tmp_path: Path, task: str, with_reference: bool = True) -> ModelState:
+def _model(
+    tmp_path: Path, task: str, with_reference: bool = True, heavy: float = 0.0
+) -> ModelState:
     rng = np.random.default_rng(3)
     reference = tmp_path / "ref.csv" if with_reference else None
     if reference is not None:
-        _reference(reference, task, rng)
+        _reference(reference, task, rng, heavy=heavy)
     return ModelState(0, _config(task, reference).models[0], 10.0)
 
 
@@ -159,6 +166,17 @@ def test_stacked_signals_equal_the_per_window_ones(tmp_path: Path, task: str, se
         assert {"estimated_roc_auc", "wasserstein:__score__", "pr_auc", "mcc"} <= set(names)
     if task == "multiclass":
         assert "estimated_f1" in names and "class_recall:dog" in names
+
+
+@pytest.mark.parametrize("seed", [7, 8])
+def test_a_reference_score_bin_heavier_than_a_drift_group_leaves_empty_groups(
+    tmp_path: Path, seed: int
+) -> None:
+    # 60 % of the reference scores in one bin: the drift groups it spans hold nothing,
+    # in the reference and in every window, and the groups after it keep their places
+    model = _model(tmp_path, "binary", heavy=0.6)
+    names = _compare(model, seed)
+    assert "psi:__score__" in names and "js:__score__" in names
 
 
 @pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
@@ -290,3 +308,48 @@ def test_empty_and_zero_rows_raise_no_numpy_warning(tmp_path: Path, task: str) -
         warnings.simplefilter("error")
         names, values = pane_signals(model.layout, stack, model.class_names, None, MIN_SAMPLES)
     assert np.isnan(values[:, :2]).any() and values.shape == (len(names), 11)
+
+
+def _degenerate(model: ModelState, rows: int, seed: int) -> F64:
+    """Random binary sums with rows of one kind each after the first 8: an empty row;
+    labels of one class only (no negatives, then no positives); every prediction a
+    positive (the predicted negatives' score histogram 0) and none; joined pairs but no
+    scores (NaN scores are not binned); one score bin only; a single event."""
+    lay = model.layout
+    acc = _random_windows(model, rows, seed)[0]
+    hist, pp = lay.cols("score_hist"), lay.cols("pp_hist")
+    pos, neg = lay.cols("pos_hist"), lay.cols("neg_hist")
+    acc[8] = 0.0
+    acc[9, neg] = 0.0
+    acc[9, [lay.col("fp"), lay.col("tn")]] = 0.0
+    acc[10, pos] = 0.0
+    acc[10, [lay.col("tp"), lay.col("fn")]] = 0.0
+    acc[11, pp] = acc[11, hist]
+    acc[12, pp] = 0.0
+    acc[13, hist] = acc[13, pp] = acc[13, pos] = acc[13, neg] = 0.0
+    acc[13, [lay.col("score_n"), lay.col("score_sum"), lay.col("scored_n")]] = 0.0
+    for a in (hist, pp, pos, neg):
+        acc[14, a] = 0.0
+        acc[14, a.start + 7] = 50.0
+    acc[15] = 0.0
+    for name in ("pred_n", "n", "tp", "score_n", "scored_n"):
+        acc[15, lay.col(name)] = 1.0
+    acc[15, lay.col("pred_pos")] = 1.0
+    for a in (hist, pp, pos):
+        acc[15, a.start + 120 % lay.bins] = 1.0
+    return acc
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_degenerate_and_many_rows_equal_the_per_row_definition(tmp_path: Path, seed: int) -> None:
+    model = _model(tmp_path, "binary")
+    acc = _degenerate(model, 60, seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        names, values = pane_signals(model.layout, acc, (), None, MIN_SAMPLES)
+    expected = compute_metrics(model.layout, acc, (), None, MIN_SAMPLES)
+    _assert_same(expected, names, values)
+    got = dict(zip(names, values, strict=True))
+    assert np.isnan(got["accuracy"][8]) and got["prediction_count"][8] == 0
+    assert np.isnan(got["roc_auc"][9]) and np.isnan(got["roc_auc"][10])
+    assert got["estimated_recall"][12] == 0.0 or np.isnan(got["estimated_recall"][12])
