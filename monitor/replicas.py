@@ -252,17 +252,11 @@ class ReplicaStages:
         if bodies:
             self.store.save_stages(bodies)
         for name, stage in self.stages.items():
-            model = stage.model
-            if (
-                self._live(name)
-                and name not in self._references_sent
-                and model.profile is not None
-                and model.profile_pane is not None
-            ):
+            if self._live(name) and name not in self._references_sent and stage.warmed_up():
+                model = stage.model
                 self.store.save_reference(name, encode_reference(model))
                 self._references_sent.add(name)
-                end = (model.profile_pane + 1) * self.config.time.pane
-                log.info("warmup_reference_published", model=name, last_pane_end=end)
+                log.info("warmup_reference_published", model=name, built=model.profile is not None)
 
     def _live(self, model: str) -> bool:
         """Whether ``model``'s stage has read its history: its outputs are this replica's."""
@@ -358,9 +352,9 @@ class ReplicaStages:
         for model in waiting:
             stage = self.stages.get(model.name)
             found: tuple[Any, Any, int] | None = None
-            own = stage.model if stage is not None else None
-            if own is not None and own.profile is not None and own.profile_pane is not None:
-                found = (own.profile, own.baseline, own.profile_pane)
+            if stage is not None and stage.warmed_up():
+                own = stage.model
+                found = (own.profile, own.baseline, own.profile_pane or -1)
             elif look and self.store is not None:
                 try:
                     found = self.store.load_reference(

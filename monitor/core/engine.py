@@ -1115,15 +1115,20 @@ class Engine:
             last_pane_end=(pane + 1) * self.pane,
         )
 
-    def learn_profile(self, name: str, profile: ReferenceProfile, pane: int,
+    def learn_profile(self, name: str, profile: ReferenceProfile | None, pane: int,
                       baseline: Baseline | None = None) -> bool:  # fmt: skip
         """Stage 1 of replicas: take the warmup ``profile`` the model's stage 2 built from
         the panes through ``pane`` (with its ``baseline``); from now on this engine
-        histograms the model's predictions itself instead of sending them raw. False when
-        it has a reference already."""
+        histograms the model's predictions itself instead of sending them raw. None: the
+        warmup failed, nothing is sent for it any more. False when it knew already."""
         model = self.by_name[name]
         if not model.warmup_target:
             return False
+        if profile is None:
+            model.warmup_target = 0
+            model.warmup_rows = []
+            _log.info("warmup_failure_learnt", model=name)
+            return True
         self._install_profile(model, profile, pane, baseline, built=False)
         return True
 

@@ -277,6 +277,15 @@ class ModelStage:
                     d += h
         return []
 
+    def warmed_up(self) -> bool:
+        """Whether the model's warmup is over here: its reference built (``profile_pane``
+        set) or the warmup given up. False for a model with a reference file or none."""
+        model = self.model
+        if model.profile_pane is not None:
+            return True
+        wanted = model.config.reference_warmup and not model.config.reference
+        return bool(wanted) and model.profile is None and not model.warmup_target
+
     def _warm_blocks(self, pane: int, rows: list[tuple[Any, ...]]) -> tuple[F64, list[F64]] | None:
         """The profile's terms of raw predictions of ``pane`` (their data-quality terms are
         in the pane's sums already), as plain and decay blocks; None without features."""

@@ -995,31 +995,39 @@ def _profile_of(model: ModelState, r: ProfileRec) -> ReferenceProfile:
 
 class ReferenceRec(msgspec.Struct):
     """A model's warmup reference as its stage 2 built it, for every stage 1 (replicas):
-    the profile, its baseline and the last pane of the sample it was built from."""
+    the profile, its baseline and the last pane of the sample it was built from; no
+    profile when the warmup failed (the model has no drift statistics)."""
 
     model: str
-    profile: ProfileRec
+    profile: ProfileRec | None
     baseline: BaselineRec | None
     pane: int
 
 
 def encode_reference(model: ModelState) -> bytes:
-    """The warmup reference ``model`` holds (built by a warmup: ``profile_pane`` set)."""
-    if model.profile is None or model.profile_pane is None:
-        raise ValueError(f"model {model.name!r} has no warmup reference")
-    rec = ReferenceRec(model.name, _profile(model.profile), _baseline(model.baseline),
-                       int(model.profile_pane))  # fmt: skip
+    """The outcome of ``model``'s warmup: the reference it built (``profile_pane`` set),
+    or none when it failed (``warmup_target`` 0 without a profile)."""
+    if model.profile is not None and model.profile_pane is not None:
+        rec = ReferenceRec(model.name, _profile(model.profile), _baseline(model.baseline),
+                           int(model.profile_pane))  # fmt: skip
+    elif model.profile is None and not model.warmup_target:
+        rec = ReferenceRec(model.name, None, None, -1)
+    else:
+        raise ValueError(f"model {model.name!r} is still warming up")
     return _ENCODER.encode({"format": FORMAT, "reference": rec})
 
 
 def decode_reference(
     body: bytes, model: ModelState
-) -> tuple[ReferenceProfile, Baseline | None, int]:
-    """The warmup reference of ``model`` in a body: (profile, baseline, last pane of its
-    sample). FormatError when it is not one, or not of this model and config."""
+) -> tuple[ReferenceProfile | None, Baseline | None, int]:
+    """The warmup outcome of ``model`` in a body: (profile, baseline, last pane of its
+    sample), the profile None when the warmup failed. FormatError when it is not one, or
+    not of this model and config."""
     rec = _typed(body, "reference", ReferenceRec)
     if rec.model != model.name:
         raise FormatError(f"reference of model {rec.model!r} under {model.name!r}")
+    if rec.profile is None:
+        return None, None, int(rec.pane)
     baseline = _set_baseline(rec.baseline, model.layout.width)
     return _profile_of(model, rec.profile), baseline, int(rec.pane)
 

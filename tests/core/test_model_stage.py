@@ -386,3 +386,27 @@ def test_warmup_rows_survive_the_wire_and_bad_ones_are_refused() -> None:
     bad = msgspec.structs.replace(delta, models=[bad_md])
     with pytest.raises(ValueError, match="warmup slice"):
         decode_delta(encode_delta(bad))
+
+
+def test_a_failed_warmup_is_published_too_and_stage_one_stops_sending_raw() -> None:
+    """A warmup that cannot build a reference (a feature never has a value) ends on stage
+    2; the outcome goes through the store's record to stage 1, which then sends nothing
+    raw any more (else it would take the model's predictions one by one for good)."""
+    from monitor.state.format import decode_reference, encode_reference
+
+    cfg = config(warmup=50)
+    broken = [
+        Message(m.topic, m.partition, m.offset, m.key,
+                m.value.replace(b'"x": ', b'"gone": ') if m.topic == "predictions" else m.value,
+                timestamp_ms=m.timestamp_ms)  # fmt: skip
+        for m in stream(1500, 5)
+    ]
+    stages, engine = staged(cfg, polls(broken, 5))
+    stage = stages["m"]
+    assert stage.warmed_up() and stage.model.profile is None
+    assert engine.models[0].warmup_target  # stage 1 still waits to hear
+    profile, baseline, _ = decode_reference(encode_reference(stage.model), engine.models[0])
+    assert profile is None and baseline is None
+    assert engine.learn_profile("m", profile, -1)
+    assert not engine.models[0].warmup_target
+    assert not stages["r"].warmed_up()  # no warmup asked for: nothing to publish
