@@ -398,7 +398,7 @@ def test_a_failed_warmup_is_published_too_and_stage_one_stops_sending_raw() -> N
     broken = [
         Message(m.topic, m.partition, m.offset, m.key,
                 m.value.replace(b'"x": ', b'"gone": ') if m.topic == "predictions" else m.value,
-                timestamp_ms=m.timestamp_ms)  # fmt: skip
+                timestamp_ms=m.timestamp_ms)
         for m in stream(1500, 5)
     ]
     stages, engine = staged(cfg, polls(broken, 5))
