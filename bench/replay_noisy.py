@@ -49,7 +49,7 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import msgspec  # noqa: E402
-from benchlib import machine, one_core, top_functions  # noqa: E402
+from benchlib import machine, one_core, stage_split, stage_table, top_functions  # noqa: E402
 
 import monitor.core.engine as engine_module  # noqa: E402
 from monitor.config import MonitorConfig  # noqa: E402
@@ -343,7 +343,11 @@ def main() -> int:
         _, _, prof = counted_replay(capture, tmp / "out-profiled", True)
         import pstats
 
-        print("\n" + top_functions(pstats.Stats(prof), 25))
+        stats = pstats.Stats(prof)
+        print("\nprofiled run, seconds by stage (decode and join: the batch and per-message "
+              "paths)\n")
+        print(stage_table(stage_split(stats)))
+        print("\n" + top_functions(stats, 25))
     if args.keep:
         print(f"kept        {tmp}")
     else:
