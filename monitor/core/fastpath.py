@@ -366,7 +366,7 @@ class _Order:
     predictions and early labels of its own id; so when a table grew, its newest entry is
     the message's."""
 
-    __slots__ = ("added", "engine", "lens", "stamps")
+    __slots__ = ("added", "engine", "lens", "stamps", "warm", "warm_lens", "warm_stamps")
 
     def __init__(self, engine: Engine, split: _Split) -> None:
         self.engine = engine
@@ -390,17 +390,38 @@ class _Order:
         self.lens = {n: self._lens(engine.partitions[n].join) for n in split.ordered}
         #: tables the per-message path added to: only those need reordering
         self.stamps: set[tuple[str, int, int]] = set()
+        #: warmup rows per (model, partition, pane): rows of each pane list, and the poll
+        #: index of each row added by this poll, the batch path's first
+        self.warm_lens = {n: self._warm_lens(engine.partitions[n]) for n in split.ordered}
+        self.warm: dict[tuple[int, int, int], list[int]] = {
+            key: list(at) for key, at in split.warm.items() if key[1] in split.ordered
+        }
+        self.warm_stamps: set[tuple[int, int, int]] = set()
 
     @staticmethod
     def _lens(join: JoinBuffer) -> list[int]:
         return [len(join.early), *map(len, join.matched), *map(len, join.pending)]
+
+    @staticmethod
+    def _warm_lens(state: PartitionState) -> dict[tuple[int, int], int]:
+        return {(m, p): len(rows) for m, panes in state.warmup.items() for p, rows in panes.items()}
 
     def after(self, i: int, number: int) -> None:
         """Stamp the entries message ``i`` of partition ``number`` added with ``i``."""
         lens = self.lens.get(number)
         if lens is None:
             return
-        join = self.engine.partitions[number].join
+        state = self.engine.partitions[number]
+        if state.warmup:  # a prediction kept for a model's reference: one row, at the end
+            before = self.warm_lens[number]
+            warm = self._warm_lens(state)
+            if warm != before:
+                for (m, pane), n in warm.items():
+                    if n > before.get((m, pane), 0):
+                        self.warm.setdefault((m, number, pane), []).append(i)
+                        self.warm_stamps.add((m, number, pane))
+                self.warm_lens[number] = warm
+        join = state.join
         now = self._lens(join)
         if now == lens:
             return
@@ -422,23 +443,30 @@ class _Order:
 
     def settle(self) -> None:
         """Put the entries added by this poll, in each table the per-message path added
-        to, in the order of their inserts (they are the newest of their table)."""
+        to, in the order of their inserts (they are the newest of their table); and so the
+        warmup rows of each pane."""
+        for m, number, pane in self.warm_stamps:
+            at = self.warm[(m, number, pane)]
+            rows = self.engine.partitions[number].warmup[m][pane]
+            tail = rows[-len(at) :]
+            order = sorted(range(len(at)), key=at.__getitem__)
+            rows[-len(at) :] = [tail[k] for k in order]
         for key in sorted(self.stamps):
             table, m, number = key
-            at = self.added[key]
+            added = self.added[key]
             join = self.engine.partitions[number].join
             if table == "pending":
                 pending = join.pending[m]
-                pids = list(at)
+                pids = list(added)
                 live = pending.contains_many(pids).tolist()
                 pids = [p for p, h in zip(pids, live, strict=True) if h]
-                pids.sort(key=at.__getitem__)
+                pids.sort(key=added.__getitem__)
                 found, ts, pred, score, slices = pending.pop_many(pids)
                 assert found.all()
                 pending.add_many(pids, ts, pred, score, slices, checked=True)
                 continue
             entries: dict[str, Any] = join.early if table == "early" else join.matched[m]
-            pids = sorted((p for p in at if p in entries), key=at.__getitem__)
+            pids = sorted((p for p in added if p in entries), key=added.__getitem__)
             values = [entries.pop(p) for p in pids]
             entries.update(zip(pids, values, strict=True))
 
@@ -450,7 +478,7 @@ class _Split:
     cap (``dirty``: every message of theirs then goes one by one); and the batch path's
     work for the other partitions, applied once all is decided."""
 
-    __slots__ = ("dirty", "early", "matched", "ordered", "pending", "plans", "slow")
+    __slots__ = ("dirty", "early", "matched", "ordered", "pending", "plans", "slow", "warm")
 
     def __init__(self, slow: list[int]) -> None:
         self.slow = slow
@@ -464,6 +492,8 @@ class _Split:
         self.early: dict[int, list[tuple[I64, list[str], list[Any]]]] = {}
         #: (model, partition) -> predictions the plans left waiting, with their poll index
         self.pending: dict[tuple[int, int], list[tuple[list[int], list[str]]]] = {}
+        #: (model, partition, pane) -> poll index of each warmup row the plans kept
+        self.warm: dict[tuple[int, int, int], list[int]] = {}
 
     def reject(self, idx: I64) -> None:
         """Messages that the per-message path will reject without touching join state."""
@@ -557,8 +587,7 @@ def _predictions(
     crossing: set[int],
 ) -> None:
     """Take the ordinary predictions. Those of a model in ``crossing`` (that may reach a
-    cap in this poll, see :func:`_at_caps`) go one by one with their partitions, as do
-    those of a model in its warmup (alone)."""
+    cap in this poll, see :func:`_at_caps`) go one by one with their partitions."""
     index = {m.name: m.index for m in engine.models}
     events = [e for _, e in pairs]
     at = np.array([i for i, _ in pairs], dtype=np.int64)
@@ -579,7 +608,7 @@ def _predictions(
         pids = [e.prediction_id for e in group]
         # The label message that follows each prediction in this poll, if any.
         later = [fused.get(pid) for pid in pids] if fused else []
-        if m < 0 or m in crossing or engine.models[m].warmup_target:
+        if m < 0 or m in crossing:
             evicts = m in crossing
             if m < 0:
                 split.reject(at[sel])  # unknown model
@@ -736,6 +765,8 @@ def _take_predictions(
     counts = state.counts[m]
     counts[PREDICTIONS] += len(group)
     _note(state, engine.config.kafka.predictions_topic, ts)
+    if model.warmup_target:
+        _warmup_rows(engine, split, model, number, idx, group, ts, score, slices)
     batch = engine.batch_of(m)
     prob = None
     if model.layout.task == "multiclass":
@@ -794,6 +825,39 @@ def _take_predictions(
             checked=True,
         )
         engine.pending_total[m] += len(keep)
+
+
+def _warmup_rows(
+    engine: Engine,
+    split: _Split,
+    model: ModelState,
+    number: int,
+    idx: I64,
+    group: list[PredictionEvent],
+    ts: F64,
+    score: F64,
+    slices: I64,
+) -> None:
+    """Keep the predictions of a model in its warmup for its reference, per pane still
+    open, as the per-message path does (features as a mapping, the prediction as sent)."""
+    state = engine.partitions[number]
+    kept = state.warmup.setdefault(model.index, {})
+    closed = engine.closed_upto
+    _, _, attrs = _typed(_all_features(engine), engine.limits)
+    times = ts.tolist()
+    rows = slices.tolist()
+    scores = score.tolist()
+    at = idx.tolist()
+    for j, e in enumerate(group):
+        pane = math.floor(times[j] / engine.pane)
+        if closed is not None and pane < closed:
+            continue
+        feats = e.features
+        if feats is not None and type(feats) is not dict:  # the typed struct: by name
+            feats = {name: getattr(feats, a) for name, a in attrs.items()}
+        row = (times[j], tuple(rows[j]), feats, e.prediction, scores[j])
+        kept.setdefault(pane, []).append(row)
+        split.warm.setdefault((model.index, number, pane), []).append(at[j])
 
 
 def _note(state: PartitionState, topic: str, ts: F64) -> None:
