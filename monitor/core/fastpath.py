@@ -1,17 +1,27 @@
-"""The batch path of :meth:`Engine.process`: a poll's ordinary events as columns.
+"""The batch path of :meth:`Engine.process`: a poll's events as columns.
 
 Most of a poll is ordinary: predictions of a known model with a valid time, outputs and
 classes, whose id is new, and labels whose prediction is waiting. Those are decoded one
 call each, checked, joined and handed to accumulation as numpy columns here, with a few
 list comprehensions and set operations per poll instead of a Python function per event.
+Much of the noise is decided here too, with the per-message path's outcome: a prediction
+and its label in the same poll (in either order), a label that came first (kept as an
+early label, or joined by its prediction in a later poll), a duplicate of a waiting or
+matched id, an unknown model, an invalid value, time or class (a reject), a model in its
+warmup (its rows kept for the reference).
 
-Everything else (an undecodable or invalid message, a duplicate, a label that came first,
-a model still in its warmup, a cap about to be hit, an id that occurs twice in the poll)
-is left, by message index, to the per-message path of :class:`~monitor.core.engine.Engine`,
-which runs after this one. The split changes no result: an event left out touches no
-state the batch path touches (its id occurs once in the poll and is not found in the join
-state it would meet), the caps cannot be reached by the batch path, and the pane clock
-does not move inside a poll.
+The rest is left, by message index, to the per-message path of
+:class:`~monitor.core.engine.Engine`, which runs after this one: a message that is not a
+valid event (it is rejected: no state touched), and every message of an id that occurs
+more than twice in the poll or twice otherwise than as a prediction and its label (a label
+sent twice, a prediction repeated), which go one by one *alone*: their ids occur in no
+message the batch path took, so neither path's decisions depend on the other's, and the
+per-message path's inserts into the join state and the warmup rows, which come after the
+batch path's, are put back in arrival order afterwards (:class:`OneByOne`), as expiry
+and eviction go by it. Only a poll that may reach a cap (a model's pending entries or
+bytes, the early labels, a slice registry), where which entry is evicted or which value
+is folded depends on the order of every event, sends the partitions concerned one by one
+whole. The pane clock does not move inside a poll.
 """
 
 from __future__ import annotations
