@@ -376,7 +376,7 @@ class _Order:
     predictions and early labels of its own id; so when a table grew, its newest entry is
     the message's."""
 
-    __slots__ = ("added", "engine", "lens", "stamps", "warm", "warm_lens", "warm_stamps")
+    __slots__ = ("added", "engine", "first", "lens", "stamps", "warm", "warm_lens", "warm_stamps")
 
     def __init__(self, engine: Engine, split: _Split) -> None:
         self.engine = engine
@@ -400,6 +400,9 @@ class _Order:
         self.lens = {n: self._lens(engine.partitions[n].join) for n in split.ordered}
         #: tables the per-message path added to: only those need reordering
         self.stamps: set[tuple[str, int, int]] = set()
+        #: the poll index of the per-message path's first insert into each of them: the
+        #: batch path's entries before it are in place already
+        self.first: dict[tuple[str, int, int], int] = {}
         #: warmup rows per (model, partition, pane): rows of each pane list, and the poll
         #: index of each row added by this poll, the batch path's first
         self.warm_lens = {n: self._warm_lens(engine.partitions[n]) for n in split.ordered}
@@ -448,6 +451,7 @@ class _Order:
             assert pid is not None
             key = (table, m, number)
             self.added.setdefault(key, {})[pid] = i
+            self.first.setdefault(key, i)
             self.stamps.add(key)
         self.lens[number] = now
 
@@ -463,7 +467,8 @@ class _Order:
             rows[-len(at) :] = [tail[k] for k in order]
         for key in sorted(self.stamps):
             table, m, number = key
-            added = self.added[key]
+            cut = self.first[key]
+            added = {p: i for p, i in self.added[key].items() if i >= cut}  # those to move
             join = self.engine.partitions[number].join
             if table == "pending":
                 pending = join.pending[m]
