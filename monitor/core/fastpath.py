@@ -282,9 +282,7 @@ def split_and_join(engine: Engine, messages: MessageBatch) -> OneByOne:
     twice_at: set[int] = set()
     fused: dict[str, tuple[int, LabelEvent]] = {}
     if len(set(ids)) < len(ids):
-        counts: dict[str, int] = {}
-        for pid in ids:
-            counts[pid] = counts.get(pid, 0) + 1
+        counts = Counter(ids)
         twice = {pid for pid, n in counts.items() if n > 1}
         # A prediction and its label in the same partition, in either order: joined here
         # as the per-message path would (through pending or early labels, then matched).
