@@ -56,7 +56,7 @@ from monitor.core.counts import (
     PREDICTIONS,
 )
 from monitor.core.detectors import ErrorDetectors, error_stream
-from monitor.core.fastpath import Chunk, split_and_join
+from monitor.core.fastpath import Chunk, OneByOne, split_and_join
 from monitor.core.join import EarlyLabel, JoinBuffer, Pending
 from monitor.core.layout import Layout, feature_columns
 from monitor.core.panemetrics import pane_signals
@@ -640,7 +640,9 @@ class Engine:
         )
         for (topic, number), offset in last.items():
             self.partition(number).offsets[topic] = offset + 1
-        for i in split_and_join(self, batch):
+        slow = split_and_join(self, batch)
+        after = slow.after if isinstance(slow, OneByOne) else None
+        for i in slow:
             msg = batch[i]
             kind = self.topic_kind.get(msg.topic)
             state = self.partitions[msg.partition]
@@ -655,6 +657,10 @@ class Engine:
             except DecodeFailure as exc:
                 state.rejects[(msg.topic, exc.reason)] += 1
                 rejects.append(Reject(msg, exc.reason, exc.detail))
+            if after is not None:
+                after(i, msg.partition)
+        if isinstance(slow, OneByOne):
+            slow.settle()  # this poll's join-state entries in arrival order
         for model, gathered in zip(self.models, batches, strict=True):
             self._accumulate(model, gathered)
         self._batches = []

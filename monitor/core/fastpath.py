@@ -1,17 +1,27 @@
-"""The batch path of :meth:`Engine.process`: a poll's ordinary events as columns.
+"""The batch path of :meth:`Engine.process`: a poll's events as columns.
 
 Most of a poll is ordinary: predictions of a known model with a valid time, outputs and
 classes, whose id is new, and labels whose prediction is waiting. Those are decoded one
 call each, checked, joined and handed to accumulation as numpy columns here, with a few
 list comprehensions and set operations per poll instead of a Python function per event.
+Much of the noise is decided here too, with the per-message path's outcome: a prediction
+and its label in the same poll (in either order), a label that came first (kept as an
+early label, or joined by its prediction in a later poll), a duplicate of a waiting or
+matched id, an unknown model, an invalid value, time or class (a reject), a model in its
+warmup (its rows kept for the reference).
 
-Everything else (an undecodable or invalid message, a duplicate, a label that came first,
-a model still in its warmup, a cap about to be hit, an id that occurs twice in the poll)
-is left, by message index, to the per-message path of :class:`~monitor.core.engine.Engine`,
-which runs after this one. The split changes no result: an event left out touches no
-state the batch path touches (its id occurs once in the poll and is not found in the join
-state it would meet), the caps cannot be reached by the batch path, and the pane clock
-does not move inside a poll.
+The rest is left, by message index, to the per-message path of
+:class:`~monitor.core.engine.Engine`, which runs after this one: a message that is not a
+valid event (it is rejected: no state touched), and every message of an id that occurs
+more than twice in the poll or twice otherwise than as a prediction and its label (a label
+sent twice, a prediction repeated), which go one by one *alone*: their ids occur in no
+message the batch path took, so neither path's decisions depend on the other's, and the
+per-message path's inserts into the join state and the warmup rows, which come after the
+batch path's, are put back in arrival order afterwards (:class:`OneByOne`), as expiry
+and eviction go by it. Only a poll that may reach a cap (a model's pending entries or
+bytes, the early labels, a slice registry), where which entry is evicted or which value
+is folded depends on the order of every event, sends the partitions concerned one by one
+whole. The pane clock does not move inside a poll.
 """
 
 from __future__ import annotations
@@ -239,10 +249,11 @@ def _slices(model: ModelState, events: list[PredictionEvent]) -> I64:
     return np.array([seen[c] for c in combos], dtype=np.int64).reshape(len(combos), -1)
 
 
-def split_and_join(engine: Engine, messages: MessageBatch) -> list[int]:
+def split_and_join(engine: Engine, messages: MessageBatch) -> OneByOne:
     """Decode, check and join the ordinary events of ``messages`` into ``engine``'s
     batches as :class:`Chunk`; return the indices of the others, in order, for the
-    per-message path. Offsets and event counts are the caller's."""
+    per-message path (with what it needs to keep the join state's arrival order, see
+    :class:`OneByOne`). Offsets and event counts are the caller's."""
     kinds = engine.topic_kind
     pred_at: list[int] = []
     label_at: list[int] = []
@@ -265,17 +276,17 @@ def split_and_join(engine: Engine, messages: MessageBatch) -> list[int]:
     if len(pairs_p) < len(pred_at) or len(pairs_l) < len(label_at):
         slow.extend(i for i, e in zip(pred_at, preds, strict=True) if e is None)
         slow.extend(i for i, e in zip(label_at, labels, strict=True) if e is None)
+    # The caps are checked against every prediction of the poll, those left one by one too.
+    crossing = _at_caps(engine, [e for _, e in pairs_p])
     ids = [e.prediction_id for _, e in pairs_p] + [e.prediction_id for _, e in pairs_l]
     twice_at: set[int] = set()
     fused: dict[str, tuple[int, LabelEvent]] = {}
     if len(set(ids)) < len(ids):
-        counts: dict[str, int] = {}
-        for pid in ids:
-            counts[pid] = counts.get(pid, 0) + 1
+        counts = Counter(ids)
         twice = {pid for pid, n in counts.items() if n > 1}
         # A prediction and its label in the same partition, in either order: joined here
         # as the per-message path would (through pending or early labels, then matched).
-        # Any other repeat: one by one.
+        # Any other repeat (a label sent twice, a prediction repeated): one by one.
         first = {e.prediction_id: i for i, e in pairs_p if counts.get(e.prediction_id) == 2}
         for j, e in pairs_l:
             i = first.get(e.prediction_id, -1)
@@ -292,13 +303,18 @@ def split_and_join(engine: Engine, messages: MessageBatch) -> list[int]:
             if e.prediction_id not in twice and e.prediction_id not in fused
         ]
     split = _Split(slow)
-    # Ids seen twice change the join state one by one: their partitions are too.
-    split.dirty.update(partition_of[i] for i in twice_at)
-    one_by_one: set[int] = set()
+    # Ids seen twice change the join state one by one, of their own ids only.
+    split.ordered.update(partition_of[i] for i in twice_at)
     if pairs_p:
-        one_by_one = _predictions(engine, messages, pairs_p, split, fused, len(label_at))
+        _predictions(engine, messages, pairs_p, split, fused, len(label_at), crossing)
     if pairs_l:
-        _labels(engine, messages, pairs_l, split, one_by_one, len(label_at))
+        _labels(engine, messages, pairs_l, split, crossing, len(label_at))
+    if crossing or engine.early_total + len(label_at) > engine.early_cap:
+        # A cap may be reached in this poll: which entry is evicted, of which partition,
+        # depends on the order of every insert, so every partition with a message left
+        # one by one that may insert goes one by one whole.
+        split.dirty |= split.ordered
+    split.ordered -= split.dirty
     for number, idx, apply in split.plans:
         if number in split.dirty:
             slow.extend(idx.tolist())
@@ -317,36 +333,191 @@ def split_and_join(engine: Engine, messages: MessageBatch) -> list[int]:
         labels_e = [label for p in parts_e for label in p[2]]
         engine.partitions[number].join.early.update((pids[k], labels_e[k]) for k in order)
     slow.sort()
-    return slow
+    out = OneByOne(slow)
+    if split.ordered:
+        out.order = _Order(engine, split)
+    return out
+
+
+class OneByOne(list[int]):
+    """The poll indices of the messages left to the per-message path, in order.
+
+    Those of a partition that the batch path also took part of (:attr:`order` is not
+    None) insert into its join state after the batch path's inserts, which came first; as
+    expiry and eviction go by arrival order, the per-message path calls :meth:`after`
+    after each such message and :meth:`settle` after the last one, which put this poll's
+    new entries back in poll order."""
+
+    order: _Order | None = None
+
+    def after(self, i: int, number: int) -> None:
+        """Message ``i`` of partition ``number`` went through the per-message path."""
+        if self.order is not None:
+            self.order.after(i, number)
+
+    def settle(self) -> None:
+        """All messages went through: entries of the poll into poll order."""
+        if self.order is not None:
+            self.order.settle()
+
+
+class _Order:
+    """The poll indices of the join-state entries added by this poll in the partitions
+    where both paths took messages, and the reordering of those entries (see
+    :class:`OneByOne`).
+
+    The ids of the messages left one by one there occur in no message the batch path took
+    (an id seen twice goes one by one in all its messages), and a cap cannot be reached in
+    such a poll, so the per-message path's inserts are exactly those of the reference, but
+    later. One message adds at most one entry to each table (pending of a model, matched of
+    a model, early labels) and removes no entry it did not add before, except pending
+    predictions and early labels of its own id; so when a table grew, its newest entry is
+    the message's."""
+
+    __slots__ = ("added", "engine", "first", "lens", "stamps", "warm", "warm_lens", "warm_stamps")
+
+    def __init__(self, engine: Engine, split: _Split) -> None:
+        self.engine = engine
+        #: (table, model, partition) -> id -> poll index of its insert, batch path's first
+        self.added: dict[tuple[str, int, int], dict[str, int]] = {}
+        for (m, number), parts in split.matched.items():
+            if number in split.ordered:
+                into = self.added.setdefault(("matched", m, number), {})
+                for idx, pids, _ in parts:
+                    into.update(zip(pids, idx.tolist(), strict=True))
+        for number, parts_e in split.early.items():
+            if number in split.ordered:
+                into = self.added.setdefault(("early", -1, number), {})
+                for idx, pids, _ in parts_e:
+                    into.update(zip(pids, idx.tolist(), strict=True))
+        for (m, number), parts_p in split.pending.items():
+            if number in split.ordered:
+                into = self.added.setdefault(("pending", m, number), {})
+                for rows, pids in parts_p:
+                    into.update(zip(pids, rows, strict=True))
+        self.lens = {n: self._lens(engine.partitions[n].join) for n in split.ordered}
+        #: tables the per-message path added to: only those need reordering
+        self.stamps: set[tuple[str, int, int]] = set()
+        #: the poll index of the per-message path's first insert into each of them: the
+        #: batch path's entries before it are in place already
+        self.first: dict[tuple[str, int, int], int] = {}
+        #: warmup rows per (model, partition, pane): rows of each pane list, and the poll
+        #: index of each row added by this poll, the batch path's first
+        self.warm_lens = {n: self._warm_lens(engine.partitions[n]) for n in split.ordered}
+        self.warm: dict[tuple[int, int, int], list[int]] = {
+            key: list(at) for key, at in split.warm.items() if key[1] in split.ordered
+        }
+        self.warm_stamps: set[tuple[int, int, int]] = set()
+
+    @staticmethod
+    def _lens(join: JoinBuffer) -> list[int]:
+        return [len(join.early), *map(len, join.matched), *map(len, join.pending)]
+
+    @staticmethod
+    def _warm_lens(state: PartitionState) -> dict[tuple[int, int], int]:
+        return {(m, p): len(rows) for m, panes in state.warmup.items() for p, rows in panes.items()}
+
+    def after(self, i: int, number: int) -> None:
+        """Stamp the entries message ``i`` of partition ``number`` added with ``i``."""
+        lens = self.lens.get(number)
+        if lens is None:
+            return
+        state = self.engine.partitions[number]
+        if state.warmup:  # a prediction kept for a model's reference: one row, at the end
+            before = self.warm_lens[number]
+            warm = self._warm_lens(state)
+            if warm != before:
+                for (m, pane), n in warm.items():
+                    if n > before.get((m, pane), 0):
+                        self.warm.setdefault((m, number, pane), []).append(i)
+                        self.warm_stamps.add((m, number, pane))
+                self.warm_lens[number] = warm
+        join = state.join
+        now = self._lens(join)
+        if now == lens:
+            return
+        n = len(join.matched)
+        grew: list[tuple[str, int, str | None]] = []
+        if now[0] > lens[0]:
+            grew.append(("early", -1, next(reversed(join.early))))
+        for m in range(n):
+            if now[1 + m] > lens[1 + m]:
+                grew.append(("matched", m, next(reversed(join.matched[m]))))
+            if now[1 + n + m] > lens[1 + n + m]:
+                grew.append(("pending", m, join.pending[m].newest()))
+        for table, m, pid in grew:
+            assert pid is not None
+            key = (table, m, number)
+            self.added.setdefault(key, {})[pid] = i
+            self.first.setdefault(key, i)
+            self.stamps.add(key)
+        self.lens[number] = now
+
+    def settle(self) -> None:
+        """Put the entries added by this poll, in each table the per-message path added
+        to, in the order of their inserts (they are the newest of their table); and so the
+        warmup rows of each pane."""
+        for m, number, pane in self.warm_stamps:
+            at = self.warm[(m, number, pane)]
+            rows = self.engine.partitions[number].warmup[m][pane]
+            tail = rows[-len(at) :]
+            order = sorted(range(len(at)), key=at.__getitem__)
+            rows[-len(at) :] = [tail[k] for k in order]
+        for key in sorted(self.stamps):
+            table, m, number = key
+            cut = self.first[key]
+            added = {p: i for p, i in self.added[key].items() if i >= cut}  # those to move
+            join = self.engine.partitions[number].join
+            if table == "pending":
+                pending = join.pending[m]
+                pids = list(added)
+                live = pending.contains_many(pids).tolist()
+                pids = [p for p, h in zip(pids, live, strict=True) if h]
+                pids.sort(key=added.__getitem__)
+                found, ts, pred, score, slices = pending.pop_many(pids)
+                assert found.all()
+                pending.add_many(pids, ts, pred, score, slices, checked=True)
+                continue
+            entries: dict[str, Any] = join.early if table == "early" else join.matched[m]
+            pids = sorted((p for p in added if p in entries), key=added.__getitem__)
+            values = [entries.pop(p) for p in pids]
+            entries.update(zip(pids, values, strict=True))
 
 
 class _Split:
-    """What the batch path decided for a poll: the messages left one by one, the
-    partitions where one of those may change the join state (every message of theirs
-    then goes one by one, so pending, matched and early ids keep their arrival order),
-    and the batch path's work for the other partitions, applied once all is decided."""
+    """What the batch path decided for a poll: the messages left one by one; the
+    partitions where one of those may insert into the join state (``ordered``: their
+    inserts are put in poll order afterwards, see :class:`OneByOne`) or evict from it at a
+    cap (``dirty``: every message of theirs then goes one by one); and the batch path's
+    work for the other partitions, applied once all is decided."""
 
-    __slots__ = ("dirty", "early", "matched", "plans", "slow")
+    __slots__ = ("dirty", "early", "matched", "ordered", "pending", "plans", "slow", "warm")
 
     def __init__(self, slow: list[int]) -> None:
         self.slow = slow
         self.dirty: set[int] = set()
+        self.ordered: set[int] = set()
         self.plans: list[tuple[int, I64, Callable[[], None]]] = []
         #: (model, partition) -> ids matched by the plans, with their label's poll index
         #: and time; entered into the matched table in poll order once all are applied.
         self.matched: dict[tuple[int, int], list[tuple[I64, list[str], F64]]] = {}
         #: partition -> labels that came first, entered in poll order once all is applied
         self.early: dict[int, list[tuple[I64, list[str], list[Any]]]] = {}
+        #: (model, partition) -> predictions the plans left waiting, with their poll index
+        self.pending: dict[tuple[int, int], list[tuple[list[int], list[str]]]] = {}
+        #: (model, partition, pane) -> poll index of each warmup row the plans kept
+        self.warm: dict[tuple[int, int, int], list[int]] = {}
 
     def reject(self, idx: I64) -> None:
         """Messages that the per-message path will reject without touching join state."""
         self.slow.extend(idx.tolist())
 
-    def one_by_one(self, idx: I64, number: int) -> None:
-        """Messages of partition ``number`` that may change its join state one by one."""
+    def one_by_one(self, idx: I64, number: int, *, evicts: bool = False) -> None:
+        """Messages of partition ``number`` that may insert into its join state one by one
+        (of ids no other message of the poll has); ``evicts``: and may evict at a cap."""
         if len(idx):
             self.slow.extend(idx.tolist())
-            self.dirty.add(number)
+            (self.dirty if evicts else self.ordered).add(number)
 
 
 def _group(parts: list[int], models: list[int]) -> dict[tuple[int, int], list[int]]:
@@ -363,6 +534,28 @@ def _group(parts: list[int], models: list[int]) -> dict[tuple[int, int], list[in
         groups[(models[j], parts[j])] = order[first:end].tolist()
     del keys
     return groups
+
+
+def _at_caps(engine: Engine, events: list[PredictionEvent]) -> set[int]:
+    """Models that may reach a cap within this poll (:func:`_crossing_caps`, and the
+    pending caps, entries or bytes, if every prediction of theirs in the poll waited)."""
+    index = {m.name: m.index for m in engine.models}
+    model_of = [index.get(e.model, -1) for e in events]
+    crossing = _crossing_caps(engine, events, model_of)
+    for m, n in Counter(model_of).items():  # eviction order matters at the pending caps
+        if m < 0:
+            continue
+        config = engine.models[m].config
+        # bytes: at most 4 per character of an id, and the row's columns
+        most = 4 * engine.limits.max_id_length + PendingTable.ROW_BYTES
+        most += 4 * (2 + len(config.segments))
+        queued = sum(p.join.pending[m].nbytes for p in engine.partitions.values())
+        if (
+            engine.pending_total[m] + n > config.max_pending
+            or queued + n * most > config.max_pending_bytes
+        ):
+            crossing.add(m)
+    return crossing
 
 
 def _crossing_caps(engine: Engine, events: list[PredictionEvent], model_of: list[int]) -> set[int]:
@@ -404,10 +597,10 @@ def _predictions(
     split: _Split,
     fused: dict[str, tuple[int, LabelEvent]],
     labels_in_poll: int,
-) -> set[int]:
-    """Take the ordinary predictions; return the models left one by one in this poll (at
-    their pending cap, or about to fill a slice cap), whose labels must wait too: a
-    label taken now could free a prediction that the cap would have evicted first."""
+    crossing: set[int],
+) -> None:
+    """Take the ordinary predictions. Those of a model in ``crossing`` (that may reach a
+    cap in this poll, see :func:`_at_caps`) go one by one with their partitions."""
     index = {m.name: m.index for m in engine.models}
     events = [e for _, e in pairs]
     at = np.array([i for i, _ in pairs], dtype=np.int64)
@@ -421,33 +614,21 @@ def _predictions(
         ):
             ok[j] = False
     parts = [messages.partitions[i] for i in at.tolist()]
-    crossing = _crossing_caps(engine, events, model_of)
     found_before = _found_before(engine, events, model_of, parts, at, fused) if fused else set()
-    for m, n in Counter(model_of).items():  # eviction order matters at the pending caps
-        if m < 0:
-            continue
-        config = engine.models[m].config
-        # bytes: at most 4 per character of an id, and the row's columns
-        most = 4 * engine.limits.max_id_length + PendingTable.ROW_BYTES
-        most += 4 * (2 + len(config.segments))
-        queued = sum(p.join.pending[m].nbytes for p in engine.partitions.values())
-        if (
-            engine.pending_total[m] + n > config.max_pending
-            or queued + n * most > config.max_pending_bytes
-        ):
-            crossing.add(m)
     for (m, number), rows in _group(parts, model_of).items():
         sel = np.array(rows, dtype=np.int64)
         group = [events[j] for j in rows]
         pids = [e.prediction_id for e in group]
         # The label message that follows each prediction in this poll, if any.
         later = [fused.get(pid) for pid in pids] if fused else []
-        if m < 0 or m in crossing or engine.models[m].warmup_target:
+        if m < 0 or m in crossing:
+            evicts = m in crossing
             if m < 0:
                 split.reject(at[sel])  # unknown model
             else:
-                split.one_by_one(at[sel], number)
-            split.one_by_one(np.array([f[0] for f in later if f], dtype=np.int64), number)
+                split.one_by_one(at[sel], number, evicts=evicts)
+            follow_at = np.array([f[0] for f in later if f], dtype=np.int64)
+            split.one_by_one(follow_at, number, evicts=evicts)
             continue
         model = engine.models[m]
         pred, pred_ok = model.codec.code_many([e.prediction for e in group])
@@ -558,7 +739,6 @@ def _predictions(
             _Labels(label, has_label, label_ts, label_at, has_later, counted, from_early),
         )
         split.plans.append((number, np.concatenate([at[sel], label_msg]), apply))
-    return crossing
 
 
 class _Labels(NamedTuple):
@@ -598,6 +778,8 @@ def _take_predictions(
     counts = state.counts[m]
     counts[PREDICTIONS] += len(group)
     _note(state, engine.config.kafka.predictions_topic, ts)
+    if model.warmup_target:
+        _warmup_rows(engine, split, model, number, idx, group, ts, score, slices)
     batch = engine.batch_of(m)
     prob = None
     if model.layout.task == "multiclass":
@@ -644,6 +826,9 @@ def _take_predictions(
     waiting = np.flatnonzero(~labels.has)
     if len(waiting):
         keep = waiting.tolist()
+        split.pending.setdefault((m, number), []).append(
+            (idx[waiting].tolist(), [pids[j] for j in keep])
+        )
         state.join.pending[m].add_many(  # ids checked: new, and distinct in the poll
             [pids[j] for j in keep],
             ts[waiting],
@@ -653,6 +838,39 @@ def _take_predictions(
             checked=True,
         )
         engine.pending_total[m] += len(keep)
+
+
+def _warmup_rows(
+    engine: Engine,
+    split: _Split,
+    model: ModelState,
+    number: int,
+    idx: I64,
+    group: list[PredictionEvent],
+    ts: F64,
+    score: F64,
+    slices: I64,
+) -> None:
+    """Keep the predictions of a model in its warmup for its reference, per pane still
+    open, as the per-message path does (features as a mapping, the prediction as sent)."""
+    state = engine.partitions[number]
+    kept = state.warmup.setdefault(model.index, {})
+    closed = engine.closed_upto
+    _, _, attrs = _typed(_all_features(engine), engine.limits)
+    times = ts.tolist()
+    rows = slices.tolist()
+    scores = score.tolist()
+    at = idx.tolist()
+    for j, e in enumerate(group):
+        pane = math.floor(times[j] / engine.pane)
+        if closed is not None and pane < closed:
+            continue
+        feats = e.features
+        if feats is not None and type(feats) is not dict:  # the typed struct: by name
+            feats = {name: getattr(feats, a) for name, a in attrs.items()}
+        row = (times[j], tuple(rows[j]), feats, e.prediction, scores[j])
+        kept.setdefault(pane, []).append(row)
+        split.warm.setdefault((model.index, number, pane), []).append(at[j])
 
 
 def _note(state: PartitionState, topic: str, ts: F64) -> None:
@@ -701,7 +919,7 @@ def _labels(
         good = (owner >= 0) & timely
         if one_by_one:
             good &= ~np.isin(owner, sorted(one_by_one))
-            split.one_by_one(at[sel[timely & (owner >= 0) & ~good]], number)
+            split.one_by_one(at[sel[timely & (owner >= 0) & ~good]], number, evicts=True)
         first = timely & (owner < 0)
         if first.any():
             _plan_early(
@@ -786,7 +1004,7 @@ def _plan_early(
     if not len(keep):
         return
     if engine.early_total + in_poll > engine.early_cap:  # evictions: one by one
-        split.one_by_one(at[keep], number)
+        split.one_by_one(at[keep], number, evicts=True)
         return
     chosen = keep.tolist()
     labels = [EarlyLabel(float(ts[j]), events[rows[j]].label, name) for j in chosen]

@@ -209,6 +209,13 @@ class PendingTable:
         for pid, row in self._live_ids():
             yield pid, self._entry(row)
 
+    def newest(self) -> str | None:
+        """The id of the prediction added last, None if it left (or none was added)."""
+        row = self._used - 1
+        if row < 0 or math.isnan(self._tv[row]):
+            return None
+        return self._blob[self._start(row) : int(self._ev[row])].decode("utf-8", "surrogatepass")
+
     def evict_oldest(self) -> Pending:
         """Remove and return the prediction that arrived first; KeyError if empty."""
         if not self._live:

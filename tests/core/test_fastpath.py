@@ -12,9 +12,11 @@ agree.
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 import random
+import zlib
 from typing import Any
 
 import numpy as np
@@ -30,7 +32,8 @@ T0 = 1_700_000_000.0
 FEATURES = {"x": "numeric", "y": "numeric", "c": "categorical"}
 
 
-def config(max_pending: int = 1_000_000) -> Any:
+def config(max_pending: int = 1_000_000, ttl: str = "5m", max_early: int = 100_000,
+           warmup: int = 0) -> Any:
     reference = None
     models = [
         {
@@ -41,7 +44,8 @@ def config(max_pending: int = 1_000_000) -> Any:
             "segments": ["region"],
             "max_segment_values": 3,
             "max_pending": max_pending,
-            "label_ttl": "5m",
+            "max_early_labels": max_early,
+            "label_ttl": ttl,
             "features": FEATURES,
             "detectors": ["adwin", "cusum"],
         },
@@ -50,15 +54,18 @@ def config(max_pending: int = 1_000_000) -> Any:
             "task": "multiclass",
             "classes": ["a", "b", "c"],
             "windows": ["all", "1m"],
-            "label_ttl": "5m",
+            "label_ttl": ttl,
+            "max_early_labels": max_early,
         },
-        {"name": "r", "task": "regression", "windows": ["all"], "label_ttl": "5m"},
+        {"name": "r", "task": "regression", "windows": ["all"], "label_ttl": ttl,
+         "max_early_labels": max_early},
     ]
     del reference
     for model in models:
-        # No drift profile: while a warmup collects its reference the engine reads every
-        # prediction one by one, and the batch path is what this compares.
+        # No drift profile unless asked: while a warmup collects its reference the engine
+        # reads the model's predictions one by one, and the batch path is what this compares.
         model["reference_warmup"] = 0
+    models[0]["reference_warmup"] = warmup
     return config_from_mapping(
         {"time": {"pane": "10s", "allowed_lateness": "5s"}, "models": models}
     )
@@ -160,10 +167,50 @@ def stream(seed: int, n: int, noise: float = 1.0) -> list[Message]:
     return out
 
 
+def join_state(engine: Engine) -> dict[int, Any]:
+    """Each partition's join state, every table in arrival order (expiry and eviction go by
+    it): pending ids and columns per model, matched ids and times, early labels."""
+    out: dict[int, Any] = {}
+    # slice ids by what they stand for: the two paths may number new values differently
+    keys = [m.registry.keys for m in engine.models]
+
+    def row(m: int, p: Any) -> tuple[Any, ...]:
+        return (p.ts, p.pred, p.score, tuple(keys[m][k] if k >= 0 else None for k in p.slices))
+
+    for number in sorted(engine.partitions):
+        join = engine.partitions[number].join
+        out[number] = {
+            "pending": [
+                [(pid, row(m, p)) for pid, p in t.items()] for m, t in enumerate(join.pending)
+            ],
+            "matched": [list(t.items()) for t in join.matched],
+            "early": [(pid, tuple(e)) for pid, e in join.early.items()],
+            "counts": engine.partitions[number].counts,
+            # predictions kept for a warmup reference, per model and pane, in arrival order
+            "warmup": {
+                m: {
+                    pane: [
+                        (r[0], tuple(keys[m][k] if k >= 0 else None for k in r[1]),
+                         tuple((r[2] or {}).get(n) for n in FEATURES), r[3], r[4])
+                        for r in rows
+                    ]
+                    for pane, rows in sorted(panes.items())
+                }
+                for m, panes in sorted(engine.partitions[number].warmup.items())
+            },
+        }
+    out[-1] = [  # and those of closed panes, taken into the warmup sample
+        [(tuple((r[0] or {}).get(n) for n in FEATURES), r[1], r[2]) for r in m.warmup_rows]
+        for m in engine.models
+    ]
+    return out
+
+
 def run(messages: list[Message], sizes: list[int], batch_path: bool,
-        monkeypatch: pytest.MonkeyPatch, max_pending: int) -> tuple[Engine, list[Any]]:
-    engine = Engine(config(max_pending))
-    engine.track({(t, p) for t in ("predictions", "labels") for p in range(3)})
+        monkeypatch: pytest.MonkeyPatch, max_pending: int, partitions: int = 3,
+        **options: Any) -> tuple[Engine, list[Any]]:
+    engine = Engine(config(max_pending, **options))
+    engine.track({(t, p) for t in ("predictions", "labels") for p in range(partitions)})
     share = [0, 0]  # messages, of which one by one
 
     def counting(engine: Engine, msgs: list[Message]) -> list[int]:
@@ -190,7 +237,7 @@ def run(messages: list[Message], sizes: list[int], batch_path: bool,
                 for r in engine.process(batch)
             ]
         summary = engine.summary()
-    return engine, [rejects, summary, share]
+    return engine, [rejects, summary, share, join_state(engine)]
 
 
 def same(a: Any, b: Any, where: str = "") -> None:
@@ -224,6 +271,7 @@ def test_batch_path_equals_per_message_path(
     slow_engine, slow = run(messages, sizes, False, monkeypatch, max_pending)
     same(fast[0], slow[0], "rejects")
     same(fast[1], slow[1], "summary")
+    same(fast[3], slow[3], "join")
     messages_seen, one_by_one = fast[2]
     if noise < 0.5:
         assert one_by_one < 0.5 * messages_seen, (one_by_one, messages_seen)
@@ -260,3 +308,177 @@ def test_batch_path_takes_the_ordinary_events(monkeypatch: pytest.MonkeyPatch) -
         engine.process(messages[i : i + 500])
     total, slow = map(sum, zip(*seen, strict=True))
     assert slow < 0.05 * total, (slow, total)
+
+
+def noisy_stream(seed: int, n: int, partitions: int = 4) -> list[Message]:
+    """A stream shaped like a real topic's noise, over ``partitions`` partitions of both
+    topics: labels a while after their predictions (some never), labels sent twice (at once,
+    as a retry, or later), predictions sent twice, labels before their predictions (the
+    prediction in the same poll or a later one), labels naming the wrong or an unknown model,
+    predictions of an unknown model, predictions carrying their label, model versions that
+    keep coming (their cap is reached mid-stream) and garbage of several kinds in every
+    stretch of the stream."""
+    rng = random.Random(seed)
+    offsets: dict[tuple[str, int], int] = {}
+    out: list[Message] = []
+    later: list[tuple[int, int, str, int, bytes | None, str]] = []  # (step, seq, topic, ...)
+    seq = 0
+
+    def emit(topic: str, part: int, value: bytes | None, key: str, step: int) -> None:
+        offset = offsets.get((topic, part), 0)
+        offsets[(topic, part)] = offset + 1
+        stamp = int((T0 + step * 0.1 + 30) * 1000)
+        out.append(Message(topic, part, offset, key.encode(), value, timestamp_ms=stamp))
+
+    def schedule(step: int, topic: str, part: int, value: bytes | None, key: str) -> None:
+        nonlocal seq
+        seq += 1
+        heapq.heappush(later, (step, seq, topic, part, value, key))
+
+    def garbage(step: int) -> None:
+        topic = rng.choice(["predictions", "labels", "other"])
+        value = rng.choice([b"{not json", b"[]", None, b'{"prediction_id": 3}', b"{}",
+                            b'{"prediction_id": "x", "model": "b", "ts": "soon"}'])
+        emit(topic, rng.randrange(partitions), value, "g", step)
+
+    recent: list[tuple[str, str, float]] = []
+    for step in range(n):
+        while later and later[0][0] <= step:
+            _, _, topic, part, value, key = heapq.heappop(later)
+            emit(topic, part, value, key, step)
+        if rng.random() < 0.03:
+            garbage(step)
+        t = T0 + step * 0.1 + rng.uniform(-1, 1)
+        model = rng.choice("bbbbbkr") if rng.random() > 0.02 else "zz"
+        pid = f"q{seed}-{step}"
+        if recent and rng.random() < 0.01:  # a prediction id used again
+            pid = rng.choice(recent[-50:])[0]
+        part = zlib.crc32(pid.encode()) % partitions
+        body: dict[str, Any] = {"prediction_id": pid, "model": model, "ts": t}
+        if model in "bz":
+            body["prediction"] = rng.choice([0, 1])
+            body["score"] = rng.random()
+            body["features"] = {"x": rng.gauss(0, 1), "y": rng.random(),
+                                "c": rng.choice("uvw")}
+            if rng.random() < 0.05:
+                del body["features"]["y"]  # missing
+            body["segment"] = {"region": rng.choice("abcdef")}
+            body["model_version"] = f"v{step // 40}"  # a new one now and then: cap at 20
+        elif model == "k":
+            body["prediction"] = rng.choice("abc")
+            body["probabilities"] = {"a": 0.2, "b": 0.3, "c": 0.5}
+        else:
+            body["prediction"] = rng.gauss(10, 3)
+        truth: Any = {"b": rng.choice([0, 1]), "k": rng.choice("abc"), "r": rng.gauss(10, 3),
+                      "z": 1}[model[0]]
+        if rng.random() < 0.02:
+            body["label"] = truth
+        value = json.dumps(body).encode()
+        label_body: dict[str, Any] = {"prediction_id": pid, "label": truth}
+        roll = rng.random()
+        if roll < 0.3:
+            label_body["model"] = model
+        elif roll < 0.32:
+            label_body["model"] = rng.choice(["b", "k", "r", "nope"])
+        if rng.random() < 0.04:  # its label first, the prediction soon or much later
+            label_body["ts"] = t + 0.5
+            emit("labels", part, json.dumps(label_body).encode(), pid, step)
+            if rng.random() < 0.1:
+                emit("labels", part, json.dumps(label_body).encode(), pid, step)
+            schedule(step + rng.choice([0, 1, 3, 40, 400]), "predictions", part, value, pid)
+            continue
+        emit("predictions", part, value, pid, step)
+        if rng.random() < 0.005:
+            emit("predictions", part, value, pid, step)  # sent twice at once
+        recent.append((pid, model, t))
+        if rng.random() < 0.8:
+            delay = rng.choice([0, 1, 2, 10, 50, 200, 600])
+            label_body["ts"] = t + delay * 0.1 + rng.uniform(0, 1)
+            label = json.dumps(label_body).encode()
+            if rng.random() < 0.01:
+                label = b'{"prediction_id": "' + pid.encode() + b'", "label": "martian"}'
+            schedule(step + delay, "labels", part, label, pid)
+            if rng.random() < 0.03:  # sent twice: a retry at once, or much later
+                schedule(step + delay + rng.choice([0, 0, 1, 30, 500]), "labels", part, label,
+                         pid)
+    while later:
+        _, _, topic, part, value, key = heapq.heappop(later)
+        emit(topic, part, value, key, n)
+    return out
+
+
+@pytest.mark.parametrize(("seed", "options"), [
+    (11, {}),
+    (12, {"ttl": "30s"}),  # predictions and matched ids expire: arrival order shows
+    (13, {"ttl": "20s", "max_early": 30}),  # the early-label cap is reached
+    (14, {"max_pending": 300, "ttl": "1m"}),  # the pending cap is reached
+    (15, {"warmup": 300, "ttl": "1m"}),  # model b builds its reference first
+    (16, {"ttl": "45s"}),
+    (18, {"warmup": 100_000}),  # still in its warmup at the end: the rows kept compare
+])
+def test_noisy_stream_same_on_both_paths(seed: int, options: dict[str, Any],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Property-style: random poll sizes over a noisy stream (fixed seeds); both paths give
+    the same rejects in order, counts, metrics and join state (in arrival order)."""
+    rng = random.Random(seed)
+    messages = noisy_stream(seed, 5000)
+    sizes = [rng.choice([1, 3, 40, 250, 800, 2000]) for _ in range(40)]
+    max_pending = options.pop("max_pending", 1_000_000)
+    fast_engine, fast = run(messages, sizes, True, monkeypatch, max_pending, 4, **options)
+    slow_engine, slow = run(messages, sizes, False, monkeypatch, max_pending, 4, **options)
+    same(fast[0], slow[0], "rejects")
+    same(fast[1], slow[1], "summary")
+    same(fast[3], slow[3], "join")
+    kinds = {r[0] for r in fast[0]}
+    assert {"duplicate", "unknown_model", "not_json"} <= kinds, kinds
+    for model in fast_engine.models:
+        assert model.registry.folded == slow_engine.models[model.index].registry.folded
+    assert fast_engine.models[0].registry.folded["version"] > 0  # the cap was reached
+    assert fast_engine.early_total == slow_engine.early_total
+    assert fast_engine.pending_total == slow_engine.pending_total
+    if not options:
+        messages_seen, one_by_one = fast[2]
+        assert one_by_one < 0.2 * messages_seen, (one_by_one, messages_seen)
+
+
+def test_a_duplicate_label_goes_one_by_one_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A poll with one label sent twice leaves the three messages of that id (prediction,
+    label, retry) to the per-message path, not the rest of their partition; the outcome is
+    the reference's."""
+    rng = random.Random(3)
+    messages: list[Message] = []
+    offsets: dict[tuple[str, int], int] = {}
+
+    def emit(topic: str, value: bytes) -> None:
+        pid = json.loads(value)["prediction_id"]
+        part = zlib.crc32(pid.encode()) % 2
+        offset = offsets.get((topic, part), 0)
+        offsets[(topic, part)] = offset + 1
+        stamp = int((T0 + 100) * 1000)
+        messages.append(Message(topic, part, offset, pid.encode(), value, timestamp_ms=stamp))
+
+    for i in range(400):
+        body = {"prediction_id": f"d{i}", "model": "r", "ts": T0 + i * 0.1,
+                "prediction": rng.random()}
+        emit("predictions", json.dumps(body).encode())
+    for i in range(0, 400, 2):
+        label = json.dumps({"prediction_id": f"d{i}", "ts": T0 + 50, "label": 1.0}).encode()
+        emit("labels", label)
+        if i == 100:
+            emit("labels", label)  # the retry
+    seen: list[int] = []
+
+    def counting(engine: Engine, msgs: list[Message]) -> list[int]:
+        slow = split_and_join(engine, msgs)
+        seen.extend(slow)
+        return slow
+
+    _, fast = run(messages, [len(messages)], True, monkeypatch, 1_000_000, 2)
+    _, slow = run(messages, [len(messages)], False, monkeypatch, 1_000_000, 2)
+    same(fast[:2], slow[:2])
+    same(fast[3], slow[3], "join")
+    assert [r[0] for r in fast[0]] == ["duplicate"]
+    assert fast[2] == [len(messages), 3]
+    monkeypatch.setattr(engine_module, "split_and_join", counting)
+    Engine(config()).process(messages)
+    assert [json.loads(messages[i].value or b"")["prediction_id"] for i in seen] == ["d100"] * 3
