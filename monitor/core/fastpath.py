@@ -621,7 +621,10 @@ def _predictions(
         pids = [e.prediction_id for e in group]
         # The label message that follows each prediction in this poll, if any.
         later = [fused.get(pid) for pid in pids] if fused else []
-        if m < 0 or m in crossing:
+        # With replicas, a model still waiting for its warmup reference sends each
+        # prediction raw to stage 2 (the per-message path keeps them in arrival order).
+        raw = m >= 0 and engine.ledgers is not None and bool(engine.models[m].warmup_target)
+        if m < 0 or m in crossing or raw:
             evicts = m in crossing
             if m < 0:
                 split.reject(at[sel])  # unknown model
