@@ -7,9 +7,10 @@ killed replica started again after a random 0.5-4 s:
 
 - a *steady* kill lands a random 0.5-``MAX_UPTIME_S`` s after the group has settled (an
   even split and the model owned);
-- a *rebalance* kill lands right after the previous victim was started again: once it has
-  subscribed and the group is rebalancing (the assignment gauges of the live replicas no
-  longer add up to the 12 input partitions), a random 0-1 s later, on either replica
+- a *rebalance* kill (``KILLS // 2`` of them, never the first, in a random order) lands
+  right after the previous victim was started again: once it has subscribed and the
+  group is rebalancing (the assignment gauges of the live replicas no longer add up to
+  the 12 input partitions), a random 0-1 s later, on either replica
   (the one joining, or the one giving partitions up).
 
 Each kill is recorded (kind, victim, seconds since the test began, messages produced,
@@ -159,10 +160,10 @@ def test_replicas_through_sigkills_in_and_out_of_rebalances_equal_one_process(
         seen = [assigned(d) for d in replicas]
         return all(s is not None for s in seen) and sum(s or 0 for s in seen) != 2 * PARTITIONS
 
-    # The first kill is steady; after that, about half are rebalance kills.
-    kinds = ["steady"] + ["rebalance" if rng.random() < 0.5 else "steady" for _ in range(KILLS - 1)]
-    if KILLS > 1 and "rebalance" not in kinds:
-        kinds[1] = "rebalance"
+    # The first kill is steady; half the others (in a random order) are rebalance kills.
+    rebalance_kills = KILLS // 2
+    rest = ["rebalance"] * rebalance_kills + ["steady"] * (KILLS - 1 - rebalance_kills)
+    kinds = ["steady", *(str(k) for k in rng.permutation(rest))][:KILLS]
     kills: list[dict[str, Any]] = []
     producer = PacedProducer(broker.bootstrap, topics, stream, PRODUCE_S)
     try:
