@@ -66,8 +66,9 @@ KILLS = int(os.environ.get("MONITOR_REPLICA_CRASH_KILLS", "5"))  # the issue: 10
 SEED = int(os.environ.get("MONITOR_REPLICA_CRASH_SEED", "13"))
 #: Wall time over which the stream is produced: the kills land while data flows.
 PRODUCE_S = max(75.0, EVENTS / 1500)
-#: Longest wait, once the group has settled, before a steady kill.
-MAX_UPTIME_S = max(4.0, 0.5 * PRODUCE_S / KILLS)
+#: Longest wait, once the group has settled, before a steady kill: the kills spread over
+#: most of the production, however long (a kill cycle takes ~15 s besides this wait).
+MAX_UPTIME_S = max(8.0, 2 * (0.8 * PRODUCE_S - 15 * KILLS) / max(1, KILLS - KILLS // 2))
 T0 = 1_780_000_000.0
 
 
