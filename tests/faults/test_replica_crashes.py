@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from monitor.broker import free_port
 from tests.daemon import daemon_config, read_topic
@@ -69,6 +70,8 @@ PRODUCE_S = max(75.0, EVENTS / 1500)
 #: Longest wait, once the group has settled, before a steady kill: the kills spread over
 #: most of the production, however long (a kill cycle takes ~15 s besides this wait).
 MAX_UPTIME_S = max(8.0, 2 * (0.8 * PRODUCE_S - 15 * KILLS) / max(1, KILLS - KILLS // 2))
+#: pytest-timeout for the run: the suite's 300 s at the default size, more for the issue's.
+TIMEOUT_S = int(300 + 2 * (PRODUCE_S - 75) + EVENTS / 1000)
 T0 = 1_780_000_000.0
 
 
@@ -129,6 +132,7 @@ def _subscribed(daemon: Daemon) -> bool:
     return '"kafka_source_subscribed"' in text[text.rfind("--- start") :]
 
 
+@pytest.mark.timeout(TIMEOUT_S)
 def test_replicas_through_sigkills_in_and_out_of_rebalances_equal_one_process(
     broker: Any, make_topics: Any, tmp_path: Path
 ) -> None:
