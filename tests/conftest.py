@@ -43,6 +43,7 @@ from monitor.config import KafkaConfig
 #: last ones here.
 SLOW_MODULES = {
     "tests/faults/test_crash_resume.py": 154,
+    "tests/faults/test_replica_crashes.py": 112,
     "tests/core/test_exactness.py": 130,
     "tests/kafka/test_kafka_source.py": 115,
     "tests/faults/test_readiness_outage.py": 102,
