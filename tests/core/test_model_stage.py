@@ -235,6 +235,7 @@ def test_stage_two_equals_one_engine(seed: int) -> None:
         assert stage.stale == 0
         same(want[name], stage.drain_signals())
         mine, theirs = stage.report(), report.models[name]
+        assert mine.counts.pop("stale_deltas") == stage.stale  # replicas' own health
         assert mine.counts == pytest.approx(theirs.counts)
         assert mine.label_delay_buckets == pytest.approx(theirs.label_delay_buckets)
         assert [(s.dimension, s.value, s.counters) for s in mine.slices] == [
