@@ -161,6 +161,8 @@ class ConfluentSource:
         self._touched: set[TP] = set()
         #: Next offset known without a consumed message: the checkpoint's, or end of partition.
         self._known_position: dict[TP, int] = {}
+        #: Start offsets asked of the caller for partitions whose seek failed (retried).
+        self._start_at: dict[TP, int | None] = {}
         #: Assigned (and paused) during a ``consume``: resumed at the start of the next poll,
         #: after the caller has seen the assignment.
         self._pending: set[TP] = set()
@@ -281,6 +283,7 @@ class ConfluentSource:
             self._pending.clear()
             self._held.clear()
             self._guard.clear()
+            self._start_at.clear()
 
     # -- callbacks (run by librdkafka inside consume, on the polling thread) ----------------
 
@@ -343,6 +346,7 @@ class ConfluentSource:
             for key in keys:
                 self._known_position.pop(key, None)
                 self._guard.pop(key, None)
+                self._start_at.pop(key, None)
             self._pending -= keys
             self._held = [m for m in self._held if (m.topic, m.partition) not in keys]
         consumer.unassign()  # eager protocol: everything goes; the assignment brings some back
@@ -473,19 +477,22 @@ class ConfluentSource:
             pending = sorted(self._pending)
         failed: set[TP] = set()
         for key in pending:
-            offset = self._start_offsets(*key)
+            if key not in self._start_at:  # asked once per assignment, kept for a retry
+                self._start_at[key] = self._start_offsets(*key)
+            offset = self._start_at[key]
             if offset is not None:
                 try:
                     consumer.seek(TopicPartition(key[0], key[1], int(offset)))
                 except KafkaException as exc:  # tried again at the next poll, still paused
                     failed.add(key)
-                    self._limiter.log(log, "warning", f"seek-{key}", "kafka_seek_failed",
+                    self._limiter.log(log, "info", f"seek-{key}", "kafka_seek_retried",
                                       topic=key[0], partition=key[1], error=str(exc))  # fmt: skip
                     continue
                 self._held = [m for m in self._held if (m.topic, m.partition) != key]
                 with self._lock:
                     self._guard.pop(key, None)
                     self._known_position[key] = int(offset)
+            del self._start_at[key]
             log.info(
                 "kafka_partition_assigned", topic=key[0], partition=key[1],
                 start_offset=offset if offset is not None else "committed",
