@@ -57,9 +57,15 @@ import numpy as np
 import pytest
 
 from monitor.broker import free_port
-from tests.daemon import daemon_config, read_topic
+from tests.daemon import daemon_config
 from tests.faults.harness import Daemon, PacedProducer, Stream
-from tests.faults.test_replica_exactness import BODY, _model_series, _owns_partials, _same
+from tests.faults.test_replica_exactness import (
+    BODY,
+    _model_series,
+    _owns_partials,
+    assert_same_as_one_process,
+    settled_views,
+)
 from tests.faults.test_replicas import PARTITIONS, _wait
 
 EVENTS = int(os.environ.get("MONITOR_REPLICA_CRASH_EVENTS", "40000"))  # the issue: 1_000_000
@@ -224,22 +230,7 @@ def test_replicas_through_sigkills_in_and_out_of_rebalances_equal_one_process(
         producer.join(timeout=PRODUCE_S + 120)
         assert not producer.is_alive() and not producer.errors, producer.errors[:3]
         assert producer.sent == len(stream)
-        last: list[Any] = []
-
-        def settled() -> bool:
-            # Everything read and every model series still for a few seconds, on the single
-            # process and on the replicas (not "equal to it": a difference must show below).
-            lag = sum(d.sample("monitor_consumer_lag") or 0.0 for d in daemons)
-            views = [_model_series(d.get("/metrics")[1]) for d in daemons]
-            last.append(views)
-            one_owner = sum(bool(v) for v in views[:-1]) == 1
-            return (
-                lag == 0 and one_owner and bool(views[-1]) and len(last) > 15
-                and last[-1] == last[-15]
-            )  # fmt: skip
-
-        _wait(daemons, "every daemon caught up and still", settled, 180 + EVENTS / 2000)
-        *replica_views, c_view = last[-1]
+        replica_views, c_view = settled_views(daemons, 180 + EVENTS / 2000)
         for d in daemons:  # kept for a post-mortem
             (d.log_path.parent / "metrics.prom").write_text(d.get("/metrics")[1])
     except AssertionError as exc:
@@ -259,28 +250,7 @@ def test_replicas_through_sigkills_in_and_out_of_rebalances_equal_one_process(
     assert len(kills) == KILLS
     assert any(k["in_rebalance"] for k in kills), record
 
-    exporting = [v for v in replica_views if v]
-    assert len(exporting) == 1, "the model's series must come from exactly one replica"
-    owner = exporting[0]
-    assert c_view[("monitor_predictions_received_total", (("model", "fraud"),))] > 0
-    assert c_view[("monitor_late_events_total", (("model", "fraud"),))] == 0
-    psi = [v for (name, labels), v in c_view.items()
-           if name == "monitor_model_metric" and ("metric", "psi:amount") in labels]  # fmt: skip
-    assert psi and max(psi) > 0.1, "the shift of amount must show against the warmup reference"
-    for d in replicas:  # the warmup reference: built by the model's stage 2 alone
-        built = _log_events(d, "warmup_profile_built")
-        assert not [e for e in built if e["logger"] == "monitor.core.engine"], d.log_tail()
-    assert set(owner) == set(c_view), sorted(set(owner) ^ set(c_view))[:10]
-    different = {k: (owner[k], v) for k, v in c_view.items() if not _same(owner[k], v)}
-    assert not different, (len(different), len(c_view), sorted(different.items())[:20])
-
-    def transitions(topic: str) -> set[tuple[str, str]]:
-        return {
-            (body["alert_id"], body["status"])
-            for body in (json.loads(m.value()) for m in read_topic(broker.bootstrap, topic))
-        }
-
-    want = transitions(f"{topics.alerts}-single")
-    assert want, "the stream must make the rules fire"
-    got = transitions(topics.alerts)
-    assert got == want, (sorted(got - want), sorted(want - got))
+    # Every replica restarted from its soft state, which holds the reference it learnt:
+    # no replica need log learning it again.
+    assert_same_as_one_process(broker.bootstrap, topics, replicas, replica_views, c_view,
+                               learnt=False)  # fmt: skip

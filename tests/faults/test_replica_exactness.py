@@ -106,6 +106,69 @@ def _same(got: float, want: float) -> bool:
     return math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-9)
 
 
+Views = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def settled_views(daemons: list[Daemon], timeout: float) -> tuple[list[Views], Views]:
+    """Wait until everything is read and every model series of every daemon (the replicas,
+    then the single process last) has been still for a few seconds; their views then.
+    Not "equal to it": a difference must show in :func:`assert_same_as_one_process`."""
+    last: list[list[Views]] = []
+
+    def settled() -> bool:
+        lag = sum(d.sample("monitor_consumer_lag") or 0.0 for d in daemons)
+        views = [_model_series(d.get("/metrics")[1]) for d in daemons]
+        last.append(views)
+        one_owner = sum(bool(v) for v in views[:-1]) == 1
+        return (
+            lag == 0 and one_owner and bool(views[-1]) and len(last) > 15
+            and last[-1] == last[-15]
+        )  # fmt: skip
+
+    _wait(daemons, "every daemon caught up and still", settled, timeout)
+    *replica_views, single = last[-1]
+    return replica_views, single
+
+
+def assert_same_as_one_process(
+    bootstrap: str, topics: Any, replicas: list[Daemon], replica_views: list[Views],
+    single: Views, learnt: bool = True,
+) -> None:  # fmt: skip
+    """Exactly one replica exports the model's series, and they equal the single
+    process's; the warmup reference was built by stage 2 alone (and, with ``learnt``,
+    every replica's stage 1 learnt it); the replicas' alert topic holds the single
+    process's alert transitions (its own topic: ``<alerts>-single``)."""
+    exporting = [v for v in replica_views if v]
+    assert len(exporting) == 1, "the model's series must come from exactly one replica"
+    owner = exporting[0]
+    assert single[("monitor_predictions_received_total", (("model", "fraud"),))] > 0
+    assert single[("monitor_late_events_total", (("model", "fraud"),))] == 0
+    psi = [v for (name, labels), v in single.items()
+           if name == "monitor_model_metric" and ("metric", "psi:amount") in labels]  # fmt: skip
+    assert psi and max(psi) > 0.1, "the shift of amount must show against the warmup reference"
+    for d in replicas:
+        events = [json.loads(line) for line in d.log_path.read_text().splitlines()
+                  if line.startswith("{") and '"warmup_profile_' in line]  # fmt: skip
+        assert not [e for e in events if e["event"] == "warmup_profile_built"
+                    and e["logger"] == "monitor.core.engine"], d.log_tail()  # fmt: skip
+        if learnt:
+            assert any(e["event"] == "warmup_profile_learnt" for e in events), d.log_tail()
+    assert set(owner) == set(single), sorted(set(owner) ^ set(single))[:10]
+    different = {k: (owner[k], v) for k, v in single.items() if not _same(owner[k], v)}
+    assert not different, (len(different), len(single), sorted(different.items())[:20])
+
+    def transitions(topic: str) -> set[tuple[str, str]]:
+        return {
+            (body["alert_id"], body["status"])
+            for body in (json.loads(m.value()) for m in read_topic(bootstrap, topic))
+        }
+
+    want = transitions(f"{topics.alerts}-single")
+    assert want, "the stream must make the rules fire"
+    got = transitions(topics.alerts)
+    assert got == want, (sorted(got - want), sorted(want - got))
+
+
 #: Replica counts to run: 2 always; ``MONITOR_REPLICAS=2,3`` adds a 3-replica run.
 COUNTS = [int(n) for n in os.environ.get("MONITOR_REPLICAS", "2").split(",")]
 
@@ -176,22 +239,7 @@ def test_replicas_through_a_crash_and_a_rolling_deploy_equal_one_process(
         producer.join(timeout=PRODUCE_S + 60)
         assert not producer.is_alive() and not producer.errors, producer.errors[:3]
         assert producer.sent == len(stream)
-        last: list[Any] = []
-
-        def settled() -> bool:
-            # Everything read and every model series still for a few seconds, on the single
-            # process and on the replicas (not "equal to it": a difference must show below).
-            lag = sum(d.sample("monitor_consumer_lag") or 0.0 for d in daemons)
-            views = [_model_series(d.get("/metrics")[1]) for d in daemons]
-            last.append(views)
-            one_owner = sum(bool(v) for v in views[:-1]) == 1
-            return (
-                lag == 0 and one_owner and bool(views[-1]) and len(last) > 15
-                and last[-1] == last[-15]
-            )  # fmt: skip
-
-        _wait(daemons, "every daemon caught up and still", settled, 120)
-        *replica_views, c_view = last[-1]
+        replica_views, c_view = settled_views(daemons, 120)
     except AssertionError as exc:
         tail = broker.log_path.read_text(errors="replace")[-3000:]
         raise AssertionError(f"{exc}\n--- broker log tail:\n{tail}") from exc
@@ -201,32 +249,4 @@ def test_replicas_through_a_crash_and_a_rolling_deploy_equal_one_process(
                 d.terminate()
             d.ensure_dead()
 
-    exporting = [v for v in replica_views if v]
-    assert len(exporting) == 1, "the model's series must come from exactly one replica"
-    owner = exporting[0]
-    assert c_view[("monitor_predictions_received_total", (("model", "fraud"),))] > 0
-    assert c_view[("monitor_late_events_total", (("model", "fraud"),))] == 0
-    psi = [v for (name, labels), v in c_view.items()
-           if name == "monitor_model_metric" and ("metric", "psi:amount") in labels]  # fmt: skip
-    assert psi and max(psi) > 0.1, "the shift of amount must show against the warmup reference"
-    # The warmup reference was built by the model's stage 2, never by a replica's stage 1,
-    # and every replica's stage 1 learnt it.
-    for d in replicas:
-        events = [json.loads(line) for line in d.log_path.read_text().splitlines()
-                  if line.startswith("{") and '"warmup_profile_' in line]  # fmt: skip
-        assert not [e for e in events if e["event"] == "warmup_profile_built"
-                    and e["logger"] == "monitor.core.engine"], d.log_tail()  # fmt: skip
-        assert any(e["event"] == "warmup_profile_learnt" for e in events), d.log_tail()
-    assert set(owner) == set(c_view)
-    different = {k: (owner[k], v) for k, v in c_view.items() if not _same(owner[k], v)}
-    assert not different, (len(different), len(c_view), sorted(different.items())[:10])
-
-    def transitions(topic: str) -> set[tuple[str, str]]:
-        return {
-            (body["alert_id"], body["status"])
-            for body in (json.loads(m.value()) for m in read_topic(broker.bootstrap, topic))
-        }
-
-    want = transitions(f"{topics.alerts}-single")
-    assert want, "the stream must make the rules fire"
-    assert transitions(topics.alerts) == want
+    assert_same_as_one_process(broker.bootstrap, topics, replicas, replica_views, c_view)
