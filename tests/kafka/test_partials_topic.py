@@ -33,9 +33,10 @@ MODELS = {0: "churn", 1: "m0", 2: "fraud", 3: "m1"}
 JOIN_S = 20.0
 #: Session timeout of the two-owner test. Tansu completes a rebalance about half a session
 #: timeout after it starts; a member that vanished without leaving the group would be
-#: noticed only after a whole one: a handover quicker than that shows close left the group
-#: (3.4 s measured with a leave, 9.2 s without).
-SESSION_S = 6.0
+#: noticed only after a whole one, so its handover takes at least 1.5 of them (9.2 s
+#: measured at 6 s), and one that left takes about half (3.4 s at 6 s; 6.5 s on a loaded
+#: machine): a handover under 1.4 session timeouts shows close left the group.
+SESSION_S = 10.0
 
 Sent = dict[int, list[tuple[bytes, bytes | None]]]
 
@@ -310,7 +311,7 @@ def test_two_owners_split_the_partitions_and_the_survivor_takes_all_over(broker,
         two.starts = {p: 1 for p in moved}  # no checkpoint of the others: the beginning
         began = time.monotonic()
         one.finish()  # leaves the group; its committed offsets are at the end of its partitions
-        wait_for(lambda: two.owned == {0, 1, 2, 3}, 15.0, "the survivor to own all four")
+        wait_for(lambda: two.owned == {0, 1, 2, 3}, 30.0, "the survivor to own all four")
         handover_s = time.monotonic() - began
         assert replay(two.changes) == {0, 1, 2, 3} and kept <= two.changes[-1][0]
         wait_for(lambda: two.caught == {0, 1, 2, 3}, 10.0, "the survivor to catch up")
@@ -318,7 +319,7 @@ def test_two_owners_split_the_partitions_and_the_survivor_takes_all_over(broker,
         # would read nothing here
         assert {p: two.read[p] for p in kept} == {p: written[p] for p in kept}
         assert {p: two.read[p] for p in moved} == {p: written[p][1:] for p in moved}
-        assert handover_s < SESSION_S  # close left the group: no session timeout waited out
+        assert handover_s < 1.4 * SESSION_S  # close left the group: no session timeout waited out
     finally:
         for member in members:
             member.finish()
