@@ -47,7 +47,7 @@ from monitor.events.values import canonical, is_whole
 if TYPE_CHECKING:
     from monitor.core.baseline import Baseline
 
-__all__ = ["EPS", "Layout", "scatter_add"]
+__all__ = ["EPS", "Layout", "scatter_add", "scatter_pane"]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -421,6 +421,18 @@ def _categorical_column(values: Sequence[Any]) -> tuple[npt.NDArray[np.int8], np
     )
     code = np.array(kinds, dtype=np.int8)
     return code, strings
+
+
+def scatter_pane(plain: F64, decay: Sequence[F64], rates: Sequence[float], end: float,
+                 slices: I64, cols: I64, vals: F64, ts: F64) -> None:  # fmt: skip
+    """Add events of one pane (``ts`` their event times) to its plain sums and to one
+    decay block per rate, each event weighted ``exp(-rate * (end - t))`` with ``end`` the
+    end of the pane: the sums an open pane holds, wherever they are kept."""
+    scatter_add(plain, slices, cols, vals)
+    if decay:
+        age = end - ts
+        for rate, target in zip(rates, decay, strict=True):
+            scatter_add(target, slices, cols, vals, np.exp(-rate * age))
 
 
 def scatter_add(target: F64, slices: I64, cols: I64, vals: F64, weights: F64 | None = None) -> None:

@@ -44,7 +44,7 @@ from monitor.core.engine import (
     warmup_profile,
     window_values,
 )
-from monitor.core.layout import scatter_add
+from monitor.core.layout import scatter_pane
 from monitor.core.partials import ModelDelta, PaneDelta, PartitionDelta
 from monitor.core.report import LABEL_DELAY_BUCKETS, ModelReport, SliceReport
 from monitor.core.rules import AlertEvent, RuleBook
@@ -297,13 +297,9 @@ class ModelStage:
         ts = np.asarray([r[0] for r in rows], dtype=np.float64)
         shape = (len(self.model.registry.keys), layout.width)
         plain = np.zeros(shape)
-        scatter_add(plain, slices, cols, vals)
-        decay = []
-        age = (pane + 1) * self.pane - ts
-        for rate in self.windows.decay_rates:
-            d = np.zeros(shape)
-            scatter_add(d, slices, cols, vals, np.exp(-rate * age))
-            decay.append(d)
+        decay = [np.zeros(shape) for _ in self.windows.decay_rates]
+        scatter_pane(plain, decay, self.windows.decay_rates, (pane + 1) * self.pane,
+                     slices, cols, vals, ts)  # fmt: skip
         return plain, decay
 
     def _warm_up(self, pane: int) -> None:

@@ -41,7 +41,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from monitor.core.layout import scatter_add
+from monitor.core.layout import scatter_pane
 from monitor.core.windows import pad_rows
 
 __all__ = [
@@ -201,11 +201,8 @@ class DeltaLedger:
         elif acc.plain.shape[0] < rows:
             acc.plain = pad_rows(acc.plain, rows)
             acc.decay = [pad_rows(d, rows) for d in acc.decay]
-        scatter_add(acc.plain, slices, cols, vals)
-        if acc.decay:
-            age = (pane + 1) * self.pane - ts
-            for rate, target in zip(self.decay_rates[m], acc.decay, strict=True):
-                scatter_add(target, slices, cols, vals, np.exp(-rate * age))
+        scatter_pane(acc.plain, acc.decay, self.decay_rates[m], (pane + 1) * self.pane,
+                     slices, cols, vals, ts)  # fmt: skip
 
     def _pane(self, m: int, pane: int, rows: int) -> _Pane:
         acc = self.panes[m].get(pane)

@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from monitor.config import WindowSpec
-from monitor.core.layout import scatter_add
+from monitor.core.layout import scatter_add, scatter_pane
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -142,11 +142,8 @@ class WindowSet:
         if acc is None:
             acc = self.open[pane] = np.zeros((self.rows, self.width))
             self.open_decay[pane] = [np.zeros((self.rows, self.width)) for _ in self.decay_rates]
-        scatter_add(acc, slices, cols, vals)
-        if self.decay_rates:
-            age = (pane + 1) * self.pane - ts
-            for rate, target in zip(self.decay_rates, self.open_decay[pane], strict=True):
-                scatter_add(target, slices, cols, vals, np.exp(-rate * age))
+        scatter_pane(acc, self.open_decay[pane], self.decay_rates, (pane + 1) * self.pane,
+                     slices, cols, vals, ts)  # fmt: skip
 
     def add_late(
         self,
