@@ -109,11 +109,6 @@ class Alerting:
             fresh = rules
         self.book.models[model] = fresh
 
-    def forget(self, model: str) -> None:
-        """Start ``model``'s rules afresh (its stage 2 moved to another replica)."""
-        self.install(model, None)
-        self.alerts_out = [a for a in self.alerts_out if a.model != model]
-
     def adopt(self, old: Alerting, kept: Iterable[str]) -> None:
         """Take over the rule state of ``kept`` models from ``old`` (made under another
         config): their unchanged rules keep their state, changed or new ones start afresh;
