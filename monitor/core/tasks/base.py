@@ -43,6 +43,9 @@ class Task:
     name: ClassVar[str]
     #: Predictions and labels are classes (coded by index), not numbers.
     has_classes: ClassVar[bool] = True
+    #: Without configured ``classes`` every value that is not the positive class is the
+    #: negative one (binary; see :class:`monitor.events.values.ClassMatcher`).
+    open_negative: ClassVar[bool] = False
     #: Predictions carry class ``probabilities`` (one row per event, see
     #: :func:`monitor.core.baseline.probability_row`) that the terms use.
     uses_probabilities: ClassVar[bool] = False

@@ -52,6 +52,7 @@ class BinaryTask(Task):
 
     name: ClassVar[str] = "binary"
     score_field: ClassVar[str | None] = "score_hist"
+    open_negative: ClassVar[bool] = True
 
     def columns(self, n_classes: int, score_bins: int) -> tuple[Field, ...]:
         return (
