@@ -9,12 +9,13 @@ reference file, :func:`build_baseline` accumulates one row with the model's own
   ``gap:<metric>`` signals subtract them from each window's value);
 - **output drift** compares a window's prediction, score and label columns with the row's
   (see :func:`monitor.core.drift.output_drift`);
-- the **calibration map** (binary) gives, for each of the ``score_bins`` score bins, the
-  probability that an event in that bin is positive: the isotonic (non-decreasing)
-  regression of the reference rows' labels on their binned scores, weighted by the bin
-  counts (``scipy.optimize.isotonic_regression``). Without labelled, scored reference
-  rows the scores are taken as calibrated (each bin maps to its midpoint). The
-  estimated metrics of :mod:`monitor.core.estimate` read it;
+- the **calibration map** (binary, :meth:`~monitor.core.tasks.binary.BinaryTask.calibration`)
+  gives, for each of the ``score_bins`` score bins, the probability that an event in that
+  bin is positive: the isotonic (non-decreasing) regression of the reference rows' labels
+  on their binned scores, weighted by the bin counts
+  (``scipy.optimize.isotonic_regression``). Without labelled, scored reference rows the
+  scores are taken as calibrated (each bin maps to its midpoint). The estimated metrics
+  of :mod:`monitor.core.estimate` read it;
 - the **class calibration** (multiclass): for each class ``k``, the isotonic regression
   of ``label == k`` on the reference rows' normalised probability of ``k`` (one against
   the rest, ties averaged, as scikit-learn's ``IsotonicRegression(out_of_bounds="clip")``
@@ -123,7 +124,7 @@ def build_baseline(
     p_arr = np.array([math.nan if p is None else p for p in pred])
     probs = None
     all_probs = None
-    if layout.task == "multiclass" and "probabilities" in outputs:
+    if layout.kind.uses_probabilities and "probabilities" in outputs:
         index = {name: i for i, name in enumerate(model.class_names)}
         rows = [probability_row(index, v) for v in outputs["probabilities"]]
         all_probs = np.array(rows).reshape(n, -1)
@@ -142,30 +143,7 @@ def build_baseline(
         for k, v in compute_metrics(layout, row, names, None, 1, with_drift=False).items()
         if math.isfinite(float(v[0]))
     }
-    calibration = None
-    calibrated_from = 0
-    if layout.task == "binary":
-        pos = row[0, layout.cols("pos_hist")]
-        neg = row[0, layout.cols("neg_hist")]
-        calibration = midpoint_calibration(layout.bins)
-        count = pos + neg
-        calibrated_from = int(count.sum())
-        if calibrated_from > 0:
-            used = count > 0
-            from scipy.optimize import isotonic_regression  # ~0.4 s to import: when used
-
-            fit = isotonic_regression(pos[used] / count[used], weights=count[used]).x
-            # Bins without reference rows take the fitted value of the nearest used bin.
-            where = np.flatnonzero(used)
-            nearest = np.clip(np.searchsorted(where, np.arange(layout.bins)), 0, len(where) - 1)
-            left = np.clip(nearest - 1, 0, len(where) - 1)
-            pick = np.where(
-                np.abs(where[left] - np.arange(layout.bins))
-                <= np.abs(where[nearest] - np.arange(layout.bins)),
-                left,
-                nearest,
-            )
-            calibration = np.asarray(fit)[pick]
+    calibration, calibrated_from = layout.kind.calibration(layout, row[0])
     class_calibration = None
     if all_probs is not None:
         class_calibration = _class_calibration(all_probs, l_arr, layout.n_classes)

@@ -41,6 +41,8 @@ from typing import Any
 import numpy as np
 from river import drift
 
+from monitor.core.tasks import task_of
+
 __all__ = [
     "DETECTORS",
     "CalibratedCusum",
@@ -70,7 +72,7 @@ _MAX_STATES = 1500
 
 def error_stream(task: str) -> str:
     """The stream a model's detectors watch: ``error`` (0/1) or ``abs_error`` (regression)."""
-    return "abs_error" if task == "regression" else "error"
+    return task_of(task).error_stream
 
 
 def bernoulli_cusum_arl(p: float, r: int, m: int, h: int) -> float:

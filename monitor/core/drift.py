@@ -42,7 +42,7 @@ import numpy as np
 import numpy.typing as npt
 
 from monitor.core.layout import Layout
-from monitor.core.reference import LABEL, PREDICTION, SCORE, NumericReference
+from monitor.core.reference import SCORE, NumericReference
 
 __all__ = [
     "CDF_TOLERANCE",
@@ -310,8 +310,10 @@ def output_drift(layout: Layout, acc: F64, min_samples: int = 100) -> dict[str, 
     bins into ``drift_bins`` groups of equal reference mass), :data:`PREDICTION` (the
     predicted classes, or for regression the predicted values binned at reference
     quantiles like a numeric feature) and :data:`LABEL` (prior shift: the labels of the
-    joined pairs, as classes or binned values). Class distributions get ``psi``, ``js``
-    and ``chi2``. ``pca_error``: the window's mean PCA reconstruction error over the
+    joined pairs, as classes or binned values). The score histogram and the class counts
+    are the task's (:attr:`~monitor.core.tasks.base.Task.score_field`,
+    :meth:`~monitor.core.tasks.base.Task.class_counts`). Class distributions get
+    ``psi``, ``js`` and ``chi2``. ``pca_error``: the window's mean PCA reconstruction error over the
     reference's (see :class:`~monitor.core.reference.PcaReference`).
     """
     out: dict[str, F64] = {}
@@ -328,10 +330,11 @@ def output_drift(layout: Layout, acc: F64, min_samples: int = 100) -> dict[str, 
     if baseline is None:
         return out
     row = baseline.row[None, :]
-    if layout.task == "binary":
-        ref_hist = row[0, layout.cols("score_hist")]
+    field = layout.kind.score_field
+    if field is not None:
+        ref_hist = row[0, layout.cols(field)]
         if ref_hist.sum() > 0:
-            hist = acc[:, layout.cols("score_hist")]
+            hist = acc[:, layout.cols(field)]
             n = hist.sum(axis=1)
             enough = n >= min_samples
             p = np.nan_to_num(_div(hist, n[:, None]))
@@ -345,26 +348,7 @@ def output_drift(layout: Layout, acc: F64, min_samples: int = 100) -> dict[str, 
             g = np.nan_to_num(_div(gp, n[:, None]))
             out[f"psi:{SCORE}"] = np.where(enough, psi(g, gr / gr.sum()), np.nan)
             out[f"js:{SCORE}"] = np.where(enough, js_distance(g, gr / gr.sum()), np.nan)
-
-        def classes(a: F64) -> tuple[F64, F64]:
-            pred_n, pos = a[:, layout.col("pred_n")], a[:, layout.col("pred_pos")]
-            tp, fp, tn, fn = (a[:, layout.col(c)] for c in ("tp", "fp", "tn", "fn"))
-            return np.stack([pred_n - pos, pos], axis=1), np.stack([tn + fp, tp + fn], axis=1)
-
-        pred_w, label_w = classes(acc)
-        pred_r, label_r = classes(row)
-        _class_drift(out, PREDICTION, pred_w, pred_r[0], min_samples)
-        _class_drift(out, LABEL, label_w, label_r[0], min_samples)
-    elif layout.task == "multiclass":
-        k = layout.n_classes
-        _class_drift(
-            out,
-            PREDICTION,
-            acc[:, layout.cols("pred_class")],
-            row[0, layout.cols("pred_class")],
-            min_samples,
-        )
-        conf = acc[:, layout.cols("confusion")].reshape(-1, k, k).sum(axis=2)
-        ref_conf = row[0, layout.cols("confusion")].reshape(k, k).sum(axis=1)
-        _class_drift(out, LABEL, conf, ref_conf, min_samples)
+    refs = layout.kind.class_counts(layout, row)
+    for name, counts in layout.kind.class_counts(layout, acc).items():
+        _class_drift(out, name, counts, refs[name][0], min_samples)
     return out

@@ -703,7 +703,7 @@ class Engine:
             elif self.closed_upto is None or pane >= self.closed_upto:
                 row = (ts, slices, event.features, event.prediction, score)
                 state.warmup.setdefault(m, {}).setdefault(pane, []).append(row)
-        if model.layout.task == "multiclass":
+        if model.layout.kind.uses_probabilities:
             batch.p_prob.append(probability_row(model.class_index, event.probabilities))
         state.counts[m][PREDICTIONS] += 1
         early = join.early.get(pid)
@@ -864,7 +864,7 @@ class Engine:
         """Keep the batch's on-time errors per (pane, partition) for the detectors."""
         pred, label = pairs.pred, pairs.label
         assert label is not None
-        err = np.abs(pred - label) if model.layout.task == "regression" else (pred != label) * 1.0
+        err = model.layout.kind.errors(pred, label)
         ts = pairs.ts
         part = pairs.part
         pane = np.floor(ts / self.pane).astype(np.int64)
@@ -1261,7 +1261,7 @@ def window_values(
     rows = len(model.registry.keys)
     stack = np.concatenate([sums[spec.name][:rows] for spec in specs])
     count = None
-    if model.layout.task == "regression":
+    if model.layout.kind.needs_sample_count:
         # A decay window holds every closed event with some weight: its event count is
         # the cumulative one (less late events, which decay windows never see).
         closed = closed_counts(model)
@@ -1327,25 +1327,7 @@ def slice_counters(model: ModelState, row: F64) -> dict[str, float]:
     """The additive counters of one slice row of the cumulative sums (a SliceReport's)."""
     lay = model.layout
     out = {"predictions": float(row[lay.col("pred_n")]), "joined": float(row[lay.col("n")])}
-    if lay.task == "binary":
-        for name in ("tp", "fp", "tn", "fn", "scored_n", "log_loss_sum", "brier_sum"):
-            out[name] = float(row[lay.col(name)])
-        out["score_sum"] = float(row[lay.col("score_sum")])
-    elif lay.task == "multiclass":
-        conf = row[lay.cols("confusion")].reshape(lay.n_classes, lay.n_classes)
-        for i, true in enumerate(model.class_names):
-            for j, pred in enumerate(model.class_names):
-                out[f"confusion:{true}:{pred}"] = float(conf[i, j])
-    else:
-        for name in (
-            "error_sum",
-            "abs_error_sum",
-            "squared_error_sum",
-            "ape_sum",
-            "label_sum",
-            "pred_sum",
-        ):
-            out[name] = float(row[lay.col(name)])
+    out.update(lay.kind.counters(lay, row, model.class_names))
     return out
 
 

@@ -39,7 +39,6 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from monitor.core.calibration import midpoint_calibration
 from monitor.core.layout import Layout
 
 __all__ = ["estimated_metrics"]
@@ -47,61 +46,7 @@ __all__ = ["estimated_metrics"]
 F64 = npt.NDArray[np.float64]
 
 
-def _div(num: F64, den: F64, empty: float = 0.0) -> F64:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(den > 0, num / np.where(den > 0, den, 1.0), empty)
-
-
-def _binary(layout: Layout, acc: F64, min_samples: int) -> dict[str, F64]:
-    baseline = layout.baseline
-    c = baseline.calibration if baseline is not None else None
-    if c is None:
-        c = midpoint_calibration(layout.bins)
-    hist = acc[:, layout.cols("score_hist")]
-    pp = acc[:, layout.cols("pp_hist")]
-    pn = hist - pp
-    tp, fp = pp @ c, pp @ (1.0 - c)
-    fn, tn = pn @ c, pn @ (1.0 - c)
-    scored = hist.sum(axis=1)
-    pos = hist * c
-    neg = hist * (1.0 - c)
-    neg_below = np.cumsum(neg, axis=1) - neg
-    auc = _div((pos * (neg_below + 0.5 * neg)).sum(axis=1), pos.sum(axis=1) * neg.sum(axis=1))
-    out = {
-        "estimated_accuracy": _div(tp + tn, scored, np.nan),
-        "estimated_precision": _div(tp, tp + fp),
-        "estimated_recall": _div(tp, tp + fn),
-        "estimated_f1": _div(2 * tp, 2 * tp + fp + fn),
-        "estimated_roc_auc": auc,
-    }
-    enough = scored >= min_samples
-    return {k: np.where(enough, v, np.nan) for k, v in out.items()}
-
-
-def _multiclass(layout: Layout, acc: F64, min_samples: int) -> dict[str, F64]:
-    k = layout.n_classes
-    conf = acc[:, layout.cols("e_confusion")].reshape(-1, k, k)
-    n = acc[:, layout.col("prob_n")]
-    diag = np.diagonal(conf, axis1=1, axis2=2)
-    support = conf.sum(axis=2)
-    predicted = conf.sum(axis=1)
-    present = (support + predicted) > 1e-12
-    n_present = present.sum(axis=1)
-    out = {"estimated_accuracy": _div(diag.sum(axis=1), n, np.nan)}
-    for name, per_class in (
-        ("precision", _div(diag, predicted)),
-        ("recall", _div(diag, support)),
-        ("f1", _div(2 * diag, support + predicted)),
-    ):
-        out[f"estimated_{name}"] = _div((per_class * present).sum(axis=1), n_present, np.nan)
-    enough = n >= min_samples
-    return {key: np.where(enough, v, np.nan) for key, v in out.items()}
-
-
 def estimated_metrics(layout: Layout, acc: F64, min_samples: int = 100) -> dict[str, F64]:
-    """The label-free estimates of every window row; see the module docstring."""
-    if layout.task == "binary":
-        return _binary(layout, acc, min_samples)
-    if layout.task == "multiclass":
-        return _multiclass(layout, acc, min_samples)
-    return {}
+    """The label-free estimates of every window row; see the module docstring (the
+    formulas are the task's: :meth:`monitor.core.tasks.base.Task.estimates`)."""
+    return layout.kind.estimates(layout, acc, min_samples)

@@ -785,7 +785,7 @@ def _take_predictions(
         _warmup_rows(engine, split, model, number, idx, group, ts, score, slices)
     batch = engine.batch_of(m)
     prob = None
-    if model.layout.task == "multiclass":
+    if model.layout.kind.uses_probabilities:
         prob = [probability_row(model.class_index, e.probabilities) for e in group]
     batch.chunks_p.append(
         Chunk(

@@ -6,18 +6,11 @@ such an array through one ``np.bincount`` over ``(slice, column)`` pairs: each e
 contributes a fixed number of ``(column, value)`` pairs (see :meth:`Layout.prediction_terms`
 and :meth:`Layout.outcome_terms`), repeated for each slice it belongs to.
 
-Columns by task (``B`` = ``score_bins``, ``K`` = number of classes):
-
-=========== ===================================================================
-binary      prediction side: ``pred_n``, ``pred_pos``, ``score_n``, ``score_sum``,
-            ``score_hist[B]``; outcome side (joined pairs): ``n``, ``tp``, ``fp``,
-            ``tn``, ``fn``, ``scored_n``, ``log_loss_sum``, ``brier_sum``,
-            ``pos_hist[B]``, ``neg_hist[B]``
-multiclass  ``pred_n``, ``pred_class[K]``; ``n``, ``confusion[K*K]`` (row = label)
-regression  ``pred_n``, ``pred_sum``; ``n``, ``error_sum`` (prediction - label),
-            ``abs_error_sum``, ``squared_error_sum``, ``ape_sum``, ``label_sum``,
-            ``label_sq_sum``
-=========== ===================================================================
+The first columns are the task's (the model's :class:`~monitor.core.tasks.base.Task`,
+``layout.kind``, see :mod:`monitor.core.tasks.binary`, :mod:`~monitor.core.tasks.multiclass`
+and :mod:`~monitor.core.tasks.regression`), which also turns events into their terms.
+A regression model with a reference gets the histograms ``hist:__prediction__`` and
+``hist:__label__`` of its outputs at the reference's quantiles, with their bin sums.
 
 Models with ``features`` also get, per feature ``f``, the data-quality counts
 ``missing:f`` (absent or null), ``mismatch:f`` (wrong JSON type) and, numeric only,
@@ -36,12 +29,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from monitor.core.reference import LABEL, PREDICTION, ReferenceProfile, bin_numeric
+from monitor.core.tasks import Task, task_of
+from monitor.core.tasks.binary import EPS, score_bin
 from monitor.events.values import canonical, is_whole
 
 if TYPE_CHECKING:
@@ -51,10 +46,6 @@ __all__ = ["EPS", "Layout", "scatter_add", "scatter_pane"]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
-
-#: Clipping of probabilities in log loss and the floor of |label| in MAPE (as scikit-learn).
-EPS: Final = float(np.finfo(np.float64).eps)
-
 
 class Layout:
     """The columns of one model's accumulator rows; see the module docstring."""
@@ -68,25 +59,13 @@ class Layout:
         profile: ReferenceProfile | None = None,
         reserve: tuple[int, int] | None = None,
     ) -> None:
-        if task not in ("binary", "multiclass", "regression"):
-            raise ValueError(f"Invalid 'task': {task!r}; valid: binary, multiclass, regression")
+        #: What the model predicts: the columns and terms of :attr:`kind` come first.
+        self.kind: Task = task_of(task)
         self.task = task
         self.n_classes = n_classes
         self.bins = score_bins
         self.fields: dict[str, tuple[int, int]] = {}
-        if task == "binary":
-            self._add("pred_n", "pred_pos", "score_n", "score_sum")
-            self._add(("score_hist", score_bins), ("pp_hist", score_bins))
-            self._add("n", "tp", "fp", "tn", "fn", "scored_n", "log_loss_sum", "brier_sum")
-            self._add(("pos_hist", score_bins), ("neg_hist", score_bins))
-        elif task == "multiclass":
-            self._add(
-                "pred_n", ("pred_class", n_classes), "n", ("confusion", n_classes * n_classes)
-            )
-            self._add("prob_n", ("e_confusion", n_classes * n_classes))
-        else:
-            self._add("pred_n", "pred_sum", "n", "error_sum", "abs_error_sum")
-            self._add("squared_error_sum", "ape_sum", "label_sum", "label_sq_sum")
+        self._add(*self.kind.columns(n_classes, score_bins))
         self.features: dict[str, str] = dict(features or {})
         self.profile = profile
         #: Regression outputs with a quantile reference: ``__prediction__``, ``__label__``.
@@ -136,20 +115,12 @@ class Layout:
         return slice(start, start + width)
 
     def _bin(self, score: F64) -> I64:
-        """Score bin ``b`` with ``b / bins <= score < (b + 1) / bins`` (the last one closed),
-        compared with the edges as floats: ``floor(score * bins)`` alone puts 0.29 in bin 28
-        of 100 (0.29 * 100 = 28.999999999999996), while ``29 / 100 == 0.29`` exactly, so
-        scores with ``k`` decimals and ``score_bins = 10**k`` each get their own bin.
+        """Score bin of each score (see :func:`~monitor.core.tasks.binary.score_bin`).
 
         >>> Layout("binary", score_bins=100)._bin(np.array([0.29, 0.57, 0.58, 1.0])).tolist()
         [29, 57, 58, 99]
         """
-        x = np.nan_to_num(score, nan=0.0)
-        bins = self.bins
-        b = np.floor(x * bins)
-        b += x >= (b + 1.0) / bins  # the product rounded down across an edge
-        b -= x < b / bins  # or up across one
-        return np.clip(b.astype(np.int64), 0, bins - 1)
+        return score_bin(score, self.bins)
 
     def prediction_terms(
         self, pred: F64, score: F64, probs: F64 | None = None
@@ -162,45 +133,7 @@ class Layout:
         normalised to sum 1 over the configured classes, then calibrated by the baseline's
         per-class maps when it has them: :func:`~monitor.core.calibration.calibrate_probabilities`).
         """
-        e = len(pred)
-        ones = np.ones(e)
-        if self.task == "binary":
-            has = ~np.isnan(score)
-            b = self._bin(score)
-            cols = np.empty((e, 6), dtype=np.int64)
-            cols[:, 0] = self.col("pred_n")
-            cols[:, 1] = self.col("pred_pos")
-            cols[:, 2] = self.col("score_n")
-            cols[:, 3] = self.col("score_sum")
-            cols[:, 4] = self.col("score_hist") + b
-            cols[:, 5] = self.col("pp_hist") + b
-            vals = np.column_stack(
-                [ones, pred, has, np.where(has, score, 0.0), has, has & (pred == 1)]
-            )
-            return cols, vals.astype(np.float64)
-        if self.task == "multiclass":
-            k = self.n_classes
-            code = pred.astype(np.int64)
-            cols = np.column_stack([np.full(e, self.col("pred_n")), self.col("pred_class") + code])
-            vals = np.column_stack([ones, ones])
-            if probs is None:
-                probs = np.full((e, k), np.nan)
-            total = probs.sum(axis=1)
-            has = np.isfinite(total) & (total > 0)
-            p = np.where(has[:, None], probs / np.where(has, total, 1.0)[:, None], 0.0)
-            maps = self.baseline.class_calibration if self.baseline is not None else None
-            if maps is not None and has.any():  # one-vs-rest isotonic maps of the reference
-                from monitor.core.calibration import calibrate_probabilities
-
-                p[has] = calibrate_probabilities(p[has], maps)
-            # expected confusion: row = true class i with probability p_i, column = pred
-            e_cols = self.col("e_confusion") + np.arange(k)[None, :] * k + code[:, None]
-            cols = np.column_stack([cols, np.full(e, self.col("prob_n")), e_cols])
-            vals = np.column_stack([vals, has.astype(np.float64), p])
-            return cols.astype(np.int64), vals
-        names = [self.col("pred_n"), self.col("pred_sum")]
-        cols = np.tile(np.array(names, dtype=np.int64), (e, 1))
-        vals = np.column_stack([ones, pred])
+        cols, vals = self.kind.prediction_terms(self, pred, score, probs)
         if PREDICTION in self.outputs:
             h_cols, h_vals = self._numeric_hist(PREDICTION, pred)
             cols, vals = np.hstack([cols, h_cols]), np.hstack([vals, h_vals])
@@ -330,49 +263,7 @@ class Layout:
 
     def outcome_terms(self, pred: F64, score: F64, label: F64) -> tuple[I64, F64]:
         """Columns and values that joined (prediction, label) pairs add, ``(events, terms)``."""
-        e = len(pred)
-        ones = np.ones(e)
-        if self.task == "binary":
-            has = ~np.isnan(score)
-            p = np.clip(np.where(has, score, 0.5), EPS, 1.0 - EPS)
-            y = label
-            # tp, fp, tn, fn are consecutive columns: cell 0..3 picks one.
-            cell = np.where(y == 1, np.where(pred == 1, 0, 3), np.where(pred == 1, 1, 2))
-            log_loss = -(y * np.log(p) + (1.0 - y) * np.log1p(-p))
-            brier = (np.where(has, score, 0.0) - y) ** 2
-            hist = np.where(y == 1, self.col("pos_hist"), self.col("neg_hist")) + self._bin(score)
-            cols = np.column_stack(
-                [
-                    np.full(e, self.col("n")),
-                    self.col("tp") + cell,
-                    np.full(e, self.col("scored_n")),
-                    np.full(e, self.col("log_loss_sum")),
-                    np.full(e, self.col("brier_sum")),
-                    hist,
-                ]
-            ).astype(np.int64)
-            vals = np.column_stack(
-                [ones, ones, has, np.where(has, log_loss, 0.0), np.where(has, brier, 0.0), has]
-            ).astype(np.float64)
-            return cols, vals
-        if self.task == "multiclass":
-            k = self.n_classes
-            cell = label.astype(np.int64) * k + pred.astype(np.int64)
-            cols = np.column_stack([np.full(e, self.col("n")), self.col("confusion") + cell])
-            return cols.astype(np.int64), np.column_stack([ones, ones])
-        err = pred - label
-        ape = np.abs(err) / np.maximum(np.abs(label), EPS)
-        names = (
-            "n",
-            "error_sum",
-            "abs_error_sum",
-            "squared_error_sum",
-            "ape_sum",
-            "label_sum",
-            "label_sq_sum",
-        )
-        cols = np.tile(np.array([self.col(n) for n in names], dtype=np.int64), (e, 1))
-        vals = np.column_stack([ones, err, np.abs(err), err * err, ape, label, label * label])
+        cols, vals = self.kind.outcome_terms(self, pred, score, label)
         if LABEL in self.outputs:
             h_cols, h_vals = self._numeric_hist(LABEL, label)
             cols, vals = np.hstack([cols, h_cols]), np.hstack([vals, h_vals])

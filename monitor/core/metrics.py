@@ -31,137 +31,11 @@ from monitor.config import GAP_METRICS
 from monitor.core.drift import drift_signals, output_drift
 from monitor.core.estimate import estimated_metrics
 from monitor.core.layout import Layout
+from monitor.core.tasks.formulas import average_precision, div, mcc
 
 __all__ = ["average_precision", "compute_metrics", "mcc", "task_metrics"]
 
 F64 = npt.NDArray[np.float64]
-
-
-def _div(num: F64, den: F64, empty: float = 0.0) -> F64:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(den > 0, num / np.where(den > 0, den, 1.0), empty)
-
-
-def mcc(conf: F64) -> F64:
-    """Matthews correlation from confusion matrices ``(S, K, K)`` (rows = label), as sklearn."""
-    t_sum = conf.sum(axis=2)
-    p_sum = conf.sum(axis=1)
-    n = t_sum.sum(axis=1)
-    correct = np.trace(conf, axis1=1, axis2=2)
-    cov_ytyp = correct * n - (t_sum * p_sum).sum(axis=1)
-    cov_ypyp = n * n - (p_sum * p_sum).sum(axis=1)
-    cov_ytyt = n * n - (t_sum * t_sum).sum(axis=1)
-    den = cov_ytyt * cov_ypyp
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(den > 0, cov_ytyp / np.sqrt(np.where(den > 0, den, 1.0)), 0.0)
-
-
-def average_precision(pos: F64, neg: F64, big_p: F64) -> F64:
-    """Average precision from the positives' and negatives' score histograms ``(S, B)``
-    (``big_p``: positives per row): over thresholds at each bin, from the highest score
-    down; NaN without positives."""
-    tp_c = np.cumsum(pos[:, ::-1], axis=1)
-    fp_c = np.cumsum(neg[:, ::-1], axis=1)
-    precision_at = _div(tp_c, tp_c + fp_c)
-    recall_at = _div(tp_c, big_p[:, None])
-    d_recall = np.diff(recall_at, axis=1, prepend=0.0)
-    out: F64 = np.where(big_p > 0, (d_recall * precision_at).sum(axis=1), np.nan)
-    return out
-
-
-def _binary(layout: Layout, acc: F64) -> dict[str, F64]:
-    n = acc[:, layout.col("n")]
-    tp, fp, tn, fn = (acc[:, layout.col(c)] for c in ("tp", "fp", "tn", "fn"))
-    scored = acc[:, layout.col("scored_n")]
-    pos = acc[:, layout.cols("pos_hist")]
-    neg = acc[:, layout.cols("neg_hist")]
-    big_p = pos.sum(axis=1)
-    big_n = neg.sum(axis=1)
-    # ROC AUC: each positive beats the negatives in lower bins and ties those in its own.
-    neg_below = np.cumsum(neg, axis=1) - neg
-    pairs = big_p * big_n
-    auc = _div((pos * (neg_below + 0.5 * neg)).sum(axis=1), pairs, np.nan)
-    auc_err = _div(0.5 * (pos * neg).sum(axis=1), pairs, np.nan)
-    ap = average_precision(pos, neg, big_p)
-    present = (tp + fn > 0).astype(float) + (tn + fp > 0).astype(float)
-    recall = _div(tp, tp + fn)
-    specificity = _div(tn, tn + fp)
-    conf = np.stack([np.stack([tn, fp], axis=1), np.stack([fn, tp], axis=1)], axis=1)
-    out = {
-        "accuracy": _div(tp + tn, n, np.nan),
-        "precision": _div(tp, tp + fp),
-        "recall": recall,
-        "f1": _div(2 * tp, 2 * tp + fp + fn),
-        "specificity": specificity,
-        "balanced_accuracy": _div(recall * (tp + fn > 0) + specificity * (tn + fp > 0), present),
-        "mcc": mcc(conf),
-        "log_loss": _div(acc[:, layout.col("log_loss_sum")], scored, np.nan),
-        "brier": _div(acc[:, layout.col("brier_sum")], scored, np.nan),
-        "roc_auc": auc,
-        "roc_auc_bin_error": auc_err,
-        "pr_auc": ap,
-    }
-    empty = n <= 0
-    for name in ("precision", "recall", "f1", "specificity", "balanced_accuracy", "mcc"):
-        out[name] = np.where(empty, np.nan, out[name])
-    pred_n = acc[:, layout.col("pred_n")]
-    out["prediction_count"] = pred_n
-    out["positive_rate"] = _div(acc[:, layout.col("pred_pos")], pred_n, np.nan)
-    out["score_mean"] = _div(acc[:, layout.col("score_sum")], acc[:, layout.col("score_n")], np.nan)
-    return out
-
-
-def _multiclass(layout: Layout, acc: F64, class_names: tuple[str, ...]) -> dict[str, F64]:
-    k = layout.n_classes
-    conf = acc[:, layout.cols("confusion")].reshape(-1, k, k)
-    n = acc[:, layout.col("n")]
-    diag = np.diagonal(conf, axis1=1, axis2=2)
-    support = conf.sum(axis=2)
-    predicted = conf.sum(axis=1)
-    present = (support + predicted) > 0
-    n_present = present.sum(axis=1)
-    precision = _div(diag, predicted)
-    recall = _div(diag, support)
-    f1 = _div(2 * diag, support + predicted)
-    accuracy = _div(diag.sum(axis=1), n, np.nan)
-    out: dict[str, F64] = {"accuracy": accuracy}
-    for name, per_class in (("precision", precision), ("recall", recall), ("f1", f1)):
-        out[f"macro_{name}"] = _div((per_class * present).sum(axis=1), n_present, np.nan)
-        out[f"weighted_{name}"] = _div((per_class * support).sum(axis=1), n, np.nan)
-        out[f"micro_{name}"] = accuracy
-    out["mcc"] = np.where(n > 0, mcc(conf), np.nan)
-    for i, cls in enumerate(class_names):
-        out[f"class_recall:{cls}"] = _div(diag[:, i], support[:, i], np.nan)
-    pred_n = acc[:, layout.col("pred_n")]
-    out["prediction_count"] = pred_n
-    shares = _div(acc[:, layout.cols("pred_class")], pred_n[:, None], np.nan)
-    for i, cls in enumerate(class_names):
-        out[f"class_share:{cls}"] = shares[:, i]
-    return out
-
-
-def _regression(layout: Layout, acc: F64, sample_count: F64 | None) -> dict[str, F64]:
-    n = acc[:, layout.col("n")]
-    count = n if sample_count is None else sample_count
-    ss_res = acc[:, layout.col("squared_error_sum")]
-    label_sum = acc[:, layout.col("label_sum")]
-    label_sq = acc[:, layout.col("label_sq_sum")]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ss_tot = label_sq - label_sum * label_sum / np.where(n > 0, n, 1.0)
-    # Cancellation leaves a constant label's spread at rounding level: that is zero.
-    constant = ss_tot <= 1e-12 * np.maximum(label_sq, 1e-300)
-    r2 = np.where(constant, np.where(ss_res <= 0, 1.0, 0.0), 1.0 - _div(ss_res, ss_tot))
-    out = {
-        "mae": _div(acc[:, layout.col("abs_error_sum")], n, np.nan),
-        "rmse": np.sqrt(_div(ss_res, n, np.nan)),
-        "mape": _div(acc[:, layout.col("ape_sum")], n, np.nan),
-        "r2": np.where((count >= 2) & (n > 0), r2, np.nan),
-        "mean_error": _div(acc[:, layout.col("error_sum")], n, np.nan),
-    }
-    pred_n = acc[:, layout.col("pred_n")]
-    out["prediction_count"] = pred_n
-    out["prediction_mean"] = _div(acc[:, layout.col("pred_sum")], pred_n, np.nan)
-    return out
 
 
 def task_metrics(
@@ -171,12 +45,9 @@ def task_metrics(
     sample_count: F64 | None = None,
 ) -> dict[str, F64]:
     """The labelled metrics and prediction statistics of the layout's task, one value per
-    row of ``acc`` (no coverage, drift, estimates or gaps; see :func:`compute_metrics`)."""
-    if layout.task == "binary":
-        return _binary(layout, acc)
-    if layout.task == "multiclass":
-        return _multiclass(layout, acc, class_names)
-    return _regression(layout, acc, sample_count)
+    row of ``acc`` (no coverage, drift, estimates or gaps; see :func:`compute_metrics`): the
+    task's own (:meth:`monitor.core.tasks.base.Task.metrics`)."""
+    return layout.kind.metrics(layout, acc, class_names, sample_count)
 
 
 def compute_metrics(
@@ -223,5 +94,5 @@ def _coverage(layout: Layout, acc: F64) -> dict[str, F64]:
     joined = acc[:, layout.col("n")]
     return {
         "label_count": joined,
-        "label_coverage": np.minimum(_div(joined, acc[:, layout.col("pred_n")], np.nan), 1.0),
+        "label_coverage": np.minimum(div(joined, acc[:, layout.col("pred_n")], np.nan), 1.0),
     }

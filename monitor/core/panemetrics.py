@@ -33,7 +33,8 @@ from monitor.core.drift import CDF_TOLERANCE, PSI_FLOOR
 from monitor.core.estimate import estimated_metrics
 from monitor.core.layout import Layout
 from monitor.core.metrics import average_precision, compute_metrics, mcc, task_metrics
-from monitor.core.reference import LABEL, PREDICTION, SCORE, NumericReference
+from monitor.core.reference import SCORE, NumericReference
+from monitor.core.tasks import BinaryTask
 
 __all__ = ["PanePlan", "pane_signals", "plan_for"]
 
@@ -319,6 +320,10 @@ class PanePlan:
         self._span: dict[str, slice] = {}  # the rows of each block of the full result
         self._ratios(layout)
         self._subjects = _subjects(layout)
+        # The binary task's metrics, estimates and score drift have a fused kernel here
+        # (:meth:`_binary`), held equal to BinaryTask's definitions; the other tasks'
+        # rows are their own functions' values.
+        self._fused = isinstance(layout.kind, BinaryTask)
         self._binary_extras = tuple(m for m in _EXTRA_BINARY if m in self._wanted)
         self._task_rows(layout, class_names)
         self._subject_rows()
@@ -334,13 +339,7 @@ class PanePlan:
         """Signals that are one column over another, NaN when the denominator is 0."""
         col = layout.col
         pairs: list[tuple[str, int, int]] = [("label_coverage", col("n"), col("pred_n"))]
-        if layout.task == "binary":
-            pairs += [
-                ("log_loss", col("log_loss_sum"), col("scored_n")),
-                ("brier", col("brier_sum"), col("scored_n")),
-                ("positive_rate", col("pred_pos"), col("pred_n")),
-                ("score_mean", col("score_sum"), col("score_n")),
-            ]
+        pairs += layout.kind.ratio_pairs(layout)
         profile = layout.profile
         for name, kind in layout.features.items():
             pairs.append((f"missing_rate:{name}", col(f"missing:{name}"), col("pred_n")))
@@ -377,7 +376,7 @@ class PanePlan:
         """The task's rows: binary, the realized and label-free rates and ROC AUCs (and
         the other binary metrics wanted); otherwise those of
         :func:`~monitor.core.metrics.task_metrics` and the estimates."""
-        if layout.task == "binary":
+        if self._fused:
             baseline = layout.baseline
             c = baseline.calibration if baseline is not None else None
             self._calibration = midpoint_calibration(layout.bins) if c is None else c
@@ -427,9 +426,10 @@ class PanePlan:
         score): what :func:`~monitor.core.drift.output_drift` derives from the reference."""
         layout = self.layout
         baseline = layout.baseline
-        if layout.task != "binary" or baseline is None:
+        field = layout.kind.score_field
+        if not self._fused or field is None or baseline is None:
             return None
-        ref_hist = baseline.row[layout.cols("score_hist")]
+        ref_hist = baseline.row[layout.cols(field)]
         if ref_hist.sum() <= 0:
             return None
         r = ref_hist / ref_hist.sum()
@@ -465,7 +465,7 @@ class PanePlan:
         span = self._span
         self._ratio_block(acc, full[span["ratio"]])
         full[span["raw"]] = acc.take(self._raw, axis=1).T
-        if self.layout.task == "binary":
+        if self._fused:
             self._binary(acc, full)
         else:
             values = task_metrics(self.layout, acc, self.class_names, sample_count)
@@ -658,45 +658,25 @@ def _subjects(layout: Layout) -> _Subjects | None:
     if baseline is not None:
         row = baseline.row
         col = layout.col
-        if layout.task == "binary":
-            pred_n, pos = row[col("pred_n")], row[col("pred_pos")]
-            tp, fp, tn, fn = (row[col(c)] for c in ("tp", "fp", "tn", "fn"))
-            classes = (
-                (
-                    PREDICTION,
-                    [{col("pred_n"): 1.0, col("pred_pos"): -1.0}, {col("pred_pos"): 1.0}],
-                    [pred_n - pos, pos],
-                ),
-                (
-                    LABEL,
-                    [{col("tn"): 1.0, col("fp"): 1.0}, {col("tp"): 1.0, col("fn"): 1.0}],
-                    [tn + fp, tp + fn],
-                ),
-            )
-            for name, sums, counts in classes:
-                if sum(counts) > 0:
-                    computed.append((name, sums, np.array(counts)))
-            ref_hist = row[layout.cols("score_hist")]
+        task = layout.kind
+        counts = task.class_counts(layout, row[None, :])
+        for name, how in task.class_sums(layout).items():
+            class_ref = counts[name][0]
+            if class_ref.sum() > 0:
+                if isinstance(how, int):  # the class counts are K consecutive columns
+                    plain.append((name, how, class_ref))
+                else:
+                    computed.append((name, how, class_ref))
+        field = task.score_field
+        if field is not None:
+            ref_hist = row[layout.cols(field)]
             if ref_hist.sum() > 0:
                 gid, group_counts = _grouped_ref(layout, ref_hist)
-                start = col("score_hist")
+                start = col(field)
                 groups: list[dict[int, float]] = [{} for _ in group_counts]
                 for b, g in enumerate(gid.tolist()):  # a group no bin falls in stays empty
                     groups[g][start + b] = 1.0
                 computed.append((SCORE, groups, group_counts))
-        elif layout.task == "multiclass":
-            k = layout.n_classes
-            pred = layout.cols("pred_class")
-            pred_ref = row[pred]
-            if pred_ref.sum() > 0:
-                plain.append((PREDICTION, pred.start, pred_ref))
-            label_ref = row[layout.cols("confusion")].reshape(k, k).sum(axis=1)
-            if label_ref.sum() > 0:
-                start = col("confusion")
-                rows = [
-                    dict.fromkeys(range(start + i * k, start + (i + 1) * k), 1.0) for i in range(k)
-                ]
-                computed.append((LABEL, rows, label_ref))
     if not numeric and not plain and not computed:
         return None
     names = [n for n, *_ in numeric] + [n for n, *_ in plain] + [n for n, *_ in computed]

@@ -69,6 +69,7 @@ from monitor.catalogue import (
     SCORE_SUBJECT,
     TASK_METRICS,
 )
+from monitor.core.tasks import task_of
 from monitor.errors import ConfigError
 from monitor.events.values import ClassMatcher, canonical, cell_is_missing, is_whole
 
@@ -381,7 +382,7 @@ def output_codes(
     not a finite number)."""
     reasons: Counter[str] = Counter()
     codes: list[float | None] = []
-    matcher = ClassMatcher.for_model(model) if model.task != "regression" else None
+    matcher = ClassMatcher.for_model(model) if task_of(model.task).has_classes else None
     for value in values:
         if value is None or (isinstance(value, float) and value != value):
             reasons["missing"] += 1
@@ -428,7 +429,7 @@ def summarize(model: ModelConfig, profile: ReferenceProfile) -> ReferenceSummary
                 unusable[f"{column}: {reason}"] = n
         if column == "label":
             usable_labels = sum(c is not None for c in codes)
-        if model.task != "regression":
+        if task_of(model.task).has_classes:
             names = model.class_names
             counts = Counter(int(c) for c in codes if c is not None)
             shown = ["(other)" if n == "__negative__" else n for n in names]
@@ -662,7 +663,7 @@ def _read_profile(model: ModelConfig) -> ReferenceProfile | None:
         model.max_categories,
         name,
         outputs,
-        regression=model.task == "regression",
+        regression=not task_of(model.task).has_classes,
     )
     summary = summarize(model, profile)
     if "label" in outputs and summary.usable_labels == 0 and has_label_metrics(model):

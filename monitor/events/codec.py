@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from monitor.config import ModelConfig
+from monitor.core.tasks import task_of
 from monitor.events.values import ClassMatcher, canonical
 
 if TYPE_CHECKING:
@@ -185,7 +186,9 @@ class ModelCodec:
     def __init__(self, model: ModelConfig) -> None:
         self.task = model.task
         # class values compare through the rules of monitor.events.values
-        self._classes = ClassMatcher.for_model(model) if model.task != "regression" else None
+        # None: the values are numbers (regression)
+        classes = task_of(model.task).has_classes
+        self._classes = ClassMatcher.for_model(model) if classes else None
         # Raw class value -> code. 1, 1.0 and True hash alike and share a canonical class,
         # so one entry serves them all; invalid values (NaN, unknown classes) never enter.
         self._memo: dict[Value, float] = {}
@@ -197,7 +200,7 @@ class ModelCodec:
         caller can take it through :meth:`code` for its reason.
         """
         n = len(values)
-        if self.task == "regression":
+        if self._classes is None:
             if set(map(type, values)) <= _NUMBER_TYPES:
                 codes = np.array(values, dtype=np.float64)
                 return codes, np.isfinite(codes)
@@ -224,13 +227,12 @@ class ModelCodec:
 
     def code(self, value: Value, field: str) -> float:
         """The numeric code of a prediction or label value; raise DecodeFailure if invalid."""
-        if self.task == "regression":
+        if self._classes is None:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise DecodeFailure("bad_type", f"{field} must be a number for a regression model")
             return _finite(float(value), field)
         if isinstance(value, float) and not math.isfinite(value):
             raise DecodeFailure("bad_value", f"{field} is not finite")
-        assert self._classes is not None
         index = self._classes.code(value)
         if index is None:
             name = canonical(value) or repr(value)

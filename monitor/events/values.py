@@ -135,7 +135,9 @@ class ClassMatcher:
     @classmethod
     def for_model(cls, model: ModelConfig) -> ClassMatcher:
         """The matcher of a binary or multiclass model's configured classes."""
-        closed = model.task == "multiclass" or model.classes is not None
+        from monitor.core.tasks import task_of  # numpy: loaded with the first model
+
+        closed = model.classes is not None or not task_of(model.task).open_negative
         return cls(model.class_names, closed=closed)
 
     def index(self, value: Any) -> int | None:
