@@ -581,7 +581,7 @@ STATE_FIELDS: dict[type, Fields] = {
     ),
     JoinBuffer: _f("pending early matched"),
     WindowSet: _f(
-        WindowRec, "pane sliding_panes decay_rates ring_len",
+        WindowRec, "pane sliding_panes decay_rates ring_len _nz",
     ),
     PendingTable: _f(
         "_k _blob _ts _pred _score _hash _ends _slices _used _live",
@@ -756,6 +756,7 @@ def _set_window(w: WindowSet, r: WindowRec) -> None:
     w.sliding = [_matrix(a, shape) for a in r.sliding]
     w.decay = [_matrix(a, shape) for a in r.decay]
     w.closes = int(r.closes)
+    w._nz = None  # derived from the ring at the next close
     w.grow(rows)  # slices registered after it was stored
 
 
