@@ -260,9 +260,8 @@ _ENGINE_STAGE = {
     "_first_open": "pane close", "_expire": "pane close", "_emit": "pane close",
     "_compute": "signals", "_window_sums": "signals", "_closed_counts": "signals",
     "_warm_up": "signals", "_install_profile": "signals", "_detect": "signals",
-    "_evaluate_rules": "rules",
     "report": "report", "_model_report": "report", "_counters": "report", "summary": "report",
-    "flushed": "final flush", "drain_signals": "outputs", "drain_alerts": "outputs",
+    "flushed": "final flush", "drain_signals": "outputs",
 }
 #: The batch path: decoding and checking columns, then the join proper.
 _FASTPATH_STAGE = {
@@ -286,6 +285,7 @@ _MODULE_STAGE = {
     "monitor/core/reference.py": "signals",
     "monitor/core/baseline.py": "signals",
     "monitor/core/rules.py": "rules",
+    "monitor/core/alerting.py": "rules",
     "monitor/core/report.py": "report",
     "monitor/outputs/": "outputs",
     "monitor/kafka/source.py": "kafka consume",

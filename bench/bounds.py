@@ -42,6 +42,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 
 from monitor.config import config_from_mapping
+from monitor.core.alerting import Alerting
 from monitor.core.engine import Engine
 from monitor.events.message import Message
 from monitor.outputs.prometheus import MonitorCollector
@@ -101,6 +102,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         reference = Path(tmp) / "reference.csv"
         reference.write_text("c\n" + "".join(f"{c}\n" for c in "aabbbcde"))
         engine = Engine(make_config(args, reference))
+        alerting = Alerting(engine.config, engine.models)
     # The floods in the order they arrive: a label of an unknown id ('L'), a prediction that
     # is never labelled ('P'), a valid pair ('V'); spread evenly through the run.
     total = args.labels + args.predictions + args.valid
@@ -161,8 +163,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         rejects = engine.process(batch)
         if rejects:
             raise SystemExit(f"unexpected rejects: {rejects[:3]}")
-        engine.drain_signals()  # as the run loop does after every batch
-        engine.drain_alerts()
+        alerting.feed(engine.drain_signals())  # as the run loop does after every batch
         if "rss_10" not in measured and i >= total // 10:
             measured.update(rss_10=rss_bytes(), series_10=series(engine), at_10=i)
     seconds = time.perf_counter() - started

@@ -36,6 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import benchlib  # noqa: E402
 
+from monitor.core.alerting import Alerting  # noqa: E402
 from monitor.core.engine import Engine  # noqa: E402
 from monitor.logs import configure_logging  # noqa: E402
 
@@ -73,14 +74,14 @@ def run_point(point: tuple[int, int, int, int], events: int, profile: bool) -> d
         events, models=models, features=features, segments=segments))
     messages = sum(len(b) for b in polls)
     engine = Engine(cfg)
+    alerting = Alerting(cfg, engine.models)
     engine.track(benchlib.all_partitions())
     before = benchlib.settled_rss()
 
     def feed() -> None:
         for batch in polls:
             engine.process(batch)
-            engine.drain_signals()
-            engine.drain_alerts()
+            alerting.feed(engine.drain_signals())
 
     out: dict[str, Any] = {"point": point, "messages": messages}
     if profile:

@@ -46,6 +46,7 @@ import benchlib  # noqa: E402
 from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 
 from monitor import http as http_module  # noqa: E402
+from monitor.core.alerting import Alerting  # noqa: E402
 from monitor.core.engine import Engine  # noqa: E402
 from monitor.core.report import Report  # noqa: E402
 from monitor.http import HttpServer  # noqa: E402
@@ -157,6 +158,7 @@ def run_once(models: int, polls: list[list[benchlib.Message]], warm: int,
     running) into :data:`RENDER` and :data:`SERVE`."""
     cfg = benchlib.config(models, segments=1)
     engine = Engine(cfg)
+    alerting = Alerting(cfg, engine.models)
     engine.track(benchlib.all_partitions())
     registry = CollectorRegistry()
     collector = MonitorCollector(registry)
@@ -169,8 +171,7 @@ def run_once(models: int, polls: list[list[benchlib.Message]], warm: int,
         for i, batch in enumerate(polls):
             t0 = time.perf_counter()
             engine.process(batch)
-            engine.drain_signals()
-            engine.drain_alerts()
+            alerting.feed(engine.drain_signals())
             published = 0.0
             if i % TICK_POLLS == 0:
                 report = engine.report()

@@ -35,6 +35,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from rich.console import Console
 
 from monitor.config import load_config
+from monitor.core.alerting import Alerting
 from monitor.core.engine import Engine
 from monitor.core.report import Report
 from monitor.demo import write_capture
@@ -50,13 +51,13 @@ def _process(config_path: str, capture: str, messages: list[Message],
              on_report: list[Report] | None = None) -> float:
     """Seconds to process ``messages``; the latest report put in ``on_report[0]``."""
     engine = Engine(load_config(config_path))
+    alerting = Alerting(engine.config, engine.models)
     engine.track(capture_partitions([capture]))
     started = time.perf_counter()
     for i in range(0, len(messages), BATCH):
         engine.process(messages[i : i + BATCH])
-        engine.drain_signals()
-        engine.drain_alerts()
-        report = engine.report()
+        alerting.feed(engine.drain_signals())
+        report = alerting.fill(engine.report())
         if on_report is not None:
             on_report[0] = report
     return time.perf_counter() - started
@@ -79,13 +80,14 @@ def main() -> None:
 
         # 1. frame cost, with every ring filled by a report per batch
         engine = Engine(load_config(config_path))
+        alerting = Alerting(engine.config, engine.models)
         engine.track(capture_partitions([capture]))
         view = LiveView("bench")
         runtime = RuntimeStats(ready=True, lag={("predictions", 0): 3, ("labels", 0): 1})
         for i in range(0, len(messages), BATCH):
             engine.process(messages[i : i + BATCH])
-            engine.drain_signals()
-            view.update(engine.report(), runtime, engine.drain_alerts())
+            events = alerting.feed(engine.drain_signals())
+            view.update(alerting.fill(engine.report()), runtime, events)
         report = engine.report()
         frames = []
         for _ in range(args.frames):

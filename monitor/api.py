@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 from monitor.config import MonitorConfig, config_from_mapping, load_config, parse_signal
+from monitor.core.alerting import Alerting
 from monitor.core.engine import Engine, PaneSignals
 from monitor.core.rules import AlertEvent
 from monitor.events.message import Message, MessageBatch
@@ -328,21 +329,24 @@ def evaluate(
         if reference is not None:
             cfg = _with_reference(cfg, reference, Path(tmp))
         engine = Engine(cfg)
+    alerting = Alerting(cfg, engine.models)
     messages = messages_of(cfg, preds, labs)
     engine.track({(m.topic, m.partition) for m in messages})
     panes: list[PaneSignals] = []
     events: list[AlertEvent] = []
     for start in range(0, len(messages), BATCH):
         engine.process(MessageBatch.of(messages[start:start + BATCH]))
-        panes += engine.drain_signals()
-        events += engine.drain_alerts()
+        closed = engine.drain_signals()
+        panes += closed
+        events += alerting.feed(closed)
     final = engine.flushed(keep_signals=True)
-    panes += final.drain_signals()
-    events += final.drain_alerts()
+    closed = final.drain_signals()
+    panes += closed
+    events += alerting.feed(closed)
     from prometheus_client import CollectorRegistry
 
     from monitor.outputs.prometheus import MonitorCollector, render
 
     registry = CollectorRegistry()
-    MonitorCollector(registry).update(final.report())
+    MonitorCollector(registry).update(alerting.fill(final.report()))
     return Result(final.summary(), panes, events, render(registry).decode())

@@ -32,6 +32,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from monitor.config import MonitorConfig, drift_reference_text
+from monitor.core.alerting import Alerting
 from monitor.core.engine import Engine, PaneSignals
 from monitor.core.rules import AlertEvent, alert_id
 from monitor.events.message import Message, MessageBatch
@@ -121,7 +122,11 @@ class App:
         #: One daemon per state directory (local store): taken before anything is read.
         self.lock = StateLock(config.state.dir).acquire() if config.state.store == "local" else None
         self.store: Store = open_store(config)
-        self.engine = self.store.load(config) or Engine(config)
+        loaded = self.store.load_state(config)
+        self.engine = loaded[0] if loaded is not None else Engine(config)
+        #: The models' alert rules, fed the signals the engine drains (with replicas the
+        #: stage 2 driver has its own: this engine then closes no model-level panes).
+        self.alerting = loaded[1] if loaded is not None else Alerting(config, self.engine.models)
         #: With replicas (the Kafka store), the two stages across them: this replica's
         #: stage 1 publishes pane deltas, and it runs stage 2 for the models it owns.
         kafka_store = self.store if isinstance(self.store, KafkaStore) else None
@@ -438,21 +443,14 @@ class App:
                 detail=reject.detail[:200],
             )
         closed = self.engine.drain_signals()
-        if self.stages is None:
-            self._send_alerts(closed)
-        else:  # stage 1 only here: the models' signals and alerts come from stage 2
-            self.engine.drain_alerts()
+        if self.stages is None:  # else stage 1 only here: signals and alerts come from stage 2
+            self._send_alerts(closed, self.alerting.feed(closed))
 
-    def _send_alerts(
-        self, closed: list[PaneSignals] | None = None, events: list[AlertEvent] | None = None
-    ) -> None:
-        """Alert events (the engine's, unless given) to the alert topic (key = model), the
-        log and Alertmanager; they and the signals of the panes just ``closed`` to the
-        [outputs] exports."""
+    def _send_alerts(self, closed: list[PaneSignals] | None, events: list[AlertEvent]) -> None:
+        """Alert ``events`` to the alert topic (key = model), the log and Alertmanager; they
+        and the signals of the panes just ``closed`` to the [outputs] exports."""
         for sig in closed or ():
             self.rl.debug(("signals", sig.model), "pane_closed", **signal_line(sig))
-        if events is None:
-            events = self.engine.drain_alerts()
         for event in events:
             self.sink.send(self.config.kafka.alerts_topic, event.model.encode(), alert_json(event))
             self.alerts_sent += 1
@@ -585,8 +583,7 @@ class App:
         elif idle and idle == self.source.assignment():
             # All input is silent: event time has stopped, so absence rules are judged on
             # the wall clock (replay, without one, never does this).
-            self.engine.evaluate_idle(now)
-            self._send_alerts()
+            self._send_alerts(None, self.alerting.evaluate_idle(now))
         self._judge_readiness(lag_known=True)
         self._publish()
 
@@ -659,6 +656,8 @@ class App:
         report = self.engine.report()
         if self.stages is not None:
             report = self.stages.report(report)
+        else:
+            self.alerting.fill(report)
         self.collector.update(report, runtime)
         #: The latest report and runtime figures, replaced whole each tick: other threads
         #: (the demo's live view) may read them without touching the engine.
@@ -684,7 +683,7 @@ class App:
             return False
         started = time.monotonic()
         try:
-            size = self.store.save(self.engine)
+            size = self.store.save(self.engine, alerting=self.alerting)
         except Exception as exc:  # OSError (full, read-only disk), StoreError, encoding
             self._checkpoint_failed(exc, final)
             return False

@@ -36,6 +36,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from monitor.config import MonitorConfig, drift_reference_text
+from monitor.core.alerting import Alerting
 from monitor.core.engine import Engine
 from monitor.events.message import Message, MessageBatch
 from monitor.outputs.alerts import alert_json
@@ -339,6 +340,7 @@ def _replay(
     for model in config.models:
         log.info("drift_reference", model=model.name, reference=drift_reference_text(model))
     engine = Engine(config)
+    alerting = Alerting(config, engine.models)
     topics = (config.kafka.predictions_topic, config.kafka.labels_topic)
     inputs = set(topics)
     engine.track(tp for tp in capture_partitions(captures, fmt, topics) if tp[0] in inputs)
@@ -353,7 +355,8 @@ def _replay(
     ):
 
         def emit(source: Engine) -> None:
-            closed, events = source.drain_signals(), source.drain_alerts()
+            closed = source.drain_signals()
+            events = alerting.feed(closed)
             for sig in closed:
                 signals.write(json.dumps(signal_line(sig), allow_nan=False) + "\n")
             for event in events:
@@ -375,7 +378,7 @@ def _replay(
         summary["rejects"][reason] = summary["rejects"].get(reason, 0) + n
     registry = CollectorRegistry()
     collector = MonitorCollector(registry, max_series=config.prometheus.max_series)
-    collector.update(final.report())
+    collector.update(alerting.fill(final.report()))
     (out / "metrics.prom").write_bytes(render(registry))
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     log.info("replay_done", events=engine.events, out=str(out), rejects=summary["rejects"])

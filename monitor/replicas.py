@@ -32,12 +32,13 @@ from typing import Any
 import structlog
 
 from monitor.config import MonitorConfig
+from monitor.core.alerting import Alerting, baseline_references
 from monitor.core.deltas import DeltaBook
 from monitor.core.engine import Engine, PaneSignals
 from monitor.core.model_stage import ModelStage
 from monitor.core.partials import PartitionDelta, decode_delta, encode_delta
 from monitor.core.report import Report
-from monitor.core.rules import AlertEvent
+from monitor.core.rules import AlertEvent, ModelRules
 from monitor.kafka.partials_topic import (
     ModelOwnership,
     PartialRecord,
@@ -80,6 +81,9 @@ class ReplicaStages:
             start_offset=lambda _partition: None,
         )
         self.stages: dict[str, ModelStage] = {}
+        #: The owned models' alert rules, fed their stages' signals (checkpointed with each
+        #: model's stage 2, so they move with it).
+        self.alerting = Alerting(config)
         self.input_partitions: int | None = None
         self.bad_records = 0
         #: Partials partition -> the next offset to merge (what the stages reflect).
@@ -228,16 +232,23 @@ class ReplicaStages:
                 log.warning("stage_checkpoint_unreadable", model=model, error=str(exc)[:200],
                             action="rebuilt from the partials")  # fmt: skip
         if restored is not None and restored[0].partitions == partitions:
-            stage, offset = restored
+            stage, offset, rules = restored
             self.resume_at[model] = offset
-            self.adopted.extend(stage.rules.models[model].firing_events() if model in
-                                stage.rules.models else [])  # fmt: skip
+            self._rules(stage, rules)
+            self.adopted.extend(self.alerting.firing_events(model))
             log.info("model_stage_restored", model=model, partials_offset=offset,
                      closed_upto=stage.closed_upto)  # fmt: skip
             return stage
         self.resume_at.pop(model, None)
         log.info("model_stage_started", model=model, input_partitions=partitions)
-        return ModelStage(self.config, model, partitions)
+        stage = ModelStage(self.config, model, partitions)
+        self._rules(stage, None)
+        return stage
+
+    def _rules(self, stage: ModelStage, rules: ModelRules | None) -> None:
+        """The rules of ``stage``'s model: ``rules`` restored with it (None: afresh)."""
+        self.alerting.install(stage.name, rules)
+        self.alerting.set_reference(stage.name, baseline_references(stage.model))
 
     def checkpoint(self) -> None:
         """Write every live stage with the partials offset it reflects (StoreError when
@@ -248,7 +259,9 @@ class ReplicaStages:
         for name, stage in self.stages.items():
             where = self._where(name)
             if self._live(name) and where is not None and where in self.next_offset:
-                bodies[name] = encode_stage(stage, self.next_offset[where])
+                bodies[name] = encode_stage(
+                    stage, self.next_offset[where], self.alerting.models.get(name)
+                )
         if bodies:
             self.store.save_stages(bodies)
         for name, stage in self.stages.items():
@@ -321,8 +334,12 @@ class ReplicaStages:
         stage.apply(delta, advance=False)
         return stage
 
-    def _drain(self) -> tuple[list[PaneSignals], list[AlertEvent]]:
-        """Signals and alert events of the stages' closed panes. A stage restored from its
+    def _drain(
+        self, now: float = 0.0, quiet: frozenset[str] = frozenset()
+    ) -> tuple[list[PaneSignals], list[AlertEvent]]:
+        """Signals and alert events of the stages' closed panes (the rules of each model
+        evaluated on its signals, then, for the ``quiet`` models, its absence rules at
+        wall-clock ``now``). A stage restored from its
         checkpoint sends its alert transitions while it catches up too: the previous owner
         may have lost the model before those panes closed (at least once: an id the
         previous owner sent already comes again). One rebuilt from nothing sends none of
@@ -330,7 +347,10 @@ class ReplicaStages:
         signals: list[PaneSignals] = []
         alerts: list[AlertEvent] = []
         for name, stage in self.stages.items():
-            got, events = stage.drain_signals(), stage.drain_alerts()
+            got = stage.drain_signals()
+            events = self.alerting.feed(got)
+            if name in quiet:
+                events += self.alerting.evaluate_idle(now, [name])
             if self._live(name):
                 signals += got
                 alerts += events
@@ -377,16 +397,15 @@ class ReplicaStages:
         for model in self.owned_models():
             self._stage(model)
         timeout = self.config.time.unassigned_timeout
+        quiet: set[str] = set()
         for name, stage in self.stages.items():
             stage.release_silent(now, timeout)
-            quiet = all(
+            if self._live(name) and all(
                 n in stage.released or set(self._topics) <= stage.idle.get(n, frozenset())
                 for n in range(stage.partitions)
-            )
-            if quiet and self._live(name):
-                stage.rules.reconcile(self.config)
-                stage.alerts_out.extend(stage.rules.evaluate_idle(now))
-        return self._drain()
+            ):
+                quiet.add(name)
+        return self._drain(now, frozenset(quiet))
 
     def report(self, local: Report) -> Report:
         """``local`` (this replica's engine: rejects and counts of its partitions) with the
@@ -397,4 +416,5 @@ class ReplicaStages:
         for name, stage in self.stages.items():
             if self._live(name):
                 out.models[name] = stage.report()
+                out.models[name].alerts = self.alerting.report(name)
         return out

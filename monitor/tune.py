@@ -209,7 +209,6 @@ def _record(engine: Engine, keep: dict[str, set[str]], panes: list[_Pane]) -> No
         wanted = keep.get(pane.model, set())
         picked = {k: v for k, v in pane.signals.items() if k in wanted}
         panes.append((pane.model, pane.pane_end, picked, pane.signals[_SEEN]))
-    engine.drain_alerts()
 
 
 def _engine_key(config: MonitorConfig) -> str:

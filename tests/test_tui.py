@@ -24,6 +24,7 @@ from rich.console import Console
 
 from monitor import cli
 from monitor.config import load_config
+from monitor.core.alerting import Alerting
 from monitor.core.engine import Engine
 from monitor.core.report import ModelReport, Report, SliceReport
 from monitor.core.rules import AlertEvent
@@ -116,15 +117,15 @@ def _feed(view: LiveView, config: Path, batches: list[list[Message]]) -> tuple[
         Report, list[AlertEvent]]:
     """The engine over the batches, the view updated after each (one tick per pane)."""
     engine = Engine(load_config(config))
+    alerting = Alerting(engine.config, engine.models)
     engine.track([("predictions", 0)])
     fired: list[AlertEvent] = []
     report = engine.report()
     for k, batch in enumerate(batches):
         assert not engine.process(batch)
-        engine.drain_signals()
-        alerts = engine.drain_alerts()
+        alerts = alerting.feed(engine.drain_signals())
         fired += alerts
-        report = engine.report()
+        report = alerting.fill(engine.report())
         runtime = RuntimeStats(ready=True, assigned_partitions=2,
                                lag={("predictions", 0): 12, ("predictions", 1): 30,
                                     ("labels", 0): 5})

@@ -63,7 +63,6 @@ from monitor.core.panemetrics import pane_signals
 from monitor.core.partials import DeltaLedger, WarmRow
 from monitor.core.reference import ReferenceProfile, load_profile, profile_from_columns
 from monitor.core.report import LABEL_DELAY_BUCKETS, ModelReport, Report, SliceReport
-from monitor.core.rules import AlertEvent, RuleBook
 from monitor.core.windows import WindowSet
 from monitor.events.codec import (
     DecodeFailure,
@@ -87,11 +86,14 @@ _DELAY_EDGES = np.array(LABEL_DELAY_BUCKETS)
 
 @dataclass(slots=True)
 class PaneSignals:
-    """The model-level signal values when a pane closed: ``{"f1@1h": 0.93, ...}``."""
+    """The model-level signal values when a pane closed: ``{"f1@1h": 0.93, ...}``, and the
+    model's predictions in closed panes so far (what absence rules judge silence by; NaN
+    when not known)."""
 
     model: str
     pane_end: float
     signals: dict[str, float]
+    predictions_total: float = math.nan
 
 
 class SliceRegistry:
@@ -370,23 +372,11 @@ class Engine:
         self.signals_out: list[PaneSignals] = []
         self._batches: list[_Batch] = []  # per model, while a poll is processed
         self._at = 0  # index in the poll of the message on the per-message path
-        self.alerts_out: list[AlertEvent] = []
         #: Per partition number, what stage 1 added since its last pane delta; None unless
         #: deltas are wanted (:meth:`enable_deltas`).
         self.ledgers: defaultdict[int, DeltaLedger] | None = None
         #: False when stage 2 runs elsewhere (replicas): pane closes compute no signals.
         self.model_level = True
-        self.rules = RuleBook(config)
-        for model in self.models:
-            if model.baseline is not None:
-                self.rules.set_reference(
-                    model.name,
-                    {
-                        f"{metric}@{spec.name}": (value, None)
-                        for metric, value in model.baseline.metrics.items()
-                        for spec in model.windows
-                    },
-                )
 
     @property
     def limits(self) -> Limits:
@@ -425,7 +415,8 @@ class Engine:
         A model whose config (less its alert rules) is unchanged keeps everything: slice
         registry, last values, detectors, and in every partition its windows, counts,
         label-delay histogram, pending predictions, recently matched ids and the early
-        labels naming it; its unchanged rules keep their state. A changed or new model
+        labels naming it (its rules' state is :meth:`Alerting.adopt
+        <monitor.core.alerting.Alerting.adopt>`'s). A changed or new model
         starts empty at the checkpoint's offsets; a removed one is dropped. Offsets, event
         times, rejects, the watermark and the pane clock are carried. Returns
         ``{model: "kept" | "rebuilt" | "added" | "removed"}``.
@@ -485,12 +476,6 @@ class Engine:
         self.idle = set(old.idle)
         kept = {self.models[n].name for n in remap.values()}
         self.signals_out = [s for s in old.signals_out if s.model in kept]
-        self.alerts_out = [a for a in old.alerts_out if a.model in kept]
-        for name in kept:
-            rules = old.rules.models.get(name)
-            if rules is not None:
-                rules.reconcile(self.by_name[name].config, self.pane)  # unchanged rules kept
-                self.rules.models[name] = rules
         return status
 
     def export_partition(self, number: int) -> PartitionSnapshot:
@@ -577,13 +562,9 @@ class Engine:
         return ahead
 
     def soft_state(self, name: str) -> dict[str, Any]:
-        """Model ``name``'s soft state (detectors, alert rule state) for a per-model record."""
+        """Model ``name``'s soft state (detectors) for a per-model record."""
         model = self.by_name[name]
-        return {
-            "detectors": model.detectors,
-            "last_detections": model.last_detections,
-            "rules": self.rules.models.get(name),
-        }
+        return {"detectors": model.detectors, "last_detections": model.last_detections}
 
     def install_soft_state(self, name: str, soft: dict[str, Any]) -> None:
         """Resume model ``name``'s soft state from :meth:`soft_state` (same config)."""
@@ -591,10 +572,6 @@ class Engine:
         if model.detectors is not None and soft.get("detectors") is not None:
             model.detectors = soft["detectors"]
             model.last_detections = dict(soft.get("last_detections") or {})
-        rules = soft.get("rules")
-        if rules is not None:
-            rules.reconcile(model.config, self.pane)
-            self.rules.models[name] = rules
 
     def offsets(self) -> dict[tuple[str, int], int]:
         """Next offset to read per (topic, partition), as reflected by the state."""
@@ -1146,32 +1123,13 @@ class Engine:
             if not self.model_level:
                 continue
             signals = close_signals(model, self._compute(model), model.error_panes, pane)
-            self.signals_out.append(PaneSignals(model.name, end, signals))
-            self._evaluate_rules(model, end, signals)
-
-    def _evaluate_rules(self, model: ModelState, end: float, signals: dict[str, float]) -> None:
-        """Alert rules of ``model`` on the signals of the pane that ended at ``end``."""
-        self.rules.reconcile(self.config)  # the config is swapped in after a checkpoint load
-        seen = self.predictions_total(model)
-        self.alerts_out.extend(self.rules.evaluate(model.name, end, signals, seen))
+            seen = self.predictions_total(model)
+            self.signals_out.append(PaneSignals(model.name, end, signals, seen))
 
     def predictions_total(self, model: ModelState) -> float:
-        """Predictions of ``model`` accumulated so far, over every partition (absence rules)."""
+        """Predictions of ``model`` in closed panes so far, over every partition."""
         pred_n = model.layout.col("pred_n")
         return sum(float(s.windows[model.index].cum[0, pred_n]) for s in self.partitions.values())
-
-    def evaluate_idle(self, now: float) -> list[AlertEvent]:
-        """Absence rules at wall-clock ``now`` when all input is idle (event time stopped);
-        ``run`` calls it, ``replay`` never does. The events are also in :attr:`alerts_out`."""
-        self.rules.reconcile(self.config)
-        events = self.rules.evaluate_idle(now)
-        self.alerts_out.extend(events)
-        return events
-
-    def drain_alerts(self) -> list[AlertEvent]:
-        """Alert events (firing, resolved) of the panes closed since the last call."""
-        out, self.alerts_out = self.alerts_out, []
-        return out
 
     def drain_signals(self) -> list[PaneSignals]:
         """Signals of the panes closed since the last call."""
@@ -1182,9 +1140,8 @@ class Engine:
     def flushed(self, keep_signals: bool = False) -> Engine:
         """A copy of the engine with every open pane closed, as at the end of input.
 
-        The copy's :attr:`signals_out` and :attr:`alerts_out` hold the signals and alerts
-        of the panes this closed when ``keep_signals`` is true (``replay`` writes them),
-        else nothing.
+        The copy's :attr:`signals_out` holds the signals of the panes this closed when
+        ``keep_signals`` is true (``replay`` writes them), else nothing.
         """
         # The join tables hold only immutable values (ids, times, NamedTuples): a shallow
         # copy of each is a deep one, and far cheaper than deepcopy's walk of 1M entries.
@@ -1195,13 +1152,11 @@ class Engine:
                 memo[id(table)] = copy.copy(table)
         clone = copy.deepcopy(self, memo)
         clone.signals_out = []
-        clone.alerts_out = []
         last = [max(w.open) for s in clone.partitions.values() for w in s.windows if w.open]
         if last:
             clone.close_through(max(last) + 1)
         if not keep_signals:
             clone.signals_out = []
-            clone.alerts_out = []
         return clone
 
     def report(self) -> Report:
@@ -1241,7 +1196,6 @@ class Engine:
             for name, total in model.detectors.totals.items():
                 out.counts[f"{name}_detections"] = float(total)
         out.label_delay_buckets = np.cumsum(delay).tolist()
-        out.alerts = self.rules.report(model.name)
         out.label_delay_sum = delay_sum
         for row, (dimension, value) in enumerate(model.registry.keys):
             windows = {

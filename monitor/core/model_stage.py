@@ -1,5 +1,6 @@
-"""Stage 2: one model's windows, clock, signals, detectors and alert rules, fed by the
-pane deltas (:mod:`monitor.core.partials`) of every input partition.
+"""Stage 2: one model's windows, clock, signals and detectors, fed by the pane deltas
+(:mod:`monitor.core.partials`) of every input partition. Its signals go to the model's
+alert rules (:class:`~monitor.core.alerting.Alerting`) wherever it is drained.
 
 Exactly one process owns a model's stage 2 at a time. It merges the deltas of all input
 partitions, wherever stage 1 ran them, so the model's numbers do not depend on how the
@@ -47,7 +48,6 @@ from monitor.core.engine import (
 from monitor.core.layout import scatter_pane
 from monitor.core.partials import ModelDelta, PaneDelta, PartitionDelta
 from monitor.core.report import LABEL_DELAY_BUCKETS, ModelReport, SliceReport
-from monitor.core.rules import AlertEvent, RuleBook
 from monitor.core.windows import WindowSet, pad_rows
 
 __all__ = ["ModelStage"]
@@ -129,18 +129,6 @@ class ModelStage:
         self.started = time.time()
         self.stale = 0  # deltas that fitted no chain (dropped)
         self.signals_out: list[PaneSignals] = []
-        self.alerts_out: list[AlertEvent] = []
-        self.rules = RuleBook(config)
-        model = self.model
-        if model.baseline is not None:
-            self.rules.set_reference(
-                name,
-                {
-                    f"{metric}@{spec.name}": (value, None)
-                    for metric, value in model.baseline.metrics.items()
-                    for spec in model.windows
-                },
-            )
 
     # ------------------------------------------------------------------ input
     def apply(self, delta: PartitionDelta, advance: bool = True) -> bool:
@@ -469,19 +457,12 @@ class ModelStage:
             self._warm_up(pane)
         end = (pane + 1) * self.pane
         signals = close_signals(model, self.compute(), self.error_panes, pane)
-        self.signals_out.append(PaneSignals(self.name, end, signals))
         seen = float(self.windows.cum[0, model.layout.col("pred_n")])
-        self.rules.reconcile(self.config)
-        self.alerts_out.extend(self.rules.evaluate(self.name, end, signals, seen))
+        self.signals_out.append(PaneSignals(self.name, end, signals, seen))
 
     def drain_signals(self) -> list[PaneSignals]:
         """Signals of the panes closed since the last call."""
         out, self.signals_out = self.signals_out, []
-        return out
-
-    def drain_alerts(self) -> list[AlertEvent]:
-        """Alert events of the panes closed since the last call."""
-        out, self.alerts_out = self.alerts_out, []
         return out
 
     def counters(self) -> dict[str, float]:
@@ -502,7 +483,6 @@ class ModelStage:
                 out.counts[f"{name}_detections"] = float(total)
         out.label_delay_buckets = np.cumsum(self.delay).tolist()
         out.label_delay_sum = float(self.delay_sum)
-        out.alerts = self.rules.report(self.name)
         cumulative = self.windows.cum + self.windows.open_total()
         for row, (dimension, value) in enumerate(model.registry.keys):
             windows = {

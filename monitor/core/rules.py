@@ -1,9 +1,10 @@
 """Alert rules: signals in, alert events out, in event time.
 
-Pure core code (no I/O). The :class:`~monitor.core.engine.Engine` owns a :class:`RuleBook`
-and evaluates a model's rules on the model's :class:`~monitor.core.engine.PaneSignals`
-each time a pane closes, so rule state is part of the checkpointed engine and a replay
-of the same input gives the same alerts as ``run``.
+Pure core code (no I/O). The rules run beside the accumulators, not in them: an
+:class:`~monitor.core.alerting.Alerting` holds a :class:`RuleBook` and evaluates a model's
+rules on each :class:`~monitor.core.engine.PaneSignals` its accumulator (the engine, or
+the model's stage 2 with replicas) drains, in pane order, so a replay of the same input
+gives the same alerts as ``run``; rule state is checkpointed with the accumulator.
 
 Each rule moves through ``inactive -> pending -> firing -> inactive``:
 
@@ -23,10 +24,10 @@ samples changes nothing: no data is neither a firing nor a resolution.
 re-emits an alert (from the checkpointed state and offsets) re-emits the same id.
 
 Absence of predictions is judged at each pane close from the model's cumulative
-prediction count: a model that stops while others continue keeps being evaluated as
-panes close. When *all* traffic stops, event time stops too; ``run`` then calls
-:meth:`RuleBook.evaluate_idle` with the wall clock (only absence rules are evaluated
-there), which replay, having no wall clock, never does.
+prediction count (``PaneSignals.predictions_total``): a model that stops while others
+continue keeps being evaluated as panes close. When *all* traffic stops, event time stops
+too; ``run`` then calls :meth:`RuleBook.evaluate_idle` with the wall clock (only absence
+rules are evaluated there), which replay, having no wall clock, never does.
 
 >>> from monitor.config import config_from_mapping
 >>> cfg = config_from_mapping({"models": [{"name": "m", "task": "binary", "positive_class": 1,
@@ -108,7 +109,7 @@ class AlertEvent:
 
 @dataclass(slots=True)
 class RuleState:
-    """The mutable state of one rule (pickled with the engine)."""
+    """The mutable state of one rule (checkpointed: :mod:`monitor.state.format`)."""
 
     phase: Phase = "inactive"
     since: float | None = None  # pending: condition holds since; firing: starts_at
@@ -427,7 +428,7 @@ def _render(template: str, fields: Mapping[str, Any]) -> str:
 
 
 class RuleBook:
-    """Every model's rules; lives in the engine (and so in its checkpoint)."""
+    """Every model's rules with their state (an :class:`~monitor.core.alerting.Alerting`'s)."""
 
     def __init__(self, config: MonitorConfig) -> None:
         self.pane = config.time.pane

@@ -3,7 +3,8 @@
 A checkpoint is one file, written atomically (temporary file, fsync, rename, fsync of the
 directory): a sealed value (:func:`monitor.state.format.seal`) whose header names the
 format version and a fingerprint of the config parts the state depends on, and whose body
-is the engine's state in the explicit format of :mod:`monitor.state.format` (never a
+is the engine's state, and its alert rules' (:class:`~monitor.core.alerting.Alerting`),
+in the explicit format of :mod:`monitor.state.format` (never a
 pickle), with an HMAC-SHA256 when ``[state] hmac_key`` is set. The previous checkpoint is
 kept beside it, so a torn, corrupt, forged or foreign newest file falls back to the one
 before, with a log line saying so. A failed write (full or read-only disk) removes its
@@ -21,6 +22,7 @@ from typing import Final
 import structlog
 
 from monitor.config import MonitorConfig
+from monitor.core.alerting import Alerting
 from monitor.core.engine import Engine, same_time_and_topics
 from monitor.state.format import decode_engine, encode_engine, seal, unseal
 
@@ -59,13 +61,14 @@ class CheckpointStore:
         #: on the next save: the readable previous one stays the fallback.
         self._newest_ok = False
 
-    def save(self, engine: Engine) -> int:
-        """Write the engine's state atomically; return the number of bytes written.
+    def save(self, engine: Engine, alerting: Alerting | None = None) -> int:
+        """Write the engine's state, with that of the ``alerting`` its signals feed (None:
+        rules without state), atomically; return the number of bytes written.
 
         Raises OSError (ENOSPC, EROFS, ...) when the file cannot be written; the
         temporary file is removed and the checkpoints already there stay as they were."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        body = encode_engine(engine)
+        body = encode_engine(engine, alerting)
         value = seal(MAGIC, {"kind": "engine", "fingerprint": config_fingerprint(engine.config)},
                      body, self.key)  # fmt: skip
         tmp = self.dir / f".checkpoint.{os.getpid()}.tmp"
@@ -97,14 +100,20 @@ class CheckpointStore:
         return len(value)
 
     def load(self, config: MonitorConfig) -> Engine | None:
-        """The newest readable checkpoint, carried over to ``config`` if that changed
-        (models kept, rebuilt, added or removed, with a log line), else None."""
+        """The engine of :meth:`load_state` (its alert rules' state left out)."""
+        loaded = self.load_state(config)
+        return None if loaded is None else loaded[0]
+
+    def load_state(self, config: MonitorConfig) -> tuple[Engine, Alerting] | None:
+        """The engine and alerting of the newest readable checkpoint, carried over to
+        ``config`` if that changed (models kept, rebuilt, added or removed, with a log
+        line), else None."""
         self._newest_ok = False
         for path in (self.path, self.previous):
             if not path.exists():
                 continue
             try:
-                engine = self._read(path, config)
+                loaded = self._read(path, config)
             except Exception as exc:  # torn, corrupt, forged, foreign or an older format
                 log.warning(
                     "checkpoint_unreadable",
@@ -116,8 +125,9 @@ class CheckpointStore:
                 )
                 continue
             self._newest_ok = path == self.path
-            if engine is None:
+            if loaded is None:
                 return None
+            engine = loaded[0]
             log.info(
                 "checkpoint_loaded",
                 path=str(path),
@@ -125,24 +135,27 @@ class CheckpointStore:
                 offsets=len(engine.offsets()),
                 events=engine.events,
             )
-            return engine
+            return loaded
         return None
 
-    def _read(self, path: Path, config: MonitorConfig) -> Engine | None:
+    def _read(self, path: Path, config: MonitorConfig) -> tuple[Engine, Alerting] | None:
         header, body = unseal(MAGIC, path.read_bytes(), self.key)
         if header.get("kind") != "engine" or not isinstance(header.get("fingerprint"), str):
             raise ValueError("checkpoint does not hold engine state")
-        engine, made_under = decode_engine(body, config)
+        engine, alerting, made_under = decode_engine(body, config)
         if made_under is not config:
-            return _adopt(path, engine, config)
-        return engine
+            return _adopt(path, engine, alerting, config)
+        return engine, alerting
 
 
-def _adopt(path: Path, old: Engine, config: MonitorConfig) -> Engine | None:
-    """The state of a checkpoint made under another config, carried into an engine for
-    ``config`` where it still fits (see :meth:`Engine.adopt`), with one log line saying
-    what was kept, rebuilt, added and removed; None (state dropped) when the pane, the
-    allowed lateness or the input topics changed."""
+def _adopt(
+    path: Path, old: Engine, old_alerting: Alerting, config: MonitorConfig
+) -> tuple[Engine, Alerting] | None:
+    """The state of a checkpoint made under another config, carried into an engine and
+    alerting for ``config`` where it still fits (see :meth:`Engine.adopt`,
+    :meth:`Alerting.adopt`), with one log line saying what was kept, rebuilt, added and
+    removed; None (state dropped) when the pane, the allowed lateness or the input topics
+    changed."""
     if not same_time_and_topics(old.config, config):
         log.warning(
             "checkpoint_config_changed",
@@ -154,6 +167,8 @@ def _adopt(path: Path, old: Engine, config: MonitorConfig) -> Engine | None:
         return None
     engine = Engine(config)
     status = engine.adopt(old)
+    alerting = Alerting(config, engine.models)
+    alerting.adopt(old_alerting, [name for name, s in status.items() if s == "kept"])
     by = {s: sorted(m for m, v in status.items() if v == s) for s in _STATUSES}
     log.warning(
         "checkpoint_config_changed",
@@ -167,4 +182,4 @@ def _adopt(path: Path, old: Engine, config: MonitorConfig) -> Engine | None:
         "state dropped",
         offsets=len(engine.offsets()),
     )
-    return engine
+    return engine, alerting

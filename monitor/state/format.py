@@ -50,6 +50,7 @@ from river._river_rust.stats import RsEWMean
 from river.drift.binary.hddm_w import SampleInfo
 
 from monitor.config import AlertRuleConfig, ModelConfig, MonitorConfig, TimeConfig
+from monitor.core.alerting import Alerting
 from monitor.core.baseline import Baseline
 from monitor.core.detectors import (
     CalibratedCusum,
@@ -76,7 +77,7 @@ from monitor.core.reference import (
     ReferenceProfile,
 )
 from monitor.core.report import LABEL_DELAY_BUCKETS
-from monitor.core.rules import AlertEvent, ModelRules, RuleState
+from monitor.core.rules import AlertEvent, ModelRules, RuleBook, RuleState
 from monitor.core.windows import WindowSet
 
 __all__ = [
@@ -401,7 +402,8 @@ class RulesRec(msgspec.Struct):
 
 
 class ModelRec(msgspec.Struct):
-    """:class:`~monitor.core.engine.ModelState`'s state (and its rules')."""
+    """:class:`~monitor.core.engine.ModelState`'s state, and its rules' (from the
+    :class:`~monitor.core.alerting.Alerting` checkpointed with the engine or stage)."""
 
     name: str
     registry_keys: list[tuple[str, str]]
@@ -426,6 +428,7 @@ class SignalRec(msgspec.Struct):
     model: str
     pane_end: float
     signals: dict[str, float]
+    predictions_total: float = math.nan  # not in bodies written before it was kept
 
 
 class AlertRec(msgspec.Struct):
@@ -464,7 +467,7 @@ class EngineRec(msgspec.Struct):
     pending_total: list[int]
     early_total: int
     signals_out: list[SignalRec]
-    alerts_out: list[AlertRec]
+    alerts_out: list[AlertRec]  # the Alerting's unsent transitions
     models: list[ModelRec]
     partitions: dict[int, PartitionRec]
 
@@ -481,11 +484,14 @@ class SnapshotRec(msgspec.Struct):
 
 
 class SoftRec(msgspec.Struct):
-    """A model's soft state (a Kafka store model record): :meth:`Engine.soft_state`."""
+    """A model's soft state (a Kafka store model record): :meth:`Engine.soft_state`.
+
+    ``rules`` is not read: with replicas a model's rule state is in its stage record. It is
+    written empty so that a replica of a version that still wants it reads the record."""
 
     detectors: DetectorsRec | None
     last_detections: dict[str, int]
-    rules: RulesRec | None
+    rules: RulesRec | None = None
 
 
 class PieceRec(msgspec.Struct):
@@ -567,7 +573,7 @@ def _f(stored: Any, derived: str = "", record_only: str = "") -> Fields:
 STATE_FIELDS: dict[type, Fields] = {
     Engine: _f(
         "watermark closed_upto ahead tracked idle panes_closed events pending_total "
-        "early_total signals_out alerts_out models partitions rules",
+        "early_total signals_out models partitions",
         "config pane lateness by_name topic_kind max_bytes max_future early_cap _batches _at "
         "_latest _limits _feature_names ledgers model_level",
     ),
@@ -588,6 +594,8 @@ STATE_FIELDS: dict[type, Fields] = {
         "_head _cv _ev _hv _pv _sv _tv _slots _shift _memo _id_bytes",
     ),
     ErrorDetectors: _f("totals detectors", "stream"),
+    Alerting: _f("alerts_out book", "config"),
+    RuleBook: _f("models", "pane _config_id"),
     ModelRules: _f("states last_active predictions_seen", "model rules references"),
     RuleState: _f(RuleStateRec, record_only="rule"),
     PaneSignals: _f(SignalRec),
@@ -601,7 +609,7 @@ STATE_FIELDS: dict[type, Fields] = {
     Baseline: _f(BaselineRec),
 }
 #: The keys of :meth:`Engine.soft_state`, all stored by :class:`SoftRec`.
-SOFT_STATE_KEYS: Final = frozenset(SoftRec.__struct_fields__)
+SOFT_STATE_KEYS: Final = frozenset(SoftRec.__struct_fields__) - {"rules"}
 #: The keys of ``PendingTable.__getstate__``, all stored by :class:`PendingRec`.
 PENDING_KEYS: Final = frozenset(PendingRec.__struct_fields__)
 
@@ -1068,7 +1076,7 @@ def _set_rules(rules: ModelRules, r: RulesRec) -> None:
     rules.predictions_seen = r.predictions_seen
 
 
-def _model(engine: Engine, model: ModelState) -> ModelRec:
+def _model(model: ModelState, rules: ModelRules | None) -> ModelRec:
     warmup_built = model.profile is not None and not model.config.reference
     return ModelRec(
         name=model.name,
@@ -1085,11 +1093,11 @@ def _model(engine: Engine, model: ModelState) -> ModelRec:
         last_detections=dict(model.last_detections),
         last={w: {k: _arr(v) for k, v in m.items()} for w, m in model.last.items()},
         last_rows=int(model.last_rows),
-        rules=_rules(engine.rules.models.get(model.name)),
+        rules=_rules(rules),
     )
 
 
-def _set_model(engine: Engine, model: ModelState, r: ModelRec) -> None:
+def _set_model(model: ModelState, r: ModelRec) -> None:
     if r.name != model.name:
         raise FormatError(f"state of model {r.name!r} where the config has {model.name!r}")
     reg = model.registry
@@ -1112,9 +1120,6 @@ def _set_model(engine: Engine, model: ModelState, r: ModelRec) -> None:
     model.last_detections = {str(k): int(v) for k, v in r.last_detections.items()}
     model.last = {w: {k: _unarr(v, "<f8", 1) for k, v in m.items()} for w, m in r.last.items()}
     model.last_rows = int(r.last_rows)
-    rules = engine.rules.models.get(model.name)
-    if rules is not None and r.rules is not None:
-        _set_rules(rules, r.rules)
 
 
 def _alert(a: AlertEvent) -> AlertRec:
@@ -1156,8 +1161,10 @@ def stored_config(rec: EngineRec, config: MonitorConfig) -> MonitorConfig:
         raise FormatError(f"stored config not valid here: {str(exc)[:200]}") from None
 
 
-def encode_engine(engine: Engine) -> bytes:
-    """The whole engine as a body (MessagePack)."""
+def encode_engine(engine: Engine, alerting: Alerting | None = None) -> bytes:
+    """The whole engine as a body (MessagePack), with the state of the ``alerting`` its
+    signals feed (None: rules with no state)."""
+    rules = alerting.models if alerting is not None else {}
     rec = EngineRec(
         **_config_parts(engine.config),
         watermark=float(engine.watermark),
@@ -1169,18 +1176,23 @@ def encode_engine(engine: Engine) -> bytes:
         events=int(engine.events),
         pending_total=[int(x) for x in engine.pending_total],
         early_total=int(engine.early_total),
-        signals_out=[SignalRec(s.model, s.pane_end, dict(s.signals)) for s in engine.signals_out],
-        alerts_out=[_alert(a) for a in engine.alerts_out],
-        models=[_model(engine, m) for m in engine.models],
+        signals_out=[
+            SignalRec(s.model, s.pane_end, dict(s.signals), float(s.predictions_total))
+            for s in engine.signals_out
+        ],
+        alerts_out=[_alert(a) for a in alerting.alerts_out] if alerting is not None else [],
+        models=[_model(m, rules.get(m.name)) for m in engine.models],
         partitions={n: _partition(s) for n, s in engine.partitions.items()},
     )
     return _ENCODER.encode({"format": FORMAT, "engine": rec})
 
 
-def decode_engine(body: bytes, config: MonitorConfig) -> tuple[Engine, MonitorConfig]:
-    """The engine of a body from :func:`encode_engine`, built for the config it was made
-    under (``config`` itself when the models, ``[time]`` and topics are the same), and
-    that config. FormatError when the body is not valid state."""
+def decode_engine(
+    body: bytes, config: MonitorConfig
+) -> tuple[Engine, Alerting, MonitorConfig]:
+    """The engine and the alerting of a body from :func:`encode_engine`, built for the
+    config it was made under (``config`` itself when the models, ``[time]`` and topics are
+    the same), and that config. FormatError when the body is not valid state."""
     rec = _typed(body, "engine", EngineRec)
     shape = _config_parts(config)
     same = (
@@ -1196,8 +1208,11 @@ def decode_engine(body: bytes, config: MonitorConfig) -> tuple[Engine, MonitorCo
         raise FormatError(f"engine for the stored config: {str(exc)[:200]}") from None
     if [m.name for m in engine.models] != [m.name for m in rec.models]:
         raise FormatError("models stored and configured differ")
+    alerting = Alerting(made_under, engine.models)
     for model, mr in zip(engine.models, rec.models, strict=True):
-        _set_model(engine, model, mr)
+        _set_model(model, mr)
+        if mr.rules is not None:
+            _set_rules(alerting.models[model.name], mr.rules)
     for number, pr in rec.partitions.items():
         _set_partition(engine, engine.partition(int(number)), pr)
     n = len(engine.models)
@@ -1213,10 +1228,10 @@ def decode_engine(body: bytes, config: MonitorConfig) -> tuple[Engine, MonitorCo
     engine.events = rec.events
     engine.pending_total = list(rec.pending_total)
     engine.early_total = rec.early_total
-    engine.signals_out = [PaneSignals(s.model, s.pane_end, dict(s.signals))
+    engine.signals_out = [PaneSignals(s.model, s.pane_end, dict(s.signals), s.predictions_total)
                           for s in rec.signals_out]  # fmt: skip
-    engine.alerts_out = [_set_alert(a) for a in rec.alerts_out]
-    return engine, made_under
+    alerting.alerts_out = [_set_alert(a) for a in rec.alerts_out]
+    return engine, alerting, made_under
 
 
 def encode_snapshot(snap: PartitionSnapshot) -> bytes:
@@ -1274,41 +1289,33 @@ def encode_soft_state(soft: Mapping[str, Any]) -> bytes:
     rec = SoftRec(
         detectors=_detectors(soft["detectors"]),
         last_detections=dict(soft["last_detections"]),
-        rules=_rules(soft["rules"]),
     )
     return _ENCODER.encode({"format": FORMAT, "soft": rec})
 
 
 def decode_soft_state(body: bytes, engine: Engine, name: str) -> dict[str, Any]:
-    """A model's soft state for :meth:`Engine.install_soft_state`: detectors and rules
-    built from ``engine``'s config, holding the stored state."""
+    """A model's soft state for :meth:`Engine.install_soft_state`: detectors built from
+    ``engine``'s config, holding the stored state."""
     rec = _typed(body, "soft", SoftRec)
     model = engine.by_name[name]
     detectors = None
     if model.config.detectors:
         detectors = ErrorDetectors(model.config.detectors, error_stream(model.config.task))
     _set_detectors(detectors, rec.detectors, name)
-    rules = None
-    if rec.rules is not None:
-        rules = ModelRules(model.config, engine.pane)
-        held = engine.rules.models.get(name)
-        if held is not None:  # the references of relative rules: from the config's profile
-            rules.references = dict(held.references)
-        _set_rules(rules, rec.rules)
     return {
         "detectors": detectors,
         "last_detections": {str(k): int(v) for k, v in rec.last_detections.items()},
-        "rules": rules,
     }
 
 
-def encode_stage(stage: ModelStage, next_offset: int) -> bytes:
-    """A model's stage 2 as a body, with the next offset of its partials partition."""
+def encode_stage(stage: ModelStage, next_offset: int, rules: ModelRules | None = None) -> bytes:
+    """A model's stage 2 as a body, with the next offset of its partials partition and the
+    model's ``rules`` with their state (those its signals feed; None: no state)."""
     rec = StageRec(
         name=stage.name,
         partitions=stage.partitions,
         next_offset=next_offset,
-        model=_model(stage, stage.model),  # type: ignore[arg-type]
+        model=_model(stage.model, rules),
         window=_window(stage.windows),
         progress={n: dict(v) for n, v in stage.progress.items()},
         idle={n: sorted(v) for n, v in stage.idle.items()},
@@ -1359,9 +1366,13 @@ def encode_stage(stage: ModelStage, next_offset: int) -> bytes:
     return _ENCODER.encode({"format": FORMAT, "stage": rec})
 
 
-def decode_stage(body: bytes, config: MonitorConfig) -> tuple[ModelStage, int]:
-    """A model's stage 2 from a body (built from ``config``, holding the stored state) and
-    the next offset of its partials partition. FormatError when it is not valid."""
+def decode_stage(
+    body: bytes, config: MonitorConfig
+) -> tuple[ModelStage, int, ModelRules | None]:
+    """A model's stage 2 from a body (built from ``config``, holding the stored state), the
+    next offset of its partials partition and the model's rules with their stored state
+    (None when none was stored; see :meth:`Alerting.install
+    <monitor.core.alerting.Alerting.install>`). FormatError when it is not valid."""
     from monitor.core.model_stage import _Applied, _Chain, _Piece
 
     rec = _typed(body, "stage", StageRec)
@@ -1370,7 +1381,11 @@ def decode_stage(body: bytes, config: MonitorConfig) -> tuple[ModelStage, int]:
     if rec.partitions < 1 or rec.next_offset < 0:
         raise FormatError("stage with no input partitions or a negative offset")
     stage = ModelStage(config, rec.name, rec.partitions)
-    _set_model(stage, stage.model, rec.model)  # type: ignore[arg-type]
+    _set_model(stage.model, rec.model)
+    rules = None
+    if rec.model.rules is not None:
+        rules = ModelRules(stage.model.config, config.time.pane)
+        _set_rules(rules, rec.model.rules)
     stage.windows.grow(len(stage.model.registry.keys))
     _set_window(stage.windows, rec.window)
     width = stage.windows.width
@@ -1430,7 +1445,7 @@ def decode_stage(body: bytes, config: MonitorConfig) -> tuple[ModelStage, int]:
     stage.stale = int(rec.stale)
     stage.warm = {int(p): {int(n): warm(recs) for n, recs in parts.items()}
                   for p, parts in rec.warm.items()}  # fmt: skip
-    return stage, int(rec.next_offset)
+    return stage, int(rec.next_offset), rules
 
 
 # ---------------------------------------------------------------------- plumbing

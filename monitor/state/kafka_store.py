@@ -5,8 +5,8 @@ Records (key, value):
 
 - ``<group>/<n>``: the hard state of input partition number ``n`` (both input topics; see
   :class:`~monitor.core.engine.PartitionSnapshot`) with the offsets it reflects;
-- ``<group>/model/<name>``: the soft state of a model (detectors, alert rule state), as the
-  replica that wrote it last kept it;
+- ``<group>/model/<name>``: the soft state of a model (detectors), as the replica that
+  wrote it last kept it;
 - ``<group>/fence/<id>``: a tombstone a reader writes to learn where the topic ends.
 
 A value is sealed by :func:`monitor.state.format.seal`: ``MAGIC``, a 4-byte header length, a
@@ -46,6 +46,7 @@ from kafka import KafkaProducer, TopicPartition
 from kafka import errors as kafka_errors
 
 from monitor.config import MonitorConfig
+from monitor.core.alerting import Alerting
 from monitor.core.engine import Engine
 from monitor.kafka.client_config import (
     LogLimiter,
@@ -222,6 +223,10 @@ class KafkaStore:
         """None: the engine starts empty and each partition is restored on assignment."""
         return None
 
+    def load_state(self, config: MonitorConfig) -> tuple[Engine, Alerting] | None:
+        """None, as :meth:`load` (a model's rule state comes with its stage 2)."""
+        return None
+
     def _key(self, number: int) -> bytes:
         return f"{self.prefix}{number}".encode()
 
@@ -288,9 +293,15 @@ class KafkaStore:
         found = self._decode(self._stage_key(name).decode(), decode)
         return None if found is None else found[1]
 
-    def save(self, engine: Engine, numbers: Iterable[int] | None = None) -> int:
+    def save(
+        self,
+        engine: Engine,
+        numbers: Iterable[int] | None = None,
+        alerting: Alerting | None = None,
+    ) -> int:
         """Write the partitions' state (those read from since their last write) and every
         model's soft state, and wait for the broker to acknowledge all of it (acks=all).
+        ``alerting`` is not written: each model's rule state is in its stage 2 record.
 
         Raises :class:`StoreError` when a record is not acknowledged in time: the caller
         must then not commit offsets."""

@@ -4,9 +4,10 @@ Two stores satisfy :class:`Store`:
 
 Both write the explicit state format of :mod:`monitor.state.format` (never a pickle).
 
-- ``local`` (:class:`LocalStore`): one atomic file with the whole engine in
-  ``[state] dir``, the embedded default for a single replica. State is loaded once at
-  start; partitions keep their state across rebalances (there is no one to hand it to).
+- ``local`` (:class:`LocalStore`): one atomic file with the whole engine (and its alert
+  rules' state) in ``[state] dir``, the embedded default for a single replica. State is
+  loaded once at start; partitions keep their state across rebalances (there is no one to
+  hand it to).
 - ``kafka`` (:class:`~monitor.state.kafka_store.KafkaStore`): one record per input
   partition number and one per model in a compacted topic every replica reads, so a
   partition's hard state follows it to whichever replica the group gives it. The engine
@@ -21,6 +22,7 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from monitor.config import MonitorConfig
+from monitor.core.alerting import Alerting
 from monitor.core.engine import Engine
 from monitor.state.checkpoint import CheckpointStore
 
@@ -39,10 +41,19 @@ class Store(Protocol):
     def load(self, config: MonitorConfig) -> Engine | None:
         """The engine to start from (None: start empty)."""
 
-    def save(self, engine: Engine, numbers: Iterable[int] | None = None) -> int:
+    def load_state(self, config: MonitorConfig) -> tuple[Engine, Alerting] | None:
+        """The engine and the alerting its signals feed to start from (None: start empty)."""
+
+    def save(
+        self,
+        engine: Engine,
+        numbers: Iterable[int] | None = None,
+        alerting: Alerting | None = None,
+    ) -> int:
         """Write the state of partition ``numbers`` (None: every partition held) with the
-        offsets it reflects, durably, before returning the bytes written. Raises when the
-        write is not known to be durable: the caller then does not commit offsets."""
+        offsets it reflects, and of ``alerting`` where the store keeps it, durably, before
+        returning the bytes written. Raises when the write is not known to be durable: the
+        caller then does not commit offsets."""
 
     def restore(self, engine: Engine, numbers: Iterable[int]) -> dict[int, str]:
         """Install the stored state of partition ``numbers`` into ``engine``; per number,
@@ -63,9 +74,14 @@ class LocalStore(CheckpointStore):
     def connect(self, stop: threading.Event) -> None:
         """Nothing to reach: the directory is created on the first save."""
 
-    def save(self, engine: Engine, numbers: Iterable[int] | None = None) -> int:
-        """Write the whole engine (one file holds every partition)."""
-        return super().save(engine)
+    def save(  # type: ignore[override]
+        self,
+        engine: Engine,
+        numbers: Iterable[int] | None = None,
+        alerting: Alerting | None = None,
+    ) -> int:
+        """Write the whole engine and ``alerting`` (one file holds every partition)."""
+        return super().save(engine, alerting)
 
     def restore(self, engine: Engine, numbers: Iterable[int]) -> dict[int, str]:
         """The whole state was loaded at start: partitions keep what the engine holds."""

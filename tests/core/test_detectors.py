@@ -10,6 +10,7 @@ import pytest
 from river import drift
 
 from monitor.config import ConfigError, config_from_mapping
+from monitor.core.alerting import Alerting
 from monitor.core.detectors import (
     CalibratedCusum,
     ErrorDetectors,
@@ -119,7 +120,7 @@ def test_detector_rule_fires_on_a_rise_and_not_on_an_improvement() -> None:
     ts, err = _stream(seed=5)
     engine = _run(_messages(ts, err, 2), 400, _config())
     final = engine.flushed(keep_signals=True)
-    alerts = engine.drain_alerts() + final.drain_alerts()
+    alerts = Alerting(engine.config).feed(engine.drain_signals() + final.drain_signals())
     assert [a.status for a in alerts][:1] == ["firing"]
     assert alerts[0].signal == "adwin:error@all"
     better = _run(_messages(ts, err[::-1].copy(), 2), 400, _config())  # 0.2 then 0.1
@@ -223,13 +224,14 @@ def test_config_selects_cusum_and_the_engine_signal_equals_the_detector() -> Non
     engine = _run(_messages(ts, err, 3), 250, _cusum_config())
     final = engine.flushed(keep_signals=True)
     found = []
-    for sig in engine.drain_signals() + final.drain_signals():
+    closed = engine.drain_signals() + final.drain_signals()
+    for sig in closed:
         n = sig.signals.get("cusum:error@all", 0.0)
         assert sig.signals.get("cusum:error@1m", 0.0) == n
         assert "adwin:error@all" in sig.signals
         found.extend([round(sig.pane_end / PANE) - 1] * int(n))
     assert found == expected
-    alerts = engine.drain_alerts() + final.drain_alerts()
+    alerts = Alerting(engine.config).feed(closed)
     assert alerts and alerts[0].signal == "cusum:error@all"
 
 

@@ -22,6 +22,7 @@ from scipy.spatial.distance import jensenshannon
 
 from monitor.cli import main
 from monitor.config import ConfigError, load_config
+from monitor.core.alerting import Alerting
 from monitor.core.engine import Engine
 from monitor.events.message import Message
 from monitor.outputs.prometheus import MonitorCollector
@@ -298,11 +299,13 @@ threshold = 0.5
     feats = [{"amount": float(x), "country": "US"} for x in rng.normal(1.5, 1.0, 3000)]
     engine = _run(_write_config(tmp_path, rule), feats)
     final = engine.flushed(keep_signals=True)
-    fired = [a.rule for a in final.drain_alerts() if a.status == "firing"]
+    alerting = Alerting(engine.config, engine.models)
+    closed = engine.drain_signals() + final.drain_signals()
+    fired = [a.rule for a in alerting.feed(closed) if a.status == "firing"]
     assert fired == ["amount-drift"]
     assert _signals(engine, "1h")["psi:amount"] > 0.5
     registry = CollectorRegistry()
-    MonitorCollector(registry).update(final.report())
+    MonitorCollector(registry).update(alerting.fill(final.report()))
     labels = {"model": "m", "window": "1h", "metric": "psi:amount", "dimension": "model"}
     value = registry.get_sample_value("monitor_model_metric", {**labels, "slice": ""})
     assert value == pytest.approx(_signals(engine, "1h")["psi:amount"])

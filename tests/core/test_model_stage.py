@@ -16,10 +16,12 @@ import numpy as np
 import pytest
 
 from monitor.config import config_from_mapping
+from monitor.core.alerting import Alerting
 from monitor.core.deltas import DeltaBook
 from monitor.core.engine import Engine, PaneSignals
 from monitor.core.model_stage import ModelStage
 from monitor.core.partials import PartitionDelta, decode_delta, encode_delta
+from monitor.core.rules import AlertEvent
 from monitor.events.message import Message
 from monitor.state.format import decode_snapshot, decode_stage, encode_snapshot, encode_stage
 
@@ -129,12 +131,18 @@ def staged(cfg: Any, batches: list[list[Message]], *, wire: bool = True,
            crash_at: set[int] = frozenset(), checkpoint_every: int = 7,
            duplicate: float = 0.0, lose: float = 0.0, seed: int = 0,
            stored_every: int = 0, learn_after: int | None = None,
+           alerting: Alerting | None = None, sent_alerts: list[AlertEvent] | None = None,
            ) -> tuple[dict[str, ModelStage], Engine]:
     """Stage 1 (one engine) publishing deltas after every poll to both models' stage 2;
     at a poll in ``crash_at``, stage 1 loses everything since its last checkpoint and
     re-reads from there. ``learn_after``: that many polls after stage 2 built a warmup
-    reference, stage 1 learns it (and stops sending predictions raw)."""
+    reference, stage 1 learns it (and stops sending predictions raw). The stages' new
+    signals are fed to ``alerting`` after every poll (its transitions appended to
+    ``sent_alerts``), and left in the stages for the caller to compare."""
     rng = random.Random(seed)
+    alerting = alerting if alerting is not None else Alerting(cfg)
+    sent_alerts = sent_alerts if sent_alerts is not None else []
+    fed = {m.name: 0 for m in cfg.models}  # signals of each stage fed to the rules
     engine = Engine(cfg)
     engine.track([(t, p) for t in TOPICS for p in range(PARTS)])
     book = DeltaBook(engine)
@@ -188,15 +196,19 @@ def staged(cfg: Any, batches: list[list[Message]], *, wire: bool = True,
         batch = batches[i]
         engine.process(batch)
         engine.drain_signals()
-        engine.drain_alerts()
         numbers = sorted(engine.partitions)
         publish(numbers, flush=i % checkpoint_every == 0)
+        for name, stage in stages.items():
+            sent_alerts += alerting.feed(stage.signals_out[fed[name]:])
+            fed[name] = len(stage.signals_out)
         if stored_every and i % stored_every == 0:  # stage 2 moves: stored, then read back
             for name, stage in list(stages.items()):
-                signals, alerts = stage.drain_signals(), stage.drain_alerts()
-                stages[name], offset = decode_stage(encode_stage(stage, i), cfg)
+                signals = stage.drain_signals()
+                body = encode_stage(stage, i, alerting.models[name])
+                stages[name], offset, rules = decode_stage(body, cfg)
                 assert offset == i
-                stages[name].signals_out, stages[name].alerts_out = signals, alerts
+                alerting.install(name, rules)
+                stages[name].signals_out = signals
         if i % checkpoint_every == 0:
             for n in numbers:  # the delta just taken ends exactly here
                 checkpoint[n] = encode_snapshot(engine.export_partition(n))
@@ -229,12 +241,16 @@ def test_stage_two_equals_one_engine(seed: int) -> None:
     batches = polls(stream(4000, seed, shuffle=0.02), seed)
     engines: list[Engine] = []
     want = oracle(cfg, batches, engines)
-    stages, _ = staged(cfg, batches)
-    report = engines[0].report()
+    mine_rules = Alerting(cfg)
+    stages, _ = staged(cfg, batches, alerting=mine_rules)
+    one = Alerting(cfg)  # the rules fed the one engine's signals
+    one.feed(want["m"] + want["r"])
+    report = one.fill(engines[0].report())
     for name, stage in stages.items():
         assert stage.stale == 0
         same(want[name], stage.drain_signals())
         mine, theirs = stage.report(), report.models[name]
+        mine.alerts = mine_rules.report(name)
         assert mine.counts.pop("stale_deltas") == stage.stale  # replicas' own health
         assert mine.counts == pytest.approx(theirs.counts)
         assert mine.label_delay_buckets == pytest.approx(theirs.label_delay_buckets)
@@ -272,17 +288,20 @@ def test_stage_two_stored_and_read_back_mid_stream_goes_on_the_same() -> None:
     cfg = config()
     batches = polls(stream(3000, 17, shuffle=0.02), 17)
     want = oracle(cfg, batches)
-    stages, _ = staged(cfg, batches, crash_at={20}, duplicate=0.1, stored_every=4, seed=9)
+    alerting = Alerting(cfg)
+    sent: list[AlertEvent] = []
+    stages, _ = staged(cfg, batches, crash_at={20}, duplicate=0.1, stored_every=4, seed=9,
+                       alerting=alerting, sent_alerts=sent)
     for name, stage in stages.items():
         same(want[name], stage.drain_signals())
     # What the new owner re-posts to Alertmanager: the alerts firing now, with the ids
     # they were sent with when they fired.
-    sent = stages["m"].drain_alerts()
+    sent = [e for e in sent if e.model == "m"]
     open_ids = {e.alert_id for e in sent if e.status == "firing"} - {
         e.alert_id for e in sent if e.status == "resolved"
     }
     assert open_ids, "the stream must leave an alert firing"
-    again = stages["m"].rules.models["m"].firing_events()
+    again = alerting.firing_events("m")
     assert {e.alert_id for e in again} == open_ids
     assert all(e.status == "firing" for e in again)
 

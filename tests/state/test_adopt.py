@@ -14,6 +14,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from monitor.config import MonitorConfig, config_from_mapping
+from monitor.core.alerting import Alerting
 from monitor.core.engine import Engine
 from monitor.events.message import Message
 from monitor.state.checkpoint import CheckpointStore
@@ -115,20 +116,28 @@ def _steps() -> list[list[Message]]:
     return out
 
 
-def _run(engine: Engine, steps: list[list[Message]]) -> Engine:
+def _run(
+    engine: Engine, steps: list[list[Message]], alerting: Alerting | None = None
+) -> Engine:
+    """Feed ``steps`` to ``engine``, its signals to ``alerting`` (the run loop's rules)."""
+    alerting = alerting if alerting is not None else Alerting(engine.config, engine.models)
     for at in range(0, len(steps), BATCH):
         engine.process([m for step in steps[at : at + BATCH] for m in step])
-        engine.drain_signals()
-        engine.drain_alerts()
+        alerting.feed(engine.drain_signals())
     return engine
 
 
-def _restart(tmp_path: Path, config: MonitorConfig) -> tuple[Engine | None, list[dict]]:
+def _restart(
+    tmp_path: Path, config: MonitorConfig
+) -> tuple[tuple[Engine, Alerting] | None, list[dict]]:
     steps = _steps()
-    CheckpointStore(tmp_path).save(_run(Engine(CONFIG_A), steps[: CUT // BATCH * BATCH]))
+    engine = Engine(CONFIG_A)
+    alerting = Alerting(CONFIG_A, engine.models)
+    _run(engine, steps[: CUT // BATCH * BATCH], alerting)
+    CheckpointStore(tmp_path).save(engine, alerting)
     with capture_logs() as logs:
-        engine = CheckpointStore(tmp_path).load(config)
-    return engine, logs
+        loaded = CheckpointStore(tmp_path).load_state(config)
+    return loaded, logs
 
 
 def test_unchanged_model_keeps_everything_changed_and_new_ones_start_at_the_checkpoint(
@@ -136,26 +145,29 @@ def test_unchanged_model_keeps_everything_changed_and_new_ones_start_at_the_chec
 ):
     steps = _steps()
     cut = CUT // BATCH * BATCH
-    engine, logs = _restart(tmp_path, CONFIG_B)
-    assert engine is not None
+    loaded, logs = _restart(tmp_path, CONFIG_B)
+    assert loaded is not None
+    engine, alerting = loaded
     assert [e["event"] for e in logs] == ["checkpoint_config_changed", "checkpoint_loaded"]
     line = logs[0]
     assert line["kept"] == ["m1"] and line["rebuilt"] == ["m2"]
     assert line["added"] == ["m3"] and line["removed"] == ["gone"]
     assert "start empty at the checkpoint's offsets" in line["action"]
-    assert engine.config is CONFIG_B
+    assert engine.config is CONFIG_B and alerting.config is CONFIG_B
     before = engine.summary()["models"]["m1"]
     assert before["counts"]["pending"] > 0 and before["counts"]["early_labels_pending"] > 0
 
-    resumed = _run(engine, steps[cut:])
-    straight = _run(Engine(CONFIG_B), steps)
+    resumed = _run(engine, steps[cut:], alerting)
+    straight = Engine(CONFIG_B)
+    straight_rules = Alerting(CONFIG_B, straight.models)
+    _run(straight, steps, straight_rules)
     got, want = resumed.summary(), straight.summary()
     # m1: nothing lost, nothing counted twice; its unchanged rule kept its state
     assert got["models"]["m1"] == want["models"]["m1"]
     detectors = [e.by_name["m1"].detectors for e in (resumed, straight)]
     assert pickle.dumps(detectors[0]) == pickle.dumps(detectors[1])  # their inner state too
-    low = {r.rule: r for r in resumed.rules.report("m1")}
-    assert low["low"] == {r.rule: r for r in straight.rules.report("m1")}["low"]
+    low = {r.rule: r for r in alerting.report("m1")}
+    assert low["low"] == {r.rule: r for r in straight_rules.report("m1")}["low"]
     assert low["low"].state == "firing" and low["low"].since is not None
     assert low["low"].since < BASE + 2 * cut  # fired before the checkpoint, not again after
     # m2 and m3: as a run of config B over the events after the checkpoint only
@@ -194,10 +206,10 @@ def test_idle_timeout_and_rules_changed_keeps_every_model(tmp_path):
         ],
         idle="2m",
     )
-    engine, logs = _restart(tmp_path, changed)
-    assert engine is not None
+    loaded, logs = _restart(tmp_path, changed)
+    assert loaded is not None
     assert (
-        engine.summary()["models"]
+        loaded[0].summary()["models"]
         == _run(Engine(changed), _steps()[: CUT // BATCH * BATCH]).summary()["models"]
     )
     assert logs[0]["kept"] == ["gone", "m1", "m2"]
@@ -206,8 +218,8 @@ def test_idle_timeout_and_rules_changed_keeps_every_model(tmp_path):
 
 @pytest.mark.parametrize("pane", ["30s"])
 def test_time_change_drops_everything(tmp_path, pane):
-    engine, logs = _restart(tmp_path, _config(CONFIG_B.model_dump()["models"], pane=pane))
-    assert engine is None
+    loaded, logs = _restart(tmp_path, _config(CONFIG_B.model_dump()["models"], pane=pane))
+    assert loaded is None
     assert [e["event"] for e in logs] == ["checkpoint_config_changed"]
     assert logs[0]["dropped"] == ["gone", "m1", "m2"]
     assert "state dropped" in logs[0]["action"]

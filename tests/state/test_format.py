@@ -7,8 +7,10 @@ the previous checkpoint, and no fuzzed input raises past the store."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from monitor.config import ConfigError, config_from_mapping
+from monitor.core.alerting import Alerting
 from monitor.core.detectors import ErrorDetectors, make_detector
 from monitor.core.engine import Engine
 from monitor.state import format as fmt
@@ -46,35 +49,40 @@ def _same_json(a: Any, b: Any) -> None:
 @pytest.mark.parametrize("cut", [0, 40, 130, 420, 700])
 def test_restored_engine_continues_exactly_as_the_original(cut: int) -> None:
     """Cut the stream anywhere (before the first pane closes, during the warmup, after the
-    profile, while alerts fire and the error rate drifts): the decoded engine re-encodes
-    to the same bytes, and after the same tail both have the same state, summary, report,
-    signals and alerts."""
+    profile, while alerts fire and the error rate drifts): the decoded engine and alerting
+    re-encode to the same bytes, and after the same tail both have the same state,
+    summary, report, signals and alerts."""
     config = stream_config()
-    original = run(Engine(config), 0, cut)  # signals and alerts not drained: state too
-    body = fmt.encode_engine(original)
-    restored, made_under = fmt.decode_engine(body, config)
-    assert made_under is config
-    assert fmt.encode_engine(restored) == body
+    original = run(Engine(config), 0, cut)  # signals not drained: state too
+    rules = Alerting(config, original.models)
+    fed = len(original.signals_out)
+    rules.alerts_out = rules.feed(original.signals_out)  # evaluated, not sent: state too
+    body = fmt.encode_engine(original, rules)
+    restored, restored_rules, made_under = fmt.decode_engine(body, config)
+    assert made_under is config and restored_rules.config is config
+    assert fmt.encode_engine(restored, restored_rules) == body
     run(original, cut, END)
     run(restored, cut, END)
     assert fmt.encode_engine(restored) == fmt.encode_engine(original)
     _same_json(restored.summary(), original.summary())
-    assert repr(restored.report()) == repr(original.report())  # NaN != NaN, its repr equals
     signals = original.drain_signals()
     assert signals
     assert repr(restored.drain_signals()) == repr(signals)  # NaN != NaN; its repr equals
-    alerts = original.drain_alerts()
-    assert restored.drain_alerts() == alerts and (cut < 400 or alerts)
+    alerts = rules.feed(signals[fed:])
+    assert restored_rules.feed(signals[fed:]) == alerts and (cut < 400 or alerts)
+    assert fmt.encode_engine(restored, restored_rules) == fmt.encode_engine(original, rules)
+    report, again = rules.fill(original.report()), restored_rules.fill(restored.report())
+    assert repr(again) == repr(report)  # NaN != NaN, its repr equals
     # the stream does use what it is meant to test
     b = original.models[0]
     assert b.profile is not None and b.detectors is not None
     assert sum(b.detectors.totals.values()) > 0
-    assert any(r.transitions.get("firing") for r in original.rules.report("b"))
+    assert any(r.transitions.get("firing") for r in rules.report("b"))
     assert original.summary()["models"]["b"]["folded"]
 
 
-def _state_objects(engine: Engine) -> list[Any]:
-    objs: list[Any] = [engine, engine.rules.models["b"], *engine.models]
+def _state_objects(engine: Engine, alerting: Alerting) -> list[Any]:
+    objs: list[Any] = [engine, alerting, alerting.book, alerting.models["b"], *engine.models]
     for model in engine.models:
         objs += [model.registry]
         if model.detectors is not None:
@@ -88,8 +96,8 @@ def _state_objects(engine: Engine) -> list[Any]:
             objs.append(model.baseline)
     for state in engine.partitions.values():
         objs += [state, state.join, *state.windows, *state.join.pending]
-    objs += list(engine.rules.models["b"].states.values())
-    objs += engine.signals_out[:1] + engine.alerts_out[:1]
+    objs += list(alerting.models["b"].states.values())
+    objs += engine.signals_out[:1] + alerting.alerts_out[:1]
     objs.append(engine.export_partition(min(engine.partitions)))
     return objs
 
@@ -99,9 +107,11 @@ def test_every_attribute_of_the_state_is_stored_or_rebuilt_from_the_config() -> 
     the format, as stored or as rebuilt from the config. An attribute added to the engine
     later fails here until the format names it."""
     engine = run(Engine(stream_config(dir="unused")), 0, 700, step=50)
-    assert engine.signals_out and engine.alerts_out
+    alerting = Alerting(engine.config, engine.models)
+    alerting.alerts_out = alerting.feed(engine.signals_out)
+    assert engine.signals_out and alerting.alerts_out
     seen: set[type] = set()
-    for obj in _state_objects(engine):
+    for obj in _state_objects(engine, alerting):
         fields = fmt.STATE_FIELDS.get(type(obj))
         assert fields is not None, f"{type(obj).__qualname__} is not named by the state format"
         assert not fields.stored & fields.derived
@@ -265,17 +275,57 @@ def test_a_fuzzed_checkpoint_never_raises_past_the_store(tmp_path_factory, value
 
 
 def test_soft_state_of_a_model_round_trips_into_another_engine() -> None:
-    """The Kafka store's model record: detectors and rule state resume in another engine;
-    what the config gives the rules (references of relative rules) stays."""
+    """The Kafka store's model record: detectors resume in another engine (rule state is
+    not in it: with replicas it moves with the model's stage 2 record)."""
     config = stream_config()
     original = run(Engine(config), 0, 700)
     other = Engine(config)
-    for engine in (original, other):  # as a reference profile would set it, from the config
-        engine.rules.set_reference("b", {"accuracy@1m": (0.9, 0.01)})
     body = fmt.encode_soft_state(original.soft_state("b"))
     other.install_soft_state("b", fmt.decode_soft_state(body, other, "b"))
-    assert repr(other.rules.report("b")) == repr(original.rules.report("b"))
-    assert other.rules.models["b"].references == original.rules.models["b"].references
     assert fmt._detectors(other.models[0].detectors) == fmt._detectors(original.models[0].detectors)
     assert other.models[0].last_detections == original.models[0].last_detections
-    assert any(r.state == "firing" for r in other.rules.report("b"))
+    assert fmt._typed(body, "soft", fmt.SoftRec).rules is None  # what older readers expect
+
+
+#: A checkpoint body and a model's soft state record as the version that evaluated rules
+#: inside the engine wrote them (format 2; same layout): :data:`_BEFORE_CONFIG` over
+#: ``streams.messages(0, 200)``, signals and alerts not drained, rules evaluated in the
+#: engine. Written by that version's ``encode_engine(engine)`` and
+#: ``encode_soft_state(engine.soft_state("b"))``, kept as ``{"engine": ..., "soft": ...}``.
+_BEFORE = Path(__file__).parent / "data" / "engine_before_alerting.msgpack.zlib"
+_BEFORE_CONFIG = config_from_mapping({
+    "time": {"pane": "10s", "allowed_lateness": "20s"},
+    "models": [{
+        "name": "b", "task": "binary", "positive_class": 1, "windows": ["all", "1m"],
+        "label_ttl": "2m",
+        "alerts": [
+            {"name": "acc", "signal": "accuracy@1m", "op": "<", "threshold": 0.6, "for": "10s"},
+            {"name": "band", "kind": "control_band", "signal": "positive_rate@1m", "warmup": 3},
+            {"name": "silence", "kind": "absence", "for": "30s"},
+        ],
+    }],
+})  # fmt: skip
+
+
+def test_a_checkpoint_written_before_rules_left_the_engine_resumes_its_rules() -> None:
+    """The rule state and unsent transitions in an older body become the alerting's, equal
+    to what this version's alerting holds after the same stream; the stream goes on to
+    the same transitions. Its signals lack the prediction count (NaN)."""
+    bodies = msgspec.msgpack.decode(zlib.decompress(_BEFORE.read_bytes()))
+    old, old_rules, made_under = fmt.decode_engine(
+        msgspec.msgpack.encode(bodies["engine"]), _BEFORE_CONFIG
+    )
+    assert made_under is _BEFORE_CONFIG
+    engine = run(Engine(_BEFORE_CONFIG), 0, 200)
+    rules = Alerting(_BEFORE_CONFIG, engine.models)
+    sent = rules.feed(engine.drain_signals())
+    assert [a.status for a in sent] == ["firing", "resolved", "firing"]
+    assert repr(old_rules.report("b")) == repr(rules.report("b"))
+    assert old.signals_out and all(math.isnan(s.predictions_total) for s in old.signals_out)
+    assert old_rules.feed(old.drain_signals()[:0]) == sent  # unsent: they come first
+    run(old, 200, 500)
+    run(engine, 200, 500)
+    assert old_rules.feed(old.drain_signals()) == rules.feed(engine.drain_signals())
+    assert repr(old_rules.report("b")) == repr(rules.report("b"))
+    soft = fmt.decode_soft_state(msgspec.msgpack.encode(bodies["soft"]), old, "b")
+    assert set(soft) == fmt.SOFT_STATE_KEYS  # its rule state is not read
