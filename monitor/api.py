@@ -264,13 +264,13 @@ class Result:
         """Write ``signals.jsonl``, ``alerts.jsonl``, ``summary.json`` and ``metrics.prom``
         into ``out_dir`` as ``monitor replay`` does; return the directory."""
         from monitor.outputs.alerts import alert_json
-        from monitor.outputs.signals import signal_line
+        from monitor.outputs.signals import signal_json
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        with open(out / "signals.jsonl", "w", encoding="utf-8") as fh:
+        with open(out / "signals.jsonl", "wb") as fh:
             for pane in self.panes:
-                fh.write(json.dumps(signal_line(pane), allow_nan=False) + "\n")
+                fh.write(signal_json(pane) + b"\n")
         (out / "alerts.jsonl").write_bytes(b"".join(alert_json(e) + b"\n" for e in self.events))
         (out / "summary.json").write_text(json.dumps(self.summary, indent=2, sort_keys=True) + "\n")
         (out / "metrics.prom").write_text(self.metrics, encoding="utf-8")

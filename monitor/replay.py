@@ -42,7 +42,7 @@ from monitor.events.message import Message, MessageBatch
 from monitor.outputs.alerts import alert_json
 from monitor.outputs.exports import Exports
 from monitor.outputs.prometheus import MonitorCollector, render
-from monitor.outputs.signals import signal_line
+from monitor.outputs.signals import signal_json
 
 __all__ = [
     "InputError",
@@ -349,7 +349,7 @@ def _replay(
     if progress is not None:
         bar = progress.add("replay", total=count_lines(captures), unit="messages")
     with (
-        open(out / "signals.jsonl", "w", encoding="utf-8") as signals,
+        open(out / "signals.jsonl", "wb") as signals,
         open(out / "alerts.jsonl", "wb") as alerts,
         Exports.for_replay(config.outputs, out) as exports,
     ):
@@ -358,7 +358,7 @@ def _replay(
             closed = source.drain_signals()
             events = alerting.feed(closed)
             for sig in closed:
-                signals.write(json.dumps(signal_line(sig), allow_nan=False) + "\n")
+                signals.write(signal_json(sig) + b"\n")
             for event in events:
                 alerts.write(alert_json(event) + b"\n")
             exports.write(closed, events)

@@ -26,7 +26,7 @@ import copy
 import math
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
@@ -868,16 +868,19 @@ class Engine:
         ts = pairs.ts
         part = pairs.part
         pane = np.floor(ts / self.pane).astype(np.int64)
+        span = int(part.max()) + 1 if len(part) else 1
         if self.ledgers is not None:  # stage 2 decides what is on time
             rows = len(model.registry.keys)
-            for p_idx, p_num in {(int(a), int(b)) for a, b in zip(pane, part, strict=True)}:
-                sel = (pane == p_idx) & (part == p_num)
+            for k, sel in _groups(pane * span + part):
+                p_idx, p_num = divmod(k, span)
                 self.ledgers[p_num].add_errors(
                     model.index, p_idx, rows, ts[sel].tolist(), err[sel].tolist()
                 )
-        keep = pane >= self.closed_upto if self.closed_upto is not None else np.ones(len(ts), bool)
-        for p_idx, p_num in {(int(a), int(b)) for a, b in zip(pane[keep], part[keep], strict=True)}:
-            sel = keep & (pane == p_idx) & (part == p_num)
+        if self.closed_upto is not None:
+            keep = np.flatnonzero(pane >= self.closed_upto)
+            pane, part, ts, err = pane[keep], part[keep], ts[keep], err[keep]
+        for k, sel in _groups(pane * span + part):
+            p_idx, p_num = divmod(k, span)
             times, errors = model.error_panes.setdefault(p_idx, {}).setdefault(p_num, ([], []))
             times.extend(ts[sel].tolist())
             errors.extend(err[sel].tolist())
@@ -909,33 +912,30 @@ class Engine:
             late = late | (pane < own)
         low = int(pane.min())
         span = int(pane.max()) - low + 1
-        key = part * span + (pane - low)
         ledgers = self.ledgers
-        for k in np.unique(key):
-            sel = key == k
-            p, pane_index = divmod(int(k), span)
+        for k, sel in _groups(part * span + (pane - low)):
+            p, pane_index = divmod(k, span)
             windows = self.partitions[p].windows[model.index]
             if ledgers is not None:
                 ledgers[p].add(
                     model.index, pane_index + low, windows.rows, sl[sel], cols[sel], vals[sel],
                     ts[sel],
                 )
-            late_sel = sel & late
-            if late_sel.any():
+            is_late = late[sel]
+            if is_late.any():
                 # late by this engine's clock, or by the partition's own (installed ahead
                 # of it, possibly into an engine that has closed no pane yet)
                 mine, its = self.closed_upto, ahead.get(p)
                 upto = max(x for x in (mine, its) if x is not None)
+                late_sel = sel[is_late]
                 windows.add_late(
                     pane_index + low, upto, sl[late_sel], cols[late_sel], vals[late_sel],
                     ts[late_sel],
                 )
-                self.partitions[p].counts[model.index][LATE] += int(late_sel.sum())
-            on_time = sel & ~late
-            if on_time.any():
-                windows.add(
-                    pane_index + low, sl[on_time], cols[on_time], vals[on_time], ts[on_time]
-                )
+                self.partitions[p].counts[model.index][LATE] += len(late_sel)
+                sel = sel[~is_late]
+            if len(sel):
+                windows.add(pane_index + low, sl[sel], cols[sel], vals[sel], ts[sel])
 
     # ------------------------------------------------------------------ time
     def _watermark(self) -> float:
@@ -1329,6 +1329,21 @@ def slice_counters(model: ModelState, row: F64) -> dict[str, float]:
     out = {"predictions": float(row[lay.col("pred_n")]), "joined": float(row[lay.col("n")])}
     out.update(lay.kind.counters(lay, row, model.class_names))
     return out
+
+
+def _groups(key: npt.NDArray[np.int64]) -> Iterator[tuple[int, npt.NDArray[np.intp]]]:
+    """Each distinct key (ascending) with the positions that hold it, in their order: one
+    sort instead of a mask over the whole batch per key (a poll of a sparse stream spans
+    hundreds of panes)."""
+    if len(key) == 0:
+        return
+    order = np.argsort(key, kind="stable")
+    sorted_key = key[order]
+    cuts = np.flatnonzero(sorted_key[1:] != sorted_key[:-1]) + 1
+    starts = [0, *cuts.tolist()]
+    ends = [*cuts.tolist(), len(key)]
+    for a, b in zip(starts, ends, strict=True):
+        yield int(sorted_key[a]), order[a:b]
 
 
 def _catch_up(w: WindowSet, start: int | None, upto: int) -> None:

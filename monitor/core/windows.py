@@ -5,7 +5,10 @@ when the watermark passes a pane's end the pane closes and its sums move into:
 
 - ``all``: the cumulative sums;
 - sliding windows of N panes: a running sum of the last N closed panes, kept exact by
-  re-summing the ring every N closes so that add-then-subtract rounding cannot drift;
+  re-summing the ring every N panes so that add-then-subtract rounding cannot drift. Each
+  window also counts, per cell, the panes in it with a non-zero term: a cell whose last
+  term leaves is set to exactly 0 (on a sparse stream most cells empty out this way), and
+  only a cell that keeps terms but lost most of its magnitude is summed again;
 - decay windows with half-life h: sums of ``x * exp(-(T - t) * ln2 / h)`` where t is each
   event's own time and T the end of the last closed pane.
 
@@ -81,6 +84,9 @@ class WindowSet:
         self.sliding = [np.zeros((rows, width)) for _ in self.sliding_panes]
         self.decay = [np.zeros((rows, width)) for _ in self.decay_rates]
         self.closes = 0
+        #: Per sliding window, per cell, how many of its panes hold a non-zero term (exact
+        #: small integers). Derived from the ring: None until the next close rebuilds it.
+        self._nz: list[F64] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled with the per-pane arrays (open panes, the sliding ring) sparse: a ring
@@ -89,6 +95,7 @@ class WindowSet:
         state["open"] = {p: _sparse(a) for p, a in self.open.items()}
         state["open_decay"] = {p: [_sparse(a) for a in arrs] for p, arrs in self.open_decay.items()}
         state["ring"] = {p: _sparse(a) for p, a in self.ring.items()}
+        state["_nz"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -97,6 +104,7 @@ class WindowSet:
             p: [_dense(a) for a in arrs] for p, arrs in state["open_decay"].items()
         }
         state["ring"] = {p: _dense(a) for p, a in state["ring"].items()}
+        state["_nz"] = None
         self.__dict__.update(state)
 
     def grow(self, rows: int) -> None:
@@ -113,6 +121,7 @@ class WindowSet:
         self.ring = {p: pad_rows(a, rows) for p, a in self.ring.items()}
         self.sliding = [pad_rows(a, rows) for a in self.sliding]
         self.decay = [pad_rows(a, rows) for a in self.decay]
+        self._nz = None
 
     def remap(self, mapping: I64, rows: int) -> None:
         """Renumber the slices: old row ``i`` adds into row ``mapping[i]`` of ``rows`` rows.
@@ -135,6 +144,7 @@ class WindowSet:
         self.sliding = [move(a) for a in self.sliding]
         self.decay = [move(a) for a in self.decay]
         self.rows = rows
+        self._nz = None
 
     def add(self, pane: int, slices: I64, cols: I64, vals: F64, ts: F64) -> None:
         """Add events of one open pane (``ts`` are their event times)."""
@@ -193,10 +203,13 @@ class WindowSet:
         self.cum += acc
         if self.ring_len and pane >= upto - self.ring_len:
             held = self.ring.get(pane)
-            self.ring[pane] = acc.copy() if held is None else held + acc
-            for total, n in zip(self.sliding, self.sliding_panes, strict=True):
+            now = self.ring[pane] = acc.copy() if held is None else held + acc
+            gained = (now != 0) * 1.0 if held is None else (now != 0) * 1.0 - (held != 0)
+            for i, (total, n) in enumerate(zip(self.sliding, self.sliding_panes, strict=True)):
                 if pane >= upto - n:
                     total += acc
+                    if self._nz is not None:
+                        self._nz[i] += gained
 
     def close(self, pane: int) -> bool:
         """Close ``pane`` (the next pane in order); return whether any window changed contents."""
@@ -211,21 +224,31 @@ class WindowSet:
             for target, add in zip(self.decay, decayed, strict=True):
                 target += add
         if self.ring_len:
+            nz = self._nz if self._nz is not None else self._count_terms(pane)
+            arrived = acc != 0 if acc is not None else None
             if acc is not None:
                 self.ring[pane] = acc
             for i, (total, n) in enumerate(zip(self.sliding, self.sliding_panes, strict=True)):
-                if acc is not None:
+                if acc is not None and arrived is not None:
                     total += acc
+                    nz[i] += arrived
                 leaving = self.ring.get(pane - n)
                 if leaving is not None:
                     total -= leaving
+                    nz[i] -= leaving != 0
                     changed = True
-                    if np.any(np.abs(leaving) > _CANCEL * np.abs(total)):
+                    empty = nz[i] == 0
+                    total[empty] = 0.0  # its last term left: exactly nothing
+                    lost = np.abs(leaving) > _CANCEL * np.abs(total)
+                    lost &= ~empty
+                    if lost.any():
                         # A large term left a small remainder: rounding may dominate it.
                         self._resum_one(i, pane, n)
             self.ring.pop(pane - self.ring_len, None)
             self.closes += 1
-            if self.closes % self.ring_len == 0:
+            if pane % self.ring_len == 0:
+                # At panes fixed in event time, not counted from when this set was made:
+                # two sets that hold the same panes (a replica's, a restarted model's) agree.
                 self._resum(pane)
         return changed
 
@@ -237,6 +260,18 @@ class WindowSet:
     def ring_empty(self) -> bool:
         """Whether no closed pane is inside any sliding window."""
         return not self.ring
+
+    def _count_terms(self, pane: int) -> list[F64]:
+        """Rebuild :attr:`_nz` from the ring, for the windows as they are before ``pane``
+        closes (each holds the panes after ``pane - 1 - n``)."""
+        self._nz = []
+        for n in self.sliding_panes:
+            count = np.zeros((self.rows, self.width))
+            for p, arr in self.ring.items():
+                if p > pane - 1 - n:
+                    count += arr != 0
+            self._nz.append(count)
+        return self._nz
 
     def _resum_one(self, i: int, last: int, n: int) -> None:
         total = self.sliding[i]

@@ -587,7 +587,7 @@ STATE_FIELDS: dict[type, Fields] = {
     ),
     JoinBuffer: _f("pending early matched"),
     WindowSet: _f(
-        WindowRec, "pane sliding_panes decay_rates ring_len",
+        WindowRec, "pane sliding_panes decay_rates ring_len _nz",
     ),
     PendingTable: _f(
         "_k _blob _ts _pred _score _hash _ends _slices _used _live",
@@ -764,6 +764,7 @@ def _set_window(w: WindowSet, r: WindowRec) -> None:
     w.sliding = [_matrix(a, shape) for a in r.sliding]
     w.decay = [_matrix(a, shape) for a in r.decay]
     w.closes = int(r.closes)
+    w._nz = None  # derived from the ring at the next close
     w.grow(rows)  # slices registered after it was stored
 
 
@@ -833,6 +834,19 @@ def _partition(state: PartitionState) -> PartitionRec:
             for m, panes in state.warmup.items()
         },
     )
+
+
+def _check_clock(w: WindowSet, closed_upto: int | None, where: str) -> None:
+    """A pane ring holds the panes closed last: those in ``[closed_upto - ring_len,
+    closed_upto)``. A record whose ring lies elsewhere came from no clock (a pane index
+    or clock altered in a resealed body) and would make the engine close, with a signal
+    each, every pane in between: refused like any other malformed record."""
+    if not w.ring:
+        return
+    low, high = min(w.ring), max(w.ring)
+    if closed_upto is None or high >= closed_upto or low < closed_upto - w.ring_len:
+        raise FormatError(f"{where}: pane ring {low}..{high} does not end at the clock's "
+                          f"{closed_upto}")
 
 
 def _set_partition(
@@ -1221,6 +1235,9 @@ def decode_engine(
     engine.closed_upto = rec.closed_upto
     engine._ahead().clear()
     engine._ahead().update(rec.ahead)
+    for number, state in engine.partitions.items():
+        for w in state.windows:
+            _check_clock(w, rec.ahead.get(number, rec.closed_upto), f"partition {number}")
     engine.tracked = {(t, int(p)) for t, p in rec.tracked}
     engine.idle = {(t, int(p)) for t, p in rec.idle}
     engine.panes_closed = rec.panes_closed
@@ -1271,6 +1288,8 @@ def decode_snapshot(body: bytes, engine: Engine) -> PartitionSnapshot:
         delay_sum=np.zeros(n),
     )  # fmt: skip
     _set_partition(engine, state, rec.state, rows)
+    for w in state.windows:
+        _check_clock(w, rec.closed_upto, f"partition {rec.number}")
     return PartitionSnapshot(
         number=rec.number,
         state=state,
@@ -1435,6 +1454,7 @@ def decode_stage(
     }
     stage.watermark = float(rec.watermark)
     stage.closed_upto = rec.closed_upto
+    _check_clock(stage.windows, rec.closed_upto, f"stage of {stage.name}")
     stage.panes_closed = int(rec.panes_closed)
     stage.error_panes = _set_errors(rec.error_panes)
     stage.counts = _matrix(rec.counts, (len(COUNT_NAMES),))

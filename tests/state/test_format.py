@@ -329,3 +329,22 @@ def test_a_checkpoint_written_before_rules_left_the_engine_resumes_its_rules() -
     assert repr(old_rules.report("b")) == repr(rules.report("b"))
     soft = fmt.decode_soft_state(msgspec.msgpack.encode(bodies["soft"]), old, "b")
     assert set(soft) == fmt.SOFT_STATE_KEYS  # its rule state is not read
+
+
+@pytest.mark.parametrize("shift", [-1_000_000, -400, 400, 1_000_000])
+def test_a_clock_that_does_not_match_the_pane_rings_is_refused(shift: int) -> None:
+    """A resealed body whose clock was moved (a flipped digit of ``closed_upto``) would make
+    the engine close, with a signal each, every pane between the clock and its rings: a
+    million panes took the fuzz test past its time limit. It is refused instead, and so is
+    a partition snapshot with the same fault (a stage record is checked the same way)."""
+    body = msgspec.msgpack.decode(_BODY)
+    assert body["engine"]["closed_upto"] is not None
+    body["engine"]["closed_upto"] += shift
+    with pytest.raises(fmt.FormatError, match="pane ring"):
+        fmt.decode_engine(msgspec.msgpack.encode(body), _SMALL)
+    engine, _, _ = fmt.decode_engine(_BODY, _SMALL)  # the body as written is fine
+    number = next(iter(engine.partitions))
+    snap = msgspec.msgpack.decode(fmt.encode_snapshot(engine.export_partition(number)))
+    snap["snapshot"]["closed_upto"] += shift
+    with pytest.raises(fmt.FormatError, match="pane ring"):
+        fmt.decode_snapshot(msgspec.msgpack.encode(snap), Engine(_SMALL))
