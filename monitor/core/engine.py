@@ -58,7 +58,7 @@ from monitor.core.counts import (
 from monitor.core.detectors import ErrorDetectors, error_stream
 from monitor.core.fastpath import Chunk, OneByOne, split_and_join
 from monitor.core.join import EarlyLabel, JoinBuffer, Pending
-from monitor.core.layout import Layout, feature_columns
+from monitor.core.layout import Layout, feature_columns, scatter_panes
 from monitor.core.panemetrics import pane_signals
 from monitor.core.partials import DeltaLedger, WarmRow
 from monitor.core.reference import ReferenceProfile, load_profile, profile_from_columns
@@ -913,6 +913,7 @@ class Engine:
         low = int(pane.min())
         span = int(pane.max()) - low + 1
         ledgers = self.ledgers
+        on_time: list[tuple[WindowSet, int, npt.NDArray[np.intp]]] = []
         for k, sel in _groups(part * span + (pane - low)):
             p, pane_index = divmod(k, span)
             windows = self.partitions[p].windows[model.index]
@@ -935,7 +936,21 @@ class Engine:
                 self.partitions[p].counts[model.index][LATE] += len(late_sel)
                 sel = sel[~is_late]
             if len(sel):
-                windows.add(pane_index + low, sl[sel], cols[sel], vals[sel], ts[sel])
+                on_time.append((windows, pane_index + low, sel))
+        if not on_time:
+            return
+        # The open panes' sums of every group at once (bit for bit what WindowSet.add adds)
+        at = np.concatenate([sel for _, _, sel in on_time])
+        group = np.repeat(np.arange(len(on_time)), [len(sel) for _, _, sel in on_time])
+        first = on_time[0][0]
+        blocks = scatter_panes(
+            (first.rows, first.width), first.decay_rates, first.pane,
+            np.array([p for _, p, _ in on_time], dtype=np.int64), group,
+            sl[at], cols[at], vals[at], ts[at],
+        )  # fmt: skip
+        for g, plain, decay in blocks:
+            windows, pane_index, _ = on_time[g]
+            windows.add_sums(pane_index, None, plain, decay)
 
     # ------------------------------------------------------------------ time
     def _watermark(self) -> float:

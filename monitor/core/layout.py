@@ -28,7 +28,7 @@ categorical one).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -324,6 +324,54 @@ def scatter_pane(plain: F64, decay: Sequence[F64], rates: Sequence[float], end: 
         age = end - ts
         for rate, target in zip(rates, decay, strict=True):
             scatter_add(target, slices, cols, vals, np.exp(-rate * age))
+
+
+#: Cells of the (groups, slices, width) block one :func:`scatter_panes` call fills at most.
+_BLOCK_CELLS = 1 << 20
+
+
+def scatter_panes(
+    shape: tuple[int, int],
+    rates: Sequence[float],
+    pane: float,
+    panes: I64,
+    group: I64,
+    slices: I64,
+    cols: I64,
+    vals: F64,
+    ts: F64,
+) -> Iterator[tuple[int, F64, list[F64]]]:
+    """The open-pane sums of many (partition, pane) groups of events at once: for each
+    group ``g`` (of pane ``panes[g]``; ``group`` gives each event's), its plain sums and
+    one decay block per rate, as :func:`scatter_pane` would add them into zeros, bit for
+    bit. One ``bincount`` per block of groups instead of one per group: a poll of a sparse
+    stream holds hundreds of groups of a few events each."""
+    rows, width = shape
+    size = rows * width
+    per_block = max(1, _BLOCK_CELLS // max(size, 1))
+    keep = slices >= 0
+    for first in range(0, len(panes), per_block):
+        last = min(first + per_block, len(panes))
+        mine = (group >= first) & (group < last)
+        g = group[mine] - first
+        sl, cl, vl = slices[mine], cols[mine], vals[mine]
+        idx = (g[:, None, None] * size + sl[:, :, None] * width + cl[:, None, :])
+        kept = np.broadcast_to(keep[mine][:, :, None], idx.shape)
+        at = idx[kept]
+        n = (last - first) * size
+
+        def block(v: F64, at: I64 = at, kept: npt.NDArray[np.bool_] = kept, n: int = n) -> F64:
+            spread = np.broadcast_to(v[:, None, :], kept.shape)
+            summed = np.bincount(at, weights=spread[kept], minlength=n)
+            return summed.astype(np.float64, copy=False).reshape(-1, rows, width)
+
+        plain = block(vl)
+        decays = []
+        if rates:
+            age = (panes[g + first] + 1) * pane - ts[mine]
+            decays = [block(vl * np.exp(-rate * age)[:, None]) for rate in rates]
+        for i in range(last - first):
+            yield first + i, plain[i], [d[i] for d in decays]
 
 
 def scatter_add(target: F64, slices: I64, cols: I64, vals: F64, weights: F64 | None = None) -> None:

@@ -394,3 +394,35 @@ def test_sliding_window_does_not_lose_small_sums_next_to_huge_ones() -> None:
     assert w["prediction_count"] == 1.0
     assert w["mae"] == pytest.approx(0.1, rel=1e-12)
     assert w["mape"] == pytest.approx(0.1 / 2.0, rel=1e-9)
+
+
+@pytest.mark.parametrize("block_cells", [1 << 20, 64, 1])
+def test_many_panes_at_once_add_what_one_pane_at_a_time_adds(monkeypatch, block_cells) -> None:
+    """The batch of a sparse stream spans hundreds of (partition, pane) groups; their sums
+    come from one bincount per block of groups (``scatter_panes``), and must equal, bit for
+    bit, each group's own ``scatter_pane`` into zeros: the windows of one process and of a
+    replica (which adds pane by pane) are compared exactly."""
+    from monitor.core import layout
+
+    monkeypatch.setattr(layout, "_BLOCK_CELLS", block_cells)
+    rng = np.random.default_rng(7)
+    rows, width, n, groups = 5, 9, 400, 37
+    rates = [math.log(2) / 1800.0, math.log(2) / 60.0]
+    panes = np.sort(rng.choice(10_000, groups, replace=False)).astype(np.int64) + 170_000_000
+    group = rng.integers(0, groups, n)
+    group[:groups] = np.arange(groups)  # every group has events
+    slices = rng.integers(-1, rows, (n, 3))
+    slices[:, 0] = 0
+    cols = rng.integers(0, width, (n, 4))
+    vals = rng.normal(0.0, 1e3, (n, 4)) * rng.integers(0, 2, (n, 4))
+    ts = (panes[group] + rng.random(n)) * 10.0
+    got = list(layout.scatter_panes((rows, width), rates, 10.0, panes, group, slices, cols,
+                                    vals, ts))  # fmt: skip
+    assert [g for g, _, _ in got] == list(range(groups))
+    for g, plain, decay in got:
+        sel = group == g
+        want, want_decay = np.zeros((rows, width)), [np.zeros((rows, width)) for _ in rates]
+        layout.scatter_pane(want, want_decay, rates, (int(panes[g]) + 1) * 10.0, slices[sel],
+                            cols[sel], vals[sel], ts[sel])  # fmt: skip
+        assert np.array_equal(plain, want)
+        assert all(np.array_equal(a, b) for a, b in zip(decay, want_decay, strict=True))
