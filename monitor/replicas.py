@@ -264,6 +264,15 @@ class ReplicaStages:
                 )
         if bodies:
             self.store.save_stages(bodies)
+        self.publish_references()
+
+    def publish_references(self) -> None:
+        """Write the warmup references this replica's live stages built since (or whose
+        warmup failed) to the store, for every replica's stage 1: as soon as they exist,
+        as until then stage 1 sends each of the model's predictions raw. StoreError when
+        the store does not take one (the next call writes it)."""
+        if self.store is None:
+            return
         for name, stage in self.stages.items():
             if self._live(name) and name not in self._references_sent and stage.warmed_up():
                 model = stage.model
@@ -392,8 +401,14 @@ class ReplicaStages:
         """Once a second: create the stages of owned models not heard of yet, release the
         input partitions nobody has published for ``time.unassigned_timeout``, judge
         absence rules on the wall clock when every input partition is idle, and learn the
-        warmup references built since (:meth:`learn_references`)."""
+        warmup references built since (:meth:`learn_references`) and publish those built
+        here (:meth:`publish_references`)."""
         self.learn_references(now)
+        try:
+            self.publish_references()
+        except StoreError as exc:
+            log.warning("warmup_reference_not_published", error=str(exc)[:200],
+                        action="written at the next tick or checkpoint")  # fmt: skip
         for model in self.owned_models():
             self._stage(model)
         timeout = self.config.time.unassigned_timeout

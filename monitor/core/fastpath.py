@@ -40,6 +40,7 @@ import numpy.typing as npt
 
 from monitor.core.counts import LABELS, MATCHED, PREDICTIONS
 from monitor.core.join import PendingTable, id_keys
+from monitor.core.partials import WarmRow
 from monitor.events.codec import (
     DEFAULT_LIMITS,
     MAX_EVENT_TIME,
@@ -403,7 +404,7 @@ class _Order:
         self.first: dict[tuple[str, int, int], int] = {}
         #: warmup rows per (model, partition, pane): rows of each pane list, and the poll
         #: index of each row added by this poll, the batch path's first
-        self.warm_lens = {n: self._warm_lens(engine.partitions[n]) for n in split.ordered}
+        self.warm_lens = {n: self._warm_lens(n) for n in split.ordered}
         self.warm: dict[tuple[int, int, int], list[int]] = {
             key: list(at) for key, at in split.warm.items() if key[1] in split.ordered
         }
@@ -413,9 +414,8 @@ class _Order:
     def _lens(join: JoinBuffer) -> list[int]:
         return [len(join.early), *map(len, join.matched), *map(len, join.pending)]
 
-    @staticmethod
-    def _warm_lens(state: PartitionState) -> dict[tuple[int, int], int]:
-        return {(m, p): len(rows) for m, panes in state.warmup.items() for p, rows in panes.items()}
+    def _warm_lens(self, number: int) -> dict[tuple[int, int], int]:
+        return {key: len(rows) for key, rows in _warm_lists(self.engine, number).items()}
 
     def after(self, i: int, number: int) -> None:
         """Stamp the entries message ``i`` of partition ``number`` added with ``i``."""
@@ -423,9 +423,10 @@ class _Order:
         if lens is None:
             return
         state = self.engine.partitions[number]
-        if state.warmup:  # a prediction kept for a model's reference: one row, at the end
+        if self.warm_lens[number] or _has_warm(self.engine, number):
+            # a prediction kept for a model's reference: one row, at the end of its pane's
             before = self.warm_lens[number]
-            warm = self._warm_lens(state)
+            warm = self._warm_lens(number)
             if warm != before:
                 for (m, pane), n in warm.items():
                     if n > before.get((m, pane), 0):
@@ -459,7 +460,7 @@ class _Order:
         warmup rows of each pane."""
         for m, number, pane in self.warm_stamps:
             at = self.warm[(m, number, pane)]
-            rows = self.engine.partitions[number].warmup[m][pane]
+            rows = _warm_lists(self.engine, number)[(m, pane)]
             tail = rows[-len(at) :]
             order = sorted(range(len(at)), key=at.__getitem__)
             rows[-len(at) :] = [tail[k] for k in order]
@@ -621,10 +622,7 @@ def _predictions(
         pids = [e.prediction_id for e in group]
         # The label message that follows each prediction in this poll, if any.
         later = [fused.get(pid) for pid in pids] if fused else []
-        # With replicas, a model still waiting for its warmup reference sends each
-        # prediction raw to stage 2 (the per-message path keeps them in arrival order).
-        raw = m >= 0 and engine.ledgers is not None and bool(engine.models[m].warmup_target)
-        if m < 0 or m in crossing or raw:
+        if m < 0 or m in crossing:
             evicts = m in crossing
             if m < 0:
                 split.reject(at[sel])  # unknown model
@@ -855,15 +853,19 @@ def _warmup_rows(
     slices: I64,
 ) -> None:
     """Keep the predictions of a model in its warmup for its reference, per pane still
-    open, as the per-message path does (features as a mapping, the prediction as sent)."""
+    open, as the per-message path does (features as a mapping, the prediction as sent).
+    With replicas (delta ledgers) they go raw to stage 2 as :class:`WarmRow`, every pane
+    (stage 2 decides what is on time)."""
     state = engine.partitions[number]
-    kept = state.warmup.setdefault(model.index, {})
-    closed = engine.closed_upto
+    ledger = None if engine.ledgers is None else engine.ledgers[number]
+    kept = state.warmup.setdefault(model.index, {}) if ledger is None else {}
+    closed = engine.closed_upto if ledger is None else None
     _, _, attrs = _typed(_all_features(engine), engine.limits)
     times = ts.tolist()
     rows = slices.tolist()
     scores = score.tolist()
     at = idx.tolist()
+    width = len(model.registry.keys)
     for j, e in enumerate(group):
         pane = math.floor(times[j] / engine.pane)
         if closed is not None and pane < closed:
@@ -871,9 +873,34 @@ def _warmup_rows(
         feats = e.features
         if feats is not None and type(feats) is not dict:  # the typed struct: by name
             feats = {name: getattr(feats, a) for name, a in attrs.items()}
-        row = (times[j], tuple(rows[j]), feats, e.prediction, scores[j])
-        kept.setdefault(pane, []).append(row)
+        if ledger is not None:
+            ledger.add_warm(model.index, pane, width,
+                            WarmRow(times[j], rows[j], feats, e.prediction, scores[j]))  # fmt: skip
+        else:
+            kept.setdefault(pane, []).append((times[j], tuple(rows[j]), feats, e.prediction,
+                                              scores[j]))  # fmt: skip
         split.warm.setdefault((model.index, number, pane), []).append(at[j])
+
+
+def _warm_lists(engine: Engine, number: int) -> dict[tuple[int, int], list[Any]]:
+    """The warmup rows partition ``number`` holds, per (model, pane), in arrival order:
+    kept for the reference here, or (with replicas) to be sent raw to stage 2."""
+    if engine.ledgers is None:
+        state = engine.partitions[number]
+        return {(m, p): rows for m, panes in state.warmup.items() for p, rows in panes.items()}
+    ledger = engine.ledgers.get(number)
+    if ledger is None:
+        return {}
+    return {(m, p): acc.warm for m, panes in enumerate(ledger.panes)
+            for p, acc in panes.items() if acc.warm}  # fmt: skip
+
+
+def _has_warm(engine: Engine, number: int) -> bool:
+    """Whether partition ``number`` holds any warmup row (see :func:`_warm_lists`)."""
+    if engine.ledgers is None:
+        return bool(engine.partitions[number].warmup)
+    ledger = engine.ledgers.get(number)
+    return ledger is not None and any(acc.warm for panes in ledger.panes for acc in panes.values())
 
 
 def _note(state: PartitionState, topic: str, ts: F64) -> None:

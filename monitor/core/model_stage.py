@@ -246,11 +246,15 @@ class ModelStage:
         the reference exists and they are past the panes it was built from; else nowhere.
         Returns the rows buffered."""
         model = self.model
-        rows = [
-            (w.ts, tuple(int(mapping[i]) if i >= 0 else -1 for i in w.slices),
-             w.features, w.prediction, w.score)
-            for w in pd.warm
-        ]  # fmt: skip
+        remap = mapping.tolist()
+        mapped: dict[tuple[int, ...], tuple[int, ...]] = {}  # the few slice combinations
+        rows = []
+        for w in pd.warm:
+            key = tuple(w.slices)
+            here = mapped.get(key)
+            if here is None:
+                here = mapped[key] = tuple(remap[i] if i >= 0 else -1 for i in key)
+            rows.append((w.ts, here, w.features, w.prediction, w.score))
         if model.warmup_target:
             if self.closed_upto is None or pd.pane >= self.closed_upto:
                 self.warm.setdefault(pd.pane, {}).setdefault(number, []).extend(rows)

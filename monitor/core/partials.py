@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Final
 
 import msgspec
@@ -160,10 +161,12 @@ def decode_delta(value: bytes) -> PartitionDelta:
                 raise ValueError(f"pane delta of {model.model!r}: error lists differ in length")
             if any(r < 0 or r >= len(model.slice_keys) for r in pane.rows):
                 raise ValueError(f"pane delta of {model.model!r}: a row outside slice_keys")
-            if any(
-                r < -1 or r >= len(model.slice_keys) for w in pane.warm for r in w.slices
-            ):
-                raise ValueError(f"pane delta of {model.model!r}: warmup slice outside slice_keys")
+            if pane.warm:
+                flat = list(chain.from_iterable([w.slices for w in pane.warm]))
+                if flat and (min(flat) < -1 or max(flat) >= len(model.slice_keys)):
+                    raise ValueError(
+                        f"pane delta of {model.model!r}: warmup slice outside slice_keys"
+                    )
     return delta
 
 

@@ -430,3 +430,30 @@ def test_a_failed_warmup_is_published_too_and_stage_one_stops_sending_raw() -> N
     assert engine.learn_profile("m", profile, -1)
     assert not engine.models[0].warmup_target
     assert not stages["r"].warmed_up()  # no warmup asked for: nothing to publish
+
+
+def test_warmup_rows_take_the_batch_path_and_keep_arrival_order() -> None:
+    """Stage 1 sends a poll's warmup predictions raw from the batch path; one that goes
+    one by one (its label comes twice in the poll) keeps its place among them."""
+    cfg = config(warmup=50)
+    engine = Engine(cfg)
+    book = DeltaBook(engine)
+    out = []
+    for i in range(12):
+        body = {"prediction_id": f"p{i}", "model": "m", "ts": T0 + i, "prediction": 1,
+                "score": 0.5, "segment": {"region": "a"}, "features": {"x": i, "c": "p"}}
+        out.append(("predictions", json.dumps(body).encode()))
+        if i == 3:  # the id occurs three times in the poll: its messages go one by one
+            label = json.dumps({"prediction_id": "p3", "ts": T0 + 3.5, "label": 1}).encode()
+            out += [("labels", label), ("labels", label)]
+    offsets: dict[str, int] = {}
+    messages = []
+    for topic, value in out:
+        offsets[topic] = offsets.get(topic, -1) + 1
+        messages.append(Message(topic, 0, offsets[topic], None, value))
+    engine.process(messages)
+    delta = decode_delta(encode_delta(book.take(0)))
+    warm = [w for md in delta.models if md.model == "m" for pd in md.panes for w in pd.warm]
+    assert [w.ts for w in warm] == [T0 + i for i in range(12)]
+    assert [w.features["x"] if w.features else None for w in warm] == list(range(12))
+    assert all(w.prediction == 1 and w.score == 0.5 for w in warm)
