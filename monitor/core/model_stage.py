@@ -482,6 +482,7 @@ class ModelStage:
         out.counts["pending"] = float(sum(p for p, _ in self.waiting.values()))
         out.counts["early_labels_pending"] = float(sum(e for _, e in self.waiting.values()))
         out.counts["stale_deltas"] = float(self.stale)  # monitor_model_accumulator
+        out.counts["panes_closed"] = float(self.panes_closed)  # the model's own clock
         if model.detectors is not None:
             for name, total in model.detectors.totals.items():
                 out.counts[f"{name}_detections"] = float(total)

@@ -252,6 +252,7 @@ def test_stage_two_equals_one_engine(seed: int) -> None:
         mine, theirs = stage.report(), report.models[name]
         mine.alerts = mine_rules.report(name)
         assert mine.counts.pop("stale_deltas") == stage.stale  # replicas' own health
+        assert mine.counts.pop("panes_closed") == engines[0].panes_closed  # the same clock
         assert mine.counts == pytest.approx(theirs.counts)
         assert mine.label_delay_buckets == pytest.approx(theirs.label_delay_buckets)
         assert [(s.dimension, s.value, s.counters) for s in mine.slices] == [
