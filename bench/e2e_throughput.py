@@ -53,6 +53,7 @@ EVENTS_PER_S = 200.0  # event-time rate of the generated traffic
 LABEL_SHARE = 0.8
 BATCH = 10_000
 TARGET = 0.5  # (b2)/(a2): the daemon over the bare consumer, confluent client
+JUDGED_FROM = 500_000  # messages: a shorter run measures the clients' start-up
 RUNS = {
     "a": "bare kafka-python (poll batches + msgspec decode)",
     "a2": "bare confluent-kafka (consume batches + msgspec decode)",
@@ -460,9 +461,13 @@ def main() -> int:
             print(f"ratio     ({daemon_run})/({bare_run}) = {ratio:.2f}")
     if "b2" in results and "a2" in results and results["a2"]["rate"] > 0:
         ratio, rate = results["b2"]["rate"] / results["a2"]["rate"], results["b2"]["rate"]
+        verdict = "met" if ratio >= TARGET else "NOT met"
+        if results["a2"]["messages"] < JUDGED_FROM:
+            # the bare consumer's fetch start-up is most of a short run
+            verdict = f"not judged below {JUDGED_FROM:,} messages"
         print(f"target (b2)/(a2) >= {TARGET} (the daemon with the confluent source over a bare "
-              f"confluent consumer that decodes): **{'met' if ratio >= TARGET else 'NOT met'}** "
-              f"({ratio:.2f}, {rate:,.0f} events/s)")
+              f"confluent consumer that decodes): **{verdict}** ({ratio:.2f}, {rate:,.0f} "
+              "events/s)")
     if args.profile:
         for client in ("kafka-python", "confluent"):
             path = work / f"daemon-{client}.prof"
