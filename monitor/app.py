@@ -653,8 +653,8 @@ class App:
             checkpoint_failures=dict(self.checkpoint_failures),
             input_up=self.input_up,
         )
-        report = self.engine.report()
-        if self.stages is not None:
+        report = self.engine.report(models=self.stages is None)
+        if self.stages is not None:  # the models' part is their owners' stage 2
             report = self.stages.report(report)
         else:
             self.alerting.fill(report)

@@ -1174,15 +1174,17 @@ class Engine:
             clone.signals_out = []
         return clone
 
-    def report(self) -> Report:
-        """The current picture: metrics per window as of the last pane close; counters now."""
+    def report(self, models: bool = True) -> Report:
+        """The current picture: metrics per window as of the last pane close; counters now.
+        Without ``models``, only the engine's own figures (clock, events, rejects): with
+        replicas the models' come from their stage 2."""
         report = Report(
             watermark=self.watermark, panes_closed=self.panes_closed, events=self.events
         )
         for state in self.partitions.values():
             for key, n in state.rejects.items():
                 report.rejects[key] = report.rejects.get(key, 0) + n
-        for model in self.models:
+        for model in self.models if models else ():
             report.models[model.name] = self._model_report(model)
         return report
 
