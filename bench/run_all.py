@@ -60,6 +60,7 @@ BENCHES = (
     Bench("e2e_throughput", ("--events", "20000"), title="End to end throughput (1)"),
     Bench("replay_throughput", ("--events", "50000"), title="Replay vs bare decode"),
     Bench("replay_noisy", ("--events", "30000"), title="Replay of a noisy real-shaped stream"),
+    Bench("decoders", ("--events", "20000", "--repeat", "3"), title="JSON decoders for a poll"),
     Bench("exports", ("--events", "20000", "--repeat", "1"), title="Exports"),
     Bench("report_size", ("--panes", "10000"), title="Report size"),
     Bench("drift", ("--seeds", "5", "--stationary-seeds", "1", "--events", "50000"),
