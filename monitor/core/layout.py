@@ -176,8 +176,13 @@ class Layout:
         if columns is None:
             columns = feature_columns(raw or [], self.features)
         e = len(raw) if raw is not None else len(next(iter(columns.values()), ()))
-        cols: list[I64] = []
-        vals: list[F64] = []
+        per_feature = (0 if profile_only else 1) + (2 if self.profile is not None else 0)
+        terms = len(self.features) * per_feature + (2 if self.pca is not None else 0)
+        terms += 1 if self.features else 0
+        # One row per term, filled in place: (terms, events), handed back transposed.
+        cols: I64 = np.empty((terms, e), dtype=np.int64)
+        vals: F64 = np.empty((terms, e), dtype=np.float64)
+        j = 0
         problem = np.zeros(e, dtype=bool)
         seen_problem = np.zeros(e, dtype=bool)  # without the profile
         if use is None:
@@ -192,33 +197,33 @@ class Layout:
                 numbers[name] = x
             else:
                 bad, strings = _categorical_column(values)
-            dq = np.array(
-                [
-                    self.col(f"missing:{name}"),
-                    self.col(f"missing:{name}"),
-                    self.col(f"mismatch:{name}"),
-                    self.col(f"nonfinite:{name}") if kind == "numeric" else 0,
-                ],
-                dtype=np.int64,
-            )
+            flagged = bad > 0
             if not profile_only:
-                cols.append(dq[bad])
-                vals.append((bad > 0).astype(np.float64))
-            seen_problem |= bad > 0
+                dq = np.array(
+                    [
+                        self.col(f"missing:{name}"),
+                        self.col(f"missing:{name}"),
+                        self.col(f"mismatch:{name}"),
+                        self.col(f"nonfinite:{name}") if kind == "numeric" else 0,
+                    ],
+                    dtype=np.int64,
+                )
+                np.take(dq, bad, out=cols[j])
+                vals[j] = flagged
+                j += 1
+            seen_problem |= flagged
             if self.profile is None:
                 continue
-            ok = (bad == 0) & use
+            ok = ~flagged & use
             hist = self.col(f"hist:{name}")
             if kind == "numeric":
                 ref = self.profile.numeric[name]
                 b = bin_numeric(ref.edges, np.where(ok, x, ref.edges[0]))
-                under = ok & (b == 0)
-                over = ok & (b == ref.columns - 1)
-                cols.append(hist + b)
-                vals.append(ok.astype(np.float64))
-                cols.append(self.col(f"bin_sum:{name}") + b)
-                vals.append(np.where(ok, x, 0.0))
-                problem |= under | over
+                problem |= ok & ((b == 0) | (b == ref.columns - 1))
+                np.add(b, hist, out=cols[j])
+                vals[j] = ok
+                np.add(b, self.col(f"bin_sum:{name}"), out=cols[j + 1])
+                vals[j + 1] = np.where(ok, x, 0.0)
             else:
                 cref = self.profile.categorical[name]
                 code = np.full(e, len(cref.categories), dtype=np.int64)
@@ -231,28 +236,29 @@ class Layout:
                     new = np.array([k not in cref.known for k in keys], dtype=bool)
                     code[ok] = lut[inverse]
                     unseen[ok] = new[inverse]
-                cols.append(hist + code)
-                vals.append(ok.astype(np.float64))
-                cols.append(np.full(e, self.col(f"unseen:{name}"), dtype=np.int64))
-                vals.append(unseen.astype(np.float64))
+                np.add(code, hist, out=cols[j])
+                vals[j] = ok
+                cols[j + 1] = self.col(f"unseen:{name}")
+                vals[j + 1] = unseen
                 problem |= unseen
+            j += 2
         if self.pca is not None:
             x = np.column_stack([numbers[n] for n in self.pca.features])
             whole = np.isfinite(x).all(axis=1) & use
             err: F64 = np.zeros(e)
             if whole.any():
                 err[whole] = self.pca.errors(x[whole])
-            cols.append(np.full(e, self.col("pca_n"), dtype=np.int64))
-            vals.append(np.asarray(whole, dtype=np.float64))
-            cols.append(np.full(e, self.col("pca_err_sum"), dtype=np.int64))
-            vals.append(err)
+            cols[j] = self.col("pca_n")
+            vals[j] = whole
+            cols[j + 1] = self.col("pca_err_sum")
+            vals[j + 1] = err
+            j += 2
         if self.features:
-            cols.append(np.full(e, self.col("problem_n"), dtype=np.int64))
-            counted = problem & ~seen_problem if profile_only else problem | seen_problem
-            vals.append(counted.astype(np.float64))
-        if not cols:
-            return np.zeros((e, 0), dtype=np.int64), np.zeros((e, 0))
-        return np.column_stack(cols).astype(np.int64), np.column_stack(vals)
+            cols[j] = self.col("problem_n")
+            vals[j] = problem & ~seen_problem if profile_only else problem | seen_problem
+            j += 1
+        assert j == terms
+        return cols.T, vals.T
 
     def fields_at(self, column: int) -> str:
         """The name of the field that holds ``column`` (for messages and tests)."""
