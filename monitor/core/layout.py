@@ -356,25 +356,36 @@ def scatter_panes(
     size = rows * width
     per_block = max(1, _BLOCK_CELLS // max(size, 1))
     keep = slices >= 0
+    whole = bool(keep.all())  # every event in every slice position (no -1): no mask
     for first in range(0, len(panes), per_block):
         last = min(first + per_block, len(panes))
-        mine = (group >= first) & (group < last)
-        g = group[mine] - first
-        sl, cl, vl = slices[mine], cols[mine], vals[mine]
-        idx = (g[:, None, None] * size + sl[:, :, None] * width + cl[:, None, :])
-        kept = np.broadcast_to(keep[mine][:, :, None], idx.shape)
-        at = idx[kept]
+        if first == 0 and last == len(panes):  # one block (the usual case): no gather
+            g, sl, cl, vl, tl, kl = group, slices, cols, vals, ts, keep
+        else:
+            mine = (group >= first) & (group < last)
+            g = group[mine] - first
+            sl, cl, vl, tl, kl = slices[mine], cols[mine], vals[mine], ts[mine], keep[mine]
+        cell = sl * width + (g * size)[:, None]
+        idx = cell[:, :, None] + cl[:, None, :]
         n = (last - first) * size
+        if whole:
+            at = idx.reshape(-1)
+            kept = None
+        else:
+            kept = np.broadcast_to(kl[:, :, None], idx.shape)
+            at = idx[kept]
 
-        def block(v: F64, at: I64 = at, kept: npt.NDArray[np.bool_] = kept, n: int = n) -> F64:
-            spread = np.broadcast_to(v[:, None, :], kept.shape)
-            summed = np.bincount(at, weights=spread[kept], minlength=n)
+        def block(v: F64, at: I64 = at, kept: npt.NDArray[np.bool_] | None = kept,
+                  n: int = n, shape: tuple[int, ...] = idx.shape) -> F64:  # fmt: skip
+            spread = np.broadcast_to(v[:, None, :], shape)
+            weights = spread.reshape(-1) if kept is None else spread[kept]
+            summed = np.bincount(at, weights=weights, minlength=n)
             return summed.astype(np.float64, copy=False).reshape(-1, rows, width)
 
         plain = block(vl)
         decays = []
         if rates:
-            age = (panes[g + first] + 1) * pane - ts[mine]
+            age = (panes[g + first] + 1) * pane - tl
             decays = [block(vl * np.exp(-rate * age)[:, None]) for rate in rates]
         for i in range(last - first):
             yield first + i, plain[i], [d[i] for d in decays]

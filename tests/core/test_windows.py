@@ -396,8 +396,11 @@ def test_sliding_window_does_not_lose_small_sums_next_to_huge_ones() -> None:
     assert w["mape"] == pytest.approx(0.1 / 2.0, rel=1e-9)
 
 
+@pytest.mark.parametrize("holes", [True, False], ids=["some-slices-absent", "every-slice"])
 @pytest.mark.parametrize("block_cells", [1 << 20, 64, 1])
-def test_many_panes_at_once_add_what_one_pane_at_a_time_adds(monkeypatch, block_cells) -> None:
+def test_many_panes_at_once_add_what_one_pane_at_a_time_adds(
+    monkeypatch, block_cells, holes
+) -> None:
     """The batch of a sparse stream spans hundreds of (partition, pane) groups; their sums
     come from one bincount per block of groups (``scatter_panes``), and must equal, bit for
     bit, each group's own ``scatter_pane`` into zeros: the windows of one process and of a
@@ -411,7 +414,7 @@ def test_many_panes_at_once_add_what_one_pane_at_a_time_adds(monkeypatch, block_
     panes = np.sort(rng.choice(10_000, groups, replace=False)).astype(np.int64) + 170_000_000
     group = rng.integers(0, groups, n)
     group[:groups] = np.arange(groups)  # every group has events
-    slices = rng.integers(-1, rows, (n, 3))
+    slices = rng.integers(-1 if holes else 0, rows, (n, 3))
     slices[:, 0] = 0
     cols = rng.integers(0, width, (n, 4))
     vals = rng.normal(0.0, 1e3, (n, 4)) * rng.integers(0, 2, (n, 4))
