@@ -196,6 +196,14 @@ class ModelStage:
             self.advance()
         return True
 
+    def resume(self, number: int, offsets: dict[str, int]) -> None:
+        """Partition ``number``'s deltas go on from ``offsets``, a point its sums here
+        already reflect (one process restored both stages from the same checkpoint):
+        nothing before it is undone."""
+        chain = self.chains.setdefault(number, _Chain())
+        chain.end = dict(offsets)
+        chain.history.clear()
+
     def _rows(self, md: ModelDelta) -> npt.NDArray[np.int64]:
         registry = self.model.registry
         return np.array([registry.lookup(d, v) for d, v in md.slice_keys], dtype=np.int64)

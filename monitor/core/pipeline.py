@@ -72,6 +72,9 @@ class Pipeline:
         self.closed_upto: int | None = next(
             (s.closed_upto for s in self.stages.values() if s.closed_upto is not None), None
         )
+        for stage in self.stages.values():
+            for number, state in self.engine.partitions.items():
+                stage.resume(number, state.offsets)  # restored with stage 1: goes on
 
     # ------------------------------------------------------------------ stage 1's
     @property
@@ -156,9 +159,9 @@ class Pipeline:
             # Before any pane closed, only panes below the watermark's are closed: data for
             # a pane ahead of it that arrived first must not make earlier events late.
             self.closed_upto = min(min(firsts), upto)
-            for stage in stages:
-                stage.closed_upto = self.closed_upto
         for stage in stages:
+            if stage.closed_upto is None:  # a model added to a running process too
+                stage.closed_upto = self.closed_upto
             stage.watermark = max(stage.watermark, self.engine.watermark)
             stage.close_through(upto)
         self.closed_upto = max(self.closed_upto, upto)
@@ -185,7 +188,15 @@ class Pipeline:
         config order within a pane)."""
         out = [s for stage in self.stages.values() for s in stage.drain_signals()]
         out.sort(key=lambda s: s.pane_end)  # stable: models stay in config order
-        return out
+        # Signals restored undrained from a checkpoint wait in stage 1's list: first.
+        return self.engine.drain_signals() + out
+
+    def pending_signals(self) -> list[PaneSignals]:
+        """The signals :meth:`drain_signals` would give now, left in place (a checkpoint
+        stores them)."""
+        out = [s for stage in self.stages.values() for s in stage.signals_out]
+        out.sort(key=lambda s: s.pane_end)
+        return self.engine.signals_out + out
 
     # ------------------------------------------------------------------ reports
     def flushed(self, keep_signals: bool = False) -> Pipeline:
