@@ -488,6 +488,9 @@ class EngineRec(msgspec.Struct):
     alerts_out: list[AlertRec]  # the Alerting's unsent transitions
     models: list[ModelRec]
     partitions: dict[int, PartitionRec]
+    #: Stage 1 with its stage 2 elsewhere, before its clock started: the first pane an
+    #: event went to (its windows are empty, so they cannot say).
+    first_pane: int | None = None
 
 
 class SnapshotRec(msgspec.Struct):
@@ -591,7 +594,7 @@ def _f(stored: Any, derived: str = "", record_only: str = "") -> Fields:
 STATE_FIELDS: dict[type, Fields] = {
     Engine: _f(
         "watermark closed_upto ahead tracked idle panes_closed events pending_total "
-        "early_total signals_out models partitions",
+        "early_total signals_out models partitions first_pane",
         "config pane lateness by_name topic_kind max_bytes max_future early_cap _batches _at "
         "_latest _limits _feature_names ledgers model_level",
     ),
@@ -1219,6 +1222,7 @@ def encode_engine(engine: Engine, alerting: Alerting | None = None,
         alerts_out=[_alert(a) for a in alerting.alerts_out] if alerting is not None else [],
         models=[_model(m, rules.get(m.name)) for m in engine.models],
         partitions={n: _partition(s) for n, s in engine.partitions.items()},
+        first_pane=engine.first_pane,
     )
     out: dict[str, Any] = {"format": FORMAT, "engine": rec}
     if stages is not None:
@@ -1270,6 +1274,7 @@ def decode_engine(
     engine.events = rec.events
     engine.pending_total = list(rec.pending_total)
     engine.early_total = rec.early_total
+    engine.first_pane = rec.first_pane
     engine.signals_out = [PaneSignals(s.model, s.pane_end, dict(s.signals), s.predictions_total)
                           for s in rec.signals_out]  # fmt: skip
     alerting.alerts_out = [_set_alert(a) for a in rec.alerts_out]
