@@ -212,15 +212,18 @@ class ModelStage:
         mapping = self._rows(md)
         rows = len(self.model.registry.keys)
         self.windows.grow(rows)
+        # Distinct slices of stage 1 are distinct rows here unless this registry folded
+        # some of them together (at its caps): only then must rows be added up.
+        distinct = len(set(mapping.tolist())) == len(mapping)
         for pd in md.panes:
             where = mapping[np.asarray(pd.rows, dtype=np.int64)]
             plain = np.zeros((rows, md.width))
-            np.add.at(plain, where, delta.array(md, pd.plain))
-            decay = []
-            for block in pd.decay:
-                d = np.zeros((rows, md.width))
-                np.add.at(d, where, delta.array(md, block))
-                decay.append(d)
+            decay = [np.zeros((rows, md.width)) for _ in pd.decay]
+            for target, block in zip([plain, *decay], [pd.plain, *pd.decay], strict=True):
+                if distinct:
+                    target[where] = delta.array(md, block)
+                else:
+                    np.add.at(target, where, delta.array(md, block))
             self._merge(pd.pane, plain, decay, 1.0)
             errors = 0
             if pd.err and (self.closed_upto is None or pd.pane >= self.closed_upto):
