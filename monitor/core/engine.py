@@ -1,7 +1,12 @@
-"""The core: messages in, joined and windowed sums, signals at every pane close, a report.
+"""Stage 1 of the core (decode, validate, join, pane partials per input partition) and,
+used alone, a whole core with windowed sums, signals at every pane close and a report.
 
-Knows nothing of Kafka, HTTP or Prometheus. ``run`` and ``replay`` both feed it batches
-of :class:`~monitor.events.message.Message` and read what it returns:
+Knows nothing of Kafka, HTTP or Prometheus. With :meth:`Engine.enable_deltas` it is stage 1
+only: it keeps no windows, and each model's stage 2 (:mod:`monitor.core.model_stage`) takes
+what it accumulated, in one process through :class:`~monitor.core.pipeline.Pipeline` (what
+``run``, ``replay``, ``tune`` and the Python API call), with replicas through the partials
+topic. Used alone (the tests' reference for stage 2) it is fed batches of
+:class:`~monitor.events.message.Message` and read the same way:
 
 >>> from monitor.config import config_from_mapping
 >>> cfg = config_from_mapping({"models": [{"name": "m", "task": "binary", "positive_class": 1,

@@ -2,9 +2,11 @@
 (:mod:`monitor.core.partials`) of every input partition. Its signals go to the model's
 alert rules (:class:`~monitor.core.alerting.Alerting`) wherever it is drained.
 
-Exactly one process owns a model's stage 2 at a time. It merges the deltas of all input
-partitions, wherever stage 1 ran them, so the model's numbers do not depend on how the
-partitions are spread over processes:
+Exactly one process owns a model's stage 2 at a time: in one process it is fed by a
+direct call (:class:`~monitor.core.pipeline.Pipeline`), with replicas through the partials
+topic (:mod:`monitor.replicas`). It merges the deltas of all input partitions, wherever
+stage 1 ran them, so the model's numbers do not depend on how the partitions are spread
+over processes:
 
 - **Windows.** One :class:`~monitor.core.windows.WindowSet` for the whole model. A delta
   for an open pane adds to it; one for a closed pane is merged where the pane still counts
