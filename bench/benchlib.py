@@ -263,6 +263,12 @@ _ENGINE_STAGE = {
     "report": "report", "_model_report": "report", "_counters": "report", "summary": "report",
     "flushed": "final flush", "drain_signals": "outputs",
 }
+#: A model's stage 2 (``monitor/core/model_stage.py``): taking deltas in is accumulation.
+_MODEL_STAGE = {
+    "close_through": "pane close", "advance": "pane close", "_watermark": "pane close",
+    "compute": "signals", "_emit": "signals", "_warm_up": "signals", "_warm_blocks": "signals",
+    "report": "report", "drain_signals": "outputs",
+}
 #: The batch path: decoding and checking columns, then the join proper.
 _FASTPATH_STAGE = {
     "split_and_join": "decode", "_decode_each": "decode", "_times": "decode",
@@ -275,6 +281,8 @@ _MODULE_STAGE = {
     "monitor/events/message.py": "decode",
     "monitor/core/join.py": "join",
     "monitor/core/layout.py": "accumulate",
+    "monitor/core/partials.py": "accumulate",
+    "monitor/core/deltas.py": "accumulate",
     "monitor/core/windows.py": "pane close",
     "monitor/core/metrics.py": "signals",
     "monitor/core/panemetrics.py": "signals",
@@ -302,6 +310,11 @@ def _stage_of(filename: str, func: str) -> str | None:
     name = filename.replace(os.sep, "/")
     if name.endswith("monitor/core/engine.py"):
         return _ENGINE_STAGE.get(func, "other")
+    if name.endswith("monitor/core/pipeline.py"):  # one process's two stages
+        return {"_hand_over": "accumulate", "_close": "pane close"}.get(
+            func, _ENGINE_STAGE.get(func, "other"))
+    if name.endswith("monitor/core/model_stage.py"):  # a model's stage 2
+        return _MODEL_STAGE.get(func, "accumulate")
     if name.endswith("monitor/core/fastpath.py"):
         return _FASTPATH_STAGE.get(func, "join")
     if name.endswith("monitor/app.py"):

@@ -3,7 +3,7 @@
 :func:`evaluate` takes a configuration and the prediction events (and, when known, the
 label events and reference rows) as a pandas or Polars DataFrame, an Arrow table or any
 iterable of dicts shaped like the event contract, runs them through the same
-:class:`~monitor.core.engine.Engine` as ``monitor run`` and ``monitor replay``, and returns
+:class:`~monitor.core.pipeline.Pipeline` as ``monitor run`` and ``monitor replay``, and returns
 a :class:`Result`: the summary, the signal of every closed pane and the alert events, as
 DataFrames (lists of dicts when pandas is not installed), plus :meth:`Result.report` for
 the HTML report and :meth:`Result.write` for the same files ``monitor replay`` writes.
@@ -34,7 +34,8 @@ from typing import Any, TypeAlias
 
 from monitor.config import MonitorConfig, config_from_mapping, load_config, parse_signal
 from monitor.core.alerting import Alerting
-from monitor.core.engine import Engine, PaneSignals
+from monitor.core.engine import PaneSignals
+from monitor.core.pipeline import Pipeline
 from monitor.core.rules import AlertEvent
 from monitor.events.message import Message, MessageBatch
 
@@ -45,7 +46,7 @@ __all__ = ["Result", "Table", "evaluate", "events_of", "messages_of"]
 Table: TypeAlias = Any
 ConfigLike: TypeAlias = MonitorConfig | Mapping[str, Any] | str | os.PathLike[str]
 
-#: Messages per call of :meth:`Engine.process` (``replay`` reads the same number).
+#: Messages per call of :meth:`Pipeline.process` (``replay`` reads the same number).
 BATCH = 5_000
 
 
@@ -328,7 +329,7 @@ def evaluate(
     with tempfile.TemporaryDirectory(prefix="monitor-reference-") as tmp:
         if reference is not None:
             cfg = _with_reference(cfg, reference, Path(tmp))
-        engine = Engine(cfg)
+        engine = Pipeline(cfg)
     alerting = Alerting(cfg, engine.models)
     messages = messages_of(cfg, preds, labs)
     engine.track({(m.topic, m.partition) for m in messages})

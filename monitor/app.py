@@ -34,6 +34,7 @@ from prometheus_client import CollectorRegistry
 from monitor.config import MonitorConfig, drift_reference_text
 from monitor.core.alerting import Alerting
 from monitor.core.engine import Engine, PaneSignals
+from monitor.core.pipeline import Pipeline
 from monitor.core.rules import AlertEvent, alert_id
 from monitor.events.message import Message, MessageBatch
 from monitor.http import HttpServer
@@ -48,7 +49,7 @@ from monitor.readiness import CatchUp
 from monitor.replicas import ReplicaStages
 from monitor.state.kafka_store import KafkaStore, StoreError
 from monitor.state.lock import StateLock
-from monitor.state.store import Store, open_store
+from monitor.state.store import LocalStore, Store, open_store
 
 if TYPE_CHECKING:
     from monitor.startup import Prestart
@@ -122,11 +123,26 @@ class App:
         #: One daemon per state directory (local store): taken before anything is read.
         self.lock = StateLock(config.state.dir).acquire() if config.state.store == "local" else None
         self.store: Store = open_store(config)
-        loaded = self.store.load_state(config)
-        self.engine = loaded[0] if loaded is not None else Engine(config)
-        #: The models' alert rules, fed the signals the engine drains (with replicas the
-        #: stage 2 driver has its own: this engine then closes no model-level panes).
-        self.alerting = loaded[1] if loaded is not None else Alerting(config, self.engine.models)
+        #: One process (the local store): both stages here, each model's stage 2 fed by a
+        #: direct call (None with replicas).
+        self.core: Pipeline | None = None
+        if isinstance(self.store, LocalStore):
+            core = self.store.load_core(config)
+            self.core = core[0] if core is not None else Pipeline(config)
+            loaded: tuple[Engine, Alerting] | None = (
+                (self.core.engine, core[1]) if core is not None else None
+            )
+        else:
+            loaded = self.store.load_state(config)
+        #: Stage 1 (decode, join, per input partition), the core's in one process.
+        self.engine = self.core.engine if self.core is not None else (
+            loaded[0] if loaded is not None else Engine(config)
+        )  # fmt: skip
+        #: The models' alert rules, fed the signals the models' stage 2 drains (with
+        #: replicas the stage 2 driver has its own).
+        self.alerting = loaded[1] if loaded is not None else Alerting(
+            config, self.core.models if self.core is not None else self.engine.models
+        )  # fmt: skip
         #: With replicas (the Kafka store), the two stages across them: this replica's
         #: stage 1 publishes pane deltas, and it runs stage 2 for the models it owns.
         kafka_store = self.store if isinstance(self.store, KafkaStore) else None
@@ -430,7 +446,8 @@ class App:
             self._next_retry = time.monotonic() + RETRY_S
 
     def _process(self, messages: Sequence[Message]) -> None:
-        for reject in self.engine.process(messages):
+        core = self.core if self.core is not None else self.engine
+        for reject in core.process(messages):
             self.sink.send_dead_letter(reject)
             self.dead_letters += 1
             self.rl.warning(
@@ -442,7 +459,7 @@ class App:
                 offset=reject.message.offset,
                 detail=reject.detail[:200],
             )
-        closed = self.engine.drain_signals()
+        closed = core.drain_signals()
         if self.stages is None:  # else stage 1 only here: signals and alerts come from stage 2
             self._send_alerts(closed, self.alerting.feed(closed))
 
@@ -653,7 +670,9 @@ class App:
             checkpoint_failures=dict(self.checkpoint_failures),
             input_up=self.input_up,
         )
-        report = self.engine.report(models=self.stages is None)
+        report = (
+            self.core.report() if self.core is not None else self.engine.report(models=False)
+        )
         if self.stages is not None:  # the models' part is their owners' stage 2
             report = self.stages.report(report)
         else:
@@ -683,7 +702,10 @@ class App:
             return False
         started = time.monotonic()
         try:
-            size = self.store.save(self.engine, alerting=self.alerting)
+            if self.core is not None and isinstance(self.store, LocalStore):
+                size = self.store.save(self.core, alerting=self.alerting)
+            else:
+                size = self.store.save(self.engine, alerting=self.alerting)
         except Exception as exc:  # OSError (full, read-only disk), StoreError, encoding
             self._checkpoint_failed(exc, final)
             return False
@@ -772,7 +794,8 @@ class App:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(".summary.json.tmp")
         try:  # atomically: a full disk leaves the previous summary whole
-            tmp.write_text(json.dumps(self.engine.summary(), indent=2, sort_keys=True) + "\n")
+            summary = (self.core or self.engine).summary()
+            tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
             tmp.replace(path)
         finally:
             tmp.unlink(missing_ok=True)

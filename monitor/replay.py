@@ -37,7 +37,7 @@ from prometheus_client import CollectorRegistry
 
 from monitor.config import MonitorConfig, drift_reference_text
 from monitor.core.alerting import Alerting
-from monitor.core.engine import Engine
+from monitor.core.pipeline import Pipeline
 from monitor.events.message import Message, MessageBatch
 from monitor.outputs.alerts import alert_json
 from monitor.outputs.exports import Exports
@@ -339,7 +339,7 @@ def _replay(
     out.mkdir(parents=True, exist_ok=True)
     for model in config.models:
         log.info("drift_reference", model=model.name, reference=drift_reference_text(model))
-    engine = Engine(config)
+    engine = Pipeline(config)
     alerting = Alerting(config, engine.models)
     topics = (config.kafka.predictions_topic, config.kafka.labels_topic)
     inputs = set(topics)
@@ -354,7 +354,7 @@ def _replay(
         Exports.for_replay(config.outputs, out) as exports,
     ):
 
-        def emit(source: Engine) -> None:
+        def emit(source: Pipeline) -> None:
             closed = source.drain_signals()
             events = alerting.feed(closed)
             for sig in closed:

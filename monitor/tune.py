@@ -59,7 +59,7 @@ import numpy as np
 import tomli_w
 
 from monitor.config import MonitorConfig
-from monitor.core.engine import Engine
+from monitor.core.pipeline import Pipeline
 from monitor.core.rules import ModelRules, RuleBook
 from monitor.events.message import Message
 from monitor.replay import capture_partitions, iter_capture
@@ -201,7 +201,7 @@ def _recording_config(config: MonitorConfig) -> MonitorConfig:
     return config.model_copy(update={"models": models})
 
 
-def _record(engine: Engine, keep: dict[str, set[str]], panes: list[_Pane]) -> None:
+def _record(engine: Pipeline, keep: dict[str, set[str]], panes: list[_Pane]) -> None:
     """Append to ``panes`` the panes ``engine`` closed since the last drain: per pane, the
     signals of ``keep`` and the model's predictions in closed panes so far (the count
     alert rules are evaluated with)."""
@@ -234,7 +234,7 @@ def _signals_read(config: MonitorConfig) -> dict[str, set[str]]:
 def _replay_group(task: tuple[str, MonitorConfig, dict[str, set[str]]]) -> tuple[str, list[_Pane]]:
     """Replay the shared capture once for one engine group; its recorded panes."""
     key, config, keep = task
-    engine = Engine(_recording_config(config))
+    engine = Pipeline(_recording_config(config))
     engine.track(_PARTITIONS)
     panes: list[_Pane] = []
     for i in range(0, len(_MESSAGES), BATCH):

@@ -1,7 +1,12 @@
-"""The core: messages in, joined and windowed sums, signals at every pane close, a report.
+"""Stage 1 of the core (decode, validate, join, pane partials per input partition) and,
+used alone, a whole core with windowed sums, signals at every pane close and a report.
 
-Knows nothing of Kafka, HTTP or Prometheus. ``run`` and ``replay`` both feed it batches
-of :class:`~monitor.events.message.Message` and read what it returns:
+Knows nothing of Kafka, HTTP or Prometheus. With :meth:`Engine.enable_deltas` it is stage 1
+only: it keeps no windows, and each model's stage 2 (:mod:`monitor.core.model_stage`) takes
+what it accumulated, in one process through :class:`~monitor.core.pipeline.Pipeline` (what
+``run``, ``replay``, ``tune`` and the Python API call), with replicas through the partials
+topic. Used alone (the tests' reference for stage 2) it is fed batches of
+:class:`~monitor.events.message.Message` and read the same way:
 
 >>> from monitor.config import config_from_mapping
 >>> cfg = config_from_mapping({"models": [{"name": "m", "task": "binary", "positive_class": 1,
@@ -377,6 +382,9 @@ class Engine:
         self.ledgers: defaultdict[int, DeltaLedger] | None = None
         #: False when stage 2 runs elsewhere (replicas): pane closes compute no signals.
         self.model_level = True
+        #: With deltas (no windows here), before the clock started: the first pane any
+        #: event went to (see :meth:`_expire_through`).
+        self.first_pane: int | None = None
 
     @property
     def limits(self) -> Limits:
@@ -469,6 +477,7 @@ class Engine:
         self.early_total = sum(len(s.join.early) for s in self.partitions.values())
         self.watermark = old.watermark
         self.closed_upto = old.closed_upto
+        self.first_pane = old.first_pane
         self.__dict__["ahead"] = dict(old._ahead())
         self.panes_closed = old.panes_closed
         self.events = old.events
@@ -526,6 +535,8 @@ class Engine:
         slice registry.
         """
         self.drop_partition(snap.number)
+        if self.ledgers is not None:  # stage 1 for a stage 2 elsewhere: no windows here
+            snap.state.windows = [m.new_windows() for m in self.models]
         if snap.closed_upto is not None and (
             self.closed_upto is None or snap.closed_upto > self.closed_upto
         ):
@@ -589,8 +600,13 @@ class Engine:
 
     def enable_deltas(self) -> None:
         """Keep, per input partition, what it adds to each model's panes, for stage 2
-        elsewhere (:class:`~monitor.core.partials.DeltaBook` takes it)."""
+        elsewhere (:class:`~monitor.core.partials.DeltaBook` takes it). From then on this
+        engine is stage 1 only: it keeps no windows (those of a state restored from an
+        older checkpoint are dropped: each model's stage 2 holds its own) and its clock
+        only expires what waits in the join."""
         if self.ledgers is None:
+            for state in self.partitions.values():
+                state.windows = [m.new_windows() for m in self.models]
             widths = [m.layout.width for m in self.models]
             rates = [
                 [math.log(2) / s.seconds for s in m.windows if s.kind == "decay"]
@@ -835,8 +851,9 @@ class Engine:
     # ------------------------------------------------------------------ accumulate
     def _accumulate(self, model: ModelState, batch: _Batch) -> None:
         rows = len(model.registry.keys)
-        for state in self.partitions.values():
-            state.windows[model.index].grow(rows)
+        if self.ledgers is None:  # else stage 1 keeps no windows
+            for state in self.partitions.values():
+                state.windows[model.index].grow(rows)
         layout = model.layout
         k = 2 + len(model.registry.segments)
         preds = batch.predictions(k, layout.features)
@@ -869,13 +886,14 @@ class Engine:
         part = pairs.part
         pane = np.floor(ts / self.pane).astype(np.int64)
         span = int(part.max()) + 1 if len(part) else 1
-        if self.ledgers is not None:  # stage 2 decides what is on time
+        if self.ledgers is not None:  # stage 2 decides what is on time, and feeds them
             rows = len(model.registry.keys)
             for k, sel in _groups(pane * span + part):
                 p_idx, p_num = divmod(k, span)
                 self.ledgers[p_num].add_errors(
                     model.index, p_idx, rows, ts[sel].tolist(), err[sel].tolist()
                 )
+            return
         if self.closed_upto is not None:
             keep = np.flatnonzero(pane >= self.closed_upto)
             pane, part, ts, err = pane[keep], part[keep], ts[keep], err[keep]
@@ -905,6 +923,9 @@ class Engine:
         vals: F64,
     ) -> None:
         pane = np.floor(ts / self.pane).astype(np.int64)
+        if self.ledgers is not None:
+            self._to_ledgers(model, part, pane, ts, sl, cols, vals)
+            return
         late = pane < self.closed_upto if self.closed_upto is not None else np.zeros(len(ts), bool)
         ahead = self._ahead()
         if ahead:  # partitions whose own clock closed more panes than this engine's
@@ -952,6 +973,34 @@ class Engine:
             windows, pane_index, _ = on_time[g]
             windows.add_sums(pane_index, None, plain, decay)
 
+    def _to_ledgers(self, model: ModelState, part: npt.NDArray[np.int64],
+                    pane: npt.NDArray[np.int64], ts: F64, sl: npt.NDArray[np.int64],
+                    cols: Any, vals: F64) -> None:  # fmt: skip
+        """Stage 1 for a stage 2 elsewhere: the events' terms go to their partition's
+        ledger, pane by pane, whatever the clock (stage 2 decides what is late)."""
+        low = int(pane.min())
+        if self.closed_upto is None:
+            first = self.first_pane
+            self.first_pane = low if first is None else min(first, low)
+        span = int(pane.max()) - low + 1
+        rows = len(model.registry.keys)
+        ledgers = self.ledgers
+        assert ledgers is not None
+        groups = [(divmod(k, span), sel) for k, sel in _groups(part * span + (pane - low))]
+        # Every (partition, pane) group's sums at once (bit for bit what DeltaLedger.add
+        # adds group by group)
+        at = np.concatenate([sel for _, sel in groups])
+        group = np.repeat(np.arange(len(groups)), [len(sel) for _, sel in groups])
+        rates = [math.log(2) / spec.seconds for spec in model.windows if spec.kind == "decay"]
+        blocks = scatter_panes(
+            (rows, model.layout.width), rates, self.pane,
+            np.array([q + low for (_, q), _ in groups], dtype=np.int64), group,
+            sl[at], cols[at], vals[at], ts[at],
+        )  # fmt: skip
+        for g, plain, decay in blocks:
+            (p, q), _ = groups[g]
+            ledgers[p].add_sums(model.index, q + low, plain, decay)
+
     # ------------------------------------------------------------------ time
     def _watermark(self) -> float:
         highs: dict[tuple[str, int], float] = {tp: -math.inf for tp in self.tracked}
@@ -977,7 +1026,12 @@ class Engine:
         return min(firsts) if firsts else None
 
     def close_through(self, upto: int) -> None:
-        """Close every pane with index below ``upto``, in order, emitting signals per pane."""
+        """Close every pane with index below ``upto``, in order, emitting signals per pane.
+        With a stage 2 elsewhere (:meth:`enable_deltas`), stage 1 keeps no windows: its
+        clock only expires what waits in the join (``label_ttl``, in event time)."""
+        if self.ledgers is not None:
+            self._expire_through(upto)
+            return
         if self.closed_upto is None:
             first = self._first_open()
             if first is None:
@@ -1014,6 +1068,29 @@ class Engine:
             self.panes_closed += 1
             self._expire((pane + 1) * self.pane)
             self._emit(pane)
+
+    def _expire_through(self, upto: int) -> None:
+        """Stage 1's clock (no windows): the panes below ``upto`` are past, the join's
+        entries older than their end less ``label_ttl`` expire. As :meth:`close_through`
+        with windows, it starts at the first pane any event went to (before that, nothing
+        waits), and expiring once at the last pane's end takes what expiring at each
+        pane's end would."""
+        if self.closed_upto is None:
+            first = self.first_pane
+            if first is None:
+                first = self._first_open()  # windows of a checkpoint that had them
+            if first is None:
+                return
+            self.closed_upto = min(first, upto)
+            self.first_pane = None
+        if upto <= self.closed_upto:
+            return
+        self.panes_closed += upto - self.closed_upto
+        self.closed_upto = upto
+        ahead = self._ahead()
+        for number in [n for n, mark in ahead.items() if mark <= upto]:
+            del ahead[number]
+        self._expire(upto * self.pane)
 
     def _expire(self, now: float) -> None:
         for state in self.partitions.values():

@@ -2,9 +2,11 @@
 (:mod:`monitor.core.partials`) of every input partition. Its signals go to the model's
 alert rules (:class:`~monitor.core.alerting.Alerting`) wherever it is drained.
 
-Exactly one process owns a model's stage 2 at a time. It merges the deltas of all input
-partitions, wherever stage 1 ran them, so the model's numbers do not depend on how the
-partitions are spread over processes:
+Exactly one process owns a model's stage 2 at a time: in one process it is fed by a
+direct call (:class:`~monitor.core.pipeline.Pipeline`), with replicas through the partials
+topic (:mod:`monitor.replicas`). It merges the deltas of all input partitions, wherever
+stage 1 ran them, so the model's numbers do not depend on how the partitions are spread
+over processes:
 
 - **Windows.** One :class:`~monitor.core.windows.WindowSet` for the whole model. A delta
   for an open pane adds to it; one for a closed pane is merged where the pane still counts
@@ -196,6 +198,14 @@ class ModelStage:
             self.advance()
         return True
 
+    def resume(self, number: int, offsets: dict[str, int]) -> None:
+        """Partition ``number``'s deltas go on from ``offsets``, a point its sums here
+        already reflect (one process restored both stages from the same checkpoint):
+        nothing before it is undone."""
+        chain = self.chains.setdefault(number, _Chain())
+        chain.end = dict(offsets)
+        chain.history.clear()
+
     def _rows(self, md: ModelDelta) -> npt.NDArray[np.int64]:
         registry = self.model.registry
         return np.array([registry.lookup(d, v) for d, v in md.slice_keys], dtype=np.int64)
@@ -204,15 +214,18 @@ class ModelStage:
         mapping = self._rows(md)
         rows = len(self.model.registry.keys)
         self.windows.grow(rows)
+        # Distinct slices of stage 1 are distinct rows here unless this registry folded
+        # some of them together (at its caps): only then must rows be added up.
+        distinct = len(set(mapping.tolist())) == len(mapping)
         for pd in md.panes:
             where = mapping[np.asarray(pd.rows, dtype=np.int64)]
             plain = np.zeros((rows, md.width))
-            np.add.at(plain, where, delta.array(md, pd.plain))
-            decay = []
-            for block in pd.decay:
-                d = np.zeros((rows, md.width))
-                np.add.at(d, where, delta.array(md, block))
-                decay.append(d)
+            decay = [np.zeros((rows, md.width)) for _ in pd.decay]
+            for target, block in zip([plain, *decay], [pd.plain, *pd.decay], strict=True):
+                if distinct:
+                    target[where] = delta.array(md, block)
+                else:
+                    np.add.at(target, where, delta.array(md, block))
             self._merge(pd.pane, plain, decay, 1.0)
             errors = 0
             if pd.err and (self.closed_upto is None or pd.pane >= self.closed_upto):

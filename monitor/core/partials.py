@@ -207,6 +207,22 @@ class DeltaLedger:
         scatter_pane(acc.plain, acc.decay, self.decay_rates[m], (pane + 1) * self.pane,
                      slices, cols, vals, ts)  # fmt: skip
 
+    def add_sums(self, m: int, pane: int, plain: F64, decay: list[F64]) -> None:
+        """Add the sums of events of model ``m`` in ``pane`` made elsewhere (as
+        :func:`~monitor.core.layout.scatter_panes` makes them): ``plain`` and one block per
+        decay window, weighted to the pane's end."""
+        acc = self.panes[m].get(pane)
+        if acc is None:
+            self.panes[m][pane] = _Pane(plain.copy(), [d.copy() for d in decay])
+            return
+        rows = plain.shape[0]
+        if acc.plain.shape[0] < rows:
+            acc.plain = pad_rows(acc.plain, rows)
+            acc.decay = [pad_rows(d, rows) for d in acc.decay]
+        acc.plain[:rows] += plain
+        for target, add in zip(acc.decay, decay, strict=True):
+            target[:rows] += add
+
     def _pane(self, m: int, pane: int, rows: int) -> _Pane:
         acc = self.panes[m].get(pane)
         if acc is None:

@@ -24,13 +24,24 @@ import structlog
 from monitor.config import MonitorConfig
 from monitor.core.alerting import Alerting
 from monitor.core.engine import Engine, same_time_and_topics
-from monitor.state.format import decode_engine, encode_engine, seal, unseal
+from monitor.core.model_stage import ModelStage
+from monitor.core.pipeline import Pipeline
+from monitor.state.format import (
+    decode_engine,
+    decode_stages,
+    encode_engine,
+    seal,
+    unseal,
+)
 
 __all__ = ["CheckpointStore", "config_fingerprint"]
 
 MAGIC: Final = b"MONITOR-CKPT"
 log = structlog.get_logger(__name__)
 _STATUSES: Final = ("kept", "rebuilt", "added", "removed")
+#: A checkpoint as read: stage 1's engine, the alerting, and (when asked for) every
+#: model's stage 2.
+_Loaded = tuple[Engine, Alerting, dict[str, ModelStage] | None]
 
 
 def config_fingerprint(config: MonitorConfig) -> str:
@@ -61,14 +72,18 @@ class CheckpointStore:
         #: on the next save: the readable previous one stays the fallback.
         self._newest_ok = False
 
-    def save(self, engine: Engine, alerting: Alerting | None = None) -> int:
-        """Write the engine's state, with that of the ``alerting`` its signals feed (None:
-        rules without state), atomically; return the number of bytes written.
+    def save(self, engine: Engine | Pipeline, alerting: Alerting | None = None) -> int:
+        """Write the engine's state (one process's: both stages, each model's stage 2 with
+        stage 1's engine), with that of the ``alerting`` its signals feed (None: rules
+        without state), atomically; return the number of bytes written.
 
         Raises OSError (ENOSPC, EROFS, ...) when the file cannot be written; the
         temporary file is removed and the checkpoints already there stay as they were."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        body = encode_engine(engine, alerting)
+        if isinstance(engine, Pipeline):
+            body = encode_engine(engine.engine, alerting, engine.stages)
+        else:
+            body = encode_engine(engine, alerting)
         value = seal(MAGIC, {"kind": "engine", "fingerprint": config_fingerprint(engine.config)},
                      body, self.key)  # fmt: skip
         tmp = self.dir / f".checkpoint.{os.getpid()}.tmp"
@@ -108,12 +123,25 @@ class CheckpointStore:
         """The engine and alerting of the newest readable checkpoint, carried over to
         ``config`` if that changed (models kept, rebuilt, added or removed, with a log
         line), else None."""
+        loaded = self._load(config, stages=False)
+        return None if loaded is None else (loaded[0], loaded[1])
+
+    def load_core(self, config: MonitorConfig) -> tuple[Pipeline, Alerting] | None:
+        """One process's core (both stages) and alerting of the newest readable
+        checkpoint, as :meth:`load_state` carries it over; None: start empty."""
+        loaded = self._load(config, stages=True)
+        if loaded is None:
+            return None
+        engine, alerting, stages = loaded
+        return Pipeline(config, engine, stages), alerting
+
+    def _load(self, config: MonitorConfig, stages: bool) -> _Loaded | None:
         self._newest_ok = False
         for path in (self.path, self.previous):
             if not path.exists():
                 continue
             try:
-                loaded = self._read(path, config)
+                loaded = self._read(path, config, stages)
             except Exception as exc:  # torn, corrupt, forged, foreign or an older format
                 log.warning(
                     "checkpoint_unreadable",
@@ -138,19 +166,29 @@ class CheckpointStore:
             return loaded
         return None
 
-    def _read(self, path: Path, config: MonitorConfig) -> tuple[Engine, Alerting] | None:
+    def _read(self, path: Path, config: MonitorConfig, stages: bool) -> _Loaded | None:
         header, body = unseal(MAGIC, path.read_bytes(), self.key)
         if header.get("kind") != "engine" or not isinstance(header.get("fingerprint"), str):
             raise ValueError("checkpoint does not hold engine state")
         engine, alerting, made_under = decode_engine(body, config)
+        stored = decode_stages(body, made_under, engine) if stages else None
         if made_under is not config:
-            return _adopt(path, engine, alerting, config)
-        return engine, alerting
+            adopted = _adopt(path, engine, alerting, config)
+            if adopted is None:
+                return None
+            kept = {n for n, s in adopted[2].items() if s == "kept"}
+            if stored is not None:  # the kept models' stage 2 goes on; the others start empty
+                stored = {
+                    m.name: stored[m.name] if m.name in kept else ModelStage(config, m.name, 0)
+                    for m in config.models
+                }
+            return adopted[0], adopted[1], stored
+        return engine, alerting, stored
 
 
 def _adopt(
     path: Path, old: Engine, old_alerting: Alerting, config: MonitorConfig
-) -> tuple[Engine, Alerting] | None:
+) -> tuple[Engine, Alerting, dict[str, str]] | None:
     """The state of a checkpoint made under another config, carried into an engine and
     alerting for ``config`` where it still fits (see :meth:`Engine.adopt`,
     :meth:`Alerting.adopt`), with one log line saying what was kept, rebuilt, added and
@@ -182,4 +220,4 @@ def _adopt(
         "state dropped",
         offsets=len(engine.offsets()),
     )
-    return engine, alerting
+    return engine, alerting, status

@@ -30,6 +30,7 @@ object has an attribute in neither, so a field added to the engine is not forgot
 from __future__ import annotations
 
 import collections
+import copy
 import hashlib
 import hmac
 import json
@@ -91,23 +92,40 @@ __all__ = [
     "decode_snapshot",
     "decode_soft_state",
     "decode_stage",
+    "decode_stages",
     "encode_engine",
     "encode_reference",
     "encode_snapshot",
     "encode_soft_state",
     "encode_stage",
     "seal",
+    "stages_from_engine",
     "unseal",
 ]
 
-#: The version of the format written. 1 was a pickle (never read); 2 is this module's.
-FORMAT: Final = 2
+#: The version of the format written. 1 was a pickle (never read); 2 is this module's;
+#: 3 adds each model's stage 2 to the local checkpoint (``stages``, see
+#: :func:`_stages_added`).
+FORMAT: Final = 3
 MAC_SIZE: Final = 32
 F64 = npt.NDArray[np.float64]
 
 #: Version n -> the function that turns a plain body of version n into version n + 1.
 #: A change of a record below adds one entry here (and bumps :data:`FORMAT`).
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+def _stages_added(raw: dict[str, Any]) -> dict[str, Any]:
+    """Format 2 -> 3: an engine body of format 2 holds no stage records (``stages``
+    None): one process's engine kept each partition's windows and the pane clock itself,
+    and :func:`decode_stages` builds every model's stage 2 from them
+    (:func:`stages_from_engine`). Other bodies are unchanged."""
+    if "engine" in raw and "stages" not in raw:
+        raw["stages"] = None
+    return raw
+
+
+MIGRATIONS[2] = _stages_added
 
 
 class FormatError(ValueError):
@@ -470,6 +488,9 @@ class EngineRec(msgspec.Struct):
     alerts_out: list[AlertRec]  # the Alerting's unsent transitions
     models: list[ModelRec]
     partitions: dict[int, PartitionRec]
+    #: Stage 1 with its stage 2 elsewhere, before its clock started: the first pane an
+    #: event went to (its windows are empty, so they cannot say).
+    first_pane: int | None = None
 
 
 class SnapshotRec(msgspec.Struct):
@@ -573,7 +594,7 @@ def _f(stored: Any, derived: str = "", record_only: str = "") -> Fields:
 STATE_FIELDS: dict[type, Fields] = {
     Engine: _f(
         "watermark closed_upto ahead tracked idle panes_closed events pending_total "
-        "early_total signals_out models partitions",
+        "early_total signals_out models partitions first_pane",
         "config pane lateness by_name topic_kind max_bytes max_future early_cap _batches _at "
         "_latest _limits _feature_names ledgers model_level",
     ),
@@ -1174,10 +1195,15 @@ def stored_config(rec: EngineRec, config: MonitorConfig) -> MonitorConfig:
         raise FormatError(f"stored config not valid here: {str(exc)[:200]}") from None
 
 
-def encode_engine(engine: Engine, alerting: Alerting | None = None) -> bytes:
+def encode_engine(engine: Engine, alerting: Alerting | None = None,
+                  stages: Mapping[str, ModelStage] | None = None) -> bytes:  # fmt: skip
     """The whole engine as a body (MessagePack), with the state of the ``alerting`` its
-    signals feed (None: rules with no state)."""
+    signals feed (None: rules with no state) and, in one process, every model's
+    ``stages`` (their rules' state is in the engine's model records)."""
     rules = alerting.models if alerting is not None else {}
+    # the stages' signals not drained yet: read back into stage 1's list (drained first)
+    undrained = sorted((s for st in (stages or {}).values() for s in st.signals_out),
+                       key=lambda s: s.pane_end)  # fmt: skip
     rec = EngineRec(
         **_config_parts(engine.config),
         watermark=float(engine.watermark),
@@ -1191,13 +1217,17 @@ def encode_engine(engine: Engine, alerting: Alerting | None = None) -> bytes:
         early_total=int(engine.early_total),
         signals_out=[
             SignalRec(s.model, s.pane_end, dict(s.signals), float(s.predictions_total))
-            for s in engine.signals_out
+            for s in engine.signals_out + undrained
         ],
         alerts_out=[_alert(a) for a in alerting.alerts_out] if alerting is not None else [],
         models=[_model(m, rules.get(m.name)) for m in engine.models],
         partitions={n: _partition(s) for n, s in engine.partitions.items()},
+        first_pane=engine.first_pane,
     )
-    return _ENCODER.encode({"format": FORMAT, "engine": rec})
+    out: dict[str, Any] = {"format": FORMAT, "engine": rec}
+    if stages is not None:
+        out["stages"] = [_stage_rec(stage, 0) for stage in stages.values()]
+    return _ENCODER.encode(out)
 
 
 def decode_engine(
@@ -1244,6 +1274,7 @@ def decode_engine(
     engine.events = rec.events
     engine.pending_total = list(rec.pending_total)
     engine.early_total = rec.early_total
+    engine.first_pane = rec.first_pane
     engine.signals_out = [PaneSignals(s.model, s.pane_end, dict(s.signals), s.predictions_total)
                           for s in rec.signals_out]  # fmt: skip
     alerting.alerts_out = [_set_alert(a) for a in rec.alerts_out]
@@ -1329,7 +1360,11 @@ def decode_soft_state(body: bytes, engine: Engine, name: str) -> dict[str, Any]:
 def encode_stage(stage: ModelStage, next_offset: int, rules: ModelRules | None = None) -> bytes:
     """A model's stage 2 as a body, with the next offset of its partials partition and the
     model's ``rules`` with their state (those its signals feed; None: no state)."""
-    rec = StageRec(
+    return _ENCODER.encode({"format": FORMAT, "stage": _stage_rec(stage, next_offset, rules)})
+
+
+def _stage_rec(stage: ModelStage, next_offset: int, rules: ModelRules | None = None) -> StageRec:
+    return StageRec(
         name=stage.name,
         partitions=stage.partitions,
         next_offset=next_offset,
@@ -1381,7 +1416,6 @@ def encode_stage(stage: ModelStage, next_offset: int, rules: ModelRules | None =
             for p, parts in stage.warm.items()
         },
     )
-    return _ENCODER.encode({"format": FORMAT, "stage": rec})
 
 
 def decode_stage(
@@ -1391,13 +1425,22 @@ def decode_stage(
     next offset of its partials partition and the model's rules with their stored state
     (None when none was stored; see :meth:`Alerting.install
     <monitor.core.alerting.Alerting.install>`). FormatError when it is not valid."""
+    rec = _typed(body, "stage", StageRec)
+    if rec.partitions < 1:
+        raise FormatError("stage with no input partitions")
+    stage, rules = _set_stage(rec, config)
+    return stage, int(rec.next_offset), rules
+
+
+def _set_stage(rec: StageRec, config: MonitorConfig) -> tuple[ModelStage, ModelRules | None]:
+    """A model's stage 2 from its record, and its rules with their state (None: none
+    stored)."""
     from monitor.core.model_stage import _Applied, _Chain, _Piece
 
-    rec = _typed(body, "stage", StageRec)
     if rec.name not in {m.name for m in config.models}:
         raise FormatError(f"stage of model {rec.name!r}, which the config does not have")
-    if rec.partitions < 1 or rec.next_offset < 0:
-        raise FormatError("stage with no input partitions or a negative offset")
+    if rec.partitions < 0 or rec.next_offset < 0:
+        raise FormatError("stage with a negative partition count or offset")
     stage = ModelStage(config, rec.name, rec.partitions)
     _set_model(stage.model, rec.model)
     rules = None
@@ -1464,7 +1507,76 @@ def decode_stage(
     stage.stale = int(rec.stale)
     stage.warm = {int(p): {int(n): warm(recs) for n, recs in parts.items()}
                   for p, parts in rec.warm.items()}  # fmt: skip
-    return stage, int(rec.next_offset), rules
+    return stage, rules
+
+
+def decode_stages(body: bytes, config: MonitorConfig, engine: Engine) -> dict[str, ModelStage]:
+    """Every model's stage 2 of one process from an engine body (:func:`encode_engine`
+    with ``stages``), for ``config`` (the config the body was made under, as
+    :func:`decode_engine` gave it) and the ``engine`` decoded from the same body. A body
+    written before one process ran stage 2 (format 2) has none: they are built from the
+    engine's windows (:func:`stages_from_engine`). FormatError when not valid."""
+    raw = _migrated(body)
+    if "engine" not in raw:
+        raise FormatError("not an engine body")
+    if raw.get("stages") is None:
+        return stages_from_engine(engine)
+    try:
+        recs = msgspec.convert(raw["stages"], list[StageRec])
+    except (msgspec.ValidationError, RecursionError) as exc:
+        raise FormatError(f"stages not valid: {str(exc)[:200]}") from None
+    if [r.name for r in recs] != [m.name for m in config.models]:
+        raise FormatError("stages stored and models configured differ")
+    return {r.name: _set_stage(r, config)[0] for r in recs}
+
+
+def stages_from_engine(engine: Engine) -> dict[str, ModelStage]:
+    """Every model's stage 2 as one process's engine held it before stage 2 was a stage of
+    its own (format 2): the model's registry, reference, detectors and last values, the
+    windows of every partition summed, the engine's pane clock, counters, label delays,
+    the detectors' buffered errors and the warmup rows of open panes. Each partition's
+    chain of deltas starts at its offsets, where the engine's stage 1 goes on."""
+    stages: dict[str, ModelStage] = {}
+    early: dict[int, Counter[int]] = {
+        n: Counter(e.model for e in s.join.early.values()) for n, s in engine.partitions.items()
+    }
+    for model in engine.models:
+        m = model.index
+        stage = ModelStage(engine.config, model.name, 0)
+        _set_model(stage.model, _model(model, None))
+        stage.error_panes, stage.model.error_panes = stage.model.error_panes, {}
+        w = stage.windows
+        w.grow(len(stage.model.registry.keys))
+        for number in sorted(engine.partitions):
+            state = engine.partitions[number]
+            part = copy.deepcopy(state.windows[m])
+            part.grow(w.rows)
+            for p, a in part.open.items():
+                w.add_sums(p, None, a, part.open_decay[p])
+            w.cum += part.cum
+            w.late_n += part.late_n
+            for p, a in part.ring.items():
+                w.ring[p] = w.ring[p] + a if p in w.ring else a
+            for mine, theirs in zip(w.sliding, part.sliding, strict=True):
+                mine += theirs
+            for mine, theirs in zip(w.decay, part.decay, strict=True):
+                mine += theirs
+            w.closes = max(w.closes, part.closes)
+            stage.counts += np.asarray(state.counts[m])
+            stage.delay += state.delay[m]
+            stage.delay_sum += float(state.delay_sum[m])
+            stage.waiting[number] = (len(state.join.pending[m]),
+                                     early[number][-1] + early[number][m])  # fmt: skip
+            for p, rows in state.warmup.get(m, {}).items():
+                stage.warm.setdefault(p, {})[number] = list(rows)
+            stage.progress[number] = dict(state.max_ts)
+            stage.resume(number, state.offsets)
+        w._nz = None
+        stage.watermark = engine.watermark
+        stage.closed_upto = engine.closed_upto
+        stage.panes_closed = engine.panes_closed
+        stages[model.name] = stage
+    return stages
 
 
 # ---------------------------------------------------------------------- plumbing
@@ -1494,6 +1606,18 @@ def check_envelope(body: bytes, kind: str) -> None:
 def _typed(body: bytes, kind: str, record: type[Any]) -> Any:
     """A body decoded to plain values, migrated to :data:`FORMAT`, then checked against
     ``record``; FormatError otherwise."""
+    raw = _migrated(body)
+    if kind not in raw:
+        raise FormatError(f"not a {kind} body of format {FORMAT}")
+    try:
+        return msgspec.convert(raw[kind], record)
+    except (msgspec.ValidationError, RecursionError) as exc:
+        raise FormatError(f"{kind} body not valid: {str(exc)[:200]}") from None
+
+
+def _migrated(body: bytes) -> dict[str, Any]:
+    """A body decoded to plain values and migrated to :data:`FORMAT`; FormatError when it
+    is not one."""
     try:
         raw = msgspec.msgpack.decode(body)
     except (msgspec.DecodeError, RecursionError) as exc:
@@ -1507,9 +1631,6 @@ def _typed(body: bytes, kind: str, record: type[Any]) -> Any:
             raise FormatError(f"no migration from format {version}")
         raw = migrate(raw)
         version = raw["format"] = version + 1
-    if version != FORMAT or kind not in raw:
-        raise FormatError(f"not a {kind} body of format {FORMAT}")
-    try:
-        return msgspec.convert(raw[kind], record)
-    except (msgspec.ValidationError, RecursionError) as exc:
-        raise FormatError(f"{kind} body not valid: {str(exc)[:200]}") from None
+    if version != FORMAT:
+        raise FormatError(f"not a body of format {FORMAT}")
+    return raw

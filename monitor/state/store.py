@@ -24,6 +24,7 @@ from typing import Protocol
 from monitor.config import MonitorConfig
 from monitor.core.alerting import Alerting
 from monitor.core.engine import Engine
+from monitor.core.pipeline import Pipeline
 from monitor.state.checkpoint import CheckpointStore
 
 __all__ = ["LocalStore", "Store", "open_store"]
@@ -76,11 +77,12 @@ class LocalStore(CheckpointStore):
 
     def save(  # type: ignore[override]
         self,
-        engine: Engine,
+        engine: Engine | Pipeline,
         numbers: Iterable[int] | None = None,
         alerting: Alerting | None = None,
     ) -> int:
-        """Write the whole engine and ``alerting`` (one file holds every partition)."""
+        """Write the whole core (both stages) and ``alerting`` (one file holds every
+        partition)."""
         return super().save(engine, alerting)
 
     def restore(self, engine: Engine, numbers: Iterable[int]) -> dict[int, str]:
