@@ -59,6 +59,20 @@ def checkpoints_after(daemon: Daemon, n: int) -> float:
     )  # fmt: skip
 
 
+def checkpoint_size(path: Path) -> int:
+    """The checkpoint file's size. A save renames the current file to the previous one
+    before it renames the new one into place, so the daemon (checkpointing every second)
+    may be between the two: look again."""
+    deadline = time.monotonic() + 10.0
+    while True:
+        try:
+            return path.stat().st_size
+        except FileNotFoundError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def test_a_thousand_200kb_ids_are_rejected_and_memory_and_checkpoints_stay_flat(
     broker: Any, make_topics: Any, tmp_path: Path
 ) -> None:
@@ -88,7 +102,7 @@ label_ttl = "100d"
         daemon.wait_processed(ORDINARY, 120)
         time.sleep(IDLE_S + 1.5)  # silent past idle_timeout, and a tick
         before_n = checkpoints_after(daemon, int(daemon.sample("monitor_checkpoints_total") or 0))
-        size_before = (tmp_path / "state" / "checkpoint.bin").stat().st_size
+        size_before = checkpoint_size(tmp_path / "state" / "checkpoint.bin")
         assert daemon.proc is not None
         rss_before = rss(daemon.proc.pid)
 
@@ -109,7 +123,7 @@ label_ttl = "100d"
         assert daemon.sample("monitor_pending_predictions", model="m") == ORDINARY + 20
         time.sleep(IDLE_S + 1.5)  # silent past idle_timeout, and a tick
         checkpoints_after(daemon, int(before_n))
-        size_after = (tmp_path / "state" / "checkpoint.bin").stat().st_size
+        size_after = checkpoint_size(tmp_path / "state" / "checkpoint.bin")
         rss_after = rss(daemon.proc.pid)
         assert abs(size_after - size_before) <= 0.1 * size_before, (size_before, size_after)
         assert rss_after - rss_before < RSS_GROWTH, (rss_before, rss_after)
