@@ -59,7 +59,7 @@ from monitor.core.detectors import ErrorDetectors, error_stream
 from monitor.core.fastpath import Chunk, OneByOne, split_and_join
 from monitor.core.join import EarlyLabel, JoinBuffer, Pending
 from monitor.core.layout import Layout, feature_columns, scatter_panes
-from monitor.core.panemetrics import pane_signals
+from monitor.core.panemetrics import WindowValues, plan_for
 from monitor.core.partials import DeltaLedger, WarmRow
 from monitor.core.reference import ReferenceProfile, load_profile, profile_from_columns
 from monitor.core.report import LABEL_DELAY_BUCKETS, ModelReport, Report, SliceReport
@@ -1055,7 +1055,10 @@ class Engine:
         return sums
 
     def _compute(self, model: ModelState, final: bool = False) -> dict[str, dict[str, F64]]:
-        return window_values(model, self._window_sums(model, final), self._closed_counts)
+        return self._stacked(model, final).by_window()
+
+    def _stacked(self, model: ModelState, final: bool = False) -> WindowValues:
+        return window_stack(model, self._window_sums(model, final), self._closed_counts)
 
     def _closed_counts(self, model: ModelState) -> F64:
         """Joined events per slice in closed panes, late ones excluded (decay windows' count)."""
@@ -1137,7 +1140,7 @@ class Engine:
                 self._warm_up(model, pane)
             if not self.model_level:
                 continue
-            signals = close_signals(model, self._compute(model), model.error_panes, pane)
+            signals = close_signals(model, self._stacked(model), model.error_panes, pane)
             seen = self.predictions_total(model)
             self.signals_out.append(PaneSignals(model.name, end, signals, seen))
 
@@ -1266,14 +1269,14 @@ class Engine:
         return out
 
 
-def window_values(
+def window_stack(
     model: ModelState, sums: dict[str, F64], closed_counts: Callable[[ModelState], F64]
-) -> dict[str, dict[str, F64]]:
+) -> WindowValues:
     """Every signal of every window and slice of ``model`` from its windows' ``sums``
     (``{window: (slices, width)}``), all windows stacked so that each signal is computed
-    once: ``{window: {signal: value per slice}}``. ``closed_counts(model)`` gives the joined
-    events per slice of the closed panes (a decay window's count, regression only).
-    Both stages' pane closes use it (the engine's, and :mod:`monitor.core.model_stage`)."""
+    once. ``closed_counts(model)`` gives the joined events per slice of the closed panes
+    (a decay window's count, regression only). Both stages' pane closes use it (the
+    engine's, and :mod:`monitor.core.model_stage`)."""
     specs = model.windows
     rows = len(model.registry.keys)
     stack = np.concatenate([sums[spec.name][:rows] for spec in specs])
@@ -1291,22 +1294,16 @@ def window_values(
     def keep(name: str) -> bool:  # asked once per layout: the plan keeps the answer
         return wanted is None or _base(name) in wanted or _base(name) in _ALWAYS
 
-    names, values = pane_signals(
-        model.layout,
-        stack,
-        model.class_names,
-        count,
-        model.config.drift_min_samples,
-        keep,
-        model.metrics,
+    plan = plan_for(
+        model.layout, model.class_names, model.config.drift_min_samples, keep, model.metrics
     )
-    block = values.reshape(len(names), len(specs), rows)
-    return {spec.name: dict(zip(names, block[:, i], strict=True)) for i, spec in enumerate(specs)}
+    values = plan.compute(stack, count).reshape(len(plan.names), len(specs), rows)
+    return WindowValues(plan, tuple(spec.name for spec in specs), values)
 
 
 def close_signals(
     model: ModelState,
-    values: dict[str, dict[str, F64]],
+    values: WindowValues,
     error_panes: dict[int, dict[int, tuple[list[float], list[float]]]],
     pane: int,
 ) -> dict[str, float]:
@@ -1315,6 +1312,8 @@ def close_signals(
     (taken out of ``error_panes``) in event-time order, their detections added as
     whole-model values; ``model.last`` keeps the values for reports. Both stages' pane
     closes use it (the engine's, and :mod:`monitor.core.model_stage`)."""
+    last = values.by_window()
+    found: dict[str, float] = {}
     if model.detectors is not None:
         ts: list[float] = []
         errors: list[float] = []
@@ -1326,18 +1325,16 @@ def close_signals(
         order = np.argsort(np.asarray(ts), kind="stable")
         model.last_detections = model.detectors.feed(np.asarray(errors)[order].tolist())
         rows = len(model.registry.keys)
-        for name, found in model.last_detections.items():
+        stream = model.detectors.stream
+        for name, detected in model.last_detections.items():
             column = np.full(rows, np.nan)
-            column[0] = found  # whole model only
-            for metrics in values.values():
-                metrics[f"{name}:{model.detectors.stream}"] = column
-    model.last = values
+            column[0] = detected  # whole model only
+            found[f"{name}:{stream}"] = float(column[0])
+            for metrics in last.values():
+                metrics[f"{name}:{stream}"] = column
+    model.last = last
     model.last_rows = len(model.registry.keys)
-    return {
-        f"{metric}@{window}": float(v[0])
-        for window, metrics in values.items()
-        for metric, v in metrics.items()
-    }
+    return values.model_signals(found)
 
 
 def slice_counters(model: ModelState, row: F64) -> dict[str, float]:

@@ -36,7 +36,7 @@ from monitor.core.metrics import average_precision, compute_metrics, mcc, task_m
 from monitor.core.reference import SCORE, NumericReference
 from monitor.core.tasks import BinaryTask
 
-__all__ = ["PanePlan", "pane_signals", "plan_for"]
+__all__ = ["PanePlan", "WindowValues", "pane_signals", "plan_for"]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -333,6 +333,18 @@ class PanePlan:
         if missing:
             raise RuntimeError(f"pane signals without a row: {missing}")
         self._pick = np.array([where[name] for name in self.names], dtype=np.int64)
+        self._labels: dict[tuple[tuple[str, ...], tuple[str, ...]], list[str]] = {}
+
+    def labels(self, windows: tuple[str, ...], extra: tuple[str, ...] = ()) -> list[str]:
+        """``signal@window`` for every window and, in each, every name then every one of
+        ``extra``: the keys of a pane's model-level signals, made once per windows."""
+        key = (windows, extra)
+        out = self._labels.get(key)
+        if out is None:
+            out = self._labels[key] = [
+                f"{name}@{window}" for window in windows for name in (*self.names, *extra)
+            ]
+        return out
 
     # ------------------------------------------------------------------ plan
     def _ratios(self, layout: Layout) -> None:
@@ -629,6 +641,39 @@ class PanePlan:
                 outside = hist.take(ref.ends[:f], axis=1) + hist.take(ref.ends[k : k + f], axis=1)
                 pred_n = acc[:, self._col["pred_n"], None]
                 full[self._span["outside"]] = _ratio(outside, pred_n, np.nan).T
+
+
+@dataclass(frozen=True, slots=True)
+class WindowValues:
+    """Every signal of every window and slice of a model at a pane close, as
+    :meth:`PanePlan.compute` gave them: ``values[i, w, r]`` is signal ``plan.names[i]`` of
+    window ``windows[w]`` in slice row ``r``."""
+
+    plan: PanePlan
+    windows: tuple[str, ...]
+    values: F64  # (names, windows, rows)
+
+    def by_window(self) -> dict[str, dict[str, F64]]:
+        """``{window: {signal: value per slice row}}`` (views of :attr:`values`)."""
+        names = self.plan.names
+        return {
+            window: dict(zip(names, self.values[:, i], strict=True))
+            for i, window in enumerate(self.windows)
+        }
+
+    def model_signals(self, extra: dict[str, float] | None = None) -> dict[str, float]:
+        """The whole model's values (slice row 0) as ``{"signal@window": value}``, window
+        by window; ``extra`` whole-model values follow each window's signals."""
+        whole = self.values[:, :, 0].T  # (windows, names)
+        if extra:
+            flat = np.empty((len(self.windows), whole.shape[1] + len(extra)))
+            flat[:, : whole.shape[1]] = whole
+            flat[:, whole.shape[1] :] = list(extra.values())
+            labels = self.plan.labels(self.windows, tuple(extra))
+        else:
+            flat = whole
+            labels = self.plan.labels(self.windows)
+        return dict(zip(labels, flat.ravel().tolist(), strict=True))
 
 
 def _subjects(layout: Layout) -> _Subjects | None:
