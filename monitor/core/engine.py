@@ -26,7 +26,7 @@ import copy
 import math
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
@@ -59,7 +59,7 @@ from monitor.core.detectors import ErrorDetectors, error_stream
 from monitor.core.fastpath import Chunk, OneByOne, split_and_join
 from monitor.core.join import EarlyLabel, JoinBuffer, Pending
 from monitor.core.layout import Layout, feature_columns, scatter_panes
-from monitor.core.panemetrics import WindowValues, plan_for
+from monitor.core.panemetrics import WindowMetrics, WindowValues, plan_for
 from monitor.core.partials import DeltaLedger, WarmRow
 from monitor.core.reference import ReferenceProfile, load_profile, profile_from_columns
 from monitor.core.report import LABEL_DELAY_BUCKETS, ModelReport, Report, SliceReport
@@ -178,7 +178,7 @@ class ModelState:
         #: pane -> partition -> (event times, errors) of joined pairs, fed at the pane's close
         self.error_panes: dict[int, dict[int, tuple[list[float], list[float]]]] = {}
         self.last_detections: dict[str, int] = {}  # detections in the last closed pane
-        self.last: dict[str, dict[str, F64]] = {}
+        self.last: Mapping[str, Mapping[str, F64]] = {}
         self.last_rows = 0
 
     def new_windows(self) -> WindowSet:
@@ -1312,7 +1312,7 @@ def close_signals(
     (taken out of ``error_panes``) in event-time order, their detections added as
     whole-model values; ``model.last`` keeps the values for reports. Both stages' pane
     closes use it (the engine's, and :mod:`monitor.core.model_stage`)."""
-    last = values.by_window()
+    columns: dict[str, F64] = {}
     found: dict[str, float] = {}
     if model.detectors is not None:
         ts: list[float] = []
@@ -1330,9 +1330,8 @@ def close_signals(
             column = np.full(rows, np.nan)
             column[0] = detected  # whole model only
             found[f"{name}:{stream}"] = float(column[0])
-            for metrics in last.values():
-                metrics[f"{name}:{stream}"] = column
-    model.last = last
+            columns[f"{name}:{stream}"] = column
+    model.last = WindowMetrics(values, columns)
     model.last_rows = len(model.registry.keys)
     return values.model_signals(found)
 

@@ -21,8 +21,9 @@ or so; ``tests/core/test_pane_signals.py`` holds them to 1e-12).
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -36,7 +37,7 @@ from monitor.core.metrics import average_precision, compute_metrics, mcc, task_m
 from monitor.core.reference import SCORE, NumericReference
 from monitor.core.tasks import BinaryTask
 
-__all__ = ["PanePlan", "WindowValues", "pane_signals", "plan_for"]
+__all__ = ["PanePlan", "WindowMetrics", "WindowValues", "pane_signals", "plan_for"]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -676,6 +677,41 @@ class WindowValues:
         return dict(zip(labels, flat.ravel().tolist(), strict=True))
 
 
+class WindowMetrics(Mapping[str, dict[str, F64]]):
+    """``{window: {signal: value per slice row}}`` of a :class:`WindowValues`, each window
+    also with the ``extra`` columns; the dicts are made when first read (a pane close
+    keeps them for reports and checkpoints, which read few of them)."""
+
+    __slots__ = ("_dicts", "_extra", "_values")
+
+    def __init__(self, values: WindowValues, extra: dict[str, F64] | None = None) -> None:
+        self._values = values
+        self._extra = extra or {}
+        self._dicts: dict[str, dict[str, F64]] | None = None
+
+    def _built(self) -> dict[str, dict[str, F64]]:
+        dicts = self._dicts
+        if dicts is None:
+            dicts = self._dicts = self._values.by_window()
+            if self._extra:
+                for metrics in dicts.values():
+                    metrics.update(self._extra)
+        return dicts
+
+    def __getitem__(self, window: str) -> dict[str, F64]:
+        return self._built()[window]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._built())
+
+    def __len__(self) -> int:
+        return len(self._values.windows)
+
+    def __reduce__(self) -> tuple[type[dict[str, Any]], tuple[dict[str, dict[str, F64]]]]:
+        """Pickled and copied as the plain dicts (the plan stays with its layout)."""
+        return dict, (self._built(),)
+
+
 def _subjects(layout: Layout) -> _Subjects | None:
     """The drift subjects of ``layout`` (see :class:`_Subjects`), None without any."""
     profile = layout.profile
@@ -916,7 +952,9 @@ def plan_for(
     """The :class:`PanePlan` of ``layout``, made on first use and kept while the layout
     lives and its profile and baseline stay the same. ``keep_key`` stands for ``keep``
     in the cache: pass one that changes whenever ``keep`` would answer differently."""
-    plans = _PLANS.setdefault(layout, {})
+    plans = _PLANS.get(layout)
+    if plans is None:
+        plans = _PLANS[layout] = {}
     key = (class_names, min_samples, keep_key, keep is None)
     plan = plans.get(key)
     if plan is None or plan.key != _layout_key(layout):
