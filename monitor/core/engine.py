@@ -1034,12 +1034,19 @@ class Engine:
 
     # ------------------------------------------------------------------ signals
     def _window_sums(self, model: ModelState, final: bool = False) -> dict[str, F64]:
+        """Each window's sums over every partition, ``{window: (slices, width)}``."""
+        stack = self._window_stack(model, final)
         rows = len(model.registry.keys)
-        width = model.layout.width
-        sums: dict[str, F64] = {}
+        return {spec.name: stack[i * rows : (i + 1) * rows] for i, spec in enumerate(model.windows)}
+
+    def _window_stack(self, model: ModelState, final: bool = False) -> F64:
+        """The windows' sums over every partition, stacked: ``(windows * slices, width)``,
+        window after window (``final``: with the open panes counted in ``all``)."""
+        rows = len(model.registry.keys)
+        stack = np.zeros((len(model.windows) * rows, model.layout.width))
         sliding_i = decay_i = 0
-        for spec in model.windows:
-            total = np.zeros((rows, width))
+        for i, spec in enumerate(model.windows):
+            total = stack[i * rows : (i + 1) * rows]
             for state in self.partitions.values():
                 w = state.windows[model.index]
                 if spec.kind == "all":
@@ -1051,14 +1058,13 @@ class Engine:
                 total[: part.shape[0]] += part
             sliding_i += spec.kind == "sliding"
             decay_i += spec.kind == "decay"
-            sums[spec.name] = total
-        return sums
+        return stack
 
     def _compute(self, model: ModelState, final: bool = False) -> dict[str, dict[str, F64]]:
         return self._stacked(model, final).by_window()
 
     def _stacked(self, model: ModelState, final: bool = False) -> WindowValues:
-        return window_stack(model, self._window_sums(model, final), self._closed_counts)
+        return window_stack(model, self._window_stack(model, final), self._closed_counts)
 
     def _closed_counts(self, model: ModelState) -> F64:
         """Joined events per slice in closed panes, late ones excluded (decay windows' count)."""
@@ -1270,16 +1276,15 @@ class Engine:
 
 
 def window_stack(
-    model: ModelState, sums: dict[str, F64], closed_counts: Callable[[ModelState], F64]
+    model: ModelState, stack: F64, closed_counts: Callable[[ModelState], F64]
 ) -> WindowValues:
-    """Every signal of every window and slice of ``model`` from its windows' ``sums``
-    (``{window: (slices, width)}``), all windows stacked so that each signal is computed
-    once. ``closed_counts(model)`` gives the joined events per slice of the closed panes
-    (a decay window's count, regression only). Both stages' pane closes use it (the
-    engine's, and :mod:`monitor.core.model_stage`)."""
+    """Every signal of every window and slice of ``model`` from its windows' sums stacked
+    window after window, ``(windows * slices, width)`` (slices: the registry's rows), each
+    signal computed once over all of them. ``closed_counts(model)`` gives the joined
+    events per slice of the closed panes (a decay window's count, regression only). Both
+    stages' pane closes use it (the engine's, and :mod:`monitor.core.model_stage`)."""
     specs = model.windows
     rows = len(model.registry.keys)
-    stack = np.concatenate([sums[spec.name][:rows] for spec in specs])
     count = None
     if model.layout.kind.needs_sample_count:
         # A decay window holds every closed event with some weight: its event count is
@@ -1287,7 +1292,10 @@ def window_stack(
         closed = closed_counts(model)
         n = model.layout.col("n")
         count = np.concatenate(
-            [closed[:rows] if spec.kind == "decay" else sums[spec.name][:rows, n] for spec in specs]
+            [
+                closed[:rows] if spec.kind == "decay" else stack[i * rows : (i + 1) * rows, n]
+                for i, spec in enumerate(specs)
+            ]
         )
     wanted = None if model.metrics is None else set(model.metrics)
 

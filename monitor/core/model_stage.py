@@ -446,19 +446,21 @@ class ModelStage:
     def _stacked(self, final: bool = False) -> WindowValues:
         """:meth:`compute`'s values as one stacked array."""
         model, w = self.model, self.windows
-        sums: dict[str, F64] = {}
+        rows = len(model.registry.keys)
+        parts: list[F64] = []
         sliding_i = decay_i = 0
         for spec in model.windows:
             if spec.kind == "all":
-                sums[spec.name] = w.cum + w.open_total() if final else w.cum
+                parts.append(w.cum + w.open_total() if final else w.cum)
             elif spec.kind == "sliding":
-                sums[spec.name] = w.sliding[sliding_i]
+                parts.append(w.sliding[sliding_i])
                 sliding_i += 1
             else:
-                sums[spec.name] = w.decay[decay_i]
+                parts.append(w.decay[decay_i])
                 decay_i += 1
         closed = w.cum[:, model.layout.col("n")] - w.late_n
-        return window_stack(model, sums, lambda _model: closed)
+        stack = np.concatenate([part[:rows] for part in parts])
+        return window_stack(model, stack, lambda _model: closed)
 
     def _emit(self, pane: int) -> None:
         model = self.model
