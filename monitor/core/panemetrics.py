@@ -136,6 +136,24 @@ def _psi_js(p: F64, tiles: _Tiled, member: F64) -> tuple[F64, F64]:
     return psi_value, js_value
 
 
+def _special() -> Any:
+    """scipy's special functions, imported at the first drift statistic, not at start."""
+    global _SPECIAL
+    if _SPECIAL is None:
+        from scipy import special
+
+        _SPECIAL = special
+    return _SPECIAL
+
+
+_SPECIAL: Any = None
+
+
+def _size(index: I64 | slice) -> int:
+    """How many positions an index of :func:`_index` holds."""
+    return index.stop - index.start if isinstance(index, slice) else len(index)
+
+
 def _chi2(
     counts: F64,
     n: F64,
@@ -171,16 +189,15 @@ def _chi2(
     seen = mask & (n > 0) if mask_n else mask
     safe_n = np.where(seen, n, 1.0)
     stat = (1.0 / safe_n + 1.0 / ref_n) / (safe_n + ref_n) * sums[:rows]
-    from scipy import special  # imported at the first drift statistic, not at start
-
+    special = _special()
     # Two columns (1 degree of freedom, or 0 with a statistic of exactly 0): the p-value
     # is erfc(sqrt(x / 2)), which cephes' incomplete gamma takes far longer to reach.
     out: F64 = np.empty((rows, s))
     many, two = sub.many_columns, sub.two_columns
-    if len(many):
+    if _size(many):
         dof = np.maximum(sums[rows:, many] - 1.0, 1.0)
         out[:, many] = special.chdtrc(dof, stat[:, many])
-    if len(two):
+    if _size(two):
         out[:, two] = special.erfc(np.sqrt(0.5 * stat[:, two]))
     np.copyto(out, np.nan, where=~seen)
     return out
@@ -282,8 +299,8 @@ class _Subjects:
     share_safe: F64  # (K,): the same, 1 where it is 0
     chi2_subjects: int  # subjects with a chi2 signal: all but the score
     chi2_columns: int  # their columns
-    two_columns: I64  # the chi2 subjects of two columns (1 degree of freedom at most)
-    many_columns: I64  # the others
+    two_columns: I64 | slice  # the chi2 subjects of two columns (1 degree of freedom at most)
+    many_columns: I64 | slice  # the others (both a slice where they are consecutive)
     numeric: _Numeric | None  # the first subjects' numeric side
     numeric_count: int  # how many subjects are numeric
     features: int  # the first ``features`` numeric subjects are features (out of range)
@@ -795,12 +812,20 @@ def _subjects(layout: Layout) -> _Subjects | None:
         share_safe=np.where(share > 0, share, 1.0),
         chi2_subjects=chi2_subjects,
         chi2_columns=int(sum(widths[:chi2_subjects])),
-        two_columns=np.array([i for i in range(chi2_subjects) if widths[i] == 2], dtype=np.int64),
-        many_columns=np.array([i for i in range(chi2_subjects) if widths[i] != 2], dtype=np.int64),
+        two_columns=_index([i for i in range(chi2_subjects) if widths[i] == 2]),
+        many_columns=_index([i for i in range(chi2_subjects) if widths[i] != 2]),
         numeric=_numeric(numeric) if numeric else None,
         numeric_count=len(numeric),
         features=features,
     )
+
+
+def _index(positions: list[int]) -> I64 | slice:
+    """``positions`` as an index: a slice where they are consecutive (a view, not a
+    copy), else an array."""
+    if positions and positions == list(range(positions[0], positions[-1] + 1)):
+        return slice(positions[0], positions[-1] + 1)
+    return np.array(positions, dtype=np.int64)
 
 
 def _numeric(numeric: list[tuple[str, int, int, NumericReference]]) -> _Numeric:
