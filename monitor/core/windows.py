@@ -64,24 +64,6 @@ def pad_rows(arr: F64, rows: int) -> F64:
     return out
 
 
-def _flat(owner: Any, name: str) -> F64:
-    """The array attribute ``name`` of ``owner`` as a flat view (made C-contiguous first
-    when it is not, so that writes through the view reach it)."""
-    arr: F64 = getattr(owner, name)
-    if not arr.flags.c_contiguous:
-        arr = np.ascontiguousarray(arr)
-        setattr(owner, name, arr)
-    return arr.reshape(-1)
-
-
-def _flat_item(arrays: list[F64], i: int) -> F64:
-    """``arrays[i]`` as a flat view, as :func:`_flat`."""
-    arr = arrays[i]
-    if not arr.flags.c_contiguous:
-        arr = arrays[i] = np.ascontiguousarray(arr)
-    return arr.reshape(-1)
-
-
 class WindowSet:
     """Open panes and closed-window sums of one model in one partition."""
 
@@ -230,47 +212,35 @@ class WindowSet:
                         self._nz[i] += gained
 
     def close(self, pane: int) -> bool:
-        """Close ``pane`` (the next pane in order); return whether any window changed contents.
-
-        A pane's sums are mostly zeros on a sparse stream: the cumulative and sliding sums
-        and the term counts change at its non-zero cells only (adding or taking away 0
-        changes no sum), so those are the cells written; the decay windows all decay."""
+        """Close ``pane`` (the next pane in order); return whether any window changed contents."""
         acc = self.open.pop(pane, None)
         decayed = self.open_decay.pop(pane, None)
         changed = acc is not None
-        hit: I64 | None = None
-        add: F64 | None = None
         if acc is not None:
-            hit = np.flatnonzero(acc)  # NaN counts as a term, as in ``acc != 0``
-            add = acc.reshape(-1)[hit]
-            _flat(self, "cum")[hit] += add
+            self.cum += acc
         for target, rate in zip(self.decay, self.decay_rates, strict=True):
             target *= math.exp(-rate * self.pane)
         if decayed is not None:
-            for target, more in zip(self.decay, decayed, strict=True):
-                target += more
+            for target, add in zip(self.decay, decayed, strict=True):
+                target += add
         if self.ring_len:
             nz = self._nz if self._nz is not None else self._count_terms(pane)
+            arrived = acc != 0 if acc is not None else None
             if acc is not None:
                 self.ring[pane] = acc
-            for i, n in enumerate(self.sliding_panes):
-                flat = _flat_item(self.sliding, i)
-                count = _flat_item(nz, i)
-                if hit is not None and add is not None:
-                    flat[hit] += add
-                    count[hit] += 1.0
+            for i, (total, n) in enumerate(zip(self.sliding, self.sliding_panes, strict=True)):
+                if acc is not None and arrived is not None:
+                    total += acc
+                    nz[i] += arrived
                 leaving = self.ring.get(pane - n)
                 if leaving is not None:
-                    gone = np.flatnonzero(leaving)
-                    out = leaving.reshape(-1)[gone]
-                    flat[gone] -= out
-                    count[gone] -= 1.0
+                    total -= leaving
+                    nz[i] -= leaving != 0
                     changed = True
-                    empty = count == 0
-                    np.copyto(flat, 0.0, where=empty)  # its last term left: exactly nothing
-                    # elsewhere nothing left: |0| > _CANCEL * |total| never holds
-                    lost = np.abs(out) > _CANCEL * np.abs(flat[gone])
-                    lost &= ~empty[gone]
+                    empty = nz[i] == 0
+                    np.copyto(total, 0.0, where=empty)  # its last term left: exactly nothing
+                    lost = np.abs(leaving) > _CANCEL * np.abs(total)
+                    lost &= ~empty
                     if lost.any():
                         # A large term left a small remainder: rounding may dominate it.
                         self._resum_one(i, pane, n)
