@@ -10,7 +10,10 @@ sums are one matrix product). Sums along the score bins are matrix products too 
 cumulative sum adds one element at a time). What depends only on the layout (column
 indices, reference proportions and edges, the calibration map, the signal names and their
 order) is worked out once per layout and kept in a :class:`PanePlan`, the reference
-arrays also repeated for the row count of the last call.
+arrays also repeated for the row count of the last call. A pane close keeps the result as
+one array (:class:`WindowValues`): the model's ``signal@window`` values are read from it
+in one operation, under names made once per plan, and the per-window dicts of reports
+(:class:`WindowMetrics`) are made when read.
 
 The definitions are those of :func:`~monitor.core.metrics.compute_metrics`,
 :mod:`monitor.core.drift` and :mod:`monitor.core.estimate`, and the values equal theirs on
@@ -136,6 +139,10 @@ def _psi_js(p: F64, tiles: _Tiled, member: F64) -> tuple[F64, F64]:
     return psi_value, js_value
 
 
+#: scipy's special functions once :func:`_special` imported them.
+_SPECIAL: Any = None
+
+
 def _special() -> Any:
     """scipy's special functions, imported at the first drift statistic, not at start."""
     global _SPECIAL
@@ -144,9 +151,6 @@ def _special() -> Any:
 
         _SPECIAL = special
     return _SPECIAL
-
-
-_SPECIAL: Any = None
 
 
 def _size(index: I64 | slice) -> int:
