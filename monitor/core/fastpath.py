@@ -38,6 +38,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from monitor.core.caps import Conflict, EarlyCaps, PendingCaps
 from monitor.core.counts import LABELS, MATCHED, PREDICTIONS
 from monitor.core.join import PendingTable, id_keys
 from monitor.core.partials import WarmRow
@@ -277,11 +278,11 @@ def split_and_join(engine: Engine, messages: MessageBatch) -> OneByOne:
     if len(pairs_p) < len(pred_at) or len(pairs_l) < len(label_at):
         slow.extend(i for i, e in zip(pred_at, preds, strict=True) if e is None)
         slow.extend(i for i, e in zip(label_at, labels, strict=True) if e is None)
-    # The caps are checked against every prediction of the poll, those left one by one too.
-    crossing = _at_caps(engine, [e for _, e in pairs_p])
     ids = [e.prediction_id for _, e in pairs_p] + [e.prediction_id for _, e in pairs_l]
     twice_at: set[int] = set()
     fused: dict[str, tuple[int, LabelEvent]] = {}
+    again: dict[str, list[tuple[int, LabelEvent]]] = {}  # id -> the label's retries
+    decoded = (pairs_p, pairs_l)
     if len(set(ids)) < len(ids):
         counts = Counter(ids)
         twice = {pid for pid, n in counts.items() if n > 1}
@@ -294,6 +295,23 @@ def split_and_join(engine: Engine, messages: MessageBatch) -> OneByOne:
             if i >= 0 and partition_of[i] == partition_of[j]:
                 fused[e.prediction_id] = (j, e)
         twice -= fused.keys()
+        # A label sent again (a retry) with no prediction of its id in the poll: the first
+        # is decided here, the others are duplicates of it (see _followers).
+        lead: dict[str, tuple[int, LabelEvent]] = {}
+        predicted = {e.prediction_id for _, e in pairs_p}
+        for j, e in pairs_l:
+            pid = e.prediction_id
+            if pid in twice and pid not in predicted:
+                if pid not in lead:
+                    lead[pid] = (j, e)
+                    again[pid] = []
+                else:
+                    again[pid].append((j, e))
+        for pid, (j, _) in lead.items():
+            if all(partition_of[k] == partition_of[j] for k, _ in again[pid]):
+                twice.discard(pid)
+            else:
+                del again[pid]
         twice_at.update(i for i, e in pairs_p if e.prediction_id in twice)
         twice_at.update(i for i, e in pairs_l if e.prediction_id in twice)
         slow.extend(twice_at)
@@ -301,24 +319,39 @@ def split_and_join(engine: Engine, messages: MessageBatch) -> OneByOne:
         pairs_l = [
             (i, e)
             for i, e in pairs_l
-            if e.prediction_id not in twice and e.prediction_id not in fused
+            if e.prediction_id not in twice
+            and e.prediction_id not in fused
+            and (e.prediction_id not in again or lead[e.prediction_id][0] == i)
         ]
-    split = _Split(slow)
-    # Ids seen twice change the join state one by one, of their own ids only.
-    split.ordered.update(partition_of[i] for i in twice_at)
-    if pairs_p:
-        _predictions(engine, messages, pairs_p, split, fused, len(label_at), crossing)
-    if pairs_l:
-        _labels(engine, messages, pairs_l, split, crossing, len(label_at))
-    if crossing or engine.early_total + len(label_at) > engine.early_cap:
-        # A cap may be reached in this poll: which entry is evicted, of which partition,
-        # depends on the order of every insert, so every partition with a message left
-        # one by one that may insert goes one by one whole.
+    every = [e for _, e in decoded[0]]  # the caps count the predictions left one by one too
+    index = {m.name: m.index for m in engine.models}
+    model_of = [index.get(e.model, -1) for e in every]
+    registry = _crossing_caps(engine, every, model_of)
+    pressed = _pending_pressure(engine, every, model_of)
+    early_pressed = engine.early_total + len(label_at) > engine.early_cap
+    plan = partial(_plan, engine, messages, pairs_p, pairs_l, fused, twice_at, again, slow)
+    split = plan(registry, early_room=True)
+    caps: list[PendingCaps | EarlyCaps] = []
+    whole = False
+    if pressed or early_pressed:
+        found = _caps(engine, messages, split, decoded, pressed, early_pressed)
+        if found is None:  # evictions the batch path cannot place: the old way, one by one
+            whole = True
+            split = plan(registry | pressed, early_room=not early_pressed)
+            split.dirty |= split.ordered
+        else:
+            caps = found
+    elif registry:
+        # A slice registry may reach a cap: which value is folded depends on the order of
+        # every prediction of the model, so its partitions go one by one whole.
         split.dirty |= split.ordered
     split.ordered -= split.dirty
+    slow = split.slow
+    at_caps = 0
     for number, idx, apply in split.plans:
         if number in split.dirty:
             slow.extend(idx.tolist())
+            at_caps += len(idx) if whole else 0
         else:
             apply()
     for (m, number), parts in split.matched.items():  # matched ids in arrival order
@@ -333,11 +366,161 @@ def split_and_join(engine: Engine, messages: MessageBatch) -> OneByOne:
         pids = [pid for p in parts_e for pid in p[1]]
         labels_e = [label for p in parts_e for label in p[2]]
         engine.partitions[number].join.early.update((pids[k], labels_e[k]) for k in order)
+    for evictions in caps:  # now that every insert of the poll is in
+        evictions.apply(engine)
     slow.sort()
     out = OneByOne(slow)
+    out.at_caps = at_caps
+    out.evicted = sum(c.evicted for c in caps)
     if split.ordered:
         out.order = _Order(engine, split)
     return out
+
+
+def _plan(
+    engine: Engine,
+    messages: MessageBatch,
+    pairs_p: list[tuple[int, PredictionEvent]],
+    pairs_l: list[tuple[int, LabelEvent]],
+    fused: dict[str, tuple[int, LabelEvent]],
+    twice_at: set[int],
+    again: dict[str, list[tuple[int, LabelEvent]]],
+    slow: list[int],
+    crossing: set[int],
+    *,
+    early_room: bool,
+) -> _Split:
+    """Decide the poll's checked events (see :func:`split_and_join`): the models in
+    ``crossing`` and, without ``early_room``, the labels that wait for their prediction,
+    go one by one with their partitions."""
+    split = _Split(list(slow))
+    # Ids seen twice change the join state one by one, of their own ids only.
+    split.ordered.update(messages.partitions[i] for i in twice_at)
+    split.loose.extend(twice_at)
+    if pairs_p:
+        _predictions(engine, messages, pairs_p, split, fused, early_room, crossing)
+    if pairs_l:
+        _labels(engine, messages, pairs_l, split, crossing, early_room)
+    if again:
+        _followers(messages, pairs_l, again, split)
+    return split
+
+
+def _followers(
+    messages: MessageBatch,
+    pairs_l: list[tuple[int, LabelEvent]],
+    again: dict[str, list[tuple[int, LabelEvent]]],
+    split: _Split,
+) -> None:
+    """The retries of labels sent more than once in the poll (``again``: id -> retries;
+    the first of each is among ``pairs_l``). When the first is joined or waits as an early
+    label in the batch path, a retry naming no model or the same one is a duplicate (its
+    id is matched or early; no other message of the poll names it): a reject, state aside.
+    Otherwise the retries go one by one after the first, in order."""
+    if not split.plans:
+        taken: set[int] = set()
+    else:
+        taken = set(np.concatenate([idx for _, idx, _ in split.plans]).tolist())
+    for i, e in pairs_l:
+        retries = again.get(e.prediction_id)
+        if retries is None:
+            continue
+        idx = np.array([j for j, _ in retries], dtype=np.int64)
+        if i in taken and all(r.model is None or r.model == e.model for _, r in retries):
+            split.reject(idx)
+        else:
+            split.one_by_one(idx, messages.partitions[i])
+
+
+#: What a message does to a capped table (:attr:`_Split.ops`): a prediction starts waiting,
+#: a label joins one that waited from before the poll or one that started in it, a label
+#: starts waiting for its prediction, a prediction joins a waiting label.
+_P_ADD, _P_HELD, _P_NEW, _E_ADD, _E_DEL = range(5)
+
+
+def _caps(
+    engine: Engine,
+    messages: MessageBatch,
+    split: _Split,
+    decoded: tuple[list[tuple[int, PredictionEvent]], list[tuple[int, LabelEvent]]],
+    pressed: set[int],
+    early: bool,
+) -> list[PendingCaps | EarlyCaps] | None:
+    """The evictions at the caps that the plans of ``split`` reach (models ``pressed`` at
+    their pending caps, the early labels if ``early``), replayed over the plans' inserts and
+    removals in poll order with the per-message path's rules (:mod:`monitor.core.caps`).
+    None if they cannot be placed in the batch path: a partition goes one by one whole
+    already, a message left one by one may change a capped table, or a message uses an
+    entry after its eviction."""
+    if split.dirty:
+        return None
+    partition_of = messages.partitions
+    preds = dict(decoded[0])
+    labels = dict(decoded[1])
+    index = {m.name: m.index for m in engine.models}
+    for i in split.loose:  # those of the per-message path would evict out of poll order
+        join = engine.partition(partition_of[i]).join
+        pred = preds.get(i)
+        if pred is not None:
+            if index.get(pred.model, -1) in pressed or (early and pred.prediction_id in join.early):
+                return None
+        elif early or any(labels[i].prediction_id in join.pending[m] for m in pressed):
+            return None
+    pending = {m: PendingCaps(engine, m) for m in sorted(pressed)}
+    early_caps = EarlyCaps(engine) if early else None
+    kinds: list[I64] = []
+    models: list[I64] = []
+    parts: list[I64] = []
+    idx: list[I64] = []
+    pids: list[str] = []
+    for kind, m, number, at, ids in split.ops:
+        if (m in pending) if kind <= _P_NEW else early:
+            if kind == _P_HELD:
+                pending[m].hold(number, ids)
+            kinds.append(np.full(len(ids), kind, dtype=np.int64))
+            models.append(np.full(len(ids), m, dtype=np.int64))
+            parts.append(np.full(len(ids), number, dtype=np.int64))
+            idx.append(at)
+            pids.extend(ids)
+    if not pids:
+        return []
+    at_all = np.concatenate(idx)
+    order = np.argsort(at_all, kind="stable")
+    kind_l = np.concatenate(kinds)[order].tolist()
+    model_l = np.concatenate(models)[order].tolist()
+    part_l = np.concatenate(parts)[order].tolist()
+    at_l = at_all[order].tolist()
+    widths = {m: 2 + len(engine.models[m].registry.segments) for m in pending}
+    entry_bytes = PendingTable.entry_bytes
+    try:
+        for kind, m, number, at, pid in zip(
+            kind_l, model_l, part_l, at_l, [pids[j] for j in order.tolist()], strict=True
+        ):
+            if kind == _P_ADD:
+                pending[m].insert(number, pid, entry_bytes(pid, widths[m]), at)
+            elif kind <= _P_NEW:
+                pending[m].remove(number, pid)
+            elif kind == _E_ADD:
+                assert early_caps is not None
+                early_caps.insert(number, pid, at)
+            else:
+                assert early_caps is not None
+                early_caps.remove(number, pid)
+    except Conflict:
+        return None
+    caps: list[PendingCaps | EarlyCaps] = [c for c in pending.values() if c.evicted]
+    if early_caps is not None and early_caps.evicted:
+        caps.append(early_caps)
+    if caps:
+        named: dict[int, dict[str, int]] = {}
+        for pairs in decoded:  # poll order within each topic: the last one wins
+            for i, e in pairs:
+                last = named.setdefault(partition_of[i], {})
+                if last.get(e.prediction_id, -1) < i:
+                    last[e.prediction_id] = i
+        if any(c.conflicts(named) for c in caps):
+            return None
+    return caps
 
 
 class OneByOne(list[int]):
@@ -350,6 +533,11 @@ class OneByOne(list[int]):
     new entries back in poll order."""
 
     order: _Order | None = None
+    #: of them, messages the batch path had taken but left because a cap was reached in a
+    #: way it could not place (their partitions went one by one whole)
+    at_caps: int = 0
+    #: entries the batch path evicted at the caps
+    evicted: int = 0
 
     def after(self, i: int, number: int) -> None:
         """Message ``i`` of partition ``number`` went through the per-message path."""
@@ -492,10 +680,16 @@ class _Split:
     cap (``dirty``: every message of theirs then goes one by one); and the batch path's
     work for the other partitions, applied once all is decided."""
 
-    __slots__ = ("dirty", "early", "matched", "ordered", "pending", "plans", "slow", "warm")
+    __slots__ = ("dirty", "early", "loose", "matched", "ops", "ordered", "pending", "plans",
+                 "slow", "warm")
 
     def __init__(self, slow: list[int]) -> None:
         self.slow = slow
+        #: the messages left one by one that may change the join state
+        self.loose: list[int] = []
+        #: what the plans do to the capped tables (:data:`_P_ADD`, ...): (kind, model,
+        #: partition, poll index of each message, its id)
+        self.ops: list[tuple[int, int, int, I64, list[str]]] = []
         self.dirty: set[int] = set()
         self.ordered: set[int] = set()
         self.plans: list[tuple[int, I64, Callable[[], None]]] = []
@@ -518,7 +712,13 @@ class _Split:
         (of ids no other message of the poll has); ``evicts``: and may evict at a cap."""
         if len(idx):
             self.slow.extend(idx.tolist())
+            self.loose.extend(idx.tolist())
             (self.dirty if evicts else self.ordered).add(number)
+
+    def op(self, kind: int, m: int, number: int, idx: I64, pids: list[str]) -> None:
+        """Messages ``idx`` of partition ``number`` change a capped table (see :attr:`ops`)."""
+        if len(pids):
+            self.ops.append((kind, m, number, idx, pids))
 
 
 def _group(parts: list[int], models: list[int]) -> dict[tuple[int, int], list[int]]:
@@ -537,13 +737,13 @@ def _group(parts: list[int], models: list[int]) -> dict[tuple[int, int], list[in
     return groups
 
 
-def _at_caps(engine: Engine, events: list[PredictionEvent]) -> set[int]:
-    """Models that may reach a cap within this poll (:func:`_crossing_caps`, and the
-    pending caps, entries or bytes, if every prediction of theirs in the poll waited)."""
-    index = {m.name: m.index for m in engine.models}
-    model_of = [index.get(e.model, -1) for e in events]
-    crossing = _crossing_caps(engine, events, model_of)
-    for m, n in Counter(model_of).items():  # eviction order matters at the pending caps
+def _pending_pressure(
+    engine: Engine, events: list[PredictionEvent], model_of: list[int]
+) -> set[int]:
+    """Models that may reach a pending cap (entries or bytes) within this poll: those that
+    would if every prediction of theirs in the poll waited."""
+    out: set[int] = set()
+    for m, n in Counter(model_of).items():
         if m < 0:
             continue
         config = engine.models[m].config
@@ -555,8 +755,8 @@ def _at_caps(engine: Engine, events: list[PredictionEvent]) -> set[int]:
             engine.pending_total[m] + n > config.max_pending
             or queued + n * most > config.max_pending_bytes
         ):
-            crossing.add(m)
-    return crossing
+            out.add(m)
+    return out
 
 
 def _crossing_caps(engine: Engine, events: list[PredictionEvent], model_of: list[int]) -> set[int]:
@@ -597,11 +797,12 @@ def _predictions(
     pairs: list[tuple[int, PredictionEvent]],
     split: _Split,
     fused: dict[str, tuple[int, LabelEvent]],
-    labels_in_poll: int,
+    early_room: bool,
     crossing: set[int],
 ) -> None:
-    """Take the ordinary predictions. Those of a model in ``crossing`` (that may reach a
-    cap in this poll, see :func:`_at_caps`) go one by one with their partitions."""
+    """Take the ordinary predictions. Those of a model in ``crossing`` go one by one with
+    their partitions; a label before its prediction in the poll waits for it as an early
+    label in the batch path only with ``early_room``."""
     index = {m.name: m.index for m in engine.models}
     events = [e for _, e in pairs]
     at = np.array([i for i, _ in pairs], dtype=np.int64)
@@ -658,8 +859,7 @@ def _predictions(
             # label that came first must find nothing (no waiting, early or matched id)
             # and room among the early labels.
             reached = np.array([lab.prediction_id in found_before for lab in follow], dtype=bool)
-            room = engine.early_total + labels_in_poll <= engine.early_cap
-            named &= ~reached & (~came_first | room)
+            named &= ~reached & (~came_first | early_room)
             label[has_later] = codes
             label_ts[has_later] = f_ts
             # The pair is joined at the second of the two messages.
@@ -725,6 +925,8 @@ def _predictions(
             counted, from_early = counted[keep], from_early[keep]
         if not len(sel):
             continue
+        _prediction_ops(split, m, number, at[sel], pids, has_label, has_later, label_msg,
+                        from_early)
         apply = partial(
             _take_predictions,
             engine,
@@ -740,6 +942,41 @@ def _predictions(
             _Labels(label, has_label, label_ts, label_at, has_later, counted, from_early),
         )
         split.plans.append((number, np.concatenate([at[sel], label_msg]), apply))
+
+
+def _prediction_ops(
+    split: _Split,
+    m: int,
+    number: int,
+    at: I64,
+    pids: list[str],
+    has_label: npt.NDArray[np.bool_],
+    has_later: npt.NDArray[np.bool_],
+    label_msg: I64,
+    from_early: npt.NDArray[np.bool_],
+) -> None:
+    """What the checked predictions of model ``m`` in partition ``number`` do to the capped
+    tables, in the per-message path's terms: one without a label waits; one whose label
+    message follows in the poll waits until it comes; a label message before it waits as an
+    early label until it comes; an early label of an earlier poll leaves."""
+    waiting = np.flatnonzero(~has_label)
+    if waiting.size:
+        split.op(_P_ADD, m, number, at[waiting], [pids[j] for j in waiting.tolist()])
+    if has_later.any():
+        rows = np.flatnonzero(has_later)
+        mine = [pids[j] for j in rows.tolist()]
+        first = label_msg > at[rows]  # the prediction first
+        if first.any():
+            ids = [p for p, f in zip(mine, first.tolist(), strict=True) if f]
+            split.op(_P_ADD, m, number, at[rows[first]], ids)
+            split.op(_P_NEW, m, number, label_msg[first], ids)
+        if not first.all():
+            ids = [p for p, f in zip(mine, first.tolist(), strict=True) if not f]
+            split.op(_E_ADD, -1, number, label_msg[~first], ids)
+            split.op(_E_DEL, -1, number, at[rows[~first]], ids)
+    if from_early.any():
+        rows = np.flatnonzero(from_early)
+        split.op(_E_DEL, -1, number, at[rows], [pids[j] for j in rows.tolist()])
 
 
 class _Labels(NamedTuple):
@@ -916,9 +1153,11 @@ def _labels(
     pairs: list[tuple[int, LabelEvent]],
     split: _Split,
     one_by_one: set[int],
-    labels_in_poll: int,
+    early_room: bool,
 ) -> None:
-    """Plan the joins of labels whose prediction is waiting, per model and partition."""
+    """Plan the joins of labels whose prediction is waiting, per model and partition; the
+    labels of a model in ``one_by_one`` go one by one with their partitions, and so the
+    labels that come first unless there is ``early_room``."""
     index = {m.name: m.index for m in engine.models}
     events = [e for _, e in pairs]
     at = np.array([i for i, _ in pairs], dtype=np.int64)
@@ -964,7 +1203,7 @@ def _labels(
                 events,
                 rows,
                 first,
-                labels_in_poll,
+                early_room,
             )
         for m in np.unique(owner[good]).tolist():
             mine = np.flatnonzero(good & (owner == m))
@@ -986,6 +1225,7 @@ def _labels(
                     ts[sel[mine]],
                     codes,
                 )
+                split.op(_P_HELD, m, number, at[sel[mine]], [pids[j] for j in mine.tolist()])
                 split.plans.append((number, at[sel[mine]], apply))
 
 
@@ -1001,7 +1241,7 @@ def _plan_early(
     events: list[LabelEvent],
     rows: list[int],
     first: npt.NDArray[np.bool_],
-    in_poll: int,
+    early_room: bool,
 ) -> None:
     """Plan labels whose prediction is not waiting in partition ``number``: those that name
     a model holding it (mismatch), repeat a waiting or matched id (duplicate) or carry an
@@ -1033,7 +1273,7 @@ def _plan_early(
         keep = keep[valid]
     if not len(keep):
         return
-    if engine.early_total + in_poll > engine.early_cap:  # evictions: one by one
+    if not early_room:  # evictions: one by one
         split.one_by_one(at[keep], number, evicts=True)
         return
     chosen = keep.tolist()
@@ -1041,6 +1281,7 @@ def _plan_early(
     apply = partial(
         _take_early, engine, split, number, name, at[keep], [pids[j] for j in chosen], labels
     )
+    split.op(_E_ADD, -1, number, at[keep], [pids[j] for j in chosen])
     split.plans.append((number, at[keep], apply))
 
 
