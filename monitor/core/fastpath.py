@@ -278,50 +278,26 @@ def split_and_join(engine: Engine, messages: MessageBatch) -> OneByOne:
     if len(pairs_p) < len(pred_at) or len(pairs_l) < len(label_at):
         slow.extend(i for i, e in zip(pred_at, preds, strict=True) if e is None)
         slow.extend(i for i, e in zip(label_at, labels, strict=True) if e is None)
-    ids = [e.prediction_id for _, e in pairs_p] + [e.prediction_id for _, e in pairs_l]
     twice_at: set[int] = set()
     fused: dict[str, tuple[int, LabelEvent]] = {}
-    again: dict[str, list[tuple[int, LabelEvent]]] = {}  # id -> the label's retries
+    again: dict[str, _Retries] = {}
     decoded = (pairs_p, pairs_l)
+    ids = [e.prediction_id for _, e in pairs_p] + [e.prediction_id for _, e in pairs_l]
     if len(set(ids)) < len(ids):
-        counts = Counter(ids)
-        twice = {pid for pid, n in counts.items() if n > 1}
-        # A prediction and its label in the same partition, in either order: joined here
-        # as the per-message path would (through pending or early labels, then matched).
-        # Any other repeat (a label sent twice, a prediction repeated): one by one.
-        first = {e.prediction_id: i for i, e in pairs_p if counts.get(e.prediction_id) == 2}
-        for j, e in pairs_l:
-            i = first.get(e.prediction_id, -1)
-            if i >= 0 and partition_of[i] == partition_of[j]:
-                fused[e.prediction_id] = (j, e)
-        twice -= fused.keys()
-        # A label sent again (a retry) with no prediction of its id in the poll: the first
-        # is decided here, the others are duplicates of it (see _followers).
-        lead: dict[str, tuple[int, LabelEvent]] = {}
-        predicted = {e.prediction_id for _, e in pairs_p}
-        for j, e in pairs_l:
-            pid = e.prediction_id
-            if pid in twice and pid not in predicted:
-                if pid not in lead:
-                    lead[pid] = (j, e)
-                    again[pid] = []
-                else:
-                    again[pid].append((j, e))
-        for pid, (j, _) in lead.items():
-            if all(partition_of[k] == partition_of[j] for k, _ in again[pid]):
-                twice.discard(pid)
-            else:
-                del again[pid]
+        twice = {pid for pid, n in Counter(ids).items() if n > 1}
+        fused, again = _repeats(pairs_p, pairs_l, twice, partition_of)
+        twice -= fused.keys() | again.keys()
+        retries = {i for r in again.values() for i in r.idx}
         twice_at.update(i for i, e in pairs_p if e.prediction_id in twice)
         twice_at.update(i for i, e in pairs_l if e.prediction_id in twice)
         slow.extend(twice_at)
-        pairs_p = [(i, e) for i, e in pairs_p if e.prediction_id not in twice]
+        pairs_p = [
+            (i, e) for i, e in pairs_p if e.prediction_id not in twice and i not in retries
+        ]
         pairs_l = [
             (i, e)
             for i, e in pairs_l
-            if e.prediction_id not in twice
-            and e.prediction_id not in fused
-            and (e.prediction_id not in again or lead[e.prediction_id][0] == i)
+            if e.prediction_id not in twice and e.prediction_id not in fused and i not in retries
         ]
     every = [e for _, e in decoded[0]]  # the caps count the predictions left one by one too
     index = {m.name: m.index for m in engine.models}
@@ -377,6 +353,66 @@ def split_and_join(engine: Engine, messages: MessageBatch) -> OneByOne:
     return out
 
 
+class _Retries(NamedTuple):
+    """The messages of an id that repeat an earlier one of the poll: duplicates of it when
+    the first (``lead``, its poll index) is taken by the batch path and ``same`` holds
+    (each names the model the first was joined or kept for, or none), and no model but
+    the one the first joins holds the id waiting (``holders``: how many may)."""
+
+    lead: int
+    idx: list[int]
+    same: bool
+    holders: int
+
+
+def _repeats(
+    pairs_p: list[tuple[int, PredictionEvent]],
+    pairs_l: list[tuple[int, LabelEvent]],
+    twice: set[str],
+    partition_of: list[int],
+) -> tuple[dict[str, tuple[int, LabelEvent]], dict[str, _Retries]]:
+    """How the batch path takes the ids named more than once in the poll (``twice``), all
+    their messages in one partition: a prediction and its first label, in either order, are
+    joined here as the per-message path would (``fused``: id -> the label); the labels sent
+    again after both, and the messages of a prediction or a label sent again with no message
+    of the other topic, are retries of the first (see :class:`_Retries`). Any other repeat
+    (a prediction sent twice with its label, a retry between a label and its prediction) is
+    left one by one."""
+    preds: dict[str, list[tuple[int, Any]]] = {}
+    labels: dict[str, list[tuple[int, Any]]] = {}
+    for i, p in pairs_p:
+        if p.prediction_id in twice:
+            preds.setdefault(p.prediction_id, []).append((i, p))
+    for i, lab in pairs_l:
+        if lab.prediction_id in twice:
+            labels.setdefault(lab.prediction_id, []).append((i, lab))
+    fused: dict[str, tuple[int, LabelEvent]] = {}
+    again: dict[str, _Retries] = {}
+    for pid in twice:
+        mine_p = preds.get(pid, [])
+        mine_l = labels.get(pid, [])
+        every = mine_p + mine_l
+        if any(partition_of[i] != partition_of[every[0][0]] for i, _ in every):
+            continue
+        if len(mine_p) == 1 and mine_l:
+            (i, pred), (j, label) = mine_p[0], mine_l[0]
+            rest = mine_l[1:]
+            if any(k < max(i, j) for k, _ in rest):
+                continue
+            fused[pid] = (j, label)
+            if rest:
+                same = all(r.model in (None, pred.model) for _, r in rest)
+                again[pid] = _Retries(i, [k for k, _ in rest], same, 0)
+        elif not mine_p or not mine_l:
+            (i, first), rest = every[0], every[1:]
+            if mine_l:
+                same = all(r.model in (None, first.model) for _, r in rest)
+            else:
+                same = all(r.model == first.model for _, r in rest)
+            again[pid] = _Retries(i, [k for k, _ in rest], same, 1 if mine_l else -1)
+    return fused, again
+
+
 def _plan(
     engine: Engine,
     messages: MessageBatch,
@@ -384,7 +420,7 @@ def _plan(
     pairs_l: list[tuple[int, LabelEvent]],
     fused: dict[str, tuple[int, LabelEvent]],
     twice_at: set[int],
-    again: dict[str, list[tuple[int, LabelEvent]]],
+    again: dict[str, _Retries],
     slow: list[int],
     crossing: set[int],
     *,
@@ -402,34 +438,30 @@ def _plan(
     if pairs_l:
         _labels(engine, messages, pairs_l, split, crossing, early_room)
     if again:
-        _followers(messages, pairs_l, again, split)
+        _followers(engine, messages, again, split)
     return split
 
 
 def _followers(
-    messages: MessageBatch,
-    pairs_l: list[tuple[int, LabelEvent]],
-    again: dict[str, list[tuple[int, LabelEvent]]],
-    split: _Split,
+    engine: Engine, messages: MessageBatch, again: dict[str, _Retries], split: _Split
 ) -> None:
-    """The retries of labels sent more than once in the poll (``again``: id -> retries;
-    the first of each is among ``pairs_l``). When the first is joined or waits as an early
-    label in the batch path, a retry naming no model or the same one is a duplicate (its
-    id is matched or early; no other message of the poll names it): a reject, state aside.
-    Otherwise the retries go one by one after the first, in order."""
+    """The retries of the poll (see :class:`_Retries`): rejects as duplicates, their id
+    matched, waiting or early by then and named by no other message of the poll, when
+    their first message is taken by the batch path; else one by one after it, in order."""
     if not split.plans:
         taken: set[int] = set()
     else:
         taken = set(np.concatenate([idx for _, idx, _ in split.plans]).tolist())
-    for i, e in pairs_l:
-        retries = again.get(e.prediction_id)
-        if retries is None:
-            continue
-        idx = np.array([j for j, _ in retries], dtype=np.int64)
-        if i in taken and all(r.model is None or r.model == e.model for _, r in retries):
+    for pid, retries in again.items():
+        idx = np.array(retries.idx, dtype=np.int64)
+        number = messages.partitions[retries.lead]
+        holders = 0
+        if retries.holders >= 0:
+            holders = sum(pid in table for table in engine.partition(number).join.pending)
+        if retries.same and retries.lead in taken and holders <= retries.holders:
             split.reject(idx)
         else:
-            split.one_by_one(idx, messages.partitions[i])
+            split.one_by_one(idx, number)
 
 
 #: What a message does to a capped table (:attr:`_Split.ops`): a prediction starts waiting,
