@@ -524,12 +524,20 @@ def _caps(
     at_l = at_all[order].tolist()
     widths = {m: 2 + len(engine.models[m].registry.segments) for m in pending}
     entry_bytes = PendingTable.entry_bytes
+    # Labels whose waiting prediction an earlier message of the poll evicts: not joined
+    # here, they go one by one (as an early label, most likely: no cap is near for those).
+    moved: dict[int, list[int]] = {}
     try:
         for kind, m, number, at, pid in zip(
             kind_l, model_l, part_l, at_l, [pids[j] for j in order.tolist()], strict=True
         ):
             if kind == _P_ADD:
                 pending[m].insert(number, pid, entry_bytes(pid, widths[m]), at)
+            elif kind == _P_HELD and not early:
+                try:
+                    pending[m].remove(number, pid)
+                except Conflict:  # its prediction was evicted: the label goes one by one
+                    moved.setdefault(number, []).append(at)
             elif kind <= _P_NEW:
                 pending[m].remove(number, pid)
             elif kind == _E_ADD:
@@ -543,15 +551,21 @@ def _caps(
     caps: list[PendingCaps | EarlyCaps] = [c for c in pending.values() if c.evicted]
     if early_caps is not None and early_caps.evicted:
         caps.append(early_caps)
+    gone = {i for idx_m in moved.values() for i in idx_m}
     if caps:
         named: dict[int, dict[str, int]] = {}
         for pairs in decoded:  # poll order within each topic: the last one wins
             for i, e in pairs:
+                if i in gone:
+                    continue
                 last = named.setdefault(partition_of[i], {})
                 if last.get(e.prediction_id, -1) < i:
                     last[e.prediction_id] = i
         if any(c.conflicts(named) for c in caps):
             return None
+    for number, idx_m in moved.items():
+        split.moved.update(idx_m)
+        split.one_by_one(np.array(idx_m, dtype=np.int64), number)
     return caps
 
 
@@ -712,8 +726,8 @@ class _Split:
     cap (``dirty``: every message of theirs then goes one by one); and the batch path's
     work for the other partitions, applied once all is decided."""
 
-    __slots__ = ("dirty", "early", "loose", "matched", "ops", "ordered", "pending", "plans",
-                 "slow", "warm")
+    __slots__ = ("dirty", "early", "loose", "matched", "moved", "ops", "ordered", "pending",
+                 "plans", "slow", "warm")
 
     def __init__(self, slow: list[int]) -> None:
         self.slow = slow
@@ -722,6 +736,8 @@ class _Split:
         #: what the plans do to the capped tables (:data:`_P_ADD`, ...): (kind, model,
         #: partition, poll index of each message, its id)
         self.ops: list[tuple[int, int, int, I64, list[str]]] = []
+        #: labels taken out of the plans: their prediction is evicted before them
+        self.moved: set[int] = set()
         self.dirty: set[int] = set()
         self.ordered: set[int] = set()
         self.plans: list[tuple[int, I64, Callable[[], None]]] = []
@@ -1349,6 +1365,13 @@ def _take_labels(
     """Join checked labels of model ``m`` in partition ``number`` with their waiting
     predictions: count, remember the ids as matched, queue the pairs for accumulation."""
 
+    if split.moved:  # labels whose prediction is evicted first: one by one (see _caps)
+        keep = ~np.isin(idx, np.array(sorted(split.moved), dtype=np.int64))
+        if not keep.all():
+            idx, ts, codes = idx[keep], ts[keep], codes[keep]
+            pids = [pid for pid, k in zip(pids, keep.tolist(), strict=True) if k]
+            if not len(idx):
+                return
     state = engine.partitions[number]
     join = state.join
     found, p_ts, p_pred, p_score, p_slices = join.pending[m].pop_many(pids)
