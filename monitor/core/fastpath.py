@@ -466,8 +466,9 @@ def _followers(
 
 #: What a message does to a capped table (:attr:`_Split.ops`): a prediction starts waiting,
 #: a label joins one that waited from before the poll or one that started in it, a label
-#: starts waiting for its prediction, a prediction joins a waiting label.
-_P_ADD, _P_HELD, _P_NEW, _E_ADD, _E_DEL = range(5)
+#: starts waiting for its prediction, a prediction joins a label that waited from before
+#: the poll or one that started in it.
+_P_ADD, _P_HELD, _P_NEW, _E_ADD, _E_HELD, _E_DEL = range(6)
 
 
 def _caps(
@@ -527,6 +528,7 @@ def _caps(
     # Labels whose waiting prediction an earlier message of the poll evicts: not joined
     # here, they go one by one (as an early label, most likely: no cap is near for those).
     moved: dict[int, list[int]] = {}
+    model_of = {i: index.get(e.model, -1) for i, e in decoded[0]}
     try:
         for kind, m, number, at, pid in zip(
             kind_l, model_l, part_l, at_l, [pids[j] for j in order.tolist()], strict=True
@@ -543,6 +545,12 @@ def _caps(
             elif kind == _E_ADD:
                 assert early_caps is not None
                 early_caps.insert(number, pid, at)
+            elif kind == _E_HELD and model_of[at] not in pending:
+                assert early_caps is not None
+                try:
+                    early_caps.remove(number, pid)
+                except Conflict:  # its label was evicted: the prediction goes one by one
+                    moved.setdefault(number, []).append(at)
             else:
                 assert early_caps is not None
                 early_caps.remove(number, pid)
@@ -1024,7 +1032,7 @@ def _prediction_ops(
             split.op(_E_DEL, -1, number, at[rows[~first]], ids)
     if from_early.any():
         rows = np.flatnonzero(from_early)
-        split.op(_E_DEL, -1, number, at[rows], [pids[j] for j in rows.tolist()])
+        split.op(_E_HELD, -1, number, at[rows], [pids[j] for j in rows.tolist()])
 
 
 class _Labels(NamedTuple):
@@ -1059,6 +1067,19 @@ def _take_predictions(
     from monitor.core.baseline import probability_row
 
     m = model.index
+    if split.moved:  # predictions whose early label is evicted first: one by one (_caps)
+        kept = ~np.isin(idx, np.array(sorted(split.moved), dtype=np.int64))
+        if not kept.all():
+            rows = np.flatnonzero(kept)
+            picked = rows.tolist()
+            idx, ts, pred, score = idx[rows], ts[rows], pred[rows], score[rows]
+            group = [group[j] for j in picked]
+            pids = [pids[j] for j in picked]
+            labels = _Labels(labels.code[rows], labels.has[rows], labels.ts[rows],
+                             labels.at[rows], labels.later[rows], labels.counted[rows],
+                             labels.early[rows])
+            if not len(idx):
+                return
     state = engine.partitions[number]
     slices = _slices(model, group)
     counts = state.counts[m]
