@@ -357,7 +357,8 @@ def main() -> int:
           f"{PARTITIONS} partitions")
     rejects = summary["rejects"]
     print(f"replay      {replay_s:8.2f} s  {replay_rate:>12,.0f} messages/s  "
-          f"(matched {int(counts['matched']):,}, evicted {int(counts['evicted']):,}, rejects {sum(rejects.values()):,})")
+          f"(matched {int(counts['matched']):,}, evicted {int(counts['evicted']):,}, "
+          f"rejects {sum(rejects.values()):,})")
     print(f"baseline    {base_s:8.2f} s  {base_rate:>12,.0f} messages/s  "
           "(envelope parse + msgspec.json.decode of the payload)")
     join_rate = seen[0] / seen[2]

@@ -10,18 +10,28 @@ early label, or joined by its prediction in a later poll), a duplicate of a wait
 matched id, an unknown model, an invalid value, time or class (a reject), a model in its
 warmup (its rows kept for the reference).
 
+A prediction or a label sent again in the poll stays too: the first is decided here and
+the retries, duplicates of it, are left to the per-message path as rejects.
+
 The rest is left, by message index, to the per-message path of
 :class:`~monitor.core.engine.Engine`, which runs after this one: a message that is not a
-valid event (it is rejected: no state touched), and every message of an id that occurs
-more than twice in the poll or twice otherwise than as a prediction and its label (a label
-sent twice, a prediction repeated), which go one by one *alone*: their ids occur in no
-message the batch path took, so neither path's decisions depend on the other's, and the
-per-message path's inserts into the join state and the warmup rows, which come after the
-batch path's, are put back in arrival order afterwards (:class:`OneByOne`), as expiry
-and eviction go by it. Only a poll that may reach a cap (a model's pending entries or
-bytes, the early labels, a slice registry), where which entry is evicted or which value
-is folded depends on the order of every event, sends the partitions concerned one by one
-whole. The pane clock does not move inside a poll.
+valid event (it is rejected: no state touched), and every message of an id repeated in
+another way (a prediction sent twice with its label), which go one by one *alone*: their
+ids occur in no message the batch path took, so neither path's decisions depend on the
+other's, and the per-message path's inserts into the join state and the warmup rows,
+which come after the batch path's, are put back in arrival order afterwards
+(:class:`OneByOne`), as expiry and eviction go by it.
+
+At a cap (a model's waiting predictions, entries or bytes; the early labels) the
+evictions are decided over the poll's inserts and removals in poll order by
+:mod:`monitor.core.caps`, the rules the per-message path uses, and applied once the poll's
+inserts are in. A label whose prediction an earlier message evicts (or a prediction whose
+early label is) goes one by one alone. When the evictions cannot be placed so (an evicted
+entry named by a later message otherwise; a message left one by one that may change a
+table at its cap), and when a slice registry may reach its cap (which value is folded
+depends on the order of every prediction), the partitions concerned go one by one whole
+(:attr:`OneByOne.at_caps` counts those messages). The pane clock does not move inside a
+poll.
 """
 
 from __future__ import annotations
@@ -610,12 +620,13 @@ class _Order:
     :class:`OneByOne`).
 
     The ids of the messages left one by one there occur in no message the batch path took
-    (an id seen twice goes one by one in all its messages), and a cap cannot be reached in
-    such a poll, so the per-message path's inserts are exactly those of the reference, but
-    later. One message adds at most one entry to each table (pending of a model, matched of
-    a model, early labels) and removes no entry it did not add before, except pending
-    predictions and early labels of its own id; so when a table grew, its newest entry is
-    the message's."""
+    (an id seen twice goes one by one in all its messages, but for the retries the batch
+    path rejects), and none of them changes a table at its cap in such a poll (the batch
+    path decided that table's evictions, see :func:`_caps`), so the per-message path's
+    inserts are exactly those of the reference, but later. One message adds at most one
+    entry to each table (pending of a model, matched of a model, early labels) and removes
+    no entry it did not add before, except pending predictions and early labels of its own
+    id; so when a table grew, its newest entry is the message's."""
 
     __slots__ = ("added", "engine", "first", "lens", "stamps", "warm", "warm_lens", "warm_stamps")
 
