@@ -188,19 +188,19 @@ class PendingCaps:
     def evicted(self) -> int:
         return sum(q.victims for q in self.queues.values())
 
-    def conflicts(self, named: dict[int, dict[str, int]]) -> bool:
+    def conflicts(self, named: dict[int, dict[str, int]], deferred: set[tuple[int, str]]
+                  ) -> bool:
         """Whether an evicted prediction's id is named by a message after its eviction
-        (``named``: partition -> id -> index of the last message naming it)."""
+        (``named``: partition -> id -> index of the last message naming it) or by one
+        decided after the evictions are applied (``deferred``: (partition, id))."""
         for number, queue in self.queues.items():
             if not queue.evicted:
                 continue
-            last = named.get(number)
-            if not last:
-                continue
+            last = named.get(number, {})
             held = self.tables[number].front_ids(queue.taken) if queue.taken else []
             for place, at in queue.evicted:
                 pid = held[place] if place >= 0 else queue.new[-1 - place][0]
-                if last.get(pid, -1) > at:
+                if last.get(pid, -1) > at or (number, pid) in deferred:
                     return True
         return False
 
@@ -296,9 +296,14 @@ class EarlyCaps:
     def evicted(self) -> int:
         return len(self.victims)
 
-    def conflicts(self, named: dict[int, dict[str, int]]) -> bool:
-        """Whether an evicted label's id is named by a message after its eviction."""
-        return any(named.get(n, {}).get(pid, -1) > at for n, pid, at in self.victims)
+    def conflicts(self, named: dict[int, dict[str, int]], deferred: set[tuple[int, str]]
+                  ) -> bool:
+        """Whether an evicted label's id is named by a message after its eviction or by
+        one decided after the evictions are applied (see :meth:`PendingCaps.conflicts`)."""
+        return any(
+            named.get(n, {}).get(pid, -1) > at or (n, pid) in deferred
+            for n, pid, at in self.victims
+        )
 
     def apply(self, engine: Engine) -> None:
         """Evict and count, the tables holding every insert before the evictions'."""

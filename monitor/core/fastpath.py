@@ -579,7 +579,14 @@ def _caps(
                 last = named.setdefault(partition_of[i], {})
                 if last.get(e.prediction_id, -1) < i:
                     last[e.prediction_id] = i
-        if any(c.conflicts(named) for c in caps):
+        # The messages the per-message path decides after the evictions are applied (rejects
+        # and retries among them: a duplicate is one only while its id is held).
+        deferred = set()
+        for i in set(split.slow) - gone:
+            event = preds.get(i) or labels.get(i)
+            if event is not None:
+                deferred.add((partition_of[i], event.prediction_id))
+        if any(c.conflicts(named, deferred) for c in caps):
             return None
     for number, idx_m in moved.items():
         split.moved.update(idx_m)
