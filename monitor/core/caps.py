@@ -192,7 +192,7 @@ class PendingCaps:
                   ) -> bool:
         """Whether an evicted prediction's id is named by a message after its eviction
         (``named``: partition -> id -> index of the last message naming it) or by one
-        decided after the evictions are applied (``deferred``: (partition, id))."""
+        decided only after the evictions are applied (``deferred``: (partition, id))."""
         for number, queue in self.queues.items():
             if not queue.evicted:
                 continue
@@ -299,7 +299,7 @@ class EarlyCaps:
     def conflicts(self, named: dict[int, dict[str, int]], deferred: set[tuple[int, str]]
                   ) -> bool:
         """Whether an evicted label's id is named by a message after its eviction or by
-        one decided after the evictions are applied (see :meth:`PendingCaps.conflicts`)."""
+        one decided only after the evictions (see :meth:`PendingCaps.conflicts`)."""
         return any(
             named.get(n, {}).get(pid, -1) > at or (n, pid) in deferred
             for n, pid, at in self.victims

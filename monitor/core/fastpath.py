@@ -318,11 +318,11 @@ def split_and_join(engine: Engine, messages: MessageBatch) -> OneByOne:
     plan = partial(_plan, engine, messages, pairs_p, pairs_l, fused, twice_at, again, slow)
     split = plan(registry, early_room=True)
     caps: list[PendingCaps | EarlyCaps] = []
-    whole = False
+    whole = -1  # the messages left one by one had the caps been placed, if they were not
     if pressed or early_pressed:
         found = _caps(engine, messages, split, decoded, pressed, early_pressed)
         if found is None:  # evictions the batch path cannot place: the old way, one by one
-            whole = True
+            whole = len(split.slow) + sum(len(idx) for n, idx, _ in split.plans if n in split.dirty)
             split = plan(registry | pressed, early_room=not early_pressed)
             split.dirty |= split.ordered
         else:
@@ -333,11 +333,9 @@ def split_and_join(engine: Engine, messages: MessageBatch) -> OneByOne:
         split.dirty |= split.ordered
     split.ordered -= split.dirty
     slow = split.slow
-    at_caps = 0
     for number, idx, apply in split.plans:
         if number in split.dirty:
             slow.extend(idx.tolist())
-            at_caps += len(idx) if whole else 0
         else:
             apply()
     for (m, number), parts in split.matched.items():  # matched ids in arrival order
@@ -356,7 +354,7 @@ def split_and_join(engine: Engine, messages: MessageBatch) -> OneByOne:
         evictions.apply(engine)
     slow.sort()
     out = OneByOne(slow)
-    out.at_caps = at_caps
+    out.at_caps = max(len(slow) - whole, 0) if whole >= 0 else 0
     out.evicted = sum(c.evicted for c in caps)
     if split.ordered:
         out.order = _Order(engine, split)
@@ -470,6 +468,7 @@ def _followers(
             holders = sum(pid in table for table in engine.partition(number).join.pending)
         if retries.same and retries.lead in taken and holders <= retries.holders:
             split.reject(idx)
+            split.retries[retries.lead] = retries.idx
         else:
             split.one_by_one(idx, number)
 
@@ -571,21 +570,27 @@ def _caps(
         caps.append(early_caps)
     gone = {i for idx_m in moved.values() for i in idx_m}
     if caps:
+        # Messages the batch path takes see the join state in poll order; those left to
+        # the per-message path see it once the evictions are applied, and would decide
+        # otherwise than at their turn if an entry of their id left (a duplicate is one
+        # only while its id is held); but for the retries of a message that goes one by
+        # one for that reason, which follow it there in order.
+        after = {k for i in gone for k in split.retries.get(i, [])}
+        later = set(split.slow) | gone
         named: dict[int, dict[str, int]] = {}
-        for pairs in decoded:  # poll order within each topic: the last one wins
+        deferred: set[tuple[int, str]] = set()
+        for pairs in decoded:
             for i, e in pairs:
-                if i in gone:
+                if i in gone or i in after:
                     continue
-                last = named.setdefault(partition_of[i], {})
-                if last.get(e.prediction_id, -1) < i:
-                    last[e.prediction_id] = i
-        # The messages the per-message path decides after the evictions are applied (rejects
-        # and retries among them: a duplicate is one only while its id is held).
-        deferred = set()
-        for i in set(split.slow) - gone:
-            event = preds.get(i) or labels.get(i)
-            if event is not None:
-                deferred.add((partition_of[i], event.prediction_id))
+                number = partition_of[i]
+                pid = e.prediction_id
+                if i in later:
+                    deferred.add((number, pid))
+                    continue
+                last = named.setdefault(number, {})
+                if last.get(pid, -1) < i:
+                    last[pid] = i
         if any(c.conflicts(named, deferred) for c in caps):
             return None
     for number, idx_m in moved.items():
@@ -753,7 +758,7 @@ class _Split:
     work for the other partitions, applied once all is decided."""
 
     __slots__ = ("dirty", "early", "loose", "matched", "moved", "ops", "ordered", "pending",
-                 "plans", "slow", "warm")
+                 "plans", "retries", "slow", "warm")
 
     def __init__(self, slow: list[int]) -> None:
         self.slow = slow
@@ -764,6 +769,8 @@ class _Split:
         self.ops: list[tuple[int, int, int, I64, list[str]]] = []
         #: labels taken out of the plans: their prediction is evicted before them
         self.moved: set[int] = set()
+        #: poll index of a message taken -> its retries, left as duplicates (_followers)
+        self.retries: dict[int, list[int]] = {}
         self.dirty: set[int] = set()
         self.ordered: set[int] = set()
         self.plans: list[tuple[int, I64, Callable[[], None]]] = []

@@ -728,3 +728,79 @@ def test_evictions_equal_a_plain_reference(max_pending: int, max_bytes: int, max
         assert report["r"]["counts"]["early_labels_evicted"] <= want[3]
         assert engine.early_total == sum(map(len, want[1].values()))
     assert want[2] > 0 or want[3] > 0
+
+
+@pytest.mark.parametrize("seed", [31, 32, 33, 34])
+def test_repeats_of_evicted_ids_within_a_poll_equal_the_reference(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Polls at both caps whose messages name ids evicted within the same poll, before or
+    after their eviction: predictions sent again, labels sent again, labels whose
+    prediction was just evicted. Both paths give the plain-Python reference's join state
+    and eviction counts."""
+    rng = random.Random(seed)
+    messages: list[Message] = []
+    offsets: dict[tuple[str, int], int] = {}
+
+    def emit(topic: str, body: dict[str, Any]) -> None:
+        pid = body["prediction_id"]
+        part = zlib.crc32(pid.encode()) % 3
+        offset = offsets.get((topic, part), 0)
+        offsets[(topic, part)] = offset + 1
+        messages.append(Message(topic, part, offset, pid.encode(), json.dumps(body).encode(),
+                                timestamp_ms=int((T0 + 100) * 1000)))
+
+    seen: list[str] = []
+    for i in range(2500):
+        roll = rng.random()
+        if roll < 0.55 or not seen:
+            pid = f"n{i}"
+            seen.append(pid)
+            emit("predictions", {"prediction_id": pid, "model": "r", "ts": T0 + i * 0.01,
+                                 "prediction": 1.0})
+        elif roll < 0.65:  # a prediction sent again, recent or old
+            pid = rng.choice(seen[-rng.choice([5, 60, 400]):])
+            emit("predictions", {"prediction_id": pid, "model": "r", "ts": T0 + i * 0.01,
+                                 "prediction": 1.0})
+        elif roll < 0.95:  # a label, some twice in a row
+            pid = rng.choice(seen[-rng.choice([5, 60, 400]):])
+            for _ in range(2 if rng.random() < 0.2 else 1):
+                emit("labels", {"prediction_id": pid, "ts": T0 + 50, "label": 1.0})
+        else:  # a label first
+            pid = f"n{i}"
+            emit("labels", {"prediction_id": pid, "ts": T0 + 50, "label": 1.0})
+            seen.append(pid)
+    max_pending, max_early = 50, 20
+    want = reference_join(messages, max_pending, 10**9, max_early)
+    cfg = config_from_mapping({"time": {"pane": "10s", "allowed_lateness": "5s"}, "models": [
+        {"name": "r", "task": "regression", "windows": ["all"], "label_ttl": "1d",
+         "max_pending": max_pending, "max_early_labels": max_early, "reference_warmup": 0}]})
+    sizes = [rng.choice([1, 30, 200, 600]) for _ in range(30)]
+    seen_polls = [0, 0]
+    for batch_path in (True, False):
+        engine = Engine(cfg)
+
+        def counting(engine: Engine, msgs: list[Message]) -> list[int]:
+            slow = split_and_join(engine, msgs)
+            seen_polls[0] += 1
+            seen_polls[1] += slow.at_caps > 0
+            return slow
+
+        with monkeypatch.context() as patch:
+            patch.setattr(engine_module, "split_and_join", counting if batch_path else
+                          lambda _e, msgs: list(range(len(msgs))))
+            at = k = 0
+            while at < len(messages):
+                size = sizes[k % len(sizes)]
+                engine.process(messages[at : at + size])
+                at += size
+                k += 1
+        pending = {n: list(s.join.pending[0]) for n, s in engine.partitions.items()}
+        early = {n: list(s.join.early) for n, s in engine.partitions.items()}
+        assert {n: t for n, t in pending.items() if t} == {
+            n: t for n, t in want[0].items() if t}, batch_path
+        assert {n: t for n, t in early.items() if t} == {
+            n: t for n, t in want[1].items() if t}, batch_path
+        assert engine.summary()["models"]["r"]["counts"]["evicted"] == want[2], batch_path
+    assert want[2] > 200 and want[3] > 20
+    assert seen_polls[1] < seen_polls[0], seen_polls  # most polls placed their evictions
