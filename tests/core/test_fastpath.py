@@ -7,7 +7,9 @@ before their predictions, labels naming another model, unknown models and classe
 JSON, out-of-range scores and times, times ahead of the record's timestamp, RFC 3339
 times, predictions carrying their label, segments past their cap, several partitions and
 models, the pending cap. Counts, rejects (in order, with reasons) and every metric must
-agree.
+agree. Streams that sit at the caps (entries, bytes, early labels) for many polls check
+that the batch path places the evictions itself, and both paths are held to a plain-Python
+model of the eviction rules (:func:`reference_join`).
 """
 
 from __future__ import annotations
