@@ -399,6 +399,10 @@ def _repeats(
     for pid in twice:
         mine_p = preds.get(pid, [])
         mine_l = labels.get(pid, [])
+        if len(mine_p) == 1 and len(mine_l) == 1:  # the usual: a prediction and its label
+            if partition_of[mine_p[0][0]] == partition_of[mine_l[0][0]]:
+                fused[pid] = mine_l[0]
+            continue
         every = mine_p + mine_l
         if any(partition_of[i] != partition_of[every[0][0]] for i, _ in every):
             continue
