@@ -316,7 +316,7 @@ def split_and_join(engine: Engine, messages: MessageBatch) -> OneByOne:
     pressed = _pending_pressure(engine, every, model_of)
     early_pressed = engine.early_total + len(label_at) > engine.early_cap
     plan = partial(_plan, engine, messages, pairs_p, pairs_l, fused, twice_at, again, slow)
-    split = plan(registry, early_room=True)
+    split = plan(registry, early_room=True, record=bool(pressed) or early_pressed)
     caps: list[PendingCaps | EarlyCaps] = []
     whole = -1  # the messages left one by one had the caps been placed, if they were not
     if pressed or early_pressed:
@@ -437,11 +437,13 @@ def _plan(
     crossing: set[int],
     *,
     early_room: bool,
+    record: bool = False,
 ) -> _Split:
     """Decide the poll's checked events (see :func:`split_and_join`): the models in
     ``crossing`` and, without ``early_room``, the labels that wait for their prediction,
     go one by one with their partitions."""
     split = _Split(list(slow))
+    split.record = record
     # Ids seen twice change the join state one by one, of their own ids only.
     split.ordered.update(messages.partitions[i] for i in twice_at)
     split.loose.extend(twice_at)
@@ -762,15 +764,16 @@ class _Split:
     work for the other partitions, applied once all is decided."""
 
     __slots__ = ("dirty", "early", "loose", "matched", "moved", "ops", "ordered", "pending",
-                 "plans", "retries", "slow", "warm")
+                 "plans", "record", "retries", "slow", "warm")
 
     def __init__(self, slow: list[int]) -> None:
         self.slow = slow
         #: the messages left one by one that may change the join state
         self.loose: list[int] = []
         #: what the plans do to the capped tables (:data:`_P_ADD`, ...): (kind, model,
-        #: partition, poll index of each message, its id)
+        #: partition, poll index of each message, its id), kept if ``record`` (a cap is near)
         self.ops: list[tuple[int, int, int, I64, list[str]]] = []
+        self.record = True
         #: labels taken out of the plans: their prediction is evicted before them
         self.moved: set[int] = set()
         #: poll index of a message taken -> its retries, left as duplicates (_followers)
@@ -802,7 +805,7 @@ class _Split:
 
     def op(self, kind: int, m: int, number: int, idx: I64, pids: list[str]) -> None:
         """Messages ``idx`` of partition ``number`` change a capped table (see :attr:`ops`)."""
-        if len(pids):
+        if self.record and len(pids):
             self.ops.append((kind, m, number, idx, pids))
 
 
@@ -1010,8 +1013,9 @@ def _predictions(
             counted, from_early = counted[keep], from_early[keep]
         if not len(sel):
             continue
-        _prediction_ops(split, m, number, at[sel], pids, has_label, has_later, label_msg,
-                        from_early)
+        if split.record:
+            _prediction_ops(split, m, number, at[sel], pids, has_label, has_later, label_msg,
+                            from_early)
         apply = partial(
             _take_predictions,
             engine,
@@ -1323,7 +1327,9 @@ def _labels(
                     ts[sel[mine]],
                     codes,
                 )
-                split.op(_P_HELD, m, number, at[sel[mine]], [pids[j] for j in mine.tolist()])
+                if split.record:
+                    split.op(_P_HELD, m, number, at[sel[mine]],
+                             [pids[j] for j in mine.tolist()])
                 split.plans.append((number, at[sel[mine]], apply))
 
 
