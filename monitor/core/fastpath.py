@@ -294,8 +294,17 @@ def split_and_join(engine: Engine, messages: MessageBatch) -> OneByOne:
     decoded = (pairs_p, pairs_l)
     ids = [e.prediction_id for _, e in pairs_p] + [e.prediction_id for _, e in pairs_l]
     if len(set(ids)) < len(ids):
-        twice = {pid for pid, n in Counter(ids).items() if n > 1}
-        fused, again = _repeats(pairs_p, pairs_l, twice, partition_of)
+        counts = Counter(ids)
+        twice = {pid for pid, n in counts.items() if n > 1}
+        # The usual repeat: a prediction and its label, in either order.
+        first = {e.prediction_id: i for i, e in pairs_p if counts[e.prediction_id] == 2}
+        for j, lab in pairs_l:
+            i = first.get(lab.prediction_id, -1)
+            if i >= 0 and partition_of[i] == partition_of[j]:
+                fused[lab.prediction_id] = (j, lab)
+        if len(fused) < len(twice):
+            more, again = _repeats(pairs_p, pairs_l, twice - fused.keys(), partition_of)
+            fused.update(more)
         twice -= fused.keys() | again.keys()
         retries = {i for r in again.values() for i in r.idx}
         twice_at.update(i for i, e in pairs_p if e.prediction_id in twice)
@@ -399,10 +408,6 @@ def _repeats(
     for pid in twice:
         mine_p = preds.get(pid, [])
         mine_l = labels.get(pid, [])
-        if len(mine_p) == 1 and len(mine_l) == 1:  # the usual: a prediction and its label
-            if partition_of[mine_p[0][0]] == partition_of[mine_l[0][0]]:
-                fused[pid] = mine_l[0]
-            continue
         every = mine_p + mine_l
         if any(partition_of[i] != partition_of[every[0][0]] for i, _ in every):
             continue
