@@ -99,10 +99,10 @@ class _Chain:
 
 #: The most panes whose signals one stacked computation takes (see
 #: :meth:`ModelStage.close_through`), and the most values of window sums they hold
-#: (16 MiB of them): a backlog's memory stays bounded, and a pane close with many slice
+#: (32 MiB of them): a backlog's memory stays bounded, and a pane close with many slice
 #: rows gains little from being stacked with others.
 BATCH_PANES = 256
-BATCH_FLOATS = 1 << 21
+BATCH_FLOATS = 1 << 22
 
 
 @dataclass
@@ -579,7 +579,8 @@ class ModelStage:
             model.layout, model.class_names, model.config.drift_min_samples, keep, model.metrics
         )
         stack = sums.reshape(k * len(specs) * rows, model.layout.width)
-        values = plan.compute(stack, count).reshape(len(plan.names), k, len(specs), rows)
+        block = len(specs) * rows
+        values = plan.compute(stack, count, block).reshape(len(plan.names), k, len(specs), rows)
         names = tuple(spec.name for spec in specs)
         for j, pane in enumerate(batch.panes):
             pane_values = WindowValues(plan, names, values[:, j])
