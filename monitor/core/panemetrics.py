@@ -69,19 +69,20 @@ def _ratio(num: F64, den: F64, fill: float | F64) -> F64:
 
 
 def _mm(a: F64, b: F64, block: int, out: F64 | None = None) -> F64:
-    """``a @ b`` computed ``block`` rows of ``a`` at a time (its row count is a multiple
-    of ``block``). BLAS picks its kernel, and with it the order of a row's additions, by
-    the shape of the product: in blocks of one pane's rows a row's value depends on that
-    shape only, so the rows of panes stacked together (a backlog closed in one call) get
-    the values, bit for bit, that each pane's rows get alone."""
-    rows = a.shape[0]
+    """``a @ b`` as one product per ``block`` rows of ``a`` (its row count is a multiple of
+    ``block``), all in one call (numpy's stacked matrix product). BLAS picks its kernel,
+    and with it the order of a row's additions, by the shape of the product: in blocks of
+    one pane's rows a row's value depends on that shape only, so the rows of panes
+    stacked together (a backlog closed in one call) get the values, bit for bit, that
+    each pane's rows get alone."""
+    rows, columns = a.shape
     if out is None:
         out = np.empty((rows, b.shape[1]))
     if rows <= block:
         np.matmul(a, b, out=out)
-        return out
-    for start in range(0, rows, block):
-        np.matmul(a[start : start + block], b, out=out[start : start + block])
+    else:  # splitting the first axis is a view of both: the products land in ``out``
+        blocks = rows // block
+        np.matmul(a.reshape(blocks, block, columns), b, out=out.reshape(blocks, block, -1))
     return out
 
 
