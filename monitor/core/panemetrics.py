@@ -7,7 +7,10 @@ signals of the same form go through together (every ratio of two columns in one 
 the realized and the label-free confusion counts and ROC AUCs as one stack, the histograms
 of every drift subject side by side in one ``(rows, columns)`` array whose per-subject
 sums are one matrix product). Sums along the score bins are matrix products too (numpy's
-cumulative sum adds one element at a time). What depends only on the layout (column
+cumulative sum adds one element at a time). Every signal of a row depends on that row
+only, and the products run one pane's rows at a time (:func:`_mm`), so the rows of many
+panes computed in one call (a backlog, :mod:`monitor.core.model_stage`) get each pane's
+values bit for bit. What depends only on the layout (column
 indices, reference proportions and edges, the calibration map, the signal names and their
 order) is worked out once per layout and kept in a :class:`PanePlan`, the reference
 arrays also repeated for the row count of the last call. A pane close keeps the result as
