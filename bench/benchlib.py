@@ -267,8 +267,9 @@ _ENGINE_STAGE = {
 #: A model's stage 2 (``monitor/core/model_stage.py``): taking deltas in is accumulation.
 _MODEL_STAGE = {
     "close_through": "pane close", "advance": "pane close", "_watermark": "pane close",
-    "compute": "signals", "_emit": "signals", "_warm_up": "signals", "_warm_blocks": "signals",
-    "report": "report", "drain_signals": "outputs",
+    "compute": "signals", "_take": "signals", "_flush": "signals", "_stacked": "signals",
+    "_window_sums": "signals", "_closed_counts": "signals", "_warm_up": "signals",
+    "_warm_blocks": "signals", "report": "report", "drain_signals": "outputs",
 }
 #: The batch path: decoding and checking columns, then the join proper.
 _FASTPATH_STAGE = {

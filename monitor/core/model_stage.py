@@ -35,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
+from monitor.catalogue import ALWAYS_COMPUTED, base_metric
 from monitor.config import MonitorConfig
 from monitor.core.engine import (
     COUNT_NAMES,
@@ -48,7 +49,7 @@ from monitor.core.engine import (
     window_stack,
 )
 from monitor.core.layout import scatter_pane
-from monitor.core.panemetrics import WindowValues
+from monitor.core.panemetrics import WindowValues, plan_for
 from monitor.core.partials import ModelDelta, PaneDelta, PartitionDelta
 from monitor.core.report import LABEL_DELAY_BUCKETS, ModelReport, SliceReport
 from monitor.core.windows import WindowSet, pad_rows
@@ -94,6 +95,27 @@ class _Chain:
     session: str | None = None
     seq: int = 0
     retired: set[str] = field(default_factory=set)  # older sessions: their deltas are stale
+
+
+#: The most panes whose signals one stacked computation takes (see
+#: :meth:`ModelStage.close_through`), and the most values of window sums they hold (2 MiB
+#: of them): a backlog's memory stays bounded and the arrays of one computation stay in
+#: the processor's cache (larger batches measured slower), and a pane close with many
+#: slice rows gains little from being stacked with others.
+BATCH_PANES = 64
+BATCH_FLOATS = 1 << 18
+
+
+@dataclass
+class _Batch:
+    """Closed panes whose signals are not computed yet: each pane's window sums stacked
+    as :meth:`ModelStage._stacked` stacks them, its closed counts (for a decay window's
+    count, where the task needs one) and the predictions seen when it closed."""
+
+    panes: list[int] = field(default_factory=list)
+    sums: F64 = field(default_factory=lambda: np.empty((0, 0, 0)))  # (size, windows * rows, width)
+    closed: F64 | None = None  # (size, rows)
+    seen: list[float] = field(default_factory=list)
 
 
 class ModelStage:
@@ -430,12 +452,22 @@ class ModelStage:
             self.close_through(math.floor(self.watermark / self.pane))
 
     def close_through(self, upto: int) -> None:
-        """Close every pane below ``upto``, in order, emitting the model's signals per pane."""
+        """Close every pane below ``upto``, in order, emitting the model's signals per pane.
+
+        The windows roll pane by pane; each closed pane's window sums are copied, and the
+        metrics of the panes of one call are computed together, in one stacked computation
+        (:meth:`_flush`), at most :data:`BATCH_PANES` panes and :data:`BATCH_FLOATS` values
+        of sums at a time, so that a backlog's memory stays bounded. Each row of a pane's
+        values depends on its own sums only, so they are the same, bit for bit, as when
+        the pane closes alone; the detectors are fed and the signals emitted in pane order.
+        A pane at which the model warms up closes alone, after the panes before it: the
+        reference built there changes the signals' plan from that pane on."""
         w = self.windows
         if self.closed_upto is None:
             if not w.open:
                 return
             self.closed_upto = min(min(w.open), upto)
+        batch = _Batch()
         while self.closed_upto < upto:
             pane = self.closed_upto
             first = min(w.open, default=None)
@@ -448,7 +480,13 @@ class ModelStage:
             w.close(pane)
             self.closed_upto = pane + 1
             self.panes_closed += 1
-            self._emit(pane)
+            if self.model.warmup_target:
+                self._flush(batch)
+                self._warm_up(pane)
+            self._take(batch, pane, upto - pane)
+            if len(batch.panes) == len(batch.sums):
+                self._flush(batch)
+        self._flush(batch)
 
     # ------------------------------------------------------------------ signals
     def compute(self, final: bool = False) -> dict[str, dict[str, F64]]:
@@ -456,33 +494,102 @@ class ModelStage:
         open panes counted in ``all``, as at the end of input)."""
         return self._stacked(final).by_window()
 
-    def _stacked(self, final: bool = False) -> WindowValues:
-        """:meth:`compute`'s values as one stacked array."""
+    def _window_sums(self, out: F64, final: bool = False) -> None:
+        """Write the windows' sums, window after window, into ``out`` ``(windows *
+        slices, width)`` (``final``: the open panes counted in ``all``)."""
         model, w = self.model, self.windows
         rows = len(model.registry.keys)
-        parts: list[F64] = []
         sliding_i = decay_i = 0
-        for spec in model.windows:
+        for i, spec in enumerate(model.windows):
+            target = out[i * rows : (i + 1) * rows]
             if spec.kind == "all":
-                parts.append(w.cum + w.open_total() if final else w.cum)
+                if final:
+                    np.add(w.cum[:rows], w.open_total()[:rows], out=target)
+                else:
+                    target[:] = w.cum[:rows]
             elif spec.kind == "sliding":
-                parts.append(w.sliding[sliding_i])
+                target[:] = w.sliding[sliding_i][:rows]
                 sliding_i += 1
             else:
-                parts.append(w.decay[decay_i])
+                target[:] = w.decay[decay_i][:rows]
                 decay_i += 1
-        closed = w.cum[:, model.layout.col("n")] - w.late_n
-        stack = np.concatenate([part[:rows] for part in parts])
+
+    def _closed_counts(self) -> F64:
+        """Joined events per slice row of the closed panes (a decay window's count)."""
+        w = self.windows
+        closed: F64 = w.cum[:, self.model.layout.col("n")] - w.late_n
+        return closed
+
+    def _stacked(self, final: bool = False) -> WindowValues:
+        """:meth:`compute`'s values as one stacked array."""
+        model = self.model
+        rows = len(model.registry.keys)
+        stack = np.empty((len(model.windows) * rows, model.layout.width))
+        self._window_sums(stack, final)
+        closed = self._closed_counts()
         return window_stack(model, stack, lambda _model: closed)
 
-    def _emit(self, pane: int) -> None:
+    def _take(self, batch: _Batch, pane: int, remaining: int) -> None:
+        """Copy what the just closed ``pane``'s signals are computed from into ``batch``
+        (made for at most ``remaining`` panes when it is empty)."""
         model = self.model
-        if model.warmup_target:
-            self._warm_up(pane)
-        end = (pane + 1) * self.pane
-        signals = close_signals(model, self._stacked(), self.error_panes, pane)
-        seen = float(self.windows.cum[0, model.layout.col("pred_n")])
-        self.signals_out.append(PaneSignals(self.name, end, signals, seen))
+        rows = len(model.registry.keys)
+        shape = (len(model.windows) * rows, model.layout.width)
+        if not batch.panes:
+            size = max(1, min(BATCH_PANES, remaining, BATCH_FLOATS // max(1, shape[0] * shape[1])))
+            if model.warmup_target:  # the next pane may change the plan: it closes alone
+                size = 1
+            batch.sums = np.empty((size, *shape))
+            batch.closed = np.empty((size, rows)) if model.layout.kind.needs_sample_count else None
+        j = len(batch.panes)
+        self._window_sums(batch.sums[j])
+        if batch.closed is not None:
+            batch.closed[j] = self._closed_counts()[:rows]
+        batch.panes.append(pane)
+        batch.seen.append(float(self.windows.cum[0, model.layout.col("pred_n")]))
+
+    def _flush(self, batch: _Batch) -> None:
+        """Compute the signals of the panes in ``batch`` in one :meth:`PanePlan.compute
+        <monitor.core.panemetrics.PanePlan.compute>` over all their rows (pane after pane,
+        each as :func:`~monitor.core.engine.window_stack` stacks one), then feed the
+        detectors and emit each pane's signals, in pane order; empty ``batch``."""
+        k = len(batch.panes)
+        if not k:
+            return
+        model = self.model
+        specs = model.windows
+        rows = len(model.registry.keys)
+        sums = batch.sums[:k]
+        count = None
+        if batch.closed is not None:
+            n = model.layout.col("n")
+            by_pane = np.empty((k, len(specs), rows))
+            for i, spec in enumerate(specs):
+                if spec.kind == "decay":
+                    by_pane[:, i] = batch.closed[:k]
+                else:
+                    by_pane[:, i] = sums[:, i * rows : (i + 1) * rows, n]
+            count = by_pane.reshape(-1)
+        wanted = None if model.metrics is None else set(model.metrics)
+
+        def keep(name: str) -> bool:  # as window_stack's: the plan is the same one
+            base = base_metric(name)
+            return wanted is None or base in wanted or base in ALWAYS_COMPUTED
+
+        plan = plan_for(
+            model.layout, model.class_names, model.config.drift_min_samples, keep, model.metrics
+        )
+        stack = sums.reshape(k * len(specs) * rows, model.layout.width)
+        block = len(specs) * rows
+        values = plan.compute(stack, count, block).reshape(len(plan.names), k, len(specs), rows)
+        names = tuple(spec.name for spec in specs)
+        for j, pane in enumerate(batch.panes):
+            pane_values = WindowValues(plan, names, values[:, j])
+            signals = close_signals(model, pane_values, self.error_panes, pane)
+            end = (pane + 1) * self.pane
+            self.signals_out.append(PaneSignals(self.name, end, signals, batch.seen[j]))
+        batch.panes.clear()
+        batch.seen.clear()
 
     def drain_signals(self) -> list[PaneSignals]:
         """Signals of the panes closed since the last call."""

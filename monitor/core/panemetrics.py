@@ -7,7 +7,10 @@ signals of the same form go through together (every ratio of two columns in one 
 the realized and the label-free confusion counts and ROC AUCs as one stack, the histograms
 of every drift subject side by side in one ``(rows, columns)`` array whose per-subject
 sums are one matrix product). Sums along the score bins are matrix products too (numpy's
-cumulative sum adds one element at a time). What depends only on the layout (column
+cumulative sum adds one element at a time). Every signal of a row depends on that row
+only, and the products run one pane's rows at a time (:func:`_mm`), so the rows of many
+panes computed in one call (a backlog, :mod:`monitor.core.model_stage`) get each pane's
+values bit for bit. What depends only on the layout (column
 indices, reference proportions and edges, the calibration map, the signal names and their
 order) is worked out once per layout and kept in a :class:`PanePlan`, the reference
 arrays also repeated for the row count of the last call. A pane close keeps the result as
@@ -68,6 +71,24 @@ def _ratio(num: F64, den: F64, fill: float | F64) -> F64:
     return out
 
 
+def _mm(a: F64, b: F64, block: int, out: F64 | None = None) -> F64:
+    """``a @ b`` as one product per ``block`` rows of ``a`` (its row count is a multiple of
+    ``block``), all in one call (numpy's stacked matrix product). BLAS picks its kernel,
+    and with it the order of a row's additions, by the shape of the product: in blocks of
+    one pane's rows a row's value depends on that shape only, so the rows of panes
+    stacked together (a backlog closed in one call) get the values, bit for bit, that
+    each pane's rows get alone."""
+    rows, columns = a.shape
+    if out is None:
+        out = np.empty((rows, b.shape[1]))
+    if rows <= block:
+        np.matmul(a, b, out=out)
+    else:  # splitting the first axis is a view of both: the products land in ``out``
+        blocks = rows // block
+        np.matmul(a.reshape(blocks, block, columns), b, out=out.reshape(blocks, block, -1))
+    return out
+
+
 #: The floor of a proportion in the JS ratio ``p / m``: where ``p`` is 0 the ratio only
 #: has to be finite (its term is ``0 * log(...)``), and elsewhere it changes neither
 #: ``p`` nor ``m`` (a proportion of an accumulator row is far above it).
@@ -110,12 +131,13 @@ class _Tiled:
         )
 
 
-def _psi_js(p: F64, tiles: _Tiled, member: F64) -> tuple[F64, F64]:
+def _psi_js(p: F64, tiles: _Tiled, member: F64, block: int) -> tuple[F64, F64]:
     """:func:`~monitor.core.drift.psi` and :func:`~monitor.core.drift.js_distance` of the
     proportions ``p`` (rows, K), every subject's columns side by side, against the
     reference proportions, summed per subject through ``member`` (K, S) in one product.
     The JS terms ``x log(x / m)`` are 0 where ``x`` is 0, as scipy's ``rel_entr``; the
-    proportions' and the reference's terms are summed apart, as the definition does."""
+    proportions' and the reference's terms are summed apart, as the definition does.
+    ``block``: the rows of one pane (see :func:`_mm`)."""
     rows = p.shape[0]
     terms = np.empty((3, *p.shape))
     pf = np.maximum(p, PSI_FLOOR)
@@ -131,7 +153,7 @@ def _psi_js(p: F64, tiles: _Tiled, member: F64) -> tuple[F64, F64]:
     terms[0] *= pf
     terms[1] *= p
     terms[2] *= tiles.share
-    sums = terms.reshape(3 * rows, -1) @ member
+    sums = _mm(terms.reshape(3 * rows, -1), member, block)
     psi_value: F64 = sums[:rows]
     div = sums[rows : 2 * rows] + sums[2 * rows :]
     div *= 0.5 / np.log(2.0)
@@ -164,12 +186,13 @@ def _chi2(
     sub: _Subjects,
     tiles: _Tiled,
     mask: npt.NDArray[np.bool_],
+    block: int,
     mask_n: bool = True,
 ) -> F64:
     """:func:`~monitor.core.drift.chi2_pvalue` of the chi2 subjects' ``counts`` (rows,
     their columns side by side) with totals ``n`` (rows, subjects) against the reference,
     worked out where ``mask`` holds and ``n > 0`` only (NaN elsewhere; ``mask_n`` False:
-    ``mask`` implies ``n > 0``).
+    ``mask`` implies ``n > 0``; ``block``: the rows of one pane, see :func:`_mm`).
 
     In a 2 x C table both cells of a column are off their expected counts by the same
     ``d = (counts * ref_n - n * ref) / total``, so the statistic is
@@ -188,7 +211,7 @@ def _chi2(
     dev *= dev
     dev /= np.maximum(col, _TINY)
     np.sign(col, out=parts[1])  # 1 where the column is used
-    sums = parts.reshape(2 * rows, k) @ sub.member[:k, :s]
+    sums = _mm(parts.reshape(2 * rows, k), sub.member[:k, :s], block)
     ref_n = sub.ref_n[:s]
     seen = mask & (n > 0) if mask_n else mask
     safe_n = np.where(seen, n, 1.0)
@@ -247,12 +270,12 @@ class _Numeric:
     scale: F64  # (F,): the Wasserstein divisor
 
 
-def _ks_wasserstein(p: F64, p_mean: F64, ref: _Numeric) -> tuple[F64, F64]:
+def _ks_wasserstein(p: F64, p_mean: F64, ref: _Numeric, block: int) -> tuple[F64, F64]:
     """:func:`~monitor.core.drift.ks_numeric` and
     :func:`~monitor.core.drift.wasserstein_binned` (divided by the scale) of the numeric
     subjects' proportions ``p`` and value sums per count ``p_mean`` (rows, size) at once,
-    sharing the CDF differences and the in-bin integrals."""
-    d = p @ ref.diff
+    sharing the CDF differences and the in-bin integrals (``block``: see :func:`_mm`)."""
+    d = _mm(p, ref.diff, block)
     d += ref.offset
     size = np.abs(d)
     np.copyto(d, 0.0, where=size <= CDF_TOLERANCE)  # rounding residue
@@ -269,7 +292,7 @@ def _ks_wasserstein(p: F64, p_mean: F64, ref: _Numeric) -> tuple[F64, F64]:
     tails = p.take(ref.ends, axis=1)
     tails *= ref.edge
     tails -= p_mean.take(ref.ends, axis=1)
-    w: F64 = integral @ ref.bins + tails @ ref.tails
+    w: F64 = _mm(integral, ref.bins, block) + _mm(tails, ref.tails, block)
     w /= ref.scale
     if len(ref.with_inner):
         integral /= ref.width_inf  # |mean of F_p - F_r| in each bin, 0 in an empty one
@@ -333,6 +356,7 @@ class PanePlan:
         self._col = {name: start for name, (start, _) in layout.fields.items()}
         self._bins = layout.bins
         self._tiles: _Tiled | None = None  # the subjects' tiles for the last row count
+        self._block_rows = 0  # the rows of one pane in the current compute (see _mm)
         self._blocks = _cumsum_blocks(layout.bins)
         probe = compute_metrics(layout, np.zeros((1, layout.width)), class_names, None, min_samples)
         wanted = [k for k in probe if keep is None or keep(k)]
@@ -490,11 +514,18 @@ class PanePlan:
         self._gap_ref = np.array(ref)[:, None]
 
     # ------------------------------------------------------------------ compute
-    def compute(self, acc: F64, sample_count: F64 | None = None) -> F64:
+    def compute(
+        self, acc: F64, sample_count: F64 | None = None, block: int | None = None
+    ) -> F64:
         """The plan's signals over the rows of ``acc`` (the stacked windows), an array
         ``(len(names), rows)``: each block of signals writes its rows of one result, then
-        the wanted rows are picked in the names' order."""
+        the wanted rows are picked in the names' order.
+
+        ``block`` (default: every row) is the rows of one pane where ``acc`` stacks the
+        rows of several panes (a multiple of it): each row's values are then the same,
+        bit for bit, as when its pane's rows are computed alone (see :func:`_mm`)."""
         n_rows = acc.shape[0]
+        self._block_rows = n_rows if block is None else block
         full = np.empty((len(self._rows), n_rows))
         span = self._span
         self._ratio_block(acc, full[span["ratio"]])
@@ -536,7 +567,7 @@ class PanePlan:
         # (score_hist and pp_hist side by side through one matrix)
         conf = np.empty((2, n_rows, 4))
         conf[0] = acc.take(self._confusion, axis=1)
-        np.matmul(acc[:, start : start + 2 * bins], self._expected, out=conf[1])
+        _mm(acc[:, start : start + 2 * bins], self._expected, self._block_rows, out=conf[1])
         start = col["pos_hist"]
         pos = acc[:, start : start + bins]
         neg = acc[:, start + bins : start + 2 * bins]
@@ -563,7 +594,7 @@ class PanePlan:
         np.multiply(hist, self._cc[:, 1], out=below[n_rows : 2 * n_rows])
         below[2 * n_rows :] = hist
         ties = np.einsum("ij,ij->i", p_hist, below[: 2 * n_rows])
-        below = _cumsum_rows(below, self._blocks)
+        below = _cumsum_rows(below, self._blocks, self._block_rows)
         scored = below[2 * n_rows :, -1]
         den[0, 1] = scored
         invalid = np.empty((2, n_rows), dtype=bool)
@@ -632,20 +663,26 @@ class PanePlan:
         plain = len(sub.plain)
         hist[:, :plain] = acc.take(sub.plain, axis=1)
         if len(sub.source):
-            np.matmul(acc.take(sub.source, axis=1), sub.combine, out=hist[:, plain:])
-        n = hist @ sub.member  # (rows, S)
+            _mm(acc.take(sub.source, axis=1), sub.combine, self._block_rows, out=hist[:, plain:])
+        n = _mm(hist, sub.member, self._block_rows)  # (rows, S)
         enough = n >= self.min_samples
         # a proportion or mean of an empty histogram is 0: divided by infinity
         count = np.where(n > 0, n, np.inf).take(sub.subject, axis=1)
         p = hist / count
         stats = full[self._span["stats"]].reshape(2, -1, n_rows)  # (psi, js) x S
-        psi_value, js_value = _psi_js(p, tiles, sub.member)
+        psi_value, js_value = _psi_js(p, tiles, sub.member, self._block_rows)
         stats[0] = psi_value.T
         stats[1] = js_value.T
         np.copyto(stats, np.nan, where=~enough.T)
         c = sub.chi2_subjects
         chi2 = _chi2(
-            hist[:, : sub.chi2_columns], n[:, :c], sub, tiles, enough[:, :c], self.min_samples <= 0
+            hist[:, : sub.chi2_columns],
+            n[:, :c],
+            sub,
+            tiles,
+            enough[:, :c],
+            self._block_rows,
+            self.min_samples <= 0,
         )
         full[self._span["chi2"]] = chi2.T
         ref = sub.numeric
@@ -653,7 +690,7 @@ class PanePlan:
             k = sub.numeric_count
             p_mean = acc.take(ref.sums, axis=1)
             p_mean /= count[:, : ref.size]
-            ks, w = _ks_wasserstein(p[:, : ref.size], p_mean, ref)
+            ks, w = _ks_wasserstein(p[:, : ref.size], p_mean, ref, self._block_rows)
             numeric = full[self._span["numeric"]].reshape(2, k, n_rows)
             numeric[0] = ks.T
             numeric[1] = w.T
@@ -925,19 +962,22 @@ def _cumsum_blocks(columns: int) -> tuple[F64, F64] | None:
     return np.triu(np.ones((size, size))), spread
 
 
-def _cumsum_rows(x: F64, blocks: tuple[F64, F64] | None) -> F64:
+def _cumsum_rows(x: F64, blocks: tuple[F64, F64] | None, block: int | None = None) -> F64:
     """The cumulative sums along each row of the C-contiguous ``x``, as two matrix
     products (numpy's cumulative sum runs one element at a time): the running sums
     inside each block of columns, then the totals of the blocks before each one added.
-    Equal to ``np.cumsum(x, axis=1)`` up to the order of the additions."""
+    Equal to ``np.cumsum(x, axis=1)`` up to the order of the additions; ``block``: the
+    rows of one pane (see :func:`_mm`; default: every row)."""
     if blocks is None:
         out: F64 = np.cumsum(x, axis=1)
         return out
     running, spread = blocks
     rows, columns = x.shape
     size = running.shape[0]
-    out = (x.reshape(rows * (columns // size), size) @ running).reshape(rows, columns)
-    out += out[:, size - 1 :: size] @ spread
+    block = rows if block is None else block
+    pieces = columns // size
+    out = _mm(x.reshape(rows * pieces, size), running, block * pieces).reshape(rows, columns)
+    out += _mm(out[:, size - 1 :: size], spread, block)
     return out
 
 
