@@ -100,6 +100,20 @@ def _recovered(daemon: Daemon) -> None:
           "a checkpoint after the disk came back", daemon)  # fmt: skip
 
 
+def _remount_read_only(disk: Path) -> None:
+    """Remount the state disk read-only. The daemon checkpoints every second, and a
+    remount while a save has its temporary file open for writing fails as busy: try again
+    between saves, as an operator would."""
+    deadline = time.monotonic() + 30.0
+    while True:
+        done = subprocess.run(["mount", "-o", "remount,ro", str(disk)], capture_output=True)
+        if done.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(done.stderr.decode(errors="replace"))
+        time.sleep(0.05)
+
+
 def test_full_then_read_only_state_disk_is_an_outage_of_checkpoints_only(
     broker: EmbeddedBroker, make_topics: Callable[..., Topics], tmp_path: Path, small_disk: Path
 ) -> None:
@@ -119,7 +133,7 @@ def test_full_then_read_only_state_disk_is_an_outage_of_checkpoints_only(
         _outage(daemon, "no_space")
         filler.unlink()
         _recovered(daemon)
-        subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+        _remount_read_only(small_disk)
         _outage(daemon, "read_only")
         subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
         _recovered(daemon)
