@@ -24,8 +24,8 @@ import pytest
 
 import monitor.core.engine as engine_module
 from monitor.config import config_from_mapping
-from monitor.core.engine import Engine
 from monitor.core.fastpath import split_and_join
+from monitor.core.pipeline import Pipeline
 from monitor.events.message import Message
 
 T0 = 1_700_000_000.0
@@ -167,7 +167,7 @@ def stream(seed: int, n: int, noise: float = 1.0) -> list[Message]:
     return out
 
 
-def join_state(engine: Engine) -> dict[int, Any]:
+def join_state(engine: Pipeline) -> dict[int, Any]:
     """Each partition's join state, every table in arrival order (expiry and eviction go by
     it): pending ids and columns per model, matched ids and times, early labels."""
     out: dict[int, Any] = {}
@@ -208,12 +208,12 @@ def join_state(engine: Engine) -> dict[int, Any]:
 
 def run(messages: list[Message], sizes: list[int], batch_path: bool,
         monkeypatch: pytest.MonkeyPatch, max_pending: int, partitions: int = 3,
-        **options: Any) -> tuple[Engine, list[Any]]:
-    engine = Engine(config(max_pending, **options))
+        **options: Any) -> tuple[Pipeline, list[Any]]:
+    engine = Pipeline(config(max_pending, **options))
     engine.track({(t, p) for t in ("predictions", "labels") for p in range(partitions)})
     share = [0, 0]  # messages, of which one by one
 
-    def counting(engine: Engine, msgs: list[Message]) -> list[int]:
+    def counting(engine: Pipeline, msgs: list[Message]) -> list[int]:
         slow = split_and_join(engine, msgs)
         share[0] += len(msgs)
         share[1] += len(slow)
@@ -296,14 +296,14 @@ def test_batch_path_takes_the_ordinary_events(monkeypatch: pytest.MonkeyPatch) -
     messages = stream(4, 4000, noise=0.0)
     seen: list[tuple[int, int]] = []
 
-    def counting(engine: Engine, msgs: list[Message]) -> list[int]:
+    def counting(engine: Pipeline, msgs: list[Message]) -> list[int]:
         slow = split_and_join(engine, msgs)
         seen.append((len(msgs), len(slow)))
         assert np.all(np.diff(slow) > 0)
         return slow
 
     monkeypatch.setattr(engine_module, "split_and_join", counting)
-    engine = Engine(config())
+    engine = Pipeline(config())
     for i in range(0, len(messages), 500):
         engine.process(messages[i : i + 500])
     total, slow = map(sum, zip(*seen, strict=True))
@@ -468,7 +468,7 @@ def test_a_duplicate_label_goes_one_by_one_alone(monkeypatch: pytest.MonkeyPatch
             emit("labels", label)  # the retry
     seen: list[int] = []
 
-    def counting(engine: Engine, msgs: list[Message]) -> list[int]:
+    def counting(engine: Pipeline, msgs: list[Message]) -> list[int]:
         slow = split_and_join(engine, msgs)
         seen.extend(slow)
         return slow
@@ -480,5 +480,5 @@ def test_a_duplicate_label_goes_one_by_one_alone(monkeypatch: pytest.MonkeyPatch
     assert [r[0] for r in fast[0]] == ["duplicate"]
     assert fast[2] == [len(messages), 3]
     monkeypatch.setattr(engine_module, "split_and_join", counting)
-    Engine(config()).process(messages)
+    Pipeline(config()).process(messages)
     assert [json.loads(messages[i].value or b"")["prediction_id"] for i in seen] == ["d100"] * 3

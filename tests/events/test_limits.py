@@ -17,8 +17,8 @@ import pytest
 
 import tests.core.test_fastpath as harness
 from monitor.config import ConfigError, config_from_mapping, load_config
-from monitor.core.engine import Engine
 from monitor.core.join import PendingTable
+from monitor.core.pipeline import Pipeline
 from monitor.events.codec import REASONS, DecodeFailure, Limits, decode_label, decode_prediction
 from monitor.events.message import Message
 
@@ -116,7 +116,7 @@ def test_the_engine_rejects_too_long_events_and_keeps_nothing_of_them() -> None:
         "limits": {"max_id_length": 16},
         "models": [{"name": "m", "task": "binary", "positive_class": 1}],
     })  # fmt: skip
-    engine = Engine(config)
+    engine = Pipeline(config)
     messages = [
         Message("predictions", 0, i, b"", prediction(prediction_id=f"{'i' * 16}{i}"))
         for i in range(10)
@@ -226,7 +226,7 @@ def test_a_restored_checkpoint_takes_the_running_configs_limits(tmp_path: Any) -
             "models": [{"name": "m", "task": "binary", "positive_class": 1}],
         })  # fmt: skip
 
-    engine = Engine(config(16))
+    engine = Pipeline(config(16))
     first = Message("predictions", 0, 0, b"", prediction(prediction_id="a" * 12))
     assert engine.process([first]) == []
     store = CheckpointStore(tmp_path)
