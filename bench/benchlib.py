@@ -259,6 +259,7 @@ _ENGINE_STAGE = {
     "close_through": "pane close", "_advance": "pane close", "_watermark": "pane close",
     "_first_open": "pane close", "_expire": "pane close", "_emit": "pane close",
     "_compute": "signals", "_window_sums": "signals", "_closed_counts": "signals",
+    "_stacked": "signals", "_window_stack": "signals",
     "_warm_up": "signals", "_install_profile": "signals", "_detect": "signals",
     "report": "report", "_model_report": "report", "_counters": "report", "summary": "report",
     "flushed": "final flush", "drain_signals": "outputs",

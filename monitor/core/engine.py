@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
@@ -66,7 +66,7 @@ from monitor.core.detectors import ErrorDetectors, error_stream
 from monitor.core.fastpath import Chunk, OneByOne, split_and_join
 from monitor.core.join import EarlyLabel, JoinBuffer, Pending
 from monitor.core.layout import Layout, feature_columns, scatter_panes
-from monitor.core.panemetrics import pane_signals
+from monitor.core.panemetrics import WindowMetrics, WindowValues, plan_for
 from monitor.core.partials import DeltaLedger, WarmRow
 from monitor.core.reference import ReferenceProfile, load_profile, profile_from_columns
 from monitor.core.report import LABEL_DELAY_BUCKETS, Report
@@ -185,7 +185,7 @@ class ModelState:
         #: pane -> partition -> (event times, errors) of joined pairs, fed at the pane's close
         self.error_panes: dict[int, dict[int, tuple[list[float], list[float]]]] = {}
         self.last_detections: dict[str, int] = {}  # detections in the last closed pane
-        self.last: dict[str, dict[str, F64]] = {}
+        self.last: Mapping[str, Mapping[str, F64]] = {}
         self.last_rows = 0
 
     def new_windows(self) -> WindowSet:
@@ -978,17 +978,16 @@ class Engine:
         return {"models": {}, "rejects": dict(sorted(rejects.items()))}
 
 
-def window_values(
-    model: ModelState, sums: dict[str, F64], closed_counts: Callable[[ModelState], F64]
-) -> dict[str, dict[str, F64]]:
-    """Every signal of every window and slice of ``model`` from its windows' ``sums``
-    (``{window: (slices, width)}``), all windows stacked so that each signal is computed
-    once: ``{window: {signal: value per slice}}``. ``closed_counts(model)`` gives the joined
-    events per slice of the closed panes (a decay window's count, regression only).
-    Both stages' pane closes use it (the engine's, and :mod:`monitor.core.model_stage`)."""
+def window_stack(
+    model: ModelState, stack: F64, closed_counts: Callable[[ModelState], F64]
+) -> WindowValues:
+    """Every signal of every window and slice of ``model`` from its windows' sums stacked
+    window after window, ``(windows * slices, width)`` (slices: the registry's rows), each
+    signal computed once over all of them. ``closed_counts(model)`` gives the joined
+    events per slice of the closed panes (a decay window's count, regression only). Both
+    stages' pane closes use it (the engine's, and :mod:`monitor.core.model_stage`)."""
     specs = model.windows
     rows = len(model.registry.keys)
-    stack = np.concatenate([sums[spec.name][:rows] for spec in specs])
     count = None
     if model.layout.kind.needs_sample_count:
         # A decay window holds every closed event with some weight: its event count is
@@ -996,29 +995,26 @@ def window_values(
         closed = closed_counts(model)
         n = model.layout.col("n")
         count = np.concatenate(
-            [closed[:rows] if spec.kind == "decay" else sums[spec.name][:rows, n] for spec in specs]
+            [
+                closed[:rows] if spec.kind == "decay" else stack[i * rows : (i + 1) * rows, n]
+                for i, spec in enumerate(specs)
+            ]
         )
     wanted = None if model.metrics is None else set(model.metrics)
 
     def keep(name: str) -> bool:  # asked once per layout: the plan keeps the answer
         return wanted is None or _base(name) in wanted or _base(name) in _ALWAYS
 
-    names, values = pane_signals(
-        model.layout,
-        stack,
-        model.class_names,
-        count,
-        model.config.drift_min_samples,
-        keep,
-        model.metrics,
+    plan = plan_for(
+        model.layout, model.class_names, model.config.drift_min_samples, keep, model.metrics
     )
-    block = values.reshape(len(names), len(specs), rows)
-    return {spec.name: dict(zip(names, block[:, i], strict=True)) for i, spec in enumerate(specs)}
+    values = plan.compute(stack, count).reshape(len(plan.names), len(specs), rows)
+    return WindowValues(plan, tuple(spec.name for spec in specs), values)
 
 
 def close_signals(
     model: ModelState,
-    values: dict[str, dict[str, F64]],
+    values: WindowValues,
     error_panes: dict[int, dict[int, tuple[list[float], list[float]]]],
     pane: int,
 ) -> dict[str, float]:
@@ -1027,6 +1023,8 @@ def close_signals(
     (taken out of ``error_panes``) in event-time order, their detections added as
     whole-model values; ``model.last`` keeps the values for reports. Both stages' pane
     closes use it (the engine's, and :mod:`monitor.core.model_stage`)."""
+    columns: dict[str, F64] = {}
+    found: dict[str, float] = {}
     if model.detectors is not None:
         ts: list[float] = []
         errors: list[float] = []
@@ -1038,18 +1036,15 @@ def close_signals(
         order = np.argsort(np.asarray(ts), kind="stable")
         model.last_detections = model.detectors.feed(np.asarray(errors)[order].tolist())
         rows = len(model.registry.keys)
-        for name, found in model.last_detections.items():
+        stream = model.detectors.stream
+        for name, detected in model.last_detections.items():
             column = np.full(rows, np.nan)
-            column[0] = found  # whole model only
-            for metrics in values.values():
-                metrics[f"{name}:{model.detectors.stream}"] = column
-    model.last = values
+            column[0] = detected  # whole model only
+            found[f"{name}:{stream}"] = float(column[0])
+            columns[f"{name}:{stream}"] = column
+    model.last = WindowMetrics(values, columns)
     model.last_rows = len(model.registry.keys)
-    return {
-        f"{metric}@{window}": float(v[0])
-        for window, metrics in values.items()
-        for metric, v in metrics.items()
-    }
+    return values.model_signals(found)
 
 
 def slice_counters(model: ModelState, row: F64) -> dict[str, float]:

@@ -45,9 +45,10 @@ from monitor.core.engine import (
     install_profile,
     slice_counters,
     warmup_profile,
-    window_values,
+    window_stack,
 )
 from monitor.core.layout import scatter_pane
+from monitor.core.panemetrics import WindowValues
 from monitor.core.partials import ModelDelta, PaneDelta, PartitionDelta
 from monitor.core.report import LABEL_DELAY_BUCKETS, ModelReport, SliceReport
 from monitor.core.windows import WindowSet, pad_rows
@@ -453,27 +454,33 @@ class ModelStage:
     def compute(self, final: bool = False) -> dict[str, dict[str, F64]]:
         """Every window's metrics per slice row, as of the last close (``final``: with the
         open panes counted in ``all``, as at the end of input)."""
+        return self._stacked(final).by_window()
+
+    def _stacked(self, final: bool = False) -> WindowValues:
+        """:meth:`compute`'s values as one stacked array."""
         model, w = self.model, self.windows
-        sums: dict[str, F64] = {}
+        rows = len(model.registry.keys)
+        parts: list[F64] = []
         sliding_i = decay_i = 0
         for spec in model.windows:
             if spec.kind == "all":
-                sums[spec.name] = w.cum + w.open_total() if final else w.cum
+                parts.append(w.cum + w.open_total() if final else w.cum)
             elif spec.kind == "sliding":
-                sums[spec.name] = w.sliding[sliding_i]
+                parts.append(w.sliding[sliding_i])
                 sliding_i += 1
             else:
-                sums[spec.name] = w.decay[decay_i]
+                parts.append(w.decay[decay_i])
                 decay_i += 1
         closed = w.cum[:, model.layout.col("n")] - w.late_n
-        return window_values(model, sums, lambda _model: closed)
+        stack = np.concatenate([part[:rows] for part in parts])
+        return window_stack(model, stack, lambda _model: closed)
 
     def _emit(self, pane: int) -> None:
         model = self.model
         if model.warmup_target:
             self._warm_up(pane)
         end = (pane + 1) * self.pane
-        signals = close_signals(model, self.compute(), self.error_panes, pane)
+        signals = close_signals(model, self._stacked(), self.error_panes, pane)
         seen = float(self.windows.cum[0, model.layout.col("pred_n")])
         self.signals_out.append(PaneSignals(self.name, end, signals, seen))
 

@@ -10,7 +10,10 @@ sums are one matrix product). Sums along the score bins are matrix products too 
 cumulative sum adds one element at a time). What depends only on the layout (column
 indices, reference proportions and edges, the calibration map, the signal names and their
 order) is worked out once per layout and kept in a :class:`PanePlan`, the reference
-arrays also repeated for the row count of the last call.
+arrays also repeated for the row count of the last call. A pane close keeps the result as
+one array (:class:`WindowValues`): the model's ``signal@window`` values are read from it
+in one operation, under names made once per plan, and the per-window dicts of reports
+(:class:`WindowMetrics`) are made when read.
 
 The definitions are those of :func:`~monitor.core.metrics.compute_metrics`,
 :mod:`monitor.core.drift` and :mod:`monitor.core.estimate`, and the values equal theirs on
@@ -21,8 +24,9 @@ or so; ``tests/core/test_pane_signals.py`` holds them to 1e-12).
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -36,7 +40,7 @@ from monitor.core.metrics import average_precision, compute_metrics, mcc, task_m
 from monitor.core.reference import SCORE, NumericReference
 from monitor.core.tasks import BinaryTask
 
-__all__ = ["PanePlan", "pane_signals", "plan_for"]
+__all__ = ["PanePlan", "WindowMetrics", "WindowValues", "pane_signals", "plan_for"]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -135,6 +139,25 @@ def _psi_js(p: F64, tiles: _Tiled, member: F64) -> tuple[F64, F64]:
     return psi_value, js_value
 
 
+#: scipy's special functions once :func:`_special` imported them.
+_SPECIAL: Any = None
+
+
+def _special() -> Any:
+    """scipy's special functions, imported at the first drift statistic, not at start."""
+    global _SPECIAL
+    if _SPECIAL is None:
+        from scipy import special
+
+        _SPECIAL = special
+    return _SPECIAL
+
+
+def _size(index: I64 | slice) -> int:
+    """How many positions an index of :func:`_index` holds."""
+    return index.stop - index.start if isinstance(index, slice) else len(index)
+
+
 def _chi2(
     counts: F64,
     n: F64,
@@ -170,16 +193,15 @@ def _chi2(
     seen = mask & (n > 0) if mask_n else mask
     safe_n = np.where(seen, n, 1.0)
     stat = (1.0 / safe_n + 1.0 / ref_n) / (safe_n + ref_n) * sums[:rows]
-    from scipy import special  # imported at the first drift statistic, not at start
-
+    special = _special()
     # Two columns (1 degree of freedom, or 0 with a statistic of exactly 0): the p-value
     # is erfc(sqrt(x / 2)), which cephes' incomplete gamma takes far longer to reach.
     out: F64 = np.empty((rows, s))
     many, two = sub.many_columns, sub.two_columns
-    if len(many):
+    if _size(many):
         dof = np.maximum(sums[rows:, many] - 1.0, 1.0)
         out[:, many] = special.chdtrc(dof, stat[:, many])
-    if len(two):
+    if _size(two):
         out[:, two] = special.erfc(np.sqrt(0.5 * stat[:, two]))
     np.copyto(out, np.nan, where=~seen)
     return out
@@ -281,8 +303,8 @@ class _Subjects:
     share_safe: F64  # (K,): the same, 1 where it is 0
     chi2_subjects: int  # subjects with a chi2 signal: all but the score
     chi2_columns: int  # their columns
-    two_columns: I64  # the chi2 subjects of two columns (1 degree of freedom at most)
-    many_columns: I64  # the others
+    two_columns: I64 | slice  # the chi2 subjects of two columns (1 degree of freedom at most)
+    many_columns: I64 | slice  # the others (both a slice where they are consecutive)
     numeric: _Numeric | None  # the first subjects' numeric side
     numeric_count: int  # how many subjects are numeric
     features: int  # the first ``features`` numeric subjects are features (out of range)
@@ -333,6 +355,18 @@ class PanePlan:
         if missing:
             raise RuntimeError(f"pane signals without a row: {missing}")
         self._pick = np.array([where[name] for name in self.names], dtype=np.int64)
+        self._labels: dict[tuple[tuple[str, ...], tuple[str, ...]], list[str]] = {}
+
+    def labels(self, windows: tuple[str, ...], extra: tuple[str, ...] = ()) -> list[str]:
+        """``signal@window`` for every window and, in each, every name then every one of
+        ``extra``: the keys of a pane's model-level signals, made once per windows."""
+        key = (windows, extra)
+        out = self._labels.get(key)
+        if out is None:
+            out = self._labels[key] = [
+                f"{name}@{window}" for window in windows for name in (*self.names, *extra)
+            ]
+        return out
 
     # ------------------------------------------------------------------ plan
     def _ratios(self, layout: Layout) -> None:
@@ -631,6 +665,74 @@ class PanePlan:
                 full[self._span["outside"]] = _ratio(outside, pred_n, np.nan).T
 
 
+@dataclass(frozen=True, slots=True)
+class WindowValues:
+    """Every signal of every window and slice of a model at a pane close, as
+    :meth:`PanePlan.compute` gave them: ``values[i, w, r]`` is signal ``plan.names[i]`` of
+    window ``windows[w]`` in slice row ``r``."""
+
+    plan: PanePlan
+    windows: tuple[str, ...]
+    values: F64  # (names, windows, rows)
+
+    def by_window(self) -> dict[str, dict[str, F64]]:
+        """``{window: {signal: value per slice row}}`` (views of :attr:`values`)."""
+        names = self.plan.names
+        return {
+            window: dict(zip(names, self.values[:, i], strict=True))
+            for i, window in enumerate(self.windows)
+        }
+
+    def model_signals(self, extra: dict[str, float] | None = None) -> dict[str, float]:
+        """The whole model's values (slice row 0) as ``{"signal@window": value}``, window
+        by window; ``extra`` whole-model values follow each window's signals."""
+        whole = self.values[:, :, 0].T  # (windows, names)
+        if extra:
+            flat = np.empty((len(self.windows), whole.shape[1] + len(extra)))
+            flat[:, : whole.shape[1]] = whole
+            flat[:, whole.shape[1] :] = list(extra.values())
+            labels = self.plan.labels(self.windows, tuple(extra))
+        else:
+            flat = whole
+            labels = self.plan.labels(self.windows)
+        return dict(zip(labels, flat.ravel().tolist(), strict=True))
+
+
+class WindowMetrics(Mapping[str, dict[str, F64]]):
+    """``{window: {signal: value per slice row}}`` of a :class:`WindowValues`, each window
+    also with the ``extra`` columns; the dicts are made when first read (a pane close
+    keeps them for reports and checkpoints, which read few of them)."""
+
+    __slots__ = ("_dicts", "_extra", "_values")
+
+    def __init__(self, values: WindowValues, extra: dict[str, F64] | None = None) -> None:
+        self._values = values
+        self._extra = extra or {}
+        self._dicts: dict[str, dict[str, F64]] | None = None
+
+    def _built(self) -> dict[str, dict[str, F64]]:
+        dicts = self._dicts
+        if dicts is None:
+            dicts = self._dicts = self._values.by_window()
+            if self._extra:
+                for metrics in dicts.values():
+                    metrics.update(self._extra)
+        return dicts
+
+    def __getitem__(self, window: str) -> dict[str, F64]:
+        return self._built()[window]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._built())
+
+    def __len__(self) -> int:
+        return len(self._values.windows)
+
+    def __reduce__(self) -> tuple[type[dict[str, Any]], tuple[dict[str, dict[str, F64]]]]:
+        """Pickled and copied as the plain dicts (the plan stays with its layout)."""
+        return dict, (self._built(),)
+
+
 def _subjects(layout: Layout) -> _Subjects | None:
     """The drift subjects of ``layout`` (see :class:`_Subjects`), None without any."""
     profile = layout.profile
@@ -714,12 +816,20 @@ def _subjects(layout: Layout) -> _Subjects | None:
         share_safe=np.where(share > 0, share, 1.0),
         chi2_subjects=chi2_subjects,
         chi2_columns=int(sum(widths[:chi2_subjects])),
-        two_columns=np.array([i for i in range(chi2_subjects) if widths[i] == 2], dtype=np.int64),
-        many_columns=np.array([i for i in range(chi2_subjects) if widths[i] != 2], dtype=np.int64),
+        two_columns=_index([i for i in range(chi2_subjects) if widths[i] == 2]),
+        many_columns=_index([i for i in range(chi2_subjects) if widths[i] != 2]),
         numeric=_numeric(numeric) if numeric else None,
         numeric_count=len(numeric),
         features=features,
     )
+
+
+def _index(positions: list[int]) -> I64 | slice:
+    """``positions`` as an index: a slice where they are consecutive (a view, not a
+    copy), else an array."""
+    if positions and positions == list(range(positions[0], positions[-1] + 1)):
+        return slice(positions[0], positions[-1] + 1)
+    return np.array(positions, dtype=np.int64)
 
 
 def _numeric(numeric: list[tuple[str, int, int, NumericReference]]) -> _Numeric:
@@ -871,7 +981,9 @@ def plan_for(
     """The :class:`PanePlan` of ``layout``, made on first use and kept while the layout
     lives and its profile and baseline stay the same. ``keep_key`` stands for ``keep``
     in the cache: pass one that changes whenever ``keep`` would answer differently."""
-    plans = _PLANS.setdefault(layout, {})
+    plans = _PLANS.get(layout)
+    if plans is None:
+        plans = _PLANS[layout] = {}
     key = (class_names, min_samples, keep_key, keep is None)
     plan = plans.get(key)
     if plan is None or plan.key != _layout_key(layout):

@@ -238,7 +238,7 @@ class WindowSet:
                     nz[i] -= leaving != 0
                     changed = True
                     empty = nz[i] == 0
-                    total[empty] = 0.0  # its last term left: exactly nothing
+                    np.copyto(total, 0.0, where=empty)  # its last term left: exactly nothing
                     lost = np.abs(leaving) > _CANCEL * np.abs(total)
                     lost &= ~empty
                     if lost.any():

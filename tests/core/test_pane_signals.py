@@ -362,3 +362,52 @@ def test_degenerate_and_many_rows_equal_the_per_row_definition(tmp_path: Path, s
     assert np.isnan(got["accuracy"][8]) and got["prediction_count"][8] == 0
     assert np.isnan(got["roc_auc"][9]) and np.isnan(got["roc_auc"][10])
     assert got["estimated_recall"][12] == 0.0 or np.isnan(got["estimated_recall"][12])
+
+
+def test_a_panes_model_signals_are_its_windows_whole_model_values(tmp_path: Path) -> None:
+    """The flat ``signal@window`` values of the last pane, made from the stacked array with
+    names made once, are each window's whole-model row, the detectors' counts after each
+    window's signals; ``model.last`` pickles as plain dicts."""
+    import pickle
+
+    rng = np.random.default_rng(4)
+    _reference(tmp_path / "ref.csv", "binary", rng)
+    config = _config("binary", tmp_path / "ref.csv").model_dump(mode="json")
+    del config["models"][0]["detectors"]  # the default detectors
+    engine = Pipeline(MonitorConfig.model_validate(config))
+    t0 = 1_700_000_000.0
+    msgs = []
+    for i in range(1500):
+        score = round(float(rng.random()), 3)
+        event = {
+            "prediction_id": f"p{i}", "model": "m", "ts": t0 + i, "score": score,
+            "prediction": int(score >= 0.5),
+            "features": {"x0": rng.normal(), "x1": rng.normal(), "few": int(rng.integers(3)),
+                         "kind": str(rng.choice(KINDS))},
+            "segment": {"region": str(rng.choice(["n", "s"]))},
+        }  # fmt: skip
+        msgs.append(Message("predictions", 0, i, None, json.dumps(event).encode()))
+        label = {"prediction_id": f"p{i}", "label": int(rng.random() < score), "ts": t0 + i}
+        msgs.append(Message("labels", 0, i, None, json.dumps(label).encode()))
+    for start in range(0, len(msgs), 500):
+        engine.process(msgs[start : start + 500])
+    model = engine.models[0]
+    last = engine.drain_signals()[-1].signals
+    expected = {
+        f"{metric}@{window}": float(v[0])
+        for window, metrics in model.last.items()
+        for metric, v in metrics.items()
+    }
+    assert list(last) == list(expected)
+    assert model.detectors is not None and model.last_detections
+    stream = model.detectors.stream
+    for name in model.last_detections:
+        assert last[f"{name}:{stream}@all"] == float(model.last_detections[name])
+    for name, value in expected.items():
+        assert (np.isnan(value) and np.isnan(last[name])) or last[name] == value
+    copy = pickle.loads(pickle.dumps(model.last))
+    assert type(copy) is dict and list(copy) == list(model.last)
+    for window, metrics in model.last.items():
+        assert list(copy[window]) == list(metrics)
+        for name, values in metrics.items():
+            np.testing.assert_array_equal(copy[window][name], values)
