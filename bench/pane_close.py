@@ -1,24 +1,26 @@
 """One pane close of a model: the window roll, every metric of every window and slice, and
 the signals' assembly.
 
-Builds an engine for a binary model on a low-rate stream (``--rate`` predictions per
-10 s pane, labels for 80 % of them), with windows ``all``/``1h``/``ewm30m``, slices for
-the model, one version and the 5 values of one segment (7 slice rows), 6 metrics
+Runs one process's core (:class:`~monitor.core.pipeline.Pipeline`) for a binary model
+on a low-rate stream (``--rate`` predictions per 10 s pane, labels for 80 % of them),
+with windows ``all``/``1h``/``ewm30m``, slices for the model, one version and the 5 values of one segment (7 slice rows), 6 metrics
 (accuracy, precision, recall, f1, roc_auc, log_loss) and 4 features with drift against a
 reference file (3 numeric, 1 categorical; the file also has predictions, scores and
 labels, so the output drift, label-free estimates and ``gap:`` signals are on). After
 ``--hours`` of event time it times, on one core:
 
-- **whole close**: what :meth:`Engine.close_through` takes per pane while the next
-  ``--tail`` minutes of the stream are read (each round from the same saved engine):
-  the pane's roll into every window (:mod:`monitor.core.windows`), the join buffers'
-  expiry, the window sums, every signal of every window and slice, and the model's
-  signals of the pane (names and values, as the alert rules and exports read them).
-  Reading and joining the events is not timed. This is the figure the target judges;
+- **whole close**: what the model's stage 2 (:meth:`ModelStage.close_through
+  <monitor.core.model_stage.ModelStage.close_through>`) takes per pane while the next
+  ``--tail`` minutes of the stream are read (each round from the same saved pipeline):
+  the pane's roll into every window (:mod:`monitor.core.windows`), the window sums,
+  every signal of every window and slice, and the model's signals of the pane (names
+  and values, as the alert rules and exports read them).
+  Reading and joining the events (stage 1, with its join buffers' expiry) is not
+  timed. This is the figure the target judges;
 - **metrics, per window** (the computation before the windows were stacked): each
   window's sums through :func:`~monitor.core.metrics.compute_metrics`, one call per
-  window, then the model's metric filter, as the engine did;
-- **metrics, stacked**: ``Engine._stacked``, which stacks the windows' sums into one
+  window, then the model's metric filter;
+- **metrics, stacked**: ``ModelStage._stacked``, which stacks the windows' sums into one
   array and computes each signal once over all windows and slices
   (:mod:`monitor.core.panemetrics`).
 
@@ -55,8 +57,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib  # noqa: E402
 
 from monitor.config import MonitorConfig  # noqa: E402
-from monitor.core.engine import Engine, ModelState  # noqa: E402
 from monitor.core.metrics import compute_metrics  # noqa: E402
+from monitor.core.model_stage import ModelStage  # noqa: E402
+from monitor.core.pipeline import Pipeline  # noqa: E402
 from monitor.events.message import Message  # noqa: E402
 
 F64 = npt.NDArray[np.float64]
@@ -137,14 +140,20 @@ def messages(
     return out, [e[0] for e in events]
 
 
-def per_window(engine: Engine, model: ModelState) -> dict[str, dict[str, F64]]:
-    """A pane close's signals the way the engine computed them before the windows were
+def per_window(stage: ModelStage) -> dict[str, dict[str, F64]]:
+    """A pane close's signals the way they were computed before the windows were
     stacked: one :func:`compute_metrics` call per window, then the metric filter."""
     from monitor.core.engine import _ALWAYS, _base
 
     out = {}
-    sums = engine._window_sums(model)
-    closed = engine._closed_counts(model)
+    model, w = stage.model, stage.windows
+    sliding, decay = iter(w.sliding), iter(w.decay)
+    sums = {
+        spec.name: w.cum if spec.kind == "all"
+        else next(sliding if spec.kind == "sliding" else decay)
+        for spec in model.windows
+    }
+    closed = w.cum[:, model.layout.col("n")] - w.late_n
     for spec in model.windows:
         count = closed if spec.kind == "decay" else None
         values = compute_metrics(model.layout, sums[spec.name], model.class_names, count,
@@ -190,17 +199,18 @@ def timing(fn: Any, repeat: int) -> tuple[float, float]:
 
 
 def whole_close(saved: bytes, tail: list[Message], rounds: int) -> tuple[float, float, int]:
-    """Median wall and CPU (this thread's) ms per pane that :meth:`Engine.close_through`
-    takes while ``tail`` is read in batches of 100 messages, over ``rounds`` rounds each
-    from the pickled engine ``saved`` (its signal plans made before, as a running engine
-    has them); and the panes a round closes."""
+    """Median wall and CPU (this thread's) ms per pane that the model's stage 2
+    (:meth:`ModelStage.close_through`) takes while ``tail`` is read in batches of 100
+    messages through one process's :class:`Pipeline`, over ``rounds`` rounds each from the
+    pickled pipeline ``saved`` (its signal plans made before, as a running process has
+    them); and the panes a round closes."""
     wall, cpu = [], []
     panes = 0
     for _ in range(rounds):
-        engine: Engine = pickle.loads(saved)
-        for model in engine.models:  # a loaded layout's plan is made at its first close
-            engine._stacked(model)
-        close = engine.close_through
+        engine: Pipeline = pickle.loads(saved)
+        stage = engine.stages["m"]
+        stage._stacked()  # a loaded layout's plan is made at its first close
+        close = stage.close_through
         spent = [0.0, 0.0]
 
         def timed(upto: int, close: Any = close, spent: list[float] = spent) -> None:
@@ -209,7 +219,7 @@ def whole_close(saved: bytes, tail: list[Message], rounds: int) -> tuple[float, 
             spent[0] += time.perf_counter() - t0
             spent[1] += time.thread_time() - c0
 
-        engine.close_through = timed  # type: ignore[method-assign]
+        stage.close_through = timed  # type: ignore[method-assign]
         before = engine.panes_closed
         for start in range(0, len(tail), 100):
             engine.process(tail[start : start + 100])
@@ -243,14 +253,15 @@ def main() -> int:
     try:
         reference = tmp / "reference.csv"
         write_reference(reference, 5000, rng)
-        engine = Engine(bench_config(reference))
+        engine = Pipeline(bench_config(reference))
         msgs, ts = messages(args.hours + args.tail / 60, args.rate, rng)
         split = int(np.searchsorted(ts, benchlib.START_TS + args.hours * 3600))
         for start in range(0, split, 1000):
             engine.process(msgs[start:min(start + 1000, split)])
-        model = engine.models[0]
-        before = per_window(engine, model)
-        after = engine._compute(model)
+        stage = engine.stages["m"]
+        model = stage.model
+        before = per_window(stage)
+        after = stage.compute()
         diff = largest_difference(before, after)
         rows = len(model.registry.keys)
         signals = sum(len(v) for v in after.values())
@@ -258,8 +269,8 @@ def main() -> int:
         saved = pickle.dumps(engine)
         load = load_average()
         for _ in range(2):  # interleaved, so that both see the same machine load
-            before = timing(lambda: per_window(engine, model), args.repeat)
-            after = timing(lambda: engine._stacked(model), args.repeat)
+            before = timing(lambda: per_window(stage), args.repeat)
+            after = timing(lambda: stage._stacked(), args.repeat)
         whole = whole_close(saved, msgs[split:], max(args.repeat // 10, 3))
         print("## Pane close\n")
         print(f"machine: {benchlib.machine()}; pinned to one core; load average {load} "
@@ -273,10 +284,10 @@ def main() -> int:
               f"({len(msgs) - split:,} messages, {whole[2]} panes closed)\n")
         print("| computation | ms per model per pane (wall) | ms (CPU) |")
         print("| --- | ---: | ---: |")
-        print(f"| whole close (`Engine.close_through`) | {whole[0]:.3f} | {whole[1]:.3f} |")
+        print(f"| whole close (`ModelStage.close_through`) | {whole[0]:.3f} | {whole[1]:.3f} |")
         print(f"| metrics, per window (`compute_metrics` per window) | {before[0]:.3f} | "
               f"{before[1]:.3f} |")
-        print(f"| metrics, stacked (`Engine._stacked`) | {after[0]:.3f} | {after[1]:.3f} |")
+        print(f"| metrics, stacked (`ModelStage._stacked`) | {after[0]:.3f} | {after[1]:.3f} |")
         print(f"\nmetrics speed-up: {before[0] / after[0]:.1f}x (wall), "
               f"{before[1] / after[1]:.1f}x (CPU); largest difference between the two: "
               f"{diff:.1e}\n")

@@ -33,6 +33,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import chain
 from typing import Any
 
@@ -550,7 +551,7 @@ class Engine:
         rates = [
             [math.log(2) / s.seconds for s in m.windows if s.kind == "decay"] for m in self.models
         ]
-        return defaultdict(lambda: DeltaLedger(self.pane, widths, rates))
+        return defaultdict(partial(DeltaLedger, self.pane, widths, rates))  # picklable
 
     # ------------------------------------------------------------------ processing
     def process(self, messages: Sequence[Message]) -> list[Reject]:
