@@ -1,13 +1,14 @@
 """One pane close of a model: the window roll, every metric of every window and slice, and
 the signals' assembly.
 
-Runs one process's core (:class:`~monitor.core.pipeline.Pipeline`) for a binary model
-on a low-rate stream (``--rate`` predictions per 10 s pane, labels for 80 % of them),
-with windows ``all``/``1h``/``ewm30m``, slices for the model, one version and the 5 values of one segment (7 slice rows), 6 metrics
-(accuracy, precision, recall, f1, roc_auc, log_loss) and 4 features with drift against a
-reference file (3 numeric, 1 categorical; the file also has predictions, scores and
-labels, so the output drift, label-free estimates and ``gap:`` signals are on). After
-``--hours`` of event time it times, on one core:
+Runs one process's core (:class:`~monitor.core.pipeline.Pipeline`) for a binary model on
+a low-rate stream (``--rate`` predictions per 10 s pane, labels for 80 % of them), with
+windows ``all``/``1h``/``ewm30m``, slices for the model, one version and the 5 values of
+one segment (7 slice rows), 6 metrics (accuracy, precision, recall, f1, roc_auc,
+log_loss) and 4 features with drift against a reference file (3 numeric, 1 categorical;
+the file also has predictions, scores and labels, so the output drift, label-free
+estimates and ``gap:`` signals are on). After ``--hours`` of event time it times, on one
+core:
 
 - **whole close**: what the model's stage 2 (:meth:`ModelStage.close_through
   <monitor.core.model_stage.ModelStage.close_through>`) takes per pane while the next
