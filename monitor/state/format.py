@@ -70,6 +70,7 @@ from monitor.core.engine import (
 )
 from monitor.core.join import EarlyLabel, JoinBuffer, PendingTable
 from monitor.core.model_stage import ModelStage
+from monitor.core.pipeline import Pipeline
 from monitor.core.reference import (
     CategoricalReference,
     NumericReference,
@@ -86,12 +87,14 @@ __all__ = [
     "MIGRATIONS",
     "FormatError",
     "check_envelope",
+    "decode_core",
     "decode_engine",
     "decode_reference",
     "decode_snapshot",
     "decode_soft_state",
     "decode_stage",
     "decode_stages",
+    "encode_core",
     "encode_engine",
     "encode_reference",
     "encode_snapshot",
@@ -1310,6 +1313,21 @@ def decode_engine(
                           for s in rec.signals_out]  # fmt: skip
     alerting.alerts_out = [_set_alert(a) for a in rec.alerts_out]
     return engine, alerting, made_under
+
+
+def encode_core(core: Pipeline, alerting: Alerting | None = None) -> bytes:
+    """One process's core (both stages) as an engine body, with its ``alerting``'s state
+    (see :func:`encode_engine`)."""
+    return encode_engine(core.engine, alerting, core.stages)
+
+
+def decode_core(body: bytes, config: MonitorConfig) -> tuple[Pipeline, Alerting, MonitorConfig]:
+    """One process's core and alerting of a body from :func:`encode_core` (or of an
+    engine body of format 2), built for the config it was made under, and that config
+    (see :func:`decode_engine`). FormatError when the body is not valid state."""
+    engine, alerting, made_under = decode_engine(body, config)
+    stages = decode_stages(body, made_under, engine)
+    return Pipeline(made_under, engine, stages), alerting, made_under
 
 
 def encode_snapshot(snap: PartitionSnapshot) -> bytes:

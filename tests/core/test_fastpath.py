@@ -172,7 +172,8 @@ def join_state(engine: Pipeline) -> dict[int, Any]:
     it): pending ids and columns per model, matched ids and times, early labels."""
     out: dict[int, Any] = {}
     # slice ids by what they stand for: the two paths may number new values differently
-    keys = [m.registry.keys for m in engine.models]
+    keys = [m.registry.keys for m in engine.engine.models]  # stage 1's
+    stages = list(engine.stages.values())
 
     def row(m: int, p: Any) -> tuple[Any, ...]:
         return (p.ts, p.pred, p.score, tuple(keys[m][k] if k >= 0 else None for k in p.slices))
@@ -186,17 +187,19 @@ def join_state(engine: Pipeline) -> dict[int, Any]:
             "matched": [list(t.items()) for t in join.matched],
             "early": [(pid, tuple(e)) for pid, e in join.early.items()],
             "counts": engine.partitions[number].counts,
-            # predictions kept for a warmup reference, per model and pane, in arrival order
+            # predictions kept by each model's stage 2 for a warmup reference, per pane
+            # (of those still open), in arrival order
             "warmup": {
                 m: {
                     pane: [
-                        (r[0], tuple(keys[m][k] if k >= 0 else None for k in r[1]),
+                        (r[0], tuple(stage.model.registry.keys[k] if k >= 0 else None
+                                     for k in r[1]),
                          tuple((r[2] or {}).get(n) for n in FEATURES), r[3], r[4])
-                        for r in rows
+                        for r in parts[number]
                     ]
-                    for pane, rows in sorted(panes.items())
+                    for pane, parts in sorted(stage.warm.items()) if number in parts
                 }
-                for m, panes in sorted(engine.partitions[number].warmup.items())
+                for m, stage in enumerate(stages)
             },
         }
     out[-1] = [  # and those of closed panes, taken into the warmup sample
@@ -285,7 +288,8 @@ def test_batch_path_equals_per_message_path(
     if max_pending < 1000:
         assert counts["evicted"] > 0
     for model in fast_engine.models:
-        assert fast_engine.pending_total[model.index] == slow_engine.pending_total[model.index]
+        fast_total, slow_total = fast_engine.engine.pending_total, slow_engine.engine.pending_total
+        assert fast_total[model.index] == slow_total[model.index]
         assert model.registry.folded == slow_engine.models[model.index].registry.folded
         assert sorted(model.registry.keys) == sorted(slow_engine.models[model.index].registry.keys)
 
@@ -434,8 +438,8 @@ def test_noisy_stream_same_on_both_paths(seed: int, options: dict[str, Any],
     for model in fast_engine.models:
         assert model.registry.folded == slow_engine.models[model.index].registry.folded
     assert fast_engine.models[0].registry.folded["version"] > 0  # the cap was reached
-    assert fast_engine.early_total == slow_engine.early_total
-    assert fast_engine.pending_total == slow_engine.pending_total
+    assert fast_engine.engine.early_total == slow_engine.engine.early_total
+    assert fast_engine.engine.pending_total == slow_engine.engine.pending_total
     if not options:
         messages_seen, one_by_one = fast[2]
         assert one_by_one < 0.2 * messages_seen, (one_by_one, messages_seen)

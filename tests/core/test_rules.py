@@ -15,7 +15,7 @@ from monitor.core.alerting import Alerting
 from monitor.core.pipeline import Pipeline
 from monitor.core.rules import AlertEvent, RuleBook, alert_id
 from monitor.events.message import Message
-from monitor.state.format import decode_engine, encode_engine
+from monitor.state.format import decode_core, encode_core
 
 PANE = 10.0
 T0 = 1_700_000_000.0
@@ -245,7 +245,7 @@ def _engine_alerts(cfg: MonitorConfig, messages: list[Message], cut: int | None)
         engine.process(messages[start : start + 37])
         events += alerting.feed(engine.drain_signals())
         if cut is not None and start >= cut:  # a checkpoint and restart
-            engine, alerting, _ = decode_engine(encode_engine(engine, alerting), cfg)
+            engine, alerting, _ = decode_core(encode_core(engine, alerting), cfg)
             cut = None
     return [(e.alert_id, e.status, e.starts_at, e.ends_at) for e in events]
 
@@ -270,7 +270,7 @@ def test_rule_state_is_kept_by_a_checkpoint_loaded_under_the_running_config() ->
     engine.process(messages[:300])
     assert [e.status for e in alerting.feed(engine.drain_signals())] == ["firing"]
     running = _config(rule, windows=["all", "1m"])  # an equal config, read again at start
-    restored, alerting, made_under = decode_engine(encode_engine(engine, alerting), running)
+    restored, alerting, made_under = decode_core(encode_core(engine, alerting), running)
     assert made_under is running and alerting.config is running
     restored.process(messages[300:])
     assert [e.status for e in alerting.feed(restored.drain_signals())] == ["resolved"]

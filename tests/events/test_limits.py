@@ -124,7 +124,7 @@ def test_the_engine_rejects_too_long_events_and_keeps_nothing_of_them() -> None:
     rejects = engine.process(messages)
     assert [r.reason for r in rejects] == ["too_long"] * 10
     assert [r.message.offset for r in rejects] == list(range(10))
-    assert engine.pending_total == [1]
+    assert engine.engine.pending_total == [1]
     assert engine.summary()["rejects"] == {"too_long": 10}
 
 
@@ -213,7 +213,7 @@ def test_the_pending_byte_budget_evicts_oldest_first_counted_on_both_paths(
             for pid in p.join.pending[0]
         )
         assert held == expect
-        assert engine.pending_total[0] == sum(len(p.join.pending[0]) for p in
+        assert engine.engine.pending_total[0] == sum(len(p.join.pending[0]) for p in
                                               engine.partitions.values())
 
 

@@ -415,7 +415,7 @@ def run_batches(batches: list[list[Message]], parts: int) -> tuple[dict[str, Any
     for p in range(parts):
         # Partition states in the same order in both runs, whichever partition a bad
         # message names first: sums over partitions then add in the same order, bit for bit.
-        engine.partition(p)
+        engine.engine.partition(p)
     rejects = []
     for batch in batches:
         rejects += engine.process(batch)
