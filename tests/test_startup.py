@@ -121,7 +121,8 @@ def test_prestart_listens_and_joins_while_the_checkpoint_loads_then_resumes_from
     start(app)
     _wait_ready(app)
     assert http_get(f"{url}/readyz") == (200, "ok\n")
-    counts = app.engine.report().models["m"].counts
+    assert app.core is not None
+    counts = app.core.report().models["m"].counts
     assert counts["predictions"] == 8 and counts["matched"] == 5, counts
 
 
