@@ -190,7 +190,7 @@ class ModelState:
         self.last_rows = 0
 
     def new_windows(self) -> WindowSet:
-        """Empty windows for a new partition."""
+        """Empty windows of the model (its stage 2's)."""
         return WindowSet(self.windows, self.pane, self.layout.width, len(self.registry.keys))
 
 
@@ -376,8 +376,8 @@ class Engine:
         self.signals_out: list[PaneSignals] = []
         self._batches: list[_Batch] = []  # per model, while a poll is processed
         self._at = 0  # index in the poll of the message on the per-message path
-        #: Per partition number, what stage 1 added since its last pane delta (taken by
-        #: :class:`~monitor.core.deltas.DeltaBook`).
+        #: Per partition number, what stage 1 added since its last pane delta: it waits
+        #: there until a :class:`~monitor.core.deltas.DeltaBook` takes it.
         self.ledgers: defaultdict[int, DeltaLedger] = self._new_ledgers()
         #: Before the clock started: the first pane any event went to (see
         #: :meth:`close_through`).
@@ -922,7 +922,7 @@ class Engine:
                 if label.model >= 0:
                     state.counts[label.model][ORPHAN_LABELS] += 1
 
-    # ------------------------------------------------------------------ signals
+    # ------------------------------------------------------------------ warmup reference
     def _install_profile(self, model: ModelState, profile: ReferenceProfile, pane: int,
                          baseline: Baseline | None = None) -> None:  # fmt: skip
         """Use a warmup ``profile`` the model's stage 2 built from the panes through
@@ -953,7 +953,7 @@ class Engine:
         return True
 
     def drain_signals(self) -> list[PaneSignals]:
-        """Signals of the panes closed since the last call."""
+        """The signals a checkpoint held undrained (see :attr:`signals_out`), once."""
         out, self.signals_out = self.signals_out, []
         return out
 
