@@ -24,6 +24,7 @@ import pytest
 
 import monitor.core.engine as engine_module
 from monitor.config import config_from_mapping
+from monitor.core.engine import Engine
 from monitor.core.fastpath import split_and_join
 from monitor.core.pipeline import Pipeline
 from monitor.events.message import Message
@@ -216,7 +217,7 @@ def run(messages: list[Message], sizes: list[int], batch_path: bool,
     engine.track({(t, p) for t in ("predictions", "labels") for p in range(partitions)})
     share = [0, 0]  # messages, of which one by one
 
-    def counting(engine: Pipeline, msgs: list[Message]) -> list[int]:
+    def counting(engine: Engine, msgs: list[Message]) -> list[int]:
         slow = split_and_join(engine, msgs)
         share[0] += len(msgs)
         share[1] += len(slow)
@@ -300,7 +301,7 @@ def test_batch_path_takes_the_ordinary_events(monkeypatch: pytest.MonkeyPatch) -
     messages = stream(4, 4000, noise=0.0)
     seen: list[tuple[int, int]] = []
 
-    def counting(engine: Pipeline, msgs: list[Message]) -> list[int]:
+    def counting(engine: Engine, msgs: list[Message]) -> list[int]:
         slow = split_and_join(engine, msgs)
         seen.append((len(msgs), len(slow)))
         assert np.all(np.diff(slow) > 0)
@@ -472,7 +473,7 @@ def test_a_duplicate_label_goes_one_by_one_alone(monkeypatch: pytest.MonkeyPatch
             emit("labels", label)  # the retry
     seen: list[int] = []
 
-    def counting(engine: Pipeline, msgs: list[Message]) -> list[int]:
+    def counting(engine: Engine, msgs: list[Message]) -> list[int]:
         slow = split_and_join(engine, msgs)
         seen.extend(slow)
         return slow
