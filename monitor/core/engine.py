@@ -970,13 +970,27 @@ class Engine:
         return report
 
     def summary(self) -> dict[str, Any]:
-        """Stage 1's part of ``summary.json``: rejects by reason (the models' part comes
-        from their stage 2)."""
+        """Stage 1's part of ``summary.json`` over the partitions it holds: each model's
+        counts (what waits in the join included) and the rejects by reason. The models'
+        windows and metrics are their stage 2's."""
+        models: dict[str, Any] = {}
+        for model in self.models:
+            m = model.index
+            counts = {name: 0.0 for name in COUNT_NAMES}
+            for state in self.partitions.values():
+                for name, n in zip(COUNT_NAMES, state.counts[m], strict=True):
+                    counts[name] += n
+            counts["pending"] = float(sum(len(s.join.pending[m]) for s in self.partitions.values()))
+            counts["early_labels_pending"] = float(sum(
+                1 for s in self.partitions.values() for e in s.join.early.values()
+                if e.model in (-1, m)
+            ))  # fmt: skip
+            models[model.name] = {"counts": counts}
         rejects: Counter[str] = Counter()
         for state in self.partitions.values():
             for (_topic, reason), n in state.rejects.items():
                 rejects[reason] += n
-        return {"models": {}, "rejects": dict(sorted(rejects.items()))}
+        return {"models": models, "rejects": dict(sorted(rejects.items()))}
 
 
 def window_stack(
