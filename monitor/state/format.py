@@ -980,11 +980,6 @@ def _set_errors(panes: Mapping[int, Mapping[int, ErrorsRec]]) -> Any:
     return out
 
 
-def _one_partition(panes: Mapping[int, ErrorsRec]) -> Any:
-    """A snapshot's detector buffers (pane -> its partition's errors)."""
-    return {p: parts[0] for p, parts in _set_errors({p: {0: e} for p, e in panes.items()}).items()}
-
-
 def _numeric(r: NumericReference) -> NumericRec:
     return NumericRec(_arr(r.edges), _arr(r.counts), _arr(r.sums), float(r.mean), float(r.std))
 
