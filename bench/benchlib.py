@@ -251,7 +251,7 @@ _WAITS = ("select.epoll", "select.poll", "select.select", "time.sleep", "_thread
           "_thread.RLock", "selectors")
 _ENGINE_STAGE = {
     "process": "decode", "_on_prediction": "decode", "_on_label": "decode",
-    "_note_time": "decode", "partition": "decode", "_holder": "decode",
+    "_note_time": "decode", "partition": "decode",
     "_joined": "join", "_matched_model": "join",
     "_accumulate": "accumulate", "_scatter": "accumulate", "_buffer_errors": "accumulate",
     "_label_delays": "accumulate", "predictions": "accumulate", "outcomes": "accumulate",
@@ -281,6 +281,7 @@ _MODULE_STAGE = {
     "monitor/events/codec.py": "decode",
     "monitor/events/message.py": "decode",
     "monitor/core/join.py": "join",
+    "monitor/core/caps.py": "join",
     "monitor/core/layout.py": "accumulate",
     "monitor/core/partials.py": "accumulate",
     "monitor/core/deltas.py": "accumulate",

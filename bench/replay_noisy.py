@@ -74,9 +74,11 @@ UNKNOWN_MODEL = 0.001
 TARGET = 0.4
 
 
-def bench_config() -> MonitorConfig:
+def bench_config(max_pending: int | None = None) -> MonitorConfig:
     """The binary model above: its segment, features, windows and 6 metrics, the 10 s pane
-    and the defaults otherwise (among them the reference warmup)."""
+    and the defaults otherwise (among them the reference warmup); ``max_pending`` instead
+    of the default cap of waiting predictions when given."""
+    cap = {} if max_pending is None else {"max_pending": max_pending}
     return MonitorConfig.model_validate({
         "time": {"pane": PANE, "allowed_lateness": "1m"},
         "models": [{
@@ -88,6 +90,7 @@ def bench_config() -> MonitorConfig:
             "metrics": METRICS,
             "segments": ["region"],
             "features": FEATURES,
+            **cap,
         }],
     })
 
@@ -159,8 +162,10 @@ class _Writer:
         self.lines += 1
 
 
-def generate(path: Path, events: int, seed: int = 7) -> dict[str, Any]:
-    """Write the capture; return what it holds (lines, labels, duplicates, ...)."""
+def generate(path: Path, events: int, seed: int = 7,
+             label_share: float = LABEL_SHARE) -> dict[str, Any]:
+    """Write the capture, ``label_share`` of the predictions labelled; return what it holds
+    (lines, labels, duplicates, ...)."""
     rng = random.Random(seed)
     queue: list[tuple[float, int, str, int, bytes, str]] = []  # (ts, seq, topic, part, ...)
     seq = 0
@@ -219,7 +224,7 @@ def generate(path: Path, events: int, seed: int = 7) -> dict[str, Any]:
                 push(ts + rng.uniform(2.0, 60.0), "predictions", part, payload, pid)
                 continue
             out.write("predictions", part, pid, payload, ts)
-            if rng.random() < LABEL_SHARE and (not unknown or rng.random() < 0.5):
+            if rng.random() < label_share and (not unknown or rng.random() < 0.5):
                 lts = ts + min(rng.lognormvariate(5.5, 0.8), 1800.0) + 30.0
                 lbody: dict[str, Any] = {"prediction_id": pid, "label": label, "ts": round(lts, 3)}
                 if rng.random() < 0.2:
@@ -257,8 +262,8 @@ def baseline(path: Path) -> int:
     return n
 
 
-def counted_replay(capture: Path, out: Path, profile: bool) -> tuple[dict[str, Any], list[int],
-                                                                      Any]:
+def counted_replay(capture: Path, out: Path, profile: bool, max_pending: int | None = None
+                   ) -> tuple[dict[str, Any], list[int], Any]:
     """``replay`` over the capture, counting the messages the core saw and those it left to
     the per-message path (a wrapper around the batch path's entry point)."""
     seen = [0, 0, 0.0]  # messages, of which one by one; seconds of decode and join
@@ -296,7 +301,7 @@ def counted_replay(capture: Path, out: Path, profile: bool) -> tuple[dict[str, A
 
             prof = cProfile.Profile()
             prof.enable()
-        summary = replay(bench_config(), [str(capture)], out)
+        summary = replay(bench_config(max_pending), [str(capture)], out)
     finally:
         if prof is not None:
             prof.disable()
@@ -312,6 +317,10 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true",
                         help="profile the replay (a separate run) and list its top functions")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--label-share", type=float, default=LABEL_SHARE,
+                        help="share of the predictions that get a label (the others wait)")
+    parser.add_argument("--max-pending", type=int, default=None,
+                        help="the model's max_pending (default: the config's default)")
     args = parser.parse_args()
     configure_logging("error", json=True, stream=sys.stderr)
     one_core()
@@ -319,7 +328,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="monitor-bench-noisy-"))
     capture = tmp / "capture.jsonl"
     t0 = time.perf_counter()
-    stats = generate(capture, args.events)
+    stats = generate(capture, args.events, label_share=args.label_share)
     gen_s = time.perf_counter() - t0
     lines = stats["lines"]
 
@@ -328,7 +337,7 @@ def main() -> int:
     base_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    summary, seen, _ = counted_replay(capture, tmp / "out", False)
+    summary, seen, _ = counted_replay(capture, tmp / "out", False, args.max_pending)
     replay_s = time.perf_counter() - t0
 
     counts = summary["models"]["m"]["counts"]
@@ -348,7 +357,8 @@ def main() -> int:
           f"{PARTITIONS} partitions")
     rejects = summary["rejects"]
     print(f"replay      {replay_s:8.2f} s  {replay_rate:>12,.0f} messages/s  "
-          f"(matched {int(counts['matched']):,}, rejects {sum(rejects.values()):,})")
+          f"(matched {int(counts['matched']):,}, evicted {int(counts['evicted']):,}, "
+          f"rejects {sum(rejects.values()):,})")
     print(f"baseline    {base_s:8.2f} s  {base_rate:>12,.0f} messages/s  "
           "(envelope parse + msgspec.json.decode of the payload)")
     join_rate = seen[0] / seen[2]
@@ -366,7 +376,7 @@ def main() -> int:
     print(f"target replay >= {TARGET}x decode-only on the noisy stream: **{verdict}** "
           f"({ratio:.3f}x, {share:.1%} one by one)")
     if args.profile:
-        _, _, prof = counted_replay(capture, tmp / "out-profiled", True)
+        _, _, prof = counted_replay(capture, tmp / "out-profiled", True, args.max_pending)
         import pstats
 
         stats = pstats.Stats(prof)

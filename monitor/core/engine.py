@@ -48,12 +48,11 @@ from monitor.config import (
     MonitorConfig,
 )
 from monitor.core.baseline import Baseline, build_baseline, probability_row
+from monitor.core.caps import EarlyCaps, PendingCaps
 from monitor.core.counts import (
     COUNT_NAMES,
     DUPLICATE_LABELS,
     DUPLICATE_PREDICTIONS,
-    EARLY_LABELS_EVICTED,
-    EVICTED,
     EXPIRED,
     LABELS,
     MATCHED,
@@ -686,17 +685,11 @@ class Engine:
                 )
                 return
         table = join.pending[m]
-        need = table.entry_bytes(pid, len(slices)) - model.config.max_pending_bytes
-        while self.pending_total[m] and (
-            self.pending_total[m] >= model.config.max_pending
-            or sum(p.join.pending[m].nbytes for p in self.partitions.values()) + need > 0
-        ):
-            # The caps (entries, bytes) hold across partitions: evict here if this partition
-            # has any waiting, else from the first partition that has.
-            victim = state if table else self._holder(lambda s: bool(s.join.pending[m]))
-            victim.join.pending[m].evict_oldest()
-            self.pending_total[m] -= 1
-            victim.counts[m][EVICTED] += 1
+        nbytes = table.entry_bytes(pid, len(slices))
+        caps = PendingCaps(self, m)
+        if caps.full(nbytes):  # evictions first (the rule: monitor.core.caps)
+            caps.insert(msg.partition, pid, nbytes, self._at)
+            caps.apply(self)
         table[pid] = Pending(ts, pred, score, slices)
         self.pending_total[m] += 1
 
@@ -760,20 +753,14 @@ class Engine:
         if named >= 0:
             self.models[named].codec.code(event.label, "label")  # validate now, not at join
         self._note_time(msg, state, ts)
-        if self.early_total >= self.early_cap:
-            victim = state if join.early else self._holder(lambda s: bool(s.join.early))
-            gone = victim.join.early.pop(next(iter(victim.join.early)))
-            self.early_total -= 1
-            if gone.model >= 0:
-                victim.counts[gone.model][EARLY_LABELS_EVICTED] += 1
+        caps = EarlyCaps(self)
+        if caps.full():  # one eviction first (the rule: monitor.core.caps)
+            caps.insert(msg.partition, pid, self._at)
+            caps.apply(self)
         join.early[pid] = EarlyLabel(ts, event.label, named)
         self.early_total += 1
         if named >= 0:
             state.counts[named][LABELS] += 1
-
-    def _holder(self, has: Callable[[PartitionState], bool]) -> PartitionState:
-        """The first partition (by number) for which ``has`` holds; one exists at a cap."""
-        return next(self.partitions[n] for n in sorted(self.partitions) if has(self.partitions[n]))
 
     @staticmethod
     def _matched_model(join: JoinBuffer, pid: str) -> int:

@@ -10,18 +10,28 @@ early label, or joined by its prediction in a later poll), a duplicate of a wait
 matched id, an unknown model, an invalid value, time or class (a reject), a model in its
 warmup (its rows kept for the reference).
 
+A prediction or a label sent again in the poll stays too: the first is decided here and
+the retries, duplicates of it, are left to the per-message path as rejects.
+
 The rest is left, by message index, to the per-message path of
 :class:`~monitor.core.engine.Engine`, which runs after this one: a message that is not a
-valid event (it is rejected: no state touched), and every message of an id that occurs
-more than twice in the poll or twice otherwise than as a prediction and its label (a label
-sent twice, a prediction repeated), which go one by one *alone*: their ids occur in no
-message the batch path took, so neither path's decisions depend on the other's, and the
-per-message path's inserts into the join state and the warmup rows, which come after the
-batch path's, are put back in arrival order afterwards (:class:`OneByOne`), as expiry
-and eviction go by it. Only a poll that may reach a cap (a model's pending entries or
-bytes, the early labels, a slice registry), where which entry is evicted or which value
-is folded depends on the order of every event, sends the partitions concerned one by one
-whole. The pane clock does not move inside a poll.
+valid event (it is rejected: no state touched), and every message of an id repeated in
+another way (a prediction sent twice with its label), which go one by one *alone*: their
+ids occur in no message the batch path took, so neither path's decisions depend on the
+other's, and the per-message path's inserts into the join state and the warmup rows,
+which come after the batch path's, are put back in arrival order afterwards
+(:class:`OneByOne`), as expiry and eviction go by it.
+
+At a cap (a model's waiting predictions, entries or bytes; the early labels) the
+evictions are decided over the poll's inserts and removals in poll order by
+:mod:`monitor.core.caps`, the rules the per-message path uses, and applied once the poll's
+inserts are in. A label whose prediction an earlier message evicts (or a prediction whose
+early label is) goes one by one alone. When the evictions cannot be placed so (an evicted
+entry named by a later message otherwise; a message left one by one that may change a
+table at its cap), and when a slice registry may reach its cap (which value is folded
+depends on the order of every prediction), the partitions concerned go one by one whole
+(:attr:`OneByOne.at_caps` counts those messages). The pane clock does not move inside a
+poll.
 """
 
 from __future__ import annotations
@@ -38,6 +48,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from monitor.core.caps import Conflict, EarlyCaps, PendingCaps
 from monitor.core.counts import LABELS, MATCHED, PREDICTIONS
 from monitor.core.join import PendingTable, id_keys
 from monitor.core.partials import WarmRow
@@ -277,45 +288,60 @@ def split_and_join(engine: Engine, messages: MessageBatch) -> OneByOne:
     if len(pairs_p) < len(pred_at) or len(pairs_l) < len(label_at):
         slow.extend(i for i, e in zip(pred_at, preds, strict=True) if e is None)
         slow.extend(i for i, e in zip(label_at, labels, strict=True) if e is None)
-    # The caps are checked against every prediction of the poll, those left one by one too.
-    crossing = _at_caps(engine, [e for _, e in pairs_p])
-    ids = [e.prediction_id for _, e in pairs_p] + [e.prediction_id for _, e in pairs_l]
     twice_at: set[int] = set()
     fused: dict[str, tuple[int, LabelEvent]] = {}
+    again: dict[str, _Retries] = {}
+    decoded = (pairs_p, pairs_l)
+    ids = [e.prediction_id for _, e in pairs_p] + [e.prediction_id for _, e in pairs_l]
     if len(set(ids)) < len(ids):
         counts = Counter(ids)
         twice = {pid for pid, n in counts.items() if n > 1}
-        # A prediction and its label in the same partition, in either order: joined here
-        # as the per-message path would (through pending or early labels, then matched).
-        # Any other repeat (a label sent twice, a prediction repeated): one by one.
-        first = {e.prediction_id: i for i, e in pairs_p if counts.get(e.prediction_id) == 2}
-        for j, e in pairs_l:
-            i = first.get(e.prediction_id, -1)
+        # The usual repeat: a prediction and its label, in either order.
+        first = {e.prediction_id: i for i, e in pairs_p if counts[e.prediction_id] == 2}
+        for j, lab in pairs_l:
+            i = first.get(lab.prediction_id, -1)
             if i >= 0 and partition_of[i] == partition_of[j]:
-                fused[e.prediction_id] = (j, e)
-        twice -= fused.keys()
+                fused[lab.prediction_id] = (j, lab)
+        if len(fused) < len(twice):
+            more, again = _repeats(pairs_p, pairs_l, twice - fused.keys(), partition_of)
+            fused.update(more)
+        twice -= fused.keys() | again.keys()
+        retries = {i for r in again.values() for i in r.idx}
         twice_at.update(i for i, e in pairs_p if e.prediction_id in twice)
         twice_at.update(i for i, e in pairs_l if e.prediction_id in twice)
         slow.extend(twice_at)
-        pairs_p = [(i, e) for i, e in pairs_p if e.prediction_id not in twice]
+        pairs_p = [
+            (i, e) for i, e in pairs_p if e.prediction_id not in twice and i not in retries
+        ]
         pairs_l = [
             (i, e)
             for i, e in pairs_l
-            if e.prediction_id not in twice and e.prediction_id not in fused
+            if e.prediction_id not in twice and e.prediction_id not in fused and i not in retries
         ]
-    split = _Split(slow)
-    # Ids seen twice change the join state one by one, of their own ids only.
-    split.ordered.update(partition_of[i] for i in twice_at)
-    if pairs_p:
-        _predictions(engine, messages, pairs_p, split, fused, len(label_at), crossing)
-    if pairs_l:
-        _labels(engine, messages, pairs_l, split, crossing, len(label_at))
-    if crossing or engine.early_total + len(label_at) > engine.early_cap:
-        # A cap may be reached in this poll: which entry is evicted, of which partition,
-        # depends on the order of every insert, so every partition with a message left
-        # one by one that may insert goes one by one whole.
+    every = [e for _, e in decoded[0]]  # the caps count the predictions left one by one too
+    index = {m.name: m.index for m in engine.models}
+    model_of = [index.get(e.model, -1) for e in every]
+    registry = _crossing_caps(engine, every, model_of)
+    pressed = _pending_pressure(engine, every, model_of)
+    early_pressed = engine.early_total + len(label_at) > engine.early_cap
+    plan = partial(_plan, engine, messages, pairs_p, pairs_l, fused, twice_at, again, slow)
+    split = plan(registry, early_room=True, record=bool(pressed) or early_pressed)
+    caps: list[PendingCaps | EarlyCaps] = []
+    whole = -1  # the messages left one by one had the caps been placed, if they were not
+    if pressed or early_pressed:
+        found = _caps(engine, messages, split, decoded, pressed, early_pressed)
+        if found is None:  # evictions the batch path cannot place: the old way, one by one
+            whole = len(split.slow) + sum(len(idx) for n, idx, _ in split.plans if n in split.dirty)
+            split = plan(registry | pressed, early_room=not early_pressed)
+            split.dirty |= split.ordered
+        else:
+            caps = found
+    elif registry:
+        # A slice registry may reach a cap: which value is folded depends on the order of
+        # every prediction of the model, so its partitions go one by one whole.
         split.dirty |= split.ordered
     split.ordered -= split.dirty
+    slow = split.slow
     for number, idx, apply in split.plans:
         if number in split.dirty:
             slow.extend(idx.tolist())
@@ -333,11 +359,255 @@ def split_and_join(engine: Engine, messages: MessageBatch) -> OneByOne:
         pids = [pid for p in parts_e for pid in p[1]]
         labels_e = [label for p in parts_e for label in p[2]]
         engine.partitions[number].join.early.update((pids[k], labels_e[k]) for k in order)
+    for evictions in caps:  # now that every insert of the poll is in
+        evictions.apply(engine)
     slow.sort()
     out = OneByOne(slow)
+    out.at_caps = max(len(slow) - whole, 0) if whole >= 0 else 0
+    out.evicted = sum(c.evicted for c in caps)
     if split.ordered:
         out.order = _Order(engine, split)
     return out
+
+
+class _Retries(NamedTuple):
+    """The messages of an id that repeat an earlier one of the poll: duplicates of it when
+    the first (``lead``, its poll index) is taken by the batch path and ``same`` holds
+    (each names the model the first was joined or kept for, or none), and no model but
+    the one the first joins holds the id waiting (``holders``: how many may)."""
+
+    lead: int
+    idx: list[int]
+    same: bool
+    holders: int
+
+
+def _repeats(
+    pairs_p: list[tuple[int, PredictionEvent]],
+    pairs_l: list[tuple[int, LabelEvent]],
+    twice: set[str],
+    partition_of: list[int],
+) -> tuple[dict[str, tuple[int, LabelEvent]], dict[str, _Retries]]:
+    """How the batch path takes the ids named more than once in the poll (``twice``), all
+    their messages in one partition: a prediction and its first label, in either order, are
+    joined here as the per-message path would (``fused``: id -> the label); the labels sent
+    again after both, and the messages of a prediction or a label sent again with no message
+    of the other topic, are retries of the first (see :class:`_Retries`). Any other repeat
+    (a prediction sent twice with its label, a retry between a label and its prediction) is
+    left one by one."""
+    preds: dict[str, list[tuple[int, Any]]] = {}
+    labels: dict[str, list[tuple[int, Any]]] = {}
+    for i, p in pairs_p:
+        if p.prediction_id in twice:
+            preds.setdefault(p.prediction_id, []).append((i, p))
+    for i, lab in pairs_l:
+        if lab.prediction_id in twice:
+            labels.setdefault(lab.prediction_id, []).append((i, lab))
+    fused: dict[str, tuple[int, LabelEvent]] = {}
+    again: dict[str, _Retries] = {}
+    for pid in twice:
+        mine_p = preds.get(pid, [])
+        mine_l = labels.get(pid, [])
+        every = mine_p + mine_l
+        if any(partition_of[i] != partition_of[every[0][0]] for i, _ in every):
+            continue
+        if len(mine_p) == 1 and mine_l:
+            (i, pred), (j, label) = mine_p[0], mine_l[0]
+            rest = mine_l[1:]
+            if any(k < max(i, j) for k, _ in rest):
+                continue
+            fused[pid] = (j, label)
+            if rest:
+                same = all(r.model in (None, pred.model) for _, r in rest)
+                again[pid] = _Retries(i, [k for k, _ in rest], same, 0)
+        elif not mine_p or not mine_l:
+            (i, first), rest = every[0], every[1:]
+            if mine_l:
+                same = all(r.model in (None, first.model) for _, r in rest)
+            else:
+                same = all(r.model == first.model for _, r in rest)
+            again[pid] = _Retries(i, [k for k, _ in rest], same, 1 if mine_l else -1)
+    return fused, again
+
+
+def _plan(
+    engine: Engine,
+    messages: MessageBatch,
+    pairs_p: list[tuple[int, PredictionEvent]],
+    pairs_l: list[tuple[int, LabelEvent]],
+    fused: dict[str, tuple[int, LabelEvent]],
+    twice_at: set[int],
+    again: dict[str, _Retries],
+    slow: list[int],
+    crossing: set[int],
+    *,
+    early_room: bool,
+    record: bool = False,
+) -> _Split:
+    """Decide the poll's checked events (see :func:`split_and_join`): the models in
+    ``crossing`` and, without ``early_room``, the labels that wait for their prediction,
+    go one by one with their partitions."""
+    split = _Split(list(slow))
+    split.record = record
+    # Ids seen twice change the join state one by one, of their own ids only.
+    split.ordered.update(messages.partitions[i] for i in twice_at)
+    split.loose.extend(twice_at)
+    if pairs_p:
+        _predictions(engine, messages, pairs_p, split, fused, early_room, crossing)
+    if pairs_l:
+        _labels(engine, messages, pairs_l, split, crossing, early_room)
+    if again:
+        _followers(engine, messages, again, split)
+    return split
+
+
+def _followers(
+    engine: Engine, messages: MessageBatch, again: dict[str, _Retries], split: _Split
+) -> None:
+    """The retries of the poll (see :class:`_Retries`): rejects as duplicates, their id
+    matched, waiting or early by then and named by no other message of the poll, when
+    their first message is taken by the batch path; else one by one after it, in order."""
+    if not split.plans:
+        taken: set[int] = set()
+    else:
+        taken = set(np.concatenate([idx for _, idx, _ in split.plans]).tolist())
+    for pid, retries in again.items():
+        idx = np.array(retries.idx, dtype=np.int64)
+        number = messages.partitions[retries.lead]
+        holders = 0
+        if retries.holders >= 0:
+            holders = sum(pid in table for table in engine.partition(number).join.pending)
+        if retries.same and retries.lead in taken and holders <= retries.holders:
+            split.reject(idx)
+            split.retries[retries.lead] = retries.idx
+        else:
+            split.one_by_one(idx, number)
+
+
+#: What a message does to a capped table (:attr:`_Split.ops`): a prediction starts waiting,
+#: a label joins one that waited from before the poll or one that started in it, a label
+#: starts waiting for its prediction, a prediction joins a label that waited from before
+#: the poll or one that started in it.
+_P_ADD, _P_HELD, _P_NEW, _E_ADD, _E_HELD, _E_DEL = range(6)
+
+
+def _caps(
+    engine: Engine,
+    messages: MessageBatch,
+    split: _Split,
+    decoded: tuple[list[tuple[int, PredictionEvent]], list[tuple[int, LabelEvent]]],
+    pressed: set[int],
+    early: bool,
+) -> list[PendingCaps | EarlyCaps] | None:
+    """The evictions at the caps that the plans of ``split`` reach (models ``pressed`` at
+    their pending caps, the early labels if ``early``), replayed over the plans' inserts and
+    removals in poll order with the per-message path's rules (:mod:`monitor.core.caps`).
+    None if they cannot be placed in the batch path: a partition goes one by one whole
+    already, a message left one by one may change a capped table, or a message uses an
+    entry after its eviction."""
+    if split.dirty:
+        return None
+    partition_of = messages.partitions
+    preds = dict(decoded[0])
+    labels = dict(decoded[1])
+    index = {m.name: m.index for m in engine.models}
+    for i in split.loose:  # those of the per-message path would evict out of poll order
+        join = engine.partition(partition_of[i]).join
+        pred = preds.get(i)
+        if pred is not None:
+            if index.get(pred.model, -1) in pressed or (early and pred.prediction_id in join.early):
+                return None
+        elif early or any(labels[i].prediction_id in join.pending[m] for m in pressed):
+            return None
+    pending = {m: PendingCaps(engine, m) for m in sorted(pressed)}
+    early_caps = EarlyCaps(engine) if early else None
+    kinds: list[I64] = []
+    models: list[I64] = []
+    parts: list[I64] = []
+    idx: list[I64] = []
+    pids: list[str] = []
+    for kind, m, number, at, ids in split.ops:
+        if (m in pending) if kind <= _P_NEW else early:
+            if kind == _P_HELD:
+                pending[m].hold(number, ids)
+            kinds.append(np.full(len(ids), kind, dtype=np.int64))
+            models.append(np.full(len(ids), m, dtype=np.int64))
+            parts.append(np.full(len(ids), number, dtype=np.int64))
+            idx.append(at)
+            pids.extend(ids)
+    if not pids:
+        return []
+    at_all = np.concatenate(idx)
+    order = np.argsort(at_all, kind="stable")
+    kind_l = np.concatenate(kinds)[order].tolist()
+    model_l = np.concatenate(models)[order].tolist()
+    part_l = np.concatenate(parts)[order].tolist()
+    at_l = at_all[order].tolist()
+    widths = {m: 2 + len(engine.models[m].registry.segments) for m in pending}
+    entry_bytes = PendingTable.entry_bytes
+    # Labels whose waiting prediction an earlier message of the poll evicts: not joined
+    # here, they go one by one (as an early label, most likely: no cap is near for those).
+    moved: dict[int, list[int]] = {}
+    model_of = {i: index.get(e.model, -1) for i, e in decoded[0]}
+    try:
+        for kind, m, number, at, pid in zip(
+            kind_l, model_l, part_l, at_l, [pids[j] for j in order.tolist()], strict=True
+        ):
+            if kind == _P_ADD:
+                pending[m].insert(number, pid, entry_bytes(pid, widths[m]), at)
+            elif kind == _P_HELD and not early:
+                try:
+                    pending[m].remove(number, pid)
+                except Conflict:  # its prediction was evicted: the label goes one by one
+                    moved.setdefault(number, []).append(at)
+            elif kind <= _P_NEW:
+                pending[m].remove(number, pid)
+            elif kind == _E_ADD:
+                assert early_caps is not None
+                early_caps.insert(number, pid, at)
+            elif kind == _E_HELD and model_of[at] not in pending:
+                assert early_caps is not None
+                try:
+                    early_caps.remove(number, pid)
+                except Conflict:  # its label was evicted: the prediction goes one by one
+                    moved.setdefault(number, []).append(at)
+            else:
+                assert early_caps is not None
+                early_caps.remove(number, pid)
+    except Conflict:
+        return None
+    caps: list[PendingCaps | EarlyCaps] = [c for c in pending.values() if c.evicted]
+    if early_caps is not None and early_caps.evicted:
+        caps.append(early_caps)
+    gone = {i for idx_m in moved.values() for i in idx_m}
+    if caps:
+        # Messages the batch path takes see the join state in poll order; those left to
+        # the per-message path see it once the evictions are applied, and would decide
+        # otherwise than at their turn if an entry of their id left (a duplicate is one
+        # only while its id is held); but for the retries of a message that goes one by
+        # one for that reason, which follow it there in order.
+        after = {k for i in gone for k in split.retries.get(i, [])}
+        later = set(split.slow) | gone
+        named: dict[int, dict[str, int]] = {}
+        deferred: set[tuple[int, str]] = set()
+        for pairs in decoded:
+            for i, e in pairs:
+                if i in gone or i in after:
+                    continue
+                number = partition_of[i]
+                pid = e.prediction_id
+                if i in later:
+                    deferred.add((number, pid))
+                    continue
+                last = named.setdefault(number, {})
+                if last.get(pid, -1) < i:
+                    last[pid] = i
+        if any(c.conflicts(named, deferred) for c in caps):
+            return None
+    for number, idx_m in moved.items():
+        split.moved.update(idx_m)
+        split.one_by_one(np.array(idx_m, dtype=np.int64), number)
+    return caps
 
 
 class OneByOne(list[int]):
@@ -350,6 +620,11 @@ class OneByOne(list[int]):
     new entries back in poll order."""
 
     order: _Order | None = None
+    #: of them, messages the batch path had taken but left because a cap was reached in a
+    #: way it could not place (their partitions went one by one whole)
+    at_caps: int = 0
+    #: entries the batch path evicted at the caps
+    evicted: int = 0
 
     def after(self, i: int, number: int) -> None:
         """Message ``i`` of partition ``number`` went through the per-message path."""
@@ -368,12 +643,13 @@ class _Order:
     :class:`OneByOne`).
 
     The ids of the messages left one by one there occur in no message the batch path took
-    (an id seen twice goes one by one in all its messages), and a cap cannot be reached in
-    such a poll, so the per-message path's inserts are exactly those of the reference, but
-    later. One message adds at most one entry to each table (pending of a model, matched of
-    a model, early labels) and removes no entry it did not add before, except pending
-    predictions and early labels of its own id; so when a table grew, its newest entry is
-    the message's."""
+    (an id seen twice goes one by one in all its messages, but for the retries the batch
+    path rejects), and none of them changes a table at its cap in such a poll (the batch
+    path decided that table's evictions, see :func:`_caps`), so the per-message path's
+    inserts are exactly those of the reference, but later. One message adds at most one
+    entry to each table (pending of a model, matched of a model, early labels) and removes
+    no entry it did not add before, except pending predictions and early labels of its own
+    id; so when a table grew, its newest entry is the message's."""
 
     __slots__ = ("added", "engine", "first", "lens", "stamps", "warm", "warm_lens", "warm_stamps")
 
@@ -492,10 +768,21 @@ class _Split:
     cap (``dirty``: every message of theirs then goes one by one); and the batch path's
     work for the other partitions, applied once all is decided."""
 
-    __slots__ = ("dirty", "early", "matched", "ordered", "pending", "plans", "slow", "warm")
+    __slots__ = ("dirty", "early", "loose", "matched", "moved", "ops", "ordered", "pending",
+                 "plans", "record", "retries", "slow", "warm")
 
     def __init__(self, slow: list[int]) -> None:
         self.slow = slow
+        #: the messages left one by one that may change the join state
+        self.loose: list[int] = []
+        #: what the plans do to the capped tables (:data:`_P_ADD`, ...): (kind, model,
+        #: partition, poll index of each message, its id), kept if ``record`` (a cap is near)
+        self.ops: list[tuple[int, int, int, I64, list[str]]] = []
+        self.record = True
+        #: labels taken out of the plans: their prediction is evicted before them
+        self.moved: set[int] = set()
+        #: poll index of a message taken -> its retries, left as duplicates (_followers)
+        self.retries: dict[int, list[int]] = {}
         self.dirty: set[int] = set()
         self.ordered: set[int] = set()
         self.plans: list[tuple[int, I64, Callable[[], None]]] = []
@@ -518,7 +805,13 @@ class _Split:
         (of ids no other message of the poll has); ``evicts``: and may evict at a cap."""
         if len(idx):
             self.slow.extend(idx.tolist())
+            self.loose.extend(idx.tolist())
             (self.dirty if evicts else self.ordered).add(number)
+
+    def op(self, kind: int, m: int, number: int, idx: I64, pids: list[str]) -> None:
+        """Messages ``idx`` of partition ``number`` change a capped table (see :attr:`ops`)."""
+        if self.record and len(pids):
+            self.ops.append((kind, m, number, idx, pids))
 
 
 def _group(parts: list[int], models: list[int]) -> dict[tuple[int, int], list[int]]:
@@ -537,13 +830,13 @@ def _group(parts: list[int], models: list[int]) -> dict[tuple[int, int], list[in
     return groups
 
 
-def _at_caps(engine: Engine, events: list[PredictionEvent]) -> set[int]:
-    """Models that may reach a cap within this poll (:func:`_crossing_caps`, and the
-    pending caps, entries or bytes, if every prediction of theirs in the poll waited)."""
-    index = {m.name: m.index for m in engine.models}
-    model_of = [index.get(e.model, -1) for e in events]
-    crossing = _crossing_caps(engine, events, model_of)
-    for m, n in Counter(model_of).items():  # eviction order matters at the pending caps
+def _pending_pressure(
+    engine: Engine, events: list[PredictionEvent], model_of: list[int]
+) -> set[int]:
+    """Models that may reach a pending cap (entries or bytes) within this poll: those that
+    would if every prediction of theirs in the poll waited."""
+    out: set[int] = set()
+    for m, n in Counter(model_of).items():
         if m < 0:
             continue
         config = engine.models[m].config
@@ -555,8 +848,8 @@ def _at_caps(engine: Engine, events: list[PredictionEvent]) -> set[int]:
             engine.pending_total[m] + n > config.max_pending
             or queued + n * most > config.max_pending_bytes
         ):
-            crossing.add(m)
-    return crossing
+            out.add(m)
+    return out
 
 
 def _crossing_caps(engine: Engine, events: list[PredictionEvent], model_of: list[int]) -> set[int]:
@@ -597,11 +890,12 @@ def _predictions(
     pairs: list[tuple[int, PredictionEvent]],
     split: _Split,
     fused: dict[str, tuple[int, LabelEvent]],
-    labels_in_poll: int,
+    early_room: bool,
     crossing: set[int],
 ) -> None:
-    """Take the ordinary predictions. Those of a model in ``crossing`` (that may reach a
-    cap in this poll, see :func:`_at_caps`) go one by one with their partitions."""
+    """Take the ordinary predictions. Those of a model in ``crossing`` go one by one with
+    their partitions; a label before its prediction in the poll waits for it as an early
+    label in the batch path only with ``early_room``."""
     index = {m.name: m.index for m in engine.models}
     events = [e for _, e in pairs]
     at = np.array([i for i, _ in pairs], dtype=np.int64)
@@ -658,8 +952,7 @@ def _predictions(
             # label that came first must find nothing (no waiting, early or matched id)
             # and room among the early labels.
             reached = np.array([lab.prediction_id in found_before for lab in follow], dtype=bool)
-            room = engine.early_total + labels_in_poll <= engine.early_cap
-            named &= ~reached & (~came_first | room)
+            named &= ~reached & (~came_first | early_room)
             label[has_later] = codes
             label_ts[has_later] = f_ts
             # The pair is joined at the second of the two messages.
@@ -725,6 +1018,9 @@ def _predictions(
             counted, from_early = counted[keep], from_early[keep]
         if not len(sel):
             continue
+        if split.record:
+            _prediction_ops(split, m, number, at[sel], pids, has_label, has_later, label_msg,
+                            from_early)
         apply = partial(
             _take_predictions,
             engine,
@@ -740,6 +1036,41 @@ def _predictions(
             _Labels(label, has_label, label_ts, label_at, has_later, counted, from_early),
         )
         split.plans.append((number, np.concatenate([at[sel], label_msg]), apply))
+
+
+def _prediction_ops(
+    split: _Split,
+    m: int,
+    number: int,
+    at: I64,
+    pids: list[str],
+    has_label: npt.NDArray[np.bool_],
+    has_later: npt.NDArray[np.bool_],
+    label_msg: I64,
+    from_early: npt.NDArray[np.bool_],
+) -> None:
+    """What the checked predictions of model ``m`` in partition ``number`` do to the capped
+    tables, in the per-message path's terms: one without a label waits; one whose label
+    message follows in the poll waits until it comes; a label message before it waits as an
+    early label until it comes; an early label of an earlier poll leaves."""
+    waiting = np.flatnonzero(~has_label)
+    if waiting.size:
+        split.op(_P_ADD, m, number, at[waiting], [pids[j] for j in waiting.tolist()])
+    if has_later.any():
+        rows = np.flatnonzero(has_later)
+        mine = [pids[j] for j in rows.tolist()]
+        first = label_msg > at[rows]  # the prediction first
+        if first.any():
+            ids = [p for p, f in zip(mine, first.tolist(), strict=True) if f]
+            split.op(_P_ADD, m, number, at[rows[first]], ids)
+            split.op(_P_NEW, m, number, label_msg[first], ids)
+        if not first.all():
+            ids = [p for p, f in zip(mine, first.tolist(), strict=True) if not f]
+            split.op(_E_ADD, -1, number, label_msg[~first], ids)
+            split.op(_E_DEL, -1, number, at[rows[~first]], ids)
+    if from_early.any():
+        rows = np.flatnonzero(from_early)
+        split.op(_E_HELD, -1, number, at[rows], [pids[j] for j in rows.tolist()])
 
 
 class _Labels(NamedTuple):
@@ -774,6 +1105,19 @@ def _take_predictions(
     from monitor.core.baseline import probability_row
 
     m = model.index
+    if split.moved:  # predictions whose early label is evicted first: one by one (_caps)
+        kept = ~np.isin(idx, np.array(sorted(split.moved), dtype=np.int64))
+        if not kept.all():
+            rows = np.flatnonzero(kept)
+            picked = rows.tolist()
+            idx, ts, pred, score = idx[rows], ts[rows], pred[rows], score[rows]
+            group = [group[j] for j in picked]
+            pids = [pids[j] for j in picked]
+            labels = _Labels(labels.code[rows], labels.has[rows], labels.ts[rows],
+                             labels.at[rows], labels.later[rows], labels.counted[rows],
+                             labels.early[rows])
+            if not len(idx):
+                return
     state = engine.partitions[number]
     slices = _slices(model, group)
     counts = state.counts[m]
@@ -901,9 +1245,11 @@ def _labels(
     pairs: list[tuple[int, LabelEvent]],
     split: _Split,
     one_by_one: set[int],
-    labels_in_poll: int,
+    early_room: bool,
 ) -> None:
-    """Plan the joins of labels whose prediction is waiting, per model and partition."""
+    """Plan the joins of labels whose prediction is waiting, per model and partition; the
+    labels of a model in ``one_by_one`` go one by one with their partitions, and so the
+    labels that come first unless there is ``early_room``."""
     index = {m.name: m.index for m in engine.models}
     events = [e for _, e in pairs]
     at = np.array([i for i, _ in pairs], dtype=np.int64)
@@ -949,7 +1295,7 @@ def _labels(
                 events,
                 rows,
                 first,
-                labels_in_poll,
+                early_room,
             )
         for m in np.unique(owner[good]).tolist():
             mine = np.flatnonzero(good & (owner == m))
@@ -971,6 +1317,9 @@ def _labels(
                     ts[sel[mine]],
                     codes,
                 )
+                if split.record:
+                    split.op(_P_HELD, m, number, at[sel[mine]],
+                             [pids[j] for j in mine.tolist()])
                 split.plans.append((number, at[sel[mine]], apply))
 
 
@@ -986,7 +1335,7 @@ def _plan_early(
     events: list[LabelEvent],
     rows: list[int],
     first: npt.NDArray[np.bool_],
-    in_poll: int,
+    early_room: bool,
 ) -> None:
     """Plan labels whose prediction is not waiting in partition ``number``: those that name
     a model holding it (mismatch), repeat a waiting or matched id (duplicate) or carry an
@@ -1018,7 +1367,7 @@ def _plan_early(
         keep = keep[valid]
     if not len(keep):
         return
-    if engine.early_total + in_poll > engine.early_cap:  # evictions: one by one
+    if not early_room:  # evictions: one by one
         split.one_by_one(at[keep], number, evicts=True)
         return
     chosen = keep.tolist()
@@ -1026,6 +1375,7 @@ def _plan_early(
     apply = partial(
         _take_early, engine, split, number, name, at[keep], [pids[j] for j in chosen], labels
     )
+    split.op(_E_ADD, -1, number, at[keep], [pids[j] for j in chosen])
     split.plans.append((number, at[keep], apply))
 
 
@@ -1061,6 +1411,13 @@ def _take_labels(
     """Join checked labels of model ``m`` in partition ``number`` with their waiting
     predictions: count, remember the ids as matched, queue the pairs for accumulation."""
 
+    if split.moved:  # labels whose prediction is evicted first: one by one (see _caps)
+        keep = ~np.isin(idx, np.array(sorted(split.moved), dtype=np.int64))
+        if not keep.all():
+            idx, ts, codes = idx[keep], ts[keep], codes[keep]
+            pids = [pid for pid, k in zip(pids, keep.tolist(), strict=True) if k]
+            if not len(idx):
+                return
     state = engine.partitions[number]
     join = state.join
     found, p_ts, p_pred, p_score, p_slices = join.pending[m].pop_many(pids)

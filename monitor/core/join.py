@@ -332,6 +332,71 @@ class PendingTable:
             self._maybe_compact()
         return found, ts, pred, score, slices
 
+    def front_rows(self, n: int) -> I64:
+        """The rows of the first ``n`` live entries (arrival order; fewer if fewer live)."""
+        found: list[I64] = []
+        have = 0
+        at = self._head
+        chunk = max(64, 2 * n)
+        while have < n and at < self._used:
+            end = min(at + chunk, self._used)
+            alive = at + np.flatnonzero(~np.isnan(self._ts[at:end]))
+            found.append(alive[: n - have])
+            have += found[-1].size
+            at = end
+            chunk *= 4
+        return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+
+    def _row_bytes(self, rows: I64) -> I64:
+        """What each of ``rows`` counts in :attr:`nbytes`."""
+        starts = np.where(rows > 0, self._ends[rows - 1], 0)
+        out: I64 = self._ends[rows] - starts + self.ROW_BYTES + 4 * max(self._k, 0)
+        return out
+
+    def front_bytes(self, n: int) -> I64:
+        """What each of the first ``n`` live entries counts in :attr:`nbytes`, oldest first."""
+        return self._row_bytes(self.front_rows(n))
+
+    def front_ids(self, n: int) -> list[str]:
+        """The ids of the first ``n`` live entries, oldest first."""
+        rows = self.front_rows(n)
+        ends = self._ends[rows].tolist()
+        starts = np.where(rows > 0, self._ends[rows - 1], 0).tolist()
+        blob = self._blob
+        pairs = zip(starts, ends, strict=True)
+        return [blob[s:e].decode("utf-8", "surrogatepass") for s, e in pairs]
+
+    def evict_front(self, n: int) -> None:
+        """Remove the first ``n`` live entries (the oldest in arrival order)."""
+        if n <= 0:
+            return
+        rows = self.front_rows(n)
+        if rows.size < n:
+            raise KeyError(f"evict_front({n}) from a PendingTable of {self._live}")
+        self._id_bytes -= self._id_lengths(rows)
+        self._ts[rows] = np.nan
+        self._live -= n
+        self._head = int(rows[-1]) + 1
+        self._memo = None
+        self._maybe_compact()
+
+    def ranks(self, pids: list[str]) -> tuple[I64, I64]:
+        """For each of ``pids``: its place among the live entries in arrival order (0: the
+        oldest; -1 if not pending) and what it counts in :attr:`nbytes` (0 if not pending)."""
+        n = len(pids)
+        rank = np.full(n, -1, dtype=np.int64)
+        size = np.zeros(n, dtype=np.int64)
+        if not self._live or n == 0:
+            return rank, size
+        ids = id_keys(pids)
+        rows = self._lookup(ids.keys, ids.crcs)
+        hit = rows >= 0
+        if hit.any():
+            live = np.flatnonzero(~np.isnan(self._ts[: self._used]))
+            rank[hit] = np.searchsorted(live, rows[hit])
+            size[hit] = self._row_bytes(rows[hit])
+        return rank, size
+
     def remap_slices(self, mapping: I64) -> None:
         """Renumber slice ids: each id ``i >= 0`` becomes ``mapping[i]`` (-1 stays -1)."""
         if self._used == 0 or self._k <= 0:

@@ -7,7 +7,9 @@ before their predictions, labels naming another model, unknown models and classe
 JSON, out-of-range scores and times, times ahead of the record's timestamp, RFC 3339
 times, predictions carrying their label, segments past their cap, several partitions and
 models, the pending cap. Counts, rejects (in order, with reasons) and every metric must
-agree.
+agree. Streams that sit at the caps (entries, bytes, early labels) for many polls check
+that the batch path places the evictions itself, and both paths are held to a plain-Python
+model of the eviction rules (:func:`reference_join`).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ FEATURES = {"x": "numeric", "y": "numeric", "c": "categorical"}
 
 
 def config(max_pending: int = 1_000_000, ttl: str = "5m", max_early: int = 100_000,
-           warmup: int = 0) -> Any:
+           warmup: int = 0, max_bytes: int | None = None) -> Any:
     reference = None
     models = [
         {
@@ -67,6 +69,8 @@ def config(max_pending: int = 1_000_000, ttl: str = "5m", max_early: int = 100_0
         # reads the model's predictions one by one, and the batch path is what this compares.
         model["reference_warmup"] = 0
     models[0]["reference_warmup"] = warmup
+    if max_bytes is not None:
+        models[0]["max_pending_bytes"] = max_bytes
     return config_from_mapping(
         {"time": {"pane": "10s", "allowed_lateness": "5s"}, "models": models}
     )
@@ -215,12 +219,15 @@ def run(messages: list[Message], sizes: list[int], batch_path: bool,
         **options: Any) -> tuple[Pipeline, list[Any]]:
     engine = Pipeline(config(max_pending, **options))
     engine.track({(t, p) for t in ("predictions", "labels") for p in range(partitions)})
-    share = [0, 0]  # messages, of which one by one
+    # messages, of which one by one, of which left at a cap, entries the batch path evicted
+    share = [0, 0, 0, 0]
 
     def counting(engine: Engine, msgs: list[Message]) -> list[int]:
         slow = split_and_join(engine, msgs)
         share[0] += len(msgs)
         share[1] += len(slow)
+        share[2] += slow.at_caps
+        share[3] += slow.evicted
         return slow
 
     with monkeypatch.context() as patch:
@@ -276,7 +283,7 @@ def test_batch_path_equals_per_message_path(
     same(fast[0], slow[0], "rejects")
     same(fast[1], slow[1], "summary")
     same(fast[3], slow[3], "join")
-    messages_seen, one_by_one = fast[2]
+    messages_seen, one_by_one = fast[2][:2]
     if noise < 0.5:
         assert one_by_one < 0.5 * messages_seen, (one_by_one, messages_seen)
     counts = fast[1]["models"]["b"]["counts"]
@@ -442,14 +449,14 @@ def test_noisy_stream_same_on_both_paths(seed: int, options: dict[str, Any],
     assert fast_engine.engine.early_total == slow_engine.engine.early_total
     assert fast_engine.engine.pending_total == slow_engine.engine.pending_total
     if not options:
-        messages_seen, one_by_one = fast[2]
+        messages_seen, one_by_one = fast[2][:2]
         assert one_by_one < 0.2 * messages_seen, (one_by_one, messages_seen)
 
 
 def test_a_duplicate_label_goes_one_by_one_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A poll with one label sent twice leaves the three messages of that id (prediction,
-    label, retry) to the per-message path, not the rest of their partition; the outcome is
-    the reference's."""
+    """A poll with one label sent twice (after its prediction, in the same poll) joins the
+    prediction and the first label in the batch path and leaves only the retry, a
+    duplicate, to the per-message path; the outcome is the reference's."""
     rng = random.Random(3)
     messages: list[Message] = []
     offsets: dict[tuple[str, int], int] = {}
@@ -483,7 +490,324 @@ def test_a_duplicate_label_goes_one_by_one_alone(monkeypatch: pytest.MonkeyPatch
     same(fast[:2], slow[:2])
     same(fast[3], slow[3], "join")
     assert [r[0] for r in fast[0]] == ["duplicate"]
-    assert fast[2] == [len(messages), 3]
+    assert fast[2][:2] == [len(messages), 1]
     monkeypatch.setattr(engine_module, "split_and_join", counting)
     Pipeline(config()).process(messages)
-    assert [json.loads(messages[i].value or b"")["prediction_id"] for i in seen] == ["d100"] * 3
+    assert [json.loads(messages[i].value or b"")["prediction_id"] for i in seen] == ["d100"]
+
+
+def capped_stream(seed: int, n: int, partitions: int = 4, never: float = 0.2,
+                  orphans: float = 0.0, soon: tuple[int, ...] = (0, 1, 30, 300)
+                  ) -> list[Message]:
+    """A stream that sits at the caps: ``never`` of the predictions get no label (they wait
+    until evicted), the others a label a few to a few hundred messages later; in every
+    stretch of it, predictions sent again in a later poll, labels sent twice (at once, or
+    later), labels before their prediction (in the same poll or a later one), labels
+    naming no model, and garbage. One model version and few segment values: no slice
+    registry reaches its cap."""
+    rng = random.Random(seed)
+    offsets: dict[tuple[str, int], int] = {}
+    out: list[Message] = []
+    later: list[tuple[int, int, str, int, bytes | None, str]] = []
+    seq = 0
+
+    def emit(topic: str, part: int, value: bytes | None, key: str, step: int) -> None:
+        offset = offsets.get((topic, part), 0)
+        offsets[(topic, part)] = offset + 1
+        stamp = int((T0 + step * 0.1 + 30) * 1000)
+        out.append(Message(topic, part, offset, key.encode(), value, timestamp_ms=stamp))
+
+    def schedule(step: int, topic: str, part: int, value: bytes | None, key: str) -> None:
+        nonlocal seq
+        seq += 1
+        heapq.heappush(later, (step, seq, topic, part, value, key))
+
+    sent: list[tuple[str, int, bytes]] = []
+    for step in range(n):
+        while later and later[0][0] <= step:
+            _, _, topic, part, value, key = heapq.heappop(later)
+            emit(topic, part, value, key, step)
+        if rng.random() < 0.03:
+            emit(rng.choice(["predictions", "labels"]), rng.randrange(partitions),
+                 rng.choice([b"{not json", b"[]", None, b"{}"]), "g", step)
+        if len(sent) > 900 and rng.random() < 0.01:  # a prediction sent again, much later
+            pid, part, value = rng.choice(sent[-2000:-900])
+            emit("predictions", part, value, pid, step)
+        t = T0 + step * 0.1
+        model = rng.choice("bbbbkr")
+        pid = f"c{seed}-{step}-" + "x" * rng.randrange(8)
+        part = zlib.crc32(pid.encode()) % partitions
+        body: dict[str, Any] = {"prediction_id": pid, "model": model, "ts": t,
+                                "model_version": "v1"}
+        if model == "b":
+            body["prediction"] = rng.choice([0, 1])
+            body["score"] = rng.random()
+            body["features"] = {"x": rng.gauss(0, 1), "y": rng.random(), "c": rng.choice("uvw")}
+            body["segment"] = {"region": rng.choice("abc")}
+        elif model == "k":
+            body["prediction"] = rng.choice("abc")
+            body["probabilities"] = {"a": 0.2, "b": 0.3, "c": 0.5}
+        else:
+            body["prediction"] = rng.gauss(10, 3)
+        truth: Any = {"b": rng.choice([0, 1]), "k": rng.choice("abc"), "r": rng.gauss(10, 3)}[model]
+        value = json.dumps(body).encode()
+        label_body: dict[str, Any] = {"prediction_id": pid, "label": truth}
+        if rng.random() < 0.3:
+            label_body["model"] = model
+        if rng.random() < orphans:  # a label whose prediction never comes
+            emit("labels", part, json.dumps({**label_body, "prediction_id": f"o{pid}",
+                                             "ts": t}).encode(), pid, step)
+        if rng.random() < 0.03:  # its label first
+            label_body["ts"] = t + 0.5
+            emit("labels", part, json.dumps(label_body).encode(), pid, step)
+            schedule(step + rng.choice(soon), "predictions", part, value, pid)
+            continue
+        emit("predictions", part, value, pid, step)
+        sent.append((pid, part, value))
+        if rng.random() < never:
+            continue
+        delay = rng.choice([1, 5, 40, 100, 300])
+        label_body["ts"] = t + delay * 0.1
+        label = json.dumps(label_body).encode()
+        schedule(step + delay, "labels", part, label, pid)
+        if delay >= 300 and rng.random() < 0.05:  # sent twice: a retry at once, or later
+            schedule(step + delay + rng.choice([0, 0, 400]), "labels", part, label, pid)
+    while later:
+        _, _, topic, part, value, key = heapq.heappop(later)
+        emit(topic, part, value, key, n)
+    return out
+
+
+@pytest.mark.parametrize(("seed", "options", "evicted", "share"), [
+    (21, {"max_pending": 150}, "evicted", 0.9),  # the entry cap, most polls
+    (22, {"max_bytes": 9_000}, "evicted", 0.8),  # the byte cap
+    # the early-label cap (a label and its prediction in one poll with an eviction between
+    # them: one by one, see docs/design.md; here the predictions come a poll or more later)
+    (23, {"max_early": 12, "never": 0.0, "orphans": 0.2, "soon": (300, 600)},
+     "early_labels_evicted", 0.9),
+    # both caps, tiny: entries are evicted that later messages of the poll name, and the
+    # labels and predictions that would find them cannot go one by one at the other cap
+    (24, {"max_pending": 40, "max_early": 5}, "evicted", 0.05),
+])
+def test_a_stream_at_the_caps_stays_in_the_batch_path(
+    seed: int, options: dict[str, Any], evicted: str, share: float,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stream that sits at a cap for most of its polls, with duplicates, retries, early
+    labels and garbage in every poll: the batch path decides the evictions itself (no
+    partition is left one by one whole) and every outcome is the per-message path's."""
+    rng = random.Random(seed)
+    never = options.pop("never", 0.2)
+    messages = capped_stream(seed, 4000, never=never, orphans=options.pop("orphans", 0.0),
+                             soon=options.pop("soon", (0, 1, 30, 300)))
+    # Polls of at most 250 messages: a label's retry is never in the poll of its prediction
+    # (a prediction, its label and a retry in one poll go one by one, see docs/design.md).
+    sizes = [rng.choice([1, 40, 250]) for _ in range(40)]
+    max_pending = options.pop("max_pending", 1_000_000)
+    fast_engine, fast = run(messages, sizes, True, monkeypatch, max_pending, 4, **options)
+    slow_engine, slow = run(messages, sizes, False, monkeypatch, max_pending, 4, **options)
+    same(fast[0], slow[0], "rejects")
+    same(fast[1], slow[1], "summary")
+    same(fast[3], slow[3], "join")
+    assert fast_engine.engine.pending_total == slow_engine.engine.pending_total
+    assert fast_engine.engine.early_total == slow_engine.engine.early_total
+    messages_seen, one_by_one, at_caps, batch_evicted = fast[2]
+    counts = fast[1]["models"]["b"]["counts"]
+    total = sum(m["counts"][evicted] for m in fast[1]["models"].values())
+    assert total > 100, total  # the cap was reached again and again
+    # by the batch path: all of them at the entry cap; where an eviction would take an entry
+    # a later message of the poll names (small caps), the poll goes one by one (at_caps)
+    assert batch_evicted >= share * total, (batch_evicted, total)
+    if share >= 0.8:
+        assert at_caps == 0  # no poll left to the per-message path for a cap
+        # garbage, rejects, labels whose prediction was evicted
+        assert one_by_one < 0.15 * messages_seen, (one_by_one, messages_seen)
+    assert counts["matched"] > 500
+    assert {r[0] for r in fast[0]} >= {"duplicate", "not_json"}
+
+
+def reference_join(messages: list[Message], max_pending: int, max_bytes: int,
+                   max_early: int) -> tuple[dict[int, list[str]], dict[int, list[str]], int, int]:
+    """The join of the documented rules in plain Python, for one model (``r``, no segments)
+    and labels naming it or none: per partition the waiting ids and the early labels in
+    arrival order, and the evictions of each kind. A prediction whose id waits or was
+    joined is a duplicate; one whose label came first joins it; else it waits, after
+    evicting while the model is at its caps (entries; bytes: the id's UTF-8 bytes, 44 and
+    4 per slice id, 2 here), oldest first: from its own partition if it holds any, else
+    from the first partition by number that does. A label joins its waiting prediction; a
+    label of a waiting, early or joined id is a duplicate; else it waits, after evicting
+    one early label the same way if at their cap. Nothing expires (a long TTL)."""
+    pending: dict[int, dict[str, int]] = {}
+    early: dict[int, dict[str, None]] = {}
+    matched: dict[int, set[str]] = {}
+    evicted = early_evicted = 0
+    for msg in messages:
+        body = json.loads(msg.value or b"")
+        pid, part = body["prediction_id"], msg.partition
+        mine = pending.setdefault(part, {})
+        waiting = early.setdefault(part, {})
+        done = matched.setdefault(part, set())
+        if msg.topic == "predictions":
+            if pid in mine or pid in done:
+                continue
+            if pid in waiting:
+                del waiting[pid]
+                done.add(pid)
+                continue
+            size = len(pid.encode()) + 44 + 8
+            while sum(map(len, pending.values())) and (
+                sum(map(len, pending.values())) >= max_pending
+                or sum(sum(t.values()) for t in pending.values()) + size > max_bytes
+            ):
+                victim = mine if mine else pending[min(n for n, t in pending.items() if t)]
+                del victim[next(iter(victim))]
+                evicted += 1
+            mine[pid] = size
+        elif pid in mine:
+            del mine[pid]
+            done.add(pid)
+        elif pid not in waiting and pid not in done:
+            if sum(map(len, early.values())) >= max_early:
+                victim_e = waiting if waiting else early[min(n for n, t in early.items() if t)]
+                del victim_e[next(iter(victim_e))]
+                early_evicted += 1
+            waiting[pid] = None
+    return ({n: list(t) for n, t in pending.items()}, {n: list(t) for n, t in early.items()},
+            evicted, early_evicted)
+
+
+@pytest.mark.parametrize(("max_pending", "max_bytes", "max_early"), [
+    (60, 10**9, 10**6), (10**6, 4_000, 10**6), (60, 4_000, 8),
+])
+def test_evictions_equal_a_plain_reference(max_pending: int, max_bytes: int, max_early: int,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both paths evict what a plain-Python reference of the rules evicts, in order."""
+    rng = random.Random(max_early)
+    messages: list[Message] = []
+    offsets: dict[tuple[str, int], int] = {}
+
+    def emit(topic: str, body: dict[str, Any]) -> None:
+        pid = body["prediction_id"]
+        part = zlib.crc32(pid.encode()) % 3
+        offset = offsets.get((topic, part), 0)
+        offsets[(topic, part)] = offset + 1
+        stamp = int((T0 + 100) * 1000)
+        messages.append(Message(topic, part, offset, pid.encode(), json.dumps(body).encode(),
+                                timestamp_ms=stamp))
+
+    waiting: list[str] = []
+    for i in range(3000):
+        pid = f"e{i}" + "y" * rng.randrange(10)
+        if rng.random() < 0.05:  # its label first
+            emit("labels", {"prediction_id": pid, "ts": T0 + 1, "label": 1.0})
+        emit("predictions", {"prediction_id": pid, "model": "r", "ts": T0 + i * 0.01,
+                             "prediction": rng.random()})
+        if rng.random() < 0.7:
+            waiting.append(pid)
+        if waiting and rng.random() < 0.6:  # a label for one of the recent predictions
+            emit("labels", {"prediction_id": waiting.pop(rng.randrange(len(waiting))),
+                            "model": rng.choice(["r", None]), "ts": T0 + 50, "label": 1.0})
+        if rng.random() < 0.05:  # a label whose prediction never comes
+            emit("labels", {"prediction_id": f"o{i}", "ts": T0 + 1, "label": 1.0})
+    want = reference_join(messages, max_pending, max_bytes, max_early)
+    cfg = config_from_mapping({"time": {"pane": "10s", "allowed_lateness": "5s"}, "models": [
+        {"name": "r", "task": "regression", "windows": ["all"], "label_ttl": "1d",
+         "max_pending": max_pending, "max_pending_bytes": max_bytes,
+         "max_early_labels": max_early, "reference_warmup": 0}]})
+    for batch_path in (True, False):
+        engine = Pipeline(cfg)
+        with monkeypatch.context() as patch:
+            if not batch_path:
+                patch.setattr(engine_module, "split_and_join",
+                              lambda _e, msgs: list(range(len(msgs))))
+            for i in range(0, len(messages), 300):
+                engine.process(messages[i : i + 300])
+        r = engine.models[0].index
+        got_pending = {n: list(s.join.pending[r]) for n, s in engine.partitions.items()}
+        got_early = {n: list(s.join.early) for n, s in engine.partitions.items()}
+        report = engine.summary()["models"]
+        assert {n: t for n, t in got_pending.items() if t} == {
+            n: t for n, t in want[0].items() if t}, batch_path
+        assert {n: t for n, t in got_early.items() if t} == {
+            n: t for n, t in want[1].items() if t}, batch_path
+        assert report["r"]["counts"]["evicted"] == want[2], batch_path
+        # early labels naming no model are evicted uncounted by model: at most the total
+        assert report["r"]["counts"]["early_labels_evicted"] <= want[3]
+        assert engine.engine.early_total == sum(map(len, want[1].values()))
+    assert want[2] > 0 or want[3] > 0
+
+
+@pytest.mark.parametrize("seed", [31, 32, 33, 34])
+def test_repeats_of_evicted_ids_within_a_poll_equal_the_reference(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Polls at both caps whose messages name ids evicted within the same poll, before or
+    after their eviction: predictions sent again, labels sent again, labels whose
+    prediction was just evicted. Both paths give the plain-Python reference's join state
+    and eviction counts."""
+    rng = random.Random(seed)
+    messages: list[Message] = []
+    offsets: dict[tuple[str, int], int] = {}
+
+    def emit(topic: str, body: dict[str, Any]) -> None:
+        pid = body["prediction_id"]
+        part = zlib.crc32(pid.encode()) % 3
+        offset = offsets.get((topic, part), 0)
+        offsets[(topic, part)] = offset + 1
+        messages.append(Message(topic, part, offset, pid.encode(), json.dumps(body).encode(),
+                                timestamp_ms=int((T0 + 100) * 1000)))
+
+    seen: list[str] = []
+    for i in range(2500):
+        roll = rng.random()
+        if roll < 0.55 or not seen:
+            pid = f"n{i}"
+            seen.append(pid)
+            emit("predictions", {"prediction_id": pid, "model": "r", "ts": T0 + i * 0.01,
+                                 "prediction": 1.0})
+        elif roll < 0.65:  # a prediction sent again, recent or old
+            pid = rng.choice(seen[-rng.choice([5, 60, 400]):])
+            emit("predictions", {"prediction_id": pid, "model": "r", "ts": T0 + i * 0.01,
+                                 "prediction": 1.0})
+        elif roll < 0.95:  # a label, some twice in a row
+            pid = rng.choice(seen[-rng.choice([5, 60, 400]):])
+            for _ in range(2 if rng.random() < 0.2 else 1):
+                emit("labels", {"prediction_id": pid, "ts": T0 + 50, "label": 1.0})
+        else:  # a label first
+            pid = f"n{i}"
+            emit("labels", {"prediction_id": pid, "ts": T0 + 50, "label": 1.0})
+            seen.append(pid)
+    max_pending, max_early = 50, 20
+    want = reference_join(messages, max_pending, 10**9, max_early)
+    cfg = config_from_mapping({"time": {"pane": "10s", "allowed_lateness": "5s"}, "models": [
+        {"name": "r", "task": "regression", "windows": ["all"], "label_ttl": "1d",
+         "max_pending": max_pending, "max_early_labels": max_early, "reference_warmup": 0}]})
+    sizes = [rng.choice([1, 30, 200, 600]) for _ in range(30)]
+    seen_polls = [0, 0]
+    for batch_path in (True, False):
+        engine = Pipeline(cfg)
+
+        def counting(engine: Engine, msgs: list[Message]) -> list[int]:
+            slow = split_and_join(engine, msgs)
+            seen_polls[0] += 1
+            seen_polls[1] += slow.at_caps > 0
+            return slow
+
+        with monkeypatch.context() as patch:
+            patch.setattr(engine_module, "split_and_join", counting if batch_path else
+                          lambda _e, msgs: list(range(len(msgs))))
+            at = k = 0
+            while at < len(messages):
+                size = sizes[k % len(sizes)]
+                engine.process(messages[at : at + size])
+                at += size
+                k += 1
+        pending = {n: list(s.join.pending[0]) for n, s in engine.partitions.items()}
+        early = {n: list(s.join.early) for n, s in engine.partitions.items()}
+        assert {n: t for n, t in pending.items() if t} == {
+            n: t for n, t in want[0].items() if t}, batch_path
+        assert {n: t for n, t in early.items() if t} == {
+            n: t for n, t in want[1].items() if t}, batch_path
+        assert engine.summary()["models"]["r"]["counts"]["evicted"] == want[2], batch_path
+    assert want[2] > 200 and want[3] > 20
+    assert seen_polls[1] < seen_polls[0], seen_polls  # most polls placed their evictions

@@ -325,3 +325,39 @@ def test_a_lookup_remembered_across_compaction_is_not_reused() -> None:
     table["gone"] = Pending(2.0, 2.0, 2.0, (0, 0))
     assert list(table) == ["a8", "other", "gone"]
     assert table.get("other") == Pending(1.0, 1.0, 1.0, (0, 0))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["add", "pop", "front"]), st.integers(0, 40)),
+                max_size=120))
+def test_the_front_of_the_table_against_a_dict(ops: list[tuple[str, int]]) -> None:
+    """What the evictions at a cap read and do (the first entries' ids and bytes, places in
+    arrival order, removal from the front) agree with a dict in arrival order."""
+    table = PendingTable()
+    model: dict[str, int] = {}
+    made = 0
+    for op, n in ops:
+        if op == "add":
+            for _ in range(n % 7 + 1):
+                pid = f"f{made}" + "z" * (made % 5)
+                made += 1
+                table[pid] = Pending(float(made), 0.0, 0.5, (0, -1))
+                model[pid] = len(pid.encode()) + PendingTable.ROW_BYTES + 4 * K
+        elif op == "pop" and model:
+            pid = list(model)[n % len(model)]
+            table.pop(pid)
+            del model[pid]
+        else:
+            k = min(n % 9, len(model))
+            assert table.front_ids(k) == list(model)[:k]
+            assert table.front_bytes(k).tolist() == list(model.values())[:k]
+            asked = [*list(model)[-3:], "absent"]
+            rank, size = table.ranks(asked)
+            order = list(model)
+            assert rank.tolist() == [order.index(p) if p in model else -1 for p in asked]
+            assert size.tolist() == [model.get(p, 0) for p in asked]
+            table.evict_front(k)
+            for pid in list(model)[:k]:
+                del model[pid]
+        assert list(table) == list(model)
+        assert table.nbytes == sum(model.values())
