@@ -43,7 +43,7 @@ from prometheus_client.exposition import generate_latest
 
 from monitor.config import config_from_mapping
 from monitor.core.alerting import Alerting
-from monitor.core.engine import Engine
+from monitor.core.pipeline import Pipeline
 from monitor.events.message import Message
 from monitor.outputs.prometheus import MonitorCollector
 
@@ -58,7 +58,7 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * PAGE
 
 
-def series(engine: Engine) -> int:
+def series(engine: Pipeline) -> int:
     """How many series the Prometheus exposition of the engine's report has."""
     registry = CollectorRegistry()
     MonitorCollector(registry).update(engine.report())
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         reference = Path(tmp) / "reference.csv"
         reference.write_text("c\n" + "".join(f"{c}\n" for c in "aabbbcde"))
-        engine = Engine(make_config(args, reference))
+        engine = Pipeline(make_config(args, reference))
         alerting = Alerting(engine.config, engine.models)
     # The floods in the order they arrive: a label of an unknown id ('L'), a prediction that
     # is never labelled ('P'), a valid pair ('V'); spread evenly through the run.

@@ -320,7 +320,7 @@ def run_daemon(
         profiler.disable()
         profiler.dump_stats(str(work / f"daemon-{client}.prof"))
     timer.cancel()
-    counts = app.engine.summary()["models"]["m"]["counts"]
+    counts = (app.core or app.engine).summary()["models"]["m"]["counts"]
     end = app.end or time.perf_counter()
     return {
         "messages": app.seen,

@@ -39,7 +39,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from monitor.config import load_config
-from monitor.core.engine import Engine
+from monitor.core.pipeline import Pipeline
 from monitor.events.message import Message
 
 RATE = 10.0  # events per second of event time
@@ -100,7 +100,7 @@ drift_min_samples = 1500
 
 def _signals_over(config: Path, features: list[dict]) -> list[tuple[float, dict[str, float]]]:
     """(pane end, signals) of every pane closed over the stream."""
-    engine = Engine(load_config(config))
+    engine = Pipeline(load_config(config))
     out: list[tuple[float, dict[str, float]]] = []
     batch = 5000
     for start in range(0, len(features), batch):

@@ -32,13 +32,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib
 
 from monitor.broker import EmbeddedBroker
-from monitor.core.engine import Engine
+from monitor.core.pipeline import Pipeline
 from monitor.logs import configure_logging
 
 TARGET = 150
 
 
-def pending_count(engine: Engine) -> int:
+def pending_count(engine: Pipeline) -> int:
     """Predictions waiting for a label, over every partition and model."""
     return sum(len(t) for s in engine.partitions.values() for t in s.join.pending)
 
@@ -46,7 +46,7 @@ def pending_count(engine: Engine) -> int:
 def measure_pending(pending: int) -> dict[str, float]:
     """Part 1, in this process: baseline RSS, RSS with ``pending`` predictions waiting."""
     cfg = benchlib.config(1, extra={"max_pending": 2_000_000, "label_ttl": "1d"})
-    engine = Engine(cfg)
+    engine = Pipeline(cfg)
     engine.track(benchlib.all_partitions())
     for batch in benchlib.batches(benchlib.stream(10_000, label_share=1.0, max_delay=5.0)):
         engine.process(batch)

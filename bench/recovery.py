@@ -42,7 +42,7 @@ import benchlib
 
 from monitor.broker import EmbeddedBroker
 from monitor.config import load_config
-from monitor.core.engine import Engine
+from monitor.core.pipeline import Pipeline
 from monitor.logs import configure_logging
 from monitor.state.checkpoint import MAGIC, CheckpointStore
 from monitor.state.format import decode_engine
@@ -106,7 +106,7 @@ def build_checkpoint(daemon: benchlib.Daemon, pending: int, bootstrap: str) -> t
     from confluent_kafka import Producer
 
     cfg = load_config(daemon.config_path)
-    engine = Engine(cfg)
+    engine = Pipeline(cfg)
     topics = daemon.topics
     engine.track(benchlib.all_partitions(topics["predictions"], topics["labels"]))
     source = benchlib.stream(pending, label_share=0.0, predictions_topic=topics["predictions"],

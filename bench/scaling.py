@@ -37,7 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib  # noqa: E402
 
 from monitor.core.alerting import Alerting  # noqa: E402
-from monitor.core.engine import Engine  # noqa: E402
+from monitor.core.pipeline import Pipeline  # noqa: E402
 from monitor.logs import configure_logging  # noqa: E402
 
 BASE = (1, 10, 0, 3)
@@ -73,7 +73,7 @@ def run_point(point: tuple[int, int, int, int], events: int, profile: bool) -> d
     polls = benchlib.batches(benchlib.stream(
         events, models=models, features=features, segments=segments))
     messages = sum(len(b) for b in polls)
-    engine = Engine(cfg)
+    engine = Pipeline(cfg)
     alerting = Alerting(cfg, engine.models)
     engine.track(benchlib.all_partitions())
     before = benchlib.settled_rss()

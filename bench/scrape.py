@@ -47,7 +47,7 @@ from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 
 from monitor import http as http_module  # noqa: E402
 from monitor.core.alerting import Alerting  # noqa: E402
-from monitor.core.engine import Engine  # noqa: E402
+from monitor.core.pipeline import Pipeline  # noqa: E402
 from monitor.core.report import Report  # noqa: E402
 from monitor.http import HttpServer  # noqa: E402
 from monitor.logs import configure_logging  # noqa: E402
@@ -157,7 +157,7 @@ def run_once(models: int, polls: list[list[benchlib.Message]], warm: int,
     after the run, measure one render and the server's work per scrape (nothing else
     running) into :data:`RENDER` and :data:`SERVE`."""
     cfg = benchlib.config(models, segments=1)
-    engine = Engine(cfg)
+    engine = Pipeline(cfg)
     alerting = Alerting(cfg, engine.models)
     engine.track(benchlib.all_partitions())
     registry = CollectorRegistry()

@@ -36,7 +36,7 @@ from rich.console import Console
 
 from monitor.config import load_config
 from monitor.core.alerting import Alerting
-from monitor.core.engine import Engine
+from monitor.core.pipeline import Pipeline
 from monitor.core.report import Report
 from monitor.demo import write_capture
 from monitor.events.message import Message
@@ -50,7 +50,7 @@ BATCH = 2_000
 def _process(config_path: str, capture: str, messages: list[Message],
              on_report: list[Report] | None = None) -> float:
     """Seconds to process ``messages``; the latest report put in ``on_report[0]``."""
-    engine = Engine(load_config(config_path))
+    engine = Pipeline(load_config(config_path))
     alerting = Alerting(engine.config, engine.models)
     engine.track(capture_partitions([capture]))
     started = time.perf_counter()
@@ -79,7 +79,7 @@ def main() -> None:
         messages = list(iter_capture([capture], {}))
 
         # 1. frame cost, with every ring filled by a report per batch
-        engine = Engine(load_config(config_path))
+        engine = Pipeline(load_config(config_path))
         alerting = Alerting(engine.config, engine.models)
         engine.track(capture_partitions([capture]))
         view = LiveView("bench")

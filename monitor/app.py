@@ -151,8 +151,6 @@ class App:
             if config.state.store == "kafka"
             else None
         )
-        if self.stages is not None:
-            self.engine.model_level = False  # signals and alerts come from stage 2
         #: Input partitions caught up and silent, as the last tick judged.
         self.idle: set[tuple[str, int]] = set()
         #: With a ``prestart`` (``monitor run``), the HTTP port is listening and the source
@@ -671,7 +669,7 @@ class App:
             input_up=self.input_up,
         )
         report = (
-            self.core.report() if self.core is not None else self.engine.report(models=False)
+            self.core.report() if self.core is not None else self.engine.report()
         )
         if self.stages is not None:  # the models' part is their owners' stage 2
             report = self.stages.report(report)

@@ -67,12 +67,12 @@ def test_every_listed_family_is_what_the_exporter_exposes() -> None:
     """The names in the reference are the names a scrape shows (counters with _total)."""
     from prometheus_client import CollectorRegistry
 
-    from monitor.core.engine import Engine
+    from monitor.core.pipeline import Pipeline
     from monitor.outputs.prometheus import MonitorCollector, RuntimeStats, render
 
     registry = CollectorRegistry()
     collector = MonitorCollector(registry)
-    collector.update(Engine(config_from_mapping(MINIMAL)).report(), RuntimeStats())
+    collector.update(Pipeline(config_from_mapping(MINIMAL)).report(), RuntimeStats())
     text = render(registry).decode()
     listed = {name for name, *_ in docgen._families()}
     shown = set(re.findall(r"^# TYPE (\S+) ", text, re.M))

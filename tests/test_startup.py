@@ -16,7 +16,7 @@ import monitor.app
 import monitor.kafka.source
 from monitor.app import App
 from monitor.config import MonitorConfig, config_from_mapping
-from monitor.core.engine import Engine
+from monitor.core.pipeline import Pipeline
 from monitor.events.message import Message
 from monitor.startup import STARTING, Prestart
 from monitor.state.checkpoint import CheckpointStore
@@ -101,7 +101,7 @@ def test_prestart_listens_and_joins_while_the_checkpoint_loads_then_resumes_from
     )
     # An earlier run processed the first 5 (with inline labels, which the copies on the
     # topic lack) and checkpointed them: the restart must read only offsets 5..7.
-    earlier = Engine(config)
+    earlier = Pipeline(config)
     earlier.process(
         [Message(topics.predictions, 0, i, b"k", prediction_json(i, label=1)) for i in range(5)]
     )
@@ -121,7 +121,8 @@ def test_prestart_listens_and_joins_while_the_checkpoint_loads_then_resumes_from
     start(app)
     _wait_ready(app)
     assert http_get(f"{url}/readyz") == (200, "ok\n")
-    counts = app.engine.report().models["m"].counts
+    assert app.core is not None
+    counts = app.core.report().models["m"].counts
     assert counts["predictions"] == 8 and counts["matched"] == 5, counts
 
 

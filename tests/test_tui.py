@@ -25,7 +25,7 @@ from rich.console import Console
 from monitor import cli
 from monitor.config import load_config
 from monitor.core.alerting import Alerting
-from monitor.core.engine import Engine
+from monitor.core.pipeline import Pipeline
 from monitor.core.report import ModelReport, Report, SliceReport
 from monitor.core.rules import AlertEvent
 from monitor.events.message import Message
@@ -116,7 +116,7 @@ def _write_stream(tmp: Path) -> tuple[Path, list[list[Message]]]:
 def _feed(view: LiveView, config: Path, batches: list[list[Message]]) -> tuple[
         Report, list[AlertEvent]]:
     """The engine over the batches, the view updated after each (one tick per pane)."""
-    engine = Engine(load_config(config))
+    engine = Pipeline(load_config(config))
     alerting = Alerting(engine.config, engine.models)
     engine.track([("predictions", 0)])
     fired: list[AlertEvent] = []

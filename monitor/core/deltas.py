@@ -1,9 +1,9 @@
 """Stage 1's bookkeeping of the chain of pane deltas it publishes, per input partition.
 
-:class:`DeltaBook` turns what an :class:`~monitor.core.engine.Engine` (with
-:meth:`~monitor.core.engine.Engine.enable_deltas`) added to a partition since the last
-delta into a :class:`~monitor.core.partials.PartitionDelta`, with the counters'
-increments, the offsets at both ends and the partition's event-time progress.
+:class:`DeltaBook` turns what an :class:`~monitor.core.engine.Engine` added to a
+partition since the last delta into a :class:`~monitor.core.partials.PartitionDelta`, with
+the counters' increments, the offsets at both ends and the partition's event-time
+progress.
 
 The chain's contract (see :mod:`monitor.core.partials`): take a delta right before every
 checkpoint of the partition, so that every checkpoint is the ``end`` of a published
@@ -29,7 +29,6 @@ class DeltaBook:
     """What stage 1 published last for each input partition of ``engine``."""
 
     def __init__(self, engine: Engine) -> None:
-        engine.enable_deltas()
         self.engine = engine
         #: partition -> (offsets, counts per model, delay per model, delay sum per model)
         self.published: dict[int, tuple[dict[str, int], list[list[float]], object, object]] = {}
@@ -52,8 +51,7 @@ class DeltaBook:
             state.delay_sum.copy(),
         )
         self.confirmed[number] = dict(state.offsets)
-        if self.engine.ledgers is not None:
-            self.engine.ledgers.pop(number, None)
+        self.engine.ledgers.pop(number, None)
 
     def checkpointed(self, number: int, offsets: dict[str, int]) -> None:
         """The partition's checkpoint at ``offsets`` is durable (say so in the next delta)."""
@@ -63,7 +61,6 @@ class DeltaBook:
         """Everything partition ``number`` added since its last delta, as the next one."""
         engine = self.engine
         state = engine.partition(number)
-        assert engine.ledgers is not None
         ledger = engine.ledgers[number]
         n_models = len(engine.models)
         base, counts, delay, delay_sum = self.published.get(

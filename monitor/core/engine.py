@@ -1,12 +1,12 @@
-"""Stage 1 of the core (decode, validate, join, pane partials per input partition) and,
-used alone, a whole core with windowed sums, signals at every pane close and a report.
+"""Stage 1 of the core: decode, validate, join and pane partials per input partition.
 
-Knows nothing of Kafka, HTTP or Prometheus. With :meth:`Engine.enable_deltas` it is stage 1
-only: it keeps no windows, and each model's stage 2 (:mod:`monitor.core.model_stage`) takes
-what it accumulated, in one process through :class:`~monitor.core.pipeline.Pipeline` (what
-``run``, ``replay``, ``tune`` and the Python API call), with replicas through the partials
-topic. Used alone (the tests' reference for stage 2) it is fed batches of
-:class:`~monitor.events.message.Message` and read the same way:
+Knows nothing of Kafka, HTTP or Prometheus, and decides nothing about closing panes: what
+each poll adds to each model's panes is kept per input partition (a
+:class:`~monitor.core.partials.DeltaLedger`) for the model's stage 2
+(:mod:`monitor.core.model_stage`), which holds the windows, closes the panes and computes
+the signals. One process joins the two stages by a direct call
+(:class:`~monitor.core.pipeline.Pipeline`, what ``run``, ``replay``, ``tune`` and the
+Python API use); replicas through the partials topic.
 
 >>> from monitor.config import config_from_mapping
 >>> cfg = config_from_mapping({"models": [{"name": "m", "task": "binary", "positive_class": 1,
@@ -16,23 +16,24 @@ topic. Used alone (the tests' reference for stage 2) it is fed batches of
 ...                 b'"ts": 1700000000, "prediction": 1, "label": 1}')]
 >>> engine.process(msgs)
 []
->>> engine.summary()["models"]["m"]["windows"]["all"]["accuracy"]
+>>> engine.partitions[0].counts[0][MATCHED]
 1.0
 
-State is kept per input partition number (join buffers, open panes, closed windows, the
-offsets they reflect), so partitions merge by addition and the results do not depend on
-the order in which partitions were polled. The watermark is the smallest, over the input
-partitions being tracked, of the largest event time seen, less ``allowed_lateness``.
+State is kept per input partition number (join buffers, counters, the offsets they
+reflect), so partitions merge by addition and the results do not depend on the order in
+which partitions were polled. The watermark is the smallest, over the input partitions
+being tracked, of the largest event time seen, less ``allowed_lateness``; stage 1's clock
+only expires what waits in the join (``label_ttl``, in event time).
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import chain
 from typing import Any
 
@@ -54,10 +55,12 @@ from monitor.core.counts import (
     DUPLICATE_PREDICTIONS,
     EXPIRED,
     LABELS,
-    LATE,
     MATCHED,
     ORPHAN_LABELS,
     PREDICTIONS,
+)
+from monitor.core.counts import (
+    LATE as LATE,  # deltas and model_stage import it from here
 )
 from monitor.core.detectors import ErrorDetectors, error_stream
 from monitor.core.fastpath import Chunk, OneByOne, split_and_join
@@ -66,7 +69,7 @@ from monitor.core.layout import Layout, feature_columns, scatter_panes
 from monitor.core.panemetrics import WindowMetrics, WindowValues, plan_for
 from monitor.core.partials import DeltaLedger, WarmRow
 from monitor.core.reference import ReferenceProfile, load_profile, profile_from_columns
-from monitor.core.report import LABEL_DELAY_BUCKETS, ModelReport, Report, SliceReport
+from monitor.core.report import LABEL_DELAY_BUCKETS, Report
 from monitor.core.windows import WindowSet
 from monitor.events.codec import (
     DecodeFailure,
@@ -186,7 +189,7 @@ class ModelState:
         self.last_rows = 0
 
     def new_windows(self) -> WindowSet:
-        """Empty windows for a new partition."""
+        """Empty windows of the model (its stage 2's)."""
         return WindowSet(self.windows, self.pane, self.layout.width, len(self.registry.keys))
 
 
@@ -195,31 +198,25 @@ class PartitionState:
     """Hard state of one input partition number (both topics): exact and additive."""
 
     join: JoinBuffer
-    windows: list[WindowSet]
     counts: list[list[float]]  # [model][COUNT_NAMES index]: plain floats, cheap per event
     delay: F64  # (models, buckets + 1) label-delay histogram, last column = +Inf
     delay_sum: F64  # (models,)
     offsets: dict[str, int] = field(default_factory=dict)  # topic -> next offset to read
     max_ts: dict[str, float] = field(default_factory=dict)  # topic -> largest event time
     rejects: Counter[tuple[str, str]] = field(default_factory=Counter)
-    #: model -> pane -> predictions kept for a warmup profile until their pane closes:
-    #: (event time, slices, features, prediction, score)
-    warmup: dict[int, dict[int, list[tuple[Any, ...]]]] = field(default_factory=dict)
 
 
 @dataclass
 class PartitionSnapshot:
     """One partition number's hard state as it leaves an engine, with what is needed to
     install it into another (a replica that takes the partition over): the slice keys its
-    window rows and pending predictions are numbered by, the pane clock it was kept at,
-    and the detectors' error buffers of its joined pairs not yet fed."""
+    pending predictions are numbered by, and the clock it was kept at."""
 
     number: int
     state: PartitionState
     slice_keys: dict[str, list[tuple[str, str]]]  # model -> registry keys (row order)
     closed_upto: int | None
     watermark: float
-    error_panes: dict[str, dict[int, tuple[list[float], list[float]]]]  # model -> pane -> ...
 
 
 class _Batch:
@@ -347,7 +344,7 @@ class _Batch:
 
 
 class Engine:
-    """The monitor's core over all configured models; see the module docstring."""
+    """Stage 1 over all configured models; see the module docstring."""
 
     def __init__(self, config: MonitorConfig) -> None:
         self.config = config
@@ -373,16 +370,16 @@ class Engine:
         self.pending_total = [0] * len(self.models)
         self.early_total = 0
         self.early_cap = max(m.max_early_labels for m in config.models)
+        #: Signals of a checkpoint's stage 2 not drained when it was written (one
+        #: process's :class:`~monitor.core.pipeline.Pipeline` drains them first).
         self.signals_out: list[PaneSignals] = []
         self._batches: list[_Batch] = []  # per model, while a poll is processed
         self._at = 0  # index in the poll of the message on the per-message path
-        #: Per partition number, what stage 1 added since its last pane delta; None unless
-        #: deltas are wanted (:meth:`enable_deltas`).
-        self.ledgers: defaultdict[int, DeltaLedger] | None = None
-        #: False when stage 2 runs elsewhere (replicas): pane closes compute no signals.
-        self.model_level = True
-        #: With deltas (no windows here), before the clock started: the first pane any
-        #: event went to (see :meth:`_expire_through`).
+        #: Per partition number, what stage 1 added since its last pane delta: it waits
+        #: there until a :class:`~monitor.core.deltas.DeltaBook` takes it.
+        self.ledgers: defaultdict[int, DeltaLedger] = self._new_ledgers()
+        #: Before the clock started: the first pane any event went to (see
+        #: :meth:`close_through`).
         self.first_pane: int | None = None
 
     @property
@@ -408,7 +405,6 @@ class Engine:
             n = len(self.models)
             state = self.partitions[number] = PartitionState(
                 join=JoinBuffer(n),
-                windows=[m.new_windows() for m in self.models],
                 counts=[[0.0] * len(COUNT_NAMES) for _ in range(n)],
                 delay=np.zeros((n, len(LABEL_DELAY_BUCKETS) + 1)),
                 delay_sum=np.zeros(n),
@@ -419,13 +415,13 @@ class Engine:
         """Take over the state of ``old``, an engine loaded from a checkpoint made under
         another config; ``self`` is a fresh engine for the new config.
 
-        A model whose config (less its alert rules) is unchanged keeps everything: slice
-        registry, last values, detectors, and in every partition its windows, counts,
-        label-delay histogram, pending predictions, recently matched ids and the early
-        labels naming it (its rules' state is :meth:`Alerting.adopt
-        <monitor.core.alerting.Alerting.adopt>`'s). A changed or new model
+        A model whose config (less its alert rules) is unchanged keeps its slice registry
+        and, in every partition, its counts, label-delay histogram, pending predictions,
+        recently matched ids and the early labels naming it (its stage 2 is kept by the
+        caller, its rules' state by :meth:`Alerting.adopt
+        <monitor.core.alerting.Alerting.adopt>`). A changed or new model
         starts empty at the checkpoint's offsets; a removed one is dropped. Offsets, event
-        times, rejects, the watermark and the pane clock are carried. Returns
+        times, rejects, the watermark and the clock are carried. Returns
         ``{model: "kept" | "rebuilt" | "added" | "removed"}``.
 
         Raises ValueError when the pane, the allowed lateness or the input topics differ:
@@ -449,17 +445,13 @@ class Engine:
                 remap[was.index] = model.index
                 model.registry = was.registry
                 model.detectors = was.detectors
-                model.error_panes = was.error_panes
                 model.last_detections = was.last_detections
-                model.last = was.last
-                model.last_rows = was.last_rows
                 self.pending_total[model.index] = old.pending_total[was.index]
         for name in old_by_name:
             status.setdefault(name, "removed")
         for number, was_state in old.partitions.items():
             state = self.partition(number)
             for o, n in remap.items():
-                state.windows[n] = was_state.windows[o]
                 state.counts[n] = list(was_state.counts[o])
                 state.delay[n] = was_state.delay[o]
                 state.delay_sum[n] = was_state.delay_sum[o]
@@ -477,7 +469,6 @@ class Engine:
         self.watermark = old.watermark
         self.closed_upto = old.closed_upto
         self.first_pane = old.first_pane
-        self.__dict__["ahead"] = dict(old._ahead())
         self.panes_closed = old.panes_closed
         self.events = old.events
         self.tracked = set(old.tracked)
@@ -495,81 +486,38 @@ class Engine:
             number=number,
             state=self.partitions[number],
             slice_keys={m.name: list(m.registry.keys) for m in self.models},
-            closed_upto=self._ahead().get(number, self.closed_upto),
+            closed_upto=self.closed_upto,
             watermark=self.watermark,
-            error_panes={
-                m.name: {p: parts[number] for p, parts in m.error_panes.items() if number in parts}
-                for m in self.models
-            },
         )
 
     def drop_partition(self, number: int) -> PartitionState | None:
         """Forget partition ``number`` (revoked for good): its state, its share of the join
-        totals and of the detectors' buffers, and its place in the watermark."""
+        totals, and its place in the watermark."""
         state = self.partitions.pop(number, None)
         if state is None:
             return None
         for m in range(len(self.models)):
             self.pending_total[m] -= len(state.join.pending[m])
         self.early_total -= len(state.join.early)
-        self._ahead().pop(number, None)
-        for model in self.models:
-            for parts in model.error_panes.values():
-                parts.pop(number, None)
-            model.error_panes = {p: v for p, v in model.error_panes.items() if v}
         self.tracked = {tp for tp in self.tracked if tp[1] != number}
         self.idle = {tp for tp in self.idle if tp[1] != number}
         return state
 
     def install_partition(self, snap: PartitionSnapshot) -> None:
         """Take over partition ``snap.number`` from a snapshot (made by any engine with the
-        same config), replacing whatever this engine held for it.
-
-        Pane clocks: panes this engine closed that the snapshot still holds open are closed
-        in the installed state, in order, so its windows hold what they would have had it
-        been here all along. When the snapshot closed panes this engine has not, the
-        partition keeps its own clock until this engine's catches up: its events for those
-        panes are late, as they were where it came from, and no other partition's pane
-        closes early. Slice rows and pending predictions are renumbered into this engine's
-        slice registry.
-        """
+        same config), replacing whatever this engine held for it. Its pending predictions
+        are renumbered into this engine's slice registry."""
         self.drop_partition(snap.number)
-        if self.ledgers is not None:  # stage 1 for a stage 2 elsewhere: no windows here
-            snap.state.windows = [m.new_windows() for m in self.models]
-        if snap.closed_upto is not None and (
-            self.closed_upto is None or snap.closed_upto > self.closed_upto
-        ):
-            # Its panes below this are closed already: it keeps its own clock until this
-            # engine's catches up, and its events for those panes are late (as they were
-            # where it came from); the other partitions' panes are not closed early.
-            self._ahead()[snap.number] = snap.closed_upto
         state = snap.state
         for model in self.models:
             m = model.index
             keys = snap.slice_keys.get(model.name, [("model", "")])
             mapping = np.array([model.registry.lookup(d, v) for d, v in keys], dtype=np.int64)
-            rows = len(model.registry.keys)
-            if not np.array_equal(mapping, np.arange(len(keys))) or state.windows[m].rows < rows:
-                state.windows[m].remap(mapping, max(rows, state.windows[m].rows))
+            if not np.array_equal(mapping, np.arange(len(keys))):
                 state.join.pending[m].remap_slices(mapping)
-            for other in self.partitions.values():
-                other.windows[m].grow(rows)
             self.pending_total[m] += len(state.join.pending[m])
-            for pane, buffered in snap.error_panes.get(model.name, {}).items():
-                model.error_panes.setdefault(pane, {})[snap.number] = buffered
         self.early_total += len(state.join.early)
-        if self.closed_upto is not None and snap.number not in self._ahead():
-            for w in state.windows:
-                _catch_up(w, snap.closed_upto, self.closed_upto)
         self.partitions[snap.number] = state
-
-    def _ahead(self) -> dict[int, int]:
-        """Partition number -> the pane its own clock has closed up to (exclusive), for
-        installed partitions whose clock is ahead of this engine's (see
-        :meth:`install_partition`). Created on first use: engines from older checkpoints
-        lack it."""
-        ahead: dict[int, int] = self.__dict__.setdefault("ahead", {})
-        return ahead
 
     def soft_state(self, name: str) -> dict[str, Any]:
         """Model ``name``'s soft state (detectors) for a per-model record."""
@@ -597,28 +545,19 @@ class Engine:
         """Input partitions that stop holding the watermark back (silent and caught up)."""
         self.idle = set(partitions)
 
-    def enable_deltas(self) -> None:
-        """Keep, per input partition, what it adds to each model's panes, for stage 2
-        elsewhere (:class:`~monitor.core.partials.DeltaBook` takes it). From then on this
-        engine is stage 1 only: it keeps no windows (those of a state restored from an
-        older checkpoint are dropped: each model's stage 2 holds its own) and its clock
-        only expires what waits in the join."""
-        if self.ledgers is None:
-            for state in self.partitions.values():
-                state.windows = [m.new_windows() for m in self.models]
-            widths = [m.layout.width for m in self.models]
-            rates = [
-                [math.log(2) / s.seconds for s in m.windows if s.kind == "decay"]
-                for m in self.models
-            ]
-            self.ledgers = defaultdict(lambda: DeltaLedger(self.pane, widths, rates))
+    def _new_ledgers(self) -> defaultdict[int, DeltaLedger]:
+        widths = [m.layout.width for m in self.models]
+        rates = [
+            [math.log(2) / s.seconds for s in m.windows if s.kind == "decay"] for m in self.models
+        ]
+        return defaultdict(partial(DeltaLedger, self.pane, widths, rates))  # picklable
 
     # ------------------------------------------------------------------ processing
     def process(self, messages: Sequence[Message]) -> list[Reject]:
-        """Decode, join and accumulate one poll batch; close panes the watermark passed.
+        """Decode, join and accumulate one poll batch into each partition's ledger; move
+        the clock (expiring what waits in the join past ``label_ttl``).
 
-        Returns the rejects (for the dead-letter topic). Signals of closed panes are
-        appended to :attr:`signals_out` for the caller to drain.
+        Returns the rejects (for the dead-letter topic).
         """
         batches = self._batches = [_Batch() for _ in self.models]
         rejects: list[Reject] = []
@@ -710,14 +649,10 @@ class Engine:
         batch.p_score.append(score)
         batch.p_slices.append(slices)
         batch.p_feat.append(event.features)
-        if model.warmup_target:
+        if model.warmup_target:  # stage 2 builds the reference: the row goes raw
             pane = math.floor(ts / self.pane)
-            if self.ledgers is not None:  # stage 2 builds the reference: the row goes raw
-                warm = WarmRow(ts, list(slices), event.features, event.prediction, score)
-                self.ledgers[msg.partition].add_warm(m, pane, len(model.registry.keys), warm)
-            elif self.closed_upto is None or pane >= self.closed_upto:
-                row = (ts, slices, event.features, event.prediction, score)
-                state.warmup.setdefault(m, {}).setdefault(pane, []).append(row)
+            warm = WarmRow(ts, list(slices), event.features, event.prediction, score)
+            self.ledgers[msg.partition].add_warm(m, pane, len(model.registry.keys), warm)
         if model.layout.kind.uses_probabilities:
             batch.p_prob.append(probability_row(model.class_index, event.probabilities))
         state.counts[m][PREDICTIONS] += 1
@@ -837,10 +772,6 @@ class Engine:
 
     # ------------------------------------------------------------------ accumulate
     def _accumulate(self, model: ModelState, batch: _Batch) -> None:
-        rows = len(model.registry.keys)
-        if self.ledgers is None:  # else stage 1 keeps no windows
-            for state in self.partitions.values():
-                state.windows[model.index].grow(rows)
         layout = model.layout
         k = 2 + len(model.registry.segments)
         preds = batch.predictions(k, layout.features)
@@ -865,7 +796,8 @@ class Engine:
                 self._buffer_errors(model, pairs)
 
     def _buffer_errors(self, model: ModelState, pairs: Chunk) -> None:
-        """Keep the batch's on-time errors per (pane, partition) for the detectors."""
+        """Keep the batch's errors per (pane, partition) in the ledgers for the detectors
+        (stage 2 decides what is on time, and feeds them)."""
         pred, label = pairs.pred, pairs.label
         assert label is not None
         err = model.layout.kind.errors(pred, label)
@@ -873,22 +805,11 @@ class Engine:
         part = pairs.part
         pane = np.floor(ts / self.pane).astype(np.int64)
         span = int(part.max()) + 1 if len(part) else 1
-        if self.ledgers is not None:  # stage 2 decides what is on time, and feeds them
-            rows = len(model.registry.keys)
-            for k, sel in _groups(pane * span + part):
-                p_idx, p_num = divmod(k, span)
-                self.ledgers[p_num].add_errors(
-                    model.index, p_idx, rows, ts[sel].tolist(), err[sel].tolist()
-                )
-            return
-        if self.closed_upto is not None:
-            keep = np.flatnonzero(pane >= self.closed_upto)
-            pane, part, ts, err = pane[keep], part[keep], ts[keep], err[keep]
+        ledgers = self.ledgers
+        rows = len(model.registry.keys)
         for k, sel in _groups(pane * span + part):
             p_idx, p_num = divmod(k, span)
-            times, errors = model.error_panes.setdefault(p_idx, {}).setdefault(p_num, ([], []))
-            times.extend(ts[sel].tolist())
-            errors.extend(err[sel].tolist())
+            ledgers[p_num].add_errors(model.index, p_idx, rows, ts[sel].tolist(), err[sel].tolist())
 
     def _label_delays(self, m: int, part: npt.NDArray[np.int64], delays: F64) -> None:
         """Add a batch's label delays (seconds, negative ones as 0) to the histograms."""
@@ -909,62 +830,9 @@ class Engine:
         cols: Any,
         vals: F64,
     ) -> None:
+        """The events' terms go to their partition's ledger, pane by pane, whatever the
+        clock (stage 2 decides what is late)."""
         pane = np.floor(ts / self.pane).astype(np.int64)
-        if self.ledgers is not None:
-            self._to_ledgers(model, part, pane, ts, sl, cols, vals)
-            return
-        late = pane < self.closed_upto if self.closed_upto is not None else np.zeros(len(ts), bool)
-        ahead = self._ahead()
-        if ahead:  # partitions whose own clock closed more panes than this engine's
-            own = np.array([ahead.get(int(x), -(2**62)) for x in part], dtype=np.int64)
-            late = late | (pane < own)
-        low = int(pane.min())
-        span = int(pane.max()) - low + 1
-        ledgers = self.ledgers
-        on_time: list[tuple[WindowSet, int, npt.NDArray[np.intp]]] = []
-        for k, sel in _groups(part * span + (pane - low)):
-            p, pane_index = divmod(k, span)
-            windows = self.partitions[p].windows[model.index]
-            if ledgers is not None:
-                ledgers[p].add(
-                    model.index, pane_index + low, windows.rows, sl[sel], cols[sel], vals[sel],
-                    ts[sel],
-                )
-            is_late = late[sel]
-            if is_late.any():
-                # late by this engine's clock, or by the partition's own (installed ahead
-                # of it, possibly into an engine that has closed no pane yet)
-                mine, its = self.closed_upto, ahead.get(p)
-                upto = max(x for x in (mine, its) if x is not None)
-                late_sel = sel[is_late]
-                windows.add_late(
-                    pane_index + low, upto, sl[late_sel], cols[late_sel], vals[late_sel],
-                    ts[late_sel],
-                )
-                self.partitions[p].counts[model.index][LATE] += len(late_sel)
-                sel = sel[~is_late]
-            if len(sel):
-                on_time.append((windows, pane_index + low, sel))
-        if not on_time:
-            return
-        # The open panes' sums of every group at once (bit for bit what WindowSet.add adds)
-        at = np.concatenate([sel for _, _, sel in on_time])
-        group = np.repeat(np.arange(len(on_time)), [len(sel) for _, _, sel in on_time])
-        first = on_time[0][0]
-        blocks = scatter_panes(
-            (first.rows, first.width), first.decay_rates, first.pane,
-            np.array([p for _, p, _ in on_time], dtype=np.int64), group,
-            sl[at], cols[at], vals[at], ts[at],
-        )  # fmt: skip
-        for g, plain, decay in blocks:
-            windows, pane_index, _ = on_time[g]
-            windows.add_sums(pane_index, None, plain, decay)
-
-    def _to_ledgers(self, model: ModelState, part: npt.NDArray[np.int64],
-                    pane: npt.NDArray[np.int64], ts: F64, sl: npt.NDArray[np.int64],
-                    cols: Any, vals: F64) -> None:  # fmt: skip
-        """Stage 1 for a stage 2 elsewhere: the events' terms go to their partition's
-        ledger, pane by pane, whatever the clock (stage 2 decides what is late)."""
         low = int(pane.min())
         if self.closed_upto is None:
             first = self.first_pane
@@ -972,7 +840,6 @@ class Engine:
         span = int(pane.max()) - low + 1
         rows = len(model.registry.keys)
         ledgers = self.ledgers
-        assert ledgers is not None
         groups = [(divmod(k, span), sel) for k, sel in _groups(part * span + (pane - low))]
         # Every (partition, pane) group's sums at once (bit for bit what DeltaLedger.add
         # adds group by group)
@@ -1008,64 +875,13 @@ class Engine:
             return
         self.close_through(math.floor(self.watermark / self.pane))
 
-    def _first_open(self) -> int | None:
-        firsts = [min(w.open) for s in self.partitions.values() for w in s.windows if w.open]
-        return min(firsts) if firsts else None
-
     def close_through(self, upto: int) -> None:
-        """Close every pane with index below ``upto``, in order, emitting signals per pane.
-        With a stage 2 elsewhere (:meth:`enable_deltas`), stage 1 keeps no windows: its
-        clock only expires what waits in the join (``label_ttl``, in event time)."""
-        if self.ledgers is not None:
-            self._expire_through(upto)
-            return
-        if self.closed_upto is None:
-            first = self._first_open()
-            if first is None:
-                return
-            # Before any pane closed, only panes below the watermark's are closed: data for
-            # a pane ahead of it that arrived first must not make earlier events late.
-            self.closed_upto = min(first, upto)
-        while self.closed_upto < upto:
-            pane = self.closed_upto
-            rings_empty = all(w.ring_empty() for s in self.partitions.values() for w in s.windows)
-            first = self._first_open()
-            if rings_empty and (first is None or first > pane):
-                # Nothing inside any window changes but decay: jump over the empty panes.
-                target = upto if first is None else min(first, upto)
-                if target - pane > 1:
-                    ahead = self._ahead()
-                    for number, state in self.partitions.items():
-                        # a partition ahead has closed (and decayed) its panes below its own
-                        skip = target - 1 - max(pane, ahead.get(number, pane))
-                        for w in state.windows:
-                            if skip > 0:
-                                w.skip_empty(skip)
-                    self.panes_closed += target - pane - 1
-                    pane = self.closed_upto = target - 1
-            ahead = self._ahead()
-            for number, state in self.partitions.items():
-                if ahead.get(number, pane) > pane:
-                    continue  # closed there before it moved here
-                for w in state.windows:
-                    w.close(pane)
-            self.closed_upto = pane + 1
-            for number in [n for n, upto in ahead.items() if upto <= pane + 1]:
-                del ahead[number]
-            self.panes_closed += 1
-            self._expire((pane + 1) * self.pane)
-            self._emit(pane)
-
-    def _expire_through(self, upto: int) -> None:
-        """Stage 1's clock (no windows): the panes below ``upto`` are past, the join's
-        entries older than their end less ``label_ttl`` expire. As :meth:`close_through`
-        with windows, it starts at the first pane any event went to (before that, nothing
-        waits), and expiring once at the last pane's end takes what expiring at each
-        pane's end would."""
+        """The panes below ``upto`` are past: the join's entries older than their end less
+        ``label_ttl`` expire. The clock starts at the first pane any event went to (before
+        that, nothing waits), and expiring once at the last pane's end takes what expiring
+        at each pane's end would."""
         if self.closed_upto is None:
             first = self.first_pane
-            if first is None:
-                first = self._first_open()  # windows of a checkpoint that had them
             if first is None:
                 return
             self.closed_upto = min(first, upto)
@@ -1074,9 +890,6 @@ class Engine:
             return
         self.panes_closed += upto - self.closed_upto
         self.closed_upto = upto
-        ahead = self._ahead()
-        for number in [n for n, mark in ahead.items() if mark <= upto]:
-            del ahead[number]
         self._expire(upto * self.pane)
 
     def _expire(self, now: float) -> None:
@@ -1096,91 +909,14 @@ class Engine:
                 if label.model >= 0:
                     state.counts[label.model][ORPHAN_LABELS] += 1
 
-    # ------------------------------------------------------------------ signals
-    def _window_sums(self, model: ModelState, final: bool = False) -> dict[str, F64]:
-        """Each window's sums over every partition, ``{window: (slices, width)}``."""
-        stack = self._window_stack(model, final)
-        rows = len(model.registry.keys)
-        return {spec.name: stack[i * rows : (i + 1) * rows] for i, spec in enumerate(model.windows)}
-
-    def _window_stack(self, model: ModelState, final: bool = False) -> F64:
-        """The windows' sums over every partition, stacked: ``(windows * slices, width)``,
-        window after window (``final``: with the open panes counted in ``all``)."""
-        rows = len(model.registry.keys)
-        stack = np.zeros((len(model.windows) * rows, model.layout.width))
-        sliding_i = decay_i = 0
-        for i, spec in enumerate(model.windows):
-            total = stack[i * rows : (i + 1) * rows]
-            for state in self.partitions.values():
-                w = state.windows[model.index]
-                if spec.kind == "all":
-                    part = w.cum + w.open_total() if final else w.cum
-                elif spec.kind == "sliding":
-                    part = w.sliding[sliding_i]
-                else:
-                    part = w.decay[decay_i]
-                total[: part.shape[0]] += part
-            sliding_i += spec.kind == "sliding"
-            decay_i += spec.kind == "decay"
-        return stack
-
-    def _compute(self, model: ModelState, final: bool = False) -> dict[str, dict[str, F64]]:
-        return self._stacked(model, final).by_window()
-
-    def _stacked(self, model: ModelState, final: bool = False) -> WindowValues:
-        return window_stack(model, self._window_stack(model, final), self._closed_counts)
-
-    def _closed_counts(self, model: ModelState) -> F64:
-        """Joined events per slice in closed panes, late ones excluded (decay windows' count)."""
-        col = model.layout.col("n")
-        total = np.zeros(len(model.registry.keys))
-        for state in self.partitions.values():
-            w = state.windows[model.index]
-            total[: w.rows] += w.cum[:, col] - w.late_n
-        return total
-
-    def _warm_up(self, model: ModelState, pane: int) -> None:
-        """Take the predictions of the panes closed through ``pane`` into the warmup sample;
-        once it is large enough, build the model's profile from it (see
-        :meth:`_install_profile`)."""
-        m = model.index
-        for number in sorted(self.partitions):
-            panes = self.partitions[number].warmup.get(m)
-            if panes:
-                for p in sorted(k for k in panes if k <= pane):
-                    model.warmup_rows.extend(row[2:] for row in panes.pop(p))
-        profile = warmup_profile(model)
-        if profile is not None:
-            self._install_profile(model, profile, pane)
-        elif not model.warmup_target:  # the warmup failed: nothing more is kept for it
-            for state in self.partitions.values():
-                state.warmup.pop(m, None)
-
+    # ------------------------------------------------------------------ warmup reference
     def _install_profile(self, model: ModelState, profile: ReferenceProfile, pane: int,
-                         baseline: Baseline | None = None, built: bool = True,
-                         ) -> None:  # fmt: skip
-        """Use a warmup ``profile`` built from the panes through ``pane``: the feature
-        predictions of later panes still open are histogrammed now, later ones as they come.
-        (``built`` False: the model's stage 2 built it, this stage 1 only learnt of it.)"""
+                         baseline: Baseline | None = None) -> None:  # fmt: skip
+        """Use a warmup ``profile`` the model's stage 2 built from the panes through
+        ``pane``: later predictions are histogrammed here, not sent raw."""
         install_profile(model, profile, pane, baseline)
-        layout = model.layout
-        m = model.index
-        for state in self.partitions.values():
-            panes = state.warmup.pop(m, {})
-            windows = state.windows[m]
-            for p, rows in sorted(panes.items()):
-                if not layout.features:
-                    continue
-                cols, vals = layout.feature_terms([r[2] for r in rows], profile_only=True)
-                windows.add(
-                    p,
-                    np.asarray([r[1] for r in rows], dtype=np.int64),
-                    cols,
-                    vals,
-                    np.asarray([r[0] for r in rows]),
-                )
         _log.info(
-            "warmup_profile_built" if built else "warmup_profile_learnt",
+            "warmup_profile_learnt",
             model=model.name,
             predictions=profile.rows,
             last_pane_end=(pane + 1) * self.pane,
@@ -1200,143 +936,48 @@ class Engine:
             model.warmup_rows = []
             _log.info("warmup_failure_learnt", model=name)
             return True
-        self._install_profile(model, profile, pane, baseline, built=False)
+        self._install_profile(model, profile, pane, baseline)
         return True
 
-    def _emit(self, pane: int) -> None:
-        end = (pane + 1) * self.pane
-        for model in self.models:
-            if model.warmup_target and self.ledgers is None:  # else stage 2 builds it
-                self._warm_up(model, pane)
-            if not self.model_level:
-                continue
-            signals = close_signals(model, self._stacked(model), model.error_panes, pane)
-            seen = self.predictions_total(model)
-            self.signals_out.append(PaneSignals(model.name, end, signals, seen))
-
-    def predictions_total(self, model: ModelState) -> float:
-        """Predictions of ``model`` in closed panes so far, over every partition."""
-        pred_n = model.layout.col("pred_n")
-        return sum(float(s.windows[model.index].cum[0, pred_n]) for s in self.partitions.values())
-
     def drain_signals(self) -> list[PaneSignals]:
-        """Signals of the panes closed since the last call."""
+        """The signals a checkpoint held undrained (see :attr:`signals_out`), once."""
         out, self.signals_out = self.signals_out, []
         return out
 
     # ------------------------------------------------------------------ reports
-    def flushed(self, keep_signals: bool = False) -> Engine:
-        """A copy of the engine with every open pane closed, as at the end of input.
-
-        The copy's :attr:`signals_out` holds the signals of the panes this closed when
-        ``keep_signals`` is true (``replay`` writes them), else nothing.
-        """
-        # The join tables hold only immutable values (ids, times, NamedTuples): a shallow
-        # copy of each is a deep one, and far cheaper than deepcopy's walk of 1M entries.
-        memo: dict[int, Any] = {}
-        for state in self.partitions.values():
-            join = state.join
-            for table in (*join.pending, *join.matched, join.early):
-                memo[id(table)] = copy.copy(table)
-        clone = copy.deepcopy(self, memo)
-        clone.signals_out = []
-        last = [max(w.open) for s in clone.partitions.values() for w in s.windows if w.open]
-        if last:
-            clone.close_through(max(last) + 1)
-        if not keep_signals:
-            clone.signals_out = []
-        return clone
-
-    def report(self, models: bool = True) -> Report:
-        """The current picture: metrics per window as of the last pane close; counters now.
-        Without ``models``, only the engine's own figures (clock, events, rejects): with
-        replicas the models' come from their stage 2."""
+    def report(self) -> Report:
+        """Stage 1's own figures (clock, events, rejects): the models' come from their
+        stage 2."""
         report = Report(
             watermark=self.watermark, panes_closed=self.panes_closed, events=self.events
         )
         for state in self.partitions.values():
             for key, n in state.rejects.items():
                 report.rejects[key] = report.rejects.get(key, 0) + n
-        for model in self.models if models else ():
-            report.models[model.name] = self._model_report(model)
         return report
 
-    def _model_report(self, model: ModelState) -> ModelReport:
-        m = model.index
-        counts = np.zeros(len(COUNT_NAMES))
-        delay = np.zeros(len(LABEL_DELAY_BUCKETS) + 1)
-        delay_sum = 0.0
-        rows = len(model.registry.keys)
-        cumulative = np.zeros((rows, model.layout.width))
-        for state in self.partitions.values():
-            counts += np.asarray(state.counts[m])
-            delay += state.delay[m]
-            delay_sum += float(state.delay_sum[m])
-            w = state.windows[m]
-            cumulative[: w.rows] += w.cum + w.open_total()
-        pending = sum(len(s.join.pending[m]) for s in self.partitions.values())
-        early = sum(
-            1 for s in self.partitions.values() for e in s.join.early.values() if e.model in (-1, m)
-        )
-        out = ModelReport(name=model.name, task=model.config.task)
-        out.counts = {name: float(counts[i]) for i, name in enumerate(COUNT_NAMES)}
-        out.counts["pending"] = float(pending)
-        out.counts["early_labels_pending"] = float(early)
-        if model.detectors is not None:
-            for name, total in model.detectors.totals.items():
-                out.counts[f"{name}_detections"] = float(total)
-        out.label_delay_buckets = np.cumsum(delay).tolist()
-        out.label_delay_sum = delay_sum
-        for row, (dimension, value) in enumerate(model.registry.keys):
-            windows = {
-                window: {metric: float(v[row]) for metric, v in metrics.items()}
-                for window, metrics in model.last.items()
-                if row < model.last_rows
-            }
-            out.slices.append(
-                SliceReport(dimension, value, windows, self._counters(model, cumulative[row]))
-            )
-        return out
-
-    def _counters(self, model: ModelState, row: F64) -> dict[str, float]:
-        return slice_counters(model, row)
-
     def summary(self) -> dict[str, Any]:
-        """``summary.json``: every window's metrics as at the end of input, counts, rejects."""
-        final = self.flushed()
-        out: dict[str, Any] = {"models": {}, "rejects": {}}
-        for model in final.models:
-            computed = final._compute(model, final=True)
-            if model.detectors is not None:
-                for name in model.detectors.detectors:
-                    found = float(model.last_detections.get(name, 0))
-                    column = np.full(len(model.registry.keys), np.nan)
-                    column[0] = found
-                    for metrics in computed.values():
-                        metrics[f"{name}:{model.detectors.stream}"] = column
-            report = final._model_report(model)
-            slices = {}
-            for row, (dimension, value) in enumerate(model.registry.keys[1:], start=1):
-                slices[f"{dimension}={value}"] = {
-                    w: {k: _json_float(v[row]) for k, v in metrics.items()}
-                    for w, metrics in computed.items()
-                }
-            out["models"][model.name] = {
-                "windows": {
-                    w: {k: _json_float(v[0]) for k, v in metrics.items()}
-                    for w, metrics in computed.items()
-                },
-                "counts": report.counts,
-                "counters": report.overall.counters,
-                "slices": slices,
-                "folded": dict(model.registry.folded),
-            }
+        """Stage 1's part of ``summary.json`` over the partitions it holds: each model's
+        counts (what waits in the join included) and the rejects by reason. The models'
+        windows and metrics are their stage 2's."""
+        models: dict[str, Any] = {}
+        for model in self.models:
+            m = model.index
+            counts = {name: 0.0 for name in COUNT_NAMES}
+            for state in self.partitions.values():
+                for name, n in zip(COUNT_NAMES, state.counts[m], strict=True):
+                    counts[name] += n
+            counts["pending"] = float(sum(len(s.join.pending[m]) for s in self.partitions.values()))
+            counts["early_labels_pending"] = float(sum(
+                1 for s in self.partitions.values() for e in s.join.early.values()
+                if e.model in (-1, m)
+            ))  # fmt: skip
+            models[model.name] = {"counts": counts}
         rejects: Counter[str] = Counter()
-        for state in final.partitions.values():
+        for state in self.partitions.values():
             for (_topic, reason), n in state.rejects.items():
                 rejects[reason] += n
-        out["rejects"] = dict(sorted(rejects.items()))
-        return out
+        return {"models": models, "rejects": dict(sorted(rejects.items()))}
 
 
 def window_stack(
@@ -1431,21 +1072,6 @@ def _groups(key: npt.NDArray[np.int64]) -> Iterator[tuple[int, npt.NDArray[np.in
         yield int(sorted_key[a]), order[a:b]
 
 
-def _catch_up(w: WindowSet, start: int | None, upto: int) -> None:
-    """Close the panes of ``w`` from ``start`` (its own closed point; None: it never closed
-    one) up to ``upto``, as :meth:`Engine.close_through` would have, jumping over empty
-    stretches once its ring holds nothing."""
-    p = start if start is not None else min(w.open, default=upto)
-    while p < upto:
-        nxt = min((q for q in w.open if q >= p), default=upto)
-        if w.ring_empty() and min(nxt, upto) > p:
-            w.skip_empty(min(nxt, upto) - p)
-            p = min(nxt, upto)
-            continue
-        w.close(p)
-        p += 1
-
-
 def _model_shape(model: ModelConfig) -> Any:
     """What a model's state depends on: its config less the alert rules."""
     return model.model_dump(mode="json", exclude={"alerts"})
@@ -1467,11 +1093,6 @@ _ALWAYS = ALWAYS_COMPUTED
 def _base(metric: str) -> str:
     """The configurable metric a computed value belongs to (``class_recall:cat`` -> ...)."""
     return base_metric(metric)
-
-
-def _json_float(value: float) -> float | None:
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 def warmup_profile(model: ModelState) -> ReferenceProfile | None:

@@ -1196,14 +1196,10 @@ def _warmup_rows(
     score: F64,
     slices: I64,
 ) -> None:
-    """Keep the predictions of a model in its warmup for its reference, per pane still
-    open, as the per-message path does (features as a mapping, the prediction as sent).
-    With replicas (delta ledgers) they go raw to stage 2 as :class:`WarmRow`, every pane
-    (stage 2 decides what is on time)."""
-    state = engine.partitions[number]
-    ledger = None if engine.ledgers is None else engine.ledgers[number]
-    kept = state.warmup.setdefault(model.index, {}) if ledger is None else {}
-    closed = engine.closed_upto if ledger is None else None
+    """Send the predictions of a model in its warmup raw to its stage 2 (the partition's
+    ledger) as :class:`WarmRow`, every pane (stage 2 decides what is on time), as the
+    per-message path does (features as a mapping, the prediction as sent)."""
+    ledger = engine.ledgers[number]
     _, _, attrs = _typed(_all_features(engine), engine.limits)
     times = ts.tolist()
     rows = slices.tolist()
@@ -1212,26 +1208,17 @@ def _warmup_rows(
     width = len(model.registry.keys)
     for j, e in enumerate(group):
         pane = math.floor(times[j] / engine.pane)
-        if closed is not None and pane < closed:
-            continue
         feats = e.features
         if feats is not None and type(feats) is not dict:  # the typed struct: by name
             feats = {name: getattr(feats, a) for name, a in attrs.items()}
-        if ledger is not None:
-            ledger.add_warm(model.index, pane, width,
-                            WarmRow(times[j], rows[j], feats, e.prediction, scores[j]))  # fmt: skip
-        else:
-            kept.setdefault(pane, []).append((times[j], tuple(rows[j]), feats, e.prediction,
-                                              scores[j]))  # fmt: skip
+        ledger.add_warm(model.index, pane, width,
+                        WarmRow(times[j], rows[j], feats, e.prediction, scores[j]))  # fmt: skip
         split.warm.setdefault((model.index, number, pane), []).append(at[j])
 
 
 def _warm_lists(engine: Engine, number: int) -> dict[tuple[int, int], list[Any]]:
-    """The warmup rows partition ``number`` holds, per (model, pane), in arrival order:
-    kept for the reference here, or (with replicas) to be sent raw to stage 2."""
-    if engine.ledgers is None:
-        state = engine.partitions[number]
-        return {(m, p): rows for m, panes in state.warmup.items() for p, rows in panes.items()}
+    """The warmup rows partition ``number`` holds, per (model, pane), in arrival order,
+    to be sent raw to stage 2."""
     ledger = engine.ledgers.get(number)
     if ledger is None:
         return {}
@@ -1241,8 +1228,6 @@ def _warm_lists(engine: Engine, number: int) -> dict[tuple[int, int], list[Any]]
 
 def _has_warm(engine: Engine, number: int) -> bool:
     """Whether partition ``number`` holds any warmup row (see :func:`_warm_lists`)."""
-    if engine.ledgers is None:
-        return bool(engine.partitions[number].warmup)
     ledger = engine.ledgers.get(number)
     return ledger is not None and any(acc.warm for panes in ledger.panes for acc in panes.values())
 

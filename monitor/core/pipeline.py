@@ -58,7 +58,6 @@ class Pipeline:
         self.pane = config.time.pane
         #: Stage 1: decode, join, rejects, offsets and each partition's pane partials.
         self.engine = engine if engine is not None else Engine(config)
-        self.engine.model_level = False
         self.book = DeltaBook(self.engine)
         for number in self.engine.partitions:
             self.book.restart(number)
@@ -215,7 +214,6 @@ class Pipeline:
             stage.signals_out = []
         clone.engine.signals_out = []
         last = [max(s.windows.open) for s in clone.stages.values() if s.windows.open]
-        last += [max(w.open) for s in clone.engine.partitions.values() for w in s.windows if w.open]
         if last:
             clone.close_through(max(last) + 1)
         if not keep_signals:

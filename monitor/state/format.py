@@ -30,7 +30,6 @@ object has an attribute in neither, so a field added to the engine is not forgot
 from __future__ import annotations
 
 import collections
-import copy
 import hashlib
 import hmac
 import json
@@ -71,6 +70,7 @@ from monitor.core.engine import (
 )
 from monitor.core.join import EarlyLabel, JoinBuffer, PendingTable
 from monitor.core.model_stage import ModelStage
+from monitor.core.pipeline import Pipeline
 from monitor.core.reference import (
     CategoricalReference,
     NumericReference,
@@ -87,12 +87,14 @@ __all__ = [
     "MIGRATIONS",
     "FormatError",
     "check_envelope",
+    "decode_core",
     "decode_engine",
     "decode_reference",
     "decode_snapshot",
     "decode_soft_state",
     "decode_stage",
     "decode_stages",
+    "encode_core",
     "encode_engine",
     "encode_reference",
     "encode_snapshot",
@@ -105,8 +107,8 @@ __all__ = [
 
 #: The version of the format written. 1 was a pickle (never read); 2 is this module's;
 #: 3 adds each model's stage 2 to the local checkpoint (``stages``, see
-#: :func:`_stages_added`).
-FORMAT: Final = 3
+#: :func:`_stages_added`); 4 leaves stage 1's windows out (see :func:`_stage_one_only`).
+FORMAT: Final = 4
 MAC_SIZE: Final = 32
 F64 = npt.NDArray[np.float64]
 
@@ -126,6 +128,40 @@ def _stages_added(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 MIGRATIONS[2] = _stages_added
+
+
+def _stage_one_only(raw: dict[str, Any]) -> dict[str, Any]:
+    """Format 3 -> 4: stage 1 keeps no windows, no warmup rows, no detectors' buffers and
+    no clock of its own per partition (each model's stage 2 holds them). A partition
+    record loses ``windows`` and ``warmup``, an engine body ``ahead``, a snapshot
+    ``error_panes``. An engine body of format 2 (``stages`` None) still needs them to build
+    every model's stage 2: they move to ``legacy`` (partition number -> ``windows``,
+    ``warmup``), which :func:`decode_stages` reads."""
+    engine = raw.get("engine")
+    if isinstance(engine, dict):
+        engine.pop("ahead", None)
+        parts = engine.get("partitions")
+        legacy: dict[Any, Any] = {}
+        if isinstance(parts, dict):
+            for number, part in parts.items():
+                if isinstance(part, dict):
+                    legacy[number] = {
+                        "windows": part.pop("windows", []),
+                        "warmup": part.pop("warmup", {}),
+                    }
+        if raw.get("stages") is None:
+            raw["legacy"] = legacy
+    snapshot = raw.get("snapshot")
+    if isinstance(snapshot, dict):
+        snapshot.pop("error_panes", None)
+        part = snapshot.get("state")
+        if isinstance(part, dict):
+            part.pop("windows", None)
+            part.pop("warmup", None)
+    return raw
+
+
+MIGRATIONS[3] = _stage_one_only
 
 
 class FormatError(ValueError):
@@ -316,13 +352,19 @@ class PartitionRec(msgspec.Struct):
     pending: list[PendingRec]
     early: EarlyRec
     matched: list[MatchedRec]
-    windows: list[WindowRec]
     counts: list[list[float]]
     delay: Arr
     delay_sum: Arr
     offsets: dict[str, int]
     max_ts: dict[str, float]
     rejects: list[tuple[str, str, int]]
+
+
+class LegacyRec(msgspec.Struct):
+    """What a partition of a format-2 engine body held for stage 2 (see
+    :func:`_stage_one_only`): its windows and warmup rows, per model."""
+
+    windows: list[WindowRec]
     warmup: dict[int, dict[int, list[WarmupRec]]]
 
 
@@ -477,7 +519,6 @@ class EngineRec(msgspec.Struct):
     config_topics: tuple[str, str]
     watermark: float
     closed_upto: int | None
-    ahead: dict[int, int]
     tracked: list[tuple[str, int]]
     idle: list[tuple[str, int]]
     panes_closed: int
@@ -501,7 +542,6 @@ class SnapshotRec(msgspec.Struct):
     slice_keys: dict[str, list[tuple[str, str]]]
     closed_upto: int | None
     watermark: float
-    error_panes: dict[str, dict[int, ErrorsRec]]
 
 
 class SoftRec(msgspec.Struct):
@@ -593,10 +633,10 @@ def _f(stored: Any, derived: str = "", record_only: str = "") -> Fields:
 #: Per state class, what is stored and what is not (see the module docstring).
 STATE_FIELDS: dict[type, Fields] = {
     Engine: _f(
-        "watermark closed_upto ahead tracked idle panes_closed events pending_total "
+        "watermark closed_upto tracked idle panes_closed events pending_total "
         "early_total signals_out models partitions first_pane",
         "config pane lateness by_name topic_kind max_bytes max_future early_cap _batches _at "
-        "_latest _limits _feature_names ledgers model_level",
+        "_latest _limits _feature_names ledgers",
     ),
     ModelState: _f(
         "registry profile warmup_target warmup_rows profile_pane detectors error_panes "
@@ -604,7 +644,7 @@ STATE_FIELDS: dict[type, Fields] = {
         "index config name codec class_names layout baseline class_index windows pane metrics",
     ),
     PartitionState: _f(
-        "join windows counts delay delay_sum offsets max_ts rejects warmup",
+        "join counts delay delay_sum offsets max_ts rejects",
     ),
     JoinBuffer: _f("pending early matched"),
     WindowSet: _f(
@@ -843,17 +883,12 @@ def _partition(state: PartitionState) -> PartitionRec:
             models=[int(e.model) for _, e in early],
         ),
         matched=[MatchedRec(list(m), _arr(list(m.values()))) for m in join.matched],
-        windows=[_window(w) for w in state.windows],
         counts=[[float(x) for x in row] for row in state.counts],
         delay=_arr(state.delay),
         delay_sum=_arr(state.delay_sum),
         offsets=dict(state.offsets),
         max_ts=dict(state.max_ts),
         rejects=[(t, r, int(n)) for (t, r), n in state.rejects.items()],
-        warmup={
-            m: {p: [_warmup_row(row) for row in rows] for p, rows in panes.items()}
-            for m, panes in state.warmup.items()
-        },
     )
 
 
@@ -876,8 +911,8 @@ def _set_partition(
     """Fill ``state`` (fresh, for ``engine``'s models) from ``r``; ``rows``: the slice
     rows per model its ids refer to (default: the engine's registries)."""
     n = len(engine.models)
-    if not (len(r.pending) == len(r.matched) == len(r.windows) == len(r.counts) == n):
-        raise FormatError(f"partition state for {len(r.windows)} models, the config has {n}")
+    if not (len(r.pending) == len(r.matched) == len(r.counts) == n):
+        raise FormatError(f"partition state for {len(r.counts)} models, the config has {n}")
     buckets = state.delay.shape[1]
     if rows is None:
         rows = [len(m.registry.keys) for m in engine.models]
@@ -898,8 +933,6 @@ def _set_partition(
         if len(ts) != len(matched.ids):
             raise FormatError("matched ids and times of different lengths")
         join.matched.append(dict(zip(matched.ids, ts.tolist(), strict=True)))
-    for w, wr in zip(state.windows, r.windows, strict=True):
-        _set_window(w, wr)
     if any(len(row) != len(state.counts[0]) for row in r.counts):
         raise FormatError("counts of another length")
     state.counts = [[float(x) for x in row] for row in r.counts]
@@ -908,17 +941,24 @@ def _set_partition(
     state.offsets = {str(t): int(o) for t, o in r.offsets.items()}
     state.max_ts = {str(t): float(x) for t, x in r.max_ts.items()}
     state.rejects = Counter({(t, reason): int(c) for t, reason, c in r.rejects})
-    state.warmup = {}
+
+
+def _legacy_warmup(engine: Engine, r: LegacyRec) -> dict[int, dict[int, list[tuple[Any, ...]]]]:
+    """A format-2 partition's warmup rows: model -> pane -> (event time, slices, features,
+    prediction, score)."""
+    n = len(engine.models)
+    out: dict[int, dict[int, list[tuple[Any, ...]]]] = {}
     for m, panes in r.warmup.items():
         if not 0 <= m < n:
             raise FormatError("warmup rows of an unknown model")
         k = 2 + len(engine.models[m].registry.segments)
-        out = state.warmup[int(m)] = {}
+        kept = out[int(m)] = {}
         for p, recs in panes.items():
             if any(len(w.slices) != k for w in recs):
                 raise FormatError("warmup rows with slices of another length")
-            out[int(p)] = [(w.ts, tuple(w.slices), w.features, w.prediction, w.score)
-                           for w in recs]  # fmt: skip
+            kept[int(p)] = [(w.ts, tuple(w.slices), w.features, w.prediction, w.score)
+                            for w in recs]  # fmt: skip
+    return out
 
 
 # ---------------------------------------------------------------------- models
@@ -938,11 +978,6 @@ def _set_errors(panes: Mapping[int, Mapping[int, ErrorsRec]]) -> Any:
                 raise FormatError("detector buffers of different lengths")
             out.setdefault(int(p), {})[int(n)] = (ts.tolist(), err.tolist())
     return out
-
-
-def _one_partition(panes: Mapping[int, ErrorsRec]) -> Any:
-    """A snapshot's detector buffers (pane -> its partition's errors)."""
-    return {p: parts[0] for p, parts in _set_errors({p: {0: e} for p, e in panes.items()}).items()}
 
 
 def _numeric(r: NumericReference) -> NumericRec:
@@ -1208,7 +1243,6 @@ def encode_engine(engine: Engine, alerting: Alerting | None = None,
         **_config_parts(engine.config),
         watermark=float(engine.watermark),
         closed_upto=engine.closed_upto,
-        ahead={int(k): int(v) for k, v in engine._ahead().items()},
         tracked=sorted(engine.tracked),
         idle=sorted(engine.idle),
         panes_closed=int(engine.panes_closed),
@@ -1263,11 +1297,6 @@ def decode_engine(
         raise FormatError("pending totals of another number of models")
     engine.watermark = rec.watermark
     engine.closed_upto = rec.closed_upto
-    engine._ahead().clear()
-    engine._ahead().update(rec.ahead)
-    for number, state in engine.partitions.items():
-        for w in state.windows:
-            _check_clock(w, rec.ahead.get(number, rec.closed_upto), f"partition {number}")
     engine.tracked = {(t, int(p)) for t, p in rec.tracked}
     engine.idle = {(t, int(p)) for t, p in rec.idle}
     engine.panes_closed = rec.panes_closed
@@ -1281,6 +1310,21 @@ def decode_engine(
     return engine, alerting, made_under
 
 
+def encode_core(core: Pipeline, alerting: Alerting | None = None) -> bytes:
+    """One process's core (both stages) as an engine body, with its ``alerting``'s state
+    (see :func:`encode_engine`)."""
+    return encode_engine(core.engine, alerting, core.stages)
+
+
+def decode_core(body: bytes, config: MonitorConfig) -> tuple[Pipeline, Alerting, MonitorConfig]:
+    """One process's core and alerting of a body from :func:`encode_core` (or of an
+    engine body of format 2), built for the config it was made under, and that config
+    (see :func:`decode_engine`). FormatError when the body is not valid state."""
+    engine, alerting, made_under = decode_engine(body, config)
+    stages = decode_stages(body, made_under, engine)
+    return Pipeline(made_under, engine, stages), alerting, made_under
+
+
 def encode_snapshot(snap: PartitionSnapshot) -> bytes:
     """A partition's snapshot (:meth:`Engine.export_partition`) as a body."""
     rec = SnapshotRec(
@@ -1289,10 +1333,6 @@ def encode_snapshot(snap: PartitionSnapshot) -> bytes:
         slice_keys={m: list(keys) for m, keys in snap.slice_keys.items()},
         closed_upto=snap.closed_upto,
         watermark=float(snap.watermark),
-        error_panes={
-            m: {p: ErrorsRec(_arr(ts), _arr(err)) for p, (ts, err) in panes.items()}
-            for m, panes in snap.error_panes.items()
-        },
     )
     return _ENCODER.encode({"format": FORMAT, "snapshot": rec})
 
@@ -1312,22 +1352,17 @@ def decode_snapshot(body: bytes, engine: Engine) -> PartitionSnapshot:
     rows = [len(keys[m.name]) for m in engine.models]
     state = PartitionState(
         join=JoinBuffer(n),
-        windows=[WindowSet(m.windows, m.pane, m.layout.width, rows[m.index])
-                 for m in engine.models],
         counts=[[0.0] * len(COUNT_NAMES) for _ in range(n)],
         delay=np.zeros((n, len(LABEL_DELAY_BUCKETS) + 1)),
         delay_sum=np.zeros(n),
-    )  # fmt: skip
+    )
     _set_partition(engine, state, rec.state, rows)
-    for w in state.windows:
-        _check_clock(w, rec.closed_upto, f"partition {rec.number}")
     return PartitionSnapshot(
         number=rec.number,
         state=state,
         slice_keys=keys,
         closed_upto=rec.closed_upto,
         watermark=rec.watermark,
-        error_panes={m: _one_partition(panes) for m, panes in rec.error_panes.items()},
     )
 
 
@@ -1515,12 +1550,18 @@ def decode_stages(body: bytes, config: MonitorConfig, engine: Engine) -> dict[st
     with ``stages``), for ``config`` (the config the body was made under, as
     :func:`decode_engine` gave it) and the ``engine`` decoded from the same body. A body
     written before one process ran stage 2 (format 2) has none: they are built from the
-    engine's windows (:func:`stages_from_engine`). FormatError when not valid."""
+    windows its engine kept (:func:`stages_from_engine`). FormatError when not valid."""
     raw = _migrated(body)
     if "engine" not in raw:
         raise FormatError("not an engine body")
     if raw.get("stages") is None:
-        return stages_from_engine(engine)
+        try:
+            legacy = msgspec.convert(raw.get("legacy") or {}, dict[int, LegacyRec])
+        except (msgspec.ValidationError, RecursionError) as exc:
+            raise FormatError(f"windows not valid: {str(exc)[:200]}") from None
+        if set(legacy) != set(engine.partitions):
+            raise FormatError("windows of other partitions than the engine's")
+        return stages_from_engine(engine, legacy)
     try:
         recs = msgspec.convert(raw["stages"], list[StageRec])
     except (msgspec.ValidationError, RecursionError) as exc:
@@ -1530,12 +1571,25 @@ def decode_stages(body: bytes, config: MonitorConfig, engine: Engine) -> dict[st
     return {r.name: _set_stage(r, config)[0] for r in recs}
 
 
-def stages_from_engine(engine: Engine) -> dict[str, ModelStage]:
+def stages_from_engine(engine: Engine, legacy: Mapping[int, LegacyRec]) -> dict[str, ModelStage]:
     """Every model's stage 2 as one process's engine held it before stage 2 was a stage of
     its own (format 2): the model's registry, reference, detectors and last values, the
-    windows of every partition summed, the engine's pane clock, counters, label delays,
-    the detectors' buffered errors and the warmup rows of open panes. Each partition's
-    chain of deltas starts at its offsets, where the engine's stage 1 goes on."""
+    windows of every partition (``legacy``) summed, the engine's pane clock, counters,
+    label delays, the detectors' buffered errors and the warmup rows of open panes. Each
+    partition's chain of deltas starts at its offsets, where the engine's stage 1 goes on."""
+    n = len(engine.models)
+    windows: dict[int, list[WindowSet]] = {}
+    warmups: dict[int, dict[int, dict[int, list[tuple[Any, ...]]]]] = {}
+    for number, rec in legacy.items():
+        if len(rec.windows) != n:
+            raise FormatError(f"windows for {len(rec.windows)} models, the config has {n}")
+        windows[number] = []
+        for model, wr in zip(engine.models, rec.windows, strict=True):
+            w = model.new_windows()
+            _set_window(w, wr)
+            _check_clock(w, engine.closed_upto, f"partition {number}")
+            windows[number].append(w)
+        warmups[number] = _legacy_warmup(engine, rec)
     stages: dict[str, ModelStage] = {}
     early: dict[int, Counter[int]] = {
         n: Counter(e.model for e in s.join.early.values()) for n, s in engine.partitions.items()
@@ -1549,7 +1603,7 @@ def stages_from_engine(engine: Engine) -> dict[str, ModelStage]:
         w.grow(len(stage.model.registry.keys))
         for number in sorted(engine.partitions):
             state = engine.partitions[number]
-            part = copy.deepcopy(state.windows[m])
+            part = windows[number][m]
             part.grow(w.rows)
             for p, a in part.open.items():
                 w.add_sums(p, None, a, part.open_decay[p])
@@ -1567,7 +1621,7 @@ def stages_from_engine(engine: Engine) -> dict[str, ModelStage]:
             stage.delay_sum += float(state.delay_sum[m])
             stage.waiting[number] = (len(state.join.pending[m]),
                                      early[number][-1] + early[number][m])  # fmt: skip
-            for p, rows in state.warmup.get(m, {}).items():
+            for p, rows in warmups[number].get(m, {}).items():
                 stage.warm.setdefault(p, {})[number] = list(rows)
             stage.progress[number] = dict(state.max_ts)
             stage.resume(number, state.offsets)

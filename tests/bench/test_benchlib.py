@@ -16,7 +16,7 @@ import benchlib  # noqa: E402
 import run_all  # noqa: E402
 import scaling  # noqa: E402
 
-from monitor.core.engine import Engine  # noqa: E402
+from monitor.core.pipeline import Pipeline  # noqa: E402
 
 ENGINE = str(BENCH.parent / "monitor" / "core" / "engine.py")
 JOIN = str(BENCH.parent / "monitor" / "core" / "join.py")
@@ -70,7 +70,7 @@ def test_mutual_recursion_goes_to_the_stage_that_entered_it() -> None:
 
 def test_real_profile_of_the_engine_names_the_core_stages() -> None:
     cfg = benchlib.config(1, lateness="10s")
-    engine = Engine(cfg)
+    engine = Pipeline(cfg)
     engine.track(benchlib.all_partitions())
     polls = benchlib.batches(benchlib.stream(3_000, rate=100.0), 1_000)
 
@@ -95,7 +95,7 @@ def test_stream_is_in_event_time_order_with_the_share_of_labels() -> None:
             offs = [m.offset for m in messages if m.topic == topic and m.partition == p]
             assert offs == list(range(len(offs)))
     cfg = benchlib.config(3)
-    engine = Engine(cfg)
+    engine = Pipeline(cfg)
     engine.track(benchlib.all_partitions())
     assert engine.process(messages) == []  # every message is a valid event
     assert sum(engine.summary()["models"][f"m{i}"]["counts"]["matched"] for i in range(3)) \

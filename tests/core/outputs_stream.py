@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from monitor.config import load_config
-from monitor.core.engine import Engine
+from monitor.core.pipeline import Pipeline
 from monitor.events.message import Message
 
 T0 = 1_700_000_000.0
@@ -86,7 +86,7 @@ detectors = []
 def run(config: Path, events: list[dict[str, Any]], partitions: int = 1) -> dict[str, Any]:
     """The ``all`` window of model ``m`` in ``summary()`` after the events (``ts`` 0.01 s
     apart, labels inline)."""
-    engine = Engine(load_config(config))
+    engine = Pipeline(load_config(config))
     msgs = []
     for i, event in enumerate(events):
         body = {"prediction_id": f"p{i}", "model": "m", "ts": T0 + i * 0.01, **event}

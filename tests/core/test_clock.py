@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from monitor.config import config_from_mapping
-from monitor.core.engine import Engine
+from monitor.core.pipeline import Pipeline
 from monitor.events.message import Message
 from tests.daemon import assert_same
 
@@ -19,10 +19,10 @@ T0 = 1_700_000_000.0
 TOPICS = ("predictions", "labels")
 
 
-def engine(**time: Any) -> Engine:
+def engine(**time: Any) -> Pipeline:
     model = {"name": "m", "task": "binary", "positive_class": 1, "label_ttl": "10m",
              "windows": ["all", "5m", "ewm2m"], "detectors": ["adwin", "cusum"]}
-    return Engine(config_from_mapping({"time": {"pane": "10s", "allowed_lateness": "0s", **time},
+    return Pipeline(config_from_mapping({"time": {"pane": "10s", "allowed_lateness": "0s", **time},
                                        "models": [model]}))
 
 

@@ -18,7 +18,7 @@ from monitor.core.detectors import (
     calibrate_cusum,
     make_detector,
 )
-from monitor.core.engine import Engine
+from monitor.core.pipeline import Pipeline
 from monitor.events.message import Message
 
 T0 = 1_700_000_000.0
@@ -62,8 +62,8 @@ def _messages(ts: np.ndarray, err: np.ndarray, partitions: int) -> list[list[Mes
     return out
 
 
-def _run(per_part: list[list[Message]], chunk: int, config: dict[str, object]) -> Engine:
-    engine = Engine(config_from_mapping(config))
+def _run(per_part: list[list[Message]], chunk: int, config: dict[str, object]) -> Pipeline:
+    engine = Pipeline(config_from_mapping(config))
     engine.track(("predictions", p) for p in range(len(per_part)))
     # round-robin over partitions, `chunk` messages at a time from each
     pos = [0] * len(per_part)
@@ -88,7 +88,7 @@ def _river_detections(ts: np.ndarray, err: np.ndarray) -> list[int]:
     return panes
 
 
-def _engine_detections(engine: Engine) -> list[int]:
+def _engine_detections(engine: Pipeline) -> list[int]:
     final = engine.flushed(keep_signals=True)
     signals = engine.drain_signals() + final.drain_signals()
     out = []

@@ -23,7 +23,7 @@ from scipy.spatial.distance import jensenshannon
 from monitor.cli import main
 from monitor.config import ConfigError, load_config
 from monitor.core.alerting import Alerting
-from monitor.core.engine import Engine
+from monitor.core.pipeline import Pipeline
 from monitor.events.message import Message
 from monitor.outputs.prometheus import MonitorCollector
 
@@ -78,8 +78,8 @@ def _messages(features: list[dict[str, Any]], partitions: int = 1) -> list[Messa
     return out
 
 
-def _run(config_path: Path, features: list[dict[str, Any]], partitions: int = 1) -> Engine:
-    engine = Engine(load_config(config_path))
+def _run(config_path: Path, features: list[dict[str, Any]], partitions: int = 1) -> Pipeline:
+    engine = Pipeline(load_config(config_path))
     msgs = _messages(features, partitions)
     for start in range(0, len(msgs), 997):
         engine.process(msgs[start : start + 997])
@@ -94,7 +94,7 @@ def _binned(edges: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture
-def drifted(tmp_path: Path) -> tuple[Engine, dict[str, Any]]:
+def drifted(tmp_path: Path) -> tuple[Pipeline, dict[str, Any]]:
     rng = np.random.default_rng(7)
     ref_amount = rng.normal(100.0, 15.0, 4000)
     ref_country = list(rng.choice(CATS[:4], 4000, p=[0.5, 0.3, 0.15, 0.05]))
@@ -110,7 +110,7 @@ def drifted(tmp_path: Path) -> tuple[Engine, dict[str, Any]]:
     return engine, data
 
 
-def _signals(engine: Engine, window: str = "all") -> dict[str, Any]:
+def _signals(engine: Pipeline, window: str = "all") -> dict[str, Any]:
     out: dict[str, Any] = engine.summary()["models"]["m"]["windows"][window]
     return out
 

@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from sklearn import metrics as skm
 
 from monitor.config import canonical_class, config_from_mapping
-from monitor.core.engine import Engine
+from monitor.core.pipeline import Pipeline
 from monitor.events.message import Message
 
 T0 = 1_700_000_000.0
@@ -213,10 +213,10 @@ def messages(rng: np.random.Generator, events: list[Event], parts: int) -> list[
 
 
 def run_engine(rng: np.random.Generator, specs: list[ModelSpec], events: list[Event],
-               parts: int, pane: str, lateness: str) -> tuple[Engine, dict[str, Any]]:
+               parts: int, pane: str, lateness: str) -> tuple[Pipeline, dict[str, Any]]:
     cfg = config_from_mapping({"time": {"pane": pane, "allowed_lateness": lateness},
                                "models": [s.config for s in specs]})
-    engine = Engine(cfg)
+    engine = Pipeline(cfg)
     engine.track([(t, p) for t in ("predictions", "labels") for p in range(parts)])
     msgs = messages(rng, events, parts)
     k = 0
@@ -590,7 +590,7 @@ def test_empty_windows_are_none_and_one_class_auc_is_none() -> None:
     """Sliding window with no pairs: every labelled metric None; one-class: roc_auc None."""
     cfg = config_from_mapping({"time": {"pane": "10s", "allowed_lateness": "0s"}, "models": [
         {"name": "b", "task": "binary", "positive_class": 1, "windows": list(WINDOWS)}]})
-    engine = Engine(cfg)
+    engine = Pipeline(cfg)
     msgs = []
     for i in range(5):  # one-class pairs, long before the end
         body = {"prediction_id": f"p{i}", "model": "b", "ts": T0 + i, "prediction": i % 2,
@@ -619,7 +619,7 @@ def test_regression_r2_in_decay_window_with_small_total_weight() -> None:
     """
     cfg = config_from_mapping({"time": {"pane": "10s", "allowed_lateness": "0s"}, "models": [
         {"name": "r", "task": "regression", "windows": ["all", "ewm30m"]}]})
-    engine = Engine(cfg)
+    engine = Pipeline(cfg)
     rows = [(1.0, 1.5), (2.0, 2.0), (3.0, 2.5)]
     msgs = []
     for i, (label, pred) in enumerate(rows):
@@ -643,7 +643,7 @@ def test_slices_past_their_cap_fold_into_other() -> None:
     cfg = config_from_mapping({"time": {"pane": "10s", "allowed_lateness": "0s"}, "models": [
         {"name": "b", "task": "binary", "positive_class": 1, "windows": ["all"],
          "max_versions": 2, "segments": ["c"], "max_segment_values": 1}]})
-    engine = Engine(cfg)
+    engine = Pipeline(cfg)
     rows = [("v1", "x", 1, 1), ("v2", "y", 1, 0), ("v3", "z", 0, 0), ("v4", "x", 1, 1),
             ("v3", "w", 1, 0), ("v1", "x", 0, 0), ("v4", "y", 0, 1)]
     msgs = [Message("predictions", 0, i, None, json.dumps({

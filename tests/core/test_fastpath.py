@@ -28,6 +28,7 @@ import monitor.core.engine as engine_module
 from monitor.config import config_from_mapping
 from monitor.core.engine import Engine
 from monitor.core.fastpath import split_and_join
+from monitor.core.pipeline import Pipeline
 from monitor.events.message import Message
 
 T0 = 1_700_000_000.0
@@ -171,12 +172,13 @@ def stream(seed: int, n: int, noise: float = 1.0) -> list[Message]:
     return out
 
 
-def join_state(engine: Engine) -> dict[int, Any]:
+def join_state(engine: Pipeline) -> dict[int, Any]:
     """Each partition's join state, every table in arrival order (expiry and eviction go by
     it): pending ids and columns per model, matched ids and times, early labels."""
     out: dict[int, Any] = {}
     # slice ids by what they stand for: the two paths may number new values differently
-    keys = [m.registry.keys for m in engine.models]
+    keys = [m.registry.keys for m in engine.engine.models]  # stage 1's
+    stages = list(engine.stages.values())
 
     def row(m: int, p: Any) -> tuple[Any, ...]:
         return (p.ts, p.pred, p.score, tuple(keys[m][k] if k >= 0 else None for k in p.slices))
@@ -190,17 +192,19 @@ def join_state(engine: Engine) -> dict[int, Any]:
             "matched": [list(t.items()) for t in join.matched],
             "early": [(pid, tuple(e)) for pid, e in join.early.items()],
             "counts": engine.partitions[number].counts,
-            # predictions kept for a warmup reference, per model and pane, in arrival order
+            # predictions kept by each model's stage 2 for a warmup reference, per pane
+            # (of those still open), in arrival order
             "warmup": {
                 m: {
                     pane: [
-                        (r[0], tuple(keys[m][k] if k >= 0 else None for k in r[1]),
+                        (r[0], tuple(stage.model.registry.keys[k] if k >= 0 else None
+                                     for k in r[1]),
                          tuple((r[2] or {}).get(n) for n in FEATURES), r[3], r[4])
-                        for r in rows
+                        for r in parts[number]
                     ]
-                    for pane, rows in sorted(panes.items())
+                    for pane, parts in sorted(stage.warm.items()) if number in parts
                 }
-                for m, panes in sorted(engine.partitions[number].warmup.items())
+                for m, stage in enumerate(stages)
             },
         }
     out[-1] = [  # and those of closed panes, taken into the warmup sample
@@ -212,8 +216,8 @@ def join_state(engine: Engine) -> dict[int, Any]:
 
 def run(messages: list[Message], sizes: list[int], batch_path: bool,
         monkeypatch: pytest.MonkeyPatch, max_pending: int, partitions: int = 3,
-        **options: Any) -> tuple[Engine, list[Any]]:
-    engine = Engine(config(max_pending, **options))
+        **options: Any) -> tuple[Pipeline, list[Any]]:
+    engine = Pipeline(config(max_pending, **options))
     engine.track({(t, p) for t in ("predictions", "labels") for p in range(partitions)})
     # messages, of which one by one, of which left at a cap, entries the batch path evicted
     share = [0, 0, 0, 0]
@@ -292,7 +296,8 @@ def test_batch_path_equals_per_message_path(
     if max_pending < 1000:
         assert counts["evicted"] > 0
     for model in fast_engine.models:
-        assert fast_engine.pending_total[model.index] == slow_engine.pending_total[model.index]
+        fast_total, slow_total = fast_engine.engine.pending_total, slow_engine.engine.pending_total
+        assert fast_total[model.index] == slow_total[model.index]
         assert model.registry.folded == slow_engine.models[model.index].registry.folded
         assert sorted(model.registry.keys) == sorted(slow_engine.models[model.index].registry.keys)
 
@@ -310,7 +315,7 @@ def test_batch_path_takes_the_ordinary_events(monkeypatch: pytest.MonkeyPatch) -
         return slow
 
     monkeypatch.setattr(engine_module, "split_and_join", counting)
-    engine = Engine(config())
+    engine = Pipeline(config())
     for i in range(0, len(messages), 500):
         engine.process(messages[i : i + 500])
     total, slow = map(sum, zip(*seen, strict=True))
@@ -441,8 +446,8 @@ def test_noisy_stream_same_on_both_paths(seed: int, options: dict[str, Any],
     for model in fast_engine.models:
         assert model.registry.folded == slow_engine.models[model.index].registry.folded
     assert fast_engine.models[0].registry.folded["version"] > 0  # the cap was reached
-    assert fast_engine.early_total == slow_engine.early_total
-    assert fast_engine.pending_total == slow_engine.pending_total
+    assert fast_engine.engine.early_total == slow_engine.engine.early_total
+    assert fast_engine.engine.pending_total == slow_engine.engine.pending_total
     if not options:
         messages_seen, one_by_one = fast[2][:2]
         assert one_by_one < 0.2 * messages_seen, (one_by_one, messages_seen)
@@ -487,7 +492,7 @@ def test_a_duplicate_label_goes_one_by_one_alone(monkeypatch: pytest.MonkeyPatch
     assert [r[0] for r in fast[0]] == ["duplicate"]
     assert fast[2][:2] == [len(messages), 1]
     monkeypatch.setattr(engine_module, "split_and_join", counting)
-    Engine(config()).process(messages)
+    Pipeline(config()).process(messages)
     assert [json.loads(messages[i].value or b"")["prediction_id"] for i in seen] == ["d100"]
 
 
@@ -604,8 +609,8 @@ def test_a_stream_at_the_caps_stays_in_the_batch_path(
     same(fast[0], slow[0], "rejects")
     same(fast[1], slow[1], "summary")
     same(fast[3], slow[3], "join")
-    assert fast_engine.pending_total == slow_engine.pending_total
-    assert fast_engine.early_total == slow_engine.early_total
+    assert fast_engine.engine.pending_total == slow_engine.engine.pending_total
+    assert fast_engine.engine.early_total == slow_engine.engine.early_total
     messages_seen, one_by_one, at_caps, batch_evicted = fast[2]
     counts = fast[1]["models"]["b"]["counts"]
     total = sum(m["counts"][evicted] for m in fast[1]["models"].values())
@@ -710,7 +715,7 @@ def test_evictions_equal_a_plain_reference(max_pending: int, max_bytes: int, max
          "max_pending": max_pending, "max_pending_bytes": max_bytes,
          "max_early_labels": max_early, "reference_warmup": 0}]})
     for batch_path in (True, False):
-        engine = Engine(cfg)
+        engine = Pipeline(cfg)
         with monkeypatch.context() as patch:
             if not batch_path:
                 patch.setattr(engine_module, "split_and_join",
@@ -728,7 +733,7 @@ def test_evictions_equal_a_plain_reference(max_pending: int, max_bytes: int, max
         assert report["r"]["counts"]["evicted"] == want[2], batch_path
         # early labels naming no model are evicted uncounted by model: at most the total
         assert report["r"]["counts"]["early_labels_evicted"] <= want[3]
-        assert engine.early_total == sum(map(len, want[1].values()))
+        assert engine.engine.early_total == sum(map(len, want[1].values()))
     assert want[2] > 0 or want[3] > 0
 
 
@@ -780,7 +785,7 @@ def test_repeats_of_evicted_ids_within_a_poll_equal_the_reference(
     sizes = [rng.choice([1, 30, 200, 600]) for _ in range(30)]
     seen_polls = [0, 0]
     for batch_path in (True, False):
-        engine = Engine(cfg)
+        engine = Pipeline(cfg)
 
         def counting(engine: Engine, msgs: list[Message]) -> list[int]:
             slow = split_and_join(engine, msgs)

@@ -8,14 +8,14 @@ from typing import Any
 import pytest
 
 from monitor.config import config_from_mapping
-from monitor.core.engine import Engine
+from monitor.core.pipeline import Pipeline
 from monitor.core.report import LABEL_DELAY_BUCKETS
 from monitor.events.message import Message
 
 T0 = 1_700_000_000.0  # a multiple of the 10 s pane
 
 
-def make_engine(lateness: str = "0s", **model: Any) -> Engine:
+def make_engine(lateness: str = "0s", **model: Any) -> Pipeline:
     settings = {"name": "b", "task": "binary", "positive_class": 1, "windows": ["all", "1h"],
                 "label_ttl": "30d"}
     settings.update(model)
@@ -23,14 +23,14 @@ def make_engine(lateness: str = "0s", **model: Any) -> Engine:
              "label_ttl": settings["label_ttl"]}
     if "max_early_labels" in model:  # the early-label buffer is shared by the models
         other["max_early_labels"] = model["max_early_labels"]
-    return Engine(config_from_mapping({"time": {"pane": "10s", "allowed_lateness": lateness},
+    return Pipeline(config_from_mapping({"time": {"pane": "10s", "allowed_lateness": lateness},
                                        "models": [settings, other]}))
 
 
 class Feed:
     """Builds messages with increasing offsets per (topic, partition) and processes them."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Pipeline) -> None:
         self.engine = engine
         self.offsets: dict[tuple[str, int], int] = {}
 
@@ -53,12 +53,12 @@ class Feed:
         return [(r.reason, r.message.topic) for r in self.engine.process(list(msgs))]
 
 
-def counts(engine: Engine, model: str = "b") -> dict[str, float]:
+def counts(engine: Pipeline, model: str = "b") -> dict[str, float]:
     """Counts now (``summary()`` would show them after closing every open pane)."""
     return engine.report().models[model].counts
 
 
-def windows(engine: Engine, model: str = "b") -> dict[str, dict[str, Any]]:
+def windows(engine: Pipeline, model: str = "b") -> dict[str, dict[str, Any]]:
     return engine.summary()["models"][model]["windows"]
 
 
@@ -91,7 +91,7 @@ def test_label_before_prediction_joins(named: bool, same_batch: bool) -> None:
 def test_early_label_with_a_value_the_model_rejects() -> None:
     """An unnamed early label is checked when its prediction comes: a bad value is a reject
     of the labels topic, and the prediction waits for a valid label."""
-    engine = Engine(config_from_mapping({"time": {"pane": "10s"}, "models": [
+    engine = Pipeline(config_from_mapping({"time": {"pane": "10s"}, "models": [
         {"name": "mc", "task": "multiclass", "classes": ["x", "y"], "windows": ["all"]}]}))
     feed = Feed(engine)
     assert feed(feed.label("a", T0, "zebra")) == []

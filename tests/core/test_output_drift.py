@@ -16,7 +16,7 @@ from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, roc_a
 
 from monitor.config import ConfigError, config_from_mapping, load_config
 from monitor.core.alerting import Alerting
-from monitor.core.engine import Engine
+from monitor.core.pipeline import Pipeline
 from tests.core.outputs_stream import (
     binary_events,
     binary_rows,
@@ -204,6 +204,6 @@ def test_reference_metrics_become_relative_rule_references(tmp_path: Path) -> No
     rng = np.random.default_rng(28)
     ref = binary_rows(rng, 3000)
     write_reference(tmp_path / "ref.csv", ref)
-    engine = Engine(load_config(write_config(tmp_path, "ref.csv")))
+    engine = Pipeline(load_config(write_config(tmp_path, "ref.csv")))
     refs = Alerting(engine.config, engine.models).models["m"].references
     assert refs["accuracy@1h"][0] == pytest.approx(accuracy_score(ref.label, ref.pred))

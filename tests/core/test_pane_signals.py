@@ -21,9 +21,11 @@ import numpy as np
 import pytest
 
 from monitor.config import MonitorConfig
-from monitor.core.engine import _ALWAYS, Engine, ModelState, _base
+from monitor.core.engine import _ALWAYS, ModelState, _base
 from monitor.core.metrics import compute_metrics
+from monitor.core.model_stage import ModelStage
 from monitor.core.panemetrics import pane_signals, plan_for
+from monitor.core.pipeline import Pipeline
 from monitor.events.message import Message
 
 F64 = np.ndarray
@@ -231,11 +233,17 @@ def test_a_plan_is_kept_until_the_baseline_changes(tmp_path: Path) -> None:
     )
 
 
-def _per_window(engine: Engine, model: ModelState) -> dict[str, dict[str, F64]]:
-    """The pane computation as the engine made it before the windows were stacked."""
+def _per_window(stage: ModelStage) -> dict[str, dict[str, F64]]:
+    """The pane computation of a model's stage 2, one window at a time (as it was made
+    before the windows were stacked)."""
     out = {}
-    sums = engine._window_sums(model)
-    closed = engine._closed_counts(model)
+    model, w = stage.model, stage.windows
+    sums: dict[str, F64] = {}
+    sliding, decay = iter(w.sliding), iter(w.decay)
+    for spec in model.windows:
+        kind = spec.kind
+        sums[spec.name] = w.cum if kind == "all" else next(sliding if kind == "sliding" else decay)
+    closed = w.cum[:, model.layout.col("n")] - w.late_n
     for spec in model.windows:
         count = closed if spec.kind == "decay" else None
         values = compute_metrics(
@@ -254,7 +262,7 @@ def test_the_engine_emits_what_the_per_window_computation_gave(
 ) -> None:
     rng = np.random.default_rng(9)
     _reference(tmp_path / "ref.csv", "binary", rng)
-    engine = Engine(_config("binary", tmp_path / "ref.csv", metrics))
+    engine = Pipeline(_config("binary", tmp_path / "ref.csv", metrics))
     t0 = 1_700_000_000.0
     msgs = []
     for i in range(3000):
@@ -279,10 +287,11 @@ def test_the_engine_emits_what_the_per_window_computation_gave(
             msgs.append(Message("labels", 0, i, None, json.dumps(label).encode()))
     for start in range(0, len(msgs), 500):
         engine.process(msgs[start : start + 500])
-    model = engine.models[0]
+    stage = engine.stages["m"]
+    model = stage.model
     assert engine.panes_closed > 100
-    expected = _per_window(engine, model)
-    got = engine._compute(model)
+    expected = _per_window(stage)
+    got = stage.compute()
     assert list(got) == list(expected)
     for window, values in expected.items():
         names = tuple(got[window])
@@ -365,7 +374,7 @@ def test_a_panes_model_signals_are_its_windows_whole_model_values(tmp_path: Path
     _reference(tmp_path / "ref.csv", "binary", rng)
     config = _config("binary", tmp_path / "ref.csv").model_dump(mode="json")
     del config["models"][0]["detectors"]  # the default detectors
-    engine = Engine(MonitorConfig.model_validate(config))
+    engine = Pipeline(MonitorConfig.model_validate(config))
     t0 = 1_700_000_000.0
     msgs = []
     for i in range(1500):

@@ -9,7 +9,7 @@ import pytest
 
 from monitor.config import config_from_mapping
 from monitor.core import reference
-from monitor.core.engine import Engine
+from monitor.core.pipeline import Pipeline
 
 
 def _config(path: Path) -> object:
@@ -39,7 +39,7 @@ def test_an_unchanged_file_is_read_once_and_each_engine_gets_its_own_outputs(
     first, second = reference.load_profile(model), reference.load_profile(model)
     assert len(reads) == 1
     assert first is not None and second is not None and first.rows == second.rows == 200
-    a, b = Engine(config), Engine(config)  # type: ignore[arg-type]
+    a, b = Pipeline(config), Pipeline(config)  # type: ignore[arg-type]
     assert len(reads) == 1
     # the engine clears the raw columns it used: the next one still gets them
     assert a.models[0].layout.baseline is not None and b.models[0].layout.baseline is not None

@@ -12,10 +12,10 @@ import pytest
 
 from monitor.config import ConfigError, MonitorConfig, config_from_mapping
 from monitor.core.alerting import Alerting
-from monitor.core.engine import Engine
+from monitor.core.pipeline import Pipeline
 from monitor.core.rules import AlertEvent, RuleBook, alert_id
 from monitor.events.message import Message
-from monitor.state.format import decode_engine, encode_engine
+from monitor.state.format import decode_core, encode_core
 
 PANE = 10.0
 T0 = 1_700_000_000.0
@@ -237,7 +237,7 @@ def _drifting_stream() -> list[Message]:
 
 
 def _engine_alerts(cfg: MonitorConfig, messages: list[Message], cut: int | None) -> list[Any]:
-    engine = Engine(cfg)
+    engine = Pipeline(cfg)
     alerting = Alerting(cfg, engine.models)
     engine.track([("predictions", 0)])
     events: list[AlertEvent] = []
@@ -245,7 +245,7 @@ def _engine_alerts(cfg: MonitorConfig, messages: list[Message], cut: int | None)
         engine.process(messages[start : start + 37])
         events += alerting.feed(engine.drain_signals())
         if cut is not None and start >= cut:  # a checkpoint and restart
-            engine, alerting, _ = decode_engine(encode_engine(engine, alerting), cfg)
+            engine, alerting, _ = decode_core(encode_core(engine, alerting), cfg)
             cut = None
     return [(e.alert_id, e.status, e.starts_at, e.ends_at) for e in events]
 
@@ -263,14 +263,14 @@ def test_engine_alert_ids_survive_a_checkpoint_mid_stream() -> None:
 def test_rule_state_is_kept_by_a_checkpoint_loaded_under_the_running_config() -> None:
     rule = {"name": "acc", "signal": "accuracy@1m", "op": "<", "threshold": 0.8}
     cfg = _config(rule, windows=["all", "1m"])
-    engine = Engine(cfg)
+    engine = Pipeline(cfg)
     alerting = Alerting(cfg, engine.models)
     engine.track([("predictions", 0)])
     messages = _drifting_stream()
     engine.process(messages[:300])
     assert [e.status for e in alerting.feed(engine.drain_signals())] == ["firing"]
     running = _config(rule, windows=["all", "1m"])  # an equal config, read again at start
-    restored, alerting, made_under = decode_engine(encode_engine(engine, alerting), running)
+    restored, alerting, made_under = decode_core(encode_core(engine, alerting), running)
     assert made_under is running and alerting.config is running
     restored.process(messages[300:])
     assert [e.status for e in alerting.feed(restored.drain_signals())] == ["resolved"]
@@ -284,7 +284,7 @@ def test_engine_and_model_stage_know_nothing_of_rules() -> None:
     for module in (engine_module, stage_module):
         source = Path(module.__file__ or "").read_text(encoding="utf-8")
         assert "monitor.core.rules" not in source and "RuleBook" not in source
-    assert not hasattr(Engine(_config()), "drain_alerts")
+    assert not hasattr(Pipeline(_config()), "drain_alerts")
 
 
 @pytest.mark.parametrize(

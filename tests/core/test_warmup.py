@@ -14,7 +14,7 @@ import pytest
 from scipy.spatial.distance import jensenshannon
 
 from monitor.config import ConfigError, load_config
-from monitor.core.engine import Engine
+from monitor.core.pipeline import Pipeline
 from monitor.events.message import Message
 from tests.core.outputs_stream import T0
 
@@ -73,8 +73,8 @@ def _messages(events: list[dict[str, Any]], partitions: int) -> list[Message]:
     ]
 
 
-def _run(config: Path, msgs: list[Message], batch: int, engine: Engine | None = None) -> Engine:
-    engine = engine or Engine(load_config(config))
+def _run(config: Path, msgs: list[Message], batch: int, engine: Pipeline | None = None) -> Pipeline:
+    engine = engine or Pipeline(load_config(config))
     for start in range(0, len(msgs), batch):
         engine.process(msgs[start : start + batch])
     return engine

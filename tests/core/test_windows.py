@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from monitor.config import config_from_mapping
-from monitor.core.engine import Engine
+from monitor.core.pipeline import Pipeline
 from monitor.events.message import Message
 
 T0 = 1_700_000_000.0  # a multiple of every pane used here
@@ -22,13 +22,13 @@ TOPICS = ("predictions", "labels")
 
 
 def make_engine(pane: str = "10s", lateness: str = "0s", windows: list[str] | None = None,
-                models: list[dict[str, Any]] | None = None) -> Engine:
+                models: list[dict[str, Any]] | None = None) -> Pipeline:
     windows = windows or ["all", "1h", "ewm30m"]
     models = models or [{"name": "b", "task": "binary", "positive_class": 1, "score_bins": 20}]
     for m in models:
         m.setdefault("windows", windows)
         m.setdefault("label_ttl", "30d")
-    return Engine(config_from_mapping({"time": {"pane": pane, "allowed_lateness": lateness},
+    return Pipeline(config_from_mapping({"time": {"pane": pane, "allowed_lateness": lateness},
                                        "models": models}))
 
 
@@ -287,7 +287,7 @@ def test_late_label_of_on_time_prediction() -> None:
 
 
 # --------------------------------------------------------------------------- long gaps
-def _gap_run(gap: float, windows: list[str]) -> tuple[Engine, dict[str, Any], float]:
+def _gap_run(gap: float, windows: list[str]) -> tuple[Pipeline, dict[str, Any], float]:
     engine = make_engine("10s", "0s", windows=windows)
     engine.track([("predictions", 0), ("predictions", 1)])
     t = [T0, T0 + 5, T0 + gap, T0 + gap + 95]

@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 import monitor.core.engine as engine_module
 import tests.core.test_fastpath as harness
 from monitor.config import config_from_mapping
-from monitor.core.engine import Engine
 from monitor.core.join import PendingTable
+from monitor.core.pipeline import Pipeline
 from monitor.events.codec import REASONS, DecodeFailure, Limits, decode_label, decode_prediction
 from monitor.events.message import Message
 from tests.fuzz.budget import examples
@@ -128,8 +128,8 @@ def test_decoders_return_an_event_within_the_limits_or_a_reason(body: dict[str, 
         _within(event)
 
 
-def _run(items: list[tuple[str, str]], batch_path: bool) -> tuple[Engine, list[Any], Any]:
-    engine = Engine(CONFIG)
+def _run(items: list[tuple[str, str]], batch_path: bool) -> tuple[Pipeline, list[Any], Any]:
+    engine = Pipeline(CONFIG)
     offsets: dict[tuple[str, int], int] = {}
     batch = []
     for n, (topic, text) in enumerate(items):

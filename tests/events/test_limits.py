@@ -17,8 +17,8 @@ import pytest
 
 import tests.core.test_fastpath as harness
 from monitor.config import ConfigError, config_from_mapping, load_config
-from monitor.core.engine import Engine
 from monitor.core.join import PendingTable
+from monitor.core.pipeline import Pipeline
 from monitor.events.codec import REASONS, DecodeFailure, Limits, decode_label, decode_prediction
 from monitor.events.message import Message
 
@@ -116,7 +116,7 @@ def test_the_engine_rejects_too_long_events_and_keeps_nothing_of_them() -> None:
         "limits": {"max_id_length": 16},
         "models": [{"name": "m", "task": "binary", "positive_class": 1}],
     })  # fmt: skip
-    engine = Engine(config)
+    engine = Pipeline(config)
     messages = [
         Message("predictions", 0, i, b"", prediction(prediction_id=f"{'i' * 16}{i}"))
         for i in range(10)
@@ -124,7 +124,7 @@ def test_the_engine_rejects_too_long_events_and_keeps_nothing_of_them() -> None:
     rejects = engine.process(messages)
     assert [r.reason for r in rejects] == ["too_long"] * 10
     assert [r.message.offset for r in rejects] == list(range(10))
-    assert engine.pending_total == [1]
+    assert engine.engine.pending_total == [1]
     assert engine.summary()["rejects"] == {"too_long": 10}
 
 
@@ -213,7 +213,7 @@ def test_the_pending_byte_budget_evicts_oldest_first_counted_on_both_paths(
             for pid in p.join.pending[0]
         )
         assert held == expect
-        assert engine.pending_total[0] == sum(len(p.join.pending[0]) for p in
+        assert engine.engine.pending_total[0] == sum(len(p.join.pending[0]) for p in
                                               engine.partitions.values())
 
 
@@ -226,7 +226,7 @@ def test_a_restored_checkpoint_takes_the_running_configs_limits(tmp_path: Any) -
             "models": [{"name": "m", "task": "binary", "positive_class": 1}],
         })  # fmt: skip
 
-    engine = Engine(config(16))
+    engine = Pipeline(config(16))
     first = Message("predictions", 0, 0, b"", prediction(prediction_id="a" * 12))
     assert engine.process([first]) == []
     store = CheckpointStore(tmp_path)

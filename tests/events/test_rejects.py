@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from monitor.config import config_from_mapping
-from monitor.core.engine import Engine
+from monitor.core.pipeline import Pipeline
 from monitor.events.codec import REASONS
 from monitor.events.message import Message
 
@@ -34,11 +34,11 @@ CONFIG = {
 }
 
 
-def make_engine(**kafka: Any) -> Engine:
+def make_engine(**kafka: Any) -> Pipeline:
     raw = copy.deepcopy(CONFIG)
     if kafka:
         raw["kafka"] = kafka
-    return Engine(config_from_mapping(raw))
+    return Pipeline(config_from_mapping(raw))
 
 
 def valid_prediction(pid: str = "p", model: str = "b", **extra: Any) -> dict[str, Any]:
@@ -415,7 +415,7 @@ def run_batches(batches: list[list[Message]], parts: int) -> tuple[dict[str, Any
     for p in range(parts):
         # Partition states in the same order in both runs, whichever partition a bad
         # message names first: sums over partitions then add in the same order, bit for bit.
-        engine.partition(p)
+        engine.engine.partition(p)
     rejects = []
     for batch in batches:
         rejects += engine.process(batch)

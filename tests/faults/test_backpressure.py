@@ -117,7 +117,8 @@ def test_input_pauses_while_the_output_broker_takes_no_writes_and_resumes_after(
         assert [(m.key(), m.value()) for m in letters] == [(b"bad", b"{not json")]
         headers = dict(letters[0].headers())
         assert headers["trace"] == b"t-1" and headers["monitor.source.offset"] == b"10"
-        counts = app.engine.summary()["models"]["b"]["counts"]
+        assert app.core is not None  # one process (the local store): both stages
+        counts = app.core.summary()["models"]["b"]["counts"]
         assert counts["predictions"] == 40  # every valid one, once
 
 
@@ -189,5 +190,6 @@ def test_a_refused_dead_letter_is_kept_and_nothing_is_committed_past_it(
         letters = read_topic(own.bootstrap, fixed, idle_s=1.5)
         assert [(m.key(), m.value()) for m in letters] == [(b"bad", b"{not json")]
         assert read_topic(own.bootstrap, topics.dead_letters, idle_s=1.0) == []
-        counts = again.engine.summary()["models"]["b"]["counts"]
+        assert again.core is not None  # one process (the local store): both stages
+        counts = again.core.summary()["models"]["b"]["counts"]
         assert counts["predictions"] == 20

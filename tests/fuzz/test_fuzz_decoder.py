@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from monitor.config import config_from_mapping
-from monitor.core.engine import Engine
+from monitor.core.pipeline import Pipeline
 from monitor.events.codec import (
     REASONS,
     DecodeFailure,
@@ -120,7 +120,7 @@ def test_decoders_return_an_event_or_raise_a_known_reason(data: bytes | None) ->
 def test_engine_rejects_with_known_reasons_and_never_raises(
     items: list[tuple[str, int, bytes | None]],
 ) -> None:
-    engine = Engine(CONFIG)
+    engine = Pipeline(CONFIG)
     offsets: dict[tuple[str, int], int] = {}
     messages = []
     for topic, part, value in items:

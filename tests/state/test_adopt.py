@@ -16,6 +16,7 @@ from structlog.testing import capture_logs
 from monitor.config import MonitorConfig, config_from_mapping
 from monitor.core.alerting import Alerting
 from monitor.core.engine import Engine
+from monitor.core.pipeline import Pipeline
 from monitor.events.message import Message
 from monitor.state.checkpoint import CheckpointStore
 
@@ -117,8 +118,8 @@ def _steps() -> list[list[Message]]:
 
 
 def _run(
-    engine: Engine, steps: list[list[Message]], alerting: Alerting | None = None
-) -> Engine:
+    engine: Pipeline, steps: list[list[Message]], alerting: Alerting | None = None
+) -> Pipeline:
     """Feed ``steps`` to ``engine``, its signals to ``alerting`` (the run loop's rules)."""
     alerting = alerting if alerting is not None else Alerting(engine.config, engine.models)
     for at in range(0, len(steps), BATCH):
@@ -129,14 +130,14 @@ def _run(
 
 def _restart(
     tmp_path: Path, config: MonitorConfig
-) -> tuple[tuple[Engine, Alerting] | None, list[dict]]:
+) -> tuple[tuple[Pipeline, Alerting] | None, list[dict]]:
     steps = _steps()
-    engine = Engine(CONFIG_A)
+    engine = Pipeline(CONFIG_A)
     alerting = Alerting(CONFIG_A, engine.models)
     _run(engine, steps[: CUT // BATCH * BATCH], alerting)
     CheckpointStore(tmp_path).save(engine, alerting)
     with capture_logs() as logs:
-        loaded = CheckpointStore(tmp_path).load_state(config)
+        loaded = CheckpointStore(tmp_path).load_core(config)
     return loaded, logs
 
 
@@ -158,20 +159,20 @@ def test_unchanged_model_keeps_everything_changed_and_new_ones_start_at_the_chec
     assert before["counts"]["pending"] > 0 and before["counts"]["early_labels_pending"] > 0
 
     resumed = _run(engine, steps[cut:], alerting)
-    straight = Engine(CONFIG_B)
+    straight = Pipeline(CONFIG_B)
     straight_rules = Alerting(CONFIG_B, straight.models)
     _run(straight, steps, straight_rules)
     got, want = resumed.summary(), straight.summary()
     # m1: nothing lost, nothing counted twice; its unchanged rule kept its state
     assert got["models"]["m1"] == want["models"]["m1"]
-    detectors = [e.by_name["m1"].detectors for e in (resumed, straight)]
+    detectors = [e.stages["m1"].model.detectors for e in (resumed, straight)]
     assert pickle.dumps(detectors[0]) == pickle.dumps(detectors[1])  # their inner state too
     low = {r.rule: r for r in alerting.report("m1")}
     assert low["low"] == {r.rule: r for r in straight_rules.report("m1")}["low"]
     assert low["low"].state == "firing" and low["low"].since is not None
     assert low["low"].since < BASE + 2 * cut  # fired before the checkpoint, not again after
     # m2 and m3: as a run of config B over the events after the checkpoint only
-    fresh = _run(Engine(CONFIG_B), steps[cut:]).summary()
+    fresh = _run(Pipeline(CONFIG_B), steps[cut:]).summary()
     for name in ("m2", "m3"):
         assert got["models"][name]["counts"]["predictions"] == STEPS - cut
         assert got["models"][name] == fresh["models"][name], name
@@ -180,7 +181,7 @@ def test_unchanged_model_keeps_everything_changed_and_new_ones_start_at_the_chec
 
 
 def test_adopt_reports_each_model_and_remaps_early_labels(tmp_path):
-    old = _run(Engine(CONFIG_A), _steps()[:CUT])
+    old = _run(Pipeline(CONFIG_A), _steps()[:CUT]).engine
     new = Engine(CONFIG_B)
     assert new.adopt(old) == {"m1": "kept", "m2": "rebuilt", "m3": "added", "gone": "removed"}
     m1_old, m1_new = old.by_name["m1"].index, new.by_name["m1"].index
@@ -210,7 +211,7 @@ def test_idle_timeout_and_rules_changed_keeps_every_model(tmp_path):
     assert loaded is not None
     assert (
         loaded[0].summary()["models"]
-        == _run(Engine(changed), _steps()[: CUT // BATCH * BATCH]).summary()["models"]
+        == _run(Pipeline(changed), _steps()[: CUT // BATCH * BATCH]).summary()["models"]
     )
     assert logs[0]["kept"] == ["gone", "m1", "m2"]
     assert logs[0]["rebuilt"] == logs[0]["added"] == logs[0]["removed"] == []

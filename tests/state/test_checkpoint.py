@@ -18,7 +18,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from monitor.config import MonitorConfig, config_from_mapping
-from monitor.core.engine import Engine
+from monitor.core.pipeline import Pipeline
 from monitor.events.message import Message
 from monitor.state.checkpoint import MAGIC, CheckpointStore
 
@@ -29,8 +29,8 @@ def _config(windows: tuple[str, ...] = ("all", "1m")) -> MonitorConfig:
     )
 
 
-def _engine(events: int, config: MonitorConfig | None = None) -> Engine:
-    engine = Engine(config or _config())
+def _engine(events: int, config: MonitorConfig | None = None) -> Pipeline:
+    engine = Pipeline(config or _config())
     msgs = [
         Message("predictions", i % 2, i // 2, b"k", json.dumps(
             {"prediction_id": f"p{i}", "model": "m", "ts": 1_700_000_000 + i,
@@ -123,9 +123,9 @@ def test_both_damaged_starts_empty_and_says_so(tmp_path):
 
 def test_intact_newest_is_loaded(tmp_path):
     _two_checkpoints(tmp_path)
-    engine = CheckpointStore(tmp_path).load(_config())
-    assert engine is not None and engine.events == 20
-    assert engine.summary() == _engine(20).summary()
+    loaded = CheckpointStore(tmp_path).load_core(_config())
+    assert loaded is not None and loaded[0].events == 20
+    assert loaded[0].summary() == _engine(20).summary()
 
 
 def test_save_after_a_fallback_keeps_the_readable_previous(tmp_path):
@@ -153,9 +153,9 @@ def test_checkpoint_from_another_config_rebuilds_the_changed_model_and_logs_it(t
     saved = _engine(10)
     CheckpointStore(tmp_path).save(saved)
     with capture_logs() as logs:
-        engine = CheckpointStore(tmp_path).load(_config(("all", "5m")))
-    assert engine is not None and engine.offsets() == saved.offsets()
-    assert engine.summary()["models"]["m"]["counts"]["predictions"] == 0
+        loaded = CheckpointStore(tmp_path).load_core(_config(("all", "5m")))
+    assert loaded is not None and loaded[0].offsets() == saved.offsets()
+    assert loaded[0].summary()["models"]["m"]["counts"]["predictions"] == 0
     assert [e["event"] for e in logs] == ["checkpoint_config_changed", "checkpoint_loaded"]
     assert logs[0]["rebuilt"] == ["m"] and logs[0]["kept"] == []
 

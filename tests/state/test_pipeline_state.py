@@ -1,7 +1,8 @@
 """One process's checkpoint holds both stages: stage 1's engine and every model's stage 2.
 A restored core goes on exactly as the original; a checkpoint written before one process
 ran stage 2 as its own object (format 2: the engine held every partition's windows and
-the pane clock) is migrated, and goes on to the outputs the engine would have given."""
+the pane clock) is migrated, and goes on to the outputs one process gives; so do a
+checkpoint and a partition record of format 3 (stage 1 still wrote empty windows)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,13 @@ import msgspec
 import pytest
 
 from monitor.core.alerting import Alerting
+from monitor.core.deltas import DeltaBook
 from monitor.core.engine import Engine
 from monitor.core.pipeline import Pipeline
 from monitor.state import format as fmt
 from monitor.state.checkpoint import CheckpointStore
 from tests.state.streams import messages, run, stream_config
-from tests.state.test_format import _BEFORE, _BEFORE_CONFIG
+from tests.state.test_format import _BEFORE, _BEFORE_CONFIG, _before_format_4
 
 END = 1000
 
@@ -76,49 +78,87 @@ def test_restored_core_continues_exactly_as_the_original(tmp_path: Path, cut: in
 
 
 @pytest.mark.parametrize("cut", [0, 130, 420, 700])
-def test_an_engine_checkpoint_of_format_two_goes_on_as_the_engine(tmp_path: Path,
-                                                                  cut: int) -> None:
-    """Each model's stage 2 is built from the engine's windows, clock, counters, buffered
-    errors and warmup rows; the core then gives the engine's signals, alerts and summary
-    (to rounding: the windows are summed over partitions once, not at every close)."""
+def test_an_engine_checkpoint_of_format_two_goes_on_as_one_process(cut: int) -> None:
+    """A checkpoint the engine alone wrote (format 2: each partition's windows, the pane
+    clock, no stage records; written by the version before format 4 after ``cut``
+    messages): each model's stage 2 is built from its windows, clock, counters, buffered
+    errors and warmup rows, and the core goes on to the signals, alerts and summary of one
+    process that read the whole stream (to rounding: the windows were summed over
+    partitions once, not at every close)."""
     config = stream_config()
-    engine = run(Engine(config), 0, cut)
-    rules = Alerting(config, engine.models)
-    rules.alerts_out = rules.feed(engine.signals_out)
-    body = msgspec.msgpack.decode(fmt.encode_engine(engine, rules))
-    body["format"] = 2  # as the version before wrote it: no stages
-    old, old_rules, made_under = fmt.decode_engine(msgspec.msgpack.encode(body), config)
-    stages = fmt.decode_stages(msgspec.msgpack.encode(body), made_under, old)
-    core = Pipeline(config, old, stages)
-    assert core.panes_closed == engine.panes_closed
-    run(engine, cut, END)
+    body = msgspec.msgpack.encode(_before_format_4(f"engine2@{cut}"))
+    core, old_rules, made_under = fmt.decode_core(body, config)
+    assert made_under is config
+    straight = feed(Pipeline(config), 0, cut)
+    rules = Alerting(config, straight.models)
+    rules.alerts_out = rules.feed(straight.pending_signals())
+    assert core.panes_closed == straight.panes_closed
+    assert core.offsets() == straight.offsets()
+    feed(straight, cut, END)
     feed(core, cut, END)
-    want, got = engine.drain_signals(), core.drain_signals()
+    want, got = straight.drain_signals(), core.drain_signals()
     assert [(s.model, s.pane_end) for s in got] == [(s.model, s.pane_end) for s in want]
     for a, b in zip(want, got, strict=True):
         close(a.signals, b.signals, f"{a.model}@{a.pane_end}")
     assert [(e.alert_id, e.status) for e in old_rules.feed(got)] == [
         (e.alert_id, e.status) for e in rules.feed(want)
     ]
-    close(engine.summary(), core.summary())
+    close(straight.summary(), core.summary())
 
 
-def test_the_stored_format_two_fixture_goes_on_as_an_engine() -> None:
+def test_the_stored_format_two_fixture_goes_on_as_one_process() -> None:
     bodies = msgspec.msgpack.decode(zlib.decompress(_BEFORE.read_bytes()))
     body = msgspec.msgpack.encode(bodies["engine"])
-    old, old_rules, made_under = fmt.decode_engine(body, _BEFORE_CONFIG)
-    core = Pipeline(_BEFORE_CONFIG, old, fmt.decode_stages(body, made_under, old))
-    engine = run(Engine(_BEFORE_CONFIG), 0, 200)
-    rules = Alerting(_BEFORE_CONFIG, engine.models)
-    sent = rules.feed(engine.drain_signals())
+    core, old_rules, _ = fmt.decode_core(body, _BEFORE_CONFIG)
+    straight = feed(Pipeline(_BEFORE_CONFIG), 0, 200)
+    rules = Alerting(_BEFORE_CONFIG, straight.models)
+    sent = rules.feed(straight.drain_signals())
     assert old_rules.feed(core.drain_signals()[:0]) == sent  # unsent: they come first
     feed(core, 200, 500)
-    run(engine, 200, 500)
-    want, got = engine.drain_signals(), core.drain_signals()
+    feed(straight, 200, 500)
+    want, got = straight.drain_signals(), core.drain_signals()
+    got = got[len(got) - len(want):]  # the restored undrained signals come first
     for a, b in zip(want, got, strict=True):
         close(a.signals, b.signals, f"{a.model}@{a.pane_end}")
-    assert len(want) == len(got)
     assert [(e.alert_id, e.status) for e in old_rules.feed(got)] == [
         (e.alert_id, e.status) for e in rules.feed(want)
     ]
-    close(engine.summary(), core.summary())
+    close(straight.summary(), core.summary())
+
+
+def test_a_core_checkpoint_of_format_three_goes_on_exactly() -> None:
+    """One process's checkpoint of format 3 (stage 1 without windows, each model's stage
+    2), written by the version before format 4: it goes on to exactly what one process
+    that read the whole stream gives."""
+    config = stream_config()
+    body = msgspec.msgpack.encode(_before_format_4("core3@420"))
+    core, old_rules, made_under = fmt.decode_core(body, config)
+    assert made_under is config
+    straight = feed(Pipeline(config), 0, 420)
+    rules = Alerting(config, straight.models)
+    rules.alerts_out = rules.feed(straight.pending_signals())
+    assert repr(old_rules.report("b")) == repr(rules.report("b"))
+    got = core.drain_signals()  # undrained when written (computed by that version)
+    want = straight.drain_signals()
+    assert [(s.model, s.pane_end) for s in got] == [(s.model, s.pane_end) for s in want]
+    feed(straight, 420, END)
+    feed(core, 420, END)
+    want, got = straight.drain_signals(), core.drain_signals()
+    assert want and repr(got) == repr(want)  # NaN != NaN; its repr equals
+    assert old_rules.feed(got) == rules.feed(want)
+    assert repr(core.summary()) == repr(straight.summary())
+
+
+def test_a_partition_snapshot_of_format_three_is_read_without_its_windows() -> None:
+    """Replicas: a partition record written by the version before format 4 (stage 1 with
+    deltas) installs into this version's stage 1 as the state it writes itself."""
+    config = stream_config()
+    engine = Engine(config)
+    DeltaBook(engine)
+    run(engine, 0, 420)
+    for number in sorted(engine.partitions):
+        old = _before_format_4(f"snapshot3@420/{number}")
+        assert "windows" in old["snapshot"]["state"] and old["format"] == 3
+        snap = fmt.decode_snapshot(msgspec.msgpack.encode(old), Engine(config))
+        mine = fmt.encode_snapshot(engine.export_partition(number))
+        assert fmt.encode_snapshot(snap) == mine
