@@ -97,3 +97,19 @@ def run(engine: Engine, start: int, stop: int, step: int = 25) -> Engine:
     for i in range(start, stop, step):
         engine.process(messages(i, min(stop, i + step)))
     return engine
+
+
+def stage_one(engine: Engine) -> str:
+    """Stage 1's state per partition as a restore gives it back, exactly (NaN as written):
+    offsets, event times, counters, label delays, rejects and the join's tables in
+    arrival order (pending ids and columns, matched ids, early labels)."""
+    out = {}
+    for n, s in sorted(engine.partitions.items()):
+        out[n] = (
+            s.offsets, s.max_ts, s.counts, s.delay.tolist(), s.delay_sum.tolist(),
+            sorted(s.rejects.items()),
+            [[(pid, p.ts, p.pred, p.score) for pid, p in t.items()] for t in s.join.pending],
+            [list(t.items()) for t in s.join.matched],
+            [(pid, tuple(e)) for pid, e in s.join.early.items()],
+        )  # fmt: skip
+    return repr(out)

@@ -26,6 +26,7 @@ from monitor.core.engine import Engine
 from monitor.events.message import Message
 from monitor.state.format import encode_snapshot
 from monitor.state.kafka_store import MAGIC, KafkaStore, decode_record, encode_record
+from tests.state.streams import stage_one
 
 BASE = 1_700_000_000.0
 PARTS = 3
@@ -65,22 +66,6 @@ def _messages(start: int, stop: int) -> list[Message]:
     return out
 
 
-def _stage_one(engine: Engine) -> str:
-    """Stage 1's state per partition as a replica restores it, exactly (NaN as written):
-    offsets, event times, counters, label delays, rejects and the join's tables in
-    arrival order (pending ids and columns, matched ids, early labels)."""
-    out = {}
-    for n, s in sorted(engine.partitions.items()):
-        out[n] = (
-            s.offsets, s.max_ts, s.counts, s.delay.tolist(), s.delay_sum.tolist(),
-            sorted(s.rejects.items()),
-            [[(pid, p.ts, p.pred, p.score) for pid, p in t.items()] for t in s.join.pending],
-            [list(t.items()) for t in s.join.matched],
-            [(pid, tuple(e)) for pid, e in s.join.early.items()],
-        )  # fmt: skip
-    return repr(out)
-
-
 def _engine(config: MonitorConfig, stop: int) -> Engine:
     engine = Engine(config)
     for i in range(0, stop, 20):
@@ -110,7 +95,7 @@ def test_a_replica_restores_what_another_saved(store_pair: Any) -> None:
     result = theirs.restore(other, range(PARTS + 1))
     assert result == {0: "restored", 1: "restored", 2: "restored", 3: "none"}
     assert other.offsets() == engine.offsets()
-    assert _stage_one(other) == _stage_one(engine)
+    assert stage_one(other) == stage_one(engine)
     # Soft state (per model record): the detectors resume as the writer left them.
     theirs_detectors, mine_detectors = other.models[0].detectors, engine.models[0].detectors
     assert theirs_detectors is not None and mine_detectors is not None
@@ -130,7 +115,7 @@ def test_the_newest_record_per_key_wins_without_compaction(store_pair: Any) -> N
     other = Engine(config)
     theirs.restore(other, range(PARTS))
     assert other.offsets() == engine.offsets()
-    assert _stage_one(other) == _stage_one(engine)
+    assert stage_one(other) == stage_one(engine)
     # A replica holding newer state than the store keeps its own.
     engine.process(_messages(400, 420))
     assert mine.restore(engine, range(PARTS)) == {0: "kept", 1: "kept", 2: "kept"}
@@ -143,7 +128,7 @@ def test_a_corrupt_record_falls_back_to_the_previous_one(
     config, (mine, theirs) = store_pair
     engine = _engine(config, 200)
     mine.save(engine)
-    expected = _stage_one(engine)
+    expected = stage_one(engine)
     key = f"{config.kafka.group_id}/1".encode()
     record = encode_record("partition", mine.fingerprint, {"predictions": 10**6}, b"not state")
     if damage == "checksum":
@@ -162,7 +147,7 @@ def test_a_corrupt_record_falls_back_to_the_previous_one(
     assert len(lines) == 1 and lines[0]["key"] == key.decode(), logs
     assert lines[0]["action"] == "using the previous record"
     assert other.offsets() == engine.offsets()
-    assert _stage_one(other) == expected
+    assert stage_one(other) == expected
 
 
 class _Boom:
@@ -228,7 +213,7 @@ def test_a_record_that_would_run_code_if_unpickled_runs_nothing(
     assert not marker.exists()
     assert result == {0: "restored", 1: "restored", 2: "restored"}
     assert other.offsets() == engine.offsets()
-    assert _stage_one(other) == _stage_one(engine)
+    assert stage_one(other) == stage_one(engine)
     assert all(e["key"] == key.decode() for e in logs if e["event"] == "state_record_unreadable")
     assert any(e["event"] == "state_record_unreadable" for e in logs)
 
@@ -247,7 +232,7 @@ def test_a_record_failing_hmac_falls_back_to_the_previous_good_one(broker: Any) 
     try:
         engine = _engine(config, 200)
         mine.save(engine)
-        expected = _stage_one(engine)
+        expected = stage_one(engine)
         later = _engine(config, 400)
         key = f"{config.kafka.group_id}/2".encode()
         body = zlib.compress(encode_snapshot(later.export_partition(2)), 1)
@@ -264,7 +249,7 @@ def test_a_record_failing_hmac_falls_back_to_the_previous_good_one(broker: Any) 
         bad = [e for e in logs if e["event"] == "state_record_unreadable"]
         assert len(bad) == 2 and all("HMAC" in e["error"] for e in bad), logs
         assert other.offsets() == engine.offsets()
-        assert _stage_one(other) == expected
+        assert stage_one(other) == expected
     finally:
         for store in (mine, theirs):
             store.close()

@@ -19,6 +19,7 @@ from monitor.core.engine import Engine
 from monitor.core.pipeline import Pipeline
 from monitor.events.message import Message
 from monitor.state.format import decode_snapshot, encode_snapshot
+from tests.state.streams import stage_one
 
 BASE = 1_700_000_000.0
 PARTS = 4
@@ -123,25 +124,9 @@ def test_partition_handover_equals_single_engine(cut_a: float, cut_b: float) -> 
     _feed(a, rest)
     assert a.pending_total == [sum(len(s.join.pending[0]) for s in a.partitions.values())]
     assert a.pending_total == single.pending_total and a.early_total == single.early_total
-    result, expected = _stage_one(a), _stage_one(single)
+    result, expected = stage_one(a), stage_one(single)
     assert sum(s.counts[0][EXPIRED] for s in single.partitions.values()) > 0
     assert result == expected
-
-
-def _stage_one(engine: Engine) -> str:
-    """Stage 1's state per partition, exactly (NaN as written): offsets, event times,
-    counters, label delays, rejects and the join's tables in arrival order (pending ids
-    and times, matched ids, early labels)."""
-    out = {}
-    for n, s in sorted(engine.partitions.items()):
-        out[n] = (
-            s.offsets, s.max_ts, s.counts, s.delay.tolist(), s.delay_sum.tolist(),
-            sorted(s.rejects.items()),
-            [[(pid, p.ts, p.pred, p.score) for pid, p in t.items()] for t in s.join.pending],
-            [list(t.items()) for t in s.join.matched],
-            [(pid, tuple(e)) for pid, e in s.join.early.items()],
-        )  # fmt: skip
-    return repr(out)
 
 
 def test_drop_partition_releases_the_watermark() -> None:
