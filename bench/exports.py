@@ -31,7 +31,7 @@ from pathlib import Path  # noqa: E402
 
 from replay_throughput import bench_config, cpu_model, generate  # noqa: E402
 
-from monitor.core.engine import PaneSignals  # noqa: E402
+from monitor.core.model import PaneSignals  # noqa: E402
 from monitor.logs import configure_logging  # noqa: E402
 from monitor.outputs.cloudwatch import EmfWriter  # noqa: E402
 from monitor.outputs.tensorboard import TensorBoardWriter  # noqa: E402

@@ -58,8 +58,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib  # noqa: E402
 
 from monitor.config import MonitorConfig  # noqa: E402
-from monitor.core.engine import ModelState, PaneSignals  # noqa: E402
 from monitor.core.metrics import compute_metrics  # noqa: E402
+from monitor.core.model import ModelState, PaneSignals  # noqa: E402
 from monitor.core.model_stage import ModelStage  # noqa: E402
 from monitor.core.pipeline import Pipeline  # noqa: E402
 from monitor.events.message import Message  # noqa: E402

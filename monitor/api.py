@@ -34,7 +34,7 @@ from typing import Any, TypeAlias
 
 from monitor.config import MonitorConfig, config_from_mapping, load_config, parse_signal
 from monitor.core.alerting import Alerting
-from monitor.core.engine import PaneSignals
+from monitor.core.model import PaneSignals
 from monitor.core.pipeline import Pipeline
 from monitor.core.rules import AlertEvent
 from monitor.events.message import Message, MessageBatch

@@ -33,7 +33,8 @@ from prometheus_client import CollectorRegistry
 
 from monitor.config import MonitorConfig, drift_reference_text
 from monitor.core.alerting import Alerting
-from monitor.core.engine import Engine, PaneSignals
+from monitor.core.engine import Engine
+from monitor.core.model import PaneSignals
 from monitor.core.pipeline import Pipeline
 from monitor.core.rules import AlertEvent, alert_id
 from monitor.events.message import Message, MessageBatch

@@ -34,7 +34,8 @@ import structlog
 from monitor.config import MonitorConfig
 from monitor.core.alerting import Alerting, baseline_references
 from monitor.core.deltas import DeltaBook
-from monitor.core.engine import Engine, PaneSignals
+from monitor.core.engine import Engine
+from monitor.core.model import PaneSignals
 from monitor.core.model_stage import ModelStage
 from monitor.core.partials import PartitionDelta, decode_delta, encode_delta
 from monitor.core.report import Report

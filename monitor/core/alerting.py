@@ -2,7 +2,7 @@
 
 The accumulators (:class:`~monitor.core.engine.Engine` in one process, a model's
 :class:`~monitor.core.model_stage.ModelStage` with replicas) only produce
-:class:`~monitor.core.engine.PaneSignals`: each pane close gives a model's signal values
+:class:`~monitor.core.model.PaneSignals`: each pane close gives a model's signal values
 and its cumulative prediction count. Whoever drains them (the run loop, ``replay``,
 :func:`monitor.api.evaluate`, the replicas' stage 2 driver) feeds them to an
 :class:`Alerting`, which evaluates the model's rules (:mod:`monitor.core.rules`) on them
@@ -15,7 +15,7 @@ It is checkpointed with the accumulator that feeds it (:func:`monitor.state.form
 Signals must be fed in the order their panes closed, each exactly once.
 
 >>> from monitor.config import config_from_mapping
->>> from monitor.core.engine import PaneSignals
+>>> from monitor.core.model import PaneSignals
 >>> cfg = config_from_mapping({"models": [{"name": "m", "task": "binary", "positive_class": 1,
 ...     "windows": ["all"], "alerts": [{"name": "acc", "signal": "accuracy@all", "op": "<",
 ...     "threshold": 0.8}]}]})
@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from monitor.config import ModelConfig, MonitorConfig
-from monitor.core.engine import ModelState, PaneSignals
+from monitor.core.model import ModelState, PaneSignals
 from monitor.core.report import AlertReport, Report
 from monitor.core.rules import AlertEvent, ModelRules, RuleBook
 

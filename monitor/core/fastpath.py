@@ -65,8 +65,9 @@ from monitor.events.codec import (
 from monitor.events.message import MessageBatch
 
 if TYPE_CHECKING:
-    from monitor.core.engine import Engine, ModelState, PartitionState
+    from monitor.core.engine import Engine, PartitionState
     from monitor.core.join import JoinBuffer
+    from monitor.core.model import ModelState
 
 __all__ = ["Chunk", "split_and_join"]
 

@@ -37,9 +37,9 @@ import structlog
 
 from monitor.catalogue import ALWAYS_COMPUTED, base_metric
 from monitor.config import MonitorConfig
-from monitor.core.engine import (
-    COUNT_NAMES,
-    LATE,
+from monitor.core.counts import COUNT_NAMES, LATE
+from monitor.core.layout import scatter_pane
+from monitor.core.model import (
     ModelState,
     PaneSignals,
     close_signals,
@@ -48,7 +48,6 @@ from monitor.core.engine import (
     warmup_profile,
     window_stack,
 )
-from monitor.core.layout import scatter_pane
 from monitor.core.panemetrics import WindowValues, plan_for
 from monitor.core.partials import ModelDelta, PaneDelta, PartitionDelta
 from monitor.core.report import LABEL_DELAY_BUCKETS, ModelReport, SliceReport
@@ -551,7 +550,7 @@ class ModelStage:
     def _flush(self, batch: _Batch) -> None:
         """Compute the signals of the panes in ``batch`` in one :meth:`PanePlan.compute
         <monitor.core.panemetrics.PanePlan.compute>` over all their rows (pane after pane,
-        each as :func:`~monitor.core.engine.window_stack` stacks one), then feed the
+        each as :func:`~monitor.core.model.window_stack` stacks one), then feed the
         detectors and emit each pane's signals, in pane order; empty ``batch``."""
         k = len(batch.panes)
         if not k:

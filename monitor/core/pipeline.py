@@ -35,7 +35,8 @@ import numpy as np
 
 from monitor.config import MonitorConfig
 from monitor.core.deltas import DeltaBook
-from monitor.core.engine import Engine, ModelState, PaneSignals, PartitionState
+from monitor.core.engine import Engine, PartitionState
+from monitor.core.model import ModelState, PaneSignals
 from monitor.core.model_stage import ModelStage
 from monitor.core.report import ModelReport, Report
 from monitor.events.message import Message, Reject

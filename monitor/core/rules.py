@@ -2,7 +2,7 @@
 
 Pure core code (no I/O). The rules run beside the accumulators, not in them: an
 :class:`~monitor.core.alerting.Alerting` holds a :class:`RuleBook` and evaluates a model's
-rules on each :class:`~monitor.core.engine.PaneSignals` its accumulator (the engine, or
+rules on each :class:`~monitor.core.model.PaneSignals` its accumulator (the engine, or
 the model's stage 2 with replicas) drains, in pane order, so a replay of the same input
 gives the same alerts as ``run``; rule state is checkpointed with the accumulator.
 

@@ -33,7 +33,7 @@ metrics with no extra service; ``monitor replay`` writes the same lines to
 CloudWatch accepts datapoints up to two weeks old and two hours ahead: the lines of a
 replay of older traffic are for inspection (or Logs Insights), not for metrics.
 
->>> from monitor.core.engine import PaneSignals
+>>> from monitor.core.model import PaneSignals
 >>> docs = emf_documents(PaneSignals("fraud", 1700000010.0, {"f1@1h": 0.9, "psi:amount@1h": 0.2}))
 >>> [(d["_aws"]["CloudWatchMetrics"][0]["Dimensions"], d.get("f1"), d.get("psi")) for d in docs]
 [([['model', 'window']], 0.9, None), ([['model', 'window', 'feature']], None, 0.2)]
@@ -52,7 +52,7 @@ import msgspec
 import structlog
 
 from monitor.catalogue import SIGNALS
-from monitor.core.engine import PaneSignals
+from monitor.core.model import PaneSignals
 from monitor.core.rules import AlertEvent
 from monitor.logs import rate_limited
 
@@ -209,7 +209,7 @@ class EmfWriter:
     :attr:`failures` counts them.
 
     >>> import io
-    >>> from monitor.core.engine import PaneSignals
+    >>> from monitor.core.model import PaneSignals
     >>> out = io.StringIO()
     >>> EmfWriter(out, "ml").write([PaneSignals("fraud", 1.5, {"f1@1h": 0.5})])
     >>> out.getvalue()[:39]

@@ -1,6 +1,6 @@
 """The optional signal exports of ``[outputs]``, driven the same way by ``run`` and ``replay``.
 
-Each batch of closed panes (the :class:`~monitor.core.engine.PaneSignals` and
+Each batch of closed panes (the :class:`~monitor.core.model.PaneSignals` and
 :class:`~monitor.core.rules.AlertEvent` s drained together) goes to every export that is
 turned on: TensorBoard scalars (:mod:`monitor.outputs.tensorboard`) and CloudWatch
 embedded-metric-format lines (:mod:`monitor.outputs.cloudwatch`).
@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import TextIO
 
 from monitor.config import OutputsConfig
-from monitor.core.engine import PaneSignals
+from monitor.core.model import PaneSignals
 from monitor.core.rules import AlertEvent
 from monitor.outputs.cloudwatch import EmfWriter, stdout_lock
 from monitor.outputs.tensorboard import TensorBoardWriter

@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from monitor.core.engine import PaneSignals
+from monitor.core.model import PaneSignals
 
 __all__ = ["signal_json", "signal_line"]
 

@@ -46,7 +46,7 @@ from typing import Any
 
 import structlog
 
-from monitor.core.engine import PaneSignals
+from monitor.core.model import PaneSignals
 from monitor.core.rules import AlertEvent
 from monitor.extras import require
 from monitor.logs import rate_limited
@@ -120,7 +120,7 @@ class TensorBoardWriter:
     export never stops the monitor. :attr:`failures` counts them.
 
     >>> import tempfile
-    >>> from monitor.core.engine import PaneSignals
+    >>> from monitor.core.model import PaneSignals
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...     tb = TensorBoardWriter(tmp)
     ...     tb.write([PaneSignals("fraud", 1700000010.0, {"f1@1h": 0.9, "f1@all": float("nan")})])

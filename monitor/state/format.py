@@ -52,6 +52,7 @@ from river.drift.binary.hddm_w import SampleInfo
 from monitor.config import AlertRuleConfig, ModelConfig, MonitorConfig, TimeConfig
 from monitor.core.alerting import Alerting
 from monitor.core.baseline import Baseline
+from monitor.core.counts import COUNT_NAMES
 from monitor.core.detectors import (
     CalibratedCusum,
     ErrorDetectors,
@@ -59,16 +60,9 @@ from monitor.core.detectors import (
     RiverUp,
     error_stream,
 )
-from monitor.core.engine import (
-    COUNT_NAMES,
-    Engine,
-    ModelState,
-    PaneSignals,
-    PartitionSnapshot,
-    PartitionState,
-    SliceRegistry,
-)
+from monitor.core.engine import Engine, PartitionSnapshot, PartitionState
 from monitor.core.join import EarlyLabel, JoinBuffer, PendingTable
+from monitor.core.model import ModelState, PaneSignals, SliceRegistry
 from monitor.core.model_stage import ModelStage
 from monitor.core.pipeline import Pipeline
 from monitor.core.reference import (
@@ -462,7 +456,7 @@ class RulesRec(msgspec.Struct):
 
 
 class ModelRec(msgspec.Struct):
-    """:class:`~monitor.core.engine.ModelState`'s state, and its rules' (from the
+    """:class:`~monitor.core.model.ModelState`'s state, and its rules' (from the
     :class:`~monitor.core.alerting.Alerting` checkpointed with the engine or stage)."""
 
     name: str
@@ -483,7 +477,7 @@ class ModelRec(msgspec.Struct):
 
 
 class SignalRec(msgspec.Struct):
-    """:class:`~monitor.core.engine.PaneSignals`."""
+    """:class:`~monitor.core.model.PaneSignals`."""
 
     model: str
     pane_end: float

@@ -21,7 +21,7 @@ import pytest
 
 import monitor.core.model_stage as model_stage
 from monitor.config import config_from_mapping
-from monitor.core.engine import PaneSignals
+from monitor.core.model import PaneSignals
 from monitor.core.model_stage import ModelStage
 from monitor.core.panemetrics import plan_for
 from monitor.core.pipeline import Pipeline

@@ -18,7 +18,8 @@ import pytest
 from monitor.config import config_from_mapping
 from monitor.core.alerting import Alerting
 from monitor.core.deltas import DeltaBook
-from monitor.core.engine import Engine, PaneSignals
+from monitor.core.engine import Engine
+from monitor.core.model import PaneSignals
 from monitor.core.model_stage import ModelStage
 from monitor.core.partials import PartitionDelta, decode_delta, encode_delta
 from monitor.core.pipeline import Pipeline

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 
 from monitor.config import MonitorConfig
-from monitor.core.engine import _ALWAYS, ModelState, _base
 from monitor.core.metrics import compute_metrics
+from monitor.core.model import _ALWAYS, ModelState, _base
 from monitor.core.model_stage import ModelStage
 from monitor.core.panemetrics import pane_signals, plan_for
 from monitor.core.pipeline import Pipeline

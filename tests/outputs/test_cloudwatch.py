@@ -23,7 +23,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from monitor.broker import free_port
 from monitor.config import ConfigError, OutputsConfig, config_from_mapping, load_config
-from monitor.core.engine import PaneSignals
+from monitor.core.model import PaneSignals
 from monitor.logs import configure_logging
 from monitor.outputs.cloudwatch import MAX_METRICS, EmfWriter, emf_documents, emf_lines
 from monitor.outputs.exports import Exports

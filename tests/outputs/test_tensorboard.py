@@ -12,7 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 
 from monitor.config import ConfigError, load_config
-from monitor.core.engine import PaneSignals
+from monitor.core.model import PaneSignals
 from monitor.outputs.tensorboard import TensorBoardWriter, scalar_tag
 from tests.outputs.export_stream import alert_lines, finite_signals, run_replay, signal_lines
 

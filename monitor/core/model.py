@@ -1,0 +1,280 @@
+"""What the core knows of one model, and what both stages compute from it.
+
+:class:`ModelState` holds a model's config-derived constants (codec, layout, windows,
+baseline, detectors) and its slice registry; stage 1 (:mod:`monitor.core.engine`) keeps one
+per model to decode and accumulate, each model's stage 2 (:mod:`monitor.core.model_stage`)
+one to close panes. :func:`window_stack` and :func:`close_signals` turn a model's window
+sums into its signals (:class:`PaneSignals`); :func:`warmup_profile` and
+:func:`install_profile` make the warmup reference.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import structlog
+
+from monitor.catalogue import ALWAYS_COMPUTED, base_metric
+from monitor.config import ConfigError, ModelConfig
+from monitor.core.baseline import Baseline, build_baseline
+from monitor.core.detectors import ErrorDetectors, error_stream
+from monitor.core.layout import Layout
+from monitor.core.panemetrics import WindowMetrics, WindowValues, plan_for
+from monitor.core.reference import ReferenceProfile, load_profile, profile_from_columns
+from monitor.core.windows import WindowSet
+from monitor.events.codec import ModelCodec, PredictionEvent
+
+__all__ = [
+    "ModelState",
+    "PaneSignals",
+    "SliceRegistry",
+    "close_signals",
+    "install_profile",
+    "slice_counters",
+    "warmup_profile",
+    "window_stack",
+]
+
+F64 = npt.NDArray[np.float64]
+_log = structlog.get_logger(__name__)
+OTHER = "__other__"
+
+@dataclass(slots=True)
+class PaneSignals:
+    """The model-level signal values when a pane closed: ``{"f1@1h": 0.93, ...}``, and the
+    model's predictions in closed panes so far (what absence rules judge silence by; NaN
+    when not known)."""
+
+    model: str
+    pane_end: float
+    signals: dict[str, float]
+    predictions_total: float = math.nan
+
+
+class SliceRegistry:
+    """Slice ids of one model: 0 is the whole model, then versions and segment values as
+    they appear, each dimension capped (values past the cap share ``__other__``)."""
+
+    def __init__(self, model: ModelConfig) -> None:
+        self.keys: list[tuple[str, str]] = [("model", "")]
+        self.index: dict[tuple[str, str], int] = {("model", ""): 0}
+        self.caps = {"version": model.max_versions}
+        self.caps.update({f"segment:{s}": model.max_segment_values for s in model.segments})
+        self.used: Counter[str] = Counter()
+        self.segments = tuple(model.segments)
+        self.folded: Counter[str] = Counter()
+
+    def lookup(self, dimension: str, value: str) -> int:
+        """The slice id of ``dimension=value``, registering it (or folding it) if new."""
+        key = (dimension, value)
+        found = self.index.get(key)
+        if found is not None:
+            return found
+        if self.used[dimension] >= self.caps[dimension]:
+            self.folded[dimension] += 1
+            key = (dimension, OTHER)
+            found = self.index.get(key)
+            if found is not None:
+                return found
+        else:
+            self.used[dimension] += 1
+        self.index[key] = len(self.keys)
+        self.keys.append(key)
+        return self.index[key]
+
+    def slices_of(self, event: PredictionEvent) -> tuple[int, ...]:
+        """Slice ids of a prediction: model, version (-1 if none), each segment (-1 if absent)."""
+        out = [0, self.lookup("version", event.model_version) if event.model_version else -1]
+        seg = event.segment or {}
+        for name in self.segments:
+            value = seg.get(name)
+            out.append(-1 if value is None else self.lookup(f"segment:{name}", value))
+        return tuple(out)
+
+
+class ModelState:
+    """What the engine knows of one model: config-derived constants and the slice registry."""
+
+    def __init__(self, index: int, model: ModelConfig, pane: float) -> None:
+        self.index = index
+        self.config = model
+        self.name = model.name
+        self.codec = ModelCodec(model)
+        self.class_names = model.class_names
+        self.profile = load_profile(model)  # ConfigError when the reference is unusable
+        #: Predictions still wanted for a warmup profile (0: none wanted, or built).
+        self.warmup_target = model.reference_warmup if self.profile is None else 0
+        self.warmup_rows: list[tuple[Any, ...]] = []  # (features, prediction, score)
+        #: The last pane of the warmup sample: events up to it are not histogrammed.
+        self.profile_pane: int | None = None
+        reserve = (model.drift_bins, model.max_categories) if self.warmup_target else None
+        self.layout = Layout(
+            model.task,
+            max(len(self.class_names), 2),
+            model.score_bins,
+            features=model.features,
+            profile=self.profile,
+            reserve=reserve,
+        )
+        self.layout.drift_bins = model.drift_bins
+        self.baseline = build_baseline(model, self.layout, self.profile)
+        self.layout.baseline = self.baseline
+        if self.profile is not None:
+            self.profile.outputs.clear()  # raw reference columns: used, not kept in state
+        self.class_index = {name: i for i, name in enumerate(self.class_names)}
+        self.windows = model.window_specs
+        self.registry = SliceRegistry(model)
+        self.pane = pane
+        wanted = model.metrics
+        self.metrics: tuple[str, ...] | None = tuple(wanted) if wanted is not None else None
+        self.detectors = (
+            ErrorDetectors(model.detectors, error_stream(model.task)) if model.detectors else None
+        )
+        #: pane -> partition -> (event times, errors) of joined pairs, fed at the pane's close
+        self.error_panes: dict[int, dict[int, tuple[list[float], list[float]]]] = {}
+        self.last_detections: dict[str, int] = {}  # detections in the last closed pane
+        self.last: Mapping[str, Mapping[str, F64]] = {}
+        self.last_rows = 0
+
+    def new_windows(self) -> WindowSet:
+        """Empty windows of the model (its stage 2's)."""
+        return WindowSet(self.windows, self.pane, self.layout.width, len(self.registry.keys))
+
+
+
+def window_stack(
+    model: ModelState, stack: F64, closed_counts: Callable[[ModelState], F64]
+) -> WindowValues:
+    """Every signal of every window and slice of ``model`` from its windows' sums stacked
+    window after window, ``(windows * slices, width)`` (slices: the registry's rows), each
+    signal computed once over all of them. ``closed_counts(model)`` gives the joined
+    events per slice of the closed panes (a decay window's count, regression only). Both
+    stages' pane closes use it (the engine's, and :mod:`monitor.core.model_stage`)."""
+    specs = model.windows
+    rows = len(model.registry.keys)
+    count = None
+    if model.layout.kind.needs_sample_count:
+        # A decay window holds every closed event with some weight: its event count is
+        # the cumulative one (less late events, which decay windows never see).
+        closed = closed_counts(model)
+        n = model.layout.col("n")
+        count = np.concatenate(
+            [
+                closed[:rows] if spec.kind == "decay" else stack[i * rows : (i + 1) * rows, n]
+                for i, spec in enumerate(specs)
+            ]
+        )
+    wanted = None if model.metrics is None else set(model.metrics)
+
+    def keep(name: str) -> bool:  # asked once per layout: the plan keeps the answer
+        return wanted is None or _base(name) in wanted or _base(name) in _ALWAYS
+
+    plan = plan_for(
+        model.layout, model.class_names, model.config.drift_min_samples, keep, model.metrics
+    )
+    values = plan.compute(stack, count).reshape(len(plan.names), len(specs), rows)
+    return WindowValues(plan, tuple(spec.name for spec in specs), values)
+
+
+def close_signals(
+    model: ModelState,
+    values: WindowValues,
+    error_panes: dict[int, dict[int, tuple[list[float], list[float]]]],
+    pane: int,
+) -> dict[str, float]:
+    """The model-level signals of the pane ``pane`` that just closed, from every window's
+    ``values``: the detectors are fed the buffered errors of the panes through ``pane``
+    (taken out of ``error_panes``) in event-time order, their detections added as
+    whole-model values; ``model.last`` keeps the values for reports. Both stages' pane
+    closes use it (the engine's, and :mod:`monitor.core.model_stage`)."""
+    columns: dict[str, F64] = {}
+    found: dict[str, float] = {}
+    if model.detectors is not None:
+        ts: list[float] = []
+        errors: list[float] = []
+        for p in sorted(k for k in error_panes if k <= pane):
+            parts = error_panes.pop(p)
+            for number in sorted(parts):
+                ts.extend(parts[number][0])
+                errors.extend(parts[number][1])
+        order = np.argsort(np.asarray(ts), kind="stable")
+        model.last_detections = model.detectors.feed(np.asarray(errors)[order].tolist())
+        rows = len(model.registry.keys)
+        stream = model.detectors.stream
+        for name, detected in model.last_detections.items():
+            column = np.full(rows, np.nan)
+            column[0] = detected  # whole model only
+            found[f"{name}:{stream}"] = float(column[0])
+            columns[f"{name}:{stream}"] = column
+    model.last = WindowMetrics(values, columns)
+    model.last_rows = len(model.registry.keys)
+    return values.model_signals(found)
+
+
+def slice_counters(model: ModelState, row: F64) -> dict[str, float]:
+    """The additive counters of one slice row of the cumulative sums (a SliceReport's)."""
+    lay = model.layout
+    out = {"predictions": float(row[lay.col("pred_n")]), "joined": float(row[lay.col("n")])}
+    out.update(lay.kind.counters(lay, row, model.class_names))
+    return out
+
+
+#: Signals kept whatever a model's ``metrics`` lists (see :mod:`monitor.catalogue`).
+_ALWAYS = ALWAYS_COMPUTED
+
+
+def _base(metric: str) -> str:
+    """The configurable metric a computed value belongs to (``class_recall:cat`` -> ...)."""
+    return base_metric(metric)
+
+
+def warmup_profile(model: ModelState) -> ReferenceProfile | None:
+    """The warmup profile of ``model`` from its sample (``model.warmup_rows``) once that
+    holds ``reference_warmup`` predictions, else None. A sample that stays unusable at four
+    times that size ends the warmup (logged; ``warmup_target`` becomes 0)."""
+    target = model.warmup_target
+    rows = model.warmup_rows
+    if not target or len(rows) < target:
+        return None
+    feats = [r[0] or {} for r in rows]
+    config = model.config
+    try:
+        return profile_from_columns(
+            {name: [f.get(name) for f in feats] for name in config.features},
+            config.features,
+            config.drift_bins,
+            config.max_categories,
+            f"the warmup of model {model.name!r} ({len(rows)} predictions)",
+            {"prediction": [r[1] for r in rows], "score": [r[2] for r in rows]},
+        )
+    except ConfigError as exc:
+        if len(rows) < 4 * target:
+            return None  # a feature had no usable value yet: wait for more
+        _log.error("warmup_failed", model=model.name, predictions=len(rows), error=str(exc))
+        model.warmup_target = 0
+        model.warmup_rows = []
+        return None
+
+
+def install_profile(model: ModelState, profile: ReferenceProfile, pane: int,
+                    baseline: Baseline | None = None) -> None:  # fmt: skip
+    """Make a warmup ``profile`` (built from the panes through ``pane``) the model's
+    reference: its layout histograms against it, its baseline comes from it (or is
+    ``baseline``, built with it elsewhere), and the predictions of panes up to ``pane``
+    (the sample's) are never histogrammed."""
+    layout = model.layout
+    layout.profile = model.profile = profile
+    layout.pca = profile.pca if "pca_n" in layout.fields else None
+    if baseline is None:
+        baseline = build_baseline(model.config, layout, profile)
+    model.baseline = layout.baseline = baseline
+    profile.outputs.clear()
+    model.profile_pane = pane
+    model.warmup_target = 0
+    model.warmup_rows = []
