@@ -411,18 +411,6 @@ class Engine:
         self.early_total += len(state.join.early)
         self.partitions[snap.number] = state
 
-    def soft_state(self, name: str) -> dict[str, Any]:
-        """Model ``name``'s soft state (detectors) for a per-model record."""
-        model = self.by_name[name]
-        return {"detectors": model.detectors, "last_detections": model.last_detections}
-
-    def install_soft_state(self, name: str, soft: dict[str, Any]) -> None:
-        """Resume model ``name``'s soft state from :meth:`soft_state` (same config)."""
-        model = self.by_name[name]
-        if model.detectors is not None and soft.get("detectors") is not None:
-            model.detectors = soft["detectors"]
-            model.last_detections = dict(soft.get("last_detections") or {})
-
     def offsets(self) -> dict[tuple[str, int], int]:
         """Next offset to read per (topic, partition), as reflected by the state."""
         return {(t, p): o for p, s in self.partitions.items() for t, o in s.offsets.items()}

@@ -58,7 +58,6 @@ from monitor.core.detectors import (
     ErrorDetectors,
     KswinUp,
     RiverUp,
-    error_stream,
 )
 from monitor.core.engine import Engine, PartitionSnapshot, PartitionState
 from monitor.core.join import EarlyLabel, JoinBuffer, PendingTable
@@ -85,14 +84,12 @@ __all__ = [
     "decode_engine",
     "decode_reference",
     "decode_snapshot",
-    "decode_soft_state",
     "decode_stage",
     "decode_stages",
     "encode_core",
     "encode_engine",
     "encode_reference",
     "encode_snapshot",
-    "encode_soft_state",
     "encode_stage",
     "seal",
     "stages_from_engine",
@@ -538,17 +535,6 @@ class SnapshotRec(msgspec.Struct):
     watermark: float
 
 
-class SoftRec(msgspec.Struct):
-    """A model's soft state (a Kafka store model record): :meth:`Engine.soft_state`.
-
-    ``rules`` is not read: with replicas a model's rule state is in its stage record. It is
-    written empty so that a replica of a version that still wants it reads the record."""
-
-    detectors: DetectorsRec | None
-    last_detections: dict[str, int]
-    rules: RulesRec | None = None
-
-
 class PieceRec(msgspec.Struct):
     """One pane of a delta stage 2 applied, kept to undo it (``_Piece``)."""
 
@@ -663,8 +649,6 @@ STATE_FIELDS: dict[type, Fields] = {
     PcaReference: _f(PcaRec),
     Baseline: _f(BaselineRec),
 }
-#: The keys of :meth:`Engine.soft_state`, all stored by :class:`SoftRec`.
-SOFT_STATE_KEYS: Final = frozenset(SoftRec.__struct_fields__) - {"rules"}
 #: The keys of ``PendingTable.__getstate__``, all stored by :class:`PendingRec`.
 PENDING_KEYS: Final = frozenset(PendingRec.__struct_fields__)
 
@@ -1360,32 +1344,6 @@ def decode_snapshot(body: bytes, engine: Engine) -> PartitionSnapshot:
     )
 
 
-def encode_soft_state(soft: Mapping[str, Any]) -> bytes:
-    """A model's soft state (:meth:`Engine.soft_state`) as a body."""
-    if set(soft) != SOFT_STATE_KEYS:
-        raise TypeError(f"soft state has keys {sorted(soft)}: name them in SoftRec")
-    rec = SoftRec(
-        detectors=_detectors(soft["detectors"]),
-        last_detections=dict(soft["last_detections"]),
-    )
-    return _ENCODER.encode({"format": FORMAT, "soft": rec})
-
-
-def decode_soft_state(body: bytes, engine: Engine, name: str) -> dict[str, Any]:
-    """A model's soft state for :meth:`Engine.install_soft_state`: detectors built from
-    ``engine``'s config, holding the stored state."""
-    rec = _typed(body, "soft", SoftRec)
-    model = engine.by_name[name]
-    detectors = None
-    if model.config.detectors:
-        detectors = ErrorDetectors(model.config.detectors, error_stream(model.config.task))
-    _set_detectors(detectors, rec.detectors, name)
-    return {
-        "detectors": detectors,
-        "last_detections": {str(k): int(v) for k, v in rec.last_detections.items()},
-    }
-
-
 def encode_stage(stage: ModelStage, next_offset: int, rules: ModelRules | None = None) -> bytes:
     """A model's stage 2 as a body, with the next offset of its partials partition and the
     model's ``rules`` with their state (those its signals feed; None: no state)."""
@@ -1641,7 +1599,7 @@ _ENCODER: Final = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
 
 def check_envelope(body: bytes, kind: str) -> None:
     """Check, without decoding it whole, that ``body`` is a ``kind`` body (``engine``,
-    ``snapshot``, ``soft``) of a known format; FormatError otherwise."""
+    ``snapshot``, ``stage``, ``reference``) of a known format; FormatError otherwise."""
     try:
         top = msgspec.msgpack.decode(body, type=dict[str, msgspec.Raw])
         version = msgspec.msgpack.decode(top["format"], type=int)

@@ -1,12 +1,15 @@
-"""The Kafka checkpoint store: per-partition hard state and per-model soft state in a
-compacted topic that every replica of a group reads.
+"""The Kafka checkpoint store: the state of each input partition number and of each model's
+stage 2 in a compacted topic that every replica of a group reads.
 
 Records (key, value):
 
 - ``<group>/<n>``: the hard state of input partition number ``n`` (both input topics; see
   :class:`~monitor.core.engine.PartitionSnapshot`) with the offsets it reflects;
-- ``<group>/model/<name>``: the soft state of a model (detectors), as the replica that
-  wrote it last kept it;
+- ``<group>/stage/<name>``: a model's stage 2 (windows, clock, detectors, rule state), as
+  its owner last wrote it (:meth:`KafkaStore.save_stages`);
+- ``<group>/reference/<name>``: the warmup reference a model's stage 2 built;
+- ``<group>/model/<name>``: written by older versions (a model's detectors as stage 1 kept
+  them); skipped when read;
 - ``<group>/fence/<id>``: a tombstone a reader writes to learn where the topic ends.
 
 A value is sealed by :func:`monitor.state.format.seal`: ``MAGIC``, a 4-byte header length, a
@@ -20,7 +23,7 @@ a partition's state grows with its pending predictions and slices, not with time
 Reading does not rely on compaction having run: the reader consumes the whole topic (then
 only what is new) and keeps, per key, the newest record whose checksum (and HMAC, with a
 key) holds and the one before it. A record that fails them, or then fails to decode as
-what its key says (a partition snapshot of that number, a model's soft state), is skipped
+what its key says (a partition snapshot of that number, a model's stage), is skipped
 with a log line and the previous one is used; decoding never runs code named by a record.
 Every snapshot is consistent with its own offsets,
 so any of them is a correct place to resume; a newer one only means less to re-read.
@@ -62,9 +65,7 @@ from monitor.state.checkpoint import config_fingerprint
 from monitor.state.format import (
     check_envelope,
     decode_snapshot,
-    decode_soft_state,
     encode_snapshot,
-    encode_soft_state,
     seal,
     unseal,
 )
@@ -143,7 +144,6 @@ class KafkaStore:
         self._latest: dict[str, deque[bytes]] = {}
         #: partition number -> the offsets of the last record written or installed
         self._saved: dict[int, dict[str, int]] = {}
-        self._soft_loaded = False
         self._limiter = LogLimiter(10.0)
 
     # ------------------------------------------------------------------ connection
@@ -230,9 +230,6 @@ class KafkaStore:
     def _key(self, number: int) -> bytes:
         return f"{self.prefix}{number}".encode()
 
-    def _model_key(self, name: str) -> bytes:
-        return f"{self.prefix}model/{name}".encode()
-
     def _stage_key(self, name: str) -> bytes:
         return f"{self.prefix}stage/{name}".encode()
 
@@ -299,8 +296,8 @@ class KafkaStore:
         numbers: Iterable[int] | None = None,
         alerting: Alerting | None = None,
     ) -> int:
-        """Write the partitions' state (those read from since their last write) and every
-        model's soft state, and wait for the broker to acknowledge all of it (acks=all).
+        """Write the partitions' state (those read from since their last write) and wait for
+        the broker to acknowledge all of it (acks=all).
         ``alerting`` is not written: each model's rule state is in its stage 2 record.
 
         Raises :class:`StoreError` when a record is not acknowledged in time: the caller
@@ -322,12 +319,6 @@ class KafkaStore:
                 size += len(value)
                 future = producer.send(self.topic, key=self._key(number), value=value)
                 sent.append((future, number, dict(state.offsets)))
-            for model in engine.models:
-                body = zlib.compress(encode_soft_state(engine.soft_state(model.name)), 1)
-                value = encode_record("model", self.fingerprint, {}, body, self.key)
-                size += len(value)
-                sent.append((producer.send(self.topic, key=self._model_key(model.name),
-                                           value=value), None, {}))  # fmt: skip
             producer.flush(timeout=WAIT_S)
             for future, _, _ in sent:
                 future.get(timeout=0)
@@ -347,18 +338,8 @@ class KafkaStore:
         """Read the topic up to now, then install into ``engine`` the newest readable
         snapshot of each partition number that is ahead of what ``engine`` holds.
 
-        The first call also resumes every model's soft state from its record. Raises
-        :class:`StoreError` when the topic cannot be read to its end in time."""
+        Raises :class:`StoreError` when the topic cannot be read to its end in time."""
         self._catch_up()
-        if not self._soft_loaded:
-            for model in engine.models:
-                soft = self._decode(
-                    self._model_key(model.name).decode(),
-                    partial(decode_soft_state, engine=engine, name=model.name),
-                )
-                if soft is not None:
-                    engine.install_soft_state(model.name, soft[1])
-            self._soft_loaded = True
         result: dict[int, str] = {}
         for number in sorted(set(numbers)):
             key = self._key(number).decode()
@@ -408,16 +389,17 @@ class KafkaStore:
             key = record.key.decode()
         except (AttributeError, UnicodeDecodeError):
             return
-        if not key.startswith(self.prefix) or key.startswith(f"{self.prefix}fence/"):
-            return
+        if not key.startswith(self.prefix) or key.startswith(
+            (f"{self.prefix}fence/", f"{self.prefix}model/")
+        ):
+            return  # fences, and the model records of older versions: nothing reads them
         if record.value is None:  # a tombstone: the state was deleted on purpose
             self._latest.pop(key, None)
             return
         try:
             _, body = decode_record(record.value, self.key)
             kind = (
-                "soft" if key.startswith(f"{self.prefix}model/")
-                else "stage" if key.startswith(f"{self.prefix}stage/")
+                "stage" if key.startswith(f"{self.prefix}stage/")
                 else "reference" if key.startswith(f"{self.prefix}reference/")
                 else "snapshot"
             )  # fmt: skip

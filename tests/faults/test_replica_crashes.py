@@ -250,7 +250,7 @@ def test_replicas_through_sigkills_in_and_out_of_rebalances_equal_one_process(
     assert len(kills) == KILLS
     assert any(k["in_rebalance"] for k in kills), record
 
-    # Every replica restarted from its soft state, which holds the reference it learnt:
+    # Every replica restarted reads the reference its model's stage 2 built from the store:
     # no replica need log learning it again.
     assert_same_as_one_process(broker.bootstrap, topics, replicas, replica_views, c_view,
                                learnt=False)  # fmt: skip

@@ -138,8 +138,6 @@ def test_every_attribute_of_the_state_is_stored_or_rebuilt_from_the_config() -> 
         assert not missing, f"{type(obj).__qualname__}: stored {sorted(missing)} do not exist"
         seen.add(type(obj))
     assert seen == set(fmt.STATE_FIELDS)
-    model = engine.models[0]
-    assert set(engine.soft_state(model.name)) == fmt.SOFT_STATE_KEYS
     assert set(engine.partitions[0].join.pending[0].__getstate__()) == fmt.PENDING_KEYS
 
 
@@ -292,21 +290,8 @@ def test_a_fuzzed_checkpoint_never_raises_past_the_store(tmp_path_factory, value
         engine.summary()
 
 
-def test_soft_state_of_a_model_round_trips_into_another_engine() -> None:
-    """The Kafka store's model record: detectors resume in another engine (rule state is
-    not in it: with replicas it moves with the model's stage 2 record)."""
-    config = stream_config()
-    original = run(Engine(config), 0, 700)
-    other = Engine(config)
-    body = fmt.encode_soft_state(original.soft_state("b"))
-    other.install_soft_state("b", fmt.decode_soft_state(body, other, "b"))
-    assert fmt._detectors(other.models[0].detectors) == fmt._detectors(original.models[0].detectors)
-    assert other.models[0].last_detections == original.models[0].last_detections
-    assert fmt._typed(body, "soft", fmt.SoftRec).rules is None  # what older readers expect
-
-
-#: A checkpoint body and a model's soft state record as the version that evaluated rules
-#: inside the engine wrote them (format 2; same layout): :data:`_BEFORE_CONFIG` over
+#: A checkpoint body and a model's soft state record (no longer read) as the version that
+#: evaluated rules inside the engine wrote them (format 2; same layout): :data:`_BEFORE_CONFIG` over
 #: ``streams.messages(0, 200)``, signals and alerts not drained, rules evaluated in the
 #: engine. Written by that version's ``encode_engine(engine)`` and
 #: ``encode_soft_state(engine.soft_state("b"))``, kept as ``{"engine": ..., "soft": ...}``.
@@ -346,8 +331,6 @@ def test_a_checkpoint_written_before_rules_left_the_engine_resumes_its_rules() -
     run(core, 200, 500)  # type: ignore[arg-type]
     assert old_rules.feed(old.drain_signals()) == rules.feed(core.drain_signals())
     assert repr(old_rules.report("b")) == repr(rules.report("b"))
-    soft = fmt.decode_soft_state(msgspec.msgpack.encode(bodies["soft"]), old.engine, "b")
-    assert set(soft) == fmt.SOFT_STATE_KEYS  # its rule state is not read
 
 
 @pytest.mark.parametrize("shift", [-1_000_000, -400, 400, 1_000_000])
