@@ -43,7 +43,14 @@ from monitor.core.metrics import average_precision, compute_metrics, mcc, task_m
 from monitor.core.reference import SCORE, NumericReference
 from monitor.core.tasks import BinaryTask
 
-__all__ = ["PanePlan", "WindowMetrics", "WindowValues", "pane_signals", "plan_for"]
+__all__ = [
+    "PanePlan",
+    "WindowMetrics",
+    "WindowValues",
+    "model_rows",
+    "pane_signals",
+    "plan_for",
+]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -720,19 +727,34 @@ class WindowValues:
             for i, window in enumerate(self.windows)
         }
 
-    def model_signals(self, extra: dict[str, float] | None = None) -> dict[str, float]:
+    def model_signals(
+        self, extra: dict[str, float] | None = None, whole: list[float] | None = None
+    ) -> dict[str, float]:
         """The whole model's values (slice row 0) as ``{"signal@window": value}``, window
-        by window; ``extra`` whole-model values follow each window's signals."""
-        whole = self.values[:, :, 0].T  # (windows, names)
-        if extra:
-            flat = np.empty((len(self.windows), whole.shape[1] + len(extra)))
-            flat[:, : whole.shape[1]] = whole
-            flat[:, whole.shape[1] :] = list(extra.values())
-            labels = self.plan.labels(self.windows, tuple(extra))
-        else:
-            flat = whole
-            labels = self.plan.labels(self.windows)
-        return dict(zip(labels, flat.ravel().tolist(), strict=True))
+        by window; ``extra`` whole-model values follow each window's signals. ``whole``:
+        those values already read, window after window (see :func:`model_rows`)."""
+        if whole is None:
+            whole = self.values[:, :, 0].T.ravel().tolist()  # (windows, names)
+        if not extra:
+            return dict(zip(self.plan.labels(self.windows), whole, strict=True))
+        size = len(self.plan.names)
+        more = list(extra.values())
+        flat: list[float] = []
+        for start in range(0, len(whole), size):
+            flat += whole[start : start + size]
+            flat += more
+        return dict(zip(self.plan.labels(self.windows, tuple(extra)), flat, strict=True))
+
+
+def model_rows(values: F64) -> list[list[float]]:
+    """The whole model's values (slice row 0) of the panes of ``values`` ``(names, panes,
+    windows, rows)``, as :meth:`PanePlan.compute` gives them for a batch: per pane, the
+    windows' values window after window (what :meth:`WindowValues.model_signals` takes
+    as ``whole``), read in one operation for every pane."""
+    names, panes, windows, _ = values.shape
+    whole = np.ascontiguousarray(values[:, :, :, 0].transpose(1, 2, 0))
+    rows: list[list[float]] = whole.reshape(panes, windows * names).tolist()
+    return rows
 
 
 class WindowMetrics(Mapping[str, dict[str, F64]]):
