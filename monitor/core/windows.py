@@ -235,17 +235,12 @@ class WindowSet:
                 leaving = self.ring.get(pane - n)
                 if leaving is not None:
                     total -= leaving
-                    # the cells the pane held a term in (NaN included): only there can
-                    # a count drop or a remainder lose its bits
-                    held = np.flatnonzero(leaving)
-                    counts = nz[i].reshape(-1)
-                    counts[held] -= 1.0
+                    nz[i] -= leaving != 0
                     changed = True
-                    np.copyto(total, 0.0, where=nz[i] == 0)  # last term left: exactly nothing
-                    left = leaving.reshape(-1)[held]
-                    rest = total.reshape(-1)[held]
-                    lost = np.abs(left) > _CANCEL * np.abs(rest)
-                    lost &= counts[held] != 0
+                    empty = nz[i] == 0
+                    np.copyto(total, 0.0, where=empty)  # its last term left: exactly nothing
+                    lost = np.abs(leaving) > _CANCEL * np.abs(total)
+                    lost &= ~empty
                     if lost.any():
                         # A large term left a small remainder: rounding may dominate it.
                         self._resum_one(i, pane, n)
@@ -270,13 +265,12 @@ class WindowSet:
         """Rebuild :attr:`_nz` from the ring, for the windows as they are before ``pane``
         closes (each holds the panes after ``pane - 1 - n``)."""
         self._nz = []
-        cells = self.rows * self.width
-        held = {p: np.flatnonzero(arr) for p, arr in self.ring.items()}
         for n in self.sliding_panes:
-            inside = [index for p, index in held.items() if p > pane - 1 - n]
-            found = np.concatenate(inside) if inside else np.zeros(0, dtype=np.int64)
-            count = np.bincount(found, minlength=cells).astype(np.float64)
-            self._nz.append(count.reshape(self.rows, self.width))
+            count = np.zeros((self.rows, self.width))
+            for p, arr in self.ring.items():
+                if p > pane - 1 - n:
+                    count += arr != 0
+            self._nz.append(count)
         return self._nz
 
     def _resum_one(self, i: int, last: int, n: int) -> None:
