@@ -615,7 +615,9 @@ class PanePlan:
         # each positive beats the negatives in lower bins and ties those in its own:
         # sum(p * (cumsum(n) - n / 2)); the realized ties are also its binning error
         auc_num = np.empty((3, n_rows))
-        beaten = _dot_prefix(p_hist, local[: 2 * n_rows], earlier[: 2 * n_rows], prefix)
+        beaten = _dot_prefix(
+            p_hist, local[: 2 * n_rows], earlier[: 2 * n_rows], prefix, self._block_rows
+        )
         beaten -= 0.5 * ties
         auc_num[:2] = beaten.reshape(2, n_rows)
         np.multiply(ties[:n_rows], 0.5, out=auc_num[2])
@@ -983,6 +985,7 @@ class _Prefix:
     pieces: int
     running: F64 | None  # (size, size): the running sums inside a block (None: one block)
     before: F64  # (pieces, pieces): the totals of the blocks before each one
+    ones: F64  # (size, 1): a block's sum
 
 
 def _prefix_plan(columns: int) -> _Prefix:
@@ -991,12 +994,11 @@ def _prefix_plan(columns: int) -> _Prefix:
     when ``columns`` has no such divisor (``np.cumsum`` then)."""
     sizes = [b for b in range(4, columns // 2 + 1) if columns % b == 0]
     if not sizes:
-        return _Prefix(columns, 1, None, np.zeros((1, 1)))
+        return _Prefix(columns, 1, None, np.zeros((1, 1)), np.ones((columns, 1)))
     size = min(sizes, key=lambda b: abs(b - 8))
     pieces = columns // size
-    return _Prefix(
-        size, pieces, np.triu(np.ones((size, size))), np.triu(np.ones((pieces, pieces)), 1)
-    )
+    running = np.triu(np.ones((size, size)))
+    return _Prefix(size, pieces, running, np.triu(np.ones((pieces, pieces)), 1), np.ones((size, 1)))
 
 
 def _prefix(x: F64, plan: _Prefix, block: int) -> tuple[F64, F64, F64]:
@@ -1020,14 +1022,14 @@ def _prefix(x: F64, plan: _Prefix, block: int) -> tuple[F64, F64, F64]:
     return local, totals, earlier
 
 
-def _dot_prefix(p: F64, local: F64, earlier: F64, plan: _Prefix) -> F64:
+def _dot_prefix(p: F64, local: F64, earlier: F64, plan: _Prefix, block: int) -> F64:
     """Per row, the dot product of ``p`` (rows, columns) with the cumulative sums
     :func:`_prefix` gave in parts (as many rows): ``p . local`` plus each block's sum
-    of ``p`` times the total of the blocks before it."""
+    of ``p`` times the total of the blocks before it (``block``: see :func:`_mm`)."""
     rows = p.shape[0]
-    sums = np.add.reduce(p.reshape(rows, plan.pieces, plan.size), axis=2)
+    sums = _mm(p.reshape(rows * plan.pieces, plan.size), plan.ones, block * plan.pieces)
     out: F64 = np.einsum("ij,ij->i", p, local)
-    out += np.einsum("ij,ij->i", sums, earlier)
+    out += np.einsum("ij,ij->i", sums.reshape(rows, plan.pieces), earlier)
     return out
 
 
