@@ -273,7 +273,6 @@ class _Numeric:
     all_inner: bool  # every subject has one
     ends: I64  # (2 F,): each subject's underflow column, then each one's overflow column
     edge: F64  # (2 F,): their edges, the first and the last
-    tails: F64  # (2 F, F): +1 for an underflow, -1 for an overflow, in its subject
     scale: F64  # (F,): the Wasserstein divisor
 
 
@@ -299,7 +298,9 @@ def _ks_wasserstein(p: F64, p_mean: F64, ref: _Numeric, block: int) -> tuple[F64
     tails = p.take(ref.ends, axis=1)
     tails *= ref.edge
     tails -= p_mean.take(ref.ends, axis=1)
-    w: F64 = _mm(integral, ref.bins, block) + _mm(tails, ref.tails, block)
+    f = len(ref.scale)
+    w: F64 = _mm(integral, ref.bins, block)
+    w += tails[:, :f] - tails[:, f:]  # each subject's underflow less its overflow
     w /= ref.scale
     if len(ref.with_inner):
         integral /= ref.width_inf  # |mean of F_p - F_r| in each bin, 0 in an empty one
@@ -971,7 +972,6 @@ def _numeric(numeric: list[tuple[str, int, int, NumericReference]]) -> _Numeric:
         edge=np.array(
             [ref.edges[0] for *_, ref in numeric] + [ref.edges[-1] for *_, ref in numeric]
         ),
-        tails=np.concatenate([np.eye(len(numeric)), -np.eye(len(numeric))]),
         scale=np.array([ref.std if ref.std > 0 else 1.0 for *_, ref in numeric]),
     )
 
