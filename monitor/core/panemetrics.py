@@ -84,8 +84,7 @@ def _mm(a: F64, b: F64, block: int, out: F64 | None = None) -> F64:
     and with it the order of a row's additions, by the shape of the product: in blocks of
     one pane's rows a row's value depends on that shape only, so the rows of panes
     stacked together (a backlog closed in one call) get the values, bit for bit, that
-    each pane's rows get alone. Give it operands whose rows are contiguous: numpy runs
-    its own loop, many times slower, on a strided one (a view of every k-th column)."""
+    each pane's rows get alone."""
     rows, columns = a.shape
     if out is None:
         out = np.empty((rows, b.shape[1]))
