@@ -187,12 +187,15 @@ def close_signals(
     values: WindowValues,
     error_panes: dict[int, dict[int, tuple[list[float], list[float]]]],
     pane: int,
+    whole: list[float] | None = None,
 ) -> dict[str, float]:
     """The model-level signals of the pane ``pane`` that just closed, from every window's
     ``values``: the detectors are fed the buffered errors of the panes through ``pane``
     (taken out of ``error_panes``) in event-time order, their detections added as
-    whole-model values; ``model.last`` keeps the values for reports. Both stages' pane
-    closes use it (the engine's, and :mod:`monitor.core.model_stage`)."""
+    whole-model values; ``model.last`` keeps the values for reports. ``whole``: the
+    model's values already read (see :meth:`WindowValues.model_signals
+    <monitor.core.panemetrics.WindowValues.model_signals>`). Both stages' pane closes use
+    it (the engine's, and :mod:`monitor.core.model_stage`)."""
     columns: dict[str, F64] = {}
     found: dict[str, float] = {}
     if model.detectors is not None:
@@ -214,7 +217,7 @@ def close_signals(
             columns[f"{name}:{stream}"] = column
     model.last = WindowMetrics(values, columns)
     model.last_rows = len(model.registry.keys)
-    return values.model_signals(found)
+    return values.model_signals(found, whole)
 
 
 def slice_counters(model: ModelState, row: F64) -> dict[str, float]:

@@ -48,7 +48,7 @@ from monitor.core.model import (
     warmup_profile,
     window_stack,
 )
-from monitor.core.panemetrics import WindowValues, plan_for
+from monitor.core.panemetrics import WindowValues, model_rows, plan_for
 from monitor.core.partials import ModelDelta, PaneDelta, PartitionDelta
 from monitor.core.report import LABEL_DELAY_BUCKETS, ModelReport, SliceReport
 from monitor.core.windows import WindowSet, pad_rows
@@ -582,9 +582,10 @@ class ModelStage:
         block = len(specs) * rows
         values = plan.compute(stack, count, block).reshape(len(plan.names), k, len(specs), rows)
         names = tuple(spec.name for spec in specs)
+        whole = model_rows(values)
         for j, pane in enumerate(batch.panes):
             pane_values = WindowValues(plan, names, values[:, j])
-            signals = close_signals(model, pane_values, self.error_panes, pane)
+            signals = close_signals(model, pane_values, self.error_panes, pane, whole[j])
             end = (pane + 1) * self.pane
             self.signals_out.append(PaneSignals(self.name, end, signals, batch.seen[j]))
         batch.panes.clear()

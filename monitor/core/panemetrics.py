@@ -43,7 +43,14 @@ from monitor.core.metrics import average_precision, compute_metrics, mcc, task_m
 from monitor.core.reference import SCORE, NumericReference
 from monitor.core.tasks import BinaryTask
 
-__all__ = ["PanePlan", "WindowMetrics", "WindowValues", "pane_signals", "plan_for"]
+__all__ = [
+    "PanePlan",
+    "WindowMetrics",
+    "WindowValues",
+    "model_rows",
+    "pane_signals",
+    "plan_for",
+]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -266,7 +273,6 @@ class _Numeric:
     all_inner: bool  # every subject has one
     ends: I64  # (2 F,): each subject's underflow column, then each one's overflow column
     edge: F64  # (2 F,): their edges, the first and the last
-    tails: F64  # (2 F, F): +1 for an underflow, -1 for an overflow, in its subject
     scale: F64  # (F,): the Wasserstein divisor
 
 
@@ -292,7 +298,9 @@ def _ks_wasserstein(p: F64, p_mean: F64, ref: _Numeric, block: int) -> tuple[F64
     tails = p.take(ref.ends, axis=1)
     tails *= ref.edge
     tails -= p_mean.take(ref.ends, axis=1)
-    w: F64 = _mm(integral, ref.bins, block) + _mm(tails, ref.tails, block)
+    f = len(ref.scale)
+    w: F64 = _mm(integral, ref.bins, block)
+    w += tails[:, :f] - tails[:, f:]  # each subject's underflow less its overflow
     w /= ref.scale
     if len(ref.with_inner):
         integral /= ref.width_inf  # |mean of F_p - F_r| in each bin, 0 in an empty one
@@ -357,7 +365,7 @@ class PanePlan:
         self._bins = layout.bins
         self._tiles: _Tiled | None = None  # the subjects' tiles for the last row count
         self._block_rows = 0  # the rows of one pane in the current compute (see _mm)
-        self._blocks = _cumsum_blocks(layout.bins)
+        self._prefix = _prefix_plan(layout.bins)
         probe = compute_metrics(layout, np.zeros((1, layout.width)), class_names, None, min_samples)
         wanted = [k for k in probe if keep is None or keep(k)]
         self.names: tuple[str, ...] = tuple(wanted)
@@ -594,8 +602,10 @@ class PanePlan:
         np.multiply(hist, self._cc[:, 1], out=below[n_rows : 2 * n_rows])
         below[2 * n_rows :] = hist
         ties = np.einsum("ij,ij->i", p_hist, below[: 2 * n_rows])
-        below = _cumsum_rows(below, self._blocks, self._block_rows)
-        scored = below[2 * n_rows :, -1]
+        prefix = self._prefix
+        local, totals, earlier = _prefix(below, prefix, self._block_rows)
+        last = earlier[:, -1] + totals[:, -1]  # each row's total
+        scored = last[2 * n_rows :]
         den[0, 1] = scored
         invalid = np.empty((2, n_rows), dtype=bool)
         np.less_equal(n, 0, out=invalid[0])
@@ -606,17 +616,23 @@ class PanePlan:
         # each positive beats the negatives in lower bins and ties those in its own:
         # sum(p * (cumsum(n) - n / 2)); the realized ties are also its binning error
         auc_num = np.empty((3, n_rows))
-        beaten = np.einsum("ij,ij->i", p_hist, below[: 2 * n_rows]) - 0.5 * ties
+        beaten = _dot_prefix(
+            p_hist, local[: 2 * n_rows], earlier[: 2 * n_rows], prefix, self._block_rows
+        )
+        beaten -= 0.5 * ties
         auc_num[:2] = beaten.reshape(2, n_rows)
         np.multiply(ties[:n_rows], 0.5, out=auc_num[2])
-        pairs = (p_hist.sum(axis=1) * below[: 2 * n_rows, -1]).reshape(2, n_rows)
+        pairs = (p_hist.sum(axis=1) * last[: 2 * n_rows]).reshape(2, n_rows)
         auc = full[self._span["auc"]]
         auc[:] = _ratio(auc_num, pairs.take(_AUC_PAIRS, axis=0), _EMPTY_AUC)
         np.copyto(auc[1], np.nan, where=invalid[1])
         if self._binary_extras:
             full[self._span["extra"]] = self._binary_extra(conf[0], n, pos, neg)
         if self._score is not None:
-            self._score_drift(below[2 * n_rows :], scored, full[self._span["score"]])
+            cum = local[2 * n_rows :]  # the score histogram's cumulative sums
+            if prefix.pieces > 1:
+                cum += np.repeat(earlier[2 * n_rows :], prefix.size, axis=1)
+            self._score_drift(cum, scored, full[self._span["score"]])
 
     def _score_drift(self, cum: F64, n: F64, out: F64) -> None:
         """``ks`` and ``wasserstein`` of the binary score over its bins, from the
@@ -720,19 +736,34 @@ class WindowValues:
             for i, window in enumerate(self.windows)
         }
 
-    def model_signals(self, extra: dict[str, float] | None = None) -> dict[str, float]:
+    def model_signals(
+        self, extra: dict[str, float] | None = None, whole: list[float] | None = None
+    ) -> dict[str, float]:
         """The whole model's values (slice row 0) as ``{"signal@window": value}``, window
-        by window; ``extra`` whole-model values follow each window's signals."""
-        whole = self.values[:, :, 0].T  # (windows, names)
-        if extra:
-            flat = np.empty((len(self.windows), whole.shape[1] + len(extra)))
-            flat[:, : whole.shape[1]] = whole
-            flat[:, whole.shape[1] :] = list(extra.values())
-            labels = self.plan.labels(self.windows, tuple(extra))
-        else:
-            flat = whole
-            labels = self.plan.labels(self.windows)
-        return dict(zip(labels, flat.ravel().tolist(), strict=True))
+        by window; ``extra`` whole-model values follow each window's signals. ``whole``:
+        those values already read, window after window (see :func:`model_rows`)."""
+        if whole is None:
+            whole = self.values[:, :, 0].T.ravel().tolist()  # (windows, names)
+        if not extra:
+            return dict(zip(self.plan.labels(self.windows), whole, strict=True))
+        size = len(self.plan.names)
+        more = list(extra.values())
+        flat: list[float] = []
+        for start in range(0, len(whole), size):
+            flat += whole[start : start + size]
+            flat += more
+        return dict(zip(self.plan.labels(self.windows, tuple(extra)), flat, strict=True))
+
+
+def model_rows(values: F64) -> list[list[float]]:
+    """The whole model's values (slice row 0) of the panes of ``values`` ``(names, panes,
+    windows, rows)``, as :meth:`PanePlan.compute` gives them for a batch: per pane, the
+    windows' values window after window (what :meth:`WindowValues.model_signals` takes
+    as ``whole``), read in one operation for every pane."""
+    names, panes, windows, _ = values.shape
+    whole = np.ascontiguousarray(values[:, :, :, 0].transpose(1, 2, 0))
+    rows: list[list[float]] = whole.reshape(panes, windows * names).tolist()
+    return rows
 
 
 class WindowMetrics(Mapping[str, dict[str, F64]]):
@@ -941,43 +972,64 @@ def _numeric(numeric: list[tuple[str, int, int, NumericReference]]) -> _Numeric:
         edge=np.array(
             [ref.edges[0] for *_, ref in numeric] + [ref.edges[-1] for *_, ref in numeric]
         ),
-        tails=np.concatenate([np.eye(len(numeric)), -np.eye(len(numeric))]),
         scale=np.array([ref.std if ref.std > 0 else 1.0 for *_, ref in numeric]),
     )
 
 
-def _cumsum_blocks(columns: int) -> tuple[F64, F64] | None:
-    """What :func:`_cumsum_rows` needs for rows of ``columns`` columns: the running-sum
-    matrix of a block of columns (a divisor of ``columns`` near its square root) and the
-    matrix that spreads each block's total over the columns after it; None when
-    ``columns`` has no such divisor (``np.cumsum`` then)."""
+@dataclass(frozen=True, slots=True)
+class _Prefix:
+    """Cumulative sums along rows of ``size * pieces`` columns in blocks of ``size``
+    columns (see :func:`_prefix`)."""
+
+    size: int
+    pieces: int
+    running: F64 | None  # (size, size): the running sums inside a block (None: one block)
+    before: F64  # (pieces, pieces): the totals of the blocks before each one
+    ones: F64  # (size, 1): a block's sum
+
+
+def _prefix_plan(columns: int) -> _Prefix:
+    """What :func:`_prefix` needs for rows of ``columns`` columns, in blocks of a
+    divisor of ``columns`` near 8 (the running-sum product is quickest there); one block
+    when ``columns`` has no such divisor (``np.cumsum`` then)."""
     sizes = [b for b in range(4, columns // 2 + 1) if columns % b == 0]
     if not sizes:
-        return None
-    size = min(sizes, key=lambda b: abs(b - columns**0.5))
-    blocks = columns // size
-    spread = np.zeros((blocks, columns))
-    for k in range(blocks):
-        spread[k, (k + 1) * size :] = 1.0
-    return np.triu(np.ones((size, size))), spread
-
-
-def _cumsum_rows(x: F64, blocks: tuple[F64, F64] | None, block: int | None = None) -> F64:
-    """The cumulative sums along each row of the C-contiguous ``x``, as two matrix
-    products (numpy's cumulative sum runs one element at a time): the running sums
-    inside each block of columns, then the totals of the blocks before each one added.
-    Equal to ``np.cumsum(x, axis=1)`` up to the order of the additions; ``block``: the
-    rows of one pane (see :func:`_mm`; default: every row)."""
-    if blocks is None:
-        out: F64 = np.cumsum(x, axis=1)
-        return out
-    running, spread = blocks
-    rows, columns = x.shape
-    size = running.shape[0]
-    block = rows if block is None else block
+        return _Prefix(columns, 1, None, np.zeros((1, 1)), np.ones((columns, 1)))
+    size = min(sizes, key=lambda b: abs(b - 8))
     pieces = columns // size
-    out = _mm(x.reshape(rows * pieces, size), running, block * pieces).reshape(rows, columns)
-    out += _mm(out[:, size - 1 :: size], spread, block)
+    running = np.triu(np.ones((size, size)))
+    return _Prefix(size, pieces, running, np.triu(np.ones((pieces, pieces)), 1), np.ones((size, 1)))
+
+
+def _prefix(x: F64, plan: _Prefix, block: int) -> tuple[F64, F64, F64]:
+    """The cumulative sums along each row of the C-contiguous ``x`` (rows, columns) as
+    matrix products (numpy's cumulative sum runs one element at a time), in parts: the
+    running sums inside each block of columns ``local`` (rows, columns), each block's
+    total (rows, pieces) and the total of the blocks before it ``earlier`` (rows,
+    pieces). The cumulative sum at column ``j`` is ``local[:, j] + earlier[:, j //
+    size]``, equal to ``np.cumsum(x, axis=1)`` up to the order of the additions; a dot
+    product with it splits the same way (see :func:`_dot_prefix`). ``block``: the rows
+    of one pane (see :func:`_mm`)."""
+    rows, columns = x.shape
+    size, pieces = plan.size, plan.pieces
+    if plan.running is None:
+        whole: F64 = np.cumsum(x, axis=1)
+        return whole, whole[:, -1:], np.zeros((rows, 1))
+    local = _mm(x.reshape(rows * pieces, size), plan.running, block * pieces)
+    local = local.reshape(rows, columns)
+    totals = np.ascontiguousarray(local[:, size - 1 :: size])
+    earlier = _mm(totals, plan.before, block)
+    return local, totals, earlier
+
+
+def _dot_prefix(p: F64, local: F64, earlier: F64, plan: _Prefix, block: int) -> F64:
+    """Per row, the dot product of ``p`` (rows, columns) with the cumulative sums
+    :func:`_prefix` gave in parts (as many rows): ``p . local`` plus each block's sum
+    of ``p`` times the total of the blocks before it (``block``: see :func:`_mm`)."""
+    rows = p.shape[0]
+    sums = _mm(p.reshape(rows * plan.pieces, plan.size), plan.ones, block * plan.pieces)
+    out: F64 = np.einsum("ij,ij->i", p, local)
+    out += np.einsum("ij,ij->i", sums.reshape(rows, plan.pieces), earlier)
     return out
 
 
