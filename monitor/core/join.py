@@ -16,7 +16,7 @@ from typing import Any, Final, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["EarlyLabel", "JoinBuffer", "Pending", "PendingTable"]
+__all__ = ["EarlyLabel", "JoinBuffer", "OwnerIndex", "Pending", "PendingTable"]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -76,6 +76,7 @@ class PendingTable:
         "_k",
         "_live",
         "_memo",
+        "_owner",
         "_pred",
         "_pv",
         "_score",
@@ -112,6 +113,9 @@ class PendingTable:
         self._sv: Any
         #: (pid, row, slot) of the last lookup: see :meth:`_locate`
         self._memo: tuple[str, int, int] | None = None
+        #: (the partition's owner index, this table's model) when bound (see
+        #: :meth:`JoinBuffer.owner_index`): every insert and removal is counted there.
+        self._owner: tuple[OwnerIndex, int] | None = None
         self._columns(0)
         self._reindex(0)
 
@@ -178,7 +182,9 @@ class PendingTable:
             key = _utf8(pid)
             self._blob += key
             self._ev[row] = len(self._blob)
-            self._hv[row] = zlib.crc32(key)
+            crc = self._hv[row] = zlib.crc32(key)
+            if self._owner is not None:
+                self._owner[0].add_one(crc, self._owner[1])
             self._sv[slot] = row
             self._used = used + 1
             self._live += 1
@@ -244,7 +250,10 @@ class PendingTable:
         span = self._ts[start:stop]
         alive = ~np.isnan(span)
         gone = int(np.count_nonzero(alive))
-        self._id_bytes -= self._id_lengths(start + np.flatnonzero(alive))
+        rows = start + np.flatnonzero(alive)
+        self._id_bytes -= self._id_lengths(rows)
+        if self._owner is not None:
+            self._owner[0].remove(self._hash[rows], self._owner[1])
         span[:] = np.nan
         self._live -= gone
         self._head = stop
@@ -300,6 +309,8 @@ class PendingTable:
         self._live += n
         self._memo = None
         self._place(np.arange(at, end))
+        if self._owner is not None:
+            self._owner[0].add(crcs, self._owner[1])
 
     def pop_many(self, pids: list[str]) -> tuple[BoolArray, F64, F64, F64, I64]:
         """Remove the pending predictions of ``pids``; return ``(found, ts, pred, score,
@@ -327,6 +338,8 @@ class PendingTable:
             score[found] = self._score[hit]
             slices[found] = self._slices[hit]
             self._id_bytes -= self._id_lengths(hit)
+            if self._owner is not None:
+                self._owner[0].remove(self._hash[hit], self._owner[1])
             self._ts[hit] = np.nan
             self._live -= hit.size
             self._maybe_compact()
@@ -374,6 +387,8 @@ class PendingTable:
         if rows.size < n:
             raise KeyError(f"evict_front({n}) from a PendingTable of {self._live}")
         self._id_bytes -= self._id_lengths(rows)
+        if self._owner is not None:
+            self._owner[0].remove(self._hash[rows], self._owner[1])
         self._ts[rows] = np.nan
         self._live -= n
         self._head = int(rows[-1]) + 1
@@ -426,6 +441,8 @@ class PendingTable:
         return Pending(self._tv[row], self._pv[row], self._cv[row], slices)
 
     def _kill(self, row: int) -> None:
+        if self._owner is not None:
+            self._owner[0].remove_one(self._hv[row], self._owner[1])
         self._tv[row] = math.nan
         self._live -= 1
         self._id_bytes -= int(self._ev[row]) - self._start(row)
@@ -709,6 +726,7 @@ class PendingTable:
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        self._owner = None  # a copy is bound to no partition's index
         self._k = int(state["k"])
         self._blob = bytearray()
         ts = np.asarray(state["ts"], dtype=np.float64)
@@ -784,6 +802,207 @@ def _utf8(pid: str) -> bytes:
     return pid.encode("utf-8", "surrogatepass")
 
 
+class OwnerIndex:
+    """Which models of one partition hold a pending id, by the id's CRC-32: a multiset of
+    ``(crc, model)`` pairs kept current by every :class:`PendingTable` bound to it (see
+    :meth:`JoinBuffer.owners`), so that a label naming no model finds its candidates with
+    one probe instead of one per model's table. It only narrows the search: a candidate
+    is confirmed by its table, which compares the id's bytes.
+
+    An open-addressing table (linear probing, power-of-two size, at most 60 % of the slots
+    taken) of pairs with a count each; a pair whose count falls to 0 stays as a tombstone
+    (probes go past it, an insert reuses it) until the next rebuild. Never stored: a
+    checkpoint's join state rebuilds it.
+
+    >>> index = OwnerIndex()
+    >>> crcs = np.array([7, 7, 9], dtype=np.uint32)
+    >>> index.add(crcs, 3); index.add(crcs[:1], 1)
+    >>> index.candidates(np.array([7, 9, 8], dtype=np.uint32))
+    (array([ 1,  3, -1]), array([2, 1, 0]))
+    >>> index.remove(crcs[:1], 1); index.candidates(np.array([7], dtype=np.uint32))
+    (array([3]), array([1]))
+    """
+
+    __slots__ = ("_count", "_crc", "_filled", "_model", "_shift", "_views")
+
+    def __init__(self, capacity: int = 0) -> None:
+        bits = max(4, (2 * max(capacity, 1) - 1).bit_length())
+        self._shift = 32 - bits
+        self._crc = np.zeros(1 << bits, dtype=np.uint32)
+        self._model = np.full(1 << bits, -1, dtype=np.int32)  # -1: an empty slot
+        self._count = np.zeros(1 << bits, dtype=np.int64)  # 0 with a model: a tombstone
+        self._filled = 0  # slots holding a pair (live or tombstone)
+        #: memoryviews of (crc, model, count), for the per-message path's scalar access
+        self._views: tuple[Any, Any, Any] = (
+            memoryview(self._crc), memoryview(self._model), memoryview(self._count)  # type: ignore[arg-type]
+        )
+
+    def __len__(self) -> int:
+        """Ids counted (with multiplicity)."""
+        return int(self._count.sum())
+
+    def _home(self, crcs: npt.NDArray[np.uint32]) -> I64:
+        mixed = (crcs.astype(np.uint64) * _GOLDEN) & 0xFFFFFFFF
+        return (mixed >> self._shift).astype(np.int64)
+
+    def _find(self, crcs: npt.NDArray[np.uint32], model: int) -> I64:
+        """Slots of the pairs ``(crc, model)`` (live or tombstone), -1 where absent."""
+        n = crcs.size
+        out = np.full(n, -1, dtype=np.int64)
+        mask = self._model.size - 1
+        pos = self._home(crcs)
+        todo = np.arange(n)
+        while todo.size:
+            p = pos[todo]
+            here = self._model[p]
+            hit = (here == model) & (self._crc[p] == crcs[todo])
+            out[todo[hit]] = p[hit]
+            todo = todo[~hit & (here >= 0)]
+            pos[todo] = (pos[todo] + 1) & mask
+        return out
+
+    def add(self, crcs: npt.NDArray[np.uint32], model: int) -> None:
+        """Count ids of ``model`` with these CRC-32s (one each, repeats counted)."""
+        if crcs.size == 0:
+            return
+        if crcs.size == 1:
+            keys, times = crcs, np.ones(1, dtype=np.int64)
+        else:
+            keys, times = np.unique(crcs, return_counts=True)
+        slots = self._find(keys, model)
+        there = slots >= 0
+        self._count[slots[there]] += times[there]
+        new = np.flatnonzero(~there)
+        if not new.size:
+            return
+        if 5 * (self._filled + new.size) > 3 * self._model.size:
+            self._rebuild(self._filled + new.size)
+        self._put(keys[new], model, times[new])
+
+    def _put(self, keys: npt.NDArray[np.uint32], model: int | I64, times: I64) -> None:
+        """Place pairs known to be absent, each in the first free slot (empty or
+        tombstone) from its home; one winner per slot per round."""
+        models = np.broadcast_to(np.asarray(model, dtype=np.int32), keys.shape)
+        mask = self._model.size - 1
+        pos = self._home(keys)
+        todo = np.arange(keys.size)
+        while todo.size:
+            p = pos[todo]
+            here = self._model[p]
+            free = (here < 0) | (self._count[p] == 0)
+            slot, first = np.unique(p[free], return_index=True)
+            won = todo[free][first]
+            self._filled += int((self._model[slot] < 0).sum())
+            self._crc[slot] = keys[won]
+            self._model[slot] = models[won]
+            self._count[slot] = times[won]
+            placed = np.zeros(keys.size, dtype=np.bool_)
+            placed[won] = True
+            todo = todo[~placed[todo]]
+            pos[todo] = (pos[todo] + 1) & mask
+
+    def add_one(self, crc: int, model: int) -> None:
+        """:meth:`add` of one id, in plain Python (no array for one id)."""
+        cv, mv, nv = self._views
+        mask = len(mv) - 1
+        pos = ((crc * _GOLDEN) & 0xFFFFFFFF) >> self._shift
+        free = -1
+        while True:
+            here = mv[pos]
+            if here < 0:
+                break
+            if here == model and cv[pos] == crc:
+                nv[pos] += 1
+                return
+            if free < 0 and nv[pos] == 0:
+                free = pos
+            pos = (pos + 1) & mask
+        if free < 0:
+            if 5 * (self._filled + 1) > 3 * len(mv):
+                self._rebuild(self._filled + 1)
+                self.add_one(crc, model)
+                return
+            free = pos
+            self._filled += 1
+        cv[free], mv[free], nv[free] = crc, model, 1
+
+    def remove_one(self, crc: int, model: int) -> None:
+        """:meth:`remove` of one id, in plain Python."""
+        cv, mv, nv = self._views
+        mask = len(mv) - 1
+        pos = ((crc * _GOLDEN) & 0xFFFFFFFF) >> self._shift
+        while True:
+            here = mv[pos]
+            if here < 0:
+                raise KeyError("OwnerIndex.remove: an id that was not counted")
+            if here == model and cv[pos] == crc and nv[pos] > 0:
+                nv[pos] -= 1
+                return
+            pos = (pos + 1) & mask
+
+    def remove(self, crcs: npt.NDArray[np.uint32], model: int) -> None:
+        """Uncount ids of ``model`` with these CRC-32s (each counted before)."""
+        if crcs.size == 0:
+            return
+        if crcs.size == 1:
+            keys, times = crcs, np.ones(1, dtype=np.int64)
+        else:
+            keys, times = np.unique(crcs, return_counts=True)
+        slots = self._find(keys, model)
+        if (slots < 0).any():
+            raise KeyError("OwnerIndex.remove: an id that was not counted")
+        self._count[slots] -= times
+
+    def _rebuild(self, need: int) -> None:
+        """Room for ``need`` pairs: the live pairs alone, in a table sized for them."""
+        live = np.flatnonzero(self._count > 0)
+        keys, models, times = self._crc[live], self._model[live], self._count[live]
+        fresh = OwnerIndex(max(need, 2 * live.size))
+        self._shift, self._crc, self._model, self._count, self._views = (
+            fresh._shift, fresh._crc, fresh._model, fresh._count, fresh._views
+        )  # fmt: skip
+        self._filled = 0
+        self._put(keys, models.astype(np.int64), times)
+
+    def candidate(self, crc: int) -> tuple[int, int]:
+        """:meth:`candidates` of one CRC-32, in plain Python."""
+        cv, mv, nv = self._views
+        mask = len(mv) - 1
+        pos = ((crc * _GOLDEN) & 0xFFFFFFFF) >> self._shift
+        first, many = -1, 0
+        while True:
+            here = mv[pos]
+            if here < 0:
+                return first, many
+            if cv[pos] == crc and nv[pos] > 0:
+                many += 1
+                if first < 0 or here < first:
+                    first = here
+            pos = (pos + 1) & mask
+
+    def candidates(self, crcs: npt.NDArray[np.uint32]) -> tuple[I64, I64]:
+        """For each CRC-32: the smallest model holding an id with it (-1: none) and how
+        many models do."""
+        n = crcs.size
+        first = np.full(n, -1, dtype=np.int64)
+        many = np.zeros(n, dtype=np.int64)
+        mask = self._model.size - 1
+        pos = self._home(crcs)
+        todo = np.arange(n)
+        while todo.size:
+            p = pos[todo]
+            here = self._model[p].astype(np.int64)
+            hit = (self._count[p] > 0) & (self._crc[p] == crcs[todo])
+            if hit.any():
+                who, m = todo[hit], here[hit]
+                many[who] += 1
+                low = first[who]
+                first[who] = np.where((low < 0) | (m < low), m, low)
+            todo = todo[here >= 0]
+            pos[todo] = (pos[todo] + 1) & mask
+        return first, many
+
+
 class EarlyLabel(NamedTuple):
     """A label whose prediction has not arrived yet; ``model`` is -1 when the label names none."""
 
@@ -794,33 +1013,109 @@ class EarlyLabel(NamedTuple):
 
 class JoinBuffer:
     """The join state of one partition: per-model pending predictions, early labels, and
-    recently matched ids (to tell a duplicate label from an orphan)."""
+    recently matched ids (to tell a duplicate label from an orphan).
 
-    __slots__ = ("early", "matched", "pending")
+    Which model's table holds an id is found with one probe of an :class:`OwnerIndex`
+    (:meth:`owners`, :meth:`find_pending`), which the tables keep current; it is not
+    part of the state (not pickled, not stored) and is rebuilt when the tables were
+    replaced (a restore, a hand-over, a config change)."""
+
+    __slots__ = ("_bound", "_owners", "early", "matched", "pending")
 
     def __init__(self, n_models: int) -> None:
         self.pending: list[PendingTable] = [PendingTable() for _ in range(n_models)]
         self.early: dict[str, EarlyLabel] = {}
         self.matched: list[dict[str, float]] = [{} for _ in range(n_models)]
+        self._owners: OwnerIndex | None = None
+        self._bound: list[tuple[OwnerIndex, int]] = []  # each table's binding, in order
+
+    def __getstate__(self) -> tuple[None, dict[str, Any]]:
+        return None, {"pending": self.pending, "early": self.early, "matched": self.matched}
 
     def __setstate__(self, state: Any) -> None:
         """Restore the slots; pending dicts of a checkpoint made before the columnar store
         (``prediction_id -> Pending``) become :class:`PendingTable`s, order kept."""
         slots = state[1] if isinstance(state, tuple) else state
         for name, value in slots.items():
-            setattr(self, name, value)
+            if name in ("pending", "early", "matched"):
+                setattr(self, name, value)
         self.pending = [
             PendingTable.from_dict(t) if isinstance(t, dict) else t for t in self.pending
         ]
+        self._owners = None
+        self._bound = []
+
+    def owner_index(self) -> OwnerIndex:
+        """The index of which model holds which id, bound to the tables now in
+        :attr:`pending` (built afresh when any of them is not the one it was built with)."""
+        owners = self._owners
+        pending = self.pending
+        bound = self._bound
+        if owners is not None and len(bound) == len(pending):
+            for table, binding in zip(pending, bound, strict=True):
+                if table._owner is not binding:
+                    break
+            else:
+                return owners
+        owners = self._owners = OwnerIndex(sum(len(t) for t in pending))
+        self._bound = []
+        for m, table in enumerate(pending):
+            table._owner = (owners, m)
+            self._bound.append(table._owner)
+            if len(table):
+                rows = np.flatnonzero(~np.isnan(table._ts[: table._used]))
+                owners.add(table._hash[rows], m)
+        return owners
+
+    def owners(self, ids: IdKeys, models: BoolArray | None = None) -> I64:
+        """For each id, the first model (by index) whose table holds it pending, -1 for
+        none; with ``models`` (a mask over the model indices), among those models only.
+        One probe of the :class:`OwnerIndex` per id, then the candidate's table confirms
+        it (an id held by several models, or a CRC-32 shared, asks their tables in turn)."""
+        n = len(ids.keys)
+        out = np.full(n, -1, dtype=np.int64)
+        if n == 0:
+            return out
+        first, many = self.owner_index().candidates(ids.crcs)
+        if models is not None:
+            allowed = first >= 0
+            allowed[allowed] = models[first[allowed]]
+            first = np.where(allowed | (many > 1), first, -1)
+        single = np.flatnonzero((many == 1) & (first >= 0))
+        if single.size:
+            owner = first[single]
+            for m in np.unique(owner).tolist():
+                at = single[owner == m]
+                keys = IdKeys([ids.keys[j] for j in at.tolist()], ids.crcs[at])
+                hit = self.pending[m].contains_many(keys)
+                out[at[hit]] = m
+        several = np.flatnonzero(many > 1)
+        if several.size:
+            keys = IdKeys([ids.keys[j] for j in several.tolist()], ids.crcs[several])
+            for m, table in enumerate(self.pending):
+                if models is not None and not models[m]:
+                    continue
+                free = out[several] < 0
+                if not free.any():
+                    break
+                if len(table):
+                    out[several[table.contains_many(keys) & free]] = m
+        return out
 
     def find_pending(self, pid: str, model: int) -> tuple[int, Pending | None]:
         """The model index and pending prediction for ``pid`` (``model`` -1: any model)."""
         if model >= 0:
             return model, self.pending[model].get(pid)
+        first, many = self.owner_index().candidate(zlib.crc32(_utf8(pid)))
+        if many == 0:
+            return -1, None
+        if many == 1:
+            entry = self.pending[first].get(pid)
+            return (first, entry) if entry is not None else (-1, None)
         for index, table in enumerate(self.pending):
-            found = table.get(pid)
-            if found is not None:
-                return index, found
+            found_entry = table.get(pid)
+            if found_entry is not None:
+                return index, found_entry
         return -1, None
 
     def was_matched(self, pid: str, model: int) -> bool:
