@@ -809,43 +809,118 @@ class OwnerIndex:
     one probe instead of one per model's table. It only narrows the search: a candidate
     is confirmed by its table, which compares the id's bytes.
 
-    An open-addressing table (linear probing, power-of-two size, at most 60 % of the slots
-    taken) of pairs with a count each; a pair whose count falls to 0 stays as a tombstone
-    (probes go past it, an insert reuses it) until the next rebuild. Never stored: a
-    checkpoint's join state rebuilds it.
+    Changes are queued as they come (a poll adds and removes ids model by model, a few
+    at a time) and applied together, netted per pair, before the next question. The
+    pairs live in an open-addressing table (linear probing, power-of-two size, at most
+    60 % of the slots taken) with a count each; a pair whose count falls to 0 stays as a
+    tombstone (probes go past it, an insert reuses it) until the next rebuild. Never
+    stored: a checkpoint's join state rebuilds it.
 
     >>> index = OwnerIndex()
     >>> crcs = np.array([7, 7, 9], dtype=np.uint32)
-    >>> index.add(crcs, 3); index.add(crcs[:1], 1)
+    >>> index.add(crcs, 3); index.add_one(7, 1)
     >>> index.candidates(np.array([7, 9, 8], dtype=np.uint32))
     (array([ 1,  3, -1]), array([2, 1, 0]))
-    >>> index.remove(crcs[:1], 1); index.candidates(np.array([7], dtype=np.uint32))
-    (array([3]), array([1]))
+    >>> index.remove(crcs[:1], 1); index.candidate(7), len(index)
+    ((3, 1), 3)
     """
 
-    __slots__ = ("_count", "_crc", "_filled", "_model", "_shift", "_views")
+    __slots__ = (
+        "_count", "_crc", "_filled", "_model", "_one", "_one_sign", "_queue", "_queued", "_shift"
+    )
+
+    #: Queued changes (ids) that make the next change apply the queue at once.
+    QUEUE_MOST: Final = 1 << 16
 
     def __init__(self, capacity: int = 0) -> None:
         bits = max(4, (2 * max(capacity, 1) - 1).bit_length())
         self._shift = 32 - bits
         self._crc = np.zeros(1 << bits, dtype=np.uint32)
         self._model = np.full(1 << bits, -1, dtype=np.int32)  # -1: an empty slot
-        self._count = np.zeros(1 << bits, dtype=np.int64)  # 0 with a model: a tombstone
+        self._count = np.zeros(1 << bits, dtype=np.int32)  # 0 with a model: a tombstone
         self._filled = 0  # slots holding a pair (live or tombstone)
-        #: memoryviews of (crc, model, count), for the per-message path's scalar access
-        self._views: tuple[Any, Any, Any] = (
-            memoryview(self._crc), memoryview(self._model), memoryview(self._count)  # type: ignore[arg-type]
-        )
+        self._queue: list[tuple[npt.NDArray[np.uint64], int]] = []  # (pair keys, +1 | -1)
+        self._one: list[int] = []  # single changes: pair keys (crc << 32 | model)
+        self._one_sign: list[int] = []  # and +1 | -1
+        self._queued = 0
 
     def __len__(self) -> int:
         """Ids counted (with multiplicity)."""
+        self._apply()
         return int(self._count.sum())
 
+    # ------------------------------------------------------------------ changes
+    def add(self, crcs: npt.NDArray[np.uint32], model: int) -> None:
+        """Count ids of ``model`` with these CRC-32s (one each, repeats counted)."""
+        self._enqueue(crcs, model, 1)
+
+    def remove(self, crcs: npt.NDArray[np.uint32], model: int) -> None:
+        """Uncount ids of ``model`` with these CRC-32s (each counted before)."""
+        self._enqueue(crcs, model, -1)
+
+    def add_one(self, crc: int, model: int) -> None:
+        """:meth:`add` of one id."""
+        self._one.append(crc << 32 | model)
+        self._one_sign.append(1)
+        self._queued += 1
+        if self._queued > self.QUEUE_MOST:
+            self._apply()
+
+    def remove_one(self, crc: int, model: int) -> None:
+        """:meth:`remove` of one id."""
+        self._one.append(crc << 32 | model)
+        self._one_sign.append(-1)
+        self._queued += 1
+        if self._queued > self.QUEUE_MOST:
+            self._apply()
+
+    def _enqueue(self, crcs: npt.NDArray[np.uint32], model: int, sign: int) -> None:
+        if crcs.size == 0:
+            return
+        self._queue.append(((crcs.astype(np.uint64) << np.uint64(32)) | np.uint64(model), sign))
+        self._queued += crcs.size
+        if self._queued > self.QUEUE_MOST:
+            self._apply()
+
+    def _apply(self) -> None:
+        """Apply the queued changes, netted per pair."""
+        if not self._queued:
+            return
+        keys = [k for k, _ in self._queue]
+        signs = [np.full(k.size, sign, dtype=np.int64) for k, sign in self._queue]
+        if self._one:
+            keys.append(np.array(self._one, dtype=np.uint64))
+            signs.append(np.array(self._one_sign, dtype=np.int64))
+        self._queue, self._one, self._one_sign, self._queued = [], [], [], 0
+        pairs, at = np.unique(np.concatenate(keys), return_inverse=True)
+        net = np.bincount(at, weights=np.concatenate(signs), minlength=pairs.size)
+        change = np.flatnonzero(net != 0)
+        if not change.size:
+            return
+        pairs, net = pairs[change], net[change].astype(np.int64)
+        crcs = (pairs >> np.uint64(32)).astype(np.uint32)
+        models = (pairs & np.uint64(0xFFFFFFFF)).astype(np.int32)
+        slots = self._find(crcs, models)
+        there = slots >= 0
+        if (~there & (net < 0)).any():
+            raise KeyError("OwnerIndex.remove: an id that was not counted")
+        counts = self._count[slots[there]] + net[there]
+        if (counts < 0).any():
+            raise KeyError("OwnerIndex.remove: an id that was not counted")
+        self._count[slots[there]] = counts
+        new = np.flatnonzero(~there)
+        if not new.size:
+            return
+        if 5 * (self._filled + new.size) > 3 * self._model.size:
+            self._rebuild(self._filled + new.size)
+        self._put(crcs[new], models[new], net[new])
+
+    # ------------------------------------------------------------------ the table
     def _home(self, crcs: npt.NDArray[np.uint32]) -> I64:
         mixed = (crcs.astype(np.uint64) * _GOLDEN) & 0xFFFFFFFF
         return (mixed >> self._shift).astype(np.int64)
 
-    def _find(self, crcs: npt.NDArray[np.uint32], model: int) -> I64:
+    def _find(self, crcs: npt.NDArray[np.uint32], models: npt.NDArray[np.int32]) -> I64:
         """Slots of the pairs ``(crc, model)`` (live or tombstone), -1 where absent."""
         n = crcs.size
         out = np.full(n, -1, dtype=np.int64)
@@ -855,134 +930,53 @@ class OwnerIndex:
         while todo.size:
             p = pos[todo]
             here = self._model[p]
-            hit = (here == model) & (self._crc[p] == crcs[todo])
+            hit = (here == models[todo]) & (self._crc[p] == crcs[todo])
             out[todo[hit]] = p[hit]
             todo = todo[~hit & (here >= 0)]
             pos[todo] = (pos[todo] + 1) & mask
         return out
 
-    def add(self, crcs: npt.NDArray[np.uint32], model: int) -> None:
-        """Count ids of ``model`` with these CRC-32s (one each, repeats counted)."""
-        if crcs.size == 0:
-            return
-        if crcs.size == 1:
-            keys, times = crcs, np.ones(1, dtype=np.int64)
-        else:
-            keys, times = np.unique(crcs, return_counts=True)
-        slots = self._find(keys, model)
-        there = slots >= 0
-        self._count[slots[there]] += times[there]
-        new = np.flatnonzero(~there)
-        if not new.size:
-            return
-        if 5 * (self._filled + new.size) > 3 * self._model.size:
-            self._rebuild(self._filled + new.size)
-        self._put(keys[new], model, times[new])
-
-    def _put(self, keys: npt.NDArray[np.uint32], model: int | I64, times: I64) -> None:
-        """Place pairs known to be absent, each in the first free slot (empty or
+    def _put(self, keys: npt.NDArray[np.uint32], models: npt.NDArray[np.int32], times: I64) -> None:
+        """Place distinct pairs known to be absent, each in the first free slot (empty or
         tombstone) from its home; one winner per slot per round."""
-        models = np.broadcast_to(np.asarray(model, dtype=np.int32), keys.shape)
         mask = self._model.size - 1
         pos = self._home(keys)
         todo = np.arange(keys.size)
+        placed = np.zeros(keys.size, dtype=np.bool_)
         while todo.size:
             p = pos[todo]
-            here = self._model[p]
-            free = (here < 0) | (self._count[p] == 0)
+            free = (self._model[p] < 0) | (self._count[p] == 0)
             slot, first = np.unique(p[free], return_index=True)
             won = todo[free][first]
             self._filled += int((self._model[slot] < 0).sum())
             self._crc[slot] = keys[won]
             self._model[slot] = models[won]
             self._count[slot] = times[won]
-            placed = np.zeros(keys.size, dtype=np.bool_)
             placed[won] = True
             todo = todo[~placed[todo]]
             pos[todo] = (pos[todo] + 1) & mask
-
-    def add_one(self, crc: int, model: int) -> None:
-        """:meth:`add` of one id, in plain Python (no array for one id)."""
-        cv, mv, nv = self._views
-        mask = len(mv) - 1
-        pos = ((crc * _GOLDEN) & 0xFFFFFFFF) >> self._shift
-        free = -1
-        while True:
-            here = mv[pos]
-            if here < 0:
-                break
-            if here == model and cv[pos] == crc:
-                nv[pos] += 1
-                return
-            if free < 0 and nv[pos] == 0:
-                free = pos
-            pos = (pos + 1) & mask
-        if free < 0:
-            if 5 * (self._filled + 1) > 3 * len(mv):
-                self._rebuild(self._filled + 1)
-                self.add_one(crc, model)
-                return
-            free = pos
-            self._filled += 1
-        cv[free], mv[free], nv[free] = crc, model, 1
-
-    def remove_one(self, crc: int, model: int) -> None:
-        """:meth:`remove` of one id, in plain Python."""
-        cv, mv, nv = self._views
-        mask = len(mv) - 1
-        pos = ((crc * _GOLDEN) & 0xFFFFFFFF) >> self._shift
-        while True:
-            here = mv[pos]
-            if here < 0:
-                raise KeyError("OwnerIndex.remove: an id that was not counted")
-            if here == model and cv[pos] == crc and nv[pos] > 0:
-                nv[pos] -= 1
-                return
-            pos = (pos + 1) & mask
-
-    def remove(self, crcs: npt.NDArray[np.uint32], model: int) -> None:
-        """Uncount ids of ``model`` with these CRC-32s (each counted before)."""
-        if crcs.size == 0:
-            return
-        if crcs.size == 1:
-            keys, times = crcs, np.ones(1, dtype=np.int64)
-        else:
-            keys, times = np.unique(crcs, return_counts=True)
-        slots = self._find(keys, model)
-        if (slots < 0).any():
-            raise KeyError("OwnerIndex.remove: an id that was not counted")
-        self._count[slots] -= times
 
     def _rebuild(self, need: int) -> None:
         """Room for ``need`` pairs: the live pairs alone, in a table sized for them."""
         live = np.flatnonzero(self._count > 0)
         keys, models, times = self._crc[live], self._model[live], self._count[live]
         fresh = OwnerIndex(max(need, 2 * live.size))
-        self._shift, self._crc, self._model, self._count, self._views = (
-            fresh._shift, fresh._crc, fresh._model, fresh._count, fresh._views
+        self._shift, self._crc, self._model, self._count = (
+            fresh._shift, fresh._crc, fresh._model, fresh._count
         )  # fmt: skip
         self._filled = 0
-        self._put(keys, models.astype(np.int64), times)
+        self._put(keys, models, times.astype(np.int64))
 
+    # ------------------------------------------------------------------ questions
     def candidate(self, crc: int) -> tuple[int, int]:
-        """:meth:`candidates` of one CRC-32, in plain Python."""
-        cv, mv, nv = self._views
-        mask = len(mv) - 1
-        pos = ((crc * _GOLDEN) & 0xFFFFFFFF) >> self._shift
-        first, many = -1, 0
-        while True:
-            here = mv[pos]
-            if here < 0:
-                return first, many
-            if cv[pos] == crc and nv[pos] > 0:
-                many += 1
-                if first < 0 or here < first:
-                    first = here
-            pos = (pos + 1) & mask
+        """:meth:`candidates` of one CRC-32."""
+        first, many = self.candidates(np.array([crc], dtype=np.uint32))
+        return int(first[0]), int(many[0])
 
     def candidates(self, crcs: npt.NDArray[np.uint32]) -> tuple[I64, I64]:
         """For each CRC-32: the smallest model holding an id with it (-1: none) and how
         many models do."""
+        self._apply()
         n = crcs.size
         first = np.full(n, -1, dtype=np.int64)
         many = np.zeros(n, dtype=np.int64)
@@ -1021,6 +1015,9 @@ class JoinBuffer:
     replaced (a restore, a hand-over, a config change)."""
 
     __slots__ = ("_bound", "_owners", "early", "matched", "pending")
+
+    #: Up to this many models, :meth:`owners` asks each table (no index to keep).
+    INDEXED_FROM = 4
 
     def __init__(self, n_models: int) -> None:
         self.pending: list[PendingTable] = [PendingTable() for _ in range(n_models)]
@@ -1067,34 +1064,34 @@ class JoinBuffer:
                 owners.add(table._hash[rows], m)
         return owners
 
-    def owners(self, ids: IdKeys, models: BoolArray | None = None) -> I64:
+    def owners(self, ids: IdKeys) -> I64:
         """For each id, the first model (by index) whose table holds it pending, -1 for
-        none; with ``models`` (a mask over the model indices), among those models only.
-        One probe of the :class:`OwnerIndex` per id, then the candidate's table confirms
-        it (an id held by several models, or a CRC-32 shared, asks their tables in turn)."""
+        none. With more than :attr:`INDEXED_FROM` models, one probe of the
+        :class:`OwnerIndex` per id, then the candidate's table confirms it (an id held by
+        several models, or a CRC-32 shared, asks their tables in turn); with fewer, each
+        table is asked."""
         n = len(ids.keys)
         out = np.full(n, -1, dtype=np.int64)
         if n == 0:
             return out
+        if len(self.pending) <= self.INDEXED_FROM:
+            for m, table in enumerate(self.pending):
+                if len(table):
+                    free = out < 0
+                    out[table.contains_many(ids) & free] = m
+            return out
         first, many = self.owner_index().candidates(ids.crcs)
-        if models is not None:
-            allowed = first >= 0
-            allowed[allowed] = models[first[allowed]]
-            first = np.where(allowed | (many > 1), first, -1)
-        single = np.flatnonzero((many == 1) & (first >= 0))
+        single = np.flatnonzero(many == 1)
         if single.size:
             owner = first[single]
             for m in np.unique(owner).tolist():
                 at = single[owner == m]
                 keys = IdKeys([ids.keys[j] for j in at.tolist()], ids.crcs[at])
-                hit = self.pending[m].contains_many(keys)
-                out[at[hit]] = m
+                out[at[self.pending[m].contains_many(keys)]] = m
         several = np.flatnonzero(many > 1)
         if several.size:
             keys = IdKeys([ids.keys[j] for j in several.tolist()], ids.crcs[several])
             for m, table in enumerate(self.pending):
-                if models is not None and not models[m]:
-                    continue
                 free = out[several] < 0
                 if not free.any():
                     break
@@ -1106,16 +1103,17 @@ class JoinBuffer:
         """The model index and pending prediction for ``pid`` (``model`` -1: any model)."""
         if model >= 0:
             return model, self.pending[model].get(pid)
-        first, many = self.owner_index().candidate(zlib.crc32(_utf8(pid)))
-        if many == 0:
-            return -1, None
-        if many == 1:
-            entry = self.pending[first].get(pid)
-            return (first, entry) if entry is not None else (-1, None)
+        if len(self.pending) > self.INDEXED_FROM:
+            first, many = self.owner_index().candidate(zlib.crc32(_utf8(pid)))
+            if many == 0:
+                return -1, None
+            if many == 1:
+                entry = self.pending[first].get(pid)
+                return (first, entry) if entry is not None else (-1, None)
         for index, table in enumerate(self.pending):
-            found_entry = table.get(pid)
-            if found_entry is not None:
-                return index, found_entry
+            found = table.get(pid)
+            if found is not None:
+                return index, found
         return -1, None
 
     def was_matched(self, pid: str, model: int) -> bool:
