@@ -687,6 +687,7 @@ class Engine:
         if sets:  # the predictions' sums, then the pairs' added to them, pane by pane
             self._scatter(model, sets)
         if pairs is not None:
+            assert pairs.delay is not None
             self._label_delays(model.index, pairs.part, pairs.delay)
             if model.detectors is not None:
                 self._buffer_errors(model, pairs)
@@ -734,7 +735,7 @@ class Engine:
         span = high - low + 1
         # Every (partition, pane) group's sums at once (bit for bit what DeltaLedger.add
         # adds group by group: a group's events stay in their order).
-        keys = [part * span + (pane - low) for (part, _, _, _, _), pane in zip(sets, panes, strict=True)]
+        keys = [s[0] * span + (pane - low) for s, pane in zip(sets, panes, strict=True)]
         uniq, group = np.unique(np.concatenate(keys), return_inverse=True)
         cuts = np.cumsum([len(k) for k in keys])[:-1]
         terms = [

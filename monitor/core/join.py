@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections import Counter
 from collections.abc import Iterator
+from itertools import chain
 from typing import Any, Final, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["EarlyLabel", "JoinBuffer", "OwnerIndex", "Pending", "PendingTable"]
+__all__ = ["EarlyLabel", "EarlyLabels", "JoinBuffer", "OwnerIndex", "Pending", "PendingTable"]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -1005,6 +1007,76 @@ class EarlyLabel(NamedTuple):
     model: int
 
 
+_MISSING: Final = object()
+
+
+class EarlyLabels(dict[str, EarlyLabel]):
+    """The early labels of a partition (``prediction_id -> EarlyLabel``, arrival order)
+    with a running count of them per model index (:attr:`by_model`, -1: naming none),
+    kept by every insert and removal: a pane delta reports them each poll without a pass
+    over every label. A dict in every other respect.
+
+    >>> early = EarlyLabels({"a": EarlyLabel(1.0, 1, 0)})
+    >>> early["b"] = EarlyLabel(2.0, 0, -1); early.pop("a").model, dict(early.by_model)
+    (0, {0: 0, -1: 1})
+    """
+
+    __slots__ = ("by_model",)
+
+    def __init__(self, items: Any = ()) -> None:
+        super().__init__()
+        #: model index (-1: the label names none) -> early labels waiting
+        self.by_model: Counter[int] = Counter()
+        self.update(items)
+
+    def __setitem__(self, pid: str, label: EarlyLabel) -> None:
+        old = dict.get(self, pid)
+        if old is not None:
+            self.by_model[old.model] -= 1
+        dict.__setitem__(self, pid, label)
+        self.by_model[label.model] += 1
+
+    def __delitem__(self, pid: str) -> None:
+        self.by_model[dict.pop(self, pid).model] -= 1
+
+    def pop(self, pid: str, *default: Any) -> Any:
+        old = dict.pop(self, pid, _MISSING)
+        if old is _MISSING:
+            if default:
+                return default[0]
+            raise KeyError(pid)
+        self.by_model[old.model] -= 1  # type: ignore[attr-defined]
+        return old
+
+    def popitem(self) -> tuple[str, EarlyLabel]:
+        pid, old = dict.popitem(self)
+        self.by_model[old.model] -= 1
+        return pid, old
+
+    def setdefault(self, pid: str, label: EarlyLabel) -> EarlyLabel:
+        if pid not in self:
+            self[pid] = label
+        return dict.__getitem__(self, pid)
+
+    def update(self, items: Any = (), /, **more: EarlyLabel) -> None:
+        pairs = items.items() if hasattr(items, "items") else items
+        for pid, label in chain(pairs, more.items()):
+            self[pid] = label
+
+    def clear(self) -> None:
+        dict.clear(self)
+        self.by_model.clear()
+
+    def copy(self) -> EarlyLabels:
+        return EarlyLabels(self.items())
+
+    def __copy__(self) -> EarlyLabels:
+        return EarlyLabels(self.items())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return EarlyLabels, (list(self.items()),)
+
+
 class JoinBuffer:
     """The join state of one partition: per-model pending predictions, early labels, and
     recently matched ids (to tell a duplicate label from an orphan).
@@ -1021,10 +1093,15 @@ class JoinBuffer:
 
     def __init__(self, n_models: int) -> None:
         self.pending: list[PendingTable] = [PendingTable() for _ in range(n_models)]
-        self.early: dict[str, EarlyLabel] = {}
+        self.early: dict[str, EarlyLabel] = EarlyLabels()
         self.matched: list[dict[str, float]] = [{} for _ in range(n_models)]
         self._owners: OwnerIndex | None = None
         self._bound: list[tuple[OwnerIndex, int]] = []  # each table's binding, in order
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "early" and type(value) is not EarlyLabels:  # a dict given: counted
+            value = EarlyLabels(value)
+        object.__setattr__(self, name, value)
 
     def __getstate__(self) -> tuple[None, dict[str, Any]]:
         return None, {"pending": self.pending, "early": self.early, "matched": self.matched}

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -387,13 +388,13 @@ def scatter_panes(
             parts = [t.of_groups(first, last) for t in sets]
         # The (group, row) pairs the events touch, numbered in order: a block row each.
         touched = np.zeros(count * rows + 1, dtype=np.bool_)  # the last: slices of -1
-        pairs = []
+        pairs: list[tuple[I64, npt.NDArray[np.bool_] | None]] = []
         for t in parts:
-            keep = t.slices >= 0
+            present = t.slices >= 0
             pair = t.slices + (t.group * rows)[:, None]
-            whole = bool(keep.all())  # every event in every slice position: no mask
-            touched[pair if whole else np.where(keep, pair, -1)] = True
-            pairs.append((pair, None if whole else keep))
+            whole = bool(present.all())  # every event in every slice position: no mask
+            touched[pair if whole else np.where(present, pair, -1)] = True
+            pairs.append((pair, None if whole else present))
         touched[-1] = False
         used = np.flatnonzero(touched)
         number = np.cumsum(touched) - 1
@@ -402,18 +403,9 @@ def scatter_panes(
         decays: list[F64] = []
         for t, (pair, keep) in zip(parts, pairs, strict=True):
             idx = (number[pair] * width)[:, :, None] + t.cols[:, None, :]
-            at = idx.reshape(-1) if keep is None else idx[np.broadcast_to(keep[:, :, None], idx.shape)]
-
-            def block(v: F64, at: I64 = at, keep: npt.NDArray[np.bool_] | None = keep,
-                      shape: tuple[int, ...] = idx.shape) -> F64:  # fmt: skip
-                spread = np.broadcast_to(v[:, None, :], shape)
-                if keep is None:
-                    weights = spread.reshape(-1)
-                else:
-                    weights = spread[np.broadcast_to(keep[:, :, None], shape)]
-                summed = np.bincount(at, weights=weights, minlength=n)
-                return summed.astype(np.float64, copy=False).reshape(-1, width)
-
+            kept = None if keep is None else np.broadcast_to(keep[:, :, None], idx.shape)
+            at = idx.reshape(-1) if kept is None else idx[kept]
+            block = partial(_summed, at=at, kept=kept, shape=idx.shape, cells=n, width=width)
             got = block(t.vals)
             plain = got if plain is None else np.add(plain, got, out=plain)
             if rates:
@@ -428,6 +420,16 @@ def scatter_panes(
         for i in range(count):
             a, b = cuts[i], cuts[i + 1]
             yield first + i, row[a:b], plain[a:b], [d[a:b] for d in decays]
+
+
+def _summed(v: F64, *, at: I64, kept: npt.NDArray[np.bool_] | None, shape: tuple[int, ...],
+            cells: int, width: int) -> F64:  # fmt: skip
+    """The sums of the terms ``v`` (``(events, terms)``, one per slice position) at their
+    cells ``at`` (``kept`` the positions taken), as a ``(cells // width, width)`` block."""
+    spread = np.broadcast_to(v[:, None, :], shape)
+    weights = spread.reshape(-1) if kept is None else spread[kept]
+    summed = np.bincount(at, weights=weights, minlength=cells)
+    return summed.astype(np.float64, copy=False).reshape(-1, width)
 
 
 def scatter_add(target: F64, slices: I64, cols: I64, vals: F64, weights: F64 | None = None) -> None:

@@ -274,11 +274,9 @@ class DeltaLedger:
                 rows, plain, decay = acc.rows[used], acc.plain[used], [d[used] for d in acc.decay]
             if len(rows) == 0 and not acc.err and not acc.warm:
                 continue
+            blocks = [_block(d) for d in decay]
             out.append(
-                PaneDelta(
-                    pane, rows.tolist(), _block(plain), [_block(d) for d in decay],
-                    acc.err_ts, acc.err, acc.warm,
-                )  # fmt: skip
+                PaneDelta(pane, rows.tolist(), _block(plain), blocks, acc.err_ts, acc.err, acc.warm)
             )
         self.panes[m] = {}
         return out
@@ -287,5 +285,5 @@ class DeltaLedger:
 def _block(a: F64) -> bytes:
     """A float64 block as a record's bytes: a read-only view of its little-endian data
     (encoded exactly as its ``tobytes()``), no copy."""
-    data = memoryview(np.ascontiguousarray(a, dtype="<f8")).cast("B")
+    data = np.ascontiguousarray(a, dtype="<f8").data.cast("B")
     return data.toreadonly()  # type: ignore[return-value]  # a bytes-like view, not bytes

@@ -9,12 +9,21 @@ from __future__ import annotations
 import copy
 import pickle
 import random
+from collections import Counter
 from typing import Any
 
 import numpy as np
 import pytest
 
-from monitor.core.join import JoinBuffer, OwnerIndex, Pending, PendingTable, id_keys
+from monitor.core.join import (
+    EarlyLabel,
+    EarlyLabels,
+    JoinBuffer,
+    OwnerIndex,
+    Pending,
+    PendingTable,
+    id_keys,
+)
 
 MODELS = 7  # more than JoinBuffer.INDEXED_FROM: the index answers
 
@@ -140,3 +149,47 @@ def test_both_paths_agree_with_the_lookup_always_used(monkeypatch: pytest.Monkey
         same(fast[1], slow[1], "summary")
         same(fast[3], slow[3], "join")
         assert fast_engine.engine.pending_total == slow_engine.engine.pending_total
+        for state in fast_engine.engine.partitions.values():
+            counted = {m: n for m, n in state.join.early.by_model.items() if n}  # type: ignore[attr-defined]
+            assert counted == _recount(state.join.early)
+
+
+def _recount(early: dict[str, Any]) -> dict[int, int]:
+    return dict(Counter(label.model for label in early.values()))
+
+
+def test_early_label_counts_follow_every_change() -> None:
+    """The running count of early labels per model (what each pane delta reports) against
+    a recount, through every way the engine, the batch path and the caps change them."""
+    rng = random.Random(5)
+    join = JoinBuffer(3)
+    assert isinstance(join.early, EarlyLabels)
+    pids = [f"e{i}" for i in range(60)]
+    for _ in range(600):
+        pid = rng.choice(pids)
+        label = EarlyLabel(float(rng.randrange(100)), 1, rng.randrange(-1, 3))
+        op = rng.randrange(9)
+        early = join.early
+        if op == 0:
+            early[pid] = label  # new or overwritten in place
+        elif op == 1 and pid in early:
+            del early[pid]
+        elif op == 2:
+            early.pop(pid, None)
+        elif op == 3:
+            early.update([(pid, label), (rng.choice(pids), label)])
+        elif op == 4 and early:
+            JoinBuffer.evict_oldest(early)
+        elif op == 5:
+            JoinBuffer.expire(early, float(rng.randrange(30)))
+        elif op == 6:
+            early.setdefault(pid, label)
+        elif op == 7:  # copied, pickled, or replaced by a plain dict (a restore)
+            join.early = rng.choice([copy.copy(early), pickle.loads(pickle.dumps(early)),
+                                     dict(early)])
+        elif op == 8 and early and rng.random() < 0.1:
+            early.popitem() if rng.random() < 0.5 else early.clear()
+        assert isinstance(join.early, EarlyLabels)
+        want = _recount(join.early)
+        got = {m: n for m, n in join.early.by_model.items() if n}
+        assert got == want
