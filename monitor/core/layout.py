@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -365,8 +364,9 @@ def scatter_panes(
     group ``g`` (of pane ``panes[g]``), the slice rows the events of ``sets`` touch in it
     (ascending), their plain sums and one decay block per rate (each ``(len(rows),
     width)``): bit for bit what :func:`scatter_pane` of each set in turn adds into zeros,
-    on those rows (the other rows stay zero). One ``bincount`` per set and block of
-    groups instead of one per group, over the rows touched only: a poll of a sparse
+    on those rows (the other rows stay zero). One ``bincount`` per block of groups (per
+    set too when two sets share a column) instead of one per group, over the rows
+    touched only: a poll of a sparse
     stream holds hundreds of groups of a few events each. The blocks are fresh arrays
     (views of one per call) that nothing else writes to: the caller may keep them.
 
@@ -379,6 +379,16 @@ def scatter_panes(
     rows, width = shape
     size = rows * width
     per_block = max(1, _BLOCK_CELLS // max(size, 1))
+    # Sets whose columns are disjoint (a poll's predictions and pairs: each column is one
+    # or the other's) are summed in one bincount: a cell's terms all come from one set, in
+    # its order, as in that set's own sum.
+    seen = np.zeros(width, dtype=np.bool_)
+    disjoint = True
+    for t in sets:
+        if seen[t.cols].any():
+            disjoint = False
+            break
+        seen[t.cols] = True
     for first in range(0, len(panes), per_block):
         last = min(first + per_block, len(panes))
         count = last - first
@@ -399,22 +409,27 @@ def scatter_panes(
         used = np.flatnonzero(touched)
         number = np.cumsum(touched) - 1
         n = used.size * width
-        plain: F64 | None = None
-        decays: list[F64] = []
+        spots: list[_Spots] = []
         for t, (pair, keep) in zip(parts, pairs, strict=True):
             idx = (number[pair] * width)[:, :, None] + t.cols[:, None, :]
             kept = None if keep is None else np.broadcast_to(keep[:, :, None], idx.shape)
-            at = idx.reshape(-1) if kept is None else idx[kept]
-            block = partial(_summed, at=at, kept=kept, shape=idx.shape, cells=n, width=width)
-            got = block(t.vals)
-            plain = got if plain is None else np.add(plain, got, out=plain)
-            if rates:
-                age = (panes[t.group + first] + 1) * pane - t.ts
-                more = [block(t.vals * np.exp(-rate * age)[:, None]) for rate in rates]
-                decays = more if not decays else [
-                    np.add(d, m, out=d) for d, m in zip(decays, more, strict=True)
-                ]
-        assert plain is not None
+            spots.append(_Spots(idx.reshape(-1) if kept is None else idx[kept], kept, idx.shape))
+        ages = [(panes[t.group + first] + 1) * pane - t.ts for t in parts] if rates else []
+
+        def summed(scaled: list[F64], spots: list[_Spots] = spots, n: int = n) -> F64:
+            """The sums of every set's values ``scaled``."""
+            if disjoint:
+                return _summed(spots, scaled, n, width)
+            out = _summed(spots[:1], scaled[:1], n, width)
+            for spot, vals in zip(spots[1:], scaled[1:], strict=True):
+                out += _summed([spot], [vals], n, width)
+            return out
+
+        plain = summed([t.vals for t in parts])
+        decays = [
+            summed([t.vals * np.exp(-rate * a)[:, None] for t, a in zip(parts, ages, strict=True)])
+            for rate in rates
+        ]
         owner, row = np.divmod(used, rows)
         cuts = np.searchsorted(owner, np.arange(count + 1)).tolist()
         for i in range(count):
@@ -422,13 +437,25 @@ def scatter_panes(
             yield first + i, row[a:b], plain[a:b], [d[a:b] for d in decays]
 
 
-def _summed(v: F64, *, at: I64, kept: npt.NDArray[np.bool_] | None, shape: tuple[int, ...],
-            cells: int, width: int) -> F64:  # fmt: skip
-    """The sums of the terms ``v`` (``(events, terms)``, one per slice position) at their
-    cells ``at`` (``kept`` the positions taken), as a ``(cells // width, width)`` block."""
-    spread = np.broadcast_to(v[:, None, :], shape)
-    weights = spread.reshape(-1) if kept is None else spread[kept]
-    summed = np.bincount(at, weights=weights, minlength=cells)
+class _Spots(NamedTuple):
+    """Where a set's terms go in a block: the cell of each term taken (``at``), which
+    (event, slice position, term) places are taken (None: all), their shape."""
+
+    at: I64
+    kept: npt.NDArray[np.bool_] | None
+    shape: tuple[int, ...]
+
+
+def _summed(spots: Sequence[_Spots], values: Sequence[F64], cells: int, width: int) -> F64:
+    """The sums of sets' terms ``values`` (each ``(events, terms)``, one per slice
+    position) at their ``spots``, as a ``(cells // width, width)`` block: one bincount."""
+    weights = []
+    for spot, v in zip(spots, values, strict=True):
+        spread = np.broadcast_to(v[:, None, :], spot.shape)
+        weights.append(spread.reshape(-1) if spot.kept is None else spread[spot.kept])
+    at = spots[0].at if len(spots) == 1 else np.concatenate([s.at for s in spots])
+    w = weights[0] if len(weights) == 1 else np.concatenate(weights)
+    summed = np.bincount(at, weights=w, minlength=cells)
     return summed.astype(np.float64, copy=False).reshape(-1, width)
 
 
