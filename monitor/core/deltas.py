@@ -20,6 +20,7 @@ from operator import itemgetter
 import numpy as np
 
 from monitor.core.engine import LATE, Engine
+from monitor.core.join import EarlyLabels
 from monitor.core.partials import FORMAT, ModelDelta, PartitionDelta
 
 __all__ = ["DeltaBook"]
@@ -72,8 +73,13 @@ class DeltaBook:
                 np.zeros_like(state.delay_sum),
             ),
         )
-        # early labels per model index (-1: naming none), counted in one pass at C speed
-        early = Counter(map(itemgetter(2), state.join.early.values()))
+        # early labels per model index (-1: naming none), as the join keeps them counted
+        early = state.join.early
+        by_model = (
+            early.by_model
+            if isinstance(early, EarlyLabels)
+            else Counter(map(itemgetter(2), early.values()))
+        )
         models = []
         for model in engine.models:
             m = model.index
@@ -93,7 +99,7 @@ class DeltaBook:
                     d_sum,
                     dict(model.registry.folded),
                     len(state.join.pending[m]),
-                    early[-1] + early[m],
+                    by_model[-1] + by_model[m],
                 )
             )
         end = dict(state.offsets)

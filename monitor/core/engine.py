@@ -62,7 +62,7 @@ from monitor.core.counts import (
 )
 from monitor.core.fastpath import Chunk, OneByOne, split_and_join
 from monitor.core.join import EarlyLabel, JoinBuffer, Pending
-from monitor.core.layout import feature_columns, scatter_panes
+from monitor.core.layout import Terms, feature_columns, scatter_panes
 from monitor.core.model import ModelState, PaneSignals, install_profile
 from monitor.core.partials import DeltaLedger, WarmRow
 from monitor.core.reference import ReferenceProfile
@@ -654,6 +654,7 @@ class Engine:
     def _accumulate(self, model: ModelState, batch: _Batch) -> None:
         layout = model.layout
         k = 2 + len(model.registry.segments)
+        sets: list[tuple[npt.NDArray[np.int64], F64, npt.NDArray[np.int64], Any, F64]] = []
         preds = batch.predictions(k, layout.features)
         if preds is not None:
             probs = np.asarray(preds.prob) if preds.prob else None
@@ -665,12 +666,16 @@ class Engine:
                 columns = preds.feats if isinstance(preds.feats, dict) else None
                 f_cols, f_vals = layout.feature_terms(None, use, columns=columns)
                 cols, vals = np.hstack([cols, f_cols]), np.hstack([vals, f_vals])
-            self._scatter(model, preds.part, preds.ts, preds.slices, cols, vals)
+            sets.append((preds.part, preds.ts, preds.slices, cols, vals))
         pairs = batch.outcomes(k)
         if pairs is not None:
             assert pairs.label is not None and pairs.delay is not None
             cols, vals = layout.outcome_terms(pairs.pred, pairs.score, pairs.label)
-            self._scatter(model, pairs.part, pairs.ts, pairs.slices, cols, vals)
+            sets.append((pairs.part, pairs.ts, pairs.slices, cols, vals))
+        if sets:  # the predictions' sums, then the pairs' added to them, pane by pane
+            self._scatter(model, sets)
+        if pairs is not None:
+            assert pairs.delay is not None
             self._label_delays(model.index, pairs.part, pairs.delay)
             if model.detectors is not None:
                 self._buffer_errors(model, pairs)
@@ -704,36 +709,37 @@ class Engine:
     def _scatter(
         self,
         model: ModelState,
-        part: npt.NDArray[np.int64],
-        ts: F64,
-        sl: npt.NDArray[np.int64],
-        cols: Any,
-        vals: F64,
+        sets: Sequence[tuple[npt.NDArray[np.int64], F64, npt.NDArray[np.int64], Any, F64]],
     ) -> None:
-        """The events' terms go to their partition's ledger, pane by pane, whatever the
-        clock (stage 2 decides what is late)."""
-        pane = np.floor(ts / self.pane).astype(np.int64)
-        low = int(pane.min())
+        """Events' terms go to their partition's ledger, pane by pane, whatever the clock
+        (stage 2 decides what is late): ``sets`` of ``(partition, time, slices, cols,
+        vals)`` columns, each set's sums added to the previous sets' in each pane."""
+        panes = [np.floor(ts / self.pane).astype(np.int64) for _, ts, _, _, _ in sets]
+        low = min(int(p.min()) for p in panes)
+        high = max(int(p.max()) for p in panes)
         if self.closed_upto is None:
             first = self.first_pane
             self.first_pane = low if first is None else min(first, low)
-        span = int(pane.max()) - low + 1
-        rows = len(model.registry.keys)
-        ledgers = self.ledgers
-        groups = [(divmod(k, span), sel) for k, sel in _groups(part * span + (pane - low))]
+        span = high - low + 1
         # Every (partition, pane) group's sums at once (bit for bit what DeltaLedger.add
-        # adds group by group)
-        at = np.concatenate([sel for _, sel in groups])
-        group = np.repeat(np.arange(len(groups)), [len(sel) for _, sel in groups])
+        # adds group by group: a group's events stay in their order).
+        keys = [s[0] * span + (pane - low) for s, pane in zip(sets, panes, strict=True)]
+        uniq, group = np.unique(np.concatenate(keys), return_inverse=True)
+        cuts = np.cumsum([len(k) for k in keys])[:-1]
+        terms = [
+            Terms(g, sl, cols, vals, ts)
+            for g, (_, ts, sl, cols, vals) in zip(np.split(group, cuts), sets, strict=True)
+        ]
+        numbers, offsets = np.divmod(uniq, span)
         rates = [math.log(2) / spec.seconds for spec in model.windows if spec.kind == "decay"]
+        rows = len(model.registry.keys)
         blocks = scatter_panes(
-            (rows, model.layout.width), rates, self.pane,
-            np.array([q + low for (_, q), _ in groups], dtype=np.int64), group,
-            sl[at], cols[at], vals[at], ts[at],
-        )  # fmt: skip
-        for g, plain, decay in blocks:
-            (p, q), _ = groups[g]
-            ledgers[p].add_sums(model.index, q + low, plain, decay)
+            (rows, model.layout.width), rates, self.pane, offsets + low, terms
+        )
+        ledgers = self.ledgers
+        numbers_l, panes_l = numbers.tolist(), (offsets + low).tolist()
+        for g, used, plain, decay in blocks:
+            ledgers[numbers_l[g]].add_sums(model.index, panes_l[g], plain, decay, used)
 
     # ------------------------------------------------------------------ time
     def _watermark(self) -> float:

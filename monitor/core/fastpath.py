@@ -1267,17 +1267,11 @@ def _labels(
         join = engine.partition(number).join
         pids = [events[j].prediction_id for j in rows]
         # The model whose prediction waits (the named one only; else the first holding it).
-        owner = np.full(len(rows), -1, dtype=np.int64)
         ids = id_keys(pids)
-        for model in engine.models if name < 0 else [engine.models[name]]:
-            table = join.pending[model.index]
-            if not len(table):
-                continue
-            free = owner < 0
-            if not free.any():
-                break
-            hit = table.contains_many(ids) & free
-            owner[hit] = model.index
+        if name < 0:  # the first model holding it: one probe of the join's owner index
+            owner = join.owners(ids)
+        else:
+            owner = np.where(join.pending[name].contains_many(ids), name, -1)
         good = (owner >= 0) & timely
         if one_by_one:
             good &= ~np.isin(owner, sorted(one_by_one))
@@ -1459,11 +1453,8 @@ def _found_before(
         pids = [r[0] for r in rows]
         model = np.array([r[1] for r in rows], dtype=np.int64)
         first = np.array([r[2] for r in rows], dtype=bool)
-        ids = id_keys(pids)
-        hit = np.zeros(len(rows), dtype=bool)
-        for k, table in enumerate(join.pending):
-            if len(table) and (first | (model > k)).any():
-                hit |= table.contains_many(ids) & (first | (model > k))
+        owner = join.owners(id_keys(pids))  # the first model holding each, -1: none
+        hit = (owner >= 0) & (first | (owner < model))
         tables: list[dict[str, Any]] = [join.early, *join.matched]
         for known in tables:
             if known and first.any():

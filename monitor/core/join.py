@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections import Counter
 from collections.abc import Iterator
+from itertools import chain
 from typing import Any, Final, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["EarlyLabel", "JoinBuffer", "Pending", "PendingTable"]
+__all__ = ["EarlyLabel", "EarlyLabels", "JoinBuffer", "OwnerIndex", "Pending", "PendingTable"]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -76,6 +78,7 @@ class PendingTable:
         "_k",
         "_live",
         "_memo",
+        "_owner",
         "_pred",
         "_pv",
         "_score",
@@ -112,6 +115,9 @@ class PendingTable:
         self._sv: Any
         #: (pid, row, slot) of the last lookup: see :meth:`_locate`
         self._memo: tuple[str, int, int] | None = None
+        #: (the partition's owner index, this table's model) when bound (see
+        #: :meth:`JoinBuffer.owner_index`): every insert and removal is counted there.
+        self._owner: tuple[OwnerIndex, int] | None = None
         self._columns(0)
         self._reindex(0)
 
@@ -178,7 +184,9 @@ class PendingTable:
             key = _utf8(pid)
             self._blob += key
             self._ev[row] = len(self._blob)
-            self._hv[row] = zlib.crc32(key)
+            crc = self._hv[row] = zlib.crc32(key)
+            if self._owner is not None:
+                self._owner[0].add_one(crc, self._owner[1])
             self._sv[slot] = row
             self._used = used + 1
             self._live += 1
@@ -244,7 +252,10 @@ class PendingTable:
         span = self._ts[start:stop]
         alive = ~np.isnan(span)
         gone = int(np.count_nonzero(alive))
-        self._id_bytes -= self._id_lengths(start + np.flatnonzero(alive))
+        rows = start + np.flatnonzero(alive)
+        self._id_bytes -= self._id_lengths(rows)
+        if self._owner is not None:
+            self._owner[0].remove(self._hash[rows], self._owner[1])
         span[:] = np.nan
         self._live -= gone
         self._head = stop
@@ -300,6 +311,8 @@ class PendingTable:
         self._live += n
         self._memo = None
         self._place(np.arange(at, end))
+        if self._owner is not None:
+            self._owner[0].add(crcs, self._owner[1])
 
     def pop_many(self, pids: list[str]) -> tuple[BoolArray, F64, F64, F64, I64]:
         """Remove the pending predictions of ``pids``; return ``(found, ts, pred, score,
@@ -327,6 +340,8 @@ class PendingTable:
             score[found] = self._score[hit]
             slices[found] = self._slices[hit]
             self._id_bytes -= self._id_lengths(hit)
+            if self._owner is not None:
+                self._owner[0].remove(self._hash[hit], self._owner[1])
             self._ts[hit] = np.nan
             self._live -= hit.size
             self._maybe_compact()
@@ -374,6 +389,8 @@ class PendingTable:
         if rows.size < n:
             raise KeyError(f"evict_front({n}) from a PendingTable of {self._live}")
         self._id_bytes -= self._id_lengths(rows)
+        if self._owner is not None:
+            self._owner[0].remove(self._hash[rows], self._owner[1])
         self._ts[rows] = np.nan
         self._live -= n
         self._head = int(rows[-1]) + 1
@@ -426,6 +443,8 @@ class PendingTable:
         return Pending(self._tv[row], self._pv[row], self._cv[row], slices)
 
     def _kill(self, row: int) -> None:
+        if self._owner is not None:
+            self._owner[0].remove_one(self._hv[row], self._owner[1])
         self._tv[row] = math.nan
         self._live -= 1
         self._id_bytes -= int(self._ev[row]) - self._start(row)
@@ -709,6 +728,7 @@ class PendingTable:
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        self._owner = None  # a copy is bound to no partition's index
         self._k = int(state["k"])
         self._blob = bytearray()
         ts = np.asarray(state["ts"], dtype=np.float64)
@@ -784,6 +804,201 @@ def _utf8(pid: str) -> bytes:
     return pid.encode("utf-8", "surrogatepass")
 
 
+class OwnerIndex:
+    """Which models of one partition hold a pending id, by the id's CRC-32: a multiset of
+    ``(crc, model)`` pairs kept current by every :class:`PendingTable` bound to it (see
+    :meth:`JoinBuffer.owners`), so that a label naming no model finds its candidates with
+    one probe instead of one per model's table. It only narrows the search: a candidate
+    is confirmed by its table, which compares the id's bytes.
+
+    Changes are queued as they come (a poll adds and removes ids model by model, a few
+    at a time) and applied together, netted per pair, before the next question. The
+    pairs live in an open-addressing table (linear probing, power-of-two size, at most
+    60 % of the slots taken) with a count each; a pair whose count falls to 0 stays as a
+    tombstone (probes go past it, an insert reuses it) until the next rebuild. Never
+    stored: a checkpoint's join state rebuilds it.
+
+    >>> index = OwnerIndex()
+    >>> crcs = np.array([7, 7, 9], dtype=np.uint32)
+    >>> index.add(crcs, 3); index.add_one(7, 1)
+    >>> index.candidates(np.array([7, 9, 8], dtype=np.uint32))
+    (array([ 1,  3, -1]), array([2, 1, 0]))
+    >>> index.remove(crcs[:1], 1); index.candidate(7), len(index)
+    ((3, 1), 3)
+    """
+
+    __slots__ = (
+        "_count", "_crc", "_filled", "_model", "_one", "_one_sign", "_queue", "_queued", "_shift"
+    )
+
+    #: Queued changes (ids) that make the next change apply the queue at once.
+    QUEUE_MOST: Final = 1 << 16
+
+    def __init__(self, capacity: int = 0) -> None:
+        bits = max(4, (2 * max(capacity, 1) - 1).bit_length())
+        self._shift = 32 - bits
+        self._crc = np.zeros(1 << bits, dtype=np.uint32)
+        self._model = np.full(1 << bits, -1, dtype=np.int32)  # -1: an empty slot
+        self._count = np.zeros(1 << bits, dtype=np.int32)  # 0 with a model: a tombstone
+        self._filled = 0  # slots holding a pair (live or tombstone)
+        self._queue: list[tuple[npt.NDArray[np.uint64], int]] = []  # (pair keys, +1 | -1)
+        self._one: list[int] = []  # single changes: pair keys (crc << 32 | model)
+        self._one_sign: list[int] = []  # and +1 | -1
+        self._queued = 0
+
+    def __len__(self) -> int:
+        """Ids counted (with multiplicity)."""
+        self._apply()
+        return int(self._count.sum())
+
+    # ------------------------------------------------------------------ changes
+    def add(self, crcs: npt.NDArray[np.uint32], model: int) -> None:
+        """Count ids of ``model`` with these CRC-32s (one each, repeats counted)."""
+        self._enqueue(crcs, model, 1)
+
+    def remove(self, crcs: npt.NDArray[np.uint32], model: int) -> None:
+        """Uncount ids of ``model`` with these CRC-32s (each counted before)."""
+        self._enqueue(crcs, model, -1)
+
+    def add_one(self, crc: int, model: int) -> None:
+        """:meth:`add` of one id."""
+        self._one.append(crc << 32 | model)
+        self._one_sign.append(1)
+        self._queued += 1
+        if self._queued > self.QUEUE_MOST:
+            self._apply()
+
+    def remove_one(self, crc: int, model: int) -> None:
+        """:meth:`remove` of one id."""
+        self._one.append(crc << 32 | model)
+        self._one_sign.append(-1)
+        self._queued += 1
+        if self._queued > self.QUEUE_MOST:
+            self._apply()
+
+    def _enqueue(self, crcs: npt.NDArray[np.uint32], model: int, sign: int) -> None:
+        if crcs.size == 0:
+            return
+        self._queue.append(((crcs.astype(np.uint64) << np.uint64(32)) | np.uint64(model), sign))
+        self._queued += crcs.size
+        if self._queued > self.QUEUE_MOST:
+            self._apply()
+
+    def _apply(self) -> None:
+        """Apply the queued changes, netted per pair."""
+        if not self._queued:
+            return
+        keys = [k for k, _ in self._queue]
+        signs = [np.full(k.size, sign, dtype=np.int64) for k, sign in self._queue]
+        if self._one:
+            keys.append(np.array(self._one, dtype=np.uint64))
+            signs.append(np.array(self._one_sign, dtype=np.int64))
+        self._queue, self._one, self._one_sign, self._queued = [], [], [], 0
+        pairs, at = np.unique(np.concatenate(keys), return_inverse=True)
+        net = np.bincount(at, weights=np.concatenate(signs), minlength=pairs.size)
+        change = np.flatnonzero(net != 0)
+        if not change.size:
+            return
+        pairs, net = pairs[change], net[change].astype(np.int64)
+        crcs = (pairs >> np.uint64(32)).astype(np.uint32)
+        models = (pairs & np.uint64(0xFFFFFFFF)).astype(np.int32)
+        slots = self._find(crcs, models)
+        there = slots >= 0
+        if (~there & (net < 0)).any():
+            raise KeyError("OwnerIndex.remove: an id that was not counted")
+        counts = self._count[slots[there]] + net[there]
+        if (counts < 0).any():
+            raise KeyError("OwnerIndex.remove: an id that was not counted")
+        self._count[slots[there]] = counts
+        new = np.flatnonzero(~there)
+        if not new.size:
+            return
+        if 5 * (self._filled + new.size) > 3 * self._model.size:
+            self._rebuild(self._filled + new.size)
+        self._put(crcs[new], models[new], net[new])
+
+    # ------------------------------------------------------------------ the table
+    def _home(self, crcs: npt.NDArray[np.uint32]) -> I64:
+        mixed = (crcs.astype(np.uint64) * _GOLDEN) & 0xFFFFFFFF
+        return (mixed >> self._shift).astype(np.int64)
+
+    def _find(self, crcs: npt.NDArray[np.uint32], models: npt.NDArray[np.int32]) -> I64:
+        """Slots of the pairs ``(crc, model)`` (live or tombstone), -1 where absent."""
+        n = crcs.size
+        out = np.full(n, -1, dtype=np.int64)
+        mask = self._model.size - 1
+        pos = self._home(crcs)
+        todo = np.arange(n)
+        while todo.size:
+            p = pos[todo]
+            here = self._model[p]
+            hit = (here == models[todo]) & (self._crc[p] == crcs[todo])
+            out[todo[hit]] = p[hit]
+            todo = todo[~hit & (here >= 0)]
+            pos[todo] = (pos[todo] + 1) & mask
+        return out
+
+    def _put(self, keys: npt.NDArray[np.uint32], models: npt.NDArray[np.int32], times: I64) -> None:
+        """Place distinct pairs known to be absent, each in the first free slot (empty or
+        tombstone) from its home; one winner per slot per round."""
+        mask = self._model.size - 1
+        pos = self._home(keys)
+        todo = np.arange(keys.size)
+        placed = np.zeros(keys.size, dtype=np.bool_)
+        while todo.size:
+            p = pos[todo]
+            free = (self._model[p] < 0) | (self._count[p] == 0)
+            slot, first = np.unique(p[free], return_index=True)
+            won = todo[free][first]
+            self._filled += int((self._model[slot] < 0).sum())
+            self._crc[slot] = keys[won]
+            self._model[slot] = models[won]
+            self._count[slot] = times[won]
+            placed[won] = True
+            todo = todo[~placed[todo]]
+            pos[todo] = (pos[todo] + 1) & mask
+
+    def _rebuild(self, need: int) -> None:
+        """Room for ``need`` pairs: the live pairs alone, in a table sized for them."""
+        live = np.flatnonzero(self._count > 0)
+        keys, models, times = self._crc[live], self._model[live], self._count[live]
+        fresh = OwnerIndex(max(need, 2 * live.size))
+        self._shift, self._crc, self._model, self._count = (
+            fresh._shift, fresh._crc, fresh._model, fresh._count
+        )  # fmt: skip
+        self._filled = 0
+        self._put(keys, models, times.astype(np.int64))
+
+    # ------------------------------------------------------------------ questions
+    def candidate(self, crc: int) -> tuple[int, int]:
+        """:meth:`candidates` of one CRC-32."""
+        first, many = self.candidates(np.array([crc], dtype=np.uint32))
+        return int(first[0]), int(many[0])
+
+    def candidates(self, crcs: npt.NDArray[np.uint32]) -> tuple[I64, I64]:
+        """For each CRC-32: the smallest model holding an id with it (-1: none) and how
+        many models do."""
+        self._apply()
+        n = crcs.size
+        first = np.full(n, -1, dtype=np.int64)
+        many = np.zeros(n, dtype=np.int64)
+        mask = self._model.size - 1
+        pos = self._home(crcs)
+        todo = np.arange(n)
+        while todo.size:
+            p = pos[todo]
+            here = self._model[p].astype(np.int64)
+            hit = (self._count[p] > 0) & (self._crc[p] == crcs[todo])
+            if hit.any():
+                who, m = todo[hit], here[hit]
+                many[who] += 1
+                low = first[who]
+                first[who] = np.where((low < 0) | (m < low), m, low)
+            todo = todo[here >= 0]
+            pos[todo] = (pos[todo] + 1) & mask
+        return first, many
+
+
 class EarlyLabel(NamedTuple):
     """A label whose prediction has not arrived yet; ``model`` is -1 when the label names none."""
 
@@ -792,31 +1007,186 @@ class EarlyLabel(NamedTuple):
     model: int
 
 
+_MISSING: Final = object()
+
+
+class EarlyLabels(dict[str, EarlyLabel]):
+    """The early labels of a partition (``prediction_id -> EarlyLabel``, arrival order)
+    with a running count of them per model index (:attr:`by_model`, -1: naming none),
+    kept by every insert and removal: a pane delta reports them each poll without a pass
+    over every label. A dict in every other respect.
+
+    >>> early = EarlyLabels({"a": EarlyLabel(1.0, 1, 0)})
+    >>> early["b"] = EarlyLabel(2.0, 0, -1); early.pop("a").model, dict(early.by_model)
+    (0, {0: 0, -1: 1})
+    """
+
+    __slots__ = ("by_model",)
+
+    def __init__(self, items: Any = ()) -> None:
+        super().__init__()
+        #: model index (-1: the label names none) -> early labels waiting
+        self.by_model: Counter[int] = Counter()
+        self.update(items)
+
+    def __setitem__(self, pid: str, label: EarlyLabel) -> None:
+        old = dict.get(self, pid)
+        if old is not None:
+            self.by_model[old.model] -= 1
+        dict.__setitem__(self, pid, label)
+        self.by_model[label.model] += 1
+
+    def __delitem__(self, pid: str) -> None:
+        self.by_model[dict.pop(self, pid).model] -= 1
+
+    def pop(self, pid: str, *default: Any) -> Any:
+        old = dict.pop(self, pid, _MISSING)
+        if old is _MISSING:
+            if default:
+                return default[0]
+            raise KeyError(pid)
+        self.by_model[old.model] -= 1  # type: ignore[attr-defined]
+        return old
+
+    def popitem(self) -> tuple[str, EarlyLabel]:
+        pid, old = dict.popitem(self)
+        self.by_model[old.model] -= 1
+        return pid, old
+
+    def setdefault(self, pid: str, label: EarlyLabel) -> EarlyLabel:
+        if pid not in self:
+            self[pid] = label
+        return dict.__getitem__(self, pid)
+
+    def update(self, items: Any = (), /, **more: EarlyLabel) -> None:
+        pairs = items.items() if hasattr(items, "items") else items
+        for pid, label in chain(pairs, more.items()):
+            self[pid] = label
+
+    def clear(self) -> None:
+        dict.clear(self)
+        self.by_model.clear()
+
+    def copy(self) -> EarlyLabels:
+        return EarlyLabels(self.items())
+
+    def __copy__(self) -> EarlyLabels:
+        return EarlyLabels(self.items())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return EarlyLabels, (list(self.items()),)
+
+
 class JoinBuffer:
     """The join state of one partition: per-model pending predictions, early labels, and
-    recently matched ids (to tell a duplicate label from an orphan)."""
+    recently matched ids (to tell a duplicate label from an orphan).
 
-    __slots__ = ("early", "matched", "pending")
+    Which model's table holds an id is found with one probe of an :class:`OwnerIndex`
+    (:meth:`owners`, :meth:`find_pending`), which the tables keep current; it is not
+    part of the state (not pickled, not stored) and is rebuilt when the tables were
+    replaced (a restore, a hand-over, a config change)."""
+
+    __slots__ = ("_bound", "_owners", "early", "matched", "pending")
+
+    #: Up to this many models, :meth:`owners` asks each table (no index to keep).
+    INDEXED_FROM = 4
 
     def __init__(self, n_models: int) -> None:
         self.pending: list[PendingTable] = [PendingTable() for _ in range(n_models)]
-        self.early: dict[str, EarlyLabel] = {}
+        self.early: dict[str, EarlyLabel] = EarlyLabels()
         self.matched: list[dict[str, float]] = [{} for _ in range(n_models)]
+        self._owners: OwnerIndex | None = None
+        self._bound: list[tuple[OwnerIndex, int]] = []  # each table's binding, in order
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "early" and type(value) is not EarlyLabels:  # a dict given: counted
+            value = EarlyLabels(value)
+        object.__setattr__(self, name, value)
+
+    def __getstate__(self) -> tuple[None, dict[str, Any]]:
+        return None, {"pending": self.pending, "early": self.early, "matched": self.matched}
 
     def __setstate__(self, state: Any) -> None:
         """Restore the slots; pending dicts of a checkpoint made before the columnar store
         (``prediction_id -> Pending``) become :class:`PendingTable`s, order kept."""
         slots = state[1] if isinstance(state, tuple) else state
         for name, value in slots.items():
-            setattr(self, name, value)
+            if name in ("pending", "early", "matched"):
+                setattr(self, name, value)
         self.pending = [
             PendingTable.from_dict(t) if isinstance(t, dict) else t for t in self.pending
         ]
+        self._owners = None
+        self._bound = []
+
+    def owner_index(self) -> OwnerIndex:
+        """The index of which model holds which id, bound to the tables now in
+        :attr:`pending` (built afresh when any of them is not the one it was built with)."""
+        owners = self._owners
+        pending = self.pending
+        bound = self._bound
+        if owners is not None and len(bound) == len(pending):
+            for table, binding in zip(pending, bound, strict=True):
+                if table._owner is not binding:
+                    break
+            else:
+                return owners
+        owners = self._owners = OwnerIndex(sum(len(t) for t in pending))
+        self._bound = []
+        for m, table in enumerate(pending):
+            table._owner = (owners, m)
+            self._bound.append(table._owner)
+            if len(table):
+                rows = np.flatnonzero(~np.isnan(table._ts[: table._used]))
+                owners.add(table._hash[rows], m)
+        return owners
+
+    def owners(self, ids: IdKeys) -> I64:
+        """For each id, the first model (by index) whose table holds it pending, -1 for
+        none. With more than :attr:`INDEXED_FROM` models, one probe of the
+        :class:`OwnerIndex` per id, then the candidate's table confirms it (an id held by
+        several models, or a CRC-32 shared, asks their tables in turn); with fewer, each
+        table is asked."""
+        n = len(ids.keys)
+        out = np.full(n, -1, dtype=np.int64)
+        if n == 0:
+            return out
+        if len(self.pending) <= self.INDEXED_FROM:
+            for m, table in enumerate(self.pending):
+                if len(table):
+                    free = out < 0
+                    out[table.contains_many(ids) & free] = m
+            return out
+        first, many = self.owner_index().candidates(ids.crcs)
+        single = np.flatnonzero(many == 1)
+        if single.size:
+            owner = first[single]
+            for m in np.unique(owner).tolist():
+                at = single[owner == m]
+                keys = IdKeys([ids.keys[j] for j in at.tolist()], ids.crcs[at])
+                out[at[self.pending[m].contains_many(keys)]] = m
+        several = np.flatnonzero(many > 1)
+        if several.size:
+            keys = IdKeys([ids.keys[j] for j in several.tolist()], ids.crcs[several])
+            for m, table in enumerate(self.pending):
+                free = out[several] < 0
+                if not free.any():
+                    break
+                if len(table):
+                    out[several[table.contains_many(keys) & free]] = m
+        return out
 
     def find_pending(self, pid: str, model: int) -> tuple[int, Pending | None]:
         """The model index and pending prediction for ``pid`` (``model`` -1: any model)."""
         if model >= 0:
             return model, self.pending[model].get(pid)
+        if len(self.pending) > self.INDEXED_FROM:
+            first, many = self.owner_index().candidate(zlib.crc32(_utf8(pid)))
+            if many == 0:
+                return -1, None
+            if many == 1:
+                entry = self.pending[first].get(pid)
+                return (first, entry) if entry is not None else (-1, None)
         for index, table in enumerate(self.pending):
             found = table.get(pid)
             if found is not None:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -42,7 +42,7 @@ from monitor.events.values import canonical, is_whole
 if TYPE_CHECKING:
     from monitor.core.baseline import Baseline
 
-__all__ = ["EPS", "Layout", "scatter_add", "scatter_pane"]
+__all__ = ["EPS", "Layout", "Terms", "scatter_add", "scatter_pane", "scatter_panes"]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -336,59 +336,127 @@ def scatter_pane(plain: F64, decay: Sequence[F64], rates: Sequence[float], end: 
 _BLOCK_CELLS = 1 << 20
 
 
+class Terms(NamedTuple):
+    """Events' terms for :func:`scatter_panes`: each event's group, slice ids ``(events,
+    k)``, columns and values ``(events, terms)`` and event time."""
+
+    group: I64
+    slices: I64
+    cols: I64
+    vals: F64
+    ts: F64
+
+    def of_groups(self, first: int, last: int) -> Terms:
+        """The events of groups ``first`` to ``last - 1``, numbered from 0."""
+        mine = (self.group >= first) & (self.group < last)
+        return Terms(self.group[mine] - first, self.slices[mine], self.cols[mine],
+                     self.vals[mine], self.ts[mine])  # fmt: skip
+
+
 def scatter_panes(
     shape: tuple[int, int],
     rates: Sequence[float],
     pane: float,
     panes: I64,
-    group: I64,
-    slices: I64,
-    cols: I64,
-    vals: F64,
-    ts: F64,
-) -> Iterator[tuple[int, F64, list[F64]]]:
+    sets: Sequence[Terms],
+) -> Iterator[tuple[int, I64, F64, list[F64]]]:
     """The open-pane sums of many (partition, pane) groups of events at once: for each
-    group ``g`` (of pane ``panes[g]``; ``group`` gives each event's), its plain sums and
-    one decay block per rate, as :func:`scatter_pane` would add them into zeros, bit for
-    bit. One ``bincount`` per block of groups instead of one per group: a poll of a sparse
-    stream holds hundreds of groups of a few events each."""
+    group ``g`` (of pane ``panes[g]``), the slice rows the events of ``sets`` touch in it
+    (ascending), their plain sums and one decay block per rate (each ``(len(rows),
+    width)``): bit for bit what :func:`scatter_pane` of each set in turn adds into zeros,
+    on those rows (the other rows stay zero). One ``bincount`` per block of groups (per
+    set too when two sets share a column) instead of one per group, over the rows
+    touched only: a poll of a sparse
+    stream holds hundreds of groups of a few events each. The blocks are fresh arrays
+    (views of one per call) that nothing else writes to: the caller may keep them.
+
+    >>> terms = Terms(np.array([0, 0]), np.array([[0, 2], [0, -1]]), np.array([[1], [1]]),
+    ...               np.array([[1.0], [3.0]]), np.array([1.0, 2.0]))
+    >>> _, rows, plain, _ = next(scatter_panes((4, 2), [], 10.0, np.array([0]), [terms]))
+    >>> rows.tolist(), plain.tolist()
+    ([0, 2], [[0.0, 4.0], [0.0, 1.0]])
+    """
     rows, width = shape
     size = rows * width
     per_block = max(1, _BLOCK_CELLS // max(size, 1))
-    keep = slices >= 0
-    whole = bool(keep.all())  # every event in every slice position (no -1): no mask
+    # Sets whose columns are disjoint (a poll's predictions and pairs: each column is one
+    # or the other's) are summed in one bincount: a cell's terms all come from one set, in
+    # its order, as in that set's own sum.
+    seen = np.zeros(width, dtype=np.bool_)
+    disjoint = True
+    for t in sets:
+        if seen[t.cols].any():
+            disjoint = False
+            break
+        seen[t.cols] = True
     for first in range(0, len(panes), per_block):
         last = min(first + per_block, len(panes))
+        count = last - first
         if first == 0 and last == len(panes):  # one block (the usual case): no gather
-            g, sl, cl, vl, tl, kl = group, slices, cols, vals, ts, keep
+            parts = list(sets)
         else:
-            mine = (group >= first) & (group < last)
-            g = group[mine] - first
-            sl, cl, vl, tl, kl = slices[mine], cols[mine], vals[mine], ts[mine], keep[mine]
-        cell = sl * width + (g * size)[:, None]
-        idx = cell[:, :, None] + cl[:, None, :]
-        n = (last - first) * size
-        if whole:
-            at = idx.reshape(-1)
-            kept = None
-        else:
-            kept = np.broadcast_to(kl[:, :, None], idx.shape)
-            at = idx[kept]
+            parts = [t.of_groups(first, last) for t in sets]
+        # The (group, row) pairs the events touch, numbered in order: a block row each.
+        touched = np.zeros(count * rows + 1, dtype=np.bool_)  # the last: slices of -1
+        pairs: list[tuple[I64, npt.NDArray[np.bool_] | None]] = []
+        for t in parts:
+            present = t.slices >= 0
+            pair = t.slices + (t.group * rows)[:, None]
+            whole = bool(present.all())  # every event in every slice position: no mask
+            touched[pair if whole else np.where(present, pair, -1)] = True
+            pairs.append((pair, None if whole else present))
+        touched[-1] = False
+        used = np.flatnonzero(touched)
+        number = np.cumsum(touched) - 1
+        n = used.size * width
+        spots: list[_Spots] = []
+        for t, (pair, keep) in zip(parts, pairs, strict=True):
+            idx = (number[pair] * width)[:, :, None] + t.cols[:, None, :]
+            kept = None if keep is None else np.broadcast_to(keep[:, :, None], idx.shape)
+            spots.append(_Spots(idx.reshape(-1) if kept is None else idx[kept], kept, idx.shape))
+        ages = [(panes[t.group + first] + 1) * pane - t.ts for t in parts] if rates else []
 
-        def block(v: F64, at: I64 = at, kept: npt.NDArray[np.bool_] | None = kept,
-                  n: int = n, shape: tuple[int, ...] = idx.shape) -> F64:  # fmt: skip
-            spread = np.broadcast_to(v[:, None, :], shape)
-            weights = spread.reshape(-1) if kept is None else spread[kept]
-            summed = np.bincount(at, weights=weights, minlength=n)
-            return summed.astype(np.float64, copy=False).reshape(-1, rows, width)
+        def summed(scaled: list[F64], spots: list[_Spots] = spots, n: int = n) -> F64:
+            """The sums of every set's values ``scaled``."""
+            if disjoint:
+                return _summed(spots, scaled, n, width)
+            out = _summed(spots[:1], scaled[:1], n, width)
+            for spot, vals in zip(spots[1:], scaled[1:], strict=True):
+                out += _summed([spot], [vals], n, width)
+            return out
 
-        plain = block(vl)
-        decays = []
-        if rates:
-            age = (panes[g + first] + 1) * pane - tl
-            decays = [block(vl * np.exp(-rate * age)[:, None]) for rate in rates]
-        for i in range(last - first):
-            yield first + i, plain[i], [d[i] for d in decays]
+        plain = summed([t.vals for t in parts])
+        decays = [
+            summed([t.vals * np.exp(-rate * a)[:, None] for t, a in zip(parts, ages, strict=True)])
+            for rate in rates
+        ]
+        owner, row = np.divmod(used, rows)
+        cuts = np.searchsorted(owner, np.arange(count + 1)).tolist()
+        for i in range(count):
+            a, b = cuts[i], cuts[i + 1]
+            yield first + i, row[a:b], plain[a:b], [d[a:b] for d in decays]
+
+
+class _Spots(NamedTuple):
+    """Where a set's terms go in a block: the cell of each term taken (``at``), which
+    (event, slice position, term) places are taken (None: all), their shape."""
+
+    at: I64
+    kept: npt.NDArray[np.bool_] | None
+    shape: tuple[int, ...]
+
+
+def _summed(spots: Sequence[_Spots], values: Sequence[F64], cells: int, width: int) -> F64:
+    """The sums of sets' terms ``values`` (each ``(events, terms)``, one per slice
+    position) at their ``spots``, as a ``(cells // width, width)`` block: one bincount."""
+    weights = []
+    for spot, v in zip(spots, values, strict=True):
+        spread = np.broadcast_to(v[:, None, :], spot.shape)
+        weights.append(spread.reshape(-1) if spot.kept is None else spread[spot.kept])
+    at = spots[0].at if len(spots) == 1 else np.concatenate([s.at for s in spots])
+    w = weights[0] if len(weights) == 1 else np.concatenate(weights)
+    summed = np.bincount(at, weights=w, minlength=cells)
+    return summed.astype(np.float64, copy=False).reshape(-1, width)
 
 
 def scatter_add(target: F64, slices: I64, cols: I64, vals: F64, weights: F64 | None = None) -> None:

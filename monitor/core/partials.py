@@ -43,7 +43,6 @@ import numpy as np
 import numpy.typing as npt
 
 from monitor.core.layout import scatter_pane
-from monitor.core.windows import pad_rows
 
 __all__ = [
     "DeltaLedger",
@@ -172,6 +171,11 @@ def decode_delta(value: bytes) -> PartitionDelta:
 
 @dataclass
 class _Pane:
+    """One pane's additions: the sums of the slice ``rows`` it holds (ascending), one
+    ``(len(rows), width)`` block each (every other row is zero), the errors and the
+    predictions sent raw."""
+
+    rows: I64
     plain: F64
     decay: list[F64]
     err_ts: list[float] = field(default_factory=list)
@@ -179,12 +183,15 @@ class _Pane:
     warm: list[WarmRow] = field(default_factory=list)
 
 
+_NO_ROWS: Final = np.zeros(0, dtype=np.int64)
+
+
 class DeltaLedger:
     """One input partition's additions since its last delta, per model and pane.
 
     ``decay_rates[m]`` are model ``m``'s decay windows' rates (ln 2 / half-life); ``width``
-    its accumulator width. Rows follow the stage-1 engine's slice registry of each model
-    and grow with it.
+    its accumulator width. A pane holds the rows of the stage-1 engine's slice registry
+    that events touched, nothing for the others (a sparse stream's pane touches a few).
     """
 
     def __init__(self, pane: float, widths: list[int], decay_rates: list[list[float]]) -> None:
@@ -195,73 +202,88 @@ class DeltaLedger:
 
     def add(self, m: int, pane: int, rows: int, slices: I64, cols: I64, vals: F64, ts: F64) -> None:
         """Add events of model ``m`` in ``pane`` (``ts`` their event times)."""
-        acc = self.panes[m].get(pane)
-        if acc is None:
-            width = self.widths[m]
-            acc = self.panes[m][pane] = _Pane(
-                np.zeros((rows, width)), [np.zeros((rows, width)) for _ in self.decay_rates[m]]
-            )
-        elif acc.plain.shape[0] < rows:
-            acc.plain = pad_rows(acc.plain, rows)
-            acc.decay = [pad_rows(d, rows) for d in acc.decay]
-        scatter_pane(acc.plain, acc.decay, self.decay_rates[m], (pane + 1) * self.pane,
+        width = self.widths[m]
+        plain = np.zeros((rows, width))
+        decay = [np.zeros((rows, width)) for _ in self.decay_rates[m]]
+        scatter_pane(plain, decay, self.decay_rates[m], (pane + 1) * self.pane,
                      slices, cols, vals, ts)  # fmt: skip
+        self.add_sums(m, pane, plain, decay)
 
-    def add_sums(self, m: int, pane: int, plain: F64, decay: list[F64]) -> None:
+    def add_sums(self, m: int, pane: int, plain: F64, decay: list[F64],
+                 rows: I64 | None = None) -> None:  # fmt: skip
         """Add the sums of events of model ``m`` in ``pane`` made elsewhere (as
         :func:`~monitor.core.layout.scatter_panes` makes them): ``plain`` and one block per
-        decay window, weighted to the pane's end."""
+        decay window, weighted to the pane's end, of the slice ``rows`` (ascending; None:
+        rows 0, 1, ...). The ledger keeps the arrays given (the caller no longer writes
+        to them) when the pane holds nothing yet."""
+        if rows is None:
+            rows = np.arange(plain.shape[0], dtype=np.int64)
         acc = self.panes[m].get(pane)
         if acc is None:
-            self.panes[m][pane] = _Pane(plain.copy(), [d.copy() for d in decay])
+            self.panes[m][pane] = _Pane(rows, plain, list(decay))
             return
-        rows = plain.shape[0]
-        if acc.plain.shape[0] < rows:
-            acc.plain = pad_rows(acc.plain, rows)
-            acc.decay = [pad_rows(d, rows) for d in acc.decay]
-        acc.plain[:rows] += plain
-        for target, add in zip(acc.decay, decay, strict=True):
-            target[:rows] += add
+        if not len(acc.rows):  # errors or warmup rows only so far
+            acc.rows, acc.plain, acc.decay = rows, plain, list(decay)
+            return
+        if len(acc.rows) == len(rows) and (acc.rows == rows).all():
+            acc.plain = acc.plain + plain
+            acc.decay = [t + d for t, d in zip(acc.decay, decay, strict=True)]
+            return
+        union = np.union1d(acc.rows, rows)
+        old, new = np.searchsorted(union, acc.rows), np.searchsorted(union, rows)
+        blocks = []
+        for held, add in zip([acc.plain, *acc.decay], [plain, *decay], strict=True):
+            out = np.zeros((len(union), held.shape[1]))
+            out[old] = held
+            out[new] += add
+            blocks.append(out)
+        acc.rows, acc.plain, acc.decay = union, blocks[0], blocks[1:]
 
-    def _pane(self, m: int, pane: int, rows: int) -> _Pane:
+    def _pane(self, m: int, pane: int) -> _Pane:
         acc = self.panes[m].get(pane)
         if acc is None:
             width = self.widths[m]
             acc = self.panes[m][pane] = _Pane(
-                np.zeros((rows, width)), [np.zeros((rows, width)) for _ in self.decay_rates[m]]
+                _NO_ROWS, np.zeros((0, width)), [np.zeros((0, width)) for _ in self.decay_rates[m]]
             )
         return acc
 
     def add_errors(self, m: int, pane: int, rows: int, ts: list[float], err: list[float]) -> None:
-        """Keep joined pairs' errors of model ``m`` in ``pane``, in input order."""
-        acc = self._pane(m, pane, rows)
+        """Keep joined pairs' errors of model ``m`` in ``pane``, in input order (``rows``,
+        the registry's rows, is not needed: kept for the callers)."""
+        acc = self._pane(m, pane)
         acc.err_ts.extend(ts)
         acc.err.extend(err)
 
     def add_warm(self, m: int, pane: int, rows: int, row: WarmRow) -> None:
         """Keep a prediction of model ``m`` in ``pane`` sent raw for the warmup reference."""
-        self._pane(m, pane, rows).warm.append(row)
+        self._pane(m, pane).warm.append(row)
 
     def take(self, m: int) -> list[PaneDelta]:
         """Model ``m``'s pane additions as records, forgetting them (rows that are all zero
-        are left out)."""
+        are left out). The blocks are views of the ledger's arrays, which it no longer
+        holds (encoded, they are the bytes of those arrays)."""
         out = []
         for pane in sorted(self.panes[m]):
             acc = self.panes[m][pane]
-            used = np.flatnonzero(np.any(acc.plain != 0, axis=1))
-            if len(used) == 0 and not acc.err and not acc.warm:
+            nonzero = np.any(acc.plain != 0, axis=1)
+            if nonzero.all():
+                rows, plain, decay = acc.rows, acc.plain, acc.decay
+            else:
+                used = np.flatnonzero(nonzero)
+                rows, plain, decay = acc.rows[used], acc.plain[used], [d[used] for d in acc.decay]
+            if len(rows) == 0 and not acc.err and not acc.warm:
                 continue
+            blocks = [_block(d) for d in decay]
             out.append(
-                PaneDelta(
-                    pane,
-                    used.tolist(),
-                    np.ascontiguousarray(acc.plain[used], dtype="<f8").tobytes(),
-                    [np.ascontiguousarray(d[used], dtype="<f8").tobytes() for d in acc.decay],
-                    acc.err_ts,
-                    acc.err,
-                    acc.warm,
-                )
+                PaneDelta(pane, rows.tolist(), _block(plain), blocks, acc.err_ts, acc.err, acc.warm)
             )
         self.panes[m] = {}
         return out
 
+
+def _block(a: F64) -> bytes:
+    """A float64 block as a record's bytes: a read-only view of its little-endian data
+    (encoded exactly as its ``tobytes()``), no copy."""
+    data = np.ascontiguousarray(a, dtype="<f8").data.cast("B")
+    return data.toreadonly()  # type: ignore[return-value]  # a bytes-like view, not bytes

@@ -626,13 +626,13 @@ STATE_FIELDS: dict[type, Fields] = {
     PartitionState: _f(
         "join counts delay delay_sum offsets max_ts rejects",
     ),
-    JoinBuffer: _f("pending early matched"),
+    JoinBuffer: _f("pending early matched", "_owners _bound"),
     WindowSet: _f(
         WindowRec, "pane sliding_panes decay_rates ring_len _nz",
     ),
     PendingTable: _f(
         "_k _blob _ts _pred _score _hash _ends _slices _used _live",
-        "_head _cv _ev _hv _pv _sv _tv _slots _shift _memo _id_bytes",
+        "_head _cv _ev _hv _pv _sv _tv _slots _shift _memo _id_bytes _owner",
     ),
     ErrorDetectors: _f("totals detectors", "stream"),
     Alerting: _f("alerts_out book", "config"),

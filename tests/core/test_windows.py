@@ -396,10 +396,11 @@ def test_sliding_window_does_not_lose_small_sums_next_to_huge_ones() -> None:
     assert w["mape"] == pytest.approx(0.1 / 2.0, rel=1e-9)
 
 
+@pytest.mark.parametrize("disjoint", [True, False], ids=["own-columns", "shared-columns"])
 @pytest.mark.parametrize("holes", [True, False], ids=["some-slices-absent", "every-slice"])
 @pytest.mark.parametrize("block_cells", [1 << 20, 64, 1])
 def test_many_panes_at_once_add_what_one_pane_at_a_time_adds(
-    monkeypatch, block_cells, holes
+    monkeypatch, block_cells, holes, disjoint
 ) -> None:
     """The batch of a sparse stream spans hundreds of (partition, pane) groups; their sums
     come from one bincount per block of groups (``scatter_panes``), and must equal, bit for
@@ -419,13 +420,27 @@ def test_many_panes_at_once_add_what_one_pane_at_a_time_adds(
     cols = rng.integers(0, width, (n, 4))
     vals = rng.normal(0.0, 1e3, (n, 4)) * rng.integers(0, 2, (n, 4))
     ts = (panes[group] + rng.random(n)) * 10.0
-    got = list(layout.scatter_panes((rows, width), rates, 10.0, panes, group, slices, cols,
-                                    vals, ts))  # fmt: skip
-    assert [g for g, _, _ in got] == list(range(groups))
-    for g, plain, decay in got:
-        sel = group == g
+    # two sets of events (a poll's predictions, then its pairs), each group's second set
+    # added to its first
+    second = rng.random(n) < 0.4
+    if disjoint:  # as a poll's predictions and pairs: no column is both's
+        cols[~second] %= 4
+        cols[second] = 4 + cols[second] % (width - 4)
+    sets = [layout.Terms(group[m], slices[m], cols[m], vals[m], ts[m]) for m in (~second, second)]
+    got = list(layout.scatter_panes((rows, width), rates, 10.0, panes, sets))
+    assert [g for g, _, _, _ in got] == list(range(groups))
+    for g, used, held, held_decay in got:
+        plain = np.zeros((rows, width))
+        plain[used] = held
+        decay = [np.zeros((rows, width)) for _ in rates]
+        for d, h in zip(decay, held_decay, strict=True):
+            d[used] = h
+        touched = np.unique(slices[group == g])
+        assert used.tolist() == touched[touched >= 0].tolist()
         want, want_decay = np.zeros((rows, width)), [np.zeros((rows, width)) for _ in rates]
-        layout.scatter_pane(want, want_decay, rates, (int(panes[g]) + 1) * 10.0, slices[sel],
-                            cols[sel], vals[sel], ts[sel])  # fmt: skip
+        for m in (~second, second):
+            sel = (group == g) & m
+            layout.scatter_pane(want, want_decay, rates, (int(panes[g]) + 1) * 10.0,
+                                slices[sel], cols[sel], vals[sel], ts[sel])  # fmt: skip
         assert np.array_equal(plain, want)
         assert all(np.array_equal(a, b) for a, b in zip(decay, want_decay, strict=True))
