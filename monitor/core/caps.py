@@ -189,10 +189,12 @@ class PendingCaps:
         return sum(q.victims for q in self.queues.values())
 
     def conflicts(self, named: dict[int, dict[str, int]], deferred: set[tuple[int, str]]
-                  ) -> bool:
-        """Whether an evicted prediction's id is named by a message after its eviction
-        (``named``: partition -> id -> index of the last message naming it) or by one
-        decided only after the evictions are applied (``deferred``: (partition, id))."""
+                  ) -> int | None:
+        """The first message whose insert evicted a prediction whose id is named by a
+        message after the eviction (``named``: partition -> id -> index of the last message
+        naming it) or by one decided only after the evictions are applied (``deferred``:
+        (partition, id)); None if there is none."""
+        first: int | None = None
         for number, queue in self.queues.items():
             if not queue.evicted:
                 continue
@@ -201,8 +203,8 @@ class PendingCaps:
             for place, at in queue.evicted:
                 pid = held[place] if place >= 0 else queue.new[-1 - place][0]
                 if last.get(pid, -1) > at or (number, pid) in deferred:
-                    return True
-        return False
+                    first = at if first is None else min(first, at)
+        return first
 
     def apply(self, engine: Engine) -> None:
         """Evict and count, the tables holding every insert before the evictions' (the
@@ -297,13 +299,15 @@ class EarlyCaps:
         return len(self.victims)
 
     def conflicts(self, named: dict[int, dict[str, int]], deferred: set[tuple[int, str]]
-                  ) -> bool:
-        """Whether an evicted label's id is named by a message after its eviction or by
-        one decided only after the evictions (see :meth:`PendingCaps.conflicts`)."""
-        return any(
-            named.get(n, {}).get(pid, -1) > at or (n, pid) in deferred
-            for n, pid, at in self.victims
-        )
+                  ) -> int | None:
+        """The first message whose insert evicted a label whose id is named by a message
+        after the eviction or by one decided only after the evictions (see
+        :meth:`PendingCaps.conflicts`); None if there is none."""
+        return min(
+            (at for n, pid, at in self.victims
+             if named.get(n, {}).get(pid, -1) > at or (n, pid) in deferred),
+            default=None,
+        )  # fmt: skip
 
     def apply(self, engine: Engine) -> None:
         """Evict and count, the tables holding every insert before the evictions'."""

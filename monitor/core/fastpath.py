@@ -49,7 +49,13 @@ import numpy as np
 import numpy.typing as npt
 
 from monitor.core.caps import Conflict, EarlyCaps, PendingCaps
-from monitor.core.counts import LABELS, MATCHED, PREDICTIONS
+from monitor.core.counts import (
+    DUPLICATE_LABELS,
+    DUPLICATE_PREDICTIONS,
+    LABELS,
+    MATCHED,
+    PREDICTIONS,
+)
 from monitor.core.join import PendingTable, id_keys
 from monitor.core.partials import WarmRow
 from monitor.events.codec import (
@@ -60,16 +66,18 @@ from monitor.events.codec import (
     LabelEvent,
     Limits,
     PredictionEvent,
+    decode_label,
+    decode_prediction,
     parse_event_time,
 )
-from monitor.events.message import MessageBatch
+from monitor.events.message import Message, MessageBatch, Reject
 
 if TYPE_CHECKING:
     from monitor.core.engine import Engine, PartitionState
     from monitor.core.join import JoinBuffer
     from monitor.core.model import ModelState
 
-__all__ = ["Chunk", "split_and_join"]
+__all__ = ["MAX_SEGMENT", "Chunk", "Decided", "split_and_join"]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -262,18 +270,82 @@ def _slices(model: ModelState, events: list[PredictionEvent]) -> I64:
     return np.array([seen[c] for c in combos], dtype=np.int64).reshape(len(combos), -1)
 
 
-def split_and_join(engine: Engine, messages: MessageBatch) -> OneByOne:
-    """Decode, check and join the ordinary events of ``messages`` into ``engine``'s
-    batches as :class:`Chunk`; return the indices of the others, in order, for the
-    per-message path (with what it needs to keep the join state's arrival order, see
-    :class:`OneByOne`). Offsets and event counts are the caller's."""
+#: Test-only: the longest segment the planner is given (None: the whole poll). With 1,
+#: every message is decided in a segment of its own, which the differential tests hold
+#: equal to the poll decided whole.
+MAX_SEGMENT: int | None = None
+#: The smallest window planned after a cut (see :func:`split_and_join`).
+_MIN_WINDOW: Final = 64
+
+
+class Decided:
+    """What :func:`split_and_join` decided for a poll, besides the join state and the
+    engine's batches: the rejects in poll order, and how the poll was cut."""
+
+    __slots__ = ("alone", "evicted", "messages", "rejects", "segments")
+
+    def __init__(self, messages: int) -> None:
+        self.messages = messages
+        self.rejects: list[Reject] = []
+        #: segments the poll was decided in (1 for a poll the planner took whole)
+        self.segments = 0
+        #: messages decided in a segment of their own because the planner could not decide
+        #: them with their neighbours (an id repeated in the poll in an odd way, a label whose
+        #: prediction an earlier message evicts, ...)
+        self.alone = 0
+        #: entries evicted at the caps
+        self.evicted = 0
+
+
+def split_and_join(engine: Engine, messages: MessageBatch) -> Decided:
+    """Decide every message of ``messages`` into ``engine``: decode, check and join them
+    into its batches as :class:`Chunk` (the join state, counts and warmup rows updated),
+    or reject them (:attr:`Decided.rejects`). Offsets, event counts and the pane clock
+    are the caller's.
+
+    The poll is decided in consecutive segments: the planner is given a window of the
+    messages not yet decided and decides all of it, or says where to cut (the first
+    message it cannot decide with the ones before it); the prefix before the cut is
+    planned again on its own, and if that too is cut, the window's first message is
+    decided alone (a message alone has no message of the poll to interact with). A window
+    halves after a cut (down to :data:`_MIN_WINDOW`) and doubles after a window decided
+    whole, so a poll costs at worst a bounded number of plans per message."""
+    n = len(messages)
+    out = Decided(n)
+    limit = n if MAX_SEGMENT is None else max(1, MAX_SEGMENT)
+    window = limit
+    a = 0
+    while a < n:
+        b = min(n, a + window)
+        cut = _segment(engine, messages, a, b, out)
+        if cut == b:
+            window = min(limit, 2 * window)
+            a = b
+            continue
+        window = min(limit, max(_MIN_WINDOW, window // 2))
+        if cut > a and _segment(engine, messages, a, cut, out) == cut:
+            a = cut
+            continue
+        if _segment(engine, messages, a, a + 1, out) != a + 1:
+            raise AssertionError(f"message {a} alone in its segment was not decided")
+        out.alone += 1
+        a += 1
+    return out
+
+
+def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decided) -> int:
+    """Plan messages ``a`` to ``b`` (poll indices) and, when every one of them can be
+    decided in one pass, apply the plan and return ``b``; else change nothing and return
+    where to cut (the first message, at or after ``a``, the plan cannot decide with the
+    ones before it). The join state's tables get this segment's entries in poll order."""
     kinds = engine.topic_kind
     pred_at: list[int] = []
     label_at: list[int] = []
     slow: list[int] = []
     partition_of = messages.partitions
-    for i, topic in enumerate(messages.topics):
-        kind = kinds.get(topic)
+    topics = messages.topics
+    for i in range(a, b):
+        kind = kinds.get(topics[i])
         if kind == "predictions":
             pred_at.append(i)
         elif kind == "labels":
@@ -310,7 +382,6 @@ def split_and_join(engine: Engine, messages: MessageBatch) -> OneByOne:
         retries = {i for r in again.values() for i in r.idx}
         twice_at.update(i for i, e in pairs_p if e.prediction_id in twice)
         twice_at.update(i for i, e in pairs_l if e.prediction_id in twice)
-        slow.extend(twice_at)
         pairs_p = [
             (i, e) for i, e in pairs_p if e.prediction_id not in twice and i not in retries
         ]
@@ -319,35 +390,28 @@ def split_and_join(engine: Engine, messages: MessageBatch) -> OneByOne:
             for i, e in pairs_l
             if e.prediction_id not in twice and e.prediction_id not in fused and i not in retries
         ]
-    every = [e for _, e in decoded[0]]  # the caps count the predictions left one by one too
+    every = [e for _, e in decoded[0]]
     index = {m.name: m.index for m in engine.models}
     model_of = [index.get(e.model, -1) for e in every]
-    registry = _crossing_caps(engine, every, model_of)
     pressed = _pending_pressure(engine, every, model_of)
     early_pressed = engine.early_total + len(label_at) > engine.early_cap
-    plan = partial(_plan, engine, messages, pairs_p, pairs_l, fused, twice_at, again, slow)
-    split = plan(registry, early_room=True, record=bool(pressed) or early_pressed)
+    split = _plan(engine, messages, pairs_p, pairs_l, fused, twice_at, again, slow,
+                  record=bool(pressed) or early_pressed)  # fmt: skip
+    cut = min(split.loose, default=b)
+    crossing = _crossing_caps(engine, every, model_of)
+    if crossing:
+        cut = min(cut, _registry_cut(decoded[0], model_of, crossing, partition_of, b))
     caps: list[PendingCaps | EarlyCaps] = []
-    whole = -1  # the messages left one by one had the caps been placed, if they were not
-    if pressed or early_pressed:
+    if cut == b and (pressed or early_pressed):
         found = _caps(engine, messages, split, decoded, pressed, early_pressed)
-        if found is None:  # evictions the batch path cannot place: the old way, one by one
-            whole = len(split.slow) + sum(len(idx) for n, idx, _ in split.plans if n in split.dirty)
-            split = plan(registry | pressed, early_room=not early_pressed)
-            split.dirty |= split.ordered
+        if isinstance(found, int):
+            cut = found
         else:
             caps = found
-    elif registry:
-        # A slice registry may reach a cap: which value is folded depends on the order of
-        # every prediction of the model, so its partitions go one by one whole.
-        split.dirty |= split.ordered
-    split.ordered -= split.dirty
-    slow = split.slow
-    for number, idx, apply in split.plans:
-        if number in split.dirty:
-            slow.extend(idx.tolist())
-        else:
-            apply()
+    if cut < b:
+        return max(cut, a)
+    for _, _, apply in split.plans:
+        apply()
     for (m, number), parts in split.matched.items():  # matched ids in arrival order
         idx = np.concatenate([p[0] for p in parts])
         order = np.argsort(idx, kind="stable").tolist()
@@ -360,15 +424,133 @@ def split_and_join(engine: Engine, messages: MessageBatch) -> OneByOne:
         pids = [pid for p in parts_e for pid in p[1]]
         labels_e = [label for p in parts_e for label in p[2]]
         engine.partitions[number].join.early.update((pids[k], labels_e[k]) for k in order)
-    for evictions in caps:  # now that every insert of the poll is in
+    for evictions in caps:  # now that every insert of the segment is in
         evictions.apply(engine)
-    slow.sort()
-    out = OneByOne(slow)
-    out.at_caps = max(len(slow) - whole, 0) if whole >= 0 else 0
-    out.evicted = sum(c.evicted for c in caps)
-    if split.ordered:
-        out.order = _Order(engine, split)
-    return out
+        out.evicted += evictions.evicted
+    # The rejects touch no join state but their counts: decided once the segment's entries
+    # are in, they see each id as at their turn (the caps' replay made sure no entry of an
+    # id they name was evicted).
+    out.rejects.extend(_reject(engine, messages, i) for i in sorted(split.slow))
+    out.segments += 1
+    return b
+
+
+def _registry_cut(
+    decoded: list[tuple[int, PredictionEvent]],
+    model_of: list[int],
+    crossing: set[int],
+    partition_of: list[int],
+    b: int,
+) -> int:
+    """Where to cut a segment in which a slice registry may reach its cap: which value is
+    folded depends on the order values arrive in, and the plan registers a model's values
+    partition by partition; so a segment may hold that model's predictions of one
+    partition only (cut at the first of another)."""
+    cut = b
+    first: dict[int, int] = {}
+    for (i, _), m in zip(decoded, model_of, strict=True):
+        if m in crossing:
+            number = first.setdefault(m, partition_of[i])
+            if partition_of[i] != number:
+                cut = min(cut, i)
+    return cut
+
+
+def _reject(engine: Engine, messages: MessageBatch, i: int) -> Reject:
+    """The reject of message ``i``, which the plan found not to be a valid event: its
+    reason (the first check it fails, in the codec's order: decode, model, time, values,
+    then the join's duplicate and model mismatch), counted in its partition's rejects and,
+    for a duplicate, in the model's duplicate count."""
+    msg = messages[i]
+    state = engine.partitions[msg.partition]
+    try:
+        kind = engine.topic_kind.get(msg.topic)
+        if kind == "predictions":
+            _prediction_reject(engine, msg, state, float(engine.latest_times(np.array([i]))[0]))
+        elif kind == "labels":
+            _label_reject(engine, msg, state, float(engine.latest_times(np.array([i]))[0]))
+        else:
+            raise DecodeFailure("unknown_topic", f"not an input topic: {msg.topic}")
+    except DecodeFailure as exc:
+        state.rejects[(msg.topic, exc.reason)] += 1
+        return Reject(msg, exc.reason, exc.detail)
+    raise AssertionError(f"message {i} was planned as a reject but is a valid event")
+
+
+def _timely(engine: Engine, value: float | str, latest: float) -> float:
+    """The event time ``value`` in seconds, unless it is implausible or lies more than
+    ``time.max_future`` ahead of its record's timestamp (``latest`` less that): a producer
+    with a broken clock must not move the event-time clock."""
+    ts = parse_event_time(value)
+    if ts > latest:
+        ahead = ts - (latest - engine.max_future)
+        raise DecodeFailure(
+            "future",
+            f"event time {ts:.0f} is {ahead:.0f} s ahead of its record's timestamp "
+            f"(time.max_future is {engine.max_future:.0f} s)",
+        )
+    return ts
+
+
+def _prediction_reject(engine: Engine, msg: Message, state: PartitionState, latest: float
+                       ) -> None:  # fmt: skip
+    """Raise the :class:`DecodeFailure` of a rejected prediction (see :func:`_reject`)."""
+    event = decode_prediction(msg.value, engine.max_bytes, engine.limits)
+    model = engine.by_name.get(event.model)
+    if model is None:
+        raise DecodeFailure("unknown_model", f"model {event.model[:64]!r} is not configured")
+    _timely(engine, event.ts, latest)
+    model.codec.code(event.prediction, "prediction")
+    if event.label is not None:
+        model.codec.code(event.label, "label")
+    join = state.join
+    pid = event.prediction_id
+    m = model.index
+    if pid in join.pending[m] or join.was_matched(pid, m):
+        state.counts[m][DUPLICATE_PREDICTIONS] += 1
+        raise DecodeFailure("duplicate", f"prediction_id {pid[:64]!r} seen already")
+
+
+def _label_reject(engine: Engine, msg: Message, state: PartitionState, latest: float) -> None:
+    """Raise the :class:`DecodeFailure` of a rejected label (see :func:`_reject`)."""
+    event = decode_label(msg.value, engine.max_bytes, engine.limits)
+    named = -1
+    if event.model is not None:
+        model = engine.by_name.get(event.model)
+        if model is None:
+            raise DecodeFailure("unknown_model", f"model {event.model[:64]!r} is not configured")
+        named = model.index
+    _timely(engine, event.ts, latest)
+    join = state.join
+    pid = event.prediction_id
+    m, pending = join.find_pending(pid, named)
+    if pending is None and named >= 0:
+        other, found = join.find_pending(pid, -1)
+        if found is not None:
+            raise DecodeFailure(
+                "model_mismatch",
+                f"label names {event.model!r}, prediction is {engine.models[other].name!r}",
+            )
+    if pending is not None:
+        engine.models[m].codec.code(event.label, "label")
+        return
+    if pid in join.early or join.was_matched(pid, named):
+        counted = named if named >= 0 else _matched_model(join, pid)
+        if counted >= 0:
+            state.counts[counted][DUPLICATE_LABELS] += 1
+        raise DecodeFailure("duplicate", f"label for {pid[:64]!r} seen already")
+    if named >= 0:
+        engine.models[named].codec.code(event.label, "label")
+
+
+def _matched_model(join: JoinBuffer, pid: str) -> int:
+    """The model a duplicate label naming none is counted for: the first that joined its
+    id, else the one its early label names (-1: none)."""
+    for index, table in enumerate(join.matched):
+        if pid in table:
+            return index
+    early = join.early.get(pid)
+    return early.model if early is not None else -1
 
 
 class _Retries(NamedTuple):
@@ -440,23 +622,19 @@ def _plan(
     twice_at: set[int],
     again: dict[str, _Retries],
     slow: list[int],
-    crossing: set[int],
     *,
-    early_room: bool,
     record: bool = False,
 ) -> _Split:
-    """Decide the poll's checked events (see :func:`split_and_join`): the models in
-    ``crossing`` and, without ``early_room``, the labels that wait for their prediction,
-    go one by one with their partitions."""
+    """Decide a segment's checked events (see :func:`_segment`); ``record``: keep what the
+    plans do to the capped tables (a cap is near)."""
     split = _Split(list(slow))
     split.record = record
-    # Ids seen twice change the join state one by one, of their own ids only.
-    split.ordered.update(messages.partitions[i] for i in twice_at)
+    # Ids seen twice in a way the plan does not decide: the segment is cut before them.
     split.loose.extend(twice_at)
     if pairs_p:
-        _predictions(engine, messages, pairs_p, split, fused, early_room, crossing)
+        _predictions(engine, messages, pairs_p, split, fused)
     if pairs_l:
-        _labels(engine, messages, pairs_l, split, crossing, early_room)
+        _labels(engine, messages, pairs_l, split)
     if again:
         _followers(engine, messages, again, split)
     return split
@@ -465,9 +643,9 @@ def _plan(
 def _followers(
     engine: Engine, messages: MessageBatch, again: dict[str, _Retries], split: _Split
 ) -> None:
-    """The retries of the poll (see :class:`_Retries`): rejects as duplicates, their id
-    matched, waiting or early by then and named by no other message of the poll, when
-    their first message is taken by the batch path; else one by one after it, in order."""
+    """The retries of the segment (see :class:`_Retries`): rejects as duplicates, their id
+    matched, waiting or early by then and named by no other message of the segment, when
+    their first message is taken by a plan; else the segment is cut before them."""
     if not split.plans:
         taken: set[int] = set()
     else:
@@ -480,9 +658,8 @@ def _followers(
             holders = sum(pid in table for table in engine.partition(number).join.pending)
         if retries.same and retries.lead in taken and holders <= retries.holders:
             split.reject(idx)
-            split.retries[retries.lead] = retries.idx
         else:
-            split.one_by_one(idx, number)
+            split.one_by_one(idx)
 
 
 #: What a message does to a capped table (:attr:`_Split.ops`): a prediction starts waiting,
@@ -499,27 +676,14 @@ def _caps(
     decoded: tuple[list[tuple[int, PredictionEvent]], list[tuple[int, LabelEvent]]],
     pressed: set[int],
     early: bool,
-) -> list[PendingCaps | EarlyCaps] | None:
+) -> list[PendingCaps | EarlyCaps] | int:
     """The evictions at the caps that the plans of ``split`` reach (models ``pressed`` at
     their pending caps, the early labels if ``early``), replayed over the plans' inserts and
-    removals in poll order with the per-message path's rules (:mod:`monitor.core.caps`).
-    None if they cannot be placed in the batch path: a partition goes one by one whole
-    already, a message left one by one may change a capped table, or a message uses an
-    entry after its eviction."""
-    if split.dirty:
-        return None
+    removals in poll order with the rules of :mod:`monitor.core.caps`. Where the plans
+    assumed an entry that an earlier message evicts (a label joining an evicted
+    prediction, a message naming an evicted id after its eviction, a reject naming one),
+    the poll index to cut the segment at instead."""
     partition_of = messages.partitions
-    preds = dict(decoded[0])
-    labels = dict(decoded[1])
-    index = {m.name: m.index for m in engine.models}
-    for i in split.loose:  # those of the per-message path would evict out of poll order
-        join = engine.partition(partition_of[i]).join
-        pred = preds.get(i)
-        if pred is not None:
-            if index.get(pred.model, -1) in pressed or (early and pred.prediction_id in join.early):
-                return None
-        elif early or any(labels[i].prediction_id in join.pending[m] for m in pressed):
-            return None
     pending = {m: PendingCaps(engine, m) for m in sorted(pressed)}
     early_caps = EarlyCaps(engine) if early else None
     kinds: list[I64] = []
@@ -546,246 +710,65 @@ def _caps(
     at_l = at_all[order].tolist()
     widths = {m: 2 + len(engine.models[m].registry.segments) for m in pending}
     entry_bytes = PendingTable.entry_bytes
-    # Labels whose waiting prediction an earlier message of the poll evicts: not joined
-    # here, they go one by one (as an early label, most likely: no cap is near for those).
-    moved: dict[int, list[int]] = {}
-    model_of = {i: index.get(e.model, -1) for i, e in decoded[0]}
-    try:
-        for kind, m, number, at, pid in zip(
-            kind_l, model_l, part_l, at_l, [pids[j] for j in order.tolist()], strict=True
-        ):
+    for kind, m, number, at, pid in zip(
+        kind_l, model_l, part_l, at_l, [pids[j] for j in order.tolist()], strict=True
+    ):
+        try:
             if kind == _P_ADD:
                 pending[m].insert(number, pid, entry_bytes(pid, widths[m]), at)
-            elif kind == _P_HELD and not early:
-                try:
-                    pending[m].remove(number, pid)
-                except Conflict:  # its prediction was evicted: the label goes one by one
-                    moved.setdefault(number, []).append(at)
             elif kind <= _P_NEW:
                 pending[m].remove(number, pid)
             elif kind == _E_ADD:
                 assert early_caps is not None
                 early_caps.insert(number, pid, at)
-            elif kind == _E_HELD and model_of[at] not in pending:
-                assert early_caps is not None
-                try:
-                    early_caps.remove(number, pid)
-                except Conflict:  # its label was evicted: the prediction goes one by one
-                    moved.setdefault(number, []).append(at)
             else:
                 assert early_caps is not None
                 early_caps.remove(number, pid)
-    except Conflict:
-        return None
+        except Conflict:  # the entry it uses was evicted before it: cut before it
+            return int(at)
     caps: list[PendingCaps | EarlyCaps] = [c for c in pending.values() if c.evicted]
     if early_caps is not None and early_caps.evicted:
         caps.append(early_caps)
-    gone = {i for idx_m in moved.values() for i in idx_m}
     if caps:
-        # Messages the batch path takes see the join state in poll order; those left to
-        # the per-message path see it once the evictions are applied, and would decide
-        # otherwise than at their turn if an entry of their id left (a duplicate is one
-        # only while its id is held); but for the retries of a message that goes one by
-        # one for that reason, which follow it there in order.
-        after = {k for i in gone for k in split.retries.get(i, [])}
-        later = set(split.slow) | gone
+        # The rejects are decided once the evictions are applied, and would decide
+        # otherwise than at their turn if an entry of their id left (a duplicate is one only
+        # while its id is held); a message after an eviction must not name its id.
+        rejects = set(split.slow)
         named: dict[int, dict[str, int]] = {}
         deferred: set[tuple[int, str]] = set()
         for pairs in decoded:
             for i, e in pairs:
-                if i in gone or i in after:
-                    continue
                 number = partition_of[i]
                 pid = e.prediction_id
-                if i in later:
+                if i in rejects:
                     deferred.add((number, pid))
                     continue
                 last = named.setdefault(number, {})
                 if last.get(pid, -1) < i:
                     last[pid] = i
-        if any(c.conflicts(named, deferred) for c in caps):
-            return None
-    for number, idx_m in moved.items():
-        split.moved.update(idx_m)
-        split.one_by_one(np.array(idx_m, dtype=np.int64), number)
+        cuts = [c.conflicts(named, deferred) for c in caps]
+        found = [c for c in cuts if c is not None]
+        if found:
+            return min(found)
     return caps
 
 
-class OneByOne(list[int]):
-    """The poll indices of the messages left to the per-message path, in order.
-
-    Those of a partition that the batch path also took part of (:attr:`order` is not
-    None) insert into its join state after the batch path's inserts, which came first; as
-    expiry and eviction go by arrival order, the per-message path calls :meth:`after`
-    after each such message and :meth:`settle` after the last one, which put this poll's
-    new entries back in poll order."""
-
-    order: _Order | None = None
-    #: of them, messages the batch path had taken but left because a cap was reached in a
-    #: way it could not place (their partitions went one by one whole)
-    at_caps: int = 0
-    #: entries the batch path evicted at the caps
-    evicted: int = 0
-
-    def after(self, i: int, number: int) -> None:
-        """Message ``i`` of partition ``number`` went through the per-message path."""
-        if self.order is not None:
-            self.order.after(i, number)
-
-    def settle(self) -> None:
-        """All messages went through: entries of the poll into poll order."""
-        if self.order is not None:
-            self.order.settle()
-
-
-class _Order:
-    """The poll indices of the join-state entries added by this poll in the partitions
-    where both paths took messages, and the reordering of those entries (see
-    :class:`OneByOne`).
-
-    The ids of the messages left one by one there occur in no message the batch path took
-    (an id seen twice goes one by one in all its messages, but for the retries the batch
-    path rejects), and none of them changes a table at its cap in such a poll (the batch
-    path decided that table's evictions, see :func:`_caps`), so the per-message path's
-    inserts are exactly those of the reference, but later. One message adds at most one
-    entry to each table (pending of a model, matched of a model, early labels) and removes
-    no entry it did not add before, except pending predictions and early labels of its own
-    id; so when a table grew, its newest entry is the message's."""
-
-    __slots__ = ("added", "engine", "first", "lens", "stamps", "warm", "warm_lens", "warm_stamps")
-
-    def __init__(self, engine: Engine, split: _Split) -> None:
-        self.engine = engine
-        #: (table, model, partition) -> id -> poll index of its insert, batch path's first
-        self.added: dict[tuple[str, int, int], dict[str, int]] = {}
-        for (m, number), parts in split.matched.items():
-            if number in split.ordered:
-                into = self.added.setdefault(("matched", m, number), {})
-                for idx, pids, _ in parts:
-                    into.update(zip(pids, idx.tolist(), strict=True))
-        for number, parts_e in split.early.items():
-            if number in split.ordered:
-                into = self.added.setdefault(("early", -1, number), {})
-                for idx, pids, _ in parts_e:
-                    into.update(zip(pids, idx.tolist(), strict=True))
-        for (m, number), parts_p in split.pending.items():
-            if number in split.ordered:
-                into = self.added.setdefault(("pending", m, number), {})
-                for rows, pids in parts_p:
-                    into.update(zip(pids, rows, strict=True))
-        self.lens = {n: self._lens(engine.partitions[n].join) for n in split.ordered}
-        #: tables the per-message path added to: only those need reordering
-        self.stamps: set[tuple[str, int, int]] = set()
-        #: the poll index of the per-message path's first insert into each of them: the
-        #: batch path's entries before it are in place already
-        self.first: dict[tuple[str, int, int], int] = {}
-        #: warmup rows per (model, partition, pane): rows of each pane list, and the poll
-        #: index of each row added by this poll, the batch path's first
-        self.warm_lens = {n: self._warm_lens(n) for n in split.ordered}
-        self.warm: dict[tuple[int, int, int], list[int]] = {
-            key: list(at) for key, at in split.warm.items() if key[1] in split.ordered
-        }
-        self.warm_stamps: set[tuple[int, int, int]] = set()
-
-    @staticmethod
-    def _lens(join: JoinBuffer) -> list[int]:
-        return [len(join.early), *map(len, join.matched), *map(len, join.pending)]
-
-    def _warm_lens(self, number: int) -> dict[tuple[int, int], int]:
-        return {key: len(rows) for key, rows in _warm_lists(self.engine, number).items()}
-
-    def after(self, i: int, number: int) -> None:
-        """Stamp the entries message ``i`` of partition ``number`` added with ``i``."""
-        lens = self.lens.get(number)
-        if lens is None:
-            return
-        state = self.engine.partitions[number]
-        if self.warm_lens[number] or _has_warm(self.engine, number):
-            # a prediction kept for a model's reference: one row, at the end of its pane's
-            before = self.warm_lens[number]
-            warm = self._warm_lens(number)
-            if warm != before:
-                for (m, pane), n in warm.items():
-                    if n > before.get((m, pane), 0):
-                        self.warm.setdefault((m, number, pane), []).append(i)
-                        self.warm_stamps.add((m, number, pane))
-                self.warm_lens[number] = warm
-        join = state.join
-        now = self._lens(join)
-        if now == lens:
-            return
-        n = len(join.matched)
-        grew: list[tuple[str, int, str | None]] = []
-        if now[0] > lens[0]:
-            grew.append(("early", -1, next(reversed(join.early))))
-        for m in range(n):
-            if now[1 + m] > lens[1 + m]:
-                grew.append(("matched", m, next(reversed(join.matched[m]))))
-            if now[1 + n + m] > lens[1 + n + m]:
-                grew.append(("pending", m, join.pending[m].newest()))
-        for table, m, pid in grew:
-            assert pid is not None
-            key = (table, m, number)
-            self.added.setdefault(key, {})[pid] = i
-            self.first.setdefault(key, i)
-            self.stamps.add(key)
-        self.lens[number] = now
-
-    def settle(self) -> None:
-        """Put the entries added by this poll, in each table the per-message path added
-        to, in the order of their inserts (they are the newest of their table); and so the
-        warmup rows of each pane."""
-        for m, number, pane in self.warm_stamps:
-            at = self.warm[(m, number, pane)]
-            rows = _warm_lists(self.engine, number)[(m, pane)]
-            tail = rows[-len(at) :]
-            order = sorted(range(len(at)), key=at.__getitem__)
-            rows[-len(at) :] = [tail[k] for k in order]
-        for key in sorted(self.stamps):
-            table, m, number = key
-            cut = self.first[key]
-            added = {p: i for p, i in self.added[key].items() if i >= cut}  # those to move
-            join = self.engine.partitions[number].join
-            if table == "pending":
-                pending = join.pending[m]
-                pids = list(added)
-                live = pending.contains_many(pids).tolist()
-                pids = [p for p, h in zip(pids, live, strict=True) if h]
-                pids.sort(key=added.__getitem__)
-                found, ts, pred, score, slices = pending.pop_many(pids)
-                assert found.all()
-                pending.add_many(pids, ts, pred, score, slices, checked=True)
-                continue
-            entries: dict[str, Any] = join.early if table == "early" else join.matched[m]
-            pids = sorted((p for p in added if p in entries), key=added.__getitem__)
-            values = [entries.pop(p) for p in pids]
-            entries.update(zip(pids, values, strict=True))
-
-
 class _Split:
-    """What the batch path decided for a poll: the messages left one by one; the
-    partitions where one of those may insert into the join state (``ordered``: their
-    inserts are put in poll order afterwards, see :class:`OneByOne`) or evict from it at a
-    cap (``dirty``: every message of theirs then goes one by one); and the batch path's
-    work for the other partitions, applied once all is decided."""
+    """What the planner decided for a segment: the rejects, the messages it cannot decide
+    with the ones before them (``loose``: the segment is cut before the first), and the
+    plans, applied once all is decided."""
 
-    __slots__ = ("dirty", "early", "loose", "matched", "moved", "ops", "ordered", "pending",
-                 "plans", "record", "retries", "slow", "warm")
+    __slots__ = ("early", "loose", "matched", "ops", "pending", "plans", "record", "slow")
 
     def __init__(self, slow: list[int]) -> None:
+        #: the rejects (decode failures and unknown topics to start with)
         self.slow = slow
-        #: the messages left one by one that may change the join state
+        #: the messages the plans cannot decide in this segment
         self.loose: list[int] = []
         #: what the plans do to the capped tables (:data:`_P_ADD`, ...): (kind, model,
         #: partition, poll index of each message, its id), kept if ``record`` (a cap is near)
         self.ops: list[tuple[int, int, int, I64, list[str]]] = []
         self.record = True
-        #: labels taken out of the plans: their prediction is evicted before them
-        self.moved: set[int] = set()
-        #: poll index of a message taken -> its retries, left as duplicates (_followers)
-        self.retries: dict[int, list[int]] = {}
-        self.dirty: set[int] = set()
-        self.ordered: set[int] = set()
         self.plans: list[tuple[int, I64, Callable[[], None]]] = []
         #: (model, partition) -> ids matched by the plans, with their label's poll index
         #: and time; entered into the matched table in poll order once all are applied.
@@ -794,20 +777,15 @@ class _Split:
         self.early: dict[int, list[tuple[I64, list[str], list[Any]]]] = {}
         #: (model, partition) -> predictions the plans left waiting, with their poll index
         self.pending: dict[tuple[int, int], list[tuple[list[int], list[str]]]] = {}
-        #: (model, partition, pane) -> poll index of each warmup row the plans kept
-        self.warm: dict[tuple[int, int, int], list[int]] = {}
 
     def reject(self, idx: I64) -> None:
-        """Messages that the per-message path will reject without touching join state."""
+        """Messages that are not valid events: rejects (see :func:`_reject`)."""
         self.slow.extend(idx.tolist())
 
-    def one_by_one(self, idx: I64, number: int, *, evicts: bool = False) -> None:
-        """Messages of partition ``number`` that may insert into its join state one by one
-        (of ids no other message of the poll has); ``evicts``: and may evict at a cap."""
+    def one_by_one(self, idx: I64) -> None:
+        """Messages the plan cannot decide with the ones before them in the segment."""
         if len(idx):
-            self.slow.extend(idx.tolist())
             self.loose.extend(idx.tolist())
-            (self.dirty if evicts else self.ordered).add(number)
 
     def op(self, kind: int, m: int, number: int, idx: I64, pids: list[str]) -> None:
         """Messages ``idx`` of partition ``number`` change a capped table (see :attr:`ops`)."""
@@ -891,12 +869,11 @@ def _predictions(
     pairs: list[tuple[int, PredictionEvent]],
     split: _Split,
     fused: dict[str, tuple[int, LabelEvent]],
-    early_room: bool,
-    crossing: set[int],
 ) -> None:
-    """Take the ordinary predictions. Those of a model in ``crossing`` go one by one with
-    their partitions; a label before its prediction in the poll waits for it as an early
-    label in the batch path only with ``early_room``."""
+    """Plan the checked predictions per model and partition: rejects (unknown model,
+    invalid values, duplicates), joins with their own label, the label message that
+    follows them in the segment (or came before it) or an early label of an earlier poll,
+    and the others left waiting."""
     index = {m.name: m.index for m in engine.models}
     events = [e for _, e in pairs]
     at = np.array([i for i, _ in pairs], dtype=np.int64)
@@ -917,14 +894,10 @@ def _predictions(
         pids = [e.prediction_id for e in group]
         # The label message that follows each prediction in this poll, if any.
         later = [fused.get(pid) for pid in pids] if fused else []
-        if m < 0 or m in crossing:
-            evicts = m in crossing
-            if m < 0:
-                split.reject(at[sel])  # unknown model
-            else:
-                split.one_by_one(at[sel], number, evicts=evicts)
+        if m < 0:
+            split.reject(at[sel])  # unknown model
             follow_at = np.array([f[0] for f in later if f], dtype=np.int64)
-            split.one_by_one(follow_at, number, evicts=evicts)
+            split.one_by_one(follow_at)
             continue
         model = engine.models[m]
         pred, pred_ok = model.codec.code_many([e.prediction for e in group])
@@ -948,18 +921,17 @@ def _predictions(
             codes, valid = model.codec.code_many([e.label for e in follow])
             f_ts = _times([e.ts for e in follow], engine.latest_times(label_msg))
             named = np.array([e.model in (None, model.name) for e in follow], dtype=bool)
-            came_first = label_msg < at[sel[has_later]]
             # A label naming no model joins the first model (by index) holding the id; a
             # label that came first must find nothing (no waiting, early or matched id)
             # and room among the early labels.
             reached = np.array([lab.prediction_id in found_before for lab in follow], dtype=bool)
-            named &= ~reached & (~came_first | early_room)
+            named &= ~reached
             label[has_later] = codes
             label_ts[has_later] = f_ts
             # The pair is joined at the second of the two messages.
             label_at[has_later] = np.maximum(label_msg, at[sel[has_later]])
             # Both the prediction's own label and a label message, or a label that the
-            # per-message path would reject or keep apart: both one by one.
+            # plan would reject or keep apart: the segment is cut before them.
             pair_ok[has_later] = valid & ~np.isnan(f_ts) & named & ~has_label[has_later]
             has_label = has_label | has_later
         state = engine.partition(number)
@@ -972,9 +944,10 @@ def _predictions(
         first = known & join.early.keys()
         valid = ok[sel] & pred_ok & label_ok
         good = valid & pair_ok
-        alone = valid & ~pair_ok  # with a label message the per-message path keeps apart
+        alone = valid & ~pair_ok  # with a label message the plan cannot take with it
         counted = has_label.copy()  # labels counted now (early ones naming a model: at arrival)
         from_early = np.zeros(len(group), dtype=bool)
+        dropped: list[tuple[int, str]] = []  # early labels rejected now: (row, reason)
         if dup:  # a duplicate is rejected, unless its label message would then join
             repeat = np.array([pid in dup for pid in pids], dtype=bool)
             alone |= good & repeat & has_later
@@ -996,9 +969,11 @@ def _predictions(
             if joins:
                 code, usable = model.codec.code_many([e.label for e in waiting])
                 at_j = np.array(joins, dtype=np.int64)
-                # An early label now rejected: the prediction waits, one by one.
-                good[at_j[~usable]] = False
-                alone[at_j[~usable]] = True
+                # An early label naming no model could only be checked now: rejected (as a
+                # message of the labels topic), it leaves, and the prediction waits.
+                for j, e, u in zip(joins, waiting, usable.tolist(), strict=True):
+                    if not u:
+                        dropped.append((j, _label_failure(model, e.label)))
                 take = at_j[usable]
                 label[take] = code[usable]
                 label_ts[take] = [e.ts for e, u in zip(waiting, usable, strict=True) if u]
@@ -1007,9 +982,14 @@ def _predictions(
                 from_early[take] = True
         split.reject(at[sel[valid & ~good & ~alone]])
         split.reject(at[sel[~valid]])
-        split.one_by_one(at[sel[alone]], number)
-        split.one_by_one(label_msg[~good[has_later]], number)
+        split.one_by_one(at[sel[alone]])
+        split.one_by_one(label_msg[~good[has_later]])
         label_msg = label_msg[good[has_later]]
+        drop = np.zeros(len(group), dtype=bool)
+        reasons = [""] * len(group)
+        for j, reason in dropped:
+            drop[j] = True
+            reasons[j] = reason
         if not good.all():
             keep = np.flatnonzero(good)
             group = [group[j] for j in keep.tolist()]
@@ -1017,11 +997,13 @@ def _predictions(
             sel, pred, label, has_label = sel[keep], pred[keep], label[keep], has_label[keep]
             label_ts, label_at, has_later = label_ts[keep], label_at[keep], has_later[keep]
             counted, from_early = counted[keep], from_early[keep]
+            drop = drop[keep]
+            reasons = [reasons[j] for j in keep.tolist()]
         if not len(sel):
             continue
         if split.record:
             _prediction_ops(split, m, number, at[sel], pids, has_label, has_later, label_msg,
-                            from_early)
+                            from_early | drop)
         apply = partial(
             _take_predictions,
             engine,
@@ -1034,7 +1016,8 @@ def _predictions(
             ts[sel],
             pred,
             score[sel],
-            _Labels(label, has_label, label_ts, label_at, has_later, counted, from_early),
+            _Labels(label, has_label, label_ts, label_at, has_later, counted, from_early,
+                    drop, reasons),
         )
         split.plans.append((number, np.concatenate([at[sel], label_msg]), apply))
 
@@ -1086,6 +1069,17 @@ class _Labels(NamedTuple):
     later: npt.NDArray[np.bool_]
     counted: npt.NDArray[np.bool_]  # counted as a label now (not at its arrival)
     early: npt.NDArray[np.bool_]  # an early label (waiting from an earlier poll)
+    dropped: npt.NDArray[np.bool_]  # an early label rejected now: the prediction waits
+    reasons: list[str]  # the reject reason of each dropped early label
+
+
+def _label_failure(model: ModelState, label: Any) -> str:
+    """The reject reason of a label value ``model``'s codec refuses."""
+    try:
+        model.codec.code(label, "label")
+    except DecodeFailure as exc:
+        return exc.reason
+    raise AssertionError("a label value refused in bulk is accepted alone")
 
 
 def _take_predictions(
@@ -1106,26 +1100,13 @@ def _take_predictions(
     from monitor.core.baseline import probability_row
 
     m = model.index
-    if split.moved:  # predictions whose early label is evicted first: one by one (_caps)
-        kept = ~np.isin(idx, np.array(sorted(split.moved), dtype=np.int64))
-        if not kept.all():
-            rows = np.flatnonzero(kept)
-            picked = rows.tolist()
-            idx, ts, pred, score = idx[rows], ts[rows], pred[rows], score[rows]
-            group = [group[j] for j in picked]
-            pids = [pids[j] for j in picked]
-            labels = _Labels(labels.code[rows], labels.has[rows], labels.ts[rows],
-                             labels.at[rows], labels.later[rows], labels.counted[rows],
-                             labels.early[rows])
-            if not len(idx):
-                return
     state = engine.partitions[number]
     slices = _slices(model, group)
     counts = state.counts[m]
     counts[PREDICTIONS] += len(group)
     _note(state, engine.config.kafka.predictions_topic, ts)
     if model.warmup_target:
-        _warmup_rows(engine, split, model, number, idx, group, ts, score, slices)
+        _warmup_rows(engine, model, number, group, ts, score, slices)
     batch = engine.batch_of(m)
     prob = None
     if model.layout.kind.uses_probabilities:
@@ -1169,6 +1150,13 @@ def _take_predictions(
                 delay=lt - ts[labelled],
             )
         )
+    if labels.dropped.any():  # early labels rejected now (see _predictions)
+        early = state.join.early
+        topic = engine.config.kafka.labels_topic
+        for j in np.flatnonzero(labels.dropped).tolist():
+            del early[pids[j]]
+            state.rejects[(topic, labels.reasons[j])] += 1
+        engine.early_total -= int(labels.dropped.sum())
     waiting = np.flatnonzero(~labels.has)
     if len(waiting):
         keep = waiting.tolist()
@@ -1188,24 +1176,21 @@ def _take_predictions(
 
 def _warmup_rows(
     engine: Engine,
-    split: _Split,
     model: ModelState,
     number: int,
-    idx: I64,
     group: list[PredictionEvent],
     ts: F64,
     score: F64,
     slices: I64,
 ) -> None:
     """Send the predictions of a model in its warmup raw to its stage 2 (the partition's
-    ledger) as :class:`WarmRow`, every pane (stage 2 decides what is on time), as the
-    per-message path does (features as a mapping, the prediction as sent)."""
+    ledger) as :class:`WarmRow`, every pane (stage 2 decides what is on time): the
+    prediction as sent, features as a mapping."""
     ledger = engine.ledgers[number]
     _, _, attrs = _typed(_all_features(engine), engine.limits)
     times = ts.tolist()
     rows = slices.tolist()
     scores = score.tolist()
-    at = idx.tolist()
     width = len(model.registry.keys)
     for j, e in enumerate(group):
         pane = math.floor(times[j] / engine.pane)
@@ -1214,23 +1199,6 @@ def _warmup_rows(
             feats = {name: getattr(feats, a) for name, a in attrs.items()}
         ledger.add_warm(model.index, pane, width,
                         WarmRow(times[j], rows[j], feats, e.prediction, scores[j]))  # fmt: skip
-        split.warm.setdefault((model.index, number, pane), []).append(at[j])
-
-
-def _warm_lists(engine: Engine, number: int) -> dict[tuple[int, int], list[Any]]:
-    """The warmup rows partition ``number`` holds, per (model, pane), in arrival order,
-    to be sent raw to stage 2."""
-    ledger = engine.ledgers.get(number)
-    if ledger is None:
-        return {}
-    return {(m, p): acc.warm for m, panes in enumerate(ledger.panes)
-            for p, acc in panes.items() if acc.warm}  # fmt: skip
-
-
-def _has_warm(engine: Engine, number: int) -> bool:
-    """Whether partition ``number`` holds any warmup row (see :func:`_warm_lists`)."""
-    ledger = engine.ledgers.get(number)
-    return ledger is not None and any(acc.warm for panes in ledger.panes for acc in panes.values())
 
 
 def _note(state: PartitionState, topic: str, ts: F64) -> None:
@@ -1245,12 +1213,9 @@ def _labels(
     messages: MessageBatch,
     pairs: list[tuple[int, LabelEvent]],
     split: _Split,
-    one_by_one: set[int],
-    early_room: bool,
 ) -> None:
-    """Plan the joins of labels whose prediction is waiting, per model and partition; the
-    labels of a model in ``one_by_one`` go one by one with their partitions, and so the
-    labels that come first unless there is ``early_room``."""
+    """Plan the labels per named model and partition: joins with their waiting
+    predictions, early labels (:func:`_plan_early`) and rejects."""
     index = {m.name: m.index for m in engine.models}
     events = [e for _, e in pairs]
     at = np.array([i for i, _ in pairs], dtype=np.int64)
@@ -1279,9 +1244,6 @@ def _labels(
             hit = table.contains_many(ids) & free
             owner[hit] = model.index
         good = (owner >= 0) & timely
-        if one_by_one:
-            good &= ~np.isin(owner, sorted(one_by_one))
-            split.one_by_one(at[sel[timely & (owner >= 0) & ~good]], number, evicts=True)
         first = timely & (owner < 0)
         if first.any():
             _plan_early(
@@ -1296,7 +1258,6 @@ def _labels(
                 events,
                 rows,
                 first,
-                early_room,
             )
         for m in np.unique(owner[good]).tolist():
             mine = np.flatnonzero(good & (owner == m))
@@ -1336,7 +1297,6 @@ def _plan_early(
     events: list[LabelEvent],
     rows: list[int],
     first: npt.NDArray[np.bool_],
-    early_room: bool,
 ) -> None:
     """Plan labels whose prediction is not waiting in partition ``number``: those that name
     a model holding it (mismatch), repeat a waiting or matched id (duplicate) or carry an
@@ -1367,9 +1327,6 @@ def _plan_early(
         split.reject(at[keep[~valid]])  # unknown_class, bad_type, ...
         keep = keep[valid]
     if not len(keep):
-        return
-    if not early_room:  # evictions: one by one
-        split.one_by_one(at[keep], number, evicts=True)
         return
     chosen = keep.tolist()
     labels = [EarlyLabel(float(ts[j]), events[rows[j]].label, name) for j in chosen]
@@ -1412,13 +1369,6 @@ def _take_labels(
     """Join checked labels of model ``m`` in partition ``number`` with their waiting
     predictions: count, remember the ids as matched, queue the pairs for accumulation."""
 
-    if split.moved:  # labels whose prediction is evicted first: one by one (see _caps)
-        keep = ~np.isin(idx, np.array(sorted(split.moved), dtype=np.int64))
-        if not keep.all():
-            idx, ts, codes = idx[keep], ts[keep], codes[keep]
-            pids = [pid for pid, k in zip(pids, keep.tolist(), strict=True) if k]
-            if not len(idx):
-                return
     state = engine.partitions[number]
     join = state.join
     found, p_ts, p_pred, p_score, p_slices = join.pending[m].pop_many(pids)
