@@ -40,7 +40,7 @@ import functools
 import math
 import operator
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
@@ -276,6 +276,8 @@ def _slices(model: ModelState, events: list[PredictionEvent]) -> I64:
 MAX_SEGMENT: int | None = None
 #: The smallest window planned after a cut (see :func:`split_and_join`).
 _MIN_WINDOW: Final = 64
+#: How many times a cut prefix is planned again before its first message goes alone.
+_REPLANS: Final = 3
 
 
 class Decided:
@@ -306,10 +308,11 @@ def split_and_join(engine: Engine, messages: MessageBatch) -> Decided:
     The poll is decided in consecutive segments: the planner is given a window of the
     messages not yet decided and decides all of it, or says where to cut (the first
     message it cannot decide with the ones before it); the prefix before the cut is
-    planned again on its own, and if that too is cut, the window's first message is
-    decided alone (a message alone has no message of the poll to interact with). A window
-    halves after a cut (down to :data:`_MIN_WINDOW`) and doubles after a window decided
-    whole, so a poll costs at worst a bounded number of plans per message."""
+    planned again on its own (up to :data:`_REPLANS` times while the cut moves), and
+    failing that, the window's first message is decided alone (a message alone has no
+    message of the poll to interact with). A window halves after a cut (down to
+    :data:`_MIN_WINDOW`) and doubles after a window decided whole, so a poll costs at
+    worst a bounded number of plans per message, each of at most a window."""
     n = len(messages)
     out = Decided(n)
     limit = n if MAX_SEGMENT is None else max(1, MAX_SEGMENT)
@@ -323,8 +326,16 @@ def split_and_join(engine: Engine, messages: MessageBatch) -> Decided:
             a = b
             continue
         window = min(limit, max(_MIN_WINDOW, window // 2))
-        if cut > a and _segment(engine, messages, a, cut, out) == cut:
-            a = cut
+        done = a
+        for _ in range(_REPLANS):
+            if cut <= a:
+                break
+            end, cut = cut, _segment(engine, messages, a, cut, out)
+            if cut == end:
+                done = end
+                break
+        if done > a:
+            a = done
             continue
         if _segment(engine, messages, a, a + 1, out) != a + 1:
             raise AssertionError(f"message {a} alone in its segment was not decided")
@@ -356,11 +367,20 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
     values = messages.values
     preds = _decode_predictions(engine, [values[i] for i in pred_at])
     labels = _decode_each(engine.limits.label_decoder(), [values[i] for i in label_at], cap)
-    pairs_p = [(i, e) for i, e in zip(pred_at, preds, strict=True) if e is not None]
-    pairs_l = [(i, e) for i, e in zip(label_at, labels, strict=True) if e is not None]
+    known = engine.by_name
+    # Not valid events, whatever the join holds: not decoded, of an unknown model.
+    pairs_p = [
+        (i, e) for i, e in zip(pred_at, preds, strict=True) if e is not None and e.model in known
+    ]
+    pairs_l = [
+        (i, e)
+        for i, e in zip(label_at, labels, strict=True)
+        if e is not None and (e.model is None or e.model in known)
+    ]
     if len(pairs_p) < len(pred_at) or len(pairs_l) < len(label_at):
-        slow.extend(i for i, e in zip(pred_at, preds, strict=True) if e is None)
-        slow.extend(i for i, e in zip(label_at, labels, strict=True) if e is None)
+        taken = {i for i, _ in pairs_p} | {i for i, _ in pairs_l}
+        slow.extend(i for i in pred_at if i not in taken)
+        slow.extend(i for i in label_at if i not in taken)
     twice_at: set[int] = set()
     fused: dict[str, tuple[int, LabelEvent]] = {}
     again: dict[str, _Retries] = {}
@@ -380,8 +400,15 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
             fused.update(more)
         twice -= fused.keys() | again.keys()
         retries = {i for r in again.values() for i in r.idx}
-        twice_at.update(i for i, e in pairs_p if e.prediction_id in twice)
-        twice_at.update(i for i, e in pairs_l if e.prediction_id in twice)
+        # The first message of such an id is decided in a segment that ends before the
+        # second: the cut is at the second.
+        named = [(i, e.prediction_id) for i, e in pairs_p if e.prediction_id in twice]
+        named += [(i, e.prediction_id) for i, e in pairs_l if e.prediction_id in twice]
+        seen: set[str] = set()
+        for i, pid in sorted(named):
+            if pid in seen:
+                twice_at.add(i)
+            seen.add(pid)
         pairs_p = [
             (i, e) for i, e in pairs_p if e.prediction_id not in twice and i not in retries
         ]
@@ -632,7 +659,7 @@ def _plan(
     # Ids seen twice in a way the plan does not decide: the segment is cut before them.
     split.loose.extend(twice_at)
     if pairs_p:
-        _predictions(engine, messages, pairs_p, split, fused)
+        _predictions(engine, messages, pairs_p, split, fused, again.keys())
     if pairs_l:
         _labels(engine, messages, pairs_l, split)
     if again:
@@ -654,9 +681,9 @@ def _followers(
         idx = np.array(retries.idx, dtype=np.int64)
         number = messages.partitions[retries.lead]
         holders = 0
-        if retries.holders >= 0:
+        if retries.holders >= 0:  # labels: the model their first joins holds the id alone
             holders = sum(pid in table for table in engine.partition(number).join.pending)
-        if retries.same and retries.lead in taken and holders <= retries.holders:
+        if retries.same and retries.lead in taken and holders <= max(retries.holders, 0):
             split.reject(idx)
         else:
             split.one_by_one(idx)
@@ -869,6 +896,7 @@ def _predictions(
     pairs: list[tuple[int, PredictionEvent]],
     split: _Split,
     fused: dict[str, tuple[int, LabelEvent]],
+    retried: Collection[str],
 ) -> None:
     """Plan the checked predictions per model and partition: rejects (unknown model,
     invalid values, duplicates), joins with their own label, the label message that
@@ -925,6 +953,17 @@ def _predictions(
             # label that came first must find nothing (no waiting, early or matched id)
             # and room among the early labels.
             reached = np.array([lab.prediction_id in found_before for lab in follow], dtype=bool)
+            lone = _lone_labels(engine, model, number, follow, label_msg, at[sel[has_later]],
+                                valid, f_ts, named, reached,
+                                (ok[sel] & pred_ok & label_ok)[has_later],
+                                has_label[has_later], retried)  # fmt: skip
+            if lone.any():  # rejects whatever the prediction does: it goes alone
+                split.reject(label_msg[lone])
+                keep_l = ~lone
+                has_later[np.flatnonzero(has_later)[lone]] = False
+                follow = [f for f, k in zip(follow, keep_l.tolist(), strict=True) if k]
+                label_msg, codes, valid = label_msg[keep_l], codes[keep_l], valid[keep_l]
+                f_ts, named, reached = f_ts[keep_l], named[keep_l], reached[keep_l]
             named &= ~reached
             label[has_later] = codes
             label_ts[has_later] = f_ts
@@ -982,8 +1021,9 @@ def _predictions(
                 from_early[take] = True
         split.reject(at[sel[valid & ~good & ~alone]])
         split.reject(at[sel[~valid]])
-        split.one_by_one(at[sel[alone]])
-        split.one_by_one(label_msg[~good[has_later]])
+        # A pair the plan does not take together: the first of its two messages is decided
+        # in a segment that ends before the second (alone rows all have a label message).
+        split.one_by_one(label_at[~good & has_later])
         label_msg = label_msg[good[has_later]]
         drop = np.zeros(len(group), dtype=bool)
         reasons = [""] * len(group)
@@ -1020,6 +1060,58 @@ def _predictions(
                     drop, reasons),
         )
         split.plans.append((number, np.concatenate([at[sel], label_msg]), apply))
+
+
+def _lone_labels(
+    engine: Engine,
+    model: ModelState,
+    number: int,
+    follow: list[LabelEvent],
+    label_msg: I64,
+    pred_at: I64,
+    valid: npt.NDArray[np.bool_],
+    f_ts: F64,
+    named: npt.NDArray[np.bool_],
+    reached: npt.NDArray[np.bool_],
+    checked: npt.NDArray[np.bool_],
+    own: npt.NDArray[np.bool_],
+    retried: Collection[str],
+) -> npt.NDArray[np.bool_]:
+    """Which label messages of a prediction in the segment are rejects whatever else: an
+    invalid time; a duplicate of an id joined for the model and waiting nowhere (the
+    prediction is one too); and, after a valid prediction (``checked``) of an id the
+    partition holds nowhere, a label naming another model (model mismatch), a label value
+    the model's codec refuses, or any label of a prediction that carried its own (a
+    duplicate). The prediction is then planned as if alone, and the segment need not be
+    cut before the label. Not for an id with more messages in the segment (``retried``:
+    they were planned as retries of a pair joined)."""
+    lone = np.isnan(f_ts)  # invalid or future: rejects in either order
+    if retried:
+        lone &= np.array([e.prediction_id not in retried for e in follow], dtype=bool)
+        if not lone.any() and all(e.prediction_id in retried for e in follow):
+            return lone
+    maybe = ~lone & (label_msg > pred_at) & ~reached & checked
+    join = engine.partition(number).join
+    matched = join.matched[model.index]
+    again = ~lone & named & np.array([e.prediction_id in matched for e in follow], dtype=bool)
+    if not (maybe | again).any():
+        return lone
+    pids = [e.prediction_id for e in follow]
+    ids = id_keys(pids)
+    held = np.zeros(len(pids), dtype=bool)
+    for table in join.pending:
+        if len(table):
+            held |= table.contains_many(ids)
+    # An id joined for the model and waiting nowhere: the prediction and the label (naming
+    # the model or none) are both duplicates, in either order.
+    fresh = ~held & np.array(
+        [p not in join.early and not join.was_matched(p, -1) for p in pids], dtype=bool
+    )
+    other = ~named & np.array([e.model is not None for e in follow], dtype=bool)
+    alone = (again & ~held) | (maybe & fresh & ((other & ~own) | (named & (~valid | own))))
+    if retried:
+        alone &= np.array([p not in retried for p in pids], dtype=bool)
+    return lone | alone
 
 
 def _prediction_ops(
