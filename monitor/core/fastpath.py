@@ -600,11 +600,11 @@ def _repeats(
 ) -> tuple[dict[str, tuple[int, LabelEvent]], dict[str, _Retries]]:
     """How the batch path takes the ids named more than once in the poll (``twice``), all
     their messages in one partition: a prediction and its first label, in either order, are
-    joined here as the per-message path would (``fused``: id -> the label); the labels sent
-    again after both, and the messages of a prediction or a label sent again with no message
-    of the other topic, are retries of the first (see :class:`_Retries`). Any other repeat
-    (a prediction sent twice with its label, a retry between a label and its prediction) is
-    left one by one."""
+    joined here as one message after the other would be (``fused``: id -> the label); the
+    labels sent again after the first, and the messages of a prediction or a label sent
+    again with no message of the other topic, are retries of the first (see
+    :class:`_Retries`). Any other repeat (a prediction sent twice with its label) is left
+    to a later segment."""
     preds: dict[str, list[tuple[int, Any]]] = {}
     labels: dict[str, list[tuple[int, Any]]] = {}
     for i, p in pairs_p:
@@ -624,11 +624,15 @@ def _repeats(
         if len(mine_p) == 1 and mine_l:
             (i, pred), (j, label) = mine_p[0], mine_l[0]
             rest = mine_l[1:]
-            if any(k < max(i, j) for k, _ in rest):
-                continue
             fused[pid] = (j, label)
             if rest:
-                same = all(r.model in (None, pred.model) for _, r in rest)
+                # A retry before the prediction finds the first label waiting: a duplicate
+                # counted for the model that label names, which must be the prediction's.
+                same = all(
+                    r.model in (None, pred.model)
+                    and (k > i or pred.model in (r.model, label.model))
+                    for k, r in rest
+                )
                 again[pid] = _Retries(i, [k for k, _ in rest], same, 0)
         elif not mine_p or not mine_l:
             (i, first), rest = every[0], every[1:]
