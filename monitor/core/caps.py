@@ -11,12 +11,13 @@ early label once per insert at its cap.
 :class:`PendingCaps` and :class:`EarlyCaps` are where those rules are written. They replay
 a sequence of inserts and removals (a label joining a waiting prediction, a prediction
 joining an early label) in arrival order over the counts alone, without touching the
-tables: one insert on the per-message path, all of a poll's on the batch path. The
-entries evicted from a partition are always the oldest ones still there, so :meth:`apply`
-removes them from the front of each table once the poll's inserts and removals are in.
-An entry removed after it was evicted, or one evicted before a later message names its id
-(:meth:`conflicts`), means the poll's other decisions assumed it was still there: the
-batch path then hands the poll to the per-message path instead.
+tables: those of a segment of a poll (see :mod:`monitor.core.fastpath`). The entries
+evicted from a partition are always the oldest ones still there, so :meth:`apply` removes
+them from the front of each table once the segment's inserts and removals are in. An
+entry removed after it was evicted (:class:`Conflict`), or one evicted before a later
+message names its id (:meth:`conflicts`), means the segment's other decisions assumed it
+was still there: the batch path then cuts the segment before that message, or before the
+eviction.
 """
 
 from __future__ import annotations

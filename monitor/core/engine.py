@@ -19,6 +19,11 @@ Python API use); replicas through the partials topic.
 >>> engine.partitions[0].counts[0][MATCHED]
 1.0
 
+Decoding, checks and the join of a poll's messages are :mod:`monitor.core.fastpath`'s
+(the batch path, the only one: it cuts a poll into segments where it must, see
+:func:`~monitor.core.fastpath.split_and_join`); the engine holds the state they change,
+accumulates what they gathered and moves the clock once per poll.
+
 State is kept per input partition number (join buffers, counters, the offsets they
 reflect), so partitions merge by addition and the results do not depend on the order in
 which partitions were polled. The watermark is the smallest, over the input partitions

@@ -1,37 +1,30 @@
-"""The batch path of :meth:`Engine.process`: a poll's events as columns.
+"""The batch path of :meth:`Engine.process`: every message of a poll, decided as columns.
 
-Most of a poll is ordinary: predictions of a known model with a valid time, outputs and
-classes, whose id is new, and labels whose prediction is waiting. Those are decoded one
-call each, checked, joined and handed to accumulation as numpy columns here, with a few
-list comprehensions and set operations per poll instead of a Python function per event.
-Much of the noise is decided here too, with the per-message path's outcome: a prediction
-and its label in the same poll (in either order), a label that came first (kept as an
-early label, or joined by its prediction in a later poll), a duplicate of a waiting or
-matched id, an unknown model, an invalid value, time or class (a reject), a model in its
-warmup (its rows kept for the reference).
+This is the one implementation of stage 1's decisions on a message: decode and checks
+(known topic and model, valid values, time, class, not ``future``), the join (duplicate
+prediction or label, a label joining its waiting prediction, an early label kept or
+joined, a model mismatch, a label value checked against the model's codec), the slice
+registry, warmup rows and the evictions at the caps (replayed in arrival order by
+:mod:`monitor.core.caps`). Most of a poll is decoded one call each, checked, joined and
+handed to accumulation as numpy columns, with a few list comprehensions and set
+operations per poll instead of a Python function per event. A message that is not a valid
+event becomes a reject here (:func:`_reject` names its reason, in the codec's order, once
+the segment's entries are in).
 
-A prediction or a label sent again in the poll stays too: the first is decided here and
-the retries, duplicates of it, are left to the per-message path as rejects.
-
-The rest is left, by message index, to the per-message path of
-:class:`~monitor.core.engine.Engine`, which runs after this one: a message that is not a
-valid event (it is rejected: no state touched), and every message of an id repeated in
-another way (a prediction sent twice with its label), which go one by one *alone*: their
-ids occur in no message the batch path took, so neither path's decisions depend on the
-other's, and the per-message path's inserts into the join state and the warmup rows,
-which come after the batch path's, are put back in arrival order afterwards
-(:class:`OneByOne`), as expiry and eviction go by it.
-
-At a cap (a model's waiting predictions, entries or bytes; the early labels) the
-evictions are decided over the poll's inserts and removals in poll order by
-:mod:`monitor.core.caps`, the rules the per-message path uses, and applied once the poll's
-inserts are in. A label whose prediction an earlier message evicts (or a prediction whose
-early label is) goes one by one alone. When the evictions cannot be placed so (an evicted
-entry named by a later message otherwise; a message left one by one that may change a
-table at its cap), and when a slice registry may reach its cap (which value is folded
-depends on the order of every prediction), the partitions concerned go one by one whole
-(:attr:`OneByOne.at_caps` counts those messages). The pane clock does not move inside a
-poll.
+The planner decides a *segment* of the poll at once: a prediction and its label in it (in
+either order), a label that came first (kept as an early label, or joined by its
+prediction in a later poll), a duplicate of a waiting or matched id, the retries of a
+message (a label sent again, a prediction sent again), rejects, a model in its warmup.
+What it cannot decide in one pass with the messages before it (an id repeated in an odd
+way, such as a prediction sent twice with its label; a label whose prediction an earlier
+message evicts; an eviction of an entry a later message names; a slice registry that may
+reach its cap over predictions of several partitions) is where it cuts the poll: the
+prefix is decided, and the rest planned again (:func:`split_and_join`). A message alone in
+its segment has no message of the poll to interact with, so it is always decided; a poll
+costs at worst one segment per message, and a bounded number of plans per message. The
+join state's tables get each segment's entries in poll order, so the state is the same
+whatever the cuts (``MAX_SEGMENT = 1``, test-only, decides every message alone). The pane
+clock does not move inside a poll.
 """
 
 from __future__ import annotations
@@ -88,7 +81,7 @@ _DECODE_ERRORS: Final = (msgspec.DecodeError, RecursionError, UnicodeDecodeError
 
 class Chunk:
     """Columns of one model's events from one partition, in message order; ``idx`` is each
-    event's index in the poll (to merge with the per-message path's events in order)."""
+    event's index in the poll (to merge the chunks of several segments in poll order)."""
 
     __slots__ = ("delay", "feats", "idx", "label", "part", "pred", "prob", "score", "slices", "ts")
 
@@ -126,7 +119,7 @@ def _typed(
     any other feature fails it, and is decoded again the general way), the struct with
     every feature absent, and each name's attribute. Building no dict per event, it
     decodes faster, and a feature's values are one attribute read away. Strings are
-    constrained by ``limits`` as in the per-message path."""
+    constrained by ``limits`` as in :func:`~monitor.events.codec.decode_prediction`."""
     attrs = {name: f"f{i}" for i, name in enumerate(names)}
     limited = limits.typed_fields()
     features = msgspec.defstruct(
@@ -173,7 +166,7 @@ def _decode_predictions(engine: Engine, values: list[bytes | None]) -> list[Any]
     if again:
         events = _decode_each(general, [values[i] for i in again], engine.max_bytes)
         for i, event in zip(again, events, strict=True):
-            # a watched feature's string too long: the per-message path rejects it
+            # a watched feature's string too long: a reject (too_long)
             if event is None or engine.limits.long_feature(event.features) is None:
                 out[i] = event
     return out
@@ -202,7 +195,7 @@ def _decode_each(
     decoder: msgspec.json.Decoder[Any], values: list[bytes | None], cap: int
 ) -> list[Any]:
     """Each value decoded, None where it is not a valid event (too large, not JSON, wrong
-    shape): the per-message path decodes those again for the reason."""
+    shape): :func:`_reject` decodes those again for the reason."""
     try:
         if all(v is not None and len(v) <= cap for v in values):
             return [decoder.decode(v) for v in values]  # type: ignore[arg-type]
@@ -223,7 +216,7 @@ def _decode_each(
 def _times(raw: list[float | str], latest: F64) -> F64:
     """Event times in seconds; NaN where a time is unparsable, implausible, or later than
     ``latest`` (each message's record timestamp plus ``time.max_future``): the
-    per-message path gives those their reject."""
+    plan makes those rejects (:func:`_reject` names the reason)."""
     if set(map(type, raw)) <= _NUMBERS:
         ts = np.array(raw, dtype=np.float64)
     else:
@@ -239,7 +232,7 @@ def _times(raw: list[float | str], latest: F64) -> F64:
 
 def _slices(model: ModelState, events: list[PredictionEvent]) -> I64:
     """Slice ids of ``events`` as ``(events, k)``, registering new ones in the order the
-    per-message path would (first appearance; version before segments) and counting
+    events would one at a time (first appearance; version before segments) and counting
     folded values per event as it does."""
     registry = model.registry
     segments = registry.segments
@@ -582,7 +575,7 @@ def _matched_model(join: JoinBuffer, pid: str) -> int:
 
 class _Retries(NamedTuple):
     """The messages of an id that repeat an earlier one of the poll: duplicates of it when
-    the first (``lead``, its poll index) is taken by the batch path and ``same`` holds
+    the first (``lead``, its poll index) is taken by a plan and ``same`` holds
     (each names the model the first was joined or kept for, or none), and no model but
     the one the first joins holds the id waiting (``holders``: how many may)."""
 
@@ -598,7 +591,7 @@ def _repeats(
     twice: set[str],
     partition_of: list[int],
 ) -> tuple[dict[str, tuple[int, LabelEvent]], dict[str, _Retries]]:
-    """How the batch path takes the ids named more than once in the poll (``twice``), all
+    """How the planner takes the ids named more than once in the segment (``twice``), all
     their messages in one partition: a prediction and its first label, in either order, are
     joined here as one message after the other would be (``fused``: id -> the label); the
     labels sent again after the first, and the messages of a prediction or a label sent
@@ -690,7 +683,7 @@ def _followers(
         if retries.same and retries.lead in taken and holders <= max(retries.holders, 0):
             split.reject(idx)
         else:
-            split.one_by_one(idx)
+            split.cut_before(idx)
 
 
 #: What a message does to a capped table (:attr:`_Split.ops`): a prediction starts waiting,
@@ -813,7 +806,7 @@ class _Split:
         """Messages that are not valid events: rejects (see :func:`_reject`)."""
         self.slow.extend(idx.tolist())
 
-    def one_by_one(self, idx: I64) -> None:
+    def cut_before(self, idx: I64) -> None:
         """Messages the plan cannot decide with the ones before them in the segment."""
         if len(idx):
             self.loose.extend(idx.tolist())
@@ -864,7 +857,7 @@ def _pending_pressure(
 
 def _crossing_caps(engine: Engine, events: list[PredictionEvent], model_of: list[int]) -> set[int]:
     """Models whose slice registry may reach a cap within this poll. Which value is folded
-    at a cap depends on the order values arrive in, so their predictions go one by one;
+    at a cap depends on the order values arrive in (see :func:`_registry_cut`);
     a registry below its caps after the poll, or already full, does not depend on it."""
     out: set[int] = set()
     by_model: dict[int, list[PredictionEvent]] = {}
@@ -929,7 +922,7 @@ def _predictions(
         if m < 0:
             split.reject(at[sel])  # unknown model
             follow_at = np.array([f[0] for f in later if f], dtype=np.int64)
-            split.one_by_one(follow_at)
+            split.cut_before(follow_at)
             continue
         model = engine.models[m]
         pred, pred_ok = model.codec.code_many([e.prediction for e in group])
@@ -1027,7 +1020,7 @@ def _predictions(
         split.reject(at[sel[~valid]])
         # A pair the plan does not take together: the first of its two messages is decided
         # in a segment that ends before the second (alone rows all have a label message).
-        split.one_by_one(label_at[~good & has_later])
+        split.cut_before(label_at[~good & has_later])
         label_msg = label_msg[good[has_later]]
         drop = np.zeros(len(group), dtype=bool)
         reasons = [""] * len(group)
@@ -1130,7 +1123,7 @@ def _prediction_ops(
     from_early: npt.NDArray[np.bool_],
 ) -> None:
     """What the checked predictions of model ``m`` in partition ``number`` do to the capped
-    tables, in the per-message path's terms: one without a label waits; one whose label
+    tables, message by message: one without a label waits; one whose label
     message follows in the poll waits until it comes; a label message before it waits as an
     early label until it comes; an early label of an earlier poll leaves."""
     waiting = np.flatnonzero(~has_label)
