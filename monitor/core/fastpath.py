@@ -577,7 +577,8 @@ class _Retries(NamedTuple):
     """The messages of an id that repeat an earlier one of the poll: duplicates of it when
     the first (``lead``, its poll index) is taken by a plan and ``same`` holds
     (each names the model the first was joined or kept for, or none), and no model but
-    the one the first joins holds the id waiting (``holders``: how many may)."""
+    the one the first joins holds the id waiting (``holders``: how many may; -1 for a
+    prediction sent again, a duplicate of the first whatever other models hold)."""
 
     lead: int
     idx: list[int]
@@ -677,10 +678,11 @@ def _followers(
     for pid, retries in again.items():
         idx = np.array(retries.idx, dtype=np.int64)
         number = messages.partitions[retries.lead]
-        holders = 0
+        alone = True
         if retries.holders >= 0:  # labels: the model their first joins holds the id alone
-            holders = sum(pid in table for table in engine.partition(number).join.pending)
-        if retries.same and retries.lead in taken and holders <= max(retries.holders, 0):
+            held = sum(pid in table for table in engine.partition(number).join.pending)
+            alone = held <= retries.holders
+        if retries.same and retries.lead in taken and alone:
             split.reject(idx)
         else:
             split.cut_before(idx)
