@@ -115,9 +115,10 @@ class _Batch:
         self.chunks_o: list[Chunk] = []
 
     def predictions(self, k: int, features: Iterable[str]) -> Chunk | None:
-        """The poll's predictions as one chunk in poll order (``k`` slice columns; the
-        same rows whatever segments the poll was decided in), or None; its ``feats`` are
-        the columns of ``features``."""
+        """The poll's predictions as one chunk (``k`` slice columns), or None; its
+        ``feats`` are the columns of ``features``. The chunks stay in the order they were
+        taken (per segment, per model and partition): the sums of a (partition, pane) are
+        taken in poll order whatever the cuts, and equal to rounding."""
         del k  # the chunks' slice columns are the model's already
         chunks = self.chunks_p
         if not chunks:
@@ -130,25 +131,17 @@ class _Batch:
         if len(chunks) == 1:
             chunks[0].feats = columns[0]
             return chunks[0]
-        idx = np.concatenate([c.idx for c in chunks])
-        order = np.argsort(idx, kind="stable")
-        at = order.tolist()
-        probs = [p for c in chunks for p in (c.prob or ())]
         out = Chunk(
-            idx[order],
+            np.concatenate([c.idx for c in chunks]),
             0,
-            np.concatenate([c.ts for c in chunks])[order],
-            np.concatenate([c.pred for c in chunks])[order],
-            np.concatenate([c.score for c in chunks])[order],
-            np.concatenate([c.slices for c in chunks])[order],
-            feats={
-                n: [every[j] for j in at]
-                for n in names
-                for every in [list(chain.from_iterable(c[n] for c in columns))]
-            },
-            prob=[probs[j] for j in at] if probs else None,
+            np.concatenate([c.ts for c in chunks]),
+            np.concatenate([c.pred for c in chunks]),
+            np.concatenate([c.score for c in chunks]),
+            np.concatenate([c.slices for c in chunks]),
+            feats={n: list(chain.from_iterable(c[n] for c in columns)) for n in names},
+            prob=[p for c in chunks for p in (c.prob or ())] or None,
         )
-        out.part = np.concatenate([c.part for c in chunks])[order]
+        out.part = np.concatenate([c.part for c in chunks])
         return out
 
     def outcomes(self, k: int) -> Chunk | None:
