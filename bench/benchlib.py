@@ -250,9 +250,8 @@ STAGES = ("read", "kafka consume", "decode", "join", "accumulate", "pane close",
 _WAITS = ("select.epoll", "select.poll", "select.select", "time.sleep", "_thread.lock",
           "_thread.RLock", "selectors")
 _ENGINE_STAGE = {
-    "process": "decode", "_on_prediction": "decode", "_on_label": "decode",
-    "_note_time": "decode", "partition": "decode",
-    "_joined": "join", "_matched_model": "join",
+    "process": "decode",
+    "partition": "decode",
     "_accumulate": "accumulate", "_scatter": "accumulate", "_buffer_errors": "accumulate",
     "_label_delays": "accumulate", "predictions": "accumulate", "outcomes": "accumulate",
     "batch_of": "join",

@@ -11,12 +11,13 @@ early label once per insert at its cap.
 :class:`PendingCaps` and :class:`EarlyCaps` are where those rules are written. They replay
 a sequence of inserts and removals (a label joining a waiting prediction, a prediction
 joining an early label) in arrival order over the counts alone, without touching the
-tables: one insert on the per-message path, all of a poll's on the batch path. The
-entries evicted from a partition are always the oldest ones still there, so :meth:`apply`
-removes them from the front of each table once the poll's inserts and removals are in.
-An entry removed after it was evicted, or one evicted before a later message names its id
-(:meth:`conflicts`), means the poll's other decisions assumed it was still there: the
-batch path then hands the poll to the per-message path instead.
+tables: those of a segment of a poll (see :mod:`monitor.core.fastpath`). The entries
+evicted from a partition are always the oldest ones still there, so :meth:`apply` removes
+them from the front of each table once the segment's inserts and removals are in. An
+entry removed after it was evicted (:class:`Conflict`), or one evicted before a later
+message names its id (:meth:`conflicts`), means the segment's other decisions assumed it
+was still there: the batch path then cuts the segment before that message, or before the
+eviction.
 """
 
 from __future__ import annotations
@@ -189,10 +190,12 @@ class PendingCaps:
         return sum(q.victims for q in self.queues.values())
 
     def conflicts(self, named: dict[int, dict[str, int]], deferred: set[tuple[int, str]]
-                  ) -> bool:
-        """Whether an evicted prediction's id is named by a message after its eviction
-        (``named``: partition -> id -> index of the last message naming it) or by one
-        decided only after the evictions are applied (``deferred``: (partition, id))."""
+                  ) -> int | None:
+        """The first message whose insert evicted a prediction whose id is named by a
+        message after the eviction (``named``: partition -> id -> index of the last message
+        naming it) or by one decided only after the evictions are applied (``deferred``:
+        (partition, id)); None if there is none."""
+        first: int | None = None
         for number, queue in self.queues.items():
             if not queue.evicted:
                 continue
@@ -201,8 +204,8 @@ class PendingCaps:
             for place, at in queue.evicted:
                 pid = held[place] if place >= 0 else queue.new[-1 - place][0]
                 if last.get(pid, -1) > at or (number, pid) in deferred:
-                    return True
-        return False
+                    first = at if first is None else min(first, at)
+        return first
 
     def apply(self, engine: Engine) -> None:
         """Evict and count, the tables holding every insert before the evictions' (the
@@ -297,13 +300,15 @@ class EarlyCaps:
         return len(self.victims)
 
     def conflicts(self, named: dict[int, dict[str, int]], deferred: set[tuple[int, str]]
-                  ) -> bool:
-        """Whether an evicted label's id is named by a message after its eviction or by
-        one decided only after the evictions (see :meth:`PendingCaps.conflicts`)."""
-        return any(
-            named.get(n, {}).get(pid, -1) > at or (n, pid) in deferred
-            for n, pid, at in self.victims
-        )
+                  ) -> int | None:
+        """The first message whose insert evicted a label whose id is named by a message
+        after the eviction or by one decided only after the evictions (see
+        :meth:`PendingCaps.conflicts`); None if there is none."""
+        return min(
+            (at for n, pid, at in self.victims
+             if named.get(n, {}).get(pid, -1) > at or (n, pid) in deferred),
+            default=None,
+        )  # fmt: skip
 
     def apply(self, engine: Engine) -> None:
         """Evict and count, the tables holding every insert before the evictions'."""

@@ -19,6 +19,11 @@ Python API use); replicas through the partials topic.
 >>> engine.partitions[0].counts[0][MATCHED]
 1.0
 
+Decoding, checks and the join of a poll's messages are :mod:`monitor.core.fastpath`'s
+(the batch path, the only one: it cuts a poll into segments where it must, see
+:func:`~monitor.core.fastpath.split_and_join`); the engine holds the state they change,
+accumulates what they gathered and moves the clock once per poll.
+
 State is kept per input partition number (join buffers, counters, the offsets they
 reflect), so partitions merge by addition and the results do not depend on the order in
 which partitions were polled. The watermark is the smallest, over the input partitions
@@ -45,36 +50,24 @@ from monitor.config import (
     ModelConfig,
     MonitorConfig,
 )
-from monitor.core.baseline import Baseline, probability_row
-from monitor.core.caps import EarlyCaps, PendingCaps
+from monitor.core.baseline import Baseline
 from monitor.core.counts import (
     COUNT_NAMES,
-    DUPLICATE_LABELS,
-    DUPLICATE_PREDICTIONS,
     EXPIRED,
-    LABELS,
-    MATCHED,
+    MATCHED,  # noqa: F401  (the module docstring's example reads it)
     ORPHAN_LABELS,
-    PREDICTIONS,
 )
 from monitor.core.counts import (
     LATE as LATE,  # deltas and model_stage import it from here
 )
-from monitor.core.fastpath import Chunk, OneByOne, split_and_join
-from monitor.core.join import EarlyLabel, JoinBuffer, Pending
+from monitor.core.fastpath import Chunk, split_and_join
+from monitor.core.join import JoinBuffer
 from monitor.core.layout import Terms, feature_columns, scatter_panes
 from monitor.core.model import ModelState, PaneSignals, install_profile
-from monitor.core.partials import DeltaLedger, WarmRow
+from monitor.core.partials import DeltaLedger
 from monitor.core.reference import ReferenceProfile
 from monitor.core.report import LABEL_DELAY_BUCKETS, Report
-from monitor.events.codec import (
-    DecodeFailure,
-    LabelEvent,
-    Limits,
-    decode_label,
-    decode_prediction,
-    parse_event_time,
-)
+from monitor.events.codec import Limits
 from monitor.events.message import Message, MessageBatch, Reject
 
 __all__ = ["Engine", "PartitionSnapshot", "same_time_and_topics"]
@@ -113,68 +106,21 @@ class PartitionSnapshot:
 
 class _Batch:
     """One model's events of a poll, gathered for accumulation: the batch path's
-    :class:`~monitor.core.fastpath.Chunk` columns and the per-message path's lists, each
-    event with its index in the poll."""
+    :class:`~monitor.core.fastpath.Chunk` columns, each event with its index in the poll."""
 
-    __slots__ = (
-        "chunks_o",
-        "chunks_p",
-        "o_delay",
-        "o_idx",
-        "o_label",
-        "o_part",
-        "o_pred",
-        "o_score",
-        "o_slices",
-        "o_ts",
-        "p_feat",
-        "p_idx",
-        "p_part",
-        "p_pred",
-        "p_prob",
-        "p_score",
-        "p_slices",
-        "p_ts",
-    )
+    __slots__ = ("chunks_o", "chunks_p")
 
     def __init__(self) -> None:
         self.chunks_p: list[Chunk] = []
         self.chunks_o: list[Chunk] = []
-        self.p_idx: list[int] = []
-        self.p_part: list[int] = []
-        self.p_ts: list[float] = []
-        self.p_pred: list[float] = []
-        self.p_score: list[float] = []
-        self.p_slices: list[tuple[int, ...]] = []
-        self.p_feat: list[dict[str, Any] | None] = []
-        self.p_prob: list[list[float]] = []  # multiclass models only
-        self.o_idx: list[int] = []
-        self.o_part: list[int] = []
-        self.o_ts: list[float] = []
-        self.o_pred: list[float] = []
-        self.o_score: list[float] = []
-        self.o_label: list[float] = []
-        self.o_slices: list[tuple[int, ...]] = []
-        self.o_delay: list[float] = []
 
     def predictions(self, k: int, features: Iterable[str]) -> Chunk | None:
         """The poll's predictions as one chunk (``k`` slice columns), or None; its
-        ``feats`` are the columns of ``features``."""
-        chunks = list(self.chunks_p)
-        if self.p_ts:
-            chunks.append(
-                Chunk(
-                    np.asarray(self.p_idx, dtype=np.int64),
-                    0,
-                    np.asarray(self.p_ts, dtype=np.float64),
-                    np.asarray(self.p_pred, dtype=np.float64),
-                    np.asarray(self.p_score, dtype=np.float64),
-                    np.asarray(self.p_slices, dtype=np.int64).reshape(len(self.p_ts), k),
-                    feats=self.p_feat,
-                    prob=self.p_prob or None,
-                )
-            )
-            chunks[-1].part = np.asarray(self.p_part, dtype=np.int64)
+        ``feats`` are the columns of ``features``. The chunks stay in the order they were
+        taken (per segment, per model and partition): the sums of a (partition, pane) are
+        taken in poll order whatever the cuts, and equal to rounding."""
+        del k  # the chunks' slice columns are the model's already
+        chunks = self.chunks_p
         if not chunks:
             return None
         names = list(features)
@@ -200,21 +146,8 @@ class _Batch:
 
     def outcomes(self, k: int) -> Chunk | None:
         """The poll's joined pairs as one chunk in poll order (``k`` slice columns), or None."""
-        chunks = list(self.chunks_o)
-        if self.o_ts:
-            chunks.append(
-                Chunk(
-                    np.asarray(self.o_idx, dtype=np.int64),
-                    0,
-                    np.asarray(self.o_ts, dtype=np.float64),
-                    np.asarray(self.o_pred, dtype=np.float64),
-                    np.asarray(self.o_score, dtype=np.float64),
-                    np.asarray(self.o_slices, dtype=np.int64).reshape(len(self.o_ts), k),
-                    label=np.asarray(self.o_label, dtype=np.float64),
-                    delay=np.asarray(self.o_delay, dtype=np.float64),
-                )
-            )
-            chunks[-1].part = np.asarray(self.o_part, dtype=np.int64)
+        del k  # the chunks' slice columns are the model's already
+        chunks = self.chunks_o
         if not chunks:
             return None
         if len(chunks) == 1:
@@ -266,7 +199,6 @@ class Engine:
         #: process's :class:`~monitor.core.pipeline.Pipeline` drains them first).
         self.signals_out: list[PaneSignals] = []
         self._batches: list[_Batch] = []  # per model, while a poll is processed
-        self._at = 0  # index in the poll of the message on the per-message path
         #: Per partition number, what stage 1 added since its last pane delta: it waits
         #: there until a :class:`~monitor.core.deltas.DeltaBook` takes it.
         self.ledgers: defaultdict[int, DeltaLedger] = self._new_ledgers()
@@ -437,10 +369,11 @@ class Engine:
         """Decode, join and accumulate one poll batch into each partition's ledger; move
         the clock (expiring what waits in the join past ``label_ttl``).
 
-        Returns the rejects (for the dead-letter topic).
+        Every message is decided by the batch path (:func:`~monitor.core.fastpath.
+        split_and_join`), in consecutive segments of the poll; the clock moves once, at
+        the poll's end. Returns the rejects (for the dead-letter topic), in poll order.
         """
         batches = self._batches = [_Batch() for _ in self.models]
-        rejects: list[Reject] = []
         batch = MessageBatch.of(messages)
         self.events += len(batch)
         stamps = np.array(batch.timestamps, dtype=np.float64) / 1000.0
@@ -451,32 +384,12 @@ class Engine:
         )
         for (topic, number), offset in last.items():
             self.partition(number).offsets[topic] = offset + 1
-        slow = split_and_join(self, batch)
-        after = slow.after if isinstance(slow, OneByOne) else None
-        for i in slow:
-            msg = batch[i]
-            kind = self.topic_kind.get(msg.topic)
-            state = self.partitions[msg.partition]
-            self._at = i
-            try:
-                if kind == "predictions":
-                    self._on_prediction(msg, state, batches)
-                elif kind == "labels":
-                    self._on_label(msg, state, batches)
-                else:
-                    raise DecodeFailure("unknown_topic", f"not an input topic: {msg.topic}")
-            except DecodeFailure as exc:
-                state.rejects[(msg.topic, exc.reason)] += 1
-                rejects.append(Reject(msg, exc.reason, exc.detail))
-            if after is not None:
-                after(i, msg.partition)
-        if isinstance(slow, OneByOne):
-            slow.settle()  # this poll's join-state entries in arrival order
+        decided = split_and_join(self, batch)
         for model, gathered in zip(self.models, batches, strict=True):
             self._accumulate(model, gathered)
         self._batches = []
         self._advance()
-        return rejects
+        return decided.rejects
 
     def batch_of(self, m: int) -> _Batch:
         """The events of model ``m`` gathered so far in the poll being processed."""
@@ -486,169 +399,6 @@ class Engine:
         """The latest acceptable event time of the poll's messages at indices ``at``: their
         record timestamp (the wall clock when a record has none) plus ``time.max_future``."""
         return self._latest[at]
-
-    def _timely(self, ts: float) -> float:
-        """``ts`` unless it lies more than ``time.max_future`` ahead of the record's own
-        timestamp: a producer with a broken clock must not move the event-time clock."""
-        latest = float(self._latest[self._at])
-        if ts > latest:
-            ahead = ts - (latest - self.max_future)
-            raise DecodeFailure(
-                "future",
-                f"event time {ts:.0f} is {ahead:.0f} s ahead of its record's timestamp "
-                f"(time.max_future is {self.max_future:.0f} s)",
-            )
-        return ts
-
-    def _note_time(self, msg: Message, state: PartitionState, ts: float) -> None:
-        if ts > state.max_ts.get(msg.topic, -math.inf):
-            state.max_ts[msg.topic] = ts
-
-    def _on_prediction(self, msg: Message, state: PartitionState, batches: list[_Batch]) -> None:
-        event = decode_prediction(msg.value, self.max_bytes, self.limits)
-        model = self.by_name.get(event.model)
-        if model is None:
-            raise DecodeFailure("unknown_model", f"model {event.model[:64]!r} is not configured")
-        ts = self._timely(parse_event_time(event.ts))
-        pred = model.codec.code(event.prediction, "prediction")
-        score = math.nan if event.score is None else float(event.score)
-        label = None if event.label is None else model.codec.code(event.label, "label")
-        join = state.join
-        m = model.index
-        pid = event.prediction_id
-        if pid in join.pending[m] or join.was_matched(pid, m):
-            state.counts[m][DUPLICATE_PREDICTIONS] += 1
-            raise DecodeFailure("duplicate", f"prediction_id {pid[:64]!r} seen already")
-        self._note_time(msg, state, ts)
-        slices = model.registry.slices_of(event)
-        batch = batches[m]
-        batch.p_idx.append(self._at)
-        batch.p_part.append(msg.partition)
-        batch.p_ts.append(ts)
-        batch.p_pred.append(pred)
-        batch.p_score.append(score)
-        batch.p_slices.append(slices)
-        batch.p_feat.append(event.features)
-        if model.warmup_target:  # stage 2 builds the reference: the row goes raw
-            pane = math.floor(ts / self.pane)
-            warm = WarmRow(ts, list(slices), event.features, event.prediction, score)
-            self.ledgers[msg.partition].add_warm(m, pane, len(model.registry.keys), warm)
-        if model.layout.kind.uses_probabilities:
-            batch.p_prob.append(probability_row(model.class_index, event.probabilities))
-        state.counts[m][PREDICTIONS] += 1
-        early = join.early.get(pid)
-        if label is not None:  # ground truth known at prediction time: joined at once
-            state.counts[m][LABELS] += 1
-            self._joined(state, m, pid, Pending(ts, pred, score, slices), ts, label, batch, msg)
-            return
-        if early is not None and early.model in (-1, m):
-            del join.early[pid]
-            self.early_total -= 1
-            try:
-                label_code = model.codec.code(early.label, "label")  # type: ignore[arg-type]
-            except DecodeFailure as exc:
-                # The label named no model, so its value could only be checked now; it is
-                # counted as a reject of the labels topic (its bytes were read long ago).
-                state.rejects[(self.config.kafka.labels_topic, exc.reason)] += 1
-            else:
-                if early.model < 0:
-                    state.counts[m][LABELS] += 1
-                self._joined(
-                    state,
-                    m,
-                    pid,
-                    Pending(ts, pred, score, slices),
-                    early.ts,
-                    label_code,
-                    batch,
-                    msg,
-                )
-                return
-        table = join.pending[m]
-        nbytes = table.entry_bytes(pid, len(slices))
-        caps = PendingCaps(self, m)
-        if caps.full(nbytes):  # evictions first (the rule: monitor.core.caps)
-            caps.insert(msg.partition, pid, nbytes, self._at)
-            caps.apply(self)
-        table[pid] = Pending(ts, pred, score, slices)
-        self.pending_total[m] += 1
-
-    def _joined(
-        self,
-        state: PartitionState,
-        m: int,
-        pid: str,
-        pending: Pending,
-        label_ts: float,
-        label: float,
-        batch: _Batch,
-        msg: Message,
-    ) -> None:
-        state.counts[m][MATCHED] += 1
-        state.join.matched[m][pid] = label_ts
-        batch.o_idx.append(self._at)
-        batch.o_delay.append(label_ts - pending.ts)
-        batch.o_part.append(msg.partition)
-        batch.o_ts.append(label_ts)
-        batch.o_pred.append(pending.pred)
-        batch.o_score.append(pending.score)
-        batch.o_label.append(label)
-        batch.o_slices.append(pending.slices)
-
-    def _on_label(self, msg: Message, state: PartitionState, batches: list[_Batch]) -> None:
-        event: LabelEvent = decode_label(msg.value, self.max_bytes, self.limits)
-        named = -1
-        if event.model is not None:
-            model = self.by_name.get(event.model)
-            if model is None:
-                raise DecodeFailure(
-                    "unknown_model", f"model {event.model[:64]!r} is not configured"
-                )
-            named = model.index
-        ts = self._timely(parse_event_time(event.ts))
-        join = state.join
-        pid = event.prediction_id
-        m, pending = join.find_pending(pid, named)
-        if pending is None and named >= 0:
-            other, found = join.find_pending(pid, -1)
-            if found is not None:
-                raise DecodeFailure(
-                    "model_mismatch",
-                    f"label names {event.model!r}, prediction is {self.models[other].name!r}",
-                )
-        if pending is not None:
-            model = self.models[m]
-            label = model.codec.code(event.label, "label")
-            self._note_time(msg, state, ts)
-            del join.pending[m][pid]
-            self.pending_total[m] -= 1
-            state.counts[m][LABELS] += 1
-            self._joined(state, m, pid, pending, ts, label, batches[m], msg)
-            return
-        if pid in join.early or join.was_matched(pid, named):
-            counted = named if named >= 0 else self._matched_model(join, pid)
-            if counted >= 0:
-                state.counts[counted][DUPLICATE_LABELS] += 1
-            raise DecodeFailure("duplicate", f"label for {pid[:64]!r} seen already")
-        if named >= 0:
-            self.models[named].codec.code(event.label, "label")  # validate now, not at join
-        self._note_time(msg, state, ts)
-        caps = EarlyCaps(self)
-        if caps.full():  # one eviction first (the rule: monitor.core.caps)
-            caps.insert(msg.partition, pid, self._at)
-            caps.apply(self)
-        join.early[pid] = EarlyLabel(ts, event.label, named)
-        self.early_total += 1
-        if named >= 0:
-            state.counts[named][LABELS] += 1
-
-    @staticmethod
-    def _matched_model(join: JoinBuffer, pid: str) -> int:
-        for index, table in enumerate(join.matched):
-            if pid in table:
-                return index
-        early = join.early.get(pid)
-        return early.model if early is not None else -1
 
     # ------------------------------------------------------------------ accumulate
     def _accumulate(self, model: ModelState, batch: _Batch) -> None:

@@ -1,37 +1,30 @@
-"""The batch path of :meth:`Engine.process`: a poll's events as columns.
+"""The batch path of :meth:`Engine.process`: every message of a poll, decided as columns.
 
-Most of a poll is ordinary: predictions of a known model with a valid time, outputs and
-classes, whose id is new, and labels whose prediction is waiting. Those are decoded one
-call each, checked, joined and handed to accumulation as numpy columns here, with a few
-list comprehensions and set operations per poll instead of a Python function per event.
-Much of the noise is decided here too, with the per-message path's outcome: a prediction
-and its label in the same poll (in either order), a label that came first (kept as an
-early label, or joined by its prediction in a later poll), a duplicate of a waiting or
-matched id, an unknown model, an invalid value, time or class (a reject), a model in its
-warmup (its rows kept for the reference).
+This is the one implementation of stage 1's decisions on a message: decode and checks
+(known topic and model, valid values, time, class, not ``future``), the join (duplicate
+prediction or label, a label joining its waiting prediction, an early label kept or
+joined, a model mismatch, a label value checked against the model's codec), the slice
+registry, warmup rows and the evictions at the caps (replayed in arrival order by
+:mod:`monitor.core.caps`). Most of a poll is decoded one call each, checked, joined and
+handed to accumulation as numpy columns, with a few list comprehensions and set
+operations per poll instead of a Python function per event. A message that is not a valid
+event becomes a reject here (:func:`_reject` names its reason, in the codec's order, once
+the segment's entries are in).
 
-A prediction or a label sent again in the poll stays too: the first is decided here and
-the retries, duplicates of it, are left to the per-message path as rejects.
-
-The rest is left, by message index, to the per-message path of
-:class:`~monitor.core.engine.Engine`, which runs after this one: a message that is not a
-valid event (it is rejected: no state touched), and every message of an id repeated in
-another way (a prediction sent twice with its label), which go one by one *alone*: their
-ids occur in no message the batch path took, so neither path's decisions depend on the
-other's, and the per-message path's inserts into the join state and the warmup rows,
-which come after the batch path's, are put back in arrival order afterwards
-(:class:`OneByOne`), as expiry and eviction go by it.
-
-At a cap (a model's waiting predictions, entries or bytes; the early labels) the
-evictions are decided over the poll's inserts and removals in poll order by
-:mod:`monitor.core.caps`, the rules the per-message path uses, and applied once the poll's
-inserts are in. A label whose prediction an earlier message evicts (or a prediction whose
-early label is) goes one by one alone. When the evictions cannot be placed so (an evicted
-entry named by a later message otherwise; a message left one by one that may change a
-table at its cap), and when a slice registry may reach its cap (which value is folded
-depends on the order of every prediction), the partitions concerned go one by one whole
-(:attr:`OneByOne.at_caps` counts those messages). The pane clock does not move inside a
-poll.
+The planner decides a *segment* of the poll at once: a prediction and its label in it (in
+either order), a label that came first (kept as an early label, or joined by its
+prediction in a later poll), a duplicate of a waiting or matched id, the retries of a
+message (a label sent again, a prediction sent again), rejects, a model in its warmup.
+What it cannot decide in one pass with the messages before it (an id repeated in an odd
+way, such as a prediction sent twice with its label; a label whose prediction an earlier
+message evicts; an eviction of an entry a later message names; a slice registry that may
+reach its cap over predictions of several partitions) is where it cuts the poll: the
+prefix is decided, and the rest planned again (:func:`split_and_join`). A message alone in
+its segment has no message of the poll to interact with, so it is always decided; a poll
+costs at worst one segment per message, and a bounded number of plans per message. The
+join state's tables get each segment's entries in poll order, so the state is the same
+whatever the cuts (``MAX_SEGMENT = 1``, test-only, decides every message alone). The pane
+clock does not move inside a poll.
 """
 
 from __future__ import annotations
@@ -40,7 +33,7 @@ import functools
 import math
 import operator
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
@@ -49,7 +42,13 @@ import numpy as np
 import numpy.typing as npt
 
 from monitor.core.caps import Conflict, EarlyCaps, PendingCaps
-from monitor.core.counts import LABELS, MATCHED, PREDICTIONS
+from monitor.core.counts import (
+    DUPLICATE_LABELS,
+    DUPLICATE_PREDICTIONS,
+    LABELS,
+    MATCHED,
+    PREDICTIONS,
+)
 from monitor.core.join import PendingTable, id_keys
 from monitor.core.partials import WarmRow
 from monitor.events.codec import (
@@ -60,16 +59,18 @@ from monitor.events.codec import (
     LabelEvent,
     Limits,
     PredictionEvent,
+    decode_label,
+    decode_prediction,
     parse_event_time,
 )
-from monitor.events.message import MessageBatch
+from monitor.events.message import Message, MessageBatch, Reject
 
 if TYPE_CHECKING:
     from monitor.core.engine import Engine, PartitionState
     from monitor.core.join import JoinBuffer
     from monitor.core.model import ModelState
 
-__all__ = ["Chunk", "split_and_join"]
+__all__ = ["MAX_SEGMENT", "Chunk", "Decided", "split_and_join"]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -80,7 +81,7 @@ _DECODE_ERRORS: Final = (msgspec.DecodeError, RecursionError, UnicodeDecodeError
 
 class Chunk:
     """Columns of one model's events from one partition, in message order; ``idx`` is each
-    event's index in the poll (to merge with the per-message path's events in order)."""
+    event's index in the poll (to merge the chunks of several segments in poll order)."""
 
     __slots__ = ("delay", "feats", "idx", "label", "part", "pred", "prob", "score", "slices", "ts")
 
@@ -118,7 +119,7 @@ def _typed(
     any other feature fails it, and is decoded again the general way), the struct with
     every feature absent, and each name's attribute. Building no dict per event, it
     decodes faster, and a feature's values are one attribute read away. Strings are
-    constrained by ``limits`` as in the per-message path."""
+    constrained by ``limits`` as in :func:`~monitor.events.codec.decode_prediction`."""
     attrs = {name: f"f{i}" for i, name in enumerate(names)}
     limited = limits.typed_fields()
     features = msgspec.defstruct(
@@ -165,7 +166,7 @@ def _decode_predictions(engine: Engine, values: list[bytes | None]) -> list[Any]
     if again:
         events = _decode_each(general, [values[i] for i in again], engine.max_bytes)
         for i, event in zip(again, events, strict=True):
-            # a watched feature's string too long: the per-message path rejects it
+            # a watched feature's string too long: a reject (too_long)
             if event is None or engine.limits.long_feature(event.features) is None:
                 out[i] = event
     return out
@@ -194,7 +195,7 @@ def _decode_each(
     decoder: msgspec.json.Decoder[Any], values: list[bytes | None], cap: int
 ) -> list[Any]:
     """Each value decoded, None where it is not a valid event (too large, not JSON, wrong
-    shape): the per-message path decodes those again for the reason."""
+    shape): :func:`_reject` decodes those again for the reason."""
     try:
         if all(v is not None and len(v) <= cap for v in values):
             return [decoder.decode(v) for v in values]  # type: ignore[arg-type]
@@ -215,7 +216,7 @@ def _decode_each(
 def _times(raw: list[float | str], latest: F64) -> F64:
     """Event times in seconds; NaN where a time is unparsable, implausible, or later than
     ``latest`` (each message's record timestamp plus ``time.max_future``): the
-    per-message path gives those their reject."""
+    plan makes those rejects (:func:`_reject` names the reason)."""
     if set(map(type, raw)) <= _NUMBERS:
         ts = np.array(raw, dtype=np.float64)
     else:
@@ -231,7 +232,7 @@ def _times(raw: list[float | str], latest: F64) -> F64:
 
 def _slices(model: ModelState, events: list[PredictionEvent]) -> I64:
     """Slice ids of ``events`` as ``(events, k)``, registering new ones in the order the
-    per-message path would (first appearance; version before segments) and counting
+    events would one at a time (first appearance; version before segments) and counting
     folded values per event as it does."""
     registry = model.registry
     segments = registry.segments
@@ -262,18 +263,93 @@ def _slices(model: ModelState, events: list[PredictionEvent]) -> I64:
     return np.array([seen[c] for c in combos], dtype=np.int64).reshape(len(combos), -1)
 
 
-def split_and_join(engine: Engine, messages: MessageBatch) -> OneByOne:
-    """Decode, check and join the ordinary events of ``messages`` into ``engine``'s
-    batches as :class:`Chunk`; return the indices of the others, in order, for the
-    per-message path (with what it needs to keep the join state's arrival order, see
-    :class:`OneByOne`). Offsets and event counts are the caller's."""
+#: Test-only: the longest segment the planner is given (None: the whole poll). With 1,
+#: every message is decided in a segment of its own, which the differential tests hold
+#: equal to the poll decided whole.
+MAX_SEGMENT: int | None = None
+#: The smallest window planned after a cut (see :func:`split_and_join`).
+_MIN_WINDOW: Final = 64
+#: How many times a cut prefix is planned again before its first message goes alone.
+_REPLANS: Final = 3
+
+
+class Decided:
+    """What :func:`split_and_join` decided for a poll, besides the join state and the
+    engine's batches: the rejects in poll order, and how the poll was cut."""
+
+    __slots__ = ("alone", "evicted", "messages", "rejects", "segments")
+
+    def __init__(self, messages: int) -> None:
+        self.messages = messages
+        self.rejects: list[Reject] = []
+        #: segments the poll was decided in (1 for a poll the planner took whole)
+        self.segments = 0
+        #: messages decided in a segment of their own because the planner could not decide
+        #: them with their neighbours (an id repeated in the poll in an odd way, a label whose
+        #: prediction an earlier message evicts, ...)
+        self.alone = 0
+        #: entries evicted at the caps
+        self.evicted = 0
+
+
+def split_and_join(engine: Engine, messages: MessageBatch) -> Decided:
+    """Decide every message of ``messages`` into ``engine``: decode, check and join them
+    into its batches as :class:`Chunk` (the join state, counts and warmup rows updated),
+    or reject them (:attr:`Decided.rejects`). Offsets, event counts and the pane clock
+    are the caller's.
+
+    The poll is decided in consecutive segments: the planner is given a window of the
+    messages not yet decided and decides all of it, or says where to cut (the first
+    message it cannot decide with the ones before it); the prefix before the cut is
+    planned again on its own (up to :data:`_REPLANS` times while the cut moves), and
+    failing that, the window's first message is decided alone (a message alone has no
+    message of the poll to interact with). A window halves after a cut (down to
+    :data:`_MIN_WINDOW`) and doubles after a window decided whole, so a poll costs at
+    worst a bounded number of plans per message, each of at most a window."""
+    n = len(messages)
+    out = Decided(n)
+    limit = n if MAX_SEGMENT is None else max(1, MAX_SEGMENT)
+    window = limit
+    a = 0
+    while a < n:
+        b = min(n, a + window)
+        cut = _segment(engine, messages, a, b, out)
+        if cut == b:
+            window = min(limit, 2 * window)
+            a = b
+            continue
+        window = min(limit, max(_MIN_WINDOW, window // 2))
+        done = a
+        for _ in range(_REPLANS):
+            if cut <= a:
+                break
+            end, cut = cut, _segment(engine, messages, a, cut, out)
+            if cut == end:
+                done = end
+                break
+        if done > a:
+            a = done
+            continue
+        if _segment(engine, messages, a, a + 1, out) != a + 1:
+            raise AssertionError(f"message {a} alone in its segment was not decided")
+        out.alone += 1
+        a += 1
+    return out
+
+
+def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decided) -> int:
+    """Plan messages ``a`` to ``b`` (poll indices) and, when every one of them can be
+    decided in one pass, apply the plan and return ``b``; else change nothing and return
+    where to cut (the first message, at or after ``a``, the plan cannot decide with the
+    ones before it). The join state's tables get this segment's entries in poll order."""
     kinds = engine.topic_kind
     pred_at: list[int] = []
     label_at: list[int] = []
     slow: list[int] = []
     partition_of = messages.partitions
-    for i, topic in enumerate(messages.topics):
-        kind = kinds.get(topic)
+    topics = messages.topics
+    for i in range(a, b):
+        kind = kinds.get(topics[i])
         if kind == "predictions":
             pred_at.append(i)
         elif kind == "labels":
@@ -284,11 +360,20 @@ def split_and_join(engine: Engine, messages: MessageBatch) -> OneByOne:
     values = messages.values
     preds = _decode_predictions(engine, [values[i] for i in pred_at])
     labels = _decode_each(engine.limits.label_decoder(), [values[i] for i in label_at], cap)
-    pairs_p = [(i, e) for i, e in zip(pred_at, preds, strict=True) if e is not None]
-    pairs_l = [(i, e) for i, e in zip(label_at, labels, strict=True) if e is not None]
+    known = engine.by_name
+    # Not valid events, whatever the join holds: not decoded, of an unknown model.
+    pairs_p = [
+        (i, e) for i, e in zip(pred_at, preds, strict=True) if e is not None and e.model in known
+    ]
+    pairs_l = [
+        (i, e)
+        for i, e in zip(label_at, labels, strict=True)
+        if e is not None and (e.model is None or e.model in known)
+    ]
     if len(pairs_p) < len(pred_at) or len(pairs_l) < len(label_at):
-        slow.extend(i for i, e in zip(pred_at, preds, strict=True) if e is None)
-        slow.extend(i for i, e in zip(label_at, labels, strict=True) if e is None)
+        taken = {i for i, _ in pairs_p} | {i for i, _ in pairs_l}
+        slow.extend(i for i in pred_at if i not in taken)
+        slow.extend(i for i in label_at if i not in taken)
     twice_at: set[int] = set()
     fused: dict[str, tuple[int, LabelEvent]] = {}
     again: dict[str, _Retries] = {}
@@ -308,9 +393,15 @@ def split_and_join(engine: Engine, messages: MessageBatch) -> OneByOne:
             fused.update(more)
         twice -= fused.keys() | again.keys()
         retries = {i for r in again.values() for i in r.idx}
-        twice_at.update(i for i, e in pairs_p if e.prediction_id in twice)
-        twice_at.update(i for i, e in pairs_l if e.prediction_id in twice)
-        slow.extend(twice_at)
+        # The first message of such an id is decided in a segment that ends before the
+        # second: the cut is at the second.
+        named = [(i, e.prediction_id) for i, e in pairs_p if e.prediction_id in twice]
+        named += [(i, e.prediction_id) for i, e in pairs_l if e.prediction_id in twice]
+        seen: set[str] = set()
+        for i, pid in sorted(named):
+            if pid in seen:
+                twice_at.add(i)
+            seen.add(pid)
         pairs_p = [
             (i, e) for i, e in pairs_p if e.prediction_id not in twice and i not in retries
         ]
@@ -319,35 +410,28 @@ def split_and_join(engine: Engine, messages: MessageBatch) -> OneByOne:
             for i, e in pairs_l
             if e.prediction_id not in twice and e.prediction_id not in fused and i not in retries
         ]
-    every = [e for _, e in decoded[0]]  # the caps count the predictions left one by one too
+    every = [e for _, e in decoded[0]]
     index = {m.name: m.index for m in engine.models}
     model_of = [index.get(e.model, -1) for e in every]
-    registry = _crossing_caps(engine, every, model_of)
     pressed = _pending_pressure(engine, every, model_of)
     early_pressed = engine.early_total + len(label_at) > engine.early_cap
-    plan = partial(_plan, engine, messages, pairs_p, pairs_l, fused, twice_at, again, slow)
-    split = plan(registry, early_room=True, record=bool(pressed) or early_pressed)
+    split = _plan(engine, messages, pairs_p, pairs_l, fused, twice_at, again, slow,
+                  record=bool(pressed) or early_pressed)  # fmt: skip
+    cut = min(split.loose, default=b)
+    crossing = _crossing_caps(engine, every, model_of)
+    if crossing:
+        cut = min(cut, _registry_cut(decoded[0], model_of, crossing, partition_of, b))
     caps: list[PendingCaps | EarlyCaps] = []
-    whole = -1  # the messages left one by one had the caps been placed, if they were not
-    if pressed or early_pressed:
+    if cut == b and (pressed or early_pressed):
         found = _caps(engine, messages, split, decoded, pressed, early_pressed)
-        if found is None:  # evictions the batch path cannot place: the old way, one by one
-            whole = len(split.slow) + sum(len(idx) for n, idx, _ in split.plans if n in split.dirty)
-            split = plan(registry | pressed, early_room=not early_pressed)
-            split.dirty |= split.ordered
+        if isinstance(found, int):
+            cut = found
         else:
             caps = found
-    elif registry:
-        # A slice registry may reach a cap: which value is folded depends on the order of
-        # every prediction of the model, so its partitions go one by one whole.
-        split.dirty |= split.ordered
-    split.ordered -= split.dirty
-    slow = split.slow
-    for number, idx, apply in split.plans:
-        if number in split.dirty:
-            slow.extend(idx.tolist())
-        else:
-            apply()
+    if cut < b:
+        return max(cut, a)
+    for _, _, apply in split.plans:
+        apply()
     for (m, number), parts in split.matched.items():  # matched ids in arrival order
         idx = np.concatenate([p[0] for p in parts])
         order = np.argsort(idx, kind="stable").tolist()
@@ -360,22 +444,141 @@ def split_and_join(engine: Engine, messages: MessageBatch) -> OneByOne:
         pids = [pid for p in parts_e for pid in p[1]]
         labels_e = [label for p in parts_e for label in p[2]]
         engine.partitions[number].join.early.update((pids[k], labels_e[k]) for k in order)
-    for evictions in caps:  # now that every insert of the poll is in
+    for evictions in caps:  # now that every insert of the segment is in
         evictions.apply(engine)
-    slow.sort()
-    out = OneByOne(slow)
-    out.at_caps = max(len(slow) - whole, 0) if whole >= 0 else 0
-    out.evicted = sum(c.evicted for c in caps)
-    if split.ordered:
-        out.order = _Order(engine, split)
-    return out
+        out.evicted += evictions.evicted
+    # The rejects touch no join state but their counts: decided once the segment's entries
+    # are in, they see each id as at their turn (the caps' replay made sure no entry of an
+    # id they name was evicted).
+    out.rejects.extend(_reject(engine, messages, i) for i in sorted(split.slow))
+    out.segments += 1
+    return b
+
+
+def _registry_cut(
+    decoded: list[tuple[int, PredictionEvent]],
+    model_of: list[int],
+    crossing: set[int],
+    partition_of: list[int],
+    b: int,
+) -> int:
+    """Where to cut a segment in which a slice registry may reach its cap: which value is
+    folded depends on the order values arrive in, and the plan registers a model's values
+    partition by partition; so a segment may hold that model's predictions of one
+    partition only (cut at the first of another)."""
+    cut = b
+    first: dict[int, int] = {}
+    for (i, _), m in zip(decoded, model_of, strict=True):
+        if m in crossing:
+            number = first.setdefault(m, partition_of[i])
+            if partition_of[i] != number:
+                cut = min(cut, i)
+    return cut
+
+
+def _reject(engine: Engine, messages: MessageBatch, i: int) -> Reject:
+    """The reject of message ``i``, which the plan found not to be a valid event: its
+    reason (the first check it fails, in the codec's order: decode, model, time, values,
+    then the join's duplicate and model mismatch), counted in its partition's rejects and,
+    for a duplicate, in the model's duplicate count."""
+    msg = messages[i]
+    state = engine.partitions[msg.partition]
+    try:
+        kind = engine.topic_kind.get(msg.topic)
+        if kind == "predictions":
+            _prediction_reject(engine, msg, state, float(engine.latest_times(np.array([i]))[0]))
+        elif kind == "labels":
+            _label_reject(engine, msg, state, float(engine.latest_times(np.array([i]))[0]))
+        else:
+            raise DecodeFailure("unknown_topic", f"not an input topic: {msg.topic}")
+    except DecodeFailure as exc:
+        state.rejects[(msg.topic, exc.reason)] += 1
+        return Reject(msg, exc.reason, exc.detail)
+    raise AssertionError(f"message {i} was planned as a reject but is a valid event")
+
+
+def _timely(engine: Engine, value: float | str, latest: float) -> float:
+    """The event time ``value`` in seconds, unless it is implausible or lies more than
+    ``time.max_future`` ahead of its record's timestamp (``latest`` less that): a producer
+    with a broken clock must not move the event-time clock."""
+    ts = parse_event_time(value)
+    if ts > latest:
+        ahead = ts - (latest - engine.max_future)
+        raise DecodeFailure(
+            "future",
+            f"event time {ts:.0f} is {ahead:.0f} s ahead of its record's timestamp "
+            f"(time.max_future is {engine.max_future:.0f} s)",
+        )
+    return ts
+
+
+def _prediction_reject(engine: Engine, msg: Message, state: PartitionState, latest: float
+                       ) -> None:  # fmt: skip
+    """Raise the :class:`DecodeFailure` of a rejected prediction (see :func:`_reject`)."""
+    event = decode_prediction(msg.value, engine.max_bytes, engine.limits)
+    model = engine.by_name.get(event.model)
+    if model is None:
+        raise DecodeFailure("unknown_model", f"model {event.model[:64]!r} is not configured")
+    _timely(engine, event.ts, latest)
+    model.codec.code(event.prediction, "prediction")
+    if event.label is not None:
+        model.codec.code(event.label, "label")
+    join = state.join
+    pid = event.prediction_id
+    m = model.index
+    if pid in join.pending[m] or join.was_matched(pid, m):
+        state.counts[m][DUPLICATE_PREDICTIONS] += 1
+        raise DecodeFailure("duplicate", f"prediction_id {pid[:64]!r} seen already")
+
+
+def _label_reject(engine: Engine, msg: Message, state: PartitionState, latest: float) -> None:
+    """Raise the :class:`DecodeFailure` of a rejected label (see :func:`_reject`)."""
+    event = decode_label(msg.value, engine.max_bytes, engine.limits)
+    named = -1
+    if event.model is not None:
+        model = engine.by_name.get(event.model)
+        if model is None:
+            raise DecodeFailure("unknown_model", f"model {event.model[:64]!r} is not configured")
+        named = model.index
+    _timely(engine, event.ts, latest)
+    join = state.join
+    pid = event.prediction_id
+    m, pending = join.find_pending(pid, named)
+    if pending is None and named >= 0:
+        other, found = join.find_pending(pid, -1)
+        if found is not None:
+            raise DecodeFailure(
+                "model_mismatch",
+                f"label names {event.model!r}, prediction is {engine.models[other].name!r}",
+            )
+    if pending is not None:
+        engine.models[m].codec.code(event.label, "label")
+        return
+    if pid in join.early or join.was_matched(pid, named):
+        counted = named if named >= 0 else _matched_model(join, pid)
+        if counted >= 0:
+            state.counts[counted][DUPLICATE_LABELS] += 1
+        raise DecodeFailure("duplicate", f"label for {pid[:64]!r} seen already")
+    if named >= 0:
+        engine.models[named].codec.code(event.label, "label")
+
+
+def _matched_model(join: JoinBuffer, pid: str) -> int:
+    """The model a duplicate label naming none is counted for: the first that joined its
+    id, else the one its early label names (-1: none)."""
+    for index, table in enumerate(join.matched):
+        if pid in table:
+            return index
+    early = join.early.get(pid)
+    return early.model if early is not None else -1
 
 
 class _Retries(NamedTuple):
     """The messages of an id that repeat an earlier one of the poll: duplicates of it when
-    the first (``lead``, its poll index) is taken by the batch path and ``same`` holds
+    the first (``lead``, its poll index) is taken by a plan and ``same`` holds
     (each names the model the first was joined or kept for, or none), and no model but
-    the one the first joins holds the id waiting (``holders``: how many may)."""
+    the one the first joins holds the id waiting (``holders``: how many may; -1 for a
+    prediction sent again, a duplicate of the first whatever other models hold)."""
 
     lead: int
     idx: list[int]
@@ -389,13 +592,13 @@ def _repeats(
     twice: set[str],
     partition_of: list[int],
 ) -> tuple[dict[str, tuple[int, LabelEvent]], dict[str, _Retries]]:
-    """How the batch path takes the ids named more than once in the poll (``twice``), all
+    """How the planner takes the ids named more than once in the segment (``twice``), all
     their messages in one partition: a prediction and its first label, in either order, are
-    joined here as the per-message path would (``fused``: id -> the label); the labels sent
-    again after both, and the messages of a prediction or a label sent again with no message
-    of the other topic, are retries of the first (see :class:`_Retries`). Any other repeat
-    (a prediction sent twice with its label, a retry between a label and its prediction) is
-    left one by one."""
+    joined here as one message after the other would be (``fused``: id -> the label); the
+    labels sent again after the first, and the messages of a prediction or a label sent
+    again with no message of the other topic, are retries of the first (see
+    :class:`_Retries`). Any other repeat (a prediction sent twice with its label) is left
+    to a later segment."""
     preds: dict[str, list[tuple[int, Any]]] = {}
     labels: dict[str, list[tuple[int, Any]]] = {}
     for i, p in pairs_p:
@@ -415,11 +618,15 @@ def _repeats(
         if len(mine_p) == 1 and mine_l:
             (i, pred), (j, label) = mine_p[0], mine_l[0]
             rest = mine_l[1:]
-            if any(k < max(i, j) for k, _ in rest):
-                continue
             fused[pid] = (j, label)
             if rest:
-                same = all(r.model in (None, pred.model) for _, r in rest)
+                # A retry before the prediction finds the first label waiting: a duplicate
+                # counted for the model that label names, which must be the prediction's.
+                same = all(
+                    r.model in (None, pred.model)
+                    and (k > i or pred.model in (r.model, label.model))
+                    for k, r in rest
+                )
                 again[pid] = _Retries(i, [k for k, _ in rest], same, 0)
         elif not mine_p or not mine_l:
             (i, first), rest = every[0], every[1:]
@@ -440,23 +647,19 @@ def _plan(
     twice_at: set[int],
     again: dict[str, _Retries],
     slow: list[int],
-    crossing: set[int],
     *,
-    early_room: bool,
     record: bool = False,
 ) -> _Split:
-    """Decide the poll's checked events (see :func:`split_and_join`): the models in
-    ``crossing`` and, without ``early_room``, the labels that wait for their prediction,
-    go one by one with their partitions."""
+    """Decide a segment's checked events (see :func:`_segment`); ``record``: keep what the
+    plans do to the capped tables (a cap is near)."""
     split = _Split(list(slow))
     split.record = record
-    # Ids seen twice change the join state one by one, of their own ids only.
-    split.ordered.update(messages.partitions[i] for i in twice_at)
+    # Ids seen twice in a way the plan does not decide: the segment is cut before them.
     split.loose.extend(twice_at)
     if pairs_p:
-        _predictions(engine, messages, pairs_p, split, fused, early_room, crossing)
+        _predictions(engine, messages, pairs_p, split, fused, again.keys())
     if pairs_l:
-        _labels(engine, messages, pairs_l, split, crossing, early_room)
+        _labels(engine, messages, pairs_l, split)
     if again:
         _followers(engine, messages, again, split)
     return split
@@ -465,9 +668,9 @@ def _plan(
 def _followers(
     engine: Engine, messages: MessageBatch, again: dict[str, _Retries], split: _Split
 ) -> None:
-    """The retries of the poll (see :class:`_Retries`): rejects as duplicates, their id
-    matched, waiting or early by then and named by no other message of the poll, when
-    their first message is taken by the batch path; else one by one after it, in order."""
+    """The retries of the segment (see :class:`_Retries`): rejects as duplicates, their id
+    matched, waiting or early by then and named by no other message of the segment, when
+    their first message is taken by a plan; else the segment is cut before them."""
     if not split.plans:
         taken: set[int] = set()
     else:
@@ -475,14 +678,14 @@ def _followers(
     for pid, retries in again.items():
         idx = np.array(retries.idx, dtype=np.int64)
         number = messages.partitions[retries.lead]
-        holders = 0
-        if retries.holders >= 0:
-            holders = sum(pid in table for table in engine.partition(number).join.pending)
-        if retries.same and retries.lead in taken and holders <= retries.holders:
+        alone = True
+        if retries.holders >= 0:  # labels: the model their first joins holds the id alone
+            held = sum(pid in table for table in engine.partition(number).join.pending)
+            alone = held <= retries.holders
+        if retries.same and retries.lead in taken and alone:
             split.reject(idx)
-            split.retries[retries.lead] = retries.idx
         else:
-            split.one_by_one(idx, number)
+            split.cut_before(idx)
 
 
 #: What a message does to a capped table (:attr:`_Split.ops`): a prediction starts waiting,
@@ -499,27 +702,14 @@ def _caps(
     decoded: tuple[list[tuple[int, PredictionEvent]], list[tuple[int, LabelEvent]]],
     pressed: set[int],
     early: bool,
-) -> list[PendingCaps | EarlyCaps] | None:
+) -> list[PendingCaps | EarlyCaps] | int:
     """The evictions at the caps that the plans of ``split`` reach (models ``pressed`` at
     their pending caps, the early labels if ``early``), replayed over the plans' inserts and
-    removals in poll order with the per-message path's rules (:mod:`monitor.core.caps`).
-    None if they cannot be placed in the batch path: a partition goes one by one whole
-    already, a message left one by one may change a capped table, or a message uses an
-    entry after its eviction."""
-    if split.dirty:
-        return None
+    removals in poll order with the rules of :mod:`monitor.core.caps`. Where the plans
+    assumed an entry that an earlier message evicts (a label joining an evicted
+    prediction, a message naming an evicted id after its eviction, a reject naming one),
+    the poll index to cut the segment at instead."""
     partition_of = messages.partitions
-    preds = dict(decoded[0])
-    labels = dict(decoded[1])
-    index = {m.name: m.index for m in engine.models}
-    for i in split.loose:  # those of the per-message path would evict out of poll order
-        join = engine.partition(partition_of[i]).join
-        pred = preds.get(i)
-        if pred is not None:
-            if index.get(pred.model, -1) in pressed or (early and pred.prediction_id in join.early):
-                return None
-        elif early or any(labels[i].prediction_id in join.pending[m] for m in pressed):
-            return None
     pending = {m: PendingCaps(engine, m) for m in sorted(pressed)}
     early_caps = EarlyCaps(engine) if early else None
     kinds: list[I64] = []
@@ -546,246 +736,65 @@ def _caps(
     at_l = at_all[order].tolist()
     widths = {m: 2 + len(engine.models[m].registry.segments) for m in pending}
     entry_bytes = PendingTable.entry_bytes
-    # Labels whose waiting prediction an earlier message of the poll evicts: not joined
-    # here, they go one by one (as an early label, most likely: no cap is near for those).
-    moved: dict[int, list[int]] = {}
-    model_of = {i: index.get(e.model, -1) for i, e in decoded[0]}
-    try:
-        for kind, m, number, at, pid in zip(
-            kind_l, model_l, part_l, at_l, [pids[j] for j in order.tolist()], strict=True
-        ):
+    for kind, m, number, at, pid in zip(
+        kind_l, model_l, part_l, at_l, [pids[j] for j in order.tolist()], strict=True
+    ):
+        try:
             if kind == _P_ADD:
                 pending[m].insert(number, pid, entry_bytes(pid, widths[m]), at)
-            elif kind == _P_HELD and not early:
-                try:
-                    pending[m].remove(number, pid)
-                except Conflict:  # its prediction was evicted: the label goes one by one
-                    moved.setdefault(number, []).append(at)
             elif kind <= _P_NEW:
                 pending[m].remove(number, pid)
             elif kind == _E_ADD:
                 assert early_caps is not None
                 early_caps.insert(number, pid, at)
-            elif kind == _E_HELD and model_of[at] not in pending:
-                assert early_caps is not None
-                try:
-                    early_caps.remove(number, pid)
-                except Conflict:  # its label was evicted: the prediction goes one by one
-                    moved.setdefault(number, []).append(at)
             else:
                 assert early_caps is not None
                 early_caps.remove(number, pid)
-    except Conflict:
-        return None
+        except Conflict:  # the entry it uses was evicted before it: cut before it
+            return int(at)
     caps: list[PendingCaps | EarlyCaps] = [c for c in pending.values() if c.evicted]
     if early_caps is not None and early_caps.evicted:
         caps.append(early_caps)
-    gone = {i for idx_m in moved.values() for i in idx_m}
     if caps:
-        # Messages the batch path takes see the join state in poll order; those left to
-        # the per-message path see it once the evictions are applied, and would decide
-        # otherwise than at their turn if an entry of their id left (a duplicate is one
-        # only while its id is held); but for the retries of a message that goes one by
-        # one for that reason, which follow it there in order.
-        after = {k for i in gone for k in split.retries.get(i, [])}
-        later = set(split.slow) | gone
+        # The rejects are decided once the evictions are applied, and would decide
+        # otherwise than at their turn if an entry of their id left (a duplicate is one only
+        # while its id is held); a message after an eviction must not name its id.
+        rejects = set(split.slow)
         named: dict[int, dict[str, int]] = {}
         deferred: set[tuple[int, str]] = set()
         for pairs in decoded:
             for i, e in pairs:
-                if i in gone or i in after:
-                    continue
                 number = partition_of[i]
                 pid = e.prediction_id
-                if i in later:
+                if i in rejects:
                     deferred.add((number, pid))
                     continue
                 last = named.setdefault(number, {})
                 if last.get(pid, -1) < i:
                     last[pid] = i
-        if any(c.conflicts(named, deferred) for c in caps):
-            return None
-    for number, idx_m in moved.items():
-        split.moved.update(idx_m)
-        split.one_by_one(np.array(idx_m, dtype=np.int64), number)
+        cuts = [c.conflicts(named, deferred) for c in caps]
+        found = [c for c in cuts if c is not None]
+        if found:
+            return min(found)
     return caps
 
 
-class OneByOne(list[int]):
-    """The poll indices of the messages left to the per-message path, in order.
-
-    Those of a partition that the batch path also took part of (:attr:`order` is not
-    None) insert into its join state after the batch path's inserts, which came first; as
-    expiry and eviction go by arrival order, the per-message path calls :meth:`after`
-    after each such message and :meth:`settle` after the last one, which put this poll's
-    new entries back in poll order."""
-
-    order: _Order | None = None
-    #: of them, messages the batch path had taken but left because a cap was reached in a
-    #: way it could not place (their partitions went one by one whole)
-    at_caps: int = 0
-    #: entries the batch path evicted at the caps
-    evicted: int = 0
-
-    def after(self, i: int, number: int) -> None:
-        """Message ``i`` of partition ``number`` went through the per-message path."""
-        if self.order is not None:
-            self.order.after(i, number)
-
-    def settle(self) -> None:
-        """All messages went through: entries of the poll into poll order."""
-        if self.order is not None:
-            self.order.settle()
-
-
-class _Order:
-    """The poll indices of the join-state entries added by this poll in the partitions
-    where both paths took messages, and the reordering of those entries (see
-    :class:`OneByOne`).
-
-    The ids of the messages left one by one there occur in no message the batch path took
-    (an id seen twice goes one by one in all its messages, but for the retries the batch
-    path rejects), and none of them changes a table at its cap in such a poll (the batch
-    path decided that table's evictions, see :func:`_caps`), so the per-message path's
-    inserts are exactly those of the reference, but later. One message adds at most one
-    entry to each table (pending of a model, matched of a model, early labels) and removes
-    no entry it did not add before, except pending predictions and early labels of its own
-    id; so when a table grew, its newest entry is the message's."""
-
-    __slots__ = ("added", "engine", "first", "lens", "stamps", "warm", "warm_lens", "warm_stamps")
-
-    def __init__(self, engine: Engine, split: _Split) -> None:
-        self.engine = engine
-        #: (table, model, partition) -> id -> poll index of its insert, batch path's first
-        self.added: dict[tuple[str, int, int], dict[str, int]] = {}
-        for (m, number), parts in split.matched.items():
-            if number in split.ordered:
-                into = self.added.setdefault(("matched", m, number), {})
-                for idx, pids, _ in parts:
-                    into.update(zip(pids, idx.tolist(), strict=True))
-        for number, parts_e in split.early.items():
-            if number in split.ordered:
-                into = self.added.setdefault(("early", -1, number), {})
-                for idx, pids, _ in parts_e:
-                    into.update(zip(pids, idx.tolist(), strict=True))
-        for (m, number), parts_p in split.pending.items():
-            if number in split.ordered:
-                into = self.added.setdefault(("pending", m, number), {})
-                for rows, pids in parts_p:
-                    into.update(zip(pids, rows, strict=True))
-        self.lens = {n: self._lens(engine.partitions[n].join) for n in split.ordered}
-        #: tables the per-message path added to: only those need reordering
-        self.stamps: set[tuple[str, int, int]] = set()
-        #: the poll index of the per-message path's first insert into each of them: the
-        #: batch path's entries before it are in place already
-        self.first: dict[tuple[str, int, int], int] = {}
-        #: warmup rows per (model, partition, pane): rows of each pane list, and the poll
-        #: index of each row added by this poll, the batch path's first
-        self.warm_lens = {n: self._warm_lens(n) for n in split.ordered}
-        self.warm: dict[tuple[int, int, int], list[int]] = {
-            key: list(at) for key, at in split.warm.items() if key[1] in split.ordered
-        }
-        self.warm_stamps: set[tuple[int, int, int]] = set()
-
-    @staticmethod
-    def _lens(join: JoinBuffer) -> list[int]:
-        return [len(join.early), *map(len, join.matched), *map(len, join.pending)]
-
-    def _warm_lens(self, number: int) -> dict[tuple[int, int], int]:
-        return {key: len(rows) for key, rows in _warm_lists(self.engine, number).items()}
-
-    def after(self, i: int, number: int) -> None:
-        """Stamp the entries message ``i`` of partition ``number`` added with ``i``."""
-        lens = self.lens.get(number)
-        if lens is None:
-            return
-        state = self.engine.partitions[number]
-        if self.warm_lens[number] or _has_warm(self.engine, number):
-            # a prediction kept for a model's reference: one row, at the end of its pane's
-            before = self.warm_lens[number]
-            warm = self._warm_lens(number)
-            if warm != before:
-                for (m, pane), n in warm.items():
-                    if n > before.get((m, pane), 0):
-                        self.warm.setdefault((m, number, pane), []).append(i)
-                        self.warm_stamps.add((m, number, pane))
-                self.warm_lens[number] = warm
-        join = state.join
-        now = self._lens(join)
-        if now == lens:
-            return
-        n = len(join.matched)
-        grew: list[tuple[str, int, str | None]] = []
-        if now[0] > lens[0]:
-            grew.append(("early", -1, next(reversed(join.early))))
-        for m in range(n):
-            if now[1 + m] > lens[1 + m]:
-                grew.append(("matched", m, next(reversed(join.matched[m]))))
-            if now[1 + n + m] > lens[1 + n + m]:
-                grew.append(("pending", m, join.pending[m].newest()))
-        for table, m, pid in grew:
-            assert pid is not None
-            key = (table, m, number)
-            self.added.setdefault(key, {})[pid] = i
-            self.first.setdefault(key, i)
-            self.stamps.add(key)
-        self.lens[number] = now
-
-    def settle(self) -> None:
-        """Put the entries added by this poll, in each table the per-message path added
-        to, in the order of their inserts (they are the newest of their table); and so the
-        warmup rows of each pane."""
-        for m, number, pane in self.warm_stamps:
-            at = self.warm[(m, number, pane)]
-            rows = _warm_lists(self.engine, number)[(m, pane)]
-            tail = rows[-len(at) :]
-            order = sorted(range(len(at)), key=at.__getitem__)
-            rows[-len(at) :] = [tail[k] for k in order]
-        for key in sorted(self.stamps):
-            table, m, number = key
-            cut = self.first[key]
-            added = {p: i for p, i in self.added[key].items() if i >= cut}  # those to move
-            join = self.engine.partitions[number].join
-            if table == "pending":
-                pending = join.pending[m]
-                pids = list(added)
-                live = pending.contains_many(pids).tolist()
-                pids = [p for p, h in zip(pids, live, strict=True) if h]
-                pids.sort(key=added.__getitem__)
-                found, ts, pred, score, slices = pending.pop_many(pids)
-                assert found.all()
-                pending.add_many(pids, ts, pred, score, slices, checked=True)
-                continue
-            entries: dict[str, Any] = join.early if table == "early" else join.matched[m]
-            pids = sorted((p for p in added if p in entries), key=added.__getitem__)
-            values = [entries.pop(p) for p in pids]
-            entries.update(zip(pids, values, strict=True))
-
-
 class _Split:
-    """What the batch path decided for a poll: the messages left one by one; the
-    partitions where one of those may insert into the join state (``ordered``: their
-    inserts are put in poll order afterwards, see :class:`OneByOne`) or evict from it at a
-    cap (``dirty``: every message of theirs then goes one by one); and the batch path's
-    work for the other partitions, applied once all is decided."""
+    """What the planner decided for a segment: the rejects, the messages it cannot decide
+    with the ones before them (``loose``: the segment is cut before the first), and the
+    plans, applied once all is decided."""
 
-    __slots__ = ("dirty", "early", "loose", "matched", "moved", "ops", "ordered", "pending",
-                 "plans", "record", "retries", "slow", "warm")
+    __slots__ = ("early", "loose", "matched", "ops", "pending", "plans", "record", "slow")
 
     def __init__(self, slow: list[int]) -> None:
+        #: the rejects (decode failures and unknown topics to start with)
         self.slow = slow
-        #: the messages left one by one that may change the join state
+        #: the messages the plans cannot decide in this segment
         self.loose: list[int] = []
         #: what the plans do to the capped tables (:data:`_P_ADD`, ...): (kind, model,
         #: partition, poll index of each message, its id), kept if ``record`` (a cap is near)
         self.ops: list[tuple[int, int, int, I64, list[str]]] = []
         self.record = True
-        #: labels taken out of the plans: their prediction is evicted before them
-        self.moved: set[int] = set()
-        #: poll index of a message taken -> its retries, left as duplicates (_followers)
-        self.retries: dict[int, list[int]] = {}
-        self.dirty: set[int] = set()
-        self.ordered: set[int] = set()
         self.plans: list[tuple[int, I64, Callable[[], None]]] = []
         #: (model, partition) -> ids matched by the plans, with their label's poll index
         #: and time; entered into the matched table in poll order once all are applied.
@@ -794,20 +803,15 @@ class _Split:
         self.early: dict[int, list[tuple[I64, list[str], list[Any]]]] = {}
         #: (model, partition) -> predictions the plans left waiting, with their poll index
         self.pending: dict[tuple[int, int], list[tuple[list[int], list[str]]]] = {}
-        #: (model, partition, pane) -> poll index of each warmup row the plans kept
-        self.warm: dict[tuple[int, int, int], list[int]] = {}
 
     def reject(self, idx: I64) -> None:
-        """Messages that the per-message path will reject without touching join state."""
+        """Messages that are not valid events: rejects (see :func:`_reject`)."""
         self.slow.extend(idx.tolist())
 
-    def one_by_one(self, idx: I64, number: int, *, evicts: bool = False) -> None:
-        """Messages of partition ``number`` that may insert into its join state one by one
-        (of ids no other message of the poll has); ``evicts``: and may evict at a cap."""
+    def cut_before(self, idx: I64) -> None:
+        """Messages the plan cannot decide with the ones before them in the segment."""
         if len(idx):
-            self.slow.extend(idx.tolist())
             self.loose.extend(idx.tolist())
-            (self.dirty if evicts else self.ordered).add(number)
 
     def op(self, kind: int, m: int, number: int, idx: I64, pids: list[str]) -> None:
         """Messages ``idx`` of partition ``number`` change a capped table (see :attr:`ops`)."""
@@ -855,7 +859,7 @@ def _pending_pressure(
 
 def _crossing_caps(engine: Engine, events: list[PredictionEvent], model_of: list[int]) -> set[int]:
     """Models whose slice registry may reach a cap within this poll. Which value is folded
-    at a cap depends on the order values arrive in, so their predictions go one by one;
+    at a cap depends on the order values arrive in (see :func:`_registry_cut`);
     a registry below its caps after the poll, or already full, does not depend on it."""
     out: set[int] = set()
     by_model: dict[int, list[PredictionEvent]] = {}
@@ -891,12 +895,12 @@ def _predictions(
     pairs: list[tuple[int, PredictionEvent]],
     split: _Split,
     fused: dict[str, tuple[int, LabelEvent]],
-    early_room: bool,
-    crossing: set[int],
+    retried: Collection[str],
 ) -> None:
-    """Take the ordinary predictions. Those of a model in ``crossing`` go one by one with
-    their partitions; a label before its prediction in the poll waits for it as an early
-    label in the batch path only with ``early_room``."""
+    """Plan the checked predictions per model and partition: rejects (unknown model,
+    invalid values, duplicates), joins with their own label, the label message that
+    follows them in the segment (or came before it) or an early label of an earlier poll,
+    and the others left waiting."""
     index = {m.name: m.index for m in engine.models}
     events = [e for _, e in pairs]
     at = np.array([i for i, _ in pairs], dtype=np.int64)
@@ -917,14 +921,10 @@ def _predictions(
         pids = [e.prediction_id for e in group]
         # The label message that follows each prediction in this poll, if any.
         later = [fused.get(pid) for pid in pids] if fused else []
-        if m < 0 or m in crossing:
-            evicts = m in crossing
-            if m < 0:
-                split.reject(at[sel])  # unknown model
-            else:
-                split.one_by_one(at[sel], number, evicts=evicts)
+        if m < 0:
+            split.reject(at[sel])  # unknown model
             follow_at = np.array([f[0] for f in later if f], dtype=np.int64)
-            split.one_by_one(follow_at, number, evicts=evicts)
+            split.cut_before(follow_at)
             continue
         model = engine.models[m]
         pred, pred_ok = model.codec.code_many([e.prediction for e in group])
@@ -948,18 +948,28 @@ def _predictions(
             codes, valid = model.codec.code_many([e.label for e in follow])
             f_ts = _times([e.ts for e in follow], engine.latest_times(label_msg))
             named = np.array([e.model in (None, model.name) for e in follow], dtype=bool)
-            came_first = label_msg < at[sel[has_later]]
             # A label naming no model joins the first model (by index) holding the id; a
             # label that came first must find nothing (no waiting, early or matched id)
             # and room among the early labels.
             reached = np.array([lab.prediction_id in found_before for lab in follow], dtype=bool)
-            named &= ~reached & (~came_first | early_room)
+            lone = _lone_labels(engine, model, number, follow, label_msg, at[sel[has_later]],
+                                valid, f_ts, named, reached,
+                                (ok[sel] & pred_ok & label_ok)[has_later],
+                                has_label[has_later], retried)  # fmt: skip
+            if lone.any():  # rejects whatever the prediction does: it goes alone
+                split.reject(label_msg[lone])
+                keep_l = ~lone
+                has_later[np.flatnonzero(has_later)[lone]] = False
+                follow = [f for f, k in zip(follow, keep_l.tolist(), strict=True) if k]
+                label_msg, codes, valid = label_msg[keep_l], codes[keep_l], valid[keep_l]
+                f_ts, named, reached = f_ts[keep_l], named[keep_l], reached[keep_l]
+            named &= ~reached
             label[has_later] = codes
             label_ts[has_later] = f_ts
             # The pair is joined at the second of the two messages.
             label_at[has_later] = np.maximum(label_msg, at[sel[has_later]])
             # Both the prediction's own label and a label message, or a label that the
-            # per-message path would reject or keep apart: both one by one.
+            # plan would reject or keep apart: the segment is cut before them.
             pair_ok[has_later] = valid & ~np.isnan(f_ts) & named & ~has_label[has_later]
             has_label = has_label | has_later
         state = engine.partition(number)
@@ -972,9 +982,10 @@ def _predictions(
         first = known & join.early.keys()
         valid = ok[sel] & pred_ok & label_ok
         good = valid & pair_ok
-        alone = valid & ~pair_ok  # with a label message the per-message path keeps apart
+        alone = valid & ~pair_ok  # with a label message the plan cannot take with it
         counted = has_label.copy()  # labels counted now (early ones naming a model: at arrival)
         from_early = np.zeros(len(group), dtype=bool)
+        dropped: list[tuple[int, str]] = []  # early labels rejected now: (row, reason)
         if dup:  # a duplicate is rejected, unless its label message would then join
             repeat = np.array([pid in dup for pid in pids], dtype=bool)
             alone |= good & repeat & has_later
@@ -996,9 +1007,11 @@ def _predictions(
             if joins:
                 code, usable = model.codec.code_many([e.label for e in waiting])
                 at_j = np.array(joins, dtype=np.int64)
-                # An early label now rejected: the prediction waits, one by one.
-                good[at_j[~usable]] = False
-                alone[at_j[~usable]] = True
+                # An early label naming no model could only be checked now: rejected (as a
+                # message of the labels topic), it leaves, and the prediction waits.
+                for j, e, u in zip(joins, waiting, usable.tolist(), strict=True):
+                    if not u:
+                        dropped.append((j, _label_failure(model, e.label)))
                 take = at_j[usable]
                 label[take] = code[usable]
                 label_ts[take] = [e.ts for e, u in zip(waiting, usable, strict=True) if u]
@@ -1007,9 +1020,15 @@ def _predictions(
                 from_early[take] = True
         split.reject(at[sel[valid & ~good & ~alone]])
         split.reject(at[sel[~valid]])
-        split.one_by_one(at[sel[alone]], number)
-        split.one_by_one(label_msg[~good[has_later]], number)
+        # A pair the plan does not take together: the first of its two messages is decided
+        # in a segment that ends before the second (alone rows all have a label message).
+        split.cut_before(label_at[~good & has_later])
         label_msg = label_msg[good[has_later]]
+        drop = np.zeros(len(group), dtype=bool)
+        reasons = [""] * len(group)
+        for j, reason in dropped:
+            drop[j] = True
+            reasons[j] = reason
         if not good.all():
             keep = np.flatnonzero(good)
             group = [group[j] for j in keep.tolist()]
@@ -1017,11 +1036,13 @@ def _predictions(
             sel, pred, label, has_label = sel[keep], pred[keep], label[keep], has_label[keep]
             label_ts, label_at, has_later = label_ts[keep], label_at[keep], has_later[keep]
             counted, from_early = counted[keep], from_early[keep]
+            drop = drop[keep]
+            reasons = [reasons[j] for j in keep.tolist()]
         if not len(sel):
             continue
         if split.record:
             _prediction_ops(split, m, number, at[sel], pids, has_label, has_later, label_msg,
-                            from_early)
+                            from_early | drop)
         apply = partial(
             _take_predictions,
             engine,
@@ -1034,9 +1055,62 @@ def _predictions(
             ts[sel],
             pred,
             score[sel],
-            _Labels(label, has_label, label_ts, label_at, has_later, counted, from_early),
+            _Labels(label, has_label, label_ts, label_at, has_later, counted, from_early,
+                    drop, reasons),
         )
         split.plans.append((number, np.concatenate([at[sel], label_msg]), apply))
+
+
+def _lone_labels(
+    engine: Engine,
+    model: ModelState,
+    number: int,
+    follow: list[LabelEvent],
+    label_msg: I64,
+    pred_at: I64,
+    valid: npt.NDArray[np.bool_],
+    f_ts: F64,
+    named: npt.NDArray[np.bool_],
+    reached: npt.NDArray[np.bool_],
+    checked: npt.NDArray[np.bool_],
+    own: npt.NDArray[np.bool_],
+    retried: Collection[str],
+) -> npt.NDArray[np.bool_]:
+    """Which label messages of a prediction in the segment are rejects whatever else: an
+    invalid time; a duplicate of an id joined for the model and waiting nowhere (the
+    prediction is one too); and, after a valid prediction (``checked``) of an id the
+    partition holds nowhere, a label naming another model (model mismatch), a label value
+    the model's codec refuses, or any label of a prediction that carried its own (a
+    duplicate). The prediction is then planned as if alone, and the segment need not be
+    cut before the label. Not for an id with more messages in the segment (``retried``:
+    they were planned as retries of a pair joined)."""
+    lone = np.isnan(f_ts)  # invalid or future: rejects in either order
+    if retried:
+        lone &= np.array([e.prediction_id not in retried for e in follow], dtype=bool)
+        if not lone.any() and all(e.prediction_id in retried for e in follow):
+            return lone
+    maybe = ~lone & (label_msg > pred_at) & ~reached & checked
+    join = engine.partition(number).join
+    matched = join.matched[model.index]
+    again = ~lone & named & np.array([e.prediction_id in matched for e in follow], dtype=bool)
+    if not (maybe | again).any():
+        return lone
+    pids = [e.prediction_id for e in follow]
+    ids = id_keys(pids)
+    held = np.zeros(len(pids), dtype=bool)
+    for table in join.pending:
+        if len(table):
+            held |= table.contains_many(ids)
+    # An id joined for the model and waiting nowhere: the prediction and the label (naming
+    # the model or none) are both duplicates, in either order.
+    fresh = ~held & np.array(
+        [p not in join.early and not join.was_matched(p, -1) for p in pids], dtype=bool
+    )
+    other = ~named & np.array([e.model is not None for e in follow], dtype=bool)
+    alone = (again & ~held) | (maybe & fresh & ((other & ~own) | (named & (~valid | own))))
+    if retried:
+        alone &= np.array([p not in retried for p in pids], dtype=bool)
+    return lone | alone
 
 
 def _prediction_ops(
@@ -1051,7 +1125,7 @@ def _prediction_ops(
     from_early: npt.NDArray[np.bool_],
 ) -> None:
     """What the checked predictions of model ``m`` in partition ``number`` do to the capped
-    tables, in the per-message path's terms: one without a label waits; one whose label
+    tables, message by message: one without a label waits; one whose label
     message follows in the poll waits until it comes; a label message before it waits as an
     early label until it comes; an early label of an earlier poll leaves."""
     waiting = np.flatnonzero(~has_label)
@@ -1086,6 +1160,17 @@ class _Labels(NamedTuple):
     later: npt.NDArray[np.bool_]
     counted: npt.NDArray[np.bool_]  # counted as a label now (not at its arrival)
     early: npt.NDArray[np.bool_]  # an early label (waiting from an earlier poll)
+    dropped: npt.NDArray[np.bool_]  # an early label rejected now: the prediction waits
+    reasons: list[str]  # the reject reason of each dropped early label
+
+
+def _label_failure(model: ModelState, label: Any) -> str:
+    """The reject reason of a label value ``model``'s codec refuses."""
+    try:
+        model.codec.code(label, "label")
+    except DecodeFailure as exc:
+        return exc.reason
+    raise AssertionError("a label value refused in bulk is accepted alone")
 
 
 def _take_predictions(
@@ -1106,26 +1191,13 @@ def _take_predictions(
     from monitor.core.baseline import probability_row
 
     m = model.index
-    if split.moved:  # predictions whose early label is evicted first: one by one (_caps)
-        kept = ~np.isin(idx, np.array(sorted(split.moved), dtype=np.int64))
-        if not kept.all():
-            rows = np.flatnonzero(kept)
-            picked = rows.tolist()
-            idx, ts, pred, score = idx[rows], ts[rows], pred[rows], score[rows]
-            group = [group[j] for j in picked]
-            pids = [pids[j] for j in picked]
-            labels = _Labels(labels.code[rows], labels.has[rows], labels.ts[rows],
-                             labels.at[rows], labels.later[rows], labels.counted[rows],
-                             labels.early[rows])
-            if not len(idx):
-                return
     state = engine.partitions[number]
     slices = _slices(model, group)
     counts = state.counts[m]
     counts[PREDICTIONS] += len(group)
     _note(state, engine.config.kafka.predictions_topic, ts)
     if model.warmup_target:
-        _warmup_rows(engine, split, model, number, idx, group, ts, score, slices)
+        _warmup_rows(engine, model, number, group, ts, score, slices)
     batch = engine.batch_of(m)
     prob = None
     if model.layout.kind.uses_probabilities:
@@ -1169,6 +1241,13 @@ def _take_predictions(
                 delay=lt - ts[labelled],
             )
         )
+    if labels.dropped.any():  # early labels rejected now (see _predictions)
+        early = state.join.early
+        topic = engine.config.kafka.labels_topic
+        for j in np.flatnonzero(labels.dropped).tolist():
+            del early[pids[j]]
+            state.rejects[(topic, labels.reasons[j])] += 1
+        engine.early_total -= int(labels.dropped.sum())
     waiting = np.flatnonzero(~labels.has)
     if len(waiting):
         keep = waiting.tolist()
@@ -1188,24 +1267,21 @@ def _take_predictions(
 
 def _warmup_rows(
     engine: Engine,
-    split: _Split,
     model: ModelState,
     number: int,
-    idx: I64,
     group: list[PredictionEvent],
     ts: F64,
     score: F64,
     slices: I64,
 ) -> None:
     """Send the predictions of a model in its warmup raw to its stage 2 (the partition's
-    ledger) as :class:`WarmRow`, every pane (stage 2 decides what is on time), as the
-    per-message path does (features as a mapping, the prediction as sent)."""
+    ledger) as :class:`WarmRow`, every pane (stage 2 decides what is on time): the
+    prediction as sent, features as a mapping."""
     ledger = engine.ledgers[number]
     _, _, attrs = _typed(_all_features(engine), engine.limits)
     times = ts.tolist()
     rows = slices.tolist()
     scores = score.tolist()
-    at = idx.tolist()
     width = len(model.registry.keys)
     for j, e in enumerate(group):
         pane = math.floor(times[j] / engine.pane)
@@ -1214,23 +1290,6 @@ def _warmup_rows(
             feats = {name: getattr(feats, a) for name, a in attrs.items()}
         ledger.add_warm(model.index, pane, width,
                         WarmRow(times[j], rows[j], feats, e.prediction, scores[j]))  # fmt: skip
-        split.warm.setdefault((model.index, number, pane), []).append(at[j])
-
-
-def _warm_lists(engine: Engine, number: int) -> dict[tuple[int, int], list[Any]]:
-    """The warmup rows partition ``number`` holds, per (model, pane), in arrival order,
-    to be sent raw to stage 2."""
-    ledger = engine.ledgers.get(number)
-    if ledger is None:
-        return {}
-    return {(m, p): acc.warm for m, panes in enumerate(ledger.panes)
-            for p, acc in panes.items() if acc.warm}  # fmt: skip
-
-
-def _has_warm(engine: Engine, number: int) -> bool:
-    """Whether partition ``number`` holds any warmup row (see :func:`_warm_lists`)."""
-    ledger = engine.ledgers.get(number)
-    return ledger is not None and any(acc.warm for panes in ledger.panes for acc in panes.values())
 
 
 def _note(state: PartitionState, topic: str, ts: F64) -> None:
@@ -1245,12 +1304,9 @@ def _labels(
     messages: MessageBatch,
     pairs: list[tuple[int, LabelEvent]],
     split: _Split,
-    one_by_one: set[int],
-    early_room: bool,
 ) -> None:
-    """Plan the joins of labels whose prediction is waiting, per model and partition; the
-    labels of a model in ``one_by_one`` go one by one with their partitions, and so the
-    labels that come first unless there is ``early_room``."""
+    """Plan the labels per named model and partition: joins with their waiting
+    predictions, early labels (:func:`_plan_early`) and rejects."""
     index = {m.name: m.index for m in engine.models}
     events = [e for _, e in pairs]
     at = np.array([i for i, _ in pairs], dtype=np.int64)
@@ -1273,9 +1329,6 @@ def _labels(
         else:
             owner = np.where(join.pending[name].contains_many(ids), name, -1)
         good = (owner >= 0) & timely
-        if one_by_one:
-            good &= ~np.isin(owner, sorted(one_by_one))
-            split.one_by_one(at[sel[timely & (owner >= 0) & ~good]], number, evicts=True)
         first = timely & (owner < 0)
         if first.any():
             _plan_early(
@@ -1290,7 +1343,6 @@ def _labels(
                 events,
                 rows,
                 first,
-                early_room,
             )
         for m in np.unique(owner[good]).tolist():
             mine = np.flatnonzero(good & (owner == m))
@@ -1330,7 +1382,6 @@ def _plan_early(
     events: list[LabelEvent],
     rows: list[int],
     first: npt.NDArray[np.bool_],
-    early_room: bool,
 ) -> None:
     """Plan labels whose prediction is not waiting in partition ``number``: those that name
     a model holding it (mismatch), repeat a waiting or matched id (duplicate) or carry an
@@ -1361,9 +1412,6 @@ def _plan_early(
         split.reject(at[keep[~valid]])  # unknown_class, bad_type, ...
         keep = keep[valid]
     if not len(keep):
-        return
-    if not early_room:  # evictions: one by one
-        split.one_by_one(at[keep], number, evicts=True)
         return
     chosen = keep.tolist()
     labels = [EarlyLabel(float(ts[j]), events[rows[j]].label, name) for j in chosen]
@@ -1406,13 +1454,6 @@ def _take_labels(
     """Join checked labels of model ``m`` in partition ``number`` with their waiting
     predictions: count, remember the ids as matched, queue the pairs for accumulation."""
 
-    if split.moved:  # labels whose prediction is evicted first: one by one (see _caps)
-        keep = ~np.isin(idx, np.array(sorted(split.moved), dtype=np.int64))
-        if not keep.all():
-            idx, ts, codes = idx[keep], ts[keep], codes[keep]
-            pids = [pid for pid, k in zip(pids, keep.tolist(), strict=True) if k]
-            if not len(idx):
-                return
     state = engine.partitions[number]
     join = state.join
     found, p_ts, p_pred, p_score, p_slices = join.pending[m].pop_many(pids)

@@ -615,7 +615,7 @@ STATE_FIELDS: dict[type, Fields] = {
     Engine: _f(
         "watermark closed_upto tracked idle panes_closed events pending_total "
         "early_total signals_out models partitions first_pane",
-        "config pane lateness by_name topic_kind max_bytes max_future early_cap _batches _at "
+        "config pane lateness by_name topic_kind max_bytes max_future early_cap _batches "
         "_latest _limits _feature_names ledgers",
     ),
     ModelState: _f(

@@ -1,15 +1,19 @@
-"""The batch path of ``Engine.process`` against the per-message path it stands in for.
+"""The batch path of ``Engine.process``: a poll decided whole against the same poll
+decided one message at a time.
 
-The per-message path is the reference: every poll below is processed by two engines, one
-as shipped and one with the batch path turned off (every message one by one), on streams
-full of what the batch path must hand over: duplicates within and across polls, labels
-before their predictions, labels naming another model, unknown models and classes, bad
-JSON, out-of-range scores and times, times ahead of the record's timestamp, RFC 3339
+``split_and_join`` decides every message of a poll, cutting the poll into consecutive
+segments where it cannot decide a message with the ones before it; a message alone in its
+segment has no message of the poll to interact with. Every poll below is processed twice
+through the same ``Engine.process``: whole, and in segments of one message each
+(``fastpath.MAX_SEGMENT = 1``; the clock still moves only at each poll's end), on streams
+full of what makes a poll hard to decide at once: duplicates within and across polls,
+labels before their predictions, labels naming another model, unknown models and classes,
+bad JSON, out-of-range scores and times, times ahead of the record's timestamp, RFC 3339
 times, predictions carrying their label, segments past their cap, several partitions and
-models, the pending cap. Counts, rejects (in order, with reasons) and every metric must
-agree. Streams that sit at the caps (entries, bytes, early labels) for many polls check
-that the batch path places the evictions itself, and both paths are held to a plain-Python
-model of the eviction rules (:func:`reference_join`).
+models, the caps (entries, bytes, early labels). The join state (every table in arrival
+order), counts, rejects (in order, with reasons and details), evictions, warmup rows and
+the rows stage 1 hands to stage 2 must be equal. Both are also held to a plain-Python model
+of the eviction rules (:func:`reference_join`), and the number of segments is bounded.
 """
 
 from __future__ import annotations
@@ -21,15 +25,15 @@ import random
 import zlib
 from typing import Any
 
-import numpy as np
 import pytest
 
 import monitor.core.engine as engine_module
+import monitor.core.fastpath as fastpath
 from monitor.config import config_from_mapping
 from monitor.core.engine import Engine
-from monitor.core.fastpath import split_and_join
+from monitor.core.fastpath import Decided, split_and_join
 from monitor.core.pipeline import Pipeline
-from monitor.events.message import Message
+from monitor.events.message import Message, MessageBatch
 
 T0 = 1_700_000_000.0
 FEATURES = {"x": "numeric", "y": "numeric", "c": "categorical"}
@@ -214,27 +218,74 @@ def join_state(engine: Pipeline) -> dict[int, Any]:
     return out
 
 
-def run(messages: list[Message], sizes: list[int], batch_path: bool,
+def ledger_rows(engine: Engine) -> dict[tuple[int, int, int], Any]:
+    """What stage 1 hands to stage 2 for each (partition, model, pane): each slice's plain
+    and decayed sums (rows by what they stand for, all-zero ones left out), the joined
+    pairs' errors and the warmup rows, in arrival order."""
+    out: dict[tuple[int, int, int], Any] = {}
+    for number in sorted(engine.ledgers):
+        for m, panes in enumerate(engine.ledgers[number].panes):
+            keys = engine.models[m].registry.keys
+
+            def key(r: int, keys: Any = keys) -> Any:
+                return keys[r] if r >= 0 else None
+
+            for pane in sorted(panes):
+                acc = panes[pane]
+                rows = {  # acc.rows: the registry row of each row of the blocks
+                    key(int(r)): (acc.plain[i].tolist(), [d[i].tolist() for d in acc.decay])
+                    for i, r in enumerate(acc.rows)
+                    if acc.plain[i].any() or any(d[i].any() for d in acc.decay)
+                }
+                warm = [(w.ts, tuple(key(k) for k in w.slices),
+                         tuple((w.features or {}).get(n) for n in FEATURES), w.prediction,
+                         w.score) for w in acc.warm]  # fmt: skip
+                out[(number, m, pane)] = (rows, list(acc.err_ts), list(acc.err), warm)
+    return out
+
+
+class Cuts:
+    """How the polls of a run were cut: messages, segments, messages decided alone,
+    entries evicted, polls, and the polls that needed more than one segment."""
+
+    def __init__(self) -> None:
+        self.messages = self.segments = self.alone = self.evicted = self.polls = 0
+        self.cut_polls = 0
+
+    def add(self, decided: Decided) -> None:
+        self.messages += decided.messages
+        self.segments += decided.segments
+        self.alone += decided.alone
+        self.evicted += decided.evicted
+        self.polls += 1
+        self.cut_polls += decided.segments > 1
+
+
+def run(messages: list[Message], sizes: list[int], one_at_a_time: bool,
         monkeypatch: pytest.MonkeyPatch, max_pending: int, partitions: int = 3,
         **options: Any) -> tuple[Pipeline, list[Any]]:
+    """The stream in polls of ``sizes`` (in turn), each decided whole or one message at a
+    time; returns the pipeline and [rejects, summary, cuts, join state, ledger rows]."""
     engine = Pipeline(config(max_pending, **options))
     engine.track({(t, p) for t in ("predictions", "labels") for p in range(partitions)})
-    # messages, of which one by one, of which left at a cap, entries the batch path evicted
-    share = [0, 0, 0, 0]
+    cuts = Cuts()
+    handed: list[Any] = []
+    hand_over = engine._hand_over
 
-    def counting(engine: Engine, msgs: list[Message]) -> list[int]:
-        slow = split_and_join(engine, msgs)
-        share[0] += len(msgs)
-        share[1] += len(slow)
-        share[2] += slow.at_caps
-        share[3] += slow.evicted
-        return slow
+    def counting(engine: Engine, msgs: MessageBatch) -> Decided:
+        decided = split_and_join(engine, msgs)
+        cuts.add(decided)
+        return decided
+
+    def taking() -> None:  # what stage 1 hands over after each poll
+        handed.append(ledger_rows(engine.engine))
+        hand_over()
 
     with monkeypatch.context() as patch:
-        if batch_path:
-            patch.setattr(engine_module, "split_and_join", counting)
-        else:
-            patch.setattr(engine_module, "split_and_join", lambda _e, msgs: list(range(len(msgs))))
+        patch.setattr(engine_module, "split_and_join", counting)
+        patch.setattr(engine, "_hand_over", taking)
+        if one_at_a_time:
+            patch.setattr(fastpath, "MAX_SEGMENT", 1)
         rejects: list[Any] = []
         i = 0
         k = 0
@@ -248,7 +299,33 @@ def run(messages: list[Message], sizes: list[int], batch_path: bool,
                 for r in engine.process(batch)
             ]
         summary = engine.summary()
-    return engine, [rejects, summary, share, join_state(engine)]
+    return engine, [rejects, summary, cuts, join_state(engine), handed]
+
+
+def both(messages: list[Message], sizes: list[int], monkeypatch: pytest.MonkeyPatch,
+         max_pending: int, partitions: int = 3, **options: Any) -> tuple[Pipeline, list[Any]]:
+    """The stream decided whole and one message at a time: every outcome equal (the
+    whole run's pipeline and outcomes returned)."""
+    whole_engine, whole = run(messages, sizes, False, monkeypatch, max_pending, partitions,
+                              **options)  # fmt: skip
+    alone_engine, alone = run(messages, sizes, True, monkeypatch, max_pending, partitions,
+                              **options)  # fmt: skip
+    same(whole[0], alone[0], "rejects")
+    same(whole[1], alone[1], "summary")
+    same(whole[3], alone[3], "join")
+    # each (partition, pane)'s sums are taken in poll order both ways, in blocks of
+    # another size: equal to rounding
+    same(whole[4], alone[4], "ledger rows")
+    assert whole[2].evicted == alone[2].evicted
+    assert whole[2].messages == alone[2].messages == alone[2].segments
+    stage_1 = (whole_engine.engine, alone_engine.engine)
+    assert stage_1[0].pending_total == stage_1[1].pending_total
+    assert stage_1[0].early_total == stage_1[1].early_total
+    for model in whole_engine.models:
+        other = alone_engine.models[model.index]
+        assert model.registry.folded == other.registry.folded
+        assert sorted(model.registry.keys) == sorted(other.registry.keys)
+    return whole_engine, whole
 
 
 def same(a: Any, b: Any, where: str = "") -> None:
@@ -270,22 +347,19 @@ def same(a: Any, b: Any, where: str = "") -> None:
 @pytest.mark.parametrize(("seed", "sizes", "max_pending", "noise"), [
     (1, [500], 1_000_000, 1.0),
     (2, [7, 300, 1], 1_000_000, 1.0),
-    (3, [2000], 150, 1.0),  # the pending cap is reached: evictions one by one
-    (5, [400, 100], 1_000_000, 0.05),  # odd events are rarer: most go in batches
+    (3, [2000], 150, 1.0),  # the pending cap is reached
+    (5, [400, 100], 1_000_000, 0.05),  # odd events are rarer
     (6, [1000], 1_000_000, 0.02),
 ])
-def test_batch_path_equals_per_message_path(
+def test_a_poll_whole_equals_its_messages_one_at_a_time(
     seed: int, sizes: list[int], max_pending: int, noise: float, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     messages = stream(seed, 6000, noise)
-    fast_engine, fast = run(messages, sizes, True, monkeypatch, max_pending)
-    slow_engine, slow = run(messages, sizes, False, monkeypatch, max_pending)
-    same(fast[0], slow[0], "rejects")
-    same(fast[1], slow[1], "summary")
-    same(fast[3], slow[3], "join")
-    messages_seen, one_by_one = fast[2][:2]
+    _, fast = both(messages, sizes, monkeypatch, max_pending)
+    cuts = fast[2]
     if noise < 0.5:
-        assert one_by_one < 0.5 * messages_seen, (one_by_one, messages_seen)
+        assert cuts.segments <= 3 * cuts.polls, (cuts.segments, cuts.polls)
+        assert cuts.alone == 0
     counts = fast[1]["models"]["b"]["counts"]
     # The stream exercises what it should: joins, rejects of several kinds, evictions.
     assert counts["matched"] > 500
@@ -295,31 +369,104 @@ def test_batch_path_equals_per_message_path(
     assert counts["early_labels_evicted"] + counts["orphan_labels"] + counts["matched"] > 0
     if max_pending < 1000:
         assert counts["evicted"] > 0
-    for model in fast_engine.models:
-        fast_total, slow_total = fast_engine.engine.pending_total, slow_engine.engine.pending_total
-        assert fast_total[model.index] == slow_total[model.index]
-        assert model.registry.folded == slow_engine.models[model.index].registry.folded
-        assert sorted(model.registry.keys) == sorted(slow_engine.models[model.index].registry.keys)
+        assert cuts.evicted == sum(m["counts"]["evicted"] for m in fast[1]["models"].values())
 
 
-def test_batch_path_takes_the_ordinary_events(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A clean stream goes through the batch path (else the test above proves nothing
-    about it): only labels whose prediction is not waiting go one by one."""
+def test_a_clean_stream_is_one_segment_a_poll(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A clean stream (labels before their predictions, predictions carrying their label,
+    labels a poll or more later) is decided one segment per poll."""
     messages = stream(4, 4000, noise=0.0)
-    seen: list[tuple[int, int]] = []
+    seen = Cuts()
 
-    def counting(engine: Engine, msgs: list[Message]) -> list[int]:
-        slow = split_and_join(engine, msgs)
-        seen.append((len(msgs), len(slow)))
-        assert np.all(np.diff(slow) > 0)
-        return slow
+    def counting(engine: Engine, msgs: MessageBatch) -> Decided:
+        decided = split_and_join(engine, msgs)
+        seen.add(decided)
+        return decided
 
     monkeypatch.setattr(engine_module, "split_and_join", counting)
     engine = Pipeline(config())
     for i in range(0, len(messages), 500):
         engine.process(messages[i : i + 500])
-    total, slow = map(sum, zip(*seen, strict=True))
-    assert slow < 0.05 * total, (slow, total)
+    assert seen.segments == seen.polls, (seen.segments, seen.polls)
+    assert seen.alone == 0
+
+
+def renumbered(messages: list[Message]) -> list[Message]:
+    """The messages with offsets in order per topic and partition (after insertions)."""
+    offsets: dict[tuple[str, int], int] = {}
+    out = []
+    for m in messages:
+        offset = offsets.get((m.topic, m.partition), 0)
+        offsets[(m.topic, m.partition)] = offset + 1
+        out.append(Message(m.topic, m.partition, offset, m.key, m.value,
+                           timestamp_ms=m.timestamp_ms))  # fmt: skip
+    return out
+
+
+def test_garbage_and_duplicate_labels_do_not_cut_a_poll(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A clean stream with 1 % garbage and 0.5 % of its labels sent twice (at once, or
+    later): rejects and ordinary duplicates are decided inside a segment, so each poll is
+    still one segment, and the outcome is the one of messages decided one at a time."""
+    rng = random.Random(8)
+    clean = stream(8, 6000, noise=0.0)
+    messages: list[Message] = []
+    again: list[tuple[int, Message]] = []
+    for m in clean:
+        while again and again[0][0] <= len(messages):
+            messages.append(again.pop(0)[1])
+        messages.append(m)
+        if rng.random() < 0.01:
+            value = rng.choice([b"{not json", b"[]", None, b'{"prediction_id": 3}', b"{}"])
+            messages.append(Message(rng.choice(["predictions", "labels", "other"]),
+                                    m.partition, 0, b"g", value,
+                                    timestamp_ms=m.timestamp_ms))  # fmt: skip
+        if m.topic == "labels" and rng.random() < 0.005:
+            again.append((len(messages) + rng.choice([0, 0, 400]), m))
+    messages = renumbered(messages)
+    _, whole = both(messages, [2000], monkeypatch, 1_000_000)
+    cuts = whole[2]
+    assert cuts.segments == cuts.polls, (cuts.segments, cuts.polls)
+    kinds = {r[0] for r in whole[0]}
+    assert {"duplicate", "not_json", "unknown_topic"} <= kinds, kinds
+
+
+def test_a_pathological_poll_costs_a_bounded_plan_per_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A poll in which every message names an id that other messages of the poll name in
+    ways the planner does not decide at once (a prediction, its label, the prediction
+    again, the label again, ...): at most one segment per message, and the messages
+    planned in all stay within a constant times the poll's length (never quadratic)."""
+    messages: list[Message] = []
+    for i in range(1500):
+        pid = f"x{i % 3}"  # each id: a prediction, its label, the prediction again, ...
+        if i % 2:
+            body: dict[str, Any] = {"prediction_id": pid, "ts": T0 + 1, "label": 1.0}
+            topic = "labels"
+        else:
+            body = {"prediction_id": pid, "model": "r", "ts": T0 + 1, "prediction": 1.0}
+            topic = "predictions"
+        messages.append(Message(topic, 0, 0, pid.encode(), json.dumps(body).encode(),
+                                timestamp_ms=int((T0 + 100) * 1000)))  # fmt: skip
+    messages = renumbered(messages)
+    planned = [0, 0]
+    segment = fastpath._segment
+
+    def counting(engine: Engine, msgs: MessageBatch, a: int, b: int, out: Decided) -> int:
+        planned[0] += 1
+        planned[1] += b - a
+        return segment(engine, msgs, a, b, out)
+
+    monkeypatch.setattr(fastpath, "_segment", counting)
+    _, whole = both(messages, [len(messages)], monkeypatch, 1_000_000, 1)
+    cuts = whole[2]
+    n = len(messages)
+    assert cuts.segments <= n
+    assert cuts.segments > 100  # it is pathological
+    assert planned[0] <= 6 * n + 2 * n  # the run one at a time plans each message once
+    assert planned[1] <= 300 * n, planned  # quadratic would be ~n * n / 2
 
 
 def noisy_stream(seed: int, n: int, partitions: int = 4) -> list[Message]:
@@ -428,35 +575,32 @@ def noisy_stream(seed: int, n: int, partitions: int = 4) -> list[Message]:
     (16, {"ttl": "45s"}),
     (18, {"warmup": 100_000}),  # still in its warmup at the end: the rows kept compare
 ])
-def test_noisy_stream_same_on_both_paths(seed: int, options: dict[str, Any],
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """Property-style: random poll sizes over a noisy stream (fixed seeds); both paths give
-    the same rejects in order, counts, metrics and join state (in arrival order)."""
+def test_a_noisy_stream_whole_equals_it_one_at_a_time(
+    seed: int, options: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Property-style: random poll sizes over a noisy stream (fixed seeds); whole polls
+    and messages one at a time give the same rejects in order, counts, metrics, join state
+    (in arrival order), warmup rows and ledger rows."""
     rng = random.Random(seed)
     messages = noisy_stream(seed, 5000)
     sizes = [rng.choice([1, 3, 40, 250, 800, 2000]) for _ in range(40)]
     max_pending = options.pop("max_pending", 1_000_000)
-    fast_engine, fast = run(messages, sizes, True, monkeypatch, max_pending, 4, **options)
-    slow_engine, slow = run(messages, sizes, False, monkeypatch, max_pending, 4, **options)
-    same(fast[0], slow[0], "rejects")
-    same(fast[1], slow[1], "summary")
-    same(fast[3], slow[3], "join")
+    fast_engine, fast = both(messages, sizes, monkeypatch, max_pending, 4, **options)
     kinds = {r[0] for r in fast[0]}
     assert {"duplicate", "unknown_model", "not_json"} <= kinds, kinds
-    for model in fast_engine.models:
-        assert model.registry.folded == slow_engine.models[model.index].registry.folded
     assert fast_engine.models[0].registry.folded["version"] > 0  # the cap was reached
-    assert fast_engine.engine.early_total == slow_engine.engine.early_total
-    assert fast_engine.engine.pending_total == slow_engine.engine.pending_total
     if not options:
-        messages_seen, one_by_one = fast[2][:2]
-        assert one_by_one < 0.2 * messages_seen, (one_by_one, messages_seen)
+        cuts = fast[2]
+        # a stream far noisier than a real one (4 % of labels first, 1 % of ids reused,
+        # retries of labels before their prediction): a few segments a poll, few alone
+        assert cuts.segments < 0.03 * cuts.messages, (cuts.segments, cuts.messages)
+        assert cuts.alone < 0.005 * cuts.messages, (cuts.alone, cuts.messages)
 
 
-def test_a_duplicate_label_goes_one_by_one_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A poll with one label sent twice (after its prediction, in the same poll) joins the
-    prediction and the first label in the batch path and leaves only the retry, a
-    duplicate, to the per-message path; the outcome is the reference's."""
+def test_a_duplicate_label_is_decided_in_its_poll(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A poll with one label sent twice (after its prediction, in the same poll) is one
+    segment: the prediction and the first label are joined and the retry is a duplicate;
+    the outcome is the one of messages decided one at a time."""
     rng = random.Random(3)
     messages: list[Message] = []
     offsets: dict[tuple[str, int], int] = {}
@@ -478,22 +622,10 @@ def test_a_duplicate_label_goes_one_by_one_alone(monkeypatch: pytest.MonkeyPatch
         emit("labels", label)
         if i == 100:
             emit("labels", label)  # the retry
-    seen: list[int] = []
-
-    def counting(engine: Engine, msgs: list[Message]) -> list[int]:
-        slow = split_and_join(engine, msgs)
-        seen.extend(slow)
-        return slow
-
-    _, fast = run(messages, [len(messages)], True, monkeypatch, 1_000_000, 2)
-    _, slow = run(messages, [len(messages)], False, monkeypatch, 1_000_000, 2)
-    same(fast[:2], slow[:2])
-    same(fast[3], slow[3], "join")
+    _, fast = both(messages, [len(messages)], monkeypatch, 1_000_000, 2)
     assert [r[0] for r in fast[0]] == ["duplicate"]
-    assert fast[2][:2] == [len(messages), 1]
-    monkeypatch.setattr(engine_module, "split_and_join", counting)
-    Pipeline(config()).process(messages)
-    assert [json.loads(messages[i].value or b"")["prediction_id"] for i in seen] == ["d100"]
+    assert "'d100'" in fast[0][0][4]  # the retry
+    assert (fast[2].messages, fast[2].segments, fast[2].alone) == (len(messages), 1, 0)
 
 
 def capped_stream(seed: int, n: int, partitions: int = 4, never: float = 0.2,
@@ -578,50 +710,40 @@ def capped_stream(seed: int, n: int, partitions: int = 4, never: float = 0.2,
     return out
 
 
-@pytest.mark.parametrize(("seed", "options", "evicted", "share"), [
-    (21, {"max_pending": 150}, "evicted", 0.9),  # the entry cap, most polls
-    (22, {"max_bytes": 9_000}, "evicted", 0.8),  # the byte cap
-    # the early-label cap (a label and its prediction in one poll with an eviction between
-    # them: one by one, see docs/design.md; here the predictions come a poll or more later)
+@pytest.mark.parametrize(("seed", "options", "evicted", "cut"), [
+    (21, {"max_pending": 150}, "evicted", 0.35),  # the entry cap, most polls
+    (22, {"max_bytes": 9_000}, "evicted", 0.35),  # the byte cap
+    # the early-label cap (the predictions come a poll or more later)
     (23, {"max_early": 12, "never": 0.0, "orphans": 0.2, "soon": (300, 600)},
-     "early_labels_evicted", 0.9),
+     "early_labels_evicted", 0.35),
     # both caps, tiny: entries are evicted that later messages of the poll name, and the
-    # labels and predictions that would find them cannot go one by one at the other cap
-    (24, {"max_pending": 40, "max_early": 5}, "evicted", 0.05),
+    # labels and predictions that would find them are decided after a cut
+    (24, {"max_pending": 40, "max_early": 5}, "evicted", 1.0),
 ])
-def test_a_stream_at_the_caps_stays_in_the_batch_path(
-    seed: int, options: dict[str, Any], evicted: str, share: float,
+def test_a_stream_at_the_caps_whole_equals_it_one_at_a_time(
+    seed: int, options: dict[str, Any], evicted: str, cut: float,
     monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A stream that sits at a cap for most of its polls, with duplicates, retries, early
-    labels and garbage in every poll: the batch path decides the evictions itself (no
-    partition is left one by one whole) and every outcome is the per-message path's."""
+    labels and garbage in every poll: the planner places the evictions over the poll in
+    arrival order (:mod:`monitor.core.caps`), cutting it only where an eviction takes an
+    entry a later message of the poll names, and every outcome is the one of messages
+    decided one at a time."""
     rng = random.Random(seed)
     never = options.pop("never", 0.2)
     messages = capped_stream(seed, 4000, never=never, orphans=options.pop("orphans", 0.0),
                              soon=options.pop("soon", (0, 1, 30, 300)))
-    # Polls of at most 250 messages: a label's retry is never in the poll of its prediction
-    # (a prediction, its label and a retry in one poll go one by one, see docs/design.md).
     sizes = [rng.choice([1, 40, 250]) for _ in range(40)]
     max_pending = options.pop("max_pending", 1_000_000)
-    fast_engine, fast = run(messages, sizes, True, monkeypatch, max_pending, 4, **options)
-    slow_engine, slow = run(messages, sizes, False, monkeypatch, max_pending, 4, **options)
-    same(fast[0], slow[0], "rejects")
-    same(fast[1], slow[1], "summary")
-    same(fast[3], slow[3], "join")
-    assert fast_engine.engine.pending_total == slow_engine.engine.pending_total
-    assert fast_engine.engine.early_total == slow_engine.engine.early_total
-    messages_seen, one_by_one, at_caps, batch_evicted = fast[2]
+    _, fast = both(messages, sizes, monkeypatch, max_pending, 4, **options)
+    cuts = fast[2]
     counts = fast[1]["models"]["b"]["counts"]
     total = sum(m["counts"][evicted] for m in fast[1]["models"].values())
     assert total > 100, total  # the cap was reached again and again
-    # by the batch path: all of them at the entry cap; where an eviction would take an entry
-    # a later message of the poll names (small caps), the poll goes one by one (at_caps)
-    assert batch_evicted >= share * total, (batch_evicted, total)
-    if share >= 0.8:
-        assert at_caps == 0  # no poll left to the per-message path for a cap
-        # garbage, rejects, labels whose prediction was evicted
-        assert one_by_one < 0.15 * messages_seen, (one_by_one, messages_seen)
+    # most polls are one segment; a poll is cut where an eviction takes an entry a later
+    # message names, or a reject names
+    assert cuts.cut_polls <= cut * cuts.polls, (cuts.cut_polls, cuts.polls)
+    assert cuts.alone == 0
     assert counts["matched"] > 500
     assert {r[0] for r in fast[0]} >= {"duplicate", "not_json"}
 
@@ -681,7 +803,8 @@ def reference_join(messages: list[Message], max_pending: int, max_bytes: int,
 ])
 def test_evictions_equal_a_plain_reference(max_pending: int, max_bytes: int, max_early: int,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    """Both paths evict what a plain-Python reference of the rules evicts, in order."""
+    """Whole polls and messages one at a time evict what a plain-Python reference of the
+    rules evicts, in order."""
     rng = random.Random(max_early)
     messages: list[Message] = []
     offsets: dict[tuple[str, int], int] = {}
@@ -714,12 +837,11 @@ def test_evictions_equal_a_plain_reference(max_pending: int, max_bytes: int, max
         {"name": "r", "task": "regression", "windows": ["all"], "label_ttl": "1d",
          "max_pending": max_pending, "max_pending_bytes": max_bytes,
          "max_early_labels": max_early, "reference_warmup": 0}]})
-    for batch_path in (True, False):
+    for one_at_a_time in (False, True):
         engine = Pipeline(cfg)
         with monkeypatch.context() as patch:
-            if not batch_path:
-                patch.setattr(engine_module, "split_and_join",
-                              lambda _e, msgs: list(range(len(msgs))))
+            if one_at_a_time:
+                patch.setattr(fastpath, "MAX_SEGMENT", 1)
             for i in range(0, len(messages), 300):
                 engine.process(messages[i : i + 300])
         r = engine.models[0].index
@@ -727,10 +849,10 @@ def test_evictions_equal_a_plain_reference(max_pending: int, max_bytes: int, max
         got_early = {n: list(s.join.early) for n, s in engine.partitions.items()}
         report = engine.summary()["models"]
         assert {n: t for n, t in got_pending.items() if t} == {
-            n: t for n, t in want[0].items() if t}, batch_path
+            n: t for n, t in want[0].items() if t}, one_at_a_time
         assert {n: t for n, t in got_early.items() if t} == {
-            n: t for n, t in want[1].items() if t}, batch_path
-        assert report["r"]["counts"]["evicted"] == want[2], batch_path
+            n: t for n, t in want[1].items() if t}, one_at_a_time
+        assert report["r"]["counts"]["evicted"] == want[2], one_at_a_time
         # early labels naming no model are evicted uncounted by model: at most the total
         assert report["r"]["counts"]["early_labels_evicted"] <= want[3]
         assert engine.engine.early_total == sum(map(len, want[1].values()))
@@ -743,8 +865,8 @@ def test_repeats_of_evicted_ids_within_a_poll_equal_the_reference(
 ) -> None:
     """Polls at both caps whose messages name ids evicted within the same poll, before or
     after their eviction: predictions sent again, labels sent again, labels whose
-    prediction was just evicted. Both paths give the plain-Python reference's join state
-    and eviction counts."""
+    prediction was just evicted. Whole polls and messages one at a time give the
+    plain-Python reference's join state and eviction counts."""
     rng = random.Random(seed)
     messages: list[Message] = []
     offsets: dict[tuple[str, int], int] = {}
@@ -783,19 +905,21 @@ def test_repeats_of_evicted_ids_within_a_poll_equal_the_reference(
         {"name": "r", "task": "regression", "windows": ["all"], "label_ttl": "1d",
          "max_pending": max_pending, "max_early_labels": max_early, "reference_warmup": 0}]})
     sizes = [rng.choice([1, 30, 200, 600]) for _ in range(30)]
-    seen_polls = [0, 0]
-    for batch_path in (True, False):
+    seen = Cuts()
+    for one_at_a_time in (False, True):
         engine = Pipeline(cfg)
 
-        def counting(engine: Engine, msgs: list[Message]) -> list[int]:
-            slow = split_and_join(engine, msgs)
-            seen_polls[0] += 1
-            seen_polls[1] += slow.at_caps > 0
-            return slow
+        def counting(engine: Engine, msgs: MessageBatch, whole: bool = not one_at_a_time
+                     ) -> Decided:
+            decided = split_and_join(engine, msgs)
+            if whole:
+                seen.add(decided)
+            return decided
 
         with monkeypatch.context() as patch:
-            patch.setattr(engine_module, "split_and_join", counting if batch_path else
-                          lambda _e, msgs: list(range(len(msgs))))
+            patch.setattr(engine_module, "split_and_join", counting)
+            if one_at_a_time:
+                patch.setattr(fastpath, "MAX_SEGMENT", 1)
             at = k = 0
             while at < len(messages):
                 size = sizes[k % len(sizes)]
@@ -805,9 +929,11 @@ def test_repeats_of_evicted_ids_within_a_poll_equal_the_reference(
         pending = {n: list(s.join.pending[0]) for n, s in engine.partitions.items()}
         early = {n: list(s.join.early) for n, s in engine.partitions.items()}
         assert {n: t for n, t in pending.items() if t} == {
-            n: t for n, t in want[0].items() if t}, batch_path
+            n: t for n, t in want[0].items() if t}, one_at_a_time
         assert {n: t for n, t in early.items() if t} == {
-            n: t for n, t in want[1].items() if t}, batch_path
-        assert engine.summary()["models"]["r"]["counts"]["evicted"] == want[2], batch_path
+            n: t for n, t in want[1].items() if t}, one_at_a_time
+        assert engine.summary()["models"]["r"]["counts"]["evicted"] == want[2], one_at_a_time
     assert want[2] > 200 and want[3] > 20
-    assert seen_polls[1] < seen_polls[0], seen_polls  # most polls placed their evictions
+    # the polls are cut where an eviction takes an entry a later message names: a few
+    # segments a poll, not one a message
+    assert seen.segments < 0.25 * seen.messages, (seen.segments, seen.messages)

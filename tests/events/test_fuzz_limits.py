@@ -3,7 +3,7 @@ times of every kind (Unicode of all planes, lengths at and around each limit).
 
 - the decoders return an event whose every limited string is within its limit, or raise
   :class:`DecodeFailure` with a known reason and a detail, nothing else;
-- the batch path and the per-message path take the same decisions on a poll of them
+- a poll of them decided whole and one message at a time gives the same decisions
   (rejects in order with their reasons, counts, metrics);
 - what the join state keeps stays within the bound ``docs/operations.md`` states: every
   kept string within its limit, a pending entry at most ``4 * max_id_length +
@@ -20,7 +20,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import monitor.core.engine as engine_module
+import monitor.core.fastpath as fastpath
 import tests.core.test_fastpath as harness
 from monitor.config import config_from_mapping
 from monitor.core.join import PendingTable
@@ -128,7 +128,7 @@ def test_decoders_return_an_event_within_the_limits_or_a_reason(body: dict[str, 
         _within(event)
 
 
-def _run(items: list[tuple[str, str]], batch_path: bool) -> tuple[Pipeline, list[Any], Any]:
+def _run(items: list[tuple[str, str]], whole: bool) -> tuple[Pipeline, list[Any], Any]:
     engine = Pipeline(CONFIG)
     offsets: dict[tuple[str, int], int] = {}
     batch = []
@@ -137,21 +137,21 @@ def _run(items: list[tuple[str, str]], batch_path: bool) -> tuple[Pipeline, list
         offset = offsets.get((topic, part), 0)
         offsets[(topic, part)] = offset + 1
         batch.append(Message(topic, part, offset, b"", text.encode()))
-    original = engine_module.split_and_join
-    if not batch_path:
-        engine_module.split_and_join = lambda _e, msgs: list(range(len(msgs)))  # type: ignore
+    original = fastpath.MAX_SEGMENT
+    if not whole:
+        fastpath.MAX_SEGMENT = 1
     try:
         half = len(batch) // 2
         rejects = engine.process(batch[:half]) + engine.process(batch[half:])
     finally:
-        engine_module.split_and_join = original
+        fastpath.MAX_SEGMENT = original
     out = [(r.reason, r.message.topic, r.message.partition, r.message.offset) for r in rejects]
     return engine, out, engine.summary()
 
 
 @FUZZ
 @given(messages)
-def test_both_paths_agree_and_the_join_state_stays_within_the_bound(
+def test_whole_and_one_at_a_time_agree_and_the_join_state_stays_within_the_bound(
     items: list[tuple[str, str]],
 ) -> None:
     fast, fast_rejects, fast_summary = _run(items, True)
