@@ -31,7 +31,7 @@ class FakeStats:
 
 
 def test_library_time_is_charged_to_callers_in_proportion() -> None:
-    on_prediction = (ENGINE, 423, "_on_prediction")
+    on_prediction = (ENGINE, 423, "process")
     scatter = (ENGINE, 640, "_scatter")
     helper = ("/site-packages/numpy/core.py", 10, "helper")  # library, called by both
     builtin = ("~", 0, "<built-in method numpy.add>")  # called by the library helper
