@@ -235,7 +235,7 @@ def read_batches(
     topics: Topics = _DEFAULT_TOPICS,
 ) -> Iterator[MessageBatch]:
     """The messages of :func:`iter_capture`, ``size`` at a time, as columns (a whole
-    :class:`Message` is built only for the ones the core looks at one by one)."""
+    :class:`Message` is built only for the ones the core rejects)."""
     envelopes: list[Envelope] = []
     numbers: list[int] = []
     offsets: dict[str, int] = {}

@@ -1480,7 +1480,8 @@ def _found_before(
     """Ids of predictions joined with a label message of the same poll that the label
     would not reach first: one that came before its prediction and finds the id in the
     join state already (waiting, early or matched), or one naming no model that finds it
-    waiting for a model of a lower index. Asked once per pending table of a partition."""
+    waiting for a model of a lower index. Asked once per partition (through its id-to-model
+    index when there are many models)."""
     asked: dict[int, list[tuple[str, int, bool]]] = {}  # partition -> (id, model, first)
     for e, m, number, i in zip(events, model_of, parts, at.tolist(), strict=True):
         pair = fused.get(e.prediction_id)

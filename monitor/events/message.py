@@ -45,7 +45,7 @@ class Reject:
 class MessageBatch(Sequence[Message]):
     """One poll's messages as columns (topic, partition, offset, value, record timestamp in
     ms or -1 when unknown), each whole
-    :class:`Message` built only when it is looked at (a reject, the per-message path).
+    :class:`Message` built only when it is looked at (a reject).
 
     A source builds it straight from its client's records, so the hot path makes no Python
     object per message; ``make(i)`` builds message ``i`` with its key, headers and

@@ -405,7 +405,7 @@ class ConfluentSource:
             if errors:
                 records = [m for m in records if m.error() is None]
             # The usual poll: columns straight from librdkafka's records, a whole Message
-            # only for the few the core looks at one by one.
+            # only for the few the core rejects.
             return MessageBatch(
                 [m.topic() for m in records],
                 [m.partition() for m in records],
