@@ -1095,21 +1095,25 @@ def _lone_labels(
     again = ~lone & named & np.array([e.prediction_id in matched for e in follow], dtype=bool)
     if not (maybe | again).any():
         return lone
-    pids = [e.prediction_id for e in follow]
-    ids = id_keys(pids)
-    held = np.zeros(len(pids), dtype=bool)
-    for table in join.pending:
-        if len(table):
-            held |= table.contains_many(ids)
+    other = ~named & np.array([e.model is not None for e in follow], dtype=bool)
+    odd = maybe & ((other & ~own) | (named & (~valid | own)))
+    # Where the partition holds the id is asked only of the labels it decides: a label
+    # after its valid prediction, naming the model, valid and not a second label (the
+    # usual case) is never lone.
+    ask = np.flatnonzero(again | odd)
+    if not ask.size:
+        return lone
+    pids = [follow[j].prediction_id for j in ask.tolist()]
+    held = join.owners(id_keys(pids)) >= 0
     # An id joined for the model and waiting nowhere: the prediction and the label (naming
     # the model or none) are both duplicates, in either order.
     fresh = ~held & np.array(
         [p not in join.early and not join.was_matched(p, -1) for p in pids], dtype=bool
     )
-    other = ~named & np.array([e.model is not None for e in follow], dtype=bool)
-    alone = (again & ~held) | (maybe & fresh & ((other & ~own) | (named & (~valid | own))))
+    alone = np.zeros(len(follow), dtype=bool)
+    alone[ask] = (again[ask] & ~held) | (odd[ask] & fresh)
     if retried:
-        alone &= np.array([p not in retried for p in pids], dtype=bool)
+        alone[ask] &= np.array([p not in retried for p in pids], dtype=bool)
     return lone | alone
 
 
