@@ -527,6 +527,12 @@ class PendingTable:
         """Rows of the live ids ``keys`` (-1 where absent), probing all of them at once;
         a candidate row's bytes are compared with the key's in numpy, all at once."""
         n = len(keys)
+        if n <= _PROBE_ONE_BY_ONE:  # a few ids: numpy's per-call cost exceeds the probes'
+            find = self._find
+            return np.array(
+                [find(key, crc)[0] for key, crc in zip(keys, crcs.tolist(), strict=True)],
+                dtype=np.int64,
+            )
         rows = np.full(n, -1, dtype=np.int64)
         slots = self._slots
         mask = slots.size - 1
@@ -753,6 +759,9 @@ class PendingTable:
         return out
 
 
+#: Up to this many ids, :meth:`PendingTable._lookup` probes them one by one (measured: the
+#: vectorised probe's fixed cost of some twenty numpy calls is worth it from about 200).
+_PROBE_ONE_BY_ONE: Final = 128
 _GOLDEN: Final = 0x9E3779B1  # Fibonacci hashing: the index slot is the top bits of crc * this
 
 
