@@ -1283,17 +1283,23 @@ def _warmup_rows(
     prediction as sent, features as a mapping."""
     ledger = engine.ledgers[number]
     _, _, attrs = _typed(_all_features(engine), engine.limits)
+    names = list(attrs)
+    values = operator.attrgetter(*attrs.values()) if attrs else None
     times = ts.tolist()
     rows = slices.tolist()
     scores = score.tolist()
-    width = len(model.registry.keys)
+    panes = [math.floor(t / engine.pane) for t in times]
+    out: list[WarmRow] = []
     for j, e in enumerate(group):
-        pane = math.floor(times[j] / engine.pane)
         feats = e.features
         if feats is not None and type(feats) is not dict:  # the typed struct: by name
-            feats = {name: getattr(feats, a) for name, a in attrs.items()}
-        ledger.add_warm(model.index, pane, width,
-                        WarmRow(times[j], rows[j], feats, e.prediction, scores[j]))  # fmt: skip
+            got = values(feats)  # type: ignore[misc]  # a struct means some feature names
+            feats = dict(zip(names, got if len(names) > 1 else (got,), strict=True))
+        out.append(WarmRow(times[j], rows[j], feats, e.prediction, scores[j]))
+        if j + 1 == len(group) or panes[j + 1] != panes[j]:  # a pane's run of rows ends
+            start = j + 1 - len(out)
+            ledger.add_warm_many(model.index, panes[start], out)
+            out = []
 
 
 def _note(state: PartitionState, topic: str, ts: F64) -> None:

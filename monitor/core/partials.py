@@ -259,6 +259,11 @@ class DeltaLedger:
         """Keep a prediction of model ``m`` in ``pane`` sent raw for the warmup reference."""
         self._pane(m, pane).warm.append(row)
 
+    def add_warm_many(self, m: int, pane: int, rows: list[WarmRow]) -> None:
+        """Keep predictions of model ``m`` in ``pane`` sent raw, in order (as
+        :meth:`add_warm` of each)."""
+        self._pane(m, pane).warm.extend(rows)
+
     def take(self, m: int) -> list[PaneDelta]:
         """Model ``m``'s pane additions as records, forgetting them (rows that are all zero
         are left out). The blocks are views of the ledger's arrays, which it no longer
