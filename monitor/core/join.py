@@ -573,7 +573,21 @@ class PendingTable:
         return rows
 
     def _place(self, rows: I64) -> None:
-        """Put ``rows`` (live, not in the index) into the index, all at once."""
+        """Put ``rows`` (live, not in the index) into the index, all at once (a few: one
+        by one, each in the first free slot from its home)."""
+        if rows.size <= _PROBE_ONE_BY_ONE:
+            sv, tv = self._sv, self._tv
+            mask = len(sv) - 1
+            shift = self._shift
+            for row, crc in zip(rows.tolist(), self._hash[rows].tolist(), strict=True):
+                pos = ((crc * _GOLDEN) & 0xFFFFFFFF) >> shift
+                while True:
+                    here = sv[pos]
+                    if here < 0 or tv[here] != tv[here]:  # empty, or a dead row's
+                        sv[pos] = row
+                        break
+                    pos = (pos + 1) & mask
+            return
         slots = self._slots
         mask = slots.size - 1
         pos = self._position(self._hash[rows])
