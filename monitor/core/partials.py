@@ -271,8 +271,8 @@ class DeltaLedger:
         out = []
         for pane in sorted(self.panes[m]):
             acc = self.panes[m][pane]
-            nonzero = np.any(acc.plain != 0, axis=1)
-            if nonzero.all():
+            nonzero = (acc.plain != 0).any(axis=1) if len(acc.rows) else None
+            if nonzero is None or nonzero.all():
                 rows, plain, decay = acc.rows, acc.plain, acc.decay
             else:
                 used = np.flatnonzero(nonzero)
