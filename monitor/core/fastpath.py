@@ -30,6 +30,7 @@ clock does not move inside a poll.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import operator
 from collections import Counter
@@ -156,11 +157,6 @@ def _decode_predictions(engine: Engine, values: list[bytes | None]) -> list[Any]
     if not names:
         return _decode_each(general, values, engine.max_bytes)
     typed = _typed(names, engine.limits)[0]
-    try:
-        if all(v is not None and len(v) <= engine.max_bytes for v in values):
-            return [typed.decode(v) for v in values]  # type: ignore[arg-type]
-    except _DECODE_ERRORS:
-        pass
     out = _decode_each(typed, values, engine.max_bytes)
     again = [i for i, e in enumerate(out) if e is None]
     if again:
@@ -195,13 +191,18 @@ def _decode_each(
     decoder: msgspec.json.Decoder[Any], values: list[bytes | None], cap: int
 ) -> list[Any]:
     """Each value decoded, None where it is not a valid event (too large, not JSON, wrong
-    shape): :func:`_reject` decodes those again for the reason."""
-    try:
-        if all(v is not None and len(v) <= cap for v in values):
-            return [decoder.decode(v) for v in values]  # type: ignore[arg-type]
-    except _DECODE_ERRORS:
-        pass
+    shape): :func:`_reject` decodes those again for the reason. Each value is decoded
+    once: a value that fails is passed over and the decoding goes on after it."""
     out: list[Any] = []
+    n = len(values)
+    if all(v is not None and len(v) <= cap for v in values):
+        decode = decoder.decode
+        while len(out) < n:
+            try:  # extend keeps what it took before a failure
+                out.extend(map(decode, itertools.islice(values, len(out), None)))  # type: ignore[arg-type]
+            except _DECODE_ERRORS:
+                out.append(None)  # the value that failed
+        return out
     for v in values:
         if v is None or len(v) > cap:
             out.append(None)
