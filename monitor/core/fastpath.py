@@ -247,11 +247,9 @@ def _slices(model: ModelState, events: list[PredictionEvent]) -> I64:
             zip(versions, *([s.get(name) for s in segs] for name in segments), strict=True)
         )
     seen: dict[tuple[Any, ...], tuple[int, ...]] = {}
-    counts: dict[tuple[Any, ...], int] = {}
-    for combo in combos:
-        counts[combo] = counts.get(combo, 0) + 1
+    counts = Counter(combos)  # in order of first appearance
     for combo, n in counts.items():
-        before = dict(registry.folded)
+        before = dict(registry.folded) if n > 1 else {}
         row = [0, registry.lookup("version", combo[0]) if combo[0] else -1]
         for name, value in zip(segments, combo[1:], strict=True):
             row.append(-1 if value is None else registry.lookup(f"segment:{name}", value))
@@ -261,6 +259,9 @@ def _slices(model: ModelState, events: list[PredictionEvent]) -> I64:
                 extra = total - before.get(dim, 0)
                 if extra:
                     registry.folded[dim] += extra * (n - 1)
+    if len(seen) == 1:  # one version and segment values for all (the usual case)
+        (only,) = seen.values()
+        return np.tile(np.array(only, dtype=np.int64), (len(combos), 1))
     return np.array([seen[c] for c in combos], dtype=np.int64).reshape(len(combos), -1)
 
 
