@@ -90,6 +90,15 @@ def one_core() -> None:
         os.sched_setaffinity(0, {cpus[0]})
 
 
+def as_the_cli() -> None:
+    """Apply the interpreter settings ``monitor run``, ``replay`` and ``tune`` apply before
+    they start (:func:`monitor.gc_policy.tune`: the cyclic collector runs far less
+    often), for benches that call the library directly in their place."""
+    from monitor import gc_policy
+
+    gc_policy.tune()
+
+
 # --------------------------------------------------------------------------- memory
 def rss_bytes(pid: int | str = "self") -> int:
     """Resident set size (VmRSS) of a process, in bytes."""

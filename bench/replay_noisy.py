@@ -50,7 +50,7 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import msgspec  # noqa: E402
-from benchlib import machine, one_core, stage_split, stage_table, top_functions  # noqa: E402
+from benchlib import as_the_cli, machine, one_core, stage_split, stage_table, top_functions  # noqa: E402
 
 import monitor.core.engine as engine_module  # noqa: E402
 from monitor.config import MonitorConfig  # noqa: E402
@@ -327,6 +327,7 @@ def main() -> int:
     args = parser.parse_args()
     configure_logging("error", json=True, stream=sys.stderr)
     one_core()
+    as_the_cli()  # as ``monitor replay`` does
 
     tmp = Path(tempfile.mkdtemp(prefix="monitor-bench-noisy-"))
     capture = tmp / "capture.jsonl"

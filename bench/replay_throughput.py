@@ -36,7 +36,7 @@ import zlib  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import msgspec  # noqa: E402
-from benchlib import cpu_model  # noqa: E402
+from benchlib import as_the_cli, cpu_model  # noqa: E402
 
 from monitor.config import MonitorConfig  # noqa: E402
 from monitor.logs import configure_logging  # noqa: E402
@@ -150,6 +150,7 @@ def main() -> int:
     if hasattr(os, "sched_setaffinity"):
         cpus = sorted(os.sched_getaffinity(0))
         os.sched_setaffinity(0, {cpus[0]})
+    as_the_cli()  # as ``monitor replay`` does
 
     tmp = tempfile.mkdtemp(prefix="monitor-bench-")
     capture = Path(tmp) / "capture.jsonl"

@@ -47,6 +47,7 @@ def main() -> int:
     args = parser.parse_args()
     configure_logging("warning", json=True, stream=sys.stderr)
     benchlib.one_core()
+    benchlib.as_the_cli()  # as ``monitor replay`` does
 
     rate = MESSAGES_PER_S / (1.0 + LABEL_SHARE)  # predictions per second of event time
     events = int(args.days * 86_400 * rate)

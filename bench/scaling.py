@@ -68,6 +68,7 @@ def run_point(point: tuple[int, int, int, int], events: int, profile: bool) -> d
     """Measure one point in this process (called in the subprocess)."""
     models, features, segments, windows = point
     benchlib.one_core()
+    benchlib.as_the_cli()  # as ``monitor run`` does
     cfg = benchlib.config(models, features=features, segments=segments, windows=windows,
                           lateness="10s")
     polls = benchlib.batches(benchlib.stream(

@@ -26,6 +26,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import benchlib
 from tune_stream import write
 
 from monitor.config import load_config
@@ -42,6 +43,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
     configure_logging("warning", json=True)
+    benchlib.as_the_cli()  # as ``monitor tune`` does
     with tempfile.TemporaryDirectory() as tmp:
         counts = write(tmp, args.hours, args.rate, seed=11)
         config = load_config(os.path.join(tmp, "config.toml"))
