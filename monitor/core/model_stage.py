@@ -46,9 +46,8 @@ from monitor.core.model import (
     install_profile,
     slice_counters,
     warmup_profile,
-    window_stack,
 )
-from monitor.core.panemetrics import WindowValues, model_rows, plan_for
+from monitor.core.panemetrics import PanePlan, WindowValues, plan_for
 from monitor.core.partials import ModelDelta, PaneDelta, PartitionDelta
 from monitor.core.report import LABEL_DELAY_BUCKETS, ModelReport, SliceReport
 from monitor.core.windows import WindowSet, pad_rows
@@ -99,21 +98,25 @@ class _Chain:
 #: The most panes whose signals one stacked computation takes (see
 #: :meth:`ModelStage.close_through`), and the most values of window sums they hold (2 MiB
 #: of them): a backlog's memory stays bounded and the arrays of one computation stay in
-#: the processor's cache (larger batches measured slower), and a pane close with many
-#: slice rows gains little from being stacked with others.
+#: the processor's cache (larger batches measured slower).
 BATCH_PANES = 64
 BATCH_FLOATS = 1 << 18
 
 
 @dataclass
 class _Batch:
-    """Closed panes whose signals are not computed yet: each pane's window sums stacked
-    as :meth:`ModelStage._stacked` stacks them, its closed counts (for a decay window's
-    count, where the task needs one) and the predictions seen when it closed."""
+    """Closed panes whose signals are not computed yet, their window sums stacked as
+    :meth:`ModelStage._pane_stack` stacks them: the whole-model row of every window of
+    each pane, then (``last``) the slice rows of the last pane of the call, the only pane
+    whose slice values anything reads (``model.last``, for reports). ``count``: each stacked
+    row's joined events where the task needs them (a decay window's are its closed
+    counts); ``seen``: the predictions seen when each pane closed."""
 
     panes: list[int] = field(default_factory=list)
-    sums: F64 = field(default_factory=lambda: np.empty((0, 0, 0)))  # (size, windows * rows, width)
-    closed: F64 | None = None  # (size, rows)
+    size: int = 0  # the most panes it takes
+    sums: F64 = field(default_factory=lambda: np.empty((0, 0)))  # (size * windows + tail, width)
+    count: F64 | None = None  # (size * windows + tail,)
+    last: bool = False  # the slice rows of its last pane follow the whole-model rows
     seen: list[float] = field(default_factory=list)
 
 
@@ -453,12 +456,15 @@ class ModelStage:
     def close_through(self, upto: int) -> None:
         """Close every pane below ``upto``, in order, emitting the model's signals per pane.
 
-        The windows roll pane by pane; each closed pane's window sums are copied, and the
-        metrics of the panes of one call are computed together, in one stacked computation
-        (:meth:`_flush`), at most :data:`BATCH_PANES` panes and :data:`BATCH_FLOATS` values
-        of sums at a time, so that a backlog's memory stays bounded. Each row of a pane's
-        values depends on its own sums only, so they are the same, bit for bit, as when
-        the pane closes alone; the detectors are fed and the signals emitted in pane order.
+        The windows roll pane by pane; each closed pane's whole-model window sums are
+        copied (and the slice rows of the last one, which ``model.last`` keeps for
+        reports), and the metrics of the panes of one call are computed together, in one
+        stacked computation (:meth:`_flush`), at most :data:`BATCH_PANES` panes and
+        :data:`BATCH_FLOATS` values of sums at a time, so that a backlog's memory stays
+        bounded. Each row of a pane's values depends on its own sums only, and the
+        whole-model rows of a pane are one block of the products (see :meth:`_flush`), so
+        they are the same, bit for bit, as when the pane closes alone; the detectors are
+        fed and the signals emitted in pane order.
         A pane at which the model warms up closes alone, after the panes before it: the
         reference built there changes the signals' plan from that pane on."""
         w = self.windows
@@ -483,7 +489,7 @@ class ModelStage:
                 self._flush(batch)
                 self._warm_up(pane)
             self._take(batch, pane, upto - pane)
-            if len(batch.panes) == len(batch.sums):
+            if len(batch.panes) == batch.size:
                 self._flush(batch)
         self._flush(batch)
 
@@ -496,22 +502,25 @@ class ModelStage:
     def _window_sums(self, out: F64, final: bool = False) -> None:
         """Write the windows' sums, window after window, into ``out`` ``(windows *
         slices, width)`` (``final``: the open panes counted in ``all``)."""
-        model, w = self.model, self.windows
-        rows = len(model.registry.keys)
-        sliding_i = decay_i = 0
-        for i, spec in enumerate(model.windows):
-            target = out[i * rows : (i + 1) * rows]
+        rows = len(self.model.registry.keys)
+        for i, sums in enumerate(self._sources(final)):
+            out[i * rows : (i + 1) * rows] = sums[:rows]
+
+    def _sources(self, final: bool = False) -> list[F64]:
+        """Each window's sums ``(slices, width)``, in the model's window order (``final``:
+        the open panes counted in ``all``)."""
+        w = self.windows
+        out: list[F64] = []
+        sliding = iter(w.sliding)
+        decay = iter(w.decay)
+        for spec in self.model.windows:
             if spec.kind == "all":
-                if final:
-                    np.add(w.cum[:rows], w.open_total()[:rows], out=target)
-                else:
-                    target[:] = w.cum[:rows]
+                out.append(w.cum + w.open_total() if final else w.cum)
             elif spec.kind == "sliding":
-                target[:] = w.sliding[sliding_i][:rows]
-                sliding_i += 1
+                out.append(next(sliding))
             else:
-                target[:] = w.decay[decay_i][:rows]
-                decay_i += 1
+                out.append(next(decay))
+        return out
 
     def _closed_counts(self) -> F64:
         """Joined events per slice row of the closed panes (a decay window's count)."""
@@ -519,77 +528,146 @@ class ModelStage:
         closed: F64 = w.cum[:, self.model.layout.col("n")] - w.late_n
         return closed
 
-    def _stacked(self, final: bool = False) -> WindowValues:
-        """:meth:`compute`'s values as one stacked array."""
+    def _pane_stack(self, head: F64, tail: F64 | None, count: F64 | None,
+                    final: bool = False) -> None:  # fmt: skip
+        """Write one pane's window sums as a pane close stacks them: the whole-model row
+        (slice row 0) of every window into ``head`` ``(windows, width)``, and the other
+        slice rows, window after window, into ``tail`` ``(windows * (slices - 1), width)``
+        (None: not wanted); into ``count`` (None: not wanted) each of those rows' joined
+        events, the closed counts for a decay window (``final``: the open panes counted in
+        ``all``)."""
         model = self.model
         rows = len(model.registry.keys)
-        stack = np.empty((len(model.windows) * rows, model.layout.width))
-        self._window_sums(stack, final)
-        closed = self._closed_counts()
-        return window_stack(model, stack, lambda _model: closed)
+        sources = self._sources(final)
+        for i, sums in enumerate(sources):
+            head[i] = sums[0]
+        if tail is not None:
+            for i, sums in enumerate(sources):
+                tail[i * (rows - 1) : (i + 1) * (rows - 1)] = sums[1:rows]
+        if count is not None:
+            n = model.layout.col("n")
+            closed = self._closed_counts()
+            windows = len(sources)
+            for i, (spec, sums) in enumerate(zip(model.windows, sources, strict=True)):
+                column = closed if spec.kind == "decay" else sums[:, n]
+                count[i] = column[0]
+                if tail is not None:
+                    at = windows + i * (rows - 1)
+                    count[at : at + rows - 1] = column[1:rows]
+
+    def _plan(self) -> PanePlan:
+        """The model's signal plan as it stands (its reference may change at a warmup)."""
+        model = self.model
+        wanted = None if model.metrics is None else set(model.metrics)
+
+        def keep(name: str) -> bool:  # asked once per layout: the plan keeps the answer
+            base = base_metric(name)
+            return wanted is None or base in wanted or base in ALWAYS_COMPUTED
+
+        return plan_for(
+            model.layout, model.class_names, model.config.drift_min_samples, keep, model.metrics
+        )
+
+    def _stacked(self, final: bool = False) -> WindowValues:
+        """:meth:`compute`'s values as one stacked array, computed as a pane close
+        computes them (the same values, bit for bit)."""
+        batch = _Batch()
+        self._start(batch, 1)
+        self._stack(batch, final, last=True)
+        values = self._values(batch)[1]
+        assert values is not None
+        return values
+
+    def _start(self, batch: _Batch, size: int) -> None:
+        """Make ``batch`` room for ``size`` panes and one pane's slice rows."""
+        model = self.model
+        rows = len(model.registry.keys)
+        windows = len(model.windows)
+        stacked = (size + rows - 1) * windows
+        batch.size = size
+        batch.sums = np.empty((stacked, model.layout.width))
+        batch.count = np.empty(stacked) if model.layout.kind.needs_sample_count else None
+
+    def _stack(self, batch: _Batch, final: bool = False, last: bool = False) -> None:
+        """Stack the windows' sums as the next pane of ``batch`` (``last``: with the slice
+        rows, after the whole-model rows of the panes before it)."""
+        windows = len(self.model.windows)
+        at = len(batch.panes) * windows
+        tail = None
+        if last:
+            batch.last = True
+            tail = batch.sums[at + windows : at + windows * len(self.model.registry.keys)]
+        count = None if batch.count is None else batch.count[at:]
+        self._pane_stack(batch.sums[at : at + windows], tail, count, final)
 
     def _take(self, batch: _Batch, pane: int, remaining: int) -> None:
         """Copy what the just closed ``pane``'s signals are computed from into ``batch``
-        (made for at most ``remaining`` panes when it is empty)."""
+        (made for at most ``remaining`` panes when it is empty; the slice rows too when
+        it is the last of them, ``remaining`` 1)."""
         model = self.model
-        rows = len(model.registry.keys)
-        shape = (len(model.windows) * rows, model.layout.width)
         if not batch.panes:
-            size = max(1, min(BATCH_PANES, remaining, BATCH_FLOATS // max(1, shape[0] * shape[1])))
+            per_pane = len(model.windows) * model.layout.width
+            size = max(1, min(BATCH_PANES, remaining, BATCH_FLOATS // max(1, per_pane)))
             if model.warmup_target:  # the next pane may change the plan: it closes alone
                 size = 1
-            batch.sums = np.empty((size, *shape))
-            batch.closed = np.empty((size, rows)) if model.layout.kind.needs_sample_count else None
-        j = len(batch.panes)
-        self._window_sums(batch.sums[j])
-        if batch.closed is not None:
-            batch.closed[j] = self._closed_counts()[:rows]
+            self._start(batch, size)
+        self._stack(batch, last=remaining == 1)
         batch.panes.append(pane)
         batch.seen.append(float(self.windows.cum[0, model.layout.col("pred_n")]))
 
+    def _values(self, batch: _Batch) -> tuple[PanePlan, WindowValues | None, list[list[float]]]:
+        """The signals of the panes in ``batch`` in one :meth:`PanePlan.compute
+        <monitor.core.panemetrics.PanePlan.compute>`: the plan, every window's values of
+        the last pane (None without its slice rows) and, per pane, the whole-model values
+        window after window (what :meth:`WindowValues.model_signals
+        <monitor.core.panemetrics.WindowValues.model_signals>` takes as ``whole``).
+
+        The products run in blocks of each pane's whole-model rows, then one block of the
+        last pane's slice rows, so a pane's whole-model values do not depend on the other
+        panes, nor on whether its slice rows were computed (see :func:`~monitor.core.
+        panemetrics._mm`)."""
+        model = self.model
+        k = len(batch.panes) or 1
+        windows = len(model.windows)
+        rows = len(model.registry.keys)
+        tail = (rows - 1) * windows if batch.last else 0
+        used = k * windows + tail
+        segments = ((windows, k), (tail, 1)) if tail else ((windows, k),)
+        plan = self._plan()
+        count = None if batch.count is None else batch.count[:used]
+        values = plan.compute(batch.sums[:used], count, segments)
+        size = len(plan.names)
+        head = values[:, : k * windows].reshape(size, k, windows)
+        whole: list[list[float]] = (
+            np.ascontiguousarray(head.transpose(1, 2, 0)).reshape(k, windows * size).tolist()
+        )
+        names = tuple(spec.name for spec in model.windows)
+        full = None
+        if batch.last:
+            every = np.empty((size, windows, rows))
+            every[:, :, 0] = head[:, k - 1]
+            every[:, :, 1:] = values[:, k * windows :].reshape(size, windows, rows - 1)
+            full = WindowValues(plan, names, every)
+        return plan, full, whole
+
     def _flush(self, batch: _Batch) -> None:
-        """Compute the signals of the panes in ``batch`` in one :meth:`PanePlan.compute
-        <monitor.core.panemetrics.PanePlan.compute>` over all their rows (pane after pane,
-        each as :func:`~monitor.core.model.window_stack` stacks one), then feed the
+        """Compute the signals of the panes in ``batch`` (:meth:`_values`), then feed the
         detectors and emit each pane's signals, in pane order; empty ``batch``."""
         k = len(batch.panes)
         if not k:
             return
-        model = self.model
-        specs = model.windows
-        rows = len(model.registry.keys)
-        sums = batch.sums[:k]
-        count = None
-        if batch.closed is not None:
-            n = model.layout.col("n")
-            by_pane = np.empty((k, len(specs), rows))
-            for i, spec in enumerate(specs):
-                if spec.kind == "decay":
-                    by_pane[:, i] = batch.closed[:k]
-                else:
-                    by_pane[:, i] = sums[:, i * rows : (i + 1) * rows, n]
-            count = by_pane.reshape(-1)
-        wanted = None if model.metrics is None else set(model.metrics)
-
-        def keep(name: str) -> bool:  # as window_stack's: the plan is the same one
-            base = base_metric(name)
-            return wanted is None or base in wanted or base in ALWAYS_COMPUTED
-
-        plan = plan_for(
-            model.layout, model.class_names, model.config.drift_min_samples, keep, model.metrics
-        )
-        stack = sums.reshape(k * len(specs) * rows, model.layout.width)
-        block = len(specs) * rows
-        values = plan.compute(stack, count, block).reshape(len(plan.names), k, len(specs), rows)
-        names = tuple(spec.name for spec in specs)
-        whole = model_rows(values)
+        plan, full, whole = self._values(batch)
+        names = tuple(spec.name for spec in self.model.windows)
         for j, pane in enumerate(batch.panes):
-            pane_values = WindowValues(plan, names, values[:, j])
-            signals = close_signals(model, pane_values, self.error_panes, pane, whole[j])
+            values = full if j == k - 1 else None
+            signals = close_signals(
+                self.model, plan, names, whole[j], self.error_panes, pane, values
+            )
             end = (pane + 1) * self.pane
             self.signals_out.append(PaneSignals(self.name, end, signals, batch.seen[j]))
         batch.panes.clear()
         batch.seen.clear()
+        batch.last = False
 
     def drain_signals(self) -> list[PaneSignals]:
         """Signals of the panes closed since the last call."""
