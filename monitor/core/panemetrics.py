@@ -126,6 +126,17 @@ def _mm(a: F64, b: F64, block: int | _Blocks, out: F64 | None = None) -> F64:
     if isinstance(block, _Blocks):
         if len(block.segments) == 1:
             block = block.segments[0][0]
+        elif rows == block.rows:
+            start = 0
+            for size, count in block.segments:
+                stop = start + size * count
+                if count == 1:
+                    np.matmul(a[start:stop], b, out=out[start:stop])
+                else:
+                    np.matmul(a[start:stop].reshape(count, size, columns), b,
+                              out=out[start:stop].reshape(count, size, -1))  # fmt: skip
+                start = stop
+            return out
         else:
             reps = rows // block.rows
             a3 = a.reshape(reps, block.rows, columns)
