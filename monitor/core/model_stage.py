@@ -58,17 +58,52 @@ F64 = npt.NDArray[np.float64]
 _log = structlog.get_logger(__name__)
 
 
-@dataclass
 class _Piece:
-    """One pane of one applied delta, in this stage's rows, kept to undo it."""
+    """One pane of one applied delta, in this stage's rows, kept to undo it: its sums as
+    ``(slices, width)`` arrays ``plain`` and ``decay`` (made when read), held as the
+    delta's blocks of the distinct slice rows ``rows`` when it came with them."""
 
-    pane: int
-    plain: F64
-    decay: list[F64]
-    errors: int  # errors appended to the pane's buffer (0: the pane had closed)
-    #: Raw predictions appended to the pane's warmup buffer (those histogrammed on arrival
-    #: are in ``plain`` and ``decay``; those that arrived too late for the warmup, nowhere).
-    warm: list[tuple[Any, ...]] = field(default_factory=list)
+    __slots__ = ("_decay", "_plain", "errors", "pane", "rows", "slices", "warm")
+
+    def __init__(self, pane: int, plain: F64, decay: list[F64], errors: int,
+                 warm: list[tuple[Any, ...]] | None = None,
+                 rows: npt.NDArray[np.int64] | None = None, slices: int = 0) -> None:  # fmt: skip
+        self.pane = pane
+        self._plain = plain
+        self._decay = decay
+        self.errors = errors  # errors appended to the pane's buffer (0: the pane had closed)
+        #: Raw predictions appended to the pane's warmup buffer (those histogrammed on
+        #: arrival are in ``plain`` and ``decay``; those too late for the warmup, nowhere).
+        self.warm: list[tuple[Any, ...]] = [] if warm is None else warm
+        self.rows = rows  # None: ``plain`` and ``decay`` are whole arrays
+        self.slices = slices  # the stage's slice rows when it was applied (with ``rows``)
+
+    def _whole(self, block: F64) -> F64:
+        if self.rows is None:
+            return block
+        out = np.zeros((self.slices, block.shape[1]))
+        out[self.rows] = block
+        return out
+
+    @property
+    def plain(self) -> F64:
+        """The plain sums, ``(slices, width)``."""
+        return self._whole(self._plain)
+
+    @property
+    def decay(self) -> list[F64]:
+        """The sums of each decay window, ``(slices, width)``."""
+        return [self._whole(d) for d in self._decay]
+
+    def add(self, plain: F64, decay: list[F64]) -> None:
+        """Add whole ``(slices, width)`` sums to the piece's."""
+        self._plain = self.plain + plain
+        self._decay = [d + h for d, h in zip(self.decay, decay, strict=True)]
+        self.rows = None
+
+    def blocks(self) -> tuple[F64, list[F64]]:
+        """The plain and decay sums as held (of ``rows`` only, when it is given)."""
+        return self._plain, self._decay
 
 
 @dataclass
@@ -243,27 +278,27 @@ class ModelStage:
         # some of them together (at its caps): only then must rows be added up.
         distinct = len(set(mapping.tolist())) == len(mapping)
         for pd in md.panes:
-            where = mapping[np.asarray(pd.rows, dtype=np.int64)]
-            plain = np.zeros((rows, md.width))
-            decay = [np.zeros((rows, md.width)) for _ in pd.decay]
-            for target, block in zip([plain, *decay], [pd.plain, *pd.decay], strict=True):
-                if distinct:
-                    target[where] = delta.array(md, block)
-                else:
-                    np.add.at(target, where, delta.array(md, block))
-            self._merge(pd.pane, plain, decay, 1.0)
-            errors = 0
+            where = mapping.take(pd.rows)
+            blocks = [delta.array(md, block) for block in (pd.plain, *pd.decay)]
+            if distinct:
+                piece = _Piece(pd.pane, blocks[0], blocks[1:], 0, None, where, rows)
+            else:
+                plain = np.zeros((rows, md.width))
+                decay = [np.zeros((rows, md.width)) for _ in pd.decay]
+                for target, block in zip([plain, *decay], blocks, strict=True):
+                    np.add.at(target, where, block)
+                piece = _Piece(pd.pane, plain, decay, 0)
+            self._merge_piece(piece, 1.0)
             if pd.err and (self.closed_upto is None or pd.pane >= self.closed_upto):
                 ts, err = self.error_panes.setdefault(pd.pane, {}).setdefault(
                     delta.number, ([], [])
                 )
                 ts.extend(pd.err_ts)
                 err.extend(pd.err)
-                errors = len(pd.err)
-            kept: list[tuple[Any, ...]] = []
+                piece.errors = len(pd.err)
             if pd.warm:
-                kept = self._take_warm(delta.number, pd, mapping, plain, decay)
-            applied.pieces.append(_Piece(pd.pane, plain, decay, errors, kept))
+                piece.warm = self._take_warm(delta.number, pd, mapping, piece)
+            applied.pieces.append(piece)
         applied.counts = np.asarray(md.counts, dtype=np.float64)
         applied.delay = np.asarray(md.delay, dtype=np.float64)
         applied.delay_sum = md.delay_sum
@@ -277,12 +312,12 @@ class ModelStage:
             )
 
     def _take_warm(self, number: int, pd: PaneDelta, mapping: npt.NDArray[np.int64],
-                   plain: F64, decay: list[F64]) -> list[tuple[Any, ...]]:  # fmt: skip
+                   piece: _Piece) -> list[tuple[Any, ...]]:  # fmt: skip
         """Take a pane's predictions sent raw (stage 1 had no warmup reference), as one
         engine would have: into the warmup buffer while the model warms up and their pane
-        is open; histogrammed at once (added to ``plain``/``decay``, the piece's undo) when
-        the reference exists and they are past the panes it was built from; else nowhere.
-        Returns the rows buffered."""
+        is open; histogrammed at once (added to ``piece``, the undo) when the reference
+        exists and they are past the panes it was built from; else nowhere. Returns the
+        rows buffered."""
         model = self.model
         remap = mapping.tolist()
         mapped: dict[tuple[int, ...], tuple[int, ...]] = {}  # the few slice combinations
@@ -302,9 +337,7 @@ class ModelStage:
             got = self._warm_blocks(pd.pane, rows)
             if got is not None:
                 self._merge(pd.pane, got[0], got[1], 1.0)
-                plain += got[0]
-                for d, h in zip(decay, got[1], strict=True):
-                    d += h
+                piece.add(got[0], got[1])
         return []
 
     def warmed_up(self) -> bool:
@@ -365,19 +398,30 @@ class ModelStage:
     def _merge(self, pane: int, plain: F64, decay: list[F64], sign: float) -> None:
         """Add (``sign`` 1) or take back (-1) a pane's sums, open or closed."""
         w = self.windows
+        if sign != 1.0:
+            plain, decay = sign * plain, [sign * d for d in decay]
         if self.closed_upto is None or pane >= self.closed_upto:
-            w.add_sums(pane, None, sign * plain, [sign * d for d in decay])
+            w.add_sums(pane, None, plain, decay)
             return
-        w.add_sums(pane, self.closed_upto, sign * plain, [sign * d for d in decay])
+        w.add_sums(pane, self.closed_upto, plain, decay)
         lay = self.model.layout
         events = float(plain[0, lay.col("pred_n")] + plain[0, lay.col("n")])
-        self.counts[LATE] += sign * events
+        self.counts[LATE] += events
+
+    def _merge_piece(self, piece: _Piece, sign: float) -> None:
+        """:meth:`_merge` a piece's sums: an open pane's straight into its rows."""
+        rows = piece.rows
+        if rows is not None and (self.closed_upto is None or piece.pane >= self.closed_upto):
+            plain, decay = piece.blocks()
+            self.windows.add_rows(piece.pane, rows, plain, decay, sign)
+            return
+        slices = len(self.model.registry.keys)
+        self._merge(piece.pane, pad_rows(piece.plain, slices),
+                    [pad_rows(d, slices) for d in piece.decay], sign)  # fmt: skip
 
     def _undo(self, number: int, applied: _Applied) -> None:
         for piece in reversed(applied.pieces):
-            rows = len(self.model.registry.keys)
-            plain = pad_rows(piece.plain, rows)
-            self._merge(piece.pane, plain, [pad_rows(d, rows) for d in piece.decay], -1.0)
+            self._merge_piece(piece, -1.0)
             if piece.warm:
                 self._undo_warm(number, piece)
             if piece.errors:

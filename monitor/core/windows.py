@@ -198,6 +198,23 @@ class WindowSet:
         for rate, target, add in zip(self.decay_rates, self.decay, decay, strict=True):
             target += add * math.exp(-rate * (upto - pane - 1) * self.pane)
 
+    def add_rows(self, pane: int, rows: I64, plain: F64, decay: list[F64],
+                 sign: float = 1.0) -> None:  # fmt: skip
+        """Add (``sign`` 1) or take back (-1) sums of the distinct slice ``rows`` of the open
+        ``pane`` made elsewhere (as :meth:`add_sums`, its blocks of those rows only)."""
+        acc = self.open.get(pane)
+        if acc is None:
+            acc = self.open[pane] = np.zeros((self.rows, self.width))
+            self.open_decay[pane] = [np.zeros((self.rows, self.width)) for _ in self.decay_rates]
+        if sign == 1.0:
+            acc[rows] += plain
+            for target, add in zip(self.open_decay[pane], decay, strict=True):
+                target[rows] += add
+        else:
+            acc[rows] -= plain
+            for target, add in zip(self.open_decay[pane], decay, strict=True):
+                target[rows] -= add
+
     def _add_closed(self, pane: int, upto: int, acc: F64) -> None:
         """The plain part of a late addition: ``all``, the ring and the sliding windows."""
         self.cum += acc
