@@ -202,18 +202,29 @@ class WindowSet:
                  sign: float = 1.0) -> None:  # fmt: skip
         """Add (``sign`` 1) or take back (-1) sums of the distinct slice ``rows`` of the open
         ``pane`` made elsewhere (as :meth:`add_sums`, its blocks of those rows only)."""
+        at: I64 | slice = rows
+        if len(rows):
+            first = int(rows[0])
+            if rows.tolist() == list(range(first, first + len(rows))):
+                at = slice(first, first + len(rows))  # a view: no gather and scatter
         acc = self.open.get(pane)
         if acc is None:
             acc = self.open[pane] = np.zeros((self.rows, self.width))
-            self.open_decay[pane] = [np.zeros((self.rows, self.width)) for _ in self.decay_rates]
+            decayed = self.open_decay[pane] = [np.zeros((self.rows, self.width))
+                                               for _ in self.decay_rates]  # fmt: skip
+            if sign == 1.0:
+                acc[at] = plain
+                for target, add in zip(decayed, decay, strict=True):
+                    target[at] = add
+                return
         if sign == 1.0:
-            acc[rows] += plain
+            acc[at] += plain
             for target, add in zip(self.open_decay[pane], decay, strict=True):
-                target[rows] += add
+                target[at] += add
         else:
-            acc[rows] -= plain
+            acc[at] -= plain
             for target, add in zip(self.open_decay[pane], decay, strict=True):
-                target[rows] -= add
+                target[at] -= add
 
     def _add_closed(self, pane: int, upto: int, acc: F64) -> None:
         """The plain part of a late addition: ``all``, the ring and the sliding windows."""
