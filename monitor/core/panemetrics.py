@@ -94,6 +94,16 @@ class _Blocks:
     def of(cls, block: int | tuple[tuple[int, int], ...] | None, rows: int) -> _Blocks:
         """``block`` as segments for ``rows`` rows: None is one block of them all, an int
         blocks of that many rows (``rows`` a multiple of it)."""
+        key = (block, rows)
+        made = _BLOCKS.get(key)
+        if made is None:
+            if len(_BLOCKS) >= 256:
+                _BLOCKS.clear()
+            made = _BLOCKS[key] = cls._of(block, rows)
+        return made
+
+    @classmethod
+    def _of(cls, block: int | tuple[tuple[int, int], ...] | None, rows: int) -> _Blocks:
         if isinstance(block, tuple):
             return cls(block, sum(size * count for size, count in block))
         if block is None or block >= rows:
@@ -102,8 +112,12 @@ class _Blocks:
 
     def scaled(self, factor: int) -> _Blocks:
         """The same blocks where each row is cut into ``factor`` rows."""
-        return _Blocks(tuple((size * factor, count) for size, count in self.segments),
-                       self.rows * factor)  # fmt: skip
+        return _Blocks.of(tuple((size * factor, count) for size, count in self.segments),
+                          self.rows * factor)  # fmt: skip
+
+
+#: The blocks of the last few row counts (a pane close asks for the same ones each time).
+_BLOCKS: dict[tuple[object, int], _Blocks] = {}
 
 
 def _scaled(block: int | _Blocks, factor: int) -> int | _Blocks:
@@ -144,11 +158,14 @@ def _mm(a: F64, b: F64, block: int | _Blocks, out: F64 | None = None) -> F64:
             start = 0
             for size, count in block.segments:
                 stop = start + size * count
-                np.matmul(
-                    a3[:, start:stop].reshape(reps, count, size, columns),
-                    b,
-                    out=o3[:, start:stop].reshape(reps, count, size, -1),
-                )
+                if count == 1:
+                    np.matmul(a3[:, start:stop], b, out=o3[:, start:stop])
+                else:
+                    np.matmul(
+                        a3[:, start:stop].reshape(reps, count, size, columns),
+                        b,
+                        out=o3[:, start:stop].reshape(reps, count, size, -1),
+                    )
                 start = stop
             return out
     if rows <= block:
