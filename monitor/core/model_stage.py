@@ -191,6 +191,7 @@ class ModelStage:
         self.started = time.time()
         self.stale = 0  # deltas that fitted no chain (dropped)
         self.signals_out: list[PaneSignals] = []
+        self._last_plan: PanePlan | None = None  # the plan of the last close (see _plan)
 
     # ------------------------------------------------------------------ input
     def apply(self, delta: PartitionDelta, advance: bool = True) -> bool:
@@ -602,15 +603,19 @@ class ModelStage:
     def _plan(self) -> PanePlan:
         """The model's signal plan as it stands (its reference may change at a warmup)."""
         model = self.model
+        plan = self._last_plan
+        if plan is not None and plan.fits(model.layout):
+            return plan
         wanted = None if model.metrics is None else set(model.metrics)
 
         def keep(name: str) -> bool:  # asked once per layout: the plan keeps the answer
             base = base_metric(name)
             return wanted is None or base in wanted or base in ALWAYS_COMPUTED
 
-        return plan_for(
+        plan = self._last_plan = plan_for(
             model.layout, model.class_names, model.config.drift_min_samples, keep, model.metrics
         )
+        return plan
 
     def _stacked(self, final: bool = False) -> WindowValues:
         """:meth:`compute`'s values as one stacked array, computed as a pane close

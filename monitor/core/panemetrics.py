@@ -112,12 +112,20 @@ class _Blocks:
 
     def scaled(self, factor: int) -> _Blocks:
         """The same blocks where each row is cut into ``factor`` rows."""
-        return _Blocks.of(tuple((size * factor, count) for size, count in self.segments),
-                          self.rows * factor)  # fmt: skip
+        key = (self, factor)
+        made = _SCALED.get(key)
+        if made is None:
+            if len(_SCALED) >= 256:
+                _SCALED.clear()
+            made = _SCALED[key] = _Blocks.of(
+                tuple((size * factor, count) for size, count in self.segments), self.rows * factor
+            )
+        return made
 
 
 #: The blocks of the last few row counts (a pane close asks for the same ones each time).
 _BLOCKS: dict[tuple[object, int], _Blocks] = {}
+_SCALED: dict[tuple[_Blocks, int], _Blocks] = {}
 
 
 def _scaled(block: int | _Blocks, factor: int) -> int | _Blocks:
@@ -468,6 +476,11 @@ class PanePlan:
             raise RuntimeError(f"pane signals without a row: {missing}")
         self._pick = np.array([where[name] for name in self.names], dtype=np.int64)
         self._labels: dict[tuple[tuple[str, ...], tuple[str, ...]], list[str]] = {}
+
+    def fits(self, layout: Layout) -> bool:
+        """Whether this is still the plan of ``layout`` (made for it, whose profile and
+        baseline stayed the same)."""
+        return self._layout() is layout and self.key == _layout_key(layout)
 
     def labels(self, windows: tuple[str, ...], extra: tuple[str, ...] = ()) -> list[str]:
         """``signal@window`` for every window and, in each, every name then every one of
