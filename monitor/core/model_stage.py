@@ -193,6 +193,12 @@ class ModelStage:
         self.signals_out: list[PaneSignals] = []
         self._last_plan: PanePlan | None = None  # the plan of the last close (see _plan)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled and copied without the signal plan (made again at the next close)."""
+        state = self.__dict__.copy()
+        state["_last_plan"] = None
+        return state
+
     # ------------------------------------------------------------------ input
     def apply(self, delta: PartitionDelta, advance: bool = True) -> bool:
         """Merge one partition's delta; False when it fits no point of the partition's
