@@ -513,7 +513,7 @@ class ModelStage:
         stacked computation (:meth:`_flush`), at most :data:`BATCH_PANES` panes and
         :data:`BATCH_FLOATS` values of sums at a time, so that a backlog's memory stays
         bounded. Each row of a pane's values depends on its own sums only, and the
-        whole-model rows of a pane are one block of the products (see :meth:`_flush`), so
+        whole-model rows of a pane are one block of the products (see :meth:`_values`), so
         they are the same, bit for bit, as when the pane closes alone; the detectors are
         fed and the signals emitted in pane order.
         A pane at which the model warms up closes alone, after the panes before it: the
@@ -677,20 +677,19 @@ class ModelStage:
         window after window (what :meth:`WindowValues.model_signals
         <monitor.core.panemetrics.WindowValues.model_signals>` takes as ``whole``).
 
-        The products run in blocks of each pane's whole-model rows, then one block of the
-        last pane's slice rows, so a pane's whole-model values do not depend on the other
-        panes, nor on whether its slice rows were computed (see :func:`~monitor.core.
-        panemetrics._mm`)."""
+        The matrix products run in blocks of as many rows as the model has windows, each
+        pane's whole-model rows one of them, so a pane's whole-model values do not depend
+        on the other panes, nor on whether its slice rows were computed (see
+        :func:`~monitor.core.panemetrics._mm`)."""
         model = self.model
         k = len(batch.panes) or 1
         windows = len(model.windows)
         rows = len(model.registry.keys)
         tail = (rows - 1) * windows if batch.last else 0
         used = k * windows + tail
-        segments = ((windows, k), (tail, 1)) if tail else ((windows, k),)
         plan = self._plan()
         count = None if batch.count is None else batch.count[:used]
-        values = plan.compute(batch.sums[:used], count, segments)
+        values = plan.compute(batch.sums[:used], count, windows)
         size = len(plan.names)
         head = values[:, : k * windows].reshape(size, k, windows)
         whole: list[list[float]] = (

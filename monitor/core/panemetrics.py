@@ -79,103 +79,17 @@ def _ratio(num: F64, den: F64, fill: float | F64) -> F64:
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class _Blocks:
-    """How the rows of one computation are cut into the separate products of :func:`_mm`:
-    ``segments`` of ``(rows per block, blocks)``, one after the other, ``rows`` in all.
-    A pane close stacks the whole-model rows of each pane (one block per pane), then the
-    slice rows of its last pane (one block): a pane's whole-model values are the same, bit
-    for bit, whether its slice rows were computed with them or not."""
-
-    segments: tuple[tuple[int, int], ...]
-    rows: int
-
-    @classmethod
-    def of(cls, block: int | tuple[tuple[int, int], ...] | None, rows: int) -> _Blocks:
-        """``block`` as segments for ``rows`` rows: None is one block of them all, an int
-        blocks of that many rows (``rows`` a multiple of it)."""
-        key = (block, rows)
-        made = _BLOCKS.get(key)
-        if made is None:
-            if len(_BLOCKS) >= 256:
-                _BLOCKS.clear()
-            made = _BLOCKS[key] = cls._of(block, rows)
-        return made
-
-    @classmethod
-    def _of(cls, block: int | tuple[tuple[int, int], ...] | None, rows: int) -> _Blocks:
-        if isinstance(block, tuple):
-            return cls(block, sum(size * count for size, count in block))
-        if block is None or block >= rows:
-            return cls(((rows, 1),), rows)
-        return cls(((block, rows // block),), rows)
-
-    def scaled(self, factor: int) -> _Blocks:
-        """The same blocks where each row is cut into ``factor`` rows."""
-        key = (self, factor)
-        made = _SCALED.get(key)
-        if made is None:
-            if len(_SCALED) >= 256:
-                _SCALED.clear()
-            made = _SCALED[key] = _Blocks.of(
-                tuple((size * factor, count) for size, count in self.segments), self.rows * factor
-            )
-        return made
-
-
-#: The blocks of the last few row counts (a pane close asks for the same ones each time).
-_BLOCKS: dict[tuple[object, int], _Blocks] = {}
-_SCALED: dict[tuple[_Blocks, int], _Blocks] = {}
-
-
-def _scaled(block: int | _Blocks, factor: int) -> int | _Blocks:
-    """``block`` (see :func:`_mm`) where each row is cut into ``factor`` rows."""
-    return block * factor if isinstance(block, int) else block.scaled(factor)
-
-
-def _mm(a: F64, b: F64, block: int | _Blocks, out: F64 | None = None) -> F64:
+def _mm(a: F64, b: F64, block: int, out: F64 | None = None) -> F64:
     """``a @ b`` as one product per ``block`` rows of ``a`` (its row count is a multiple of
-    ``block``), all in one call (numpy's stacked matrix product); or, ``block`` being
-    :class:`_Blocks`, one product per block of its segments (``a`` holds a whole number
-    of repeats of its rows), one call per segment. BLAS picks its kernel, and with it the
-    order of a row's additions, by the shape of the product: in blocks of one pane's rows
-    a row's value depends on that shape only, so the rows of panes stacked together (a
-    backlog closed in one call) get the values, bit for bit, that each pane's rows get
-    alone."""
+    ``block``), all in one call (numpy's stacked matrix product). BLAS picks its kernel,
+    and with it the order of a row's additions, by the shape of the product: in blocks of
+    a fixed number of rows a row's value depends on that shape only, so the rows of panes
+    stacked together (a backlog closed in one call) get the values, bit for bit, that
+    each pane's rows get alone, and a pane's whole-model rows (one block) the same values
+    whether its slice rows were computed with them or not."""
     rows, columns = a.shape
     if out is None:
         out = np.empty((rows, b.shape[1]))
-    if isinstance(block, _Blocks):
-        if len(block.segments) == 1:
-            block = block.segments[0][0]
-        elif rows == block.rows:
-            start = 0
-            for size, count in block.segments:
-                stop = start + size * count
-                if count == 1:
-                    np.matmul(a[start:stop], b, out=out[start:stop])
-                else:
-                    np.matmul(a[start:stop].reshape(count, size, columns), b,
-                              out=out[start:stop].reshape(count, size, -1))  # fmt: skip
-                start = stop
-            return out
-        else:
-            reps = rows // block.rows
-            a3 = a.reshape(reps, block.rows, columns)
-            o3 = out.reshape(reps, block.rows, -1)
-            start = 0
-            for size, count in block.segments:
-                stop = start + size * count
-                if count == 1:
-                    np.matmul(a3[:, start:stop], b, out=o3[:, start:stop])
-                else:
-                    np.matmul(
-                        a3[:, start:stop].reshape(reps, count, size, columns),
-                        b,
-                        out=o3[:, start:stop].reshape(reps, count, size, -1),
-                    )
-                start = stop
-            return out
     if rows <= block:
         np.matmul(a, b, out=out)
     else:  # splitting the first axis is a view of both: the products land in ``out``
@@ -226,7 +140,7 @@ class _Tiled:
         )
 
 
-def _psi_js(p: F64, tiles: _Tiled, member: F64, block: int | _Blocks) -> tuple[F64, F64]:
+def _psi_js(p: F64, tiles: _Tiled, member: F64, block: int) -> tuple[F64, F64]:
     """:func:`~monitor.core.drift.psi` and :func:`~monitor.core.drift.js_distance` of the
     proportions ``p`` (rows, K), every subject's columns side by side, against the
     reference proportions, summed per subject through ``member`` (K, S) in one product.
@@ -281,7 +195,7 @@ def _chi2(
     sub: _Subjects,
     tiles: _Tiled,
     mask: npt.NDArray[np.bool_],
-    block: int | _Blocks,
+    block: int,
     mask_n: bool = True,
 ) -> F64:
     """:func:`~monitor.core.drift.chi2_pvalue` of the chi2 subjects' ``counts`` (rows,
@@ -364,7 +278,7 @@ class _Numeric:
     scale: F64  # (F,): the Wasserstein divisor
 
 
-def _ks_wasserstein(p: F64, p_mean: F64, ref: _Numeric, block: int | _Blocks) -> tuple[F64, F64]:
+def _ks_wasserstein(p: F64, p_mean: F64, ref: _Numeric, block: int) -> tuple[F64, F64]:
     """:func:`~monitor.core.drift.ks_numeric` and
     :func:`~monitor.core.drift.wasserstein_binned` (divided by the scale) of the numeric
     subjects' proportions ``p`` and value sums per count ``p_mean`` (rows, size) at once,
@@ -452,7 +366,7 @@ class PanePlan:
         self._col = {name: start for name, (start, _) in layout.fields.items()}
         self._bins = layout.bins
         self._tiles: _Tiled | None = None  # the subjects' tiles for the last row count
-        self._blocks: _Blocks | int = 0  # the products' blocks in the current compute (_mm)
+        self._block_rows = 0  # the rows of one block of products in the current compute (_mm)
         self._prefix = _prefix_plan(layout.bins)
         probe = compute_metrics(layout, np.zeros((1, layout.width)), class_names, None, min_samples)
         wanted = [k for k in probe if keep is None or keep(k)]
@@ -616,10 +530,7 @@ class PanePlan:
 
     # ------------------------------------------------------------------ compute
     def compute(
-        self,
-        acc: F64,
-        sample_count: F64 | None = None,
-        block: int | tuple[tuple[int, int], ...] | None = None,
+        self, acc: F64, sample_count: F64 | None = None, block: int | None = None
     ) -> F64:
         """The plan's signals over the rows of ``acc`` (the stacked windows), an array
         ``(len(names), rows)``: each block of signals writes its rows of one result, then
@@ -627,11 +538,11 @@ class PanePlan:
 
         ``block`` (default: every row) is the rows of one pane where ``acc`` stacks the
         rows of several panes (a multiple of it): each row's values are then the same,
-        bit for bit, as when its pane's rows are computed alone (see :func:`_mm`). As
-        ``((rows per block, blocks), ...)``, segments of blocks one after the other (a
-        pane close's: each pane's whole-model rows, then the slice rows of its last pane)."""
+        bit for bit, as when its pane's rows are computed alone (see :func:`_mm`). A pane
+        close's blocks are as many rows as the model has windows: each pane's whole-model
+        rows are one."""
         n_rows = acc.shape[0]
-        self._blocks = _Blocks.of(block, n_rows)
+        self._block_rows = n_rows if block is None else block
         full = np.empty((len(self._rows), n_rows))
         span = self._span
         self._ratio_block(acc, full[span["ratio"]])
@@ -673,7 +584,7 @@ class PanePlan:
         # (score_hist and pp_hist side by side through one matrix)
         conf = np.empty((2, n_rows, 4))
         conf[0] = acc.take(self._confusion, axis=1)
-        _mm(acc[:, start : start + 2 * bins], self._expected, self._blocks, out=conf[1])
+        _mm(acc[:, start : start + 2 * bins], self._expected, self._block_rows, out=conf[1])
         start = col["pos_hist"]
         pos = acc[:, start : start + bins]
         neg = acc[:, start + bins : start + 2 * bins]
@@ -701,7 +612,7 @@ class PanePlan:
         below[2 * n_rows :] = hist
         ties = np.einsum("ij,ij->i", p_hist, below[: 2 * n_rows])
         prefix = self._prefix
-        local, totals, earlier = _prefix(below, prefix, self._blocks)
+        local, totals, earlier = _prefix(below, prefix, self._block_rows)
         last = earlier[:, -1] + totals[:, -1]  # each row's total
         scored = last[2 * n_rows :]
         den[0, 1] = scored
@@ -715,7 +626,7 @@ class PanePlan:
         # sum(p * (cumsum(n) - n / 2)); the realized ties are also its binning error
         auc_num = np.empty((3, n_rows))
         beaten = _dot_prefix(
-            p_hist, local[: 2 * n_rows], earlier[: 2 * n_rows], prefix, self._blocks
+            p_hist, local[: 2 * n_rows], earlier[: 2 * n_rows], prefix, self._block_rows
         )
         beaten -= 0.5 * ties
         auc_num[:2] = beaten.reshape(2, n_rows)
@@ -777,14 +688,14 @@ class PanePlan:
         plain = len(sub.plain)
         hist[:, :plain] = acc.take(sub.plain, axis=1)
         if len(sub.source):
-            _mm(acc.take(sub.source, axis=1), sub.combine, self._blocks, out=hist[:, plain:])
-        n = _mm(hist, sub.member, self._blocks)  # (rows, S)
+            _mm(acc.take(sub.source, axis=1), sub.combine, self._block_rows, out=hist[:, plain:])
+        n = _mm(hist, sub.member, self._block_rows)  # (rows, S)
         enough = n >= self.min_samples
         # a proportion or mean of an empty histogram is 0: divided by infinity
         count = np.where(n > 0, n, np.inf).take(sub.subject, axis=1)
         p = hist / count
         stats = full[self._span["stats"]].reshape(2, -1, n_rows)  # (psi, js) x S
-        psi_value, js_value = _psi_js(p, tiles, sub.member, self._blocks)
+        psi_value, js_value = _psi_js(p, tiles, sub.member, self._block_rows)
         stats[0] = psi_value.T
         stats[1] = js_value.T
         np.copyto(stats, np.nan, where=~enough.T)
@@ -795,7 +706,7 @@ class PanePlan:
             sub,
             tiles,
             enough[:, :c],
-            self._blocks,
+            self._block_rows,
             self.min_samples <= 0,
         )
         full[self._span["chi2"]] = chi2.T
@@ -804,7 +715,7 @@ class PanePlan:
             k = sub.numeric_count
             p_mean = acc.take(ref.sums, axis=1)
             p_mean /= count[:, : ref.size]
-            ks, w = _ks_wasserstein(p[:, : ref.size], p_mean, ref, self._blocks)
+            ks, w = _ks_wasserstein(p[:, : ref.size], p_mean, ref, self._block_rows)
             numeric = full[self._span["numeric"]].reshape(2, k, n_rows)
             numeric[0] = ks.T
             numeric[1] = w.T
@@ -1111,7 +1022,7 @@ def _prefix_plan(columns: int) -> _Prefix:
     return _Prefix(size, pieces, running, np.triu(np.ones((pieces, pieces)), 1), np.ones((size, 1)))
 
 
-def _prefix(x: F64, plan: _Prefix, block: int | _Blocks) -> tuple[F64, F64, F64]:
+def _prefix(x: F64, plan: _Prefix, block: int) -> tuple[F64, F64, F64]:
     """The cumulative sums along each row of the C-contiguous ``x`` (rows, columns) as
     matrix products (numpy's cumulative sum runs one element at a time), in parts: the
     running sums inside each block of columns ``local`` (rows, columns), each block's
@@ -1125,19 +1036,19 @@ def _prefix(x: F64, plan: _Prefix, block: int | _Blocks) -> tuple[F64, F64, F64]
     if plan.running is None:
         whole: F64 = np.cumsum(x, axis=1)
         return whole, whole[:, -1:], np.zeros((rows, 1))
-    local = _mm(x.reshape(rows * pieces, size), plan.running, _scaled(block, pieces))
+    local = _mm(x.reshape(rows * pieces, size), plan.running, block * pieces)
     local = local.reshape(rows, columns)
     totals = np.ascontiguousarray(local[:, size - 1 :: size])
     earlier = _mm(totals, plan.before, block)
     return local, totals, earlier
 
 
-def _dot_prefix(p: F64, local: F64, earlier: F64, plan: _Prefix, block: int | _Blocks) -> F64:
+def _dot_prefix(p: F64, local: F64, earlier: F64, plan: _Prefix, block: int) -> F64:
     """Per row, the dot product of ``p`` (rows, columns) with the cumulative sums
     :func:`_prefix` gave in parts (as many rows): ``p . local`` plus each block's sum
     of ``p`` times the total of the blocks before it (``block``: see :func:`_mm`)."""
     rows = p.shape[0]
-    sums = _mm(p.reshape(rows * plan.pieces, plan.size), plan.ones, _scaled(block, plan.pieces))
+    sums = _mm(p.reshape(rows * plan.pieces, plan.size), plan.ones, block * plan.pieces)
     out: F64 = np.einsum("ij,ij->i", p, local)
     out += np.einsum("ij,ij->i", sums.reshape(rows, plan.pieces), earlier)
     return out
