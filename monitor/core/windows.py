@@ -267,9 +267,10 @@ class WindowSet:
                     changed = True
                     empty = nz[i] == 0
                     np.copyto(total, 0.0, where=empty)  # its last term left: exactly nothing
-                    lost = np.abs(leaving) > _CANCEL * np.abs(total)
-                    lost &= ~empty
-                    if lost.any():
+                    bound = np.abs(total)
+                    bound *= _CANCEL
+                    np.copyto(bound, np.inf, where=empty)  # nothing left to lose there
+                    if (np.abs(leaving) > bound).any():
                         # A large term left a small remainder: rounding may dominate it.
                         self._resum_one(i, pane, n)
             self.ring.pop(pane - self.ring_len, None)
