@@ -277,7 +277,9 @@ _MODEL_STAGE = {
     "close_through": "pane close", "advance": "pane close", "_watermark": "pane close",
     "compute": "signals", "_take": "signals", "_flush": "signals", "_stacked": "signals",
     "_window_sums": "signals", "_closed_counts": "signals", "_warm_up": "signals",
-    "_warm_blocks": "signals", "report": "report", "drain_signals": "outputs",
+    "_warm_blocks": "signals", "_values": "signals", "_stack": "signals",
+    "_pane_stack": "signals", "_sources": "signals", "_start": "signals", "_plan": "signals",
+    "report": "report", "drain_signals": "outputs",
 }
 #: The batch path: decoding and checking columns, then the join proper.
 _FASTPATH_STAGE = {

@@ -17,7 +17,9 @@ minutes of the stream are read, each round from the same saved core:
 - **backlog**: the ``--tail`` minutes read with the model's stage closing nothing (as a
   replay, a restart catching up or a sparse stream read in one poll), then every pane
   closed in one call: the windows roll pane by pane, the metrics of all the panes are
-  computed in one stacked computation. This is the figure the target judges;
+  computed in one stacked computation (the whole-model rows of every pane, which its
+  signals are, and the slice rows of the last pane, which reports read). This is the
+  figure the target judges;
 - **metrics, per window** (the computation before the windows were stacked): each
   window's sums through :func:`~monitor.core.metrics.compute_metrics`, one call per
   window, then the model's metric filter;

@@ -238,6 +238,32 @@ class CalibratedCusum:
         return False
 
 
+    def update_many(self, values: list[float]) -> int:
+        """Feed ``values`` in order, as :meth:`update` one by one; the alarms raised."""
+        alarms = 0
+        at = 0
+        while self.p0 is None and at < len(values):  # still learning its reference
+            alarms += self.update(values[at])
+            at += 1
+        if at == len(values):
+            return alarms
+        cut, m, r, h = self.cut, self._m, self._r, self._h
+        assert cut is not None
+        s, detected = self._s, self.drift_detected
+        for x in values[at:] if at else values:
+            s += (m if x > cut else 0) - r
+            if s > h:
+                s = 0
+                detected = True
+                alarms += 1
+            else:
+                if s < 0:
+                    s = 0
+                detected = False
+        self._s, self.drift_detected = s, detected
+        return alarms
+
+
 class RiverUp:
     """A river detector counted one-sided: ADWIN only when its estimate went up."""
 
@@ -253,6 +279,24 @@ class RiverUp:
             return bool(det.drift_detected and det.estimation > before)
         det.update(x)
         return bool(det.drift_detected)
+
+    def update_many(self, values: list[float]) -> int:
+        """Feed ``values`` in order, as :meth:`update` one by one; the detections counted."""
+        det = self.detector
+        update = det.update
+        found = 0
+        if self.check_estimate:
+            for x in values:
+                before = det.estimation
+                update(x)
+                if det.drift_detected and det.estimation > before:
+                    found += 1
+        else:
+            for x in values:
+                update(x)
+                if det.drift_detected:
+                    found += 1
+        return found
 
 
 class KswinUp:
@@ -282,6 +326,10 @@ class KswinUp:
         values = list(self.values)
         recent, older = values[-det.stat_size :], values[: -det.stat_size]
         return bool(older) and sum(recent) / len(recent) > sum(older) / len(older)
+
+    def update_many(self, values: list[float]) -> int:
+        """Feed ``values`` in order; the detections counted."""
+        return sum(self.update(x) for x in values)
 
 
 def _spec(entry: Any) -> tuple[str, dict[str, Any]]:
@@ -332,11 +380,7 @@ class ErrorDetectors:
         found = dict.fromkeys(self.detectors, 0)
         items = list(values)
         for name, det in self.detectors.items():
-            update = det.update
-            n = 0
-            for value in items:
-                if update(value):
-                    n += 1
+            n = det.update_many(items) if items else 0
             found[name] = n
             self.totals[name] += n
         return found

@@ -3,8 +3,8 @@
 :class:`ModelState` holds a model's config-derived constants (codec, layout, windows,
 baseline, detectors) and its slice registry; stage 1 (:mod:`monitor.core.engine`) keeps one
 per model to decode and accumulate, each model's stage 2 (:mod:`monitor.core.model_stage`)
-one to close panes. :func:`window_stack` and :func:`close_signals` turn a model's window
-sums into its signals (:class:`PaneSignals`); :func:`warmup_profile` and
+one to close panes. :func:`close_signals` turns a model's values at a pane close into its
+signals (:class:`PaneSignals`); :func:`warmup_profile` and
 :func:`install_profile` make the warmup reference.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,7 @@ from monitor.config import ConfigError, ModelConfig
 from monitor.core.baseline import Baseline, build_baseline
 from monitor.core.detectors import ErrorDetectors, error_stream
 from monitor.core.layout import Layout
-from monitor.core.panemetrics import WindowMetrics, WindowValues, plan_for
+from monitor.core.panemetrics import PanePlan, WindowMetrics, WindowValues, model_signals
 from monitor.core.reference import ReferenceProfile, load_profile, profile_from_columns
 from monitor.core.windows import WindowSet
 from monitor.events.codec import ModelCodec, PredictionEvent
@@ -38,7 +38,6 @@ __all__ = [
     "install_profile",
     "slice_counters",
     "warmup_profile",
-    "window_stack",
 ]
 
 F64 = npt.NDArray[np.float64]
@@ -148,54 +147,23 @@ class ModelState:
 
 
 
-def window_stack(
-    model: ModelState, stack: F64, closed_counts: Callable[[ModelState], F64]
-) -> WindowValues:
-    """Every signal of every window and slice of ``model`` from its windows' sums stacked
-    window after window, ``(windows * slices, width)`` (slices: the registry's rows), each
-    signal computed once over all of them. ``closed_counts(model)`` gives the joined
-    events per slice of the closed panes (a decay window's count, regression only). Both
-    stages' pane closes use it (the engine's, and :mod:`monitor.core.model_stage`)."""
-    specs = model.windows
-    rows = len(model.registry.keys)
-    count = None
-    if model.layout.kind.needs_sample_count:
-        # A decay window holds every closed event with some weight: its event count is
-        # the cumulative one (less late events, which decay windows never see).
-        closed = closed_counts(model)
-        n = model.layout.col("n")
-        count = np.concatenate(
-            [
-                closed[:rows] if spec.kind == "decay" else stack[i * rows : (i + 1) * rows, n]
-                for i, spec in enumerate(specs)
-            ]
-        )
-    wanted = None if model.metrics is None else set(model.metrics)
-
-    def keep(name: str) -> bool:  # asked once per layout: the plan keeps the answer
-        return wanted is None or _base(name) in wanted or _base(name) in _ALWAYS
-
-    plan = plan_for(
-        model.layout, model.class_names, model.config.drift_min_samples, keep, model.metrics
-    )
-    values = plan.compute(stack, count).reshape(len(plan.names), len(specs), rows)
-    return WindowValues(plan, tuple(spec.name for spec in specs), values)
-
-
 def close_signals(
     model: ModelState,
-    values: WindowValues,
+    plan: PanePlan,
+    windows: tuple[str, ...],
+    whole: list[float],
     error_panes: dict[int, dict[int, tuple[list[float], list[float]]]],
     pane: int,
-    whole: list[float] | None = None,
+    values: WindowValues | None = None,
 ) -> dict[str, float]:
-    """The model-level signals of the pane ``pane`` that just closed, from every window's
-    ``values``: the detectors are fed the buffered errors of the panes through ``pane``
-    (taken out of ``error_panes``) in event-time order, their detections added as
-    whole-model values; ``model.last`` keeps the values for reports. ``whole``: the
-    model's values already read (see :meth:`WindowValues.model_signals
-    <monitor.core.panemetrics.WindowValues.model_signals>`). Both stages' pane closes use
-    it (the engine's, and :mod:`monitor.core.model_stage`)."""
+    """The model-level signals of the pane ``pane`` that just closed, from ``whole``, the
+    whole model's values of ``plan``'s signals in each of ``windows``, window after window
+    (see :meth:`WindowValues.model_signals
+    <monitor.core.panemetrics.WindowValues.model_signals>`): the detectors are fed the
+    buffered errors of the panes through ``pane`` (taken out of ``error_panes``) in
+    event-time order, their detections added as whole-model values. ``values``, every
+    window's values of every slice (given for the last pane a close computed), go to
+    ``model.last`` for reports."""
     columns: dict[str, F64] = {}
     found: dict[str, float] = {}
     if model.detectors is not None:
@@ -211,13 +179,15 @@ def close_signals(
         rows = len(model.registry.keys)
         stream = model.detectors.stream
         for name, detected in model.last_detections.items():
-            column = np.full(rows, np.nan)
-            column[0] = detected  # whole model only
-            found[f"{name}:{stream}"] = float(column[0])
-            columns[f"{name}:{stream}"] = column
-    model.last = WindowMetrics(values, columns)
-    model.last_rows = len(model.registry.keys)
-    return values.model_signals(found, whole)
+            if values is not None:
+                column = np.full(rows, np.nan)
+                column[0] = detected  # whole model only
+                columns[f"{name}:{stream}"] = column
+            found[f"{name}:{stream}"] = float(detected)
+    if values is not None:
+        model.last = WindowMetrics(values, columns)
+        model.last_rows = len(model.registry.keys)
+    return model_signals(plan, windows, whole, found)
 
 
 def slice_counters(model: ModelState, row: F64) -> dict[str, float]:

@@ -46,9 +46,8 @@ from monitor.core.model import (
     install_profile,
     slice_counters,
     warmup_profile,
-    window_stack,
 )
-from monitor.core.panemetrics import WindowValues, model_rows, plan_for
+from monitor.core.panemetrics import PanePlan, WindowValues, plan_for
 from monitor.core.partials import ModelDelta, PaneDelta, PartitionDelta
 from monitor.core.report import LABEL_DELAY_BUCKETS, ModelReport, SliceReport
 from monitor.core.windows import WindowSet, pad_rows
@@ -59,17 +58,52 @@ F64 = npt.NDArray[np.float64]
 _log = structlog.get_logger(__name__)
 
 
-@dataclass
 class _Piece:
-    """One pane of one applied delta, in this stage's rows, kept to undo it."""
+    """One pane of one applied delta, in this stage's rows, kept to undo it: its sums as
+    ``(slices, width)`` arrays ``plain`` and ``decay`` (made when read), held as the
+    delta's blocks of the distinct slice rows ``rows`` when it came with them."""
 
-    pane: int
-    plain: F64
-    decay: list[F64]
-    errors: int  # errors appended to the pane's buffer (0: the pane had closed)
-    #: Raw predictions appended to the pane's warmup buffer (those histogrammed on arrival
-    #: are in ``plain`` and ``decay``; those that arrived too late for the warmup, nowhere).
-    warm: list[tuple[Any, ...]] = field(default_factory=list)
+    __slots__ = ("_decay", "_plain", "errors", "pane", "rows", "slices", "warm")
+
+    def __init__(self, pane: int, plain: F64, decay: list[F64], errors: int,
+                 warm: list[tuple[Any, ...]] | None = None,
+                 rows: npt.NDArray[np.int64] | None = None, slices: int = 0) -> None:  # fmt: skip
+        self.pane = pane
+        self._plain = plain
+        self._decay = decay
+        self.errors = errors  # errors appended to the pane's buffer (0: the pane had closed)
+        #: Raw predictions appended to the pane's warmup buffer (those histogrammed on
+        #: arrival are in ``plain`` and ``decay``; those too late for the warmup, nowhere).
+        self.warm: list[tuple[Any, ...]] = [] if warm is None else warm
+        self.rows = rows  # None: ``plain`` and ``decay`` are whole arrays
+        self.slices = slices  # the stage's slice rows when it was applied (with ``rows``)
+
+    def _whole(self, block: F64) -> F64:
+        if self.rows is None:
+            return block
+        out = np.zeros((self.slices, block.shape[1]))
+        out[self.rows] = block
+        return out
+
+    @property
+    def plain(self) -> F64:
+        """The plain sums, ``(slices, width)``."""
+        return self._whole(self._plain)
+
+    @property
+    def decay(self) -> list[F64]:
+        """The sums of each decay window, ``(slices, width)``."""
+        return [self._whole(d) for d in self._decay]
+
+    def add(self, plain: F64, decay: list[F64]) -> None:
+        """Add whole ``(slices, width)`` sums to the piece's."""
+        self._plain = self.plain + plain
+        self._decay = [d + h for d, h in zip(self.decay, decay, strict=True)]
+        self.rows = None
+
+    def blocks(self) -> tuple[F64, list[F64]]:
+        """The plain and decay sums as held (of ``rows`` only, when it is given)."""
+        return self._plain, self._decay
 
 
 @dataclass
@@ -99,21 +133,25 @@ class _Chain:
 #: The most panes whose signals one stacked computation takes (see
 #: :meth:`ModelStage.close_through`), and the most values of window sums they hold (2 MiB
 #: of them): a backlog's memory stays bounded and the arrays of one computation stay in
-#: the processor's cache (larger batches measured slower), and a pane close with many
-#: slice rows gains little from being stacked with others.
+#: the processor's cache (larger batches measured slower).
 BATCH_PANES = 64
 BATCH_FLOATS = 1 << 18
 
 
 @dataclass
 class _Batch:
-    """Closed panes whose signals are not computed yet: each pane's window sums stacked
-    as :meth:`ModelStage._stacked` stacks them, its closed counts (for a decay window's
-    count, where the task needs one) and the predictions seen when it closed."""
+    """Closed panes whose signals are not computed yet, their window sums stacked as
+    :meth:`ModelStage._pane_stack` stacks them: the whole-model row of every window of
+    each pane, then (``last``) the slice rows of the last pane of the call, the only pane
+    whose slice values anything reads (``model.last``, for reports). ``count``: each stacked
+    row's joined events where the task needs them (a decay window's are its closed
+    counts); ``seen``: the predictions seen when each pane closed."""
 
     panes: list[int] = field(default_factory=list)
-    sums: F64 = field(default_factory=lambda: np.empty((0, 0, 0)))  # (size, windows * rows, width)
-    closed: F64 | None = None  # (size, rows)
+    size: int = 0  # the most panes it takes
+    sums: F64 = field(default_factory=lambda: np.empty((0, 0)))  # (size * windows + tail, width)
+    count: F64 | None = None  # (size * windows + tail,)
+    last: bool = False  # the slice rows of its last pane follow the whole-model rows
     seen: list[float] = field(default_factory=list)
 
 
@@ -153,6 +191,13 @@ class ModelStage:
         self.started = time.time()
         self.stale = 0  # deltas that fitted no chain (dropped)
         self.signals_out: list[PaneSignals] = []
+        self._last_plan: PanePlan | None = None  # the plan of the last close (see _plan)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled and copied without the signal plan (made again at the next close)."""
+        state = self.__dict__.copy()
+        state["_last_plan"] = None
+        return state
 
     # ------------------------------------------------------------------ input
     def apply(self, delta: PartitionDelta, advance: bool = True) -> bool:
@@ -240,27 +285,27 @@ class ModelStage:
         # some of them together (at its caps): only then must rows be added up.
         distinct = len(set(mapping.tolist())) == len(mapping)
         for pd in md.panes:
-            where = mapping[np.asarray(pd.rows, dtype=np.int64)]
-            plain = np.zeros((rows, md.width))
-            decay = [np.zeros((rows, md.width)) for _ in pd.decay]
-            for target, block in zip([plain, *decay], [pd.plain, *pd.decay], strict=True):
-                if distinct:
-                    target[where] = delta.array(md, block)
-                else:
-                    np.add.at(target, where, delta.array(md, block))
-            self._merge(pd.pane, plain, decay, 1.0)
-            errors = 0
+            where = mapping.take(pd.rows)
+            blocks = [delta.array(md, block) for block in (pd.plain, *pd.decay)]
+            if distinct:
+                piece = _Piece(pd.pane, blocks[0], blocks[1:], 0, None, where, rows)
+            else:
+                plain = np.zeros((rows, md.width))
+                decay = [np.zeros((rows, md.width)) for _ in pd.decay]
+                for target, block in zip([plain, *decay], blocks, strict=True):
+                    np.add.at(target, where, block)
+                piece = _Piece(pd.pane, plain, decay, 0)
+            self._merge_piece(piece, 1.0)
             if pd.err and (self.closed_upto is None or pd.pane >= self.closed_upto):
                 ts, err = self.error_panes.setdefault(pd.pane, {}).setdefault(
                     delta.number, ([], [])
                 )
                 ts.extend(pd.err_ts)
                 err.extend(pd.err)
-                errors = len(pd.err)
-            kept: list[tuple[Any, ...]] = []
+                piece.errors = len(pd.err)
             if pd.warm:
-                kept = self._take_warm(delta.number, pd, mapping, plain, decay)
-            applied.pieces.append(_Piece(pd.pane, plain, decay, errors, kept))
+                piece.warm = self._take_warm(delta.number, pd, mapping, piece)
+            applied.pieces.append(piece)
         applied.counts = np.asarray(md.counts, dtype=np.float64)
         applied.delay = np.asarray(md.delay, dtype=np.float64)
         applied.delay_sum = md.delay_sum
@@ -274,12 +319,12 @@ class ModelStage:
             )
 
     def _take_warm(self, number: int, pd: PaneDelta, mapping: npt.NDArray[np.int64],
-                   plain: F64, decay: list[F64]) -> list[tuple[Any, ...]]:  # fmt: skip
+                   piece: _Piece) -> list[tuple[Any, ...]]:  # fmt: skip
         """Take a pane's predictions sent raw (stage 1 had no warmup reference), as one
         engine would have: into the warmup buffer while the model warms up and their pane
-        is open; histogrammed at once (added to ``plain``/``decay``, the piece's undo) when
-        the reference exists and they are past the panes it was built from; else nowhere.
-        Returns the rows buffered."""
+        is open; histogrammed at once (added to ``piece``, the undo) when the reference
+        exists and they are past the panes it was built from; else nowhere. Returns the
+        rows buffered."""
         model = self.model
         remap = mapping.tolist()
         mapped: dict[tuple[int, ...], tuple[int, ...]] = {}  # the few slice combinations
@@ -299,9 +344,7 @@ class ModelStage:
             got = self._warm_blocks(pd.pane, rows)
             if got is not None:
                 self._merge(pd.pane, got[0], got[1], 1.0)
-                plain += got[0]
-                for d, h in zip(decay, got[1], strict=True):
-                    d += h
+                piece.add(got[0], got[1])
         return []
 
     def warmed_up(self) -> bool:
@@ -362,19 +405,30 @@ class ModelStage:
     def _merge(self, pane: int, plain: F64, decay: list[F64], sign: float) -> None:
         """Add (``sign`` 1) or take back (-1) a pane's sums, open or closed."""
         w = self.windows
+        if sign != 1.0:
+            plain, decay = sign * plain, [sign * d for d in decay]
         if self.closed_upto is None or pane >= self.closed_upto:
-            w.add_sums(pane, None, sign * plain, [sign * d for d in decay])
+            w.add_sums(pane, None, plain, decay)
             return
-        w.add_sums(pane, self.closed_upto, sign * plain, [sign * d for d in decay])
+        w.add_sums(pane, self.closed_upto, plain, decay)
         lay = self.model.layout
         events = float(plain[0, lay.col("pred_n")] + plain[0, lay.col("n")])
-        self.counts[LATE] += sign * events
+        self.counts[LATE] += events
+
+    def _merge_piece(self, piece: _Piece, sign: float) -> None:
+        """:meth:`_merge` a piece's sums: an open pane's straight into its rows."""
+        rows = piece.rows
+        if rows is not None and (self.closed_upto is None or piece.pane >= self.closed_upto):
+            plain, decay = piece.blocks()
+            self.windows.add_rows(piece.pane, rows, plain, decay, sign)
+            return
+        slices = len(self.model.registry.keys)
+        self._merge(piece.pane, pad_rows(piece.plain, slices),
+                    [pad_rows(d, slices) for d in piece.decay], sign)  # fmt: skip
 
     def _undo(self, number: int, applied: _Applied) -> None:
         for piece in reversed(applied.pieces):
-            rows = len(self.model.registry.keys)
-            plain = pad_rows(piece.plain, rows)
-            self._merge(piece.pane, plain, [pad_rows(d, rows) for d in piece.decay], -1.0)
+            self._merge_piece(piece, -1.0)
             if piece.warm:
                 self._undo_warm(number, piece)
             if piece.errors:
@@ -453,12 +507,15 @@ class ModelStage:
     def close_through(self, upto: int) -> None:
         """Close every pane below ``upto``, in order, emitting the model's signals per pane.
 
-        The windows roll pane by pane; each closed pane's window sums are copied, and the
-        metrics of the panes of one call are computed together, in one stacked computation
-        (:meth:`_flush`), at most :data:`BATCH_PANES` panes and :data:`BATCH_FLOATS` values
-        of sums at a time, so that a backlog's memory stays bounded. Each row of a pane's
-        values depends on its own sums only, so they are the same, bit for bit, as when
-        the pane closes alone; the detectors are fed and the signals emitted in pane order.
+        The windows roll pane by pane; each closed pane's whole-model window sums are
+        copied (and the slice rows of the last one, which ``model.last`` keeps for
+        reports), and the metrics of the panes of one call are computed together, in one
+        stacked computation (:meth:`_flush`), at most :data:`BATCH_PANES` panes and
+        :data:`BATCH_FLOATS` values of sums at a time, so that a backlog's memory stays
+        bounded. Each row of a pane's values depends on its own sums only, and the
+        whole-model rows of a pane are one block of the products (see :meth:`_values`), so
+        they are the same, bit for bit, as when the pane closes alone; the detectors are
+        fed and the signals emitted in pane order.
         A pane at which the model warms up closes alone, after the panes before it: the
         reference built there changes the signals' plan from that pane on."""
         w = self.windows
@@ -483,7 +540,7 @@ class ModelStage:
                 self._flush(batch)
                 self._warm_up(pane)
             self._take(batch, pane, upto - pane)
-            if len(batch.panes) == len(batch.sums):
+            if len(batch.panes) == batch.size:
                 self._flush(batch)
         self._flush(batch)
 
@@ -496,22 +553,25 @@ class ModelStage:
     def _window_sums(self, out: F64, final: bool = False) -> None:
         """Write the windows' sums, window after window, into ``out`` ``(windows *
         slices, width)`` (``final``: the open panes counted in ``all``)."""
-        model, w = self.model, self.windows
-        rows = len(model.registry.keys)
-        sliding_i = decay_i = 0
-        for i, spec in enumerate(model.windows):
-            target = out[i * rows : (i + 1) * rows]
+        rows = len(self.model.registry.keys)
+        for i, sums in enumerate(self._sources(final)):
+            out[i * rows : (i + 1) * rows] = sums[:rows]
+
+    def _sources(self, final: bool = False) -> list[F64]:
+        """Each window's sums ``(slices, width)``, in the model's window order (``final``:
+        the open panes counted in ``all``)."""
+        w = self.windows
+        out: list[F64] = []
+        sliding = iter(w.sliding)
+        decay = iter(w.decay)
+        for spec in self.model.windows:
             if spec.kind == "all":
-                if final:
-                    np.add(w.cum[:rows], w.open_total()[:rows], out=target)
-                else:
-                    target[:] = w.cum[:rows]
+                out.append(w.cum + w.open_total() if final else w.cum)
             elif spec.kind == "sliding":
-                target[:] = w.sliding[sliding_i][:rows]
-                sliding_i += 1
+                out.append(next(sliding))
             else:
-                target[:] = w.decay[decay_i][:rows]
-                decay_i += 1
+                out.append(next(decay))
+        return out
 
     def _closed_counts(self) -> F64:
         """Joined events per slice row of the closed panes (a decay window's count)."""
@@ -519,77 +579,149 @@ class ModelStage:
         closed: F64 = w.cum[:, self.model.layout.col("n")] - w.late_n
         return closed
 
-    def _stacked(self, final: bool = False) -> WindowValues:
-        """:meth:`compute`'s values as one stacked array."""
+    def _pane_stack(self, head: F64, tail: F64 | None, count: F64 | None,
+                    final: bool = False) -> None:  # fmt: skip
+        """Write one pane's window sums as a pane close stacks them: the whole-model row
+        (slice row 0) of every window into ``head`` ``(windows, width)``, and the other
+        slice rows, window after window, into ``tail`` ``(windows * (slices - 1), width)``
+        (None: not wanted); into ``count`` (None: not wanted) each of those rows' joined
+        events, the closed counts for a decay window (``final``: the open panes counted in
+        ``all``)."""
         model = self.model
         rows = len(model.registry.keys)
-        stack = np.empty((len(model.windows) * rows, model.layout.width))
-        self._window_sums(stack, final)
-        closed = self._closed_counts()
-        return window_stack(model, stack, lambda _model: closed)
+        sources = self._sources(final)
+        for i, sums in enumerate(sources):
+            head[i] = sums[0]
+        if tail is not None:
+            for i, sums in enumerate(sources):
+                tail[i * (rows - 1) : (i + 1) * (rows - 1)] = sums[1:rows]
+        if count is not None:
+            n = model.layout.col("n")
+            closed = self._closed_counts()
+            windows = len(sources)
+            for i, (spec, sums) in enumerate(zip(model.windows, sources, strict=True)):
+                column = closed if spec.kind == "decay" else sums[:, n]
+                count[i] = column[0]
+                if tail is not None:
+                    at = windows + i * (rows - 1)
+                    count[at : at + rows - 1] = column[1:rows]
+
+    def _plan(self) -> PanePlan:
+        """The model's signal plan as it stands (its reference may change at a warmup)."""
+        model = self.model
+        plan = self._last_plan
+        if plan is not None and plan.fits(model.layout):
+            return plan
+        wanted = None if model.metrics is None else set(model.metrics)
+
+        def keep(name: str) -> bool:  # asked once per layout: the plan keeps the answer
+            base = base_metric(name)
+            return wanted is None or base in wanted or base in ALWAYS_COMPUTED
+
+        plan = self._last_plan = plan_for(
+            model.layout, model.class_names, model.config.drift_min_samples, keep, model.metrics
+        )
+        return plan
+
+    def _stacked(self, final: bool = False) -> WindowValues:
+        """:meth:`compute`'s values as one stacked array, computed as a pane close
+        computes them (the same values, bit for bit)."""
+        batch = _Batch()
+        self._start(batch, 1)
+        self._stack(batch, final, last=True)
+        values = self._values(batch)[1]
+        assert values is not None
+        return values
+
+    def _start(self, batch: _Batch, size: int) -> None:
+        """Make ``batch`` room for ``size`` panes and one pane's slice rows."""
+        model = self.model
+        rows = len(model.registry.keys)
+        windows = len(model.windows)
+        stacked = (size + rows - 1) * windows
+        batch.size = size
+        batch.sums = np.empty((stacked, model.layout.width))
+        batch.count = np.empty(stacked) if model.layout.kind.needs_sample_count else None
+
+    def _stack(self, batch: _Batch, final: bool = False, last: bool = False) -> None:
+        """Stack the windows' sums as the next pane of ``batch`` (``last``: with the slice
+        rows, after the whole-model rows of the panes before it)."""
+        windows = len(self.model.windows)
+        at = len(batch.panes) * windows
+        tail = None
+        if last:
+            batch.last = True
+            tail = batch.sums[at + windows : at + windows * len(self.model.registry.keys)]
+        count = None if batch.count is None else batch.count[at:]
+        self._pane_stack(batch.sums[at : at + windows], tail, count, final)
 
     def _take(self, batch: _Batch, pane: int, remaining: int) -> None:
         """Copy what the just closed ``pane``'s signals are computed from into ``batch``
-        (made for at most ``remaining`` panes when it is empty)."""
+        (made for at most ``remaining`` panes when it is empty; the slice rows too when
+        it is the last of them, ``remaining`` 1)."""
         model = self.model
-        rows = len(model.registry.keys)
-        shape = (len(model.windows) * rows, model.layout.width)
         if not batch.panes:
-            size = max(1, min(BATCH_PANES, remaining, BATCH_FLOATS // max(1, shape[0] * shape[1])))
+            per_pane = len(model.windows) * model.layout.width
+            size = max(1, min(BATCH_PANES, remaining, BATCH_FLOATS // max(1, per_pane)))
             if model.warmup_target:  # the next pane may change the plan: it closes alone
                 size = 1
-            batch.sums = np.empty((size, *shape))
-            batch.closed = np.empty((size, rows)) if model.layout.kind.needs_sample_count else None
-        j = len(batch.panes)
-        self._window_sums(batch.sums[j])
-        if batch.closed is not None:
-            batch.closed[j] = self._closed_counts()[:rows]
+            self._start(batch, size)
+        self._stack(batch, last=remaining == 1)
         batch.panes.append(pane)
         batch.seen.append(float(self.windows.cum[0, model.layout.col("pred_n")]))
 
+    def _values(self, batch: _Batch) -> tuple[PanePlan, WindowValues | None, list[list[float]]]:
+        """The signals of the panes in ``batch`` in one :meth:`PanePlan.compute
+        <monitor.core.panemetrics.PanePlan.compute>`: the plan, every window's values of
+        the last pane (None without its slice rows) and, per pane, the whole-model values
+        window after window (what :meth:`WindowValues.model_signals
+        <monitor.core.panemetrics.WindowValues.model_signals>` takes as ``whole``).
+
+        The matrix products run in blocks of as many rows as the model has windows, each
+        pane's whole-model rows one of them, so a pane's whole-model values do not depend
+        on the other panes, nor on whether its slice rows were computed (see
+        :func:`~monitor.core.panemetrics._mm`)."""
+        model = self.model
+        k = len(batch.panes) or 1
+        windows = len(model.windows)
+        rows = len(model.registry.keys)
+        tail = (rows - 1) * windows if batch.last else 0
+        used = k * windows + tail
+        plan = self._plan()
+        count = None if batch.count is None else batch.count[:used]
+        values = plan.compute(batch.sums[:used], count, windows)
+        size = len(plan.names)
+        head = values[:, : k * windows].reshape(size, k, windows)
+        whole: list[list[float]] = (
+            np.ascontiguousarray(head.transpose(1, 2, 0)).reshape(k, windows * size).tolist()
+        )
+        names = tuple(spec.name for spec in model.windows)
+        full = None
+        if batch.last:
+            every = np.empty((size, windows, rows))
+            every[:, :, 0] = head[:, k - 1]
+            every[:, :, 1:] = values[:, k * windows :].reshape(size, windows, rows - 1)
+            full = WindowValues(plan, names, every)
+        return plan, full, whole
+
     def _flush(self, batch: _Batch) -> None:
-        """Compute the signals of the panes in ``batch`` in one :meth:`PanePlan.compute
-        <monitor.core.panemetrics.PanePlan.compute>` over all their rows (pane after pane,
-        each as :func:`~monitor.core.model.window_stack` stacks one), then feed the
+        """Compute the signals of the panes in ``batch`` (:meth:`_values`), then feed the
         detectors and emit each pane's signals, in pane order; empty ``batch``."""
         k = len(batch.panes)
         if not k:
             return
-        model = self.model
-        specs = model.windows
-        rows = len(model.registry.keys)
-        sums = batch.sums[:k]
-        count = None
-        if batch.closed is not None:
-            n = model.layout.col("n")
-            by_pane = np.empty((k, len(specs), rows))
-            for i, spec in enumerate(specs):
-                if spec.kind == "decay":
-                    by_pane[:, i] = batch.closed[:k]
-                else:
-                    by_pane[:, i] = sums[:, i * rows : (i + 1) * rows, n]
-            count = by_pane.reshape(-1)
-        wanted = None if model.metrics is None else set(model.metrics)
-
-        def keep(name: str) -> bool:  # as window_stack's: the plan is the same one
-            base = base_metric(name)
-            return wanted is None or base in wanted or base in ALWAYS_COMPUTED
-
-        plan = plan_for(
-            model.layout, model.class_names, model.config.drift_min_samples, keep, model.metrics
-        )
-        stack = sums.reshape(k * len(specs) * rows, model.layout.width)
-        block = len(specs) * rows
-        values = plan.compute(stack, count, block).reshape(len(plan.names), k, len(specs), rows)
-        names = tuple(spec.name for spec in specs)
-        whole = model_rows(values)
+        plan, full, whole = self._values(batch)
+        names = tuple(spec.name for spec in self.model.windows)
         for j, pane in enumerate(batch.panes):
-            pane_values = WindowValues(plan, names, values[:, j])
-            signals = close_signals(model, pane_values, self.error_panes, pane, whole[j])
+            values = full if j == k - 1 else None
+            signals = close_signals(
+                self.model, plan, names, whole[j], self.error_panes, pane, values
+            )
             end = (pane + 1) * self.pane
             self.signals_out.append(PaneSignals(self.name, end, signals, batch.seen[j]))
         batch.panes.clear()
         batch.seen.clear()
+        batch.last = False
 
     def drain_signals(self) -> list[PaneSignals]:
         """Signals of the panes closed since the last call."""

@@ -48,6 +48,7 @@ __all__ = [
     "WindowMetrics",
     "WindowValues",
     "model_rows",
+    "model_signals",
     "pane_signals",
     "plan_for",
 ]
@@ -82,9 +83,10 @@ def _mm(a: F64, b: F64, block: int, out: F64 | None = None) -> F64:
     """``a @ b`` as one product per ``block`` rows of ``a`` (its row count is a multiple of
     ``block``), all in one call (numpy's stacked matrix product). BLAS picks its kernel,
     and with it the order of a row's additions, by the shape of the product: in blocks of
-    one pane's rows a row's value depends on that shape only, so the rows of panes
+    a fixed number of rows a row's value depends on that shape only, so the rows of panes
     stacked together (a backlog closed in one call) get the values, bit for bit, that
-    each pane's rows get alone."""
+    each pane's rows get alone, and a pane's whole-model rows (one block) the same values
+    whether its slice rows were computed with them or not."""
     rows, columns = a.shape
     if out is None:
         out = np.empty((rows, b.shape[1]))
@@ -364,7 +366,7 @@ class PanePlan:
         self._col = {name: start for name, (start, _) in layout.fields.items()}
         self._bins = layout.bins
         self._tiles: _Tiled | None = None  # the subjects' tiles for the last row count
-        self._block_rows = 0  # the rows of one pane in the current compute (see _mm)
+        self._block_rows = 0  # the rows of one block of products in the current compute (_mm)
         self._prefix = _prefix_plan(layout.bins)
         probe = compute_metrics(layout, np.zeros((1, layout.width)), class_names, None, min_samples)
         wanted = [k for k in probe if keep is None or keep(k)]
@@ -388,6 +390,11 @@ class PanePlan:
             raise RuntimeError(f"pane signals without a row: {missing}")
         self._pick = np.array([where[name] for name in self.names], dtype=np.int64)
         self._labels: dict[tuple[tuple[str, ...], tuple[str, ...]], list[str]] = {}
+
+    def fits(self, layout: Layout) -> bool:
+        """Whether this is still the plan of ``layout`` (made for it, whose profile and
+        baseline stayed the same)."""
+        return self._layout() is layout and self.key == _layout_key(layout)
 
     def labels(self, windows: tuple[str, ...], extra: tuple[str, ...] = ()) -> list[str]:
         """``signal@window`` for every window and, in each, every name then every one of
@@ -531,7 +538,9 @@ class PanePlan:
 
         ``block`` (default: every row) is the rows of one pane where ``acc`` stacks the
         rows of several panes (a multiple of it): each row's values are then the same,
-        bit for bit, as when its pane's rows are computed alone (see :func:`_mm`)."""
+        bit for bit, as when its pane's rows are computed alone (see :func:`_mm`). A pane
+        close's blocks are as many rows as the model has windows: each pane's whole-model
+        rows are one."""
         n_rows = acc.shape[0]
         self._block_rows = n_rows if block is None else block
         full = np.empty((len(self._rows), n_rows))
@@ -744,15 +753,27 @@ class WindowValues:
         those values already read, window after window (see :func:`model_rows`)."""
         if whole is None:
             whole = self.values[:, :, 0].T.ravel().tolist()  # (windows, names)
-        if not extra:
-            return dict(zip(self.plan.labels(self.windows), whole, strict=True))
-        size = len(self.plan.names)
-        more = list(extra.values())
-        flat: list[float] = []
-        for start in range(0, len(whole), size):
-            flat += whole[start : start + size]
-            flat += more
-        return dict(zip(self.plan.labels(self.windows, tuple(extra)), flat, strict=True))
+        return model_signals(self.plan, self.windows, whole, extra)
+
+
+def model_signals(
+    plan: PanePlan,
+    windows: tuple[str, ...],
+    whole: list[float],
+    extra: dict[str, float] | None = None,
+) -> dict[str, float]:
+    """``{"signal@window": value}`` of the whole model's values ``whole`` of ``plan``'s
+    signals in each of ``windows``, window after window; ``extra`` whole-model values
+    follow each window's signals."""
+    if not extra:
+        return dict(zip(plan.labels(windows), whole, strict=True))
+    size = len(plan.names)
+    more = list(extra.values())
+    flat: list[float] = []
+    for start in range(0, len(whole), size):
+        flat += whole[start : start + size]
+        flat += more
+    return dict(zip(plan.labels(windows, tuple(extra)), flat, strict=True))
 
 
 def model_rows(values: F64) -> list[list[float]]:

@@ -198,6 +198,34 @@ class WindowSet:
         for rate, target, add in zip(self.decay_rates, self.decay, decay, strict=True):
             target += add * math.exp(-rate * (upto - pane - 1) * self.pane)
 
+    def add_rows(self, pane: int, rows: I64, plain: F64, decay: list[F64],
+                 sign: float = 1.0) -> None:  # fmt: skip
+        """Add (``sign`` 1) or take back (-1) sums of the distinct slice ``rows`` of the open
+        ``pane`` made elsewhere (as :meth:`add_sums`, its blocks of those rows only)."""
+        at: I64 | slice = rows
+        if len(rows):
+            first = int(rows[0])
+            if rows.tolist() == list(range(first, first + len(rows))):
+                at = slice(first, first + len(rows))  # a view: no gather and scatter
+        acc = self.open.get(pane)
+        if acc is None:
+            acc = self.open[pane] = np.zeros((self.rows, self.width))
+            decayed = self.open_decay[pane] = [np.zeros((self.rows, self.width))
+                                               for _ in self.decay_rates]  # fmt: skip
+            if sign == 1.0:
+                acc[at] = plain
+                for target, add in zip(decayed, decay, strict=True):
+                    target[at] = add
+                return
+        if sign == 1.0:
+            acc[at] += plain
+            for target, add in zip(self.open_decay[pane], decay, strict=True):
+                target[at] += add
+        else:
+            acc[at] -= plain
+            for target, add in zip(self.open_decay[pane], decay, strict=True):
+                target[at] -= add
+
     def _add_closed(self, pane: int, upto: int, acc: F64) -> None:
         """The plain part of a late addition: ``all``, the ring and the sliding windows."""
         self.cum += acc
@@ -239,9 +267,10 @@ class WindowSet:
                     changed = True
                     empty = nz[i] == 0
                     np.copyto(total, 0.0, where=empty)  # its last term left: exactly nothing
-                    lost = np.abs(leaving) > _CANCEL * np.abs(total)
-                    lost &= ~empty
-                    if lost.any():
+                    bound = np.abs(total)
+                    bound *= _CANCEL
+                    np.copyto(bound, np.inf, where=empty)  # nothing left to lose there
+                    if (np.abs(leaving) > bound).any():
                         # A large term left a small remainder: rounding may dominate it.
                         self._resum_one(i, pane, n)
             self.ring.pop(pane - self.ring_len, None)

@@ -156,22 +156,26 @@ def test_a_backlog_closed_in_one_call_equals_one_call_per_pane(
 def test_a_batch_is_bounded_in_panes_and_in_memory(tmp_path: Path) -> None:
     core = _held(_config(None), 1500, seed=6)
     stage = core.stages["m"]
-    rows = len(stage.model.registry.keys) * len(stage.model.windows)
-    per_pane = rows * stage.model.layout.width
+    windows = len(stage.model.windows)
+    per_pane = windows * stage.model.layout.width  # the whole-model rows
+    slices = (len(stage.model.registry.keys) - 1) * windows * stage.model.layout.width
     fits = min(model_stage.BATCH_PANES, model_stage.BATCH_FLOATS // per_pane)
     assert 1 < fits <= model_stage.BATCH_PANES
     batch = model_stage._Batch()
     stage.closed_upto = min(stage.windows.open) + 1
     stage._take(batch, stage.closed_upto - 1, 10_000)
-    assert len(batch.sums) == 1  # warming up: the next pane may change the plan
+    assert batch.size == 1  # warming up: the next pane may change the plan
     stage.model.warmup_target = 0
     batch = model_stage._Batch()
     stage._take(batch, stage.closed_upto - 1, 10_000)
-    assert len(batch.sums) == fits
-    assert batch.sums.size <= model_stage.BATCH_FLOATS
+    assert batch.size == fits and not batch.last
+    assert batch.sums.size <= model_stage.BATCH_FLOATS + slices  # and one pane's slices
     batch = model_stage._Batch()
     stage._take(batch, stage.closed_upto - 1, 3)
-    assert len(batch.sums) == 3
+    assert batch.size == 3 and not batch.last
+    batch = model_stage._Batch()
+    stage._take(batch, stage.closed_upto - 1, 1)
+    assert batch.size == 1 and batch.last  # the last pane of the call: its slices too
 
 
 @pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])

@@ -303,3 +303,16 @@ def test_kswin_counts_the_rises_river_kswin_detects() -> None:
         assert after  # river sees the change either way
         assert set(mine) <= set(river_hits)
         assert bool([i for i in mine if i >= 3_000]) == rising
+
+
+@pytest.mark.parametrize("entry", ["cusum", "adwin", "page_hinkley", "ddm", "kswin"])
+def test_a_batch_fed_at_once_decides_as_one_value_at_a_time(entry: str) -> None:
+    """``update_many`` (a pane's errors in one call) counts the detections ``update``
+    counts fed the same values one by one, and leaves the detector in the same state."""
+    rng = np.random.default_rng(3)
+    stream = np.concatenate([rng.random(3000) < 0.1, rng.random(1500) < 0.4]).astype(float)
+    one, many = make_detector(entry), make_detector(entry)
+    for start in range(0, len(stream), 37):
+        values = stream[start : start + 37].tolist()
+        assert many.update_many(values) == sum(one.update(x) for x in values)
+    assert pickle.dumps(one) == pickle.dumps(many)
