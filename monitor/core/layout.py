@@ -400,9 +400,15 @@ def scatter_panes(
         touched = np.zeros(count * rows + 1, dtype=np.bool_)  # the last: slices of -1
         pairs: list[tuple[I64, npt.NDArray[np.bool_] | None]] = []
         for t in parts:
-            present = t.slices >= 0
-            pair = t.slices + (t.group * rows)[:, None]
+            slices = t.slices
+            present = slices >= 0
             whole = bool(present.all())  # every event in every slice position: no mask
+            if not whole:
+                held = present.any(axis=0)
+                if not held.all():  # a position no event of the set has (no version): out
+                    slices, present = slices[:, held], present[:, held]
+                    whole = bool(present.all())
+            pair = slices + (t.group * rows)[:, None]
             touched[pair if whole else np.where(present, pair, -1)] = True
             pairs.append((pair, None if whole else present))
         touched[-1] = False

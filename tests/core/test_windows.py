@@ -397,7 +397,8 @@ def test_sliding_window_does_not_lose_small_sums_next_to_huge_ones() -> None:
 
 
 @pytest.mark.parametrize("disjoint", [True, False], ids=["own-columns", "shared-columns"])
-@pytest.mark.parametrize("holes", [True, False], ids=["some-slices-absent", "every-slice"])
+@pytest.mark.parametrize("holes", [True, False, "position"],
+                         ids=["some-slices-absent", "every-slice", "a-position-absent"])
 @pytest.mark.parametrize("block_cells", [1 << 20, 64, 1])
 def test_many_panes_at_once_add_what_one_pane_at_a_time_adds(
     monkeypatch, block_cells, holes, disjoint
@@ -417,6 +418,8 @@ def test_many_panes_at_once_add_what_one_pane_at_a_time_adds(
     group[:groups] = np.arange(groups)  # every group has events
     slices = rng.integers(-1 if holes else 0, rows, (n, 3))
     slices[:, 0] = 0
+    if holes == "position":  # no event has a value there (a stream with no model_version)
+        slices[:, 1] = -1
     cols = rng.integers(0, width, (n, 4))
     vals = rng.normal(0.0, 1e3, (n, 4)) * rng.integers(0, 2, (n, 4))
     ts = (panes[group] + rng.random(n)) * 10.0
