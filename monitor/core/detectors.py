@@ -237,7 +237,6 @@ class CalibratedCusum:
         self.drift_detected = False
         return False
 
-
     def update_many(self, values: list[float]) -> int:
         """Feed ``values`` in order, as :meth:`update` one by one; the alarms raised."""
         alarms = 0
