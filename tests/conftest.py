@@ -54,6 +54,7 @@ SLOW_MODULES = {
     "tests/faults/test_disk_full.py": 64,
     "tests/faults/test_replica_exactness.py": 90,
     "tests/faults/test_replicas.py": 56,
+    "tests/core/test_fastpath.py": 55,
     "tests/core/test_model_stage.py": 35,
     "tests/kafka/test_partials_topic.py": 33,
     "tests/core/test_pane_signals.py": 20,
