@@ -26,7 +26,9 @@ from tests.faults.harness import (
     write_config,
 )
 
-FREEZE_S = 20.0
+#: Twice the group's session timeout (6 s), four times the broker silence after which
+#: /readyz turns 503 (half the session timeout): the 503 has room to be seen.
+FREEZE_S = 12.0
 
 
 def _topics(broker: EmbeddedBroker) -> SimpleNamespace:
