@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import operator
 import os
 import shutil
 import sys
@@ -103,7 +104,7 @@ class NoUsableInput(ValueError):
     """The inputs were read, but not one line was a usable event."""
 
 
-class Envelope(msgspec.Struct):
+class Envelope(msgspec.Struct, gc=False):
     """One line of a kcat ``-J`` capture."""
 
     topic: str
@@ -115,13 +116,21 @@ class Envelope(msgspec.Struct):
     headers: list[str] | dict[str, str] | None = None
 
 
-class _Where(msgspec.Struct):
+class _Where(msgspec.Struct, gc=False):
     topic: str
     partition: int
 
 
 _ENVELOPE = msgspec.json.Decoder(Envelope)
 _WHERE = msgspec.json.Decoder(_Where)
+_TOPIC = operator.attrgetter("topic")
+_PARTITION = operator.attrgetter("partition")
+_OFFSET = operator.attrgetter("offset")
+_PAYLOAD = operator.attrgetter("payload")
+_TS = operator.attrgetter("ts")
+_TOPIC_PARTITION = operator.attrgetter("topic", "partition")
+#: Bytes of lines a capture is read in at a time (``readlines``' hint).
+_READ_HINT = 1 << 20
 
 
 class _Kind(msgspec.Struct):
@@ -184,17 +193,28 @@ def capture_partitions(
     for path in paths:
         events = input_format(path, fmt) == "events"
         with open(path, "rb") as fh:
-            for line in fh:
+            while lines := fh.readlines(_READ_HINT):
                 if events:
-                    if line.strip():
-                        found.add((_event_topic(line, topics), 0))
+                    found.update((_event_topic(line, topics), 0) for line in lines if line.strip())
                     continue
-                try:
-                    where = _WHERE.decode(line)
-                except (msgspec.DecodeError, RecursionError):
-                    continue
-                found.add((where.topic, where.partition))
+                wheres, _ = _decode_lines(_WHERE, lines)
+                found.update(map(_TOPIC_PARTITION, filter(None, wheres)))
     return found
+
+
+def _decode_lines(decoder: msgspec.json.Decoder[Any], lines: list[bytes]) -> tuple[list[Any], int]:
+    """Each line decoded, None where it does not decode, and how many did not: one
+    ``decode`` call per line from C (``map``), the loop resumed after a failure."""
+    out: list[Any] = []
+    failed = 0
+    rest = iter(lines)
+    while len(out) < len(lines):
+        try:  # extend keeps what it took before a failure; map consumed the failing line
+            out.extend(map(decoder.decode, rest))
+        except (msgspec.DecodeError, RecursionError):
+            out.append(None)
+            failed += 1
+    return out, failed
 
 
 def _headers(raw: list[str] | dict[str, str] | None) -> list[tuple[str, bytes]]:
@@ -235,22 +255,26 @@ def read_batches(
     topics: Topics = _DEFAULT_TOPICS,
 ) -> Iterator[MessageBatch]:
     """The messages of :func:`iter_capture`, ``size`` at a time, as columns (a whole
-    :class:`Message` is built only for the ones the core rejects)."""
+    :class:`Message` is built only for the ones the core rejects). A capture is read a
+    block of lines at a time, each line decoded once."""
     envelopes: list[Envelope] = []
     numbers: list[int] = []
     offsets: dict[str, int] = {}
 
     def batch() -> MessageBatch:
-        envs, lines = list(envelopes), list(numbers)
-        envelopes.clear()
-        numbers.clear()
+        envs, lines = envelopes[:size], numbers[:size]
+        del envelopes[:size], numbers[:size]
+        offs = list(map(_OFFSET, envs))
+        if min(offs) < 0:  # no offset in the envelope: its line number
+            offs = [o if o >= 0 else n for o, n in zip(offs, lines, strict=True)]
+        payloads = list(map(_PAYLOAD, envs))
         return MessageBatch(
-            [e.topic for e in envs],
-            [e.partition for e in envs],
-            [e.offset if e.offset >= 0 else n for e, n in zip(envs, lines, strict=True)],
-            [None if e.payload is None else e.payload.encode("utf-8", "replace") for e in envs],
+            list(map(_TOPIC, envs)),
+            list(map(_PARTITION, envs)),
+            offs,
+            [None if p is None else p.encode("utf-8", "replace") for p in payloads],
             lambda i: _message(envs[i], lines[i]),
-            [e.ts for e in envs],
+            list(map(_TS, envs)),
         )
 
     for path in paths:
@@ -262,24 +286,37 @@ def read_batches(
                     yield batch()
             continue
         with open(path, "rb") as fh:
-            for number, line in enumerate(fh, start=1):
-                try:
-                    env = _ENVELOPE.decode(line)
-                except (msgspec.DecodeError, RecursionError) as exc:
-                    if not line.strip():
-                        continue
-                    bad["bad_envelope"] = bad.get("bad_envelope", 0) + 1
-                    if bad["bad_envelope"] <= 10:
-                        log.warning(
-                            "capture_line_skipped", file=path, line=number, reason=str(exc)[:200]
-                        )
-                    continue
-                envelopes.append(env)
-                numbers.append(number)
-                if len(envelopes) >= size:
+            first = 1  # the line number of the block's first line
+            while lines := fh.readlines(_READ_HINT):
+                envs, failed = _decode_lines(_ENVELOPE, lines)
+                if not failed:
+                    envelopes.extend(envs)
+                    numbers.extend(range(first, first + len(lines)))
+                else:
+                    pairs = zip(envs, lines, strict=True)
+                    for number, (env, line) in enumerate(pairs, start=first):
+                        if env is not None:
+                            envelopes.append(env)
+                            numbers.append(number)
+                        elif line.strip():
+                            _bad_line(bad, path, number, line)
+                first += len(lines)
+                while len(envelopes) >= size:
                     yield batch()
-    if envelopes:
+    while envelopes:
         yield batch()
+
+
+def _bad_line(bad: dict[str, int], path: str, number: int, line: bytes) -> None:
+    """Count a capture line that is not an envelope; log the first ten with the reason."""
+    bad["bad_envelope"] = bad.get("bad_envelope", 0) + 1
+    if bad["bad_envelope"] <= 10:
+        try:
+            _ENVELOPE.decode(line)
+            reason = "not an envelope"
+        except (msgspec.DecodeError, RecursionError) as exc:
+            reason = str(exc)
+        log.warning("capture_line_skipped", file=path, line=number, reason=reason[:200])
 
 
 def _message(env: Envelope, number: int) -> Message:
