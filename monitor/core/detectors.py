@@ -282,6 +282,8 @@ class RiverUp:
     def update_many(self, values: list[float]) -> int:
         """Feed ``values`` in order, as :meth:`update` one by one; the detections counted."""
         det = self.detector
+        if self.check_estimate and type(det) is drift.ADWIN:
+            return _adwin_rises(det, values)
         update = det.update
         found = 0
         if self.check_estimate:
@@ -296,6 +298,29 @@ class RiverUp:
                 if det.drift_detected:
                     found += 1
         return found
+
+
+def _adwin_rises(det: Any, values: list[float]) -> int:
+    """River's ADWIN fed ``values`` in order, the detections whose estimate went up
+    counted: what ``update`` and ``estimation`` do, one value at a time, called on the
+    detector's window (``_helper``, compiled) without their Python wrappers, several
+    times cheaper a value. River's ``update`` starts a new window after a detection."""
+    found = 0
+    helper = det._helper
+    detected = det._drift_detected
+    for x in values:
+        width = helper.get_width()
+        before = helper.get_total() / width if width else 0.0
+        if detected:
+            det._reset()
+            helper = det._helper
+        detected = helper.update(x)
+        if detected:
+            width = helper.get_width()
+            if (helper.get_total() / width if width else 0.0) > before:
+                found += 1
+    det._drift_detected = detected
+    return found
 
 
 class KswinUp:

@@ -30,7 +30,6 @@ clock does not move inside a poll.
 from __future__ import annotations
 
 import functools
-import itertools
 import math
 import operator
 from collections import Counter
@@ -195,11 +194,11 @@ def _decode_each(
     once: a value that fails is passed over and the decoding goes on after it."""
     out: list[Any] = []
     n = len(values)
-    if all(v is not None and len(v) <= cap for v in values):
-        decode = decoder.decode
+    if values and None not in values and max(map(len, values)) <= cap:  # type: ignore[arg-type]
+        rest = iter(values)
         while len(out) < n:
-            try:  # extend keeps what it took before a failure
-                out.extend(map(decode, itertools.islice(values, len(out), None)))  # type: ignore[arg-type]
+            try:  # extend keeps what it took before a failure; map consumed the failing value
+                out.extend(map(decoder.decode, rest))  # type: ignore[arg-type]
             except _DECODE_ERRORS:
                 out.append(None)  # the value that failed
         return out
@@ -859,14 +858,21 @@ def _pending_pressure(
     return out
 
 
+_VERSION = operator.attrgetter("model_version")
+_SEGMENT = operator.attrgetter("segment")
+
+
 def _crossing_caps(engine: Engine, events: list[PredictionEvent], model_of: list[int]) -> set[int]:
     """Models whose slice registry may reach a cap within this poll. Which value is folded
     at a cap depends on the order values arrive in (see :func:`_registry_cut`);
     a registry below its caps after the poll, or already full, does not depend on it."""
     out: set[int] = set()
     by_model: dict[int, list[PredictionEvent]] = {}
-    for e, m in zip(events, model_of, strict=True):
-        by_model.setdefault(m, []).append(e)
+    if len(set(model_of)) == 1:
+        by_model[model_of[0]] = events
+    else:
+        for e, m in zip(events, model_of, strict=True):
+            by_model.setdefault(m, []).append(e)
     for index, mine in by_model.items():
         if index < 0:
             continue
@@ -875,13 +881,13 @@ def _crossing_caps(engine: Engine, events: list[PredictionEvent], model_of: list
         room = {d: registry.caps[d] - registry.used[d] for d in registry.caps}
         if all(r <= 0 for r in room.values()):
             continue
-        values = {("version", e.model_version) for e in mine if e.model_version}
-        for name in registry.segments:
-            values |= {
-                (f"segment:{name}", e.segment[name])
-                for e in mine
-                if e.segment and name in e.segment
-            }
+        versions = set(map(_VERSION, mine))
+        values = {("version", v) for v in versions if v}
+        if registry.segments:
+            segments = [g for g in map(_SEGMENT, mine) if g]
+            for name in registry.segments:
+                dim = f"segment:{name}"
+                values |= {(dim, g[name]) for g in segments if name in g}
         new: dict[str, int] = {}
         for dim, value in values:
             if (dim, value) not in registry.index:

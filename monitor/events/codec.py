@@ -211,7 +211,7 @@ class ModelCodec:
             )
             return codes, np.isfinite(codes)
         memo = self._memo
-        found = [memo.get(v) for v in values]
+        found = list(map(memo.get, values))
         if None in found:
             for i, value in enumerate(values):
                 if found[i] is None:
