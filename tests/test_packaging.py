@@ -11,6 +11,7 @@ it takes a minute or two (pip's cache and find-links make it faster) and is mark
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -126,10 +127,10 @@ def test_a_config_that_needs_an_extra_fails_check_config(
 
 def _copy_package(dest: Path) -> Path:
     """What ``pip install <repo>`` builds from, without local build leftovers."""
-    for name in ("pyproject.toml", "README.md", "constraints.txt"):
+    for name in ("pyproject.toml", "setup.py", "README.md", "constraints.txt"):
         shutil.copy2(ROOT / name, dest / name)
     shutil.copytree(ROOT / "monitor", dest / "monitor",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.so"))
     return dest
 
 
@@ -159,6 +160,11 @@ def test_fresh_venv_without_extras(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=120, check=True,
     )
     assert json.loads(probe.stdout) == [], "an optional package came with the core"
+    built = subprocess.run(
+        [str(bin_dir / "python"), "-c", "from monitor import native; print(native.available())"],
+        capture_output=True, text=True, timeout=120, check=True,
+    )
+    assert built.stdout.strip() == "True", "pip install did not build monitor._native"
 
     checked = run("check-config", str(ROOT / "config/example.toml"))
     assert checked.returncode == 0, checked.stderr
@@ -184,6 +190,17 @@ def test_fresh_venv_without_extras(tmp_path: Path) -> None:
                  "--out", str(here), str(ROOT / "examples/sample-capture.jsonl")]) == 0
     assert summary == json.loads((here / "summary.json").read_text())
     assert (out / "signals.jsonl").read_text() == (here / "signals.jsonl").read_text()
+    # And without the compiled kernels: the numpy code gives the same numbers.
+    plain = tmp_path / "plain"
+    replayed = subprocess.run(
+        [str(bin_dir / "monitor"), "replay", "--config", str(ROOT / "examples/monitor.toml"),
+         "--out", str(plain), str(ROOT / "examples/sample-capture.jsonl")],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        env={**os.environ, "MONITOR_NATIVE": "0"},
+    )
+    assert replayed.returncode == 0, replayed.stderr
+    assert json.loads((plain / "summary.json").read_text()) == summary
+    assert (plain / "signals.jsonl").read_text() == (out / "signals.jsonl").read_text()
 
     report = run("report", "--from", str(out), "--out", str(tmp_path / "report"))
     assert report.returncode == 2

@@ -18,6 +18,8 @@ from typing import Any, Final, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from monitor import native
+
 __all__ = ["EarlyLabel", "EarlyLabels", "JoinBuffer", "OwnerIndex", "Pending", "PendingTable"]
 
 F64 = npt.NDArray[np.float64]
@@ -525,8 +527,16 @@ class PendingTable:
 
     def _lookup(self, keys: list[bytes], crcs: npt.NDArray[np.uint32]) -> I64:
         """Rows of the live ids ``keys`` (-1 where absent), probing all of them at once;
-        a candidate row's bytes are compared with the key's in numpy, all at once."""
+        a candidate row's bytes are compared with the key's in numpy, all at once (or
+        each id probed in C, :mod:`monitor.native`, when it is built)."""
         n = len(keys)
+        kernels = native.kernels()
+        if kernels is not None:
+            out = np.empty(n, dtype=np.int64)
+            kernels.lookup(self._slots, self._hash, self._ts, self._ends, self._blob,
+                           self._shift, keys if type(keys) is list else list(keys),
+                           np.ascontiguousarray(crcs, dtype=np.uint32), out)  # fmt: skip
+            return out
         if n <= _PROBE_ONE_BY_ONE:  # a few ids: numpy's per-call cost exceeds the probes'
             find = self._find
             return np.array(
@@ -573,8 +583,13 @@ class PendingTable:
         return rows
 
     def _place(self, rows: I64) -> None:
-        """Put ``rows`` (live, not in the index) into the index, all at once (a few: one
-        by one, each in the first free slot from its home)."""
+        """Put ``rows`` (live, not in the index) into the index, all at once (a few, or
+        with :mod:`monitor.native`: one by one, each in the first free slot from its home)."""
+        kernels = native.kernels()
+        if kernels is not None:
+            kernels.place(self._slots, self._hash, self._ts, self._shift,
+                          np.ascontiguousarray(rows, dtype=np.int64))  # fmt: skip
+            return
         if rows.size <= _PROBE_ONE_BY_ONE:
             sv, tv = self._sv, self._tv
             mask = len(sv) - 1

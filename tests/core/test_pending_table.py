@@ -1,6 +1,8 @@
 """The columnar store of pending predictions against a plain dict (the store it replaced):
 random operation sequences through the scalar and batch APIs, compaction, TTL expiry,
-eviction, slice renumbering and pickling; and old checkpoints holding pending dicts."""
+eviction, slice renumbering and pickling; and old checkpoints holding pending dicts. Every
+test runs twice: with the compiled probing kernels (``monitor._native``) and with the numpy
+code that stands in for them when they are not built."""
 
 from __future__ import annotations
 
@@ -14,10 +16,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from monitor import native
 from monitor.config import MonitorConfig, config_from_mapping
 from monitor.core.join import JoinBuffer, Pending, PendingTable
 
 K = 2  # slice ids per row, as for a model without segments
+
+
+@pytest.fixture(autouse=True, params=["compiled", "numpy"])
+def kernels(request: pytest.FixtureRequest) -> object:
+    """Each test with the compiled kernels, then with the numpy code."""
+    compiled = request.param == "compiled"
+    if compiled and not native.available():
+        pytest.fail("monitor._native is not built (tests/core/test_native.py says why)")
+    before = native.use(compiled)
+    yield request.param
+    native.use(before)
 
 
 class Model:

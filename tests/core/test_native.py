@@ -1,0 +1,132 @@
+"""The compiled probing kernels of the join (``monitor._native``) against the numpy code
+that stands in for them: built by the install, and the same rows found and the same ids
+kept through random sequences of inserts, pops and expiries, tables that grow, compact and
+reuse dead rows' slots, and ids whose hashes collide."""
+
+from __future__ import annotations
+
+import random
+import sysconfig
+import zlib
+
+import numpy as np
+import pytest
+
+from monitor import native
+from monitor.core.join import PendingTable, id_keys
+
+
+def test_the_compiled_module_is_built() -> None:
+    """``pip install`` (``./dev`` makes it editable) builds it where a C compiler and
+    Python's headers are; without them the package still runs, on the numpy code."""
+    assert native.available(), (
+        "monitor._native is not built: install a C compiler and Python's headers (Debian: "
+        f"gcc, python3-dev; headers looked for in {sysconfig.get_paths()['include']}) and "
+        "reinstall (./dev does when they are there)"
+    )
+
+
+def _ids(rng: random.Random, n: int) -> list[str]:
+    """Ids of varied lengths and alphabets (UTF-8 of one to four bytes a character)."""
+    out = []
+    for _ in range(n):
+        kind = rng.random()
+        if kind < 0.6:
+            out.append(f"p-{rng.randrange(10**9)}")
+        elif kind < 0.9:
+            out.append("".join(rng.choice("aé€𝄞") for _ in range(rng.randrange(0, 12))))
+        else:
+            out.append(str(rng.randrange(50)))  # short ids, often repeated
+    return out
+
+
+def _run(seed: int, compiled: bool) -> list[object]:
+    """A random sequence of operations; everything each one returned, in order."""
+    before = native.use(compiled)
+    try:
+        rng = random.Random(seed)
+        table = PendingTable()
+        seen: list[str] = []
+        out: list[object] = []
+        clock = 0.0
+        for _ in range(300):
+            op = rng.random()
+            if op < 0.45:  # a batch of new ids
+                batch = dict.fromkeys(_ids(rng, rng.randrange(1, 400)))
+                fresh = [p for p in batch if p not in table]
+                n = len(fresh)
+                ts = clock + np.arange(n, dtype=np.float64)
+                clock += n
+                table.add_many(fresh, ts, np.zeros(n), np.full(n, 0.5),
+                               np.zeros((n, 2), dtype=np.int64))  # fmt: skip
+                seen += fresh
+            elif op < 0.65 and seen:  # probes: some held, some gone, some never seen
+                ask = rng.sample(seen, min(len(seen), rng.randrange(1, 300))) + _ids(rng, 20)
+                out.append(table.contains_many(id_keys(ask)).tolist())
+            elif op < 0.9 and seen:  # pops, with repeats
+                ask = rng.sample(seen, min(len(seen), rng.randrange(1, 300)))
+                ask += ask[: rng.randrange(0, 5)]
+                found, ts, *_ = table.pop_many(ask)
+                out.append((found.tolist(), np.nan_to_num(ts, nan=-1.0).tolist()))
+            else:  # the oldest leave: dead rows at the front, compaction
+                out.append(table.expire(clock - rng.randrange(0, 2000)))
+        out.append([pid for pid, _ in table.items()])
+        return out
+    finally:
+        native.use(before)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_operations_give_the_same_results_compiled_and_in_numpy(seed: int) -> None:
+    if not native.available():
+        pytest.skip("monitor._native is not built (see test_the_compiled_module_is_built)")
+    assert _run(seed, compiled=True) == _run(seed, compiled=False)
+
+
+def test_colliding_hashes_are_told_apart_by_their_bytes() -> None:
+    """Ids that share a CRC-32 (hence a home slot) are found by their bytes, compiled and
+    in numpy: a probe passes over the other ids of its run and over dead rows."""
+    if not native.available():
+        pytest.skip("monitor._native is not built (see test_the_compiled_module_is_built)")
+    # "plumless" and "buckeroo" are a known CRC-32 collision.
+    assert zlib.crc32(b"plumless") == zlib.crc32(b"buckeroo")
+    for compiled in (True, False):
+        before = native.use(compiled)
+        try:
+            table = PendingTable()
+            ids = ["plumless", "buckeroo", "x", "y"]
+            table.add_many(ids, np.arange(4.0), np.zeros(4), np.zeros(4),
+                           np.zeros((4, 1), dtype=np.int64))  # fmt: skip
+            found, ts, *_ = table.pop_many(["plumless"])
+            assert found.tolist() == [True] and ts.tolist() == [0.0]
+            assert table.contains_many(["plumless", "buckeroo", "z"]).tolist() == [
+                False, True, False
+            ]
+            table.add_many(["plumless"], np.array([9.0]), np.zeros(1), np.zeros(1),
+                           np.zeros((1, 1), dtype=np.int64))  # fmt: skip
+            found, ts, *_ = table.pop_many(["buckeroo", "plumless"])
+            assert found.tolist() == [True, True] and ts.tolist() == [1.0, 9.0]
+        finally:
+            native.use(before)
+
+
+def test_the_kernels_check_what_they_are_given() -> None:
+    """A column of the wrong item size, or an index that does not match its shift, is an
+    error, not a read out of bounds."""
+    if not native.available():
+        pytest.skip("monitor._native is not built (see test_the_compiled_module_is_built)")
+    kernels = native.kernels() or pytest.fail("compiled kernels off")
+    slots = np.full(16, -1, dtype=np.int32)
+    hashes = np.zeros(4, dtype=np.uint32)
+    ts = np.zeros(4)
+    ends = np.zeros(4, dtype=np.int64)
+    out = np.empty(1, dtype=np.int64)
+    crcs = np.zeros(1, dtype=np.uint32)
+    with pytest.raises(TypeError):
+        kernels.lookup(slots.astype(np.int64), hashes, ts, ends, b"", 28, [b"a"], crcs, out)
+    with pytest.raises(ValueError):
+        kernels.lookup(slots, hashes, ts, ends, b"", 27, [b"a"], crcs, out)
+    with pytest.raises(ValueError):
+        kernels.place(slots, hashes, ts, 28, np.array([7], dtype=np.int64))
+    kernels.lookup(slots, hashes, ts, ends, b"", 28, [b"a"], crcs, out)
+    assert out.tolist() == [-1]
