@@ -123,11 +123,6 @@ class _Where(msgspec.Struct, gc=False):
 
 _ENVELOPE = msgspec.json.Decoder(Envelope)
 _WHERE = msgspec.json.Decoder(_Where)
-_TOPIC = operator.attrgetter("topic")
-_PARTITION = operator.attrgetter("partition")
-_OFFSET = operator.attrgetter("offset")
-_PAYLOAD = operator.attrgetter("payload")
-_TS = operator.attrgetter("ts")
 _TOPIC_PARTITION = operator.attrgetter("topic", "partition")
 #: Bytes of lines a capture is read in at a time (``readlines``' hint).
 _READ_HINT = 1 << 20
@@ -264,17 +259,16 @@ def read_batches(
     def batch() -> MessageBatch:
         envs, lines = envelopes[:size], numbers[:size]
         del envelopes[:size], numbers[:size]
-        offs = list(map(_OFFSET, envs))
+        offs = [e.offset for e in envs]
         if min(offs) < 0:  # no offset in the envelope: its line number
             offs = [o if o >= 0 else n for o, n in zip(offs, lines, strict=True)]
-        payloads = list(map(_PAYLOAD, envs))
         return MessageBatch(
-            list(map(_TOPIC, envs)),
-            list(map(_PARTITION, envs)),
+            [e.topic for e in envs],
+            [e.partition for e in envs],
             offs,
-            [None if p is None else p.encode("utf-8", "replace") for p in payloads],
+            _payloads([e.payload for e in envs]),
             lambda i: _message(envs[i], lines[i]),
-            list(map(_TS, envs)),
+            [e.ts for e in envs],
         )
 
     for path in paths:
@@ -305,6 +299,17 @@ def read_batches(
                     yield batch()
     while envelopes:
         yield batch()
+
+
+def _payloads(texts: list[str | None]) -> list[bytes | None]:
+    """The payloads as UTF-8 bytes (a lone surrogate, which JSON's ``\\ud800`` escapes can
+    make, replaced by ``?``): the plain ``encode()``, twice as fast, unless it fails."""
+    if None not in texts:
+        try:
+            return [t.encode() for t in texts]  # type: ignore[union-attr]
+        except UnicodeEncodeError:
+            pass
+    return [None if t is None else t.encode("utf-8", "replace") for t in texts]
 
 
 def _bad_line(bad: dict[str, int], path: str, number: int, line: bytes) -> None:
