@@ -46,6 +46,7 @@ PyDoc_STRVAR(lookup_doc,
 static PyObject *
 lookup(PyObject *self, PyObject *args)
 {
+    (void)self;
     PyObject *o_slots, *o_hash, *o_ts, *o_ends, *o_blob, *keys, *o_crcs, *o_out;
     int shift;
     if (!PyArg_ParseTuple(args, "OOOOOiO!OO", &o_slots, &o_hash, &o_ts, &o_ends, &o_blob,
@@ -143,6 +144,7 @@ PyDoc_STRVAR(place_doc,
 static PyObject *
 place(PyObject *self, PyObject *args)
 {
+    (void)self;
     PyObject *o_slots, *o_hash, *o_ts, *o_rows;
     int shift;
     if (!PyArg_ParseTuple(args, "OOOiO", &o_slots, &o_hash, &o_ts, &shift, &o_rows))
@@ -201,7 +203,83 @@ done:
     return result;
 }
 
+static uint32_t crc_table[256];
+
+static void
+crc_init(void)
+{
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++)
+            c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        crc_table[i] = c;
+    }
+}
+
+/* CRC-32 as zlib.crc32 computes it (IEEE 802.3, reflected). */
+static uint32_t
+crc32_of(const unsigned char *p, Py_ssize_t n)
+{
+    uint32_t c = 0xFFFFFFFFu;
+    for (Py_ssize_t i = 0; i < n; i++)
+        c = crc_table[(c ^ p[i]) & 0xFF] ^ (c >> 8);
+    return c ^ 0xFFFFFFFFu;
+}
+
+PyDoc_STRVAR(id_keys_doc,
+"id_keys(pids, crcs) -> list[bytes]\n\n"
+"The UTF-8 bytes of each id of pids (lone surrogates passed through, as the\n"
+"'surrogatepass' error handler does) and, into crcs (uint32, at least len(pids)),\n"
+"the CRC-32 of each, equal to zlib.crc32 of those bytes.");
+
+static PyObject *
+id_keys(PyObject *self, PyObject *args)
+{
+    PyObject *pids, *o_crcs;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O", &PyList_Type, &pids, &o_crcs))
+        return NULL;
+    Py_buffer b_crcs;
+    if (view(o_crcs, &b_crcs, 4, 1, "crcs") < 0)
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(pids);
+    PyObject *out = NULL;
+    if (b_crcs.len / 4 < n) {
+        PyErr_SetString(PyExc_ValueError, "crcs: shorter than the ids");
+        goto done;
+    }
+    out = PyList_New(n);
+    if (out == NULL)
+        goto done;
+    uint32_t *crcs = (uint32_t *)b_crcs.buf;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pid = PyList_GET_ITEM(pids, i);
+        if (!PyUnicode_Check(pid)) {
+            PyErr_SetString(PyExc_TypeError, "pids: str expected");
+            Py_CLEAR(out);
+            goto done;
+        }
+        /* A new bytes object (the str keeps no UTF-8 copy); a lone surrogate fails the
+         * strict codec and is encoded again as 'surrogatepass' does. */
+        PyObject *key = PyUnicode_AsUTF8String(pid);
+        if (key == NULL && PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) {
+            PyErr_Clear();
+            key = PyUnicode_AsEncodedString(pid, "utf-8", "surrogatepass");
+        }
+        if (key == NULL) {
+            Py_CLEAR(out);
+            goto done;
+        }
+        crcs[i] = crc32_of((const unsigned char *)PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key));
+        PyList_SET_ITEM(out, i, key);
+    }
+done:
+    PyBuffer_Release(&b_crcs);
+    return out;
+}
+
 static PyMethodDef methods[] = {
+    {"id_keys", id_keys, METH_VARARGS, id_keys_doc},
     {"lookup", lookup, METH_VARARGS, lookup_doc},
     {"place", place, METH_VARARGS, place_doc},
     {NULL, NULL, 0, NULL},
@@ -215,5 +293,6 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__native(void)
 {
+    crc_init();
     return PyModule_Create(&module);
 }

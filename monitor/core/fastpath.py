@@ -858,10 +858,6 @@ def _pending_pressure(
     return out
 
 
-_VERSION = operator.attrgetter("model_version")
-_SEGMENT = operator.attrgetter("segment")
-
-
 def _crossing_caps(engine: Engine, events: list[PredictionEvent], model_of: list[int]) -> set[int]:
     """Models whose slice registry may reach a cap within this poll. Which value is folded
     at a cap depends on the order values arrive in (see :func:`_registry_cut`);
@@ -881,10 +877,9 @@ def _crossing_caps(engine: Engine, events: list[PredictionEvent], model_of: list
         room = {d: registry.caps[d] - registry.used[d] for d in registry.caps}
         if all(r <= 0 for r in room.values()):
             continue
-        versions = set(map(_VERSION, mine))
-        values = {("version", v) for v in versions if v}
+        values = {("version", v) for v in {e.model_version for e in mine} if v}
         if registry.segments:
-            segments = [g for g in map(_SEGMENT, mine) if g]
+            segments = [e.segment for e in mine if e.segment]
             for name in registry.segments:
                 dim = f"segment:{name}"
                 values |= {(dim, g[name]) for g in segments if name in g}

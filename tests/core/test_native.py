@@ -130,3 +130,22 @@ def test_the_kernels_check_what_they_are_given() -> None:
         kernels.place(slots, hashes, ts, 28, np.array([7], dtype=np.int64))
     kernels.lookup(slots, hashes, ts, ends, b"", 28, [b"a"], crcs, out)
     assert out.tolist() == [-1]
+
+
+def test_id_keys_are_the_ids_utf8_and_their_crc32() -> None:
+    """The compiled keys equal ``str.encode("utf-8", "surrogatepass")`` and
+    ``zlib.crc32`` of it, lone surrogates, empty and long ids included."""
+    kernels = native.kernels()
+    if kernels is None:
+        pytest.skip("monitor._native is not built (see test_the_compiled_module_is_built)")
+    rng = random.Random(7)
+    ids = ["", "a\ud800b", "\udfff", "x" * 10_000, *_ids(rng, 2000)]
+    crcs = np.empty(len(ids), dtype=np.uint32)
+    keys = kernels.id_keys(ids, crcs)
+    expected = [pid.encode("utf-8", "surrogatepass") for pid in ids]
+    assert keys == expected
+    assert crcs.tolist() == [zlib.crc32(k) for k in expected]
+    with pytest.raises(TypeError):
+        kernels.id_keys([b"bytes"], crcs)
+    with pytest.raises(ValueError):
+        kernels.id_keys(ids, np.empty(1, dtype=np.uint32))
