@@ -430,9 +430,11 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
         else:
             caps = found
     if cut < b:
+        split.plans.clear()  # the plans refer to the split: no cycle left to the collector
         return max(cut, a)
     for _, _, apply in split.plans:
         apply()
+    split.plans.clear()
     for (m, number), parts in split.matched.items():  # matched ids in arrival order
         idx = np.concatenate([p[0] for p in parts])
         order = np.argsort(idx, kind="stable").tolist()
@@ -1285,24 +1287,30 @@ def _warmup_rows(
     ledger) as :class:`WarmRow`, every pane (stage 2 decides what is on time): the
     prediction as sent, features as a mapping."""
     ledger = engine.ledgers[number]
-    _, _, attrs = _typed(_all_features(engine), engine.limits)
-    names = list(attrs)
-    values = operator.attrgetter(*attrs.values()) if attrs else None
+    feats: list[Any] = [e.features for e in group]
+    if dict in set(map(type, feats)):  # some decoded the general way: the structs by name
+        _, _, attrs = _typed(_all_features(engine), engine.limits)
+        names = list(attrs)
+        values = operator.attrgetter(*attrs.values()) if attrs else None
+        for j, f in enumerate(feats):
+            if f is not None and type(f) is not dict:
+                got = values(f)  # type: ignore[misc]  # a struct means some feature names
+                feats[j] = dict(zip(names, got if len(names) > 1 else (got,), strict=True))
+    else:  # typed structs (or None): each as a mapping by name, in one call
+        feats = msgspec.to_builtins(feats)
     times = ts.tolist()
-    rows = slices.tolist()
-    scores = score.tolist()
-    panes = [math.floor(t / engine.pane) for t in times]
-    out: list[WarmRow] = []
-    for j, e in enumerate(group):
-        feats = e.features
-        if feats is not None and type(feats) is not dict:  # the typed struct: by name
-            got = values(feats)  # type: ignore[misc]  # a struct means some feature names
-            feats = dict(zip(names, got if len(names) > 1 else (got,), strict=True))
-        out.append(WarmRow(times[j], rows[j], feats, e.prediction, scores[j]))
-        if j + 1 == len(group) or panes[j + 1] != panes[j]:  # a pane's run of rows ends
-            start = j + 1 - len(out)
-            ledger.add_warm_many(model.index, panes[start], out)
-            out = []
+    out = list(map(WarmRow, times, slices.tolist(), feats, [e.prediction for e in group],
+                   score.tolist()))  # fmt: skip
+    pane = engine.pane
+    panes = [math.floor(t / pane) for t in times]
+    if panes.count(panes[0]) == len(panes):  # one pane (the usual case)
+        ledger.add_warm_many(model.index, panes[0], out)
+        return
+    start = 0
+    for j in range(1, len(out) + 1):
+        if j == len(out) or panes[j] != panes[start]:  # a pane's run of rows ends
+            ledger.add_warm_many(model.index, panes[start], out[start:j])
+            start = j
 
 
 def _note(state: PartitionState, topic: str, ts: F64) -> None:
@@ -1510,10 +1518,12 @@ def _found_before(
         first = np.array([r[2] for r in rows], dtype=bool)
         owner = join.owners(id_keys(pids))  # the first model holding each, -1: none
         hit = (owner >= 0) & (first | (owner < model))
-        tables: list[dict[str, Any]] = [join.early, *join.matched]
-        for known in tables:
-            if known and first.any():
-                inside = np.fromiter((p in known for p in pids), dtype=np.bool_, count=len(pids))
-                hit |= first & inside
+        if first.any():  # a label that came first: any early or matched id of any model
+            every: list[dict[str, Any]] = [join.early, *join.matched]
+            tables = [t for t in every if t]
+            for j in np.flatnonzero(first).tolist():
+                pid = pids[j]
+                if any(pid in known for known in tables):
+                    hit[j] = True
         out.update(pid for pid, h in zip(pids, hit.tolist(), strict=True) if h)
     return out

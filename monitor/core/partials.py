@@ -63,7 +63,7 @@ FORMAT: Final = 1
 MAX_BODY: Final = 1 << 28
 
 
-class WarmRow(msgspec.Struct, array_like=True, frozen=True):
+class WarmRow(msgspec.Struct, array_like=True, frozen=True, gc=False):
     """A prediction whose features stage 1 could not histogram (the model's warmup
     reference was not built yet, or not known here): what stage 2 needs to take it into
     the warmup sample or histogram it. ``slices`` index the message's ``slice_keys`` (-1:
