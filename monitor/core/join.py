@@ -48,8 +48,9 @@ class PendingTable:
     power-of-two table kept at most 60 % full) finds the row of an id: a candidate row
     matches only when its hash and then its bytes equal the id's, so lookups are exact. A
     row leaves by having its event time set to NaN (a dead row; its slot is reused by a
-    later insert); when dead rows are more than half of the rows used, the live ones are
-    compacted to the front in arrival order and the index rebuilt. It pickles as the live
+    later insert); when dead rows are more than half of the rows used (and at least
+    :data:`_COMPACT_FROM`), the live ones are compacted to the front in arrival order and
+    the index rebuilt. It pickles as the live
     rows alone: the ids' bytes in arrival order and one array per column.
 
     >>> table = PendingTable()
@@ -450,7 +451,7 @@ class PendingTable:
         self._tv[row] = math.nan
         self._live -= 1
         self._id_bytes -= int(self._ev[row]) - self._start(row)
-        if 2 * self._live < self._used:  # dead rows more than half: compact
+        if 2 * self._live < self._used:  # dead rows more than half: compact (if enough)
             self._maybe_compact()
 
     def _front(self) -> int:
@@ -695,7 +696,8 @@ class PendingTable:
 
     def _maybe_compact(self) -> None:
         live = self._live
-        if 2 * (self._used - live) <= self._used:
+        dead = self._used - live
+        if 2 * dead <= self._used or dead < _COMPACT_FROM:
             return
         rows = np.flatnonzero(~np.isnan(self._ts[: self._used]))
         self._load(
@@ -788,6 +790,10 @@ class PendingTable:
         return out
 
 
+#: Dead rows a :class:`PendingTable` keeps at least before it compacts (when they are more
+#: than half its rows): a small table (one model's in a partition, with many models) would
+#: else compact every poll or two, some forty numpy calls each, to free a few kilobytes.
+_COMPACT_FROM: Final = 128
 #: Up to this many ids, :meth:`PendingTable._lookup` probes them one by one (measured: the
 #: vectorised probe's fixed cost of some twenty numpy calls is worth it from about 200).
 _PROBE_ONE_BY_ONE: Final = 128

@@ -10,6 +10,7 @@ import copy
 import pickle
 import random
 import zlib
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 
 from monitor import native
 from monitor.config import MonitorConfig, config_from_mapping
+from monitor.core import join
 from monitor.core.join import JoinBuffer, Pending, PendingTable
 
 K = 2  # slice ids per row, as for a model without segments
@@ -84,7 +86,13 @@ def _eq(a: Pending | None, b: Pending | None) -> bool:
 
 
 def run_ops(seed: int, steps: int) -> None:
-    """``steps`` random operations on a table and the model, compared after each."""
+    """``steps`` random operations on a table and the model, compared after each (a table
+    compacting whenever its dead rows are more than half, however few)."""
+    with mock.patch.object(join, "_COMPACT_FROM", 0):
+        _run_ops(seed, steps)
+
+
+def _run_ops(seed: int, steps: int) -> None:
     rng = random.Random(seed)
     table, model = PendingTable(), Model()
     fresh = 0
@@ -331,7 +339,9 @@ def test_a_lookup_remembered_across_compaction_is_not_reused() -> None:
         table[pid] = Pending(float(i), float(i), 0.0, (i, -1))
     last = ids[9]
     assert last in table
-    table.pop_many(ids[:8])  # compacts: a8 and a9 are rows 0 and 1 now
+    with mock.patch.object(join, "_COMPACT_FROM", 0):
+        table.pop_many(ids[:8])  # compacts: a8 and a9 are rows 0 and 1 now
+    assert table._used == 2
     assert table.pop(last) == Pending(9.0, 9.0, 0.0, (9, -1))
     assert list(table) == ["a8"]
     assert "gone" not in table  # a remembered miss, then an insert elsewhere
@@ -375,3 +385,18 @@ def test_the_front_of_the_table_against_a_dict(ops: list[tuple[str, int]]) -> No
                 del model[pid]
         assert list(table) == list(model)
         assert table.nbytes == sum(model.values())
+
+
+def test_a_small_table_keeps_a_few_dead_rows_before_it_compacts() -> None:
+    """Dead rows more than half of a table's rows are compacted away once they are at
+    least ``_COMPACT_FROM``: a small table keeps that many at most."""
+    table = PendingTable()
+    n = join._COMPACT_FROM
+    ids = [f"b{i}" for i in range(n + 1)]
+    ts = np.arange(n + 1, dtype=np.float64)
+    table.add_many(ids, ts, ts, ts, np.zeros((n + 1, 1), dtype=np.int64))
+    table.pop_many(ids[: n - 1])  # dead rows more than half, but fewer than _COMPACT_FROM
+    assert table._used == n + 1 and list(table) == ids[n - 1 :]
+    del table[ids[n - 1]]  # now _COMPACT_FROM of them: compacted
+    assert table._used == len(table) == 1 and list(table) == ids[n:]
+    assert table.pop(ids[n]) == Pending(float(n), float(n), float(n), (0,))
