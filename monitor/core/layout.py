@@ -83,6 +83,8 @@ class Layout:
         #: (drift_bins, max_categories) when a warmup profile will arrive later: the
         #: histogram columns are reserved at their largest widths now.
         self.reserve = reserve
+        #: Each feature's data-quality columns (see :meth:`_quality_columns`), made once.
+        self._quality: dict[str, I64] = {}
         for name, kind in self.features.items():
             self._add(f"missing:{name}", f"mismatch:{name}")
             if kind == "numeric":
@@ -199,16 +201,7 @@ class Layout:
                 bad, strings = _categorical_column(values)
             flagged = bad > 0
             if not profile_only:
-                dq = np.array(
-                    [
-                        self.col(f"missing:{name}"),
-                        self.col(f"missing:{name}"),
-                        self.col(f"mismatch:{name}"),
-                        self.col(f"nonfinite:{name}") if kind == "numeric" else 0,
-                    ],
-                    dtype=np.int64,
-                )
-                np.take(dq, bad, out=cols[j])
+                np.take(self._quality_columns(name, kind), bad, out=cols[j])
                 vals[j] = flagged
                 j += 1
             seen_problem |= flagged
@@ -259,6 +252,23 @@ class Layout:
             j += 1
         assert j == terms
         return cols.T, vals.T
+
+    def _quality_columns(self, name: str, kind: str) -> I64:
+        """The data-quality column of each code of feature ``name``'s values (0 fine, 1
+        missing, 2 mismatch, 3 non-finite; a fine value's term, of value 0, in the missing
+        column), kept per layout: its columns never change."""
+        dq = self._quality.get(name)
+        if dq is None:
+            dq = self._quality[name] = np.array(
+                [
+                    self.col(f"missing:{name}"),
+                    self.col(f"missing:{name}"),
+                    self.col(f"mismatch:{name}"),
+                    self.col(f"nonfinite:{name}") if kind == "numeric" else 0,
+                ],
+                dtype=np.int64,
+            )
+        return dq
 
     def fields_at(self, column: int) -> str:
         """The name of the field that holds ``column`` (for messages and tests)."""
