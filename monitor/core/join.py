@@ -291,8 +291,7 @@ class PendingTable:
         ts = np.asarray(ts, dtype=np.float64)
         if np.isnan(ts).any():
             raise ValueError("a pending prediction needs an event time (NaN given)")
-        keys = [pid.encode("utf-8", "surrogatepass") for pid in pids]
-        crcs = np.fromiter(map(zlib.crc32, keys), dtype=np.uint32, count=n)
+        keys, crcs = _keys(pids)
         if not checked:
             if len(set(keys)) != n:
                 raise ValueError("add_many: an id is repeated in the batch")
@@ -329,8 +328,7 @@ class PendingTable:
         slices = np.full((n, k), -1, dtype=np.int64)
         if not self._live or n == 0:
             return np.zeros(n, dtype=np.bool_), ts, pred, score, slices
-        keys = [pid.encode("utf-8", "surrogatepass") for pid in pids]
-        crcs = np.fromiter(map(zlib.crc32, keys), dtype=np.uint32, count=n)
+        keys, crcs = _keys(pids)
         rows = self._lookup(keys, crcs)
         at = np.flatnonzero(rows >= 0)
         _, first = np.unique(rows[at], return_index=True)  # a repeated id: its first only
@@ -809,8 +807,18 @@ class IdKeys(NamedTuple):
 
 def id_keys(pids: list[str]) -> IdKeys:
     """``pids`` ready for :meth:`PendingTable.contains_many`."""
+    return IdKeys(*_keys(pids))
+
+
+def _keys(pids: list[str]) -> tuple[list[bytes], npt.NDArray[np.uint32]]:
+    """The ids' UTF-8 bytes (lone surrogates passed through) and the CRC-32 of each: in C
+    when :mod:`monitor.native` runs, the same bytes and numbers."""
+    kernels = native.kernels()
+    if kernels is not None:
+        crcs = np.empty(len(pids), dtype=np.uint32)
+        return kernels.id_keys(pids if type(pids) is list else list(pids), crcs), crcs
     keys = [pid.encode("utf-8", "surrogatepass") for pid in pids]
-    return IdKeys(keys, np.fromiter(map(zlib.crc32, keys), dtype=np.uint32, count=len(keys)))
+    return keys, np.fromiter(map(zlib.crc32, keys), dtype=np.uint32, count=len(keys))
 
 
 def _same_bytes(
