@@ -17,16 +17,41 @@
 
 #define GOLDEN 0x9E3779B1u /* join._GOLDEN: the home slot is the top bits of crc * this */
 
-static int
-view(PyObject *obj, Py_buffer *buf, Py_ssize_t itemsize, int writable, const char *what)
+/* A buffer argument: the object, the item size and access it must have, its name in
+ * errors, and the view taken of it. */
+typedef struct {
+    PyObject *obj;
+    Py_ssize_t itemsize;
+    int writable;
+    const char *what;
+    Py_buffer buf;
+} arg_t;
+
+static void
+release(arg_t *args, int n)
 {
-    if (PyObject_GetBuffer(obj, buf, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) < 0)
-        return -1;
-    if (buf->itemsize != itemsize && !(itemsize == 1 && buf->itemsize == 1)) {
-        PyErr_Format(PyExc_TypeError, "%s: items of %zd bytes expected, got %zd", what,
-                     itemsize, buf->itemsize);
-        PyBuffer_Release(buf);
-        return -1;
+    while (n-- > 0)
+        PyBuffer_Release(&args[n].buf);
+}
+
+/* Views of the n buffer arguments (C-contiguous, of their item size), or -1 with an error
+ * set and none held. */
+static int
+acquire(arg_t *args, int n)
+{
+    for (int i = 0; i < n; i++) {
+        arg_t *a = &args[i];
+        int flags = PyBUF_C_CONTIGUOUS | (a->writable ? PyBUF_WRITABLE : 0);
+        if (PyObject_GetBuffer(a->obj, &a->buf, flags) < 0) {
+            release(args, i);
+            return -1;
+        }
+        if (a->buf.itemsize != a->itemsize) {
+            PyErr_Format(PyExc_TypeError, "%s: items of %zd bytes expected, got %zd", a->what,
+                         a->itemsize, a->buf.itemsize);
+            release(args, i + 1);
+            return -1;
+        }
     }
     return 0;
 }
@@ -46,93 +71,75 @@ PyDoc_STRVAR(lookup_doc,
 static PyObject *
 lookup(PyObject *self, PyObject *args)
 {
-    (void)self;
     PyObject *o_slots, *o_hash, *o_ts, *o_ends, *o_blob, *keys, *o_crcs, *o_out;
     int shift;
+    (void)self;
     if (!PyArg_ParseTuple(args, "OOOOOiO!OO", &o_slots, &o_hash, &o_ts, &o_ends, &o_blob,
                           &shift, &PyList_Type, &keys, &o_crcs, &o_out))
         return NULL;
-    Py_buffer b_slots, b_hash, b_ts, b_ends, b_blob, b_crcs, b_out;
-    int got = 0;
+    arg_t a[] = {
+        {o_slots, 4, 0, "slots"}, {o_hash, 4, 0, "hashes"}, {o_ts, 8, 0, "ts"},
+        {o_ends, 8, 0, "ends"},   {o_blob, 1, 0, "blob"},   {o_crcs, 4, 0, "crcs"},
+        {o_out, 8, 1, "out"},
+    };
+    const int nargs = (int)(sizeof a / sizeof a[0]);
+    if (acquire(a, nargs) < 0)
+        return NULL;
+    const int32_t *slots = (const int32_t *)a[0].buf.buf;
+    const uint32_t *hashes = (const uint32_t *)a[1].buf.buf;
+    const double *ts = (const double *)a[2].buf.buf;
+    const int64_t *ends = (const int64_t *)a[3].buf.buf;
+    const char *blob = (const char *)a[4].buf.buf;
+    const uint32_t *crcs = (const uint32_t *)a[5].buf.buf;
+    int64_t *out = (int64_t *)a[6].buf.buf;
+    Py_ssize_t nslots = a[0].buf.len / 4, rows = a[1].buf.len / 4, blob_len = a[4].buf.len;
+    Py_ssize_t n = PyList_GET_SIZE(keys);
     PyObject *result = NULL;
-    if (view(o_slots, &b_slots, 4, 0, "slots") < 0) goto done;
-    got = 1;
-    if (view(o_hash, &b_hash, 4, 0, "hashes") < 0) goto done;
-    got = 2;
-    if (view(o_ts, &b_ts, 8, 0, "ts") < 0) goto done;
-    got = 3;
-    if (view(o_ends, &b_ends, 8, 0, "ends") < 0) goto done;
-    got = 4;
-    if (view(o_blob, &b_blob, 1, 0, "blob") < 0) goto done;
-    got = 5;
-    if (view(o_crcs, &b_crcs, 4, 0, "crcs") < 0) goto done;
-    got = 6;
-    if (view(o_out, &b_out, 8, 1, "out") < 0) goto done;
-    got = 7;
-    {
-        const int32_t *slots = (const int32_t *)b_slots.buf;
-        const uint32_t *hashes = (const uint32_t *)b_hash.buf;
-        const double *ts = (const double *)b_ts.buf;
-        const int64_t *ends = (const int64_t *)b_ends.buf;
-        const char *blob = (const char *)b_blob.buf;
-        const uint32_t *crcs = (const uint32_t *)b_crcs.buf;
-        int64_t *out = (int64_t *)b_out.buf;
-        Py_ssize_t nslots = b_slots.len / 4, rows = b_hash.len / 4;
-        Py_ssize_t n = PyList_GET_SIZE(keys);
-        if (nslots == 0 || (nslots & (nslots - 1)) != 0 || shift < 0 || shift > 31 ||
-            ((Py_ssize_t)1 << (32 - shift)) != nslots) {
-            PyErr_SetString(PyExc_ValueError, "slots: a power of two matching shift expected");
+    if (nslots == 0 || shift < 0 || shift > 31 || ((Py_ssize_t)1 << (32 - shift)) != nslots) {
+        PyErr_SetString(PyExc_ValueError, "slots: a power of two matching shift expected");
+        goto done;
+    }
+    if (a[5].buf.len / 4 < n || a[6].buf.len / 8 < n || a[2].buf.len / 8 < rows ||
+        a[3].buf.len / 8 < rows) {
+        PyErr_SetString(PyExc_ValueError, "columns shorter than the keys or rows");
+        goto done;
+    }
+    Py_ssize_t mask = nslots - 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *key = PyList_GET_ITEM(keys, i);
+        if (!PyBytes_Check(key)) {
+            PyErr_SetString(PyExc_TypeError, "keys: bytes expected");
             goto done;
         }
-        if (b_crcs.len / 4 < n || b_out.len / 8 < n || b_ts.len / 8 < rows ||
-            b_ends.len / 8 < rows) {
-            PyErr_SetString(PyExc_ValueError, "columns shorter than the keys or rows");
-            goto done;
-        }
-        Py_ssize_t mask = nslots - 1;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            PyObject *key = PyList_GET_ITEM(keys, i);
-            if (!PyBytes_Check(key)) {
-                PyErr_SetString(PyExc_TypeError, "keys: bytes expected");
+        const char *k = PyBytes_AS_STRING(key);
+        Py_ssize_t size = PyBytes_GET_SIZE(key);
+        uint32_t crc = crcs[i];
+        Py_ssize_t pos = home(crc, shift);
+        int64_t found = -1;
+        for (Py_ssize_t probes = 0; probes < nslots; probes++) {
+            int32_t row = slots[pos];
+            if (row < 0)
+                break;
+            if (row >= rows) {
+                PyErr_SetString(PyExc_ValueError, "slots: a row beyond the columns");
                 goto done;
             }
-            const char *k = PyBytes_AS_STRING(key);
-            Py_ssize_t size = PyBytes_GET_SIZE(key);
-            uint32_t crc = crcs[i];
-            Py_ssize_t pos = home(crc, shift);
-            int64_t found = -1;
-            for (Py_ssize_t probes = 0; probes < nslots; probes++) {
-                int32_t row = slots[pos];
-                if (row < 0)
+            double t = ts[row];
+            if (t == t && hashes[row] == crc) {
+                int64_t end = ends[row], start = row ? ends[row - 1] : 0;
+                if (end - start == size && start >= 0 && end <= blob_len &&
+                    memcmp(blob + start, k, (size_t)size) == 0) {
+                    found = row;
                     break;
-                if (row >= rows) {
-                    PyErr_SetString(PyExc_ValueError, "slots: a row beyond the columns");
-                    goto done;
                 }
-                double t = ts[row];
-                if (t == t && hashes[row] == crc) {
-                    int64_t end = ends[row], start = row ? ends[row - 1] : 0;
-                    if (end - start == size && start >= 0 && end <= b_blob.len &&
-                        memcmp(blob + start, k, (size_t)size) == 0) {
-                        found = row;
-                        break;
-                    }
-                }
-                pos = (pos + 1) & mask;
             }
-            out[i] = found;
+            pos = (pos + 1) & mask;
         }
+        out[i] = found;
     }
-    result = Py_None;
-    Py_INCREF(result);
+    result = Py_NewRef(Py_None);
 done:
-    if (got >= 7) PyBuffer_Release(&b_out);
-    if (got >= 6) PyBuffer_Release(&b_crcs);
-    if (got >= 5) PyBuffer_Release(&b_blob);
-    if (got >= 4) PyBuffer_Release(&b_ends);
-    if (got >= 3) PyBuffer_Release(&b_ts);
-    if (got >= 2) PyBuffer_Release(&b_hash);
-    if (got >= 1) PyBuffer_Release(&b_slots);
+    release(a, nargs);
     return result;
 }
 
@@ -144,62 +151,53 @@ PyDoc_STRVAR(place_doc,
 static PyObject *
 place(PyObject *self, PyObject *args)
 {
-    (void)self;
     PyObject *o_slots, *o_hash, *o_ts, *o_rows;
     int shift;
+    (void)self;
     if (!PyArg_ParseTuple(args, "OOOiO", &o_slots, &o_hash, &o_ts, &shift, &o_rows))
         return NULL;
-    Py_buffer b_slots, b_hash, b_ts, b_rows;
-    int got = 0;
+    arg_t a[] = {
+        {o_slots, 4, 1, "slots"}, {o_hash, 4, 0, "hashes"}, {o_ts, 8, 0, "ts"},
+        {o_rows, 8, 0, "rows"},
+    };
+    const int nargs = (int)(sizeof a / sizeof a[0]);
+    if (acquire(a, nargs) < 0)
+        return NULL;
+    int32_t *slots = (int32_t *)a[0].buf.buf;
+    const uint32_t *hashes = (const uint32_t *)a[1].buf.buf;
+    const double *ts = (const double *)a[2].buf.buf;
+    const int64_t *todo = (const int64_t *)a[3].buf.buf;
+    Py_ssize_t nslots = a[0].buf.len / 4, rows = a[1].buf.len / 4, n = a[3].buf.len / 8;
     PyObject *result = NULL;
-    if (view(o_slots, &b_slots, 4, 1, "slots") < 0) goto done;
-    got = 1;
-    if (view(o_hash, &b_hash, 4, 0, "hashes") < 0) goto done;
-    got = 2;
-    if (view(o_ts, &b_ts, 8, 0, "ts") < 0) goto done;
-    got = 3;
-    if (view(o_rows, &b_rows, 8, 0, "rows") < 0) goto done;
-    got = 4;
-    {
-        int32_t *slots = (int32_t *)b_slots.buf;
-        const uint32_t *hashes = (const uint32_t *)b_hash.buf;
-        const double *ts = (const double *)b_ts.buf;
-        const int64_t *todo = (const int64_t *)b_rows.buf;
-        Py_ssize_t nslots = b_slots.len / 4, rows = b_hash.len / 4, n = b_rows.len / 8;
-        if (nslots == 0 || (nslots & (nslots - 1)) != 0 || shift < 0 || shift > 31 ||
-            ((Py_ssize_t)1 << (32 - shift)) != nslots || b_ts.len / 8 < rows) {
-            PyErr_SetString(PyExc_ValueError, "slots: a power of two matching shift expected");
+    if (nslots == 0 || shift < 0 || shift > 31 || ((Py_ssize_t)1 << (32 - shift)) != nslots ||
+        a[2].buf.len / 8 < rows) {
+        PyErr_SetString(PyExc_ValueError, "slots: a power of two matching shift expected");
+        goto done;
+    }
+    Py_ssize_t mask = nslots - 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t row = todo[i];
+        if (row < 0 || row >= rows || row > INT32_MAX) {
+            PyErr_SetString(PyExc_ValueError, "rows: a row beyond the columns");
             goto done;
         }
-        Py_ssize_t mask = nslots - 1;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            int64_t row = todo[i];
-            if (row < 0 || row >= rows || row > INT32_MAX) {
-                PyErr_SetString(PyExc_ValueError, "rows: a row beyond the columns");
+        Py_ssize_t pos = home(hashes[row], shift);
+        Py_ssize_t probes = 0;
+        for (;;) {
+            int32_t here = slots[pos];
+            if (here < 0 || (here < rows && ts[here] != ts[here]))
+                break;
+            if (++probes == nslots) {
+                PyErr_SetString(PyExc_ValueError, "slots: the index is full");
                 goto done;
             }
-            Py_ssize_t pos = home(hashes[row], shift);
-            Py_ssize_t probes = 0;
-            for (;;) {
-                int32_t here = slots[pos];
-                if (here < 0 || (here < rows && ts[here] != ts[here]))
-                    break;
-                if (++probes == nslots) {
-                    PyErr_SetString(PyExc_ValueError, "slots: the index is full");
-                    goto done;
-                }
-                pos = (pos + 1) & mask;
-            }
-            slots[pos] = (int32_t)row;
+            pos = (pos + 1) & mask;
         }
+        slots[pos] = (int32_t)row;
     }
-    result = Py_None;
-    Py_INCREF(result);
+    result = Py_NewRef(Py_None);
 done:
-    if (got >= 4) PyBuffer_Release(&b_rows);
-    if (got >= 3) PyBuffer_Release(&b_ts);
-    if (got >= 2) PyBuffer_Release(&b_hash);
-    if (got >= 1) PyBuffer_Release(&b_slots);
+    release(a, nargs);
     return result;
 }
 
@@ -239,19 +237,19 @@ id_keys(PyObject *self, PyObject *args)
     (void)self;
     if (!PyArg_ParseTuple(args, "O!O", &PyList_Type, &pids, &o_crcs))
         return NULL;
-    Py_buffer b_crcs;
-    if (view(o_crcs, &b_crcs, 4, 1, "crcs") < 0)
+    arg_t a[] = {{o_crcs, 4, 1, "crcs"}};
+    if (acquire(a, 1) < 0)
         return NULL;
     Py_ssize_t n = PyList_GET_SIZE(pids);
     PyObject *out = NULL;
-    if (b_crcs.len / 4 < n) {
+    if (a[0].buf.len / 4 < n) {
         PyErr_SetString(PyExc_ValueError, "crcs: shorter than the ids");
         goto done;
     }
     out = PyList_New(n);
     if (out == NULL)
         goto done;
-    uint32_t *crcs = (uint32_t *)b_crcs.buf;
+    uint32_t *crcs = (uint32_t *)a[0].buf.buf;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *pid = PyList_GET_ITEM(pids, i);
         if (!PyUnicode_Check(pid)) {
@@ -274,7 +272,7 @@ id_keys(PyObject *self, PyObject *args)
         PyList_SET_ITEM(out, i, key);
     }
 done:
-    PyBuffer_Release(&b_crcs);
+    release(a, 1);
     return out;
 }
 
