@@ -1,0 +1,129 @@
+"""Instructions a workload of the core runs, counted by valgrind (load does not move them).
+
+Timings on a shared machine move by up to 15 % between runs of the same tree, more than
+most single changes gain; an instruction count moves by well under 1 %. This bench runs a
+workload twice under valgrind's ``cachegrind`` (no cache simulation): once whole and once
+stopped before the part under test (after the imports and the stream's generation), and
+prints the difference, the instructions of the processing alone. Workloads:
+
+- ``week``: ``monitor.replay.replay`` over ``--days`` of ``replay_week.py``'s traffic (one
+  binary model, 10 features, 30 messages/s; the capture is written first);
+- ``scaling``: ``Pipeline.process`` over ``scaling.py``'s stream spread over ``--models``
+  models (polls of 10,000 messages).
+
+Compare two trees by running each one's copy of this script, or the same tree with and
+without its compiled module (``--native 0``)::
+
+    python bench/instructions.py week --days 0.03
+    python bench/instructions.py scaling --models 100 --events 20000 --native 0
+
+Counts see neither cache misses nor the memory traffic of numpy's kernels: a change that
+moves data around is timed natively as well (``docs/benchmarks.md``, "Measuring a change").
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+_REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
+
+
+def _inner(args: argparse.Namespace) -> None:
+    """The workload itself (run under valgrind); stops before processing if ``--setup-only``."""
+    import benchlib
+
+    from monitor.logs import configure_logging
+
+    configure_logging("warning", json=True, stream=sys.stderr)
+    benchlib.as_the_cli()
+    if args.workload == "week":
+        from replay_throughput import LABEL_SHARE, bench_config, generate
+
+        from monitor.replay import replay
+
+        tmp = Path(tempfile.mkdtemp(prefix="monitor-instr-"))
+        try:
+            capture = tmp / "capture.jsonl"
+            rate = 30.0 / (1.0 + LABEL_SHARE)
+            generate(capture, int(args.days * 86_400 * rate), rate=rate)
+            config = bench_config()
+            if not args.setup_only:
+                replay(config, [str(capture)], tmp / "out")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return
+    from monitor.core.alerting import Alerting
+    from monitor.core.pipeline import Pipeline
+
+    cfg = benchlib.config(args.models, features=10, segments=0, windows=3, lateness="10s")
+    polls = benchlib.batches(benchlib.stream(args.events, models=args.models, features=10,
+                                             segments=0))  # fmt: skip
+    engine = Pipeline(cfg)
+    alerting = Alerting(cfg, engine.models)
+    engine.track(benchlib.all_partitions())
+    if args.setup_only:
+        return
+    for batch in polls:
+        engine.process(batch)
+        alerting.feed(engine.drain_signals())
+
+
+def _count(argv: list[str], native: str) -> int:
+    """Instructions of this script run with ``argv`` under cachegrind."""
+    env = {**os.environ, "PYTHONHASHSEED": "0", "MONITOR_NATIVE": native}
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.setdefault(var, "1")
+    done = subprocess.run(
+        ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+         sys.executable, os.path.abspath(__file__), *argv, "--inner"],
+        capture_output=True, text=True, env=env, check=False,
+    )  # fmt: skip
+    found = _REFS.search(done.stderr)
+    if done.returncode != 0 or found is None:
+        raise SystemExit(f"valgrind run failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    return int(found.group(1).replace(",", ""))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("workload", choices=("week", "scaling"))
+    parser.add_argument("--days", type=float, default=0.03, help="week: days of traffic")
+    parser.add_argument("--models", type=int, default=100, help="scaling: models")
+    parser.add_argument("--events", type=int, default=20_000, help="scaling: predictions")
+    parser.add_argument("--native", choices=("0", "1"), default="1",
+                        help="1: the compiled module when it is built; 0: the numpy code")
+    parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--setup-only", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.inner:
+        _inner(args)
+        return 0
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
+    argv = [args.workload, "--days", str(args.days), "--models", str(args.models),
+            "--events", str(args.events)]  # fmt: skip
+    whole = _count(argv, args.native)
+    setup = _count([*argv, "--setup-only"], args.native)
+    from monitor import native
+
+    what = (f"{args.days:g} days of replay_week.py's traffic" if args.workload == "week"
+            else f"{args.events:,} predictions over {args.models} models")  # fmt: skip
+    compiled = "on" if args.native == "1" and native.available() else "off"
+    print(f"workload    {args.workload}: {what}; compiled module {compiled}")
+    print(f"whole       {whole:>16,} instructions")
+    print(f"setup       {setup:>16,} instructions (imports, the stream)")
+    print(f"processing  {whole - setup:>16,} instructions")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
