@@ -14,7 +14,7 @@ in it today: a knot that grows, a new knot, or an allowed knot that is gone or s
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 import monitor
@@ -34,6 +34,15 @@ def _modules(package: Path) -> dict[str, Path]:
             parts.pop()
         out[".".join(parts)] = path
     return out
+
+
+def _compiled(package: Path) -> set[str]:
+    """Dotted names of the package's compiled modules (one C source each, such as
+    ``monitor/_native.c``): modules that import nothing of the package."""
+    return {
+        ".".join(path.relative_to(package.parent).with_suffix("").parts)
+        for path in package.rglob("*.c")
+    }
 
 
 def _is_type_checking(test: ast.expr) -> bool:
@@ -56,7 +65,7 @@ def _imports(tree: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
             stack.extend(ast.iter_child_nodes(node))
 
 
-def _owner(name: str, modules: dict[str, Path]) -> str | None:
+def _owner(name: str, modules: Collection[str]) -> str | None:
     """The module of the package that ``name`` (a module or a name in one) lives in."""
     while name and name not in modules:
         name = name.rpartition(".")[0]
@@ -66,7 +75,8 @@ def _owner(name: str, modules: dict[str, Path]) -> str | None:
 def import_graph(package: Path = PACKAGE) -> dict[str, set[str]]:
     """Module -> the package's modules it imports (anywhere in it, see the docstring)."""
     modules = _modules(package)
-    graph: dict[str, set[str]] = {name: set() for name in modules}
+    known = modules.keys() | _compiled(package)
+    graph: dict[str, set[str]] = {name: set() for name in known}
     for name, path in modules.items():
         is_package = path.name == "__init__.py"
         here = name if is_package else name.rpartition(".")[0]
@@ -82,7 +92,7 @@ def import_graph(package: Path = PACKAGE) -> dict[str, set[str]]:
                 # ``from a.b import c``: the module a.b.c when c is one, else a.b.
                 targets = [f"{base}.{alias.name}" for alias in node.names]
             for target in targets:
-                owner = _owner(target, modules)
+                owner = _owner(target, known)
                 if owner is not None and owner != name:
                     graph[name].add(owner)
     return graph
