@@ -336,7 +336,7 @@ def _stage_of(filename: str, func: str) -> str | None:
     if name.endswith("monitor/replay.py"):
         return "read" if func in ("iter_capture", "_headers", "capture_partitions",
                                   "read_batches", "batch", "_message", "<listcomp>",
-                                  "_decode_lines", "_bad_line", "<genexpr>") \
+                                  "_bad_line", "_payloads", "<genexpr>") \
             else "outputs"
     for suffix, stage in _MODULE_STAGE.items():
         if suffix in name:

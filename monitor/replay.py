@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import operator
 import os
 import shutil
 import sys
@@ -39,6 +38,7 @@ from prometheus_client import CollectorRegistry
 from monitor.config import MonitorConfig, drift_reference_text
 from monitor.core.alerting import Alerting
 from monitor.core.pipeline import Pipeline
+from monitor.events.codec import DECODE_ERRORS, decode_all
 from monitor.events.message import Message, MessageBatch
 from monitor.outputs.alerts import alert_json
 from monitor.outputs.exports import Exports
@@ -123,7 +123,6 @@ class _Where(msgspec.Struct, gc=False):
 
 _ENVELOPE = msgspec.json.Decoder(Envelope)
 _WHERE = msgspec.json.Decoder(_Where)
-_TOPIC_PARTITION = operator.attrgetter("topic", "partition")
 #: Bytes of lines a capture is read in at a time (``readlines``' hint).
 _READ_HINT = 1 << 20
 
@@ -165,7 +164,7 @@ def input_format(path: str, fmt: InputFormat = "auto") -> Literal["kcat", "event
                 continue
             try:
                 _ENVELOPE.decode(line)
-            except (msgspec.DecodeError, RecursionError):
+            except DECODE_ERRORS:
                 return "events"
             return "kcat"
     return "kcat"
@@ -174,7 +173,7 @@ def input_format(path: str, fmt: InputFormat = "auto") -> Literal["kcat", "event
 def _event_topic(line: bytes, topics: Topics) -> str:
     try:
         kind = _KIND.decode(line)
-    except (msgspec.DecodeError, RecursionError):
+    except DECODE_ERRORS:
         return topics[0]  # not an event object: the codec rejects it on the predictions topic
     return topics[0] if kind.prediction is not None else topics[1]
 
@@ -192,24 +191,9 @@ def capture_partitions(
                 if events:
                     found.update((_event_topic(line, topics), 0) for line in lines if line.strip())
                     continue
-                wheres, _ = _decode_lines(_WHERE, lines)
-                found.update(map(_TOPIC_PARTITION, filter(None, wheres)))
+                wheres = decode_all(_WHERE, lines)
+                found.update((w.topic, w.partition) for w in wheres if w is not None)
     return found
-
-
-def _decode_lines(decoder: msgspec.json.Decoder[Any], lines: list[bytes]) -> tuple[list[Any], int]:
-    """Each line decoded, None where it does not decode, and how many did not: one
-    ``decode`` call per line from C (``map``), the loop resumed after a failure."""
-    out: list[Any] = []
-    failed = 0
-    rest = iter(lines)
-    while len(out) < len(lines):
-        try:  # extend keeps what it took before a failure; map consumed the failing line
-            out.extend(map(decoder.decode, rest))
-        except (msgspec.DecodeError, RecursionError):
-            out.append(None)
-            failed += 1
-    return out, failed
 
 
 def _headers(raw: list[str] | dict[str, str] | None) -> list[tuple[str, bytes]]:
@@ -282,8 +266,8 @@ def read_batches(
         with open(path, "rb") as fh:
             first = 1  # the line number of the block's first line
             while lines := fh.readlines(_READ_HINT):
-                envs, failed = _decode_lines(_ENVELOPE, lines)
-                if not failed:
+                envs = decode_all(_ENVELOPE, lines)
+                if None not in envs:
                     envelopes.extend(envs)
                     numbers.extend(range(first, first + len(lines)))
                 else:
@@ -316,12 +300,10 @@ def _bad_line(bad: dict[str, int], path: str, number: int, line: bytes) -> None:
     """Count a capture line that is not an envelope; log the first ten with the reason."""
     bad["bad_envelope"] = bad.get("bad_envelope", 0) + 1
     if bad["bad_envelope"] <= 10:
-        try:
+        try:  # decoded again for the reason (it failed before)
             _ENVELOPE.decode(line)
-            reason = "not an envelope"
-        except (msgspec.DecodeError, RecursionError) as exc:
-            reason = str(exc)
-        log.warning("capture_line_skipped", file=path, line=number, reason=reason[:200])
+        except DECODE_ERRORS as exc:
+            log.warning("capture_line_skipped", file=path, line=number, reason=str(exc)[:200])
 
 
 def _message(env: Envelope, number: int) -> Message:

@@ -234,6 +234,30 @@ def test_replay_summary_shape(replayed: tuple[Path, Path, Path]) -> None:
     assert summary["rejects"] == {"bad_envelope": 1, "not_json": 1}
 
 
+def test_replay_counts_capture_lines_that_are_not_utf8_and_goes_on(
+    replayed: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """A capture line with bytes that are not UTF-8 (inside a string, or raw) is a bad
+    envelope like any other broken line: counted, and the lines after it are replayed."""
+    capture, out, _ = replayed
+    lines = capture.read_bytes().splitlines(keepends=True)
+    middle = len(lines) // 2
+    broken = [
+        b'{"topic": "predictions", "partition": 0, "offset": 1, "payload": "\xff"}\n',
+        b"\xff\xfe\x00 not even JSON\n",
+    ]
+    noisy = tmp_path / "noisy.jsonl"
+    noisy.write_bytes(b"".join([*lines[:middle], *broken, *lines[middle:]]))
+    config = tmp_path / "monitor.toml"
+    config.write_text(REPLAY_CONFIG)
+    assert main(["replay", "--no-progress", "--config", str(config), "--out",
+                 str(tmp_path / "out"), str(noisy)]) == 0  # fmt: skip
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    before = json.loads((out / "summary.json").read_text())
+    assert summary["rejects"] == {**before["rejects"], "bad_envelope": 3}
+    assert summary["models"] == before["models"]
+
+
 def test_replay_signals_lines(replayed: tuple[Path, Path, Path]) -> None:
     _, out, _ = replayed
     lines = (out / "signals.jsonl").read_text().splitlines()

@@ -52,6 +52,7 @@ from monitor.core.counts import (
 from monitor.core.join import PendingTable, id_keys
 from monitor.core.partials import WarmRow
 from monitor.events.codec import (
+    DECODE_ERRORS,
     DEFAULT_LIMITS,
     MAX_EVENT_TIME,
     MIN_EVENT_TIME,
@@ -59,6 +60,7 @@ from monitor.events.codec import (
     LabelEvent,
     Limits,
     PredictionEvent,
+    decode_all,
     decode_label,
     decode_prediction,
     parse_event_time,
@@ -76,7 +78,6 @@ F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
 _NUMBERS: Final = frozenset((int, float))
-_DECODE_ERRORS: Final = (msgspec.DecodeError, RecursionError, UnicodeDecodeError)
 
 
 class Chunk:
@@ -192,23 +193,16 @@ def _decode_each(
     """Each value decoded, None where it is not a valid event (too large, not JSON, wrong
     shape): :func:`_reject` decodes those again for the reason. Each value is decoded
     once: a value that fails is passed over and the decoding goes on after it."""
-    out: list[Any] = []
-    n = len(values)
     if values and None not in values and max(map(len, values)) <= cap:  # type: ignore[arg-type]
-        rest = iter(values)
-        while len(out) < n:
-            try:  # extend keeps what it took before a failure; map consumed the failing value
-                out.extend(map(decoder.decode, rest))  # type: ignore[arg-type]
-            except _DECODE_ERRORS:
-                out.append(None)  # the value that failed
-        return out
+        return decode_all(decoder, values)  # type: ignore[arg-type]
+    out: list[Any] = []
     for v in values:
         if v is None or len(v) > cap:
             out.append(None)
             continue
         try:
             out.append(decoder.decode(v))
-        except _DECODE_ERRORS:
+        except DECODE_ERRORS:
             out.append(None)
     return out
 

@@ -27,12 +27,14 @@ if TYPE_CHECKING:
     from monitor.config import MonitorConfig
 
 __all__ = [
+    "DECODE_ERRORS",
     "DEFAULT_LIMITS",
     "REASONS",
     "DecodeFailure",
     "LabelEvent",
     "Limits",
     "PredictionEvent",
+    "decode_all",
     "decode_label",
     "decode_prediction",
     "parse_event_time",
@@ -101,6 +103,25 @@ class DecodeFailure(Exception):
 _NON_FINITE = re.compile(rb"[:\[,]\s*-?(?:NaN|Infinity)\s*[,}\]]")
 _PREDICTION_DECODER = msgspec.json.Decoder(PredictionEvent)
 _LABEL_DECODER = msgspec.json.Decoder(LabelEvent)
+
+
+#: What a msgspec decoder raises on bytes that are not what it decodes: not JSON, the wrong
+#: shape, nested too deeply, invalid UTF-8 inside a string.
+DECODE_ERRORS: Final = (msgspec.DecodeError, RecursionError, UnicodeDecodeError)
+
+
+def decode_all(decoder: msgspec.json.Decoder[Any], values: list[bytes]) -> list[Any]:
+    """Each of ``values`` decoded, None where it does not decode (:data:`DECODE_ERRORS`):
+    one ``decode`` call a value from C (``map``), resumed after a value that fails, so
+    each value is decoded once."""
+    out: list[Any] = []
+    rest = iter(values)
+    while len(out) < len(values):
+        try:  # extend keeps what it took before a failure; map consumed the failing value
+            out.extend(map(decoder.decode, rest))
+        except DECODE_ERRORS:
+            out.append(None)
+    return out
 
 
 def _classify(exc: Exception) -> DecodeFailure:

@@ -10,6 +10,7 @@ import copy
 import pickle
 import random
 import zlib
+from collections.abc import Iterator
 from unittest import mock
 
 import numpy as np
@@ -26,7 +27,7 @@ K = 2  # slice ids per row, as for a model without segments
 
 
 @pytest.fixture(autouse=True, params=["compiled", "numpy"])
-def kernels(request: pytest.FixtureRequest) -> object:
+def kernels(request: pytest.FixtureRequest) -> Iterator[str]:
     """Each test with the compiled kernels, then with the numpy code."""
     compiled = request.param == "compiled"
     if compiled and not native.available():
