@@ -246,6 +246,41 @@ def batches(messages: Iterator[Message], size: int = 10_000) -> list[list[Messag
     return out
 
 
+#: The drift profile's warmup of each model in the steady-state benches (predictions): small
+#: enough that 100 models all learn theirs in a short untimed prefix of the stream.
+STEADY_WARMUP = 500
+
+
+def steady_polls(
+    models: int, events: int, *, features: int = 10, segments: int = 0
+) -> tuple[list[list[Message]], list[list[Message]]]:
+    """:func:`stream`'s polls for a steady-state measurement: an untimed prefix long
+    enough for every model to learn its drift profile (``STEADY_WARMUP`` predictions
+    each, and the panes that close them), then ``events`` predictions (and their labels)
+    to time, continuing the same stream."""
+    prefix = models * STEADY_WARMUP + 30_000
+    polls = batches(stream(prefix + events, models=models, features=features,
+                           segments=segments))  # fmt: skip
+    lead = int(prefix * 1.8)  # the prefix's predictions and labels
+    cut = 0
+    seen = 0
+    while cut < len(polls) and seen < lead:
+        seen += len(polls[cut])
+        cut += 1
+    return polls[:cut], polls[cut:]
+
+
+def warm_up(pipeline: Any, alerting: Any, polls: list[list[Message]]) -> None:
+    """Feed ``polls`` (see :func:`steady_polls`) and check that every model learnt its
+    drift profile, so that the timed part measures the steady state."""
+    for batch in polls:
+        pipeline.process(batch)
+        alerting.feed(pipeline.drain_signals())
+    cold = [name for name, stage in pipeline.stages.items() if not stage.warmed_up()]
+    if cold:
+        raise RuntimeError(f"models still warming up after the prefix: {cold[:5]}")
+
+
 def all_partitions(predictions: str = "predictions", labels: str = "labels") -> set[
         tuple[str, int]]:
     """Every input partition of the synthetic streams (what ``Engine.track`` is given)."""

@@ -9,7 +9,9 @@ prints the difference, the instructions of the processing alone. Workloads:
 - ``week``: ``monitor.replay.replay`` over ``--days`` of ``replay_week.py``'s traffic (one
   binary model, 10 features, 30 messages/s; the capture is written first);
 - ``scaling``: ``Pipeline.process`` over ``scaling.py``'s stream spread over ``--models``
-  models (polls of 10,000 messages).
+  models (polls of 10,000 messages), in the steady state as ``scaling.py`` measures it
+  (the untimed prefix that warms every model up runs once, natively, and both valgrind
+  runs load the pipeline it left; the first timed poll runs in both).
 
 Compare two trees by running each one's copy of this script, or the same tree with and
 without its compiled module (``--native 0``)::
@@ -61,20 +63,40 @@ def _inner(args: argparse.Namespace) -> None:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return
+    import pickle
+
+    with open(args.state, "rb") as f:  # the pipeline warmed up by _warmed_state
+        engine, alerting, polls = pickle.load(f)
+    # The first poll makes what a loaded pipeline makes again once (each model's signal
+    # plan): in both runs, so that the difference is the steady state's.
+    for batch in polls[:1] if args.setup_only else polls:
+        engine.process(batch)
+        alerting.feed(engine.drain_signals())
+
+
+def _warmed_state(args: argparse.Namespace, path: Path) -> None:
+    """The scaling workload's pipeline after its untimed prefix (every model's drift profile
+    learnt) and the polls to time, pickled to ``path``: made once, natively, outside
+    valgrind."""
+    import pickle
+
+    import benchlib
+
     from monitor.core.alerting import Alerting
     from monitor.core.pipeline import Pipeline
+    from monitor.logs import configure_logging
 
-    cfg = benchlib.config(args.models, features=10, segments=0, windows=3, lateness="10s")
-    polls = benchlib.batches(benchlib.stream(args.events, models=args.models, features=10,
-                                             segments=0))  # fmt: skip
+    configure_logging("warning", json=True, stream=sys.stderr)
+    benchlib.as_the_cli()
+    cfg = benchlib.config(args.models, features=10, segments=0, windows=3, lateness="10s",
+                          extra={"reference_warmup": benchlib.STEADY_WARMUP})
+    prefix, polls = benchlib.steady_polls(args.models, args.events)
     engine = Pipeline(cfg)
     alerting = Alerting(cfg, engine.models)
     engine.track(benchlib.all_partitions())
-    if args.setup_only:
-        return
-    for batch in polls:
-        engine.process(batch)
-        alerting.feed(engine.drain_signals())
+    benchlib.warm_up(engine, alerting, prefix)
+    with open(path, "wb") as f:
+        pickle.dump((engine, alerting, polls), f, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _count(argv: list[str], native: str) -> int:
@@ -102,6 +124,7 @@ def main() -> int:
     parser.add_argument("--native", choices=("0", "1"), default="1",
                         help="1: the compiled module when it is built; 0: the numpy code")
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--state", help=argparse.SUPPRESS)
     parser.add_argument("--setup-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.inner:
@@ -111,8 +134,14 @@ def main() -> int:
         raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
     argv = [args.workload, "--days", str(args.days), "--models", str(args.models),
             "--events", str(args.events)]  # fmt: skip
-    whole = _count(argv, args.native)
-    setup = _count([*argv, "--setup-only"], args.native)
+    with tempfile.TemporaryDirectory(prefix="monitor-instr-") as tmp:
+        if args.workload == "scaling":
+            state = Path(tmp) / "warmed.pickle"
+            os.environ["MONITOR_NATIVE"] = args.native
+            _warmed_state(args, state)
+            argv += ["--state", str(state)]
+        whole = _count(argv, args.native)
+        setup = _count([*argv, "--setup-only"], args.native)
     from monitor import native
 
     what = (f"{args.days:g} days of replay_week.py's traffic" if args.workload == "week"
@@ -120,7 +149,7 @@ def main() -> int:
     compiled = "on" if args.native == "1" and native.available() else "off"
     print(f"workload    {args.workload}: {what}; compiled module {compiled}")
     print(f"whole       {whole:>16,} instructions")
-    print(f"setup       {setup:>16,} instructions (imports, the stream)")
+    print(f"setup       {setup:>16,} instructions (imports, the stream, the start)")
     print(f"processing  {whole - setup:>16,} instructions")
     return 0
 

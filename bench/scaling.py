@@ -8,7 +8,10 @@ Each point runs in its own subprocess (so that its peak RSS is its own): a confi
 pane and 10 s of allowed lateness; a synthetic stream of ``--events`` predictions (1,000
 per second of event time, round-robin over the models) and labels for 80 % of them,
 generated before the clock starts and fed to ``Engine.process`` in polls of 10,000
-messages on one core.
+messages on one core. Each point measures the steady state: an untimed prefix of the same
+stream runs first, until every model has learnt its drift profile (``reference_warmup``
+of 500 predictions each; with the default 5,000, 100 models would still be warming up,
+histogramming no feature, at the end of the timed stream).
 
 The grid varies one axis at a time from the base point (1 model, 10 features, no
 segments, 3 windows). For the largest point of each axis a cProfile run splits the time
@@ -70,14 +73,14 @@ def run_point(point: tuple[int, int, int, int], events: int, profile: bool) -> d
     benchlib.one_core()
     benchlib.as_the_cli()  # as ``monitor run`` does
     cfg = benchlib.config(models, features=features, segments=segments, windows=windows,
-                          lateness="10s")
-    polls = benchlib.batches(benchlib.stream(
-        events, models=models, features=features, segments=segments))
+                          lateness="10s", extra={"reference_warmup": benchlib.STEADY_WARMUP})
+    prefix, polls = benchlib.steady_polls(models, events, features=features, segments=segments)
     messages = sum(len(b) for b in polls)
     engine = Pipeline(cfg)
     alerting = Alerting(cfg, engine.models)
     engine.track(benchlib.all_partitions())
     before = benchlib.settled_rss()
+    benchlib.warm_up(engine, alerting, prefix)
 
     def feed() -> None:
         for batch in polls:
