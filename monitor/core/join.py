@@ -982,9 +982,16 @@ class OwnerIndex:
         return (mixed >> self._shift).astype(np.int64)
 
     def _find(self, crcs: npt.NDArray[np.uint32], models: npt.NDArray[np.int32]) -> I64:
-        """Slots of the pairs ``(crc, model)`` (live or tombstone), -1 where absent."""
+        """Slots of the pairs ``(crc, model)`` (live or tombstone), -1 where absent (probed
+        in C when :mod:`monitor.native` runs)."""
         n = crcs.size
         out = np.full(n, -1, dtype=np.int64)
+        kernels = native.kernels()
+        if kernels is not None:
+            kernels.owner_find(self._crc, self._model, self._shift,
+                               np.ascontiguousarray(crcs, dtype=np.uint32),
+                               np.ascontiguousarray(models, dtype=np.int32), out)  # fmt: skip
+            return out
         mask = self._model.size - 1
         pos = self._home(crcs)
         todo = np.arange(n)
@@ -999,7 +1006,17 @@ class OwnerIndex:
 
     def _put(self, keys: npt.NDArray[np.uint32], models: npt.NDArray[np.int32], times: I64) -> None:
         """Place distinct pairs known to be absent, each in the first free slot (empty or
-        tombstone) from its home; one winner per slot per round."""
+        tombstone) from its home; one winner per slot per round (with :mod:`monitor.native`:
+        one by one, in order; the slots may differ, never what the index answers)."""
+        kernels = native.kernels()
+        if kernels is not None:
+            self._filled += kernels.owner_put(
+                self._crc, self._model, self._count, self._shift,
+                np.ascontiguousarray(keys, dtype=np.uint32),
+                np.ascontiguousarray(models, dtype=np.int32),
+                np.ascontiguousarray(times, dtype=np.int64),
+            )  # fmt: skip
+            return
         mask = self._model.size - 1
         pos = self._home(keys)
         todo = np.arange(keys.size)
@@ -1041,6 +1058,12 @@ class OwnerIndex:
         n = crcs.size
         first = np.full(n, -1, dtype=np.int64)
         many = np.zeros(n, dtype=np.int64)
+        kernels = native.kernels()
+        if kernels is not None:  # each CRC probed in C
+            probe = np.ascontiguousarray(crcs, dtype=np.uint32)
+            kernels.owner_candidates(self._crc, self._model, self._count, self._shift, probe,
+                                     first, many)  # fmt: skip
+            return first, many
         mask = self._model.size - 1
         pos = self._home(crcs)
         todo = np.arange(n)

@@ -1,19 +1,21 @@
 """The compiled probing kernels of the join (``monitor._native``) against the numpy code
 that stands in for them: built by the install, and the same rows found and the same ids
 kept through random sequences of inserts, pops and expiries, tables that grow, compact and
-reuse dead rows' slots, and ids whose hashes collide."""
+reuse dead rows' slots, and ids whose hashes collide; and the owner index's probes,
+inserts and answers through random adds and removes."""
 
 from __future__ import annotations
 
 import random
 import sysconfig
 import zlib
+from typing import Any
 
 import numpy as np
 import pytest
 
 from monitor import native
-from monitor.core.join import PendingTable, id_keys
+from monitor.core.join import OwnerIndex, PendingTable, id_keys
 
 
 def test_the_compiled_module_is_built() -> None:
@@ -130,6 +132,71 @@ def test_the_kernels_check_what_they_are_given() -> None:
         kernels.place(slots, hashes, ts, 28, np.array([7], dtype=np.int64))
     kernels.lookup(slots, hashes, ts, ends, b"", 28, [b"a"], crcs, out)
     assert out.tolist() == [-1]
+
+
+def _owner_run(seed: int, compiled: bool) -> list[Any]:
+    """Random adds and removes of (CRC-32, model) pairs in an owner index (few distinct
+    CRC-32s, so that probe runs are long, and tiny queues, so that each change is applied,
+    tombstones reused and the table rebuilt), with its answers after each."""
+    before = native.use(compiled)
+    try:
+        rng = random.Random(seed)
+        index = OwnerIndex()
+        held: list[tuple[int, int]] = []
+        out: list[Any] = []
+        for _ in range(300):
+            if held and rng.random() < 0.4:
+                gone = rng.sample(held, rng.randrange(1, min(len(held), 20) + 1))
+                for crc, m in gone:
+                    held.remove((crc, m))
+                    index.remove(np.array([crc], dtype=np.uint32), m)
+            else:
+                m = rng.randrange(9)
+                crcs = [rng.choice((rng.randrange(64), rng.getrandbits(32))) for _ in range(
+                    rng.randrange(1, 30))]  # fmt: skip
+                index.add(np.array(crcs, dtype=np.uint32), m)
+                held += [(c, m) for c in crcs]
+            probe = np.array([rng.randrange(64) for _ in range(40)] + [c for c, _ in held[:40]],
+                             dtype=np.uint32)  # fmt: skip
+            first, many = index.candidates(probe)
+            out.append((first.tolist(), many.tolist(), len(index)))
+        return out
+    finally:
+        native.use(before)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_owner_index_answers_the_same_compiled_and_in_numpy(seed: int) -> None:
+    if not native.available():
+        pytest.skip("monitor._native is not built (see test_the_compiled_module_is_built)")
+    compiled = _owner_run(seed, compiled=True)
+    assert compiled == _owner_run(seed, compiled=False)
+    assert any(max(many, default=0) > 1 for _, many, _ in compiled)  # shared CRC-32s seen
+
+
+def test_the_owner_kernels_check_what_they_are_given() -> None:
+    """Columns of the wrong item size or size, or a shift that does not match, are errors."""
+    if not native.available():
+        pytest.skip("monitor._native is not built (see test_the_compiled_module_is_built)")
+    kernels = native.kernels() or pytest.fail("compiled kernels off")
+    crc = np.zeros(16, dtype=np.uint32)
+    model = np.full(16, -1, dtype=np.int32)
+    count = np.zeros(16, dtype=np.int32)
+    crcs = np.array([5], dtype=np.uint32)
+    first, many = np.empty(1, dtype=np.int64), np.empty(1, dtype=np.int64)
+    with pytest.raises(TypeError):
+        kernels.owner_candidates(crc, model.astype(np.int64), count, 28, crcs, first, many)
+    with pytest.raises(ValueError):
+        kernels.owner_candidates(crc, model, count, 27, crcs, first, many)
+    with pytest.raises(ValueError):
+        kernels.owner_find(crc, model[:8], 28, crcs, np.zeros(1, dtype=np.int32), first)
+    with pytest.raises(ValueError):
+        kernels.owner_put(crc, model, count, 28, crcs, np.zeros(1, dtype=np.int32),
+                          np.array([1 << 40], dtype=np.int64))  # fmt: skip
+    assert kernels.owner_put(crc, model, count, 28, crcs, np.array([3], dtype=np.int32),
+                             np.array([2], dtype=np.int64)) == 1  # fmt: skip
+    kernels.owner_candidates(crc, model, count, 28, crcs, first, many)
+    assert (first.tolist(), many.tolist()) == ([3], [1])
 
 
 def test_id_keys_are_the_ids_utf8_and_their_crc32() -> None:

@@ -2,7 +2,8 @@
 :class:`~monitor.core.join.JoinBuffer`) against asking every model's table: random
 operations through every way a pending table gains and loses ids (scalar and batch
 inserts, matches, expiry, evictions, compaction), tables replaced and copied, the same id
-waiting for several models; and the engine's two paths with the lookup always used."""
+waiting for several models; and the engine's two paths with the lookup always used. Every
+test runs twice: with the compiled kernels (``monitor._native``) and with the numpy code."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ import copy
 import pickle
 import random
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 
+from monitor import native
 from monitor.core.join import (
     EarlyLabel,
     EarlyLabels,
@@ -26,6 +29,17 @@ from monitor.core.join import (
 )
 
 MODELS = 7  # more than JoinBuffer.INDEXED_FROM: the index answers
+
+
+@pytest.fixture(autouse=True, params=["compiled", "numpy"])
+def kernels(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Each test with the compiled kernels, then with the numpy code."""
+    compiled = request.param == "compiled"
+    if compiled and not native.available():
+        pytest.fail("monitor._native is not built (tests/core/test_native.py says why)")
+    before = native.use(compiled)
+    yield request.param
+    native.use(before)
 
 
 def _brute(join: JoinBuffer, pids: list[str]) -> list[int]:
