@@ -900,7 +900,8 @@ class OwnerIndex:
         self._model = np.full(1 << bits, -1, dtype=np.int32)  # -1: an empty slot
         self._count = np.zeros(1 << bits, dtype=np.int32)  # 0 with a model: a tombstone
         self._filled = 0  # slots holding a pair (live or tombstone)
-        self._queue: list[tuple[npt.NDArray[np.uint64], int]] = []  # (pair keys, +1 | -1)
+        #: batch changes as they came: (CRC-32s, model, +1 | -1), made pair keys when applied
+        self._queue: list[tuple[npt.NDArray[np.uint32], int, int]] = []
         self._one: list[int] = []  # single changes: pair keys (crc << 32 | model)
         self._one_sign: list[int] = []  # and +1 | -1
         self._queued = 0
@@ -938,7 +939,7 @@ class OwnerIndex:
     def _enqueue(self, crcs: npt.NDArray[np.uint32], model: int, sign: int) -> None:
         if crcs.size == 0:
             return
-        self._queue.append(((crcs.astype(np.uint64) << np.uint64(32)) | np.uint64(model), sign))
+        self._queue.append((np.array(crcs, dtype=np.uint32), model, sign))  # a copy: kept
         self._queued += crcs.size
         if self._queued > self.QUEUE_MOST:
             self._apply()
@@ -947,8 +948,14 @@ class OwnerIndex:
         """Apply the queued changes, netted per pair."""
         if not self._queued:
             return
-        keys = [k for k, _ in self._queue]
-        signs = [np.full(k.size, sign, dtype=np.int64) for k, sign in self._queue]
+        keys: list[npt.NDArray[np.uint64]] = []
+        signs: list[I64] = []
+        if self._queue:  # one pair key per id: crc << 32 | model
+            sizes = [crcs.size for crcs, _, _ in self._queue]
+            high = np.concatenate([c for c, _, _ in self._queue]).astype(np.uint64)
+            low = np.repeat(np.array([m for _, m, _ in self._queue], dtype=np.uint64), sizes)
+            keys.append((high << np.uint64(32)) | low)
+            signs.append(np.repeat(np.array([g for _, _, g in self._queue], dtype=np.int64), sizes))
         if self._one:
             keys.append(np.array(self._one, dtype=np.uint64))
             signs.append(np.array(self._one_sign, dtype=np.int64))
