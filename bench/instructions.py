@@ -17,7 +17,7 @@ Compare two trees by running each one's copy of this script, or the same tree wi
 without its compiled module (``--native 0``)::
 
     python bench/instructions.py week --days 0.03
-    python bench/instructions.py scaling --models 100 --events 20000 --native 0
+    python bench/instructions.py scaling --models 100 --native 0
 
 Counts see neither cache misses nor the memory traffic of numpy's kernels: a change that
 moves data around is timed natively as well (``docs/benchmarks.md``, "Measuring a change").
@@ -67,11 +67,22 @@ def _inner(args: argparse.Namespace) -> None:
 
     with open(args.state, "rb") as f:  # the pipeline warmed up by _warmed_state
         engine, alerting, polls = pickle.load(f)
-    # The first poll makes what a loaded pipeline makes again once (each model's signal
-    # plan): in both runs, so that the difference is the steady state's.
-    for batch in polls[:1] if args.setup_only else polls:
+    # A loaded pipeline makes again, at each model's first pane close, what it made once
+    # before (the model's signal plan): the polls up to the one in which every model has
+    # closed a pane run in both runs, so that the difference is the steady state's.
+    start = {name: stage.closed_upto for name, stage in engine.stages.items()}
+    rest = iter(polls)
+    for batch in rest:
         engine.process(batch)
         alerting.feed(engine.drain_signals())
+        if all(s.closed_upto != start[n] for n, s in engine.stages.items()):
+            break
+    else:
+        raise SystemExit("no pane closed for every model: give more --events")
+    if not args.setup_only:
+        for batch in rest:
+            engine.process(batch)
+            alerting.feed(engine.drain_signals())
 
 
 def _warmed_state(args: argparse.Namespace, path: Path) -> None:
@@ -120,7 +131,8 @@ def main() -> int:
     parser.add_argument("workload", choices=("week", "scaling"))
     parser.add_argument("--days", type=float, default=0.03, help="week: days of traffic")
     parser.add_argument("--models", type=int, default=100, help="scaling: models")
-    parser.add_argument("--events", type=int, default=20_000, help="scaling: predictions")
+    parser.add_argument("--events", type=int, default=40_000,
+                        help="scaling: predictions after the warmup (each model closes panes)")
     parser.add_argument("--native", choices=("0", "1"), default="1",
                         help="1: the compiled module when it is built; 0: the numpy code")
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
