@@ -256,18 +256,23 @@ def steady_polls(
 ) -> tuple[list[list[Message]], list[list[Message]]]:
     """:func:`stream`'s polls for a steady-state measurement: an untimed prefix long
     enough for every model to learn its drift profile (``STEADY_WARMUP`` predictions
-    each, and the panes that close them), then ``events`` predictions (and their labels)
-    to time, continuing the same stream."""
+    each, and the panes that close them), then the polls of the next ``events``
+    predictions and the labels among them, continuing the same stream. The stream goes
+    on past them (its labels come up to a minute after their prediction): the timed
+    polls are the stream's middle, not the labels left at its end."""
     prefix = models * STEADY_WARMUP + 30_000
-    polls = batches(stream(prefix + events, models=models, features=features,
-                           segments=segments))  # fmt: skip
-    lead = int(prefix * 1.8)  # the prefix's predictions and labels
-    cut = 0
-    seen = 0
-    while cut < len(polls) and seen < lead:
-        seen += len(polls[cut])
-        cut += 1
-    return polls[:cut], polls[cut:]
+    rate = 1000.0  # stream()'s default: predictions per second of event time
+    past = int(70 * rate)  # beyond the last timed prediction: more than the latest label
+    polls = batches(stream(prefix + events + past, models=models, features=features,
+                           segments=segments, rate=rate))  # fmt: skip
+    share = 1.0 + 0.8  # stream()'s messages per prediction (80 % labelled)
+    lead, end = int(prefix * share), int((prefix + events) * share)
+    cuts = [0]
+    for batch in polls:
+        cuts.append(cuts[-1] + len(batch))
+    first = next(i for i, at in enumerate(cuts) if at >= lead)
+    last = next((i for i, at in enumerate(cuts) if at >= end), len(polls))
+    return polls[:first], polls[first:last]
 
 
 def warm_up(pipeline: Any, alerting: Any, polls: list[list[Message]]) -> None:

@@ -137,20 +137,25 @@ def main() -> int:
                         help="1: the compiled module when it is built; 0: the numpy code")
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--state", help=argparse.SUPPRESS)
+    parser.add_argument("--make-state", help=argparse.SUPPRESS)
     parser.add_argument("--setup-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.inner:
         _inner(args)
+        return 0
+    if args.make_state:
+        _warmed_state(args, Path(args.make_state))
         return 0
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
     argv = [args.workload, "--days", str(args.days), "--models", str(args.models),
             "--events", str(args.events)]  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="monitor-instr-") as tmp:
-        if args.workload == "scaling":
+        if args.workload == "scaling":  # warmed natively, with the same hash seed
             state = Path(tmp) / "warmed.pickle"
-            os.environ["MONITOR_NATIVE"] = args.native
-            _warmed_state(args, state)
+            env = {**os.environ, "PYTHONHASHSEED": "0", "MONITOR_NATIVE": args.native}
+            subprocess.run([sys.executable, os.path.abspath(__file__), *argv, "--make-state",
+                            str(state)], env=env, check=True)  # fmt: skip
             argv += ["--state", str(state)]
         whole = _count(argv, args.native)
         setup = _count([*argv, "--setup-only"], args.native)
