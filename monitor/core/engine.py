@@ -40,7 +40,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import chain
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -102,6 +102,17 @@ class PartitionSnapshot:
     slice_keys: dict[str, list[tuple[str, str]]]  # model -> registry keys (row order)
     closed_upto: int | None
     watermark: float
+
+
+#: A set of events' terms: (partition, time, slices, columns, values) columns.
+_Set = tuple[npt.NDArray[np.int64], F64, npt.NDArray[np.int64], Any, F64]
+
+
+class _Sets(NamedTuple):
+    """A model's sets of terms of a poll: its predictions', its joined pairs' (None: none)."""
+
+    predictions: _Set | None
+    pairs: _Set | None
 
 
 class _Batch:
@@ -385,8 +396,7 @@ class Engine:
         for (topic, number), offset in last.items():
             self.partition(number).offsets[topic] = offset + 1
         decided = split_and_join(self, batch)
-        for model, gathered in zip(self.models, batches, strict=True):
-            self._accumulate(model, gathered)
+        self._accumulate(batches)
         self._batches = []
         self._advance()
         return decided.rejects
@@ -401,10 +411,31 @@ class Engine:
         return self._latest[at]
 
     # ------------------------------------------------------------------ accumulate
-    def _accumulate(self, model: ModelState, batch: _Batch) -> None:
+    def _accumulate(self, batches: Sequence[_Batch]) -> None:
+        """Add each model's events of the poll (``batches``, one per model) to the ledgers:
+        every model's terms, scattered at once (see :meth:`_scatter`), then each model's
+        label delays and the errors its detectors wait for."""
+        terms: list[tuple[ModelState, _Sets]] = []
+        outcomes: list[tuple[ModelState, Chunk]] = []
+        for model, batch in zip(self.models, batches, strict=True):
+            sets, pairs = self._terms(model, batch)
+            if sets.predictions is not None or sets.pairs is not None:
+                terms.append((model, sets))
+            if pairs is not None:
+                outcomes.append((model, pairs))
+        self._scatter(terms)
+        for model, pairs in outcomes:
+            assert pairs.delay is not None
+            self._label_delays(model.index, pairs.part, pairs.delay)
+            if model.detectors is not None:
+                self._buffer_errors(model, pairs)
+
+    def _terms(self, model: ModelState, batch: _Batch) -> tuple[_Sets, Chunk | None]:
+        """A model's terms of the poll (its predictions' and its joined pairs'), and its
+        pairs."""
         layout = model.layout
         k = 2 + len(model.registry.segments)
-        sets: list[tuple[npt.NDArray[np.int64], F64, npt.NDArray[np.int64], Any, F64]] = []
+        sets = _Sets(None, None)
         preds = batch.predictions(k, layout.features)
         if preds is not None:
             probs = np.asarray(preds.prob) if preds.prob else None
@@ -416,19 +447,13 @@ class Engine:
                 columns = preds.feats if isinstance(preds.feats, dict) else None
                 f_cols, f_vals = layout.feature_terms(None, use, columns=columns)
                 cols, vals = np.hstack([cols, f_cols]), np.hstack([vals, f_vals])
-            sets.append((preds.part, preds.ts, preds.slices, cols, vals))
+            sets = sets._replace(predictions=(preds.part, preds.ts, preds.slices, cols, vals))
         pairs = batch.outcomes(k)
         if pairs is not None:
             assert pairs.label is not None and pairs.delay is not None
             cols, vals = layout.outcome_terms(pairs.pred, pairs.score, pairs.label)
-            sets.append((pairs.part, pairs.ts, pairs.slices, cols, vals))
-        if sets:  # the predictions' sums, then the pairs' added to them, pane by pane
-            self._scatter(model, sets)
-        if pairs is not None:
-            assert pairs.delay is not None
-            self._label_delays(model.index, pairs.part, pairs.delay)
-            if model.detectors is not None:
-                self._buffer_errors(model, pairs)
+            sets = sets._replace(pairs=(pairs.part, pairs.ts, pairs.slices, cols, vals))
+        return sets, pairs
 
     def _buffer_errors(self, model: ModelState, pairs: Chunk) -> None:
         """Keep the batch's errors per (pane, partition) in the ledgers for the detectors
@@ -456,40 +481,66 @@ class Engine:
             state.delay[m] += np.bincount(bucket[sel], minlength=len(_DELAY_EDGES) + 1)
             state.delay_sum[m] += float(delay[sel].sum())
 
-    def _scatter(
-        self,
-        model: ModelState,
-        sets: Sequence[tuple[npt.NDArray[np.int64], F64, npt.NDArray[np.int64], Any, F64]],
-    ) -> None:
+    def _scatter(self, items: Sequence[tuple[ModelState, _Sets]]) -> None:
         """Events' terms go to their partition's ledger, pane by pane, whatever the clock
-        (stage 2 decides what is late): ``sets`` of ``(partition, time, slices, cols,
-        vals)`` columns, each set's sums added to the previous sets' in each pane."""
-        panes = [np.floor(ts / self.pane).astype(np.int64) for _, ts, _, _, _ in sets]
+        (stage 2 decides what is late): each model's predictions' sums, then its pairs'
+        added to them, in each pane. Models of one shape (row width, decay rates, slice
+        columns) are scattered by one :func:`~monitor.core.layout.scatter_panes` call, a
+        (model, partition, pane) group each: a poll of many models pays its fixed costs
+        once, not once per model."""
+        shapes: dict[tuple[int, tuple[float, ...], int], list[tuple[ModelState, _Sets]]] = {}
+        for model, sets in items:
+            rates = tuple(math.log(2) / s.seconds for s in model.windows if s.kind == "decay")
+            slices = next(s for s in sets if s is not None)[2].shape[1]
+            shapes.setdefault((model.layout.width, rates, slices), []).append((model, sets))
+        for (width, rates, _), group in shapes.items():
+            self._scatter_shape(width, list(rates), group)
+
+    def _scatter_shape(
+        self, width: int, rates: list[float], items: Sequence[tuple[ModelState, _Sets]]
+    ) -> None:
+        """:meth:`_scatter` of models of one shape."""
+        # (kind, terms) -> [(model slot, set)]: the predictions' sets first; sets of one
+        # kind and width of terms go together (a model's are in one of them).
+        kinds: dict[tuple[int, int], list[tuple[int, _Set]]] = {}
+        for slot, (_, sets) in enumerate(items):
+            for kind, one in enumerate(sets):
+                if one is not None:
+                    kinds.setdefault((kind, one[3].shape[1]), []).append((slot, one))
+        order = sorted(kinds, key=lambda key: key[0])
+        parts = [[one for _, one in kinds[key]] for key in order]
+        slots = [np.repeat([slot for slot, _ in kinds[key]], [len(one[1]) for _, one in
+                           kinds[key]]) for key in order]  # fmt: skip
+        ts = [_joined([one[1] for one in chosen]) for chosen in parts]
+        panes = [np.floor(t / self.pane).astype(np.int64) for t in ts]
         low = min(int(p.min()) for p in panes)
         high = max(int(p.max()) for p in panes)
         if self.closed_upto is None:
             first = self.first_pane
             self.first_pane = low if first is None else min(first, low)
         span = high - low + 1
-        # Every (partition, pane) group's sums at once (bit for bit what DeltaLedger.add
-        # adds group by group: a group's events stay in their order).
-        keys = [s[0] * span + (pane - low) for s, pane in zip(sets, panes, strict=True)]
+        numbers = [_joined([one[0] for one in chosen]) for chosen in parts]
+        count = max(int(n.max()) for n in numbers) + 1
+        # Every (model, partition, pane) group's sums at once (bit for bit what
+        # DeltaLedger.add adds group by group: a group's events stay in their order).
+        keys = [(s * count + n) * span + (p - low)
+                for s, n, p in zip(slots, numbers, panes, strict=True)]  # fmt: skip
         uniq, group = np.unique(np.concatenate(keys), return_inverse=True)
         cuts = np.cumsum([len(k) for k in keys])[:-1]
-        terms = [
-            Terms(g, sl, cols, vals, ts)
-            for g, (_, ts, sl, cols, vals) in zip(np.split(group, cuts), sets, strict=True)
-        ]
-        numbers, offsets = np.divmod(uniq, span)
-        rates = [math.log(2) / spec.seconds for spec in model.windows if spec.kind == "decay"]
-        rows = len(model.registry.keys)
-        blocks = scatter_panes(
-            (rows, model.layout.width), rates, self.pane, offsets + low, terms
-        )
+        terms = []
+        for ids, chosen, t in zip(np.split(group, cuts), parts, ts, strict=True):
+            slices, cols, vals = (_joined([one[i] for one in chosen]) for i in (2, 3, 4))
+            terms.append(Terms(ids, slices, cols, vals, t))
+        rows = max(len(model.registry.keys) for model, _ in items)
+        group_slots, group_numbers = np.divmod(uniq // span, count)
+        group_panes = uniq % span + low
+        blocks = scatter_panes((rows, width), rates, self.pane, group_panes, terms)
         ledgers = self.ledgers
-        numbers_l, panes_l = numbers.tolist(), (offsets + low).tolist()
+        models = [model.index for model, _ in items]
+        slot_l, number_l = group_slots.tolist(), group_numbers.tolist()
+        pane_l = group_panes.tolist()
         for g, used, plain, decay in blocks:
-            ledgers[numbers_l[g]].add_sums(model.index, panes_l[g], plain, decay, used)
+            ledgers[number_l[g]].add_sums(models[slot_l[g]], pane_l[g], plain, decay, used)
 
     # ------------------------------------------------------------------ time
     def _watermark(self) -> float:
@@ -614,6 +665,11 @@ class Engine:
             for (_topic, reason), n in state.rejects.items():
                 rejects[reason] += n
         return {"models": models, "rejects": dict(sorted(rejects.items()))}
+
+
+def _joined(arrays: Sequence[Any]) -> Any:
+    """The arrays end to end (the one array itself, not a copy, when there is one)."""
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
 
 def _groups(key: npt.NDArray[np.int64]) -> Iterator[tuple[int, npt.NDArray[np.intp]]]:

@@ -28,13 +28,19 @@ categorical one).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
-from monitor.core.reference import LABEL, PREDICTION, ReferenceProfile, bin_numeric
+from monitor.core.reference import (
+    LABEL,
+    PREDICTION,
+    ReferenceProfile,
+    StackedBins,
+    bin_numeric,
+)
 from monitor.core.tasks import Task, task_of
 from monitor.core.tasks.binary import EPS, score_bin
 from monitor.events.values import canonical, is_whole
@@ -184,21 +190,35 @@ class Layout:
         # One row per term, filled in place: (terms, events), handed back transposed.
         cols: I64 = np.empty((terms, e), dtype=np.int64)
         vals: F64 = np.empty((terms, e), dtype=np.float64)
-        j = 0
         problem = np.zeros(e, dtype=bool)
         seen_problem = np.zeros(e, dtype=bool)  # without the profile
         if use is None:
             use = np.ones(e, dtype=bool)
-        numbers: dict[str, F64] = {}
-        for name, kind in self.features.items():
-            values = columns[name]
+        plan = self._numeric_plan()
+        x = np.zeros((0, e))
+        if plan.names:  # every numeric feature at once: (features, events) blocks
+            bad, x = _numeric_block([columns[n] for n in plan.names])
+            bad[(bad == 0) & ~np.isfinite(x)] = 3
+            flagged = bad > 0
+            seen_problem |= flagged.any(axis=0)
+            term = plan.term_rows(per_feature)
+            if not profile_only:
+                cols[term(0)] = np.take(plan.quality, bad + plan.quality_at)
+                vals[term(0)] = flagged
+            if plan.bins is not None:
+                ok = ~flagged & use
+                b = plan.bins(np.where(ok, x, plan.first_edge))
+                problem |= (ok & ((b == 0) | (b == plan.top))).any(axis=0)
+                h = per_feature - 2
+                cols[term(h)] = b + plan.hist
+                vals[term(h)] = ok
+                cols[term(h + 1)] = b + plan.bin_sum
+                vals[term(h + 1)] = np.where(ok, x, 0.0)
+        for i, (name, kind) in enumerate(self.features.items()):
             if kind == "numeric":
-                bad, x = _numeric_column(values)
-                nonfinite = (bad == 0) & ~np.isfinite(x)
-                bad[nonfinite] = 3
-                numbers[name] = x
-            else:
-                bad, strings = _categorical_column(values)
+                continue
+            j = i * per_feature
+            bad, strings = _categorical_column(columns[name])
             flagged = bad > 0
             if not profile_only:
                 np.take(self._quality_columns(name, kind), bad, out=cols[j])
@@ -208,39 +228,30 @@ class Layout:
             if self.profile is None:
                 continue
             ok = ~flagged & use
-            hist = self.col(f"hist:{name}")
-            if kind == "numeric":
-                ref = self.profile.numeric[name]
-                b = bin_numeric(ref.edges, np.where(ok, x, ref.edges[0]))
-                problem |= ok & ((b == 0) | (b == ref.columns - 1))
-                np.add(b, hist, out=cols[j])
-                vals[j] = ok
-                np.add(b, self.col(f"bin_sum:{name}"), out=cols[j + 1])
-                vals[j + 1] = np.where(ok, x, 0.0)
-            else:
-                cref = self.profile.categorical[name]
-                code = np.full(e, len(cref.categories), dtype=np.int64)
-                unseen = np.zeros(e, dtype=bool)
-                if ok.any():
-                    uniq, inverse = np.unique(strings[ok], return_inverse=True)
-                    other = len(cref.categories)
-                    keys = [canonical(u) or u for u in uniq]  # the reference rules, per value
-                    lut = np.array([cref.index.get(k, other) for k in keys], dtype=np.int64)
-                    new = np.array([k not in cref.known for k in keys], dtype=bool)
-                    code[ok] = lut[inverse]
-                    unseen[ok] = new[inverse]
-                np.add(code, hist, out=cols[j])
-                vals[j] = ok
-                cols[j + 1] = self.col(f"unseen:{name}")
-                vals[j + 1] = unseen
-                problem |= unseen
-            j += 2
+            cref = self.profile.categorical[name]
+            code = np.full(e, len(cref.categories), dtype=np.int64)
+            unseen = np.zeros(e, dtype=bool)
+            if ok.any():
+                uniq, inverse = np.unique(strings[ok], return_inverse=True)
+                other = len(cref.categories)
+                keys = [canonical(u) or u for u in uniq]  # the reference rules, per value
+                lut = np.array([cref.index.get(k, other) for k in keys], dtype=np.int64)
+                new = np.array([k not in cref.known for k in keys], dtype=bool)
+                code[ok] = lut[inverse]
+                unseen[ok] = new[inverse]
+            np.add(code, self.col(f"hist:{name}"), out=cols[j])
+            vals[j] = ok
+            cols[j + 1] = self.col(f"unseen:{name}")
+            vals[j + 1] = unseen
+            problem |= unseen
+        j = len(self.features) * per_feature
         if self.pca is not None:
-            x = np.column_stack([numbers[n] for n in self.pca.features])
-            whole = np.isfinite(x).all(axis=1) & use
+            # (events, features) in C order, as the PCA was always given its rows
+            pca_x = np.ascontiguousarray((x if plan.pca is None else x[plan.pca]).T)
+            whole = np.isfinite(pca_x).all(axis=1) & use
             err: F64 = np.zeros(e)
             if whole.any():
-                err[whole] = self.pca.errors(x[whole])
+                err[whole] = self.pca.errors(pca_x[whole])
             cols[j] = self.col("pca_n")
             vals[j] = whole
             cols[j + 1] = self.col("pca_err_sum")
@@ -252,6 +263,15 @@ class Layout:
             j += 1
         assert j == terms
         return cols.T, vals.T
+
+    def _numeric_plan(self) -> _NumericPlan:
+        """Where the numeric features' terms go (see :class:`_NumericPlan`), made once per
+        profile: a warmup profile installed later makes it again."""
+        kept = self.__dict__.get("_numeric")
+        if kept is None or kept[0] is not self.profile:
+            plan = _NumericPlan(self)
+            kept = self.__dict__["_numeric"] = (self.profile, plan)
+        return kept[1]
 
     def _quality_columns(self, name: str, kind: str) -> I64:
         """The data-quality column of each code of feature ``name``'s values (0 fine, 1
@@ -309,6 +329,60 @@ def _numeric_column(values: Sequence[Any]) -> tuple[npt.NDArray[np.int8], F64]:
     code = np.fromiter((_NUMERIC_KIND.get(v.__class__, 2) for v in values), np.int8, n)
     x = np.fromiter((v if v.__class__ in _NUMBER else math.nan for v in values), np.float64, n)
     return code, x
+
+
+def _numeric_block(columns: Sequence[Sequence[Any]]) -> tuple[npt.NDArray[np.int8], F64]:
+    """:func:`_numeric_column` of several features' values, as ``(features, events)``
+    blocks: the usual all-numbers case in one conversion."""
+    if all(set(map(type, values)) <= _NUMBER_TYPES for values in columns):
+        x = np.array(columns, dtype=np.float64).reshape(len(columns), -1)
+        return np.zeros(x.shape, dtype=np.int8), x
+    codes, values = zip(*map(_numeric_column, columns), strict=True)
+    return np.stack(codes), np.stack(values)
+
+
+class _NumericPlan:
+    """A layout's numeric features and where their terms go, as columns over the features
+    (each ``(features, 1)``) for :meth:`Layout.feature_terms` to fill every numeric
+    feature's terms with one numpy call per kind of term."""
+
+    def __init__(self, layout: Layout) -> None:
+        features = list(layout.features.items())
+        #: The numeric features, in the layout's order.
+        self.names = [n for n, k in features if k == "numeric"]
+        #: Each numeric feature's place among all the features.
+        self.at: I64 = np.array([i for i, (_, k) in enumerate(features) if k == "numeric"],
+                                dtype=np.int64)  # fmt: skip
+        #: The data-quality column of each code (see :meth:`Layout._quality_columns`), all
+        #: features' in one table; ``quality_at`` the start of each feature's codes.
+        self.quality: I64 = np.concatenate(
+            [layout._quality_columns(n, "numeric") for n in self.names] or [np.zeros(0, np.int64)]
+        )
+        self.quality_at: I64 = 4 * np.arange(len(self.names), dtype=np.int64)[:, None]
+        profile = layout.profile
+        refs = [profile.numeric[n] for n in self.names] if profile is not None else []
+        #: The histograms' bins (None without a profile), their first edges, top columns
+        #: (overflow), and where each histogram and bin sum starts.
+        self.bins = StackedBins([r.edges for r in refs]) if refs else None
+        self.first_edge: F64 = np.array([r.edges[0] for r in refs])[:, None]
+        self.top: I64 = np.array([r.columns - 1 for r in refs], dtype=np.int64)[:, None]
+        self.hist: I64 = np.array([layout.col(f"hist:{n}") for n in self.names if refs],
+                                  dtype=np.int64)[:, None]  # fmt: skip
+        self.bin_sum: I64 = np.array([layout.col(f"bin_sum:{n}") for n in self.names if refs],
+                                     dtype=np.int64)[:, None]  # fmt: skip
+        self._whole = bool(np.array_equal(self.at, np.arange(len(self.names))))
+        pca = layout.pca.features if layout.pca is not None else self.names
+        #: The PCA's features among the numeric ones (None: all of them, in order).
+        self.pca = None if list(pca) == self.names else [self.names.index(n) for n in pca]
+
+    def term_rows(self, per_feature: int) -> Callable[[int], slice | I64]:
+        """The term rows of each numeric feature's ``k``-th term, given the terms each
+        feature has: a strided slice when the numeric features come first (no gather)."""
+        n = len(self.names)
+        if self._whole:
+            return lambda k: slice(k, n * per_feature, per_feature)
+        first = self.at * per_feature
+        return lambda k: first + k
 
 
 def _categorical_column(values: Sequence[Any]) -> tuple[npt.NDArray[np.int8], npt.NDArray[Any]]:
