@@ -106,6 +106,14 @@ class _Piece:
         return self._plain, self._decay
 
 
+#: An applied delta's counts and label delays when it has no part for the model: never
+#: written to (an undo subtracts them), so one array serves every such delta.
+_NO_COUNTS = np.zeros(len(COUNT_NAMES))
+_NO_DELAY = np.zeros(len(LABEL_DELAY_BUCKETS) + 1)
+_NO_COUNTS.flags.writeable = False
+_NO_DELAY.flags.writeable = False
+
+
 @dataclass
 class _Applied:
     base: dict[str, int]
@@ -205,6 +213,14 @@ class ModelStage:
         chain (a stale duplicate) and was dropped. Then (with ``advance``) close the panes
         the clock passed: give False when more deltas read together follow, and call
         :meth:`advance` after the last, so that their panes close once, with all of them."""
+        mine = next((m for m in delta.models if m.model == self.name), None)
+        return self.apply_part(delta, mine, advance)
+
+    def apply_part(self, delta: PartitionDelta, mine: ModelDelta | None,
+                   advance: bool = True) -> bool:  # fmt: skip
+        """:meth:`apply` with this model's part of ``delta`` given (None: it has none),
+        not looked for among ``delta.models``: a process that feeds every model's stage
+        the same delta hands each its own part."""
         chain = self.chains.setdefault(delta.number, _Chain())
         if delta.session == chain.session:
             fits = delta.seq == chain.seq + 1 and delta.base == chain.end
@@ -233,15 +249,14 @@ class ModelStage:
                 chain.retired.add(chain.session)
             chain.session = delta.session
         chain.seq = delta.seq
-        mine = next((m for m in delta.models if m.model == self.name), None)
         applied = _Applied(
             dict(delta.base),
             dict(delta.end),
             dict(self.progress.get(delta.number, {})),
             self.idle.get(delta.number, frozenset()),
             [],
-            np.zeros(len(COUNT_NAMES)),
-            np.zeros(len(self.delay)),
+            _NO_COUNTS,
+            _NO_DELAY,
             0.0,
             self.waiting.get(delta.number),
         )

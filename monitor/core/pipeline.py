@@ -31,7 +31,6 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import msgspec
 import numpy as np
 
 from monitor.config import MonitorConfig
@@ -148,15 +147,11 @@ class Pipeline:
             # In one process each delta is final: nothing before it is ever undone.
             self.book.checkpointed(number, self.engine.partitions[number].offsets)
             delta = self.book.take(number)
-            if len(stages) == 1:
-                stages[0].apply(delta, advance=False)
-                continue
-            # Each stage is handed its own model's part alone (it would look for it
-            # among every model's: a search per stage over all models).
-            parts = {md.model: [md] for md in delta.models}
+            # Each stage is handed its own model's part (it would look for it among
+            # every model's: a search per stage over all models).
+            parts = {md.model: md for md in delta.models}
             for stage in stages:
-                mine = msgspec.structs.replace(delta, models=parts.get(stage.name, []))
-                stage.apply(mine, advance=False)
+                stage.apply_part(delta, parts.get(stage.name), advance=False)
 
     def _close(self, upto: int) -> None:
         stages = self.stages.values()
