@@ -58,16 +58,26 @@ F64 = npt.NDArray[np.float64]
 _log = structlog.get_logger(__name__)
 
 
+def _index(rows: list[int]) -> npt.NDArray[np.int64] | slice:
+    """Distinct slice rows as an index: a slice where they follow one another (a view of
+    an array: no gather and scatter), else an array of them."""
+    if rows and rows[-1] - rows[0] == len(rows) - 1 and rows == list(range(rows[0], rows[-1] + 1)):
+        return slice(rows[0], rows[-1] + 1)
+    return np.array(rows, dtype=np.int64)
+
+
 class _Piece:
     """One pane of one applied delta, in this stage's rows, kept to undo it: its sums as
     ``(slices, width)`` arrays ``plain`` and ``decay`` (made when read), held as the
-    delta's blocks of the distinct slice rows ``rows`` when it came with them."""
+    delta's blocks of the distinct slice rows ``rows`` (an index: an array or a slice)
+    when it came with them."""
 
     __slots__ = ("_decay", "_plain", "errors", "pane", "rows", "slices", "warm")
 
     def __init__(self, pane: int, plain: F64, decay: list[F64], errors: int,
                  warm: list[tuple[Any, ...]] | None = None,
-                 rows: npt.NDArray[np.int64] | None = None, slices: int = 0) -> None:  # fmt: skip
+                 rows: npt.NDArray[np.int64] | slice | None = None,
+                 slices: int = 0) -> None:  # fmt: skip
         self.pane = pane
         self._plain = plain
         self._decay = decay
@@ -288,23 +298,25 @@ class ModelStage:
         chain.end = dict(offsets)
         chain.history.clear()
 
-    def _rows(self, md: ModelDelta) -> npt.NDArray[np.int64]:
+    def _rows(self, md: ModelDelta) -> list[int]:
+        """This registry's row of each of the delta's slice keys (registering new ones)."""
         registry = self.model.registry
-        return np.array([registry.lookup(d, v) for d, v in md.slice_keys], dtype=np.int64)
+        return [registry.lookup(d, v) for d, v in md.slice_keys]
 
     def _add(self, delta: PartitionDelta, md: ModelDelta, applied: _Applied) -> None:
-        mapping = self._rows(md)
+        remap = self._rows(md)
         rows = len(self.model.registry.keys)
         self.windows.grow(rows)
         # Distinct slices of stage 1 are distinct rows here unless this registry folded
         # some of them together (at its caps): only then must rows be added up.
-        distinct = len(set(mapping.tolist())) == len(mapping)
+        distinct = len(set(remap)) == len(remap)
         for pd in md.panes:
-            where = mapping.take(pd.rows)
             blocks = [delta.array(md, block) for block in (pd.plain, *pd.decay)]
             if distinct:
-                piece = _Piece(pd.pane, blocks[0], blocks[1:], 0, None, where, rows)
+                at = _index([remap[r] for r in pd.rows])
+                piece = _Piece(pd.pane, blocks[0], blocks[1:], 0, None, at, rows)
             else:
+                where = np.array(remap, dtype=np.int64).take(pd.rows)
                 plain = np.zeros((rows, md.width))
                 decay = [np.zeros((rows, md.width)) for _ in pd.decay]
                 for target, block in zip([plain, *decay], blocks, strict=True):
@@ -319,7 +331,7 @@ class ModelStage:
                 err.extend(pd.err)
                 piece.errors = len(pd.err)
             if pd.warm:
-                piece.warm = self._take_warm(delta.number, pd, mapping, piece)
+                piece.warm = self._take_warm(delta.number, pd, remap, piece)
             applied.pieces.append(piece)
         applied.counts = np.asarray(md.counts, dtype=np.float64)
         applied.delay = np.asarray(md.delay, dtype=np.float64)
@@ -333,7 +345,7 @@ class ModelStage:
                 self.model.registry.folded[dimension], n
             )
 
-    def _take_warm(self, number: int, pd: PaneDelta, mapping: npt.NDArray[np.int64],
+    def _take_warm(self, number: int, pd: PaneDelta, remap: list[int],
                    piece: _Piece) -> list[tuple[Any, ...]]:  # fmt: skip
         """Take a pane's predictions sent raw (stage 1 had no warmup reference), as one
         engine would have: into the warmup buffer while the model warms up and their pane
@@ -341,7 +353,6 @@ class ModelStage:
         exists and they are past the panes it was built from; else nowhere. Returns the
         rows buffered."""
         model = self.model
-        remap = mapping.tolist()
         mapped: dict[tuple[int, ...], tuple[int, ...]] = {}  # the few slice combinations
         rows = []
         for w in pd.warm:
