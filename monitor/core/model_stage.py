@@ -47,12 +47,12 @@ from monitor.core.model import (
     slice_counters,
     warmup_profile,
 )
-from monitor.core.panemetrics import PanePlan, WindowValues, plan_for
+from monitor.core.panemetrics import PanePlan, WindowValues, plan_for, stacked_plan
 from monitor.core.partials import ModelDelta, PaneDelta, PartitionDelta
 from monitor.core.report import LABEL_DELAY_BUCKETS, ModelReport, SliceReport
 from monitor.core.windows import WindowSet, pad_rows
 
-__all__ = ["ModelStage"]
+__all__ = ["ModelStage", "flush_together"]
 
 F64 = npt.NDArray[np.float64]
 _log = structlog.get_logger(__name__)
@@ -530,7 +530,7 @@ class ModelStage:
         if math.isfinite(self.watermark):
             self.close_through(math.floor(self.watermark / self.pane))
 
-    def close_through(self, upto: int) -> None:
+    def close_through(self, upto: int, defer: bool = False) -> _Batch | None:
         """Close every pane below ``upto``, in order, emitting the model's signals per pane.
 
         The windows roll pane by pane; each closed pane's whole-model window sums are
@@ -543,11 +543,14 @@ class ModelStage:
         they are the same, bit for bit, as when the pane closes alone; the detectors are
         fed and the signals emitted in pane order.
         A pane at which the model warms up closes alone, after the panes before it: the
-        reference built there changes the signals' plan from that pane on."""
+        reference built there changes the signals' plan from that pane on.
+
+        ``defer``: the last panes' signals are not computed; their batch is returned
+        (None: there is none) for :func:`flush_together` to compute with other models'."""
         w = self.windows
         if self.closed_upto is None:
             if not w.open:
-                return
+                return None
             self.closed_upto = min(min(w.open), upto)
         batch = _Batch()
         while self.closed_upto < upto:
@@ -566,9 +569,12 @@ class ModelStage:
                 self._flush(batch)
                 self._warm_up(pane)
             self._take(batch, pane, upto - pane)
-            if len(batch.panes) == batch.size:
+            if len(batch.panes) == batch.size and not (defer and self.closed_upto >= upto):
                 self._flush(batch)
+        if defer:
+            return batch if batch.panes else None
         self._flush(batch)
+        return None
 
     # ------------------------------------------------------------------ signals
     def compute(self, final: bool = False) -> dict[str, dict[str, F64]]:
@@ -696,9 +702,17 @@ class ModelStage:
         batch.panes.append(pane)
         batch.seen.append(float(self.windows.cum[0, model.layout.col("pred_n")]))
 
-    def _values(self, batch: _Batch) -> tuple[PanePlan, WindowValues | None, list[list[float]]]:
+    def _used(self, batch: _Batch) -> int:
+        """The rows of ``batch.sums`` its panes fill."""
+        windows = len(self.model.windows)
+        tail = (len(self.model.registry.keys) - 1) * windows if batch.last else 0
+        return (len(batch.panes) or 1) * windows + tail
+
+    def _values(self, batch: _Batch, computed: F64 | None = None
+                ) -> tuple[PanePlan, WindowValues | None, list[list[float]]]:  # fmt: skip
         """The signals of the panes in ``batch`` in one :meth:`PanePlan.compute
-        <monitor.core.panemetrics.PanePlan.compute>`: the plan, every window's values of
+        <monitor.core.panemetrics.PanePlan.compute>` (``computed``: its result, made with
+        other models', see :func:`flush_together`): the plan, every window's values of
         the last pane (None without its slice rows) and, per pane, the whole-model values
         window after window (what :meth:`WindowValues.model_signals
         <monitor.core.panemetrics.WindowValues.model_signals>` takes as ``whole``).
@@ -711,11 +725,13 @@ class ModelStage:
         k = len(batch.panes) or 1
         windows = len(model.windows)
         rows = len(model.registry.keys)
-        tail = (rows - 1) * windows if batch.last else 0
-        used = k * windows + tail
+        used = self._used(batch)
         plan = self._plan()
-        count = None if batch.count is None else batch.count[:used]
-        values = plan.compute(batch.sums[:used], count, windows)
+        if computed is None:
+            count = None if batch.count is None else batch.count[:used]
+            values = plan.compute(batch.sums[:used], count, windows)
+        else:
+            values = computed
         size = len(plan.names)
         head = values[:, : k * windows].reshape(size, k, windows)
         whole: list[list[float]] = (
@@ -730,13 +746,14 @@ class ModelStage:
             full = WindowValues(plan, names, every)
         return plan, full, whole
 
-    def _flush(self, batch: _Batch) -> None:
-        """Compute the signals of the panes in ``batch`` (:meth:`_values`), then feed the
-        detectors and emit each pane's signals, in pane order; empty ``batch``."""
+    def _flush(self, batch: _Batch, computed: F64 | None = None) -> None:
+        """Compute the signals of the panes in ``batch`` (:meth:`_values`; ``computed``:
+        given), then feed the detectors and emit each pane's signals, in pane order;
+        empty ``batch``."""
         k = len(batch.panes)
         if not k:
             return
-        plan, full, whole = self._values(batch)
+        plan, full, whole = self._values(batch, computed)
         names = tuple(spec.name for spec in self.model.windows)
         for j, pane in enumerate(batch.panes):
             values = full if j == k - 1 else None
@@ -794,3 +811,28 @@ class ModelStage:
             "stale": self.stale,
         }
 
+
+def flush_together(pending: list[tuple[ModelStage, _Batch]]) -> None:
+    """Flush each stage's batch (:meth:`ModelStage.close_through` with ``defer``), the
+    signals of models whose plans share a shape (:meth:`PanePlan.shape
+    <monitor.core.panemetrics.PanePlan.shape>`) and whose batches fill as many rows of
+    sums computed in one :func:`~monitor.core.panemetrics.stacked_plan`: the values of
+    each model's rows are those of its own computation, bit for bit, for the numpy calls
+    of one model's."""
+    groups: dict[tuple[int, int, int], list[tuple[ModelStage, _Batch]]] = {}
+    for stage, batch in pending:
+        shape = stage._plan().shape()
+        if shape is None or batch.count is not None:
+            stage._flush(batch)
+            continue
+        key = (shape, stage._used(batch), len(stage.model.windows))
+        groups.setdefault(key, []).append((stage, batch))
+    for (_, used, windows), members in groups.items():
+        if len(members) == 1:
+            stage, batch = members[0]
+            stage._flush(batch)
+            continue
+        plan = stacked_plan([stage._plan() for stage, _ in members], used)
+        values = plan.compute(np.concatenate([b.sums[:used] for _, b in members]), None, windows)
+        for i, (stage, batch) in enumerate(members):
+            stage._flush(batch, values[:, i * used : (i + 1) * used])

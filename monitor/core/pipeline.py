@@ -37,7 +37,7 @@ from monitor.config import MonitorConfig
 from monitor.core.deltas import DeltaBook
 from monitor.core.engine import Engine, PartitionState
 from monitor.core.model import ModelState, PaneSignals
-from monitor.core.model_stage import ModelStage
+from monitor.core.model_stage import ModelStage, flush_together
 from monitor.core.report import ModelReport, Report
 from monitor.events.message import Message, Reject
 
@@ -162,11 +162,15 @@ class Pipeline:
             # Before any pane closed, only panes below the watermark's are closed: data for
             # a pane ahead of it that arrived first must not make earlier events late.
             self.closed_upto = min(min(firsts), upto)
+        pending = []  # the last panes' signals of every model, computed together
         for stage in stages:
             if stage.closed_upto is None:  # a model added to a running process too
                 stage.closed_upto = self.closed_upto
             stage.watermark = max(stage.watermark, self.engine.watermark)
-            stage.close_through(upto)
+            batch = stage.close_through(upto, defer=True)
+            if batch is not None:
+                pending.append((stage, batch))
+        flush_together(pending)
         self.closed_upto = max(self.closed_upto, upto)
         for name, stage in self.stages.items():
             self._learn(name, stage)
