@@ -319,6 +319,7 @@ _MODEL_STAGE = {
     "_window_sums": "signals", "_closed_counts": "signals", "_warm_up": "signals",
     "_warm_blocks": "signals", "_values": "signals", "_stack": "signals",
     "_pane_stack": "signals", "_sources": "signals", "_start": "signals", "_plan": "signals",
+    "_used": "signals", "flush_together": "signals",
     "report": "report", "drain_signals": "outputs",
 }
 #: The batch path: decoding and checking columns, then the join proper.

@@ -232,8 +232,10 @@ def stage_close(saved: Pipeline, polls: list[list[Message]], rounds: int, backlo
         held: list[int] = []
         made = [0]
 
-        def timed(upto: int, close: Any = close, spent: list[float] = spent,
-                  made: list[int] = made, stage: ModelStage = stage) -> None:
+        def timed(upto: int, defer: bool = False, close: Any = close,
+                  spent: list[float] = spent, made: list[int] = made,
+                  stage: ModelStage = stage) -> None:  # fmt: skip
+            # the model's own close, its signals computed here (``defer`` is not taken)
             closed = stage.panes_closed
             t0, c0 = time.perf_counter(), time.thread_time()
             close(upto)
@@ -241,7 +243,10 @@ def stage_close(saved: Pipeline, polls: list[list[Message]], rounds: int, backlo
             spent[1] += time.thread_time() - c0
             made[0] += stage.panes_closed > closed
 
-        stage.close_through = held.append if backlog else timed  # type: ignore[method-assign]
+        def hold(upto: int, defer: bool = False, held: list[int] = held) -> None:
+            held.append(upto)
+
+        stage.close_through = hold if backlog else timed  # type: ignore[method-assign]
         before = stage.panes_closed
         for poll in polls:
             core.process(poll)

@@ -18,12 +18,15 @@ from collections import Counter
 from operator import itemgetter
 
 import numpy as np
+import numpy.typing as npt
 
-from monitor.core.engine import LATE, Engine
+from monitor.core.engine import LATE, Engine, PartitionState
 from monitor.core.join import EarlyLabels
 from monitor.core.partials import FORMAT, ModelDelta, PartitionDelta
 
 __all__ = ["DeltaBook"]
+
+F64 = npt.NDArray[np.float64]
 
 
 class DeltaBook:
@@ -32,7 +35,7 @@ class DeltaBook:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         #: partition -> (offsets, counts per model, delay per model, delay sum per model)
-        self.published: dict[int, tuple[dict[str, int], list[list[float]], object, object]] = {}
+        self.published: dict[int, tuple[dict[str, int], F64, F64, F64]] = {}
         self.confirmed: dict[int, dict[str, int]] = {}
         self.sessions: dict[int, tuple[str, int]] = {}  # partition -> (session, last seq)
 
@@ -45,12 +48,7 @@ class DeltaBook:
             self.published.pop(number, None)
             self.confirmed.pop(number, None)
             return
-        self.published[number] = (
-            dict(state.offsets),
-            [list(c) for c in state.counts],
-            state.delay.copy(),
-            state.delay_sum.copy(),
-        )
+        self.published[number] = _published(state)
         self.confirmed[number] = dict(state.offsets)
         self.engine.ledgers.pop(number, None)
 
@@ -63,16 +61,19 @@ class DeltaBook:
         engine = self.engine
         state = engine.partition(number)
         ledger = engine.ledgers[number]
-        n_models = len(engine.models)
-        base, counts, delay, delay_sum = self.published.get(
-            number,
-            (
-                {},
-                [[0.0] * len(state.counts[0]) for _ in range(n_models)],
-                np.zeros_like(state.delay),
-                np.zeros_like(state.delay_sum),
-            ),
-        )
+        published = self.published.get(number)
+        now = _published(state)
+        # every model's increments in one subtraction per array (the same values as one
+        # model's at a time), read as lists once
+        if published is None:
+            base: dict[str, int] = {}
+            d_counts, d_delay, d_sum = now[1].copy(), now[2], now[3]
+        else:
+            base = published[0]
+            d_counts = now[1] - published[1]
+            d_delay, d_sum = now[2] - published[2], now[3] - published[3]
+        d_counts[:, LATE : LATE + 1] = 0.0  # stage 2 counts what is late by its own clock
+        counts, delays, sums = d_counts.tolist(), d_delay.tolist(), d_sum.tolist()
         # early labels per model index (-1: naming none), as the join keeps them counted
         early = state.join.early
         by_model = (
@@ -80,29 +81,25 @@ class DeltaBook:
             if isinstance(early, EarlyLabels)
             else Counter(map(itemgetter(2), early.values()))
         )
+        unnamed = by_model[-1]
         models = []
         for model in engine.models:
             m = model.index
-            panes = ledger.take(m)
-            d_counts = [a - b for a, b in zip(state.counts[m], counts[m], strict=True)]
-            d_counts[LATE] = 0.0  # stage 2 counts what is late by its own clock
-            d_delay = (state.delay[m] - np.asarray(delay)[m]).tolist()
-            d_sum = float(state.delay_sum[m] - np.asarray(delay_sum)[m])
             models.append(
                 ModelDelta(
                     model.name,
                     model.layout.width,
                     list(model.registry.keys),
-                    panes,
-                    d_counts,
-                    d_delay,
-                    d_sum,
+                    ledger.take(m),
+                    counts[m],
+                    delays[m],
+                    sums[m],
                     dict(model.registry.folded),
                     len(state.join.pending[m]),
-                    by_model[-1] + by_model[m],
+                    unnamed + by_model[m],
                 )
             )
-        end = dict(state.offsets)
+        end = now[0]
         session, seq = self.sessions.get(number) or (uuid.uuid4().hex, 0)
         self.sessions[number] = (session, seq + 1)
         delta = PartitionDelta(
@@ -117,10 +114,16 @@ class DeltaBook:
             self.confirmed.get(number),
             models,
         )
-        self.published[number] = (
-            end,
-            [list(c) for c in state.counts],
-            state.delay.copy(),
-            state.delay_sum.copy(),
-        )
+        self.published[number] = (end, *now[1:])
         return delta
+
+
+def _published(state: PartitionState) -> tuple[dict[str, int], F64, F64, F64]:
+    """What a partition's state reflects, as a delta's end: its offsets, counts per model,
+    label-delay histogram per model and delay sum per model (copies)."""
+    return (
+        dict(state.offsets),
+        np.array(state.counts, dtype=np.float64, ndmin=2),
+        state.delay.copy(),
+        state.delay_sum.copy(),
+    )

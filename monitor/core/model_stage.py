@@ -47,27 +47,37 @@ from monitor.core.model import (
     slice_counters,
     warmup_profile,
 )
-from monitor.core.panemetrics import PanePlan, WindowValues, plan_for
+from monitor.core.panemetrics import PanePlan, WindowValues, plan_for, stacked_plan
 from monitor.core.partials import ModelDelta, PaneDelta, PartitionDelta
 from monitor.core.report import LABEL_DELAY_BUCKETS, ModelReport, SliceReport
 from monitor.core.windows import WindowSet, pad_rows
 
-__all__ = ["ModelStage"]
+__all__ = ["ModelStage", "flush_together"]
 
 F64 = npt.NDArray[np.float64]
 _log = structlog.get_logger(__name__)
 
 
+def _index(rows: list[int]) -> npt.NDArray[np.int64] | slice:
+    """Distinct slice rows as an index: a slice where they follow one another (a view of
+    an array: no gather and scatter), else an array of them."""
+    if rows and rows[-1] - rows[0] == len(rows) - 1 and rows == list(range(rows[0], rows[-1] + 1)):
+        return slice(rows[0], rows[-1] + 1)
+    return np.array(rows, dtype=np.int64)
+
+
 class _Piece:
     """One pane of one applied delta, in this stage's rows, kept to undo it: its sums as
     ``(slices, width)`` arrays ``plain`` and ``decay`` (made when read), held as the
-    delta's blocks of the distinct slice rows ``rows`` when it came with them."""
+    delta's blocks of the distinct slice rows ``rows`` (an index: an array or a slice)
+    when it came with them."""
 
     __slots__ = ("_decay", "_plain", "errors", "pane", "rows", "slices", "warm")
 
     def __init__(self, pane: int, plain: F64, decay: list[F64], errors: int,
                  warm: list[tuple[Any, ...]] | None = None,
-                 rows: npt.NDArray[np.int64] | None = None, slices: int = 0) -> None:  # fmt: skip
+                 rows: npt.NDArray[np.int64] | slice | None = None,
+                 slices: int = 0) -> None:  # fmt: skip
         self.pane = pane
         self._plain = plain
         self._decay = decay
@@ -104,6 +114,14 @@ class _Piece:
     def blocks(self) -> tuple[F64, list[F64]]:
         """The plain and decay sums as held (of ``rows`` only, when it is given)."""
         return self._plain, self._decay
+
+
+#: An applied delta's counts and label delays when it has no part for the model: never
+#: written to (an undo subtracts them), so one array serves every such delta.
+_NO_COUNTS = np.zeros(len(COUNT_NAMES))
+_NO_DELAY = np.zeros(len(LABEL_DELAY_BUCKETS) + 1)
+_NO_COUNTS.flags.writeable = False
+_NO_DELAY.flags.writeable = False
 
 
 @dataclass
@@ -205,6 +223,14 @@ class ModelStage:
         chain (a stale duplicate) and was dropped. Then (with ``advance``) close the panes
         the clock passed: give False when more deltas read together follow, and call
         :meth:`advance` after the last, so that their panes close once, with all of them."""
+        mine = next((m for m in delta.models if m.model == self.name), None)
+        return self.apply_part(delta, mine, advance)
+
+    def apply_part(self, delta: PartitionDelta, mine: ModelDelta | None,
+                   advance: bool = True) -> bool:  # fmt: skip
+        """:meth:`apply` with this model's part of ``delta`` given (None: it has none),
+        not looked for among ``delta.models``: a process that feeds every model's stage
+        the same delta hands each its own part."""
         chain = self.chains.setdefault(delta.number, _Chain())
         if delta.session == chain.session:
             fits = delta.seq == chain.seq + 1 and delta.base == chain.end
@@ -233,15 +259,14 @@ class ModelStage:
                 chain.retired.add(chain.session)
             chain.session = delta.session
         chain.seq = delta.seq
-        mine = next((m for m in delta.models if m.model == self.name), None)
         applied = _Applied(
             dict(delta.base),
             dict(delta.end),
             dict(self.progress.get(delta.number, {})),
             self.idle.get(delta.number, frozenset()),
             [],
-            np.zeros(len(COUNT_NAMES)),
-            np.zeros(len(self.delay)),
+            _NO_COUNTS,
+            _NO_DELAY,
             0.0,
             self.waiting.get(delta.number),
         )
@@ -273,23 +298,25 @@ class ModelStage:
         chain.end = dict(offsets)
         chain.history.clear()
 
-    def _rows(self, md: ModelDelta) -> npt.NDArray[np.int64]:
+    def _rows(self, md: ModelDelta) -> list[int]:
+        """This registry's row of each of the delta's slice keys (registering new ones)."""
         registry = self.model.registry
-        return np.array([registry.lookup(d, v) for d, v in md.slice_keys], dtype=np.int64)
+        return [registry.lookup(d, v) for d, v in md.slice_keys]
 
     def _add(self, delta: PartitionDelta, md: ModelDelta, applied: _Applied) -> None:
-        mapping = self._rows(md)
+        remap = self._rows(md)
         rows = len(self.model.registry.keys)
         self.windows.grow(rows)
         # Distinct slices of stage 1 are distinct rows here unless this registry folded
         # some of them together (at its caps): only then must rows be added up.
-        distinct = len(set(mapping.tolist())) == len(mapping)
+        distinct = len(set(remap)) == len(remap)
         for pd in md.panes:
-            where = mapping.take(pd.rows)
             blocks = [delta.array(md, block) for block in (pd.plain, *pd.decay)]
             if distinct:
-                piece = _Piece(pd.pane, blocks[0], blocks[1:], 0, None, where, rows)
+                at = _index([remap[r] for r in pd.rows])
+                piece = _Piece(pd.pane, blocks[0], blocks[1:], 0, None, at, rows)
             else:
+                where = np.array(remap, dtype=np.int64).take(pd.rows)
                 plain = np.zeros((rows, md.width))
                 decay = [np.zeros((rows, md.width)) for _ in pd.decay]
                 for target, block in zip([plain, *decay], blocks, strict=True):
@@ -304,7 +331,7 @@ class ModelStage:
                 err.extend(pd.err)
                 piece.errors = len(pd.err)
             if pd.warm:
-                piece.warm = self._take_warm(delta.number, pd, mapping, piece)
+                piece.warm = self._take_warm(delta.number, pd, remap, piece)
             applied.pieces.append(piece)
         applied.counts = np.asarray(md.counts, dtype=np.float64)
         applied.delay = np.asarray(md.delay, dtype=np.float64)
@@ -318,7 +345,7 @@ class ModelStage:
                 self.model.registry.folded[dimension], n
             )
 
-    def _take_warm(self, number: int, pd: PaneDelta, mapping: npt.NDArray[np.int64],
+    def _take_warm(self, number: int, pd: PaneDelta, remap: list[int],
                    piece: _Piece) -> list[tuple[Any, ...]]:  # fmt: skip
         """Take a pane's predictions sent raw (stage 1 had no warmup reference), as one
         engine would have: into the warmup buffer while the model warms up and their pane
@@ -326,7 +353,6 @@ class ModelStage:
         exists and they are past the panes it was built from; else nowhere. Returns the
         rows buffered."""
         model = self.model
-        remap = mapping.tolist()
         mapped: dict[tuple[int, ...], tuple[int, ...]] = {}  # the few slice combinations
         rows = []
         for w in pd.warm:
@@ -504,7 +530,7 @@ class ModelStage:
         if math.isfinite(self.watermark):
             self.close_through(math.floor(self.watermark / self.pane))
 
-    def close_through(self, upto: int) -> None:
+    def close_through(self, upto: int, defer: bool = False) -> _Batch | None:
         """Close every pane below ``upto``, in order, emitting the model's signals per pane.
 
         The windows roll pane by pane; each closed pane's whole-model window sums are
@@ -517,11 +543,14 @@ class ModelStage:
         they are the same, bit for bit, as when the pane closes alone; the detectors are
         fed and the signals emitted in pane order.
         A pane at which the model warms up closes alone, after the panes before it: the
-        reference built there changes the signals' plan from that pane on."""
+        reference built there changes the signals' plan from that pane on.
+
+        ``defer``: the last panes' signals are not computed; their batch is returned
+        (None: there is none) for :func:`flush_together` to compute with other models'."""
         w = self.windows
         if self.closed_upto is None:
             if not w.open:
-                return
+                return None
             self.closed_upto = min(min(w.open), upto)
         batch = _Batch()
         while self.closed_upto < upto:
@@ -540,9 +569,12 @@ class ModelStage:
                 self._flush(batch)
                 self._warm_up(pane)
             self._take(batch, pane, upto - pane)
-            if len(batch.panes) == batch.size:
+            if len(batch.panes) == batch.size and not (defer and self.closed_upto >= upto):
                 self._flush(batch)
+        if defer:
+            return batch if batch.panes else None
         self._flush(batch)
+        return None
 
     # ------------------------------------------------------------------ signals
     def compute(self, final: bool = False) -> dict[str, dict[str, F64]]:
@@ -670,9 +702,17 @@ class ModelStage:
         batch.panes.append(pane)
         batch.seen.append(float(self.windows.cum[0, model.layout.col("pred_n")]))
 
-    def _values(self, batch: _Batch) -> tuple[PanePlan, WindowValues | None, list[list[float]]]:
+    def _used(self, batch: _Batch) -> int:
+        """The rows of ``batch.sums`` its panes fill."""
+        windows = len(self.model.windows)
+        tail = (len(self.model.registry.keys) - 1) * windows if batch.last else 0
+        return (len(batch.panes) or 1) * windows + tail
+
+    def _values(self, batch: _Batch, computed: F64 | None = None
+                ) -> tuple[PanePlan, WindowValues | None, list[list[float]]]:  # fmt: skip
         """The signals of the panes in ``batch`` in one :meth:`PanePlan.compute
-        <monitor.core.panemetrics.PanePlan.compute>`: the plan, every window's values of
+        <monitor.core.panemetrics.PanePlan.compute>` (``computed``: its result, made with
+        other models', see :func:`flush_together`): the plan, every window's values of
         the last pane (None without its slice rows) and, per pane, the whole-model values
         window after window (what :meth:`WindowValues.model_signals
         <monitor.core.panemetrics.WindowValues.model_signals>` takes as ``whole``).
@@ -685,11 +725,13 @@ class ModelStage:
         k = len(batch.panes) or 1
         windows = len(model.windows)
         rows = len(model.registry.keys)
-        tail = (rows - 1) * windows if batch.last else 0
-        used = k * windows + tail
+        used = self._used(batch)
         plan = self._plan()
-        count = None if batch.count is None else batch.count[:used]
-        values = plan.compute(batch.sums[:used], count, windows)
+        if computed is None:
+            count = None if batch.count is None else batch.count[:used]
+            values = plan.compute(batch.sums[:used], count, windows)
+        else:
+            values = computed
         size = len(plan.names)
         head = values[:, : k * windows].reshape(size, k, windows)
         whole: list[list[float]] = (
@@ -704,13 +746,14 @@ class ModelStage:
             full = WindowValues(plan, names, every)
         return plan, full, whole
 
-    def _flush(self, batch: _Batch) -> None:
-        """Compute the signals of the panes in ``batch`` (:meth:`_values`), then feed the
-        detectors and emit each pane's signals, in pane order; empty ``batch``."""
+    def _flush(self, batch: _Batch, computed: F64 | None = None) -> None:
+        """Compute the signals of the panes in ``batch`` (:meth:`_values`; ``computed``:
+        given), then feed the detectors and emit each pane's signals, in pane order;
+        empty ``batch``."""
         k = len(batch.panes)
         if not k:
             return
-        plan, full, whole = self._values(batch)
+        plan, full, whole = self._values(batch, computed)
         names = tuple(spec.name for spec in self.model.windows)
         for j, pane in enumerate(batch.panes):
             values = full if j == k - 1 else None
@@ -768,3 +811,28 @@ class ModelStage:
             "stale": self.stale,
         }
 
+
+def flush_together(pending: list[tuple[ModelStage, _Batch]]) -> None:
+    """Flush each stage's batch (:meth:`ModelStage.close_through` with ``defer``), the
+    signals of models whose plans share a shape (:meth:`PanePlan.shape
+    <monitor.core.panemetrics.PanePlan.shape>`) and whose batches fill as many rows of
+    sums computed in one :func:`~monitor.core.panemetrics.stacked_plan`: the values of
+    each model's rows are those of its own computation, bit for bit, for the numpy calls
+    of one model's."""
+    groups: dict[tuple[int, int, int], list[tuple[ModelStage, _Batch]]] = {}
+    for stage, batch in pending:
+        shape = stage._plan().shape()
+        if shape is None or batch.count is not None:
+            stage._flush(batch)
+            continue
+        key = (shape, stage._used(batch), len(stage.model.windows))
+        groups.setdefault(key, []).append((stage, batch))
+    for (_, used, windows), members in groups.items():
+        if len(members) == 1:
+            stage, batch = members[0]
+            stage._flush(batch)
+            continue
+        plan = stacked_plan([stage._plan() for stage, _ in members], used)
+        values = plan.compute(np.concatenate([b.sums[:used] for _, b in members]), None, windows)
+        for i, (stage, batch) in enumerate(members):
+            stage._flush(batch, values[:, i * used : (i + 1) * used])

@@ -26,8 +26,10 @@ or so; ``tests/core/test_pane_signals.py`` holds them to 1e-12).
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import weakref
-from collections.abc import Callable, Hashable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +53,7 @@ __all__ = [
     "model_signals",
     "pane_signals",
     "plan_for",
+    "stacked_plan",
 ]
 
 F64 = npt.NDArray[np.float64]
@@ -86,11 +89,21 @@ def _mm(a: F64, b: F64, block: int, out: F64 | None = None) -> F64:
     a fixed number of rows a row's value depends on that shape only, so the rows of panes
     stacked together (a backlog closed in one call) get the values, bit for bit, that
     each pane's rows get alone, and a pane's whole-model rows (one block) the same values
-    whether its slice rows were computed with them or not."""
+    whether its slice rows were computed with them or not.
+
+    ``b`` may also be one matrix per model ``(models, columns, n)`` where ``a`` stacks
+    as many models' rows, each model's rows together (a multiple of ``block``; see
+    :meth:`PanePlan.stacked`): each block of a model's rows is multiplied by its
+    model's matrix, in a product of the same shape."""
     rows, columns = a.shape
     if out is None:
-        out = np.empty((rows, b.shape[1]))
-    if rows <= block:
+        out = np.empty((rows, b.shape[-1]))
+    if b.ndim == 3:
+        models = b.shape[0]
+        blocks = rows // (models * block)
+        np.matmul(a.reshape(models, blocks, block, columns), b[:, None],
+                  out=out.reshape(models, blocks, block, -1))  # fmt: skip
+    elif rows <= block:
         np.matmul(a, b, out=out)
     else:  # splitting the first axis is a view of both: the products land in ``out``
         blocks = rows // block
@@ -126,8 +139,8 @@ class _Tiled:
         """The tiles of ``sub`` for ``rows`` rows."""
         k = sub.chi2_columns
 
-        def tile(a: F64) -> F64:
-            return np.ascontiguousarray(np.broadcast_to(a, (rows, len(a))))
+        def tile(a: F64) -> F64:  # per row already in a stacked plan
+            return np.ascontiguousarray(np.broadcast_to(a, (rows, a.shape[-1])))
 
         return cls(
             rows=rows,
@@ -135,8 +148,8 @@ class _Tiled:
             floor=tile(sub.floor),
             share_safe=tile(sub.share_safe),
             no_share=tile((sub.share == 0).astype(np.float64)),
-            ref=tile(sub.ref[:k]),
-            ref_n_col=tile(sub.ref_n_col[:k]),
+            ref=tile(sub.ref[..., :k]),
+            ref_n_col=tile(sub.ref_n_col[..., :k]),
         )
 
 
@@ -221,7 +234,7 @@ def _chi2(
     dev /= np.maximum(col, _TINY)
     np.sign(col, out=parts[1])  # 1 where the column is used
     sums = _mm(parts.reshape(2 * rows, k), sub.member[:k, :s], block)
-    ref_n = sub.ref_n[:s]
+    ref_n = sub.ref_n[..., :s]
     seen = mask & (n > 0) if mask_n else mask
     safe_n = np.where(seen, n, 1.0)
     stat = (1.0 / safe_n + 1.0 / ref_n) / (safe_n + ref_n) * sums[:rows]
@@ -244,7 +257,7 @@ class _ScoreReference:
     """The reference score histogram as the binary score drift reads it."""
 
     cdf: F64  # (B,): reference CDF after each bin
-    sd: float  # Wasserstein divisor: the reference score's standard deviation (or 1)
+    sd: float | F64  # Wasserstein divisor: the reference score's standard deviation (or 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,7 +313,7 @@ def _ks_wasserstein(p: F64, p_mean: F64, ref: _Numeric, block: int) -> tuple[F64
     tails = p.take(ref.ends, axis=1)
     tails *= ref.edge
     tails -= p_mean.take(ref.ends, axis=1)
-    f = len(ref.scale)
+    f = ref.scale.shape[-1]
     w: F64 = _mm(integral, ref.bins, block)
     w += tails[:, :f] - tails[:, f:]  # each subject's underflow less its overflow
     w /= ref.scale
@@ -390,11 +403,43 @@ class PanePlan:
             raise RuntimeError(f"pane signals without a row: {missing}")
         self._pick = np.array([where[name] for name in self.names], dtype=np.int64)
         self._labels: dict[tuple[tuple[str, ...], tuple[str, ...]], list[str]] = {}
+        self._shape: int | None = None  # see :meth:`shape`
 
     def fits(self, layout: Layout) -> bool:
         """Whether this is still the plan of ``layout`` (made for it, whose profile and
         baseline stayed the same)."""
         return self._layout() is layout and self.key == _layout_key(layout)
+
+    def shape(self) -> int | None:
+        """A number shared by the plans that can be computed together
+        (:func:`stacked_plan`), those alike in everything but their references' values
+        (the signals, the columns, the drift subjects' columns and bins); None when the
+        plan computes alone (a task without the fused kernel, whose metrics read the
+        layout)."""
+        if not self._fused:
+            return None
+        if self._shape is None:
+            sub = self._subjects
+            parts: list[Any] = [
+                self.names, tuple(self._rows), self.width, self._bins, self.min_samples, self._pca,
+                self.class_names, self._binary_extras, tuple(self._col.items()),
+                self._score is None, self._expected.shape,
+            ]  # fmt: skip
+            arrays = [self._ratio_num, self._ratio_den, self._raw, self._confusion,
+                      self._gap_src, self._pick]  # fmt: skip
+            if sub is not None:
+                parts += [sub.names, sub.chi2_subjects, sub.chi2_columns, sub.numeric_count,
+                          sub.features, str(sub.two_columns), str(sub.many_columns),
+                          sub.combine.shape, sub.member.shape]  # fmt: skip
+                arrays += [sub.plain, sub.source, sub.subject, sub.member]
+                ref = sub.numeric
+                if ref is not None:
+                    parts += [ref.size, ref.all_inner, ref.diff.shape, ref.bins.shape]
+                    arrays += [ref.sums, ref.bounds, ref.left, ref.inner, ref.bins,
+                               ref.inner_starts, ref.with_inner, ref.ends]  # fmt: skip
+            parts += [(a.dtype.str, a.shape, a.tobytes()) for a in arrays]
+            self._shape = _SHAPES.setdefault(tuple(parts), len(_SHAPES))
+        return self._shape
 
     def labels(self, windows: tuple[str, ...], extra: tuple[str, ...] = ()) -> list[str]:
         """``signal@window`` for every window and, in each, every name then every one of
@@ -424,7 +469,10 @@ class PanePlan:
         if layout.features:
             pairs.append(("problem_rate", col("problem_n"), col("pred_n")))
         self._pca = profile is not None and profile.pca is not None
-        if self._pca:
+        #: the reference's mean PCA error, what ``pca_error`` is a ratio to
+        self._pca_error: float | F64 = 1.0
+        if profile is not None and profile.pca is not None:
+            self._pca_error = profile.pca.ref_error
             pairs.append(("pca_error", col("pca_err_sum"), col("pca_n")))
         self._ratio_num = np.array([p[1] for p in pairs], dtype=np.int64)
         self._ratio_den = np.array([p[2] for p in pairs], dtype=np.int64)
@@ -454,6 +502,7 @@ class PanePlan:
             c = baseline.calibration if baseline is not None else None
             self._calibration = midpoint_calibration(layout.bins) if c is None else c
             self._cc = np.stack([self._calibration, 1.0 - self._calibration], axis=1)
+            self._negative = self._cc[:, 1]  # each bin's share of negatives
             # E[TP], E[FP], E[TN], E[FN] from score_hist and pp_hist side by side: the
             # predicted positives (pp) and negatives (score_hist - pp) times c and 1 - c
             self._expected = np.zeros((2 * layout.bins, 4))
@@ -567,10 +616,8 @@ class PanePlan:
         ).T
         np.minimum(out[0], 1.0, out=out[0])  # label_coverage: a share
         if self._pca:
-            profile = self.layout.profile
-            assert profile is not None and profile.pca is not None
             count = acc[:, self._ratio_den[-1]]
-            out[-1] = np.where(count >= self.min_samples, out[-1] / profile.pca.ref_error, np.nan)
+            out[-1] = np.where(count >= self.min_samples, out[-1] / self._pca_error, np.nan)
 
     def _binary(self, acc: F64, full: F64) -> None:
         """Realized and label-free (CBPE) binary metrics, as one stack of two, and the
@@ -608,7 +655,7 @@ class PanePlan:
         p_hist[:n_rows] = pos
         np.multiply(hist, self._calibration, out=p_hist[n_rows:])
         below[:n_rows] = neg
-        np.multiply(hist, self._cc[:, 1], out=below[n_rows : 2 * n_rows])
+        np.multiply(hist, self._negative, out=below[n_rows : 2 * n_rows])
         below[2 * n_rows :] = hist
         ties = np.einsum("ij,ij->i", p_hist, below[: 2 * n_rows])
         prefix = self._prefix
@@ -1102,6 +1149,79 @@ def plan_for(
     if plan is None or plan.key != _layout_key(layout):
         plan = plans[key] = PanePlan(layout, class_names, min_samples, keep)
     return plan
+
+
+#: The shapes of plans met so far, numbered (see :meth:`PanePlan.shape`).
+_SHAPES: dict[tuple[Any, ...], int] = {}
+
+#: The last plan :func:`stacked_plan` made, with the plans and row count it was made of.
+_STACKED: list[tuple[tuple[PanePlan, ...], int, PanePlan]] = []
+
+
+def stacked_plan(plans: Sequence[PanePlan], rows: int) -> PanePlan:
+    """One plan computing the signals of several models at once: ``acc`` stacks ``rows``
+    rows of each model, model after model, in the order of ``plans``, which share one
+    :meth:`PanePlan.shape`. Each reference array is repeated for its model's rows (the
+    element-wise operations see, row by row, the values the model's own plan gives them)
+    and each reference matrix is stacked, one per model (see :func:`_mm`): every row's
+    values are those of its model's plan, bit for bit, and the numpy calls are made once
+    for all models. The last one made is kept (the same models close together pane
+    after pane)."""
+    key = tuple(plans)
+    for held, held_rows, plan in _STACKED:
+        if held_rows == rows and len(held) == len(key) and all(
+            a is b for a, b in zip(held, key, strict=True)
+        ):
+            return plan
+    first = plans[0]
+
+    def per_row(arrays: list[F64]) -> F64:
+        return np.repeat(np.stack(arrays), rows, axis=0)
+
+    out = copy.copy(first)
+    out._tiles = None
+    out._labels = first._labels
+    out._calibration = per_row([p._calibration for p in plans])
+    out._negative = per_row([p._negative for p in plans])
+    out._pca_error = np.repeat([float(p._pca_error) for p in plans], rows)
+    out._expected = np.stack([p._expected for p in plans])
+    scores = [p._score for p in plans]
+    if all(score is not None for score in scores):
+        out._score = _ScoreReference(
+            cdf=per_row([score.cdf for score in scores if score is not None]),
+            sd=np.repeat([float(score.sd) for score in scores if score is not None], rows),
+        )
+    out._gap_ref = np.ascontiguousarray(per_row([p._gap_ref[:, 0] for p in plans]).T)
+    sub = first._subjects
+    if sub is not None:
+        subs = [p._subjects for p in plans if p._subjects is not None]
+        numeric = sub.numeric
+        if numeric is not None:
+            refs = [s.numeric for s in subs if s.numeric is not None]
+            numeric = dataclasses.replace(
+                numeric,
+                diff=np.stack([r.diff for r in refs]),
+                offset=per_row([r.offset for r in refs]),
+                upper=per_row([r.upper for r in refs]),
+                width=per_row([r.width for r in refs]),
+                width_inf=per_row([r.width_inf for r in refs]),
+                in_bin=per_row([r.in_bin for r in refs]),
+                edge=per_row([r.edge for r in refs]),
+                scale=per_row([r.scale for r in refs]),
+            )
+        out._subjects = dataclasses.replace(
+            sub,
+            combine=np.stack([s.combine for s in subs]),
+            ref=per_row([s.ref for s in subs]),
+            ref_n=per_row([s.ref_n for s in subs]),
+            ref_n_col=per_row([s.ref_n_col for s in subs]),
+            share=per_row([s.share for s in subs]),
+            floor=per_row([s.floor for s in subs]),
+            share_safe=per_row([s.share_safe for s in subs]),
+            numeric=numeric,
+        )
+    _STACKED[:] = [(key, rows, out)]
+    return out
 
 
 def pane_signals(

@@ -57,6 +57,11 @@ __all__ = [
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
+#: How arrays travel (little-endian float64), and whether that is this machine's float64
+#: (a block is then read in place).
+_WIRE: Final = np.dtype("<f8")
+_NATIVE: Final = _WIRE.isnative
+
 #: The version of the record format; a reader refuses any other.
 FORMAT: Final = 1
 #: The largest body a record may inflate to (a bound on a hostile zlib stream).
@@ -125,8 +130,8 @@ class PartitionDelta(msgspec.Struct, frozen=True):
 
     def array(self, model: ModelDelta, block: bytes) -> F64:
         """A ``plain`` or ``decay`` block of ``model`` as a ``(rows, width)`` array."""
-        flat = np.frombuffer(block, dtype="<f8")
-        return flat.reshape(-1, model.width).astype(np.float64, copy=False)
+        out: F64 = np.frombuffer(block, dtype=_WIRE).reshape(-1, model.width)
+        return out if _NATIVE else out.astype(np.float64)
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -271,7 +276,10 @@ class DeltaLedger:
         out = []
         for pane in sorted(self.panes[m]):
             acc = self.panes[m][pane]
-            nonzero = (acc.plain != 0).any(axis=1) if len(acc.rows) else None
+            if len(acc.rows) == 1:  # one row (a model without slices): kept unless all zero
+                nonzero = None if acc.plain.any() else np.zeros(1, dtype=bool)
+            else:
+                nonzero = (acc.plain != 0).any(axis=1) if len(acc.rows) else None
             if nonzero is None or nonzero.all():
                 rows, plain, decay = acc.rows, acc.plain, acc.decay
             else:

@@ -31,14 +31,13 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import msgspec
 import numpy as np
 
 from monitor.config import MonitorConfig
 from monitor.core.deltas import DeltaBook
 from monitor.core.engine import Engine, PartitionState
 from monitor.core.model import ModelState, PaneSignals
-from monitor.core.model_stage import ModelStage
+from monitor.core.model_stage import ModelStage, flush_together
 from monitor.core.report import ModelReport, Report
 from monitor.events.message import Message, Reject
 
@@ -148,15 +147,11 @@ class Pipeline:
             # In one process each delta is final: nothing before it is ever undone.
             self.book.checkpointed(number, self.engine.partitions[number].offsets)
             delta = self.book.take(number)
-            if len(stages) == 1:
-                stages[0].apply(delta, advance=False)
-                continue
-            # Each stage is handed its own model's part alone (it would look for it
-            # among every model's: a search per stage over all models).
-            parts = {md.model: [md] for md in delta.models}
+            # Each stage is handed its own model's part (it would look for it among
+            # every model's: a search per stage over all models).
+            parts = {md.model: md for md in delta.models}
             for stage in stages:
-                mine = msgspec.structs.replace(delta, models=parts.get(stage.name, []))
-                stage.apply(mine, advance=False)
+                stage.apply_part(delta, parts.get(stage.name), advance=False)
 
     def _close(self, upto: int) -> None:
         stages = self.stages.values()
@@ -167,11 +162,15 @@ class Pipeline:
             # Before any pane closed, only panes below the watermark's are closed: data for
             # a pane ahead of it that arrived first must not make earlier events late.
             self.closed_upto = min(min(firsts), upto)
+        pending = []  # the last panes' signals of every model, computed together
         for stage in stages:
             if stage.closed_upto is None:  # a model added to a running process too
                 stage.closed_upto = self.closed_upto
             stage.watermark = max(stage.watermark, self.engine.watermark)
-            stage.close_through(upto)
+            batch = stage.close_through(upto, defer=True)
+            if batch is not None:
+                pending.append((stage, batch))
+        flush_together(pending)
         self.closed_upto = max(self.closed_upto, upto)
         for name, stage in self.stages.items():
             self._learn(name, stage)

@@ -198,12 +198,13 @@ class WindowSet:
         for rate, target, add in zip(self.decay_rates, self.decay, decay, strict=True):
             target += add * math.exp(-rate * (upto - pane - 1) * self.pane)
 
-    def add_rows(self, pane: int, rows: I64, plain: F64, decay: list[F64],
+    def add_rows(self, pane: int, rows: I64 | slice, plain: F64, decay: list[F64],
                  sign: float = 1.0) -> None:  # fmt: skip
-        """Add (``sign`` 1) or take back (-1) sums of the distinct slice ``rows`` of the open
-        ``pane`` made elsewhere (as :meth:`add_sums`, its blocks of those rows only)."""
+        """Add (``sign`` 1) or take back (-1) sums of the distinct slice ``rows`` (an array,
+        or a slice of consecutive rows) of the open ``pane`` made elsewhere (as
+        :meth:`add_sums`, its blocks of those rows only)."""
         at: I64 | slice = rows
-        if len(rows):
+        if not isinstance(rows, slice) and len(rows):
             first = int(rows[0])
             if rows.tolist() == list(range(first, first + len(rows))):
                 at = slice(first, first + len(rows))  # a view: no gather and scatter
