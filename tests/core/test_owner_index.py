@@ -11,13 +11,11 @@ import copy
 import pickle
 import random
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 
-from monitor import native
 from monitor.core.join import (
     EarlyLabel,
     EarlyLabels,
@@ -31,15 +29,8 @@ from monitor.core.join import (
 MODELS = 7  # more than JoinBuffer.INDEXED_FROM: the index answers
 
 
-@pytest.fixture(autouse=True, params=["compiled", "numpy"])
-def kernels(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Each test with the compiled kernels, then with the numpy code."""
-    compiled = request.param == "compiled"
-    if compiled and not native.available():
-        pytest.fail("monitor._native is not built (tests/core/test_native.py says why)")
-    before = native.use(compiled)
-    yield request.param
-    native.use(before)
+#: Every test twice: compiled kernels, then numpy (tests/core/conftest.py).
+pytestmark = pytest.mark.usefixtures("kernels")
 
 
 def _brute(join: JoinBuffer, pids: list[str]) -> list[int]:

@@ -10,7 +10,6 @@ import copy
 import pickle
 import random
 import zlib
-from collections.abc import Iterator
 from unittest import mock
 
 import numpy as np
@@ -18,7 +17,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor import native
 from monitor.config import MonitorConfig, config_from_mapping
 from monitor.core import join
 from monitor.core.join import JoinBuffer, Pending, PendingTable
@@ -26,15 +24,8 @@ from monitor.core.join import JoinBuffer, Pending, PendingTable
 K = 2  # slice ids per row, as for a model without segments
 
 
-@pytest.fixture(autouse=True, params=["compiled", "numpy"])
-def kernels(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Each test with the compiled kernels, then with the numpy code."""
-    compiled = request.param == "compiled"
-    if compiled and not native.available():
-        pytest.fail("monitor._native is not built (tests/core/test_native.py says why)")
-    before = native.use(compiled)
-    yield request.param
-    native.use(before)
+#: Every test twice: compiled kernels, then numpy (tests/core/conftest.py).
+pytestmark = pytest.mark.usefixtures("kernels")
 
 
 class Model:
