@@ -184,6 +184,7 @@ def capture_partitions(
     """Every (topic, partition) the inputs hold: as ``run`` tracks every assigned partition,
     each of these holds the watermark back from the start, whatever the line order."""
     found: set[tuple[str, int]] = set()
+    known: tuple[bytes, ...] = ()
     for path in paths:
         events = input_format(path, fmt) == "events"
         with open(path, "rb") as fh:
@@ -191,9 +192,20 @@ def capture_partitions(
                 if events:
                     found.update((_event_topic(line, topics), 0) for line in lines if line.strip())
                     continue
-                wheres = decode_all(_WHERE, lines)
-                found.update((w.topic, w.partition) for w in wheres if w is not None)
+                # A line that starts as a found pair's lines do adds no pair, valid or not:
+                # only the others are decoded (kcat writes topic and partition first).
+                rest = [line for line in lines if not line.startswith(known)] if known else lines
+                wheres = decode_all(_WHERE, rest)
+                new = {(w.topic, w.partition) for w in wheres if w is not None} - found
+                if new:
+                    found |= new
+                    known = tuple(_where_prefix(topic, number) for topic, number in found)
     return found
+
+
+def _where_prefix(topic: str, partition: int) -> bytes:
+    """How a compact kcat ``-J`` line of ``topic`` and ``partition`` starts."""
+    return b'{"topic":%b,"partition":%d,' % (msgspec.json.encode(topic), partition)
 
 
 def _headers(raw: list[str] | dict[str, str] | None) -> list[tuple[str, bytes]]:
