@@ -390,10 +390,7 @@ class Engine:
         stamps = np.array(batch.timestamps, dtype=np.float64) / 1000.0
         # No timestamp (-1), or 0 as some tools write for none: the wall clock instead.
         self._latest = np.where(stamps > 0, stamps, time.time()) + self.max_future
-        last = dict(
-            zip(zip(batch.topics, batch.partitions, strict=True), batch.offsets, strict=True)
-        )
-        for (topic, number), offset in last.items():
+        for (topic, number), offset in _last_offsets(batch).items():
             self.partition(number).offsets[topic] = offset + 1
         decided = split_and_join(self, batch)
         self._accumulate(batches)
@@ -665,6 +662,29 @@ class Engine:
             for (_topic, reason), n in state.rejects.items():
                 rejects[reason] += n
         return {"models": models, "rejects": dict(sorted(rejects.items()))}
+
+
+def _last_offsets(batch: MessageBatch) -> dict[tuple[str, int], int]:
+    """The offset of the last message of each (topic, partition) of ``batch``, the pairs in
+    order of first appearance (partitions are created in that order). Read from the end
+    until every pair its topics and partitions can form is found, and from the start until
+    each found pair is: a poll's few pairs cost a few steps, not one per message."""
+    topics, partitions, offsets = batch.topics, batch.partitions, batch.offsets
+    most = len(set(topics)) * len(set(partitions))
+    last: dict[tuple[str, int], int] = {}
+    for i in range(len(topics) - 1, -1, -1):
+        pair = (topics[i], partitions[i])
+        if pair not in last:
+            last[pair] = offsets[i]
+            if len(last) == most:
+                break
+    ordered: dict[tuple[str, int], int] = {}
+    for pair in zip(topics, partitions, strict=True):
+        if pair not in ordered:
+            ordered[pair] = last[pair]
+            if len(ordered) == len(last):
+                break
+    return ordered
 
 
 def _joined(arrays: Sequence[Any]) -> Any:

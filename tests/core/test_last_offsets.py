@@ -1,0 +1,25 @@
+"""The offsets a poll moves each (topic, partition) to: the last message's of each pair, the
+pairs in order of first appearance, as a dict built over every message gives them."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from monitor.core.engine import _last_offsets
+from monitor.events.message import MessageBatch
+
+_MESSAGE = st.tuples(st.sampled_from(["predictions", "labels"]), st.integers(0, 3),
+                     st.integers(0, 10**6))  # fmt: skip
+
+
+@given(st.lists(_MESSAGE, min_size=1, max_size=40))
+def test_last_offset_of_each_pair_in_order_of_first_appearance(
+    messages: list[tuple[str, int, int]],
+) -> None:
+    topics, partitions, offsets = (list(column) for column in zip(*messages, strict=True))
+    batch = MessageBatch(topics, partitions, offsets, [None] * len(messages), lambda i: None)
+    every = dict(zip(zip(topics, partitions, strict=True), offsets, strict=True))
+    found = _last_offsets(batch)
+    assert found == every
+    assert list(found) == list(every)
