@@ -1,5 +1,6 @@
 /* Compiled kernels of the join's pending table and owner index (monitor/core/join.py,
- * PendingTable and OwnerIndex).
+ * PendingTable and OwnerIndex), and of the scatter of a poll's terms into open panes
+ * (monitor/core/layout.py, scatter_panes; its own section below).
  *
  * The pending table keeps its index as numpy columns: an open-addressing table of int32
  * row numbers (linear probing, -1 for an empty slot) over rows that hold the CRC-32 of
@@ -467,19 +468,404 @@ done:
     return result;
 }
 
+/* The pane scatter (layout.py, scatter_panes): the open-pane sums of many (partition,
+ * pane) groups of a poll's events, into one block per call. The events come in sets
+ * (layout.Terms tuples: group (events,), slices (events, k) with -1 where an event has no
+ * slice, cols and vals (events, terms)); a block holds the groups first to last - 1, a
+ * row for each (group, slice) pair its events touch, in ascending order. pane_rows numbers
+ * those rows, pane_sums adds the terms into them exactly as numpy's bincount does: term by
+ * term, event-major over a set, then slice position, then term, from 0.0. */
+
+/* A set's columns and their shape. */
+typedef struct {
+    arg_t a[4]; /* group, slices, cols, vals */
+    Py_ssize_t events, k, terms;
+} terms_t;
+
+static void
+terms_release(terms_t *sets, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 0; i < n; i++)
+        release(sets[i].a, 4);
+    PyMem_Free(sets);
+}
+
+/* Views of a sequence of Terms tuples (C-contiguous, of 8-byte items, group 1-D and the
+ * others 2-D with one row per event, cols and vals of one shape), or NULL with an error
+ * set and none held. */
+static terms_t *
+terms_acquire(PyObject *seq, Py_ssize_t *count)
+{
+    PyObject *fast = PySequence_Fast(seq, "sets: a sequence of Terms expected");
+    if (fast == NULL)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+    terms_t *sets = PyMem_Calloc(n ? (size_t)n : 1, sizeof(terms_t));
+    if (sets == NULL) {
+        Py_DECREF(fast);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    static const char *names[4] = {"group", "slices", "cols", "vals"};
+    Py_ssize_t held = 0;
+    for (; held < n; held++) {
+        PyObject *t = PySequence_Fast_GET_ITEM(fast, held);
+        if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) < 4) {
+            PyErr_SetString(PyExc_TypeError, "sets: Terms tuples expected");
+            goto fail;
+        }
+        terms_t *s = &sets[held];
+        for (int i = 0; i < 4; i++)
+            s->a[i] = (arg_t){PyTuple_GET_ITEM(t, i), 8, 0, names[i], {0}};
+        if (acquire(s->a, 4) < 0)
+            goto fail;
+        Py_buffer *g = &s->a[0].buf, *sl = &s->a[1].buf, *c = &s->a[2].buf, *v = &s->a[3].buf;
+        if (g->ndim != 1 || sl->ndim != 2 || c->ndim != 2 || v->ndim != 2 ||
+            sl->shape[0] != g->shape[0] || c->shape[0] != g->shape[0] ||
+            v->shape[0] != g->shape[0] || v->shape[1] != c->shape[1]) {
+            release(s->a, 4);
+            PyErr_SetString(PyExc_ValueError, "sets: group (events,), slices (events, k), "
+                                              "cols and vals (events, terms) expected");
+            goto fail;
+        }
+        s->events = g->shape[0];
+        s->k = sl->shape[1];
+        s->terms = c->shape[1];
+    }
+    Py_DECREF(fast);
+    *count = n;
+    return sets;
+fail:
+    Py_DECREF(fast);
+    terms_release(sets, held);
+    return NULL;
+}
+
+PyDoc_STRVAR(pane_rows_doc,
+"pane_rows(sets, rows, first, last, number, row, cuts) -> int\n\n"
+"Number the (group, slice) pairs that the events of groups first to last - 1 of sets\n"
+"touch, in ascending order: number[(g - first) * rows + s] gets the pair's block row (-1\n"
+"where no event touches it), row[i] the slice of block row i, cuts[g - first] the first\n"
+"block row of group g (cuts[last - first]: all of them); return how many there are.");
+
+static PyObject *
+pane_rows(PyObject *self, PyObject *args)
+{
+    PyObject *seq, *o_number, *o_row, *o_cuts;
+    Py_ssize_t rows, first, last, nsets;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OnnnOOO", &seq, &rows, &first, &last, &o_number, &o_row,
+                          &o_cuts))
+        return NULL;
+    arg_t a[] = {{o_number, 8, 1, "number"}, {o_row, 8, 1, "row"}, {o_cuts, 8, 1, "cuts"}};
+    const int nargs = (int)(sizeof a / sizeof a[0]);
+    terms_t *sets = terms_acquire(seq, &nsets);
+    if (sets == NULL)
+        return NULL;
+    if (acquire(a, nargs) < 0) {
+        terms_release(sets, nsets);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    Py_ssize_t count = last - first;
+    if (rows < 0 || first < 0 || count < 0 || (rows && count > PY_SSIZE_T_MAX / 8 / rows) ||
+        a[0].buf.len / 8 < count * rows || a[1].buf.len / 8 < count * rows ||
+        a[2].buf.len / 8 < count + 1) {
+        PyErr_SetString(PyExc_ValueError, "number, row: count * rows and cuts: count + 1 "
+                                          "items expected");
+        goto done;
+    }
+    int64_t *number = (int64_t *)a[0].buf.buf;
+    int64_t *row = (int64_t *)a[1].buf.buf;
+    int64_t *cuts = (int64_t *)a[2].buf.buf;
+    memset(number, 0, (size_t)(count * rows) * sizeof(int64_t));
+    for (Py_ssize_t i = 0; i < nsets; i++) {
+        const terms_t *s = &sets[i];
+        const int64_t *group = (const int64_t *)s->a[0].buf.buf;
+        const int64_t *slices = (const int64_t *)s->a[1].buf.buf;
+        for (Py_ssize_t e = 0; e < s->events; e++) {
+            int64_t g = group[e];
+            if (g < first || g >= last)
+                continue;
+            int64_t *cell = number + (g - first) * rows;
+            const int64_t *sl = slices + e * s->k;
+            for (Py_ssize_t p = 0; p < s->k; p++) {
+                if (sl[p] >= rows) {
+                    PyErr_SetString(PyExc_ValueError, "slices: a slice beyond the rows");
+                    goto done;
+                }
+                if (sl[p] >= 0)
+                    cell[sl[p]] = 1;
+            }
+        }
+    }
+    int64_t n = 0;
+    for (Py_ssize_t g = 0; g < count; g++) {
+        cuts[g] = n;
+        int64_t *cell = number + g * rows;
+        for (Py_ssize_t r = 0; r < rows; r++) {
+            if (cell[r]) {
+                cell[r] = n;
+                row[n++] = r;
+            } else
+                cell[r] = -1;
+        }
+    }
+    cuts[count] = n;
+    result = PyLong_FromLongLong((long long)n);
+done:
+    release(a, nargs);
+    terms_release(sets, nsets);
+    return result;
+}
+
+/* Where block row r's cells are: its plain sums at row[r], the sums of rate q at
+ * row[r] + (q + 1) * step[r]. */
+typedef struct {
+    double **row;
+    Py_ssize_t *step;
+} rows_t;
+
+/* Add the terms of set s (its events of groups first to last - 1) into the n block rows
+ * at: the plain sums, then per rate q the values times factors[q * stride + at + e] (at:
+ * the set's first event among all the sets'). Returns 0, or -1 with an error set. */
+static int
+add_terms(const terms_t *s, const int64_t *number, Py_ssize_t rows, Py_ssize_t width,
+          Py_ssize_t first, Py_ssize_t last, Py_ssize_t n, const double *factors,
+          Py_ssize_t nrates, Py_ssize_t stride, Py_ssize_t at, rows_t into)
+{
+    const int64_t *group = (const int64_t *)s->a[0].buf.buf;
+    const int64_t *slices = (const int64_t *)s->a[1].buf.buf;
+    const int64_t *cols = (const int64_t *)s->a[2].buf.buf;
+    const double *vals = (const double *)s->a[3].buf.buf;
+    for (Py_ssize_t e = 0; e < s->events; e++) {
+        int64_t g = group[e];
+        if (g < first || g >= last)
+            continue;
+        const int64_t *cell = number + (g - first) * rows;
+        const int64_t *sl = slices + e * s->k;
+        const int64_t *c = cols + e * s->terms;
+        const double *v = vals + e * s->terms;
+        for (Py_ssize_t p = 0; p < s->k; p++) {
+            if (sl[p] < 0)
+                continue;
+            int64_t r = sl[p] < rows ? cell[sl[p]] : -1;
+            if (r < 0 || r >= n) {
+                PyErr_SetString(PyExc_ValueError, "number: a touched slice without its row");
+                return -1;
+            }
+            double *dst = into.row[r];
+            for (Py_ssize_t j = 0; j < s->terms; j++) {
+                if (c[j] < 0 || c[j] >= width) {
+                    PyErr_SetString(PyExc_ValueError, "cols: a column beyond the width");
+                    return -1;
+                }
+                dst[c[j]] += v[j];
+            }
+            for (Py_ssize_t q = 0; q < nrates; q++) {
+                double f = factors[q * stride + at + e];
+                double *dq = dst + (q + 1) * into.step[r];
+                for (Py_ssize_t j = 0; j < s->terms; j++)
+                    dq[c[j]] += v[j] * f;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Whether two of the sets share a column among their events of groups first to last - 1
+ * (columns beyond the width are left to add_terms), or -1 with an error set. */
+static int
+shared_columns(const terms_t *sets, Py_ssize_t nsets, Py_ssize_t width, Py_ssize_t first,
+               Py_ssize_t last)
+{
+    if (nsets < 2)
+        return 0;
+    if (nsets > 255)
+        return 1;
+    unsigned char *owner = PyMem_Calloc((size_t)width, 1);
+    if (owner == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    int shared = 0;
+    for (Py_ssize_t i = 0; i < nsets && !shared; i++) {
+        const terms_t *s = &sets[i];
+        const int64_t *group = (const int64_t *)s->a[0].buf.buf;
+        const int64_t *cols = (const int64_t *)s->a[2].buf.buf;
+        unsigned char mark = (unsigned char)(i + 1);
+        for (Py_ssize_t e = 0; e < s->events && !shared; e++) {
+            if (group[e] < first || group[e] >= last)
+                continue;
+            for (Py_ssize_t j = 0; j < s->terms; j++) {
+                int64_t c = cols[e * s->terms + j];
+                if (c < 0 || c >= width)
+                    continue;
+                if (owner[c] && owner[c] != mark) {
+                    shared = 1;
+                    break;
+                }
+                owner[c] = mark;
+            }
+        }
+    }
+    PyMem_Free(owner);
+    return shared;
+}
+
+PyDoc_STRVAR(pane_sums_doc,
+"pane_sums(sets, factors, number, rows, width, first, last, outs)\n\n"
+"Add the terms of the events of groups first to last - 1 of sets into outs, float64\n"
+"arrays of zeros (1 + rates, rows of theirs, width) whose rows are the block rows in\n"
+"order (pieces of one block, each small enough to be allocated without fresh pages):\n"
+"block 0 their values, block 1 + r their values times factors[r, i] (float64 (rates,\n"
+"events of all the sets), i an event's place among them), in the rows number gives (see\n"
+"pane_rows). A cell's terms are added as bincount adds them, from 0.0 in their order;\n"
+"when two sets share a column each set is summed on its own and the sums added in set\n"
+"order.");
+
+static PyObject *
+pane_sums(PyObject *self, PyObject *args)
+{
+    PyObject *seq, *o_factors, *o_number, *o_outs;
+    Py_ssize_t rows, width, first, last, nsets, nouts = 0;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOnnnnO", &seq, &o_factors, &o_number, &rows, &width, &first,
+                          &last, &o_outs))
+        return NULL;
+    arg_t a[] = {{o_factors, 8, 0, "factors"}, {o_number, 8, 0, "number"}};
+    const int nargs = (int)(sizeof a / sizeof a[0]);
+    PyObject *outs = PySequence_Fast(o_outs, "outs: a sequence of arrays expected");
+    if (outs == NULL)
+        return NULL;
+    terms_t *sets = terms_acquire(seq, &nsets);
+    if (sets == NULL) {
+        Py_DECREF(outs);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    arg_t *o = NULL;
+    rows_t into = {NULL, NULL}, part = {NULL, NULL};
+    double *scratch = NULL;
+    if (acquire(a, nargs) < 0) {
+        terms_release(sets, nsets);
+        Py_DECREF(outs);
+        return NULL;
+    }
+    Py_ssize_t count = last - first, events = 0, n = 0;
+    for (Py_ssize_t i = 0; i < nsets; i++)
+        events += sets[i].events;
+    Py_buffer *fb = &a[0].buf;
+    Py_ssize_t nrates = fb->ndim == 2 ? fb->shape[0] : -1;
+    if (nrates < 0 || (nrates > 0 && fb->shape[1] != events)) {
+        PyErr_SetString(PyExc_ValueError, "factors: (rates, events of all the sets) expected");
+        goto done;
+    }
+    if (rows < 0 || first < 0 || count < 0 || (rows && count > PY_SSIZE_T_MAX / 8 / rows) ||
+        a[1].buf.len / 8 < count * rows || width < 1) {
+        PyErr_SetString(PyExc_ValueError, "number: count * rows items expected");
+        goto done;
+    }
+    Py_ssize_t want = PySequence_Fast_GET_SIZE(outs);
+    o = PyMem_Calloc(want ? (size_t)want : 1, sizeof(arg_t));
+    if (o == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < want; i++) {
+        o[i] = (arg_t){PySequence_Fast_GET_ITEM(outs, i), 8, 1, "outs", {0}};
+        if (acquire(&o[i], 1) < 0)
+            goto done;
+        nouts = i + 1;
+        Py_buffer *ob = &o[i].buf;
+        if (ob->ndim != 3 || ob->shape[0] != 1 + nrates || ob->shape[2] != width) {
+            PyErr_SetString(PyExc_ValueError, "outs: arrays (1 + rates, rows, width) expected");
+            goto done;
+        }
+        n += ob->shape[1];
+    }
+    into.row = PyMem_Malloc((n ? (size_t)n : 1) * sizeof(double *));
+    into.step = PyMem_Malloc((n ? (size_t)n : 1) * sizeof(Py_ssize_t));
+    if (into.row == NULL || into.step == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0, r = 0; i < nouts; i++) {
+        Py_ssize_t here = o[i].buf.shape[1];
+        for (Py_ssize_t j = 0; j < here; j++, r++) {
+            into.row[r] = (double *)o[i].buf.buf + j * width;
+            into.step[r] = here * width;
+        }
+    }
+    const int64_t *number = (const int64_t *)a[1].buf.buf;
+    const double *factors = (const double *)fb->buf;
+    int shared = shared_columns(sets, nsets, width, first, last);
+    if (shared < 0)
+        goto done;
+    size_t cells = (size_t)n * (size_t)width * (size_t)(1 + nrates);
+    if (shared) { /* the sets after the first are summed apart, in one scratch block */
+        part.row = PyMem_Malloc((n ? (size_t)n : 1) * sizeof(double *));
+        part.step = PyMem_Malloc((n ? (size_t)n : 1) * sizeof(Py_ssize_t));
+        scratch = PyMem_Calloc(cells ? cells : 1, sizeof(double));
+        if (part.row == NULL || part.step == NULL || scratch == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        for (Py_ssize_t r = 0; r < n; r++) {
+            part.row[r] = scratch + r * width;
+            part.step[r] = n * width;
+        }
+    }
+    Py_ssize_t at = 0;
+    for (Py_ssize_t i = 0; i < nsets; i++) {
+        int apart = shared && i > 0;
+        if (apart && i > 1)
+            memset(scratch, 0, cells * sizeof(double));
+        if (add_terms(&sets[i], number, rows, width, first, last, n, factors, nrates, events, at,
+                      apart ? part : into) < 0)
+            goto done;
+        if (apart)
+            for (Py_ssize_t r = 0; r < n; r++)
+                for (Py_ssize_t q = 0; q <= nrates; q++) {
+                    double *dst = into.row[r] + q * into.step[r];
+                    const double *src = part.row[r] + q * part.step[r];
+                    for (Py_ssize_t c = 0; c < width; c++)
+                        dst[c] += src[c];
+                }
+        at += sets[i].events;
+    }
+    result = Py_NewRef(Py_None);
+done:
+    PyMem_Free(scratch);
+    PyMem_Free(part.row);
+    PyMem_Free(part.step);
+    PyMem_Free(into.row);
+    PyMem_Free(into.step);
+    if (o != NULL)
+        release(o, (int)nouts);
+    PyMem_Free(o);
+    release(a, nargs);
+    terms_release(sets, nsets);
+    Py_DECREF(outs);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"id_keys", id_keys, METH_VARARGS, id_keys_doc},
     {"lookup", lookup, METH_VARARGS, lookup_doc},
     {"owner_candidates", owner_candidates, METH_VARARGS, owner_candidates_doc},
     {"owner_find", owner_find, METH_VARARGS, owner_find_doc},
     {"owner_put", owner_put, METH_VARARGS, owner_put_doc},
+    {"pane_rows", pane_rows, METH_VARARGS, pane_rows_doc},
+    {"pane_sums", pane_sums, METH_VARARGS, pane_sums_doc},
     {"place", place, METH_VARARGS, place_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "monitor._native",
-    "Compiled kernels of the join's pending table and owner index (see monitor/core/join.py).",
+    "Compiled kernels of the join's pending table and owner index (see monitor/core/join.py) "
+    "and of the pane scatter (monitor/core/layout.py).",
     -1, methods,
 };
 

@@ -29,11 +29,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from itertools import pairwise
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
+from monitor import native
 from monitor.core.reference import (
     LABEL,
     PREDICTION,
@@ -448,11 +451,13 @@ def scatter_panes(
     group ``g`` (of pane ``panes[g]``), the slice rows the events of ``sets`` touch in it
     (ascending), their plain sums and one decay block per rate (each ``(len(rows),
     width)``): bit for bit what :func:`scatter_pane` of each set in turn adds into zeros,
-    on those rows (the other rows stay zero). One ``bincount`` per block of groups (per
-    set too when two sets share a column) instead of one per group, over the rows
-    touched only: a poll of a sparse
-    stream holds hundreds of groups of a few events each. The blocks are fresh arrays
-    (views of one per call) that nothing else writes to: the caller may keep them.
+    on those rows (the other rows stay zero). One pass per block of groups instead of one
+    per group, over the rows touched only: a poll of a sparse stream holds hundreds of
+    groups of a few events each. The compiled kernels (``monitor._native``, see
+    :mod:`monitor.native`) make the pass, else :func:`_numpy_panes` (one ``bincount`` per
+    block, per set too when two sets share a column), with the same results. The blocks are
+    fresh arrays (views of a few per call) that nothing else writes to: the caller may
+    keep them.
 
     >>> terms = Terms(np.array([0, 0]), np.array([[0, 2], [0, -1]]), np.array([[1], [1]]),
     ...               np.array([[1.0], [3.0]]), np.array([1.0, 2.0]))
@@ -460,6 +465,86 @@ def scatter_panes(
     >>> rows.tolist(), plain.tolist()
     ([0, 2], [[0.0, 4.0], [0.0, 1.0]])
     """
+    kernels = native.kernels()
+    if kernels is not None:
+        return _compiled_panes(kernels, shape, rates, pane, panes, sets)
+    return _numpy_panes(shape, rates, pane, panes, sets)
+
+
+def _compiled_panes(
+    kernels: ModuleType,
+    shape: tuple[int, int],
+    rates: Sequence[float],
+    pane: float,
+    panes: I64,
+    sets: Sequence[Terms],
+) -> Iterator[tuple[int, I64, F64, list[F64]]]:
+    """:func:`scatter_panes` by the compiled kernels (``pane_rows`` numbers a block's
+    rows, ``pane_sums`` adds the terms in bincount's order): numpy computes only each
+    event's decay factor per rate, as :func:`_numpy_panes` does."""
+    rows, width = shape
+    per_block = max(1, _BLOCK_CELLS // max(rows * width, 1))
+    sets = [Terms(np.ascontiguousarray(t.group, np.int64), np.ascontiguousarray(t.slices, np.int64),
+                  np.ascontiguousarray(t.cols, np.int64), np.ascontiguousarray(t.vals, np.float64),
+                  t.ts) for t in sets]  # fmt: skip
+    if rates and sets:
+        ages = np.concatenate([(panes[t.group] + 1) * pane - t.ts for t in sets])
+        factors: F64 = np.exp(np.array([-rate for rate in rates])[:, None] * ages)
+    else:
+        factors = np.empty((len(rates), 0))
+    for first in range(0, len(panes), per_block):
+        last = min(first + per_block, len(panes))
+        count = last - first
+        number = np.empty(count * rows, dtype=np.int64)
+        row = np.empty(count * rows, dtype=np.int64)
+        cuts = np.empty(count + 1, dtype=np.int64)
+        n = kernels.pane_rows(sets, rows, first, last, number, row, cuts)
+        bounds = cuts.tolist()
+        starts = _pieces(bounds, n, _PIECE_CELLS // ((1 + len(rates)) * width))
+        outs = [np.zeros((1 + len(rates), b - a, width)) for a, b in pairwise(starts)]
+        kernels.pane_sums(sets, factors, number, rows, width, first, last, outs)
+        j, top = 0, len(outs) - 1
+        off, plain, decays = 0, outs[0][0], list(outs[0][1:])
+        for i in range(count):
+            a, b = bounds[i], bounds[i + 1]
+            if j < top and starts[j + 1] <= a:
+                while j < top and starts[j + 1] <= a:
+                    j += 1
+                off, plain, decays = starts[j], outs[j][0], list(outs[j][1:])
+            yield first + i, row[a:b], plain[a - off:b - off], [d[a - off:b - off] for d in decays]
+
+
+#: Cells of one array the compiled :func:`scatter_panes` fills at most (but a group's rows
+#: go in one): a few hundred kB, which the allocator hands out again without the fresh
+#: pages (and their faults) that a block of many MB gets each time.
+_PIECE_CELLS = 1 << 16
+
+
+def _pieces(bounds: list[int], n: int, most: int) -> list[int]:
+    """The first block row of each piece of whole groups (``bounds``: each group's first
+    row, then ``n``) of at most ``most`` rows (a group with more has one of its own), and
+    ``n``.
+
+    >>> _pieces([0, 3, 3, 7, 8], 8, 4)
+    [0, 3, 7, 8]
+    """
+    starts = [0]
+    if n > most:
+        for a, b in pairwise(bounds):
+            if b - starts[-1] > most and a > starts[-1]:
+                starts.append(a)
+    starts.append(n)
+    return starts
+
+
+def _numpy_panes(
+    shape: tuple[int, int],
+    rates: Sequence[float],
+    pane: float,
+    panes: I64,
+    sets: Sequence[Terms],
+) -> Iterator[tuple[int, I64, F64, list[F64]]]:
+    """:func:`scatter_panes` in numpy (the compiled kernels off or not built)."""
     rows, width = shape
     size = rows * width
     per_block = max(1, _BLOCK_CELLS // max(size, 1))
