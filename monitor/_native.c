@@ -1,6 +1,7 @@
 /* Compiled kernels of the join's pending table and owner index (monitor/core/join.py,
- * PendingTable and OwnerIndex), and of the scatter of a poll's terms into open panes
- * (monitor/core/layout.py, scatter_panes; its own section below).
+ * PendingTable and OwnerIndex), of the scatter of a poll's terms into open panes
+ * (monitor/core/layout.py, scatter_panes) and of the numeric features read from the decoded
+ * events (monitor/core/fastpath.py): each in its own section below.
  *
  * The pending table keeps its index as numpy columns: an open-addressing table of int32
  * row numbers (linear probing, -1 for an empty slot) over rows that hold the CRC-32 of
@@ -14,6 +15,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -850,6 +852,131 @@ done:
     return result;
 }
 
+/* Numbers read straight from the decoded events (monitor/core/fastpath.py): the numeric
+ * features of a batch of predictions from their features structs (_feature_columns, into
+ * the (features, events) float64 block and int8 codes of monitor/core/layout.py's
+ * _numeric_block: 0 a number, 1 missing), and the events' times and scores (_times,
+ * _predictions), slot by slot, in place of a Python list per attribute converted by numpy.
+ * Only the common values are taken: a float, an int that converts exactly (|v| <= 2**53),
+ * None; anything else (a bool, a string, a larger int, an object of another type) declines
+ * the whole batch, which the caller then reads in Python. */
+
+#define EXACT_INT (1LL << 53) /* ints up to this magnitude convert to float64 exactly */
+
+/* float('nan')'s bits (math.nan and numpy's conversions of it) */
+static double
+quiet_nan(void)
+{
+    const uint64_t bits = 0x7FF8000000000000ull;
+    double d;
+    memcpy(&d, &bits, sizeof d);
+    return d;
+}
+
+PyDoc_STRVAR(read_numbers_doc,
+"read_numbers(objs, kind, names, codes, x) -> bool\n\n"
+"Read the attributes names (a tuple of str, slots of the type kind) of each of objs\n"
+"(a list of instances of exactly kind, or None) into x[j, i] (float64, C order\n"
+"(len(names), len(objs)), NaN where no number) and codes[j, i] (int8: 0 a number, 1 None\n"
+"or no object). Return False, with the outputs partly written, when a value is not a\n"
+"float, an int of magnitude at most 2**53 or None, an item is neither a kind nor None,\n"
+"or an attribute is not a slot.");
+
+static PyObject *
+read_numbers(PyObject *self, PyObject *args)
+{
+    PyObject *objs, *names, *o_codes, *o_x;
+    PyTypeObject *kind;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O!O!OO", &PyList_Type, &objs, &PyType_Type, &kind,
+                          &PyTuple_Type, &names, &o_codes, &o_x))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(objs), nf = PyTuple_GET_SIZE(names);
+    PyMemberDef **members = PyMem_Malloc(sizeof(PyMemberDef *) * (size_t)(nf ? nf : 1));
+    if (members == NULL)
+        return PyErr_NoMemory();
+    for (Py_ssize_t j = 0; j < nf; j++) {
+        /* the slot's descriptor (the type holds it, and kind is held by the call); no
+         * such attribute of the type, or one of another kind (a property, a method, an
+         * instance's own) declines */
+        PyObject *d = PyObject_GetAttr((PyObject *)kind, PyTuple_GET_ITEM(names, j));
+        if (d == NULL) {
+            PyMem_Free(members);
+            if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+                return NULL;
+            PyErr_Clear();
+            return Py_NewRef(Py_False);
+        }
+        int slot = Py_IS_TYPE(d, &PyMemberDescr_Type) && PyType_IsSubtype(kind, PyDescr_TYPE(d));
+        if (slot)
+            members[j] = ((PyMemberDescrObject *)d)->d_member;
+        Py_DECREF(d);
+        if (!slot) {
+            PyMem_Free(members);
+            return Py_NewRef(Py_False);
+        }
+    }
+    arg_t a[] = {{o_codes, 1, 1, "codes"}, {o_x, 8, 1, "x"}};
+    if (acquire(a, 2) < 0) {
+        PyMem_Free(members);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    if (a[0].buf.len != nf * n || a[1].buf.len / 8 != nf * n) {
+        PyErr_SetString(PyExc_ValueError, "codes, x: len(names) * len(objs) items expected");
+        goto done;
+    }
+    int8_t *codes = (int8_t *)a[0].buf.buf;
+    double *x = (double *)a[1].buf.buf;
+    const double nan = quiet_nan();
+    int ok = 1;
+    for (Py_ssize_t i = 0; i < n && ok; i++) {
+        PyObject *f = PyList_GET_ITEM(objs, i);
+        if (f == Py_None) {
+            for (Py_ssize_t j = 0; j < nf; j++) {
+                codes[j * n + i] = 1;
+                x[j * n + i] = nan;
+            }
+            continue;
+        }
+        if (Py_TYPE(f) != kind) {
+            ok = 0;
+            break;
+        }
+        for (Py_ssize_t j = 0; j < nf; j++) {
+            PyObject *v = PyMember_GetOne((const char *)f, members[j]);
+            if (v == NULL)
+                goto done;
+            if (PyFloat_CheckExact(v)) {
+                codes[j * n + i] = 0;
+                x[j * n + i] = PyFloat_AS_DOUBLE(v);
+            } else if (v == Py_None) {
+                codes[j * n + i] = 1;
+                x[j * n + i] = nan;
+            } else if (PyLong_CheckExact(v)) {
+                int overflow;
+                long long w = PyLong_AsLongLongAndOverflow(v, &overflow);
+                if (overflow || w > EXACT_INT || w < -EXACT_INT) {
+                    ok = 0;
+                } else {
+                    codes[j * n + i] = 0;
+                    x[j * n + i] = (double)w;
+                }
+            } else {
+                ok = 0;
+            }
+            Py_DECREF(v);
+            if (!ok)
+                break;
+        }
+    }
+    result = Py_NewRef(ok ? Py_True : Py_False);
+done:
+    release(a, 2);
+    PyMem_Free(members);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"id_keys", id_keys, METH_VARARGS, id_keys_doc},
     {"lookup", lookup, METH_VARARGS, lookup_doc},
@@ -859,13 +986,15 @@ static PyMethodDef methods[] = {
     {"pane_rows", pane_rows, METH_VARARGS, pane_rows_doc},
     {"pane_sums", pane_sums, METH_VARARGS, pane_sums_doc},
     {"place", place, METH_VARARGS, place_doc},
+    {"read_numbers", read_numbers, METH_VARARGS, read_numbers_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "monitor._native",
     "Compiled kernels of the join's pending table and owner index (see monitor/core/join.py) "
-    "and of the pane scatter (monitor/core/layout.py).",
+    "of the pane scatter (monitor/core/layout.py) and of the numeric features read from the "
+    "decoded events (monitor/core/fastpath.py).",
     -1, methods,
 };
 

@@ -127,7 +127,8 @@ class _Batch:
 
     def predictions(self, k: int, features: Iterable[str]) -> Chunk | None:
         """The poll's predictions as one chunk (``k`` slice columns), or None; its
-        ``feats`` are the columns of ``features``. The chunks stay in the order they were
+        ``feats`` are the columns of ``features`` (but the numeric ones, when the chunks
+        hold those in their ``numeric`` block). The chunks stay in the order they were
         taken (per segment, per model and partition): the sums of a (partition, pane) are
         taken in poll order whatever the cuts, and equal to rounding."""
         del k  # the chunks' slice columns are the model's already
@@ -142,6 +143,15 @@ class _Batch:
         if len(chunks) == 1:
             chunks[0].feats = columns[0]
             return chunks[0]
+        # The numeric features' blocks: every chunk's or none (fastpath._feature_columns),
+        # its columns then the other features'.
+        blocks = [c.numeric for c in chunks if c.numeric is not None]
+        numeric = None
+        if blocks:
+            numeric = (
+                np.concatenate([b[0] for b in blocks], axis=1),
+                np.concatenate([b[1] for b in blocks], axis=1),
+            )
         out = Chunk(
             np.concatenate([c.idx for c in chunks]),
             0,
@@ -149,7 +159,8 @@ class _Batch:
             np.concatenate([c.pred for c in chunks]),
             np.concatenate([c.score for c in chunks]),
             np.concatenate([c.slices for c in chunks]),
-            feats={n: list(chain.from_iterable(c[n] for c in columns)) for n in names},
+            feats={n: list(chain.from_iterable(c[n] for c in columns)) for n in columns[0]},
+            numeric=numeric,
             prob=[p for c in chunks for p in (c.prob or ())] or None,
         )
         out.part = np.concatenate([c.part for c in chunks])
@@ -442,7 +453,9 @@ class Engine:
                 if model.profile_pane is not None:
                     use = np.floor(preds.ts / self.pane) > model.profile_pane
                 columns = preds.feats if isinstance(preds.feats, dict) else None
-                f_cols, f_vals = layout.feature_terms(None, use, columns=columns)
+                f_cols, f_vals = layout.feature_terms(
+                    None, use, columns=columns, numeric=preds.numeric
+                )
                 cols, vals = np.hstack([cols, f_cols]), np.hstack([vals, f_vals])
             sets = sets._replace(predictions=(preds.part, preds.ts, preds.slices, cols, vals))
         pairs = batch.outcomes(k)

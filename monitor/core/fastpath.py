@@ -32,6 +32,7 @@ from __future__ import annotations
 import functools
 import math
 import operator
+import weakref
 from collections import Counter
 from collections.abc import Callable, Collection
 from functools import partial
@@ -41,6 +42,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from monitor import native
 from monitor.core.caps import Conflict, EarlyCaps, PendingCaps
 from monitor.core.counts import (
     DUPLICATE_LABELS,
@@ -50,6 +52,7 @@ from monitor.core.counts import (
     PREDICTIONS,
 )
 from monitor.core.join import PendingTable, id_keys
+from monitor.core.layout import Layout, NumericBlock, _numeric_block
 from monitor.core.partials import WarmRow
 from monitor.events.codec import (
     DECODE_ERRORS,
@@ -82,9 +85,24 @@ _NUMBERS: Final = frozenset((int, float))
 
 class Chunk:
     """Columns of one model's events from one partition, in message order; ``idx`` is each
-    event's index in the poll (to merge the chunks of several segments in poll order)."""
+    event's index in the poll (to merge the chunks of several segments in poll order).
+    ``feats`` holds features' values (a list of features objects, or columns by name) and
+    ``numeric`` the block of the model's numeric features (see
+    :data:`~monitor.core.layout.NumericBlock`) when ``feats`` leaves them out."""
 
-    __slots__ = ("delay", "feats", "idx", "label", "part", "pred", "prob", "score", "slices", "ts")
+    __slots__ = (
+        "delay",
+        "feats",
+        "idx",
+        "label",
+        "numeric",
+        "part",
+        "pred",
+        "prob",
+        "score",
+        "slices",
+        "ts",
+    )
 
     def __init__(
         self,
@@ -96,6 +114,7 @@ class Chunk:
         slices: I64,
         *,
         feats: list[Any] | dict[str, list[Any]] | None = None,
+        numeric: NumericBlock | None = None,
         prob: list[list[float]] | None = None,
         label: F64 | None = None,
         delay: F64 | None = None,
@@ -107,6 +126,7 @@ class Chunk:
         self.score = score
         self.slices = slices
         self.feats = feats
+        self.numeric = numeric
         self.prob = prob
         self.label = label
         self.delay = delay
@@ -168,23 +188,76 @@ def _decode_predictions(engine: Engine, values: list[bytes | None]) -> list[Any]
     return out
 
 
-def _feature_columns(engine: Engine, model: ModelState, group: list[Any]) -> dict[str, list[Any]]:
-    """The model's features over a group of decoded predictions, as columns (None where
-    a feature is absent)."""
-    names = list(model.layout.features)
-    if not names:
-        return {}
-    _, empty, attrs = _typed(_all_features(engine), engine.limits)
+class _FeatureReads(NamedTuple):
+    """How a model's features are read from the typed decoder's structs (see
+    :func:`_typed`): its layout, the struct with every feature absent and its type, each
+    feature's attribute, the numeric features' attributes (the rows of the numeric block)
+    and the other features."""
+
+    layout: Layout
+    empty: Any
+    kind: type
+    attrs: dict[str, str]
+    numeric: tuple[str, ...]
+    others: list[str]
+
+
+#: Each engine's :class:`_FeatureReads` by model index, made at the model's first batch
+#: (kept beside the engine: the struct types do not pickle with it).
+_READS: weakref.WeakKeyDictionary[Engine, dict[int, _FeatureReads]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _feature_reads(engine: Engine, model: ModelState) -> _FeatureReads:
+    """The model's :class:`_FeatureReads` (its engine's config does not change)."""
+    kept = _READS.get(engine)
+    if kept is None:
+        kept = _READS[engine] = {}
+    reads = kept.get(model.index)
+    layout = model.layout
+    if reads is None or reads.layout is not layout:
+        _, empty, attrs = _typed(_all_features(engine), engine.limits)
+        others = [n for n in layout.features if n not in layout.numeric]
+        slots = tuple(attrs[n] for n in layout.numeric)
+        reads = kept[model.index] = _FeatureReads(layout, empty, type(empty), attrs, slots,
+                                                  others)  # fmt: skip
+    return reads
+
+
+def _feature_columns(
+    engine: Engine, model: ModelState, group: list[Any]
+) -> tuple[dict[str, list[Any]], NumericBlock | None]:
+    """The model's features over a group of decoded predictions: the numeric ones as a
+    block (None without any), the others as columns (None where a feature is absent).
+    The compiled kernel reads the numeric ones straight from the structs when it can."""
+    if not model.layout.features:
+        return {}, None
+    reads = _feature_reads(engine, model)
     feats = [e.features for e in group]
-    if dict in set(map(type, feats)):  # some decoded the general way: read by name
-        return {
+    block: NumericBlock | None = None
+    kernels = native.kernels()
+    if reads.numeric and kernels is not None:
+        shape = (len(reads.numeric), len(feats))
+        block = (np.empty(shape, dtype=np.int8), np.empty(shape, dtype=np.float64))
+        if not kernels.read_numbers(feats, reads.kind, reads.numeric, *block):
+            block = None  # a value it does not take: all read below
+    names = reads.others if block is not None else list(model.layout.features)
+    empty, attrs = reads.empty, reads.attrs
+    columns: dict[str, list[Any]] = {}
+    if names and dict in set(map(type, feats)):  # some decoded the general way: by name
+        columns = {
             name: [
                 f.get(name) if type(f) is dict else getattr(f or empty, attrs[name]) for f in feats
             ]
             for name in names
         }
-    filled = [f or empty for f in feats]
-    return {name: list(map(operator.attrgetter(attrs[name]), filled)) for name in names}
+    elif names:
+        filled = [f or empty for f in feats]
+        columns = {name: list(map(operator.attrgetter(attrs[name]), filled)) for name in names}
+    if block is None and reads.numeric:
+        block = _numeric_block([columns.pop(n) for n in model.layout.numeric])
+    return columns, block
 
 
 def _decode_each(
@@ -1202,6 +1275,7 @@ def _take_predictions(
     if model.warmup_target:
         _warmup_rows(engine, model, number, group, ts, score, slices)
     batch = engine.batch_of(m)
+    feats, numeric = _feature_columns(engine, model, group)
     prob = None
     if model.layout.kind.uses_probabilities:
         prob = [probability_row(model.class_index, e.probabilities) for e in group]
@@ -1213,7 +1287,8 @@ def _take_predictions(
             pred,
             score,
             slices,
-            feats=_feature_columns(engine, model, group),
+            feats=feats,
+            numeric=numeric,
             prob=prob,
         )
     )

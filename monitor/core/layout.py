@@ -51,10 +51,22 @@ from monitor.events.values import canonical, is_whole
 if TYPE_CHECKING:
     from monitor.core.baseline import Baseline
 
-__all__ = ["EPS", "Layout", "Terms", "scatter_add", "scatter_pane", "scatter_panes"]
+__all__ = [
+    "EPS",
+    "Layout",
+    "NumericBlock",
+    "Terms",
+    "scatter_add",
+    "scatter_pane",
+    "scatter_panes",
+]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
+#: The numeric features' values over a batch of events, ``(features, events)`` blocks: the
+#: codes (0 number, 1 missing, 2 mismatch, see :func:`_numeric_column`) and the numbers
+#: (NaN where none).
+NumericBlock = tuple[npt.NDArray[np.int8], F64]
 
 class Layout:
     """The columns of one model's accumulator rows; see the module docstring."""
@@ -83,6 +95,8 @@ class Layout:
             self._add((f"hist:{name}", ref.columns), (f"bin_sum:{name}", ref.columns))
         self.pca = profile.pca if profile is not None else None
         numeric = [n for n, k in self.features.items() if k == "numeric"]
+        #: The numeric features, in order: the rows of a :data:`NumericBlock`.
+        self.numeric = numeric
         if self.pca is not None or (reserve is not None and profile is None and len(numeric) > 1):
             self._add("pca_n", "pca_err_sum")
         #: Set by the engine once the layout exists (see :mod:`monitor.core.baseline`).
@@ -164,6 +178,7 @@ class Layout:
         profile_only: bool = False,
         *,
         columns: Mapping[str, Sequence[Any]] | None = None,
+        numeric: NumericBlock | None = None,
     ) -> tuple[I64, F64]:
         """Columns and values that predictions' feature objects add, ``(events, terms)``.
 
@@ -177,7 +192,9 @@ class Layout:
         whose events it does not histogram. ``profile_only`` leaves out what does not
         depend on the profile, for events already added without one: their ``problem_n``
         term then counts only the problems the profile adds. ``columns`` (each feature's
-        values over the events, see :func:`feature_columns`) may stand in for ``raw``.
+        values over the events, see :func:`feature_columns`) may stand in for ``raw``;
+        ``numeric`` (the block of the features :attr:`numeric`, see :func:`_numeric_block`)
+        for the numeric features' columns.
 
         >>> lay = Layout("regression", features={"x": "numeric"})
         >>> cols, vals = lay.feature_terms([{"x": 1.0}, {"x": "a"}, None])
@@ -186,7 +203,12 @@ class Layout:
         """
         if columns is None:
             columns = feature_columns(raw or [], self.features)
-        e = len(raw) if raw is not None else len(next(iter(columns.values()), ()))
+        if raw is not None:
+            e = len(raw)
+        elif numeric is not None:
+            e = numeric[1].shape[1]
+        else:
+            e = len(next(iter(columns.values()), ()))
         per_feature = (0 if profile_only else 1) + (2 if self.profile is not None else 0)
         terms = len(self.features) * per_feature + (2 if self.pca is not None else 0)
         terms += 1 if self.features else 0
@@ -200,7 +222,10 @@ class Layout:
         plan = self._numeric_plan()
         x = np.zeros((0, e))
         if plan.names:  # every numeric feature at once: (features, events) blocks
-            bad, x = _numeric_block([columns[n] for n in plan.names])
+            if numeric is None:
+                bad, x = _numeric_block([columns[n] for n in plan.names])
+            else:
+                bad, x = numeric[0].copy(), numeric[1]
             bad[(bad == 0) & ~np.isfinite(x)] = 3
             flagged = bad > 0
             seen_problem |= flagged.any(axis=0)
