@@ -8,6 +8,9 @@ prints the difference, the instructions of the processing alone. Workloads:
 
 - ``week``: ``monitor.replay.replay`` over ``--days`` of ``replay_week.py``'s traffic (one
   binary model, 10 features, 30 messages/s; the capture is written first);
+- ``noisy``: ``monitor.replay.replay`` over ``--events`` predictions of ``replay_noisy.py``'s
+  sparse, noisy stream (28 predictions per 10 s pane, garbage, duplicates; the capture is
+  written first), with its config;
 - ``scaling``: ``Pipeline.process`` over ``scaling.py``'s stream spread over ``--models``
   models (polls of 10,000 messages), in the steady state as ``scaling.py`` measures it
   (the untimed prefix that warms every model up runs once, natively, and both valgrind
@@ -17,6 +20,7 @@ Compare two trees by running each one's copy of this script, or the same tree wi
 without its compiled module (``--native 0``)::
 
     python bench/instructions.py week --days 0.03
+    python bench/instructions.py noisy --events 20000
     python bench/instructions.py scaling --models 100 --native 0
 
 Counts see neither cache misses nor the memory traffic of numpy's kernels: a change that
@@ -58,6 +62,21 @@ def _inner(args: argparse.Namespace) -> None:
             rate = 30.0 / (1.0 + LABEL_SHARE)
             generate(capture, int(args.days * 86_400 * rate), rate=rate)
             config = bench_config()
+            if not args.setup_only:
+                replay(config, [str(capture)], tmp / "out")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return
+    if args.workload == "noisy":
+        import replay_noisy
+
+        from monitor.replay import replay
+
+        tmp = Path(tempfile.mkdtemp(prefix="monitor-instr-"))
+        try:
+            capture = tmp / "capture.jsonl"
+            replay_noisy.generate(capture, args.events)
+            config = replay_noisy.bench_config()
             if not args.setup_only:
                 replay(config, [str(capture)], tmp / "out")
         finally:
@@ -128,11 +147,12 @@ def _count(argv: list[str], native: str) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("workload", choices=("week", "scaling"))
+    parser.add_argument("workload", choices=("week", "noisy", "scaling"))
     parser.add_argument("--days", type=float, default=0.03, help="week: days of traffic")
     parser.add_argument("--models", type=int, default=100, help="scaling: models")
-    parser.add_argument("--events", type=int, default=40_000,
-                        help="scaling: predictions after the warmup (each model closes panes)")
+    parser.add_argument("--events", type=int, default=None,
+                        help="scaling: predictions after the warmup (each model closes panes; "
+                        "default 40,000); noisy: predictions of the stream (default 20,000)")
     parser.add_argument("--native", choices=("0", "1"), default="1",
                         help="1: the compiled module when it is built; 0: the numpy code")
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
@@ -140,6 +160,8 @@ def main() -> int:
     parser.add_argument("--make-state", help=argparse.SUPPRESS)
     parser.add_argument("--setup-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.events is None:
+        args.events = 20_000 if args.workload == "noisy" else 40_000
     if args.inner:
         _inner(args)
         return 0
@@ -161,8 +183,11 @@ def main() -> int:
         setup = _count([*argv, "--setup-only"], args.native)
     from monitor import native
 
-    what = (f"{args.days:g} days of replay_week.py's traffic" if args.workload == "week"
-            else f"{args.events:,} predictions over {args.models} models")  # fmt: skip
+    what = {
+        "week": f"{args.days:g} days of replay_week.py's traffic",
+        "noisy": f"{args.events:,} predictions of replay_noisy.py's stream",
+        "scaling": f"{args.events:,} predictions over {args.models} models",
+    }[args.workload]
     compiled = "on" if args.native == "1" and native.available() else "off"
     print(f"workload    {args.workload}: {what}; compiled module {compiled}")
     print(f"whole       {whole:>16,} instructions")

@@ -56,8 +56,12 @@ class DeltaBook:
         """The partition's checkpoint at ``offsets`` is durable (say so in the next delta)."""
         self.confirmed[number] = dict(offsets)
 
-    def take(self, number: int, idle: frozenset[str] = frozenset()) -> PartitionDelta:
-        """Everything partition ``number`` added since its last delta, as the next one."""
+    def take(self, number: int, idle: frozenset[str] = frozenset(),
+             arrays: bool = False) -> PartitionDelta:  # fmt: skip
+        """Everything partition ``number`` added since its last delta, as the next one
+        (``arrays``: a delta handed over in the process, never encoded, whose pane blocks
+        are the arrays themselves, see :meth:`DeltaLedger.take
+        <monitor.core.partials.DeltaLedger.take>`)."""
         engine = self.engine
         state = engine.partition(number)
         ledger = engine.ledgers[number]
@@ -90,7 +94,7 @@ class DeltaBook:
                     model.name,
                     model.layout.width,
                     list(model.registry.keys),
-                    ledger.take(m),
+                    ledger.take(m, arrays),
                     counts[m],
                     delays[m],
                     sums[m],

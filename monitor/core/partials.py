@@ -129,7 +129,10 @@ class PartitionDelta(msgspec.Struct, frozen=True):
     models: list[ModelDelta]
 
     def array(self, model: ModelDelta, block: bytes) -> F64:
-        """A ``plain`` or ``decay`` block of ``model`` as a ``(rows, width)`` array."""
+        """A ``plain`` or ``decay`` block of ``model`` as a ``(rows, width)`` array (a
+        block of a delta handed over in one process is that array already)."""
+        if isinstance(block, np.ndarray):
+            return block
         out: F64 = np.frombuffer(block, dtype=_WIRE).reshape(-1, model.width)
         return out if _NATIVE else out.astype(np.float64)
 
@@ -269,10 +272,13 @@ class DeltaLedger:
         :meth:`add_warm` of each)."""
         self._pane(m, pane).warm.extend(rows)
 
-    def take(self, m: int) -> list[PaneDelta]:
+    def take(self, m: int, arrays: bool = False) -> list[PaneDelta]:
         """Model ``m``'s pane additions as records, forgetting them (rows that are all zero
         are left out). The blocks are views of the ledger's arrays, which it no longer
-        holds (encoded, they are the bytes of those arrays)."""
+        holds (encoded, they are the bytes of those arrays); with ``arrays``, for a delta
+        that is handed over in the process and never encoded, the ``(rows, width)``
+        arrays themselves (:meth:`PartitionDelta.array` gives them back as they are)."""
+        block = _array if arrays else _block
         out = []
         for pane in sorted(self.panes[m]):
             acc = self.panes[m][pane]
@@ -287,12 +293,18 @@ class DeltaLedger:
                 rows, plain, decay = acc.rows[used], acc.plain[used], [d[used] for d in acc.decay]
             if len(rows) == 0 and not acc.err and not acc.warm:
                 continue
-            blocks = [_block(d) for d in decay]
+            blocks = [block(d) for d in decay]
             out.append(
-                PaneDelta(pane, rows.tolist(), _block(plain), blocks, acc.err_ts, acc.err, acc.warm)
+                PaneDelta(pane, rows.tolist(), block(plain), blocks, acc.err_ts, acc.err, acc.warm)
             )
         self.panes[m] = {}
         return out
+
+
+def _array(a: F64) -> bytes:
+    """A float64 block as itself, in the place of a record's bytes (see
+    :meth:`DeltaLedger.take`)."""
+    return a  # type: ignore[return-value]  # read as a buffer, as the bytes would be
 
 
 def _block(a: F64) -> bytes:

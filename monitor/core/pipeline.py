@@ -146,7 +146,7 @@ class Pipeline:
         for number in sorted(self.engine.partitions):
             # In one process each delta is final: nothing before it is ever undone.
             self.book.checkpointed(number, self.engine.partitions[number].offsets)
-            delta = self.book.take(number)
+            delta = self.book.take(number, arrays=True)  # never encoded
             # Each stage is handed its own model's part (it would look for it among
             # every model's: a search per stage over all models).
             parts = {md.model: md for md in delta.models}

@@ -210,6 +210,11 @@ class WindowSet:
                 at = slice(first, first + len(rows))  # a view: no gather and scatter
         acc = self.open.get(pane)
         if acc is None:
+            if sign == 1.0 and isinstance(at, slice) and at == slice(0, self.rows):
+                # every row: copies of the blocks, not zeros written over
+                self.open[pane] = plain.copy()
+                self.open_decay[pane] = [d.copy() for d in decay]
+                return
             acc = self.open[pane] = np.zeros((self.rows, self.width))
             decayed = self.open_decay[pane] = [np.zeros((self.rows, self.width))
                                                for _ in self.decay_rates]  # fmt: skip
