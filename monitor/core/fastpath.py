@@ -280,19 +280,40 @@ def _decode_each(
     return out
 
 
-def _times(raw: list[float | str], latest: F64) -> F64:
-    """Event times in seconds; NaN where a time is unparsable, implausible, or later than
-    ``latest`` (each message's record timestamp plus ``time.max_future``): the
-    plan makes those rejects (:func:`_reject` names the reason)."""
-    if set(map(type, raw)) <= _NUMBERS:
-        ts = np.array(raw, dtype=np.float64)
-    else:
-        ts = np.empty(len(raw))
-        for i, value in enumerate(raw):
-            try:
-                ts[i] = parse_event_time(value)
-            except DecodeFailure:
-                ts[i] = math.nan
+def _read_numbers(events: list[Any], name: str, *, missing: bool) -> F64 | None:
+    """Attribute ``name`` of each of ``events`` (decoded structs) as float64, NaN where it
+    is None if ``missing``, read by the compiled kernel (see :func:`_feature_columns`);
+    None when it does not run or declines (events of several types; a value neither a
+    float, an int of at most 2**53 nor, if ``missing``, None): the caller reads them."""
+    kernels = native.kernels()
+    if kernels is None or not events:
+        return None
+    codes = np.empty(len(events), dtype=np.int8)
+    x = np.empty(len(events), dtype=np.float64)
+    if not kernels.read_numbers(events, type(events[0]), (name,), codes, x):
+        return None
+    if not missing and codes.any():
+        return None
+    return x
+
+
+def _times(events: list[Any], latest: F64) -> F64:
+    """Event times in seconds (``ts`` of each of ``events``); NaN where a time is
+    unparsable, implausible, or later than ``latest`` (each message's record timestamp
+    plus ``time.max_future``): the plan makes those rejects (:func:`_reject` names the
+    reason)."""
+    ts = _read_numbers(events, "ts", missing=False)
+    if ts is None:
+        raw = [e.ts for e in events]
+        if set(map(type, raw)) <= _NUMBERS:
+            ts = np.array(raw, dtype=np.float64)
+        else:
+            ts = np.empty(len(raw))
+            for i, value in enumerate(raw):
+                try:
+                    ts[i] = parse_event_time(value)
+                except DecodeFailure:
+                    ts[i] = math.nan
     ts[~((ts >= MIN_EVENT_TIME) & (ts < MAX_EVENT_TIME) & (ts <= latest))] = math.nan
     return ts
 
@@ -977,8 +998,10 @@ def _predictions(
     events = [e for _, e in pairs]
     at = np.array([i for i, _ in pairs], dtype=np.int64)
     model_of = [index.get(e.model, -1) for e in events]
-    ts = _times([e.ts for e in events], engine.latest_times(at))
-    score = np.array([e.score for e in events], dtype=np.float64)  # None -> NaN
+    ts = _times(events, engine.latest_times(at))
+    score = _read_numbers(events, "score", missing=True)
+    if score is None:
+        score = np.array([e.score for e in events], dtype=np.float64)  # None -> NaN
     ok = ~np.isnan(ts) & ~((score < 0.0) | (score > 1.0))
     for j, e in enumerate(events):
         if e.probabilities is not None and not all(
@@ -1018,7 +1041,7 @@ def _predictions(
             follow = [f[1] for f in later if f]
             label_msg = np.array([f[0] for f in later if f], dtype=np.int64)
             codes, valid = model.codec.code_many([e.label for e in follow])
-            f_ts = _times([e.ts for e in follow], engine.latest_times(label_msg))
+            f_ts = _times(follow, engine.latest_times(label_msg))
             named = np.array([e.model in (None, model.name) for e in follow], dtype=bool)
             # A label naming no model joins the first model (by index) holding the id; a
             # label that came first must find nothing (no waiting, early or matched id)
@@ -1401,7 +1424,7 @@ def _labels(
     events = [e for _, e in pairs]
     at = np.array([i for i, _ in pairs], dtype=np.int64)
     named = [-1 if e.model is None else index.get(e.model, -2) for e in events]
-    ts = _times([e.ts for e in events], engine.latest_times(at))
+    ts = _times(events, engine.latest_times(at))
     parts = [messages.partitions[i] for i in at.tolist()]
     for (name, number), rows in _group(parts, named).items():
         sel = np.array(rows, dtype=np.int64)

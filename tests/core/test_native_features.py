@@ -3,21 +3,30 @@
 the same numeric block and the same other columns from ``fastpath._feature_columns``
 over random groups of structs, dicts (messages decoded the general way) and None, with
 floats, ints about 2**53 and beyond, None, absent features, bools, strings, NaN and
-infinities; the kernel declining what it does not take; its argument checks; and the
-same terms from ``Layout.feature_terms`` whether given the block or the columns."""
+infinities; the same event times and scores; the kernel declining what it does not
+take; its argument checks; and the same terms from ``Layout.feature_terms`` whether
+given the block or the columns."""
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from types import SimpleNamespace
 from typing import Any
 
+import msgspec
 import numpy as np
 import pytest
 
 from monitor import native
-from monitor.core.fastpath import _all_features, _feature_columns, _typed
+from monitor.core.fastpath import (
+    _all_features,
+    _feature_columns,
+    _read_numbers,
+    _times,
+    _typed,
+)
 from monitor.core.layout import Layout
 from monitor.core.reference import profile_from_columns
 from monitor.events.codec import DEFAULT_LIMITS
@@ -221,3 +230,55 @@ def _has(features: Any, value: Any) -> bool:
     ]  # fmt: skip
     return any(type(v) is int and v == value for v in values)
 
+
+def _events(rng: random.Random, n: int, label: bool, odd: float) -> list[Any]:
+    """n decoded predictions (or labels), times and scores of every kind (a share ``odd``
+    of them), and as often one decoded the general way (another struct type)."""
+    typed = _typed(NAMES, DEFAULT_LIMITS)[0]
+    labels = DEFAULT_LIMITS.label_decoder()
+    general = DEFAULT_LIMITS.prediction_decoder()
+    times: list[Any] = [1.7e9, 1_700_000_001, 1.7e9 + 0.25, -0.0, 1e300, 2**53, 2**53 + 1,
+                        2**70, "2024-01-02T03:04:05Z", "nope", True, None]  # fmt: skip
+    scores: list[Any] = [0.5, 0, 1, -0.0, 2**53, 2**53 + 1, None, math.inf]
+    out = []
+    for i in range(n):
+        ts = rng.choice(times) if rng.random() < odd else 1.7e9 + i
+        score = rng.choice(scores) if rng.random() < 2 * odd else rng.random()
+        body: dict[str, Any] = {"prediction_id": f"p{i}", "ts": ts}
+        if label:
+            body["label"] = 1
+            decoder: Any = labels
+        else:
+            body.update(model="m", prediction=1, score=score)
+            decoder = general if rng.random() < odd / 2 else typed
+        try:
+            out.append(decoder.decode(json.dumps(body)))
+        except msgspec.DecodeError:  # a time or score it does not take; Infinity
+            continue
+    return out
+
+
+@pytest.mark.parametrize("label", [False, True])
+def test_times_and_scores_read_by_the_kernel_equal_python(label: bool) -> None:
+    rng = random.Random(label)
+    read = 0
+    for n in [1, 2, 10, 100, 500]:
+        for i in range(30):
+            events = _events(rng, n, label, [0.0, 0.003, 0.1][i % 3])
+            read += _read_numbers(events, "ts", missing=False) is not None
+            latest = np.full(len(events), 2e9)
+            got, want = [], []
+            for compiled, into in ((True, got), (False, want)):
+                before = native.use(compiled)
+                try:
+                    into.append(_times(events, latest))
+                    if not label:
+                        score = _read_numbers(events, "score", missing=True)
+                        into.append(score if score is not None else
+                                    np.array([e.score for e in events], dtype=np.float64))
+                finally:
+                    native.use(before)
+            for a, b in zip(got, want, strict=True):
+                assert a.dtype == b.dtype == np.float64
+                assert np.array_equal(a.view(np.uint64), b.view(np.uint64))
+    assert read > 50 or native.kernels() is None  # the kernel took many of them
