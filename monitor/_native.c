@@ -992,9 +992,9 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "monitor._native",
-    "Compiled kernels of the join's pending table and owner index (see monitor/core/join.py) "
-    "of the pane scatter (monitor/core/layout.py) and of the numeric features read from the "
-    "decoded events (monitor/core/fastpath.py).",
+    "Compiled kernels of the join's pending table and owner index (see monitor/core/join.py), "
+    "of the pane scatter (monitor/core/layout.py) and of the numbers read from the decoded "
+    "events (monitor/core/fastpath.py).",
     -1, methods,
 };
 
