@@ -77,7 +77,11 @@ class DeltaBook:
             d_counts = now[1] - published[1]
             d_delay, d_sum = now[2] - published[2], now[3] - published[3]
         d_counts[:, LATE : LATE + 1] = 0.0  # stage 2 counts what is late by its own clock
-        counts, delays, sums = d_counts.tolist(), d_delay.tolist(), d_sum.tolist()
+        # (handed over in the process: each model's counts and delays as rows of these
+        # arrays, which nothing else holds, as its pane blocks are arrays)
+        counts: list[list[float]] = d_counts if arrays else d_counts.tolist()  # type: ignore[assignment]
+        delays: list[list[float]] = d_delay if arrays else d_delay.tolist()  # type: ignore[assignment]
+        sums = d_sum.tolist()
         # early labels per model index (-1: naming none), as the join keeps them counted
         early = state.join.early
         by_model = (

@@ -231,7 +231,10 @@ class ModelStage:
         """:meth:`apply` with this model's part of ``delta`` given (None: it has none),
         not looked for among ``delta.models``: a process that feeds every model's stage
         the same delta hands each its own part."""
-        chain = self.chains.setdefault(delta.number, _Chain())
+        number = delta.number
+        chain = self.chains.get(number)
+        if chain is None:
+            chain = self.chains[number] = _Chain()
         if delta.session == chain.session:
             fits = delta.seq == chain.seq + 1 and delta.base == chain.end
             at = len(chain.history)
@@ -251,41 +254,46 @@ class ModelStage:
                 seq=delta.seq,
             )
             return False
-        for applied in reversed(chain.history[at:]):
-            self._undo(delta.number, applied)
-        del chain.history[at:]
+        if at < len(chain.history):
+            for applied in reversed(chain.history[at:]):
+                self._undo(number, applied)
+            del chain.history[at:]
         if delta.session != chain.session:
             if chain.session is not None:
                 chain.retired.add(chain.session)
             chain.session = delta.session
         chain.seq = delta.seq
+        # The delta's offsets and progress are held as they are, not copied: no one
+        # writes to them (a stage replaces them whole; many stages share one delta's).
         applied = _Applied(
-            dict(delta.base),
-            dict(delta.end),
-            dict(self.progress.get(delta.number, {})),
-            self.idle.get(delta.number, frozenset()),
+            delta.base,
+            delta.end,
+            self.progress.get(number) or {},
+            self.idle.get(number, frozenset()),
             [],
             _NO_COUNTS,
             _NO_DELAY,
             0.0,
-            self.waiting.get(delta.number),
+            self.waiting.get(number),
         )
         if mine is not None:
             self._add(delta, mine, applied)
-        chain.end = dict(delta.end)
-        chain.history.append(applied)
-        if delta.confirmed is not None:
-            keep = next(
-                (i for i, a in enumerate(chain.history) if a.base == delta.confirmed), None
-            )
-            if keep is not None:
-                del chain.history[:keep]
-            elif delta.confirmed == chain.end:
-                chain.history.clear()
-        self.progress[delta.number] = dict(delta.progress)
-        self.idle[delta.number] = frozenset(delta.idle)
-        self.released.discard(delta.number)
-        self.heard[delta.number] = time.time()
+        chain.end = delta.end
+        history = chain.history
+        history.append(applied)
+        confirmed = delta.confirmed
+        if confirmed is not None:
+            for keep, held in enumerate(history):
+                if held.base == confirmed:
+                    del history[:keep]
+                    break
+            else:
+                if confirmed == chain.end:
+                    history.clear()
+        self.progress[number] = delta.progress
+        self.idle[number] = frozenset(delta.idle)
+        self.released.discard(number)
+        self.heard[number] = time.time()
         if advance:
             self.advance()
         return True
@@ -310,40 +318,46 @@ class ModelStage:
         # Distinct slices of stage 1 are distinct rows here unless this registry folded
         # some of them together (at its caps): only then must rows be added up.
         distinct = len(set(remap)) == len(remap)
+        # (and they are the same rows when both registries met the keys in the same order)
+        same = distinct and remap == list(range(len(remap)))
+        number = delta.number
         for pd in md.panes:
-            blocks = [delta.array(md, block) for block in (pd.plain, *pd.decay)]
+            plain, decay = delta.blocks(md, pd)
             if distinct:
-                at = _index([remap[r] for r in pd.rows])
-                piece = _Piece(pd.pane, blocks[0], blocks[1:], 0, None, at, rows)
+                at = _index(pd.rows if same else [remap[r] for r in pd.rows])
+                piece = _Piece(pd.pane, plain, decay, 0, None, at, rows)
             else:
                 where = np.array(remap, dtype=np.int64).take(pd.rows)
-                plain = np.zeros((rows, md.width))
-                decay = [np.zeros((rows, md.width)) for _ in pd.decay]
-                for target, block in zip([plain, *decay], blocks, strict=True):
+                whole = [np.zeros((rows, md.width)) for _ in range(1 + len(decay))]
+                for target, block in zip(whole, [plain, *decay], strict=True):
                     np.add.at(target, where, block)
-                piece = _Piece(pd.pane, plain, decay, 0)
+                piece = _Piece(pd.pane, whole[0], whole[1:], 0)
             self._merge_piece(piece, 1.0)
             if pd.err and (self.closed_upto is None or pd.pane >= self.closed_upto):
-                ts, err = self.error_panes.setdefault(pd.pane, {}).setdefault(
-                    delta.number, ([], [])
-                )
-                ts.extend(pd.err_ts)
-                err.extend(pd.err)
+                parts = self.error_panes.get(pd.pane)
+                if parts is None:
+                    parts = self.error_panes[pd.pane] = {}
+                buffered = parts.get(number)
+                if buffered is None:
+                    buffered = parts[number] = ([], [])
+                buffered[0].extend(pd.err_ts)
+                buffered[1].extend(pd.err)
                 piece.errors = len(pd.err)
             if pd.warm:
-                piece.warm = self._take_warm(delta.number, pd, remap, piece)
+                piece.warm = self._take_warm(number, pd, remap, piece)
             applied.pieces.append(piece)
+        # (rows of stage 1's arrays when handed over in the process: taken as they are)
         applied.counts = np.asarray(md.counts, dtype=np.float64)
         applied.delay = np.asarray(md.delay, dtype=np.float64)
         applied.delay_sum = md.delay_sum
         self.counts += applied.counts
         self.delay += applied.delay
         self.delay_sum += applied.delay_sum
-        self.waiting[delta.number] = (md.pending, md.early)
-        for dimension, n in md.folded.items():
-            self.model.registry.folded[dimension] = max(
-                self.model.registry.folded[dimension], n
-            )
+        self.waiting[number] = (md.pending, md.early)
+        if md.folded:
+            folded = self.model.registry.folded
+            for dimension, n in md.folded.items():
+                folded[dimension] = max(folded[dimension], n)
 
     def _take_warm(self, number: int, pd: PaneDelta, remap: list[int],
                    piece: _Piece) -> list[tuple[Any, ...]]:  # fmt: skip

@@ -136,6 +136,13 @@ class PartitionDelta(msgspec.Struct, frozen=True):
         out: F64 = np.frombuffer(block, dtype=_WIRE).reshape(-1, model.width)
         return out if _NATIVE else out.astype(np.float64)
 
+    def blocks(self, model: ModelDelta, pane: PaneDelta) -> tuple[F64, list[F64]]:
+        """A pane's ``plain`` and ``decay`` blocks as arrays, as :meth:`array` gives each
+        (a delta handed over in one process holds them so already)."""
+        if isinstance(pane.plain, np.ndarray):
+            return pane.plain, pane.decay
+        return self.array(model, pane.plain), [self.array(model, d) for d in pane.decay]
+
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(PartitionDelta)
@@ -278,33 +285,32 @@ class DeltaLedger:
         holds (encoded, they are the bytes of those arrays); with ``arrays``, for a delta
         that is handed over in the process and never encoded, the ``(rows, width)``
         arrays themselves (:meth:`PartitionDelta.array` gives them back as they are)."""
-        block = _array if arrays else _block
+        panes = self.panes[m]
+        if not panes:
+            return []
+        self.panes[m] = {}
         out = []
-        for pane in sorted(self.panes[m]):
-            acc = self.panes[m][pane]
-            if len(acc.rows) == 1:  # one row (a model without slices): kept unless all zero
-                nonzero = None if acc.plain.any() else np.zeros(1, dtype=bool)
-            else:
-                nonzero = (acc.plain != 0).any(axis=1) if len(acc.rows) else None
-            if nonzero is None or nonzero.all():
-                rows, plain, decay = acc.rows, acc.plain, acc.decay
-            else:
-                used = np.flatnonzero(nonzero)
-                rows, plain, decay = acc.rows[used], acc.plain[used], [d[used] for d in acc.decay]
+        for pane in sorted(panes):
+            acc = panes[pane]
+            rows, plain, decay = acc.rows, acc.plain, acc.decay
+            if len(rows) == 1:  # one row (a model without slices): kept unless all zero
+                if not np.count_nonzero(plain):
+                    rows, plain, decay = rows[:0], plain[:0], [d[:0] for d in decay]
+            elif len(rows):
+                nonzero = (plain != 0).any(axis=1)
+                if not nonzero.all():
+                    used = np.flatnonzero(nonzero)
+                    rows, plain, decay = rows[used], plain[used], [d[used] for d in decay]
             if len(rows) == 0 and not acc.err and not acc.warm:
                 continue
-            blocks = [block(d) for d in decay]
+            if arrays:  # read as buffers, as the bytes would be
+                blocks: tuple[bytes, list[bytes]] = (plain, decay)  # type: ignore[assignment]
+            else:
+                blocks = (_block(plain), [_block(d) for d in decay])
             out.append(
-                PaneDelta(pane, rows.tolist(), block(plain), blocks, acc.err_ts, acc.err, acc.warm)
+                PaneDelta(pane, rows.tolist(), *blocks, acc.err_ts, acc.err, acc.warm)
             )
-        self.panes[m] = {}
         return out
-
-
-def _array(a: F64) -> bytes:
-    """A float64 block as itself, in the place of a record's bytes (see
-    :meth:`DeltaLedger.take`)."""
-    return a  # type: ignore[return-value]  # read as a buffer, as the bytes would be
 
 
 def _block(a: F64) -> bytes:
