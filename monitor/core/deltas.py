@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from itertools import chain
 from operator import itemgetter
 
 import numpy as np
 import numpy.typing as npt
 
+from monitor.core.counts import COUNT_NAMES
 from monitor.core.engine import LATE, Engine, PartitionState
 from monitor.core.join import EarlyLabels
 from monitor.core.partials import FORMAT, ModelDelta, PartitionDelta
@@ -89,22 +91,24 @@ class DeltaBook:
             if isinstance(early, EarlyLabels)
             else Counter(map(itemgetter(2), early.values()))
         )
-        unnamed = by_model[-1]
+        unnamed = by_model.get(-1, 0)
+        pending = state.join.pending
         models = []
         for model in engine.models:
             m = model.index
+            registry = model.registry
             models.append(
                 ModelDelta(
                     model.name,
                     model.layout.width,
-                    list(model.registry.keys),
+                    list(registry.keys),
                     ledger.take(m, arrays),
                     counts[m],
                     delays[m],
                     sums[m],
-                    dict(model.registry.folded),
-                    len(state.join.pending[m]),
-                    unnamed + by_model[m],
+                    dict(registry.folded),
+                    len(pending[m]),
+                    unnamed + by_model.get(m, 0),
                 )
             )
         end = now[0]
@@ -129,9 +133,11 @@ class DeltaBook:
 def _published(state: PartitionState) -> tuple[dict[str, int], F64, F64, F64]:
     """What a partition's state reflects, as a delta's end: its offsets, counts per model,
     label-delay histogram per model and delay sum per model (copies)."""
+    counts = state.counts  # one list of COUNT_NAMES floats per model
+    flat = np.fromiter(chain.from_iterable(counts), np.float64, len(counts) * len(COUNT_NAMES))
     return (
         dict(state.offsets),
-        np.array(state.counts, dtype=np.float64, ndmin=2),
+        flat.reshape(len(counts), len(COUNT_NAMES)),
         state.delay.copy(),
         state.delay_sum.copy(),
     )

@@ -214,6 +214,8 @@ class DeltaLedger:
         self.widths = widths
         self.decay_rates = decay_rates
         self.panes: list[dict[int, _Pane]] = [{} for _ in widths]
+        #: Per model, cells found nonzero in its one-row panes before (see :meth:`_zero`).
+        self.probes: list[list[int]] = [[] for _ in widths]
 
     def add(self, m: int, pane: int, rows: int, slices: I64, cols: I64, vals: F64, ts: F64) -> None:
         """Add events of model ``m`` in ``pane`` (``ts`` their event times)."""
@@ -294,7 +296,7 @@ class DeltaLedger:
             acc = panes[pane]
             rows, plain, decay = acc.rows, acc.plain, acc.decay
             if len(rows) == 1:  # one row (a model without slices): kept unless all zero
-                if not np.count_nonzero(plain):
+                if self._zero(m, plain):
                     rows, plain, decay = rows[:0], plain[:0], [d[:0] for d in decay]
             elif len(rows):
                 nonzero = (plain != 0).any(axis=1)
@@ -311,6 +313,26 @@ class DeltaLedger:
                 PaneDelta(pane, rows.tolist(), *blocks, acc.err_ts, acc.err, acc.warm)
             )
         return out
+
+    def _zero(self, m: int, plain: F64) -> bool:
+        """Whether a one-row block of model ``m`` is all zeros (-0.0 and 0.0), as
+        ``not plain.any()``: the cells found nonzero in its earlier blocks (its count
+        columns, as a rule) are read first, and only a block that has none of them
+        nonzero is searched whole (its first nonzero cell is then remembered)."""
+        probes = self.probes[m]
+        for cell in probes:
+            if plain.item(cell) != 0:  # NaN too, as any() counts it
+                return False
+        found = np.flatnonzero(plain)
+        if not len(found):
+            return True
+        if len(probes) < _PROBES:
+            probes.append(int(found[0]))
+        return False
+
+
+#: The most cells :meth:`DeltaLedger._zero` remembers per model.
+_PROBES: Final = 4
 
 
 def _block(a: F64) -> bytes:
