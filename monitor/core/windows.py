@@ -19,6 +19,7 @@ in rows when the model's slice registry grows (:meth:`WindowSet.grow`).
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -106,6 +107,23 @@ class WindowSet:
         state["ring"] = {p: _dense(a) for p, a in state["ring"].items()}
         state["_nz"] = None
         self.__dict__.update(state)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> WindowSet:
+        """A copy equal to a pickled and restored one (a report's flushed copy of the
+        pipeline), made without packing the per-pane arrays sparse: each is copied as
+        ``a + 0.0``, which is what :func:`_sparse` then :func:`_dense` give (a zero of
+        either sign becomes +0.0, every other value keeps its bits) in one pass."""
+        out = WindowSet.__new__(WindowSet)
+        memo[id(self)] = out
+        state = self.__dict__.copy()
+        packed = {"open", "open_decay", "ring", "_nz"}
+        copied = copy.deepcopy({k: v for k, v in state.items() if k not in packed}, memo)
+        copied["open"] = {p: a + 0.0 for p, a in self.open.items()}
+        copied["open_decay"] = {p: [a + 0.0 for a in arrs] for p, arrs in self.open_decay.items()}
+        copied["ring"] = {p: a + 0.0 for p, a in self.ring.items()}
+        copied["_nz"] = None
+        out.__dict__.update({k: copied[k] for k in state})  # the attributes' order kept
+        return out
 
     def grow(self, rows: int) -> None:
         """Make room for ``rows`` slices in every array."""
