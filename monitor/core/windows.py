@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from monitor import native
 from monitor.config import WindowSpec
 from monitor.core.layout import scatter_add, scatter_pane
 
@@ -267,6 +268,9 @@ class WindowSet:
         """Close ``pane`` (the next pane in order); return whether any window changed contents."""
         acc = self.open.pop(pane, None)
         decayed = self.open_decay.pop(pane, None)
+        compiled = native.kernels()
+        if compiled is not None:
+            return self._close_compiled(compiled, pane, acc, decayed)
         changed = acc is not None
         if acc is not None:
             self.cum += acc
@@ -297,13 +301,40 @@ class WindowSet:
                     if (np.abs(leaving) > bound).any():
                         # A large term left a small remainder: rounding may dominate it.
                         self._resum_one(i, pane, n)
-            self.ring.pop(pane - self.ring_len, None)
-            self.closes += 1
-            if pane % self.ring_len == 0:
-                # At panes fixed in event time, not counted from when this set was made:
-                # two sets that hold the same panes (a replica's, a restarted model's) agree.
-                self._resum(pane)
+            self._closed(pane)
         return changed
+
+    def _close_compiled(self, compiled: Any, pane: int, acc: F64 | None,
+                        decayed: list[F64] | None) -> bool:  # fmt: skip
+        """:meth:`close` of ``pane`` (its sums ``acc`` and ``decayed`` taken out of the open
+        panes) by the compiled kernel (``monitor._native.window_close``): one pass per
+        window over the cells, each cell through the numpy code's operations in its order."""
+        factors = [math.exp(-rate * self.pane) for rate in self.decay_rates]
+        if not self.ring_len:
+            compiled.window_close(self.cum, acc, self.decay, factors, decayed, [], [], [])
+            return acc is not None
+        nz = self._nz if self._nz is not None else self._count_terms(pane)
+        if acc is not None:
+            self.ring[pane] = acc
+        leaving = [self.ring.get(pane - n) for n in self.sliding_panes]
+        resum = compiled.window_close(self.cum, acc, self.decay, factors, decayed,
+                                      self.sliding, nz, leaving)  # fmt: skip
+        for i, n in enumerate(self.sliding_panes):
+            if resum >> i & 1:  # a large term left a small remainder
+                self._resum_one(i, pane, n)
+        self._closed(pane)
+        return acc is not None or any(out is not None for out in leaving)
+
+    def _closed(self, pane: int) -> None:
+        """What follows a close of ``pane`` with sliding windows: the ring lets go of the
+        pane no window holds any more, and every ``ring_len`` panes the windows are summed
+        again from the ring."""
+        self.ring.pop(pane - self.ring_len, None)
+        self.closes += 1
+        if pane % self.ring_len == 0:
+            # At panes fixed in event time, not counted from when this set was made:
+            # two sets that hold the same panes (a replica's, a restarted model's) agree.
+            self._resum(pane)
 
     def skip_empty(self, panes: int) -> None:
         """Close ``panes`` empty panes at once, once the ring holds nothing: only decay moves."""
