@@ -241,9 +241,12 @@ class CalibratedCusum:
         """Feed ``values`` in order, as :meth:`update` one by one; the alarms raised."""
         alarms = 0
         at = 0
-        while self.p0 is None and at < len(values):  # still learning its reference
-            alarms += self.update(values[at])
-            at += 1
+        if self.p0 is None and values:  # still learning its reference: as update() does
+            at = min(len(values), self.warmup - len(self._warm))
+            self._warm.extend(map(float, values[:at]))
+            if len(self._warm) >= self.warmup:
+                self._end_warmup()
+            self.drift_detected = False
         if at == len(values):
             return alarms
         cut, m, r, h = self.cut, self._m, self._r, self._h

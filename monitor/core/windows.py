@@ -19,12 +19,14 @@ in rows when the model's slice registry grows (:meth:`WindowSet.grow`).
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from monitor import native
 from monitor.config import WindowSpec
 from monitor.core.layout import scatter_add, scatter_pane
 
@@ -106,6 +108,23 @@ class WindowSet:
         state["ring"] = {p: _dense(a) for p, a in state["ring"].items()}
         state["_nz"] = None
         self.__dict__.update(state)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> WindowSet:
+        """A copy equal to a pickled and restored one (a report's flushed copy of the
+        pipeline), made without packing the per-pane arrays sparse: each is copied as
+        ``a + 0.0``, which is what :func:`_sparse` then :func:`_dense` give (a zero of
+        either sign becomes +0.0, every other value keeps its bits) in one pass."""
+        out = WindowSet.__new__(WindowSet)
+        memo[id(self)] = out
+        state = self.__dict__.copy()
+        packed = {"open", "open_decay", "ring", "_nz"}
+        copied = copy.deepcopy({k: v for k, v in state.items() if k not in packed}, memo)
+        copied["open"] = {p: a + 0.0 for p, a in self.open.items()}
+        copied["open_decay"] = {p: [a + 0.0 for a in arrs] for p, arrs in self.open_decay.items()}
+        copied["ring"] = {p: a + 0.0 for p, a in self.ring.items()}
+        copied["_nz"] = None
+        out.__dict__.update({k: copied[k] for k in state})  # the attributes' order kept
+        return out
 
     def grow(self, rows: int) -> None:
         """Make room for ``rows`` slices in every array."""
@@ -249,6 +268,9 @@ class WindowSet:
         """Close ``pane`` (the next pane in order); return whether any window changed contents."""
         acc = self.open.pop(pane, None)
         decayed = self.open_decay.pop(pane, None)
+        compiled = native.kernels()
+        if compiled is not None:
+            return self._close_compiled(compiled, pane, acc, decayed)
         changed = acc is not None
         if acc is not None:
             self.cum += acc
@@ -279,13 +301,40 @@ class WindowSet:
                     if (np.abs(leaving) > bound).any():
                         # A large term left a small remainder: rounding may dominate it.
                         self._resum_one(i, pane, n)
-            self.ring.pop(pane - self.ring_len, None)
-            self.closes += 1
-            if pane % self.ring_len == 0:
-                # At panes fixed in event time, not counted from when this set was made:
-                # two sets that hold the same panes (a replica's, a restarted model's) agree.
-                self._resum(pane)
+            self._closed(pane)
         return changed
+
+    def _close_compiled(self, compiled: Any, pane: int, acc: F64 | None,
+                        decayed: list[F64] | None) -> bool:  # fmt: skip
+        """:meth:`close` of ``pane`` (its sums ``acc`` and ``decayed`` taken out of the open
+        panes) by the compiled kernel (``monitor._native.window_close``): one pass per
+        window over the cells, each cell through the numpy code's operations in its order."""
+        factors = [math.exp(-rate * self.pane) for rate in self.decay_rates]
+        if not self.ring_len:
+            compiled.window_close(self.cum, acc, self.decay, factors, decayed, [], [], [])
+            return acc is not None
+        nz = self._nz if self._nz is not None else self._count_terms(pane)
+        if acc is not None:
+            self.ring[pane] = acc
+        leaving = [self.ring.get(pane - n) for n in self.sliding_panes]
+        resum = compiled.window_close(self.cum, acc, self.decay, factors, decayed,
+                                      self.sliding, nz, leaving)  # fmt: skip
+        for i, n in enumerate(self.sliding_panes):
+            if resum >> i & 1:  # a large term left a small remainder
+                self._resum_one(i, pane, n)
+        self._closed(pane)
+        return acc is not None or any(out is not None for out in leaving)
+
+    def _closed(self, pane: int) -> None:
+        """What follows a close of ``pane`` with sliding windows: the ring lets go of the
+        pane no window holds any more, and every ``ring_len`` panes the windows are summed
+        again from the ring."""
+        self.ring.pop(pane - self.ring_len, None)
+        self.closes += 1
+        if pane % self.ring_len == 0:
+            # At panes fixed in event time, not counted from when this set was made:
+            # two sets that hold the same panes (a replica's, a restarted model's) agree.
+            self._resum(pane)
 
     def skip_empty(self, panes: int) -> None:
         """Close ``panes`` empty panes at once, once the ring holds nothing: only decay moves."""
