@@ -432,23 +432,21 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
     where to cut (the first message, at or after ``a``, the plan cannot decide with the
     ones before it). The join state's tables get this segment's entries in poll order."""
     kinds = engine.topic_kind
-    pred_at: list[int] = []
-    label_at: list[int] = []
-    slow: list[int] = []
+    topic_of = {kind: topic for topic, kind in kinds.items()}
+    pt, lt = topic_of.get("predictions"), topic_of.get("labels")
     partition_of = messages.partitions
-    topics = messages.topics
-    for i in range(a, b):
-        kind = kinds.get(topics[i])
-        if kind == "predictions":
-            pred_at.append(i)
-        elif kind == "labels":
-            label_at.append(i)
-        else:
-            slow.append(i)
+    span = range(a, b)
+    topics = messages.topics[a:b]
+    pred_at = [i for i, t in zip(span, topics, strict=True) if t == pt]
+    label_at = [i for i, t in zip(span, topics, strict=True) if t == lt]
+    slow: list[int] = []
+    if len(pred_at) + len(label_at) < b - a:  # messages of no input topic: rejects
+        slow = [i for i, t in zip(span, topics, strict=True) if t not in kinds]
     cap = engine.max_bytes
     values = messages.values
-    preds = _decode_predictions(engine, [values[i] for i in pred_at])
-    labels = _decode_each(engine.limits.label_decoder(), [values[i] for i in label_at], cap)
+    preds = _decode_predictions(engine, list(map(values.__getitem__, pred_at)))
+    labels = _decode_each(engine.limits.label_decoder(), list(map(values.__getitem__, label_at)),
+                          cap)  # fmt: skip
     known = engine.by_name
     # Not valid events, whatever the join holds: not decoded, of an unknown model.
     pairs_p = [
@@ -467,16 +465,25 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
     fused: dict[str, tuple[int, LabelEvent]] = {}
     again: dict[str, _Retries] = {}
     decoded = (pairs_p, pairs_l)
-    ids = [e.prediction_id for _, e in pairs_p] + [e.prediction_id for _, e in pairs_l]
-    if len(set(ids)) < len(ids):
-        counts = Counter(ids)
+    ids_p = [e.prediction_id for _, e in pairs_p]
+    ids_l = [e.prediction_id for _, e in pairs_l]
+    first = dict(zip(ids_p, [i for i, _ in pairs_p], strict=True))
+    named_l = set(ids_l)
+    if len(first) == len(ids_p) and len(named_l) == len(ids_l):
+        # Each id once per topic (the usual poll): named twice, it has a prediction and a
+        # label, each once.
+        twice = named_l.intersection(first)
+    else:
+        counts = Counter(ids_p + ids_l)
         twice = {pid for pid, n in counts.items() if n > 1}
+        first = {pid: i for pid, (i, _) in zip(ids_p, pairs_p, strict=True) if counts[pid] == 2}
+    if twice:
         # The usual repeat: a prediction and its label, in either order.
-        first = {e.prediction_id: i for i, e in pairs_p if counts[e.prediction_id] == 2}
-        for j, lab in pairs_l:
-            i = first.get(lab.prediction_id, -1)
-            if i >= 0 and partition_of[i] == partition_of[j]:
-                fused[lab.prediction_id] = (j, lab)
+        for (j, lab), pid in zip(pairs_l, ids_l, strict=True):
+            if pid in twice:
+                i = first.get(pid, -1)
+                if i >= 0 and partition_of[i] == partition_of[j]:
+                    fused[pid] = (j, lab)
         if len(fused) < len(twice):
             more, again = _repeats(pairs_p, pairs_l, twice - fused.keys(), partition_of)
             fused.update(more)
@@ -484,24 +491,29 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
         retries = {i for r in again.values() for i in r.idx}
         # The first message of such an id is decided in a segment that ends before the
         # second: the cut is at the second.
-        named = [(i, e.prediction_id) for i, e in pairs_p if e.prediction_id in twice]
-        named += [(i, e.prediction_id) for i, e in pairs_l if e.prediction_id in twice]
-        seen: set[str] = set()
-        for i, pid in sorted(named):
-            if pid in seen:
-                twice_at.add(i)
-            seen.add(pid)
-        pairs_p = [
-            (i, e) for i, e in pairs_p if e.prediction_id not in twice and i not in retries
-        ]
-        pairs_l = [
-            (i, e)
-            for i, e in pairs_l
-            if e.prediction_id not in twice and e.prediction_id not in fused and i not in retries
-        ]
+        if twice:
+            named = [(i, e.prediction_id) for i, e in pairs_p if e.prediction_id in twice]
+            named += [(i, e.prediction_id) for i, e in pairs_l if e.prediction_id in twice]
+            seen: set[str] = set()
+            for i, pid in sorted(named):
+                if pid in seen:
+                    twice_at.add(i)
+                seen.add(pid)
+        if twice or retries:
+            pairs_p = [
+                (i, e) for i, e in pairs_p if e.prediction_id not in twice and i not in retries
+            ]
+            pairs_l = [
+                (i, e)
+                for i, e in pairs_l
+                if e.prediction_id not in twice
+                and e.prediction_id not in fused
+                and i not in retries
+            ]
+        else:  # every repeat a prediction and its label: the label goes with it
+            pairs_l = [p for p, pid in zip(pairs_l, ids_l, strict=True) if pid not in fused]
     every = [e for _, e in decoded[0]]
-    index = {m.name: m.index for m in engine.models}
-    model_of = [index.get(e.model, -1) for e in every]
+    model_of = _model_indices(engine, every)
     pressed = _pending_pressure(engine, every, model_of)
     early_pressed = engine.early_total + len(label_at) > engine.early_cap
     split = _plan(engine, messages, pairs_p, pairs_l, fused, twice_at, again, slow,
@@ -524,11 +536,16 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
         apply()
     split.plans.clear()
     for (m, number), parts in split.matched.items():  # matched ids in arrival order
-        idx = np.concatenate([p[0] for p in parts])
+        table = engine.partitions[number].join.matched[m]
+        idx = parts[0][0] if len(parts) == 1 else np.concatenate([p[0] for p in parts])
+        pids = parts[0][1] if len(parts) == 1 else [pid for p in parts for pid in p[1]]
+        at_ts = parts[0][2] if len(parts) == 1 else np.concatenate([p[2] for p in parts])
+        times = at_ts.tolist()
+        if bool((idx[1:] >= idx[:-1]).all()):  # in poll order already
+            table.update(zip(pids, times, strict=True))
+            continue
         order = np.argsort(idx, kind="stable").tolist()
-        pids = [pid for p in parts for pid in p[1]]
-        times = np.concatenate([p[2] for p in parts]).tolist()
-        engine.partitions[number].join.matched[m].update((pids[k], times[k]) for k in order)
+        table.update(zip(map(pids.__getitem__, order), map(times.__getitem__, order), strict=True))
     for number, parts_e in split.early.items():
         idx = np.concatenate([p[0] for p in parts_e])
         order = np.argsort(idx, kind="stable").tolist()
@@ -544,6 +561,15 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
     out.rejects.extend(_reject(engine, messages, i) for i in sorted(split.slow))
     out.segments += 1
     return b
+
+
+def _model_indices(engine: Engine, events: list[PredictionEvent]) -> list[int]:
+    """The index of the model of each of ``events`` (predictions of configured models:
+    :func:`_segment` keeps no other), with no look-up per event when there is one model."""
+    if len(engine.models) == 1:
+        return [0] * len(events)
+    index = {m.name: m.index for m in engine.models}
+    return [index[e.model] for e in events]
 
 
 def _registry_cut(
@@ -994,10 +1020,9 @@ def _predictions(
     invalid values, duplicates), joins with their own label, the label message that
     follows them in the segment (or came before it) or an early label of an earlier poll,
     and the others left waiting."""
-    index = {m.name: m.index for m in engine.models}
     events = [e for _, e in pairs]
     at = np.array([i for i, _ in pairs], dtype=np.int64)
-    model_of = [index.get(e.model, -1) for e in events]
+    model_of = _model_indices(engine, events)
     ts = _times(events, engine.latest_times(at))
     score = _read_numbers(events, "score", missing=True)
     if score is None:
