@@ -81,6 +81,12 @@ F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
 _NUMBERS: Final = frozenset((int, float))
+_PROBABILITIES: Final = operator.attrgetter("probabilities")
+_PREDICTION_ID: Final = operator.attrgetter("prediction_id")
+_PREDICTION: Final = operator.attrgetter("prediction")
+_LABEL: Final = operator.attrgetter("label")
+_MODEL_VERSION: Final = operator.attrgetter("model_version")
+_FEATURES: Final = operator.attrgetter("features")
 
 
 class Chunk:
@@ -178,7 +184,7 @@ def _decode_predictions(engine: Engine, values: list[bytes | None]) -> list[Any]
         return _decode_each(general, values, engine.max_bytes)
     typed = _typed(names, engine.limits)[0]
     out = _decode_each(typed, values, engine.max_bytes)
-    again = [i for i, e in enumerate(out) if e is None]
+    again = [i for i, e in enumerate(out) if e is None] if None in out else []
     if again:
         events = _decode_each(general, [values[i] for i in again], engine.max_bytes)
         for i, event in zip(again, events, strict=True):
@@ -234,7 +240,7 @@ def _feature_columns(
     if not model.layout.features:
         return {}, None
     reads = _feature_reads(engine, model)
-    feats = [e.features for e in group]
+    feats = list(map(_FEATURES, group))
     block: NumericBlock | None = None
     kernels = native.kernels()
     if reads.numeric and kernels is not None:
@@ -324,23 +330,23 @@ def _slices(model: ModelState, events: list[PredictionEvent]) -> I64:
     folded values per event as it does."""
     registry = model.registry
     segments = registry.segments
-    versions = [e.model_version for e in events]
-    if not segments:
-        combos: list[tuple[str, ...]] = [(v,) for v in versions]
-    else:
+    versions = list(map(_MODEL_VERSION, events))
+    combos: list[Any] = versions  # without segments, a version stands for its combination
+    if segments:
         empty: dict[str, str] = {}
         segs = [e.segment or empty for e in events]
         combos = list(
             zip(versions, *([s.get(name) for s in segs] for name in segments), strict=True)
         )
-    seen: dict[tuple[Any, ...], tuple[int, ...]] = {}
+    seen: dict[Any, tuple[int, ...]] = {}
     counts = Counter(combos)  # in order of first appearance
-    for combo, n in counts.items():
+    for key, n in counts.items():
+        combo = key if segments else (key,)
         before = dict(registry.folded) if n > 1 else {}
         row = [0, registry.lookup("version", combo[0]) if combo[0] else -1]
         for name, value in zip(segments, combo[1:], strict=True):
             row.append(-1 if value is None else registry.lookup(f"segment:{name}", value))
-        seen[combo] = tuple(row)
+        seen[key] = tuple(row)
         if n > 1:
             for dim, total in registry.folded.items():
                 extra = total - before.get(dim, 0)
@@ -349,7 +355,7 @@ def _slices(model: ModelState, events: list[PredictionEvent]) -> I64:
     if len(seen) == 1:  # one version and segment values for all (the usual case)
         (only,) = seen.values()
         return np.tile(np.array(only, dtype=np.int64), (len(combos), 1))
-    return np.array([seen[c] for c in combos], dtype=np.int64).reshape(len(combos), -1)
+    return np.array(list(map(seen.__getitem__, combos)), dtype=np.int64).reshape(len(combos), -1)
 
 
 #: Test-only: the longest segment the planner is given (None: the whole poll). With 1,
@@ -901,7 +907,7 @@ class _Split:
     with the ones before them (``loose``: the segment is cut before the first), and the
     plans, applied once all is decided."""
 
-    __slots__ = ("early", "loose", "matched", "ops", "pending", "plans", "record", "slow")
+    __slots__ = ("early", "loose", "matched", "ops", "plans", "record", "slow")
 
     def __init__(self, slow: list[int]) -> None:
         #: the rejects (decode failures and unknown topics to start with)
@@ -918,8 +924,6 @@ class _Split:
         self.matched: dict[tuple[int, int], list[tuple[I64, list[str], F64]]] = {}
         #: partition -> labels that came first, entered in poll order once all is applied
         self.early: dict[int, list[tuple[I64, list[str], list[Any]]]] = {}
-        #: (model, partition) -> predictions the plans left waiting, with their poll index
-        self.pending: dict[tuple[int, int], list[tuple[list[int], list[str]]]] = {}
 
     def reject(self, idx: I64) -> None:
         """Messages that are not valid events: rejects (see :func:`_reject`)."""
@@ -1020,39 +1024,43 @@ def _predictions(
     invalid values, duplicates), joins with their own label, the label message that
     follows them in the segment (or came before it) or an early label of an earlier poll,
     and the others left waiting."""
+    at_l = [i for i, _ in pairs]
     events = [e for _, e in pairs]
-    at = np.array([i for i, _ in pairs], dtype=np.int64)
+    at = np.array(at_l, dtype=np.int64)
     model_of = _model_indices(engine, events)
     ts = _times(events, engine.latest_times(at))
     score = _read_numbers(events, "score", missing=True)
     if score is None:
         score = np.array([e.score for e in events], dtype=np.float64)  # None -> NaN
     ok = ~np.isnan(ts) & ~((score < 0.0) | (score > 1.0))
-    for j, e in enumerate(events):
-        if e.probabilities is not None and not all(
-            0.0 <= v <= 1.0 for v in e.probabilities.values()
-        ):
-            ok[j] = False
-    parts = [messages.partitions[i] for i in at.tolist()]
+    probabilities = list(map(_PROBABILITIES, events))
+    if probabilities.count(None) < len(probabilities):
+        for j, probs in enumerate(probabilities):
+            if probs is not None and not all(0.0 <= v <= 1.0 for v in probs.values()):
+                ok[j] = False
+    parts = list(map(messages.partitions.__getitem__, at_l))
     found_before = _found_before(engine, events, model_of, parts, at, fused) if fused else set()
     for (m, number), rows in _group(parts, model_of).items():
         sel = np.array(rows, dtype=np.int64)
-        group = [events[j] for j in rows]
-        pids = [e.prediction_id for e in group]
+        group = list(map(events.__getitem__, rows))
+        pids = list(map(_PREDICTION_ID, group))
         # The label message that follows each prediction in this poll, if any.
-        later = [fused.get(pid) for pid in pids] if fused else []
+        later = list(map(fused.get, pids)) if fused else []
         if m < 0:
             split.reject(at[sel])  # unknown model
             follow_at = np.array([f[0] for f in later if f], dtype=np.int64)
             split.cut_before(follow_at)
             continue
         model = engine.models[m]
-        pred, pred_ok = model.codec.code_many([e.prediction for e in group])
-        raw_labels = [e.label for e in group]
-        has_label = np.array([v is not None for v in raw_labels], dtype=bool)
+        pred, pred_ok = model.codec.code_many(list(map(_PREDICTION, group)))
+        raw_labels = list(map(_LABEL, group))
+        none = raw_labels.count(None)
+        has_label = np.zeros(len(group), dtype=bool)
+        if none < len(raw_labels):
+            has_label = np.array([v is not None for v in raw_labels], dtype=bool)
         label = np.full(len(group), math.nan)
         label_ok = np.ones(len(group), dtype=bool)
-        if has_label.any():
+        if none < len(raw_labels):
             codes, valid = model.codec.code_many([v for v in raw_labels if v is not None])
             label[has_label] = codes
             label_ok[has_label] = valid
@@ -1061,7 +1069,7 @@ def _predictions(
         pair_ok = np.ones(len(group), dtype=bool)
         has_later = np.zeros(len(group), dtype=bool)
         label_msg = np.zeros(0, dtype=np.int64)  # poll index of each label message
-        if any(later):
+        if later.count(None) < len(later):
             has_later = np.array([f is not None for f in later], dtype=bool)
             follow = [f[1] for f in later if f]
             label_msg = np.array([f[0] for f in later if f], dtype=np.int64)
@@ -1353,7 +1361,7 @@ def _take_predictions(
             _note(state, engine.config.kafka.labels_topic, labels.ts[labels.later])
         lt = labels.ts[labelled]
         split.matched.setdefault((m, number), []).append(
-            (labels.at[labelled], [pids[j] for j in labelled.tolist()], lt)
+            (labels.at[labelled], list(map(pids.__getitem__, labelled.tolist())), lt)
         )
         batch.chunks_o.append(
             Chunk(
@@ -1376,19 +1384,16 @@ def _take_predictions(
         engine.early_total -= int(labels.dropped.sum())
     waiting = np.flatnonzero(~labels.has)
     if len(waiting):
-        keep = waiting.tolist()
-        split.pending.setdefault((m, number), []).append(
-            (idx[waiting].tolist(), [pids[j] for j in keep])
-        )
+        kept = list(map(pids.__getitem__, waiting.tolist()))
         state.join.pending[m].add_many(  # ids checked: new, and distinct in the poll
-            [pids[j] for j in keep],
+            kept,
             ts[waiting],
             pred[waiting],
             score[waiting],
             slices[waiting],
             checked=True,
         )
-        engine.pending_total[m] += len(keep)
+        engine.pending_total[m] += len(kept)
 
 
 def _warmup_rows(
@@ -1621,12 +1626,16 @@ def _found_before(
     waiting for a model of a lower index. Asked once per partition (through its id-to-model
     index when there are many models)."""
     asked: dict[int, list[tuple[str, int, bool]]] = {}  # partition -> (id, model, first)
-    for e, m, number, i in zip(events, model_of, parts, at.tolist(), strict=True):
-        pair = fused.get(e.prediction_id)
-        if pair is not None and m >= 0:
-            first = pair[0] < i
-            if first or (pair[1].model is None and m > 0):
-                asked.setdefault(number, []).append((e.prediction_id, m, first))
+    # A fused id has one prediction in the segment: its place among the events.
+    place = dict(zip(map(_PREDICTION_ID, events), range(len(events)), strict=True))
+    for pid, (j, label) in fused.items():
+        k = place.get(pid)
+        if k is None or model_of[k] < 0:
+            continue
+        m = model_of[k]
+        before = j < int(at[k])
+        if before or (label.model is None and m > 0):
+            asked.setdefault(parts[k], []).append((pid, m, before))
     out: set[str] = set()
     for number, rows in asked.items():
         join = engine.partition(number).join
