@@ -81,12 +81,6 @@ F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
 _NUMBERS: Final = frozenset((int, float))
-_PROBABILITIES: Final = operator.attrgetter("probabilities")
-_PREDICTION_ID: Final = operator.attrgetter("prediction_id")
-_PREDICTION: Final = operator.attrgetter("prediction")
-_LABEL: Final = operator.attrgetter("label")
-_MODEL_VERSION: Final = operator.attrgetter("model_version")
-_FEATURES: Final = operator.attrgetter("features")
 
 
 class Chunk:
@@ -240,7 +234,7 @@ def _feature_columns(
     if not model.layout.features:
         return {}, None
     reads = _feature_reads(engine, model)
-    feats = list(map(_FEATURES, group))
+    feats = [e.features for e in group]
     block: NumericBlock | None = None
     kernels = native.kernels()
     if reads.numeric and kernels is not None:
@@ -330,7 +324,7 @@ def _slices(model: ModelState, events: list[PredictionEvent]) -> I64:
     folded values per event as it does."""
     registry = model.registry
     segments = registry.segments
-    versions = list(map(_MODEL_VERSION, events))
+    versions = [e.model_version for e in events]
     combos: list[Any] = versions  # without segments, a version stands for its combination
     if segments:
         empty: dict[str, str] = {}
@@ -1033,7 +1027,7 @@ def _predictions(
     if score is None:
         score = np.array([e.score for e in events], dtype=np.float64)  # None -> NaN
     ok = ~np.isnan(ts) & ~((score < 0.0) | (score > 1.0))
-    probabilities = list(map(_PROBABILITIES, events))
+    probabilities = [e.probabilities for e in events]
     if probabilities.count(None) < len(probabilities):
         for j, probs in enumerate(probabilities):
             if probs is not None and not all(0.0 <= v <= 1.0 for v in probs.values()):
@@ -1042,8 +1036,8 @@ def _predictions(
     found_before = _found_before(engine, events, model_of, parts, at, fused) if fused else set()
     for (m, number), rows in _group(parts, model_of).items():
         sel = np.array(rows, dtype=np.int64)
-        group = list(map(events.__getitem__, rows))
-        pids = list(map(_PREDICTION_ID, group))
+        group = [events[j] for j in rows]
+        pids = [e.prediction_id for e in group]
         # The label message that follows each prediction in this poll, if any.
         later = list(map(fused.get, pids)) if fused else []
         if m < 0:
@@ -1052,8 +1046,8 @@ def _predictions(
             split.cut_before(follow_at)
             continue
         model = engine.models[m]
-        pred, pred_ok = model.codec.code_many(list(map(_PREDICTION, group)))
-        raw_labels = list(map(_LABEL, group))
+        pred, pred_ok = model.codec.code_many([e.prediction for e in group])
+        raw_labels = [e.label for e in group]
         none = raw_labels.count(None)
         has_label = np.zeros(len(group), dtype=bool)
         if none < len(raw_labels):
@@ -1453,7 +1447,11 @@ def _labels(
     index = {m.name: m.index for m in engine.models}
     events = [e for _, e in pairs]
     at = np.array([i for i, _ in pairs], dtype=np.int64)
-    named = [-1 if e.model is None else index.get(e.model, -2) for e in events]
+    names = [e.model for e in events]
+    if names.count(None) == len(names):  # no label names its model (the usual stream)
+        named = [-1] * len(names)
+    else:
+        named = [-1 if name is None else index.get(name, -2) for name in names]
     ts = _times(events, engine.latest_times(at))
     parts = [messages.partitions[i] for i in at.tolist()]
     for (name, number), rows in _group(parts, named).items():
@@ -1627,7 +1625,7 @@ def _found_before(
     index when there are many models)."""
     asked: dict[int, list[tuple[str, int, bool]]] = {}  # partition -> (id, model, first)
     # A fused id has one prediction in the segment: its place among the events.
-    place = dict(zip(map(_PREDICTION_ID, events), range(len(events)), strict=True))
+    place = dict(zip([e.prediction_id for e in events], range(len(events)), strict=True))
     for pid, (j, label) in fused.items():
         k = place.get(pid)
         if k is None or model_of[k] < 0:
