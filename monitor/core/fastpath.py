@@ -178,7 +178,7 @@ def _decode_predictions(engine: Engine, values: list[bytes | None]) -> list[Any]
         return _decode_each(general, values, engine.max_bytes)
     typed = _typed(names, engine.limits)[0]
     out = _decode_each(typed, values, engine.max_bytes)
-    again = [i for i, e in enumerate(out) if e is None]
+    again = [i for i, e in enumerate(out) if e is None] if None in out else []
     if again:
         events = _decode_each(general, [values[i] for i in again], engine.max_bytes)
         for i, event in zip(again, events, strict=True):
@@ -325,22 +325,22 @@ def _slices(model: ModelState, events: list[PredictionEvent]) -> I64:
     registry = model.registry
     segments = registry.segments
     versions = [e.model_version for e in events]
-    if not segments:
-        combos: list[tuple[str, ...]] = [(v,) for v in versions]
-    else:
+    combos: list[Any] = versions  # without segments, a version stands for its combination
+    if segments:
         empty: dict[str, str] = {}
         segs = [e.segment or empty for e in events]
         combos = list(
             zip(versions, *([s.get(name) for s in segs] for name in segments), strict=True)
         )
-    seen: dict[tuple[Any, ...], tuple[int, ...]] = {}
+    seen: dict[Any, tuple[int, ...]] = {}
     counts = Counter(combos)  # in order of first appearance
-    for combo, n in counts.items():
+    for key, n in counts.items():
+        combo = key if segments else (key,)
         before = dict(registry.folded) if n > 1 else {}
         row = [0, registry.lookup("version", combo[0]) if combo[0] else -1]
         for name, value in zip(segments, combo[1:], strict=True):
             row.append(-1 if value is None else registry.lookup(f"segment:{name}", value))
-        seen[combo] = tuple(row)
+        seen[key] = tuple(row)
         if n > 1:
             for dim, total in registry.folded.items():
                 extra = total - before.get(dim, 0)
@@ -349,7 +349,7 @@ def _slices(model: ModelState, events: list[PredictionEvent]) -> I64:
     if len(seen) == 1:  # one version and segment values for all (the usual case)
         (only,) = seen.values()
         return np.tile(np.array(only, dtype=np.int64), (len(combos), 1))
-    return np.array([seen[c] for c in combos], dtype=np.int64).reshape(len(combos), -1)
+    return np.array(list(map(seen.__getitem__, combos)), dtype=np.int64).reshape(len(combos), -1)
 
 
 #: Test-only: the longest segment the planner is given (None: the whole poll). With 1,
@@ -432,23 +432,21 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
     where to cut (the first message, at or after ``a``, the plan cannot decide with the
     ones before it). The join state's tables get this segment's entries in poll order."""
     kinds = engine.topic_kind
-    pred_at: list[int] = []
-    label_at: list[int] = []
-    slow: list[int] = []
+    topic_of = {kind: topic for topic, kind in kinds.items()}
+    pt, lt = topic_of.get("predictions"), topic_of.get("labels")
     partition_of = messages.partitions
-    topics = messages.topics
-    for i in range(a, b):
-        kind = kinds.get(topics[i])
-        if kind == "predictions":
-            pred_at.append(i)
-        elif kind == "labels":
-            label_at.append(i)
-        else:
-            slow.append(i)
+    span = range(a, b)
+    topics = messages.topics[a:b]
+    pred_at = [i for i, t in zip(span, topics, strict=True) if t == pt]
+    label_at = [i for i, t in zip(span, topics, strict=True) if t == lt]
+    slow: list[int] = []
+    if len(pred_at) + len(label_at) < b - a:  # messages of no input topic: rejects
+        slow = [i for i, t in zip(span, topics, strict=True) if t not in kinds]
     cap = engine.max_bytes
     values = messages.values
-    preds = _decode_predictions(engine, [values[i] for i in pred_at])
-    labels = _decode_each(engine.limits.label_decoder(), [values[i] for i in label_at], cap)
+    preds = _decode_predictions(engine, list(map(values.__getitem__, pred_at)))
+    labels = _decode_each(engine.limits.label_decoder(), list(map(values.__getitem__, label_at)),
+                          cap)  # fmt: skip
     known = engine.by_name
     # Not valid events, whatever the join holds: not decoded, of an unknown model.
     pairs_p = [
@@ -467,16 +465,25 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
     fused: dict[str, tuple[int, LabelEvent]] = {}
     again: dict[str, _Retries] = {}
     decoded = (pairs_p, pairs_l)
-    ids = [e.prediction_id for _, e in pairs_p] + [e.prediction_id for _, e in pairs_l]
-    if len(set(ids)) < len(ids):
-        counts = Counter(ids)
+    ids_p = [e.prediction_id for _, e in pairs_p]
+    ids_l = [e.prediction_id for _, e in pairs_l]
+    first = dict(zip(ids_p, [i for i, _ in pairs_p], strict=True))
+    named_l = set(ids_l)
+    if len(first) == len(ids_p) and len(named_l) == len(ids_l):
+        # Each id once per topic (the usual poll): named twice, it has a prediction and a
+        # label, each once.
+        twice = named_l.intersection(first)
+    else:
+        counts = Counter(ids_p + ids_l)
         twice = {pid for pid, n in counts.items() if n > 1}
+        first = {pid: i for pid, (i, _) in zip(ids_p, pairs_p, strict=True) if counts[pid] == 2}
+    if twice:
         # The usual repeat: a prediction and its label, in either order.
-        first = {e.prediction_id: i for i, e in pairs_p if counts[e.prediction_id] == 2}
-        for j, lab in pairs_l:
-            i = first.get(lab.prediction_id, -1)
-            if i >= 0 and partition_of[i] == partition_of[j]:
-                fused[lab.prediction_id] = (j, lab)
+        for (j, lab), pid in zip(pairs_l, ids_l, strict=True):
+            if pid in twice:
+                i = first.get(pid, -1)
+                if i >= 0 and partition_of[i] == partition_of[j]:
+                    fused[pid] = (j, lab)
         if len(fused) < len(twice):
             more, again = _repeats(pairs_p, pairs_l, twice - fused.keys(), partition_of)
             fused.update(more)
@@ -484,24 +491,29 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
         retries = {i for r in again.values() for i in r.idx}
         # The first message of such an id is decided in a segment that ends before the
         # second: the cut is at the second.
-        named = [(i, e.prediction_id) for i, e in pairs_p if e.prediction_id in twice]
-        named += [(i, e.prediction_id) for i, e in pairs_l if e.prediction_id in twice]
-        seen: set[str] = set()
-        for i, pid in sorted(named):
-            if pid in seen:
-                twice_at.add(i)
-            seen.add(pid)
-        pairs_p = [
-            (i, e) for i, e in pairs_p if e.prediction_id not in twice and i not in retries
-        ]
-        pairs_l = [
-            (i, e)
-            for i, e in pairs_l
-            if e.prediction_id not in twice and e.prediction_id not in fused and i not in retries
-        ]
+        if twice:
+            named = [(i, e.prediction_id) for i, e in pairs_p if e.prediction_id in twice]
+            named += [(i, e.prediction_id) for i, e in pairs_l if e.prediction_id in twice]
+            seen: set[str] = set()
+            for i, pid in sorted(named):
+                if pid in seen:
+                    twice_at.add(i)
+                seen.add(pid)
+        if twice or retries:
+            pairs_p = [
+                (i, e) for i, e in pairs_p if e.prediction_id not in twice and i not in retries
+            ]
+            pairs_l = [
+                (i, e)
+                for i, e in pairs_l
+                if e.prediction_id not in twice
+                and e.prediction_id not in fused
+                and i not in retries
+            ]
+        else:  # every repeat a prediction and its label: the label goes with it
+            pairs_l = [p for p, pid in zip(pairs_l, ids_l, strict=True) if pid not in fused]
     every = [e for _, e in decoded[0]]
-    index = {m.name: m.index for m in engine.models}
-    model_of = [index.get(e.model, -1) for e in every]
+    model_of = _model_indices(engine, every)
     pressed = _pending_pressure(engine, every, model_of)
     early_pressed = engine.early_total + len(label_at) > engine.early_cap
     split = _plan(engine, messages, pairs_p, pairs_l, fused, twice_at, again, slow,
@@ -524,11 +536,16 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
         apply()
     split.plans.clear()
     for (m, number), parts in split.matched.items():  # matched ids in arrival order
-        idx = np.concatenate([p[0] for p in parts])
+        table = engine.partitions[number].join.matched[m]
+        idx = parts[0][0] if len(parts) == 1 else np.concatenate([p[0] for p in parts])
+        pids = parts[0][1] if len(parts) == 1 else [pid for p in parts for pid in p[1]]
+        at_ts = parts[0][2] if len(parts) == 1 else np.concatenate([p[2] for p in parts])
+        times = at_ts.tolist()
+        if bool((idx[1:] >= idx[:-1]).all()):  # in poll order already
+            table.update(zip(pids, times, strict=True))
+            continue
         order = np.argsort(idx, kind="stable").tolist()
-        pids = [pid for p in parts for pid in p[1]]
-        times = np.concatenate([p[2] for p in parts]).tolist()
-        engine.partitions[number].join.matched[m].update((pids[k], times[k]) for k in order)
+        table.update(zip(map(pids.__getitem__, order), map(times.__getitem__, order), strict=True))
     for number, parts_e in split.early.items():
         idx = np.concatenate([p[0] for p in parts_e])
         order = np.argsort(idx, kind="stable").tolist()
@@ -544,6 +561,15 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
     out.rejects.extend(_reject(engine, messages, i) for i in sorted(split.slow))
     out.segments += 1
     return b
+
+
+def _model_indices(engine: Engine, events: list[PredictionEvent]) -> list[int]:
+    """The index of the model of each of ``events`` (predictions of configured models:
+    :func:`_segment` keeps no other), with no look-up per event when there is one model."""
+    if len(engine.models) == 1:
+        return [0] * len(events)
+    index = {m.name: m.index for m in engine.models}
+    return [index[e.model] for e in events]
 
 
 def _registry_cut(
@@ -875,7 +901,7 @@ class _Split:
     with the ones before them (``loose``: the segment is cut before the first), and the
     plans, applied once all is decided."""
 
-    __slots__ = ("early", "loose", "matched", "ops", "pending", "plans", "record", "slow")
+    __slots__ = ("early", "loose", "matched", "ops", "plans", "record", "slow")
 
     def __init__(self, slow: list[int]) -> None:
         #: the rejects (decode failures and unknown topics to start with)
@@ -892,8 +918,6 @@ class _Split:
         self.matched: dict[tuple[int, int], list[tuple[I64, list[str], F64]]] = {}
         #: partition -> labels that came first, entered in poll order once all is applied
         self.early: dict[int, list[tuple[I64, list[str], list[Any]]]] = {}
-        #: (model, partition) -> predictions the plans left waiting, with their poll index
-        self.pending: dict[tuple[int, int], list[tuple[list[int], list[str]]]] = {}
 
     def reject(self, idx: I64) -> None:
         """Messages that are not valid events: rejects (see :func:`_reject`)."""
@@ -994,28 +1018,28 @@ def _predictions(
     invalid values, duplicates), joins with their own label, the label message that
     follows them in the segment (or came before it) or an early label of an earlier poll,
     and the others left waiting."""
-    index = {m.name: m.index for m in engine.models}
+    at_l = [i for i, _ in pairs]
     events = [e for _, e in pairs]
-    at = np.array([i for i, _ in pairs], dtype=np.int64)
-    model_of = [index.get(e.model, -1) for e in events]
+    at = np.array(at_l, dtype=np.int64)
+    model_of = _model_indices(engine, events)
     ts = _times(events, engine.latest_times(at))
     score = _read_numbers(events, "score", missing=True)
     if score is None:
         score = np.array([e.score for e in events], dtype=np.float64)  # None -> NaN
     ok = ~np.isnan(ts) & ~((score < 0.0) | (score > 1.0))
-    for j, e in enumerate(events):
-        if e.probabilities is not None and not all(
-            0.0 <= v <= 1.0 for v in e.probabilities.values()
-        ):
-            ok[j] = False
-    parts = [messages.partitions[i] for i in at.tolist()]
+    probabilities = [e.probabilities for e in events]
+    if probabilities.count(None) < len(probabilities):
+        for j, probs in enumerate(probabilities):
+            if probs is not None and not all(0.0 <= v <= 1.0 for v in probs.values()):
+                ok[j] = False
+    parts = list(map(messages.partitions.__getitem__, at_l))
     found_before = _found_before(engine, events, model_of, parts, at, fused) if fused else set()
     for (m, number), rows in _group(parts, model_of).items():
         sel = np.array(rows, dtype=np.int64)
         group = [events[j] for j in rows]
         pids = [e.prediction_id for e in group]
         # The label message that follows each prediction in this poll, if any.
-        later = [fused.get(pid) for pid in pids] if fused else []
+        later = list(map(fused.get, pids)) if fused else []
         if m < 0:
             split.reject(at[sel])  # unknown model
             follow_at = np.array([f[0] for f in later if f], dtype=np.int64)
@@ -1024,10 +1048,13 @@ def _predictions(
         model = engine.models[m]
         pred, pred_ok = model.codec.code_many([e.prediction for e in group])
         raw_labels = [e.label for e in group]
-        has_label = np.array([v is not None for v in raw_labels], dtype=bool)
+        none = raw_labels.count(None)
+        has_label = np.zeros(len(group), dtype=bool)
+        if none < len(raw_labels):
+            has_label = np.array([v is not None for v in raw_labels], dtype=bool)
         label = np.full(len(group), math.nan)
         label_ok = np.ones(len(group), dtype=bool)
-        if has_label.any():
+        if none < len(raw_labels):
             codes, valid = model.codec.code_many([v for v in raw_labels if v is not None])
             label[has_label] = codes
             label_ok[has_label] = valid
@@ -1036,7 +1063,7 @@ def _predictions(
         pair_ok = np.ones(len(group), dtype=bool)
         has_later = np.zeros(len(group), dtype=bool)
         label_msg = np.zeros(0, dtype=np.int64)  # poll index of each label message
-        if any(later):
+        if later.count(None) < len(later):
             has_later = np.array([f is not None for f in later], dtype=bool)
             follow = [f[1] for f in later if f]
             label_msg = np.array([f[0] for f in later if f], dtype=np.int64)
@@ -1328,7 +1355,7 @@ def _take_predictions(
             _note(state, engine.config.kafka.labels_topic, labels.ts[labels.later])
         lt = labels.ts[labelled]
         split.matched.setdefault((m, number), []).append(
-            (labels.at[labelled], [pids[j] for j in labelled.tolist()], lt)
+            (labels.at[labelled], list(map(pids.__getitem__, labelled.tolist())), lt)
         )
         batch.chunks_o.append(
             Chunk(
@@ -1351,19 +1378,16 @@ def _take_predictions(
         engine.early_total -= int(labels.dropped.sum())
     waiting = np.flatnonzero(~labels.has)
     if len(waiting):
-        keep = waiting.tolist()
-        split.pending.setdefault((m, number), []).append(
-            (idx[waiting].tolist(), [pids[j] for j in keep])
-        )
+        kept = list(map(pids.__getitem__, waiting.tolist()))
         state.join.pending[m].add_many(  # ids checked: new, and distinct in the poll
-            [pids[j] for j in keep],
+            kept,
             ts[waiting],
             pred[waiting],
             score[waiting],
             slices[waiting],
             checked=True,
         )
-        engine.pending_total[m] += len(keep)
+        engine.pending_total[m] += len(kept)
 
 
 def _warmup_rows(
@@ -1423,7 +1447,11 @@ def _labels(
     index = {m.name: m.index for m in engine.models}
     events = [e for _, e in pairs]
     at = np.array([i for i, _ in pairs], dtype=np.int64)
-    named = [-1 if e.model is None else index.get(e.model, -2) for e in events]
+    names = [e.model for e in events]
+    if names.count(None) == len(names):  # no label names its model (the usual stream)
+        named = [-1] * len(names)
+    else:
+        named = [-1 if name is None else index.get(name, -2) for name in names]
     ts = _times(events, engine.latest_times(at))
     parts = [messages.partitions[i] for i in at.tolist()]
     for (name, number), rows in _group(parts, named).items():
@@ -1596,12 +1624,16 @@ def _found_before(
     waiting for a model of a lower index. Asked once per partition (through its id-to-model
     index when there are many models)."""
     asked: dict[int, list[tuple[str, int, bool]]] = {}  # partition -> (id, model, first)
-    for e, m, number, i in zip(events, model_of, parts, at.tolist(), strict=True):
-        pair = fused.get(e.prediction_id)
-        if pair is not None and m >= 0:
-            first = pair[0] < i
-            if first or (pair[1].model is None and m > 0):
-                asked.setdefault(number, []).append((e.prediction_id, m, first))
+    # A fused id has one prediction in the segment: its place among the events.
+    place = dict(zip([e.prediction_id for e in events], range(len(events)), strict=True))
+    for pid, (j, label) in fused.items():
+        k = place.get(pid)
+        if k is None or model_of[k] < 0:
+            continue
+        m = model_of[k]
+        before = j < int(at[k])
+        if before or (label.model is None and m > 0):
+            asked.setdefault(parts[k], []).append((pid, m, before))
     out: set[str] = set()
     for number, rows in asked.items():
         join = engine.partition(number).join
