@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -184,23 +185,75 @@ def capture_partitions(
     """Every (topic, partition) the inputs hold: as ``run`` tracks every assigned partition,
     each of these holds the watermark back from the start, whatever the line order."""
     found: set[tuple[str, int]] = set()
-    known: tuple[bytes, ...] = ()
     for path in paths:
-        events = input_format(path, fmt) == "events"
+        if input_format(path, fmt) == "kcat":
+            _kcat_partitions(path, found)
+            continue
         with open(path, "rb") as fh:
             while lines := fh.readlines(_READ_HINT):
-                if events:
-                    found.update((_event_topic(line, topics), 0) for line in lines if line.strip())
-                    continue
-                # A line that starts as a found pair's lines do adds no pair, valid or not:
-                # only the others are decoded (kcat writes topic and partition first).
-                rest = [line for line in lines if not line.startswith(known)] if known else lines
-                wheres = decode_all(_WHERE, rest)
-                new = {(w.topic, w.partition) for w in wheres if w is not None} - found
-                if new:
-                    found |= new
-                    known = tuple(_where_prefix(topic, number) for topic, number in found)
+                found.update((_event_topic(line, topics), 0) for line in lines if line.strip())
     return found
+
+
+def _kcat_partitions(path: str, found: set[tuple[str, int]]) -> None:
+    """Add the (topic, partition) pairs of the kcat capture ``path`` to ``found``.
+
+    A line that starts as a found pair's lines do adds no pair, valid or not (kcat writes
+    topic and partition first): only the other lines are decoded. The capture is read
+    ``_READ_HINT`` bytes at a time, and a pattern finds the newlines of a read that no
+    such start follows: no bytes object is made for the other lines. A line that a read
+    cuts is put together with its end from the next read."""
+    known, other = _line_starts(found)
+    with open(path, "rb") as fh:
+        head = b""  # the start of the line the last read cut
+        while chunk := fh.read(_READ_HINT):
+            first = chunk.find(b"\n") + 1  # where the chunk's first whole line starts
+            if not first:
+                head += chunk
+                continue
+            last = chunk.rfind(b"\n")  # the newline that ends the chunk's last whole line
+            lines = [head + chunk[:first]]
+            for newline in other.finditer(chunk, first - 1, last):
+                lines.append(chunk[newline.end() : chunk.index(b"\n", newline.end())])
+            head = chunk[last + 1 :]
+            if _add_pairs(found, [line for line in lines if not line.startswith(known)]):
+                known, other = _line_starts(found)
+        if head and not head.startswith(known):
+            _add_pairs(found, [head])
+
+
+def _line_starts(pairs: set[tuple[str, int]]) -> tuple[tuple[bytes, ...], re.Pattern[bytes]]:
+    """How the compact kcat lines of ``pairs`` start, and a pattern that finds a newline
+    no such start follows (every newline while there is no pair)."""
+    prefixes = tuple(_where_prefix(topic, number) for topic, number in pairs)
+    if not prefixes:
+        return prefixes, re.compile(b"\n")
+    return prefixes, re.compile(b"\n(?!" + _any_of(sorted(prefixes)) + b")")
+
+
+def _any_of(words: list[bytes]) -> bytes:
+    """A pattern that matches any of ``words`` (sorted, none a prefix of another), the
+    starts they share written once: a line is compared with each start once, not with
+    each pair's whole prefix in turn."""
+    common = os.path.commonprefix(words)  # noqa: RUF071 (byte by byte is what is meant)
+    if len(words) == 1:
+        return re.escape(common)
+    if common:
+        return re.escape(common) + b"(?:" + _any_of([w[len(common) :] for w in words]) + b")"
+    groups: dict[int, list[bytes]] = {}
+    for word in words:
+        groups.setdefault(word[0], []).append(word)
+    return b"|".join(_any_of(group) for group in groups.values())
+
+
+def _add_pairs(found: set[tuple[str, int]], lines: list[bytes]) -> bool:
+    """Add the pairs of those of ``lines`` that are envelopes to ``found``; whether any
+    was new."""
+    new = {(w.topic, w.partition) for w in decode_all(_WHERE, lines) if w is not None}
+    if new <= found:
+        return False
+    found |= new
+    return True
 
 
 def _where_prefix(topic: str, partition: int) -> bytes:

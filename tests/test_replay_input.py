@@ -68,3 +68,26 @@ def test_capture_partitions_match_each_line_parsed(
         assert capture_partitions([str(path)]) == _by_json(lines)
     finally:
         replay._READ_HINT = before
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_LINE, max_size=30), _TOPICS, st.integers(0, 12), st.integers(1, 400),
+       st.booleans())  # fmt: skip
+def test_capture_partitions_read_the_last_line_without_its_newline(
+    tmp_path_factory: pytest.TempPathFactory, lines: list[bytes], topic: str, partition: int,
+    hint: int, crlf: bool,
+) -> None:
+    # A capture cut after its last line's end (no newline), or written with CRLF line ends:
+    # the last line's pair is found all the same, however the reads cut the file.
+    last = _kcat(topic, partition, 1)[:-1]
+    lines = [_kcat("labels", 0, 0), *lines, last]
+    if crlf:
+        lines = [line[:-1] + b"\r\n" if line.endswith(b"\n") else line for line in lines]
+    path = tmp_path_factory.mktemp("cap") / "capture.jsonl"
+    path.write_bytes(b"".join(lines))
+    before = replay._READ_HINT
+    replay._READ_HINT = hint
+    try:
+        assert capture_partitions([str(path)]) == _by_json(lines)
+    finally:
+        replay._READ_HINT = before
