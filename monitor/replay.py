@@ -235,7 +235,7 @@ def _any_of(words: list[bytes]) -> bytes:
     """A pattern that matches any of ``words`` (sorted, none a prefix of another), the
     starts they share written once: a line is compared with each start once, not with
     each pair's whole prefix in turn."""
-    common = os.path.commonprefix(words)  # noqa: RUF071 (byte by byte is what is meant)
+    common = _shared_start(words)
     if len(words) == 1:
         return re.escape(common)
     if common:
@@ -244,6 +244,16 @@ def _any_of(words: list[bytes]) -> bytes:
     for word in words:
         groups.setdefault(word[0], []).append(word)
     return b"|".join(_any_of(group) for group in groups.values())
+
+
+def _shared_start(words: list[bytes]) -> bytes:
+    """The bytes every one of ``words`` starts with (those the first and the last in
+    sorted order share)."""
+    first, last = min(words), max(words)
+    n = 0
+    while n < len(first) and first[n] == last[n]:
+        n += 1
+    return first[:n]
 
 
 def _add_pairs(found: set[tuple[str, int]], lines: list[bytes]) -> bool:
