@@ -1,7 +1,8 @@
 /* Compiled kernels of the join's pending table and owner index (monitor/core/join.py,
  * PendingTable and OwnerIndex), of the scatter of a poll's terms into open panes
- * (monitor/core/layout.py, scatter_panes) and of the numeric features read from the decoded
- * events (monitor/core/fastpath.py): each in its own section below.
+ * (monitor/core/layout.py, scatter_panes), of the numeric features read from the decoded
+ * events (monitor/core/fastpath.py) and of a window set's pane close
+ * (monitor/core/windows.py, WindowSet.close): each in its own section below.
  *
  * The pending table keeps its index as numpy columns: an open-addressing table of int32
  * row numbers (linear probing, -1 for an empty slot) over rows that hold the CRC-32 of
