@@ -37,6 +37,21 @@ def _kcat(topic: str, partition: int, offset: int) -> bytes:
     return json.dumps(line, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
 
 
+def _read_with(
+    tmp_path_factory: pytest.TempPathFactory, lines: list[bytes], hint: int
+) -> set[tuple[str, int]]:
+    """The pairs ``capture_partitions`` finds in a capture of ``lines``, read ``hint``
+    bytes at a time."""
+    path = tmp_path_factory.mktemp("cap") / "capture.jsonl"
+    path.write_bytes(b"".join(lines))
+    before = replay._READ_HINT
+    replay._READ_HINT = hint
+    try:
+        return capture_partitions([str(path)])
+    finally:
+        replay._READ_HINT = before
+
+
 _TOPICS = st.sampled_from(["predictions", "labels", 'odd "name"', "é"])
 _LINE = st.one_of(
     st.builds(_kcat, _TOPICS, st.integers(0, 12), st.integers(0, 10**6)),
@@ -60,14 +75,7 @@ def test_capture_partitions_match_each_line_parsed(
     # A small read hint: the pairs found in one block decide what the next blocks decode.
     # The first line a kcat envelope: the file is read as a capture, not as plain events.
     lines = [_kcat("labels", 0, 0), *lines]
-    path = tmp_path_factory.mktemp("cap") / "capture.jsonl"
-    path.write_bytes(b"".join(lines))
-    before = replay._READ_HINT
-    replay._READ_HINT = hint
-    try:
-        assert capture_partitions([str(path)]) == _by_json(lines)
-    finally:
-        replay._READ_HINT = before
+    assert _read_with(tmp_path_factory, lines, hint) == _by_json(lines)
 
 
 @settings(max_examples=60, deadline=None)
@@ -83,11 +91,4 @@ def test_capture_partitions_read_the_last_line_without_its_newline(
     lines = [_kcat("labels", 0, 0), *lines, last]
     if crlf:
         lines = [line[:-1] + b"\r\n" if line.endswith(b"\n") else line for line in lines]
-    path = tmp_path_factory.mktemp("cap") / "capture.jsonl"
-    path.write_bytes(b"".join(lines))
-    before = replay._READ_HINT
-    replay._READ_HINT = hint
-    try:
-        assert capture_partitions([str(path)]) == _by_json(lines)
-    finally:
-        replay._READ_HINT = before
+    assert _read_with(tmp_path_factory, lines, hint) == _by_json(lines)
