@@ -1,8 +1,9 @@
 /* Compiled kernels of the join's pending table and owner index (monitor/core/join.py,
  * PendingTable and OwnerIndex), of the scatter of a poll's terms into open panes
  * (monitor/core/layout.py, scatter_panes), of the numeric features read from the decoded
- * events (monitor/core/fastpath.py) and of a window set's pane close
- * (monitor/core/windows.py, WindowSet.close): each in its own section below.
+ * events (monitor/core/fastpath.py), of a window set's pane close
+ * (monitor/core/windows.py, WindowSet.close) and of the replay's reading of kcat -J lines
+ * (monitor/replay.py): each in its own section below.
  *
  * The pending table keeps its index as numpy columns: an open-addressing table of int32
  * row numbers (linear probing, -1 for an empty slot) over rows that hold the CRC-32 of
@@ -1174,8 +1175,360 @@ done:
     return result;
 }
 
+/* ---------------------------------------------------------------- kcat -J lines
+ * The replay's reading of a kcat -J capture (monitor/replay.py, read_batches): each line
+ * is a flat JSON object ({"topic":"...","partition":0,"offset":42,...,"payload":"..."});
+ * this reads the fields replay keeps (topic, partition, offset, ts, payload) straight into
+ * columns, the payload unescaped into bytes, without a str or a struct per line. It reads
+ * only the plainest form of a line: compact, ASCII strings, integers that fit 18 digits,
+ * every key once and "headers" absent; any other line (valid or not) is left to msgspec,
+ * which replay.py runs on it, so that every line reads as msgspec reads it. */
+
+static int
+hex4(const unsigned char *p)
+{
+    int v = 0;
+    for (int i = 0; i < 4; i++) {
+        int c = p[i], d;
+        if (c >= '0' && c <= '9')
+            d = c - '0';
+        else if (c >= 'a' && c <= 'f')
+            d = c - 'a' + 10;
+        else if (c >= 'A' && c <= 'F')
+            d = c - 'A' + 10;
+        else
+            return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+/* Bytes a JSON string's plain run stops at: the quote, the backslash, control bytes
+ * (NUL among them: a bytes object's terminator ends a scan without a bounds check) and
+ * every byte outside ASCII. */
+static unsigned char string_stop[256];
+
+static void
+string_stop_init(void)
+{
+    for (int c = 0; c < 256; c++)
+        string_stop[c] = c == '"' || c == '\\' || c < 0x20 || c >= 0x80;
+}
+
+/* The JSON string whose opening quote is at p, in a NUL-terminated buffer that ends at
+ * end: the byte after its closing quote, or NULL when it is not one this reads (a byte
+ * outside ASCII, a control byte, an escape of a surrogate, an invalid escape, no closing
+ * quote). Its unescaped UTF-8 bytes are written to out (when not NULL; at most as many as
+ * the string's) and their number to *size; *plain says whether it has no escape. */
+static const unsigned char *
+scan_string(const unsigned char *p, const unsigned char *end, char *out, Py_ssize_t *size,
+            int *plain)
+{
+    char *o = out;
+    int escapes = 0;
+    const unsigned char *start = ++p;
+    for (;;) {
+        if (out != NULL) {
+            while (!string_stop[*p])
+                *o++ = (char)*p++;
+        } else {
+            while (!string_stop[*p])
+                p++;
+        }
+        if (p >= end)
+            return NULL;
+        if (*p == '"')
+            break;
+        if (*p != '\\' || end - p < 2)
+            return NULL;
+        escapes = 1;
+        char c;
+        switch (p[1]) {
+        case '"': c = '"'; break;
+        case '\\': c = '\\'; break;
+        case '/': c = '/'; break;
+        case 'b': c = '\b'; break;
+        case 'f': c = '\f'; break;
+        case 'n': c = '\n'; break;
+        case 'r': c = '\r'; break;
+        case 't': c = '\t'; break;
+        case 'u': {
+            int v = end - p < 6 ? -1 : hex4(p + 2);
+            if (v < 0 || (v >= 0xD800 && v <= 0xDFFF))
+                return NULL;
+            p += 6;
+            if (out == NULL)
+                continue;
+            if (v < 0x80) {
+                *o++ = (char)v;
+            } else if (v < 0x800) {
+                *o++ = (char)(0xC0 | (v >> 6));
+                *o++ = (char)(0x80 | (v & 0x3F));
+            } else {
+                *o++ = (char)(0xE0 | (v >> 12));
+                *o++ = (char)(0x80 | ((v >> 6) & 0x3F));
+                *o++ = (char)(0x80 | (v & 0x3F));
+            }
+            continue;
+        }
+        default:
+            return NULL;
+        }
+        p += 2;
+        if (out != NULL)
+            *o++ = c;
+    }
+    *size = out != NULL ? o - out : p - start;
+    *plain = !escapes;
+    return p + 1;
+}
+
+/* The JSON integer at p (at most 18 digits, no leading zero, not "-0", not followed by a
+ * fraction or an exponent): the byte after it, or NULL. */
+static const unsigned char *
+scan_int(const unsigned char *p, const unsigned char *end, long long *out)
+{
+    int negative = p < end && *p == '-';
+    p += negative;
+    const unsigned char *start = p;
+    unsigned long long v = 0;
+    while (p < end && *p >= '0' && *p <= '9' && p - start < 19)
+        v = v * 10 + (unsigned long long)(*p++ - '0');
+    Py_ssize_t digits = p - start;
+    if (digits == 0 || digits > 18 || (digits > 1 && *start == '0') || (negative && v == 0))
+        return NULL;
+    if (p < end && (*p == '.' || *p == 'e' || *p == 'E' || (*p >= '0' && *p <= '9')))
+        return NULL;
+    *out = negative ? -(long long)v : (long long)v;
+    return p;
+}
+
+enum { K_OTHER, K_TOPIC, K_PARTITION, K_OFFSET, K_TS, K_PAYLOAD, K_KEY, K_HEADERS };
+
+static int
+key_of(const unsigned char *k, Py_ssize_t n)
+{
+#define IS(word) (n == (Py_ssize_t)sizeof(word) - 1 && memcmp(k, word, sizeof(word) - 1) == 0)
+    if (IS("topic")) return K_TOPIC;
+    if (IS("partition")) return K_PARTITION;
+    if (IS("offset")) return K_OFFSET;
+    if (IS("ts")) return K_TS;
+    if (IS("payload")) return K_PAYLOAD;
+    if (IS("key")) return K_KEY;
+    if (IS("headers")) return K_HEADERS;
+    return K_OTHER;
+#undef IS
+}
+
+/* One line's fields: where the topic's bytes and the payload's string are, the numbers. */
+typedef struct {
+    const unsigned char *topic;
+    const char *payload; /* its unescaped bytes (NULL: null) */
+    Py_ssize_t topic_size, payload_size;
+    long long partition, offset, ts;
+} kcat_t;
+
+/* Read the line [p, end) (NUL-terminated) into *f, its payload unescaped into scratch (as
+ * long as the line): 1 when it is an envelope in the form this reads, else 0. */
+static int
+kcat_line(const unsigned char *p, const unsigned char *end, char *scratch, kcat_t *f)
+{
+    unsigned seen = 0;
+    f->offset = -1;
+    f->ts = -1;
+    if (p >= end || *p++ != '{')
+        return 0;
+    for (;;) {
+        if (p >= end || *p != '"')
+            return 0;
+        const unsigned char *name = p + 1, *q = name;
+        while (!string_stop[*q])
+            q++;
+        if (q + 1 >= end || q[0] != '"' || q[1] != ':')
+            return 0;
+        int key = key_of(name, q - name);
+        p = q + 2;
+        if (key != K_OTHER) {
+            if (key == K_HEADERS || (seen & (1u << key)))
+                return 0;
+            seen |= 1u << key;
+        }
+        if (p >= end)
+            return 0;
+        if (*p == '"') {
+            Py_ssize_t size;
+            int plain;
+            char *out = key == K_PAYLOAD ? scratch : NULL;
+            const unsigned char *next = scan_string(p, end, out, &size, &plain);
+            if (next == NULL)
+                return 0;
+            if (key == K_TOPIC) {
+                if (!plain)
+                    return 0;
+                f->topic = p + 1;
+                f->topic_size = size;
+            } else if (key == K_PAYLOAD) {
+                f->payload = out;
+                f->payload_size = size;
+            } else if (key != K_KEY && key != K_OTHER) {
+                return 0;
+            }
+            p = next;
+        } else if (*p == 'n') {
+            if (end - p < 4 || memcmp(p, "null", 4) != 0)
+                return 0;
+            if (key == K_PAYLOAD)
+                f->payload = NULL;
+            else if (key != K_KEY && key != K_OTHER)
+                return 0;
+            p += 4;
+        } else {
+            long long v;
+            const unsigned char *next = scan_int(p, end, &v);
+            if (next == NULL)
+                return 0;
+            if (key == K_PARTITION)
+                f->partition = v;
+            else if (key == K_OFFSET)
+                f->offset = v;
+            else if (key == K_TS)
+                f->ts = v;
+            else if (key != K_OTHER)
+                return 0;
+            p = next;
+        }
+        if (p >= end)
+            return 0;
+        if (*p == '}')
+            break;
+        if (*p++ != ',')
+            return 0;
+    }
+    for (p++; p < end; p++)
+        if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n')
+            return 0;
+    unsigned need = (1u << K_TOPIC) | (1u << K_PARTITION) | (1u << K_PAYLOAD);
+    return (seen & need) == need;
+}
+
+/* The topic str of bytes [p, p + n): one of the (at most 8) made in this call, or a new one. */
+typedef struct {
+    const unsigned char *bytes;
+    Py_ssize_t size;
+    PyObject *str;
+} topic_t;
+
+static PyObject *
+topic_str(topic_t *seen, int *count, const unsigned char *p, Py_ssize_t n)
+{
+    for (int i = 0; i < *count; i++)
+        if (seen[i].size == n && memcmp(seen[i].bytes, p, (size_t)n) == 0) {
+            Py_INCREF(seen[i].str);
+            return seen[i].str;
+        }
+    PyObject *s = PyUnicode_DecodeASCII((const char *)p, n, NULL);
+    if (s != NULL && *count < 8) {
+        seen[*count].bytes = p;
+        seen[*count].size = n;
+        seen[*count].str = s;
+        Py_INCREF(s);
+        (*count)++;
+    }
+    return s;
+}
+
+PyDoc_STRVAR(kcat_lines_doc,
+"kcat_lines(lines) -> (topics, partitions, offsets, timestamps, payloads, others)\n\n"
+"The fields of kcat -J lines (a list of bytes) as columns: topic (str), partition,\n"
+"offset and ts (int, -1 where absent) and payload (its unescaped UTF-8 bytes, or None),\n"
+"None in every column at the lines this does not read (listed in others, in order):\n"
+"any line not compact, not ASCII, with \"headers\", a repeated key, a number beyond 18\n"
+"digits or a surrogate escape, and every line that is not an envelope.");
+
+static PyObject *
+kcat_lines(PyObject *self, PyObject *args)
+{
+    PyObject *lines;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!", &PyList_Type, &lines))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(lines);
+    PyObject *cols[5] = {NULL, NULL, NULL, NULL, NULL};
+    PyObject *others = PyList_New(0), *result = NULL;
+    topic_t seen[8];
+    int topics = 0;
+    char *scratch = NULL;
+    Py_ssize_t room = 0;
+    if (others == NULL)
+        return NULL;
+    for (int c = 0; c < 5; c++)
+        if ((cols[c] = PyList_New(n)) == NULL)
+            goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *line = PyList_GET_ITEM(lines, i);
+        if (!PyBytes_Check(line)) {
+            PyErr_SetString(PyExc_TypeError, "lines: a list of bytes expected");
+            goto done;
+        }
+        const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(line);
+        Py_ssize_t size = PyBytes_GET_SIZE(line);
+        if (size > room) {
+            char *more = PyMem_Realloc(scratch, (size_t)size);
+            if (more == NULL) {
+                PyErr_NoMemory();
+                goto done;
+            }
+            scratch = more;
+            room = size;
+        }
+        kcat_t f = {NULL, NULL, 0, 0, 0, 0, 0};
+        PyObject *v[5];
+        if (!kcat_line(p, p + size, scratch, &f)) {
+            for (int c = 0; c < 5; c++) {
+                Py_INCREF(Py_None);
+                PyList_SET_ITEM(cols[c], i, Py_None);
+            }
+            PyObject *at = PyLong_FromSsize_t(i);
+            if (at == NULL || PyList_Append(others, at) < 0) {
+                Py_XDECREF(at);
+                goto done;
+            }
+            Py_DECREF(at);
+            continue;
+        }
+        v[0] = topic_str(seen, &topics, f.topic, f.topic_size);
+        v[1] = PyLong_FromLongLong(f.partition);
+        v[2] = PyLong_FromLongLong(f.offset);
+        v[3] = PyLong_FromLongLong(f.ts);
+        if (f.payload == NULL) {
+            Py_INCREF(Py_None);
+            v[4] = Py_None;
+        } else {
+            v[4] = PyBytes_FromStringAndSize(f.payload, f.payload_size);
+        }
+        for (int c = 0; c < 5; c++)
+            PyList_SET_ITEM(cols[c], i, v[c]); /* a NULL is an error: the list is dropped */
+        for (int c = 0; c < 5; c++)
+            if (v[c] == NULL)
+                goto done;
+    }
+    result = Py_BuildValue("(NNNNNN)", cols[0], cols[1], cols[2], cols[3], cols[4], others);
+    for (int c = 0; c < 5; c++)
+        cols[c] = NULL;
+    others = NULL;
+done:
+    PyMem_Free(scratch);
+    for (int i = 0; i < topics; i++)
+        Py_DECREF(seen[i].str);
+    for (int c = 0; c < 5; c++)
+        Py_XDECREF(cols[c]);
+    Py_XDECREF(others);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"id_keys", id_keys, METH_VARARGS, id_keys_doc},
+    {"kcat_lines", kcat_lines, METH_VARARGS, kcat_lines_doc},
     {"lookup", lookup, METH_VARARGS, lookup_doc},
     {"owner_candidates", owner_candidates, METH_VARARGS, owner_candidates_doc},
     {"owner_find", owner_find, METH_VARARGS, owner_find_doc},
@@ -1191,8 +1544,9 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "monitor._native",
     "Compiled kernels of the join's pending table and owner index (see monitor/core/join.py), "
-    "of the pane scatter (monitor/core/layout.py) and of the numbers read from the decoded "
-    "events (monitor/core/fastpath.py).",
+    "of the pane scatter (monitor/core/layout.py), of the numbers read from the decoded "
+    "events (monitor/core/fastpath.py), of the pane close (monitor/core/windows.py) and of "
+    "the replay's reading of kcat -J lines (monitor/replay.py).",
     -1, methods,
 };
 
@@ -1200,5 +1554,6 @@ PyMODINIT_FUNC
 PyInit__native(void)
 {
     crc_init();
+    string_stop_init();
     return PyModule_Create(&module);
 }

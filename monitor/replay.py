@@ -36,6 +36,7 @@ import msgspec
 import structlog
 from prometheus_client import CollectorRegistry
 
+from monitor import native
 from monitor.config import MonitorConfig, drift_reference_text
 from monitor.core.alerting import Alerting
 from monitor.core.pipeline import Pipeline
@@ -310,65 +311,110 @@ def read_batches(
 ) -> Iterator[MessageBatch]:
     """The messages of :func:`iter_capture`, ``size`` at a time, as columns (a whole
     :class:`Message` is built only for the ones the core rejects). A capture is read a
-    block of lines at a time, each line decoded once."""
-    envelopes: list[Envelope] = []
-    numbers: list[int] = []
+    block of lines at a time, each line read once."""
+    pending = _Pending()
     offsets: dict[str, int] = {}
-
-    def batch() -> MessageBatch:
-        envs, lines = envelopes[:size], numbers[:size]
-        del envelopes[:size], numbers[:size]
-        offs = [e.offset for e in envs]
-        if min(offs) < 0:  # no offset in the envelope: its line number
-            offs = [o if o >= 0 else n for o, n in zip(offs, lines, strict=True)]
-        return MessageBatch(
-            [e.topic for e in envs],
-            [e.partition for e in envs],
-            offs,
-            _payloads([e.payload for e in envs]),
-            lambda i: _message(envs[i], lines[i]),
-            [e.ts for e in envs],
-        )
-
     for path in paths:
         if input_format(path, fmt) == "events":
             for env, number in _events_envelopes(path, topics, offsets):
-                envelopes.append(env)
-                numbers.append(number)
-                if len(envelopes) >= size:
-                    yield batch()
+                pending.add(env, number)
+                if len(pending.numbers) >= size:
+                    yield pending.take(size)
             continue
         with open(path, "rb") as fh:
             first = 1  # the line number of the block's first line
             while lines := fh.readlines(_READ_HINT):
-                envs = decode_all(_ENVELOPE, lines)
-                if None not in envs:
-                    envelopes.extend(envs)
-                    numbers.extend(range(first, first + len(lines)))
-                else:
-                    pairs = zip(envs, lines, strict=True)
-                    for number, (env, line) in enumerate(pairs, start=first):
-                        if env is not None:
-                            envelopes.append(env)
-                            numbers.append(number)
-                        elif line.strip():
-                            _bad_line(bad, path, number, line)
+                pending.add_lines(lines, first, path, bad)
                 first += len(lines)
-                while len(envelopes) >= size:
-                    yield batch()
-    while envelopes:
-        yield batch()
+                while len(pending.numbers) >= size:
+                    yield pending.take(size)
+    while pending.numbers:
+        yield pending.take(size)
 
 
-def _payloads(texts: list[str | None]) -> list[bytes | None]:
-    """The payloads as UTF-8 bytes (a lone surrogate, which JSON's ``\\ud800`` escapes can
-    make, replaced by ``?``): the plain ``encode()``, twice as fast, unless it fails."""
-    if None not in texts:
-        try:
-            return [t.encode() for t in texts]  # type: ignore[union-attr]
-        except UnicodeEncodeError:
-            pass
-    return [None if t is None else t.encode("utf-8", "replace") for t in texts]
+class _Pending:
+    """Messages read and not handed out yet, as the columns of a :class:`MessageBatch`,
+    with each one's line number and what it was read from (its line, or its envelope)."""
+
+    def __init__(self) -> None:
+        self.topics: list[str] = []
+        self.partitions: list[int] = []
+        self.offsets: list[int] = []  # -1: none in the envelope (its line number stands in)
+        self.stamps: list[int] = []
+        self.payloads: list[bytes | None] = []
+        self.numbers: list[int] = []
+        self.sources: list[bytes | Envelope] = []
+
+    def _columns(self) -> tuple[list[Any], ...]:
+        return (self.topics, self.partitions, self.offsets, self.stamps, self.payloads,
+                self.numbers, self.sources)  # fmt: skip
+
+    def add(self, env: Envelope, number: int) -> None:
+        """One message, from its envelope."""
+        self.topics.append(env.topic)
+        self.partitions.append(env.partition)
+        self.offsets.append(env.offset)
+        self.stamps.append(env.ts)
+        self.payloads.append(_utf8(env.payload))
+        self.numbers.append(number)
+        self.sources.append(env)
+
+    def add_lines(self, lines: list[bytes], first: int, path: str, bad: dict[str, int]) -> None:
+        """The messages of a block of kcat ``lines`` (the first is line ``first`` of
+        ``path``); a line that is not an envelope is counted in ``bad`` (but a blank one).
+
+        The compiled reader takes the lines in their plainest form; msgspec decodes the
+        others (all of them without it), so that each line reads as msgspec reads it."""
+        kernels = native.kernels()
+        if kernels is not None:
+            topics, partitions, offsets, stamps, payloads, others = kernels.kcat_lines(lines)
+        else:
+            topics, partitions, offsets, stamps, payloads = ([None] * len(lines) for _ in "12345")
+            others = range(len(lines))
+        numbers = list(range(first, first + len(lines)))
+        skip = []
+        for i, env in zip(others, decode_all(_ENVELOPE, [lines[i] for i in others]), strict=True):
+            if env is None:
+                skip.append(i)
+                if lines[i].strip():
+                    _bad_line(bad, path, first + i, lines[i])
+                continue
+            topics[i], partitions[i], offsets[i] = env.topic, env.partition, env.offset
+            stamps[i], payloads[i] = env.ts, _utf8(env.payload)
+        columns: tuple[list[Any], ...] = (
+            topics, partitions, offsets, stamps, payloads, numbers, lines
+        )
+        if skip:
+            keep = sorted(set(range(len(lines))).difference(skip))
+            columns = tuple([column[i] for i in keep] for column in columns)
+        for mine, read in zip(self._columns(), columns, strict=True):
+            mine.extend(read)
+
+    def take(self, size: int) -> MessageBatch:
+        """The first ``size`` messages (or all there are) as a batch."""
+        columns = self._columns()
+        topics, partitions, offsets, stamps, payloads, numbers, sources = (
+            column[:size] for column in columns
+        )
+        for column in columns:
+            del column[:size]
+        if min(offsets) < 0:  # no offset in the envelope: its line number
+            offsets = [o if o >= 0 else n for o, n in zip(offsets, numbers, strict=True)]
+        return MessageBatch(
+            topics, partitions, offsets, payloads,
+            lambda i: _message(sources[i], numbers[i]), stamps,
+        )  # fmt: skip
+
+
+def _utf8(text: str | None) -> bytes | None:
+    """A payload as UTF-8 bytes (a lone surrogate, which JSON's ``\\ud800`` escapes can
+    make, replaced by ``?``)."""
+    if text is None:
+        return None
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace")
 
 
 def _bad_line(bad: dict[str, int], path: str, number: int, line: bytes) -> None:
@@ -381,13 +427,16 @@ def _bad_line(bad: dict[str, int], path: str, number: int, line: bytes) -> None:
             log.warning("capture_line_skipped", file=path, line=number, reason=str(exc)[:200])
 
 
-def _message(env: Envelope, number: int) -> Message:
+def _message(source: bytes | Envelope, number: int) -> Message:
+    """The whole message read from ``source`` (a capture's line, decoded again, or an
+    envelope), line ``number`` of its input."""
+    env = _ENVELOPE.decode(source) if isinstance(source, bytes) else source
     return Message(
         topic=env.topic,
         partition=env.partition,
         offset=env.offset if env.offset >= 0 else number,
         key=None if env.key is None else env.key.encode(),
-        value=None if env.payload is None else env.payload.encode("utf-8", "replace"),
+        value=_utf8(env.payload),
         headers=_headers(env.headers),
         timestamp_ms=env.ts,
     )
