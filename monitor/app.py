@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 import structlog
 from prometheus_client import CollectorRegistry
 
+from monitor import gc_policy
 from monitor.config import MonitorConfig, drift_reference_text
 from monitor.core.alerting import Alerting
 from monitor.core.engine import Engine
@@ -356,6 +357,10 @@ class App:
                     self.last_seen[tp] = self.heartbeat
                 self._note_record_times(batch, sources)
                 self._process(batch)
+                large = gc_policy.holds_large(batch.values)
+                del batch, messages  # freed before the heap is trimmed
+                if large:
+                    gc_policy.release()
             if self.stages is not None:
                 self._send_alerts(*self.stages.poll())
             if time.monotonic() >= next_tick:

@@ -1,5 +1,5 @@
-"""How often the interpreter's cyclic garbage collector runs in ``run``, ``replay`` and
-``tune``.
+"""How the interpreter's memory is managed in ``run``, ``replay`` and ``tune``: how often
+the cyclic garbage collector runs, and when glibc's allocator gives freed memory back.
 
 The processing loop allocates tens of thousands of short-lived containers per poll
 (decoded events, column lists, tuples); with CPython's default first-generation threshold
@@ -8,6 +8,15 @@ generation's pass walks each long-lived object again. Nothing on the hot path ma
 reference cycles (everything it allocates is freed by reference counting), so collecting
 a hundred times less often costs no memory and measured 1.2x the core's throughput
 (``bench/core_profile.py``).
+
+Each poll also makes numpy arrays of a few hundred KiB (a column of 5,000 events and the
+terms made from it). glibc maps an allocation of at least its mmap threshold on its own
+and unmaps it when freed; with the threshold at 128 KiB, every such array cost fresh
+zeroed pages from the kernel, poll after poll (about a tenth of a replay's time). The
+threshold is pinned at 4 MiB instead, so they reuse the heap; what a hostile input could
+leave behind in that heap (a flood of messages of hundreds of KiB, rejected ones
+included) is given back by :func:`release`, which ``run`` calls after a poll that held a
+message of :data:`LARGE_MESSAGE` bytes or more, once its messages are freed.
 """
 
 from __future__ import annotations
@@ -16,34 +25,57 @@ import ctypes
 import ctypes.util
 import gc
 import os
-from typing import Final
+from collections.abc import Sequence
+from typing import Any, Final
 
 #: Allocations (net of deallocations) between two first-generation collections.
 FIRST_GENERATION: Final = 100_000
 
-
 #: Allocations at least this large are mapped on their own and unmapped when freed.
-MMAP_THRESHOLD: Final = 128 * 1024
+MMAP_THRESHOLD: Final = 4 << 20
+
+#: A message at least this large makes :func:`release_after` trim the heap.
+LARGE_MESSAGE: Final = 128 << 10
+
+
+def _libc() -> Any:
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+
+
+_LIBC: Final = _libc()
 
 
 def tune() -> None:
-    """Collect cycles less often; see the module docstring. With glibc, also pin the
-    allocator's mmap threshold at 128 KiB (its default, which glibc otherwise raises as
-    large blocks are freed): messages and strings that large then go back to the OS once
-    freed, so a flood of large messages (rejected ones included) leaves no resident heap
-    behind. The environment's ``MALLOC_MMAP_THRESHOLD_`` wins when set."""
+    """Collect cycles less often, and with glibc pin the allocator's mmap threshold at
+    :data:`MMAP_THRESHOLD` (glibc otherwise moves it as large blocks are freed); see the
+    module docstring. The environment's ``MALLOC_MMAP_THRESHOLD_`` wins when set."""
     _, second, third = gc.get_threshold()
     gc.set_threshold(FIRST_GENERATION, second, third)
     if "MALLOC_MMAP_THRESHOLD_" in os.environ:
         return
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-        mallopt = getattr(libc, "mallopt", None)
-    except OSError:
-        mallopt = None
+    mallopt = getattr(_LIBC, "mallopt", None)
     if mallopt is not None:
         mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+
+
+def holds_large(values: Sequence[bytes | None]) -> bool:
+    """Whether a poll's message ``values`` hold one of :data:`LARGE_MESSAGE` bytes or more
+    (then :func:`release` is worth calling once they are freed)."""
+    return max(map(len, filter(None, values)), default=0) >= LARGE_MESSAGE
+
+
+def release() -> bool:
+    """Give the heap's free memory back to the operating system (glibc's ``malloc_trim``);
+    whether the allocator can (not every libc has it)."""
+    trim = getattr(_LIBC, "malloc_trim", None)
+    if trim is None:
+        return False
+    trim(0)
+    return True
 
 
 _M_MMAP_THRESHOLD: Final = -3  # glibc's malloc.h
