@@ -13,7 +13,10 @@ Each poll also makes numpy arrays of a few hundred KiB (a column of 5,000 events
 terms made from it). glibc maps an allocation of at least its mmap threshold on its own
 and unmaps it when freed; with the threshold at 128 KiB, every such array cost fresh
 zeroed pages from the kernel, poll after poll (about a tenth of a replay's time). The
-threshold is pinned at 4 MiB instead, so they reuse the heap; what a hostile input could
+threshold is pinned at 4 MiB instead, so they reuse the heap, and the heap's free top is
+given back only beyond 16 MiB (glibc's trim threshold, 128 KiB by default: a poll's
+arrays freed at the top would go back to the kernel and come again as fresh pages at the
+next poll; together a sixth of a replay's time). What a hostile input could
 leave behind in that heap (a flood of messages of hundreds of KiB, rejected ones
 included) is given back by :func:`release`, which ``run`` calls after a poll that held a
 message of :data:`LARGE_MESSAGE` bytes or more, once its messages are freed.
@@ -34,6 +37,9 @@ FIRST_GENERATION: Final = 100_000
 #: Allocations at least this large are mapped on their own and unmapped when freed.
 MMAP_THRESHOLD: Final = 4 << 20
 
+#: Free memory at the top of the heap beyond this much goes back to the operating system.
+TRIM_THRESHOLD: Final = 16 << 20
+
 #: A message at least this large makes :func:`release_after` trim the heap.
 LARGE_MESSAGE: Final = 128 << 10
 
@@ -51,15 +57,18 @@ _LIBC: Final = _libc()
 
 def tune() -> None:
     """Collect cycles less often, and with glibc pin the allocator's mmap threshold at
-    :data:`MMAP_THRESHOLD` (glibc otherwise moves it as large blocks are freed); see the
-    module docstring. The environment's ``MALLOC_MMAP_THRESHOLD_`` wins when set."""
+    :data:`MMAP_THRESHOLD` (glibc otherwise moves it as large blocks are freed) and its trim
+    threshold at :data:`TRIM_THRESHOLD`; see the module docstring. The environment's
+    ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` win when set."""
     _, second, third = gc.get_threshold()
     gc.set_threshold(FIRST_GENERATION, second, third)
-    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
-        return
     mallopt = getattr(_LIBC, "mallopt", None)
-    if mallopt is not None:
+    if mallopt is None:
+        return
+    if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
         mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+    if "MALLOC_TRIM_THRESHOLD_" not in os.environ:
+        mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
 
 
 def holds_large(values: Sequence[bytes | None]) -> bool:
@@ -78,4 +87,5 @@ def release() -> bool:
     return True
 
 
-_M_MMAP_THRESHOLD: Final = -3  # glibc's malloc.h
+_M_TRIM_THRESHOLD: Final = -1  # glibc's malloc.h
+_M_MMAP_THRESHOLD: Final = -3
