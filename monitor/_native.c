@@ -1526,9 +1526,71 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(kcat_unknown_doc,
+"kcat_unknown(chunk, start, stop, known) -> list[int]\n\n"
+"Where the lines of chunk[start:stop] (each ended by a newline) start that do not start\n"
+"with any of the bytes in the tuple known: the lines of a capture's prescan that may\n"
+"hold a (topic, partition) pair not found yet (monitor/replay.py, _kcat_partitions).");
+
+static PyObject *
+kcat_unknown(PyObject *self, PyObject *args)
+{
+    Py_buffer chunk;
+    Py_ssize_t start, stop;
+    PyObject *known, *out = NULL;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*nnO!", &chunk, &start, &stop, &PyTuple_Type, &known))
+        return NULL;
+    Py_ssize_t k = PyTuple_GET_SIZE(known), last = -1;
+    if (start < 0 || stop > chunk.len || start > stop) {
+        PyErr_SetString(PyExc_ValueError, "start, stop: a range of chunk");
+        goto done;
+    }
+    for (Py_ssize_t j = 0; j < k; j++)
+        if (!PyBytes_Check(PyTuple_GET_ITEM(known, j))) {
+            PyErr_SetString(PyExc_TypeError, "known: a tuple of bytes expected");
+            goto done;
+        }
+    if ((out = PyList_New(0)) == NULL)
+        goto done;
+    const char *buf = (const char *)chunk.buf;
+    Py_ssize_t at = start;
+    while (at < stop) {
+        const char *nl = memchr(buf + at, '\n', (size_t)(stop - at));
+        Py_ssize_t end = nl != NULL ? nl - buf : stop, size = end - at;
+        int found = 0;
+        for (Py_ssize_t t = 0; t <= k && !found; t++) {
+            /* the prefix the last line matched first, then each in turn */
+            Py_ssize_t j = t == 0 ? last : t - 1;
+            if (j < 0 || (t > 0 && j == last))
+                continue;
+            PyObject *prefix = PyTuple_GET_ITEM(known, j);
+            Py_ssize_t n = PyBytes_GET_SIZE(prefix);
+            if (n <= size && memcmp(buf + at, PyBytes_AS_STRING(prefix), (size_t)n) == 0) {
+                found = 1;
+                last = j;
+            }
+        }
+        if (!found) {
+            PyObject *where = PyLong_FromSsize_t(at);
+            if (where == NULL || PyList_Append(out, where) < 0) {
+                Py_XDECREF(where);
+                Py_CLEAR(out);
+                goto done;
+            }
+            Py_DECREF(where);
+        }
+        at = end + 1;
+    }
+done:
+    PyBuffer_Release(&chunk);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"id_keys", id_keys, METH_VARARGS, id_keys_doc},
     {"kcat_lines", kcat_lines, METH_VARARGS, kcat_lines_doc},
+    {"kcat_unknown", kcat_unknown, METH_VARARGS, kcat_unknown_doc},
     {"lookup", lookup, METH_VARARGS, lookup_doc},
     {"owner_candidates", owner_candidates, METH_VARARGS, owner_candidates_doc},
     {"owner_find", owner_find, METH_VARARGS, owner_find_doc},

@@ -201,10 +201,11 @@ def _kcat_partitions(path: str, found: set[tuple[str, int]]) -> None:
 
     A line that starts as a found pair's lines do adds no pair, valid or not (kcat writes
     topic and partition first): only the other lines are decoded. The capture is read
-    ``_READ_HINT`` bytes at a time, and a pattern finds the newlines of a read that no
-    such start follows: no bytes object is made for the other lines. A line that a read
-    cuts is put together with its end from the next read."""
+    ``_READ_HINT`` bytes at a time, and the compiled ``kcat_unknown`` (or a pattern) finds
+    where the read's other lines start: no bytes object is made for the rest. A line that
+    a read cuts is put together with its end from the next read."""
     known, other = _line_starts(found)
+    kernels = native.kernels()
     with open(path, "rb") as fh:
         head = b""  # the start of the line the last read cut
         while chunk := fh.read(_READ_HINT):
@@ -213,9 +214,12 @@ def _kcat_partitions(path: str, found: set[tuple[str, int]]) -> None:
                 head += chunk
                 continue
             last = chunk.rfind(b"\n")  # the newline that ends the chunk's last whole line
+            if kernels is not None:
+                starts = kernels.kcat_unknown(chunk, first, last + 1, known)
+            else:
+                starts = [newline.end() for newline in other.finditer(chunk, first - 1, last)]
             lines = [head + chunk[:first]]
-            for newline in other.finditer(chunk, first - 1, last):
-                lines.append(chunk[newline.end() : chunk.index(b"\n", newline.end())])
+            lines += [chunk[at : chunk.index(b"\n", at)] for at in starts]
             head = chunk[last + 1 :]
             if _add_pairs(found, [line for line in lines if not line.startswith(known)]):
                 known, other = _line_starts(found)

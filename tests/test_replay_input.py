@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor import replay
+from monitor import native, replay
 from monitor.replay import capture_partitions
 
 
@@ -92,3 +92,19 @@ def test_capture_partitions_read_the_last_line_without_its_newline(
     if crlf:
         lines = [line[:-1] + b"\r\n" if line.endswith(b"\n") else line for line in lines]
     assert _read_with(tmp_path_factory, lines, hint) == _by_json(lines)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_LINE, max_size=60), st.integers(1, 400))
+def test_capture_partitions_are_the_same_without_the_compiled_scan(
+    tmp_path_factory: pytest.TempPathFactory, lines: list[bytes], hint: int
+) -> None:
+    # The compiled kcat_unknown finds the lines to decode; the pattern stands in for it.
+    lines = [_kcat("labels", 0, 0), *lines]
+    compiled = _read_with(tmp_path_factory, lines, hint)
+    before = native.use(False)
+    try:
+        plain = _read_with(tmp_path_factory, lines, hint)
+    finally:
+        native.use(before)
+    assert compiled == plain == _by_json(lines)

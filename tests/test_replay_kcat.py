@@ -192,3 +192,10 @@ def test_long_lines_and_arguments() -> None:
         kernels.kcat_lines((b"{}",))
     with pytest.raises(TypeError):
         kernels.kcat_lines([b"{}", "{}"])
+    chunk = b'{"topic":"t",\n{"topic":"u",\n\n'
+    assert kernels.kcat_unknown(chunk, 0, len(chunk), (b'{"topic":"t",',)) == [14, 28]
+    assert kernels.kcat_unknown(chunk, 14, len(chunk), ()) == [14, 28]
+    with pytest.raises(ValueError):
+        kernels.kcat_unknown(chunk, 0, len(chunk) + 1, ())
+    with pytest.raises(TypeError):
+        kernels.kcat_unknown(chunk, 0, len(chunk), ("t",))
