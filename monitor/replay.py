@@ -388,9 +388,14 @@ class _Pending:
         columns: tuple[list[Any], ...] = (
             topics, partitions, offsets, stamps, payloads, numbers, lines
         )
-        if skip:
+        if len(skip) * 8 > len(lines):
             keep = sorted(set(range(len(lines))).difference(skip))
             columns = tuple([column[i] for i in keep] for column in columns)
+        elif skip:  # a few lines out of every column, from the last one on
+            columns = (*columns[:-1], list(lines))  # the caller's list stays whole
+            for i in reversed(skip):
+                for column in columns:
+                    del column[i]
         for mine, read in zip(self._columns(), columns, strict=True):
             mine.extend(read)
 

@@ -199,3 +199,37 @@ def test_long_lines_and_arguments() -> None:
         kernels.kcat_unknown(chunk, 0, len(chunk) + 1, ())
     with pytest.raises(TypeError):
         kernels.kcat_unknown(chunk, 0, len(chunk), ("t",))
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("hint", [100, 3000])
+def test_line_numbers_stand_for_missing_offsets_across_blocks_and_bad_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compiled: bool, hint: int
+) -> None:
+    # Blocks of a few lines or of about fifty (a small read hint), bad and blank lines
+    # among them: a message without an offset gets its own line number whatever was
+    # skipped before it.
+    from monitor import replay
+
+    monkeypatch.setattr(replay, "_READ_HINT", hint)
+    lines, expected = [], []
+    for number in range(1, 200):
+        if number % 19 == 0:
+            lines.append(b"garbage\n" if number % 2 else b"\n")
+            continue
+        offset = number * 10 if number % 3 else None
+        line = {"topic": "labels", "partition": 0, "payload": "{}"}
+        if offset is not None:
+            line["offset"] = offset
+        lines.append(json.dumps(line, separators=(",", ":")).encode() + b"\n")
+        expected.append(number if offset is None else offset)
+    path = tmp_path / "capture.jsonl"
+    path.write_bytes(b"".join(lines))
+    bad: dict[str, int] = {}
+    before = native.use(compiled)
+    try:
+        offsets = [o for batch in replay.read_batches([str(path)], bad, 13) for o in batch.offsets]
+    finally:
+        native.use(before)
+    assert offsets == expected
+    assert bad == {"bad_envelope": sum(1 for n in range(1, 200) if n % 38 == 19)}
