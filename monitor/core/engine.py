@@ -36,10 +36,10 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from itertools import chain
+from itertools import chain, pairwise
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -432,11 +432,9 @@ class Engine:
             if pairs is not None:
                 outcomes.append((model, pairs))
         self._scatter(terms)
-        for model, pairs in outcomes:
-            assert pairs.delay is not None
-            self._label_delays(model.index, pairs.part, pairs.delay)
-            if model.detectors is not None:
-                self._buffer_errors(model, pairs)
+        self._label_delays(outcomes)
+        self._buffer_errors([(model, pairs) for model, pairs in outcomes
+                             if model.detectors is not None])  # fmt: skip
 
     def _terms(self, model: ModelState, batch: _Batch) -> tuple[_Sets, Chunk | None]:
         """A model's terms of the poll (its predictions' and its joined pairs'), and its
@@ -465,31 +463,67 @@ class Engine:
             sets = sets._replace(pairs=(pairs.part, pairs.ts, pairs.slices, cols, vals))
         return sets, pairs
 
-    def _buffer_errors(self, model: ModelState, pairs: Chunk) -> None:
-        """Keep the batch's errors per (pane, partition) in the ledgers for the detectors
-        (stage 2 decides what is on time, and feeds them)."""
-        pred, label = pairs.pred, pairs.label
-        assert label is not None
-        err = model.layout.kind.errors(pred, label)
-        ts = pairs.ts
-        part = pairs.part
+    def _buffer_errors(self, outcomes: Sequence[tuple[ModelState, Chunk]]) -> None:
+        """Keep the poll's errors of the models' joined pairs (``outcomes``: the models
+        with detectors) per (model, pane, partition) in the ledgers for the detectors
+        (stage 2 decides what is on time, and feeds them): every model's at once, a
+        group's errors in their order."""
+        if not outcomes:
+            return
+        ts = _joined([p.ts for _, p in outcomes])
+        if not len(ts):
+            return
+        part = _joined([p.part for _, p in outcomes])
+        kind = outcomes[0][0].layout.kind
+        if all(m.layout.kind is kind for m, _ in outcomes):  # one task: one call
+            labels = [p.label for _, p in outcomes if p.label is not None]  # (every pair's)
+            err = kind.errors(_joined([p.pred for _, p in outcomes]), _joined(labels))
+        else:
+            err = _joined([m.layout.kind.errors(p.pred, p.label) for m, p in outcomes
+                           if p.label is not None])  # fmt: skip
+        slot = np.repeat(np.arange(len(outcomes)), [len(p.ts) for _, p in outcomes])
         pane = np.floor(ts / self.pane).astype(np.int64)
-        span = int(part.max()) + 1 if len(part) else 1
+        low = int(pane.min())
+        panes = int(pane.max()) - low + 1
+        span = int(part.max()) + 1
+        keys, order, bounds = _group_bounds((slot * panes + (pane - low)) * span + part)
+        ts_l, err_l = ts[order].tolist(), err[order].tolist()
         ledgers = self.ledgers
-        rows = len(model.registry.keys)
-        for k, sel in _groups(pane * span + part):
-            p_idx, p_num = divmod(k, span)
-            ledgers[p_num].add_errors(model.index, p_idx, rows, ts[sel].tolist(), err[sel].tolist())
+        for k, (a, b) in zip(keys, pairwise(bounds), strict=True):
+            rest, p_num = divmod(k, span)
+            s, p_idx = divmod(rest, panes)
+            model = outcomes[s][0]
+            ledgers[p_num].add_errors(model.index, p_idx + low, len(model.registry.keys),
+                                      ts_l[a:b], err_l[a:b])  # fmt: skip
 
-    def _label_delays(self, m: int, part: npt.NDArray[np.int64], delays: F64) -> None:
-        """Add a batch's label delays (seconds, negative ones as 0) to the histograms."""
-        delay = np.maximum(delays, 0.0)
-        bucket = np.searchsorted(_DELAY_EDGES, delay)
-        for p in np.unique(part):
-            sel = part == p
-            state = self.partitions[int(p)]
-            state.delay[m] += np.bincount(bucket[sel], minlength=len(_DELAY_EDGES) + 1)
-            state.delay_sum[m] += float(delay[sel].sum())
+    def _label_delays(self, outcomes: Sequence[tuple[ModelState, Chunk]]) -> None:
+        """Add the poll's label delays of the models' joined pairs (seconds, negative ones
+        as 0) to each partition's histograms: every model's at once."""
+        if not outcomes:
+            return
+        part = _joined([p.part for _, p in outcomes])
+        if not len(part):
+            return
+        delay = np.maximum(_joined([p.delay for _, p in outcomes]), 0.0)
+        model = np.repeat([m.index for m, _ in outcomes], [len(p.part) for _, p in outcomes])
+        span = int(part.max()) + 1
+        buckets = len(_DELAY_EDGES) + 1
+        keys, order, bounds = _group_bounds(model * span + part)
+        ordered = delay[order]  # a group's delays in their order, one after the other
+        bucket = np.searchsorted(_DELAY_EDGES, ordered)
+        group = np.repeat(np.arange(len(keys)), np.diff(bounds))
+        counts = np.bincount(group * buckets + bucket, minlength=len(keys) * buckets).reshape(
+            len(keys), buckets
+        )
+        # each group's sum as the model's own pairs summed it (the same values in order)
+        sums = np.array([ordered[a:b].sum() for a, b in pairwise(bounds)])
+        models, numbers = np.divmod(np.asarray(keys, dtype=np.int64), span)
+        for number in np.unique(numbers).tolist():
+            at = np.flatnonzero(numbers == number)
+            m = models[at]
+            state = self.partitions[number]
+            state.delay[m] += counts[at]
+            state.delay_sum[m] += sums[at]
 
     def _scatter(self, items: Sequence[tuple[ModelState, _Sets]]) -> None:
         """Events' terms go to their partition's ledger, pane by pane, whatever the clock
@@ -705,19 +739,17 @@ def _joined(arrays: Sequence[Any]) -> Any:
     return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
 
-def _groups(key: npt.NDArray[np.int64]) -> Iterator[tuple[int, npt.NDArray[np.intp]]]:
-    """Each distinct key (ascending) with the positions that hold it, in their order: one
-    sort instead of a mask over the whole batch per key (a poll of a sparse stream spans
-    hundreds of panes)."""
-    if len(key) == 0:
-        return
+def _group_bounds(key: npt.NDArray[np.int64]) -> tuple[list[int], npt.NDArray[np.intp],
+                                                      list[int]]:  # fmt: skip
+    """The distinct keys (ascending), the positions that sort ``key`` (stably: a key's
+    positions stay in their order) and where each key's run starts in that order, then
+    the end: one sort instead of a mask over the whole batch per key (a poll of a sparse
+    stream spans hundreds of panes, of many models hundreds of groups)."""
     order = np.argsort(key, kind="stable")
     sorted_key = key[order]
     cuts = np.flatnonzero(sorted_key[1:] != sorted_key[:-1]) + 1
-    starts = [0, *cuts.tolist()]
-    ends = [*cuts.tolist(), len(key)]
-    for a, b in zip(starts, ends, strict=True):
-        yield int(sorted_key[a]), order[a:b]
+    bounds = [0, *cuts.tolist(), len(key)]
+    return sorted_key[bounds[:-1]].tolist(), order, bounds
 
 
 def _model_shape(model: ModelConfig) -> Any:
