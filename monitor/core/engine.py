@@ -62,7 +62,7 @@ from monitor.core.counts import (
 )
 from monitor.core.fastpath import Chunk, split_and_join
 from monitor.core.join import JoinBuffer
-from monitor.core.layout import Terms, feature_columns, scatter_panes
+from monitor.core.layout import Layout, Terms, feature_columns, scatter_panes
 from monitor.core.model import ModelState, PaneSignals, install_profile
 from monitor.core.partials import DeltaLedger
 from monitor.core.reference import ReferenceProfile
@@ -104,6 +104,8 @@ class PartitionSnapshot:
     watermark: float
 
 
+#: Events' terms: columns and values, each ``(events, terms)``.
+_Terms = tuple[npt.NDArray[np.int64], F64]
 #: A set of events' terms: (partition, time, slices, columns, values) columns.
 _Set = tuple[npt.NDArray[np.int64], F64, npt.NDArray[np.int64], Any, F64]
 
@@ -421,12 +423,18 @@ class Engine:
     # ------------------------------------------------------------------ accumulate
     def _accumulate(self, batches: Sequence[_Batch]) -> None:
         """Add each model's events of the poll (``batches``, one per model) to the ledgers:
-        every model's terms, scattered at once (see :meth:`_scatter`), then each model's
+        every model's terms (the task's terms of models alike made together, see
+        :meth:`_task_terms`), scattered at once (see :meth:`_scatter`), then every model's
         label delays and the errors its detectors wait for."""
+        gathered = []
+        for model, batch in zip(self.models, batches, strict=True):
+            k = 2 + len(model.registry.segments)
+            gathered.append((model, batch.predictions(k, model.layout.features), batch.outcomes(k)))
+        task = self._task_terms(gathered)
         terms: list[tuple[ModelState, _Sets]] = []
         outcomes: list[tuple[ModelState, Chunk]] = []
-        for model, batch in zip(self.models, batches, strict=True):
-            sets, pairs = self._terms(model, batch)
+        for (model, preds, pairs), made in zip(gathered, task, strict=True):
+            sets = self._terms(model, preds, pairs, made)
             if sets.predictions is not None or sets.pairs is not None:
                 terms.append((model, sets))
             if pairs is not None:
@@ -436,16 +444,56 @@ class Engine:
         self._buffer_errors([(model, pairs) for model, pairs in outcomes
                              if model.detectors is not None])  # fmt: skip
 
-    def _terms(self, model: ModelState, batch: _Batch) -> tuple[_Sets, Chunk | None]:
-        """A model's terms of the poll (its predictions' and its joined pairs'), and its
-        pairs."""
+    def _task_terms(
+        self, gathered: Sequence[tuple[ModelState, Chunk | None, Chunk | None]]
+    ) -> list[list[_Terms | None]]:
+        """Each model's task terms of its predictions and of its joined pairs (None: made
+        by :meth:`_terms`, or none): those of models whose layouts give the same terms
+        (:func:`_task_key`) in one :meth:`~monitor.core.layout.Layout.prediction_terms` and
+        one :meth:`~monitor.core.layout.Layout.outcome_terms` call over all their events,
+        cut back per model (each event's terms depend on that event alone: the same
+        values as the model's own call), not one call per model."""
+        made: list[list[_Terms | None]] = [[None, None] for _ in gathered]
+        alike: dict[Any, list[int]] = {}
+        for i, (model, preds, _) in enumerate(gathered):
+            key = _task_key(model.layout)
+            if key is not None and not (preds is not None and preds.prob):
+                alike.setdefault(key, []).append(i)
+        sides: list[list[Chunk | None]] = [[g[1] for g in gathered], [g[2] for g in gathered]]
+        for members in alike.values():
+            if len(members) < 2:
+                continue
+            layout = gathered[members[0]][0].layout
+            for kind, side in enumerate(sides):  # the predictions', then the joined pairs'
+                chosen = [(i, c) for i in members if (c := side[i]) is not None]
+                if len(chosen) < 2:
+                    continue
+                pred = np.concatenate([c.pred for _, c in chosen])
+                score = np.concatenate([c.score for _, c in chosen])
+                if kind == 0:
+                    cols, vals = layout.prediction_terms(pred, score)
+                else:
+                    labels = [c.label for _, c in chosen if c.label is not None]  # (every one)
+                    cols, vals = layout.outcome_terms(pred, score, np.concatenate(labels))
+                at = np.cumsum([len(c.pred) for _, c in chosen])[:-1]
+                for (i, _), c_part, v_part in zip(chosen, np.split(cols, at), np.split(vals, at),
+                                                  strict=True):  # fmt: skip
+                    made[i][kind] = (c_part, v_part)
+        return made
+
+    def _terms(self, model: ModelState, preds: Chunk | None, pairs: Chunk | None,
+               made: Sequence[_Terms | None]) -> _Sets:  # fmt: skip
+        """A model's terms of the poll: its predictions' (``preds``) and its joined pairs'
+        (``pairs``); ``made``, the task's terms of each made with other models' (None: made
+        here)."""
         layout = model.layout
-        k = 2 + len(model.registry.segments)
-        sets = _Sets(None, None)
-        preds = batch.predictions(k, layout.features)
+        predictions = paired = None
         if preds is not None:
-            probs = np.asarray(preds.prob) if preds.prob else None
-            cols, vals = layout.prediction_terms(preds.pred, preds.score, probs)
+            if made[0] is not None:
+                cols, vals = made[0]
+            else:
+                probs = np.asarray(preds.prob) if preds.prob else None
+                cols, vals = layout.prediction_terms(preds.pred, preds.score, probs)
             if layout.features:
                 use = None
                 if model.profile_pane is not None:
@@ -454,14 +502,17 @@ class Engine:
                 f_cols, f_vals = layout.feature_terms(
                     None, use, columns=columns, numeric=preds.numeric
                 )
-                cols, vals = np.hstack([cols, f_cols]), np.hstack([vals, f_vals])
-            sets = sets._replace(predictions=(preds.part, preds.ts, preds.slices, cols, vals))
-        pairs = batch.outcomes(k)
+                cols = np.concatenate([cols, f_cols], axis=1)
+                vals = np.concatenate([vals, f_vals], axis=1)
+            predictions = (preds.part, preds.ts, preds.slices, cols, vals)
         if pairs is not None:
             assert pairs.label is not None and pairs.delay is not None
-            cols, vals = layout.outcome_terms(pairs.pred, pairs.score, pairs.label)
-            sets = sets._replace(pairs=(pairs.part, pairs.ts, pairs.slices, cols, vals))
-        return sets, pairs
+            if made[1] is not None:
+                cols, vals = made[1]
+            else:
+                cols, vals = layout.outcome_terms(pairs.pred, pairs.score, pairs.label)
+            paired = (pairs.part, pairs.ts, pairs.slices, cols, vals)
+        return _Sets(predictions, paired)
 
     def _buffer_errors(self, outcomes: Sequence[tuple[ModelState, Chunk]]) -> None:
         """Keep the poll's errors of the models' joined pairs (``outcomes``: the models
@@ -732,6 +783,20 @@ def _last_offsets(batch: MessageBatch) -> dict[tuple[str, int], int]:
             if len(ordered) == len(last):
                 break
     return ordered
+
+
+def _task_key(layout: Layout) -> tuple[Any, ...] | None:
+    """What a layout's task terms (:meth:`~monitor.core.layout.Layout.prediction_terms`
+    and :meth:`~monitor.core.layout.Layout.outcome_terms`) depend on: a task is stateless,
+    and its terms read the layout's classes, score bins and task columns (which come
+    first); layouts with equal keys give every event the same terms. None when they read
+    more: class probabilities (calibrated by the model's baseline) or a regression
+    reference's output histograms (``layout.outputs``)."""
+    kind = layout.kind
+    if kind.uses_probabilities or layout.outputs:
+        return None
+    names = [f if isinstance(f, str) else f[0] for f in kind.columns(layout.n_classes, layout.bins)]
+    return (kind, layout.n_classes, layout.bins, tuple(layout.fields[n] for n in names))
 
 
 def _joined(arrays: Sequence[Any]) -> Any:
