@@ -243,7 +243,20 @@ class Engine:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.pop("_limits", None)  # derived from the config: never in a checkpoint
+        state.pop("_task_keys", None)  # derived from the layouts
         return state
+
+    def _task_key(self, layout: Layout) -> tuple[Any, ...] | None:
+        """:func:`_task_key` of ``layout``, worked out once per layout object (a model's
+        layout is replaced, not changed, when its reference arrives)."""
+        keys = self.__dict__.get("_task_keys")
+        if keys is None:
+            keys = self.__dict__["_task_keys"] = {}
+        kept = keys.get(id(layout))
+        if kept is None or kept[0] is not layout:
+            kept = keys[id(layout)] = (layout, _task_key(layout))
+        key: tuple[Any, ...] | None = kept[1]
+        return key
 
     # ------------------------------------------------------------------ partitions
     def partition(self, number: int) -> PartitionState:
@@ -456,7 +469,7 @@ class Engine:
         made: list[list[_Terms | None]] = [[None, None] for _ in gathered]
         alike: dict[Any, list[int]] = {}
         for i, (model, preds, _) in enumerate(gathered):
-            key = _task_key(model.layout)
+            key = self._task_key(model.layout)
             if key is not None and not (preds is not None and preds.prob):
                 alike.setdefault(key, []).append(i)
         sides: list[list[Chunk | None]] = [[g[1] for g in gathered], [g[2] for g in gathered]]
@@ -475,10 +488,11 @@ class Engine:
                 else:
                     labels = [c.label for _, c in chosen if c.label is not None]  # (every one)
                     cols, vals = layout.outcome_terms(pred, score, np.concatenate(labels))
-                at = np.cumsum([len(c.pred) for _, c in chosen])[:-1]
-                for (i, _), c_part, v_part in zip(chosen, np.split(cols, at), np.split(vals, at),
-                                                  strict=True):  # fmt: skip
-                    made[i][kind] = (c_part, v_part)
+                a = 0
+                for i, c in chosen:
+                    b = a + len(c.pred)
+                    made[i][kind] = (cols[a:b], vals[a:b])
+                    a = b
         return made
 
     def _terms(self, model: ModelState, preds: Chunk | None, pairs: Chunk | None,

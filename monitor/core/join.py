@@ -242,6 +242,8 @@ class PendingTable:
         if not self._live:
             return 0
         start = at = self._front()
+        if self._tv[start] >= before:  # the oldest is not due: nothing is (a common call)
+            return 0
         stop = self._used
         chunk = 1024
         while at < self._used:  # the first live row at or after ``before`` (dead: NaN)

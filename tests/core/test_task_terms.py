@@ -35,6 +35,18 @@ def test_task_key_groups_layouts_by_what_their_task_terms_read() -> None:
     assert key(Layout("multiclass", n_classes=3)) is None  # probabilities: the baseline's
 
 
+def test_engine_keeps_each_layouts_own_task_key() -> None:
+    """The engine works a layout's key out once per layout object: each layout, a new
+    one too (a model rebuilt), gets its own key, not one kept for another."""
+    engine = engine_module.Engine(_config())
+    layouts = [Layout("binary", score_bins=50), Layout("binary", score_bins=20)]
+    for layout in [*layouts, *reversed(layouts)]:
+        assert engine._task_key(layout) == engine_module._task_key(layout)
+    fresh = Layout("regression")
+    assert engine._task_key(fresh) == engine_module._task_key(fresh) != engine._task_key(layouts[0])
+    assert "_task_keys" not in engine.__getstate__()  # derived: never in a checkpoint
+
+
 def _config() -> Any:
     """Binary models with other features, warmups and slices (alike for their task
     terms), one with other score bins, two regression models and a multiclass one."""
