@@ -843,4 +843,3 @@ def same_time_and_topics(a: MonitorConfig, b: MonitorConfig) -> bool:
         a.kafka.predictions_topic,
         a.kafka.labels_topic,
     ) == (b.kafka.predictions_topic, b.kafka.labels_topic)
-
