@@ -36,6 +36,7 @@ import weakref
 from collections import Counter
 from collections.abc import Callable, Collection
 from functools import partial
+from itertools import compress
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import msgspec
@@ -81,6 +82,12 @@ F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
 _NUMBERS: Final = frozenset((int, float))
+
+# The two halves of (poll index, event) pairs: ``list(map(_AT, pairs))`` is one C loop,
+# some 40 % cheaper than a list comprehension (an attribute, on the other hand, is read
+# fastest by a comprehension: ``operator.attrgetter`` through ``map`` takes twice as long).
+_AT: Final = operator.itemgetter(0)
+_EVENT: Final = operator.itemgetter(1)
 
 
 class Chunk:
@@ -449,9 +456,11 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
                           cap)  # fmt: skip
     known = engine.by_name
     # Not valid events, whatever the join holds: not decoded, of an unknown model.
-    pairs_p = [
-        (i, e) for i, e in zip(pred_at, preds, strict=True) if e is not None and e.model in known
-    ]
+    if None not in preds and known.keys() >= {e.model for e in preds}:  # all (the usual poll)
+        pairs_p = list(zip(pred_at, preds, strict=True))
+    else:
+        pairs_p = [(i, e) for i, e in zip(pred_at, preds, strict=True) if e is not None
+                   and e.model in known]  # fmt: skip
     pairs_l = [
         (i, e)
         for i, e in zip(label_at, labels, strict=True)
@@ -467,7 +476,7 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
     decoded = (pairs_p, pairs_l)
     ids_p = [e.prediction_id for _, e in pairs_p]
     ids_l = [e.prediction_id for _, e in pairs_l]
-    first = dict(zip(ids_p, [i for i, _ in pairs_p], strict=True))
+    first = dict(zip(ids_p, map(_AT, pairs_p), strict=True))
     named_l = set(ids_l)
     if len(first) == len(ids_p) and len(named_l) == len(ids_l):
         # Each id once per topic (the usual poll): named twice, it has a prediction and a
@@ -479,11 +488,11 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
         first = {pid: i for pid, (i, _) in zip(ids_p, pairs_p, strict=True) if counts[pid] == 2}
     if twice:
         # The usual repeat: a prediction and its label, in either order.
-        for (j, lab), pid in zip(pairs_l, ids_l, strict=True):
-            if pid in twice:
-                i = first.get(pid, -1)
-                if i >= 0 and partition_of[i] == partition_of[j]:
-                    fused[pid] = (j, lab)
+        for j, lab in compress(pairs_l, map(twice.__contains__, ids_l)):
+            pid = lab.prediction_id
+            i = first.get(pid, -1)
+            if i >= 0 and partition_of[i] == partition_of[j]:
+                fused[pid] = (j, lab)
         if len(fused) < len(twice):
             more, again = _repeats(pairs_p, pairs_l, twice - fused.keys(), partition_of)
             fused.update(more)
@@ -511,8 +520,8 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
                 and i not in retries
             ]
         else:  # every repeat a prediction and its label: the label goes with it
-            pairs_l = [p for p, pid in zip(pairs_l, ids_l, strict=True) if pid not in fused]
-    every = [e for _, e in decoded[0]]
+            pairs_l = list(compress(pairs_l, map(operator.not_, map(fused.__contains__, ids_l))))
+    every = list(map(_EVENT, decoded[0]))
     model_of = _model_indices(engine, every)
     pressed = _pending_pressure(engine, every, model_of)
     early_pressed = engine.early_total + len(label_at) > engine.early_cap
@@ -1018,8 +1027,8 @@ def _predictions(
     invalid values, duplicates), joins with their own label, the label message that
     follows them in the segment (or came before it) or an early label of an earlier poll,
     and the others left waiting."""
-    at_l = [i for i, _ in pairs]
-    events = [e for _, e in pairs]
+    at_l = list(map(_AT, pairs))
+    events = list(map(_EVENT, pairs))
     at = np.array(at_l, dtype=np.int64)
     model_of = _model_indices(engine, events)
     ts = _times(events, engine.latest_times(at))
@@ -1445,15 +1454,16 @@ def _labels(
     """Plan the labels per named model and partition: joins with their waiting
     predictions, early labels (:func:`_plan_early`) and rejects."""
     index = {m.name: m.index for m in engine.models}
-    events = [e for _, e in pairs]
-    at = np.array([i for i, _ in pairs], dtype=np.int64)
+    events = list(map(_EVENT, pairs))
+    at_l = list(map(_AT, pairs))
+    at = np.array(at_l, dtype=np.int64)
     names = [e.model for e in events]
     if names.count(None) == len(names):  # no label names its model (the usual stream)
         named = [-1] * len(names)
     else:
         named = [-1 if name is None else index.get(name, -2) for name in names]
     ts = _times(events, engine.latest_times(at))
-    parts = [messages.partitions[i] for i in at.tolist()]
+    parts = list(map(messages.partitions.__getitem__, at_l))
     for (name, number), rows in _group(parts, named).items():
         sel = np.array(rows, dtype=np.int64)
         if name == -2:
