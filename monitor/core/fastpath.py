@@ -37,7 +37,7 @@ from collections import Counter
 from collections.abc import Callable, Collection
 from functools import partial
 from itertools import compress
-from typing import TYPE_CHECKING, Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, cast
 
 import msgspec
 import numpy as np
@@ -1042,11 +1042,12 @@ def _predictions(
             if probs is not None and not all(0.0 <= v <= 1.0 for v in probs.values()):
                 ok[j] = False
     parts = list(map(messages.partitions.__getitem__, at_l))
-    found_before = _found_before(engine, events, model_of, parts, at, fused) if fused else set()
+    ids = [e.prediction_id for e in events]
+    found_before = _found_before(engine, ids, model_of, parts, at, fused) if fused else set()
     for (m, number), rows in _group(parts, model_of).items():
         sel = np.array(rows, dtype=np.int64)
-        group = [events[j] for j in rows]
-        pids = [e.prediction_id for e in group]
+        group = list(map(events.__getitem__, rows))
+        pids = list(map(ids.__getitem__, rows))
         # The label message that follows each prediction in this poll, if any.
         later = list(map(fused.get, pids)) if fused else []
         if m < 0:
@@ -1073,9 +1074,11 @@ def _predictions(
         has_later = np.zeros(len(group), dtype=bool)
         label_msg = np.zeros(0, dtype=np.int64)  # poll index of each label message
         if later.count(None) < len(later):
-            has_later = np.array([f is not None for f in later], dtype=bool)
-            follow = [f[1] for f in later if f]
-            label_msg = np.array([f[0] for f in later if f], dtype=np.int64)
+            # A few rows of the group (C loops over it: a (poll index, label) pair is true).
+            has_later[list(compress(range(len(later)), later))] = True
+            hits = cast(list[tuple[int, LabelEvent]], list(compress(later, later)))
+            follow = list(map(_EVENT, hits))
+            label_msg = np.array(list(map(_AT, hits)), dtype=np.int64)
             codes, valid = model.codec.code_many([e.label for e in follow])
             f_ts = _times(follow, engine.latest_times(label_msg))
             named = np.array([e.model in (None, model.name) for e in follow], dtype=bool)
@@ -1497,28 +1500,22 @@ def _labels(
             )
         for m in np.unique(owner[good]).tolist():
             mine = np.flatnonzero(good & (owner == m))
-            codes, valid = engine.models[m].codec.code_many(
-                [events[rows[j]].label for j in mine.tolist()]
-            )
+            whole = len(mine) == len(rows)  # every label of the group (the usual poll)
+            mine_rows = rows if whole else list(map(rows.__getitem__, mine.tolist()))
+            codes, valid = engine.models[m].codec.code_many([events[j].label for j in mine_rows])
             if not valid.all():
                 split.reject(at[sel[mine[~valid]]])
                 mine, codes = mine[valid], codes[valid]
+                whole = False
             if len(mine):
+                mine_at = at[sel[mine]]
+                mine_ids = pids if whole else list(map(pids.__getitem__, mine.tolist()))
                 apply = partial(
-                    _take_labels,
-                    engine,
-                    split,
-                    m,
-                    number,
-                    at[sel[mine]],
-                    [pids[j] for j in mine.tolist()],
-                    ts[sel[mine]],
-                    codes,
+                    _take_labels, engine, split, m, number, mine_at, mine_ids, ts[sel[mine]], codes
                 )
                 if split.record:
-                    split.op(_P_HELD, m, number, at[sel[mine]],
-                             [pids[j] for j in mine.tolist()])
-                split.plans.append((number, at[sel[mine]], apply))
+                    split.op(_P_HELD, m, number, mine_at, mine_ids)
+                split.plans.append((number, mine_at, apply))
 
 
 def _plan_early(
@@ -1622,7 +1619,7 @@ def _take_labels(
 
 def _found_before(
     engine: Engine,
-    events: list[PredictionEvent],
+    ids: list[str],
     model_of: list[int],
     parts: list[int],
     at: I64,
@@ -1634,8 +1631,8 @@ def _found_before(
     waiting for a model of a lower index. Asked once per partition (through its id-to-model
     index when there are many models)."""
     asked: dict[int, list[tuple[str, int, bool]]] = {}  # partition -> (id, model, first)
-    # A fused id has one prediction in the segment: its place among the events.
-    place = dict(zip([e.prediction_id for e in events], range(len(events)), strict=True))
+    # A fused id has one prediction in the segment: its place among the events (``ids``).
+    place = dict(zip(ids, range(len(ids)), strict=True))
     for pid, (j, label) in fused.items():
         k = place.get(pid)
         if k is None or model_of[k] < 0:
