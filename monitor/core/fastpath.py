@@ -273,7 +273,11 @@ def _decode_each(
     """Each value decoded, None where it is not a valid event (too large, not JSON, wrong
     shape): :func:`_reject` decodes those again for the reason. Each value is decoded
     once: a value that fails is passed over and the decoding goes on after it."""
-    if values and None not in values and max(map(len, values)) <= cap:  # type: ignore[arg-type]
+    try:  # len(None) raises: a value missing (a tombstone) takes the loop below
+        whole = bool(values) and max(map(len, values)) <= cap  # type: ignore[arg-type]
+    except TypeError:
+        whole = False
+    if whole:
         return decode_all(decoder, values)  # type: ignore[arg-type]
     out: list[Any] = []
     for v in values:
@@ -444,8 +448,11 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
     partition_of = messages.partitions
     span = range(a, b)
     topics = messages.topics[a:b]
-    pred_at = [i for i, t in zip(span, topics, strict=True) if t == pt]
-    label_at = [i for i, t in zip(span, topics, strict=True) if t == lt]
+    # Each message's topic compared by numpy's loop over the references (no bytecode per
+    # message): the positions of each input topic's messages, in poll order.
+    names = np.array(topics, dtype=object)
+    pred_at = [] if pt is None else (np.flatnonzero(names == pt) + a).tolist()
+    label_at = [] if lt is None else (np.flatnonzero(names == lt) + a).tolist()
     slow: list[int] = []
     if len(pred_at) + len(label_at) < b - a:  # messages of no input topic: rejects
         slow = [i for i, t in zip(span, topics, strict=True) if t not in kinds]
@@ -943,18 +950,22 @@ class _Split:
             self.ops.append((kind, m, number, idx, pids))
 
 
-def _group(parts: list[int], models: list[int]) -> dict[tuple[int, int], list[int]]:
-    """Positions per (model, partition), each group in order."""
-    model = np.array(models, dtype=np.int64)
+def _group(parts: list[int], models: list[int]) -> dict[tuple[int, int], tuple[list[int], I64]]:
+    """Positions per (model, partition), each group in order, as a list and as an array."""
     part = np.array(parts, dtype=np.int64)
-    key = (model + 2) * (int(part.max()) + 1) + part  # models may be -1, -2 (unknown)
-    order = np.argsort(key, kind="stable")
+    if models.count(models[0]) == len(models):  # one model (the usual poll): by partition
+        key = part
+    else:
+        model = np.array(models, dtype=np.int64)
+        key = (model + 2) * (int(part.max()) + 1) + part  # models may be -1, -2 (unknown)
+    order = np.argsort(key, kind="stable").astype(np.int64, copy=False)
     keys, starts = np.unique(key[order], return_index=True)
     ends = [*starts[1:].tolist(), len(order)]
-    groups: dict[tuple[int, int], list[int]] = {}
+    groups: dict[tuple[int, int], tuple[list[int], I64]] = {}
     for first, end in zip(starts.tolist(), ends, strict=True):
         j = int(order[first])
-        groups[(models[j], parts[j])] = order[first:end].tolist()
+        rows = order[first:end]
+        groups[(models[j], parts[j])] = (rows.tolist(), rows)
     del keys
     return groups
 
@@ -1044,8 +1055,7 @@ def _predictions(
     parts = list(map(messages.partitions.__getitem__, at_l))
     ids = [e.prediction_id for e in events]
     found_before = _found_before(engine, ids, model_of, parts, at, fused) if fused else set()
-    for (m, number), rows in _group(parts, model_of).items():
-        sel = np.array(rows, dtype=np.int64)
+    for (m, number), (rows, sel) in _group(parts, model_of).items():
         group = list(map(events.__getitem__, rows))
         pids = list(map(ids.__getitem__, rows))
         # The label message that follows each prediction in this poll, if any.
@@ -1467,8 +1477,7 @@ def _labels(
         named = [-1 if name is None else index.get(name, -2) for name in names]
     ts = _times(events, engine.latest_times(at))
     parts = list(map(messages.partitions.__getitem__, at_l))
-    for (name, number), rows in _group(parts, named).items():
-        sel = np.array(rows, dtype=np.int64)
+    for (name, number), (rows, sel) in _group(parts, named).items():
         if name == -2:
             split.reject(at[sel])  # unknown model
             continue
