@@ -31,6 +31,11 @@ I64 = npt.NDArray[np.int64]
 EPS: Final = float(np.finfo(np.float64).eps)
 
 
+#: The confusion cell of a pair (0 tp, 1 fp, 2 tn, 3 fn, the columns' order) by
+#: ``2 * (label is positive) + (prediction is positive)``.
+_CELL: Final = np.array([2, 1, 3, 0], dtype=np.int64)
+
+
 def score_bin(score: F64, bins: int) -> I64:
     """Score bin ``b`` with ``b / bins <= score < (b + 1) / bins`` (the last one closed),
     compared with the edges as floats: ``floor(score * bins)`` alone puts 0.29 in bin 28
@@ -66,8 +71,8 @@ class BinaryTask(Task):
         self, layout: Layout, pred: F64, score: F64, probs: F64 | None
     ) -> tuple[I64, F64]:
         e = len(pred)
-        ones = np.ones(e)
         has = ~np.isnan(score)
+        every = bool(has.all())  # every prediction scored (the usual poll)
         b = score_bin(score, layout.bins)
         cols = np.empty((e, 6), dtype=np.int64)
         cols[:, 0] = layout.col("pred_n")
@@ -76,34 +81,43 @@ class BinaryTask(Task):
         cols[:, 3] = layout.col("score_sum")
         cols[:, 4] = layout.col("score_hist") + b
         cols[:, 5] = layout.col("pp_hist") + b
-        vals = np.column_stack([ones, pred, has, np.where(has, score, 0.0), has, has & (pred == 1)])
-        return cols, vals.astype(np.float64)
+        # Filled column by column: the values column_stack made, without its copies.
+        vals = np.empty((e, 6), dtype=np.float64)
+        vals[:, 0] = 1.0
+        vals[:, 1] = pred
+        vals[:, 2] = has
+        vals[:, 3] = score if every else np.where(has, score, 0.0)
+        vals[:, 4] = has
+        vals[:, 5] = (pred == 1) if every else has & (pred == 1)
+        return cols, vals
 
     def outcome_terms(self, layout: Layout, pred: F64, score: F64, label: F64) -> tuple[I64, F64]:
         e = len(pred)
-        ones = np.ones(e)
         has = ~np.isnan(score)
-        p = np.clip(np.where(has, score, 0.5), EPS, 1.0 - EPS)
+        every = bool(has.all())  # every pair scored (the usual poll)
+        p = np.clip(score if every else np.where(has, score, 0.5), EPS, 1.0 - EPS)
         y = label
-        # tp, fp, tn, fn are consecutive columns: cell 0..3 picks one.
-        cell = np.where(y == 1, np.where(pred == 1, 0, 3), np.where(pred == 1, 1, 2))
+        positive = y == 1
         log_loss = -(y * np.log(p) + (1.0 - y) * np.log1p(-p))
-        brier = (np.where(has, score, 0.0) - y) ** 2
-        hist = np.where(y == 1, layout.col("pos_hist"), layout.col("neg_hist"))
-        hist = hist + score_bin(score, layout.bins)
-        cols = np.column_stack(
-            [
-                np.full(e, layout.col("n")),
-                layout.col("tp") + cell,
-                np.full(e, layout.col("scored_n")),
-                np.full(e, layout.col("log_loss_sum")),
-                np.full(e, layout.col("brier_sum")),
-                hist,
-            ]
-        ).astype(np.int64)
-        vals = np.column_stack(
-            [ones, ones, has, np.where(has, log_loss, 0.0), np.where(has, brier, 0.0), has]
-        ).astype(np.float64)
+        brier = ((score if every else np.where(has, score, 0.0)) - y) ** 2
+        # Filled column by column: the terms column_stack made, without its copies.
+        cols = np.empty((e, 6), dtype=np.int64)
+        cols[:, 0] = layout.col("n")
+        # tp, fp, tn, fn are consecutive columns: cell 0..3 picks one (_CELL by label, then
+        # prediction: 2 * positive + predicted positive).
+        np.take(_CELL + layout.col("tp"), 2 * positive + (pred == 1), out=cols[:, 1])
+        cols[:, 2] = layout.col("scored_n")
+        cols[:, 3] = layout.col("log_loss_sum")
+        cols[:, 4] = layout.col("brier_sum")
+        cols[:, 5] = np.where(positive, layout.col("pos_hist"), layout.col("neg_hist"))
+        cols[:, 5] += score_bin(score, layout.bins)
+        vals = np.empty((e, 6), dtype=np.float64)
+        vals[:, 0] = 1.0
+        vals[:, 1] = 1.0
+        vals[:, 2] = has
+        vals[:, 3] = log_loss if every else np.where(has, log_loss, 0.0)
+        vals[:, 4] = brier if every else np.where(has, brier, 0.0)
+        vals[:, 5] = has
         return cols, vals
 
     def metrics(
