@@ -9,7 +9,12 @@
    again; the delta divided by the number pending is the cost of one pending prediction.
    Target: <= 150 bytes.
 2. ``monitor run`` with 100 models (10 features, 3 windows each) against an idle Tansu
-   broker: VmRSS of the process 5 s after ``/readyz`` first answers 200::
+   broker: VmRSS of the process 5 s after ``/readyz`` first answers 200.
+3. The drift warmup's sample (``reference_warmup``, no reference file): in two fresh
+   subprocesses, one model fed ``--warmup-seconds`` of event time at ``--warmup-rate``
+   predictions a second (80 % labelled, default lateness of 1 m), once with the default
+   warmup and once with none; RSS of each at the end, its difference per prediction then
+   held raw, and the same once the profile is built (twice as long a stream)::
 
     python bench/memory.py                    # 1,000,000 pending
     python bench/memory.py --pending 100000 --models 10
@@ -93,6 +98,30 @@ def measure_pending(pending: int) -> dict[str, float]:
             **{f"part:{k}": v / max(total, 1) for k, v in parts.items()}}
 
 
+def measure_warmup(warmup: int, rate: float, seconds: float) -> dict[str, float]:
+    """Part 3, in this process: RSS after ``seconds`` of event time at ``rate`` predictions
+    a second for one model whose ``reference_warmup`` is ``warmup``, after a heap trim."""
+    cfg = benchlib.config(1, extra={"reference_warmup": warmup})
+    engine = Pipeline(cfg)
+    engine.track(benchlib.all_partitions())
+    source = benchlib.stream(int(rate * seconds), rate=rate, max_delay=5.0)
+    while batch := list(islice(source, 10_000)):
+        engine.process(batch)
+        engine.drain_signals()
+    del batch
+    _trim()
+    warming = any(m.warmup_target for m in engine.engine.models)
+    return {"rss": benchlib.settled_rss(), "warming": float(warming)}
+
+
+def _child(*args: str) -> dict[str, float]:
+    """The JSON a ``--child`` run of this script printed last."""
+    done = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", *args],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    out: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return out
+
+
 def daemon_at_rest(models: int) -> dict[str, float]:
     """Part 2: VmRSS of ``monitor run`` with ``models`` models, idle broker."""
     with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
@@ -117,16 +146,27 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pending", type=int, default=1_000_000)
     parser.add_argument("--models", type=int, default=100, help="models of the daemon at rest")
-    parser.add_argument("--child", action="store_true", help="(internal) part 1 only")
+    parser.add_argument("--warmup-rate", type=float, default=10_000.0,
+                        help="predictions per second of event time in part 3")
+    parser.add_argument("--warmup-seconds", type=float, default=30.0,
+                        help="event time of part 3's stream while the sample is held")
+    parser.add_argument("--child", action="store_true", help="(internal) one part's child")
+    parser.add_argument("--warmup", type=int, default=None, help="(internal) part 3's child")
     args = parser.parse_args()
     configure_logging("warning", json=True, stream=sys.stderr)
     if args.child:
-        print(json.dumps(measure_pending(args.pending)))
+        if args.warmup is None:
+            print(json.dumps(measure_pending(args.pending)))
+        else:
+            print(json.dumps(measure_warmup(args.warmup, args.warmup_rate, args.warmup_seconds)))
         return 0
-    done = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), "--child", "--pending", str(args.pending)],
-        capture_output=True, text=True, check=True)
-    p = json.loads(done.stdout.strip().splitlines()[-1])
+    p = _child("--pending", str(args.pending))
+    rate, span = args.warmup_rate, args.warmup_seconds
+    warm: dict[tuple[int, float], dict[str, float]] = {}
+    for warmup in (5_000, 0):
+        for seconds in (span, 4 * span):
+            warm[warmup, seconds] = _child("--warmup", str(warmup), "--warmup-rate", str(rate),
+                                           "--warmup-seconds", str(seconds))  # fmt: skip
     d = daemon_at_rest(args.models)
     print("## Memory (item 4)\n")
     print(f"machine: {benchlib.machine()}\n")
@@ -154,6 +194,19 @@ def main() -> int:
         print(f"| RSS per pending less that sum | {p['per_pending'] - held:.1f} |")
         print(f"| of which free heap malloc keeps (RSS given back by `malloc_trim(0)` "
               f"after the measurement) | {p['per_pending'] - p['per_pending_trimmed']:.1f} |")
+    held = warm[5_000, span]["rss"] - warm[0, span]["rss"]
+    after = warm[5_000, 4 * span]["rss"] - warm[0, 4 * span]["rss"]
+    print(f"\nThe drift warmup's sample (`reference_warmup` 5,000 against 0), one model at "
+          f"{rate:,.0f} predictions/s of event time, lateness 1 m, after a heap trim:\n")
+    print("| stream | warmup over | RSS, warmup 5,000 | RSS, no warmup | difference |")
+    print("| --- | --- | ---: | ---: | ---: |")
+    for seconds in (span, 4 * span):
+        a, b = warm[5_000, seconds], warm[0, seconds]
+        print(f"| {seconds:g} s ({rate * seconds:,.0f} predictions) | "
+              f"{'no' if a['warming'] else 'yes'} | {a['rss'] / 1e6:.1f} MB | "
+              f"{b['rss'] / 1e6:.1f} MB | {(a['rss'] - b['rss']) / 1e6:.1f} MB |")
+    print(f"\nwhile held: {held / (rate * span):.0f} B per prediction of the open panes; "
+          f"after the profile is built: {after / 1e6:.0f} MB still resident")
     verdict = "met" if p["per_pending"] <= TARGET else "NOT met"
     print(f"\ntarget <= {TARGET} B per pending prediction: **{verdict}** "
           f"({p['per_pending'] / TARGET:.1f}x the target)")
