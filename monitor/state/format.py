@@ -616,7 +616,7 @@ STATE_FIELDS: dict[type, Fields] = {
         "watermark closed_upto tracked idle panes_closed events pending_total "
         "early_total signals_out models partitions first_pane",
         "config pane lateness by_name topic_kind max_bytes max_future early_cap _batches "
-        "_latest _limits _feature_names ledgers",
+        "_latest _limits _feature_names _task_keys ledgers",
     ),
     ModelState: _f(
         "registry profile warmup_target warmup_rows profile_pane detectors error_panes "
