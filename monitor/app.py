@@ -215,6 +215,9 @@ class App:
         #: partitions this loop paused.
         self.paused = False
         self.held: set[tuple[str, int]] = set()
+        # A poll held a large message since the heap was last trimmed with every output
+        # delivered: the dead letters that copy such messages are freed only once sent.
+        self.trim_due = False
         self._next_retry = 0.0
         am = config.alertmanager
         self.alertmanager = (
@@ -361,6 +364,7 @@ class App:
                 del batch, messages  # freed before the heap is trimmed
                 if large:
                     gc_policy.release()
+                    self.trim_due = True
             if self.stages is not None:
                 self._send_alerts(*self.stages.poll())
             if time.monotonic() >= next_tick:
@@ -567,6 +571,9 @@ class App:
         While the input cannot be read (:meth:`_input_readable`), idleness is not judged:
         a silent broker is no evidence that the models stopped predicting, so absence
         rules neither fire nor resolve until it answers again."""
+        if self.trim_due and not self.sink.backlog:  # the large dead letters are sent
+            gc_policy.release()
+            self.trim_due = False
         self.lag = self.source.lag()
         self._track_input()
         if not self.input_up:

@@ -19,7 +19,9 @@ arrays freed at the top would go back to the kernel and come again as fresh page
 next poll; together a sixth of a replay's time). What a hostile input could
 leave behind in that heap (a flood of messages of hundreds of KiB, rejected ones
 included) is given back by :func:`release`, which ``run`` calls after a poll that held a
-message of :data:`LARGE_MESSAGE` bytes or more, once its messages are freed.
+message of :data:`LARGE_MESSAGE` bytes or more, once its messages are freed, and again at
+the first tick that finds every output delivered (the dead letters that copy such
+messages are freed only once the producer has sent them).
 """
 
 from __future__ import annotations
