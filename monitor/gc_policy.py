@@ -42,7 +42,7 @@ MMAP_THRESHOLD: Final = 4 << 20
 #: Free memory at the top of the heap beyond this much goes back to the operating system.
 TRIM_THRESHOLD: Final = 16 << 20
 
-#: A message at least this large makes :func:`release_after` trim the heap.
+#: A poll that held a message at least this large is followed by :func:`release` in ``run``.
 LARGE_MESSAGE: Final = 128 << 10
 
 
