@@ -340,7 +340,8 @@ def evaluate(
         closed = engine.drain_signals()
         panes += closed
         events += alerting.feed(closed)
-    final = engine.flushed(keep_signals=True)
+    engine.flush(keep_signals=True)  # the pipeline is done with: no copy
+    final = engine
     closed = final.drain_signals()
     panes += closed
     events += alerting.feed(closed)

@@ -527,7 +527,8 @@ def _replay(
             emit(engine)
         if progress is not None:
             progress.finish(bar)
-        final = engine.flushed(keep_signals=True)
+        engine.flush(keep_signals=True)  # the pipeline is done with: no copy
+        final = engine
         emit(final)
     summary = final.summary()
     usable = engine.events - sum(summary["rejects"].values())

@@ -240,7 +240,8 @@ def _replay_group(task: tuple[str, MonitorConfig, dict[str, set[str]]]) -> tuple
     for i in range(0, len(_MESSAGES), BATCH):
         engine.process(_MESSAGES[i : i + BATCH])
         _record(engine, keep, panes)
-    _record(engine.flushed(keep_signals=True), keep, panes)
+    engine.flush(keep_signals=True)
+    _record(engine, keep, panes)
     return key, panes
 
 

@@ -221,13 +221,27 @@ class Pipeline:
         for stage in clone.stages.values():
             stage.signals_out = []
         clone.engine.signals_out = []
-        last = [max(s.windows.open) for s in clone.stages.values() if s.windows.open]
-        if last:
-            clone.close_through(max(last) + 1)
-        if not keep_signals:
-            for stage in clone.stages.values():
-                stage.signals_out = []
+        clone.flush(keep_signals)
         return clone
+
+    def flush(self, keep_signals: bool = False) -> None:
+        """Close every open pane, as at the end of input, in place: what :meth:`flushed`
+        does to its copy, for a caller done with this pipeline (the end of a replay). The
+        signals of the panes this closes are left undrained when ``keep_signals`` is
+        true, else dropped."""
+        last = [max(s.windows.open) for s in self.stages.values() if s.windows.open]
+        if not last:
+            return
+        before = {name: len(stage.signals_out) for name, stage in self.stages.items()}
+        self.close_through(max(last) + 1)
+        if not keep_signals:
+            for name, stage in self.stages.items():
+                del stage.signals_out[before[name] :]
+
+    @property
+    def is_flushed(self) -> bool:
+        """True when no pane is open (nothing for :meth:`flush` to close)."""
+        return not any(stage.windows.open for stage in self.stages.values())
 
     def report(self) -> Report:
         """The current picture: metrics per window as of the last pane close; counters now."""
@@ -251,7 +265,8 @@ class Pipeline:
 
     def summary(self) -> dict[str, Any]:
         """``summary.json``: every window's metrics as at the end of input, counts, rejects."""
-        final = self.flushed()
+        # Computing and reporting leave a pipeline as it was: no copy when nothing is open.
+        final = self if self.is_flushed else self.flushed()
         out: dict[str, Any] = {"models": {}, "rejects": {}}
         for stage in final.stages.values():
             model = stage.model
