@@ -229,8 +229,11 @@ def test_broker_outage_holds_the_absence_rule_and_says_the_input_is_unavailable(
             daemon.log_tail()
         assert _absence_alerts(daemon) == [], daemon.log_tail()
         own_alerts = [x for x in _log(daemon) if x.get("event") == "alert"]
+        changes = [(x["timestamp"], x["event"], x.get("reason", x.get("status")))
+                   for x in _log(daemon)
+                   if x.get("event") in ("input_unavailable", "input_available", "alert")]
         assert [(x["rule"], x["status"]) for x in own_alerts] == [
-            ("monitor-input-unavailable", "firing")], daemon.log_tail()
+            ("monitor-input-unavailable", "firing")], (changes, daemon.log_tail())
         names = [a["labels"].get("alertname") for a in _alertmanager_alerts(alertmanager)]
         assert names == ["monitor-input-unavailable"]
         code, _ = daemon.terminate(timeout=30)
