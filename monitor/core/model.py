@@ -14,7 +14,6 @@ import math
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -27,6 +26,7 @@ from monitor.core.detectors import ErrorDetectors, error_stream
 from monitor.core.layout import Layout
 from monitor.core.panemetrics import PanePlan, WindowMetrics, WindowValues, model_signals
 from monitor.core.reference import ReferenceProfile, load_profile, profile_from_columns
+from monitor.core.warmup_buffer import WarmChunk, sample_columns
 from monitor.core.windows import WindowSet
 from monitor.events.codec import ModelCodec, PredictionEvent
 
@@ -109,7 +109,8 @@ class ModelState:
         self.profile = load_profile(model)  # ConfigError when the reference is unusable
         #: Predictions still wanted for a warmup profile (0: none wanted, or built).
         self.warmup_target = model.reference_warmup if self.profile is None else 0
-        self.warmup_rows: list[tuple[Any, ...]] = []  # (features, prediction, score)
+        #: The warmup sample so far, in order (see :mod:`monitor.core.warmup_buffer`).
+        self.warmup_rows: list[WarmChunk] = []
         #: The last pane of the warmup sample: events up to it are not histogrammed.
         self.profile_pane: int | None = None
         reserve = (model.drift_bins, model.max_categories) if self.warmup_target else None
@@ -212,24 +213,24 @@ def warmup_profile(model: ModelState) -> ReferenceProfile | None:
     holds ``reference_warmup`` predictions, else None. A sample that stays unusable at four
     times that size ends the warmup (logged; ``warmup_target`` becomes 0)."""
     target = model.warmup_target
-    rows = model.warmup_rows
-    if not target or len(rows) < target:
+    rows = sum(map(len, model.warmup_rows))
+    if not target or rows < target:
         return None
-    feats = [r[0] or {} for r in rows]
+    columns, predictions, scores = sample_columns(model.warmup_rows, model.layout)
     config = model.config
     try:
         return profile_from_columns(
-            {name: [f.get(name) for f in feats] for name in config.features},
+            columns,
             config.features,
             config.drift_bins,
             config.max_categories,
-            f"the warmup of model {model.name!r} ({len(rows)} predictions)",
-            {"prediction": [r[1] for r in rows], "score": [r[2] for r in rows]},
+            f"the warmup of model {model.name!r} ({rows} predictions)",
+            {"prediction": predictions, "score": scores},
         )
     except ConfigError as exc:
-        if len(rows) < 4 * target:
+        if rows < 4 * target:
             return None  # a feature had no usable value yet: wait for more
-        _log.error("warmup_failed", model=model.name, predictions=len(rows), error=str(exc))
+        _log.error("warmup_failed", model=model.name, predictions=rows, error=str(exc))
         model.warmup_target = 0
         model.warmup_rows = []
         return None

@@ -50,6 +50,7 @@ from monitor.core.model import (
 from monitor.core.panemetrics import PanePlan, WindowValues, plan_for, stacked_plan
 from monitor.core.partials import ModelDelta, PaneDelta, PartitionDelta
 from monitor.core.report import LABEL_DELAY_BUCKETS, ModelReport, SliceReport
+from monitor.core.warmup_buffer import WarmChunk, concat, drop_last
 from monitor.core.windows import WindowSet, pad_rows
 
 __all__ = ["ModelStage", "flush_together"]
@@ -75,7 +76,7 @@ class _Piece:
     __slots__ = ("_decay", "_plain", "errors", "pane", "rows", "slices", "warm")
 
     def __init__(self, pane: int, plain: F64, decay: list[F64], errors: int,
-                 warm: list[tuple[Any, ...]] | None = None,
+                 warm: WarmChunk | None = None,
                  rows: npt.NDArray[np.int64] | slice | None = None,
                  slices: int = 0) -> None:  # fmt: skip
         self.pane = pane
@@ -84,7 +85,7 @@ class _Piece:
         self.errors = errors  # errors appended to the pane's buffer (0: the pane had closed)
         #: Raw predictions appended to the pane's warmup buffer (those histogrammed on
         #: arrival are in ``plain`` and ``decay``; those too late for the warmup, nowhere).
-        self.warm: list[tuple[Any, ...]] = [] if warm is None else warm
+        self.warm = warm
         self.rows = rows  # None: ``plain`` and ``decay`` are whole arrays
         self.slices = slices  # the stage's slice rows when it was applied (with ``rows``)
 
@@ -198,7 +199,7 @@ class ModelStage:
         self.error_panes: dict[int, dict[int, tuple[list[float], list[float]]]] = {}
         #: pane -> partition -> predictions sent raw for the warmup reference, waiting for
         #: their pane to close (rows: event time, slice rows, features, prediction, score)
-        self.warm: dict[int, dict[int, list[tuple[Any, ...]]]] = {}
+        self.warm: dict[int, dict[int, list[WarmChunk]]] = {}
         self.counts = np.zeros(len(COUNT_NAMES))
         self.delay = np.zeros(len(LABEL_DELAY_BUCKETS) + 1)
         self.delay_sum = 0.0
@@ -360,32 +361,37 @@ class ModelStage:
                 folded[dimension] = max(folded[dimension], n)
 
     def _take_warm(self, number: int, pd: PaneDelta, remap: list[int],
-                   piece: _Piece) -> list[tuple[Any, ...]]:  # fmt: skip
+                   piece: _Piece) -> WarmChunk | None:  # fmt: skip
         """Take a pane's predictions sent raw (stage 1 had no warmup reference), as one
         engine would have: into the warmup buffer while the model warms up and their pane
         is open; histogrammed at once (added to ``piece``, the undo) when the reference
         exists and they are past the panes it was built from; else nowhere. Returns the
-        rows buffered."""
+        rows buffered (as columns, see :mod:`monitor.core.warmup_buffer`)."""
         model = self.model
-        mapped: dict[tuple[int, ...], tuple[int, ...]] = {}  # the few slice combinations
-        rows = []
-        for w in pd.warm:
-            key = tuple(w.slices)
-            here = mapped.get(key)
-            if here is None:
-                here = mapped[key] = tuple(remap[i] if i >= 0 else -1 for i in key)
-            rows.append((w.ts, here, w.features, w.prediction, w.score))
         if model.warmup_target:
-            if self.closed_upto is None or pd.pane >= self.closed_upto:
-                self.warm.setdefault(pd.pane, {}).setdefault(number, []).extend(rows)
-                return rows
-            return []
-        if model.profile_pane is not None and pd.pane > model.profile_pane:
-            got = self._warm_blocks(pd.pane, rows)
-            if got is not None:
-                self._merge(pd.pane, got[0], got[1], 1.0)
-                piece.add(got[0], got[1])
-        return []
+            if self.closed_upto is not None and pd.pane < self.closed_upto:
+                return None
+        elif model.profile_pane is None or pd.pane <= model.profile_pane:
+            return None
+        warm = pd.warm
+        # Slice positions of the message's slice_keys (-1: none) as the stage's rows.
+        where = np.array([*remap, -1], dtype=np.int64)
+        chunk = WarmChunk.of(
+            model.layout,
+            [w.ts for w in warm],
+            where[np.array([w.slices for w in warm], dtype=np.int64)],
+            [w.features for w in warm],
+            [w.prediction for w in warm],
+            [w.score for w in warm],
+        )
+        if model.warmup_target:
+            self.warm.setdefault(pd.pane, {}).setdefault(number, []).append(chunk)
+            return chunk
+        got = self._warm_blocks(pd.pane, [chunk])
+        if got is not None:
+            self._merge(pd.pane, got[0], got[1], 1.0)
+            piece.add(got[0], got[1])
+        return None
 
     def warmed_up(self) -> bool:
         """Whether the model's warmup is over here: its reference built (``profile_pane``
@@ -396,15 +402,17 @@ class ModelStage:
         wanted = model.config.reference_warmup and not model.config.reference
         return bool(wanted) and model.profile is None and not model.warmup_target
 
-    def _warm_blocks(self, pane: int, rows: list[tuple[Any, ...]]) -> tuple[F64, list[F64]] | None:
+    def _warm_blocks(self, pane: int, chunks: list[WarmChunk]) -> tuple[F64, list[F64]] | None:
         """The profile's terms of raw predictions of ``pane`` (their data-quality terms are
         in the pane's sums already), as plain and decay blocks; None without features."""
         layout = self.model.layout
-        if not layout.features or not rows:
+        if not layout.features or not any(chunks):
             return None
-        cols, vals = layout.feature_terms([r[2] for r in rows], profile_only=True)
-        slices = np.asarray([r[1] for r in rows], dtype=np.int64)
-        ts = np.asarray([r[0] for r in rows], dtype=np.float64)
+        chunk = concat(chunks)
+        columns, numeric = chunk.terms_input()
+        cols, vals = layout.feature_terms(None, profile_only=True, columns=columns,
+                                          numeric=numeric)  # fmt: skip
+        slices, ts = chunk.slices, chunk.ts
         shape = (len(self.model.registry.keys), layout.width)
         plain = np.zeros(shape)
         decay = [np.zeros(shape) for _ in self.windows.decay_rates]
@@ -421,9 +429,9 @@ class ModelStage:
         closed = sorted(p for p in self.warm if p <= pane)
         for number in numbers:
             for p in closed:
-                rows = self.warm[p].pop(number, None)
-                if rows:
-                    model.warmup_rows.extend(r[2:] for r in rows)
+                chunks = self.warm[p].pop(number, None)
+                if chunks:
+                    model.warmup_rows.extend(chunks)
         for p in closed:
             if not self.warm[p]:
                 del self.warm[p]
@@ -491,13 +499,15 @@ class ModelStage:
         their pane is open; their histogram when the reference built since covers their
         pane; nothing once they are in the sample (the chain that re-reads them finds their
         pane closed and leaves them out, so they count once)."""
-        model, k = self.model, len(piece.warm)
+        model, warm = self.model, piece.warm
+        if warm is None:
+            return
         if model.warmup_target:
-            rows = self.warm.get(piece.pane, {}).get(number)
-            if rows is not None and (self.closed_upto is None or piece.pane >= self.closed_upto):
-                del rows[-k:]
+            chunks = self.warm.get(piece.pane, {}).get(number)
+            if chunks is not None and (self.closed_upto is None or piece.pane >= self.closed_upto):
+                drop_last(chunks, len(warm))
         elif model.profile_pane is not None and piece.pane > model.profile_pane:
-            got = self._warm_blocks(piece.pane, piece.warm)
+            got = self._warm_blocks(piece.pane, [warm])
             if got is not None:
                 self._merge(piece.pane, got[0], got[1], -1.0)
 

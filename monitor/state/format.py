@@ -61,6 +61,7 @@ from monitor.core.detectors import (
 )
 from monitor.core.engine import Engine, PartitionSnapshot, PartitionState
 from monitor.core.join import EarlyLabel, JoinBuffer, PendingTable
+from monitor.core.layout import Layout
 from monitor.core.model import ModelState, PaneSignals, SliceRegistry
 from monitor.core.model_stage import ModelStage
 from monitor.core.pipeline import Pipeline
@@ -72,6 +73,7 @@ from monitor.core.reference import (
 )
 from monitor.core.report import LABEL_DELAY_BUCKETS
 from monitor.core.rules import AlertEvent, ModelRules, RuleBook, RuleState
+from monitor.core.warmup_buffer import WarmChunk, chunk_of_rows
 from monitor.core.windows import WindowSet
 
 __all__ = [
@@ -844,9 +846,13 @@ def _set_pending(r: PendingRec, rows: int) -> PendingTable:
     return table
 
 
-def _warmup_row(row: tuple[Any, ...]) -> WarmupRec:
-    ts, slices, features, prediction, score = row
-    return WarmupRec(features, prediction, float(score), float(ts), list(slices))
+def _warmup_recs(layout: Layout, chunks: list[WarmChunk]) -> list[WarmupRec]:
+    """The rows of a warmup buffer's ``chunks`` as records."""
+    return [
+        WarmupRec(features, prediction, float(score), float(ts), list(slices))
+        for chunk in chunks
+        for ts, slices, features, prediction, score in chunk.rows(layout)
+    ]
 
 
 def _partition(state: PartitionState) -> PartitionRec:
@@ -1133,7 +1139,11 @@ def _model(model: ModelState, rules: ModelRules | None) -> ModelRec:
         profile=_profile(model.profile) if warmup_built and model.profile else None,
         baseline=_baseline(model.baseline) if warmup_built else None,
         warmup_target=int(model.warmup_target),
-        warmup_rows=[WarmupRec(f, p, float(s)) for f, p, s in model.warmup_rows],
+        warmup_rows=[
+            WarmupRec(f, p, float(s))
+            for chunk in model.warmup_rows
+            for _, _, f, p, s in chunk.rows(model.layout)
+        ],
         profile_pane=model.profile_pane,
         detectors=_detectors(model.detectors),
         error_panes=_errors(model.error_panes),
@@ -1160,7 +1170,8 @@ def _set_model(model: ModelState, r: ModelRec) -> None:
     if r.profile is not None:
         _set_profile(model, r.profile, r.baseline)
     model.warmup_target = int(r.warmup_target)
-    model.warmup_rows = [(w.features, w.prediction, w.score) for w in r.warmup_rows]
+    sample = [(0.0, (), w.features, w.prediction, w.score) for w in r.warmup_rows]
+    model.warmup_rows = [chunk_of_rows(model.layout, sample)] if sample else []
     model.profile_pane = r.profile_pane
     _set_detectors(model.detectors, r.detectors, model.name)
     model.error_panes = _set_errors(r.error_panes)
@@ -1351,6 +1362,7 @@ def encode_stage(stage: ModelStage, next_offset: int, rules: ModelRules | None =
 
 
 def _stage_rec(stage: ModelStage, next_offset: int, rules: ModelRules | None = None) -> StageRec:
+    layout = stage.model.layout
     return StageRec(
         name=stage.name,
         partitions=stage.partitions,
@@ -1372,7 +1384,7 @@ def _stage_rec(stage: ModelStage, next_offset: int, rules: ModelRules | None = N
                         pieces=[
                             PieceRec(
                                 pc.pane, _arr(pc.plain), [_arr(d) for d in pc.decay], pc.errors,
-                                [_warmup_row(row) for row in pc.warm],
+                                _warmup_recs(layout, [pc.warm] if pc.warm else []),
                             )
                             for pc in a.pieces
                         ],
@@ -1399,7 +1411,7 @@ def _stage_rec(stage: ModelStage, next_offset: int, rules: ModelRules | None = N
         waiting={n: (int(p), int(e)) for n, (p, e) in stage.waiting.items()},
         stale=stage.stale,
         warm={
-            p: {n: [_warmup_row(row) for row in rows] for n, rows in parts.items()}
+            p: {n: _warmup_recs(layout, chunks) for n, chunks in parts.items()}
             for p, parts in stage.warm.items()
         },
     )
@@ -1448,16 +1460,19 @@ def _set_stage(rec: StageRec, config: MonitorConfig) -> tuple[ModelStage, ModelR
     k = 2 + len(stage.model.registry.segments)
     rows = len(stage.model.registry.keys)
 
-    def warm(recs: list[WarmupRec]) -> list[tuple[Any, ...]]:
+    def warm(recs: list[WarmupRec]) -> WarmChunk:
         if any(len(w.slices) != k or any(not -1 <= i < rows for i in w.slices) for w in recs):
             raise FormatError("warmup rows with slices that do not fit the model")
-        return [(w.ts, tuple(w.slices), w.features, w.prediction, w.score) for w in recs]
+        return chunk_of_rows(
+            stage.model.layout,
+            [(w.ts, tuple(w.slices), w.features, w.prediction, w.score) for w in recs],
+        )
 
     def piece(r: PieceRec) -> _Piece:
         if len(r.decay) != n_decay or r.errors < 0:
             raise FormatError("a delta piece that does not fit the model")
         return _Piece(int(r.pane), block(r.plain), [block(d) for d in r.decay], int(r.errors),
-                      warm(r.warm))  # fmt: skip
+                      warm(r.warm) if r.warm else None)  # fmt: skip
 
     stage.progress = {int(n): {str(t): float(v) for t, v in m.items()}
                       for n, m in rec.progress.items()}  # fmt: skip
@@ -1492,7 +1507,7 @@ def _set_stage(rec: StageRec, config: MonitorConfig) -> tuple[ModelStage, ModelR
     stage.delay_sum = float(rec.delay_sum)
     stage.waiting = {int(n): (int(p), int(e)) for n, (p, e) in rec.waiting.items()}
     stage.stale = int(rec.stale)
-    stage.warm = {int(p): {int(n): warm(recs) for n, recs in parts.items()}
+    stage.warm = {int(p): {int(n): [warm(recs)] if recs else [] for n, recs in parts.items()}
                   for p, parts in rec.warm.items()}  # fmt: skip
     return stage, rules
 
@@ -1574,7 +1589,7 @@ def stages_from_engine(engine: Engine, legacy: Mapping[int, LegacyRec]) -> dict[
             stage.waiting[number] = (len(state.join.pending[m]),
                                      early[number][-1] + early[number][m])  # fmt: skip
             for p, rows in warmups[number].get(m, {}).items():
-                stage.warm.setdefault(p, {})[number] = list(rows)
+                stage.warm.setdefault(p, {})[number] = [chunk_of_rows(stage.model.layout, rows)]
             stage.progress[number] = dict(state.max_ts)
             stage.resume(number, state.offsets)
         w._nz = None

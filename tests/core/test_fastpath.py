@@ -204,7 +204,8 @@ def join_state(engine: Pipeline) -> dict[int, Any]:
                         (r[0], tuple(stage.model.registry.keys[k] if k >= 0 else None
                                      for k in r[1]),
                          tuple((r[2] or {}).get(n) for n in FEATURES), r[3], r[4])
-                        for r in parts[number]
+                        for chunk in parts[number]
+                        for r in chunk.rows(stage.model.layout)
                     ]
                     for pane, parts in sorted(stage.warm.items()) if number in parts
                 }
@@ -212,7 +213,8 @@ def join_state(engine: Pipeline) -> dict[int, Any]:
             },
         }
     out[-1] = [  # and those of closed panes, taken into the warmup sample
-        [(tuple((r[0] or {}).get(n) for n in FEATURES), r[1], r[2]) for r in m.warmup_rows]
+        [(tuple((r[2] or {}).get(n) for n in FEATURES), r[3], r[4])
+         for chunk in m.warmup_rows for r in chunk.rows(m.layout)]
         for m in engine.models
     ]
     return out

@@ -1,0 +1,234 @@
+"""The predictions a model holds raw for its warmup reference, as columns.
+
+While a model builds its drift reference from its first predictions (``reference_warmup``),
+its stage 2 holds every prediction of its open panes raw: which of them the sample takes
+is known only when their panes close, and the others are histogrammed once the reference
+exists. At a high rate that is many predictions (``allowed_lateness`` + ``pane`` of event
+time of them). Held one features mapping each, a prediction with 10 numeric features
+costs some 700 bytes of Python objects (and the heap stays that large once they are
+freed); a :class:`WarmChunk` holds a delta's predictions as arrays instead: the numeric
+features as one float64 block with their codes (as :func:`~monitor.core.layout.
+feature_terms` reads them), the other features' values as sent (equal strings shared),
+event times, slice rows and scores as arrays, the predictions as sent. About 100 bytes a
+prediction with 10 numeric features.
+
+What a chunk gives back is what the mappings gave: the same feature terms
+(:meth:`WarmChunk.terms_input`), the same columns for the reference
+(:func:`sample_columns`: a number as its float, a missing value as None, a value of the
+wrong type as :data:`MISMATCH`) and, for a checkpoint, rows that restore the same chunk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from monitor.core.layout import Layout, NumericBlock, _numeric_block
+
+__all__ = ["MISMATCH", "WarmChunk", "chunk_of_rows", "concat", "drop_last", "sample_columns"]
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+#: What a numeric feature's value of the wrong type (text, a boolean) reads back as: a
+#: value the reference and the feature terms count as a type mismatch, as they counted
+#: the value sent.
+MISMATCH: Final = "<not a number>"
+
+_EMPTY: Final[Mapping[str, Any]] = {}
+
+
+class WarmChunk:
+    """Predictions of one model held raw, in input order, as columns.
+
+    ``ts`` event times; ``slices`` ``(rows, k)`` slice rows (-1: none in that position);
+    ``codes``/``numbers`` the block of the layout's numeric features ``(features, rows)``
+    (codes 0 a number, 1 missing, 2 a mismatch; the number, NaN else); ``others`` each
+    other feature's values as sent (None when absent); ``predictions`` as sent;
+    ``scores`` the scores (NaN: none)."""
+
+    __slots__ = ("codes", "numbers", "others", "predictions", "scores", "slices", "ts")
+
+    def __init__(
+        self,
+        ts: F64,
+        slices: I64,
+        codes: npt.NDArray[np.int8],
+        numbers: F64,
+        others: dict[str, list[Any]],
+        predictions: list[Any],
+        scores: F64,
+    ) -> None:
+        self.ts = ts
+        self.slices = slices
+        self.codes = codes
+        self.numbers = numbers
+        self.others = others
+        self.predictions = predictions
+        self.scores = scores
+
+    @classmethod
+    def of(
+        cls,
+        layout: Layout,
+        ts: Sequence[float],
+        slices: Sequence[Sequence[int]] | I64,
+        features: Sequence[Mapping[str, Any] | None],
+        predictions: Sequence[Any],
+        scores: Sequence[float],
+    ) -> WarmChunk:
+        """A chunk of rows given as their parts: ``features`` each prediction's features
+        mapping (None: none), ``slices`` each one's slice rows."""
+        n = len(ts)
+        numeric = layout.numeric
+        empty = _EMPTY
+        filled = [f or empty for f in features]
+        if numeric and n:
+            codes, numbers = _numeric_block([[f.get(name) for f in filled] for name in numeric])
+        else:
+            codes, numbers = np.zeros((len(numeric), n), dtype=np.int8), np.zeros((len(numeric), n))
+        strings: dict[str, str] = {}
+        others = {
+            name: _shared([f.get(name) for f in filled], strings)
+            for name in layout.features
+            if name not in numeric
+        }
+        k = len(slices[0]) if n else 0
+        return cls(
+            np.array(ts, dtype=np.float64),
+            np.array(slices, dtype=np.int64).reshape(n, k),
+            codes,
+            numbers,
+            others,
+            _shared(list(predictions), strings),
+            np.array(scores, dtype=np.float64),
+        )
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def __eq__(self, other: object) -> bool:
+        """The same rows, bit for bit (NaN equal to NaN)."""
+        if not isinstance(other, WarmChunk):
+            return NotImplemented
+        arrays = ("ts", "slices", "codes", "numbers", "scores")
+        return all(
+            getattr(self, a).shape == getattr(other, a).shape
+            and getattr(self, a).tobytes() == getattr(other, a).tobytes()
+            for a in arrays
+        ) and (self.others, self.predictions) == (other.others, other.predictions)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
+
+    def head(self, n: int) -> WarmChunk:
+        """The first ``n`` rows (copies: the rest is freed with this chunk)."""
+        return WarmChunk(
+            self.ts[:n].copy(),
+            self.slices[:n].copy(),
+            self.codes[:, :n].copy(),
+            self.numbers[:, :n].copy(),
+            {name: values[:n] for name, values in self.others.items()},
+            self.predictions[:n],
+            self.scores[:n].copy(),
+        )
+
+    def terms_input(self) -> tuple[dict[str, list[Any]], NumericBlock]:
+        """The ``columns`` and ``numeric`` arguments of
+        :meth:`~monitor.core.layout.Layout.feature_terms` for these rows."""
+        return self.others, (self.codes, self.numbers)
+
+    def columns(self, layout: Layout) -> dict[str, list[Any]]:
+        """Each feature's values over the rows, as the reference reads them (see the
+        module's docstring)."""
+        out: dict[str, list[Any]] = {}
+        for i, name in enumerate(layout.numeric):
+            values: list[Any] = self.numbers[i].tolist()
+            codes = self.codes[i]
+            for j in np.flatnonzero(codes).tolist():
+                values[j] = None if codes[j] == 1 else MISMATCH
+            out[name] = values
+        out.update(self.others)
+        return {name: out[name] for name in layout.features}
+
+    def rows(self, layout: Layout) -> list[tuple[Any, ...]]:
+        """The rows as ``(ts, slices, features, prediction, score)``, the features as a
+        mapping of the layout's features (a checkpoint stores these;
+        :func:`chunk_of_rows` makes the same chunk of them)."""
+        columns = self.columns(layout)
+        names = list(columns)
+        maps = [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+        if not names:
+            maps = [{} for _ in range(len(self))]
+        return list(
+            zip(
+                self.ts.tolist(),
+                map(tuple, self.slices.tolist()),
+                maps,
+                self.predictions,
+                self.scores.tolist(),
+                strict=True,
+            )
+        )
+
+
+def chunk_of_rows(layout: Layout, rows: Sequence[tuple[Any, ...]]) -> WarmChunk:
+    """A chunk of ``(ts, slices, features, prediction, score)`` rows."""
+    if not rows:
+        return WarmChunk.of(layout, [], [], [], [], [])
+    ts, slices, features, predictions, scores = (list(c) for c in zip(*rows, strict=True))
+    return WarmChunk.of(layout, ts, slices, features, predictions, scores)
+
+
+def concat(chunks: Sequence[WarmChunk]) -> WarmChunk:
+    """The rows of ``chunks`` (at least one) in order, as one chunk."""
+    full = [c for c in chunks if len(c)] or list(chunks[:1])
+    if len(full) == 1:
+        return full[0]
+    return WarmChunk(
+        np.concatenate([c.ts for c in full]),
+        np.concatenate([c.slices for c in full]),
+        np.concatenate([c.codes for c in full], axis=1),
+        np.concatenate([c.numbers for c in full], axis=1),
+        {name: [v for c in full for v in c.others[name]] for name in full[0].others},
+        [p for c in full for p in c.predictions],
+        np.concatenate([c.scores for c in full]),
+    )
+
+
+def sample_columns(
+    chunks: Iterable[WarmChunk], layout: Layout
+) -> tuple[dict[str, list[Any]], list[Any], list[float]]:
+    """A warmup sample's feature columns (see :meth:`WarmChunk.columns`), predictions and
+    scores, the chunks' rows in order."""
+    columns: dict[str, list[Any]] = {name: [] for name in layout.features}
+    predictions: list[Any] = []
+    scores: list[float] = []
+    for chunk in chunks:
+        for name, values in chunk.columns(layout).items():
+            columns[name].extend(values)
+        predictions.extend(chunk.predictions)
+        scores.extend(chunk.scores.tolist())
+    return columns, predictions, scores
+
+
+def drop_last(chunks: list[WarmChunk], k: int) -> None:
+    """Take the last ``k`` rows off ``chunks`` (a buffer's list, in input order)."""
+    while k > 0 and chunks:
+        last = chunks[-1]
+        if len(last) <= k:
+            k -= len(last)
+            chunks.pop()
+        else:
+            chunks[-1] = last.head(len(last) - k)
+            k = 0
+
+
+def _shared(values: list[Any], strings: dict[str, str]) -> list[Any]:
+    """``values`` with equal strings made one object (a feature's few categories, sent as a
+    new string each time)."""
+    if str not in set(map(type, values)):
+        return values
+    return [strings.setdefault(v, v) if v.__class__ is str else v for v in values]
