@@ -20,13 +20,15 @@ wrong type as :data:`MISMATCH`) and, for a checkpoint, rows that restore the sam
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import chain
 from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
-from monitor.core.layout import Layout, NumericBlock, _numeric_block
+from monitor.core.layout import _NUMBER_TYPES, Layout, NumericBlock, _numeric_block
 
 __all__ = ["MISMATCH", "WarmChunk", "chunk_of_rows", "concat", "drop_last", "sample_columns"]
 
@@ -87,7 +89,7 @@ class WarmChunk:
         empty = _EMPTY
         filled = [f or empty for f in features]
         if numeric and n:
-            codes, numbers = _numeric_block([[f.get(name) for f in filled] for name in numeric])
+            codes, numbers = _numbers(filled, numeric)
         else:
             codes, numbers = np.zeros((len(numeric), n), dtype=np.int8), np.zeros((len(numeric), n))
         strings: dict[str, str] = {}
@@ -224,6 +226,24 @@ def drop_last(chunks: list[WarmChunk], k: int) -> None:
         else:
             chunks[-1] = last.head(len(last) - k)
             k = 0
+
+
+def _numbers(
+    features: list[Mapping[str, Any]], names: list[str]
+) -> tuple[npt.NDArray[np.int8], F64]:
+    """The block of the numeric features ``names`` over ``features`` (see
+    :func:`~monitor.core.layout._numeric_block`): when every mapping has every one of them
+    as a number (the usual warmup), read row by row in one pass from C; else by feature."""
+    try:
+        rows = list(map(operator.itemgetter(*names), features))
+    except KeyError:  # a feature absent somewhere
+        rows = []
+    if rows:
+        flat = chain.from_iterable(rows) if len(names) > 1 else rows
+        if set(map(type, flat)) <= _NUMBER_TYPES:
+            numbers = np.array(rows, dtype=np.float64).reshape(len(rows), len(names)).T.copy()
+            return np.zeros(numbers.shape, dtype=np.int8), numbers
+    return _numeric_block([[f.get(name) for f in features] for name in names])
 
 
 def _shared(values: list[Any], strings: dict[str, str]) -> list[Any]:

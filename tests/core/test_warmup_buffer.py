@@ -12,7 +12,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.core.layout import Layout
+from monitor.core.layout import Layout, _numeric_block
 from monitor.core.reference import ReferenceProfile, profile_from_columns
 from monitor.core.warmup_buffer import WarmChunk, chunk_of_rows, concat, drop_last
 
@@ -142,3 +142,22 @@ def test_a_chunk_of_many_predictions_takes_a_fraction_of_their_mappings() -> Non
     assert len(chunk) == n
     assert as_maps > 500, as_maps
     assert as_chunk < 200, as_chunk
+
+
+_NUMBER = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-(2**70), 2**70),
+    st.booleans(),  # not a number: the block falls back, and still agrees
+)
+
+
+@given(st.lists(st.fixed_dictionaries({"a": _NUMBER, "b": _NUMBER, "d": _NUMBER}), max_size=30))
+def test_complete_rows_of_numbers_read_in_one_pass_make_the_same_block(
+    feats: list[dict[str, Any]],
+) -> None:
+    layout = Layout("binary", features=FEATURES)
+    chunk = _chunk(layout, list(feats))
+    codes, numbers = _numeric_block([[f.get(n) for f in feats] for n in layout.numeric])
+    assert chunk.codes.tobytes() == codes.tobytes()
+    assert chunk.numbers.shape == (3, len(feats))
+    assert chunk.numbers.tobytes() == numbers.reshape(3, len(feats)).tobytes()
