@@ -218,6 +218,9 @@ class App:
         # A poll held a large message since the heap was last trimmed with every output
         # delivered: the dead letters that copy such messages are freed only once sent.
         self.trim_due = False
+        #: Models still in their drift warmup: the one that leaves it frees its raw
+        #: predictions (tens of MB at a high rate), and the heap is trimmed then too.
+        self._warming = {m.name for m in self.engine.models if m.warmup_target}
         self._next_retry = 0.0
         am = config.alertmanager
         self.alertmanager = (
@@ -467,9 +470,19 @@ class App:
                 offset=reject.message.offset,
                 detail=reject.detail[:200],
             )
+        if self._warming and self._warmup_ended():
+            self.trim_due = True  # its raw predictions are freed: given back at the next tick
         closed = core.drain_signals()
         if self.stages is None:  # else stage 1 only here: signals and alerts come from stage 2
             self._send_alerts(closed, self.alerting.feed(closed))
+
+    def _warmup_ended(self) -> bool:
+        """Whether a model left its drift warmup since the last call (stage 1 learnt its
+        reference, or that the warmup failed)."""
+        by_name = self.engine.by_name
+        done = {n for n in self._warming if n not in by_name or not by_name[n].warmup_target}
+        self._warming -= done
+        return bool(done)
 
     def _send_alerts(self, closed: list[PaneSignals] | None, events: list[AlertEvent]) -> None:
         """Alert ``events`` to the alert topic (key = model), the log and Alertmanager; they

@@ -21,7 +21,9 @@ leave behind in that heap (a flood of messages of hundreds of KiB, rejected ones
 included) is given back by :func:`release`, which ``run`` calls after a poll that held a
 message of :data:`LARGE_MESSAGE` bytes or more, once its messages are freed, and again at
 the first tick that finds every output delivered (the dead letters that copy such
-messages are freed only once the producer has sent them).
+messages are freed only once the producer has sent them); and at the first tick after a
+model leaves its drift warmup (the raw predictions it held, tens of MB at a high rate,
+are freed then).
 """
 
 from __future__ import annotations
