@@ -1059,7 +1059,14 @@ def _predictions(
     parts = list(map(messages.partitions.__getitem__, at_l))
     ids = [e.prediction_id for e in events]
     found_before = _found_before(engine, ids, model_of, parts, at, fused) if fused else set()
-    for (m, number), (rows, sel) in _group(parts, model_of).items():
+    groups = _group(parts, model_of)
+    plain = _plain_models(engine, groups, events, ids, parts, model_of, fused)
+    for m, mine in plain.items():
+        _plan_plain(engine, split, engine.models[m], mine, events, ids, at, ts, score, ok)
+    taken = {(m, number) for m, mine in plain.items() for number, _, _ in mine}
+    for (m, number), (rows, sel) in groups.items():
+        if (m, number) in taken:
+            continue
         group = list(map(events.__getitem__, rows))
         pids = list(map(ids.__getitem__, rows))
         # The label message that follows each prediction in this poll, if any.
@@ -1207,6 +1214,188 @@ def _predictions(
                     drop, reasons),
         )
         split.plans.append((number, np.concatenate([at[sel], label_msg]), apply))
+
+
+#: A model's plain predictions of a segment, per partition in order: (partition, their
+#: positions among the segment's predictions, as a list and as an array).
+_PlainGroups = list[tuple[int, list[int], I64]]
+
+
+def _plain_models(
+    engine: Engine,
+    groups: dict[tuple[int, int], tuple[list[int], I64]],
+    events: list[PredictionEvent],
+    ids: list[str],
+    parts: list[int],
+    model_of: list[int],
+    fused: dict[str, tuple[int, LabelEvent]],
+) -> dict[int, _PlainGroups]:
+    """The plain groups of predictions of the segment, per model: a configured model past
+    its warmup, no prediction carrying a label field or joined by a label message of the
+    segment, no id the partition holds already (waiting for any model, matched for the
+    model, or an early label), and every slice value registered already. Such a
+    prediction is a reject for an invalid value or else waits, whatever the others do,
+    and its slice ids do not depend on the order the groups are taken in; so
+    :func:`_plan_plain` plans a model's plain groups of every partition at once, and the
+    other groups are planned one by one."""
+    odd: set[tuple[int, int]] = set()
+    labels = [e.label for e in events]
+    if labels.count(None) < len(labels):
+        odd.update((model_of[k], parts[k]) for k, v in enumerate(labels) if v is not None)
+    if fused:
+        odd.update((model_of[k], parts[k]) for k, pid in enumerate(ids) if pid in fused)
+    out: dict[int, _PlainGroups] = {}
+    models = engine.models
+    for (m, number), (rows, sel) in groups.items():
+        if m < 0 or (m, number) in odd or models[m].warmup_target:
+            continue
+        join = engine.partition(number).join
+        matched, early = join.matched[m], join.early
+        if matched or early:
+            pids = list(map(ids.__getitem__, rows))
+            if (matched and not matched.keys().isdisjoint(pids)) or (
+                early and not early.keys().isdisjoint(pids)
+            ):
+                continue
+        out.setdefault(m, []).append((number, rows, sel))
+    asked: dict[int, list[tuple[int, int]]] = {}  # partition -> (model, place in out[model])
+    for m, mine in out.items():
+        for j, (number, _, _) in enumerate(mine):
+            asked.setdefault(number, []).append((m, j))
+    dropped: set[tuple[int, int]] = set()
+    for number, entries in asked.items():
+        join = engine.partitions[number].join
+        if not any(join.pending):
+            continue
+        chosen = [out[m][j][1] for m, j in entries]
+        held = join.owners(id_keys([ids[r] for rows in chosen for r in rows])) >= 0
+        if held.any():  # those groups go one by one
+            a = 0
+            for entry, rows in zip(entries, chosen, strict=True):
+                if held[a : a + len(rows)].any():
+                    dropped.add(entry)
+                a += len(rows)
+    for m in list(out):
+        mine = out[m]
+        if dropped:
+            mine = [g for j, g in enumerate(mine) if (m, j) not in dropped]
+        if not mine or not _registered(models[m], events, mine):
+            del out[m]
+        else:
+            out[m] = mine
+    return out
+
+
+def _registered(model: ModelState, events: list[PredictionEvent], mine: _PlainGroups) -> bool:
+    """Whether every slice value of the predictions of ``mine`` is in the model's registry
+    already (then their slice ids are the same in whatever order they are taken)."""
+    registry = model.registry
+    index = registry.index
+    versions = {events[r].model_version for _, rows, _ in mine for r in rows}
+    if any(v and ("version", v) not in index for v in versions):
+        return False
+    if registry.segments:
+        segs = [events[r].segment for _, rows, _ in mine for r in rows]
+        for name in registry.segments:
+            dim = f"segment:{name}"
+            values = {s.get(name) for s in segs if s}
+            if any(v is not None and (dim, v) not in index for v in values):
+                return False
+    return True
+
+
+def _plan_plain(
+    engine: Engine,
+    split: _Split,
+    model: ModelState,
+    mine: _PlainGroups,
+    events: list[PredictionEvent],
+    ids: list[str],
+    at: I64,
+    ts: F64,
+    score: F64,
+    ok: npt.NDArray[np.bool_],
+) -> None:
+    """Plan the plain predictions of one model (see :func:`_plain_models`), every
+    partition's at once: the invalid ones are rejects, the others wait."""
+    numbers = [number for number, _, _ in mine]
+    sizes = [len(rows) for _, rows, _ in mine]
+    if len(mine) == 1:
+        rows, sel = mine[0][1], mine[0][2]
+    else:
+        rows = [r for _, part_rows, _ in mine for r in part_rows]
+        sel = np.concatenate([s for _, _, s in mine])
+    group = list(map(events.__getitem__, rows))
+    pred, valid = model.codec.code_many([e.prediction for e in group])
+    valid &= ok[sel]
+    if not valid.all():
+        split.reject(at[sel[~valid]])
+        keep = np.flatnonzero(valid)
+        ends = np.cumsum(sizes)
+        sizes = np.diff(np.searchsorted(keep, ends), prepend=0).tolist()
+        kept = keep.tolist()
+        rows = list(map(rows.__getitem__, kept))
+        group = list(map(group.__getitem__, kept))
+        sel, pred = sel[keep], pred[keep]
+        if not kept:
+            return
+    pids = list(map(ids.__getitem__, rows))
+    idx = at[sel]
+    if split.record:
+        a = 0
+        for number, n in zip(numbers, sizes, strict=True):
+            split.op(_P_ADD, model.index, number, idx[a : a + n], pids[a : a + n])
+            a += n
+    apply = partial(
+        _take_plain, engine, model, numbers, sizes, idx, group, pids, ts[sel], pred, score[sel]
+    )
+    split.plans.append((numbers[0], idx, apply))
+
+
+def _take_plain(
+    engine: Engine,
+    model: ModelState,
+    numbers: list[int],
+    sizes: list[int],
+    idx: I64,
+    group: list[PredictionEvent],
+    pids: list[str],
+    ts: F64,
+    pred: F64,
+    score: F64,
+) -> None:
+    """Accept a model's plain predictions of a segment (see :func:`_plan_plain`): count,
+    keep them pending, queue them for accumulation as one chunk over their partitions
+    (``sizes`` predictions of each of ``numbers``, in that order): what
+    :func:`_take_predictions` does to each partition's group, the slice registry and the
+    features taken over the groups one after the other."""
+    from monitor.core.baseline import probability_row
+
+    m = model.index
+    slices = _slices(model, group)
+    feats, numeric = _feature_columns(engine, model, group)
+    prob = None
+    if model.layout.kind.uses_probabilities:
+        prob = [probability_row(model.class_index, e.probabilities) for e in group]
+    chunk = Chunk(idx, numbers[0], ts, pred, score, slices, feats=feats, numeric=numeric,
+                  prob=prob)  # fmt: skip
+    if len(numbers) > 1:
+        chunk.part = np.repeat(np.array(numbers, dtype=np.int64), sizes)
+    engine.batch_of(m).chunks_p.append(chunk)
+    topic = engine.config.kafka.predictions_topic
+    a = 0
+    for number, n in zip(numbers, sizes, strict=True):
+        if not n:
+            continue
+        b = a + n
+        state = engine.partitions[number]
+        state.counts[m][PREDICTIONS] += n
+        _note(state, topic, ts[a:b])
+        state.join.pending[m].add_many(  # ids checked: new, and distinct in the poll
+            pids[a:b], ts[a:b], pred[a:b], score[a:b], slices[a:b], checked=True
+        )
+        engine.pending_total[m] += n
+        a = b
 
 
 def _lone_labels(
@@ -1481,6 +1670,7 @@ def _labels(
         named = [-1 if name is None else index.get(name, -2) for name in names]
     ts = _times(events, engine.latest_times(at))
     parts = list(map(messages.partitions.__getitem__, at_l))
+    joining: dict[int, list[tuple[int, I64, list[str]]]] = {}  # see _plan_joins
     for (name, number), (rows, sel) in _group(parts, named).items():
         if name == -2:
             split.reject(at[sel])  # unknown model
@@ -1511,24 +1701,56 @@ def _labels(
                 rows,
                 first,
             )
-        for m in np.unique(owner[good]).tolist():
-            mine = np.flatnonzero(good & (owner == m))
-            whole = len(mine) == len(rows)  # every label of the group (the usual poll)
-            mine_rows = rows if whole else list(map(rows.__getitem__, mine.tolist()))
-            codes, valid = engine.models[m].codec.code_many([events[j].label for j in mine_rows])
-            if not valid.all():
-                split.reject(at[sel[mine[~valid]]])
-                mine, codes = mine[valid], codes[valid]
-                whole = False
-            if len(mine):
-                mine_at = at[sel[mine]]
-                mine_ids = pids if whole else list(map(pids.__getitem__, mine.tolist()))
-                apply = partial(
-                    _take_labels, engine, split, m, number, mine_at, mine_ids, ts[sel[mine]], codes
-                )
-                if split.record:
-                    split.op(_P_HELD, m, number, mine_at, mine_ids)
-                split.plans.append((number, mine_at, apply))
+        chosen = np.flatnonzero(good)
+        if chosen.size:  # per model the partition's labels joining its predictions, in order
+            chosen = chosen[np.argsort(owner[chosen], kind="stable")]
+            models, starts = np.unique(owner[chosen], return_index=True)
+            bounds = [*starts.tolist(), len(chosen)]
+            for j, m in enumerate(models.tolist()):
+                mine = chosen[bounds[j] : bounds[j + 1]]
+                mine_ids = pids if len(mine) == len(rows) else [pids[k] for k in mine.tolist()]
+                joining.setdefault(m, []).append((number, sel[mine], mine_ids))
+    for m, runs in joining.items():
+        _plan_joins(engine, split, m, runs, events, at, ts)
+
+
+def _plan_joins(
+    engine: Engine,
+    split: _Split,
+    m: int,
+    runs: list[tuple[int, I64, list[str]]],
+    events: list[LabelEvent],
+    at: I64,
+    ts: F64,
+) -> None:
+    """Plan the labels of the segment that join predictions of model ``m`` waiting from
+    before it (``runs``: per partition, their positions among the segment's labels and
+    their ids): a label value the model's codec refuses is a reject, the others join,
+    every partition's in one plan (:func:`_take_joins`)."""
+    numbers = [number for number, _, _ in runs]
+    sizes = [len(pids) for _, _, pids in runs]
+    if len(runs) == 1:
+        pos, pids = runs[0][1], runs[0][2]
+    else:
+        pos = np.concatenate([p for _, p, _ in runs])
+        pids = [pid for _, _, mine in runs for pid in mine]
+    codes, valid = engine.models[m].codec.code_many([events[j].label for j in pos.tolist()])
+    if not valid.all():
+        split.reject(at[pos[~valid]])
+        keep = np.flatnonzero(valid)
+        sizes = np.diff(np.searchsorted(keep, np.cumsum(sizes)), prepend=0).tolist()
+        pids = [pids[j] for j in keep.tolist()]
+        pos, codes = pos[keep], codes[keep]
+        if not pids:
+            return
+    idx = at[pos]
+    if split.record:
+        a = 0
+        for number, n in zip(numbers, sizes, strict=True):
+            split.op(_P_HELD, m, number, idx[a : a + n], pids[a : a + n])
+            a += n
+    apply = partial(_take_joins, engine, split, m, numbers, sizes, idx, pids, ts[pos], codes)
+    split.plans.append((numbers[0], idx, apply))
 
 
 def _plan_early(
@@ -1602,32 +1824,52 @@ def _take_early(
     split.early.setdefault(number, []).append((idx, pids, labels))
 
 
-def _take_labels(
+def _take_joins(
     engine: Engine,
     split: _Split,
     m: int,
-    number: int,
+    numbers: list[int],
+    sizes: list[int],
     idx: I64,
     pids: list[str],
     ts: F64,
     codes: F64,
 ) -> None:
-    """Join checked labels of model ``m`` in partition ``number`` with their waiting
-    predictions: count, remember the ids as matched, queue the pairs for accumulation."""
-
-    state = engine.partitions[number]
-    join = state.join
-    found, p_ts, p_pred, p_score, p_slices = join.pending[m].pop_many(pids)
-    assert found.all()
+    """Join checked labels of model ``m`` with their waiting predictions (``sizes`` labels
+    of each partition of ``numbers``, in that order): count, remember the ids as matched,
+    queue the pairs for accumulation as one chunk in poll order."""
+    topic = engine.config.kafka.labels_topic
+    taken: list[tuple[F64, F64, F64, I64]] = []
+    a = 0
+    for number, n in zip(numbers, sizes, strict=True):
+        if not n:
+            continue
+        b = a + n
+        state = engine.partitions[number]
+        mine = pids if n == len(pids) else pids[a:b]
+        found, p_ts, p_pred, p_score, p_slices = state.join.pending[m].pop_many(mine)
+        assert found.all()
+        counts = state.counts[m]
+        counts[LABELS] += n
+        counts[MATCHED] += n
+        split.matched.setdefault((m, number), []).append((idx[a:b], mine, ts[a:b]))
+        _note(state, topic, ts[a:b])
+        taken.append((p_ts, p_pred, p_score, p_slices))
+        a = b
     engine.pending_total[m] -= len(pids)
-    counts = state.counts[m]
-    counts[LABELS] += len(pids)
-    counts[MATCHED] += len(pids)
-    split.matched.setdefault((m, number), []).append((idx, pids, ts))
-    _note(state, engine.config.kafka.labels_topic, ts)
-    engine.batch_of(m).chunks_o.append(
-        Chunk(idx, number, ts, p_pred, p_score, p_slices, label=codes, delay=ts - p_ts)
-    )
+    if len(taken) == 1:
+        p_ts, p_pred, p_score, p_slices = taken[0]
+        chunk = Chunk(idx, numbers[sizes.index(len(pids))], ts, p_pred, p_score, p_slices,
+                      label=codes, delay=ts - p_ts)  # fmt: skip
+    else:
+        p_ts, p_pred, p_score = (np.concatenate([t[i] for t in taken]) for i in range(3))
+        p_slices = np.concatenate([t[3] for t in taken])
+        part = np.repeat(np.array(numbers, dtype=np.int64), sizes)
+        order = np.argsort(idx, kind="stable")  # poll order: the detectors see event order
+        chunk = Chunk(idx[order], 0, ts[order], p_pred[order], p_score[order], p_slices[order],
+                      label=codes[order], delay=(ts - p_ts)[order])  # fmt: skip
+        chunk.part = part[order]
+    engine.batch_of(m).chunks_o.append(chunk)
 
 
 def _found_before(
