@@ -336,6 +336,13 @@ def _slices(model: ModelState, events: list[PredictionEvent]) -> I64:
     registry = model.registry
     segments = registry.segments
     versions = [e.model_version for e in events]
+    if not segments and versions and versions.count(versions[0]) == len(versions):
+        # One version for all, registered already (or none): nothing to register or fold.
+        only = registry.index.get(("version", versions[0])) if versions[0] else -1
+        if only is not None:
+            out = np.zeros((len(versions), 2), dtype=np.int64)
+            out[:, 1] = only
+            return out
     combos: list[Any] = versions  # without segments, a version stands for its combination
     if segments:
         empty: dict[str, str] = {}
@@ -1060,9 +1067,12 @@ def _predictions(
     ids = [e.prediction_id for e in events]
     found_before = _found_before(engine, ids, model_of, parts, at, fused) if fused else set()
     groups = _group(parts, model_of)
-    plain = _plain_models(engine, groups, events, ids, parts, model_of, fused)
-    for m, mine in plain.items():
-        _plan_plain(engine, split, engine.models[m], mine, events, ids, at, ts, score, ok)
+    odd_ids = found_before | set(retried) if retried else found_before
+    plain = _plain_models(engine, groups, events, ids, at_l, parts, model_of, fused, odd_ids)
+    for m, mine in list(plain.items()):
+        if not _plan_plain(engine, split, engine.models[m], mine, events, ids, at, ts, score,
+                           ok, fused):  # fmt: skip
+            del plain[m]
     taken = {(m, number) for m, mine in plain.items() for number, _, _ in mine}
     for (m, number), (rows, sel) in groups.items():
         if (m, number) in taken:
@@ -1226,26 +1236,40 @@ def _plain_models(
     groups: dict[tuple[int, int], tuple[list[int], I64]],
     events: list[PredictionEvent],
     ids: list[str],
+    at_l: list[int],
     parts: list[int],
     model_of: list[int],
     fused: dict[str, tuple[int, LabelEvent]],
+    odd_ids: Collection[str],
 ) -> dict[int, _PlainGroups]:
     """The plain groups of predictions of the segment, per model: a configured model past
-    its warmup, no prediction carrying a label field or joined by a label message of the
-    segment, no id the partition holds already (waiting for any model, matched for the
-    model, or an early label), and every slice value registered already. Such a
-    prediction is a reject for an invalid value or else waits, whatever the others do,
-    and its slice ids do not depend on the order the groups are taken in; so
-    :func:`_plan_plain` plans a model's plain groups of every partition at once, and the
-    other groups are planned one by one."""
+    its warmup, no prediction carrying a label field, no id the partition holds already
+    (waiting for any model, matched for the model, or an early label), every slice value
+    registered already, and a label message of the segment joining a prediction only
+    after it and naming its model or none (none of ``odd_ids``: retried, or finding the
+    id in the join state first). Such a prediction is a reject for an invalid value,
+    joins its label message, or waits, whatever the others do, and its slice ids do not
+    depend on the order the groups are taken in; so :func:`_plan_plain` plans a model's
+    plain groups of every partition at once, and the other groups are planned one by
+    one."""
     odd: set[tuple[int, int]] = set()
     labels = [e.label for e in events]
     if labels.count(None) < len(labels):
         odd.update((model_of[k], parts[k]) for k, v in enumerate(labels) if v is not None)
-    if fused:
-        odd.update((model_of[k], parts[k]) for k, pid in enumerate(ids) if pid in fused)
-    out: dict[int, _PlainGroups] = {}
     models = engine.models
+    if fused:
+        for k in compress(range(len(ids)), map(fused.__contains__, ids)):
+            pid = ids[k]
+            j, label = fused[pid]
+            m = model_of[k]
+            if (
+                m < 0
+                or j < at_l[k]
+                or pid in odd_ids
+                or (label.model is not None and label.model != models[m].name)
+            ):
+                odd.add((m, parts[k]))
+    out: dict[int, _PlainGroups] = {}
     for (m, number), (rows, sel) in groups.items():
         if m < 0 or (m, number) in odd or models[m].warmup_target:
             continue
@@ -1304,6 +1328,17 @@ def _registered(model: ModelState, events: list[PredictionEvent], mine: _PlainGr
     return True
 
 
+class _Joined(NamedTuple):
+    """The plain predictions of a model that their label message of the segment joins
+    (see :func:`_plan_plain`): which (a mask over the predictions), and per such
+    prediction, in order, the label's poll index, code and event time."""
+
+    has: npt.NDArray[np.bool_]
+    at: I64
+    code: F64
+    ts: F64
+
+
 def _plan_plain(
     engine: Engine,
     split: _Split,
@@ -1315,9 +1350,13 @@ def _plan_plain(
     ts: F64,
     score: F64,
     ok: npt.NDArray[np.bool_],
-) -> None:
+    fused: dict[str, tuple[int, LabelEvent]],
+) -> bool:
     """Plan the plain predictions of one model (see :func:`_plain_models`), every
-    partition's at once: the invalid ones are rejects, the others wait."""
+    partition's at once: the invalid ones are rejects, those whose label message follows
+    in the segment join it, the others wait. False, with nothing planned, when a label
+    message would not join (its prediction or its value invalid, its time not usable):
+    the model's groups are then planned one by one."""
     numbers = [number for number, _, _ in mine]
     sizes = [len(rows) for _, rows, _ in mine]
     if len(mine) == 1:
@@ -1325,35 +1364,63 @@ def _plan_plain(
     else:
         rows = [r for _, part_rows, _ in mine for r in part_rows]
         sel = np.concatenate([s for _, _, s in mine])
+    pids = list(map(ids.__getitem__, rows))
     group = list(map(events.__getitem__, rows))
     pred, valid = model.codec.code_many([e.prediction for e in group])
     valid &= ok[sel]
+    joined: _Joined | None = None
+    if fused:
+        flags = list(map(fused.__contains__, pids))
+        if True in flags:
+            hits = [fused[pid] for pid in compress(pids, flags)]
+            label_at = np.array(list(map(_AT, hits)), dtype=np.int64)
+            follow = list(map(_EVENT, hits))
+            codes, usable = model.codec.code_many([e.label for e in follow])
+            f_ts = _times(follow, engine.latest_times(label_at))
+            has = np.array(flags, dtype=bool)
+            if not (usable.all() and valid[has].all()) or np.isnan(f_ts).any():
+                return False
+            joined = _Joined(has, label_at, codes, f_ts)
     if not valid.all():
         split.reject(at[sel[~valid]])
         keep = np.flatnonzero(valid)
         ends = np.cumsum(sizes)
         sizes = np.diff(np.searchsorted(keep, ends), prepend=0).tolist()
         kept = keep.tolist()
-        rows = list(map(rows.__getitem__, kept))
+        pids = list(map(pids.__getitem__, kept))
         group = list(map(group.__getitem__, kept))
         sel, pred = sel[keep], pred[keep]
+        if joined is not None:  # every joined prediction is valid
+            joined = joined._replace(has=joined.has[keep])
         if not kept:
-            return
-    pids = list(map(ids.__getitem__, rows))
+            return True
     idx = at[sel]
     if split.record:
         a = 0
         for number, n in zip(numbers, sizes, strict=True):
-            split.op(_P_ADD, model.index, number, idx[a : a + n], pids[a : a + n])
+            part_ids = pids[a : a + n]
+            if joined is None:
+                split.op(_P_ADD, model.index, number, idx[a : a + n], part_ids)
+            else:
+                has = joined.has[a : a + n]
+                split.op(_P_ADD, model.index, number, idx[a : a + n][~has],
+                         list(compress(part_ids, (~has).tolist())))  # fmt: skip
+                first = int(np.count_nonzero(joined.has[:a]))
+                last = first + int(np.count_nonzero(has))
+                both = list(compress(part_ids, has.tolist()))
+                split.op(_P_ADD, model.index, number, idx[a : a + n][has], both)
+                split.op(_P_NEW, model.index, number, joined.at[first:last], both)
             a += n
-    apply = partial(
-        _take_plain, engine, model, numbers, sizes, idx, group, pids, ts[sel], pred, score[sel]
-    )
-    split.plans.append((numbers[0], idx, apply))
+    apply = partial(_take_plain, engine, split, model, numbers, sizes, idx, group, pids,
+                    ts[sel], pred, score[sel], joined)  # fmt: skip
+    split.plans.append((numbers[0], idx if joined is None else np.concatenate([idx, joined.at]),
+                        apply))  # fmt: skip
+    return True
 
 
 def _take_plain(
     engine: Engine,
+    split: _Split,
     model: ModelState,
     numbers: list[int],
     sizes: list[int],
@@ -1363,10 +1430,12 @@ def _take_plain(
     ts: F64,
     pred: F64,
     score: F64,
+    joined: _Joined | None,
 ) -> None:
     """Accept a model's plain predictions of a segment (see :func:`_plan_plain`): count,
-    keep them pending, queue them for accumulation as one chunk over their partitions
-    (``sizes`` predictions of each of ``numbers``, in that order): what
+    join those whose label message follows, keep the others pending, queue them for
+    accumulation as one chunk over their partitions (``sizes`` predictions of each of
+    ``numbers``, in that order) and the joined pairs as another: what
     :func:`_take_predictions` does to each partition's group, the slice registry and the
     features taken over the groups one after the other."""
     from monitor.core.baseline import probability_row
@@ -1381,21 +1450,59 @@ def _take_plain(
                   prob=prob)  # fmt: skip
     if len(numbers) > 1:
         chunk.part = np.repeat(np.array(numbers, dtype=np.int64), sizes)
-    engine.batch_of(m).chunks_p.append(chunk)
+    batch = engine.batch_of(m)
+    batch.chunks_p.append(chunk)
     topic = engine.config.kafka.predictions_topic
-    a = 0
+    labels_topic = engine.config.kafka.labels_topic
+    a = f = 0
+    joined_in: list[int] = []  # the partitions the joined pairs are in, each once
+    joined_n: list[int] = []  # and how many in each
     for number, n in zip(numbers, sizes, strict=True):
         if not n:
             continue
         b = a + n
         state = engine.partitions[number]
-        state.counts[m][PREDICTIONS] += n
+        counts = state.counts[m]
+        counts[PREDICTIONS] += n
         _note(state, topic, ts[a:b])
-        state.join.pending[m].add_many(  # ids checked: new, and distinct in the poll
-            pids[a:b], ts[a:b], pred[a:b], score[a:b], slices[a:b], checked=True
-        )
-        engine.pending_total[m] += n
+        wait: slice | npt.NDArray[np.bool_] = slice(a, b)
+        part_ids = pids[a:b]
+        if joined is not None:
+            has = joined.has[a:b]
+            got = int(np.count_nonzero(has))
+            if got:
+                g = f + got
+                counts[LABELS] += got
+                counts[MATCHED] += got
+                _note(state, labels_topic, joined.ts[f:g])
+                both = list(compress(part_ids, has.tolist()))
+                split.matched.setdefault((m, number), []).append(
+                    (joined.at[f:g], both, joined.ts[f:g])
+                )
+                joined_in.append(number)
+                joined_n.append(got)
+                f = g
+                wait = np.flatnonzero(~has) + a
+                part_ids = list(compress(part_ids, (~has).tolist()))
+        if part_ids:
+            state.join.pending[m].add_many(  # ids checked: new, and distinct in the poll
+                part_ids, ts[wait], pred[wait], score[wait], slices[wait], checked=True
+            )
+            engine.pending_total[m] += len(part_ids)
         a = b
+    if joined is not None and joined_in:
+        has = joined.has
+        lt = joined.ts
+        pair = Chunk(joined.at, joined_in[0], lt, pred[has], score[has], slices[has],
+                     label=joined.code, delay=lt - ts[has])  # fmt: skip
+        if len(joined_in) > 1:  # in poll order, as the chunks of the groups would be merged
+            part = np.repeat(np.array(joined_in, dtype=np.int64), joined_n)
+            order = np.argsort(joined.at, kind="stable")
+            pair = Chunk(joined.at[order], 0, lt[order], pair.pred[order], pair.score[order],
+                         pair.slices[order], label=joined.code[order],
+                         delay=(lt - ts[has])[order])  # fmt: skip
+            pair.part = part[order]
+        batch.chunks_o.append(pair)
 
 
 def _lone_labels(
