@@ -338,10 +338,10 @@ def _slices(model: ModelState, events: list[PredictionEvent]) -> I64:
     versions = [e.model_version for e in events]
     if not segments and versions and versions.count(versions[0]) == len(versions):
         # One version for all, registered already (or none): nothing to register or fold.
-        only = registry.index.get(("version", versions[0])) if versions[0] else -1
-        if only is not None:
+        sid = registry.index.get(("version", versions[0])) if versions[0] else -1
+        if sid is not None:
             out = np.zeros((len(versions), 2), dtype=np.int64)
-            out[:, 1] = only
+            out[:, 1] = sid
             return out
     combos: list[Any] = versions  # without segments, a version stands for its combination
     if segments:
@@ -1465,7 +1465,7 @@ def _take_plain(
         counts = state.counts[m]
         counts[PREDICTIONS] += n
         _note(state, topic, ts[a:b])
-        wait: slice | npt.NDArray[np.bool_] = slice(a, b)
+        wait: slice | I64 = slice(a, b)
         part_ids = pids[a:b]
         if joined is not None:
             has = joined.has[a:b]
