@@ -33,10 +33,11 @@ import functools
 import math
 import operator
 import weakref
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Collection
 from functools import partial
-from itertools import compress
+from itertools import accumulate, compress
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, cast
 
 import msgspec
@@ -1068,10 +1069,17 @@ def _predictions(
     found_before = _found_before(engine, ids, model_of, parts, at, fused) if fused else set()
     groups = _group(parts, model_of)
     odd_ids = found_before | set(retried) if retried else found_before
-    plain = _plain_models(engine, groups, events, ids, at_l, parts, model_of, fused, odd_ids)
+    # The predictions a label message of the segment follows: positions, and as a mask.
+    fused_at = list(compress(range(len(ids)), map(fused.__contains__, ids))) if fused else []
+    plain = _plain_models(engine, groups, events, ids, at_l, parts, model_of, fused, fused_at,
+                          odd_ids)  # fmt: skip
+    followed = None
+    if fused_at:
+        followed = np.zeros(len(ids), dtype=bool)
+        followed[fused_at] = True
     for m, mine in list(plain.items()):
         if not _plan_plain(engine, split, engine.models[m], mine, events, ids, at, ts, score,
-                           ok, fused):  # fmt: skip
+                           ok, fused, followed):  # fmt: skip
             del plain[m]
     taken = {(m, number) for m, mine in plain.items() for number, _, _ in mine}
     for (m, number), (rows, sel) in groups.items():
@@ -1240,25 +1248,27 @@ def _plain_models(
     parts: list[int],
     model_of: list[int],
     fused: dict[str, tuple[int, LabelEvent]],
+    fused_at: list[int],
     odd_ids: Collection[str],
 ) -> dict[int, _PlainGroups]:
     """The plain groups of predictions of the segment, per model: a configured model past
     its warmup, no prediction carrying a label field, no id the partition holds already
-    (waiting for any model, matched for the model, or an early label), every slice value
-    registered already, and a label message of the segment joining a prediction only
-    after it and naming its model or none (none of ``odd_ids``: retried, or finding the
-    id in the join state first). Such a prediction is a reject for an invalid value,
-    joins its label message, or waits, whatever the others do, and its slice ids do not
-    depend on the order the groups are taken in; so :func:`_plan_plain` plans a model's
-    plain groups of every partition at once, and the other groups are planned one by
-    one."""
+    (waiting for any model, matched for the model, or an early label), and a label
+    message of the segment joining a prediction only after it and naming its model or
+    none (none of ``odd_ids``: retried, or finding the id in the join state first). Such
+    a prediction is a reject for an invalid value, joins its label message, or waits,
+    whatever the others do; so :func:`_plan_plain` plans a model's plain groups of every
+    partition at once, and the other groups are planned one by one. The slice registry
+    sees a model's plain groups in the order it would one by one when they are all its
+    groups; a model with other groups too has plain ones only if their every slice value
+    is registered already (then their slice ids do not depend on the order)."""
     odd: set[tuple[int, int]] = set()
     labels = [e.label for e in events]
     if labels.count(None) < len(labels):
         odd.update((model_of[k], parts[k]) for k, v in enumerate(labels) if v is not None)
     models = engine.models
-    if fused:
-        for k in compress(range(len(ids)), map(fused.__contains__, ids)):
+    if fused_at:  # the predictions a label message of the segment follows
+        for k in fused_at:
             pid = ids[k]
             j, label = fused[pid]
             m = model_of[k]
@@ -1299,11 +1309,14 @@ def _plain_models(
                 if held[a : a + len(rows)].any():
                     dropped.add(entry)
                 a += len(rows)
+    # A model whose groups are all plain takes them in the order they would be taken one
+    # by one (by partition); one with others too must register no slice value.
+    total = Counter(m for m, _ in groups)
     for m in list(out):
         mine = out[m]
         if dropped:
             mine = [g for j, g in enumerate(mine) if (m, j) not in dropped]
-        if not mine or not _registered(models[m], events, mine):
+        if not mine or (len(mine) < total[m] and not _registered(models[m], events, mine)):
             del out[m]
         else:
             out[m] = mine
@@ -1351,33 +1364,35 @@ def _plan_plain(
     score: F64,
     ok: npt.NDArray[np.bool_],
     fused: dict[str, tuple[int, LabelEvent]],
+    followed: npt.NDArray[np.bool_] | None,
 ) -> bool:
     """Plan the plain predictions of one model (see :func:`_plain_models`), every
     partition's at once: the invalid ones are rejects, those whose label message follows
-    in the segment join it, the others wait. False, with nothing planned, when a label
-    message would not join (its prediction or its value invalid, its time not usable):
-    the model's groups are then planned one by one."""
+    in the segment (``followed``, a mask over the segment's predictions) join it, the
+    others wait. False, with nothing planned, when a label message would not join (its
+    prediction or its value invalid, its time not usable): the model's groups are then
+    planned one by one."""
     numbers = [number for number, _, _ in mine]
     sizes = [len(rows) for _, rows, _ in mine]
     if len(mine) == 1:
         rows, sel = mine[0][1], mine[0][2]
     else:
-        rows = [r for _, part_rows, _ in mine for r in part_rows]
         sel = np.concatenate([s for _, _, s in mine])
+        rows = sel.tolist()
     pids = list(map(ids.__getitem__, rows))
     group = list(map(events.__getitem__, rows))
     pred, valid = model.codec.code_many([e.prediction for e in group])
     valid &= ok[sel]
     joined: _Joined | None = None
-    if fused:
-        flags = list(map(fused.__contains__, pids))
-        if True in flags:
-            hits = [fused[pid] for pid in compress(pids, flags)]
+    if followed is not None:
+        has = followed[sel]
+        where = np.flatnonzero(has).tolist()
+        if where:
+            hits = [fused[pids[j]] for j in where]
             label_at = np.array(list(map(_AT, hits)), dtype=np.int64)
             follow = list(map(_EVENT, hits))
             codes, usable = model.codec.code_many([e.label for e in follow])
             f_ts = _times(follow, engine.latest_times(label_at))
-            has = np.array(flags, dtype=bool)
             if not (usable.all() and valid[has].all()) or np.isnan(f_ts).any():
                 return False
             joined = _Joined(has, label_at, codes, f_ts)
@@ -1454,41 +1469,59 @@ def _take_plain(
     batch.chunks_p.append(chunk)
     topic = engine.config.kafka.predictions_topic
     labels_topic = engine.config.kafka.labels_topic
-    a = f = 0
+    # Each partition's latest event times (as _note) in one call, and the rows that wait
+    # taken once: a few rows a partition, where numpy's cost per call is most of the work.
+    highs_p = _run_maxima(ts, sizes)
+    gots = [0] * len(sizes)
+    highs_l: list[float] = []
+    where: list[int] = []  # the joined rows
+    waiting = (pids, ts, pred, score, slices)
+    if joined is not None:
+        where = np.flatnonzero(joined.has).tolist()
+        a = 0
+        for i, n in enumerate(sizes):
+            gots[i] = bisect_left(where, a + n) - bisect_left(where, a)
+            a += n
+        highs_l = _run_maxima(joined.ts, gots)
+        rest = ~joined.has
+        waiting = (list(compress(pids, rest.tolist())), ts[rest], pred[rest], score[rest],
+                   slices[rest])  # fmt: skip
+    w_ids, w_ts, w_pred, w_score, w_slices = waiting
+    a = f = w = 0
     joined_in: list[int] = []  # the partitions the joined pairs are in, each once
     joined_n: list[int] = []  # and how many in each
-    for number, n in zip(numbers, sizes, strict=True):
+    for i, (number, n) in enumerate(zip(numbers, sizes, strict=True)):
         if not n:
             continue
         b = a + n
         state = engine.partitions[number]
+        highs = state.max_ts
         counts = state.counts[m]
         counts[PREDICTIONS] += n
-        _note(state, topic, ts[a:b])
-        wait: slice | I64 = slice(a, b)
-        part_ids = pids[a:b]
-        if joined is not None:
-            has = joined.has[a:b]
-            got = int(np.count_nonzero(has))
-            if got:
-                g = f + got
-                counts[LABELS] += got
-                counts[MATCHED] += got
-                _note(state, labels_topic, joined.ts[f:g])
-                both = list(compress(part_ids, has.tolist()))
-                split.matched.setdefault((m, number), []).append(
-                    (joined.at[f:g], both, joined.ts[f:g])
-                )
-                joined_in.append(number)
-                joined_n.append(got)
-                f = g
-                wait = np.flatnonzero(~has) + a
-                part_ids = list(compress(part_ids, (~has).tolist()))
-        if part_ids:
-            state.join.pending[m].add_many(  # ids checked: new, and distinct in the poll
-                part_ids, ts[wait], pred[wait], score[wait], slices[wait], checked=True
+        if highs_p[i] > highs.get(topic, -math.inf):
+            highs[topic] = highs_p[i]
+        got = gots[i]
+        if got:
+            assert joined is not None
+            g = f + got
+            counts[LABELS] += got
+            counts[MATCHED] += got
+            if highs_l[i] > highs.get(labels_topic, -math.inf):
+                highs[labels_topic] = highs_l[i]
+            both = [pids[j] for j in where[f:g]]
+            split.matched.setdefault((m, number), []).append(
+                (joined.at[f:g], both, joined.ts[f:g])
             )
-            engine.pending_total[m] += len(part_ids)
+            joined_in.append(number)
+            joined_n.append(got)
+            f = g
+        if n > got:
+            v = w + n - got
+            state.join.pending[m].add_many(  # ids checked: new, and distinct in the poll
+                w_ids[w:v], w_ts[w:v], w_pred[w:v], w_score[w:v], w_slices[w:v], checked=True
+            )
+            engine.pending_total[m] += v - w
+            w = v
         a = b
     if joined is not None and joined_in:
         has = joined.has
@@ -1751,6 +1784,16 @@ def _warmup_rows(
             start = j
 
 
+def _run_maxima(ts: F64, sizes: list[int]) -> list[float]:
+    """The largest of each run of ``ts`` (consecutive runs of ``sizes``, covering it; -inf
+    for an empty one), as :func:`_note` takes each, in one numpy call."""
+    starts = [end - n for end, n in zip(accumulate(sizes), sizes, strict=True) if n]
+    if not starts:
+        return [-math.inf] * len(sizes)
+    found = iter(np.maximum.reduceat(ts, starts).tolist())
+    return [next(found) if n else -math.inf for n in sizes]
+
+
 def _note(state: PartitionState, topic: str, ts: F64) -> None:
     """Raise the partition's largest event time of ``topic`` to the largest of ``ts``."""
     high = float(ts.max())
@@ -1947,8 +1990,9 @@ def _take_joins(
     queue the pairs for accumulation as one chunk in poll order."""
     topic = engine.config.kafka.labels_topic
     taken: list[tuple[F64, F64, F64, I64]] = []
+    highs = _run_maxima(ts, sizes)  # as _note, in one call
     a = 0
-    for number, n in zip(numbers, sizes, strict=True):
+    for number, n, high in zip(numbers, sizes, highs, strict=True):
         if not n:
             continue
         b = a + n
@@ -1960,7 +2004,8 @@ def _take_joins(
         counts[LABELS] += n
         counts[MATCHED] += n
         split.matched.setdefault((m, number), []).append((idx[a:b], mine, ts[a:b]))
-        _note(state, topic, ts[a:b])
+        if high > state.max_ts.get(topic, -math.inf):
+            state.max_ts[topic] = high
         taken.append((p_ts, p_pred, p_score, p_slices))
         a = b
     engine.pending_total[m] -= len(pids)

@@ -306,11 +306,16 @@ class PendingTable:
         self._score[at:end] = score
         self._slices[at:end] = slices
         self._hash[at:end] = crcs
-        # each id's end offset: a running sum in Python, cheaper than numpy's for a few ids
-        ends = list(accumulate(map(len, keys), initial=len(self._blob)))
-        self._ends[at:end] = ends[1:]
+        # each id's end offset: for a few ids a running sum in Python, cheaper than numpy's
+        if n <= _SUM_IN_PYTHON:
+            ends = list(accumulate(map(len, keys), initial=len(self._blob)))
+            self._ends[at:end] = ends[1:]
+            self._id_bytes += ends[-1] - ends[0]
+        else:
+            lengths = np.fromiter(map(len, keys), dtype=np.int64, count=n)
+            self._ends[at:end] = len(self._blob) + np.cumsum(lengths)
+            self._id_bytes += int(lengths.sum())
         self._blob += b"".join(keys)
-        self._id_bytes += ends[-1] - ends[0]
         self._used = end
         self._live += n
         self._memo = None
@@ -811,6 +816,9 @@ class PendingTable:
 #: than half its rows): a small table (one model's in a partition, with many models) would
 #: else compact every poll or two, some forty numpy calls each, to free a few kilobytes.
 _COMPACT_FROM: Final = 128
+#: Up to this many ids, :meth:`PendingTable.add_many` sums their lengths in Python (a
+#: list to numpy costs more per item than numpy's loop, less than its calls for a few).
+_SUM_IN_PYTHON: Final = 64
 #: Up to this many ids, :meth:`PendingTable._lookup` probes them one by one (measured: the
 #: vectorised probe's fixed cost of some twenty numpy calls is worth it from about 200).
 _PROBE_ONE_BY_ONE: Final = 128
