@@ -371,6 +371,9 @@ def _slices(model: ModelState, events: list[PredictionEvent]) -> I64:
     return np.array(list(map(seen.__getitem__, combos)), dtype=np.int64).reshape(len(combos), -1)
 
 
+#: Up to this many ids, a segment's matched ids of a (model, partition) are put in poll
+#: order in Python (numpy's cost per call is more than the sort of a few).
+_ORDER_IN_PYTHON: Final = 64
 #: Test-only: the longest segment the planner is given (None: the whole poll). With 1,
 #: every message is decided in a segment of its own, which the differential tests hold
 #: equal to the poll decided whole.
@@ -565,6 +568,17 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
     split.plans.clear()
     for (m, number), parts in split.matched.items():  # matched ids in arrival order
         table = engine.partitions[number].join.matched[m]
+        if sum(len(p[1]) for p in parts) <= _ORDER_IN_PYTHON:  # a few: no numpy call
+            at_l = [i for p in parts for i in p[0].tolist()]
+            pids = [pid for p in parts for pid in p[1]]
+            times = [t for p in parts for t in p[2].tolist()]
+            if all(map(operator.le, at_l, at_l[1:])):  # in poll order already
+                table.update(zip(pids, times, strict=True))
+            else:  # a stable sort by poll index, as argsort's below
+                order = sorted(range(len(at_l)), key=at_l.__getitem__)
+                table.update(zip(map(pids.__getitem__, order), map(times.__getitem__, order),
+                                 strict=True))  # fmt: skip
+            continue
         idx = parts[0][0] if len(parts) == 1 else np.concatenate([p[0] for p in parts])
         pids = parts[0][1] if len(parts) == 1 else [pid for p in parts for pid in p[1]]
         at_ts = parts[0][2] if len(parts) == 1 else np.concatenate([p[2] for p in parts])
@@ -974,10 +988,10 @@ def _group(parts: list[int], models: list[int]) -> dict[tuple[int, int], tuple[l
     keys, starts = np.unique(key[order], return_index=True)
     ends = [*starts[1:].tolist(), len(order)]
     groups: dict[tuple[int, int], tuple[list[int], I64]] = {}
+    listed = order.tolist()
     for first, end in zip(starts.tolist(), ends, strict=True):
-        j = int(order[first])
-        rows = order[first:end]
-        groups[(models[j], parts[j])] = (rows.tolist(), rows)
+        j = listed[first]
+        groups[(models[j], parts[j])] = (listed[first:end], order[first:end])
     del keys
     return groups
 

@@ -1269,11 +1269,20 @@ class JoinBuffer:
         first, many = self.owner_index().candidates(ids.crcs)
         single = np.flatnonzero(many == 1)
         if single.size:
+            # each candidate model's ids together (sorted by model, in order within it)
+            single = single[np.argsort(first[single], kind="stable")]
             owner = first[single]
-            for m in np.unique(owner).tolist():
-                at = single[owner == m]
-                keys = IdKeys([ids.keys[j] for j in at.tolist()], ids.crcs[at])
-                out[at[self.pending[m].contains_many(keys)]] = m
+            models, starts = np.unique(owner, return_index=True)
+            bounds = [*starts.tolist(), single.size]
+            at_l = single.tolist()
+            crcs = ids.crcs[single]
+            found: list[I64] = []
+            for k, m in enumerate(models.tolist()):
+                a, b = bounds[k], bounds[k + 1]
+                keys = IdKeys([ids.keys[j] for j in at_l[a:b]], crcs[a:b])
+                hit = self.pending[m].contains_many(keys)
+                found.append(np.where(hit, m, -1))
+            out[single] = np.concatenate(found)
         several = np.flatnonzero(many > 1)
         if several.size:
             keys = IdKeys([ids.keys[j] for j in several.tolist()], ids.crcs[several])
