@@ -1082,15 +1082,18 @@ def _predictions(
     ids = [e.prediction_id for e in events]
     found_before = _found_before(engine, ids, model_of, parts, at, fused) if fused else set()
     groups = _group(parts, model_of)
-    odd_ids = found_before | set(retried) if retried else found_before
-    # The predictions a label message of the segment follows: positions, and as a mask.
-    fused_at = list(compress(range(len(ids)), map(fused.__contains__, ids))) if fused else []
-    plain = _plain_models(engine, groups, events, ids, at_l, parts, model_of, fused, fused_at,
-                          odd_ids)  # fmt: skip
+    plain: dict[int, _PlainGroups] = {}
     followed = None
-    if fused_at:
-        followed = np.zeros(len(ids), dtype=bool)
-        followed[fused_at] = True
+    models = engine.models
+    if any(m >= 0 and not models[m].warmup_target for m in {m for m, _ in groups}):
+        odd_ids = found_before | set(retried) if retried else found_before
+        # The predictions a label message of the segment follows: positions, and a mask.
+        fused_at = list(compress(range(len(ids)), map(fused.__contains__, ids))) if fused else []
+        plain = _plain_models(engine, groups, events, ids, at_l, parts, model_of, fused,
+                              fused_at, odd_ids)  # fmt: skip
+        if fused_at:
+            followed = np.zeros(len(ids), dtype=bool)
+            followed[fused_at] = True
     for m, mine in list(plain.items()):
         if not _plan_plain(engine, split, engine.models[m], mine, events, ids, at, ts, score,
                            ok, fused, followed):  # fmt: skip
