@@ -33,10 +33,11 @@ import functools
 import math
 import operator
 import weakref
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Collection
 from functools import partial
-from itertools import compress
+from itertools import accumulate, compress
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, cast
 
 import msgspec
@@ -336,6 +337,13 @@ def _slices(model: ModelState, events: list[PredictionEvent]) -> I64:
     registry = model.registry
     segments = registry.segments
     versions = [e.model_version for e in events]
+    if not segments and versions and versions.count(versions[0]) == len(versions):
+        # One version for all, registered already (or none): nothing to register or fold.
+        sid = registry.index.get(("version", versions[0])) if versions[0] else -1
+        if sid is not None:
+            out = np.zeros((len(versions), 2), dtype=np.int64)
+            out[:, 1] = sid
+            return out
     combos: list[Any] = versions  # without segments, a version stands for its combination
     if segments:
         empty: dict[str, str] = {}
@@ -363,6 +371,9 @@ def _slices(model: ModelState, events: list[PredictionEvent]) -> I64:
     return np.array(list(map(seen.__getitem__, combos)), dtype=np.int64).reshape(len(combos), -1)
 
 
+#: Up to this many ids, a segment's matched ids of a (model, partition) are put in poll
+#: order in Python (numpy's cost per call is more than the sort of a few).
+_ORDER_IN_PYTHON: Final = 64
 #: Test-only: the longest segment the planner is given (None: the whole poll). With 1,
 #: every message is decided in a segment of its own, which the differential tests hold
 #: equal to the poll decided whole.
@@ -557,6 +568,17 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
     split.plans.clear()
     for (m, number), parts in split.matched.items():  # matched ids in arrival order
         table = engine.partitions[number].join.matched[m]
+        if sum(len(p[1]) for p in parts) <= _ORDER_IN_PYTHON:  # a few: no numpy call
+            at_l = [i for p in parts for i in p[0].tolist()]
+            pids = [pid for p in parts for pid in p[1]]
+            times = [t for p in parts for t in p[2].tolist()]
+            if all(map(operator.le, at_l, at_l[1:])):  # in poll order already
+                table.update(zip(pids, times, strict=True))
+            else:  # a stable sort by poll index, as argsort's below
+                order = sorted(range(len(at_l)), key=at_l.__getitem__)
+                table.update(zip(map(pids.__getitem__, order), map(times.__getitem__, order),
+                                 strict=True))  # fmt: skip
+            continue
         idx = parts[0][0] if len(parts) == 1 else np.concatenate([p[0] for p in parts])
         pids = parts[0][1] if len(parts) == 1 else [pid for p in parts for pid in p[1]]
         at_ts = parts[0][2] if len(parts) == 1 else np.concatenate([p[2] for p in parts])
@@ -966,10 +988,10 @@ def _group(parts: list[int], models: list[int]) -> dict[tuple[int, int], tuple[l
     keys, starts = np.unique(key[order], return_index=True)
     ends = [*starts[1:].tolist(), len(order)]
     groups: dict[tuple[int, int], tuple[list[int], I64]] = {}
+    listed = order.tolist()
     for first, end in zip(starts.tolist(), ends, strict=True):
-        j = int(order[first])
-        rows = order[first:end]
-        groups[(models[j], parts[j])] = (rows.tolist(), rows)
+        j = listed[first]
+        groups[(models[j], parts[j])] = (listed[first:end], order[first:end])
     del keys
     return groups
 
@@ -1059,7 +1081,27 @@ def _predictions(
     parts = list(map(messages.partitions.__getitem__, at_l))
     ids = [e.prediction_id for e in events]
     found_before = _found_before(engine, ids, model_of, parts, at, fused) if fused else set()
-    for (m, number), (rows, sel) in _group(parts, model_of).items():
+    groups = _group(parts, model_of)
+    plain: dict[int, _PlainGroups] = {}
+    followed = None
+    models = engine.models
+    if any(m >= 0 and not models[m].warmup_target for m in {m for m, _ in groups}):
+        odd_ids = found_before | set(retried) if retried else found_before
+        # The predictions a label message of the segment follows: positions, and a mask.
+        fused_at = list(compress(range(len(ids)), map(fused.__contains__, ids))) if fused else []
+        plain = _plain_models(engine, groups, events, ids, at_l, parts, model_of, fused,
+                              fused_at, odd_ids)  # fmt: skip
+        if fused_at:
+            followed = np.zeros(len(ids), dtype=bool)
+            followed[fused_at] = True
+    for m, mine in list(plain.items()):
+        if not _plan_plain(engine, split, engine.models[m], mine, events, ids, at, ts, score,
+                           ok, fused, followed):  # fmt: skip
+            del plain[m]
+    taken = {(m, number) for m, mine in plain.items() for number, _, _ in mine}
+    for (m, number), (rows, sel) in groups.items():
+        if (m, number) in taken:
+            continue
         group = list(map(events.__getitem__, rows))
         pids = list(map(ids.__getitem__, rows))
         # The label message that follows each prediction in this poll, if any.
@@ -1207,6 +1249,310 @@ def _predictions(
                     drop, reasons),
         )
         split.plans.append((number, np.concatenate([at[sel], label_msg]), apply))
+
+
+#: A model's plain predictions of a segment, per partition in order: (partition, their
+#: positions among the segment's predictions, as a list and as an array).
+_PlainGroups = list[tuple[int, list[int], I64]]
+
+
+def _plain_models(
+    engine: Engine,
+    groups: dict[tuple[int, int], tuple[list[int], I64]],
+    events: list[PredictionEvent],
+    ids: list[str],
+    at_l: list[int],
+    parts: list[int],
+    model_of: list[int],
+    fused: dict[str, tuple[int, LabelEvent]],
+    fused_at: list[int],
+    odd_ids: Collection[str],
+) -> dict[int, _PlainGroups]:
+    """The plain groups of predictions of the segment, per model: a configured model past
+    its warmup, no prediction carrying a label field, no id the partition holds already
+    (waiting for any model, matched for the model, or an early label), and a label
+    message of the segment joining a prediction only after it and naming its model or
+    none (none of ``odd_ids``: retried, or finding the id in the join state first). Such
+    a prediction is a reject for an invalid value, joins its label message, or waits,
+    whatever the others do; so :func:`_plan_plain` plans a model's plain groups of every
+    partition at once, and the other groups are planned one by one. The slice registry
+    sees a model's plain groups in the order it would one by one when they are all its
+    groups; a model with other groups too has plain ones only if their every slice value
+    is registered already (then their slice ids do not depend on the order)."""
+    odd: set[tuple[int, int]] = set()
+    labels = [e.label for e in events]
+    if labels.count(None) < len(labels):
+        odd.update((model_of[k], parts[k]) for k, v in enumerate(labels) if v is not None)
+    models = engine.models
+    if fused_at:  # the predictions a label message of the segment follows
+        for k in fused_at:
+            pid = ids[k]
+            j, label = fused[pid]
+            m = model_of[k]
+            if (
+                m < 0
+                or j < at_l[k]
+                or pid in odd_ids
+                or (label.model is not None and label.model != models[m].name)
+            ):
+                odd.add((m, parts[k]))
+    out: dict[int, _PlainGroups] = {}
+    for (m, number), (rows, sel) in groups.items():
+        if m < 0 or (m, number) in odd or models[m].warmup_target:
+            continue
+        join = engine.partition(number).join
+        matched, early = join.matched[m], join.early
+        if matched or early:
+            pids = list(map(ids.__getitem__, rows))
+            if (matched and not matched.keys().isdisjoint(pids)) or (
+                early and not early.keys().isdisjoint(pids)
+            ):
+                continue
+        out.setdefault(m, []).append((number, rows, sel))
+    asked: dict[int, list[tuple[int, int]]] = {}  # partition -> (model, place in out[model])
+    for m, mine in out.items():
+        for j, (number, _, _) in enumerate(mine):
+            asked.setdefault(number, []).append((m, j))
+    dropped: set[tuple[int, int]] = set()
+    for number, entries in asked.items():
+        join = engine.partitions[number].join
+        if not any(join.pending):
+            continue
+        chosen = [out[m][j][1] for m, j in entries]
+        held = join.owners(id_keys([ids[r] for rows in chosen for r in rows])) >= 0
+        if held.any():  # those groups go one by one
+            a = 0
+            for entry, rows in zip(entries, chosen, strict=True):
+                if held[a : a + len(rows)].any():
+                    dropped.add(entry)
+                a += len(rows)
+    # A model whose groups are all plain takes them in the order they would be taken one
+    # by one (by partition); one with others too must register no slice value.
+    total = Counter(m for m, _ in groups)
+    for m in list(out):
+        mine = out[m]
+        if dropped:
+            mine = [g for j, g in enumerate(mine) if (m, j) not in dropped]
+        if not mine or (len(mine) < total[m] and not _registered(models[m], events, mine)):
+            del out[m]
+        else:
+            out[m] = mine
+    return out
+
+
+def _registered(model: ModelState, events: list[PredictionEvent], mine: _PlainGroups) -> bool:
+    """Whether every slice value of the predictions of ``mine`` is in the model's registry
+    already (then their slice ids are the same in whatever order they are taken)."""
+    registry = model.registry
+    index = registry.index
+    versions = {events[r].model_version for _, rows, _ in mine for r in rows}
+    if any(v and ("version", v) not in index for v in versions):
+        return False
+    if registry.segments:
+        segs = [events[r].segment for _, rows, _ in mine for r in rows]
+        for name in registry.segments:
+            dim = f"segment:{name}"
+            values = {s.get(name) for s in segs if s}
+            if any(v is not None and (dim, v) not in index for v in values):
+                return False
+    return True
+
+
+class _Joined(NamedTuple):
+    """The plain predictions of a model that their label message of the segment joins
+    (see :func:`_plan_plain`): which (a mask over the predictions), and per such
+    prediction, in order, the label's poll index, code and event time."""
+
+    has: npt.NDArray[np.bool_]
+    at: I64
+    code: F64
+    ts: F64
+
+
+def _plan_plain(
+    engine: Engine,
+    split: _Split,
+    model: ModelState,
+    mine: _PlainGroups,
+    events: list[PredictionEvent],
+    ids: list[str],
+    at: I64,
+    ts: F64,
+    score: F64,
+    ok: npt.NDArray[np.bool_],
+    fused: dict[str, tuple[int, LabelEvent]],
+    followed: npt.NDArray[np.bool_] | None,
+) -> bool:
+    """Plan the plain predictions of one model (see :func:`_plain_models`), every
+    partition's at once: the invalid ones are rejects, those whose label message follows
+    in the segment (``followed``, a mask over the segment's predictions) join it, the
+    others wait. False, with nothing planned, when a label message would not join (its
+    prediction or its value invalid, its time not usable): the model's groups are then
+    planned one by one."""
+    numbers = [number for number, _, _ in mine]
+    sizes = [len(rows) for _, rows, _ in mine]
+    if len(mine) == 1:
+        rows, sel = mine[0][1], mine[0][2]
+    else:
+        sel = np.concatenate([s for _, _, s in mine])
+        rows = sel.tolist()
+    pids = list(map(ids.__getitem__, rows))
+    group = list(map(events.__getitem__, rows))
+    pred, valid = model.codec.code_many([e.prediction for e in group])
+    valid &= ok[sel]
+    joined: _Joined | None = None
+    if followed is not None:
+        has = followed[sel]
+        where = np.flatnonzero(has).tolist()
+        if where:
+            hits = [fused[pids[j]] for j in where]
+            label_at = np.array(list(map(_AT, hits)), dtype=np.int64)
+            follow = list(map(_EVENT, hits))
+            codes, usable = model.codec.code_many([e.label for e in follow])
+            f_ts = _times(follow, engine.latest_times(label_at))
+            if not (usable.all() and valid[has].all()) or np.isnan(f_ts).any():
+                return False
+            joined = _Joined(has, label_at, codes, f_ts)
+    if not valid.all():
+        split.reject(at[sel[~valid]])
+        keep = np.flatnonzero(valid)
+        ends = np.cumsum(sizes)
+        sizes = np.diff(np.searchsorted(keep, ends), prepend=0).tolist()
+        kept = keep.tolist()
+        pids = list(map(pids.__getitem__, kept))
+        group = list(map(group.__getitem__, kept))
+        sel, pred = sel[keep], pred[keep]
+        if joined is not None:  # every joined prediction is valid
+            joined = joined._replace(has=joined.has[keep])
+        if not kept:
+            return True
+    idx = at[sel]
+    if split.record:
+        a = 0
+        for number, n in zip(numbers, sizes, strict=True):
+            part_ids = pids[a : a + n]
+            if joined is None:
+                split.op(_P_ADD, model.index, number, idx[a : a + n], part_ids)
+            else:
+                has = joined.has[a : a + n]
+                split.op(_P_ADD, model.index, number, idx[a : a + n][~has],
+                         list(compress(part_ids, (~has).tolist())))  # fmt: skip
+                first = int(np.count_nonzero(joined.has[:a]))
+                last = first + int(np.count_nonzero(has))
+                both = list(compress(part_ids, has.tolist()))
+                split.op(_P_ADD, model.index, number, idx[a : a + n][has], both)
+                split.op(_P_NEW, model.index, number, joined.at[first:last], both)
+            a += n
+    apply = partial(_take_plain, engine, split, model, numbers, sizes, idx, group, pids,
+                    ts[sel], pred, score[sel], joined)  # fmt: skip
+    split.plans.append((numbers[0], idx if joined is None else np.concatenate([idx, joined.at]),
+                        apply))  # fmt: skip
+    return True
+
+
+def _take_plain(
+    engine: Engine,
+    split: _Split,
+    model: ModelState,
+    numbers: list[int],
+    sizes: list[int],
+    idx: I64,
+    group: list[PredictionEvent],
+    pids: list[str],
+    ts: F64,
+    pred: F64,
+    score: F64,
+    joined: _Joined | None,
+) -> None:
+    """Accept a model's plain predictions of a segment (see :func:`_plan_plain`): count,
+    join those whose label message follows, keep the others pending, queue them for
+    accumulation as one chunk over their partitions (``sizes`` predictions of each of
+    ``numbers``, in that order) and the joined pairs as another: what
+    :func:`_take_predictions` does to each partition's group, the slice registry and the
+    features taken over the groups one after the other."""
+    from monitor.core.baseline import probability_row
+
+    m = model.index
+    slices = _slices(model, group)
+    feats, numeric = _feature_columns(engine, model, group)
+    prob = None
+    if model.layout.kind.uses_probabilities:
+        prob = [probability_row(model.class_index, e.probabilities) for e in group]
+    chunk = Chunk(idx, numbers[0], ts, pred, score, slices, feats=feats, numeric=numeric,
+                  prob=prob)  # fmt: skip
+    if len(numbers) > 1:
+        chunk.part = np.repeat(np.array(numbers, dtype=np.int64), sizes)
+    batch = engine.batch_of(m)
+    batch.chunks_p.append(chunk)
+    topic = engine.config.kafka.predictions_topic
+    labels_topic = engine.config.kafka.labels_topic
+    # Each partition's latest event times (as _note) in one call, and the rows that wait
+    # taken once: a few rows a partition, where numpy's cost per call is most of the work.
+    highs_p = _run_maxima(ts, sizes)
+    gots = [0] * len(sizes)
+    highs_l: list[float] = []
+    where: list[int] = []  # the joined rows
+    waiting = (pids, ts, pred, score, slices)
+    if joined is not None:
+        where = np.flatnonzero(joined.has).tolist()
+        a = 0
+        for i, n in enumerate(sizes):
+            gots[i] = bisect_left(where, a + n) - bisect_left(where, a)
+            a += n
+        highs_l = _run_maxima(joined.ts, gots)
+        rest = ~joined.has
+        waiting = (list(compress(pids, rest.tolist())), ts[rest], pred[rest], score[rest],
+                   slices[rest])  # fmt: skip
+    w_ids, w_ts, w_pred, w_score, w_slices = waiting
+    a = f = w = 0
+    joined_in: list[int] = []  # the partitions the joined pairs are in, each once
+    joined_n: list[int] = []  # and how many in each
+    for i, (number, n) in enumerate(zip(numbers, sizes, strict=True)):
+        if not n:
+            continue
+        b = a + n
+        state = engine.partitions[number]
+        highs = state.max_ts
+        counts = state.counts[m]
+        counts[PREDICTIONS] += n
+        if highs_p[i] > highs.get(topic, -math.inf):
+            highs[topic] = highs_p[i]
+        got = gots[i]
+        if got:
+            assert joined is not None
+            g = f + got
+            counts[LABELS] += got
+            counts[MATCHED] += got
+            if highs_l[i] > highs.get(labels_topic, -math.inf):
+                highs[labels_topic] = highs_l[i]
+            both = [pids[j] for j in where[f:g]]
+            split.matched.setdefault((m, number), []).append(
+                (joined.at[f:g], both, joined.ts[f:g])
+            )
+            joined_in.append(number)
+            joined_n.append(got)
+            f = g
+        if n > got:
+            v = w + n - got
+            state.join.pending[m].add_many(  # ids checked: new, and distinct in the poll
+                w_ids[w:v], w_ts[w:v], w_pred[w:v], w_score[w:v], w_slices[w:v], checked=True
+            )
+            engine.pending_total[m] += v - w
+            w = v
+        a = b
+    if joined is not None and joined_in:
+        has = joined.has
+        lt = joined.ts
+        pair = Chunk(joined.at, joined_in[0], lt, pred[has], score[has], slices[has],
+                     label=joined.code, delay=lt - ts[has])  # fmt: skip
+        if len(joined_in) > 1:  # in poll order, as the chunks of the groups would be merged
+            part = np.repeat(np.array(joined_in, dtype=np.int64), joined_n)
+            order = np.argsort(joined.at, kind="stable")
+            pair = Chunk(joined.at[order], 0, lt[order], pair.pred[order], pair.score[order],
+                         pair.slices[order], label=joined.code[order],
+                         delay=(lt - ts[has])[order])  # fmt: skip
+            pair.part = part[order]
+        batch.chunks_o.append(pair)
 
 
 def _lone_labels(
@@ -1455,6 +1801,16 @@ def _warmup_rows(
             start = j
 
 
+def _run_maxima(ts: F64, sizes: list[int]) -> list[float]:
+    """The largest of each run of ``ts`` (consecutive runs of ``sizes``, covering it; -inf
+    for an empty one), as :func:`_note` takes each, in one numpy call."""
+    starts = [end - n for end, n in zip(accumulate(sizes), sizes, strict=True) if n]
+    if not starts:
+        return [-math.inf] * len(sizes)
+    found = iter(np.maximum.reduceat(ts, starts).tolist())
+    return [next(found) if n else -math.inf for n in sizes]
+
+
 def _note(state: PartitionState, topic: str, ts: F64) -> None:
     """Raise the partition's largest event time of ``topic`` to the largest of ``ts``."""
     high = float(ts.max())
@@ -1481,6 +1837,7 @@ def _labels(
         named = [-1 if name is None else index.get(name, -2) for name in names]
     ts = _times(events, engine.latest_times(at))
     parts = list(map(messages.partitions.__getitem__, at_l))
+    joining: dict[int, list[tuple[int, I64, list[str]]]] = {}  # see _plan_joins
     for (name, number), (rows, sel) in _group(parts, named).items():
         if name == -2:
             split.reject(at[sel])  # unknown model
@@ -1511,24 +1868,56 @@ def _labels(
                 rows,
                 first,
             )
-        for m in np.unique(owner[good]).tolist():
-            mine = np.flatnonzero(good & (owner == m))
-            whole = len(mine) == len(rows)  # every label of the group (the usual poll)
-            mine_rows = rows if whole else list(map(rows.__getitem__, mine.tolist()))
-            codes, valid = engine.models[m].codec.code_many([events[j].label for j in mine_rows])
-            if not valid.all():
-                split.reject(at[sel[mine[~valid]]])
-                mine, codes = mine[valid], codes[valid]
-                whole = False
-            if len(mine):
-                mine_at = at[sel[mine]]
-                mine_ids = pids if whole else list(map(pids.__getitem__, mine.tolist()))
-                apply = partial(
-                    _take_labels, engine, split, m, number, mine_at, mine_ids, ts[sel[mine]], codes
-                )
-                if split.record:
-                    split.op(_P_HELD, m, number, mine_at, mine_ids)
-                split.plans.append((number, mine_at, apply))
+        chosen = np.flatnonzero(good)
+        if chosen.size:  # per model the partition's labels joining its predictions, in order
+            chosen = chosen[np.argsort(owner[chosen], kind="stable")]
+            models, starts = np.unique(owner[chosen], return_index=True)
+            bounds = [*starts.tolist(), len(chosen)]
+            for j, m in enumerate(models.tolist()):
+                mine = chosen[bounds[j] : bounds[j + 1]]
+                mine_ids = pids if len(mine) == len(rows) else [pids[k] for k in mine.tolist()]
+                joining.setdefault(m, []).append((number, sel[mine], mine_ids))
+    for m, runs in joining.items():
+        _plan_joins(engine, split, m, runs, events, at, ts)
+
+
+def _plan_joins(
+    engine: Engine,
+    split: _Split,
+    m: int,
+    runs: list[tuple[int, I64, list[str]]],
+    events: list[LabelEvent],
+    at: I64,
+    ts: F64,
+) -> None:
+    """Plan the labels of the segment that join predictions of model ``m`` waiting from
+    before it (``runs``: per partition, their positions among the segment's labels and
+    their ids): a label value the model's codec refuses is a reject, the others join,
+    every partition's in one plan (:func:`_take_joins`)."""
+    numbers = [number for number, _, _ in runs]
+    sizes = [len(pids) for _, _, pids in runs]
+    if len(runs) == 1:
+        pos, pids = runs[0][1], runs[0][2]
+    else:
+        pos = np.concatenate([p for _, p, _ in runs])
+        pids = [pid for _, _, mine in runs for pid in mine]
+    codes, valid = engine.models[m].codec.code_many([events[j].label for j in pos.tolist()])
+    if not valid.all():
+        split.reject(at[pos[~valid]])
+        keep = np.flatnonzero(valid)
+        sizes = np.diff(np.searchsorted(keep, np.cumsum(sizes)), prepend=0).tolist()
+        pids = [pids[j] for j in keep.tolist()]
+        pos, codes = pos[keep], codes[keep]
+        if not pids:
+            return
+    idx = at[pos]
+    if split.record:
+        a = 0
+        for number, n in zip(numbers, sizes, strict=True):
+            split.op(_P_HELD, m, number, idx[a : a + n], pids[a : a + n])
+            a += n
+    apply = partial(_take_joins, engine, split, m, numbers, sizes, idx, pids, ts[pos], codes)
+    split.plans.append((numbers[0], idx, apply))
 
 
 def _plan_early(
@@ -1602,32 +1991,54 @@ def _take_early(
     split.early.setdefault(number, []).append((idx, pids, labels))
 
 
-def _take_labels(
+def _take_joins(
     engine: Engine,
     split: _Split,
     m: int,
-    number: int,
+    numbers: list[int],
+    sizes: list[int],
     idx: I64,
     pids: list[str],
     ts: F64,
     codes: F64,
 ) -> None:
-    """Join checked labels of model ``m`` in partition ``number`` with their waiting
-    predictions: count, remember the ids as matched, queue the pairs for accumulation."""
-
-    state = engine.partitions[number]
-    join = state.join
-    found, p_ts, p_pred, p_score, p_slices = join.pending[m].pop_many(pids)
-    assert found.all()
+    """Join checked labels of model ``m`` with their waiting predictions (``sizes`` labels
+    of each partition of ``numbers``, in that order): count, remember the ids as matched,
+    queue the pairs for accumulation as one chunk in poll order."""
+    topic = engine.config.kafka.labels_topic
+    taken: list[tuple[F64, F64, F64, I64]] = []
+    highs = _run_maxima(ts, sizes)  # as _note, in one call
+    a = 0
+    for number, n, high in zip(numbers, sizes, highs, strict=True):
+        if not n:
+            continue
+        b = a + n
+        state = engine.partitions[number]
+        mine = pids if n == len(pids) else pids[a:b]
+        found, p_ts, p_pred, p_score, p_slices = state.join.pending[m].pop_many(mine)
+        assert found.all()
+        counts = state.counts[m]
+        counts[LABELS] += n
+        counts[MATCHED] += n
+        split.matched.setdefault((m, number), []).append((idx[a:b], mine, ts[a:b]))
+        if high > state.max_ts.get(topic, -math.inf):
+            state.max_ts[topic] = high
+        taken.append((p_ts, p_pred, p_score, p_slices))
+        a = b
     engine.pending_total[m] -= len(pids)
-    counts = state.counts[m]
-    counts[LABELS] += len(pids)
-    counts[MATCHED] += len(pids)
-    split.matched.setdefault((m, number), []).append((idx, pids, ts))
-    _note(state, engine.config.kafka.labels_topic, ts)
-    engine.batch_of(m).chunks_o.append(
-        Chunk(idx, number, ts, p_pred, p_score, p_slices, label=codes, delay=ts - p_ts)
-    )
+    if len(taken) == 1:
+        p_ts, p_pred, p_score, p_slices = taken[0]
+        chunk = Chunk(idx, numbers[sizes.index(len(pids))], ts, p_pred, p_score, p_slices,
+                      label=codes, delay=ts - p_ts)  # fmt: skip
+    else:
+        p_ts, p_pred, p_score = (np.concatenate([t[i] for t in taken]) for i in range(3))
+        p_slices = np.concatenate([t[3] for t in taken])
+        part = np.repeat(np.array(numbers, dtype=np.int64), sizes)
+        order = np.argsort(idx, kind="stable")  # poll order: the detectors see event order
+        chunk = Chunk(idx[order], 0, ts[order], p_pred[order], p_score[order], p_slices[order],
+                      label=codes[order], delay=(ts - p_ts)[order])  # fmt: skip
+        chunk.part = part[order]
+    engine.batch_of(m).chunks_o.append(chunk)
 
 
 def _found_before(

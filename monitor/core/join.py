@@ -12,7 +12,7 @@ import math
 import zlib
 from collections import Counter
 from collections.abc import Iterator
-from itertools import chain
+from itertools import accumulate, chain
 from typing import Any, Final, NamedTuple
 
 import numpy as np
@@ -281,20 +281,19 @@ class PendingTable:
     def add_many(
         self, pids: list[str], ts: F64, pred: F64, score: F64, slices: I64, *, checked: bool = False
     ) -> None:
-        """Append ``pids`` (new and distinct: checked, ValueError otherwise, unless the
-        caller has ``checked`` that already) in order, with their columns; ``slices`` has
-        shape ``(len(pids), k)``."""
+        """Append ``pids`` (new and distinct, with an event time each: checked, ValueError
+        otherwise, unless the caller has ``checked`` that already) in order, with their
+        columns; ``slices`` has shape ``(len(pids), k)``."""
         n = len(pids)
         if n == 0:
             return
         slices = np.asarray(slices)
         if slices.ndim != 2 or slices.shape[0] != n:
             raise ValueError(f"slices of shape {slices.shape}, expected ({n}, k)")
-        ts = np.asarray(ts, dtype=np.float64)
-        if np.isnan(ts).any():
-            raise ValueError("a pending prediction needs an event time (NaN given)")
         keys, crcs = _keys(pids)
         if not checked:
+            if np.isnan(np.asarray(ts, dtype=np.float64)).any():
+                raise ValueError("a pending prediction needs an event time (NaN given)")
             if len(set(keys)) != n:
                 raise ValueError("add_many: an id is repeated in the batch")
             if self._live and (self._lookup(keys, crcs) >= 0).any():
@@ -307,10 +306,16 @@ class PendingTable:
         self._score[at:end] = score
         self._slices[at:end] = slices
         self._hash[at:end] = crcs
-        lengths = np.fromiter(map(len, keys), dtype=np.int64, count=n)
-        self._ends[at:end] = len(self._blob) + np.cumsum(lengths)
+        # each id's end offset: for a few ids a running sum in Python, cheaper than numpy's
+        if n <= _SUM_IN_PYTHON:
+            ends = list(accumulate(map(len, keys), initial=len(self._blob)))
+            self._ends[at:end] = ends[1:]
+            self._id_bytes += ends[-1] - ends[0]
+        else:
+            lengths = np.fromiter(map(len, keys), dtype=np.int64, count=n)
+            self._ends[at:end] = len(self._blob) + np.cumsum(lengths)
+            self._id_bytes += int(lengths.sum())
         self._blob += b"".join(keys)
-        self._id_bytes += int(lengths.sum())
         self._used = end
         self._live += n
         self._memo = None
@@ -323,32 +328,42 @@ class PendingTable:
         slices)`` aligned with ``pids`` (NaN and -1 where not found; an id listed twice is
         found at its first occurrence only)."""
         n = len(pids)
-        rows = self._lookup(*_keys(pids)) if self._live and n else None
-        if rows is not None and rows.min() >= 0 and len(set(rows.tolist())) == n:
-            # every id found, once (a label group's usual case): the rows' columns as they are
+        keys, crcs = _keys(pids) if self._live and n else ([], None)
+        rows = self._lookup(keys, crcs) if crcs is not None else None
+        listed = rows.tolist() if rows is not None else []
+        if listed and min(listed) >= 0 and len(set(listed)) == n:
+            # every id found, once (a label group's usual case): the rows' columns as they
+            # are; the rows' ids are the keys, byte for byte, with their CRC-32s
+            assert rows is not None and crcs is not None
             hit = rows
             found = np.ones(n, dtype=np.bool_)
             ts, pred, score = self._ts[hit], self._pred[hit], self._score[hit]
             slices = self._slices[hit].astype(np.int64)
-        else:
-            k = max(self._k, 0)
-            ts = np.full(n, np.nan)
-            pred = np.full(n, np.nan)
-            score = np.full(n, np.nan)
-            slices = np.full((n, k), -1, dtype=np.int64)
-            if rows is None:
-                return np.zeros(n, dtype=np.bool_), ts, pred, score, slices
-            at = np.flatnonzero(rows >= 0)
-            _, first = np.unique(rows[at], return_index=True)  # a repeated id: its first only
-            found = np.zeros(n, dtype=np.bool_)
-            found[at[first]] = True
-            if not at.size:
-                return found, ts, pred, score, slices
-            hit = rows[found]
-            ts[found] = self._ts[hit]
-            pred[found] = self._pred[hit]
-            score[found] = self._score[hit]
-            slices[found] = self._slices[hit]
+            self._id_bytes -= sum(map(len, keys))
+            if self._owner is not None:
+                self._owner[0].remove(crcs, self._owner[1])
+            self._ts[hit] = np.nan
+            self._live -= n
+            self._maybe_compact()
+            return found, ts, pred, score, slices
+        k = max(self._k, 0)
+        ts = np.full(n, np.nan)
+        pred = np.full(n, np.nan)
+        score = np.full(n, np.nan)
+        slices = np.full((n, k), -1, dtype=np.int64)
+        if rows is None:
+            return np.zeros(n, dtype=np.bool_), ts, pred, score, slices
+        at = np.flatnonzero(rows >= 0)
+        _, first = np.unique(rows[at], return_index=True)  # a repeated id: its first only
+        found = np.zeros(n, dtype=np.bool_)
+        found[at[first]] = True
+        if not at.size:
+            return found, ts, pred, score, slices
+        hit = rows[found]
+        ts[found] = self._ts[hit]
+        pred[found] = self._pred[hit]
+        score[found] = self._score[hit]
+        slices[found] = self._slices[hit]
         self._id_bytes -= self._id_lengths(hit)
         if self._owner is not None:
             self._owner[0].remove(self._hash[hit], self._owner[1])
@@ -801,6 +816,9 @@ class PendingTable:
 #: than half its rows): a small table (one model's in a partition, with many models) would
 #: else compact every poll or two, some forty numpy calls each, to free a few kilobytes.
 _COMPACT_FROM: Final = 128
+#: Up to this many ids, :meth:`PendingTable.add_many` sums their lengths in Python (a
+#: list to numpy costs more per item than numpy's loop, less than its calls for a few).
+_SUM_IN_PYTHON: Final = 64
 #: Up to this many ids, :meth:`PendingTable._lookup` probes them one by one (measured: the
 #: vectorised probe's fixed cost of some twenty numpy calls is worth it from about 200).
 _PROBE_ONE_BY_ONE: Final = 128
@@ -1251,11 +1269,20 @@ class JoinBuffer:
         first, many = self.owner_index().candidates(ids.crcs)
         single = np.flatnonzero(many == 1)
         if single.size:
+            # each candidate model's ids together (sorted by model, in order within it)
+            single = single[np.argsort(first[single], kind="stable")]
             owner = first[single]
-            for m in np.unique(owner).tolist():
-                at = single[owner == m]
-                keys = IdKeys([ids.keys[j] for j in at.tolist()], ids.crcs[at])
-                out[at[self.pending[m].contains_many(keys)]] = m
+            models, starts = np.unique(owner, return_index=True)
+            bounds = [*starts.tolist(), single.size]
+            at_l = single.tolist()
+            crcs = ids.crcs[single]
+            found: list[I64] = []
+            for k, m in enumerate(models.tolist()):
+                a, b = bounds[k], bounds[k + 1]
+                keys = IdKeys([ids.keys[j] for j in at_l[a:b]], crcs[a:b])
+                hit = self.pending[m].contains_many(keys)
+                found.append(np.where(hit, m, -1))
+            out[single] = np.concatenate(found)
         several = np.flatnonzero(many > 1)
         if several.size:
             keys = IdKeys([ids.keys[j] for j in several.tolist()], ids.crcs[several])

@@ -98,8 +98,8 @@ def _run_ops(seed: int, steps: int) -> None:
                 assert pid not in table
             table[pid] = entry
             model.d[pid] = entry
-        elif op < 0.40:  # a batch of new ones
-            n = rng.randrange(0, 60)
+        elif op < 0.40:  # a batch of new ones (a few, or more than add_many sums in Python)
+            n = rng.randrange(0, 60) if rng.random() < 0.8 else rng.randrange(60, 130)
             pids = [f"p{fresh + i}" for i in range(n)]
             fresh += n
             entries = [_pending(rng) for _ in range(n)]
