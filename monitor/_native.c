@@ -1175,6 +1175,122 @@ done:
     return result;
 }
 
+/* ---------------------------------------------------------------- stage 2 pane rows
+ * A delta's row blocks of a pane into the model's open pane (monitor/core/windows.py,
+ * WindowSet.add_rows): each block row written into, added to or taken from its row of the
+ * pane's arrays, one pass over the cells, where numpy gathers the rows, adds and scatters
+ * them back. One IEEE operation per cell, as numpy's: the same values bit for bit. */
+
+/* t -= a */
+static CELLS void
+sub_cells(double *restrict t, const double *restrict a, Py_ssize_t n)
+{
+    for (Py_ssize_t c = 0; c < n; c++)
+        t[c] -= a[c];
+}
+
+PyDoc_STRVAR(rows_add_doc,
+"rows_add(targets, blocks, rows, width, mode)\n\n"
+"Block row i into row rows[i] of its target, for each target (float64, C-contiguous, a\n"
+"multiple of width cells) and block (float64, C-contiguous, k rows of width): rows is an\n"
+"int64 array of k distinct rows, or an int, the first of k consecutive ones. mode 0\n"
+"writes the rows (target[rows] = block), 1 adds them (+=), -1 takes them away (-=).");
+
+static PyObject *
+rows_add(PyObject *self, PyObject *args)
+{
+    PyObject *targets, *blocks, *o_rows;
+    Py_ssize_t width;
+    int mode;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O!Oni", &PyList_Type, &targets, &PyList_Type, &blocks,
+                          &o_rows, &width, &mode))
+        return NULL;
+    Py_ssize_t nt = PyList_GET_SIZE(targets);
+    if (PyList_GET_SIZE(blocks) != nt || width <= 0 || mode < -1 || mode > 1) {
+        PyErr_SetString(PyExc_ValueError, "one block per target, width > 0, mode -1, 0 or 1");
+        return NULL;
+    }
+    Py_ssize_t first = -1;
+    Py_buffer vr = {0};
+    if (PyLong_Check(o_rows)) {
+        first = PyLong_AsSsize_t(o_rows);
+        if (first == -1 && PyErr_Occurred())
+            return NULL;
+        if (first < 0) {
+            PyErr_SetString(PyExc_ValueError, "rows: a first row >= 0");
+            return NULL;
+        }
+    } else {
+        if (PyObject_GetBuffer(o_rows, &vr, PyBUF_C_CONTIGUOUS) < 0)
+            return NULL;
+        if (vr.itemsize != 8) {
+            PyErr_SetString(PyExc_ValueError, "rows: int64 items expected");
+            PyBuffer_Release(&vr);
+            return NULL;
+        }
+    }
+    /* every view is taken, and every row checked, before anything is written */
+    Py_buffer *v = PyMem_Calloc((size_t)(2 * nt + 1), sizeof(Py_buffer));
+    PyObject *result = NULL;
+    if (v == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t k = first >= 0 ? -1 : vr.len / 8, height = -1;
+    for (Py_ssize_t j = 0; j < nt; j++) {
+        if (doubles(PyList_GET_ITEM(targets, j), &v[2 * j], 1, -1, "targets") < 0)
+            goto done;
+        if (doubles(PyList_GET_ITEM(blocks, j), &v[2 * j + 1], 0, -1, "blocks") < 0)
+            goto done;
+        Py_ssize_t cells = v[2 * j].len / 8, given = v[2 * j + 1].len / 8;
+        if (k < 0 && given % width == 0)
+            k = given / width;
+        if (cells % width != 0 || given != k * width || (height >= 0 && cells != height * width)) {
+            PyErr_SetString(PyExc_ValueError,
+                            "targets of one shape, blocks of as many rows as rows, of width");
+            goto done;
+        }
+        height = cells / width;
+    }
+    const int64_t *rows = first >= 0 ? NULL : (const int64_t *)vr.buf;
+    if (nt && (first >= 0 ? first + k > height : 0)) {
+        PyErr_SetString(PyExc_IndexError, "rows: past the targets' rows");
+        goto done;
+    }
+    for (Py_ssize_t i = 0; nt && rows != NULL && i < k; i++) {
+        if (rows[i] < 0 || rows[i] >= height) {
+            PyErr_SetString(PyExc_IndexError, "rows: a row outside the targets");
+            goto done;
+        }
+    }
+    for (Py_ssize_t j = 0; j < nt; j++) {
+        double *t = (double *)v[2 * j].buf;
+        const double *b = (const double *)v[2 * j + 1].buf;
+        for (Py_ssize_t i = 0; i < k; i++) {
+            double *row = t + (rows != NULL ? (Py_ssize_t)rows[i] : first + i) * width;
+            const double *add = b + i * width;
+            if (mode == 0)
+                memcpy(row, add, (size_t)width * sizeof(double));
+            else if (mode > 0)
+                add_cells(row, add, width);
+            else
+                sub_cells(row, add, width);
+        }
+    }
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    if (v != NULL)
+        for (Py_ssize_t h = 0; h < 2 * nt; h++)
+            if (v[h].obj != NULL)
+                PyBuffer_Release(&v[h]);
+    PyMem_Free(v);
+    if (vr.obj != NULL)
+        PyBuffer_Release(&vr);
+    return result;
+}
+
 /* ---------------------------------------------------------------- kcat -J lines
  * The replay's reading of a kcat -J capture (monitor/replay.py, read_batches): each line
  * is a flat JSON object ({"topic":"...","partition":0,"offset":42,...,"payload":"..."});
@@ -1599,6 +1715,7 @@ static PyMethodDef methods[] = {
     {"pane_sums", pane_sums, METH_VARARGS, pane_sums_doc},
     {"place", place, METH_VARARGS, place_doc},
     {"read_numbers", read_numbers, METH_VARARGS, read_numbers_doc},
+    {"rows_add", rows_add, METH_VARARGS, rows_add_doc},
     {"window_close", window_close, METH_VARARGS, window_close_doc},
     {NULL, NULL, 0, NULL},
 };
