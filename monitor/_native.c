@@ -1291,6 +1291,85 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(nonzero_rows_doc,
+"nonzero_rows(blocks, width) -> list\n\n"
+"For each float64 block (C-contiguous, rows of width cells), what (block != 0).any(axis=1)\n"
+"tells: None when every row holds a cell that is not 0 (NaN is not 0, -0.0 is), else the\n"
+"list of the rows that hold one, ascending (monitor/core/partials.py, DeltaLedger.take).");
+
+static PyObject *
+nonzero_rows(PyObject *self, PyObject *args)
+{
+    PyObject *blocks;
+    Py_ssize_t width;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!n", &PyList_Type, &blocks, &width))
+        return NULL;
+    if (width <= 0) {
+        PyErr_SetString(PyExc_ValueError, "width > 0");
+        return NULL;
+    }
+    Py_ssize_t nb = PyList_GET_SIZE(blocks);
+    PyObject *out = PyList_New(nb);
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t j = 0; j < nb; j++) {
+        Py_buffer b;
+        if (doubles(PyList_GET_ITEM(blocks, j), &b, 0, -1, "blocks") < 0)
+            goto fail;
+        Py_ssize_t cells = b.len / 8, rows = cells / width;
+        if (cells % width != 0) {
+            PyBuffer_Release(&b);
+            PyErr_SetString(PyExc_ValueError, "blocks: rows of width cells");
+            goto fail;
+        }
+        const double *x = (const double *)b.buf;
+        PyObject *kept = NULL; /* the rows that hold a value, once one is found empty */
+        for (Py_ssize_t r = 0; r < rows; r++) {
+            const double *row = x + r * width;
+            Py_ssize_t c = 0;
+            while (c < width && row[c] == 0.0) /* NaN ends it: not 0 */
+                c++;
+            int held = c < width;
+            if (!held && kept == NULL) { /* the rows before it all hold values */
+                kept = PyList_New(0);
+                for (Py_ssize_t q = 0; kept != NULL && q < r; q++) {
+                    PyObject *n = PyLong_FromSsize_t(q);
+                    if (n == NULL || PyList_Append(kept, n) < 0) {
+                        Py_XDECREF(n);
+                        Py_CLEAR(kept);
+                        break;
+                    }
+                    Py_DECREF(n);
+                }
+                if (kept == NULL) {
+                    PyBuffer_Release(&b);
+                    goto fail;
+                }
+            } else if (held && kept != NULL) {
+                PyObject *n = PyLong_FromSsize_t(r);
+                if (n == NULL || PyList_Append(kept, n) < 0) {
+                    Py_XDECREF(n);
+                    Py_DECREF(kept);
+                    PyBuffer_Release(&b);
+                    goto fail;
+                }
+                Py_DECREF(n);
+            }
+        }
+        PyBuffer_Release(&b);
+        if (kept == NULL) {
+            Py_INCREF(Py_None);
+            kept = Py_None;
+        }
+        PyList_SET_ITEM(out, j, kept);
+    }
+    return out;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
 /* ---------------------------------------------------------------- kcat -J lines
  * The replay's reading of a kcat -J capture (monitor/replay.py, read_batches): each line
  * is a flat JSON object ({"topic":"...","partition":0,"offset":42,...,"payload":"..."});
@@ -1708,6 +1787,7 @@ static PyMethodDef methods[] = {
     {"kcat_lines", kcat_lines, METH_VARARGS, kcat_lines_doc},
     {"kcat_unknown", kcat_unknown, METH_VARARGS, kcat_unknown_doc},
     {"lookup", lookup, METH_VARARGS, lookup_doc},
+    {"nonzero_rows", nonzero_rows, METH_VARARGS, nonzero_rows_doc},
     {"owner_candidates", owner_candidates, METH_VARARGS, owner_candidates_doc},
     {"owner_find", owner_find, METH_VARARGS, owner_find_doc},
     {"owner_put", owner_put, METH_VARARGS, owner_put_doc},
