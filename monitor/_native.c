@@ -2,7 +2,9 @@
  * PendingTable and OwnerIndex), of the scatter of a poll's terms into open panes
  * (monitor/core/layout.py, scatter_panes), of the numeric features read from the decoded
  * events (monitor/core/fastpath.py), of a window set's pane close
- * (monitor/core/windows.py, WindowSet.close) and of the replay's reading of kcat -J lines
+ * (monitor/core/windows.py, WindowSet.close), of a delta's row blocks taken out of stage
+ * 1's ledger and added into stage 2's open panes (monitor/core/partials.py,
+ * DeltaLedger.take; WindowSet.add_rows) and of the replay's reading of kcat -J lines
  * (monitor/replay.py): each in its own section below.
  *
  * The pending table keeps its index as numpy columns: an open-addressing table of int32
@@ -1804,7 +1806,8 @@ static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "monitor._native",
     "Compiled kernels of the join's pending table and owner index (see monitor/core/join.py), "
     "of the pane scatter (monitor/core/layout.py), of the numbers read from the decoded "
-    "events (monitor/core/fastpath.py), of the pane close (monitor/core/windows.py) and of "
+    "events (monitor/core/fastpath.py), of the pane close (monitor/core/windows.py), of a "
+    "delta's row blocks (monitor/core/partials.py, monitor/core/windows.py) and of "
     "the replay's reading of kcat -J lines (monitor/replay.py).",
     -1, methods,
 };
