@@ -2,7 +2,9 @@
  * PendingTable and OwnerIndex), of the scatter of a poll's terms into open panes
  * (monitor/core/layout.py, scatter_panes), of the numeric features read from the decoded
  * events (monitor/core/fastpath.py), of a window set's pane close
- * (monitor/core/windows.py, WindowSet.close) and of the replay's reading of kcat -J lines
+ * (monitor/core/windows.py, WindowSet.close), of a delta's row blocks taken out of stage
+ * 1's ledger and added into stage 2's open panes (monitor/core/partials.py,
+ * DeltaLedger.take; WindowSet.add_rows) and of the replay's reading of kcat -J lines
  * (monitor/replay.py): each in its own section below.
  *
  * The pending table keeps its index as numpy columns: an open-addressing table of int32
@@ -1175,6 +1177,201 @@ done:
     return result;
 }
 
+/* ---------------------------------------------------------------- stage 2 pane rows
+ * A delta's row blocks of a pane into the model's open pane (monitor/core/windows.py,
+ * WindowSet.add_rows): each block row written into, added to or taken from its row of the
+ * pane's arrays, one pass over the cells, where numpy gathers the rows, adds and scatters
+ * them back. One IEEE operation per cell, as numpy's: the same values bit for bit. */
+
+/* t -= a */
+static CELLS void
+sub_cells(double *restrict t, const double *restrict a, Py_ssize_t n)
+{
+    for (Py_ssize_t c = 0; c < n; c++)
+        t[c] -= a[c];
+}
+
+PyDoc_STRVAR(rows_add_doc,
+"rows_add(targets, blocks, rows, width, mode)\n\n"
+"Block row i into row rows[i] of its target, for each target (float64, C-contiguous, a\n"
+"multiple of width cells) and block (float64, C-contiguous, k rows of width): rows is an\n"
+"int64 array of k distinct rows, or an int, the first of k consecutive ones. mode 0\n"
+"writes the rows (target[rows] = block), 1 adds them (+=), -1 takes them away (-=).");
+
+static PyObject *
+rows_add(PyObject *self, PyObject *args)
+{
+    PyObject *targets, *blocks, *o_rows;
+    Py_ssize_t width;
+    int mode;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O!Oni", &PyList_Type, &targets, &PyList_Type, &blocks,
+                          &o_rows, &width, &mode))
+        return NULL;
+    Py_ssize_t nt = PyList_GET_SIZE(targets);
+    if (PyList_GET_SIZE(blocks) != nt || width <= 0 || mode < -1 || mode > 1) {
+        PyErr_SetString(PyExc_ValueError, "one block per target, width > 0, mode -1, 0 or 1");
+        return NULL;
+    }
+    Py_ssize_t first = -1;
+    Py_buffer vr = {0};
+    if (PyLong_Check(o_rows)) {
+        first = PyLong_AsSsize_t(o_rows);
+        if (first == -1 && PyErr_Occurred())
+            return NULL;
+        if (first < 0) {
+            PyErr_SetString(PyExc_ValueError, "rows: a first row >= 0");
+            return NULL;
+        }
+    } else {
+        if (PyObject_GetBuffer(o_rows, &vr, PyBUF_C_CONTIGUOUS) < 0)
+            return NULL;
+        if (vr.itemsize != 8) {
+            PyErr_SetString(PyExc_ValueError, "rows: int64 items expected");
+            PyBuffer_Release(&vr);
+            return NULL;
+        }
+    }
+    /* every view is taken, and every row checked, before anything is written */
+    Py_buffer *v = PyMem_Calloc((size_t)(2 * nt + 1), sizeof(Py_buffer));
+    PyObject *result = NULL;
+    if (v == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t k = first >= 0 ? -1 : vr.len / 8, height = -1;
+    for (Py_ssize_t j = 0; j < nt; j++) {
+        if (doubles(PyList_GET_ITEM(targets, j), &v[2 * j], 1, -1, "targets") < 0)
+            goto done;
+        if (doubles(PyList_GET_ITEM(blocks, j), &v[2 * j + 1], 0, -1, "blocks") < 0)
+            goto done;
+        Py_ssize_t cells = v[2 * j].len / 8, given = v[2 * j + 1].len / 8;
+        if (k < 0 && given % width == 0)
+            k = given / width;
+        if (cells % width != 0 || given != k * width || (height >= 0 && cells != height * width)) {
+            PyErr_SetString(PyExc_ValueError,
+                            "targets of one shape, blocks of as many rows as rows, of width");
+            goto done;
+        }
+        height = cells / width;
+    }
+    const int64_t *rows = first >= 0 ? NULL : (const int64_t *)vr.buf;
+    if (nt && (first >= 0 ? first + k > height : 0)) {
+        PyErr_SetString(PyExc_IndexError, "rows: past the targets' rows");
+        goto done;
+    }
+    for (Py_ssize_t i = 0; nt && rows != NULL && i < k; i++) {
+        if (rows[i] < 0 || rows[i] >= height) {
+            PyErr_SetString(PyExc_IndexError, "rows: a row outside the targets");
+            goto done;
+        }
+    }
+    for (Py_ssize_t j = 0; j < nt; j++) {
+        double *t = (double *)v[2 * j].buf;
+        const double *b = (const double *)v[2 * j + 1].buf;
+        for (Py_ssize_t i = 0; i < k; i++) {
+            double *row = t + (rows != NULL ? (Py_ssize_t)rows[i] : first + i) * width;
+            const double *add = b + i * width;
+            if (mode == 0)
+                memcpy(row, add, (size_t)width * sizeof(double));
+            else if (mode > 0)
+                add_cells(row, add, width);
+            else
+                sub_cells(row, add, width);
+        }
+    }
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    if (v != NULL)
+        for (Py_ssize_t h = 0; h < 2 * nt; h++)
+            if (v[h].obj != NULL)
+                PyBuffer_Release(&v[h]);
+    PyMem_Free(v);
+    if (vr.obj != NULL)
+        PyBuffer_Release(&vr);
+    return result;
+}
+
+PyDoc_STRVAR(nonzero_rows_doc,
+"nonzero_rows(blocks, width) -> list\n\n"
+"For each float64 block (C-contiguous, rows of width cells), what (block != 0).any(axis=1)\n"
+"tells: None when every row holds a cell that is not 0 (NaN is not 0, -0.0 is), else the\n"
+"list of the rows that hold one, ascending (monitor/core/partials.py, DeltaLedger.take).");
+
+static PyObject *
+nonzero_rows(PyObject *self, PyObject *args)
+{
+    PyObject *blocks;
+    Py_ssize_t width;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!n", &PyList_Type, &blocks, &width))
+        return NULL;
+    if (width <= 0) {
+        PyErr_SetString(PyExc_ValueError, "width > 0");
+        return NULL;
+    }
+    Py_ssize_t nb = PyList_GET_SIZE(blocks);
+    PyObject *out = PyList_New(nb);
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t j = 0; j < nb; j++) {
+        Py_buffer b;
+        if (doubles(PyList_GET_ITEM(blocks, j), &b, 0, -1, "blocks") < 0)
+            goto fail;
+        Py_ssize_t cells = b.len / 8, rows = cells / width;
+        if (cells % width != 0) {
+            PyBuffer_Release(&b);
+            PyErr_SetString(PyExc_ValueError, "blocks: rows of width cells");
+            goto fail;
+        }
+        const double *x = (const double *)b.buf;
+        PyObject *kept = NULL; /* the rows that hold a value, once one is found empty */
+        for (Py_ssize_t r = 0; r < rows; r++) {
+            const double *row = x + r * width;
+            Py_ssize_t c = 0;
+            while (c < width && row[c] == 0.0) /* NaN ends it: not 0 */
+                c++;
+            int held = c < width;
+            if (!held && kept == NULL) { /* the rows before it all hold values */
+                kept = PyList_New(0);
+                for (Py_ssize_t q = 0; kept != NULL && q < r; q++) {
+                    PyObject *n = PyLong_FromSsize_t(q);
+                    if (n == NULL || PyList_Append(kept, n) < 0) {
+                        Py_XDECREF(n);
+                        Py_CLEAR(kept);
+                        break;
+                    }
+                    Py_DECREF(n);
+                }
+                if (kept == NULL) {
+                    PyBuffer_Release(&b);
+                    goto fail;
+                }
+            } else if (held && kept != NULL) {
+                PyObject *n = PyLong_FromSsize_t(r);
+                if (n == NULL || PyList_Append(kept, n) < 0) {
+                    Py_XDECREF(n);
+                    Py_DECREF(kept);
+                    PyBuffer_Release(&b);
+                    goto fail;
+                }
+                Py_DECREF(n);
+            }
+        }
+        PyBuffer_Release(&b);
+        if (kept == NULL) {
+            Py_INCREF(Py_None);
+            kept = Py_None;
+        }
+        PyList_SET_ITEM(out, j, kept);
+    }
+    return out;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
 /* ---------------------------------------------------------------- kcat -J lines
  * The replay's reading of a kcat -J capture (monitor/replay.py, read_batches): each line
  * is a flat JSON object ({"topic":"...","partition":0,"offset":42,...,"payload":"..."});
@@ -1592,6 +1789,7 @@ static PyMethodDef methods[] = {
     {"kcat_lines", kcat_lines, METH_VARARGS, kcat_lines_doc},
     {"kcat_unknown", kcat_unknown, METH_VARARGS, kcat_unknown_doc},
     {"lookup", lookup, METH_VARARGS, lookup_doc},
+    {"nonzero_rows", nonzero_rows, METH_VARARGS, nonzero_rows_doc},
     {"owner_candidates", owner_candidates, METH_VARARGS, owner_candidates_doc},
     {"owner_find", owner_find, METH_VARARGS, owner_find_doc},
     {"owner_put", owner_put, METH_VARARGS, owner_put_doc},
@@ -1599,6 +1797,7 @@ static PyMethodDef methods[] = {
     {"pane_sums", pane_sums, METH_VARARGS, pane_sums_doc},
     {"place", place, METH_VARARGS, place_doc},
     {"read_numbers", read_numbers, METH_VARARGS, read_numbers_doc},
+    {"rows_add", rows_add, METH_VARARGS, rows_add_doc},
     {"window_close", window_close, METH_VARARGS, window_close_doc},
     {NULL, NULL, 0, NULL},
 };
@@ -1607,7 +1806,8 @@ static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "monitor._native",
     "Compiled kernels of the join's pending table and owner index (see monitor/core/join.py), "
     "of the pane scatter (monitor/core/layout.py), of the numbers read from the decoded "
-    "events (monitor/core/fastpath.py), of the pane close (monitor/core/windows.py) and of "
+    "events (monitor/core/fastpath.py), of the pane close (monitor/core/windows.py), of a "
+    "delta's row blocks (monitor/core/partials.py, monitor/core/windows.py) and of "
     "the replay's reading of kcat -J lines (monitor/replay.py).",
     -1, methods,
 };

@@ -175,8 +175,13 @@ def close_signals(
             for number in sorted(parts):
                 ts.extend(parts[number][0])
                 errors.extend(parts[number][1])
-        order = np.argsort(np.asarray(ts), kind="stable")
-        model.last_detections = model.detectors.feed(np.asarray(errors)[order].tolist())
+        if len(ts) > 1:
+            if math.isnan(sum(ts)):  # numpy's stable order (NaN last)
+                order = np.argsort(np.asarray(ts), kind="stable").tolist()
+            else:  # the same stable order of a pane's few errors, without numpy's calls
+                order = sorted(range(len(ts)), key=ts.__getitem__)
+            errors = [errors[i] for i in order]
+        model.last_detections = model.detectors.feed(errors)
         rows = len(model.registry.keys)
         stream = model.detectors.stream
         for name, detected in model.last_detections.items():

@@ -420,10 +420,12 @@ class ModelStage:
                      slices, cols, vals, ts)  # fmt: skip
         return plain, decay
 
-    def _warm_up(self, pane: int) -> None:
+    def _warm_up(self, pane: int, batch: _Batch) -> None:
         """At the close of ``pane``: take the raw predictions of the panes closed into the
         warmup sample (partition by partition, as one engine does) and, once it is large
-        enough, build the model's reference and histogram the predictions of later panes."""
+        enough, build the model's reference and histogram the predictions of later panes.
+        The signals of the panes before ``pane`` waiting in ``batch`` are computed first,
+        with the plan they closed under: the reference changes it from ``pane`` on."""
         model = self.model
         numbers = sorted({n for parts in self.warm.values() for n in parts})
         closed = sorted(p for p in self.warm if p <= pane)
@@ -440,6 +442,7 @@ class ModelStage:
             if not model.warmup_target:  # the warmup failed: nothing more is kept for it
                 self.warm.clear()
             return
+        self._flush(batch)
         install_profile(model, profile, pane)
         for p, parts in sorted(self.warm.items()):
             for number in sorted(parts):
@@ -566,8 +569,8 @@ class ModelStage:
         whole-model rows of a pane are one block of the products (see :meth:`_values`), so
         they are the same, bit for bit, as when the pane closes alone; the detectors are
         fed and the signals emitted in pane order.
-        A pane at which the model warms up closes alone, after the panes before it: the
-        reference built there changes the signals' plan from that pane on.
+        The reference a warmup builds at a pane changes the signals' plan from that pane
+        on: the panes before it are computed first, with the plan they closed under.
 
         ``defer``: the last panes' signals are not computed; their batch is returned
         (None: there is none) for :func:`flush_together` to compute with other models'."""
@@ -590,8 +593,7 @@ class ModelStage:
             self.closed_upto = pane + 1
             self.panes_closed += 1
             if self.model.warmup_target:
-                self._flush(batch)
-                self._warm_up(pane)
+                self._warm_up(pane, batch)
             self._take(batch, pane, upto - pane)
             if len(batch.panes) == batch.size and not (defer and self.closed_upto >= upto):
                 self._flush(batch)
@@ -719,8 +721,6 @@ class ModelStage:
         if not batch.panes:
             per_pane = len(model.windows) * model.layout.width
             size = max(1, min(BATCH_PANES, remaining, BATCH_FLOATS // max(1, per_pane)))
-            if model.warmup_target:  # the next pane may change the plan: it closes alone
-                size = 1
             self._start(batch, size)
         self._stack(batch, last=remaining == 1)
         batch.panes.append(pane)

@@ -42,6 +42,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from monitor import native
 from monitor.core.layout import scatter_pane
 
 __all__ = [
@@ -292,10 +293,23 @@ class DeltaLedger:
             return []
         self.panes[m] = {}
         out = []
-        for pane in sorted(panes):
+        order = sorted(panes)
+        compiled = native.kernels()
+        # per pane, the rows that hold a value where some do not (None: every row does)
+        held = (
+            compiled.nonzero_rows([panes[pane].plain for pane in order], self.widths[m])
+            if compiled is not None
+            else None
+        )
+        for i, pane in enumerate(order):
             acc = panes[pane]
             rows, plain, decay = acc.rows, acc.plain, acc.decay
-            if len(rows) == 1:  # one row (a model without slices): kept unless all zero
+            if held is not None:
+                kept = held[i]
+                if kept is not None:
+                    used = np.array(kept, dtype=np.int64)
+                    rows, plain, decay = rows[used], plain[used], [d[used] for d in decay]
+            elif len(rows) == 1:  # one row (a model without slices): kept unless all zero
                 if self._zero(m, plain):
                     rows, plain, decay = rows[:0], plain[:0], [d[:0] for d in decay]
             elif len(rows):

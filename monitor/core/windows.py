@@ -221,13 +221,32 @@ class WindowSet:
                  sign: float = 1.0) -> None:  # fmt: skip
         """Add (``sign`` 1) or take back (-1) sums of the distinct slice ``rows`` (an array,
         or a slice of consecutive rows) of the open ``pane`` made elsewhere (as
-        :meth:`add_sums`, its blocks of those rows only)."""
+        :meth:`add_sums`, its blocks of those rows only). The compiled kernel
+        (``monitor._native.rows_add``) writes or adds each block row into its row in one
+        pass, the numpy code gathers and scatters them, with the same results."""
+        acc = self.open.get(pane)
+        compiled = native.kernels()
+        if compiled is not None:
+            first = rows.start if isinstance(rows, slice) else rows
+            if acc is None:
+                if sign == 1.0 and isinstance(rows, slice) and rows == slice(0, self.rows):
+                    self.open[pane] = plain.copy()
+                    self.open_decay[pane] = [d.copy() for d in decay]
+                    return
+                acc = self.open[pane] = np.zeros((self.rows, self.width))
+                decayed = self.open_decay[pane] = [np.zeros((self.rows, self.width))
+                                                   for _ in self.decay_rates]  # fmt: skip
+                mode = 0 if sign == 1.0 else -1
+            else:
+                decayed = self.open_decay[pane]
+                mode = 1 if sign == 1.0 else -1
+            compiled.rows_add([acc, *decayed], [plain, *decay], first, self.width, mode)
+            return
         at: I64 | slice = rows
         if not isinstance(rows, slice) and len(rows):
             first = int(rows[0])
             if rows.tolist() == list(range(first, first + len(rows))):
                 at = slice(first, first + len(rows))  # a view: no gather and scatter
-        acc = self.open.get(pane)
         if acc is None:
             if sign == 1.0 and isinstance(at, slice) and at == slice(0, self.rows):
                 # every row: copies of the blocks, not zeros written over

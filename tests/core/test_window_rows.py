@@ -1,12 +1,15 @@
 """WindowSet.add_rows, which opens a pane with copies of its row blocks when they hold
 every row, gives the open panes what whole arrays of zeros written into and added to
-give, bit for bit (negative zeros and all)."""
+give, bit for bit (negative zeros and all), with the compiled kernel
+(``monitor._native.rows_add``) and with the numpy code; the kernel refuses what it cannot
+take before it writes anything."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from monitor import native
 from monitor.config import WindowSpec
 from monitor.core.windows import WindowSet
 
@@ -58,6 +61,7 @@ class _Plain:
                 target[at] -= block
 
 
+@pytest.mark.usefixtures("kernels")
 @pytest.mark.parametrize("seed", range(20))
 def test_row_blocks_open_and_add_as_whole_arrays(seed: int) -> None:
     rng = np.random.default_rng(seed)
@@ -76,3 +80,35 @@ def test_row_blocks_open_and_add_as_whole_arrays(seed: int) -> None:
         assert w.open[pane].tobytes() == acc.tobytes()
         assert w.open_decay[pane][0].tobytes() == decayed.tobytes()
 
+
+def test_rows_add_checks_its_arguments() -> None:
+    if not native.available():
+        pytest.skip("monitor._native is not built")
+    from monitor import _native  # type: ignore[attr-defined]
+
+    target, block = np.zeros((4, 3)), np.ones((2, 3))
+    rows = np.array([3, 1], dtype=np.int64)
+    with pytest.raises(IndexError):  # a row past the target's
+        _native.rows_add([target], [block], np.array([1, 4], dtype=np.int64), 3, 1)
+    with pytest.raises(IndexError):  # consecutive rows past the end
+        _native.rows_add([target], [block], 3, 3, 1)
+    with pytest.raises(ValueError):  # a block of another width
+        _native.rows_add([target], [np.ones((2, 2))], rows, 3, 1)
+    with pytest.raises(ValueError):  # as many block rows as rows
+        _native.rows_add([target], [np.ones((3, 3))], rows, 3, 1)
+    with pytest.raises(ValueError):  # a later target of another shape
+        _native.rows_add([target, np.zeros((5, 3))], [block, block], rows, 3, 1)
+    with pytest.raises(ValueError):
+        _native.rows_add([target], [block], rows, 3, 2)
+    with pytest.raises(ValueError):
+        _native.rows_add([target], [block], rows.astype(np.int32), 3, 1)
+    read_only = np.zeros((4, 3))
+    read_only.flags.writeable = False
+    with pytest.raises((BufferError, ValueError)):
+        _native.rows_add([target, read_only], [block, block], rows, 3, 1)
+    with pytest.raises((BufferError, ValueError)):  # not C-contiguous
+        _native.rows_add([target], [np.ones((3, 2)).T], rows, 3, 1)
+    assert not target.any()  # nothing written by the calls refused
+    _native.rows_add([target], [block], rows, 3, 1)
+    _native.rows_add([target], [2 * block], 0, 3, -1)
+    assert target.tolist() == [[-2.0] * 3, [-1.0] * 3, [0.0] * 3, [1.0] * 3]

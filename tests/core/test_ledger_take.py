@@ -1,0 +1,91 @@
+"""DeltaLedger.take leaves out the rows of a pane's blocks that hold nothing but zeros
+(-0.0 among them; NaN is a value) the same way with the compiled kernel
+(``monitor._native.nonzero_rows``) as with the numpy code: the same panes, rows and blocks,
+bit for bit, for models with one slice row and with many, panes of errors only, and
+panes added to twice."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from monitor import native
+from monitor.core.partials import DeltaLedger, PaneDelta
+
+
+def _block(rng: np.random.Generator, k: int, width: int) -> np.ndarray:
+    """Rows of which some hold only zeros (of either sign), others a few values, NaN too."""
+    block = np.zeros((k, width))
+    for r in range(k):
+        kind = rng.random()
+        if kind < 0.3:
+            block[r, rng.random(width) < 0.5] = -0.0
+        elif kind < 0.4:
+            block[r, int(rng.integers(0, width))] = np.nan
+        else:
+            cells = rng.random(width) < 0.3
+            cells[int(rng.integers(0, width))] = True
+            block[r, cells] = rng.normal(size=int(cells.sum()))
+    return block
+
+
+def _ledger(seed: int) -> DeltaLedger:
+    rng = np.random.default_rng(seed)
+    widths, slices = [6, 3], [5, 1]
+    ledger = DeltaLedger(10.0, widths, [[0.01], []])
+    for _ in range(40):
+        m = int(rng.integers(0, 2))
+        pane = int(rng.integers(0, 12))
+        if rng.random() < 0.15:
+            ledger.add_errors(m, pane, slices[m], [1.0], [0.0])
+            continue
+        k = int(rng.integers(1, slices[m] + 1))
+        rows = np.sort(rng.choice(slices[m], size=k, replace=False)).astype(np.int64)
+        decay = [_block(rng, k, widths[m]) for _ in ledger.decay_rates[m]]
+        ledger.add_sums(m, pane, _block(rng, k, widths[m]), decay, rows)
+    return ledger
+
+
+def _taken(ledger: DeltaLedger, m: int, compiled: bool) -> list[tuple[object, ...]]:
+    before = native.use(compiled)
+    try:
+        panes: list[PaneDelta] = ledger.take(m, arrays=True)
+    finally:
+        native.use(before)
+    return [
+        (p.pane, p.rows, np.asarray(p.plain).tobytes(), [np.asarray(d).tobytes() for d in p.decay],
+         p.err_ts, p.err)
+        for p in panes
+    ]  # fmt: skip
+
+
+@pytest.mark.skipif(not native.available(), reason="monitor._native is not built")
+@pytest.mark.parametrize("seed", range(30))
+def test_compiled_take_is_the_numpy_take(seed: int) -> None:
+    ledger = _ledger(seed)
+    for m in range(2):
+        other = copy.deepcopy(ledger)
+        assert _taken(ledger, m, True) == _taken(other, m, False)
+
+
+def test_nonzero_rows_checks_its_arguments() -> None:
+    if not native.available():
+        pytest.skip("monitor._native is not built")
+    from monitor import _native  # type: ignore[attr-defined]
+
+    with pytest.raises(ValueError):
+        _native.nonzero_rows([np.zeros((2, 3))], 4)
+    with pytest.raises(ValueError):
+        _native.nonzero_rows([np.zeros((2, 3))], 0)
+    with pytest.raises((BufferError, ValueError)):  # not C-contiguous
+        _native.nonzero_rows([np.ones((3, 2)).T], 3)
+    with pytest.raises(TypeError):
+        _native.nonzero_rows((np.zeros(3),), 3)
+    block = np.array([[0.0, -0.0], [0.0, 1.0], [np.nan, 0.0], [-0.0, 0.0]])
+    assert _native.nonzero_rows([block, block[1:3].copy(), np.zeros((0, 2))], 2) == [
+        [1, 2],
+        None,
+        None,
+    ]
