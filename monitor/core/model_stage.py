@@ -198,7 +198,7 @@ class ModelStage:
         self.panes_closed = 0
         self.error_panes: dict[int, dict[int, tuple[list[float], list[float]]]] = {}
         #: pane -> partition -> predictions sent raw for the warmup reference, waiting for
-        #: their pane to close (rows: event time, slice rows, features, prediction, score)
+        #: their pane to close (a chunk of columns per delta, in input order)
         self.warm: dict[int, dict[int, list[WarmChunk]]] = {}
         self.counts = np.zeros(len(COUNT_NAMES))
         self.delay = np.zeros(len(LABEL_DELAY_BUCKETS) + 1)
