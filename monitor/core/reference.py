@@ -56,7 +56,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -291,6 +291,10 @@ class StackedBins:
         return out
 
 
+#: The types of a numeric column read as one array (not bool, an int's subclass).
+_NUMBER_TYPES: Final = frozenset((int, float))
+
+
 def _numeric_value(value: Any) -> tuple[float | None, str | None]:
     """A numeric feature's value and why it cannot be used (None when it can), as the
     stream's accumulators judge it: a number; None or NaN is missing; an infinity is
@@ -339,12 +343,32 @@ def _snap(edges: F64, sorted_x: F64) -> F64:
     return out
 
 
+def _number_array(values: Sequence[Any]) -> F64 | None:
+    """``values`` as float64 when every one is an int or a float (the usual column, a
+    warmup's above all), else None: then each is judged by :func:`_numeric_value`."""
+    if not set(map(type, values)) <= _NUMBER_TYPES:
+        return None
+    return np.array(values, dtype=np.float64).reshape(len(values))
+
+
+def _numeric_parts(values: Sequence[Any]) -> tuple[F64, Counter[str | None]]:
+    """A numeric column's usable numbers, in order, and how many values each reason
+    counts (None: usable), as :func:`_numeric_value` judges each value."""
+    x = _number_array(values)
+    if x is None:
+        parsed = [_numeric_value(v) for v in values]
+        reasons = Counter(r for _, r in parsed)
+        return np.array([v for v, r in parsed if r is None], dtype=np.float64), reasons
+    usable = np.isfinite(x)
+    n, missing = int(usable.sum()), int(np.isnan(x).sum())
+    # ``+`` keeps the reasons that occur, as counting value by value does
+    return x[usable], +Counter({None: n, "missing": missing, "non_finite": len(x) - n - missing})
+
+
 def _numeric_reference(
     name: str, values: Sequence[Any], bins: int, source: str
 ) -> tuple[NumericReference, Counter[str | None]]:
-    parsed = [_numeric_value(v) for v in values]
-    reasons = Counter(r for _, r in parsed)
-    x = np.array([v for v, r in parsed if r is None], dtype=np.float64)
+    x, reasons = _numeric_parts(values)
     if len(x) == 0:
         raise ConfigError(source, [f"{source}: column {name!r}: no numeric values"])
     edges = _snap(np.quantile(x, np.linspace(0.0, 1.0, bins + 1)), np.sort(x))
@@ -508,11 +532,16 @@ def _pca_reference(names: list[str], columns: Mapping[str, Sequence[Any]]) -> Pc
     too few such rows to fit one)."""
     if len(names) < 2:
         return None
-    cols = [[_numeric_value(v)[0] for v in columns[n]] for n in names]
-    x = np.array(
-        [row for row in zip(*cols, strict=True) if all(v is not None for v in row)],
-        dtype=np.float64,
-    ).reshape(-1, len(names))
+    arrays = [a for a in (_number_array(columns[n]) for n in names) if a is not None]
+    if len(arrays) == len(names) and len({len(a) for a in arrays}) == 1:
+        block = np.column_stack(arrays)
+        x = block[np.isfinite(block).all(axis=1)]
+    else:
+        cols = [[_numeric_value(v)[0] for v in columns[n]] for n in names]
+        x = np.array(
+            [row for row in zip(*cols, strict=True) if all(v is not None for v in row)],
+            dtype=np.float64,
+        ).reshape(-1, len(names))
     if len(x) < max(20, 4 * len(names)):
         return None
     mean = x.mean(axis=0)
