@@ -229,13 +229,10 @@ class WindowSet:
         if compiled is not None:
             first = rows.start if isinstance(rows, slice) else rows
             if acc is None:
-                if sign == 1.0 and isinstance(rows, slice) and rows == slice(0, self.rows):
-                    self.open[pane] = plain.copy()
-                    self.open_decay[pane] = [d.copy() for d in decay]
+                opened = self._open_for_rows(pane, plain, decay, sign, rows)
+                if opened is None:
                     return
-                acc = self.open[pane] = np.zeros((self.rows, self.width))
-                decayed = self.open_decay[pane] = [np.zeros((self.rows, self.width))
-                                                   for _ in self.decay_rates]  # fmt: skip
+                acc, decayed = opened
                 mode = 0 if sign == 1.0 else -1
             else:
                 decayed = self.open_decay[pane]
@@ -248,14 +245,10 @@ class WindowSet:
             if rows.tolist() == list(range(first, first + len(rows))):
                 at = slice(first, first + len(rows))  # a view: no gather and scatter
         if acc is None:
-            if sign == 1.0 and isinstance(at, slice) and at == slice(0, self.rows):
-                # every row: copies of the blocks, not zeros written over
-                self.open[pane] = plain.copy()
-                self.open_decay[pane] = [d.copy() for d in decay]
+            opened = self._open_for_rows(pane, plain, decay, sign, at)
+            if opened is None:
                 return
-            acc = self.open[pane] = np.zeros((self.rows, self.width))
-            decayed = self.open_decay[pane] = [np.zeros((self.rows, self.width))
-                                               for _ in self.decay_rates]  # fmt: skip
+            acc, decayed = opened
             if sign == 1.0:
                 acc[at] = plain
                 for target, add in zip(decayed, decay, strict=True):
@@ -269,6 +262,21 @@ class WindowSet:
             acc[at] -= plain
             for target, add in zip(self.open_decay[pane], decay, strict=True):
                 target[at] -= add
+
+    def _open_for_rows(
+        self, pane: int, plain: F64, decay: list[F64], sign: float, at: I64 | slice
+    ) -> tuple[F64, list[F64]] | None:
+        """Open ``pane`` for blocks of the rows ``at`` added (``sign`` 1) or taken back:
+        blocks of every row added become the pane (copies of them, not zeros written
+        over: None); else its sums start at zero (returned, plain and decay)."""
+        if sign == 1.0 and isinstance(at, slice) and at == slice(0, self.rows):
+            self.open[pane] = plain.copy()
+            self.open_decay[pane] = [d.copy() for d in decay]
+            return None
+        acc = self.open[pane] = np.zeros((self.rows, self.width))
+        decayed = self.open_decay[pane] = [np.zeros((self.rows, self.width))
+                                           for _ in self.decay_rates]  # fmt: skip
+        return acc, decayed
 
     def _add_closed(self, pane: int, upto: int, acc: F64) -> None:
         """The plain part of a late addition: ``all``, the ring and the sliding windows."""
