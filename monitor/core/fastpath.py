@@ -1416,8 +1416,7 @@ def _plan_plain(
     if not valid.all():
         split.reject(at[sel[~valid]])
         keep = np.flatnonzero(valid)
-        ends = np.cumsum(sizes)
-        sizes = np.diff(np.searchsorted(keep, ends), prepend=0).tolist()
+        sizes = _sizes_kept(sizes, keep)
         kept = keep.tolist()
         pids = list(map(pids.__getitem__, kept))
         group = list(map(group.__getitem__, kept))
@@ -1905,7 +1904,7 @@ def _plan_joins(
     if not valid.all():
         split.reject(at[pos[~valid]])
         keep = np.flatnonzero(valid)
-        sizes = np.diff(np.searchsorted(keep, np.cumsum(sizes)), prepend=0).tolist()
+        sizes = _sizes_kept(sizes, keep)
         pids = [pids[j] for j in keep.tolist()]
         pos, codes = pos[keep], codes[keep]
         if not pids:
@@ -1918,6 +1917,13 @@ def _plan_joins(
             a += n
     apply = partial(_take_joins, engine, split, m, numbers, sizes, idx, pids, ts[pos], codes)
     split.plans.append((numbers[0], idx, apply))
+
+
+def _sizes_kept(sizes: list[int], keep: I64) -> list[int]:
+    """How many of each partition's rows stay (``sizes``: the partitions' runs of rows, in
+    order) when only the rows at ``keep`` (ascending) do."""
+    out: list[int] = np.diff(np.searchsorted(keep, np.cumsum(sizes)), prepend=0).tolist()
+    return out
 
 
 def _plan_early(
