@@ -42,6 +42,7 @@ from monitor.events.message import Message, MessageBatch
 from monitor.http import HttpServer
 from monitor.kafka.sink import KafkaSink
 from monitor.kafka.source import Source, make_source
+from monitor.label_pacing import LabelPacer
 from monitor.logs import RateLimitedLogger
 from monitor.outputs.alerts import AlertmanagerPusher, alert_dict, alert_json
 from monitor.outputs.exports import Exports
@@ -215,6 +216,10 @@ class App:
         #: partitions this loop paused.
         self.paused = False
         self.held: set[tuple[str, int]] = set()
+        #: Labels partitions paused because they ran ahead of their predictions (a backlog
+        #: read by both topics at once): see :mod:`monitor.label_pacing`.
+        kafka = config.kafka
+        self.pacer = LabelPacer(kafka.predictions_topic, kafka.labels_topic, kafka.label_lead)
         # A poll held a large message since the heap was last trimmed with every output
         # delivered: the dead letters that copy such messages are freed only once sent.
         self.trim_due = False
@@ -363,6 +368,7 @@ class App:
                     self.last_seen[tp] = self.heartbeat
                 self._note_record_times(batch, sources)
                 self._process(batch)
+                self._pace()
                 large = gc_policy.holds_large(batch.values)
                 del batch, messages  # freed before the heap is trimmed
                 if large:
@@ -449,12 +455,27 @@ class App:
         if time.monotonic() < self._next_retry:
             return
         if self.sink.flush(RETRY_FLUSH_S):
-            self.source.resume(self.held)
+            self.source.resume(self.held - self.pacer.held)  # paced ones stay paused
             self.paused = False
             self.held = set()
             log.info("consumption_resumed")
         else:
             self._next_retry = time.monotonic() + RETRY_S
+
+    def _pace(self) -> None:
+        """Pause the labels partitions that ran ahead of their predictions, resume those
+        whose predictions caught up (:class:`~monitor.label_pacing.LabelPacer`). Paused
+        for the outputs (:meth:`_backpressure`), a partition to resume stays paused until
+        the outputs resume it."""
+        event_times = {n: state.max_ts for n, state in self.engine.partitions.items()}
+        pause, resume = self.pacer.decide(event_times, self.lag, self.source.assignment())
+        if pause:
+            self.source.pause(pause)
+            log.debug("labels_paced", paused=sorted(pause))
+        if resume:
+            if not self.paused:
+                self.source.resume(resume)
+            log.debug("labels_paced", resumed=sorted(resume))
 
     def _process(self, messages: Sequence[Message]) -> None:
         core = self.core if self.core is not None else self.engine
@@ -589,6 +610,7 @@ class App:
             self.trim_due = False
         self.lag = self.source.lag()
         self._track_input()
+        self._pace()  # the lag just read may free a labels partition no poll reads
         if not self.input_up:
             self._judge_readiness(lag_known=True)
             self._publish()
@@ -691,6 +713,7 @@ class App:
             alerts=self.alerts_sent,
             output_backlog=self.sink.backlog,
             paused=self.paused,
+            paced=len(self.pacer.held),
             checkpoint_failures=dict(self.checkpoint_failures),
             input_up=self.input_up,
         )

@@ -222,6 +222,14 @@ class KafkaConfig(_Strict):
         ge=0,
         description="confluent: wait before refetching a partition whose local queue is full",
     )
+    label_lead: Duration = Field(
+        60.0,
+        ge=0,
+        description=(
+            "while a predictions partition has records left to read, its labels partition"
+            " is paused once it is this far ahead in event time (0: never paused)"
+        ),
+    )
 
     @model_validator(mode="after")
     def _sasl_complete(self) -> KafkaConfig:

@@ -533,11 +533,36 @@ class KafkaSource:
             tps = [TopicPartition(t, p) for t, p in sorted(keys & owned)]
             if tps:
                 consumer.resume(*tps)
+                _unpark(consumer, tps)
 
     def paused(self) -> set[TP]:
         """Partitions paused by :meth:`pause` and still assigned."""
         with self._lock:
             return set(self._user_paused) & self.assignment()
+
+
+def _unpark(consumer: Any, tps: list[TopicPartition]) -> None:
+    """Make kafka-python fetch resumed partitions again from their positions.
+
+    kafka-python 3.0 parks the records it had fetched for a partition that was then paused
+    and, after ``resume``, hands them back only at a poll that finds no other partition's
+    records in line (its check is for ``None``, and a drained batch stays in line): until
+    then it neither returns the partition's records nor fetches it again, so a partition
+    resumed while another is being read can stall for good. The parked records were not
+    returned, so the position still stands before them: dropping them makes the next fetch
+    read them again. (Private attributes, looked up defensively: another version without
+    them is left alone.)
+    """
+    fetcher = getattr(consumer, "_fetcher", None)
+    for name in ("_paused_partition_records", "_paused_completed_fetches"):
+        parked = getattr(fetcher, name, None)
+        if not isinstance(parked, dict):
+            continue
+        for tp in tps:
+            held = parked.pop(tp, None)
+            drain = getattr(held, "drain", None)
+            if callable(drain):
+                drain()
 
 
 def _close_quietly(consumer: Any) -> None:

@@ -61,6 +61,7 @@ family                                                  type       labels
 ``monitor_dead_letters_total``                          counter
 ``monitor_output_backlog``                              gauge
 ``monitor_consumption_paused``                          gauge
+``monitor_labels_paced_partitions``                     gauge
 ``monitor_alerts_sent_total``                           counter
 ``monitor_build_info``                                  gauge      version
 ======================================================  =========  ====================
@@ -224,6 +225,8 @@ class RuntimeStats:
     #: Alert and dead-letter records not yet delivered; whether input is paused for them.
     output_backlog: int = 0
     paused: bool = False
+    #: Labels partitions paused because they ran ahead of their predictions in event time.
+    paced: int = 0
     #: Failed checkpoint writes since start, by reason (see ``monitor.app``).
     checkpoint_failures: Mapping[str, int] = field(default_factory=dict)
     #: Whether the input can be read: connected, and the broker answering.
@@ -401,6 +404,10 @@ class _Families:
         )
         self.paused = gauge(
             "consumption_paused", "1 while input is paused because the outputs cannot deliver."
+        )
+        self.paced = gauge(
+            "labels_paced_partitions",
+            "Labels partitions paused while they run ahead of their predictions in event time.",
         )
         self.alerts = counter("alerts_sent", "Alert events sent to the alert topic.")
         self.build_info = gauge(
@@ -619,6 +626,7 @@ def _add_runtime(f: _Families, runtime: RuntimeStats) -> None:
     f.alerts.add_metric([], float(runtime.alerts))
     f.output_backlog.add_metric([], float(runtime.output_backlog))
     f.paused.add_metric([], 1.0 if runtime.paused else 0.0)
+    f.paced.add_metric([], float(runtime.paced))
 
 
 # --- The fast render: the exposition text of one snapshot, built once at update ---------
@@ -1084,6 +1092,7 @@ class _Renderer:
         add(f["alerts"], f["alerts"].prefix(()), runtime.alerts)
         add(f["output_backlog"], f["output_backlog"].prefix(()), runtime.output_backlog)
         add(f["paused"], f["paused"].prefix(()), 1.0 if runtime.paused else 0.0)
+        add(f["paced"], f["paced"].prefix(()), runtime.paced)
 
 
 def _floats(read: list[float]) -> np.ndarray:
