@@ -177,8 +177,6 @@ def daemon_config(bootstrap: str, names: dict[str, str], client: str, work: Path
             "task": "binary",
             "positive_class": 1,
             "label_ttl": "6h",
-            # One topic may be read well ahead of the other: keep every early label.
-            "max_early_labels": 2_000_000,
             "windows": WINDOWS,
             "features": dict.fromkeys(FEATURES, "numeric"),
             "reference": str(work / "reference.csv"),
