@@ -428,7 +428,8 @@ class ReplicaStages:
         model-level part replaced by the owned models' stage 2: a model this replica does
         not own, or still reads the history of, is left out."""
         out = Report(watermark=local.watermark, panes_closed=local.panes_closed,
-                     events=local.events, rejects=dict(local.rejects))  # fmt: skip
+                     events=local.events, rejects=dict(local.rejects),
+                     unnamed=dict(local.unnamed))  # fmt: skip
         for name, stage in self.stages.items():
             if self._live(name):
                 out.models[name] = stage.report()

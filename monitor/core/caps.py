@@ -321,4 +321,6 @@ class EarlyCaps:
                 gone = early.pop(pid)
                 if gone.model >= 0:
                     state.counts[gone.model][EARLY_LABELS_EVICTED] += 1
+                else:
+                    state.unnamed["early_labels_evicted"] += 1
             engine.early_total -= queue.victims

@@ -20,6 +20,7 @@ __all__ = [
     "MATCHED",
     "ORPHAN_LABELS",
     "PREDICTIONS",
+    "UNNAMED_COUNTS",
 ]
 
 COUNT_NAMES = (
@@ -45,3 +46,7 @@ DUPLICATE_LABELS = 6
 DUPLICATE_PREDICTIONS = 7
 EARLY_LABELS_EVICTED = 8
 LATE = 9
+
+#: How a label that names no model can leave the join without joining: a partition counts
+#: these apart (``PartitionState.unnamed``), since no model's counts can hold them.
+UNNAMED_COUNTS = ("orphan_labels", "early_labels_evicted")

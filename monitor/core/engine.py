@@ -56,6 +56,7 @@ from monitor.core.counts import (
     EXPIRED,
     MATCHED,  # noqa: F401  (the module docstring's example reads it)
     ORPHAN_LABELS,
+    UNNAMED_COUNTS,
 )
 from monitor.core.counts import (
     LATE as LATE,  # deltas and model_stage import it from here
@@ -89,6 +90,9 @@ class PartitionState:
     offsets: dict[str, int] = field(default_factory=dict)  # topic -> next offset to read
     max_ts: dict[str, float] = field(default_factory=dict)  # topic -> largest event time
     rejects: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: Labels that named no model and left the join without joining, by how they left
+    #: (``orphan_labels``, ``early_labels_evicted``): no model's count can hold them.
+    unnamed: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass
@@ -326,6 +330,7 @@ class Engine:
             state.offsets = dict(was_state.offsets)
             state.max_ts = dict(was_state.max_ts)
             state.rejects = Counter(was_state.rejects)
+            state.unnamed = Counter(was_state.unnamed)
         self.early_total = sum(len(s.join.early) for s in self.partitions.values())
         self.watermark = old.watermark
         self.closed_upto = old.closed_upto
@@ -704,6 +709,8 @@ class Engine:
                 self.early_total -= 1
                 if label.model >= 0:
                     state.counts[label.model][ORPHAN_LABELS] += 1
+                else:
+                    state.unnamed["orphan_labels"] += 1
 
     # ------------------------------------------------------------------ warmup reference
     def _install_profile(self, model: ModelState, profile: ReferenceProfile, pane: int,
@@ -750,7 +757,17 @@ class Engine:
         for state in self.partitions.values():
             for key, n in state.rejects.items():
                 report.rejects[key] = report.rejects.get(key, 0) + n
+        report.unnamed = self.unnamed_labels()
         return report
+
+    def unnamed_labels(self) -> dict[str, float]:
+        """Labels that named no model and left the join without joining, by how they
+        left (:data:`~monitor.core.counts.UNNAMED_COUNTS`), over the partitions held."""
+        out = dict.fromkeys(UNNAMED_COUNTS, 0.0)
+        for state in self.partitions.values():
+            for name, n in state.unnamed.items():
+                out[name] += n
+        return out
 
     def summary(self) -> dict[str, Any]:
         """Stage 1's part of ``summary.json`` over the partitions it holds: each model's
@@ -773,7 +790,8 @@ class Engine:
         for state in self.partitions.values():
             for (_topic, reason), n in state.rejects.items():
                 rejects[reason] += n
-        return {"models": models, "rejects": dict(sorted(rejects.items()))}
+        return {"models": models, "rejects": dict(sorted(rejects.items())),
+                "unnamed_labels": self.unnamed_labels()}  # fmt: skip
 
 
 def _last_offsets(batch: MessageBatch) -> dict[tuple[str, int], int]:

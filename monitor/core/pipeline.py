@@ -252,6 +252,7 @@ class Pipeline:
         for state in self.engine.partitions.values():
             for key, n in state.rejects.items():
                 report.rejects[key] = report.rejects.get(key, 0) + n
+        report.unnamed = self.engine.unnamed_labels()
         for name, stage in self.stages.items():
             report.models[name] = self._model_report(stage)
         return report
@@ -300,6 +301,7 @@ class Pipeline:
             for (_topic, reason), n in state.rejects.items():
                 rejects[reason] += n
         out["rejects"] = dict(sorted(rejects.items()))
+        out["unnamed_labels"] = final.engine.unnamed_labels()
         return out
 
 

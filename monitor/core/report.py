@@ -91,6 +91,9 @@ class Report:
 
     models: dict[str, ModelReport] = field(default_factory=dict)
     rejects: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: Labels that named no model and left the join unjoined, by ``COUNT_NAMES`` name
+    #: (``orphan_labels``, ``early_labels_evicted``): exported with ``model=""``.
+    unnamed: dict[str, float] = field(default_factory=dict)
     watermark: float = float("-inf")
     panes_closed: int = 0
     events: int = 0

@@ -77,7 +77,9 @@ since the state began (it survives restarts with the checkpoint): alert on
 ``increase(...[5m]) > 0``, which a scrape cannot miss, unlike the last pane's count.
 
 ``outcome`` is one of ``matched``, ``expired``, ``evicted``, ``orphan_label``,
-``duplicate_label``, ``duplicate_prediction``, ``early_label_evicted``. The runtime
+``duplicate_label``, ``duplicate_prediction``, ``early_label_evicted``. A label that names
+no model and leaves the join without its prediction (``orphan_label``,
+``early_label_evicted``) is counted with ``model=""``: no model's series can hold it. The runtime
 families (consumer lag to alerts) are exported only when the loop passes
 :class:`RuntimeStats` (not in ``replay``).
 
@@ -320,7 +322,10 @@ class _Families:
         )
         self.labels = counter("labels_received", "Valid label events received.", ("model",))
         self.join = counter(
-            "join", "Outcomes of the prediction-label join.", ("model", "outcome")
+            "join",
+            "Outcomes of the prediction-label join; model=\"\": labels naming no model that"
+            " left unjoined.",
+            ("model", "outcome"),
         )
         self.late = counter(
             "late_events", "Events for an already closed pane (cumulative window only).",
@@ -515,6 +520,8 @@ class MonitorCollector:
     def _add_report(self, f: _Families, report: Report) -> None:
         for model in report.models.values():
             _add_model(f, model)
+        for key, count in sorted(report.unnamed.items()):
+            f.join.add_metric(["", _JOIN_OUTCOMES[key]], float(count))
         for (topic, reason), count in report.rejects.items():
             f.rejected.add_metric([topic, reason], float(count))
         if math.isfinite(report.watermark):
@@ -830,6 +837,8 @@ class _Renderer:
         if report is not None:
             for model in report.models.values():
                 self._model(model, add)
+            for key, count in sorted(report.unnamed.items()):
+                add(f["join"], f["join"].prefix(("", _JOIN_OUTCOMES[key])), count)
             parts.append(self._slice_counters(report))
             for (topic, reason), count in report.rejects.items():
                 add(f["rejected"], f["rejected"].prefix((topic, reason)), count)

@@ -52,7 +52,7 @@ from river.drift.binary.hddm_w import SampleInfo
 from monitor.config import AlertRuleConfig, ModelConfig, MonitorConfig, TimeConfig
 from monitor.core.alerting import Alerting
 from monitor.core.baseline import Baseline
-from monitor.core.counts import COUNT_NAMES
+from monitor.core.counts import COUNT_NAMES, UNNAMED_COUNTS
 from monitor.core.detectors import (
     CalibratedCusum,
     ErrorDetectors,
@@ -351,6 +351,8 @@ class PartitionRec(msgspec.Struct):
     offsets: dict[str, int]
     max_ts: dict[str, float]
     rejects: list[tuple[str, str, int]]
+    #: Labels naming no model that left unjoined, by count name (absent before it was kept).
+    unnamed: dict[str, float] = {}
 
 
 class LegacyRec(msgspec.Struct):
@@ -626,7 +628,7 @@ STATE_FIELDS: dict[type, Fields] = {
         "index config name codec class_names layout baseline class_index windows pane metrics",
     ),
     PartitionState: _f(
-        "join counts delay delay_sum offsets max_ts rejects",
+        "join counts delay delay_sum offsets max_ts rejects unnamed",
     ),
     JoinBuffer: _f("pending early matched", "_owners _bound"),
     WindowSet: _f(
@@ -873,6 +875,7 @@ def _partition(state: PartitionState) -> PartitionRec:
         offsets=dict(state.offsets),
         max_ts=dict(state.max_ts),
         rejects=[(t, r, int(n)) for (t, r), n in state.rejects.items()],
+        unnamed={name: float(n) for name, n in state.unnamed.items()},
     )
 
 
@@ -925,6 +928,11 @@ def _set_partition(
     state.offsets = {str(t): int(o) for t, o in r.offsets.items()}
     state.max_ts = {str(t): float(x) for t, x in r.max_ts.items()}
     state.rejects = Counter({(t, reason): int(c) for t, reason, c in r.rejects})
+    if not set(r.unnamed) <= set(UNNAMED_COUNTS) or not all(
+        math.isfinite(n) and n >= 0 for n in r.unnamed.values()
+    ):
+        raise FormatError("unnamed label counts of an unknown name or an invalid value")
+    state.unnamed = Counter({str(name): float(n) for name, n in r.unnamed.items()})
 
 
 def _legacy_warmup(engine: Engine, r: LegacyRec) -> dict[int, dict[int, list[tuple[Any, ...]]]]:

@@ -153,9 +153,9 @@ def test_label_after_expiry_waits_then_counts_as_orphan() -> None:
     assert counts(engine, "c")["orphan_labels"] == 0
 
 
-def test_unnamed_orphan_label_leaves_without_a_model_count() -> None:
-    """A label naming no model cannot be charged to one: it leaves the buffer uncounted
-    per model (the documented behaviour: orphan_labels counts named labels)."""
+def test_unnamed_orphan_label_is_counted_apart_from_the_models() -> None:
+    """A label naming no model cannot be charged to one: when it expires unjoined it is
+    counted among the unnamed labels (``monitor_join_total{model=""}``), not per model."""
     engine = make_engine(label_ttl="60s")
     feed = Feed(engine)
     assert feed(feed.label("ghost", T0), feed.pred("p", T0)) == []
@@ -163,6 +163,26 @@ def test_unnamed_orphan_label_leaves_without_a_model_count() -> None:
     assert feed(feed.pred("q", T0 + 300), feed.label("q", T0 + 300)) == []
     c = counts(engine)
     assert (c["early_labels_pending"], c["orphan_labels"]) == (0, 0)
+    assert engine.report().unnamed == {"orphan_labels": 1, "early_labels_evicted": 0}
+    assert engine.summary()["unnamed_labels"] == {"orphan_labels": 1, "early_labels_evicted": 0}
+
+
+def test_unnamed_early_labels_evicted_at_the_cap_are_counted() -> None:
+    """Labels naming no model evicted at ``max_early_labels`` are counted, never dropped
+    silently, and exported with ``model=""``."""
+    from prometheus_client import CollectorRegistry
+
+    from monitor.outputs.prometheus import MonitorCollector
+
+    engine = make_engine(max_early_labels=2)
+    feed = Feed(engine)
+    assert feed(*[feed.label(f"l{i}", T0 + i) for i in range(5)]) == []
+    assert counts(engine)["early_labels_evicted"] == 0  # no model's
+    assert engine.report().unnamed["early_labels_evicted"] == 3
+    registry = CollectorRegistry()
+    MonitorCollector(registry).update(engine.report())
+    labels = {"model": "", "outcome": "early_label_evicted"}
+    assert registry.get_sample_value("monitor_join_total", labels) == 3.0
 
 
 # --------------------------------------------------------------------------- caps

@@ -83,7 +83,8 @@ def _model_series(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], fl
     out = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name.startswith(MODEL_FAMILIES) and "model" in sample.labels:
+            # model="": stage 1's count of labels naming no model, each replica's own.
+            if sample.name.startswith(MODEL_FAMILIES) and sample.labels.get("model"):
                 labels = {k: v for k, v in sample.labels.items() if k != "group_id"}
                 out[(sample.name, tuple(sorted(labels.items())))] = sample.value
     return out

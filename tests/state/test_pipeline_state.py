@@ -32,6 +32,17 @@ def feed(core: Any, start: int, stop: int, step: int = 25) -> Any:
     return core
 
 
+def _before_unnamed(
+    straight: dict[str, Any], resumed: dict[str, Any]
+) -> tuple[dict[str, Any], ...]:
+    """The two summaries without ``unnamed_labels``, which a state written before they were
+    kept resumes from zero: the resumed run counts those after the checkpoint only."""
+    a, b = dict(straight), dict(resumed)
+    was, now = a.pop("unnamed_labels"), b.pop("unnamed_labels")
+    assert all(0 <= now[k] <= was[k] for k in was), (was, now)
+    return a, b
+
+
 def close(a: Any, b: Any, where: str = "") -> None:
     """``a`` equals ``b`` to rounding (sums taken in another order), NaN equal to NaN."""
     if isinstance(a, dict):
@@ -103,7 +114,7 @@ def test_an_engine_checkpoint_of_format_two_goes_on_as_one_process(cut: int) -> 
     assert [(e.alert_id, e.status) for e in old_rules.feed(got)] == [
         (e.alert_id, e.status) for e in rules.feed(want)
     ]
-    close(straight.summary(), core.summary())
+    close(*_before_unnamed(straight.summary(), core.summary()))
 
 
 def test_the_stored_format_two_fixture_goes_on_as_one_process() -> None:
@@ -123,7 +134,7 @@ def test_the_stored_format_two_fixture_goes_on_as_one_process() -> None:
     assert [(e.alert_id, e.status) for e in old_rules.feed(got)] == [
         (e.alert_id, e.status) for e in rules.feed(want)
     ]
-    close(straight.summary(), core.summary())
+    close(*_before_unnamed(straight.summary(), core.summary()))
 
 
 def test_a_core_checkpoint_of_format_three_goes_on_exactly() -> None:
@@ -150,7 +161,7 @@ def test_a_core_checkpoint_of_format_three_goes_on_exactly() -> None:
     for a, b in zip(want, got, strict=True):
         close(a.signals, b.signals, f"{a.model}@{a.pane_end}")
     assert old_rules.feed(got) == rules.feed(want)
-    close(core.summary(), straight.summary())
+    close(*reversed(_before_unnamed(straight.summary(), core.summary())))
 
 
 def test_a_partition_snapshot_of_format_three_is_read_without_its_windows() -> None:
@@ -164,5 +175,8 @@ def test_a_partition_snapshot_of_format_three_is_read_without_its_windows() -> N
         old = _before_format_4(f"snapshot3@420/{number}")
         assert "windows" in old["snapshot"]["state"] and old["format"] == 3
         snap = fmt.decode_snapshot(msgspec.msgpack.encode(old), Engine(config))
+        # That version did not keep the counts of labels naming no model that left unjoined.
+        assert not snap.state.unnamed
+        snap.state.unnamed = engine.partitions[number].unnamed.copy()
         mine = fmt.encode_snapshot(engine.export_partition(number))
         assert fmt.encode_snapshot(snap) == mine
