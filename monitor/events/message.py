@@ -116,7 +116,7 @@ class MessageBatch(Sequence[Message]):
 
     def last_rows(self) -> dict[tuple[str, int], int]:
         """The row of each (topic, partition)'s last message, the pairs in order of first
-        appearance: what a poll moves per partition (its next offset, its newest record's
+        appearance: what a poll moves per partition (its next offset, its last record's
         time). Given by the source that built the batch, else found once and kept."""
         if self._last is None:
             self._last = _last_rows(self.topics, self.partitions)
