@@ -4,8 +4,9 @@
  * events (monitor/core/fastpath.py), of a window set's pane close
  * (monitor/core/windows.py, WindowSet.close), of a delta's row blocks taken out of stage
  * 1's ledger and added into stage 2's open panes (monitor/core/partials.py,
- * DeltaLedger.take; WindowSet.add_rows) and of the replay's reading of kcat -J lines
- * (monitor/replay.py): each in its own section below.
+ * DeltaLedger.take; WindowSet.add_rows), of the replay's reading of kcat -J lines
+ * (monitor/replay.py) and of the confluent source's reading of a consume's records
+ * (monitor/kafka/confluent_source.py): each in its own section below.
  *
  * The pending table keeps its index as numpy columns: an open-addressing table of int32
  * row numbers (linear probing, -1 for an empty slot) over rows that hold the CRC-32 of
@@ -1784,6 +1785,246 @@ done:
     return out;
 }
 
+/* ---------------------------------------------------------------- a consume's records
+ * The confluent source's reading of one Consumer.consume (monitor/kafka/confluent_source.py,
+ * _record_columns): each record's error(), topic(), partition(), offset(), value() and
+ * timestamp()[1] into columns, and the row of each (topic, partition)'s last record, in
+ * one pass instead of six list comprehensions and a set built per message. The records are
+ * only called through their methods (no confluent-kafka header): when a record's type
+ * looks its methods up the generic way (no instance dict, the default getattr) and they
+ * are C methods, the descriptors are found once and called straight; any other object
+ * through an ordinary method call. */
+
+enum { R_ERROR, R_TOPIC, R_PARTITION, R_OFFSET, R_VALUE, R_TIMESTAMP, R_METHODS };
+static const char *record_method[R_METHODS] = {"error", "topic", "partition", "offset",
+                                               "value", "timestamp"};
+static PyObject *record_name[R_METHODS]; /* interned at the module's init */
+static PyObject *one;                    /* the int 1: timestamp()'s item that is kept */
+
+/* The methods of the records of one type, looked up once per call of record_columns. */
+typedef struct {
+    PyTypeObject *type;           /* NULL: none looked up yet */
+    PyObject *descr[R_METHODS];   /* held; NULL: call by name */
+} methods_t;
+
+static void
+methods_clear(methods_t *m)
+{
+    for (int k = 0; k < R_METHODS; k++)
+        Py_CLEAR(m->descr[k]);
+    m->type = NULL;
+}
+
+static void
+methods_of(methods_t *m, PyTypeObject *type)
+{
+    int plain = type->tp_getattro == PyObject_GenericGetAttr && type->tp_dictoffset == 0;
+#ifdef Py_TPFLAGS_MANAGED_DICT
+    plain = plain && !(type->tp_flags & Py_TPFLAGS_MANAGED_DICT);
+#endif
+    methods_clear(m);
+    m->type = type;
+    for (int k = 0; k < R_METHODS; k++) {
+        PyObject *d = plain ? _PyType_Lookup(type, record_name[k]) : NULL;
+        if (d != NULL && Py_IS_TYPE(d, &PyMethodDescr_Type)) {
+            Py_INCREF(d);
+            m->descr[k] = d;
+        }
+    }
+}
+
+static PyObject *
+call_method(methods_t *m, PyObject *record, int k)
+{
+    if (Py_TYPE(record) != m->type)
+        methods_of(m, Py_TYPE(record));
+    PyObject *args[1] = {record};
+    if (m->descr[k] != NULL)
+        return PyObject_Vectorcall(m->descr[k], args, 1, NULL);
+    return PyObject_VectorcallMethod(record_name[k], args, 1, NULL);
+}
+
+/* A (topic, partition) pair met in the records, its first topic and partition objects and
+ * the row of its last record. */
+typedef struct {
+    PyObject *topic;
+    PyObject *partition;
+    Py_ssize_t last;
+} pair_t;
+
+/* The index of the pair (topic, partition) in pairs[0:*count], added when new (the
+ * previous record's pair tried first); -1 with an error set. */
+static Py_ssize_t
+pair_of(pair_t **pairs, Py_ssize_t *count, Py_ssize_t *room, Py_ssize_t previous,
+        PyObject *topic, PyObject *partition)
+{
+    for (Py_ssize_t t = -1; t < *count; t++) {
+        Py_ssize_t j = t < 0 ? previous : t;
+        if (j < 0 || (t >= 0 && j == previous))
+            continue;
+        pair_t *p = &(*pairs)[j];
+        int same = PyObject_RichCompareBool(p->partition, partition, Py_EQ);
+        if (same > 0)
+            same = PyObject_RichCompareBool(p->topic, topic, Py_EQ);
+        if (same < 0)
+            return -1;
+        if (same)
+            return j;
+    }
+    if (*count == *room) {
+        Py_ssize_t more = *room * 2;
+        pair_t *grown = PyMem_Realloc(*pairs, (size_t)more * sizeof(pair_t));
+        if (grown == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        *pairs = grown;
+        *room = more;
+    }
+    pair_t *p = &(*pairs)[*count];
+    Py_INCREF(topic);
+    Py_INCREF(partition);
+    p->topic = topic;
+    p->partition = partition;
+    p->last = -1;
+    return (*count)++;
+}
+
+PyDoc_STRVAR(record_columns_doc,
+"record_columns(records) -> (topics, partitions, offsets, values, timestamps, kept,\n"
+"                            errors, last)\n\n"
+"One consume's records (a list of objects with the methods of confluent_kafka.Message)\n"
+"as columns: of each record whose error() is None (kept: those records, a copy of the\n"
+"list when every one is), its topic(), partition(), offset(), value() and timestamp()[1];\n"
+"errors: the records with an error, in order; last: {(topic, partition): row of its\n"
+"last kept record}, the pairs in order of first appearance. A pair's topic and\n"
+"partition objects are its first record's, in the columns too.");
+
+static PyObject *
+record_columns(PyObject *self, PyObject *args)
+{
+    PyObject *records;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!", &PyList_Type, &records))
+        return NULL;
+    /* A copy: a record's method could change the list. */
+    PyObject *items = PyList_GetSlice(records, 0, PyList_GET_SIZE(records));
+    if (items == NULL)
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(items), kept = 0, count = 0, room = 16, previous = -1;
+    PyObject *cols[5] = {NULL, NULL, NULL, NULL, NULL};
+    PyObject *errors = NULL, *rows = NULL, *last = NULL, *result = NULL;
+    methods_t methods = {NULL, {NULL}};
+    pair_t *pairs = PyMem_Malloc((size_t)room * sizeof(pair_t));
+    char *failed = PyMem_Calloc((size_t)n + 1, 1); /* the records with an error */
+    if (pairs == NULL || failed == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if ((errors = PyList_New(0)) == NULL)
+        goto done;
+    for (int c = 0; c < 5; c++)
+        if ((cols[c] = PyList_New(n)) == NULL)
+            goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *record = PyList_GET_ITEM(items, i);
+        PyObject *error = call_method(&methods, record, R_ERROR);
+        if (error == NULL)
+            goto done;
+        Py_DECREF(error);
+        if (error != Py_None) {
+            failed[i] = 1;
+            if (PyList_Append(errors, record) < 0)
+                goto done;
+            continue;
+        }
+        PyObject *v[5] = {NULL, NULL, NULL, NULL, NULL};
+        for (int c = 0; c < 5; c++)
+            if ((v[c] = call_method(&methods, record, R_TOPIC + c)) == NULL)
+                break;
+        if (v[4] != NULL) { /* timestamp() -> (type, ms): the ms */
+            PyObject *stamp;
+            if (PyTuple_CheckExact(v[4]) && PyTuple_GET_SIZE(v[4]) == 2) {
+                stamp = PyTuple_GET_ITEM(v[4], 1);
+                Py_INCREF(stamp);
+            } else {
+                stamp = PyObject_GetItem(v[4], one);
+            }
+            Py_SETREF(v[4], stamp);
+        }
+        Py_ssize_t j = -1;
+        if (v[4] != NULL) {
+            j = pair_of(&pairs, &count, &room, previous, v[0], v[1]);
+            if (j >= 0) { /* the pair's own objects in the columns */
+                Py_INCREF(pairs[j].topic);
+                Py_SETREF(v[0], pairs[j].topic);
+                Py_INCREF(pairs[j].partition);
+                Py_SETREF(v[1], pairs[j].partition);
+            }
+        }
+        if (j < 0) {
+            for (int c = 0; c < 5; c++)
+                Py_XDECREF(v[c]);
+            goto done;
+        }
+        pairs[j].last = kept;
+        previous = j;
+        for (int c = 0; c < 5; c++)
+            PyList_SET_ITEM(cols[c], kept, v[c]);
+        kept++;
+    }
+    if (kept == n) {
+        rows = items;
+        Py_INCREF(rows);
+    } else {
+        if ((rows = PyList_New(kept)) == NULL)
+            goto done;
+        for (Py_ssize_t i = 0, r = 0; i < n; i++)
+            if (!failed[i]) {
+                PyObject *record = PyList_GET_ITEM(items, i);
+                Py_INCREF(record);
+                PyList_SET_ITEM(rows, r++, record);
+            }
+        for (int c = 0; c < 5; c++) {
+            PyObject *full = PyList_GetSlice(cols[c], 0, kept);
+            if (full == NULL)
+                goto done;
+            Py_SETREF(cols[c], full);
+        }
+    }
+    if ((last = PyDict_New()) == NULL)
+        goto done;
+    for (Py_ssize_t j = 0; j < count; j++) {
+        PyObject *key = PyTuple_Pack(2, pairs[j].topic, pairs[j].partition);
+        PyObject *row = key != NULL ? PyLong_FromSsize_t(pairs[j].last) : NULL;
+        int set = row != NULL && PyDict_SetItem(last, key, row) == 0;
+        Py_XDECREF(key);
+        Py_XDECREF(row);
+        if (!set)
+            goto done;
+    }
+    result = Py_BuildValue("(NNNNNNNN)", cols[0], cols[1], cols[2], cols[3], cols[4], rows,
+                           errors, last);
+    for (int c = 0; c < 5; c++)
+        cols[c] = NULL;
+    rows = errors = last = NULL;
+done:
+    methods_clear(&methods);
+    for (Py_ssize_t j = 0; j < count; j++) {
+        Py_DECREF(pairs[j].topic);
+        Py_DECREF(pairs[j].partition);
+    }
+    PyMem_Free(pairs);
+    PyMem_Free(failed);
+    for (int c = 0; c < 5; c++)
+        Py_XDECREF(cols[c]);
+    Py_XDECREF(rows);
+    Py_XDECREF(errors);
+    Py_XDECREF(last);
+    Py_DECREF(items);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"id_keys", id_keys, METH_VARARGS, id_keys_doc},
     {"kcat_lines", kcat_lines, METH_VARARGS, kcat_lines_doc},
@@ -1797,6 +2038,7 @@ static PyMethodDef methods[] = {
     {"pane_sums", pane_sums, METH_VARARGS, pane_sums_doc},
     {"place", place, METH_VARARGS, place_doc},
     {"read_numbers", read_numbers, METH_VARARGS, read_numbers_doc},
+    {"record_columns", record_columns, METH_VARARGS, record_columns_doc},
     {"rows_add", rows_add, METH_VARARGS, rows_add_doc},
     {"window_close", window_close, METH_VARARGS, window_close_doc},
     {NULL, NULL, 0, NULL},
@@ -1808,7 +2050,8 @@ static struct PyModuleDef module = {
     "of the pane scatter (monitor/core/layout.py), of the numbers read from the decoded "
     "events (monitor/core/fastpath.py), of the pane close (monitor/core/windows.py), of a "
     "delta's row blocks (monitor/core/partials.py, monitor/core/windows.py) and of "
-    "the replay's reading of kcat -J lines (monitor/replay.py).",
+    "the replay's reading of kcat -J lines (monitor/replay.py) and of the confluent "
+    "source's records (monitor/kafka/confluent_source.py).",
     -1, methods,
 };
 
@@ -1817,5 +2060,10 @@ PyInit__native(void)
 {
     crc_init();
     string_stop_init();
+    for (int k = 0; k < R_METHODS; k++)
+        if ((record_name[k] = PyUnicode_InternFromString(record_method[k])) == NULL)
+            return NULL;
+    if (one == NULL && (one = PyLong_FromLong(1)) == NULL)
+        return NULL;
     return PyModule_Create(&module);
 }

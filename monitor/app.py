@@ -363,10 +363,8 @@ class App:
             self.heartbeat = time.time()
             if messages:
                 batch = MessageBatch.of(messages)
-                sources = batch.sources()
-                for tp in sources:
-                    self.last_seen[tp] = self.heartbeat
-                self._note_record_times(batch, sources)
+                self.last_seen.update(dict.fromkeys(batch.last_rows(), self.heartbeat))
+                self._note_record_times(batch)
                 self._process(batch)
                 self._pace()
                 large = gc_policy.holds_large(batch.values)
@@ -520,19 +518,13 @@ class App:
         if self.exports.enabled:
             self.exports.write(closed or [], events)
 
-    def _note_record_times(self, batch: MessageBatch, sources: set[tuple[str, int]]) -> None:
-        """Keep the record timestamp of each partition's last message in ``batch`` (read
-        from the end: one message built per partition, not one per message)."""
-        left = set(sources)
-        for i in range(len(batch) - 1, -1, -1):
-            tp = (batch.topics[i], batch.partitions[i])
-            if tp in left:
-                left.discard(tp)
-                stamp = batch[i].timestamp_ms
-                if stamp is not None and stamp > 0:
-                    self.last_record_ts[tp] = stamp / 1000.0
-                if not left:
-                    return
+    def _note_record_times(self, batch: MessageBatch) -> None:
+        """Keep the record timestamp of each partition's last message in ``batch``."""
+        stamps = batch.timestamps
+        for tp, i in batch.last_rows().items():
+            stamp = stamps[i]
+            if stamp is not None and stamp > 0:
+                self.last_record_ts[tp] = stamp / 1000.0
 
     def _input_readable(self) -> tuple[bool, str]:
         """Whether the input can be read now, and if not why: not connected, or the broker

@@ -796,25 +796,9 @@ class Engine:
 
 def _last_offsets(batch: MessageBatch) -> dict[tuple[str, int], int]:
     """The offset of the last message of each (topic, partition) of ``batch``, the pairs in
-    order of first appearance (partitions are created in that order). Read from the end
-    until every pair its topics and partitions can form is found, and from the start until
-    each found pair is: a poll's few pairs cost a few steps, not one per message."""
-    topics, partitions, offsets = batch.topics, batch.partitions, batch.offsets
-    most = len(set(topics)) * len(set(partitions))
-    last: dict[tuple[str, int], int] = {}
-    for i in range(len(topics) - 1, -1, -1):
-        pair = (topics[i], partitions[i])
-        if pair not in last:
-            last[pair] = offsets[i]
-            if len(last) == most:
-                break
-    ordered: dict[tuple[str, int], int] = {}
-    for pair in zip(topics, partitions, strict=True):
-        if pair not in ordered:
-            ordered[pair] = last[pair]
-            if len(ordered) == len(last):
-                break
-    return ordered
+    order of first appearance (partitions are created in that order)."""
+    offsets = batch.offsets
+    return {pair: offsets[i] for pair, i in batch.last_rows().items()}
 
 
 def _task_key(layout: Layout) -> tuple[Any, ...] | None:

@@ -49,10 +49,11 @@ class MessageBatch(Sequence[Message]):
 
     A source builds it straight from its client's records, so the hot path makes no Python
     object per message; ``make(i)`` builds message ``i`` with its key, headers and
-    timestamp. Any list of messages becomes one with :meth:`of`.
+    timestamp. Any list of messages becomes one with :meth:`of`. ``last``, when the source
+    knows it, is :meth:`last_rows` (else it is found from the columns when asked).
     """
 
-    __slots__ = ("_make", "offsets", "partitions", "timestamps", "topics", "values")
+    __slots__ = ("_last", "_make", "offsets", "partitions", "timestamps", "topics", "values")
 
     def __init__(
         self,
@@ -62,6 +63,8 @@ class MessageBatch(Sequence[Message]):
         values: list[bytes | None],
         make: Callable[[int], Message],
         timestamps: list[int] | None = None,
+        *,
+        last: dict[tuple[str, int], int] | None = None,
     ) -> None:
         self.topics = topics
         self.partitions = partitions
@@ -70,6 +73,7 @@ class MessageBatch(Sequence[Message]):
         self._make = make
         #: Kafka record timestamps (ms since the epoch), -1 where a record has none.
         self.timestamps = [-1] * len(topics) if timestamps is None else timestamps
+        self._last = last
 
     @classmethod
     def of(cls, messages: Sequence[Message]) -> MessageBatch:
@@ -108,4 +112,33 @@ class MessageBatch(Sequence[Message]):
 
     def sources(self) -> set[tuple[str, int]]:
         """The (topic, partition) pairs the batch holds messages of."""
-        return set(zip(self.topics, self.partitions, strict=True))
+        return set(self.last_rows())
+
+    def last_rows(self) -> dict[tuple[str, int], int]:
+        """The row of each (topic, partition)'s last message, the pairs in order of first
+        appearance: what a poll moves per partition (its next offset, its last record's
+        time). Given by the source that built the batch, else found once and kept."""
+        if self._last is None:
+            self._last = _last_rows(self.topics, self.partitions)
+        return self._last
+
+
+def _last_rows(topics: list[str], partitions: list[int]) -> dict[tuple[str, int], int]:
+    """:meth:`MessageBatch.last_rows` from the columns. Read from the end until every pair
+    its topics and partitions can form is found, and from the start until each found pair
+    is: a poll's few pairs cost a few steps, not one per message."""
+    most = len(set(topics)) * len(set(partitions))
+    last: dict[tuple[str, int], int] = {}
+    for i in range(len(topics) - 1, -1, -1):
+        pair = (topics[i], partitions[i])
+        if pair not in last:
+            last[pair] = i
+            if len(last) == most:
+                break
+    ordered: dict[tuple[str, int], int] = {}
+    for pair in zip(topics, partitions, strict=True):
+        if pair not in ordered:
+            ordered[pair] = last[pair]
+            if len(ordered) == len(last):
+                break
+    return ordered

@@ -52,6 +52,7 @@ from confluent_kafka import (
 )
 from kafka import errors as kafka_errors
 
+from monitor import native
 from monitor.config import KafkaConfig
 from monitor.events.message import Message, MessageBatch
 from monitor.kafka.client_config import LogLimiter, confluent_consumer_config, retry_connect
@@ -398,22 +399,15 @@ class ConfluentSource:
         with self._lock:
             quiet = not self._touched
         if quiet and not self._guard and not self._held:
-            records: list[Any] = batch
-            errors = [m for m in records if m.error() is not None]
-            for m in errors:
-                self._on_message_error(m, m.error())
-            if errors:
-                records = [m for m in records if m.error() is None]
             # The usual poll: columns straight from librdkafka's records, a whole Message
             # only for the few the core rejects.
+            topics, partitions, offsets, values, stamps, rows, errors, last = _record_columns(batch)
+            for m in errors:
+                self._on_message_error(m, m.error())
             return MessageBatch(
-                [m.topic() for m in records],
-                [m.partition() for m in records],
-                [m.offset() for m in records],
-                [m.value() for m in records],
-                lambda i: _message(records[i]),
-                [m.timestamp()[1] for m in records],
-            )
+                topics, partitions, offsets, values,
+                lambda i: _message(rows[i]), stamps, last=last,
+            )  # fmt: skip
         messages: list[Message] = []
         append = messages.append
         for m in batch:
@@ -675,6 +669,44 @@ def _close_quietly(consumer: Consumer, timeout_s: float = CLOSE_TIMEOUT_S) -> No
     thread.join(timeout_s)
     if thread.is_alive():
         log.warning("kafka_consumer_close_slow", waited_s=timeout_s)
+
+
+#: What :func:`_record_columns` returns: the columns (topics, partitions, offsets, values,
+#: record timestamps), the records they are of, the records with an error, and the row of
+#: each (topic, partition)'s last record.
+RecordColumns = tuple[
+    list[str],
+    list[int],
+    list[int],
+    list[bytes | None],
+    list[int],
+    list[Any],
+    list[Any],
+    dict[TP, int],
+]
+
+
+def _record_columns(records: list[Any]) -> RecordColumns:
+    """One ``consume``'s librdkafka records as the columns of a :class:`MessageBatch`: of
+    each record without an error, its topic, partition, offset, value and timestamp (ms,
+    -1 when it has none), with the records they are of; the records that carry an error
+    (end of partition, fetch errors), in order; and the row of each (topic, partition)'s
+    last record, the pairs in order of first appearance (what the run loop keeps per
+    partition). In one compiled pass over the records when ``monitor._native`` is built,
+    else in Python with the same results."""
+    kernels = native.kernels()
+    if kernels is not None:
+        columns: RecordColumns = kernels.record_columns(records)
+        return columns
+    errors = [m for m in records if m.error() is not None]
+    kept = [m for m in records if m.error() is None] if errors else list(records)
+    topics = [m.topic() for m in kept]
+    partitions = [m.partition() for m in kept]
+    last = dict(zip(zip(topics, partitions, strict=True), range(len(kept)), strict=True))
+    return (
+        topics, partitions, [m.offset() for m in kept], [m.value() for m in kept],
+        [m.timestamp()[1] for m in kept], kept, errors, last,
+    )  # fmt: skip
 
 
 def _message(m: Any) -> Message:

@@ -414,10 +414,13 @@ class KafkaSource:
         with self._lock:
             pending = set(self._pending_seek)
         found: list[Any] = []
+        last: dict[TP, int] = {}  # each partition's last row (its records come together)
         for tp in sorted(records, key=lambda t: (t.topic, t.partition)):
             if (tp.topic, tp.partition) in pending:
                 continue  # assigned during this poll: read again after the seek
-            found.extend(records[tp])
+            if records[tp]:
+                found.extend(records[tp])
+                last[tp.topic, tp.partition] = len(found) - 1
         if not found:
             return []
         return MessageBatch(
@@ -427,6 +430,7 @@ class KafkaSource:
             [r.value for r in found],
             lambda i: _message(found[i]),
             [-1 if r.timestamp is None else r.timestamp for r in found],
+            last=last,
         )
 
     def assignment(self) -> set[TP]:

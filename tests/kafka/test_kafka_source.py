@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 from kafka import KafkaAdminClient
 
 from monitor.broker import EmbeddedBroker, create_topics, free_port
 from monitor.config import KafkaConfig
-from monitor.events.message import Message
+from monitor.events.message import Message, MessageBatch
 from monitor.kafka.source import Source, make_source
 from monitor.kafka.topics import TopicLayoutError
 from tests.conftest import make_kafka_config
@@ -59,13 +59,29 @@ def connected_source(
 
 
 def poll_until(source: Source, count: int, timeout_s: float = GROUP_JOIN_S) -> list[Message]:
-    """Poll until ``count`` messages arrived (or the time is up), then a bit more for extras."""
+    """Poll until ``count`` messages arrived (or the time is up), then a bit more for extras.
+    Each poll's columns are checked against its messages on the way."""
     got: list[Message] = []
     deadline = time.monotonic() + timeout_s
     while len(got) < count and time.monotonic() < deadline:
-        got.extend(source.poll(200))
-    got.extend(source.poll(300))  # anything beyond ``count`` would be a duplicate
+        got.extend(checked(source.poll(200)))
+    got.extend(checked(source.poll(300)))  # anything beyond ``count`` would be a duplicate
     return got
+
+
+def checked(messages: Sequence[Message]) -> list[Message]:
+    """A poll's messages, after checking that its columns and the last row of each
+    partition (which the source may give, see ``MessageBatch.last_rows``) are theirs."""
+    listed = list(messages)
+    batch = MessageBatch.of(messages)
+    assert batch.topics == [m.topic for m in listed]
+    assert batch.partitions == [m.partition for m in listed]
+    assert batch.offsets == [m.offset for m in listed]
+    assert batch.values == [m.value for m in listed]
+    assert batch.timestamps == [m.timestamp_ms for m in listed]
+    every = {(m.topic, m.partition): i for i, m in enumerate(listed)}
+    assert batch.last_rows() == every and list(batch.last_rows()) == list(every)
+    return listed
 
 
 def test_poll_returns_every_message_once_with_coordinates_and_headers(
