@@ -596,7 +596,8 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
     for number, parts_e in split.early.items():
         join = engine.partitions[number].join
         if len(parts_e) == 1:  # one plan's labels: in poll order already
-            join.add_early(parts_e[0][1], parts_e[0][2])
+            _, pids, labels_e, name = parts_e[0]
+            join.add_early(pids, labels_e, name)
             continue
         idx = np.concatenate([p[0] for p in parts_e])
         order = np.argsort(idx, kind="stable").tolist()
@@ -967,8 +968,9 @@ class _Split:
         #: (model, partition) -> ids matched by the plans, with their label's poll index
         #: and time; entered into the matched table in poll order once all are applied.
         self.matched: dict[tuple[int, int], list[tuple[I64, list[str], F64]]] = {}
-        #: partition -> labels that came first, entered in poll order once all is applied
-        self.early: dict[int, list[tuple[I64, list[str], list[EarlyLabel]]]] = {}
+        #: partition -> labels that came first (poll index, id, label, and the model they
+        #: all name), entered in poll order once all is applied
+        self.early: dict[int, list[tuple[I64, list[str], list[EarlyLabel], int]]] = {}
 
     def reject(self, idx: I64) -> None:
         """Messages that are not valid events: rejects (see :func:`_reject`)."""
@@ -1173,12 +1175,12 @@ def _predictions(
             has_label = has_label | has_later
         state = engine.partition(number)
         join = state.join
-        known = set(pids)
-        dup = known & join.matched[m].keys()
+        matched = join.matched[m]
+        dup = matched.keys() & pids if matched else set()
         held = join.pending[m].contains_many(pids)
         if held.any():
             dup |= {pid for pid, h in zip(pids, held.tolist(), strict=True) if h}
-        first = known & join.early.keys()
+        got = list(map(join.early.get, pids)) if join.early else []  # each id's early label
         valid = ok[sel] & pred_ok & label_ok
         good = valid & pair_ok
         alone = valid & ~pair_ok  # with a label message the plan cannot take with it
@@ -1189,10 +1191,9 @@ def _predictions(
             repeat = np.array([pid in dup for pid in pids], dtype=bool)
             alone |= good & repeat & has_later
             good &= ~repeat
-        if first:  # the rows whose id waits as an early label, and those labels
-            rows_l = list(compress(range(len(pids)), map(first.__contains__, pids)))
-            rows_e = np.array(rows_l, dtype=np.int64)
-            found = list(map(join.early.__getitem__, map(pids.__getitem__, rows_l)))
+        if got and got.count(None) < len(got):  # the rows with an early label, and those
+            rows_e = np.array(list(compress(range(len(pids)), got)), dtype=np.int64)
+            found = cast(list[EarlyLabel], list(compress(got, got)))
             named_e = np.fromiter(map(_E_MODEL, found), np.int64, len(found))
             # A label naming another model leaves its prediction waiting.
             fits = good[rows_e] & ((named_e == -1) | (named_e == m))
@@ -2006,7 +2007,7 @@ def _take_early(
     if name >= 0:
         state.counts[name][LABELS] += len(pids)
     _note(state, engine.config.kafka.labels_topic, ts)
-    split.early.setdefault(number, []).append((idx, pids, labels))
+    split.early.setdefault(number, []).append((idx, pids, labels, name))
 
 
 def _take_joins(

@@ -1152,14 +1152,20 @@ class EarlyLabels(dict[str, EarlyLabel]):
     def __delitem__(self, pid: str) -> None:
         self.by_model[dict.pop(self, pid).model] -= 1
 
-    def add_many(self, pids: list[str], labels: list[EarlyLabel]) -> None:
+    def add_many(self, pids: list[str], labels: list[EarlyLabel], model: int | None = None
+                 ) -> None:  # fmt: skip
         """Enter ``labels`` under ``pids``, in order, as ``self[pid] = label`` for each
         would (an id held already keeps its place and takes the new label): a poll's
-        early labels with one dict update and one count update, no Python call per label."""
+        early labels with one dict update and one count update, no Python call per label.
+        ``model``: the model every one of ``labels`` names, when the caller knows it (they
+        are not read to be counted then)."""
         size = len(self)
         dict.update(self, zip(pids, labels, strict=True))
         if len(self) - size == len(pids):  # every id new (the batch path's case)
-            self.by_model.update(map(_MODEL, labels))
+            if model is None:
+                self.by_model.update(map(_MODEL, labels))
+            else:
+                self.by_model[model] += len(labels)
             return
         by_model = self.by_model  # some replaced: counted again
         by_model.clear()
@@ -1170,6 +1176,10 @@ class EarlyLabels(dict[str, EarlyLabel]):
         order, with one count update per model among them."""
         gone = list(map(partial(dict.pop, self), pids))
         by_model = self.by_model
+        if len(by_model) == 1:  # one model named by every label ever held (the usual table)
+            for model in by_model:
+                by_model[model] -= len(gone)
+            return gone
         for model, n in Counter(map(_MODEL, gone)).items():
             by_model[model] -= n
         return gone
@@ -1344,9 +1354,10 @@ class JoinBuffer:
             return pid in self.matched[model]
         return any(pid in table for table in self.matched)
 
-    def add_early(self, pids: list[str], labels: list[EarlyLabel]) -> None:
+    def add_early(self, pids: list[str], labels: list[EarlyLabel], model: int | None = None
+                  ) -> None:  # fmt: skip
         """Keep ``labels`` as early labels of ``pids`` (see :meth:`EarlyLabels.add_many`)."""
-        cast(EarlyLabels, self.early).add_many(pids, labels)  # EarlyLabels: __setattr__
+        cast(EarlyLabels, self.early).add_many(pids, labels, model)  # EarlyLabels: __setattr__
 
     def pop_early(self, pids: list[str]) -> list[EarlyLabel]:
         """Remove and return the early labels of ``pids`` (see :meth:`EarlyLabels.pop_many`)."""

@@ -214,9 +214,13 @@ def test_early_label_counts_follow_every_change() -> None:
         elif op == 9:  # a poll's early labels at once, some of them held already
             some = rng.sample(pids, rng.randrange(1, 6))
             labels = [label._replace(model=rng.randrange(-1, 3)) for _ in some]
+            named = None  # the model they all name, said by the caller (the batch path)
+            if rng.random() < 0.5:
+                named = labels[0].model
+                labels = [x._replace(model=named) for x in labels]
             want_order = [*early, *(p for p in some if p not in early)]
             want_values = {**early, **dict(zip(some, labels, strict=True))}
-            join.add_early(some, labels)
+            join.add_early(some, labels, named)
             assert list(join.early) == want_order
             assert dict(join.early) == want_values
         elif op == 10 and early:  # the ones a poll's predictions join, at once
