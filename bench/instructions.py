@@ -11,6 +11,12 @@ prints the difference, the instructions of the processing alone. Workloads:
 - ``noisy``: ``monitor.replay.replay`` over ``--events`` predictions of ``replay_noisy.py``'s
   sparse, noisy stream (28 predictions per 10 s pane, garbage, duplicates; the capture is
   written first), with its config;
+- ``early``: ``monitor.replay.replay`` over ``--days`` of the ``week`` traffic read as a
+  consumer catching up a backlog of both topics reads it: each partition's labels
+  :data:`LABELS_FASTER` times as fast as its predictions (label records are about a third
+  of the size, and a fetch is by bytes), so most labels come before their prediction and
+  wait as early labels (it prints how many labels come before their prediction, and how
+  many of those in an earlier poll);
 - ``scaling``: ``Pipeline.process`` over ``scaling.py``'s stream spread over ``--models``
   models (polls of 10,000 messages), in the steady state as ``scaling.py`` measures it
   (the untimed prefix that warms every model up runs once, natively, and both valgrind
@@ -21,6 +27,7 @@ without its compiled module (``--native 0``)::
 
     python bench/instructions.py week --days 0.03
     python bench/instructions.py noisy --events 20000
+    python bench/instructions.py early --days 0.03
     python bench/instructions.py scaling --models 100 --native 0
 
 Counts see neither cache misses nor the memory traffic of numpy's kernels: a change that
@@ -42,6 +49,46 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 _REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
 
+#: ``early``: how many times as many label messages as prediction messages of a partition
+#: the consumer reads in the same time.
+LABELS_FASTER = 3.0
+
+
+def _early_capture(path: Path, events: int, rate: float) -> str:
+    """Write ``replay_throughput.py``'s capture of ``events`` predictions (``rate`` a
+    second) to ``path`` in the order a consumer reading every partition of both topics
+    from the start reads it, each partition's labels :data:`LABELS_FASTER` times as fast
+    as its predictions (by offset); say how many labels come before their prediction."""
+    import msgspec
+    from replay_throughput import generate
+
+    from monitor.replay import BATCH
+
+    class Line(msgspec.Struct):
+        topic: str
+        partition: int
+        offset: int
+        key: str
+
+    raw = path.with_suffix(".topics")
+    generate(raw, events, rate=rate)
+    lines = raw.read_bytes().splitlines(keepends=True)
+    raw.unlink()
+    heads = msgspec.json.Decoder(list[Line]).decode(b"[" + b",".join(lines) + b"]")
+    read_at = [h.offset / LABELS_FASTER if h.topic == "labels" else float(h.offset)
+               for h in heads]  # fmt: skip
+    order = sorted(range(len(lines)), key=lambda k: (read_at[k], heads[k].partition,
+                                                     heads[k].topic, k))  # fmt: skip
+    path.write_bytes(b"".join(lines[k] for k in order))
+    where = {heads[k].key: n for n, k in enumerate(order) if heads[k].topic == "predictions"}
+    labels = [(n, where[heads[k].key]) for n, k in enumerate(order) if heads[k].topic == "labels"]
+    before = sum(n < p for n, p in labels)
+    polls = sum(n // BATCH < p // BATCH for n, p in labels)
+    return (
+        f"labels      {len(labels):,}, {before:,} before their prediction "
+        f"({polls:,} in an earlier poll)"
+    )
+
 
 def _inner(args: argparse.Namespace) -> None:
     """The workload itself (run under valgrind); stops before processing if ``--setup-only``."""
@@ -51,7 +98,7 @@ def _inner(args: argparse.Namespace) -> None:
 
     configure_logging("warning", json=True, stream=sys.stderr)
     benchlib.as_the_cli()
-    if args.workload == "week":
+    if args.workload in ("week", "early"):
         from replay_throughput import LABEL_SHARE, bench_config, generate
 
         from monitor.replay import replay
@@ -60,7 +107,11 @@ def _inner(args: argparse.Namespace) -> None:
         try:
             capture = tmp / "capture.jsonl"
             rate = 30.0 / (1.0 + LABEL_SHARE)
-            generate(capture, int(args.days * 86_400 * rate), rate=rate)
+            events = int(args.days * 86_400 * rate)
+            if args.workload == "early":
+                print(_early_capture(capture, events, rate))
+            else:
+                generate(capture, events, rate=rate)
             config = bench_config()
             if not args.setup_only:
                 replay(config, [str(capture)], tmp / "out")
@@ -118,8 +169,14 @@ def _warmed_state(args: argparse.Namespace, path: Path) -> None:
 
     configure_logging("warning", json=True, stream=sys.stderr)
     benchlib.as_the_cli()
-    cfg = benchlib.config(args.models, features=10, segments=0, windows=3, lateness="10s",
-                          extra={"reference_warmup": benchlib.STEADY_WARMUP})
+    cfg = benchlib.config(
+        args.models,
+        features=10,
+        segments=0,
+        windows=3,
+        lateness="10s",
+        extra={"reference_warmup": benchlib.STEADY_WARMUP},
+    )
     prefix, polls = benchlib.steady_polls(args.models, args.events)
     engine = Pipeline(cfg)
     alerting = Alerting(cfg, engine.models)
@@ -129,8 +186,8 @@ def _warmed_state(args: argparse.Namespace, path: Path) -> None:
         pickle.dump((engine, alerting, polls), f, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _count(argv: list[str], native: str) -> int:
-    """Instructions of this script run with ``argv`` under cachegrind."""
+def _count(argv: list[str], native: str) -> tuple[int, str]:
+    """Instructions of this script run with ``argv`` under cachegrind, and what it printed."""
     env = {**os.environ, "PYTHONHASHSEED": "0", "MONITOR_NATIVE": native}
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env.setdefault(var, "1")
@@ -142,19 +199,27 @@ def _count(argv: list[str], native: str) -> int:
     found = _REFS.search(done.stderr)
     if done.returncode != 0 or found is None:
         raise SystemExit(f"valgrind run failed ({done.returncode}):\n{done.stderr[-2000:]}")
-    return int(found.group(1).replace(",", ""))
+    return int(found.group(1).replace(",", "")), done.stdout
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("workload", choices=("week", "noisy", "scaling"))
-    parser.add_argument("--days", type=float, default=0.03, help="week: days of traffic")
+    parser.add_argument("workload", choices=("week", "noisy", "early", "scaling"))
+    parser.add_argument("--days", type=float, default=0.03, help="week, early: days of traffic")
     parser.add_argument("--models", type=int, default=100, help="scaling: models")
-    parser.add_argument("--events", type=int, default=None,
-                        help="scaling: predictions after the warmup (each model closes panes; "
-                        "default 40,000); noisy: predictions of the stream (default 20,000)")
-    parser.add_argument("--native", choices=("0", "1"), default="1",
-                        help="1: the compiled module when it is built; 0: the numpy code")
+    parser.add_argument(
+        "--events",
+        type=int,
+        default=None,
+        help="scaling: predictions after the warmup (each model closes panes; "
+        "default 40,000); noisy: predictions of the stream (default 20,000)",
+    )
+    parser.add_argument(
+        "--native",
+        choices=("0", "1"),
+        default="1",
+        help="1: the compiled module when it is built; 0: the numpy code",
+    )
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--state", help=argparse.SUPPRESS)
     parser.add_argument("--make-state", help=argparse.SUPPRESS)
@@ -179,17 +244,20 @@ def main() -> int:
             subprocess.run([sys.executable, os.path.abspath(__file__), *argv, "--make-state",
                             str(state)], env=env, check=True)  # fmt: skip
             argv += ["--state", str(state)]
-        whole = _count(argv, args.native)
-        setup = _count([*argv, "--setup-only"], args.native)
+        whole, said = _count(argv, args.native)
+        setup, _ = _count([*argv, "--setup-only"], args.native)
     from monitor import native
 
     what = {
         "week": f"{args.days:g} days of replay_week.py's traffic",
         "noisy": f"{args.events:,} predictions of replay_noisy.py's stream",
+        "early": f"{args.days:g} days of replay_week.py's traffic, labels read ahead",
         "scaling": f"{args.events:,} predictions over {args.models} models",
     }[args.workload]
     compiled = "on" if args.native == "1" and native.available() else "off"
     print(f"workload    {args.workload}: {what}; compiled module {compiled}")
+    if said:
+        print(said, end="")
     print(f"whole       {whole:>16,} instructions")
     print(f"setup       {setup:>16,} instructions (imports, the stream, the start)")
     print(f"processing  {whole - setup:>16,} instructions")

@@ -37,7 +37,7 @@ from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Collection
 from functools import partial
-from itertools import accumulate, compress
+from itertools import accumulate, compress, repeat
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, cast
 
 import msgspec
@@ -53,7 +53,7 @@ from monitor.core.counts import (
     MATCHED,
     PREDICTIONS,
 )
-from monitor.core.join import PendingTable, id_keys
+from monitor.core.join import EarlyLabel, PendingTable, id_keys
 from monitor.core.layout import Layout, NumericBlock, _numeric_block
 from monitor.core.partials import WarmRow
 from monitor.events.codec import (
@@ -89,6 +89,11 @@ _NUMBERS: Final = frozenset((int, float))
 # fastest by a comprehension: ``operator.attrgetter`` through ``map`` takes twice as long).
 _AT: Final = operator.itemgetter(0)
 _EVENT: Final = operator.itemgetter(1)
+# An early label's time and model; and an early label made of a (ts, label, model) tuple
+# with no Python call (what ``EarlyLabel._make`` does, through a bytecode frame).
+_E_TS: Final = operator.itemgetter(0)
+_E_MODEL: Final = operator.itemgetter(2)
+_NEW_EARLY: Final = partial(tuple.__new__, EarlyLabel)
 
 
 class Chunk:
@@ -589,11 +594,16 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
         order = np.argsort(idx, kind="stable").tolist()
         table.update(zip(map(pids.__getitem__, order), map(times.__getitem__, order), strict=True))
     for number, parts_e in split.early.items():
+        join = engine.partitions[number].join
+        if len(parts_e) == 1:  # one plan's labels: in poll order already
+            _, pids, labels_e, name = parts_e[0]
+            join.add_early(pids, labels_e, name)
+            continue
         idx = np.concatenate([p[0] for p in parts_e])
         order = np.argsort(idx, kind="stable").tolist()
         pids = [pid for p in parts_e for pid in p[1]]
         labels_e = [label for p in parts_e for label in p[2]]
-        engine.partitions[number].join.early.update((pids[k], labels_e[k]) for k in order)
+        join.add_early(list(map(pids.__getitem__, order)), list(map(labels_e.__getitem__, order)))
     for evictions in caps:  # now that every insert of the segment is in
         evictions.apply(engine)
         out.evicted += evictions.evicted
@@ -958,8 +968,9 @@ class _Split:
         #: (model, partition) -> ids matched by the plans, with their label's poll index
         #: and time; entered into the matched table in poll order once all are applied.
         self.matched: dict[tuple[int, int], list[tuple[I64, list[str], F64]]] = {}
-        #: partition -> labels that came first, entered in poll order once all is applied
-        self.early: dict[int, list[tuple[I64, list[str], list[Any]]]] = {}
+        #: partition -> labels that came first (poll index, id, label, and the model they
+        #: all name), entered in poll order once all is applied
+        self.early: dict[int, list[tuple[I64, list[str], list[EarlyLabel], int]]] = {}
 
     def reject(self, idx: I64) -> None:
         """Messages that are not valid events: rejects (see :func:`_reject`)."""
@@ -1164,12 +1175,12 @@ def _predictions(
             has_label = has_label | has_later
         state = engine.partition(number)
         join = state.join
-        known = set(pids)
-        dup = known & join.matched[m].keys()
+        matched = join.matched[m]
+        dup = matched.keys() & pids if matched else set()
         held = join.pending[m].contains_many(pids)
         if held.any():
             dup |= {pid for pid, h in zip(pids, held.tolist(), strict=True) if h}
-        first = known & join.early.keys()
+        got = list(map(join.early.get, pids)) if join.early else []  # each id's early label
         valid = ok[sel] & pred_ok & label_ok
         good = valid & pair_ok
         alone = valid & ~pair_ok  # with a label message the plan cannot take with it
@@ -1180,33 +1191,32 @@ def _predictions(
             repeat = np.array([pid in dup for pid in pids], dtype=bool)
             alone |= good & repeat & has_later
             good &= ~repeat
-        if first:
-            joins: list[int] = []
-            waiting: list[Any] = []
-            for j in np.flatnonzero(good).tolist():
-                early = join.early.get(pids[j])
-                if early is None or early.model not in (-1, m):
-                    continue  # its label names another model: it waits
-                if has_label[j]:
-                    if has_later[j]:  # joined by its own label; the later one is a duplicate
-                        good[j] = False
-                        alone[j] = True
-                    continue  # its own label field joins it; the early label stays
-                joins.append(j)
-                waiting.append(early)
-            if joins:
+        if got and got.count(None) < len(got):  # the rows with an early label, and those
+            rows_e = np.array(list(compress(range(len(pids)), got)), dtype=np.int64)
+            found = cast(list[EarlyLabel], list(compress(got, got)))
+            named_e = np.fromiter(map(_E_MODEL, found), np.int64, len(found))
+            # A label naming another model leaves its prediction waiting.
+            fits = good[rows_e] & ((named_e == -1) | (named_e == m))
+            own = fits & has_label[rows_e]  # its own label field joins it; the early one stays
+            twice = rows_e[own & has_later[rows_e]]
+            good[twice] = False  # joined by its own label; the later one is a duplicate
+            alone[twice] = True
+            pick = fits & ~own
+            if pick.any():
+                joins = rows_e[pick]
+                waiting: list[Any] = list(compress(found, pick.tolist()))
                 code, usable = model.codec.code_many([e.label for e in waiting])
-                at_j = np.array(joins, dtype=np.int64)
-                # An early label naming no model could only be checked now: rejected (as a
-                # message of the labels topic), it leaves, and the prediction waits.
-                for j, e, u in zip(joins, waiting, usable.tolist(), strict=True):
-                    if not u:
-                        dropped.append((j, _label_failure(model, e.label)))
-                take = at_j[usable]
+                if not usable.all():
+                    # An early label naming no model could only be checked now: rejected
+                    # (as a message of the labels topic), it leaves, and the prediction waits.
+                    for j, e, u in zip(joins.tolist(), waiting, usable.tolist(), strict=True):
+                        if not u:
+                            dropped.append((j, _label_failure(model, e.label)))
+                take = joins[usable]
                 label[take] = code[usable]
-                label_ts[take] = [e.ts for e, u in zip(waiting, usable, strict=True) if u]
+                label_ts[take] = np.fromiter(map(_E_TS, waiting), np.float64, len(waiting))[usable]
                 has_label[take] = True
-                counted[take] = [e.model < 0 for e, u in zip(waiting, usable, strict=True) if u]
+                counted[take] = named_e[pick][usable] < 0
                 from_early[take] = True
         split.reject(at[sel[valid & ~good & ~alone]])
         split.reject(at[sel[~valid]])
@@ -1600,9 +1610,10 @@ def _lone_labels(
     held = join.owners(id_keys(pids)) >= 0
     # An id joined for the model and waiting nowhere: the prediction and the label (naming
     # the model or none) are both duplicates, in either order.
-    fresh = ~held & np.array(
-        [p not in join.early and not join.was_matched(p, -1) for p in pids], dtype=bool
-    )
+    seen = join.seen(pids, -1)
+    fresh = ~held
+    if seen:
+        fresh &= ~np.fromiter(map(seen.__contains__, pids), bool, len(pids))
     alone = np.zeros(len(follow), dtype=bool)
     alone[ask] = (again[ask] & ~held) | (odd[ask] & fresh)
     if retried:
@@ -1718,10 +1729,10 @@ def _take_predictions(
         counts[LABELS] += int(labels.counted.sum())
         counts[MATCHED] += len(labelled)
         if labels.early.any():
-            early = state.join.early
-            for j in np.flatnonzero(labels.early).tolist():
-                del early[pids[j]]
-            engine.early_total -= int(labels.early.sum())
+            gone = state.join.pop_early(
+                list(map(pids.__getitem__, np.flatnonzero(labels.early).tolist()))
+            )
+            engine.early_total -= len(gone)
         if labels.later.any():
             _note(state, engine.config.kafka.labels_topic, labels.ts[labels.later])
         lt = labels.ts[labelled]
@@ -1741,12 +1752,12 @@ def _take_predictions(
             )
         )
     if labels.dropped.any():  # early labels rejected now (see _predictions)
-        early = state.join.early
         topic = engine.config.kafka.labels_topic
-        for j in np.flatnonzero(labels.dropped).tolist():
-            del early[pids[j]]
+        rows = np.flatnonzero(labels.dropped).tolist()
+        state.join.pop_early(list(map(pids.__getitem__, rows)))
+        for j in rows:
             state.rejects[(topic, labels.reasons[j])] += 1
-        engine.early_total -= int(labels.dropped.sum())
+        engine.early_total -= len(rows)
     waiting = np.flatnonzero(~labels.has)
     if len(waiting):
         kept = list(map(pids.__getitem__, waiting.tolist()))
@@ -1942,40 +1953,41 @@ def _plan_early(
     """Plan labels whose prediction is not waiting in partition ``number``: those that name
     a model holding it (mismatch), repeat a waiting or matched id (duplicate) or carry an
     invalid class are rejects; the others wait as early labels, in poll order."""
-    from monitor.core.join import EarlyLabel
-
-    candidates = np.flatnonzero(first)
-    elsewhere = np.zeros(len(pids), dtype=bool)  # waiting for another model
-    if name >= 0:
-        asked = [pids[j] for j in candidates.tolist()]
+    keep = np.flatnonzero(first)
+    chosen = keep.tolist()
+    asked = pids if len(chosen) == len(pids) else list(map(pids.__getitem__, chosen))
+    out = np.zeros(len(chosen), dtype=bool)
+    if name >= 0:  # waiting for another model: model_mismatch
         for table in join.pending:
             if len(table):
-                elsewhere[candidates] |= table.contains_many(asked)
-    take: list[int] = []
-    for j in candidates.tolist():
-        pid = pids[j]
-        if elsewhere[j]:
-            split.reject(at[j : j + 1])  # model_mismatch
-        elif pid in join.early or join.was_matched(pid, name):
-            split.reject(at[j : j + 1])  # duplicate
-        else:
-            take.append(j)
-    if not take:
+                out |= table.contains_many(asked)
+    seen = join.seen(asked, name)  # an early label, or matched: duplicate
+    if seen:
+        out |= np.fromiter(map(seen.__contains__, asked), bool, len(asked))
+    if out.any():
+        split.reject(at[keep[out]])
+        keep = keep[~out]
+        chosen = keep.tolist()
+        asked = list(compress(asked, (~out).tolist()))
+    if not chosen:
         return
-    keep = np.array(take, dtype=np.int64)
+    values = [events[rows[j]].label for j in chosen]
     if name >= 0:
-        _, valid = engine.models[name].codec.code_many([events[rows[j]].label for j in take])
-        split.reject(at[keep[~valid]])  # unknown_class, bad_type, ...
-        keep = keep[valid]
-    if not len(keep):
-        return
-    chosen = keep.tolist()
-    labels = [EarlyLabel(float(ts[j]), events[rows[j]].label, name) for j in chosen]
-    apply = partial(
-        _take_early, engine, split, number, name, at[keep], [pids[j] for j in chosen], labels
-    )
-    split.op(_E_ADD, -1, number, at[keep], [pids[j] for j in chosen])
-    split.plans.append((number, at[keep], apply))
+        _, valid = engine.models[name].codec.code_many(values)
+        if not valid.all():
+            split.reject(at[keep[~valid]])  # unknown_class, bad_type, ...
+            keep = keep[valid]
+            kept = valid.tolist()
+            asked = list(compress(asked, kept))
+            values = list(compress(values, kept))
+            if not asked:
+                return
+    times = ts[keep]
+    labels = list(map(_NEW_EARLY, zip(times.tolist(), values, repeat(name))))
+    idx = at[keep]
+    split.op(_E_ADD, -1, number, idx, asked)
+    split.plans.append((number, idx, partial(_take_early, engine, split, number, name, idx,
+                                             asked, labels, times)))  # fmt: skip
 
 
 def _take_early(
@@ -1985,7 +1997,8 @@ def _take_early(
     name: int,
     idx: I64,
     pids: list[str],
-    labels: list[Any],
+    labels: list[EarlyLabel],
+    ts: F64,
 ) -> None:
     """Keep labels that came before their prediction (entered in poll order later)."""
 
@@ -1993,8 +2006,8 @@ def _take_early(
     engine.early_total += len(pids)
     if name >= 0:
         state.counts[name][LABELS] += len(pids)
-    _note(state, engine.config.kafka.labels_topic, np.array([e.ts for e in labels]))
-    split.early.setdefault(number, []).append((idx, pids, labels))
+    _note(state, engine.config.kafka.labels_topic, ts)
+    split.early.setdefault(number, []).append((idx, pids, labels, name))
 
 
 def _take_joins(
@@ -2080,11 +2093,8 @@ def _found_before(
         owner = join.owners(id_keys(pids))  # the first model holding each, -1: none
         hit = (owner >= 0) & (first | (owner < model))
         if first.any():  # a label that came first: any early or matched id of any model
-            every: list[dict[str, Any]] = [join.early, *join.matched]
-            tables = [t for t in every if t]
-            for j in np.flatnonzero(first).tolist():
-                pid = pids[j]
-                if any(pid in known for known in tables):
-                    hit[j] = True
+            seen = join.seen(list(compress(pids, first.tolist())), -1)
+            if seen:
+                hit |= first & np.fromiter(map(seen.__contains__, pids), bool, len(pids))
         out.update(pid for pid, h in zip(pids, hit.tolist(), strict=True) if h)
     return out

@@ -9,11 +9,13 @@ eviction at a cap; every exit is counted by the caller, none is silent.
 from __future__ import annotations
 
 import math
+import operator
 import zlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
+from functools import partial
 from itertools import accumulate, chain
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -1117,6 +1119,8 @@ class EarlyLabel(NamedTuple):
 
 
 _MISSING: Final = object()
+#: An early label's model (``list(map(_MODEL, labels))`` is one C loop).
+_MODEL: Final = operator.itemgetter(2)
 
 
 class EarlyLabels(dict[str, EarlyLabel]):
@@ -1148,6 +1152,38 @@ class EarlyLabels(dict[str, EarlyLabel]):
     def __delitem__(self, pid: str) -> None:
         self.by_model[dict.pop(self, pid).model] -= 1
 
+    def add_many(self, pids: list[str], labels: list[EarlyLabel], model: int | None = None
+                 ) -> None:  # fmt: skip
+        """Enter ``labels`` under ``pids``, in order, as ``self[pid] = label`` for each
+        would (an id held already keeps its place and takes the new label): a poll's
+        early labels with one dict update and one count update, no Python call per label.
+        ``model``: the model every one of ``labels`` names, when the caller knows it (they
+        are not read to be counted then)."""
+        size = len(self)
+        dict.update(self, zip(pids, labels, strict=True))
+        if len(self) - size == len(pids):  # every id new (the batch path's case)
+            if model is None:
+                self.by_model.update(map(_MODEL, labels))
+            else:
+                self.by_model[model] += len(labels)
+            return
+        by_model = self.by_model  # some replaced: counted again
+        by_model.clear()
+        by_model.update(map(_MODEL, dict.values(self)))
+
+    def pop_many(self, pids: list[str]) -> list[EarlyLabel]:
+        """Remove the early labels of ``pids`` (each held, distinct) and return them in
+        order, with one count update per model among them."""
+        gone = list(map(partial(dict.pop, self), pids))
+        by_model = self.by_model
+        if len(by_model) == 1:  # one model named by every label ever held (the usual table)
+            for model in by_model:
+                by_model[model] -= len(gone)
+            return gone
+        for model, n in Counter(map(_MODEL, gone)).items():
+            by_model[model] -= n
+        return gone
+
     def pop(self, pid: str, *default: Any) -> Any:
         old = dict.pop(self, pid, _MISSING)
         if old is _MISSING:
@@ -1169,8 +1205,9 @@ class EarlyLabels(dict[str, EarlyLabel]):
 
     def update(self, items: Any = (), /, **more: EarlyLabel) -> None:
         pairs = items.items() if hasattr(items, "items") else items
-        for pid, label in chain(pairs, more.items()):
-            self[pid] = label
+        listed = list(chain(pairs, more.items()))
+        if listed:
+            self.add_many([pid for pid, _ in listed], [label for _, label in listed])
 
     def clear(self) -> None:
         dict.clear(self)
@@ -1316,6 +1353,26 @@ class JoinBuffer:
         if model >= 0:
             return pid in self.matched[model]
         return any(pid in table for table in self.matched)
+
+    def add_early(self, pids: list[str], labels: list[EarlyLabel], model: int | None = None
+                  ) -> None:  # fmt: skip
+        """Keep ``labels`` as early labels of ``pids`` (see :meth:`EarlyLabels.add_many`)."""
+        cast(EarlyLabels, self.early).add_many(pids, labels, model)  # EarlyLabels: __setattr__
+
+    def pop_early(self, pids: list[str]) -> list[EarlyLabel]:
+        """Remove and return the early labels of ``pids`` (see :meth:`EarlyLabels.pop_many`)."""
+        return cast(EarlyLabels, self.early).pop_many(pids)
+
+    def seen(self, pids: Collection[str], model: int) -> set[str]:
+        """The ids among ``pids`` that wait as early labels or were joined recently for
+        ``model`` (-1: any): ``pid in early or was_matched(pid, model)`` for many ids at
+        once, each table asked with one set operation over ``pids``."""
+        early = self.early
+        out: set[str] = early.keys() & pids if early else set()
+        for table in self.matched if model < 0 else (self.matched[model],):
+            if table:
+                out |= table.keys() & pids
+        return out
 
     @staticmethod
     def expire(

@@ -159,6 +159,23 @@ def test_both_paths_agree_with_the_lookup_always_used(monkeypatch: pytest.Monkey
             assert counted == _recount(state.join.early)
 
 
+def test_seen_is_the_early_and_matched_ids_asked_one_by_one() -> None:
+    """:meth:`JoinBuffer.seen` (the ids of many that wait as early labels or were matched,
+    for a model or any) against ``pid in early or was_matched(pid, model)`` per id."""
+    rng = random.Random(11)
+    for _ in range(200):
+        join = JoinBuffer(3)
+        pool = [f"s{i}" for i in range(30)]
+        for pid in rng.sample(pool, rng.randrange(8)):
+            join.early[pid] = EarlyLabel(1.0, 0, rng.randrange(-1, 3))
+        for table in join.matched:
+            table.update(dict.fromkeys(rng.sample(pool, rng.randrange(8)), 2.0))
+        asked = rng.sample(pool, rng.randrange(1, 12))
+        for model in (-1, 0, 1, 2):
+            want = {p for p in asked if p in join.early or join.was_matched(p, model)}
+            assert join.seen(asked, model) == want
+
+
 def _recount(early: dict[str, Any]) -> dict[int, int]:
     return dict(Counter(label.model for label in early.values()))
 
@@ -173,7 +190,7 @@ def test_early_label_counts_follow_every_change() -> None:
     for _ in range(600):
         pid = rng.choice(pids)
         label = EarlyLabel(float(rng.randrange(100)), 1, rng.randrange(-1, 3))
-        op = rng.randrange(9)
+        op = rng.randrange(11)
         early = join.early
         if op == 0:
             early[pid] = label  # new or overwritten in place
@@ -194,6 +211,23 @@ def test_early_label_counts_follow_every_change() -> None:
                                      dict(early)])
         elif op == 8 and early and rng.random() < 0.1:
             early.popitem() if rng.random() < 0.5 else early.clear()
+        elif op == 9:  # a poll's early labels at once, some of them held already
+            some = rng.sample(pids, rng.randrange(1, 6))
+            labels = [label._replace(model=rng.randrange(-1, 3)) for _ in some]
+            named = None  # the model they all name, said by the caller (the batch path)
+            if rng.random() < 0.5:
+                named = labels[0].model
+                labels = [x._replace(model=named) for x in labels]
+            want_order = [*early, *(p for p in some if p not in early)]
+            want_values = {**early, **dict(zip(some, labels, strict=True))}
+            join.add_early(some, labels, named)
+            assert list(join.early) == want_order
+            assert dict(join.early) == want_values
+        elif op == 10 and early:  # the ones a poll's predictions join, at once
+            some = rng.sample(list(early), rng.randrange(1, min(5, len(early)) + 1))
+            want = [early[p] for p in some]
+            assert join.pop_early(some) == want
+            assert not set(some) & join.early.keys()
         assert isinstance(join.early, EarlyLabels)
         want = _recount(join.early)
         got = {m: n for m, n in join.early.by_model.items() if n}
