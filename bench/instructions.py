@@ -16,7 +16,9 @@ prints the difference, the instructions of the processing alone. Workloads:
   :data:`LABELS_FASTER` times as fast as its predictions (label records are about a third
   of the size, and a fetch is by bytes), so most labels come before their prediction and
   wait as early labels (it prints how many labels come before their prediction, and how
-  many of those in an earlier poll);
+  many of those in an earlier poll). The daemon paces its labels partitions (``[kafka]
+  label_lead``), so this is what ``monitor replay`` of such a capture, or a daemon with
+  ``label_lead = "0s"``, meets;
 - ``scaling``: ``Pipeline.process`` over ``scaling.py``'s stream spread over ``--models``
   models (polls of 10,000 messages), in the steady state as ``scaling.py`` measures it
   (the untimed prefix that warms every model up runs once, natively, and both valgrind
