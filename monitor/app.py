@@ -219,7 +219,8 @@ class App:
         #: Labels partitions paused because they ran ahead of their predictions (a backlog
         #: read by both topics at once): see :mod:`monitor.label_pacing`.
         kafka = config.kafka
-        self.pacer = LabelPacer(kafka.predictions_topic, kafka.labels_topic, kafka.label_lead)
+        self.pacer = LabelPacer(kafka.predictions_topic, kafka.labels_topic, kafka.label_lead,
+                                kafka.max_poll_records)  # fmt: skip
         # A poll held a large message since the heap was last trimmed with every output
         # delivered: the dead letters that copy such messages are freed only once sent.
         self.trim_due = False

@@ -226,8 +226,8 @@ class KafkaConfig(_Strict):
         60.0,
         ge=0,
         description=(
-            "while a predictions partition has records left to read, its labels partition"
-            " is paused once it is this far ahead in event time (0: never paused)"
+            "while a predictions partition has more than a poll's records left to read, its"
+            " labels partition is paused once it is this far ahead in event time (0: never)"
         ),
     )
 

@@ -11,15 +11,16 @@ does with ``max.task.idle.ms`` and Flink with watermark alignment).
 
 :class:`LabelPacer` decides which labels partitions to pause. Partitions of both topics
 with the same number hold the same ids (the topics are keyed by ``prediction_id``). While
-a predictions partition has records left to read here (its lag is known and above zero),
-its labels partition is paused once the newest label read from it is more than
+a predictions partition has a backlog here (more records left to read than one poll
+returns), its labels partition is paused once the newest label read from it is more than
 ``label_lead`` of event time past the newest prediction read from its twin (or while none
-is). A predictions partition whose lag is not known yet counts as one with records left:
-the consumer has not read from it yet. A paused labels partition is resumed when the
-predictions come within half of ``label_lead``, when nothing is left to read of them, when
-the predictions partition is not assigned here, or when ``label_lead`` is 0. At the head of
-both topics labels come after their predictions, so nothing is paused; nothing is lost
-either way, since a paused partition is fetched again from its position when resumed.
+is). A predictions partition whose lag is not known yet counts as one with a backlog: the
+consumer has not read from it yet. A paused labels partition is resumed when the
+predictions come within half of ``label_lead``, when their backlog is read, when the
+predictions partition is not assigned here, or when ``label_lead`` is 0. At the head of
+both topics labels come after their predictions, and there is no backlog: nothing is
+paused, even when the labels' producer has a clock minutes ahead. Nothing is lost either
+way, since a paused partition is fetched again from its position when resumed.
 """
 
 from __future__ import annotations
@@ -40,10 +41,15 @@ class LabelPacer:
     caller applies each decision to its consumer (see :meth:`decide`).
     """
 
-    def __init__(self, predictions_topic: str, labels_topic: str, lead: float) -> None:
+    def __init__(
+        self, predictions_topic: str, labels_topic: str, lead: float, backlog: int = 0
+    ) -> None:
         self.predictions_topic = predictions_topic
         self.labels_topic = labels_topic
         self.lead = lead
+        #: Records left to read above which a predictions partition is catching up (the
+        #: daemon passes a poll's worth, ``kafka.max_poll_records``).
+        self.backlog = backlog
         self.held: set[TP] = set()
 
     def decide(
@@ -74,7 +80,7 @@ class LabelPacer:
                 ahead = label_ts - times.get(self.predictions_topic, -math.inf)
             # An unknown lag is a partition not read from yet (librdkafka may hand out
             # one partition's backlog after another's): its records are still to come.
-            backlog = twin in assigned and lag.get(twin, 1) > 0
+            backlog = twin in assigned and lag.get(twin, self.backlog + 1) > self.backlog
             if tp in self.held:
                 if not backlog or self.lead <= 0 or ahead <= self.lead / 2:
                     resume.add(tp)

@@ -73,6 +73,19 @@ def test_hysteresis_keeps_it_paused_until_half_the_lead() -> None:
     assert pacer.decide({0: {P: 1040.0, L: 1061.0}}, {(P, 0): 5}, ASSIGNED) == (set(), {(L, 0)})
 
 
+def test_at_the_head_labels_from_a_clock_ahead_are_not_paused() -> None:
+    """A predictions partition with no more than a poll's records left is at the head:
+    labels 2 min ahead of it (their producer's clock) are read, and a labels partition
+    paused during a catch-up is resumed once the backlog is read, whatever its lead."""
+    pacer = LabelPacer(P, L, 60.0, backlog=500)
+    times = {0: {P: 1000.0, L: 1120.0}}
+    assert pacer.decide(times, {(P, 0): 500}, ASSIGNED) == (set(), set())
+    assert pacer.decide(times, {(P, 0): 501}, ASSIGNED) == ({(L, 0)}, set())
+    assert pacer.decide(times, {(P, 0): 40}, ASSIGNED) == (set(), {(L, 0)})
+    # Not read from yet: a backlog, whatever the threshold.
+    assert pacer.decide(times, {}, ASSIGNED) == ({(L, 0)}, set())
+
+
 def test_a_revoked_partition_is_forgotten_and_a_lead_of_zero_never_pauses() -> None:
     pacer = _pacer()
     pacer.decide({0: {P: 1000.0, L: 1061.0}}, {(P, 0): 5}, ASSIGNED)
