@@ -285,13 +285,35 @@ class PendingTable:
     ) -> None:
         """Append ``pids`` (new and distinct, with an event time each: checked, ValueError
         otherwise, unless the caller has ``checked`` that already) in order, with their
-        columns; ``slices`` has shape ``(len(pids), k)``."""
+        columns; ``slices`` has shape ``(len(pids), k)``. Checked ids go in with one call of
+        :mod:`monitor.native`'s ``pending_add`` when it runs (a poll of many models has
+        thousands of small groups, and the numpy code's fixed cost is most of each)."""
         n = len(pids)
         if n == 0:
             return
         slices = np.asarray(slices)
         if slices.ndim != 2 or slices.shape[0] != n:
             raise ValueError(f"slices of shape {slices.shape}, expected ({n}, k)")
+        kernels = native.kernels()
+        if kernels is not None and checked:  # the group in one call: see pending_add
+            if type(pids) is not list:
+                pids = list(pids)
+            self._reserve(n, slices.shape[1])
+            at = self._used
+            self._id_bytes += kernels.pending_add(
+                self._blob, self._ts, self._pred, self._score, self._slices, self._hash,
+                self._ends, self._slots, self._shift, at, pids,
+                np.ascontiguousarray(ts, dtype=np.float64),
+                np.ascontiguousarray(pred, dtype=np.float64),
+                np.ascontiguousarray(score, dtype=np.float64),
+                np.ascontiguousarray(slices, dtype=np.int64),
+            )  # fmt: skip
+            self._used = at + n
+            self._live += n
+            self._memo = None
+            if self._owner is not None:
+                self._owner[0].add(self._hash[at : at + n], self._owner[1])
+            return
         keys, crcs = _keys(pids)
         if not checked:
             if np.isnan(np.asarray(ts, dtype=np.float64)).any():
@@ -328,8 +350,27 @@ class PendingTable:
     def pop_many(self, pids: list[str]) -> tuple[BoolArray, F64, F64, F64, I64]:
         """Remove the pending predictions of ``pids``; return ``(found, ts, pred, score,
         slices)`` aligned with ``pids`` (NaN and -1 where not found; an id listed twice is
-        found at its first occurrence only)."""
+        found at its first occurrence only); with one call of :mod:`monitor.native`'s
+        ``pending_pop`` when it runs."""
         n = len(pids)
+        kernels = native.kernels()
+        if kernels is not None and self._live and n:  # the group in one call: see pending_pop
+            found = np.empty(n, dtype=np.bool_)
+            ts, pred, score = np.empty(n), np.empty(n), np.empty(n)
+            slices = np.empty((n, max(self._k, 0)), dtype=np.int64)
+            gone = np.empty(n, dtype=np.uint32)
+            count, size = kernels.pending_pop(
+                self._slots, self._hash, self._ts, self._pred, self._score, self._slices,
+                self._ends, self._blob, self._shift, pids if type(pids) is list else list(pids),
+                found, ts, pred, score, slices, gone,
+            )  # fmt: skip
+            if count:
+                self._id_bytes -= size
+                if self._owner is not None:
+                    self._owner[0].remove(gone[:count], self._owner[1])
+                self._live -= count
+                self._maybe_compact()
+            return found, ts, pred, score, slices
         keys, crcs = _keys(pids) if self._live and n else ([], None)
         rows = self._lookup(keys, crcs) if crcs is not None else None
         listed = rows.tolist() if rows is not None else []
