@@ -287,11 +287,202 @@ done:
     return out;
 }
 
+/* The owner index (join.py, OwnerIndex): an open-addressing table of (CRC-32, model) pairs
+ * with a count each, in three columns of one size (crc uint32, model int32 with -1 for an
+ * empty slot, count int32 with 0 for a tombstone), probed linearly from the same home slot
+ * as the pending table's index. */
+
+/* Check the three columns of the owner index: one power-of-two size matching shift. */
+static int
+owner_table_ok(const arg_t *crc, const arg_t *model, const arg_t *count, int shift)
+{
+    Py_ssize_t n = crc->buf.len / 4;
+    if (n == 0 || shift < 0 || shift > 31 || ((Py_ssize_t)1 << (32 - shift)) != n ||
+        model->buf.len / 4 != n || (count != NULL && count->buf.len / 4 != n)) {
+        PyErr_SetString(PyExc_ValueError, "owner table: columns of one power-of-two size "
+                                          "matching shift expected");
+        return 0;
+    }
+    return 1;
+}
+
+PyDoc_STRVAR(owner_find_doc,
+"owner_find(crc, model, shift, crcs, models, out)\n\n"
+"Write into out[i] the slot of the pair (crcs[i], models[i]), live or tombstone, -1 when\n"
+"the table holds none (an empty slot ends the probe).");
+
+static PyObject *
+owner_find(PyObject *self, PyObject *args)
+{
+    PyObject *o_crc, *o_model, *o_crcs, *o_models, *o_out;
+    int shift;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOiOOO", &o_crc, &o_model, &shift, &o_crcs, &o_models, &o_out))
+        return NULL;
+    arg_t a[] = {
+        {o_crc, 4, 0, "crc"},       {o_model, 4, 0, "model"}, {o_crcs, 4, 0, "crcs"},
+        {o_models, 4, 0, "models"}, {o_out, 8, 1, "out"},
+    };
+    const int nargs = (int)(sizeof a / sizeof a[0]);
+    if (acquire(a, nargs) < 0)
+        return NULL;
+    PyObject *result = NULL;
+    if (!owner_table_ok(&a[0], &a[1], NULL, shift))
+        goto done;
+    const uint32_t *crc = (const uint32_t *)a[0].buf.buf;
+    const int32_t *model = (const int32_t *)a[1].buf.buf;
+    const uint32_t *crcs = (const uint32_t *)a[2].buf.buf;
+    const int32_t *models = (const int32_t *)a[3].buf.buf;
+    int64_t *out = (int64_t *)a[4].buf.buf;
+    Py_ssize_t nslots = a[0].buf.len / 4, n = a[2].buf.len / 4;
+    if (a[3].buf.len / 4 < n || a[4].buf.len / 8 < n) {
+        PyErr_SetString(PyExc_ValueError, "models, out: shorter than crcs");
+        goto done;
+    }
+    Py_ssize_t mask = nslots - 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t pos = home(crcs[i], shift);
+        int64_t found = -1;
+        for (Py_ssize_t probes = 0; probes < nslots && model[pos] >= 0; probes++) {
+            if (model[pos] == models[i] && crc[pos] == crcs[i]) {
+                found = pos;
+                break;
+            }
+            pos = (pos + 1) & mask;
+        }
+        out[i] = found;
+    }
+    result = Py_NewRef(Py_None);
+done:
+    release(a, nargs);
+    return result;
+}
+
+PyDoc_STRVAR(owner_put_doc,
+"owner_put(crc, model, count, shift, crcs, models, counts) -> int\n\n"
+"Put each pair (crcs[i], models[i]), absent from the table, in order into the first slot\n"
+"from its home that is empty or a tombstone, with its count (int64 counts[i]); return\n"
+"how many empty slots they took.");
+
+static PyObject *
+owner_put(PyObject *self, PyObject *args)
+{
+    PyObject *o_crc, *o_model, *o_count, *o_crcs, *o_models, *o_counts;
+    int shift;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOiOOO", &o_crc, &o_model, &o_count, &shift, &o_crcs,
+                          &o_models, &o_counts))
+        return NULL;
+    arg_t a[] = {
+        {o_crc, 4, 1, "crc"},   {o_model, 4, 1, "model"},   {o_count, 4, 1, "count"},
+        {o_crcs, 4, 0, "crcs"}, {o_models, 4, 0, "models"}, {o_counts, 8, 0, "counts"},
+    };
+    const int nargs = (int)(sizeof a / sizeof a[0]);
+    if (acquire(a, nargs) < 0)
+        return NULL;
+    PyObject *result = NULL;
+    if (!owner_table_ok(&a[0], &a[1], &a[2], shift))
+        goto done;
+    uint32_t *crc = (uint32_t *)a[0].buf.buf;
+    int32_t *model = (int32_t *)a[1].buf.buf;
+    int32_t *count = (int32_t *)a[2].buf.buf;
+    const uint32_t *crcs = (const uint32_t *)a[3].buf.buf;
+    const int32_t *models = (const int32_t *)a[4].buf.buf;
+    const int64_t *counts = (const int64_t *)a[5].buf.buf;
+    Py_ssize_t nslots = a[0].buf.len / 4, n = a[3].buf.len / 4;
+    if (a[4].buf.len / 4 < n || a[5].buf.len / 8 < n) {
+        PyErr_SetString(PyExc_ValueError, "models, counts: shorter than crcs");
+        goto done;
+    }
+    Py_ssize_t mask = nslots - 1;
+    long filled = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (counts[i] < INT32_MIN || counts[i] > INT32_MAX) {
+            PyErr_SetString(PyExc_ValueError, "counts: beyond int32");
+            goto done;
+        }
+        Py_ssize_t pos = home(crcs[i], shift);
+        Py_ssize_t probes = 0;
+        while (model[pos] >= 0 && count[pos] != 0) {
+            if (++probes == nslots) {
+                PyErr_SetString(PyExc_ValueError, "owner table: full");
+                goto done;
+            }
+            pos = (pos + 1) & mask;
+        }
+        filled += model[pos] < 0;
+        crc[pos] = crcs[i];
+        model[pos] = models[i];
+        count[pos] = (int32_t)counts[i];
+    }
+    result = PyLong_FromLong(filled);
+done:
+    release(a, nargs);
+    return result;
+}
+
+PyDoc_STRVAR(owner_candidates_doc,
+"owner_candidates(crc, model, count, shift, crcs, first, many)\n\n"
+"For each crcs[i]: into first[i] the smallest model of a live pair with that CRC-32 (-1:\n"
+"none) and into many[i] how many live pairs have it (an empty slot ends the probe).");
+
+static PyObject *
+owner_candidates(PyObject *self, PyObject *args)
+{
+    PyObject *o_crc, *o_model, *o_count, *o_crcs, *o_first, *o_many;
+    int shift;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOiOOO", &o_crc, &o_model, &o_count, &shift, &o_crcs,
+                          &o_first, &o_many))
+        return NULL;
+    arg_t a[] = {
+        {o_crc, 4, 0, "crc"},   {o_model, 4, 0, "model"}, {o_count, 4, 0, "count"},
+        {o_crcs, 4, 0, "crcs"}, {o_first, 8, 1, "first"}, {o_many, 8, 1, "many"},
+    };
+    const int nargs = (int)(sizeof a / sizeof a[0]);
+    if (acquire(a, nargs) < 0)
+        return NULL;
+    PyObject *result = NULL;
+    if (!owner_table_ok(&a[0], &a[1], &a[2], shift))
+        goto done;
+    const uint32_t *crc = (const uint32_t *)a[0].buf.buf;
+    const int32_t *model = (const int32_t *)a[1].buf.buf;
+    const int32_t *count = (const int32_t *)a[2].buf.buf;
+    const uint32_t *crcs = (const uint32_t *)a[3].buf.buf;
+    int64_t *first = (int64_t *)a[4].buf.buf;
+    int64_t *many = (int64_t *)a[5].buf.buf;
+    Py_ssize_t nslots = a[0].buf.len / 4, n = a[3].buf.len / 4;
+    if (a[4].buf.len / 8 < n || a[5].buf.len / 8 < n) {
+        PyErr_SetString(PyExc_ValueError, "first, many: shorter than crcs");
+        goto done;
+    }
+    Py_ssize_t mask = nslots - 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t pos = home(crcs[i], shift);
+        int64_t low = -1, hits = 0;
+        for (Py_ssize_t probes = 0; probes < nslots && model[pos] >= 0; probes++) {
+            if (count[pos] > 0 && crc[pos] == crcs[i]) {
+                hits++;
+                if (low < 0 || model[pos] < low)
+                    low = model[pos];
+            }
+            pos = (pos + 1) & mask;
+        }
+        first[i] = low;
+        many[i] = hits;
+    }
+    result = Py_NewRef(Py_None);
+done:
+    release(a, nargs);
+    return result;
+}
+
 /* ------------------------------------------------------------- a group's append and pop
  * PendingTable.add_many and pop_many in one call each (with 100 models a poll has
  * thousands of small (model, partition) groups, and the numpy code's some thirty calls
  * per group cost more than its rows): the same columns, index and byte buffer, changed
- * exactly as the numpy code changes them. */
+ * exactly as the numpy code changes them; and the owner index's counts changed as they
+ * come (owner_change) instead of queued and netted with numpy (OwnerIndex._apply). */
 
 static double quiet_nan(void);
 
@@ -554,95 +745,26 @@ done:
     return result;
 }
 
-/* The owner index (join.py, OwnerIndex): an open-addressing table of (CRC-32, model) pairs
- * with a count each, in three columns of one size (crc uint32, model int32 with -1 for an
- * empty slot, count int32 with 0 for a tombstone), probed linearly from the same home slot
- * as the pending table's index. */
-
-/* Check the three columns of the owner index: one power-of-two size matching shift. */
-static int
-owner_table_ok(const arg_t *crc, const arg_t *model, const arg_t *count, int shift)
-{
-    Py_ssize_t n = crc->buf.len / 4;
-    if (n == 0 || shift < 0 || shift > 31 || ((Py_ssize_t)1 << (32 - shift)) != n ||
-        model->buf.len / 4 != n || (count != NULL && count->buf.len / 4 != n)) {
-        PyErr_SetString(PyExc_ValueError, "owner table: columns of one power-of-two size "
-                                          "matching shift expected");
-        return 0;
-    }
-    return 1;
-}
-
-PyDoc_STRVAR(owner_find_doc,
-"owner_find(crc, model, shift, crcs, models, out)\n\n"
-"Write into out[i] the slot of the pair (crcs[i], models[i]), live or tombstone, -1 when\n"
-"the table holds none (an empty slot ends the probe).");
+PyDoc_STRVAR(owner_change_doc,
+"owner_change(crc, model, count, shift, crcs, m, sign) -> int\n\n"
+"Count (sign 1) or uncount (sign -1) one id of model m for each CRC-32 of crcs, in\n"
+"order, straight into the owner table: a pair found (live or tombstone) has its count\n"
+"changed; a new pair (sign 1 only) goes into the first free slot (empty or tombstone)\n"
+"on its probe. Returns the empty slots it filled. KeyError when an id that was not\n"
+"counted is uncounted (the ids before it changed).");
 
 static PyObject *
-owner_find(PyObject *self, PyObject *args)
+owner_change(PyObject *self, PyObject *args)
 {
-    PyObject *o_crc, *o_model, *o_crcs, *o_models, *o_out;
-    int shift;
+    PyObject *o_crc, *o_model, *o_count, *o_crcs;
+    int shift, m, sign;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOiOOO", &o_crc, &o_model, &shift, &o_crcs, &o_models, &o_out))
+    if (!PyArg_ParseTuple(args, "OOOiOii", &o_crc, &o_model, &o_count, &shift, &o_crcs, &m,
+                          &sign))
         return NULL;
     arg_t a[] = {
-        {o_crc, 4, 0, "crc"},       {o_model, 4, 0, "model"}, {o_crcs, 4, 0, "crcs"},
-        {o_models, 4, 0, "models"}, {o_out, 8, 1, "out"},
-    };
-    const int nargs = (int)(sizeof a / sizeof a[0]);
-    if (acquire(a, nargs) < 0)
-        return NULL;
-    PyObject *result = NULL;
-    if (!owner_table_ok(&a[0], &a[1], NULL, shift))
-        goto done;
-    const uint32_t *crc = (const uint32_t *)a[0].buf.buf;
-    const int32_t *model = (const int32_t *)a[1].buf.buf;
-    const uint32_t *crcs = (const uint32_t *)a[2].buf.buf;
-    const int32_t *models = (const int32_t *)a[3].buf.buf;
-    int64_t *out = (int64_t *)a[4].buf.buf;
-    Py_ssize_t nslots = a[0].buf.len / 4, n = a[2].buf.len / 4;
-    if (a[3].buf.len / 4 < n || a[4].buf.len / 8 < n) {
-        PyErr_SetString(PyExc_ValueError, "models, out: shorter than crcs");
-        goto done;
-    }
-    Py_ssize_t mask = nslots - 1;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        Py_ssize_t pos = home(crcs[i], shift);
-        int64_t found = -1;
-        for (Py_ssize_t probes = 0; probes < nslots && model[pos] >= 0; probes++) {
-            if (model[pos] == models[i] && crc[pos] == crcs[i]) {
-                found = pos;
-                break;
-            }
-            pos = (pos + 1) & mask;
-        }
-        out[i] = found;
-    }
-    result = Py_NewRef(Py_None);
-done:
-    release(a, nargs);
-    return result;
-}
-
-PyDoc_STRVAR(owner_put_doc,
-"owner_put(crc, model, count, shift, crcs, models, counts) -> int\n\n"
-"Put each pair (crcs[i], models[i]), absent from the table, in order into the first slot\n"
-"from its home that is empty or a tombstone, with its count (int64 counts[i]); return\n"
-"how many empty slots they took.");
-
-static PyObject *
-owner_put(PyObject *self, PyObject *args)
-{
-    PyObject *o_crc, *o_model, *o_count, *o_crcs, *o_models, *o_counts;
-    int shift;
-    (void)self;
-    if (!PyArg_ParseTuple(args, "OOOiOOO", &o_crc, &o_model, &o_count, &shift, &o_crcs,
-                          &o_models, &o_counts))
-        return NULL;
-    arg_t a[] = {
-        {o_crc, 4, 1, "crc"},   {o_model, 4, 1, "model"},   {o_count, 4, 1, "count"},
-        {o_crcs, 4, 0, "crcs"}, {o_models, 4, 0, "models"}, {o_counts, 8, 0, "counts"},
+        {o_crc, 4, 1, "crc"}, {o_model, 4, 1, "model"}, {o_count, 4, 1, "count"},
+        {o_crcs, 4, 0, "crcs"},
     };
     const int nargs = (int)(sizeof a / sizeof a[0]);
     if (acquire(a, nargs) < 0)
@@ -650,95 +772,55 @@ owner_put(PyObject *self, PyObject *args)
     PyObject *result = NULL;
     if (!owner_table_ok(&a[0], &a[1], &a[2], shift))
         goto done;
+    if (m < 0 || (sign != 1 && sign != -1)) {
+        PyErr_SetString(PyExc_ValueError, "a model >= 0 and a sign of 1 or -1 expected");
+        goto done;
+    }
     uint32_t *crc = (uint32_t *)a[0].buf.buf;
     int32_t *model = (int32_t *)a[1].buf.buf;
     int32_t *count = (int32_t *)a[2].buf.buf;
     const uint32_t *crcs = (const uint32_t *)a[3].buf.buf;
-    const int32_t *models = (const int32_t *)a[4].buf.buf;
-    const int64_t *counts = (const int64_t *)a[5].buf.buf;
-    Py_ssize_t nslots = a[0].buf.len / 4, n = a[3].buf.len / 4;
-    if (a[4].buf.len / 4 < n || a[5].buf.len / 8 < n) {
-        PyErr_SetString(PyExc_ValueError, "models, counts: shorter than crcs");
-        goto done;
-    }
-    Py_ssize_t mask = nslots - 1;
+    Py_ssize_t nslots = a[0].buf.len / 4, n = a[3].buf.len / 4, mask = nslots - 1;
     long filled = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        if (counts[i] < INT32_MIN || counts[i] > INT32_MAX) {
-            PyErr_SetString(PyExc_ValueError, "counts: beyond int32");
+        uint32_t c = crcs[i];
+        Py_ssize_t pos = home(c, shift), free = -1, probes = 0;
+        while (model[pos] >= 0 && !(model[pos] == m && crc[pos] == c)) {
+            if (free < 0 && count[pos] == 0)
+                free = pos;
+            if (++probes == nslots)
+                break;
+            pos = (pos + 1) & mask;
+        }
+        if (probes < nslots && model[pos] >= 0) { /* the pair */
+            if (count[pos] + sign < 0) {
+                PyErr_SetString(PyExc_KeyError, "OwnerIndex.remove: an id that was not counted");
+                goto done;
+            }
+            if (sign > 0 && count[pos] == INT32_MAX) {
+                PyErr_SetString(PyExc_OverflowError, "owner table: a count beyond int32");
+                goto done;
+            }
+            count[pos] += sign;
+            continue;
+        }
+        if (sign < 0) {
+            PyErr_SetString(PyExc_KeyError, "OwnerIndex.remove: an id that was not counted");
             goto done;
         }
-        Py_ssize_t pos = home(crcs[i], shift);
-        Py_ssize_t probes = 0;
-        while (model[pos] >= 0 && count[pos] != 0) {
-            if (++probes == nslots) {
+        if (free < 0) {
+            if (probes == nslots) {
                 PyErr_SetString(PyExc_ValueError, "owner table: full");
                 goto done;
             }
-            pos = (pos + 1) & mask;
+            free = pos;
+            filled++;
         }
-        filled += model[pos] < 0;
-        crc[pos] = crcs[i];
-        model[pos] = models[i];
-        count[pos] = (int32_t)counts[i];
+        crc[free] = c;
+        model[free] = m;
+        count[free] = 1;
     }
     result = PyLong_FromLong(filled);
-done:
-    release(a, nargs);
-    return result;
-}
-
-PyDoc_STRVAR(owner_candidates_doc,
-"owner_candidates(crc, model, count, shift, crcs, first, many)\n\n"
-"For each crcs[i]: into first[i] the smallest model of a live pair with that CRC-32 (-1:\n"
-"none) and into many[i] how many live pairs have it (an empty slot ends the probe).");
-
-static PyObject *
-owner_candidates(PyObject *self, PyObject *args)
-{
-    PyObject *o_crc, *o_model, *o_count, *o_crcs, *o_first, *o_many;
-    int shift;
-    (void)self;
-    if (!PyArg_ParseTuple(args, "OOOiOOO", &o_crc, &o_model, &o_count, &shift, &o_crcs,
-                          &o_first, &o_many))
-        return NULL;
-    arg_t a[] = {
-        {o_crc, 4, 0, "crc"},   {o_model, 4, 0, "model"}, {o_count, 4, 0, "count"},
-        {o_crcs, 4, 0, "crcs"}, {o_first, 8, 1, "first"}, {o_many, 8, 1, "many"},
-    };
-    const int nargs = (int)(sizeof a / sizeof a[0]);
-    if (acquire(a, nargs) < 0)
-        return NULL;
-    PyObject *result = NULL;
-    if (!owner_table_ok(&a[0], &a[1], &a[2], shift))
-        goto done;
-    const uint32_t *crc = (const uint32_t *)a[0].buf.buf;
-    const int32_t *model = (const int32_t *)a[1].buf.buf;
-    const int32_t *count = (const int32_t *)a[2].buf.buf;
-    const uint32_t *crcs = (const uint32_t *)a[3].buf.buf;
-    int64_t *first = (int64_t *)a[4].buf.buf;
-    int64_t *many = (int64_t *)a[5].buf.buf;
-    Py_ssize_t nslots = a[0].buf.len / 4, n = a[3].buf.len / 4;
-    if (a[4].buf.len / 8 < n || a[5].buf.len / 8 < n) {
-        PyErr_SetString(PyExc_ValueError, "first, many: shorter than crcs");
-        goto done;
-    }
-    Py_ssize_t mask = nslots - 1;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        Py_ssize_t pos = home(crcs[i], shift);
-        int64_t low = -1, hits = 0;
-        for (Py_ssize_t probes = 0; probes < nslots && model[pos] >= 0; probes++) {
-            if (count[pos] > 0 && crc[pos] == crcs[i]) {
-                hits++;
-                if (low < 0 || model[pos] < low)
-                    low = model[pos];
-            }
-            pos = (pos + 1) & mask;
-        }
-        first[i] = low;
-        many[i] = hits;
-    }
-    result = Py_NewRef(Py_None);
 done:
     release(a, nargs);
     return result;
@@ -2300,6 +2382,7 @@ static PyMethodDef methods[] = {
     {"lookup", lookup, METH_VARARGS, lookup_doc},
     {"nonzero_rows", nonzero_rows, METH_VARARGS, nonzero_rows_doc},
     {"owner_candidates", owner_candidates, METH_VARARGS, owner_candidates_doc},
+    {"owner_change", owner_change, METH_VARARGS, owner_change_doc},
     {"owner_find", owner_find, METH_VARARGS, owner_find_doc},
     {"owner_put", owner_put, METH_VARARGS, owner_put_doc},
     {"pending_add", pending_add, METH_VARARGS, pending_add_doc},

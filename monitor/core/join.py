@@ -934,7 +934,8 @@ class OwnerIndex:
     is confirmed by its table, which compares the id's bytes.
 
     Changes are queued as they come (a poll adds and removes ids model by model, a few
-    at a time) and applied together, netted per pair, before the next question. The
+    at a time) and applied together, netted per pair, before the next question (with
+    :mod:`monitor.native`: each group's applied at once, in one compiled call). The
     pairs live in an open-addressing table (linear probing, power-of-two size, at most
     60 % of the slots taken) with a count each; a pair whose count falls to 0 stays as a
     tombstone (probes go past it, an insert reuses it) until the next rebuild. Never
@@ -985,6 +986,9 @@ class OwnerIndex:
 
     def add_one(self, crc: int, model: int) -> None:
         """:meth:`add` of one id."""
+        if native.kernels() is not None:
+            self._enqueue(np.array([crc], dtype=np.uint32), model, 1)
+            return
         self._one.append(crc << 32 | model)
         self._one_sign.append(1)
         self._queued += 1
@@ -993,6 +997,9 @@ class OwnerIndex:
 
     def remove_one(self, crc: int, model: int) -> None:
         """:meth:`remove` of one id."""
+        if native.kernels() is not None:
+            self._enqueue(np.array([crc], dtype=np.uint32), model, -1)
+            return
         self._one.append(crc << 32 | model)
         self._one_sign.append(-1)
         self._queued += 1
@@ -1001,6 +1008,17 @@ class OwnerIndex:
 
     def _enqueue(self, crcs: npt.NDArray[np.uint32], model: int, sign: int) -> None:
         if crcs.size == 0:
+            return
+        kernels = native.kernels()
+        if kernels is not None:  # applied at once, in C: see owner_change
+            if self._queued:  # changes queued by the numpy code first, in their order
+                self._apply()
+            if sign > 0 and 5 * (self._filled + crcs.size) > 3 * self._model.size:
+                self._rebuild(self._filled + crcs.size)
+            self._filled += kernels.owner_change(
+                self._crc, self._model, self._count, self._shift,
+                np.ascontiguousarray(crcs, dtype=np.uint32), model, sign,
+            )  # fmt: skip
             return
         self._queue.append((np.array(crcs, dtype=np.uint32), model, sign))  # a copy: kept
         self._queued += crcs.size

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from monitor import native
-from monitor.core.join import OwnerIndex, PendingTable
+from monitor.core.join import OwnerIndex, Pending, PendingTable
 
 
 def _ids(rng: random.Random, n: int, serial: list[int]) -> list[str]:
@@ -95,6 +95,14 @@ def _run(seed: int, compiled: bool) -> list[Any]:
                     rng.shuffle(ask)
                 got = table.pop_many(ask)
                 out.append([a.dtype.str + repr(a.shape) + a.tobytes().hex() for a in got])
+            elif op < 0.92 and held:  # one id leaves, one comes (the owner index's singles)
+                pid = rng.choice(held)
+                if pid in table:
+                    out.append(tuple(table.pop(pid)))
+                (new,) = _ids(rng, 1, serial)
+                table[new] = Pending(clock, 1.0, 0.5, tuple(range(k)))
+                clock += 1
+                held.append(new)
             else:  # the oldest leave: dead rows at the front
                 out.append(table.expire(clock - rng.randrange(0, 400)))
             out.append(_table_state(table, owners))
@@ -168,3 +176,45 @@ def test_the_group_kernels_check_what_they_are_given() -> None:
     with pytest.raises(ValueError):
         pop(["ab", "é"], 1)  # outputs of one row for two ids
     assert pop(["é", "é", "x"], 3) == (1, 2)
+
+
+def test_the_owner_index_refuses_to_uncount_an_id_not_counted() -> None:
+    """Both ways: at once in C, at the next question with numpy (changes queued)."""
+    for compiled in (True, False) if native.available() else (False,):
+        before = native.use(compiled)
+        try:
+            index = OwnerIndex()
+            index.add(np.array([5, 5], dtype=np.uint32), 2)
+            index.remove_one(5, 2)
+            index.remove(np.array([5], dtype=np.uint32), 2)  # a tombstone now
+            assert index.candidates(np.array([5], dtype=np.uint32))[1].tolist() == [0]
+            with pytest.raises(KeyError):
+                index.remove(np.array([5], dtype=np.uint32), 2)
+                len(index)
+            index = OwnerIndex()
+            with pytest.raises(KeyError):
+                index.remove_one(9, 0)
+                len(index)
+        finally:
+            native.use(before)
+
+
+def test_owner_change_checks_what_it_is_given() -> None:
+    if not native.available():
+        pytest.skip("monitor._native is not built (see test_native.py)")
+    kernels = importlib.import_module("monitor._native")  # on or off (MONITOR_NATIVE)
+    crc = np.zeros(16, dtype=np.uint32)
+    model = np.full(16, -1, dtype=np.int32)
+    count = np.zeros(16, dtype=np.int32)
+    crcs = np.array([5, 5, 6], dtype=np.uint32)
+    with pytest.raises(ValueError):
+        kernels.owner_change(crc, model, count, 27, crcs, 1, 1)
+    with pytest.raises(ValueError):
+        kernels.owner_change(crc, model, count, 28, crcs, 1, 2)
+    with pytest.raises(TypeError):
+        kernels.owner_change(crc, model, count.astype(np.int64), 28, crcs, 1, 1)
+    assert kernels.owner_change(crc, model, count, 28, crcs, 1, 1) == 2  # two pairs
+    assert sorted(count.tolist())[-2:] == [1, 2]
+    assert kernels.owner_change(crc, model, count, 28, crcs[:2], 1, -1) == 0
+    assert kernels.owner_change(crc, model, count, 28, crcs[:1], 3, 1) == 0  # a tombstone reused
+    assert sorted(model[model >= 0].tolist()) == [1, 3]
