@@ -522,6 +522,9 @@ class PendingTable:
     def _front(self) -> int:
         """The first live row (the table is not empty); moves ``_head`` up to it."""
         at = self._head
+        tv = self._tv
+        if tv[at] == tv[at]:  # live already (the usual case): no scan
+            return at
         chunk = 64
         while True:
             end = min(at + chunk, self._used)
