@@ -15,7 +15,8 @@
  * index exactly as join.py's numpy code does, one id at a time in C instead of a few dozen
  * numpy calls per poll: they read the columns through the buffer protocol (no numpy C
  * API, no build dependency besides Python's headers) and change nothing but the slots
- * (place) or the output rows (lookup). join.py falls back to its numpy code when this
+ * (place) or the output rows (lookup); pending_add and pending_pop append and remove a
+ * group's rows, columns, index and byte buffer together. join.py falls back to its numpy code when this
  * module is not built; tests/core/test_native.py checks that both agree.
  */
 #define PY_SSIZE_T_CLEAN
@@ -471,6 +472,355 @@ owner_candidates(PyObject *self, PyObject *args)
         many[i] = hits;
     }
     result = Py_NewRef(Py_None);
+done:
+    release(a, nargs);
+    return result;
+}
+
+/* ------------------------------------------------------------- a group's append and pop
+ * PendingTable.add_many and pop_many in one call each (with 100 models a poll has
+ * thousands of small (model, partition) groups, and the numpy code's some thirty calls
+ * per group cost more than its rows): the same columns, index and byte buffer, changed
+ * exactly as the numpy code changes them; and the owner index's counts changed as they
+ * come (owner_change) instead of queued and netted with numpy (OwnerIndex._apply). */
+
+static double quiet_nan(void);
+
+/* The UTF-8 bytes of the str pid (lone surrogates passed through): *p and *n, with the
+ * bytes object that holds them in *owned (NULL for an ASCII str, whose own data are its
+ * UTF-8 bytes); -1 with an error set. */
+static int
+utf8_view(PyObject *pid, const char **p, Py_ssize_t *n, PyObject **owned)
+{
+    *owned = NULL;
+    if (!PyUnicode_Check(pid)) {
+        PyErr_SetString(PyExc_TypeError, "pids: str expected");
+        return -1;
+    }
+    if (PyUnicode_IS_ASCII(pid)) {
+        *p = (const char *)PyUnicode_DATA(pid);
+        *n = PyUnicode_GET_LENGTH(pid);
+        return 0;
+    }
+    PyObject *key = PyUnicode_AsUTF8String(pid);
+    if (key == NULL && PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) {
+        PyErr_Clear();
+        key = PyUnicode_AsEncodedString(pid, "utf-8", "surrogatepass");
+    }
+    if (key == NULL)
+        return -1;
+    *owned = key;
+    *p = PyBytes_AS_STRING(key);
+    *n = PyBytes_GET_SIZE(key);
+    return 0;
+}
+
+PyDoc_STRVAR(pending_add_doc,
+"pending_add(blob, ts, pred, score, slices, hashes, ends, slots, shift, at, pids,\n"
+"            new_ts, new_pred, new_score, new_slices) -> int\n\n"
+"Append the ids pids (new and distinct) as rows at, at + 1, ... of the columns (room\n"
+"reserved): their UTF-8 bytes to the bytearray blob, their end offsets to ends, their\n"
+"CRC-32s to hashes, new_ts, new_pred, new_score (float64) and new_slices (int64, k a\n"
+"row, k the columns' slice ids a row) to the columns; then put each row in order into\n"
+"the first slot from its home that is empty or holds a dead row. Returns the bytes\n"
+"appended.");
+
+static PyObject *
+pending_add(PyObject *self, PyObject *args)
+{
+    PyObject *blob, *o_ts, *o_pred, *o_score, *o_slices, *o_hash, *o_ends, *o_slots, *pids;
+    PyObject *o_nts, *o_npred, *o_nscore, *o_nslices;
+    int shift;
+    Py_ssize_t at;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!OOOOOOOinO!OOOO", &PyByteArray_Type, &blob, &o_ts, &o_pred,
+                          &o_score, &o_slices, &o_hash, &o_ends, &o_slots, &shift, &at,
+                          &PyList_Type, &pids, &o_nts, &o_npred, &o_nscore, &o_nslices))
+        return NULL;
+    arg_t a[] = {
+        {o_ts, 8, 1, "ts"},          {o_pred, 8, 1, "pred"},       {o_score, 8, 1, "score"},
+        {o_slices, 4, 1, "slices"},  {o_hash, 4, 1, "hashes"},     {o_ends, 8, 1, "ends"},
+        {o_slots, 4, 1, "slots"},    {o_nts, 8, 0, "new_ts"},      {o_npred, 8, 0, "new_pred"},
+        {o_nscore, 8, 0, "new_score"}, {o_nslices, 8, 0, "new_slices"},
+    };
+    const int nargs = (int)(sizeof a / sizeof a[0]);
+    if (acquire(a, nargs) < 0)
+        return NULL;
+    double *ts = (double *)a[0].buf.buf, *pred = (double *)a[1].buf.buf;
+    double *score = (double *)a[2].buf.buf;
+    int32_t *slices = (int32_t *)a[3].buf.buf;
+    uint32_t *hashes = (uint32_t *)a[4].buf.buf;
+    int64_t *ends = (int64_t *)a[5].buf.buf;
+    int32_t *slots = (int32_t *)a[6].buf.buf;
+    const double *nts = (const double *)a[7].buf.buf, *npred = (const double *)a[8].buf.buf;
+    const double *nscore = (const double *)a[9].buf.buf;
+    const int64_t *nslices = (const int64_t *)a[10].buf.buf;
+    Py_ssize_t rows = a[0].buf.len / 8, nslots = a[6].buf.len / 4;
+    Py_ssize_t n = PyList_GET_SIZE(pids);
+    Py_ssize_t k = rows ? a[3].buf.len / 4 / rows : 0;
+    PyObject *result = NULL;
+    if (nslots == 0 || shift < 0 || shift > 31 || ((Py_ssize_t)1 << (32 - shift)) != nslots) {
+        PyErr_SetString(PyExc_ValueError, "slots: a power of two matching shift expected");
+        goto done;
+    }
+    if (at < 0 || at + n > rows || at + n > INT32_MAX || a[1].buf.len / 8 != rows ||
+        a[2].buf.len / 8 != rows || a[3].buf.len != rows * k * 4 || a[4].buf.len / 4 != rows ||
+        a[5].buf.len / 8 != rows || a[7].buf.len / 8 != n || a[8].buf.len / 8 != n ||
+        a[9].buf.len / 8 != n || a[10].buf.len / 8 != n * k) {
+        PyErr_SetString(PyExc_ValueError, "columns without room for the rows, or new columns "
+                                          "not of one row per id");
+        goto done;
+    }
+    /* the ids' lengths, end offsets and CRC-32s, then their bytes once the buffer has grown */
+    Py_ssize_t start = PyByteArray_GET_SIZE(blob), end = start;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const char *p;
+        Py_ssize_t size;
+        PyObject *owned;
+        if (utf8_view(PyList_GET_ITEM(pids, i), &p, &size, &owned) < 0)
+            goto done;
+        hashes[at + i] = crc32_of((const unsigned char *)p, size);
+        end += size;
+        ends[at + i] = end;
+        Py_XDECREF(owned);
+    }
+    if (PyByteArray_Resize(blob, end) < 0)
+        goto done;
+    char *to = PyByteArray_AS_STRING(blob) + start;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const char *p;
+        Py_ssize_t size;
+        PyObject *owned;
+        if (utf8_view(PyList_GET_ITEM(pids, i), &p, &size, &owned) < 0) {
+            PyObject *type, *value, *trace; /* the buffer as it was, the error kept */
+            PyErr_Fetch(&type, &value, &trace);
+            if (PyByteArray_Resize(blob, start) < 0)
+                PyErr_Clear();
+            PyErr_Restore(type, value, trace);
+            goto done;
+        }
+        memcpy(to, p, (size_t)size);
+        to += size;
+        Py_XDECREF(owned);
+    }
+    Py_ssize_t mask = nslots - 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t row = at + i;
+        ts[row] = nts[i];
+        pred[row] = npred[i];
+        score[row] = nscore[i];
+        for (Py_ssize_t j = 0; j < k; j++)
+            slices[row * k + j] = (int32_t)nslices[i * k + j];
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t row = at + i, pos = home(hashes[row], shift), probes = 0;
+        for (;;) {
+            int32_t here = slots[pos];
+            if (here < 0 || (here < rows && ts[here] != ts[here]))
+                break;
+            if (++probes == nslots) {
+                PyErr_SetString(PyExc_ValueError, "slots: the index is full");
+                goto done;
+            }
+            pos = (pos + 1) & mask;
+        }
+        slots[pos] = (int32_t)row;
+    }
+    result = PyLong_FromSsize_t(end - start);
+done:
+    release(a, nargs);
+    return result;
+}
+
+PyDoc_STRVAR(pending_pop_doc,
+"pending_pop(slots, hashes, ts, pred, score, slices, ends, blob, shift, pids,\n"
+"            found, out_ts, out_pred, out_score, out_slices, gone) -> (int, int)\n\n"
+"Remove the live ids pids, each found as lookup finds it and made dead (NaN time) at\n"
+"once, so that an id listed twice is found at its first occurrence only. Writes found\n"
+"(bool), out_ts, out_pred, out_score (float64, NaN where not found) and out_slices\n"
+"(int64, k a row, -1 where not found) for each id, and the CRC-32s of the ids found, in\n"
+"order, into gone[0:count]. Returns (count, their ids' bytes).");
+
+static PyObject *
+pending_pop(PyObject *self, PyObject *args)
+{
+    PyObject *o_slots, *o_hash, *o_ts, *o_pred, *o_score, *o_slices, *o_ends, *o_blob, *pids;
+    PyObject *o_found, *o_ots, *o_opred, *o_oscore, *o_oslices, *o_gone;
+    int shift;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOOOOOOiO!OOOOOO", &o_slots, &o_hash, &o_ts, &o_pred,
+                          &o_score, &o_slices, &o_ends, &o_blob, &shift, &PyList_Type, &pids,
+                          &o_found, &o_ots, &o_opred, &o_oscore, &o_oslices, &o_gone))
+        return NULL;
+    arg_t a[] = {
+        {o_slots, 4, 0, "slots"},       {o_hash, 4, 0, "hashes"},     {o_ts, 8, 1, "ts"},
+        {o_pred, 8, 0, "pred"},         {o_score, 8, 0, "score"},     {o_slices, 4, 0, "slices"},
+        {o_ends, 8, 0, "ends"},         {o_blob, 1, 0, "blob"},       {o_found, 1, 1, "found"},
+        {o_ots, 8, 1, "out_ts"},        {o_opred, 8, 1, "out_pred"},  {o_oscore, 8, 1, "out_score"},
+        {o_oslices, 8, 1, "out_slices"}, {o_gone, 4, 1, "gone"},
+    };
+    const int nargs = (int)(sizeof a / sizeof a[0]);
+    if (acquire(a, nargs) < 0)
+        return NULL;
+    const int32_t *slots = (const int32_t *)a[0].buf.buf;
+    const uint32_t *hashes = (const uint32_t *)a[1].buf.buf;
+    double *ts = (double *)a[2].buf.buf;
+    const double *pred = (const double *)a[3].buf.buf, *score = (const double *)a[4].buf.buf;
+    const int32_t *slices = (const int32_t *)a[5].buf.buf;
+    const int64_t *ends = (const int64_t *)a[6].buf.buf;
+    const char *blob = (const char *)a[7].buf.buf;
+    char *found = (char *)a[8].buf.buf;
+    double *ots = (double *)a[9].buf.buf, *opred = (double *)a[10].buf.buf;
+    double *oscore = (double *)a[11].buf.buf;
+    int64_t *oslices = (int64_t *)a[12].buf.buf;
+    uint32_t *gone = (uint32_t *)a[13].buf.buf;
+    Py_ssize_t nslots = a[0].buf.len / 4, rows = a[1].buf.len / 4, blob_len = a[7].buf.len;
+    Py_ssize_t n = PyList_GET_SIZE(pids);
+    Py_ssize_t k = n ? a[12].buf.len / 8 / n : 0;
+    PyObject *result = NULL;
+    if (nslots == 0 || shift < 0 || shift > 31 || ((Py_ssize_t)1 << (32 - shift)) != nslots) {
+        PyErr_SetString(PyExc_ValueError, "slots: a power of two matching shift expected");
+        goto done;
+    }
+    if (a[2].buf.len / 8 < rows || a[3].buf.len / 8 < rows || a[4].buf.len / 8 < rows ||
+        a[5].buf.len / 4 < rows * k || a[6].buf.len / 8 < rows || a[8].buf.len != n ||
+        a[9].buf.len / 8 != n || a[10].buf.len / 8 != n || a[11].buf.len / 8 != n ||
+        a[12].buf.len != n * k * 8 || a[13].buf.len / 4 < n ||
+        (rows && a[5].buf.len != rows * k * 4)) {
+        PyErr_SetString(PyExc_ValueError, "columns shorter than the rows, or outputs not of "
+                                          "one row per id");
+        goto done;
+    }
+    Py_ssize_t mask = nslots - 1, count = 0, bytes = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const char *p;
+        Py_ssize_t size;
+        PyObject *owned;
+        if (utf8_view(PyList_GET_ITEM(pids, i), &p, &size, &owned) < 0)
+            goto done;
+        uint32_t crc = crc32_of((const unsigned char *)p, size);
+        Py_ssize_t pos = home(crc, shift);
+        int64_t hit = -1;
+        for (Py_ssize_t probes = 0; probes < nslots; probes++) {
+            int32_t row = slots[pos];
+            if (row < 0)
+                break;
+            if (row >= rows) {
+                Py_XDECREF(owned);
+                PyErr_SetString(PyExc_ValueError, "slots: a row beyond the columns");
+                goto done;
+            }
+            double t = ts[row];
+            if (t == t && hashes[row] == crc) {
+                int64_t e = ends[row], s = row ? ends[row - 1] : 0;
+                if (e - s == size && s >= 0 && e <= blob_len &&
+                    memcmp(blob + s, p, (size_t)size) == 0) {
+                    hit = row;
+                    break;
+                }
+            }
+            pos = (pos + 1) & mask;
+        }
+        Py_XDECREF(owned);
+        if (hit < 0) {
+            found[i] = 0;
+            ots[i] = opred[i] = oscore[i] = quiet_nan();
+            for (Py_ssize_t j = 0; j < k; j++)
+                oslices[i * k + j] = -1;
+            continue;
+        }
+        found[i] = 1;
+        ots[i] = ts[hit];
+        opred[i] = pred[hit];
+        oscore[i] = score[hit];
+        for (Py_ssize_t j = 0; j < k; j++)
+            oslices[i * k + j] = slices[hit * k + j];
+        ts[hit] = quiet_nan();
+        gone[count++] = crc;
+        bytes += size;
+    }
+    result = Py_BuildValue("nn", count, bytes);
+done:
+    release(a, nargs);
+    return result;
+}
+
+PyDoc_STRVAR(owner_change_doc,
+"owner_change(crc, model, count, shift, crcs, m, sign) -> int\n\n"
+"Count (sign 1) or uncount (sign -1) one id of model m for each CRC-32 of crcs, in\n"
+"order, straight into the owner table: a pair found (live or tombstone) has its count\n"
+"changed; a new pair (sign 1 only) goes into the first free slot (empty or tombstone)\n"
+"on its probe. Returns the empty slots it filled. KeyError when an id that was not\n"
+"counted is uncounted (the ids before it changed).");
+
+static PyObject *
+owner_change(PyObject *self, PyObject *args)
+{
+    PyObject *o_crc, *o_model, *o_count, *o_crcs;
+    int shift, m, sign;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOiOii", &o_crc, &o_model, &o_count, &shift, &o_crcs, &m,
+                          &sign))
+        return NULL;
+    arg_t a[] = {
+        {o_crc, 4, 1, "crc"}, {o_model, 4, 1, "model"}, {o_count, 4, 1, "count"},
+        {o_crcs, 4, 0, "crcs"},
+    };
+    const int nargs = (int)(sizeof a / sizeof a[0]);
+    if (acquire(a, nargs) < 0)
+        return NULL;
+    PyObject *result = NULL;
+    if (!owner_table_ok(&a[0], &a[1], &a[2], shift))
+        goto done;
+    if (m < 0 || (sign != 1 && sign != -1)) {
+        PyErr_SetString(PyExc_ValueError, "a model >= 0 and a sign of 1 or -1 expected");
+        goto done;
+    }
+    uint32_t *crc = (uint32_t *)a[0].buf.buf;
+    int32_t *model = (int32_t *)a[1].buf.buf;
+    int32_t *count = (int32_t *)a[2].buf.buf;
+    const uint32_t *crcs = (const uint32_t *)a[3].buf.buf;
+    Py_ssize_t nslots = a[0].buf.len / 4, n = a[3].buf.len / 4, mask = nslots - 1;
+    long filled = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint32_t c = crcs[i];
+        Py_ssize_t pos = home(c, shift), free = -1, probes = 0;
+        while (model[pos] >= 0 && !(model[pos] == m && crc[pos] == c)) {
+            if (free < 0 && count[pos] == 0)
+                free = pos;
+            if (++probes == nslots)
+                break;
+            pos = (pos + 1) & mask;
+        }
+        if (probes < nslots && model[pos] >= 0) { /* the pair */
+            if (count[pos] + sign < 0) {
+                PyErr_SetString(PyExc_KeyError, "OwnerIndex.remove: an id that was not counted");
+                goto done;
+            }
+            if (sign > 0 && count[pos] == INT32_MAX) {
+                PyErr_SetString(PyExc_OverflowError, "owner table: a count beyond int32");
+                goto done;
+            }
+            count[pos] += sign;
+            continue;
+        }
+        if (sign < 0) {
+            PyErr_SetString(PyExc_KeyError, "OwnerIndex.remove: an id that was not counted");
+            goto done;
+        }
+        if (free < 0) {
+            if (probes == nslots) {
+                PyErr_SetString(PyExc_ValueError, "owner table: full");
+                goto done;
+            }
+            free = pos;
+            filled++;
+        }
+        crc[free] = c;
+        model[free] = m;
+        count[free] = 1;
+    }
+    result = PyLong_FromLong(filled);
 done:
     release(a, nargs);
     return result;
@@ -2032,8 +2382,11 @@ static PyMethodDef methods[] = {
     {"lookup", lookup, METH_VARARGS, lookup_doc},
     {"nonzero_rows", nonzero_rows, METH_VARARGS, nonzero_rows_doc},
     {"owner_candidates", owner_candidates, METH_VARARGS, owner_candidates_doc},
+    {"owner_change", owner_change, METH_VARARGS, owner_change_doc},
     {"owner_find", owner_find, METH_VARARGS, owner_find_doc},
     {"owner_put", owner_put, METH_VARARGS, owner_put_doc},
+    {"pending_add", pending_add, METH_VARARGS, pending_add_doc},
+    {"pending_pop", pending_pop, METH_VARARGS, pending_pop_doc},
     {"pane_rows", pane_rows, METH_VARARGS, pane_rows_doc},
     {"pane_sums", pane_sums, METH_VARARGS, pane_sums_doc},
     {"place", place, METH_VARARGS, place_doc},

@@ -285,13 +285,35 @@ class PendingTable:
     ) -> None:
         """Append ``pids`` (new and distinct, with an event time each: checked, ValueError
         otherwise, unless the caller has ``checked`` that already) in order, with their
-        columns; ``slices`` has shape ``(len(pids), k)``."""
+        columns; ``slices`` has shape ``(len(pids), k)``. Checked ids go in with one call of
+        :mod:`monitor.native`'s ``pending_add`` when it runs (a poll of many models has
+        thousands of small groups, and the numpy code's fixed cost is most of each)."""
         n = len(pids)
         if n == 0:
             return
         slices = np.asarray(slices)
         if slices.ndim != 2 or slices.shape[0] != n:
             raise ValueError(f"slices of shape {slices.shape}, expected ({n}, k)")
+        kernels = native.kernels()
+        if kernels is not None and checked:  # the group in one call: see pending_add
+            if type(pids) is not list:
+                pids = list(pids)
+            self._reserve(n, slices.shape[1])
+            at = self._used
+            self._id_bytes += kernels.pending_add(
+                self._blob, self._ts, self._pred, self._score, self._slices, self._hash,
+                self._ends, self._slots, self._shift, at, pids,
+                np.ascontiguousarray(ts, dtype=np.float64),
+                np.ascontiguousarray(pred, dtype=np.float64),
+                np.ascontiguousarray(score, dtype=np.float64),
+                np.ascontiguousarray(slices, dtype=np.int64),
+            )  # fmt: skip
+            self._used = at + n
+            self._live += n
+            self._memo = None
+            if self._owner is not None:
+                self._owner[0].add(self._hash[at : at + n], self._owner[1])
+            return
         keys, crcs = _keys(pids)
         if not checked:
             if np.isnan(np.asarray(ts, dtype=np.float64)).any():
@@ -328,8 +350,27 @@ class PendingTable:
     def pop_many(self, pids: list[str]) -> tuple[BoolArray, F64, F64, F64, I64]:
         """Remove the pending predictions of ``pids``; return ``(found, ts, pred, score,
         slices)`` aligned with ``pids`` (NaN and -1 where not found; an id listed twice is
-        found at its first occurrence only)."""
+        found at its first occurrence only); with one call of :mod:`monitor.native`'s
+        ``pending_pop`` when it runs."""
         n = len(pids)
+        kernels = native.kernels()
+        if kernels is not None and self._live and n:  # the group in one call: see pending_pop
+            found = np.empty(n, dtype=np.bool_)
+            ts, pred, score = np.empty(n), np.empty(n), np.empty(n)
+            slices = np.empty((n, max(self._k, 0)), dtype=np.int64)
+            gone = np.empty(n, dtype=np.uint32)
+            count, size = kernels.pending_pop(
+                self._slots, self._hash, self._ts, self._pred, self._score, self._slices,
+                self._ends, self._blob, self._shift, pids if type(pids) is list else list(pids),
+                found, ts, pred, score, slices, gone,
+            )  # fmt: skip
+            if count:
+                self._id_bytes -= size
+                if self._owner is not None:
+                    self._owner[0].remove(gone[:count], self._owner[1])
+                self._live -= count
+                self._maybe_compact()
+            return found, ts, pred, score, slices
         keys, crcs = _keys(pids) if self._live and n else ([], None)
         rows = self._lookup(keys, crcs) if crcs is not None else None
         listed = rows.tolist() if rows is not None else []
@@ -481,6 +522,9 @@ class PendingTable:
     def _front(self) -> int:
         """The first live row (the table is not empty); moves ``_head`` up to it."""
         at = self._head
+        tv = self._tv
+        if tv[at] == tv[at]:  # live already (the usual case): no scan
+            return at
         chunk = 64
         while True:
             end = min(at + chunk, self._used)
@@ -893,7 +937,8 @@ class OwnerIndex:
     is confirmed by its table, which compares the id's bytes.
 
     Changes are queued as they come (a poll adds and removes ids model by model, a few
-    at a time) and applied together, netted per pair, before the next question. The
+    at a time) and applied together, netted per pair, before the next question (with
+    :mod:`monitor.native`: each group's applied at once, in one compiled call). The
     pairs live in an open-addressing table (linear probing, power-of-two size, at most
     60 % of the slots taken) with a count each; a pair whose count falls to 0 stays as a
     tombstone (probes go past it, an insert reuses it) until the next rebuild. Never
@@ -944,6 +989,9 @@ class OwnerIndex:
 
     def add_one(self, crc: int, model: int) -> None:
         """:meth:`add` of one id."""
+        if native.kernels() is not None:
+            self._enqueue(np.array([crc], dtype=np.uint32), model, 1)
+            return
         self._one.append(crc << 32 | model)
         self._one_sign.append(1)
         self._queued += 1
@@ -952,6 +1000,9 @@ class OwnerIndex:
 
     def remove_one(self, crc: int, model: int) -> None:
         """:meth:`remove` of one id."""
+        if native.kernels() is not None:
+            self._enqueue(np.array([crc], dtype=np.uint32), model, -1)
+            return
         self._one.append(crc << 32 | model)
         self._one_sign.append(-1)
         self._queued += 1
@@ -960,6 +1011,17 @@ class OwnerIndex:
 
     def _enqueue(self, crcs: npt.NDArray[np.uint32], model: int, sign: int) -> None:
         if crcs.size == 0:
+            return
+        kernels = native.kernels()
+        if kernels is not None:  # applied at once, in C: see owner_change
+            if self._queued:  # changes queued by the numpy code first, in their order
+                self._apply()
+            if sign > 0 and 5 * (self._filled + crcs.size) > 3 * self._model.size:
+                self._rebuild(self._filled + crcs.size)
+            self._filled += kernels.owner_change(
+                self._crc, self._model, self._count, self._shift,
+                np.ascontiguousarray(crcs, dtype=np.uint32), model, sign,
+            )  # fmt: skip
             return
         self._queue.append((np.array(crcs, dtype=np.uint32), model, sign))  # a copy: kept
         self._queued += crcs.size
