@@ -34,6 +34,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
+from monitor import native
 from monitor.broker import EmbeddedBroker, create_topics
 from monitor.config import KafkaConfig
 
@@ -208,3 +209,16 @@ def produce_records(bootstrap: str, topic: str, records: Sequence[Record]) -> No
 def produce() -> Callable[[str, str, Sequence[Record]], None]:
     """The helper ``produce(bootstrap, topic, records)``."""
     return produce_records
+
+
+@pytest.fixture(params=["compiled", "numpy"])
+def kernels(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The test with the compiled kernels (``monitor._native``), then with the numpy and
+    Python code that stands in for them (a module uses it for all its tests with
+    ``pytestmark = pytest.mark.usefixtures("kernels")``)."""
+    compiled = request.param == "compiled"
+    if compiled and not native.available():
+        pytest.fail("monitor._native is not built (tests/core/test_native.py says why)")
+    before = native.use(compiled)
+    yield request.param
+    native.use(before)

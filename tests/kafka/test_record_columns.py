@@ -21,16 +21,6 @@ from monitor.events.message import MessageBatch, _last_rows
 from monitor.kafka.confluent_source import _record_columns
 
 
-@pytest.fixture(params=["compiled", "python"])
-def kernels(request: pytest.FixtureRequest) -> Any:
-    compiled = request.param == "compiled"
-    if compiled and not native.available():
-        pytest.fail("monitor._native is not built (tests/core/test_native.py says why)")
-    before = native.use(compiled)
-    yield request.param
-    native.use(before)
-
-
 def _both(records: list[Any]) -> tuple[Any, Any]:
     """``_record_columns(records)`` compiled, then in Python."""
     before = native.use(True)
