@@ -1549,52 +1549,53 @@ PyDoc_STRVAR(rows_add_doc,
 "int64 array of k distinct rows, or an int, the first of k consecutive ones. mode 0\n"
 "writes the rows (target[rows] = block), 1 adds them (+=), -1 takes them away (-=).");
 
-static PyObject *
-rows_add(PyObject *self, PyObject *args)
+/* Block row i of blocks[j] into row rows[i] of targets[j], for each of the nt (target,
+ * block) pairs (see rows_add); 0, or -1 with an error set and nothing written. */
+static int
+rows_apply(Py_ssize_t nt, PyObject *const *targets, PyObject *const *blocks, PyObject *o_rows,
+           Py_ssize_t width, int mode)
 {
-    PyObject *targets, *blocks, *o_rows;
-    Py_ssize_t width;
-    int mode;
-    (void)self;
-    if (!PyArg_ParseTuple(args, "O!O!Oni", &PyList_Type, &targets, &PyList_Type, &blocks,
-                          &o_rows, &width, &mode))
-        return NULL;
-    Py_ssize_t nt = PyList_GET_SIZE(targets);
-    if (PyList_GET_SIZE(blocks) != nt || width <= 0 || mode < -1 || mode > 1) {
-        PyErr_SetString(PyExc_ValueError, "one block per target, width > 0, mode -1, 0 or 1");
-        return NULL;
+    if (width <= 0 || mode < -1 || mode > 1) {
+        PyErr_SetString(PyExc_ValueError, "width > 0, mode -1, 0 or 1");
+        return -1;
     }
     Py_ssize_t first = -1;
     Py_buffer vr = {0};
     if (PyLong_Check(o_rows)) {
         first = PyLong_AsSsize_t(o_rows);
         if (first == -1 && PyErr_Occurred())
-            return NULL;
+            return -1;
         if (first < 0) {
             PyErr_SetString(PyExc_ValueError, "rows: a first row >= 0");
-            return NULL;
+            return -1;
         }
     } else {
         if (PyObject_GetBuffer(o_rows, &vr, PyBUF_C_CONTIGUOUS) < 0)
-            return NULL;
+            return -1;
         if (vr.itemsize != 8) {
             PyErr_SetString(PyExc_ValueError, "rows: int64 items expected");
             PyBuffer_Release(&vr);
-            return NULL;
+            return -1;
         }
     }
     /* every view is taken, and every row checked, before anything is written */
-    Py_buffer *v = PyMem_Calloc((size_t)(2 * nt + 1), sizeof(Py_buffer));
-    PyObject *result = NULL;
-    if (v == NULL) {
-        PyErr_NoMemory();
-        goto done;
+    Py_buffer held[2 * 8];
+    Py_buffer *v = held;
+    int status = -1;
+    if (nt > 8) {
+        v = PyMem_Calloc((size_t)(2 * nt), sizeof(Py_buffer));
+        if (v == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+    } else {
+        memset(held, 0, sizeof(held));
     }
     Py_ssize_t k = first >= 0 ? -1 : vr.len / 8, height = -1;
     for (Py_ssize_t j = 0; j < nt; j++) {
-        if (doubles(PyList_GET_ITEM(targets, j), &v[2 * j], 1, -1, "targets") < 0)
+        if (doubles(targets[j], &v[2 * j], 1, -1, "targets") < 0)
             goto done;
-        if (doubles(PyList_GET_ITEM(blocks, j), &v[2 * j + 1], 0, -1, "blocks") < 0)
+        if (doubles(blocks[j], &v[2 * j + 1], 0, -1, "blocks") < 0)
             goto done;
         Py_ssize_t cells = v[2 * j].len / 8, given = v[2 * j + 1].len / 8;
         if (k < 0 && given % width == 0)
@@ -1631,17 +1632,91 @@ rows_add(PyObject *self, PyObject *args)
                 sub_cells(row, add, width);
         }
     }
-    Py_INCREF(Py_None);
-    result = Py_None;
+    status = 0;
 done:
     if (v != NULL)
         for (Py_ssize_t h = 0; h < 2 * nt; h++)
             if (v[h].obj != NULL)
                 PyBuffer_Release(&v[h]);
-    PyMem_Free(v);
+    if (v != held)
+        PyMem_Free(v);
     if (vr.obj != NULL)
         PyBuffer_Release(&vr);
-    return result;
+    return status;
+}
+
+static PyObject *
+rows_add(PyObject *self, PyObject *args)
+{
+    PyObject *targets, *blocks, *o_rows;
+    Py_ssize_t width;
+    int mode;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O!Oni", &PyList_Type, &targets, &PyList_Type, &blocks,
+                          &o_rows, &width, &mode))
+        return NULL;
+    Py_ssize_t nt = PyList_GET_SIZE(targets);
+    if (PyList_GET_SIZE(blocks) != nt) {
+        PyErr_SetString(PyExc_ValueError, "one block per target, width > 0, mode -1, 0 or 1");
+        return NULL;
+    }
+    if (rows_apply(nt, PySequence_Fast_ITEMS(targets), PySequence_Fast_ITEMS(blocks), o_rows,
+                   width, mode) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(rows_add_many_doc,
+"rows_add_many(ops)\n\n"
+"rows_add of each op of the list ops, in order: an op is a tuple (target, targets, block,\n"
+"blocks, rows, width, mode), for rows_add([target, *targets], [block, *blocks], rows,\n"
+"width, mode) (targets and blocks: lists of as many arrays). The ops before one that is\n"
+"not valid are applied; that one and those after it are not.");
+
+static PyObject *
+rows_add_many(PyObject *self, PyObject *args)
+{
+    PyObject *ops;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!", &PyList_Type, &ops))
+        return NULL;
+    PyObject *held[2 * 8];
+    for (Py_ssize_t o = 0; o < PyList_GET_SIZE(ops); o++) {
+        PyObject *op = PyList_GET_ITEM(ops, o);
+        PyObject *target, *targets, *block, *blocks, *o_rows;
+        Py_ssize_t width;
+        int mode;
+        if (!PyTuple_Check(op) ||
+            !PyArg_ParseTuple(op, "OO!OO!Oni", &target, &PyList_Type, &targets, &block,
+                              &PyList_Type, &blocks, &o_rows, &width, &mode)) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "ops: tuples");
+            return NULL;
+        }
+        Py_ssize_t nt = PyList_GET_SIZE(targets) + 1;
+        if (PyList_GET_SIZE(blocks) + 1 != nt) {
+            PyErr_SetString(PyExc_ValueError, "ops: one block per target");
+            return NULL;
+        }
+        PyObject **both = held;
+        if (nt > 8) {
+            both = PyMem_Malloc(sizeof(PyObject *) * (size_t)(2 * nt));
+            if (both == NULL)
+                return PyErr_NoMemory();
+        }
+        both[0] = target;
+        both[nt] = block;
+        for (Py_ssize_t j = 1; j < nt; j++) {
+            both[j] = PyList_GET_ITEM(targets, j - 1);
+            both[nt + j] = PyList_GET_ITEM(blocks, j - 1);
+        }
+        int status = rows_apply(nt, both, both + nt, o_rows, width, mode);
+        if (both != held)
+            PyMem_Free(both);
+        if (status < 0)
+            return NULL;
+    }
+    Py_RETURN_NONE;
 }
 
 PyDoc_STRVAR(nonzero_rows_doc,
@@ -2393,6 +2468,7 @@ static PyMethodDef methods[] = {
     {"read_numbers", read_numbers, METH_VARARGS, read_numbers_doc},
     {"record_columns", record_columns, METH_VARARGS, record_columns_doc},
     {"rows_add", rows_add, METH_VARARGS, rows_add_doc},
+    {"rows_add_many", rows_add_many, METH_VARARGS, rows_add_many_doc},
     {"window_close", window_close, METH_VARARGS, window_close_doc},
     {NULL, NULL, 0, NULL},
 };

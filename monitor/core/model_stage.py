@@ -51,9 +51,9 @@ from monitor.core.panemetrics import PanePlan, WindowValues, plan_for, stacked_p
 from monitor.core.partials import ModelDelta, PaneDelta, PartitionDelta
 from monitor.core.report import LABEL_DELAY_BUCKETS, ModelReport, SliceReport
 from monitor.core.warmup_buffer import WarmChunk, concat, drop_last
-from monitor.core.windows import WindowSet, pad_rows
+from monitor.core.windows import RowMerges, WindowSet, pad_rows
 
-__all__ = ["ModelStage", "flush_together"]
+__all__ = ["ModelStage", "flush_together", "hand_over"]
 
 F64 = npt.NDArray[np.float64]
 _log = structlog.get_logger(__name__)
@@ -298,6 +298,89 @@ class ModelStage:
         if advance:
             self.advance()
         return True
+
+    def _apply_final(self, delta: PartitionDelta, mine: ModelDelta | None,
+                     idle: frozenset[str], now: float, merges: RowMerges) -> bool:  # fmt: skip
+        """:meth:`apply_part` (``advance`` False) of a delta that follows the partition's
+        chain and is final (its ``end`` is the partition's durable checkpoint, so nothing
+        of it is kept to undo), whose panes are all open and hold no raw predictions: its
+        row blocks are queued in ``merges`` (run it before the stage's windows are read);
+        ``idle`` is the delta's idle topics, ``now`` the time it is applied. False, with
+        nothing done, for any other delta (:meth:`apply_part` takes it)."""
+        end = delta.end
+        if delta.confirmed != end or delta.base == end:
+            return False
+        number = delta.number
+        chain = self.chains.get(number)
+        if chain is None or chain.history or delta.base != chain.end:
+            return False
+        session = delta.session
+        if session == chain.session:
+            if delta.seq != chain.seq + 1:
+                return False
+        elif session in chain.retired:
+            return False
+        if mine is not None:
+            closed = self.closed_upto
+            for pd in mine.panes:
+                if pd.warm or (closed is not None and pd.pane < closed):
+                    return False
+        # As apply_part: the chain goes on, and (the delta being final) keeps no history.
+        if session != chain.session:
+            if chain.session is not None:
+                chain.retired.add(chain.session)
+            chain.session = session
+        chain.seq = delta.seq
+        if mine is not None:
+            self._add_open(delta, mine, merges)
+        chain.end = end
+        self.progress[number] = delta.progress
+        self.idle[number] = idle
+        self.released.discard(number)
+        self.heard[number] = now
+        return True
+
+    def _add_open(self, delta: PartitionDelta, md: ModelDelta, merges: RowMerges) -> None:
+        """:meth:`_add` of a part whose panes are all open and hold no raw predictions,
+        with no piece kept to undo it: its row blocks are queued in ``merges``."""
+        remap = self._rows(md)
+        rows = len(self.model.registry.keys)
+        w = self.windows
+        if rows > w.rows:  # the arrays are replaced: the blocks queued go in first
+            merges.run()
+            w.grow(rows)
+        distinct = len(set(remap)) == len(remap)
+        same = distinct and remap == list(range(len(remap)))
+        number = delta.number
+        for pd in md.panes:
+            plain, decay = delta.blocks(md, pd)
+            if distinct:
+                merges.add(w, pd.pane, _index(pd.rows if same else [remap[r] for r in pd.rows]),
+                           plain, decay)  # fmt: skip
+            else:
+                merges.run()  # added straight to the pane: after the blocks queued
+                where = np.array(remap, dtype=np.int64).take(pd.rows)
+                whole = [np.zeros((rows, md.width)) for _ in range(1 + len(decay))]
+                for target, block in zip(whole, [plain, *decay], strict=True):
+                    np.add.at(target, where, block)
+                w.add_sums(pd.pane, None, whole[0], whole[1:])
+            if pd.err:
+                parts = self.error_panes.get(pd.pane)
+                if parts is None:
+                    parts = self.error_panes[pd.pane] = {}
+                buffered = parts.get(number)
+                if buffered is None:
+                    buffered = parts[number] = ([], [])
+                buffered[0].extend(pd.err_ts)
+                buffered[1].extend(pd.err)
+        self.counts += md.counts
+        self.delay += md.delay
+        self.delay_sum += md.delay_sum
+        self.waiting[number] = (md.pending, md.early)
+        if md.folded:
+            folded = self.model.registry.folded
+            for dimension, n in md.folded.items():
+                folded[dimension] = max(folded[dimension], n)
 
     def resume(self, number: int, offsets: dict[str, int]) -> None:
         """Partition ``number``'s deltas go on from ``offsets``, a point its sums here
@@ -860,3 +943,22 @@ def flush_together(pending: list[tuple[ModelStage, _Batch]]) -> None:
         values = plan.compute(np.concatenate([b.sums[:used] for _, b in members]), None, windows)
         for i, (stage, batch) in enumerate(members):
             stage._flush(batch, values[:, i * used : (i + 1) * used])
+
+
+def hand_over(stages: list[ModelStage], deltas: list[PartitionDelta]) -> None:
+    """Apply ``deltas`` to every stage as :meth:`ModelStage.apply` of each, in the order
+    given, with ``advance`` False, does (a process that reads every partition hands a
+    poll's deltas over so): a final delta (see :meth:`ModelStage._apply_final`) has its
+    row blocks queued and added with every other stage's in one pass; any other delta is
+    applied by :meth:`ModelStage.apply_part`, after the blocks queued before it."""
+    merges = RowMerges()
+    now = time.time()
+    for delta in deltas:
+        parts = {md.model: md for md in delta.models}
+        idle = frozenset(delta.idle)
+        for stage in stages:
+            mine = parts.get(stage.name)
+            if not stage._apply_final(delta, mine, idle, now, merges):
+                merges.run()
+                stage.apply_part(delta, mine, advance=False)
+    merges.run()

@@ -37,7 +37,7 @@ from monitor.config import MonitorConfig
 from monitor.core.deltas import DeltaBook
 from monitor.core.engine import Engine, PartitionState
 from monitor.core.model import ModelState, PaneSignals
-from monitor.core.model_stage import ModelStage, flush_together
+from monitor.core.model_stage import ModelStage, flush_together, hand_over
 from monitor.core.report import ModelReport, Report
 from monitor.events.message import Message, Reject
 
@@ -142,16 +142,12 @@ class Pipeline:
 
     def _hand_over(self) -> None:
         """Every partition's delta since the last into every model's stage 2."""
-        stages = list(self.stages.values())
+        deltas = []
         for number in sorted(self.engine.partitions):
             # In one process each delta is final: nothing before it is ever undone.
             self.book.checkpointed(number, self.engine.partitions[number].offsets)
-            delta = self.book.take(number, arrays=True)  # never encoded
-            # Each stage is handed its own model's part (it would look for it among
-            # every model's: a search per stage over all models).
-            parts = {md.model: md for md in delta.models}
-            for stage in stages:
-                stage.apply_part(delta, parts.get(stage.name), advance=False)
+            deltas.append(self.book.take(number, arrays=True))  # never encoded
+        hand_over(list(self.stages.values()), deltas)
 
     def _close(self, upto: int) -> None:
         stages = self.stages.values()

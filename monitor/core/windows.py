@@ -33,7 +33,7 @@ from monitor.core.layout import scatter_add, scatter_pane
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
-__all__ = ["WindowSet"]
+__all__ = ["RowMerges", "WindowSet"]
 
 # After ``total -= leaving``, a result below |leaving| / _CANCEL has lost more than
 # log2(_CANCEL) bits to rounding: the window is summed again from its panes.
@@ -405,3 +405,60 @@ class WindowSet:
         for acc in self.open.values():
             total += acc
         return total
+
+
+class RowMerges:
+    """Row blocks of the open panes of many window sets, queued and then added in one pass
+    (:meth:`run`): what :meth:`WindowSet.add_rows` (``sign`` 1) of each block, in the order
+    queued, does, with one compiled call (``monitor._native.rows_add_many``) for all of
+    them, not one call per block (a poll's deltas of a hundred models over four partitions
+    hold hundreds of blocks). A pane that a block opens is made when the block is queued,
+    so that later blocks of the pane add to it; a set's arrays must not be replaced
+    (:meth:`WindowSet.grow`) while blocks of it wait."""
+
+    __slots__ = ("ops",)
+
+    def __init__(self) -> None:
+        #: (pane sums, decay sums, block, decay blocks, rows, width, mode) per block
+        self.ops: list[tuple[F64, list[F64], F64, list[F64], int | I64, int, int]] = []
+
+    def add(self, w: WindowSet, pane: int, rows: I64 | slice, plain: F64,
+            decay: list[F64]) -> None:  # fmt: skip
+        """Queue the blocks of the distinct slice ``rows`` (an array, or a slice of
+        consecutive rows) of the open ``pane`` of ``w``, as :meth:`WindowSet.add_rows`
+        takes them."""
+        acc = w.open.get(pane)
+        if acc is None:
+            # blocks of every row become the pane (written over it whole), else zeros
+            whole = isinstance(rows, slice) and rows == slice(0, w.rows)
+            make = np.empty if whole else np.zeros
+            shape = (w.rows, w.width)
+            acc = w.open[pane] = make(shape)
+            decayed = w.open_decay[pane] = [make(shape) for _ in w.decay_rates]
+            mode = 0
+        else:
+            decayed = w.open_decay[pane]
+            mode = 1
+        first = rows.start if isinstance(rows, slice) else rows
+        self.ops.append((acc, decayed, plain, decay, first, w.width, mode))
+
+    def run(self) -> None:
+        """Add the blocks queued, in order, and forget them."""
+        ops = self.ops
+        if not ops:
+            return
+        self.ops = []
+        compiled = native.kernels()
+        if compiled is not None:
+            compiled.rows_add_many(ops)
+            return
+        for acc, decayed, plain, decay, first, _, mode in ops:
+            at = slice(first, first + len(plain)) if isinstance(first, int) else first
+            if mode == 0:
+                acc[at] = plain
+                for target, add in zip(decayed, decay, strict=True):
+                    target[at] = add
+            else:
+                acc[at] += plain
+                for target, add in zip(decayed, decay, strict=True):
+                    target[at] += add

@@ -11,7 +11,7 @@ import pytest
 
 from monitor import native
 from monitor.config import WindowSpec
-from monitor.core.windows import WindowSet
+from monitor.core.windows import RowMerges, WindowSet
 
 SPECS = (
     WindowSpec(name="all", kind="all", seconds=0.0),
@@ -79,6 +79,54 @@ def test_row_blocks_open_and_add_as_whole_arrays(seed: int) -> None:
     for pane, (acc, decayed) in plain.open.items():
         assert w.open[pane].tobytes() == acc.tobytes()
         assert w.open_decay[pane][0].tobytes() == decayed.tobytes()
+
+
+@pytest.mark.usefixtures("kernels")
+@pytest.mark.parametrize("seed", range(10))
+def test_row_blocks_queued_for_many_sets_add_as_each_added(seed: int) -> None:
+    """RowMerges: blocks of the open panes of several window sets queued, then added in
+    one pass (with runs at any point), give what add_rows of each block in turn gives."""
+    rng = np.random.default_rng(seed)
+    shapes = [(5, 6), (1, 4), (3, 6)]
+    each = [WindowSet(SPECS, 10.0, width, rows) for rows, width in shapes]
+    queued = [WindowSet(SPECS, 10.0, width, rows) for rows, width in shapes]
+    merges = RowMerges()
+    for _ in range(120):
+        i = int(rng.integers(0, len(shapes)))
+        rows, width = shapes[i]
+        pane, at = int(rng.integers(0, 6)), _rows(rng, rows)
+        k = len(range(rows)[at]) if isinstance(at, slice) else len(at)
+        blocks = [_block(rng, k, width), _block(rng, k, width)]
+        each[i].add_rows(pane, at, blocks[0], blocks[1:])
+        merges.add(queued[i], pane, at, blocks[0], blocks[1:])
+        if rng.random() < 0.1:
+            merges.run()
+    merges.run()
+    assert not merges.ops
+    for a, b in zip(each, queued, strict=True):
+        assert list(b.open) == list(a.open)
+        for pane, acc in a.open.items():
+            assert b.open[pane].tobytes() == acc.tobytes()
+            assert b.open_decay[pane][0].tobytes() == a.open_decay[pane][0].tobytes()
+
+
+def test_rows_add_many_checks_its_ops() -> None:
+    if not native.available():
+        pytest.skip("monitor._native is not built")
+    from monitor import _native  # type: ignore[attr-defined]
+
+    target, block = np.zeros((4, 3)), np.ones((2, 3))
+    rows = np.array([3, 1], dtype=np.int64)
+    with pytest.raises(TypeError):  # an op that is not a tuple
+        _native.rows_add_many([[target, [], block, [], rows, 3, 1]])
+    with pytest.raises(ValueError):  # one block per target
+        _native.rows_add_many([(target, [target], block, [], rows, 3, 1)])
+    with pytest.raises(IndexError):  # the first op is applied, the second refused
+        _native.rows_add_many([(target, [], block, [], rows, 3, 1),
+                               (target, [], block, [], 3, 3, 1)])  # fmt: skip
+    assert target.tolist() == [[0.0] * 3, [1.0] * 3, [0.0] * 3, [1.0] * 3]
+    _native.rows_add_many([(target, [target], 2 * block, [block], 0, 3, -1)])
+    assert target.tolist() == [[-3.0] * 3, [-2.0] * 3, [0.0] * 3, [1.0] * 3]
 
 
 def test_rows_add_checks_its_arguments() -> None:
