@@ -1721,27 +1721,48 @@ rows_add_many(PyObject *self, PyObject *args)
 
 PyDoc_STRVAR(nonzero_rows_doc,
 "nonzero_rows(blocks, width) -> list\n\n"
-"For each float64 block (C-contiguous, rows of width cells), what (block != 0).any(axis=1)\n"
-"tells: None when every row holds a cell that is not 0 (NaN is not 0, -0.0 is), else the\n"
-"list of the rows that hold one, ascending (monitor/core/partials.py, DeltaLedger.take).");
+"For each float64 block (C-contiguous, rows of width cells; width an int, or a list of\n"
+"one per block), what (block != 0).any(axis=1) tells: None when every row holds a cell\n"
+"that is not 0 (NaN is not 0, -0.0 is), else the list of the rows that hold one,\n"
+"ascending (monitor/core/partials.py, DeltaLedger.take).");
 
 static PyObject *
 nonzero_rows(PyObject *self, PyObject *args)
 {
-    PyObject *blocks;
-    Py_ssize_t width;
+    PyObject *blocks, *o_width;
+    Py_ssize_t width = 0;
     (void)self;
-    if (!PyArg_ParseTuple(args, "O!n", &PyList_Type, &blocks, &width))
+    if (!PyArg_ParseTuple(args, "O!O", &PyList_Type, &blocks, &o_width))
         return NULL;
-    if (width <= 0) {
-        PyErr_SetString(PyExc_ValueError, "width > 0");
-        return NULL;
-    }
     Py_ssize_t nb = PyList_GET_SIZE(blocks);
+    int widths = PyList_Check(o_width); /* one width per block */
+    if (widths) {
+        if (PyList_GET_SIZE(o_width) != nb) {
+            PyErr_SetString(PyExc_ValueError, "one width per block");
+            return NULL;
+        }
+    } else {
+        width = PyLong_AsSsize_t(o_width);
+        if (width == -1 && PyErr_Occurred())
+            return NULL;
+        if (width <= 0) {
+            PyErr_SetString(PyExc_ValueError, "width > 0");
+            return NULL;
+        }
+    }
     PyObject *out = PyList_New(nb);
     if (out == NULL)
         return NULL;
     for (Py_ssize_t j = 0; j < nb; j++) {
+        if (widths) {
+            width = PyLong_AsSsize_t(PyList_GET_ITEM(o_width, j));
+            if (width == -1 && PyErr_Occurred())
+                goto fail;
+            if (width <= 0) {
+                PyErr_SetString(PyExc_ValueError, "width > 0");
+                goto fail;
+            }
+        }
         Py_buffer b;
         if (doubles(PyList_GET_ITEM(blocks, j), &b, 0, -1, "blocks") < 0)
             goto fail;

@@ -94,7 +94,8 @@ class DeltaBook:
         unnamed = by_model.get(-1, 0)
         pending = state.join.pending
         models = []
-        for model in engine.models:
+        panes = ledger.take_all(arrays, [model.index for model in engine.models])
+        for model, taken in zip(engine.models, panes, strict=True):
             m = model.index
             registry = model.registry
             models.append(
@@ -102,7 +103,7 @@ class DeltaBook:
                     model.name,
                     model.layout.width,
                     list(registry.keys),
-                    ledger.take(m, arrays),
+                    taken,
                     counts[m],
                     delays[m],
                     sums[m],

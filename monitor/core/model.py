@@ -129,6 +129,7 @@ class ModelState:
             self.profile.outputs.clear()  # raw reference columns: used, not kept in state
         self.class_index = {name: i for i, name in enumerate(self.class_names)}
         self.windows = model.window_specs
+        self.window_names = tuple(spec.name for spec in self.windows)
         self.registry = SliceRegistry(model)
         self.pane = pane
         wanted = model.metrics
@@ -182,13 +183,14 @@ def close_signals(
                 order = sorted(range(len(ts)), key=ts.__getitem__)
             errors = [errors[i] for i in order]
         model.last_detections = model.detectors.feed(errors)
-        rows = len(model.registry.keys)
         stream = model.detectors.stream
-        for name, detected in model.last_detections.items():
-            if values is not None:
-                column = np.full(rows, np.nan)
-                column[0] = detected  # whole model only
-                columns[f"{name}:{stream}"] = column
+        detections = model.last_detections
+        if values is not None and detections:
+            block = np.full((len(detections), len(model.registry.keys)), np.nan)
+            block[:, 0] = list(detections.values())  # whole model only
+            for i, name in enumerate(detections):
+                columns[f"{name}:{stream}"] = block[i]
+        for name, detected in detections.items():
             found[f"{name}:{stream}"] = float(detected)
     if values is not None:
         model.last = WindowMetrics(values, columns)

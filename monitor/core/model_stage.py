@@ -829,9 +829,7 @@ class ModelStage:
         on the other panes, nor on whether its slice rows were computed (see
         :func:`~monitor.core.panemetrics._mm`)."""
         model = self.model
-        k = len(batch.panes) or 1
         windows = len(model.windows)
-        rows = len(model.registry.keys)
         used = self._used(batch)
         plan = self._plan()
         if computed is None:
@@ -839,36 +837,32 @@ class ModelStage:
             values = plan.compute(batch.sums[:used], count, windows)
         else:
             values = computed
-        size = len(plan.names)
-        head = values[:, : k * windows].reshape(size, k, windows)
-        whole: list[list[float]] = (
-            np.ascontiguousarray(head.transpose(1, 2, 0)).reshape(k, windows * size).tolist()
-        )
-        names = tuple(spec.name for spec in model.windows)
-        full = None
-        if batch.last:
-            every = np.empty((size, windows, rows))
-            every[:, :, 0] = head[:, k - 1]
-            every[:, :, 1:] = values[:, k * windows :].reshape(size, windows, rows - 1)
-            full = WindowValues(plan, names, every)
-        return plan, full, whole
+        fulls, wholes = _read_values(
+            [plan], values, len(batch.panes) or 1, windows, len(model.registry.keys),
+            batch.last, model.window_names,
+        )  # fmt: skip
+        return plan, fulls[0], wholes[0]
 
     def _flush(self, batch: _Batch, computed: F64 | None = None) -> None:
         """Compute the signals of the panes in ``batch`` (:meth:`_values`; ``computed``:
         given), then feed the detectors and emit each pane's signals, in pane order;
         empty ``batch``."""
-        k = len(batch.panes)
-        if not k:
+        if not batch.panes:
             return
-        plan, full, whole = self._values(batch, computed)
-        names = tuple(spec.name for spec in self.model.windows)
+        self._emit(batch, *self._values(batch, computed))
+
+    def _emit(self, batch: _Batch, plan: PanePlan, full: WindowValues | None,
+              whole: list[list[float]]) -> None:  # fmt: skip
+        """Feed the detectors and emit the signals of the panes in ``batch``, whose values
+        are ``full`` and ``whole`` (see :meth:`_values`), in pane order; empty ``batch``."""
+        k = len(batch.panes)
+        model, error_panes, width, name = self.model, self.error_panes, self.pane, self.name
+        names = model.window_names
+        out = self.signals_out
         for j, pane in enumerate(batch.panes):
             values = full if j == k - 1 else None
-            signals = close_signals(
-                self.model, plan, names, whole[j], self.error_panes, pane, values
-            )
-            end = (pane + 1) * self.pane
-            self.signals_out.append(PaneSignals(self.name, end, signals, batch.seen[j]))
+            signals = close_signals(model, plan, names, whole[j], error_panes, pane, values)
+            out.append(PaneSignals(name, (pane + 1) * width, signals, batch.seen[j]))
         batch.panes.clear()
         batch.seen.clear()
         batch.last = False
@@ -919,30 +913,64 @@ class ModelStage:
         }
 
 
+def _read_values(
+    plans: list[PanePlan], values: F64, k: int, windows: int, rows: int, last: bool,
+    names: tuple[str, ...],
+) -> tuple[list[WindowValues | None], list[list[list[float]]]]:  # fmt: skip
+    """What :meth:`ModelStage._values` reads of ``values``, the result of a computation
+    of the batches of ``len(plans)`` models side by side (each model's rows together),
+    each of ``k`` panes, ``windows`` windows, ``rows`` slice rows (with the last pane's
+    slice rows when ``last``), for each model: every window's values of the last pane
+    (None without its slice rows), and per pane the whole-model values window after
+    window. Read for all the models at once: a few numpy calls, not a few per model."""
+    size = values.shape[0]
+    models = len(plans)
+    used = values.shape[1] // models
+    by_model = values.reshape(size, models, used)
+    head = by_model[:, :, : k * windows].reshape(size, models, k, windows)
+    wholes: list[list[list[float]]] = (
+        np.ascontiguousarray(head.transpose(1, 2, 3, 0)).reshape(models, k, windows * size).tolist()
+    )
+    if not last:
+        return [None] * models, wholes
+    every = np.empty((models, size, windows, rows))  # each model's (names, windows, rows)
+    every[:, :, :, 0] = head[:, :, k - 1].transpose(1, 0, 2)
+    every[:, :, :, 1:] = (
+        by_model[:, :, k * windows :].reshape(size, models, windows, rows - 1).transpose(1, 0, 2, 3)
+    )
+    return [WindowValues(plan, names, every[i]) for i, plan in enumerate(plans)], wholes
+
+
 def flush_together(pending: list[tuple[ModelStage, _Batch]]) -> None:
     """Flush each stage's batch (:meth:`ModelStage.close_through` with ``defer``), the
     signals of models whose plans share a shape (:meth:`PanePlan.shape
-    <monitor.core.panemetrics.PanePlan.shape>`) and whose batches fill as many rows of
-    sums computed in one :func:`~monitor.core.panemetrics.stacked_plan`: the values of
-    each model's rows are those of its own computation, bit for bit, for the numpy calls
-    of one model's."""
-    groups: dict[tuple[int, int, int], list[tuple[ModelStage, _Batch]]] = {}
+    <monitor.core.panemetrics.PanePlan.shape>`) and whose batches hold as many panes,
+    windows and slice rows computed in one :func:`~monitor.core.panemetrics.stacked_plan`
+    and read in one :func:`_read_values`: the values of each model's rows are those of
+    its own computation, bit for bit, for the numpy calls of one model's."""
+    groups: dict[tuple[int, int, int, int, bool, tuple[str, ...]],
+                 list[tuple[ModelStage, _Batch]]] = {}  # fmt: skip
     for stage, batch in pending:
         shape = stage._plan().shape()
         if shape is None or batch.count is not None:
             stage._flush(batch)
             continue
-        key = (shape, stage._used(batch), len(stage.model.windows))
+        model = stage.model
+        key = (shape, len(batch.panes), len(model.registry.keys), len(model.windows),
+               batch.last, model.window_names)  # fmt: skip
         groups.setdefault(key, []).append((stage, batch))
-    for (_, used, windows), members in groups.items():
+    for (_, k, rows, windows, last, names), members in groups.items():
         if len(members) == 1:
             stage, batch = members[0]
             stage._flush(batch)
             continue
-        plan = stacked_plan([stage._plan() for stage, _ in members], used)
+        used = members[0][0]._used(members[0][1])
+        plans = [stage._plan() for stage, _ in members]
+        plan = stacked_plan(plans, used)
         values = plan.compute(np.concatenate([b.sums[:used] for _, b in members]), None, windows)
+        fulls, wholes = _read_values(plans, values, k, windows, rows, last, names)
         for i, (stage, batch) in enumerate(members):
-            stage._flush(batch, values[:, i * used : (i + 1) * used])
+            stage._emit(batch, plans[i], fulls[i], wholes[i])
 
 
 def hand_over(stages: list[ModelStage], deltas: list[PartitionDelta]) -> None:

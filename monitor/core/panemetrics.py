@@ -402,7 +402,9 @@ class PanePlan:
         if missing:
             raise RuntimeError(f"pane signals without a row: {missing}")
         self._pick = np.array([where[name] for name in self.names], dtype=np.int64)
-        self._labels: dict[tuple[tuple[str, ...], tuple[str, ...]], list[str]] = {}
+        self._labels: dict[
+            tuple[tuple[str, ...], tuple[str, ...]], tuple[list[str], dict[str, float]]
+        ] = {}
         self._shape: int | None = None  # see :meth:`shape`
 
     def fits(self, layout: Layout) -> bool:
@@ -444,12 +446,18 @@ class PanePlan:
     def labels(self, windows: tuple[str, ...], extra: tuple[str, ...] = ()) -> list[str]:
         """``signal@window`` for every window and, in each, every name then every one of
         ``extra``: the keys of a pane's model-level signals, made once per windows."""
+        return self._keyed(windows, extra)[0]
+
+    def _keyed(self, windows: tuple[str, ...], extra: tuple[str, ...] = ()
+               ) -> tuple[list[str], dict[str, float]]:  # fmt: skip
+        """:meth:`labels` and a dict of those keys in that order (values 0.0): a pane's
+        signals are a copy of it with the values written in, which is the dict the keys
+        zipped with the values make, without the dict growing key by key."""
         key = (windows, extra)
         out = self._labels.get(key)
         if out is None:
-            out = self._labels[key] = [
-                f"{name}@{window}" for window in windows for name in (*self.names, *extra)
-            ]
+            labels = [f"{name}@{window}" for window in windows for name in (*self.names, *extra)]
+            out = self._labels[key] = (labels, dict.fromkeys(labels, 0.0))
         return out
 
     # ------------------------------------------------------------------ plan
@@ -813,14 +821,20 @@ def model_signals(
     signals in each of ``windows``, window after window; ``extra`` whole-model values
     follow each window's signals."""
     if not extra:
-        return dict(zip(plan.labels(windows), whole, strict=True))
+        labels, template = plan._keyed(windows)
+        out = template.copy()
+        out.update(zip(labels, whole, strict=True))
+        return out
     size = len(plan.names)
     more = list(extra.values())
     flat: list[float] = []
     for start in range(0, len(whole), size):
         flat += whole[start : start + size]
         flat += more
-    return dict(zip(plan.labels(windows, tuple(extra)), flat, strict=True))
+    labels, template = plan._keyed(windows, tuple(extra))
+    out = template.copy()
+    out.update(zip(labels, flat, strict=True))
+    return out
 
 
 def model_rows(values: F64) -> list[list[float]]:

@@ -288,44 +288,59 @@ class DeltaLedger:
         holds (encoded, they are the bytes of those arrays); with ``arrays``, for a delta
         that is handed over in the process and never encoded, the ``(rows, width)``
         arrays themselves (:meth:`PartitionDelta.array` gives them back as they are)."""
-        panes = self.panes[m]
-        if not panes:
-            return []
-        self.panes[m] = {}
-        out = []
-        order = sorted(panes)
+        return self.take_all(arrays, [m])[0]
+
+    def take_all(self, arrays: bool = False, models: list[int] | None = None
+                 ) -> list[list[PaneDelta]]:  # fmt: skip
+        """:meth:`take` of each model (``models``: of those, in that order), with one
+        search of every model's blocks for their empty rows (one compiled call for a
+        hundred models, not one each)."""
+        chosen = range(len(self.panes)) if models is None else models
+        taken: list[tuple[int, dict[int, _Pane], list[int]]] = []
+        for m in chosen:
+            panes = self.panes[m]
+            if panes:
+                self.panes[m] = {}
+                taken.append((m, panes, sorted(panes)))
+        out: list[list[PaneDelta]] = [[] for _ in chosen]
+        if not taken:
+            return out
         compiled = native.kernels()
         # per pane, the rows that hold a value where some do not (None: every row does)
-        held = (
-            compiled.nonzero_rows([panes[pane].plain for pane in order], self.widths[m])
-            if compiled is not None
-            else None
-        )
-        for i, pane in enumerate(order):
-            acc = panes[pane]
-            rows, plain, decay = acc.rows, acc.plain, acc.decay
-            if held is not None:
-                kept = held[i]
-                if kept is not None:
-                    used = np.array(kept, dtype=np.int64)
-                    rows, plain, decay = rows[used], plain[used], [d[used] for d in decay]
-            elif len(rows) == 1:  # one row (a model without slices): kept unless all zero
-                if self._zero(m, plain):
-                    rows, plain, decay = rows[:0], plain[:0], [d[:0] for d in decay]
-            elif len(rows):
-                nonzero = (plain != 0).any(axis=1)
-                if not nonzero.all():
-                    used = np.flatnonzero(nonzero)
-                    rows, plain, decay = rows[used], plain[used], [d[used] for d in decay]
-            if len(rows) == 0 and not acc.err and not acc.warm:
-                continue
-            if arrays:  # read as buffers, as the bytes would be
-                blocks: tuple[bytes, list[bytes]] = (plain, decay)  # type: ignore[assignment]
-            else:
-                blocks = (_block(plain), [_block(d) for d in decay])
-            out.append(
-                PaneDelta(pane, rows.tolist(), *blocks, acc.err_ts, acc.err, acc.warm)
-            )
+        held: list[list[int] | None] | None = None
+        if compiled is not None:
+            widths = self.widths
+            blocks = [panes[pane].plain for _, panes, order in taken for pane in order]
+            width = [widths[m] for m, _, order in taken for _ in order]
+            held = compiled.nonzero_rows(blocks, width)
+        at = 0
+        slot = {m: i for i, m in enumerate(chosen)} if models is not None else None
+        for m, panes, order in taken:
+            mine = out[m if slot is None else slot[m]]
+            for pane in order:
+                acc = panes[pane]
+                rows, plain, decay = acc.rows, acc.plain, acc.decay
+                if held is not None:
+                    kept = held[at]
+                    at += 1
+                    if kept is not None:
+                        used = np.array(kept, dtype=np.int64)
+                        rows, plain, decay = rows[used], plain[used], [d[used] for d in decay]
+                elif len(rows) == 1:  # one row (a model without slices): kept unless all 0
+                    if self._zero(m, plain):
+                        rows, plain, decay = rows[:0], plain[:0], [d[:0] for d in decay]
+                elif len(rows):
+                    nonzero = (plain != 0).any(axis=1)
+                    if not nonzero.all():
+                        used = np.flatnonzero(nonzero)
+                        rows, plain, decay = rows[used], plain[used], [d[used] for d in decay]
+                if len(rows) == 0 and not acc.err and not acc.warm:
+                    continue
+                if arrays:  # read as buffers, as the bytes would be
+                    blocks_: tuple[bytes, list[bytes]] = (plain, decay)  # type: ignore[assignment]
+                else:
+                    blocks_ = (_block(plain), [_block(d) for d in decay])
+                mine.append(PaneDelta(pane, rows.tolist(), *blocks_, acc.err_ts, acc.err, acc.warm))
         return out
 
     def _zero(self, m: int, plain: F64) -> bool:

@@ -89,3 +89,27 @@ def test_nonzero_rows_checks_its_arguments() -> None:
         None,
         None,
     ]
+    # one width per block
+    assert _native.nonzero_rows([block, np.array([[0.0, 0.0, 1.0]])], [2, 3]) == [[1, 2], None]
+    with pytest.raises(ValueError):
+        _native.nonzero_rows([block], [2, 3])
+    with pytest.raises(ValueError):
+        _native.nonzero_rows([block], [0])
+
+
+@pytest.mark.usefixtures("kernels")
+@pytest.mark.parametrize("seed", range(10))
+def test_every_model_taken_at_once_is_each_taken(seed: int) -> None:
+    """take_all (one search of every model's blocks) gives what take of each model gives,
+    in the order asked, and forgets what it took."""
+    ledger = _ledger(seed)
+    other = copy.deepcopy(ledger)
+    compiled = native.kernels() is not None
+    each = [_taken(other, m, compiled) for m in (1, 0)]
+    both = ledger.take_all(arrays=True, models=[1, 0])
+    assert [
+        [(p.pane, p.rows, np.asarray(p.plain).tobytes(),
+          [np.asarray(d).tobytes() for d in p.decay], p.err_ts, p.err) for p in panes]
+        for panes in both
+    ] == each  # fmt: skip
+    assert ledger.take_all() == [[], []]
