@@ -157,6 +157,11 @@ BATCH_PANES = 64
 BATCH_FLOATS = 1 << 18
 
 
+#: An empty batch's sums (never written to: :meth:`ModelStage._start` makes a batch's own).
+_NO_SUMS = np.empty((0, 0))
+_NO_SUMS.flags.writeable = False
+
+
 @dataclass
 class _Batch:
     """Closed panes whose signals are not computed yet, their window sums stacked as
@@ -168,7 +173,7 @@ class _Batch:
 
     panes: list[int] = field(default_factory=list)
     size: int = 0  # the most panes it takes
-    sums: F64 = field(default_factory=lambda: np.empty((0, 0)))  # (size * windows + tail, width)
+    sums: F64 = field(default_factory=lambda: _NO_SUMS)  # (size * windows + tail, width)
     count: F64 | None = None  # (size * windows + tail,)
     last: bool = False  # the slice rows of its last pane follow the whole-model rows
     seen: list[float] = field(default_factory=list)
@@ -342,7 +347,8 @@ class ModelStage:
 
     def _add_open(self, delta: PartitionDelta, md: ModelDelta, merges: RowMerges) -> None:
         """:meth:`_add` of a part whose panes are all open and hold no raw predictions,
-        with no piece kept to undo it: its row blocks are queued in ``merges``."""
+        with no piece kept to undo it: its row blocks (and its counters' increments, when
+        they are arrays) are queued in ``merges``."""
         remap = self._rows(md)
         rows = len(self.model.registry.keys)
         w = self.windows
@@ -373,8 +379,14 @@ class ModelStage:
                     buffered = parts[number] = ([], [])
                 buffered[0].extend(pd.err_ts)
                 buffered[1].extend(pd.err)
-        self.counts += md.counts
-        self.delay += md.delay
+        counts, delay = md.counts, md.delay
+        if isinstance(counts, np.ndarray) and isinstance(delay, np.ndarray):
+            # (rows of stage 1's arrays, handed over in the process: added with the blocks)
+            merges.add_to(self.counts, counts)
+            merges.add_to(self.delay, delay)
+        else:
+            self.counts += counts
+            self.delay += delay
         self.delay_sum += md.delay_sum
         self.waiting[number] = (md.pending, md.early)
         if md.folded:
@@ -949,28 +961,30 @@ def flush_together(pending: list[tuple[ModelStage, _Batch]]) -> None:
     and read in one :func:`_read_values`: the values of each model's rows are those of
     its own computation, bit for bit, for the numpy calls of one model's."""
     groups: dict[tuple[int, int, int, int, bool, tuple[str, ...]],
-                 list[tuple[ModelStage, _Batch]]] = {}  # fmt: skip
+                 list[tuple[ModelStage, _Batch, PanePlan]]] = {}  # fmt: skip
     for stage, batch in pending:
-        shape = stage._plan().shape()
+        plan = stage._plan()
+        shape = plan.shape()
         if shape is None or batch.count is not None:
             stage._flush(batch)
             continue
         model = stage.model
         key = (shape, len(batch.panes), len(model.registry.keys), len(model.windows),
                batch.last, model.window_names)  # fmt: skip
-        groups.setdefault(key, []).append((stage, batch))
+        groups.setdefault(key, []).append((stage, batch, plan))
     for (_, k, rows, windows, last, names), members in groups.items():
         if len(members) == 1:
-            stage, batch = members[0]
+            stage, batch, _ = members[0]
             stage._flush(batch)
             continue
         used = members[0][0]._used(members[0][1])
-        plans = [stage._plan() for stage, _ in members]
-        plan = stacked_plan(plans, used)
-        values = plan.compute(np.concatenate([b.sums[:used] for _, b in members]), None, windows)
+        plans = [plan for _, _, plan in members]
+        stacked = stacked_plan(plans, used)
+        sums = np.concatenate([b.sums[:used] for _, b, _ in members])
+        values = stacked.compute(sums, None, windows)
         fulls, wholes = _read_values(plans, values, k, windows, rows, last, names)
-        for i, (stage, batch) in enumerate(members):
-            stage._emit(batch, plans[i], fulls[i], wholes[i])
+        for i, (stage, batch, plan) in enumerate(members):
+            stage._emit(batch, plan, fulls[i], wholes[i])
 
 
 def hand_over(stages: list[ModelStage], deltas: list[PartitionDelta]) -> None:

@@ -442,6 +442,11 @@ class RowMerges:
         first = rows.start if isinstance(rows, slice) else rows
         self.ops.append((acc, decayed, plain, decay, first, w.width, mode))
 
+    def add_to(self, target: F64, add: F64) -> None:
+        """Queue ``target += add`` (one-dimensional float64 arrays of one length, ``add``
+        C-contiguous), in order with the blocks."""
+        self.ops.append((target, [], add, [], 0, len(target), 1))
+
     def run(self) -> None:
         """Add the blocks queued, in order, and forget them."""
         ops = self.ops
@@ -453,6 +458,9 @@ class RowMerges:
             compiled.rows_add_many(ops)
             return
         for acc, decayed, plain, decay, first, _, mode in ops:
+            if acc.ndim == 1:  # add_to
+                acc += plain
+                continue
             at = slice(first, first + len(plain)) if isinstance(first, int) else first
             if mode == 0:
                 acc[at] = plain

@@ -84,14 +84,21 @@ def test_row_blocks_open_and_add_as_whole_arrays(seed: int) -> None:
 @pytest.mark.usefixtures("kernels")
 @pytest.mark.parametrize("seed", range(10))
 def test_row_blocks_queued_for_many_sets_add_as_each_added(seed: int) -> None:
-    """RowMerges: blocks of the open panes of several window sets queued, then added in
-    one pass (with runs at any point), give what add_rows of each block in turn gives."""
+    """RowMerges: blocks of the open panes of several window sets (and additions to
+    counters) queued, then added in one pass (with runs at any point), give what add_rows
+    of each block (and ``+=``) in turn gives."""
     rng = np.random.default_rng(seed)
     shapes = [(5, 6), (1, 4), (3, 6)]
     each = [WindowSet(SPECS, 10.0, width, rows) for rows, width in shapes]
     queued = [WindowSet(SPECS, 10.0, width, rows) for rows, width in shapes]
     merges = RowMerges()
+    counts, queued_counts = np.zeros(4), np.zeros(4)
     for _ in range(120):
+        if rng.random() < 0.2:  # counters added in order with the blocks
+            add = _block(rng, 1, 4)[0]
+            counts += add
+            merges.add_to(queued_counts, add)
+            continue
         i = int(rng.integers(0, len(shapes)))
         rows, width = shapes[i]
         pane, at = int(rng.integers(0, 6)), _rows(rng, rows)
@@ -103,6 +110,7 @@ def test_row_blocks_queued_for_many_sets_add_as_each_added(seed: int) -> None:
             merges.run()
     merges.run()
     assert not merges.ops
+    assert queued_counts.tobytes() == counts.tobytes()
     for a, b in zip(each, queued, strict=True):
         assert list(b.open) == list(a.open)
         for pane, acc in a.open.items():
