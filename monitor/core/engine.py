@@ -639,7 +639,7 @@ class Engine:
         # DeltaLedger.add adds group by group: a group's events stay in their order).
         keys = [(s * count + n) * span + (p - low)
                 for s, n, p in zip(slots, numbers, panes, strict=True)]  # fmt: skip
-        uniq, group = np.unique(np.concatenate(keys), return_inverse=True)
+        uniq, group = _distinct(np.concatenate(keys), len(items) * count * span)
         cuts = np.cumsum([len(k) for k in keys])[:-1]
         terms = []
         for ids, chosen, t in zip(np.split(group, cuts), parts, ts, strict=True):
@@ -818,6 +818,26 @@ def _task_key(layout: Layout) -> tuple[Any, ...] | None:
 def _joined(arrays: Sequence[Any]) -> Any:
     """The arrays end to end (the one array itself, not a copy, when there is one)."""
     return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+
+
+#: The most keys :func:`_distinct` marks in a table rather than sorts.
+_DENSE_KEYS = 1 << 20
+
+
+def _distinct(key: npt.NDArray[np.int64], space: int
+              ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.intp]]:  # fmt: skip
+    """``np.unique(key, return_inverse=True)`` of keys in ``range(space)``: the distinct
+    keys ascending, and each key's position among them. Where the space is small (the
+    (model, partition, pane) groups of a poll), marked in a table of it and counted, not
+    sorted."""
+    if space > _DENSE_KEYS:
+        uniq, inverse = np.unique(key, return_inverse=True)
+        return uniq, inverse
+    present = np.zeros(space, dtype=np.bool_)
+    present[key] = True
+    position = np.cumsum(present, dtype=np.intp)
+    position -= 1
+    return np.flatnonzero(present), position[key]
 
 
 def _group_bounds(key: npt.NDArray[np.int64]) -> tuple[list[int], npt.NDArray[np.intp],

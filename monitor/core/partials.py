@@ -34,7 +34,6 @@ arrays travel as little-endian float64 bytes. Nothing in a record is executed.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, field
 from itertools import chain
 from typing import Final
 
@@ -185,18 +184,20 @@ def decode_delta(value: bytes) -> PartitionDelta:
     return delta
 
 
-@dataclass
 class _Pane:
     """One pane's additions: the sums of the slice ``rows`` it holds (ascending), one
     ``(len(rows), width)`` block each (every other row is zero), the errors and the
-    predictions sent raw."""
+    predictions sent raw. (A class with slots: a poll of many models makes hundreds.)"""
 
-    rows: I64
-    plain: F64
-    decay: list[F64]
-    err_ts: list[float] = field(default_factory=list)
-    err: list[float] = field(default_factory=list)
-    warm: list[WarmRow] = field(default_factory=list)
+    __slots__ = ("decay", "err", "err_ts", "plain", "rows", "warm")
+
+    def __init__(self, rows: I64, plain: F64, decay: list[F64]) -> None:
+        self.rows = rows
+        self.plain = plain
+        self.decay = decay
+        self.err_ts: list[float] = []
+        self.err: list[float] = []
+        self.warm: list[WarmRow] = []
 
 
 _NO_ROWS: Final = np.zeros(0, dtype=np.int64)

@@ -83,3 +83,20 @@ def test_pipelines_whose_models_learn_their_profiles_at_other_times_agree() -> N
         assert repr(merged.drain_signals()) == repr(single.drain_signals())
     assert len(widths) > 2  # some polls had models with and without a profile
     assert repr(merged.flushed().summary()) == repr(single.flushed().summary())
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_distinct_group_keys_are_numpys_unique(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The groups' keys made distinct in a table (a small key space) or sorted (a large
+    one) are what np.unique with the inverse gives."""
+    from monitor.core import engine
+
+    rng = np.random.default_rng(seed)
+    space = int(rng.integers(1, 5000))
+    key = rng.integers(0, space, size=int(rng.integers(1, 3000))).astype(np.int64)
+    want = np.unique(key, return_inverse=True)
+    for dense in (1 << 20, 0):
+        monkeypatch.setattr(engine, "_DENSE_KEYS", dense)
+        uniq, inverse = engine._distinct(key, space)
+        assert uniq.tolist() == want[0].tolist() and inverse.tolist() == want[1].tolist()
+        assert inverse.dtype == want[1].dtype
