@@ -349,14 +349,20 @@ class ModelStage:
         """:meth:`_add` of a part whose panes are all open and hold no raw predictions,
         with no piece kept to undo it: its row blocks (and its counters' increments, when
         they are arrays) are queued in ``merges``."""
-        remap = self._rows(md)
-        rows = len(self.model.registry.keys)
+        keys = self.model.registry.keys
+        if keys[: len(md.slice_keys)] == md.slice_keys:
+            # every slice known here, in stage 1's order (looking them up finds each
+            # at its own index)
+            remap, distinct, same = [], True, True
+        else:
+            remap = self._rows(md)
+            distinct = len(set(remap)) == len(remap)
+            same = distinct and remap == list(range(len(remap)))
+        rows = len(keys)
         w = self.windows
         if rows > w.rows:  # the arrays are replaced: the blocks queued go in first
             merges.run()
             w.grow(rows)
-        distinct = len(set(remap)) == len(remap)
-        same = distinct and remap == list(range(len(remap)))
         number = delta.number
         for pd in md.panes:
             plain, decay = delta.blocks(md, pd)
@@ -743,9 +749,12 @@ class ModelStage:
         model = self.model
         rows = len(model.registry.keys)
         sources = self._sources(final)
-        for i, sums in enumerate(sources):
-            head[i] = sums[0]
-        if tail is not None:
+        if all(len(sums) == 1 for sums in sources):  # the whole model's row only: one copy
+            np.concatenate(sources, out=head)
+        else:
+            for i, sums in enumerate(sources):
+                head[i] = sums[0]
+        if tail is not None and rows > 1:
             for i, sums in enumerate(sources):
                 tail[i * (rows - 1) : (i + 1) * (rows - 1)] = sums[1:rows]
         if count is not None:
