@@ -81,8 +81,8 @@ class DeltaBook:
         d_counts[:, LATE : LATE + 1] = 0.0  # stage 2 counts what is late by its own clock
         # (handed over in the process: each model's counts and delays as rows of these
         # arrays, which nothing else holds, as its pane blocks are arrays)
-        counts: list[list[float]] = d_counts if arrays else d_counts.tolist()  # type: ignore[assignment]
-        delays: list[list[float]] = d_delay if arrays else d_delay.tolist()  # type: ignore[assignment]
+        counts: list[list[float]] = list(d_counts) if arrays else d_counts.tolist()
+        delays: list[list[float]] = list(d_delay) if arrays else d_delay.tolist()
         sums = d_sum.tolist()
         # early labels per model index (-1: naming none), as the join keeps them counted
         early = state.join.early

@@ -680,6 +680,8 @@ class ModelStage:
             if not w.open:
                 return None
             self.closed_upto = min(min(w.open), upto)
+        if self.closed_upto >= upto:  # nothing to close (most polls, for most models)
+            return None
         batch = _Batch()
         while self.closed_upto < upto:
             pane = self.closed_upto
