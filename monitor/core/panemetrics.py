@@ -446,9 +446,9 @@ class PanePlan:
     def labels(self, windows: tuple[str, ...], extra: tuple[str, ...] = ()) -> list[str]:
         """``signal@window`` for every window and, in each, every name then every one of
         ``extra``: the keys of a pane's model-level signals, made once per windows."""
-        return self._keyed(windows, extra)[0]
+        return self.keyed(windows, extra)[0]
 
-    def _keyed(self, windows: tuple[str, ...], extra: tuple[str, ...] = ()
+    def keyed(self, windows: tuple[str, ...], extra: tuple[str, ...] = ()
                ) -> tuple[list[str], dict[str, float]]:  # fmt: skip
         """:meth:`labels` and a dict of those keys in that order (values 0.0): a pane's
         signals are a copy of it with the values written in, which is the dict the keys
@@ -821,7 +821,7 @@ def model_signals(
     signals in each of ``windows``, window after window; ``extra`` whole-model values
     follow each window's signals."""
     if not extra:
-        labels, template = plan._keyed(windows)
+        labels, template = plan.keyed(windows)
         out = template.copy()
         out.update(zip(labels, whole, strict=True))
         return out
@@ -831,7 +831,7 @@ def model_signals(
     for start in range(0, len(whole), size):
         flat += whole[start : start + size]
         flat += more
-    labels, template = plan._keyed(windows, tuple(extra))
+    labels, template = plan.keyed(windows, tuple(extra))
     out = template.copy()
     out.update(zip(labels, flat, strict=True))
     return out

@@ -32,6 +32,11 @@ class _Plan:
     def labels(self, windows: tuple[str, ...], extra: tuple[str, ...] = ()) -> list[str]:
         return [f"{n}@{w}" for w in windows for n in (*self.names, *extra)]
 
+    def keyed(self, windows: tuple[str, ...], extra: tuple[str, ...] = ()
+              ) -> tuple[list[str], dict[str, float]]:  # fmt: skip
+        labels = self.labels(windows, extra)
+        return labels, dict.fromkeys(labels, 0.0)
+
 
 def _fed(error_panes: dict[int, dict[int, tuple[list[float], list[float]]]], pane: int) -> Any:
     detectors = _Recorder()
