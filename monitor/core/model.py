@@ -129,7 +129,6 @@ class ModelState:
             self.profile.outputs.clear()  # raw reference columns: used, not kept in state
         self.class_index = {name: i for i, name in enumerate(self.class_names)}
         self.windows = model.window_specs
-        self.window_names = tuple(spec.name for spec in self.windows)
         self.registry = SliceRegistry(model)
         self.pane = pane
         wanted = model.metrics

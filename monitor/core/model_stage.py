@@ -862,7 +862,7 @@ class ModelStage:
             values = computed
         fulls, wholes = _read_values(
             [plan], values, len(batch.panes) or 1, windows, len(model.registry.keys),
-            batch.last, model.window_names,
+            batch.last, _names(model),
         )  # fmt: skip
         return plan, fulls[0], wholes[0]
 
@@ -875,12 +875,15 @@ class ModelStage:
         self._emit(batch, *self._values(batch, computed))
 
     def _emit(self, batch: _Batch, plan: PanePlan, full: WindowValues | None,
-              whole: list[list[float]]) -> None:  # fmt: skip
+              whole: list[list[float]], names: tuple[str, ...] | None = None
+              ) -> None:  # fmt: skip
         """Feed the detectors and emit the signals of the panes in ``batch``, whose values
-        are ``full`` and ``whole`` (see :meth:`_values`), in pane order; empty ``batch``."""
+        are ``full`` and ``whole`` (see :meth:`_values`), in pane order; empty ``batch``.
+        ``names``: the model's windows' (None: read from the model)."""
         k = len(batch.panes)
         model, error_panes, width, name = self.model, self.error_panes, self.pane, self.name
-        names = model.window_names
+        if names is None:
+            names = _names(model)
         out = self.signals_out
         for j, pane in enumerate(batch.panes):
             values = full if j == k - 1 else None
@@ -936,6 +939,11 @@ class ModelStage:
         }
 
 
+def _names(model: ModelState) -> tuple[str, ...]:
+    """The names of the model's windows, in its order."""
+    return tuple(spec.name for spec in model.windows)
+
+
 def _read_values(
     plans: list[PanePlan], values: F64, k: int, windows: int, rows: int, last: bool,
     names: tuple[str, ...],
@@ -981,7 +989,7 @@ def flush_together(pending: list[tuple[ModelStage, _Batch]]) -> None:
             continue
         model = stage.model
         key = (shape, len(batch.panes), len(model.registry.keys), len(model.windows),
-               batch.last, model.window_names)  # fmt: skip
+               batch.last, _names(model))  # fmt: skip
         groups.setdefault(key, []).append((stage, batch, plan))
     for (_, k, rows, windows, last, names), members in groups.items():
         if len(members) == 1:
@@ -995,7 +1003,7 @@ def flush_together(pending: list[tuple[ModelStage, _Batch]]) -> None:
         values = stacked.compute(sums, None, windows)
         fulls, wholes = _read_values(plans, values, k, windows, rows, last, names)
         for i, (stage, batch, plan) in enumerate(members):
-            stage._emit(batch, plan, fulls[i], wholes[i])
+            stage._emit(batch, plan, fulls[i], wholes[i], names)
 
 
 def hand_over(stages: list[ModelStage], deltas: list[PartitionDelta]) -> None:
