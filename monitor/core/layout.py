@@ -288,17 +288,16 @@ class Layout:
             problem |= unseen
         j = len(self.features) * per_feature
         if self.pca is not None:
-            # (events, features) in C order, as the PCA was always given its rows
-            pca_x = np.ascontiguousarray((x if plan.pca is None else x[plan.pca]).T)
+            pca_x = x if plan.pca is None else x[plan.pca]  # (features, events)
             err: F64 = np.zeros(e)
-            if clean and every:  # every row finite and used: no gather
+            if clean and every:  # every event finite and used: no gather
                 whole = use
                 if e:
                     err = self.pca.errors(pca_x)
             else:
-                whole = np.isfinite(pca_x).all(axis=1) & use
+                whole = np.isfinite(pca_x).all(axis=0) & use
                 if whole.any():
-                    err[whole] = self.pca.errors(pca_x[whole])
+                    err[whole] = self.pca.errors(pca_x[:, whole])
             cols[j] = self.col("pca_n")
             vals[j] = whole
             cols[j + 1] = self.col("pca_err_sum")
