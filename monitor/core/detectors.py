@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 from river import drift
 
+from monitor import native
 from monitor.core.tasks import task_of
 
 __all__ = [
@@ -80,23 +81,70 @@ def bernoulli_cusum_arl(p: float, r: int, m: int, h: int) -> float:
 
     ``x`` is 0/1 with ``P(x = 1) = p``, the chain starts at 0 and alarms when ``S > h``; this
     is the CUSUM ``S = max(0, S + x − r/m)`` with threshold ``h/m`` (Brook & Evans' Markov
-    chain, exact because the grid is exact).
+    chain, exact because the grid is exact). The expected run lengths ``L`` from every
+    state solve ``(I − P) L = 1``; from state ``i`` the chain moves to ``i + m − r`` or to
+    ``max(i − r, 0)``, so ``I − P`` is a band of ``r`` diagonals below the main one and
+    ``m − r`` above. Gaussian elimination without pivoting solves it in ``h·r·(m − r)``
+    steps, each pivot taken as its row's probability of leaving the states left
+    (Grassmann, Taksar and Heyman's way): every step then adds numbers of one sign, so
+    the result keeps its precision even where ``L`` is beyond ``1e16``, where a general
+    solver returns noise. The compiled kernel runs it, or :func:`_cusum_arl_numpy` to
+    the same bits; no sparse solver is loaded.
     """
-    n = h + 1
-    a = m - r
-    idx = np.arange(n)
-    up = idx + a
-    ok = up <= h
-    # I - P with at most two transitions per state: sparse (a dense solve of a few thousand
-    # states takes about 0.4 s, and it runs in the processing loop when a warmup ends).
-    rows = np.concatenate([idx, idx[ok], idx])
-    cols = np.concatenate([idx, up[ok], np.maximum(idx - r, 0)])
-    vals = np.concatenate([np.ones(n), np.full(int(ok.sum()), -p), np.full(n, -(1.0 - p))])
-    from scipy import sparse  # imported when a CUSUM is calibrated, not at start
-    from scipy.sparse.linalg import spsolve
+    if not (0 < r < m and h >= 0):
+        raise ValueError(f"need 0 < r < m and h >= 0, got r={r}, m={m}, h={h}")
+    kernels = native.kernels()
+    if kernels is not None:
+        return float(kernels.cusum_arl(float(p), int(r), int(m), int(h)))
+    return _cusum_arl_numpy(float(p), int(r), int(m), int(h))
 
-    mat = sparse.csc_matrix((vals, (rows, cols)), shape=(n, n))  # duplicates are summed
-    return float(spsolve(mat, np.ones(n))[0])
+
+def _cusum_arl_numpy(p: float, r: int, m: int, h: int) -> float:
+    """:func:`bernoulli_cusum_arl` by numpy: each step of the compiled kernel's band
+    elimination done on a row block at once, every entry through the same operations."""
+    n, up, w = h + 1, m - r, m + 1
+    # Row i of I - P, columns i - r .. i + up, at band[i * w : (i + 1) * w]; the end is
+    # padded so that the sheared views below stay inside the array.
+    band = np.zeros((n + r + 1) * w)
+    rows = band[: n * w].reshape(n, w)
+    rows[:, r] = 1.0
+    i = np.arange(n)
+    rows[i[i + up <= h], r + up] = -p
+    rows[i, np.maximum(i - r, 0) - i + r] -= 1.0 - p
+    b = np.ones(n)
+    absorb = np.where(i + up <= h, 0.0, p)
+    item = band.itemsize
+    # below[i, t, c]: row i + t at column i + c (t = 0: the pivot row from its diagonal on)
+    below = np.lib.stride_tricks.as_strided(
+        band[r:], shape=(n, r + 1, up + 1), strides=(w * item, (w - 1) * item, item)
+    )
+    terms = np.empty(up + 1)
+    for k in range(n):
+        block = below[k]
+        # the pivot: the row's sum (its probability of leaving), added term by term in
+        # order as the kernel does, instead of a difference that cancels
+        terms[0] = absorb[k]
+        np.negative(block[0, 1:], out=terms[1:])
+        block[0, 0] = diag = np.add.accumulate(terms)[-1]
+        last = min(r, n - 1 - k)
+        if last == 0:
+            continue
+        f = block[1 : last + 1, 0] / diag
+        block[1 : last + 1, 1:] -= np.multiply.outer(f, block[0, 1:])
+        b[k + 1 : k + last + 1] -= f * b[k]
+        absorb[k + 1 : k + last + 1] -= f * absorb[k]
+    # above[i, s]: row i - up + s at column i (s = up: the diagonal), rows before 0 padding
+    front = np.zeros(up * w + (n + r + 1) * w)
+    front[up * w :] = band
+    above = np.lib.stride_tricks.as_strided(
+        front[up * w + r - up * (w - 1) :], shape=(n, up + 1), strides=(w * item, (w - 1) * item)
+    )
+    for k in range(n - 1, -1, -1):
+        col = above[k]
+        b[k] /= col[up]
+        first = max(k - up, 0)
+        b[first:k] -= col[up - (k - first) : up] * b[k]
+    return float(b[0])
 
 
 @lru_cache(maxsize=256)
@@ -129,8 +177,12 @@ def calibrate_cusum(p0: float, p1: float, budget: float) -> tuple[int, int, int]
     # log ARL is nearly linear in h: secant steps, then the exact smallest h by unit steps
     target = math.log(budget)
 
+    seen: dict[int, float] = {}
+
     def log_arl(h: int) -> float:
-        return math.log(bernoulli_cusum_arl(p0, r, m, h))
+        if h not in seen:  # the searches below come back to thresholds they have solved
+            seen[h] = math.log(bernoulli_cusum_arl(p0, r, m, h))
+        return seen[h]
 
     h1 = max(int(h_est * m * 0.5), 1)
     h2 = max(int(h_est * m), h1 + 1)
