@@ -358,22 +358,40 @@ class RiverUp:
 def _adwin_rises(det: Any, values: list[float]) -> int:
     """River's ADWIN fed ``values`` in order, the detections whose estimate went up
     counted: what ``update`` and ``estimation`` do, one value at a time, called on the
-    detector's window (``_helper``, compiled) without their Python wrappers, several
-    times cheaper a value. River's ``update`` starts a new window after a detection."""
+    detector's window (``_helper``, compiled) without their Python wrappers. River's
+    ``update`` starts a new window after a detection.
+
+    Only ``update`` is called per value: the window's sum and width before it are kept
+    here. Until the window is cut, an update adds the value to its sum (``total +=
+    value``, the same float addition) and 1 to its width, and a cut is a detection; after
+    one they are read from the window again."""
     found = 0
     helper = det._helper
+    update = helper.update
     detected = det._drift_detected
+    total, width = helper.get_total(), helper.get_width()
     for x in values:
-        width = helper.get_width()
-        before = helper.get_total() / width if width else 0.0
-        if detected:
+        if detected:  # the window after a detection: its estimate, then a new window
+            before = total / width if width else 0.0
             det._reset()
             helper = det._helper
-        detected = helper.update(x)
+            update = helper.update
+            total, width = 0.0, 0
+            detected = update(x)
+        else:
+            detected = update(x)
+            if not detected:
+                total += x
+                width += 1
+                continue
+            before = total / width if width else 0.0
         if detected:
-            width = helper.get_width()
-            if (helper.get_total() / width if width else 0.0) > before:
+            total, width = helper.get_total(), helper.get_width()
+            if (total / width if width else 0.0) > before:
                 found += 1
+        else:
+            total += x
+            width += 1
     det._drift_detected = detected
     return found
 

@@ -14,6 +14,7 @@ from monitor.core.alerting import Alerting
 from monitor.core.detectors import (
     CalibratedCusum,
     ErrorDetectors,
+    RiverUp,
     bernoulli_cusum_arl,
     calibrate_cusum,
     make_detector,
@@ -316,6 +317,40 @@ def test_a_batch_fed_at_once_decides_as_one_value_at_a_time(entry: str) -> None:
         values = stream[start : start + 37].tolist()
         assert many.update_many(values) == sum(one.update(x) for x in values)
     assert pickle.dumps(one) == pickle.dumps(many)
+
+
+@pytest.mark.parametrize("kind", ["errors", "absolute errors", "alternating"])
+def test_adwin_fed_in_batches_counts_river_adwins_rises_and_ends_in_its_state(kind: str) -> None:
+    """Many detections, up and down, of 0/1 and real values, cut into batches of any size:
+    the batch path keeps the window's sum and width itself between cuts, and must count
+    what river's ADWIN fed one value at a time counts and end with the same window."""
+    rng = np.random.default_rng({"errors": 1, "absolute errors": 2, "alternating": 3}[kind])
+    n = 40_000
+    if kind == "alternating":
+        rate = np.where(np.arange(n) % 4000 < 2000, 0.05, 0.6)
+        values = (rng.random(n) < rate).astype(float)
+    else:
+        rate = np.repeat(rng.random(8), n // 8)
+        values = (
+            (rng.random(n) < rate).astype(float)
+            if kind == "errors"
+            else rng.exponential(1.0, n) * (1.0 + 3.0 * rate)
+        )
+    river_adwin, rises = drift.ADWIN(), 0
+    for x in values.tolist():
+        before = river_adwin.estimation
+        river_adwin.update(x)
+        rises += bool(river_adwin.drift_detected and river_adwin.estimation > before)
+    mine = make_detector("adwin")
+    assert isinstance(mine, RiverUp)
+    found, at = 0, 0
+    while at < n:
+        size = int(rng.integers(1, 900))
+        found += mine.update_many(values[at : at + size].tolist())
+        at += size
+    assert rises >= 3 and found == rises
+    state = [(d.total, d.width, d.variance, d.drift_detected) for d in (mine.detector, river_adwin)]
+    assert state[0] == state[1]
 
 
 # --- the CUSUM's exact run length without scipy's sparse solver ---------------------------
