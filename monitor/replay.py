@@ -537,7 +537,11 @@ def _replay(
     registry = CollectorRegistry()
     collector = MonitorCollector(registry, max_series=config.prometheus.max_series)
     collector.update(alerting.fill(final.report()))
-    (out / "metrics.prom").write_bytes(render(registry))
+    # the text update() rendered already: the bytes prometheus_client's render of the
+    # registry gives (tests/outputs/test_metrics_render.py), without rendering it again
+    exposition = collector.exposition()
+    prom = exposition.body() if exposition is not None else render(registry)
+    (out / "metrics.prom").write_bytes(prom)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     log.info("replay_done", events=engine.events, out=str(out), rejects=summary["rejects"])
     if usable <= 0:
