@@ -1765,6 +1765,55 @@ string_stop_init(void)
         string_stop[c] = c == '"' || c == '\\' || c < 0x20 || c >= 0x80;
 }
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+
+/* The bytes string_stop marks among the 16 at p, as a bit mask (bit i: p[i]): a quote, a
+ * backslash, or below 0x20 as a signed byte (control bytes and every byte from 0x80). */
+static inline int
+stops16(__m128i v)
+{
+    __m128i quote = _mm_cmpeq_epi8(v, _mm_set1_epi8('"'));
+    __m128i backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'));
+    __m128i low = _mm_cmplt_epi8(v, _mm_set1_epi8(0x20));
+    return _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), low));
+}
+#endif
+
+/* The first byte from p that string_stop marks, reading 16 bytes at a time while at least
+ * 16 are left before end (the scalar loop reads the rest up to a stop byte: a NUL or a
+ * newline ends every buffer this scans). With out, the bytes passed over are copied to
+ * *out, which moves past them; whole blocks of 16 are stored, so out must have room for 16
+ * bytes more than are passed over. */
+static inline const unsigned char *
+plain_run(const unsigned char *p, const unsigned char *end, char **out)
+{
+#if defined(__SSE2__)
+    while (end - p >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)p);
+        int mask = stops16(v);
+        int n = mask ? __builtin_ctz((unsigned)mask) : 16;
+        if (out != NULL) {
+            _mm_storeu_si128((__m128i *)*out, v);
+            *out += n;
+        }
+        p += n;
+        if (mask)
+            return p;
+    }
+#endif
+    if (out != NULL) {
+        char *o = *out;
+        while (!string_stop[*p])
+            *o++ = (char)*p++;
+        *out = o;
+    } else {
+        while (!string_stop[*p])
+            p++;
+    }
+    return p;
+}
+
 /* The JSON string whose opening quote is at p, in a NUL-terminated buffer that ends at
  * end: the byte after its closing quote, or NULL when it is not one this reads (a byte
  * outside ASCII, a control byte, an escape of a surrogate, an invalid escape, no closing
@@ -1778,13 +1827,7 @@ scan_string(const unsigned char *p, const unsigned char *end, char *out, Py_ssiz
     int escapes = 0;
     const unsigned char *start = ++p;
     for (;;) {
-        if (out != NULL) {
-            while (!string_stop[*p])
-                *o++ = (char)*p++;
-        } else {
-            while (!string_stop[*p])
-                p++;
-        }
+        p = plain_run(p, end, out != NULL ? &o : NULL);
         if (p >= end)
             return NULL;
         if (*p == '"')
@@ -1878,8 +1921,8 @@ typedef struct {
     long long partition, offset, ts;
 } kcat_t;
 
-/* Read the line [p, end) (NUL-terminated) into *f, its payload unescaped into scratch (as
- * long as the line): 1 when it is an envelope in the form this reads, else 0. */
+/* Read the line [p, end) (NUL-terminated) into *f, its payload unescaped into scratch (16
+ * bytes longer than the line): 1 when it is an envelope in the form this reads, else 0. */
 static int
 kcat_line(const unsigned char *p, const unsigned char *end, char *scratch, kcat_t *f)
 {
@@ -1891,9 +1934,7 @@ kcat_line(const unsigned char *p, const unsigned char *end, char *scratch, kcat_
     for (;;) {
         if (p >= end || *p != '"')
             return 0;
-        const unsigned char *name = p + 1, *q = name;
-        while (!string_stop[*q])
-            q++;
+        const unsigned char *name = p + 1, *q = plain_run(name, end, NULL);
         if (q + 1 >= end || q[0] != '"' || q[1] != ':')
             return 0;
         int key = key_of(name, q - name);
@@ -2022,14 +2063,14 @@ kcat_lines(PyObject *self, PyObject *args)
         }
         const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(line);
         Py_ssize_t size = PyBytes_GET_SIZE(line);
-        if (size > room) {
-            char *more = PyMem_Realloc(scratch, (size_t)size);
+        if (size + 16 > room) { /* plain_run's last block may store 16 bytes */
+            char *more = PyMem_Realloc(scratch, (size_t)size + 16);
             if (more == NULL) {
                 PyErr_NoMemory();
                 goto done;
             }
             scratch = more;
-            room = size;
+            room = size + 16;
         }
         kcat_t f = {NULL, NULL, 0, 0, 0, 0, 0};
         PyObject *v[5];
