@@ -2117,6 +2117,103 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(kcat_chunk_doc,
+"kcat_chunk(chunk, start, stop) -> (topics, partitions, offsets, timestamps, payloads,\n"
+"                                   others, starts)\n\n"
+"kcat_lines of the lines of chunk[start:stop] (bytes, each line ended by a newline; the\n"
+"last may end at the end of chunk instead) without a bytes object per line: starts holds\n"
+"where each line starts in chunk and, last, stop (int64s, as bytes).");
+
+static PyObject *
+kcat_chunk(PyObject *self, PyObject *args)
+{
+    PyObject *chunk;
+    Py_ssize_t start, stop;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!nn", &PyBytes_Type, &chunk, &start, &stop))
+        return NULL;
+    const unsigned char *base = (const unsigned char *)PyBytes_AS_STRING(chunk);
+    Py_ssize_t len = PyBytes_GET_SIZE(chunk);
+    if (start < 0 || stop > len || start > stop ||
+        (stop > start && stop < len && base[stop - 1] != '\n')) {
+        PyErr_SetString(PyExc_ValueError,
+                        "start, stop: a range of chunk that ends a line, or ends chunk");
+        return NULL;
+    }
+    Py_ssize_t n = 0;
+    for (const unsigned char *p = base + start, *end = base + stop; p < end; n++) {
+        const unsigned char *nl = memchr(p, '\n', (size_t)(end - p));
+        p = nl != NULL ? nl + 1 : end;
+    }
+    PyObject *cols[5] = {NULL, NULL, NULL, NULL, NULL};
+    PyObject *others = PyList_New(0), *result = NULL;
+    PyObject *starts = PyBytes_FromStringAndSize(NULL, (n + 1) * (Py_ssize_t)sizeof(int64_t));
+    char *scratch = PyMem_Malloc((size_t)(stop - start) + 16); /* plain_run's last block */
+    topic_t seen[8];
+    int topics = 0;
+    if (others == NULL || starts == NULL || scratch == NULL) {
+        if (scratch == NULL)
+            PyErr_NoMemory();
+        goto done;
+    }
+    for (int c = 0; c < 5; c++)
+        if ((cols[c] = PyList_New(n)) == NULL)
+            goto done;
+    int64_t *at = (int64_t *)PyBytes_AS_STRING(starts);
+    const unsigned char *p = base + start, *stop_at = base + stop;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const unsigned char *nl = memchr(p, '\n', (size_t)(stop_at - p));
+        const unsigned char *end = nl != NULL ? nl : stop_at; /* a newline or chunk's NUL */
+        at[i] = (int64_t)(p - base);
+        kcat_t f = {NULL, NULL, 0, 0, 0, 0, 0};
+        PyObject *v[5];
+        if (!kcat_line(p, end, scratch, &f)) {
+            for (int c = 0; c < 5; c++) {
+                Py_INCREF(Py_None);
+                PyList_SET_ITEM(cols[c], i, Py_None);
+            }
+            PyObject *where = PyLong_FromSsize_t(i);
+            if (where == NULL || PyList_Append(others, where) < 0) {
+                Py_XDECREF(where);
+                goto done;
+            }
+            Py_DECREF(where);
+        } else {
+            v[0] = topic_str(seen, &topics, f.topic, f.topic_size);
+            v[1] = PyLong_FromLongLong(f.partition);
+            v[2] = PyLong_FromLongLong(f.offset);
+            v[3] = PyLong_FromLongLong(f.ts);
+            if (f.payload == NULL) {
+                Py_INCREF(Py_None);
+                v[4] = Py_None;
+            } else {
+                v[4] = PyBytes_FromStringAndSize(f.payload, f.payload_size);
+            }
+            for (int c = 0; c < 5; c++)
+                PyList_SET_ITEM(cols[c], i, v[c]); /* a NULL is an error: the list is dropped */
+            for (int c = 0; c < 5; c++)
+                if (v[c] == NULL)
+                    goto done;
+        }
+        p = nl != NULL ? nl + 1 : stop_at;
+    }
+    at[n] = (int64_t)stop;
+    result = Py_BuildValue("(NNNNNNN)", cols[0], cols[1], cols[2], cols[3], cols[4], others,
+                           starts);
+    for (int c = 0; c < 5; c++)
+        cols[c] = NULL;
+    others = starts = NULL;
+done:
+    PyMem_Free(scratch);
+    for (int i = 0; i < topics; i++)
+        Py_DECREF(seen[i].str);
+    for (int c = 0; c < 5; c++)
+        Py_XDECREF(cols[c]);
+    Py_XDECREF(others);
+    Py_XDECREF(starts);
+    return result;
+}
+
 PyDoc_STRVAR(kcat_unknown_doc,
 "kcat_unknown(chunk, start, stop, known) -> list[int]\n\n"
 "Where the lines of chunk[start:stop] (each ended by a newline) start that do not start\n"
@@ -2623,6 +2720,7 @@ static PyMethodDef methods[] = {
     {"chi2_sf", chi2_sf, METH_VARARGS, chi2_sf_doc},
     {"cusum_arl", cusum_arl, METH_VARARGS, cusum_arl_doc},
     {"id_keys", id_keys, METH_VARARGS, id_keys_doc},
+    {"kcat_chunk", kcat_chunk, METH_VARARGS, kcat_chunk_doc},
     {"kcat_lines", kcat_lines, METH_VARARGS, kcat_lines_doc},
     {"kcat_unknown", kcat_unknown, METH_VARARGS, kcat_unknown_doc},
     {"lookup", lookup, METH_VARARGS, lookup_doc},

@@ -327,6 +327,12 @@ def read_batches(
             continue
         with open(path, "rb") as fh:
             first = 1  # the line number of the block's first line
+            if native.kernels() is not None:
+                for chunk, stop in _chunks(fh):
+                    first += pending.add_chunk(chunk, stop, first, path, bad)
+                    while len(pending.numbers) >= size:
+                        yield pending.take(size)
+                continue
             while lines := fh.readlines(_READ_HINT):
                 pending.add_lines(lines, first, path, bad)
                 first += len(lines)
@@ -336,9 +342,25 @@ def read_batches(
         yield pending.take(size)
 
 
+def _chunks(fh: Any) -> Iterator[tuple[bytes, int]]:
+    """The file ``fh`` read ``_READ_HINT`` bytes at a time, as ``(chunk, stop)``: its whole
+    lines are ``chunk[:stop]``, each ended by a newline but the file's last; the start of
+    a line a read cut is put before the next read."""
+    rest = b""
+    while block := fh.read(_READ_HINT):
+        chunk = rest + block if rest else block
+        stop = chunk.rfind(b"\n") + 1
+        rest = chunk[stop:]
+        if stop:
+            yield chunk, stop
+    if rest:
+        yield rest, len(rest)
+
+
 class _Pending:
     """Messages read and not handed out yet, as the columns of a :class:`MessageBatch`,
-    with each one's line number and what it was read from (its line, or its envelope)."""
+    with each one's line number and what it was read from (its line, the block of lines it
+    is one of, or its envelope)."""
 
     def __init__(self) -> None:
         self.topics: list[str] = []
@@ -347,7 +369,7 @@ class _Pending:
         self.stamps: list[int] = []
         self.payloads: list[bytes | None] = []
         self.numbers: list[int] = []
-        self.sources: list[bytes | Envelope] = []
+        self.sources: list[bytes | Envelope | _Chunk] = []
 
     def _columns(self) -> tuple[list[Any], ...]:
         return (self.topics, self.partitions, self.offsets, self.stamps, self.payloads,
@@ -376,23 +398,33 @@ class _Pending:
             topics, partitions, offsets, stamps, payloads = ([None] * len(lines) for _ in "12345")
             others = range(len(lines))
         numbers = list(range(first, first + len(lines)))
-        skip = []
-        for i, env in zip(others, decode_all(_ENVELOPE, [lines[i] for i in others]), strict=True):
-            if env is None:
-                skip.append(i)
-                if lines[i].strip():
-                    _bad_line(bad, path, first + i, lines[i])
-                continue
-            topics[i], partitions[i], offsets[i] = env.topic, env.partition, env.offset
-            stamps[i], payloads[i] = env.ts, _utf8(env.payload)
-        columns: tuple[list[Any], ...] = (
-            topics, partitions, offsets, stamps, payloads, numbers, lines
-        )
-        if len(skip) * 8 > len(lines):
-            keep = sorted(set(range(len(lines))).difference(skip))
+        read = (topics, partitions, offsets, stamps, payloads)
+        skip = _decode_others(read, others, [lines[i] for i in others], first, path, bad)
+        self._extend((*read, numbers, list(lines) if skip else lines), skip)
+
+    def add_chunk(
+        self, chunk: bytes, stop: int, first: int, path: str, bad: dict[str, int]
+    ) -> int:
+        """The messages of the kcat lines ``chunk[:stop]`` (the first is line ``first`` of
+        ``path``), read by the compiled reader straight from the chunk: as
+        :meth:`add_lines`, with no bytes object per line (a message the core rejects is
+        rebuilt from its line, cut out of the chunk then). Returns the number of lines."""
+        kernels = native.kernels()
+        assert kernels is not None
+        *read, others, starts = kernels.kcat_chunk(chunk, 0, stop)
+        n = len(read[0])
+        source = _Chunk(chunk, starts, first)
+        skip = _decode_others(read, others, [source.line(first + i) for i in others],
+                              first, path, bad)  # fmt: skip
+        self._extend((*read, list(range(first, first + n)), [source] * n), skip)
+        return n
+
+    def _extend(self, columns: tuple[list[Any], ...], skip: list[int]) -> None:
+        """Add the read ``columns`` but their rows ``skip`` (lines that are no envelope)."""
+        if len(skip) * 8 > len(columns[0]):
+            keep = sorted(set(range(len(columns[0]))).difference(skip))
             columns = tuple([column[i] for i in keep] for column in columns)
         elif skip:  # a few lines out of every column, from the last one on
-            columns = (*columns[:-1], list(lines))  # the caller's list stays whole
             for i in reversed(skip):
                 for column in columns:
                     del column[i]
@@ -413,6 +445,48 @@ class _Pending:
             topics, partitions, offsets, payloads,
             lambda i: _message(sources[i], numbers[i]), stamps,
         )  # fmt: skip
+
+
+def _decode_others(
+    read: tuple[list[Any], ...] | list[list[Any]],
+    others: list[int],
+    lines: list[bytes],
+    first: int,
+    path: str,
+    bad: dict[str, int],
+) -> list[int]:
+    """Decode with msgspec the ``lines`` (rows ``others`` of the columns ``read``) that the
+    compiled reader left, into those columns; the rows that are no envelope, counted in
+    ``bad`` unless blank."""
+    skip = []
+    topics, partitions, offsets, stamps, payloads = read
+    for i, line, env in zip(others, lines, decode_all(_ENVELOPE, lines), strict=True):
+        if env is None:
+            skip.append(i)
+            if line.strip():
+                _bad_line(bad, path, first + i, line)
+            continue
+        topics[i], partitions[i], offsets[i] = env.topic, env.partition, env.offset
+        stamps[i], payloads[i] = env.ts, _utf8(env.payload)
+    return skip
+
+
+class _Chunk:
+    """A block of a capture read at once (its lines start at ``starts``, int64s as bytes,
+    the first is line ``first``): what a message read from it was read from."""
+
+    __slots__ = ("data", "first", "starts")
+
+    def __init__(self, data: bytes, starts: bytes, first: int) -> None:
+        self.data = data
+        self.starts = starts
+        self.first = first
+
+    def line(self, number: int) -> bytes:
+        """Line ``number`` of the capture, with its newline."""
+        at = memoryview(self.starts).cast("q")
+        i = number - self.first
+        return self.data[at[i] : at[i + 1]]
 
 
 def _utf8(text: str | None) -> bytes | None:
@@ -436,9 +510,11 @@ def _bad_line(bad: dict[str, int], path: str, number: int, line: bytes) -> None:
             log.warning("capture_line_skipped", file=path, line=number, reason=str(exc)[:200])
 
 
-def _message(source: bytes | Envelope, number: int) -> Message:
-    """The whole message read from ``source`` (a capture's line, decoded again, or an
-    envelope), line ``number`` of its input."""
+def _message(source: bytes | Envelope | _Chunk, number: int) -> Message:
+    """The whole message read from ``source`` (a capture's line, or the block of lines it
+    is line ``number`` of, decoded again, or an envelope), line ``number`` of its input."""
+    if isinstance(source, _Chunk):
+        source = source.line(number)
     env = _ENVELOPE.decode(source) if isinstance(source, bytes) else source
     return Message(
         topic=env.topic,
