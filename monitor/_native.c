@@ -2377,7 +2377,8 @@ chi2_sf_one(double k, double x)
 PyDoc_STRVAR(chi2_sf_doc,
 "chi2_sf(dof, x, out)\n\n"
 "Write into out[i] the chi-square survival function of x[i] with dof[i] degrees of\n"
-"freedom (float64 arrays of one length): monitor/core/drift.py's _chi2_sf_one.");
+"freedom (float64 arrays of one length, or dof of one value for every x):\n"
+"monitor/core/drift.py's _chi2_sf_one.");
 
 static PyObject *
 chi2_sf(PyObject *self, PyObject *args)
@@ -2388,16 +2389,16 @@ chi2_sf(PyObject *self, PyObject *args)
         return NULL;
     if (acquire(a, 3) < 0)
         return NULL;
-    Py_ssize_t n = a[2].buf.len / 8;
-    if (a[0].buf.len / 8 != n || a[1].buf.len / 8 != n) {
+    Py_ssize_t n = a[2].buf.len / 8, k = a[0].buf.len / 8;
+    if ((k != n && k != 1) || a[1].buf.len / 8 != n) {
         release(a, 3);
-        PyErr_SetString(PyExc_ValueError, "dof, x, out: arrays of one length");
+        PyErr_SetString(PyExc_ValueError, "dof, x, out: arrays of one length (dof: or 1)");
         return NULL;
     }
     const double *dof = a[0].buf.buf, *x = a[1].buf.buf;
     double *out = a[2].buf.buf;
     for (Py_ssize_t i = 0; i < n; i++)
-        out[i] = chi2_sf_one(dof[i], x[i]);
+        out[i] = chi2_sf_one(dof[k == 1 ? 0 : i], x[i]);
     release(a, 3);
     Py_RETURN_NONE;
 }

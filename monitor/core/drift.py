@@ -354,15 +354,23 @@ def chi2_sf(dof: npt.ArrayLike, x: npt.ArrayLike) -> F64:
     the closed form for even ``dof``), without loading scipy. The compiled kernel
     computes it when it is built, the Python code beside it otherwise, to the same bits.
     """
-    k, v = np.broadcast_arrays(np.asarray(dof, dtype=np.float64), np.asarray(x, dtype=np.float64))
-    out = np.empty(k.shape)
+    k = np.asarray(dof, dtype=np.float64)
+    v = np.asarray(x, dtype=np.float64)
+    if (k.size != 1 and k.shape != v.shape) or k.ndim > v.ndim:
+        k, v = np.broadcast_arrays(k, v)
+    if not k.flags.c_contiguous:
+        k = k.copy()
+    if not v.flags.c_contiguous:
+        v = v.copy()
+    out = np.empty(v.shape)
     kernels = native.kernels()
-    if kernels is not None:
-        kernels.chi2_sf(np.ascontiguousarray(k), np.ascontiguousarray(v), out)
-    else:
-        flat = out.reshape(-1)
-        for i, (ki, vi) in enumerate(zip(k.ravel().tolist(), v.ravel().tolist(), strict=True)):
-            flat[i] = _chi2_sf_one(ki, vi)
+    if kernels is not None:  # one dof for every x, or one each
+        kernels.chi2_sf(k, v, out)
+        return out
+    flat = out.reshape(-1)
+    each = np.broadcast_to(k, v.shape).ravel().tolist()
+    for i, (ki, vi) in enumerate(zip(each, v.ravel().tolist(), strict=True)):
+        flat[i] = _chi2_sf_one(ki, vi)
     return out
 
 
