@@ -1783,8 +1783,9 @@ stops16(__m128i v)
 /* The first byte from p that string_stop marks, reading 16 bytes at a time while at least
  * 16 are left before end (the scalar loop reads the rest up to a stop byte: a NUL or a
  * newline ends every buffer this scans). With out, the bytes passed over are copied to
- * *out, which moves past them; whole blocks of 16 are stored, so out must have room for 16
- * bytes more than are passed over. */
+ * *out, which moves past them, and an escaped quote among them is unescaped on the way
+ * (the caller sees no escape then: only a string copied to out may have one); whole
+ * blocks of 16 are stored, so out must have room for 16 bytes more than are passed over. */
 static inline const unsigned char *
 plain_run(const unsigned char *p, const unsigned char *end, char **out)
 {
@@ -1798,8 +1799,14 @@ plain_run(const unsigned char *p, const unsigned char *end, char **out)
             *out += n;
         }
         p += n;
-        if (mask)
+        if (!mask)
+            continue;
+        /* \" (a payload's most common escape: every quote of the JSON inside) is
+         * unescaped here, without a return to scan_string; p[1] is at most end, a stop byte */
+        if (out == NULL || p[0] != '\\' || p[1] != '"')
             return p;
+        *(*out)++ = '"';
+        p += 2;
     }
 #endif
     if (out != NULL) {
