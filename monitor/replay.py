@@ -202,8 +202,10 @@ def _kcat_partitions(path: str, found: set[tuple[str, int]]) -> None:
     A line that starts as a found pair's lines do adds no pair, valid or not (kcat writes
     topic and partition first): only the other lines are decoded. The capture is read
     ``_READ_HINT`` bytes at a time, and the compiled ``kcat_unknown`` (or a pattern) finds
-    where the read's other lines start: no bytes object is made for the rest. A line that
-    a read cuts is put together with its end from the next read."""
+    where the read's other lines start: no bytes object is made for the rest. When the
+    first :data:`_FEW` of those add a pair, the rest of the read is scanned again with it
+    (at a capture's start every pair is unknown: its first read is not decoded whole). A
+    line that a read cuts is put together with its end from the next read."""
     known, other = _line_starts(found)
     kernels = native.kernels()
     with open(path, "rb") as fh:
@@ -214,17 +216,34 @@ def _kcat_partitions(path: str, found: set[tuple[str, int]]) -> None:
                 head += chunk
                 continue
             last = chunk.rfind(b"\n")  # the newline that ends the chunk's last whole line
-            if kernels is not None:
-                starts = kernels.kcat_unknown(chunk, first, last + 1, known)
-            else:
-                starts = [newline.end() for newline in other.finditer(chunk, first - 1, last)]
-            lines = [head + chunk[:first]]
-            lines += [chunk[at : chunk.index(b"\n", at)] for at in starts]
-            head = chunk[last + 1 :]
-            if _add_pairs(found, [line for line in lines if not line.startswith(known)]):
+            line = head + chunk[:first]
+            if not line.startswith(known) and _add_pairs(found, [line]):
                 known, other = _line_starts(found)
+            head = chunk[last + 1 :]
+            at = first
+            while at <= last:
+                if kernels is not None:
+                    starts = kernels.kcat_unknown(chunk, at, last + 1, known)
+                else:
+                    starts = [nl.end() for nl in other.finditer(chunk, at - 1, last)]
+                # The first few lines of an unknown pair first: the capture's first lines
+                # hold its pairs (all of them are unknown at its start), then the rest of
+                # the chunk is scanned again with what they found.
+                new = _add_pairs(found, [chunk[i : chunk.index(b"\n", i)] for i in starts[:_FEW]])
+                if new:
+                    known, other = _line_starts(found)
+                if not new or len(starts) <= _FEW:
+                    rest = [chunk[i : chunk.index(b"\n", i)] for i in starts[_FEW:]]
+                    if _add_pairs(found, rest):
+                        known, other = _line_starts(found)
+                    break
+                at = starts[_FEW]
         if head and not head.startswith(known):
             _add_pairs(found, [head])
+
+
+#: The prescan decodes this many lines that may hold a new pair before it scans on.
+_FEW = 8
 
 
 def _line_starts(pairs: set[tuple[str, int]]) -> tuple[tuple[bytes, ...], re.Pattern[bytes]]:

@@ -154,9 +154,13 @@ def test_a_chunk_reads_as_its_lines_read_one_by_one(lines: list[bytes], skip: in
     bounds = memoryview(starts).cast("q").tolist()
     assert [data[a:b] for a, b in itertools.pairwise(bounds)] == split
     assert bounds[-1] == len(data) and (not split or bounds[0] == start)
-    if split and len(data) > start + len(split[0]):  # a stop inside a line is refused
-        with pytest.raises(ValueError):
-            kernels.kcat_chunk(data, start, start + len(split[0]) - 1 or len(data) + 1)
+    for line, at in zip(split, bounds, strict=False):  # a stop inside a line is refused
+        if len(line) > 1 and line.endswith(b"\n"):
+            with pytest.raises(ValueError):
+                kernels.kcat_chunk(data, start, at + len(line) - 1)
+            break
+    with pytest.raises(ValueError):
+        kernels.kcat_chunk(data, start, len(data) + 1)
 
 
 @settings(max_examples=100, deadline=None)
