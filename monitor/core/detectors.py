@@ -69,6 +69,9 @@ DETECTORS: tuple[str, ...] = (
 
 #: Largest number of Markov-chain states used to calibrate a CUSUM threshold.
 _MAX_STATES = 1500
+#: Most entries of the band a threshold search solves (8 bytes each): a search step beyond
+#: it is cut back, the threshold found is the same (the smallest that meets the budget).
+_MAX_BAND = 1 << 24
 
 
 def error_stream(task: str) -> str:
@@ -191,7 +194,7 @@ def calibrate_cusum(p0: float, p1: float, budget: float) -> tuple[int, int, int]
         if f2 == f1:
             break
         h3 = max(round(h2 + (target - f2) * (h2 - h1) / (f2 - f1)), 1)
-        h3 = min(h3, 50 * _MAX_STATES)
+        h3 = min(h3, 50 * _MAX_STATES, _MAX_BAND // (m + 1))
         if h3 == h2:
             break
         h1, f1, h2, f2 = h2, f2, h3, log_arl(h3)
