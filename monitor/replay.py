@@ -91,6 +91,7 @@ def count_lines(paths: Sequence[str]) -> int:
             total += 1
     return total
 
+
 #: What an input's lines are: kcat ``-J`` envelopes, plain events, or decided per input.
 InputFormat = Literal["auto", "kcat", "events"]
 #: The topics plain events are put on: (predictions, labels).
@@ -304,7 +305,9 @@ def _headers(raw: list[str] | dict[str, str] | None) -> list[tuple[str, bytes]]:
 
 
 def iter_capture(
-    paths: list[str], bad: dict[str, int], fmt: InputFormat = "auto",
+    paths: list[str],
+    bad: dict[str, int],
+    fmt: InputFormat = "auto",
     topics: Topics = _DEFAULT_TOPICS,
 ) -> Iterator[Message]:
     """Messages of the input files in order; counts unusable lines in ``bad``."""
@@ -329,7 +332,10 @@ def _events_envelopes(
 
 
 def read_batches(
-    paths: list[str], bad: dict[str, int], size: int, fmt: InputFormat = "auto",
+    paths: list[str],
+    bad: dict[str, int],
+    size: int,
+    fmt: InputFormat = "auto",
     topics: Topics = _DEFAULT_TOPICS,
 ) -> Iterator[MessageBatch]:
     """The messages of :func:`iter_capture`, ``size`` at a time, as columns (a whole
@@ -421,9 +427,7 @@ class _Pending:
         skip = _decode_others(read, others, [lines[i] for i in others], first, path, bad)
         self._extend((*read, numbers, list(lines) if skip else lines), skip)
 
-    def add_chunk(
-        self, chunk: bytes, stop: int, first: int, path: str, bad: dict[str, int]
-    ) -> int:
+    def add_chunk(self, chunk: bytes, stop: int, first: int, path: str, bad: dict[str, int]) -> int:
         """The messages of the kcat lines ``chunk[:stop]`` (the first is line ``first`` of
         ``path``), read by the compiled reader straight from the chunk: as
         :meth:`add_lines`, with no bytes object per line (a message the core rejects is

@@ -409,9 +409,7 @@ class KswinUp:
 
     def __init__(self, seed: int = 0) -> None:
         self.detector = drift.KSWIN(seed=seed)
-        self.values: collections.deque[float] = collections.deque(
-            maxlen=self.detector.window_size
-        )
+        self.values: collections.deque[float] = collections.deque(maxlen=self.detector.window_size)
 
     def update(self, x: float) -> bool:
         det = self.detector
