@@ -5,8 +5,10 @@
  * (monitor/core/windows.py, WindowSet.close), of a delta's row blocks taken out of stage
  * 1's ledger and added into stage 2's open panes (monitor/core/partials.py,
  * DeltaLedger.take; WindowSet.add_rows), of the replay's reading of kcat -J lines
- * (monitor/replay.py) and of the confluent source's reading of a consume's records
- * (monitor/kafka/confluent_source.py): each in its own section below.
+ * (monitor/replay.py), of the chi-square p-value of the drift statistics and a CUSUM's
+ * average run length (monitor/core/drift.py, detectors.py) and of the confluent source's
+ * reading of a consume's records (monitor/kafka/confluent_source.py): each in its own
+ * section below.
  *
  * The pending table keeps its index as numpy columns: an open-addressing table of int32
  * row numbers (linear probing, -1 for an empty slot) over rows that hold the CRC-32 of
@@ -1763,6 +1765,62 @@ string_stop_init(void)
         string_stop[c] = c == '"' || c == '\\' || c < 0x20 || c >= 0x80;
 }
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+
+/* The bytes string_stop marks among the 16 at p, as a bit mask (bit i: p[i]): a quote, a
+ * backslash, or below 0x20 as a signed byte (control bytes and every byte from 0x80). */
+static inline int
+stops16(__m128i v)
+{
+    __m128i quote = _mm_cmpeq_epi8(v, _mm_set1_epi8('"'));
+    __m128i backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'));
+    __m128i low = _mm_cmplt_epi8(v, _mm_set1_epi8(0x20));
+    return _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), low));
+}
+#endif
+
+/* The first byte from p that string_stop marks, reading 16 bytes at a time while at least
+ * 16 are left before end (the scalar loop reads the rest up to a stop byte: a NUL or a
+ * newline ends every buffer this scans). With out, the bytes passed over are copied to
+ * *out, which moves past them, and an escaped quote among them is unescaped on the way
+ * (the caller sees no escape then: only a string copied to out may have one); whole
+ * blocks of 16 are stored, so out must have room for 16 bytes more than are passed over. */
+static inline const unsigned char *
+plain_run(const unsigned char *p, const unsigned char *end, char **out)
+{
+#if defined(__SSE2__)
+    while (end - p >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)p);
+        int mask = stops16(v);
+        int n = mask ? __builtin_ctz((unsigned)mask) : 16;
+        if (out != NULL) {
+            _mm_storeu_si128((__m128i *)*out, v);
+            *out += n;
+        }
+        p += n;
+        if (!mask)
+            continue;
+        /* \" (a payload's most common escape: every quote of the JSON inside) is
+         * unescaped here, without a return to scan_string; p[1] is at most end, a stop byte */
+        if (out == NULL || p[0] != '\\' || p[1] != '"')
+            return p;
+        *(*out)++ = '"';
+        p += 2;
+    }
+#endif
+    if (out != NULL) {
+        char *o = *out;
+        while (!string_stop[*p])
+            *o++ = (char)*p++;
+        *out = o;
+    } else {
+        while (!string_stop[*p])
+            p++;
+    }
+    return p;
+}
+
 /* The JSON string whose opening quote is at p, in a NUL-terminated buffer that ends at
  * end: the byte after its closing quote, or NULL when it is not one this reads (a byte
  * outside ASCII, a control byte, an escape of a surrogate, an invalid escape, no closing
@@ -1776,13 +1834,7 @@ scan_string(const unsigned char *p, const unsigned char *end, char *out, Py_ssiz
     int escapes = 0;
     const unsigned char *start = ++p;
     for (;;) {
-        if (out != NULL) {
-            while (!string_stop[*p])
-                *o++ = (char)*p++;
-        } else {
-            while (!string_stop[*p])
-                p++;
-        }
+        p = plain_run(p, end, out != NULL ? &o : NULL);
         if (p >= end)
             return NULL;
         if (*p == '"')
@@ -1876,8 +1928,8 @@ typedef struct {
     long long partition, offset, ts;
 } kcat_t;
 
-/* Read the line [p, end) (NUL-terminated) into *f, its payload unescaped into scratch (as
- * long as the line): 1 when it is an envelope in the form this reads, else 0. */
+/* Read the line [p, end) (NUL-terminated) into *f, its payload unescaped into scratch (16
+ * bytes longer than the line): 1 when it is an envelope in the form this reads, else 0. */
 static int
 kcat_line(const unsigned char *p, const unsigned char *end, char *scratch, kcat_t *f)
 {
@@ -1889,9 +1941,7 @@ kcat_line(const unsigned char *p, const unsigned char *end, char *scratch, kcat_
     for (;;) {
         if (p >= end || *p != '"')
             return 0;
-        const unsigned char *name = p + 1, *q = name;
-        while (!string_stop[*q])
-            q++;
+        const unsigned char *name = p + 1, *q = plain_run(name, end, NULL);
         if (q + 1 >= end || q[0] != '"' || q[1] != ':')
             return 0;
         int key = key_of(name, q - name);
@@ -2020,14 +2070,14 @@ kcat_lines(PyObject *self, PyObject *args)
         }
         const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(line);
         Py_ssize_t size = PyBytes_GET_SIZE(line);
-        if (size > room) {
-            char *more = PyMem_Realloc(scratch, (size_t)size);
+        if (size + 16 > room) { /* plain_run's last block may store 16 bytes */
+            char *more = PyMem_Realloc(scratch, (size_t)size + 16);
             if (more == NULL) {
                 PyErr_NoMemory();
                 goto done;
             }
             scratch = more;
-            room = size;
+            room = size + 16;
         }
         kcat_t f = {NULL, NULL, 0, 0, 0, 0, 0};
         PyObject *v[5];
@@ -2071,6 +2121,103 @@ done:
     for (int c = 0; c < 5; c++)
         Py_XDECREF(cols[c]);
     Py_XDECREF(others);
+    return result;
+}
+
+PyDoc_STRVAR(kcat_chunk_doc,
+"kcat_chunk(chunk, start, stop) -> (topics, partitions, offsets, timestamps, payloads,\n"
+"                                   others, starts)\n\n"
+"kcat_lines of the lines of chunk[start:stop] (bytes, each line ended by a newline; the\n"
+"last may end at the end of chunk instead) without a bytes object per line: starts holds\n"
+"where each line starts in chunk and, last, stop (int64s, as bytes).");
+
+static PyObject *
+kcat_chunk(PyObject *self, PyObject *args)
+{
+    PyObject *chunk;
+    Py_ssize_t start, stop;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!nn", &PyBytes_Type, &chunk, &start, &stop))
+        return NULL;
+    const unsigned char *base = (const unsigned char *)PyBytes_AS_STRING(chunk);
+    Py_ssize_t len = PyBytes_GET_SIZE(chunk);
+    if (start < 0 || stop > len || start > stop ||
+        (stop > start && stop < len && base[stop - 1] != '\n')) {
+        PyErr_SetString(PyExc_ValueError,
+                        "start, stop: a range of chunk that ends a line, or ends chunk");
+        return NULL;
+    }
+    Py_ssize_t n = 0;
+    for (const unsigned char *p = base + start, *end = base + stop; p < end; n++) {
+        const unsigned char *nl = memchr(p, '\n', (size_t)(end - p));
+        p = nl != NULL ? nl + 1 : end;
+    }
+    PyObject *cols[5] = {NULL, NULL, NULL, NULL, NULL};
+    PyObject *others = PyList_New(0), *result = NULL;
+    PyObject *starts = PyBytes_FromStringAndSize(NULL, (n + 1) * (Py_ssize_t)sizeof(int64_t));
+    char *scratch = PyMem_Malloc((size_t)(stop - start) + 16); /* plain_run's last block */
+    topic_t seen[8];
+    int topics = 0;
+    if (others == NULL || starts == NULL || scratch == NULL) {
+        if (scratch == NULL)
+            PyErr_NoMemory();
+        goto done;
+    }
+    for (int c = 0; c < 5; c++)
+        if ((cols[c] = PyList_New(n)) == NULL)
+            goto done;
+    int64_t *at = (int64_t *)PyBytes_AS_STRING(starts);
+    const unsigned char *p = base + start, *stop_at = base + stop;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const unsigned char *nl = memchr(p, '\n', (size_t)(stop_at - p));
+        const unsigned char *end = nl != NULL ? nl : stop_at; /* a newline or chunk's NUL */
+        at[i] = (int64_t)(p - base);
+        kcat_t f = {NULL, NULL, 0, 0, 0, 0, 0};
+        PyObject *v[5];
+        if (!kcat_line(p, end, scratch, &f)) {
+            for (int c = 0; c < 5; c++) {
+                Py_INCREF(Py_None);
+                PyList_SET_ITEM(cols[c], i, Py_None);
+            }
+            PyObject *where = PyLong_FromSsize_t(i);
+            if (where == NULL || PyList_Append(others, where) < 0) {
+                Py_XDECREF(where);
+                goto done;
+            }
+            Py_DECREF(where);
+        } else {
+            v[0] = topic_str(seen, &topics, f.topic, f.topic_size);
+            v[1] = PyLong_FromLongLong(f.partition);
+            v[2] = PyLong_FromLongLong(f.offset);
+            v[3] = PyLong_FromLongLong(f.ts);
+            if (f.payload == NULL) {
+                Py_INCREF(Py_None);
+                v[4] = Py_None;
+            } else {
+                v[4] = PyBytes_FromStringAndSize(f.payload, f.payload_size);
+            }
+            for (int c = 0; c < 5; c++)
+                PyList_SET_ITEM(cols[c], i, v[c]); /* a NULL is an error: the list is dropped */
+            for (int c = 0; c < 5; c++)
+                if (v[c] == NULL)
+                    goto done;
+        }
+        p = nl != NULL ? nl + 1 : stop_at;
+    }
+    at[n] = (int64_t)stop;
+    result = Py_BuildValue("(NNNNNNN)", cols[0], cols[1], cols[2], cols[3], cols[4], others,
+                           starts);
+    for (int c = 0; c < 5; c++)
+        cols[c] = NULL;
+    others = starts = NULL;
+done:
+    PyMem_Free(scratch);
+    for (int i = 0; i < topics; i++)
+        Py_DECREF(seen[i].str);
+    for (int c = 0; c < 5; c++)
+        Py_XDECREF(cols[c]);
+    Py_XDECREF(others);
+    Py_XDECREF(starts);
     return result;
 }
 
@@ -2133,6 +2280,208 @@ kcat_unknown(PyObject *self, PyObject *args)
 done:
     PyBuffer_Release(&chunk);
     return out;
+}
+
+/* ---------------------------------------------------------------- drift and detector numbers
+ * The chi-square survival function of monitor/core/drift.py (chi2_sf) and the exact average
+ * run length of an integer CUSUM of monitor/core/detectors.py (bernoulli_cusum_arl), which
+ * stand in for scipy's special functions and sparse solver so that a replay does not load
+ * scipy. Each is the Python code beside its caller written again operation for operation
+ * (the same libm functions, no product fused with a sum: -std=c99), so both give the same
+ * bits; tests/core/test_drift.py and tests/core/test_detectors.py check that they do. */
+
+/* ln G(a + 1) - (a + 1/2) ln a + a - ln sqrt(2 pi) at a = 0, 1/2, 1, ..., 15 (drift.py,
+ * _STIRLING_HALVES). */
+static const double stirling_halves[31] = {
+    0.0, 0.15342640972002736, 0.08106146679532726, 0.05481412105191765,
+    0.0413406959554093, 0.03316287351993629, 0.02767792568499834, 0.023746163656297496,
+    0.020790672103765093, 0.018488450532673187, 0.016644691189821193, 0.015134973221917378,
+    0.013876128823070748, 0.012810465242920227, 0.01189670994589177, 0.011104559758206917,
+    0.010411265261972096, 0.009799416126158804, 0.009255462182712733, 0.008768700134139386,
+    0.00833056343336287, 0.00793411456431402, 0.007573675487951841, 0.007244554301320383,
+    0.00694284010720953, 0.006665247032707682, 0.006408994188004207, 0.006171712263039458,
+    0.0059513701127588475, 0.0057462165130101155, 0.005554733551962801};
+
+#define CHI2_EPS 1.1102230246251565e-16 /* 2**-53 */
+#define CHI2_TINY 1e-300
+#define TWO_PI 6.283185307179586
+
+static double
+stirling_error(double a)
+{
+    if (a <= 15.0)
+        return stirling_halves[(int)(a + a)];
+    double s0 = 1.0 / 12.0, s1 = 1.0 / 360.0, s2 = 1.0 / 1260.0, s3 = 1.0 / 1680.0,
+           s4 = 1.0 / 1188.0, aa = a * a;
+    if (a > 500.0)
+        return (s0 - s1 / aa) / a;
+    if (a > 80.0)
+        return (s0 - (s1 - s2 / aa) / aa) / a;
+    if (a > 35.0)
+        return (s0 - (s1 - (s2 - s3 / aa) / aa) / aa) / a;
+    return (s0 - (s1 - (s2 - (s3 - s4 / aa) / aa) / aa) / aa) / a;
+}
+
+static double
+deviance(double a, double y)
+{
+    double d = a - y;
+    if (fabs(d) < 0.1 * (a + y)) {
+        double v = d / (a + y), s = d * v, term = 2.0 * a * v, v2 = v * v, j = 1.0;
+        for (;;) {
+            term *= v2;
+            double next = s + term / (2.0 * j + 1.0);
+            if (next == s)
+                return next;
+            s = next;
+            j += 1.0;
+        }
+    }
+    return a * log(a / y) + y - a;
+}
+
+static double
+chi2_sf_one(double k, double x)
+{
+    if (!(k >= 1.0 && k == floor(k) && k <= 1e15) || x != x)
+        return NAN;
+    if (x <= 0.0)
+        return 1.0;
+    if (x == INFINITY)
+        return 0.0;
+    double a = 0.5 * k, y = 0.5 * x;
+    double d = exp(-stirling_error(a) - deviance(a, y)) / sqrt(TWO_PI * a);
+    if (y < a + 1.0) {
+        double t = 1.0, s = 1.0, n = 1.0;
+        while (t > s * CHI2_EPS) {
+            t *= y / (a + n);
+            s += t;
+            n += 1.0;
+        }
+        double p = d * s;
+        return p < 1.0 ? 1.0 - p : 0.0;
+    }
+    double b = y + 1.0 - a, c = 1.0 / CHI2_TINY, e = 1.0 / b, h = e, i = 1.0;
+    for (;;) {
+        double an = -i * (i - a);
+        b += 2.0;
+        e = an * e + b;
+        if (fabs(e) < CHI2_TINY)
+            e = CHI2_TINY;
+        c = b + an / c;
+        if (fabs(c) < CHI2_TINY)
+            c = CHI2_TINY;
+        e = 1.0 / e;
+        double step = e * c;
+        h *= step;
+        if (fabs(step - 1.0) <= CHI2_EPS)
+            break;
+        i += 1.0;
+    }
+    return a * d * h;
+}
+
+PyDoc_STRVAR(chi2_sf_doc,
+"chi2_sf(dof, x, out)\n\n"
+"Write into out[i] the chi-square survival function of x[i] with dof[i] degrees of\n"
+"freedom (float64 arrays of one length, or dof of one value for every x):\n"
+"monitor/core/drift.py's _chi2_sf_one.");
+
+static PyObject *
+chi2_sf(PyObject *self, PyObject *args)
+{
+    arg_t a[3] = {{NULL, 8, 0, "dof", {0}}, {NULL, 8, 0, "x", {0}}, {NULL, 8, 1, "out", {0}}};
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOO", &a[0].obj, &a[1].obj, &a[2].obj))
+        return NULL;
+    if (acquire(a, 3) < 0)
+        return NULL;
+    Py_ssize_t n = a[2].buf.len / 8, k = a[0].buf.len / 8;
+    if ((k != n && k != 1) || a[1].buf.len / 8 != n) {
+        release(a, 3);
+        PyErr_SetString(PyExc_ValueError, "dof, x, out: arrays of one length (dof: or 1)");
+        return NULL;
+    }
+    const double *dof = a[0].buf.buf, *x = a[1].buf.buf;
+    double *out = a[2].buf.buf;
+    for (Py_ssize_t i = 0; i < n; i++)
+        out[i] = chi2_sf_one(dof[k == 1 ? 0 : i], x[i]);
+    release(a, 3);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(cusum_arl_doc,
+"cusum_arl(p, r, m, h) -> float\n\n"
+"The expected events to an alarm of the integer CUSUM S = max(0, S + m x - r), from 0,\n"
+"alarm when S > h, x 0/1 with P(x = 1) = p: monitor/core/detectors.py's\n"
+"_cusum_arl_numpy, the same band elimination in the same order.");
+
+static PyObject *
+cusum_arl(PyObject *self, PyObject *args)
+{
+    double p;
+    Py_ssize_t r, m, h;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "dnnn", &p, &r, &m, &h))
+        return NULL;
+    if (!(r > 0 && m > r && h >= 0)) {
+        PyErr_SetString(PyExc_ValueError, "need 0 < r < m and h >= 0");
+        return NULL;
+    }
+    Py_ssize_t n = h + 1, up = m - r, w = r + up + 1;
+    /* Row i of I - P in band form: band[i * w + (c - i + r)] is column c, for c in
+     * [i - r, i + up]; b is the right-hand side, then the solution. */
+    double *band = PyMem_Calloc((size_t)n * (size_t)w, sizeof(double));
+    double *b = PyMem_Malloc((size_t)n * sizeof(double));
+    if (band == NULL || b == NULL) {
+        PyMem_Free(band);
+        PyMem_Free(b);
+        return PyErr_NoMemory();
+    }
+    double *absorb = PyMem_Malloc((size_t)n * sizeof(double));
+    if (absorb == NULL) {
+        PyMem_Free(band);
+        PyMem_Free(b);
+        return PyErr_NoMemory();
+    }
+    double q = 1.0 - p;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double *row = band + i * w;
+        row[r] = 1.0;
+        if (i + up <= h)
+            row[r + up] = -p;
+        Py_ssize_t down = i - r > 0 ? i - r : 0;
+        row[down - i + r] -= q;
+        b[i] = 1.0;
+        absorb[i] = i + up <= h ? 0.0 : p;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) { /* eliminate column i below the diagonal */
+        double *pivot = band + i * w + r;
+        double diag = absorb[i]; /* the row's sum: its probability of leaving, no cancellation */
+        for (Py_ssize_t c = 1; c <= up; c++)
+            diag += -pivot[c];
+        pivot[0] = diag;
+        Py_ssize_t last = i + r < n - 1 ? i + r : n - 1;
+        for (Py_ssize_t j = i + 1; j <= last; j++) {
+            double *row = band + j * w + (i - j + r); /* row j from column i on */
+            double f = row[0] / diag;
+            for (Py_ssize_t c = 1; c <= up; c++)
+                row[c] -= f * pivot[c];
+            b[j] -= f * b[i];
+            absorb[j] -= f * absorb[i];
+        }
+    }
+    for (Py_ssize_t i = n - 1; i >= 0; i--) { /* back substitution, column by column */
+        b[i] /= band[i * w + r];
+        Py_ssize_t first = i - up > 0 ? i - up : 0;
+        for (Py_ssize_t k = first; k < i; k++)
+            b[k] -= band[k * w + (i - k + r)] * b[i];
+    }
+    double arl = b[0];
+    PyMem_Free(band);
+    PyMem_Free(b);
+    PyMem_Free(absorb);
+    return PyFloat_FromDouble(arl);
 }
 
 /* ---------------------------------------------------------------- a consume's records
@@ -2376,7 +2725,10 @@ done:
 }
 
 static PyMethodDef methods[] = {
+    {"chi2_sf", chi2_sf, METH_VARARGS, chi2_sf_doc},
+    {"cusum_arl", cusum_arl, METH_VARARGS, cusum_arl_doc},
     {"id_keys", id_keys, METH_VARARGS, id_keys_doc},
+    {"kcat_chunk", kcat_chunk, METH_VARARGS, kcat_chunk_doc},
     {"kcat_lines", kcat_lines, METH_VARARGS, kcat_lines_doc},
     {"kcat_unknown", kcat_unknown, METH_VARARGS, kcat_unknown_doc},
     {"lookup", lookup, METH_VARARGS, lookup_doc},
