@@ -477,6 +477,166 @@ done:
     return result;
 }
 
+/* A pending table's columns as lookup reads them, taken from the PendingTable itself
+ * (its _slots, _hash, _ts, _ends, _blob and _shift) when a probe first needs them. */
+typedef struct {
+    int taken; /* 1: views held; -1: the table failed its checks */
+    arg_t a[5]; /* slots, hashes, ts, ends, blob */
+    int shift;
+} table_view_t;
+
+static const char *table_column[5] = {"_slots", "_hash", "_ts", "_ends", "_blob"};
+
+/* Views of table's columns into v (once per call), or -1 with an error set. */
+static int
+table_view(table_view_t *v, PyObject *table)
+{
+    static const Py_ssize_t sizes[5] = {4, 4, 8, 8, 1};
+    PyObject *cols[5] = {NULL, NULL, NULL, NULL, NULL}, *o_shift = NULL;
+    int ok = -1;
+    for (int j = 0; j < 5; j++)
+        if ((cols[j] = PyObject_GetAttrString(table, table_column[j])) == NULL)
+            goto out;
+    if ((o_shift = PyObject_GetAttrString(table, "_shift")) == NULL)
+        goto out;
+    long shift = PyLong_AsLong(o_shift);
+    if (shift == -1 && PyErr_Occurred())
+        goto out;
+    for (int j = 0; j < 5; j++) {
+        v->a[j].obj = cols[j];
+        v->a[j].itemsize = sizes[j];
+        v->a[j].writable = 0;
+        v->a[j].what = table_column[j];
+    }
+    if (acquire(v->a, 5) < 0)
+        goto out;
+    Py_ssize_t nslots = v->a[0].buf.len / 4, rows = v->a[1].buf.len / 4;
+    if (nslots == 0 || shift < 0 || shift > 31 || ((Py_ssize_t)1 << (32 - shift)) != nslots ||
+        v->a[2].buf.len / 8 < rows || v->a[3].buf.len / 8 < rows) {
+        release(v->a, 5);
+        PyErr_SetString(PyExc_ValueError, "a pending table's slots or columns do not fit");
+        goto out;
+    }
+    v->shift = (int)shift;
+    v->taken = 1;
+    ok = 0;
+out:
+    /* the views hold the columns' buffers; the table holds the columns */
+    for (int j = 0; j < 5; j++)
+        Py_XDECREF(cols[j]);
+    Py_XDECREF(o_shift);
+    return ok;
+}
+
+/* Whether the table of v holds the live id key (size bytes, CRC-32 crc): lookup's probe. */
+static int
+table_holds(const table_view_t *v, const char *key, Py_ssize_t size, uint32_t crc)
+{
+    const int32_t *slots = (const int32_t *)v->a[0].buf.buf;
+    const uint32_t *hashes = (const uint32_t *)v->a[1].buf.buf;
+    const double *ts = (const double *)v->a[2].buf.buf;
+    const int64_t *ends = (const int64_t *)v->a[3].buf.buf;
+    const char *blob = (const char *)v->a[4].buf.buf;
+    Py_ssize_t nslots = v->a[0].buf.len / 4, rows = v->a[1].buf.len / 4;
+    Py_ssize_t blob_len = v->a[4].buf.len, mask = nslots - 1, pos = home(crc, v->shift);
+    for (Py_ssize_t probes = 0; probes < nslots; probes++) {
+        int32_t row = slots[pos];
+        if (row < 0 || row >= rows)
+            return 0;
+        double t = ts[row];
+        if (t == t && hashes[row] == crc) {
+            int64_t end = ends[row], start = row ? ends[row - 1] : 0;
+            if (end - start == size && start >= 0 && end <= blob_len &&
+                memcmp(blob + start, key, (size_t)size) == 0)
+                return 1;
+        }
+        pos = (pos + 1) & mask;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(owner_first_doc,
+"owner_first(crc, model, count, shift, tables, keys, crcs, out)\n\n"
+"For each id keys[i] (bytes, CRC-32 crcs[i]): into out[i] the smallest model m whose\n"
+"pending table tables[m] holds it live, -1 for none. The candidates are the models of\n"
+"the owner table's live pairs with the id's CRC-32 (an empty slot ends the probe); each\n"
+"is confirmed as lookup finds an id, in the table's own columns (_slots, _hash, _ts,\n"
+"_ends, _blob, _shift), read when a probe first needs them.");
+
+static PyObject *
+owner_first(PyObject *self, PyObject *args)
+{
+    PyObject *o_crc, *o_model, *o_count, *tables, *keys, *o_crcs, *o_out;
+    int shift;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOiO!O!OO", &o_crc, &o_model, &o_count, &shift, &PyList_Type,
+                          &tables, &PyList_Type, &keys, &o_crcs, &o_out))
+        return NULL;
+    arg_t a[] = {
+        {o_crc, 4, 0, "crc"},   {o_model, 4, 0, "model"}, {o_count, 4, 0, "count"},
+        {o_crcs, 4, 0, "crcs"}, {o_out, 8, 1, "out"},
+    };
+    const int nargs = (int)(sizeof a / sizeof a[0]);
+    if (acquire(a, nargs) < 0)
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t ntables = PyList_GET_SIZE(tables);
+    table_view_t *views = PyMem_Calloc((size_t)(ntables ? ntables : 1), sizeof *views);
+    if (views == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (!owner_table_ok(&a[0], &a[1], &a[2], shift))
+        goto done;
+    const uint32_t *crc = (const uint32_t *)a[0].buf.buf;
+    const int32_t *model = (const int32_t *)a[1].buf.buf;
+    const int32_t *count = (const int32_t *)a[2].buf.buf;
+    const uint32_t *crcs = (const uint32_t *)a[3].buf.buf;
+    int64_t *out = (int64_t *)a[4].buf.buf;
+    Py_ssize_t nslots = a[0].buf.len / 4, n = PyList_GET_SIZE(keys), mask = nslots - 1;
+    if (a[3].buf.len / 4 < n || a[4].buf.len / 8 < n) {
+        PyErr_SetString(PyExc_ValueError, "crcs, out: shorter than keys");
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *key = PyList_GET_ITEM(keys, i);
+        if (!PyBytes_Check(key)) {
+            PyErr_SetString(PyExc_TypeError, "keys: bytes expected");
+            goto done;
+        }
+        const char *k = PyBytes_AS_STRING(key);
+        Py_ssize_t size = PyBytes_GET_SIZE(key);
+        uint32_t c = crcs[i];
+        Py_ssize_t pos = home(c, shift);
+        int64_t best = -1;
+        for (Py_ssize_t probes = 0; probes < nslots && model[pos] >= 0; probes++) {
+            int32_t m = model[pos];
+            if (count[pos] > 0 && crc[pos] == c && (best < 0 || m < best)) {
+                if (m >= ntables) {
+                    PyErr_SetString(PyExc_ValueError, "owner table: a model beyond the tables");
+                    goto done;
+                }
+                if (!views[m].taken && table_view(&views[m], PyList_GET_ITEM(tables, m)) < 0)
+                    goto done;
+                if (table_holds(&views[m], k, size, c))
+                    best = m;
+            }
+            pos = (pos + 1) & mask;
+        }
+        out[i] = best;
+    }
+    result = Py_NewRef(Py_None);
+done:
+    if (views != NULL) {
+        for (Py_ssize_t m = 0; m < ntables; m++)
+            if (views[m].taken == 1)
+                release(views[m].a, 5);
+        PyMem_Free(views);
+    }
+    release(a, nargs);
+    return result;
+}
+
 /* ------------------------------------------------------------- a group's append and pop
  * PendingTable.add_many and pop_many in one call each (with 100 models a poll has
  * thousands of small (model, partition) groups, and the numpy code's some thirty calls
@@ -2384,6 +2544,7 @@ static PyMethodDef methods[] = {
     {"owner_candidates", owner_candidates, METH_VARARGS, owner_candidates_doc},
     {"owner_change", owner_change, METH_VARARGS, owner_change_doc},
     {"owner_find", owner_find, METH_VARARGS, owner_find_doc},
+    {"owner_first", owner_first, METH_VARARGS, owner_first_doc},
     {"owner_put", owner_put, METH_VARARGS, owner_put_doc},
     {"pending_add", pending_add, METH_VARARGS, pending_add_doc},
     {"pending_pop", pending_pop, METH_VARARGS, pending_pop_doc},

@@ -1365,7 +1365,16 @@ class JoinBuffer:
                     free = out < 0
                     out[table.contains_many(ids) & free] = m
             return out
-        first, many = self.owner_index().candidates(ids.crcs)
+        index = self.owner_index()
+        kernels = native.kernels()
+        if kernels is not None:  # candidates and their tables' confirmation in one call
+            index._apply()
+            kernels.owner_first(index._crc, index._model, index._count, index._shift,
+                                self.pending, ids.keys if type(ids.keys) is list
+                                else list(ids.keys),
+                                np.ascontiguousarray(ids.crcs, dtype=np.uint32), out)  # fmt: skip
+            return out
+        first, many = index.candidates(ids.crcs)
         single = np.flatnonzero(many == 1)
         if single.size:
             # each candidate model's ids together (sorted by model, in order within it)
