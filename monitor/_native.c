@@ -905,6 +905,182 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(pending_pop_groups_doc,
+"pending_pop_groups(tables, sizes, pids, found, out_ts, out_pred, out_score, out_slices,\n"
+"                   gone, counts, bytes)\n\n"
+"pending_pop of many tables in one call: group g, the next sizes[g] (int64) of pids, is\n"
+"removed from tables[g] (a PendingTable, its columns _slots, _hash, _ts, _pred, _score,\n"
+"_slices, _ends, _blob and _shift read from it), exactly as pending_pop removes them;\n"
+"found, out_ts, out_pred, out_score and out_slices (k a row, every table's k or an empty\n"
+"table) are written for every id in order, the CRC-32s of a group's ids found into gone\n"
+"from the group's first row on, and into counts[g] and bytes[g] (int64) how many of the\n"
+"group's ids were found and their ids' bytes.");
+
+static PyObject *
+pending_pop_groups(PyObject *self, PyObject *args)
+{
+    static const char *names[9] = {"_slots", "_hash", "_ts",   "_pred", "_score",
+                                   "_slices", "_ends", "_blob", "_shift"};
+    static const Py_ssize_t sizes_of[8] = {4, 4, 8, 8, 8, 4, 8, 1};
+    PyObject *tables, *o_sizes, *pids, *o_found, *o_ots, *o_opred, *o_oscore, *o_oslices;
+    PyObject *o_gone, *o_counts, *o_bytes;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!OO!OOOOOOOO", &PyList_Type, &tables, &o_sizes, &PyList_Type,
+                          &pids, &o_found, &o_ots, &o_opred, &o_oscore, &o_oslices, &o_gone,
+                          &o_counts, &o_bytes))
+        return NULL;
+    arg_t a[] = {
+        {o_sizes, 8, 0, "sizes"},        {o_found, 1, 1, "found"},     {o_ots, 8, 1, "out_ts"},
+        {o_opred, 8, 1, "out_pred"},     {o_oscore, 8, 1, "out_score"},
+        {o_oslices, 8, 1, "out_slices"}, {o_gone, 4, 1, "gone"},       {o_counts, 8, 1, "counts"},
+        {o_bytes, 8, 1, "bytes"},
+    };
+    const int nargs = (int)(sizeof a / sizeof a[0]);
+    if (acquire(a, nargs) < 0)
+        return NULL;
+    PyObject *result = NULL;
+    const int64_t *sizes = (const int64_t *)a[0].buf.buf;
+    char *found = (char *)a[1].buf.buf;
+    double *ots = (double *)a[2].buf.buf, *opred = (double *)a[3].buf.buf;
+    double *oscore = (double *)a[4].buf.buf;
+    int64_t *oslices = (int64_t *)a[5].buf.buf;
+    uint32_t *gone = (uint32_t *)a[6].buf.buf;
+    int64_t *counts = (int64_t *)a[7].buf.buf, *bytes_out = (int64_t *)a[8].buf.buf;
+    Py_ssize_t groups = PyList_GET_SIZE(tables), n = PyList_GET_SIZE(pids);
+    Py_ssize_t k = n ? a[5].buf.len / 8 / n : 0;
+    if (a[0].buf.len / 8 != groups || a[7].buf.len / 8 != groups || a[8].buf.len / 8 != groups ||
+        a[1].buf.len != n || a[2].buf.len / 8 != n || a[3].buf.len / 8 != n ||
+        a[4].buf.len / 8 != n || a[5].buf.len != n * k * 8 || a[6].buf.len / 4 < n) {
+        PyErr_SetString(PyExc_ValueError, "sizes, counts, bytes: one per table; outputs: one "
+                                          "row per id");
+        goto done;
+    }
+    Py_ssize_t total = 0;
+    for (Py_ssize_t g = 0; g < groups; g++) {
+        if (sizes[g] < 0 || sizes[g] > n - total) {
+            PyErr_SetString(PyExc_ValueError, "sizes: not a split of the ids");
+            goto done;
+        }
+        total += sizes[g];
+    }
+    if (total != n) {
+        PyErr_SetString(PyExc_ValueError, "sizes: not a split of the ids");
+        goto done;
+    }
+    Py_ssize_t first = 0;
+    for (Py_ssize_t g = 0; g < groups; g++) {
+        Py_ssize_t size_g = (Py_ssize_t)sizes[g];
+        counts[g] = bytes_out[g] = 0;
+        if (size_g == 0)
+            continue;
+        PyObject *table = PyList_GET_ITEM(tables, g), *cols[9] = {NULL};
+        arg_t t[8];
+        int held = 0, failed = 1;
+        long shift = -1;
+        for (int j = 0; j < 9; j++)
+            if ((cols[j] = PyObject_GetAttrString(table, names[j])) == NULL)
+                goto table_done;
+        shift = PyLong_AsLong(cols[8]);
+        if (shift == -1 && PyErr_Occurred())
+            goto table_done;
+        for (int j = 0; j < 8; j++) {
+            t[j].obj = cols[j];
+            t[j].itemsize = sizes_of[j];
+            t[j].writable = j == 2; /* _ts: a removed row is made dead */
+            t[j].what = names[j];
+        }
+        if (acquire(t, 8) < 0)
+            goto table_done;
+        held = 1;
+        {
+            const int32_t *slots = (const int32_t *)t[0].buf.buf;
+            const uint32_t *hashes = (const uint32_t *)t[1].buf.buf;
+            double *ts = (double *)t[2].buf.buf;
+            const double *pred = (const double *)t[3].buf.buf;
+            const double *score = (const double *)t[4].buf.buf;
+            const int32_t *slices = (const int32_t *)t[5].buf.buf;
+            const int64_t *ends = (const int64_t *)t[6].buf.buf;
+            const char *blob = (const char *)t[7].buf.buf;
+            Py_ssize_t nslots = t[0].buf.len / 4, rows = t[1].buf.len / 4;
+            Py_ssize_t blob_len = t[7].buf.len, mask = nslots - 1, count = 0, bytes = 0;
+            if (nslots == 0 || shift < 0 || shift > 31 ||
+                ((Py_ssize_t)1 << (32 - shift)) != nslots) {
+                PyErr_SetString(PyExc_ValueError, "slots: a power of two matching shift "
+                                                  "expected");
+                goto table_done;
+            }
+            if (t[2].buf.len / 8 < rows || t[3].buf.len / 8 < rows || t[4].buf.len / 8 < rows ||
+                t[6].buf.len / 8 < rows || (rows && t[5].buf.len != rows * k * 4)) {
+                PyErr_SetString(PyExc_ValueError, "a table's columns shorter than its rows, "
+                                                  "or of other slice ids a row");
+                goto table_done;
+            }
+            for (Py_ssize_t i = first; i < first + size_g; i++) {
+                const char *p;
+                Py_ssize_t size;
+                PyObject *owned;
+                if (utf8_view(PyList_GET_ITEM(pids, i), &p, &size, &owned) < 0)
+                    goto table_done;
+                uint32_t crc = crc32_of((const unsigned char *)p, size);
+                Py_ssize_t pos = home(crc, (int)shift);
+                int64_t hit = -1;
+                for (Py_ssize_t probes = 0; probes < nslots; probes++) {
+                    int32_t row = slots[pos];
+                    if (row < 0)
+                        break;
+                    if (row >= rows) {
+                        Py_XDECREF(owned);
+                        PyErr_SetString(PyExc_ValueError, "slots: a row beyond the columns");
+                        goto table_done;
+                    }
+                    double when = ts[row];
+                    if (when == when && hashes[row] == crc) {
+                        int64_t e = ends[row], s = row ? ends[row - 1] : 0;
+                        if (e - s == size && s >= 0 && e <= blob_len &&
+                            memcmp(blob + s, p, (size_t)size) == 0) {
+                            hit = row;
+                            break;
+                        }
+                    }
+                    pos = (pos + 1) & mask;
+                }
+                Py_XDECREF(owned);
+                if (hit < 0) {
+                    found[i] = 0;
+                    ots[i] = opred[i] = oscore[i] = quiet_nan();
+                    for (Py_ssize_t j = 0; j < k; j++)
+                        oslices[i * k + j] = -1;
+                    continue;
+                }
+                found[i] = 1;
+                ots[i] = ts[hit];
+                opred[i] = pred[hit];
+                oscore[i] = score[hit];
+                for (Py_ssize_t j = 0; j < k; j++)
+                    oslices[i * k + j] = slices[hit * k + j];
+                ts[hit] = quiet_nan();
+                gone[first + count++] = crc;
+                bytes += size;
+            }
+            counts[g] = count;
+            bytes_out[g] = bytes;
+        }
+        failed = 0;
+    table_done:
+        if (held)
+            release(t, 8);
+        for (int j = 0; j < 9; j++)
+            Py_XDECREF(cols[j]);
+        if (failed)
+            goto done;
+        first += size_g;
+    }
+    result = Py_NewRef(Py_None);
+done:
+    release(a, nargs);
+    return result;
+}
+
 PyDoc_STRVAR(owner_change_doc,
 "owner_change(crc, model, count, shift, crcs, m, sign) -> int\n\n"
 "Count (sign 1) or uncount (sign -1) one id of model m for each CRC-32 of crcs, in\n"
@@ -2548,6 +2724,7 @@ static PyMethodDef methods[] = {
     {"owner_put", owner_put, METH_VARARGS, owner_put_doc},
     {"pending_add", pending_add, METH_VARARGS, pending_add_doc},
     {"pending_pop", pending_pop, METH_VARARGS, pending_pop_doc},
+    {"pending_pop_groups", pending_pop_groups, METH_VARARGS, pending_pop_groups_doc},
     {"pane_rows", pane_rows, METH_VARARGS, pane_rows_doc},
     {"pane_sums", pane_sums, METH_VARARGS, pane_sums_doc},
     {"place", place, METH_VARARGS, place_doc},
