@@ -675,74 +675,6 @@ utf8_view(PyObject *pid, const char **p, Py_ssize_t *n, PyObject **owned)
     return 0;
 }
 
-/* pending_add's work on a table's columns (room reserved, sizes checked): ids pids[first],
- * ..., pids[first + n - 1] appended as rows at, at + 1, ... with their new columns; the
- * bytes appended to blob, or -1 with an error set (blob as it was when the ids fail). */
-static Py_ssize_t
-append_rows(PyObject *blob, double *ts, double *pred, double *score, int32_t *slices,
-            uint32_t *hashes, int64_t *ends, int32_t *slots, Py_ssize_t rows, Py_ssize_t nslots,
-            Py_ssize_t k, int shift, Py_ssize_t at, PyObject *pids, Py_ssize_t first,
-            Py_ssize_t n, const double *nts, const double *npred, const double *nscore,
-            const int64_t *nslices)
-{
-    /* the ids' lengths, end offsets and CRC-32s, then their bytes once the buffer has grown */
-    Py_ssize_t start = PyByteArray_GET_SIZE(blob), end = start;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        const char *p;
-        Py_ssize_t size;
-        PyObject *owned;
-        if (utf8_view(PyList_GET_ITEM(pids, first + i), &p, &size, &owned) < 0)
-            return -1;
-        hashes[at + i] = crc32_of((const unsigned char *)p, size);
-        end += size;
-        ends[at + i] = end;
-        Py_XDECREF(owned);
-    }
-    if (PyByteArray_Resize(blob, end) < 0)
-        return -1;
-    char *to = PyByteArray_AS_STRING(blob) + start;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        const char *p;
-        Py_ssize_t size;
-        PyObject *owned;
-        if (utf8_view(PyList_GET_ITEM(pids, first + i), &p, &size, &owned) < 0) {
-            PyObject *type, *value, *trace; /* the buffer as it was, the error kept */
-            PyErr_Fetch(&type, &value, &trace);
-            if (PyByteArray_Resize(blob, start) < 0)
-                PyErr_Clear();
-            PyErr_Restore(type, value, trace);
-            return -1;
-        }
-        memcpy(to, p, (size_t)size);
-        to += size;
-        Py_XDECREF(owned);
-    }
-    Py_ssize_t mask = nslots - 1;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        Py_ssize_t row = at + i;
-        ts[row] = nts[i];
-        pred[row] = npred[i];
-        score[row] = nscore[i];
-        for (Py_ssize_t j = 0; j < k; j++)
-            slices[row * k + j] = (int32_t)nslices[i * k + j];
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        Py_ssize_t row = at + i, pos = home(hashes[row], shift), probes = 0;
-        for (;;) {
-            int32_t here = slots[pos];
-            if (here < 0 || (here < rows && ts[here] != ts[here]))
-                break;
-            if (++probes == nslots) {
-                PyErr_SetString(PyExc_ValueError, "slots: the index is full");
-                return -1;
-            }
-            pos = (pos + 1) & mask;
-        }
-        slots[pos] = (int32_t)row;
-    }
-    return end - start;
-}
-
 PyDoc_STRVAR(pending_add_doc,
 "pending_add(blob, ts, pred, score, slices, hashes, ends, slots, shift, at, pids,\n"
 "            new_ts, new_pred, new_score, new_slices) -> int\n\n"
@@ -799,134 +731,62 @@ pending_add(PyObject *self, PyObject *args)
                                           "not of one row per id");
         goto done;
     }
-    Py_ssize_t added = append_rows(blob, ts, pred, score, slices, hashes, ends, slots, rows,
-                                   nslots, k, shift, at, pids, 0, n, nts, npred, nscore, nslices);
-    if (added < 0)
-        goto done;
-    result = PyLong_FromSsize_t(added);
-done:
-    release(a, nargs);
-    return result;
-}
-
-PyDoc_STRVAR(pending_add_groups_doc,
-"pending_add_groups(tables, sizes, pids, new_ts, new_pred, new_score, new_slices, bytes)\n\n"
-"pending_add of many tables in one call: group g, the next sizes[g] (int64) of pids with\n"
-"their rows of the new columns (new_slices: k a row, every table's k), is appended to\n"
-"tables[g] (a PendingTable, room reserved; its columns _blob, _ts, _pred, _score,\n"
-"_slices, _hash, _ends, _slots, _shift and its next row _used read from it) exactly as\n"
-"pending_add appends them; into bytes[g] (int64) the bytes the group appended. On an\n"
-"error the groups before it are in, and bytes says how much each added.");
-
-static PyObject *
-pending_add_groups(PyObject *self, PyObject *args)
-{
-    static const char *names[10] = {"_ts",    "_pred", "_score", "_slices", "_hash",
-                                    "_ends",  "_slots", "_blob", "_shift",  "_used"};
-    static const Py_ssize_t sizes_of[7] = {8, 8, 8, 4, 4, 8, 4};
-    PyObject *tables, *o_sizes, *pids, *o_nts, *o_npred, *o_nscore, *o_nslices, *o_bytes;
-    (void)self;
-    if (!PyArg_ParseTuple(args, "O!OO!OOOOO", &PyList_Type, &tables, &o_sizes, &PyList_Type,
-                          &pids, &o_nts, &o_npred, &o_nscore, &o_nslices, &o_bytes))
-        return NULL;
-    arg_t a[] = {
-        {o_sizes, 8, 0, "sizes"},       {o_nts, 8, 0, "new_ts"}, {o_npred, 8, 0, "new_pred"},
-        {o_nscore, 8, 0, "new_score"}, {o_nslices, 8, 0, "new_slices"}, {o_bytes, 8, 1, "bytes"},
-    };
-    const int nargs = (int)(sizeof a / sizeof a[0]);
-    if (acquire(a, nargs) < 0)
-        return NULL;
-    PyObject *result = NULL;
-    const int64_t *sizes = (const int64_t *)a[0].buf.buf;
-    const double *nts = (const double *)a[1].buf.buf, *npred = (const double *)a[2].buf.buf;
-    const double *nscore = (const double *)a[3].buf.buf;
-    const int64_t *nslices = (const int64_t *)a[4].buf.buf;
-    int64_t *bytes_out = (int64_t *)a[5].buf.buf;
-    Py_ssize_t groups = PyList_GET_SIZE(tables), n = PyList_GET_SIZE(pids);
-    Py_ssize_t k = n ? a[4].buf.len / 8 / n : 0;
-    if (a[0].buf.len / 8 != groups || a[5].buf.len / 8 != groups || a[1].buf.len / 8 != n ||
-        a[2].buf.len / 8 != n || a[3].buf.len / 8 != n || a[4].buf.len != n * k * 8) {
-        PyErr_SetString(PyExc_ValueError, "sizes, bytes: one per table; new columns: one row "
-                                          "per id");
-        goto done;
+    /* the ids' lengths, end offsets and CRC-32s, then their bytes once the buffer has grown */
+    Py_ssize_t start = PyByteArray_GET_SIZE(blob), end = start;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const char *p;
+        Py_ssize_t size;
+        PyObject *owned;
+        if (utf8_view(PyList_GET_ITEM(pids, i), &p, &size, &owned) < 0)
+            goto done;
+        hashes[at + i] = crc32_of((const unsigned char *)p, size);
+        end += size;
+        ends[at + i] = end;
+        Py_XDECREF(owned);
     }
-    Py_ssize_t total = 0;
-    for (Py_ssize_t g = 0; g < groups; g++) {
-        bytes_out[g] = 0;
-        if (sizes[g] < 0 || sizes[g] > n - total) {
-            PyErr_SetString(PyExc_ValueError, "sizes: not a split of the ids");
+    if (PyByteArray_Resize(blob, end) < 0)
+        goto done;
+    char *to = PyByteArray_AS_STRING(blob) + start;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const char *p;
+        Py_ssize_t size;
+        PyObject *owned;
+        if (utf8_view(PyList_GET_ITEM(pids, i), &p, &size, &owned) < 0) {
+            PyObject *type, *value, *trace; /* the buffer as it was, the error kept */
+            PyErr_Fetch(&type, &value, &trace);
+            if (PyByteArray_Resize(blob, start) < 0)
+                PyErr_Clear();
+            PyErr_Restore(type, value, trace);
             goto done;
         }
-        total += sizes[g];
+        memcpy(to, p, (size_t)size);
+        to += size;
+        Py_XDECREF(owned);
     }
-    if (total != n) {
-        PyErr_SetString(PyExc_ValueError, "sizes: not a split of the ids");
-        goto done;
+    Py_ssize_t mask = nslots - 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t row = at + i;
+        ts[row] = nts[i];
+        pred[row] = npred[i];
+        score[row] = nscore[i];
+        for (Py_ssize_t j = 0; j < k; j++)
+            slices[row * k + j] = (int32_t)nslices[i * k + j];
     }
-    Py_ssize_t first = 0;
-    for (Py_ssize_t g = 0; g < groups; g++) {
-        Py_ssize_t size_g = (Py_ssize_t)sizes[g];
-        if (size_g == 0)
-            continue;
-        PyObject *table = PyList_GET_ITEM(tables, g), *cols[10] = {NULL};
-        arg_t t[7];
-        int held = 0, failed = 1;
-        for (int j = 0; j < 10; j++)
-            if ((cols[j] = PyObject_GetAttrString(table, names[j])) == NULL)
-                goto table_done;
-        long shift = PyLong_AsLong(cols[8]);
-        Py_ssize_t at = PyLong_AsSsize_t(cols[9]);
-        if (PyErr_Occurred())
-            goto table_done;
-        if (!PyByteArray_Check(cols[7])) {
-            PyErr_SetString(PyExc_TypeError, "_blob: a bytearray expected");
-            goto table_done;
-        }
-        for (int j = 0; j < 7; j++) {
-            t[j].obj = cols[j];
-            t[j].itemsize = sizes_of[j];
-            t[j].writable = 1;
-            t[j].what = names[j];
-        }
-        if (acquire(t, 7) < 0)
-            goto table_done;
-        held = 1;
-        {
-            Py_ssize_t rows = t[0].buf.len / 8, nslots = t[6].buf.len / 4;
-            if (nslots == 0 || shift < 0 || shift > 31 ||
-                ((Py_ssize_t)1 << (32 - shift)) != nslots) {
-                PyErr_SetString(PyExc_ValueError, "slots: a power of two matching shift "
-                                                  "expected");
-                goto table_done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t row = at + i, pos = home(hashes[row], shift), probes = 0;
+        for (;;) {
+            int32_t here = slots[pos];
+            if (here < 0 || (here < rows && ts[here] != ts[here]))
+                break;
+            if (++probes == nslots) {
+                PyErr_SetString(PyExc_ValueError, "slots: the index is full");
+                goto done;
             }
-            if (at < 0 || at + size_g > rows || at + size_g > INT32_MAX ||
-                t[1].buf.len / 8 != rows || t[2].buf.len / 8 != rows ||
-                t[3].buf.len != rows * k * 4 || t[4].buf.len / 4 != rows ||
-                t[5].buf.len / 8 != rows) {
-                PyErr_SetString(PyExc_ValueError, "a table without room for its rows, or of "
-                                                  "other slice ids a row");
-                goto table_done;
-            }
-            Py_ssize_t added = append_rows(
-                cols[7], (double *)t[0].buf.buf, (double *)t[1].buf.buf, (double *)t[2].buf.buf,
-                (int32_t *)t[3].buf.buf, (uint32_t *)t[4].buf.buf, (int64_t *)t[5].buf.buf,
-                (int32_t *)t[6].buf.buf, rows, nslots, k, (int)shift, at, pids, first, size_g,
-                nts + first, npred + first, nscore + first, nslices + first * k);
-            if (added < 0)
-                goto table_done;
-            bytes_out[g] = added;
+            pos = (pos + 1) & mask;
         }
-        failed = 0;
-    table_done:
-        if (held)
-            release(t, 7);
-        for (int j = 0; j < 10; j++)
-            Py_XDECREF(cols[j]);
-        if (failed)
-            goto done;
-        first += size_g;
+        slots[pos] = (int32_t)row;
     }
-    result = Py_NewRef(Py_None);
+    result = PyLong_FromSsize_t(end - start);
 done:
     release(a, nargs);
     return result;
@@ -2863,7 +2723,6 @@ static PyMethodDef methods[] = {
     {"owner_first", owner_first, METH_VARARGS, owner_first_doc},
     {"owner_put", owner_put, METH_VARARGS, owner_put_doc},
     {"pending_add", pending_add, METH_VARARGS, pending_add_doc},
-    {"pending_add_groups", pending_add_groups, METH_VARARGS, pending_add_groups_doc},
     {"pending_pop", pending_pop, METH_VARARGS, pending_pop_doc},
     {"pending_pop_groups", pending_pop_groups, METH_VARARGS, pending_pop_groups_doc},
     {"pane_rows", pane_rows, METH_VARARGS, pane_rows_doc},

@@ -53,7 +53,7 @@ from monitor.core.counts import (
     MATCHED,
     PREDICTIONS,
 )
-from monitor.core.join import EarlyLabel, PendingTable, add_groups, id_keys, pop_groups
+from monitor.core.join import EarlyLabel, PendingTable, id_keys, pop_groups
 from monitor.core.layout import Layout, NumericBlock, _numeric_block
 from monitor.core.partials import WarmRow
 from monitor.events.codec import (
@@ -954,7 +954,7 @@ class _Split:
     with the ones before them (``loose``: the segment is cut before the first), and the
     plans, applied once all is decided."""
 
-    __slots__ = ("early", "loose", "matched", "ops", "plans", "record", "slow", "waiting")
+    __slots__ = ("early", "loose", "matched", "ops", "plans", "record", "slow")
 
     def __init__(self, slow: list[int]) -> None:
         #: the rejects (decode failures and unknown topics to start with)
@@ -972,9 +972,6 @@ class _Split:
         #: partition -> labels that came first (poll index, id, label, and the model they
         #: all name), entered in poll order once all is applied
         self.early: dict[int, list[tuple[I64, list[str], list[EarlyLabel], int]]] = {}
-        #: plain predictions left waiting, per model, entered into their tables together
-        #: (:func:`_add_waiting`) once every model's plain predictions are taken
-        self.waiting: list[_Waiting] = []
 
     def reject(self, idx: I64) -> None:
         """Messages that are not valid events: rejects (see :func:`_reject`)."""
@@ -1113,8 +1110,6 @@ def _predictions(
         if not _plan_plain(engine, split, engine.models[m], mine, events, ids, at, ts, score,
                            ok, fused, followed):  # fmt: skip
             del plain[m]
-    if plain:  # the plain predictions that wait go into their tables after every model's
-        split.plans.append((-1, np.zeros(0, dtype=np.int64), partial(_add_waiting, split)))
     taken = {(m, number) for m, mine in plain.items() for number, _, _ in mine}
     for (m, number), (rows, sel) in groups.items():
         if (m, number) in taken:
@@ -1480,8 +1475,7 @@ def _take_plain(
     joined: _Joined | None,
 ) -> None:
     """Accept a model's plain predictions of a segment (see :func:`_plan_plain`): count,
-    join those whose label message follows, leave the others waiting (entered into their
-    tables with every model's, :func:`_add_waiting`), queue them for
+    join those whose label message follows, keep the others pending, queue them for
     accumulation as one chunk over their partitions (``sizes`` predictions of each of
     ``numbers``, in that order) and the joined pairs as another: what
     :func:`_take_predictions` does to each partition's group, the slice registry and the
@@ -1523,8 +1517,6 @@ def _take_plain(
     a = f = w = 0
     joined_in: list[int] = []  # the partitions the joined pairs are in, each once
     joined_n: list[int] = []  # and how many in each
-    waiting_in: list[PendingTable] = []  # the tables the others wait in
-    waiting_n: list[int] = []  # and how many in each
     for i, (number, n) in enumerate(zip(numbers, sizes, strict=True)):
         if not n:
             continue
@@ -1552,14 +1544,12 @@ def _take_plain(
             f = g
         if n > got:
             v = w + n - got
-            waiting_in.append(state.join.pending[m])
-            waiting_n.append(v - w)
+            state.join.pending[m].add_many(  # ids checked: new, and distinct in the poll
+                w_ids[w:v], w_ts[w:v], w_pred[w:v], w_score[w:v], w_slices[w:v], checked=True
+            )
             engine.pending_total[m] += v - w
             w = v
         a = b
-    if waiting_in:  # into their tables with every model's (see _add_waiting)
-        split.waiting.append(_Waiting(waiting_in, waiting_n, w_ids, w_ts, w_pred, w_score,
-                                      w_slices))  # fmt: skip
     if joined is not None and joined_in:
         has = joined.has
         lt = joined.ts
@@ -1573,41 +1563,6 @@ def _take_plain(
                          delay=(lt - ts[has])[order])  # fmt: skip
             pair.part = part[order]
         batch.chunks_o.append(pair)
-
-
-class _Waiting(NamedTuple):
-    """A model's plain predictions of a segment that wait for their labels (see
-    :func:`_take_plain`): ``sizes`` of them go into each of ``tables``, in that order."""
-
-    tables: list[PendingTable]
-    sizes: list[int]
-    pids: list[str]
-    ts: F64
-    pred: F64
-    score: F64
-    slices: I64
-
-
-def _add_waiting(split: _Split) -> None:
-    """Enter the plain predictions that wait (:attr:`_Split.waiting`) into their tables:
-    every model's in one :func:`~monitor.core.join.add_groups` call per width of slice
-    ids, each table getting its own rows in their order (the ids are checked: new, and
-    distinct in the poll)."""
-    widths: dict[int, list[_Waiting]] = {}
-    for waiting in split.waiting:
-        widths.setdefault(waiting.slices.shape[1], []).append(waiting)
-    split.waiting = []
-    for chosen in widths.values():
-        if len(chosen) == 1:
-            one = chosen[0]
-            add_groups(one.tables, one.sizes, one.pids, one.ts, one.pred, one.score, one.slices)
-            continue
-        add_groups(
-            [t for w in chosen for t in w.tables],
-            [n for w in chosen for n in w.sizes],
-            [pid for w in chosen for pid in w.pids],
-            *(np.concatenate([w[i] for w in chosen]) for i in (3, 4, 5, 6)),
-        )
 
 
 def _lone_labels(

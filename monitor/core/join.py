@@ -858,53 +858,6 @@ class PendingTable:
         return out
 
 
-def add_groups(
-    tables: list[PendingTable],
-    sizes: list[int],
-    pids: list[str],
-    ts: F64,
-    pred: F64,
-    score: F64,
-    slices: I64,
-) -> None:
-    """:meth:`PendingTable.add_many` of checked ids (new, distinct, with a time) into many
-    tables: the next ``sizes[g]`` of ``pids`` and of the columns into ``tables[g]``. The
-    same tables as a call per group, with one call of :mod:`monitor.native`'s
-    ``pending_add_groups`` when it runs (a poll of many models leaves a few predictions
-    waiting in each of hundreds of (model, partition) tables)."""
-    kernels = native.kernels()
-    if kernels is None or len({id(t) for t in tables}) < len(tables):
-        a = 0
-        for table, size in zip(tables, sizes, strict=True):
-            b = a + size
-            table.add_many(pids[a:b], ts[a:b], pred[a:b], score[a:b], slices[a:b], checked=True)
-            a = b
-        return
-    slices = np.asarray(slices)
-    if slices.ndim != 2 or slices.shape[0] != len(pids):
-        raise ValueError(f"slices of shape {slices.shape}, expected ({len(pids)}, k)")
-    k = slices.shape[1]
-    for table, size in zip(tables, sizes, strict=True):
-        if size:
-            table._reserve(size, k)
-    added = np.empty(len(tables), dtype=np.int64)
-    kernels.pending_add_groups(
-        tables, np.array(sizes, dtype=np.int64), pids if type(pids) is list else list(pids),
-        np.ascontiguousarray(ts, dtype=np.float64), np.ascontiguousarray(pred, dtype=np.float64),
-        np.ascontiguousarray(score, dtype=np.float64),
-        np.ascontiguousarray(slices, dtype=np.int64), added,
-    )  # fmt: skip
-    for table, size, size_bytes in zip(tables, sizes, added.tolist(), strict=True):
-        if size:  # what add_many does after its kernel call
-            at = table._used
-            table._id_bytes += size_bytes
-            table._used = at + size
-            table._live += size
-            table._memo = None
-            if table._owner is not None:
-                table._owner[0].add(table._hash[at : at + size], table._owner[1])
-
-
 def pop_groups(
     tables: list[PendingTable], sizes: list[int], pids: list[str], k: int
 ) -> tuple[BoolArray, F64, F64, F64, I64]:
