@@ -1081,6 +1081,81 @@ done:
     return result;
 }
 
+/* ------------------------------------------------------------- numeric features' bins
+ * StackedBins (reference.py) of many models' numeric features at once
+ * (layout.feature_terms_many): each value's histogram column over its own (model, feature)
+ * edges, a count of edges at or below it, compared, never computed. */
+
+PyDoc_STRVAR(bin_rows_doc,
+"bin_rows(edges, offsets, slots, x, out)\n\n"
+"For the (features, events) float64 block x (no NaN), into out (int64, the same shape)\n"
+"the histogram column of each value: with r = slots[e] * features + f, the edges of row\n"
+"r are edges[offsets[r]:offsets[r + 1]] (ascending), and the column is how many of them\n"
+"are at or below the value, less one when there are two or more and the value equals the\n"
+"last (reference.bin_numeric's columns).");
+
+static PyObject *
+bin_rows(PyObject *self, PyObject *args)
+{
+    PyObject *o_edges, *o_offsets, *o_slots, *o_x, *o_out;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOOO", &o_edges, &o_offsets, &o_slots, &o_x, &o_out))
+        return NULL;
+    arg_t a[] = {
+        {o_edges, 8, 0, "edges"}, {o_offsets, 8, 0, "offsets"}, {o_slots, 8, 0, "slots"},
+        {o_x, 8, 0, "x"},         {o_out, 8, 1, "out"},
+    };
+    const int nargs = (int)(sizeof a / sizeof a[0]);
+    if (acquire(a, nargs) < 0)
+        return NULL;
+    PyObject *result = NULL;
+    const double *edges = (const double *)a[0].buf.buf;
+    const int64_t *offsets = (const int64_t *)a[1].buf.buf;
+    const int64_t *slots = (const int64_t *)a[2].buf.buf;
+    const double *x = (const double *)a[3].buf.buf;
+    int64_t *out = (int64_t *)a[4].buf.buf;
+    Py_ssize_t nedges = a[0].buf.len / 8, nrows = a[1].buf.len / 8 - 1;
+    Py_ssize_t events = a[2].buf.len / 8, cells = a[3].buf.len / 8;
+    if (nrows < 0 || a[4].buf.len / 8 != cells || (events ? cells % events : cells) != 0) {
+        PyErr_SetString(PyExc_ValueError, "x, out: (features, events) blocks of one size, "
+                                          "offsets: one more than the rows expected");
+        goto done;
+    }
+    Py_ssize_t features = events ? cells / events : 0;
+    for (Py_ssize_t r = 0; r < nrows; r++)
+        if (offsets[r] < 0 || offsets[r] > offsets[r + 1] || offsets[r + 1] > nedges) {
+            PyErr_SetString(PyExc_ValueError, "offsets: ascending, within the edges expected");
+            goto done;
+        }
+    for (Py_ssize_t e = 0; e < events; e++)
+        if (slots[e] < 0 || (slots[e] + 1) * features > nrows) {
+            PyErr_SetString(PyExc_ValueError, "slots: a model beyond the offsets");
+            goto done;
+        }
+    for (Py_ssize_t f = 0; f < features; f++) {
+        const double *row_x = x + f * events;
+        int64_t *row_out = out + f * events;
+        for (Py_ssize_t e = 0; e < events; e++) {
+            Py_ssize_t r = (Py_ssize_t)slots[e] * features + f;
+            const double *first = edges + offsets[r];
+            Py_ssize_t lo = 0, hi = (Py_ssize_t)(offsets[r + 1] - offsets[r]), n = hi;
+            double v = row_x[e];
+            while (lo < hi) { /* the first edge above v */
+                Py_ssize_t mid = lo + (hi - lo) / 2;
+                if (first[mid] <= v)
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            row_out[e] = lo - (n > 1 && v == first[n - 1]);
+        }
+    }
+    result = Py_NewRef(Py_None);
+done:
+    release(a, nargs);
+    return result;
+}
+
 PyDoc_STRVAR(owner_change_doc,
 "owner_change(crc, model, count, shift, crcs, m, sign) -> int\n\n"
 "Count (sign 1) or uncount (sign -1) one id of model m for each CRC-32 of crcs, in\n"
@@ -2712,6 +2787,7 @@ done:
 }
 
 static PyMethodDef methods[] = {
+    {"bin_rows", bin_rows, METH_VARARGS, bin_rows_doc},
     {"id_keys", id_keys, METH_VARARGS, id_keys_doc},
     {"kcat_lines", kcat_lines, METH_VARARGS, kcat_lines_doc},
     {"kcat_unknown", kcat_unknown, METH_VARARGS, kcat_unknown_doc},
