@@ -478,17 +478,14 @@ done:
 }
 
 /* A pending table's columns as lookup reads them, taken from the PendingTable itself
- * (its _sv, _hv, _tv, _ev: views of _slots, _hash, _ts, _ends; _blob and _shift) when a
- * probe first needs them. */
+ * (its _slots, _hash, _ts, _ends, _blob and _shift) when a probe first needs them. */
 typedef struct {
     int taken; /* 1: views held; -1: the table failed its checks */
     arg_t a[5]; /* slots, hashes, ts, ends, blob */
     int shift;
 } table_view_t;
 
-/* the memoryviews the table keeps of its slots, hashes, times and end offsets (cheaper
- * to take a view of than the arrays), and its byte buffer */
-static const char *table_column[5] = {"_sv", "_hv", "_tv", "_ev", "_blob"};
+static const char *table_column[5] = {"_slots", "_hash", "_ts", "_ends", "_blob"};
 
 /* Views of table's columns into v (once per call), or -1 with an error set. */
 static int
@@ -912,9 +909,8 @@ PyDoc_STRVAR(pending_pop_groups_doc,
 "pending_pop_groups(tables, sizes, pids, found, out_ts, out_pred, out_score, out_slices,\n"
 "                   gone, counts, bytes)\n\n"
 "pending_pop of many tables in one call: group g, the next sizes[g] (int64) of pids, is\n"
-"removed from tables[g] (a PendingTable: its columns, through its views _sv, _hv, _tv,\n"
-"_pv, _cv, _ev of them, _slices, _blob and _shift read from it), exactly as pending_pop\n"
-"removes them;\n"
+"removed from tables[g] (a PendingTable, its columns _slots, _hash, _ts, _pred, _score,\n"
+"_slices, _ends, _blob and _shift read from it), exactly as pending_pop removes them;\n"
 "found, out_ts, out_pred, out_score and out_slices (k a row, every table's k or an empty\n"
 "table) are written for every id in order, the CRC-32s of a group's ids found into gone\n"
 "from the group's first row on, and into counts[g] and bytes[g] (int64) how many of the\n"
@@ -923,10 +919,8 @@ PyDoc_STRVAR(pending_pop_groups_doc,
 static PyObject *
 pending_pop_groups(PyObject *self, PyObject *args)
 {
-    /* the table's memoryviews of its columns where it keeps one (cheaper to take a view
-     * of than the arrays): of _slots, _hash, _ts, _pred, _score, then _slices, of _ends */
-    static const char *names[9] = {"_sv",     "_hv", "_tv",   "_pv",   "_cv",
-                                   "_slices", "_ev", "_blob", "_shift"};
+    static const char *names[9] = {"_slots", "_hash", "_ts",   "_pred", "_score",
+                                   "_slices", "_ends", "_blob", "_shift"};
     static const Py_ssize_t sizes_of[8] = {4, 4, 8, 8, 8, 4, 8, 1};
     PyObject *tables, *o_sizes, *pids, *o_found, *o_ots, *o_opred, *o_oscore, *o_oslices;
     PyObject *o_gone, *o_counts, *o_bytes;

@@ -301,8 +301,8 @@ class PendingTable:
             self._reserve(n, slices.shape[1])
             at = self._used
             self._id_bytes += kernels.pending_add(
-                self._blob, self._tv, self._pv, self._cv, self._slices, self._hv, self._ev,
-                self._sv, self._shift, at, pids,
+                self._blob, self._ts, self._pred, self._score, self._slices, self._hash,
+                self._ends, self._slots, self._shift, at, pids,
                 np.ascontiguousarray(ts, dtype=np.float64),
                 np.ascontiguousarray(pred, dtype=np.float64),
                 np.ascontiguousarray(score, dtype=np.float64),
@@ -360,8 +360,8 @@ class PendingTable:
             slices = np.empty((n, max(self._k, 0)), dtype=np.int64)
             gone = np.empty(n, dtype=np.uint32)
             count, size = kernels.pending_pop(
-                self._sv, self._hv, self._tv, self._pv, self._cv, self._slices,
-                self._ev, self._blob, self._shift, pids if type(pids) is list else list(pids),
+                self._slots, self._hash, self._ts, self._pred, self._score, self._slices,
+                self._ends, self._blob, self._shift, pids if type(pids) is list else list(pids),
                 found, ts, pred, score, slices, gone,
             )  # fmt: skip
             if count:
@@ -602,7 +602,7 @@ class PendingTable:
         kernels = native.kernels()
         if kernels is not None:
             out = np.empty(n, dtype=np.int64)
-            kernels.lookup(self._sv, self._hv, self._tv, self._ev, self._blob,
+            kernels.lookup(self._slots, self._hash, self._ts, self._ends, self._blob,
                            self._shift, keys if type(keys) is list else list(keys),
                            np.ascontiguousarray(crcs, dtype=np.uint32), out)  # fmt: skip
             return out
@@ -656,7 +656,7 @@ class PendingTable:
         with :mod:`monitor.native`: one by one, each in the first free slot from its home)."""
         kernels = native.kernels()
         if kernels is not None:
-            kernels.place(self._sv, self._hv, self._tv, self._shift,
+            kernels.place(self._slots, self._hash, self._ts, self._shift,
                           np.ascontiguousarray(rows, dtype=np.int64))  # fmt: skip
             return
         if rows.size <= _PROBE_ONE_BY_ONE:
@@ -716,8 +716,7 @@ class PendingTable:
         self._views()
 
     def _views(self) -> None:
-        # Scalar access through memoryviews: several times cheaper than numpy indexing;
-        # the compiled kernels are given them too (a view of a view is the cheaper one).
+        # Scalar access through memoryviews: several times cheaper than numpy indexing.
         self._tv = memoryview(self._ts)  # type: ignore[arg-type]
         self._pv = memoryview(self._pred)  # type: ignore[arg-type]
         self._cv = memoryview(self._score)  # type: ignore[arg-type]
@@ -1004,8 +1003,7 @@ class OwnerIndex:
     """
 
     __slots__ = (
-        "_count", "_crc", "_filled", "_model", "_one", "_one_sign", "_queue", "_queued", "_shift",
-        "_views",
+        "_count", "_crc", "_filled", "_model", "_one", "_one_sign", "_queue", "_queued", "_shift"
     )
 
     #: Queued changes (ids) that make the next change apply the queue at once.
@@ -1017,13 +1015,6 @@ class OwnerIndex:
         self._crc = np.zeros(1 << bits, dtype=np.uint32)
         self._model = np.full(1 << bits, -1, dtype=np.int32)  # -1: an empty slot
         self._count = np.zeros(1 << bits, dtype=np.int32)  # 0 with a model: a tombstone
-        #: memoryviews of the three columns: the compiled kernels take a view of a
-        #: memoryview for less than of an array
-        self._views = (
-            memoryview(self._crc),  # type: ignore[arg-type]
-            memoryview(self._model),  # type: ignore[arg-type]
-            memoryview(self._count),  # type: ignore[arg-type]
-        )
         self._filled = 0  # slots holding a pair (live or tombstone)
         #: batch changes as they came: (CRC-32s, model, +1 | -1), made pair keys when applied
         self._queue: list[tuple[npt.NDArray[np.uint32], int, int]] = []
@@ -1077,8 +1068,8 @@ class OwnerIndex:
             if sign > 0 and 5 * (self._filled + crcs.size) > 3 * self._model.size:
                 self._rebuild(self._filled + crcs.size)
             self._filled += kernels.owner_change(
-                *self._views, self._shift, np.ascontiguousarray(crcs, dtype=np.uint32), model,
-                sign,
+                self._crc, self._model, self._count, self._shift,
+                np.ascontiguousarray(crcs, dtype=np.uint32), model, sign,
             )  # fmt: skip
             return
         self._queue.append((np.array(crcs, dtype=np.uint32), model, sign))  # a copy: kept
@@ -1191,7 +1182,6 @@ class OwnerIndex:
         self._shift, self._crc, self._model, self._count = (
             fresh._shift, fresh._crc, fresh._model, fresh._count
         )  # fmt: skip
-        self._views = fresh._views
         self._filled = 0
         self._put(keys, models, times.astype(np.int64))
 
