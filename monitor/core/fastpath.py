@@ -1035,6 +1035,11 @@ def _crossing_caps(engine: Engine, events: list[PredictionEvent], model_of: list
     at a cap depends on the order values arrive in (see :func:`_registry_cut`);
     a registry below its caps after the poll, or already full, does not depend on it."""
     out: set[int] = set()
+    models = engine.models
+    if not any(m.registry.segments for m in models) and not any(
+        {e.model_version for e in events}
+    ):  # no slice value at all (no version, no segment): nothing to register
+        return out
     by_model: dict[int, list[PredictionEvent]] = {}
     if len(set(model_of)) == 1:
         by_model[model_of[0]] = events
@@ -1044,7 +1049,7 @@ def _crossing_caps(engine: Engine, events: list[PredictionEvent], model_of: list
     for index, mine in by_model.items():
         if index < 0:
             continue
-        model = engine.models[index]
+        model = models[index]
         registry = model.registry
         room = {d: registry.caps[d] - registry.used[d] for d in registry.caps}
         if all(r <= 0 for r in room.values()):
