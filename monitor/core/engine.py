@@ -451,9 +451,10 @@ class Engine:
         :meth:`_task_terms`), scattered at once (see :meth:`_scatter`), then every model's
         label delays and the errors its detectors wait for."""
         gathered = []
-        for model, batch in zip(self.models, batches, strict=True):
+        pairs_of = _outcomes(batches)
+        for model, batch, pairs in zip(self.models, batches, pairs_of, strict=True):
             k = 2 + len(model.registry.segments)
-            gathered.append((model, batch.predictions(k, model.layout.features), batch.outcomes(k)))
+            gathered.append((model, batch.predictions(k, model.layout.features), pairs))
         task = self._task_terms(gathered)
         features = self._feature_terms(gathered)
         terms: list[tuple[ModelState, _Sets]] = []
@@ -836,6 +837,45 @@ class Engine:
                 rejects[reason] += n
         return {"models": models, "rejects": dict(sorted(rejects.items())),
                 "unnamed_labels": self.unnamed_labels()}  # fmt: skip
+
+
+def _outcomes(batches: Sequence[_Batch]) -> list[Chunk | None]:
+    """Each model's :meth:`_Batch.outcomes`: the models whose pairs of the poll are in
+    several chunks (a segment's plain predictions joined by their label message, others
+    joining predictions that waited) put in poll order by one sort of all of them (per
+    width of slice ids), each model's pairs in the order its own call gives them."""
+    out: list[Chunk | None] = [None] * len(batches)
+    widths: dict[int, list[int]] = {}
+    for i, batch in enumerate(batches):
+        chunks = batch.chunks_o
+        if len(chunks) == 1:
+            out[i] = chunks[0]
+        elif chunks:
+            widths.setdefault(chunks[0].slices.shape[1], []).append(i)
+    for members in widths.values():
+        if len(members) == 1:
+            out[members[0]] = batches[members[0]].outcomes(0)
+            continue
+        chunks = [c for i in members for c in batches[i].chunks_o]
+        sizes = [sum(len(c.idx) for c in batches[i].chunks_o) for i in members]
+        idx = np.concatenate([c.idx for c in chunks])
+        slot = np.repeat(np.arange(len(members), dtype=np.int64), sizes)
+        # poll order within each model (the detectors see event order), stably
+        order = np.argsort(slot * (int(idx.max()) + 1) + idx, kind="stable")
+        ts, pred, score, slices, part = (
+            np.concatenate([getattr(c, name) for c in chunks])[order]
+            for name in ("ts", "pred", "score", "slices", "part")
+        )
+        label = np.concatenate([c.label for c in chunks if c.label is not None])[order]
+        delay = np.concatenate([c.delay for c in chunks if c.delay is not None])[order]
+        idx = idx[order]
+        a = 0
+        for i, n in zip(members, sizes, strict=True):
+            b = a + n
+            out[i] = Chunk(idx[a:b], part[a:b], ts[a:b], pred[a:b], score[a:b], slices[a:b],
+                           label=label[a:b], delay=delay[a:b])  # fmt: skip
+            a = b
+    return out
 
 
 def _last_offsets(batch: MessageBatch) -> dict[tuple[str, int], int]:
