@@ -1,9 +1,10 @@
 /* Compiled kernels of the join's pending table and owner index (monitor/core/join.py,
  * PendingTable and OwnerIndex), of the scatter of a poll's terms into open panes
- * (monitor/core/layout.py, scatter_panes), of the numeric features read from the decoded
- * events (monitor/core/fastpath.py), of a window set's pane close
- * (monitor/core/windows.py, WindowSet.close), of a delta's row blocks taken out of stage
- * 1's ledger and added into stage 2's open panes (monitor/core/partials.py,
+ * (monitor/core/layout.py, scatter_panes), of many models' numeric features binned over
+ * their own references at once (monitor/core/layout.py, feature_terms_many), of the
+ * numeric features read from the decoded events (monitor/core/fastpath.py), of a window
+ * set's pane close (monitor/core/windows.py, WindowSet.close), of a delta's row blocks
+ * taken out of stage 1's ledger and added into stage 2's open panes (monitor/core/partials.py,
  * DeltaLedger.take; WindowSet.add_rows), of the replay's reading of kcat -J lines
  * (monitor/replay.py) and of the confluent source's reading of a consume's records
  * (monitor/kafka/confluent_source.py): each in its own section below.
