@@ -322,8 +322,10 @@ class Layout:
             shape: tuple[Any, ...] | None = kept[1]
             return shape
         shape = None
-        if self.profile is not None and plan.bins is not None and len(plan.names) == len(
-            self.features
+        if (
+            self.profile is not None
+            and plan.bins is not None
+            and len(plan.names) == len(self.features)
         ):
             pca = (self.col("pca_n"), self.col("pca_err_sum")) if self.pca is not None else None
             shape = (tuple(self.features), plan.quality.tobytes(), plan.hist.tobytes(),

@@ -240,7 +240,8 @@ def _groups_run(seed: int, compiled: bool) -> list[Any]:
                 fresh = _ids(rng, n, serial)
                 ts = step * 1000.0 + np.arange(n, dtype=np.float64)
                 table.add_many(fresh, ts, np.ones(n), np.full(n, 0.25 * m),
-                               np.arange(2 * n, dtype=np.int64).reshape(n, 2), checked=True)
+                               np.arange(2 * n, dtype=np.int64).reshape(n, 2),
+                               checked=True)  # fmt: skip
                 held[m] += fresh
             chosen = [rng.randrange(4) for _ in range(rng.randrange(1, 6))]
             groups: list[PendingTable] = []
