@@ -1,9 +1,10 @@
 /* Compiled kernels of the join's pending table and owner index (monitor/core/join.py,
  * PendingTable and OwnerIndex), of the scatter of a poll's terms into open panes
- * (monitor/core/layout.py, scatter_panes), of the numeric features read from the decoded
- * events (monitor/core/fastpath.py), of a window set's pane close
- * (monitor/core/windows.py, WindowSet.close), of a delta's row blocks taken out of stage
- * 1's ledger and added into stage 2's open panes (monitor/core/partials.py,
+ * (monitor/core/layout.py, scatter_panes), of many models' numeric features binned over
+ * their own references at once (monitor/core/layout.py, feature_terms_many), of the
+ * numeric features read from the decoded events (monitor/core/fastpath.py), of a window
+ * set's pane close (monitor/core/windows.py, WindowSet.close), of a delta's row blocks
+ * taken out of stage 1's ledger and added into stage 2's open panes (monitor/core/partials.py,
  * DeltaLedger.take; WindowSet.add_rows), of the replay's reading of kcat -J lines
  * (monitor/replay.py), of the chi-square p-value of the drift statistics and a CUSUM's
  * average run length (monitor/core/drift.py, detectors.py) and of the confluent source's
@@ -479,6 +480,166 @@ done:
     return result;
 }
 
+/* A pending table's columns as lookup reads them, taken from the PendingTable itself
+ * (its _slots, _hash, _ts, _ends, _blob and _shift) when a probe first needs them. */
+typedef struct {
+    int taken; /* 1: views held; -1: the table failed its checks */
+    arg_t a[5]; /* slots, hashes, ts, ends, blob */
+    int shift;
+} table_view_t;
+
+static const char *table_column[5] = {"_slots", "_hash", "_ts", "_ends", "_blob"};
+
+/* Views of table's columns into v (once per call), or -1 with an error set. */
+static int
+table_view(table_view_t *v, PyObject *table)
+{
+    static const Py_ssize_t sizes[5] = {4, 4, 8, 8, 1};
+    PyObject *cols[5] = {NULL, NULL, NULL, NULL, NULL}, *o_shift = NULL;
+    int ok = -1;
+    for (int j = 0; j < 5; j++)
+        if ((cols[j] = PyObject_GetAttrString(table, table_column[j])) == NULL)
+            goto out;
+    if ((o_shift = PyObject_GetAttrString(table, "_shift")) == NULL)
+        goto out;
+    long shift = PyLong_AsLong(o_shift);
+    if (shift == -1 && PyErr_Occurred())
+        goto out;
+    for (int j = 0; j < 5; j++) {
+        v->a[j].obj = cols[j];
+        v->a[j].itemsize = sizes[j];
+        v->a[j].writable = 0;
+        v->a[j].what = table_column[j];
+    }
+    if (acquire(v->a, 5) < 0)
+        goto out;
+    Py_ssize_t nslots = v->a[0].buf.len / 4, rows = v->a[1].buf.len / 4;
+    if (nslots == 0 || shift < 0 || shift > 31 || ((Py_ssize_t)1 << (32 - shift)) != nslots ||
+        v->a[2].buf.len / 8 < rows || v->a[3].buf.len / 8 < rows) {
+        release(v->a, 5);
+        PyErr_SetString(PyExc_ValueError, "a pending table's slots or columns do not fit");
+        goto out;
+    }
+    v->shift = (int)shift;
+    v->taken = 1;
+    ok = 0;
+out:
+    /* the views hold the columns' buffers; the table holds the columns */
+    for (int j = 0; j < 5; j++)
+        Py_XDECREF(cols[j]);
+    Py_XDECREF(o_shift);
+    return ok;
+}
+
+/* Whether the table of v holds the live id key (size bytes, CRC-32 crc): lookup's probe. */
+static int
+table_holds(const table_view_t *v, const char *key, Py_ssize_t size, uint32_t crc)
+{
+    const int32_t *slots = (const int32_t *)v->a[0].buf.buf;
+    const uint32_t *hashes = (const uint32_t *)v->a[1].buf.buf;
+    const double *ts = (const double *)v->a[2].buf.buf;
+    const int64_t *ends = (const int64_t *)v->a[3].buf.buf;
+    const char *blob = (const char *)v->a[4].buf.buf;
+    Py_ssize_t nslots = v->a[0].buf.len / 4, rows = v->a[1].buf.len / 4;
+    Py_ssize_t blob_len = v->a[4].buf.len, mask = nslots - 1, pos = home(crc, v->shift);
+    for (Py_ssize_t probes = 0; probes < nslots; probes++) {
+        int32_t row = slots[pos];
+        if (row < 0 || row >= rows)
+            return 0;
+        double t = ts[row];
+        if (t == t && hashes[row] == crc) {
+            int64_t end = ends[row], start = row ? ends[row - 1] : 0;
+            if (end - start == size && start >= 0 && end <= blob_len &&
+                memcmp(blob + start, key, (size_t)size) == 0)
+                return 1;
+        }
+        pos = (pos + 1) & mask;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(owner_first_doc,
+"owner_first(crc, model, count, shift, tables, keys, crcs, out)\n\n"
+"For each id keys[i] (bytes, CRC-32 crcs[i]): into out[i] the smallest model m whose\n"
+"pending table tables[m] holds it live, -1 for none. The candidates are the models of\n"
+"the owner table's live pairs with the id's CRC-32 (an empty slot ends the probe); each\n"
+"is confirmed as lookup finds an id, in the table's own columns (_slots, _hash, _ts,\n"
+"_ends, _blob, _shift), read when a probe first needs them.");
+
+static PyObject *
+owner_first(PyObject *self, PyObject *args)
+{
+    PyObject *o_crc, *o_model, *o_count, *tables, *keys, *o_crcs, *o_out;
+    int shift;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOiO!O!OO", &o_crc, &o_model, &o_count, &shift, &PyList_Type,
+                          &tables, &PyList_Type, &keys, &o_crcs, &o_out))
+        return NULL;
+    arg_t a[] = {
+        {o_crc, 4, 0, "crc"},   {o_model, 4, 0, "model"}, {o_count, 4, 0, "count"},
+        {o_crcs, 4, 0, "crcs"}, {o_out, 8, 1, "out"},
+    };
+    const int nargs = (int)(sizeof a / sizeof a[0]);
+    if (acquire(a, nargs) < 0)
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t ntables = PyList_GET_SIZE(tables);
+    table_view_t *views = PyMem_Calloc((size_t)(ntables ? ntables : 1), sizeof *views);
+    if (views == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (!owner_table_ok(&a[0], &a[1], &a[2], shift))
+        goto done;
+    const uint32_t *crc = (const uint32_t *)a[0].buf.buf;
+    const int32_t *model = (const int32_t *)a[1].buf.buf;
+    const int32_t *count = (const int32_t *)a[2].buf.buf;
+    const uint32_t *crcs = (const uint32_t *)a[3].buf.buf;
+    int64_t *out = (int64_t *)a[4].buf.buf;
+    Py_ssize_t nslots = a[0].buf.len / 4, n = PyList_GET_SIZE(keys), mask = nslots - 1;
+    if (a[3].buf.len / 4 < n || a[4].buf.len / 8 < n) {
+        PyErr_SetString(PyExc_ValueError, "crcs, out: shorter than keys");
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *key = PyList_GET_ITEM(keys, i);
+        if (!PyBytes_Check(key)) {
+            PyErr_SetString(PyExc_TypeError, "keys: bytes expected");
+            goto done;
+        }
+        const char *k = PyBytes_AS_STRING(key);
+        Py_ssize_t size = PyBytes_GET_SIZE(key);
+        uint32_t c = crcs[i];
+        Py_ssize_t pos = home(c, shift);
+        int64_t best = -1;
+        for (Py_ssize_t probes = 0; probes < nslots && model[pos] >= 0; probes++) {
+            int32_t m = model[pos];
+            if (count[pos] > 0 && crc[pos] == c && (best < 0 || m < best)) {
+                if (m >= ntables) {
+                    PyErr_SetString(PyExc_ValueError, "owner table: a model beyond the tables");
+                    goto done;
+                }
+                if (!views[m].taken && table_view(&views[m], PyList_GET_ITEM(tables, m)) < 0)
+                    goto done;
+                if (table_holds(&views[m], k, size, c))
+                    best = m;
+            }
+            pos = (pos + 1) & mask;
+        }
+        out[i] = best;
+    }
+    result = Py_NewRef(Py_None);
+done:
+    if (views != NULL) {
+        for (Py_ssize_t m = 0; m < ntables; m++)
+            if (views[m].taken == 1)
+                release(views[m].a, 5);
+        PyMem_Free(views);
+    }
+    release(a, nargs);
+    return result;
+}
+
 /* ------------------------------------------------------------- a group's append and pop
  * PendingTable.add_many and pop_many in one call each (with 100 models a poll has
  * thousands of small (model, partition) groups, and the numpy code's some thirty calls
@@ -742,6 +903,257 @@ pending_pop(PyObject *self, PyObject *args)
         bytes += size;
     }
     result = Py_BuildValue("nn", count, bytes);
+done:
+    release(a, nargs);
+    return result;
+}
+
+PyDoc_STRVAR(pending_pop_groups_doc,
+"pending_pop_groups(tables, sizes, pids, found, out_ts, out_pred, out_score, out_slices,\n"
+"                   gone, counts, bytes)\n\n"
+"pending_pop of many tables in one call: group g, the next sizes[g] (int64) of pids, is\n"
+"removed from tables[g] (a PendingTable, its columns _slots, _hash, _ts, _pred, _score,\n"
+"_slices, _ends, _blob and _shift read from it), exactly as pending_pop removes them;\n"
+"found, out_ts, out_pred, out_score and out_slices (k a row, every table's k or an empty\n"
+"table) are written for every id in order, the CRC-32s of a group's ids found into gone\n"
+"from the group's first row on, and into counts[g] and bytes[g] (int64) how many of the\n"
+"group's ids were found and their ids' bytes.");
+
+static PyObject *
+pending_pop_groups(PyObject *self, PyObject *args)
+{
+    static const char *names[9] = {"_slots", "_hash", "_ts",   "_pred", "_score",
+                                   "_slices", "_ends", "_blob", "_shift"};
+    static const Py_ssize_t sizes_of[8] = {4, 4, 8, 8, 8, 4, 8, 1};
+    PyObject *tables, *o_sizes, *pids, *o_found, *o_ots, *o_opred, *o_oscore, *o_oslices;
+    PyObject *o_gone, *o_counts, *o_bytes;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!OO!OOOOOOOO", &PyList_Type, &tables, &o_sizes, &PyList_Type,
+                          &pids, &o_found, &o_ots, &o_opred, &o_oscore, &o_oslices, &o_gone,
+                          &o_counts, &o_bytes))
+        return NULL;
+    arg_t a[] = {
+        {o_sizes, 8, 0, "sizes"},        {o_found, 1, 1, "found"},     {o_ots, 8, 1, "out_ts"},
+        {o_opred, 8, 1, "out_pred"},     {o_oscore, 8, 1, "out_score"},
+        {o_oslices, 8, 1, "out_slices"}, {o_gone, 4, 1, "gone"},       {o_counts, 8, 1, "counts"},
+        {o_bytes, 8, 1, "bytes"},
+    };
+    const int nargs = (int)(sizeof a / sizeof a[0]);
+    if (acquire(a, nargs) < 0)
+        return NULL;
+    PyObject *result = NULL;
+    const int64_t *sizes = (const int64_t *)a[0].buf.buf;
+    char *found = (char *)a[1].buf.buf;
+    double *ots = (double *)a[2].buf.buf, *opred = (double *)a[3].buf.buf;
+    double *oscore = (double *)a[4].buf.buf;
+    int64_t *oslices = (int64_t *)a[5].buf.buf;
+    uint32_t *gone = (uint32_t *)a[6].buf.buf;
+    int64_t *counts = (int64_t *)a[7].buf.buf, *bytes_out = (int64_t *)a[8].buf.buf;
+    Py_ssize_t groups = PyList_GET_SIZE(tables), n = PyList_GET_SIZE(pids);
+    Py_ssize_t k = n ? a[5].buf.len / 8 / n : 0;
+    if (a[0].buf.len / 8 != groups || a[7].buf.len / 8 != groups || a[8].buf.len / 8 != groups ||
+        a[1].buf.len != n || a[2].buf.len / 8 != n || a[3].buf.len / 8 != n ||
+        a[4].buf.len / 8 != n || a[5].buf.len != n * k * 8 || a[6].buf.len / 4 < n) {
+        PyErr_SetString(PyExc_ValueError, "sizes, counts, bytes: one per table; outputs: one "
+                                          "row per id");
+        goto done;
+    }
+    Py_ssize_t total = 0;
+    for (Py_ssize_t g = 0; g < groups; g++) {
+        if (sizes[g] < 0 || sizes[g] > n - total) {
+            PyErr_SetString(PyExc_ValueError, "sizes: not a split of the ids");
+            goto done;
+        }
+        total += sizes[g];
+    }
+    if (total != n) {
+        PyErr_SetString(PyExc_ValueError, "sizes: not a split of the ids");
+        goto done;
+    }
+    Py_ssize_t first = 0;
+    for (Py_ssize_t g = 0; g < groups; g++) {
+        Py_ssize_t size_g = (Py_ssize_t)sizes[g];
+        counts[g] = bytes_out[g] = 0;
+        if (size_g == 0)
+            continue;
+        PyObject *table = PyList_GET_ITEM(tables, g), *cols[9] = {NULL};
+        arg_t t[8];
+        int held = 0, failed = 1;
+        long shift = -1;
+        for (int j = 0; j < 9; j++)
+            if ((cols[j] = PyObject_GetAttrString(table, names[j])) == NULL)
+                goto table_done;
+        shift = PyLong_AsLong(cols[8]);
+        if (shift == -1 && PyErr_Occurred())
+            goto table_done;
+        for (int j = 0; j < 8; j++) {
+            t[j].obj = cols[j];
+            t[j].itemsize = sizes_of[j];
+            t[j].writable = j == 2; /* _ts: a removed row is made dead */
+            t[j].what = names[j];
+        }
+        if (acquire(t, 8) < 0)
+            goto table_done;
+        held = 1;
+        {
+            const int32_t *slots = (const int32_t *)t[0].buf.buf;
+            const uint32_t *hashes = (const uint32_t *)t[1].buf.buf;
+            double *ts = (double *)t[2].buf.buf;
+            const double *pred = (const double *)t[3].buf.buf;
+            const double *score = (const double *)t[4].buf.buf;
+            const int32_t *slices = (const int32_t *)t[5].buf.buf;
+            const int64_t *ends = (const int64_t *)t[6].buf.buf;
+            const char *blob = (const char *)t[7].buf.buf;
+            Py_ssize_t nslots = t[0].buf.len / 4, rows = t[1].buf.len / 4;
+            Py_ssize_t blob_len = t[7].buf.len, mask = nslots - 1, count = 0, bytes = 0;
+            if (nslots == 0 || shift < 0 || shift > 31 ||
+                ((Py_ssize_t)1 << (32 - shift)) != nslots) {
+                PyErr_SetString(PyExc_ValueError, "slots: a power of two matching shift "
+                                                  "expected");
+                goto table_done;
+            }
+            if (t[2].buf.len / 8 < rows || t[3].buf.len / 8 < rows || t[4].buf.len / 8 < rows ||
+                t[6].buf.len / 8 < rows || (rows && t[5].buf.len != rows * k * 4)) {
+                PyErr_SetString(PyExc_ValueError, "a table's columns shorter than its rows, "
+                                                  "or of other slice ids a row");
+                goto table_done;
+            }
+            for (Py_ssize_t i = first; i < first + size_g; i++) {
+                const char *p;
+                Py_ssize_t size;
+                PyObject *owned;
+                if (utf8_view(PyList_GET_ITEM(pids, i), &p, &size, &owned) < 0)
+                    goto table_done;
+                uint32_t crc = crc32_of((const unsigned char *)p, size);
+                Py_ssize_t pos = home(crc, (int)shift);
+                int64_t hit = -1;
+                for (Py_ssize_t probes = 0; probes < nslots; probes++) {
+                    int32_t row = slots[pos];
+                    if (row < 0)
+                        break;
+                    if (row >= rows) {
+                        Py_XDECREF(owned);
+                        PyErr_SetString(PyExc_ValueError, "slots: a row beyond the columns");
+                        goto table_done;
+                    }
+                    double when = ts[row];
+                    if (when == when && hashes[row] == crc) {
+                        int64_t e = ends[row], s = row ? ends[row - 1] : 0;
+                        if (e - s == size && s >= 0 && e <= blob_len &&
+                            memcmp(blob + s, p, (size_t)size) == 0) {
+                            hit = row;
+                            break;
+                        }
+                    }
+                    pos = (pos + 1) & mask;
+                }
+                Py_XDECREF(owned);
+                if (hit < 0) {
+                    found[i] = 0;
+                    ots[i] = opred[i] = oscore[i] = quiet_nan();
+                    for (Py_ssize_t j = 0; j < k; j++)
+                        oslices[i * k + j] = -1;
+                    continue;
+                }
+                found[i] = 1;
+                ots[i] = ts[hit];
+                opred[i] = pred[hit];
+                oscore[i] = score[hit];
+                for (Py_ssize_t j = 0; j < k; j++)
+                    oslices[i * k + j] = slices[hit * k + j];
+                ts[hit] = quiet_nan();
+                gone[first + count++] = crc;
+                bytes += size;
+            }
+            counts[g] = count;
+            bytes_out[g] = bytes;
+        }
+        failed = 0;
+    table_done:
+        if (held)
+            release(t, 8);
+        for (int j = 0; j < 9; j++)
+            Py_XDECREF(cols[j]);
+        if (failed)
+            goto done;
+        first += size_g;
+    }
+    result = Py_NewRef(Py_None);
+done:
+    release(a, nargs);
+    return result;
+}
+
+/* ------------------------------------------------------------- numeric features' bins
+ * StackedBins (reference.py) of many models' numeric features at once
+ * (layout.feature_terms_many): each value's histogram column over its own (model, feature)
+ * edges, a count of edges at or below it, compared, never computed. */
+
+PyDoc_STRVAR(bin_rows_doc,
+"bin_rows(edges, offsets, slots, x, out)\n\n"
+"For the (features, events) float64 block x (no NaN), into out (int64, the same shape)\n"
+"the histogram column of each value: with r = slots[e] * features + f, the edges of row\n"
+"r are edges[offsets[r]:offsets[r + 1]] (ascending), and the column is how many of them\n"
+"are at or below the value, less one when there are two or more and the value equals the\n"
+"last (reference.bin_numeric's columns).");
+
+static PyObject *
+bin_rows(PyObject *self, PyObject *args)
+{
+    PyObject *o_edges, *o_offsets, *o_slots, *o_x, *o_out;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOOO", &o_edges, &o_offsets, &o_slots, &o_x, &o_out))
+        return NULL;
+    arg_t a[] = {
+        {o_edges, 8, 0, "edges"}, {o_offsets, 8, 0, "offsets"}, {o_slots, 8, 0, "slots"},
+        {o_x, 8, 0, "x"},         {o_out, 8, 1, "out"},
+    };
+    const int nargs = (int)(sizeof a / sizeof a[0]);
+    if (acquire(a, nargs) < 0)
+        return NULL;
+    PyObject *result = NULL;
+    const double *edges = (const double *)a[0].buf.buf;
+    const int64_t *offsets = (const int64_t *)a[1].buf.buf;
+    const int64_t *slots = (const int64_t *)a[2].buf.buf;
+    const double *x = (const double *)a[3].buf.buf;
+    int64_t *out = (int64_t *)a[4].buf.buf;
+    Py_ssize_t nedges = a[0].buf.len / 8, nrows = a[1].buf.len / 8 - 1;
+    Py_ssize_t events = a[2].buf.len / 8, cells = a[3].buf.len / 8;
+    if (nrows < 0 || a[4].buf.len / 8 != cells || (events ? cells % events : cells) != 0) {
+        PyErr_SetString(PyExc_ValueError, "x, out: (features, events) blocks of one size, "
+                                          "offsets: one more than the rows expected");
+        goto done;
+    }
+    Py_ssize_t features = events ? cells / events : 0;
+    for (Py_ssize_t r = 0; r < nrows; r++)
+        if (offsets[r] < 0 || offsets[r] > offsets[r + 1] || offsets[r + 1] > nedges) {
+            PyErr_SetString(PyExc_ValueError, "offsets: ascending, within the edges expected");
+            goto done;
+        }
+    for (Py_ssize_t e = 0; e < events; e++)
+        if (slots[e] < 0 || (slots[e] + 1) * features > nrows) {
+            PyErr_SetString(PyExc_ValueError, "slots: a model beyond the offsets");
+            goto done;
+        }
+    for (Py_ssize_t f = 0; f < features; f++) {
+        const double *row_x = x + f * events;
+        int64_t *row_out = out + f * events;
+        for (Py_ssize_t e = 0; e < events; e++) {
+            Py_ssize_t r = (Py_ssize_t)slots[e] * features + f;
+            const double *first = edges + offsets[r];
+            Py_ssize_t lo = 0, hi = (Py_ssize_t)(offsets[r + 1] - offsets[r]), n = hi;
+            double v = row_x[e];
+            while (lo < hi) { /* the first edge above v */
+                Py_ssize_t mid = lo + (hi - lo) / 2;
+                if (first[mid] <= v)
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            row_out[e] = lo - (n > 1 && v == first[n - 1]);
+        }
+    }
+    result = Py_NewRef(Py_None);
 done:
     release(a, nargs);
     return result;
@@ -2725,6 +3137,7 @@ done:
 }
 
 static PyMethodDef methods[] = {
+    {"bin_rows", bin_rows, METH_VARARGS, bin_rows_doc},
     {"chi2_sf", chi2_sf, METH_VARARGS, chi2_sf_doc},
     {"cusum_arl", cusum_arl, METH_VARARGS, cusum_arl_doc},
     {"id_keys", id_keys, METH_VARARGS, id_keys_doc},
@@ -2736,9 +3149,11 @@ static PyMethodDef methods[] = {
     {"owner_candidates", owner_candidates, METH_VARARGS, owner_candidates_doc},
     {"owner_change", owner_change, METH_VARARGS, owner_change_doc},
     {"owner_find", owner_find, METH_VARARGS, owner_find_doc},
+    {"owner_first", owner_first, METH_VARARGS, owner_first_doc},
     {"owner_put", owner_put, METH_VARARGS, owner_put_doc},
     {"pending_add", pending_add, METH_VARARGS, pending_add_doc},
     {"pending_pop", pending_pop, METH_VARARGS, pending_pop_doc},
+    {"pending_pop_groups", pending_pop_groups, METH_VARARGS, pending_pop_groups_doc},
     {"pane_rows", pane_rows, METH_VARARGS, pane_rows_doc},
     {"pane_sums", pane_sums, METH_VARARGS, pane_sums_doc},
     {"place", place, METH_VARARGS, place_doc},
