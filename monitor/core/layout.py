@@ -439,10 +439,8 @@ def feature_terms_many(
             assert layout.pca is not None  # numeric_shape: one of the shape
             mine = x[:, start:end]
             rows = layout._numeric_plan().pca
-            # (events, features) in C order, as the model's own call gives its PCA
-            err[start:end] = layout.pca.errors(
-                np.ascontiguousarray((mine if rows is None else mine[rows]).T)
-            )
+            # (features, events), as the model's own call gives its PCA
+            err[start:end] = layout.pca.errors(mine if rows is None else mine[rows])
         cols[j] = layouts[0].col("pca_n")
         vals[j] = 1.0
         cols[j + 1] = layouts[0].col("pca_err_sum")
