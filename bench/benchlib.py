@@ -377,7 +377,10 @@ def _stage_of(filename: str, func: str) -> str | None:
     if name.endswith("monitor/replay.py"):
         return "read" if func in ("iter_capture", "_headers", "capture_partitions",
                                   "read_batches", "batch", "_message", "<listcomp>",
-                                  "_bad_line", "_payloads", "<genexpr>") \
+                                  "_bad_line", "_payloads", "<genexpr>", "_kcat_partitions",
+                                  "_add_pairs", "_line_starts", "_chunks", "add_chunk",
+                                  "add_lines", "_extend", "_decode_others", "take", "line",
+                                  "add", "_events_envelopes", "_utf8") \
             else "outputs"
     for suffix, stage in _MODULE_STAGE.items():
         if suffix in name:

@@ -17,7 +17,9 @@ message of both topics:
 - (b') the same daemon with ``[kafka] client = "confluent"``.
 
 Events per second run from the first batch in hand to the last message processed (group
-joins and start-up are left out); the ratios b/a and b'/a' come from this one run. No
+joins and start-up are left out); the ratios b/a and b'/a' come from this one run. Each run
+also prints the CPU seconds of its process (every thread: the clients' fetchers too) over the
+same span, and the ratio per CPU second, which other work on the machine moves less. No
 assertions::
 
     python bench/e2e_throughput.py                     # 1,000,000 predictions + labels
@@ -217,20 +219,21 @@ def run_bare_kafka_python(bootstrap: str, names: dict[str, str], total: int) -> 
     )
     decoders = {names["predictions"]: msgspec.json.Decoder(Prediction).decode,
                 names["labels"]: msgspec.json.Decoder(Label).decode}  # fmt: skip
-    seen, first = 0, None
+    seen, first, cpu_first = 0, None, 0.0
     deadline = time.monotonic() + 600
     while seen < total and time.monotonic() < deadline:
         records = consumer.poll(timeout_ms=500, max_records=BATCH)
         if records and first is None:
-            first = time.perf_counter()
+            first, cpu_first = time.perf_counter(), time.process_time()
         for tp, batch in records.items():
             decode = decoders[tp.topic]
             for r in batch:
                 decode(r.value)
             seen += len(batch)
-    end = time.perf_counter()
+    end, cpu_end = time.perf_counter(), time.process_time()
     consumer.close()
-    return {"messages": seen, "seconds": end - (first or end)}
+    return {"messages": seen, "seconds": end - (first or end),
+            "cpu": cpu_end - (cpu_first if first else cpu_end)}
 
 
 def run_bare_confluent(bootstrap: str, names: dict[str, str], total: int) -> dict[str, Any]:
@@ -248,19 +251,20 @@ def run_bare_confluent(bootstrap: str, names: dict[str, str], total: int) -> dic
     ])  # fmt: skip
     decoders = {names["predictions"]: msgspec.json.Decoder(Prediction).decode,
                 names["labels"]: msgspec.json.Decoder(Label).decode}  # fmt: skip
-    seen, first = 0, None
+    seen, first, cpu_first = 0, None, 0.0
     deadline = time.monotonic() + 600
     while seen < total and time.monotonic() < deadline:
         batch = consumer.consume(BATCH, 0.5)
         if batch and first is None:
-            first = time.perf_counter()
+            first, cpu_first = time.perf_counter(), time.process_time()
         for m in batch:
             if m.error() is None:
                 decoders[m.topic()](m.value())
                 seen += 1
-    end = time.perf_counter()
+    end, cpu_end = time.perf_counter(), time.process_time()
     consumer.close()
-    return {"messages": seen, "seconds": end - (first or end)}
+    return {"messages": seen, "seconds": end - (first or end),
+            "cpu": cpu_end - (cpu_first if first else cpu_end)}
 
 
 def run_source(
@@ -272,16 +276,17 @@ def run_source(
     source = make_source(daemon_config(bootstrap, names, client, work).kafka,
                          start_offsets=lambda _t, _p: None)  # fmt: skip
     source.connect(threading.Event())
-    seen, first = 0, None
+    seen, first, cpu_first = 0, None, 0.0
     deadline = time.monotonic() + 600
     while seen < total and time.monotonic() < deadline:
         batch = source.poll(500)
         if batch and first is None:
-            first = time.perf_counter()
+            first, cpu_first = time.perf_counter(), time.process_time()
         seen += len(batch)
-    end = time.perf_counter()
+    end, cpu_end = time.perf_counter(), time.process_time()
     source.close()
-    return {"messages": seen, "seconds": end - (first or end)}
+    return {"messages": seen, "seconds": end - (first or end),
+            "cpu": cpu_end - (cpu_first if first else cpu_end)}
 
 
 def run_daemon(
@@ -298,15 +303,16 @@ def run_daemon(
 
         first: float | None = None
         end: float | None = None
+        cpu_first = cpu_end = 0.0
         seen = 0
 
         def _process(self, messages: list[Any]) -> None:
             if messages and self.first is None:
-                self.first = time.perf_counter()
+                self.first, self.cpu_first = time.perf_counter(), time.process_time()
             super()._process(messages)
             self.seen += len(messages)
             if self.seen >= total and self.end is None:
-                self.end = time.perf_counter()
+                self.end, self.cpu_end = time.perf_counter(), time.process_time()
                 self.stop.set()
 
     app = TimedApp(daemon_config(bootstrap, names, client, work, label_lead))
@@ -331,6 +337,7 @@ def run_daemon(
     return {
         "messages": app.seen,
         "seconds": end - (app.first or end),
+        "cpu": app.cpu_end - app.cpu_first if app.end else 0.0,
         "matched": counts.get("matched"),
         "late": counts.get("late"),
         "evicted": counts.get("early_labels_evicted", 0) + unnamed.get("early_labels_evicted", 0),
@@ -466,13 +473,20 @@ def main() -> int:
                 extra = (f"  (matched {result['matched']:,.0f}, late {result['late']:,.0f}, "
                          f"early labels evicted {result['evicted']:,.0f}, "
                          f"alerts {result['alerts']}, rejects {result['rejects']})")
+            cpu = result.get("cpu", 0.0)
+            result["cpu_rate"] = result["messages"] / cpu if cpu > 0 else 0.0
             print(f"({run:<2})      {result['messages']:>10,} messages in "
                   f"{result['seconds']:7.2f} s  {rate:>11,.0f} events/s  {RUNS[run]}{extra}",
                   flush=True)  # fmt: skip
+            print(f"          CPU {cpu:7.2f} s (every thread of the process), "
+                  f"{result['cpu_rate']:,.0f} events per CPU s", flush=True)
     for daemon_run, bare_run in (("b", "a"), ("b2", "a2"), ("b2", "a")):
         if daemon_run in results and bare_run in results and results[bare_run]["rate"] > 0:
             ratio = results[daemon_run]["rate"] / results[bare_run]["rate"]
-            print(f"ratio     ({daemon_run})/({bare_run}) = {ratio:.2f}")
+            by_cpu = (results[daemon_run]["cpu_rate"] / results[bare_run]["cpu_rate"]
+                      if results[bare_run]["cpu_rate"] > 0 else 0.0)  # fmt: skip
+            print(f"ratio     ({daemon_run})/({bare_run}) = {ratio:.2f} "
+                  f"(per CPU second: {by_cpu:.2f}, what load on other cores moves less)")
     if "b2" in results and "a2" in results and results["a2"]["rate"] > 0:
         ratio, rate = results["b2"]["rate"] / results["a2"]["rate"], results["b2"]["rate"]
         verdict = "met" if ratio >= TARGET else "NOT met"

@@ -1,12 +1,15 @@
 /* Compiled kernels of the join's pending table and owner index (monitor/core/join.py,
  * PendingTable and OwnerIndex), of the scatter of a poll's terms into open panes
- * (monitor/core/layout.py, scatter_panes), of the numeric features read from the decoded
- * events (monitor/core/fastpath.py), of a window set's pane close
- * (monitor/core/windows.py, WindowSet.close), of a delta's row blocks taken out of stage
- * 1's ledger and added into stage 2's open panes (monitor/core/partials.py,
+ * (monitor/core/layout.py, scatter_panes), of many models' numeric features binned over
+ * their own references at once (monitor/core/layout.py, feature_terms_many), of the
+ * numeric features read from the decoded events (monitor/core/fastpath.py), of a window
+ * set's pane close (monitor/core/windows.py, WindowSet.close), of a delta's row blocks
+ * taken out of stage 1's ledger and added into stage 2's open panes (monitor/core/partials.py,
  * DeltaLedger.take; WindowSet.add_rows), of the replay's reading of kcat -J lines
- * (monitor/replay.py) and of the confluent source's reading of a consume's records
- * (monitor/kafka/confluent_source.py): each in its own section below.
+ * (monitor/replay.py), of the chi-square p-value of the drift statistics and a CUSUM's
+ * average run length (monitor/core/drift.py, detectors.py) and of the confluent source's
+ * reading of a consume's records (monitor/kafka/confluent_source.py): each in its own
+ * section below.
  *
  * The pending table keeps its index as numpy columns: an open-addressing table of int32
  * row numbers (linear probing, -1 for an empty slot) over rows that hold the CRC-32 of
@@ -477,6 +480,166 @@ done:
     return result;
 }
 
+/* A pending table's columns as lookup reads them, taken from the PendingTable itself
+ * (its _slots, _hash, _ts, _ends, _blob and _shift) when a probe first needs them. */
+typedef struct {
+    int taken; /* 1: views held; -1: the table failed its checks */
+    arg_t a[5]; /* slots, hashes, ts, ends, blob */
+    int shift;
+} table_view_t;
+
+static const char *table_column[5] = {"_slots", "_hash", "_ts", "_ends", "_blob"};
+
+/* Views of table's columns into v (once per call), or -1 with an error set. */
+static int
+table_view(table_view_t *v, PyObject *table)
+{
+    static const Py_ssize_t sizes[5] = {4, 4, 8, 8, 1};
+    PyObject *cols[5] = {NULL, NULL, NULL, NULL, NULL}, *o_shift = NULL;
+    int ok = -1;
+    for (int j = 0; j < 5; j++)
+        if ((cols[j] = PyObject_GetAttrString(table, table_column[j])) == NULL)
+            goto out;
+    if ((o_shift = PyObject_GetAttrString(table, "_shift")) == NULL)
+        goto out;
+    long shift = PyLong_AsLong(o_shift);
+    if (shift == -1 && PyErr_Occurred())
+        goto out;
+    for (int j = 0; j < 5; j++) {
+        v->a[j].obj = cols[j];
+        v->a[j].itemsize = sizes[j];
+        v->a[j].writable = 0;
+        v->a[j].what = table_column[j];
+    }
+    if (acquire(v->a, 5) < 0)
+        goto out;
+    Py_ssize_t nslots = v->a[0].buf.len / 4, rows = v->a[1].buf.len / 4;
+    if (nslots == 0 || shift < 0 || shift > 31 || ((Py_ssize_t)1 << (32 - shift)) != nslots ||
+        v->a[2].buf.len / 8 < rows || v->a[3].buf.len / 8 < rows) {
+        release(v->a, 5);
+        PyErr_SetString(PyExc_ValueError, "a pending table's slots or columns do not fit");
+        goto out;
+    }
+    v->shift = (int)shift;
+    v->taken = 1;
+    ok = 0;
+out:
+    /* the views hold the columns' buffers; the table holds the columns */
+    for (int j = 0; j < 5; j++)
+        Py_XDECREF(cols[j]);
+    Py_XDECREF(o_shift);
+    return ok;
+}
+
+/* Whether the table of v holds the live id key (size bytes, CRC-32 crc): lookup's probe. */
+static int
+table_holds(const table_view_t *v, const char *key, Py_ssize_t size, uint32_t crc)
+{
+    const int32_t *slots = (const int32_t *)v->a[0].buf.buf;
+    const uint32_t *hashes = (const uint32_t *)v->a[1].buf.buf;
+    const double *ts = (const double *)v->a[2].buf.buf;
+    const int64_t *ends = (const int64_t *)v->a[3].buf.buf;
+    const char *blob = (const char *)v->a[4].buf.buf;
+    Py_ssize_t nslots = v->a[0].buf.len / 4, rows = v->a[1].buf.len / 4;
+    Py_ssize_t blob_len = v->a[4].buf.len, mask = nslots - 1, pos = home(crc, v->shift);
+    for (Py_ssize_t probes = 0; probes < nslots; probes++) {
+        int32_t row = slots[pos];
+        if (row < 0 || row >= rows)
+            return 0;
+        double t = ts[row];
+        if (t == t && hashes[row] == crc) {
+            int64_t end = ends[row], start = row ? ends[row - 1] : 0;
+            if (end - start == size && start >= 0 && end <= blob_len &&
+                memcmp(blob + start, key, (size_t)size) == 0)
+                return 1;
+        }
+        pos = (pos + 1) & mask;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(owner_first_doc,
+"owner_first(crc, model, count, shift, tables, keys, crcs, out)\n\n"
+"For each id keys[i] (bytes, CRC-32 crcs[i]): into out[i] the smallest model m whose\n"
+"pending table tables[m] holds it live, -1 for none. The candidates are the models of\n"
+"the owner table's live pairs with the id's CRC-32 (an empty slot ends the probe); each\n"
+"is confirmed as lookup finds an id, in the table's own columns (_slots, _hash, _ts,\n"
+"_ends, _blob, _shift), read when a probe first needs them.");
+
+static PyObject *
+owner_first(PyObject *self, PyObject *args)
+{
+    PyObject *o_crc, *o_model, *o_count, *tables, *keys, *o_crcs, *o_out;
+    int shift;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOiO!O!OO", &o_crc, &o_model, &o_count, &shift, &PyList_Type,
+                          &tables, &PyList_Type, &keys, &o_crcs, &o_out))
+        return NULL;
+    arg_t a[] = {
+        {o_crc, 4, 0, "crc"},   {o_model, 4, 0, "model"}, {o_count, 4, 0, "count"},
+        {o_crcs, 4, 0, "crcs"}, {o_out, 8, 1, "out"},
+    };
+    const int nargs = (int)(sizeof a / sizeof a[0]);
+    if (acquire(a, nargs) < 0)
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t ntables = PyList_GET_SIZE(tables);
+    table_view_t *views = PyMem_Calloc((size_t)(ntables ? ntables : 1), sizeof *views);
+    if (views == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (!owner_table_ok(&a[0], &a[1], &a[2], shift))
+        goto done;
+    const uint32_t *crc = (const uint32_t *)a[0].buf.buf;
+    const int32_t *model = (const int32_t *)a[1].buf.buf;
+    const int32_t *count = (const int32_t *)a[2].buf.buf;
+    const uint32_t *crcs = (const uint32_t *)a[3].buf.buf;
+    int64_t *out = (int64_t *)a[4].buf.buf;
+    Py_ssize_t nslots = a[0].buf.len / 4, n = PyList_GET_SIZE(keys), mask = nslots - 1;
+    if (a[3].buf.len / 4 < n || a[4].buf.len / 8 < n) {
+        PyErr_SetString(PyExc_ValueError, "crcs, out: shorter than keys");
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *key = PyList_GET_ITEM(keys, i);
+        if (!PyBytes_Check(key)) {
+            PyErr_SetString(PyExc_TypeError, "keys: bytes expected");
+            goto done;
+        }
+        const char *k = PyBytes_AS_STRING(key);
+        Py_ssize_t size = PyBytes_GET_SIZE(key);
+        uint32_t c = crcs[i];
+        Py_ssize_t pos = home(c, shift);
+        int64_t best = -1;
+        for (Py_ssize_t probes = 0; probes < nslots && model[pos] >= 0; probes++) {
+            int32_t m = model[pos];
+            if (count[pos] > 0 && crc[pos] == c && (best < 0 || m < best)) {
+                if (m >= ntables) {
+                    PyErr_SetString(PyExc_ValueError, "owner table: a model beyond the tables");
+                    goto done;
+                }
+                if (!views[m].taken && table_view(&views[m], PyList_GET_ITEM(tables, m)) < 0)
+                    goto done;
+                if (table_holds(&views[m], k, size, c))
+                    best = m;
+            }
+            pos = (pos + 1) & mask;
+        }
+        out[i] = best;
+    }
+    result = Py_NewRef(Py_None);
+done:
+    if (views != NULL) {
+        for (Py_ssize_t m = 0; m < ntables; m++)
+            if (views[m].taken == 1)
+                release(views[m].a, 5);
+        PyMem_Free(views);
+    }
+    release(a, nargs);
+    return result;
+}
+
 /* ------------------------------------------------------------- a group's append and pop
  * PendingTable.add_many and pop_many in one call each (with 100 models a poll has
  * thousands of small (model, partition) groups, and the numpy code's some thirty calls
@@ -740,6 +903,257 @@ pending_pop(PyObject *self, PyObject *args)
         bytes += size;
     }
     result = Py_BuildValue("nn", count, bytes);
+done:
+    release(a, nargs);
+    return result;
+}
+
+PyDoc_STRVAR(pending_pop_groups_doc,
+"pending_pop_groups(tables, sizes, pids, found, out_ts, out_pred, out_score, out_slices,\n"
+"                   gone, counts, bytes)\n\n"
+"pending_pop of many tables in one call: group g, the next sizes[g] (int64) of pids, is\n"
+"removed from tables[g] (a PendingTable, its columns _slots, _hash, _ts, _pred, _score,\n"
+"_slices, _ends, _blob and _shift read from it), exactly as pending_pop removes them;\n"
+"found, out_ts, out_pred, out_score and out_slices (k a row, every table's k or an empty\n"
+"table) are written for every id in order, the CRC-32s of a group's ids found into gone\n"
+"from the group's first row on, and into counts[g] and bytes[g] (int64) how many of the\n"
+"group's ids were found and their ids' bytes.");
+
+static PyObject *
+pending_pop_groups(PyObject *self, PyObject *args)
+{
+    static const char *names[9] = {"_slots", "_hash", "_ts",   "_pred", "_score",
+                                   "_slices", "_ends", "_blob", "_shift"};
+    static const Py_ssize_t sizes_of[8] = {4, 4, 8, 8, 8, 4, 8, 1};
+    PyObject *tables, *o_sizes, *pids, *o_found, *o_ots, *o_opred, *o_oscore, *o_oslices;
+    PyObject *o_gone, *o_counts, *o_bytes;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!OO!OOOOOOOO", &PyList_Type, &tables, &o_sizes, &PyList_Type,
+                          &pids, &o_found, &o_ots, &o_opred, &o_oscore, &o_oslices, &o_gone,
+                          &o_counts, &o_bytes))
+        return NULL;
+    arg_t a[] = {
+        {o_sizes, 8, 0, "sizes"},        {o_found, 1, 1, "found"},     {o_ots, 8, 1, "out_ts"},
+        {o_opred, 8, 1, "out_pred"},     {o_oscore, 8, 1, "out_score"},
+        {o_oslices, 8, 1, "out_slices"}, {o_gone, 4, 1, "gone"},       {o_counts, 8, 1, "counts"},
+        {o_bytes, 8, 1, "bytes"},
+    };
+    const int nargs = (int)(sizeof a / sizeof a[0]);
+    if (acquire(a, nargs) < 0)
+        return NULL;
+    PyObject *result = NULL;
+    const int64_t *sizes = (const int64_t *)a[0].buf.buf;
+    char *found = (char *)a[1].buf.buf;
+    double *ots = (double *)a[2].buf.buf, *opred = (double *)a[3].buf.buf;
+    double *oscore = (double *)a[4].buf.buf;
+    int64_t *oslices = (int64_t *)a[5].buf.buf;
+    uint32_t *gone = (uint32_t *)a[6].buf.buf;
+    int64_t *counts = (int64_t *)a[7].buf.buf, *bytes_out = (int64_t *)a[8].buf.buf;
+    Py_ssize_t groups = PyList_GET_SIZE(tables), n = PyList_GET_SIZE(pids);
+    Py_ssize_t k = n ? a[5].buf.len / 8 / n : 0;
+    if (a[0].buf.len / 8 != groups || a[7].buf.len / 8 != groups || a[8].buf.len / 8 != groups ||
+        a[1].buf.len != n || a[2].buf.len / 8 != n || a[3].buf.len / 8 != n ||
+        a[4].buf.len / 8 != n || a[5].buf.len != n * k * 8 || a[6].buf.len / 4 < n) {
+        PyErr_SetString(PyExc_ValueError, "sizes, counts, bytes: one per table; outputs: one "
+                                          "row per id");
+        goto done;
+    }
+    Py_ssize_t total = 0;
+    for (Py_ssize_t g = 0; g < groups; g++) {
+        if (sizes[g] < 0 || sizes[g] > n - total) {
+            PyErr_SetString(PyExc_ValueError, "sizes: not a split of the ids");
+            goto done;
+        }
+        total += sizes[g];
+    }
+    if (total != n) {
+        PyErr_SetString(PyExc_ValueError, "sizes: not a split of the ids");
+        goto done;
+    }
+    Py_ssize_t first = 0;
+    for (Py_ssize_t g = 0; g < groups; g++) {
+        Py_ssize_t size_g = (Py_ssize_t)sizes[g];
+        counts[g] = bytes_out[g] = 0;
+        if (size_g == 0)
+            continue;
+        PyObject *table = PyList_GET_ITEM(tables, g), *cols[9] = {NULL};
+        arg_t t[8];
+        int held = 0, failed = 1;
+        long shift = -1;
+        for (int j = 0; j < 9; j++)
+            if ((cols[j] = PyObject_GetAttrString(table, names[j])) == NULL)
+                goto table_done;
+        shift = PyLong_AsLong(cols[8]);
+        if (shift == -1 && PyErr_Occurred())
+            goto table_done;
+        for (int j = 0; j < 8; j++) {
+            t[j].obj = cols[j];
+            t[j].itemsize = sizes_of[j];
+            t[j].writable = j == 2; /* _ts: a removed row is made dead */
+            t[j].what = names[j];
+        }
+        if (acquire(t, 8) < 0)
+            goto table_done;
+        held = 1;
+        {
+            const int32_t *slots = (const int32_t *)t[0].buf.buf;
+            const uint32_t *hashes = (const uint32_t *)t[1].buf.buf;
+            double *ts = (double *)t[2].buf.buf;
+            const double *pred = (const double *)t[3].buf.buf;
+            const double *score = (const double *)t[4].buf.buf;
+            const int32_t *slices = (const int32_t *)t[5].buf.buf;
+            const int64_t *ends = (const int64_t *)t[6].buf.buf;
+            const char *blob = (const char *)t[7].buf.buf;
+            Py_ssize_t nslots = t[0].buf.len / 4, rows = t[1].buf.len / 4;
+            Py_ssize_t blob_len = t[7].buf.len, mask = nslots - 1, count = 0, bytes = 0;
+            if (nslots == 0 || shift < 0 || shift > 31 ||
+                ((Py_ssize_t)1 << (32 - shift)) != nslots) {
+                PyErr_SetString(PyExc_ValueError, "slots: a power of two matching shift "
+                                                  "expected");
+                goto table_done;
+            }
+            if (t[2].buf.len / 8 < rows || t[3].buf.len / 8 < rows || t[4].buf.len / 8 < rows ||
+                t[6].buf.len / 8 < rows || (rows && t[5].buf.len != rows * k * 4)) {
+                PyErr_SetString(PyExc_ValueError, "a table's columns shorter than its rows, "
+                                                  "or of other slice ids a row");
+                goto table_done;
+            }
+            for (Py_ssize_t i = first; i < first + size_g; i++) {
+                const char *p;
+                Py_ssize_t size;
+                PyObject *owned;
+                if (utf8_view(PyList_GET_ITEM(pids, i), &p, &size, &owned) < 0)
+                    goto table_done;
+                uint32_t crc = crc32_of((const unsigned char *)p, size);
+                Py_ssize_t pos = home(crc, (int)shift);
+                int64_t hit = -1;
+                for (Py_ssize_t probes = 0; probes < nslots; probes++) {
+                    int32_t row = slots[pos];
+                    if (row < 0)
+                        break;
+                    if (row >= rows) {
+                        Py_XDECREF(owned);
+                        PyErr_SetString(PyExc_ValueError, "slots: a row beyond the columns");
+                        goto table_done;
+                    }
+                    double when = ts[row];
+                    if (when == when && hashes[row] == crc) {
+                        int64_t e = ends[row], s = row ? ends[row - 1] : 0;
+                        if (e - s == size && s >= 0 && e <= blob_len &&
+                            memcmp(blob + s, p, (size_t)size) == 0) {
+                            hit = row;
+                            break;
+                        }
+                    }
+                    pos = (pos + 1) & mask;
+                }
+                Py_XDECREF(owned);
+                if (hit < 0) {
+                    found[i] = 0;
+                    ots[i] = opred[i] = oscore[i] = quiet_nan();
+                    for (Py_ssize_t j = 0; j < k; j++)
+                        oslices[i * k + j] = -1;
+                    continue;
+                }
+                found[i] = 1;
+                ots[i] = ts[hit];
+                opred[i] = pred[hit];
+                oscore[i] = score[hit];
+                for (Py_ssize_t j = 0; j < k; j++)
+                    oslices[i * k + j] = slices[hit * k + j];
+                ts[hit] = quiet_nan();
+                gone[first + count++] = crc;
+                bytes += size;
+            }
+            counts[g] = count;
+            bytes_out[g] = bytes;
+        }
+        failed = 0;
+    table_done:
+        if (held)
+            release(t, 8);
+        for (int j = 0; j < 9; j++)
+            Py_XDECREF(cols[j]);
+        if (failed)
+            goto done;
+        first += size_g;
+    }
+    result = Py_NewRef(Py_None);
+done:
+    release(a, nargs);
+    return result;
+}
+
+/* ------------------------------------------------------------- numeric features' bins
+ * StackedBins (reference.py) of many models' numeric features at once
+ * (layout.feature_terms_many): each value's histogram column over its own (model, feature)
+ * edges, a count of edges at or below it, compared, never computed. */
+
+PyDoc_STRVAR(bin_rows_doc,
+"bin_rows(edges, offsets, slots, x, out)\n\n"
+"For the (features, events) float64 block x (no NaN), into out (int64, the same shape)\n"
+"the histogram column of each value: with r = slots[e] * features + f, the edges of row\n"
+"r are edges[offsets[r]:offsets[r + 1]] (ascending), and the column is how many of them\n"
+"are at or below the value, less one when there are two or more and the value equals the\n"
+"last (reference.bin_numeric's columns).");
+
+static PyObject *
+bin_rows(PyObject *self, PyObject *args)
+{
+    PyObject *o_edges, *o_offsets, *o_slots, *o_x, *o_out;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOOO", &o_edges, &o_offsets, &o_slots, &o_x, &o_out))
+        return NULL;
+    arg_t a[] = {
+        {o_edges, 8, 0, "edges"}, {o_offsets, 8, 0, "offsets"}, {o_slots, 8, 0, "slots"},
+        {o_x, 8, 0, "x"},         {o_out, 8, 1, "out"},
+    };
+    const int nargs = (int)(sizeof a / sizeof a[0]);
+    if (acquire(a, nargs) < 0)
+        return NULL;
+    PyObject *result = NULL;
+    const double *edges = (const double *)a[0].buf.buf;
+    const int64_t *offsets = (const int64_t *)a[1].buf.buf;
+    const int64_t *slots = (const int64_t *)a[2].buf.buf;
+    const double *x = (const double *)a[3].buf.buf;
+    int64_t *out = (int64_t *)a[4].buf.buf;
+    Py_ssize_t nedges = a[0].buf.len / 8, nrows = a[1].buf.len / 8 - 1;
+    Py_ssize_t events = a[2].buf.len / 8, cells = a[3].buf.len / 8;
+    if (nrows < 0 || a[4].buf.len / 8 != cells || (events ? cells % events : cells) != 0) {
+        PyErr_SetString(PyExc_ValueError, "x, out: (features, events) blocks of one size, "
+                                          "offsets: one more than the rows expected");
+        goto done;
+    }
+    Py_ssize_t features = events ? cells / events : 0;
+    for (Py_ssize_t r = 0; r < nrows; r++)
+        if (offsets[r] < 0 || offsets[r] > offsets[r + 1] || offsets[r + 1] > nedges) {
+            PyErr_SetString(PyExc_ValueError, "offsets: ascending, within the edges expected");
+            goto done;
+        }
+    for (Py_ssize_t e = 0; e < events; e++)
+        if (slots[e] < 0 || (slots[e] + 1) * features > nrows) {
+            PyErr_SetString(PyExc_ValueError, "slots: a model beyond the offsets");
+            goto done;
+        }
+    for (Py_ssize_t f = 0; f < features; f++) {
+        const double *row_x = x + f * events;
+        int64_t *row_out = out + f * events;
+        for (Py_ssize_t e = 0; e < events; e++) {
+            Py_ssize_t r = (Py_ssize_t)slots[e] * features + f;
+            const double *first = edges + offsets[r];
+            Py_ssize_t lo = 0, hi = (Py_ssize_t)(offsets[r + 1] - offsets[r]), n = hi;
+            double v = row_x[e];
+            while (lo < hi) { /* the first edge above v */
+                Py_ssize_t mid = lo + (hi - lo) / 2;
+                if (first[mid] <= v)
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            row_out[e] = lo - (n > 1 && v == first[n - 1]);
+        }
+    }
+    result = Py_NewRef(Py_None);
 done:
     release(a, nargs);
     return result;
@@ -1859,6 +2273,62 @@ string_stop_init(void)
         string_stop[c] = c == '"' || c == '\\' || c < 0x20 || c >= 0x80;
 }
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+
+/* The bytes string_stop marks among the 16 at p, as a bit mask (bit i: p[i]): a quote, a
+ * backslash, or below 0x20 as a signed byte (control bytes and every byte from 0x80). */
+static inline int
+stops16(__m128i v)
+{
+    __m128i quote = _mm_cmpeq_epi8(v, _mm_set1_epi8('"'));
+    __m128i backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'));
+    __m128i low = _mm_cmplt_epi8(v, _mm_set1_epi8(0x20));
+    return _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), low));
+}
+#endif
+
+/* The first byte from p that string_stop marks, reading 16 bytes at a time while at least
+ * 16 are left before end (the scalar loop reads the rest up to a stop byte: a NUL or a
+ * newline ends every buffer this scans). With out, the bytes passed over are copied to
+ * *out, which moves past them, and an escaped quote among them is unescaped on the way
+ * (the caller sees no escape then: only a string copied to out may have one); whole
+ * blocks of 16 are stored, so out must have room for 16 bytes more than are passed over. */
+static inline const unsigned char *
+plain_run(const unsigned char *p, const unsigned char *end, char **out)
+{
+#if defined(__SSE2__)
+    while (end - p >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)p);
+        int mask = stops16(v);
+        int n = mask ? __builtin_ctz((unsigned)mask) : 16;
+        if (out != NULL) {
+            _mm_storeu_si128((__m128i *)*out, v);
+            *out += n;
+        }
+        p += n;
+        if (!mask)
+            continue;
+        /* \" (a payload's most common escape: every quote of the JSON inside) is
+         * unescaped here, without a return to scan_string; p[1] is at most end, a stop byte */
+        if (out == NULL || p[0] != '\\' || p[1] != '"')
+            return p;
+        *(*out)++ = '"';
+        p += 2;
+    }
+#endif
+    if (out != NULL) {
+        char *o = *out;
+        while (!string_stop[*p])
+            *o++ = (char)*p++;
+        *out = o;
+    } else {
+        while (!string_stop[*p])
+            p++;
+    }
+    return p;
+}
+
 /* The JSON string whose opening quote is at p, in a NUL-terminated buffer that ends at
  * end: the byte after its closing quote, or NULL when it is not one this reads (a byte
  * outside ASCII, a control byte, an escape of a surrogate, an invalid escape, no closing
@@ -1872,13 +2342,7 @@ scan_string(const unsigned char *p, const unsigned char *end, char *out, Py_ssiz
     int escapes = 0;
     const unsigned char *start = ++p;
     for (;;) {
-        if (out != NULL) {
-            while (!string_stop[*p])
-                *o++ = (char)*p++;
-        } else {
-            while (!string_stop[*p])
-                p++;
-        }
+        p = plain_run(p, end, out != NULL ? &o : NULL);
         if (p >= end)
             return NULL;
         if (*p == '"')
@@ -1972,8 +2436,8 @@ typedef struct {
     long long partition, offset, ts;
 } kcat_t;
 
-/* Read the line [p, end) (NUL-terminated) into *f, its payload unescaped into scratch (as
- * long as the line): 1 when it is an envelope in the form this reads, else 0. */
+/* Read the line [p, end) (NUL-terminated) into *f, its payload unescaped into scratch (16
+ * bytes longer than the line): 1 when it is an envelope in the form this reads, else 0. */
 static int
 kcat_line(const unsigned char *p, const unsigned char *end, char *scratch, kcat_t *f)
 {
@@ -1985,9 +2449,7 @@ kcat_line(const unsigned char *p, const unsigned char *end, char *scratch, kcat_
     for (;;) {
         if (p >= end || *p != '"')
             return 0;
-        const unsigned char *name = p + 1, *q = name;
-        while (!string_stop[*q])
-            q++;
+        const unsigned char *name = p + 1, *q = plain_run(name, end, NULL);
         if (q + 1 >= end || q[0] != '"' || q[1] != ':')
             return 0;
         int key = key_of(name, q - name);
@@ -2116,14 +2578,14 @@ kcat_lines(PyObject *self, PyObject *args)
         }
         const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(line);
         Py_ssize_t size = PyBytes_GET_SIZE(line);
-        if (size > room) {
-            char *more = PyMem_Realloc(scratch, (size_t)size);
+        if (size + 16 > room) { /* plain_run's last block may store 16 bytes */
+            char *more = PyMem_Realloc(scratch, (size_t)size + 16);
             if (more == NULL) {
                 PyErr_NoMemory();
                 goto done;
             }
             scratch = more;
-            room = size;
+            room = size + 16;
         }
         kcat_t f = {NULL, NULL, 0, 0, 0, 0, 0};
         PyObject *v[5];
@@ -2167,6 +2629,103 @@ done:
     for (int c = 0; c < 5; c++)
         Py_XDECREF(cols[c]);
     Py_XDECREF(others);
+    return result;
+}
+
+PyDoc_STRVAR(kcat_chunk_doc,
+"kcat_chunk(chunk, start, stop) -> (topics, partitions, offsets, timestamps, payloads,\n"
+"                                   others, starts)\n\n"
+"kcat_lines of the lines of chunk[start:stop] (bytes, each line ended by a newline; the\n"
+"last may end at the end of chunk instead) without a bytes object per line: starts holds\n"
+"where each line starts in chunk and, last, stop (int64s, as bytes).");
+
+static PyObject *
+kcat_chunk(PyObject *self, PyObject *args)
+{
+    PyObject *chunk;
+    Py_ssize_t start, stop;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!nn", &PyBytes_Type, &chunk, &start, &stop))
+        return NULL;
+    const unsigned char *base = (const unsigned char *)PyBytes_AS_STRING(chunk);
+    Py_ssize_t len = PyBytes_GET_SIZE(chunk);
+    if (start < 0 || stop > len || start > stop ||
+        (stop > start && stop < len && base[stop - 1] != '\n')) {
+        PyErr_SetString(PyExc_ValueError,
+                        "start, stop: a range of chunk that ends a line, or ends chunk");
+        return NULL;
+    }
+    Py_ssize_t n = 0;
+    for (const unsigned char *p = base + start, *end = base + stop; p < end; n++) {
+        const unsigned char *nl = memchr(p, '\n', (size_t)(end - p));
+        p = nl != NULL ? nl + 1 : end;
+    }
+    PyObject *cols[5] = {NULL, NULL, NULL, NULL, NULL};
+    PyObject *others = PyList_New(0), *result = NULL;
+    PyObject *starts = PyBytes_FromStringAndSize(NULL, (n + 1) * (Py_ssize_t)sizeof(int64_t));
+    char *scratch = PyMem_Malloc((size_t)(stop - start) + 16); /* plain_run's last block */
+    topic_t seen[8];
+    int topics = 0;
+    if (others == NULL || starts == NULL || scratch == NULL) {
+        if (scratch == NULL)
+            PyErr_NoMemory();
+        goto done;
+    }
+    for (int c = 0; c < 5; c++)
+        if ((cols[c] = PyList_New(n)) == NULL)
+            goto done;
+    int64_t *at = (int64_t *)PyBytes_AS_STRING(starts);
+    const unsigned char *p = base + start, *stop_at = base + stop;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const unsigned char *nl = memchr(p, '\n', (size_t)(stop_at - p));
+        const unsigned char *end = nl != NULL ? nl : stop_at; /* a newline or chunk's NUL */
+        at[i] = (int64_t)(p - base);
+        kcat_t f = {NULL, NULL, 0, 0, 0, 0, 0};
+        PyObject *v[5];
+        if (!kcat_line(p, end, scratch, &f)) {
+            for (int c = 0; c < 5; c++) {
+                Py_INCREF(Py_None);
+                PyList_SET_ITEM(cols[c], i, Py_None);
+            }
+            PyObject *where = PyLong_FromSsize_t(i);
+            if (where == NULL || PyList_Append(others, where) < 0) {
+                Py_XDECREF(where);
+                goto done;
+            }
+            Py_DECREF(where);
+        } else {
+            v[0] = topic_str(seen, &topics, f.topic, f.topic_size);
+            v[1] = PyLong_FromLongLong(f.partition);
+            v[2] = PyLong_FromLongLong(f.offset);
+            v[3] = PyLong_FromLongLong(f.ts);
+            if (f.payload == NULL) {
+                Py_INCREF(Py_None);
+                v[4] = Py_None;
+            } else {
+                v[4] = PyBytes_FromStringAndSize(f.payload, f.payload_size);
+            }
+            for (int c = 0; c < 5; c++)
+                PyList_SET_ITEM(cols[c], i, v[c]); /* a NULL is an error: the list is dropped */
+            for (int c = 0; c < 5; c++)
+                if (v[c] == NULL)
+                    goto done;
+        }
+        p = nl != NULL ? nl + 1 : stop_at;
+    }
+    at[n] = (int64_t)stop;
+    result = Py_BuildValue("(NNNNNNN)", cols[0], cols[1], cols[2], cols[3], cols[4], others,
+                           starts);
+    for (int c = 0; c < 5; c++)
+        cols[c] = NULL;
+    others = starts = NULL;
+done:
+    PyMem_Free(scratch);
+    for (int i = 0; i < topics; i++)
+        Py_DECREF(seen[i].str);
+    for (int c = 0; c < 5; c++)
+        Py_XDECREF(cols[c]);
+    Py_XDECREF(others);
+    Py_XDECREF(starts);
     return result;
 }
 
@@ -2229,6 +2788,208 @@ kcat_unknown(PyObject *self, PyObject *args)
 done:
     PyBuffer_Release(&chunk);
     return out;
+}
+
+/* ---------------------------------------------------------------- drift and detector numbers
+ * The chi-square survival function of monitor/core/drift.py (chi2_sf) and the exact average
+ * run length of an integer CUSUM of monitor/core/detectors.py (bernoulli_cusum_arl), which
+ * stand in for scipy's special functions and sparse solver so that a replay does not load
+ * scipy. Each is the Python code beside its caller written again operation for operation
+ * (the same libm functions, no product fused with a sum: -std=c99), so both give the same
+ * bits; tests/core/test_drift.py and tests/core/test_detectors.py check that they do. */
+
+/* ln G(a + 1) - (a + 1/2) ln a + a - ln sqrt(2 pi) at a = 0, 1/2, 1, ..., 15 (drift.py,
+ * _STIRLING_HALVES). */
+static const double stirling_halves[31] = {
+    0.0, 0.15342640972002736, 0.08106146679532726, 0.05481412105191765,
+    0.0413406959554093, 0.03316287351993629, 0.02767792568499834, 0.023746163656297496,
+    0.020790672103765093, 0.018488450532673187, 0.016644691189821193, 0.015134973221917378,
+    0.013876128823070748, 0.012810465242920227, 0.01189670994589177, 0.011104559758206917,
+    0.010411265261972096, 0.009799416126158804, 0.009255462182712733, 0.008768700134139386,
+    0.00833056343336287, 0.00793411456431402, 0.007573675487951841, 0.007244554301320383,
+    0.00694284010720953, 0.006665247032707682, 0.006408994188004207, 0.006171712263039458,
+    0.0059513701127588475, 0.0057462165130101155, 0.005554733551962801};
+
+#define CHI2_EPS 1.1102230246251565e-16 /* 2**-53 */
+#define CHI2_TINY 1e-300
+#define TWO_PI 6.283185307179586
+
+static double
+stirling_error(double a)
+{
+    if (a <= 15.0)
+        return stirling_halves[(int)(a + a)];
+    double s0 = 1.0 / 12.0, s1 = 1.0 / 360.0, s2 = 1.0 / 1260.0, s3 = 1.0 / 1680.0,
+           s4 = 1.0 / 1188.0, aa = a * a;
+    if (a > 500.0)
+        return (s0 - s1 / aa) / a;
+    if (a > 80.0)
+        return (s0 - (s1 - s2 / aa) / aa) / a;
+    if (a > 35.0)
+        return (s0 - (s1 - (s2 - s3 / aa) / aa) / aa) / a;
+    return (s0 - (s1 - (s2 - (s3 - s4 / aa) / aa) / aa) / aa) / a;
+}
+
+static double
+deviance(double a, double y)
+{
+    double d = a - y;
+    if (fabs(d) < 0.1 * (a + y)) {
+        double v = d / (a + y), s = d * v, term = 2.0 * a * v, v2 = v * v, j = 1.0;
+        for (;;) {
+            term *= v2;
+            double next = s + term / (2.0 * j + 1.0);
+            if (next == s)
+                return next;
+            s = next;
+            j += 1.0;
+        }
+    }
+    return a * log(a / y) + y - a;
+}
+
+static double
+chi2_sf_one(double k, double x)
+{
+    if (!(k >= 1.0 && k == floor(k) && k <= 1e15) || x != x)
+        return NAN;
+    if (x <= 0.0)
+        return 1.0;
+    if (x == INFINITY)
+        return 0.0;
+    double a = 0.5 * k, y = 0.5 * x;
+    double d = exp(-stirling_error(a) - deviance(a, y)) / sqrt(TWO_PI * a);
+    if (y < a + 1.0) {
+        double t = 1.0, s = 1.0, n = 1.0;
+        while (t > s * CHI2_EPS) {
+            t *= y / (a + n);
+            s += t;
+            n += 1.0;
+        }
+        double p = d * s;
+        return p < 1.0 ? 1.0 - p : 0.0;
+    }
+    double b = y + 1.0 - a, c = 1.0 / CHI2_TINY, e = 1.0 / b, h = e, i = 1.0;
+    for (;;) {
+        double an = -i * (i - a);
+        b += 2.0;
+        e = an * e + b;
+        if (fabs(e) < CHI2_TINY)
+            e = CHI2_TINY;
+        c = b + an / c;
+        if (fabs(c) < CHI2_TINY)
+            c = CHI2_TINY;
+        e = 1.0 / e;
+        double step = e * c;
+        h *= step;
+        if (fabs(step - 1.0) <= CHI2_EPS)
+            break;
+        i += 1.0;
+    }
+    return a * d * h;
+}
+
+PyDoc_STRVAR(chi2_sf_doc,
+"chi2_sf(dof, x, out)\n\n"
+"Write into out[i] the chi-square survival function of x[i] with dof[i] degrees of\n"
+"freedom (float64 arrays of one length, or dof of one value for every x):\n"
+"monitor/core/drift.py's _chi2_sf_one.");
+
+static PyObject *
+chi2_sf(PyObject *self, PyObject *args)
+{
+    arg_t a[3] = {{NULL, 8, 0, "dof", {0}}, {NULL, 8, 0, "x", {0}}, {NULL, 8, 1, "out", {0}}};
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOO", &a[0].obj, &a[1].obj, &a[2].obj))
+        return NULL;
+    if (acquire(a, 3) < 0)
+        return NULL;
+    Py_ssize_t n = a[2].buf.len / 8, k = a[0].buf.len / 8;
+    if ((k != n && k != 1) || a[1].buf.len / 8 != n) {
+        release(a, 3);
+        PyErr_SetString(PyExc_ValueError, "dof, x, out: arrays of one length (dof: or 1)");
+        return NULL;
+    }
+    const double *dof = a[0].buf.buf, *x = a[1].buf.buf;
+    double *out = a[2].buf.buf;
+    for (Py_ssize_t i = 0; i < n; i++)
+        out[i] = chi2_sf_one(dof[k == 1 ? 0 : i], x[i]);
+    release(a, 3);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(cusum_arl_doc,
+"cusum_arl(p, r, m, h) -> float\n\n"
+"The expected events to an alarm of the integer CUSUM S = max(0, S + m x - r), from 0,\n"
+"alarm when S > h, x 0/1 with P(x = 1) = p: monitor/core/detectors.py's\n"
+"_cusum_arl_numpy, the same band elimination in the same order.");
+
+static PyObject *
+cusum_arl(PyObject *self, PyObject *args)
+{
+    double p;
+    Py_ssize_t r, m, h;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "dnnn", &p, &r, &m, &h))
+        return NULL;
+    if (!(r > 0 && m > r && h >= 0)) {
+        PyErr_SetString(PyExc_ValueError, "need 0 < r < m and h >= 0");
+        return NULL;
+    }
+    Py_ssize_t n = h + 1, up = m - r, w = r + up + 1;
+    /* Row i of I - P in band form: band[i * w + (c - i + r)] is column c, for c in
+     * [i - r, i + up]; b is the right-hand side, then the solution. */
+    double *band = PyMem_Calloc((size_t)n * (size_t)w, sizeof(double));
+    double *b = PyMem_Malloc((size_t)n * sizeof(double));
+    if (band == NULL || b == NULL) {
+        PyMem_Free(band);
+        PyMem_Free(b);
+        return PyErr_NoMemory();
+    }
+    double *absorb = PyMem_Malloc((size_t)n * sizeof(double));
+    if (absorb == NULL) {
+        PyMem_Free(band);
+        PyMem_Free(b);
+        return PyErr_NoMemory();
+    }
+    double q = 1.0 - p;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double *row = band + i * w;
+        row[r] = 1.0;
+        if (i + up <= h)
+            row[r + up] = -p;
+        Py_ssize_t down = i - r > 0 ? i - r : 0;
+        row[down - i + r] -= q;
+        b[i] = 1.0;
+        absorb[i] = i + up <= h ? 0.0 : p;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) { /* eliminate column i below the diagonal */
+        double *pivot = band + i * w + r;
+        double diag = absorb[i]; /* the row's sum: its probability of leaving, no cancellation */
+        for (Py_ssize_t c = 1; c <= up; c++)
+            diag += -pivot[c];
+        pivot[0] = diag;
+        Py_ssize_t last = i + r < n - 1 ? i + r : n - 1;
+        for (Py_ssize_t j = i + 1; j <= last; j++) {
+            double *row = band + j * w + (i - j + r); /* row j from column i on */
+            double f = row[0] / diag;
+            for (Py_ssize_t c = 1; c <= up; c++)
+                row[c] -= f * pivot[c];
+            b[j] -= f * b[i];
+            absorb[j] -= f * absorb[i];
+        }
+    }
+    for (Py_ssize_t i = n - 1; i >= 0; i--) { /* back substitution, column by column */
+        b[i] /= band[i * w + r];
+        Py_ssize_t first = i - up > 0 ? i - up : 0;
+        for (Py_ssize_t k = first; k < i; k++)
+            b[k] -= band[k * w + (i - k + r)] * b[i];
+    }
+    double arl = b[0];
+    PyMem_Free(band);
+    PyMem_Free(b);
+    PyMem_Free(absorb);
+    return PyFloat_FromDouble(arl);
 }
 
 /* ---------------------------------------------------------------- a consume's records
@@ -2472,7 +3233,11 @@ done:
 }
 
 static PyMethodDef methods[] = {
+    {"bin_rows", bin_rows, METH_VARARGS, bin_rows_doc},
+    {"chi2_sf", chi2_sf, METH_VARARGS, chi2_sf_doc},
+    {"cusum_arl", cusum_arl, METH_VARARGS, cusum_arl_doc},
     {"id_keys", id_keys, METH_VARARGS, id_keys_doc},
+    {"kcat_chunk", kcat_chunk, METH_VARARGS, kcat_chunk_doc},
     {"kcat_lines", kcat_lines, METH_VARARGS, kcat_lines_doc},
     {"kcat_unknown", kcat_unknown, METH_VARARGS, kcat_unknown_doc},
     {"lookup", lookup, METH_VARARGS, lookup_doc},
@@ -2480,9 +3245,11 @@ static PyMethodDef methods[] = {
     {"owner_candidates", owner_candidates, METH_VARARGS, owner_candidates_doc},
     {"owner_change", owner_change, METH_VARARGS, owner_change_doc},
     {"owner_find", owner_find, METH_VARARGS, owner_find_doc},
+    {"owner_first", owner_first, METH_VARARGS, owner_first_doc},
     {"owner_put", owner_put, METH_VARARGS, owner_put_doc},
     {"pending_add", pending_add, METH_VARARGS, pending_add_doc},
     {"pending_pop", pending_pop, METH_VARARGS, pending_pop_doc},
+    {"pending_pop_groups", pending_pop_groups, METH_VARARGS, pending_pop_groups_doc},
     {"pane_rows", pane_rows, METH_VARARGS, pane_rows_doc},
     {"pane_sums", pane_sums, METH_VARARGS, pane_sums_doc},
     {"place", place, METH_VARARGS, place_doc},

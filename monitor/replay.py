@@ -91,6 +91,7 @@ def count_lines(paths: Sequence[str]) -> int:
             total += 1
     return total
 
+
 #: What an input's lines are: kcat ``-J`` envelopes, plain events, or decided per input.
 InputFormat = Literal["auto", "kcat", "events"]
 #: The topics plain events are put on: (predictions, labels).
@@ -202,8 +203,10 @@ def _kcat_partitions(path: str, found: set[tuple[str, int]]) -> None:
     A line that starts as a found pair's lines do adds no pair, valid or not (kcat writes
     topic and partition first): only the other lines are decoded. The capture is read
     ``_READ_HINT`` bytes at a time, and the compiled ``kcat_unknown`` (or a pattern) finds
-    where the read's other lines start: no bytes object is made for the rest. A line that
-    a read cuts is put together with its end from the next read."""
+    where the read's other lines start: no bytes object is made for the rest. When the
+    first :data:`_FEW` of those add a pair, the rest of the read is scanned again with it
+    (at a capture's start every pair is unknown: its first read is not decoded whole). A
+    line that a read cuts is put together with its end from the next read."""
     known, other = _line_starts(found)
     kernels = native.kernels()
     with open(path, "rb") as fh:
@@ -214,17 +217,34 @@ def _kcat_partitions(path: str, found: set[tuple[str, int]]) -> None:
                 head += chunk
                 continue
             last = chunk.rfind(b"\n")  # the newline that ends the chunk's last whole line
-            if kernels is not None:
-                starts = kernels.kcat_unknown(chunk, first, last + 1, known)
-            else:
-                starts = [newline.end() for newline in other.finditer(chunk, first - 1, last)]
-            lines = [head + chunk[:first]]
-            lines += [chunk[at : chunk.index(b"\n", at)] for at in starts]
-            head = chunk[last + 1 :]
-            if _add_pairs(found, [line for line in lines if not line.startswith(known)]):
+            line = head + chunk[:first]
+            if not line.startswith(known) and _add_pairs(found, [line]):
                 known, other = _line_starts(found)
+            head = chunk[last + 1 :]
+            at = first
+            while at <= last:
+                if kernels is not None:
+                    starts = kernels.kcat_unknown(chunk, at, last + 1, known)
+                else:
+                    starts = [nl.end() for nl in other.finditer(chunk, at - 1, last)]
+                # The first few lines of an unknown pair first: the capture's first lines
+                # hold its pairs (all of them are unknown at its start), then the rest of
+                # the chunk is scanned again with what they found.
+                new = _add_pairs(found, [chunk[i : chunk.index(b"\n", i)] for i in starts[:_FEW]])
+                if new:
+                    known, other = _line_starts(found)
+                if not new or len(starts) <= _FEW:
+                    rest = [chunk[i : chunk.index(b"\n", i)] for i in starts[_FEW:]]
+                    if _add_pairs(found, rest):
+                        known, other = _line_starts(found)
+                    break
+                at = starts[_FEW]
         if head and not head.startswith(known):
             _add_pairs(found, [head])
+
+
+#: The prescan decodes this many lines that may hold a new pair before it scans on.
+_FEW = 8
 
 
 def _line_starts(pairs: set[tuple[str, int]]) -> tuple[tuple[bytes, ...], re.Pattern[bytes]]:
@@ -285,7 +305,9 @@ def _headers(raw: list[str] | dict[str, str] | None) -> list[tuple[str, bytes]]:
 
 
 def iter_capture(
-    paths: list[str], bad: dict[str, int], fmt: InputFormat = "auto",
+    paths: list[str],
+    bad: dict[str, int],
+    fmt: InputFormat = "auto",
     topics: Topics = _DEFAULT_TOPICS,
 ) -> Iterator[Message]:
     """Messages of the input files in order; counts unusable lines in ``bad``."""
@@ -310,7 +332,10 @@ def _events_envelopes(
 
 
 def read_batches(
-    paths: list[str], bad: dict[str, int], size: int, fmt: InputFormat = "auto",
+    paths: list[str],
+    bad: dict[str, int],
+    size: int,
+    fmt: InputFormat = "auto",
     topics: Topics = _DEFAULT_TOPICS,
 ) -> Iterator[MessageBatch]:
     """The messages of :func:`iter_capture`, ``size`` at a time, as columns (a whole
@@ -327,6 +352,12 @@ def read_batches(
             continue
         with open(path, "rb") as fh:
             first = 1  # the line number of the block's first line
+            if native.kernels() is not None:
+                for chunk, stop in _chunks(fh):
+                    first += pending.add_chunk(chunk, stop, first, path, bad)
+                    while len(pending.numbers) >= size:
+                        yield pending.take(size)
+                continue
             while lines := fh.readlines(_READ_HINT):
                 pending.add_lines(lines, first, path, bad)
                 first += len(lines)
@@ -336,9 +367,25 @@ def read_batches(
         yield pending.take(size)
 
 
+def _chunks(fh: Any) -> Iterator[tuple[bytes, int]]:
+    """The file ``fh`` read ``_READ_HINT`` bytes at a time, as ``(chunk, stop)``: its whole
+    lines are ``chunk[:stop]``, each ended by a newline but the file's last; the start of
+    a line a read cut is put before the next read."""
+    rest = b""
+    while block := fh.read(_READ_HINT):
+        chunk = rest + block if rest else block
+        stop = chunk.rfind(b"\n") + 1
+        rest = chunk[stop:]
+        if stop:
+            yield chunk, stop
+    if rest:
+        yield rest, len(rest)
+
+
 class _Pending:
     """Messages read and not handed out yet, as the columns of a :class:`MessageBatch`,
-    with each one's line number and what it was read from (its line, or its envelope)."""
+    with each one's line number and what it was read from (its line, the block of lines it
+    is one of, or its envelope)."""
 
     def __init__(self) -> None:
         self.topics: list[str] = []
@@ -347,7 +394,7 @@ class _Pending:
         self.stamps: list[int] = []
         self.payloads: list[bytes | None] = []
         self.numbers: list[int] = []
-        self.sources: list[bytes | Envelope] = []
+        self.sources: list[bytes | Envelope | _Chunk] = []
 
     def _columns(self) -> tuple[list[Any], ...]:
         return (self.topics, self.partitions, self.offsets, self.stamps, self.payloads,
@@ -376,23 +423,31 @@ class _Pending:
             topics, partitions, offsets, stamps, payloads = ([None] * len(lines) for _ in "12345")
             others = range(len(lines))
         numbers = list(range(first, first + len(lines)))
-        skip = []
-        for i, env in zip(others, decode_all(_ENVELOPE, [lines[i] for i in others]), strict=True):
-            if env is None:
-                skip.append(i)
-                if lines[i].strip():
-                    _bad_line(bad, path, first + i, lines[i])
-                continue
-            topics[i], partitions[i], offsets[i] = env.topic, env.partition, env.offset
-            stamps[i], payloads[i] = env.ts, _utf8(env.payload)
-        columns: tuple[list[Any], ...] = (
-            topics, partitions, offsets, stamps, payloads, numbers, lines
-        )
-        if len(skip) * 8 > len(lines):
-            keep = sorted(set(range(len(lines))).difference(skip))
+        read = (topics, partitions, offsets, stamps, payloads)
+        skip = _decode_others(read, others, [lines[i] for i in others], first, path, bad)
+        self._extend((*read, numbers, list(lines) if skip else lines), skip)
+
+    def add_chunk(self, chunk: bytes, stop: int, first: int, path: str, bad: dict[str, int]) -> int:
+        """The messages of the kcat lines ``chunk[:stop]`` (the first is line ``first`` of
+        ``path``), read by the compiled reader straight from the chunk: as
+        :meth:`add_lines`, with no bytes object per line (a message the core rejects is
+        rebuilt from its line, cut out of the chunk then). Returns the number of lines."""
+        kernels = native.kernels()
+        assert kernels is not None
+        *read, others, starts = kernels.kcat_chunk(chunk, 0, stop)
+        n = len(read[0])
+        source = _Chunk(chunk, starts, first)
+        skip = _decode_others(read, others, [source.line(first + i) for i in others],
+                              first, path, bad)  # fmt: skip
+        self._extend((*read, list(range(first, first + n)), [source] * n), skip)
+        return n
+
+    def _extend(self, columns: tuple[list[Any], ...], skip: list[int]) -> None:
+        """Add the read ``columns`` but their rows ``skip`` (lines that are no envelope)."""
+        if len(skip) * 8 > len(columns[0]):
+            keep = sorted(set(range(len(columns[0]))).difference(skip))
             columns = tuple([column[i] for i in keep] for column in columns)
         elif skip:  # a few lines out of every column, from the last one on
-            columns = (*columns[:-1], list(lines))  # the caller's list stays whole
             for i in reversed(skip):
                 for column in columns:
                     del column[i]
@@ -413,6 +468,48 @@ class _Pending:
             topics, partitions, offsets, payloads,
             lambda i: _message(sources[i], numbers[i]), stamps,
         )  # fmt: skip
+
+
+def _decode_others(
+    read: tuple[list[Any], ...] | list[list[Any]],
+    others: list[int],
+    lines: list[bytes],
+    first: int,
+    path: str,
+    bad: dict[str, int],
+) -> list[int]:
+    """Decode with msgspec the ``lines`` (rows ``others`` of the columns ``read``) that the
+    compiled reader left, into those columns; the rows that are no envelope, counted in
+    ``bad`` unless blank."""
+    skip = []
+    topics, partitions, offsets, stamps, payloads = read
+    for i, line, env in zip(others, lines, decode_all(_ENVELOPE, lines), strict=True):
+        if env is None:
+            skip.append(i)
+            if line.strip():
+                _bad_line(bad, path, first + i, line)
+            continue
+        topics[i], partitions[i], offsets[i] = env.topic, env.partition, env.offset
+        stamps[i], payloads[i] = env.ts, _utf8(env.payload)
+    return skip
+
+
+class _Chunk:
+    """A block of a capture read at once (its lines start at ``starts``, int64s as bytes,
+    the first is line ``first``): what a message read from it was read from."""
+
+    __slots__ = ("data", "first", "starts")
+
+    def __init__(self, data: bytes, starts: bytes, first: int) -> None:
+        self.data = data
+        self.starts = starts
+        self.first = first
+
+    def line(self, number: int) -> bytes:
+        """Line ``number`` of the capture, with its newline."""
+        at = memoryview(self.starts).cast("q")
+        i = number - self.first
+        return self.data[at[i] : at[i + 1]]
 
 
 def _utf8(text: str | None) -> bytes | None:
@@ -436,9 +533,11 @@ def _bad_line(bad: dict[str, int], path: str, number: int, line: bytes) -> None:
             log.warning("capture_line_skipped", file=path, line=number, reason=str(exc)[:200])
 
 
-def _message(source: bytes | Envelope, number: int) -> Message:
-    """The whole message read from ``source`` (a capture's line, decoded again, or an
-    envelope), line ``number`` of its input."""
+def _message(source: bytes | Envelope | _Chunk, number: int) -> Message:
+    """The whole message read from ``source`` (a capture's line, or the block of lines it
+    is line ``number`` of, decoded again, or an envelope), line ``number`` of its input."""
+    if isinstance(source, _Chunk):
+        source = source.line(number)
     env = _ENVELOPE.decode(source) if isinstance(source, bytes) else source
     return Message(
         topic=env.topic,
@@ -537,7 +636,11 @@ def _replay(
     registry = CollectorRegistry()
     collector = MonitorCollector(registry, max_series=config.prometheus.max_series)
     collector.update(alerting.fill(final.report()))
-    (out / "metrics.prom").write_bytes(render(registry))
+    # the text update() rendered already: the bytes prometheus_client's render of the
+    # registry gives (tests/outputs/test_metrics_render.py), without rendering it again
+    exposition = collector.exposition()
+    prom = exposition.body() if exposition is not None else render(registry)
+    (out / "metrics.prom").write_bytes(prom)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     log.info("replay_done", events=engine.events, out=str(out), rejects=summary["rejects"])
     if usable <= 0:

@@ -3,8 +3,9 @@
 Plotting (plotly), TensorBoard (tensorboardX), river's example data sets (and the
 scikit-learn and pandas they pull in), pyarrow and pandas load only when a command uses
 them: the report, a TensorBoard export, a Parquet reference, the Python API's frames;
-scipy's optimizer and sparse solver only when a reference is calibrated or a CUSUM
-threshold computed, its special functions at the first drift statistic.
+scipy's optimizer only when a reference is calibrated. Drift statistics and a CUSUM's
+threshold load none of scipy's modules (a fifth of a short replay's time went to loading
+its special functions and sparse solver).
 Each check runs in a fresh interpreter, so what earlier tests imported does not count.
 """
 
@@ -19,7 +20,7 @@ import pytest
 
 #: Packages the daemon's and the replay's start must not load.
 HEAVY = ("plotly", "tensorboardX", "sklearn", "river.datasets", "pyarrow", "pandas",
-         "scipy.optimize", "scipy.sparse", "scipy.special")  # fmt: skip
+         "scipy.optimize", "scipy.sparse", "scipy.special", "scipy.linalg")  # fmt: skip
 
 
 def _loaded_after(code: str) -> dict[str, bool]:
@@ -34,6 +35,43 @@ def _loaded_after(code: str) -> dict[str, bool]:
 @pytest.mark.parametrize("module", ["monitor.app", "monitor.replay", "monitor.cli"])
 def test_importing_the_entry_points_loads_no_heavy_package(module: str) -> None:
     loaded = _loaded_after(f"import {module}")
+    assert not any(loaded.values()), {m for m, yes in loaded.items() if yes}
+
+
+#: A pipeline whose pane closes compute drift statistics (numeric and categorical, from a
+#: warmup reference) and whose CUSUM leaves its warmup and computes its threshold.
+_DRIFT_AND_CUSUM = """
+import json
+import random
+import monitor.replay
+from monitor.config import config_from_mapping
+from monitor.core.pipeline import Pipeline
+from monitor.events.message import Message
+cfg = config_from_mapping({"time": {"pane": "10s", "allowed_lateness": "0s"}, "models": [{
+    "name": "m", "task": "binary", "positive_class": 1, "windows": ["all"],
+    "features": {"x": "numeric", "c": "categorical"}, "reference_warmup": 300,
+    "drift_min_samples": 50, "detectors": ["adwin", {"name": "cusum", "warmup": 200}]}]})
+engine = Pipeline(cfg)
+engine.track([("predictions", 0)])
+rng = random.Random(0)
+batch = []
+for i in range(3000):
+    event = {"prediction_id": f"p{i}", "model": "m", "ts": 1.7e9 + i * 0.1, "prediction": 1,
+             "label": int(rng.random() < 0.8),
+             "features": {"x": rng.gauss(i / 1000, 1), "c": rng.choice("abc")}}
+    batch.append(Message("predictions", 0, i, None, json.dumps(event).encode()))
+engine.process(batch)
+signals = engine.drain_signals() + engine.flushed(keep_signals=True).drain_signals()
+names = set().union(*(s.signals for s in signals))
+assert "chi2:x@all" in names and "chi2:c@all" in names, sorted(names)[:20]
+assert any(0 <= s.signals.get("chi2:x@all", -1) <= 1 for s in signals)
+from monitor.core.detectors import calibrate_cusum
+assert calibrate_cusum.cache_info().currsize == 1  # the CUSUM left its warmup
+"""
+
+
+def test_drift_statistics_and_a_cusum_threshold_load_no_scipy_module() -> None:
+    loaded = _loaded_after(_DRIFT_AND_CUSUM)
     assert not any(loaded.values()), {m for m, yes in loaded.items() if yes}
 
 

@@ -5,6 +5,7 @@ compiled reader as without it."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -29,9 +30,7 @@ _PLAIN = st.text(
 )  # fmt: skip
 #: Any strings: lone surrogates and characters beyond the BMP among them.
 _TEXT = st.one_of(_PLAIN, st.text(st.characters(), max_size=20))
-_INT = st.one_of(
-    st.integers(-5, 5), st.integers(-(10**18), 10**18), st.integers(-(10**25), 10**25)
-)
+_INT = st.one_of(st.integers(-5, 5), st.integers(-(10**18), 10**18), st.integers(-(10**25), 10**25))
 _VALUE = st.one_of(
     st.none(), st.booleans(), _INT, st.floats(allow_nan=False), _TEXT,
     st.lists(_TEXT, max_size=2), st.dictionaries(_TEXT, _TEXT, max_size=2),
@@ -133,6 +132,64 @@ def test_each_line_read_is_what_msgspec_reads(lines: list[bytes]) -> None:
             assert read == _by_msgspec(line), line
             assert type(read[0]) is str and type(read[4]) in (bytes, type(None))
     assert others == sorted(others)
+
+
+def _file_lines(data: bytes) -> list[bytes]:
+    """The lines of a file, as ``readlines`` gives them (split at newlines only)."""
+    pieces = data.split(b"\n")
+    lines = [piece + b"\n" for piece in pieces[:-1]]
+    return [*lines, pieces[-1]] if pieces[-1] else lines
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_LINE, max_size=20), st.integers(0, 2))
+def test_a_chunk_reads_as_its_lines_read_one_by_one(lines: list[bytes], skip: int) -> None:
+    kernels = native.kernels()
+    assert kernels is not None
+    data = b"".join(lines)
+    start = sum(len(line) for line in _file_lines(data)[:skip])  # from a line's start
+    split = _file_lines(data[start:])
+    *columns, others, starts = kernels.kcat_chunk(data, start, len(data))
+    assert (*columns, others) == kernels.kcat_lines(split)
+    bounds = memoryview(starts).cast("q").tolist()
+    assert [data[a:b] for a, b in itertools.pairwise(bounds)] == split
+    assert bounds[-1] == len(data) and (not split or bounds[0] == start)
+    for line, at in zip(split, bounds, strict=False):  # a stop inside a line is refused
+        if len(line) > 1 and line.endswith(b"\n"):
+            with pytest.raises(ValueError):
+                kernels.kcat_chunk(data, start, at + len(line) - 1)
+            break
+    with pytest.raises(ValueError):
+        kernels.kcat_chunk(data, start, len(data) + 1)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(_LINE, max_size=40), st.sampled_from([1, 7, 64, 500, 1 << 20]))
+def test_a_capture_reads_the_same_in_chunks_as_line_by_line(lines: list[bytes], hint: int) -> None:
+    """read_batches with the compiled reader (blocks of ``hint`` bytes read at once, lines
+    cut between them) against msgspec on each line: the same columns, the same messages
+    rebuilt from their lines, the same bad lines."""
+    import tempfile
+
+    from monitor import replay
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "capture.jsonl"
+        path.write_bytes(b"".join(lines))
+        read = []
+        for compiled in (True, False):
+            bad: dict[str, int] = {"bad_envelope": 11}
+            before, hint_before = native.use(compiled), replay._READ_HINT
+            replay._READ_HINT = hint
+            try:
+                batches = list(replay.read_batches([str(path)], bad, 7))
+            finally:
+                native.use(before)
+                replay._READ_HINT = hint_before
+            columns = [(b.topics, b.partitions, b.offsets, b.timestamps, b.values)
+                       for b in batches]  # fmt: skip
+            read.append((columns, [list(b) for b in batches], bad))
+    assert read[0] == read[1]
 
 
 def _block(lines: list[bytes], compiled: bool) -> tuple[tuple[object, ...], dict[str, int]]:

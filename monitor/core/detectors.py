@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 from river import drift
 
+from monitor import native
 from monitor.core.tasks import task_of
 
 __all__ = [
@@ -68,6 +69,9 @@ DETECTORS: tuple[str, ...] = (
 
 #: Largest number of Markov-chain states used to calibrate a CUSUM threshold.
 _MAX_STATES = 1500
+#: Most entries of the band a threshold search solves (8 bytes each): a search step beyond
+#: it is cut back, the threshold found is the same (the smallest that meets the budget).
+_MAX_BAND = 1 << 24
 
 
 def error_stream(task: str) -> str:
@@ -80,23 +84,70 @@ def bernoulli_cusum_arl(p: float, r: int, m: int, h: int) -> float:
 
     ``x`` is 0/1 with ``P(x = 1) = p``, the chain starts at 0 and alarms when ``S > h``; this
     is the CUSUM ``S = max(0, S + x − r/m)`` with threshold ``h/m`` (Brook & Evans' Markov
-    chain, exact because the grid is exact).
+    chain, exact because the grid is exact). The expected run lengths ``L`` from every
+    state solve ``(I − P) L = 1``; from state ``i`` the chain moves to ``i + m − r`` or to
+    ``max(i − r, 0)``, so ``I − P`` is a band of ``r`` diagonals below the main one and
+    ``m − r`` above. Gaussian elimination without pivoting solves it in ``h·r·(m − r)``
+    steps, each pivot taken as its row's probability of leaving the states left
+    (Grassmann, Taksar and Heyman's way): every step then adds numbers of one sign, so
+    the result keeps its precision even where ``L`` is beyond ``1e16``, where a general
+    solver returns noise. The compiled kernel runs it, or :func:`_cusum_arl_numpy` to
+    the same bits; no sparse solver is loaded.
     """
-    n = h + 1
-    a = m - r
-    idx = np.arange(n)
-    up = idx + a
-    ok = up <= h
-    # I - P with at most two transitions per state: sparse (a dense solve of a few thousand
-    # states takes about 0.4 s, and it runs in the processing loop when a warmup ends).
-    rows = np.concatenate([idx, idx[ok], idx])
-    cols = np.concatenate([idx, up[ok], np.maximum(idx - r, 0)])
-    vals = np.concatenate([np.ones(n), np.full(int(ok.sum()), -p), np.full(n, -(1.0 - p))])
-    from scipy import sparse  # imported when a CUSUM is calibrated, not at start
-    from scipy.sparse.linalg import spsolve
+    if not (0 < r < m and h >= 0):
+        raise ValueError(f"need 0 < r < m and h >= 0, got r={r}, m={m}, h={h}")
+    kernels = native.kernels()
+    if kernels is not None:
+        return float(kernels.cusum_arl(float(p), int(r), int(m), int(h)))
+    return _cusum_arl_numpy(float(p), int(r), int(m), int(h))
 
-    mat = sparse.csc_matrix((vals, (rows, cols)), shape=(n, n))  # duplicates are summed
-    return float(spsolve(mat, np.ones(n))[0])
+
+def _cusum_arl_numpy(p: float, r: int, m: int, h: int) -> float:
+    """:func:`bernoulli_cusum_arl` by numpy: each step of the compiled kernel's band
+    elimination done on a row block at once, every entry through the same operations."""
+    n, up, w = h + 1, m - r, m + 1
+    # Row i of I - P, columns i - r .. i + up, at band[i * w : (i + 1) * w]; the end is
+    # padded so that the sheared views below stay inside the array.
+    band = np.zeros((n + r + 1) * w)
+    rows = band[: n * w].reshape(n, w)
+    rows[:, r] = 1.0
+    i = np.arange(n)
+    rows[i[i + up <= h], r + up] = -p
+    rows[i, np.maximum(i - r, 0) - i + r] -= 1.0 - p
+    b = np.ones(n)
+    absorb = np.where(i + up <= h, 0.0, p)
+    item = band.itemsize
+    # below[i, t, c]: row i + t at column i + c (t = 0: the pivot row from its diagonal on)
+    below = np.lib.stride_tricks.as_strided(
+        band[r:], shape=(n, r + 1, up + 1), strides=(w * item, (w - 1) * item, item)
+    )
+    terms = np.empty(up + 1)
+    for k in range(n):
+        block = below[k]
+        # the pivot: the row's sum (its probability of leaving), added term by term in
+        # order as the kernel does, instead of a difference that cancels
+        terms[0] = absorb[k]
+        np.negative(block[0, 1:], out=terms[1:])
+        block[0, 0] = diag = np.add.accumulate(terms)[-1]
+        last = min(r, n - 1 - k)
+        if last == 0:
+            continue
+        f = block[1 : last + 1, 0] / diag
+        block[1 : last + 1, 1:] -= np.multiply.outer(f, block[0, 1:])
+        b[k + 1 : k + last + 1] -= f * b[k]
+        absorb[k + 1 : k + last + 1] -= f * absorb[k]
+    # above[i, s]: row i - up + s at column i (s = up: the diagonal), rows before 0 padding
+    front = np.zeros(up * w + (n + r + 1) * w)
+    front[up * w :] = band
+    above = np.lib.stride_tricks.as_strided(
+        front[up * w + r - up * (w - 1) :], shape=(n, up + 1), strides=(w * item, (w - 1) * item)
+    )
+    for k in range(n - 1, -1, -1):
+        col = above[k]
+        b[k] /= col[up]
+        first = max(k - up, 0)
+        b[first:k] -= col[up - (k - first) : up] * b[k]
+    return float(b[0])
 
 
 @lru_cache(maxsize=256)
@@ -129,8 +180,12 @@ def calibrate_cusum(p0: float, p1: float, budget: float) -> tuple[int, int, int]
     # log ARL is nearly linear in h: secant steps, then the exact smallest h by unit steps
     target = math.log(budget)
 
+    seen: dict[int, float] = {}
+
     def log_arl(h: int) -> float:
-        return math.log(bernoulli_cusum_arl(p0, r, m, h))
+        if h not in seen:  # the searches below come back to thresholds they have solved
+            seen[h] = math.log(bernoulli_cusum_arl(p0, r, m, h))
+        return seen[h]
 
     h1 = max(int(h_est * m * 0.5), 1)
     h2 = max(int(h_est * m), h1 + 1)
@@ -139,7 +194,7 @@ def calibrate_cusum(p0: float, p1: float, budget: float) -> tuple[int, int, int]
         if f2 == f1:
             break
         h3 = max(round(h2 + (target - f2) * (h2 - h1) / (f2 - f1)), 1)
-        h3 = min(h3, 50 * _MAX_STATES)
+        h3 = min(h3, 50 * _MAX_STATES, _MAX_BAND // (m + 1))
         if h3 == h2:
             break
         h1, f1, h2, f2 = h2, f2, h3, log_arl(h3)
@@ -306,22 +361,40 @@ class RiverUp:
 def _adwin_rises(det: Any, values: list[float]) -> int:
     """River's ADWIN fed ``values`` in order, the detections whose estimate went up
     counted: what ``update`` and ``estimation`` do, one value at a time, called on the
-    detector's window (``_helper``, compiled) without their Python wrappers, several
-    times cheaper a value. River's ``update`` starts a new window after a detection."""
+    detector's window (``_helper``, compiled) without their Python wrappers. River's
+    ``update`` starts a new window after a detection.
+
+    Only ``update`` is called per value: the window's sum and width before it are kept
+    here. Until the window is cut, an update adds the value to its sum (``total +=
+    value``, the same float addition) and 1 to its width, and a cut is a detection; after
+    one they are read from the window again."""
     found = 0
     helper = det._helper
+    update = helper.update
     detected = det._drift_detected
+    total, width = helper.get_total(), helper.get_width()
     for x in values:
-        width = helper.get_width()
-        before = helper.get_total() / width if width else 0.0
-        if detected:
+        if detected:  # the window after a detection: its estimate, then a new window
+            before = total / width if width else 0.0
             det._reset()
             helper = det._helper
-        detected = helper.update(x)
+            update = helper.update
+            total, width = 0.0, 0
+            detected = update(x)
+        else:
+            detected = update(x)
+            if not detected:
+                total += x
+                width += 1
+                continue
+            before = total / width if width else 0.0
         if detected:
-            width = helper.get_width()
-            if (helper.get_total() / width if width else 0.0) > before:
+            total, width = helper.get_total(), helper.get_width()
+            if (total / width if width else 0.0) > before:
                 found += 1
+        else:
+            total += x
+            width += 1
     det._drift_detected = detected
     return found
 
@@ -336,9 +409,7 @@ class KswinUp:
 
     def __init__(self, seed: int = 0) -> None:
         self.detector = drift.KSWIN(seed=seed)
-        self.values: collections.deque[float] = collections.deque(
-            maxlen=self.detector.window_size
-        )
+        self.values: collections.deque[float] = collections.deque(maxlen=self.detector.window_size)
 
     def update(self, x: float) -> bool:
         det = self.detector

@@ -26,7 +26,8 @@ window's proportions and ``r`` the reference's over the same columns:
   (``scipy.stats.chi2_contingency(..., correction=False)``). Small means drift. Unlike the
   effect sizes above it accounts for the window's and the reference's sample sizes, so a
   fixed p-value bound keeps its false-alarm rate at every window size; on decay windows
-  the decayed weights stand in for counts.
+  the decayed weights stand in for counts. The p-value is :func:`chi2_sf`, computed here
+  (scipy's special functions take a fifth of a short replay to import).
 
 These are NaN while the window holds fewer than ``min_samples`` valid values of the
 feature (weights, on decay windows). Data quality, over the window's predictions (NaN
@@ -38,9 +39,12 @@ reference), ``unseen_rate:f`` (categorical: a value not in the reference), and p
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import numpy.typing as npt
 
+from monitor import native
 from monitor.core.layout import Layout
 from monitor.core.reference import SCORE, NumericReference
 
@@ -48,6 +52,7 @@ __all__ = [
     "CDF_TOLERANCE",
     "PSI_FLOOR",
     "cdf_differences",
+    "chi2_sf",
     "drift_signals",
     "ks_numeric",
     "output_drift",
@@ -74,12 +79,20 @@ def psi(p: F64, r: F64) -> F64:
     return out
 
 
+def _rel_entr(x: F64, y: F64) -> F64:
+    """``x ln(x / y)``, 0 where ``x`` is 0 (scipy's ``rel_entr`` for ``y > 0`` wherever
+    ``x > 0``, as a mixture ``y`` of ``x`` and another distribution is)."""
+    some = x > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = x * np.log(np.where(some, x, 1.0) / np.where(some, y, 1.0))
+    out: F64 = np.where(some, terms, 0.0)
+    return out
+
+
 def js_distance(p: F64, r: F64) -> F64:
     """Jensen-Shannon distance (base 2) per row of ``p`` (S, K) against ``r`` (K,)."""
-    from scipy import special  # imported at the first drift statistic, not at start
-
     m = 0.5 * (p + r)
-    div = 0.5 * (special.rel_entr(p, m).sum(axis=1) + special.rel_entr(r, m).sum(axis=1))
+    div = 0.5 * (_rel_entr(p, m).sum(axis=1) + _rel_entr(r, m).sum(axis=1))
     out: F64 = np.sqrt(np.maximum(div / np.log(2.0), 0.0))
     return out
 
@@ -220,10 +233,144 @@ def chi2_pvalue(counts: F64, ref: F64) -> F64:
     dof = used.sum(axis=1) - 1
     out = np.full(s, np.nan)
     ok = (dof > 0) & (row[:, 1, 0] > 0)
-    from scipy import special  # imported at the first drift statistic, not at start
-
-    out[ok] = special.chdtrc(dof[ok], stat[ok])
+    out[ok] = chi2_sf(dof[ok], stat[ok])
     out[(dof == 0) & (row[:, 1, 0] > 0)] = 1.0
+    return out
+
+
+#: ``ln G(a + 1) - (a + 1/2) ln a + a - ln sqrt(2 pi)`` (Stirling's error) at ``a`` = 0, 1/2,
+#: 1, ..., 15, from ``ln G`` of those values worked out to 60 digits; the C kernel holds
+#: the same literals.
+_STIRLING_HALVES = (
+    0.0, 0.15342640972002736, 0.08106146679532726, 0.05481412105191765,
+    0.0413406959554093, 0.03316287351993629, 0.02767792568499834, 0.023746163656297496,
+    0.020790672103765093, 0.018488450532673187, 0.016644691189821193, 0.015134973221917378,
+    0.013876128823070748, 0.012810465242920227, 0.01189670994589177, 0.011104559758206917,
+    0.010411265261972096, 0.009799416126158804, 0.009255462182712733, 0.008768700134139386,
+    0.00833056343336287, 0.00793411456431402, 0.007573675487951841, 0.007244554301320383,
+    0.00694284010720953, 0.006665247032707682, 0.006408994188004207, 0.006171712263039458,
+    0.0059513701127588475, 0.0057462165130101155, 0.005554733551962801,
+)  # fmt: skip
+_EPS = 2.0**-53
+_TINY = 1e-300
+_TWO_PI = 6.283185307179586
+
+
+def _stirling_error(a: float) -> float:
+    """Stirling's error at ``a`` (a multiple of 1/2): the table up to 15, then its series,
+    with as many terms as keep it exact to a unit in the last place."""
+    if a <= 15.0:
+        return _STIRLING_HALVES[int(a + a)]
+    s0, s1, s2, s3, s4 = 1.0 / 12.0, 1.0 / 360.0, 1.0 / 1260.0, 1.0 / 1680.0, 1.0 / 1188.0
+    aa = a * a
+    if a > 500.0:
+        return (s0 - s1 / aa) / a
+    if a > 80.0:
+        return (s0 - (s1 - s2 / aa) / aa) / a
+    if a > 35.0:
+        return (s0 - (s1 - (s2 - s3 / aa) / aa) / aa) / a
+    return (s0 - (s1 - (s2 - (s3 - s4 / aa) / aa) / aa) / aa) / a
+
+
+def _deviance(a: float, y: float) -> float:
+    """``a ln(a / y) + y - a`` (>= 0), from the series of ``ln((1 + v) / (1 - v))`` in
+    ``v = (a - y) / (a + y)`` when ``a`` and ``y`` are close, where the plain formula
+    would cancel."""
+    d = a - y
+    if abs(d) < 0.1 * (a + y):
+        v = d / (a + y)
+        s = d * v
+        term = 2.0 * a * v
+        v2 = v * v
+        j = 1.0
+        while True:
+            term *= v2
+            following = s + term / (2.0 * j + 1.0)
+            if following == s:
+                return following
+            s = following
+            j += 1.0
+    return a * math.log(a / y) + y - a
+
+
+def _chi2_sf_one(k: float, x: float) -> float:
+    """:func:`chi2_sf` of one value (the compiled kernel does the same operations).
+
+    With ``a = k / 2`` and ``y = x / 2`` it is the regularized upper incomplete gamma
+    ``Q(a, y)``. Both ways of computing it start from ``D = exp(-y) y**a / G(a + 1)``,
+    taken as ``exp(-stirling(a) - deviance(a, y)) / sqrt(2 pi a)`` so that it keeps its
+    precision when ``a`` and ``y`` are large; below ``y = a + 1``, ``1 - P(a, y)`` with
+    ``P = D (1 + y / (a + 1) + y**2 / ((a + 1)(a + 2)) + ...)``; above it, ``Q = a D h``
+    with ``h`` Legendre's continued fraction, evaluated by the modified Lentz method."""
+    if not (k >= 1.0 and k == math.floor(k) and k <= 1e15) or x != x:
+        return math.nan
+    if x <= 0.0:
+        return 1.0
+    if x == math.inf:
+        return 0.0
+    a = 0.5 * k
+    y = 0.5 * x
+    d = math.exp(-_stirling_error(a) - _deviance(a, y)) / math.sqrt(_TWO_PI * a)
+    if y < a + 1.0:
+        t = 1.0
+        s = 1.0
+        n = 1.0
+        while t > s * _EPS:
+            t *= y / (a + n)
+            s += t
+            n += 1.0
+        p = d * s
+        return 1.0 - p if p < 1.0 else 0.0
+    b = y + 1.0 - a
+    c = 1.0 / _TINY
+    e = 1.0 / b
+    h = e
+    i = 1.0
+    while True:
+        an = -i * (i - a)
+        b += 2.0
+        e = an * e + b
+        if abs(e) < _TINY:
+            e = _TINY
+        c = b + an / c
+        if abs(c) < _TINY:
+            c = _TINY
+        e = 1.0 / e
+        step = e * c
+        h *= step
+        if abs(step - 1.0) <= _EPS:
+            break
+        i += 1.0
+    return a * d * h
+
+
+def chi2_sf(dof: npt.ArrayLike, x: npt.ArrayLike) -> F64:
+    """The chi-square survival function ``P(X > x)`` of ``X`` with ``dof`` degrees of
+    freedom, elementwise (broadcast): the p-value of a chi-square statistic ``x``.
+
+    ``dof`` must be a whole number >= 1 (a count of columns less one), else the value is
+    NaN; ``x <= 0`` gives 1. Within a few units in the last place of the exact value
+    (``tests/core/test_drift.py`` checks it against ``scipy.stats.chi2.sf`` and against
+    the closed form for even ``dof``), without loading scipy. The compiled kernel
+    computes it when it is built, the Python code beside it otherwise, to the same bits.
+    """
+    k = np.asarray(dof, dtype=np.float64)
+    v = np.asarray(x, dtype=np.float64)
+    if (k.size != 1 and k.shape != v.shape) or k.ndim > v.ndim:
+        k, v = np.broadcast_arrays(k, v)
+    if not k.flags.c_contiguous:
+        k = k.copy()
+    if not v.flags.c_contiguous:
+        v = v.copy()
+    out = np.empty(v.shape)
+    kernels = native.kernels()
+    if kernels is not None:  # one dof for every x, or one each
+        kernels.chi2_sf(k, v, out)
+        return out
+    flat = out.reshape(-1)
+    each = np.broadcast_to(k, v.shape).ravel().tolist()
+    for i, (ki, vi) in enumerate(zip(each, v.ravel().tolist(), strict=True)):
+        flat[i] = _chi2_sf_one(ki, vi)
     return out
 
 

@@ -63,7 +63,13 @@ from monitor.core.counts import (
 )
 from monitor.core.fastpath import Chunk, split_and_join
 from monitor.core.join import JoinBuffer
-from monitor.core.layout import Layout, Terms, feature_columns, scatter_panes
+from monitor.core.layout import (
+    Layout,
+    Terms,
+    feature_columns,
+    feature_terms_many,
+    scatter_panes,
+)
 from monitor.core.model import ModelState, PaneSignals, install_profile
 from monitor.core.partials import DeltaLedger
 from monitor.core.reference import ReferenceProfile
@@ -445,14 +451,16 @@ class Engine:
         :meth:`_task_terms`), scattered at once (see :meth:`_scatter`), then every model's
         label delays and the errors its detectors wait for."""
         gathered = []
-        for model, batch in zip(self.models, batches, strict=True):
+        pairs_of = _outcomes(batches)
+        for model, batch, pairs in zip(self.models, batches, pairs_of, strict=True):
             k = 2 + len(model.registry.segments)
-            gathered.append((model, batch.predictions(k, model.layout.features), batch.outcomes(k)))
+            gathered.append((model, batch.predictions(k, model.layout.features), pairs))
         task = self._task_terms(gathered)
+        features = self._feature_terms(gathered)
         terms: list[tuple[ModelState, _Sets]] = []
         outcomes: list[tuple[ModelState, Chunk]] = []
-        for (model, preds, pairs), made in zip(gathered, task, strict=True):
-            sets = self._terms(model, preds, pairs, made)
+        for (model, preds, pairs), made, feats in zip(gathered, task, features, strict=True):
+            sets = self._terms(model, preds, pairs, [*made, feats])
             if sets.predictions is not None or sets.pairs is not None:
                 terms.append((model, sets))
             if pairs is not None:
@@ -500,11 +508,45 @@ class Engine:
                     a = b
         return made
 
+    def _feature_terms(
+        self, gathered: Sequence[tuple[ModelState, Chunk | None, Chunk | None]]
+    ) -> list[_Terms | None]:
+        """Each model's feature terms of its predictions (None: made by :meth:`_terms`):
+        those of models whose layouts have one :meth:`~monitor.core.layout.Layout.
+        numeric_shape`, every prediction of theirs past the warmup profile's panes, made
+        by one :func:`~monitor.core.layout.feature_terms_many` call (each event's terms
+        depend on that event and its model's reference alone: the same values as the
+        model's own call)."""
+        made: list[_Terms | None] = [None] * len(gathered)
+        alike: dict[Any, list[int]] = {}
+        for i, (model, preds, _) in enumerate(gathered):
+            if preds is None or preds.numeric is None or not model.layout.features:
+                continue
+            shape = model.layout.numeric_shape()
+            if shape is None:
+                continue
+            if model.profile_pane is not None and not (
+                math.floor(float(preds.ts.min()) / self.pane) > model.profile_pane
+            ):  # some of its events are the profile's own: its call leaves them out
+                continue
+            alike.setdefault(shape, []).append(i)
+        for members in alike.values():
+            if len(members) < 2:
+                continue
+            chosen = [gathered[i] for i in members]
+            done = feature_terms_many([g[0].layout for g in chosen],
+                                      [g[1].numeric for g in chosen if g[1] is not None
+                                       and g[1].numeric is not None])  # fmt: skip
+            if done is not None:
+                for i, one in zip(members, done, strict=True):
+                    made[i] = one
+        return made
+
     def _terms(self, model: ModelState, preds: Chunk | None, pairs: Chunk | None,
                made: Sequence[_Terms | None]) -> _Sets:  # fmt: skip
         """A model's terms of the poll: its predictions' (``preds``) and its joined pairs'
-        (``pairs``); ``made``, the task's terms of each made with other models' (None: made
-        here)."""
+        (``pairs``); ``made``, the task's terms of each and the predictions' feature terms
+        made with other models' (None: made here)."""
         layout = model.layout
         predictions = paired = None
         if preds is not None:
@@ -514,13 +556,16 @@ class Engine:
                 probs = np.asarray(preds.prob) if preds.prob else None
                 cols, vals = layout.prediction_terms(preds.pred, preds.score, probs)
             if layout.features:
-                use = None
-                if model.profile_pane is not None:
-                    use = np.floor(preds.ts / self.pane) > model.profile_pane
-                columns = preds.feats if isinstance(preds.feats, dict) else None
-                f_cols, f_vals = layout.feature_terms(
-                    None, use, columns=columns, numeric=preds.numeric
-                )
+                if made[2] is not None:
+                    f_cols, f_vals = made[2]
+                else:
+                    use = None
+                    if model.profile_pane is not None:
+                        use = np.floor(preds.ts / self.pane) > model.profile_pane
+                    columns = preds.feats if isinstance(preds.feats, dict) else None
+                    f_cols, f_vals = layout.feature_terms(
+                        None, use, columns=columns, numeric=preds.numeric
+                    )
                 cols = np.concatenate([cols, f_cols], axis=1)
                 vals = np.concatenate([vals, f_vals], axis=1)
             predictions = (preds.part, preds.ts, preds.slices, cols, vals)
@@ -792,6 +837,45 @@ class Engine:
                 rejects[reason] += n
         return {"models": models, "rejects": dict(sorted(rejects.items())),
                 "unnamed_labels": self.unnamed_labels()}  # fmt: skip
+
+
+def _outcomes(batches: Sequence[_Batch]) -> list[Chunk | None]:
+    """Each model's :meth:`_Batch.outcomes`: the models whose pairs of the poll are in
+    several chunks (a segment's plain predictions joined by their label message, others
+    joining predictions that waited) put in poll order by one sort of all of them (per
+    width of slice ids), each model's pairs in the order its own call gives them."""
+    out: list[Chunk | None] = [None] * len(batches)
+    widths: dict[int, list[int]] = {}
+    for i, batch in enumerate(batches):
+        chunks = batch.chunks_o
+        if len(chunks) == 1:
+            out[i] = chunks[0]
+        elif chunks:
+            widths.setdefault(chunks[0].slices.shape[1], []).append(i)
+    for members in widths.values():
+        if len(members) == 1:
+            out[members[0]] = batches[members[0]].outcomes(0)
+            continue
+        chunks = [c for i in members for c in batches[i].chunks_o]
+        sizes = [sum(len(c.idx) for c in batches[i].chunks_o) for i in members]
+        idx = np.concatenate([c.idx for c in chunks])
+        slot = np.repeat(np.arange(len(members), dtype=np.int64), sizes)
+        # poll order within each model (the detectors see event order), stably
+        order = np.argsort(slot * (int(idx.max()) + 1) + idx, kind="stable")
+        ts, pred, score, slices, part = (
+            np.concatenate([getattr(c, name) for c in chunks])[order]
+            for name in ("ts", "pred", "score", "slices", "part")
+        )
+        label = np.concatenate([c.label for c in chunks if c.label is not None])[order]
+        delay = np.concatenate([c.delay for c in chunks if c.delay is not None])[order]
+        idx = idx[order]
+        a = 0
+        for i, n in zip(members, sizes, strict=True):
+            b = a + n
+            out[i] = Chunk(idx[a:b], part[a:b], ts[a:b], pred[a:b], score[a:b], slices[a:b],
+                           label=label[a:b], delay=delay[a:b])  # fmt: skip
+            a = b
+    return out
 
 
 def _last_offsets(batch: MessageBatch) -> dict[tuple[str, int], int]:

@@ -53,7 +53,7 @@ from monitor.core.counts import (
     MATCHED,
     PREDICTIONS,
 )
-from monitor.core.join import EarlyLabel, PendingTable, id_keys
+from monitor.core.join import EarlyLabel, PendingTable, id_keys, pop_groups
 from monitor.core.layout import Layout, NumericBlock, _numeric_block
 from monitor.core.partials import WarmRow
 from monitor.events.codec import (
@@ -97,8 +97,9 @@ _NEW_EARLY: Final = partial(tuple.__new__, EarlyLabel)
 
 
 class Chunk:
-    """Columns of one model's events from one partition, in message order; ``idx`` is each
-    event's index in the poll (to merge the chunks of several segments in poll order).
+    """Columns of one model's events, in message order; ``idx`` is each event's index in
+    the poll (to merge the chunks of several segments in poll order), ``part`` its
+    partition (given as one number for all, or as a column).
     ``feats`` holds features' values (a list of features objects, or columns by name) and
     ``numeric`` the block of the model's numeric features (see
     :data:`~monitor.core.layout.NumericBlock`) when ``feats`` leaves them out."""
@@ -120,7 +121,7 @@ class Chunk:
     def __init__(
         self,
         idx: I64,
-        part: int,
+        part: int | I64,
         ts: F64,
         pred: F64,
         score: F64,
@@ -133,7 +134,7 @@ class Chunk:
         delay: F64 | None = None,
     ) -> None:
         self.idx = idx
-        self.part = np.full(len(idx), part, dtype=np.int64)
+        self.part = np.full(len(idx), part, dtype=np.int64) if isinstance(part, int) else part
         self.ts = ts
         self.pred = pred
         self.score = score
@@ -1034,6 +1035,11 @@ def _crossing_caps(engine: Engine, events: list[PredictionEvent], model_of: list
     at a cap depends on the order values arrive in (see :func:`_registry_cut`);
     a registry below its caps after the poll, or already full, does not depend on it."""
     out: set[int] = set()
+    models = engine.models
+    if not any(m.registry.segments for m in models) and not any(
+        {e.model_version for e in events}
+    ):  # no slice value at all (no version, no segment): nothing to register
+        return out
     by_model: dict[int, list[PredictionEvent]] = {}
     if len(set(model_of)) == 1:
         by_model[model_of[0]] = events
@@ -1043,7 +1049,7 @@ def _crossing_caps(engine: Engine, events: list[PredictionEvent], model_of: list
     for index, mine in by_model.items():
         if index < 0:
             continue
-        model = engine.models[index]
+        model = models[index]
         registry = model.registry
         room = {d: registry.caps[d] - registry.used[d] for d in registry.caps}
         if all(r <= 0 for r in room.values()):
@@ -1887,8 +1893,25 @@ def _labels(
                 mine = chosen[bounds[j] : bounds[j + 1]]
                 mine_ids = pids if len(mine) == len(rows) else [pids[k] for k in mine.tolist()]
                 joining.setdefault(m, []).append((number, sel[mine], mine_ids))
-    for m, runs in joining.items():
-        _plan_joins(engine, split, m, runs, events, at, ts)
+    planned = [_plan_joins(engine, split, m, runs, events, at, ts) for m, runs in joining.items()]
+    joins = [plan for plan in planned if plan is not None]
+    if joins:  # every model's in one plan
+        idx = joins[0].idx if len(joins) == 1 else np.concatenate([p.idx for p in joins])
+        split.plans.append((joins[0].numbers[0], idx, partial(_take_joins, engine, split, joins)))
+
+
+class _Joins(NamedTuple):
+    """Labels of the segment that join predictions of model ``m`` waiting from before it,
+    checked (see :func:`_plan_joins`): ``sizes`` of each partition of ``numbers``, in that
+    order, with their poll indices, ids, event times and label codes."""
+
+    m: int
+    numbers: list[int]
+    sizes: list[int]
+    idx: I64
+    pids: list[str]
+    ts: F64
+    codes: F64
 
 
 def _plan_joins(
@@ -1899,11 +1922,11 @@ def _plan_joins(
     events: list[LabelEvent],
     at: I64,
     ts: F64,
-) -> None:
-    """Plan the labels of the segment that join predictions of model ``m`` waiting from
+) -> _Joins | None:
+    """Check the labels of the segment that join predictions of model ``m`` waiting from
     before it (``runs``: per partition, their positions among the segment's labels and
-    their ids): a label value the model's codec refuses is a reject, the others join,
-    every partition's in one plan (:func:`_take_joins`)."""
+    their ids): a label value the model's codec refuses is a reject; the others join,
+    every model's in one plan (:func:`_take_joins`). None when none joins."""
     numbers = [number for number, _, _ in runs]
     sizes = [len(pids) for _, _, pids in runs]
     if len(runs) == 1:
@@ -1919,15 +1942,14 @@ def _plan_joins(
         pids = [pids[j] for j in keep.tolist()]
         pos, codes = pos[keep], codes[keep]
         if not pids:
-            return
+            return None
     idx = at[pos]
     if split.record:
         a = 0
         for number, n in zip(numbers, sizes, strict=True):
             split.op(_P_HELD, m, number, idx[a : a + n], pids[a : a + n])
             a += n
-    apply = partial(_take_joins, engine, split, m, numbers, sizes, idx, pids, ts[pos], codes)
-    split.plans.append((numbers[0], idx, apply))
+    return _Joins(m, numbers, sizes, idx, pids, ts[pos], codes)
 
 
 def _sizes_kept(sizes: list[int], keep: I64) -> list[int]:
@@ -2010,54 +2032,74 @@ def _take_early(
     split.early.setdefault(number, []).append((idx, pids, labels, name))
 
 
-def _take_joins(
-    engine: Engine,
-    split: _Split,
-    m: int,
-    numbers: list[int],
-    sizes: list[int],
-    idx: I64,
-    pids: list[str],
-    ts: F64,
-    codes: F64,
-) -> None:
-    """Join checked labels of model ``m`` with their waiting predictions (``sizes`` labels
-    of each partition of ``numbers``, in that order): count, remember the ids as matched,
-    queue the pairs for accumulation as one chunk in poll order."""
+def _take_joins(engine: Engine, split: _Split, joins: list[_Joins]) -> None:
+    """Join checked labels with their waiting predictions, every model's of the segment
+    together (``joins``: a model's labels each): count, remember the ids as matched, queue
+    each model's pairs for accumulation as one chunk in poll order. The waiting
+    predictions leave their tables in one :func:`~monitor.core.join.pop_groups` call per
+    width of slice ids (a poll of many models has hundreds of (model, partition) groups)."""
     topic = engine.config.kafka.labels_topic
-    taken: list[tuple[F64, F64, F64, I64]] = []
+    partitions = engine.partitions
+    # each group's table, by the slice ids its rows hold (the model's: one width a model)
+    widths: dict[int, list[int]] = {}
+    tables: list[PendingTable] = []
+    sizes: list[int] = []
+    for j, joined in enumerate(joins):
+        first = len(tables)
+        for number, n in zip(joined.numbers, joined.sizes, strict=True):
+            tables.append(partitions[number].join.pending[joined.m])
+            sizes.append(n)
+        widths.setdefault(max(t.k for t in tables[first:]), []).append(j)
+    if len(widths) > 1:  # models of several widths: a call each, in order
+        for chosen in widths.values():
+            _take_joins(engine, split, [joins[j] for j in chosen])
+        return
+    (k,) = widths
+    pids = joins[0].pids if len(joins) == 1 else [pid for j in joins for pid in j.pids]
+    found, p_ts, p_pred, p_score, p_slices = pop_groups(tables, sizes, pids, k)
+    assert found.all()
+    ts = joins[0].ts if len(joins) == 1 else np.concatenate([j.ts for j in joins])
     highs = _run_maxima(ts, sizes)  # as _note, in one call
-    a = 0
-    for number, n, high in zip(numbers, sizes, highs, strict=True):
-        if not n:
-            continue
-        b = a + n
-        state = engine.partitions[number]
-        mine = pids if n == len(pids) else pids[a:b]
-        found, p_ts, p_pred, p_score, p_slices = state.join.pending[m].pop_many(mine)
-        assert found.all()
-        counts = state.counts[m]
-        counts[LABELS] += n
-        counts[MATCHED] += n
-        split.matched.setdefault((m, number), []).append((idx[a:b], mine, ts[a:b]))
-        if high > state.max_ts.get(topic, -math.inf):
-            state.max_ts[topic] = high
-        taken.append((p_ts, p_pred, p_score, p_slices))
-        a = b
-    engine.pending_total[m] -= len(pids)
-    if len(taken) == 1:
-        p_ts, p_pred, p_score, p_slices = taken[0]
-        chunk = Chunk(idx, numbers[sizes.index(len(pids))], ts, p_pred, p_score, p_slices,
-                      label=codes, delay=ts - p_ts)  # fmt: skip
+    g = 0
+    for joined in joins:
+        m, idx, mine_ts = joined.m, joined.idx, joined.ts
+        a = 0
+        for number, n in zip(joined.numbers, joined.sizes, strict=True):
+            high = highs[g]
+            g += 1
+            if not n:
+                continue
+            b = a + n
+            state = partitions[number]
+            mine = joined.pids if n == len(joined.pids) else joined.pids[a:b]
+            counts = state.counts[m]
+            counts[LABELS] += n
+            counts[MATCHED] += n
+            split.matched.setdefault((m, number), []).append((idx[a:b], mine, mine_ts[a:b]))
+            if high > state.max_ts.get(topic, -math.inf):
+                state.max_ts[topic] = high
+            a = b
+        engine.pending_total[m] -= len(joined.pids)
+    # Each model's pairs in poll order (the detectors see event order): one sort of all.
+    lens = [len(j.pids) for j in joins]
+    idx = joins[0].idx if len(joins) == 1 else np.concatenate([j.idx for j in joins])
+    part = np.repeat(np.array([n for j in joins for n in j.numbers], dtype=np.int64), sizes)
+    codes = joins[0].codes if len(joins) == 1 else np.concatenate([j.codes for j in joins])
+    delay = ts - p_ts
+    if all(len(j.numbers) == 1 for j in joins):  # each model's labels of one partition
+        order = None
     else:
-        p_ts, p_pred, p_score = (np.concatenate([t[i] for t in taken]) for i in range(3))
-        p_slices = np.concatenate([t[3] for t in taken])
-        part = np.repeat(np.array(numbers, dtype=np.int64), sizes)
-        order = np.argsort(idx, kind="stable")  # poll order: the detectors see event order
-        chunk = Chunk(idx[order], 0, ts[order], p_pred[order], p_score[order], p_slices[order],
-                      label=codes[order], delay=(ts - p_ts)[order])  # fmt: skip
-        chunk.part = part[order]
-    engine.batch_of(m).chunks_o.append(chunk)
+        slot = np.repeat(np.arange(len(joins), dtype=np.int64), lens)
+        order = np.argsort(slot * (int(idx.max()) + 1) + idx, kind="stable")
+        idx, ts, p_pred, p_score = idx[order], ts[order], p_pred[order], p_score[order]
+        p_slices, codes, delay, part = p_slices[order], codes[order], delay[order], part[order]
+    a = 0
+    for joined, n in zip(joins, lens, strict=True):
+        b = a + n
+        chunk = Chunk(idx[a:b], part[a:b], ts[a:b], p_pred[a:b], p_score[a:b], p_slices[a:b],
+                      label=codes[a:b], delay=delay[a:b])  # fmt: skip
+        engine.batch_of(joined.m).chunks_o.append(chunk)
+        a = b
 
 
 def _found_before(

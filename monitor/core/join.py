@@ -858,6 +858,55 @@ class PendingTable:
         return out
 
 
+def pop_groups(
+    tables: list[PendingTable], sizes: list[int], pids: list[str], k: int
+) -> tuple[BoolArray, F64, F64, F64, I64]:
+    """:meth:`PendingTable.pop_many` of many tables, end to end: the next ``sizes[g]`` of
+    ``pids`` from ``tables[g]``, each table holding ``k`` slice ids a row (or none yet).
+    The same tables and results as a call per group, with one call of
+    :mod:`monitor.native`'s ``pending_pop_groups`` when it runs (a poll of many models
+    joins a few labels in each of hundreds of (model, partition) tables)."""
+    n = len(pids)
+    kernels = native.kernels()
+    if kernels is None or len({id(t) for t in tables}) < len(tables):
+        # a table in two groups: a pop each, compacted in between as pop_many does
+        parts = []
+        a = 0
+        for table, size in zip(tables, sizes, strict=True):
+            found, ts, pred, score, slices = table.pop_many(pids[a : a + size])
+            if slices.shape[1] != k:  # a table that never held a row: none found
+                slices = np.full((size, k), -1, dtype=np.int64)
+            parts.append((found, ts, pred, score, slices))
+            a += size
+        if not parts:
+            return (np.zeros(0, dtype=np.bool_), np.empty(0), np.empty(0), np.empty(0),
+                    np.empty((0, k), dtype=np.int64))  # fmt: skip
+        joined = [np.concatenate([p[i] for p in parts]) for i in range(5)]
+        return joined[0], joined[1], joined[2], joined[3], joined[4]
+    found = np.empty(n, dtype=np.bool_)
+    ts, pred, score = np.empty(n), np.empty(n), np.empty(n)
+    slices = np.empty((n, k), dtype=np.int64)
+    gone = np.empty(n, dtype=np.uint32)
+    counts = np.empty(len(tables), dtype=np.int64)
+    sizes_out = np.empty(len(tables), dtype=np.int64)
+    kernels.pending_pop_groups(
+        tables, np.array(sizes, dtype=np.int64), pids if type(pids) is list else list(pids),
+        found, ts, pred, score, slices, gone, counts, sizes_out,
+    )  # fmt: skip
+    a = 0
+    for table, size, count, size_bytes in zip(
+        tables, sizes, counts.tolist(), sizes_out.tolist(), strict=True
+    ):
+        if count:  # what pop_many does after its kernel call
+            table._id_bytes -= size_bytes
+            if table._owner is not None:
+                table._owner[0].remove(gone[a : a + count], table._owner[1])
+            table._live -= count
+            table._maybe_compact()
+        a += size
+    return found, ts, pred, score, slices
+
+
 #: Dead rows a :class:`PendingTable` keeps at least before it compacts (when they are more
 #: than half its rows): a small table (one model's in a partition, with many models) would
 #: else compact every poll or two, some forty numpy calls each, to free a few kilobytes.
@@ -1365,7 +1414,16 @@ class JoinBuffer:
                     free = out < 0
                     out[table.contains_many(ids) & free] = m
             return out
-        first, many = self.owner_index().candidates(ids.crcs)
+        index = self.owner_index()
+        kernels = native.kernels()
+        if kernels is not None:  # candidates and their tables' confirmation in one call
+            index._apply()
+            kernels.owner_first(index._crc, index._model, index._count, index._shift,
+                                self.pending, ids.keys if type(ids.keys) is list
+                                else list(ids.keys),
+                                np.ascontiguousarray(ids.crcs, dtype=np.uint32), out)  # fmt: skip
+            return out
+        first, many = index.candidates(ids.crcs)
         single = np.flatnonzero(many == 1)
         if single.size:
             # each candidate model's ids together (sorted by model, in order within it)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from itertools import pairwise
+from itertools import accumulate, pairwise
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -56,6 +56,7 @@ __all__ = [
     "Layout",
     "NumericBlock",
     "Terms",
+    "feature_terms_many",
     "scatter_add",
     "scatter_pane",
     "scatter_panes",
@@ -288,17 +289,16 @@ class Layout:
             problem |= unseen
         j = len(self.features) * per_feature
         if self.pca is not None:
-            # (events, features) in C order, as the PCA was always given its rows
-            pca_x = np.ascontiguousarray((x if plan.pca is None else x[plan.pca]).T)
+            pca_x = x if plan.pca is None else x[plan.pca]  # (features, events)
             err: F64 = np.zeros(e)
-            if clean and every:  # every row finite and used: no gather
+            if clean and every:  # every event finite and used: no gather
                 whole = use
                 if e:
                     err = self.pca.errors(pca_x)
             else:
-                whole = np.isfinite(pca_x).all(axis=1) & use
+                whole = np.isfinite(pca_x).all(axis=0) & use
                 if whole.any():
-                    err[whole] = self.pca.errors(pca_x[whole])
+                    err[whole] = self.pca.errors(pca_x[:, whole])
             cols[j] = self.col("pca_n")
             vals[j] = whole
             cols[j + 1] = self.col("pca_err_sum")
@@ -310,6 +310,28 @@ class Layout:
             j += 1
         assert j == terms
         return cols.T, vals.T
+
+    def numeric_shape(self) -> tuple[Any, ...] | None:
+        """What :func:`feature_terms_many` needs equal in layouts it takes together: the
+        features, the columns their terms go to and the terms each has (None: a layout it
+        does not take: no profile, or a feature not numeric). Made once per profile."""
+        plan = self._numeric_plan()
+        kept = self.__dict__.get("_numeric_shape")
+        if kept is not None and kept[0] is plan:
+            shape: tuple[Any, ...] | None = kept[1]
+            return shape
+        shape = None
+        if (
+            self.profile is not None
+            and plan.bins is not None
+            and len(plan.names) == len(self.features)
+        ):
+            pca = (self.col("pca_n"), self.col("pca_err_sum")) if self.pca is not None else None
+            shape = (tuple(self.features), plan.quality.tobytes(), plan.hist.tobytes(),
+                     plan.bin_sum.tobytes(), plan.top.tobytes(), plan._whole, pca,
+                     self.col("problem_n"))  # fmt: skip
+        self.__dict__["_numeric_shape"] = (plan, shape)
+        return shape
 
     def _numeric_plan(self) -> _NumericPlan:
         """Where the numeric features' terms go (see :class:`_NumericPlan`), made once per
@@ -358,6 +380,79 @@ _NUMERIC_KIND: dict[type, int] = {int: 0, float: 0, type(None): 1}
 _CATEGORICAL_KIND: dict[type, int] = {str: 0, int: 0, bool: 0, type(None): 1}
 _NUMBER = (int, float)
 _NUMBER_TYPES = frozenset(_NUMBER)
+
+
+def feature_terms_many(
+    layouts: Sequence[Layout], blocks: Sequence[NumericBlock]
+) -> list[tuple[I64, F64]] | None:
+    """:meth:`Layout.feature_terms` of several models' predictions at once (``blocks``: each
+    model's numeric block, every event used), for layouts of one
+    :meth:`Layout.numeric_shape`: the same terms for each, made by one numpy call per kind
+    of term over all the events instead of one per model (a poll of many models has a few
+    dozen predictions of each). The histogram columns are every model's at once (each
+    value over its own model's edges, in one compiled call when :mod:`monitor.native`
+    runs); the PCA errors (each model's components, over its own rows as its own call
+    takes them) model by model. None, with nothing made, unless every value is a finite number
+    (the usual poll): each model's own call then takes its events."""
+    plan = layouts[0]._numeric_plan()
+    bad = np.concatenate([b[0] for b in blocks], axis=1)
+    x = np.concatenate([b[1] for b in blocks], axis=1)
+    # A finite sum: every value a finite number, so each model's block is clean (its own
+    # call takes its events as they are: a model's sum that overflows takes the general
+    # path there, which finds them all finite and makes the same terms).
+    if bad.any() or not math.isfinite(float(x.sum())):
+        return None
+    sizes = [b[1].shape[1] for b in blocks]
+    ends = list(accumulate(sizes))
+    e = ends[-1]
+    per_feature = 3
+    pca = layouts[0].pca is not None
+    terms = len(plan.names) * per_feature + (2 if pca else 0) + 1
+    cols: I64 = np.empty((terms, e), dtype=np.int64)
+    vals: F64 = np.empty((terms, e), dtype=np.float64)
+    term = plan.term_rows(per_feature)
+    cols[term(0)] = plan.quality[plan.quality_at]
+    vals[term(0)] = 0.0
+    b = np.empty(x.shape, dtype=np.int64)
+    kernels = native.kernels()
+    if kernels is not None:  # every model's bins in one call, each value over its own edges
+        plans = [layout._numeric_plan() for layout in layouts]
+        counts = np.concatenate([p.edge_counts for p in plans])
+        offsets = np.zeros(counts.size + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        slots = np.repeat(np.arange(len(layouts), dtype=np.int64), sizes)
+        kernels.bin_rows(np.concatenate([p.edges for p in plans]), offsets, slots, x, b)
+    else:
+        for layout, start, end in zip(layouts, [0, *ends[:-1]], ends, strict=True):
+            bins = layout._numeric_plan().bins
+            assert bins is not None  # numeric_shape: a profile
+            b[:, start:end] = bins(x[:, start:end])
+    problem = ((b == 0) | (b == plan.top)).any(axis=0)
+    cols[term(1)] = b + plan.hist
+    vals[term(1)] = 1.0
+    cols[term(2)] = b + plan.bin_sum
+    vals[term(2)] = x
+    j = len(plan.names) * per_feature
+    if pca:
+        err: F64 = np.empty(e)
+        for layout, start, end in zip(layouts, [0, *ends[:-1]], ends, strict=True):
+            assert layout.pca is not None  # numeric_shape: one of the shape
+            mine = x[:, start:end]
+            rows = layout._numeric_plan().pca
+            # (features, events), as the model's own call gives its PCA
+            err[start:end] = layout.pca.errors(mine if rows is None else mine[rows])
+        cols[j] = layouts[0].col("pca_n")
+        vals[j] = 1.0
+        cols[j + 1] = layouts[0].col("pca_err_sum")
+        vals[j + 1] = err
+        j += 2
+    cols[j] = layouts[0].col("problem_n")
+    vals[j] = problem
+    cols_t, vals_t = cols.T, vals.T
+    return [
+        (cols_t[start:end], vals_t[start:end])
+        for start, end in zip([0, *ends[:-1]], ends, strict=True)
+    ]
 
 
 def feature_columns(
@@ -411,6 +506,11 @@ class _NumericPlan:
         #: The histograms' bins (None without a profile), their first edges, top columns
         #: (overflow), and where each histogram and bin sum starts.
         self.bins = StackedBins([r.edges for r in refs]) if refs else None
+        #: Every feature's edges end to end, and how many each has (the compiled bins of
+        #: :func:`feature_terms_many`).
+        self.edges: F64 = np.concatenate([np.asarray(r.edges, dtype=np.float64) for r in refs]
+                                         or [np.zeros(0)])  # fmt: skip
+        self.edge_counts: I64 = np.array([len(r.edges) for r in refs], dtype=np.int64)
         self.first_edge: F64 = np.array([r.edges[0] for r in refs])[:, None]
         self.top: I64 = np.array([r.columns - 1 for r in refs], dtype=np.int64)[:, None]
         self.hist: I64 = np.array([layout.col(f"hist:{n}") for n in self.names if refs],

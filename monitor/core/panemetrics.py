@@ -38,7 +38,7 @@ import numpy.typing as npt
 
 from monitor.config import GAP_METRICS
 from monitor.core.calibration import midpoint_calibration
-from monitor.core.drift import CDF_TOLERANCE, PSI_FLOOR
+from monitor.core.drift import CDF_TOLERANCE, PSI_FLOOR, chi2_sf
 from monitor.core.estimate import estimated_metrics
 from monitor.core.layout import Layout
 from monitor.core.metrics import average_precision, compute_metrics, mcc, task_metrics
@@ -183,20 +183,6 @@ def _psi_js(p: F64, tiles: _Tiled, member: F64, block: int) -> tuple[F64, F64]:
     return psi_value, js_value
 
 
-#: scipy's special functions once :func:`_special` imported them.
-_SPECIAL: Any = None
-
-
-def _special() -> Any:
-    """scipy's special functions, imported at the first drift statistic, not at start."""
-    global _SPECIAL
-    if _SPECIAL is None:
-        from scipy import special
-
-        _SPECIAL = special
-    return _SPECIAL
-
-
 def _size(index: I64 | slice) -> int:
     """How many positions an index of :func:`_index` holds."""
     return index.stop - index.start if isinstance(index, slice) else len(index)
@@ -238,16 +224,14 @@ def _chi2(
     seen = mask & (n > 0) if mask_n else mask
     safe_n = np.where(seen, n, 1.0)
     stat = (1.0 / safe_n + 1.0 / ref_n) / (safe_n + ref_n) * sums[:rows]
-    special = _special()
-    # Two columns (1 degree of freedom, or 0 with a statistic of exactly 0): the p-value
-    # is erfc(sqrt(x / 2)), which cephes' incomplete gamma takes far longer to reach.
+    # Two columns: 1 degree of freedom (or 0 with a statistic of exactly 0, p-value 1).
     out: F64 = np.empty((rows, s))
     many, two = sub.many_columns, sub.two_columns
     if _size(many):
         dof = np.maximum(sums[rows:, many] - 1.0, 1.0)
-        out[:, many] = special.chdtrc(dof, stat[:, many])
+        out[:, many] = chi2_sf(dof, stat[:, many])
     if _size(two):
-        out[:, two] = special.erfc(np.sqrt(0.5 * stat[:, two]))
+        out[:, two] = chi2_sf(1.0, stat[:, two])
     np.copyto(out, np.nan, where=~seen)
     return out
 

@@ -14,6 +14,7 @@ from monitor.core.alerting import Alerting
 from monitor.core.detectors import (
     CalibratedCusum,
     ErrorDetectors,
+    RiverUp,
     bernoulli_cusum_arl,
     calibrate_cusum,
     make_detector,
@@ -316,3 +317,131 @@ def test_a_batch_fed_at_once_decides_as_one_value_at_a_time(entry: str) -> None:
         values = stream[start : start + 37].tolist()
         assert many.update_many(values) == sum(one.update(x) for x in values)
     assert pickle.dumps(one) == pickle.dumps(many)
+
+
+@pytest.mark.parametrize("kind", ["errors", "absolute errors", "alternating"])
+def test_adwin_fed_in_batches_counts_river_adwins_rises_and_ends_in_its_state(kind: str) -> None:
+    """Many detections, up and down, of 0/1 and real values, cut into batches of any size:
+    the batch path keeps the window's sum and width itself between cuts, and must count
+    what river's ADWIN fed one value at a time counts and end with the same window."""
+    rng = np.random.default_rng({"errors": 1, "absolute errors": 2, "alternating": 3}[kind])
+    n = 40_000
+    if kind == "alternating":
+        rate = np.where(np.arange(n) % 4000 < 2000, 0.05, 0.6)
+        values = (rng.random(n) < rate).astype(float)
+    else:
+        rate = np.repeat(rng.random(8), n // 8)
+        values = (
+            (rng.random(n) < rate).astype(float)
+            if kind == "errors"
+            else rng.exponential(1.0, n) * (1.0 + 3.0 * rate)
+        )
+    river_adwin, rises = drift.ADWIN(), 0
+    for x in values.tolist():
+        before = river_adwin.estimation
+        river_adwin.update(x)
+        rises += bool(river_adwin.drift_detected and river_adwin.estimation > before)
+    mine = make_detector("adwin")
+    assert isinstance(mine, RiverUp)
+    found, at = 0, 0
+    while at < n:
+        size = int(rng.integers(1, 900))
+        found += mine.update_many(values[at : at + size].tolist())
+        at += size
+    assert rises >= 3 and found == rises
+    state = [(d.total, d.width, d.variance, d.drift_detected) for d in (mine.detector, river_adwin)]
+    assert state[0] == state[1]
+
+
+# --- the CUSUM's exact run length without scipy's sparse solver ---------------------------
+
+
+def _arl_exact(p: float, r: int, m: int, h: int) -> float:
+    """The same chain's run length in exact rational arithmetic (``p`` as the float it is)."""
+    from fractions import Fraction
+
+    n, up, q = h + 1, m - r, 1 - Fraction(p)
+    a = [[Fraction(0)] * n for _ in range(n)]
+    for i in range(n):
+        a[i][i] += 1
+        if i + up <= h:
+            a[i][i + up] -= Fraction(p)
+        a[i][max(i - r, 0)] -= q
+    b = [Fraction(1)] * n
+    for i in range(n):  # plain elimination: exact arithmetic needs no pivoting
+        for j in range(i + 1, min(n, i + r + 1)):
+            f = a[j][i] / a[i][i]
+            for c in range(i, min(n, i + up + 1)):
+                a[j][c] -= f * a[i][c]
+            b[j] -= f * b[i]
+    x = [Fraction(0)] * n
+    for i in range(n - 1, -1, -1):
+        x[i] = (b[i] - sum(a[i][c] * x[c] for c in range(i + 1, min(n, i + up + 1)))) / a[i][i]
+    return float(x[0])
+
+
+def _arl_scipy(p: float, r: int, m: int, h: int) -> float:
+    from scipy import sparse
+    from scipy.sparse.linalg import spsolve
+
+    n, up = h + 1, m - r
+    idx = np.arange(n)
+    ok = idx + up <= h
+    rows = np.concatenate([idx, idx[ok], idx])
+    cols = np.concatenate([idx, idx[ok] + up, np.maximum(idx - r, 0)])
+    vals = np.concatenate([np.ones(n), np.full(int(ok.sum()), -p), np.full(n, p - 1.0)])
+    mat = sparse.csc_matrix((vals, (rows, cols)), shape=(n, n))
+    return float(spsolve(mat, np.ones(n))[0])
+
+
+@pytest.mark.usefixtures("kernels")
+@pytest.mark.parametrize(
+    ("p", "r", "m", "h"),
+    [(0.1, 1, 2, 0), (0.9, 9, 10, 3), (0.3, 5, 11, 50), (0.0731, 1, 12, 100),
+     (0.5, 3, 4, 40), (0.2, 3, 5, 60)],
+)  # fmt: skip
+def test_cusum_arl_is_the_exact_rational_solution(p: float, r: int, m: int, h: int) -> None:
+    """To a few ulps, also where the run length is 1e11 to 1e20 and a general solver
+    (scipy's, for the last two) is off by 1e-6 or more."""
+    exact = _arl_exact(p, r, m, h)
+    assert bernoulli_cusum_arl(p, r, m, h) == pytest.approx(exact, rel=1e-14)
+
+
+@pytest.mark.usefixtures("kernels")
+def test_cusum_arl_equals_scipys_sparse_solve_where_that_is_well_conditioned() -> None:
+    for p, r, m, h in [(0.01, 1, 50, 200), (0.05, 3, 47, 400), (0.2, 7, 31, 300),
+                       (0.12, 1, 9, 120), (0.3, 2, 5, 25)]:  # fmt: skip
+        expected = _arl_scipy(p, r, m, h)
+        assert expected < 1e9
+        assert bernoulli_cusum_arl(p, r, m, h) == pytest.approx(expected, rel=1e-9)
+
+
+def test_cusum_arl_compiled_and_numpy_give_the_same_bits() -> None:
+    from monitor import native
+    from monitor.core.detectors import _cusum_arl_numpy
+
+    if not native.available():
+        pytest.fail("monitor._native is not built")
+    from monitor import _native as kernels
+
+    for args in [(0.1, 1, 2, 0), (0.3, 5, 11, 50), (0.05, 3, 47, 1500), (0.0731, 1, 12, 1390)]:
+        assert kernels.cusum_arl(*args) == _cusum_arl_numpy(*args)
+
+
+@pytest.mark.usefixtures("kernels")
+@pytest.mark.parametrize(
+    ("p0", "p1", "budget"),
+    [(0.05, 0.1, 1e6), (0.1, 0.15, 1e6), (0.1513, 0.2013, 1e4), (0.6, 0.61, 1e5),
+     (0.0731, 0.0831, 1e7), (0.45, 0.46, 1e6), (0.2, 0.21, 1e4)],
+)  # fmt: skip
+def test_calibrated_threshold_is_the_smallest_whose_exact_arl_meets_the_budget(
+    p0: float, p1: float, budget: float
+) -> None:
+    """Checked with scipy's sparse solver, well conditioned at run lengths near the budget.
+    The last four made the threshold search, which goes through far larger run lengths,
+    get a negative or NaN run length from that solver (a matrix singular to working
+    precision) or a threshold 20 times too high."""
+    calibrate_cusum.cache_clear()
+    r, m, h = calibrate_cusum(p0, p1, budget)
+    assert _arl_scipy(p0, r, m, h) >= budget
+    assert h == 1 or _arl_scipy(p0, r, m, h - 1) < budget

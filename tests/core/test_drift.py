@@ -365,3 +365,90 @@ def test_without_a_reference_only_the_quality_rates_are_emitted(tmp_path: Path) 
     assert got["problem_rate"] == 0.25
     assert not any(k.startswith(("psi:", "js:", "ks:", "out_of_range")) for k in got)
     assert math.isfinite(got["type_mismatch_rate:country"])
+
+
+# --- the chi-square p-value without scipy --------------------------------------------------
+
+_DOF = [*range(1, 41), 49, 50, 51, 99, 100, 101, 200, 501, 1000, 1001, 2001, 5000, 10_000]
+
+
+def _chi2_grid() -> tuple[np.ndarray, np.ndarray]:
+    """Degrees of freedom and statistics: from far below the mean through it to the far
+    tail (p-values down to 1e-300), for small and large degrees of freedom."""
+    ks, xs = [], []
+    for k in _DOF:
+        points = {k * f for f in (1e-9, 1e-3, 0.1, 0.5, 0.9, 0.99, 1.0, 1.01, 1.1, 1.5, 2.0, 5.0)}
+        points |= {k + d * math.sqrt(2.0 * k) for d in (-3, -1, 0, 1, 2, 5, 10, 20, 30)}
+        points |= {0.5, 3.0, 40.0, 300.0, 1000.0, 1350.0}
+        for x in sorted(p for p in points if p > 0):
+            ks.append(float(k))
+            xs.append(x)
+    return np.array(ks), np.array(xs)
+
+
+@pytest.mark.usefixtures("kernels")
+def test_chi2_sf_equals_scipy_chi2_sf_to_the_far_tail_and_large_dof() -> None:
+    from monitor.core.drift import chi2_sf
+
+    k, x = _chi2_grid()
+    got = chi2_sf(k, x)
+    expected = stats.chi2.sf(x, k)
+    shown = expected > 1e-300  # below, both are 0 or subnormal
+    assert shown.sum() > 900
+    assert np.all(got[~shown] < 1e-290)
+    # cephes and this code each round differently; the closed form below shows that the
+    # larger differences (dof in the thousands, p-values far out) are cephes' own
+    rel = np.abs(got[shown] - expected[shown]) / expected[shown]
+    small = k[shown] <= 100
+    assert rel[small].max() < 5e-13
+    assert rel.max() < 1e-11
+
+
+def test_chi2_sf_of_even_dof_is_the_closed_form_sum_to_a_few_ulps() -> None:
+    """``P(X > x) = exp(-x/2) sum_{j < k/2} (x/2)**j / j!`` for even ``k``, summed exactly
+    (60 decimal digits)."""
+    from decimal import Decimal, localcontext
+
+    from monitor.core.drift import chi2_sf
+
+    def exact(k: int, x: float) -> Decimal:
+        with localcontext() as ctx:
+            ctx.prec = 60
+            y = Decimal(x) / 2
+            term = total = Decimal(1)
+            for j in range(1, k // 2):
+                term = term * y / j
+                total += term
+            return (-y).exp() * total
+
+    worst = 0.0
+    for k in (2, 4, 10, 22, 100, 1000, 2000, 10_000):
+        for x in {k * f for f in (0.01, 0.5, 0.9, 1.0, 1.1, 1.5, 2.0)} | {1000.0, 1400.0}:
+            want = exact(k, x)
+            if want < Decimal("1e-300"):
+                continue
+            got = Decimal(float(chi2_sf(k, x)))
+            worst = max(worst, float(abs(got - want) / want))
+    assert worst < 2e-12  # 1e-12 at 10,000 dof in the tail; cephes is off by 3e-12 there
+
+
+def test_chi2_sf_edges_and_the_compiled_kernel_gives_the_python_bits() -> None:
+    from monitor import native
+    from monitor.core.drift import chi2_sf
+
+    dof = [1.0, 3.0, 3.0, 3.0, 2.5, 0.0, np.nan, 4.0]
+    edges = chi2_sf(dof, [0.0, -1.0, np.inf, np.nan, 1.0, 1.0, 1.0, 1e-320])
+    assert edges[:3].tolist() == [1.0, 1.0, 0.0]
+    assert np.isnan(edges[3:6]).all()  # a NaN statistic, or dof not a whole number >= 1
+    assert edges[7] == 1.0
+    assert chi2_sf(np.ones((2, 3)), 2.0).shape == (2, 3)
+    k, x = _chi2_grid()
+    before = native.use(True)
+    try:
+        if not native.available():
+            pytest.fail("monitor._native is not built")
+        compiled = chi2_sf(k, x)
+        native.use(False)
+        assert np.array_equal(chi2_sf(k, x), compiled)
+    finally:
+        native.use(before)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from monitor import native
-from monitor.core.join import OwnerIndex, Pending, PendingTable
+from monitor.core.join import OwnerIndex, Pending, PendingTable, pop_groups
 
 
 def _ids(rng: random.Random, n: int, serial: list[int]) -> list[str]:
@@ -218,3 +218,76 @@ def test_owner_change_checks_what_it_is_given() -> None:
     assert kernels.owner_change(crc, model, count, 28, crcs[:2], 1, -1) == 0
     assert kernels.owner_change(crc, model, count, 28, crcs[:1], 3, 1) == 0  # a tombstone reused
     assert sorted(model[model >= 0].tolist()) == [1, 3]
+
+
+def _groups_run(seed: int, compiled: bool) -> list[Any]:
+    """Random pops of several tables at once (:func:`~monitor.core.join.pop_groups`): a
+    table given in two groups, one never filled, absent and repeated ids, compaction;
+    every answer and each table's state after each step."""
+    before = native.use(compiled)
+    try:
+        rng = random.Random(seed)
+        owners = OwnerIndex()
+        tables = [PendingTable() for _ in range(4)]
+        for m, table in enumerate(tables[:3]):  # the last one never holds a row
+            table._owner = (owners, m)
+        serial = [0]
+        held: list[list[str]] = [[] for _ in tables]
+        out: list[Any] = []
+        for step in range(60):
+            for m, table in enumerate(tables[:3]):
+                n = rng.choice([1, 3, 40, 150])
+                fresh = _ids(rng, n, serial)
+                ts = step * 1000.0 + np.arange(n, dtype=np.float64)
+                table.add_many(fresh, ts, np.ones(n), np.full(n, 0.25 * m),
+                               np.arange(2 * n, dtype=np.int64).reshape(n, 2),
+                               checked=True)  # fmt: skip
+                held[m] += fresh
+            chosen = [rng.randrange(4) for _ in range(rng.randrange(1, 6))]
+            groups: list[PendingTable] = []
+            sizes: list[int] = []
+            pids: list[str] = []
+            for m in chosen:
+                ask = rng.sample(held[m], min(len(held[m]), rng.randrange(0, 120)))
+                if rng.random() < 0.3:
+                    ask += ask[:2] + _ids(rng, 1, serial)
+                groups.append(tables[m])
+                sizes.append(len(ask))
+                pids += ask
+            got = pop_groups(groups, sizes, pids, 2)
+            out.append([a.dtype.str + repr(a.shape) + a.tobytes().hex() for a in got])
+            out.append([_table_state(t, owners) for t in tables])
+        return out
+    finally:
+        native.use(before)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_many_tables_popped_at_once_are_the_same_compiled_and_in_numpy(seed: int) -> None:
+    if not native.available():
+        pytest.skip("monitor._native is not built (see test_native.py)")
+    compiled = _groups_run(seed, compiled=True)
+    assert compiled == _groups_run(seed, compiled=False)
+
+
+def test_many_tables_popped_at_once_equal_a_pop_of_each() -> None:
+    """:func:`pop_groups` gives what :meth:`PendingTable.pop_many` of each table gives, in
+    order, and leaves the tables as those calls do."""
+    rng = random.Random(5)
+    serial = [0]
+    one, other = PendingTable(), PendingTable()
+    copies = []
+    for table in (one, other):
+        fresh = _ids(rng, 50, serial)
+        table.add_many(fresh, np.arange(50.0), np.zeros(50), np.full(50, 0.5),
+                       np.ones((50, 2), dtype=np.int64), checked=True)  # fmt: skip
+        copies.append(pickle.loads(pickle.dumps(table)))
+    ids_one, ids_other = list(one)[:10], list(other)[5:30]
+    got = pop_groups([one, other, one], [4, 25, 6], ids_one[:4] + ids_other + ids_one[4:], 2)
+    want = [copies[0].pop_many(ids_one[:4]), copies[1].pop_many(ids_other),
+            copies[0].pop_many(ids_one[4:])]  # fmt: skip
+    for i in range(5):
+        assert got[i].tobytes() == np.concatenate([w[i] for w in want]).tobytes()
+    assert list(one.items()) == list(copies[0].items())
+    assert list(other.items()) == list(copies[1].items())
+    assert (one.nbytes, len(one)) == (copies[0].nbytes, len(copies[0]))

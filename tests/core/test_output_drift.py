@@ -17,6 +17,7 @@ from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, roc_a
 from monitor.config import ConfigError, config_from_mapping, load_config
 from monitor.core.alerting import Alerting
 from monitor.core.pipeline import Pipeline
+from monitor.core.reference import PcaReference
 from tests.core.outputs_stream import (
     binary_events,
     binary_rows,
@@ -141,6 +142,26 @@ def test_pca_error_equals_sklearn_and_sees_a_broken_correlation(tmp_path: Path) 
     assert got_broken["pca_error"] > 2.0
     # the marginals alone hardly move
     assert got_broken["psi:x2"] < 0.05
+
+
+def test_an_events_pca_error_is_the_row_formula_in_any_batch() -> None:
+    """The errors are computed over columns of events (``(features, events)``): an event's
+    error is the reconstruction error written per row, whatever events it comes with (a
+    poll is cut into segments anywhere; the matrix product may round the last bit
+    differently by batch shape, as any float sum does)."""
+    rng = np.random.default_rng(7)
+    d, k, n = 10, 7, 3000
+    mean, scale = rng.normal(size=d), rng.random(d) + 0.5
+    components = np.linalg.qr(rng.normal(size=(d, d)))[0][:k]
+    ref = PcaReference(tuple(f"f{i}" for i in range(d)), mean, scale, components, 1.0)
+    x = rng.normal(size=(d, n)) * 3
+    whole = ref.errors(x)
+    for start, size in ((0, 1), (5, 2), (17, 9), (100, 64), (1000, 1001), (2999, 1)):
+        part = ref.errors(np.ascontiguousarray(x[:, start : start + size]))
+        assert np.allclose(part, whole[start : start + size], rtol=1e-12, atol=1e-12)
+    z = (x.T - mean) / scale
+    rebuilt = (z @ components.T) @ components
+    assert np.allclose(whole, ((z - rebuilt) ** 2).sum(axis=1), rtol=1e-12, atol=1e-12)
 
 
 def test_gap_is_the_window_metric_minus_the_reference_metric(tmp_path: Path) -> None:
