@@ -76,6 +76,36 @@ home(uint32_t crc, int shift)
     return (Py_ssize_t)(((uint32_t)(crc * GOLDEN)) >> shift);
 }
 
+/* The probe of a pending table (lookup's, pending_pop's): the row of its columns that
+   holds the live id key (size bytes, CRC-32 crc), or -1 when none does (dead rows, NaN
+   time, are passed over; an empty slot ends the probe); -2 with ValueError set when a
+   slot names a row past the columns. */
+static int64_t
+probe_row(const int32_t *slots, Py_ssize_t nslots, int shift, const uint32_t *hashes,
+          const double *ts, const int64_t *ends, Py_ssize_t rows, const char *blob,
+          Py_ssize_t blob_len, const char *key, Py_ssize_t size, uint32_t crc)
+{
+    Py_ssize_t mask = nslots - 1, pos = home(crc, shift);
+    for (Py_ssize_t probes = 0; probes < nslots; probes++) {
+        int32_t row = slots[pos];
+        if (row < 0)
+            return -1;
+        if (row >= rows) {
+            PyErr_SetString(PyExc_ValueError, "slots: a row beyond the columns");
+            return -2;
+        }
+        double t = ts[row];
+        if (t == t && hashes[row] == crc) {
+            int64_t end = ends[row], start = row ? ends[row - 1] : 0;
+            if (end - start == size && start >= 0 && end <= blob_len &&
+                memcmp(blob + start, key, (size_t)size) == 0)
+                return row;
+        }
+        pos = (pos + 1) & mask;
+    }
+    return -1;
+}
+
 PyDoc_STRVAR(lookup_doc,
 "lookup(slots, hashes, ts, ends, blob, shift, keys, crcs, out)\n\n"
 "Write into out[i] the row of the live id keys[i] (bytes, CRC-32 crcs[i]), -1 when the\n"
@@ -118,7 +148,6 @@ lookup(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "columns shorter than the keys or rows");
         goto done;
     }
-    Py_ssize_t mask = nslots - 1;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *key = PyList_GET_ITEM(keys, i);
         if (!PyBytes_Check(key)) {
@@ -127,28 +156,10 @@ lookup(PyObject *self, PyObject *args)
         }
         const char *k = PyBytes_AS_STRING(key);
         Py_ssize_t size = PyBytes_GET_SIZE(key);
-        uint32_t crc = crcs[i];
-        Py_ssize_t pos = home(crc, shift);
-        int64_t found = -1;
-        for (Py_ssize_t probes = 0; probes < nslots; probes++) {
-            int32_t row = slots[pos];
-            if (row < 0)
-                break;
-            if (row >= rows) {
-                PyErr_SetString(PyExc_ValueError, "slots: a row beyond the columns");
-                goto done;
-            }
-            double t = ts[row];
-            if (t == t && hashes[row] == crc) {
-                int64_t end = ends[row], start = row ? ends[row - 1] : 0;
-                if (end - start == size && start >= 0 && end <= blob_len &&
-                    memcmp(blob + start, k, (size_t)size) == 0) {
-                    found = row;
-                    break;
-                }
-            }
-            pos = (pos + 1) & mask;
-        }
+        int64_t found = probe_row(slots, nslots, shift, hashes, ts, ends, rows, blob, blob_len,
+                                  k, size, crcs[i]);
+        if (found == -2)
+            goto done;
         out[i] = found;
     }
     result = Py_NewRef(Py_None);
@@ -854,7 +865,7 @@ pending_pop(PyObject *self, PyObject *args)
                                           "one row per id");
         goto done;
     }
-    Py_ssize_t mask = nslots - 1, count = 0, bytes = 0;
+    Py_ssize_t count = 0, bytes = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         const char *p;
         Py_ssize_t size;
@@ -862,29 +873,11 @@ pending_pop(PyObject *self, PyObject *args)
         if (utf8_view(PyList_GET_ITEM(pids, i), &p, &size, &owned) < 0)
             goto done;
         uint32_t crc = crc32_of((const unsigned char *)p, size);
-        Py_ssize_t pos = home(crc, shift);
-        int64_t hit = -1;
-        for (Py_ssize_t probes = 0; probes < nslots; probes++) {
-            int32_t row = slots[pos];
-            if (row < 0)
-                break;
-            if (row >= rows) {
-                Py_XDECREF(owned);
-                PyErr_SetString(PyExc_ValueError, "slots: a row beyond the columns");
-                goto done;
-            }
-            double t = ts[row];
-            if (t == t && hashes[row] == crc) {
-                int64_t e = ends[row], s = row ? ends[row - 1] : 0;
-                if (e - s == size && s >= 0 && e <= blob_len &&
-                    memcmp(blob + s, p, (size_t)size) == 0) {
-                    hit = row;
-                    break;
-                }
-            }
-            pos = (pos + 1) & mask;
-        }
+        int64_t hit = probe_row(slots, nslots, shift, hashes, ts, ends, rows, blob, blob_len, p,
+                                size, crc);
         Py_XDECREF(owned);
+        if (hit == -2)
+            goto done;
         if (hit < 0) {
             found[i] = 0;
             ots[i] = opred[i] = oscore[i] = quiet_nan();
@@ -1005,7 +998,7 @@ pending_pop_groups(PyObject *self, PyObject *args)
             const int64_t *ends = (const int64_t *)t[6].buf.buf;
             const char *blob = (const char *)t[7].buf.buf;
             Py_ssize_t nslots = t[0].buf.len / 4, rows = t[1].buf.len / 4;
-            Py_ssize_t blob_len = t[7].buf.len, mask = nslots - 1, count = 0, bytes = 0;
+            Py_ssize_t blob_len = t[7].buf.len, count = 0, bytes = 0;
             if (nslots == 0 || shift < 0 || shift > 31 ||
                 ((Py_ssize_t)1 << (32 - shift)) != nslots) {
                 PyErr_SetString(PyExc_ValueError, "slots: a power of two matching shift "
@@ -1025,29 +1018,11 @@ pending_pop_groups(PyObject *self, PyObject *args)
                 if (utf8_view(PyList_GET_ITEM(pids, i), &p, &size, &owned) < 0)
                     goto table_done;
                 uint32_t crc = crc32_of((const unsigned char *)p, size);
-                Py_ssize_t pos = home(crc, (int)shift);
-                int64_t hit = -1;
-                for (Py_ssize_t probes = 0; probes < nslots; probes++) {
-                    int32_t row = slots[pos];
-                    if (row < 0)
-                        break;
-                    if (row >= rows) {
-                        Py_XDECREF(owned);
-                        PyErr_SetString(PyExc_ValueError, "slots: a row beyond the columns");
-                        goto table_done;
-                    }
-                    double when = ts[row];
-                    if (when == when && hashes[row] == crc) {
-                        int64_t e = ends[row], s = row ? ends[row - 1] : 0;
-                        if (e - s == size && s >= 0 && e <= blob_len &&
-                            memcmp(blob + s, p, (size_t)size) == 0) {
-                            hit = row;
-                            break;
-                        }
-                    }
-                    pos = (pos + 1) & mask;
-                }
+                int64_t hit = probe_row(slots, nslots, (int)shift, hashes, ts, ends, rows, blob,
+                                        blob_len, p, size, crc);
                 Py_XDECREF(owned);
+                if (hit == -2)
+                    goto table_done;
                 if (hit < 0) {
                     found[i] = 0;
                     ots[i] = opred[i] = oscore[i] = quiet_nan();

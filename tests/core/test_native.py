@@ -133,6 +133,15 @@ def test_the_kernels_check_what_they_are_given() -> None:
         kernels.place(slots, hashes, ts, 28, np.array([7], dtype=np.int64))
     kernels.lookup(slots, hashes, ts, ends, b"", 28, [b"a"], crcs, out)
     assert out.tolist() == [-1]
+    # Slots naming a row past the columns: the probe of lookup and of pending_pop stops.
+    beyond = np.full(16, 9, dtype=np.int32)
+    with pytest.raises(ValueError, match="beyond the columns"):
+        kernels.lookup(beyond, hashes, ts, ends, b"", 28, [b"a"], crcs, out)
+    found, got = np.zeros(1, dtype=np.bool_), [np.empty(1) for _ in range(3)]
+    with pytest.raises(ValueError, match="beyond the columns"):
+        kernels.pending_pop(beyond, hashes, ts, ts.copy(), ts.copy(), np.zeros(4, np.int32),
+                            ends, b"", 28, ["a"], found, *got, np.empty(1, np.int64),
+                            np.empty(1, np.uint32))  # fmt: skip
 
 
 def _owner_run(seed: int, compiled: bool) -> list[Any]:
