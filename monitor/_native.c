@@ -806,6 +806,36 @@ done:
     return result;
 }
 
+/* One id taken from a pending table (pending_pop's step): its live row found by probe_row,
+   its time, prediction, score and k slice ids written at index i of the outputs (NaN and
+   -1 when none holds it) and its row made dead (NaN time). Returns the row, -1 when none
+   holds the id, -2 with ValueError set (see probe_row). */
+static int64_t
+pop_row(const int32_t *slots, Py_ssize_t nslots, int shift, const uint32_t *hashes, double *ts,
+        const double *pred, const double *score, const int32_t *slices, Py_ssize_t k,
+        const int64_t *ends, Py_ssize_t rows, const char *blob, Py_ssize_t blob_len,
+        const char *key, Py_ssize_t size, uint32_t crc, Py_ssize_t i, char *found,
+        double *ots, double *opred, double *oscore, int64_t *oslices)
+{
+    int64_t hit = probe_row(slots, nslots, shift, hashes, ts, ends, rows, blob, blob_len, key,
+                            size, crc);
+    if (hit < 0) {
+        found[i] = 0;
+        ots[i] = opred[i] = oscore[i] = quiet_nan();
+        for (Py_ssize_t j = 0; j < k; j++)
+            oslices[i * k + j] = -1;
+        return hit;
+    }
+    found[i] = 1;
+    ots[i] = ts[hit];
+    opred[i] = pred[hit];
+    oscore[i] = score[hit];
+    for (Py_ssize_t j = 0; j < k; j++)
+        oslices[i * k + j] = slices[hit * k + j];
+    ts[hit] = quiet_nan();
+    return hit;
+}
+
 PyDoc_STRVAR(pending_pop_doc,
 "pending_pop(slots, hashes, ts, pred, score, slices, ends, blob, shift, pids,\n"
 "            found, out_ts, out_pred, out_score, out_slices, gone) -> (int, int)\n\n"
@@ -873,25 +903,14 @@ pending_pop(PyObject *self, PyObject *args)
         if (utf8_view(PyList_GET_ITEM(pids, i), &p, &size, &owned) < 0)
             goto done;
         uint32_t crc = crc32_of((const unsigned char *)p, size);
-        int64_t hit = probe_row(slots, nslots, shift, hashes, ts, ends, rows, blob, blob_len, p,
-                                size, crc);
+        int64_t hit = pop_row(slots, nslots, shift, hashes, ts, pred, score, slices, k, ends,
+                              rows, blob, blob_len, p, size, crc, i, found, ots, opred, oscore,
+                              oslices);
         Py_XDECREF(owned);
         if (hit == -2)
             goto done;
-        if (hit < 0) {
-            found[i] = 0;
-            ots[i] = opred[i] = oscore[i] = quiet_nan();
-            for (Py_ssize_t j = 0; j < k; j++)
-                oslices[i * k + j] = -1;
+        if (hit < 0)
             continue;
-        }
-        found[i] = 1;
-        ots[i] = ts[hit];
-        opred[i] = pred[hit];
-        oscore[i] = score[hit];
-        for (Py_ssize_t j = 0; j < k; j++)
-            oslices[i * k + j] = slices[hit * k + j];
-        ts[hit] = quiet_nan();
         gone[count++] = crc;
         bytes += size;
     }
@@ -1018,25 +1037,14 @@ pending_pop_groups(PyObject *self, PyObject *args)
                 if (utf8_view(PyList_GET_ITEM(pids, i), &p, &size, &owned) < 0)
                     goto table_done;
                 uint32_t crc = crc32_of((const unsigned char *)p, size);
-                int64_t hit = probe_row(slots, nslots, (int)shift, hashes, ts, ends, rows, blob,
-                                        blob_len, p, size, crc);
+                int64_t hit = pop_row(slots, nslots, (int)shift, hashes, ts, pred, score, slices,
+                                      k, ends, rows, blob, blob_len, p, size, crc, i, found, ots,
+                                      opred, oscore, oslices);
                 Py_XDECREF(owned);
                 if (hit == -2)
                     goto table_done;
-                if (hit < 0) {
-                    found[i] = 0;
-                    ots[i] = opred[i] = oscore[i] = quiet_nan();
-                    for (Py_ssize_t j = 0; j < k; j++)
-                        oslices[i * k + j] = -1;
+                if (hit < 0)
                     continue;
-                }
-                found[i] = 1;
-                ots[i] = ts[hit];
-                opred[i] = pred[hit];
-                oscore[i] = score[hit];
-                for (Py_ssize_t j = 0; j < k; j++)
-                    oslices[i * k + j] = slices[hit * k + j];
-                ts[hit] = quiet_nan();
                 gone[first + count++] = crc;
                 bytes += size;
             }

@@ -345,6 +345,18 @@ class ModelStage:
         self.heard[number] = now
         return True
 
+    def _buffer_errors(self, number: int, pd: PaneDelta) -> None:
+        """Keep a pane delta's detector errors (and their times) with partition ``number``'s
+        others of the pane, for the detectors when the pane closes."""
+        parts = self.error_panes.get(pd.pane)
+        if parts is None:
+            parts = self.error_panes[pd.pane] = {}
+        buffered = parts.get(number)
+        if buffered is None:
+            buffered = parts[number] = ([], [])
+        buffered[0].extend(pd.err_ts)
+        buffered[1].extend(pd.err)
+
     def _add_open(self, delta: PartitionDelta, md: ModelDelta, merges: RowMerges) -> None:
         """:meth:`_add` of a part whose panes are all open and hold no raw predictions,
         with no piece kept to undo it: its row blocks (and its counters' increments, when
@@ -377,14 +389,7 @@ class ModelStage:
                     np.add.at(target, where, block)
                 w.add_sums(pd.pane, None, whole[0], whole[1:])
             if pd.err:
-                parts = self.error_panes.get(pd.pane)
-                if parts is None:
-                    parts = self.error_panes[pd.pane] = {}
-                buffered = parts.get(number)
-                if buffered is None:
-                    buffered = parts[number] = ([], [])
-                buffered[0].extend(pd.err_ts)
-                buffered[1].extend(pd.err)
+                self._buffer_errors(number, pd)
         counts, delay = md.counts, md.delay
         if isinstance(counts, np.ndarray) and isinstance(delay, np.ndarray):
             # (rows of stage 1's arrays, handed over in the process: added with the blocks)
@@ -436,14 +441,7 @@ class ModelStage:
                 piece = _Piece(pd.pane, whole[0], whole[1:], 0)
             self._merge_piece(piece, 1.0)
             if pd.err and (self.closed_upto is None or pd.pane >= self.closed_upto):
-                parts = self.error_panes.get(pd.pane)
-                if parts is None:
-                    parts = self.error_panes[pd.pane] = {}
-                buffered = parts.get(number)
-                if buffered is None:
-                    buffered = parts[number] = ([], [])
-                buffered[0].extend(pd.err_ts)
-                buffered[1].extend(pd.err)
+                self._buffer_errors(number, pd)
                 piece.errors = len(pd.err)
             if pd.warm:
                 piece.warm = self._take_warm(number, pd, remap, piece)
