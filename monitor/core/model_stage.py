@@ -683,8 +683,10 @@ class ModelStage:
         batch = _Batch()
         while self.closed_upto < upto:
             pane = self.closed_upto
-            first = min(w.open, default=None)
-            if w.ring_empty() and (first is None or first > pane):
+            # Only an empty ring lets empty panes be skipped: the first open pane is
+            # looked for then (a backlog holds many open panes).
+            first = min(w.open, default=None) if w.ring_empty() else pane
+            if first is None or first > pane:
                 target = upto if first is None else min(first, upto)
                 if target - pane > 1:
                     w.skip_empty(target - 1 - pane)
