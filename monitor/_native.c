@@ -1612,7 +1612,9 @@ done:
  * _predictions), slot by slot, in place of a Python list per attribute converted by numpy.
  * Only the common values are taken: a float, an int that converts exactly (|v| <= 2**53),
  * None; anything else (a bool, a string, a larger int, an object of another type) declines
- * the whole batch, which the caller then reads in Python. */
+ * the whole batch, which the caller then reads in Python; or, when asked to mark them, is
+ * marked (code 2) for the caller to read alone, the others taken (the times of a poll
+ * holding a few strings: those are parsed, not every time). */
 
 #define EXACT_INT (1LL << 53) /* ints up to this magnitude convert to float64 exactly */
 
@@ -1627,22 +1629,24 @@ quiet_nan(void)
 }
 
 PyDoc_STRVAR(read_numbers_doc,
-"read_numbers(objs, kind, names, codes, x) -> bool\n\n"
+"read_numbers(objs, kind, names, codes, x, mark=False) -> bool\n\n"
 "Read the attributes names (a tuple of str, slots of the type kind) of each of objs\n"
 "(a list of instances of exactly kind, or None) into x[j, i] (float64, C order\n"
 "(len(names), len(objs)), NaN where no number) and codes[j, i] (int8: 0 a number, 1 None\n"
-"or no object). Return False, with the outputs partly written, when a value is not a\n"
-"float, an int of magnitude at most 2**53 or None, an item is neither a kind nor None,\n"
-"or an attribute is not a slot.");
+"or no object). Return False, with the outputs partly written, when an attribute is not\n"
+"a slot, or (unless mark) when a value is not a float, an int of magnitude at most 2**53\n"
+"or None, or an item is neither a kind nor None. With mark, such a value (each value of\n"
+"such an item) is marked instead: codes 2, x NaN.");
 
 static PyObject *
 read_numbers(PyObject *self, PyObject *args)
 {
     PyObject *objs, *names, *o_codes, *o_x;
     PyTypeObject *kind;
+    int mark = 0;
     (void)self;
-    if (!PyArg_ParseTuple(args, "O!O!O!OO", &PyList_Type, &objs, &PyType_Type, &kind,
-                          &PyTuple_Type, &names, &o_codes, &o_x))
+    if (!PyArg_ParseTuple(args, "O!O!O!OO|p", &PyList_Type, &objs, &PyType_Type, &kind,
+                          &PyTuple_Type, &names, &o_codes, &o_x, &mark))
         return NULL;
     Py_ssize_t n = PyList_GET_SIZE(objs), nf = PyTuple_GET_SIZE(names);
     PyMemberDef **members = PyMem_Malloc(sizeof(PyMemberDef *) * (size_t)(nf ? nf : 1));
@@ -1693,13 +1697,21 @@ read_numbers(PyObject *self, PyObject *args)
             continue;
         }
         if (Py_TYPE(f) != kind) {
-            ok = 0;
-            break;
+            if (!mark) {
+                ok = 0;
+                break;
+            }
+            for (Py_ssize_t j = 0; j < nf; j++) {
+                codes[j * n + i] = 2;
+                x[j * n + i] = nan;
+            }
+            continue;
         }
         for (Py_ssize_t j = 0; j < nf; j++) {
             PyObject *v = PyMember_GetOne((const char *)f, members[j]);
             if (v == NULL)
                 goto done;
+            int taken = 1;
             if (PyFloat_CheckExact(v)) {
                 codes[j * n + i] = 0;
                 x[j * n + i] = PyFloat_AS_DOUBLE(v);
@@ -1710,17 +1722,23 @@ read_numbers(PyObject *self, PyObject *args)
                 int overflow;
                 long long w = PyLong_AsLongLongAndOverflow(v, &overflow);
                 if (overflow || w > EXACT_INT || w < -EXACT_INT) {
-                    ok = 0;
+                    taken = 0;
                 } else {
                     codes[j * n + i] = 0;
                     x[j * n + i] = (double)w;
                 }
             } else {
-                ok = 0;
+                taken = 0;
             }
             Py_DECREF(v);
-            if (!ok)
-                break;
+            if (!taken) {
+                if (!mark) {
+                    ok = 0;
+                    break;
+                }
+                codes[j * n + i] = 2;
+                x[j * n + i] = nan;
+            }
         }
     }
     result = Py_NewRef(ok ? Py_True : Py_False);

@@ -57,7 +57,6 @@ from monitor.core.join import EarlyLabel, PendingTable, id_keys, pop_groups
 from monitor.core.layout import Layout, NumericBlock, _numeric_block
 from monitor.core.partials import WarmRow
 from monitor.events.codec import (
-    DECODE_ERRORS,
     DEFAULT_LIMITS,
     MAX_EVENT_TIME,
     MIN_EVENT_TIME,
@@ -277,25 +276,11 @@ def _feature_columns(
 def _decode_each(
     decoder: msgspec.json.Decoder[Any], values: list[bytes | None], cap: int
 ) -> list[Any]:
-    """Each value decoded, None where it is not a valid event (too large, not JSON, wrong
-    shape): :func:`_reject` decodes those again for the reason. Each value is decoded
-    once: a value that fails is passed over and the decoding goes on after it."""
-    try:  # len(None) raises: a value missing (a tombstone) takes the loop below
-        whole = bool(values) and max(map(len, values)) <= cap  # type: ignore[arg-type]
-    except TypeError:
-        whole = False
-    if whole:
-        return decode_all(decoder, values)  # type: ignore[arg-type]
-    out: list[Any] = []
-    for v in values:
-        if v is None or len(v) > cap:
-            out.append(None)
-            continue
-        try:
-            out.append(decoder.decode(v))
-        except DECODE_ERRORS:
-            out.append(None)
-    return out
+    """Each value decoded, None where it is not a valid event (a tombstone, too large, not
+    JSON, wrong shape): :func:`_reject` decodes those again for the reason. Each value is
+    decoded once, the whole batch from C whatever values it holds (see
+    :func:`~monitor.events.codec.decode_all`)."""
+    return decode_all(decoder, values, cap)
 
 
 def _read_numbers(events: list[Any], name: str, *, missing: bool) -> F64 | None:
@@ -319,21 +304,35 @@ def _times(events: list[Any], latest: F64) -> F64:
     """Event times in seconds (``ts`` of each of ``events``); NaN where a time is
     unparsable, implausible, or later than ``latest`` (each message's record timestamp
     plus ``time.max_future``): the plan makes those rejects (:func:`_reject` names the
-    reason)."""
-    ts = _read_numbers(events, "ts", missing=False)
+    reason). The compiled kernel reads the numbers and marks the rest (strings), which
+    alone are parsed."""
+    kernels = native.kernels()
+    ts: F64 | None = None
+    if kernels is not None and events:
+        codes = np.empty(len(events), dtype=np.int8)
+        ts = np.empty(len(events), dtype=np.float64)
+        if kernels.read_numbers(events, type(events[0]), ("ts",), codes, ts, True):
+            for i in np.flatnonzero(codes).tolist():
+                ts[i] = _parsed(events[i].ts)
+        else:
+            ts = None
     if ts is None:
         raw = [e.ts for e in events]
         if set(map(type, raw)) <= _NUMBERS:
             ts = np.array(raw, dtype=np.float64)
         else:
-            ts = np.empty(len(raw))
-            for i, value in enumerate(raw):
-                try:
-                    ts[i] = parse_event_time(value)
-                except DecodeFailure:
-                    ts[i] = math.nan
+            ts = np.fromiter(map(_parsed, raw), np.float64, len(raw))
     ts[~((ts >= MIN_EVENT_TIME) & (ts < MAX_EVENT_TIME) & (ts <= latest))] = math.nan
     return ts
+
+
+def _parsed(value: float | str) -> float:
+    """An event time in seconds (see :func:`~monitor.events.codec.parse_event_time`), NaN
+    where it is unparsable or implausible."""
+    try:
+        return parse_event_time(value)
+    except DecodeFailure:
+        return math.nan
 
 
 def _slices(model: ModelState, events: list[PredictionEvent]) -> I64:
