@@ -351,11 +351,9 @@ def _slices(model: ModelState, events: list[PredictionEvent]) -> I64:
             return out
     combos: list[Any] = versions  # without segments, a version stands for its combination
     if segments:
-        empty: dict[str, str] = {}
-        segs = [e.segment or empty for e in events]
-        combos = list(
-            zip(versions, *([s.get(name) for s in segs] for name in segments), strict=True)
-        )
+        segs = _segment_dicts(events)
+        columns = (map(dict.get, segs, repeat(name)) for name in segments)  # C loops
+        combos = list(zip(versions, *columns, strict=True))
     seen: dict[Any, tuple[int, ...]] = {}
     counts = Counter(combos)  # in order of first appearance
     for key, n in counts.items():
@@ -370,10 +368,21 @@ def _slices(model: ModelState, events: list[PredictionEvent]) -> I64:
                 extra = total - before.get(dim, 0)
                 if extra:
                     registry.folded[dim] += extra * (n - 1)
-    if len(seen) == 1:  # one version and segment values for all (the usual case)
-        (only,) = seen.values()
-        return np.tile(np.array(only, dtype=np.int64), (len(combos), 1))
-    return np.array(list(map(seen.__getitem__, combos)), dtype=np.int64).reshape(len(combos), -1)
+    rows = np.array(list(seen.values()), dtype=np.int64)
+    if len(seen) == 1:  # one version and segment values for all
+        return np.tile(rows[0], (len(combos), 1))
+    # each event's combination as its row's number (C loops), then the rows by those
+    number = dict(zip(seen, range(len(seen)), strict=True))
+    return rows[np.fromiter(map(number.__getitem__, combos), np.int64, len(combos))]
+
+
+def _segment_dicts(events: list[PredictionEvent]) -> list[dict[str, str]]:
+    """The ``segment`` of each of ``events``, an empty dict for None."""
+    segs = [e.segment for e in events]
+    if None in segs:
+        empty: dict[str, str] = {}
+        segs = [s or empty for s in segs]
+    return cast(list[dict[str, str]], segs)
 
 
 #: Up to this many ids, a segment's matched ids of a (model, partition) are put in poll
@@ -1055,10 +1064,12 @@ def _crossing_caps(engine: Engine, events: list[PredictionEvent], model_of: list
             continue
         values = {("version", v) for v in {e.model_version for e in mine} if v}
         if registry.segments:
-            segments = [e.segment for e in mine if e.segment]
+            segs = _segment_dicts(mine)
             for name in registry.segments:
                 dim = f"segment:{name}"
-                values |= {(dim, g[name]) for g in segments if name in g}
+                found: set[Any] = set(map(dict.get, segs, repeat(name)))  # C loops
+                found.discard(None)
+                values.update(zip(repeat(dim, len(found)), found, strict=True))
         new: dict[str, int] = {}
         for dim, value in values:
             if (dim, value) not in registry.index:
