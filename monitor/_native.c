@@ -1605,6 +1605,64 @@ done:
     return result;
 }
 
+/* The batch decode of monitor/events/codec.py's decode_all: each value of a poll given to
+ * a msgspec decoder's decode from one C loop, None for a tombstone (None), a value longer
+ * than the cap and a value the decoder refuses (one of the exceptions given), so that
+ * neither a map resumed after each failure nor a Python pass to find the tombstones runs. */
+
+PyDoc_STRVAR(decode_each_doc,
+"decode_each(decode, values, cap, errors) -> list\n\n"
+"decode(v) of each v of the list values; None where v is None, len(v) > cap (cap an\n"
+"int, or None for no cap) or decode raises an exception matching errors (an exception\n"
+"type or a tuple of them). Any other exception propagates.");
+
+static PyObject *
+decode_each(PyObject *self, PyObject *args)
+{
+    PyObject *decode, *values, *o_cap, *errors;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OO!OO", &decode, &PyList_Type, &values, &o_cap, &errors))
+        return NULL;
+    Py_ssize_t cap = PY_SSIZE_T_MAX;
+    if (o_cap != Py_None) {
+        cap = PyLong_AsSsize_t(o_cap);
+        if (cap == -1 && PyErr_Occurred())
+            return NULL;
+    }
+    /* a copy of the list: a decoder may run Python code, which may change it */
+    PyObject *items = PyList_GetSlice(values, 0, PyList_GET_SIZE(values));
+    if (items == NULL)
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(items);
+    PyObject *out = PyList_New(n);
+    if (out == NULL)
+        goto fail;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v = PyList_GET_ITEM(items, i);
+        PyObject *got = NULL;
+        if (v != Py_None) {
+            Py_ssize_t len = PyBytes_CheckExact(v) ? PyBytes_GET_SIZE(v) : PyObject_Length(v);
+            if (len < 0)
+                goto fail;
+            if (len <= cap) {
+                got = PyObject_CallOneArg(decode, v);
+                if (got == NULL) {
+                    if (!PyErr_ExceptionMatches(errors))
+                        goto fail;
+                    PyErr_Clear();
+                }
+            }
+        }
+        PyList_SET_ITEM(out, i, got != NULL ? got : Py_NewRef(Py_None));
+    }
+    Py_DECREF(items);
+    return out;
+fail:
+    Py_XDECREF(out); /* its items not set yet are NULL, which a list's dealloc passes over */
+    Py_DECREF(items);
+    return NULL;
+}
+
 /* Numbers read straight from the decoded events (monitor/core/fastpath.py): the numeric
  * features of a batch of predictions from their features structs (_feature_columns, into
  * the (features, events) float64 block and int8 codes of monitor/core/layout.py's
@@ -3237,6 +3295,7 @@ static PyMethodDef methods[] = {
     {"bin_rows", bin_rows, METH_VARARGS, bin_rows_doc},
     {"chi2_sf", chi2_sf, METH_VARARGS, chi2_sf_doc},
     {"cusum_arl", cusum_arl, METH_VARARGS, cusum_arl_doc},
+    {"decode_each", decode_each, METH_VARARGS, decode_each_doc},
     {"id_keys", id_keys, METH_VARARGS, id_keys_doc},
     {"kcat_chunk", kcat_chunk, METH_VARARGS, kcat_chunk_doc},
     {"kcat_lines", kcat_lines, METH_VARARGS, kcat_lines_doc},

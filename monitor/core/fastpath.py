@@ -1604,14 +1604,15 @@ def _lone_labels(
     cut before the label. Not for an id with more messages in the segment (``retried``:
     they were planned as retries of a pair joined)."""
     lone = np.isnan(f_ts)  # invalid or future: rejects in either order
+    ids = [e.prediction_id for e in follow]
     if retried:
-        lone &= np.array([e.prediction_id not in retried for e in follow], dtype=bool)
-        if not lone.any() and all(e.prediction_id in retried for e in follow):
+        lone &= ~np.array(list(map(retried.__contains__, ids)), dtype=bool)
+        if not lone.any() and all(map(retried.__contains__, ids)):
             return lone
     maybe = ~lone & (label_msg > pred_at) & ~reached & checked
     join = engine.partition(number).join
     matched = join.matched[model.index]
-    again = ~lone & named & np.array([e.prediction_id in matched for e in follow], dtype=bool)
+    again = ~lone & named & np.array(list(map(matched.__contains__, ids)), dtype=bool)
     if not (maybe | again).any():
         return lone
     other = ~named & np.array([e.model is not None for e in follow], dtype=bool)
@@ -1859,6 +1860,8 @@ def _labels(
     names = [e.model for e in events]
     if names.count(None) == len(names):  # no label names its model (the usual stream)
         named = [-1] * len(names)
+    elif index.keys() >= set(names).difference((None,)):  # each a model's, or none: C loop
+        named = list(map(index.get, names, repeat(-1)))
     else:
         named = [-1 if name is None else index.get(name, -2) for name in names]
     ts = _times(events, engine.latest_times(at))

@@ -21,6 +21,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from monitor import native
 from monitor.config import ModelConfig
 from monitor.core.tasks import task_of
 from monitor.events.values import ClassMatcher, canonical
@@ -119,10 +120,16 @@ def decode_all(
     is None (a tombstone) or is longer than ``cap`` bytes: one ``decode`` call a value from
     C (``map``), resumed after a value that fails, so each value is decoded once. The values
     it passes over are found by C loops too (``list.count``, ``list.index``, ``len`` through
-    ``map``), so a tombstone or an overlong value in a batch costs no Python per value."""
+    ``map``), so a tombstone or an overlong value in a batch costs no Python per value.
+    The compiled kernel (``decode_each``) does all of it in one loop, with the same
+    results."""
+    kernels = native.kernels()
+    if kernels is not None and type(values) is list:
+        out: list[Any] = kernels.decode_each(decoder.decode, values, cap, DECODE_ERRORS)
+        return out
     unfit = _unfit(values, cap)
     fit = cast("Sequence[bytes]", values if not unfit else _without(values, unfit))
-    out: list[Any] = []
+    out = []
     rest = iter(fit)
     while len(out) < len(fit):
         try:  # extend keeps what it took before a failure; map consumed the failing value

@@ -1,6 +1,8 @@
-"""``codec.decode_all``, the batch path's decode, against a value-by-value decode: the same
-event or None for every value, whichever values of a batch are None (tombstones), longer
-than the cap, not JSON or not an event, and wherever they lie."""
+"""``codec.decode_all``, the batch path's decode (the compiled ``decode_each`` and the Python
+that stands in for it), against a value-by-value decode: the same event or None for every
+value, whichever values of a batch are None (tombstones), longer than the cap, not JSON or
+not an event, and wherever they lie; an exception that is not a decode failure goes
+through."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ import msgspec
 import pytest
 
 from monitor.events.codec import DECODE_ERRORS, decode_all
+
+pytestmark = pytest.mark.usefixtures("kernels")
 
 
 class _Event(msgspec.Struct, frozen=True):
@@ -51,3 +55,16 @@ def test_decode_all_passes_over_nulls_and_long_values_in_place() -> None:
                                             _Event(333), None]  # fmt: skip
     assert decode_all(_DECODER, [None, None], 8) == [None, None]
     assert decode_all(_DECODER, [], 8) == []
+
+
+class _Broken:
+    """A decoder whose ``decode`` fails otherwise than a decoder does on bad input."""
+
+    def decode(self, value: bytes) -> None:
+        raise KeyError(value)
+
+
+def test_an_exception_other_than_a_decode_failure_goes_through() -> None:
+    with pytest.raises(KeyError):
+        decode_all(_Broken(), [None, b'{"a":1}'], 100)  # type: ignore[arg-type]
+    assert decode_all(_Broken(), [None, b'{"a":1}'], 3) == [None, None]  # type: ignore[arg-type]
