@@ -1605,6 +1605,64 @@ done:
     return result;
 }
 
+/* The batch decode of monitor/events/codec.py's decode_all: each value of a poll given to
+ * a msgspec decoder's decode from one C loop, None for a tombstone (None), a value longer
+ * than the cap and a value the decoder refuses (one of the exceptions given), so that
+ * neither a map resumed after each failure nor a Python pass to find the tombstones runs. */
+
+PyDoc_STRVAR(decode_each_doc,
+"decode_each(decode, values, cap, errors) -> list\n\n"
+"decode(v) of each v of the list values; None where v is None, len(v) > cap (cap an\n"
+"int, or None for no cap) or decode raises an exception matching errors (an exception\n"
+"type or a tuple of them). Any other exception propagates.");
+
+static PyObject *
+decode_each(PyObject *self, PyObject *args)
+{
+    PyObject *decode, *values, *o_cap, *errors;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OO!OO", &decode, &PyList_Type, &values, &o_cap, &errors))
+        return NULL;
+    Py_ssize_t cap = PY_SSIZE_T_MAX;
+    if (o_cap != Py_None) {
+        cap = PyLong_AsSsize_t(o_cap);
+        if (cap == -1 && PyErr_Occurred())
+            return NULL;
+    }
+    /* a copy of the list: a decoder may run Python code, which may change it */
+    PyObject *items = PyList_GetSlice(values, 0, PyList_GET_SIZE(values));
+    if (items == NULL)
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(items);
+    PyObject *out = PyList_New(n);
+    if (out == NULL)
+        goto fail;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v = PyList_GET_ITEM(items, i);
+        PyObject *got = NULL;
+        if (v != Py_None) {
+            Py_ssize_t len = PyBytes_CheckExact(v) ? PyBytes_GET_SIZE(v) : PyObject_Length(v);
+            if (len < 0)
+                goto fail;
+            if (len <= cap) {
+                got = PyObject_CallOneArg(decode, v);
+                if (got == NULL) {
+                    if (!PyErr_ExceptionMatches(errors))
+                        goto fail;
+                    PyErr_Clear();
+                }
+            }
+        }
+        PyList_SET_ITEM(out, i, got != NULL ? got : Py_NewRef(Py_None));
+    }
+    Py_DECREF(items);
+    return out;
+fail:
+    Py_XDECREF(out); /* its items not set yet are NULL, which a list's dealloc passes over */
+    Py_DECREF(items);
+    return NULL;
+}
+
 /* Numbers read straight from the decoded events (monitor/core/fastpath.py): the numeric
  * features of a batch of predictions from their features structs (_feature_columns, into
  * the (features, events) float64 block and int8 codes of monitor/core/layout.py's
@@ -1612,7 +1670,9 @@ done:
  * _predictions), slot by slot, in place of a Python list per attribute converted by numpy.
  * Only the common values are taken: a float, an int that converts exactly (|v| <= 2**53),
  * None; anything else (a bool, a string, a larger int, an object of another type) declines
- * the whole batch, which the caller then reads in Python. */
+ * the whole batch, which the caller then reads in Python; or, when asked to mark them, is
+ * marked (code 2) for the caller to read alone, the others taken (the times of a poll
+ * holding a few strings: those are parsed, not every time). */
 
 #define EXACT_INT (1LL << 53) /* ints up to this magnitude convert to float64 exactly */
 
@@ -1627,22 +1687,24 @@ quiet_nan(void)
 }
 
 PyDoc_STRVAR(read_numbers_doc,
-"read_numbers(objs, kind, names, codes, x) -> bool\n\n"
+"read_numbers(objs, kind, names, codes, x, mark=False) -> bool\n\n"
 "Read the attributes names (a tuple of str, slots of the type kind) of each of objs\n"
 "(a list of instances of exactly kind, or None) into x[j, i] (float64, C order\n"
 "(len(names), len(objs)), NaN where no number) and codes[j, i] (int8: 0 a number, 1 None\n"
-"or no object). Return False, with the outputs partly written, when a value is not a\n"
-"float, an int of magnitude at most 2**53 or None, an item is neither a kind nor None,\n"
-"or an attribute is not a slot.");
+"or no object). Return False, with the outputs partly written, when an attribute is not\n"
+"a slot, or (unless mark) when a value is not a float, an int of magnitude at most 2**53\n"
+"or None, or an item is neither a kind nor None. With mark, such a value (each value of\n"
+"such an item) is marked instead: codes 2, x NaN.");
 
 static PyObject *
 read_numbers(PyObject *self, PyObject *args)
 {
     PyObject *objs, *names, *o_codes, *o_x;
     PyTypeObject *kind;
+    int mark = 0;
     (void)self;
-    if (!PyArg_ParseTuple(args, "O!O!O!OO", &PyList_Type, &objs, &PyType_Type, &kind,
-                          &PyTuple_Type, &names, &o_codes, &o_x))
+    if (!PyArg_ParseTuple(args, "O!O!O!OO|p", &PyList_Type, &objs, &PyType_Type, &kind,
+                          &PyTuple_Type, &names, &o_codes, &o_x, &mark))
         return NULL;
     Py_ssize_t n = PyList_GET_SIZE(objs), nf = PyTuple_GET_SIZE(names);
     PyMemberDef **members = PyMem_Malloc(sizeof(PyMemberDef *) * (size_t)(nf ? nf : 1));
@@ -1693,13 +1755,21 @@ read_numbers(PyObject *self, PyObject *args)
             continue;
         }
         if (Py_TYPE(f) != kind) {
-            ok = 0;
-            break;
+            if (!mark) {
+                ok = 0;
+                break;
+            }
+            for (Py_ssize_t j = 0; j < nf; j++) {
+                codes[j * n + i] = 2;
+                x[j * n + i] = nan;
+            }
+            continue;
         }
         for (Py_ssize_t j = 0; j < nf; j++) {
             PyObject *v = PyMember_GetOne((const char *)f, members[j]);
             if (v == NULL)
                 goto done;
+            int taken = 1;
             if (PyFloat_CheckExact(v)) {
                 codes[j * n + i] = 0;
                 x[j * n + i] = PyFloat_AS_DOUBLE(v);
@@ -1710,17 +1780,23 @@ read_numbers(PyObject *self, PyObject *args)
                 int overflow;
                 long long w = PyLong_AsLongLongAndOverflow(v, &overflow);
                 if (overflow || w > EXACT_INT || w < -EXACT_INT) {
-                    ok = 0;
+                    taken = 0;
                 } else {
                     codes[j * n + i] = 0;
                     x[j * n + i] = (double)w;
                 }
             } else {
-                ok = 0;
+                taken = 0;
             }
             Py_DECREF(v);
-            if (!ok)
-                break;
+            if (!taken) {
+                if (!mark) {
+                    ok = 0;
+                    break;
+                }
+                codes[j * n + i] = 2;
+                x[j * n + i] = nan;
+            }
         }
     }
     result = Py_NewRef(ok ? Py_True : Py_False);
@@ -3219,6 +3295,7 @@ static PyMethodDef methods[] = {
     {"bin_rows", bin_rows, METH_VARARGS, bin_rows_doc},
     {"chi2_sf", chi2_sf, METH_VARARGS, chi2_sf_doc},
     {"cusum_arl", cusum_arl, METH_VARARGS, cusum_arl_doc},
+    {"decode_each", decode_each, METH_VARARGS, decode_each_doc},
     {"id_keys", id_keys, METH_VARARGS, id_keys_doc},
     {"kcat_chunk", kcat_chunk, METH_VARARGS, kcat_chunk_doc},
     {"kcat_lines", kcat_lines, METH_VARARGS, kcat_lines_doc},

@@ -57,7 +57,6 @@ from monitor.core.join import EarlyLabel, PendingTable, id_keys, pop_groups
 from monitor.core.layout import Layout, NumericBlock, _numeric_block
 from monitor.core.partials import WarmRow
 from monitor.events.codec import (
-    DECODE_ERRORS,
     DEFAULT_LIMITS,
     MAX_EVENT_TIME,
     MIN_EVENT_TIME,
@@ -277,25 +276,11 @@ def _feature_columns(
 def _decode_each(
     decoder: msgspec.json.Decoder[Any], values: list[bytes | None], cap: int
 ) -> list[Any]:
-    """Each value decoded, None where it is not a valid event (too large, not JSON, wrong
-    shape): :func:`_reject` decodes those again for the reason. Each value is decoded
-    once: a value that fails is passed over and the decoding goes on after it."""
-    try:  # len(None) raises: a value missing (a tombstone) takes the loop below
-        whole = bool(values) and max(map(len, values)) <= cap  # type: ignore[arg-type]
-    except TypeError:
-        whole = False
-    if whole:
-        return decode_all(decoder, values)  # type: ignore[arg-type]
-    out: list[Any] = []
-    for v in values:
-        if v is None or len(v) > cap:
-            out.append(None)
-            continue
-        try:
-            out.append(decoder.decode(v))
-        except DECODE_ERRORS:
-            out.append(None)
-    return out
+    """Each value decoded, None where it is not a valid event (a tombstone, too large, not
+    JSON, wrong shape): :func:`_reject` decodes those again for the reason. Each value is
+    decoded once, the whole batch from C whatever values it holds (see
+    :func:`~monitor.events.codec.decode_all`)."""
+    return decode_all(decoder, values, cap)
 
 
 def _read_numbers(events: list[Any], name: str, *, missing: bool) -> F64 | None:
@@ -319,21 +304,35 @@ def _times(events: list[Any], latest: F64) -> F64:
     """Event times in seconds (``ts`` of each of ``events``); NaN where a time is
     unparsable, implausible, or later than ``latest`` (each message's record timestamp
     plus ``time.max_future``): the plan makes those rejects (:func:`_reject` names the
-    reason)."""
-    ts = _read_numbers(events, "ts", missing=False)
+    reason). The compiled kernel reads the numbers and marks the rest (strings), which
+    alone are parsed."""
+    kernels = native.kernels()
+    ts: F64 | None = None
+    if kernels is not None and events:
+        codes = np.empty(len(events), dtype=np.int8)
+        ts = np.empty(len(events), dtype=np.float64)
+        if kernels.read_numbers(events, type(events[0]), ("ts",), codes, ts, True):
+            for i in np.flatnonzero(codes).tolist():
+                ts[i] = _parsed(events[i].ts)
+        else:
+            ts = None
     if ts is None:
         raw = [e.ts for e in events]
         if set(map(type, raw)) <= _NUMBERS:
             ts = np.array(raw, dtype=np.float64)
         else:
-            ts = np.empty(len(raw))
-            for i, value in enumerate(raw):
-                try:
-                    ts[i] = parse_event_time(value)
-                except DecodeFailure:
-                    ts[i] = math.nan
+            ts = np.fromiter(map(_parsed, raw), np.float64, len(raw))
     ts[~((ts >= MIN_EVENT_TIME) & (ts < MAX_EVENT_TIME) & (ts <= latest))] = math.nan
     return ts
+
+
+def _parsed(value: float | str) -> float:
+    """An event time in seconds (see :func:`~monitor.events.codec.parse_event_time`), NaN
+    where it is unparsable or implausible."""
+    try:
+        return parse_event_time(value)
+    except DecodeFailure:
+        return math.nan
 
 
 def _slices(model: ModelState, events: list[PredictionEvent]) -> I64:
@@ -352,11 +351,9 @@ def _slices(model: ModelState, events: list[PredictionEvent]) -> I64:
             return out
     combos: list[Any] = versions  # without segments, a version stands for its combination
     if segments:
-        empty: dict[str, str] = {}
-        segs = [e.segment or empty for e in events]
-        combos = list(
-            zip(versions, *([s.get(name) for s in segs] for name in segments), strict=True)
-        )
+        segs = _segment_dicts(events)
+        columns = (map(dict.get, segs, repeat(name)) for name in segments)  # C loops
+        combos = list(zip(versions, *columns, strict=True))
     seen: dict[Any, tuple[int, ...]] = {}
     counts = Counter(combos)  # in order of first appearance
     for key, n in counts.items():
@@ -371,10 +368,21 @@ def _slices(model: ModelState, events: list[PredictionEvent]) -> I64:
                 extra = total - before.get(dim, 0)
                 if extra:
                     registry.folded[dim] += extra * (n - 1)
-    if len(seen) == 1:  # one version and segment values for all (the usual case)
-        (only,) = seen.values()
-        return np.tile(np.array(only, dtype=np.int64), (len(combos), 1))
-    return np.array(list(map(seen.__getitem__, combos)), dtype=np.int64).reshape(len(combos), -1)
+    rows = np.array(list(seen.values()), dtype=np.int64)
+    if len(seen) == 1:  # one version and segment values for all
+        return np.tile(rows[0], (len(combos), 1))
+    # each event's combination as its row's number (C loops), then the rows by those
+    number = dict(zip(seen, range(len(seen)), strict=True))
+    return rows[np.fromiter(map(number.__getitem__, combos), np.int64, len(combos))]
+
+
+def _segment_dicts(events: list[PredictionEvent]) -> list[dict[str, str]]:
+    """The ``segment`` of each of ``events``, an empty dict for None."""
+    segs = [e.segment for e in events]
+    if None in segs:
+        empty: dict[str, str] = {}
+        segs = [s or empty for s in segs]
+    return cast(list[dict[str, str]], segs)
 
 
 #: Up to this many ids, a segment's matched ids of a (model, partition) are put in poll
@@ -1056,10 +1064,12 @@ def _crossing_caps(engine: Engine, events: list[PredictionEvent], model_of: list
             continue
         values = {("version", v) for v in {e.model_version for e in mine} if v}
         if registry.segments:
-            segments = [e.segment for e in mine if e.segment]
+            segs = _segment_dicts(mine)
             for name in registry.segments:
                 dim = f"segment:{name}"
-                values |= {(dim, g[name]) for g in segments if name in g}
+                found: set[Any] = set(map(dict.get, segs, repeat(name)))  # C loops
+                found.discard(None)
+                values.update(zip(repeat(dim, len(found)), found, strict=True))
         new: dict[str, int] = {}
         for dim, value in values:
             if (dim, value) not in registry.index:
@@ -1594,14 +1604,15 @@ def _lone_labels(
     cut before the label. Not for an id with more messages in the segment (``retried``:
     they were planned as retries of a pair joined)."""
     lone = np.isnan(f_ts)  # invalid or future: rejects in either order
+    ids = [e.prediction_id for e in follow]
     if retried:
-        lone &= np.array([e.prediction_id not in retried for e in follow], dtype=bool)
-        if not lone.any() and all(e.prediction_id in retried for e in follow):
+        lone &= ~np.array(list(map(retried.__contains__, ids)), dtype=bool)
+        if not lone.any() and all(map(retried.__contains__, ids)):
             return lone
     maybe = ~lone & (label_msg > pred_at) & ~reached & checked
     join = engine.partition(number).join
     matched = join.matched[model.index]
-    again = ~lone & named & np.array([e.prediction_id in matched for e in follow], dtype=bool)
+    again = ~lone & named & np.array(list(map(matched.__contains__, ids)), dtype=bool)
     if not (maybe | again).any():
         return lone
     other = ~named & np.array([e.model is not None for e in follow], dtype=bool)
@@ -1849,6 +1860,8 @@ def _labels(
     names = [e.model for e in events]
     if names.count(None) == len(names):  # no label names its model (the usual stream)
         named = [-1] * len(names)
+    elif index.keys() >= set(names).difference((None,)):  # each a model's, or none: C loop
+        named = list(map(index.get, names, repeat(-1)))
     else:
         named = [-1 if name is None else index.get(name, -2) for name in names]
     ts = _times(events, engine.latest_times(at))

@@ -11,14 +11,17 @@ from __future__ import annotations
 import functools
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, Final
+from itertools import compress
+from typing import TYPE_CHECKING, Annotated, Any, Final, cast
 
 import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from monitor import native
 from monitor.config import ModelConfig
 from monitor.core.tasks import task_of
 from monitor.events.values import ClassMatcher, canonical
@@ -110,18 +113,62 @@ _LABEL_DECODER = msgspec.json.Decoder(LabelEvent)
 DECODE_ERRORS: Final = (msgspec.DecodeError, RecursionError, UnicodeDecodeError)
 
 
-def decode_all(decoder: msgspec.json.Decoder[Any], values: list[bytes]) -> list[Any]:
-    """Each of ``values`` decoded, None where it does not decode (:data:`DECODE_ERRORS`):
-    one ``decode`` call a value from C (``map``), resumed after a value that fails, so
-    each value is decoded once."""
-    out: list[Any] = []
-    rest = iter(values)
-    while len(out) < len(values):
+def decode_all(
+    decoder: msgspec.json.Decoder[Any], values: Sequence[bytes | None], cap: int | None = None
+) -> list[Any]:
+    """Each of ``values`` decoded, None where it does not decode (:data:`DECODE_ERRORS`),
+    is None (a tombstone) or is longer than ``cap`` bytes: one ``decode`` call a value from
+    C (``map``), resumed after a value that fails, so each value is decoded once. The values
+    it passes over are found by C loops too (``list.count``, ``list.index``, ``len`` through
+    ``map``), so a tombstone or an overlong value in a batch costs no Python per value.
+    The compiled kernel (``decode_each``) does all of it in one loop, with the same
+    results."""
+    kernels = native.kernels()
+    if kernels is not None and type(values) is list:
+        out: list[Any] = kernels.decode_each(decoder.decode, values, cap, DECODE_ERRORS)
+        return out
+    unfit = _unfit(values, cap)
+    fit = cast("Sequence[bytes]", values if not unfit else _without(values, unfit))
+    out = []
+    rest = iter(fit)
+    while len(out) < len(fit):
         try:  # extend keeps what it took before a failure; map consumed the failing value
             out.extend(map(decoder.decode, rest))
         except DECODE_ERRORS:
             out.append(None)
+    for i in unfit:  # ascending: each goes where it was, the ones before it in place
+        out.insert(i, None)
     return out
+
+
+def _unfit(values: Sequence[bytes | None], cap: int | None) -> list[int]:
+    """Positions of the values that are None or longer than ``cap``, ascending."""
+    nulls: list[int] = []
+    if None in values:
+        at = -1
+        for _ in range(values.count(None)):
+            at = values.index(None, at + 1)
+            nulls.append(at)
+    if cap is None:
+        return nulls
+    fit = cast("Sequence[bytes]", values if not nulls else _without(values, nulls))
+    if not fit or max(map(len, fit)) <= cap:
+        return nulls
+    long = np.flatnonzero(np.fromiter(map(len, fit), np.int64, len(fit)) > cap)
+    if nulls:
+        # a value left after the nulls is at its place among them plus the nulls before it
+        # (null k has nulls[k] - k values before it)
+        before = np.array(nulls, dtype=np.int64) - np.arange(len(nulls), dtype=np.int64)
+        long += np.searchsorted(before, long, side="right")
+    return sorted(nulls + long.tolist())
+
+
+def _without(values: Sequence[Any], drop: list[int]) -> list[Any]:
+    """``values`` less the items at ``drop`` (ascending positions)."""
+    keep = [True] * len(values)
+    for i in drop:
+        keep[i] = False
+    return list(compress(values, keep))
 
 
 def _classify(exc: Exception) -> DecodeFailure:

@@ -160,6 +160,23 @@ def test_the_kernel_declines_dicts_and_other_structs() -> None:
     assert _block([])[0]  # no events: nothing to decline
 
 
+def test_the_kernel_marks_what_it_does_not_take_when_asked() -> None:
+    kernels = native.kernels()
+    if kernels is None:
+        pytest.skip("the numpy code has no kernel to call")
+    _, empty, _ = _typed(NAMES, DEFAULT_LIMITS)
+    feats = [_struct({"a": "x", "c": 2.5}), None, {"a": 1.0}, _struct({"a": 2**53 + 1, "c": 3}),
+             _struct({"a": True, "c": None})]  # fmt: skip
+    codes = np.full((2, len(feats)), -1, dtype=np.int8)
+    x = np.zeros((2, len(feats)))
+    assert kernels.read_numbers(feats, type(empty), ("f0", "f2"), codes, x, True) is True
+    assert codes.tolist() == [[2, 1, 2, 2, 2], [0, 1, 2, 0, 1]]
+    assert x[1, [0, 3]].tolist() == [2.5, 3.0]
+    assert np.isnan(x[0]).all() and np.isnan(x[1, [1, 2, 4]]).all()
+    # not a slot of the struct: declined all the same
+    assert kernels.read_numbers(feats, type(empty), ("nope",), codes[:1], x[:1], True) is False
+
+
 def test_the_kernel_checks_its_arguments() -> None:
     kernels = native.kernels()
     if kernels is None:
