@@ -33,6 +33,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Producer
+from hypothesis import settings
 
 from monitor import native
 from monitor.broker import EmbeddedBroker, create_topics
@@ -76,6 +77,12 @@ SLOW_MODULES = {
     "tests/faults/test_scrape_storm.py": 11,
     "tests/outputs/test_cloudwatch.py": 10,
 }
+
+# What the properties test is results, not speed: hypothesis' per-example deadline
+# (200 ms) fails an example that a loaded machine (the suite on two workers beside other
+# work) happens to run slowly. Each test's own @settings keep their other choices.
+settings.register_profile("monitor", deadline=None)
+settings.load_profile("monitor")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
