@@ -19,7 +19,9 @@
  * numpy calls per poll: they read the columns through the buffer protocol (no numpy C
  * API, no build dependency besides Python's headers) and change nothing but the slots
  * (place) or the output rows (lookup); pending_add and pending_pop append and remove a
- * group's rows, columns, index and byte buffer together. join.py falls back to its numpy code when this
+ * group's rows, columns, index and byte buffer together (pending_add_groups and
+ * pending_pop_groups: many tables' groups in one call), and pending_compact moves a
+ * table's live rows to fresh columns. join.py falls back to its numpy code when this
  * module is not built; tests/core/test_native.py checks that both agree.
  */
 #define PY_SSIZE_T_CLEAN

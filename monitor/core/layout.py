@@ -392,8 +392,9 @@ def feature_terms_many(
     of term over all the events instead of one per model (a poll of many models has a few
     dozen predictions of each). The histogram columns are every model's at once (each
     value over its own model's edges, in one compiled call when :mod:`monitor.native`
-    runs); the PCA errors (each model's components, over its own rows as its own call
-    takes them) model by model. None, with nothing made, unless every value is a finite number
+    runs); the PCA errors of every model at once when their PCAs have one shape over the
+    same features (:func:`~monitor.core.reference.pca_errors_many`, each model's own
+    errors), else model by model. None, with nothing made, unless every value is a finite number
     (the usual poll): each model's own call then takes its events."""
     plan = layouts[0]._numeric_plan()
     bad = np.concatenate([b[0] for b in blocks], axis=1)
