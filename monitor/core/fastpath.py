@@ -1512,10 +1512,14 @@ def _take_plains(takes: list[Callable[[_Waiting], None]]) -> None:
         sizes = waiting.sizes[t0:t1]
         r0 = sum(waiting.sizes[:t0])
         add_groups(waiting.tables[t0:t1], sizes, waiting.ids[r0 : r0 + sum(sizes)],
-                   np.concatenate(waiting.ts[first:j]), np.concatenate(waiting.pred[first:j]),
-                   np.concatenate(waiting.score[first:j]),
-                   np.concatenate(waiting.slices[first:j]))  # fmt: skip
+                   _joined(waiting.ts[first:j]), _joined(waiting.pred[first:j]),
+                   _joined(waiting.score[first:j]), _joined(waiting.slices[first:j]))  # fmt: skip
         first = j
+
+
+def _joined(arrays: list[npt.NDArray[Any]]) -> npt.NDArray[Any]:
+    """``arrays`` end to end (one of them: itself, not a copy)."""
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
 
 def _take_plain(
