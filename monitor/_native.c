@@ -19,7 +19,9 @@
  * numpy calls per poll: they read the columns through the buffer protocol (no numpy C
  * API, no build dependency besides Python's headers) and change nothing but the slots
  * (place) or the output rows (lookup); pending_add and pending_pop append and remove a
- * group's rows, columns, index and byte buffer together. join.py falls back to its numpy code when this
+ * group's rows, columns, index and byte buffer together (pending_add_groups and
+ * pending_pop_groups: many tables' groups in one call), and pending_compact moves a
+ * table's live rows to fresh columns. join.py falls back to its numpy code when this
  * module is not built; tests/core/test_native.py checks that both agree.
  */
 #define PY_SSIZE_T_CLEAN
@@ -689,6 +691,75 @@ utf8_view(PyObject *pid, const char **p, Py_ssize_t *n, PyObject **owned)
     return 0;
 }
 
+/* pending_add's step: the n ids pids[first:first + n] appended as rows at, at + 1, ... of
+ * a table's columns (rows of them, room checked by the caller; k slice ids a row, nslots
+ * slots matching shift), with the new columns' values nts[0:n] ... (nslices: k a row);
+ * returns the bytes appended to blob, -1 with an error set (blob as it was). */
+static Py_ssize_t
+append_rows(PyObject *blob, double *ts, double *pred, double *score, int32_t *slices,
+            uint32_t *hashes, int64_t *ends, int32_t *slots, Py_ssize_t rows, Py_ssize_t nslots,
+            Py_ssize_t k, int shift, Py_ssize_t at, PyObject *pids, Py_ssize_t first,
+            Py_ssize_t n, const double *nts, const double *npred, const double *nscore,
+            const int64_t *nslices)
+{
+    /* the ids' lengths, end offsets and CRC-32s, then their bytes once the buffer has grown */
+    Py_ssize_t start = PyByteArray_GET_SIZE(blob), end = start;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const char *p;
+        Py_ssize_t size;
+        PyObject *owned;
+        if (utf8_view(PyList_GET_ITEM(pids, first + i), &p, &size, &owned) < 0)
+            return -1;
+        hashes[at + i] = crc32_of((const unsigned char *)p, size);
+        end += size;
+        ends[at + i] = end;
+        Py_XDECREF(owned);
+    }
+    if (PyByteArray_Resize(blob, end) < 0)
+        return -1;
+    char *to = PyByteArray_AS_STRING(blob) + start;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const char *p;
+        Py_ssize_t size;
+        PyObject *owned;
+        if (utf8_view(PyList_GET_ITEM(pids, first + i), &p, &size, &owned) < 0) {
+            PyObject *type, *value, *trace; /* the buffer as it was, the error kept */
+            PyErr_Fetch(&type, &value, &trace);
+            if (PyByteArray_Resize(blob, start) < 0)
+                PyErr_Clear();
+            PyErr_Restore(type, value, trace);
+            return -1;
+        }
+        memcpy(to, p, (size_t)size);
+        to += size;
+        Py_XDECREF(owned);
+    }
+    Py_ssize_t mask = nslots - 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t row = at + i;
+        ts[row] = nts[i];
+        pred[row] = npred[i];
+        score[row] = nscore[i];
+        for (Py_ssize_t j = 0; j < k; j++)
+            slices[row * k + j] = (int32_t)nslices[i * k + j];
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t row = at + i, pos = home(hashes[row], shift), probes = 0;
+        for (;;) {
+            int32_t here = slots[pos];
+            if (here < 0 || (here < rows && ts[here] != ts[here]))
+                break;
+            if (++probes == nslots) {
+                PyErr_SetString(PyExc_ValueError, "slots: the index is full");
+                return -1;
+            }
+            pos = (pos + 1) & mask;
+        }
+        slots[pos] = (int32_t)row;
+    }
+    return end - start;
+}
+
 PyDoc_STRVAR(pending_add_doc,
 "pending_add(blob, ts, pred, score, slices, hashes, ends, slots, shift, at, pids,\n"
 "            new_ts, new_pred, new_score, new_slices) -> int\n\n"
@@ -745,62 +816,392 @@ pending_add(PyObject *self, PyObject *args)
                                           "not of one row per id");
         goto done;
     }
-    /* the ids' lengths, end offsets and CRC-32s, then their bytes once the buffer has grown */
-    Py_ssize_t start = PyByteArray_GET_SIZE(blob), end = start;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        const char *p;
-        Py_ssize_t size;
-        PyObject *owned;
-        if (utf8_view(PyList_GET_ITEM(pids, i), &p, &size, &owned) < 0)
-            goto done;
-        hashes[at + i] = crc32_of((const unsigned char *)p, size);
-        end += size;
-        ends[at + i] = end;
-        Py_XDECREF(owned);
-    }
-    if (PyByteArray_Resize(blob, end) < 0)
+    Py_ssize_t added = append_rows(blob, ts, pred, score, slices, hashes, ends, slots, rows,
+                                   nslots, k, shift, at, pids, 0, n, nts, npred, nscore, nslices);
+    if (added < 0)
         goto done;
-    char *to = PyByteArray_AS_STRING(blob) + start;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        const char *p;
-        Py_ssize_t size;
-        PyObject *owned;
-        if (utf8_view(PyList_GET_ITEM(pids, i), &p, &size, &owned) < 0) {
-            PyObject *type, *value, *trace; /* the buffer as it was, the error kept */
-            PyErr_Fetch(&type, &value, &trace);
-            if (PyByteArray_Resize(blob, start) < 0)
-                PyErr_Clear();
-            PyErr_Restore(type, value, trace);
+    result = PyLong_FromSsize_t(added);
+done:
+    release(a, nargs);
+    return result;
+}
+
+static int owner_count(uint32_t *crc, int32_t *model, int32_t *count, Py_ssize_t nslots,
+                       int shift, const uint32_t *crcs, Py_ssize_t n, int m, int sign,
+                       long *filled);
+static int owner_table_ok(const arg_t *crc, const arg_t *model, const arg_t *count, int shift);
+
+/* The attribute names pending_add_groups reads and sets, interned at the module's init
+ * (a str made per read would cost more than the read). */
+enum {
+    A_TS, A_PRED, A_SCORE, A_SLICES, A_HASH, A_ENDS, A_SLOTS, A_BLOB, A_K, A_USED, A_LIVE,
+    A_ID_BYTES, A_MEMO, A_OWNER, A_SHIFT, A_QUEUED, A_FILLED, A_CRC, A_MODEL, A_COUNT, A_NAMES
+};
+static const char *attr_text[A_NAMES] = {
+    "_ts", "_pred", "_score", "_slices", "_hash", "_ends", "_slots", "_blob", "_k", "_used",
+    "_live", "_id_bytes", "_memo", "_owner", "_shift", "_queued", "_filled", "_crc", "_model",
+    "_count",
+};
+static PyObject *attr_name[A_NAMES];
+
+/* The int attribute name of obj into *out; -1 with an error set. */
+static int
+get_int(PyObject *obj, int name, Py_ssize_t *out)
+{
+    PyObject *v = PyObject_GetAttr(obj, attr_name[name]);
+    if (v == NULL)
+        return -1;
+    *out = PyLong_AsSsize_t(v);
+    Py_DECREF(v);
+    return *out == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
+/* The attribute name of obj set to the int value; -1 with an error set. */
+static int
+set_int(PyObject *obj, int name, Py_ssize_t value)
+{
+    PyObject *v = PyLong_FromSsize_t(value);
+    if (v == NULL)
+        return -1;
+    int r = PyObject_SetAttr(obj, attr_name[name], v);
+    Py_DECREF(v);
+    return r;
+}
+
+/* The length (first dimension) of the attribute name of obj into *out; -1 with an error. */
+static int
+get_len(PyObject *obj, int name, Py_ssize_t *out)
+{
+    PyObject *v = PyObject_GetAttr(obj, attr_name[name]);
+    if (v == NULL)
+        return -1;
+    *out = PyObject_Length(v);
+    Py_DECREF(v);
+    return *out < 0 ? -1 : 0;
+}
+
+/* OwnerIndex.add(crcs[0:n], m) of the owner index index: its queued changes applied and
+ * room made (_apply, _rebuild) as _enqueue does, then the ids counted by owner_count and
+ * its _filled updated; -1 with an error set. */
+static int
+owner_add(PyObject *index, const uint32_t *crcs, Py_ssize_t n, int m)
+{
+    static const int names[3] = {A_CRC, A_MODEL, A_COUNT};
+    Py_ssize_t queued, filled, size, shift;
+    if (get_int(index, A_QUEUED, &queued) < 0)
+        return -1;
+    if (queued) {
+        PyObject *r = PyObject_CallMethod(index, "_apply", NULL);
+        if (r == NULL)
+            return -1;
+        Py_DECREF(r);
+    }
+    if (get_int(index, A_FILLED, &filled) < 0 || get_len(index, A_MODEL, &size) < 0)
+        return -1;
+    if (5 * (filled + n) > 3 * size) {
+        PyObject *r = PyObject_CallMethod(index, "_rebuild", "n", filled + n);
+        if (r == NULL)
+            return -1;
+        Py_DECREF(r);
+        if (get_int(index, A_FILLED, &filled) < 0)
+            return -1;
+    }
+    if (get_int(index, A_SHIFT, &shift) < 0)
+        return -1;
+    PyObject *cols[3] = {NULL, NULL, NULL};
+    arg_t o[3];
+    int ok = -1, held = 0;
+    long newly = 0;
+    for (int j = 0; j < 3; j++) {
+        if ((cols[j] = PyObject_GetAttr(index, attr_name[names[j]])) == NULL)
+            goto out;
+        o[j].obj = cols[j];
+        o[j].itemsize = 4;
+        o[j].writable = 1;
+        o[j].what = attr_text[names[j]];
+    }
+    if (acquire(o, 3) < 0)
+        goto out;
+    held = 1;
+    if (shift < 0 || shift > 31 || !owner_table_ok(&o[0], &o[1], &o[2], (int)shift))
+        goto out;
+    if (owner_count((uint32_t *)o[0].buf.buf, (int32_t *)o[1].buf.buf, (int32_t *)o[2].buf.buf,
+                    o[0].buf.len / 4, (int)shift, crcs, n, m, 1, &newly) < 0)
+        goto out;
+    ok = set_int(index, A_FILLED, filled + newly);
+out:
+    if (held)
+        release(o, 3);
+    for (int j = 0; j < 3; j++)
+        Py_XDECREF(cols[j]);
+    return ok;
+}
+
+/* add_many's step of pending_add_groups: the n ids pids[first:first + n] with their rows
+ * of the new columns appended to table (a PendingTable); -1 with an error set. */
+static int
+table_add(PyObject *table, PyObject *pids, Py_ssize_t first, Py_ssize_t n, Py_ssize_t k,
+          const double *nts, const double *npred, const double *nscore, const int64_t *nslices)
+{
+    static const Py_ssize_t sizes_of[7] = {8, 8, 8, 4, 4, 8, 4}; /* A_TS ... A_SLOTS */
+    Py_ssize_t tk, used, rows, nslots;
+    if (get_int(table, A_K, &tk) < 0 || get_int(table, A_USED, &used) < 0 ||
+        get_len(table, A_TS, &rows) < 0 || get_len(table, A_SLOTS, &nslots) < 0)
+        return -1;
+    if (tk != k || used + n > rows || 5 * (used + n) > 3 * nslots) { /* what _reserve changes */
+        PyObject *r = PyObject_CallMethod(table, "_reserve", "nn", n, k);
+        if (r == NULL)
+            return -1;
+        Py_DECREF(r);
+    }
+    PyObject *cols[7] = {NULL}, *blob = NULL, *owner = NULL;
+    arg_t t[7];
+    int ok = -1, held = 0;
+    Py_ssize_t shift, live, id_bytes;
+    for (int j = 0; j < 7; j++) {
+        if ((cols[j] = PyObject_GetAttr(table, attr_name[A_TS + j])) == NULL)
+            goto out;
+        t[j].obj = cols[j];
+        t[j].itemsize = sizes_of[j];
+        t[j].writable = 1;
+        t[j].what = attr_text[A_TS + j];
+    }
+    if ((blob = PyObject_GetAttr(table, attr_name[A_BLOB])) == NULL ||
+        get_int(table, A_SHIFT, &shift) < 0 || get_int(table, A_USED, &used) < 0 ||
+        get_int(table, A_LIVE, &live) < 0 ||
+        get_int(table, A_ID_BYTES, &id_bytes) < 0)
+        goto out;
+    if (!PyByteArray_Check(blob)) {
+        PyErr_SetString(PyExc_TypeError, "_blob: a bytearray expected");
+        goto out;
+    }
+    if (acquire(t, 7) < 0)
+        goto out;
+    held = 1;
+    rows = t[0].buf.len / 8;
+    nslots = t[6].buf.len / 4;
+    if (nslots == 0 || shift < 0 || shift > 31 || ((Py_ssize_t)1 << (32 - shift)) != nslots) {
+        PyErr_SetString(PyExc_ValueError, "slots: a power of two matching shift expected");
+        goto out;
+    }
+    if (used < 0 || used + n > rows || used + n > INT32_MAX || t[1].buf.len / 8 != rows ||
+        t[2].buf.len / 8 != rows || t[3].buf.len != rows * k * 4 || t[4].buf.len / 4 != rows ||
+        t[5].buf.len / 8 != rows) {
+        PyErr_SetString(PyExc_ValueError, "a table's columns without room for the rows, or of "
+                                          "other slice ids a row");
+        goto out;
+    }
+    uint32_t *hashes = (uint32_t *)t[4].buf.buf;
+    Py_ssize_t added = append_rows(blob, (double *)t[0].buf.buf, (double *)t[1].buf.buf,
+                                   (double *)t[2].buf.buf, (int32_t *)t[3].buf.buf, hashes,
+                                   (int64_t *)t[5].buf.buf, (int32_t *)t[6].buf.buf, rows, nslots,
+                                   k, (int)shift, used, pids, first, n, nts, npred, nscore,
+                                   nslices);
+    if (added < 0)
+        goto out;
+    if (set_int(table, A_USED, used + n) < 0 || set_int(table, A_LIVE, live + n) < 0 ||
+        set_int(table, A_ID_BYTES, id_bytes + added) < 0 ||
+        PyObject_SetAttr(table, attr_name[A_MEMO], Py_None) < 0)
+        goto out;
+    if ((owner = PyObject_GetAttr(table, attr_name[A_OWNER])) == NULL)
+        goto out;
+    if (owner != Py_None) { /* (the partition's owner index, this table's model) */
+        long m;
+        if (!PyTuple_Check(owner) || PyTuple_GET_SIZE(owner) != 2 ||
+            ((m = PyLong_AsLong(PyTuple_GET_ITEM(owner, 1))) == -1 && PyErr_Occurred())) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "_owner: (index, model) expected");
+            goto out;
+        }
+        if (m < 0 || m > INT32_MAX) {
+            PyErr_SetString(PyExc_ValueError, "_owner: a model >= 0 expected");
+            goto out;
+        }
+        if (owner_add(PyTuple_GET_ITEM(owner, 0), hashes + used, n, (int)m) < 0)
+            goto out;
+    }
+    ok = 0;
+out:
+    if (held)
+        release(t, 7);
+    for (int j = 0; j < 7; j++)
+        Py_XDECREF(cols[j]);
+    Py_XDECREF(blob);
+    Py_XDECREF(owner);
+    return ok;
+}
+
+PyDoc_STRVAR(pending_add_groups_doc,
+"pending_add_groups(tables, sizes, pids, ts, pred, score, slices)\n\n"
+"PendingTable.add_many of checked ids (new and distinct) for many tables in one call:\n"
+"group g, the next sizes[g] (int64) of pids with their rows of ts, pred, score (float64)\n"
+"and slices (int64, k a row), is appended to tables[g] exactly as add_many appends it:\n"
+"room made by the table's _reserve first when it has too little, the rows, ids and index\n"
+"slots written as pending_add writes them, the table's _used, _live, _id_bytes and _memo\n"
+"updated, and the ids counted for the table's model in the owner index it is bound to\n"
+"(_owner: index, model) as OwnerIndex.add counts them (its queued changes applied, or it\n"
+"rebuilt, first when that would). A table may be in several groups.");
+
+static PyObject *
+pending_add_groups(PyObject *self, PyObject *args)
+{
+    PyObject *tables, *o_sizes, *pids, *o_ts, *o_pred, *o_score, *o_slices;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!OO!OOOO", &PyList_Type, &tables, &o_sizes, &PyList_Type, &pids,
+                          &o_ts, &o_pred, &o_score, &o_slices))
+        return NULL;
+    arg_t a[] = {
+        {o_sizes, 8, 0, "sizes"}, {o_ts, 8, 0, "ts"},         {o_pred, 8, 0, "pred"},
+        {o_score, 8, 0, "score"}, {o_slices, 8, 0, "slices"},
+    };
+    const int nargs = (int)(sizeof a / sizeof a[0]);
+    if (acquire(a, nargs) < 0)
+        return NULL;
+    PyObject *result = NULL;
+    const int64_t *sizes = (const int64_t *)a[0].buf.buf;
+    const double *ts = (const double *)a[1].buf.buf, *pred = (const double *)a[2].buf.buf;
+    const double *score = (const double *)a[3].buf.buf;
+    const int64_t *slices = (const int64_t *)a[4].buf.buf;
+    Py_ssize_t groups = PyList_GET_SIZE(tables), n = PyList_GET_SIZE(pids);
+    Py_ssize_t k = n ? a[4].buf.len / 8 / n : 0;
+    if (a[0].buf.len / 8 != groups || a[1].buf.len / 8 != n || a[2].buf.len / 8 != n ||
+        a[3].buf.len / 8 != n || a[4].buf.len != n * k * 8) {
+        PyErr_SetString(PyExc_ValueError, "sizes: one per table; columns: one row per id");
+        goto done;
+    }
+    Py_ssize_t total = 0;
+    for (Py_ssize_t g = 0; g < groups; g++) {
+        if (sizes[g] < 0 || sizes[g] > n - total) {
+            PyErr_SetString(PyExc_ValueError, "sizes: not a split of the ids");
             goto done;
         }
-        memcpy(to, p, (size_t)size);
-        to += size;
-        Py_XDECREF(owned);
+        total += sizes[g];
     }
-    Py_ssize_t mask = nslots - 1;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        Py_ssize_t row = at + i;
-        ts[row] = nts[i];
-        pred[row] = npred[i];
-        score[row] = nscore[i];
-        for (Py_ssize_t j = 0; j < k; j++)
-            slices[row * k + j] = (int32_t)nslices[i * k + j];
+    if (total != n) {
+        PyErr_SetString(PyExc_ValueError, "sizes: not a split of the ids");
+        goto done;
     }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        Py_ssize_t row = at + i, pos = home(hashes[row], shift), probes = 0;
-        for (;;) {
-            int32_t here = slots[pos];
-            if (here < 0 || (here < rows && ts[here] != ts[here]))
-                break;
-            if (++probes == nslots) {
-                PyErr_SetString(PyExc_ValueError, "slots: the index is full");
-                goto done;
-            }
-            pos = (pos + 1) & mask;
+    Py_ssize_t first = 0;
+    for (Py_ssize_t g = 0; g < groups; g++) {
+        Py_ssize_t size_g = (Py_ssize_t)sizes[g];
+        if (size_g && table_add(PyList_GET_ITEM(tables, g), pids, first, size_g, k, ts + first,
+                                pred + first, score + first, slices + first * k) < 0)
+            goto done;
+        first += size_g;
+    }
+    result = Py_NewRef(Py_None);
+done:
+    release(a, nargs);
+    return result;
+}
+
+PyDoc_STRVAR(pending_compact_doc,
+"pending_compact(ts, pred, score, slices, hashes, ends, blob, used, new_ts, new_pred,\n"
+"                new_score, new_slices, new_hashes, new_ends, new_slots, shift) -> bytearray\n\n"
+"A pending table's compaction: the live rows (time not NaN) among the first used rows\n"
+"of the columns, copied in order to rows 0, 1, ... of the new columns (room for them);\n"
+"their ids' bytes, in order, returned as a new byte buffer, with their end offsets in it\n"
+"in new_ends; and each new row put in order into the first empty slot from its home of\n"
+"new_slots (every slot empty, -1). The rows, ids and slots PendingTable._maybe_compact's\n"
+"numpy code keeps (its slots may be in another order: they find the same rows).");
+
+static PyObject *
+pending_compact(PyObject *self, PyObject *args)
+{
+    PyObject *o_ts, *o_pred, *o_score, *o_slices, *o_hash, *o_ends, *o_blob;
+    PyObject *o_nts, *o_npred, *o_nscore, *o_nslices, *o_nhash, *o_nends, *o_nslots;
+    Py_ssize_t used;
+    int shift;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOOOOOnOOOOOOOi", &o_ts, &o_pred, &o_score, &o_slices,
+                          &o_hash, &o_ends, &o_blob, &used, &o_nts, &o_npred, &o_nscore,
+                          &o_nslices, &o_nhash, &o_nends, &o_nslots, &shift))
+        return NULL;
+    arg_t a[] = {
+        {o_ts, 8, 0, "ts"},             {o_pred, 8, 0, "pred"},
+        {o_score, 8, 0, "score"},       {o_slices, 4, 0, "slices"},
+        {o_hash, 4, 0, "hashes"},       {o_ends, 8, 0, "ends"},
+        {o_blob, 1, 0, "blob"},         {o_nts, 8, 1, "new_ts"},
+        {o_npred, 8, 1, "new_pred"},    {o_nscore, 8, 1, "new_score"},
+        {o_nslices, 4, 1, "new_slices"}, {o_nhash, 4, 1, "new_hashes"},
+        {o_nends, 8, 1, "new_ends"},    {o_nslots, 4, 1, "new_slots"},
+    };
+    const int nargs = (int)(sizeof a / sizeof a[0]);
+    if (acquire(a, nargs) < 0)
+        return NULL;
+    PyObject *result = NULL;
+    const double *ts = (const double *)a[0].buf.buf, *pred = (const double *)a[1].buf.buf;
+    const double *score = (const double *)a[2].buf.buf;
+    const int32_t *slices = (const int32_t *)a[3].buf.buf;
+    const uint32_t *hashes = (const uint32_t *)a[4].buf.buf;
+    const int64_t *ends = (const int64_t *)a[5].buf.buf;
+    const char *blob = (const char *)a[6].buf.buf;
+    double *nts = (double *)a[7].buf.buf, *npred = (double *)a[8].buf.buf;
+    double *nscore = (double *)a[9].buf.buf;
+    int32_t *nslices = (int32_t *)a[10].buf.buf;
+    uint32_t *nhashes = (uint32_t *)a[11].buf.buf;
+    int64_t *nends = (int64_t *)a[12].buf.buf;
+    int32_t *slots = (int32_t *)a[13].buf.buf;
+    Py_ssize_t rows = a[0].buf.len / 8, room = a[7].buf.len / 8, nslots = a[13].buf.len / 4;
+    Py_ssize_t k = rows ? a[3].buf.len / 4 / rows : 0, blob_len = a[6].buf.len;
+    if (nslots == 0 || shift < 0 || shift > 31 || ((Py_ssize_t)1 << (32 - shift)) != nslots) {
+        PyErr_SetString(PyExc_ValueError, "new_slots: a power of two matching shift expected");
+        goto done;
+    }
+    if (used < 0 || used > rows || a[1].buf.len / 8 != rows || a[2].buf.len / 8 != rows ||
+        a[3].buf.len != rows * k * 4 || a[4].buf.len / 4 != rows || a[5].buf.len / 8 != rows ||
+        a[8].buf.len / 8 != room || a[9].buf.len / 8 != room || a[10].buf.len != room * k * 4 ||
+        a[11].buf.len / 4 != room || a[12].buf.len / 8 != room) {
+        PyErr_SetString(PyExc_ValueError, "columns of other lengths, or of other slice ids a "
+                                          "row");
+        goto done;
+    }
+    /* the live rows and their ids' bytes, all checked before anything is written */
+    Py_ssize_t live = 0, bytes = 0;
+    for (Py_ssize_t row = 0; row < used; row++) {
+        if (ts[row] != ts[row])
+            continue;
+        int64_t start = row ? ends[row - 1] : 0, end = ends[row];
+        if (start < 0 || end < start || end > blob_len) {
+            PyErr_SetString(PyExc_ValueError, "ends: an id beyond the byte buffer");
+            goto done;
         }
-        slots[pos] = (int32_t)row;
+        live++;
+        bytes += (Py_ssize_t)(end - start);
     }
-    result = PyLong_FromSsize_t(end - start);
+    if (live > room || live >= nslots || live > INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "new columns or slots without room for the live rows");
+        goto done;
+    }
+    for (Py_ssize_t s = 0; s < nslots; s++) {
+        if (slots[s] != -1) {
+            PyErr_SetString(PyExc_ValueError, "new_slots: every slot empty (-1) expected");
+            goto done;
+        }
+    }
+    result = PyByteArray_FromStringAndSize(NULL, bytes);
+    if (result == NULL)
+        goto done;
+    char *to = PyByteArray_AS_STRING(result);
+    Py_ssize_t mask = nslots - 1, at = 0, offset = 0;
+    for (Py_ssize_t row = 0; row < used; row++) {
+        if (ts[row] != ts[row])
+            continue;
+        int64_t start = row ? ends[row - 1] : 0, size = ends[row] - start;
+        memcpy(to + offset, blob + start, (size_t)size);
+        offset += (Py_ssize_t)size;
+        nends[at] = offset;
+        nts[at] = ts[row];
+        npred[at] = pred[row];
+        nscore[at] = score[row];
+        nhashes[at] = hashes[row];
+        memcpy(nslices + at * k, slices + row * k, (size_t)k * sizeof *slices);
+        Py_ssize_t pos = home(hashes[row], shift);
+        while (slots[pos] >= 0) /* room checked: live < nslots */
+            pos = (pos + 1) & mask;
+        slots[pos] = (int32_t)at;
+        at++;
+    }
 done:
     release(a, nargs);
     return result;
@@ -1142,6 +1543,55 @@ done:
     return result;
 }
 
+/* owner_change's step: count (sign 1) or uncount (sign -1) one id of model m for each of
+ * the n CRC-32s crcs, in order, in the owner table of nslots slots; the empty slots filled
+ * added to *filled. -1 with an error set (the ids before it changed). */
+static int
+owner_count(uint32_t *crc, int32_t *model, int32_t *count, Py_ssize_t nslots, int shift,
+            const uint32_t *crcs, Py_ssize_t n, int m, int sign, long *filled)
+{
+    Py_ssize_t mask = nslots - 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint32_t c = crcs[i];
+        Py_ssize_t pos = home(c, shift), free = -1, probes = 0;
+        while (model[pos] >= 0 && !(model[pos] == m && crc[pos] == c)) {
+            if (free < 0 && count[pos] == 0)
+                free = pos;
+            if (++probes == nslots)
+                break;
+            pos = (pos + 1) & mask;
+        }
+        if (probes < nslots && model[pos] >= 0) { /* the pair */
+            if (count[pos] + sign < 0) {
+                PyErr_SetString(PyExc_KeyError, "OwnerIndex.remove: an id that was not counted");
+                return -1;
+            }
+            if (sign > 0 && count[pos] == INT32_MAX) {
+                PyErr_SetString(PyExc_OverflowError, "owner table: a count beyond int32");
+                return -1;
+            }
+            count[pos] += sign;
+            continue;
+        }
+        if (sign < 0) {
+            PyErr_SetString(PyExc_KeyError, "OwnerIndex.remove: an id that was not counted");
+            return -1;
+        }
+        if (free < 0) {
+            if (probes == nslots) {
+                PyErr_SetString(PyExc_ValueError, "owner table: full");
+                return -1;
+            }
+            free = pos;
+            (*filled)++;
+        }
+        crc[free] = c;
+        model[free] = m;
+        count[free] = 1;
+    }
+    return 0;
+}
+
 PyDoc_STRVAR(owner_change_doc,
 "owner_change(crc, model, count, shift, crcs, m, sign) -> int\n\n"
 "Count (sign 1) or uncount (sign -1) one id of model m for each CRC-32 of crcs, in\n"
@@ -1173,50 +1623,11 @@ owner_change(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "a model >= 0 and a sign of 1 or -1 expected");
         goto done;
     }
-    uint32_t *crc = (uint32_t *)a[0].buf.buf;
-    int32_t *model = (int32_t *)a[1].buf.buf;
-    int32_t *count = (int32_t *)a[2].buf.buf;
-    const uint32_t *crcs = (const uint32_t *)a[3].buf.buf;
-    Py_ssize_t nslots = a[0].buf.len / 4, n = a[3].buf.len / 4, mask = nslots - 1;
     long filled = 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        uint32_t c = crcs[i];
-        Py_ssize_t pos = home(c, shift), free = -1, probes = 0;
-        while (model[pos] >= 0 && !(model[pos] == m && crc[pos] == c)) {
-            if (free < 0 && count[pos] == 0)
-                free = pos;
-            if (++probes == nslots)
-                break;
-            pos = (pos + 1) & mask;
-        }
-        if (probes < nslots && model[pos] >= 0) { /* the pair */
-            if (count[pos] + sign < 0) {
-                PyErr_SetString(PyExc_KeyError, "OwnerIndex.remove: an id that was not counted");
-                goto done;
-            }
-            if (sign > 0 && count[pos] == INT32_MAX) {
-                PyErr_SetString(PyExc_OverflowError, "owner table: a count beyond int32");
-                goto done;
-            }
-            count[pos] += sign;
-            continue;
-        }
-        if (sign < 0) {
-            PyErr_SetString(PyExc_KeyError, "OwnerIndex.remove: an id that was not counted");
-            goto done;
-        }
-        if (free < 0) {
-            if (probes == nslots) {
-                PyErr_SetString(PyExc_ValueError, "owner table: full");
-                goto done;
-            }
-            free = pos;
-            filled++;
-        }
-        crc[free] = c;
-        model[free] = m;
-        count[free] = 1;
-    }
+    if (owner_count((uint32_t *)a[0].buf.buf, (int32_t *)a[1].buf.buf, (int32_t *)a[2].buf.buf,
+                    a[0].buf.len / 4, shift, (const uint32_t *)a[3].buf.buf, a[3].buf.len / 4,
+                    m, sign, &filled) < 0)
+        goto done;
     result = PyLong_FromLong(filled);
 done:
     release(a, nargs);
@@ -3308,6 +3719,8 @@ static PyMethodDef methods[] = {
     {"owner_first", owner_first, METH_VARARGS, owner_first_doc},
     {"owner_put", owner_put, METH_VARARGS, owner_put_doc},
     {"pending_add", pending_add, METH_VARARGS, pending_add_doc},
+    {"pending_add_groups", pending_add_groups, METH_VARARGS, pending_add_groups_doc},
+    {"pending_compact", pending_compact, METH_VARARGS, pending_compact_doc},
     {"pending_pop", pending_pop, METH_VARARGS, pending_pop_doc},
     {"pending_pop_groups", pending_pop_groups, METH_VARARGS, pending_pop_groups_doc},
     {"pane_rows", pane_rows, METH_VARARGS, pane_rows_doc},
@@ -3339,6 +3752,9 @@ PyInit__native(void)
     string_stop_init();
     for (int k = 0; k < R_METHODS; k++)
         if ((record_name[k] = PyUnicode_InternFromString(record_method[k])) == NULL)
+            return NULL;
+    for (int k = 0; k < A_NAMES; k++)
+        if ((attr_name[k] = PyUnicode_InternFromString(attr_text[k])) == NULL)
             return NULL;
     if (one == NULL && (one = PyLong_FromLong(1)) == NULL)
         return NULL;

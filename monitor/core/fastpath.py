@@ -53,7 +53,7 @@ from monitor.core.counts import (
     MATCHED,
     PREDICTIONS,
 )
-from monitor.core.join import EarlyLabel, PendingTable, id_keys, pop_groups
+from monitor.core.join import EarlyLabel, PendingTable, add_groups, id_keys, pop_groups
 from monitor.core.layout import Layout, NumericBlock, _numeric_block
 from monitor.core.partials import WarmRow
 from monitor.events.codec import (
@@ -1121,10 +1121,14 @@ def _predictions(
         if fused_at:
             followed = np.zeros(len(ids), dtype=bool)
             followed[fused_at] = True
+    takes: list[tuple[int, I64, Callable[[_Waiting], None]]] = []
     for m, mine in list(plain.items()):
         if not _plan_plain(engine, split, engine.models[m], mine, events, ids, at, ts, score,
-                           ok, fused, followed):  # fmt: skip
+                           ok, fused, followed, takes):  # fmt: skip
             del plain[m]
+    if takes:  # every model's plain predictions taken by one plan: see _take_plains
+        split.plans.append((takes[0][0], np.concatenate([idx for _, idx, _ in takes]),
+                            partial(_take_plains, [take for _, _, take in takes])))  # fmt: skip
     taken = {(m, number) for m, mine in plain.items() for number, _, _ in mine}
     for (m, number), (rows, sel) in groups.items():
         if (m, number) in taken:
@@ -1408,13 +1412,15 @@ def _plan_plain(
     ok: npt.NDArray[np.bool_],
     fused: dict[str, tuple[int, LabelEvent]],
     followed: npt.NDArray[np.bool_] | None,
+    takes: list[tuple[int, I64, Callable[[_Waiting], None]]],
 ) -> bool:
     """Plan the plain predictions of one model (see :func:`_plain_models`), every
     partition's at once: the invalid ones are rejects, those whose label message follows
     in the segment (``followed``, a mask over the segment's predictions) join it, the
-    others wait. False, with nothing planned, when a label message would not join (its
-    prediction or its value invalid, its time not usable): the model's groups are then
-    planned one by one."""
+    others wait. The plan goes to ``takes`` (its first partition, the poll indices of its
+    messages, and its :func:`_take_plain`). False, with nothing planned, when a label
+    message would not join (its prediction or its value invalid, its time not usable):
+    the model's groups are then planned one by one."""
     numbers = [number for number, _, _ in mine]
     sizes = [len(rows) for _, rows, _ in mine]
     if len(mine) == 1:
@@ -1470,9 +1476,60 @@ def _plan_plain(
             a += n
     apply = partial(_take_plain, engine, split, model, numbers, sizes, idx, group, pids,
                     ts[sel], pred, score[sel], joined)  # fmt: skip
-    split.plans.append((numbers[0], idx if joined is None else np.concatenate([idx, joined.at]),
-                        apply))  # fmt: skip
+    takes.append((numbers[0], idx if joined is None else np.concatenate([idx, joined.at]),
+                  apply))  # fmt: skip
     return True
+
+
+class _Waiting:
+    """The predictions that the plain plans of a segment leave waiting, (model,
+    partition) table after table: put into their tables by :func:`add_groups` once every
+    model's are known (see :func:`_take_plains`)."""
+
+    __slots__ = ("ids", "models", "pred", "score", "sizes", "slices", "tables", "ts")
+
+    def __init__(self) -> None:
+        self.tables: list[PendingTable] = []
+        self.sizes: list[int] = []
+        #: each model's rows of its tables, in order
+        self.ids: list[str] = []
+        self.ts: list[F64] = []
+        self.pred: list[F64] = []
+        self.score: list[F64] = []
+        self.slices: list[I64] = []
+        #: where each model's tables end in :attr:`tables`
+        self.models: list[int] = []
+
+
+def _take_plains(takes: list[Callable[[_Waiting], None]]) -> None:
+    """Apply the plain plans of every model of a segment (:func:`_take_plain` each), and
+    put the predictions they leave waiting into their (model, partition) tables with one
+    :func:`add_groups` per run of models of as many slice ids a row (the usual segment:
+    one): the tables, and the owner indexes, changed in the order each model's plan
+    would change them in its turn (no other plan reads them in between)."""
+    waiting = _Waiting()
+    for take in takes:
+        take(waiting)
+    if not waiting.tables:
+        return
+    ks = [s.shape[1] for s in waiting.slices]
+    first = 0  # the run's first model
+    for j in range(1, len(ks) + 1):
+        if j < len(ks) and ks[j] == ks[first]:
+            continue
+        t0 = waiting.models[first - 1] if first else 0
+        t1 = waiting.models[j - 1]
+        sizes = waiting.sizes[t0:t1]
+        r0 = sum(waiting.sizes[:t0])
+        add_groups(waiting.tables[t0:t1], sizes, waiting.ids[r0 : r0 + sum(sizes)],
+                   _joined(waiting.ts[first:j]), _joined(waiting.pred[first:j]),
+                   _joined(waiting.score[first:j]), _joined(waiting.slices[first:j]))  # fmt: skip
+        first = j
+
+
+def _joined(arrays: list[npt.NDArray[Any]]) -> npt.NDArray[Any]:
+    """``arrays`` end to end (one of them: itself, not a copy)."""
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
 
 def _take_plain(
@@ -1488,13 +1545,14 @@ def _take_plain(
     pred: F64,
     score: F64,
     joined: _Joined | None,
+    waiting: _Waiting,
 ) -> None:
     """Accept a model's plain predictions of a segment (see :func:`_plan_plain`): count,
-    join those whose label message follows, keep the others pending, queue them for
-    accumulation as one chunk over their partitions (``sizes`` predictions of each of
-    ``numbers``, in that order) and the joined pairs as another: what
-    :func:`_take_predictions` does to each partition's group, the slice registry and the
-    features taken over the groups one after the other."""
+    join those whose label message follows, leave the others to ``waiting`` (for their
+    pending tables), queue them for accumulation as one chunk over their partitions
+    (``sizes`` predictions of each of ``numbers``, in that order) and the joined pairs as
+    another: what :func:`_take_predictions` does to each partition's group, the slice
+    registry and the features taken over the groups one after the other."""
     from monitor.core.baseline import probability_row
 
     m = model.index
@@ -1517,7 +1575,7 @@ def _take_plain(
     gots = [0] * len(sizes)
     highs_l: list[float] = []
     where: list[int] = []  # the joined rows
-    waiting = (pids, ts, pred, score, slices)
+    rest_of = (pids, ts, pred, score, slices)
     if joined is not None:
         where = np.flatnonzero(joined.has).tolist()
         a = 0
@@ -1526,16 +1584,14 @@ def _take_plain(
             a += n
         highs_l = _run_maxima(joined.ts, gots)
         rest = ~joined.has
-        waiting = (list(compress(pids, rest.tolist())), ts[rest], pred[rest], score[rest],
+        rest_of = (list(compress(pids, rest.tolist())), ts[rest], pred[rest], score[rest],
                    slices[rest])  # fmt: skip
-    w_ids, w_ts, w_pred, w_score, w_slices = waiting
-    a = f = w = 0
+    f = 0
     joined_in: list[int] = []  # the partitions the joined pairs are in, each once
     joined_n: list[int] = []  # and how many in each
     for i, (number, n) in enumerate(zip(numbers, sizes, strict=True)):
         if not n:
             continue
-        b = a + n
         state = engine.partitions[number]
         highs = state.max_ts
         counts = state.counts[m]
@@ -1557,14 +1613,17 @@ def _take_plain(
             joined_in.append(number)
             joined_n.append(got)
             f = g
-        if n > got:
-            v = w + n - got
-            state.join.pending[m].add_many(  # ids checked: new, and distinct in the poll
-                w_ids[w:v], w_ts[w:v], w_pred[w:v], w_score[w:v], w_slices[w:v], checked=True
-            )
-            engine.pending_total[m] += v - w
-            w = v
-        a = b
+        if n > got:  # ids checked: new, and distinct in the poll
+            waiting.tables.append(state.join.pending[m])
+            waiting.sizes.append(n - got)
+            engine.pending_total[m] += n - got
+    if len(rest_of[0]):  # the rows of the tables above, in their order
+        waiting.ids += rest_of[0]
+        waiting.ts.append(rest_of[1])
+        waiting.pred.append(rest_of[2])
+        waiting.score.append(rest_of[3])
+        waiting.slices.append(rest_of[4])
+        waiting.models.append(len(waiting.tables))
     if joined is not None and joined_in:
         has = joined.has
         lt = joined.ts

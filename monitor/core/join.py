@@ -767,6 +767,22 @@ class PendingTable:
         dead = self._used - live
         if 2 * dead <= self._used or dead < _COMPACT_FROM:
             return
+        kernels = native.kernels()
+        if kernels is not None:  # the rows, ids and index of _load's below, in one call
+            old = (self._ts, self._pred, self._score, self._slices, self._hash, self._ends)
+            blob, used = self._blob, self._used
+            room = max(16, 2 * live)
+            self._used = self._live = 0
+            self._columns(room)
+            self._reindex(room)  # empty: no live rows
+            self._blob = kernels.pending_compact(
+                *old, blob, used, self._ts, self._pred, self._score, self._slices, self._hash,
+                self._ends, self._slots, self._shift,
+            )  # fmt: skip
+            self._id_bytes = len(self._blob)
+            self._used = self._live = live
+            self._head = 0
+            return
         rows = np.flatnonzero(~np.isnan(self._ts[: self._used]))
         self._load(
             self._gather_ids(rows),
@@ -856,6 +872,31 @@ class PendingTable:
         for pid, pending in table.items():
             out[pid] = pending
         return out
+
+
+def add_groups(
+    tables: list[PendingTable], sizes: list[int], pids: list[str], ts: F64, pred: F64,
+    score: F64, slices: I64,
+) -> None:  # fmt: skip
+    """:meth:`PendingTable.add_many` of checked ids (new, and distinct in each table) for
+    many tables, end to end: the next ``sizes[g]`` of ``pids`` and of the columns to
+    ``tables[g]``. The same tables (and owner indexes) as a call per group, with one call
+    of :mod:`monitor.native`'s ``pending_add_groups`` when it runs (a poll of many models
+    leaves a few predictions waiting in each of hundreds of (model, partition) tables)."""
+    kernels = native.kernels()
+    if kernels is None:
+        a = 0
+        for table, size in zip(tables, sizes, strict=True):
+            b = a + size
+            table.add_many(pids[a:b], ts[a:b], pred[a:b], score[a:b], slices[a:b], checked=True)
+            a = b
+        return
+    kernels.pending_add_groups(
+        tables, np.array(sizes, dtype=np.int64), pids if type(pids) is list else list(pids),
+        np.ascontiguousarray(ts, dtype=np.float64), np.ascontiguousarray(pred, dtype=np.float64),
+        np.ascontiguousarray(score, dtype=np.float64),
+        np.ascontiguousarray(slices, dtype=np.int64),
+    )  # fmt: skip
 
 
 def pop_groups(

@@ -43,6 +43,7 @@ from monitor.core.reference import (
     ReferenceProfile,
     StackedBins,
     bin_numeric,
+    pca_errors_many,
 )
 from monitor.core.tasks import Task, task_of
 from monitor.core.tasks.binary import EPS, score_bin
@@ -391,8 +392,9 @@ def feature_terms_many(
     of term over all the events instead of one per model (a poll of many models has a few
     dozen predictions of each). The histogram columns are every model's at once (each
     value over its own model's edges, in one compiled call when :mod:`monitor.native`
-    runs); the PCA errors (each model's components, over its own rows as its own call
-    takes them) model by model. None, with nothing made, unless every value is a finite number
+    runs); the PCA errors of every model at once when their PCAs have one shape over the
+    same features (:func:`~monitor.core.reference.pca_errors_many`, each model's own
+    errors), else model by model. None, with nothing made, unless every value is a finite number
     (the usual poll): each model's own call then takes its events."""
     plan = layouts[0]._numeric_plan()
     bad = np.concatenate([b[0] for b in blocks], axis=1)
@@ -434,13 +436,21 @@ def feature_terms_many(
     vals[term(2)] = x
     j = len(plan.names) * per_feature
     if pca:
-        err: F64 = np.empty(e)
-        for layout, start, end in zip(layouts, [0, *ends[:-1]], ends, strict=True):
-            assert layout.pca is not None  # numeric_shape: one of the shape
-            mine = x[:, start:end]
-            rows = layout._numeric_plan().pca
-            # (features, events), as the model's own call gives its PCA
-            err[start:end] = layout.pca.errors(mine if rows is None else mine[rows])
+        pcas = [layout.pca for layout in layouts if layout.pca is not None]
+        rows = plan.pca
+        if len(pcas) == len(layouts) and all(
+            p.components.shape == pcas[0].components.shape and layout._numeric_plan().pca == rows
+            for p, layout in zip(pcas, layouts, strict=True)
+        ):  # one PCA shape over the same features: every model's errors at once
+            err = pca_errors_many(pcas, x if rows is None else x[rows], sizes)
+        else:
+            err = np.empty(e)
+            for layout, start, end in zip(layouts, [0, *ends[:-1]], ends, strict=True):
+                assert layout.pca is not None  # numeric_shape: one of the shape
+                mine = x[:, start:end]
+                mine_rows = layout._numeric_plan().pca
+                # (features, events), as the model's own call gives its PCA
+                err[start:end] = layout.pca.errors(mine if mine_rows is None else mine[mine_rows])
         cols[j] = layouts[0].col("pca_n")
         vals[j] = 1.0
         cols[j + 1] = layouts[0].col("pca_err_sum")

@@ -55,6 +55,7 @@ import zlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import accumulate
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -176,6 +177,43 @@ class PcaReference:
         proj = self.components @ z
         out -= (proj * proj).sum(axis=0)
         return np.maximum(out, 0.0, out=out)
+
+
+def pca_errors_many(pcas: Sequence[PcaReference], x: F64, sizes: Sequence[int]) -> F64:
+    """:meth:`PcaReference.errors` of several models' events at once (a poll of many
+    models has a few dozen of each): ``x`` holds ``sizes[i]`` columns of ``pcas[i]``'s
+    events, model after model, every PCA of one number of features and of components.
+    The standardisation, the sums of squares and the bound run once over every column;
+    the projection is a call per model, on its own columns as its own call has them.
+    Bit for bit each model's own call: each value and each column's sums are computed
+    in the same order whatever the other columns, except numpy's sum over the features
+    of a single column (pairwise, not in order), and one component's projection (a
+    matrix-vector product): a model with one event, or PCAs of one component, are given
+    their own calls."""
+    starts = [0, *accumulate(sizes)]
+    k = pcas[0].components.shape[0] if pcas else 0
+    if k < 2:
+        return np.concatenate([np.empty(0)] + [
+            p.errors(x[:, a:b]) for p, a, b in zip(pcas, starts, starts[1:], strict=False)
+        ])  # fmt: skip
+    mean = np.repeat(np.stack([p.mean for p in pcas], axis=1), sizes, axis=1)
+    scale = np.repeat(np.stack([p.scale for p in pcas], axis=1), sizes, axis=1)
+    z = (x - mean) / scale
+    out: F64 = (z * z).sum(axis=0)
+    proj = np.zeros((k, x.shape[1]))  # a lone event's column stays 0
+    alone: list[int] = []
+    for i, p in enumerate(pcas):
+        a, b = starts[i], starts[i + 1]
+        if b - a == 1:
+            alone.append(i)
+        elif b > a:  # the model's standardised columns as its own call has them
+            proj[:, a:b] = p.components @ np.ascontiguousarray(z[:, a:b])
+    out -= (proj * proj).sum(axis=0)
+    np.maximum(out, 0.0, out=out)
+    for i in alone:
+        a = starts[i]
+        out[a : a + 1] = pcas[i].errors(x[:, a : a + 1])
+    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,12 @@ from monitor import native
 from monitor.config import config_from_mapping
 from monitor.core.layout import Layout, feature_terms_many
 from monitor.core.pipeline import Pipeline
-from monitor.core.reference import StackedBins, profile_from_columns
+from monitor.core.reference import (
+    PcaReference,
+    StackedBins,
+    pca_errors_many,
+    profile_from_columns,
+)
 from monitor.events.message import Message
 
 pytestmark = pytest.mark.usefixtures("kernels")
@@ -193,3 +198,26 @@ def test_a_poll_of_many_models_is_each_models_own_call(
     alone = _run(messages, poll)
     assert together == alone
     assert len(together[0]) > 20
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_pca_errors_of_many_models_are_each_models_own(seed: int) -> None:
+    """:func:`pca_errors_many` gives each model's :meth:`PcaReference.errors` bit for bit:
+    one component or several, no event, one (summed as its own call sums it) or many."""
+    rng = np.random.default_rng(seed)
+    for _ in range(60):
+        d = int(rng.integers(1, 16))
+        k = int(rng.integers(1, d + 1))
+        pcas = [
+            PcaReference(tuple(f"f{j}" for j in range(d)), rng.normal(size=d) * 10,
+                         rng.uniform(0.1, 5.0, d),
+                         np.linalg.qr(rng.normal(size=(d, d)))[0][:k], 1.0)
+            for _ in range(int(rng.integers(1, 9)))
+        ]  # fmt: skip
+        sizes = [int(rng.choice([0, 1, 2, 3, 17, 60])) for _ in pcas]
+        x = rng.normal(size=(d, sum(sizes))) * 10 ** rng.uniform(-2, 3)
+        got = pca_errors_many(pcas, x, sizes)
+        a = 0
+        for pca, n in zip(pcas, sizes, strict=True):
+            assert got[a : a + n].tobytes() == pca.errors(x[:, a : a + n].copy()).tobytes()
+            a += n

@@ -138,10 +138,62 @@ def test_the_kernels_check_what_they_are_given() -> None:
     with pytest.raises(ValueError, match="beyond the columns"):
         kernels.lookup(beyond, hashes, ts, ends, b"", 28, [b"a"], crcs, out)
     found, got = np.zeros(1, dtype=np.bool_), [np.empty(1) for _ in range(3)]
+    # A compaction into columns or slots without room, or slots not empty.
+    live = np.arange(4.0)
+    cols = (live, live.copy(), live.copy(), np.zeros((4, 1), np.int32), hashes,
+            np.arange(1, 5, dtype=np.int64), b"abcd", 4)  # fmt: skip
+    room = (np.empty(3), np.empty(3), np.empty(3), np.empty((3, 1), np.int32),
+            np.empty(3, np.uint32), np.empty(3, np.int64))  # fmt: skip
+    with pytest.raises(ValueError, match="without room"):
+        kernels.pending_compact(*cols, *room, np.full(16, -1, np.int32), 28)
+    room = tuple(np.empty((4, *c.shape[1:]), c.dtype) for c in room)
+    with pytest.raises(ValueError, match="every slot empty"):
+        kernels.pending_compact(*cols, *room, np.zeros(16, np.int32), 28)
+    with pytest.raises(ValueError, match="beyond the byte buffer"):
+        kernels.pending_compact(*cols[:6], b"abc", 4, *room, np.full(16, -1, np.int32), 28)
+    assert kernels.pending_compact(*cols, *room, np.full(16, -1, np.int32), 28) == b"abcd"
     with pytest.raises(ValueError, match="beyond the columns"):
         kernels.pending_pop(beyond, hashes, ts, ts.copy(), ts.copy(), np.zeros(4, np.int32),
                             ends, b"", 28, ["a"], found, *got, np.empty(1, np.int64),
                             np.empty(1, np.uint32))  # fmt: skip
+
+
+def _compacted(compiled: bool) -> tuple[list[Any], list[bool]]:
+    """A table of varied ids whose dead rows are compacted away (by pops, then an expiry):
+    its columns, byte buffer and sizes after, and which ids it then finds."""
+    before = native.use(compiled)
+    try:
+        rng = random.Random(7)
+        ids = list(dict.fromkeys(_ids(rng, 600)))
+        n = len(ids)
+        table = PendingTable()
+        ts = np.arange(n, dtype=np.float64)
+        slices = np.arange(2 * n, dtype=np.int64).reshape(n, 2)
+        table.add_many(ids, ts, ts + 0.5, ts / n, slices)
+        table.pop_many(rng.sample(ids, n // 2 + 150))  # compacts
+        used_1 = table._used
+        table.expire(n / 2)  # may compact again
+        used = table._used
+        state = [
+            used_1, used, len(table), table._ts.size, table._slots.size, table._id_bytes,
+            bytes(table._blob), np.nan_to_num(table._ts[:used], nan=-1.0).tolist(),
+            table._pred[:used].tolist(),
+            table._score[:used].tolist(), table._slices[:used].tolist(),
+            table._hash[:used].tolist(), table._ends[:used].tolist(), list(table),
+        ]  # fmt: skip
+        return state, table.contains_many(ids).tolist()
+    finally:
+        native.use(before)
+
+
+def test_a_compaction_keeps_the_same_rows_compiled_and_in_numpy() -> None:
+    """``pending_compact`` leaves the columns, ids and sizes the numpy code leaves, and an
+    index that finds the same ids."""
+    if not native.available():
+        pytest.skip("monitor._native is not built (see test_the_compiled_module_is_built)")
+    compiled, numpy_made = _compacted(True), _compacted(False)
+    assert compiled[0][0] < 600 and compiled[0][2] > 0  # it did compact, and kept some
+    assert compiled == numpy_made
 
 
 def _owner_run(seed: int, compiled: bool) -> list[Any]:

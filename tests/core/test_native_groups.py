@@ -1,7 +1,8 @@
 """A (model, partition) group's append and pop in one compiled call each
 (``monitor._native``'s ``pending_add`` and ``pending_pop``, behind
-:meth:`PendingTable.add_many` with ``checked`` ids and :meth:`PendingTable.pop_many`)
-against the numpy code that stands in for them: through random groups of new ids (ASCII,
+:meth:`PendingTable.add_many` with ``checked`` ids and :meth:`PendingTable.pop_many`), and
+many tables' in one call (``pending_add_groups``, ``pending_pop_groups``) against the numpy
+code that stands in for them: through random groups of new ids (ASCII,
 multi-byte and lone surrogates), pops with repeated and absent ids, growth, compaction
 and expiry, the same results bit for bit, the same columns, and the same counts in the
 owner index the table is bound to."""
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 
 from monitor import native
-from monitor.core.join import OwnerIndex, Pending, PendingTable, pop_groups
+from monitor.core.join import OwnerIndex, Pending, PendingTable, add_groups, pop_groups
 
 
 def _ids(rng: random.Random, n: int, serial: list[int]) -> list[str]:
@@ -291,3 +292,91 @@ def test_many_tables_popped_at_once_equal_a_pop_of_each() -> None:
     assert list(one.items()) == list(copies[0].items())
     assert list(other.items()) == list(copies[1].items())
     assert (one.nbytes, len(one)) == (copies[0].nbytes, len(copies[0]))
+
+
+def _adds_run(seed: int, compiled: bool, grouped: bool) -> list[Any]:
+    """Random appends to several tables at once (:func:`~monitor.core.join.add_groups`, or
+    :meth:`PendingTable.add_many` of each group in turn): a table given in two groups, one
+    first filled there (its slice ids a row set then), one bound to no owner index, tables
+    and the owner index growing, pops in between; each table's state after each step, its
+    index's slots and the owner index's columns included."""
+    before = native.use(compiled)
+    try:
+        rng = random.Random(seed)
+        owners = OwnerIndex()
+        tables = [PendingTable() for _ in range(5)]
+        for m, table in enumerate(tables[:4]):  # the last one is bound to no index
+            table._owner = (owners, m)
+        serial = [0]
+        held: list[list[str]] = [[] for _ in tables]
+        out: list[Any] = []
+        for step in range(50):
+            chosen = [rng.randrange(5) for _ in range(rng.randrange(1, 7))]
+            if step < 3:
+                chosen = [m for m in chosen if m != 3]  # table 3 stays empty for a while
+            sizes = [rng.choice([0, 1, 3, 40, 150]) for _ in chosen]
+            pids = _ids(rng, sum(sizes), serial)
+            n = len(pids)
+            ts = step * 1000.0 + np.arange(n, dtype=np.float64)
+            pred = np.array([rng.choice([0.0, 1.0]) for _ in range(n)])
+            score = np.array([rng.random() for _ in range(n)])
+            slices = np.array([[rng.randrange(-1, 50) for _ in range(2)] for _ in range(n)],
+                              dtype=np.int64).reshape(n, 2)  # fmt: skip
+            groups = [tables[m] for m in chosen]
+            if grouped:
+                add_groups(groups, sizes, pids, ts, pred, score, slices)
+            else:
+                a = 0
+                for table, size in zip(groups, sizes, strict=True):
+                    b = a + size
+                    table.add_many(pids[a:b], ts[a:b], pred[a:b], score[a:b], slices[a:b],
+                                   checked=True)  # fmt: skip
+                    a = b
+            a = 0
+            for m, size in zip(chosen, sizes, strict=True):
+                held[m] += pids[a : a + size]
+                a += size
+            for m, table in enumerate(tables):  # some labels come
+                ask = rng.sample(held[m], min(len(held[m]), rng.randrange(0, 60)))
+                table.pop_many(ask)
+                held[m] = [p for p in held[m] if p not in set(ask)]
+            out.append([_table_state(t, owners) for t in tables])
+            out.append([t._slots.tobytes() for t in tables])
+            out.append([owners._crc.tobytes(), owners._model.tobytes(), owners._count.tobytes(),
+                        owners._filled])  # fmt: skip
+        return out
+    finally:
+        native.use(before)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_many_tables_appended_at_once_are_the_same_compiled_and_one_by_one(seed: int) -> None:
+    """:func:`add_groups` in one compiled call leaves every table, its index's slots and the
+    owner index exactly as :meth:`PendingTable.add_many` of each group in turn does; and
+    (slots aside) as the numpy code does."""
+    if not native.available():
+        pytest.skip("monitor._native is not built (see test_native.py)")
+    compiled = _adds_run(seed, compiled=True, grouped=True)
+    assert compiled == _adds_run(seed, compiled=True, grouped=False)
+    numpy_made = _adds_run(seed, compiled=False, grouped=True)
+    assert compiled[::3] == numpy_made[::3]
+
+
+def test_many_tables_appended_at_once_check_what_they_are_given() -> None:
+    """Sizes that do not split the ids, columns not of one row per id, or a table's slice
+    ids a row other than the rows': errors, the tables before it appended."""
+    if not native.available():
+        pytest.skip("monitor._native is not built (see test_native.py)")
+    kernels = importlib.import_module("monitor._native")  # on or off (MONITOR_NATIVE)
+    one, other = PendingTable(), PendingTable()
+    cols = (np.arange(3.0), np.zeros(3), np.zeros(3), np.zeros((3, 2), dtype=np.int64))
+    with pytest.raises(ValueError, match="not a split"):
+        kernels.pending_add_groups([one, other], np.array([2, 2]), ["a", "b", "c"], *cols)
+    with pytest.raises(ValueError, match="one row per id"):
+        kernels.pending_add_groups(
+            [one], np.array([3]), ["a", "b", "c"], *cols[:3], np.zeros((2, 2), dtype=np.int64)
+        )
+    other.add_many(["x"], np.ones(1), np.ones(1), np.ones(1), np.zeros((1, 3), dtype=np.int64))
+    with pytest.raises(ValueError, match="the table holds 3"):
+        kernels.pending_add_groups([one, other], np.array([1, 2]), ["a", "b", "c"], *cols)
+    assert list(one) == ["a"] and list(other) == ["x"]
