@@ -1509,12 +1509,9 @@ fail:
     return NULL;
 }
 
-static int
-int64_order(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
+/* The most columns of a group pane_columns sorts by insertion (more are read in order off
+ * the width's marks). */
+#define FEW_COLUMNS 48
 
 PyDoc_STRVAR(pane_columns_doc,
 "pane_columns(sets, width, first, last, local, cols, cuts) -> int\n\n"
@@ -1616,7 +1613,22 @@ pane_columns(PyObject *self, PyObject *args)
                 }
             }
         }
-        qsort(cols + cuts[g], (size_t)(n - cuts[g]), sizeof(int64_t), int64_order);
+        /* ascending: a few columns sorted in place, many read off the marks in order */
+        int64_t *mine = cols + cuts[g];
+        Py_ssize_t k = n - cuts[g];
+        if (k <= FEW_COLUMNS) {
+            for (Py_ssize_t i = 1; i < k; i++) {
+                int64_t x = mine[i];
+                Py_ssize_t j = i;
+                for (; j > 0 && mine[j - 1] > x; j--)
+                    mine[j] = mine[j - 1];
+                mine[j] = x;
+            }
+        } else {
+            for (Py_ssize_t col = 0, i = 0; i < k; col++)
+                if (mark[col] == g)
+                    mine[i++] = col;
+        }
         for (Py_ssize_t i = cuts[g]; i < n; i++)
             pos[cols[i]] = i - cuts[g];
         for (Py_ssize_t k = from; k < to; k++) {

@@ -590,10 +590,11 @@ def scatter_panes(
     pane: float,
     panes: I64,
     sets: Sequence[Terms],
-) -> Iterator[tuple[int, I64, I64, F64, list[F64]]]:
+) -> Iterator[tuple[int, I64, I64 | None, F64, list[F64]]]:
     """The open-pane sums of many (partition, pane) groups of events at once: for each
     group ``g`` (of pane ``panes[g]``), the slice rows the events of ``sets`` touch in it
-    (ascending), the columns they touch (ascending), and the sums of those cells, plain and
+    (ascending), the columns they touch (ascending; None when they touch every column of
+    the width: the blocks are whole rows), and the sums of those cells, plain and
     one decay block per rate (each ``(len(rows), len(cols))``): bit for bit what
     :func:`scatter_pane` of each set in turn adds into zeros, on those rows and columns
     (every other cell stays zero). One pass per block of groups instead of one per group,
@@ -623,7 +624,7 @@ def _compiled_panes(
     pane: float,
     panes: I64,
     sets: Sequence[Terms],
-) -> Iterator[tuple[int, I64, I64, F64, list[F64]]]:
+) -> Iterator[tuple[int, I64, I64 | None, F64, list[F64]]]:
     """:func:`scatter_panes` by the compiled kernels (``pane_rows`` numbers a block's
     rows, ``pane_columns`` its groups' columns, ``pane_sums`` adds the terms in
     bincount's order): numpy computes only each event's decay factor per rate, as
@@ -638,8 +639,11 @@ def _compiled_panes(
         factors: F64 = np.exp(np.array([-rate for rate in rates])[:, None] * ages)
     else:
         factors = np.empty((len(rates), 0))
-    local = [np.empty_like(t.cols) for t in sets]  # each term's place among its group's columns
     terms = sum(t.cols.size for t in sets)
+    sparse = _sparse(terms, len(panes), width)
+    # each term's place among its group's columns (every column: the column itself)
+    local = [np.empty_like(t.cols) for t in sets] if sparse else [t.cols for t in sets]
+    cols: I64 | None = None
     for first in range(0, len(panes), per_block):
         last = min(first + per_block, len(panes))
         count = last - first
@@ -647,22 +651,42 @@ def _compiled_panes(
         row = np.empty(count * rows, dtype=np.int64)
         cuts = np.empty(count + 1, dtype=np.int64)
         kernels.pane_rows(sets, rows, first, last, number, row, cuts)
-        cols = np.empty(min(terms, count * width), dtype=np.int64)
-        ccuts = np.empty(count + 1, dtype=np.int64)
-        kernels.pane_columns(sets, width, first, last, local, cols, ccuts)
+        if sparse:
+            cols = np.empty(min(terms, count * width), dtype=np.int64)
+            ccuts = np.empty(count + 1, dtype=np.int64)
+            kernels.pane_columns(sets, width, first, last, local, cols, ccuts)
+        else:
+            ccuts = np.arange(0, (count + 1) * width, width, dtype=np.int64)
         bounds, cbounds = cuts.tolist(), ccuts.tolist()
         at = _offsets(bounds, cbounds, 1 + len(rates))
         starts = _pieces(at, _PIECE_CELLS)
         outs = [np.zeros(b - a) for a, b in pairwise(starts)]
         kernels.pane_sums(sets, local, factors, number, cuts, ccuts, rows, width, first, last,
                           outs)  # fmt: skip
-        yield from _group_blocks(first, row, bounds, cols, cbounds, at, starts, outs, len(rates))
+        yield from _group_blocks(first, row, bounds, cols, cbounds, at, starts, outs, len(rates),
+                                 width)  # fmt: skip
 
 
 #: Cells of one array the compiled :func:`scatter_panes` fills at most (but a group's block
 #: goes in one): a few hundred kB, which the allocator hands out again without the fresh
 #: pages (and their faults) that a block of many MB gets each time.
 _PIECE_CELLS = 1 << 16
+
+
+#: A call's groups are summed over the columns each touches when their terms are fewer than
+#: this share of the width per group, on average (else over whole rows: where a group
+#: touches most columns, finding which costs more than the zeros it saves).
+_SPARSE = 0.5
+
+
+def _sparse(terms: int, groups: int, width: int) -> bool:
+    """Whether :func:`scatter_panes` sums ``groups`` groups of ``terms`` terms in all
+    (events by terms per event) over the columns each group touches (see :data:`_SPARSE`).
+
+    >>> _sparse(200 * 30, 100, 1000), _sparse(200 * 30, 2, 1000)
+    (True, False)
+    """
+    return terms < _SPARSE * groups * width
 
 
 def _offsets(bounds: list[int], cbounds: list[int], kinds: int) -> list[int]:
@@ -703,15 +727,17 @@ def _group_blocks(
     first: int,
     row: I64,
     bounds: list[int],
-    cols: I64,
+    cols: I64 | None,
     cbounds: list[int],
     at: list[int],
     starts: list[int],
     outs: list[F64],
     rates: int,
-) -> Iterator[tuple[int, I64, I64, F64, list[F64]]]:
-    """Each group's rows, columns and blocks (views of ``outs``, the pieces that begin at
-    cells ``starts``: a group's ``(1 + rates, rows, columns)`` block at cell ``at[i]``)."""
+    width: int,
+) -> Iterator[tuple[int, I64, I64 | None, F64, list[F64]]]:
+    """Each group's rows, columns (None: all ``width`` of them, as every group's when
+    ``cols`` is None) and blocks (views of ``outs``, the pieces that begin at cells
+    ``starts``: a group's ``(1 + rates, rows, columns)`` block at cell ``at[i]``)."""
     j, top = 0, len(outs) - 1
     for i in range(len(bounds) - 1):
         a, b, c, d = bounds[i], bounds[i + 1], cbounds[i], cbounds[i + 1]
@@ -721,7 +747,8 @@ def _group_blocks(
         size = h * w
         o = at[i] - starts[j]
         block = outs[j][o : o + size * (1 + rates)].reshape(1 + rates, h, w)
-        yield first + i, row[a:b], cols[c:d], block[0], list(block[1:])
+        some = None if cols is None or w == width else cols[c:d]
+        yield first + i, row[a:b], some, block[0], list(block[1:])
 
 
 def _numpy_panes(
@@ -730,12 +757,13 @@ def _numpy_panes(
     pane: float,
     panes: I64,
     sets: Sequence[Terms],
-) -> Iterator[tuple[int, I64, I64, F64, list[F64]]]:
+) -> Iterator[tuple[int, I64, I64 | None, F64, list[F64]]]:
     """:func:`scatter_panes` in numpy (the compiled kernels off or not built)."""
     rows, width = shape
     size = rows * width
     kinds = 1 + len(rates)
     per_block = max(1, _BLOCK_CELLS // max(size, 1))
+    sparse = _sparse(sum(t.cols.size for t in sets), len(panes), width)
     # Sets whose columns are disjoint (a poll's predictions and pairs: each column is one
     # or the other's) are summed in one bincount: a cell's terms all come from one set, in
     # its order, as in that set's own sum.
@@ -773,9 +801,13 @@ def _numpy_panes(
         number = np.cumsum(touched) - 1
         owner, row = np.divmod(used, rows)
         cuts = np.searchsorted(owner, np.arange(count + 1))
-        # The (group, column) pairs the events touch, in order: each group's columns.
+        # The (group, column) pairs the events touch, in order: each group's columns
+        # (every column of each group when they are not summed sparse).
         keys = [t.group[:, None] * width + t.cols for t in parts]
-        distinct = np.unique(np.concatenate([k.reshape(-1) for k in keys] or [number[:0]]))
+        if sparse:
+            distinct = np.unique(np.concatenate([k.reshape(-1) for k in keys] or [number[:0]]))
+        else:
+            distinct = np.arange(count * width, dtype=np.int64)
         ccuts = np.searchsorted(distinct // width, np.arange(count + 1))
         bounds, cbounds = cuts.tolist(), ccuts.tolist()
         at = _offsets(bounds, cbounds, kinds)
@@ -806,8 +838,8 @@ def _numpy_panes(
             out = _summed(spots[:1], scaled[:1], at[-1])
             for spot, vals in zip(spots[1:], scaled[1:], strict=True):
                 out += _summed([spot], [vals], at[-1])
-        yield from _group_blocks(first, row, bounds, distinct % width, cbounds, at,
-                                 [0, at[-1]], [out], len(rates))  # fmt: skip
+        yield from _group_blocks(first, row, bounds, distinct % width if sparse else None,
+                                 cbounds, at, [0, at[-1]], [out], len(rates), width)  # fmt: skip
 
 
 class _Spots(NamedTuple):

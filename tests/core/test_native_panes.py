@@ -51,11 +51,12 @@ def _blocks(compiled: bool, poll: dict[str, Any]) -> list[tuple[int, list[int], 
     before = native.use(compiled)
     try:
         got = []
+        width = poll["shape"][1]
         for g, rows, cols, plain, decay in scatter_panes(**poll):
             sums = [plain, *decay]
-            assert all(s.dtype == np.float64 and s.shape == (len(rows), len(cols))
-                       for s in sums)  # fmt: skip
-            got.append((g, [rows.tolist(), cols.tolist()],
+            n = width if cols is None else len(cols)
+            assert all(s.dtype == np.float64 and s.shape == (len(rows), n) for s in sums)
+            got.append((g, [rows.tolist(), None if cols is None else cols.tolist()],
                         [np.ascontiguousarray(s).view(np.int64) for s in sums]))  # fmt: skip
         return got
     finally:
@@ -72,6 +73,7 @@ def _same(a: list[Any], b: list[Any]) -> bool:
 
 @pytest.mark.parametrize(("block_cells", "piece_cells"), [(1 << 20, 1 << 16), (1 << 20, 100),
                                                           (64, 1 << 16), (1, 1)])  # fmt: skip
+@pytest.mark.parametrize("sparse", [0.0, 1e9], ids=["whole-rows", "columns"])
 @pytest.mark.parametrize("holes", ["none", "some", "position"])
 @pytest.mark.parametrize("shared", [False, True], ids=["own-columns", "shared-columns"])
 @pytest.mark.parametrize("sets", [1, 2, 3])
@@ -79,6 +81,7 @@ def test_the_compiled_scatter_gives_numpy_s_sums_bit_for_bit(
     monkeypatch: pytest.MonkeyPatch,
     block_cells: int,
     piece_cells: int,
+    sparse: float,
     holes: str,
     shared: bool,
     sets: int,
@@ -89,6 +92,7 @@ def test_the_compiled_scatter_gives_numpy_s_sums_bit_for_bit(
         pytest.skip("monitor._native is not built (see test_native.py)")
     monkeypatch.setattr(layout, "_BLOCK_CELLS", block_cells)
     monkeypatch.setattr(layout, "_PIECE_CELLS", piece_cells)
+    monkeypatch.setattr(layout, "_SPARSE", sparse)  # never, always over the columns touched
     for seed in range(6):
         poll = _poll(seed * 100 + sets, sets, shared, holes)
         compiled = _blocks(True, poll)
@@ -97,11 +101,16 @@ def test_the_compiled_scatter_gives_numpy_s_sums_bit_for_bit(
 
 
 @pytest.mark.usefixtures("kernels")
+@pytest.mark.parametrize("sparse", [0.0, 1e9], ids=["whole-rows", "columns"])
 @pytest.mark.parametrize("seed", range(4))
-def test_each_group_holds_what_its_own_scatter_adds(seed: int) -> None:
+def test_each_group_holds_what_its_own_scatter_adds(
+    monkeypatch: pytest.MonkeyPatch, seed: int, sparse: float
+) -> None:
     """Each group's rows and columns hold, bit for bit, what :func:`scatter_pane` of its
     events of each set in turn adds into zeros (the numpy code or the compiled kernels,
-    whichever runs); its columns are those its events touch, every other cell is zero."""
+    whichever runs); its columns are those its events touch (or all of them: whole rows),
+    every other cell is zero."""
+    monkeypatch.setattr(layout, "_SPARSE", sparse)
     poll = _poll(seed, 2, seed % 2 == 1, "some")
     rows, width = poll["shape"]
     for g, used, cols, plain, decay in scatter_panes(**poll):
@@ -119,8 +128,9 @@ def test_each_group_holds_what_its_own_scatter_adds(seed: int) -> None:
             want += one
             for w, d in zip(want_decay, one_decay, strict=True):
                 w += d
-        assert cols.tolist() == sorted(touched)
-        cells = np.ix_(used, cols)
+        columns = np.arange(width) if cols is None else cols  # (None: whole rows)
+        assert cols is None or columns.tolist() == sorted(touched)
+        cells = np.ix_(used, columns)
         assert np.array_equal(want[cells].view(np.int64), plain.view(np.int64))
         for w, d in zip(want_decay, decay, strict=True):
             assert np.array_equal(w[cells].view(np.int64), d.view(np.int64))
