@@ -1509,9 +1509,21 @@ fail:
     return NULL;
 }
 
-/* The most columns of a group pane_columns sorts by insertion (more are read in order off
- * the width's marks). */
-#define FEW_COLUMNS 48
+/* The place of the lowest bit set in b (b not 0). */
+static inline int
+lowest_bit(uint64_t b)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    return __builtin_ctzll(b);
+#else
+    int k = 0;
+    while (!(b & 1)) {
+        b >>= 1;
+        k++;
+    }
+    return k;
+#endif
+}
 
 PyDoc_STRVAR(pane_columns_doc,
 "pane_columns(sets, width, first, last, local, cols, cuts) -> int\n\n"
@@ -1543,6 +1555,7 @@ pane_columns(PyObject *self, PyObject *args)
     PyObject *result = NULL;
     Py_ssize_t *start = NULL, *at = NULL;
     int64_t *set_of = NULL, *event_of = NULL, *mark = NULL, *pos = NULL;
+    uint64_t *bits = NULL; /* the group's columns, a bit each (all 0 between groups) */
     int held = 0;
     if (acquire(a, nargs) < 0)
         goto done;
@@ -1556,10 +1569,12 @@ pane_columns(PyObject *self, PyObject *args)
     int64_t *cuts = (int64_t *)a[1].buf.buf;
     Py_ssize_t room = a[0].buf.len / 8, total = 0;
     /* each group's events, (set, event) in order: a counting sort by group */
+    Py_ssize_t words = (width + 63) / 64;
     start = PyMem_Calloc((size_t)count + 2, sizeof(Py_ssize_t));
     mark = PyMem_Malloc((size_t)width * sizeof(int64_t));
     pos = PyMem_Malloc((size_t)width * sizeof(int64_t));
-    if (start == NULL || mark == NULL || pos == NULL) {
+    bits = PyMem_Calloc((size_t)words, sizeof(uint64_t));
+    if (start == NULL || mark == NULL || pos == NULL || bits == NULL) {
         PyErr_NoMemory();
         goto done;
     }
@@ -1599,7 +1614,7 @@ pane_columns(PyObject *self, PyObject *args)
             const terms_t *s = &sets[set_of[k]];
             const int64_t *c = (const int64_t *)s->a[2].buf.buf + event_of[k] * s->terms;
             for (Py_ssize_t j = 0; j < s->terms; j++) {
-                if (c[j] < 0 || c[j] >= width) {
+                if ((uint64_t)c[j] >= (uint64_t)width) { /* (negative ones too) */
                     PyErr_SetString(PyExc_ValueError, "cols: a column beyond the width");
                     goto done;
                 }
@@ -1609,25 +1624,18 @@ pane_columns(PyObject *self, PyObject *args)
                         goto done;
                     }
                     mark[c[j]] = g;
+                    bits[c[j] >> 6] |= (uint64_t)1 << (c[j] & 63);
                     cols[n++] = c[j];
                 }
             }
         }
-        /* ascending: a few columns sorted in place, many read off the marks in order */
+        /* ascending: read off the bits, word by word (each cleared for the next group) */
         int64_t *mine = cols + cuts[g];
-        Py_ssize_t k = n - cuts[g];
-        if (k <= FEW_COLUMNS) {
-            for (Py_ssize_t i = 1; i < k; i++) {
-                int64_t x = mine[i];
-                Py_ssize_t j = i;
-                for (; j > 0 && mine[j - 1] > x; j--)
-                    mine[j] = mine[j - 1];
-                mine[j] = x;
-            }
-        } else {
-            for (Py_ssize_t col = 0, i = 0; i < k; col++)
-                if (mark[col] == g)
-                    mine[i++] = col;
+        for (Py_ssize_t i = 0, w = 0; i < n - cuts[g]; w++) {
+            uint64_t b = bits[w];
+            bits[w] = 0;
+            for (; b; b &= b - 1)
+                mine[i++] = (int64_t)(w * 64 + lowest_bit(b));
         }
         for (Py_ssize_t i = cuts[g]; i < n; i++)
             pos[cols[i]] = i - cuts[g];
@@ -1646,6 +1654,7 @@ done:
     PyMem_Free(start);
     PyMem_Free(mark);
     PyMem_Free(pos);
+    PyMem_Free(bits);
     PyMem_Free(set_of);
     PyMem_Free(event_of);
     if (held)
@@ -2222,10 +2231,10 @@ rows_apply(Py_ssize_t nt, PyObject *const *targets, PyObject *const *blocks, PyO
         }
         cols = (const int64_t *)vc.buf;
         bw = vc.len / 8;
-        int ok = vc.itemsize == 8 && bw > 0;
-        for (Py_ssize_t j = 0; ok && j < bw; j++)
-            ok = cols[j] >= 0 && cols[j] < width;
-        if (!ok) {
+        uint64_t top = 0; /* the largest column (a negative one as a huge one) */
+        for (Py_ssize_t j = 0; vc.itemsize == 8 && j < bw; j++)
+            top = (uint64_t)cols[j] > top ? (uint64_t)cols[j] : top;
+        if (vc.itemsize != 8 || bw <= 0 || top >= (uint64_t)width) {
             PyErr_SetString(PyExc_ValueError, "cols: int64 columns of the width expected");
             PyBuffer_Release(&vc);
             if (vr.obj != NULL)
