@@ -607,7 +607,7 @@ def scatter_panes(
 
     >>> terms = Terms(np.array([0, 0]), np.array([[0, 2], [0, -1]]), np.array([[1], [1]]),
     ...               np.array([[1.0], [3.0]]), np.array([1.0, 2.0]))
-    >>> _, rows, cols, plain, _ = next(scatter_panes((4, 2), [], 10.0, np.array([0]), [terms]))
+    >>> _, rows, cols, plain, _ = next(scatter_panes((4, 50), [], 10.0, np.array([0]), [terms]))
     >>> rows.tolist(), cols.tolist(), plain.tolist()
     ([0, 2], [1], [[4.0], [1.0]])
     """
@@ -640,22 +640,28 @@ def _compiled_panes(
     else:
         factors = np.empty((len(rates), 0))
     terms = sum(t.cols.size for t in sets)
-    sparse = _sparse(terms, len(panes), width)
-    # each term's place among its group's columns (every column: the column itself)
-    local = [np.empty_like(t.cols) for t in sets] if sparse else [t.cols for t in sets]
-    cols: I64 | None = None
+    places: list[I64] | None = None  # each term's place among its group's columns
     for first in range(0, len(panes), per_block):
         last = min(first + per_block, len(panes))
         count = last - first
         number = np.empty(count * rows, dtype=np.int64)
         row = np.empty(count * rows, dtype=np.int64)
         cuts = np.empty(count + 1, dtype=np.int64)
-        kernels.pane_rows(sets, rows, first, last, number, row, cuts)
-        if sparse:
-            cols = np.empty(min(terms, count * width), dtype=np.int64)
+        n = kernels.pane_rows(sets, rows, first, last, number, row, cuts)
+        mine = terms if count == len(panes) else sum(
+            int(np.count_nonzero((t.group >= first) & (t.group < last))) * t.cols.shape[1]
+            for t in sets
+        )  # fmt: skip
+        cols: I64 | None = None
+        if _sparse(mine, n * width):
+            if places is None:
+                places = [np.empty_like(t.cols) for t in sets]
+            local = places
+            cols = np.empty(min(mine, count * width), dtype=np.int64)
             ccuts = np.empty(count + 1, dtype=np.int64)
             kernels.pane_columns(sets, width, first, last, local, cols, ccuts)
-        else:
+        else:  # whole rows: a term's place is its column
+            local = [t.cols for t in sets]
             ccuts = np.arange(0, (count + 1) * width, width, dtype=np.int64)
         bounds, cbounds = cuts.tolist(), ccuts.tolist()
         at = _offsets(bounds, cbounds, 1 + len(rates))
@@ -673,20 +679,21 @@ def _compiled_panes(
 _PIECE_CELLS = 1 << 16
 
 
-#: A call's groups are summed over the columns each touches when their terms are fewer than
-#: this share of the width per group, on average (else over whole rows: where a group
-#: touches most columns, finding which costs more than the zeros it saves).
-_SPARSE = 0.5
+#: A block of groups is summed over the columns each group touches when its terms are fewer
+#: than this share of the cells of its rows (else over whole rows: finding the columns costs
+#: per term, and where the terms are that many, more than the zeros it saves).
+_SPARSE = 0.1
 
 
-def _sparse(terms: int, groups: int, width: int) -> bool:
-    """Whether :func:`scatter_panes` sums ``groups`` groups of ``terms`` terms in all
-    (events by terms per event) over the columns each group touches (see :data:`_SPARSE`).
+def _sparse(terms: int, cells: int) -> bool:
+    """Whether :func:`scatter_panes` sums a block of groups of ``terms`` terms (events by
+    terms per event) and ``cells`` cells (the rows they touch by the width) over the
+    columns each group touches (see :data:`_SPARSE`).
 
-    >>> _sparse(200 * 30, 100, 1000), _sparse(200 * 30, 2, 1000)
+    >>> _sparse(30 * 200, 7 * 1000 * 100), _sparse(30 * 200, 1000 * 20)
     (True, False)
     """
-    return terms < _SPARSE * groups * width
+    return terms < _SPARSE * cells
 
 
 def _offsets(bounds: list[int], cbounds: list[int], kinds: int) -> list[int]:
@@ -763,7 +770,6 @@ def _numpy_panes(
     size = rows * width
     kinds = 1 + len(rates)
     per_block = max(1, _BLOCK_CELLS // max(size, 1))
-    sparse = _sparse(sum(t.cols.size for t in sets), len(panes), width)
     # Sets whose columns are disjoint (a poll's predictions and pairs: each column is one
     # or the other's) are summed in one bincount: a cell's terms all come from one set, in
     # its order, as in that set's own sum.
@@ -801,6 +807,7 @@ def _numpy_panes(
         number = np.cumsum(touched) - 1
         owner, row = np.divmod(used, rows)
         cuts = np.searchsorted(owner, np.arange(count + 1))
+        sparse = _sparse(sum(t.cols.size for t in parts), used.size * width)
         # The (group, column) pairs the events touch, in order: each group's columns
         # (every column of each group when they are not summed sparse).
         keys = [t.group[:, None] * width + t.cols for t in parts]
