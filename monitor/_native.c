@@ -1785,24 +1785,25 @@ done:
     return result;
 }
 
-/* Where block row r's cells are: its plain sums at row[r], the sums of rate q at
- * row[r] + (q + 1) * step[r]. */
+/* Where block row r's cells are: its plain sums at row[r] (width[r] cells: its group's
+ * columns), the sums of rate q at row[r] + (q + 1) * step[r]. */
 typedef struct {
     double **row;
     Py_ssize_t *step;
+    Py_ssize_t *width;
 } rows_t;
 
-/* Add the terms of set s (its events of groups first to last - 1) into the n block rows
- * at: the plain sums, then per rate q the values times factors[q * stride + at + e] (at:
- * the set's first event among all the sets'). Returns 0, or -1 with an error set. */
+/* Add the terms of set s (its events of groups first to last - 1, each term at its place
+ * local gives among its group's columns) into the n block rows at: the plain sums, then per
+ * rate q the values times factors[q * stride + at + e] (at: the set's first event among all
+ * the sets'). Returns 0, or -1 with an error set. */
 static int
-add_terms(const terms_t *s, const int64_t *number, Py_ssize_t rows, Py_ssize_t width,
+add_terms(const terms_t *s, const int64_t *local, const int64_t *number, Py_ssize_t rows,
           Py_ssize_t first, Py_ssize_t last, Py_ssize_t n, const double *factors,
           Py_ssize_t nrates, Py_ssize_t stride, Py_ssize_t at, rows_t into)
 {
     const int64_t *group = (const int64_t *)s->a[0].buf.buf;
     const int64_t *slices = (const int64_t *)s->a[1].buf.buf;
-    const int64_t *cols = (const int64_t *)s->a[2].buf.buf;
     const double *vals = (const double *)s->a[3].buf.buf;
     for (Py_ssize_t e = 0; e < s->events; e++) {
         int64_t g = group[e];
@@ -1810,7 +1811,7 @@ add_terms(const terms_t *s, const int64_t *number, Py_ssize_t rows, Py_ssize_t w
             continue;
         const int64_t *cell = number + (g - first) * rows;
         const int64_t *sl = slices + e * s->k;
-        const int64_t *c = cols + e * s->terms;
+        const int64_t *c = local + e * s->terms;
         const double *v = vals + e * s->terms;
         for (Py_ssize_t p = 0; p < s->k; p++) {
             if (sl[p] < 0)
@@ -1821,9 +1822,10 @@ add_terms(const terms_t *s, const int64_t *number, Py_ssize_t rows, Py_ssize_t w
                 return -1;
             }
             double *dst = into.row[r];
+            Py_ssize_t width = into.width[r];
             for (Py_ssize_t j = 0; j < s->terms; j++) {
                 if (c[j] < 0 || c[j] >= width) {
-                    PyErr_SetString(PyExc_ValueError, "cols: a column beyond the width");
+                    PyErr_SetString(PyExc_ValueError, "local: a column beyond its group's");
                     return -1;
                 }
                 dst[c[j]] += v[j];
@@ -1840,7 +1842,7 @@ add_terms(const terms_t *s, const int64_t *number, Py_ssize_t rows, Py_ssize_t w
 }
 
 /* Whether two of the sets share a column among their events of groups first to last - 1
- * (columns beyond the width are left to add_terms), or -1 with an error set. */
+ * (columns beyond the width are left to pane_columns), or -1 with an error set. */
 static int
 shared_columns(const terms_t *sets, Py_ssize_t nsets, Py_ssize_t width, Py_ssize_t first,
                Py_ssize_t last)
@@ -1879,27 +1881,225 @@ shared_columns(const terms_t *sets, Py_ssize_t nsets, Py_ssize_t width, Py_ssize
     return shared;
 }
 
+/* Views of the int64 arrays of the sequence o_local, one per set of as many items as the
+ * set's cols (writable when asked), or NULL with an error set and none held. */
+static arg_t *
+locals_acquire(PyObject *o_local, const terms_t *sets, Py_ssize_t nsets, int writable)
+{
+    PyObject *fast = PySequence_Fast(o_local, "local: a sequence of arrays expected");
+    if (fast == NULL)
+        return NULL;
+    if (PySequence_Fast_GET_SIZE(fast) != nsets) {
+        Py_DECREF(fast);
+        PyErr_SetString(PyExc_ValueError, "local: one array per set expected");
+        return NULL;
+    }
+    arg_t *l = PyMem_Calloc(nsets ? (size_t)nsets : 1, sizeof(arg_t));
+    if (l == NULL) {
+        Py_DECREF(fast);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < nsets; i++) {
+        l[i] = (arg_t){PySequence_Fast_GET_ITEM(fast, i), 8, writable, "local", {0}};
+        if (acquire(&l[i], 1) < 0) {
+            release(l, (int)i);
+            goto fail;
+        }
+        if (l[i].buf.len / 8 != sets[i].events * sets[i].terms) {
+            release(l, (int)(i + 1));
+            PyErr_SetString(PyExc_ValueError, "local: as many items as the set's cols expected");
+            goto fail;
+        }
+    }
+    Py_DECREF(fast);
+    return l;
+fail:
+    Py_DECREF(fast);
+    PyMem_Free(l);
+    return NULL;
+}
+
+/* The place of the lowest bit set in b (b not 0). */
+static inline int
+lowest_bit(uint64_t b)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    return __builtin_ctzll(b);
+#else
+    int k = 0;
+    while (!(b & 1)) {
+        b >>= 1;
+        k++;
+    }
+    return k;
+#endif
+}
+
+PyDoc_STRVAR(pane_columns_doc,
+"pane_columns(sets, width, first, last, local, cols, cuts) -> int\n\n"
+"The columns the events of groups first to last - 1 of sets touch, per group: cols gets\n"
+"each group's distinct columns, ascending, one group after the other, cuts[g - first] the\n"
+"place of group g's first (cuts[last - first]: how many in all, which it returns), and\n"
+"local[i] (int64, as many items as set i's cols) the place of each term's column among its\n"
+"group's (the terms of other groups' events are left as they are).");
+
+static PyObject *
+pane_columns(PyObject *self, PyObject *args)
+{
+    PyObject *seq, *o_local, *o_cols, *o_cuts;
+    Py_ssize_t width, first, last, nsets;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OnnnOOO", &seq, &width, &first, &last, &o_local, &o_cols,
+                          &o_cuts))
+        return NULL;
+    arg_t a[] = {{o_cols, 8, 1, "cols"}, {o_cuts, 8, 1, "cuts"}};
+    const int nargs = (int)(sizeof a / sizeof a[0]);
+    terms_t *sets = terms_acquire(seq, &nsets);
+    if (sets == NULL)
+        return NULL;
+    arg_t *l = locals_acquire(o_local, sets, nsets, 1);
+    if (l == NULL) {
+        terms_release(sets, nsets);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    Py_ssize_t *start = NULL, *at = NULL;
+    int64_t *set_of = NULL, *event_of = NULL, *mark = NULL, *pos = NULL;
+    uint64_t *bits = NULL; /* the group's columns, a bit each (all 0 between groups) */
+    int held = 0;
+    if (acquire(a, nargs) < 0)
+        goto done;
+    held = 1;
+    Py_ssize_t count = last - first;
+    if (width < 1 || first < 0 || count < 0 || a[1].buf.len / 8 < count + 1) {
+        PyErr_SetString(PyExc_ValueError, "width > 0, first <= last, cuts: count + 1 items");
+        goto done;
+    }
+    int64_t *cols = (int64_t *)a[0].buf.buf;
+    int64_t *cuts = (int64_t *)a[1].buf.buf;
+    Py_ssize_t room = a[0].buf.len / 8, total = 0;
+    /* each group's events, (set, event) in order: a counting sort by group */
+    Py_ssize_t words = (width + 63) / 64;
+    start = PyMem_Calloc((size_t)count + 2, sizeof(Py_ssize_t));
+    mark = PyMem_Malloc((size_t)width * sizeof(int64_t));
+    pos = PyMem_Malloc((size_t)width * sizeof(int64_t));
+    bits = PyMem_Calloc((size_t)words, sizeof(uint64_t));
+    if (start == NULL || mark == NULL || pos == NULL || bits == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < nsets; i++) {
+        const int64_t *group = (const int64_t *)sets[i].a[0].buf.buf;
+        for (Py_ssize_t e = 0; e < sets[i].events; e++)
+            if (group[e] >= first && group[e] < last) {
+                start[group[e] - first + 2]++;
+                total++;
+            }
+    }
+    for (Py_ssize_t g = 0; g < count; g++)
+        start[g + 2] += start[g + 1];
+    set_of = PyMem_Malloc((total ? (size_t)total : 1) * sizeof(int64_t));
+    event_of = PyMem_Malloc((total ? (size_t)total : 1) * sizeof(int64_t));
+    if (set_of == NULL || event_of == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    at = start + 1; /* at[g]: where group g's next event goes, then where its events end */
+    for (Py_ssize_t i = 0; i < nsets; i++) {
+        const int64_t *group = (const int64_t *)sets[i].a[0].buf.buf;
+        for (Py_ssize_t e = 0; e < sets[i].events; e++)
+            if (group[e] >= first && group[e] < last) {
+                Py_ssize_t k = at[group[e] - first]++;
+                set_of[k] = i;
+                event_of[k] = e;
+            }
+    }
+    for (Py_ssize_t c = 0; c < width; c++)
+        mark[c] = -1;
+    Py_ssize_t n = 0;
+    for (Py_ssize_t g = 0; g < count; g++) {
+        Py_ssize_t from = g ? at[g - 1] : 0, to = at[g];
+        cuts[g] = n;
+        for (Py_ssize_t k = from; k < to; k++) {
+            const terms_t *s = &sets[set_of[k]];
+            const int64_t *c = (const int64_t *)s->a[2].buf.buf + event_of[k] * s->terms;
+            for (Py_ssize_t j = 0; j < s->terms; j++) {
+                if ((uint64_t)c[j] >= (uint64_t)width) { /* (negative ones too) */
+                    PyErr_SetString(PyExc_ValueError, "cols: a column beyond the width");
+                    goto done;
+                }
+                if (mark[c[j]] != g) {
+                    if (n >= room) {
+                        PyErr_SetString(PyExc_ValueError, "cols: too short for the columns");
+                        goto done;
+                    }
+                    mark[c[j]] = g;
+                    bits[c[j] >> 6] |= (uint64_t)1 << (c[j] & 63);
+                    cols[n++] = c[j];
+                }
+            }
+        }
+        /* ascending: read off the bits, word by word (each cleared for the next group) */
+        int64_t *mine = cols + cuts[g];
+        for (Py_ssize_t i = 0, w = 0; i < n - cuts[g]; w++) {
+            uint64_t b = bits[w];
+            bits[w] = 0;
+            for (; b; b &= b - 1)
+                mine[i++] = (int64_t)(w * 64 + lowest_bit(b));
+        }
+        for (Py_ssize_t i = cuts[g]; i < n; i++)
+            pos[cols[i]] = i - cuts[g];
+        for (Py_ssize_t k = from; k < to; k++) {
+            const terms_t *s = &sets[set_of[k]];
+            Py_ssize_t off = event_of[k] * s->terms;
+            const int64_t *c = (const int64_t *)s->a[2].buf.buf + off;
+            int64_t *out = (int64_t *)l[set_of[k]].buf.buf + off;
+            for (Py_ssize_t j = 0; j < s->terms; j++)
+                out[j] = pos[c[j]];
+        }
+    }
+    cuts[count] = n;
+    result = PyLong_FromSsize_t(n);
+done:
+    PyMem_Free(start);
+    PyMem_Free(mark);
+    PyMem_Free(pos);
+    PyMem_Free(bits);
+    PyMem_Free(set_of);
+    PyMem_Free(event_of);
+    if (held)
+        release(a, nargs);
+    release(l, (int)nsets);
+    PyMem_Free(l);
+    terms_release(sets, nsets);
+    return result;
+}
+
 PyDoc_STRVAR(pane_sums_doc,
-"pane_sums(sets, factors, number, rows, width, first, last, outs)\n\n"
-"Add the terms of the events of groups first to last - 1 of sets into outs, float64\n"
-"arrays of zeros (1 + rates, rows of theirs, width) whose rows are the block rows in\n"
-"order (pieces of one block, each small enough to be allocated without fresh pages):\n"
-"block 0 their values, block 1 + r their values times factors[r, i] (float64 (rates,\n"
-"events of all the sets), i an event's place among them), in the rows number gives (see\n"
-"pane_rows). A cell's terms are added as bincount adds them, from 0.0 in their order;\n"
-"when two sets share a column each set is summed on its own and the sums added in set\n"
-"order.");
+"pane_sums(sets, local, factors, number, cuts, ccuts, rows, width, first, last, outs)\n\n"
+"Add the terms of the events of groups first to last - 1 of sets into outs, float64 zeros\n"
+"(pieces, each small enough to be allocated without fresh pages) holding each group's block\n"
+"after the previous one's, a block in one piece: (1 + rates, its rows, its columns), its\n"
+"rows cuts[g - first] to cuts[g + 1 - first] - 1 of the block rows number gives (see\n"
+"pane_rows), its columns ccuts[g - first] to ccuts[g + 1 - first] - 1 of those\n"
+"pane_columns gives, a term at the place local gives it there. Block 0 gets the values,\n"
+"block 1 + r their values times factors[r, i] (float64 (rates, events of all the sets), i\n"
+"an event's place among them). A cell's terms are added as bincount adds them, from 0.0\n"
+"in their order; when two sets share a column (of the width, in sets' cols) each set is\n"
+"summed on its own and the sums added in set order.");
 
 static PyObject *
 pane_sums(PyObject *self, PyObject *args)
 {
-    PyObject *seq, *o_factors, *o_number, *o_outs;
+    PyObject *seq, *o_local, *o_factors, *o_number, *o_cuts, *o_ccuts, *o_outs;
     Py_ssize_t rows, width, first, last, nsets, nouts = 0;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOOnnnnO", &seq, &o_factors, &o_number, &rows, &width, &first,
-                          &last, &o_outs))
+    if (!PyArg_ParseTuple(args, "OOOOOOnnnnO", &seq, &o_local, &o_factors, &o_number, &o_cuts,
+                          &o_ccuts, &rows, &width, &first, &last, &o_outs))
         return NULL;
-    arg_t a[] = {{o_factors, 8, 0, "factors"}, {o_number, 8, 0, "number"}};
+    arg_t a[] = {{o_factors, 8, 0, "factors"}, {o_number, 8, 0, "number"},
+                 {o_cuts, 8, 0, "cuts"}, {o_ccuts, 8, 0, "ccuts"}};
     const int nargs = (int)(sizeof a / sizeof a[0]);
     PyObject *outs = PySequence_Fast(o_outs, "outs: a sequence of arrays expected");
     if (outs == NULL)
@@ -1909,16 +2109,22 @@ pane_sums(PyObject *self, PyObject *args)
         Py_DECREF(outs);
         return NULL;
     }
-    PyObject *result = NULL;
-    arg_t *o = NULL;
-    rows_t into = {NULL, NULL}, part = {NULL, NULL};
-    double *scratch = NULL;
-    if (acquire(a, nargs) < 0) {
+    arg_t *l = locals_acquire(o_local, sets, nsets, 0);
+    if (l == NULL) {
         terms_release(sets, nsets);
         Py_DECREF(outs);
         return NULL;
     }
-    Py_ssize_t count = last - first, events = 0, n = 0;
+    PyObject *result = NULL;
+    arg_t *o = NULL;
+    rows_t into = {NULL, NULL, NULL}, part = {NULL, NULL, NULL};
+    Py_ssize_t *at_cell = NULL; /* block row r's first cell among all the pieces' */
+    double *scratch = NULL;
+    int held = 0;
+    if (acquire(a, nargs) < 0)
+        goto done;
+    held = 1;
+    Py_ssize_t count = last - first, events = 0;
     for (Py_ssize_t i = 0; i < nsets; i++)
         events += sets[i].events;
     Py_buffer *fb = &a[0].buf;
@@ -1928,8 +2134,22 @@ pane_sums(PyObject *self, PyObject *args)
         goto done;
     }
     if (rows < 0 || first < 0 || count < 0 || (rows && count > PY_SSIZE_T_MAX / 8 / rows) ||
-        a[1].buf.len / 8 < count * rows || width < 1) {
-        PyErr_SetString(PyExc_ValueError, "number: count * rows items expected");
+        a[1].buf.len / 8 < count * rows || a[2].buf.len / 8 < count + 1 ||
+        a[3].buf.len / 8 < count + 1 || width < 1) {
+        PyErr_SetString(PyExc_ValueError, "number: count * rows items, cuts and ccuts: "
+                                          "count + 1 expected");
+        goto done;
+    }
+    const int64_t *cuts = (const int64_t *)a[2].buf.buf;
+    const int64_t *ccuts = (const int64_t *)a[3].buf.buf;
+    Py_ssize_t n = (Py_ssize_t)cuts[count], cells = 0;
+    int ok = cuts[0] == 0 && ccuts[0] == 0 && n >= 0 && n <= count * rows;
+    for (Py_ssize_t g = 0; ok && g < count; g++) {
+        int64_t h = cuts[g + 1] - cuts[g], w = ccuts[g + 1] - ccuts[g];
+        ok = h >= 0 && w >= 0 && h <= rows && w <= width;
+    }
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "cuts, ccuts: ascending from 0, of rows and width");
         goto done;
     }
     Py_ssize_t want = PySequence_Fast_GET_SIZE(outs);
@@ -1943,74 +2163,98 @@ pane_sums(PyObject *self, PyObject *args)
         if (acquire(&o[i], 1) < 0)
             goto done;
         nouts = i + 1;
-        Py_buffer *ob = &o[i].buf;
-        if (ob->ndim != 3 || ob->shape[0] != 1 + nrates || ob->shape[2] != width) {
-            PyErr_SetString(PyExc_ValueError, "outs: arrays (1 + rates, rows, width) expected");
-            goto done;
-        }
-        n += ob->shape[1];
     }
     into.row = PyMem_Malloc((n ? (size_t)n : 1) * sizeof(double *));
     into.step = PyMem_Malloc((n ? (size_t)n : 1) * sizeof(Py_ssize_t));
-    if (into.row == NULL || into.step == NULL) {
+    into.width = PyMem_Malloc((n ? (size_t)n : 1) * sizeof(Py_ssize_t));
+    at_cell = PyMem_Malloc((n ? (size_t)n : 1) * sizeof(Py_ssize_t));
+    if (into.row == NULL || into.step == NULL || into.width == NULL || at_cell == NULL) {
         PyErr_NoMemory();
         goto done;
     }
-    for (Py_ssize_t i = 0, r = 0; i < nouts; i++) {
-        Py_ssize_t here = o[i].buf.shape[1];
-        for (Py_ssize_t j = 0; j < here; j++, r++) {
-            into.row[r] = (double *)o[i].buf.buf + j * width;
-            into.step[r] = here * width;
+    /* each group's block in the pieces, one after the other, each piece filled whole */
+    Py_ssize_t piece = 0, off = 0;
+    for (Py_ssize_t g = 0; g < count; g++) {
+        Py_ssize_t h = (Py_ssize_t)(cuts[g + 1] - cuts[g]);
+        Py_ssize_t w = (Py_ssize_t)(ccuts[g + 1] - ccuts[g]);
+        Py_ssize_t size = h * w * (1 + nrates);
+        while (piece < nouts && off == o[piece].buf.len / 8 && size > 0) {
+            piece++;
+            off = 0;
         }
+        if (size > 0 && (piece >= nouts || off + size > o[piece].buf.len / 8)) {
+            PyErr_SetString(PyExc_ValueError, "outs: the groups' blocks, (1 + rates) * rows * "
+                                              "columns each, whole in a piece");
+            goto done;
+        }
+        for (Py_ssize_t j = 0; j < h; j++) {
+            Py_ssize_t r = (Py_ssize_t)cuts[g] + j;
+            /* (a block of no cells is never written: its rows have no column) */
+            into.row[r] = size > 0 ? (double *)o[piece].buf.buf + off + j * w : NULL;
+            into.step[r] = h * w;
+            into.width[r] = w;
+            at_cell[r] = cells + j * w;
+        }
+        off += size;
+        cells += size;
+    }
+    Py_ssize_t room = 0;
+    for (Py_ssize_t i = 0; i < nouts; i++)
+        room += o[i].buf.len / 8;
+    if (room != cells) {
+        PyErr_SetString(PyExc_ValueError, "outs: as many cells as the groups' blocks");
+        goto done;
     }
     const int64_t *number = (const int64_t *)a[1].buf.buf;
     const double *factors = (const double *)fb->buf;
     int shared = shared_columns(sets, nsets, width, first, last);
     if (shared < 0)
         goto done;
-    size_t cells = (size_t)n * (size_t)width * (size_t)(1 + nrates);
     if (shared) { /* the sets after the first are summed apart, in one scratch block */
+        scratch = PyMem_Malloc((cells ? (size_t)cells : 1) * sizeof(double));
         part.row = PyMem_Malloc((n ? (size_t)n : 1) * sizeof(double *));
-        part.step = PyMem_Malloc((n ? (size_t)n : 1) * sizeof(Py_ssize_t));
-        scratch = PyMem_Calloc(cells ? cells : 1, sizeof(double));
-        if (part.row == NULL || part.step == NULL || scratch == NULL) {
+        if (scratch == NULL || part.row == NULL) {
             PyErr_NoMemory();
             goto done;
         }
-        for (Py_ssize_t r = 0; r < n; r++) {
-            part.row[r] = scratch + r * width;
-            part.step[r] = n * width;
-        }
+        for (Py_ssize_t r = 0; r < n; r++)
+            part.row[r] = scratch + at_cell[r];
+        part.step = into.step;
+        part.width = into.width;
     }
     Py_ssize_t at = 0;
     for (Py_ssize_t i = 0; i < nsets; i++) {
         int apart = shared && i > 0;
-        if (apart && i > 1)
-            memset(scratch, 0, cells * sizeof(double));
-        if (add_terms(&sets[i], number, rows, width, first, last, n, factors, nrates, events, at,
-                      apart ? part : into) < 0)
+        if (apart)
+            memset(scratch, 0, (size_t)cells * sizeof(double));
+        if (add_terms(&sets[i], (const int64_t *)l[i].buf.buf, number, rows, first, last, n,
+                      factors, nrates, events, at, apart ? part : into) < 0)
             goto done;
         if (apart)
-            for (Py_ssize_t r = 0; r < n; r++)
-                for (Py_ssize_t q = 0; q <= nrates; q++) {
-                    double *dst = into.row[r] + q * into.step[r];
-                    const double *src = part.row[r] + q * part.step[r];
-                    for (Py_ssize_t c = 0; c < width; c++)
-                        dst[c] += src[c];
-                }
+            for (Py_ssize_t p = 0, from = 0; p < nouts; p++) {
+                double *dst = (double *)o[p].buf.buf;
+                Py_ssize_t here = o[p].buf.len / 8;
+                for (Py_ssize_t c = 0; c < here; c++)
+                    dst[c] += scratch[from + c];
+                from += here;
+            }
         at += sets[i].events;
     }
     result = Py_NewRef(Py_None);
 done:
     PyMem_Free(scratch);
     PyMem_Free(part.row);
-    PyMem_Free(part.step);
+    PyMem_Free(at_cell);
     PyMem_Free(into.row);
     PyMem_Free(into.step);
+    PyMem_Free(into.width);
     if (o != NULL)
         release(o, (int)nouts);
     PyMem_Free(o);
-    release(a, nargs);
+    if (held)
+        release(a, nargs);
+    release(l, (int)nsets);
+    PyMem_Free(l);
     terms_release(sets, nsets);
     Py_DECREF(outs);
     return result;
@@ -2437,7 +2681,7 @@ PyDoc_STRVAR(rows_add_doc,
  * block) pairs (see rows_add); 0, or -1 with an error set and nothing written. */
 static int
 rows_apply(Py_ssize_t nt, PyObject *const *targets, PyObject *const *blocks, PyObject *o_rows,
-           Py_ssize_t width, int mode)
+           Py_ssize_t width, int mode, PyObject *o_cols)
 {
     if (width <= 0 || mode < -1 || mode > 1) {
         PyErr_SetString(PyExc_ValueError, "width > 0, mode -1, 0 or 1");
@@ -2462,6 +2706,29 @@ rows_apply(Py_ssize_t nt, PyObject *const *targets, PyObject *const *blocks, PyO
             return -1;
         }
     }
+    /* the block's columns (None: all of the width), as the block's rows: distinct */
+    Py_buffer vc = {0};
+    const int64_t *cols = NULL;
+    Py_ssize_t bw = width; /* a block row's cells */
+    if (o_cols != NULL && o_cols != Py_None) {
+        if (PyObject_GetBuffer(o_cols, &vc, PyBUF_C_CONTIGUOUS) < 0) {
+            if (vr.obj != NULL)
+                PyBuffer_Release(&vr);
+            return -1;
+        }
+        cols = (const int64_t *)vc.buf;
+        bw = vc.len / 8;
+        uint64_t top = 0; /* the largest column (a negative one as a huge one) */
+        for (Py_ssize_t j = 0; vc.itemsize == 8 && j < bw; j++)
+            top = (uint64_t)cols[j] > top ? (uint64_t)cols[j] : top;
+        if (vc.itemsize != 8 || bw <= 0 || top >= (uint64_t)width) {
+            PyErr_SetString(PyExc_ValueError, "cols: int64 columns of the width expected");
+            PyBuffer_Release(&vc);
+            if (vr.obj != NULL)
+                PyBuffer_Release(&vr);
+            return -1;
+        }
+    }
     /* every view is taken, and every row checked, before anything is written */
     Py_buffer held[2 * 8];
     Py_buffer *v = held;
@@ -2482,9 +2749,9 @@ rows_apply(Py_ssize_t nt, PyObject *const *targets, PyObject *const *blocks, PyO
         if (doubles(blocks[j], &v[2 * j + 1], 0, -1, "blocks") < 0)
             goto done;
         Py_ssize_t cells = v[2 * j].len / 8, given = v[2 * j + 1].len / 8;
-        if (k < 0 && given % width == 0)
-            k = given / width;
-        if (cells % width != 0 || given != k * width || (height >= 0 && cells != height * width)) {
+        if (k < 0 && given % bw == 0)
+            k = given / bw;
+        if (cells % width != 0 || given != k * bw || (height >= 0 && cells != height * width)) {
             PyErr_SetString(PyExc_ValueError,
                             "targets of one shape, blocks of as many rows as rows, of width");
             goto done;
@@ -2507,8 +2774,18 @@ rows_apply(Py_ssize_t nt, PyObject *const *targets, PyObject *const *blocks, PyO
         const double *b = (const double *)v[2 * j + 1].buf;
         for (Py_ssize_t i = 0; i < k; i++) {
             double *row = t + (rows != NULL ? (Py_ssize_t)rows[i] : first + i) * width;
-            const double *add = b + i * width;
-            if (mode == 0)
+            const double *add = b + i * bw;
+            if (cols != NULL) {
+                if (mode == 0)
+                    for (Py_ssize_t c = 0; c < bw; c++)
+                        row[cols[c]] = add[c];
+                else if (mode > 0)
+                    for (Py_ssize_t c = 0; c < bw; c++)
+                        row[cols[c]] += add[c];
+                else
+                    for (Py_ssize_t c = 0; c < bw; c++)
+                        row[cols[c]] -= add[c];
+            } else if (mode == 0)
                 memcpy(row, add, (size_t)width * sizeof(double));
             else if (mode > 0)
                 add_cells(row, add, width);
@@ -2518,6 +2795,8 @@ rows_apply(Py_ssize_t nt, PyObject *const *targets, PyObject *const *blocks, PyO
     }
     status = 0;
 done:
+    if (vc.obj != NULL)
+        PyBuffer_Release(&vc);
     if (v != NULL)
         for (Py_ssize_t h = 0; h < 2 * nt; h++)
             if (v[h].obj != NULL)
@@ -2545,7 +2824,7 @@ rows_add(PyObject *self, PyObject *args)
         return NULL;
     }
     if (rows_apply(nt, PySequence_Fast_ITEMS(targets), PySequence_Fast_ITEMS(blocks), o_rows,
-                   width, mode) < 0)
+                   width, mode, NULL) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -2553,9 +2832,11 @@ rows_add(PyObject *self, PyObject *args)
 PyDoc_STRVAR(rows_add_many_doc,
 "rows_add_many(ops)\n\n"
 "rows_add of each op of the list ops, in order: an op is a tuple (target, targets, block,\n"
-"blocks, rows, width, mode), for rows_add([target, *targets], [block, *blocks], rows,\n"
-"width, mode) (targets and blocks: lists of as many arrays). The ops before one that is\n"
-"not valid are applied; that one and those after it are not.");
+"blocks, rows, width, mode[, cols]), for rows_add([target, *targets], [block, *blocks],\n"
+"rows, width, mode) (targets and blocks: lists of as many arrays); with cols (int64\n"
+"distinct columns of the width, or None: all), a block row holds the cells of those\n"
+"columns of its row only, and the other cells of the row are left as they are. The ops\n"
+"before one that is not valid are applied; that one and those after it are not.");
 
 static PyObject *
 rows_add_many(PyObject *self, PyObject *args)
@@ -2567,12 +2848,12 @@ rows_add_many(PyObject *self, PyObject *args)
     PyObject *held[2 * 8];
     for (Py_ssize_t o = 0; o < PyList_GET_SIZE(ops); o++) {
         PyObject *op = PyList_GET_ITEM(ops, o);
-        PyObject *target, *targets, *block, *blocks, *o_rows;
+        PyObject *target, *targets, *block, *blocks, *o_rows, *o_cols = NULL;
         Py_ssize_t width;
         int mode;
         if (!PyTuple_Check(op) ||
-            !PyArg_ParseTuple(op, "OO!OO!Oni", &target, &PyList_Type, &targets, &block,
-                              &PyList_Type, &blocks, &o_rows, &width, &mode)) {
+            !PyArg_ParseTuple(op, "OO!OO!Oni|O", &target, &PyList_Type, &targets, &block,
+                              &PyList_Type, &blocks, &o_rows, &width, &mode, &o_cols)) {
             if (!PyErr_Occurred())
                 PyErr_SetString(PyExc_TypeError, "ops: tuples");
             return NULL;
@@ -2594,7 +2875,7 @@ rows_add_many(PyObject *self, PyObject *args)
             both[j] = PyList_GET_ITEM(targets, j - 1);
             both[nt + j] = PyList_GET_ITEM(blocks, j - 1);
         }
-        int status = rows_apply(nt, both, both + nt, o_rows, width, mode);
+        int status = rows_apply(nt, both, both + nt, o_rows, width, mode, o_cols);
         if (both != held)
             PyMem_Free(both);
         if (status < 0)
@@ -3723,6 +4004,7 @@ static PyMethodDef methods[] = {
     {"pending_compact", pending_compact, METH_VARARGS, pending_compact_doc},
     {"pending_pop", pending_pop, METH_VARARGS, pending_pop_doc},
     {"pending_pop_groups", pending_pop_groups, METH_VARARGS, pending_pop_groups_doc},
+    {"pane_columns", pane_columns, METH_VARARGS, pane_columns_doc},
     {"pane_rows", pane_rows, METH_VARARGS, pane_rows_doc},
     {"pane_sums", pane_sums, METH_VARARGS, pane_sums_doc},
     {"place", place, METH_VARARGS, place_doc},

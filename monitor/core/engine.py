@@ -698,8 +698,8 @@ class Engine:
         models = [model.index for model, _ in items]
         slot_l, number_l = group_slots.tolist(), group_numbers.tolist()
         pane_l = group_panes.tolist()
-        for g, used, plain, decay in blocks:
-            ledgers[number_l[g]].add_sums(models[slot_l[g]], pane_l[g], plain, decay, used)
+        for g, used, cols, plain, decay in blocks:
+            ledgers[number_l[g]].add_sums(models[slot_l[g]], pane_l[g], plain, decay, used, cols)
 
     # ------------------------------------------------------------------ time
     def _watermark(self) -> float:

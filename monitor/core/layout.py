@@ -600,24 +600,26 @@ def scatter_panes(
     pane: float,
     panes: I64,
     sets: Sequence[Terms],
-) -> Iterator[tuple[int, I64, F64, list[F64]]]:
+) -> Iterator[tuple[int, I64, I64 | None, F64, list[F64]]]:
     """The open-pane sums of many (partition, pane) groups of events at once: for each
     group ``g`` (of pane ``panes[g]``), the slice rows the events of ``sets`` touch in it
-    (ascending), their plain sums and one decay block per rate (each ``(len(rows),
-    width)``): bit for bit what :func:`scatter_pane` of each set in turn adds into zeros,
-    on those rows (the other rows stay zero). One pass per block of groups instead of one
-    per group, over the rows touched only: a poll of a sparse stream holds hundreds of
-    groups of a few events each. The compiled kernels (``monitor._native``, see
-    :mod:`monitor.native`) make the pass, else :func:`_numpy_panes` (one ``bincount`` per
-    block, per set too when two sets share a column), with the same results. The blocks are
-    fresh arrays (views of a few per call) that nothing else writes to: the caller may
-    keep them.
+    (ascending), the columns they touch (ascending; None when they touch every column of
+    the width: the blocks are whole rows), and the sums of those cells, plain and
+    one decay block per rate (each ``(len(rows), len(cols))``): bit for bit what
+    :func:`scatter_pane` of each set in turn adds into zeros, on those rows and columns
+    (every other cell stays zero). One pass per block of groups instead of one per group,
+    over the cells touched only: a poll of a sparse stream holds hundreds of groups of a
+    few events each, each touching a few of the layout's columns. The compiled kernels
+    (``monitor._native``, see :mod:`monitor.native`) make the pass, else
+    :func:`_numpy_panes` (one ``bincount`` per block, per set too when two sets share a
+    column), with the same results. The blocks are fresh arrays (views of a few per call)
+    that nothing else writes to: the caller may keep them.
 
     >>> terms = Terms(np.array([0, 0]), np.array([[0, 2], [0, -1]]), np.array([[1], [1]]),
     ...               np.array([[1.0], [3.0]]), np.array([1.0, 2.0]))
-    >>> _, rows, plain, _ = next(scatter_panes((4, 2), [], 10.0, np.array([0]), [terms]))
-    >>> rows.tolist(), plain.tolist()
-    ([0, 2], [[0.0, 4.0], [0.0, 1.0]])
+    >>> _, rows, cols, plain, _ = next(scatter_panes((4, 50), [], 10.0, np.array([0]), [terms]))
+    >>> rows.tolist(), cols.tolist(), plain.tolist()
+    ([0, 2], [1], [[4.0], [1.0]])
     """
     kernels = native.kernels()
     if kernels is not None:
@@ -632,10 +634,11 @@ def _compiled_panes(
     pane: float,
     panes: I64,
     sets: Sequence[Terms],
-) -> Iterator[tuple[int, I64, F64, list[F64]]]:
+) -> Iterator[tuple[int, I64, I64 | None, F64, list[F64]]]:
     """:func:`scatter_panes` by the compiled kernels (``pane_rows`` numbers a block's
-    rows, ``pane_sums`` adds the terms in bincount's order): numpy computes only each
-    event's decay factor per rate, as :func:`_numpy_panes` does."""
+    rows, ``pane_columns`` its groups' columns, ``pane_sums`` adds the terms in
+    bincount's order): numpy computes only each event's decay factor per rate, as
+    :func:`_numpy_panes` does."""
     rows, width = shape
     per_block = max(1, _BLOCK_CELLS // max(rows * width, 1))
     sets = [Terms(np.ascontiguousarray(t.group, np.int64), np.ascontiguousarray(t.slices, np.int64),
@@ -646,6 +649,8 @@ def _compiled_panes(
         factors: F64 = np.exp(np.array([-rate for rate in rates])[:, None] * ages)
     else:
         factors = np.empty((len(rates), 0))
+    terms = sum(t.cols.size for t in sets)
+    places: list[I64] | None = None  # each term's place among its group's columns
     for first in range(0, len(panes), per_block):
         last = min(first + per_block, len(panes))
         count = last - first
@@ -653,42 +658,114 @@ def _compiled_panes(
         row = np.empty(count * rows, dtype=np.int64)
         cuts = np.empty(count + 1, dtype=np.int64)
         n = kernels.pane_rows(sets, rows, first, last, number, row, cuts)
-        bounds = cuts.tolist()
-        starts = _pieces(bounds, n, _PIECE_CELLS // ((1 + len(rates)) * width))
-        outs = [np.zeros((1 + len(rates), b - a, width)) for a, b in pairwise(starts)]
-        kernels.pane_sums(sets, factors, number, rows, width, first, last, outs)
-        j, top = 0, len(outs) - 1
-        off, plain, decays = 0, outs[0][0], list(outs[0][1:])
-        for i in range(count):
-            a, b = bounds[i], bounds[i + 1]
-            if j < top and starts[j + 1] <= a:
-                while j < top and starts[j + 1] <= a:
-                    j += 1
-                off, plain, decays = starts[j], outs[j][0], list(outs[j][1:])
-            yield first + i, row[a:b], plain[a - off:b - off], [d[a - off:b - off] for d in decays]
+        mine = terms if count == len(panes) else sum(
+            int(np.count_nonzero((t.group >= first) & (t.group < last))) * t.cols.shape[1]
+            for t in sets
+        )  # fmt: skip
+        cols: I64 | None = None
+        if _sparse(mine, n * width):
+            if places is None:
+                places = [np.empty_like(t.cols) for t in sets]
+            local = places
+            cols = np.empty(min(mine, count * width), dtype=np.int64)
+            ccuts = np.empty(count + 1, dtype=np.int64)
+            kernels.pane_columns(sets, width, first, last, local, cols, ccuts)
+        else:  # whole rows: a term's place is its column
+            local = [t.cols for t in sets]
+            ccuts = np.arange(0, (count + 1) * width, width, dtype=np.int64)
+        bounds, cbounds = cuts.tolist(), ccuts.tolist()
+        at = _offsets(bounds, cbounds, 1 + len(rates))
+        starts = _pieces(at, _PIECE_CELLS)
+        outs = [np.zeros(b - a) for a, b in pairwise(starts)]
+        kernels.pane_sums(sets, local, factors, number, cuts, ccuts, rows, width, first, last,
+                          outs)  # fmt: skip
+        yield from _group_blocks(first, row, bounds, cols, cbounds, at, starts, outs, len(rates),
+                                 width)  # fmt: skip
 
 
-#: Cells of one array the compiled :func:`scatter_panes` fills at most (but a group's rows
-#: go in one): a few hundred kB, which the allocator hands out again without the fresh
+#: Cells of one array the compiled :func:`scatter_panes` fills at most (but a group's block
+#: goes in one): a few hundred kB, which the allocator hands out again without the fresh
 #: pages (and their faults) that a block of many MB gets each time.
 _PIECE_CELLS = 1 << 16
 
 
-def _pieces(bounds: list[int], n: int, most: int) -> list[int]:
-    """The first block row of each piece of whole groups (``bounds``: each group's first
-    row, then ``n``) of at most ``most`` rows (a group with more has one of its own), and
-    ``n``.
+#: A block of groups is summed over the columns each group touches when its terms are fewer
+#: than this share of the cells of its rows (else over whole rows: finding the columns costs
+#: per term, and where the terms are that many, more than the zeros it saves).
+_SPARSE = 0.1
 
-    >>> _pieces([0, 3, 3, 7, 8], 8, 4)
+
+def _sparse(terms: int, cells: int) -> bool:
+    """Whether :func:`scatter_panes` sums a block of groups of ``terms`` terms (events by
+    terms per event) and ``cells`` cells (the rows they touch by the width) over the
+    columns each group touches (see :data:`_SPARSE`).
+
+    >>> _sparse(30 * 200, 7 * 1000 * 100), _sparse(30 * 200, 1000 * 20)
+    (True, False)
+    """
+    return terms < _SPARSE * cells
+
+
+def _offsets(bounds: list[int], cbounds: list[int], kinds: int) -> list[int]:
+    """Where each group's block starts among a call's cells (``bounds``, ``cbounds``: each
+    group's first block row and first column, then how many), and how many cells there
+    are: ``kinds`` (plain, then a decay per rate) of its rows by its columns each.
+
+    >>> _offsets([0, 2, 3], [0, 4, 5], 2)
+    [0, 16, 18]
+    """
+    at = [0]
+    total = 0
+    for (r0, r1), (c0, c1) in zip(pairwise(bounds), pairwise(cbounds), strict=True):
+        total += (r1 - r0) * (c1 - c0) * kinds
+        at.append(total)
+    return at
+
+
+def _pieces(at: list[int], most: int) -> list[int]:
+    """The first cell of each piece of whole groups' blocks (``at``: where each group's
+    block starts, then how many cells there are) of at most ``most`` cells (a larger
+    block has a piece of its own), and the number of cells.
+
+    >>> _pieces([0, 3, 3, 7, 8], 4)
     [0, 3, 7, 8]
     """
+    n = at[-1]
     starts = [0]
     if n > most:
-        for a, b in pairwise(bounds):
+        for a, b in pairwise(at):
             if b - starts[-1] > most and a > starts[-1]:
                 starts.append(a)
     starts.append(n)
     return starts
+
+
+def _group_blocks(
+    first: int,
+    row: I64,
+    bounds: list[int],
+    cols: I64 | None,
+    cbounds: list[int],
+    at: list[int],
+    starts: list[int],
+    outs: list[F64],
+    rates: int,
+    width: int,
+) -> Iterator[tuple[int, I64, I64 | None, F64, list[F64]]]:
+    """Each group's rows, columns (None: all ``width`` of them, as every group's when
+    ``cols`` is None) and blocks (views of ``outs``, the pieces that begin at cells
+    ``starts``: a group's ``(1 + rates, rows, columns)`` block at cell ``at[i]``)."""
+    j, top = 0, len(outs) - 1
+    for i in range(len(bounds) - 1):
+        a, b, c, d = bounds[i], bounds[i + 1], cbounds[i], cbounds[i + 1]
+        while j < top and starts[j + 1] <= at[i] and at[i + 1] > at[i]:
+            j += 1
+        h, w = b - a, d - c
+        size = h * w
+        o = at[i] - starts[j]
+        block = outs[j][o : o + size * (1 + rates)].reshape(1 + rates, h, w)
+        some = None if cols is None or w == width else cols[c:d]
+        yield first + i, row[a:b], some, block[0], list(block[1:])
 
 
 def _numpy_panes(
@@ -697,10 +774,11 @@ def _numpy_panes(
     pane: float,
     panes: I64,
     sets: Sequence[Terms],
-) -> Iterator[tuple[int, I64, F64, list[F64]]]:
+) -> Iterator[tuple[int, I64, I64 | None, F64, list[F64]]]:
     """:func:`scatter_panes` in numpy (the compiled kernels off or not built)."""
     rows, width = shape
     size = rows * width
+    kinds = 1 + len(rates)
     per_block = max(1, _BLOCK_CELLS // max(size, 1))
     # Sets whose columns are disjoint (a poll's predictions and pairs: each column is one
     # or the other's) are summed in one bincount: a cell's terms all come from one set, in
@@ -737,55 +815,77 @@ def _numpy_panes(
         touched[-1] = False
         used = np.flatnonzero(touched)
         number = np.cumsum(touched) - 1
-        n = used.size * width
-        spots: list[_Spots] = []
-        for t, (pair, keep) in zip(parts, pairs, strict=True):
-            idx = (number[pair] * width)[:, :, None] + t.cols[:, None, :]
-            kept = None if keep is None else np.broadcast_to(keep[:, :, None], idx.shape)
-            spots.append(_Spots(idx.reshape(-1) if kept is None else idx[kept], kept, idx.shape))
-        ages = [(panes[t.group + first] + 1) * pane - t.ts for t in parts] if rates else []
-
-        def summed(scaled: list[F64], spots: list[_Spots] = spots, n: int = n) -> F64:
-            """The sums of every set's values ``scaled``."""
-            if disjoint:
-                return _summed(spots, scaled, n, width)
-            out = _summed(spots[:1], scaled[:1], n, width)
-            for spot, vals in zip(spots[1:], scaled[1:], strict=True):
-                out += _summed([spot], [vals], n, width)
-            return out
-
-        plain = summed([t.vals for t in parts])
-        decays = [
-            summed([t.vals * np.exp(-rate * a)[:, None] for t, a in zip(parts, ages, strict=True)])
-            for rate in rates
-        ]
         owner, row = np.divmod(used, rows)
-        cuts = np.searchsorted(owner, np.arange(count + 1)).tolist()
-        for i in range(count):
-            a, b = cuts[i], cuts[i + 1]
-            yield first + i, row[a:b], plain[a:b], [d[a:b] for d in decays]
+        cuts = np.searchsorted(owner, np.arange(count + 1))
+        sparse = _sparse(sum(t.cols.size for t in parts), used.size * width)
+        # The (group, column) pairs the events touch, in order: each group's columns
+        # (every column of each group when they are not summed sparse).
+        keys = [t.group[:, None] * width + t.cols for t in parts]
+        if sparse:
+            distinct = np.unique(np.concatenate([k.reshape(-1) for k in keys] or [number[:0]]))
+        else:
+            distinct = np.arange(count * width, dtype=np.int64)
+        ccuts = np.searchsorted(distinct // width, np.arange(count + 1))
+        bounds, cbounds = cuts.tolist(), ccuts.tolist()
+        at = _offsets(bounds, cbounds, kinds)
+        heights, widths = np.diff(cuts), np.diff(ccuts)
+        start, span = np.array(at[:-1], dtype=np.int64), heights * widths
+        spots: list[_Spots] = []
+        for t, k, (pair, keep) in zip(parts, keys, pairs, strict=True):
+            local = np.searchsorted(distinct, k) - ccuts[t.group][:, None]
+            g = t.group
+            base = start[g][:, None] + (number[pair] - cuts[g][:, None]) * widths[g][:, None]
+            idx = base[:, :, None] + local[:, None, :]
+            kept = None if keep is None else np.broadcast_to(keep[:, :, None], idx.shape)
+            spots.append(_Spots(idx.reshape(-1) if kept is None else idx[kept], kept, idx.shape,
+                                span[g]))  # fmt: skip
+        # each set's values, then those weighted by each rate's decay (each kind's cells
+        # ``span`` further on in its group's block)
+        scaled: list[list[F64]] = []
+        for t in parts:
+            scaled.append([t.vals])
+            if rates:
+                age = (panes[t.group + first] + 1) * pane - t.ts
+                scaled[-1] += [t.vals * np.exp(-rate * age)[:, None] for rate in rates]
+        if not parts:
+            out = np.zeros(at[-1])
+        elif disjoint:
+            out = _summed(spots, scaled, at[-1])
+        else:
+            out = _summed(spots[:1], scaled[:1], at[-1])
+            for spot, vals in zip(spots[1:], scaled[1:], strict=True):
+                out += _summed([spot], [vals], at[-1])
+        yield from _group_blocks(first, row, bounds, distinct % width if sparse else None,
+                                 cbounds, at, [0, at[-1]], [out], len(rates), width)  # fmt: skip
 
 
 class _Spots(NamedTuple):
-    """Where a set's terms go in a block: the cell of each term taken (``at``), which
-    (event, slice position, term) places are taken (None: all), their shape."""
+    """Where a set's terms go in a block: the cell of each plain term taken (``at``), which
+    (event, slice position, term) places are taken (None: all), their shape, and how far
+    each event's decayed terms are from its plain ones (``span``: its group's rows by
+    columns)."""
 
     at: I64
     kept: npt.NDArray[np.bool_] | None
     shape: tuple[int, ...]
+    span: I64
 
 
-def _summed(spots: Sequence[_Spots], values: Sequence[F64], cells: int, width: int) -> F64:
-    """The sums of sets' terms ``values`` (each ``(events, terms)``, one per slice
-    position) at their ``spots``, as a ``(cells // width, width)`` block: one bincount."""
-    weights = []
-    for spot, v in zip(spots, values, strict=True):
-        spread = np.broadcast_to(v[:, None, :], spot.shape)
-        weights.append(spread.reshape(-1) if spot.kept is None else spread[spot.kept])
-    at = spots[0].at if len(spots) == 1 else np.concatenate([s.at for s in spots])
-    w = weights[0] if len(weights) == 1 else np.concatenate(weights)
-    summed = np.bincount(at, weights=w, minlength=cells)
-    return summed.astype(np.float64, copy=False).reshape(-1, width)
+def _summed(spots: Sequence[_Spots], values: Sequence[list[F64]], cells: int) -> F64:
+    """The sums of sets' terms ``values`` (per set, each kind's ``(events, terms)``, one
+    per slice position) at their ``spots``, as ``cells`` flat cells: one bincount."""
+    at, weights = [], []
+    for spot, kinds in zip(spots, values, strict=True):
+        for q, v in enumerate(kinds):
+            spread = np.broadcast_to(v[:, None, :], spot.shape)
+            weights.append(spread.reshape(-1) if spot.kept is None else spread[spot.kept])
+            if q == 0:
+                at.append(spot.at)
+            else:
+                shift = np.broadcast_to((q * spot.span)[:, None, None], spot.shape)
+                at.append(spot.at + (shift.reshape(-1) if spot.kept is None else shift[spot.kept]))
+    summed = np.bincount(np.concatenate(at), weights=np.concatenate(weights), minlength=cells)
+    return summed.astype(np.float64, copy=False)
 
 
 def scatter_add(target: F64, slices: I64, cols: I64, vals: F64, weights: F64 | None = None) -> None:

@@ -377,11 +377,12 @@ class ModelStage:
             w.grow(rows)
         number = delta.number
         for pd in md.panes:
-            plain, decay = delta.blocks(md, pd)
             if distinct:
+                plain, decay, cols = delta.row_blocks(md, pd)
                 merges.add(w, pd.pane, _index(pd.rows if same else [remap[r] for r in pd.rows]),
-                           plain, decay)  # fmt: skip
+                           plain, decay, cols)  # fmt: skip
             else:
+                plain, decay = delta.blocks(md, pd)
                 merges.run()  # added straight to the pane: after the blocks queued
                 where = np.array(remap, dtype=np.int64).take(pd.rows)
                 whole = [np.zeros((rows, md.width)) for _ in range(1 + len(decay))]

@@ -46,6 +46,7 @@ from monitor.core.layout import scatter_pane
 
 __all__ = [
     "DeltaLedger",
+    "HandedPaneDelta",
     "ModelDelta",
     "PaneDelta",
     "PartitionDelta",
@@ -99,6 +100,15 @@ class PaneDelta(msgspec.Struct, array_like=True, frozen=True):
     warm: list[WarmRow] = []
 
 
+class HandedPaneDelta(PaneDelta, frozen=True):
+    """A :class:`PaneDelta` handed over in one process (never encoded): its ``plain`` and
+    ``decay`` arrays hold the cells of the columns ``cols`` only (int64, ascending; the
+    other cells of their rows are zero), as the ledger summed them (see
+    :meth:`PartitionDelta.row_blocks`)."""
+
+    cols: npt.NDArray[np.int64] | None = None
+
+
 class ModelDelta(msgspec.Struct, array_like=True, frozen=True):
     """What a partition added to one model: its panes and its counters' increments."""
 
@@ -137,11 +147,30 @@ class PartitionDelta(msgspec.Struct, frozen=True):
         return out if _NATIVE else out.astype(np.float64)
 
     def blocks(self, model: ModelDelta, pane: PaneDelta) -> tuple[F64, list[F64]]:
-        """A pane's ``plain`` and ``decay`` blocks as arrays, as :meth:`array` gives each
-        (a delta handed over in one process holds them so already)."""
+        """A pane's ``plain`` and ``decay`` blocks as ``(rows, width)`` arrays, as
+        :meth:`array` gives each (a delta handed over in one process holds them as arrays
+        already, of the columns its events touched: spread over the width here)."""
+        plain, decay, cols = self.row_blocks(model, pane)
+        if cols is None:
+            return plain, decay
+        return _spread(plain, cols, model.width), [_spread(d, cols, model.width) for d in decay]
+
+    def row_blocks(self, model: ModelDelta, pane: PaneDelta
+                   ) -> tuple[F64, list[F64], npt.NDArray[np.int64] | None]:  # fmt: skip
+        """A pane's ``plain`` and ``decay`` blocks as arrays of the columns ``cols`` (None:
+        of every column, as :meth:`blocks` gives them): those of a delta handed over in one
+        process (:class:`HandedPaneDelta`) as they are."""
         if isinstance(pane.plain, np.ndarray):
-            return pane.plain, pane.decay
-        return self.array(model, pane.plain), [self.array(model, d) for d in pane.decay]
+            cols = pane.cols if isinstance(pane, HandedPaneDelta) else None
+            return pane.plain, pane.decay, cols  # (arrays, handed over in the process)
+        return self.array(model, pane.plain), [self.array(model, d) for d in pane.decay], None
+
+
+def _spread(block: F64, cols: npt.NDArray[np.int64], width: int) -> F64:
+    """A block of the columns ``cols`` as one of every column of ``width`` (zeros else)."""
+    out = np.zeros((block.shape[0], width))
+    out[:, cols] = block
+    return out
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -185,14 +214,16 @@ def decode_delta(value: bytes) -> PartitionDelta:
 
 
 class _Pane:
-    """One pane's additions: the sums of the slice ``rows`` it holds (ascending), one
-    ``(len(rows), width)`` block each (every other row is zero), the errors and the
-    predictions sent raw. (A class with slots: a poll of many models makes hundreds.)"""
+    """One pane's additions: the sums of the slice ``rows`` it holds (ascending) and of
+    the columns ``cols`` (ascending; None: every column), one ``(len(rows), len(cols))``
+    block each (every other cell is zero), the errors and the predictions sent raw. (A
+    class with slots: a poll of many models makes hundreds.)"""
 
-    __slots__ = ("decay", "err", "err_ts", "plain", "rows", "warm")
+    __slots__ = ("cols", "decay", "err", "err_ts", "plain", "rows", "warm")
 
-    def __init__(self, rows: I64, plain: F64, decay: list[F64]) -> None:
+    def __init__(self, rows: I64, plain: F64, decay: list[F64], cols: I64 | None = None) -> None:
         self.rows = rows
+        self.cols = cols
         self.plain = plain
         self.decay = decay
         self.err_ts: list[float] = []
@@ -229,34 +260,49 @@ class DeltaLedger:
         self.add_sums(m, pane, plain, decay)
 
     def add_sums(self, m: int, pane: int, plain: F64, decay: list[F64],
-                 rows: I64 | None = None) -> None:  # fmt: skip
+                 rows: I64 | None = None, cols: I64 | None = None) -> None:  # fmt: skip
         """Add the sums of events of model ``m`` in ``pane`` made elsewhere (as
         :func:`~monitor.core.layout.scatter_panes` makes them): ``plain`` and one block per
         decay window, weighted to the pane's end, of the slice ``rows`` (ascending; None:
-        rows 0, 1, ...). The ledger keeps the arrays given (the caller no longer writes
-        to them) when the pane holds nothing yet."""
+        rows 0, 1, ...) and the columns ``cols`` (ascending; None: every column). The
+        ledger keeps the arrays given (the caller no longer writes to them) when the pane
+        holds nothing yet."""
         if rows is None:
             rows = np.arange(plain.shape[0], dtype=np.int64)
         acc = self.panes[m].get(pane)
         if acc is None:
-            self.panes[m][pane] = _Pane(rows, plain, list(decay))
+            self.panes[m][pane] = _Pane(rows, plain, list(decay), cols)
             return
         if not len(acc.rows):  # errors or warmup rows only so far
-            acc.rows, acc.plain, acc.decay = rows, plain, list(decay)
+            acc.rows, acc.cols, acc.plain, acc.decay = rows, cols, plain, list(decay)
             return
-        if len(acc.rows) == len(rows) and (acc.rows == rows).all():
+        same_cols = (acc.cols is None and cols is None) or (
+            acc.cols is not None and cols is not None and len(acc.cols) == len(cols)
+            and bool((acc.cols == cols).all())
+        )  # fmt: skip
+        if same_cols and len(acc.rows) == len(rows) and (acc.rows == rows).all():
             acc.plain = acc.plain + plain
             acc.decay = [t + d for t, d in zip(acc.decay, decay, strict=True)]
             return
+        # the union of both's rows and columns, each cell what it holds plus what is added
         union = np.union1d(acc.rows, rows)
         old, new = np.searchsorted(union, acc.rows), np.searchsorted(union, rows)
+        width = self.widths[m]
+        columns: I64 | None = None  # every column
+        if acc.cols is None or cols is None:  # a column's place is the column
+            held_at = np.arange(width, dtype=np.int64) if acc.cols is None else acc.cols
+            new_at = np.arange(width, dtype=np.int64) if cols is None else cols
+        else:
+            columns = np.union1d(acc.cols, cols)
+            held_at, new_at = np.searchsorted(columns, acc.cols), np.searchsorted(columns, cols)
+        size = (len(union), width if columns is None else len(columns))
         blocks = []
         for held, add in zip([acc.plain, *acc.decay], [plain, *decay], strict=True):
-            out = np.zeros((len(union), held.shape[1]))
-            out[old] = held
-            out[new] += add
+            out = np.zeros(size)
+            out[np.ix_(old, held_at)] = held
+            out[np.ix_(new, new_at)] += add
             blocks.append(out)
-        acc.rows, acc.plain, acc.decay = union, blocks[0], blocks[1:]
+        acc.rows, acc.cols, acc.plain, acc.decay = union, columns, blocks[0], blocks[1:]
 
     def _pane(self, m: int, pane: int) -> _Pane:
         acc = self.panes[m].get(pane)
@@ -286,9 +332,10 @@ class DeltaLedger:
     def take(self, m: int, arrays: bool = False) -> list[PaneDelta]:
         """Model ``m``'s pane additions as records, forgetting them (rows that are all zero
         are left out). The blocks are views of the ledger's arrays, which it no longer
-        holds (encoded, they are the bytes of those arrays); with ``arrays``, for a delta
-        that is handed over in the process and never encoded, the ``(rows, width)``
-        arrays themselves (:meth:`PartitionDelta.array` gives them back as they are)."""
+        holds (encoded, they are the bytes of those arrays spread over the width); with
+        ``arrays``, for a delta that is handed over in the process and never encoded, the
+        arrays themselves, of the columns its events touched (:class:`HandedPaneDelta`:
+        :meth:`PartitionDelta.row_blocks` gives them back as they are)."""
         return self.take_all(arrays, [m])[0]
 
     def take_all(self, arrays: bool = False, models: list[int] | None = None
@@ -311,8 +358,11 @@ class DeltaLedger:
         held: list[list[int] | None] | None = None
         if compiled is not None:
             widths = self.widths
-            blocks = [panes[pane].plain for _, panes, order in taken for pane in order]
-            width = [widths[m] for m, _, order in taken for _ in order]
+            chosen_panes = [panes[pane] for _, panes, order in taken for pane in order]
+            blocks = [acc.plain for acc in chosen_panes]
+            m_of = [m for m, _, order in taken for _ in order]
+            width = [widths[m] if acc.cols is None else len(acc.cols)
+                     for m, acc in zip(m_of, chosen_panes, strict=True)]  # fmt: skip
             held = compiled.nonzero_rows(blocks, width)
         at = 0
         slot = {m: i for i, m in enumerate(chosen)} if models is not None else None
@@ -328,7 +378,9 @@ class DeltaLedger:
                         used = np.array(kept, dtype=np.int64)
                         rows, plain, decay = rows[used], plain[used], [d[used] for d in decay]
                 elif len(rows) == 1:  # one row (a model without slices): kept unless all 0
-                    if self._zero(m, plain):
+                    # (a block of the columns its events touched is small: searched whole)
+                    empty = self._zero(m, plain) if acc.cols is None else not plain.any()
+                    if empty:
                         rows, plain, decay = rows[:0], plain[:0], [d[:0] for d in decay]
                 elif len(rows):
                     nonzero = (plain != 0).any(axis=1)
@@ -338,9 +390,15 @@ class DeltaLedger:
                 if len(rows) == 0 and not acc.err and not acc.warm:
                     continue
                 if arrays:  # read as buffers, as the bytes would be
-                    blocks_: tuple[bytes, list[bytes]] = (plain, decay)  # type: ignore[assignment]
-                else:
-                    blocks_ = (_block(plain), [_block(d) for d in decay])
+                    handed = HandedPaneDelta(pane, rows.tolist(), plain, decay,  # type: ignore[arg-type]
+                                             acc.err_ts, acc.err, acc.warm, acc.cols)  # fmt: skip
+                    mine.append(handed)
+                    continue
+                if acc.cols is not None:  # the wire's blocks hold every column
+                    width_m = self.widths[m]
+                    plain = _spread(plain, acc.cols, width_m)
+                    decay = [_spread(d, acc.cols, width_m) for d in decay]
+                blocks_ = (_block(plain), [_block(d) for d in decay])
                 mine.append(PaneDelta(pane, rows.tolist(), *blocks_, acc.err_ts, acc.err, acc.warm))
         return out
 
@@ -368,5 +426,7 @@ _PROBES: Final = 4
 def _block(a: F64) -> bytes:
     """A float64 block as a record's bytes: a read-only view of its little-endian data
     (encoded exactly as its ``tobytes()``), no copy."""
+    if not a.size:  # (a memoryview of no items cannot be cast)
+        return b""
     data = np.ascontiguousarray(a, dtype="<f8").data.cast("B")
     return data.toreadonly()  # type: ignore[return-value]  # a bytes-like view, not bytes

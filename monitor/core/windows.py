@@ -419,18 +419,20 @@ class RowMerges:
     __slots__ = ("ops",)
 
     def __init__(self) -> None:
-        #: (pane sums, decay sums, block, decay blocks, rows, width, mode) per block
-        self.ops: list[tuple[F64, list[F64], F64, list[F64], int | I64, int, int]] = []
+        #: (pane sums, decay sums, block, decay blocks, rows, width, mode, columns) per block
+        self.ops: list[tuple[F64, list[F64], F64, list[F64], int | I64, int, int, I64 | None]] = []
 
     def add(self, w: WindowSet, pane: int, rows: I64 | slice, plain: F64,
-            decay: list[F64]) -> None:  # fmt: skip
+            decay: list[F64], cols: I64 | None = None) -> None:  # fmt: skip
         """Queue the blocks of the distinct slice ``rows`` (an array, or a slice of
         consecutive rows) of the open ``pane`` of ``w``, as :meth:`WindowSet.add_rows`
-        takes them."""
+        takes them; with ``cols`` (distinct columns), blocks of those columns only (the
+        other cells of the rows take nothing: adding a block's zeros would leave them as
+        they are, as none holds -0.0)."""
         acc = w.open.get(pane)
         if acc is None:
-            # blocks of every row become the pane (written over it whole), else zeros
-            whole = isinstance(rows, slice) and rows == slice(0, w.rows)
+            # blocks of every cell become the pane (written over it whole), else zeros
+            whole = cols is None and isinstance(rows, slice) and rows == slice(0, w.rows)
             make = np.empty if whole else np.zeros
             shape = (w.rows, w.width)
             acc = w.open[pane] = make(shape)
@@ -440,12 +442,12 @@ class RowMerges:
             decayed = w.open_decay[pane]
             mode = 1
         first = rows.start if isinstance(rows, slice) else rows
-        self.ops.append((acc, decayed, plain, decay, first, w.width, mode))
+        self.ops.append((acc, decayed, plain, decay, first, w.width, mode, cols))
 
     def add_to(self, target: F64, add: F64) -> None:
         """Queue ``target += add`` (one-dimensional float64 arrays of one length, ``add``
         C-contiguous), in order with the blocks."""
-        self.ops.append((target, [], add, [], 0, len(target), 1))
+        self.ops.append((target, [], add, [], 0, len(target), 1, None))
 
     def run(self) -> None:
         """Add the blocks queued, in order, and forget them."""
@@ -457,11 +459,13 @@ class RowMerges:
         if compiled is not None:
             compiled.rows_add_many(ops)
             return
-        for acc, decayed, plain, decay, first, _, mode in ops:
+        for acc, decayed, plain, decay, first, _, mode, cols in ops:
             if acc.ndim == 1:  # add_to
                 acc += plain
                 continue
-            at = slice(first, first + len(plain)) if isinstance(first, int) else first
+            at: Any = slice(first, first + len(plain)) if isinstance(first, int) else first
+            if cols is not None:  # those cells of the rows (rows and columns distinct)
+                at = (at, cols) if isinstance(at, slice) else np.ix_(at, cols)
             if mode == 0:
                 acc[at] = plain
                 for target, add in zip(decayed, decay, strict=True):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from monitor import native
-from monitor.core.partials import DeltaLedger, PaneDelta
+from monitor.core.partials import DeltaLedger, ModelDelta, PaneDelta, PartitionDelta
 
 
 def _block(rng: np.random.Generator, k: int, width: int) -> np.ndarray:
@@ -31,7 +31,8 @@ def _block(rng: np.random.Generator, k: int, width: int) -> np.ndarray:
     return block
 
 
-def _ledger(seed: int) -> DeltaLedger:
+def _ledger(seed: int, columns: bool = False) -> DeltaLedger:
+    """A ledger of random additions (``columns``: most of them blocks of some columns)."""
     rng = np.random.default_rng(seed)
     widths, slices = [6, 3], [5, 1]
     ledger = DeltaLedger(10.0, widths, [[0.01], []])
@@ -43,8 +44,13 @@ def _ledger(seed: int) -> DeltaLedger:
             continue
         k = int(rng.integers(1, slices[m] + 1))
         rows = np.sort(rng.choice(slices[m], size=k, replace=False)).astype(np.int64)
-        decay = [_block(rng, k, widths[m]) for _ in ledger.decay_rates[m]]
-        ledger.add_sums(m, pane, _block(rng, k, widths[m]), decay, rows)
+        cols = None
+        if columns and rng.random() < 0.8:
+            n = int(rng.integers(1, widths[m] + 1))
+            cols = np.sort(rng.choice(widths[m], size=n, replace=False)).astype(np.int64)
+        n = widths[m] if cols is None else len(cols)
+        decay = [_block(rng, k, n) for _ in ledger.decay_rates[m]]
+        ledger.add_sums(m, pane, _block(rng, k, n), decay, rows, cols)
     return ledger
 
 
@@ -56,15 +62,16 @@ def _taken(ledger: DeltaLedger, m: int, compiled: bool) -> list[tuple[object, ..
         native.use(before)
     return [
         (p.pane, p.rows, np.asarray(p.plain).tobytes(), [np.asarray(d).tobytes() for d in p.decay],
-         p.err_ts, p.err)
+         p.err_ts, p.err, None if getattr(p, "cols", None) is None else p.cols.tolist())
         for p in panes
     ]  # fmt: skip
 
 
 @pytest.mark.skipif(not native.available(), reason="monitor._native is not built")
+@pytest.mark.parametrize("columns", [False, True], ids=["whole-rows", "columns"])
 @pytest.mark.parametrize("seed", range(30))
-def test_compiled_take_is_the_numpy_take(seed: int) -> None:
-    ledger = _ledger(seed)
+def test_compiled_take_is_the_numpy_take(seed: int, columns: bool) -> None:
+    ledger = _ledger(seed, columns)
     for m in range(2):
         other = copy.deepcopy(ledger)
         assert _taken(ledger, m, True) == _taken(other, m, False)
@@ -109,7 +116,39 @@ def test_every_model_taken_at_once_is_each_taken(seed: int) -> None:
     both = ledger.take_all(arrays=True, models=[1, 0])
     assert [
         [(p.pane, p.rows, np.asarray(p.plain).tobytes(),
-          [np.asarray(d).tobytes() for d in p.decay], p.err_ts, p.err) for p in panes]
+          [np.asarray(d).tobytes() for d in p.decay], p.err_ts, p.err, None) for p in panes]
         for panes in both
     ] == each  # fmt: skip
     assert ledger.take_all() == [[], []]
+
+
+@pytest.mark.usefixtures("kernels")
+@pytest.mark.parametrize("seed", range(10))
+def test_blocks_of_some_columns_take_as_blocks_spread_over_the_width(seed: int) -> None:
+    """A ledger given blocks of some columns (as :func:`~monitor.core.layout.scatter_panes`
+    makes them) gives the deltas, on the wire and handed over, of one given those blocks
+    spread over the width: sums, which hold no -0.0."""
+    ledger = _ledger(seed, columns=True)
+    spread = DeltaLedger(10.0, ledger.widths, ledger.decay_rates)
+    for m, panes in enumerate(ledger.panes):
+        for pane, acc in panes.items():
+            blocks = []
+            for block in [acc.plain, *acc.decay]:
+                block += 0.0  # (no -0.0: a sum from 0.0 is never one)
+                whole = np.zeros((len(block), ledger.widths[m]))
+                whole[:, slice(None) if acc.cols is None else acc.cols] = block
+                blocks.append(whole)
+            spread.add_sums(m, pane, blocks[0], blocks[1:], acc.rows)
+            spread.panes[m][pane].err_ts, spread.panes[m][pane].err = acc.err_ts, acc.err
+    handed = copy.deepcopy(ledger)
+    for m in range(2):
+        wired = ledger.take(m)
+        assert [(p.pane, p.rows, bytes(p.plain), [bytes(d) for d in p.decay], p.err)
+                for p in wired] == [(p.pane, p.rows, bytes(p.plain), [bytes(d) for d in p.decay],
+                                     p.err) for p in spread.take(m)]  # fmt: skip
+        for got, want in zip(handed.take(m, arrays=True), wired, strict=True):
+            delta = PartitionDelta(1, 0, "s", 1, {}, {}, {}, [], None, [])
+            model = ModelDelta("m", ledger.widths[m], [], [], [], [], 0.0, {}, 0, 0)
+            plain, decay = delta.blocks(model, got)
+            assert plain.tobytes() == bytes(want.plain)
+            assert [d.tobytes() for d in decay] == [bytes(d) for d in want.decay]

@@ -1,4 +1,5 @@
-"""The compiled pane scatter (``monitor._native``'s ``pane_rows`` and ``pane_sums``, run by
+"""The compiled pane scatter (``monitor._native``'s ``pane_rows``, ``pane_columns`` and
+``pane_sums``, run by
 :func:`monitor.core.layout.scatter_panes`) against its numpy code: the same groups, rows
 and sums, bit for bit, on random polls (slices of -1, slice positions no event holds,
 several sets with their own columns or sharing them, several decay rates, blocks of groups
@@ -45,15 +46,18 @@ def _poll(seed: int, sets: int, shared: bool, holes: str) -> dict[str, Any]:
 
 
 def _blocks(compiled: bool, poll: dict[str, Any]) -> list[tuple[int, list[int], list[Any]]]:
-    """Every group's rows and sums (as int64 bit patterns) with the kernels on or off."""
+    """Every group's rows, columns and sums (as int64 bit patterns) with the kernels on or
+    off."""
     before = native.use(compiled)
     try:
         got = []
-        for g, rows, plain, decay in scatter_panes(**poll):
+        width = poll["shape"][1]
+        for g, rows, cols, plain, decay in scatter_panes(**poll):
             sums = [plain, *decay]
-            assert all(s.dtype == np.float64 and s.shape == (len(rows), poll["shape"][1])
-                       for s in sums)  # fmt: skip
-            got.append((g, rows.tolist(), [np.ascontiguousarray(s).view(np.int64) for s in sums]))
+            n = width if cols is None else len(cols)
+            assert all(s.dtype == np.float64 and s.shape == (len(rows), n) for s in sums)
+            got.append((g, [rows.tolist(), None if cols is None else cols.tolist()],
+                        [np.ascontiguousarray(s).view(np.int64) for s in sums]))  # fmt: skip
         return got
     finally:
         native.use(before)
@@ -69,6 +73,7 @@ def _same(a: list[Any], b: list[Any]) -> bool:
 
 @pytest.mark.parametrize(("block_cells", "piece_cells"), [(1 << 20, 1 << 16), (1 << 20, 100),
                                                           (64, 1 << 16), (1, 1)])  # fmt: skip
+@pytest.mark.parametrize("sparse", [0.0, 1e9], ids=["whole-rows", "columns"])
 @pytest.mark.parametrize("holes", ["none", "some", "position"])
 @pytest.mark.parametrize("shared", [False, True], ids=["own-columns", "shared-columns"])
 @pytest.mark.parametrize("sets", [1, 2, 3])
@@ -76,6 +81,7 @@ def test_the_compiled_scatter_gives_numpy_s_sums_bit_for_bit(
     monkeypatch: pytest.MonkeyPatch,
     block_cells: int,
     piece_cells: int,
+    sparse: float,
     holes: str,
     shared: bool,
     sets: int,
@@ -86,6 +92,7 @@ def test_the_compiled_scatter_gives_numpy_s_sums_bit_for_bit(
         pytest.skip("monitor._native is not built (see test_native.py)")
     monkeypatch.setattr(layout, "_BLOCK_CELLS", block_cells)
     monkeypatch.setattr(layout, "_PIECE_CELLS", piece_cells)
+    monkeypatch.setattr(layout, "_SPARSE", sparse)  # never, always over the columns touched
     for seed in range(6):
         poll = _poll(seed * 100 + sets, sets, shared, holes)
         compiled = _blocks(True, poll)
@@ -94,18 +101,26 @@ def test_the_compiled_scatter_gives_numpy_s_sums_bit_for_bit(
 
 
 @pytest.mark.usefixtures("kernels")
+@pytest.mark.parametrize("sparse", [0.0, 1e9], ids=["whole-rows", "columns"])
 @pytest.mark.parametrize("seed", range(4))
-def test_each_group_holds_what_its_own_scatter_adds(seed: int) -> None:
-    """Each group's rows hold, bit for bit, what :func:`scatter_pane` of its events of each
-    set in turn adds into zeros (the numpy code or the compiled kernels, whichever runs)."""
+def test_each_group_holds_what_its_own_scatter_adds(
+    monkeypatch: pytest.MonkeyPatch, seed: int, sparse: float
+) -> None:
+    """Each group's rows and columns hold, bit for bit, what :func:`scatter_pane` of its
+    events of each set in turn adds into zeros (the numpy code or the compiled kernels,
+    whichever runs); its columns are those its events touch (or all of them: whole rows),
+    every other cell is zero."""
+    monkeypatch.setattr(layout, "_SPARSE", sparse)
     poll = _poll(seed, 2, seed % 2 == 1, "some")
     rows, width = poll["shape"]
-    for g, used, plain, decay in scatter_panes(**poll):
+    for g, used, cols, plain, decay in scatter_panes(**poll):
         want = np.zeros((rows, width))
         want_decay = [np.zeros((rows, width)) for _ in poll["rates"]]
         end = (poll["panes"][g] + 1) * poll["pane"]
+        touched: set[int] = set()
         for t in poll["sets"]:
             mine = t.group == g
+            touched.update(t.cols[mine].reshape(-1).tolist())
             one = np.zeros((rows, width))
             one_decay = [np.zeros((rows, width)) for _ in poll["rates"]]
             scatter_pane(one, one_decay, poll["rates"], end, t.slices[mine], t.cols[mine],
@@ -113,9 +128,15 @@ def test_each_group_holds_what_its_own_scatter_adds(seed: int) -> None:
             want += one
             for w, d in zip(want_decay, one_decay, strict=True):
                 w += d
-        assert np.array_equal(want[used].view(np.int64), plain.view(np.int64))
+        columns = np.arange(width) if cols is None else cols  # (None: whole rows)
+        assert cols is None or columns.tolist() == sorted(touched)
+        cells = np.ix_(used, columns)
+        assert np.array_equal(want[cells].view(np.int64), plain.view(np.int64))
         for w, d in zip(want_decay, decay, strict=True):
-            assert np.array_equal(w[used].view(np.int64), d.view(np.int64))
+            assert np.array_equal(w[cells].view(np.int64), d.view(np.int64))
+        for w in [want, *want_decay]:  # the cells left out hold nothing
+            w[cells] = 0.0
+            assert not w.any()
 
 
 def test_the_pane_kernels_check_what_they_are_given() -> None:
@@ -139,12 +160,16 @@ def _check_the_pane_kernels(kernels: Any) -> None:
     assert (number.tolist(), row[:3].tolist(), cuts.tolist()) == (
         [0, -1, 1, -1, 2, -1], [0, 2, 1], [0, 2, 3]
     )
+    local, cols, ccuts = np.full((2, 2), -9), np.empty(4, dtype=np.int64), np.empty(3, np.int64)
+    assert kernels.pane_columns([one], 4, 0, 2, [local], cols, ccuts) == 3
+    assert (cols[:3].tolist(), ccuts.tolist(), local.tolist()) == ([1, 3, 0], [0, 2, 3],
+                                                                   [[0, 1], [0, 0]])  # fmt: skip
     factors = np.array([[0.5, 0.25]])
-    pieces = [np.zeros((2, 1, 4)), np.zeros((2, 2, 4))]  # block rows 0 and 1, 2
-    kernels.pane_sums([one], factors, number, 3, 4, 0, 2, pieces)
-    out = np.concatenate(pieces, axis=1)
-    assert out[0].tolist() == [[0, 1, 0, 2], [0, 1, 0, 2], [7, 0, 0, 0]]
-    assert out[1].tolist() == [[0, 0.5, 0, 1], [0, 0.5, 0, 1], [1.75, 0, 0, 0]]
+    pieces = [np.zeros(8), np.zeros(2)]  # group 0's block (2, 2 rows, 2 columns), group 1's
+    args = ([one], [local], factors, number, cuts, ccuts, 3, 4, 0, 2)
+    kernels.pane_sums(*args, pieces)
+    assert pieces[0].tolist() == [1, 2, 1, 2, 0.5, 1, 0.5, 1]
+    assert pieces[1].tolist() == [7, 1.75]
     bad: list[Any] = [
         one._replace(group=one.group.astype(np.int32)),  # item size
         one._replace(slices=one.slices[:1]),  # not one row per event
@@ -156,7 +181,9 @@ def _check_the_pane_kernels(kernels: Any) -> None:
         with pytest.raises((TypeError, ValueError)):
             kernels.pane_rows([terms], 3, 0, 2, number, row, cuts)
         with pytest.raises((TypeError, ValueError)):
-            kernels.pane_sums([terms], factors, number, 3, 4, 0, 2, [out])
+            kernels.pane_columns([terms], 4, 0, 2, [local], cols, ccuts)
+        with pytest.raises((TypeError, ValueError)):
+            kernels.pane_sums([terms], *args[1:], pieces)
     with pytest.raises(TypeError):
         kernels.pane_rows(one, 3, 0, 2, number, row, cuts)  # not a sequence of sets
     with pytest.raises(ValueError):
@@ -166,18 +193,39 @@ def _check_the_pane_kernels(kernels: Any) -> None:
     with pytest.raises(ValueError):
         kernels.pane_rows([one], 3, 0, 2, number, row, cuts[:2])  # cuts too short
     with pytest.raises(ValueError):
-        kernels.pane_sums([one], factors, number, 3, 3, 0, 2, [np.zeros((2, 3, 3))])  # column 3
+        kernels.pane_columns([one], 3, 0, 2, [local], cols, ccuts)  # column 3
     with pytest.raises(ValueError):
-        kernels.pane_sums([one], factors, number, 3, 4, 0, 2, [np.zeros((2, 2, 4))])  # no row 2
+        kernels.pane_columns([one], 4, 0, 2, [local], cols[:2], ccuts)  # cols too short
     with pytest.raises(ValueError):
-        kernels.pane_sums([one], factors[:, :1], number, 3, 4, 0, 2, [out])  # a factor short
+        kernels.pane_columns([one], 4, 0, 2, [local], cols, ccuts[:2])  # ccuts too short
     with pytest.raises(ValueError):
-        kernels.pane_sums([one], factors, number, 3, 4, 0, 2, [out[:1]])  # a rate's block short
+        kernels.pane_columns([one], 4, 0, 2, [local[:1]], cols, ccuts)  # local too short
     with pytest.raises(ValueError):
-        kernels.pane_sums([one], factors, number[:3], 3, 4, 0, 2, [out])  # number too short
+        kernels.pane_columns([one], 4, 0, 2, [], cols, ccuts)  # no local per set
     with pytest.raises(TypeError):
-        kernels.pane_sums([one], factors.astype(np.float32), number, 3, 4, 0, 2, [out])
+        kernels.pane_columns([one], 4, 0, 2, [local.astype(np.int32)], cols, ccuts)
+    out = [np.zeros(10)]
+    kernels.pane_sums(*args, out)  # one piece of both blocks
+    assert out[0].tolist() == pieces[0].tolist() + pieces[1].tolist()
     with pytest.raises(ValueError):
-        kernels.pane_sums([one], factors, number, 3, 4, 0, 2, out)  # one array, not pieces
+        kernels.pane_sums(*args, [np.zeros(9)])  # a cell short
+    with pytest.raises(ValueError):
+        kernels.pane_sums(*args, [np.zeros(11)])  # a cell too many
+    with pytest.raises(ValueError):
+        kernels.pane_sums(*args, [np.zeros(6), np.zeros(4)])  # group 0's block cut
+    with pytest.raises(ValueError):
+        kernels.pane_sums(*args[:4], cuts, ccuts[[0, 2, 1]], *args[6:], out)  # not ascending
+    wide = local.copy()
+    wide[1, 0] = 1  # group 1 has one column
+    with pytest.raises(ValueError):
+        kernels.pane_sums([one], [wide], *args[2:], out)
+    with pytest.raises(ValueError):
+        kernels.pane_sums(*args[:3], number[:3], *args[4:], out)  # number too short
+    with pytest.raises(ValueError):
+        kernels.pane_sums(*args[:2], factors[:, :1], *args[3:], out)  # a factor short
     with pytest.raises(TypeError):
-        kernels.pane_sums([one], factors, number, 3, 4, 0, 2, 5)  # not a sequence
+        kernels.pane_sums(*args[:2], factors.astype(np.float32), *args[3:], out)
+    with pytest.raises((BufferError, ValueError)):
+        kernels.pane_sums(*args, np.zeros(10))  # one array, not pieces
+    with pytest.raises(TypeError):
+        kernels.pane_sums(*args, 5)  # not a sequence

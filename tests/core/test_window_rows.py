@@ -118,6 +118,45 @@ def test_row_blocks_queued_for_many_sets_add_as_each_added(seed: int) -> None:
             assert b.open_decay[pane][0].tobytes() == a.open_decay[pane][0].tobytes()
 
 
+@pytest.mark.usefixtures("kernels")
+@pytest.mark.parametrize("seed", range(10))
+def test_blocks_of_some_columns_add_as_blocks_spread_over_the_width(seed: int) -> None:
+    """RowMerges: blocks of some columns of their rows (as a sparse pane's sums come)
+    give what their blocks spread over the width (zeros in the other columns) give, bit for
+    bit: sums, which hold no -0.0 (a sum from 0.0 never is), added or written."""
+    rng = np.random.default_rng(seed)
+    shapes = [(5, 6), (1, 4), (3, 6)]
+    each = [WindowSet(SPECS, 10.0, width, rows) for rows, width in shapes]
+    queued = [WindowSet(SPECS, 10.0, width, rows) for rows, width in shapes]
+    merges = RowMerges()
+    for _ in range(120):
+        i = int(rng.integers(0, len(shapes)))
+        rows, width = shapes[i]
+        pane, at = int(rng.integers(0, 6)), _rows(rng, rows)
+        k = len(range(rows)[at]) if isinstance(at, slice) else len(at)
+        some = rng.random() < 0.8
+        cols = np.sort(rng.choice(width, size=int(rng.integers(1, width + 1)), replace=False))
+        n = len(cols) if some else width
+        blocks = [_block(rng, k, n) + 0.0, _block(rng, k, n) + 0.0]  # (no -0.0)
+        if some:
+            spread = [np.zeros((k, width)) for _ in blocks]
+            for whole, block in zip(spread, blocks, strict=True):
+                whole[:, cols] = block
+            each[i].add_rows(pane, at, spread[0], spread[1:])
+            merges.add(queued[i], pane, at, blocks[0], blocks[1:], cols.astype(np.int64))
+        else:
+            each[i].add_rows(pane, at, blocks[0], blocks[1:])
+            merges.add(queued[i], pane, at, blocks[0], blocks[1:])
+        if rng.random() < 0.1:
+            merges.run()
+    merges.run()
+    for a, b in zip(each, queued, strict=True):
+        assert list(b.open) == list(a.open)
+        for pane, acc in a.open.items():
+            assert b.open[pane].tobytes() == acc.tobytes()
+            assert b.open_decay[pane][0].tobytes() == a.open_decay[pane][0].tobytes()
+
+
 def test_rows_add_many_checks_its_ops() -> None:
     if not native.available():
         pytest.skip("monitor._native is not built")
@@ -135,6 +174,16 @@ def test_rows_add_many_checks_its_ops() -> None:
     assert target.tolist() == [[0.0] * 3, [1.0] * 3, [0.0] * 3, [1.0] * 3]
     _native.rows_add_many([(target, [target], 2 * block, [block], 0, 3, -1)])
     assert target.tolist() == [[-3.0] * 3, [-2.0] * 3, [0.0] * 3, [1.0] * 3]
+    cols = np.array([2, 0], dtype=np.int64)  # a block of two columns
+    _native.rows_add_many([(target, [], np.array([[5.0, 7.0]]), [], 2, 3, 1, cols),
+                           (target, [], np.array([[1.0, 2, 3]]), [], 0, 3, 0, None)])  # fmt: skip
+    assert target.tolist() == [[1.0, 2.0, 3.0], [-2.0] * 3, [7.0, 0.0, 5.0], [1.0] * 3]
+    for bad in (np.array([0, 3]), np.array([0, -1]), cols.astype(np.int32), cols[:0]):
+        with pytest.raises(ValueError):  # a column outside the width, not int64, none
+            _native.rows_add_many([(target, [], np.ones((1, len(bad))), [], 0, 3, 1, bad)])
+    with pytest.raises(ValueError):  # a block of other columns
+        _native.rows_add_many([(target, [], np.ones((1, 3)), [], 0, 3, 1, cols)])
+    assert target.tolist() == [[1.0, 2.0, 3.0], [-2.0] * 3, [7.0, 0.0, 5.0], [1.0] * 3]
 
 
 def test_rows_add_checks_its_arguments() -> None:

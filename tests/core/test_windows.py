@@ -433,15 +433,18 @@ def test_many_panes_at_once_add_what_one_pane_at_a_time_adds(
         cols[second] = 4 + cols[second] % (width - 4)
     sets = [layout.Terms(group[m], slices[m], cols[m], vals[m], ts[m]) for m in (~second, second)]
     got = list(layout.scatter_panes((rows, width), rates, 10.0, panes, sets))
-    assert [g for g, _, _, _ in got] == list(range(groups))
-    for g, used, held, held_decay in got:
+    assert [g for g, _, _, _, _ in got] == list(range(groups))
+    for g, used, some, held, held_decay in got:
+        columns = np.arange(width) if some is None else some  # (None: every column)
         plain = np.zeros((rows, width))
-        plain[used] = held
+        plain[np.ix_(used, columns)] = held
         decay = [np.zeros((rows, width)) for _ in rates]
         for d, h in zip(decay, held_decay, strict=True):
-            d[used] = h
+            d[np.ix_(used, columns)] = h
         touched = np.unique(slices[group == g])
         assert used.tolist() == touched[touched >= 0].tolist()
+        if some is not None:  # (None: whole rows)
+            assert columns.tolist() == np.unique(cols[group == g]).tolist()
         want, want_decay = np.zeros((rows, width)), [np.zeros((rows, width)) for _ in rates]
         for m in (~second, second):
             sel = (group == g) & m
