@@ -61,7 +61,7 @@ from monitor.core.counts import (
 from monitor.core.counts import (
     LATE as LATE,  # deltas and model_stage import it from here
 )
-from monitor.core.fastpath import Chunk, split_and_join
+from monitor.core.fastpath import Chunk, joined, split_and_join
 from monitor.core.join import JoinBuffer
 from monitor.core.layout import (
     Layout,
@@ -585,16 +585,16 @@ class Engine:
         group's errors in their order."""
         if not outcomes:
             return
-        ts = _joined([p.ts for _, p in outcomes])
+        ts = joined([p.ts for _, p in outcomes])
         if not len(ts):
             return
-        part = _joined([p.part for _, p in outcomes])
+        part = joined([p.part for _, p in outcomes])
         kind = outcomes[0][0].layout.kind
         if all(m.layout.kind is kind for m, _ in outcomes):  # one task: one call
             labels = [p.label for _, p in outcomes if p.label is not None]  # (every pair's)
-            err = kind.errors(_joined([p.pred for _, p in outcomes]), _joined(labels))
+            err = kind.errors(joined([p.pred for _, p in outcomes]), joined(labels))
         else:
-            err = _joined([m.layout.kind.errors(p.pred, p.label) for m, p in outcomes
+            err = joined([m.layout.kind.errors(p.pred, p.label) for m, p in outcomes
                            if p.label is not None])  # fmt: skip
         slot = np.repeat(np.arange(len(outcomes)), [len(p.ts) for _, p in outcomes])
         pane = np.floor(ts / self.pane).astype(np.int64)
@@ -616,10 +616,10 @@ class Engine:
         as 0) to each partition's histograms: every model's at once."""
         if not outcomes:
             return
-        part = _joined([p.part for _, p in outcomes])
+        part = joined([p.part for _, p in outcomes])
         if not len(part):
             return
-        delay = np.maximum(_joined([p.delay for _, p in outcomes]), 0.0)
+        delay = np.maximum(joined([p.delay for _, p in outcomes]), 0.0)
         model = np.repeat([m.index for m, _ in outcomes], [len(p.part) for _, p in outcomes])
         span = int(part.max()) + 1
         buckets = len(_DELAY_EDGES) + 1
@@ -670,7 +670,7 @@ class Engine:
         parts = [[one for _, one in kinds[key]] for key in order]
         slots = [np.repeat([slot for slot, _ in kinds[key]], [len(one[1]) for _, one in
                            kinds[key]]) for key in order]  # fmt: skip
-        ts = [_joined([one[1] for one in chosen]) for chosen in parts]
+        ts = [joined([one[1] for one in chosen]) for chosen in parts]
         panes = [np.floor(t / self.pane).astype(np.int64) for t in ts]
         low = min(int(p.min()) for p in panes)
         high = max(int(p.max()) for p in panes)
@@ -678,7 +678,7 @@ class Engine:
             first = self.first_pane
             self.first_pane = low if first is None else min(first, low)
         span = high - low + 1
-        numbers = [_joined([one[0] for one in chosen]) for chosen in parts]
+        numbers = [joined([one[0] for one in chosen]) for chosen in parts]
         count = max(int(n.max()) for n in numbers) + 1
         # Every (model, partition, pane) group's sums at once (bit for bit what
         # DeltaLedger.add adds group by group: a group's events stay in their order).
@@ -688,7 +688,7 @@ class Engine:
         cuts = np.cumsum([len(k) for k in keys])[:-1]
         terms = []
         for ids, chosen, t in zip(np.split(group, cuts), parts, ts, strict=True):
-            slices, cols, vals = (_joined([one[i] for one in chosen]) for i in (2, 3, 4))
+            slices, cols, vals = (joined([one[i] for one in chosen]) for i in (2, 3, 4))
             terms.append(Terms(ids, slices, cols, vals, t))
         rows = max(len(model.registry.keys) for model, _ in items)
         group_slots, group_numbers = np.divmod(uniq // span, count)
@@ -897,11 +897,6 @@ def _task_key(layout: Layout) -> tuple[Any, ...] | None:
         return None
     names = [f if isinstance(f, str) else f[0] for f in kind.columns(layout.n_classes, layout.bins)]
     return (kind, layout.n_classes, layout.bins, tuple(layout.fields[n] for n in names))
-
-
-def _joined(arrays: Sequence[Any]) -> Any:
-    """The arrays end to end (the one array itself, not a copy, when there is one)."""
-    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
 
 #: The most keys :func:`_distinct` marks in a table rather than sorts.

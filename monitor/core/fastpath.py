@@ -35,7 +35,7 @@ import operator
 import weakref
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from functools import partial
 from itertools import accumulate, compress, repeat
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, cast
@@ -76,7 +76,7 @@ if TYPE_CHECKING:
     from monitor.core.join import JoinBuffer
     from monitor.core.model import ModelState
 
-__all__ = ["MAX_SEGMENT", "Chunk", "Decided", "split_and_join"]
+__all__ = ["MAX_SEGMENT", "Chunk", "Decided", "joined", "split_and_join"]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -1522,13 +1522,13 @@ def _take_plains(takes: list[Callable[[_Waiting], None]]) -> None:
         sizes = waiting.sizes[t0:t1]
         r0 = sum(waiting.sizes[:t0])
         add_groups(waiting.tables[t0:t1], sizes, waiting.ids[r0 : r0 + sum(sizes)],
-                   _joined(waiting.ts[first:j]), _joined(waiting.pred[first:j]),
-                   _joined(waiting.score[first:j]), _joined(waiting.slices[first:j]))  # fmt: skip
+                   joined(waiting.ts[first:j]), joined(waiting.pred[first:j]),
+                   joined(waiting.score[first:j]), joined(waiting.slices[first:j]))  # fmt: skip
         first = j
 
 
-def _joined(arrays: list[npt.NDArray[Any]]) -> npt.NDArray[Any]:
-    """``arrays`` end to end (one of them: itself, not a copy)."""
+def joined(arrays: Sequence[Any]) -> Any:
+    """``arrays`` end to end (one of them: itself, not a copy); the engine's too."""
     return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
 
