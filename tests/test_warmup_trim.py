@@ -62,7 +62,10 @@ def test_the_heap_is_trimmed_once_the_warmup_reference_is_built(
             time.sleep(0.1)
         assert not app.engine.by_name["m"].warmup_target, "the warmup never ended"
         ended = time.monotonic()
-        while not [t for t in trims if t >= ended - 5] and time.monotonic() < ended + 10:
+        # The trim is counted as it starts; the daemon clears trim_due once it returns.
+        while (not [t for t in trims if t >= ended - 5] or app.trim_due) and (
+            time.monotonic() < ended + 10
+        ):
             time.sleep(0.1)
         # No large message came: the only reason to trim is the warmup's end.
         assert trims, "the heap was not trimmed after the warmup"
