@@ -54,7 +54,8 @@ def test_sigkill_at_random_instants_loses_and_double_counts_nothing(
     daemon = Daemon(config, port, tmp_path / "daemon.log")
     producer = PacedProducer(broker.bootstrap, topics, stream, PRODUCE_S)
     rng = np.random.default_rng(SEED)
-    kills: list[tuple[float, float | None]] = []  # (uptime, events processed when killed)
+    # (uptime, events processed when killed, whether the stream was still being produced)
+    kills: list[tuple[float, float | None, bool]] = []
     try:
         daemon.start()
         producer.start()
@@ -68,8 +69,9 @@ def test_sigkill_at_random_instants_loses_and_double_counts_nothing(
                 assert daemon.alive(), daemon.log_tail()
                 processed = daemon.sample("monitor_events_processed_total") or processed
                 time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
+            producing = producer.is_alive()
             daemon.kill()
-            kills.append((round(uptime, 2), processed))
+            kills.append((round(uptime, 2), processed, producing))
             daemon.start()
         producer.join(timeout=PRODUCE_S + 120)
         assert not producer.is_alive() and not producer.errors, producer.errors[:3]
@@ -84,10 +86,15 @@ def test_sigkill_at_random_instants_loses_and_double_counts_nothing(
     finally:
         daemon.ensure_dead()
     assert len(kills) == KILLS
-    mid_stream = [k for k in kills if k[1] is not None and k[1] < total]
-    assert len(mid_stream) >= KILLS // 2, kills  # most kills landed while there was work
+    # Most kills landed while there was work: after the restore with messages left, or in
+    # the start-up or group join (nothing processed yet in that life: a restarted member
+    # waits for the killed one's session to end) while the stream was still produced.
+    restored = [k for k in kills if k[1] is not None and k[1] < total]
+    joining = [k for k in kills if k[1] is None and k[2]]
+    assert len(restored) + len(joining) >= KILLS // 2, kills
+    assert restored, kills  # some in the middle of processing
     log_text = daemon.log_path.read_text(errors="replace")
-    assert log_text.count("checkpoint_loaded") >= len(mid_stream) // 2, kills
+    assert log_text.count("checkpoint_loaded") >= len(restored) // 2, kills
 
     run_summary = json.loads((tmp_path / "state" / "summary.json").read_text())
     cap = tmp_path / "capture.jsonl"
