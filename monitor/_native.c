@@ -2318,6 +2318,39 @@ fail:
     return NULL;
 }
 
+PyDoc_STRVAR(longest_doc,
+"longest(values) -> int\n\n"
+"The size of the longest bytes object of values (a list or tuple of bytes or None; None\n"
+"skipped), 0 when there is none: whether a poll held a large message (monitor/gc_policy.py,\n"
+"holds_large).");
+
+static PyObject *
+longest(PyObject *self, PyObject *args)
+{
+    PyObject *values;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O", &values))
+        return NULL;
+    PyObject *items = PySequence_Fast(values, "values must be a sequence");
+    if (items == NULL)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(items), most = 0;
+    PyObject **v = PySequence_Fast_ITEMS(items);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (v[i] == Py_None)
+            continue;
+        if (!PyBytes_Check(v[i])) {
+            Py_DECREF(items);
+            PyErr_SetString(PyExc_TypeError, "values must be bytes or None");
+            return NULL;
+        }
+        if (PyBytes_GET_SIZE(v[i]) > most)
+            most = PyBytes_GET_SIZE(v[i]);
+    }
+    Py_DECREF(items);
+    return PyLong_FromSsize_t(most);
+}
+
 /* Numbers read straight from the decoded events (monitor/core/fastpath.py): the numeric
  * features of a batch of predictions from their features structs (_feature_columns, into
  * the (features, events) float64 block and int8 codes of monitor/core/layout.py's
@@ -3992,6 +4025,7 @@ static PyMethodDef methods[] = {
     {"kcat_chunk", kcat_chunk, METH_VARARGS, kcat_chunk_doc},
     {"kcat_lines", kcat_lines, METH_VARARGS, kcat_lines_doc},
     {"kcat_unknown", kcat_unknown, METH_VARARGS, kcat_unknown_doc},
+    {"longest", longest, METH_VARARGS, longest_doc},
     {"lookup", lookup, METH_VARARGS, lookup_doc},
     {"nonzero_rows", nonzero_rows, METH_VARARGS, nonzero_rows_doc},
     {"owner_candidates", owner_candidates, METH_VARARGS, owner_candidates_doc},

@@ -45,11 +45,17 @@ def _run(what: str) -> tuple[int, int, bool]:
     return freed, after, released
 
 
+@pytest.mark.usefixtures("kernels")
 def test_large_messages_are_told_apart() -> None:
     large = gc_policy.LARGE_MESSAGE
     assert not gc_policy.holds_large([])
+    assert not gc_policy.holds_large((None, None))
     assert not gc_policy.holds_large([None, b"", b"x" * (large - 1)])
     assert gc_policy.holds_large([None, b"x", b"x" * large])
+    assert gc_policy.holds_large((b"x" * (large + 1), None))
+    # values of another type than bytes are measured too
+    assert gc_policy.holds_large([b"x", bytearray(large)])
+    assert not gc_policy.holds_large([memoryview(b"x" * 10)])
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads RSS from /proc")
