@@ -493,12 +493,22 @@ class MonitorCollector:
         try:
             exposition = self._renderer.render(snapshot, self.version, self.max_series)
             if self._process is not None:
-                om = openmetrics_format.generate_latest(self._process)
-                exposition.tail = (generate_latest(self._process), om.removesuffix(b"# EOF\n"))
+                exposition.tail = self._process_tail
         except Exception as exc:  # a bug here must not stop the run loop
             _log.error("render", "prometheus_render_failed", error=repr(exc), exc_info=True)
             return snapshot
         return _Snapshot(snapshot.report, snapshot.runtime, exposition)
+
+    def _process_tail(self, openmetrics: bool) -> bytes:
+        """The process, GC and platform families in text 0.0.4 or OpenMetrics (without
+        ``# EOF``), read when a scrape first asks a snapshot for that format: they read
+        ``/proc`` and cost more than the monitor's own families, so they are not rendered
+        at every tick, only for the snapshots that are scraped (and are then as fresh as
+        the scrape)."""
+        assert self._process is not None
+        if openmetrics:
+            return openmetrics_format.generate_latest(self._process).removesuffix(b"# EOF\n")
+        return generate_latest(self._process)
 
     def describe(self) -> Iterator[Metric]:
         """Every family this collector can export (lets the registry detect clashes)."""
@@ -724,9 +734,10 @@ class Exposition:
     def __init__(self, families: list[_FamilyText], blocks: list[bytes]) -> None:
         self._families = families
         self._blocks = blocks
-        #: Text 0.0.4 and OpenMetrics (without ``# EOF``) of other collectors (process, GC),
-        #: appended after the monitor's families; set before the first :meth:`body`.
-        self.tail: tuple[bytes, bytes] = (b"", b"")
+        #: Renders the text 0.0.4 or OpenMetrics (without ``# EOF``) of other collectors
+        #: (process, GC), appended after the monitor's families when a body is first
+        #: joined; set before the first :meth:`body`, None for none.
+        self.tail: Callable[[bool], bytes] | None = None
         self._bodies: dict[tuple[bool, bool], bytes] = {}
         self._lock = threading.Lock()
 
@@ -754,7 +765,11 @@ class Exposition:
             header = family.om_header if openmetrics else family.text_header
             parts.append(header.encode())
             parts.append(block)
-        parts.append(self.tail[1] if openmetrics else self.tail[0])
+        if self.tail is not None:
+            try:
+                parts.append(self.tail(openmetrics))
+            except Exception as exc:  # the monitor's families are served all the same
+                _log.error("render", "prometheus_render_failed", error=repr(exc), exc_info=True)
         if openmetrics:
             parts.append(b"# EOF\n")
         return b"".join(parts)
