@@ -861,7 +861,9 @@ class PendingTable:
             state["score"],
             np.asarray(state["slices"], dtype=np.int32).reshape(ts.shape[0], k),
             np.asarray(state["crc32"], dtype=np.uint32),
-            spare=ts.shape[0],
+            # the room a live table has after compacting: a restored one's first adds
+            # would else grow every column and the index at once
+            spare=max(16, 2 * ts.shape[0]),
         )
 
     @classmethod
