@@ -1525,15 +1525,17 @@ bin_rows(PyObject *self, PyObject *args)
         for (Py_ssize_t e = 0; e < events; e++) {
             Py_ssize_t r = (Py_ssize_t)slots[e] * features + f;
             const double *first = edges + offsets[r];
-            Py_ssize_t lo = 0, hi = (Py_ssize_t)(offsets[r + 1] - offsets[r]), n = hi;
+            Py_ssize_t n = (Py_ssize_t)(offsets[r + 1] - offsets[r]), len = n;
+            const double *base = first;
             double v = row_x[e];
-            while (lo < hi) { /* the first edge above v */
-                Py_ssize_t mid = lo + (hi - lo) / 2;
-                if (first[mid] <= v)
-                    lo = mid + 1;
-                else
-                    hi = mid;
+            /* the first edge above v: the window [base, base + len] that holds it halved
+             * with no branch on the values (a value's bin is as unpredictable as the value) */
+            while (len > 1) {
+                Py_ssize_t half = len / 2;
+                base = base[half] <= v ? base + half : base;
+                len -= half;
             }
+            Py_ssize_t lo = (base - first) + (len == 1 && base[0] <= v);
             row_out[e] = lo - (n > 1 && v == first[n - 1]);
         }
     }
