@@ -493,6 +493,17 @@ done:
     return result;
 }
 
+/* names[0:n] as str objects in out, made (interned) at the first call only: a str made at
+ * each read of a table's attribute costs more than the read. -1 with an error set. */
+static int
+names_interned(PyObject **out, const char *const *names, int n)
+{
+    for (int j = 0; j < n; j++)
+        if (out[j] == NULL && (out[j] = PyUnicode_InternFromString(names[j])) == NULL)
+            return -1;
+    return 0;
+}
+
 /* A pending table's columns as lookup reads them, taken from the PendingTable itself
  * (its _slots, _hash, _ts, _ends, _blob and _shift) when a probe first needs them. */
 typedef struct {
@@ -501,7 +512,8 @@ typedef struct {
     int shift;
 } table_view_t;
 
-static const char *table_column[5] = {"_slots", "_hash", "_ts", "_ends", "_blob"};
+static const char *table_column[6] = {"_slots", "_hash", "_ts", "_ends", "_blob", "_shift"};
+static PyObject *table_column_name[6];
 
 /* Views of table's columns into v (once per call), or -1 with an error set. */
 static int
@@ -510,10 +522,12 @@ table_view(table_view_t *v, PyObject *table)
     static const Py_ssize_t sizes[5] = {4, 4, 8, 8, 1};
     PyObject *cols[5] = {NULL, NULL, NULL, NULL, NULL}, *o_shift = NULL;
     int ok = -1;
+    if (names_interned(table_column_name, table_column, 6) < 0)
+        return -1;
     for (int j = 0; j < 5; j++)
-        if ((cols[j] = PyObject_GetAttrString(table, table_column[j])) == NULL)
+        if ((cols[j] = PyObject_GetAttr(table, table_column_name[j])) == NULL)
             goto out;
-    if ((o_shift = PyObject_GetAttrString(table, "_shift")) == NULL)
+    if ((o_shift = PyObject_GetAttr(table, table_column_name[5])) == NULL)
         goto out;
     long shift = PyLong_AsLong(o_shift);
     if (shift == -1 && PyErr_Occurred())
@@ -1337,6 +1351,7 @@ pending_pop_groups(PyObject *self, PyObject *args)
 {
     static const char *names[9] = {"_slots", "_hash", "_ts",   "_pred", "_score",
                                    "_slices", "_ends", "_blob", "_shift"};
+    static PyObject *name_of[9];
     static const Py_ssize_t sizes_of[8] = {4, 4, 8, 8, 8, 4, 8, 1};
     PyObject *tables, *o_sizes, *pids, *o_found, *o_ots, *o_opred, *o_oscore, *o_oslices;
     PyObject *o_gone, *o_counts, *o_bytes;
@@ -1393,8 +1408,10 @@ pending_pop_groups(PyObject *self, PyObject *args)
         arg_t t[8];
         int held = 0, failed = 1;
         long shift = -1;
+        if (names_interned(name_of, names, 9) < 0)
+            goto table_done;
         for (int j = 0; j < 9; j++)
-            if ((cols[j] = PyObject_GetAttrString(table, names[j])) == NULL)
+            if ((cols[j] = PyObject_GetAttr(table, name_of[j])) == NULL)
                 goto table_done;
         shift = PyLong_AsLong(cols[8]);
         if (shift == -1 && PyErr_Occurred())
@@ -1525,15 +1542,17 @@ bin_rows(PyObject *self, PyObject *args)
         for (Py_ssize_t e = 0; e < events; e++) {
             Py_ssize_t r = (Py_ssize_t)slots[e] * features + f;
             const double *first = edges + offsets[r];
-            Py_ssize_t lo = 0, hi = (Py_ssize_t)(offsets[r + 1] - offsets[r]), n = hi;
+            Py_ssize_t n = (Py_ssize_t)(offsets[r + 1] - offsets[r]), len = n;
+            const double *base = first;
             double v = row_x[e];
-            while (lo < hi) { /* the first edge above v */
-                Py_ssize_t mid = lo + (hi - lo) / 2;
-                if (first[mid] <= v)
-                    lo = mid + 1;
-                else
-                    hi = mid;
+            /* the first edge above v: the window [base, base + len] that holds it halved
+             * with no branch on the values (a value's bin is as unpredictable as the value) */
+            while (len > 1) {
+                Py_ssize_t half = len / 2;
+                base = base[half] <= v ? base + half : base;
+                len -= half;
             }
+            Py_ssize_t lo = (base - first) + (len == 1 && base[0] <= v);
             row_out[e] = lo - (n > 1 && v == first[n - 1]);
         }
     }
@@ -4016,6 +4035,64 @@ done:
     return result;
 }
 
+/* ------------------------------------------------------------- owner removals of many tables
+ * OwnerIndex.remove of the ids many pending tables of one partition gave up (join.py,
+ * pop_groups): one call for the partition instead of one per (model) table. */
+
+PyDoc_STRVAR(owner_remove_groups_doc,
+"owner_remove_groups(crc, model, count, shift, crcs, starts, sizes, models)\n\n"
+"Uncount, group after group, the ids crcs[starts[g]:starts[g] + sizes[g]] (uint32 CRC-32s)\n"
+"of model models[g] (starts, sizes, models: int64) in the owner table, as owner_change\n"
+"with sign -1 does for each group in turn. KeyError when an id that was not counted is\n"
+"uncounted (the groups before it, and its ids before it, changed).");
+
+static PyObject *
+owner_remove_groups(PyObject *self, PyObject *args)
+{
+    PyObject *o_crc, *o_model, *o_count, *o_crcs, *o_starts, *o_sizes, *o_models;
+    int shift;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOiOOOO", &o_crc, &o_model, &o_count, &shift, &o_crcs,
+                          &o_starts, &o_sizes, &o_models))
+        return NULL;
+    arg_t a[] = {
+        {o_crc, 4, 1, "crc"},       {o_model, 4, 1, "model"}, {o_count, 4, 1, "count"},
+        {o_crcs, 4, 0, "crcs"},     {o_starts, 8, 0, "starts"}, {o_sizes, 8, 0, "sizes"},
+        {o_models, 8, 0, "models"},
+    };
+    const int nargs = (int)(sizeof a / sizeof a[0]);
+    if (acquire(a, nargs) < 0)
+        return NULL;
+    PyObject *result = NULL;
+    if (!owner_table_ok(&a[0], &a[1], &a[2], shift))
+        goto done;
+    Py_ssize_t groups = a[4].buf.len / 8, ncrcs = a[3].buf.len / 4;
+    const int64_t *starts = (const int64_t *)a[4].buf.buf;
+    const int64_t *sizes = (const int64_t *)a[5].buf.buf;
+    const int64_t *models = (const int64_t *)a[6].buf.buf;
+    if (a[5].buf.len / 8 != groups || a[6].buf.len / 8 != groups) {
+        PyErr_SetString(PyExc_ValueError, "starts, sizes, models: one length expected");
+        goto done;
+    }
+    for (Py_ssize_t g = 0; g < groups; g++)
+        if (starts[g] < 0 || sizes[g] < 0 || starts[g] > ncrcs || sizes[g] > ncrcs - starts[g] ||
+            models[g] < 0 || models[g] > INT32_MAX) {
+            PyErr_SetString(PyExc_ValueError, "a group beyond the crcs, or a model < 0");
+            goto done;
+        }
+    const uint32_t *crcs = (const uint32_t *)a[3].buf.buf;
+    long filled = 0; /* (removals fill no slot) */
+    for (Py_ssize_t g = 0; g < groups; g++)
+        if (owner_count((uint32_t *)a[0].buf.buf, (int32_t *)a[1].buf.buf,
+                        (int32_t *)a[2].buf.buf, a[0].buf.len / 4, shift, crcs + starts[g],
+                        (Py_ssize_t)sizes[g], (int)models[g], -1, &filled) < 0)
+            goto done;
+    result = Py_NewRef(Py_None);
+done:
+    release(a, nargs);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"bin_rows", bin_rows, METH_VARARGS, bin_rows_doc},
     {"chi2_sf", chi2_sf, METH_VARARGS, chi2_sf_doc},
@@ -4033,6 +4110,7 @@ static PyMethodDef methods[] = {
     {"owner_find", owner_find, METH_VARARGS, owner_find_doc},
     {"owner_first", owner_first, METH_VARARGS, owner_first_doc},
     {"owner_put", owner_put, METH_VARARGS, owner_put_doc},
+    {"owner_remove_groups", owner_remove_groups, METH_VARARGS, owner_remove_groups_doc},
     {"pending_add", pending_add, METH_VARARGS, pending_add_doc},
     {"pending_add_groups", pending_add_groups, METH_VARARGS, pending_add_groups_doc},
     {"pending_compact", pending_compact, METH_VARARGS, pending_compact_doc},

@@ -626,11 +626,26 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
 
 def _model_indices(engine: Engine, events: list[PredictionEvent]) -> list[int]:
     """The index of the model of each of ``events`` (predictions of configured models:
-    :func:`_segment` keeps no other), with no look-up per event when there is one model."""
+    :func:`_segment` keeps no other), with no look-up per event when there is one model.
+    :func:`_predictions` asks for the events :func:`_segment` asked for just before (the
+    same objects, as a rule): the answer is kept per engine, and given again (a copy) for
+    a list of the same events, which compares their references, not their models."""
     if len(engine.models) == 1:
         return [0] * len(events)
     index = {m.name: m.index for m in engine.models}
-    return [index[e.model] for e in events]
+    last = _INDICES.get(engine)
+    if last is not None and last[1] == events and last[0] == index:
+        return list(last[2])
+    out = [index[e.model] for e in events]
+    _INDICES[engine] = (index, list(events), out)
+    return list(out)
+
+
+#: Each engine's last :func:`_model_indices`: the models' indices by name, the events
+#: (equal events are of one model) and their indices.
+_INDICES: weakref.WeakKeyDictionary[
+    Engine, tuple[dict[str, int], list[PredictionEvent], list[int]]
+] = weakref.WeakKeyDictionary()
 
 
 def _registry_cut(

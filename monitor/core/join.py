@@ -861,7 +861,10 @@ class PendingTable:
             state["score"],
             np.asarray(state["slices"], dtype=np.int32).reshape(ts.shape[0], k),
             np.asarray(state["crc32"], dtype=np.uint32),
-            spare=ts.shape[0],
+            # the room a live table has after compacting (a restored one's first adds
+            # would else grow every column and the index at once); none for a table that
+            # never held a row, as a new one (its slice ids a row are not known yet)
+            spare=max(16, 2 * ts.shape[0]) if self._k >= 0 else 0,
         )
 
     @classmethod
@@ -935,16 +938,26 @@ def pop_groups(
         found, ts, pred, score, slices, gone, counts, sizes_out,
     )  # fmt: skip
     a = 0
+    # the ids each owner index (a partition's) uncounts: (index, starts in gone, sizes, models)
+    owners: dict[int, tuple[OwnerIndex, list[int], list[int], list[int]]] = {}
     for table, size, count, size_bytes in zip(
         tables, sizes, counts.tolist(), sizes_out.tolist(), strict=True
     ):
         if count:  # what pop_many does after its kernel call
             table._id_bytes -= size_bytes
-            if table._owner is not None:
-                table._owner[0].remove(gone[a : a + count], table._owner[1])
+            owner = table._owner
+            if owner is not None:
+                run = owners.get(id(owner[0]))
+                if run is None:
+                    run = owners[id(owner[0])] = (owner[0], [], [], [])
+                run[1].append(a)
+                run[2].append(count)
+                run[3].append(owner[1])
             table._live -= count
             table._maybe_compact()
         a += size
+    for index, starts, counts_l, models in owners.values():  # (compaction reads no index)
+        index.remove_groups(gone, starts, counts_l, models)
     return found, ts, pred, score, slices
 
 
@@ -1076,6 +1089,24 @@ class OwnerIndex:
     def remove(self, crcs: npt.NDArray[np.uint32], model: int) -> None:
         """Uncount ids of ``model`` with these CRC-32s (each counted before)."""
         self._enqueue(crcs, model, -1)
+
+    def remove_groups(self, crcs: npt.NDArray[np.uint32], starts: list[int], sizes: list[int],
+                      models: list[int]) -> None:  # fmt: skip
+        """:meth:`remove` of several models' ids in turn: ``sizes[g]`` of ``crcs`` from
+        ``starts[g]`` of model ``models[g]`` (with :mod:`monitor.native`, in one compiled
+        call: a poll of many models uncounts a few ids of each of hundreds of tables)."""
+        kernels = native.kernels()
+        if kernels is None:
+            for a, n, m in zip(starts, sizes, models, strict=True):
+                self._enqueue(crcs[a : a + n], m, -1)
+            return
+        if self._queued:  # changes queued by the numpy code first, in their order
+            self._apply()
+        kernels.owner_remove_groups(
+            self._crc, self._model, self._count, self._shift,
+            np.ascontiguousarray(crcs, dtype=np.uint32), np.array(starts, dtype=np.int64),
+            np.array(sizes, dtype=np.int64), np.array(models, dtype=np.int64),
+        )  # fmt: skip
 
     def add_one(self, crc: int, model: int) -> None:
         """:meth:`add` of one id."""

@@ -24,6 +24,7 @@ from monitor.core.join import (
     Pending,
     PendingTable,
     id_keys,
+    pop_groups,
 )
 
 MODELS = 7  # more than JoinBuffer.INDEXED_FROM: the index answers
@@ -98,6 +99,12 @@ def test_owners_equal_asking_every_table(seed: int, queue_most: int,
             join.pending[m] = copy.copy(table) if rng.random() < 0.5 else PendingTable()
         elif op < 0.9:  # the whole join copied or pickled (a checkpoint, a flush)
             join = copy.deepcopy(join) if rng.random() < 0.5 else pickle.loads(pickle.dumps(join))
+        elif op < 0.95:  # matched in one batch over several models' tables (pop_groups)
+            chosen = rng.sample(range(MODELS), 3)
+            groups = [list(dict.fromkeys(rng.sample(universe, 6) + list(join.pending[g])[:4]))
+                      for g in chosen]  # fmt: skip
+            pop_groups([join.pending[g] for g in chosen], [len(p) for p in groups],
+                       [pid for p in groups for pid in p], 2)  # fmt: skip
         if step % 7 == 0:
             _check(join, universe)
     _check(join, universe)
