@@ -4059,6 +4059,81 @@ done:
     return result;
 }
 
+/* ---------------------------------------------------------------- a poll's event columns
+ * The attributes of a poll's decoded events as lists (fastpath.py's planner: ids, models,
+ * values of every event of a segment), one pass over the events for all of them in place
+ * of a list comprehension per attribute. */
+
+PyDoc_STRVAR(attr_lists_doc,
+"attr_lists(objs, names) -> tuple of lists, or None\n\n"
+"For the list objs and the tuple of str names, a list per name of that attribute of each\n"
+"item, in order (a slot of the items' type read directly). None, with nothing made, when\n"
+"an item is None or lacks an attribute (the caller reads them in Python).");
+
+static PyObject *
+attr_lists(PyObject *self, PyObject *args)
+{
+    PyObject *objs, *names;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyList_Type, &objs, &PyTuple_Type, &names))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(objs), nf = PyTuple_GET_SIZE(names);
+    PyObject *out = PyTuple_New(nf);
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t j = 0; j < nf; j++) {
+        PyObject *col = PyList_New(n);
+        if (col == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(out, j, col);
+    }
+    if (n == 0)
+        return out;
+    PyMemberDef **members = PyMem_Calloc((size_t)nf, sizeof(PyMemberDef *));
+    if (members == NULL && nf) {
+        Py_DECREF(out);
+        return PyErr_NoMemory();
+    }
+    /* The slots of the first item's type: its items are read through them, the others
+     * (a general decode's events among typed ones) by name. */
+    PyTypeObject *kind = Py_TYPE(PyList_GET_ITEM(objs, 0));
+    for (Py_ssize_t j = 0; j < nf; j++) {
+        PyObject *d = _PyType_Lookup(kind, PyTuple_GET_ITEM(names, j)); /* borrowed */
+        if (d != NULL && Py_IS_TYPE(d, &PyMemberDescr_Type) &&
+            PyType_IsSubtype(kind, PyDescr_TYPE(d)))
+            members[j] = ((PyMemberDescrObject *)d)->d_member;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *o = PyList_GET_ITEM(objs, i);
+        int fast = Py_TYPE(o) == kind;
+        if (o == Py_None)
+            goto decline;
+        for (Py_ssize_t j = 0; j < nf; j++) {
+            PyObject *v = (fast && members[j] != NULL)
+                              ? PyMember_GetOne((const char *)o, members[j])
+                              : PyObject_GetAttr(o, PyTuple_GET_ITEM(names, j));
+            if (v == NULL) {
+                if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
+                    PyErr_Clear();
+                    goto decline;
+                }
+                PyMem_Free(members);
+                Py_DECREF(out);
+                return NULL;
+            }
+            PyList_SET_ITEM(PyTuple_GET_ITEM(out, j), i, v);
+        }
+    }
+    PyMem_Free(members);
+    return out;
+decline:
+    PyMem_Free(members);
+    Py_DECREF(out);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"bin_rows", bin_rows, METH_VARARGS, bin_rows_doc},
     {"chi2_sf", chi2_sf, METH_VARARGS, chi2_sf_doc},
@@ -4090,6 +4165,7 @@ static PyMethodDef methods[] = {
     {"rows_add_many", rows_add_many, METH_VARARGS, rows_add_many_doc},
     {"window_close", window_close, METH_VARARGS, window_close_doc},
     {"bin_block", bin_block, METH_VARARGS, bin_block_doc},
+    {"attr_lists", attr_lists, METH_VARARGS, attr_lists_doc},
     {NULL, NULL, 0, NULL},
 };
 
