@@ -4134,6 +4134,35 @@ decline:
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(none_at_doc,
+"none_at(objs) -> list of int\n\n"
+"The places of the items of the list objs that are None (compared by identity: no\n"
+"comparison of each item with None, which costs a rich comparison an item).");
+
+static PyObject *
+none_at(PyObject *self, PyObject *args)
+{
+    PyObject *objs;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!", &PyList_Type, &objs))
+        return NULL;
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(objs); i++) {
+        if (PyList_GET_ITEM(objs, i) != Py_None)
+            continue;
+        PyObject *at = PyLong_FromSsize_t(i);
+        if (at == NULL || PyList_Append(out, at) < 0) {
+            Py_XDECREF(at);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(at);
+    }
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"bin_rows", bin_rows, METH_VARARGS, bin_rows_doc},
     {"chi2_sf", chi2_sf, METH_VARARGS, chi2_sf_doc},
@@ -4166,6 +4195,7 @@ static PyMethodDef methods[] = {
     {"window_close", window_close, METH_VARARGS, window_close_doc},
     {"bin_block", bin_block, METH_VARARGS, bin_block_doc},
     {"attr_lists", attr_lists, METH_VARARGS, attr_lists_doc},
+    {"none_at", none_at, METH_VARARGS, none_at_doc},
     {NULL, NULL, 0, NULL},
 };
 

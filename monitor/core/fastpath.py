@@ -191,7 +191,7 @@ def _decode_predictions(engine: Engine, values: list[bytes | None]) -> list[Any]
         return _decode_each(general, values, engine.max_bytes)
     typed = _typed(names, engine.limits)[0]
     out = _decode_each(typed, values, engine.max_bytes)
-    again = [i for i, e in enumerate(out) if e is None] if None in out else []
+    again = _none_at(out)
     if again:
         events = _decode_each(general, [values[i] for i in again], engine.max_bytes)
         for i, event in zip(again, events, strict=True):
@@ -271,6 +271,16 @@ def _feature_columns(
     if block is None and reads.numeric:
         block = _numeric_block([columns.pop(n) for n in model.layout.numeric])
     return columns, block
+
+
+def _none_at(items: list[Any]) -> list[int]:
+    """The places of the items that are None (by identity in the compiled kernel: ``None in
+    items`` compares each item with None)."""
+    kernels = native.kernels()
+    if kernels is not None:
+        out: list[int] = kernels.none_at(items)
+        return out
+    return [i for i, e in enumerate(items) if e is None] if None in items else []
 
 
 def _decode_each(
@@ -513,12 +523,14 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
         pairs_p = [(i, e) for i, e in zip(pred_at, preds, strict=True) if e is not None
                    and e.model in known]  # fmt: skip
     ids_l: list[str] | None = None
-    if None not in labels:
+    try:  # as the predictions' above: a label not decoded (None) has no model
         models_l, ids_l = _attrs(labels, ("model", "prediction_id"))
         named_models = set(models_l)
         named_models.discard(None)
         if not known.keys() >= named_models:
             ids_l = None
+    except AttributeError:
+        ids_l = None
     if ids_l is not None:  # every label decoded, of a configured model or none
         pairs_l = list(zip(label_at, labels, strict=True))
     else:
