@@ -4163,6 +4163,71 @@ none_at(PyObject *self, PyObject *args)
     return out;
 }
 
+/* Whether the topic t is the topic want (None: no such topic): the same object (a poll's
+ * topics are mostly the source's own), else equal. 1, 0, or -1 with an error set. */
+static int
+topic_is(PyObject *t, PyObject *want)
+{
+    if (want == Py_None)
+        return 0;
+    if (t == want)
+        return 1;
+    if (PyUnicode_CheckExact(t) && PyUnicode_CheckExact(want))
+        return PyUnicode_GET_LENGTH(t) == PyUnicode_GET_LENGTH(want) &&
+               PyUnicode_Compare(t, want) == 0;
+    return PyObject_RichCompareBool(t, want, Py_EQ);
+}
+
+PyDoc_STRVAR(topic_at_doc,
+"topic_at(topics, a, b, pt, lt) -> (list of int, list of int)\n\n"
+"The indices i in range(a, b) of the list topics with topics[i] == pt, and those with\n"
+"topics[i] == lt (pt and lt: the two input topics, None where there is none).");
+
+static PyObject *
+topic_at(PyObject *self, PyObject *args)
+{
+    PyObject *topics, *pt, *lt;
+    Py_ssize_t a, b;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!nnOO", &PyList_Type, &topics, &a, &b, &pt, &lt))
+        return NULL;
+    if (a < 0 || b > PyList_GET_SIZE(topics) || a > b) {
+        PyErr_SetString(PyExc_ValueError, "a, b: a range of topics");
+        return NULL;
+    }
+    PyObject *preds = PyList_New(0), *labels = PyList_New(0);
+    if (preds == NULL || labels == NULL)
+        goto fail;
+    for (Py_ssize_t i = a; i < b; i++) {
+        PyObject *t = PyList_GET_ITEM(topics, i), *to = NULL;
+        Py_INCREF(t); /* a comparison may run Python code */
+        int is = topic_is(t, pt);
+        if (is == 0 && (is = topic_is(t, lt)) > 0)
+            is = 2;
+        Py_DECREF(t);
+        if (is < 0)
+            goto fail;
+        if (is == 0)
+            continue;
+        to = is == 1 ? preds : labels;
+        PyObject *at = PyLong_FromSsize_t(i);
+        if (at == NULL || PyList_Append(to, at) < 0) {
+            Py_XDECREF(at);
+            goto fail;
+        }
+        Py_DECREF(at);
+        if (b > PyList_GET_SIZE(topics)) {
+            PyErr_SetString(PyExc_RuntimeError, "topics changed size");
+            goto fail;
+        }
+    }
+    return Py_BuildValue("(NN)", preds, labels);
+fail:
+    Py_XDECREF(preds);
+    Py_XDECREF(labels);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"bin_rows", bin_rows, METH_VARARGS, bin_rows_doc},
     {"chi2_sf", chi2_sf, METH_VARARGS, chi2_sf_doc},
@@ -4196,6 +4261,7 @@ static PyMethodDef methods[] = {
     {"bin_block", bin_block, METH_VARARGS, bin_block_doc},
     {"attr_lists", attr_lists, METH_VARARGS, attr_lists_doc},
     {"none_at", none_at, METH_VARARGS, none_at_doc},
+    {"topic_at", topic_at, METH_VARARGS, topic_at_doc},
     {NULL, NULL, 0, NULL},
 };
 

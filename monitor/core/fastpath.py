@@ -493,16 +493,20 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
     topic_of = {kind: topic for topic, kind in kinds.items()}
     pt, lt = topic_of.get("predictions"), topic_of.get("labels")
     partition_of = messages.partitions
-    span = range(a, b)
-    topics = messages.topics[a:b]
-    # Each message's topic compared by numpy's loop over the references (no bytecode per
-    # message): the positions of each input topic's messages, in poll order.
-    names = np.array(topics, dtype=object)
-    pred_at = [] if pt is None else (np.flatnonzero(names == pt) + a).tolist()
-    label_at = [] if lt is None else (np.flatnonzero(names == lt) + a).tolist()
+    # The positions of each input topic's messages, in poll order: by the compiled kernel
+    # (the same topic object, else equal), or by numpy's loop over the references (no
+    # bytecode per message).
+    kernels = native.kernels()
+    if kernels is not None and type(messages.topics) is list:
+        pred_at, label_at = kernels.topic_at(messages.topics, a, b, pt, lt)
+    else:
+        names = np.array(messages.topics[a:b], dtype=object)
+        pred_at = [] if pt is None else (np.flatnonzero(names == pt) + a).tolist()
+        label_at = [] if lt is None else (np.flatnonzero(names == lt) + a).tolist()
     slow: list[int] = []
     if len(pred_at) + len(label_at) < b - a:  # messages of no input topic: rejects
-        slow = [i for i, t in zip(span, topics, strict=True) if t not in kinds]
+        topics = messages.topics[a:b]
+        slow = [i for i, t in zip(range(a, b), topics, strict=True) if t not in kinds]
     cap = engine.max_bytes
     values = messages.values
     preds = _decode_predictions(engine, list(map(values.__getitem__, pred_at)))
