@@ -4228,6 +4228,54 @@ fail:
     return NULL;
 }
 
+PyDoc_STRVAR(as_floats_doc,
+"as_floats(items, out) -> bool\n\n"
+"Each item of the list items (an int or a float, exactly those types) as float64 into out\n"
+"(float64, len(items) items), as float(item) makes it. False, with out partly written,\n"
+"when an item is of another type or an int too large for a float (the caller converts\n"
+"them with numpy, which raises or converts as it does).");
+
+static PyObject *
+as_floats(PyObject *self, PyObject *args)
+{
+    PyObject *items, *o_out;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O", &PyList_Type, &items, &o_out))
+        return NULL;
+    arg_t a[] = {{o_out, 8, 1, "out"}};
+    if (acquire(a, 1) < 0)
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = PyList_GET_SIZE(items);
+    if (a[0].buf.len / 8 != n) {
+        PyErr_SetString(PyExc_ValueError, "out: len(items) items expected");
+        goto done;
+    }
+    double *out = (double *)a[0].buf.buf;
+    int ok = 1;
+    for (Py_ssize_t i = 0; i < n && ok; i++) {
+        PyObject *v = PyList_GET_ITEM(items, i);
+        if (PyFloat_CheckExact(v)) {
+            out[i] = PyFloat_AS_DOUBLE(v);
+        } else if (PyLong_CheckExact(v)) {
+            double d = PyLong_AsDouble(v);
+            if (d == -1.0 && PyErr_Occurred()) {
+                if (!PyErr_ExceptionMatches(PyExc_OverflowError))
+                    goto done;
+                PyErr_Clear();
+                ok = 0;
+            }
+            out[i] = d;
+        } else {
+            ok = 0;
+        }
+    }
+    result = Py_NewRef(ok ? Py_True : Py_False);
+done:
+    release(a, 1);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"bin_rows", bin_rows, METH_VARARGS, bin_rows_doc},
     {"chi2_sf", chi2_sf, METH_VARARGS, chi2_sf_doc},
@@ -4262,6 +4310,7 @@ static PyMethodDef methods[] = {
     {"attr_lists", attr_lists, METH_VARARGS, attr_lists_doc},
     {"none_at", none_at, METH_VARARGS, none_at_doc},
     {"topic_at", topic_at, METH_VARARGS, topic_at_doc},
+    {"as_floats", as_floats, METH_VARARGS, as_floats_doc},
     {NULL, NULL, 0, NULL},
 };
 

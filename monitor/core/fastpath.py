@@ -247,7 +247,7 @@ def _feature_columns(
     if not model.layout.features:
         return {}, None
     reads = _feature_reads(engine, model)
-    feats = [e.features for e in group]
+    (feats,) = _attrs(group, ("features",))
     block: NumericBlock | None = None
     kernels = native.kernels()
     if reads.numeric and kernels is not None:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from monitor import native
+from monitor.core.engine import _floats
 from monitor.core.fastpath import _attrs, _none_at
 from monitor.core.reference import StackedBins, bin_numeric
 
@@ -153,3 +154,33 @@ def test_bin_block_checks_its_arguments() -> None:
         kernels.bin_block(edges, np.array([0, 1, 3], dtype=np.int32), x, out)
     kernels.bin_block(edges, np.array([0, 1, 3], dtype=np.int64), x, out)
     assert out.tolist() == [[1, 1, 1], [0, 0, 0]]
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_as_floats_equals_numpy(seed: int) -> None:
+    _compiled()
+    rng = random.Random(seed)
+    pool: list[Any] = [
+        -1,
+        0,
+        1_700_000_000_123,
+        2**53 + 1,
+        -(2**63) - 3,
+        2**70 + 12345,
+        1.5,
+        -0.0,
+        float("inf"),
+    ]
+    values = [rng.choice(pool) for _ in range(rng.randrange(40))]
+    got, want = _both(lambda: _floats(values))
+    assert got.dtype == want.dtype == np.float64
+    assert got.tobytes() == want.tobytes() == np.array(values, dtype=np.float64).tobytes()
+    for odd in (True, None, "3", 2**1100):  # declined: numpy converts (or raises) as ever
+        mixed = [*values, odd]
+        try:
+            want = np.array(mixed, dtype=np.float64)
+        except OverflowError:
+            with pytest.raises(OverflowError):
+                _floats(mixed)
+            continue
+        assert _floats(mixed).tobytes() == want.tobytes()
