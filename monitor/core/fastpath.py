@@ -556,7 +556,8 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
     if ids_l is None:
         ids_l = [e.prediction_id for _, e in pairs_l]
     whole_p = pairs_p  # the ids of these are ids_p
-    first = dict(zip(ids_p, map(_AT, pairs_p), strict=True))
+    # each prediction's poll index: pred_at itself when every prediction is taken
+    first = dict(zip(ids_p, pred_at if usual else map(_AT, pairs_p), strict=True))
     named_l = set(ids_l)
     if len(first) == len(ids_p) and len(named_l) == len(ids_l):
         # Each id once per topic (the usual poll): named twice, it has a prediction and a
