@@ -3991,11 +3991,11 @@ done:
 
 PyDoc_STRVAR(bin_block_doc,
 "bin_block(edges, offsets, x, out)\n\n"
-"For the (features, events) float64 block x (no NaN), into out (int64, the same shape)\n"
-"the histogram column of each value of row f over the edges of that row,\n"
+"For the (features, events) float64 block x, into out (int64, the same shape) the\n"
+"histogram column of each value of row f over the edges of that row,\n"
 "edges[offsets[f]:offsets[f + 1]] (ascending): how many of them are at or below the\n"
 "value, less one when there are two or more and the value equals the last\n"
-"(reference.bin_numeric's columns).");
+"(reference.bin_numeric's columns); a NaN is above every edge, as numpy sorts it.");
 
 static PyObject *
 bin_block(PyObject *self, PyObject *args)
@@ -4041,6 +4041,10 @@ bin_block(PyObject *self, PyObject *args)
         const double last = first[n - 1];
         for (Py_ssize_t e = 0; e < events; e++) {
             const double v = row_x[e];
+            if (v != v) { /* NaN: above every edge, as numpy's searchsorted sorts it */
+                row_out[e] = n;
+                continue;
+            }
             /* the edges at or below v lie before base + len: halve len, keeping base's
              * half that holds the first edge above v (a select, not a branch) */
             const double *base = first;

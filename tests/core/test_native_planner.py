@@ -132,12 +132,13 @@ def test_bin_block_equals_the_numpy_bins(events: int) -> None:
         x[rng.random(x.shape) < 0.05] = np.inf
         x[rng.random(x.shape) < 0.05] = -np.inf
         x[rng.random(x.shape) < 0.05] = -0.0
+        x[rng.random(x.shape) < 0.05] = np.nan  # StackedBins' callers pass none: as numpy
         bins = StackedBins(edges)
         got, want = _both(lambda: bins(x))  # noqa: B023
         assert got.dtype == want.dtype == np.int64
         assert np.array_equal(got, want)
         for f, e in enumerate(edges):
-            if len(e):
+            if len(e) and not np.isnan(x[f]).any():
                 assert np.array_equal(got[f], bin_numeric(e, x[f]))
 
 
