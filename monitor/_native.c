@@ -4199,36 +4199,53 @@ topic_at(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "a, b: a range of topics");
         return NULL;
     }
-    PyObject *preds = PyList_New(0), *labels = PyList_New(0);
-    if (preds == NULL || labels == NULL)
+    /* The last object found to be each topic, and one found to be neither (held: compared
+     * by address): a poll's topics are a few objects, most compared by address alone. */
+    PyObject *seen[3] = {NULL, NULL, NULL};
+    PyObject *lists[2] = {PyList_New(0), PyList_New(0)};
+    if (lists[0] == NULL || lists[1] == NULL)
         goto fail;
     for (Py_ssize_t i = a; i < b; i++) {
-        PyObject *t = PyList_GET_ITEM(topics, i), *to = NULL;
-        Py_INCREF(t); /* a comparison may run Python code */
-        int is = topic_is(t, pt);
-        if (is == 0 && (is = topic_is(t, lt)) > 0)
-            is = 2;
-        Py_DECREF(t);
-        if (is < 0)
-            goto fail;
-        if (is == 0)
-            continue;
-        to = is == 1 ? preds : labels;
-        PyObject *at = PyLong_FromSsize_t(i);
-        if (at == NULL || PyList_Append(to, at) < 0) {
-            Py_XDECREF(at);
-            goto fail;
-        }
-        Py_DECREF(at);
         if (b > PyList_GET_SIZE(topics)) {
             PyErr_SetString(PyExc_RuntimeError, "topics changed size");
             goto fail;
         }
+        PyObject *t = PyList_GET_ITEM(topics, i);
+        int is; /* 1 pt, 2 lt, 0 neither */
+        if (t == seen[1])
+            is = 1;
+        else if (t == seen[2])
+            is = 2;
+        else if (t == seen[0])
+            is = 0;
+        else {
+            Py_INCREF(t); /* a comparison may run Python code */
+            is = topic_is(t, pt);
+            if (is == 0 && (is = topic_is(t, lt)) > 0)
+                is = 2;
+            if (is < 0) {
+                Py_DECREF(t);
+                goto fail;
+            }
+            Py_XSETREF(seen[is], t); /* takes the reference */
+        }
+        if (is == 0)
+            continue;
+        PyObject *at = PyLong_FromSsize_t(i);
+        if (at == NULL || PyList_Append(lists[is - 1], at) < 0) {
+            Py_XDECREF(at);
+            goto fail;
+        }
+        Py_DECREF(at);
     }
-    return Py_BuildValue("(NN)", preds, labels);
+    for (int k = 0; k < 3; k++)
+        Py_XDECREF(seen[k]);
+    return Py_BuildValue("(NN)", lists[0], lists[1]);
 fail:
-    Py_XDECREF(preds);
-    Py_XDECREF(labels);
+    for (int k = 0; k < 3; k++)
+        Py_XDECREF(seen[k]);
+    Py_XDECREF(lists[0]);
+    Py_XDECREF(lists[1]);
     return NULL;
 }
 
