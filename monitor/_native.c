@@ -4064,9 +4064,13 @@ done:
 }
 
 /* ---------------------------------------------------------------- a poll's event columns
- * The attributes of a poll's decoded events as lists (fastpath.py's planner: ids, models,
- * values of every event of a segment), one pass over the events for all of them in place
- * of a list comprehension per attribute. */
+ * The per-message reads of stage 1's planner (fastpath.py, _segment and the plans) and of
+ * Engine.process, each one C loop in place of Python bytecode (or a rich comparison) per
+ * message: the attributes of a segment's decoded events as lists (attr_lists: ids, models,
+ * values), the failed decodes (none_at), each input topic's messages (topic_at) and the
+ * record timestamps as float64 (as_floats). Each declines (or its caller checks) what the
+ * Python code beside its caller would read otherwise; tests/core/test_native_planner.py
+ * holds them to that code. */
 
 PyDoc_STRVAR(attr_lists_doc,
 "attr_lists(objs, names) -> tuple of lists, or None\n\n"
