@@ -4093,6 +4093,324 @@ done:
     return result;
 }
 
+/* ---------------------------------------------------------------- one model's bins
+ * StackedBins.__call__ (reference.py) of one model's numeric features (layout.py,
+ * Layout.feature_terms): each value's histogram column over its own feature's edges, as
+ * bin_rows takes them, with a search that does not branch on the values (the edges of a
+ * reference are few, and a branch per step mispredicts on every other value). */
+
+PyDoc_STRVAR(bin_block_doc,
+"bin_block(edges, offsets, x, out)\n\n"
+"For the (features, events) float64 block x, into out (int64, the same shape) the\n"
+"histogram column of each value of row f over the edges of that row,\n"
+"edges[offsets[f]:offsets[f + 1]] (ascending): how many of them are at or below the\n"
+"value, less one when there are two or more and the value equals the last\n"
+"(reference.bin_numeric's columns); a NaN is above every edge, as numpy sorts it.");
+
+static PyObject *
+bin_block(PyObject *self, PyObject *args)
+{
+    PyObject *o_edges, *o_offsets, *o_x, *o_out;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOO", &o_edges, &o_offsets, &o_x, &o_out))
+        return NULL;
+    arg_t a[] = {
+        {o_edges, 8, 0, "edges"}, {o_offsets, 8, 0, "offsets"}, {o_x, 8, 0, "x"},
+        {o_out, 8, 1, "out"},
+    };
+    const int nargs = (int)(sizeof a / sizeof a[0]);
+    if (acquire(a, nargs) < 0)
+        return NULL;
+    PyObject *result = NULL;
+    const double *edges = (const double *)a[0].buf.buf;
+    const int64_t *offsets = (const int64_t *)a[1].buf.buf;
+    const double *x = (const double *)a[2].buf.buf;
+    int64_t *out = (int64_t *)a[3].buf.buf;
+    Py_ssize_t nedges = a[0].buf.len / 8, features = a[1].buf.len / 8 - 1;
+    Py_ssize_t cells = a[2].buf.len / 8;
+    if (features < 0 || a[3].buf.len / 8 != cells || (features ? cells % features : cells)) {
+        PyErr_SetString(PyExc_ValueError, "x, out: (features, events) blocks of one size, "
+                                          "offsets: one more than the features expected");
+        goto done;
+    }
+    for (Py_ssize_t f = 0; f < features; f++)
+        if (offsets[f] < 0 || offsets[f] > offsets[f + 1] || offsets[f + 1] > nedges) {
+            PyErr_SetString(PyExc_ValueError, "offsets: ascending, within the edges expected");
+            goto done;
+        }
+    Py_ssize_t events = features ? cells / features : 0;
+    for (Py_ssize_t f = 0; f < features; f++) {
+        const double *first = edges + offsets[f];
+        const Py_ssize_t n = (Py_ssize_t)(offsets[f + 1] - offsets[f]);
+        const double *row_x = x + f * events;
+        int64_t *row_out = out + f * events;
+        if (n == 0) {
+            memset(row_out, 0, sizeof(int64_t) * (size_t)events);
+            continue;
+        }
+        const double last = first[n - 1];
+        for (Py_ssize_t e = 0; e < events; e++) {
+            const double v = row_x[e];
+            if (v != v) { /* NaN: above every edge, as numpy's searchsorted sorts it */
+                row_out[e] = n;
+                continue;
+            }
+            /* the edges at or below v lie before base + len: halve len, keeping base's
+             * half that holds the first edge above v (a select, not a branch) */
+            const double *base = first;
+            Py_ssize_t len = n;
+            while (len > 1) {
+                const Py_ssize_t half = len / 2;
+                base = (base[half] <= v) ? base + half : base;
+                len -= half;
+            }
+            row_out[e] = (int64_t)(base - first) + (*base <= v) - (n > 1 && v == last);
+        }
+    }
+    result = Py_NewRef(Py_None);
+done:
+    release(a, nargs);
+    return result;
+}
+
+/* ---------------------------------------------------------------- a poll's event columns
+ * The per-message reads of stage 1's planner (fastpath.py, _segment and the plans) and of
+ * Engine.process, each one C loop in place of Python bytecode (or a rich comparison) per
+ * message: the attributes of a segment's decoded events as lists (attr_lists: ids, models,
+ * values), the failed decodes (none_at), each input topic's messages (topic_at) and the
+ * record timestamps as float64 (as_floats). Each declines (or its caller checks) what the
+ * Python code beside its caller would read otherwise; tests/core/test_native_planner.py
+ * holds them to that code. */
+
+PyDoc_STRVAR(attr_lists_doc,
+"attr_lists(objs, names) -> tuple of lists, or None\n\n"
+"For the list objs and the tuple of str names, a list per name of that attribute of each\n"
+"item, in order (a slot of the items' type read directly). None, with nothing made, when\n"
+"an item is None or lacks an attribute (the caller reads them in Python).");
+
+static PyObject *
+attr_lists(PyObject *self, PyObject *args)
+{
+    PyObject *objs, *names;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyList_Type, &objs, &PyTuple_Type, &names))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(objs), nf = PyTuple_GET_SIZE(names);
+    PyObject *out = PyTuple_New(nf);
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t j = 0; j < nf; j++) {
+        PyObject *col = PyList_New(n);
+        if (col == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(out, j, col);
+    }
+    if (n == 0)
+        return out;
+    PyMemberDef **members = PyMem_Calloc((size_t)nf, sizeof(PyMemberDef *));
+    if (members == NULL && nf) {
+        Py_DECREF(out);
+        return PyErr_NoMemory();
+    }
+    /* The slots of the first item's type: its items are read through them, the others
+     * (a general decode's events among typed ones) by name. */
+    PyTypeObject *kind = Py_TYPE(PyList_GET_ITEM(objs, 0));
+    for (Py_ssize_t j = 0; j < nf; j++) {
+        PyObject *d = _PyType_Lookup(kind, PyTuple_GET_ITEM(names, j)); /* borrowed */
+        if (d != NULL && Py_IS_TYPE(d, &PyMemberDescr_Type) &&
+            PyType_IsSubtype(kind, PyDescr_TYPE(d)))
+            members[j] = ((PyMemberDescrObject *)d)->d_member;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *o = PyList_GET_ITEM(objs, i);
+        int fast = Py_TYPE(o) == kind;
+        if (o == Py_None)
+            goto decline;
+        for (Py_ssize_t j = 0; j < nf; j++) {
+            PyObject *v = (fast && members[j] != NULL)
+                              ? PyMember_GetOne((const char *)o, members[j])
+                              : PyObject_GetAttr(o, PyTuple_GET_ITEM(names, j));
+            if (v == NULL) {
+                if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
+                    PyErr_Clear();
+                    goto decline;
+                }
+                PyMem_Free(members);
+                Py_DECREF(out);
+                return NULL;
+            }
+            PyList_SET_ITEM(PyTuple_GET_ITEM(out, j), i, v);
+        }
+    }
+    PyMem_Free(members);
+    return out;
+decline:
+    PyMem_Free(members);
+    Py_DECREF(out);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(none_at_doc,
+"none_at(objs) -> list of int\n\n"
+"The places of the items of the list objs that are None (compared by identity: no\n"
+"comparison of each item with None, which costs a rich comparison an item).");
+
+static PyObject *
+none_at(PyObject *self, PyObject *args)
+{
+    PyObject *objs;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!", &PyList_Type, &objs))
+        return NULL;
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(objs); i++) {
+        if (PyList_GET_ITEM(objs, i) != Py_None)
+            continue;
+        PyObject *at = PyLong_FromSsize_t(i);
+        if (at == NULL || PyList_Append(out, at) < 0) {
+            Py_XDECREF(at);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(at);
+    }
+    return out;
+}
+
+/* Whether the topic t is the topic want (None: no such topic): the same object (a poll's
+ * topics are mostly the source's own), else equal. 1, 0, or -1 with an error set. */
+static int
+topic_is(PyObject *t, PyObject *want)
+{
+    if (want == Py_None)
+        return 0;
+    if (t == want)
+        return 1;
+    if (PyUnicode_CheckExact(t) && PyUnicode_CheckExact(want))
+        return PyUnicode_GET_LENGTH(t) == PyUnicode_GET_LENGTH(want) &&
+               PyUnicode_Compare(t, want) == 0;
+    return PyObject_RichCompareBool(t, want, Py_EQ);
+}
+
+PyDoc_STRVAR(topic_at_doc,
+"topic_at(topics, a, b, pt, lt) -> (list of int, list of int)\n\n"
+"The indices i in range(a, b) of the list topics with topics[i] == pt, and those with\n"
+"topics[i] == lt (pt and lt: the two input topics, None where there is none).");
+
+static PyObject *
+topic_at(PyObject *self, PyObject *args)
+{
+    PyObject *topics, *pt, *lt;
+    Py_ssize_t a, b;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!nnOO", &PyList_Type, &topics, &a, &b, &pt, &lt))
+        return NULL;
+    if (a < 0 || b > PyList_GET_SIZE(topics) || a > b) {
+        PyErr_SetString(PyExc_ValueError, "a, b: a range of topics");
+        return NULL;
+    }
+    /* The last object found to be each topic, and one found to be neither (held: compared
+     * by address): a poll's topics are a few objects, most compared by address alone. */
+    PyObject *seen[3] = {NULL, NULL, NULL};
+    PyObject *lists[2] = {PyList_New(0), PyList_New(0)};
+    if (lists[0] == NULL || lists[1] == NULL)
+        goto fail;
+    for (Py_ssize_t i = a; i < b; i++) {
+        if (b > PyList_GET_SIZE(topics)) {
+            PyErr_SetString(PyExc_RuntimeError, "topics changed size");
+            goto fail;
+        }
+        PyObject *t = PyList_GET_ITEM(topics, i);
+        int is; /* 1 pt, 2 lt, 0 neither */
+        if (t == seen[1])
+            is = 1;
+        else if (t == seen[2])
+            is = 2;
+        else if (t == seen[0])
+            is = 0;
+        else {
+            Py_INCREF(t); /* a comparison may run Python code */
+            is = topic_is(t, pt);
+            if (is == 0 && (is = topic_is(t, lt)) > 0)
+                is = 2;
+            if (is < 0) {
+                Py_DECREF(t);
+                goto fail;
+            }
+            Py_XSETREF(seen[is], t); /* takes the reference */
+        }
+        if (is == 0)
+            continue;
+        PyObject *at = PyLong_FromSsize_t(i);
+        if (at == NULL || PyList_Append(lists[is - 1], at) < 0) {
+            Py_XDECREF(at);
+            goto fail;
+        }
+        Py_DECREF(at);
+    }
+    for (int k = 0; k < 3; k++)
+        Py_XDECREF(seen[k]);
+    return Py_BuildValue("(NN)", lists[0], lists[1]);
+fail:
+    for (int k = 0; k < 3; k++)
+        Py_XDECREF(seen[k]);
+    Py_XDECREF(lists[0]);
+    Py_XDECREF(lists[1]);
+    return NULL;
+}
+
+PyDoc_STRVAR(as_floats_doc,
+"as_floats(items, out) -> bool\n\n"
+"Each item of the list items (an int or a float, exactly those types) as float64 into out\n"
+"(float64, len(items) items), as float(item) makes it. False, with out partly written,\n"
+"when an item is of another type or an int too large for a float (the caller converts\n"
+"them with numpy, which raises or converts as it does).");
+
+static PyObject *
+as_floats(PyObject *self, PyObject *args)
+{
+    PyObject *items, *o_out;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O", &PyList_Type, &items, &o_out))
+        return NULL;
+    arg_t a[] = {{o_out, 8, 1, "out"}};
+    if (acquire(a, 1) < 0)
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = PyList_GET_SIZE(items);
+    if (a[0].buf.len / 8 != n) {
+        PyErr_SetString(PyExc_ValueError, "out: len(items) items expected");
+        goto done;
+    }
+    double *out = (double *)a[0].buf.buf;
+    int ok = 1;
+    for (Py_ssize_t i = 0; i < n && ok; i++) {
+        PyObject *v = PyList_GET_ITEM(items, i);
+        if (PyFloat_CheckExact(v)) {
+            out[i] = PyFloat_AS_DOUBLE(v);
+        } else if (PyLong_CheckExact(v)) {
+            double d = PyLong_AsDouble(v);
+            if (d == -1.0 && PyErr_Occurred()) {
+                if (!PyErr_ExceptionMatches(PyExc_OverflowError))
+                    goto done;
+                PyErr_Clear();
+                ok = 0;
+            }
+            out[i] = d;
+        } else {
+            ok = 0;
+        }
+    }
+    result = Py_NewRef(ok ? Py_True : Py_False);
+done:
+    release(a, 1);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"bin_rows", bin_rows, METH_VARARGS, bin_rows_doc},
     {"chi2_sf", chi2_sf, METH_VARARGS, chi2_sf_doc},
@@ -4125,6 +4443,11 @@ static PyMethodDef methods[] = {
     {"rows_add", rows_add, METH_VARARGS, rows_add_doc},
     {"rows_add_many", rows_add_many, METH_VARARGS, rows_add_many_doc},
     {"window_close", window_close, METH_VARARGS, window_close_doc},
+    {"bin_block", bin_block, METH_VARARGS, bin_block_doc},
+    {"attr_lists", attr_lists, METH_VARARGS, attr_lists_doc},
+    {"none_at", none_at, METH_VARARGS, none_at_doc},
+    {"topic_at", topic_at, METH_VARARGS, topic_at_doc},
+    {"as_floats", as_floats, METH_VARARGS, as_floats_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -46,6 +46,7 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
+from monitor import native
 from monitor.config import (
     ModelConfig,
     MonitorConfig,
@@ -424,7 +425,7 @@ class Engine:
         batches = self._batches = [_Batch() for _ in self.models]
         batch = MessageBatch.of(messages)
         self.events += len(batch)
-        stamps = np.array(batch.timestamps, dtype=np.float64) / 1000.0
+        stamps = _floats(batch.timestamps) / 1000.0
         # No timestamp (-1), or 0 as some tools write for none: the wall clock instead.
         self._latest = np.where(stamps > 0, stamps, time.time()) + self.max_future
         for (topic, number), offset in _last_offsets(batch).items():
@@ -917,6 +918,18 @@ def _distinct(key: npt.NDArray[np.int64], space: int
     position = np.cumsum(present, dtype=np.intp)
     position -= 1
     return np.flatnonzero(present), position[key]
+
+
+def _floats(values: list[int]) -> F64:
+    """``values`` (ints or floats) as float64, as ``np.array(values, dtype=np.float64)``
+    makes them: by the compiled kernel, one C loop with no type discovery (a poll's record
+    timestamps), or numpy where it declines (another type, an int beyond a float)."""
+    kernels = native.kernels()
+    if kernels is not None and type(values) is list:
+        out: F64 = np.empty(len(values), dtype=np.float64)
+        if kernels.as_floats(values, out):
+            return out
+    return np.array(values, dtype=np.float64)
 
 
 def _group_bounds(key: npt.NDArray[np.int64]) -> tuple[list[int], npt.NDArray[np.intp],

@@ -191,7 +191,7 @@ def _decode_predictions(engine: Engine, values: list[bytes | None]) -> list[Any]
         return _decode_each(general, values, engine.max_bytes)
     typed = _typed(names, engine.limits)[0]
     out = _decode_each(typed, values, engine.max_bytes)
-    again = [i for i, e in enumerate(out) if e is None] if None in out else []
+    again = _none_at(out)
     if again:
         events = _decode_each(general, [values[i] for i in again], engine.max_bytes)
         for i, event in zip(again, events, strict=True):
@@ -247,7 +247,7 @@ def _feature_columns(
     if not model.layout.features:
         return {}, None
     reads = _feature_reads(engine, model)
-    feats = [e.features for e in group]
+    (feats,) = _attrs(group, ("features",))
     block: NumericBlock | None = None
     kernels = native.kernels()
     if reads.numeric and kernels is not None:
@@ -273,6 +273,16 @@ def _feature_columns(
     return columns, block
 
 
+def _none_at(items: list[Any]) -> list[int]:
+    """The places of the items that are None (by identity in the compiled kernel: ``None in
+    items`` compares each item with None)."""
+    kernels = native.kernels()
+    if kernels is not None:
+        out: list[int] = kernels.none_at(items)
+        return out
+    return [i for i, e in enumerate(items) if e is None] if None in items else []
+
+
 def _decode_each(
     decoder: msgspec.json.Decoder[Any], values: list[bytes | None], cap: int
 ) -> list[Any]:
@@ -281,6 +291,18 @@ def _decode_each(
     decoded once, the whole batch from C whatever values it holds (see
     :func:`~monitor.events.codec.decode_all`)."""
     return decode_all(decoder, values, cap)
+
+
+def _attrs(events: list[Any], names: tuple[str, ...]) -> tuple[list[Any], ...]:
+    """Attributes ``names`` of each of ``events`` (decoded structs) as a list each, in one
+    pass by the compiled kernel (a C loop per attribute without it, or where it declines);
+    AttributeError where an event is None."""
+    kernels = native.kernels()
+    if kernels is not None:
+        got: tuple[list[Any], ...] | None = kernels.attr_lists(events, names)
+        if got is not None:
+            return got
+    return tuple(list(map(operator.attrgetter(name), events)) for name in names)
 
 
 def _read_numbers(events: list[Any], name: str, *, missing: bool) -> F64 | None:
@@ -471,16 +493,20 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
     topic_of = {kind: topic for topic, kind in kinds.items()}
     pt, lt = topic_of.get("predictions"), topic_of.get("labels")
     partition_of = messages.partitions
-    span = range(a, b)
-    topics = messages.topics[a:b]
-    # Each message's topic compared by numpy's loop over the references (no bytecode per
-    # message): the positions of each input topic's messages, in poll order.
-    names = np.array(topics, dtype=object)
-    pred_at = [] if pt is None else (np.flatnonzero(names == pt) + a).tolist()
-    label_at = [] if lt is None else (np.flatnonzero(names == lt) + a).tolist()
+    # The positions of each input topic's messages, in poll order: by the compiled kernel
+    # (the same topic object, else equal), or by numpy's loop over the references (no
+    # bytecode per message).
+    kernels = native.kernels()
+    if kernels is not None and type(messages.topics) is list:
+        pred_at, label_at = kernels.topic_at(messages.topics, a, b, pt, lt)
+    else:
+        names = np.array(messages.topics[a:b], dtype=object)
+        pred_at = [] if pt is None else (np.flatnonzero(names == pt) + a).tolist()
+        label_at = [] if lt is None else (np.flatnonzero(names == lt) + a).tolist()
     slow: list[int] = []
     if len(pred_at) + len(label_at) < b - a:  # messages of no input topic: rejects
-        slow = [i for i, t in zip(span, topics, strict=True) if t not in kinds]
+        topics = messages.topics[a:b]
+        slow = [i for i, t in zip(range(a, b), topics, strict=True) if t not in kinds]
     cap = engine.max_bytes
     values = messages.values
     preds = _decode_predictions(engine, list(map(values.__getitem__, pred_at)))
@@ -488,20 +514,35 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
                           cap)  # fmt: skip
     known = engine.by_name
     # Not valid events, whatever the join holds: not decoded, of an unknown model.
+    ids_p: list[str] | None = None
     try:  # a message not decoded (None) has no model: no scan for None first
-        usual = known.keys() >= {e.model for e in preds}
+        models_p, ids_p = _attrs(preds, ("model", "prediction_id"))
+        usual = known.keys() >= set(models_p)
     except AttributeError:
         usual = False
     if usual:  # every prediction decoded, of a configured model (the usual poll)
         pairs_p = list(zip(pred_at, preds, strict=True))
     else:
+        ids_p = None
         pairs_p = [(i, e) for i, e in zip(pred_at, preds, strict=True) if e is not None
                    and e.model in known]  # fmt: skip
-    pairs_l = [
-        (i, e)
-        for i, e in zip(label_at, labels, strict=True)
-        if e is not None and (e.model is None or e.model in known)
-    ]
+    ids_l: list[str] | None = None
+    try:  # as the predictions' above: a label not decoded (None) has no model
+        models_l, ids_l = _attrs(labels, ("model", "prediction_id"))
+        named_models = set(models_l)
+        named_models.discard(None)
+        if not known.keys() >= named_models:
+            ids_l = None
+    except AttributeError:
+        ids_l = None
+    if ids_l is not None:  # every label decoded, of a configured model or none
+        pairs_l = list(zip(label_at, labels, strict=True))
+    else:
+        pairs_l = [
+            (i, e)
+            for i, e in zip(label_at, labels, strict=True)
+            if e is not None and (e.model is None or e.model in known)
+        ]
     if len(pairs_p) < len(pred_at) or len(pairs_l) < len(label_at):
         taken = {i for i, _ in pairs_p} | {i for i, _ in pairs_l}
         slow.extend(i for i in pred_at if i not in taken)
@@ -510,9 +551,13 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
     fused: dict[str, tuple[int, LabelEvent]] = {}
     again: dict[str, _Retries] = {}
     decoded = (pairs_p, pairs_l)
-    ids_p = [e.prediction_id for _, e in pairs_p]
-    ids_l = [e.prediction_id for _, e in pairs_l]
-    first = dict(zip(ids_p, map(_AT, pairs_p), strict=True))
+    if ids_p is None:
+        ids_p = [e.prediction_id for _, e in pairs_p]
+    if ids_l is None:
+        ids_l = [e.prediction_id for _, e in pairs_l]
+    whole_p = pairs_p  # the ids of these are ids_p
+    # each prediction's poll index: pred_at itself when every prediction is taken
+    first = dict(zip(ids_p, pred_at if usual else map(_AT, pairs_p), strict=True))
     named_l = set(ids_l)
     if len(first) == len(ids_p) and len(named_l) == len(ids_l):
         # Each id once per topic (the usual poll): named twice, it has a prediction and a
@@ -562,7 +607,8 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
     pressed = _pending_pressure(engine, every, model_of)
     early_pressed = engine.early_total + len(label_at) > engine.early_cap
     split = _plan(engine, messages, pairs_p, pairs_l, fused, twice_at, again, slow,
-                  record=bool(pressed) or early_pressed)  # fmt: skip
+                  record=bool(pressed) or early_pressed,
+                  ids_p=ids_p if pairs_p is whole_p else None)  # fmt: skip
     cut = min(split.loose, default=b)
     crossing = _crossing_caps(engine, every, model_of)
     if crossing:
@@ -842,15 +888,17 @@ def _plan(
     slow: list[int],
     *,
     record: bool = False,
+    ids_p: list[str] | None = None,
 ) -> _Split:
     """Decide a segment's checked events (see :func:`_segment`); ``record``: keep what the
-    plans do to the capped tables (a cap is near)."""
+    plans do to the capped tables (a cap is near); ``ids_p``: the ids of ``pairs_p`` when
+    known."""
     split = _Split(list(slow))
     split.record = record
     # Ids seen twice in a way the plan does not decide: the segment is cut before them.
     split.loose.extend(twice_at)
     if pairs_p:
-        _predictions(engine, messages, pairs_p, split, fused, again.keys())
+        _predictions(engine, messages, pairs_p, split, fused, again.keys(), ids_p)
     if pairs_l:
         _labels(engine, messages, pairs_l, split)
     if again:
@@ -1101,11 +1149,12 @@ def _predictions(
     split: _Split,
     fused: dict[str, tuple[int, LabelEvent]],
     retried: Collection[str],
+    known_ids: list[str] | None = None,
 ) -> None:
     """Plan the checked predictions per model and partition: rejects (unknown model,
     invalid values, duplicates), joins with their own label, the label message that
     follows them in the segment (or came before it) or an early label of an earlier poll,
-    and the others left waiting."""
+    and the others left waiting. ``known_ids``: their ids, when the caller has them."""
     at_l = list(map(_AT, pairs))
     events = list(map(_EVENT, pairs))
     at = np.fromiter(at_l, np.int64, len(at_l))  # a list of ints: faster than np.array
@@ -1115,22 +1164,26 @@ def _predictions(
     if score is None:
         score = np.array([e.score for e in events], dtype=np.float64)  # None -> NaN
     ok = ~np.isnan(ts) & ~((score < 0.0) | (score > 1.0))
-    probabilities = [e.probabilities for e in events]
+    if known_ids is None:
+        ids, probabilities = _attrs(events, ("prediction_id", "probabilities"))
+    else:
+        ids, (probabilities,) = known_ids, _attrs(events, ("probabilities",))
     if probabilities.count(None) < len(probabilities):
         for j, probs in enumerate(probabilities):
             if probs is not None and not all(0.0 <= v <= 1.0 for v in probs.values()):
                 ok[j] = False
     parts = list(map(messages.partitions.__getitem__, at_l))
-    ids = [e.prediction_id for e in events]
-    found_before = _found_before(engine, ids, model_of, parts, at, fused) if fused else set()
+    # The predictions a label message of the segment follows (positions).
+    fused_at = list(compress(range(len(ids)), map(fused.__contains__, ids))) if fused else []
+    found_before = (
+        _found_before(engine, ids, fused_at, model_of, parts, at, fused) if fused else set()
+    )
     groups = _group(parts, model_of)
     plain: dict[int, _PlainGroups] = {}
     followed = None
     models = engine.models
     if any(m >= 0 and not models[m].warmup_target for m in {m for m, _ in groups}):
         odd_ids = found_before | set(retried) if retried else found_before
-        # The predictions a label message of the segment follows: positions, and a mask.
-        fused_at = list(compress(range(len(ids)), map(fused.__contains__, ids))) if fused else []
         plain = _plain_models(engine, groups, events, ids, at_l, parts, model_of, fused,
                               fused_at, odd_ids)  # fmt: skip
         if fused_at:
@@ -1931,7 +1984,7 @@ def _labels(
     events = list(map(_EVENT, pairs))
     at_l = list(map(_AT, pairs))
     at = np.fromiter(at_l, np.int64, len(at_l))  # a list of ints: faster than np.array
-    names = [e.model for e in events]
+    names, every_id, values = _attrs(events, ("model", "prediction_id", "label"))
     if names.count(None) == len(names):  # no label names its model (the usual stream)
         named = [-1] * len(names)
     elif index.keys() >= set(names).difference((None,)):  # each a model's, or none: C loop
@@ -1948,7 +2001,7 @@ def _labels(
         timely = ~np.isnan(ts[sel])
         split.reject(at[sel[~timely]])
         join = engine.partition(number).join
-        pids = [events[j].prediction_id for j in rows]
+        pids = every_id if len(rows) == len(every_id) else list(map(every_id.__getitem__, rows))
         # The model whose prediction waits (the named one only; else the first holding it).
         ids = id_keys(pids)
         if name < 0:  # the first model holding it: one probe of the join's owner index
@@ -1980,7 +2033,7 @@ def _labels(
                 mine = chosen[bounds[j] : bounds[j + 1]]
                 mine_ids = pids if len(mine) == len(rows) else [pids[k] for k in mine.tolist()]
                 joining.setdefault(m, []).append((number, sel[mine], mine_ids))
-    planned = [_plan_joins(engine, split, m, runs, events, at, ts) for m, runs in joining.items()]
+    planned = [_plan_joins(engine, split, m, runs, values, at, ts) for m, runs in joining.items()]
     joins = [plan for plan in planned if plan is not None]
     if joins:  # every model's in one plan
         idx = joins[0].idx if len(joins) == 1 else np.concatenate([p.idx for p in joins])
@@ -2006,14 +2059,15 @@ def _plan_joins(
     split: _Split,
     m: int,
     runs: list[tuple[int, I64, list[str]]],
-    events: list[LabelEvent],
+    values: list[Any],
     at: I64,
     ts: F64,
 ) -> _Joins | None:
     """Check the labels of the segment that join predictions of model ``m`` waiting from
     before it (``runs``: per partition, their positions among the segment's labels and
-    their ids): a label value the model's codec refuses is a reject; the others join,
-    every model's in one plan (:func:`_take_joins`). None when none joins."""
+    their ids; ``values``: every label's value): a label value the model's codec refuses
+    is a reject; the others join, every model's in one plan (:func:`_take_joins`). None
+    when none joins."""
     numbers = [number for number, _, _ in runs]
     sizes = [len(pids) for _, _, pids in runs]
     if len(runs) == 1:
@@ -2021,7 +2075,7 @@ def _plan_joins(
     else:
         pos = np.concatenate([p for _, p, _ in runs])
         pids = [pid for _, _, mine in runs for pid in mine]
-    codes, valid = engine.models[m].codec.code_many([events[j].label for j in pos.tolist()])
+    codes, valid = engine.models[m].codec.code_many(list(map(values.__getitem__, pos.tolist())))
     if not valid.all():
         split.reject(at[pos[~valid]])
         keep = np.flatnonzero(valid)
@@ -2192,6 +2246,7 @@ def _take_joins(engine: Engine, split: _Split, joins: list[_Joins]) -> None:
 def _found_before(
     engine: Engine,
     ids: list[str],
+    fused_at: list[int],
     model_of: list[int],
     parts: list[int],
     at: I64,
@@ -2201,15 +2256,15 @@ def _found_before(
     would not reach first: one that came before its prediction and finds the id in the
     join state already (waiting, early or matched), or one naming no model that finds it
     waiting for a model of a lower index. Asked once per partition (through its id-to-model
-    index when there are many models)."""
+    index when there are many models). ``fused_at``: the places among the events (``ids``)
+    of the predictions of ``fused`` (a fused id has one prediction in the segment)."""
     asked: dict[int, list[tuple[str, int, bool]]] = {}  # partition -> (id, model, first)
-    # A fused id has one prediction in the segment: its place among the events (``ids``).
-    place = dict(zip(ids, range(len(ids)), strict=True))
-    for pid, (j, label) in fused.items():
-        k = place.get(pid)
-        if k is None or model_of[k] < 0:
-            continue
+    for k in fused_at:
         m = model_of[k]
+        if m < 0:
+            continue
+        pid = ids[k]
+        j, label = fused[pid]
         before = j < int(at[k])
         if before or (label.model is None and m > 0):
             asked.setdefault(parts[k], []).append((pid, m, before))

@@ -279,19 +279,22 @@ class ModelCodec:
             )
             return codes, np.isfinite(codes)
         memo = self._memo
-        found = list(map(memo.get, values))
-        if None in found:
-            for i, value in enumerate(values):
-                if found[i] is None:
-                    try:
-                        code = self.code(value, "value")
-                    except DecodeFailure:
-                        continue
-                    found[i] = code
-                    if len(memo) < self.MEMO_CAP:
-                        memo[value] = code
-        codes = np.array(found, dtype=np.float64)  # None (invalid) becomes NaN
-        return codes, ~np.isnan(codes)
+        # None (not remembered) becomes NaN: a code is never NaN, so the NaNs are the values
+        # to code here (found by numpy, not by comparing each item with None).
+        codes = np.array(list(map(memo.get, values)), dtype=np.float64)
+        unknown = np.isnan(codes)
+        if unknown.any():
+            for i in np.flatnonzero(unknown).tolist():
+                value = values[i]
+                try:
+                    code = self.code(value, "value")
+                except DecodeFailure:
+                    continue
+                codes[i] = code
+                if len(memo) < self.MEMO_CAP:
+                    memo[value] = code
+            unknown = np.isnan(codes)
+        return codes, ~unknown
 
     def code(self, value: Value, field: str) -> float:
         """The numeric code of a prediction or label value; raise DecodeFailure if invalid."""

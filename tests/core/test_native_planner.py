@@ -1,0 +1,187 @@
+"""The compiled kernels of the planner's reads (``attr_lists``, ``none_at``, ``topic_at``)
+and of one model's bins (``bin_block``, in ``StackedBins``) against the Python and numpy
+code that stands in for them: the same lists, the same positions and the same columns
+over random inputs, the kernels declining what they do not take, and their argument
+checks."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import msgspec
+import numpy as np
+import pytest
+
+from monitor import native
+from monitor.core.engine import _floats
+from monitor.core.fastpath import _attrs, _none_at
+from monitor.core.reference import StackedBins, bin_numeric
+
+
+class _Event(msgspec.Struct, frozen=True, gc=False):
+    prediction_id: str
+    model: str | None = None
+    label: Any = None
+
+
+class _Other(msgspec.Struct, frozen=True, gc=False):
+    model: str | None
+    prediction_id: str
+    label: Any = 0
+
+
+def _compiled() -> Any:
+    kernels = native.kernels()
+    if kernels is None:
+        pytest.skip("the compiled kernels are off (MONITOR_NATIVE=0) or not built")
+    return kernels
+
+
+def _both(call: Any) -> tuple[Any, Any]:
+    """``call()`` with the compiled kernels, then without them."""
+    before = native.use(True)
+    try:
+        got = call()
+        native.use(False)
+        want = call()
+    finally:
+        native.use(before)
+    return got, want
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_attrs_equal_the_python_reads(seed: int) -> None:
+    _compiled()
+    rng = random.Random(seed)
+    events: list[Any] = []
+    for i in range(rng.randrange(0, 40)):
+        model = rng.choice([None, "a", "b"])
+        kind = _Event if rng.random() < 0.8 else _Other
+        events.append(kind(prediction_id=f"p{i}", model=model, label=rng.choice([0, 1, "x"])))
+    names = ("model", "prediction_id", "label")
+    got, want = _both(lambda: _attrs(events, names))
+    assert got == want
+    assert [list(map(type, c)) for c in got] == [list(map(type, c)) for c in want]
+    if events:  # a None among them: AttributeError both ways
+        events.insert(rng.randrange(len(events) + 1), None)
+        for on in (True, False):
+            before = native.use(on)
+            try:
+                with pytest.raises(AttributeError):
+                    _attrs(events, names)
+            finally:
+                native.use(before)
+
+
+def test_attr_lists_declines_what_it_does_not_take() -> None:
+    kernels = _compiled()
+    ok = [_Event("p"), _Event("q", "a")]
+    assert kernels.attr_lists(ok, ("prediction_id", "model")) == (["p", "q"], [None, "a"])
+    assert kernels.attr_lists([], ("model",)) == ([],)
+    assert kernels.attr_lists(ok, ()) == ()
+    assert kernels.attr_lists([*ok, None], ("model",)) is None
+    assert kernels.attr_lists(ok, ("nothing",)) is None
+    assert kernels.attr_lists([_Event("p"), 3], ("prediction_id",)) is None
+    with pytest.raises(TypeError):
+        kernels.attr_lists(tuple(ok), ("model",))
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_none_at_equals_the_python_scan(seed: int) -> None:
+    _compiled()
+    rng = random.Random(seed)
+    items: list[Any] = [
+        rng.choice([None, _Event("p"), 0.0, "", 1]) for _ in range(rng.randrange(50))
+    ]
+    got, want = _both(lambda: _none_at(items))
+    assert got == want == [i for i, v in enumerate(items) if v is None]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_topic_at_equals_numpy_compare(seed: int) -> None:
+    kernels = _compiled()
+    rng = random.Random(seed)
+    pt, lt = "preds", "labels"
+    pool: list[Any] = [pt, lt, "".join(["pre", "ds"]), "".join(["lab", "els"]), "other", 3]
+    topics = [rng.choice(pool) for _ in range(rng.randrange(60))]
+    a = rng.randrange(len(topics) + 1)
+    b = rng.randrange(a, len(topics) + 1)
+    for p, q in ((pt, lt), (None, lt), (pt, None), (None, None)):
+        names = np.array(topics[a:b], dtype=object)
+        want_p = [] if p is None else (np.flatnonzero(names == p) + a).tolist()
+        want_l = [] if q is None else (np.flatnonzero(names == q) + a).tolist()
+        assert kernels.topic_at(topics, a, b, p, q) == (want_p, want_l)
+    with pytest.raises(ValueError):
+        kernels.topic_at(topics, 0, len(topics) + 1, pt, lt)
+    with pytest.raises(ValueError):
+        kernels.topic_at(topics, 1, 0, pt, lt)
+
+
+def _edges(rng: np.random.Generator) -> Any:
+    return np.sort(rng.integers(-5, 6, size=int(rng.integers(0, 8))).astype(np.float64) / 2)
+
+
+@pytest.mark.parametrize("events", [0, 1, 5, 300, 1000])
+def test_bin_block_equals_the_numpy_bins(events: int) -> None:
+    _compiled()
+    rng = np.random.default_rng(events)
+    for _ in range(30):
+        edges = [_edges(rng) for _ in range(int(rng.integers(1, 6)))]
+        x = rng.integers(-7, 8, size=(len(edges), events)).astype(np.float64) / 2
+        x[rng.random(x.shape) < 0.05] = np.inf
+        x[rng.random(x.shape) < 0.05] = -np.inf
+        x[rng.random(x.shape) < 0.05] = -0.0
+        x[rng.random(x.shape) < 0.05] = np.nan  # StackedBins' callers pass none: as numpy
+        bins = StackedBins(edges)
+        got, want = _both(lambda: bins(x))  # noqa: B023
+        assert got.dtype == want.dtype == np.int64
+        assert np.array_equal(got, want)
+        for f, e in enumerate(edges):
+            if len(e) and not np.isnan(x[f]).any():
+                assert np.array_equal(got[f], bin_numeric(e, x[f]))
+
+
+def test_bin_block_checks_its_arguments() -> None:
+    kernels = _compiled()
+    edges = np.array([0.0, 1.0, 2.0])
+    x = np.zeros((2, 3))
+    out = np.empty((2, 3), dtype=np.int64)
+    with pytest.raises(ValueError):  # offsets beyond the edges
+        kernels.bin_block(edges, np.array([0, 2, 4], dtype=np.int64), x, out)
+    with pytest.raises(ValueError):  # out of another size
+        kernels.bin_block(edges, np.array([0, 1, 3], dtype=np.int64), x, out[:1])
+    with pytest.raises(TypeError):  # int32 offsets
+        kernels.bin_block(edges, np.array([0, 1, 3], dtype=np.int32), x, out)
+    kernels.bin_block(edges, np.array([0, 1, 3], dtype=np.int64), x, out)
+    assert out.tolist() == [[1, 1, 1], [0, 0, 0]]
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_as_floats_equals_numpy(seed: int) -> None:
+    _compiled()
+    rng = random.Random(seed)
+    pool: list[Any] = [
+        -1,
+        0,
+        1_700_000_000_123,
+        2**53 + 1,
+        -(2**63) - 3,
+        2**70 + 12345,
+        1.5,
+        -0.0,
+        float("inf"),
+    ]
+    values = [rng.choice(pool) for _ in range(rng.randrange(40))]
+    got, want = _both(lambda: _floats(values))
+    assert got.dtype == want.dtype == np.float64
+    assert got.tobytes() == want.tobytes() == np.array(values, dtype=np.float64).tobytes()
+    for odd in (True, None, "3", 2**1100):  # declined: numpy converts (or raises) as ever
+        mixed = [*values, odd]
+        try:
+            want = np.array(mixed, dtype=np.float64)
+        except OverflowError:
+            with pytest.raises(OverflowError):
+                _floats(mixed)
+            continue
+        assert _floats(mixed).tobytes() == want.tobytes()
