@@ -1492,11 +1492,13 @@ done:
 
 PyDoc_STRVAR(bin_rows_doc,
 "bin_rows(edges, offsets, slots, x, out)\n\n"
-"For the (features, events) float64 block x (no NaN), into out (int64, the same shape)\n"
-"the histogram column of each value: with r = slots[e] * features + f, the edges of row\n"
-"r are edges[offsets[r]:offsets[r + 1]] (ascending), and the column is how many of them\n"
+"For the (features, events) float64 block x, into out (int64, the same shape) the\n"
+"histogram column of each value: with r = slots[e] * features + f, the edges of row r\n"
+"are edges[offsets[r]:offsets[r + 1]] (ascending), and the column is how many of them\n"
 "are at or below the value, less one when there are two or more and the value equals the\n"
-"last (reference.bin_numeric's columns).");
+"last (reference.bin_numeric's columns); a NaN is above every edge, as numpy sorts it.\n"
+"Many models' events (layout.feature_terms_many: slots their models), or one model's\n"
+"(reference.StackedBins: every slot 0).");
 
 static PyObject *
 bin_rows(PyObject *self, PyObject *args)
@@ -1545,6 +1547,10 @@ bin_rows(PyObject *self, PyObject *args)
             Py_ssize_t n = (Py_ssize_t)(offsets[r + 1] - offsets[r]), len = n;
             const double *base = first;
             double v = row_x[e];
+            if (v != v) { /* NaN: above every edge, as numpy's searchsorted sorts it */
+                row_out[e] = n;
+                continue;
+            }
             /* the first edge above v: the window [base, base + len] that holds it halved
              * with no branch on the values (a value's bin is as unpredictable as the value) */
             while (len > 1) {
@@ -4093,86 +4099,6 @@ done:
     return result;
 }
 
-/* ---------------------------------------------------------------- one model's bins
- * StackedBins.__call__ (reference.py) of one model's numeric features (layout.py,
- * Layout.feature_terms): each value's histogram column over its own feature's edges, as
- * bin_rows takes them, with a search that does not branch on the values (the edges of a
- * reference are few, and a branch per step mispredicts on every other value). */
-
-PyDoc_STRVAR(bin_block_doc,
-"bin_block(edges, offsets, x, out)\n\n"
-"For the (features, events) float64 block x, into out (int64, the same shape) the\n"
-"histogram column of each value of row f over the edges of that row,\n"
-"edges[offsets[f]:offsets[f + 1]] (ascending): how many of them are at or below the\n"
-"value, less one when there are two or more and the value equals the last\n"
-"(reference.bin_numeric's columns); a NaN is above every edge, as numpy sorts it.");
-
-static PyObject *
-bin_block(PyObject *self, PyObject *args)
-{
-    PyObject *o_edges, *o_offsets, *o_x, *o_out;
-    (void)self;
-    if (!PyArg_ParseTuple(args, "OOOO", &o_edges, &o_offsets, &o_x, &o_out))
-        return NULL;
-    arg_t a[] = {
-        {o_edges, 8, 0, "edges"}, {o_offsets, 8, 0, "offsets"}, {o_x, 8, 0, "x"},
-        {o_out, 8, 1, "out"},
-    };
-    const int nargs = (int)(sizeof a / sizeof a[0]);
-    if (acquire(a, nargs) < 0)
-        return NULL;
-    PyObject *result = NULL;
-    const double *edges = (const double *)a[0].buf.buf;
-    const int64_t *offsets = (const int64_t *)a[1].buf.buf;
-    const double *x = (const double *)a[2].buf.buf;
-    int64_t *out = (int64_t *)a[3].buf.buf;
-    Py_ssize_t nedges = a[0].buf.len / 8, features = a[1].buf.len / 8 - 1;
-    Py_ssize_t cells = a[2].buf.len / 8;
-    if (features < 0 || a[3].buf.len / 8 != cells || (features ? cells % features : cells)) {
-        PyErr_SetString(PyExc_ValueError, "x, out: (features, events) blocks of one size, "
-                                          "offsets: one more than the features expected");
-        goto done;
-    }
-    for (Py_ssize_t f = 0; f < features; f++)
-        if (offsets[f] < 0 || offsets[f] > offsets[f + 1] || offsets[f + 1] > nedges) {
-            PyErr_SetString(PyExc_ValueError, "offsets: ascending, within the edges expected");
-            goto done;
-        }
-    Py_ssize_t events = features ? cells / features : 0;
-    for (Py_ssize_t f = 0; f < features; f++) {
-        const double *first = edges + offsets[f];
-        const Py_ssize_t n = (Py_ssize_t)(offsets[f + 1] - offsets[f]);
-        const double *row_x = x + f * events;
-        int64_t *row_out = out + f * events;
-        if (n == 0) {
-            memset(row_out, 0, sizeof(int64_t) * (size_t)events);
-            continue;
-        }
-        const double last = first[n - 1];
-        for (Py_ssize_t e = 0; e < events; e++) {
-            const double v = row_x[e];
-            if (v != v) { /* NaN: above every edge, as numpy's searchsorted sorts it */
-                row_out[e] = n;
-                continue;
-            }
-            /* the edges at or below v lie before base + len: halve len, keeping base's
-             * half that holds the first edge above v (a select, not a branch) */
-            const double *base = first;
-            Py_ssize_t len = n;
-            while (len > 1) {
-                const Py_ssize_t half = len / 2;
-                base = (base[half] <= v) ? base + half : base;
-                len -= half;
-            }
-            row_out[e] = (int64_t)(base - first) + (*base <= v) - (n > 1 && v == last);
-        }
-    }
-    result = Py_NewRef(Py_None);
-done:
-    release(a, nargs);
-    return result;
-}
-
 /* ---------------------------------------------------------------- a poll's event columns
  * The per-message reads of stage 1's planner (fastpath.py, _segment and the plans) and of
  * Engine.process, each one C loop in place of Python bytecode (or a rich comparison) per
@@ -4443,7 +4369,6 @@ static PyMethodDef methods[] = {
     {"rows_add", rows_add, METH_VARARGS, rows_add_doc},
     {"rows_add_many", rows_add_many, METH_VARARGS, rows_add_many_doc},
     {"window_close", window_close, METH_VARARGS, window_close_doc},
-    {"bin_block", bin_block, METH_VARARGS, bin_block_doc},
     {"attr_lists", attr_lists, METH_VARARGS, attr_lists_doc},
     {"none_at", none_at, METH_VARARGS, none_at_doc},
     {"topic_at", topic_at, METH_VARARGS, topic_at_doc},

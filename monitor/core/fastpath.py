@@ -608,7 +608,8 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
     early_pressed = engine.early_total + len(label_at) > engine.early_cap
     split = _plan(engine, messages, pairs_p, pairs_l, fused, twice_at, again, slow,
                   record=bool(pressed) or early_pressed,
-                  ids_p=ids_p if pairs_p is whole_p else None)  # fmt: skip
+                  ids_p=ids_p if pairs_p is whole_p else None,
+                  model_of=model_of if pairs_p is whole_p else None)  # fmt: skip
     cut = min(split.loose, default=b)
     crossing = _crossing_caps(engine, every, model_of)
     if crossing:
@@ -672,26 +673,11 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
 
 def _model_indices(engine: Engine, events: list[PredictionEvent]) -> list[int]:
     """The index of the model of each of ``events`` (predictions of configured models:
-    :func:`_segment` keeps no other), with no look-up per event when there is one model.
-    :func:`_predictions` asks for the events :func:`_segment` asked for just before (the
-    same objects, as a rule): the answer is kept per engine, and given again (a copy) for
-    a list of the same events, which compares their references, not their models."""
+    :func:`_segment` keeps no other), with no look-up per event when there is one model."""
     if len(engine.models) == 1:
         return [0] * len(events)
     index = {m.name: m.index for m in engine.models}
-    last = _INDICES.get(engine)
-    if last is not None and last[1] == events and last[0] == index:
-        return list(last[2])
-    out = [index[e.model] for e in events]
-    _INDICES[engine] = (index, list(events), out)
-    return list(out)
-
-
-#: Each engine's last :func:`_model_indices`: the models' indices by name, the events
-#: (equal events are of one model) and their indices.
-_INDICES: weakref.WeakKeyDictionary[
-    Engine, tuple[dict[str, int], list[PredictionEvent], list[int]]
-] = weakref.WeakKeyDictionary()
+    return [index[e.model] for e in events]
 
 
 def _registry_cut(
@@ -889,16 +875,17 @@ def _plan(
     *,
     record: bool = False,
     ids_p: list[str] | None = None,
+    model_of: list[int] | None = None,
 ) -> _Split:
     """Decide a segment's checked events (see :func:`_segment`); ``record``: keep what the
-    plans do to the capped tables (a cap is near); ``ids_p``: the ids of ``pairs_p`` when
-    known."""
+    plans do to the capped tables (a cap is near); ``ids_p`` and ``model_of``: the ids of
+    ``pairs_p`` and their models' indices when known."""
     split = _Split(list(slow))
     split.record = record
     # Ids seen twice in a way the plan does not decide: the segment is cut before them.
     split.loose.extend(twice_at)
     if pairs_p:
-        _predictions(engine, messages, pairs_p, split, fused, again.keys(), ids_p)
+        _predictions(engine, messages, pairs_p, split, fused, again.keys(), ids_p, model_of)
     if pairs_l:
         _labels(engine, messages, pairs_l, split)
     if again:
@@ -1150,15 +1137,17 @@ def _predictions(
     fused: dict[str, tuple[int, LabelEvent]],
     retried: Collection[str],
     known_ids: list[str] | None = None,
+    known_models: list[int] | None = None,
 ) -> None:
     """Plan the checked predictions per model and partition: rejects (unknown model,
     invalid values, duplicates), joins with their own label, the label message that
     follows them in the segment (or came before it) or an early label of an earlier poll,
-    and the others left waiting. ``known_ids``: their ids, when the caller has them."""
+    and the others left waiting. ``known_ids`` and ``known_models``: their ids and their
+    models' indices, when the caller has them."""
     at_l = list(map(_AT, pairs))
     events = list(map(_EVENT, pairs))
     at = np.fromiter(at_l, np.int64, len(at_l))  # a list of ints: faster than np.array
-    model_of = _model_indices(engine, events)
+    model_of = _model_indices(engine, events) if known_models is None else known_models
     ts = _times(events, engine.latest_times(at))
     score = _read_numbers(events, "score", missing=True)
     if score is None:

@@ -322,18 +322,24 @@ class StackedBins:
         # not above it: one less than the edges at or below it.
         self.last: F64 = np.array([e[-1] if len(e) > 1 else math.nan for e in edges])[:, None]
         self.rows: I64 = np.arange(len(edges))[:, None]
-        # Where each feature's edges are in ``values`` (the compiled kernel's layout).
+        # Where each feature's edges are in ``values`` (the compiled kernel's layout), and
+        # the kernel's model slot of each event (all 0: one model), grown as needed.
         self.values: F64 = values
         self.offsets: I64 = np.zeros(len(edges) + 1, dtype=np.int64)
         np.cumsum([len(e) for e in self.edges], out=self.offsets[1:])
+        self.slots: I64 = np.zeros(0, dtype=np.int64)
 
     def __call__(self, x: F64) -> I64:
         """The column of each value of ``x`` (``(features, events)``) in its row's histogram."""
         out: I64
         kernels = native.kernels()
         if kernels is not None and x.shape[0] == len(self.edges):  # one pass, no branches
+            events = x.shape[1]
+            if len(self.slots) < events:
+                self.slots = np.zeros(max(events, 2 * len(self.slots)), dtype=np.int64)
             out = np.empty(x.shape, dtype=np.int64)
-            kernels.bin_block(self.values, self.offsets, np.ascontiguousarray(x, np.float64), out)
+            kernels.bin_rows(self.values, self.offsets, self.slots[:events],
+                             np.ascontiguousarray(x, np.float64), out)  # fmt: skip
             return out
         if x.shape[1] <= _STACKED_EVENTS:
             out = self.below[self.rows, np.searchsorted(self.sorted, x, side="right")]

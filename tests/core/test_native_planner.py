@@ -1,8 +1,8 @@
 """The compiled kernels of the planner's reads (``attr_lists``, ``none_at``, ``topic_at``)
-and of one model's bins (``bin_block``, in ``StackedBins``) against the Python and numpy
-code that stands in for them: the same lists, the same positions and the same columns
-over random inputs, the kernels declining what they do not take, and their argument
-checks."""
+and of one model's bins (``bin_rows`` with every slot 0, in ``StackedBins``) against the
+Python and numpy code that stands in for them: the same lists, the same positions and the
+same columns over random inputs, the kernels declining what they do not take, and their
+argument checks."""
 
 from __future__ import annotations
 
@@ -123,7 +123,7 @@ def _edges(rng: np.random.Generator) -> Any:
 
 
 @pytest.mark.parametrize("events", [0, 1, 5, 300, 1000])
-def test_bin_block_equals_the_numpy_bins(events: int) -> None:
+def test_one_models_bins_equal_the_numpy_bins(events: int) -> None:
     _compiled()
     rng = np.random.default_rng(events)
     for _ in range(30):
@@ -142,18 +142,21 @@ def test_bin_block_equals_the_numpy_bins(events: int) -> None:
                 assert np.array_equal(got[f], bin_numeric(e, x[f]))
 
 
-def test_bin_block_checks_its_arguments() -> None:
+def test_bin_rows_checks_its_arguments() -> None:
     kernels = _compiled()
     edges = np.array([0.0, 1.0, 2.0])
     x = np.zeros((2, 3))
     out = np.empty((2, 3), dtype=np.int64)
+    slots = np.zeros(3, dtype=np.int64)
     with pytest.raises(ValueError):  # offsets beyond the edges
-        kernels.bin_block(edges, np.array([0, 2, 4], dtype=np.int64), x, out)
+        kernels.bin_rows(edges, np.array([0, 2, 4], dtype=np.int64), slots, x, out)
     with pytest.raises(ValueError):  # out of another size
-        kernels.bin_block(edges, np.array([0, 1, 3], dtype=np.int64), x, out[:1])
+        kernels.bin_rows(edges, np.array([0, 1, 3], dtype=np.int64), slots, x, out[:1])
+    with pytest.raises(ValueError):  # a slot beyond the offsets' models
+        kernels.bin_rows(edges, np.array([0, 1, 3], dtype=np.int64), slots + 1, x, out)
     with pytest.raises(TypeError):  # int32 offsets
-        kernels.bin_block(edges, np.array([0, 1, 3], dtype=np.int32), x, out)
-    kernels.bin_block(edges, np.array([0, 1, 3], dtype=np.int64), x, out)
+        kernels.bin_rows(edges, np.array([0, 1, 3], dtype=np.int32), slots, x, out)
+    kernels.bin_rows(edges, np.array([0, 1, 3], dtype=np.int64), slots, x, out)
     assert out.tolist() == [[1, 1, 1], [0, 0, 0]]
 
 
