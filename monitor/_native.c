@@ -7,9 +7,10 @@
  * taken out of stage 1's ledger and added into stage 2's open panes (monitor/core/partials.py,
  * DeltaLedger.take; WindowSet.add_rows), of the replay's reading of kcat -J lines
  * (monitor/replay.py), of the chi-square p-value of the drift statistics and a CUSUM's
- * average run length (monitor/core/drift.py, detectors.py) and of the confluent source's
- * reading of a consume's records (monitor/kafka/confluent_source.py): each in its own
- * section below.
+ * average run length (monitor/core/drift.py, detectors.py), of the planner's reads of a
+ * segment's decoded events (monitor/core/fastpath.py, engine.py), of the confluent source's
+ * reading of a consume's records (monitor/kafka/confluent_source.py) and of a poll's
+ * longest value (monitor/gc_policy.py): each in its own section below.
  *
  * The pending table keeps its index as numpy columns: an open-addressing table of int32
  * row numbers (linear probing, -1 for an empty slot) over rows that hold the CRC-32 of
@@ -4380,10 +4381,10 @@ static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "monitor._native",
     "Compiled kernels of the join's pending table and owner index (see monitor/core/join.py), "
     "of the pane scatter (monitor/core/layout.py), of the numbers read from the decoded "
-    "events (monitor/core/fastpath.py), of the pane close (monitor/core/windows.py), of a "
-    "delta's row blocks (monitor/core/partials.py, monitor/core/windows.py) and of "
-    "the replay's reading of kcat -J lines (monitor/replay.py) and of the confluent "
-    "source's records (monitor/kafka/confluent_source.py).",
+    "events and the planner's reads of them (monitor/core/fastpath.py), of the pane close "
+    "(monitor/core/windows.py), of a delta's row blocks (monitor/core/partials.py, "
+    "monitor/core/windows.py), of the replay's reading of kcat -J lines (monitor/replay.py) "
+    "and of the confluent source's records (monitor/kafka/confluent_source.py).",
     -1, methods,
 };
 
