@@ -221,6 +221,7 @@ class ModelStage:
         """Pickled and copied without the signal plan (made again at the next close)."""
         state = self.__dict__.copy()
         state["_last_plan"] = None
+        state.pop("_sampled", None)  # (see _sample_size)
         return state
 
     # ------------------------------------------------------------------ input
@@ -537,7 +538,7 @@ class ModelStage:
         for p in closed:
             if not self.warm[p]:
                 del self.warm[p]
-        profile = warmup_profile(model)
+        profile = warmup_profile(model, self._sample_size())
         if profile is None:
             if not model.warmup_target:  # the warmup failed: nothing more is kept for it
                 self.warm.clear()
@@ -552,6 +553,21 @@ class ModelStage:
         self.warm.clear()
         _log.info("warmup_profile_built", model=self.name, predictions=profile.rows,
                   last_pane_end=(pane + 1) * self.pane)  # fmt: skip
+
+    def _sample_size(self) -> int:
+        """The predictions in the model's warmup sample (``model.warmup_rows``), counted
+        once each: the sample only grows (chunks appended, none changed) until it is
+        replaced, and a pane close of the warmup asks for its size. The count is kept
+        with the list it is of, not in the stage's state."""
+        rows = self.model.warmup_rows
+        held: tuple[list[WarmChunk], int, int] | None = self.__dict__.get("_sampled")
+        if held is None or held[0] is not rows or held[1] > len(rows):
+            held = (rows, 0, 0)
+        _, counted, size = held
+        if counted < len(rows):
+            size += sum(map(len, rows[counted:]))
+        self._sampled = (rows, len(rows), size)
+        return size
 
     def _merge(self, pane: int, plain: F64, decay: list[F64], sign: float) -> None:
         """Add (``sign`` 1) or take back (-1) a pane's sums, open or closed."""
