@@ -48,7 +48,7 @@ from monitor.core.model import (
     warmup_profile,
 )
 from monitor.core.panemetrics import PanePlan, WindowValues, plan_for, stacked_plan
-from monitor.core.partials import ModelDelta, PaneDelta, PartitionDelta
+from monitor.core.partials import HandedPaneDelta, ModelDelta, PaneDelta, PartitionDelta
 from monitor.core.report import LABEL_DELAY_BUCKETS, ModelReport, SliceReport
 from monitor.core.warmup_buffer import WarmChunk, concat, drop_last
 from monitor.core.windows import RowMerges, WindowSet, pad_rows
@@ -306,15 +306,20 @@ class ModelStage:
         return True
 
     def _apply_final(self, delta: PartitionDelta, mine: ModelDelta | None,
-                     idle: frozenset[str], now: float, merges: RowMerges) -> bool:  # fmt: skip
+                     idle: frozenset[str], now: float, merges: RowMerges,
+                     final: bool | None = None) -> bool:  # fmt: skip
         """:meth:`apply_part` (``advance`` False) of a delta that follows the partition's
         chain and is final (its ``end`` is the partition's durable checkpoint, so nothing
         of it is kept to undo), whose panes are all open and hold no raw predictions: its
         row blocks are queued in ``merges`` (run it before the stage's windows are read);
         ``idle`` is the delta's idle topics, ``now`` the time it is applied. False, with
-        nothing done, for any other delta (:meth:`apply_part` takes it)."""
+        nothing done, for any other delta (:meth:`apply_part` takes it); ``final``: the
+        delta is final and not empty (the same for every stage, asked once per delta by
+        :func:`hand_over`; None: asked here)."""
         end = delta.end
-        if delta.confirmed != end or delta.base == end:
+        if final is None:
+            final = delta.confirmed == end and delta.base != end
+        if not final:
             return False
         number = delta.number
         chain = self.chains.get(number)
@@ -377,11 +382,19 @@ class ModelStage:
             merges.run()
             w.grow(rows)
         number = delta.number
+        add = merges.add
         for pd in md.panes:
             if distinct:
-                plain, decay, cols = delta.row_blocks(md, pd)
-                merges.add(w, pd.pane, _index(pd.rows if same else [remap[r] for r in pd.rows]),
-                           plain, decay, cols)  # fmt: skip
+                if type(pd) is HandedPaneDelta and isinstance(pd.plain, np.ndarray):
+                    plain, decay, cols = pd.plain, pd.decay, pd.cols  # (as row_blocks)
+                else:
+                    plain, decay, cols = delta.row_blocks(md, pd)
+                present = pd.rows if same else [remap[r] for r in pd.rows]
+                # (one row, most panes of a model without segments: _index's slice)
+                if len(present) == 1:
+                    add(w, pd.pane, slice(present[0], present[0] + 1), plain, decay, cols)
+                else:
+                    add(w, pd.pane, _index(present), plain, decay, cols)
             else:
                 plain, decay = delta.blocks(md, pd)
                 merges.run()  # added straight to the pane: after the blocks queued
@@ -1034,9 +1047,11 @@ def hand_over(stages: list[ModelStage], deltas: list[PartitionDelta]) -> None:
     for delta in deltas:
         parts = {md.model: md for md in delta.models}
         idle = frozenset(delta.idle)
+        end = delta.end
+        final = delta.confirmed == end and delta.base != end
         for stage in stages:
             mine = parts.get(stage.name)
-            if not stage._apply_final(delta, mine, idle, now, merges):
+            if not stage._apply_final(delta, mine, idle, now, merges, final):
                 merges.run()
                 stage.apply_part(delta, mine, advance=False)
     merges.run()
