@@ -214,12 +214,14 @@ def _base(metric: str) -> str:
     return base_metric(metric)
 
 
-def warmup_profile(model: ModelState) -> ReferenceProfile | None:
+def warmup_profile(model: ModelState, rows: int | None = None) -> ReferenceProfile | None:
     """The warmup profile of ``model`` from its sample (``model.warmup_rows``) once that
     holds ``reference_warmup`` predictions, else None. A sample that stays unusable at four
-    times that size ends the warmup (logged; ``warmup_target`` becomes 0)."""
+    times that size ends the warmup (logged; ``warmup_target`` becomes 0). ``rows``: the
+    sample's size, when the caller keeps count of it (None: counted here)."""
     target = model.warmup_target
-    rows = sum(map(len, model.warmup_rows))
+    if rows is None:
+        rows = sum(map(len, model.warmup_rows))
     if not target or rows < target:
         return None
     columns, predictions, scores = sample_columns(model.warmup_rows, model.layout)

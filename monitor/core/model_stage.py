@@ -48,7 +48,7 @@ from monitor.core.model import (
     warmup_profile,
 )
 from monitor.core.panemetrics import PanePlan, WindowValues, plan_for, stacked_plan
-from monitor.core.partials import ModelDelta, PaneDelta, PartitionDelta
+from monitor.core.partials import HandedPaneDelta, ModelDelta, PaneDelta, PartitionDelta
 from monitor.core.report import LABEL_DELAY_BUCKETS, ModelReport, SliceReport
 from monitor.core.warmup_buffer import WarmChunk, concat, drop_last
 from monitor.core.windows import RowMerges, WindowSet, pad_rows
@@ -221,6 +221,7 @@ class ModelStage:
         """Pickled and copied without the signal plan (made again at the next close)."""
         state = self.__dict__.copy()
         state["_last_plan"] = None
+        state.pop("_sampled", None)  # (see _sample_size)
         return state
 
     # ------------------------------------------------------------------ input
@@ -305,15 +306,20 @@ class ModelStage:
         return True
 
     def _apply_final(self, delta: PartitionDelta, mine: ModelDelta | None,
-                     idle: frozenset[str], now: float, merges: RowMerges) -> bool:  # fmt: skip
+                     idle: frozenset[str], now: float, merges: RowMerges,
+                     final: bool | None = None) -> bool:  # fmt: skip
         """:meth:`apply_part` (``advance`` False) of a delta that follows the partition's
         chain and is final (its ``end`` is the partition's durable checkpoint, so nothing
         of it is kept to undo), whose panes are all open and hold no raw predictions: its
         row blocks are queued in ``merges`` (run it before the stage's windows are read);
         ``idle`` is the delta's idle topics, ``now`` the time it is applied. False, with
-        nothing done, for any other delta (:meth:`apply_part` takes it)."""
+        nothing done, for any other delta (:meth:`apply_part` takes it); ``final``: the
+        delta is final and not empty (the same for every stage, asked once per delta by
+        :func:`hand_over`; None: asked here)."""
         end = delta.end
-        if delta.confirmed != end or delta.base == end:
+        if final is None:
+            final = delta.confirmed == end and delta.base != end
+        if not final:
             return False
         number = delta.number
         chain = self.chains.get(number)
@@ -376,11 +382,19 @@ class ModelStage:
             merges.run()
             w.grow(rows)
         number = delta.number
+        add = merges.add
         for pd in md.panes:
             if distinct:
-                plain, decay, cols = delta.row_blocks(md, pd)
-                merges.add(w, pd.pane, _index(pd.rows if same else [remap[r] for r in pd.rows]),
-                           plain, decay, cols)  # fmt: skip
+                if type(pd) is HandedPaneDelta and isinstance(pd.plain, np.ndarray):
+                    plain, decay, cols = pd.plain, pd.decay, pd.cols  # (as row_blocks)
+                else:
+                    plain, decay, cols = delta.row_blocks(md, pd)
+                present = pd.rows if same else [remap[r] for r in pd.rows]
+                # (one row, most panes of a model without segments: _index's slice)
+                if len(present) == 1:
+                    add(w, pd.pane, slice(present[0], present[0] + 1), plain, decay, cols)
+                else:
+                    add(w, pd.pane, _index(present), plain, decay, cols)
             else:
                 plain, decay = delta.blocks(md, pd)
                 merges.run()  # added straight to the pane: after the blocks queued
@@ -537,7 +551,7 @@ class ModelStage:
         for p in closed:
             if not self.warm[p]:
                 del self.warm[p]
-        profile = warmup_profile(model)
+        profile = warmup_profile(model, self._sample_size())
         if profile is None:
             if not model.warmup_target:  # the warmup failed: nothing more is kept for it
                 self.warm.clear()
@@ -552,6 +566,21 @@ class ModelStage:
         self.warm.clear()
         _log.info("warmup_profile_built", model=self.name, predictions=profile.rows,
                   last_pane_end=(pane + 1) * self.pane)  # fmt: skip
+
+    def _sample_size(self) -> int:
+        """The predictions in the model's warmup sample (``model.warmup_rows``), counted
+        once each: the sample only grows (chunks appended, none changed) until it is
+        replaced, and a pane close of the warmup asks for its size. The count is kept
+        with the list it is of, not in the stage's state."""
+        rows = self.model.warmup_rows
+        held: tuple[list[WarmChunk], int, int] | None = self.__dict__.get("_sampled")
+        if held is None or held[0] is not rows or held[1] > len(rows):
+            held = (rows, 0, 0)
+        _, counted, size = held
+        if counted < len(rows):
+            size += sum(map(len, rows[counted:]))
+        self._sampled = (rows, len(rows), size)
+        return size
 
     def _merge(self, pane: int, plain: F64, decay: list[F64], sign: float) -> None:
         """Add (``sign`` 1) or take back (-1) a pane's sums, open or closed."""
@@ -1018,9 +1047,11 @@ def hand_over(stages: list[ModelStage], deltas: list[PartitionDelta]) -> None:
     for delta in deltas:
         parts = {md.model: md for md in delta.models}
         idle = frozenset(delta.idle)
+        end = delta.end
+        final = delta.confirmed == end and delta.base != end
         for stage in stages:
             mine = parts.get(stage.name)
-            if not stage._apply_final(delta, mine, idle, now, merges):
+            if not stage._apply_final(delta, mine, idle, now, merges, final):
                 merges.run()
                 stage.apply_part(delta, mine, advance=False)
     merges.run()
