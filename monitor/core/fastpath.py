@@ -35,7 +35,7 @@ import operator
 import weakref
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from functools import partial
 from itertools import accumulate, compress, repeat
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, cast
@@ -363,18 +363,12 @@ def _slices(model: ModelState, events: list[PredictionEvent]) -> I64:
     folded values per event as it does."""
     registry = model.registry
     segments = registry.segments
-    versions = [e.model_version for e in events]
-    if not segments and versions and versions.count(versions[0]) == len(versions):
-        # One version for all, registered already (or none): nothing to register or fold.
-        sid = registry.index.get(("version", versions[0])) if versions[0] else -1
-        if sid is not None:
-            out = np.zeros((len(versions), 2), dtype=np.int64)
-            out[:, 1] = sid
-            return out
+    versions, columns = _slice_columns(events, segments)
+    known = _registered_slices(model, versions, columns)
+    if known is not None:
+        return known
     combos: list[Any] = versions  # without segments, a version stands for its combination
     if segments:
-        segs = _segment_dicts(events)
-        columns = (map(dict.get, segs, repeat(name)) for name in segments)  # C loops
         combos = list(zip(versions, *columns, strict=True))
     seen: dict[Any, tuple[int, ...]] = {}
     counts = Counter(combos)  # in order of first appearance
@@ -398,13 +392,53 @@ def _slices(model: ModelState, events: list[PredictionEvent]) -> I64:
     return rows[np.fromiter(map(number.__getitem__, combos), np.int64, len(combos))]
 
 
-def _segment_dicts(events: list[PredictionEvent]) -> list[dict[str, str]]:
-    """The ``segment`` of each of ``events``, an empty dict for None."""
-    segs = [e.segment for e in events]
-    if None in segs:
+def _registered_slices(
+    model: ModelState, versions: list[str], columns: list[list[str | None]]
+) -> I64 | None:
+    """The slice ids :func:`_slices` gives ``events`` (their ``versions`` and segment
+    ``columns``) when every value they name is registered already (the usual poll: each
+    one's look-up finds it, nothing is registered or folded), a column at a time by C loops
+    over its few values; None when some value is new (or there is no event)."""
+    n = len(versions)
+    if not n:
+        return None
+    index = model.registry.index
+    out = np.zeros((n, 2 + len(columns)), dtype=np.int64)
+    dims = ("version", *(f"segment:{name}" for name in model.registry.segments))
+    every: list[list[Any]] = [versions, *columns]
+    for k, (dim, column) in enumerate(zip(dims, every, strict=True)):
+        ids: dict[str | None, int] = {}
+        for value in set(column):
+            if value is None or (k == 0 and not value):  # no segment value, no version
+                ids[value] = -1
+                continue
+            sid = index.get((dim, value))
+            if sid is None:
+                return None
+            ids[value] = sid
+        if len(ids) == 1:
+            out[:, k + 1] = next(iter(ids.values()))
+        else:
+            out[:, k + 1] = np.fromiter(map(ids.__getitem__, column), np.int64, n)
+    return out
+
+
+def _slice_columns(
+    events: list[PredictionEvent], segments: Sequence[str]
+) -> tuple[list[str], list[list[str | None]]]:
+    """The ``model_version`` of each of ``events``, and each of ``segments``' value of each
+    (None where it has none): one pass of the compiled kernel over the events, then C
+    loops."""
+    if not segments:
+        (versions,) = _attrs(events, ("model_version",))
+        return versions, []
+    versions, segs = _attrs(events, ("model_version", "segment"))
+    nones = _none_at(segs)
+    if nones:
         empty: dict[str, str] = {}
-        segs = [s or empty for s in segs]
-    return cast(list[dict[str, str]], segs)
+        for i in nones:
+            segs[i] = empty
+    return versions, [list(map(dict.get, segs, repeat(name))) for name in segments]
 
 
 #: Up to this many ids, a segment's matched ids of a (model, partition) are put in poll
@@ -512,61 +546,34 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
     preds = _decode_predictions(engine, list(map(values.__getitem__, pred_at)))
     labels = _decode_each(engine.limits.label_decoder(), list(map(values.__getitem__, label_at)),
                           cap)  # fmt: skip
-    known = engine.by_name
     # Not valid events, whatever the join holds: not decoded, of an unknown model.
-    ids_p: list[str] | None = None
-    try:  # a message not decoded (None) has no model: no scan for None first
-        models_p, ids_p = _attrs(preds, ("model", "prediction_id"))
-        usual = known.keys() >= set(models_p)
-    except AttributeError:
-        usual = False
-    if usual:  # every prediction decoded, of a configured model (the usual poll)
-        pairs_p = list(zip(pred_at, preds, strict=True))
-    else:
-        ids_p = None
-        pairs_p = [(i, e) for i, e in zip(pred_at, preds, strict=True) if e is not None
-                   and e.model in known]  # fmt: skip
-    ids_l: list[str] | None = None
-    try:  # as the predictions' above: a label not decoded (None) has no model
-        models_l, ids_l = _attrs(labels, ("model", "prediction_id"))
-        named_models = set(models_l)
-        named_models.discard(None)
-        if not known.keys() >= named_models:
-            ids_l = None
-    except AttributeError:
-        ids_l = None
-    if ids_l is not None:  # every label decoded, of a configured model or none
-        pairs_l = list(zip(label_at, labels, strict=True))
-    else:
-        pairs_l = [
-            (i, e)
-            for i, e in zip(label_at, labels, strict=True)
-            if e is not None and (e.model is None or e.model in known)
-        ]
-    if len(pairs_p) < len(pred_at) or len(pairs_l) < len(label_at):
-        taken = {i for i, _ in pairs_p} | {i for i, _ in pairs_l}
-        slow.extend(i for i in pred_at if i not in taken)
-        slow.extend(i for i in label_at if i not in taken)
+    pairs_p, ids_p, kept_p, dropped_p = _checked(engine, preds, pred_at, labels=False)
+    pairs_l, ids_l, _, dropped_l = _checked(engine, labels, label_at, labels=True)
+    slow += dropped_p
+    slow += dropped_l
     twice_at: set[int] = set()
     fused: dict[str, tuple[int, LabelEvent]] = {}
     again: dict[str, _Retries] = {}
     decoded = (pairs_p, pairs_l)
-    if ids_p is None:
-        ids_p = [e.prediction_id for _, e in pairs_p]
-    if ids_l is None:
-        ids_l = [e.prediction_id for _, e in pairs_l]
     whole_p = pairs_p  # the ids of these are ids_p
     # each prediction's poll index: pred_at itself when every prediction is taken
-    first = dict(zip(ids_p, pred_at if usual else map(_AT, pairs_p), strict=True))
+    first = dict(zip(ids_p, kept_p, strict=True))
     named_l = set(ids_l)
     if len(first) == len(ids_p) and len(named_l) == len(ids_l):
         # Each id once per topic (the usual poll): named twice, it has a prediction and a
         # label, each once.
         twice = named_l.intersection(first)
     else:
-        counts = Counter(ids_p + ids_l)
-        twice = {pid for pid, n in counts.items() if n > 1}
-        first = {pid: i for pid, (i, _) in zip(ids_p, pairs_p, strict=True) if counts[pid] == 2}
+        # Some id repeats within a topic: those ids, found with no bytecode per id, are
+        # named more than twice or twice in one topic, so no prediction of theirs is the
+        # one a label fuses with below.
+        again_p = _repeated(ids_p) if len(first) < len(ids_p) else set()
+        again_l = _repeated(ids_l) if len(named_l) < len(ids_l) else set()
+        twice = named_l.intersection(first)
+        twice |= again_p
+        twice |= again_l
+        for pid in again_p | again_l:
+            first.pop(pid, None)
     if twice:
         # The usual repeat: a prediction and its label, in either order.
         for j, lab in compress(pairs_l, map(twice.__contains__, ids_l)):
@@ -589,17 +596,15 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
                 if pid in seen:
                     twice_at.add(i)
                 seen.add(pid)
-        if twice or retries:
-            pairs_p = [
-                (i, e) for i, e in pairs_p if e.prediction_id not in twice and i not in retries
-            ]
-            pairs_l = [
-                (i, e)
-                for i, e in pairs_l
-                if e.prediction_id not in twice
-                and e.prediction_id not in fused
-                and i not in retries
-            ]
+        if twice or retries:  # by the C loops of map and compress: no bytecode per event
+            gone = twice | fused.keys()
+            drop_p = map(twice.__contains__, ids_p)
+            drop_l = map(gone.__contains__, ids_l)
+            if retries:
+                drop_p = map(operator.or_, drop_p, map(retries.__contains__, map(_AT, pairs_p)))
+                drop_l = map(operator.or_, drop_l, map(retries.__contains__, map(_AT, pairs_l)))
+            pairs_p = list(compress(pairs_p, map(operator.not_, drop_p)))
+            pairs_l = list(compress(pairs_l, map(operator.not_, drop_l)))
         else:  # every repeat a prediction and its label: the label goes with it
             pairs_l = list(compress(pairs_l, map(operator.not_, map(fused.__contains__, ids_l))))
     every = list(map(_EVENT, decoded[0]))
@@ -666,9 +671,55 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
     # The rejects touch no join state but their counts: decided once the segment's entries
     # are in, they see each id as at their turn (the caps' replay made sure no entry of an
     # id they name was evicted).
-    out.rejects.extend(_reject(engine, messages, i) for i in sorted(split.slow))
+    if split.slow:  # each one's latest event time by one numpy call
+        at_slow = sorted(split.slow)
+        latest = engine.latest_times(np.array(at_slow, dtype=np.int64)).tolist()
+        out.rejects.extend(map(partial(_reject, engine, messages), at_slow, latest))
     out.segments += 1
     return b
+
+
+def _checked(
+    engine: Engine, events: list[Any], at: list[int], *, labels: bool
+) -> tuple[list[tuple[int, Any]], list[str], list[int], list[int]]:
+    """A topic's decoded ``events`` (at poll indices ``at``) that are valid events whatever
+    the join holds, as (poll index, event) pairs, with their ids and poll indices; and the
+    poll indices of the others (rejects): not decoded (None), or of a model the config does
+    not know (a label may name none). All by C loops, with no bytecode per event: the
+    usual poll has a few such messages among thousands."""
+    known = engine.by_name
+    nones = _none_at(events)
+    keep: list[bool] | None = None
+    good = events
+    if nones:
+        keep = [True] * len(events)
+        for k in nones:
+            keep[k] = False
+        good = list(compress(events, keep))
+    models, ids = _attrs(good, ("model", "prediction_id"))
+    unknown = set(models)
+    if labels:
+        unknown.discard(None)
+    unknown.difference_update(known.keys())
+    if unknown:  # the good ones of a known model (a label naming none is one)
+        fine = list(map(operator.not_, map(unknown.__contains__, models)))
+        ids = list(compress(ids, fine))
+        if keep is None:
+            keep = fine
+        else:  # the good ones' places among all, those of an unknown model dropped
+            for k in compress(compress(range(len(events)), keep), map(operator.not_, fine)):
+                keep[k] = False
+    if keep is None:  # every event decoded, of a configured model (the usual poll)
+        return list(zip(at, events, strict=True)), ids, at, []
+    pairs = list(compress(zip(at, events, strict=True), keep))
+    return pairs, ids, list(map(_AT, pairs)), list(compress(at, map(operator.not_, keep)))
+
+
+def _repeated(ids: list[str]) -> set[str]:
+    """The ids named more than once in ``ids``: each one's earlier places are not its last
+    (the C loops of dict, map and compress; no bytecode per id)."""
+    last = dict(zip(ids, range(len(ids)), strict=True))
+    return set(compress(ids, map(operator.ne, map(last.__getitem__, ids), range(len(ids)))))
 
 
 def _model_indices(engine: Engine, events: list[PredictionEvent]) -> list[int]:
@@ -701,19 +752,20 @@ def _registry_cut(
     return cut
 
 
-def _reject(engine: Engine, messages: MessageBatch, i: int) -> Reject:
+def _reject(engine: Engine, messages: MessageBatch, i: int, latest: float) -> Reject:
     """The reject of message ``i``, which the plan found not to be a valid event: its
     reason (the first check it fails, in the codec's order: decode, model, time, values,
     then the join's duplicate and model mismatch), counted in its partition's rejects and,
-    for a duplicate, in the model's duplicate count."""
+    for a duplicate, in the model's duplicate count. ``latest``: the message's latest
+    acceptable event time (:meth:`Engine.latest_times`)."""
     msg = messages[i]
     state = engine.partitions[msg.partition]
     try:
         kind = engine.topic_kind.get(msg.topic)
         if kind == "predictions":
-            _prediction_reject(engine, msg, state, float(engine.latest_times(np.array([i]))[0]))
+            _prediction_reject(engine, msg, state, latest)
         elif kind == "labels":
-            _label_reject(engine, msg, state, float(engine.latest_times(np.array([i]))[0]))
+            _label_reject(engine, msg, state, latest)
         else:
             raise DecodeFailure("unknown_topic", f"not an input topic: {msg.topic}")
     except DecodeFailure as exc:
@@ -1095,7 +1147,7 @@ def _crossing_caps(engine: Engine, events: list[PredictionEvent], model_of: list
     out: set[int] = set()
     models = engine.models
     if not any(m.registry.segments for m in models) and not any(
-        {e.model_version for e in events}
+        _attrs(events, ("model_version",))[0]
     ):  # no slice value at all (no version, no segment): nothing to register
         return out
     by_model: dict[int, list[PredictionEvent]] = {}
@@ -1112,14 +1164,12 @@ def _crossing_caps(engine: Engine, events: list[PredictionEvent], model_of: list
         room = {d: registry.caps[d] - registry.used[d] for d in registry.caps}
         if all(r <= 0 for r in room.values()):
             continue
-        values = {("version", v) for v in {e.model_version for e in mine} if v}
-        if registry.segments:
-            segs = _segment_dicts(mine)
-            for name in registry.segments:
-                dim = f"segment:{name}"
-                found: set[Any] = set(map(dict.get, segs, repeat(name)))  # C loops
-                found.discard(None)
-                values.update(zip(repeat(dim, len(found)), found, strict=True))
+        versions, columns = _slice_columns(mine, registry.segments)
+        values = {("version", v) for v in set(versions) if v}
+        for name, column in zip(registry.segments, columns, strict=True):
+            found: set[Any] = set(column)
+            found.discard(None)
+            values.update(zip(repeat(f"segment:{name}", len(found)), found, strict=True))
         new: dict[str, int] = {}
         for dim, value in values:
             if (dim, value) not in registry.index:
@@ -2248,13 +2298,19 @@ def _found_before(
     index when there are many models). ``fused_at``: the places among the events (``ids``)
     of the predictions of ``fused`` (a fused id has one prediction in the segment)."""
     asked: dict[int, list[tuple[str, int, bool]]] = {}  # partition -> (id, model, first)
-    for k in fused_at:
+    # Which label came first, by C loops (no bytecode per event); with one model (index 0)
+    # only those can be asked.
+    pids_f = list(map(ids.__getitem__, fused_at))
+    found = list(map(fused.__getitem__, pids_f))
+    firsts = list(map(operator.lt, map(_AT, found), at[fused_at].tolist()))
+    rows_f: Iterable[tuple[int, str, tuple[int, LabelEvent], bool]]
+    rows_f = zip(fused_at, pids_f, found, firsts, strict=True)
+    if len(engine.models) == 1:
+        rows_f = compress(rows_f, firsts)
+    for k, pid, (_, label), before in rows_f:
         m = model_of[k]
         if m < 0:
             continue
-        pid = ids[k]
-        j, label = fused[pid]
-        before = j < int(at[k])
         if before or (label.model is None and m > 0):
             asked.setdefault(parts[k], []).append((pid, m, before))
     out: set[str] = set()
