@@ -90,6 +90,46 @@ def test_an_empty_consume_and_one_of_errors_only() -> None:
     assert compiled[5] == [] and compiled[6] == [eof] and compiled[7] == {}
 
 
+def test_confluent_records_are_read_from_their_struct_and_others_through_methods() -> None:
+    """The compiled pass reads confluent-kafka's records from their C struct once their
+    methods agreed with it (a new confluent-kafka that lays it out otherwise fails the
+    check: this test says so); a subclass, which may override a method, is called."""
+    if not native.available():
+        pytest.fail("monitor._native is not built (tests/core/test_native.py says why)")
+    from monitor import _native
+
+    class Sub(Record):  # type: ignore[misc]
+        def offset(self) -> int:
+            return 5
+
+    plain = Record(topic="labels", partition=2, offset=9, value=b"v", timestamp=(1, 4))
+    failed = Record(topic="labels", partition=2, offset=9,
+                    error=KafkaError(KafkaError._PARTITION_EOF))  # fmt: skip
+    assert _native.record_direct(plain) and _native.record_direct(failed)
+    sub = Sub(topic="labels", partition=2, offset=9, value=b"v", timestamp=(1, 4))
+    assert not _native.record_direct(sub)
+    assert not _native.record_direct(Fake("labels", 2, 9))
+    # nothing to check the layout with: no partition, no offset or no topic
+    for unset in ({"partition": -1}, {"offset": -1}, {"topic": None}):
+        record = Record(**{"topic": "labels", "partition": 2, "offset": 9, **unset})
+        assert not _native.record_direct(record)
+    records = [plain, sub, Record(topic="labels", partition=2, offset=10, timestamp=(1, 5))]
+    _check(records)
+    assert _both(records)[0][2] == [9, 5, 10]
+
+
+def test_records_without_partition_or_offset_read_as_through_their_methods() -> None:
+    """A record the struct cannot give every value of (no partition: None; no offset:
+    None), first in a consume or after ones read from the struct, reads as in Python."""
+    full = [Record(topic="labels", partition=1, offset=o, value=b"x", timestamp=(1, o))
+            for o in range(3)]  # fmt: skip
+    odd = [Record(topic="labels", partition=-1, offset=4, value=b"y", timestamp=(1, 7)),
+           Record(topic="labels", partition=1, offset=-1, value=b"z", timestamp=(0, -1))]
+    for records in (full + odd, odd + full, odd[1:] + full + odd[:1]):
+        compiled, python = _both(records)
+        assert compiled == python
+
+
 class Fake:
     """An object with the methods of a librdkafka record, not of its type: the compiled
     pass calls it by name. ``timestamp`` gives a list, which the pass indexes like any
