@@ -3950,7 +3950,7 @@ record_values(methods_t *m, PyObject *record, PyObject **error, PyObject **v)
         return -1;
     const cfl_message_t *f = (const cfl_message_t *)record;
     if (m->direct == DIRECT_YES && f->topic != NULL && f->partition >= 0 && f->offset >= 0) {
-        if (f->error != NULL) {
+        if (f->error != NULL && f->error != Py_None) { /* consume's records hold None */
             Py_INCREF(f->error);
             *error = f->error;
             return 0;

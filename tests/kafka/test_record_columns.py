@@ -7,6 +7,7 @@ and the run loop read each partition's last row from what the source gave."""
 from __future__ import annotations
 
 import random
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -116,6 +117,37 @@ def test_confluent_records_are_read_from_their_struct_and_others_through_methods
     records = [plain, sub, Record(topic="labels", partition=2, offset=10, timestamp=(1, 5))]
     _check(records)
     assert _both(records)[0][2] == [9, 5, 10]
+
+
+def test_records_consumed_from_a_broker_read_the_same_both_ways(broker, topics, produce) -> None:
+    """Records as ``consume`` makes them (their error field holds None, not NULL as the
+    constructor leaves it; end-of-partition events among them) read from their struct and
+    through their methods alike."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    sent = [(b"k%d" % i, None if i % 7 == 3 else b"v%d" % i, [], i % 4) for i in range(200)]
+    produce(broker.bootstrap, topics.predictions, sent)
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": topics.group_id,
+                         "enable.partition.eof": True, "enable.auto.commit": False})  # fmt: skip
+    consumer.assign([TopicPartition(topics.predictions, p, OFFSET_BEGINNING) for p in range(4)])
+    records: list[Any] = []
+    deadline = time.monotonic() + 30
+    try:
+        while sum(r.error() is None for r in records) < len(sent) or not any(
+            r.error() is not None for r in records
+        ):
+            assert time.monotonic() < deadline, "the records did not all arrive"
+            records += consumer.consume(500, 0.5)
+    finally:
+        consumer.close()
+    if native.available():
+        from monitor import _native
+
+        assert all(_native.record_direct(r) for r in records)
+    _check(records)
+    _, partitions, offsets, values, *_ = _both(records)[0]
+    got = sorted(zip(partitions, offsets, values, strict=True))
+    assert [v for _, _, v in got] == [v for _, v, _, _ in sorted(sent, key=lambda r: (r[3],))]
 
 
 def test_records_without_partition_or_offset_read_as_through_their_methods() -> None:
