@@ -3815,10 +3815,12 @@ cusum_arl(PyObject *self, PyObject *args)
  * record (timestamp() builds a tuple through Py_BuildValue) cost more than the rest of the
  * reading together. Its fields are read straight from the struct instead (cfl_message_t,
  * the layout of confluent-kafka 2.x's src/confluent_kafka/src/confluent_kafka.h), but only
- * for a type named confluent_kafka.cimpl.Message, as large as that layout, whose methods gave, on a record
- * of the same call, exactly what the fields hold (the very topic, value and error objects,
- * the same partition, offset and timestamp): a layout that differs fails that check, and
- * the methods are called. No field is followed before the check. */
+ * for a type named confluent_kafka.cimpl.Message, as large as that layout, whose methods
+ * gave, on a record of the same call, exactly what the fields hold (the very topic, value
+ * and error objects, the same partition, offset and timestamp): a layout that differs
+ * fails that check, and the methods are called. No field is followed before the check.
+ * A consumed record's error field holds None when it has no error (the constructor's
+ * leaves it NULL): both read as no error. */
 
 enum { R_ERROR, R_TOPIC, R_PARTITION, R_OFFSET, R_VALUE, R_TIMESTAMP, R_METHODS };
 static const char *record_method[R_METHODS] = {"error", "topic", "partition", "offset",
