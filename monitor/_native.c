@@ -3806,11 +3806,21 @@ cusum_arl(PyObject *self, PyObject *args)
  * The confluent source's reading of one Consumer.consume (monitor/kafka/confluent_source.py,
  * _record_columns): each record's error(), topic(), partition(), offset(), value() and
  * timestamp()[1] into columns, and the row of each (topic, partition)'s last record, in
- * one pass instead of six list comprehensions and a set built per message. The records are
- * only called through their methods (no confluent-kafka header): when a record's type
- * looks its methods up the generic way (no instance dict, the default getattr) and they
+ * one pass instead of six list comprehensions and a set built per message. When a record's
+ * type looks its methods up the generic way (no instance dict, the default getattr) and they
  * are C methods, the descriptors are found once and called straight; any other object
- * through an ordinary method call. */
+ * through an ordinary method call.
+ *
+ * confluent_kafka.Message keeps what those methods return in its C struct, and six calls a
+ * record (timestamp() builds a tuple through Py_BuildValue) cost more than the rest of the
+ * reading together. Its fields are read straight from the struct instead (cfl_message_t,
+ * the layout of confluent-kafka 2.x's src/confluent_kafka/src/confluent_kafka.h), but only
+ * for a type named confluent_kafka.cimpl.Message, as large as that layout, whose methods
+ * gave, on a record of the same call, exactly what the fields hold (the very topic, value
+ * and error objects, the same partition, offset and timestamp): a layout that differs
+ * fails that check, and the methods are called. No field is followed before the check.
+ * A consumed record's error field holds None when it has no error (the constructor's
+ * leaves it NULL): both read as no error. */
 
 enum { R_ERROR, R_TOPIC, R_PARTITION, R_OFFSET, R_VALUE, R_TIMESTAMP, R_METHODS };
 static const char *record_method[R_METHODS] = {"error", "topic", "partition", "offset",
@@ -3818,11 +3828,31 @@ static const char *record_method[R_METHODS] = {"error", "topic", "partition", "o
 static PyObject *record_name[R_METHODS]; /* interned at the module's init */
 static PyObject *one;                    /* the int 1: timestamp()'s item that is kept */
 
-/* The methods of the records of one type, looked up once per call of record_columns. */
+/* The methods of the records of one type, looked up once per call of record_columns, and
+ * whether their fields are read straight from the struct (see cfl_message_t). */
 typedef struct {
     PyTypeObject *type;           /* NULL: none looked up yet */
     PyObject *descr[R_METHODS];   /* held; NULL: call by name */
+    int direct;                   /* DIRECT_*: the fields read from the struct, or not */
 } methods_t;
+
+enum { DIRECT_UNKNOWN, DIRECT_YES, DIRECT_NO };
+
+/* confluent_kafka.Message's struct (confluent-kafka 2.x): the fields up to tstype. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *topic;
+    PyObject *value;
+    PyObject *key;
+    PyObject *headers;
+    void *c_headers;
+    PyObject *error;
+    int32_t partition;
+    int64_t offset;
+    int32_t leader_epoch;
+    int64_t timestamp;
+    int tstype;
+} cfl_message_t;
 
 static void
 methods_clear(methods_t *m)
@@ -3830,6 +3860,7 @@ methods_clear(methods_t *m)
     for (int k = 0; k < R_METHODS; k++)
         Py_CLEAR(m->descr[k]);
     m->type = NULL;
+    m->direct = DIRECT_UNKNOWN;
 }
 
 static void
@@ -3848,6 +3879,11 @@ methods_of(methods_t *m, PyTypeObject *type)
             m->descr[k] = d;
         }
     }
+    int candidate = strcmp(type->tp_name, "confluent_kafka.cimpl.Message") == 0
+                    && type->tp_basicsize >= (Py_ssize_t)sizeof(cfl_message_t);
+    for (int k = 0; k < R_METHODS; k++)
+        candidate = candidate && m->descr[k] != NULL;
+    m->direct = candidate ? DIRECT_UNKNOWN : DIRECT_NO;
 }
 
 static PyObject *
@@ -3859,6 +3895,109 @@ call_method(methods_t *m, PyObject *record, int k)
     if (m->descr[k] != NULL)
         return PyObject_Vectorcall(m->descr[k], args, 1, NULL);
     return PyObject_VectorcallMethod(record_name[k], args, 1, NULL);
+}
+
+/* Whether an int object holds v (0 for any other object). */
+static int
+int_is(PyObject *o, long long v)
+{
+    if (!PyLong_CheckExact(o))
+        return 0;
+    int overflow;
+    long long got = PyLong_AsLongLongAndOverflow(o, &overflow);
+    return !overflow && got == v;
+}
+
+/* Check the struct's fields against the methods on one record of m's type: m->direct set
+ * to DIRECT_YES when every method returned what its field holds, DIRECT_NO when one did
+ * not; left unknown when the record cannot tell (no topic, no partition or offset). 0, or
+ * -1 with an error set (a method raised). */
+static int
+check_direct(methods_t *m, PyObject *record)
+{
+    const cfl_message_t *f = (const cfl_message_t *)record;
+    if (f->topic == NULL || f->partition < 0 || f->offset < 0)
+        return 0;
+    PyObject *got[R_METHODS] = {NULL};
+    for (int k = 0; k < R_METHODS; k++)
+        if ((got[k] = call_method(m, record, k)) == NULL) {
+            for (int j = 0; j < k; j++)
+                Py_DECREF(got[j]);
+            return -1;
+        }
+    PyObject *stamp = got[R_TIMESTAMP];
+    int same = got[R_ERROR] == (f->error != NULL ? f->error : Py_None)
+               && got[R_TOPIC] == f->topic
+               && got[R_VALUE] == (f->value != NULL ? f->value : Py_None)
+               && int_is(got[R_PARTITION], f->partition)
+               && int_is(got[R_OFFSET], f->offset)
+               && PyTuple_CheckExact(stamp) && PyTuple_GET_SIZE(stamp) == 2
+               && int_is(PyTuple_GET_ITEM(stamp, 0), f->tstype)
+               && int_is(PyTuple_GET_ITEM(stamp, 1), f->timestamp);
+    for (int k = 0; k < R_METHODS; k++)
+        Py_DECREF(got[k]);
+    m->direct = same ? DIRECT_YES : DIRECT_NO;
+    return 0;
+}
+
+/* A record's error() (a new reference); with no error, its topic(), partition(), offset(),
+ * value() and timestamp()[1] into v[0:5] (new references). -1 with an error set and none
+ * held. */
+static int
+record_values(methods_t *m, PyObject *record, PyObject **error, PyObject **v)
+{
+    if (Py_TYPE(record) != m->type)
+        methods_of(m, Py_TYPE(record));
+    if (m->direct == DIRECT_UNKNOWN && check_direct(m, record) < 0)
+        return -1;
+    const cfl_message_t *f = (const cfl_message_t *)record;
+    if (m->direct == DIRECT_YES && f->topic != NULL && f->partition >= 0 && f->offset >= 0) {
+        if (f->error != NULL && f->error != Py_None) { /* consume's records hold None */
+            Py_INCREF(f->error);
+            *error = f->error;
+            return 0;
+        }
+        *error = Py_None;
+        Py_INCREF(Py_None);
+        v[0] = f->topic;
+        Py_INCREF(v[0]);
+        v[3] = f->value != NULL ? f->value : Py_None;
+        Py_INCREF(v[3]);
+        v[1] = PyLong_FromLong(f->partition);
+        v[2] = v[1] != NULL ? PyLong_FromLongLong(f->offset) : NULL;
+        v[4] = v[2] != NULL ? PyLong_FromLongLong(f->timestamp) : NULL;
+        if (v[4] == NULL) {
+            for (int c = 0; c < 5; c++)
+                Py_CLEAR(v[c]);
+            Py_CLEAR(*error);
+            return -1;
+        }
+        return 0;
+    }
+    if ((*error = call_method(m, record, R_ERROR)) == NULL)
+        return -1;
+    if (*error != Py_None)
+        return 0;
+    for (int c = 0; c < 5; c++)
+        if ((v[c] = call_method(m, record, R_TOPIC + c)) == NULL)
+            break;
+    if (v[4] != NULL) { /* timestamp() -> (type, ms): the ms */
+        PyObject *stamp;
+        if (PyTuple_CheckExact(v[4]) && PyTuple_GET_SIZE(v[4]) == 2) {
+            stamp = PyTuple_GET_ITEM(v[4], 1);
+            Py_INCREF(stamp);
+        } else {
+            stamp = PyObject_GetItem(v[4], one);
+        }
+        Py_SETREF(v[4], stamp);
+    }
+    if (v[4] == NULL) {
+        for (int c = 0; c < 5; c++)
+            Py_CLEAR(v[c]);
+        Py_CLEAR(*error);
+        return -1;
+    }
+    return 0;
 }
 
 /* A (topic, partition) pair met in the records, its first topic and partition objects and
@@ -3931,7 +4070,7 @@ record_columns(PyObject *self, PyObject *args)
     Py_ssize_t n = PyList_GET_SIZE(items), kept = 0, count = 0, room = 16, previous = -1;
     PyObject *cols[5] = {NULL, NULL, NULL, NULL, NULL};
     PyObject *errors = NULL, *rows = NULL, *last = NULL, *result = NULL;
-    methods_t methods = {NULL, {NULL}};
+    methods_t methods = {NULL, {NULL}, DIRECT_UNKNOWN};
     pair_t *pairs = PyMem_Malloc((size_t)room * sizeof(pair_t));
     char *failed = PyMem_Calloc((size_t)n + 1, 1); /* the records with an error */
     if (pairs == NULL || failed == NULL) {
@@ -3945,8 +4084,8 @@ record_columns(PyObject *self, PyObject *args)
             goto done;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *record = PyList_GET_ITEM(items, i);
-        PyObject *error = call_method(&methods, record, R_ERROR);
-        if (error == NULL)
+        PyObject *error, *v[5] = {NULL, NULL, NULL, NULL, NULL};
+        if (record_values(&methods, record, &error, v) < 0)
             goto done;
         Py_DECREF(error);
         if (error != Py_None) {
@@ -3955,29 +4094,12 @@ record_columns(PyObject *self, PyObject *args)
                 goto done;
             continue;
         }
-        PyObject *v[5] = {NULL, NULL, NULL, NULL, NULL};
-        for (int c = 0; c < 5; c++)
-            if ((v[c] = call_method(&methods, record, R_TOPIC + c)) == NULL)
-                break;
-        if (v[4] != NULL) { /* timestamp() -> (type, ms): the ms */
-            PyObject *stamp;
-            if (PyTuple_CheckExact(v[4]) && PyTuple_GET_SIZE(v[4]) == 2) {
-                stamp = PyTuple_GET_ITEM(v[4], 1);
-                Py_INCREF(stamp);
-            } else {
-                stamp = PyObject_GetItem(v[4], one);
-            }
-            Py_SETREF(v[4], stamp);
-        }
-        Py_ssize_t j = -1;
-        if (v[4] != NULL) {
-            j = pair_of(&pairs, &count, &room, previous, v[0], v[1]);
-            if (j >= 0) { /* the pair's own objects in the columns */
-                Py_INCREF(pairs[j].topic);
-                Py_SETREF(v[0], pairs[j].topic);
-                Py_INCREF(pairs[j].partition);
-                Py_SETREF(v[1], pairs[j].partition);
-            }
+        Py_ssize_t j = pair_of(&pairs, &count, &room, previous, v[0], v[1]);
+        if (j >= 0) { /* the pair's own objects in the columns */
+            Py_INCREF(pairs[j].topic);
+            Py_SETREF(v[0], pairs[j].topic);
+            Py_INCREF(pairs[j].partition);
+            Py_SETREF(v[1], pairs[j].partition);
         }
         if (j < 0) {
             for (int c = 0; c < 5; c++)
@@ -4040,6 +4162,26 @@ done:
     Py_XDECREF(last);
     Py_DECREF(items);
     return result;
+}
+
+PyDoc_STRVAR(record_direct_doc,
+"record_direct(record) -> bool\n\n"
+"Whether record_columns reads the records of record's type from their struct (a\n"
+"confluent_kafka.Message whose fields agree with its methods on this record), not\n"
+"through their methods.");
+
+static PyObject *
+record_direct(PyObject *self, PyObject *record)
+{
+    (void)self;
+    methods_t methods = {NULL, {NULL}, DIRECT_UNKNOWN};
+    methods_of(&methods, Py_TYPE(record));
+    int failed = methods.direct == DIRECT_UNKNOWN && check_direct(&methods, record) < 0;
+    int direct = methods.direct == DIRECT_YES;
+    methods_clear(&methods);
+    if (failed)
+        return NULL;
+    return PyBool_FromLong(direct);
 }
 
 /* ------------------------------------------------------------- owner removals of many tables
@@ -4367,6 +4509,7 @@ static PyMethodDef methods[] = {
     {"place", place, METH_VARARGS, place_doc},
     {"read_numbers", read_numbers, METH_VARARGS, read_numbers_doc},
     {"record_columns", record_columns, METH_VARARGS, record_columns_doc},
+    {"record_direct", record_direct, METH_O, record_direct_doc},
     {"rows_add", rows_add, METH_VARARGS, rows_add_doc},
     {"rows_add_many", rows_add_many, METH_VARARGS, rows_add_many_doc},
     {"window_close", window_close, METH_VARARGS, window_close_doc},

@@ -7,6 +7,7 @@ and the run loop read each partition's last row from what the source gave."""
 from __future__ import annotations
 
 import random
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -88,6 +89,77 @@ def test_an_empty_consume_and_one_of_errors_only() -> None:
     _check([eof, eof])
     compiled, _ = _both([eof])
     assert compiled[5] == [] and compiled[6] == [eof] and compiled[7] == {}
+
+
+def test_confluent_records_are_read_from_their_struct_and_others_through_methods() -> None:
+    """The compiled pass reads confluent-kafka's records from their C struct once their
+    methods agreed with it (a new confluent-kafka that lays it out otherwise fails the
+    check: this test says so); a subclass, which may override a method, is called."""
+    if not native.available():
+        pytest.fail("monitor._native is not built (tests/core/test_native.py says why)")
+    from monitor import _native
+
+    class Sub(Record):  # type: ignore[misc]
+        def offset(self) -> int:
+            return 5
+
+    plain = Record(topic="labels", partition=2, offset=9, value=b"v", timestamp=(1, 4))
+    failed = Record(topic="labels", partition=2, offset=9,
+                    error=KafkaError(KafkaError._PARTITION_EOF))  # fmt: skip
+    assert _native.record_direct(plain) and _native.record_direct(failed)
+    sub = Sub(topic="labels", partition=2, offset=9, value=b"v", timestamp=(1, 4))
+    assert not _native.record_direct(sub)
+    assert not _native.record_direct(Fake("labels", 2, 9))
+    # nothing to check the layout with: no partition, no offset or no topic
+    for unset in ({"partition": -1}, {"offset": -1}, {"topic": None}):
+        record = Record(**{"topic": "labels", "partition": 2, "offset": 9, **unset})
+        assert not _native.record_direct(record)
+    records = [plain, sub, Record(topic="labels", partition=2, offset=10, timestamp=(1, 5))]
+    _check(records)
+    assert _both(records)[0][2] == [9, 5, 10]
+
+
+def test_records_consumed_from_a_broker_read_the_same_both_ways(broker, topics, produce) -> None:
+    """Records as ``consume`` makes them (their error field holds None, not NULL as the
+    constructor leaves it; end-of-partition events among them) read from their struct and
+    through their methods alike."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    sent = [(b"k%d" % i, None if i % 7 == 3 else b"v%d" % i, [], i % 4) for i in range(200)]
+    produce(broker.bootstrap, topics.predictions, sent)
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": topics.group_id,
+                         "enable.partition.eof": True, "enable.auto.commit": False})  # fmt: skip
+    consumer.assign([TopicPartition(topics.predictions, p, OFFSET_BEGINNING) for p in range(4)])
+    records: list[Any] = []
+    deadline = time.monotonic() + 30
+    try:
+        while sum(r.error() is None for r in records) < len(sent) or not any(
+            r.error() is not None for r in records
+        ):
+            assert time.monotonic() < deadline, "the records did not all arrive"
+            records += consumer.consume(500, 0.5)
+    finally:
+        consumer.close()
+    if native.available():
+        from monitor import _native
+
+        assert all(_native.record_direct(r) for r in records)
+    _check(records)
+    _, partitions, offsets, values, *_ = _both(records)[0]
+    got = sorted(zip(partitions, offsets, values, strict=True))
+    assert [v for _, _, v in got] == [v for _, v, _, _ in sorted(sent, key=lambda r: (r[3],))]
+
+
+def test_records_without_partition_or_offset_read_as_through_their_methods() -> None:
+    """A record the struct cannot give every value of (no partition: None; no offset:
+    None), first in a consume or after ones read from the struct, reads as in Python."""
+    full = [Record(topic="labels", partition=1, offset=o, value=b"x", timestamp=(1, o))
+            for o in range(3)]  # fmt: skip
+    odd = [Record(topic="labels", partition=-1, offset=4, value=b"y", timestamp=(1, 7)),
+           Record(topic="labels", partition=1, offset=-1, value=b"z", timestamp=(0, -1))]
+    for records in (full + odd, odd + full, odd[1:] + full + odd[:1]):
+        compiled, python = _both(records)
+        assert compiled == python
 
 
 class Fake:
