@@ -1982,7 +1982,9 @@ def _labels(
         named = [-1 if name is None else index.get(name, -2) for name in names]
     ts = _times(events, engine.latest_times(at))
     parts = list(map(messages.partitions.__getitem__, at_l))
-    joining: dict[int, list[tuple[int, I64, list[str]]]] = {}  # see _plan_joins
+    # the labels joining predictions that wait from before the segment: per partition
+    # group, their positions among the segment's labels and their models (see _plan_joins)
+    joining: list[tuple[int, I64, I64]] = []
     for (name, number), (rows, sel) in _group(parts, named).items():
         if name == -2:
             split.reject(at[sel])  # unknown model
@@ -2013,17 +2015,9 @@ def _labels(
                 rows,
                 first,
             )
-        chosen = np.flatnonzero(good)
-        if chosen.size:  # per model the partition's labels joining its predictions, in order
-            chosen = chosen[np.argsort(owner[chosen], kind="stable")]
-            models, starts = np.unique(owner[chosen], return_index=True)
-            bounds = [*starts.tolist(), len(chosen)]
-            for j, m in enumerate(models.tolist()):
-                mine = chosen[bounds[j] : bounds[j + 1]]
-                mine_ids = pids if len(mine) == len(rows) else [pids[k] for k in mine.tolist()]
-                joining.setdefault(m, []).append((number, sel[mine], mine_ids))
-    planned = [_plan_joins(engine, split, m, runs, values, at, ts) for m, runs in joining.items()]
-    joins = [plan for plan in planned if plan is not None]
+        if good.any():
+            joining.append((number, sel[good], owner[good]))
+    joins = _plan_joins(engine, split, joining, every_id, values, at, ts) if joining else []
     if joins:  # every model's in one plan
         idx = joins[0].idx if len(joins) == 1 else np.concatenate([p.idx for p in joins])
         split.plans.append((joins[0].numbers[0], idx, partial(_take_joins, engine, split, joins)))
@@ -2046,40 +2040,108 @@ class _Joins(NamedTuple):
 def _plan_joins(
     engine: Engine,
     split: _Split,
-    m: int,
-    runs: list[tuple[int, I64, list[str]]],
+    runs: list[tuple[int, I64, I64]],
+    every_id: list[str],
     values: list[Any],
     at: I64,
     ts: F64,
-) -> _Joins | None:
-    """Check the labels of the segment that join predictions of model ``m`` waiting from
-    before it (``runs``: per partition, their positions among the segment's labels and
-    their ids; ``values``: every label's value): a label value the model's codec refuses
-    is a reject; the others join, every model's in one plan (:func:`_take_joins`). None
-    when none joins."""
-    numbers = [number for number, _, _ in runs]
-    sizes = [len(pids) for _, _, pids in runs]
+) -> list[_Joins]:
+    """Check the labels of the segment that join predictions waiting from before it
+    (``runs``: per partition, in order, their positions among the segment's labels and
+    the model each joins; ``every_id`` and ``values``: every label's id and value): a
+    label value its model's codec refuses is a reject; the others join, every model's in
+    one plan (:func:`_take_joins`), each model's in the order of ``runs``. The labels of
+    every model are taken together (one sort, one code per codec, see
+    :func:`_codec_groups`), not model by model: a poll of many models has hundreds of
+    (model, partition) groups of a few labels each."""
     if len(runs) == 1:
-        pos, pids = runs[0][1], runs[0][2]
+        number, pos, owner = runs[0]
+        part = np.full(len(pos), number, dtype=np.int64)
     else:
         pos = np.concatenate([p for _, p, _ in runs])
-        pids = [pid for _, _, mine in runs for pid in mine]
-    codes, valid = engine.models[m].codec.code_many(list(map(values.__getitem__, pos.tolist())))
+        owner = np.concatenate([o for _, _, o in runs])
+        part = np.repeat(np.array([n for n, _, _ in runs], dtype=np.int64),
+                         [len(p) for _, p, _ in runs])  # fmt: skip
+    models = engine.models
+    # by model, then partition, then poll order (a partition's labels naming the model
+    # and those naming none are two runs of one group)
+    step = int(part.max()) + 1
+    order = np.argsort((owner * step + part) * len(values) + pos, kind="stable")
+    pos, owner, part = pos[order], owner[order], part[order]
+    owner_l = owner.tolist()
+    codes = np.empty(len(pos))
+    valid = np.empty(len(pos), dtype=np.bool_)
+    starts = np.flatnonzero(np.diff(owner, prepend=-1))  # each model's first label
+    bounds = [*starts.tolist(), len(pos)]
+    ms = [owner_l[i] for i in bounds[:-1]]
+    pos_l = pos.tolist()
+    for chosen in _codec_groups(models, ms):
+        if len(chosen) == len(ms):  # one codec for all (the usual poll)
+            codes, valid = models[ms[0]].codec.code_many(list(map(values.__getitem__, pos_l)))
+            break
+        rows = np.concatenate([np.arange(bounds[j], bounds[j + 1]) for j in chosen])
+        c, v = models[ms[chosen[0]]].codec.code_many([values[pos_l[r]] for r in rows.tolist()])
+        codes[rows], valid[rows] = c, v
     if not valid.all():
         split.reject(at[pos[~valid]])
         keep = np.flatnonzero(valid)
-        sizes = _sizes_kept(sizes, keep)
-        pids = [pids[j] for j in keep.tolist()]
-        pos, codes = pos[keep], codes[keep]
-        if not pids:
-            return None
-    idx = at[pos]
-    if split.record:
-        a = 0
-        for number, n in zip(numbers, sizes, strict=True):
-            split.op(_P_HELD, m, number, idx[a : a + n], pids[a : a + n])
-            a += n
-    return _Joins(m, numbers, sizes, idx, pids, ts[pos], codes)
+        pos, owner, part, codes = pos[keep], owner[keep], part[keep], codes[keep]
+        if not len(pos):
+            return []
+        owner_l = owner.tolist()
+        pos_l = pos.tolist()
+        starts = np.flatnonzero(np.diff(owner, prepend=-1))
+        bounds = [*starts.tolist(), len(pos)]
+        ms = [owner_l[i] for i in bounds[:-1]]
+    pids = list(map(every_id.__getitem__, pos_l))
+    idx, times = at[pos], ts[pos]
+    # each (model, partition) run: where it starts, and its partition
+    cuts = np.flatnonzero(np.diff(owner * step + part, prepend=-1)).tolist()
+    part_l = part[cuts].tolist()
+    out: list[_Joins] = []
+    r = 0  # the next run
+    record = split.record
+    for j, m in enumerate(ms):
+        a, b = bounds[j], bounds[j + 1]
+        numbers: list[int] = []
+        sizes: list[int] = []
+        while r < len(cuts) and cuts[r] < b:
+            end = cuts[r + 1] if r + 1 < len(cuts) else len(pos_l)
+            numbers.append(part_l[r])
+            sizes.append(end - cuts[r])
+            r += 1
+        mine = pids[a:b]
+        if record:
+            c = a
+            for number, n in zip(numbers, sizes, strict=True):
+                split.op(_P_HELD, m, number, idx[c : c + n], pids[c : c + n])
+                c += n
+        out.append(_Joins(m, numbers, sizes, idx[a:b], mine, times[a:b], codes[a:b]))
+    return out
+
+
+def _codec_groups(models: list[ModelState], ms: list[int]) -> list[list[int]]:
+    """The places in ``ms`` (model indices) of models whose codecs code every value alike
+    (see :func:`_codec_key`), each group in order, the groups in order of their first."""
+    keys = [_codec_key(models[m].codec) for m in ms]
+    if keys.count(keys[0]) == len(keys):
+        return [list(range(len(ms)))]
+    groups: dict[Any, list[int]] = {}
+    for j, key in enumerate(keys):
+        groups.setdefault(key, []).append(j)
+    return list(groups.values())
+
+
+def _codec_key(codec: Any) -> Any:
+    """What a model's codec's codes depend on: the task's kind of value (numbers for a
+    regression) and, for classes, their names and whether the set is closed (see
+    :class:`~monitor.events.values.ClassMatcher`): codecs of equal keys give every value
+    the same code and validity, so one :meth:`~monitor.events.codec.ModelCodec.code_many`
+    codes the values of all their models."""
+    classes = codec._classes
+    if classes is None:
+        return None
+    return (classes.names, classes._closed)
 
 
 def _sizes_kept(sizes: list[int], keep: I64) -> list[int]:
