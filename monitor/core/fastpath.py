@@ -1179,10 +1179,8 @@ def _predictions(
             followed = np.zeros(len(ids), dtype=bool)
             followed[fused_at] = True
     takes: list[tuple[int, I64, Callable[[_Waiting], None]]] = []
-    for m, mine in list(plain.items()):
-        if not _plan_plain(engine, split, engine.models[m], mine, events, ids, at, ts, score,
-                           ok, fused, followed, takes):  # fmt: skip
-            del plain[m]
+    if plain:
+        _plan_plains(engine, split, plain, events, ids, at, ts, score, ok, fused, followed, takes)
     if takes:  # every model's plain predictions taken by one plan: see _take_plains
         split.plans.append((takes[0][0], np.concatenate([idx for _, idx, _ in takes]),
                             partial(_take_plains, [take for _, _, take in takes])))  # fmt: skip
@@ -1456,11 +1454,10 @@ class _Joined(NamedTuple):
     ts: F64
 
 
-def _plan_plain(
+def _plan_plains(
     engine: Engine,
     split: _Split,
-    model: ModelState,
-    mine: _PlainGroups,
+    plain: dict[int, _PlainGroups],
     events: list[PredictionEvent],
     ids: list[str],
     at: I64,
@@ -1470,38 +1467,105 @@ def _plan_plain(
     fused: dict[str, tuple[int, LabelEvent]],
     followed: npt.NDArray[np.bool_] | None,
     takes: list[tuple[int, I64, Callable[[_Waiting], None]]],
-) -> bool:
-    """Plan the plain predictions of one model (see :func:`_plain_models`), every
-    partition's at once: the invalid ones are rejects, those whose label message follows
-    in the segment (``followed``, a mask over the segment's predictions) join it, the
-    others wait. The plan goes to ``takes`` (its first partition, the poll indices of its
-    messages, and its :func:`_take_plain`). False, with nothing planned, when a label
-    message would not join (its prediction or its value invalid, its time not usable):
-    the model's groups are then planned one by one."""
-    numbers = [number for number, _, _ in mine]
-    sizes = [len(rows) for _, rows, _ in mine]
-    if len(mine) == 1:
-        rows, sel = mine[0][1], mine[0][2]
-    else:
-        sel = np.concatenate([s for _, _, s in mine])
-        rows = sel.tolist()
-    pids = list(map(ids.__getitem__, rows))
-    group = list(map(events.__getitem__, rows))
-    pred, valid = model.codec.code_many([e.prediction for e in group])
-    valid &= ok[sel]
-    joined: _Joined | None = None
+) -> None:
+    """Plan the plain predictions of every model of ``plain`` (see :func:`_plain_models`),
+    each model's every partition at once (:func:`_plan_plain`): their values coded and
+    their label messages checked for all the models together (one ``code_many`` per
+    codec, see :func:`_codec_groups`; one read of the labels' times), not model by model.
+    A model whose label message would not join (its prediction or its value invalid, its
+    time not usable) is left out of ``plain``, with nothing planned: its groups are then
+    planned one by one."""
+    models = engine.models
+    order = list(plain)
+    sels = [s for m in order for _, _, s in plain[m]]
+    sel_all = sels[0] if len(sels) == 1 else np.concatenate(sels)
+    sizes_m = [sum(len(rows) for _, rows, _ in plain[m]) for m in order]
+    bounds = list(accumulate(sizes_m, initial=0))
+    rows_all = sel_all.tolist()
+    pids_all = list(map(ids.__getitem__, rows_all))
+    group_all = list(map(events.__getitem__, rows_all))
+    groups = _codec_groups(models, order)
+    pred_all, valid_all = _coded(models, order, groups, bounds,
+                                 [e.prediction for e in group_all])  # fmt: skip
+    valid_all &= ok[sel_all]
+    has_all: npt.NDArray[np.bool_] | None = None
+    where: list[int] = []
+    failed: set[int] = set()  # places in order of the models whose label would not join
     if followed is not None:
-        has = followed[sel]
-        where = np.flatnonzero(has).tolist()
+        has_all = followed[sel_all]
+        where = np.flatnonzero(has_all).tolist()
         if where:
-            hits = [fused[pids[j]] for j in where]
+            hits = [fused[pids_all[j]] for j in where]
             label_at = np.array(list(map(_AT, hits)), dtype=np.int64)
             follow = list(map(_EVENT, hits))
-            codes, usable = model.codec.code_many([e.label for e in follow])
+            # each hit's model's place, and where each model's hits start
+            hit_bounds = [bisect_left(where, a) for a in bounds]
+            codes, usable = _coded(models, order, groups, hit_bounds, [e.label for e in follow])
             f_ts = _times(follow, engine.latest_times(label_at))
-            if not (usable.all() and valid[has].all()) or np.isnan(f_ts).any():
-                return False
-            joined = _Joined(has, label_at, codes, f_ts)
+            bad = ~usable | ~valid_all[where] | np.isnan(f_ts)
+            if bad.any():
+                for j in np.flatnonzero(bad).tolist():
+                    failed.add(bisect_left(hit_bounds, j + 1) - 1)
+    for j, m in enumerate(order):
+        if j in failed:
+            del plain[m]
+            continue
+        a, b = bounds[j], bounds[j + 1]
+        joined: _Joined | None = None
+        if has_all is not None and where:
+            h0, h1 = hit_bounds[j], hit_bounds[j + 1]
+            if h1 > h0:
+                joined = _Joined(has_all[a:b], label_at[h0:h1], codes[h0:h1], f_ts[h0:h1])
+        _plan_plain(engine, split, models[m], plain[m], sel_all[a:b], pids_all[a:b],
+                    group_all[a:b], pred_all[a:b], valid_all[a:b], ts, score, at, joined,
+                    takes)  # fmt: skip
+
+
+def _coded(
+    models: list[ModelState],
+    order: list[int],
+    groups: list[list[int]],
+    bounds: list[int],
+    values: list[Any],
+) -> tuple[F64, npt.NDArray[np.bool_]]:
+    """Codes and validity of ``values``, model ``order[j]``'s from ``bounds[j]`` to
+    ``bounds[j + 1]``, by one ``code_many`` per group of models of one codec
+    (``groups``: places in ``order``, see :func:`_codec_groups`)."""
+    if len(groups) == 1:
+        return models[order[0]].codec.code_many(values)
+    codes = np.empty(len(values))
+    valid = np.empty(len(values), dtype=np.bool_)
+    for chosen in groups:
+        rows = [r for j in chosen for r in range(bounds[j], bounds[j + 1])]
+        c, v = models[order[chosen[0]]].codec.code_many([values[r] for r in rows])
+        codes[rows], valid[rows] = c, v
+    return codes, valid
+
+
+def _plan_plain(
+    engine: Engine,
+    split: _Split,
+    model: ModelState,
+    mine: _PlainGroups,
+    sel: I64,
+    pids: list[str],
+    group: list[PredictionEvent],
+    pred: F64,
+    valid: npt.NDArray[np.bool_],
+    ts: F64,
+    score: F64,
+    at: I64,
+    joined: _Joined | None,
+    takes: list[tuple[int, I64, Callable[[_Waiting], None]]],
+) -> None:
+    """Plan the plain predictions of one model (see :func:`_plain_models`), every
+    partition's at once (``sel``: their positions among the segment's predictions, with
+    their ids, events, codes and validity; ``joined``: those their label message of the
+    segment joins, checked by :func:`_plan_plains`): the invalid ones are rejects, those
+    joined join their label, the others wait. The plan goes to ``takes`` (its first
+    partition, the poll indices of its messages, and its :func:`_take_plain`)."""
+    numbers = [number for number, _, _ in mine]
+    sizes = [len(rows) for _, rows, _ in mine]
     if not valid.all():
         split.reject(at[sel[~valid]])
         keep = np.flatnonzero(valid)
@@ -1513,7 +1577,7 @@ def _plan_plain(
         if joined is not None:  # every joined prediction is valid
             joined = joined._replace(has=joined.has[keep])
         if not kept:
-            return True
+            return
     idx = at[sel]
     if split.record:
         a = 0
@@ -1535,7 +1599,6 @@ def _plan_plain(
                     ts[sel], pred, score[sel], joined)  # fmt: skip
     takes.append((numbers[0], idx if joined is None else np.concatenate([idx, joined.at]),
                   apply))  # fmt: skip
-    return True
 
 
 class _Waiting:
