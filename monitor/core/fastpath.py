@@ -1182,8 +1182,9 @@ def _predictions(
     if plain:
         _plan_plains(engine, split, plain, events, ids, at, ts, score, ok, fused, followed, takes)
     if takes:  # every model's plain predictions taken by one plan: see _take_plains
+        every = [take for _, _, take in takes]
         split.plans.append((takes[0][0], np.concatenate([idx for _, idx, _ in takes]),
-                            partial(_take_plains, [take for _, _, take in takes])))  # fmt: skip
+                            partial(_take_plains, engine, every)))  # fmt: skip
     taken = {(m, number) for m, mine in plain.items() for number, _, _ in mine}
     for (m, number), (rows, sel) in groups.items():
         if (m, number) in taken:
@@ -1606,9 +1607,15 @@ class _Waiting:
     partition) table after table: put into their tables by :func:`add_groups` once every
     model's are known (see :func:`_take_plains`)."""
 
-    __slots__ = ("ids", "models", "pred", "score", "sizes", "slices", "tables", "ts")
+    __slots__ = ("highs", "ids", "models", "pred", "score", "sizes", "slices", "tables", "ts")
 
     def __init__(self) -> None:
+        #: the event times of the predictions taken, then of the labels joined, each model's
+        #: in runs of a partition (the times, the partitions, the runs' sizes): the
+        #: partitions' latest times are raised once for all (see _raise_highs)
+        self.highs: tuple[tuple[list[F64], list[int], list[int]], ...] = (
+            ([], [], []), ([], [], [])
+        )
         self.tables: list[PendingTable] = []
         self.sizes: list[int] = []
         #: each model's rows of its tables, in order
@@ -1621,15 +1628,21 @@ class _Waiting:
         self.models: list[int] = []
 
 
-def _take_plains(takes: list[Callable[[_Waiting], None]]) -> None:
+def _take_plains(engine: Engine, takes: list[Callable[[_Waiting], None]]) -> None:
     """Apply the plain plans of every model of a segment (:func:`_take_plain` each), and
     put the predictions they leave waiting into their (model, partition) tables with one
     :func:`add_groups` per run of models of as many slice ids a row (the usual segment:
     one): the tables, and the owner indexes, changed in the order each model's plan
-    would change them in its turn (no other plan reads them in between)."""
+    would change them in its turn (no other plan reads them in between). The partitions'
+    latest event times (as :func:`_note`) are raised once for every model's events."""
     waiting = _Waiting()
     for take in takes:
         take(waiting)
+    kafka = engine.config.kafka
+    for topic, (ts, numbers, sizes) in zip((kafka.predictions_topic, kafka.labels_topic),
+                                           waiting.highs, strict=True):  # fmt: skip
+        if ts:
+            _raise_highs(engine, topic, joined(ts), numbers, sizes)
     if not waiting.tables:
         return
     ks = [s.shape[1] for s in waiting.slices]
@@ -1645,6 +1658,21 @@ def _take_plains(takes: list[Callable[[_Waiting], None]]) -> None:
                    joined(waiting.ts[first:j]), joined(waiting.pred[first:j]),
                    joined(waiting.score[first:j]), joined(waiting.slices[first:j]))  # fmt: skip
         first = j
+
+
+def _raise_highs(engine: Engine, topic: str, ts: F64, numbers: list[int], sizes: list[int]
+                 ) -> None:  # fmt: skip
+    """Raise each partition's latest event time of ``topic`` to the largest of ``ts`` in
+    it (runs of ``sizes`` times of partitions ``numbers``), as :func:`_note` of each run."""
+    best: dict[int, float] = {}
+    for number, high in zip(numbers, _run_maxima(ts, sizes), strict=True):
+        if high > best.get(number, -math.inf):
+            best[number] = high
+    partitions = engine.partitions
+    for number, high in best.items():
+        max_ts = partitions[number].max_ts
+        if high > max_ts.get(topic, -math.inf):
+            max_ts[topic] = high
 
 
 def joined(arrays: Sequence[Any]) -> Any:
@@ -1687,13 +1715,13 @@ def _take_plain(
         chunk.part = np.repeat(np.array(numbers, dtype=np.int64), sizes)
     batch = engine.batch_of(m)
     batch.chunks_p.append(chunk)
-    topic = engine.config.kafka.predictions_topic
-    labels_topic = engine.config.kafka.labels_topic
-    # Each partition's latest event times (as _note) in one call, and the rows that wait
-    # taken once: a few rows a partition, where numpy's cost per call is most of the work.
-    highs_p = _run_maxima(ts, sizes)
+    # The rows that wait taken once: a few rows a partition, where numpy's cost per call is
+    # most of the work; the partitions' latest times raised by _take_plains.
+    high_ts, high_numbers, high_sizes = waiting.highs[0]
+    high_ts.append(ts)
+    high_numbers += numbers
+    high_sizes += sizes
     gots = [0] * len(sizes)
-    highs_l: list[float] = []
     where: list[int] = []  # the joined rows
     rest_of = (pids, ts, pred, score, slices)
     if joined is not None:
@@ -1702,7 +1730,6 @@ def _take_plain(
         for i, n in enumerate(sizes):
             gots[i] = bisect_left(where, a + n) - bisect_left(where, a)
             a += n
-        highs_l = _run_maxima(joined.ts, gots)
         rest = ~joined.has
         rest_of = (list(compress(pids, rest.tolist())), ts[rest], pred[rest], score[rest],
                    slices[rest])  # fmt: skip
@@ -1713,19 +1740,14 @@ def _take_plain(
         if not n:
             continue
         state = engine.partitions[number]
-        highs = state.max_ts
         counts = state.counts[m]
         counts[PREDICTIONS] += n
-        if highs_p[i] > highs.get(topic, -math.inf):
-            highs[topic] = highs_p[i]
         got = gots[i]
         if got:
             assert joined is not None
             g = f + got
             counts[LABELS] += got
             counts[MATCHED] += got
-            if highs_l[i] > highs.get(labels_topic, -math.inf):
-                highs[labels_topic] = highs_l[i]
             both = [pids[j] for j in where[f:g]]
             split.matched.setdefault((m, number), []).append(
                 (joined.at[f:g], both, joined.ts[f:g])
@@ -1745,18 +1767,21 @@ def _take_plain(
         waiting.slices.append(rest_of[4])
         waiting.models.append(len(waiting.tables))
     if joined is not None and joined_in:
-        has = joined.has
-        lt = joined.ts
-        pair = Chunk(joined.at, joined_in[0], lt, pred[has], score[has], slices[has],
-                     label=joined.code, delay=lt - ts[has])  # fmt: skip
+        rows: Any = joined.has  # the joined rows (a mask, or their places in poll order)
+        at, lt, code = joined.at, joined.ts, joined.code
+        part: int | I64 = joined_in[0]
         if len(joined_in) > 1:  # in poll order, as the chunks of the groups would be merged
-            part = np.repeat(np.array(joined_in, dtype=np.int64), joined_n)
-            order = np.argsort(joined.at, kind="stable")
-            pair = Chunk(joined.at[order], 0, lt[order], pair.pred[order], pair.score[order],
-                         pair.slices[order], label=joined.code[order],
-                         delay=(lt - ts[has])[order])  # fmt: skip
-            pair.part = part[order]
+            order = np.argsort(at, kind="stable")
+            rows = np.flatnonzero(rows)[order]
+            at, lt, code = at[order], lt[order], code[order]
+            part = np.repeat(np.array(joined_in, dtype=np.int64), joined_n)[order]
+        pair = Chunk(at, part, lt, pred[rows], score[rows], slices[rows], label=code,
+                     delay=lt - ts[rows])  # fmt: skip
         batch.chunks_o.append(pair)
+        high_ts, high_numbers, high_sizes = waiting.highs[1]
+        high_ts.append(joined.ts)  # in runs of a partition, as gots
+        high_numbers += numbers
+        high_sizes += gots
 
 
 def _lone_labels(
@@ -2129,8 +2154,10 @@ def _plan_joins(
     # by model, then partition, then poll order (a partition's labels naming the model
     # and those naming none are two runs of one group)
     step = int(part.max()) + 1
-    order = np.argsort((owner * step + part) * len(values) + pos, kind="stable")
-    pos, owner, part = pos[order], owner[order], part[order]
+    key = (owner * step + part) * len(values) + pos
+    if not bool((key[1:] > key[:-1]).all()):  # (one model's labels are in order already)
+        order = np.argsort(key, kind="stable")
+        pos, owner, part = pos[order], owner[order], part[order]
     owner_l = owner.tolist()
     codes = np.empty(len(pos))
     valid = np.empty(len(pos), dtype=np.bool_)
