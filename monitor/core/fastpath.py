@@ -1229,13 +1229,12 @@ def _predictions(
             followed = np.zeros(len(ids), dtype=bool)
             followed[fused_at] = True
     takes: list[tuple[int, I64, Callable[[_Waiting], None]]] = []
-    for m, mine in list(plain.items()):
-        if not _plan_plain(engine, split, engine.models[m], mine, events, ids, at, ts, score,
-                           ok, fused, followed, takes):  # fmt: skip
-            del plain[m]
+    if plain:
+        _plan_plains(engine, split, plain, events, ids, at, ts, score, ok, fused, followed, takes)
     if takes:  # every model's plain predictions taken by one plan: see _take_plains
+        every = [take for _, _, take in takes]
         split.plans.append((takes[0][0], np.concatenate([idx for _, idx, _ in takes]),
-                            partial(_take_plains, [take for _, _, take in takes])))  # fmt: skip
+                            partial(_take_plains, engine, every)))  # fmt: skip
     taken = {(m, number) for m, mine in plain.items() for number, _, _ in mine}
     for (m, number), (rows, sel) in groups.items():
         if (m, number) in taken:
@@ -1506,11 +1505,10 @@ class _Joined(NamedTuple):
     ts: F64
 
 
-def _plan_plain(
+def _plan_plains(
     engine: Engine,
     split: _Split,
-    model: ModelState,
-    mine: _PlainGroups,
+    plain: dict[int, _PlainGroups],
     events: list[PredictionEvent],
     ids: list[str],
     at: I64,
@@ -1520,38 +1518,105 @@ def _plan_plain(
     fused: dict[str, tuple[int, LabelEvent]],
     followed: npt.NDArray[np.bool_] | None,
     takes: list[tuple[int, I64, Callable[[_Waiting], None]]],
-) -> bool:
-    """Plan the plain predictions of one model (see :func:`_plain_models`), every
-    partition's at once: the invalid ones are rejects, those whose label message follows
-    in the segment (``followed``, a mask over the segment's predictions) join it, the
-    others wait. The plan goes to ``takes`` (its first partition, the poll indices of its
-    messages, and its :func:`_take_plain`). False, with nothing planned, when a label
-    message would not join (its prediction or its value invalid, its time not usable):
-    the model's groups are then planned one by one."""
-    numbers = [number for number, _, _ in mine]
-    sizes = [len(rows) for _, rows, _ in mine]
-    if len(mine) == 1:
-        rows, sel = mine[0][1], mine[0][2]
-    else:
-        sel = np.concatenate([s for _, _, s in mine])
-        rows = sel.tolist()
-    pids = list(map(ids.__getitem__, rows))
-    group = list(map(events.__getitem__, rows))
-    pred, valid = model.codec.code_many([e.prediction for e in group])
-    valid &= ok[sel]
-    joined: _Joined | None = None
+) -> None:
+    """Plan the plain predictions of every model of ``plain`` (see :func:`_plain_models`),
+    each model's every partition at once (:func:`_plan_plain`): their values coded and
+    their label messages checked for all the models together (one ``code_many`` per
+    codec, see :func:`_codec_groups`; one read of the labels' times), not model by model.
+    A model whose label message would not join (its prediction or its value invalid, its
+    time not usable) is left out of ``plain``, with nothing planned: its groups are then
+    planned one by one."""
+    models = engine.models
+    order = list(plain)
+    sels = [s for m in order for _, _, s in plain[m]]
+    sel_all = sels[0] if len(sels) == 1 else np.concatenate(sels)
+    sizes_m = [sum(len(rows) for _, rows, _ in plain[m]) for m in order]
+    bounds = list(accumulate(sizes_m, initial=0))
+    rows_all = sel_all.tolist()
+    pids_all = list(map(ids.__getitem__, rows_all))
+    group_all = list(map(events.__getitem__, rows_all))
+    groups = _codec_groups(models, order)
+    pred_all, valid_all = _coded(models, order, groups, bounds,
+                                 [e.prediction for e in group_all])  # fmt: skip
+    valid_all &= ok[sel_all]
+    has_all: npt.NDArray[np.bool_] | None = None
+    where: list[int] = []
+    failed: set[int] = set()  # places in order of the models whose label would not join
     if followed is not None:
-        has = followed[sel]
-        where = np.flatnonzero(has).tolist()
+        has_all = followed[sel_all]
+        where = np.flatnonzero(has_all).tolist()
         if where:
-            hits = [fused[pids[j]] for j in where]
+            hits = [fused[pids_all[j]] for j in where]
             label_at = np.array(list(map(_AT, hits)), dtype=np.int64)
             follow = list(map(_EVENT, hits))
-            codes, usable = model.codec.code_many([e.label for e in follow])
+            # each hit's model's place, and where each model's hits start
+            hit_bounds = [bisect_left(where, a) for a in bounds]
+            codes, usable = _coded(models, order, groups, hit_bounds, [e.label for e in follow])
             f_ts = _times(follow, engine.latest_times(label_at))
-            if not (usable.all() and valid[has].all()) or np.isnan(f_ts).any():
-                return False
-            joined = _Joined(has, label_at, codes, f_ts)
+            bad = ~usable | ~valid_all[where] | np.isnan(f_ts)
+            if bad.any():
+                for j in np.flatnonzero(bad).tolist():
+                    failed.add(bisect_left(hit_bounds, j + 1) - 1)
+    for j, m in enumerate(order):
+        if j in failed:
+            del plain[m]
+            continue
+        a, b = bounds[j], bounds[j + 1]
+        joined: _Joined | None = None
+        if has_all is not None and where:
+            h0, h1 = hit_bounds[j], hit_bounds[j + 1]
+            if h1 > h0:
+                joined = _Joined(has_all[a:b], label_at[h0:h1], codes[h0:h1], f_ts[h0:h1])
+        _plan_plain(engine, split, models[m], plain[m], sel_all[a:b], pids_all[a:b],
+                    group_all[a:b], pred_all[a:b], valid_all[a:b], ts, score, at, joined,
+                    takes)  # fmt: skip
+
+
+def _coded(
+    models: list[ModelState],
+    order: list[int],
+    groups: list[list[int]],
+    bounds: list[int],
+    values: list[Any],
+) -> tuple[F64, npt.NDArray[np.bool_]]:
+    """Codes and validity of ``values``, model ``order[j]``'s from ``bounds[j]`` to
+    ``bounds[j + 1]``, by one ``code_many`` per group of models of one codec
+    (``groups``: places in ``order``, see :func:`_codec_groups`)."""
+    if len(groups) == 1:
+        return models[order[0]].codec.code_many(values)
+    codes = np.empty(len(values))
+    valid = np.empty(len(values), dtype=np.bool_)
+    for chosen in groups:
+        rows = [r for j in chosen for r in range(bounds[j], bounds[j + 1])]
+        c, v = models[order[chosen[0]]].codec.code_many([values[r] for r in rows])
+        codes[rows], valid[rows] = c, v
+    return codes, valid
+
+
+def _plan_plain(
+    engine: Engine,
+    split: _Split,
+    model: ModelState,
+    mine: _PlainGroups,
+    sel: I64,
+    pids: list[str],
+    group: list[PredictionEvent],
+    pred: F64,
+    valid: npt.NDArray[np.bool_],
+    ts: F64,
+    score: F64,
+    at: I64,
+    joined: _Joined | None,
+    takes: list[tuple[int, I64, Callable[[_Waiting], None]]],
+) -> None:
+    """Plan the plain predictions of one model (see :func:`_plain_models`), every
+    partition's at once (``sel``: their positions among the segment's predictions, with
+    their ids, events, codes and validity; ``joined``: those their label message of the
+    segment joins, checked by :func:`_plan_plains`): the invalid ones are rejects, those
+    joined join their label, the others wait. The plan goes to ``takes`` (its first
+    partition, the poll indices of its messages, and its :func:`_take_plain`)."""
+    numbers = [number for number, _, _ in mine]
+    sizes = [len(rows) for _, rows, _ in mine]
     if not valid.all():
         split.reject(at[sel[~valid]])
         keep = np.flatnonzero(valid)
@@ -1563,7 +1628,7 @@ def _plan_plain(
         if joined is not None:  # every joined prediction is valid
             joined = joined._replace(has=joined.has[keep])
         if not kept:
-            return True
+            return
     idx = at[sel]
     if split.record:
         a = 0
@@ -1585,7 +1650,6 @@ def _plan_plain(
                     ts[sel], pred, score[sel], joined)  # fmt: skip
     takes.append((numbers[0], idx if joined is None else np.concatenate([idx, joined.at]),
                   apply))  # fmt: skip
-    return True
 
 
 class _Waiting:
@@ -1593,9 +1657,15 @@ class _Waiting:
     partition) table after table: put into their tables by :func:`add_groups` once every
     model's are known (see :func:`_take_plains`)."""
 
-    __slots__ = ("ids", "models", "pred", "score", "sizes", "slices", "tables", "ts")
+    __slots__ = ("highs", "ids", "models", "pred", "score", "sizes", "slices", "tables", "ts")
 
     def __init__(self) -> None:
+        #: the event times of the predictions taken, then of the labels joined, each model's
+        #: in runs of a partition (the times, the partitions, the runs' sizes): the
+        #: partitions' latest times are raised once for all (see _raise_highs)
+        self.highs: tuple[tuple[list[F64], list[int], list[int]], ...] = (
+            ([], [], []), ([], [], [])
+        )
         self.tables: list[PendingTable] = []
         self.sizes: list[int] = []
         #: each model's rows of its tables, in order
@@ -1608,15 +1678,21 @@ class _Waiting:
         self.models: list[int] = []
 
 
-def _take_plains(takes: list[Callable[[_Waiting], None]]) -> None:
+def _take_plains(engine: Engine, takes: list[Callable[[_Waiting], None]]) -> None:
     """Apply the plain plans of every model of a segment (:func:`_take_plain` each), and
     put the predictions they leave waiting into their (model, partition) tables with one
     :func:`add_groups` per run of models of as many slice ids a row (the usual segment:
     one): the tables, and the owner indexes, changed in the order each model's plan
-    would change them in its turn (no other plan reads them in between)."""
+    would change them in its turn (no other plan reads them in between). The partitions'
+    latest event times (as :func:`_note`) are raised once for every model's events."""
     waiting = _Waiting()
     for take in takes:
         take(waiting)
+    kafka = engine.config.kafka
+    for topic, (ts, numbers, sizes) in zip((kafka.predictions_topic, kafka.labels_topic),
+                                           waiting.highs, strict=True):  # fmt: skip
+        if ts:
+            _raise_highs(engine, topic, joined(ts), numbers, sizes)
     if not waiting.tables:
         return
     ks = [s.shape[1] for s in waiting.slices]
@@ -1632,6 +1708,21 @@ def _take_plains(takes: list[Callable[[_Waiting], None]]) -> None:
                    joined(waiting.ts[first:j]), joined(waiting.pred[first:j]),
                    joined(waiting.score[first:j]), joined(waiting.slices[first:j]))  # fmt: skip
         first = j
+
+
+def _raise_highs(engine: Engine, topic: str, ts: F64, numbers: list[int], sizes: list[int]
+                 ) -> None:  # fmt: skip
+    """Raise each partition's latest event time of ``topic`` to the largest of ``ts`` in
+    it (runs of ``sizes`` times of partitions ``numbers``), as :func:`_note` of each run."""
+    best: dict[int, float] = {}
+    for number, high in zip(numbers, _run_maxima(ts, sizes), strict=True):
+        if high > best.get(number, -math.inf):
+            best[number] = high
+    partitions = engine.partitions
+    for number, high in best.items():
+        max_ts = partitions[number].max_ts
+        if high > max_ts.get(topic, -math.inf):
+            max_ts[topic] = high
 
 
 def joined(arrays: Sequence[Any]) -> Any:
@@ -1674,13 +1765,13 @@ def _take_plain(
         chunk.part = np.repeat(np.array(numbers, dtype=np.int64), sizes)
     batch = engine.batch_of(m)
     batch.chunks_p.append(chunk)
-    topic = engine.config.kafka.predictions_topic
-    labels_topic = engine.config.kafka.labels_topic
-    # Each partition's latest event times (as _note) in one call, and the rows that wait
-    # taken once: a few rows a partition, where numpy's cost per call is most of the work.
-    highs_p = _run_maxima(ts, sizes)
+    # The rows that wait taken once: a few rows a partition, where numpy's cost per call is
+    # most of the work; the partitions' latest times raised by _take_plains.
+    high_ts, high_numbers, high_sizes = waiting.highs[0]
+    high_ts.append(ts)
+    high_numbers += numbers
+    high_sizes += sizes
     gots = [0] * len(sizes)
-    highs_l: list[float] = []
     where: list[int] = []  # the joined rows
     rest_of = (pids, ts, pred, score, slices)
     if joined is not None:
@@ -1689,7 +1780,6 @@ def _take_plain(
         for i, n in enumerate(sizes):
             gots[i] = bisect_left(where, a + n) - bisect_left(where, a)
             a += n
-        highs_l = _run_maxima(joined.ts, gots)
         rest = ~joined.has
         rest_of = (list(compress(pids, rest.tolist())), ts[rest], pred[rest], score[rest],
                    slices[rest])  # fmt: skip
@@ -1700,19 +1790,14 @@ def _take_plain(
         if not n:
             continue
         state = engine.partitions[number]
-        highs = state.max_ts
         counts = state.counts[m]
         counts[PREDICTIONS] += n
-        if highs_p[i] > highs.get(topic, -math.inf):
-            highs[topic] = highs_p[i]
         got = gots[i]
         if got:
             assert joined is not None
             g = f + got
             counts[LABELS] += got
             counts[MATCHED] += got
-            if highs_l[i] > highs.get(labels_topic, -math.inf):
-                highs[labels_topic] = highs_l[i]
             both = [pids[j] for j in where[f:g]]
             split.matched.setdefault((m, number), []).append(
                 (joined.at[f:g], both, joined.ts[f:g])
@@ -1732,18 +1817,21 @@ def _take_plain(
         waiting.slices.append(rest_of[4])
         waiting.models.append(len(waiting.tables))
     if joined is not None and joined_in:
-        has = joined.has
-        lt = joined.ts
-        pair = Chunk(joined.at, joined_in[0], lt, pred[has], score[has], slices[has],
-                     label=joined.code, delay=lt - ts[has])  # fmt: skip
+        rows: Any = joined.has  # the joined rows (a mask, or their places in poll order)
+        at, lt, code = joined.at, joined.ts, joined.code
+        part: int | I64 = joined_in[0]
         if len(joined_in) > 1:  # in poll order, as the chunks of the groups would be merged
-            part = np.repeat(np.array(joined_in, dtype=np.int64), joined_n)
-            order = np.argsort(joined.at, kind="stable")
-            pair = Chunk(joined.at[order], 0, lt[order], pair.pred[order], pair.score[order],
-                         pair.slices[order], label=joined.code[order],
-                         delay=(lt - ts[has])[order])  # fmt: skip
-            pair.part = part[order]
+            order = np.argsort(at, kind="stable")
+            rows = np.flatnonzero(rows)[order]
+            at, lt, code = at[order], lt[order], code[order]
+            part = np.repeat(np.array(joined_in, dtype=np.int64), joined_n)[order]
+        pair = Chunk(at, part, lt, pred[rows], score[rows], slices[rows], label=code,
+                     delay=lt - ts[rows])  # fmt: skip
         batch.chunks_o.append(pair)
+        high_ts, high_numbers, high_sizes = waiting.highs[1]
+        high_ts.append(joined.ts)  # in runs of a partition, as gots
+        high_numbers += numbers
+        high_sizes += gots
 
 
 def _lone_labels(
@@ -2032,7 +2120,9 @@ def _labels(
         named = [-1 if name is None else index.get(name, -2) for name in names]
     ts = _times(events, engine.latest_times(at))
     parts = list(map(messages.partitions.__getitem__, at_l))
-    joining: dict[int, list[tuple[int, I64, list[str]]]] = {}  # see _plan_joins
+    # the labels joining predictions that wait from before the segment: per partition
+    # group, their positions among the segment's labels and their models (see _plan_joins)
+    joining: list[tuple[int, I64, I64]] = []
     for (name, number), (rows, sel) in _group(parts, named).items():
         if name == -2:
             split.reject(at[sel])  # unknown model
@@ -2063,17 +2153,9 @@ def _labels(
                 rows,
                 first,
             )
-        chosen = np.flatnonzero(good)
-        if chosen.size:  # per model the partition's labels joining its predictions, in order
-            chosen = chosen[np.argsort(owner[chosen], kind="stable")]
-            models, starts = np.unique(owner[chosen], return_index=True)
-            bounds = [*starts.tolist(), len(chosen)]
-            for j, m in enumerate(models.tolist()):
-                mine = chosen[bounds[j] : bounds[j + 1]]
-                mine_ids = pids if len(mine) == len(rows) else [pids[k] for k in mine.tolist()]
-                joining.setdefault(m, []).append((number, sel[mine], mine_ids))
-    planned = [_plan_joins(engine, split, m, runs, values, at, ts) for m, runs in joining.items()]
-    joins = [plan for plan in planned if plan is not None]
+        if good.any():
+            joining.append((number, sel[good], owner[good]))
+    joins = _plan_joins(engine, split, joining, every_id, values, at, ts) if joining else []
     if joins:  # every model's in one plan
         idx = joins[0].idx if len(joins) == 1 else np.concatenate([p.idx for p in joins])
         split.plans.append((joins[0].numbers[0], idx, partial(_take_joins, engine, split, joins)))
@@ -2096,40 +2178,110 @@ class _Joins(NamedTuple):
 def _plan_joins(
     engine: Engine,
     split: _Split,
-    m: int,
-    runs: list[tuple[int, I64, list[str]]],
+    runs: list[tuple[int, I64, I64]],
+    every_id: list[str],
     values: list[Any],
     at: I64,
     ts: F64,
-) -> _Joins | None:
-    """Check the labels of the segment that join predictions of model ``m`` waiting from
-    before it (``runs``: per partition, their positions among the segment's labels and
-    their ids; ``values``: every label's value): a label value the model's codec refuses
-    is a reject; the others join, every model's in one plan (:func:`_take_joins`). None
-    when none joins."""
-    numbers = [number for number, _, _ in runs]
-    sizes = [len(pids) for _, _, pids in runs]
+) -> list[_Joins]:
+    """Check the labels of the segment that join predictions waiting from before it
+    (``runs``: per partition, in order, their positions among the segment's labels and
+    the model each joins; ``every_id`` and ``values``: every label's id and value): a
+    label value its model's codec refuses is a reject; the others join, every model's in
+    one plan (:func:`_take_joins`), each model's in the order of ``runs``. The labels of
+    every model are taken together (one sort, one code per codec, see
+    :func:`_codec_groups`), not model by model: a poll of many models has hundreds of
+    (model, partition) groups of a few labels each."""
     if len(runs) == 1:
-        pos, pids = runs[0][1], runs[0][2]
+        number, pos, owner = runs[0]
+        part = np.full(len(pos), number, dtype=np.int64)
     else:
         pos = np.concatenate([p for _, p, _ in runs])
-        pids = [pid for _, _, mine in runs for pid in mine]
-    codes, valid = engine.models[m].codec.code_many(list(map(values.__getitem__, pos.tolist())))
+        owner = np.concatenate([o for _, _, o in runs])
+        part = np.repeat(np.array([n for n, _, _ in runs], dtype=np.int64),
+                         [len(p) for _, p, _ in runs])  # fmt: skip
+    models = engine.models
+    # by model, then partition, then poll order (a partition's labels naming the model
+    # and those naming none are two runs of one group)
+    step = int(part.max()) + 1
+    key = (owner * step + part) * len(values) + pos
+    if not bool((key[1:] > key[:-1]).all()):  # (one model's labels are in order already)
+        order = np.argsort(key, kind="stable")
+        pos, owner, part = pos[order], owner[order], part[order]
+    owner_l = owner.tolist()
+    codes = np.empty(len(pos))
+    valid = np.empty(len(pos), dtype=np.bool_)
+    starts = np.flatnonzero(np.diff(owner, prepend=-1))  # each model's first label
+    bounds = [*starts.tolist(), len(pos)]
+    ms = [owner_l[i] for i in bounds[:-1]]
+    pos_l = pos.tolist()
+    for chosen in _codec_groups(models, ms):
+        if len(chosen) == len(ms):  # one codec for all (the usual poll)
+            codes, valid = models[ms[0]].codec.code_many(list(map(values.__getitem__, pos_l)))
+            break
+        rows = np.concatenate([np.arange(bounds[j], bounds[j + 1]) for j in chosen])
+        c, v = models[ms[chosen[0]]].codec.code_many([values[pos_l[r]] for r in rows.tolist()])
+        codes[rows], valid[rows] = c, v
     if not valid.all():
         split.reject(at[pos[~valid]])
         keep = np.flatnonzero(valid)
-        sizes = _sizes_kept(sizes, keep)
-        pids = [pids[j] for j in keep.tolist()]
-        pos, codes = pos[keep], codes[keep]
-        if not pids:
-            return None
-    idx = at[pos]
-    if split.record:
-        a = 0
-        for number, n in zip(numbers, sizes, strict=True):
-            split.op(_P_HELD, m, number, idx[a : a + n], pids[a : a + n])
-            a += n
-    return _Joins(m, numbers, sizes, idx, pids, ts[pos], codes)
+        pos, owner, part, codes = pos[keep], owner[keep], part[keep], codes[keep]
+        if not len(pos):
+            return []
+        owner_l = owner.tolist()
+        pos_l = pos.tolist()
+        starts = np.flatnonzero(np.diff(owner, prepend=-1))
+        bounds = [*starts.tolist(), len(pos)]
+        ms = [owner_l[i] for i in bounds[:-1]]
+    pids = list(map(every_id.__getitem__, pos_l))
+    idx, times = at[pos], ts[pos]
+    # each (model, partition) run: where it starts, and its partition
+    cuts = np.flatnonzero(np.diff(owner * step + part, prepend=-1)).tolist()
+    part_l = part[cuts].tolist()
+    out: list[_Joins] = []
+    r = 0  # the next run
+    record = split.record
+    for j, m in enumerate(ms):
+        a, b = bounds[j], bounds[j + 1]
+        numbers: list[int] = []
+        sizes: list[int] = []
+        while r < len(cuts) and cuts[r] < b:
+            end = cuts[r + 1] if r + 1 < len(cuts) else len(pos_l)
+            numbers.append(part_l[r])
+            sizes.append(end - cuts[r])
+            r += 1
+        mine = pids[a:b]
+        if record:
+            c = a
+            for number, n in zip(numbers, sizes, strict=True):
+                split.op(_P_HELD, m, number, idx[c : c + n], pids[c : c + n])
+                c += n
+        out.append(_Joins(m, numbers, sizes, idx[a:b], mine, times[a:b], codes[a:b]))
+    return out
+
+
+def _codec_groups(models: list[ModelState], ms: list[int]) -> list[list[int]]:
+    """The places in ``ms`` (model indices) of models whose codecs code every value alike
+    (see :func:`_codec_key`), each group in order, the groups in order of their first."""
+    keys = [_codec_key(models[m].codec) for m in ms]
+    if keys.count(keys[0]) == len(keys):
+        return [list(range(len(ms)))]
+    groups: dict[Any, list[int]] = {}
+    for j, key in enumerate(keys):
+        groups.setdefault(key, []).append(j)
+    return list(groups.values())
+
+
+def _codec_key(codec: Any) -> Any:
+    """What a model's codec's codes depend on: the task's kind of value (numbers for a
+    regression) and, for classes, their names and whether the set is closed (see
+    :class:`~monitor.events.values.ClassMatcher`): codecs of equal keys give every value
+    the same code and validity, so one :meth:`~monitor.events.codec.ModelCodec.code_many`
+    codes the values of all their models."""
+    classes = codec._classes
+    if classes is None:
+        return None
+    return (classes.names, classes._closed)
 
 
 def _sizes_kept(sizes: list[int], keep: I64) -> list[int]:
