@@ -45,6 +45,7 @@ from monitor.core.model import (
     close_signals,
     install_profile,
     slice_counters,
+    take_errors,
     warmup_profile,
 )
 from monitor.core.panemetrics import PanePlan, WindowValues, plan_for, stacked_plan
@@ -222,6 +223,7 @@ class ModelStage:
         state = self.__dict__.copy()
         state["_last_plan"] = None
         state.pop("_sampled", None)  # (see _sample_size)
+        state.pop("_errors_low", None)  # (see _errors_through)
         return state
 
     # ------------------------------------------------------------------ input
@@ -357,6 +359,9 @@ class ModelStage:
         parts = self.error_panes.get(pd.pane)
         if parts is None:
             parts = self.error_panes[pd.pane] = {}
+            low = self.__dict__.get("_errors_low")
+            if low is not None and pd.pane < low[1]:
+                self._errors_low = (low[0], pd.pane)
         buffered = parts.get(number)
         if buffered is None:
             buffered = parts[number] = ([], [])
@@ -541,8 +546,8 @@ class ModelStage:
         The signals of the panes before ``pane`` waiting in ``batch`` are computed first,
         with the plan they closed under: the reference changes it from ``pane`` on."""
         model = self.model
-        numbers = sorted({n for parts in self.warm.values() for n in parts})
         closed = sorted(p for p in self.warm if p <= pane)
+        numbers = sorted({n for p in closed for n in self.warm[p]})
         for number in numbers:
             for p in closed:
                 chunks = self.warm[p].pop(number, None)
@@ -915,13 +920,31 @@ class ModelStage:
         if names is None:
             names = _names(model)
         out = self.signals_out
+        detectors = model.detectors is not None
         for j, pane in enumerate(batch.panes):
             values = full if j == k - 1 else None
-            signals = close_signals(model, plan, names, whole[j], error_panes, pane, values)
+            taken = self._errors_through(pane) if detectors else None
+            signals = close_signals(model, plan, names, whole[j], error_panes, pane, values,
+                                    taken)  # fmt: skip
             out.append(PaneSignals(name, (pane + 1) * width, signals, batch.seen[j]))
         batch.panes.clear()
         batch.seen.clear()
         batch.last = False
+
+    def _errors_through(self, pane: int) -> tuple[list[float], list[float]]:
+        """The buffered errors of the panes through ``pane`` (see
+        :func:`~monitor.core.model.take_errors`), taken out. Panes close in order: the
+        lowest pane buffered is known (kept with the buffer it is of, not in the stage's
+        state) and, as a rule, is ``pane`` or above it, so that only ``pane`` is looked up,
+        not every pane of a backlog searched at each close."""
+        buffered = self.error_panes
+        low: tuple[dict[int, Any], int] | None = self.__dict__.get("_errors_low")
+        if low is not None and low[0] is buffered and low[1] >= pane:
+            taken = take_errors(buffered, [pane])
+        else:
+            taken = take_errors(buffered, pane)
+        self._errors_low = (buffered, pane + 1)  # every pane left is above it
+        return taken
 
     def drain_signals(self) -> list[PaneSignals]:
         """Signals of the panes closed since the last call."""
