@@ -404,6 +404,7 @@ class ModelStage:
         number = delta.number
         add = merges.add
         ops, opened, opened_decay, width = merges.ops, w.open, w.open_decay, w.width
+        error_panes = self.error_panes
         for pd in md.panes:
             if distinct:
                 if type(pd) is HandedPaneDelta and isinstance(pd.plain, np.ndarray):
@@ -411,14 +412,16 @@ class ModelStage:
                 else:
                     plain, decay, cols = delta.row_blocks(md, pd)
                 present = pd.rows if same else [remap[r] for r in pd.rows]
-                # (one row, most panes of a model without segments: _index's slice)
-                if len(present) == 1:
-                    acc = opened.get(pd.pane)
-                    if acc is not None:  # merges.add of a pane open already, inlined
-                        ops.append((acc, opened_decay[pd.pane], plain, decay, present[0],
-                                    width, 1, cols))  # fmt: skip
+                acc = opened.get(pd.pane)
+                if acc is not None:  # merges.add of a pane open already, inlined
+                    if len(present) == 1:  # (most panes of a model without segments)
+                        first: int | npt.NDArray[np.int64] = present[0]
                     else:
-                        add(w, pd.pane, slice(present[0], present[0] + 1), plain, decay, cols)
+                        at = _index(present)
+                        first = at.start if isinstance(at, slice) else at
+                    ops.append((acc, opened_decay[pd.pane], plain, decay, first, width, 1, cols))
+                elif len(present) == 1:
+                    add(w, pd.pane, slice(present[0], present[0] + 1), plain, decay, cols)
                 else:
                     add(w, pd.pane, _index(present), plain, decay, cols)
             else:
@@ -431,7 +434,15 @@ class ModelStage:
                     np.add.at(target, where, block)
                 w.add_sums(pd.pane, None, whole[0], whole[1:])
             if pd.err:
-                self._buffer_errors(number, pd)
+                parts = error_panes.get(pd.pane)
+                if parts is None:  # (a pane's first errors: _buffer_errors keeps count)
+                    self._buffer_errors(number, pd)
+                else:  # _buffer_errors, inlined
+                    buffered = parts.get(number)
+                    if buffered is None:
+                        buffered = parts[number] = ([], [])
+                    buffered[0].extend(pd.err_ts)
+                    buffered[1].extend(pd.err)
         counts, delay = md.counts, md.delay
         if isinstance(counts, np.ndarray) and isinstance(delay, np.ndarray):
             # (rows of stage 1's arrays, handed over in the process: added with the blocks;
