@@ -205,15 +205,12 @@ def sample_columns(
 ) -> tuple[dict[str, list[Any]], list[Any], list[float]]:
     """A warmup sample's feature columns (see :meth:`WarmChunk.columns`), predictions and
     scores, the chunks' rows in order."""
-    columns: dict[str, list[Any]] = {name: [] for name in layout.features}
-    predictions: list[Any] = []
-    scores: list[float] = []
-    for chunk in chunks:
-        for name, values in chunk.columns(layout).items():
-            columns[name].extend(values)
-        predictions.extend(chunk.predictions)
-        scores.extend(chunk.scores.tolist())
-    return columns, predictions, scores
+    held = list(chunks)
+    if not held:
+        return {name: [] for name in layout.features}, [], []
+    whole = concat(held)  # one chunk of them all: each column read in one pass
+    columns = {name: list(values) for name, values in whole.columns(layout).items()}
+    return columns, list(whole.predictions), whole.scores.tolist()
 
 
 def drop_last(chunks: list[WarmChunk], k: int) -> None:
