@@ -205,12 +205,22 @@ def sample_columns(
 ) -> tuple[dict[str, list[Any]], list[Any], list[float]]:
     """A warmup sample's feature columns (see :meth:`WarmChunk.columns`), predictions and
     scores, the chunks' rows in order."""
-    held = list(chunks)
+    held = [c for c in chunks if len(c)]
     if not held:
         return {name: [] for name in layout.features}, [], []
-    whole = concat(held)  # one chunk of them all: each column read in one pass
+    # The features of every chunk as one chunk's (their slices, which may differ in
+    # width, are not read): each column read in one pass, not chunk by chunk.
+    whole = held[0] if len(held) == 1 else WarmChunk(
+        held[0].ts, held[0].slices,
+        np.concatenate([c.codes for c in held], axis=1),
+        np.concatenate([c.numbers for c in held], axis=1),
+        {name: [v for c in held for v in c.others[name]] for name in held[0].others},
+        [], held[0].scores,
+    )  # fmt: skip
     columns = {name: list(values) for name, values in whole.columns(layout).items()}
-    return columns, list(whole.predictions), whole.scores.tolist()
+    predictions = [p for c in held for p in c.predictions]
+    scores: list[float] = np.concatenate([c.scores for c in held]).tolist()
+    return columns, predictions, scores
 
 
 def drop_last(chunks: list[WarmChunk], k: int) -> None:

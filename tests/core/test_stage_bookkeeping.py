@@ -75,3 +75,28 @@ def test_a_piece_of_some_columns_reads_as_the_whole_rows() -> None:
     assert piece.rows is None and piece.cols is None
     assert np.array_equal(piece.plain, whole + more)
     assert np.array_equal(piece.decay[0], whole_decay + more)
+
+
+def test_a_warmup_sample_reads_as_its_chunks_one_by_one() -> None:
+    """Chunks of different slice widths (messages with and without a version), missing
+    values and values of the wrong type: the sample's columns are each chunk's in order."""
+    from monitor.core.layout import Layout
+    from monitor.core.warmup_buffer import WarmChunk, sample_columns
+
+    layout = Layout("binary", 2, 10, features={"x": "numeric", "c": "categorical"})
+    chunks = [
+        WarmChunk.of(layout, [1.0, 2.0], [[0, 1], [0, -1]],
+                     [{"x": 1.5, "c": "a"}, {"x": None}], [1, 0], [0.2, 0.7]),
+        WarmChunk.of(layout, [], [], [], [], []),
+        WarmChunk.of(layout, [3.0], [[0]], [{"x": "oops", "c": "b"}], [1], [float("nan")]),
+        WarmChunk.of(layout, [4.0], [[0, 2, 3]], [None], [0], [0.9]),
+    ]  # fmt: skip
+    columns, predictions, scores = sample_columns(chunks, layout)
+    want: dict[str, list[Any]] = {"x": [], "c": []}
+    for chunk in chunks:
+        for name, values in chunk.columns(layout).items():
+            want[name].extend(values)
+    assert columns == want
+    assert predictions == [1, 0, 1, 0]
+    assert np.array_equal(scores, [0.2, 0.7, np.nan, 0.9], equal_nan=True)
+    assert sample_columns([], layout) == ({"x": [], "c": []}, [], [])
