@@ -156,6 +156,7 @@ def close_signals(
     error_panes: dict[int, dict[int, tuple[list[float], list[float]]]],
     pane: int,
     values: WindowValues | None = None,
+    taken: tuple[list[float], list[float]] | None = None,
 ) -> dict[str, float]:
     """The model-level signals of the pane ``pane`` that just closed, from ``whole``, the
     whole model's values of ``plan``'s signals in each of ``windows``, window after window
@@ -164,17 +165,14 @@ def close_signals(
     buffered errors of the panes through ``pane`` (taken out of ``error_panes``) in
     event-time order, their detections added as whole-model values. ``values``, every
     window's values of every slice (given for the last pane a close computed), go to
-    ``model.last`` for reports."""
+    ``model.last`` for reports. ``taken``: those buffered errors already taken out (event
+    times and errors, partition after partition, each in input order)."""
     columns: dict[str, F64] = {}
     found: dict[str, float] = {}
     if model.detectors is not None:
-        ts: list[float] = []
-        errors: list[float] = []
-        for p in sorted(k for k in error_panes if k <= pane):
-            parts = error_panes.pop(p)
-            for number in sorted(parts):
-                ts.extend(parts[number][0])
-                errors.extend(parts[number][1])
+        if taken is None:
+            taken = take_errors(error_panes, pane)
+        ts, errors = taken
         if len(ts) > 1:
             if math.isnan(sum(ts)):  # numpy's stable order (NaN last)
                 order = np.argsort(np.asarray(ts), kind="stable").tolist()
@@ -195,6 +193,27 @@ def close_signals(
         model.last = WindowMetrics(values, columns)
         model.last_rows = len(model.registry.keys)
     return model_signals(plan, windows, whole, found)
+
+
+def take_errors(error_panes: dict[int, dict[int, tuple[list[float], list[float]]]],
+                panes: int | list[int]) -> tuple[list[float], list[float]]:
+    """The buffered errors (event times, errors) of the panes through ``panes`` (or of
+    the panes listed, ascending), taken out of ``error_panes``: pane after pane, partition
+    after partition, each partition's in input order."""
+    if isinstance(panes, int):
+        upto = panes
+        panes = sorted(k for k in error_panes if k <= upto)
+    ts: list[float] = []
+    errors: list[float] = []
+    for p in panes:
+        parts = error_panes.pop(p, None)
+        if parts is None:
+            continue
+        for number in sorted(parts):
+            held_ts, held = parts[number]
+            ts.extend(held_ts)
+            errors.extend(held)
+    return ts, errors
 
 
 def slice_counters(model: ModelState, row: F64) -> dict[str, float]:

@@ -45,6 +45,7 @@ from monitor.core.model import (
     close_signals,
     install_profile,
     slice_counters,
+    take_errors,
     warmup_profile,
 )
 from monitor.core.panemetrics import PanePlan, WindowValues, plan_for, stacked_plan
@@ -71,14 +72,16 @@ class _Piece:
     """One pane of one applied delta, in this stage's rows, kept to undo it: its sums as
     ``(slices, width)`` arrays ``plain`` and ``decay`` (made when read), held as the
     delta's blocks of the distinct slice rows ``rows`` (an index: an array or a slice)
-    when it came with them."""
+    when it came with them, and of the distinct columns ``cols`` (ascending) of a model
+    ``width`` wide when it came with them (the other cells of its rows are zero)."""
 
-    __slots__ = ("_decay", "_plain", "errors", "pane", "rows", "slices", "warm")
+    __slots__ = ("_decay", "_plain", "cols", "errors", "pane", "rows", "slices", "warm", "width")
 
     def __init__(self, pane: int, plain: F64, decay: list[F64], errors: int,
                  warm: WarmChunk | None = None,
                  rows: npt.NDArray[np.int64] | slice | None = None,
-                 slices: int = 0) -> None:  # fmt: skip
+                 slices: int = 0, cols: npt.NDArray[np.int64] | None = None,
+                 width: int = 0) -> None:  # fmt: skip
         self.pane = pane
         self._plain = plain
         self._decay = decay
@@ -88,8 +91,19 @@ class _Piece:
         self.warm = warm
         self.rows = rows  # None: ``plain`` and ``decay`` are whole arrays
         self.slices = slices  # the stage's slice rows when it was applied (with ``rows``)
+        self.cols = cols  # None: blocks of every column
+        self.width = width
+
+    def _wide(self, block: F64) -> F64:
+        """A block of the piece's rows, of every column."""
+        if self.cols is None:
+            return block
+        out = np.zeros((block.shape[0], self.width))
+        out[:, self.cols] = block
+        return out
 
     def _whole(self, block: F64) -> F64:
+        block = self._wide(block)
         if self.rows is None:
             return block
         out = np.zeros((self.slices, block.shape[1]))
@@ -111,10 +125,12 @@ class _Piece:
         self._plain = self.plain + plain
         self._decay = [d + h for d, h in zip(self.decay, decay, strict=True)]
         self.rows = None
+        self.cols = None
 
     def blocks(self) -> tuple[F64, list[F64]]:
-        """The plain and decay sums as held (of ``rows`` only, when it is given)."""
-        return self._plain, self._decay
+        """The plain and decay sums as held (of ``rows`` only, when it is given), of every
+        column."""
+        return self._wide(self._plain), [self._wide(d) for d in self._decay]
 
 
 #: An applied delta's counts and label delays when it has no part for the model: never
@@ -222,6 +238,7 @@ class ModelStage:
         state = self.__dict__.copy()
         state["_last_plan"] = None
         state.pop("_sampled", None)  # (see _sample_size)
+        state.pop("_errors_low", None)  # (see _errors_through)
         return state
 
     # ------------------------------------------------------------------ input
@@ -357,6 +374,9 @@ class ModelStage:
         parts = self.error_panes.get(pd.pane)
         if parts is None:
             parts = self.error_panes[pd.pane] = {}
+            low = self.__dict__.get("_errors_low")
+            if low is not None and pd.pane < low[1]:
+                self._errors_low = (low[0], pd.pane)
         buffered = parts.get(number)
         if buffered is None:
             buffered = parts[number] = ([], [])
@@ -383,6 +403,8 @@ class ModelStage:
             w.grow(rows)
         number = delta.number
         add = merges.add
+        ops, opened, opened_decay, width = merges.ops, w.open, w.open_decay, w.width
+        error_panes = self.error_panes
         for pd in md.panes:
             if distinct:
                 if type(pd) is HandedPaneDelta and isinstance(pd.plain, np.ndarray):
@@ -390,26 +412,43 @@ class ModelStage:
                 else:
                     plain, decay, cols = delta.row_blocks(md, pd)
                 present = pd.rows if same else [remap[r] for r in pd.rows]
-                # (one row, most panes of a model without segments: _index's slice)
-                if len(present) == 1:
+                acc = opened.get(pd.pane)
+                if acc is not None:  # merges.add of a pane open already, inlined
+                    if len(present) == 1:  # (most panes of a model without segments)
+                        first: int | npt.NDArray[np.int64] = present[0]
+                    else:
+                        at = _index(present)
+                        first = at.start if isinstance(at, slice) else at
+                    ops.append((acc, opened_decay[pd.pane], plain, decay, first, width, 1, cols))
+                elif len(present) == 1:
                     add(w, pd.pane, slice(present[0], present[0] + 1), plain, decay, cols)
                 else:
                     add(w, pd.pane, _index(present), plain, decay, cols)
             else:
                 plain, decay = delta.blocks(md, pd)
                 merges.run()  # added straight to the pane: after the blocks queued
+                ops = merges.ops  # (run made a new list)
                 where = np.array(remap, dtype=np.int64).take(pd.rows)
                 whole = [np.zeros((rows, md.width)) for _ in range(1 + len(decay))]
                 for target, block in zip(whole, [plain, *decay], strict=True):
                     np.add.at(target, where, block)
                 w.add_sums(pd.pane, None, whole[0], whole[1:])
             if pd.err:
-                self._buffer_errors(number, pd)
+                parts = error_panes.get(pd.pane)
+                if parts is None:  # (a pane's first errors: _buffer_errors keeps count)
+                    self._buffer_errors(number, pd)
+                else:  # _buffer_errors, inlined
+                    buffered = parts.get(number)
+                    if buffered is None:
+                        buffered = parts[number] = ([], [])
+                    buffered[0].extend(pd.err_ts)
+                    buffered[1].extend(pd.err)
         counts, delay = md.counts, md.delay
         if isinstance(counts, np.ndarray) and isinstance(delay, np.ndarray):
-            # (rows of stage 1's arrays, handed over in the process: added with the blocks)
-            merges.add_to(self.counts, counts)
-            merges.add_to(self.delay, delay)
+            # (rows of stage 1's arrays, handed over in the process: added with the blocks;
+            # merges.add_to of each, inlined)
+            ops.append((self.counts, [], counts, [], 0, len(self.counts), 1, None))
+            ops.append((self.delay, [], delay, [], 0, len(self.delay), 1, None))
         else:
             self.counts += counts
             self.delay += delay
@@ -444,11 +483,12 @@ class ModelStage:
         same = distinct and remap == list(range(len(remap)))
         number = delta.number
         for pd in md.panes:
-            plain, decay = delta.blocks(md, pd)
-            if distinct:
+            if distinct:  # (a block of the columns its events touched kept so)
+                plain, decay, cols = delta.row_blocks(md, pd)
                 at = _index(pd.rows if same else [remap[r] for r in pd.rows])
-                piece = _Piece(pd.pane, plain, decay, 0, None, at, rows)
+                piece = _Piece(pd.pane, plain, decay, 0, None, at, rows, cols, md.width)
             else:
+                plain, decay = delta.blocks(md, pd)
                 where = np.array(remap, dtype=np.int64).take(pd.rows)
                 whole = [np.zeros((rows, md.width)) for _ in range(1 + len(decay))]
                 for target, block in zip(whole, [plain, *decay], strict=True):
@@ -541,8 +581,8 @@ class ModelStage:
         The signals of the panes before ``pane`` waiting in ``batch`` are computed first,
         with the plan they closed under: the reference changes it from ``pane`` on."""
         model = self.model
-        numbers = sorted({n for parts in self.warm.values() for n in parts})
         closed = sorted(p for p in self.warm if p <= pane)
+        numbers = sorted({n for p in closed for n in self.warm[p]})
         for number in numbers:
             for p in closed:
                 chunks = self.warm[p].pop(number, None)
@@ -599,6 +639,12 @@ class ModelStage:
         """:meth:`_merge` a piece's sums: an open pane's straight into its rows."""
         rows = piece.rows
         if rows is not None and (self.closed_upto is None or piece.pane >= self.closed_upto):
+            if piece.cols is not None and sign == 1.0:  # those cells of its rows only
+                merges = RowMerges()
+                merges.add(self.windows, piece.pane, rows, piece._plain, piece._decay,
+                           piece.cols)  # fmt: skip
+                merges.run()
+                return
             plain, decay = piece.blocks()
             self.windows.add_rows(piece.pane, rows, plain, decay, sign)
             return
@@ -858,9 +904,21 @@ class ModelStage:
             per_pane = len(model.windows) * model.layout.width
             size = max(1, min(BATCH_PANES, remaining, BATCH_FLOATS // max(1, per_pane)))
             self._start(batch, size)
-        self._stack(batch, last=remaining == 1)
+        w = self.windows
+        if remaining == 1 or batch.count is not None:
+            self._stack(batch, last=remaining == 1)
+        else:  # the whole-model rows only (_stack's, without its general case's calls)
+            windows = len(model.windows)
+            at = len(batch.panes) * windows
+            head = batch.sums[at : at + windows]
+            sources = self._sources()
+            if w.rows == 1:  # one copy
+                np.concatenate(sources, out=head)
+            else:
+                for i, sums in enumerate(sources):
+                    head[i] = sums[0]
         batch.panes.append(pane)
-        batch.seen.append(float(self.windows.cum[0, model.layout.col("pred_n")]))
+        batch.seen.append(w.cum.item(0, model.layout.col("pred_n")))
 
     def _used(self, batch: _Batch) -> int:
         """The rows of ``batch.sums`` its panes fill."""
@@ -915,13 +973,31 @@ class ModelStage:
         if names is None:
             names = _names(model)
         out = self.signals_out
+        detectors = model.detectors is not None
         for j, pane in enumerate(batch.panes):
             values = full if j == k - 1 else None
-            signals = close_signals(model, plan, names, whole[j], error_panes, pane, values)
+            taken = self._errors_through(pane) if detectors else None
+            signals = close_signals(model, plan, names, whole[j], error_panes, pane, values,
+                                    taken)  # fmt: skip
             out.append(PaneSignals(name, (pane + 1) * width, signals, batch.seen[j]))
         batch.panes.clear()
         batch.seen.clear()
         batch.last = False
+
+    def _errors_through(self, pane: int) -> tuple[list[float], list[float]]:
+        """The buffered errors of the panes through ``pane`` (see
+        :func:`~monitor.core.model.take_errors`), taken out. Panes close in order: the
+        lowest pane buffered is known (kept with the buffer it is of, not in the stage's
+        state) and, as a rule, is ``pane`` or above it, so that only ``pane`` is looked up,
+        not every pane of a backlog searched at each close."""
+        buffered = self.error_panes
+        low: tuple[dict[int, Any], int] | None = self.__dict__.get("_errors_low")
+        if low is not None and low[0] is buffered and low[1] >= pane:
+            taken = take_errors(buffered, [pane])
+        else:
+            taken = take_errors(buffered, pane)
+        self._errors_low = (buffered, pane + 1)  # every pane left is above it
+        return taken
 
     def drain_signals(self) -> list[PaneSignals]:
         """Signals of the panes closed since the last call."""

@@ -205,14 +205,21 @@ def sample_columns(
 ) -> tuple[dict[str, list[Any]], list[Any], list[float]]:
     """A warmup sample's feature columns (see :meth:`WarmChunk.columns`), predictions and
     scores, the chunks' rows in order."""
-    columns: dict[str, list[Any]] = {name: [] for name in layout.features}
-    predictions: list[Any] = []
-    scores: list[float] = []
-    for chunk in chunks:
-        for name, values in chunk.columns(layout).items():
-            columns[name].extend(values)
-        predictions.extend(chunk.predictions)
-        scores.extend(chunk.scores.tolist())
+    held = [c for c in chunks if len(c)]
+    if not held:
+        return {name: [] for name in layout.features}, [], []
+    # The features of every chunk as one chunk's (their slices, which may differ in
+    # width, are not read): each column read in one pass, not chunk by chunk.
+    whole = held[0] if len(held) == 1 else WarmChunk(
+        held[0].ts, held[0].slices,
+        np.concatenate([c.codes for c in held], axis=1),
+        np.concatenate([c.numbers for c in held], axis=1),
+        {name: [v for c in held for v in c.others[name]] for name in held[0].others},
+        [], held[0].scores,
+    )  # fmt: skip
+    columns = {name: list(values) for name, values in whole.columns(layout).items()}
+    predictions = [p for c in held for p in c.predictions]
+    scores: list[float] = np.concatenate([c.scores for c in held]).tolist()
     return columns, predictions, scores
 
 
