@@ -2262,26 +2262,15 @@ def _plan_joins(
 
 def _codec_groups(models: list[ModelState], ms: list[int]) -> list[list[int]]:
     """The places in ``ms`` (model indices) of models whose codecs code every value alike
-    (see :func:`_codec_key`), each group in order, the groups in order of their first."""
-    keys = [_codec_key(models[m].codec) for m in ms]
+    (see :attr:`~monitor.events.codec.ModelCodec.key`), each group in order, the groups in
+    order of their first."""
+    keys = [models[m].codec.key for m in ms]
     if keys.count(keys[0]) == len(keys):
         return [list(range(len(ms)))]
     groups: dict[Any, list[int]] = {}
     for j, key in enumerate(keys):
         groups.setdefault(key, []).append(j)
     return list(groups.values())
-
-
-def _codec_key(codec: Any) -> Any:
-    """What a model's codec's codes depend on: the task's kind of value (numbers for a
-    regression) and, for classes, their names and whether the set is closed (see
-    :class:`~monitor.events.values.ClassMatcher`): codecs of equal keys give every value
-    the same code and validity, so one :meth:`~monitor.events.codec.ModelCodec.code_many`
-    codes the values of all their models."""
-    classes = codec._classes
-    if classes is None:
-        return None
-    return (classes.names, classes._closed)
 
 
 def _sizes_kept(sizes: list[int], keep: I64) -> list[int]:

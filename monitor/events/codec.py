@@ -261,6 +261,14 @@ class ModelCodec:
         # so one entry serves them all; invalid values (NaN, unknown classes) never enter.
         self._memo: dict[Value, float] = {}
 
+    @property
+    def key(self) -> tuple[tuple[str, ...], bool] | None:
+        """What the codes depend on: the configured classes and whether their set is closed
+        (:attr:`ClassMatcher.key`), None for numbers (regression). Codecs of equal keys give
+        every value the same code and validity, so one :meth:`code_many` codes the values of
+        all their models."""
+        return None if self._classes is None else self._classes.key
+
     def code_many(self, values: list[Value]) -> tuple[F64, npt.NDArray[np.bool_]]:
         """Codes of many values at once and a mask of the valid ones (code NaN where not).
 

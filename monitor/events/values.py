@@ -132,6 +132,11 @@ class ClassMatcher:
                 loose[key] = None if key in loose else i  # two names alike: neither by it
         self._loose = {k: i for k, i in loose.items() if i is not None}
 
+    @property
+    def key(self) -> tuple[tuple[str, ...], bool]:
+        """What its codes depend on: matchers of equal keys code every value alike."""
+        return self.names, self._closed
+
     @classmethod
     def for_model(cls, model: ModelConfig) -> ClassMatcher:
         """The matcher of a binary or multiclass model's configured classes."""
