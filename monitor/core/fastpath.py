@@ -1124,8 +1124,10 @@ def _pending_pressure(
     """Models that may reach a pending cap (entries or bytes) within this poll: those that
     would if every prediction of theirs in the poll waited."""
     out: set[int] = set()
-    for m, n in Counter(model_of).items():
-        if m < 0:
+    # one model: every index is 0 (``_model_indices``), the count is the poll's length
+    counts = Counter(model_of) if len(engine.models) > 1 else {0: len(model_of)}
+    for m, n in counts.items():
+        if m < 0 or n == 0:
             continue
         config = engine.models[m].config
         # bytes: at most 4 per character of an id, and the row's columns
