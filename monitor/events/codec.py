@@ -292,15 +292,21 @@ class ModelCodec:
         codes = np.array(list(map(memo.get, values)), dtype=np.float64)
         unknown = np.isnan(codes)
         if unknown.any():
+            # Each value the memo lacks is coded once per call (NaN: invalid), not once per
+            # occurrence: a first poll's values are all new to the memo.
+            fresh: dict[Value, float] = {}
             for i in np.flatnonzero(unknown).tolist():
                 value = values[i]
-                try:
-                    code = self.code(value, "value")
-                except DecodeFailure:
-                    continue
+                code = fresh.get(value)
+                if code is None:
+                    try:
+                        code = self.code(value, "value")
+                    except DecodeFailure:
+                        code = math.nan
+                    fresh[value] = code
+                    if code == code and len(memo) < self.MEMO_CAP:
+                        memo[value] = code
                 codes[i] = code
-                if len(memo) < self.MEMO_CAP:
-                    memo[value] = code
             unknown = np.isnan(codes)
         return codes, ~unknown
 
