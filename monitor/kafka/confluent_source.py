@@ -395,7 +395,13 @@ class ConfluentSource:
             self._limiter.log(log, "warning", "poll", "kafka_poll_failed", error=str(exc))
             return []
         if not batch:
-            return []
+            # Nothing read: a rebalance during the call left nothing to sort out (its
+            # partitions start paused), so the next batch is not held back for it; what an
+            # earlier call held back is handed over now, not when more data comes.
+            with self._lock:
+                self._touched = set()
+            held, self._held = self._held, []
+            return held
         with self._lock:
             quiet = not self._touched
         if quiet and not self._guard and not self._held:
@@ -404,6 +410,8 @@ class ConfluentSource:
             topics, partitions, offsets, values, stamps, rows, errors, last = _record_columns(batch)
             for m in errors:
                 self._on_message_error(m, m.error())
+            if not topics:  # error records only (a partition's end, a broker's complaint)
+                return []
             return MessageBatch(
                 topics, partitions, offsets, values,
                 lambda i: _message(rows[i]), stamps, last=last,

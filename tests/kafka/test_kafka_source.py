@@ -176,6 +176,25 @@ def test_no_message_comes_before_its_partition_is_reported_assigned(
     assert len(got) == 80 and len(reported) == 8
 
 
+def test_a_lone_message_read_after_the_assignment_comes_without_more_traffic(
+    broker, topics, kafka_config, produce, sources
+):
+    """A quiet model's partition: the one message waiting when the group assigns it is
+    handed over by the polls that follow, not held back until more data comes."""
+    produce(broker.bootstrap, topics.predictions, [(b"k", b"only", [], 2)])
+    source = connected_source(kafka_config(broker, topics), sources)
+    got: list[Message] = []
+    deadline = time.monotonic() + GROUP_JOIN_S
+    while not got and time.monotonic() < deadline:
+        got += checked(source.poll(200))
+        source.take_assignment_changes()
+    assert [(m.topic, m.partition, m.offset, m.value) for m in got] == [
+        (topics.predictions, 2, 0, b"only")
+    ]
+    more = checked(source.poll(300))
+    assert [(m.topic, m.partition, m.offset) for m in more] == []
+
+
 def test_a_partition_starts_where_the_state_installed_after_its_assignment_says(
     broker, topics, kafka_config, produce, sources
 ):
