@@ -353,8 +353,8 @@ def read_batches(
         with open(path, "rb") as fh:
             first = 1  # the line number of the block's first line
             if native.kernels() is not None:
-                for chunk, stop in _chunks(fh):
-                    first += pending.add_chunk(chunk, stop, first, path, bad)
+                for chunk, start, stop in _chunks(fh):
+                    first += pending.add_chunk(chunk, start, stop, first, path, bad)
                     while len(pending.numbers) >= size:
                         yield pending.take(size)
                 continue
@@ -367,19 +367,27 @@ def read_batches(
         yield pending.take(size)
 
 
-def _chunks(fh: Any) -> Iterator[tuple[bytes, int]]:
-    """The file ``fh`` read ``_READ_HINT`` bytes at a time, as ``(chunk, stop)``: its whole
-    lines are ``chunk[:stop]``, each ended by a newline but the file's last; the start of
-    a line a read cut is put before the next read."""
+def _chunks(fh: Any) -> Iterator[tuple[bytes, int, int]]:
+    """The file ``fh`` read ``_READ_HINT`` bytes at a time, as ``(chunk, start, stop)``:
+    whole lines ``chunk[start:stop]``, each ended by a newline but the file's last. A line
+    that a read cuts comes alone, put together with its end from the next read (a read is
+    not copied to join it)."""
     rest = b""
     while block := fh.read(_READ_HINT):
-        chunk = rest + block if rest else block
-        stop = chunk.rfind(b"\n") + 1
-        rest = chunk[stop:]
-        if stop:
-            yield chunk, stop
+        start = 0
+        if rest:
+            start = block.find(b"\n") + 1
+            if not start:  # the cut line goes on past this read
+                rest += block
+                continue
+            line = rest + block[:start]
+            yield line, 0, len(line)
+        stop = block.rfind(b"\n") + 1
+        if stop > start:
+            yield block, start, stop
+        rest = block[max(start, stop) :]
     if rest:
-        yield rest, len(rest)
+        yield rest, 0, len(rest)
 
 
 class _Pending:
@@ -427,14 +435,16 @@ class _Pending:
         skip = _decode_others(read, others, [lines[i] for i in others], first, path, bad)
         self._extend((*read, numbers, list(lines) if skip else lines), skip)
 
-    def add_chunk(self, chunk: bytes, stop: int, first: int, path: str, bad: dict[str, int]) -> int:
-        """The messages of the kcat lines ``chunk[:stop]`` (the first is line ``first`` of
+    def add_chunk(
+        self, chunk: bytes, start: int, stop: int, first: int, path: str, bad: dict[str, int]
+    ) -> int:
+        """The messages of the kcat lines ``chunk[start:stop]`` (the first is line ``first`` of
         ``path``), read by the compiled reader straight from the chunk: as
         :meth:`add_lines`, with no bytes object per line (a message the core rejects is
         rebuilt from its line, cut out of the chunk then). Returns the number of lines."""
         kernels = native.kernels()
         assert kernels is not None
-        *read, others, starts = kernels.kcat_chunk(chunk, 0, stop)
+        *read, others, starts = kernels.kcat_chunk(chunk, start, stop)
         n = len(read[0])
         source = _Chunk(chunk, starts, first)
         skip = _decode_others(read, others, [source.line(first + i) for i in others],
