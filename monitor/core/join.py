@@ -733,6 +733,9 @@ class PendingTable:
         self._sv = memoryview(self._slots)  # type: ignore[arg-type]
         if not self._live:
             return
+        if native.kernels() is not None:  # each row in order, in C: no sort
+            self._place(np.flatnonzero(~np.isnan(self._ts[: self._used])))
+            return
         # Linear probing into an empty index, all at once: in order of home slot, each row
         # goes to the first slot at or after its home not taken by the rows before it
         # (a running maximum); rows pushed past the end wrap to the first free slots.
