@@ -128,6 +128,9 @@ _ENVELOPE = msgspec.json.Decoder(Envelope)
 _WHERE = msgspec.json.Decoder(_Where)
 #: Bytes of lines a capture is read in at a time (``readlines``' hint).
 _READ_HINT = 1 << 20
+#: The buffer of ``signals.jsonl``: a sparse stream closes a pane every few messages, each
+#: pane's record some kilobytes; one write to the file per megabyte, not per record.
+_WRITE_BUFFER = 1 << 20
 
 
 class _Kind(msgspec.Struct):
@@ -615,7 +618,7 @@ def _replay(
     if progress is not None:
         bar = progress.add("replay", total=count_lines(captures), unit="messages")
     with (
-        open(out / "signals.jsonl", "wb") as signals,
+        open(out / "signals.jsonl", "wb", buffering=_WRITE_BUFFER) as signals,
         open(out / "alerts.jsonl", "wb") as alerts,
         Exports.for_replay(config.outputs, out) as exports,
     ):
@@ -623,8 +626,9 @@ def _replay(
         def emit(source: Pipeline) -> None:
             closed = source.drain_signals()
             events = alerting.feed(closed)
-            for sig in closed:
-                signals.write(signal_json(sig) + b"\n")
+            for sig in closed:  # a record is kilobytes: written as it is, not copied
+                signals.write(signal_json(sig))
+                signals.write(b"\n")
             for event in events:
                 alerts.write(alert_json(event) + b"\n")
             exports.write(closed, events)
