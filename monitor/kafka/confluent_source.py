@@ -395,13 +395,7 @@ class ConfluentSource:
             self._limiter.log(log, "warning", "poll", "kafka_poll_failed", error=str(exc))
             return []
         if not batch:
-            # Nothing read: a rebalance during the call left nothing to sort out (its
-            # partitions start paused), so the next batch is not held back for it; what an
-            # earlier call held back is handed over now, not when more data comes.
-            with self._lock:
-                self._touched = set()
-            held, self._held = self._held, []
-            return held
+            return []
         with self._lock:
             quiet = not self._touched
         if quiet and not self._guard and not self._held:
