@@ -604,13 +604,21 @@ class Engine:
         span = int(part.max()) + 1
         keys, order, bounds = _group_bounds((slot * panes + (pane - low)) * span + part)
         ts_l, err_l = ts[order].tolist(), err[order].tolist()
+        # each group's (model slot, pane, partition), decoded at once
+        rest, numbers = np.divmod(np.asarray(keys, dtype=np.int64), span)
+        slots, at = np.divmod(rest, panes)
+        index = [model.index for model, _ in outcomes]
         ledgers = self.ledgers
-        for k, (a, b) in zip(keys, pairwise(bounds), strict=True):
-            rest, p_num = divmod(k, span)
-            s, p_idx = divmod(rest, panes)
-            model = outcomes[s][0]
-            ledgers[p_num].add_errors(model.index, p_idx + low, len(model.registry.keys),
-                                      ts_l[a:b], err_l[a:b])  # fmt: skip
+        groups = zip(slots.tolist(), (at + low).tolist(), numbers.tolist(), bounds, bounds[1:],
+                     strict=False)  # (bounds: one more)  # fmt: skip
+        for s, p_idx, p_num, a, b in groups:
+            # DeltaLedger.add_errors, inlined (a poll of many models has hundreds of groups)
+            ledger = ledgers[p_num]
+            acc = ledger.panes[index[s]].get(p_idx)
+            if acc is None:
+                acc = ledger._pane(index[s], p_idx)
+            acc.err_ts.extend(ts_l[a:b])
+            acc.err.extend(err_l[a:b])
 
     def _label_delays(self, outcomes: Sequence[tuple[ModelState, Chunk]]) -> None:
         """Add the poll's label delays of the models' joined pairs (seconds, negative ones
@@ -632,7 +640,9 @@ class Engine:
             len(keys), buckets
         )
         # each group's sum as the model's own pairs summed it (the same values in order)
-        sums = np.array([ordered[a:b].sum() for a, b in pairwise(bounds)])
+        # (add.reduce: what ``sum()`` calls, without its Python-level wrapper, per group)
+        total = np.add.reduce
+        sums = np.array([total(ordered[a:b]) for a, b in pairwise(bounds)])
         models, numbers = np.divmod(np.asarray(keys, dtype=np.int64), span)
         for number in np.unique(numbers).tolist():
             at = np.flatnonzero(numbers == number)

@@ -245,19 +245,39 @@ class _ScoreReference:
 
 
 @dataclass(frozen=True, slots=True)
+class _Run:
+    """``subjects`` numeric subjects of ``columns`` columns each (see
+    :func:`_cdf_differences`): their columns of the proportions, subject after subject (an
+    int: consecutive from that one), and the positions of their boundaries (``columns -
+    1`` each) among all the subjects' (a slice where consecutive)."""
+
+    columns: int
+    subjects: int
+    cols: int | I64
+    bounds: slice | I64
+
+    def key(self) -> tuple[Any, ...]:
+        """What the run is, for :meth:`PanePlan.shape`."""
+        cols = self.cols if isinstance(self.cols, int) else self.cols.tobytes()
+        bounds = self.bounds if isinstance(self.bounds, slice) else self.bounds.tobytes()
+        return (self.columns, self.subjects, cols, str(bounds))
+
+
+@dataclass(frozen=True, slots=True)
 class _Numeric:
     """The window-independent side of :func:`~monitor.core.drift.ks_numeric` and
     :func:`~monitor.core.drift.wasserstein_binned` for the numeric subjects, whose
     histograms are the first ``size`` columns of the subjects' stack.
 
-    The CDF differences at a subject's column boundaries are linear in its proportions:
-    ``p @ diff + offset``, each boundary summed from the side where the reference has less
-    mass (``cumsum(p) - cdf_r`` up to the reference median, ``tail_r - tail(p)`` above
-    it), as :func:`~monitor.core.drift.cdf_differences` sums them."""
+    The CDF differences at a subject's column boundaries are sums of its proportions plus
+    ``offset``, each boundary summed from the side where the reference has less mass
+    (``cumsum(p) - cdf_r`` up to the reference median, ``tail_r - tail(p)`` above it), as
+    :func:`~monitor.core.drift.cdf_differences` sums them (see :func:`_cdf_differences`)."""
 
     size: int
     sums: I64  # (size,): the accumulator columns of the value sums
-    diff: F64  # (size, NB): the boundaries' CDF differences as sums of proportions
+    runs: tuple[_Run, ...]  # the subjects by column count (see _cdf_differences)
+    from_left: npt.NDArray[np.bool_]  # (NB,): the boundaries summed from the left
     offset: F64  # (NB,): the reference's side of each
     bounds: I64  # (F,): first boundary of each subject
     left: I64  # (NI,): the boundary at the lower edge of each interior bin
@@ -275,12 +295,56 @@ class _Numeric:
     scale: F64  # (F,): the Wasserstein divisor
 
 
+def _cdf_differences(p: F64, ref: _Numeric) -> F64:
+    """Each numeric subject's sums of proportions ``p`` (rows, size) at its column
+    boundaries: after the boundary's column, the sum of the columns up to it from the
+    subject's first (where ``ref.from_left``), else minus the sum of the columns after it
+    to the subject's last, each sum taken one column after the other from the left (the
+    product of ``p`` with the subject's 0/1/-1 boundary matrix, as a matrix product's
+    kernel adds up a row, over the columns that count only). A few numpy calls per
+    column count of the subjects, each over every row and every subject of that count
+    at once: no ``(size, boundaries)`` matrix (for a hundred models stacked, one per
+    model: MBs read at every pane close)."""
+    rows = p.shape[0]
+    nb = ref.from_left.shape[-1]
+    runs = ref.runs
+    out: F64 | None = None
+    alone = runs[0].bounds if len(runs) == 1 else None
+    if not (isinstance(alone, slice) and alone == slice(0, nb)):
+        out = np.empty((rows, nb))
+    for run in runs:
+        c, k = run.columns, run.subjects
+        m = c - 1
+        if isinstance(run.cols, int):
+            g = p[:, run.cols : run.cols + k * c].reshape(rows, k, c)
+        else:
+            g = p.take(run.cols, axis=1).reshape(rows, k, c)
+        # column by column, each column's (rows, subjects) cells one block: every step
+        # below is one pass over contiguous cells
+        by_col = np.ascontiguousarray(g.transpose(2, 0, 1))
+        d = np.zeros((m, rows, k))
+        for t in range(m):  # each boundary's next column from the right side, in order
+            d[: m - t] -= by_col[1 + t :]
+        left = np.empty((m, rows, k))
+        left[0] = by_col[0]
+        for j in range(1, m):  # the running sums from the left
+            np.add(left[j - 1], by_col[j], out=left[j])
+        sides = ref.from_left[..., run.bounds]  # per row in a stacked plan, else shared
+        each = sides.reshape(-1, k, m).transpose(2, 0, 1)  # (m, rows or 1, k)
+        np.copyto(d, left, where=each)
+        if out is None:
+            return np.ascontiguousarray(d.transpose(1, 2, 0)).reshape(rows, nb)
+        out[:, run.bounds] = d.transpose(1, 2, 0).reshape(rows, k * m)
+    assert out is not None  # (several runs)
+    return out
+
+
 def _ks_wasserstein(p: F64, p_mean: F64, ref: _Numeric, block: int) -> tuple[F64, F64]:
     """:func:`~monitor.core.drift.ks_numeric` and
     :func:`~monitor.core.drift.wasserstein_binned` (divided by the scale) of the numeric
     subjects' proportions ``p`` and value sums per count ``p_mean`` (rows, size) at once,
     sharing the CDF differences and the in-bin integrals (``block``: see :func:`_mm`)."""
-    d = _mm(p, ref.diff, block)
+    d = _cdf_differences(p, ref)
     d += ref.offset
     size = np.abs(d)
     np.copyto(d, 0.0, where=size <= CDF_TOLERANCE)  # rounding residue
@@ -420,7 +484,8 @@ class PanePlan:
                 arrays += [sub.plain, sub.source, sub.subject, sub.member]
                 ref = sub.numeric
                 if ref is not None:
-                    parts += [ref.size, ref.all_inner, ref.diff.shape, ref.bins.shape]
+                    parts += [ref.size, ref.all_inner, ref.from_left.shape, ref.bins.shape,
+                              tuple(run.key() for run in ref.runs)]  # fmt: skip
                     arrays += [ref.sums, ref.bounds, ref.left, ref.inner, ref.bins,
                                ref.inner_starts, ref.with_inner, ref.ends]  # fmt: skip
             parts += [(a.dtype.str, a.shape, a.tobytes()) for a in arrays]
@@ -970,7 +1035,7 @@ def _numeric(numeric: list[tuple[str, int, int, NumericReference]]) -> _Numeric:
     """The numeric subjects' side of ks and wasserstein (see :class:`_Numeric`)."""
     size = sum(ref.columns for *_, ref in numeric)
     n_bounds = sum(ref.columns - 1 for *_, ref in numeric)
-    diff = np.zeros((size, n_bounds))
+    from_left = np.zeros(n_bounds, dtype=np.bool_)
     offset = np.zeros(n_bounds)
     bounds: list[int] = []
     left: list[int] = []
@@ -993,10 +1058,9 @@ def _numeric(numeric: list[tuple[str, int, int, NumericReference]]) -> _Numeric:
         bounds.append(bound)
         for b in range(c - 1):
             if cdf[b] <= 0.5:  # cumsum(p) - cdf_r, summed from the left
-                diff[col : col + b + 1, bound + b] = 1.0
+                from_left[bound + b] = True
                 offset[bound + b] = -cdf[b]
             else:  # tail_r - tail(p), summed from the right
-                diff[col + b + 1 : col + c, bound + b] = -1.0
                 offset[bound + b] = tail[b]
         if c >= 3:
             inner_starts.append(len(inner))
@@ -1021,7 +1085,8 @@ def _numeric(numeric: list[tuple[str, int, int, NumericReference]]) -> _Numeric:
             [start + j for _, _, start, ref in numeric for j in range(ref.columns)],
             dtype=np.int64,
         ),
-        diff=diff,
+        runs=_runs([ref.columns for *_, ref in numeric]),
+        from_left=from_left,
         offset=offset,
         bounds=np.array(bounds, dtype=np.int64),
         left=np.array(left, dtype=np.int64),
@@ -1040,6 +1105,39 @@ def _numeric(numeric: list[tuple[str, int, int, NumericReference]]) -> _Numeric:
         ),
         scale=np.array([ref.std if ref.std > 0 else 1.0 for *_, ref in numeric]),
     )
+
+
+def _runs(columns: list[int]) -> tuple[_Run, ...]:
+    """The numeric subjects of ``columns`` columns each by column count, in order of
+    first appearance (see :func:`_cdf_differences`); those of one column have no
+    boundary.
+
+    >>> [(r.columns, r.subjects, r.cols, r.bounds) for r in _runs([3, 3])]
+    [(3, 2, 0, slice(0, 4, None))]
+    >>> two, three = _runs([2, 3, 2])
+    >>> two.columns, two.subjects, two.cols.tolist(), two.bounds.tolist()
+    (2, 2, [0, 1, 5, 6], [0, 3])
+    >>> three.columns, three.subjects, three.cols, three.bounds
+    (3, 1, 2, slice(1, 3, None))
+    """
+    starts = np.cumsum([0, *columns])
+    bound_starts = np.cumsum([0, *(c - 1 for c in columns)])
+    by_count: dict[int, list[int]] = {}
+    for f, c in enumerate(columns):
+        if c > 1:
+            by_count.setdefault(c, []).append(f)
+    out = []
+    for c, subjects in by_count.items():
+        first, last = subjects[0], subjects[-1]
+        if subjects == list(range(first, last + 1)):
+            cols: int | I64 = int(starts[first])
+            at: slice | I64 = slice(int(bound_starts[first]), int(bound_starts[last + 1]))
+        else:
+            cols = np.concatenate([np.arange(starts[f], starts[f + 1]) for f in subjects])
+            at = np.concatenate([np.arange(bound_starts[f], bound_starts[f + 1])
+                                 for f in subjects])  # fmt: skip
+        out.append(_Run(c, len(subjects), cols, at))
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1198,7 +1296,7 @@ def stacked_plan(plans: Sequence[PanePlan], rows: int) -> PanePlan:
             refs = [s.numeric for s in subs if s.numeric is not None]
             numeric = dataclasses.replace(
                 numeric,
-                diff=np.stack([r.diff for r in refs]),
+                from_left=np.repeat(np.stack([r.from_left for r in refs]), rows, axis=0),
                 offset=per_row([r.offset for r in refs]),
                 upper=per_row([r.upper for r in refs]),
                 width=per_row([r.width for r in refs]),
