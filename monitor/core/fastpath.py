@@ -37,7 +37,7 @@ from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Sequence
 from functools import partial
-from itertools import accumulate, compress, repeat
+from itertools import accumulate, chain, compress, repeat
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, cast
 
 import msgspec
@@ -1206,9 +1206,9 @@ def _predictions(
         score = np.array([e.score for e in events], dtype=np.float64)  # None -> NaN
     ok = ~np.isnan(ts) & ~((score < 0.0) | (score > 1.0))
     if known_ids is None:
-        ids, probabilities = _attrs(events, ("prediction_id", "probabilities"))
+        ids, probabilities, labels = _attrs(events, ("prediction_id", "probabilities", "label"))
     else:
-        ids, (probabilities,) = known_ids, _attrs(events, ("probabilities",))
+        ids, (probabilities, labels) = known_ids, _attrs(events, ("probabilities", "label"))
     if probabilities.count(None) < len(probabilities):
         for j, probs in enumerate(probabilities):
             if probs is not None and not all(0.0 <= v <= 1.0 for v in probs.values()):
@@ -1225,8 +1225,8 @@ def _predictions(
     models = engine.models
     if any(m >= 0 and not models[m].warmup_target for m in {m for m, _ in groups}):
         odd_ids = found_before | set(retried) if retried else found_before
-        plain = _plain_models(engine, groups, events, ids, at_l, parts, model_of, fused,
-                              fused_at, odd_ids)  # fmt: skip
+        plain = _plain_models(engine, groups, events, ids, labels, at_l, parts, model_of,
+                              fused, fused_at, odd_ids)  # fmt: skip
         if fused_at:
             followed = np.zeros(len(ids), dtype=bool)
             followed[fused_at] = True
@@ -1399,6 +1399,7 @@ def _plain_models(
     groups: dict[tuple[int, int], tuple[list[int], I64]],
     events: list[PredictionEvent],
     ids: list[str],
+    labels: list[Any],
     at_l: list[int],
     parts: list[int],
     model_of: list[int],
@@ -1416,9 +1417,9 @@ def _plain_models(
     partition at once, and the other groups are planned one by one. The slice registry
     sees a model's plain groups in the order it would one by one when they are all its
     groups; a model with other groups too has plain ones only if their every slice value
-    is registered already (then their slice ids do not depend on the order)."""
+    is registered already (then their slice ids do not depend on the order). ``labels``:
+    the predictions' label fields."""
     odd: set[tuple[int, int]] = set()
-    labels = [e.label for e in events]
     if labels.count(None) < len(labels):
         odd.update((model_of[k], parts[k]) for k, v in enumerate(labels) if v is not None)
     models = engine.models
@@ -1435,18 +1436,19 @@ def _plain_models(
             ):
                 odd.add((m, parts[k]))
     out: dict[int, _PlainGroups] = {}
+    named: dict[tuple[int, int], list[str]] = {}  # each plain group's ids
     for (m, number), (rows, sel) in groups.items():
         if m < 0 or (m, number) in odd or models[m].warmup_target:
             continue
         join = engine.partition(number).join
         matched, early = join.matched[m], join.early
-        if matched or early:
-            pids = list(map(ids.__getitem__, rows))
-            if (matched and not matched.keys().isdisjoint(pids)) or (
-                early and not early.keys().isdisjoint(pids)
-            ):
-                continue
+        pids = list(map(ids.__getitem__, rows))
+        if (matched and not matched.keys().isdisjoint(pids)) or (
+            early and not early.keys().isdisjoint(pids)
+        ):
+            continue
         out.setdefault(m, []).append((number, rows, sel))
+        named[m, number] = pids
     asked: dict[int, list[tuple[int, int]]] = {}  # partition -> (model, place in out[model])
     for m, mine in out.items():
         for j, (number, _, _) in enumerate(mine):
@@ -1457,7 +1459,11 @@ def _plain_models(
         if not any(join.pending):
             continue
         chosen = [out[m][j][1] for m, j in entries]
-        held = join.owners(id_keys([ids[r] for rows in chosen for r in rows])) >= 0
+        if len(entries) == 1:  # one model's group (the usual poll)
+            asked_ids = named[entries[0][0], number]
+        else:
+            asked_ids = list(chain.from_iterable(named[m, number] for m, _ in entries))
+        held = join.owners(id_keys(asked_ids)) >= 0
         if held.any():  # those groups go one by one
             a = 0
             for entry, rows in zip(entries, chosen, strict=True):
@@ -1539,7 +1545,7 @@ def _plan_plains(
     group_all = list(map(events.__getitem__, rows_all))
     groups = _codec_groups(models, order)
     pred_all, valid_all = _coded(models, order, groups, bounds,
-                                 [e.prediction for e in group_all])  # fmt: skip
+                                 _attrs(group_all, ("prediction",))[0])  # fmt: skip
     valid_all &= ok[sel_all]
     has_all: npt.NDArray[np.bool_] | None = None
     where: list[int] = []
