@@ -556,25 +556,29 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
     again: dict[str, _Retries] = {}
     decoded = (pairs_p, pairs_l)
     whole_p = pairs_p  # the ids of these are ids_p
-    # each prediction's poll index: pred_at itself when every prediction is taken
-    first = dict(zip(ids_p, kept_p, strict=True))
+    named_p = set(ids_p)
     named_l = set(ids_l)
-    if len(first) == len(ids_p) and len(named_l) == len(ids_l):
+    repeated: set[str] = set()  # ids named more than once in one topic
+    if len(named_p) == len(ids_p) and len(named_l) == len(ids_l):
         # Each id once per topic (the usual poll): named twice, it has a prediction and a
         # label, each once.
-        twice = named_l.intersection(first)
+        twice = named_l.intersection(named_p)
     else:
         # Some id repeats within a topic: those ids, found with no bytecode per id, are
         # named more than twice or twice in one topic, so no prediction of theirs is the
         # one a label fuses with below.
-        again_p = _repeated(ids_p) if len(first) < len(ids_p) else set()
+        again_p = _repeated(ids_p) if len(named_p) < len(ids_p) else set()
         again_l = _repeated(ids_l) if len(named_l) < len(ids_l) else set()
-        twice = named_l.intersection(first)
+        twice = named_l.intersection(named_p)
         twice |= again_p
         twice |= again_l
-        for pid in again_p | again_l:
-            first.pop(pid, None)
+        repeated = again_p | again_l
     if twice:
+        # each such id's prediction's poll index (a set and a dict of the few: cheaper than
+        # a dict of every prediction), none for an id repeated within a topic
+        first = dict(compress(zip(ids_p, kept_p, strict=True), map(twice.__contains__, ids_p)))
+        for pid in repeated:
+            first.pop(pid, None)
         # The usual repeat: a prediction and its label, in either order.
         for j, lab in compress(pairs_l, map(twice.__contains__, ids_l)):
             pid = lab.prediction_id
@@ -646,7 +650,7 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
                                  strict=True))  # fmt: skip
             continue
         idx = parts[0][0] if len(parts) == 1 else np.concatenate([p[0] for p in parts])
-        pids = parts[0][1] if len(parts) == 1 else [pid for p in parts for pid in p[1]]
+        pids = parts[0][1] if len(parts) == 1 else list(chain.from_iterable(p[1] for p in parts))
         at_ts = parts[0][2] if len(parts) == 1 else np.concatenate([p[2] for p in parts])
         times = at_ts.tolist()
         if bool((idx[1:] >= idx[:-1]).all()):  # in poll order already
@@ -697,7 +701,9 @@ def _checked(
             keep[k] = False
         good = list(compress(events, keep))
     models, ids = _attrs(good, ("model", "prediction_id"))
-    unknown = set(models)
+    # one name for all (the usual poll): an equality test each, cheaper than hashing each
+    one = bool(models) and models.count(models[0]) == len(models)
+    unknown = {models[0]} if one else set(models)
     if labels:
         unknown.discard(None)
     unknown.difference_update(known.keys())
