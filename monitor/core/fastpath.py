@@ -617,8 +617,8 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
     early_pressed = engine.early_total + len(label_at) > engine.early_cap
     split = _plan(engine, messages, pairs_p, pairs_l, fused, twice_at, again, slow,
                   record=bool(pressed) or early_pressed,
-                  ids_p=ids_p if pairs_p is whole_p else None,
-                  model_of=model_of if pairs_p is whole_p else None)  # fmt: skip
+                  known_p=_Known(ids_p, model_of, every, kept_p) if pairs_p is whole_p else None
+                  )  # fmt: skip
     cut = min(split.loose, default=b)
     crossing = _crossing_caps(engine, every, model_of)
     if crossing:
@@ -702,7 +702,8 @@ def _checked(
         good = list(compress(events, keep))
     models, ids = _attrs(good, ("model", "prediction_id"))
     # one name for all (the usual poll): an equality test each, cheaper than hashing each
-    one = bool(models) and models.count(models[0]) == len(models)
+    # (the last asked first: with several models, seldom the first one's)
+    one = bool(models) and models[-1] == models[0] and models.count(models[0]) == len(models)
     unknown = {models[0]} if one else set(models)
     if labels:
         unknown.discard(None)
@@ -921,6 +922,16 @@ def _repeats(
     return fused, again
 
 
+class _Known(NamedTuple):
+    """What :func:`_segment` has read of a segment's checked predictions already: their
+    ids, their models' indices, the events and their poll indices."""
+
+    ids: list[str]
+    models: list[int]
+    events: list[PredictionEvent]
+    at: list[int]
+
+
 def _plan(
     engine: Engine,
     messages: MessageBatch,
@@ -932,18 +943,17 @@ def _plan(
     slow: list[int],
     *,
     record: bool = False,
-    ids_p: list[str] | None = None,
-    model_of: list[int] | None = None,
+    known_p: _Known | None = None,
 ) -> _Split:
     """Decide a segment's checked events (see :func:`_segment`); ``record``: keep what the
-    plans do to the capped tables (a cap is near); ``ids_p`` and ``model_of``: the ids of
-    ``pairs_p`` and their models' indices when known."""
+    plans do to the capped tables (a cap is near); ``known_p``: what the caller has read
+    of ``pairs_p`` already."""
     split = _Split(list(slow))
     split.record = record
     # Ids seen twice in a way the plan does not decide: the segment is cut before them.
     split.loose.extend(twice_at)
     if pairs_p:
-        _predictions(engine, messages, pairs_p, split, fused, again.keys(), ids_p, model_of)
+        _predictions(engine, messages, pairs_p, split, fused, again.keys(), known_p)
     if pairs_l:
         _labels(engine, messages, pairs_l, split)
     if again:
@@ -1194,18 +1204,21 @@ def _predictions(
     split: _Split,
     fused: dict[str, tuple[int, LabelEvent]],
     retried: Collection[str],
-    known_ids: list[str] | None = None,
-    known_models: list[int] | None = None,
+    known: _Known | None = None,
 ) -> None:
     """Plan the checked predictions per model and partition: rejects (unknown model,
     invalid values, duplicates), joins with their own label, the label message that
     follows them in the segment (or came before it) or an early label of an earlier poll,
-    and the others left waiting. ``known_ids`` and ``known_models``: their ids and their
-    models' indices, when the caller has them."""
-    at_l = list(map(_AT, pairs))
-    events = list(map(_EVENT, pairs))
+    and the others left waiting. ``known``: their ids, models' indices, events and poll
+    indices, when the caller has them."""
+    known_ids: list[str] | None = None
+    if known is None:
+        at_l = list(map(_AT, pairs))
+        events = list(map(_EVENT, pairs))
+        model_of = _model_indices(engine, events)
+    else:
+        known_ids, model_of, events, at_l = known
     at = np.fromiter(at_l, np.int64, len(at_l))  # a list of ints: faster than np.array
-    model_of = _model_indices(engine, events) if known_models is None else known_models
     ts = _times(events, engine.latest_times(at))
     score = _read_numbers(events, "score", missing=True)
     if score is None:
