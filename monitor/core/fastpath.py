@@ -37,7 +37,7 @@ from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Sequence
 from functools import partial
-from itertools import accumulate, compress, repeat
+from itertools import accumulate, chain, compress, repeat
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, cast
 
 import msgspec
@@ -556,25 +556,29 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
     again: dict[str, _Retries] = {}
     decoded = (pairs_p, pairs_l)
     whole_p = pairs_p  # the ids of these are ids_p
-    # each prediction's poll index: pred_at itself when every prediction is taken
-    first = dict(zip(ids_p, kept_p, strict=True))
+    named_p = set(ids_p)
     named_l = set(ids_l)
-    if len(first) == len(ids_p) and len(named_l) == len(ids_l):
+    repeated: set[str] = set()  # ids named more than once in one topic
+    if len(named_p) == len(ids_p) and len(named_l) == len(ids_l):
         # Each id once per topic (the usual poll): named twice, it has a prediction and a
         # label, each once.
-        twice = named_l.intersection(first)
+        twice = named_l.intersection(named_p)
     else:
         # Some id repeats within a topic: those ids, found with no bytecode per id, are
         # named more than twice or twice in one topic, so no prediction of theirs is the
         # one a label fuses with below.
-        again_p = _repeated(ids_p) if len(first) < len(ids_p) else set()
+        again_p = _repeated(ids_p) if len(named_p) < len(ids_p) else set()
         again_l = _repeated(ids_l) if len(named_l) < len(ids_l) else set()
-        twice = named_l.intersection(first)
+        twice = named_l.intersection(named_p)
         twice |= again_p
         twice |= again_l
-        for pid in again_p | again_l:
-            first.pop(pid, None)
+        repeated = again_p | again_l
     if twice:
+        # each such id's prediction's poll index (a set and a dict of the few: cheaper than
+        # a dict of every prediction), none for an id repeated within a topic
+        first = dict(compress(zip(ids_p, kept_p, strict=True), map(twice.__contains__, ids_p)))
+        for pid in repeated:
+            first.pop(pid, None)
         # The usual repeat: a prediction and its label, in either order.
         for j, lab in compress(pairs_l, map(twice.__contains__, ids_l)):
             pid = lab.prediction_id
@@ -613,8 +617,8 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
     early_pressed = engine.early_total + len(label_at) > engine.early_cap
     split = _plan(engine, messages, pairs_p, pairs_l, fused, twice_at, again, slow,
                   record=bool(pressed) or early_pressed,
-                  ids_p=ids_p if pairs_p is whole_p else None,
-                  model_of=model_of if pairs_p is whole_p else None)  # fmt: skip
+                  known_p=_Known(ids_p, model_of, every, kept_p) if pairs_p is whole_p else None
+                  )  # fmt: skip
     cut = min(split.loose, default=b)
     crossing = _crossing_caps(engine, every, model_of)
     if crossing:
@@ -646,7 +650,7 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
                                  strict=True))  # fmt: skip
             continue
         idx = parts[0][0] if len(parts) == 1 else np.concatenate([p[0] for p in parts])
-        pids = parts[0][1] if len(parts) == 1 else [pid for p in parts for pid in p[1]]
+        pids = parts[0][1] if len(parts) == 1 else list(chain.from_iterable(p[1] for p in parts))
         at_ts = parts[0][2] if len(parts) == 1 else np.concatenate([p[2] for p in parts])
         times = at_ts.tolist()
         if bool((idx[1:] >= idx[:-1]).all()):  # in poll order already
@@ -697,7 +701,10 @@ def _checked(
             keep[k] = False
         good = list(compress(events, keep))
     models, ids = _attrs(good, ("model", "prediction_id"))
-    unknown = set(models)
+    # one name for all (the usual poll): an equality test each, cheaper than hashing each
+    # (the last asked first: with several models, seldom the first one's)
+    one = bool(models) and models[-1] == models[0] and models.count(models[0]) == len(models)
+    unknown = {models[0]} if one else set(models)
     if labels:
         unknown.discard(None)
     unknown.difference_update(known.keys())
@@ -915,6 +922,16 @@ def _repeats(
     return fused, again
 
 
+class _Known(NamedTuple):
+    """What :func:`_segment` has read of a segment's checked predictions already: their
+    ids, their models' indices, the events and their poll indices."""
+
+    ids: list[str]
+    models: list[int]
+    events: list[PredictionEvent]
+    at: list[int]
+
+
 def _plan(
     engine: Engine,
     messages: MessageBatch,
@@ -926,18 +943,17 @@ def _plan(
     slow: list[int],
     *,
     record: bool = False,
-    ids_p: list[str] | None = None,
-    model_of: list[int] | None = None,
+    known_p: _Known | None = None,
 ) -> _Split:
     """Decide a segment's checked events (see :func:`_segment`); ``record``: keep what the
-    plans do to the capped tables (a cap is near); ``ids_p`` and ``model_of``: the ids of
-    ``pairs_p`` and their models' indices when known."""
+    plans do to the capped tables (a cap is near); ``known_p``: what the caller has read
+    of ``pairs_p`` already."""
     split = _Split(list(slow))
     split.record = record
     # Ids seen twice in a way the plan does not decide: the segment is cut before them.
     split.loose.extend(twice_at)
     if pairs_p:
-        _predictions(engine, messages, pairs_p, split, fused, again.keys(), ids_p, model_of)
+        _predictions(engine, messages, pairs_p, split, fused, again.keys(), known_p)
     if pairs_l:
         _labels(engine, messages, pairs_l, split)
     if again:
@@ -1188,27 +1204,30 @@ def _predictions(
     split: _Split,
     fused: dict[str, tuple[int, LabelEvent]],
     retried: Collection[str],
-    known_ids: list[str] | None = None,
-    known_models: list[int] | None = None,
+    known: _Known | None = None,
 ) -> None:
     """Plan the checked predictions per model and partition: rejects (unknown model,
     invalid values, duplicates), joins with their own label, the label message that
     follows them in the segment (or came before it) or an early label of an earlier poll,
-    and the others left waiting. ``known_ids`` and ``known_models``: their ids and their
-    models' indices, when the caller has them."""
-    at_l = list(map(_AT, pairs))
-    events = list(map(_EVENT, pairs))
+    and the others left waiting. ``known``: their ids, models' indices, events and poll
+    indices, when the caller has them."""
+    known_ids: list[str] | None = None
+    if known is None:
+        at_l = list(map(_AT, pairs))
+        events = list(map(_EVENT, pairs))
+        model_of = _model_indices(engine, events)
+    else:
+        known_ids, model_of, events, at_l = known
     at = np.fromiter(at_l, np.int64, len(at_l))  # a list of ints: faster than np.array
-    model_of = _model_indices(engine, events) if known_models is None else known_models
     ts = _times(events, engine.latest_times(at))
     score = _read_numbers(events, "score", missing=True)
     if score is None:
         score = np.array([e.score for e in events], dtype=np.float64)  # None -> NaN
     ok = ~np.isnan(ts) & ~((score < 0.0) | (score > 1.0))
     if known_ids is None:
-        ids, probabilities = _attrs(events, ("prediction_id", "probabilities"))
+        ids, probabilities, labels = _attrs(events, ("prediction_id", "probabilities", "label"))
     else:
-        ids, (probabilities,) = known_ids, _attrs(events, ("probabilities",))
+        ids, (probabilities, labels) = known_ids, _attrs(events, ("probabilities", "label"))
     if probabilities.count(None) < len(probabilities):
         for j, probs in enumerate(probabilities):
             if probs is not None and not all(0.0 <= v <= 1.0 for v in probs.values()):
@@ -1225,8 +1244,8 @@ def _predictions(
     models = engine.models
     if any(m >= 0 and not models[m].warmup_target for m in {m for m, _ in groups}):
         odd_ids = found_before | set(retried) if retried else found_before
-        plain = _plain_models(engine, groups, events, ids, at_l, parts, model_of, fused,
-                              fused_at, odd_ids)  # fmt: skip
+        plain = _plain_models(engine, groups, events, ids, labels, at_l, parts, model_of,
+                              fused, fused_at, odd_ids)  # fmt: skip
         if fused_at:
             followed = np.zeros(len(ids), dtype=bool)
             followed[fused_at] = True
@@ -1399,6 +1418,7 @@ def _plain_models(
     groups: dict[tuple[int, int], tuple[list[int], I64]],
     events: list[PredictionEvent],
     ids: list[str],
+    labels: list[Any],
     at_l: list[int],
     parts: list[int],
     model_of: list[int],
@@ -1416,9 +1436,9 @@ def _plain_models(
     partition at once, and the other groups are planned one by one. The slice registry
     sees a model's plain groups in the order it would one by one when they are all its
     groups; a model with other groups too has plain ones only if their every slice value
-    is registered already (then their slice ids do not depend on the order)."""
+    is registered already (then their slice ids do not depend on the order). ``labels``:
+    the predictions' label fields."""
     odd: set[tuple[int, int]] = set()
-    labels = [e.label for e in events]
     if labels.count(None) < len(labels):
         odd.update((model_of[k], parts[k]) for k, v in enumerate(labels) if v is not None)
     models = engine.models
@@ -1435,18 +1455,19 @@ def _plain_models(
             ):
                 odd.add((m, parts[k]))
     out: dict[int, _PlainGroups] = {}
+    named: dict[tuple[int, int], list[str]] = {}  # each plain group's ids
     for (m, number), (rows, sel) in groups.items():
         if m < 0 or (m, number) in odd or models[m].warmup_target:
             continue
         join = engine.partition(number).join
         matched, early = join.matched[m], join.early
-        if matched or early:
-            pids = list(map(ids.__getitem__, rows))
-            if (matched and not matched.keys().isdisjoint(pids)) or (
-                early and not early.keys().isdisjoint(pids)
-            ):
-                continue
+        pids = list(map(ids.__getitem__, rows))
+        if (matched and not matched.keys().isdisjoint(pids)) or (
+            early and not early.keys().isdisjoint(pids)
+        ):
+            continue
         out.setdefault(m, []).append((number, rows, sel))
+        named[m, number] = pids
     asked: dict[int, list[tuple[int, int]]] = {}  # partition -> (model, place in out[model])
     for m, mine in out.items():
         for j, (number, _, _) in enumerate(mine):
@@ -1457,7 +1478,11 @@ def _plain_models(
         if not any(join.pending):
             continue
         chosen = [out[m][j][1] for m, j in entries]
-        held = join.owners(id_keys([ids[r] for rows in chosen for r in rows])) >= 0
+        if len(entries) == 1:  # one model's group (the usual poll)
+            asked_ids = named[entries[0][0], number]
+        else:
+            asked_ids = list(chain.from_iterable(named[m, number] for m, _ in entries))
+        held = join.owners(id_keys(asked_ids)) >= 0
         if held.any():  # those groups go one by one
             a = 0
             for entry, rows in zip(entries, chosen, strict=True):
@@ -1539,7 +1564,7 @@ def _plan_plains(
     group_all = list(map(events.__getitem__, rows_all))
     groups = _codec_groups(models, order)
     pred_all, valid_all = _coded(models, order, groups, bounds,
-                                 [e.prediction for e in group_all])  # fmt: skip
+                                 _attrs(group_all, ("prediction",))[0])  # fmt: skip
     valid_all &= ok[sel_all]
     has_all: npt.NDArray[np.bool_] | None = None
     where: list[int] = []
