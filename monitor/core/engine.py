@@ -612,13 +612,7 @@ class Engine:
         groups = zip(slots.tolist(), (at + low).tolist(), numbers.tolist(), bounds, bounds[1:],
                      strict=False)  # (bounds: one more)  # fmt: skip
         for s, p_idx, p_num, a, b in groups:
-            # DeltaLedger.add_errors, inlined (a poll of many models has hundreds of groups)
-            ledger = ledgers[p_num]
-            acc = ledger.panes[index[s]].get(p_idx)
-            if acc is None:
-                acc = ledger._pane(index[s], p_idx)
-            acc.err_ts.extend(ts_l[a:b])
-            acc.err.extend(err_l[a:b])
+            ledgers[p_num].add_errors(index[s], p_idx, 0, ts_l[a:b], err_l[a:b])
 
     def _label_delays(self, outcomes: Sequence[tuple[ModelState, Chunk]]) -> None:
         """Add the poll's label delays of the models' joined pairs (seconds, negative ones
