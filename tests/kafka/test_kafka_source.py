@@ -195,6 +195,36 @@ def test_a_lone_message_read_after_the_assignment_comes_without_more_traffic(
     assert [(m.topic, m.partition, m.offset) for m in more] == []
 
 
+def test_a_restart_at_the_committed_offsets_reads_a_backlog_once(
+    broker, topics, kafka_config, produce, sources
+):
+    """The usual restart: the checkpoint's offsets are the group's committed ones, and a
+    backlog waits. The fetcher starts reading at the committed offsets when the group
+    assigns the partitions; the seek to the checkpoint's offsets makes it read them again
+    from there. Each offset is handed over once, in order, whichever client."""
+    per_partition = 3_000
+    for topic in (topics.predictions, topics.labels):
+        produce(broker.bootstrap, topic,
+                [(b"k", b"%d" % i, [], i % 4) for i in range(4 * per_partition)])  # fmt: skip
+    cfg = kafka_config(broker, topics)
+    first = connected_source(cfg, sources)
+    assigned: set[tuple[str, int]] = set()
+    deadline = time.monotonic() + GROUP_JOIN_S
+    while len(assigned) < 8 and time.monotonic() < deadline:
+        first.poll(200)
+        assigned |= first.take_assignment_changes()[0]
+    middle = {(t, p): 1_000 for t in (topics.predictions, topics.labels) for p in range(4)}
+    assert first.commit(middle)
+    first.close()
+    sources.remove(first)
+
+    again = connected_source(cfg, sources, lambda t, p: middle[(t, p)])
+    got = poll_until(again, 8 * 2_000)
+    for (topic, partition), start in middle.items():
+        read = [m.offset for m in got if m.topic == topic and m.partition == partition]
+        assert read == list(range(start, per_partition)), (topic, partition, len(read))
+
+
 def test_a_partition_starts_where_the_state_installed_after_its_assignment_says(
     broker, topics, kafka_config, produce, sources
 ):
