@@ -34,8 +34,10 @@ from __future__ import annotations
 
 import collections
 import math
+import operator
 from collections.abc import Iterable, Mapping
-from functools import lru_cache
+from functools import lru_cache, reduce
+from itertools import islice, takewhile
 from typing import Any
 
 import numpy as np
@@ -364,38 +366,36 @@ def _adwin_rises(det: Any, values: list[float]) -> int:
     detector's window (``_helper``, compiled) without their Python wrappers. River's
     ``update`` starts a new window after a detection.
 
-    Only ``update`` is called per value: the window's sum and width before it are kept
-    here. Until the window is cut, an update adds the value to its sum (``total +=
-    value``, the same float addition) and 1 to its width, and a cut is a detection; after
-    one they are read from the window again."""
+    The window is fed by C loops (``map`` and ``takewhile``) up to the next detection,
+    with no bytecode per value. Until the window is cut, an update adds the value to its
+    sum (the same float additions, in order, as ``reduce`` makes them) and 1 to its
+    width, and a cut is a detection: the estimate before the update that cut it is the
+    window's sum and width before the run plus those of the values before that one."""
     found = 0
-    helper = det._helper
-    update = helper.update
-    detected = det._drift_detected
-    total, width = helper.get_total(), helper.get_width()
-    for x in values:
-        if detected:  # the window after a detection: its estimate, then a new window
-            before = total / width if width else 0.0
+    n = len(values)
+    at = 0
+    while at < n:
+        helper = det._helper
+        width = helper.get_width()
+        total = helper.get_total()
+        before = total / width if width else 0.0  # the estimate, before a reset too
+        if det._drift_detected:  # the window after a detection: a new one, as update does
             det._reset()
             helper = det._helper
-            update = helper.update
             total, width = 0.0, 0
-            detected = update(x)
-        else:
-            detected = update(x)
-            if not detected:
-                total += x
-                width += 1
-                continue
-            before = total / width if width else 0.0
-        if detected:
-            total, width = helper.get_total(), helper.get_width()
-            if (total / width if width else 0.0) > before:
-                found += 1
-        else:
-            total += x
-            width += 1
-    det._drift_detected = detected
+        rest = values if at == 0 else islice(values, at, None)
+        quiet = len(list(takewhile(operator.not_, map(helper.update, rest))))
+        stop = at + quiet  # the value that cut the window, or the end
+        if stop == n:
+            det._drift_detected = False
+            break
+        if quiet:
+            before = reduce(operator.add, islice(values, at, stop), total) / (width + quiet)
+        det._drift_detected = True
+        width = helper.get_width()
+        if (helper.get_total() / width if width else 0.0) > before:
+            found += 1
+        at = stop + 1
     return found
 
 
