@@ -40,7 +40,7 @@ import math
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from confluent_kafka import (
@@ -62,6 +62,8 @@ from monitor.kafka.topics import check_copartitioning
 __all__ = ["ConfluentSource"]
 
 log = structlog.get_logger(__name__)
+
+_T = TypeVar("_T")
 
 #: How long one attempt waits for the broker's metadata once its port accepts connections.
 BOOTSTRAP_TIMEOUT_S = 10.0
@@ -167,8 +169,8 @@ class ConfluentSource:
         #: Assigned (and paused) during a ``consume``: resumed at the start of the next poll,
         #: after the caller has seen the assignment.
         self._pending: set[TP] = set()
-        #: Messages read during a rebalance of partitions assigned in it: the next poll's.
-        self._held: list[Message] = []
+        #: Records read during a rebalance of partitions assigned in it: the next poll's.
+        self._held: list[Any] = []
         #: Offsets below these were handed over already: dropped when read again.
         self._guard: dict[TP, int] = {}
         self._limiter = LogLimiter(10.0)
@@ -349,7 +351,7 @@ class ConfluentSource:
                 self._guard.pop(key, None)
                 self._start_at.pop(key, None)
             self._pending -= keys
-            self._held = [m for m in self._held if (m.topic, m.partition) not in keys]
+            self._held = [m for m in self._held if (m.topic(), m.partition()) not in keys]
         consumer.unassign()  # eager protocol: everything goes; the assignment brings some back
 
     def take_assignment_changes(self) -> tuple[set[TP], set[TP]]:
@@ -397,70 +399,60 @@ class ConfluentSource:
         if not batch:
             return []
         with self._lock:
-            quiet = not self._touched
-        if quiet and not self._guard and not self._held:
-            # The usual poll: columns straight from librdkafka's records, a whole Message
-            # only for the few the core rejects.
-            topics, partitions, offsets, values, stamps, rows, errors, last = _record_columns(batch)
-            for m in errors:
-                self._on_message_error(m, m.error())
-            if not topics:  # error records only (a partition's end, a broker's complaint)
-                return []
-            return MessageBatch(
-                topics, partitions, offsets, values,
-                lambda i: _message(rows[i]), stamps, last=last,
-            )  # fmt: skip
-        messages: list[Message] = []
-        append = messages.append
-        for m in batch:
-            error = m.error()
-            if error is not None:
-                self._on_message_error(m, error)
-                continue
-            append(_message(m))
-        if self._guard:
-            messages = self._drop_rereads(messages)
-        with self._lock:
             touched, self._touched = self._touched, set()
         held, self._held = self._held, []
-        if touched:
-            messages = self._hold_touched(messages, touched)
-        return held + messages if held else messages
+        # Columns straight from librdkafka's records, a whole Message only for the few the
+        # core rejects.
+        topics, partitions, offsets, values, stamps, rows, errors, last = _record_columns(
+            held + batch if held else batch
+        )
+        for m in errors:
+            self._on_message_error(m, m.error())
+        if (touched or self._guard) and topics:
+            keep = self._sort_out(topics, partitions, offsets, rows, len(held), touched)
+            if len(keep) < len(topics):
+                topics, partitions = _pick(topics, keep), _pick(partitions, keep)
+                offsets, values = _pick(offsets, keep), _pick(values, keep)
+                stamps, rows = _pick(stamps, keep), _pick(rows, keep)
+                last = {}
+                for j, key in enumerate(zip(topics, partitions, strict=True)):
+                    last[key] = j
+        if not topics:  # error records only (a partition's end, a broker's complaint)
+            return []
+        return MessageBatch(
+            topics, partitions, offsets, values,
+            lambda i: _message(rows[i]), stamps, last=last,
+        )  # fmt: skip
 
-    def _hold_touched(self, messages: list[Message], touched: set[TP]) -> list[Message]:
-        """Sort out a batch during which a rebalance touched some partitions.
+    def _sort_out(self, topics: list[str], partitions: list[int], offsets: list[int],
+                  rows: list[Any], held: int, touched: set[TP]) -> list[int]:  # fmt: skip
+        """The rows of a batch to hand over when a rebalance touched some partitions during
+        its ``consume`` or an offset guard is up (the first ``held`` rows, held back by the
+        last poll, are handed over as they are).
 
-        What it read of a partition no longer assigned is dropped (the new owner reads
-        it). What it read of one assigned (again) during the call is held back to the next
-        poll, so that the caller sees the assignment first. Such messages are the
-        continuation of what the caller processed (the assignment starts at the offset the
-        checkpoint gave during this call), and the fetcher, which restarted there, reads
-        them again: later batches skip offsets below the last one held.
-        """
-        owned = self.assignment()
-        kept: list[Message] = []
-        for m in messages:
-            key = (m.topic, m.partition)
-            if key not in touched:
-                kept.append(m)
-            elif key in owned:
-                self._held.append(m)
-                self._guard[key] = m.offset + 1
-        return kept
-
-    def _drop_rereads(self, messages: list[Message]) -> list[Message]:
-        """Drop offsets below ``_guard`` (already handed over, see :meth:`_hold_touched`)."""
+        A row below its partition's guard was handed over already: dropped. What the batch
+        read of a partition no longer assigned is dropped (the new owner reads it). What it
+        read of one assigned (again) during the call is held back to the next poll, so that
+        the caller sees the assignment first. Such records are the continuation of what the
+        caller processed (the assignment starts at the offset the checkpoint gave during
+        this call), and the fetcher, which restarted there, reads them again: the guard,
+        the offset after the last one held, drops them then."""
         guard = self._guard
-        kept: list[Message] = []
-        for m in messages:
-            key = (m.topic, m.partition)
+        owned = self.assignment() if touched else set()
+        keep = list(range(held))
+        for i in range(held, len(topics)):
+            key = (topics[i], partitions[i])
             floor = guard.get(key)
             if floor is not None:
-                if m.offset < floor:
+                if offsets[i] < floor:
                     continue
                 del guard[key]
-            kept.append(m)
-        return kept
+            if key not in touched:
+                keep.append(i)
+            elif key in owned:
+                self._held.append(rows[i])
+                guard[key] = offsets[i] + 1
+        return keep
 
     def _resume_pending(self, consumer: Consumer) -> None:
         """Position the partitions assigned since the last poll at ``start_offsets`` and
@@ -484,7 +476,7 @@ class ConfluentSource:
                     self._limiter.log(log, "info", f"seek-{key}", "kafka_seek_retried",
                                       topic=key[0], partition=key[1], error=str(exc))  # fmt: skip
                     continue
-                self._held = [m for m in self._held if (m.topic, m.partition) != key]
+                self._held = [m for m in self._held if (m.topic(), m.partition()) != key]
                 with self._lock:
                     self._guard.pop(key, None)
                     self._known_position[key] = int(offset)
@@ -709,6 +701,11 @@ def _record_columns(records: list[Any]) -> RecordColumns:
         topics, partitions, [m.offset() for m in kept], [m.value() for m in kept],
         [m.timestamp()[1] for m in kept], kept, errors, last,
     )  # fmt: skip
+
+
+def _pick(column: list[_T], rows: list[int]) -> list[_T]:
+    """The items ``rows`` of ``column``, in that order."""
+    return [column[i] for i in rows]
 
 
 def _message(m: Any) -> Message:
