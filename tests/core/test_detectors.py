@@ -319,6 +319,29 @@ def test_a_batch_fed_at_once_decides_as_one_value_at_a_time(entry: str) -> None:
     assert pickle.dumps(one) == pickle.dumps(many)
 
 
+@pytest.mark.parametrize("binary", [True, False])
+def test_cusum_fed_in_batches_of_any_size_decides_as_one_value_at_a_time(binary: bool) -> None:
+    """Batches of 1 to 700 values, through the end of the warmup (mid-batch), many alarms
+    and long quiet runs: the same alarms, in the same batches, and the same state as the
+    values fed one by one."""
+    rng = np.random.default_rng(11 if binary else 12)
+    rate = np.repeat([0.1, 0.35, 0.1, 0.6, 0.05, 0.2], 6_000)
+    hits = rng.random(len(rate)) < rate
+    stream = hits.astype(float) if binary else rng.exponential(1.0, len(rate)) * (1 + 4 * hits)
+    one = CalibratedCusum(warmup=2_000, binary=binary, false_alarm_budget=5_000)
+    many = CalibratedCusum(warmup=2_000, binary=binary, false_alarm_budget=5_000)
+    at, total = 0, 0
+    while at < len(stream):
+        values = stream[at : at + int(rng.integers(1, 700))].tolist()
+        found = many.update_many(values)
+        assert found == sum(one.update(x) for x in values)
+        assert many.drift_detected == one.drift_detected
+        total += found
+        at += len(values)
+    assert total >= 10
+    assert pickle.dumps(one) == pickle.dumps(many)
+
+
 @pytest.mark.parametrize("kind", ["errors", "absolute errors", "alternating"])
 def test_adwin_fed_in_batches_counts_river_adwins_rises_and_ends_in_its_state(kind: str) -> None:
     """Many detections, up and down, of 0/1 and real values, cut into batches of any size:
