@@ -277,7 +277,7 @@ class Layout:
             code = np.full(e, len(cref.categories), dtype=np.int64)
             unseen = np.zeros(e, dtype=bool)
             if ok.any():
-                uniq, inverse = np.unique(strings[ok], return_inverse=True)
+                uniq, inverse = _distinct(strings if ok.all() else strings[ok])
                 other = len(cref.categories)
                 keys = [canonical(u) or u for u in uniq]  # the reference rules, per value
                 lut = np.array([cref.index.get(k, other) for k in keys], dtype=np.int64)
@@ -543,10 +543,30 @@ class _NumericPlan:
         return lambda k: first + k
 
 
+def _distinct(strings: npt.NDArray[Any]) -> tuple[list[str], I64]:
+    """The distinct values of an object array of strings, in the order they first come
+    (not sorted: a few categories over many events are found by hashing, not by a sort of
+    the strings), and the place of each value among them: what ``np.unique(strings,
+    return_inverse=True)`` tells, up to the order of the values.
+
+    >>> _distinct(np.array(["b", "a", "b"], dtype=object))
+    (['b', 'a'], array([0, 1, 0]))
+    """
+    values = strings.tolist()
+    place: dict[str, int] = dict.fromkeys(values, 0)
+    uniq = list(place)
+    for i, value in enumerate(uniq):
+        place[value] = i
+    inverse = np.fromiter(map(place.__getitem__, values), np.int64, len(values))
+    return uniq, inverse
+
+
 def _categorical_column(values: Sequence[Any]) -> tuple[npt.NDArray[np.int8], npt.NDArray[Any]]:
     """Codes (0 value, 1 missing, 2 mismatch: a number that is not whole, a container) and
     the values as text ("" where not a value): strings as given, numbers and booleans in
     their canonical form (:func:`~monitor.events.values.canonical`)."""
+    if set(map(type, values)) == {str}:  # the usual case: every value a string, one C pass
+        return np.zeros(len(values), dtype=np.int8), np.array(values, dtype=object)
     kinds = [
         0 if v.__class__ is float and is_whole(v) else _CATEGORICAL_KIND.get(v.__class__, 2)
         for v in values

@@ -49,7 +49,13 @@ from monitor.core.model import (
     warmup_profile,
 )
 from monitor.core.panemetrics import PanePlan, WindowValues, plan_for, stacked_plan
-from monitor.core.partials import HandedPaneDelta, ModelDelta, PaneDelta, PartitionDelta
+from monitor.core.partials import (
+    HandedPaneDelta,
+    ModelDelta,
+    PaneDelta,
+    PartitionDelta,
+    WarmRow,
+)
 from monitor.core.report import LABEL_DELAY_BUCKETS, ModelReport, SliceReport
 from monitor.core.warmup_buffer import WarmChunk, concat, drop_last
 from monitor.core.windows import RowMerges, WindowSet, pad_rows
@@ -482,7 +488,8 @@ class ModelStage:
         # (and they are the same rows when both registries met the keys in the same order)
         same = distinct and remap == list(range(len(remap)))
         number = delta.number
-        for pd in md.panes:
+        chunks = self._warm_chunks(md, remap) if self.model.warmup_target else None
+        for i, pd in enumerate(md.panes):
             if distinct:  # (a block of the columns its events touched kept so)
                 plain, decay, cols = delta.row_blocks(md, pd)
                 at = _index(pd.rows if same else [remap[r] for r in pd.rows])
@@ -499,7 +506,8 @@ class ModelStage:
                 self._buffer_errors(number, pd)
                 piece.errors = len(pd.err)
             if pd.warm:
-                piece.warm = self._take_warm(number, pd, remap, piece)
+                chunk = None if chunks is None else chunks.get(i)
+                piece.warm = self._take_warm(number, pd, remap, piece, chunk)
             applied.pieces.append(piece)
         # (rows of stage 1's arrays when handed over in the process: taken as they are)
         applied.counts = np.asarray(md.counts, dtype=np.float64)
@@ -514,30 +522,64 @@ class ModelStage:
             for dimension, n in md.folded.items():
                 folded[dimension] = max(folded[dimension], n)
 
-    def _take_warm(self, number: int, pd: PaneDelta, remap: list[int],
-                   piece: _Piece) -> WarmChunk | None:  # fmt: skip
-        """Take a pane's predictions sent raw (stage 1 had no warmup reference), as one
-        engine would have: into the warmup buffer while the model warms up and their pane
-        is open; histogrammed at once (added to ``piece``, the undo) when the reference
-        exists and they are past the panes it was built from; else nowhere. Returns the
-        rows buffered (as columns, see :mod:`monitor.core.warmup_buffer`)."""
-        model = self.model
-        if model.warmup_target:
-            if self.closed_upto is not None and pd.pane < self.closed_upto:
-                return None
-        elif model.profile_pane is None or pd.pane <= model.profile_pane:
+    def _warm_chunks(self, md: ModelDelta, remap: list[int]) -> dict[int, WarmChunk] | None:
+        """The chunks :meth:`_take_warm` makes of the predictions sent raw of each pane of
+        ``md`` that the warmup buffer takes (by the pane's place in ``md.panes``; None when
+        none does), made as one chunk of all of them and cut pane by pane: a poll of the
+        warmup sends a few predictions in each of a hundred panes."""
+        closed = self.closed_upto
+        taken = [(i, pd.warm) for i, pd in enumerate(md.panes)
+                 if pd.warm and (closed is None or pd.pane >= closed)]  # fmt: skip
+        if len(taken) < 2:
             return None
-        warm = pd.warm
+        rows = [w for _, warm in taken for w in warm]
+        whole = self._warm_chunk(rows, remap)
+        out = {}
+        start = 0
+        for i, warm in taken:
+            end = start + len(warm)
+            out[i] = WarmChunk(
+                whole.ts[start:end],
+                whole.slices[start:end],
+                np.ascontiguousarray(whole.codes[:, start:end]),
+                np.ascontiguousarray(whole.numbers[:, start:end]),
+                {name: values[start:end] for name, values in whole.others.items()},
+                whole.predictions[start:end],
+                whole.scores[start:end],
+            )
+            start = end
+        return out
+
+    def _warm_chunk(self, warm: list[WarmRow], remap: list[int]) -> WarmChunk:
+        """Predictions sent raw as a chunk of columns, their slice positions (of the
+        delta's ``slice_keys``) as the stage's rows."""
         # Slice positions of the message's slice_keys (-1: none) as the stage's rows.
         where = np.array([*remap, -1], dtype=np.int64)
-        chunk = WarmChunk.of(
-            model.layout,
+        return WarmChunk.of(
+            self.model.layout,
             [w.ts for w in warm],
             where[np.array([w.slices for w in warm], dtype=np.int64)],
             [w.features for w in warm],
             [w.prediction for w in warm],
             [w.score for w in warm],
         )
+
+    def _take_warm(self, number: int, pd: PaneDelta, remap: list[int],
+                   piece: _Piece, chunk: WarmChunk | None = None) -> WarmChunk | None:  # fmt: skip
+        """Take a pane's predictions sent raw (stage 1 had no warmup reference), as one
+        engine would have: into the warmup buffer while the model warms up and their pane
+        is open; histogrammed at once (added to ``piece``, the undo) when the reference
+        exists and they are past the panes it was built from; else nowhere. Returns the
+        rows buffered (as columns, see :mod:`monitor.core.warmup_buffer`). ``chunk``:
+        those rows as a chunk already (see :meth:`_warm_chunks`)."""
+        model = self.model
+        if model.warmup_target:
+            if self.closed_upto is not None and pd.pane < self.closed_upto:
+                return None
+        elif model.profile_pane is None or pd.pane <= model.profile_pane:
+            return None
+        if chunk is None:
+            chunk = self._warm_chunk(pd.warm, remap)
         if model.warmup_target:
             self.warm.setdefault(pd.pane, {}).setdefault(number, []).append(chunk)
             return chunk
