@@ -35,9 +35,9 @@ import operator
 import weakref
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from functools import partial
-from itertools import accumulate, chain, compress, repeat
+from itertools import accumulate, chain, compress, islice, repeat
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, cast
 
 import msgspec
@@ -636,28 +636,8 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
     for _, _, apply in split.plans:
         apply()
     split.plans.clear()
-    for (m, number), parts in split.matched.items():  # matched ids in arrival order
-        table = engine.partitions[number].join.matched[m]
-        if sum(len(p[1]) for p in parts) <= _ORDER_IN_PYTHON:  # a few: no numpy call
-            at_l = [i for p in parts for i in p[0].tolist()]
-            pids = [pid for p in parts for pid in p[1]]
-            times = [t for p in parts for t in p[2].tolist()]
-            if all(map(operator.le, at_l, at_l[1:])):  # in poll order already
-                table.update(zip(pids, times, strict=True))
-            else:  # a stable sort by poll index, as argsort's below
-                order = sorted(range(len(at_l)), key=at_l.__getitem__)
-                table.update(zip(map(pids.__getitem__, order), map(times.__getitem__, order),
-                                 strict=True))  # fmt: skip
-            continue
-        idx = parts[0][0] if len(parts) == 1 else np.concatenate([p[0] for p in parts])
-        pids = parts[0][1] if len(parts) == 1 else list(chain.from_iterable(p[1] for p in parts))
-        at_ts = parts[0][2] if len(parts) == 1 else np.concatenate([p[2] for p in parts])
-        times = at_ts.tolist()
-        if bool((idx[1:] >= idx[:-1]).all()):  # in poll order already
-            table.update(zip(pids, times, strict=True))
-            continue
-        order = np.argsort(idx, kind="stable").tolist()
-        table.update(zip(map(pids.__getitem__, order), map(times.__getitem__, order), strict=True))
+    if split.matched:  # matched ids in arrival order
+        _enter_matched(engine, split.matched)
     for number, parts_e in split.early.items():
         join = engine.partitions[number].join
         if len(parts_e) == 1:  # one plan's labels: in poll order already
@@ -681,6 +661,51 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
         out.rejects.extend(map(partial(_reject, engine, messages), at_slow, latest))
     out.segments += 1
     return b
+
+
+def _enter_matched(
+    engine: Engine, runs: list[tuple[list[tuple[int, int]], list[int], I64, list[str], F64]]
+) -> None:
+    """Enter the ids the plans of a segment matched (``runs``, see :meth:`_Split.match`)
+    into their (model, partition) matched tables, each table's in poll order (a stable sort
+    by poll index: ids of one message index keep the order the plans gave them), the
+    tables in order of their first run: every group's order found by one sort of all of
+    them (a poll of many models has hundreds of groups of a few ids each)."""
+    place: dict[tuple[int, int], int] = {}  # each group's number, in order of first run
+    for groups, _, _, _, _ in runs:
+        for key in groups:
+            place.setdefault(key, len(place))
+    if len(runs) == 1:
+        groups, sizes, idx, pids, at_ts = runs[0]
+    else:
+        groups = [key for run in runs for key in run[0]]
+        sizes = [n for run in runs for n in run[1]]
+        idx = np.concatenate([run[2] for run in runs])
+        pids = list(chain.from_iterable(run[3] for run in runs))
+        at_ts = np.concatenate([run[4] for run in runs])
+    times = at_ts.tolist()
+    slots = list(map(place.__getitem__, groups))
+    order: list[int] | None = None
+    if len(pids) <= _ORDER_IN_PYTHON:  # a few: no numpy call
+        group = [s for s, n in zip(slots, sizes, strict=True) for _ in range(n)]
+        at_l = idx.tolist()
+        order = sorted(range(len(pids)), key=lambda r: (group[r], at_l[r]))
+        counts = [0] * len(place)
+        for s in group:
+            counts[s] += 1
+    else:
+        group_a = np.repeat(np.array(slots, dtype=np.int64), sizes)
+        by = group_a * (int(idx.max()) + 1) + idx
+        if not bool((by[1:] >= by[:-1]).all()):
+            order = np.argsort(by, kind="stable").tolist()
+        counts = np.bincount(group_a, minlength=len(place)).tolist()
+    rows: Iterator[tuple[str, float]] = (
+        zip(pids, times, strict=True) if order is None
+        else zip(map(pids.__getitem__, order), map(times.__getitem__, order), strict=True)
+    )  # fmt: skip
+    partitions = engine.partitions
+    for (m, number), n in zip(place, counts, strict=True):
+        partitions[number].join.matched[m].update(islice(rows, n))
 
 
 def _checked(
@@ -1092,9 +1117,10 @@ class _Split:
         self.ops: list[tuple[int, int, int, I64, list[str]]] = []
         self.record = True
         self.plans: list[tuple[int, I64, Callable[[], None]]] = []
-        #: (model, partition) -> ids matched by the plans, with their label's poll index
-        #: and time; entered into the matched table in poll order once all are applied.
-        self.matched: dict[tuple[int, int], list[tuple[I64, list[str], F64]]] = {}
+        #: ids matched by the plans, with their label's poll index and time, in runs of
+        #: (model, partition) groups (see :meth:`match`); entered into the matched tables
+        #: in poll order once all are applied (:func:`_enter_matched`).
+        self.matched: list[tuple[list[tuple[int, int]], list[int], I64, list[str], F64]] = []
         #: partition -> labels that came first (poll index, id, label, and the model they
         #: all name), entered in poll order once all is applied
         self.early: dict[int, list[tuple[I64, list[str], list[EarlyLabel], int]]] = {}
@@ -1107,6 +1133,12 @@ class _Split:
         """Messages the plan cannot decide with the ones before them in the segment."""
         if len(idx):
             self.loose.extend(idx.tolist())
+
+    def match(self, groups: list[tuple[int, int]], sizes: list[int], idx: I64, pids: list[str],
+              ts: F64) -> None:  # fmt: skip
+        """Ids ``pids`` matched by a plan, ``sizes`` of each (model, partition) of ``groups``
+        in that order, with their label's poll index and time (see :attr:`matched`)."""
+        self.matched.append((groups, sizes, idx, pids, ts))
 
     def op(self, kind: int, m: int, number: int, idx: I64, pids: list[str]) -> None:
         """Messages ``idx`` of partition ``number`` change a capped table (see :attr:`ops`)."""
@@ -1810,7 +1842,6 @@ def _take_plain(
         rest = ~joined.has
         rest_of = (list(compress(pids, rest.tolist())), ts[rest], pred[rest], score[rest],
                    slices[rest])  # fmt: skip
-    f = 0
     joined_in: list[int] = []  # the partitions the joined pairs are in, each once
     joined_n: list[int] = []  # and how many in each
     for i, (number, n) in enumerate(zip(numbers, sizes, strict=True)):
@@ -1822,16 +1853,10 @@ def _take_plain(
         got = gots[i]
         if got:
             assert joined is not None
-            g = f + got
             counts[LABELS] += got
             counts[MATCHED] += got
-            both = [pids[j] for j in where[f:g]]
-            split.matched.setdefault((m, number), []).append(
-                (joined.at[f:g], both, joined.ts[f:g])
-            )
             joined_in.append(number)
             joined_n.append(got)
-            f = g
         if n > got:  # ids checked: new, and distinct in the poll
             waiting.tables.append(state.join.pending[m])
             waiting.sizes.append(n - got)
@@ -1844,6 +1869,8 @@ def _take_plain(
         waiting.slices.append(rest_of[4])
         waiting.models.append(len(waiting.tables))
     if joined is not None and joined_in:
+        split.match([(m, number) for number in joined_in], joined_n, joined.at,
+                    list(map(pids.__getitem__, where)), joined.ts)  # fmt: skip
         rows: Any = joined.has  # the joined rows (a mask, or their places in poll order)
         at, lt, code = joined.at, joined.ts, joined.code
         part: int | I64 = joined_in[0]
@@ -2034,9 +2061,8 @@ def _take_predictions(
         if labels.later.any():
             _note(state, engine.config.kafka.labels_topic, labels.ts[labels.later])
         lt = labels.ts[labelled]
-        split.matched.setdefault((m, number), []).append(
-            (labels.at[labelled], list(map(pids.__getitem__, labelled.tolist())), lt)
-        )
+        split.match([(m, number)], [len(labelled)], labels.at[labelled],
+                    list(map(pids.__getitem__, labelled.tolist())), lt)  # fmt: skip
         batch.chunks_o.append(
             Chunk(
                 labels.at[labelled],
@@ -2408,29 +2434,29 @@ def _take_joins(engine: Engine, split: _Split, joins: list[_Joins]) -> None:
     assert found.all()
     ts = joins[0].ts if len(joins) == 1 else np.concatenate([j.ts for j in joins])
     highs = _run_maxima(ts, sizes)  # as _note, in one call
+    idx = joins[0].idx if len(joins) == 1 else np.concatenate([j.idx for j in joins])
+    matched: list[tuple[int, int]] = []  # the (model, partition) groups, and their sizes
+    matched_n: list[int] = []
     g = 0
     for joined in joins:
-        m, idx, mine_ts = joined.m, joined.idx, joined.ts
-        a = 0
+        m = joined.m
         for number, n in zip(joined.numbers, joined.sizes, strict=True):
             high = highs[g]
             g += 1
             if not n:
                 continue
-            b = a + n
             state = partitions[number]
-            mine = joined.pids if n == len(joined.pids) else joined.pids[a:b]
             counts = state.counts[m]
             counts[LABELS] += n
             counts[MATCHED] += n
-            split.matched.setdefault((m, number), []).append((idx[a:b], mine, mine_ts[a:b]))
+            matched.append((m, number))
+            matched_n.append(n)
             if high > state.max_ts.get(topic, -math.inf):
                 state.max_ts[topic] = high
-            a = b
         engine.pending_total[m] -= len(joined.pids)
+    split.match(matched, matched_n, idx, pids, ts)
     # Each model's pairs in poll order (the detectors see event order): one sort of all.
     lens = [len(j.pids) for j in joins]
-    idx = joins[0].idx if len(joins) == 1 else np.concatenate([j.idx for j in joins])
     part = np.repeat(np.array([n for j in joins for n in j.numbers], dtype=np.int64), sizes)
     codes = joins[0].codes if len(joins) == 1 else np.concatenate([j.codes for j in joins])
     delay = ts - p_ts
