@@ -39,8 +39,8 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from itertools import chain, pairwise
-from typing import Any, NamedTuple
+from itertools import accumulate, chain, pairwise
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -519,15 +519,25 @@ class Engine:
         depend on that event and its model's reference alone: the same values as the
         model's own call)."""
         made: list[_Terms | None] = [None] * len(gathered)
-        alike: dict[Any, list[int]] = {}
+        shapes: list[tuple[int, Any]] = []  # (model's place, its numeric shape)
         for i, (model, preds, _) in enumerate(gathered):
             if preds is None or preds.numeric is None or not model.layout.features:
                 continue
             shape = model.layout.numeric_shape()
-            if shape is None:
-                continue
+            if shape is not None:
+                shapes.append((i, shape))
+        if not shapes:
+            return made
+        # each candidate's earliest event time, every model's at once (a minimum is exact)
+        times = [cast(Chunk, gathered[i][1]).ts for i, _ in shapes]
+        firsts = np.minimum.reduceat(
+            joined(times), list(accumulate((len(t) for t in times[:-1]), initial=0))
+        ).tolist() if all(len(t) for t in times) else [float(t.min()) for t in times]
+        alike: dict[Any, list[int]] = {}
+        for (i, shape), first in zip(shapes, firsts, strict=True):
+            model = gathered[i][0]
             if model.profile_pane is not None and not (
-                math.floor(float(preds.ts.min()) / self.pane) > model.profile_pane
+                math.floor(float(first) / self.pane) > model.profile_pane
             ):  # some of its events are the profile's own: its call leaves them out
                 continue
             alike.setdefault(shape, []).append(i)

@@ -547,8 +547,8 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
     labels = _decode_each(engine.limits.label_decoder(), list(map(values.__getitem__, label_at)),
                           cap)  # fmt: skip
     # Not valid events, whatever the join holds: not decoded, of an unknown model.
-    pairs_p, ids_p, kept_p, dropped_p = _checked(engine, preds, pred_at, labels=False)
-    pairs_l, ids_l, _, dropped_l = _checked(engine, labels, label_at, labels=True)
+    pairs_p, ids_p, kept_p, dropped_p, names_p = _checked(engine, preds, pred_at, labels=False)
+    pairs_l, ids_l, _, dropped_l, _ = _checked(engine, labels, label_at, labels=True)
     slow += dropped_p
     slow += dropped_l
     twice_at: set[int] = set()
@@ -612,7 +612,7 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
         else:  # every repeat a prediction and its label: the label goes with it
             pairs_l = list(compress(pairs_l, map(operator.not_, map(fused.__contains__, ids_l))))
     every = list(map(_EVENT, decoded[0]))
-    model_of = _model_indices(engine, every)
+    model_of = _model_indices(engine, every, names_p)
     pressed = _pending_pressure(engine, every, model_of)
     early_pressed = engine.early_total + len(label_at) > engine.early_cap
     split = _plan(engine, messages, pairs_p, pairs_l, fused, twice_at, again, slow,
@@ -710,12 +710,12 @@ def _enter_matched(
 
 def _checked(
     engine: Engine, events: list[Any], at: list[int], *, labels: bool
-) -> tuple[list[tuple[int, Any]], list[str], list[int], list[int]]:
+) -> tuple[list[tuple[int, Any]], list[str], list[int], list[int], list[str | None]]:
     """A topic's decoded ``events`` (at poll indices ``at``) that are valid events whatever
-    the join holds, as (poll index, event) pairs, with their ids and poll indices; and the
+    the join holds, as (poll index, event) pairs, with their ids and poll indices; the
     poll indices of the others (rejects): not decoded (None), or of a model the config does
-    not know (a label may name none). All by C loops, with no bytecode per event: the
-    usual poll has a few such messages among thousands."""
+    not know (a label may name none); and the valid ones' model names. All by C loops,
+    with no bytecode per event: the usual poll has a few such messages among thousands."""
     known = engine.by_name
     nones = _none_at(events)
     keep: list[bool] | None = None
@@ -736,15 +736,17 @@ def _checked(
     if unknown:  # the good ones of a known model (a label naming none is one)
         fine = list(map(operator.not_, map(unknown.__contains__, models)))
         ids = list(compress(ids, fine))
+        models = list(compress(models, fine))
         if keep is None:
             keep = fine
         else:  # the good ones' places among all, those of an unknown model dropped
             for k in compress(compress(range(len(events)), keep), map(operator.not_, fine)):
                 keep[k] = False
     if keep is None:  # every event decoded, of a configured model (the usual poll)
-        return list(zip(at, events, strict=True)), ids, at, []
+        return list(zip(at, events, strict=True)), ids, at, [], models
     pairs = list(compress(zip(at, events, strict=True), keep))
-    return pairs, ids, list(map(_AT, pairs)), list(compress(at, map(operator.not_, keep)))
+    return (pairs, ids, list(map(_AT, pairs)), list(compress(at, map(operator.not_, keep))),
+            models)  # fmt: skip
 
 
 def _repeated(ids: list[str]) -> set[str]:
@@ -754,13 +756,17 @@ def _repeated(ids: list[str]) -> set[str]:
     return set(compress(ids, map(operator.ne, map(last.__getitem__, ids), range(len(ids)))))
 
 
-def _model_indices(engine: Engine, events: list[PredictionEvent]) -> list[int]:
+def _model_indices(engine: Engine, events: list[PredictionEvent],
+                   names: list[str | None] | None = None) -> list[int]:  # fmt: skip
     """The index of the model of each of ``events`` (predictions of configured models:
-    :func:`_segment` keeps no other), with no look-up per event when there is one model."""
+    :func:`_segment` keeps no other; ``names``: their model names, when the caller has
+    them), with no look-up per event when there is one model."""
     if len(engine.models) == 1:
         return [0] * len(events)
-    index = {m.name: m.index for m in engine.models}
-    return [index[e.model] for e in events]
+    index: dict[str | None, int] = {m.name: m.index for m in engine.models}
+    if names is None:
+        names = [e.model for e in events]
+    return list(map(index.__getitem__, names))
 
 
 def _registry_cut(
@@ -995,7 +1001,8 @@ def _followers(
     if not split.plans:
         taken: set[int] = set()
     else:
-        taken = set(np.concatenate([idx for _, idx, _ in split.plans]).tolist())
+        taken = set(np.concatenate([a for _, idx, _ in split.plans
+                                    for a in (idx if isinstance(idx, list) else (idx,))]).tolist())
     for pid, retries in again.items():
         idx = np.array(retries.idx, dtype=np.int64)
         number = messages.partitions[retries.lead]
@@ -1116,7 +1123,9 @@ class _Split:
         #: partition, poll index of each message, its id), kept if ``record`` (a cap is near)
         self.ops: list[tuple[int, int, int, I64, list[str]]] = []
         self.record = True
-        self.plans: list[tuple[int, I64, Callable[[], None]]] = []
+        #: (first partition, the poll indices of its messages (an array, or arrays end to
+        #: end), apply)
+        self.plans: list[tuple[int, I64 | list[I64], Callable[[], None]]] = []
         #: ids matched by the plans, with their label's poll index and time, in runs of
         #: (model, partition) groups (see :meth:`match`); entered into the matched tables
         #: in poll order once all are applied (:func:`_enter_matched`).
@@ -1281,12 +1290,12 @@ def _predictions(
         if fused_at:
             followed = np.zeros(len(ids), dtype=bool)
             followed[fused_at] = True
-    takes: list[tuple[int, I64, Callable[[_Waiting], None]]] = []
+    takes: list[tuple[int, list[I64], Callable[[_Waiting], None]]] = []
     if plain:
         _plan_plains(engine, split, plain, events, ids, at, ts, score, ok, fused, followed, takes)
     if takes:  # every model's plain predictions taken by one plan: see _take_plains
         every = [take for _, _, take in takes]
-        split.plans.append((takes[0][0], np.concatenate([idx for _, idx, _ in takes]),
+        split.plans.append((takes[0][0], [i for _, idx, _ in takes for i in idx],
                             partial(_take_plains, engine, every)))  # fmt: skip
     taken = {(m, number) for m, mine in plain.items() for number, _, _ in mine}
     for (m, number), (rows, sel) in groups.items():
@@ -1576,7 +1585,7 @@ def _plan_plains(
     ok: npt.NDArray[np.bool_],
     fused: dict[str, tuple[int, LabelEvent]],
     followed: npt.NDArray[np.bool_] | None,
-    takes: list[tuple[int, I64, Callable[[_Waiting], None]]],
+    takes: list[tuple[int, list[I64], Callable[[_Waiting], None]]],
 ) -> None:
     """Plan the plain predictions of every model of ``plain`` (see :func:`_plain_models`),
     each model's every partition at once (:func:`_plan_plain`): their values coded and
@@ -1666,7 +1675,7 @@ def _plan_plain(
     score: F64,
     at: I64,
     joined: _Joined | None,
-    takes: list[tuple[int, I64, Callable[[_Waiting], None]]],
+    takes: list[tuple[int, list[I64], Callable[[_Waiting], None]]],
 ) -> None:
     """Plan the plain predictions of one model (see :func:`_plain_models`), every
     partition's at once (``sel``: their positions among the segment's predictions, with
@@ -1707,8 +1716,7 @@ def _plan_plain(
             a += n
     apply = partial(_take_plain, engine, split, model, numbers, sizes, idx, group, pids,
                     ts[sel], pred, score[sel], joined)  # fmt: skip
-    takes.append((numbers[0], idx if joined is None else np.concatenate([idx, joined.at]),
-                  apply))  # fmt: skip
+    takes.append((numbers[0], [idx] if joined is None else [idx, joined.at], apply))
 
 
 class _Waiting:
@@ -1716,7 +1724,8 @@ class _Waiting:
     partition) table after table: put into their tables by :func:`add_groups` once every
     model's are known (see :func:`_take_plains`)."""
 
-    __slots__ = ("highs", "ids", "models", "pred", "score", "sizes", "slices", "tables", "ts")
+    __slots__ = ("highs", "ids", "models", "pairs", "pred", "rest", "score", "sizes", "slices",
+                 "tables", "ts")  # fmt: skip
 
     def __init__(self) -> None:
         #: the event times of the predictions taken, then of the labels joined, each model's
@@ -1733,8 +1742,16 @@ class _Waiting:
         self.pred: list[F64] = []
         self.score: list[F64] = []
         self.slices: list[I64] = []
+        #: which of each model's rows above wait (None: all of them); :attr:`ts`,
+        #: :attr:`pred`, :attr:`score` and :attr:`slices` hold all its rows, those that
+        #: wait picked out for every model at once
+        self.rest: list[npt.NDArray[np.bool_] | None] = []
         #: where each model's tables end in :attr:`tables`
         self.models: list[int] = []
+        #: the models whose label messages of the segment join some of their plain
+        #: predictions: (batch, the joins, the partitions they are in and how many in each,
+        #: and the model's rows' values, times and slice ids), made into a chunk each at once
+        self.pairs: list[tuple[Any, _Joined, list[int], list[int], F64, F64, I64, F64]] = []
 
 
 def _take_plains(engine: Engine, takes: list[Callable[[_Waiting], None]]) -> None:
@@ -1752,6 +1769,11 @@ def _take_plains(engine: Engine, takes: list[Callable[[_Waiting], None]]) -> Non
                                            waiting.highs, strict=True):  # fmt: skip
         if ts:
             _raise_highs(engine, topic, joined(ts), numbers, sizes)
+    widths: dict[int, list[Any]] = {}  # the pairs by width of slice ids (the model's)
+    for pair in waiting.pairs:
+        widths.setdefault(pair[6].shape[1], []).append(pair)
+    for pairs in widths.values():
+        _take_pairs(pairs)
     if not waiting.tables:
         return
     ks = [s.shape[1] for s in waiting.slices]
@@ -1763,10 +1785,52 @@ def _take_plains(engine: Engine, takes: list[Callable[[_Waiting], None]]) -> Non
         t1 = waiting.models[j - 1]
         sizes = waiting.sizes[t0:t1]
         r0 = sum(waiting.sizes[:t0])
-        add_groups(waiting.tables[t0:t1], sizes, waiting.ids[r0 : r0 + sum(sizes)],
-                   joined(waiting.ts[first:j]), joined(waiting.pred[first:j]),
-                   joined(waiting.score[first:j]), joined(waiting.slices[first:j]))  # fmt: skip
+        columns = [joined(waiting.ts[first:j]), joined(waiting.pred[first:j]),
+                   joined(waiting.score[first:j]), joined(waiting.slices[first:j])]  # fmt: skip
+        masks = waiting.rest[first:j]
+        if any(r is not None for r in masks):  # the rows that wait, every model's at once
+            rest = joined([np.ones(len(t), dtype=np.bool_) if r is None else r
+                           for r, t in zip(masks, waiting.ts[first:j], strict=True)])  # fmt: skip
+            columns = [c[rest] for c in columns]
+        add_groups(waiting.tables[t0:t1], sizes, waiting.ids[r0 : r0 + sum(sizes)], *columns)
         first = j
+
+
+def _take_pairs(pairs: list[tuple[Any, _Joined, list[int], list[int], F64, F64, I64, F64]]
+                ) -> None:  # fmt: skip
+    """Queue each model's plain predictions joined by their label message of the segment
+    (``pairs``, see :attr:`_Waiting.pairs`; models of one width of slice ids) for
+    accumulation as one chunk in poll order (of a model whose pairs are in one partition:
+    in the order of its rows), every model's picked and ordered at once: the values of
+    :func:`_take_plain`'s chunk of each."""
+    has = joined([p[1].has for p in pairs])
+    pred, score, slices, ts = (joined([p[i] for p in pairs])[has] for i in (4, 5, 6, 7))
+    at = joined([p[1].at for p in pairs])
+    lt = joined([p[1].ts for p in pairs])
+    code = joined([p[1].code for p in pairs])
+    sizes = [len(p[1].at) for p in pairs]
+    part = np.repeat(np.array([n for p in pairs for n in p[2]], dtype=np.int64),
+                     [n for p in pairs for n in p[3]])  # fmt: skip
+    # each model's pairs in poll order when they are in several partitions (a stable sort
+    # of each by poll index), else as they are: one stable sort of all by (model, key)
+    several = [len(p[2]) > 1 for p in pairs]
+    if any(several):
+        slot = np.repeat(np.arange(len(pairs), dtype=np.int64), sizes)
+        mine = at
+        if not all(several):  # the others' by their place among the model's pairs
+            starts = np.array(list(accumulate(sizes, initial=0))[:-1], dtype=np.int64)
+            place = np.arange(len(at), dtype=np.int64) - np.repeat(starts, sizes)
+            mine = np.where(np.repeat(np.array(several), sizes), at, place)
+        order = np.argsort(slot * (int(max(int(at.max()), len(at))) + 1) + mine, kind="stable")
+        pred, score, slices, ts = pred[order], score[order], slices[order], ts[order]
+        at, lt, code, part = at[order], lt[order], code[order], part[order]
+    delay = lt - ts
+    a = 0
+    for p, n in zip(pairs, sizes, strict=True):
+        b = a + n
+        p[0].chunks_o.append(Chunk(at[a:b], part[a:b], lt[a:b], pred[a:b], score[a:b],
+                                   slices[a:b], label=code[a:b], delay=delay[a:b]))  # fmt: skip
+        a = b
 
 
 def _raise_highs(engine: Engine, topic: str, ts: F64, numbers: list[int], sizes: list[int]
@@ -1832,7 +1896,8 @@ def _take_plain(
     high_sizes += sizes
     gots = [0] * len(sizes)
     where: list[int] = []  # the joined rows
-    rest_of = (pids, ts, pred, score, slices)
+    rest: npt.NDArray[np.bool_] | None = None
+    waits = pids
     if joined is not None:
         where = np.flatnonzero(joined.has).tolist()
         a = 0
@@ -1840,8 +1905,7 @@ def _take_plain(
             gots[i] = bisect_left(where, a + n) - bisect_left(where, a)
             a += n
         rest = ~joined.has
-        rest_of = (list(compress(pids, rest.tolist())), ts[rest], pred[rest], score[rest],
-                   slices[rest])  # fmt: skip
+        waits = list(compress(pids, rest.tolist()))
     joined_in: list[int] = []  # the partitions the joined pairs are in, each once
     joined_n: list[int] = []  # and how many in each
     for i, (number, n) in enumerate(zip(numbers, sizes, strict=True)):
@@ -1861,27 +1925,19 @@ def _take_plain(
             waiting.tables.append(state.join.pending[m])
             waiting.sizes.append(n - got)
             engine.pending_total[m] += n - got
-    if len(rest_of[0]):  # the rows of the tables above, in their order
-        waiting.ids += rest_of[0]
-        waiting.ts.append(rest_of[1])
-        waiting.pred.append(rest_of[2])
-        waiting.score.append(rest_of[3])
-        waiting.slices.append(rest_of[4])
+    if waits:  # the rows of the tables above, in their order (picked by _take_plains)
+        waiting.ids += waits
+        waiting.ts.append(ts)
+        waiting.pred.append(pred)
+        waiting.score.append(score)
+        waiting.slices.append(slices)
+        waiting.rest.append(rest)
         waiting.models.append(len(waiting.tables))
     if joined is not None and joined_in:
         split.match([(m, number) for number in joined_in], joined_n, joined.at,
                     list(map(pids.__getitem__, where)), joined.ts)  # fmt: skip
-        rows: Any = joined.has  # the joined rows (a mask, or their places in poll order)
-        at, lt, code = joined.at, joined.ts, joined.code
-        part: int | I64 = joined_in[0]
-        if len(joined_in) > 1:  # in poll order, as the chunks of the groups would be merged
-            order = np.argsort(at, kind="stable")
-            rows = np.flatnonzero(rows)[order]
-            at, lt, code = at[order], lt[order], code[order]
-            part = np.repeat(np.array(joined_in, dtype=np.int64), joined_n)[order]
-        pair = Chunk(at, part, lt, pred[rows], score[rows], slices[rows], label=code,
-                     delay=lt - ts[rows])  # fmt: skip
-        batch.chunks_o.append(pair)
+        # its chunk in poll order, as the chunks of the groups would be merged (_take_pairs)
+        waiting.pairs.append((batch, joined, joined_in, joined_n, pred, score, slices, ts))
         high_ts, high_numbers, high_sizes = waiting.highs[1]
         high_ts.append(joined.ts)  # in runs of a partition, as gots
         high_numbers += numbers
