@@ -1625,6 +1625,9 @@ def _plan_plains(
             if bad.any():
                 for j in np.flatnonzero(bad).tolist():
                     failed.add(bisect_left(hit_bounds, j + 1) - 1)
+    # every model's rows' poll indices, times and scores, and whether all are valid, at once
+    at_all, ts_all, score_all = at[sel_all], ts[sel_all], score[sel_all]
+    every_valid = bool(valid_all.all())
     for j, m in enumerate(order):
         if j in failed:
             del plain[m]
@@ -1635,9 +1638,9 @@ def _plan_plains(
             h0, h1 = hit_bounds[j], hit_bounds[j + 1]
             if h1 > h0:
                 joined = _Joined(has_all[a:b], label_at[h0:h1], codes[h0:h1], f_ts[h0:h1])
-        _plan_plain(engine, split, models[m], plain[m], sel_all[a:b], pids_all[a:b],
-                    group_all[a:b], pred_all[a:b], valid_all[a:b], ts, score, at, joined,
-                    takes)  # fmt: skip
+        _plan_plain(engine, split, models[m], plain[m], pids_all[a:b], group_all[a:b],
+                    pred_all[a:b], None if every_valid else valid_all[a:b], at_all[a:b],
+                    ts_all[a:b], score_all[a:b], joined, takes)  # fmt: skip
 
 
 def _coded(
@@ -1666,38 +1669,36 @@ def _plan_plain(
     split: _Split,
     model: ModelState,
     mine: _PlainGroups,
-    sel: I64,
     pids: list[str],
     group: list[PredictionEvent],
     pred: F64,
-    valid: npt.NDArray[np.bool_],
+    valid: npt.NDArray[np.bool_] | None,
+    idx: I64,
     ts: F64,
     score: F64,
-    at: I64,
     joined: _Joined | None,
     takes: list[tuple[int, list[I64], Callable[[_Waiting], None]]],
 ) -> None:
     """Plan the plain predictions of one model (see :func:`_plain_models`), every
-    partition's at once (``sel``: their positions among the segment's predictions, with
-    their ids, events, codes and validity; ``joined``: those their label message of the
-    segment joins, checked by :func:`_plan_plains`): the invalid ones are rejects, those
-    joined join their label, the others wait. The plan goes to ``takes`` (its first
-    partition, the poll indices of its messages, and its :func:`_take_plain`)."""
+    partition's at once (their ids, events, codes and validity (None: all valid), poll
+    indices, times and scores; ``joined``: those their label message of the segment
+    joins, checked by :func:`_plan_plains`): the invalid ones are rejects, those joined
+    join their label, the others wait. The plan goes to ``takes`` (its first partition,
+    the poll indices of its messages, and its :func:`_take_plain`)."""
     numbers = [number for number, _, _ in mine]
     sizes = [len(rows) for _, rows, _ in mine]
-    if not valid.all():
-        split.reject(at[sel[~valid]])
+    if valid is not None and not valid.all():
+        split.reject(idx[~valid])
         keep = np.flatnonzero(valid)
         sizes = _sizes_kept(sizes, keep)
         kept = keep.tolist()
         pids = list(map(pids.__getitem__, kept))
         group = list(map(group.__getitem__, kept))
-        sel, pred = sel[keep], pred[keep]
+        idx, ts, score, pred = idx[keep], ts[keep], score[keep], pred[keep]
         if joined is not None:  # every joined prediction is valid
             joined = joined._replace(has=joined.has[keep])
         if not kept:
             return
-    idx = at[sel]
     if split.record:
         a = 0
         for number, n in zip(numbers, sizes, strict=True):
@@ -1715,7 +1716,7 @@ def _plan_plain(
                 split.op(_P_NEW, model.index, number, joined.at[first:last], both)
             a += n
     apply = partial(_take_plain, engine, split, model, numbers, sizes, idx, group, pids,
-                    ts[sel], pred, score[sel], joined)  # fmt: skip
+                    ts, pred, score, joined)  # fmt: skip
     takes.append((numbers[0], [idx] if joined is None else [idx, joined.at], apply))
 
 
@@ -1724,8 +1725,8 @@ class _Waiting:
     partition) table after table: put into their tables by :func:`add_groups` once every
     model's are known (see :func:`_take_plains`)."""
 
-    __slots__ = ("highs", "ids", "models", "pairs", "pred", "rest", "score", "sizes", "slices",
-                 "tables", "ts")  # fmt: skip
+    __slots__ = ("highs", "ids", "models", "pairs", "parts", "pred", "rest", "score", "sizes",
+                 "slices", "tables", "ts")  # fmt: skip
 
     def __init__(self) -> None:
         #: the event times of the predictions taken, then of the labels joined, each model's
@@ -1752,6 +1753,9 @@ class _Waiting:
         #: predictions: (batch, the joins, the partitions they are in and how many in each,
         #: and the model's rows' values, times and slice ids), made into a chunk each at once
         self.pairs: list[tuple[Any, _Joined, list[int], list[int], F64, F64, I64, F64]] = []
+        #: the chunks of models whose rows are in several partitions (``sizes`` of each of
+        #: ``numbers``, in that order), given their partition column at once
+        self.parts: list[tuple[Chunk, list[int], list[int]]] = []
 
 
 def _take_plains(engine: Engine, takes: list[Callable[[_Waiting], None]]) -> None:
@@ -1764,6 +1768,16 @@ def _take_plains(engine: Engine, takes: list[Callable[[_Waiting], None]]) -> Non
     waiting = _Waiting()
     for take in takes:
         take(waiting)
+    if waiting.parts:  # each chunk's partition of each row: one repeat for all
+        spans = waiting.parts
+        part = np.repeat(np.array([n for _, numbers, _ in spans for n in numbers],
+                                  dtype=np.int64),
+                         [n for _, _, sizes in spans for n in sizes])  # fmt: skip
+        a = 0
+        for chunk, _, sizes in spans:
+            b = a + sum(sizes)
+            chunk.part = part[a:b]
+            a = b
     kafka = engine.config.kafka
     for topic, (ts, numbers, sizes) in zip((kafka.predictions_topic, kafka.labels_topic),
                                            waiting.highs, strict=True):  # fmt: skip
@@ -1882,10 +1896,11 @@ def _take_plain(
     prob = None
     if model.layout.kind.uses_probabilities:
         prob = [probability_row(model.class_index, e.probabilities) for e in group]
-    chunk = Chunk(idx, numbers[0], ts, pred, score, slices, feats=feats, numeric=numeric,
-                  prob=prob)  # fmt: skip
+    # the partitions of a model's rows in several: made for every model's at once
+    chunk = Chunk(idx, numbers[0] if len(numbers) == 1 else idx, ts, pred, score, slices,
+                  feats=feats, numeric=numeric, prob=prob)  # fmt: skip
     if len(numbers) > 1:
-        chunk.part = np.repeat(np.array(numbers, dtype=np.int64), sizes)
+        waiting.parts.append((chunk, numbers, sizes))
     batch = engine.batch_of(m)
     batch.chunks_p.append(chunk)
     # The rows that wait taken once: a few rows a partition, where numpy's cost per call is
