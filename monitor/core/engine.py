@@ -39,8 +39,8 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from itertools import chain, pairwise
-from typing import Any, NamedTuple
+from itertools import accumulate, chain, pairwise
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -118,7 +118,9 @@ class PartitionSnapshot:
 #: Events' terms: columns and values, each ``(events, terms)``.
 _Terms = tuple[npt.NDArray[np.int64], F64]
 #: A set of events' terms: (partition, time, slices, columns, values) columns.
-_Set = tuple[npt.NDArray[np.int64], F64, npt.NDArray[np.int64], Any, F64]
+#: Events' terms to scatter: partitions, times, slice ids, columns and values (each a 2-D
+#: block, or two side by side: the task's and the features', see :func:`_beside`).
+_Set = tuple[npt.NDArray[np.int64], F64, npt.NDArray[np.int64], Any, Any]
 
 
 class _Sets(NamedTuple):
@@ -519,15 +521,25 @@ class Engine:
         depend on that event and its model's reference alone: the same values as the
         model's own call)."""
         made: list[_Terms | None] = [None] * len(gathered)
-        alike: dict[Any, list[int]] = {}
+        shapes: list[tuple[int, Any]] = []  # (model's place, its numeric shape)
         for i, (model, preds, _) in enumerate(gathered):
             if preds is None or preds.numeric is None or not model.layout.features:
                 continue
             shape = model.layout.numeric_shape()
-            if shape is None:
-                continue
+            if shape is not None:
+                shapes.append((i, shape))
+        if not shapes:
+            return made
+        # each candidate's earliest event time, every model's at once (a minimum is exact)
+        times = [cast(Chunk, gathered[i][1]).ts for i, _ in shapes]
+        firsts = np.minimum.reduceat(
+            joined(times), list(accumulate((len(t) for t in times[:-1]), initial=0))
+        ).tolist() if all(len(t) for t in times) else [float(t.min()) for t in times]
+        alike: dict[Any, list[int]] = {}
+        for (i, shape), first in zip(shapes, firsts, strict=True):
+            model = gathered[i][0]
             if model.profile_pane is not None and not (
-                math.floor(float(preds.ts.min()) / self.pane) > model.profile_pane
+                math.floor(float(first) / self.pane) > model.profile_pane
             ):  # some of its events are the profile's own: its call leaves them out
                 continue
             alike.setdefault(shape, []).append(i)
@@ -549,7 +561,8 @@ class Engine:
         (``pairs``); ``made``, the task's terms of each and the predictions' feature terms
         made with other models' (None: made here)."""
         layout = model.layout
-        predictions = paired = None
+        predictions: _Set | None = None
+        paired: _Set | None = None
         if preds is not None:
             if made[0] is not None:
                 cols, vals = made[0]
@@ -567,9 +580,10 @@ class Engine:
                     f_cols, f_vals = layout.feature_terms(
                         None, use, columns=columns, numeric=preds.numeric
                     )
-                cols = np.concatenate([cols, f_cols], axis=1)
-                vals = np.concatenate([vals, f_vals], axis=1)
-            predictions = (preds.part, preds.ts, preds.slices, cols, vals)
+                # side by side, put together with the other models' (_scatter_shape)
+                predictions = (preds.part, preds.ts, preds.slices, (cols, f_cols), (vals, f_vals))
+            else:
+                predictions = (preds.part, preds.ts, preds.slices, cols, vals)
         if pairs is not None:
             assert pairs.label is not None and pairs.delay is not None
             if made[1] is not None:
@@ -655,8 +669,11 @@ class Engine:
         shapes: dict[tuple[int, tuple[float, ...], int], list[tuple[ModelState, _Sets]]] = {}
         for model, sets in items:
             rates = tuple(math.log(2) / s.seconds for s in model.windows if s.kind == "decay")
-            slices = next(s for s in sets if s is not None)[2].shape[1]
-            shapes.setdefault((model.layout.width, rates, slices), []).append((model, sets))
+            one = sets.predictions if sets.predictions is not None else sets.pairs
+            assert one is not None
+            shapes.setdefault((model.layout.width, rates, one[2].shape[1]), []).append(
+                (model, sets)
+            )
         for (width, rates, _), group in shapes.items():
             self._scatter_shape(width, list(rates), group)
 
@@ -670,7 +687,7 @@ class Engine:
         for slot, (_, sets) in enumerate(items):
             for kind, one in enumerate(sets):
                 if one is not None:
-                    kinds.setdefault((kind, one[3].shape[1]), []).append((slot, one))
+                    kinds.setdefault((kind, _width(one[3])), []).append((slot, one))
         order = sorted(kinds, key=lambda key: key[0])
         parts = [[one for _, one in kinds[key]] for key in order]
         slots = [np.repeat([slot for slot, _ in kinds[key]], [len(one[1]) for _, one in
@@ -693,7 +710,8 @@ class Engine:
         cuts = np.cumsum([len(k) for k in keys])[:-1]
         terms = []
         for ids, chosen, t in zip(np.split(group, cuts), parts, ts, strict=True):
-            slices, cols, vals = (joined([one[i] for one in chosen]) for i in (2, 3, 4))
+            slices = joined([one[2] for one in chosen])
+            cols, vals = _beside([one[3] for one in chosen]), _beside([one[4] for one in chosen])
             terms.append(Terms(ids, slices, cols, vals, t))
         rows = max(len(model.registry.keys) for model, _ in items)
         group_slots, group_numbers = np.divmod(uniq // span, count)
@@ -744,17 +762,19 @@ class Engine:
         self._expire(upto * self.pane)
 
     def _expire(self, now: float) -> None:
+        # each model's bound (in model order), and the early labels' (the longest TTL)
+        befores = [(model.index, now - model.config.label_ttl) for model in self.models]
+        ttl = max(m.config.label_ttl for m in self.models)
         for state in self.partitions.values():
             join = state.join
-            for model in self.models:
-                m = model.index
-                before = now - model.config.label_ttl
+            for m, before in befores:
                 gone = join.pending[m].expire(before)
                 if gone:
                     state.counts[m][EXPIRED] += gone
                     self.pending_total[m] -= gone
-                JoinBuffer.expire(join.matched[m], before)
-            ttl = max(m.config.label_ttl for m in self.models)
+                matched = join.matched[m]
+                if matched and not next(iter(matched.values())) >= before:  # else none is due
+                    JoinBuffer.expire(matched, before)
             for label in JoinBuffer.expire(join.early, now - ttl):
                 self.early_total -= 1
                 if label.model >= 0:
@@ -881,6 +901,24 @@ def _outcomes(batches: Sequence[_Batch]) -> list[Chunk | None]:
                            label=label[a:b], delay=delay[a:b])  # fmt: skip
             a = b
     return out
+
+
+def _width(block: Any) -> int:
+    """Columns of a :data:`_Set`'s terms (a 2-D block, or two side by side)."""
+    if isinstance(block, tuple):
+        return int(block[0].shape[1] + block[1].shape[1])
+    return int(block.shape[1])
+
+
+def _beside(blocks: list[Any]) -> Any:
+    """Terms of several sets end to end (rows), each a 2-D block or two side by side (the
+    task's and the features'): the same array as each set's blocks put side by side and
+    the sets' stacked, with two copies of all the terms for sets of many models (each
+    side stacked, then the sides put together) instead of a pair of copies per set."""
+    if all(type(b) is tuple for b in blocks) and len({b[0].shape[1] for b in blocks}) == 1:
+        return np.concatenate([joined([b[0] for b in blocks]), joined([b[1] for b in blocks])],
+                              axis=1)  # fmt: skip
+    return joined([np.concatenate(b, axis=1) if type(b) is tuple else b for b in blocks])
 
 
 def _last_offsets(batch: MessageBatch) -> dict[tuple[str, int], int]:

@@ -35,9 +35,9 @@ import operator
 import weakref
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from functools import partial
-from itertools import accumulate, chain, compress, repeat
+from itertools import accumulate, chain, compress, islice, repeat
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, cast
 
 import msgspec
@@ -547,8 +547,8 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
     labels = _decode_each(engine.limits.label_decoder(), list(map(values.__getitem__, label_at)),
                           cap)  # fmt: skip
     # Not valid events, whatever the join holds: not decoded, of an unknown model.
-    pairs_p, ids_p, kept_p, dropped_p = _checked(engine, preds, pred_at, labels=False)
-    pairs_l, ids_l, _, dropped_l = _checked(engine, labels, label_at, labels=True)
+    pairs_p, ids_p, kept_p, dropped_p, names_p = _checked(engine, preds, pred_at, labels=False)
+    pairs_l, ids_l, _, dropped_l, _ = _checked(engine, labels, label_at, labels=True)
     slow += dropped_p
     slow += dropped_l
     twice_at: set[int] = set()
@@ -612,7 +612,7 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
         else:  # every repeat a prediction and its label: the label goes with it
             pairs_l = list(compress(pairs_l, map(operator.not_, map(fused.__contains__, ids_l))))
     every = list(map(_EVENT, decoded[0]))
-    model_of = _model_indices(engine, every)
+    model_of = _model_indices(engine, every, names_p)
     pressed = _pending_pressure(engine, every, model_of)
     early_pressed = engine.early_total + len(label_at) > engine.early_cap
     split = _plan(engine, messages, pairs_p, pairs_l, fused, twice_at, again, slow,
@@ -636,28 +636,8 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
     for _, _, apply in split.plans:
         apply()
     split.plans.clear()
-    for (m, number), parts in split.matched.items():  # matched ids in arrival order
-        table = engine.partitions[number].join.matched[m]
-        if sum(len(p[1]) for p in parts) <= _ORDER_IN_PYTHON:  # a few: no numpy call
-            at_l = [i for p in parts for i in p[0].tolist()]
-            pids = [pid for p in parts for pid in p[1]]
-            times = [t for p in parts for t in p[2].tolist()]
-            if all(map(operator.le, at_l, at_l[1:])):  # in poll order already
-                table.update(zip(pids, times, strict=True))
-            else:  # a stable sort by poll index, as argsort's below
-                order = sorted(range(len(at_l)), key=at_l.__getitem__)
-                table.update(zip(map(pids.__getitem__, order), map(times.__getitem__, order),
-                                 strict=True))  # fmt: skip
-            continue
-        idx = parts[0][0] if len(parts) == 1 else np.concatenate([p[0] for p in parts])
-        pids = parts[0][1] if len(parts) == 1 else list(chain.from_iterable(p[1] for p in parts))
-        at_ts = parts[0][2] if len(parts) == 1 else np.concatenate([p[2] for p in parts])
-        times = at_ts.tolist()
-        if bool((idx[1:] >= idx[:-1]).all()):  # in poll order already
-            table.update(zip(pids, times, strict=True))
-            continue
-        order = np.argsort(idx, kind="stable").tolist()
-        table.update(zip(map(pids.__getitem__, order), map(times.__getitem__, order), strict=True))
+    if split.matched:  # matched ids in arrival order
+        _enter_matched(engine, split.matched)
     for number, parts_e in split.early.items():
         join = engine.partitions[number].join
         if len(parts_e) == 1:  # one plan's labels: in poll order already
@@ -683,14 +663,59 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
     return b
 
 
+def _enter_matched(
+    engine: Engine, runs: list[tuple[list[tuple[int, int]], list[int], I64, list[str], F64]]
+) -> None:
+    """Enter the ids the plans of a segment matched (``runs``, see :meth:`_Split.match`)
+    into their (model, partition) matched tables, each table's in poll order (a stable sort
+    by poll index: ids of one message index keep the order the plans gave them), the
+    tables in order of their first run: every group's order found by one sort of all of
+    them (a poll of many models has hundreds of groups of a few ids each)."""
+    place: dict[tuple[int, int], int] = {}  # each group's number, in order of first run
+    for groups, _, _, _, _ in runs:
+        for key in groups:
+            place.setdefault(key, len(place))
+    if len(runs) == 1:
+        groups, sizes, idx, pids, at_ts = runs[0]
+    else:
+        groups = [key for run in runs for key in run[0]]
+        sizes = [n for run in runs for n in run[1]]
+        idx = np.concatenate([run[2] for run in runs])
+        pids = list(chain.from_iterable(run[3] for run in runs))
+        at_ts = np.concatenate([run[4] for run in runs])
+    times = at_ts.tolist()
+    slots = list(map(place.__getitem__, groups))
+    order: list[int] | None = None
+    if len(pids) <= _ORDER_IN_PYTHON:  # a few: no numpy call
+        group = [s for s, n in zip(slots, sizes, strict=True) for _ in range(n)]
+        at_l = idx.tolist()
+        order = sorted(range(len(pids)), key=lambda r: (group[r], at_l[r]))
+        counts = [0] * len(place)
+        for s in group:
+            counts[s] += 1
+    else:
+        group_a = np.repeat(np.array(slots, dtype=np.int64), sizes)
+        by = group_a * (int(idx.max()) + 1) + idx
+        if not bool((by[1:] >= by[:-1]).all()):
+            order = np.argsort(by, kind="stable").tolist()
+        counts = np.bincount(group_a, minlength=len(place)).tolist()
+    rows: Iterator[tuple[str, float]] = (
+        zip(pids, times, strict=True) if order is None
+        else zip(map(pids.__getitem__, order), map(times.__getitem__, order), strict=True)
+    )  # fmt: skip
+    partitions = engine.partitions
+    for (m, number), n in zip(place, counts, strict=True):
+        partitions[number].join.matched[m].update(islice(rows, n))
+
+
 def _checked(
     engine: Engine, events: list[Any], at: list[int], *, labels: bool
-) -> tuple[list[tuple[int, Any]], list[str], list[int], list[int]]:
+) -> tuple[list[tuple[int, Any]], list[str], list[int], list[int], list[str | None]]:
     """A topic's decoded ``events`` (at poll indices ``at``) that are valid events whatever
-    the join holds, as (poll index, event) pairs, with their ids and poll indices; and the
+    the join holds, as (poll index, event) pairs, with their ids and poll indices; the
     poll indices of the others (rejects): not decoded (None), or of a model the config does
-    not know (a label may name none). All by C loops, with no bytecode per event: the
-    usual poll has a few such messages among thousands."""
+    not know (a label may name none); and the valid ones' model names. All by C loops,
+    with no bytecode per event: the usual poll has a few such messages among thousands."""
     known = engine.by_name
     nones = _none_at(events)
     keep: list[bool] | None = None
@@ -711,15 +736,17 @@ def _checked(
     if unknown:  # the good ones of a known model (a label naming none is one)
         fine = list(map(operator.not_, map(unknown.__contains__, models)))
         ids = list(compress(ids, fine))
+        models = list(compress(models, fine))
         if keep is None:
             keep = fine
         else:  # the good ones' places among all, those of an unknown model dropped
             for k in compress(compress(range(len(events)), keep), map(operator.not_, fine)):
                 keep[k] = False
     if keep is None:  # every event decoded, of a configured model (the usual poll)
-        return list(zip(at, events, strict=True)), ids, at, []
+        return list(zip(at, events, strict=True)), ids, at, [], models
     pairs = list(compress(zip(at, events, strict=True), keep))
-    return pairs, ids, list(map(_AT, pairs)), list(compress(at, map(operator.not_, keep)))
+    return (pairs, ids, list(map(_AT, pairs)), list(compress(at, map(operator.not_, keep))),
+            models)  # fmt: skip
 
 
 def _repeated(ids: list[str]) -> set[str]:
@@ -729,13 +756,17 @@ def _repeated(ids: list[str]) -> set[str]:
     return set(compress(ids, map(operator.ne, map(last.__getitem__, ids), range(len(ids)))))
 
 
-def _model_indices(engine: Engine, events: list[PredictionEvent]) -> list[int]:
+def _model_indices(engine: Engine, events: list[PredictionEvent],
+                   names: list[str | None] | None = None) -> list[int]:  # fmt: skip
     """The index of the model of each of ``events`` (predictions of configured models:
-    :func:`_segment` keeps no other), with no look-up per event when there is one model."""
+    :func:`_segment` keeps no other; ``names``: their model names, when the caller has
+    them), with no look-up per event when there is one model."""
     if len(engine.models) == 1:
         return [0] * len(events)
-    index = {m.name: m.index for m in engine.models}
-    return [index[e.model] for e in events]
+    index: dict[str | None, int] = {m.name: m.index for m in engine.models}
+    if names is None:
+        names = [e.model for e in events]
+    return list(map(index.__getitem__, names))
 
 
 def _registry_cut(
@@ -970,7 +1001,8 @@ def _followers(
     if not split.plans:
         taken: set[int] = set()
     else:
-        taken = set(np.concatenate([idx for _, idx, _ in split.plans]).tolist())
+        taken = set(np.concatenate([a for _, idx, _ in split.plans
+                                    for a in (idx if isinstance(idx, list) else (idx,))]).tolist())
     for pid, retries in again.items():
         idx = np.array(retries.idx, dtype=np.int64)
         number = messages.partitions[retries.lead]
@@ -1091,10 +1123,13 @@ class _Split:
         #: partition, poll index of each message, its id), kept if ``record`` (a cap is near)
         self.ops: list[tuple[int, int, int, I64, list[str]]] = []
         self.record = True
-        self.plans: list[tuple[int, I64, Callable[[], None]]] = []
-        #: (model, partition) -> ids matched by the plans, with their label's poll index
-        #: and time; entered into the matched table in poll order once all are applied.
-        self.matched: dict[tuple[int, int], list[tuple[I64, list[str], F64]]] = {}
+        #: (first partition, the poll indices of its messages (an array, or arrays end to
+        #: end), apply)
+        self.plans: list[tuple[int, I64 | list[I64], Callable[[], None]]] = []
+        #: ids matched by the plans, with their label's poll index and time, in runs of
+        #: (model, partition) groups (see :meth:`match`); entered into the matched tables
+        #: in poll order once all are applied (:func:`_enter_matched`).
+        self.matched: list[tuple[list[tuple[int, int]], list[int], I64, list[str], F64]] = []
         #: partition -> labels that came first (poll index, id, label, and the model they
         #: all name), entered in poll order once all is applied
         self.early: dict[int, list[tuple[I64, list[str], list[EarlyLabel], int]]] = {}
@@ -1107,6 +1142,12 @@ class _Split:
         """Messages the plan cannot decide with the ones before them in the segment."""
         if len(idx):
             self.loose.extend(idx.tolist())
+
+    def match(self, groups: list[tuple[int, int]], sizes: list[int], idx: I64, pids: list[str],
+              ts: F64) -> None:  # fmt: skip
+        """Ids ``pids`` matched by a plan, ``sizes`` of each (model, partition) of ``groups``
+        in that order, with their label's poll index and time (see :attr:`matched`)."""
+        self.matched.append((groups, sizes, idx, pids, ts))
 
     def op(self, kind: int, m: int, number: int, idx: I64, pids: list[str]) -> None:
         """Messages ``idx`` of partition ``number`` change a capped table (see :attr:`ops`)."""
@@ -1249,12 +1290,12 @@ def _predictions(
         if fused_at:
             followed = np.zeros(len(ids), dtype=bool)
             followed[fused_at] = True
-    takes: list[tuple[int, I64, Callable[[_Waiting], None]]] = []
+    takes: list[tuple[int, list[I64], Callable[[_Waiting], None]]] = []
     if plain:
         _plan_plains(engine, split, plain, events, ids, at, ts, score, ok, fused, followed, takes)
     if takes:  # every model's plain predictions taken by one plan: see _take_plains
         every = [take for _, _, take in takes]
-        split.plans.append((takes[0][0], np.concatenate([idx for _, idx, _ in takes]),
+        split.plans.append((takes[0][0], [i for _, idx, _ in takes for i in idx],
                             partial(_take_plains, engine, every)))  # fmt: skip
     taken = {(m, number) for m, mine in plain.items() for number, _, _ in mine}
     for (m, number), (rows, sel) in groups.items():
@@ -1544,7 +1585,7 @@ def _plan_plains(
     ok: npt.NDArray[np.bool_],
     fused: dict[str, tuple[int, LabelEvent]],
     followed: npt.NDArray[np.bool_] | None,
-    takes: list[tuple[int, I64, Callable[[_Waiting], None]]],
+    takes: list[tuple[int, list[I64], Callable[[_Waiting], None]]],
 ) -> None:
     """Plan the plain predictions of every model of ``plain`` (see :func:`_plain_models`),
     each model's every partition at once (:func:`_plan_plain`): their values coded and
@@ -1584,6 +1625,9 @@ def _plan_plains(
             if bad.any():
                 for j in np.flatnonzero(bad).tolist():
                     failed.add(bisect_left(hit_bounds, j + 1) - 1)
+    # every model's rows' poll indices, times and scores, and whether all are valid, at once
+    at_all, ts_all, score_all = at[sel_all], ts[sel_all], score[sel_all]
+    every_valid = bool(valid_all.all())
     for j, m in enumerate(order):
         if j in failed:
             del plain[m]
@@ -1594,9 +1638,9 @@ def _plan_plains(
             h0, h1 = hit_bounds[j], hit_bounds[j + 1]
             if h1 > h0:
                 joined = _Joined(has_all[a:b], label_at[h0:h1], codes[h0:h1], f_ts[h0:h1])
-        _plan_plain(engine, split, models[m], plain[m], sel_all[a:b], pids_all[a:b],
-                    group_all[a:b], pred_all[a:b], valid_all[a:b], ts, score, at, joined,
-                    takes)  # fmt: skip
+        _plan_plain(engine, split, models[m], plain[m], pids_all[a:b], group_all[a:b],
+                    pred_all[a:b], None if every_valid else valid_all[a:b], at_all[a:b],
+                    ts_all[a:b], score_all[a:b], joined, takes)  # fmt: skip
 
 
 def _coded(
@@ -1625,38 +1669,36 @@ def _plan_plain(
     split: _Split,
     model: ModelState,
     mine: _PlainGroups,
-    sel: I64,
     pids: list[str],
     group: list[PredictionEvent],
     pred: F64,
-    valid: npt.NDArray[np.bool_],
+    valid: npt.NDArray[np.bool_] | None,
+    idx: I64,
     ts: F64,
     score: F64,
-    at: I64,
     joined: _Joined | None,
-    takes: list[tuple[int, I64, Callable[[_Waiting], None]]],
+    takes: list[tuple[int, list[I64], Callable[[_Waiting], None]]],
 ) -> None:
     """Plan the plain predictions of one model (see :func:`_plain_models`), every
-    partition's at once (``sel``: their positions among the segment's predictions, with
-    their ids, events, codes and validity; ``joined``: those their label message of the
-    segment joins, checked by :func:`_plan_plains`): the invalid ones are rejects, those
-    joined join their label, the others wait. The plan goes to ``takes`` (its first
-    partition, the poll indices of its messages, and its :func:`_take_plain`)."""
+    partition's at once (their ids, events, codes and validity (None: all valid), poll
+    indices, times and scores; ``joined``: those their label message of the segment
+    joins, checked by :func:`_plan_plains`): the invalid ones are rejects, those joined
+    join their label, the others wait. The plan goes to ``takes`` (its first partition,
+    the poll indices of its messages, and its :func:`_take_plain`)."""
     numbers = [number for number, _, _ in mine]
     sizes = [len(rows) for _, rows, _ in mine]
-    if not valid.all():
-        split.reject(at[sel[~valid]])
+    if valid is not None and not valid.all():
+        split.reject(idx[~valid])
         keep = np.flatnonzero(valid)
         sizes = _sizes_kept(sizes, keep)
         kept = keep.tolist()
         pids = list(map(pids.__getitem__, kept))
         group = list(map(group.__getitem__, kept))
-        sel, pred = sel[keep], pred[keep]
+        idx, ts, score, pred = idx[keep], ts[keep], score[keep], pred[keep]
         if joined is not None:  # every joined prediction is valid
             joined = joined._replace(has=joined.has[keep])
         if not kept:
             return
-    idx = at[sel]
     if split.record:
         a = 0
         for number, n in zip(numbers, sizes, strict=True):
@@ -1674,9 +1716,8 @@ def _plan_plain(
                 split.op(_P_NEW, model.index, number, joined.at[first:last], both)
             a += n
     apply = partial(_take_plain, engine, split, model, numbers, sizes, idx, group, pids,
-                    ts[sel], pred, score[sel], joined)  # fmt: skip
-    takes.append((numbers[0], idx if joined is None else np.concatenate([idx, joined.at]),
-                  apply))  # fmt: skip
+                    ts, pred, score, joined)  # fmt: skip
+    takes.append((numbers[0], [idx] if joined is None else [idx, joined.at], apply))
 
 
 class _Waiting:
@@ -1684,7 +1725,8 @@ class _Waiting:
     partition) table after table: put into their tables by :func:`add_groups` once every
     model's are known (see :func:`_take_plains`)."""
 
-    __slots__ = ("highs", "ids", "models", "pred", "score", "sizes", "slices", "tables", "ts")
+    __slots__ = ("highs", "ids", "models", "pairs", "parts", "pred", "rest", "score", "sizes",
+                 "slices", "tables", "ts")  # fmt: skip
 
     def __init__(self) -> None:
         #: the event times of the predictions taken, then of the labels joined, each model's
@@ -1701,8 +1743,19 @@ class _Waiting:
         self.pred: list[F64] = []
         self.score: list[F64] = []
         self.slices: list[I64] = []
+        #: which of each model's rows above wait (None: all of them); :attr:`ts`,
+        #: :attr:`pred`, :attr:`score` and :attr:`slices` hold all its rows, those that
+        #: wait picked out for every model at once
+        self.rest: list[npt.NDArray[np.bool_] | None] = []
         #: where each model's tables end in :attr:`tables`
         self.models: list[int] = []
+        #: the models whose label messages of the segment join some of their plain
+        #: predictions: (batch, the joins, the partitions they are in and how many in each,
+        #: and the model's rows' values, times and slice ids), made into a chunk each at once
+        self.pairs: list[tuple[Any, _Joined, list[int], list[int], F64, F64, I64, F64]] = []
+        #: the chunks of models whose rows are in several partitions (``sizes`` of each of
+        #: ``numbers``, in that order), given their partition column at once
+        self.parts: list[tuple[Chunk, list[int], list[int]]] = []
 
 
 def _take_plains(engine: Engine, takes: list[Callable[[_Waiting], None]]) -> None:
@@ -1715,11 +1768,26 @@ def _take_plains(engine: Engine, takes: list[Callable[[_Waiting], None]]) -> Non
     waiting = _Waiting()
     for take in takes:
         take(waiting)
+    if waiting.parts:  # each chunk's partition of each row: one repeat for all
+        spans = waiting.parts
+        part = np.repeat(np.array([n for _, numbers, _ in spans for n in numbers],
+                                  dtype=np.int64),
+                         [n for _, _, sizes in spans for n in sizes])  # fmt: skip
+        a = 0
+        for chunk, _, sizes in spans:
+            b = a + sum(sizes)
+            chunk.part = part[a:b]
+            a = b
     kafka = engine.config.kafka
     for topic, (ts, numbers, sizes) in zip((kafka.predictions_topic, kafka.labels_topic),
                                            waiting.highs, strict=True):  # fmt: skip
         if ts:
             _raise_highs(engine, topic, joined(ts), numbers, sizes)
+    widths: dict[int, list[Any]] = {}  # the pairs by width of slice ids (the model's)
+    for pair in waiting.pairs:
+        widths.setdefault(pair[6].shape[1], []).append(pair)
+    for pairs in widths.values():
+        _take_pairs(pairs)
     if not waiting.tables:
         return
     ks = [s.shape[1] for s in waiting.slices]
@@ -1731,10 +1799,52 @@ def _take_plains(engine: Engine, takes: list[Callable[[_Waiting], None]]) -> Non
         t1 = waiting.models[j - 1]
         sizes = waiting.sizes[t0:t1]
         r0 = sum(waiting.sizes[:t0])
-        add_groups(waiting.tables[t0:t1], sizes, waiting.ids[r0 : r0 + sum(sizes)],
-                   joined(waiting.ts[first:j]), joined(waiting.pred[first:j]),
-                   joined(waiting.score[first:j]), joined(waiting.slices[first:j]))  # fmt: skip
+        columns = [joined(waiting.ts[first:j]), joined(waiting.pred[first:j]),
+                   joined(waiting.score[first:j]), joined(waiting.slices[first:j])]  # fmt: skip
+        masks = waiting.rest[first:j]
+        if any(r is not None for r in masks):  # the rows that wait, every model's at once
+            rest = joined([np.ones(len(t), dtype=np.bool_) if r is None else r
+                           for r, t in zip(masks, waiting.ts[first:j], strict=True)])  # fmt: skip
+            columns = [c[rest] for c in columns]
+        add_groups(waiting.tables[t0:t1], sizes, waiting.ids[r0 : r0 + sum(sizes)], *columns)
         first = j
+
+
+def _take_pairs(pairs: list[tuple[Any, _Joined, list[int], list[int], F64, F64, I64, F64]]
+                ) -> None:  # fmt: skip
+    """Queue each model's plain predictions joined by their label message of the segment
+    (``pairs``, see :attr:`_Waiting.pairs`; models of one width of slice ids) for
+    accumulation as one chunk in poll order (of a model whose pairs are in one partition:
+    in the order of its rows), every model's picked and ordered at once: the values of
+    :func:`_take_plain`'s chunk of each."""
+    has = joined([p[1].has for p in pairs])
+    pred, score, slices, ts = (joined([p[i] for p in pairs])[has] for i in (4, 5, 6, 7))
+    at = joined([p[1].at for p in pairs])
+    lt = joined([p[1].ts for p in pairs])
+    code = joined([p[1].code for p in pairs])
+    sizes = [len(p[1].at) for p in pairs]
+    part = np.repeat(np.array([n for p in pairs for n in p[2]], dtype=np.int64),
+                     [n for p in pairs for n in p[3]])  # fmt: skip
+    # each model's pairs in poll order when they are in several partitions (a stable sort
+    # of each by poll index), else as they are: one stable sort of all by (model, key)
+    several = [len(p[2]) > 1 for p in pairs]
+    if any(several):
+        slot = np.repeat(np.arange(len(pairs), dtype=np.int64), sizes)
+        mine = at
+        if not all(several):  # the others' by their place among the model's pairs
+            starts = np.array(list(accumulate(sizes, initial=0))[:-1], dtype=np.int64)
+            place = np.arange(len(at), dtype=np.int64) - np.repeat(starts, sizes)
+            mine = np.where(np.repeat(np.array(several), sizes), at, place)
+        order = np.argsort(slot * (int(max(int(at.max()), len(at))) + 1) + mine, kind="stable")
+        pred, score, slices, ts = pred[order], score[order], slices[order], ts[order]
+        at, lt, code, part = at[order], lt[order], code[order], part[order]
+    delay = lt - ts
+    a = 0
+    for p, n in zip(pairs, sizes, strict=True):
+        b = a + n
+        p[0].chunks_o.append(Chunk(at[a:b], part[a:b], lt[a:b], pred[a:b], score[a:b],
+                                   slices[a:b], label=code[a:b], delay=delay[a:b]))  # fmt: skip
+        a = b
 
 
 def _raise_highs(engine: Engine, topic: str, ts: F64, numbers: list[int], sizes: list[int]
@@ -1786,10 +1896,11 @@ def _take_plain(
     prob = None
     if model.layout.kind.uses_probabilities:
         prob = [probability_row(model.class_index, e.probabilities) for e in group]
-    chunk = Chunk(idx, numbers[0], ts, pred, score, slices, feats=feats, numeric=numeric,
-                  prob=prob)  # fmt: skip
+    # the partitions of a model's rows in several: made for every model's at once
+    chunk = Chunk(idx, numbers[0] if len(numbers) == 1 else idx, ts, pred, score, slices,
+                  feats=feats, numeric=numeric, prob=prob)  # fmt: skip
     if len(numbers) > 1:
-        chunk.part = np.repeat(np.array(numbers, dtype=np.int64), sizes)
+        waiting.parts.append((chunk, numbers, sizes))
     batch = engine.batch_of(m)
     batch.chunks_p.append(chunk)
     # The rows that wait taken once: a few rows a partition, where numpy's cost per call is
@@ -1800,7 +1911,8 @@ def _take_plain(
     high_sizes += sizes
     gots = [0] * len(sizes)
     where: list[int] = []  # the joined rows
-    rest_of = (pids, ts, pred, score, slices)
+    rest: npt.NDArray[np.bool_] | None = None
+    waits = pids
     if joined is not None:
         where = np.flatnonzero(joined.has).tolist()
         a = 0
@@ -1808,9 +1920,7 @@ def _take_plain(
             gots[i] = bisect_left(where, a + n) - bisect_left(where, a)
             a += n
         rest = ~joined.has
-        rest_of = (list(compress(pids, rest.tolist())), ts[rest], pred[rest], score[rest],
-                   slices[rest])  # fmt: skip
-    f = 0
+        waits = list(compress(pids, rest.tolist()))
     joined_in: list[int] = []  # the partitions the joined pairs are in, each once
     joined_n: list[int] = []  # and how many in each
     for i, (number, n) in enumerate(zip(numbers, sizes, strict=True)):
@@ -1822,39 +1932,27 @@ def _take_plain(
         got = gots[i]
         if got:
             assert joined is not None
-            g = f + got
             counts[LABELS] += got
             counts[MATCHED] += got
-            both = [pids[j] for j in where[f:g]]
-            split.matched.setdefault((m, number), []).append(
-                (joined.at[f:g], both, joined.ts[f:g])
-            )
             joined_in.append(number)
             joined_n.append(got)
-            f = g
         if n > got:  # ids checked: new, and distinct in the poll
             waiting.tables.append(state.join.pending[m])
             waiting.sizes.append(n - got)
             engine.pending_total[m] += n - got
-    if len(rest_of[0]):  # the rows of the tables above, in their order
-        waiting.ids += rest_of[0]
-        waiting.ts.append(rest_of[1])
-        waiting.pred.append(rest_of[2])
-        waiting.score.append(rest_of[3])
-        waiting.slices.append(rest_of[4])
+    if waits:  # the rows of the tables above, in their order (picked by _take_plains)
+        waiting.ids += waits
+        waiting.ts.append(ts)
+        waiting.pred.append(pred)
+        waiting.score.append(score)
+        waiting.slices.append(slices)
+        waiting.rest.append(rest)
         waiting.models.append(len(waiting.tables))
     if joined is not None and joined_in:
-        rows: Any = joined.has  # the joined rows (a mask, or their places in poll order)
-        at, lt, code = joined.at, joined.ts, joined.code
-        part: int | I64 = joined_in[0]
-        if len(joined_in) > 1:  # in poll order, as the chunks of the groups would be merged
-            order = np.argsort(at, kind="stable")
-            rows = np.flatnonzero(rows)[order]
-            at, lt, code = at[order], lt[order], code[order]
-            part = np.repeat(np.array(joined_in, dtype=np.int64), joined_n)[order]
-        pair = Chunk(at, part, lt, pred[rows], score[rows], slices[rows], label=code,
-                     delay=lt - ts[rows])  # fmt: skip
-        batch.chunks_o.append(pair)
+        split.match([(m, number) for number in joined_in], joined_n, joined.at,
+                    list(map(pids.__getitem__, where)), joined.ts)  # fmt: skip
+        # its chunk in poll order, as the chunks of the groups would be merged (_take_pairs)
+        waiting.pairs.append((batch, joined, joined_in, joined_n, pred, score, slices, ts))
         high_ts, high_numbers, high_sizes = waiting.highs[1]
         high_ts.append(joined.ts)  # in runs of a partition, as gots
         high_numbers += numbers
@@ -2034,9 +2132,8 @@ def _take_predictions(
         if labels.later.any():
             _note(state, engine.config.kafka.labels_topic, labels.ts[labels.later])
         lt = labels.ts[labelled]
-        split.matched.setdefault((m, number), []).append(
-            (labels.at[labelled], list(map(pids.__getitem__, labelled.tolist())), lt)
-        )
+        split.match([(m, number)], [len(labelled)], labels.at[labelled],
+                    list(map(pids.__getitem__, labelled.tolist())), lt)  # fmt: skip
         batch.chunks_o.append(
             Chunk(
                 labels.at[labelled],
@@ -2408,29 +2505,29 @@ def _take_joins(engine: Engine, split: _Split, joins: list[_Joins]) -> None:
     assert found.all()
     ts = joins[0].ts if len(joins) == 1 else np.concatenate([j.ts for j in joins])
     highs = _run_maxima(ts, sizes)  # as _note, in one call
+    idx = joins[0].idx if len(joins) == 1 else np.concatenate([j.idx for j in joins])
+    matched: list[tuple[int, int]] = []  # the (model, partition) groups, and their sizes
+    matched_n: list[int] = []
     g = 0
     for joined in joins:
-        m, idx, mine_ts = joined.m, joined.idx, joined.ts
-        a = 0
+        m = joined.m
         for number, n in zip(joined.numbers, joined.sizes, strict=True):
             high = highs[g]
             g += 1
             if not n:
                 continue
-            b = a + n
             state = partitions[number]
-            mine = joined.pids if n == len(joined.pids) else joined.pids[a:b]
             counts = state.counts[m]
             counts[LABELS] += n
             counts[MATCHED] += n
-            split.matched.setdefault((m, number), []).append((idx[a:b], mine, mine_ts[a:b]))
+            matched.append((m, number))
+            matched_n.append(n)
             if high > state.max_ts.get(topic, -math.inf):
                 state.max_ts[topic] = high
-            a = b
         engine.pending_total[m] -= len(joined.pids)
+    split.match(matched, matched_n, idx, pids, ts)
     # Each model's pairs in poll order (the detectors see event order): one sort of all.
     lens = [len(j.pids) for j in joins]
-    idx = joins[0].idx if len(joins) == 1 else np.concatenate([j.idx for j in joins])
     part = np.repeat(np.array([n for j in joins for n in j.numbers], dtype=np.int64), sizes)
     codes = joins[0].codes if len(joins) == 1 else np.concatenate([j.codes for j in joins])
     delay = ts - p_ts
