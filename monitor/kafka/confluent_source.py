@@ -396,10 +396,11 @@ class ConfluentSource:
         except KafkaException as exc:
             self._limiter.log(log, "warning", "poll", "kafka_poll_failed", error=str(exc))
             return []
-        if not batch:
+        if not batch and not self._held:
             return []
         with self._lock:
             touched, self._touched = self._touched, set()
+            waiting = touched | self._pending
         held, self._held = self._held, []
         # Columns straight from librdkafka's records, a whole Message only for the few the
         # core rejects.
@@ -408,8 +409,8 @@ class ConfluentSource:
         )
         for m in errors:
             self._on_message_error(m, m.error())
-        if (touched or self._guard) and topics:
-            keep = self._sort_out(topics, partitions, offsets, rows, len(held), touched)
+        if (waiting or self._guard or held) and topics:
+            keep = self._sort_out(topics, partitions, offsets, rows, len(held), waiting)
             if len(keep) < len(topics):
                 topics, partitions = _pick(topics, keep), _pick(partitions, keep)
                 offsets, values = _pick(offsets, keep), _pick(values, keep)
@@ -425,29 +426,30 @@ class ConfluentSource:
         )  # fmt: skip
 
     def _sort_out(self, topics: list[str], partitions: list[int], offsets: list[int],
-                  rows: list[Any], held: int, touched: set[TP]) -> list[int]:  # fmt: skip
+                  rows: list[Any], held: int, waiting: set[TP]) -> list[int]:  # fmt: skip
         """The rows of a batch to hand over when a rebalance touched some partitions during
-        its ``consume`` or an offset guard is up (the first ``held`` rows, held back by the
-        last poll, are handed over as they are).
+        its ``consume``, a partition waits for its start position, an offset guard is up or
+        the last poll held records back (its first ``held`` rows).
 
-        A row below its partition's guard was handed over already: dropped. What the batch
-        read of a partition no longer assigned is dropped (the new owner reads it). What it
-        read of one assigned (again) during the call is held back to the next poll, so that
-        the caller sees the assignment first. Such records are the continuation of what the
-        caller processed (the assignment starts at the offset the checkpoint gave during
-        this call), and the fetcher, which restarted there, reads them again: the guard,
+        A row below its partition's guard was handed over already, or lies before the
+        position a seek gave: dropped (the guard of records held back is theirs). What the
+        batch read of a partition no longer assigned is dropped (the new owner reads it).
+        What it read of one assigned (again) during the call, or not positioned yet (its
+        seek failed), is held back to a later poll, so that the caller sees the assignment
+        first: dropped if the seek then positions the partition (the fetcher reads again
+        from there), else handed over. The fetcher may read such records again: the guard,
         the offset after the last one held, drops them then."""
         guard = self._guard
-        owned = self.assignment() if touched else set()
-        keep = list(range(held))
-        for i in range(held, len(topics)):
+        owned = self.assignment() if waiting else set()
+        keep = []
+        for i in range(len(topics)):
             key = (topics[i], partitions[i])
-            floor = guard.get(key)
+            floor = guard.get(key) if i >= held else None
             if floor is not None:
                 if offsets[i] < floor:
                     continue
                 del guard[key]
-            if key not in touched:
+            if key not in waiting:
                 keep.append(i)
             elif key in owned:
                 self._held.append(rows[i])
@@ -478,7 +480,8 @@ class ConfluentSource:
                     continue
                 self._held = [m for m in self._held if (m.topic(), m.partition()) != key]
                 with self._lock:
-                    self._guard.pop(key, None)
+                    # what the fetcher had read before the seek may still come: dropped
+                    self._guard[key] = int(offset)
                     self._known_position[key] = int(offset)
             del self._start_at[key]
             log.info(
