@@ -232,6 +232,12 @@ def test_broker_outage_holds_the_absence_rule_and_says_the_input_is_unavailable(
         changes = [(x["timestamp"], x["event"], x.get("reason", x.get("status")))
                    for x in _log(daemon)
                    if x.get("event") in ("input_unavailable", "input_available", "alert")]
+        # shown in full when the test fails (an assertion message is cut short): what the
+        # daemon and its Kafka client said from the outage on
+        print(f"broker stopped at {time.time() - (time.monotonic() - down_at):.3f} (epoch)")
+        print(*changes, sep="\n")
+        print(*[x for x in _log(daemon) if str(x.get("logger", "")).startswith("kafka")],
+              sep="\n")
         assert [(x["rule"], x["status"]) for x in own_alerts] == [
             ("monitor-input-unavailable", "firing")], (changes, daemon.log_tail())
         names = [a["labels"].get("alertname") for a in _alertmanager_alerts(alertmanager)]
