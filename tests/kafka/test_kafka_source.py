@@ -69,6 +69,14 @@ def poll_until(source: Source, count: int, timeout_s: float = GROUP_JOIN_S) -> l
     return got
 
 
+def _offsets(got: Sequence[Message]) -> str:
+    """The offsets read of each partition, short, for an assertion message."""
+    read: dict[tuple[str, int], list[int]] = {}
+    for m in got:
+        read.setdefault((m.topic.split("-")[0], m.partition), []).append(m.offset)
+    return "; ".join(f"{t}[{p}] {offsets}" for (t, p), offsets in sorted(read.items()))
+
+
 def checked(messages: Sequence[Message]) -> list[Message]:
     """A poll's messages, after checking that its columns and the last row of each
     partition (which the source may give, see ``MessageBatch.last_rows``) are theirs."""
@@ -138,7 +146,7 @@ def test_assignment_seeks_each_partition_to_its_checkpoint_offset(
 
     source = connected_source(kafka_config(broker, topics), sources, start_offsets)
     got = poll_until(source, 80 - 7 - 8)
-    assert len(got) == 80 - 7 - 8
+    assert len(got) == 80 - 7 - 8, _offsets(got)
     first = {}
     for m in got:
         first.setdefault((m.topic, m.partition), m.offset)
