@@ -4480,6 +4480,71 @@ done:
     return result;
 }
 
+/* ---------------------------------------------------------------------------------------
+ * A pane close's signal dicts (monitor/core/model.py, keyed_rows): per row of a float64
+ * matrix, a copy of the template dict with the row's values written in under the labels,
+ * what the Python code beside its caller makes by template.copy() and update(zip(labels,
+ * row)) of values.tolist()'s rows, without a list of floats per row nor a tuple per
+ * value. tests/core/test_keyed_rows.py holds both to the same dicts. */
+
+PyDoc_STRVAR(keyed_rows_doc,
+"keyed_rows(template, labels, values) -> list of dict\n\n"
+"For the dict template, the list of str labels and the C-contiguous float64 buffer values\n"
+"(a whole number of rows of len(labels) values), per row a copy of template with\n"
+"copy[labels[i]] = float(row[i]) written in order.");
+
+static PyObject *
+keyed_rows(PyObject *self, PyObject *args)
+{
+    PyObject *template, *labels, *o_values;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O!O", &PyDict_Type, &template, &PyList_Type, &labels,
+                          &o_values))
+        return NULL;
+    arg_t a[] = {{o_values, 8, 0, "values"}};
+    if (acquire(a, 1) < 0)
+        return NULL;
+    PyObject *out = NULL;
+    Py_ssize_t width = PyList_GET_SIZE(labels);
+    Py_ssize_t total = a[0].buf.len / 8;
+    if (width == 0 || total % width != 0) {
+        PyErr_SetString(PyExc_ValueError, "values: a whole number of rows of len(labels) expected");
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < width; i++) {
+        if (!PyUnicode_CheckExact(PyList_GET_ITEM(labels, i))) {
+            PyErr_SetString(PyExc_TypeError, "labels: str expected");
+            goto done;
+        }
+    }
+    Py_ssize_t rows = total / width;
+    const double *v = (const double *)a[0].buf.buf;
+    out = PyList_New(rows);
+    if (out == NULL)
+        goto done;
+    for (Py_ssize_t r = 0; r < rows; r++) {
+        PyObject *d = PyDict_Copy(template);
+        if (d == NULL)
+            goto fail;
+        PyList_SET_ITEM(out, r, d);
+        for (Py_ssize_t i = 0; i < width; i++) {
+            PyObject *f = PyFloat_FromDouble(*v++);
+            if (f == NULL)
+                goto fail;
+            int bad = PyDict_SetItem(d, PyList_GET_ITEM(labels, i), f);
+            Py_DECREF(f);
+            if (bad < 0)
+                goto fail;
+        }
+    }
+    goto done;
+fail:
+    Py_CLEAR(out);
+done:
+    release(a, 1);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"bin_rows", bin_rows, METH_VARARGS, bin_rows_doc},
     {"chi2_sf", chi2_sf, METH_VARARGS, chi2_sf_doc},
@@ -4517,6 +4582,7 @@ static PyMethodDef methods[] = {
     {"none_at", none_at, METH_VARARGS, none_at_doc},
     {"topic_at", topic_at, METH_VARARGS, topic_at_doc},
     {"as_floats", as_floats, METH_VARARGS, as_floats_doc},
+    {"keyed_rows", keyed_rows, METH_VARARGS, keyed_rows_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -482,3 +482,19 @@ class ErrorDetectors:
             found[name] = n
             self.totals[name] += n
         return found
+
+    def feed_panes(self, panes: list[list[float]]) -> list[list[int]]:
+        """:meth:`feed` of each pane's ``values``, pane after pane: per pane, the upward
+        detections of each detector (in the detectors' order). Each detector is fed every
+        pane in turn (the detectors keep no state in common)."""
+        counts = [[0] * len(self.detectors) for _ in panes]
+        for i, (name, det) in enumerate(self.detectors.items()):
+            update_many = det.update_many
+            total = 0
+            for j, items in enumerate(panes):
+                if items:
+                    n = update_many(items)
+                    counts[j][i] = n
+                    total += n
+            self.totals[name] += total
+        return counts

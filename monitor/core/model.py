@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
+from monitor import native
 from monitor.catalogue import ALWAYS_COMPUTED, base_metric
 from monitor.config import ConfigError, ModelConfig
 from monitor.core.baseline import Baseline, build_baseline
@@ -34,8 +35,10 @@ __all__ = [
     "ModelState",
     "PaneSignals",
     "SliceRegistry",
+    "batch_signals",
     "close_signals",
     "install_profile",
+    "keyed_rows",
     "slice_counters",
     "warmup_profile",
 ]
@@ -172,14 +175,7 @@ def close_signals(
     if model.detectors is not None:
         if taken is None:
             taken = take_errors(error_panes, pane)
-        ts, errors = taken
-        if len(ts) > 1:
-            if math.isnan(sum(ts)):  # numpy's stable order (NaN last)
-                order = np.argsort(np.asarray(ts), kind="stable").tolist()
-            else:  # the same stable order of a pane's few errors, without numpy's calls
-                order = sorted(range(len(ts)), key=ts.__getitem__)
-            errors = [errors[i] for i in order]
-        model.last_detections = model.detectors.feed(errors)
+        model.last_detections = model.detectors.feed(ordered_errors(*taken))
         stream = model.detectors.stream
         detections = model.last_detections
         if values is not None and detections:
@@ -193,6 +189,86 @@ def close_signals(
         model.last = WindowMetrics(values, columns)
         model.last_rows = len(model.registry.keys)
     return model_signals(plan, windows, whole, found)
+
+
+def ordered_errors(ts: list[float], errors: list[float]) -> list[float]:
+    """``errors`` in the stable order of their event times ``ts`` (numpy's stable argsort:
+    ties kept in input order, a NaN time last), the order the detectors are fed in."""
+    if len(ts) > 1:
+        if math.isnan(sum(ts)):  # numpy's stable order (NaN last)
+            order = np.argsort(np.asarray(ts), kind="stable").tolist()
+        else:  # the same stable order of a pane's few errors, without numpy's calls
+            order = sorted(range(len(ts)), key=ts.__getitem__)
+        errors = [errors[i] for i in order]
+    return errors
+
+
+def batch_signals(
+    model: ModelState,
+    plan: PanePlan,
+    windows: tuple[str, ...],
+    whole: F64,
+    taken: list[tuple[list[float], list[float]]] | None,
+    values: WindowValues | None = None,
+) -> list[dict[str, float]]:
+    """:func:`close_signals` of consecutive panes, in order, at once: ``whole`` ``(panes,
+    windows * signals)`` holds each pane's whole-model values window after window,
+    ``taken`` each pane's buffered errors (event times, errors; None without detectors),
+    ``values`` every window's values of the last pane. The detectors are fed pane after
+    pane (:meth:`~monitor.core.detectors.ErrorDetectors.feed_panes`) and each pane's
+    detections written in after each window's signals with one numpy assignment for
+    every pane, the values read in one ``tolist``: the same signals, in the same order,
+    as one :func:`close_signals` per pane."""
+    columns: dict[str, F64] = {}
+    detectors = model.detectors
+    if detectors is None:
+        labels, template = plan.keyed(windows)
+        rows = whole
+    else:
+        assert taken is not None
+        counts = detectors.feed_panes([ordered_errors(ts, errors) for ts, errors in taken])
+        stream = detectors.stream
+        names = list(detectors.detectors)
+        model.last_detections = detections = dict(zip(names, counts[-1], strict=True))
+        if values is not None and detections:
+            block = np.full((len(detections), len(model.registry.keys)), np.nan)
+            block[:, 0] = counts[-1]  # whole model only
+            for i, name in enumerate(detections):
+                columns[f"{name}:{stream}"] = block[i]
+        k = whole.shape[0]
+        size = len(plan.names)
+        extra = len(names)
+        both = np.empty((k, len(windows), size + extra))
+        both[:, :, :size] = whole.reshape(k, len(windows), size)
+        both[:, :, size:] = np.array(counts, dtype=np.float64).reshape(k, 1, extra)
+        rows = both.reshape(k, -1)
+        labels, template = plan.keyed(windows, tuple(f"{name}:{stream}" for name in names))
+    if values is not None:
+        model.last = WindowMetrics(values, columns)
+        model.last_rows = len(model.registry.keys)
+    return keyed_rows(template, labels, rows)
+
+
+def keyed_rows(template: dict[str, float], labels: list[str],
+               values: F64) -> list[dict[str, float]]:  # fmt: skip
+    """Per row of ``values`` ``(rows, len(labels))``, a copy of ``template`` (keys
+    ``labels``, in order: the dict the labels zipped with the values make, without the
+    dict growing key by key) with the row's values written in. The compiled kernel
+    (``monitor._native.keyed_rows``) makes the same dicts without a list of floats per
+    row."""
+    values = np.ascontiguousarray(values, dtype=np.float64)
+    if values.ndim != 2 or values.shape[1] != len(labels):
+        raise ValueError(f"values: (rows, {len(labels)}) expected, got {values.shape}")
+    compiled = native.kernels()
+    if compiled is not None and labels:
+        out: list[dict[str, float]] = compiled.keyed_rows(template, labels, values)
+        return out
+    out = []
+    for row in values.tolist():
+        keyed = template.copy()
+        keyed.update(zip(labels, row, strict=True))
+        out.append(keyed)
+    return out
 
 
 def take_errors(error_panes: dict[int, dict[int, tuple[list[float], list[float]]]],

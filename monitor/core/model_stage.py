@@ -42,7 +42,7 @@ from monitor.core.layout import scatter_pane
 from monitor.core.model import (
     ModelState,
     PaneSignals,
-    close_signals,
+    batch_signals,
     install_profile,
     slice_counters,
     take_errors,
@@ -969,12 +969,12 @@ class ModelStage:
         return (len(batch.panes) or 1) * windows + tail
 
     def _values(self, batch: _Batch, computed: F64 | None = None
-                ) -> tuple[PanePlan, WindowValues | None, list[list[float]]]:  # fmt: skip
+                ) -> tuple[PanePlan, WindowValues | None, F64]:  # fmt: skip
         """The signals of the panes in ``batch`` in one :meth:`PanePlan.compute
         <monitor.core.panemetrics.PanePlan.compute>` (``computed``: its result, made with
         other models', see :func:`flush_together`): the plan, every window's values of
-        the last pane (None without its slice rows) and, per pane, the whole-model values
-        window after window (what :meth:`WindowValues.model_signals
+        the last pane (None without its slice rows) and, per pane (a row), the whole-model
+        values window after window (what :meth:`WindowValues.model_signals
         <monitor.core.panemetrics.WindowValues.model_signals>` takes as ``whole``).
 
         The matrix products run in blocks of as many rows as the model has windows, each
@@ -1005,23 +1005,22 @@ class ModelStage:
         self._emit(batch, *self._values(batch, computed))
 
     def _emit(self, batch: _Batch, plan: PanePlan, full: WindowValues | None,
-              whole: list[list[float]], names: tuple[str, ...] | None = None
-              ) -> None:  # fmt: skip
+              whole: F64, names: tuple[str, ...] | None = None) -> None:  # fmt: skip
         """Feed the detectors and emit the signals of the panes in ``batch``, whose values
         are ``full`` and ``whole`` (see :meth:`_values`), in pane order; empty ``batch``.
-        ``names``: the model's windows' (None: read from the model)."""
-        k = len(batch.panes)
-        model, error_panes, width, name = self.model, self.error_panes, self.pane, self.name
+        ``names``: the model's windows' (None: read from the model). The panes' signals
+        are made together (:func:`~monitor.core.model.batch_signals`), as one
+        :func:`~monitor.core.model.close_signals` per pane makes them."""
+        model, width, name = self.model, self.pane, self.name
         if names is None:
             names = _names(model)
-        out = self.signals_out
-        detectors = model.detectors is not None
-        for j, pane in enumerate(batch.panes):
-            values = full if j == k - 1 else None
-            taken = self._errors_through(pane) if detectors else None
-            signals = close_signals(model, plan, names, whole[j], error_panes, pane, values,
-                                    taken)  # fmt: skip
-            out.append(PaneSignals(name, (pane + 1) * width, signals, batch.seen[j]))
+        panes = batch.panes
+        taken = None
+        if model.detectors is not None:
+            taken = [self._errors_through(pane) for pane in panes]
+        signals = batch_signals(model, plan, names, whole, taken, full)
+        ends = [(pane + 1) * width for pane in panes]
+        self.signals_out += map(PaneSignals, [name] * len(panes), ends, signals, batch.seen)
         batch.panes.clear()
         batch.seen.clear()
         batch.last = False
@@ -1095,20 +1094,21 @@ def _names(model: ModelState) -> tuple[str, ...]:
 def _read_values(
     plans: list[PanePlan], values: F64, k: int, windows: int, rows: int, last: bool,
     names: tuple[str, ...],
-) -> tuple[list[WindowValues | None], list[list[list[float]]]]:  # fmt: skip
+) -> tuple[list[WindowValues | None], F64]:  # fmt: skip
     """What :meth:`ModelStage._values` reads of ``values``, the result of a computation
     of the batches of ``len(plans)`` models side by side (each model's rows together),
     each of ``k`` panes, ``windows`` windows, ``rows`` slice rows (with the last pane's
     slice rows when ``last``), for each model: every window's values of the last pane
     (None without its slice rows), and per pane the whole-model values window after
-    window. Read for all the models at once: a few numpy calls, not a few per model."""
+    window (``(models, k, windows * signals)``). Read for all the models at once: a few
+    numpy calls, not a few per model."""
     size = values.shape[0]
     models = len(plans)
     used = values.shape[1] // models
     by_model = values.reshape(size, models, used)
     head = by_model[:, :, : k * windows].reshape(size, models, k, windows)
-    wholes: list[list[list[float]]] = (
-        np.ascontiguousarray(head.transpose(1, 2, 3, 0)).reshape(models, k, windows * size).tolist()
+    wholes: F64 = np.ascontiguousarray(head.transpose(1, 2, 3, 0)).reshape(
+        models, k, windows * size
     )
     if not last:
         return [None] * models, wholes

@@ -1,0 +1,204 @@
+"""The signals of a batch of panes made together (``batch_signals``, ``keyed_rows`` and its
+compiled kernel, ``ErrorDetectors.feed_panes``) against what one ``close_signals`` per
+pane makes: the same dicts (keys in the same order, values of the same bits), the same
+detector states and totals, the same ``model.last``."""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import struct
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+from monitor import native
+from monitor.core.detectors import ErrorDetectors
+from monitor.core.model import (
+    batch_signals,
+    close_signals,
+    keyed_rows,
+    ordered_errors,
+    take_errors,
+)
+
+
+def _bits(d: dict[str, float]) -> list[tuple[str, type, bytes]]:
+    return [(k, type(v), struct.pack("<d", v)) for k, v in d.items()]
+
+
+def _both(call: Any) -> tuple[Any, Any]:
+    """``call()`` with the compiled kernels (when built), then without them."""
+    before = native.use(True)
+    try:
+        got = call()
+        native.use(False)
+        want = call()
+    finally:
+        native.use(before)
+    return got, want
+
+
+def _values(rng: np.random.Generator, rows: int, width: int) -> Any:
+    values = rng.normal(size=(rows, width))
+    specials = [np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0, 5e-324, 1e308]
+    for _ in range(rng.integers(0, rows * width + 1)):
+        values[rng.integers(rows), rng.integers(width)] = rng.choice(specials)
+    return values
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_keyed_rows_are_the_template_with_each_row_written_in(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    width = int(rng.integers(1, 40))
+    rows = int(rng.integers(0, 12))
+    labels = [f"s{i}@w{i % 3}" for i in range(width)]
+    template = dict.fromkeys(labels, 0.0)
+    values = _values(rng, rows, width)
+    got, want = _both(lambda: keyed_rows(template, labels, values))
+    plain = []
+    for row in values.tolist():
+        out = template.copy()
+        out.update(zip(labels, row, strict=True))
+        plain.append(out)
+    assert [_bits(d) for d in got] == [_bits(d) for d in want] == [_bits(d) for d in plain]
+    assert template == dict.fromkeys(labels, 0.0)  # not written to
+    # a view that is not contiguous reads the same
+    wide = np.zeros((rows, 2 * width))
+    wide[:, ::2] = values
+    got, _ = _both(lambda: keyed_rows(template, labels, wide[:, ::2]))
+    assert [_bits(d) for d in got] == [_bits(d) for d in plain]
+
+
+def test_keyed_rows_labels_outside_the_template_are_added_after_it() -> None:
+    template = {"a": 0.0, "b": 0.0}
+    got, want = _both(lambda: keyed_rows(template, ["b", "c", "a"], np.array([[1.0, 2.0, 3.0]])))
+    assert got == want == [{"a": 3.0, "b": 1.0, "c": 2.0}]
+    assert list(got[0]) == list(want[0]) == ["a", "b", "c"]
+
+
+def test_keyed_rows_checks_its_arguments() -> None:
+    for on in (True, False):
+        before = native.use(on)
+        try:
+            with pytest.raises(ValueError):
+                keyed_rows({"a": 0.0}, ["a", "b"], np.zeros((2, 3)))
+            with pytest.raises(ValueError):
+                keyed_rows({"a": 0.0}, ["a"], np.zeros(3))
+            assert keyed_rows({"a": 0.0}, [], np.zeros((2, 0))) == [{"a": 0.0}, {"a": 0.0}]
+        finally:
+            native.use(before)
+    kernels = native.kernels()
+    if kernels is None:
+        return
+    with pytest.raises(ValueError):
+        kernels.keyed_rows({}, ["a", "b"], np.zeros(3))
+    with pytest.raises(ValueError):
+        kernels.keyed_rows({}, [], np.zeros(0))
+    with pytest.raises(TypeError):
+        kernels.keyed_rows({}, ["a", 1], np.zeros(2))
+    with pytest.raises(TypeError):
+        kernels.keyed_rows([], ["a"], np.zeros(1))
+    with pytest.raises(ValueError):  # not C-contiguous
+        kernels.keyed_rows({}, ["a"], np.zeros((2, 2))[:, :1])
+
+
+class _Plan:
+    def __init__(self, size: int) -> None:
+        self.names = tuple(f"m{i}" for i in range(size))
+
+    def keyed(self, windows: tuple[str, ...], extra: tuple[str, ...] = ()
+              ) -> tuple[list[str], dict[str, float]]:  # fmt: skip
+        labels = [f"{n}@{w}" for w in windows for n in (*self.names, *extra)]
+        return labels, dict.fromkeys(labels, 0.0)
+
+
+class _Values:
+    """A stand-in for the last pane's WindowValues (only passed along)."""
+
+
+def _model(detectors: list[Any] | None, rows: int) -> Any:
+    return SimpleNamespace(
+        detectors=ErrorDetectors(detectors, "error") if detectors else None,
+        registry=SimpleNamespace(keys=list(range(rows))),
+        last={},
+        last_rows=0,
+        last_detections={},
+    )
+
+
+def _errors(rng: random.Random, panes: list[int], nan: bool
+            ) -> dict[int, dict[int, tuple[list[float], list[float]]]]:  # fmt: skip
+    out: dict[int, dict[int, tuple[list[float], list[float]]]] = {}
+    for pane in panes:
+        if rng.random() < 0.2:
+            continue  # a pane without errors
+        for number in rng.sample(range(4), rng.randrange(1, 5)):
+            k = rng.randrange(0, 60)
+            ts = [pane * 10.0 + rng.randrange(4) * 2.5 for _ in range(k)]
+            if nan and k and rng.random() < 0.3:
+                ts[0] = math.nan
+            out.setdefault(pane, {})[number] = (ts, [float(rng.random() < 0.4) for _ in ts])
+    return out
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("detectors", [None, ["adwin", "cusum"], ["ddm", "page_hinkley"]])
+def test_batch_signals_are_those_of_one_close_per_pane(seed: int, detectors: Any) -> None:
+    rng = random.Random(seed)
+    nrng = np.random.default_rng(seed)
+    windows = ("all", "1h", "ewm30m")[: rng.randrange(1, 4)]
+    plan = _Plan(rng.randrange(1, 9))
+    k = rng.randrange(1, 8)
+    first = rng.randrange(0, 50)
+    panes = list(range(first, first + k))
+    whole = _values(nrng, k, len(windows) * len(plan.names))
+    rows = rng.randrange(1, 4)
+    last: Any = _Values() if rng.random() < 0.7 else None
+    # many panes of errors first, so that the detectors have warmed up
+    warm = list(range(first))
+    errors = _errors(rng, warm + panes, nan=rng.random() < 0.5)
+    one = _model(detectors, rows)
+    for pane in warm:
+        held = take_errors(errors, [pane])
+        if one.detectors is not None:
+            one.detectors.feed(ordered_errors(*held))
+    together = copy.deepcopy(one)
+    for on in (True, False):
+        before = native.use(on)
+        try:
+            a, b = copy.deepcopy(one), copy.deepcopy(together)
+            buffered_a = copy.deepcopy(errors)
+            buffered_b = copy.deepcopy(errors)
+            want = []
+            for j, pane in enumerate(panes):
+                values = last if j == k - 1 else None
+                model_plan: Any = plan
+                signals = close_signals(a, model_plan, windows, whole[j].tolist(), buffered_a,
+                                        pane, values)  # fmt: skip
+                want.append(signals)
+            taken = None
+            if b.detectors is not None:
+                taken = [take_errors(buffered_b, [pane]) for pane in panes]
+            got = batch_signals(b, model_plan, windows, whole, taken, last)
+        finally:
+            native.use(before)
+        assert [_bits(d) for d in got] == [_bits(d) for d in want]
+        assert b.last_detections == a.last_detections
+        if last is not None:
+            assert b.last_rows == a.last_rows == rows
+            assert b.last._values is a.last._values is last
+            assert list(b.last._extra) == list(a.last._extra)
+            for name, column in a.last._extra.items():
+                np.testing.assert_array_equal(b.last._extra[name], column)
+        else:
+            assert b.last == a.last == {}
+        if a.detectors is not None:
+            assert b.detectors.totals == a.detectors.totals
+            for name, det in a.detectors.detectors.items():  # the same state: the same future
+                probe = [float(rng.random() < 0.6) for _ in range(400)]
+                other = b.detectors.detectors[name]
+                assert other.update_many(list(probe)) == det.update_many(list(probe))
