@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import pytest
 from kafka import KafkaAdminClient
@@ -162,6 +163,52 @@ def test_assignment_seeks_each_partition_to_its_checkpoint_offset(
     assert assigned == every and revoked == set()
     assert source.take_assignment_changes() == (set(), set())
     assert source.assignment() == every
+
+
+class _SeekFailsOnce:
+    """A confluent consumer whose first seek of each partition fails as librdkafka's does
+    when the assignment is not applied yet (``_STATE``); everything else is the real one."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.failed: list[tuple[str, int]] = []
+
+    def seek(self, tp: Any) -> None:
+        from confluent_kafka import KafkaError, KafkaException
+
+        key = (tp.topic, tp.partition)
+        if key not in self.failed:
+            self.failed.append(key)
+            raise KafkaException(KafkaError(KafkaError._STATE, "Local: Erroneous state"))
+        self._inner.seek(tp)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def test_a_seek_that_fails_is_retried_and_reads_from_the_checkpoint_once(
+    broker, topics, kafka_config, produce, sources
+):
+    # librdkafka refuses a seek while it has not applied the assignment yet: the partition
+    # stays paused and is positioned at the next poll; nothing before the checkpoint, nor
+    # anything twice, is handed over, and the other partitions are read meanwhile.
+    cfg = kafka_config(broker, topics)
+    if cfg.client != "confluent":
+        pytest.skip("kafka-python's seek does not fail so")
+    for topic in (topics.predictions, topics.labels):
+        produce(broker.bootstrap, topic, [(b"k", str(i).encode(), [], i % 4) for i in range(40)])
+    checkpoint = {(topics.predictions, 0): 7, (topics.labels, 3): 8}
+    source = connected_source(cfg, sources, lambda t, p: checkpoint.get((t, p)))
+    wrapped = _SeekFailsOnce(source._consumer)  # type: ignore[attr-defined]
+    source._consumer = wrapped  # type: ignore[attr-defined]
+    got = poll_until(source, 80 - 7 - 8)
+    assert sorted(wrapped.failed) == sorted(checkpoint)
+    assert len(got) == 80 - 7 - 8, _offsets(got)
+    read: dict[tuple[str, int], list[int]] = {}
+    for m in got:
+        read.setdefault((m.topic, m.partition), []).append(m.offset)
+    for tp, offsets in read.items():
+        assert offsets == list(range(checkpoint.get(tp, 0), 10)), (tp, _offsets(got))
 
 
 def test_no_message_comes_before_its_partition_is_reported_assigned(
