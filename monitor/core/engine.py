@@ -72,7 +72,7 @@ from monitor.core.layout import (
     scatter_panes,
 )
 from monitor.core.model import ModelState, PaneSignals, install_profile
-from monitor.core.partials import DeltaLedger
+from monitor.core.partials import DeltaLedger, _Pane
 from monitor.core.reference import ReferenceProfile
 from monitor.core.report import LABEL_DELAY_BUCKETS, Report
 from monitor.events.codec import Limits
@@ -626,7 +626,11 @@ class Engine:
         groups = zip(slots.tolist(), (at + low).tolist(), numbers.tolist(), bounds, bounds[1:],
                      strict=False)  # (bounds: one more)  # fmt: skip
         for s, p_idx, p_num, a, b in groups:
-            ledgers[p_num].add_errors(index[s], p_idx, 0, ts_l[a:b], err_l[a:b])
+            held = ledgers[p_num].panes[index[s]].get(p_idx)
+            if held is not None and not held.err_ts:  # (DeltaLedger.add_errors, inlined)
+                held.err_ts, held.err = ts_l[a:b], err_l[a:b]
+            else:
+                ledgers[p_num].add_errors(index[s], p_idx, 0, ts_l[a:b], err_l[a:b], True)
 
     def _label_delays(self, outcomes: Sequence[tuple[ModelState, Chunk]]) -> None:
         """Add the poll's label delays of the models' joined pairs (seconds, negative ones
@@ -651,13 +655,24 @@ class Engine:
         # (add.reduce: what ``sum()`` calls, without its Python-level wrapper, per group)
         total = np.add.reduce
         sums = np.array([total(ordered[a:b]) for a, b in pairwise(bounds)])
-        models, numbers = np.divmod(np.asarray(keys, dtype=np.int64), span)
-        for number in np.unique(numbers).tolist():
-            at = np.flatnonzero(numbers == number)
-            m = models[at]
-            state = self.partitions[number]
-            state.delay[m] += counts[at]
-            state.delay_sum[m] += sums[at]
+        # each group's (model, partition), the groups of a partition together (keys
+        # ascending: a model's partitions in order, one group each)
+        by_number: dict[int, list[int]] = {}
+        for g, key in enumerate(keys):
+            by_number.setdefault(key % span, []).append(g)
+        partitions = self.partitions
+        for number in sorted(by_number):
+            at = by_number[number]
+            state = partitions[number]
+            if len(at) == 1:  # (one model: a row each)
+                g = at[0]
+                m = keys[g] // span
+                state.delay[m] += counts[g]
+                state.delay_sum[m] += sums[g]
+                continue
+            m_at = [keys[g] // span for g in at]
+            state.delay[m_at] += counts[at]
+            state.delay_sum[m_at] += sums[at]
 
     def _scatter(self, items: Sequence[tuple[ModelState, _Sets]]) -> None:
         """Events' terms go to their partition's ledger, pane by pane, whatever the clock
@@ -722,7 +737,13 @@ class Engine:
         slot_l, number_l = group_slots.tolist(), group_numbers.tolist()
         pane_l = group_panes.tolist()
         for g, used, cols, plain, decay in blocks:
-            ledgers[number_l[g]].add_sums(models[slot_l[g]], pane_l[g], plain, decay, used, cols)
+            ledger = ledgers[number_l[g]]
+            m, pane = models[slot_l[g]], pane_l[g]
+            held = ledger.panes[m]
+            if pane not in held:  # (DeltaLedger.add_sums of a pane that holds nothing, inlined)
+                held[pane] = _Pane(used, plain, decay, cols)
+            else:
+                ledger.add_sums(m, pane, plain, decay, used, cols)
 
     # ------------------------------------------------------------------ time
     def _watermark(self) -> float:

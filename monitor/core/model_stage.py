@@ -385,6 +385,9 @@ class ModelStage:
                 self._errors_low = (low[0], pd.pane)
         buffered = parts.get(number)
         if buffered is None:
+            if type(pd) is HandedPaneDelta:  # its lists are no one else's: kept as they are
+                parts[number] = (pd.err_ts, pd.err)
+                return
             buffered = parts[number] = ([], [])
         buffered[0].extend(pd.err_ts)
         buffered[1].extend(pd.err)
@@ -411,25 +414,39 @@ class ModelStage:
         add = merges.add
         ops, opened, opened_decay, width = merges.ops, w.open, w.open_decay, w.width
         error_panes = self.error_panes
+        zeros = np.zeros
         for pd in md.panes:
             if distinct:
+                given = None  # the rows as the ledger's int64 array (handed over, same rows)
                 if type(pd) is HandedPaneDelta and isinstance(pd.plain, np.ndarray):
                     plain, decay, cols = pd.plain, pd.decay, pd.cols  # (as row_blocks)
+                    if same:
+                        given = pd.at
                 else:
                     plain, decay, cols = delta.row_blocks(md, pd)
                 present = pd.rows if same else [remap[r] for r in pd.rows]
-                acc = opened.get(pd.pane)
-                if acc is not None:  # merges.add of a pane open already, inlined
+                pane = pd.pane
+                acc = opened.get(pane)
+                if cols is not None and len(present) > 1 and given is not None:
+                    # (blocks of some columns: never the whole pane; the rows as they are)
+                    if acc is None:  # merges.add of a new pane, inlined
+                        shape = (w.rows, width)
+                        acc = opened[pane] = zeros(shape)
+                        opened_decay[pane] = [zeros(shape) for _ in w.decay_rates]
+                        ops.append((acc, opened_decay[pane], plain, decay, given, width, 0, cols))
+                    else:
+                        ops.append((acc, opened_decay[pane], plain, decay, given, width, 1, cols))
+                elif acc is not None:  # merges.add of a pane open already, inlined
                     if len(present) == 1:  # (most panes of a model without segments)
                         first: int | npt.NDArray[np.int64] = present[0]
                     else:
                         at = _index(present)
                         first = at.start if isinstance(at, slice) else at
-                    ops.append((acc, opened_decay[pd.pane], plain, decay, first, width, 1, cols))
+                    ops.append((acc, opened_decay[pane], plain, decay, first, width, 1, cols))
                 elif len(present) == 1:
-                    add(w, pd.pane, slice(present[0], present[0] + 1), plain, decay, cols)
+                    add(w, pane, slice(present[0], present[0] + 1), plain, decay, cols)
                 else:
-                    add(w, pd.pane, _index(present), plain, decay, cols)
+                    add(w, pane, _index(present), plain, decay, cols)
             else:
                 plain, decay = delta.blocks(md, pd)
                 merges.run()  # added straight to the pane: after the blocks queued
@@ -446,6 +463,9 @@ class ModelStage:
                 else:  # _buffer_errors, inlined
                     buffered = parts.get(number)
                     if buffered is None:
+                        if type(pd) is HandedPaneDelta:  # its lists are no one else's: kept
+                            parts[number] = (pd.err_ts, pd.err)
+                            continue
                         buffered = parts[number] = ([], [])
                     buffered[0].extend(pd.err_ts)
                     buffered[1].extend(pd.err)
@@ -489,26 +509,40 @@ class ModelStage:
         same = distinct and remap == list(range(len(remap)))
         number = delta.number
         chunks = self._warm_chunks(md, remap) if self.model.warmup_target else None
+        # The pieces' blocks of columns, queued for one compiled pass: run before anything
+        # else writes to the windows (a pane's raw predictions histogrammed, below).
+        merges = RowMerges()
+        closed = self.closed_upto
         for i, pd in enumerate(md.panes):
             if distinct:  # (a block of the columns its events touched kept so)
                 plain, decay, cols = delta.row_blocks(md, pd)
                 at = _index(pd.rows if same else [remap[r] for r in pd.rows])
                 piece = _Piece(pd.pane, plain, decay, 0, None, at, rows, cols, md.width)
+                if cols is not None and (closed is None or pd.pane >= closed):
+                    # (_merge_piece of an open pane's block of columns, queued)
+                    merges.add(self.windows, pd.pane, at, plain, decay, cols)
+                else:
+                    merges.run()
+                    self._merge_piece(piece, 1.0)
             else:
+                merges.run()
                 plain, decay = delta.blocks(md, pd)
                 where = np.array(remap, dtype=np.int64).take(pd.rows)
                 whole = [np.zeros((rows, md.width)) for _ in range(1 + len(decay))]
                 for target, block in zip(whole, [plain, *decay], strict=True):
                     np.add.at(target, where, block)
                 piece = _Piece(pd.pane, whole[0], whole[1:], 0)
-            self._merge_piece(piece, 1.0)
+                self._merge_piece(piece, 1.0)
             if pd.err and (self.closed_upto is None or pd.pane >= self.closed_upto):
                 self._buffer_errors(number, pd)
                 piece.errors = len(pd.err)
             if pd.warm:
                 chunk = None if chunks is None else chunks.get(i)
+                if not self.model.warmup_target:  # (it may write to the windows)
+                    merges.run()
                 piece.warm = self._take_warm(number, pd, remap, piece, chunk)
             applied.pieces.append(piece)
+        merges.run()
         # (rows of stage 1's arrays when handed over in the process: taken as they are)
         applied.counts = np.asarray(md.counts, dtype=np.float64)
         applied.delay = np.asarray(md.delay, dtype=np.float64)

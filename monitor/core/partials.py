@@ -104,9 +104,11 @@ class HandedPaneDelta(PaneDelta, frozen=True):
     """A :class:`PaneDelta` handed over in one process (never encoded): its ``plain`` and
     ``decay`` arrays hold the cells of the columns ``cols`` only (int64, ascending; the
     other cells of their rows are zero), as the ledger summed them (see
-    :meth:`PartitionDelta.row_blocks`)."""
+    :meth:`PartitionDelta.row_blocks`); ``at``, its ``rows`` as an int64 array (None: not
+    given), as the ledger held them."""
 
     cols: npt.NDArray[np.int64] | None = None
+    at: npt.NDArray[np.int64] | None = None
 
 
 class ModelDelta(msgspec.Struct, array_like=True, frozen=True):
@@ -232,6 +234,17 @@ class _Pane:
 
 
 _NO_ROWS: Final = np.zeros(0, dtype=np.int64)
+#: Per width, a block of no rows (no cells, nothing is written to it: a pane that holds
+#: errors or raw predictions only shares it).
+_EMPTY_BLOCKS: dict[int, F64] = {}
+
+
+def _empty(width: int) -> F64:
+    """A ``(0, width)`` block, one per width."""
+    block = _EMPTY_BLOCKS.get(width)
+    if block is None:
+        block = _EMPTY_BLOCKS[width] = np.zeros((0, width))
+    return block
 
 
 class DeltaLedger:
@@ -307,16 +320,21 @@ class DeltaLedger:
     def _pane(self, m: int, pane: int) -> _Pane:
         acc = self.panes[m].get(pane)
         if acc is None:
-            width = self.widths[m]
-            acc = self.panes[m][pane] = _Pane(
-                _NO_ROWS, np.zeros((0, width)), [np.zeros((0, width)) for _ in self.decay_rates[m]]
-            )
+            empty = _empty(self.widths[m])  # (no cells: nothing writes to them)
+            acc = self.panes[m][pane] = _Pane(_NO_ROWS, empty, [empty for _ in self.decay_rates[m]])
         return acc
 
-    def add_errors(self, m: int, pane: int, rows: int, ts: list[float], err: list[float]) -> None:
+    def add_errors(self, m: int, pane: int, rows: int, ts: list[float], err: list[float],
+                   own: bool = False) -> None:  # fmt: skip
         """Keep joined pairs' errors of model ``m`` in ``pane``, in input order (``rows``,
-        the registry's rows, is not needed: kept for the callers)."""
-        acc = self._pane(m, pane)
+        the registry's rows, is not needed: kept for the callers); with ``own``, the lists
+        given are the caller's no longer (the pane keeps them when it holds no errors)."""
+        acc = self.panes[m].get(pane)
+        if acc is None:
+            acc = self._pane(m, pane)
+        if own and not acc.err_ts:
+            acc.err_ts, acc.err = ts, err
+            return
         acc.err_ts.extend(ts)
         acc.err.extend(err)
 
@@ -391,7 +409,8 @@ class DeltaLedger:
                     continue
                 if arrays:  # read as buffers, as the bytes would be
                     handed = HandedPaneDelta(pane, rows.tolist(), plain, decay,  # type: ignore[arg-type]
-                                             acc.err_ts, acc.err, acc.warm, acc.cols)  # fmt: skip
+                                             acc.err_ts, acc.err, acc.warm, acc.cols,
+                                             rows)  # fmt: skip
                     mine.append(handed)
                     continue
                 if acc.cols is not None:  # the wire's blocks hold every column
