@@ -475,13 +475,7 @@ class ErrorDetectors:
 
     def feed(self, values: Iterable[float]) -> dict[str, int]:
         """Update every detector with ``values`` in order; upward detections per detector."""
-        found = dict.fromkeys(self.detectors, 0)
-        items = list(values)
-        for name, det in self.detectors.items():
-            n = det.update_many(items) if items else 0
-            found[name] = n
-            self.totals[name] += n
-        return found
+        return dict(zip(self.detectors, self.feed_panes([list(values)])[0], strict=True))
 
     def feed_panes(self, panes: list[list[float]]) -> list[list[int]]:
         """:meth:`feed` of each pane's ``values``, pane after pane: per pane, the upward

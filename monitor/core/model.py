@@ -25,7 +25,7 @@ from monitor.config import ConfigError, ModelConfig
 from monitor.core.baseline import Baseline, build_baseline
 from monitor.core.detectors import ErrorDetectors, error_stream
 from monitor.core.layout import Layout
-from monitor.core.panemetrics import PanePlan, WindowMetrics, WindowValues, model_signals
+from monitor.core.panemetrics import PanePlan, WindowMetrics, WindowValues
 from monitor.core.reference import ReferenceProfile, load_profile, profile_from_columns
 from monitor.core.warmup_buffer import WarmChunk, sample_columns
 from monitor.core.windows import WindowSet
@@ -164,31 +164,16 @@ def close_signals(
     """The model-level signals of the pane ``pane`` that just closed, from ``whole``, the
     whole model's values of ``plan``'s signals in each of ``windows``, window after window
     (see :meth:`WindowValues.model_signals
-    <monitor.core.panemetrics.WindowValues.model_signals>`): the detectors are fed the
-    buffered errors of the panes through ``pane`` (taken out of ``error_panes``) in
-    event-time order, their detections added as whole-model values. ``values``, every
-    window's values of every slice (given for the last pane a close computed), go to
-    ``model.last`` for reports. ``taken``: those buffered errors already taken out (event
-    times and errors, partition after partition, each in input order)."""
-    columns: dict[str, F64] = {}
-    found: dict[str, float] = {}
-    if model.detectors is not None:
-        if taken is None:
-            taken = take_errors(error_panes, pane)
-        model.last_detections = model.detectors.feed(ordered_errors(*taken))
-        stream = model.detectors.stream
-        detections = model.last_detections
-        if values is not None and detections:
-            block = np.full((len(detections), len(model.registry.keys)), np.nan)
-            block[:, 0] = list(detections.values())  # whole model only
-            for i, name in enumerate(detections):
-                columns[f"{name}:{stream}"] = block[i]
-        for name, detected in detections.items():
-            found[f"{name}:{stream}"] = float(detected)
-    if values is not None:
-        model.last = WindowMetrics(values, columns)
-        model.last_rows = len(model.registry.keys)
-    return model_signals(plan, windows, whole, found)
+    <monitor.core.panemetrics.WindowValues.model_signals>`): :func:`batch_signals` of that
+    pane alone. The detectors are fed the buffered errors of the panes through ``pane``
+    (taken out of ``error_panes``; ``taken``: already taken out, event times and errors,
+    partition after partition, each in input order). ``values``, every window's values of
+    every slice, go to ``model.last`` for reports."""
+    if model.detectors is not None and taken is None:
+        taken = take_errors(error_panes, pane)
+    rows = np.asarray([whole], dtype=np.float64)
+    return batch_signals(model, plan, windows, rows, None if taken is None else [taken],
+                         values)[0]  # fmt: skip
 
 
 def ordered_errors(ts: list[float], errors: list[float]) -> list[float]:

@@ -20,10 +20,11 @@ class _Recorder:
 
     def __init__(self) -> None:
         self.fed: list[float] = []
+        self.detectors = {"rec": None}
 
-    def feed(self, values: list[float]) -> dict[str, int]:
-        self.fed = list(values)
-        return {"rec": 0}
+    def feed_panes(self, panes: list[list[float]]) -> list[list[int]]:
+        self.fed = [value for values in panes for value in values]
+        return [[0] for _ in panes]
 
 
 class _Plan:

@@ -24,6 +24,7 @@ from monitor.core.model import (
     ordered_errors,
     take_errors,
 )
+from monitor.core.panemetrics import model_signals
 
 
 def _bits(d: dict[str, float]) -> list[tuple[str, type, bytes]]:
@@ -184,8 +185,21 @@ def test_batch_signals_are_those_of_one_close_per_pane(seed: int, detectors: Any
             if b.detectors is not None:
                 taken = [take_errors(buffered_b, [pane]) for pane in panes]
             got = batch_signals(b, model_plan, windows, whole, taken, last)
+            # the signals as the panes' values and each detector's own count make them,
+            # with no batch_signals nor keyed_rows (close_signals is one pane of it)
+            c, buffered_c, apart = copy.deepcopy(one), copy.deepcopy(errors), []
+            for j, pane in enumerate(panes):
+                found: dict[str, float] = {}
+                if c.detectors is not None:
+                    items = ordered_errors(*take_errors(buffered_c, [pane]))
+                    for name, det in c.detectors.detectors.items():
+                        n = det.update_many(list(items)) if items else 0
+                        found[f"{name}:{c.detectors.stream}"] = float(n)
+                apart.append(model_signals(model_plan, windows, whole[j].tolist(), found))
         finally:
             native.use(before)
+        assert [_bits(d) for d in want] == [_bits(d) for d in apart]
+        assert [list(d) for d in want] == [list(d) for d in apart]
         assert [_bits(d) for d in got] == [_bits(d) for d in want]
         assert b.last_detections == a.last_detections
         if last is not None:
