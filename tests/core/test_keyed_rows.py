@@ -25,22 +25,11 @@ from monitor.core.model import (
     take_errors,
 )
 from monitor.core.panemetrics import model_signals
+from tests.core.test_native_planner import _both
 
 
 def _bits(d: dict[str, float]) -> list[tuple[str, type, bytes]]:
     return [(k, type(v), struct.pack("<d", v)) for k, v in d.items()]
-
-
-def _both(call: Any) -> tuple[Any, Any]:
-    """``call()`` with the compiled kernels (when built), then without them."""
-    before = native.use(True)
-    try:
-        got = call()
-        native.use(False)
-        want = call()
-    finally:
-        native.use(before)
-    return got, want
 
 
 def _values(rng: np.random.Generator, rows: int, width: int) -> Any:
