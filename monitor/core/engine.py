@@ -72,7 +72,7 @@ from monitor.core.layout import (
     scatter_panes,
 )
 from monitor.core.model import ModelState, PaneSignals, install_profile
-from monitor.core.partials import DeltaLedger, _Pane
+from monitor.core.partials import DeltaLedger
 from monitor.core.reference import ReferenceProfile
 from monitor.core.report import LABEL_DELAY_BUCKETS, Report
 from monitor.events.codec import Limits
@@ -626,11 +626,7 @@ class Engine:
         groups = zip(slots.tolist(), (at + low).tolist(), numbers.tolist(), bounds, bounds[1:],
                      strict=False)  # (bounds: one more)  # fmt: skip
         for s, p_idx, p_num, a, b in groups:
-            held = ledgers[p_num].panes[index[s]].get(p_idx)
-            if held is not None and not held.err_ts:  # (DeltaLedger.add_errors, inlined)
-                held.err_ts, held.err = ts_l[a:b], err_l[a:b]
-            else:
-                ledgers[p_num].add_errors(index[s], p_idx, 0, ts_l[a:b], err_l[a:b], True)
+            ledgers[p_num].add_errors(index[s], p_idx, 0, ts_l[a:b], err_l[a:b], own=True)
 
     def _label_delays(self, outcomes: Sequence[tuple[ModelState, Chunk]]) -> None:
         """Add the poll's label delays of the models' joined pairs (seconds, negative ones
@@ -737,13 +733,7 @@ class Engine:
         slot_l, number_l = group_slots.tolist(), group_numbers.tolist()
         pane_l = group_panes.tolist()
         for g, used, cols, plain, decay in blocks:
-            ledger = ledgers[number_l[g]]
-            m, pane = models[slot_l[g]], pane_l[g]
-            held = ledger.panes[m]
-            if pane not in held:  # (DeltaLedger.add_sums of a pane that holds nothing, inlined)
-                held[pane] = _Pane(used, plain, decay, cols)
-            else:
-                ledger.add_sums(m, pane, plain, decay, used, cols)
+            ledgers[number_l[g]].add_sums(models[slot_l[g]], pane_l[g], plain, decay, used, cols)
 
     # ------------------------------------------------------------------ time
     def _watermark(self) -> float:
