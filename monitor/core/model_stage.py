@@ -413,7 +413,6 @@ class ModelStage:
         number = delta.number
         add = merges.add
         ops, opened, opened_decay, width = merges.ops, w.open, w.open_decay, w.width
-        error_panes = self.error_panes
         zeros = np.zeros
         for pd in md.panes:
             if distinct:
@@ -457,18 +456,7 @@ class ModelStage:
                     np.add.at(target, where, block)
                 w.add_sums(pd.pane, None, whole[0], whole[1:])
             if pd.err:
-                parts = error_panes.get(pd.pane)
-                if parts is None:  # (a pane's first errors: _buffer_errors keeps count)
-                    self._buffer_errors(number, pd)
-                else:  # _buffer_errors, inlined
-                    buffered = parts.get(number)
-                    if buffered is None:
-                        if type(pd) is HandedPaneDelta:  # its lists are no one else's: kept
-                            parts[number] = (pd.err_ts, pd.err)
-                            continue
-                        buffered = parts[number] = ([], [])
-                    buffered[0].extend(pd.err_ts)
-                    buffered[1].extend(pd.err)
+                self._buffer_errors(number, pd)
         counts, delay = md.counts, md.delay
         if isinstance(counts, np.ndarray) and isinstance(delay, np.ndarray):
             # (rows of stage 1's arrays, handed over in the process: added with the blocks;
