@@ -44,6 +44,7 @@ from typing import Any, TypeVar
 
 import structlog
 from confluent_kafka import (
+    OFFSET_BEGINNING,
     OFFSET_INVALID,
     Consumer,
     KafkaError,
@@ -73,6 +74,9 @@ CLOSE_TIMEOUT_S = 3.0
 STATS_INTERVAL_MS = 1000
 #: Pause between two reads of the group's offsets while a commit is not confirmed yet.
 COMMIT_CHECK_S = 0.05
+#: Longest wait for the group's committed offsets of newly assigned partitions, per poll
+#: (a partition whose offsets do not come stays paused and is asked again at the next poll).
+COMMITTED_TIMEOUT_S = 2.0
 #: librdkafka's own log lines go to this stdlib logger (under ``kafka``, like kafka-python's).
 RDKAFKA_LOGGER = "kafka.librdkafka"
 _EOF = KafkaError._PARTITION_EOF
@@ -166,6 +170,9 @@ class ConfluentSource:
         self._known_position: dict[TP, int] = {}
         #: Start offsets asked of the caller for partitions whose seek failed (retried).
         self._start_at: dict[TP, int | None] = {}
+        #: The group's committed offsets (``OFFSET_BEGINNING`` where none is) of partitions
+        #: without a start offset, asked once per assignment, kept until their seek.
+        self._committed: dict[TP, int] = {}
         #: Assigned (and paused) during a ``consume``: resumed at the start of the next poll,
         #: after the caller has seen the assignment.
         self._pending: set[TP] = set()
@@ -287,6 +294,7 @@ class ConfluentSource:
             self._held.clear()
             self._guard.clear()
             self._start_at.clear()
+            self._committed.clear()
 
     # -- callbacks (run by librdkafka inside consume, on the polling thread) ----------------
 
@@ -350,6 +358,7 @@ class ConfluentSource:
                 self._known_position.pop(key, None)
                 self._guard.pop(key, None)
                 self._start_at.pop(key, None)
+                self._committed.pop(key, None)
             self._pending -= keys
             self._held = [m for m in self._held if (m.topic(), m.partition()) not in keys]
         consumer.unassign()  # eager protocol: everything goes; the assignment brings some back
@@ -457,42 +466,93 @@ class ConfluentSource:
         return keep
 
     def _resume_pending(self, consumer: Consumer) -> None:
-        """Position the partitions assigned since the last poll at ``start_offsets`` and
-        resume them. It runs at the poll after the one that saw the assignment, so the
-        caller has learnt of it (``take_assignment_changes``) and installed the partitions'
-        state, which may come from a store ahead of the group's committed offsets
-        (replicas). What an earlier call held back of such a partition is dropped: the
-        fetcher reads it again from there."""
+        """Position the partitions assigned since the last poll and resume them. It runs at
+        the poll after the one that saw the assignment, so the caller has learnt of it
+        (``take_assignment_changes``) and installed the partitions' state, which may come
+        from a store ahead of the group's committed offsets (replicas).
+
+        Every partition is positioned by a seek: at its ``start_offsets``, else at the
+        group's committed offset, else at its earliest record. None is left to the
+        position ``assign`` gave it: librdkafka can lose that position for a partition
+        paused right after its assignment (the pause outdates the fetcher's start), and
+        the partition then reads nothing. A partition whose seek fails (librdkafka has
+        not applied the assignment yet), or whose committed offset does not come, stays
+        paused and is tried again at the next poll. What an earlier call held back of a
+        partition is dropped at its seek: the fetcher reads it again from there."""
         with self._lock:
             pending = sorted(self._pending)
-        failed: set[TP] = set()
         for key in pending:
             if key not in self._start_at:  # asked once per assignment, kept for a retry
                 self._start_at[key] = self._start_offsets(*key)
+        failed = self._committed_starts(
+            consumer, [key for key in pending if self._start_at[key] is None]
+        )
+        for key in pending:
+            if key in failed:
+                continue
             offset = self._start_at[key]
-            if offset is not None:
-                try:
-                    consumer.seek(TopicPartition(key[0], key[1], int(offset)))
-                except KafkaException as exc:  # tried again at the next poll, still paused
-                    failed.add(key)
-                    self._limiter.log(log, "info", f"seek-{key}", "kafka_seek_retried",
-                                      topic=key[0], partition=key[1], error=str(exc))  # fmt: skip
-                    continue
-                self._held = [m for m in self._held if (m.topic(), m.partition()) != key]
+            where = self._committed[key] if offset is None else offset
+            try:
+                consumer.seek(TopicPartition(key[0], key[1], int(where)))
+            except KafkaException as exc:  # tried again at the next poll, still paused
+                failed.add(key)
+                self._limiter.log(log, "info", f"seek-{key}", "kafka_seek_retried",
+                                  topic=key[0], partition=key[1], error=str(exc))  # fmt: skip
+                continue
+            self._held = [m for m in self._held if (m.topic(), m.partition()) != key]
+            if where >= 0:
                 with self._lock:
                     # what the fetcher had read before the seek may still come: dropped
-                    self._guard[key] = int(offset)
-                    self._known_position[key] = int(offset)
+                    self._guard[key] = int(where)
+                    self._known_position[key] = int(where)
             del self._start_at[key]
+            self._committed.pop(key, None)
             log.info(
                 "kafka_partition_assigned", topic=key[0], partition=key[1],
                 start_offset=offset if offset is not None else "committed",
+                position=int(where) if where >= 0 else "earliest",
             )  # fmt: skip
         with self._lock:
             ready = sorted(self._pending - self._user_paused - failed)
             self._pending &= failed
         if ready:
             consumer.resume([TopicPartition(t, p) for t, p in ready])
+
+    def _committed_starts(self, consumer: Consumer, keys: list[TP]) -> set[TP]:
+        """Ask the group's committed offsets of ``keys`` not asked yet, kept in
+        ``_committed`` until the partition's seek (``OFFSET_BEGINNING`` where the group
+        committed none). Returns the partitions whose answer did not come."""
+        ask = [key for key in keys if key not in self._committed]
+        if not ask:
+            return set()
+        try:
+            got = consumer.committed(
+                [TopicPartition(t, p) for t, p in ask], timeout=COMMITTED_TIMEOUT_S
+            )
+        except (KafkaException, RuntimeError) as exc:
+            self._limiter.log(
+                log, "info", "committed-starts", "kafka_committed_retried",
+                partitions=len(ask), error=str(exc) or type(exc).__name__,
+            )  # fmt: skip
+            return set(ask)
+        failed: set[TP] = set()
+        answered: set[TP] = set()
+        for tp in got:
+            key = (tp.topic, tp.partition)
+            answered.add(key)
+            if tp.error is not None:
+                failed.add(key)
+            elif tp.offset >= 0:
+                self._committed[key] = int(tp.offset)
+            else:  # nothing committed
+                self._committed[key] = OFFSET_BEGINNING
+        failed |= set(ask) - answered
+        if failed:
+            self._limiter.log(
+                log, "info", "committed-starts", "kafka_committed_retried",
+                partitions=len(failed), error="no answer for some partitions",
+            )  # fmt: skip
+        return failed
 
     def _on_message_error(self, m: Any, error: KafkaError) -> None:
         if error.code() == _EOF:

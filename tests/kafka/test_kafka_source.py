@@ -167,11 +167,14 @@ def test_assignment_seeks_each_partition_to_its_checkpoint_offset(
 
 class _SeekFailsOnce:
     """A confluent consumer whose first seek of each partition fails as librdkafka's does
-    when the assignment is not applied yet (``_STATE``); everything else is the real one."""
+    when the assignment is not applied yet (``_STATE``), and whose first read of the
+    group's committed offsets times out as one during an outage does; everything else is
+    the real one."""
 
     def __init__(self, inner: Any) -> None:
         self._inner = inner
         self.failed: list[tuple[str, int]] = []
+        self.asked = 0
 
     def seek(self, tp: Any) -> None:
         from confluent_kafka import KafkaError, KafkaException
@@ -182,6 +185,14 @@ class _SeekFailsOnce:
             raise KafkaException(KafkaError(KafkaError._STATE, "Local: Erroneous state"))
         self._inner.seek(tp)
 
+    def committed(self, partitions: list[Any], timeout: float) -> list[Any]:
+        from confluent_kafka import KafkaError, KafkaException
+
+        self.asked += 1
+        if self.asked == 1:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "Local: Timed out"))
+        return self._inner.committed(partitions, timeout=timeout)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
@@ -190,8 +201,9 @@ def test_a_seek_that_fails_is_retried_and_reads_from_the_checkpoint_once(
     broker, topics, kafka_config, produce, sources
 ):
     # librdkafka refuses a seek while it has not applied the assignment yet: the partition
-    # stays paused and is positioned at the next poll; nothing before the checkpoint, nor
-    # anything twice, is handed over, and the other partitions are read meanwhile.
+    # stays paused and is positioned at the next poll; nothing before the checkpoint (or,
+    # without one, before the group's committed offset: here the earliest record), nor
+    # anything twice, is handed over. Every partition is positioned by a seek.
     cfg = kafka_config(broker, topics)
     if cfg.client != "confluent":
         pytest.skip("kafka-python's seek does not fail so")
@@ -202,7 +214,9 @@ def test_a_seek_that_fails_is_retried_and_reads_from_the_checkpoint_once(
     wrapped = _SeekFailsOnce(source._consumer)  # type: ignore[attr-defined]
     source._consumer = wrapped  # type: ignore[attr-defined]
     got = poll_until(source, 80 - 7 - 8)
-    assert sorted(wrapped.failed) == sorted(checkpoint)
+    every = {(t, p) for t in (topics.predictions, topics.labels) for p in range(4)}
+    assert sorted(wrapped.failed) == sorted(every)
+    assert wrapped.asked == 2  # asked again after the time-out, then kept until the seeks
     assert len(got) == 80 - 7 - 8, _offsets(got)
     read: dict[tuple[str, int], list[int]] = {}
     for m in got:
