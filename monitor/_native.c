@@ -1849,6 +1849,20 @@ add_terms(const terms_t *s, const int64_t *local, const int64_t *number, Py_ssiz
             }
             double *dst = into.row[r];
             Py_ssize_t width = into.width[r];
+            if (nrates == 1) { /* the usual one rate: both sums of a term in one pass */
+                double f = factors[at + e];
+                double *dq = dst + into.step[r];
+                for (Py_ssize_t j = 0; j < s->terms; j++) {
+                    int64_t cj = c[j];
+                    if ((uint64_t)cj >= (uint64_t)width) {
+                        PyErr_SetString(PyExc_ValueError, "local: a column beyond its group's");
+                        return -1;
+                    }
+                    dst[cj] += v[j];
+                    dq[cj] += v[j] * f;
+                }
+                continue;
+            }
             for (Py_ssize_t j = 0; j < s->terms; j++) {
                 if (c[j] < 0 || c[j] >= width) {
                     PyErr_SetString(PyExc_ValueError, "local: a column beyond its group's");
@@ -1887,19 +1901,26 @@ shared_columns(const terms_t *sets, Py_ssize_t nsets, Py_ssize_t width, Py_ssize
         const terms_t *s = &sets[i];
         const int64_t *group = (const int64_t *)s->a[0].buf.buf;
         const int64_t *cols = (const int64_t *)s->a[2].buf.buf;
-        unsigned char mark = (unsigned char)(i + 1);
-        for (Py_ssize_t e = 0; e < s->events && !shared; e++) {
+        const unsigned char mark = (unsigned char)(i + 1);
+        /* in locals: a store through owner (a char) may alias anything the loop reads */
+        const Py_ssize_t events = s->events, terms = s->terms;
+        const uint64_t cap = (uint64_t)width;
+        for (Py_ssize_t e = 0; e < events && !shared; e++) {
             if (group[e] < first || group[e] >= last)
                 continue;
-            for (Py_ssize_t j = 0; j < s->terms; j++) {
-                int64_t c = cols[e * s->terms + j];
-                if (c < 0 || c >= width)
+            const int64_t *ce = cols + e * terms;
+            for (Py_ssize_t j = 0; j < terms; j++) {
+                uint64_t c = (uint64_t)ce[j];
+                if (c >= cap)
                     continue;
-                if (owner[c] && owner[c] != mark) {
-                    shared = 1;
-                    break;
+                unsigned char was = owner[c];
+                if (was != mark) {
+                    if (was) {
+                        shared = 1;
+                        break;
+                    }
+                    owner[c] = mark;
                 }
-                owner[c] = mark;
             }
         }
     }
