@@ -4566,6 +4566,94 @@ done:
     return out;
 }
 
+/* ---------------------------------------------------------------- a poll's picked items
+ * The planner's picks of a segment's items by their places (fastpath.py, _pick): the ids,
+ * events and values of rows of a (model, partition) group, in one C loop with the list
+ * made at its size, in place of list(map(items.__getitem__, places)) (a call, an index
+ * conversion and a list growth per item). tests/core/test_pick.py holds it to that code. */
+
+PyDoc_STRVAR(take_items_doc,
+"take_items(items, places) -> list, or None\n\n"
+"The items of the list items at places (a list of ints, or a C-contiguous 1-D int64\n"
+"array), in order: list(map(items.__getitem__, places)), a negative place counted from the\n"
+"end, IndexError for one out of range. None, with nothing made, for places of another\n"
+"kind or a place that is not an int (the caller picks them in Python).");
+
+static PyObject *
+take_items(PyObject *self, PyObject *args)
+{
+    PyObject *items, *places;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O", &PyList_Type, &items, &places))
+        return NULL;
+    if (PyList_CheckExact(places)) {
+        Py_ssize_t m = PyList_GET_SIZE(places);
+        PyObject *out = PyList_New(m);
+        if (out == NULL)
+            return NULL;
+        for (Py_ssize_t k = 0; k < m; k++) {
+            if (k >= PyList_GET_SIZE(places)) {
+                PyErr_SetString(PyExc_RuntimeError, "places changed size");
+                Py_DECREF(out);
+                return NULL;
+            }
+            PyObject *o = PyList_GET_ITEM(places, k);
+            if (!PyLong_CheckExact(o)) {
+                Py_DECREF(out);
+                Py_RETURN_NONE;
+            }
+            Py_ssize_t i = PyLong_AsSsize_t(o);
+            if (i == -1 && PyErr_Occurred()) {
+                if (PyErr_ExceptionMatches(PyExc_OverflowError)) {
+                    PyErr_Clear();
+                    PyErr_SetString(PyExc_IndexError, "cannot fit 'int' into an index-sized integer");
+                }
+                Py_DECREF(out);
+                return NULL;
+            }
+            Py_ssize_t n = PyList_GET_SIZE(items);
+            if (i < 0)
+                i += n;
+            if (i < 0 || i >= n) {
+                PyErr_SetString(PyExc_IndexError, "list index out of range");
+                Py_DECREF(out);
+                return NULL;
+            }
+            PyList_SET_ITEM(out, k, Py_NewRef(PyList_GET_ITEM(items, i)));
+        }
+        return out;
+    }
+    Py_buffer view;
+    if (!PyObject_CheckBuffer(places) ||
+        PyObject_GetBuffer(places, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    PyObject *out = NULL;
+    if (view.ndim != 1 || view.itemsize != 8 || view.format == NULL ||
+        (strcmp(view.format, "l") != 0 && strcmp(view.format, "q") != 0)) {
+        out = Py_NewRef(Py_None);
+        goto done;
+    }
+    const int64_t *at = (const int64_t *)view.buf;
+    Py_ssize_t m = view.len / 8, n = PyList_GET_SIZE(items);
+    out = PyList_New(m);
+    if (out == NULL)
+        goto done;
+    for (Py_ssize_t k = 0; k < m; k++) {
+        int64_t i = at[k] < 0 ? at[k] + n : at[k];
+        if (i < 0 || i >= n) {
+            PyErr_SetString(PyExc_IndexError, "list index out of range");
+            Py_CLEAR(out);
+            goto done;
+        }
+        PyList_SET_ITEM(out, k, Py_NewRef(PyList_GET_ITEM(items, (Py_ssize_t)i)));
+    }
+done:
+    PyBuffer_Release(&view);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"bin_rows", bin_rows, METH_VARARGS, bin_rows_doc},
     {"chi2_sf", chi2_sf, METH_VARARGS, chi2_sf_doc},
@@ -4604,6 +4692,7 @@ static PyMethodDef methods[] = {
     {"topic_at", topic_at, METH_VARARGS, topic_at_doc},
     {"as_floats", as_floats, METH_VARARGS, as_floats_doc},
     {"keyed_rows", keyed_rows, METH_VARARGS, keyed_rows_doc},
+    {"take_items", take_items, METH_VARARGS, take_items_doc},
     {NULL, NULL, 0, NULL},
 };
 
