@@ -4654,6 +4654,40 @@ done:
     return out;
 }
 
+PyDoc_STRVAR(pair_columns_doc,
+"pair_columns(pairs) -> (firsts, seconds), or None\n\n"
+"For the list pairs of 2-tuples, the list of their first items and the list of their\n"
+"second items, in order: list(map(itemgetter(0), pairs)), list(map(itemgetter(1),\n"
+"pairs)). None, with nothing made, when an item is not a tuple of two (the caller reads\n"
+"them in Python).");
+
+static PyObject *
+pair_columns(PyObject *self, PyObject *args)
+{
+    PyObject *pairs;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!", &PyList_Type, &pairs))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(pairs);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *t = PyList_GET_ITEM(pairs, i);
+        if (!PyTuple_CheckExact(t) || PyTuple_GET_SIZE(t) != 2)
+            Py_RETURN_NONE;
+    }
+    PyObject *firsts = PyList_New(n), *seconds = PyList_New(n);
+    if (firsts == NULL || seconds == NULL) {
+        Py_XDECREF(firsts);
+        Py_XDECREF(seconds);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *t = PyList_GET_ITEM(pairs, i);
+        PyList_SET_ITEM(firsts, i, Py_NewRef(PyTuple_GET_ITEM(t, 0)));
+        PyList_SET_ITEM(seconds, i, Py_NewRef(PyTuple_GET_ITEM(t, 1)));
+    }
+    return Py_BuildValue("(NN)", firsts, seconds);
+}
+
 static PyMethodDef methods[] = {
     {"bin_rows", bin_rows, METH_VARARGS, bin_rows_doc},
     {"chi2_sf", chi2_sf, METH_VARARGS, chi2_sf_doc},
@@ -4693,6 +4727,7 @@ static PyMethodDef methods[] = {
     {"as_floats", as_floats, METH_VARARGS, as_floats_doc},
     {"keyed_rows", keyed_rows, METH_VARARGS, keyed_rows_doc},
     {"take_items", take_items, METH_VARARGS, take_items_doc},
+    {"pair_columns", pair_columns, METH_VARARGS, pair_columns_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -317,6 +317,18 @@ def _pick(items: list[Any], places: list[int] | I64) -> list[Any]:
     return list(map(items.__getitem__, places))
 
 
+def _unpaired(pairs: list[tuple[int, Any]]) -> tuple[list[int], list[Any]]:
+    """The poll indices and the events of ``pairs`` ((poll index, event) tuples), each a
+    list in order: by the compiled kernel (one C loop, each list made at its size), else
+    by ``map`` of :data:`_AT` and :data:`_EVENT` (also where the kernel declines)."""
+    kernels = native.kernels()
+    if kernels is not None and type(pairs) is list:
+        got: tuple[list[int], list[Any]] | None = kernels.pair_columns(pairs)
+        if got is not None:
+            return got
+    return list(map(_AT, pairs)), list(map(_EVENT, pairs))
+
+
 def _read_numbers(events: list[Any], name: str, *, missing: bool) -> F64 | None:
     """Attribute ``name`` of each of ``events`` (decoded structs) as float64, NaN where it
     is None if ``missing``, read by the compiled kernel (see :func:`_feature_columns`);
@@ -623,7 +635,7 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
             pairs_l = list(compress(pairs_l, map(operator.not_, drop_l)))
         else:  # every repeat a prediction and its label: the label goes with it
             pairs_l = list(compress(pairs_l, map(operator.not_, map(fused.__contains__, ids_l))))
-    every = list(map(_EVENT, decoded[0]))
+    every = _unpaired(decoded[0])[1]
     model_of = _model_indices(engine, every, names_p)
     pressed = _pending_pressure(engine, every, model_of)
     early_pressed = engine.early_total + len(label_at) > engine.early_cap
@@ -1266,8 +1278,7 @@ def _predictions(
     indices, when the caller has them."""
     known_ids: list[str] | None = None
     if known is None:
-        at_l = list(map(_AT, pairs))
-        events = list(map(_EVENT, pairs))
+        at_l, events = _unpaired(pairs)
         model_of = _model_indices(engine, events)
     else:
         known_ids, model_of, events, at_l = known
@@ -1344,8 +1355,8 @@ def _predictions(
             # A few rows of the group (C loops over it: a (poll index, label) pair is true).
             has_later[list(compress(range(len(later)), later))] = True
             hits = cast(list[tuple[int, LabelEvent]], list(compress(later, later)))
-            follow = list(map(_EVENT, hits))
-            label_msg = np.array(list(map(_AT, hits)), dtype=np.int64)
+            hit_at, follow = _unpaired(hits)
+            label_msg = np.array(hit_at, dtype=np.int64)
             codes, valid = model.codec.code_many([e.label for e in follow])
             f_ts = _times(follow, engine.latest_times(label_msg))
             named = np.array([e.model in (None, model.name) for e in follow], dtype=bool)
@@ -1626,8 +1637,8 @@ def _plan_plains(
         where = np.flatnonzero(has_all).tolist()
         if where:
             hits = [fused[pids_all[j]] for j in where]
-            label_at = np.array(list(map(_AT, hits)), dtype=np.int64)
-            follow = list(map(_EVENT, hits))
+            hit_at, follow = _unpaired(hits)
+            label_at = np.array(hit_at, dtype=np.int64)
             # each hit's model's place, and where each model's hits start
             hit_bounds = [bisect_left(where, a) for a in bounds]
             codes, usable = _coded(models, order, groups, hit_bounds, [e.label for e in follow])
@@ -2241,8 +2252,7 @@ def _labels(
     """Plan the labels per named model and partition: joins with their waiting
     predictions, early labels (:func:`_plan_early`) and rejects."""
     index = {m.name: m.index for m in engine.models}
-    events = list(map(_EVENT, pairs))
-    at_l = list(map(_AT, pairs))
+    at_l, events = _unpaired(pairs)
     at = np.fromiter(at_l, np.int64, len(at_l))  # a list of ints: faster than np.array
     names, every_id, values = _attrs(events, ("model", "prediction_id", "label"))
     if names.count(None) == len(names):  # no label names its model (the usual stream)

@@ -1,16 +1,18 @@
 """The planner's picks of items by their places (``fastpath._pick`` and its compiled kernel,
-``take_items``) against ``list(map(items.__getitem__, places))``: the same items (the same
-objects, in order), and the same exception where that raises."""
+``take_items``) against ``list(map(items.__getitem__, places))``, and its (poll index,
+event) pairs taken apart (``_unpaired``, ``pair_columns``) against ``map`` of itemgetters:
+the same items (the same objects, in order), and the same exception where those raise."""
 
 from __future__ import annotations
 
+import operator
 import random
 from typing import Any
 
 import numpy as np
 import pytest
 
-from monitor.core.fastpath import _pick
+from monitor.core.fastpath import _pick, _unpaired
 from tests.core.test_native_planner import _both, _compiled
 
 
@@ -91,3 +93,28 @@ def test_pick_of_a_list_subclass_is_its_own_getitem() -> None:
     items = Reversed("abc")
     got, want = _both(lambda: _pick(items, [0, 1]))
     assert got == want == ["c", "b"]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_unpaired_gives_the_halves_map_gives(seed: int) -> None:
+    rng = random.Random(seed)
+    pairs: list[Any] = [(rng.randrange(1000), object()) for _ in range(rng.randrange(0, 40))]
+    if pairs and rng.random() < 0.4:  # an item that is not a pair: the kernel declines
+        pairs[rng.randrange(len(pairs))] = rng.choice([(1, 2, 3), (1,), [1, 2], "ab"])
+    firsts = _outcome(lambda: list(map(operator.itemgetter(0), pairs)))
+    seconds = _outcome(lambda: list(map(operator.itemgetter(1), pairs)))
+    got, want = _both(lambda: _outcome(lambda: _unpaired(pairs)))
+    for one in (got, want):
+        if firsts[0] == "ok" and seconds[0] == "ok":
+            _same(("ok", one[1][0]), firsts)
+            _same(("ok", one[1][1]), seconds)
+        else:
+            assert one[0] == (firsts if firsts[0] != "ok" else seconds)[0]
+
+
+def test_pair_columns_declines_what_is_not_pairs() -> None:
+    kernels = _compiled()
+    assert kernels.pair_columns([(1, "a"), (1, 2, 3)]) is None
+    assert kernels.pair_columns([(1, "a"), [2, "b"]]) is None
+    assert kernels.pair_columns([]) == ([], [])
+    assert kernels.pair_columns([(1, "a"), (2, "b")]) == ([1, 2], ["a", "b"])
