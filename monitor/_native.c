@@ -4688,6 +4688,53 @@ pair_columns(PyObject *self, PyObject *args)
     return Py_BuildValue("(NN)", firsts, seconds);
 }
 
+PyDoc_STRVAR(contained_at_doc,
+"contained_at(items, container, want) -> list, or None\n\n"
+"The places in the list items of the str items that are in the set, frozenset or dict\n"
+"container (want true), or that are not (want false), in order. None, with nothing made,\n"
+"for a container of another type or an item that is not a str (the caller finds them in\n"
+"Python).");
+
+static PyObject *
+contained_at(PyObject *self, PyObject *args)
+{
+    PyObject *items, *container;
+    int want;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!Op", &PyList_Type, &items, &container, &want))
+        return NULL;
+    int is_dict = PyDict_CheckExact(container);
+    if (!is_dict && !PySet_CheckExact(container) && !PyFrozenSet_CheckExact(container))
+        Py_RETURN_NONE;
+    Py_ssize_t n = PyList_GET_SIZE(items);
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (!PyUnicode_CheckExact(PyList_GET_ITEM(items, i)))
+            Py_RETURN_NONE;
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); i++) {
+        PyObject *item = PyList_GET_ITEM(items, i);
+        Py_INCREF(item); /* a str's hash and equality run no Python code; held all the same */
+        int in = is_dict ? PyDict_Contains(container, item) : PySet_Contains(container, item);
+        Py_DECREF(item);
+        if (in < 0)
+            goto fail;
+        if (in == want) {
+            PyObject *at = PyLong_FromSsize_t(i);
+            if (at == NULL || PyList_Append(out, at) < 0) {
+                Py_XDECREF(at);
+                goto fail;
+            }
+            Py_DECREF(at);
+        }
+    }
+    return out;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"bin_rows", bin_rows, METH_VARARGS, bin_rows_doc},
     {"chi2_sf", chi2_sf, METH_VARARGS, chi2_sf_doc},
@@ -4728,6 +4775,7 @@ static PyMethodDef methods[] = {
     {"keyed_rows", keyed_rows, METH_VARARGS, keyed_rows_doc},
     {"take_items", take_items, METH_VARARGS, take_items_doc},
     {"pair_columns", pair_columns, METH_VARARGS, pair_columns_doc},
+    {"contained_at", contained_at, METH_VARARGS, contained_at_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -329,6 +329,19 @@ def _unpaired(pairs: list[tuple[int, Any]]) -> tuple[list[int], list[Any]]:
     return list(map(_AT, pairs)), list(map(_EVENT, pairs))
 
 
+def _contained_at(items: list[str], container: Collection[str], want: bool = True) -> list[int]:
+    """The places of the ``items`` that are in ``container`` (``want``), or that are not,
+    in order: by the compiled kernel (one C loop), else by ``compress`` over ``map`` of
+    the container's ``__contains__`` (also where the kernel declines)."""
+    kernels = native.kernels()
+    if kernels is not None and type(items) is list:
+        got: list[int] | None = kernels.contained_at(items, container, want)
+        if got is not None:
+            return got
+    found: Iterator[bool] = map(container.__contains__, items)
+    return list(compress(range(len(items)), found if want else map(operator.not_, found)))
+
+
 def _read_numbers(events: list[Any], name: str, *, missing: bool) -> F64 | None:
     """Attribute ``name`` of each of ``events`` (decoded structs) as float64, NaN where it
     is None if ``missing``, read by the compiled kernel (see :func:`_feature_columns`);
@@ -600,11 +613,11 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
     if twice:
         # each such id's prediction's poll index (a set and a dict of the few: cheaper than
         # a dict of every prediction), none for an id repeated within a topic
-        first = dict(compress(zip(ids_p, kept_p, strict=True), map(twice.__contains__, ids_p)))
+        first = {ids_p[k]: kept_p[k] for k in _contained_at(ids_p, twice)}
         for pid in repeated:
             first.pop(pid, None)
         # The usual repeat: a prediction and its label, in either order.
-        for j, lab in compress(pairs_l, map(twice.__contains__, ids_l)):
+        for j, lab in _pick(pairs_l, _contained_at(ids_l, twice)):
             pid = lab.prediction_id
             i = first.get(pid, -1)
             if i >= 0 and partition_of[i] == partition_of[j]:
@@ -626,15 +639,18 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
                 seen.add(pid)
         if twice or retries:  # by the C loops of map and compress: no bytecode per event
             gone = twice | fused.keys()
-            drop_p = map(twice.__contains__, ids_p)
-            drop_l = map(gone.__contains__, ids_l)
             if retries:
+                drop_p = map(twice.__contains__, ids_p)
+                drop_l = map(gone.__contains__, ids_l)
                 drop_p = map(operator.or_, drop_p, map(retries.__contains__, map(_AT, pairs_p)))
                 drop_l = map(operator.or_, drop_l, map(retries.__contains__, map(_AT, pairs_l)))
-            pairs_p = list(compress(pairs_p, map(operator.not_, drop_p)))
-            pairs_l = list(compress(pairs_l, map(operator.not_, drop_l)))
+                pairs_p = list(compress(pairs_p, map(operator.not_, drop_p)))
+                pairs_l = list(compress(pairs_l, map(operator.not_, drop_l)))
+            else:
+                pairs_p = _pick(pairs_p, _contained_at(ids_p, twice, False))
+                pairs_l = _pick(pairs_l, _contained_at(ids_l, gone, False))
         else:  # every repeat a prediction and its label: the label goes with it
-            pairs_l = list(compress(pairs_l, map(operator.not_, map(fused.__contains__, ids_l))))
+            pairs_l = _pick(pairs_l, _contained_at(ids_l, fused, False))
     every = _unpaired(decoded[0])[1]
     model_of = _model_indices(engine, every, names_p)
     pressed = _pending_pressure(engine, every, model_of)
@@ -1298,7 +1314,7 @@ def _predictions(
                 ok[j] = False
     parts = _pick(messages.partitions, at_l)
     # The predictions a label message of the segment follows (positions).
-    fused_at = list(compress(range(len(ids)), map(fused.__contains__, ids))) if fused else []
+    fused_at = _contained_at(ids, fused) if fused else []
     found_before = (
         _found_before(engine, ids, fused_at, model_of, parts, at, fused) if fused else set()
     )
@@ -1942,7 +1958,7 @@ def _take_plain(
             gots[i] = bisect_left(where, a + n) - bisect_left(where, a)
             a += n
         rest = ~joined.has
-        waits = list(compress(pids, rest.tolist()))
+        waits = _pick(pids, np.flatnonzero(rest))
     joined_in: list[int] = []  # the partitions the joined pairs are in, each once
     joined_n: list[int] = []  # and how many in each
     for i, (number, n) in enumerate(zip(numbers, sizes, strict=True)):

@@ -1,18 +1,21 @@
 """The planner's picks of items by their places (``fastpath._pick`` and its compiled kernel,
-``take_items``) against ``list(map(items.__getitem__, places))``, and its (poll index,
-event) pairs taken apart (``_unpaired``, ``pair_columns``) against ``map`` of itemgetters:
-the same items (the same objects, in order), and the same exception where those raise."""
+``take_items``) against ``list(map(items.__getitem__, places))``, its (poll index, event)
+pairs taken apart (``_unpaired``, ``pair_columns``) against ``map`` of itemgetters, and the
+places of the ids a container holds (``_contained_at``, ``contained_at``) against
+``compress`` over ``map`` of its ``__contains__``: the same items (the same objects, in
+order), and the same exception where those raise."""
 
 from __future__ import annotations
 
 import operator
 import random
+from itertools import compress
 from typing import Any
 
 import numpy as np
 import pytest
 
-from monitor.core.fastpath import _pick, _unpaired
+from monitor.core.fastpath import _contained_at, _pick, _unpaired
 from tests.core.test_native_planner import _both, _compiled
 
 
@@ -118,3 +121,28 @@ def test_pair_columns_declines_what_is_not_pairs() -> None:
     assert kernels.pair_columns([(1, "a"), [2, "b"]]) is None
     assert kernels.pair_columns([]) == ([], [])
     assert kernels.pair_columns([(1, "a"), (2, "b")]) == ([1, 2], ["a", "b"])
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_contained_at_gives_the_places_compress_gives(seed: int) -> None:
+    rng = random.Random(seed)
+    items: list[Any] = [f"p{rng.randrange(30)}" for _ in range(rng.randrange(0, 50))]
+    held = {f"p{rng.randrange(30)}" for _ in range(rng.randrange(0, 20))}
+    kind = rng.choice([set, frozenset, dict.fromkeys, list])
+    container: Any = kind(held)
+    if items and rng.random() < 0.2:  # an item that is not a str: the kernel declines
+        items[rng.randrange(len(items))] = rng.choice([3, ("p1",), None])
+    for want in (True, False):
+        found = map(container.__contains__, items)
+        plain = list(compress(range(len(items)), found if want else map(operator.not_, found)))
+        got, fallback = _both(lambda want=want: _contained_at(items, container, want))
+        assert got == fallback == plain
+
+
+def test_contained_at_declines_what_it_does_not_find() -> None:
+    kernels = _compiled()
+    assert kernels.contained_at(["a"], ["a"], True) is None
+    assert kernels.contained_at(["a", 1], {"a"}, True) is None
+    assert kernels.contained_at(["a", "b", "a"], {"a": 0}, True) == [0, 2]
+    assert kernels.contained_at(["a", "b", "a"], frozenset({"a"}), False) == [1]
+    assert kernels.contained_at([], set(), True) == []
