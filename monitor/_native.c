@@ -1849,6 +1849,20 @@ add_terms(const terms_t *s, const int64_t *local, const int64_t *number, Py_ssiz
             }
             double *dst = into.row[r];
             Py_ssize_t width = into.width[r];
+            if (nrates == 1) { /* the usual one rate: both sums of a term in one pass */
+                double f = factors[at + e];
+                double *dq = dst + into.step[r];
+                for (Py_ssize_t j = 0; j < s->terms; j++) {
+                    int64_t cj = c[j];
+                    if ((uint64_t)cj >= (uint64_t)width) {
+                        PyErr_SetString(PyExc_ValueError, "local: a column beyond its group's");
+                        return -1;
+                    }
+                    dst[cj] += v[j];
+                    dq[cj] += v[j] * f;
+                }
+                continue;
+            }
             for (Py_ssize_t j = 0; j < s->terms; j++) {
                 if (c[j] < 0 || c[j] >= width) {
                     PyErr_SetString(PyExc_ValueError, "local: a column beyond its group's");
@@ -1887,19 +1901,26 @@ shared_columns(const terms_t *sets, Py_ssize_t nsets, Py_ssize_t width, Py_ssize
         const terms_t *s = &sets[i];
         const int64_t *group = (const int64_t *)s->a[0].buf.buf;
         const int64_t *cols = (const int64_t *)s->a[2].buf.buf;
-        unsigned char mark = (unsigned char)(i + 1);
-        for (Py_ssize_t e = 0; e < s->events && !shared; e++) {
+        const unsigned char mark = (unsigned char)(i + 1);
+        /* in locals: a store through owner (a char) may alias anything the loop reads */
+        const Py_ssize_t events = s->events, terms = s->terms;
+        const uint64_t cap = (uint64_t)width;
+        for (Py_ssize_t e = 0; e < events && !shared; e++) {
             if (group[e] < first || group[e] >= last)
                 continue;
-            for (Py_ssize_t j = 0; j < s->terms; j++) {
-                int64_t c = cols[e * s->terms + j];
-                if (c < 0 || c >= width)
+            const int64_t *ce = cols + e * terms;
+            for (Py_ssize_t j = 0; j < terms; j++) {
+                uint64_t c = (uint64_t)ce[j];
+                if (c >= cap)
                     continue;
-                if (owner[c] && owner[c] != mark) {
-                    shared = 1;
-                    break;
+                unsigned char was = owner[c];
+                if (was != mark) {
+                    if (was) {
+                        shared = 1;
+                        break;
+                    }
+                    owner[c] = mark;
                 }
-                owner[c] = mark;
             }
         }
     }
@@ -4545,6 +4566,175 @@ done:
     return out;
 }
 
+/* ---------------------------------------------------------------- a poll's picked items
+ * The planner's picks of a segment's items by their places (fastpath.py, _pick): the ids,
+ * events and values of rows of a (model, partition) group, in one C loop with the list
+ * made at its size, in place of list(map(items.__getitem__, places)) (a call, an index
+ * conversion and a list growth per item). tests/core/test_pick.py holds it to that code. */
+
+PyDoc_STRVAR(take_items_doc,
+"take_items(items, places) -> list, or None\n\n"
+"The items of the list items at places (a list of ints, or a C-contiguous 1-D int64\n"
+"array), in order: list(map(items.__getitem__, places)), a negative place counted from the\n"
+"end, IndexError for one out of range. None, with nothing made, for places of another\n"
+"kind or a place that is not an int (the caller picks them in Python).");
+
+static PyObject *
+take_items(PyObject *self, PyObject *args)
+{
+    PyObject *items, *places;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O", &PyList_Type, &items, &places))
+        return NULL;
+    if (PyList_CheckExact(places)) {
+        Py_ssize_t m = PyList_GET_SIZE(places);
+        PyObject *out = PyList_New(m);
+        if (out == NULL)
+            return NULL;
+        for (Py_ssize_t k = 0; k < m; k++) {
+            if (k >= PyList_GET_SIZE(places)) {
+                PyErr_SetString(PyExc_RuntimeError, "places changed size");
+                Py_DECREF(out);
+                return NULL;
+            }
+            PyObject *o = PyList_GET_ITEM(places, k);
+            if (!PyLong_CheckExact(o)) {
+                Py_DECREF(out);
+                Py_RETURN_NONE;
+            }
+            Py_ssize_t i = PyLong_AsSsize_t(o);
+            if (i == -1 && PyErr_Occurred()) {
+                if (PyErr_ExceptionMatches(PyExc_OverflowError)) {
+                    PyErr_Clear();
+                    PyErr_SetString(PyExc_IndexError, "cannot fit 'int' into an index-sized integer");
+                }
+                Py_DECREF(out);
+                return NULL;
+            }
+            Py_ssize_t n = PyList_GET_SIZE(items);
+            if (i < 0)
+                i += n;
+            if (i < 0 || i >= n) {
+                PyErr_SetString(PyExc_IndexError, "list index out of range");
+                Py_DECREF(out);
+                return NULL;
+            }
+            PyList_SET_ITEM(out, k, Py_NewRef(PyList_GET_ITEM(items, i)));
+        }
+        return out;
+    }
+    Py_buffer view;
+    if (!PyObject_CheckBuffer(places) ||
+        PyObject_GetBuffer(places, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    PyObject *out = NULL;
+    if (view.ndim != 1 || view.itemsize != 8 || view.format == NULL ||
+        (strcmp(view.format, "l") != 0 && strcmp(view.format, "q") != 0)) {
+        out = Py_NewRef(Py_None);
+        goto done;
+    }
+    const int64_t *at = (const int64_t *)view.buf;
+    Py_ssize_t m = view.len / 8, n = PyList_GET_SIZE(items);
+    out = PyList_New(m);
+    if (out == NULL)
+        goto done;
+    for (Py_ssize_t k = 0; k < m; k++) {
+        int64_t i = at[k] < 0 ? at[k] + n : at[k];
+        if (i < 0 || i >= n) {
+            PyErr_SetString(PyExc_IndexError, "list index out of range");
+            Py_CLEAR(out);
+            goto done;
+        }
+        PyList_SET_ITEM(out, k, Py_NewRef(PyList_GET_ITEM(items, (Py_ssize_t)i)));
+    }
+done:
+    PyBuffer_Release(&view);
+    return out;
+}
+
+PyDoc_STRVAR(pair_columns_doc,
+"pair_columns(pairs) -> (firsts, seconds), or None\n\n"
+"For the list pairs of 2-tuples, the list of their first items and the list of their\n"
+"second items, in order: list(map(itemgetter(0), pairs)), list(map(itemgetter(1),\n"
+"pairs)). None, with nothing made, when an item is not a tuple of two (the caller reads\n"
+"them in Python).");
+
+static PyObject *
+pair_columns(PyObject *self, PyObject *args)
+{
+    PyObject *pairs;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!", &PyList_Type, &pairs))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(pairs);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *t = PyList_GET_ITEM(pairs, i);
+        if (!PyTuple_CheckExact(t) || PyTuple_GET_SIZE(t) != 2)
+            Py_RETURN_NONE;
+    }
+    PyObject *firsts = PyList_New(n), *seconds = PyList_New(n);
+    if (firsts == NULL || seconds == NULL) {
+        Py_XDECREF(firsts);
+        Py_XDECREF(seconds);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *t = PyList_GET_ITEM(pairs, i);
+        PyList_SET_ITEM(firsts, i, Py_NewRef(PyTuple_GET_ITEM(t, 0)));
+        PyList_SET_ITEM(seconds, i, Py_NewRef(PyTuple_GET_ITEM(t, 1)));
+    }
+    return Py_BuildValue("(NN)", firsts, seconds);
+}
+
+PyDoc_STRVAR(contained_at_doc,
+"contained_at(items, container, want) -> list, or None\n\n"
+"The places in the list items of the str items that are in the set, frozenset or dict\n"
+"container (want true), or that are not (want false), in order. None, with nothing made,\n"
+"for a container of another type or an item that is not a str (the caller finds them in\n"
+"Python).");
+
+static PyObject *
+contained_at(PyObject *self, PyObject *args)
+{
+    PyObject *items, *container;
+    int want;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!Op", &PyList_Type, &items, &container, &want))
+        return NULL;
+    int is_dict = PyDict_CheckExact(container);
+    if (!is_dict && !PySet_CheckExact(container) && !PyFrozenSet_CheckExact(container))
+        Py_RETURN_NONE;
+    Py_ssize_t n = PyList_GET_SIZE(items);
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (!PyUnicode_CheckExact(PyList_GET_ITEM(items, i)))
+            Py_RETURN_NONE;
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); i++) {
+        PyObject *item = PyList_GET_ITEM(items, i);
+        Py_INCREF(item); /* a str's hash and equality run no Python code; held all the same */
+        int in = is_dict ? PyDict_Contains(container, item) : PySet_Contains(container, item);
+        Py_DECREF(item);
+        if (in < 0)
+            goto fail;
+        if (in == want) {
+            PyObject *at = PyLong_FromSsize_t(i);
+            if (at == NULL || PyList_Append(out, at) < 0) {
+                Py_XDECREF(at);
+                goto fail;
+            }
+            Py_DECREF(at);
+        }
+    }
+    return out;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"bin_rows", bin_rows, METH_VARARGS, bin_rows_doc},
     {"chi2_sf", chi2_sf, METH_VARARGS, chi2_sf_doc},
@@ -4583,6 +4773,9 @@ static PyMethodDef methods[] = {
     {"topic_at", topic_at, METH_VARARGS, topic_at_doc},
     {"as_floats", as_floats, METH_VARARGS, as_floats_doc},
     {"keyed_rows", keyed_rows, METH_VARARGS, keyed_rows_doc},
+    {"take_items", take_items, METH_VARARGS, take_items_doc},
+    {"pair_columns", pair_columns, METH_VARARGS, pair_columns_doc},
+    {"contained_at", contained_at, METH_VARARGS, contained_at_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -305,6 +305,43 @@ def _attrs(events: list[Any], names: tuple[str, ...]) -> tuple[list[Any], ...]:
     return tuple(list(map(operator.attrgetter(name), events)) for name in names)
 
 
+def _pick(items: list[Any], places: list[int] | I64) -> list[Any]:
+    """The items at ``places`` (ints, or an int64 array), in order: by the compiled kernel
+    (one C loop, the list made at its size), else by ``map`` of ``items.__getitem__``
+    (also where the kernel declines: places of another kind)."""
+    kernels = native.kernels()
+    if kernels is not None and type(items) is list:
+        got: list[Any] | None = kernels.take_items(items, places)
+        if got is not None:
+            return got
+    return list(map(items.__getitem__, places))
+
+
+def _unpaired(pairs: list[tuple[int, Any]]) -> tuple[list[int], list[Any]]:
+    """The poll indices and the events of ``pairs`` ((poll index, event) tuples), each a
+    list in order: by the compiled kernel (one C loop, each list made at its size), else
+    by ``map`` of :data:`_AT` and :data:`_EVENT` (also where the kernel declines)."""
+    kernels = native.kernels()
+    if kernels is not None and type(pairs) is list:
+        got: tuple[list[int], list[Any]] | None = kernels.pair_columns(pairs)
+        if got is not None:
+            return got
+    return list(map(_AT, pairs)), list(map(_EVENT, pairs))
+
+
+def _contained_at(items: list[str], container: Collection[str], want: bool = True) -> list[int]:
+    """The places of the ``items`` that are in ``container`` (``want``), or that are not,
+    in order: by the compiled kernel (one C loop), else by ``compress`` over ``map`` of
+    the container's ``__contains__`` (also where the kernel declines)."""
+    kernels = native.kernels()
+    if kernels is not None and type(items) is list:
+        got: list[int] | None = kernels.contained_at(items, container, want)
+        if got is not None:
+            return got
+    found: Iterator[bool] = map(container.__contains__, items)
+    return list(compress(range(len(items)), found if want else map(operator.not_, found)))
+
+
 def _read_numbers(events: list[Any], name: str, *, missing: bool) -> F64 | None:
     """Attribute ``name`` of each of ``events`` (decoded structs) as float64, NaN where it
     is None if ``missing``, read by the compiled kernel (see :func:`_feature_columns`);
@@ -543,8 +580,8 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
         slow = [i for i, t in zip(range(a, b), topics, strict=True) if t not in kinds]
     cap = engine.max_bytes
     values = messages.values
-    preds = _decode_predictions(engine, list(map(values.__getitem__, pred_at)))
-    labels = _decode_each(engine.limits.label_decoder(), list(map(values.__getitem__, label_at)),
+    preds = _decode_predictions(engine, _pick(values, pred_at))
+    labels = _decode_each(engine.limits.label_decoder(), _pick(values, label_at),
                           cap)  # fmt: skip
     # Not valid events, whatever the join holds: not decoded, of an unknown model.
     pairs_p, ids_p, kept_p, dropped_p, names_p = _checked(engine, preds, pred_at, labels=False)
@@ -576,11 +613,11 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
     if twice:
         # each such id's prediction's poll index (a set and a dict of the few: cheaper than
         # a dict of every prediction), none for an id repeated within a topic
-        first = dict(compress(zip(ids_p, kept_p, strict=True), map(twice.__contains__, ids_p)))
+        first = {ids_p[k]: kept_p[k] for k in _contained_at(ids_p, twice)}
         for pid in repeated:
             first.pop(pid, None)
         # The usual repeat: a prediction and its label, in either order.
-        for j, lab in compress(pairs_l, map(twice.__contains__, ids_l)):
+        for j, lab in _pick(pairs_l, _contained_at(ids_l, twice)):
             pid = lab.prediction_id
             i = first.get(pid, -1)
             if i >= 0 and partition_of[i] == partition_of[j]:
@@ -602,16 +639,19 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
                 seen.add(pid)
         if twice or retries:  # by the C loops of map and compress: no bytecode per event
             gone = twice | fused.keys()
-            drop_p = map(twice.__contains__, ids_p)
-            drop_l = map(gone.__contains__, ids_l)
             if retries:
+                drop_p = map(twice.__contains__, ids_p)
+                drop_l = map(gone.__contains__, ids_l)
                 drop_p = map(operator.or_, drop_p, map(retries.__contains__, map(_AT, pairs_p)))
                 drop_l = map(operator.or_, drop_l, map(retries.__contains__, map(_AT, pairs_l)))
-            pairs_p = list(compress(pairs_p, map(operator.not_, drop_p)))
-            pairs_l = list(compress(pairs_l, map(operator.not_, drop_l)))
+                pairs_p = list(compress(pairs_p, map(operator.not_, drop_p)))
+                pairs_l = list(compress(pairs_l, map(operator.not_, drop_l)))
+            else:
+                pairs_p = _pick(pairs_p, _contained_at(ids_p, twice, False))
+                pairs_l = _pick(pairs_l, _contained_at(ids_l, gone, False))
         else:  # every repeat a prediction and its label: the label goes with it
-            pairs_l = list(compress(pairs_l, map(operator.not_, map(fused.__contains__, ids_l))))
-    every = list(map(_EVENT, decoded[0]))
+            pairs_l = _pick(pairs_l, _contained_at(ids_l, fused, False))
+    every = _unpaired(decoded[0])[1]
     model_of = _model_indices(engine, every, names_p)
     pressed = _pending_pressure(engine, every, model_of)
     early_pressed = engine.early_total + len(label_at) > engine.early_cap
@@ -648,7 +688,7 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
         order = np.argsort(idx, kind="stable").tolist()
         pids = [pid for p in parts_e for pid in p[1]]
         labels_e = [label for p in parts_e for label in p[2]]
-        join.add_early(list(map(pids.__getitem__, order)), list(map(labels_e.__getitem__, order)))
+        join.add_early(_pick(pids, order), _pick(labels_e, order))
     for evictions in caps:  # now that every insert of the segment is in
         evictions.apply(engine)
         out.evicted += evictions.evicted
@@ -701,7 +741,7 @@ def _enter_matched(
         counts = np.bincount(group_a, minlength=len(place)).tolist()
     rows: Iterator[tuple[str, float]] = (
         zip(pids, times, strict=True) if order is None
-        else zip(map(pids.__getitem__, order), map(times.__getitem__, order), strict=True)
+        else zip(_pick(pids, order), _pick(times, order), strict=True)
     )  # fmt: skip
     partitions = engine.partitions
     for (m, number), n in zip(place, counts, strict=True):
@@ -1254,8 +1294,7 @@ def _predictions(
     indices, when the caller has them."""
     known_ids: list[str] | None = None
     if known is None:
-        at_l = list(map(_AT, pairs))
-        events = list(map(_EVENT, pairs))
+        at_l, events = _unpaired(pairs)
         model_of = _model_indices(engine, events)
     else:
         known_ids, model_of, events, at_l = known
@@ -1273,9 +1312,9 @@ def _predictions(
         for j, probs in enumerate(probabilities):
             if probs is not None and not all(0.0 <= v <= 1.0 for v in probs.values()):
                 ok[j] = False
-    parts = list(map(messages.partitions.__getitem__, at_l))
+    parts = _pick(messages.partitions, at_l)
     # The predictions a label message of the segment follows (positions).
-    fused_at = list(compress(range(len(ids)), map(fused.__contains__, ids))) if fused else []
+    fused_at = _contained_at(ids, fused) if fused else []
     found_before = (
         _found_before(engine, ids, fused_at, model_of, parts, at, fused) if fused else set()
     )
@@ -1301,8 +1340,8 @@ def _predictions(
     for (m, number), (rows, sel) in groups.items():
         if (m, number) in taken:
             continue
-        group = list(map(events.__getitem__, rows))
-        pids = list(map(ids.__getitem__, rows))
+        group = _pick(events, rows)
+        pids = _pick(ids, rows)
         # The label message that follows each prediction in this poll, if any.
         later = list(map(fused.get, pids)) if fused else []
         if m < 0:
@@ -1332,8 +1371,8 @@ def _predictions(
             # A few rows of the group (C loops over it: a (poll index, label) pair is true).
             has_later[list(compress(range(len(later)), later))] = True
             hits = cast(list[tuple[int, LabelEvent]], list(compress(later, later)))
-            follow = list(map(_EVENT, hits))
-            label_msg = np.array(list(map(_AT, hits)), dtype=np.int64)
+            hit_at, follow = _unpaired(hits)
+            label_msg = np.array(hit_at, dtype=np.int64)
             codes, valid = model.codec.code_many([e.label for e in follow])
             f_ts = _times(follow, engine.latest_times(label_msg))
             named = np.array([e.model in (None, model.name) for e in follow], dtype=bool)
@@ -1502,7 +1541,7 @@ def _plain_models(
             continue
         join = engine.partition(number).join
         matched, early = join.matched[m], join.early
-        pids = list(map(ids.__getitem__, rows))
+        pids = _pick(ids, rows)
         if (matched and not matched.keys().isdisjoint(pids)) or (
             early and not early.keys().isdisjoint(pids)
         ):
@@ -1600,9 +1639,8 @@ def _plan_plains(
     sel_all = sels[0] if len(sels) == 1 else np.concatenate(sels)
     sizes_m = [sum(len(rows) for _, rows, _ in plain[m]) for m in order]
     bounds = list(accumulate(sizes_m, initial=0))
-    rows_all = sel_all.tolist()
-    pids_all = list(map(ids.__getitem__, rows_all))
-    group_all = list(map(events.__getitem__, rows_all))
+    pids_all = _pick(ids, sel_all)
+    group_all = _pick(events, sel_all)
     groups = _codec_groups(models, order)
     pred_all, valid_all = _coded(models, order, groups, bounds,
                                  _attrs(group_all, ("prediction",))[0])  # fmt: skip
@@ -1615,8 +1653,8 @@ def _plan_plains(
         where = np.flatnonzero(has_all).tolist()
         if where:
             hits = [fused[pids_all[j]] for j in where]
-            label_at = np.array(list(map(_AT, hits)), dtype=np.int64)
-            follow = list(map(_EVENT, hits))
+            hit_at, follow = _unpaired(hits)
+            label_at = np.array(hit_at, dtype=np.int64)
             # each hit's model's place, and where each model's hits start
             hit_bounds = [bisect_left(where, a) for a in bounds]
             codes, usable = _coded(models, order, groups, hit_bounds, [e.label for e in follow])
@@ -1692,8 +1730,8 @@ def _plan_plain(
         keep = np.flatnonzero(valid)
         sizes = _sizes_kept(sizes, keep)
         kept = keep.tolist()
-        pids = list(map(pids.__getitem__, kept))
-        group = list(map(group.__getitem__, kept))
+        pids = _pick(pids, kept)
+        group = _pick(group, kept)
         idx, ts, score, pred = idx[keep], ts[keep], score[keep], pred[keep]
         if joined is not None:  # every joined prediction is valid
             joined = joined._replace(has=joined.has[keep])
@@ -1920,7 +1958,7 @@ def _take_plain(
             gots[i] = bisect_left(where, a + n) - bisect_left(where, a)
             a += n
         rest = ~joined.has
-        waits = list(compress(pids, rest.tolist()))
+        waits = _pick(pids, np.flatnonzero(rest))
     joined_in: list[int] = []  # the partitions the joined pairs are in, each once
     joined_n: list[int] = []  # and how many in each
     for i, (number, n) in enumerate(zip(numbers, sizes, strict=True)):
@@ -1950,7 +1988,7 @@ def _take_plain(
         waiting.models.append(len(waiting.tables))
     if joined is not None and joined_in:
         split.match([(m, number) for number in joined_in], joined_n, joined.at,
-                    list(map(pids.__getitem__, where)), joined.ts)  # fmt: skip
+                    _pick(pids, where), joined.ts)  # fmt: skip
         # its chunk in poll order, as the chunks of the groups would be merged (_take_pairs)
         waiting.pairs.append((batch, joined, joined_in, joined_n, pred, score, slices, ts))
         high_ts, high_numbers, high_sizes = waiting.highs[1]
@@ -2125,15 +2163,13 @@ def _take_predictions(
         counts[LABELS] += int(labels.counted.sum())
         counts[MATCHED] += len(labelled)
         if labels.early.any():
-            gone = state.join.pop_early(
-                list(map(pids.__getitem__, np.flatnonzero(labels.early).tolist()))
-            )
+            gone = state.join.pop_early(_pick(pids, np.flatnonzero(labels.early)))
             engine.early_total -= len(gone)
         if labels.later.any():
             _note(state, engine.config.kafka.labels_topic, labels.ts[labels.later])
         lt = labels.ts[labelled]
         split.match([(m, number)], [len(labelled)], labels.at[labelled],
-                    list(map(pids.__getitem__, labelled.tolist())), lt)  # fmt: skip
+                    _pick(pids, labelled), lt)  # fmt: skip
         batch.chunks_o.append(
             Chunk(
                 labels.at[labelled],
@@ -2149,13 +2185,13 @@ def _take_predictions(
     if labels.dropped.any():  # early labels rejected now (see _predictions)
         topic = engine.config.kafka.labels_topic
         rows = np.flatnonzero(labels.dropped).tolist()
-        state.join.pop_early(list(map(pids.__getitem__, rows)))
+        state.join.pop_early(_pick(pids, rows))
         for j in rows:
             state.rejects[(topic, labels.reasons[j])] += 1
         engine.early_total -= len(rows)
     waiting = np.flatnonzero(~labels.has)
     if len(waiting):
-        kept = list(map(pids.__getitem__, waiting.tolist()))
+        kept = _pick(pids, waiting)
         state.join.pending[m].add_many(  # ids checked: new, and distinct in the poll
             kept,
             ts[waiting],
@@ -2232,8 +2268,7 @@ def _labels(
     """Plan the labels per named model and partition: joins with their waiting
     predictions, early labels (:func:`_plan_early`) and rejects."""
     index = {m.name: m.index for m in engine.models}
-    events = list(map(_EVENT, pairs))
-    at_l = list(map(_AT, pairs))
+    at_l, events = _unpaired(pairs)
     at = np.fromiter(at_l, np.int64, len(at_l))  # a list of ints: faster than np.array
     names, every_id, values = _attrs(events, ("model", "prediction_id", "label"))
     if names.count(None) == len(names):  # no label names its model (the usual stream)
@@ -2243,7 +2278,7 @@ def _labels(
     else:
         named = [-1 if name is None else index.get(name, -2) for name in names]
     ts = _times(events, engine.latest_times(at))
-    parts = list(map(messages.partitions.__getitem__, at_l))
+    parts = _pick(messages.partitions, at_l)
     # the labels joining predictions that wait from before the segment: per partition
     # group, their positions among the segment's labels and their models (see _plan_joins)
     joining: list[tuple[int, I64, I64]] = []
@@ -2254,7 +2289,7 @@ def _labels(
         timely = ~np.isnan(ts[sel])
         split.reject(at[sel[~timely]])
         join = engine.partition(number).join
-        pids = every_id if len(rows) == len(every_id) else list(map(every_id.__getitem__, rows))
+        pids = every_id if len(rows) == len(every_id) else _pick(every_id, rows)
         # The model whose prediction waits (the named one only; else the first holding it).
         ids = id_keys(pids)
         if name < 0:  # the first model holding it: one probe of the join's owner index
@@ -2341,7 +2376,7 @@ def _plan_joins(
     pos_l = pos.tolist()
     for chosen in _codec_groups(models, ms):
         if len(chosen) == len(ms):  # one codec for all (the usual poll)
-            codes, valid = models[ms[0]].codec.code_many(list(map(values.__getitem__, pos_l)))
+            codes, valid = models[ms[0]].codec.code_many(_pick(values, pos_l))
             break
         rows = np.concatenate([np.arange(bounds[j], bounds[j + 1]) for j in chosen])
         c, v = models[ms[chosen[0]]].codec.code_many([values[pos_l[r]] for r in rows.tolist()])
@@ -2357,7 +2392,7 @@ def _plan_joins(
         starts = np.flatnonzero(np.diff(owner, prepend=-1))
         bounds = [*starts.tolist(), len(pos)]
         ms = [owner_l[i] for i in bounds[:-1]]
-    pids = list(map(every_id.__getitem__, pos_l))
+    pids = _pick(every_id, pos_l)
     idx, times = at[pos], ts[pos]
     # each (model, partition) run: where it starts, and its partition
     cuts = np.flatnonzero(np.diff(owner * step + part, prepend=-1)).tolist()
@@ -2422,7 +2457,7 @@ def _plan_early(
     invalid class are rejects; the others wait as early labels, in poll order."""
     keep = np.flatnonzero(first)
     chosen = keep.tolist()
-    asked = pids if len(chosen) == len(pids) else list(map(pids.__getitem__, chosen))
+    asked = pids if len(chosen) == len(pids) else _pick(pids, chosen)
     out = np.zeros(len(chosen), dtype=bool)
     if name >= 0:  # waiting for another model: model_mismatch
         for table in join.pending:
@@ -2565,7 +2600,7 @@ def _found_before(
     asked: dict[int, list[tuple[str, int, bool]]] = {}  # partition -> (id, model, first)
     # Which label came first, by C loops (no bytecode per event); with one model (index 0)
     # only those can be asked.
-    pids_f = list(map(ids.__getitem__, fused_at))
+    pids_f = _pick(ids, fused_at)
     found = list(map(fused.__getitem__, pids_f))
     firsts = list(map(operator.lt, map(_AT, found), at[fused_at].tolist()))
     rows_f: Iterable[tuple[int, str, tuple[int, LabelEvent], bool]]
