@@ -1204,14 +1204,17 @@ def _group(parts: list[int], models: list[int]) -> dict[tuple[int, int], tuple[l
         model = np.array(models, dtype=np.int64)
         key = (model + 2) * (int(part.max()) + 1) + part  # models may be -1, -2 (unknown)
     order = np.argsort(key, kind="stable").astype(np.int64, copy=False)
-    keys, starts = np.unique(key[order], return_index=True)
-    ends = [*starts[1:].tolist(), len(order)]
+    # each run of one key among the sorted keys: where it starts (np.unique would sort
+    # them again)
+    ranked = key[order]
+    starts = (ranked[1:] != ranked[:-1]).nonzero()[0] + 1
+    ends = [*starts.tolist(), len(order)]
+    starts_l = [0, *ends[:-1]]
     groups: dict[tuple[int, int], tuple[list[int], I64]] = {}
     listed = order.tolist()
-    for first, end in zip(starts.tolist(), ends, strict=True):
+    for first, end in zip(starts_l, ends, strict=True):
         j = listed[first]
         groups[(models[j], parts[j])] = (listed[first:end], order[first:end])
-    del keys
     return groups
 
 
@@ -1223,14 +1226,15 @@ def _pending_pressure(
     out: set[int] = set()
     # one model: every index is 0 (``_model_indices``), the count is the poll's length
     counts = Counter(model_of) if len(engine.models) > 1 else {0: len(model_of)}
+    pending = [p.join.pending for p in engine.partitions.values()]
+    # bytes: at most 4 per character of an id, and the row's columns
+    id_most = 4 * engine.limits.max_id_length + PendingTable.ROW_BYTES
     for m, n in counts.items():
         if m < 0 or n == 0:
             continue
         config = engine.models[m].config
-        # bytes: at most 4 per character of an id, and the row's columns
-        most = 4 * engine.limits.max_id_length + PendingTable.ROW_BYTES
-        most += 4 * (2 + len(config.segments))
-        queued = sum(p.join.pending[m].nbytes for p in engine.partitions.values())
+        most = id_most + 4 * (2 + len(config.segments))
+        queued = sum([tables[m].nbytes for tables in pending])
         if (
             engine.pending_total[m] + n > config.max_pending
             or queued + n * most > config.max_pending_bytes
@@ -1926,13 +1930,13 @@ def _take_plain(
     (``sizes`` predictions of each of ``numbers``, in that order) and the joined pairs as
     another: what :func:`_take_predictions` does to each partition's group, the slice
     registry and the features taken over the groups one after the other."""
-    from monitor.core.baseline import probability_row
-
     m = model.index
     slices = _slices(model, group)
     feats, numeric = _feature_columns(engine, model, group)
     prob = None
     if model.layout.kind.uses_probabilities:
+        from monitor.core.baseline import probability_row
+
         prob = [probability_row(model.class_index, e.probabilities) for e in group]
     # the partitions of a model's rows in several: made for every model's at once
     chunk = Chunk(idx, numbers[0] if len(numbers) == 1 else idx, ts, pred, score, slices,
@@ -1952,13 +1956,17 @@ def _take_plain(
     rest: npt.NDArray[np.bool_] | None = None
     waits = pids
     if joined is not None:
-        where = np.flatnonzero(joined.has).tolist()
-        a = 0
-        for i, n in enumerate(sizes):
-            gots[i] = bisect_left(where, a + n) - bisect_left(where, a)
-            a += n
+        # (the method: np.flatnonzero's Python wrappers cost more than a model's few rows)
+        where = joined.has.nonzero()[0].tolist()
+        if len(sizes) == 1:
+            gots[0] = len(where)
+        else:
+            a = 0
+            for i, n in enumerate(sizes):
+                gots[i] = bisect_left(where, a + n) - bisect_left(where, a)
+                a += n
         rest = ~joined.has
-        waits = _pick(pids, np.flatnonzero(rest))
+        waits = _pick(pids, rest.nonzero()[0])
     joined_in: list[int] = []  # the partitions the joined pairs are in, each once
     joined_n: list[int] = []  # and how many in each
     for i, (number, n) in enumerate(zip(numbers, sizes, strict=True)):
@@ -2395,20 +2403,18 @@ def _plan_joins(
     pids = _pick(every_id, pos_l)
     idx, times = at[pos], ts[pos]
     # each (model, partition) run: where it starts, and its partition
-    cuts = np.flatnonzero(np.diff(owner * step + part, prepend=-1)).tolist()
+    cuts = np.diff(owner * step + part, prepend=-1).nonzero()[0]
     part_l = part[cuts].tolist()
+    run_sizes = np.diff(cuts, append=len(pos_l)).tolist()
+    # each model's first run (a model's first label starts a run), and the end
+    first_run = np.searchsorted(cuts, bounds).tolist()
     out: list[_Joins] = []
-    r = 0  # the next run
     record = split.record
     for j, m in enumerate(ms):
         a, b = bounds[j], bounds[j + 1]
-        numbers: list[int] = []
-        sizes: list[int] = []
-        while r < len(cuts) and cuts[r] < b:
-            end = cuts[r + 1] if r + 1 < len(cuts) else len(pos_l)
-            numbers.append(part_l[r])
-            sizes.append(end - cuts[r])
-            r += 1
+        r0, r1 = first_run[j], first_run[j + 1]
+        numbers = part_l[r0:r1]
+        sizes = run_sizes[r0:r1]
         mine = pids[a:b]
         if record:
             c = a
@@ -2525,11 +2531,15 @@ def _take_joins(engine: Engine, split: _Split, joins: list[_Joins]) -> None:
     tables: list[PendingTable] = []
     sizes: list[int] = []
     for j, joined in enumerate(joins):
-        first = len(tables)
+        m = joined.m
+        k = -1
         for number, n in zip(joined.numbers, joined.sizes, strict=True):
-            tables.append(partitions[number].join.pending[joined.m])
+            table = partitions[number].join.pending[m]
+            tables.append(table)
             sizes.append(n)
-        widths.setdefault(max(t.k for t in tables[first:]), []).append(j)
+            if table.k > k:
+                k = table.k
+        widths.setdefault(k, []).append(j)
     if len(widths) > 1:  # models of several widths: a call each, in order
         for chosen in widths.values():
             _take_joins(engine, split, [joins[j] for j in chosen])
