@@ -647,10 +647,7 @@ class Engine:
         counts = np.bincount(group * buckets + bucket, minlength=len(keys) * buckets).reshape(
             len(keys), buckets
         )
-        # each group's sum as the model's own pairs summed it (the same values in order)
-        # (add.reduce: what ``sum()`` calls, without its Python-level wrapper, per group)
-        total = np.add.reduce
-        sums = np.array([total(ordered[a:b]) for a, b in pairwise(bounds)])
+        sums = _group_sums(ordered, bounds)
         # each group's (model, partition), the groups of a partition together (keys
         # ascending: a model's partitions in order, one group each)
         by_number: dict[int, list[int]] = {}
@@ -971,6 +968,21 @@ def _distinct(key: npt.NDArray[np.int64], space: int
     position = np.cumsum(present, dtype=np.intp)
     position -= 1
     return np.flatnonzero(present), position[key]
+
+
+def _group_sums(values: F64, bounds: list[int]) -> F64:
+    """Each group's sum of ``values`` (group ``g``: ``values[bounds[g]:bounds[g + 1]]``) as
+    the model's own pairs summed it (the same values in order): ``np.add.reduce`` of each
+    (what ``sum()`` calls, without its Python-level wrapper), by one compiled loop that
+    sums as numpy does (bit for bit) when :mod:`monitor.native` runs, else group by group
+    (a poll of many models has hundreds of (model, partition) groups)."""
+    kernels = native.kernels()
+    if kernels is not None:
+        out: F64 = np.empty(len(bounds) - 1, dtype=np.float64)
+        kernels.group_sums(np.ascontiguousarray(values, dtype=np.float64), bounds, out)
+        return out
+    total = np.add.reduce
+    return np.array([total(values[a:b]) for a, b in pairwise(bounds)], dtype=np.float64)
 
 
 def _floats(values: list[int]) -> F64:
