@@ -500,11 +500,13 @@ class ConfluentSource:
                                   topic=key[0], partition=key[1], error=str(exc))  # fmt: skip
                 continue
             self._held = [m for m in self._held if (m.topic(), m.partition()) != key]
-            if where >= 0:
+            if offset is not None:
+                # (not at a committed offset: one past the partition's end resets to its
+                # start, whose records a guard would drop)
                 with self._lock:
                     # what the fetcher had read before the seek may still come: dropped
-                    self._guard[key] = int(where)
-                    self._known_position[key] = int(where)
+                    self._guard[key] = int(offset)
+                    self._known_position[key] = int(offset)
             del self._start_at[key]
             self._committed.pop(key, None)
             log.info(
