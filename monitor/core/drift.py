@@ -50,6 +50,7 @@ from monitor.core.reference import SCORE, NumericReference
 
 __all__ = [
     "CDF_TOLERANCE",
+    "NARROWEST_BIN",
     "PSI_FLOOR",
     "cdf_differences",
     "chi2_sf",
@@ -100,6 +101,13 @@ def js_distance(p: F64, r: F64) -> F64:
 #: CDF differences smaller than this are rounding (of proportions that sum to 1): zero.
 CDF_TOLERANCE = 1e-12
 
+#: The narrowest bin with an in-bin mean in the KS statistic. The mean divides value sums
+#: by the bin's width; in a bin narrower than the smallest normal float, one rounding step
+#: of those sums (a subnormal step) is a whole fraction of the width, so such a bin counts
+#: as a point: only its edges' CDF differences count, which keeps the statistic a lower
+#: bound of the raw values' one.
+NARROWEST_BIN = float(np.finfo(np.float64).tiny)
+
 
 def cdf_differences(p: F64, r: F64) -> F64:
     """``F_p - F_r`` at the column boundaries (after each column but the last), per row.
@@ -148,11 +156,11 @@ def ks_numeric(p: F64, r: F64, edges: F64, p_mean: F64, r_mean: F64) -> F64:
     equal to it when every value lies on a bin edge (the last bin holds its two edges)."""
     out = ks_binned(p, r)
     width = np.diff(edges)
-    if not (width > 0).any() or p.shape[1] < 3:
+    wide = width >= NARROWEST_BIN
+    if not wide.any() or p.shape[1] < 3:
         return out
     d = cdf_differences(p, r)
     g_p, g_r, _, _ = _in_bin(p, r, edges, p_mean, r_mean)
-    wide = width > 0
     mean = (width * d[:, :-1] + g_p - g_r)[:, wide] / width[wide]
     result: F64 = np.maximum(out, np.abs(mean).max(axis=1))
     return result
