@@ -4227,6 +4227,133 @@ record_direct(PyObject *self, PyObject *record)
     return PyBool_FromLong(direct);
 }
 
+/* ---- h42-noisy kernels ----
+ * Per pane copies of stage 2 (monitor/core/model_stage.py, ModelStage._take): the
+ * whole-model row (row 0) of each window's sums into the next rows of a batch, in one call
+ * per pane instead of a numpy view and assignment per window. */
+
+PyDoc_STRVAR(first_rows_doc,
+"first_rows(dst, at, sources) -> None\n\n"
+"dst[at + i] = sources[i][0] for each i: dst a C-contiguous writable (rows, width)\n"
+"float64 array, each source a C-contiguous float64 buffer of at least width items whose\n"
+"first width items are copied (the first row of a (slices, width) array). ValueError,\n"
+"with nothing written, for rows past dst's or a source too short.");
+
+static PyObject *
+first_rows(PyObject *self, PyObject *args)
+{
+    PyObject *o_dst, *sources;
+    Py_ssize_t at;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OnO!", &o_dst, &at, &PyList_Type, &sources))
+        return NULL;
+    Py_buffer dst;
+    if (PyObject_GetBuffer(o_dst, &dst, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE | PyBUF_ND) < 0)
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(sources);
+    PyObject *result = NULL;
+    Py_buffer *v = PyMem_Calloc((size_t)(n ? n : 1), sizeof(Py_buffer));
+    if (v == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (dst.itemsize != 8 || dst.ndim != 2) {
+        PyErr_SetString(PyExc_ValueError, "dst: a 2-D float64 array expected");
+        goto done;
+    }
+    Py_ssize_t rows = dst.shape[0], width = dst.shape[1];
+    if (at < 0 || at + n > rows) {
+        PyErr_SetString(PyExc_ValueError, "dst: too few rows");
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (PyObject_GetBuffer(PyList_GET_ITEM(sources, i), &v[i], PyBUF_C_CONTIGUOUS) < 0)
+            goto done;
+        if (v[i].itemsize != 8 || v[i].len < width * 8) {
+            PyErr_SetString(PyExc_ValueError, "sources: float64 rows of dst's width expected");
+            goto done;
+        }
+    }
+    for (Py_ssize_t i = 0; i < n; i++)
+        memcpy((double *)dst.buf + (at + i) * width, v[i].buf, (size_t)width * 8);
+    result = Py_NewRef(Py_None);
+done:
+    if (v != NULL)
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (v[i].obj != NULL)
+                PyBuffer_Release(&v[i]);
+    PyMem_Free(v);
+    PyBuffer_Release(&dst);
+    return result;
+}
+
+/* A pane close of a WindowSet with one decay window and one sliding window, the pane's sums
+ * and its decay sums there and a pane leaving the sliding window (the usual close of a
+ * stream's windows all, one sliding and one decay): window_close's passes (cum += acc;
+ * decay = decay * f + decayed; the sliding sums and counts of add_cells, slide_cells) in
+ * one pass over the cells, each cell through the same operations in the same order (the
+ * sums are the same bit for bit), each array read and written once. */
+static CELLS int
+close_cells(double *restrict cum, const double *restrict a, double *restrict dec,
+            const double *restrict d, double f, double *restrict t, double *restrict k,
+            const double *restrict out, Py_ssize_t n)
+{
+    double lost = 0.0; /* as slide_cells */
+    for (Py_ssize_t c = 0; c < n; c++) {
+        double ac = a[c], oc = out[c];
+        cum[c] += ac;
+        double y = dec[c] * f;
+        dec[c] = y + d[c];
+        double s = t[c] + ac, m = k[c] + (ac != 0.0 ? 1.0 : 0.0);
+        double x = s - oc;
+        m = m - (oc != 0.0 ? 1.0 : 0.0);
+        double left = m == 0.0 ? 0.0 : x;
+        double scaled = fabs(left) * CANCEL;
+        double bound = m == 0.0 ? INFINITY : scaled;
+        lost += fabs(oc) > bound ? 1.0 : 0.0;
+        t[c] = left;
+        k[c] = m;
+    }
+    return lost != 0.0;
+}
+
+PyDoc_STRVAR(window_close1_doc,
+"window_close1(cum, acc, decay, factor, decayed, sliding, nz, leaving) -> int\n\n"
+"window_close(cum, acc, [decay], [factor], [decayed], [sliding], [nz], [leaving]) of\n"
+"arrays (none None) in one pass over the cells, with the same results: 1 where a cell's\n"
+"|leaving| is above 4096 times what is left of the sliding sum there, else 0.");
+
+static PyObject *
+window_close1(PyObject *self, PyObject *args)
+{
+    PyObject *o[7];
+    double f;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOdOOOO", &o[0], &o[1], &o[2], &f, &o[3], &o[4], &o[5],
+                          &o[6]))
+        return NULL;
+    static const char *what[7] = {"cum", "acc", "decay", "decayed", "sliding", "nz",
+                                  "leaving"};
+    static const int writable[7] = {1, 0, 1, 0, 1, 1, 0};
+    Py_buffer v[7];
+    int held = 0;
+    PyObject *result = NULL;
+    for (; held < 7; held++) {
+        if (doubles(o[held], &v[held], writable[held], held ? v[0].len / 8 : -1,
+                    what[held]) < 0)
+            goto done;
+    }
+    int lost = close_cells((double *)v[0].buf, (const double *)v[1].buf, (double *)v[2].buf,
+                           (const double *)v[3].buf, f, (double *)v[4].buf,
+                           (double *)v[5].buf, (const double *)v[6].buf, v[0].len / 8);
+    result = PyLong_FromLong(lost);
+done:
+    while (held-- > 0)
+        PyBuffer_Release(&v[held]);
+    return result;
+}
+/* ---- end of h42-noisy kernels ---- */
+
 /* ------------------------------------------------------------- owner removals of many tables
  * OwnerIndex.remove of the ids many pending tables of one partition gave up (join.py,
  * pop_groups): one call for the partition instead of one per (model) table. */
@@ -4876,6 +5003,8 @@ static PyMethodDef methods[] = {
     {"rows_add", rows_add, METH_VARARGS, rows_add_doc},
     {"rows_add_many", rows_add_many, METH_VARARGS, rows_add_many_doc},
     {"window_close", window_close, METH_VARARGS, window_close_doc},
+    {"first_rows", first_rows, METH_VARARGS, first_rows_doc},
+    {"window_close1", window_close1, METH_VARARGS, window_close1_doc},
     {"attr_lists", attr_lists, METH_VARARGS, attr_lists_doc},
     {"none_at", none_at, METH_VARARGS, none_at_doc},
     {"topic_at", topic_at, METH_VARARGS, topic_at_doc},

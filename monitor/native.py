@@ -9,7 +9,9 @@ ways); :func:`use` does the same in a process.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from types import ModuleType
+from typing import Any
 
 __all__ = ["available", "kernels", "use"]
 
@@ -42,3 +44,38 @@ def use(on: bool) -> bool:
     before = _ON
     _ON = on
     return before
+
+
+# h42-noisy
+def first_rows(dst: Any, at: int, sources: Sequence[Any]) -> None:
+    """What ``monitor._native.first_rows`` does, in numpy: ``dst[at + i] = sources[i][0]``,
+    the first ``dst.shape[1]`` values of each source into the rows of ``dst`` from ``at``."""
+    width = dst.shape[1]
+    if at < 0 or at + len(sources) > dst.shape[0]:
+        raise ValueError("dst: too few rows")
+    for i, src in enumerate(sources):
+        dst[at + i] = src.reshape(-1)[:width]
+
+
+def window_close1(cum: Any, acc: Any, decay: Any, factor: float, decayed: Any, sliding: Any,
+                  nz: Any, leaving: Any) -> int:  # fmt: skip
+    """What ``monitor._native.window_close1`` does, in numpy: the operations of the numpy
+    :meth:`WindowSet.close <monitor.core.windows.WindowSet.close>` for one decay and one
+    sliding window (``acc`` added to ``cum`` and the sliding sums, ``decay`` decayed by
+    ``factor`` and given ``decayed``, the ``leaving`` pane taken out of the sliding sums
+    and their counts ``nz`` of non-zero terms); 1 where the window must be summed again."""
+    import numpy as np
+
+    cum += acc
+    decay *= factor
+    decay += decayed
+    sliding += acc
+    nz += acc != 0
+    sliding -= leaving
+    nz -= leaving != 0
+    empty = nz == 0
+    np.copyto(sliding, 0.0, where=empty)
+    bound = np.abs(sliding)
+    bound *= 4096.0  # windows._CANCEL
+    np.copyto(bound, np.inf, where=empty)
+    return int(bool((np.abs(leaving) > bound).any()))

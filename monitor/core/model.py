@@ -277,6 +277,37 @@ def take_errors(error_panes: dict[int, dict[int, tuple[list[float], list[float]]
     return ts, errors
 
 
+def take_errors_each(
+    error_panes: dict[int, dict[int, tuple[list[float], list[float]]]],
+    panes: list[int],
+    low: int | None,
+) -> list[tuple[list[float], list[float]]]:
+    """:func:`take_errors` of each of ``panes`` (ascending) in turn, as a pane close of each
+    takes them: the buffered errors of the panes through it, taken out. ``low``: a pane
+    at or below which no pane is buffered (None: not known); each pane taken makes the
+    next one that, so that only a pane right after the one before it is looked up alone,
+    any other searches the buffer for the panes at or below it, as
+    :meth:`ModelStage._errors_through <monitor.core.model_stage.ModelStage._errors_through>`
+    does pane by pane."""
+    out: list[tuple[list[float], list[float]]] = []
+    append = out.append
+    pop = error_panes.pop
+    for pane in panes:
+        if low is None or low < pane:
+            append(take_errors(error_panes, pane))
+        else:
+            parts = pop(pane, None)
+            if parts is None:
+                append(([], []))
+            elif len(parts) == 1:  # one partition's: copies of its lists
+                for held_ts, held in parts.values():
+                    append((list(held_ts), list(held)))
+            else:
+                append(take_errors({pane: parts}, [pane]))
+        low = pane + 1
+    return out
+
+
 def slice_counters(model: ModelState, row: F64) -> dict[str, float]:
     """The additive counters of one slice row of the cumulative sums (a SliceReport's)."""
     lay = model.layout

@@ -35,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
+from monitor import native
 from monitor.catalogue import ALWAYS_COMPUTED, base_metric
 from monitor.config import MonitorConfig
 from monitor.core.counts import COUNT_NAMES, LATE
@@ -46,6 +47,7 @@ from monitor.core.model import (
     install_profile,
     slice_counters,
     take_errors,
+    take_errors_each,
     warmup_profile,
 )
 from monitor.core.panemetrics import PanePlan, WindowValues, plan_for, stacked_plan
@@ -972,15 +974,10 @@ class ModelStage:
         if remaining == 1 or batch.count is not None:
             self._stack(batch, last=remaining == 1)
         else:  # the whole-model rows only (_stack's, without its general case's calls)
-            windows = len(model.windows)
-            at = len(batch.panes) * windows
-            head = batch.sums[at : at + windows]
-            sources = self._sources()
-            if w.rows == 1:  # one copy
-                np.concatenate(sources, out=head)
-            else:
-                for i, sums in enumerate(sources):
-                    head[i] = sums[0]
+            # one call copies each window's row 0 (the compiled kernel, else numpy's loop)
+            (native.kernels() or native).first_rows(
+                batch.sums, len(batch.panes) * len(model.windows), self._sources()
+            )
         batch.panes.append(pane)
         batch.seen.append(w.cum.item(0, model.layout.col("pred_n")))
 
@@ -1038,8 +1035,13 @@ class ModelStage:
             names = _names(model)
         panes = batch.panes
         taken = None
-        if model.detectors is not None:
-            taken = [self._errors_through(pane) for pane in panes]
+        if model.detectors is not None:  # _errors_through of each pane, in one call
+            buffered = self.error_panes
+            held: tuple[dict[int, Any], int] | None = self.__dict__.get("_errors_low")
+            low = held[1] if held is not None and held[0] is buffered else None
+            taken = take_errors_each(buffered, panes, low)
+            if panes:
+                self._errors_low = (buffered, panes[-1] + 1)
         signals = batch_signals(model, plan, names, whole, taken, full)
         ends = [(pane + 1) * width for pane in panes]
         self.signals_out += map(PaneSignals, [name] * len(panes), ends, signals, batch.seen)

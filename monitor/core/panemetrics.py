@@ -152,6 +152,11 @@ class _Tiled:
             ref_n_col=tile(sub.ref_n_col[..., :k]),
         )
 
+    def first(self, rows: int) -> _Tiled:
+        """The first ``rows`` rows of each tile (views), for tiles whose rows are all alike."""
+        return _Tiled(rows, self.share[:rows], self.floor[:rows], self.share_safe[:rows],
+                      self.no_share[:rows], self.ref[:rows], self.ref_n_col[:rows])  # fmt: skip
+
 
 def _psi_js(p: F64, tiles: _Tiled, member: F64, block: int) -> tuple[F64, F64]:
     """:func:`~monitor.core.drift.psi` and :func:`~monitor.core.drift.js_distance` of the
@@ -787,7 +792,12 @@ class PanePlan:
         n_rows = acc.shape[0]
         tiles = self._tiles
         if tiles is None or tiles.rows != n_rows:
-            tiles = self._tiles = _Tiled.of(sub, n_rows)
+            if tiles is not None and tiles.rows > n_rows and sub.share.ndim == 1:
+                # every row of a plan's own tiles is the same: the first rows of larger ones
+                # are the tiles of fewer rows (a batch's row count moves from poll to poll)
+                tiles = tiles.first(n_rows)
+            else:
+                tiles = self._tiles = _Tiled.of(sub, n_rows)
         hist = np.empty((n_rows, len(sub.subject)))
         plain = len(sub.plain)
         hist[:, :plain] = acc.take(sub.plain, axis=1)

@@ -39,6 +39,10 @@ __all__ = ["RowMerges", "WindowSet"]
 # log2(_CANCEL) bits to rounding: the window is summed again from its panes.
 _CANCEL = 4096.0
 
+#: The decay windows' factor per pane, ``exp(-rate * pane)`` per rate, by the pane width and
+#: the rates (a few distinct keys in a process): made once, not at every close.
+_FACTORS: dict[tuple[float, ...], list[float]] = {}
+
 
 def _sparse(arr: F64) -> tuple[tuple[int, ...], I64, F64]:
     """An array as (shape, flat indices, values) of its non-zero entries (NaN included)."""
@@ -336,21 +340,46 @@ class WindowSet:
         """:meth:`close` of ``pane`` (its sums ``acc`` and ``decayed`` taken out of the open
         panes) by the compiled kernel (``monitor._native.window_close``): one pass per
         window over the cells, each cell through the numpy code's operations in its order."""
-        factors = [math.exp(-rate * self.pane) for rate in self.decay_rates]
-        if not self.ring_len:
+        rates = self.decay_rates
+        key = (self.pane, *rates)
+        factors = _FACTORS.get(key)
+        if factors is None:  # the same floats for every set of this pane and these windows
+            factors = _FACTORS[key] = [math.exp(-rate * self.pane) for rate in rates]
+        ring_len = self.ring_len
+        if not ring_len:
             compiled.window_close(self.cum, acc, self.decay, factors, decayed, [], [], [])
             return acc is not None
         nz = self._nz if self._nz is not None else self._count_terms(pane)
+        ring = self.ring
         if acc is not None:
-            self.ring[pane] = acc
-        leaving = [self.ring.get(pane - n) for n in self.sliding_panes]
-        resum = compiled.window_close(self.cum, acc, self.decay, factors, decayed,
-                                      self.sliding, nz, leaving)  # fmt: skip
-        for i, n in enumerate(self.sliding_panes):
-            if resum >> i & 1:  # a large term left a small remainder
-                self._resum_one(i, pane, n)
-        self._closed(pane)
-        return acc is not None or any(out is not None for out in leaving)
+            ring[pane] = acc
+        spans = self.sliding_panes
+        if len(spans) == 1:  # (one sliding window: no list made per window)
+            leaving = [ring.get(pane - spans[0])]
+        else:
+            leaving = [ring.get(pane - n) for n in spans]
+        decay, sliding = self.decay, self.sliding
+        if (len(factors) == 1 and len(sliding) == 1 and acc is not None and decayed is not None
+                and leaving[0] is not None):  # fmt: skip
+            # the usual close of one decay and one sliding window: one pass over the cells
+            resum = compiled.window_close1(self.cum, acc, decay[0], factors[0], decayed[0],
+                                           sliding[0], nz[0], leaving[0])  # fmt: skip
+        else:
+            resum = compiled.window_close(self.cum, acc, decay, factors, decayed, sliding, nz,
+                                          leaving)  # fmt: skip
+        if resum:
+            for i, n in enumerate(spans):
+                if resum >> i & 1:  # a large term left a small remainder
+                    self._resum_one(i, pane, n)
+        # what _closed does, inlined
+        ring.pop(pane - ring_len, None)
+        self.closes += 1
+        if pane % ring_len == 0:
+            self._resum(pane)
+        # (leaving[0] first: any() of a generator costs a frame per close)
+        return acc is not None or leaving[0] is not None or any(
+            out is not None for out in leaving
+        )
 
     def _closed(self, pane: int) -> None:
         """What follows a close of ``pane`` with sliding windows: the ring lets go of the
