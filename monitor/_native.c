@@ -4298,7 +4298,9 @@ close_cells(double *restrict cum, const double *restrict a, double *restrict dec
             const double *restrict d, double f, double *restrict t, double *restrict k,
             const double *restrict out, Py_ssize_t n)
 {
-    double lost = 0.0; /* as slide_cells */
+    /* cells that lost bits: an integer OR, which the vector loop may take in any order
+     * (a sum of doubles must be taken cell after cell) */
+    uint64_t lost = 0;
     for (Py_ssize_t c = 0; c < n; c++) {
         double ac = a[c], oc = out[c];
         cum[c] += ac;
@@ -4310,11 +4312,11 @@ close_cells(double *restrict cum, const double *restrict a, double *restrict dec
         double left = m == 0.0 ? 0.0 : x;
         double scaled = fabs(left) * CANCEL;
         double bound = m == 0.0 ? INFINITY : scaled;
-        lost += fabs(oc) > bound ? 1.0 : 0.0;
+        lost |= fabs(oc) > bound ? 1u : 0u;
         t[c] = left;
         k[c] = m;
     }
-    return lost != 0.0;
+    return lost != 0;
 }
 
 PyDoc_STRVAR(window_close1_doc,

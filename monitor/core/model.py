@@ -299,11 +299,14 @@ def take_errors_each(
             parts = pop(pane, None)
             if parts is None:
                 append(([], []))
-            elif len(parts) == 1:  # one partition's: copies of its lists
-                for held_ts, held in parts.values():
-                    append((list(held_ts), list(held)))
-            else:
-                append(take_errors({pane: parts}, [pane]))
+            else:  # partition after partition (take_errors of [pane], inlined)
+                ts: list[float] = []
+                errors: list[float] = []
+                for number in sorted(parts):
+                    held_ts, held = parts[number]
+                    ts += held_ts
+                    errors += held
+                append((ts, errors))
         low = pane + 1
     return out
 
