@@ -56,6 +56,7 @@ __all__ = [
     "chi2_sf",
     "drift_signals",
     "ks_numeric",
+    "mean_bins",
     "output_drift",
     "wasserstein_binned",
     "wasserstein_parts",
@@ -101,12 +102,23 @@ def js_distance(p: F64, r: F64) -> F64:
 #: CDF differences smaller than this are rounding (of proportions that sum to 1): zero.
 CDF_TOLERANCE = 1e-12
 
-#: The narrowest bin with an in-bin mean in the KS statistic. The mean divides value sums
-#: by the bin's width; in a bin narrower than the smallest normal float, one rounding step
-#: of those sums (a subnormal step) is a whole fraction of the width, so such a bin counts
-#: as a point: only its edges' CDF differences count, which keeps the statistic a lower
-#: bound of the raw values' one.
-NARROWEST_BIN = float(np.finfo(np.float64).tiny)
+#: The narrowest bin with an in-bin mean in the KS statistic, as a share of its edges'
+#: magnitude. The mean divides differences of value sums by the bin's width, and those sums
+#: round by about ``eps * |edge|`` (by a subnormal step near 0): in a bin narrower than
+#: this share (or than the smallest normal float), rounding could be a sizeable part of the
+#: mean (a quantile edge 12 ulps off its value made a bin of width 2.7e-15 at -1 whose mean
+#: came out 0.375 for 0.364). Such a bin counts as a point: only its edges' CDF differences
+#: count, which keeps the statistic a lower bound of the raw values' one.
+NARROWEST_BIN = 2.0**-32
+
+
+def mean_bins(edges: F64) -> npt.NDArray[np.bool_]:
+    """The interior bins between ``edges`` wide enough for an in-bin mean (see
+    :data:`NARROWEST_BIN`)."""
+    a, b = edges[:-1], edges[1:]
+    floor = np.maximum(NARROWEST_BIN * np.maximum(np.abs(a), np.abs(b)), np.finfo(np.float64).tiny)
+    out: npt.NDArray[np.bool_] = (b - a) >= floor
+    return out
 
 
 def cdf_differences(p: F64, r: F64) -> F64:
@@ -156,7 +168,7 @@ def ks_numeric(p: F64, r: F64, edges: F64, p_mean: F64, r_mean: F64) -> F64:
     equal to it when every value lies on a bin edge (the last bin holds its two edges)."""
     out = ks_binned(p, r)
     width = np.diff(edges)
-    wide = width >= NARROWEST_BIN
+    wide = mean_bins(edges)
     if not wide.any() or p.shape[1] < 3:
         return out
     d = cdf_differences(p, r)

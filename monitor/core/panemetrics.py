@@ -38,7 +38,7 @@ import numpy.typing as npt
 
 from monitor.config import GAP_METRICS
 from monitor.core.calibration import midpoint_calibration
-from monitor.core.drift import CDF_TOLERANCE, NARROWEST_BIN, PSI_FLOOR, chi2_sf
+from monitor.core.drift import CDF_TOLERANCE, PSI_FLOOR, chi2_sf, mean_bins
 from monitor.core.estimate import estimated_metrics
 from monitor.core.layout import Layout
 from monitor.core.metrics import average_precision, compute_metrics, mcc, task_metrics
@@ -289,7 +289,7 @@ class _Numeric:
     inner: I64  # (NI,): the column of each interior bin
     upper: F64  # (NI,): upper edge of each interior bin
     width: F64  # (NI,): its width
-    width_inf: F64  # (NI,): the same, infinite below NARROWEST_BIN (its mean is then 0)
+    width_inf: F64  # (NI,): the same, infinite where too narrow for a mean (drift.mean_bins)
     in_bin: F64  # (NI,): reference mass of each bin left of x, integrated (G_r)
     bins: F64  # (NI, F): 1 where an interior bin belongs to a subject
     inner_starts: I64  # first interior bin of each subject that has one
@@ -1058,6 +1058,7 @@ def _numeric(numeric: list[tuple[str, int, int, NumericReference]]) -> _Numeric:
     first: list[int] = []
     last: list[int] = []
     owner: list[int] = []
+    means: list[bool] = []  # the interior bins with an in-bin mean
     col = bound = 0
     for f, (_, _, _, ref) in enumerate(numeric):
         c = ref.columns
@@ -1075,6 +1076,7 @@ def _numeric(numeric: list[tuple[str, int, int, NumericReference]]) -> _Numeric:
         if c >= 3:
             inner_starts.append(len(inner))
             with_inner.append(f)
+            means.extend(mean_bins(ref.edges).tolist())  # one per interior bin, in order
         for j in range(1, c - 1):
             left.append(bound + j - 1)
             inner.append(col + j)
@@ -1089,6 +1091,7 @@ def _numeric(numeric: list[tuple[str, int, int, NumericReference]]) -> _Numeric:
     bins = np.zeros((len(inner), len(numeric)))
     bins[np.arange(len(inner)), owner] = 1.0
     widths = np.array(width, dtype=np.float64)
+    wide = np.array(means, dtype=bool).reshape(len(widths))
     return _Numeric(
         size=size,
         sums=np.array(
@@ -1103,7 +1106,7 @@ def _numeric(numeric: list[tuple[str, int, int, NumericReference]]) -> _Numeric:
         inner=np.array(inner, dtype=np.int64),
         upper=np.array(upper, dtype=np.float64),
         width=widths,
-        width_inf=np.where(widths >= NARROWEST_BIN, widths, np.inf),
+        width_inf=np.where(wide, widths, np.inf),
         in_bin=np.array(in_bin, dtype=np.float64),
         bins=bins,
         inner_starts=np.array(inner_starts, dtype=np.int64),
