@@ -4843,6 +4843,118 @@ done:
     return result;
 }
 
+/* ---- h42-e2e kernels ----
+ * Stage 1's columns of a poll made from its Python lists in one C loop each, where numpy's
+ * conversion of a list (a dtype found for each item, then each item packed) costs several
+ * times the loop: a codec's remembered codes of many values (monitor/events/codec.py,
+ * ModelCodec.code_many) and a column of poll indices or partitions (monitor/core/
+ * fastpath.py). monitor/native.py holds their fallbacks, with the same results. */
+
+PyDoc_STRVAR(memo_codes_doc,
+"memo_codes(memo, values, out) -> int\n\n"
+"out[i] = memo.get(values[i]) as float64 for each item of the list values (memo: a dict\n"
+"whose values are floats or ints), NaN where memo holds none: what\n"
+"np.array(list(map(memo.get, values)), dtype=np.float64) gives (out: C-contiguous\n"
+"float64, len(values) items). Returns how many values memo does not hold. An unhashable\n"
+"value raises TypeError, as memo.get does.");
+
+static PyObject *
+memo_codes(PyObject *self, PyObject *args)
+{
+    PyObject *memo, *values, *o_out;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O!O", &PyDict_Type, &memo, &PyList_Type, &values, &o_out))
+        return NULL;
+    Py_buffer vo;
+    if (doubles(o_out, &vo, 1, PyList_GET_SIZE(values), "out") < 0)
+        return NULL;
+    double *out = (double *)vo.buf;
+    Py_ssize_t missing = 0;
+    PyObject *result = NULL;
+    Py_INCREF(memo);
+    Py_INCREF(values);
+    /* a value's hash or equality may run Python code (not a str, int, float or bool's):
+     * the list's length is read again each time, and the items held while asked */
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(values) && i < vo.len / 8; i++) {
+        PyObject *v = PyList_GET_ITEM(values, i);
+        Py_INCREF(v);
+        PyObject *got = PyDict_GetItemWithError(memo, v); /* borrowed */
+        Py_DECREF(v);
+        if (got == NULL) {
+            if (PyErr_Occurred())
+                goto done;
+            out[i] = NAN;
+            missing++;
+            continue;
+        }
+        double d;
+        if (PyFloat_CheckExact(got)) {
+            d = PyFloat_AS_DOUBLE(got);
+        } else {
+            Py_INCREF(got);
+            d = PyFloat_AsDouble(got);
+            Py_DECREF(got);
+            if (d == -1.0 && PyErr_Occurred())
+                goto done;
+        }
+        out[i] = d;
+    }
+    if (PyList_GET_SIZE(values) * 8 != vo.len) {
+        PyErr_SetString(PyExc_RuntimeError, "values changed size during memo_codes");
+        goto done;
+    }
+    result = PyLong_FromSsize_t(missing);
+done:
+    Py_DECREF(values);
+    Py_DECREF(memo);
+    PyBuffer_Release(&vo);
+    return result;
+}
+
+PyDoc_STRVAR(int64s_doc,
+"int64s(items, out) -> bool\n\n"
+"Each item of the list items (exactly an int, within int64) into out (C-contiguous int64,\n"
+"len(items) items): what np.fromiter(items, np.int64, len(items)) gives. False, with out\n"
+"partly written, when an item is of another type or out of range (the caller converts\n"
+"them with numpy, which raises or converts as it does).");
+
+static PyObject *
+int64s(PyObject *self, PyObject *args)
+{
+    PyObject *items, *o_out;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O", &PyList_Type, &items, &o_out))
+        return NULL;
+    Py_buffer vo;
+    if (PyObject_GetBuffer(o_out, &vo, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0)
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(items);
+    if (vo.itemsize != 8 || vo.len != n * 8) {
+        PyErr_Format(PyExc_ValueError, "out: %zd int64 items expected", n);
+        PyBuffer_Release(&vo);
+        return NULL;
+    }
+    int64_t *out = (int64_t *)vo.buf;
+    int ok = 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v = PyList_GET_ITEM(items, i);
+        if (!PyLong_CheckExact(v)) {
+            ok = 0;
+            break;
+        }
+        int overflow = 0;
+        long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (overflow || (x == -1 && PyErr_Occurred())) {
+            PyErr_Clear();
+            ok = 0;
+            break;
+        }
+        out[i] = (int64_t)x;
+    }
+    PyBuffer_Release(&vo);
+    return PyBool_FromLong(ok);
+}
+
 static PyMethodDef methods[] = {
     {"bin_rows", bin_rows, METH_VARARGS, bin_rows_doc},
     {"chi2_sf", chi2_sf, METH_VARARGS, chi2_sf_doc},
@@ -4885,6 +4997,8 @@ static PyMethodDef methods[] = {
     {"pair_columns", pair_columns, METH_VARARGS, pair_columns_doc},
     {"contained_at", contained_at, METH_VARARGS, contained_at_doc},
     {"group_sums", group_sums, METH_VARARGS, group_sums_doc},
+    {"memo_codes", memo_codes, METH_VARARGS, memo_codes_doc},
+    {"int64s", int64s, METH_VARARGS, int64s_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import os
 from types import ModuleType
+from typing import Any
 
-__all__ = ["available", "kernels", "use"]
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["available", "int64_column", "kernels", "memo_codes", "use"]
 
 
 def _load() -> ModuleType | None:
@@ -42,3 +46,31 @@ def use(on: bool) -> bool:
     before = _ON
     _ON = on
     return before
+
+
+# ---- h42-e2e fallbacks: the kernels of the h42-e2e block of _native.c, with the numpy
+# code they replace (the same results either way; tests/core/test_h42_columns.py).
+
+
+def memo_codes(memo: dict[Any, float], values: list[Any]) -> tuple[npt.NDArray[np.float64], int]:
+    """``memo.get`` of each of ``values`` as float64 (NaN where ``memo`` holds none), and
+    how many it does not hold: by the compiled ``memo_codes`` (one C loop) when it runs,
+    else by numpy's conversion of the list."""
+    module = kernels()
+    if module is not None and type(memo) is dict and type(values) is list:
+        out = np.empty(len(values), dtype=np.float64)
+        missing: int = module.memo_codes(memo, values, out)
+        return out, missing
+    codes = np.array(list(map(memo.get, values)), dtype=np.float64)
+    return codes, int(np.count_nonzero(np.isnan(codes)))
+
+
+def int64_column(items: list[int]) -> npt.NDArray[np.int64]:
+    """``np.fromiter(items, np.int64, len(items))`` of a list of ints (poll indices,
+    partitions): by the compiled ``int64s`` (one C loop) when it runs and takes them all."""
+    module = kernels()
+    if module is not None and type(items) is list:
+        out = np.empty(len(items), dtype=np.int64)
+        if module.int64s(items, out):
+            return out
+    return np.fromiter(items, np.int64, len(items))
