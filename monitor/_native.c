@@ -4955,6 +4955,132 @@ int64s(PyObject *self, PyObject *args)
     return PyBool_FromLong(ok);
 }
 
+PyDoc_STRVAR(pending_owners_doc,
+"pending_owners(tables, pids, out)\n\n"
+"out[i] = the place in the list tables (PendingTables, a partition's, in model order) of\n"
+"the first that holds pids[i] (a str) live, -1 for none (out: C-contiguous int64,\n"
+"len(pids) items): JoinBuffer.owners of the ids with each table asked in turn, each id's\n"
+"UTF-8 bytes and CRC-32 found once, in C, with no bytes object made for an ASCII id.\n"
+"A table with no live row (_live 0) is not asked.");
+
+/* A pending table's index columns, read-only, for probe_row. */
+typedef struct {
+    arg_t a[5]; /* _slots, _hash, _ts, _ends, _blob */
+    PyObject *cols[5];
+    int shift, held;
+} owners_table_t;
+
+static void
+owners_release(owners_table_t *t, Py_ssize_t n)
+{
+    for (Py_ssize_t j = 0; j < n; j++) {
+        if (t[j].held)
+            release(t[j].a, 5);
+        for (int c = 0; c < 5; c++)
+            Py_XDECREF(t[j].cols[c]);
+    }
+}
+
+static PyObject *
+pending_owners(PyObject *self, PyObject *args)
+{
+    static const int names[5] = {A_SLOTS, A_HASH, A_TS, A_ENDS, A_BLOB};
+    static const Py_ssize_t sizes_of[5] = {4, 4, 8, 8, 1};
+    PyObject *tables, *pids, *o_out;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O!O", &PyList_Type, &tables, &PyList_Type, &pids, &o_out))
+        return NULL;
+    Py_ssize_t nt = PyList_GET_SIZE(tables), n = PyList_GET_SIZE(pids);
+    Py_buffer vo;
+    if (PyObject_GetBuffer(o_out, &vo, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0)
+        return NULL;
+    if (vo.itemsize != 8 || vo.len != n * 8) {
+        PyErr_Format(PyExc_ValueError, "out: %zd int64 items expected", n);
+        PyBuffer_Release(&vo);
+        return NULL;
+    }
+    int64_t *out = (int64_t *)vo.buf;
+    PyObject *result = NULL, *held_tables = PyList_GetSlice(tables, 0, nt);
+    owners_table_t *t = PyMem_Calloc(nt ? (size_t)nt : 1, sizeof(owners_table_t));
+    Py_ssize_t *live_at = PyMem_Calloc(nt ? (size_t)nt : 1, sizeof(Py_ssize_t));
+    Py_ssize_t nlive = 0;
+    if (held_tables == NULL || t == NULL || live_at == NULL) {
+        if (t == NULL || live_at == NULL)
+            PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t j = 0; j < nt; j++) {
+        PyObject *table = PyList_GET_ITEM(held_tables, j);
+        Py_ssize_t live, shift;
+        if (get_int(table, A_LIVE, &live) < 0)
+            goto done;
+        if (live <= 0)
+            continue;
+        if (get_int(table, A_SHIFT, &shift) < 0)
+            goto done;
+        owners_table_t *x = &t[nlive];
+        for (int c = 0; c < 5; c++) {
+            if ((x->cols[c] = PyObject_GetAttr(table, attr_name[names[c]])) == NULL)
+                goto done;
+            x->a[c].obj = x->cols[c];
+            x->a[c].itemsize = sizes_of[c];
+            x->a[c].writable = 0;
+            x->a[c].what = attr_text[names[c]];
+        }
+        if (acquire(x->a, 5) < 0)
+            goto done;
+        x->held = 1;
+        Py_ssize_t nslots = x->a[0].buf.len / 4, rows = x->a[1].buf.len / 4;
+        if (nslots == 0 || shift < 0 || shift > 31 ||
+            ((Py_ssize_t)1 << (32 - shift)) != nslots || x->a[2].buf.len / 8 < rows ||
+            x->a[3].buf.len / 8 < rows) {
+            PyErr_SetString(PyExc_ValueError, "a table's index or columns are not consistent");
+            nlive++;
+            goto done;
+        }
+        x->shift = (int)shift;
+        live_at[nlive++] = j;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        out[i] = -1;
+        if (nlive == 0)
+            continue;
+        const char *p;
+        Py_ssize_t size;
+        PyObject *owned;
+        if (utf8_view(PyList_GET_ITEM(pids, i), &p, &size, &owned) < 0)
+            goto done;
+        uint32_t crc = crc32_of((const unsigned char *)p, size);
+        for (Py_ssize_t j = 0; j < nlive; j++) {
+            owners_table_t *x = &t[j];
+            int64_t row = probe_row((const int32_t *)x->a[0].buf.buf, x->a[0].buf.len / 4,
+                                    x->shift, (const uint32_t *)x->a[1].buf.buf,
+                                    (const double *)x->a[2].buf.buf,
+                                    (const int64_t *)x->a[3].buf.buf, x->a[1].buf.len / 4,
+                                    (const char *)x->a[4].buf.buf, x->a[4].buf.len, p, size,
+                                    crc);
+            if (row == -2) {
+                Py_XDECREF(owned);
+                goto done;
+            }
+            if (row >= 0) {
+                out[i] = live_at[j];
+                break;
+            }
+        }
+        Py_XDECREF(owned);
+    }
+    result = Py_NewRef(Py_None);
+done:
+    if (t != NULL) /* (calloc'd: the one being read when an error came is released too) */
+        owners_release(t, nlive < nt ? nlive + 1 : nlive);
+    PyMem_Free(t);
+    PyMem_Free(live_at);
+    Py_XDECREF(held_tables);
+    PyBuffer_Release(&vo);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"bin_rows", bin_rows, METH_VARARGS, bin_rows_doc},
     {"chi2_sf", chi2_sf, METH_VARARGS, chi2_sf_doc},
@@ -4999,6 +5125,7 @@ static PyMethodDef methods[] = {
     {"group_sums", group_sums, METH_VARARGS, group_sums_doc},
     {"memo_codes", memo_codes, METH_VARARGS, memo_codes_doc},
     {"int64s", int64s, METH_VARARGS, int64s_doc},
+    {"pending_owners", pending_owners, METH_VARARGS, pending_owners_doc},
     {NULL, NULL, 0, NULL},
 };
 

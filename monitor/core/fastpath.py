@@ -1566,7 +1566,7 @@ def _plain_models(
             asked_ids = named[entries[0][0], number]
         else:
             asked_ids = list(chain.from_iterable(named[m, number] for m, _ in entries))
-        held = join.owners(id_keys(asked_ids)) >= 0
+        held = join.owners_of(asked_ids) >= 0
         if held.any():  # those groups go one by one
             a = 0
             for entry, rows in zip(entries, chosen, strict=True):
@@ -2299,11 +2299,10 @@ def _labels(
         join = engine.partition(number).join
         pids = every_id if len(rows) == len(every_id) else _pick(every_id, rows)
         # The model whose prediction waits (the named one only; else the first holding it).
-        ids = id_keys(pids)
         if name < 0:  # the first model holding it: one probe of the join's owner index
-            owner = join.owners(ids)
+            owner = join.owners_of(pids)
         else:
-            owner = np.where(join.pending[name].contains_many(ids), name, -1)
+            owner = np.where(native.pending_owners([join.pending[name]], pids) >= 0, name, -1)
         good = (owner >= 0) & timely
         first = timely & (owner < 0)
         if first.any():
@@ -2629,7 +2628,7 @@ def _found_before(
         pids = [r[0] for r in rows]
         model = np.array([r[1] for r in rows], dtype=np.int64)
         first = np.array([r[2] for r in rows], dtype=bool)
-        owner = join.owners(id_keys(pids))  # the first model holding each, -1: none
+        owner = join.owners_of(pids)  # the first model holding each, -1: none
         hit = (owner >= 0) & (first | (owner < model))
         if first.any():  # a label that came first: any early or matched id of any model
             seen = join.seen(list(compress(pids, first.tolist())), -1)
