@@ -80,21 +80,18 @@ def pending_owners(tables: list[Any], pids: list[str]) -> npt.NDArray[np.int64]:
     """For each of ``pids``, the place in ``tables`` (a partition's
     :class:`~monitor.core.join.PendingTable`\\ s, in model order) of the first that holds it,
     -1 for none: by the compiled ``pending_owners`` (each id's bytes and CRC-32 found once,
-    no bytes object made) when it runs, else each table asked in turn with
-    :func:`~monitor.core.join.id_keys` of the ids, as :meth:`JoinBuffer.owners` does."""
+    no bytes object made) when it runs, else each table with a live row asked in turn
+    (``contains_many``), as :meth:`JoinBuffer.owners` does."""
     module = kernels()
     if module is not None and type(tables) is list and type(pids) is list:
         out = np.empty(len(pids), dtype=np.int64)
         module.pending_owners(tables, pids, out)
         return out
-    from monitor.core.join import id_keys  # (join imports this module)
-
     out = np.full(len(pids), -1, dtype=np.int64)
     if not pids:
         return out
-    keys = id_keys(pids)
     for m, table in enumerate(tables):
         if len(table):
             free = out < 0
-            out[table.contains_many(keys) & free] = m
+            out[table.contains_many(pids) & free] = m
     return out
