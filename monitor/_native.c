@@ -4972,6 +4972,244 @@ done:
     return result;
 }
 
+/* ---- h42-e2e kernels ----
+ * Stage 1's columns of a poll made from its Python lists in one C loop each, where numpy's
+ * conversion of a list (a dtype found for each item, then each item packed) costs several
+ * times the loop: a codec's remembered codes of many values (monitor/events/codec.py,
+ * ModelCodec.code_many) and a column of poll indices or partitions (monitor/core/
+ * fastpath.py). monitor/native.py holds their fallbacks, with the same results. */
+
+PyDoc_STRVAR(memo_codes_doc,
+"memo_codes(memo, values, out) -> int\n\n"
+"out[i] = memo.get(values[i]) as float64 for each item of the list values (memo: a dict\n"
+"whose values are floats or ints), NaN where memo holds none: what\n"
+"np.array(list(map(memo.get, values)), dtype=np.float64) gives (out: C-contiguous\n"
+"float64, len(values) items). Returns how many values memo does not hold. An unhashable\n"
+"value raises TypeError, as memo.get does.");
+
+static PyObject *
+memo_codes(PyObject *self, PyObject *args)
+{
+    PyObject *memo, *values, *o_out;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O!O", &PyDict_Type, &memo, &PyList_Type, &values, &o_out))
+        return NULL;
+    Py_buffer vo;
+    if (doubles(o_out, &vo, 1, PyList_GET_SIZE(values), "out") < 0)
+        return NULL;
+    double *out = (double *)vo.buf;
+    Py_ssize_t missing = 0;
+    PyObject *result = NULL;
+    Py_INCREF(memo);
+    Py_INCREF(values);
+    /* a value's hash or equality may run Python code (not a str, int, float or bool's):
+     * the list's length is read again each time, and the items held while asked */
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(values) && i < vo.len / 8; i++) {
+        PyObject *v = PyList_GET_ITEM(values, i);
+        Py_INCREF(v);
+        PyObject *got = PyDict_GetItemWithError(memo, v); /* borrowed */
+        Py_DECREF(v);
+        if (got == NULL) {
+            if (PyErr_Occurred())
+                goto done;
+            out[i] = NAN;
+            missing++;
+            continue;
+        }
+        double d;
+        if (PyFloat_CheckExact(got)) {
+            d = PyFloat_AS_DOUBLE(got);
+        } else {
+            Py_INCREF(got);
+            d = PyFloat_AsDouble(got);
+            Py_DECREF(got);
+            if (d == -1.0 && PyErr_Occurred())
+                goto done;
+        }
+        out[i] = d;
+    }
+    if (PyList_GET_SIZE(values) * 8 != vo.len) {
+        PyErr_SetString(PyExc_RuntimeError, "values changed size during memo_codes");
+        goto done;
+    }
+    result = PyLong_FromSsize_t(missing);
+done:
+    Py_DECREF(values);
+    Py_DECREF(memo);
+    PyBuffer_Release(&vo);
+    return result;
+}
+
+PyDoc_STRVAR(int64s_doc,
+"int64s(items, out) -> bool\n\n"
+"Each item of the list items (exactly an int, within int64) into out (C-contiguous int64,\n"
+"len(items) items): what np.fromiter(items, np.int64, len(items)) gives. False, with out\n"
+"partly written, when an item is of another type or out of range (the caller converts\n"
+"them with numpy, which raises or converts as it does).");
+
+static PyObject *
+int64s(PyObject *self, PyObject *args)
+{
+    PyObject *items, *o_out;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O", &PyList_Type, &items, &o_out))
+        return NULL;
+    Py_buffer vo;
+    if (PyObject_GetBuffer(o_out, &vo, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0)
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(items);
+    if (vo.itemsize != 8 || vo.len != n * 8) {
+        PyErr_Format(PyExc_ValueError, "out: %zd int64 items expected", n);
+        PyBuffer_Release(&vo);
+        return NULL;
+    }
+    int64_t *out = (int64_t *)vo.buf;
+    int ok = 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v = PyList_GET_ITEM(items, i);
+        if (!PyLong_CheckExact(v)) {
+            ok = 0;
+            break;
+        }
+        int overflow = 0;
+        long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (overflow || (x == -1 && PyErr_Occurred())) {
+            PyErr_Clear();
+            ok = 0;
+            break;
+        }
+        out[i] = (int64_t)x;
+    }
+    PyBuffer_Release(&vo);
+    return PyBool_FromLong(ok);
+}
+
+PyDoc_STRVAR(pending_owners_doc,
+"pending_owners(tables, pids, out)\n\n"
+"out[i] = the place in the list tables (PendingTables, a partition's, in model order) of\n"
+"the first that holds pids[i] (a str) live, -1 for none (out: C-contiguous int64,\n"
+"len(pids) items): JoinBuffer.owners of the ids with each table asked in turn, each id's\n"
+"UTF-8 bytes and CRC-32 found once, in C, with no bytes object made for an ASCII id.\n"
+"A table with no live row (_live 0) is not asked.");
+
+/* A pending table's index columns, read-only, for probe_row. */
+typedef struct {
+    arg_t a[5]; /* _slots, _hash, _ts, _ends, _blob */
+    PyObject *cols[5];
+    int shift, held;
+} owners_table_t;
+
+static void
+owners_release(owners_table_t *t, Py_ssize_t n)
+{
+    for (Py_ssize_t j = 0; j < n; j++) {
+        if (t[j].held)
+            release(t[j].a, 5);
+        for (int c = 0; c < 5; c++)
+            Py_XDECREF(t[j].cols[c]);
+    }
+}
+
+static PyObject *
+pending_owners(PyObject *self, PyObject *args)
+{
+    static const int names[5] = {A_SLOTS, A_HASH, A_TS, A_ENDS, A_BLOB};
+    static const Py_ssize_t sizes_of[5] = {4, 4, 8, 8, 1};
+    PyObject *tables, *pids, *o_out;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O!O", &PyList_Type, &tables, &PyList_Type, &pids, &o_out))
+        return NULL;
+    Py_ssize_t nt = PyList_GET_SIZE(tables), n = PyList_GET_SIZE(pids);
+    Py_buffer vo;
+    if (PyObject_GetBuffer(o_out, &vo, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0)
+        return NULL;
+    if (vo.itemsize != 8 || vo.len != n * 8) {
+        PyErr_Format(PyExc_ValueError, "out: %zd int64 items expected", n);
+        PyBuffer_Release(&vo);
+        return NULL;
+    }
+    int64_t *out = (int64_t *)vo.buf;
+    PyObject *result = NULL, *held_tables = PyList_GetSlice(tables, 0, nt);
+    owners_table_t *t = PyMem_Calloc(nt ? (size_t)nt : 1, sizeof(owners_table_t));
+    Py_ssize_t *live_at = PyMem_Calloc(nt ? (size_t)nt : 1, sizeof(Py_ssize_t));
+    Py_ssize_t nlive = 0;
+    if (held_tables == NULL || t == NULL || live_at == NULL) {
+        if (t == NULL || live_at == NULL)
+            PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t j = 0; j < nt; j++) {
+        PyObject *table = PyList_GET_ITEM(held_tables, j);
+        Py_ssize_t live, shift;
+        if (get_int(table, A_LIVE, &live) < 0)
+            goto done;
+        if (live <= 0)
+            continue;
+        if (get_int(table, A_SHIFT, &shift) < 0)
+            goto done;
+        owners_table_t *x = &t[nlive];
+        for (int c = 0; c < 5; c++) {
+            if ((x->cols[c] = PyObject_GetAttr(table, attr_name[names[c]])) == NULL)
+                goto done;
+            x->a[c].obj = x->cols[c];
+            x->a[c].itemsize = sizes_of[c];
+            x->a[c].writable = 0;
+            x->a[c].what = attr_text[names[c]];
+        }
+        if (acquire(x->a, 5) < 0)
+            goto done;
+        x->held = 1;
+        Py_ssize_t nslots = x->a[0].buf.len / 4, rows = x->a[1].buf.len / 4;
+        if (nslots == 0 || shift < 0 || shift > 31 ||
+            ((Py_ssize_t)1 << (32 - shift)) != nslots || x->a[2].buf.len / 8 < rows ||
+            x->a[3].buf.len / 8 < rows) {
+            PyErr_SetString(PyExc_ValueError, "a table's index or columns are not consistent");
+            nlive++;
+            goto done;
+        }
+        x->shift = (int)shift;
+        live_at[nlive++] = j;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        out[i] = -1;
+        if (nlive == 0)
+            continue;
+        const char *p;
+        Py_ssize_t size;
+        PyObject *owned;
+        if (utf8_view(PyList_GET_ITEM(pids, i), &p, &size, &owned) < 0)
+            goto done;
+        uint32_t crc = crc32_of((const unsigned char *)p, size);
+        for (Py_ssize_t j = 0; j < nlive; j++) {
+            owners_table_t *x = &t[j];
+            int64_t row = probe_row((const int32_t *)x->a[0].buf.buf, x->a[0].buf.len / 4,
+                                    x->shift, (const uint32_t *)x->a[1].buf.buf,
+                                    (const double *)x->a[2].buf.buf,
+                                    (const int64_t *)x->a[3].buf.buf, x->a[1].buf.len / 4,
+                                    (const char *)x->a[4].buf.buf, x->a[4].buf.len, p, size,
+                                    crc);
+            if (row == -2) {
+                Py_XDECREF(owned);
+                goto done;
+            }
+            if (row >= 0) {
+                out[i] = live_at[j];
+                break;
+            }
+        }
+        Py_XDECREF(owned);
+    }
+    result = Py_NewRef(Py_None);
+done:
+    if (t != NULL) /* (calloc'd: the one being read when an error came is released too) */
+        owners_release(t, nlive < nt ? nlive + 1 : nlive);
+    PyMem_Free(t);
+    PyMem_Free(live_at);
+    Py_XDECREF(held_tables);
+    PyBuffer_Release(&vo);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"bin_rows", bin_rows, METH_VARARGS, bin_rows_doc},
     {"chi2_sf", chi2_sf, METH_VARARGS, chi2_sf_doc},
@@ -5016,6 +5254,9 @@ static PyMethodDef methods[] = {
     {"pair_columns", pair_columns, METH_VARARGS, pair_columns_doc},
     {"contained_at", contained_at, METH_VARARGS, contained_at_doc},
     {"group_sums", group_sums, METH_VARARGS, group_sums_doc},
+    {"memo_codes", memo_codes, METH_VARARGS, memo_codes_doc},
+    {"int64s", int64s, METH_VARARGS, int64s_doc},
+    {"pending_owners", pending_owners, METH_VARARGS, pending_owners_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -13,7 +13,10 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
-__all__ = ["available", "kernels", "use"]
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["available", "int64_column", "kernels", "memo_codes", "pending_owners", "use"]
 
 
 def _load() -> ModuleType | None:
@@ -79,3 +82,52 @@ def window_close1(cum: Any, acc: Any, decay: Any, factor: float, decayed: Any, s
     bound *= 4096.0  # windows._CANCEL
     np.copyto(bound, np.inf, where=empty)
     return int(bool((np.abs(leaving) > bound).any()))
+
+
+# ---- h42-e2e fallbacks: the kernels of the h42-e2e block of _native.c, with the numpy
+# code they replace (the same results either way; tests/core/test_h42_columns.py).
+
+
+def memo_codes(memo: dict[Any, float], values: list[Any]) -> tuple[npt.NDArray[np.float64], int]:
+    """``memo.get`` of each of ``values`` as float64 (NaN where ``memo`` holds none), and
+    how many it does not hold: by the compiled ``memo_codes`` (one C loop) when it runs,
+    else by numpy's conversion of the list."""
+    module = kernels()
+    if module is not None and type(memo) is dict and type(values) is list:
+        out = np.empty(len(values), dtype=np.float64)
+        missing: int = module.memo_codes(memo, values, out)
+        return out, missing
+    codes = np.array(list(map(memo.get, values)), dtype=np.float64)
+    return codes, int(np.count_nonzero(np.isnan(codes)))
+
+
+def int64_column(items: list[int]) -> npt.NDArray[np.int64]:
+    """``np.fromiter(items, np.int64, len(items))`` of a list of ints (poll indices,
+    partitions): by the compiled ``int64s`` (one C loop) when it runs and takes them all."""
+    module = kernels()
+    if module is not None and type(items) is list:
+        out = np.empty(len(items), dtype=np.int64)
+        if module.int64s(items, out):
+            return out
+    return np.fromiter(items, np.int64, len(items))
+
+
+def pending_owners(tables: list[Any], pids: list[str]) -> npt.NDArray[np.int64]:
+    """For each of ``pids``, the place in ``tables`` (a partition's
+    :class:`~monitor.core.join.PendingTable`\\ s, in model order) of the first that holds it,
+    -1 for none: by the compiled ``pending_owners`` (each id's bytes and CRC-32 found once,
+    no bytes object made) when it runs, else each table with a live row asked in turn
+    (``contains_many``), as :meth:`JoinBuffer.owners` does."""
+    module = kernels()
+    if module is not None and type(tables) is list and type(pids) is list:
+        out = np.empty(len(pids), dtype=np.int64)
+        module.pending_owners(tables, pids, out)
+        return out
+    out = np.full(len(pids), -1, dtype=np.int64)
+    if not pids:
+        return out
+    for m, table in enumerate(tables):
+        if len(table):
+            free = out < 0
+            out[table.contains_many(pids) & free] = m
+    return out

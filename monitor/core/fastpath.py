@@ -1197,7 +1197,7 @@ class _Split:
 
 def _group(parts: list[int], models: list[int]) -> dict[tuple[int, int], tuple[list[int], I64]]:
     """Positions per (model, partition), each group in order, as a list and as an array."""
-    part = np.fromiter(parts, np.int64, len(parts))
+    part = native.int64_column(parts)
     if models.count(models[0]) == len(models):  # one model (the usual poll): by partition
         key = part
     else:
@@ -1302,7 +1302,7 @@ def _predictions(
         model_of = _model_indices(engine, events)
     else:
         known_ids, model_of, events, at_l = known
-    at = np.fromiter(at_l, np.int64, len(at_l))  # a list of ints: faster than np.array
+    at = native.int64_column(at_l)  # one C loop (numpy: a pack call per int)
     ts = _times(events, engine.latest_times(at))
     score = _read_numbers(events, "score", missing=True)
     if score is None:
@@ -1566,7 +1566,7 @@ def _plain_models(
             asked_ids = named[entries[0][0], number]
         else:
             asked_ids = list(chain.from_iterable(named[m, number] for m, _ in entries))
-        held = join.owners(id_keys(asked_ids)) >= 0
+        held = join.owners_of(asked_ids) >= 0
         if held.any():  # those groups go one by one
             a = 0
             for entry, rows in zip(entries, chosen, strict=True):
@@ -2277,7 +2277,7 @@ def _labels(
     predictions, early labels (:func:`_plan_early`) and rejects."""
     index = {m.name: m.index for m in engine.models}
     at_l, events = _unpaired(pairs)
-    at = np.fromiter(at_l, np.int64, len(at_l))  # a list of ints: faster than np.array
+    at = native.int64_column(at_l)  # one C loop (numpy: a pack call per int)
     names, every_id, values = _attrs(events, ("model", "prediction_id", "label"))
     if names.count(None) == len(names):  # no label names its model (the usual stream)
         named = [-1] * len(names)
@@ -2299,11 +2299,10 @@ def _labels(
         join = engine.partition(number).join
         pids = every_id if len(rows) == len(every_id) else _pick(every_id, rows)
         # The model whose prediction waits (the named one only; else the first holding it).
-        ids = id_keys(pids)
         if name < 0:  # the first model holding it: one probe of the join's owner index
-            owner = join.owners(ids)
+            owner = join.owners_of(pids)
         else:
-            owner = np.where(join.pending[name].contains_many(ids), name, -1)
+            owner = np.where(native.pending_owners([join.pending[name]], pids) >= 0, name, -1)
         good = (owner >= 0) & timely
         first = timely & (owner < 0)
         if first.any():
@@ -2629,7 +2628,7 @@ def _found_before(
         pids = [r[0] for r in rows]
         model = np.array([r[1] for r in rows], dtype=np.int64)
         first = np.array([r[2] for r in rows], dtype=bool)
-        owner = join.owners(id_keys(pids))  # the first model holding each, -1: none
+        owner = join.owners_of(pids)  # the first model holding each, -1: none
         hit = (owner >= 0) & (first | (owner < model))
         if first.any():  # a label that came first: any early or matched id of any model
             seen = join.seen(list(compress(pids, first.tolist())), -1)

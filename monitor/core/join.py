@@ -1526,6 +1526,15 @@ class JoinBuffer:
                     out[several[table.contains_many(keys) & free]] = m
         return out
 
+    def owners_of(self, pids: list[str]) -> I64:
+        """:meth:`owners` of ``pids`` given as str: with up to :attr:`INDEXED_FROM` models,
+        each table asked in turn by :func:`monitor.native.pending_owners` (the compiled
+        kernel finds each id's bytes and CRC-32 once, with no :func:`id_keys` made); with
+        more, through the owner index."""
+        if len(self.pending) <= self.INDEXED_FROM:
+            return native.pending_owners(self.pending, pids)
+        return self.owners(id_keys(pids))
+
     def find_pending(self, pid: str, model: int) -> tuple[int, Pending | None]:
         """The model index and pending prediction for ``pid`` (``model`` -1: any model)."""
         if model >= 0:

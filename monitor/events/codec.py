@@ -288,8 +288,11 @@ class ModelCodec:
             return codes, np.isfinite(codes)
         memo = self._memo
         # None (not remembered) becomes NaN: a code is never NaN, so the NaNs are the values
-        # to code here (found by numpy, not by comparing each item with None).
-        codes = np.array(list(map(memo.get, values)), dtype=np.float64)
+        # to code here (found by numpy, not by comparing each item with None); the compiled
+        # kernel writes the codes with no list between (see native.memo_codes).
+        codes, missing = native.memo_codes(memo, values)
+        if not missing:
+            return codes, np.ones(n, dtype=np.bool_)
         unknown = np.isnan(codes)
         if unknown.any():
             # Each value the memo lacks is coded once per call (NaN: invalid), not once per
