@@ -4227,7 +4227,7 @@ record_direct(PyObject *self, PyObject *record)
     return PyBool_FromLong(direct);
 }
 
-/* ---- h42-noisy kernels ----
+/* ------------------------------------------------------------- per-pane copies and closes
  * Per pane copies of stage 2 (monitor/core/model_stage.py, ModelStage._take): the
  * whole-model row (row 0) of each window's sums into the next rows of a batch, in one call
  * per pane instead of a numpy view and assignment per window. */
@@ -4354,7 +4354,6 @@ done:
         PyBuffer_Release(&v[held]);
     return result;
 }
-/* ---- end of h42-noisy kernels ---- */
 
 /* ------------------------------------------------------------- owner removals of many tables
  * OwnerIndex.remove of the ids many pending tables of one partition gave up (join.py,
@@ -4972,7 +4971,7 @@ done:
     return result;
 }
 
-/* ---- h42-e2e kernels ----
+/* ------------------------------------------------------------- stage 1's columns from lists
  * Stage 1's columns of a poll made from its Python lists in one C loop each, where numpy's
  * conversion of a list (a dtype found for each item, then each item packed) costs several
  * times the loop: a codec's remembered codes of many values (monitor/events/codec.py,

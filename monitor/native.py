@@ -1,6 +1,7 @@
 """Which implementation of the compiled kernels runs: ``monitor._native`` (C, built by
 ``pip install`` when a C compiler and Python's headers are there) or the numpy code beside
-each kernel's caller, which gives the same results.
+each kernel's caller (or, for a few kernels, below in this module), which gives the same
+results.
 
 ``MONITOR_NATIVE=0`` in the environment turns the compiled kernels off (the tests run both
 ways); :func:`use` does the same in a process.
@@ -16,7 +17,16 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["available", "int64_column", "kernels", "memo_codes", "pending_owners", "use"]
+__all__ = [
+    "available",
+    "first_rows",
+    "int64_column",
+    "kernels",
+    "memo_codes",
+    "pending_owners",
+    "use",
+    "window_close1",
+]
 
 
 def _load() -> ModuleType | None:
@@ -49,7 +59,11 @@ def use(on: bool) -> bool:
     return before
 
 
-# h42-noisy
+# The numpy code of kernels whose callers have no numpy code of their own to fall back on
+# (the same results either way; tests/core/test_window_close_one.py,
+# tests/core/test_stage1_columns.py, tests/core/test_pending_owners.py).
+
+
 def first_rows(dst: Any, at: int, sources: Sequence[Any]) -> None:
     """What ``monitor._native.first_rows`` does, in numpy: ``dst[at + i] = sources[i][0]``,
     the first ``dst.shape[1]`` values of each source into the rows of ``dst`` from ``at``."""
@@ -67,8 +81,6 @@ def window_close1(cum: Any, acc: Any, decay: Any, factor: float, decayed: Any, s
     sliding window (``acc`` added to ``cum`` and the sliding sums, ``decay`` decayed by
     ``factor`` and given ``decayed``, the ``leaving`` pane taken out of the sliding sums
     and their counts ``nz`` of non-zero terms); 1 where the window must be summed again."""
-    import numpy as np
-
     cum += acc
     decay *= factor
     decay += decayed
@@ -82,10 +94,6 @@ def window_close1(cum: Any, acc: Any, decay: Any, factor: float, decayed: Any, s
     bound *= 4096.0  # windows._CANCEL
     np.copyto(bound, np.inf, where=empty)
     return int(bool((np.abs(leaving) > bound).any()))
-
-
-# ---- h42-e2e fallbacks: the kernels of the h42-e2e block of _native.c, with the numpy
-# code they replace (the same results either way; tests/core/test_h42_columns.py).
 
 
 def memo_codes(memo: dict[Any, float], values: list[Any]) -> tuple[npt.NDArray[np.float64], int]:

@@ -1,4 +1,4 @@
-"""The per-pane work of a sparse stream made cheaper (h42-noisy), held to what it replaced:
+"""The per-pane work of a sparse stream made cheaper, held to what it replaced:
 
 - ``window_close1`` (compiled, and its numpy twin in :mod:`monitor.native`) is
   ``window_close`` of one decay and one sliding window, bit for bit, -0.0, NaN, inf and

@@ -1,4 +1,4 @@
-"""The h42-e2e kernel ``pending_owners`` (through ``monitor.native.pending_owners`` and
+"""The kernel ``pending_owners`` (through ``monitor.native.pending_owners`` and
 ``JoinBuffer.owners_of``, with the compiled kernels and without) against
 ``JoinBuffer.owners`` of :func:`id_keys`: the same first model holding each id, over
 random tables with live, popped and never-held ids (ASCII, non-ASCII and lone

@@ -1,4 +1,4 @@
-"""The h42-e2e kernels of ``monitor._native`` (``memo_codes``, ``int64s``) against the numpy
+"""The stage-1 column kernels of ``monitor._native`` (``memo_codes``, ``int64s``) against the numpy
 code that stands in for them (``monitor.native.memo_codes``, ``int64_column``, each run
 with the compiled kernels and without): the same columns, bit for bit, over random lists;
 the kernels declining what they do not take; their argument checks; and a codec's
