@@ -24,7 +24,7 @@ import numpy.typing as npt
 from monitor.core.counts import COUNT_NAMES
 from monitor.core.engine import LATE, Engine, PartitionState
 from monitor.core.join import EarlyLabels
-from monitor.core.partials import FORMAT, HandedPartitionDelta, ModelDelta, PartitionDelta
+from monitor.core.partials import FORMAT, ModelDelta, PartitionDelta
 
 __all__ = ["DeltaBook"]
 
@@ -80,7 +80,7 @@ class DeltaBook:
             d_delay, d_sum = now[2] - published[2], now[3] - published[3]
         d_counts[:, LATE : LATE + 1] = 0.0  # stage 2 counts what is late by its own clock
         # (handed over in the process: each model's counts and delays as rows of these
-        # arrays, which nothing writes to, and the arrays too, see HandedPartitionDelta)
+        # arrays, which nothing else holds, as its pane blocks are arrays)
         counts: list[list[float]] = list(d_counts) if arrays else d_counts.tolist()
         delays: list[list[float]] = list(d_delay) if arrays else d_delay.tolist()
         sums = d_sum.tolist()
@@ -115,13 +115,17 @@ class DeltaBook:
         end = now[0]
         session, seq = self.sessions.get(number) or (uuid.uuid4().hex, 0)
         self.sessions[number] = (session, seq + 1)
-        # (``base`` is the previous delta's ``end`` itself: no one writes to either)
-        fields = (FORMAT, number, session, seq + 1, base, end, dict(state.max_ts),
-                  sorted(idle), self.confirmed.get(number), models)  # fmt: skip
-        delta = (
-            HandedPartitionDelta(*fields, counts_rows=d_counts, delay_rows=d_delay)
-            if arrays
-            else PartitionDelta(*fields)
+        delta = PartitionDelta(
+            FORMAT,
+            number,
+            session,
+            seq + 1,
+            dict(base),
+            end,
+            dict(state.max_ts),
+            sorted(idle),
+            self.confirmed.get(number),
+            models,
         )
         self.published[number] = (end, *now[1:])
         return delta

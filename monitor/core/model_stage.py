@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -53,7 +53,6 @@ from monitor.core.model import (
 from monitor.core.panemetrics import PanePlan, WindowValues, plan_for, stacked_plan
 from monitor.core.partials import (
     HandedPaneDelta,
-    HandedPartitionDelta,
     ModelDelta,
     PaneDelta,
     PartitionDelta,
@@ -140,11 +139,6 @@ class _Piece:
         """The plain and decay sums as held (of ``rows`` only, when it is given), of every
         column."""
         return self._wide(self._plain), [self._wide(d) for d in self._decay]
-
-
-#: A delta as :func:`hand_over` hands it to each stage (see :meth:`ModelStage._hand_over`).
-_Prepared = tuple[PartitionDelta, dict[str, ModelDelta], frozenset[str], bool, bool, int, str,
-                  int, dict[str, int], dict[str, int], dict[str, float]]
 
 
 #: An applied delta's counts and label delays when it has no part for the model: never
@@ -381,112 +375,6 @@ class ModelStage:
         self.released.discard(number)
         self.heard[number] = now
         return True
-
-    def _hand_over(self, prepared: list[_Prepared], now: float,
-                   merges: RowMerges) -> list[int]:  # fmt: skip
-        """:func:`hand_over`'s part for this stage: each of ``prepared`` (a delta, its
-        parts by model, its idle topics, whether it is final and not empty, whether its
-        counters are added by the caller, then its number, session, sequence number,
-        base, end and progress, read once for every stage) in turn, as
-        :meth:`_apply_final` and else
-        :meth:`apply_part` take it. The usual delta (final, following the chain, of this
-        model's known slices in stage 1's order, its panes open and without raw
-        predictions) is taken here as :meth:`_apply_final` and :meth:`_add_open` take it,
-        without their calls; any other by them. Returns the places in ``prepared`` of the
-        deltas so taken whose counters and label-delay histogram the caller adds (those
-        it says so of: whole numbers, added in any order to the same sums)."""
-        name = self.name
-        chains = self.chains
-        keys = self.model.registry.keys
-        closed = self.closed_upto
-        w = self.windows
-        ops = merges.ops
-        progress, idles, heard, waiting = self.progress, self.idle, self.heard, self.waiting
-        released = self.released
-        deferred: list[int] = []
-        for k, (delta, parts, idle, final, defer, number, session, seq, base, end,
-                reached) in enumerate(prepared):  # fmt: skip
-            mine = parts.get(name)
-            chain = chains.get(number)
-            fast = (
-                final and mine is not None and chain is not None and not chain.history
-                and session == chain.session and seq == chain.seq + 1
-                and (base is chain.end or base == chain.end) and len(keys) <= w.rows
-            )  # fmt: skip
-            if fast:
-                assert mine is not None and chain is not None
-                slice_keys = mine.slice_keys
-                fast = keys[: len(slice_keys)] == slice_keys
-                if fast:
-                    panes = mine.panes
-                    for pd in panes:
-                        if pd.warm or (closed is not None and pd.pane < closed):
-                            fast = False
-                            break
-            if not fast:
-                if not self._apply_final(delta, mine, idle, now, merges, final):
-                    merges.run()
-                    self.apply_part(delta, mine, advance=False)
-                ops = merges.ops  # (a run made a new list)
-                continue
-            assert mine is not None and chain is not None
-            # _apply_final's chain and _add_open's blocks (every slice known, in stage 1's
-            # order: the delta's rows are the stage's)
-            chain.seq = seq
-            opened, opened_decay, width = w.open, w.open_decay, w.width
-            for pd in panes:
-                pane = pd.pane
-                if type(pd) is HandedPaneDelta and isinstance(pd.plain, np.ndarray):
-                    plain, decay, cols = pd.plain, pd.decay, pd.cols
-                    given = pd.at
-                else:
-                    plain, decay, cols = delta.row_blocks(mine, pd)
-                    given = None
-                present = pd.rows
-                acc = opened.get(pane)
-                if cols is not None and len(present) > 1 and given is not None:
-                    if acc is None:
-                        shape = (w.rows, width)
-                        acc = opened[pane] = np.zeros(shape)
-                        opened_decay[pane] = [np.zeros(shape) for _ in w.decay_rates]
-                        ops.append((acc, opened_decay[pane], plain, decay, given, width, 0, cols))
-                    else:
-                        ops.append((acc, opened_decay[pane], plain, decay, given, width, 1, cols))
-                elif acc is not None:
-                    if len(present) == 1:
-                        first: int | npt.NDArray[np.int64] = present[0]
-                    else:
-                        at = _index(present)
-                        first = at.start if isinstance(at, slice) else at
-                    ops.append((acc, opened_decay[pane], plain, decay, first, width, 1, cols))
-                elif len(present) == 1:
-                    merges.add(w, pane, slice(present[0], present[0] + 1), plain, decay, cols)
-                else:
-                    merges.add(w, pane, _index(present), plain, decay, cols)
-                if pd.err:
-                    self._buffer_errors(number, pd)
-            if defer:
-                deferred.append(k)
-            else:
-                counts, delay = mine.counts, mine.delay
-                if isinstance(counts, np.ndarray) and isinstance(delay, np.ndarray):
-                    ops.append((self.counts, [], counts, [], 0, len(self.counts), 1, None))
-                    ops.append((self.delay, [], delay, [], 0, len(self.delay), 1, None))
-                else:
-                    self.counts += counts
-                    self.delay += delay
-            self.delay_sum += mine.delay_sum
-            waiting[number] = (mine.pending, mine.early)
-            if mine.folded:
-                folded = self.model.registry.folded
-                for dimension, n in mine.folded.items():
-                    folded[dimension] = max(folded[dimension], n)
-            chain.end = end
-            progress[number] = reached
-            idles[number] = idle
-            released.discard(number)
-            heard[number] = now
-        return deferred
 
     def _buffer_errors(self, number: int, pd: PaneDelta) -> None:
         """Keep a pane delta's detector errors (and their times) with partition ``number``'s
@@ -1295,68 +1183,17 @@ def hand_over(stages: list[ModelStage], deltas: list[PartitionDelta]) -> None:
     given, with ``advance`` False, does (a process that reads every partition hands a
     poll's deltas over so): a final delta (see :meth:`ModelStage._apply_final`) has its
     row blocks queued and added with every other stage's in one pass; any other delta is
-    applied by :meth:`ModelStage.apply_part`, after the blocks queued before it.
-
-    Stage after stage, each taking every delta in turn (:meth:`ModelStage._hand_over`):
-    the stages share no array, so each one's sums are added in the deltas' order as when
-    every stage takes a delta before the next, and what a stage reads once (its registry,
-    windows and chains) is read once per poll, not once per delta. The counters and
-    label-delay histograms of the deltas handed over with them as arrays
-    (:class:`~monitor.core.partials.HandedPartitionDelta`, of the same models in the
-    same order) that the stages take so are added last, every delta's at once: they are
-    counts (whole numbers), whose sums do not depend on the order they are added in."""
+    applied by :meth:`ModelStage.apply_part`, after the blocks queued before it."""
     merges = RowMerges()
     now = time.time()
-    names = [md.model for md in deltas[0].models] if deltas else []
-    defer = all(
-        type(delta) is HandedPartitionDelta and delta.counts_rows is not None
-        and delta.delay_rows is not None and [md.model for md in delta.models] == names
-        for delta in deltas
-    )  # fmt: skip
-    prepared: list[_Prepared] = []
     for delta in deltas:
-        base, end = delta.base, delta.end
-        prepared.append((delta, dict(zip(names, delta.models, strict=True)) if defer
-                         else {md.model: md for md in delta.models}, frozenset(delta.idle),
-                         delta.confirmed == end and base != end, defer, delta.number,
-                         delta.session, delta.seq, base, end, delta.progress))  # fmt: skip
-    later: list[tuple[ModelStage, list[int]]] = []
-    for stage in stages:
-        taken = stage._hand_over(prepared, now, merges)
-        if taken:
-            later.append((stage, taken))
+        parts = {md.model: md for md in delta.models}
+        idle = frozenset(delta.idle)
+        end = delta.end
+        final = delta.confirmed == end and delta.base != end
+        for stage in stages:
+            mine = parts.get(stage.name)
+            if not stage._apply_final(delta, mine, idle, now, merges, final):
+                merges.run()
+                stage.apply_part(delta, mine, advance=False)
     merges.run()
-    if later:
-        _add_counts(later, names, cast(list[HandedPartitionDelta], deltas))
-
-
-def _add_counts(later: list[tuple[ModelStage, list[int]]], names: list[str],
-                deltas: list[HandedPartitionDelta]) -> None:  # fmt: skip
-    """Add to each stage of ``later`` the counters and label-delay histogram of its model
-    (row ``names.index(stage.name)``) in the deltas it names (by place in ``deltas``):
-    the deltas' rows summed once for the stages that took them all (their sums are
-    whole numbers, as are the stages' counters: exact in any order)."""
-    row = {name: i for i, name in enumerate(names)}
-    every = len(deltas)
-    counts_all = delay_all = None
-    for stage, taken in later:
-        r = row[stage.name]
-        if len(taken) == every:
-            if counts_all is None:
-                counts_all = _sum_rows([cast(F64, d.counts_rows) for d in deltas])
-                delay_all = _sum_rows([cast(F64, d.delay_rows) for d in deltas])
-            assert delay_all is not None
-            stage.counts += counts_all[r]
-            stage.delay += delay_all[r]
-        else:
-            for k in taken:
-                stage.counts += cast(F64, deltas[k].counts_rows)[r]
-                stage.delay += cast(F64, deltas[k].delay_rows)[r]
-
-
-def _sum_rows(arrays: list[F64]) -> F64:
-    """The sum of arrays of one shape (a new array)."""
-    out = arrays[0].copy()
-    for a in arrays[1:]:
-        out += a
-    return out

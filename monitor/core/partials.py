@@ -47,7 +47,6 @@ from monitor.core.layout import scatter_pane
 __all__ = [
     "DeltaLedger",
     "HandedPaneDelta",
-    "HandedPartitionDelta",
     "ModelDelta",
     "PaneDelta",
     "PartitionDelta",
@@ -167,18 +166,6 @@ class PartitionDelta(msgspec.Struct, frozen=True):
             cols = pane.cols if isinstance(pane, HandedPaneDelta) else None
             return pane.plain, pane.decay, cols  # (arrays, handed over in the process)
         return self.array(model, pane.plain), [self.array(model, d) for d in pane.decay], None
-
-
-class HandedPartitionDelta(PartitionDelta, frozen=True):
-    """A :class:`PartitionDelta` handed over in one process (never encoded), with every
-    model's counters' increments and label-delay histogram also as the rows of two
-    arrays, ``counts_rows`` ``(models, COUNT_NAMES)`` and ``delay_rows`` ``(models,
-    buckets + 1)``, row ``i`` those of ``models[i]`` (whose ``counts`` and ``delay`` are
-    views of those rows): :func:`~monitor.core.model_stage.hand_over` adds them to every
-    stage at once. Nothing writes to the arrays."""
-
-    counts_rows: F64 | None = None
-    delay_rows: F64 | None = None
 
 
 def _spread(block: F64, cols: npt.NDArray[np.int64], width: int) -> F64:
