@@ -371,11 +371,7 @@ class WindowSet:
             for i, n in enumerate(spans):
                 if resum >> i & 1:  # a large term left a small remainder
                     self._resum_one(i, pane, n)
-        # what _closed does, inlined
-        ring.pop(pane - ring_len, None)
-        self.closes += 1
-        if pane % ring_len == 0:
-            self._resum(pane)
+        self._closed(pane)
         # (leaving[0] first: any() of a generator costs a frame per close)
         return acc is not None or leaving[0] is not None or any(
             out is not None for out in leaving
