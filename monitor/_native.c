@@ -3139,6 +3139,7 @@ stops16(__m128i v)
     __m128i low = _mm_cmplt_epi8(v, _mm_set1_epi8(0x20));
     return _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), low));
 }
+
 #endif
 
 /* The first byte from p that string_stop marks, reading 16 bytes at a time while at least
@@ -4971,6 +4972,124 @@ done:
     return result;
 }
 
+/* ---------------------------------------------------------------- a segment's shared ids
+ * The ids a segment's predictions and labels share, and those either topic names more than
+ * once (monitor/core/fastpath.py, _shared_ids): what set(ids_l).intersection(set(ids_p))
+ * and the repeats of each list give, from one table per list sized once (open addressing
+ * over each str's hash, equal by length, kind and bytes), where the two sets of every id
+ * grow by resizes and are dropped. tests/core/test_shared_ids.py holds it to the Python
+ * code beside its caller. */
+
+typedef struct {
+    Py_hash_t hash;
+    PyObject *id; /* borrowed from the list */
+} id_slot_t;
+
+/* Whether the exact strs a and b (of equal hashes) are equal. */
+static inline int
+same_str(PyObject *a, PyObject *b)
+{
+    if (a == b)
+        return 1;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(a);
+    if (n != PyUnicode_GET_LENGTH(b) || PyUnicode_KIND(a) != PyUnicode_KIND(b))
+        return 0;
+    return memcmp(PyUnicode_DATA(a), PyUnicode_DATA(b), (size_t)n * PyUnicode_KIND(a)) == 0;
+}
+
+/* The slot of id (of hash h) in table (mask + 1 slots): where it is, else the empty one
+ * where it goes. */
+static inline id_slot_t *
+id_probe(id_slot_t *table, size_t mask, Py_hash_t h, PyObject *id)
+{
+    size_t i = (size_t)h & mask;
+    for (;;) {
+        id_slot_t *s = &table[i];
+        if (s->id == NULL || (s->hash == h && same_str(s->id, id)))
+            return s;
+        i = (i + 1) & mask;
+    }
+}
+
+/* The ids of the list into table (empty, at least twice their number of slots, a power of
+ * two), each repeated one added to again; 0, or -1 with an error set. */
+static int
+id_table(PyObject *ids, id_slot_t *table, size_t mask, PyObject *again)
+{
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(ids); i++) {
+        PyObject *id = PyList_GET_ITEM(ids, i);
+        Py_hash_t h = PyObject_Hash(id); /* a str's: no Python code runs */
+        if (h == -1)
+            return -1;
+        id_slot_t *s = id_probe(table, mask, h, id);
+        if (s->id == NULL) {
+            s->hash = h;
+            s->id = id;
+        } else if (PySet_Add(again, id) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(shared_ids_doc,
+"shared_ids(ids_p, ids_l) -> (common, again_p, again_l), or None\n\n"
+"For the lists of str ids_p and ids_l: the set of the ids in both, and the sets of the ids\n"
+"each names more than once. None, with nothing made, when an item of either is not a str\n"
+"(the caller finds them in Python).");
+
+static PyObject *
+shared_ids(PyObject *self, PyObject *args)
+{
+    PyObject *lists[2];
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyList_Type, &lists[0], &PyList_Type, &lists[1]))
+        return NULL;
+    for (int k = 0; k < 2; k++)
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(lists[k]); i++)
+            if (!PyUnicode_CheckExact(PyList_GET_ITEM(lists[k], i)))
+                Py_RETURN_NONE;
+    PyObject *common = PySet_New(NULL), *again[2] = {PySet_New(NULL), PySet_New(NULL)};
+    id_slot_t *tables[2] = {NULL, NULL};
+    size_t masks[2];
+    if (common == NULL || again[0] == NULL || again[1] == NULL)
+        goto fail;
+    for (int k = 0; k < 2; k++) {
+        size_t size = 8;
+        while (size < 2 * (size_t)PyList_GET_SIZE(lists[k]))
+            size *= 2;
+        tables[k] = PyMem_Calloc(size, sizeof(id_slot_t));
+        if (tables[k] == NULL) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+        masks[k] = size - 1;
+        /* the lists hold their items: no str is freed while the tables point at them (a
+         * str's hash and comparison run no Python code that could change the lists) */
+        if (id_table(lists[k], tables[k], masks[k], again[k]) < 0)
+            goto fail;
+    }
+    /* the labels' distinct ids that a prediction names, from the labels' table */
+    for (size_t i = 0; i <= masks[1]; i++) {
+        id_slot_t *s = &tables[1][i];
+        if (s->id == NULL)
+            continue;
+        if (id_probe(tables[0], masks[0], s->hash, s->id)->id != NULL &&
+            PySet_Add(common, s->id) < 0)
+            goto fail;
+    }
+    PyMem_Free(tables[0]);
+    PyMem_Free(tables[1]);
+    return Py_BuildValue("(NNN)", common, again[0], again[1]);
+fail:
+    PyMem_Free(tables[0]);
+    PyMem_Free(tables[1]);
+    Py_XDECREF(common);
+    Py_XDECREF(again[0]);
+    Py_XDECREF(again[1]);
+    return NULL;
+}
+
 /* ------------------------------------------------------------- stage 1's columns from lists
  * Stage 1's columns of a poll made from its Python lists in one C loop each, where numpy's
  * conversion of a list (a dtype found for each item, then each item packed) costs several
@@ -5256,6 +5375,8 @@ static PyMethodDef methods[] = {
     {"memo_codes", memo_codes, METH_VARARGS, memo_codes_doc},
     {"int64s", int64s, METH_VARARGS, int64s_doc},
     {"pending_owners", pending_owners, METH_VARARGS, pending_owners_doc},
+    /* ---- a segment's shared ids ---- */
+    {"shared_ids", shared_ids, METH_VARARGS, shared_ids_doc},
     {NULL, NULL, 0, NULL},
 };
 

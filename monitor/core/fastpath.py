@@ -597,23 +597,14 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
     pairs_l = all_l = list(zip(kept_l, good_l, strict=True))
     pairs_p: list[tuple[int, PredictionEvent]] | None = None  # all of them, once made
     planned_p: list[tuple[int, PredictionEvent]] | None = None  # those left to plan, if not all
-    named_p = set(ids_p)
-    named_l = set(ids_l)
+    # Each id once per topic (the usual poll): named twice, it has a prediction and a
+    # label, each once. An id that repeats within a topic is named more than twice or twice
+    # in one topic, so no prediction of its is the one a label fuses with below.
+    twice, again_p, again_l = _shared_ids(ids_p, ids_l)
     repeated: set[str] = set()  # ids named more than once in one topic
-    if len(named_p) == len(ids_p) and len(named_l) == len(ids_l):
-        # Each id once per topic (the usual poll): named twice, it has a prediction and a
-        # label, each once.
-        twice = named_l.intersection(named_p)
-    else:
-        # Some id repeats within a topic: those ids, found with no bytecode per id, are
-        # named more than twice or twice in one topic, so no prediction of theirs is the
-        # one a label fuses with below.
-        again_p = _repeated(ids_p) if len(named_p) < len(ids_p) else set()
-        again_l = _repeated(ids_l) if len(named_l) < len(ids_l) else set()
-        twice = named_l.intersection(named_p)
-        twice |= again_p
-        twice |= again_l
+    if again_p or again_l:
         repeated = again_p | again_l
+        twice |= repeated
     if twice:
         # each such id's prediction's poll index (a set and a dict of the few: cheaper than
         # a dict of every prediction), none for an id repeated within a topic
@@ -802,6 +793,22 @@ def _checked(
 def _pairs(at: list[int], events: list[Any]) -> list[tuple[int, Any]]:
     """(poll index, event) pairs of the ``events`` at poll indices ``at``."""
     return list(zip(at, events, strict=True))
+
+
+def _shared_ids(ids_p: list[str], ids_l: list[str]) -> tuple[set[str], set[str], set[str]]:
+    """The ids both ``ids_p`` and ``ids_l`` name, and those each names more than once: by
+    the compiled kernel (one table per list, made at its size), else (or where it declines)
+    by sets of each list's ids, with no bytecode per id."""
+    kernels = native.kernels()
+    if kernels is not None and type(ids_p) is list and type(ids_l) is list:
+        got: tuple[set[str], set[str], set[str]] | None = kernels.shared_ids(ids_p, ids_l)
+        if got is not None:
+            return got
+    named_p = set(ids_p)
+    named_l = set(ids_l)
+    again_p = _repeated(ids_p) if len(named_p) < len(ids_p) else set()
+    again_l = _repeated(ids_l) if len(named_l) < len(ids_l) else set()
+    return named_l.intersection(named_p), again_p, again_l
 
 
 def _repeated(ids: list[str]) -> set[str]:
