@@ -754,10 +754,10 @@ def _checked(
     engine: Engine, events: list[Any], at: list[int], *, labels: bool
 ) -> tuple[list[Any], list[str], list[int], list[int], list[str | None]]:
     """A topic's decoded ``events`` (at poll indices ``at``) that are valid events whatever
-    the join holds, with their ids and poll indices; the
-    poll indices of the others (rejects): not decoded (None), or of a model the config does
-    not know (a label may name none); and the valid ones' model names. All by C loops,
-    with no bytecode per event: the usual poll has a few such messages among thousands."""
+    the join holds, with their ids and poll indices; the poll indices of the others
+    (rejects): not decoded (None), or of a model the config does not know (a label may name
+    none); and the valid ones' model names. All by C loops, with no bytecode per event: the
+    usual poll has a few such messages among thousands."""
     known = engine.by_name
     nones = _none_at(events)
     keep: list[bool] | None = None
