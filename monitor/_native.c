@@ -3139,6 +3139,49 @@ stops16(__m128i v)
     __m128i low = _mm_cmplt_epi8(v, _mm_set1_epi8(0x20));
     return _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), low));
 }
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#include <tmmintrin.h>
+#define QUOTES_COMPACT 1
+/* A payload's block of 16 bytes whose every stop byte is the backslash of an escaped quote
+ * (a JSON text inside a string: a dozen per prediction) copied out without its
+ * backslashes by two byte shuffles (SSSE3, when the processor has it), in place of a
+ * return to the block's loop per escape. compact_at[m]: the places of the bytes that a
+ * half of 8 bytes keeps when mask m drops some (0x80, a zero, past them); compact_n[m]:
+ * how many. */
+static unsigned char compact_at[256][8];
+static unsigned char compact_n[256];
+static int has_ssse3;
+
+static void
+compact_init(void)
+{
+    for (int m = 0; m < 256; m++) {
+        int k = 0;
+        for (int i = 0; i < 8; i++)
+            if (!(m >> i & 1))
+                compact_at[m][k++] = (unsigned char)i;
+        compact_n[m] = (unsigned char)k;
+        while (k < 8)
+            compact_at[m][k++] = 0x80;
+    }
+    __builtin_cpu_init();
+    has_ssse3 = __builtin_cpu_supports("ssse3");
+}
+
+/* The bytes of v but those of drop's bits, to out (16 bytes of room); past them. */
+__attribute__((target("ssse3"))) static char *
+compact16(__m128i v, unsigned drop, char *out)
+{
+    __m128i lo = _mm_shuffle_epi8(v, _mm_loadl_epi64((const __m128i *)compact_at[drop & 0xFF]));
+    _mm_storel_epi64((__m128i *)out, lo);
+    out += compact_n[drop & 0xFF];
+    __m128i hi = _mm_shuffle_epi8(_mm_srli_si128(v, 8),
+                                  _mm_loadl_epi64((const __m128i *)compact_at[drop >> 8]));
+    _mm_storel_epi64((__m128i *)out, hi);
+    return out + compact_n[drop >> 8];
+}
+#endif
 #endif
 
 /* The first byte from p that string_stop marks, reading 16 bytes at a time while at least
@@ -3154,6 +3197,19 @@ plain_run(const unsigned char *p, const unsigned char *end, char **out)
     while (end - p >= 16) {
         __m128i v = _mm_loadu_si128((const __m128i *)p);
         int mask = stops16(v);
+#if defined(QUOTES_COMPACT)
+        if (mask && out != NULL && has_ssse3) {
+            /* every stop an escaped quote's backslash, each quote escaped, none of them
+             * cut by the block's end: the block unescaped at once */
+            int bs = _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8('\\')));
+            int q = _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')));
+            if (mask == (bs | q) && q == bs << 1) {
+                *out = compact16(v, (unsigned)bs, *out);
+                p += 16;
+                continue;
+            }
+        }
+#endif
         int n = mask ? __builtin_ctz((unsigned)mask) : 16;
         if (out != NULL) {
             _mm_storeu_si128((__m128i *)*out, v);
@@ -3245,7 +3301,8 @@ scan_string(const unsigned char *p, const unsigned char *end, char *out, Py_ssiz
 }
 
 /* The JSON integer at p (at most 18 digits, no leading zero, not "-0", not followed by a
- * fraction or an exponent): the byte after it, or NULL. */
+ * fraction or an exponent): the byte after it, or NULL. The line ends at a newline or a
+ * NUL (see kcat_line): no digit lies at or past end. */
 static const unsigned char *
 scan_int(const unsigned char *p, const unsigned char *end, long long *out)
 {
@@ -3253,7 +3310,7 @@ scan_int(const unsigned char *p, const unsigned char *end, long long *out)
     p += negative;
     const unsigned char *start = p;
     unsigned long long v = 0;
-    while (p < end && *p >= '0' && *p <= '9' && p - start < 19)
+    while ((unsigned)(*p - '0') < 10u) /* more than 18 digits wrap v: rejected below */
         v = v * 10 + (unsigned long long)(*p++ - '0');
     Py_ssize_t digits = p - start;
     if (digits == 0 || digits > 18 || (digits > 1 && *start == '0') || (negative && v == 0))
@@ -3508,11 +3565,26 @@ kcat_chunk(PyObject *self, PyObject *args)
                         "start, stop: a range of chunk that ends a line, or ends chunk");
         return NULL;
     }
-    Py_ssize_t n = 0;
+    /* each line's start, found once (the lines are read from them below) */
+    Py_ssize_t n = 0, room = 256;
+    int64_t *found = PyMem_Malloc((size_t)room * sizeof(int64_t));
+    if (found == NULL)
+        return PyErr_NoMemory();
     for (const unsigned char *p = base + start, *end = base + stop; p < end; n++) {
+        if (n + 1 >= room) {
+            int64_t *more = PyMem_Realloc(found, (size_t)room * 2 * sizeof(int64_t));
+            if (more == NULL) {
+                PyMem_Free(found);
+                return PyErr_NoMemory();
+            }
+            found = more;
+            room *= 2;
+        }
+        found[n] = (int64_t)(p - base);
         const unsigned char *nl = memchr(p, '\n', (size_t)(end - p));
         p = nl != NULL ? nl + 1 : end;
     }
+    found[n] = (int64_t)stop;
     PyObject *cols[5] = {NULL, NULL, NULL, NULL, NULL};
     PyObject *others = PyList_New(0), *result = NULL;
     PyObject *starts = PyBytes_FromStringAndSize(NULL, (n + 1) * (Py_ssize_t)sizeof(int64_t));
@@ -3528,11 +3600,14 @@ kcat_chunk(PyObject *self, PyObject *args)
         if ((cols[c] = PyList_New(n)) == NULL)
             goto done;
     int64_t *at = (int64_t *)PyBytes_AS_STRING(starts);
-    const unsigned char *p = base + start, *stop_at = base + stop;
+    memcpy(at, found, (size_t)(n + 1) * sizeof(int64_t));
     for (Py_ssize_t i = 0; i < n; i++) {
-        const unsigned char *nl = memchr(p, '\n', (size_t)(stop_at - p));
-        const unsigned char *end = nl != NULL ? nl : stop_at; /* a newline or chunk's NUL */
-        at[i] = (int64_t)(p - base);
+        const unsigned char *p = base + at[i];
+        /* a line ends at its newline, the byte before the next line's start; the last one
+         * at stop without one: chunk's NUL */
+        const unsigned char *end = base + at[i + 1];
+        if (end[-1] == '\n')
+            end--;
         kcat_t f = {NULL, NULL, 0, 0, 0, 0, 0};
         PyObject *v[5];
         if (!kcat_line(p, end, scratch, &f)) {
@@ -3563,15 +3638,14 @@ kcat_chunk(PyObject *self, PyObject *args)
                 if (v[c] == NULL)
                     goto done;
         }
-        p = nl != NULL ? nl + 1 : stop_at;
     }
-    at[n] = (int64_t)stop;
     result = Py_BuildValue("(NNNNNNN)", cols[0], cols[1], cols[2], cols[3], cols[4], others,
                            starts);
     for (int c = 0; c < 5; c++)
         cols[c] = NULL;
     others = starts = NULL;
 done:
+    PyMem_Free(found);
     PyMem_Free(scratch);
     for (int i = 0; i < topics; i++)
         Py_DECREF(seen[i].str);
@@ -4971,6 +5045,124 @@ done:
     return result;
 }
 
+/* ---------------------------------------------------------------- a segment's shared ids
+ * The ids a segment's predictions and labels share, and those either topic names more than
+ * once (monitor/core/fastpath.py, _shared_ids): what set(ids_l).intersection(set(ids_p))
+ * and the repeats of each list give, from one table per list sized once (open addressing
+ * over each str's hash, equal by length, kind and bytes), where the two sets of every id
+ * grow by resizes and are dropped. tests/core/test_shared_ids.py holds it to the Python
+ * code beside its caller. */
+
+typedef struct {
+    Py_hash_t hash;
+    PyObject *id; /* borrowed from the list */
+} id_slot_t;
+
+/* Whether the exact strs a and b (of equal hashes) are equal. */
+static inline int
+same_str(PyObject *a, PyObject *b)
+{
+    if (a == b)
+        return 1;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(a);
+    if (n != PyUnicode_GET_LENGTH(b) || PyUnicode_KIND(a) != PyUnicode_KIND(b))
+        return 0;
+    return memcmp(PyUnicode_DATA(a), PyUnicode_DATA(b), (size_t)n * PyUnicode_KIND(a)) == 0;
+}
+
+/* The slot of id (of hash h) in table (mask + 1 slots): where it is, else the empty one
+ * where it goes. */
+static inline id_slot_t *
+id_probe(id_slot_t *table, size_t mask, Py_hash_t h, PyObject *id)
+{
+    size_t i = (size_t)h & mask;
+    for (;;) {
+        id_slot_t *s = &table[i];
+        if (s->id == NULL || (s->hash == h && same_str(s->id, id)))
+            return s;
+        i = (i + 1) & mask;
+    }
+}
+
+/* The ids of the list into table (empty, at least twice their number of slots, a power of
+ * two), each repeated one added to again; 0, or -1 with an error set. */
+static int
+id_table(PyObject *ids, id_slot_t *table, size_t mask, PyObject *again)
+{
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(ids); i++) {
+        PyObject *id = PyList_GET_ITEM(ids, i);
+        Py_hash_t h = PyObject_Hash(id); /* a str's: no Python code runs */
+        if (h == -1)
+            return -1;
+        id_slot_t *s = id_probe(table, mask, h, id);
+        if (s->id == NULL) {
+            s->hash = h;
+            s->id = id;
+        } else if (PySet_Add(again, id) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(shared_ids_doc,
+"shared_ids(ids_p, ids_l) -> (common, again_p, again_l), or None\n\n"
+"For the lists of str ids_p and ids_l: the set of the ids in both, and the sets of the ids\n"
+"each names more than once. None, with nothing made, when an item of either is not a str\n"
+"(the caller finds them in Python).");
+
+static PyObject *
+shared_ids(PyObject *self, PyObject *args)
+{
+    PyObject *lists[2];
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyList_Type, &lists[0], &PyList_Type, &lists[1]))
+        return NULL;
+    for (int k = 0; k < 2; k++)
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(lists[k]); i++)
+            if (!PyUnicode_CheckExact(PyList_GET_ITEM(lists[k], i)))
+                Py_RETURN_NONE;
+    PyObject *common = PySet_New(NULL), *again[2] = {PySet_New(NULL), PySet_New(NULL)};
+    id_slot_t *tables[2] = {NULL, NULL};
+    size_t masks[2];
+    if (common == NULL || again[0] == NULL || again[1] == NULL)
+        goto fail;
+    for (int k = 0; k < 2; k++) {
+        size_t size = 8;
+        while (size < 2 * (size_t)PyList_GET_SIZE(lists[k]))
+            size *= 2;
+        tables[k] = PyMem_Calloc(size, sizeof(id_slot_t));
+        if (tables[k] == NULL) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+        masks[k] = size - 1;
+        /* the lists hold their items: no str is freed while the tables point at them (a
+         * str's hash and comparison run no Python code that could change the lists) */
+        if (id_table(lists[k], tables[k], masks[k], again[k]) < 0)
+            goto fail;
+    }
+    /* the labels' distinct ids that a prediction names, from the labels' table */
+    for (size_t i = 0; i <= masks[1]; i++) {
+        id_slot_t *s = &tables[1][i];
+        if (s->id == NULL)
+            continue;
+        if (id_probe(tables[0], masks[0], s->hash, s->id)->id != NULL &&
+            PySet_Add(common, s->id) < 0)
+            goto fail;
+    }
+    PyMem_Free(tables[0]);
+    PyMem_Free(tables[1]);
+    return Py_BuildValue("(NNN)", common, again[0], again[1]);
+fail:
+    PyMem_Free(tables[0]);
+    PyMem_Free(tables[1]);
+    Py_XDECREF(common);
+    Py_XDECREF(again[0]);
+    Py_XDECREF(again[1]);
+    return NULL;
+}
+
 /* ------------------------------------------------------------- stage 1's columns from lists
  * Stage 1's columns of a poll made from its Python lists in one C loop each, where numpy's
  * conversion of a list (a dtype found for each item, then each item packed) costs several
@@ -5256,6 +5448,8 @@ static PyMethodDef methods[] = {
     {"memo_codes", memo_codes, METH_VARARGS, memo_codes_doc},
     {"int64s", int64s, METH_VARARGS, int64s_doc},
     {"pending_owners", pending_owners, METH_VARARGS, pending_owners_doc},
+    /* ---- a segment's shared ids ---- */
+    {"shared_ids", shared_ids, METH_VARARGS, shared_ids_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -5275,6 +5469,9 @@ PyInit__native(void)
 {
     crc_init();
     string_stop_init();
+#if defined(QUOTES_COMPACT)
+    compact_init();
+#endif
     for (int k = 0; k < R_METHODS; k++)
         if ((record_name[k] = PyUnicode_InternFromString(record_method[k])) == NULL)
             return NULL;

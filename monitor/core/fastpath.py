@@ -584,45 +584,44 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
     labels = _decode_each(engine.limits.label_decoder(), _pick(values, label_at),
                           cap)  # fmt: skip
     # Not valid events, whatever the join holds: not decoded, of an unknown model.
-    pairs_p, ids_p, kept_p, dropped_p, names_p = _checked(engine, preds, pred_at, labels=False)
-    pairs_l, ids_l, _, dropped_l, _ = _checked(engine, labels, label_at, labels=True)
+    every, ids_p, kept_p, dropped_p, names_p = _checked(engine, preds, pred_at, labels=False)
+    good_l, ids_l, kept_l, dropped_l, _ = _checked(engine, labels, label_at, labels=True)
     slow += dropped_p
     slow += dropped_l
     twice_at: set[int] = set()
     fused: dict[str, tuple[int, LabelEvent]] = {}
     again: dict[str, _Retries] = {}
-    decoded = (pairs_p, pairs_l)
-    whole_p = pairs_p  # the ids of these are ids_p
-    named_p = set(ids_p)
-    named_l = set(ids_l)
+    # The checked labels as (poll index, event) pairs; the predictions' pairs are made only
+    # where a rare case needs them (ids repeated in an odd way, a cap near): the plan reads
+    # the usual segment's predictions as the columns above (:class:`_Known`).
+    pairs_l = all_l = list(zip(kept_l, good_l, strict=True))
+    pairs_p: list[tuple[int, PredictionEvent]] | None = None  # all of them, once made
+    planned_p: list[tuple[int, PredictionEvent]] | None = None  # those left to plan, if not all
+    # Each id once per topic (the usual poll): named twice, it has a prediction and a
+    # label, each once. An id that repeats within a topic is named more than twice or twice
+    # in one topic, so no prediction of its is the one a label fuses with below.
+    twice, again_p, again_l = _shared_ids(ids_p, ids_l)
     repeated: set[str] = set()  # ids named more than once in one topic
-    if len(named_p) == len(ids_p) and len(named_l) == len(ids_l):
-        # Each id once per topic (the usual poll): named twice, it has a prediction and a
-        # label, each once.
-        twice = named_l.intersection(named_p)
-    else:
-        # Some id repeats within a topic: those ids, found with no bytecode per id, are
-        # named more than twice or twice in one topic, so no prediction of theirs is the
-        # one a label fuses with below.
-        again_p = _repeated(ids_p) if len(named_p) < len(ids_p) else set()
-        again_l = _repeated(ids_l) if len(named_l) < len(ids_l) else set()
-        twice = named_l.intersection(named_p)
-        twice |= again_p
-        twice |= again_l
+    if again_p or again_l:
         repeated = again_p | again_l
+        twice |= repeated
     if twice:
         # each such id's prediction's poll index (a set and a dict of the few: cheaper than
         # a dict of every prediction), none for an id repeated within a topic
-        first = {ids_p[k]: kept_p[k] for k in _contained_at(ids_p, twice)}
+        at_twice = _contained_at(ids_p, twice)
+        first = dict(zip(_pick(ids_p, at_twice), _pick(kept_p, at_twice), strict=True))
         for pid in repeated:
             first.pop(pid, None)
-        # The usual repeat: a prediction and its label, in either order.
-        for j, lab in _pick(pairs_l, _contained_at(ids_l, twice)):
-            pid = lab.prediction_id
-            i = first.get(pid, -1)
-            if i >= 0 and partition_of[i] == partition_of[j]:
-                fused[pid] = (j, lab)
+        # The usual repeat: a prediction and its label, in either order, in one partition;
+        # by C loops (each such label named once: an id repeated in a topic is in none).
+        rows = _contained_at(ids_l, first)
+        pids = _pick(ids_l, rows)
+        same = list(map(operator.eq, _pick(partition_of, list(map(first.__getitem__, pids))),
+                        _pick(partition_of, _pick(kept_l, rows))))  # fmt: skip
+        fused = dict(zip(compress(pids, same), compress(_pick(pairs_l, rows), same),
+                         strict=True))  # fmt: skip
         if len(fused) < len(twice):
+            pairs_p = _pairs(kept_p, every)
             more, again = _repeats(pairs_p, pairs_l, twice - fused.keys(), partition_of)
             fused.update(more)
         twice -= fused.keys() | again.keys()
@@ -630,6 +629,7 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
         # The first message of such an id is decided in a segment that ends before the
         # second: the cut is at the second.
         if twice:
+            pairs_p = _pairs(kept_p, every) if pairs_p is None else pairs_p
             named = [(i, e.prediction_id) for i, e in pairs_p if e.prediction_id in twice]
             named += [(i, e.prediction_id) for i, e in pairs_l if e.prediction_id in twice]
             seen: set[str] = set()
@@ -639,33 +639,35 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
                 seen.add(pid)
         if twice or retries:  # by the C loops of map and compress: no bytecode per event
             gone = twice | fused.keys()
+            pairs_p = _pairs(kept_p, every) if pairs_p is None else pairs_p
             if retries:
                 drop_p = map(twice.__contains__, ids_p)
                 drop_l = map(gone.__contains__, ids_l)
                 drop_p = map(operator.or_, drop_p, map(retries.__contains__, map(_AT, pairs_p)))
                 drop_l = map(operator.or_, drop_l, map(retries.__contains__, map(_AT, pairs_l)))
-                pairs_p = list(compress(pairs_p, map(operator.not_, drop_p)))
+                planned_p = list(compress(pairs_p, map(operator.not_, drop_p)))
                 pairs_l = list(compress(pairs_l, map(operator.not_, drop_l)))
             else:
-                pairs_p = _pick(pairs_p, _contained_at(ids_p, twice, False))
+                planned_p = _pick(pairs_p, _contained_at(ids_p, twice, False))
                 pairs_l = _pick(pairs_l, _contained_at(ids_l, gone, False))
         else:  # every repeat a prediction and its label: the label goes with it
             pairs_l = _pick(pairs_l, _contained_at(ids_l, fused, False))
-    every = _unpaired(decoded[0])[1]
     model_of = _model_indices(engine, every, names_p)
     pressed = _pending_pressure(engine, every, model_of)
     early_pressed = engine.early_total + len(label_at) > engine.early_cap
-    split = _plan(engine, messages, pairs_p, pairs_l, fused, twice_at, again, slow,
+    split = _plan(engine, messages, planned_p, pairs_l, fused, twice_at, again, slow,
                   record=bool(pressed) or early_pressed,
-                  known_p=_Known(ids_p, model_of, every, kept_p) if pairs_p is whole_p else None
+                  known_p=_Known(ids_p, model_of, every, kept_p) if planned_p is None else None
                   )  # fmt: skip
     cut = min(split.loose, default=b)
     crossing = _crossing_caps(engine, every, model_of)
     if crossing:
-        cut = min(cut, _registry_cut(decoded[0], model_of, crossing, partition_of, b))
+        pairs_p = _pairs(kept_p, every) if pairs_p is None else pairs_p
+        cut = min(cut, _registry_cut(pairs_p, model_of, crossing, partition_of, b))
     caps: list[PendingCaps | EarlyCaps] = []
     if cut == b and (pressed or early_pressed):
-        found = _caps(engine, messages, split, decoded, pressed, early_pressed)
+        pairs_p = _pairs(kept_p, every) if pairs_p is None else pairs_p
+        found = _caps(engine, messages, split, (pairs_p, all_l), pressed, early_pressed)
         if isinstance(found, int):
             cut = found
         else:
@@ -750,12 +752,12 @@ def _enter_matched(
 
 def _checked(
     engine: Engine, events: list[Any], at: list[int], *, labels: bool
-) -> tuple[list[tuple[int, Any]], list[str], list[int], list[int], list[str | None]]:
+) -> tuple[list[Any], list[str], list[int], list[int], list[str | None]]:
     """A topic's decoded ``events`` (at poll indices ``at``) that are valid events whatever
-    the join holds, as (poll index, event) pairs, with their ids and poll indices; the
-    poll indices of the others (rejects): not decoded (None), or of a model the config does
-    not know (a label may name none); and the valid ones' model names. All by C loops,
-    with no bytecode per event: the usual poll has a few such messages among thousands."""
+    the join holds, with their ids and poll indices; the poll indices of the others
+    (rejects): not decoded (None), or of a model the config does not know (a label may name
+    none); and the valid ones' model names. All by C loops, with no bytecode per event: the
+    usual poll has a few such messages among thousands."""
     known = engine.by_name
     nones = _none_at(events)
     keep: list[bool] | None = None
@@ -783,10 +785,30 @@ def _checked(
             for k in compress(compress(range(len(events)), keep), map(operator.not_, fine)):
                 keep[k] = False
     if keep is None:  # every event decoded, of a configured model (the usual poll)
-        return list(zip(at, events, strict=True)), ids, at, [], models
-    pairs = list(compress(zip(at, events, strict=True), keep))
-    return (pairs, ids, list(map(_AT, pairs)), list(compress(at, map(operator.not_, keep))),
-            models)  # fmt: skip
+        return events, ids, at, [], models
+    return (list(compress(events, keep)), ids, list(compress(at, keep)),
+            list(compress(at, map(operator.not_, keep))), models)  # fmt: skip
+
+
+def _pairs(at: list[int], events: list[Any]) -> list[tuple[int, Any]]:
+    """(poll index, event) pairs of the ``events`` at poll indices ``at``."""
+    return list(zip(at, events, strict=True))
+
+
+def _shared_ids(ids_p: list[str], ids_l: list[str]) -> tuple[set[str], set[str], set[str]]:
+    """The ids both ``ids_p`` and ``ids_l`` name, and those each names more than once: by
+    the compiled kernel (one table per list, made at its size), else (or where it declines)
+    by sets of each list's ids, with no bytecode per id."""
+    kernels = native.kernels()
+    if kernels is not None and type(ids_p) is list and type(ids_l) is list:
+        got: tuple[set[str], set[str], set[str]] | None = kernels.shared_ids(ids_p, ids_l)
+        if got is not None:
+            return got
+    named_p = set(ids_p)
+    named_l = set(ids_l)
+    again_p = _repeated(ids_p) if len(named_p) < len(ids_p) else set()
+    again_l = _repeated(ids_l) if len(named_l) < len(ids_l) else set()
+    return named_l.intersection(named_p), again_p, again_l
 
 
 def _repeated(ids: list[str]) -> set[str]:
@@ -1006,7 +1028,7 @@ class _Known(NamedTuple):
 def _plan(
     engine: Engine,
     messages: MessageBatch,
-    pairs_p: list[tuple[int, PredictionEvent]],
+    pairs_p: list[tuple[int, PredictionEvent]] | None,
     pairs_l: list[tuple[int, LabelEvent]],
     fused: dict[str, tuple[int, LabelEvent]],
     twice_at: set[int],
@@ -1017,13 +1039,13 @@ def _plan(
     known_p: _Known | None = None,
 ) -> _Split:
     """Decide a segment's checked events (see :func:`_segment`); ``record``: keep what the
-    plans do to the capped tables (a cap is near); ``known_p``: what the caller has read
-    of ``pairs_p`` already."""
+    plans do to the capped tables (a cap is near); ``known_p``: the checked predictions as
+    the caller has read them, in place of ``pairs_p`` (None then)."""
     split = _Split(list(slow))
     split.record = record
     # Ids seen twice in a way the plan does not decide: the segment is cut before them.
     split.loose.extend(twice_at)
-    if pairs_p:
+    if known_p.events if known_p is not None else pairs_p:
         _predictions(engine, messages, pairs_p, split, fused, again.keys(), known_p)
     if pairs_l:
         _labels(engine, messages, pairs_l, split)
@@ -1285,7 +1307,7 @@ def _crossing_caps(engine: Engine, events: list[PredictionEvent], model_of: list
 def _predictions(
     engine: Engine,
     messages: MessageBatch,
-    pairs: list[tuple[int, PredictionEvent]],
+    pairs: list[tuple[int, PredictionEvent]] | None,
     split: _Split,
     fused: dict[str, tuple[int, LabelEvent]],
     retried: Collection[str],
@@ -1298,6 +1320,7 @@ def _predictions(
     indices, when the caller has them."""
     known_ids: list[str] | None = None
     if known is None:
+        assert pairs is not None
         at_l, events = _unpaired(pairs)
         model_of = _model_indices(engine, events)
     else:

@@ -6,6 +6,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import overload
 
+from monitor import native
+
 
 @dataclass(slots=True)
 class Message:
@@ -40,6 +42,11 @@ class Reject:
             ("monitor.source.partition", str(m.partition).encode()),
             ("monitor.source.offset", str(m.offset).encode()),
         ]
+
+
+#: The attributes of a :class:`Message` a :class:`MessageBatch` keeps as columns, in the
+#: order of its constructor's arguments.
+_COLUMNS = ("topic", "partition", "offset", "value", "timestamp_ms")
 
 
 class MessageBatch(Sequence[Message]):
@@ -80,6 +87,13 @@ class MessageBatch(Sequence[Message]):
         """``messages`` as a batch (itself when it is one already)."""
         if isinstance(messages, MessageBatch):
             return messages
+        kernels = native.kernels()
+        if kernels is not None and type(messages) is list:
+            # every column in one pass of the compiled kernel (the slots read directly)
+            read = kernels.attr_lists(messages, _COLUMNS)
+            if read is not None:
+                topics, partitions, offsets, values, stamps = read
+                return cls(topics, partitions, offsets, values, messages.__getitem__, stamps)
         return cls(
             [m.topic for m in messages],
             [m.partition for m in messages],
