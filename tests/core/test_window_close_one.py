@@ -27,6 +27,7 @@ from monitor.config import MonitorConfig, WindowSpec
 from monitor.core.model import ModelState, take_errors, take_errors_each
 from monitor.core.panemetrics import PanePlan
 from monitor.core.windows import WindowSet
+from tests.core.test_window_close import _canonical
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # inf - inf is NaN
 
@@ -170,16 +171,6 @@ def _run(seed: int, compiled: bool) -> list[Any]:
         return states
     finally:
         native.use(before)
-
-
-def _canonical(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _canonical(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_canonical(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return (value.shape, np.where(np.isnan(value), np.nan, value).tobytes())
-    return value
 
 
 @needs_native
