@@ -4967,9 +4967,10 @@ fail:
  * through the buffer protocol and copied by memcpy. A poll of 100 models joins a few
  * thousand per-model arrays of a few dozen rows, and np.concatenate's set-up costs more a
  * part (a view and a cast loop of each) than the copy of its rows. It declines (None, and
- * nothing made) unless every part is an array of one type and one plain numeric or bool
- * format, all 1-D or all 2-D of one width: the caller's np.concatenate then does what it
- * does. tests/core/test_join_rows.py holds it to np.concatenate. */
+ * nothing made) unless every part is an array of one type and one dtype (the same object:
+ * a plain number or bool in native order), all 1-D or all 2-D of one width: the caller's
+ * np.concatenate then does what it does. tests/core/test_join_rows.py holds it to
+ * np.concatenate. */
 
 /* Whether dtype (a numpy dtype) is a plain number or bool in native order (its char one
  * of these, isnative true): no objects, no fields. 1 yes, 0 no, -1 with an error set. */
@@ -5048,7 +5049,8 @@ PyDoc_STRVAR(join_rows_doc,
 "np.concatenate(parts) of the list parts of numpy arrays (a tuple of 2-D arrays in it: \n"
 "np.concatenate(part, axis=1) of them), in a fresh array made by empty(shape, dtype) (numpy's\n"
 "np.empty): the same values, dtype and shape. None, with nothing made, unless the parts are\n"
-"arrays of one type and one plain numeric or bool format, all 1-D or all 2-D of one width.");
+"arrays of one type and one dtype (a plain number or bool in native order), all 1-D or all\n"
+"2-D of one width.");
 
 static PyObject *join_dtype_name; /* "dtype", interned */
 
