@@ -4959,6 +4959,249 @@ fail:
     return NULL;
 }
 
+/* ---------------------------------------------------------------- arrays joined end to end
+ * A list of numpy arrays put end to end (along the first axis) into one fresh array, as
+ * np.concatenate(parts) makes it (monitor/core/fastpath.py, joined; monitor/core/engine.py,
+ * _beside), or of rows each put together side by side from a tuple of 2-D arrays first
+ * (np.concatenate(part, axis=1) of each tuple): the same values, dtype and shape, read
+ * through the buffer protocol and copied by memcpy. A poll of 100 models joins a few
+ * thousand per-model arrays of a few dozen rows, and np.concatenate's set-up costs more a
+ * part (a view and a cast loop of each) than the copy of its rows. It declines (None, and
+ * nothing made) unless every part is an array of one type and one dtype (the same object:
+ * a plain number or bool in native order), all 1-D or all 2-D of one width: the caller's
+ * np.concatenate then does what it does. tests/core/test_join_rows.py holds it to
+ * np.concatenate. */
+
+/* Whether dtype (a numpy dtype) is a plain number or bool in native order (its char one
+ * of these, isnative true): no objects, no fields. 1 yes, 0 no, -1 with an error set. */
+static int
+join_dtype(PyObject *dtype)
+{
+    PyObject *ch = PyObject_GetAttrString(dtype, "char");
+    if (ch == NULL)
+        return -1;
+    const char *c = PyUnicode_Check(ch) ? PyUnicode_AsUTF8(ch) : NULL;
+    int plain = c != NULL && c[0] != '\0' && c[1] == '\0' && strchr("?bBhHiIlLqQefd", c[0]) != NULL;
+    Py_DECREF(ch);
+    if (!plain)
+        return PyErr_Occurred() ? -1 : 0;
+    PyObject *native = PyObject_GetAttrString(dtype, "isnative");
+    if (native == NULL)
+        return -1;
+    int yes = PyObject_IsTrue(native);
+    Py_DECREF(native);
+    return yes;
+}
+
+/* Copy the (rows, width) strided block at src (strides s0, s1) into dst, whose rows are
+ * pitch bytes apart. */
+static void
+join_copy(char *dst, Py_ssize_t pitch, const char *src, Py_ssize_t rows, Py_ssize_t width,
+          Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t itemsize)
+{
+    Py_ssize_t line = width * itemsize;
+    if (rows == 0 || width == 0)
+        return;
+    if ((s1 == itemsize || width == 1) && (s0 == line || rows == 1) && pitch == line) {
+        memcpy(dst, src, (size_t)(rows * line));
+        return;
+    }
+    if (s1 == itemsize || width == 1) {
+        for (Py_ssize_t i = 0; i < rows; i++)
+            memcpy(dst + i * pitch, src + i * s0, (size_t)line);
+        return;
+    }
+    if (itemsize == 8) { /* along the source's shorter stride, four at a time */
+        Py_ssize_t outer = rows, inner = width, so = s0, si = s1, dout = pitch, din = 8;
+        if ((s0 < 0 ? -s0 : s0) < (s1 < 0 ? -s1 : s1)) {
+            outer = width, inner = rows, so = s1, si = s0, dout = 8, din = pitch;
+        }
+        for (Py_ssize_t i = 0; i < outer; i++) {
+            char *d = dst + i * dout;
+            const char *s = src + i * so;
+            Py_ssize_t j = 0;
+            for (; j + 4 <= inner; j += 4) {
+                uint64_t v0, v1, v2, v3;
+                memcpy(&v0, s + j * si, 8);
+                memcpy(&v1, s + (j + 1) * si, 8);
+                memcpy(&v2, s + (j + 2) * si, 8);
+                memcpy(&v3, s + (j + 3) * si, 8);
+                memcpy(d + j * din, &v0, 8);
+                memcpy(d + (j + 1) * din, &v1, 8);
+                memcpy(d + (j + 2) * din, &v2, 8);
+                memcpy(d + (j + 3) * din, &v3, 8);
+            }
+            for (; j < inner; j++)
+                memcpy(d + j * din, s + j * si, 8);
+        }
+        return;
+    }
+    for (Py_ssize_t i = 0; i < rows; i++) {
+        char *d = dst + i * pitch;
+        const char *s = src + i * s0;
+        for (Py_ssize_t j = 0; j < width; j++)
+            memcpy(d + j * itemsize, s + j * s1, (size_t)itemsize);
+    }
+}
+
+PyDoc_STRVAR(join_rows_doc,
+"join_rows(parts, empty) -> array, or None\n\n"
+"np.concatenate(parts) of the list parts of numpy arrays (a tuple of 2-D arrays in it: \n"
+"np.concatenate(part, axis=1) of them), in a fresh array made by empty(shape, dtype) (numpy's\n"
+"np.empty): the same values, dtype and shape. None, with nothing made, unless the parts are\n"
+"arrays of one type and one dtype (a plain number or bool in native order), all 1-D or all\n"
+"2-D of one width.");
+
+static PyObject *join_dtype_name; /* "dtype", interned */
+
+#define JOIN_FEW 128 /* parts whose buffers are held on the stack (more: on the heap) */
+
+static PyObject *
+join_rows(PyObject *self, PyObject *args)
+{
+    PyObject *o_parts, *empty;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OO", &o_parts, &empty))
+        return NULL;
+    if (join_dtype_name == NULL && (join_dtype_name = PyUnicode_InternFromString("dtype")) == NULL)
+        return NULL;
+    PyObject *parts = PySequence_Fast(o_parts, "parts: a sequence expected");
+    if (parts == NULL)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(parts), pieces = 0;
+    PyObject **items = PySequence_Fast_ITEMS(parts);
+    for (Py_ssize_t i = 0; i < n; i++)
+        pieces += PyTuple_Check(items[i]) ? PyTuple_GET_SIZE(items[i]) : 1;
+    if (n == 0 || pieces == 0) {
+        Py_DECREF(parts);
+        Py_RETURN_NONE;
+    }
+    Py_buffer few[JOIN_FEW];
+    Py_buffer *bufs = pieces <= JOIN_FEW ? few : PyMem_Malloc((size_t)pieces * sizeof(Py_buffer));
+    if (bufs == NULL) {
+        Py_DECREF(parts);
+        return PyErr_NoMemory();
+    }
+    Py_ssize_t held = 0;
+    PyObject *result = NULL, *out = NULL, *shape = NULL, *dtype = NULL;
+    /* each part's dtype by its type's descriptor, called directly (not looked up a part) */
+    PyObject *getter = NULL;
+    descrgetfunc get = NULL;
+    PyTypeObject *type = NULL;
+    Py_ssize_t itemsize = 0, rows = 0, width = -1;
+    int ndim = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = items[i];
+        int side = PyTuple_Check(item);
+        Py_ssize_t k = side ? PyTuple_GET_SIZE(item) : 1, own_rows = -1, own_width = 0;
+        if (k == 0)
+            goto decline;
+        for (Py_ssize_t j = 0; j < k; j++) {
+            PyObject *a = side ? PyTuple_GET_ITEM(item, j) : item;
+            if (type == NULL) {
+                type = Py_TYPE(a);
+                getter = _PyType_Lookup(type, join_dtype_name); /* borrowed */
+                if (getter == NULL || (get = Py_TYPE(getter)->tp_descr_get) == NULL)
+                    goto decline;
+                Py_INCREF(getter);
+            }
+            if (Py_TYPE(a) != type || !PyObject_CheckBuffer(a))
+                goto decline;
+            PyObject *own = get(getter, a, (PyObject *)type);
+            if (own == NULL) {
+                PyErr_Clear();
+                goto decline;
+            }
+            Py_DECREF(own); /* (compared by identity: held by the array) */
+            if (dtype == NULL) {
+                int plain = join_dtype(own);
+                if (plain < 0)
+                    goto done;
+                if (!plain)
+                    goto decline;
+                dtype = Py_NewRef(own);
+            }
+            else if (own != dtype)
+                goto decline;
+            Py_buffer *b = &bufs[held];
+            if (PyObject_GetBuffer(a, b, PyBUF_STRIDES) < 0) {
+                PyErr_Clear();
+                goto decline;
+            }
+            held++;
+            if (b->strides == NULL || b->shape == NULL)
+                goto decline;
+            if (held == 1) {
+                itemsize = b->itemsize;
+                ndim = side ? 2 : b->ndim;
+                if (ndim != 1 && ndim != 2)
+                    goto decline;
+            }
+            if (b->itemsize != itemsize || b->ndim != ndim)
+                goto decline;
+            if (own_rows >= 0 && b->shape[0] != own_rows)
+                goto decline;
+            own_rows = b->shape[0];
+            own_width += ndim == 2 ? b->shape[1] : 1;
+        }
+        if (ndim == 2 && width >= 0 && own_width != width)
+            goto decline;
+        width = own_width;
+        rows += own_rows;
+    }
+    if (dtype == NULL)
+        goto decline;
+    shape = ndim == 2 ? Py_BuildValue("(nn)", rows, width) : Py_BuildValue("(n)", rows);
+    if (shape == NULL)
+        goto done;
+    out = PyObject_CallFunctionObjArgs(empty, shape, dtype, NULL);
+    if (out == NULL)
+        goto done;
+    if (Py_TYPE(out) != type)
+        goto decline;
+    Py_buffer vo;
+    if (PyObject_GetBuffer(out, &vo, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0)
+        goto done;
+    if (vo.len != rows * (ndim == 2 ? width : 1) * itemsize) {
+        PyBuffer_Release(&vo);
+        PyErr_SetString(PyExc_ValueError, "empty: an array of the shape asked expected");
+        goto done;
+    }
+    {
+        Py_ssize_t pitch = (ndim == 2 ? width : 1) * itemsize, row = 0, at = 0;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *item = items[i];
+            Py_ssize_t k = PyTuple_Check(item) ? PyTuple_GET_SIZE(item) : 1, column = 0, r = 0;
+            for (Py_ssize_t j = 0; j < k; j++, at++) {
+                Py_buffer *b = &bufs[at];
+                Py_ssize_t w = ndim == 2 ? b->shape[1] : 1;
+                r = b->shape[0];
+                join_copy((char *)vo.buf + row * pitch + column * itemsize, pitch,
+                          (const char *)b->buf, r, w, b->strides[0],
+                          ndim == 2 ? b->strides[1] : itemsize, itemsize);
+                column += w;
+            }
+            row += r;
+        }
+    }
+    PyBuffer_Release(&vo);
+    result = Py_NewRef(out);
+    goto done;
+decline:
+    result = Py_NewRef(Py_None);
+done:
+    while (held > 0)
+        PyBuffer_Release(&bufs[--held]);
+    if (bufs != few)
+        PyMem_Free(bufs);
+    Py_XDECREF(getter);
+    Py_XDECREF(out);
+    Py_XDECREF(shape);
+    Py_XDECREF(dtype);
+    Py_DECREF(parts);
+    return result;
+}
+
 /* ---------------------------------------------------------------- group sums
  * Each group's sum of a column of float64 values, as np.add.reduce of the group's slice
  * sums it (monitor/core/engine.py, Engine._label_delays): numpy's pairwise summation
@@ -5448,6 +5691,8 @@ static PyMethodDef methods[] = {
     {"memo_codes", memo_codes, METH_VARARGS, memo_codes_doc},
     {"int64s", int64s, METH_VARARGS, int64s_doc},
     {"pending_owners", pending_owners, METH_VARARGS, pending_owners_doc},
+    /* ---- arrays joined end to end ---- */
+    {"join_rows", join_rows, METH_VARARGS, join_rows_doc},
     /* ---- a segment's shared ids ---- */
     {"shared_ids", shared_ids, METH_VARARGS, shared_ids_doc},
     {NULL, NULL, 0, NULL},

@@ -168,17 +168,17 @@ class _Batch:
                 np.concatenate([b[1] for b in blocks], axis=1),
             )
         out = Chunk(
-            np.concatenate([c.idx for c in chunks]),
+            joined([c.idx for c in chunks]),
             0,
-            np.concatenate([c.ts for c in chunks]),
-            np.concatenate([c.pred for c in chunks]),
-            np.concatenate([c.score for c in chunks]),
-            np.concatenate([c.slices for c in chunks]),
+            joined([c.ts for c in chunks]),
+            joined([c.pred for c in chunks]),
+            joined([c.score for c in chunks]),
+            joined([c.slices for c in chunks]),
             feats={n: list(chain.from_iterable(c[n] for c in columns)) for n in columns[0]},
             numeric=numeric,
             prob=[p for c in chunks for p in (c.prob or ())] or None,
         )
-        out.part = np.concatenate([c.part for c in chunks])
+        out.part = joined([c.part for c in chunks])
         return out
 
     def outcomes(self, k: int) -> Chunk | None:
@@ -189,19 +189,19 @@ class _Batch:
             return None
         if len(chunks) == 1:
             return chunks[0]
-        idx = np.concatenate([c.idx for c in chunks])
+        idx = joined([c.idx for c in chunks])
         order = np.argsort(idx, kind="stable")  # poll order: the detectors see event order
         out = Chunk(
             idx[order],
             0,
-            np.concatenate([c.ts for c in chunks])[order],
-            np.concatenate([c.pred for c in chunks])[order],
-            np.concatenate([c.score for c in chunks])[order],
-            np.concatenate([c.slices for c in chunks])[order],
-            label=np.concatenate([c.label for c in chunks if c.label is not None])[order],
-            delay=np.concatenate([c.delay for c in chunks if c.delay is not None])[order],
+            joined([c.ts for c in chunks])[order],
+            joined([c.pred for c in chunks])[order],
+            joined([c.score for c in chunks])[order],
+            joined([c.slices for c in chunks])[order],
+            label=joined([c.label for c in chunks if c.label is not None])[order],
+            delay=joined([c.delay for c in chunks if c.delay is not None])[order],
         )
-        out.part = np.concatenate([c.part for c in chunks])[order]
+        out.part = joined([c.part for c in chunks])[order]
         return out
 
 
@@ -497,13 +497,13 @@ class Engine:
                 chosen = [(i, c) for i in members if (c := side[i]) is not None]
                 if len(chosen) < 2:
                     continue
-                pred = np.concatenate([c.pred for _, c in chosen])
-                score = np.concatenate([c.score for _, c in chosen])
+                pred = joined([c.pred for _, c in chosen])
+                score = joined([c.score for _, c in chosen])
                 if kind == 0:
                     cols, vals = layout.prediction_terms(pred, score)
                 else:
                     labels = [c.label for _, c in chosen if c.label is not None]  # (every one)
-                    cols, vals = layout.outcome_terms(pred, score, np.concatenate(labels))
+                    cols, vals = layout.outcome_terms(pred, score, joined(labels))
                 a = 0
                 for i, c in chosen:
                     b = a + len(c.pred)
@@ -714,7 +714,7 @@ class Engine:
         # DeltaLedger.add adds group by group: a group's events stay in their order).
         keys = [(s * count + n) * span + (p - low)
                 for s, n, p in zip(slots, numbers, panes, strict=True)]  # fmt: skip
-        uniq, group = _distinct(np.concatenate(keys), len(items) * count * span)
+        uniq, group = _distinct(joined(keys), len(items) * count * span)
         cuts = np.cumsum([len(k) for k in keys])[:-1]
         terms = []
         for ids, chosen, t in zip(np.split(group, cuts), parts, ts, strict=True):
@@ -891,16 +891,16 @@ def _outcomes(batches: Sequence[_Batch]) -> list[Chunk | None]:
             continue
         chunks = [c for i in members for c in batches[i].chunks_o]
         sizes = [sum(len(c.idx) for c in batches[i].chunks_o) for i in members]
-        idx = np.concatenate([c.idx for c in chunks])
+        idx = joined([c.idx for c in chunks])
         slot = np.repeat(np.arange(len(members), dtype=np.int64), sizes)
         # poll order within each model (the detectors see event order), stably
         order = np.argsort(slot * (int(idx.max()) + 1) + idx, kind="stable")
         ts, pred, score, slices, part = (
-            np.concatenate([getattr(c, name) for c in chunks])[order]
+            joined([getattr(c, name) for c in chunks])[order]
             for name in ("ts", "pred", "score", "slices", "part")
         )
-        label = np.concatenate([c.label for c in chunks if c.label is not None])[order]
-        delay = np.concatenate([c.delay for c in chunks if c.delay is not None])[order]
+        label = joined([c.label for c in chunks if c.label is not None])[order]
+        delay = joined([c.delay for c in chunks if c.delay is not None])[order]
         idx = idx[order]
         a = 0
         for i, n in zip(members, sizes, strict=True):
@@ -921,8 +921,14 @@ def _width(block: Any) -> int:
 def _beside(blocks: list[Any]) -> Any:
     """Terms of several sets end to end (rows), each a 2-D block or two side by side (the
     task's and the features'): the same array as each set's blocks put side by side and
-    the sets' stacked, with two copies of all the terms for sets of many models (each
-    side stacked, then the sides put together) instead of a pair of copies per set."""
+    the sets' stacked, in one copy by the compiled ``join_rows`` when :mod:`monitor.native`
+    runs, else with two copies of all the terms for sets of many models (each side
+    stacked, then the sides put together) instead of a pair of copies per set."""
+    kernels = native.kernels()
+    if kernels is not None and (len(blocks) > 1 or type(blocks[0]) is tuple):
+        out = kernels.join_rows(blocks, np.empty)
+        if out is not None:
+            return out
     if all(type(b) is tuple for b in blocks) and len({b[0].shape[1] for b in blocks}) == 1:
         return np.concatenate([joined([b[0] for b in blocks]), joined([b[1] for b in blocks])],
                               axis=1)  # fmt: skip
