@@ -229,7 +229,9 @@ done:
     return result;
 }
 
-static uint32_t crc_table[256];
+/* crc_table[0]: the CRC-32 of each byte; crc_table[k][b]: the CRC of byte b followed by k
+ * zero bytes, so that eight bytes are folded in with eight look-ups ("slicing by 8"). */
+static uint32_t crc_table[8][256];
 
 static void
 crc_init(void)
@@ -238,17 +240,31 @@ crc_init(void)
         uint32_t c = i;
         for (int k = 0; k < 8; k++)
             c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-        crc_table[i] = c;
+        crc_table[0][i] = c;
     }
+    for (int k = 1; k < 8; k++)
+        for (uint32_t i = 0; i < 256; i++) {
+            uint32_t c = crc_table[k - 1][i];
+            crc_table[k][i] = (c >> 8) ^ crc_table[0][c & 0xFF];
+        }
 }
 
-/* CRC-32 as zlib.crc32 computes it (IEEE 802.3, reflected). */
+/* CRC-32 as zlib.crc32 computes it (IEEE 802.3, reflected): eight bytes at a time by the
+ * tables above (an id of a dozen bytes takes a third of the steps of a byte at a time),
+ * then the rest byte by byte. */
 static uint32_t
 crc32_of(const unsigned char *p, Py_ssize_t n)
 {
     uint32_t c = 0xFFFFFFFFu;
+    for (; n >= 8; p += 8, n -= 8) {
+        uint32_t lo = c ^ ((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+                           (uint32_t)p[3] << 24);
+        c = crc_table[7][lo & 0xFF] ^ crc_table[6][(lo >> 8) & 0xFF] ^
+            crc_table[5][(lo >> 16) & 0xFF] ^ crc_table[4][lo >> 24] ^ crc_table[3][p[4]] ^
+            crc_table[2][p[5]] ^ crc_table[1][p[6]] ^ crc_table[0][p[7]];
+    }
     for (Py_ssize_t i = 0; i < n; i++)
-        c = crc_table[(c ^ p[i]) & 0xFF] ^ (c >> 8);
+        c = crc_table[0][(c ^ p[i]) & 0xFF] ^ (c >> 8);
     return c ^ 0xFFFFFFFFu;
 }
 

@@ -1568,7 +1568,7 @@ def _plain_models(
             continue
         join = engine.partition(number).join
         matched, early = join.matched[m], join.early
-        pids = _pick(ids, rows)
+        pids = _pick(ids, sel)  # (the int64 array: no int read per place)
         if (matched and not matched.keys().isdisjoint(pids)) or (
             early and not early.keys().isdisjoint(pids)
         ):
@@ -2330,7 +2330,7 @@ def _labels(
         timely = ~np.isnan(ts[sel])
         split.reject(at[sel[~timely]])
         join = engine.partition(number).join
-        pids = every_id if len(rows) == len(every_id) else _pick(every_id, rows)
+        pids = every_id if len(rows) == len(every_id) else _pick(every_id, sel)
         # The model whose prediction waits (the named one only; else the first holding it).
         if name < 0:  # the first model holding it: one probe of the join's owner index
             owner = join.owners_of(pids)
@@ -2407,19 +2407,18 @@ def _plan_joins(
     if not bool((key[1:] > key[:-1]).all()):  # (one model's labels are in order already)
         order = np.argsort(key, kind="stable")
         pos, owner, part = pos[order], owner[order], part[order]
-    owner_l = owner.tolist()
+    # (the labels' places picked by the int64 array itself: no list of ints made)
     codes = np.empty(len(pos))
     valid = np.empty(len(pos), dtype=np.bool_)
     starts = np.flatnonzero(np.diff(owner, prepend=-1))  # each model's first label
     bounds = [*starts.tolist(), len(pos)]
-    ms = [owner_l[i] for i in bounds[:-1]]
-    pos_l = pos.tolist()
+    ms = owner[starts].tolist()
     for chosen in _codec_groups(models, ms):
         if len(chosen) == len(ms):  # one codec for all (the usual poll)
-            codes, valid = models[ms[0]].codec.code_many(_pick(values, pos_l))
+            codes, valid = models[ms[0]].codec.code_many(_pick(values, pos))
             break
         rows = np.concatenate([np.arange(bounds[j], bounds[j + 1]) for j in chosen])
-        c, v = models[ms[chosen[0]]].codec.code_many([values[pos_l[r]] for r in rows.tolist()])
+        c, v = models[ms[chosen[0]]].codec.code_many(_pick(values, pos[rows]))
         codes[rows], valid[rows] = c, v
     if not valid.all():
         split.reject(at[pos[~valid]])
@@ -2427,17 +2426,15 @@ def _plan_joins(
         pos, owner, part, codes = pos[keep], owner[keep], part[keep], codes[keep]
         if not len(pos):
             return []
-        owner_l = owner.tolist()
-        pos_l = pos.tolist()
         starts = np.flatnonzero(np.diff(owner, prepend=-1))
         bounds = [*starts.tolist(), len(pos)]
-        ms = [owner_l[i] for i in bounds[:-1]]
-    pids = _pick(every_id, pos_l)
+        ms = owner[starts].tolist()
+    pids = _pick(every_id, pos)
     idx, times = at[pos], ts[pos]
     # each (model, partition) run: where it starts, and its partition
     cuts = np.diff(owner * step + part, prepend=-1).nonzero()[0]
     part_l = part[cuts].tolist()
-    run_sizes = np.diff(cuts, append=len(pos_l)).tolist()
+    run_sizes = np.diff(cuts, append=len(pos)).tolist()
     # each model's first run (a model's first label starts a run), and the end
     first_run = np.searchsorted(cuts, bounds).tolist()
     out: list[_Joins] = []

@@ -263,12 +263,14 @@ def test_the_owner_kernels_check_what_they_are_given() -> None:
 
 def test_id_keys_are_the_ids_utf8_and_their_crc32() -> None:
     """The compiled keys equal ``str.encode("utf-8", "surrogatepass")`` and
-    ``zlib.crc32`` of it, lone surrogates, empty and long ids included."""
+    ``zlib.crc32`` of it, lone surrogates, empty and long ids included, and ids of every
+    length up to 40 bytes (the CRC folds eight bytes at a time, then the rest one by one)."""
     kernels = native.kernels()
     if kernels is None:
         pytest.skip("monitor._native is not built (see test_the_compiled_module_is_built)")
     rng = random.Random(7)
-    ids = ["", "a\ud800b", "\udfff", "x" * 10_000, *_ids(rng, 2000)]
+    every_length = ["".join(chr(rng.randrange(32, 0x250)) for _ in range(n)) for n in range(41)]
+    ids = ["", "a\ud800b", "\udfff", "x" * 10_000, *every_length, *_ids(rng, 2000)]
     crcs = np.empty(len(ids), dtype=np.uint32)
     keys = kernels.id_keys(ids, crcs)
     expected = [pid.encode("utf-8", "surrogatepass") for pid in ids]
