@@ -622,17 +622,19 @@ class ModelStage:
         wanted = model.config.reference_warmup and not model.config.reference
         return bool(wanted) and model.profile is None and not model.warmup_target
 
-    def _warm_terms(self, chunks: list[WarmChunk]) -> Terms | None:
+    def _warm_terms(self, chunks: list[WarmChunk], groups: list[int] | None = None
+                    ) -> Terms | None:  # fmt: skip
         """The profile's terms of raw predictions (their data-quality terms are in their
         pane's sums already), as :class:`~monitor.core.layout.Terms` of group 0; None
-        without features or predictions."""
+        without features or predictions. ``groups``: the chunks' sizes, each chunk's
+        terms those of its own call (see :meth:`~monitor.core.layout.Layout.feature_terms`)."""
         layout = self.model.layout
         if not layout.features or not any(chunks):
             return None
         chunk = concat(chunks)
         columns, numeric = chunk.terms_input()
         cols, vals = layout.feature_terms(None, profile_only=True, columns=columns,
-                                          numeric=numeric)  # fmt: skip
+                                          numeric=numeric, groups=groups)  # fmt: skip
         return Terms(np.zeros(len(chunk.ts), dtype=np.int64), chunk.slices, cols, vals, chunk.ts)
 
     def _warm_blocks(self, pane: int, chunks: list[WarmChunk]) -> tuple[F64, list[F64]] | None:
@@ -684,23 +686,28 @@ class ModelStage:
     def _add_warm(self, groups: list[tuple[int, list[WarmChunk]]]) -> None:
         """Histogram the raw predictions of open panes, ``(pane, chunks)`` after ``(pane,
         chunks)``: what :meth:`_merge` of each one's :meth:`_warm_blocks` in turn adds,
-        bit for bit, with one :func:`~monitor.core.layout.scatter_panes` call for all of
-        them (a block of the rows and columns each one's terms touch: the other cells of
-        its dense blocks are zeros) and their blocks added in one
+        bit for bit, with one feature-terms call (each group's terms those of its own
+        call) and one :func:`~monitor.core.layout.scatter_panes` call for all of them (a
+        block of the rows and columns each one's terms touch: the other cells of its
+        dense blocks are zeros) and their blocks added in one
         :class:`~monitor.core.windows.RowMerges` pass, in order. At the close that builds
         a warmup reference, the panes open then hold a few predictions per partition."""
         w = self.windows
-        sets: list[Terms] = []
+        chunks: list[WarmChunk] = []
         panes: list[int] = []
-        for pane, chunks in groups:
+        sizes: list[int] = []
+        for pane, held in groups:
             assert self.closed_upto is None or pane >= self.closed_upto
-            terms = self._warm_terms(chunks)
-            if terms is not None:
-                sets.append(terms._replace(group=terms.group + len(panes)))
+            chunk = concat(held) if held else None
+            if chunk is not None and len(chunk):
+                chunks.append(chunk)
                 panes.append(pane)
-        if not sets:
+                sizes.append(len(chunk))
+        # every group's terms in one call, each the terms of the group's own call
+        merged = self._warm_terms(chunks, sizes)
+        if merged is None:
             return
-        merged = Terms(*(np.concatenate(parts) for parts in zip(*sets, strict=True)))
+        merged = merged._replace(group=np.repeat(np.arange(len(sizes), dtype=np.int64), sizes))
         shape = (len(self.model.registry.keys), self.model.layout.width)
         blocks = scatter_panes(shape, w.decay_rates, self.pane, np.array(panes, dtype=np.int64),
                                [merged])  # fmt: skip

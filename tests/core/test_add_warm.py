@@ -1,8 +1,11 @@
 """At the close that builds a model's warmup reference, stage 2 histograms the raw
-predictions its open panes hold with one scatter of every (pane, partition) group and one
-pass of row blocks (``ModelStage._add_warm``): the open panes' sums, every signal and the
-reference are those of each group histogrammed in turn and added to its pane
-(``_merge`` of ``_warm_blocks``), bit for bit, with the compiled kernels and without."""
+predictions its open panes hold with one feature-terms call and one scatter of every
+(pane, partition) group and one pass of row blocks (``ModelStage._add_warm``): the open
+panes' sums, every signal and the reference are those of each group histogrammed in turn
+and added to its pane (``_merge`` of ``_warm_blocks``), bit for bit, with the compiled
+kernels and without. One ``Layout.feature_terms`` call over many groups of events gives
+each group the terms of its own call (``groups``: the PCA errors of each group as its own
+call computes them)."""
 
 from __future__ import annotations
 
@@ -13,8 +16,10 @@ import pytest
 
 from monitor import native
 from monitor.config import config_from_mapping
+from monitor.core.layout import Layout
 from monitor.core.model_stage import ModelStage
 from monitor.core.pipeline import Pipeline
+from monitor.core.reference import profile_from_columns
 from monitor.events.message import Message
 
 
@@ -101,3 +106,42 @@ def test_warm_groups_added_at_once_are_those_added_one_by_one(
         native.use(before)
     assert max(groups) > 1  # many (pane, partition) groups held raw predictions
     assert got == one_by_one
+
+
+def _groups(rng: np.random.Generator, sizes: list[int], names: list[str]) -> list[Any]:
+    """Blocks of numeric features, some values missing or not finite, some groups clean."""
+    out = []
+    for size in sizes:
+        x = rng.normal(size=(len(names), size)) * 3
+        codes = np.zeros(x.shape, dtype=np.int8)
+        if rng.random() < 0.5:
+            bad = rng.random(x.shape) < 0.15
+            codes[bad] = 1
+            x[bad] = np.nan
+            x[rng.random(x.shape) < 0.05] = np.inf
+        out.append((codes, x))
+    return out
+
+
+@pytest.mark.parametrize("pca", [True, False])
+def test_feature_terms_of_groups_are_each_groups_own(pca: bool) -> None:
+    rng = np.random.default_rng(3)
+    names = ["a", "b", "c", "d"]
+    columns = {n: rng.normal(size=300).tolist() for n in names}
+    profile = profile_from_columns(columns, dict.fromkeys(names, "numeric"))
+    layout = Layout("binary", features=dict.fromkeys(names, "numeric"), profile=profile)
+    if pca:
+        assert layout.pca is not None
+    else:
+        layout.pca = None
+    for _ in range(20):
+        sizes = [int(n) for n in rng.choice([0, 1, 1, 2, 3, 7, 30], size=8)]
+        blocks = _groups(rng, sizes, names)
+        own = [layout.feature_terms(None, profile_only=True, columns={}, numeric=b)
+               for b in blocks]  # fmt: skip
+        whole = (np.concatenate([b[0] for b in blocks], axis=1),
+                 np.concatenate([b[1] for b in blocks], axis=1))  # fmt: skip
+        cols, vals = layout.feature_terms(None, profile_only=True, columns={}, numeric=whole,
+                                          groups=sizes)  # fmt: skip
+        assert cols.tobytes() == np.concatenate([c for c, _ in own]).tobytes()
+        assert vals.tobytes() == np.concatenate([v for _, v in own]).tobytes()
