@@ -182,6 +182,7 @@ class Layout:
         *,
         columns: Mapping[str, Sequence[Any]] | None = None,
         numeric: NumericBlock | None = None,
+        groups: Sequence[int] | None = None,
     ) -> tuple[I64, F64]:
         """Columns and values that predictions' feature objects add, ``(events, terms)``.
 
@@ -198,6 +199,13 @@ class Layout:
         values over the events, see :func:`feature_columns`) may stand in for ``raw``;
         ``numeric`` (the block of the features :attr:`numeric`, see :func:`_numeric_block`)
         for the numeric features' columns.
+
+        Every term of an event depends on that event only, but for the PCA's
+        reconstruction error, which a call computes over the events it is given (one
+        event's is a matrix-vector product, other numbers of them another product):
+        ``groups`` (the sizes of consecutive groups of the events) gives each group's
+        errors as that group's own call computes them, so that one call over many groups
+        gives each group's own terms, bit for bit.
 
         >>> lay = Layout("regression", features={"x": "numeric"})
         >>> cols, vals = lay.feature_terms([{"x": 1.0}, {"x": "a"}, None])
@@ -295,12 +303,23 @@ class Layout:
             err: F64 = np.zeros(e)
             if clean and every:  # every event finite and used: no gather
                 whole = use
-                if e:
+                if e and groups is None:
                     err = self.pca.errors(pca_x)
             else:
                 whole = np.isfinite(pca_x).all(axis=0) & use
-                if whole.any():
+                if whole.any() and groups is None:
                     err[whole] = self.pca.errors(pca_x[:, whole])
+            if groups is not None:  # each group's own call
+                start = 0
+                for size in groups:
+                    end = start + size
+                    mine = whole[start:end]
+                    if mine.all():
+                        if size:
+                            err[start:end] = self.pca.errors(pca_x[:, start:end])
+                    elif mine.any():
+                        err[start:end][mine] = self.pca.errors(pca_x[:, start:end][:, mine])
+                    start = end
             cols[j] = self.col("pca_n")
             vals[j] = whole
             cols[j + 1] = self.col("pca_err_sum")

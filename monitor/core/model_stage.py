@@ -39,7 +39,7 @@ from monitor import native
 from monitor.catalogue import ALWAYS_COMPUTED, base_metric
 from monitor.config import MonitorConfig
 from monitor.core.counts import COUNT_NAMES, LATE
-from monitor.core.layout import scatter_pane
+from monitor.core.layout import Terms, scatter_pane, scatter_panes
 from monitor.core.model import (
     ModelState,
     PaneSignals,
@@ -622,17 +622,29 @@ class ModelStage:
         wanted = model.config.reference_warmup and not model.config.reference
         return bool(wanted) and model.profile is None and not model.warmup_target
 
-    def _warm_blocks(self, pane: int, chunks: list[WarmChunk]) -> tuple[F64, list[F64]] | None:
-        """The profile's terms of raw predictions of ``pane`` (their data-quality terms are
-        in the pane's sums already), as plain and decay blocks; None without features."""
+    def _warm_terms(self, chunks: list[WarmChunk], groups: list[int] | None = None
+                    ) -> Terms | None:  # fmt: skip
+        """The profile's terms of raw predictions (their data-quality terms are in their
+        pane's sums already), as :class:`~monitor.core.layout.Terms` of group 0; None
+        without features or predictions. ``groups``: the chunks' sizes, each chunk's
+        terms those of its own call (see :meth:`~monitor.core.layout.Layout.feature_terms`)."""
         layout = self.model.layout
         if not layout.features or not any(chunks):
             return None
         chunk = concat(chunks)
         columns, numeric = chunk.terms_input()
         cols, vals = layout.feature_terms(None, profile_only=True, columns=columns,
-                                          numeric=numeric)  # fmt: skip
-        slices, ts = chunk.slices, chunk.ts
+                                          numeric=numeric, groups=groups)  # fmt: skip
+        return Terms(np.zeros(len(chunk.ts), dtype=np.int64), chunk.slices, cols, vals, chunk.ts)
+
+    def _warm_blocks(self, pane: int, chunks: list[WarmChunk]) -> tuple[F64, list[F64]] | None:
+        """The profile's terms of raw predictions of ``pane`` (see :meth:`_warm_terms`), as
+        plain and decay blocks; None without features."""
+        terms = self._warm_terms(chunks)
+        if terms is None:
+            return None
+        layout = self.model.layout
+        slices, cols, vals, ts = terms.slices, terms.cols, terms.vals, terms.ts
         shape = (len(self.model.registry.keys), layout.width)
         plain = np.zeros(shape)
         decay = [np.zeros(shape) for _ in self.windows.decay_rates]
@@ -664,14 +676,45 @@ class ModelStage:
             return
         self._flush(batch)
         install_profile(model, profile, pane)
-        for p, parts in sorted(self.warm.items()):
-            for number in sorted(parts):
-                got = self._warm_blocks(p, parts[number])
-                if got is not None:
-                    self._merge(p, got[0], got[1], 1.0)
+        # (every pane still held is above ``pane``: open)
+        self._add_warm([(p, parts[number]) for p, parts in sorted(self.warm.items())
+                        for number in sorted(parts)])  # fmt: skip
         self.warm.clear()
         _log.info("warmup_profile_built", model=self.name, predictions=profile.rows,
                   last_pane_end=(pane + 1) * self.pane)  # fmt: skip
+
+    def _add_warm(self, groups: list[tuple[int, list[WarmChunk]]]) -> None:
+        """Histogram the raw predictions of open panes, ``(pane, chunks)`` after ``(pane,
+        chunks)``: what :meth:`_merge` of each one's :meth:`_warm_blocks` in turn adds,
+        bit for bit, with one feature-terms call (each group's terms those of its own
+        call) and one :func:`~monitor.core.layout.scatter_panes` call for all of them (a
+        block of the rows and columns each one's terms touch: the other cells of its
+        dense blocks are zeros) and their blocks added in one
+        :class:`~monitor.core.windows.RowMerges` pass, in order. At the close that builds
+        a warmup reference, the panes open then hold a few predictions per partition."""
+        w = self.windows
+        chunks: list[WarmChunk] = []
+        panes: list[int] = []
+        sizes: list[int] = []
+        for pane, held in groups:
+            assert self.closed_upto is None or pane >= self.closed_upto
+            chunk = concat(held) if held else None
+            if chunk is not None and len(chunk):
+                chunks.append(chunk)
+                panes.append(pane)
+                sizes.append(len(chunk))
+        # every group's terms in one call, each the terms of the group's own call
+        merged = self._warm_terms(chunks, sizes)
+        if merged is None:
+            return
+        merged = merged._replace(group=np.repeat(np.arange(len(sizes), dtype=np.int64), sizes))
+        shape = (len(self.model.registry.keys), self.model.layout.width)
+        blocks = scatter_panes(shape, w.decay_rates, self.pane, np.array(panes, dtype=np.int64),
+                               [merged])  # fmt: skip
+        merges = RowMerges()
+        for g, rows, cols, plain, decay in blocks:
+            merges.add(w, panes[g], rows, plain, decay, cols)
+        merges.run()
 
     def _sample_size(self) -> int:
         """The predictions in the model's warmup sample (``model.warmup_rows``), counted

@@ -411,6 +411,17 @@ def _number_array(values: Sequence[Any]) -> F64 | None:
     return np.array(values, dtype=np.float64).reshape(len(values))
 
 
+def _numbers(values: Sequence[Any]) -> F64:
+    """``values`` as float64, each one :func:`_numeric_value` finds usable as its number
+    and every other one not finite (a column of numbers only in one call, another one value
+    by value)."""
+    x = _number_array(values)
+    if x is None:
+        parsed = (_numeric_value(v)[0] for v in values)
+        x = np.array([math.nan if u is None else u for u in parsed], dtype=np.float64)
+    return x
+
+
 def _numeric_parts(values: Sequence[Any]) -> tuple[F64, Counter[str | None]]:
     """A numeric column's usable numbers, in order, and how many values each reason
     counts (None: usable), as :func:`_numeric_value` judges each value."""
@@ -444,9 +455,18 @@ def _numeric_reference(
 def _categorical_reference(
     name: str, values: Sequence[Any], top: int, source: str
 ) -> tuple[CategoricalReference, Counter[str | None]]:
-    parsed = [_category_value(v) for v in values]
-    reasons = Counter(r for _, r in parsed)
-    counter = Counter(k for k, _ in parsed if k is not None)
+    reasons: Counter[str | None] = Counter()
+    counter: Counter[str] = Counter()
+    if set(map(type, values)) <= {str}:  # (the usual column) each distinct text judged once
+        for value, n in Counter(values).items():
+            key, reason = _category_value(value)
+            reasons[reason] += n
+            if key is not None:
+                counter[key] += n
+    else:
+        parsed = [_category_value(v) for v in values]
+        reasons = Counter(r for _, r in parsed)
+        counter = Counter(k for k, _ in parsed if k is not None)
     if not counter:
         raise ConfigError(source, [f"{source}: column {name!r}: no values"])
     ranked = sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -592,8 +612,8 @@ def _pca_reference(names: list[str], columns: Mapping[str, Sequence[Any]]) -> Pc
     too few such rows to fit one)."""
     if len(names) < 2:
         return None
-    arrays = [a for a in (_number_array(columns[n]) for n in names) if a is not None]
-    if len(arrays) == len(names) and len({len(a) for a in arrays}) == 1:
+    arrays = [_numbers(columns[n]) for n in names]
+    if len({len(a) for a in arrays}) == 1:
         block = np.column_stack(arrays)
         x = block[np.isfinite(block).all(axis=1)]
     else:
