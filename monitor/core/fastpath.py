@@ -267,7 +267,7 @@ def _decode_predictions(
             for i in wrong:
                 out[i] = None
         pos = np.full(len(values) and max(at) - a + 1, -1, dtype=np.int64)
-        pos[np.array(at, dtype=np.int64) - a] = np.arange(n, dtype=np.int64)
+        pos[native.int64_column(at) - a] = np.arange(n, dtype=np.int64)  # one C loop
         table = _FeatureTable(a, pos, codes, x, strs)
     if again:
         general = engine.limits.prediction_decoder()
