@@ -5422,6 +5422,342 @@ fail:
     return NULL;
 }
 
+/* ---- a prediction's features read from its JSON ---- */
+
+/* The features of a batch of predictions decoded with their features left as JSON
+ * (msgspec.Raw: monitor/core/fastpath.py's _decode_predictions), read into a table of every
+ * feature of the config: float64 numbers, int8 codes (0 a number, 1 missing: null, absent,
+ * or no features at all; 2 a string, in strs; 3 the row was not read). Only what msgspec's
+ * features struct (fastpath._typed: float | str | bool | None, unknown names forbidden)
+ * decodes to the same values for sure is read here: an object of known names, each once,
+ * whose values are null, numbers that convert exactly by one IEEE operation (at most 15
+ * significant digits, a power of ten up to 22: correctly rounded, as msgspec rounds), or
+ * strings with no escape of at most limit code points. Any other row (a bool, an escape,
+ * an unknown or repeated name, another number, not an object) is declined: the caller
+ * decodes it with msgspec, which decides it (the one owner of what features are). */
+
+static const double exact_pow10[] = {
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+};
+
+#define JSON_WS(c) ((c) == ' ' || (c) == '\t' || (c) == '\n' || (c) == '\r')
+
+static inline const char *
+json_ws(const char *p, const char *end)
+{
+    while (p < end && JSON_WS(*p))
+        p++;
+    return p;
+}
+
+/* A JSON number at p as msgspec decodes it for a float: 1 with *out and *next, 0 to decline
+ * (not a number, or not one taken here). An integer literal converts as an int does (so -0
+ * is 0.0); a literal with a fraction or an exponent as a float (-0.0 keeps its sign). The
+ * text at p ends before end with a byte that is no digit (the object's '}'). */
+static inline int
+json_exact_number(const char *p, double *out, const char **next)
+{
+    int neg = *p == '-', digits = 0, e = 0;
+    uint64_t m = 0;
+    p += neg;
+    if (*p == '0') {
+        p++;
+    } else if ((unsigned)(*p - '0') < 10) {
+        const char *s = p;
+        while ((unsigned)(*p - '0') < 10)
+            m = m * 10 + (uint64_t)(*p++ - '0');
+        digits = (int)(p - s);
+    } else {
+        return 0;
+    }
+    int is_int = *p != '.' && *p != 'e' && *p != 'E';
+    if (*p == '.') {
+        const char *s = ++p;
+        if ((unsigned)(*p - '0') >= 10)
+            return 0;
+        if (m == 0) /* leading zeros are no significant digits */
+            while (*p == '0')
+                p++;
+        const char *t = p;
+        while ((unsigned)(*p - '0') < 10)
+            m = m * 10 + (uint64_t)(*p++ - '0');
+        digits += (int)(p - t);
+        e = -(int)(p - s);
+    }
+    if (digits > 15)
+        return 0; /* (m may have wrapped: not used) */
+    if (*p == 'e' || *p == 'E') {
+        p++;
+        int eneg = *p == '-', x = 0;
+        p += *p == '+' || *p == '-';
+        const char *s = p;
+        while ((unsigned)(*p - '0') < 10 && p - s < 4)
+            x = x * 10 + (*p++ - '0');
+        if (p == s || (unsigned)(*p - '0') < 10)
+            return 0;
+        e += eneg ? -x : x;
+    }
+    if (e < -22 || e > 22)
+        return 0;
+    double v = (double)m; /* exact: m < 10**15 */
+    v = e >= 0 ? v * exact_pow10[e] : v / exact_pow10[-e];
+    if (neg && !(is_int && m == 0))
+        v = -v;
+    *out = v;
+    *next = p;
+    return 1;
+}
+
+/* One row's features object into column i of codes and x (every feature written), its
+ * strings appended to strs: 1 read, 0 declined, -1 an error set. pat[j] is name j as a
+ * key: the name in quotes and a colon (the usual key, in the usual order, is one memcmp). */
+static int
+read_feature_row(const char *p, const char *end, Py_ssize_t nf, const char **pat,
+                 const Py_ssize_t *pat_len, Py_ssize_t limit, Py_ssize_t n, Py_ssize_t i,
+                 int8_t *codes, double *x, PyObject *strs)
+{
+    const double nan = quiet_nan();
+    uint64_t seen = 0;
+    while (p < end && JSON_WS(*p))
+        p++;
+    while (p < end && JSON_WS(end[-1]))
+        end--;
+    if (end - p == 4 && memcmp(p, "null", 4) == 0) {
+        for (Py_ssize_t j = 0; j < nf; j++) {
+            codes[j * n + i] = 1;
+            x[j * n + i] = nan;
+        }
+        return 1;
+    }
+    if (end - p < 2 || *p != '{' || end[-1] != '}')
+        return 0;
+    p++;
+    if (JSON_WS(*p))
+        p = json_ws(p, end);
+    Py_ssize_t k = 0; /* the name expected next */
+    if (*p != '}') {
+        for (;;) {
+            Py_ssize_t j = -1;
+            if (k < nf && end - p > pat_len[k] && memcmp(p, pat[k], (size_t)pat_len[k]) == 0) {
+                j = k;
+                p += pat_len[k];
+            } else { /* any other key: a name (no escape), then its colon */
+                if (*p != '"')
+                    return 0;
+                const char *key = ++p;
+                while (p < end && *p != '"') {
+                    if (*p == '\\' || (unsigned char)*p < 0x20)
+                        return 0;
+                    p++;
+                }
+                if (p >= end)
+                    return 0;
+                Py_ssize_t klen = p - key;
+                for (Py_ssize_t t = 0; t < nf; t++)
+                    if (pat_len[t] == klen + 3 && memcmp(pat[t] + 1, key, (size_t)klen) == 0) {
+                        j = t;
+                        break;
+                    }
+                if (j < 0)
+                    return 0; /* an unknown name */
+                p = json_ws(p + 1, end);
+                if (p >= end || *p != ':')
+                    return 0;
+                p++;
+            }
+            if (seen >> j & 1)
+                return 0; /* a name given twice */
+            seen |= (uint64_t)1 << j;
+            k = j + 1;
+            if (JSON_WS(*p))
+                p = json_ws(p, end);
+            char c = *p;
+            if (c == '"') {
+                const char *s = ++p;
+                int ascii = 1;
+                while (p < end && *p != '"') {
+                    unsigned char b = (unsigned char)*p++;
+                    if (b == '\\' || b < 0x20)
+                        return 0;
+                    ascii &= b < 0x80;
+                }
+                if (p >= end)
+                    return 0;
+                PyObject *u;
+                if (ascii) {
+                    u = PyUnicode_New(p - s, 127);
+                    if (u == NULL)
+                        return -1;
+                    memcpy(PyUnicode_DATA(u), s, (size_t)(p - s));
+                } else if ((u = PyUnicode_DecodeUTF8(s, p - s, NULL)) == NULL) {
+                    if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError))
+                        return -1;
+                    PyErr_Clear();
+                    return 0;
+                }
+                if (PyUnicode_GET_LENGTH(u) > limit) {
+                    Py_DECREF(u);
+                    return 0;
+                }
+                x[j * n + i] = (double)PyList_GET_SIZE(strs); /* its place in strs */
+                int failed = PyList_Append(strs, u);
+                Py_DECREF(u);
+                if (failed)
+                    return -1;
+                codes[j * n + i] = 2;
+                p++;
+            } else if (c == 'n') {
+                if (end - p < 4 || memcmp(p, "null", 4) != 0)
+                    return 0;
+                codes[j * n + i] = 1;
+                x[j * n + i] = nan;
+                p += 4;
+            } else {
+                double v;
+                if (!json_exact_number(p, &v, &p))
+                    return 0;
+                codes[j * n + i] = 0;
+                x[j * n + i] = v;
+            }
+            if (JSON_WS(*p))
+                p = json_ws(p, end);
+            if (*p == ',') {
+                p++;
+                if (JSON_WS(*p))
+                    p = json_ws(p, end);
+                continue;
+            }
+            if (*p == '}' && p + 1 == end)
+                break;
+            return 0;
+        }
+    } else if (p + 1 != end) {
+        return 0;
+    }
+    if (seen != (nf == 64 ? ~(uint64_t)0 : ((uint64_t)1 << nf) - 1))
+        for (Py_ssize_t j = 0; j < nf; j++) /* the names not given: missing */
+            if (!(seen >> j & 1)) {
+                codes[j * n + i] = 1;
+                x[j * n + i] = nan;
+            }
+    return 1;
+}
+
+PyDoc_STRVAR(read_features_doc,
+"read_features(raws, names, limit, codes, x) -> (declined, strs)\n\n"
+"Read each of raws (a list of msgspec.Raw, a JSON value, or None: no features) as a\n"
+"features object of the feature names (a tuple of str) into x[j, i] (float64, C order\n"
+"(len(names), len(raws)), NaN where null or absent) and codes[j, i] (int8: 0 a number, 1 null\n"
+"or absent, 2 a string: strs[int(x[j, i])], 3 not read). Only objects of known names,\n"
+"each once, of nulls, numbers of at most 15 significant digits and a power of ten up to 22,\n"
+"and strings with no escape of at most limit code points are read; declined: the list of\n"
+"the other rows (codes 3), for msgspec to decode.");
+
+static PyObject *
+read_features(PyObject *self, PyObject *args)
+{
+    PyObject *raws, *names, *o_codes, *o_x;
+    Py_ssize_t limit;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O!nOO", &PyList_Type, &raws, &PyTuple_Type, &names,
+                          &limit, &o_codes, &o_x))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(raws), nf = PyTuple_GET_SIZE(names);
+    if (nf > 64) {
+        PyErr_SetString(PyExc_ValueError, "at most 64 names");
+        return NULL;
+    }
+    /* each name as a key: "name": */
+    char **pat = PyMem_Calloc((size_t)(nf ? nf : 1), sizeof(char *));
+    Py_ssize_t *pat_len = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(nf ? nf : 1));
+    PyObject *result = NULL, *declined = NULL, *strs = NULL;
+    int acquired = 0;
+    arg_t a[] = {{o_codes, 1, 1, "codes"}, {o_x, 8, 1, "x"}};
+    if (pat == NULL || pat_len == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t j = 0; j < nf; j++) {
+        PyObject *o = PyTuple_GET_ITEM(names, j);
+        Py_ssize_t len;
+        const char *s = PyUnicode_Check(o) ? PyUnicode_AsUTF8AndSize(o, &len) : NULL;
+        if (s == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "names must be str");
+            goto done;
+        }
+        if ((pat[j] = PyMem_Malloc((size_t)len + 3)) == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        pat[j][0] = '"';
+        memcpy(pat[j] + 1, s, (size_t)len);
+        pat[j][len + 1] = '"';
+        pat[j][len + 2] = ':';
+        pat_len[j] = len + 3;
+    }
+    if (acquire(a, 2) < 0)
+        goto done;
+    acquired = 1;
+    if (a[0].buf.len != nf * n || a[1].buf.len / 8 != nf * n) {
+        PyErr_SetString(PyExc_ValueError, "codes, x: len(names) * len(raws) items expected");
+        goto done;
+    }
+    if ((declined = PyList_New(0)) == NULL || (strs = PyList_New(0)) == NULL)
+        goto done;
+    int8_t *codes = (int8_t *)a[0].buf.buf;
+    double *x = (double *)a[1].buf.buf;
+    const double nan = quiet_nan();
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *raw = PyList_GET_ITEM(raws, i);
+        int got;
+        if (raw == Py_None) {
+            for (Py_ssize_t j = 0; j < nf; j++) {
+                codes[j * n + i] = 1;
+                x[j * n + i] = nan;
+            }
+            continue;
+        }
+        Py_buffer view;
+        if (PyObject_GetBuffer(raw, &view, PyBUF_SIMPLE) < 0)
+            goto done;
+        Py_ssize_t had = PyList_GET_SIZE(strs);
+        const char *p = (const char *)view.buf;
+        got = read_feature_row(p, p + view.len, nf, (const char **)pat, pat_len, limit, n, i,
+                               codes, x, strs);
+        PyBuffer_Release(&view);
+        if (got < 0)
+            goto done;
+        if (got == 0) {
+            if (PyList_SetSlice(strs, had, PyList_GET_SIZE(strs), NULL) < 0)
+                goto done;
+            for (Py_ssize_t j = 0; j < nf; j++) {
+                codes[j * n + i] = 3;
+                x[j * n + i] = nan;
+            }
+            PyObject *at = PyLong_FromSsize_t(i);
+            if (at == NULL || PyList_Append(declined, at) < 0) {
+                Py_XDECREF(at);
+                goto done;
+            }
+            Py_DECREF(at);
+        }
+    }
+    result = PyTuple_Pack(2, declined, strs);
+done:
+    Py_XDECREF(declined);
+    Py_XDECREF(strs);
+    if (acquired)
+        release(a, 2);
+    if (pat != NULL)
+        for (Py_ssize_t j = 0; j < nf; j++)
+            PyMem_Free(pat[j]);
+    PyMem_Free(pat);
+    PyMem_Free(pat_len);
+    return result;
+}
+
 /* ------------------------------------------------------------- stage 1's columns from lists
  * Stage 1's columns of a poll made from its Python lists in one C loop each, where numpy's
  * conversion of a list (a dtype found for each item, then each item packed) costs several
@@ -5709,6 +6045,8 @@ static PyMethodDef methods[] = {
     {"pending_owners", pending_owners, METH_VARARGS, pending_owners_doc},
     /* ---- arrays joined end to end ---- */
     {"join_rows", join_rows, METH_VARARGS, join_rows_doc},
+    /* ---- a prediction's features read from its JSON ---- */
+    {"read_features", read_features, METH_VARARGS, read_features_doc},
     /* ---- a segment's shared ids ---- */
     {"shared_ids", shared_ids, METH_VARARGS, shared_ids_doc},
     {NULL, NULL, 0, NULL},

@@ -57,6 +57,7 @@ from monitor.core.join import EarlyLabel, PendingTable, add_groups, id_keys, pop
 from monitor.core.layout import Layout, NumericBlock, _numeric_block
 from monitor.core.partials import WarmRow
 from monitor.events.codec import (
+    DECODE_ERRORS,
     DEFAULT_LIMITS,
     MAX_EVENT_TIME,
     MIN_EVENT_TIME,
@@ -182,30 +183,108 @@ def _all_features(engine: Engine) -> tuple[str, ...]:
     return names
 
 
-def _decode_predictions(engine: Engine, values: list[bytes | None]) -> list[Any]:
+@functools.lru_cache(maxsize=16)
+def _raw_typed(
+    names: tuple[str, ...], limits: Limits = DEFAULT_LIMITS
+) -> tuple[msgspec.json.Decoder[Any], msgspec.json.Decoder[Any]]:
+    """:func:`_typed`'s prediction decoder with ``features`` left as JSON (``msgspec.Raw``;
+    None where absent), for the compiled ``read_features`` to read into a
+    :class:`_FeatureTable`, and the decoder of :func:`_typed`'s features struct (or null)
+    for the rows it declines: msgspec's struct is what a features object is, the kernel
+    reads only what that struct decodes to the same values."""
+    decoder, empty, _ = _typed(names, limits)
+    fields: list[Any] = []
+    for f in msgspec.structs.fields(decoder.type):
+        kind = msgspec.Raw if f.name == "features" else f.type
+        fields.append((f.name, kind) if f.required else (f.name, kind, f.default))
+    event = msgspec.defstruct("RawFeaturesPrediction", fields, frozen=True, gc=False)
+    return msgspec.json.Decoder(event), msgspec.json.Decoder(type(empty) | None)
+
+
+class _FeatureTable(NamedTuple):
+    """Every feature of the config (:func:`_all_features`) of a segment's predictions, read
+    by the compiled ``read_features`` from their JSON: ``codes`` (int8, (features,
+    predictions): 0 a number in ``x``, 1 null or absent, 2 a string, ``strs[int(x)]``, 3 not
+    read: the event holds its features, a struct or a dict) and ``x`` (float64, NaN where
+    null or absent); ``pos`` the column of each poll index from ``a`` (-1: no prediction)."""
+
+    a: int
+    pos: I64
+    codes: npt.NDArray[np.int8]
+    x: F64
+    strs: list[str]
+
+
+def _warming(engine: Engine) -> bool:
+    """Whether some model of ``engine`` is in its warmup (it ends at a pane close, never
+    within a poll)."""
+    return any(m.warmup_target for m in engine.models)
+
+
+def _decode_predictions(
+    engine: Engine, values: list[bytes | None], a: int = 0, at: list[int] | None = None
+) -> tuple[list[Any], _FeatureTable | None]:
     """Prediction messages decoded, features as a struct when the config names some and
-    the message has no other; None where a message is not a valid prediction."""
+    the message has no other; None where a message is not a valid prediction. With the
+    compiled kernels and no model in its warmup, the features are read from their JSON
+    into a :class:`_FeatureTable` of the messages (at poll indices ``at``, from ``a``)
+    instead, the events holding them as JSON (``msgspec.Raw``), but where the kernel
+    declines: those are decoded by msgspec's struct, as without."""
     names = _all_features(engine)
     general = engine.limits.prediction_decoder()
     if not names:
-        return _decode_each(general, values, engine.max_bytes)
-    typed = _typed(names, engine.limits)[0]
-    out = _decode_each(typed, values, engine.max_bytes)
-    again = _none_at(out)
+        return _decode_each(general, values, engine.max_bytes), None
+    kernels = native.kernels()
+    table: _FeatureTable | None = None
+    # (a model in its warmup sends its rows' features on as mappings: of structs)
+    if kernels is None or at is None or len(names) > 64 or _warming(engine):
+        typed = _typed(names, engine.limits)[0]
+        out = _decode_each(typed, values, engine.max_bytes)
+        again = _none_at(out)
+    else:
+        typed, features = _raw_typed(names, engine.limits)
+        out = _decode_each(typed, values, engine.max_bytes)
+        again = _none_at(out)
+        if again:
+            raws = [None if e is None else e.features for e in out]
+        else:
+            (raws,) = _attrs(out, ("features",))
+        n = len(out)
+        codes = np.empty((len(names), n), dtype=np.int8)
+        x = np.empty((len(names), n), dtype=np.float64)
+        declined, strs = kernels.read_features(raws, names, engine.limits.max_category_length,
+                                               codes, x)  # fmt: skip
+        wrong: list[int] = []
+        for i in declined:  # msgspec decides: a struct, or the message decoded again below
+            try:
+                msgspec.structs.force_setattr(out[i], "features", features.decode(raws[i]))
+            except DECODE_ERRORS:
+                wrong.append(i)
+        if again:
+            codes[:, again] = 3
+        if wrong:
+            again = sorted(again + wrong)
+            for i in wrong:
+                out[i] = None
+        pos = np.full(len(values) and max(at) - a + 1, -1, dtype=np.int64)
+        pos[native.int64_column(at) - a] = np.arange(n, dtype=np.int64)  # one C loop
+        table = _FeatureTable(a, pos, codes, x, strs)
     if again:
+        general = engine.limits.prediction_decoder()
         events = _decode_each(general, [values[i] for i in again], engine.max_bytes)
         for i, event in zip(again, events, strict=True):
             # a watched feature's string too long: a reject (too_long)
             if event is None or engine.limits.long_feature(event.features) is None:
                 out[i] = event
-    return out
+    return out, table
 
 
 class _FeatureReads(NamedTuple):
     """How a model's features are read from the typed decoder's structs (see
     :func:`_typed`): its layout, the struct with every feature absent and its type, each
     feature's attribute, the numeric features' attributes (the rows of the numeric block)
-    and the other features."""
+    and the other features; and the rows of the numeric ones and of the others in a
+    :class:`_FeatureTable`."""
 
     layout: Layout
     empty: Any
@@ -213,6 +292,8 @@ class _FeatureReads(NamedTuple):
     attrs: dict[str, str]
     numeric: tuple[str, ...]
     others: list[str]
+    numeric_rows: I64
+    other_rows: list[int]
 
 
 #: Each engine's :class:`_FeatureReads` by model index, made at the model's first batch
@@ -230,24 +311,80 @@ def _feature_reads(engine: Engine, model: ModelState) -> _FeatureReads:
     reads = kept.get(model.index)
     layout = model.layout
     if reads is None or reads.layout is not layout:
-        _, empty, attrs = _typed(_all_features(engine), engine.limits)
+        names = _all_features(engine)
+        _, empty, attrs = _typed(names, engine.limits)
         others = [n for n in layout.features if n not in layout.numeric]
         slots = tuple(attrs[n] for n in layout.numeric)
+        row = {name: j for j, name in enumerate(names)}
+        rows = np.array([row[n] for n in layout.numeric], dtype=np.int64)
         reads = kept[model.index] = _FeatureReads(layout, empty, type(empty), attrs, slots,
-                                                  others)  # fmt: skip
+                                                  others, rows, [row[n] for n in others]
+                                                  )  # fmt: skip
     return reads
 
 
+def _table_columns(
+    reads: _FeatureReads, idx: I64, table: _FeatureTable
+) -> tuple[dict[str, list[Any]], NumericBlock | None] | None:
+    """What :func:`_feature_columns` gives, from the segment's :class:`_FeatureTable` (the
+    predictions at poll indices ``idx``); None where a row was not read there, or a numeric
+    feature holds a string (the events are read then)."""
+    cols = table.pos[idx - table.a]
+    block: NumericBlock | None = None
+    if len(reads.numeric_rows):
+        codes = table.codes.take(reads.numeric_rows, 0).take(cols, 1)  # C order
+        if codes.any() and (codes >= 2).any():
+            return None
+        block = (codes, table.x.take(reads.numeric_rows, 0).take(cols, 1))
+    columns: dict[str, list[Any]] = {}
+    strs = table.strs
+    for name, j in zip(reads.others, reads.other_rows, strict=True):
+        codes_j = table.codes[j, cols]
+        x_j = table.x[j, cols]
+        values: list[Any]
+        if not codes_j.any():  # numbers
+            values = x_j.tolist()
+        elif (codes_j == 2).all():  # strings (a categorical feature's usual column)
+            values = _pick(strs, x_j.astype(np.int64))
+        else:
+            kinds = codes_j.tolist()
+            if 3 in kinds:
+                return None
+            values = [v if c == 0 else None if c == 1 else strs[int(v)]
+                      for c, v in zip(kinds, x_j.tolist(), strict=True)]  # fmt: skip
+        columns[name] = values
+    return columns, block
+
+
+def _materialized(engine: Engine, feats: list[Any]) -> list[Any]:
+    """``feats`` (each event's features) with those left as JSON (``msgspec.Raw``, read
+    into a :class:`_FeatureTable`) decoded by msgspec as the struct of :func:`_typed`."""
+    if msgspec.Raw not in set(map(type, feats)):
+        return feats
+    decode = _raw_typed(_all_features(engine), engine.limits)[1].decode
+    return [decode(f) if type(f) is msgspec.Raw else f for f in feats]
+
+
 def _feature_columns(
-    engine: Engine, model: ModelState, group: list[Any]
+    engine: Engine,
+    model: ModelState,
+    group: list[Any],
+    idx: I64 | None = None,
+    table: _FeatureTable | None = None,
 ) -> tuple[dict[str, list[Any]], NumericBlock | None]:
-    """The model's features over a group of decoded predictions: the numeric ones as a
-    block (None without any), the others as columns (None where a feature is absent).
-    The compiled kernel reads the numeric ones straight from the structs when it can."""
+    """The model's features over a group of decoded predictions (at poll indices ``idx``):
+    the numeric ones as a block (None without any), the others as columns (None where a
+    feature is absent). Taken from the segment's :class:`_FeatureTable` when it has them;
+    else the compiled kernel reads the numeric ones straight from the structs when it can."""
     if not model.layout.features:
         return {}, None
     reads = _feature_reads(engine, model)
+    if table is not None and idx is not None:
+        got = _table_columns(reads, idx, table)
+        if got is not None:
+            return got
     (feats,) = _attrs(group, ("features",))
+    feats = _materialized(engine, feats)
     block: NumericBlock | None = None
     kernels = native.kernels()
     if reads.numeric and kernels is not None:
@@ -580,7 +717,7 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
         slow = [i for i, t in zip(range(a, b), topics, strict=True) if t not in kinds]
     cap = engine.max_bytes
     values = messages.values
-    preds = _decode_predictions(engine, _pick(values, pred_at))
+    preds, table = _decode_predictions(engine, _pick(values, pred_at), a, pred_at)
     labels = _decode_each(engine.limits.label_decoder(), _pick(values, label_at),
                           cap)  # fmt: skip
     # Not valid events, whatever the join holds: not decoded, of an unknown model.
@@ -659,6 +796,7 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
                   record=bool(pressed) or early_pressed,
                   known_p=_Known(ids_p, model_of, every, kept_p) if planned_p is None else None
                   )  # fmt: skip
+    split.features = table
     cut = min(split.loose, default=b)
     crossing = _crossing_caps(engine, every, model_of)
     if crossing:
@@ -1174,7 +1312,7 @@ class _Split:
     with the ones before them (``loose``: the segment is cut before the first), and the
     plans, applied once all is decided."""
 
-    __slots__ = ("early", "loose", "matched", "ops", "plans", "record", "slow")
+    __slots__ = ("early", "features", "loose", "matched", "ops", "plans", "record", "slow")
 
     def __init__(self, slow: list[int]) -> None:
         #: the rejects (decode failures and unknown topics to start with)
@@ -1195,6 +1333,8 @@ class _Split:
         #: partition -> labels that came first (poll index, id, label, and the model they
         #: all name), entered in poll order once all is applied
         self.early: dict[int, list[tuple[I64, list[str], list[EarlyLabel], int]]] = {}
+        #: the features of the segment's predictions, when read from their JSON
+        self.features: _FeatureTable | None = None
 
     def reject(self, idx: I64) -> None:
         """Messages that are not valid events: rejects (see :func:`_reject`)."""
@@ -1965,7 +2105,7 @@ def _take_plain(
     registry and the features taken over the groups one after the other."""
     m = model.index
     slices = _slices(model, group)
-    feats, numeric = _feature_columns(engine, model, group)
+    feats, numeric = _feature_columns(engine, model, group, idx, split.features)
     prob = None
     if model.layout.kind.uses_probabilities:
         from monitor.core.baseline import probability_row
@@ -2182,7 +2322,7 @@ def _take_predictions(
     if model.warmup_target:
         _warmup_rows(engine, model, number, group, ts, score, slices)
     batch = engine.batch_of(m)
-    feats, numeric = _feature_columns(engine, model, group)
+    feats, numeric = _feature_columns(engine, model, group, idx, split.features)
     prob = None
     if model.layout.kind.uses_probabilities:
         prob = [probability_row(model.class_index, e.probabilities) for e in group]
@@ -2257,7 +2397,7 @@ def _warmup_rows(
     ledger) as :class:`WarmRow`, every pane (stage 2 decides what is on time): the
     prediction as sent, features as a mapping."""
     ledger = engine.ledgers[number]
-    feats: list[Any] = [e.features for e in group]
+    feats: list[Any] = _materialized(engine, [e.features for e in group])
     if dict in set(map(type, feats)):  # some decoded the general way: the structs by name
         _, _, attrs = _typed(_all_features(engine), engine.limits)
         names = list(attrs)
