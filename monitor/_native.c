@@ -5309,12 +5309,15 @@ done:
  * once (monitor/core/fastpath.py, _shared_ids): what set(ids_l).intersection(set(ids_p))
  * and the repeats of each list give, from one table per list sized once (open addressing
  * over each str's hash, equal by length, kind and bytes), where the two sets of every id
- * grow by resizes and are dropped. tests/core/test_shared_ids.py holds it to the Python
- * code beside its caller. */
+ * grow by resizes and are dropped. In the usual segment (each list names each id once, and
+ * they share some) also the places of the shared ids in each list and of the others in
+ * ids_l, read from the tables' places of their ids (where the caller would look each id up
+ * again). tests/core/test_shared_ids.py holds it to the Python code beside its caller. */
 
 typedef struct {
-    Py_hash_t hash;
-    PyObject *id; /* borrowed from the list */
+    uint32_t hash; /* the low 32 bits of its hash (the tables have fewer slots) */
+    uint32_t at;   /* its first place in the list (the lists have fewer items) */
+    PyObject *id;  /* borrowed from the list */
 } id_slot_t;
 
 /* Whether the exact strs a and b (of equal hashes) are equal. */
@@ -5332,7 +5335,7 @@ same_str(PyObject *a, PyObject *b)
 /* The slot of id (of hash h) in table (mask + 1 slots): where it is, else the empty one
  * where it goes. */
 static inline id_slot_t *
-id_probe(id_slot_t *table, size_t mask, Py_hash_t h, PyObject *id)
+id_probe(id_slot_t *table, size_t mask, uint32_t h, PyObject *id)
 {
     size_t i = (size_t)h & mask;
     for (;;) {
@@ -5353,10 +5356,11 @@ id_table(PyObject *ids, id_slot_t *table, size_t mask, PyObject *again)
         Py_hash_t h = PyObject_Hash(id); /* a str's: no Python code runs */
         if (h == -1)
             return -1;
-        id_slot_t *s = id_probe(table, mask, h, id);
+        id_slot_t *s = id_probe(table, mask, (uint32_t)h, id);
         if (s->id == NULL) {
-            s->hash = h;
+            s->hash = (uint32_t)h;
             s->id = id;
+            s->at = (uint32_t)i;
         } else if (PySet_Add(again, id) < 0) {
             return -1;
         }
@@ -5365,10 +5369,34 @@ id_table(PyObject *ids, id_slot_t *table, size_t mask, PyObject *again)
 }
 
 PyDoc_STRVAR(shared_ids_doc,
-"shared_ids(ids_p, ids_l) -> (common, again_p, again_l), or None\n\n"
-"For the lists of str ids_p and ids_l: the set of the ids in both, and the sets of the ids\n"
-"each names more than once. None, with nothing made, when an item of either is not a str\n"
-"(the caller finds them in Python).");
+"shared_ids(ids_p, ids_l) -> (common, again_p, again_l, places), or None\n\n"
+"For the lists of str ids_p and ids_l: the set of the ids in both, the sets of the ids\n"
+"each names more than once, and places: when neither names an id more than once and they\n"
+"share some, a tuple of three lists (the places in ids_p of the shared ids, those in ids_l,\n"
+"the places in ids_l of the others), each in order; else None. None, with nothing made,\n"
+"when an item of either is not a str or either has 2**30 items or more (the caller finds\n"
+"them in Python).");
+
+/* The places i (0 <= i < n) where mark[i] == want, in order, into a new list of k items. */
+static PyObject *
+marked_places(const char *mark, Py_ssize_t n, char want, Py_ssize_t k)
+{
+    PyObject *out = PyList_New(k);
+    if (out == NULL)
+        return NULL;
+    Py_ssize_t j = 0;
+    for (Py_ssize_t i = 0; i < n && j < k; i++) {
+        if (mark[i] != want)
+            continue;
+        PyObject *at = PyLong_FromSsize_t(i);
+        if (at == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, j++, at);
+    }
+    return out;
+}
 
 static PyObject *
 shared_ids(PyObject *self, PyObject *args)
@@ -5377,13 +5405,19 @@ shared_ids(PyObject *self, PyObject *args)
     (void)self;
     if (!PyArg_ParseTuple(args, "O!O!", &PyList_Type, &lists[0], &PyList_Type, &lists[1]))
         return NULL;
-    for (int k = 0; k < 2; k++)
+    for (int k = 0; k < 2; k++) {
+        if (PyList_GET_SIZE(lists[k]) >= ((Py_ssize_t)1 << 30)) /* places of 32 bits */
+            Py_RETURN_NONE;
         for (Py_ssize_t i = 0; i < PyList_GET_SIZE(lists[k]); i++)
             if (!PyUnicode_CheckExact(PyList_GET_ITEM(lists[k], i)))
                 Py_RETURN_NONE;
+    }
     PyObject *common = PySet_New(NULL), *again[2] = {PySet_New(NULL), PySet_New(NULL)};
+    PyObject *places = NULL;
     id_slot_t *tables[2] = {NULL, NULL};
     size_t masks[2];
+    char *mark = NULL; /* the places of the shared ids: ids_p's, then ids_l's */
+    Py_ssize_t n_p = PyList_GET_SIZE(lists[0]), n_l = PyList_GET_SIZE(lists[1]);
     if (common == NULL || again[0] == NULL || again[1] == NULL)
         goto fail;
     for (int k = 0; k < 2; k++) {
@@ -5401,19 +5435,51 @@ shared_ids(PyObject *self, PyObject *args)
         if (id_table(lists[k], tables[k], masks[k], again[k]) < 0)
             goto fail;
     }
+    /* each id once in each list: its table's place is its only one */
+    if (PySet_GET_SIZE(again[0]) == 0 && PySet_GET_SIZE(again[1]) == 0) {
+        mark = PyMem_Calloc((size_t)(n_p + n_l) + 1, 1);
+        if (mark == NULL) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+    }
     /* the labels' distinct ids that a prediction names, from the labels' table */
     for (size_t i = 0; i <= masks[1]; i++) {
         id_slot_t *s = &tables[1][i];
         if (s->id == NULL)
             continue;
-        if (id_probe(tables[0], masks[0], s->hash, s->id)->id != NULL &&
-            PySet_Add(common, s->id) < 0)
+        id_slot_t *t = id_probe(tables[0], masks[0], s->hash, s->id);
+        if (t->id == NULL)
+            continue;
+        if (PySet_Add(common, s->id) < 0)
             goto fail;
+        if (mark != NULL) {
+            mark[t->at] = 1;
+            mark[n_p + s->at] = 1;
+        }
     }
+    Py_ssize_t k = PySet_GET_SIZE(common);
+    if (mark != NULL && k > 0) {
+        PyObject *at_p = marked_places(mark, n_p, 1, k);
+        PyObject *at_l = at_p == NULL ? NULL : marked_places(mark + n_p, n_l, 1, k);
+        PyObject *alone_l = at_l == NULL ? NULL : marked_places(mark + n_p, n_l, 0, n_l - k);
+        if (alone_l == NULL) {
+            Py_XDECREF(at_p);
+            Py_XDECREF(at_l);
+            goto fail;
+        }
+        places = Py_BuildValue("(NNN)", at_p, at_l, alone_l);
+        if (places == NULL)
+            goto fail;
+    } else {
+        places = Py_NewRef(Py_None);
+    }
+    PyMem_Free(mark);
     PyMem_Free(tables[0]);
     PyMem_Free(tables[1]);
-    return Py_BuildValue("(NNN)", common, again[0], again[1]);
+    return Py_BuildValue("(NNNN)", common, again[0], again[1], places);
 fail:
+    PyMem_Free(mark);
     PyMem_Free(tables[0]);
     PyMem_Free(tables[1]);
     Py_XDECREF(common);

@@ -727,6 +727,7 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
     slow += dropped_l
     twice_at: set[int] = set()
     fused: dict[str, tuple[int, LabelEvent]] = {}
+    fused_at_p: list[int] | None = None  # the places in ids_p of fused's ids, when known
     again: dict[str, _Retries] = {}
     # The checked labels as (poll index, event) pairs; the predictions' pairs are made only
     # where a rare case needs them (ids repeated in an odd way, a cap near): the plan reads
@@ -737,21 +738,22 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
     # Each id once per topic (the usual poll): named twice, it has a prediction and a
     # label, each once. An id that repeats within a topic is named more than twice or twice
     # in one topic, so no prediction of its is the one a label fuses with below.
-    twice, again_p, again_l = _shared_ids(ids_p, ids_l)
+    twice, again_p, again_l, places = _shared_ids(ids_p, ids_l)
     repeated: set[str] = set()  # ids named more than once in one topic
     if again_p or again_l:
         repeated = again_p | again_l
         twice |= repeated
     if twice:
         # each such id's prediction's poll index (a set and a dict of the few: cheaper than
-        # a dict of every prediction), none for an id repeated within a topic
-        at_twice = _contained_at(ids_p, twice)
+        # a dict of every prediction), none for an id repeated within a topic; each id once
+        # per topic (the usual poll): the places _shared_ids found them at
+        at_twice = _contained_at(ids_p, twice) if places is None else places[0]
         first = dict(zip(_pick(ids_p, at_twice), _pick(kept_p, at_twice), strict=True))
         for pid in repeated:
             first.pop(pid, None)
         # The usual repeat: a prediction and its label, in either order, in one partition;
         # by C loops (each such label named once: an id repeated in a topic is in none).
-        rows = _contained_at(ids_l, first)
+        rows = _contained_at(ids_l, first) if places is None else places[1]  # (as above)
         pids = _pick(ids_l, rows)
         same = list(map(operator.eq, _pick(partition_of, list(map(first.__getitem__, pids))),
                         _pick(partition_of, _pick(kept_l, rows))))  # fmt: skip
@@ -788,13 +790,20 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
                 planned_p = _pick(pairs_p, _contained_at(ids_p, twice, False))
                 pairs_l = _pick(pairs_l, _contained_at(ids_l, gone, False))
         else:  # every repeat a prediction and its label: the label goes with it
-            pairs_l = _pick(pairs_l, _contained_at(ids_l, fused, False))
+            if places is not None and len(fused) == len(places[1]):
+                # every shared id fused, each named once: the labels of no shared id; the
+                # predictions the labels fuse with are the shared ones (see _Known)
+                pairs_l = _pick(pairs_l, places[2])
+                fused_at_p = places[0]
+            else:
+                pairs_l = _pick(pairs_l, _contained_at(ids_l, fused, False))
     model_of = _model_indices(engine, every, names_p)
     pressed = _pending_pressure(engine, every, model_of)
     early_pressed = engine.early_total + len(label_at) > engine.early_cap
     split = _plan(engine, messages, planned_p, pairs_l, fused, twice_at, again, slow,
                   record=bool(pressed) or early_pressed,
-                  known_p=_Known(ids_p, model_of, every, kept_p) if planned_p is None else None
+                  known_p=(_Known(ids_p, model_of, every, kept_p, fused_at_p)
+                           if planned_p is None else None)
                   )  # fmt: skip
     split.features = table
     cut = min(split.loose, default=b)
@@ -933,20 +942,39 @@ def _pairs(at: list[int], events: list[Any]) -> list[tuple[int, Any]]:
     return list(zip(at, events, strict=True))
 
 
-def _shared_ids(ids_p: list[str], ids_l: list[str]) -> tuple[set[str], set[str], set[str]]:
-    """The ids both ``ids_p`` and ``ids_l`` name, and those each names more than once: by
-    the compiled kernel (one table per list, made at its size), else (or where it declines)
-    by sets of each list's ids, with no bytecode per id."""
+# the places of a segment's shared ids in its predictions' and labels' ids, and of the labels'
+# other ids (see _shared_ids)
+_Places = tuple[list[int], list[int], list[int]]
+
+
+def _shared_ids(
+    ids_p: list[str], ids_l: list[str]
+) -> tuple[set[str], set[str], set[str], _Places | None]:
+    """The ids both ``ids_p`` and ``ids_l`` name, those each names more than once, and where
+    neither names an id more than once and they share some (the usual segment), the places
+    of the shared ids in ``ids_p``, those in ``ids_l`` and the places of the others in
+    ``ids_l`` (else None): by the compiled kernel (one table per list, made at its size,
+    that holds each id's place), else (or where it declines) by sets of each list's ids and
+    ``compress``, with no bytecode per id."""
     kernels = native.kernels()
     if kernels is not None and type(ids_p) is list and type(ids_l) is list:
-        got: tuple[set[str], set[str], set[str]] | None = kernels.shared_ids(ids_p, ids_l)
+        got: tuple[set[str], set[str], set[str], _Places | None] | None = kernels.shared_ids(
+            ids_p, ids_l
+        )
         if got is not None:
             return got
     named_p = set(ids_p)
     named_l = set(ids_l)
     again_p = _repeated(ids_p) if len(named_p) < len(ids_p) else set()
     again_l = _repeated(ids_l) if len(named_l) < len(ids_l) else set()
-    return named_l.intersection(named_p), again_p, again_l
+    common = named_l.intersection(named_p)
+    if not common or again_p or again_l:
+        return common, again_p, again_l, None
+    in_l = list(map(common.__contains__, ids_l))
+    places = (list(compress(range(len(ids_p)), map(common.__contains__, ids_p))),
+              list(compress(range(len(ids_l)), in_l)),
+              list(compress(range(len(ids_l)), map(operator.not_, in_l))))  # fmt: skip
+    return common, again_p, again_l, places
 
 
 def _repeated(ids: list[str]) -> set[str]:
@@ -1155,12 +1183,15 @@ def _repeats(
 
 class _Known(NamedTuple):
     """What :func:`_segment` has read of a segment's checked predictions already: their
-    ids, their models' indices, the events and their poll indices."""
+    ids, their models' indices, the events and their poll indices, and the places among them
+    of the ids of the labels they fuse with, when it has them (None: :func:`_predictions`
+    finds them)."""
 
     ids: list[str]
     models: list[int]
     events: list[PredictionEvent]
     at: list[int]
+    fused_at: list[int] | None = None
 
 
 def _plan(
@@ -1457,14 +1488,16 @@ def _predictions(
     invalid values, duplicates), joins with their own label, the label message that
     follows them in the segment (or came before it) or an early label of an earlier poll,
     and the others left waiting. ``known``: their ids, models' indices, events and poll
-    indices, when the caller has them."""
+    indices (and the places of those a label of the segment fuses with), when the caller
+    has them."""
     known_ids: list[str] | None = None
+    fused_at: list[int] | None = None
     if known is None:
         assert pairs is not None
         at_l, events = _unpaired(pairs)
         model_of = _model_indices(engine, events)
     else:
-        known_ids, model_of, events, at_l = known
+        known_ids, model_of, events, at_l, fused_at = known
     at = native.int64_column(at_l)  # one C loop (numpy: a pack call per int)
     ts = _times(events, engine.latest_times(at))
     score = _read_numbers(events, "score", missing=True)
@@ -1481,7 +1514,8 @@ def _predictions(
                 ok[j] = False
     parts = _pick(messages.partitions, at_l)
     # The predictions a label message of the segment follows (positions).
-    fused_at = _contained_at(ids, fused) if fused else []
+    if fused_at is None:
+        fused_at = _contained_at(ids, fused) if fused else []
     found_before = (
         _found_before(engine, ids, fused_at, model_of, parts, at, fused) if fused else set()
     )
