@@ -332,10 +332,12 @@ def _table_columns(
     cols = table.pos[idx - table.a]
     block: NumericBlock | None = None
     if len(reads.numeric_rows):
-        codes = table.codes.take(reads.numeric_rows, 0).take(cols, 1)  # C order
+        # the group's columns first (a model's few of a segment's predictions), then its
+        # rows: C order, and no copy of the whole table per model
+        codes = table.codes.take(cols, 1).take(reads.numeric_rows, 0)
         if codes.any() and (codes >= 2).any():
             return None
-        block = (codes, table.x.take(reads.numeric_rows, 0).take(cols, 1))
+        block = (codes, table.x.take(cols, 1).take(reads.numeric_rows, 0))
     columns: dict[str, list[Any]] = {}
     strs = table.strs
     for name, j in zip(reads.others, reads.other_rows, strict=True):
