@@ -4984,8 +4984,10 @@ fail:
  * thousand per-model arrays of a few dozen rows, and np.concatenate's set-up costs more a
  * part (a view and a cast loop of each) than the copy of its rows. It declines (None, and
  * nothing made) unless every part is an array of one type and one dtype (the same object:
- * a plain number or bool in native order), all 1-D or all 2-D of one width: the caller's
- * np.concatenate then does what it does. tests/core/test_join_rows.py holds it to
+ * a plain number or bool in native order), all 1-D or all 2-D of one width, and none is a
+ * part of more than JOIN_STRIDED_MOST items whose rows are not contiguous (a transposed
+ * view, which numpy copies in a better order): the caller's np.concatenate then does
+ * what it does. tests/core/test_join_rows.py holds it to
  * np.concatenate. */
 
 /* Whether dtype (a numpy dtype) is a plain number or bool in native order (its char one
@@ -5071,6 +5073,7 @@ PyDoc_STRVAR(join_rows_doc,
 static PyObject *join_dtype_name; /* "dtype", interned */
 
 #define JOIN_FEW 128 /* parts whose buffers are held on the stack (more: on the heap) */
+#define JOIN_STRIDED_MOST 4096 /* items of a part copied element by element, at most */
 
 static PyObject *
 join_rows(PyObject *self, PyObject *args)
@@ -5154,6 +5157,11 @@ join_rows(PyObject *self, PyObject *args)
                     goto decline;
             }
             if (b->itemsize != itemsize || b->ndim != ndim)
+                goto decline;
+            /* a large part whose rows are not contiguous (a transposed view): numpy's
+             * copy of it walks the memory better than join_copy's element by element */
+            if (ndim == 2 && b->shape[1] > 1 && b->strides[1] != itemsize &&
+                b->shape[0] * b->shape[1] > JOIN_STRIDED_MOST)
                 goto decline;
             if (own_rows >= 0 && b->shape[0] != own_rows)
                 goto decline;

@@ -125,6 +125,9 @@ class _Sub(np.ndarray):
         [()],
         [[1.0, 2.0], [3.0]],  # lists, not arrays
         [np.zeros(3), 7],
+        # a large transposed view (rows not contiguous): numpy copies it in a better order
+        [(np.zeros((5000, 2)), np.zeros((60, 5000)).T)],
+        [np.zeros((70, 80)).T, np.zeros((3, 70))],
     ],
 )
 def test_join_rows_declines(parts: list[Any]) -> None:
