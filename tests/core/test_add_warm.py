@@ -21,19 +21,11 @@ from monitor.core.model_stage import ModelStage
 from monitor.core.pipeline import Pipeline
 from monitor.core.reference import profile_from_columns
 from monitor.events.message import Message
+from tests.core.test_warm_chunks import _message as _warm_message
 
 
 def _message(rng: np.random.Generator, offset: int, t: float) -> Message:
-    score = float(rng.random())
-    x = "null" if rng.random() < 0.1 else repr(float(rng.normal() * 10))
-    body = (
-        f'{{"prediction_id": "p{offset}", "model": "m", "ts": {t}, "score": {score}, '
-        f'"prediction": {int(score > 0.5)}, "label": {int(rng.random() < score)}, '
-        f'"segment": {{"region": "r{int(rng.integers(0, 3))}"}}, '
-        f'"features": {{"x": {x}, "c": "{"abcd"[int(rng.integers(0, 4))]}", "y": {offset % 7}, '
-        f'"z": {float(rng.normal())}}}}}'
-    )
-    return Message("predictions", int(rng.integers(0, 3)), offset, b"k", body.encode())
+    return _warm_message(rng, offset, t, categories="abcd", partitions=3, with_z=True)
 
 
 def _group_by_group(self: ModelStage, groups: list[tuple[int, list[Any]]]) -> None:

@@ -16,16 +16,31 @@ from monitor.core.pipeline import Pipeline
 from monitor.events.message import Message
 
 
-def _message(rng: np.random.Generator, offset: int, t: float) -> Message:
+def _message(
+    rng: np.random.Generator,
+    offset: int,
+    t: float,
+    *,
+    categories: str = "abc",
+    partitions: int = 2,
+    with_z: bool = False,
+) -> Message:
+    """A prediction of model ``m`` (segment ``region``; features ``x`` numeric, missing one
+    time in ten, ``c`` one of ``categories``, ``y`` numeric and, ``with_z``, ``z`` numeric)
+    on one of ``partitions`` partitions."""
     score = float(rng.random())
     x = "null" if rng.random() < 0.1 else repr(float(rng.normal() * 10))
+    label = int(rng.random() < score)
+    region = int(rng.integers(0, 3))
+    c = categories[int(rng.integers(0, len(categories)))]
+    z = f', "z": {float(rng.normal())}' if with_z else ""
     body = (
         f'{{"prediction_id": "p{offset}", "model": "m", "ts": {t}, "score": {score}, '
-        f'"prediction": {int(score > 0.5)}, "label": {int(rng.random() < score)}, '
-        f'"segment": {{"region": "r{int(rng.integers(0, 3))}"}}, '
-        f'"features": {{"x": {x}, "c": "{"abc"[int(rng.integers(0, 3))]}", "y": {offset % 7}}}}}'
+        f'"prediction": {int(score > 0.5)}, "label": {label}, '
+        f'"segment": {{"region": "r{region}"}}, '
+        f'"features": {{"x": {x}, "c": "{c}", "y": {offset % 7}{z}}}}}'
     )
-    return Message("predictions", int(rng.integers(0, 2)), offset, b"k", body.encode())
+    return Message("predictions", int(rng.integers(0, partitions)), offset, b"k", body.encode())
 
 
 def _run(monkeypatch: pytest.MonkeyPatch, batched: bool) -> list[Any]:
