@@ -20,12 +20,7 @@ from monitor.core.layout import Layout
 from monitor.core.model_stage import ModelStage
 from monitor.core.pipeline import Pipeline
 from monitor.core.reference import profile_from_columns
-from monitor.events.message import Message
-from tests.core.test_warm_chunks import _message as _warm_message
-
-
-def _message(rng: np.random.Generator, offset: int, t: float) -> Message:
-    return _warm_message(rng, offset, t, categories="abcd", partitions=3, with_z=True)
+from tests.core.test_warm_chunks import _polls
 
 
 def _group_by_group(self: ModelStage, groups: list[tuple[int, list[Any]]]) -> None:
@@ -56,16 +51,9 @@ def _run(monkeypatch: pytest.MonkeyPatch, batched: bool, groups: list[int]) -> l
                                  "z": "numeric"}}],
     })  # fmt: skip
     core = Pipeline(cfg)
-    rng = np.random.default_rng(11)
     out: list[Any] = []
-    offset, t = 0, 1_700_000_000.0
     built = False
-    for _ in range(10):
-        msgs = []
-        for _ in range(90):
-            t += float(rng.exponential(1.5))
-            msgs.append(_message(rng, offset, t - float(rng.random()) * 20))
-            offset += 1
+    for msgs in _polls(11, 10, 90, categories="abcd", partitions=3, with_z=True):
         core.process(msgs)
         stage = core.stages["m"]
         if stage.model.profile is not None and not built:

@@ -5,6 +5,7 @@ pane by pane."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,20 @@ def _message(
     return Message("predictions", int(rng.integers(0, partitions)), offset, b"k", body.encode())
 
 
+def _polls(seed: int, polls: int, size: int, **shape: Any) -> Iterator[list[Message]]:
+    """``polls`` polls of ``size`` predictions (:func:`_message` of ``shape``), about 1.5 s
+    apart and up to 20 s out of order."""
+    rng = np.random.default_rng(seed)
+    offset, t = 0, 1_700_000_000.0
+    for _ in range(polls):
+        msgs = []
+        for _ in range(size):
+            t += float(rng.exponential(1.5))
+            msgs.append(_message(rng, offset, t - float(rng.random()) * 20, **shape))
+            offset += 1
+        yield msgs
+
+
 def _run(monkeypatch: pytest.MonkeyPatch, batched: bool) -> list[Any]:
     """What a model warming up over many panes per poll buffers, samples and signals."""
     if not batched:
@@ -54,15 +69,8 @@ def _run(monkeypatch: pytest.MonkeyPatch, batched: bool) -> list[Any]:
                     "features": {"x": "numeric", "c": "categorical", "y": "numeric"}}],
     })  # fmt: skip
     core = Pipeline(cfg)
-    rng = np.random.default_rng(5)
     out: list[Any] = []
-    offset, t = 0, 1_700_000_000.0
-    for _ in range(12):
-        msgs = []
-        for _ in range(80):
-            t += float(rng.exponential(1.5))
-            msgs.append(_message(rng, offset, t - float(rng.random()) * 20))
-            offset += 1
+    for msgs in _polls(5, 12, 80):
         core.process(msgs)
         stage = core.stages["m"]
         out.append({p: {n: list(c) for n, c in parts.items()} for p, parts in stage.warm.items()})
