@@ -22,7 +22,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -488,6 +488,56 @@ def timed(fn: Callable[[], Any]) -> float:
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
+
+
+class Pair(NamedTuple):
+    """One baseline run and one run under test, timed one after the other: wall and CPU
+    seconds of each, and what the run under test returned."""
+
+    base_s: float
+    base_cpu: float
+    run_s: float
+    run_cpu: float
+    result: Any
+
+    @property
+    def ratio(self) -> float:
+        """The run's rate over the baseline's, for the same messages (wall seconds)."""
+        return self.base_s / self.run_s
+
+    @property
+    def cpu_ratio(self) -> float:
+        """The same per CPU second of this process."""
+        return self.base_cpu / self.run_cpu
+
+
+def alternate(pairs: int, base: Callable[[], Any], run: Callable[[int], Any]) -> list[Pair]:
+    """``base()`` and ``run(i)`` timed one after the other, ``pairs`` times: a ratio of two
+    runs minutes apart moves by a tenth or more on a shared machine, the median of pairs
+    made back to back much less."""
+    out = []
+    for i in range(pairs):
+        w0, c0 = time.perf_counter(), time.process_time()
+        base()
+        w1, c1 = time.perf_counter(), time.process_time()
+        result = run(i)
+        w2, c2 = time.perf_counter(), time.process_time()
+        out.append(Pair(w1 - w0, c1 - c0, w2 - w1, c2 - c1, result))
+    return out
+
+
+def median_pair(pairs: list[Pair]) -> Pair:
+    """The pair whose ratio is the median (the lower middle one of an even count)."""
+    ordered = sorted(pairs, key=lambda p: p.ratio)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def pairs_line(pairs: list[Pair]) -> str:
+    """Each pair's ratio in order, by wall and by CPU seconds, and the median's."""
+    mid = median_pair(pairs)
+    return (f"pairs       {len(pairs)} baseline/replay pairs back to back, ratios "
+            f"{', '.join(f'{p.ratio:.3f}' for p in pairs)} (per CPU second "
+            f"{', '.join(f'{p.cpu_ratio:.3f}' for p in pairs)}); median {mid.ratio:.3f}")
 
 
 # --------------------------------------------------------------------------- daemon

@@ -120,3 +120,19 @@ def test_readme_summary_and_sections(tmp_path: Path) -> None:
                      sections.items())
     found = {m.group(1): m.group(2) for m in run_all._SECTION.finditer(readme)}
     assert found == sections
+
+
+def test_alternate_runs_each_pair_back_to_back_and_the_median_pair_is_the_middle_ratio() -> None:
+    calls: list[str] = []
+
+    def run(i: int) -> int:
+        calls.append(f"run{i}")
+        return i
+
+    pairs = benchlib.alternate(3, lambda: calls.append("base"), run)
+    assert calls == ["base", "run0", "base", "run1", "base", "run2"]
+    assert [p.result for p in pairs] == [0, 1, 2]
+    made = [benchlib.Pair(1.0, 1.0, run, run, run) for run in (2.0, 4.0, 1.0, 5.0)]
+    assert benchlib.median_pair(made[:3]).result == 2.0  # ratios 0.5, 0.25, 1.0
+    assert benchlib.median_pair(made).result == 4.0  # the lower middle of 0.2, 0.25, 0.5, 1.0
+    assert "median 0.250" in benchlib.pairs_line(made)
