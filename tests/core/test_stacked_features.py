@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from monitor.core.layout import Layout, _numeric_block, _numeric_column
+from monitor.core.layout import Layout, _numeric_block, _numeric_column, scatter_add
 from monitor.core.reference import StackedBins, bin_numeric, profile_from_columns
 
 
@@ -80,3 +80,34 @@ def test_feature_terms_of_the_block_equal_each_feature_alone(events: int) -> Non
     width = 3 * len(names)
     assert np.array_equal(cols[:, :width], want_cols)
     assert np.array_equal(vals[:, :width], want_vals)
+
+
+@pytest.mark.parametrize(("events", "use_share"), [(1, 1.0), (40, 1.0), (40, 0.6)])
+def test_fine_values_leave_out_their_quality_terms_and_sum_the_same(
+    events: int, use_share: float
+) -> None:
+    """Every feature numeric and every value fine: no data-quality terms (each added 0.0 to
+    its feature's missing column), and every cell sums to what the terms with them give
+    (the same events in a call that has one missing value more)."""
+    rng = np.random.default_rng(events)
+    names = ["a", "b", "c"]
+    reference = {n: rng.normal(size=300).round(1).tolist() for n in names}
+    profile = profile_from_columns(reference, dict.fromkeys(names, "numeric"))
+    layout = Layout("binary", features=dict.fromkeys(names, "numeric"), profile=profile)
+    columns = {n: rng.normal(size=events).round(2).tolist() for n in names}
+    use = rng.random(events) < use_share
+    cols, vals = layout.feature_terms(None, use, columns=columns)
+    quality = {layout.col(f"{kind}:{n}") for n in names
+               for kind in ("missing", "mismatch", "nonfinite")}  # fmt: skip
+    assert not quality & set(cols.reshape(-1).tolist())
+    with_bad = {n: [*v, None] for n, v in columns.items()}  # the general path: quality terms
+    cols_q, vals_q = layout.feature_terms(None, np.append(use, True), columns=with_bad)
+    assert cols_q.shape[1] == cols.shape[1] + len(names)
+    assert set(cols_q[:events].reshape(-1).tolist()) & quality
+    width = layout.width
+    got, want = np.zeros((1, width)), np.zeros((1, width))
+    one_slice = np.zeros((events, 1), dtype=np.int64)
+    scatter_add(got, one_slice, cols, vals)
+    scatter_add(want, one_slice, cols_q[:events], vals_q[:events])
+    assert np.array_equal(got, want)
+    assert not np.signbit(want[0, sorted(quality)]).any()  # counts: never -0.0
