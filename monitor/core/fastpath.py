@@ -221,6 +221,17 @@ def _warming(engine: Engine) -> bool:
     return any(m.warmup_target for m in engine.models)
 
 
+class _Undecoded:
+    """Stands for a message that did not decode among decoded predictions, whose features
+    are read by :func:`_attrs` (none)."""
+
+    __slots__ = ()
+    features = None
+
+
+_UNDECODED: Final = _Undecoded()
+
+
 def _decode_predictions(
     engine: Engine, values: list[bytes | None], a: int = 0, at: list[int] | None = None
 ) -> tuple[list[Any], _FeatureTable | None]:
@@ -245,10 +256,12 @@ def _decode_predictions(
         typed, features = _raw_typed(names, engine.limits)
         out = _decode_each(typed, values, engine.max_bytes)
         again = _none_at(out)
-        if again:
-            raws = [None if e is None else e.features for e in out]
-        else:
-            (raws,) = _attrs(out, ("features",))
+        present = out
+        if again:  # (the features of a message that did not decode: none)
+            present = list(out)
+            for i in again:
+                present[i] = _UNDECODED
+        (raws,) = _attrs(present, ("features",))
         n = len(out)
         codes = np.empty((len(names), n), dtype=np.int8)
         x = np.empty((len(names), n), dtype=np.float64)
@@ -479,6 +492,13 @@ def _contained_at(items: list[str], container: Collection[str], want: bool = Tru
             return got
     found: Iterator[bool] = map(container.__contains__, items)
     return list(compress(range(len(items)), found if want else map(operator.not_, found)))
+
+
+def _marked(n: int, places: list[int]) -> npt.NDArray[np.bool_]:
+    """A bool column of ``n`` rows, true at ``places``."""
+    out = np.zeros(n, dtype=bool)
+    out[places] = True
+    return out
 
 
 def _read_numbers(events: list[Any], name: str, *, missing: bool) -> F64 | None:
@@ -763,7 +783,8 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
                          strict=True))  # fmt: skip
         if len(fused) < len(twice):
             pairs_p = _pairs(kept_p, every)
-            more, again = _repeats(pairs_p, pairs_l, twice - fused.keys(), partition_of)
+            more, again = _repeats(pairs_p, pairs_l, (ids_p, ids_l), twice - fused.keys(),
+                                   partition_of)  # fmt: skip
             fused.update(more)
         twice -= fused.keys() | again.keys()
         retries = {i for r in again.values() for i in r.idx}
@@ -1134,6 +1155,7 @@ class _Retries(NamedTuple):
 def _repeats(
     pairs_p: list[tuple[int, PredictionEvent]],
     pairs_l: list[tuple[int, LabelEvent]],
+    ids: tuple[list[str], list[str]],
     twice: set[str],
     partition_of: list[int],
 ) -> tuple[dict[str, tuple[int, LabelEvent]], dict[str, _Retries]]:
@@ -1143,15 +1165,13 @@ def _repeats(
     labels sent again after the first, and the messages of a prediction or a label sent
     again with no message of the other topic, are retries of the first (see
     :class:`_Retries`). Any other repeat (a prediction sent twice with its label) is left
-    to a later segment."""
+    to a later segment. ``ids``: the ids of ``pairs_p`` and of ``pairs_l``, in order (the
+    few pairs of ``twice`` are found among them by C loops)."""
     preds: dict[str, list[tuple[int, Any]]] = {}
     labels: dict[str, list[tuple[int, Any]]] = {}
-    for i, p in pairs_p:
-        if p.prediction_id in twice:
-            preds.setdefault(p.prediction_id, []).append((i, p))
-    for i, lab in pairs_l:
-        if lab.prediction_id in twice:
-            labels.setdefault(lab.prediction_id, []).append((i, lab))
+    for pairs, named, mine in ((pairs_p, ids[0], preds), (pairs_l, ids[1], labels)):
+        for k in _contained_at(named, twice):
+            mine.setdefault(named[k], []).append(pairs[k])
     fused: dict[str, tuple[int, LabelEvent]] = {}
     again: dict[str, _Retries] = {}
     for pid in twice:
@@ -1553,8 +1573,8 @@ def _predictions(
             split.cut_before(follow_at)
             continue
         model = engine.models[m]
-        pred, pred_ok = model.codec.code_many([e.prediction for e in group])
-        raw_labels = [e.label for e in group]
+        raw_preds, raw_labels = _attrs(group, ("prediction", "label"))
+        pred, pred_ok = model.codec.code_many(raw_preds)
         none = raw_labels.count(None)
         has_label = np.zeros(len(group), dtype=bool)
         if none < len(raw_labels):
@@ -1578,11 +1598,12 @@ def _predictions(
             label_msg = np.array(hit_at, dtype=np.int64)
             codes, valid = model.codec.code_many([e.label for e in follow])
             f_ts = _times(follow, engine.latest_times(label_msg))
-            named = np.array([e.model in (None, model.name) for e in follow], dtype=bool)
+            follow_models, follow_ids = _attrs(follow, ("model", "prediction_id"))
+            named = _marked(len(follow), _contained_at(follow_models, {None, model.name}))
             # A label naming no model joins the first model (by index) holding the id; a
             # label that came first must find nothing (no waiting, early or matched id)
             # and room among the early labels.
-            reached = np.array([lab.prediction_id in found_before for lab in follow], dtype=bool)
+            reached = _marked(len(follow), _contained_at(follow_ids, found_before))
             lone = _lone_labels(engine, model, number, follow, label_msg, at[sel[has_later]],
                                 valid, f_ts, named, reached,
                                 (ok[sel] & pred_ok & label_ok)[has_later],
@@ -1661,8 +1682,8 @@ def _predictions(
             reasons[j] = reason
         if not good.all():
             keep = np.flatnonzero(good)
-            group = [group[j] for j in keep.tolist()]
-            pids = [pids[j] for j in keep.tolist()]
+            group = _pick(group, keep)
+            pids = _pick(pids, keep)
             sel, pred, label, has_label = sel[keep], pred[keep], label[keep], has_label[keep]
             label_ts, label_at, has_later = label_ts[keep], label_at[keep], has_later[keep]
             counted, from_early = counted[keep], from_early[keep]
