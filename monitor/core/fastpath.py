@@ -70,7 +70,7 @@ from monitor.events.codec import (
     decode_prediction,
     parse_event_time,
 )
-from monitor.events.message import Message, MessageBatch, Reject
+from monitor.events.message import MessageBatch, Reject
 
 if TYPE_CHECKING:
     from monitor.core.engine import Engine, PartitionState
@@ -481,7 +481,7 @@ def _unpaired(pairs: list[tuple[int, Any]]) -> tuple[list[int], list[Any]]:
     return list(map(_AT, pairs)), list(map(_EVENT, pairs))
 
 
-def _contained_at(items: list[str], container: Collection[str], want: bool = True) -> list[int]:
+def _contained_at(items: list[Any], container: Collection[Any], want: bool = True) -> list[int]:
     """The places of the ``items`` that are in ``container`` (``want``), or that are not,
     in order: by the compiled kernel (one C loop), else by ``compress`` over ``map`` of
     the container's ``__contains__`` (also where the kernel declines)."""
@@ -1046,20 +1046,21 @@ def _reject(engine: Engine, messages: MessageBatch, i: int, latest: float) -> Re
     reason (the first check it fails, in the codec's order: decode, model, time, values,
     then the join's duplicate and model mismatch), counted in its partition's rejects and,
     for a duplicate, in the model's duplicate count. ``latest``: the message's latest
-    acceptable event time (:meth:`Engine.latest_times`)."""
-    msg = messages[i]
-    state = engine.partitions[msg.partition]
+    acceptable event time (:meth:`Engine.latest_times`). Decided from the batch's columns:
+    the whole :class:`Message` is built only when the reject's is read."""
+    topic = messages.topics[i]
+    state = engine.partitions[messages.partitions[i]]
     try:
-        kind = engine.topic_kind.get(msg.topic)
+        kind = engine.topic_kind.get(topic)
         if kind == "predictions":
-            _prediction_reject(engine, msg, state, latest)
+            _prediction_reject(engine, messages.values[i], state, latest)
         elif kind == "labels":
-            _label_reject(engine, msg, state, latest)
+            _label_reject(engine, messages.values[i], state, latest)
         else:
-            raise DecodeFailure("unknown_topic", f"not an input topic: {msg.topic}")
+            raise DecodeFailure("unknown_topic", f"not an input topic: {topic}")
     except DecodeFailure as exc:
-        state.rejects[(msg.topic, exc.reason)] += 1
-        return Reject(msg, exc.reason, exc.detail)
+        state.rejects[(topic, exc.reason)] += 1
+        return Reject.of_batch(messages.__getitem__, i, exc.reason, exc.detail)
     raise AssertionError(f"message {i} was planned as a reject but is a valid event")
 
 
@@ -1078,10 +1079,11 @@ def _timely(engine: Engine, value: float | str, latest: float) -> float:
     return ts
 
 
-def _prediction_reject(engine: Engine, msg: Message, state: PartitionState, latest: float
+def _prediction_reject(engine: Engine, value: bytes | None, state: PartitionState, latest: float
                        ) -> None:  # fmt: skip
-    """Raise the :class:`DecodeFailure` of a rejected prediction (see :func:`_reject`)."""
-    event = decode_prediction(msg.value, engine.max_bytes, engine.limits)
+    """Raise the :class:`DecodeFailure` of a rejected prediction, the message's ``value``
+    (see :func:`_reject`)."""
+    event = decode_prediction(value, engine.max_bytes, engine.limits)
     model = engine.by_name.get(event.model)
     if model is None:
         raise DecodeFailure("unknown_model", f"model {event.model[:64]!r} is not configured")
@@ -1097,9 +1099,11 @@ def _prediction_reject(engine: Engine, msg: Message, state: PartitionState, late
         raise DecodeFailure("duplicate", f"prediction_id {pid[:64]!r} seen already")
 
 
-def _label_reject(engine: Engine, msg: Message, state: PartitionState, latest: float) -> None:
-    """Raise the :class:`DecodeFailure` of a rejected label (see :func:`_reject`)."""
-    event = decode_label(msg.value, engine.max_bytes, engine.limits)
+def _label_reject(engine: Engine, value: bytes | None, state: PartitionState, latest: float
+                  ) -> None:  # fmt: skip
+    """Raise the :class:`DecodeFailure` of a rejected label, the message's ``value`` (see
+    :func:`_reject`)."""
+    event = decode_label(value, engine.max_bytes, engine.limits)
     named = -1
     if event.model is not None:
         model = engine.by_name.get(event.model)
