@@ -5832,6 +5832,116 @@ done:
     return result;
 }
 
+/* ---------------------------------------------------------------- a topic's checked events
+ * fastpath.py's _checked in one C loop: of a topic's decoded events (None where a message
+ * did not decode) at their poll indices, those that are valid whatever the join holds (a
+ * model the config knows; a label may name none), their ids, poll indices and model names,
+ * and the poll indices of the others (rejects), with no list made per pass over them.
+ * tests/core/test_native_planner.py holds it to the Python code. */
+
+PyDoc_STRVAR(checked_events_doc,
+"checked_events(events, at, known, labels) -> (good, ids, kept, dropped, models), or None\n\n"
+"For the list events (decoded structs, None where a message did not decode) and the list\n"
+"at of their poll indices (as long): the events that are not None and whose model is a\n"
+"key of the dict known (or None, if labels), in order; their prediction_id and model\n"
+"attributes and their poll indices; and the poll indices of the others. None, with\n"
+"nothing made, when at is not as long as events, known is not a dict, an event lacks an\n"
+"attribute or names a model neither a str nor None (the caller checks them in Python).");
+
+static PyObject *
+checked_events(PyObject *self, PyObject *args)
+{
+    PyObject *events, *at, *known;
+    int labels;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O!Op", &PyList_Type, &events, &PyList_Type, &at, &known,
+                          &labels))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(events);
+    if (PyList_GET_SIZE(at) != n || !PyDict_CheckExact(known))
+        Py_RETURN_NONE;
+    static PyObject *s_model = NULL, *s_pid = NULL;
+    if (s_model == NULL && (s_model = PyUnicode_InternFromString("model")) == NULL)
+        return NULL;
+    if (s_pid == NULL && (s_pid = PyUnicode_InternFromString("prediction_id")) == NULL)
+        return NULL;
+    PyObject *lists[5] = {NULL, NULL, NULL, NULL, NULL}; /* good, ids, kept, dropped, models */
+    for (int j = 0; j < 5; j++)
+        if ((lists[j] = PyList_New(0)) == NULL)
+            goto fail;
+    /* The slots of the first event's type (as attr_lists reads them); other types by name. */
+    PyTypeObject *kind = NULL;
+    PyMemberDef *m_model = NULL, *m_pid = NULL;
+    for (Py_ssize_t i = 0; i < n && kind == NULL; i++)
+        if (PyList_GET_ITEM(events, i) != Py_None)
+            kind = Py_TYPE(PyList_GET_ITEM(events, i));
+    if (kind != NULL) {
+        PyObject *d = _PyType_Lookup(kind, s_model); /* borrowed */
+        if (d != NULL && Py_IS_TYPE(d, &PyMemberDescr_Type) && PyType_IsSubtype(kind, PyDescr_TYPE(d)))
+            m_model = ((PyMemberDescrObject *)d)->d_member;
+        d = _PyType_Lookup(kind, s_pid);
+        if (d != NULL && Py_IS_TYPE(d, &PyMemberDescr_Type) && PyType_IsSubtype(kind, PyDescr_TYPE(d)))
+            m_pid = ((PyMemberDescrObject *)d)->d_member;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *o = PyList_GET_ITEM(events, i), *where = PyList_GET_ITEM(at, i);
+        if (o == Py_None) {
+            if (PyList_Append(lists[3], where) < 0)
+                goto fail;
+            continue;
+        }
+        int fast = Py_TYPE(o) == kind;
+        PyObject *model = (fast && m_model != NULL) ? PyMember_GetOne((const char *)o, m_model)
+                                                    : PyObject_GetAttr(o, s_model);
+        if (model == NULL)
+            goto attr_fail;
+        int ok;
+        if (model == Py_None)
+            ok = labels;
+        else if (PyUnicode_CheckExact(model))
+            ok = PyDict_Contains(known, model); /* a str's hash and equality run no Python */
+        else {
+            Py_DECREF(model);
+            goto decline;
+        }
+        if (ok < 0) {
+            Py_DECREF(model);
+            goto fail;
+        }
+        if (!ok) {
+            Py_DECREF(model);
+            if (PyList_Append(lists[3], where) < 0)
+                goto fail;
+            continue;
+        }
+        PyObject *pid = (fast && m_pid != NULL) ? PyMember_GetOne((const char *)o, m_pid)
+                                                : PyObject_GetAttr(o, s_pid);
+        if (pid == NULL) {
+            Py_DECREF(model);
+            goto attr_fail;
+        }
+        int bad = PyList_Append(lists[0], o) < 0 || PyList_Append(lists[1], pid) < 0 ||
+                  PyList_Append(lists[2], where) < 0 || PyList_Append(lists[4], model) < 0;
+        Py_DECREF(pid);
+        Py_DECREF(model);
+        if (bad)
+            goto fail;
+    }
+    return Py_BuildValue("(NNNNN)", lists[0], lists[1], lists[2], lists[3], lists[4]);
+attr_fail:
+    if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+        goto fail;
+    PyErr_Clear();
+decline:
+    for (int j = 0; j < 5; j++)
+        Py_XDECREF(lists[j]);
+    Py_RETURN_NONE;
+fail:
+    for (int j = 0; j < 5; j++)
+        Py_XDECREF(lists[j]);
+    return NULL;
+}
+
 /* ------------------------------------------------------------- stage 1's columns from lists
  * Stage 1's columns of a poll made from its Python lists in one C loop each, where numpy's
  * conversion of a list (a dtype found for each item, then each item packed) costs several
@@ -6123,6 +6233,8 @@ static PyMethodDef methods[] = {
     {"read_features", read_features, METH_VARARGS, read_features_doc},
     /* ---- a segment's shared ids ---- */
     {"shared_ids", shared_ids, METH_VARARGS, shared_ids_doc},
+    /* ---- a topic's checked events ---- */
+    {"checked_events", checked_events, METH_VARARGS, checked_events_doc},
     {NULL, NULL, 0, NULL},
 };
 
