@@ -1608,9 +1608,10 @@ def _predictions(
             hits = cast(list[tuple[int, LabelEvent]], list(compress(later, later)))
             hit_at, follow = _unpaired(hits)
             label_msg = np.array(hit_at, dtype=np.int64)
-            codes, valid = model.codec.code_many([e.label for e in follow])
+            follow_models, follow_ids, follow_labels = _attrs(follow, ("model", "prediction_id",
+                                                                       "label"))  # fmt: skip
+            codes, valid = model.codec.code_many(follow_labels)
             f_ts = _times(follow, engine.latest_times(label_msg))
-            follow_models, follow_ids = _attrs(follow, ("model", "prediction_id"))
             named = _marked(len(follow), _contained_at(follow_models, {None, model.name}))
             # A label naming no model joins the first model (by index) holding the id; a
             # label that came first must find nothing (no waiting, early or matched id)
@@ -1700,7 +1701,7 @@ def _predictions(
             label_ts, label_at, has_later = label_ts[keep], label_at[keep], has_later[keep]
             counted, from_early = counted[keep], from_early[keep]
             drop = drop[keep]
-            reasons = [reasons[j] for j in keep.tolist()]
+            reasons = _pick(reasons, keep)
         if not len(sel):
             continue
         if split.record:
