@@ -1492,7 +1492,8 @@ def _crossing_caps(engine: Engine, events: list[PredictionEvent], model_of: list
         model = models[index]
         registry = model.registry
         room = {d: registry.caps[d] - registry.used[d] for d in registry.caps}
-        if all(r <= 0 for r in room.values()):
+        # full, or with room for as many new values as it has predictions here: no cap met
+        if all(r <= 0 or r >= len(mine) for r in room.values()):
             continue
         versions, columns = _slice_columns(mine, registry.segments)
         values = {("version", v) for v in set(versions) if v}
