@@ -5844,9 +5844,29 @@ PyDoc_STRVAR(checked_events_doc,
 "For the list events (decoded structs, None where a message did not decode) and the list\n"
 "at of their poll indices (as long): the events that are not None and whose model is a\n"
 "key of the dict known (or None, if labels), in order; their prediction_id and model\n"
-"attributes and their poll indices; and the poll indices of the others. None, with\n"
+"attributes and their poll indices; and the poll indices of the others. Where every event\n"
+"is valid (the usual poll), good and kept are events and at themselves. None, with\n"
 "nothing made, when at is not as long as events, known is not a dict, an event lacks an\n"
 "attribute or names a model neither a str nor None (the caller checks them in Python).");
+
+/* The member slot of attribute name of the type kind (NULL: none; read by name then). */
+static PyMemberDef *
+event_slot(PyTypeObject *kind, PyObject *name)
+{
+    PyObject *d = _PyType_Lookup(kind, name); /* borrowed */
+    if (d != NULL && Py_IS_TYPE(d, &PyMemberDescr_Type) && PyType_IsSubtype(kind, PyDescr_TYPE(d)))
+        return ((PyMemberDescrObject *)d)->d_member;
+    return NULL;
+}
+
+/* Attribute name of o: through slot when o is of the type it was found on, else by name. */
+static PyObject *
+event_attr(PyObject *o, PyTypeObject *kind, PyMemberDef *slot, PyObject *name)
+{
+    if (slot != NULL && Py_TYPE(o) == kind)
+        return PyMember_GetOne((const char *)o, slot);
+    return PyObject_GetAttr(o, name);
+}
 
 static PyObject *
 checked_events(PyObject *self, PyObject *args)
@@ -5865,80 +5885,100 @@ checked_events(PyObject *self, PyObject *args)
         return NULL;
     if (s_pid == NULL && (s_pid = PyUnicode_InternFromString("prediction_id")) == NULL)
         return NULL;
-    PyObject *lists[5] = {NULL, NULL, NULL, NULL, NULL}; /* good, ids, kept, dropped, models */
-    for (int j = 0; j < 5; j++)
-        if ((lists[j] = PyList_New(0)) == NULL)
-            goto fail;
+    PyObject *ids = PyList_New(n), *models = PyList_New(n), *dropped = PyList_New(0);
+    PyObject *good = NULL, *kept = NULL, *known_model = NULL; /* the last model found known */
+    char *valid = PyMem_Malloc(n > 0 ? (size_t)n : 1);
+    if (ids == NULL || models == NULL || dropped == NULL || valid == NULL)
+        goto fail;
     /* The slots of the first event's type (as attr_lists reads them); other types by name. */
     PyTypeObject *kind = NULL;
-    PyMemberDef *m_model = NULL, *m_pid = NULL;
     for (Py_ssize_t i = 0; i < n && kind == NULL; i++)
         if (PyList_GET_ITEM(events, i) != Py_None)
             kind = Py_TYPE(PyList_GET_ITEM(events, i));
-    if (kind != NULL) {
-        PyObject *d = _PyType_Lookup(kind, s_model); /* borrowed */
-        if (d != NULL && Py_IS_TYPE(d, &PyMemberDescr_Type) && PyType_IsSubtype(kind, PyDescr_TYPE(d)))
-            m_model = ((PyMemberDescrObject *)d)->d_member;
-        d = _PyType_Lookup(kind, s_pid);
-        if (d != NULL && Py_IS_TYPE(d, &PyMemberDescr_Type) && PyType_IsSubtype(kind, PyDescr_TYPE(d)))
-            m_pid = ((PyMemberDescrObject *)d)->d_member;
-    }
+    PyMemberDef *m_model = kind == NULL ? NULL : event_slot(kind, s_model);
+    PyMemberDef *m_pid = kind == NULL ? NULL : event_slot(kind, s_pid);
+    Py_ssize_t k = 0; /* valid events so far */
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *o = PyList_GET_ITEM(events, i), *where = PyList_GET_ITEM(at, i);
+        PyObject *o = PyList_GET_ITEM(events, i);
+        valid[i] = 0;
         if (o == Py_None) {
-            if (PyList_Append(lists[3], where) < 0)
+            if (PyList_Append(dropped, PyList_GET_ITEM(at, i)) < 0)
                 goto fail;
             continue;
         }
-        int fast = Py_TYPE(o) == kind;
-        PyObject *model = (fast && m_model != NULL) ? PyMember_GetOne((const char *)o, m_model)
-                                                    : PyObject_GetAttr(o, s_model);
+        PyObject *model = event_attr(o, kind, m_model, s_model);
         if (model == NULL)
             goto attr_fail;
         int ok;
         if (model == Py_None)
             ok = labels;
-        else if (PyUnicode_CheckExact(model))
-            ok = PyDict_Contains(known, model); /* a str's hash and equality run no Python */
-        else {
+        else if (!PyUnicode_CheckExact(model)) {
             Py_DECREF(model);
             goto decline;
         }
-        if (ok < 0) {
-            Py_DECREF(model);
-            goto fail;
+        else if (known_model != NULL && same_str(model, known_model))
+            ok = 1; /* the usual poll: one model's name again, not hashed again */
+        else {
+            ok = PyDict_Contains(known, model); /* a str's hash and equality run no Python */
+            if (ok > 0)
+                Py_XSETREF(known_model, Py_NewRef(model));
         }
-        if (!ok) {
+        if (ok <= 0) {
             Py_DECREF(model);
-            if (PyList_Append(lists[3], where) < 0)
+            if (ok < 0 || PyList_Append(dropped, PyList_GET_ITEM(at, i)) < 0)
                 goto fail;
             continue;
         }
-        PyObject *pid = (fast && m_pid != NULL) ? PyMember_GetOne((const char *)o, m_pid)
-                                                : PyObject_GetAttr(o, s_pid);
+        PyObject *pid = event_attr(o, kind, m_pid, s_pid);
         if (pid == NULL) {
             Py_DECREF(model);
             goto attr_fail;
         }
-        int bad = PyList_Append(lists[0], o) < 0 || PyList_Append(lists[1], pid) < 0 ||
-                  PyList_Append(lists[2], where) < 0 || PyList_Append(lists[4], model) < 0;
-        Py_DECREF(pid);
-        Py_DECREF(model);
-        if (bad)
-            goto fail;
+        PyList_SET_ITEM(ids, k, pid);
+        PyList_SET_ITEM(models, k, model);
+        valid[i] = 1;
+        k++;
     }
-    return Py_BuildValue("(NNNNN)", lists[0], lists[1], lists[2], lists[3], lists[4]);
+    if (k == n) { /* every event valid: the lists themselves */
+        good = Py_NewRef(events);
+        kept = Py_NewRef(at);
+    }
+    else {
+        if (PyList_SetSlice(ids, k, n, NULL) < 0 || PyList_SetSlice(models, k, n, NULL) < 0)
+            goto fail;
+        good = PyList_New(k);
+        kept = PyList_New(k);
+        if (good == NULL || kept == NULL)
+            goto fail;
+        for (Py_ssize_t i = 0, j = 0; i < n; i++)
+            if (valid[i]) {
+                PyList_SET_ITEM(good, j, Py_NewRef(PyList_GET_ITEM(events, i)));
+                PyList_SET_ITEM(kept, j, Py_NewRef(PyList_GET_ITEM(at, i)));
+                j++;
+            }
+    }
+    PyMem_Free(valid);
+    Py_XDECREF(known_model);
+    return Py_BuildValue("(NNNNN)", good, ids, kept, dropped, models);
 attr_fail:
     if (!PyErr_ExceptionMatches(PyExc_AttributeError))
         goto fail;
     PyErr_Clear();
 decline:
-    for (int j = 0; j < 5; j++)
-        Py_XDECREF(lists[j]);
+    PyMem_Free(valid);
+    Py_XDECREF(known_model);
+    Py_XDECREF(ids);
+    Py_XDECREF(models);
+    Py_XDECREF(dropped);
     Py_RETURN_NONE;
 fail:
-    for (int j = 0; j < 5; j++)
-        Py_XDECREF(lists[j]);
+    PyMem_Free(valid);
+    Py_XDECREF(known_model);
+    Py_XDECREF(ids);
+    Py_XDECREF(models);
+    Py_XDECREF(dropped);
+    Py_XDECREF(good);
+    Py_XDECREF(kept);
     return NULL;
 }
 

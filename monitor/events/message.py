@@ -63,6 +63,7 @@ class Reject:
         return self._message
 
     def __eq__(self, other: object) -> bool:
+        """Equal message, reason, detail and model (as the dataclass it was compared)."""
         if not isinstance(other, Reject):
             return NotImplemented
         return (self.message, self.reason, self.detail, self.model) == (
@@ -72,6 +73,7 @@ class Reject:
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
+        """The reject shown as the dataclass it was (its message built)."""
         return (f"Reject(message={self.message!r}, reason={self.reason!r}, "
                 f"detail={self.detail!r}, model={self.model!r})")  # fmt: skip
 

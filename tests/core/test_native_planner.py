@@ -131,6 +131,10 @@ def test_checked_events_declines_what_it_does_not_take() -> None:
     )
     assert kernels.checked_events(ok, at, {"a": 0}, False)[3] == [5, 8, 13]
     assert kernels.checked_events([], [], {}, False) == ([], [], [], [], [])
+    fine: list[Any] = [_Event("p", "a"), _Event("q", "".join(["a"])), _Other("b", "r")]
+    got = kernels.checked_events(fine, [1, 2, 3], {"a": 0, "b": 1}, False)
+    assert got[0] is fine and got[2] == [1, 2, 3]  # every one valid: the list itself
+    assert got[1] == ["p", "q", "r"] and got[4] == ["a", "a", "b"]
     assert kernels.checked_events([None], [7], {}, False) == ([], [], [], [7], [])
     assert kernels.checked_events(ok, at[:-1], {"a": 0}, True) is None  # lengths differ
     assert kernels.checked_events(ok, at, frozenset({"a"}), True) is None  # not a dict
