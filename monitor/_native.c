@@ -5832,6 +5832,156 @@ done:
     return result;
 }
 
+/* ---------------------------------------------------------------- a topic's checked events
+ * fastpath.py's _checked in one C loop: of a topic's decoded events (None where a message
+ * did not decode) at their poll indices, those that are valid whatever the join holds (a
+ * model the config knows; a label may name none), their ids, poll indices and model names,
+ * and the poll indices of the others (rejects), with no list made per pass over them.
+ * tests/core/test_native_planner.py holds it to the Python code. */
+
+PyDoc_STRVAR(checked_events_doc,
+"checked_events(events, at, known, labels) -> (good, ids, kept, dropped, models), or None\n\n"
+"For the list events (decoded structs, None where a message did not decode) and the list\n"
+"at of their poll indices (as long): the events that are not None and whose model is a\n"
+"key of the dict known (or None, if labels), in order; their prediction_id and model\n"
+"attributes and their poll indices; and the poll indices of the others. Where every event\n"
+"is valid (the usual poll), good and kept are events and at themselves. None, with\n"
+"nothing made, when at is not as long as events, known is not a dict, an event lacks an\n"
+"attribute or names a model neither a str nor None (the caller checks them in Python).");
+
+/* The member slot of attribute name of the type kind (NULL: none; read by name then). */
+static PyMemberDef *
+event_slot(PyTypeObject *kind, PyObject *name)
+{
+    PyObject *d = _PyType_Lookup(kind, name); /* borrowed */
+    if (d != NULL && Py_IS_TYPE(d, &PyMemberDescr_Type) && PyType_IsSubtype(kind, PyDescr_TYPE(d)))
+        return ((PyMemberDescrObject *)d)->d_member;
+    return NULL;
+}
+
+/* Attribute name of o: through slot when o is of the type it was found on, else by name. */
+static PyObject *
+event_attr(PyObject *o, PyTypeObject *kind, PyMemberDef *slot, PyObject *name)
+{
+    if (slot != NULL && Py_TYPE(o) == kind)
+        return PyMember_GetOne((const char *)o, slot);
+    return PyObject_GetAttr(o, name);
+}
+
+static PyObject *
+checked_events(PyObject *self, PyObject *args)
+{
+    PyObject *events, *at, *known;
+    int labels;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O!Op", &PyList_Type, &events, &PyList_Type, &at, &known,
+                          &labels))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(events);
+    if (PyList_GET_SIZE(at) != n || !PyDict_CheckExact(known))
+        Py_RETURN_NONE;
+    static PyObject *s_model = NULL, *s_pid = NULL;
+    if (s_model == NULL && (s_model = PyUnicode_InternFromString("model")) == NULL)
+        return NULL;
+    if (s_pid == NULL && (s_pid = PyUnicode_InternFromString("prediction_id")) == NULL)
+        return NULL;
+    PyObject *ids = PyList_New(n), *models = PyList_New(n), *dropped = PyList_New(0);
+    PyObject *good = NULL, *kept = NULL, *known_model = NULL; /* the last model found known */
+    char *valid = PyMem_Malloc(n > 0 ? (size_t)n : 1);
+    if (ids == NULL || models == NULL || dropped == NULL || valid == NULL)
+        goto fail;
+    /* The slots of the first event's type (as attr_lists reads them); other types by name. */
+    PyTypeObject *kind = NULL;
+    for (Py_ssize_t i = 0; i < n && kind == NULL; i++)
+        if (PyList_GET_ITEM(events, i) != Py_None)
+            kind = Py_TYPE(PyList_GET_ITEM(events, i));
+    PyMemberDef *m_model = kind == NULL ? NULL : event_slot(kind, s_model);
+    PyMemberDef *m_pid = kind == NULL ? NULL : event_slot(kind, s_pid);
+    Py_ssize_t k = 0; /* valid events so far */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *o = PyList_GET_ITEM(events, i);
+        valid[i] = 0;
+        if (o == Py_None) {
+            if (PyList_Append(dropped, PyList_GET_ITEM(at, i)) < 0)
+                goto fail;
+            continue;
+        }
+        PyObject *model = event_attr(o, kind, m_model, s_model);
+        if (model == NULL)
+            goto attr_fail;
+        int ok;
+        if (model == Py_None)
+            ok = labels;
+        else if (!PyUnicode_CheckExact(model)) {
+            Py_DECREF(model);
+            goto decline;
+        }
+        else if (known_model != NULL && same_str(model, known_model))
+            ok = 1; /* the usual poll: one model's name again, not hashed again */
+        else {
+            ok = PyDict_Contains(known, model); /* a str's hash and equality run no Python */
+            if (ok > 0)
+                Py_XSETREF(known_model, Py_NewRef(model));
+        }
+        if (ok <= 0) {
+            Py_DECREF(model);
+            if (ok < 0 || PyList_Append(dropped, PyList_GET_ITEM(at, i)) < 0)
+                goto fail;
+            continue;
+        }
+        PyObject *pid = event_attr(o, kind, m_pid, s_pid);
+        if (pid == NULL) {
+            Py_DECREF(model);
+            goto attr_fail;
+        }
+        PyList_SET_ITEM(ids, k, pid);
+        PyList_SET_ITEM(models, k, model);
+        valid[i] = 1;
+        k++;
+    }
+    if (k == n) { /* every event valid: the lists themselves */
+        good = Py_NewRef(events);
+        kept = Py_NewRef(at);
+    }
+    else {
+        if (PyList_SetSlice(ids, k, n, NULL) < 0 || PyList_SetSlice(models, k, n, NULL) < 0)
+            goto fail;
+        good = PyList_New(k);
+        kept = PyList_New(k);
+        if (good == NULL || kept == NULL)
+            goto fail;
+        for (Py_ssize_t i = 0, j = 0; i < n; i++)
+            if (valid[i]) {
+                PyList_SET_ITEM(good, j, Py_NewRef(PyList_GET_ITEM(events, i)));
+                PyList_SET_ITEM(kept, j, Py_NewRef(PyList_GET_ITEM(at, i)));
+                j++;
+            }
+    }
+    PyMem_Free(valid);
+    Py_XDECREF(known_model);
+    return Py_BuildValue("(NNNNN)", good, ids, kept, dropped, models);
+attr_fail:
+    if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+        goto fail;
+    PyErr_Clear();
+decline:
+    PyMem_Free(valid);
+    Py_XDECREF(known_model);
+    Py_XDECREF(ids);
+    Py_XDECREF(models);
+    Py_XDECREF(dropped);
+    Py_RETURN_NONE;
+fail:
+    PyMem_Free(valid);
+    Py_XDECREF(known_model);
+    Py_XDECREF(ids);
+    Py_XDECREF(models);
+    Py_XDECREF(dropped);
+    Py_XDECREF(good);
+    Py_XDECREF(kept);
+    return NULL;
+}
+
 /* ------------------------------------------------------------- stage 1's columns from lists
  * Stage 1's columns of a poll made from its Python lists in one C loop each, where numpy's
  * conversion of a list (a dtype found for each item, then each item packed) costs several
@@ -6123,6 +6273,8 @@ static PyMethodDef methods[] = {
     {"read_features", read_features, METH_VARARGS, read_features_doc},
     /* ---- a segment's shared ids ---- */
     {"shared_ids", shared_ids, METH_VARARGS, shared_ids_doc},
+    /* ---- a topic's checked events ---- */
+    {"checked_events", checked_events, METH_VARARGS, checked_events_doc},
     {NULL, NULL, 0, NULL},
 };
 

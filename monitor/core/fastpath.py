@@ -70,7 +70,7 @@ from monitor.events.codec import (
     decode_prediction,
     parse_event_time,
 )
-from monitor.events.message import Message, MessageBatch, Reject
+from monitor.events.message import MessageBatch, Reject
 
 if TYPE_CHECKING:
     from monitor.core.engine import Engine, PartitionState
@@ -221,6 +221,17 @@ def _warming(engine: Engine) -> bool:
     return any(m.warmup_target for m in engine.models)
 
 
+class _Undecoded:
+    """Stands for a message that did not decode among decoded predictions, whose features
+    are read by :func:`_attrs` (none)."""
+
+    __slots__ = ()
+    features = None
+
+
+_UNDECODED: Final = _Undecoded()
+
+
 def _decode_predictions(
     engine: Engine, values: list[bytes | None], a: int = 0, at: list[int] | None = None
 ) -> tuple[list[Any], _FeatureTable | None]:
@@ -245,10 +256,12 @@ def _decode_predictions(
         typed, features = _raw_typed(names, engine.limits)
         out = _decode_each(typed, values, engine.max_bytes)
         again = _none_at(out)
-        if again:
-            raws = [None if e is None else e.features for e in out]
-        else:
-            (raws,) = _attrs(out, ("features",))
+        present = out
+        if again:  # (the features of a message that did not decode: none)
+            present = list(out)
+            for i in again:
+                present[i] = _UNDECODED
+        (raws,) = _attrs(present, ("features",))
         n = len(out)
         codes = np.empty((len(names), n), dtype=np.int8)
         x = np.empty((len(names), n), dtype=np.float64)
@@ -468,7 +481,7 @@ def _unpaired(pairs: list[tuple[int, Any]]) -> tuple[list[int], list[Any]]:
     return list(map(_AT, pairs)), list(map(_EVENT, pairs))
 
 
-def _contained_at(items: list[str], container: Collection[str], want: bool = True) -> list[int]:
+def _contained_at(items: list[Any], container: Collection[Any], want: bool = True) -> list[int]:
     """The places of the ``items`` that are in ``container`` (``want``), or that are not,
     in order: by the compiled kernel (one C loop), else by ``compress`` over ``map`` of
     the container's ``__contains__`` (also where the kernel declines)."""
@@ -479,6 +492,13 @@ def _contained_at(items: list[str], container: Collection[str], want: bool = Tru
             return got
     found: Iterator[bool] = map(container.__contains__, items)
     return list(compress(range(len(items)), found if want else map(operator.not_, found)))
+
+
+def _marked(n: int, places: list[int]) -> npt.NDArray[np.bool_]:
+    """A bool column of ``n`` rows, true at ``places``."""
+    out = np.zeros(n, dtype=bool)
+    out[places] = True
+    return out
 
 
 def _read_numbers(events: list[Any], name: str, *, missing: bool) -> F64 | None:
@@ -763,7 +783,8 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
                          strict=True))  # fmt: skip
         if len(fused) < len(twice):
             pairs_p = _pairs(kept_p, every)
-            more, again = _repeats(pairs_p, pairs_l, twice - fused.keys(), partition_of)
+            more, again = _repeats(pairs_p, pairs_l, (ids_p, ids_l), twice - fused.keys(),
+                                   partition_of)  # fmt: skip
             fused.update(more)
         twice -= fused.keys() | again.keys()
         retries = {i for r in again.values() for i in r.idx}
@@ -905,9 +926,17 @@ def _checked(
     """A topic's decoded ``events`` (at poll indices ``at``) that are valid events whatever
     the join holds, with their ids and poll indices; the poll indices of the others
     (rejects): not decoded (None), or of a model the config does not know (a label may name
-    none); and the valid ones' model names. All by C loops, with no bytecode per event: the
-    usual poll has a few such messages among thousands."""
+    none); and the valid ones' model names. All in one pass of the compiled kernel
+    (``checked_events``), else (or where it declines) by C loops, with no bytecode per
+    event: the usual poll has a few such messages among thousands."""
     known = engine.by_name
+    kernels = native.kernels()
+    if kernels is not None and type(events) is list and type(at) is list:
+        got: tuple[list[Any], list[str], list[int], list[int], list[str | None]] | None = (
+            kernels.checked_events(events, at, known, labels)
+        )
+        if got is not None:
+            return got
     nones = _none_at(events)
     keep: list[bool] | None = None
     good = events
@@ -1025,20 +1054,21 @@ def _reject(engine: Engine, messages: MessageBatch, i: int, latest: float) -> Re
     reason (the first check it fails, in the codec's order: decode, model, time, values,
     then the join's duplicate and model mismatch), counted in its partition's rejects and,
     for a duplicate, in the model's duplicate count. ``latest``: the message's latest
-    acceptable event time (:meth:`Engine.latest_times`)."""
-    msg = messages[i]
-    state = engine.partitions[msg.partition]
+    acceptable event time (:meth:`Engine.latest_times`). Decided from the batch's columns:
+    the whole :class:`Message` is built only when the reject's is read."""
+    topic = messages.topics[i]
+    state = engine.partitions[messages.partitions[i]]
     try:
-        kind = engine.topic_kind.get(msg.topic)
+        kind = engine.topic_kind.get(topic)
         if kind == "predictions":
-            _prediction_reject(engine, msg, state, latest)
+            _prediction_reject(engine, messages.values[i], state, latest)
         elif kind == "labels":
-            _label_reject(engine, msg, state, latest)
+            _label_reject(engine, messages.values[i], state, latest)
         else:
-            raise DecodeFailure("unknown_topic", f"not an input topic: {msg.topic}")
+            raise DecodeFailure("unknown_topic", f"not an input topic: {topic}")
     except DecodeFailure as exc:
-        state.rejects[(msg.topic, exc.reason)] += 1
-        return Reject(msg, exc.reason, exc.detail)
+        state.rejects[(topic, exc.reason)] += 1
+        return Reject.of_batch(messages.__getitem__, i, exc.reason, exc.detail)
     raise AssertionError(f"message {i} was planned as a reject but is a valid event")
 
 
@@ -1057,10 +1087,11 @@ def _timely(engine: Engine, value: float | str, latest: float) -> float:
     return ts
 
 
-def _prediction_reject(engine: Engine, msg: Message, state: PartitionState, latest: float
+def _prediction_reject(engine: Engine, value: bytes | None, state: PartitionState, latest: float
                        ) -> None:  # fmt: skip
-    """Raise the :class:`DecodeFailure` of a rejected prediction (see :func:`_reject`)."""
-    event = decode_prediction(msg.value, engine.max_bytes, engine.limits)
+    """Raise the :class:`DecodeFailure` of a rejected prediction, the message's ``value``
+    (see :func:`_reject`)."""
+    event = decode_prediction(value, engine.max_bytes, engine.limits)
     model = engine.by_name.get(event.model)
     if model is None:
         raise DecodeFailure("unknown_model", f"model {event.model[:64]!r} is not configured")
@@ -1076,9 +1107,11 @@ def _prediction_reject(engine: Engine, msg: Message, state: PartitionState, late
         raise DecodeFailure("duplicate", f"prediction_id {pid[:64]!r} seen already")
 
 
-def _label_reject(engine: Engine, msg: Message, state: PartitionState, latest: float) -> None:
-    """Raise the :class:`DecodeFailure` of a rejected label (see :func:`_reject`)."""
-    event = decode_label(msg.value, engine.max_bytes, engine.limits)
+def _label_reject(engine: Engine, value: bytes | None, state: PartitionState, latest: float
+                  ) -> None:  # fmt: skip
+    """Raise the :class:`DecodeFailure` of a rejected label, the message's ``value`` (see
+    :func:`_reject`)."""
+    event = decode_label(value, engine.max_bytes, engine.limits)
     named = -1
     if event.model is not None:
         model = engine.by_name.get(event.model)
@@ -1134,6 +1167,7 @@ class _Retries(NamedTuple):
 def _repeats(
     pairs_p: list[tuple[int, PredictionEvent]],
     pairs_l: list[tuple[int, LabelEvent]],
+    ids: tuple[list[str], list[str]],
     twice: set[str],
     partition_of: list[int],
 ) -> tuple[dict[str, tuple[int, LabelEvent]], dict[str, _Retries]]:
@@ -1143,15 +1177,13 @@ def _repeats(
     labels sent again after the first, and the messages of a prediction or a label sent
     again with no message of the other topic, are retries of the first (see
     :class:`_Retries`). Any other repeat (a prediction sent twice with its label) is left
-    to a later segment."""
+    to a later segment. ``ids``: the ids of ``pairs_p`` and of ``pairs_l``, in order (the
+    few pairs of ``twice`` are found among them by C loops)."""
     preds: dict[str, list[tuple[int, Any]]] = {}
     labels: dict[str, list[tuple[int, Any]]] = {}
-    for i, p in pairs_p:
-        if p.prediction_id in twice:
-            preds.setdefault(p.prediction_id, []).append((i, p))
-    for i, lab in pairs_l:
-        if lab.prediction_id in twice:
-            labels.setdefault(lab.prediction_id, []).append((i, lab))
+    for pairs, named, mine in ((pairs_p, ids[0], preds), (pairs_l, ids[1], labels)):
+        for k in _contained_at(named, twice):
+            mine.setdefault(named[k], []).append(pairs[k])
     fused: dict[str, tuple[int, LabelEvent]] = {}
     again: dict[str, _Retries] = {}
     for pid in twice:
@@ -1460,7 +1492,8 @@ def _crossing_caps(engine: Engine, events: list[PredictionEvent], model_of: list
         model = models[index]
         registry = model.registry
         room = {d: registry.caps[d] - registry.used[d] for d in registry.caps}
-        if all(r <= 0 for r in room.values()):
+        # full, or with room for as many new values as it has predictions here: no cap met
+        if all(r <= 0 or r >= len(mine) for r in room.values()):
             continue
         versions, columns = _slice_columns(mine, registry.segments)
         values = {("version", v) for v in set(versions) if v}
@@ -1553,8 +1586,8 @@ def _predictions(
             split.cut_before(follow_at)
             continue
         model = engine.models[m]
-        pred, pred_ok = model.codec.code_many([e.prediction for e in group])
-        raw_labels = [e.label for e in group]
+        raw_preds, raw_labels = _attrs(group, ("prediction", "label"))
+        pred, pred_ok = model.codec.code_many(raw_preds)
         none = raw_labels.count(None)
         has_label = np.zeros(len(group), dtype=bool)
         if none < len(raw_labels):
@@ -1576,13 +1609,15 @@ def _predictions(
             hits = cast(list[tuple[int, LabelEvent]], list(compress(later, later)))
             hit_at, follow = _unpaired(hits)
             label_msg = np.array(hit_at, dtype=np.int64)
-            codes, valid = model.codec.code_many([e.label for e in follow])
+            follow_models, follow_ids, follow_labels = _attrs(follow, ("model", "prediction_id",
+                                                                       "label"))  # fmt: skip
+            codes, valid = model.codec.code_many(follow_labels)
             f_ts = _times(follow, engine.latest_times(label_msg))
-            named = np.array([e.model in (None, model.name) for e in follow], dtype=bool)
+            named = _marked(len(follow), _contained_at(follow_models, {None, model.name}))
             # A label naming no model joins the first model (by index) holding the id; a
             # label that came first must find nothing (no waiting, early or matched id)
             # and room among the early labels.
-            reached = np.array([lab.prediction_id in found_before for lab in follow], dtype=bool)
+            reached = _marked(len(follow), _contained_at(follow_ids, found_before))
             lone = _lone_labels(engine, model, number, follow, label_msg, at[sel[has_later]],
                                 valid, f_ts, named, reached,
                                 (ok[sel] & pred_ok & label_ok)[has_later],
@@ -1661,13 +1696,13 @@ def _predictions(
             reasons[j] = reason
         if not good.all():
             keep = np.flatnonzero(good)
-            group = [group[j] for j in keep.tolist()]
-            pids = [pids[j] for j in keep.tolist()]
+            group = _pick(group, keep)
+            pids = _pick(pids, keep)
             sel, pred, label, has_label = sel[keep], pred[keep], label[keep], has_label[keep]
             label_ts, label_at, has_later = label_ts[keep], label_at[keep], has_later[keep]
             counted, from_early = counted[keep], from_early[keep]
             drop = drop[keep]
-            reasons = [reasons[j] for j in keep.tolist()]
+            reasons = _pick(reasons, keep)
         if not len(sel):
             continue
         if split.record:

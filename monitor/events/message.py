@@ -22,14 +22,60 @@ class Message:
     timestamp_ms: int = -1
 
 
-@dataclass(slots=True)
 class Reject:
-    """A message that is not a valid event, with the reason; it goes to the dead-letter topic."""
+    """A message that is not a valid event, with the reason; it goes to the dead-letter topic.
 
-    message: Message
-    reason: str
-    detail: str = ""
-    model: str = ""
+    The message is given whole, or (:meth:`of_batch`) as a batch's ``make`` and its index
+    there, the :class:`Message` then built when first read: the batch path decides its
+    rejects from the batch's columns, and ``monitor replay``, which reads no reject's
+    message, builds none."""
+
+    __slots__ = ("_at", "_make", "_message", "detail", "model", "reason")
+
+    def __init__(self, message: Message, reason: str, detail: str = "", model: str = "") -> None:
+        self._message: Message | None = message
+        self._make: Callable[[int], Message] | None = None
+        self._at = -1
+        self.reason = reason
+        self.detail = detail
+        self.model = model
+
+    @classmethod
+    def of_batch(cls, make: Callable[[int], Message], at: int, reason: str, detail: str = ""
+                 ) -> Reject:  # fmt: skip
+        """The reject of the message ``make(at)`` builds, built when first read."""
+        reject = cls.__new__(cls)
+        reject._message = None
+        reject._make = make
+        reject._at = at
+        reject.reason = reason
+        reject.detail = detail
+        reject.model = ""
+        return reject
+
+    @property
+    def message(self) -> Message:
+        """The rejected message (built at the first read when given by its batch)."""
+        if self._message is None:
+            assert self._make is not None
+            self._message = self._make(self._at)
+            self._make = None  # (the batch is not kept alive for it any longer)
+        return self._message
+
+    def __eq__(self, other: object) -> bool:
+        """Equal message, reason, detail and model (as the dataclass it was compared)."""
+        if not isinstance(other, Reject):
+            return NotImplemented
+        return (self.message, self.reason, self.detail, self.model) == (
+            other.message, other.reason, other.detail, other.model
+        )  # fmt: skip
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        """The reject shown as the dataclass it was (its message built)."""
+        return (f"Reject(message={self.message!r}, reason={self.reason!r}, "
+                f"detail={self.detail!r}, model={self.model!r})")  # fmt: skip
 
     def dead_letter_headers(self) -> list[tuple[str, bytes]]:
         """The original headers plus ones naming the reason and the source coordinates."""

@@ -1,4 +1,5 @@
-"""The compiled kernels of the planner's reads (``attr_lists``, ``none_at``, ``topic_at``)
+"""The compiled kernels of the planner's reads (``attr_lists``, ``none_at``, ``topic_at``,
+``checked_events``)
 and of one model's bins (``bin_rows`` with every slot 0, in ``StackedBins``) against the
 Python and numpy code that stands in for them: the same lists, the same positions and the
 same columns over random inputs, the kernels declining what they do not take, and their
@@ -7,6 +8,7 @@ argument checks."""
 from __future__ import annotations
 
 import random
+from types import SimpleNamespace
 from typing import Any
 
 import msgspec
@@ -15,7 +17,7 @@ import pytest
 
 from monitor import native
 from monitor.core.engine import _floats
-from monitor.core.fastpath import _attrs, _none_at
+from monitor.core.fastpath import _attrs, _checked, _none_at
 from monitor.core.reference import StackedBins, bin_numeric
 
 
@@ -85,6 +87,65 @@ def test_attr_lists_declines_what_it_does_not_take() -> None:
     assert kernels.attr_lists([_Event("p"), 3], ("prediction_id",)) is None
     with pytest.raises(TypeError):
         kernels.attr_lists(tuple(ok), ("model",))
+
+
+def _checked_both(events: list[Any], at: list[int], known: dict[str, Any], labels: bool
+                  ) -> tuple[Any, Any]:  # fmt: skip
+    """``_checked`` with the compiled kernels and without, over an engine of ``known``."""
+    engine: Any = SimpleNamespace(by_name=known)
+    return _both(lambda: _checked(engine, events, at, labels=labels))
+
+
+@pytest.mark.parametrize("seed", range(30))
+@pytest.mark.parametrize("labels", [False, True])
+def test_checked_events_equal_the_python_checks(seed: int, labels: bool) -> None:
+    _compiled()
+    rng = random.Random(seed)
+    known = {"a": 0, "b": 1} if seed % 3 else {"a": 0}
+    size = [0, 1, 2][seed] if seed < 3 else rng.randrange(0, 60)
+    events: list[Any] = []
+    for i in range(size):
+        u = rng.random()
+        if u < 0.15 and seed % 5:
+            events.append(None)  # a message that did not decode
+            continue
+        model = rng.choice([None, "a", "b", "zz", "a"]) if seed % 4 else "a"
+        kind = _Event if u < 0.85 or seed % 7 == 0 else _Other  # (the first's type, and others)
+        events.append(kind(prediction_id=f"p{i}", model=model))
+    at = sorted(rng.sample(range(10 * size + 1), size))
+    got, want = _checked_both(events, at, known, labels)
+    assert got == want
+    good, ids, kept, dropped, models = got
+    assert sorted(kept + dropped) == at
+    assert all(e.model in known or (labels and e.model is None) for e in good)
+    assert [e.prediction_id for e in good] == ids
+    assert [e.model for e in good] == models
+
+
+def test_checked_events_declines_what_it_does_not_take() -> None:
+    kernels = _compiled()
+    ok: list[Any] = [_Event("p", "a"), None, _Event("q", "zz"), _Other(None, "r")]
+    at = [3, 5, 8, 13]
+    assert kernels.checked_events(ok, at, {"a": 0}, True) == (
+        [ok[0], ok[3]], ["p", "r"], [3, 13], [5, 8], ["a", None]
+    )
+    assert kernels.checked_events(ok, at, {"a": 0}, False)[3] == [5, 8, 13]
+    assert kernels.checked_events([], [], {}, False) == ([], [], [], [], [])
+    fine: list[Any] = [_Event("p", "a"), _Event("q", "".join(["a"])), _Other("b", "r")]
+    got = kernels.checked_events(fine, [1, 2, 3], {"a": 0, "b": 1}, False)
+    assert got[0] is fine and got[2] == [1, 2, 3]  # every one valid: the list itself
+    assert got[1] == ["p", "q", "r"] and got[4] == ["a", "a", "b"]
+    assert kernels.checked_events([None], [7], {}, False) == ([], [], [], [7], [])
+    assert kernels.checked_events(ok, at[:-1], {"a": 0}, True) is None  # lengths differ
+    assert kernels.checked_events(ok, at, frozenset({"a"}), True) is None  # not a dict
+    assert kernels.checked_events([_Event("p", 3)], [0], {"a": 0}, True) is None  # type: ignore[arg-type]
+    assert kernels.checked_events([_Event("p"), 3], [0, 1], {"a": 0}, True) is None
+    with pytest.raises(TypeError):
+        kernels.checked_events(tuple(ok), at, {"a": 0}, True)
+    # what it declines, the Python checks take: a model of another type is not configured
+    odd: list[Any] = [_Event("p", 3), _Event("q", "a")]  # type: ignore[arg-type]
+    got, want = _checked_both(odd, [0, 1], {"a": 0}, False)
+    assert got == want == ([odd[1]], ["q"], [1], [0], ["a"])
 
 
 @pytest.mark.parametrize("seed", range(10))
