@@ -2238,18 +2238,18 @@ def _lone_labels(
     cut before the label. Not for an id with more messages in the segment (``retried``:
     they were planned as retries of a pair joined)."""
     lone = np.isnan(f_ts)  # invalid or future: rejects in either order
-    ids = [e.prediction_id for e in follow]
+    ids, names = _attrs(follow, ("prediction_id", "model"))
     if retried:
-        lone &= ~np.array(list(map(retried.__contains__, ids)), dtype=bool)
+        lone &= ~np.fromiter(map(retried.__contains__, ids), bool, len(ids))
         if not lone.any() and all(map(retried.__contains__, ids)):
             return lone
     maybe = ~lone & (label_msg > pred_at) & ~reached & checked
     join = engine.partition(number).join
     matched = join.matched[model.index]
-    again = ~lone & named & np.array(list(map(matched.__contains__, ids)), dtype=bool)
+    again = ~lone & named & np.fromiter(map(matched.__contains__, ids), bool, len(ids))
     if not (maybe | again).any():
         return lone
-    other = ~named & np.array([e.model is not None for e in follow], dtype=bool)
+    other = ~named & np.array([name is not None for name in names], dtype=bool)
     odd = maybe & ((other & ~own) | (named & (~valid | own)))
     # Where the partition holds the id is asked only of the labels it decides: a label
     # after its valid prediction, naming the model, valid and not a second label (the
