@@ -2447,16 +2447,18 @@ def _warmup_rows(
     times = ts.tolist()
     out = list(map(WarmRow, times, slices.tolist(), feats, [e.prediction for e in group],
                    score.tolist()))  # fmt: skip
+    # Each run of rows of one pane (a sparse stream's poll spans many panes) found by numpy:
+    # the floors of the (finite, checked) times, as floats, differ where math.floor's do.
     pane = engine.pane
-    panes = [math.floor(t / pane) for t in times]
-    if panes.count(panes[0]) == len(panes):  # one pane (the usual case)
-        ledger.add_warm_many(model.index, panes[0], out)
+    floors = np.floor(ts / pane)
+    cuts = (floors[1:] != floors[:-1]).nonzero()[0]
+    if not cuts.size:  # one pane (the usual case)
+        ledger.add_warm_many(model.index, math.floor(times[0] / pane), out)
         return
     start = 0
-    for j in range(1, len(out) + 1):
-        if j == len(out) or panes[j] != panes[start]:  # a pane's run of rows ends
-            ledger.add_warm_many(model.index, panes[start], out[start:j])
-            start = j
+    for end in [*(cuts + 1).tolist(), len(out)]:
+        ledger.add_warm_many(model.index, math.floor(times[start] / pane), out[start:end])
+        start = end
 
 
 def _run_maxima(ts: F64, sizes: list[int]) -> list[float]:
