@@ -4445,6 +4445,74 @@ done:
     return result;
 }
 
+/* ------------------------------------------------------------- a join table's expired front
+ * JoinBuffer.expire's scan (join.py): the keys of the entries at the front of a matched
+ * ids' or early labels' dict (arrival order) whose event time is below a bound, in C (a
+ * poll's pane closes expire thousands of matched ids). */
+
+PyDoc_STRVAR(expired_front_doc,
+"expired_front(table, before) -> list\n\n"
+"The keys of table (a dict, or a subclass not overriding its iteration), from the first\n"
+"in order, up to the first entry whose time is >= before: an entry's time is the value\n"
+"when it is a float, else its ts attribute (as JoinBuffer.expire reads it; NaN times\n"
+"are below any bound). Nothing is removed.");
+
+static PyObject *expired_ts_name = NULL;
+
+static PyObject *
+expired_front(PyObject *self, PyObject *args)
+{
+    PyObject *table, *before;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O", &PyDict_Type, &table, &before))
+        return NULL;
+    if (expired_ts_name == NULL && (expired_ts_name = PyUnicode_InternFromString("ts")) == NULL)
+        return NULL;
+    int fast = PyFloat_Check(before);
+    double bound = fast ? PyFloat_AS_DOUBLE(before) : 0.0;
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(table, &pos, &key, &value)) {
+        int later;
+        if (fast && PyFloat_Check(value)) {
+            later = PyFloat_AS_DOUBLE(value) >= bound;
+        } else {
+            Py_INCREF(key);
+            PyObject *ts;
+            if (PyFloat_Check(value)) {
+                ts = Py_NewRef(value);
+            } else {
+                ts = PyObject_GetAttr(value, expired_ts_name);
+            }
+            if (ts == NULL) {
+                Py_DECREF(key);
+                Py_DECREF(out);
+                return NULL;
+            }
+            if (fast && PyFloat_Check(ts))
+                later = PyFloat_AS_DOUBLE(ts) >= bound;
+            else
+                later = PyObject_RichCompareBool(ts, before, Py_GE);
+            Py_DECREF(ts);
+            Py_DECREF(key);
+            if (later < 0) {
+                Py_DECREF(out);
+                return NULL;
+            }
+        }
+        if (later)
+            break;
+        if (PyList_Append(out, key) < 0) {
+            Py_DECREF(out);
+            return NULL;
+        }
+    }
+    return out;
+}
+
 /* ------------------------------------------------------------- owner removals of many tables
  * OwnerIndex.remove of the ids many pending tables of one partition gave up (join.py,
  * pop_groups): one call for the partition instead of one per (model) table. */
@@ -6225,6 +6293,7 @@ static PyMethodDef methods[] = {
     {"chi2_sf", chi2_sf, METH_VARARGS, chi2_sf_doc},
     {"cusum_arl", cusum_arl, METH_VARARGS, cusum_arl_doc},
     {"decode_each", decode_each, METH_VARARGS, decode_each_doc},
+    {"expired_front", expired_front, METH_VARARGS, expired_front_doc},
     {"id_keys", id_keys, METH_VARARGS, id_keys_doc},
     {"kcat_chunk", kcat_chunk, METH_VARARGS, kcat_chunk_doc},
     {"kcat_lines", kcat_lines, METH_VARARGS, kcat_lines_doc},

@@ -2273,18 +2273,18 @@ def _lone_labels(
     cut before the label. Not for an id with more messages in the segment (``retried``:
     they were planned as retries of a pair joined)."""
     lone = np.isnan(f_ts)  # invalid or future: rejects in either order
-    ids = [e.prediction_id for e in follow]
+    ids, names = _attrs(follow, ("prediction_id", "model"))
     if retried:
-        lone &= ~np.array(list(map(retried.__contains__, ids)), dtype=bool)
+        lone &= ~np.fromiter(map(retried.__contains__, ids), bool, len(ids))
         if not lone.any() and all(map(retried.__contains__, ids)):
             return lone
     maybe = ~lone & (label_msg > pred_at) & ~reached & checked
     join = engine.partition(number).join
     matched = join.matched[model.index]
-    again = ~lone & named & np.array(list(map(matched.__contains__, ids)), dtype=bool)
+    again = ~lone & named & np.fromiter(map(matched.__contains__, ids), bool, len(ids))
     if not (maybe | again).any():
         return lone
-    other = ~named & np.array([e.model is not None for e in follow], dtype=bool)
+    other = ~named & np.array([name is not None for name in names], dtype=bool)
     odd = maybe & ((other & ~own) | (named & (~valid | own)))
     # Where the partition holds the id is asked only of the labels it decides: a label
     # after its valid prediction, naming the model, valid and not a second label (the
@@ -2482,16 +2482,18 @@ def _warmup_rows(
     times = ts.tolist()
     out = list(map(WarmRow, times, slices.tolist(), feats, [e.prediction for e in group],
                    score.tolist()))  # fmt: skip
+    # Each run of rows of one pane (a sparse stream's poll spans many panes) found by numpy:
+    # the floors of the (finite, checked) times, as floats, differ where math.floor's do.
     pane = engine.pane
-    panes = [math.floor(t / pane) for t in times]
-    if panes.count(panes[0]) == len(panes):  # one pane (the usual case)
-        ledger.add_warm_many(model.index, panes[0], out)
+    floors = np.floor(ts / pane)
+    cuts = (floors[1:] != floors[:-1]).nonzero()[0]
+    if not cuts.size:  # one pane (the usual case)
+        ledger.add_warm_many(model.index, math.floor(times[0] / pane), out)
         return
     start = 0
-    for j in range(1, len(out) + 1):
-        if j == len(out) or panes[j] != panes[start]:  # a pane's run of rows ends
-            ledger.add_warm_many(model.index, panes[start], out[start:j])
-            start = j
+    for end in [*(cuts + 1).tolist(), len(out)]:
+        ledger.add_warm_many(model.index, math.floor(times[start] / pane), out[start:end])
+        start = end
 
 
 def _run_maxima(ts: F64, sizes: list[int]) -> list[float]:

@@ -21,9 +21,9 @@ wrong type as :data:`MISMATCH`) and, for a checkpoint, rows that restore the sam
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable, Mapping, Sequence
-from itertools import chain
-from typing import Any, Final
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import chain, repeat
+from typing import Any, Final, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -41,6 +41,12 @@ I64 = npt.NDArray[np.int64]
 MISMATCH: Final = "<not a number>"
 
 _EMPTY: Final[Mapping[str, Any]] = {}
+_NONE: Final = type(None)
+#: The kinds of features mappings read by one C loop a feature (see :func:`_values`), and
+#: of values whose strings are shared by one (see :func:`_shared`).
+_DICTS: Final = frozenset((dict, _NONE))
+_STR_NONE: Final = frozenset((str, _NONE))
+_DICT_GET: Final[Callable[[Any, str], Any]] = dict.get
 
 
 class WarmChunk:
@@ -87,14 +93,19 @@ class WarmChunk:
         n = len(ts)
         numeric = layout.numeric
         empty = _EMPTY
-        filled = [f or empty for f in features]
+        kinds = set(map(type, features))
+        if _NONE in kinds:
+            filled = [f or empty for f in features]
+        else:  # (the mappings themselves)
+            filled = cast(list[Mapping[str, Any]], list(features))
+        dicts = kinds <= _DICTS  # (the warmup's: decoded features, or none)
         if numeric and n:
-            codes, numbers = _numbers(filled, numeric)
+            codes, numbers = _numbers(filled, numeric, dicts)
         else:
             codes, numbers = np.zeros((len(numeric), n), dtype=np.int8), np.zeros((len(numeric), n))
-        strings: dict[str, str] = {}
+        strings: dict[str | None, str | None] = {}
         others = {
-            name: _shared([f.get(name) for f in filled], strings)
+            name: _shared(_values(filled, name, dicts), strings)
             for name in layout.features
             if name not in numeric
         }
@@ -194,8 +205,8 @@ def concat(chunks: Sequence[WarmChunk]) -> WarmChunk:
         np.concatenate([c.slices for c in full]),
         np.concatenate([c.codes for c in full], axis=1),
         np.concatenate([c.numbers for c in full], axis=1),
-        {name: [v for c in full for v in c.others[name]] for name in full[0].others},
-        [p for c in full for p in c.predictions],
+        {name: _joined([c.others[name] for c in full]) for name in full[0].others},
+        _joined([c.predictions for c in full]),
         np.concatenate([c.scores for c in full]),
     )
 
@@ -214,11 +225,11 @@ def sample_columns(
         held[0].ts, held[0].slices,
         np.concatenate([c.codes for c in held], axis=1),
         np.concatenate([c.numbers for c in held], axis=1),
-        {name: [v for c in held for v in c.others[name]] for name in held[0].others},
+        {name: _joined([c.others[name] for c in held]) for name in held[0].others},
         [], held[0].scores,
     )  # fmt: skip
     columns = {name: list(values) for name, values in whole.columns(layout).items()}
-    predictions = [p for c in held for p in c.predictions]
+    predictions = _joined([c.predictions for c in held])
     scores: list[float] = np.concatenate([c.scores for c in held]).tolist()
     return columns, predictions, scores
 
@@ -236,11 +247,19 @@ def drop_last(chunks: list[WarmChunk], k: int) -> None:
 
 
 def _numbers(
-    features: list[Mapping[str, Any]], names: list[str]
+    features: list[Mapping[str, Any]], names: list[str], dicts: bool
 ) -> tuple[npt.NDArray[np.int8], F64]:
     """The block of the numeric features ``names`` over ``features`` (see
     :func:`~monitor.core.layout._numeric_block`): when every mapping has every one of them
-    as a number (the usual warmup), read row by row in one pass from C; else by feature."""
+    as a number (the usual warmup), read in one pass from C (of dicts, ``dicts``: feature by
+    feature, a C loop each, so that a stream with some missing reads them once; else row
+    by row); else by feature (see :func:`_values`)."""
+    if dicts:
+        columns = [_values(features, name, True) for name in names]
+        if all(set(map(type, c)) <= _NUMBER_TYPES for c in columns):
+            numbers = np.array(columns, dtype=np.float64).reshape(len(names), len(features))
+            return np.zeros(numbers.shape, dtype=np.int8), numbers
+        return _numeric_block(columns)
     try:
         rows = list(map(operator.itemgetter(*names), features))
     except KeyError:  # a feature absent somewhere
@@ -250,12 +269,29 @@ def _numbers(
         if set(map(type, flat)) <= _NUMBER_TYPES:
             numbers = np.array(rows, dtype=np.float64).reshape(len(rows), len(names)).T.copy()
             return np.zeros(numbers.shape, dtype=np.int8), numbers
-    return _numeric_block([[f.get(name) for f in features] for name in names])
+    return _numeric_block([_values(features, name, False) for name in names])
 
 
-def _shared(values: list[Any], strings: dict[str, str]) -> list[Any]:
+def _joined(lists: list[list[Any]]) -> list[Any]:
+    """``lists`` end to end, as a new list (one C loop, no bytecode per item)."""
+    return list(chain.from_iterable(lists))
+
+
+def _values(features: list[Mapping[str, Any]], name: str, dicts: bool) -> list[Any]:
+    """Each of ``features``' value of ``name`` (None where it has none): by one C loop when
+    ``dicts`` (every mapping a dict), else by a ``get`` call each."""
+    if dicts:
+        return list(map(_DICT_GET, features, repeat(name)))
+    return [f.get(name) for f in features]
+
+
+def _shared(values: list[Any], strings: dict[str | None, str | None]) -> list[Any]:
     """``values`` with equal strings made one object (a feature's few categories, sent as a
-    new string each time)."""
-    if str not in set(map(type, values)):
+    new string each time): by one C loop of ``strings.setdefault`` when they are all str
+    or None (None, equal to nothing else, stays itself), else one by one."""
+    kinds = set(map(type, values))
+    if str not in kinds:
         return values
+    if kinds <= _STR_NONE:
+        return list(map(strings.setdefault, values, values))
     return [strings.setdefault(v, v) if v.__class__ is str else v for v in values]

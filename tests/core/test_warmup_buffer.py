@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import random
 import tracemalloc
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -99,6 +100,25 @@ def test_a_checkpoint_s_rows_restore_the_same_chunk(feats: list[dict[str, Any] |
     assert len(again) == len(feats)
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 40).flatmap(_rows))
+def test_dicts_read_by_c_loops_make_the_chunk_other_mappings_make(
+    feats: list[dict[str, Any] | None],
+) -> None:
+    """Dicts (each feature read by one C loop, the strings shared by one) and read-only
+    mappings (a ``get`` each, the strings shared one by one) make the same chunk, the
+    values of the same types, equal strings one object."""
+    layout = Layout("binary", features=FEATURES)
+    proxies = [None if f is None else MappingProxyType(f) for f in feats]
+    for values in (feats, proxies):
+        chunk = _chunk(layout, values)  # type: ignore[arg-type]
+        want = [(f or {}).get("c") for f in feats]
+        assert [(type(v), v) for v in chunk.others["c"]] == [(type(v), v) for v in want]
+        same = {v: v for v in chunk.others["c"] if type(v) is str}
+        assert all(v is same[v] for v in chunk.others["c"] if type(v) is str)
+    assert _chunk(layout, feats) == _chunk(layout, proxies)  # type: ignore[arg-type]
+
+
 @given(st.lists(st.integers(0, 6), min_size=1, max_size=6), st.integers(0, 30))
 def test_dropping_the_last_rows_and_joining_chunks_keep_the_order(
     sizes: list[int],
@@ -156,8 +176,10 @@ def test_complete_rows_of_numbers_read_in_one_pass_make_the_same_block(
     feats: list[dict[str, Any]],
 ) -> None:
     layout = Layout("binary", features=FEATURES)
-    chunk = _chunk(layout, list(feats))
     codes, numbers = _numeric_block([[f.get(n) for f in feats] for n in layout.numeric])
-    assert chunk.codes.tobytes() == codes.tobytes()
-    assert chunk.numbers.shape == (3, len(feats))
-    assert chunk.numbers.tobytes() == numbers.reshape(3, len(feats)).tobytes()
+    # dicts (read feature by feature) and other mappings (read row by row)
+    for rows in (list(feats), [MappingProxyType(f) for f in feats]):
+        chunk = _chunk(layout, rows)  # type: ignore[arg-type]
+        assert chunk.codes.tobytes() == codes.tobytes()
+        assert chunk.numbers.shape == (3, len(feats))
+        assert chunk.numbers.tobytes() == numbers.reshape(3, len(feats)).tobytes()
