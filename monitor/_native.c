@@ -4318,13 +4318,13 @@ record_direct(PyObject *self, PyObject *record)
 }
 
 /* ------------------------------------------------------------- spent pane arrays cleared
- * The sums of the panes a close of stage 2 let go of (windows.py, WindowSet.recycle: an
- * open pane's decay sums, a pane that left the longest sliding window) cleared in one call
- * per close, to serve as the zeros of the panes opened next instead of a new array each
- * (numpy's zeros: an allocation and a memset per array). */
+ * The arrays of the panes stage 2's closes let go of (windows.py, WindowSet.recycle: an
+ * open pane's decay sums, a pane that left the longest sliding window) cleared when the
+ * panes opened next take them, in one call for those a hand-over takes (RowMerges.run),
+ * instead of a new array each (numpy's zeros: an allocation and a memset per array). */
 
-/* t = +0.0 in every cell, a vector store a few cells (not a memset call: the stores of a
- * loop the compiler keeps a loop) */
+/* t = +0.0 in every cell, a few cells a vector store (kept a loop: the compiler is told
+ * not to make a memset call of it) */
 #if defined(__GNUC__) && !defined(__clang__)
 __attribute__((optimize("no-tree-loop-distribute-patterns")))
 #endif
