@@ -415,7 +415,7 @@ class ModelStage:
         number = delta.number
         add = merges.add
         ops, opened, opened_decay, width = merges.ops, w.open, w.open_decay, w.width
-        zeros = np.zeros
+        fresh = merges.fresh
         for pd in md.panes:
             if distinct:
                 given = None  # the rows as the ledger's int64 array (handed over, same rows)
@@ -431,9 +431,8 @@ class ModelStage:
                 if cols is not None and len(present) > 1 and given is not None:
                     # (blocks of some columns: never the whole pane; the rows as they are)
                     if acc is None:  # merges.add of a new pane, inlined
-                        shape = (w.rows, width)
-                        acc = opened[pane] = zeros(shape)
-                        opened_decay[pane] = [zeros(shape) for _ in w.decay_rates]
+                        acc = opened[pane] = fresh(w)
+                        opened_decay[pane] = [fresh(w) for _ in w.decay_rates]
                         ops.append((acc, opened_decay[pane], plain, decay, given, width, 0, cols))
                     else:
                         ops.append((acc, opened_decay[pane], plain, decay, given, width, 1, cols))
@@ -885,6 +884,7 @@ class ModelStage:
             self._take(batch, pane, upto - pane)
             if len(batch.panes) == batch.size and not (defer and self.closed_upto >= upto):
                 self._flush(batch)
+        w.recycle()
         if defer:
             return batch if batch.panes else None
         self._flush(batch)

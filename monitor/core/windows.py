@@ -93,6 +93,12 @@ class WindowSet:
         #: Per sliding window, per cell, how many of its panes hold a non-zero term (exact
         #: small integers). Derived from the ring: None until the next close rebuilds it.
         self._nz: list[F64] | None = None
+        #: Arrays of the panes closed since :meth:`recycle` that no window reads any more
+        #: (an open pane's decay sums, a pane that left every sliding window), and those
+        #: the last closes let go of, to be cleared for the panes opened next (see
+        #: :meth:`zeros`, :meth:`RowMerges.fresh`). Neither is pickled.
+        self.spent: list[F64] = []
+        self.spare: list[F64] = []
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled with the per-pane arrays (open panes, the sliding ring) sparse: a ring
@@ -102,6 +108,7 @@ class WindowSet:
         state["open_decay"] = {p: [_sparse(a) for a in arrs] for p, arrs in self.open_decay.items()}
         state["ring"] = {p: _sparse(a) for p, a in self.ring.items()}
         state["_nz"] = None
+        del state["spent"], state["spare"]
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -111,6 +118,8 @@ class WindowSet:
         }
         state["ring"] = {p: _dense(a) for p, a in state["ring"].items()}
         state["_nz"] = None
+        state["spent"] = []
+        state["spare"] = []
         self.__dict__.update(state)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> WindowSet:
@@ -121,12 +130,14 @@ class WindowSet:
         out = WindowSet.__new__(WindowSet)
         memo[id(self)] = out
         state = self.__dict__.copy()
-        packed = {"open", "open_decay", "ring", "_nz"}
+        packed = {"open", "open_decay", "ring", "_nz", "spent", "spare"}
         copied = copy.deepcopy({k: v for k, v in state.items() if k not in packed}, memo)
         copied["open"] = {p: a + 0.0 for p, a in self.open.items()}
         copied["open_decay"] = {p: [a + 0.0 for a in arrs] for p, arrs in self.open_decay.items()}
         copied["ring"] = {p: a + 0.0 for p, a in self.ring.items()}
         copied["_nz"] = None
+        copied["spent"] = []
+        copied["spare"] = []
         out.__dict__.update({k: copied[k] for k in state})  # the attributes' order kept
         return out
 
@@ -145,6 +156,8 @@ class WindowSet:
         self.sliding = [pad_rows(a, rows) for a in self.sliding]
         self.decay = [pad_rows(a, rows) for a in self.decay]
         self._nz = None
+        self.spent = []  # (of the old shape)
+        self.spare = []
 
     def remap(self, mapping: I64, rows: int) -> None:
         """Renumber the slices: old row ``i`` adds into row ``mapping[i]`` of ``rows`` rows.
@@ -168,13 +181,15 @@ class WindowSet:
         self.decay = [move(a) for a in self.decay]
         self.rows = rows
         self._nz = None
+        self.spent = []  # (of the old shape)
+        self.spare = []
 
     def add(self, pane: int, slices: I64, cols: I64, vals: F64, ts: F64) -> None:
         """Add events of one open pane (``ts`` are their event times)."""
         acc = self.open.get(pane)
         if acc is None:
-            acc = self.open[pane] = np.zeros((self.rows, self.width))
-            self.open_decay[pane] = [np.zeros((self.rows, self.width)) for _ in self.decay_rates]
+            acc = self.open[pane] = self.zeros()
+            self.open_decay[pane] = [self.zeros() for _ in self.decay_rates]
         scatter_pane(acc, self.open_decay[pane], self.decay_rates, (pane + 1) * self.pane,
                      slices, cols, vals, ts)  # fmt: skip
 
@@ -277,9 +292,8 @@ class WindowSet:
             self.open[pane] = plain.copy()
             self.open_decay[pane] = [d.copy() for d in decay]
             return None
-        acc = self.open[pane] = np.zeros((self.rows, self.width))
-        decayed = self.open_decay[pane] = [np.zeros((self.rows, self.width))
-                                           for _ in self.decay_rates]  # fmt: skip
+        acc = self.open[pane] = self.zeros()
+        decayed = self.open_decay[pane] = [self.zeros() for _ in self.decay_rates]
         return acc, decayed
 
     def _add_closed(self, pane: int, upto: int, acc: F64) -> None:
@@ -299,6 +313,8 @@ class WindowSet:
         """Close ``pane`` (the next pane in order); return whether any window changed contents."""
         acc = self.open.pop(pane, None)
         decayed = self.open_decay.pop(pane, None)
+        if decayed is not None:  # (added into the decay windows below: read no more)
+            self.spent += decayed
         compiled = native.kernels()
         if compiled is not None:
             return self._close_compiled(compiled, pane, acc, decayed)
@@ -381,7 +397,9 @@ class WindowSet:
         """What follows a close of ``pane`` with sliding windows: the ring lets go of the
         pane no window holds any more, and every ``ring_len`` panes the windows are summed
         again from the ring."""
-        self.ring.pop(pane - self.ring_len, None)
+        gone = self.ring.pop(pane - self.ring_len, None)
+        if gone is not None:
+            self.spent.append(gone)
         self.closes += 1
         if pane % self.ring_len == 0:
             # At panes fixed in event time, not counted from when this set was made:
@@ -392,6 +410,24 @@ class WindowSet:
         """Close ``panes`` empty panes at once, once the ring holds nothing: only decay moves."""
         for target, rate in zip(self.decay, self.decay_rates, strict=True):
             target *= math.exp(-rate * self.pane * panes)
+
+    def recycle(self) -> None:
+        """Keep the arrays of the panes closed since the last call (:attr:`spent`) for the
+        panes opened next, in place of those kept before: what is kept is at most what the
+        last closes let go of. They are cleared when taken, only those taken."""
+        if self.spent:
+            self.spare = self.spent
+            self.spent = []
+
+    def zeros(self) -> F64:
+        """A ``(rows, width)`` array of zeros for a pane opened: a spare one (see
+        :meth:`recycle`) cleared, else a new one."""
+        spare = self.spare
+        if not spare:
+            return np.zeros((self.rows, self.width))
+        arr = spare.pop()
+        _clear([arr])
+        return arr
 
     def ring_empty(self) -> bool:
         """Whether no closed pane is inside any sliding window."""
@@ -432,20 +468,45 @@ class WindowSet:
         return total
 
 
+def _clear(arrays: list[F64]) -> None:
+    """Set every item of each of ``arrays`` to 0.0: one compiled call for them all
+    (``monitor._native.clear_arrays``), else numpy's ``fill``, with the same zeros."""
+    compiled = native.kernels()
+    if compiled is not None:
+        compiled.clear_arrays(arrays)
+        return
+    for arr in arrays:
+        arr.fill(0.0)
+
+
 class RowMerges:
     """Row blocks of the open panes of many window sets, queued and then added in one pass
     (:meth:`run`): what :meth:`WindowSet.add_rows` (``sign`` 1) of each block, in the order
     queued, does, with one compiled call (``monitor._native.rows_add_many``) for all of
     them, not one call per block (a poll's deltas of a hundred models over four partitions
     hold hundreds of blocks). A pane that a block opens is made when the block is queued,
-    so that later blocks of the pane add to it; a set's arrays must not be replaced
+    so that later blocks of the pane add to it (on a set's spare array, cleared with the
+    others at :meth:`run`: see :meth:`fresh`); a set's arrays must not be read or replaced
     (:meth:`WindowSet.grow`) while blocks of it wait."""
 
-    __slots__ = ("ops",)
+    __slots__ = ("dirty", "ops")
 
     def __init__(self) -> None:
         #: (pane sums, decay sums, block, decay blocks, rows, width, mode, columns) per block
         self.ops: list[tuple[F64, list[F64], F64, list[F64], int | I64, int, int, I64 | None]] = []
+        #: spare arrays taken for panes opened (see :meth:`fresh`), cleared first at run
+        self.dirty: list[F64] = []
+
+    def fresh(self, w: WindowSet) -> F64:
+        """An array of ``w``'s shape for a pane that blocks queued open: a spare one (see
+        :meth:`WindowSet.recycle`), which :meth:`run` clears before it adds any block (one
+        call for every array taken), else new zeros."""
+        spare = w.spare
+        if not spare:
+            return np.zeros((w.rows, w.width))
+        arr = spare.pop()
+        self.dirty.append(arr)
+        return arr
 
     def add(self, w: WindowSet, pane: int, rows: I64 | slice, plain: F64,
             decay: list[F64], cols: I64 | None = None) -> None:  # fmt: skip
@@ -456,12 +517,17 @@ class RowMerges:
         they are, as none holds -0.0)."""
         acc = w.open.get(pane)
         if acc is None:
-            # blocks of every cell become the pane (written over it whole), else zeros
+            # blocks of every cell become the pane (written over it whole: a spare array
+            # as it is, else a new one left unset), else zeros
             whole = cols is None and isinstance(rows, slice) and rows == slice(0, w.rows)
-            make = np.empty if whole else np.zeros
-            shape = (w.rows, w.width)
-            acc = w.open[pane] = make(shape)
-            decayed = w.open_decay[pane] = [make(shape) for _ in w.decay_rates]
+            if whole:
+                spare, shape = w.spare, (w.rows, w.width)
+                acc = w.open[pane] = spare.pop() if spare else np.empty(shape)
+                decayed = w.open_decay[pane] = [spare.pop() if spare else np.empty(shape)
+                                                for _ in w.decay_rates]  # fmt: skip
+            else:
+                acc = w.open[pane] = self.fresh(w)
+                decayed = w.open_decay[pane] = [self.fresh(w) for _ in w.decay_rates]
             mode = 0
         else:
             decayed = w.open_decay[pane]
@@ -475,7 +541,10 @@ class RowMerges:
         self.ops.append((target, [], add, [], 0, len(target), 1, None))
 
     def run(self) -> None:
-        """Add the blocks queued, in order, and forget them."""
+        """Clear the spare arrays taken, add the blocks queued, in order, and forget them."""
+        if self.dirty:
+            _clear(self.dirty)
+            self.dirty = []
         ops = self.ops
         if not ops:
             return

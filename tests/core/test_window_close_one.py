@@ -26,7 +26,7 @@ from monitor import native
 from monitor.config import MonitorConfig, WindowSpec
 from monitor.core.model import ModelState, take_errors, take_errors_each
 from monitor.core.panemetrics import PanePlan
-from monitor.core.windows import WindowSet
+from monitor.core.windows import RowMerges, WindowSet
 from tests.core.test_window_close import _canonical
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # inf - inf is NaN
@@ -136,9 +136,15 @@ def test_window_close1_checks_its_arguments_before_writing() -> None:
         _native.window_close1(*arrays[:3], 0.5, *arrays[3:6], None)
 
 
-def _run(seed: int, compiled: bool) -> list[Any]:
+def _run(seed: int, compiled: bool, spare: str | None = None) -> list[Any]:
     """The states of a set of all, one sliding and one decay window after each step of a
-    random sequence of additions (open, late, taken back), copies, growths and closes."""
+    random sequence of additions (open, late, taken back), copies, growths and closes.
+
+    ``spare`` (None: neither, nor any block queued): what is done with the arrays the
+    closes let go of, "fresh" dropped (every pane opens on new zeros), "recycle" kept for
+    the panes opened next after most closes (:meth:`WindowSet.recycle`); some blocks are
+    then queued (:class:`RowMerges`, whose new panes take spare arrays too), and the
+    states leave those arrays out."""
     before = native.use(compiled)
     try:
         rng = np.random.default_rng(seed)
@@ -148,12 +154,23 @@ def _run(seed: int, compiled: bool) -> list[Any]:
         states: list[Any] = []
         pane = int(rng.integers(0, 12))
         for _ in range(int(rng.integers(5, 40))):
+            merges = RowMerges()
             for _ in range(int(rng.integers(0, 3))):
                 at = pane + int(rng.integers(0, 3))
                 blocks = [_cells(rng, rows * width, odd).reshape(rows, width) for _ in range(2)]
+                if spare is not None and rng.random() < 0.5:  # queued: of some columns, or all
+                    cols = np.flatnonzero(rng.random(width) < 0.5)
+                    if 0 < len(cols) < width:
+                        plain, decay = (np.ascontiguousarray(b[:, cols]) for b in blocks)
+                        merges.add(w, at, np.arange(rows), plain, [decay], cols)
+                    elif len(cols):  # (a new pane's arrays written whole)
+                        merges.add(w, at, slice(0, rows), blocks[0], blocks[1:])
+                    continue
+                merges.run()
                 w.add_rows(at, slice(0, rows), blocks[0], blocks[1:])
                 if rng.random() < 0.2:  # taken back: cells that cancel to 0
                     w.add_rows(at, slice(0, rows), blocks[0], blocks[1:], -1.0)
+            merges.run()
             if rng.random() < 0.3 and pane > 2:
                 late = pane - int(rng.integers(1, 4))
                 plain = _cells(rng, rows * width, odd).reshape(rows, width)
@@ -167,7 +184,17 @@ def _run(seed: int, compiled: bool) -> list[Any]:
                 w.grow(rows)
             states.append(w.close(pane))
             pane += 1
-            states.append({k: _canonical(v) for k, v in vars(w).items()})
+            if spare is None:
+                states.append({k: _canonical(v) for k, v in vars(w).items()})
+                continue
+            if rng.random() < 0.7:  # (drawn either way: the same sequence)
+                if spare == "fresh":
+                    w.spent = []
+                else:
+                    w.recycle()
+                    assert all(a.shape == (w.rows, w.width) for a in w.spare)
+            kept = ("spent", "spare")
+            states.append({k: _canonical(v) for k, v in vars(w).items() if k not in kept})
         return states
     finally:
         native.use(before)
