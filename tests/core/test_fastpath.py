@@ -25,6 +25,7 @@ import random
 import zlib
 from typing import Any
 
+import numpy as np
 import pytest
 
 import monitor.core.engine as engine_module
@@ -950,3 +951,31 @@ def test_repeats_of_evicted_ids_within_a_poll_equal_the_reference(
     # the polls are cut where an eviction takes an entry a later message names: a few
     # segments a poll, not one a message
     assert seen.segments < 0.25 * seen.messages, (seen.segments, seen.messages)
+
+
+@pytest.mark.parametrize(
+    "partitions,models",
+    [
+        ([0], [0]),
+        ([0, 1, 2, 3], [0]),
+        ([0, 1, 2, 3], [-2, -1, 0, 1, 2]),
+        # keys past 16 bits: (model + 2) * 300 + partition, and (0, 0) and (218, 136) are
+        # 65,536 apart, which a sort of the keys cut to 16 bits would mix up
+        ([0, 136, 299], [-2, -1, 0, 218, 299]),
+    ],
+)
+def test_group_gives_each_model_and_partition_its_positions_in_order(
+    partitions: list[int], models: list[int]
+) -> None:
+    from monitor.core.fastpath import _group
+
+    rng = random.Random(len(partitions) * 100 + len(models))
+    parts = [rng.choice(partitions) for _ in range(5000)]
+    named = [rng.choice(models) for _ in range(5000)]
+    expected: dict[tuple[int, int], list[int]] = {}
+    for i, key in enumerate(zip(named, parts, strict=True)):
+        expected.setdefault(key, []).append(i)
+    got = _group(parts, named)
+    assert {key: rows for key, (rows, _) in got.items()} == expected
+    for rows, sel in got.values():
+        assert sel.dtype == np.int64 and sel.tolist() == rows
