@@ -1566,8 +1566,7 @@ def _predictions(
         plain = _plain_models(engine, groups, events, ids, labels, at_l, parts, model_of,
                               fused, fused_at, odd_ids)  # fmt: skip
         if fused_at:
-            followed = np.zeros(len(ids), dtype=bool)
-            followed[fused_at] = True
+            followed = _marked(len(ids), fused_at)
     takes: list[tuple[int, list[I64], Callable[[_Waiting], None]]] = []
     if plain:
         _plan_plains(engine, split, plain, events, ids, at, ts, score, ok, fused, followed, takes)
