@@ -553,10 +553,27 @@ def _parsed(value: float | str) -> float:
         return math.nan
 
 
-def _slices(model: ModelState, events: list[PredictionEvent]) -> I64:
-    """Slice ids of ``events`` as ``(events, k)``, registering new ones in the order the
-    events would one at a time (first appearance; version before segments) and counting
-    folded values per event as it does."""
+class _SliceIds(NamedTuple):
+    """The slice ids of a segment's checked predictions, all of model ``m``, when every
+    slice value they name is registered already (see :func:`_crossing_caps`): the
+    ``(predictions, k)`` rows ``ids``, and ``pos``, the row of each poll index from ``a``."""
+
+    m: int
+    a: int
+    pos: I64
+    ids: I64
+
+
+def _slices(
+    model: ModelState, events: list[PredictionEvent], idx: I64, segment: _SliceIds | None
+) -> I64:
+    """Slice ids of ``events`` (at poll indices ``idx``) as ``(events, k)``, registering new
+    ones in the order the events would one at a time (first appearance; version before
+    segments) and counting folded values per event as it does; taken from the segment's
+    ``segment``'s ids when they are the model's."""
+    if segment is not None and segment.m == model.index:
+        rows: I64 = segment.ids[segment.pos[idx - segment.a]]
+        return rows
     registry = model.registry
     segments = registry.segments
     versions, columns = _slice_columns(events, segments)
@@ -615,7 +632,7 @@ def _registered_slices(
         if len(ids) == 1:
             out[:, k + 1] = next(iter(ids.values()))
         else:
-            out[:, k + 1] = np.fromiter(map(ids.__getitem__, column), np.int64, n)
+            out[:, k + 1] = native.int64_column(list(map(ids.__getitem__, column)))
     return out
 
 
@@ -799,16 +816,12 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
                 if pid in seen:
                     twice_at.add(i)
                 seen.add(pid)
-        if twice or retries:  # by the C loops of map and compress: no bytecode per event
+        if twice or retries:  # by C loops: no bytecode per event
             gone = twice | fused.keys()
             pairs_p = _pairs(kept_p, every) if pairs_p is None else pairs_p
             if retries:
-                drop_p = map(twice.__contains__, ids_p)
-                drop_l = map(gone.__contains__, ids_l)
-                drop_p = map(operator.or_, drop_p, map(retries.__contains__, map(_AT, pairs_p)))
-                drop_l = map(operator.or_, drop_l, map(retries.__contains__, map(_AT, pairs_l)))
-                planned_p = list(compress(pairs_p, map(operator.not_, drop_p)))
-                pairs_l = list(compress(pairs_l, map(operator.not_, drop_l)))
+                planned_p = _pick(pairs_p, _kept_places(ids_p, twice, kept_p, retries))
+                pairs_l = _pick(pairs_l, _kept_places(ids_l, gone, kept_l, retries))
             else:
                 planned_p = _pick(pairs_p, _contained_at(ids_p, twice, False))
                 pairs_l = _pick(pairs_l, _contained_at(ids_l, gone, False))
@@ -830,7 +843,11 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
                   )  # fmt: skip
     split.features = table
     cut = min(split.loose, default=b)
-    crossing = _crossing_caps(engine, every, model_of)
+    crossing, slice_ids = _crossing_caps(engine, every, model_of)
+    if slice_ids is not None:  # the one model's slice ids, by poll index
+        pos = np.full(b - a, -1, dtype=np.int64)
+        pos[native.int64_column(kept_p) - a] = np.arange(len(kept_p), dtype=np.int64)
+        split.slices = _SliceIds(model_of[0], a, pos, slice_ids)
     if crossing:
         pairs_p = _pairs(kept_p, every) if pairs_p is None else pairs_p
         cut = min(cut, _registry_cut(pairs_p, model_of, crossing, partition_of, b))
@@ -976,6 +993,20 @@ def _pairs(at: list[int], events: list[Any]) -> list[tuple[int, Any]]:
 # the places of a segment's shared ids in its predictions' and labels' ids, and of the labels'
 # other ids (see _shared_ids)
 _Places = tuple[list[int], list[int], list[int]]
+
+
+def _kept_places(ids: list[str], named: Collection[str], at: list[int], left: set[int]) -> I64:
+    """The places of the ``ids`` that are not in ``named`` and whose poll index (``at``, in
+    ascending order) is not one of ``left`` (a few): a C loop over the ids, and a bisection
+    for each of ``left``."""
+    keep = np.ones(len(ids), dtype=bool)
+    keep[_contained_at(ids, named)] = False
+    n = len(at)
+    for i in left:
+        k = bisect_left(at, i)
+        if k < n and at[k] == i:
+            keep[k] = False
+    return np.flatnonzero(keep)
 
 
 def _shared_ids(
@@ -1377,7 +1408,8 @@ class _Split:
     with the ones before them (``loose``: the segment is cut before the first), and the
     plans, applied once all is decided."""
 
-    __slots__ = ("early", "features", "loose", "matched", "ops", "plans", "record", "slow")
+    __slots__ = ("early", "features", "loose", "matched", "ops", "plans", "record", "slices",
+                 "slow")
 
     def __init__(self, slow: list[int]) -> None:
         #: the rejects (decode failures and unknown topics to start with)
@@ -1400,6 +1432,8 @@ class _Split:
         self.early: dict[int, list[tuple[I64, list[str], list[EarlyLabel], int]]] = {}
         #: the features of the segment's predictions, when read from their JSON
         self.features: _FeatureTable | None = None
+        #: the slice ids of the segment's predictions, when known before the plans apply
+        self.slices: _SliceIds | None = None
 
     def reject(self, idx: I64) -> None:
         """Messages that are not valid events: rejects (see :func:`_reject`)."""
@@ -1473,16 +1507,23 @@ def _pending_pressure(
     return out
 
 
-def _crossing_caps(engine: Engine, events: list[PredictionEvent], model_of: list[int]) -> set[int]:
+def _crossing_caps(
+    engine: Engine, events: list[PredictionEvent], model_of: list[int]
+) -> tuple[set[int], I64 | None]:
     """Models whose slice registry may reach a cap within this poll. Which value is folded
     at a cap depends on the order values arrive in (see :func:`_registry_cut`);
-    a registry below its caps after the poll, or already full, does not depend on it."""
+    a registry below its caps after the poll, or already full, does not depend on it.
+    And when the events are of one model whose every slice value they name it has
+    registered already, and their values were read for this: their slice ids (as
+    :func:`_slices` gives them), which then are the same whatever order the plans take
+    them in (else None)."""
     out: set[int] = set()
     models = engine.models
     if not any(m.registry.segments for m in models) and not any(
         _attrs(events, ("model_version",))[0]
     ):  # no slice value at all (no version, no segment): nothing to register
-        return out
+        return out, None
+    known: I64 | None = None
     by_model: dict[int, list[PredictionEvent]] = {}
     if len(set(model_of)) == 1:
         by_model[model_of[0]] = events
@@ -1510,7 +1551,9 @@ def _crossing_caps(engine: Engine, events: list[PredictionEvent], model_of: list
                 new[dim] = new.get(dim, 0) + 1
         if any(0 < room[d] < n for d, n in new.items()):
             out.add(model.index)
-    return out
+        if not new and len(by_model) == 1:
+            known = _registered_slices(model, versions, columns)
+    return out, known
 
 
 def _predictions(
@@ -1580,12 +1623,13 @@ def _predictions(
             continue
         group = _pick(events, rows)
         pids = _pick(ids, rows)
-        # The label message that follows each prediction in this poll, if any.
-        later = list(map(fused.get, pids)) if fused else []
+        # The rows of the predictions a label message of this poll follows (a C loop), and
+        # those (poll index, label) pairs.
+        later = _contained_at(pids, fused) if fused else []
+        hits = list(map(fused.__getitem__, _pick(pids, later))) if later else []
         if m < 0:
             split.reject(at[sel])  # unknown model
-            follow_at = np.array([f[0] for f in later if f], dtype=np.int64)
-            split.cut_before(follow_at)
+            split.cut_before(np.array([f[0] for f in hits], dtype=np.int64))
             continue
         model = engine.models[m]
         raw_preds, raw_labels = _attrs(group, ("prediction", "label"))
@@ -1605,10 +1649,8 @@ def _predictions(
         pair_ok = np.ones(len(group), dtype=bool)
         has_later = np.zeros(len(group), dtype=bool)
         label_msg = np.zeros(0, dtype=np.int64)  # poll index of each label message
-        if later.count(None) < len(later):
-            # A few rows of the group (C loops over it: a (poll index, label) pair is true).
-            has_later[list(compress(range(len(later)), later))] = True
-            hits = cast(list[tuple[int, LabelEvent]], list(compress(later, later)))
+        if later:
+            has_later[later] = True
             hit_at, follow = _unpaired(hits)
             label_msg = np.array(hit_at, dtype=np.int64)
             follow_models, follow_ids, follow_labels = _attrs(follow, ("model", "prediction_id",
@@ -1643,7 +1685,7 @@ def _predictions(
         state = engine.partition(number)
         join = state.join
         matched = join.matched[m]
-        dup = matched.keys() & pids if matched else set()
+        dup = set(_pick(pids, _contained_at(pids, matched))) if matched else set()
         held = join.pending[m].contains_many(pids)
         if held.any():
             dup |= {pid for pid, h in zip(pids, held.tolist(), strict=True) if h}
@@ -2177,7 +2219,7 @@ def _take_plain(
     another: what :func:`_take_predictions` does to each partition's group, the slice
     registry and the features taken over the groups one after the other."""
     m = model.index
-    slices = _slices(model, group)
+    slices = _slices(model, group, idx, split.slices)
     feats, numeric = _feature_columns(engine, model, group, idx, split.features)
     prob = None
     if model.layout.kind.uses_probabilities:
@@ -2283,10 +2325,11 @@ def _lone_labels(
     maybe = ~lone & (label_msg > pred_at) & ~reached & checked
     join = engine.partition(number).join
     matched = join.matched[model.index]
-    again = ~lone & named & np.fromiter(map(matched.__contains__, ids), bool, len(ids))
+    # (the places found by C loops: numpy's fromiter packs each bool by a call)
+    again = ~lone & named & _marked(len(ids), _contained_at(ids, matched))
     if not (maybe | again).any():
         return lone
-    other = ~named & np.array([name is not None for name in names], dtype=bool)
+    other = ~named & ~_marked(len(names), _none_at(names))
     odd = maybe & ((other & ~own) | (named & (~valid | own)))
     # Where the partition holds the id is asked only of the labels it decides: a label
     # after its valid prediction, naming the model, valid and not a second label (the
@@ -2388,7 +2431,7 @@ def _take_predictions(
 
     m = model.index
     state = engine.partitions[number]
-    slices = _slices(model, group)
+    slices = _slices(model, group, idx, split.slices)
     counts = state.counts[m]
     counts[PREDICTIONS] += len(group)
     _note(state, engine.config.kafka.predictions_topic, ts)
