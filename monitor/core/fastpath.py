@@ -1632,6 +1632,10 @@ def _predictions(
             split.cut_before(np.array([f[0] for f in hits], dtype=np.int64))
             continue
         model = engine.models[m]
+        join = engine.partition(number).join
+        matched = join.matched[m]
+        # the rows whose id the model has joined already (a C loop over the big table, once)
+        matched_at = _contained_at(pids, matched) if matched else []
         raw_preds, raw_labels = _attrs(group, ("prediction", "label"))
         pred, pred_ok = model.codec.code_many(raw_preds)
         none = raw_labels.count(None)
@@ -1662,15 +1666,15 @@ def _predictions(
             # label that came first must find nothing (no waiting, early or matched id)
             # and room among the early labels.
             reached = _marked(len(follow), _contained_at(follow_ids, found_before))
-            lone = _lone_labels(engine, model, number, follow, label_msg, at[sel[has_later]],
+            lone = _lone_labels(join, follow_ids, follow_models, label_msg, at[sel[has_later]],
                                 valid, f_ts, named, reached,
                                 (ok[sel] & pred_ok & label_ok)[has_later],
-                                has_label[has_later], retried)  # fmt: skip
+                                has_label[has_later], _marked(len(pids), matched_at)[has_later],
+                                retried)  # fmt: skip
             if lone.any():  # rejects whatever the prediction does: it goes alone
                 split.reject(label_msg[lone])
                 keep_l = ~lone
                 has_later[np.flatnonzero(has_later)[lone]] = False
-                follow = [f for f, k in zip(follow, keep_l.tolist(), strict=True) if k]
                 label_msg, codes, valid = label_msg[keep_l], codes[keep_l], valid[keep_l]
                 f_ts, named, reached = f_ts[keep_l], named[keep_l], reached[keep_l]
             named &= ~reached
@@ -1682,10 +1686,7 @@ def _predictions(
             # plan would reject or keep apart: the segment is cut before them.
             pair_ok[has_later] = valid & ~np.isnan(f_ts) & named & ~has_label[has_later]
             has_label = has_label | has_later
-        state = engine.partition(number)
-        join = state.join
-        matched = join.matched[m]
-        dup = set(_pick(pids, _contained_at(pids, matched))) if matched else set()
+        dup = set(_pick(pids, matched_at))
         held = join.pending[m].contains_many(pids)
         if held.any():
             dup |= {pid for pid, h in zip(pids, held.tolist(), strict=True) if h}
@@ -2294,10 +2295,9 @@ def _take_plain(
 
 
 def _lone_labels(
-    engine: Engine,
-    model: ModelState,
-    number: int,
-    follow: list[LabelEvent],
+    join: JoinBuffer,
+    ids: list[str],
+    names: list[str | None],
     label_msg: I64,
     pred_at: I64,
     valid: npt.NDArray[np.bool_],
@@ -2306,10 +2306,12 @@ def _lone_labels(
     reached: npt.NDArray[np.bool_],
     checked: npt.NDArray[np.bool_],
     own: npt.NDArray[np.bool_],
+    joined: npt.NDArray[np.bool_],
     retried: Collection[str],
 ) -> npt.NDArray[np.bool_]:
-    """Which label messages of a prediction in the segment are rejects whatever else: an
-    invalid time; a duplicate of an id joined for the model and waiting nowhere (the
+    """Which label messages of a prediction in the segment (their ids and the models they
+    name, in the partition's ``join``) are rejects whatever else: an invalid time; a
+    duplicate of an id joined for the model (``joined``) and waiting nowhere (the
     prediction is one too); and, after a valid prediction (``checked``) of an id the
     partition holds nowhere, a label naming another model (model mismatch), a label value
     the model's codec refuses, or any label of a prediction that carried its own (a
@@ -2317,16 +2319,13 @@ def _lone_labels(
     cut before the label. Not for an id with more messages in the segment (``retried``:
     they were planned as retries of a pair joined)."""
     lone = np.isnan(f_ts)  # invalid or future: rejects in either order
-    ids, names = _attrs(follow, ("prediction_id", "model"))
-    if retried:
-        lone &= ~np.fromiter(map(retried.__contains__, ids), bool, len(ids))
-        if not lone.any() and all(map(retried.__contains__, ids)):
+    if retried:  # (the places found by a C loop: numpy's fromiter packs each bool by a call)
+        again_at = _contained_at(ids, set(retried))
+        lone &= ~_marked(len(ids), again_at)
+        if not lone.any() and len(again_at) == len(ids):
             return lone
     maybe = ~lone & (label_msg > pred_at) & ~reached & checked
-    join = engine.partition(number).join
-    matched = join.matched[model.index]
-    # (the places found by C loops: numpy's fromiter packs each bool by a call)
-    again = ~lone & named & _marked(len(ids), _contained_at(ids, matched))
+    again = ~lone & named & joined
     if not (maybe | again).any():
         return lone
     other = ~named & ~_marked(len(names), _none_at(names))
@@ -2337,7 +2336,7 @@ def _lone_labels(
     ask = np.flatnonzero(again | odd)
     if not ask.size:
         return lone
-    pids = [follow[j].prediction_id for j in ask.tolist()]
+    pids = _pick(ids, ask)
     held = join.owners(id_keys(pids)) >= 0
     # An id joined for the model and waiting nowhere: the prediction and the label (naming
     # the model or none) are both duplicates, in either order.
@@ -2345,7 +2344,7 @@ def _lone_labels(
     fresh = ~held
     if seen:
         fresh &= ~np.fromiter(map(seen.__contains__, pids), bool, len(pids))
-    alone = np.zeros(len(follow), dtype=bool)
+    alone = np.zeros(len(ids), dtype=bool)
     alone[ask] = (again[ask] & ~held) | (odd[ask] & fresh)
     if retried:
         alone[ask] &= np.array([p not in retried for p in pids], dtype=bool)
