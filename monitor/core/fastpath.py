@@ -773,7 +773,7 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
     # the usual segment's predictions as the columns above (:class:`_Known`).
     pairs_l = all_l = list(zip(kept_l, good_l, strict=True))
     pairs_p: list[tuple[int, PredictionEvent]] | None = None  # all of them, once made
-    planned_p: list[tuple[int, PredictionEvent]] | None = None  # those left to plan, if not all
+    planned_p: list[int] | I64 | None = None  # the places of those left to plan, if not all
     # Each id once per topic (the usual poll): named twice, it has a prediction and a
     # label, each once. An id that repeats within a topic is named more than twice or twice
     # in one topic, so no prediction of its is the one a label fuses with below.
@@ -799,9 +799,8 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
         fused = dict(zip(compress(pids, same), compress(_pick(pairs_l, rows), same),
                          strict=True))  # fmt: skip
         if len(fused) < len(twice):
-            pairs_p = _pairs(kept_p, every)
-            more, again = _repeats(pairs_p, pairs_l, (ids_p, ids_l), twice - fused.keys(),
-                                   partition_of)  # fmt: skip
+            more, again = _repeats((kept_p, every), pairs_l, (ids_p, ids_l),
+                                   twice - fused.keys(), partition_of)  # fmt: skip
             fused.update(more)
         twice -= fused.keys() | again.keys()
         retries = {i for r in again.values() for i in r.idx}
@@ -818,12 +817,11 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
                 seen.add(pid)
         if twice or retries:  # by C loops: no bytecode per event
             gone = twice | fused.keys()
-            pairs_p = _pairs(kept_p, every) if pairs_p is None else pairs_p
             if retries:
-                planned_p = _pick(pairs_p, _kept_places(ids_p, twice, kept_p, retries))
+                planned_p = _kept_places(ids_p, twice, kept_p, retries)
                 pairs_l = _pick(pairs_l, _kept_places(ids_l, gone, kept_l, retries))
             else:
-                planned_p = _pick(pairs_p, _contained_at(ids_p, twice, False))
+                planned_p = _contained_at(ids_p, twice, False)
                 pairs_l = _pick(pairs_l, _contained_at(ids_l, gone, False))
         else:  # every repeat a prediction and its label: the label goes with it
             if places is not None and len(fused) == len(places[1]):
@@ -836,11 +834,11 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
     model_of = _model_indices(engine, every, names_p)
     pressed = _pending_pressure(engine, every, model_of)
     early_pressed = engine.early_total + len(label_at) > engine.early_cap
-    split = _plan(engine, messages, planned_p, pairs_l, fused, twice_at, again, slow,
-                  record=bool(pressed) or early_pressed,
-                  known_p=(_Known(ids_p, model_of, every, kept_p, fused_at_p)
-                           if planned_p is None else None)
-                  )  # fmt: skip
+    known_p = (_Known(ids_p, model_of, every, kept_p, fused_at_p) if planned_p is None else
+               _Known(_pick(ids_p, planned_p), _pick(model_of, planned_p),
+                      _pick(every, planned_p), _pick(kept_p, planned_p)))  # fmt: skip
+    split = _plan(engine, messages, known_p, pairs_l, fused, twice_at, again, slow,
+                  record=bool(pressed) or early_pressed)  # fmt: skip
     split.features = table
     cut = min(split.loose, default=b)
     crossing, slice_ids = _crossing_caps(engine, every, model_of)
@@ -1196,7 +1194,7 @@ class _Retries(NamedTuple):
 
 
 def _repeats(
-    pairs_p: list[tuple[int, PredictionEvent]],
+    preds: tuple[list[int], list[PredictionEvent]],
     pairs_l: list[tuple[int, LabelEvent]],
     ids: tuple[list[str], list[str]],
     twice: set[str],
@@ -1208,17 +1206,20 @@ def _repeats(
     labels sent again after the first, and the messages of a prediction or a label sent
     again with no message of the other topic, are retries of the first (see
     :class:`_Retries`). Any other repeat (a prediction sent twice with its label) is left
-    to a later segment. ``ids``: the ids of ``pairs_p`` and of ``pairs_l``, in order (the
-    few pairs of ``twice`` are found among them by C loops)."""
-    preds: dict[str, list[tuple[int, Any]]] = {}
+    to a later segment. ``preds``: the predictions' poll indices and events; ``ids``: the
+    ids of the predictions and of ``pairs_l``, in order (the few of ``twice`` are found
+    among them by C loops)."""
+    by_id: dict[str, list[tuple[int, Any]]] = {}
     labels: dict[str, list[tuple[int, Any]]] = {}
-    for pairs, named, mine in ((pairs_p, ids[0], preds), (pairs_l, ids[1], labels)):
-        for k in _contained_at(named, twice):
-            mine.setdefault(named[k], []).append(pairs[k])
+    at_p, events_p = preds
+    for k in _contained_at(ids[0], twice):
+        by_id.setdefault(ids[0][k], []).append((at_p[k], events_p[k]))
+    for k in _contained_at(ids[1], twice):
+        labels.setdefault(ids[1][k], []).append(pairs_l[k])
     fused: dict[str, tuple[int, LabelEvent]] = {}
     again: dict[str, _Retries] = {}
     for pid in twice:
-        mine_p = preds.get(pid, [])
+        mine_p = by_id.get(pid, [])
         mine_l = labels.get(pid, [])
         every = mine_p + mine_l
         if any(partition_of[i] != partition_of[every[0][0]] for i, _ in every):
@@ -1247,7 +1248,7 @@ def _repeats(
 
 
 class _Known(NamedTuple):
-    """What :func:`_segment` has read of a segment's checked predictions already: their
+    """A segment's checked predictions left to plan, as :func:`_segment` has read them: their
     ids, their models' indices, the events and their poll indices, and the places among them
     of the ids of the labels they fuse with, when it has them (None: :func:`_predictions`
     finds them)."""
@@ -1262,7 +1263,7 @@ class _Known(NamedTuple):
 def _plan(
     engine: Engine,
     messages: MessageBatch,
-    pairs_p: list[tuple[int, PredictionEvent]] | None,
+    known_p: _Known,
     pairs_l: list[tuple[int, LabelEvent]],
     fused: dict[str, tuple[int, LabelEvent]],
     twice_at: set[int],
@@ -1270,17 +1271,16 @@ def _plan(
     slow: list[int],
     *,
     record: bool = False,
-    known_p: _Known | None = None,
 ) -> _Split:
-    """Decide a segment's checked events (see :func:`_segment`); ``record``: keep what the
-    plans do to the capped tables (a cap is near); ``known_p``: the checked predictions as
-    the caller has read them, in place of ``pairs_p`` (None then)."""
+    """Decide a segment's checked events (see :func:`_segment`): the predictions left to
+    plan (``known_p``) and the labels; ``record``: keep what the plans do to the capped
+    tables (a cap is near)."""
     split = _Split(list(slow))
     split.record = record
     # Ids seen twice in a way the plan does not decide: the segment is cut before them.
     split.loose.extend(twice_at)
-    if known_p.events if known_p is not None else pairs_p:
-        _predictions(engine, messages, pairs_p, split, fused, again.keys(), known_p)
+    if known_p.events:
+        _predictions(engine, messages, known_p, split, fused, again.keys())
     if pairs_l:
         _labels(engine, messages, pairs_l, split)
     if again:
@@ -1559,36 +1559,25 @@ def _crossing_caps(
 def _predictions(
     engine: Engine,
     messages: MessageBatch,
-    pairs: list[tuple[int, PredictionEvent]] | None,
+    known: _Known,
     split: _Split,
     fused: dict[str, tuple[int, LabelEvent]],
     retried: Collection[str],
-    known: _Known | None = None,
 ) -> None:
     """Plan the checked predictions per model and partition: rejects (unknown model,
     invalid values, duplicates), joins with their own label, the label message that
     follows them in the segment (or came before it) or an early label of an earlier poll,
     and the others left waiting. ``known``: their ids, models' indices, events and poll
-    indices (and the places of those a label of the segment fuses with), when the caller
-    has them."""
-    known_ids: list[str] | None = None
-    fused_at: list[int] | None = None
-    if known is None:
-        assert pairs is not None
-        at_l, events = _unpaired(pairs)
-        model_of = _model_indices(engine, events)
-    else:
-        known_ids, model_of, events, at_l, fused_at = known
+    indices (and the places of those a label of the segment fuses with, when the caller
+    has them)."""
+    ids, model_of, events, at_l, fused_at = known
     at = native.int64_column(at_l)  # one C loop (numpy: a pack call per int)
     ts = _times(events, engine.latest_times(at))
     score = _read_numbers(events, "score", missing=True)
     if score is None:
         score = np.array([e.score for e in events], dtype=np.float64)  # None -> NaN
     ok = ~np.isnan(ts) & ~((score < 0.0) | (score > 1.0))
-    if known_ids is None:
-        ids, probabilities, labels = _attrs(events, ("prediction_id", "probabilities", "label"))
-    else:
-        ids, (probabilities, labels) = known_ids, _attrs(events, ("probabilities", "label"))
+    probabilities, labels = _attrs(events, ("probabilities", "label"))
     if probabilities.count(None) < len(probabilities):
         for j, probs in enumerate(probabilities):
             if probs is not None and not all(0.0 <= v <= 1.0 for v in probs.values()):
