@@ -1294,11 +1294,12 @@ def _followers(
     """The retries of the segment (see :class:`_Retries`): rejects as duplicates, their id
     matched, waiting or early by then and named by no other message of the segment, when
     their first message is taken by a plan; else the segment is cut before them."""
-    if not split.plans:
-        taken: set[int] = set()
-    else:
-        taken = set(np.concatenate([a for _, idx, _ in split.plans
-                                    for a in (idx if isinstance(idx, list) else (idx,))]).tolist())
+    taken: set[int] = set()
+    if split.plans:  # which of the first messages the plans take (a few among thousands)
+        planned = np.concatenate([a for _, idx, _ in split.plans
+                                  for a in (idx if isinstance(idx, list) else (idx,))])
+        leads = [retries.lead for retries in again.values()]
+        taken.update(compress(leads, np.isin(leads, planned).tolist()))
     for pid, retries in again.items():
         idx = np.array(retries.idx, dtype=np.int64)
         number = messages.partitions[retries.lead]
@@ -1540,6 +1541,10 @@ def _crossing_caps(
         if all(r <= 0 or r >= len(mine) for r in room.values()):
             continue
         versions, columns = _slice_columns(mine, registry.segments)
+        if len(by_model) == 1:  # every value registered (the usual poll): no value is new
+            known = _registered_slices(model, versions, columns)
+            if known is not None:
+                continue
         values = {("version", v) for v in set(versions) if v}
         for name, column in zip(registry.segments, columns, strict=True):
             found: set[Any] = set(column)
@@ -1551,8 +1556,6 @@ def _crossing_caps(
                 new[dim] = new.get(dim, 0) + 1
         if any(0 < room[d] < n for d, n in new.items()):
             out.add(model.index)
-        if not new and len(by_model) == 1:
-            known = _registered_slices(model, versions, columns)
     return out, known
 
 
