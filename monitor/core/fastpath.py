@@ -565,14 +565,14 @@ class _SliceIds(NamedTuple):
 
 
 def _slices(
-    model: ModelState, events: list[PredictionEvent], idx: I64, segment: _SliceIds | None
+    model: ModelState, events: list[PredictionEvent], idx: I64, read: _SliceIds | None
 ) -> I64:
     """Slice ids of ``events`` (at poll indices ``idx``) as ``(events, k)``, registering new
     ones in the order the events would one at a time (first appearance; version before
-    segments) and counting folded values per event as it does; taken from the segment's
-    ``segment``'s ids when they are the model's."""
-    if segment is not None and segment.m == model.index:
-        rows: I64 = segment.ids[segment.pos[idx - segment.a]]
+    segments) and counting folded values per event as it does; taken from ``read`` (the
+    segment's, see :class:`_SliceIds`) when they are the model's."""
+    if read is not None and read.m == model.index:
+        rows: I64 = read.ids[read.pos[idx - read.a]]
         return rows
     registry = model.registry
     segments = registry.segments
@@ -831,7 +831,7 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
                 fused_at_p = places[0]
             else:
                 pairs_l = _pick(pairs_l, _contained_at(ids_l, fused, False))
-    model_of = _model_indices(engine, every, names_p)
+    model_of = _model_indices(engine, names_p)
     pressed = _pending_pressure(engine, every, model_of)
     early_pressed = engine.early_total + len(label_at) > engine.early_cap
     known_p = (_Known(ids_p, model_of, every, kept_p, fused_at_p) if planned_p is None else
@@ -1044,16 +1044,13 @@ def _repeated(ids: list[str]) -> set[str]:
     return set(compress(ids, map(operator.ne, map(last.__getitem__, ids), range(len(ids)))))
 
 
-def _model_indices(engine: Engine, events: list[PredictionEvent],
-                   names: list[str | None] | None = None) -> list[int]:  # fmt: skip
-    """The index of the model of each of ``events`` (predictions of configured models:
-    :func:`_segment` keeps no other; ``names``: their model names, when the caller has
-    them), with no look-up per event when there is one model."""
+def _model_indices(engine: Engine, names: list[str | None]) -> list[int]:
+    """The index of the model of each of a segment's checked predictions (of configured
+    models: :func:`_segment` keeps no other), by their model ``names``, with no look-up per
+    event when there is one model."""
     if len(engine.models) == 1:
-        return [0] * len(events)
+        return [0] * len(names)
     index: dict[str | None, int] = {m.name: m.index for m in engine.models}
-    if names is None:
-        names = [e.model for e in events]
     return list(map(index.__getitem__, names))
 
 
@@ -1514,10 +1511,10 @@ def _crossing_caps(
     """Models whose slice registry may reach a cap within this poll. Which value is folded
     at a cap depends on the order values arrive in (see :func:`_registry_cut`);
     a registry below its caps after the poll, or already full, does not depend on it.
-    And when the events are of one model whose every slice value they name it has
-    registered already, and their values were read for this: their slice ids (as
-    :func:`_slices` gives them), which then are the same whatever order the plans take
-    them in (else None)."""
+    And the events' slice ids (as :func:`_slices` gives them) when they are of one model
+    whose registry was read here (not full, with less room than the poll has predictions)
+    and holds every value they name: then no value is new, and their ids are the same
+    whatever order the plans take them in (else None)."""
     out: set[int] = set()
     models = engine.models
     if not any(m.registry.segments for m in models) and not any(
