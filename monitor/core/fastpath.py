@@ -1623,8 +1623,9 @@ def _predictions(
         model = engine.models[m]
         join = engine.partition(number).join
         matched = join.matched[m]
-        # the rows whose id the model has joined already (a C loop over the big table, once)
-        matched_at = _contained_at(pids, matched) if matched else []
+        # the rows whose id the model has joined already, where a label message follows some
+        # (a C loop over the big table, once for the duplicates and the lone labels)
+        matched_at = (_contained_at(pids, matched) if matched else []) if later else None
         raw_preds, raw_labels = _attrs(group, ("prediction", "label"))
         pred, pred_ok = model.codec.code_many(raw_preds)
         none = raw_labels.count(None)
@@ -1642,7 +1643,7 @@ def _predictions(
         pair_ok = np.ones(len(group), dtype=bool)
         has_later = np.zeros(len(group), dtype=bool)
         label_msg = np.zeros(0, dtype=np.int64)  # poll index of each label message
-        if later:
+        if matched_at is not None:  # (a label message follows some)
             has_later[later] = True
             hit_at, follow = _unpaired(hits)
             label_msg = np.array(hit_at, dtype=np.int64)
@@ -1675,7 +1676,10 @@ def _predictions(
             # plan would reject or keep apart: the segment is cut before them.
             pair_ok[has_later] = valid & ~np.isnan(f_ts) & named & ~has_label[has_later]
             has_label = has_label | has_later
-        dup = set(_pick(pids, matched_at))
+        if matched_at is not None:
+            dup = set(_pick(pids, matched_at))
+        else:
+            dup = matched.keys() & pids if matched else set()
         held = join.pending[m].contains_many(pids)
         if held.any():
             dup |= {pid for pid, h in zip(pids, held.tolist(), strict=True) if h}
