@@ -553,10 +553,27 @@ def _parsed(value: float | str) -> float:
         return math.nan
 
 
-def _slices(model: ModelState, events: list[PredictionEvent]) -> I64:
-    """Slice ids of ``events`` as ``(events, k)``, registering new ones in the order the
-    events would one at a time (first appearance; version before segments) and counting
-    folded values per event as it does."""
+class _SliceIds(NamedTuple):
+    """The slice ids of a segment's checked predictions, all of model ``m``, when every
+    slice value they name is registered already (see :func:`_crossing_caps`): the
+    ``(predictions, k)`` rows ``ids``, and ``pos``, the row of each poll index from ``a``."""
+
+    m: int
+    a: int
+    pos: I64
+    ids: I64
+
+
+def _slices(
+    model: ModelState, events: list[PredictionEvent], idx: I64, read: _SliceIds | None
+) -> I64:
+    """Slice ids of ``events`` (at poll indices ``idx``) as ``(events, k)``, registering new
+    ones in the order the events would one at a time (first appearance; version before
+    segments) and counting folded values per event as it does; taken from ``read`` (the
+    segment's, see :class:`_SliceIds`) when they are the model's."""
+    if read is not None and read.m == model.index:
+        rows: I64 = read.ids[read.pos[idx - read.a]]
+        return rows
     registry = model.registry
     segments = registry.segments
     versions, columns = _slice_columns(events, segments)
@@ -615,7 +632,7 @@ def _registered_slices(
         if len(ids) == 1:
             out[:, k + 1] = next(iter(ids.values()))
         else:
-            out[:, k + 1] = np.fromiter(map(ids.__getitem__, column), np.int64, n)
+            out[:, k + 1] = native.int64_column(list(map(ids.__getitem__, column)))
     return out
 
 
@@ -756,7 +773,7 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
     # the usual segment's predictions as the columns above (:class:`_Known`).
     pairs_l = all_l = list(zip(kept_l, good_l, strict=True))
     pairs_p: list[tuple[int, PredictionEvent]] | None = None  # all of them, once made
-    planned_p: list[tuple[int, PredictionEvent]] | None = None  # those left to plan, if not all
+    planned_p: list[int] | I64 | None = None  # the places of those left to plan, if not all
     # Each id once per topic (the usual poll): named twice, it has a prediction and a
     # label, each once. An id that repeats within a topic is named more than twice or twice
     # in one topic, so no prediction of its is the one a label fuses with below.
@@ -782,9 +799,8 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
         fused = dict(zip(compress(pids, same), compress(_pick(pairs_l, rows), same),
                          strict=True))  # fmt: skip
         if len(fused) < len(twice):
-            pairs_p = _pairs(kept_p, every)
-            more, again = _repeats(pairs_p, pairs_l, (ids_p, ids_l), twice - fused.keys(),
-                                   partition_of)  # fmt: skip
+            more, again = _repeats((kept_p, every), pairs_l, (ids_p, ids_l),
+                                   twice - fused.keys(), partition_of)  # fmt: skip
             fused.update(more)
         twice -= fused.keys() | again.keys()
         retries = {i for r in again.values() for i in r.idx}
@@ -799,18 +815,13 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
                 if pid in seen:
                     twice_at.add(i)
                 seen.add(pid)
-        if twice or retries:  # by the C loops of map and compress: no bytecode per event
+        if twice or retries:  # by C loops: no bytecode per event
             gone = twice | fused.keys()
-            pairs_p = _pairs(kept_p, every) if pairs_p is None else pairs_p
             if retries:
-                drop_p = map(twice.__contains__, ids_p)
-                drop_l = map(gone.__contains__, ids_l)
-                drop_p = map(operator.or_, drop_p, map(retries.__contains__, map(_AT, pairs_p)))
-                drop_l = map(operator.or_, drop_l, map(retries.__contains__, map(_AT, pairs_l)))
-                planned_p = list(compress(pairs_p, map(operator.not_, drop_p)))
-                pairs_l = list(compress(pairs_l, map(operator.not_, drop_l)))
+                planned_p = _kept_places(ids_p, twice, kept_p, retries)
+                pairs_l = _pick(pairs_l, _kept_places(ids_l, gone, kept_l, retries))
             else:
-                planned_p = _pick(pairs_p, _contained_at(ids_p, twice, False))
+                planned_p = _contained_at(ids_p, twice, False)
                 pairs_l = _pick(pairs_l, _contained_at(ids_l, gone, False))
         else:  # every repeat a prediction and its label: the label goes with it
             if places is not None and len(fused) == len(places[1]):
@@ -820,17 +831,21 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
                 fused_at_p = places[0]
             else:
                 pairs_l = _pick(pairs_l, _contained_at(ids_l, fused, False))
-    model_of = _model_indices(engine, every, names_p)
+    model_of = _model_indices(engine, names_p)
     pressed = _pending_pressure(engine, every, model_of)
     early_pressed = engine.early_total + len(label_at) > engine.early_cap
-    split = _plan(engine, messages, planned_p, pairs_l, fused, twice_at, again, slow,
-                  record=bool(pressed) or early_pressed,
-                  known_p=(_Known(ids_p, model_of, every, kept_p, fused_at_p)
-                           if planned_p is None else None)
-                  )  # fmt: skip
+    known_p = (_Known(ids_p, model_of, every, kept_p, fused_at_p) if planned_p is None else
+               _Known(_pick(ids_p, planned_p), _pick(model_of, planned_p),
+                      _pick(every, planned_p), _pick(kept_p, planned_p)))  # fmt: skip
+    split = _plan(engine, messages, known_p, pairs_l, fused, twice_at, again, slow,
+                  record=bool(pressed) or early_pressed)  # fmt: skip
     split.features = table
     cut = min(split.loose, default=b)
-    crossing = _crossing_caps(engine, every, model_of)
+    crossing, slice_ids = _crossing_caps(engine, every, model_of)
+    if slice_ids is not None:  # the one model's slice ids, by poll index
+        pos = np.full(b - a, -1, dtype=np.int64)
+        pos[native.int64_column(kept_p) - a] = np.arange(len(kept_p), dtype=np.int64)
+        split.slices = _SliceIds(model_of[0], a, pos, slice_ids)
     if crossing:
         pairs_p = _pairs(kept_p, every) if pairs_p is None else pairs_p
         cut = min(cut, _registry_cut(pairs_p, model_of, crossing, partition_of, b))
@@ -978,6 +993,20 @@ def _pairs(at: list[int], events: list[Any]) -> list[tuple[int, Any]]:
 _Places = tuple[list[int], list[int], list[int]]
 
 
+def _kept_places(ids: list[str], named: Collection[str], at: list[int], left: set[int]) -> I64:
+    """The places of the ``ids`` that are not in ``named`` and whose poll index (``at``, in
+    ascending order) is not one of ``left`` (a few): a C loop over the ids, and a bisection
+    for each of ``left``."""
+    keep = np.ones(len(ids), dtype=bool)
+    keep[_contained_at(ids, named)] = False
+    n = len(at)
+    for i in left:
+        k = bisect_left(at, i)
+        if k < n and at[k] == i:
+            keep[k] = False
+    return np.flatnonzero(keep)
+
+
 def _shared_ids(
     ids_p: list[str], ids_l: list[str]
 ) -> tuple[set[str], set[str], set[str], _Places | None]:
@@ -1015,16 +1044,13 @@ def _repeated(ids: list[str]) -> set[str]:
     return set(compress(ids, map(operator.ne, map(last.__getitem__, ids), range(len(ids)))))
 
 
-def _model_indices(engine: Engine, events: list[PredictionEvent],
-                   names: list[str | None] | None = None) -> list[int]:  # fmt: skip
-    """The index of the model of each of ``events`` (predictions of configured models:
-    :func:`_segment` keeps no other; ``names``: their model names, when the caller has
-    them), with no look-up per event when there is one model."""
+def _model_indices(engine: Engine, names: list[str | None]) -> list[int]:
+    """The index of the model of each of a segment's checked predictions (of configured
+    models: :func:`_segment` keeps no other), by their model ``names``, with no look-up per
+    event when there is one model."""
     if len(engine.models) == 1:
-        return [0] * len(events)
+        return [0] * len(names)
     index: dict[str | None, int] = {m.name: m.index for m in engine.models}
-    if names is None:
-        names = [e.model for e in events]
     return list(map(index.__getitem__, names))
 
 
@@ -1165,7 +1191,7 @@ class _Retries(NamedTuple):
 
 
 def _repeats(
-    pairs_p: list[tuple[int, PredictionEvent]],
+    preds: tuple[list[int], list[PredictionEvent]],
     pairs_l: list[tuple[int, LabelEvent]],
     ids: tuple[list[str], list[str]],
     twice: set[str],
@@ -1177,17 +1203,20 @@ def _repeats(
     labels sent again after the first, and the messages of a prediction or a label sent
     again with no message of the other topic, are retries of the first (see
     :class:`_Retries`). Any other repeat (a prediction sent twice with its label) is left
-    to a later segment. ``ids``: the ids of ``pairs_p`` and of ``pairs_l``, in order (the
-    few pairs of ``twice`` are found among them by C loops)."""
-    preds: dict[str, list[tuple[int, Any]]] = {}
+    to a later segment. ``preds``: the predictions' poll indices and events; ``ids``: the
+    ids of the predictions and of ``pairs_l``, in order (the few of ``twice`` are found
+    among them by C loops)."""
+    by_id: dict[str, list[tuple[int, Any]]] = {}
     labels: dict[str, list[tuple[int, Any]]] = {}
-    for pairs, named, mine in ((pairs_p, ids[0], preds), (pairs_l, ids[1], labels)):
-        for k in _contained_at(named, twice):
-            mine.setdefault(named[k], []).append(pairs[k])
+    at_p, events_p = preds
+    for k in _contained_at(ids[0], twice):
+        by_id.setdefault(ids[0][k], []).append((at_p[k], events_p[k]))
+    for k in _contained_at(ids[1], twice):
+        labels.setdefault(ids[1][k], []).append(pairs_l[k])
     fused: dict[str, tuple[int, LabelEvent]] = {}
     again: dict[str, _Retries] = {}
     for pid in twice:
-        mine_p = preds.get(pid, [])
+        mine_p = by_id.get(pid, [])
         mine_l = labels.get(pid, [])
         every = mine_p + mine_l
         if any(partition_of[i] != partition_of[every[0][0]] for i, _ in every):
@@ -1216,7 +1245,7 @@ def _repeats(
 
 
 class _Known(NamedTuple):
-    """What :func:`_segment` has read of a segment's checked predictions already: their
+    """A segment's checked predictions left to plan, as :func:`_segment` has read them: their
     ids, their models' indices, the events and their poll indices, and the places among them
     of the ids of the labels they fuse with, when it has them (None: :func:`_predictions`
     finds them)."""
@@ -1231,7 +1260,7 @@ class _Known(NamedTuple):
 def _plan(
     engine: Engine,
     messages: MessageBatch,
-    pairs_p: list[tuple[int, PredictionEvent]] | None,
+    known_p: _Known,
     pairs_l: list[tuple[int, LabelEvent]],
     fused: dict[str, tuple[int, LabelEvent]],
     twice_at: set[int],
@@ -1239,17 +1268,16 @@ def _plan(
     slow: list[int],
     *,
     record: bool = False,
-    known_p: _Known | None = None,
 ) -> _Split:
-    """Decide a segment's checked events (see :func:`_segment`); ``record``: keep what the
-    plans do to the capped tables (a cap is near); ``known_p``: the checked predictions as
-    the caller has read them, in place of ``pairs_p`` (None then)."""
+    """Decide a segment's checked events (see :func:`_segment`): the predictions left to
+    plan (``known_p``) and the labels; ``record``: keep what the plans do to the capped
+    tables (a cap is near)."""
     split = _Split(list(slow))
     split.record = record
     # Ids seen twice in a way the plan does not decide: the segment is cut before them.
     split.loose.extend(twice_at)
-    if known_p.events if known_p is not None else pairs_p:
-        _predictions(engine, messages, pairs_p, split, fused, again.keys(), known_p)
+    if known_p.events:
+        _predictions(engine, messages, known_p, split, fused, again.keys())
     if pairs_l:
         _labels(engine, messages, pairs_l, split)
     if again:
@@ -1263,11 +1291,12 @@ def _followers(
     """The retries of the segment (see :class:`_Retries`): rejects as duplicates, their id
     matched, waiting or early by then and named by no other message of the segment, when
     their first message is taken by a plan; else the segment is cut before them."""
-    if not split.plans:
-        taken: set[int] = set()
-    else:
-        taken = set(np.concatenate([a for _, idx, _ in split.plans
-                                    for a in (idx if isinstance(idx, list) else (idx,))]).tolist())
+    taken: set[int] = set()
+    if split.plans:  # which of the first messages the plans take (a few among thousands)
+        planned = np.concatenate([a for _, idx, _ in split.plans
+                                  for a in (idx if isinstance(idx, list) else (idx,))])
+        leads = [retries.lead for retries in again.values()]
+        taken.update(compress(leads, np.isin(leads, planned).tolist()))
     for pid, retries in again.items():
         idx = np.array(retries.idx, dtype=np.int64)
         number = messages.partitions[retries.lead]
@@ -1377,7 +1406,8 @@ class _Split:
     with the ones before them (``loose``: the segment is cut before the first), and the
     plans, applied once all is decided."""
 
-    __slots__ = ("early", "features", "loose", "matched", "ops", "plans", "record", "slow")
+    __slots__ = ("early", "features", "loose", "matched", "ops", "plans", "record", "slices",
+                 "slow")
 
     def __init__(self, slow: list[int]) -> None:
         #: the rejects (decode failures and unknown topics to start with)
@@ -1400,6 +1430,8 @@ class _Split:
         self.early: dict[int, list[tuple[I64, list[str], list[EarlyLabel], int]]] = {}
         #: the features of the segment's predictions, when read from their JSON
         self.features: _FeatureTable | None = None
+        #: the slice ids of the segment's predictions, when known before the plans apply
+        self.slices: _SliceIds | None = None
 
     def reject(self, idx: I64) -> None:
         """Messages that are not valid events: rejects (see :func:`_reject`)."""
@@ -1473,16 +1505,23 @@ def _pending_pressure(
     return out
 
 
-def _crossing_caps(engine: Engine, events: list[PredictionEvent], model_of: list[int]) -> set[int]:
+def _crossing_caps(
+    engine: Engine, events: list[PredictionEvent], model_of: list[int]
+) -> tuple[set[int], I64 | None]:
     """Models whose slice registry may reach a cap within this poll. Which value is folded
     at a cap depends on the order values arrive in (see :func:`_registry_cut`);
-    a registry below its caps after the poll, or already full, does not depend on it."""
+    a registry below its caps after the poll, or already full, does not depend on it.
+    And the events' slice ids (as :func:`_slices` gives them) when they are of one model
+    whose registry was read here (not full, with less room than the poll has predictions)
+    and holds every value they name: then no value is new, and their ids are the same
+    whatever order the plans take them in (else None)."""
     out: set[int] = set()
     models = engine.models
     if not any(m.registry.segments for m in models) and not any(
         _attrs(events, ("model_version",))[0]
     ):  # no slice value at all (no version, no segment): nothing to register
-        return out
+        return out, None
+    known: I64 | None = None
     by_model: dict[int, list[PredictionEvent]] = {}
     if len(set(model_of)) == 1:
         by_model[model_of[0]] = events
@@ -1499,6 +1538,10 @@ def _crossing_caps(engine: Engine, events: list[PredictionEvent], model_of: list
         if all(r <= 0 or r >= len(mine) for r in room.values()):
             continue
         versions, columns = _slice_columns(mine, registry.segments)
+        if len(by_model) == 1:  # every value registered (the usual poll): no value is new
+            known = _registered_slices(model, versions, columns)
+            if known is not None:
+                continue
         values = {("version", v) for v in set(versions) if v}
         for name, column in zip(registry.segments, columns, strict=True):
             found: set[Any] = set(column)
@@ -1510,42 +1553,31 @@ def _crossing_caps(engine: Engine, events: list[PredictionEvent], model_of: list
                 new[dim] = new.get(dim, 0) + 1
         if any(0 < room[d] < n for d, n in new.items()):
             out.add(model.index)
-    return out
+    return out, known
 
 
 def _predictions(
     engine: Engine,
     messages: MessageBatch,
-    pairs: list[tuple[int, PredictionEvent]] | None,
+    known: _Known,
     split: _Split,
     fused: dict[str, tuple[int, LabelEvent]],
     retried: Collection[str],
-    known: _Known | None = None,
 ) -> None:
     """Plan the checked predictions per model and partition: rejects (unknown model,
     invalid values, duplicates), joins with their own label, the label message that
     follows them in the segment (or came before it) or an early label of an earlier poll,
     and the others left waiting. ``known``: their ids, models' indices, events and poll
-    indices (and the places of those a label of the segment fuses with), when the caller
-    has them."""
-    known_ids: list[str] | None = None
-    fused_at: list[int] | None = None
-    if known is None:
-        assert pairs is not None
-        at_l, events = _unpaired(pairs)
-        model_of = _model_indices(engine, events)
-    else:
-        known_ids, model_of, events, at_l, fused_at = known
+    indices (and the places of those a label of the segment fuses with, when the caller
+    has them)."""
+    ids, model_of, events, at_l, fused_at = known
     at = native.int64_column(at_l)  # one C loop (numpy: a pack call per int)
     ts = _times(events, engine.latest_times(at))
     score = _read_numbers(events, "score", missing=True)
     if score is None:
         score = np.array([e.score for e in events], dtype=np.float64)  # None -> NaN
     ok = ~np.isnan(ts) & ~((score < 0.0) | (score > 1.0))
-    if known_ids is None:
-        ids, probabilities, labels = _attrs(events, ("prediction_id", "probabilities", "label"))
-    else:
-        ids, (probabilities, labels) = known_ids, _attrs(events, ("probabilities", "label"))
+    probabilities, labels = _attrs(events, ("probabilities", "label"))
     if probabilities.count(None) < len(probabilities):
         for j, probs in enumerate(probabilities):
             if probs is not None and not all(0.0 <= v <= 1.0 for v in probs.values()):
@@ -1580,14 +1612,20 @@ def _predictions(
             continue
         group = _pick(events, rows)
         pids = _pick(ids, rows)
-        # The label message that follows each prediction in this poll, if any.
-        later = list(map(fused.get, pids)) if fused else []
+        # The rows of the predictions a label message of this poll follows (a C loop), and
+        # those (poll index, label) pairs.
+        later = _contained_at(pids, fused) if fused else []
+        hits = list(map(fused.__getitem__, _pick(pids, later))) if later else []
         if m < 0:
             split.reject(at[sel])  # unknown model
-            follow_at = np.array([f[0] for f in later if f], dtype=np.int64)
-            split.cut_before(follow_at)
+            split.cut_before(np.array([f[0] for f in hits], dtype=np.int64))
             continue
         model = engine.models[m]
+        join = engine.partition(number).join
+        matched = join.matched[m]
+        # the rows whose id the model has joined already, where a label message follows some
+        # (a C loop over the big table, once for the duplicates and the lone labels)
+        matched_at = (_contained_at(pids, matched) if matched else []) if later else None
         raw_preds, raw_labels = _attrs(group, ("prediction", "label"))
         pred, pred_ok = model.codec.code_many(raw_preds)
         none = raw_labels.count(None)
@@ -1605,10 +1643,8 @@ def _predictions(
         pair_ok = np.ones(len(group), dtype=bool)
         has_later = np.zeros(len(group), dtype=bool)
         label_msg = np.zeros(0, dtype=np.int64)  # poll index of each label message
-        if later.count(None) < len(later):
-            # A few rows of the group (C loops over it: a (poll index, label) pair is true).
-            has_later[list(compress(range(len(later)), later))] = True
-            hits = cast(list[tuple[int, LabelEvent]], list(compress(later, later)))
+        if matched_at is not None:  # (a label message follows some)
+            has_later[later] = True
             hit_at, follow = _unpaired(hits)
             label_msg = np.array(hit_at, dtype=np.int64)
             follow_models, follow_ids, follow_labels = _attrs(follow, ("model", "prediction_id",
@@ -1620,15 +1656,15 @@ def _predictions(
             # label that came first must find nothing (no waiting, early or matched id)
             # and room among the early labels.
             reached = _marked(len(follow), _contained_at(follow_ids, found_before))
-            lone = _lone_labels(engine, model, number, follow, label_msg, at[sel[has_later]],
+            lone = _lone_labels(join, follow_ids, follow_models, label_msg, at[sel[has_later]],
                                 valid, f_ts, named, reached,
                                 (ok[sel] & pred_ok & label_ok)[has_later],
-                                has_label[has_later], retried)  # fmt: skip
+                                has_label[has_later], _marked(len(pids), matched_at)[has_later],
+                                retried)  # fmt: skip
             if lone.any():  # rejects whatever the prediction does: it goes alone
                 split.reject(label_msg[lone])
                 keep_l = ~lone
                 has_later[np.flatnonzero(has_later)[lone]] = False
-                follow = [f for f, k in zip(follow, keep_l.tolist(), strict=True) if k]
                 label_msg, codes, valid = label_msg[keep_l], codes[keep_l], valid[keep_l]
                 f_ts, named, reached = f_ts[keep_l], named[keep_l], reached[keep_l]
             named &= ~reached
@@ -1640,10 +1676,10 @@ def _predictions(
             # plan would reject or keep apart: the segment is cut before them.
             pair_ok[has_later] = valid & ~np.isnan(f_ts) & named & ~has_label[has_later]
             has_label = has_label | has_later
-        state = engine.partition(number)
-        join = state.join
-        matched = join.matched[m]
-        dup = matched.keys() & pids if matched else set()
+        if matched_at is not None:
+            dup = set(_pick(pids, matched_at))
+        else:
+            dup = matched.keys() & pids if matched else set()
         held = join.pending[m].contains_many(pids)
         if held.any():
             dup |= {pid for pid, h in zip(pids, held.tolist(), strict=True) if h}
@@ -2177,7 +2213,7 @@ def _take_plain(
     another: what :func:`_take_predictions` does to each partition's group, the slice
     registry and the features taken over the groups one after the other."""
     m = model.index
-    slices = _slices(model, group)
+    slices = _slices(model, group, idx, split.slices)
     feats, numeric = _feature_columns(engine, model, group, idx, split.features)
     prob = None
     if model.layout.kind.uses_probabilities:
@@ -2252,10 +2288,9 @@ def _take_plain(
 
 
 def _lone_labels(
-    engine: Engine,
-    model: ModelState,
-    number: int,
-    follow: list[LabelEvent],
+    join: JoinBuffer,
+    ids: list[str],
+    names: list[str | None],
     label_msg: I64,
     pred_at: I64,
     valid: npt.NDArray[np.bool_],
@@ -2264,10 +2299,12 @@ def _lone_labels(
     reached: npt.NDArray[np.bool_],
     checked: npt.NDArray[np.bool_],
     own: npt.NDArray[np.bool_],
+    joined: npt.NDArray[np.bool_],
     retried: Collection[str],
 ) -> npt.NDArray[np.bool_]:
-    """Which label messages of a prediction in the segment are rejects whatever else: an
-    invalid time; a duplicate of an id joined for the model and waiting nowhere (the
+    """Which label messages of a prediction in the segment (their ids and the models they
+    name, in the partition's ``join``) are rejects whatever else: an invalid time; a
+    duplicate of an id joined for the model (``joined``) and waiting nowhere (the
     prediction is one too); and, after a valid prediction (``checked``) of an id the
     partition holds nowhere, a label naming another model (model mismatch), a label value
     the model's codec refuses, or any label of a prediction that carried its own (a
@@ -2275,18 +2312,16 @@ def _lone_labels(
     cut before the label. Not for an id with more messages in the segment (``retried``:
     they were planned as retries of a pair joined)."""
     lone = np.isnan(f_ts)  # invalid or future: rejects in either order
-    ids, names = _attrs(follow, ("prediction_id", "model"))
-    if retried:
-        lone &= ~np.fromiter(map(retried.__contains__, ids), bool, len(ids))
-        if not lone.any() and all(map(retried.__contains__, ids)):
+    if retried:  # (the places found by a C loop: numpy's fromiter packs each bool by a call)
+        again_at = _contained_at(ids, set(retried))
+        lone &= ~_marked(len(ids), again_at)
+        if not lone.any() and len(again_at) == len(ids):
             return lone
     maybe = ~lone & (label_msg > pred_at) & ~reached & checked
-    join = engine.partition(number).join
-    matched = join.matched[model.index]
-    again = ~lone & named & np.fromiter(map(matched.__contains__, ids), bool, len(ids))
+    again = ~lone & named & joined
     if not (maybe | again).any():
         return lone
-    other = ~named & np.array([name is not None for name in names], dtype=bool)
+    other = ~named & ~_marked(len(names), _none_at(names))
     odd = maybe & ((other & ~own) | (named & (~valid | own)))
     # Where the partition holds the id is asked only of the labels it decides: a label
     # after its valid prediction, naming the model, valid and not a second label (the
@@ -2294,7 +2329,7 @@ def _lone_labels(
     ask = np.flatnonzero(again | odd)
     if not ask.size:
         return lone
-    pids = [follow[j].prediction_id for j in ask.tolist()]
+    pids = _pick(ids, ask)
     held = join.owners(id_keys(pids)) >= 0
     # An id joined for the model and waiting nowhere: the prediction and the label (naming
     # the model or none) are both duplicates, in either order.
@@ -2302,7 +2337,7 @@ def _lone_labels(
     fresh = ~held
     if seen:
         fresh &= ~np.fromiter(map(seen.__contains__, pids), bool, len(pids))
-    alone = np.zeros(len(follow), dtype=bool)
+    alone = np.zeros(len(ids), dtype=bool)
     alone[ask] = (again[ask] & ~held) | (odd[ask] & fresh)
     if retried:
         alone[ask] &= np.array([p not in retried for p in pids], dtype=bool)
@@ -2388,7 +2423,7 @@ def _take_predictions(
 
     m = model.index
     state = engine.partitions[number]
-    slices = _slices(model, group)
+    slices = _slices(model, group, idx, split.slices)
     counts = state.counts[m]
     counts[PREDICTIONS] += len(group)
     _note(state, engine.config.kafka.predictions_topic, ts)
