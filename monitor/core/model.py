@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -34,11 +34,13 @@ from monitor.events.codec import ModelCodec, PredictionEvent
 __all__ = [
     "ModelState",
     "PaneSignals",
+    "SignalBlock",
     "SliceRegistry",
     "batch_signals",
     "close_signals",
     "install_profile",
     "keyed_rows",
+    "pane_signals",
     "slice_counters",
     "warmup_profile",
 ]
@@ -47,16 +49,32 @@ F64 = npt.NDArray[np.float64]
 _log = structlog.get_logger(__name__)
 OTHER = "__other__"
 
+class SignalBlock:
+    """The signal values of a batch of panes closed together, a row a pane, in the order of
+    ``labels`` (each pane's ``signals`` is the labels zipped with its row): what
+    :func:`~monitor.outputs.signals.signal_lines` writes the panes' lines from in one
+    pass, without reading their dicts."""
+
+    __slots__ = ("labels", "values")
+
+    def __init__(self, labels: list[str], values: F64) -> None:
+        self.labels = labels
+        self.values = values
+
+
 @dataclass(slots=True)
 class PaneSignals:
     """The model-level signal values when a pane closed: ``{"f1@1h": 0.93, ...}``, and the
     model's predictions in closed panes so far (what absence rules judge silence by; NaN
-    when not known)."""
+    when not known). ``row``: the block of its batch that holds the same values, and its
+    row there (None: not made by a pane close; see :func:`pane_signals`); neither
+    compared nor stored, and ``signals`` is not to be changed while it is set."""
 
     model: str
     pane_end: float
     signals: dict[str, float]
     predictions_total: float = math.nan
+    row: tuple[SignalBlock, int] | None = field(default=None, compare=False, repr=False)
 
 
 class SliceRegistry:
@@ -204,11 +222,50 @@ def batch_signals(
     detections written in after each window's signals with one numpy assignment for
     every pane, the values read in one ``tolist``: the same signals, in the same order,
     as one :func:`close_signals` per pane."""
+    return keyed_rows(*_signal_rows(model, plan, windows, whole, taken, values))
+
+
+def pane_signals(
+    model: ModelState,
+    plan: PanePlan,
+    windows: tuple[str, ...],
+    whole: F64,
+    taken: list[tuple[list[float], list[float]]] | None,
+    values: WindowValues | None,
+    ends: list[float],
+    seen: list[float],
+) -> list[PaneSignals]:
+    """The :class:`PaneSignals` of consecutive panes closed together, ending at ``ends``
+    with ``seen`` predictions in closed panes: :func:`batch_signals`' dicts, each pane
+    with its row in the batch's :class:`SignalBlock` (the values as one matrix)."""
+    template, labels, rows = _signal_rows(model, plan, windows, whole, taken, values)
+    signals = keyed_rows(template, labels, rows)
+    name = model.name
+    if len(template) != len(labels):  # a label twice: the dicts hold fewer keys
+        return list(map(PaneSignals, [name] * len(signals), ends, signals, seen))
+    block = SignalBlock(labels, rows)
+    return [
+        PaneSignals(name, end, keyed, total, (block, i))
+        for i, (end, keyed, total) in enumerate(zip(ends, signals, seen, strict=True))
+    ]
+
+
+def _signal_rows(
+    model: ModelState,
+    plan: PanePlan,
+    windows: tuple[str, ...],
+    whole: F64,
+    taken: list[tuple[list[float], list[float]]] | None,
+    values: WindowValues | None,
+) -> tuple[dict[str, float], list[str], F64]:
+    """What :func:`batch_signals` makes its dicts of (see :func:`keyed_rows`): the
+    template, the labels and the values, a row a pane (an array of their own, not a view
+    of ``whole``); the detectors fed."""
     columns: dict[str, F64] = {}
     detectors = model.detectors
     if detectors is None:
         labels, template = plan.keyed(windows)
-        rows = whole
+        rows = np.array(whole, dtype=np.float64, order="C")
     else:
         assert taken is not None
         counts = detectors.feed_panes([ordered_errors(ts, errors) for ts, errors in taken])
@@ -231,7 +288,7 @@ def batch_signals(
     if values is not None:
         model.last = WindowMetrics(values, columns)
         model.last_rows = len(model.registry.keys)
-    return keyed_rows(template, labels, rows)
+    return template, labels, rows
 
 
 def keyed_rows(template: dict[str, float], labels: list[str],

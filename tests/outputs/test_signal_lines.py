@@ -1,0 +1,129 @@
+"""``signal_lines`` (the lines of ``signals.jsonl`` of many panes at once, from the blocks of
+values their pane closes made) against one ``signal_json`` per pane, and its compiled
+kernel against the Python code beside its caller (``_lay``): the same bytes."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+import pytest
+
+from monitor import native
+from monitor.core.model import PaneSignals, SignalBlock
+from monitor.outputs.signals import _lay, signal_json, signal_lines
+
+NAMES = ["f1@1h", "psi:amount@all", 'quote"d@1h', "back\\slash@ewm30m", "ünïcode@1h",
+         "tab\tand\nnewline@all", "\x01ctl@all", "emoji🙂@1h", "", "n"]  # fmt: skip
+SPECIALS = [np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0, 5e-324, 1e308, -1e-300, 28.0,
+            1e16, 1e-5, 123456789.125, 0.1]  # fmt: skip
+
+
+def _compiled() -> Any:
+    kernels = native.kernels()
+    if kernels is None:
+        pytest.skip("the compiled module is not built (or MONITOR_NATIVE=0)")
+    return kernels
+
+
+def _both(call: Any) -> tuple[Any, Any]:
+    """``call()`` with the compiled kernels, then without them."""
+    before = native.use(True)
+    try:
+        got = call()
+        native.use(False)
+        want = call()
+    finally:
+        native.use(before)
+    return got, want
+
+
+def _values(rng: random.Random, rows: int, width: int) -> Any:
+    values = np.array([[rng.gauss(0, 10 ** rng.randrange(-8, 9)) for _ in range(width)]
+                       for _ in range(rows)]).reshape(rows, width)  # fmt: skip
+    for _ in range(rng.randrange(rows * width + 1)):
+        values[rng.randrange(rows), rng.randrange(width)] = rng.choice(SPECIALS)
+    return values
+
+
+def _block(rng: random.Random, model: str, start: float) -> list[PaneSignals]:
+    """The panes of one batch, as pane_signals makes them: dicts and their block."""
+    labels = rng.sample(NAMES, rng.randrange(len(NAMES) + 1))
+    rows = rng.randrange(1, 6)
+    values = _values(rng, rows, len(labels))
+    block = SignalBlock(labels, values)
+    dicts = [dict(zip(labels, row, strict=True)) for row in values.tolist()]
+    ends = [start + 10.0 * i for i in range(rows)]
+    return [PaneSignals(model, ends[i], d, float(i), (block, i)) for i, d in enumerate(dicts)]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_lines_are_one_signal_json_per_pane(seed: int) -> None:
+    """Blocks of several models, runs of a block cut by panes of another or by panes with
+    no block, a pane end of another type, labels that JSON escapes: the bytes of one
+    signal_json and a newline per pane, with the compiled kernel and without."""
+    rng = random.Random(seed)
+    sigs: list[PaneSignals] = []
+    for _ in range(rng.randrange(0, 5)):
+        sigs += _block(rng, rng.choice(["m", "fraud \"eu\"", "ü"]), rng.uniform(0, 2e9))
+    for _ in range(rng.randrange(0, 3)):  # a pane made elsewhere (restored, by hand)
+        end: Any = rng.choice([60.0, 60, 1e300])
+        sigs.insert(rng.randrange(len(sigs) + 1), PaneSignals("x", end, {"a@1h": 0.5}))
+    if sigs and rng.random() < 0.3:  # the same block's panes out of order, one twice
+        rng.shuffle(sigs)
+        sigs.append(sigs[0])
+    want = b"".join(signal_json(sig) + b"\n" for sig in sigs)
+    got, fallback = _both(lambda: signal_lines(sigs))
+    assert got == want
+    assert fallback == want
+
+
+def test_no_pane_no_line() -> None:
+    got, fallback = _both(lambda: signal_lines([]))
+    assert got == fallback == b""
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_kernel_lays_the_numbers_as_the_python_code(seed: int) -> None:
+    kernels = _compiled()
+    rng = random.Random(seed)
+    m = rng.randrange(1, 6)
+    rows = rng.randrange(0, 5)
+    pieces = [bytes(rng.choices(b'ab{}":,\n', k=rng.randrange(0, 4))) for _ in range(m + 1)]
+    numbers = "[" + ",".join(rng.choice(["null", "0.5", "-1e-05", "28.0", "1"])
+                             for _ in range(rows * m)) + "]"  # fmt: skip
+    assert kernels.signal_lines(pieces, numbers.encode(), rows) == _lay(
+        pieces, numbers.encode(), rows
+    )
+
+
+@pytest.mark.parametrize(
+    ("pieces", "numbers", "rows"),
+    [
+        ([b"a", b"b"], b"[1,2]", 1),  # more items than rows * m
+        ([b"a", b"b"], b"[1]", 2),  # fewer
+        ([b"a", b"b"], b"[1,,2]", 3),  # an empty item
+        ([b"a", b"b"], b"[]", 1),
+        ([b"a", b"b"], b"1,2", 2),  # not an array
+        ([b"a", b"b"], b"[1,2", 2),
+        ([b"a", b"b"], b"", 0),
+        ([b"a"], b"[]", 0),  # no number between pieces
+        ([b"a", b"b"], b"[1]", -1),
+    ],
+)
+def test_what_is_not_rows_of_numbers_is_refused(pieces: list[bytes], numbers: bytes,
+                                                 rows: int) -> None:  # fmt: skip
+    with pytest.raises(ValueError):
+        _lay(pieces, numbers, rows)
+    kernels = native.kernels()
+    if kernels is not None:
+        with pytest.raises(ValueError):
+            kernels.signal_lines(pieces, numbers, rows)
+
+
+def test_no_row_no_line() -> None:
+    assert _lay([b"a", b"b"], b"[]", 0) == b""
+    kernels = native.kernels()
+    if kernels is not None:
+        assert kernels.signal_lines([b"a", b"b"], b"[]", 0) == b""
