@@ -51,13 +51,15 @@ OTHER = "__other__"
 
 class SignalBlock:
     """The signal values of a batch of panes closed together, a row a pane, in the order of
-    ``labels`` (each pane's ``signals`` is the labels zipped with its row): what
-    :func:`~monitor.outputs.signals.signal_lines` writes the panes' lines from in one
-    pass, without reading their dicts."""
+    ``labels`` (a pane's signals are ``template``, the labels' dict, with its row written
+    in; see :func:`keyed_rows`): what a pane's dict is made from when it is first read,
+    and what :func:`~monitor.outputs.signals.signal_lines` writes the panes' lines from
+    in one pass, without their dicts."""
 
-    __slots__ = ("labels", "values")
+    __slots__ = ("labels", "template", "values")
 
-    def __init__(self, labels: list[str], values: F64) -> None:
+    def __init__(self, template: dict[str, float], labels: list[str], values: F64) -> None:
+        self.template = template
         self.labels = labels
         self.values = values
 
@@ -68,13 +70,35 @@ class PaneSignals:
     model's predictions in closed panes so far (what absence rules judge silence by; NaN
     when not known). ``row``: the block of its batch that holds the same values, and its
     row there (None: not made by a pane close; see :func:`pane_signals`); neither
-    compared nor stored, and ``signals`` is not to be changed while it is set."""
+    compared nor stored, and ``signals`` is not to be changed while it is set. A pane
+    made from its row (:meth:`of_row`) makes its ``signals`` when they are first read."""
 
     model: str
     pane_end: float
     signals: dict[str, float]
     predictions_total: float = math.nan
     row: tuple[SignalBlock, int] | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def of_row(cls, model: str, pane_end: float, predictions_total: float,
+               row: tuple[SignalBlock, int]) -> PaneSignals:  # fmt: skip
+        """A pane whose signals are row ``row[1]`` of the block ``row[0]``, their dict not
+        made until it is read (a replay without alert rules, nor exports, never reads it)."""
+        sig = cls.__new__(cls)
+        sig.model = model
+        sig.pane_end = pane_end
+        sig.predictions_total = predictions_total
+        sig.row = row
+        return sig
+
+    def __getattr__(self, name: str) -> dict[str, float]:
+        """``signals`` not made yet (see :meth:`of_row`): made from the pane's row, kept."""
+        row = None if name != "signals" else self.row
+        if row is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        block, i = row
+        self.signals = keyed_rows(block.template, block.labels, block.values[i : i + 1])[0]
+        return self.signals
 
 
 class SliceRegistry:
@@ -236,17 +260,19 @@ def pane_signals(
     seen: list[float],
 ) -> list[PaneSignals]:
     """The :class:`PaneSignals` of consecutive panes closed together, ending at ``ends``
-    with ``seen`` predictions in closed panes: :func:`batch_signals`' dicts, each pane
-    with its row in the batch's :class:`SignalBlock` (the values as one matrix)."""
+    with ``seen`` predictions in closed panes: each pane's row in the batch's
+    :class:`SignalBlock` (the values as one matrix), its dict :func:`batch_signals`' (made
+    when first read, see :meth:`PaneSignals.of_row`)."""
     template, labels, rows = _signal_rows(model, plan, windows, whole, taken, values)
-    signals = keyed_rows(template, labels, rows)
     name = model.name
     if len(template) != len(labels):  # a label twice: the dicts hold fewer keys
+        signals = keyed_rows(template, labels, rows)
         return list(map(PaneSignals, [name] * len(signals), ends, signals, seen))
-    block = SignalBlock(labels, rows)
+    block = SignalBlock(template, labels, rows)
+    of_row = PaneSignals.of_row
     return [
-        PaneSignals(name, end, keyed, total, (block, i))
-        for i, (end, keyed, total) in enumerate(zip(ends, signals, seen, strict=True))
+        of_row(name, end, total, (block, i))
+        for i, (end, total) in enumerate(zip(ends, seen, strict=True))
     ]
 
 

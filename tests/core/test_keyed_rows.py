@@ -18,6 +18,8 @@ import pytest
 from monitor import native
 from monitor.core.detectors import ErrorDetectors
 from monitor.core.model import (
+    PaneSignals,
+    SignalBlock,
     batch_signals,
     close_signals,
     keyed_rows,
@@ -225,3 +227,33 @@ def test_batch_signals_are_those_of_one_close_per_pane(seed: int, detectors: Any
                 probe = [float(rng.random() < 0.6) for _ in range(400)]
                 other = b.detectors.detectors[name]
                 assert other.update_many(list(probe)) == det.update_many(list(probe))
+
+
+def test_a_pane_made_from_its_row_is_the_pane_made_with_its_dict() -> None:
+    """PaneSignals.of_row: its signals made when first read, the same dict (keys in order,
+    values of the same bits); equal to the pane made with that dict, the same repr, and
+    pickled and copied with its signals, before and after they were read."""
+    import pickle
+
+    labels = ["a@all", "b@all", "a@1h", "b@1h"]
+    template = dict.fromkeys(labels, 0.0)
+    values = _values(np.random.default_rng(7), 3, len(labels))
+    values[np.isnan(values)] = 0.25  # NaN == NaN is False: the dicts would not compare equal
+    block = SignalBlock(template, labels, values)
+    for i, row in enumerate(values.tolist()):
+        eager = PaneSignals("m", 10.0 * i, dict(zip(labels, row, strict=True)), 5.0)
+        for read_first in (False, True):
+            lazy = PaneSignals.of_row("m", 10.0 * i, 5.0, (block, i))
+            if read_first:
+                assert _bits(lazy.signals) == _bits(eager.signals)
+            copied = copy.deepcopy(lazy)
+            loaded = pickle.loads(pickle.dumps(lazy))
+            assert lazy == eager
+            assert repr(lazy) == repr(eager)
+            assert _bits(lazy.signals) == _bits(eager.signals)
+            assert _bits(copied.signals) == _bits(loaded.signals) == _bits(eager.signals)
+            with pytest.raises(AttributeError):
+                lazy.nothing  # type: ignore[attr-defined]  # noqa: B018
+    bare = PaneSignals.__new__(PaneSignals)  # no row: no signals to make
+    with pytest.raises(AttributeError):
+        bare.signals  # noqa: B018
