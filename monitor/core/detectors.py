@@ -307,47 +307,37 @@ class CalibratedCusum:
             self.drift_detected = False
         if at == len(values):
             return alarms
-        cut, m, r, h = self.cut, self._m, self._r, self._h
-        assert cut is not None
-        s, detected = self._s, self.drift_detected
-        for x in values[at:] if at else values:
-            s += (m if x > cut else 0) - r
-            if s > h:
-                s = 0
-                detected = True
-                alarms += 1
-            else:
-                if s < 0:
-                    s = 0
-                detected = False
-        self._s, self.drift_detected = s, detected
-        return alarms
+        return self._fed([values[at:] if at else values])[0]
 
     def update_panes(self, panes: list[list[float]]) -> list[int]:
         """:meth:`update_many` of each of ``panes`` in turn (an empty one is not fed): the
         alarms of each, in one call (once past the warmup, one loop over every pane)."""
         if self.p0 is not None:
-            cut, m, r, h = self.cut, self._m, self._r, self._h
-            assert cut is not None
-            s, detected = self._s, self.drift_detected
-            out = []
-            for values in panes:
-                alarms = 0
-                for x in values:
-                    s += (m if x > cut else 0) - r
-                    if s > h:
-                        s = 0
-                        detected = True
-                        alarms += 1
-                    else:
-                        if s < 0:
-                            s = 0
-                        detected = False
-                out.append(alarms)
-            self._s, self.drift_detected = s, detected
-            return out
+            return self._fed(panes)
         update_many = self.update_many
         return [update_many(values) if values else 0 for values in panes]
+
+    def _fed(self, panes: list[list[float]]) -> list[int]:
+        """Feed each of ``panes`` in turn, past the warmup; the alarms of each."""
+        cut, m, r, h = self.cut, self._m, self._r, self._h
+        assert cut is not None
+        s, detected = self._s, self.drift_detected
+        out = []
+        for values in panes:
+            alarms = 0
+            for x in values:
+                s += (m if x > cut else 0) - r
+                if s > h:
+                    s = 0
+                    detected = True
+                    alarms += 1
+                else:
+                    if s < 0:
+                        s = 0
+                    detected = False
+            out.append(alarms)
+        self._s, self.drift_detected = s, detected
+        return out
 
 
 class RiverUp:

@@ -254,15 +254,11 @@ def batch_signals(
     taken: list[tuple[list[float], list[float]]] | None,
     values: WindowValues | None = None,
 ) -> list[dict[str, float]]:
-    """:func:`close_signals` of consecutive panes, in order, at once: ``whole`` ``(panes,
-    windows * signals)`` holds each pane's whole-model values window after window,
-    ``taken`` each pane's buffered errors (event times, errors; None without detectors),
-    ``values`` every window's values of the last pane. The detectors are fed pane after
-    pane (:meth:`~monitor.core.detectors.ErrorDetectors.feed_panes`) and each pane's
-    detections written in after each window's signals with one numpy assignment for
-    every pane, the values read in one ``tolist``: the same signals, in the same order,
-    as one :func:`close_signals` per pane."""
-    return keyed_rows(*_signal_rows(model, plan, windows, whole, taken, values))
+    """:func:`close_signals` of consecutive panes, in order, at once: the dicts of
+    :func:`pane_signals`' panes."""
+    unknown = [math.nan] * whole.shape[0]
+    made = pane_signals(model, plan, windows, whole, taken, values, unknown, unknown)
+    return [sig.signals for sig in made]
 
 
 def pane_signals(
@@ -275,34 +271,17 @@ def pane_signals(
     ends: list[float],
     seen: list[float],
 ) -> list[PaneSignals]:
-    """The :class:`PaneSignals` of consecutive panes closed together, ending at ``ends``
-    with ``seen`` predictions in closed panes: each pane's row in the batch's
-    :class:`SignalBlock` (the values as one matrix), its dict :func:`batch_signals`' (made
-    when first read, see :meth:`PaneSignals.of_row`)."""
-    template, labels, rows = _signal_rows(model, plan, windows, whole, taken, values)
-    name = model.name
-    if len(template) != len(labels):  # a label twice: the dicts hold fewer keys
-        signals = keyed_rows(template, labels, rows)
-        return list(map(PaneSignals, [name] * len(signals), ends, signals, seen))
-    block = SignalBlock(template, labels, rows)
-    of_row = PaneSignals.of_row
-    return [
-        of_row(name, end, total, (block, i))
-        for i, (end, total) in enumerate(zip(ends, seen, strict=True))
-    ]
-
-
-def _signal_rows(
-    model: ModelState,
-    plan: PanePlan,
-    windows: tuple[str, ...],
-    whole: F64,
-    taken: list[tuple[list[float], list[float]]] | None,
-    values: WindowValues | None,
-) -> tuple[dict[str, float], list[str], F64]:
-    """What :func:`batch_signals` makes its dicts of (see :func:`keyed_rows`): the
-    template, the labels and the values, a row a pane (an array of their own, not a view
-    of ``whole``); the detectors fed."""
+    """The :class:`PaneSignals` of consecutive panes closed together, in order, ending at
+    ``ends`` with ``seen`` predictions in closed panes: ``whole`` ``(panes, windows *
+    signals)`` holds each pane's whole-model values window after window, ``taken`` each
+    pane's buffered errors (event times, errors; None without detectors), ``values``
+    every window's values of the last pane. The detectors are fed pane after pane
+    (:meth:`~monitor.core.detectors.ErrorDetectors.feed_panes`) and each pane's
+    detections written in after each window's signals with one numpy assignment for
+    every pane: the same signals, in the same order, as one :func:`close_signals` per
+    pane. Each pane keeps its row of the batch's :class:`SignalBlock` (the values as
+    one matrix of their own, not a view of ``whole``), its dict made when first read
+    (see :meth:`PaneSignals.of_row`)."""
     columns: dict[str, F64] = {}
     detectors = model.detectors
     if detectors is None:
@@ -330,7 +309,16 @@ def _signal_rows(
     if values is not None:
         model.last = WindowMetrics(values, columns)
         model.last_rows = len(model.registry.keys)
-    return template, labels, rows
+    name = model.name
+    if len(template) != len(labels):  # a label twice: the dicts hold fewer keys
+        signals = keyed_rows(template, labels, rows)
+        return list(map(PaneSignals, [name] * len(signals), ends, signals, seen))
+    made = SignalBlock(template, labels, rows)
+    of_row = PaneSignals.of_row
+    return [
+        of_row(name, end, total, (made, i))
+        for i, (end, total) in enumerate(zip(ends, seen, strict=True))
+    ]
 
 
 def keyed_rows(template: dict[str, float], labels: list[str],

@@ -13,30 +13,12 @@ import pytest
 from monitor import native
 from monitor.core.model import PaneSignals, SignalBlock
 from monitor.outputs.signals import _lay, signal_json, signal_lines
+from tests.core.test_native_planner import _both, _compiled
 
 NAMES = ["f1@1h", "psi:amount@all", 'quote"d@1h', "back\\slash@ewm30m", "ünïcode@1h",
          "tab\tand\nnewline@all", "\x01ctl@all", "emoji🙂@1h", "", "n"]  # fmt: skip
 SPECIALS = [np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0, 5e-324, 1e308, -1e-300, 28.0,
             1e16, 1e-5, 123456789.125, 0.1]  # fmt: skip
-
-
-def _compiled() -> Any:
-    kernels = native.kernels()
-    if kernels is None:
-        pytest.skip("the compiled module is not built (or MONITOR_NATIVE=0)")
-    return kernels
-
-
-def _both(call: Any) -> tuple[Any, Any]:
-    """``call()`` with the compiled kernels, then without them."""
-    before = native.use(True)
-    try:
-        got = call()
-        native.use(False)
-        want = call()
-    finally:
-        native.use(before)
-    return got, want
 
 
 def _values(rng: random.Random, rows: int, width: int) -> Any:
@@ -48,13 +30,16 @@ def _values(rng: random.Random, rows: int, width: int) -> Any:
 
 
 def _block(rng: random.Random, model: str, start: float) -> list[PaneSignals]:
-    """The panes of one batch, as pane_signals makes them: dicts and their block."""
+    """The panes of one batch, as pane_signals makes them: rows of a block, with their
+    dicts or without."""
     labels = rng.sample(NAMES, rng.randrange(len(NAMES) + 1))
     rows = rng.randrange(1, 6)
     values = _values(rng, rows, len(labels))
-    block = SignalBlock(labels, values)
-    dicts = [dict(zip(labels, row, strict=True)) for row in values.tolist()]
+    block = SignalBlock(dict.fromkeys(labels, 0.0), labels, values)
     ends = [start + 10.0 * i for i in range(rows)]
+    if rng.random() < 0.5:  # the dicts not made (yet), as a pane close leaves them
+        return [PaneSignals.of_row(model, ends[i], float(i), (block, i)) for i in range(rows)]
+    dicts = [dict(zip(labels, row, strict=True)) for row in values.tolist()]
     return [PaneSignals(model, ends[i], d, float(i), (block, i)) for i, d in enumerate(dicts)]
 
 
@@ -73,8 +58,8 @@ def test_lines_are_one_signal_json_per_pane(seed: int) -> None:
     if sigs and rng.random() < 0.3:  # the same block's panes out of order, one twice
         rng.shuffle(sigs)
         sigs.append(sigs[0])
-    want = b"".join(signal_json(sig) + b"\n" for sig in sigs)
     got, fallback = _both(lambda: signal_lines(sigs))
+    want = b"".join(signal_json(sig) + b"\n" for sig in sigs)  # makes the dicts
     assert got == want
     assert fallback == want
 
