@@ -386,7 +386,8 @@ class RiverUp:
             update_many = self.update_many
             return [update_many(values) if values else 0 for values in panes]
         out = [0] * len(panes)
-        rises = _adwin_rise_at(det, list(chain.from_iterable(panes)))
+        values = panes[0] if len(panes) == 1 else list(chain.from_iterable(panes))
+        rises = _adwin_rise_at(det, values)
         if rises:
             ends = list(accumulate(map(len, panes)))
             for at in rises:

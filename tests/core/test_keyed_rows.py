@@ -278,3 +278,11 @@ def test_panes_ordered_at_once_are_each_pane_ordered(seed: int) -> None:
     assert [[(type(x), x) for x in pane] for pane in got] == [
         [(type(x), x) for x in pane] for pane in want
     ]
+
+
+def test_more_panes_than_16_bits_number_are_ordered_each() -> None:
+    """Past 65,536 panes the pane numbers take more than 16 bits: still each pane's order."""
+    rng = random.Random(1)
+    taken = [([rng.choice([1.0, 0.0, math.nan]) for _ in range(n)], [float(i) for i in range(n)])
+             for n in [rng.choice([0, 2, 3]) for _ in range((1 << 16) + 5)]]  # fmt: skip
+    assert ordered_panes(taken) == [ordered_errors(ts, errors) for ts, errors in taken]
