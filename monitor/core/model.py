@@ -14,7 +14,6 @@ import math
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from itertools import accumulate, chain
 
 import numpy as np
 import numpy.typing as npt
@@ -231,25 +230,6 @@ def ordered_errors(ts: list[float], errors: list[float]) -> list[float]:
     return errors
 
 
-def ordered_panes(taken: list[tuple[list[float], list[float]]]) -> list[list[float]]:
-    """:func:`ordered_errors` of each pane's ``(event times, errors)`` in ``taken``, for
-    every pane at once, in place of a sort per pane: all the errors sorted by time, then
-    by pane, each sort stable (numpy's: a NaN time last; timsort, in a few passes over
-    times mostly in order, then a radix sort of the pane numbers)."""
-    sizes = [len(ts) for ts, _ in taken]
-    if max(sizes, default=0) <= 1:  # nothing to order
-        return [errors for _, errors in taken]
-    times = np.fromiter(chain.from_iterable(ts for ts, _ in taken), np.float64, sum(sizes))
-    small = len(taken) <= 1 << 16  # pane numbers of 16 bits: radix sorted
-    panes = np.repeat(np.arange(len(taken), dtype=np.uint16 if small else np.int64), sizes)
-    by_time = np.argsort(times, kind="stable")
-    order = by_time.take(np.argsort(panes.take(by_time), kind="stable")).tolist()
-    errors = list(chain.from_iterable(errors for _, errors in taken))
-    ordered = list(map(errors.__getitem__, order))
-    ends = list(accumulate(sizes))
-    return [ordered[end - size : end] for size, end in zip(sizes, ends, strict=True)]
-
-
 def batch_signals(
     model: ModelState,
     plan: PanePlan,
@@ -293,7 +273,7 @@ def pane_signals(
         rows = np.array(whole, dtype=np.float64, order="C")
     else:
         assert taken is not None
-        counts = detectors.feed_panes(ordered_panes(taken))
+        counts = detectors.feed_panes([ordered_errors(ts, errors) for ts, errors in taken])
         stream = detectors.stream
         names = list(detectors.detectors)
         model.last_detections = detections = dict(zip(names, counts[-1], strict=True))

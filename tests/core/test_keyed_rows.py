@@ -24,7 +24,6 @@ from monitor.core.model import (
     close_signals,
     keyed_rows,
     ordered_errors,
-    ordered_panes,
     pane_signals,
     take_errors,
 )
@@ -259,30 +258,3 @@ def test_a_pane_made_from_its_row_is_the_pane_made_with_its_dict() -> None:
     with pytest.raises(AttributeError):
         bare.signals  # noqa: B018
 
-
-@pytest.mark.parametrize("seed", range(30))
-def test_panes_ordered_at_once_are_each_pane_ordered(seed: int) -> None:
-    """ordered_panes against ordered_errors pane by pane: times with ties, -0.0 beside
-    0.0, NaN, infinities; empty panes and panes of one error; the same error objects in
-    the same order (ints kept ints)."""
-    rng = random.Random(seed)
-    times = [0.0, -0.0, 1.5, 2.0, math.nan, math.inf, -math.inf, 1e300]
-    taken = []
-    for _ in range(rng.randrange(0, 12)):
-        size = rng.choice([0, 1, 2, 5, 20])
-        ts = [rng.choice(times) if rng.random() < 0.4 else rng.uniform(-5, 5) for _ in range(size)]
-        errors: list[Any] = [rng.choice([0, 1, 0.5, rng.random()]) for _ in range(size)]
-        taken.append((ts, errors))
-    got = ordered_panes(taken)
-    want = [ordered_errors(ts, errors) for ts, errors in taken]
-    assert [[(type(x), x) for x in pane] for pane in got] == [
-        [(type(x), x) for x in pane] for pane in want
-    ]
-
-
-def test_more_panes_than_16_bits_number_are_ordered_each() -> None:
-    """Past 65,536 panes the pane numbers take more than 16 bits: still each pane's order."""
-    rng = random.Random(1)
-    taken = [([rng.choice([1.0, 0.0, math.nan]) for _ in range(n)], [float(i) for i in range(n)])
-             for n in [rng.choice([0, 2, 3]) for _ in range((1 << 16) + 5)]]  # fmt: skip
-    assert ordered_panes(taken) == [ordered_errors(ts, errors) for ts, errors in taken]
