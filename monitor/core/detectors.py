@@ -379,8 +379,8 @@ class RiverUp:
     def update_panes(self, panes: list[list[float]]) -> list[int]:
         """:meth:`update_many` of each of ``panes`` in turn (an empty one is not fed): the
         detections of each. ADWIN counted one-sided is fed every pane's values as one run
-        (:func:`_adwin_rises` does not depend on where its calls start), each detection
-        counted in the pane of the value that raised it."""
+        (what :func:`_adwin_rise_at` finds does not depend on where its calls start), each
+        detection counted in the pane of the value that raised it."""
         det = self.detector
         if not (self.check_estimate and type(det) is drift.ADWIN):
             update_many = self.update_many
