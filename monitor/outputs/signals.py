@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from itertools import chain
 from typing import Any
 
 import msgspec
@@ -58,19 +57,21 @@ def signal_lines(sigs: Sequence[PaneSignals]) -> bytes:
     The panes closed together (their :attr:`~monitor.core.model.PaneSignals.row` in one
     :class:`~monitor.core.model.SignalBlock`) are written together: their pane ends and
     values, a row a pane, encoded by msgspec as one array of numbers (the floats and nulls
-    :func:`signal_json` writes), laid between the lines' fixed pieces by one call
-    (``monitor._native.signal_lines``, else :func:`_lay`), not a dict encoded per pane.
+    :func:`signal_json` writes), laid between the lines' fixed pieces by one call of the
+    compiled kernel (``monitor._native.signal_lines``), without their dicts. Without the
+    kernel, or a pane without its row, :func:`signal_json` of each pane.
 
     >>> sig = PaneSignals("fraud", 60.0, {"f1@1h": 0.9, "psi:amount@1h": float("nan")})
     >>> signal_lines([sig, sig]) == 2 * (signal_json(sig) + b"\\n")
     True
     """
+    compiled = native.kernels()
     out: list[bytes] = []
     i, n = 0, len(sigs)
     while i < n:
         sig = sigs[i]
         row = sig.row
-        if row is None or type(sig.pane_end) is not float:
+        if compiled is None or row is None or type(sig.pane_end) is not float:
             out += (signal_json(sig), b"\n")
             i += 1
             continue
@@ -93,7 +94,7 @@ def signal_lines(sigs: Sequence[PaneSignals]) -> bytes:
         numbers[:, 0] = ends
         numbers[:, 1:] = values[picked]
         pieces = [b'{"model":' + _encode(model) + b',"ts":', *_key_pieces(block.labels)]
-        out.append(_lines(pieces, _encode(numbers.ravel().tolist()), len(picked)))
+        out.append(compiled.signal_lines(pieces, _encode(numbers.ravel().tolist()), len(picked)))
     return b"".join(out)
 
 
@@ -113,34 +114,3 @@ def _key_pieces(labels: list[str]) -> list[bytes]:
         _KEYS.clear()
     _KEYS[id(labels)] = (labels, keys)
     return keys
-
-
-def _lines(pieces: list[bytes], numbers: bytes, rows: int) -> bytes:
-    """``rows`` lines of ``pieces`` with the items of the JSON array ``numbers`` between
-    them (see :func:`_lay`), by the compiled kernel when it is on."""
-    compiled = native.kernels()
-    if compiled is not None:
-        out: bytes = compiled.signal_lines(pieces, numbers, rows)
-        return out
-    return _lay(pieces, numbers, rows)
-
-
-def _lay(pieces: list[bytes], numbers: bytes, rows: int) -> bytes:
-    """``rows`` lines, each ``pieces[0] n0 pieces[1] n1 ... pieces[m]`` with the next ``m``
-    items of ``numbers``, a JSON array of ``rows * m`` numbers or nulls (what the compiled
-    ``signal_lines`` makes)."""
-    m = len(pieces) - 1
-    if m < 1 or rows < 0:
-        raise ValueError("pieces: at least two expected, rows >= 0")
-    if numbers[:1] != b"[" or numbers[-1:] != b"]":
-        raise ValueError("numbers: a JSON array expected")
-    items = numbers[1:-1].split(b",") if len(numbers) > 2 else []
-    if len(items) != rows * m or b"" in items:
-        raise ValueError("numbers: not an array of rows * m numbers")
-    head, last = pieces[:m], pieces[m]
-    return b"".join(
-        chain.from_iterable(
-            (*chain.from_iterable(zip(head, items[r * m : (r + 1) * m], strict=True)), last)
-            for r in range(rows)
-        )
-    )

@@ -1,6 +1,6 @@
 """``signal_lines`` (the lines of ``signals.jsonl`` of many panes at once, from the blocks of
-values their pane closes made) against one ``signal_json`` per pane, and its compiled
-kernel against the Python code beside its caller (``_lay``): the same bytes."""
+values their pane closes made, by the compiled ``signal_lines``) against one
+``signal_json`` per pane (what it writes without the kernel): the same bytes."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from monitor import native
 from monitor.core.model import PaneSignals, SignalBlock
-from monitor.outputs.signals import _lay, signal_json, signal_lines
+from monitor.outputs.signals import signal_json, signal_lines
 from tests.core.test_native_planner import _both, _compiled
 
 NAMES = ["f1@1h", "psi:amount@all", 'quote"d@1h', "back\\slash@ewm30m", "ünïcode@1h",
@@ -69,20 +68,6 @@ def test_no_pane_no_line() -> None:
     assert got == fallback == b""
 
 
-@pytest.mark.parametrize("seed", range(30))
-def test_kernel_lays_the_numbers_as_the_python_code(seed: int) -> None:
-    kernels = _compiled()
-    rng = random.Random(seed)
-    m = rng.randrange(1, 6)
-    rows = rng.randrange(0, 5)
-    pieces = [bytes(rng.choices(b'ab{}":,\n', k=rng.randrange(0, 4))) for _ in range(m + 1)]
-    numbers = "[" + ",".join(rng.choice(["null", "0.5", "-1e-05", "28.0", "1"])
-                             for _ in range(rows * m)) + "]"  # fmt: skip
-    assert kernels.signal_lines(pieces, numbers.encode(), rows) == _lay(
-        pieces, numbers.encode(), rows
-    )
-
-
 @pytest.mark.parametrize(
     ("pieces", "numbers", "rows"),
     [
@@ -100,15 +85,13 @@ def test_kernel_lays_the_numbers_as_the_python_code(seed: int) -> None:
 def test_what_is_not_rows_of_numbers_is_refused(pieces: list[bytes], numbers: bytes,
                                                  rows: int) -> None:  # fmt: skip
     with pytest.raises(ValueError):
-        _lay(pieces, numbers, rows)
-    kernels = native.kernels()
-    if kernels is not None:
-        with pytest.raises(ValueError):
-            kernels.signal_lines(pieces, numbers, rows)
+        _compiled().signal_lines(pieces, numbers, rows)
 
 
 def test_no_row_no_line() -> None:
-    assert _lay([b"a", b"b"], b"[]", 0) == b""
-    kernels = native.kernels()
-    if kernels is not None:
-        assert kernels.signal_lines([b"a", b"b"], b"[]", 0) == b""
+    assert _compiled().signal_lines([b"a", b"b"], b"[]", 0) == b""
+
+
+def test_pieces_that_are_not_bytes_are_refused() -> None:
+    with pytest.raises(TypeError):
+        _compiled().signal_lines([b"a", "b"], b"[1]", 1)
