@@ -3733,6 +3733,101 @@ done:
     return out;
 }
 
+/* ---------------------------------------------------------------------------------------
+ * A batch of panes' signals.jsonl lines (monitor/outputs/signals.py, signal_lines): the
+ * numbers of the lines, written once by msgspec as one JSON array (its float formatting,
+ * null for a NaN or an infinity), cut at its commas and laid between the lines' fixed
+ * pieces (the model and "ts" head, each signal's key, the closing braces), in one pass and
+ * one bytes object, in place of a msgspec encode of a dict per pane, which writes every
+ * key again. tests/outputs/test_signal_lines.py holds it to the Python code beside its
+ * caller and to one msgspec encode per pane. */
+
+PyDoc_STRVAR(signal_lines_doc,
+"signal_lines(pieces, numbers, rows) -> bytes\n\n"
+"For the list of bytes pieces (m + 1 of them) and the bytes numbers, a JSON array of\n"
+"rows * m numbers or nulls (no nesting, no strings), rows lines, each\n"
+"pieces[0] n0 pieces[1] n1 ... pieces[m-1] n(m-1) pieces[m] with the array's next m\n"
+"items. ValueError when numbers is not such an array of rows * m items.");
+
+static PyObject *
+signal_lines(PyObject *self, PyObject *args)
+{
+    PyObject *pieces, *numbers;
+    Py_ssize_t rows;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O!n", &PyList_Type, &pieces, &PyBytes_Type, &numbers,
+                          &rows))
+        return NULL;
+    Py_ssize_t m = PyList_GET_SIZE(pieces) - 1;
+    if (m < 1 || rows < 0) {
+        PyErr_SetString(PyExc_ValueError, "pieces: at least two expected, rows >= 0");
+        return NULL;
+    }
+    Py_ssize_t fixed = 0;
+    for (Py_ssize_t i = 0; i <= m; i++) {
+        PyObject *p = PyList_GET_ITEM(pieces, i);
+        if (!PyBytes_CheckExact(p)) {
+            PyErr_SetString(PyExc_TypeError, "pieces: bytes expected");
+            return NULL;
+        }
+        fixed += PyBytes_GET_SIZE(p);
+    }
+    const char *src = PyBytes_AS_STRING(numbers);
+    Py_ssize_t n = PyBytes_GET_SIZE(numbers);
+    if (n < 2 || src[0] != '[' || src[n - 1] != ']') {
+        PyErr_SetString(PyExc_ValueError, "numbers: a JSON array expected");
+        return NULL;
+    }
+    if (rows == 0) {
+        if (n != 2) {
+            PyErr_SetString(PyExc_ValueError, "numbers: more items than rows * m");
+            return NULL;
+        }
+        return PyBytes_FromStringAndSize(NULL, 0);
+    }
+    if (fixed > (PY_SSIZE_T_MAX - n) / rows) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    /* each comma of the array gives way to a piece: the lines' length is known */
+    PyObject *out = PyBytes_FromStringAndSize(NULL, fixed * rows + n - 2 - (rows * m - 1));
+    if (out == NULL)
+        return NULL;
+    char *dst = PyBytes_AS_STRING(out);
+    const char *end = dst + PyBytes_GET_SIZE(out);
+    const char *at = src + 1, *stop = src + n - 1;
+    for (Py_ssize_t r = 0; r < rows; r++) {
+        for (Py_ssize_t i = 0; i < m; i++) {
+            PyObject *p = PyList_GET_ITEM(pieces, i);
+            Py_ssize_t len = PyBytes_GET_SIZE(p);
+            const char *comma = memchr(at, ',', (size_t)(stop - at));
+            const char *item_end = comma != NULL ? comma : stop;
+            Py_ssize_t item = item_end - at;
+            int last = r == rows - 1 && i == m - 1;
+            if (item == 0 || (comma == NULL) != last || dst + len + item > end)
+                goto bad;
+            memcpy(dst, PyBytes_AS_STRING(p), (size_t)len);
+            dst += len;
+            memcpy(dst, at, (size_t)item);
+            dst += item;
+            at = item_end + 1;
+        }
+        PyObject *p = PyList_GET_ITEM(pieces, m);
+        Py_ssize_t len = PyBytes_GET_SIZE(p);
+        if (dst + len > end)
+            goto bad;
+        memcpy(dst, PyBytes_AS_STRING(p), (size_t)len);
+        dst += len;
+    }
+    if (dst != end)
+        goto bad;
+    return out;
+bad:
+    Py_DECREF(out);
+    PyErr_SetString(PyExc_ValueError, "numbers: not an array of rows * m numbers");
+    return NULL;
+}
+
 /* ---------------------------------------------------------------- drift and detector numbers
  * The chi-square survival function of monitor/core/drift.py (chi2_sf) and the exact average
  * run length of an integer CUSUM of monitor/core/detectors.py (bernoulli_cusum_arl), which
@@ -6402,6 +6497,7 @@ static PyMethodDef methods[] = {
     {"shared_ids", shared_ids, METH_VARARGS, shared_ids_doc},
     /* ---- a topic's checked events ---- */
     {"checked_events", checked_events, METH_VARARGS, checked_events_doc},
+    {"signal_lines", signal_lines, METH_VARARGS, signal_lines_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -45,7 +45,7 @@ from monitor.events.message import Message, MessageBatch
 from monitor.outputs.alerts import alert_json
 from monitor.outputs.exports import Exports
 from monitor.outputs.prometheus import MonitorCollector, render
-from monitor.outputs.signals import signal_json
+from monitor.outputs.signals import signal_lines
 
 __all__ = [
     "InputError",
@@ -626,9 +626,7 @@ def _replay(
         def emit(source: Pipeline) -> None:
             closed = source.drain_signals()
             events = alerting.feed(closed)
-            for sig in closed:  # a record is kilobytes: written as it is, not copied
-                signals.write(signal_json(sig))
-                signals.write(b"\n")
+            signals.write(signal_lines(closed))  # the lines of panes closed together at once
             for event in events:
                 alerts.write(alert_json(event) + b"\n")
             exports.write(closed, events)

@@ -37,6 +37,9 @@ from monitor.core.rules import AlertEvent, ModelRules, RuleBook
 
 __all__ = ["Alerting", "baseline_references"]
 
+#: The signals a model without rules is evaluated on: it reads none.
+_NONE: Mapping[str, float] = {}
+
 
 def baseline_references(model: ModelState) -> dict[str, tuple[float, float | None]]:
     """The references of a model's relative rules from the baseline of the config's
@@ -77,8 +80,12 @@ class Alerting:
         """Evaluate each model's rules on the signals of its panes that closed, in order;
         the transitions to send (those restored and not yet sent first)."""
         out, self.alerts_out = self.alerts_out, []
+        models = self.book.models
         for sig in signals:
-            out += self.book.evaluate(sig.model, sig.pane_end, sig.signals, sig.predictions_total)
+            rules = models.get(sig.model)
+            if rules is not None:  # a model without rules reads no signal (nor makes the dict)
+                values = sig.signals if rules.rules else _NONE
+                out += rules.evaluate(sig.pane_end, values, sig.predictions_total)
         return out
 
     def evaluate_idle(self, now: float, models: Iterable[str] | None = None) -> list[AlertEvent]:

@@ -35,9 +35,10 @@ from __future__ import annotations
 import collections
 import math
 import operator
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from functools import lru_cache, reduce
-from itertools import islice, takewhile
+from itertools import accumulate, chain, islice, takewhile
 from typing import Any
 
 import numpy as np
@@ -306,21 +307,37 @@ class CalibratedCusum:
             self.drift_detected = False
         if at == len(values):
             return alarms
+        return self._fed([values[at:] if at else values])[0]
+
+    def update_panes(self, panes: list[list[float]]) -> list[int]:
+        """:meth:`update_many` of each of ``panes`` in turn (an empty one is not fed): the
+        alarms of each, in one call (once past the warmup, one loop over every pane)."""
+        if self.p0 is not None:
+            return self._fed(panes)
+        update_many = self.update_many
+        return [update_many(values) if values else 0 for values in panes]
+
+    def _fed(self, panes: list[list[float]]) -> list[int]:
+        """Feed each of ``panes`` in turn, past the warmup; the alarms of each."""
         cut, m, r, h = self.cut, self._m, self._r, self._h
         assert cut is not None
         s, detected = self._s, self.drift_detected
-        for x in values[at:] if at else values:
-            s += (m if x > cut else 0) - r
-            if s > h:
-                s = 0
-                detected = True
-                alarms += 1
-            else:
-                if s < 0:
+        out = []
+        for values in panes:
+            alarms = 0
+            for x in values:
+                s += (m if x > cut else 0) - r
+                if s > h:
                     s = 0
-                detected = False
+                    detected = True
+                    alarms += 1
+                else:
+                    if s < 0:
+                        s = 0
+                    detected = False
+            out.append(alarms)
         self._s, self.drift_detected = s, detected
-        return alarms
+        return out
 
 
 class RiverUp:
@@ -359,19 +376,42 @@ class RiverUp:
                     found += 1
         return found
 
+    def update_panes(self, panes: list[list[float]]) -> list[int]:
+        """:meth:`update_many` of each of ``panes`` in turn (an empty one is not fed): the
+        detections of each. ADWIN counted one-sided is fed every pane's values as one run
+        (what :func:`_adwin_rise_at` finds does not depend on where its calls start), each
+        detection counted in the pane of the value that raised it."""
+        det = self.detector
+        if not (self.check_estimate and type(det) is drift.ADWIN):
+            update_many = self.update_many
+            return [update_many(values) if values else 0 for values in panes]
+        out = [0] * len(panes)
+        values = panes[0] if len(panes) == 1 else list(chain.from_iterable(panes))
+        rises = _adwin_rise_at(det, values)
+        if rises:
+            ends = list(accumulate(map(len, panes)))
+            for at in rises:
+                out[bisect_right(ends, at)] += 1
+        return out
+
 
 def _adwin_rises(det: Any, values: list[float]) -> int:
-    """River's ADWIN fed ``values`` in order, the detections whose estimate went up
-    counted: what ``update`` and ``estimation`` do, one value at a time, called on the
-    detector's window (``_helper``, compiled) without their Python wrappers. River's
-    ``update`` starts a new window after a detection.
+    """:func:`_adwin_rise_at`'s detections counted."""
+    return len(_adwin_rise_at(det, values))
+
+
+def _adwin_rise_at(det: Any, values: list[float]) -> list[int]:
+    """River's ADWIN fed ``values`` in order: the places of the values whose detection's
+    estimate went up, in order. What ``update`` and ``estimation`` do, one value at a
+    time, called on the detector's window (``_helper``, compiled) without their Python
+    wrappers. River's ``update`` starts a new window after a detection.
 
     The window is fed by C loops (``map`` and ``takewhile``) up to the next detection,
     with no bytecode per value. Until the window is cut, an update adds the value to its
     sum (the same float additions, in order, as ``reduce`` makes them) and 1 to its
     width, and a cut is a detection: the estimate before the update that cut it is the
     window's sum and width before the run plus those of the values before that one."""
-    found = 0
+    found: list[int] = []
     n = len(values)
     at = 0
     while at < n:
@@ -394,7 +434,7 @@ def _adwin_rises(det: Any, values: list[float]) -> int:
         det._drift_detected = True
         width = helper.get_width()
         if (helper.get_total() / width if width else 0.0) > before:
-            found += 1
+            found.append(stop)
         at = stop + 1
     return found
 
@@ -428,6 +468,10 @@ class KswinUp:
     def update_many(self, values: list[float]) -> int:
         """Feed ``values`` in order; the detections counted."""
         return sum(self.update(x) for x in values)
+
+    def update_panes(self, panes: list[list[float]]) -> list[int]:
+        """:meth:`update_many` of each of ``panes`` in turn (an empty one is not fed)."""
+        return [self.update_many(values) if values else 0 for values in panes]
 
 
 def _spec(entry: Any) -> tuple[str, dict[str, Any]]:
@@ -481,14 +525,10 @@ class ErrorDetectors:
         """:meth:`feed` of each pane's ``values``, pane after pane: per pane, the upward
         detections of each detector (in the detectors' order). Each detector is fed every
         pane in turn (the detectors keep no state in common)."""
-        counts = [[0] * len(self.detectors) for _ in panes]
-        for i, (name, det) in enumerate(self.detectors.items()):
-            update_many = det.update_many
-            total = 0
-            for j, items in enumerate(panes):
-                if items:
-                    n = update_many(items)
-                    counts[j][i] = n
-                    total += n
-            self.totals[name] += total
+        counts: list[list[int]] = [[] for _ in panes]
+        for name, det in self.detectors.items():
+            found = det.update_panes(panes)
+            self.totals[name] += sum(found)
+            for pane, n in zip(counts, found, strict=True):
+                pane.append(n)
         return counts

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -34,11 +34,13 @@ from monitor.events.codec import ModelCodec, PredictionEvent
 __all__ = [
     "ModelState",
     "PaneSignals",
+    "SignalBlock",
     "SliceRegistry",
     "batch_signals",
     "close_signals",
     "install_profile",
     "keyed_rows",
+    "pane_signals",
     "slice_counters",
     "warmup_profile",
 ]
@@ -47,16 +49,56 @@ F64 = npt.NDArray[np.float64]
 _log = structlog.get_logger(__name__)
 OTHER = "__other__"
 
+class SignalBlock:
+    """The signal values of a batch of panes closed together, a row a pane, in the order of
+    ``labels`` (a pane's signals are ``template``, the labels' dict, with its row written
+    in; see :func:`keyed_rows`): what a pane's dict is made from when it is first read,
+    and what :func:`~monitor.outputs.signals.signal_lines` writes the panes' lines from
+    in one pass, without their dicts."""
+
+    __slots__ = ("labels", "template", "values")
+
+    def __init__(self, template: dict[str, float], labels: list[str], values: F64) -> None:
+        self.template = template
+        self.labels = labels
+        self.values = values
+
+
 @dataclass(slots=True)
 class PaneSignals:
     """The model-level signal values when a pane closed: ``{"f1@1h": 0.93, ...}``, and the
     model's predictions in closed panes so far (what absence rules judge silence by; NaN
-    when not known)."""
+    when not known). ``row``: the block of its batch that holds the same values, and its
+    row there (None: not made by a pane close; see :func:`pane_signals`); neither
+    compared nor stored, and ``signals`` is not to be changed while it is set. A pane
+    made from its row (:meth:`of_row`) makes its ``signals`` when they are first read."""
 
     model: str
     pane_end: float
     signals: dict[str, float]
     predictions_total: float = math.nan
+    row: tuple[SignalBlock, int] | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def of_row(cls, model: str, pane_end: float, predictions_total: float,
+               row: tuple[SignalBlock, int]) -> PaneSignals:  # fmt: skip
+        """A pane whose signals are row ``row[1]`` of the block ``row[0]``, their dict not
+        made until it is read (a replay without alert rules, nor exports, never reads it)."""
+        sig = cls.__new__(cls)
+        sig.model = model
+        sig.pane_end = pane_end
+        sig.predictions_total = predictions_total
+        sig.row = row
+        return sig
+
+    def __getattr__(self, name: str) -> dict[str, float]:
+        """``signals`` not made yet (see :meth:`of_row`): made from the pane's row, kept."""
+        row = None if name != "signals" else self.row
+        if row is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        block, i = row
+        self.signals = keyed_rows(block.template, block.labels, block.values[i : i + 1])[0]
+        return self.signals
 
 
 class SliceRegistry:
@@ -196,19 +238,39 @@ def batch_signals(
     taken: list[tuple[list[float], list[float]]] | None,
     values: WindowValues | None = None,
 ) -> list[dict[str, float]]:
-    """:func:`close_signals` of consecutive panes, in order, at once: ``whole`` ``(panes,
-    windows * signals)`` holds each pane's whole-model values window after window,
-    ``taken`` each pane's buffered errors (event times, errors; None without detectors),
-    ``values`` every window's values of the last pane. The detectors are fed pane after
-    pane (:meth:`~monitor.core.detectors.ErrorDetectors.feed_panes`) and each pane's
+    """:func:`close_signals` of consecutive panes, in order, at once: the dicts of
+    :func:`pane_signals`' panes."""
+    unknown = [math.nan] * whole.shape[0]
+    made = pane_signals(model, plan, windows, whole, taken, values, unknown, unknown)
+    return [sig.signals for sig in made]
+
+
+def pane_signals(
+    model: ModelState,
+    plan: PanePlan,
+    windows: tuple[str, ...],
+    whole: F64,
+    taken: list[tuple[list[float], list[float]]] | None,
+    values: WindowValues | None,
+    ends: list[float],
+    seen: list[float],
+) -> list[PaneSignals]:
+    """The :class:`PaneSignals` of consecutive panes closed together, in order, ending at
+    ``ends`` with ``seen`` predictions in closed panes: ``whole`` ``(panes, windows *
+    signals)`` holds each pane's whole-model values window after window, ``taken`` each
+    pane's buffered errors (event times, errors; None without detectors), ``values``
+    every window's values of the last pane. The detectors are fed pane after pane
+    (:meth:`~monitor.core.detectors.ErrorDetectors.feed_panes`) and each pane's
     detections written in after each window's signals with one numpy assignment for
-    every pane, the values read in one ``tolist``: the same signals, in the same order,
-    as one :func:`close_signals` per pane."""
+    every pane: the same signals, in the same order, as one :func:`close_signals` per
+    pane. Each pane keeps its row of the batch's :class:`SignalBlock` (the values as
+    one matrix of their own, not a view of ``whole``), its dict made when first read
+    (see :meth:`PaneSignals.of_row`)."""
     columns: dict[str, F64] = {}
     detectors = model.detectors
     if detectors is None:
         labels, template = plan.keyed(windows)
-        rows = whole
+        rows = np.array(whole, dtype=np.float64, order="C")
     else:
         assert taken is not None
         counts = detectors.feed_panes([ordered_errors(ts, errors) for ts, errors in taken])
@@ -231,7 +293,16 @@ def batch_signals(
     if values is not None:
         model.last = WindowMetrics(values, columns)
         model.last_rows = len(model.registry.keys)
-    return keyed_rows(template, labels, rows)
+    name = model.name
+    if len(template) != len(labels):  # a label twice: the dicts hold fewer keys
+        signals = keyed_rows(template, labels, rows)
+        return list(map(PaneSignals, [name] * len(signals), ends, signals, seen))
+    made = SignalBlock(template, labels, rows)
+    of_row = PaneSignals.of_row
+    return [
+        of_row(name, end, total, (made, i))
+        for i, (end, total) in enumerate(zip(ends, seen, strict=True))
+    ]
 
 
 def keyed_rows(template: dict[str, float], labels: list[str],

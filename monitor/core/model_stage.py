@@ -43,8 +43,8 @@ from monitor.core.layout import Terms, scatter_pane, scatter_panes
 from monitor.core.model import (
     ModelState,
     PaneSignals,
-    batch_signals,
     install_profile,
+    pane_signals,
     slice_counters,
     take_errors,
     take_errors_each,
@@ -1071,9 +1071,9 @@ class ModelStage:
         """Feed the detectors and emit the signals of the panes in ``batch``, whose values
         are ``full`` and ``whole`` (see :meth:`_values`), in pane order; empty ``batch``.
         ``names``: the model's windows' (None: read from the model). The panes' signals
-        are made together (:func:`~monitor.core.model.batch_signals`), as one
+        are made together (:func:`~monitor.core.model.pane_signals`), as one
         :func:`~monitor.core.model.close_signals` per pane makes them."""
-        model, width, name = self.model, self.pane, self.name
+        model, width = self.model, self.pane
         if names is None:
             names = _names(model)
         panes = batch.panes
@@ -1085,9 +1085,8 @@ class ModelStage:
             taken = take_errors_each(buffered, panes, low)
             if panes:
                 self._errors_low = (buffered, panes[-1] + 1)
-        signals = batch_signals(model, plan, names, whole, taken, full)
         ends = [(pane + 1) * width for pane in panes]
-        self.signals_out += map(PaneSignals, [name] * len(panes), ends, signals, batch.seen)
+        self.signals_out += pane_signals(model, plan, names, whole, taken, full, ends, batch.seen)
         batch.panes.clear()
         batch.seen.clear()
         batch.last = False

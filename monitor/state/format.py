@@ -643,7 +643,7 @@ STATE_FIELDS: dict[type, Fields] = {
     RuleBook: _f("models", "pane _config_id"),
     ModelRules: _f("states last_active predictions_seen", "model rules references"),
     RuleState: _f(RuleStateRec, record_only="rule"),
-    PaneSignals: _f(SignalRec),
+    PaneSignals: _f(SignalRec, derived="row"),
     AlertEvent: _f(AlertRec),
     PartitionSnapshot: _f(SnapshotRec),
     SliceRegistry: _f("keys used folded", "index caps segments"),

@@ -376,6 +376,36 @@ def test_adwin_fed_in_batches_counts_river_adwins_rises_and_ends_in_its_state(ki
     assert state[0] == state[1]
 
 
+@pytest.mark.parametrize("entry", ["cusum", "adwin", "page_hinkley", "ddm", "kswin"])
+@pytest.mark.parametrize("kind", ["errors", "absolute errors"])
+def test_panes_fed_in_one_call_decide_as_one_call_a_pane(entry: str, kind: str) -> None:
+    """``update_panes`` (a batch of panes, ADWIN's as one run of values) counts in each
+    pane the detections one ``update_many`` per pane counts there: panes of any size,
+    empty ones and ones of a single value among them, through the CUSUM's warmup, many
+    detections; the detectors end in the same state."""
+    if kind == "absolute errors" and entry in ("ddm", "kswin"):
+        pytest.skip("0/1 values only")
+    rng = np.random.default_rng(5)
+    rate = np.repeat([0.1, 0.5, 0.05, 0.6, 0.1, 0.45, 0.1], 3_000)
+    hits = rng.random(len(rate)) < rate
+    stream = hits.astype(float) if kind == "errors" else rng.exponential(1.0, len(rate)) * (
+        1 + 4 * hits
+    )
+    each, together = make_detector(entry), make_detector(entry)
+    at, total = 0, 0
+    while at < len(stream):
+        panes = []
+        for _ in range(int(rng.integers(1, 60))):
+            size = int(rng.choice([0, 1, 2, 7, 30, 200]))
+            panes.append(stream[at : at + size].tolist())
+            at += size
+        want = [each.update_many(values) if values else 0 for values in panes]
+        assert together.update_panes(panes) == want
+        total += sum(want)
+    assert total >= 3
+    assert pickle.dumps(each) == pickle.dumps(together)
+
+
 # --- the CUSUM's exact run length without scipy's sparse solver ---------------------------
 
 

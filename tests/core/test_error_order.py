@@ -41,7 +41,7 @@ class _Plan:
 
 def _fed(error_panes: dict[int, dict[int, tuple[list[float], list[float]]]], pane: int) -> Any:
     detectors = _Recorder()
-    model: Any = SimpleNamespace(detectors=detectors, registry=SimpleNamespace(keys=[0]))
+    model: Any = SimpleNamespace(name="m", detectors=detectors, registry=SimpleNamespace(keys=[0]))
     signals = close_signals(model, _Plan(), ("all",), [0.5], error_panes, pane)  # type: ignore[arg-type]
     assert signals == {"accuracy@all": 0.5, "rec:error@all": 0.0}
     return detectors.fed

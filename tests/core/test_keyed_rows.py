@@ -1,7 +1,7 @@
-"""The signals of a batch of panes made together (``batch_signals``, ``keyed_rows`` and its
-compiled kernel, ``ErrorDetectors.feed_panes``) against what one ``close_signals`` per
-pane makes: the same dicts (keys in the same order, values of the same bits), the same
-detector states and totals, the same ``model.last``."""
+"""The signals of a batch of panes made together (``batch_signals``, ``pane_signals``,
+``keyed_rows`` and its compiled kernel, ``ErrorDetectors.feed_panes``) against what one
+``close_signals`` per pane makes: the same dicts (keys in the same order, values of the
+same bits), the same detector states and totals, the same ``model.last``."""
 
 from __future__ import annotations
 
@@ -18,10 +18,13 @@ import pytest
 from monitor import native
 from monitor.core.detectors import ErrorDetectors
 from monitor.core.model import (
+    PaneSignals,
+    SignalBlock,
     batch_signals,
     close_signals,
     keyed_rows,
     ordered_errors,
+    pane_signals,
     take_errors,
 )
 from monitor.core.panemetrics import model_signals
@@ -113,6 +116,7 @@ class _Values:
 def _model(detectors: list[Any] | None, rows: int) -> Any:
     return SimpleNamespace(
         detectors=ErrorDetectors(detectors, "error") if detectors else None,
+        name="m",
         registry=SimpleNamespace(keys=list(range(rows))),
         last={},
         last_rows=0,
@@ -173,7 +177,13 @@ def test_batch_signals_are_those_of_one_close_per_pane(seed: int, detectors: Any
             taken = None
             if b.detectors is not None:
                 taken = [take_errors(buffered_b, [pane]) for pane in panes]
+            e, buffered_e = copy.deepcopy(together), copy.deepcopy(errors)
             got = batch_signals(b, model_plan, windows, whole, taken, last)
+            # pane_signals: the same dicts, each pane with the same values in its block's row
+            if e.detectors is not None:
+                taken = [take_errors(buffered_e, [pane]) for pane in panes]
+            ends = [10.0 * (pane + 1) for pane in panes]
+            made = pane_signals(e, model_plan, windows, whole, taken, last, ends, [1.0] * k)
             # the signals as the panes' values and each detector's own count make them,
             # with no batch_signals nor keyed_rows (close_signals is one pane of it)
             c, buffered_c, apart = copy.deepcopy(one), copy.deepcopy(errors), []
@@ -190,6 +200,18 @@ def test_batch_signals_are_those_of_one_close_per_pane(seed: int, detectors: Any
         assert [_bits(d) for d in want] == [_bits(d) for d in apart]
         assert [list(d) for d in want] == [list(d) for d in apart]
         assert [_bits(d) for d in got] == [_bits(d) for d in want]
+        assert [_bits(sig.signals) for sig in made] == [_bits(d) for d in want]
+        assert [(sig.model, sig.pane_end, sig.predictions_total) for sig in made] == [
+            ("m", end, 1.0) for end in ends
+        ]
+        for i, sig in enumerate(made):
+            assert sig.row is not None and sig.row[1] == i
+            block = sig.row[0]
+            assert block is made[0].row[0]  # type: ignore[index]
+            assert not np.shares_memory(block.values, whole)  # not a view of reused arrays
+            row = dict(zip(block.labels, block.values[i].tolist(), strict=True))
+            assert _bits(row) == _bits(sig.signals)
+        assert e.last_detections == a.last_detections
         assert b.last_detections == a.last_detections
         if last is not None:
             assert b.last_rows == a.last_rows == rows
@@ -205,3 +227,34 @@ def test_batch_signals_are_those_of_one_close_per_pane(seed: int, detectors: Any
                 probe = [float(rng.random() < 0.6) for _ in range(400)]
                 other = b.detectors.detectors[name]
                 assert other.update_many(list(probe)) == det.update_many(list(probe))
+
+
+def test_a_pane_made_from_its_row_is_the_pane_made_with_its_dict() -> None:
+    """PaneSignals.of_row: its signals made when first read, the same dict (keys in order,
+    values of the same bits); equal to the pane made with that dict, the same repr, and
+    pickled and copied with its signals, before and after they were read."""
+    import pickle
+
+    labels = ["a@all", "b@all", "a@1h", "b@1h"]
+    template = dict.fromkeys(labels, 0.0)
+    values = _values(np.random.default_rng(7), 3, len(labels))
+    values[np.isnan(values)] = 0.25  # NaN == NaN is False: the dicts would not compare equal
+    block = SignalBlock(template, labels, values)
+    for i, row in enumerate(values.tolist()):
+        eager = PaneSignals("m", 10.0 * i, dict(zip(labels, row, strict=True)), 5.0)
+        for read_first in (False, True):
+            lazy = PaneSignals.of_row("m", 10.0 * i, 5.0, (block, i))
+            if read_first:
+                assert _bits(lazy.signals) == _bits(eager.signals)
+            copied = copy.deepcopy(lazy)
+            loaded = pickle.loads(pickle.dumps(lazy))
+            assert lazy == eager
+            assert repr(lazy) == repr(eager)
+            assert _bits(lazy.signals) == _bits(eager.signals)
+            assert _bits(copied.signals) == _bits(loaded.signals) == _bits(eager.signals)
+            with pytest.raises(AttributeError):
+                lazy.nothing  # type: ignore[attr-defined]  # noqa: B018
+    bare = PaneSignals.__new__(PaneSignals)  # no row: no signals to make
+    with pytest.raises(AttributeError):
+        bare.signals  # noqa: B018
+
