@@ -317,6 +317,19 @@ class DeltaLedger:
             blocks.append(out)
         acc.rows, acc.cols, acc.plain, acc.decay = union, columns, blocks[0], blocks[1:]
 
+    def add_sums_many(self, m: int, panes: list[int], rows: list[I64], cols: list[I64 | None],
+                      plain: list[F64], decay: list[list[F64]]) -> None:  # fmt: skip
+        """:meth:`add_sums` of each of several panes of model ``m`` (``panes``, distinct)
+        in turn, item ``i`` of each list pane ``panes[i]``'s (the ledger keeps the arrays
+        and the lists of decay blocks given): the panes the model holds nothing of yet
+        made in one pass."""
+        held = self.panes[m]
+        if held.keys().isdisjoint(panes):
+            held.update(zip(panes, map(_Pane, rows, plain, decay, cols), strict=True))
+            return
+        for one in zip(panes, plain, decay, rows, cols, strict=True):
+            self.add_sums(m, *one)
+
     def _pane(self, m: int, pane: int) -> _Pane:
         acc = self.panes[m].get(pane)
         if acc is None:
@@ -337,6 +350,21 @@ class DeltaLedger:
             return
         acc.err_ts.extend(ts)
         acc.err.extend(err)
+
+    def add_errors_many(self, m: int, panes: list[int], ts: list[list[float]],
+                        err: list[list[float]]) -> None:  # fmt: skip
+        """:meth:`add_errors` (with ``own``) of each of several panes of model ``m``
+        (``panes``, distinct) in turn: item ``i`` of ``ts`` and ``err`` pane ``panes[i]``'s."""
+        held = self.panes[m]
+        for pane, t, e in zip(panes, ts, err, strict=True):
+            acc = held.get(pane)
+            if acc is None:
+                acc = self._pane(m, pane)
+            if not acc.err_ts:
+                acc.err_ts, acc.err = t, e
+            else:
+                acc.err_ts.extend(t)
+                acc.err.extend(e)
 
     def add_warm(self, m: int, pane: int, rows: int, row: WarmRow) -> None:
         """Keep a prediction of model ``m`` in ``pane`` sent raw for the warmup reference."""
