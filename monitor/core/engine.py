@@ -615,20 +615,20 @@ class Engine:
         pane = np.floor(ts / self.pane).astype(np.int64)
         low = int(pane.min())
         panes = int(pane.max()) - low + 1
-        span = int(part.max()) + 1
-        # a (model slot, partition)'s groups one after the other, in pane order
-        keys, order, bounds = _group_bounds((slot * span + part) * panes + (pane - low))
+        # a partition's groups one after the other (then by model slot, then pane)
+        slots = len(outcomes)
+        keys, order, bounds = _group_bounds((part * slots + slot) * panes + (pane - low))
         ts_l, err_l = ts[order].tolist(), err[order].tolist()
         ts_g = [ts_l[a:b] for a, b in pairwise(bounds)]
         err_g = [err_l[a:b] for a, b in pairwise(bounds)]
         rest, at = np.divmod(np.asarray(keys, dtype=np.int64), panes)
-        pane_l = (at + low).tolist()
-        owners, runs = _runs(rest)
-        index = [model.index for model, _ in outcomes]
+        number_of, slot_of = np.divmod(rest, slots)
+        numbers_l, runs = _runs(number_of)
+        index = np.array([model.index for model, _ in outcomes], dtype=np.int64)
+        m_l, pane_l = index[slot_of].tolist(), (at + low).tolist()
         ledgers = self.ledgers
-        for owner, a, b in zip(owners, runs, runs[1:], strict=False):  # (runs: one more)
-            s, number = divmod(owner, span)
-            ledgers[number].add_errors_many(index[s], pane_l[a:b], ts_g[a:b], err_g[a:b])
+        for number, a, b in zip(numbers_l, runs, runs[1:], strict=False):  # (runs: one more)
+            ledgers[number].add_errors_many(m_l[a:b], pane_l[a:b], ts_g[a:b], err_g[a:b])
 
     def _label_delays(self, outcomes: Sequence[tuple[ModelState, Chunk]]) -> None:
         """Add the poll's label delays of the models' joined pairs (seconds, negative ones
@@ -714,7 +714,8 @@ class Engine:
         count = max(int(n.max()) for n in numbers) + 1
         # Every (model, partition, pane) group's sums at once (bit for bit what
         # DeltaLedger.add adds group by group: a group's events stay in their order).
-        keys = [(s * count + n) * span + (p - low)
+        # (a partition's groups one after the other, a model's in pane order within them)
+        keys = [(n * len(items) + s) * span + (p - low)
                 for s, n, p in zip(slots, numbers, panes, strict=True)]  # fmt: skip
         uniq, group = _distinct(joined(keys), len(items) * count * span)
         cuts = np.cumsum([len(k) for k in keys])[:-1]
@@ -726,16 +727,15 @@ class Engine:
         rows = max(len(model.registry.keys) for model, _ in items)
         group_panes = uniq % span + low
         blocks = scatter_groups((rows, width), rates, self.pane, group_panes, terms)
-        # The groups of a (model, partition) come one after the other, in pane order
-        # (keys ascending): each run goes to its ledger in one call.
-        owners, bounds = _runs(uniq // span)
+        # each partition's groups to its ledger in one call
+        number_of, slot_of = np.divmod(uniq // span, len(items))
+        numbers_l, bounds = _runs(number_of)
+        models = np.array([model.index for model, _ in items], dtype=np.int64)
+        m_l, pane_l = models[slot_of].tolist(), group_panes.tolist()
         ledgers = self.ledgers
-        models = [model.index for model, _ in items]
-        pane_l = group_panes.tolist()
         b_rows, b_cols, b_plain, b_decay = blocks
-        for owner, a, b in zip(owners, bounds, bounds[1:], strict=False):  # (bounds: one more)
-            slot, number = divmod(owner, count)
-            ledgers[number].add_sums_many(models[slot], pane_l[a:b], b_rows[a:b], b_cols[a:b],
+        for number, a, b in zip(numbers_l, bounds, bounds[1:], strict=False):  # (bounds: one more)
+            ledgers[number].add_sums_many(m_l[a:b], pane_l[a:b], b_rows[a:b], b_cols[a:b],
                                           b_plain[a:b], b_decay[a:b])  # fmt: skip
 
     # ------------------------------------------------------------------ time
