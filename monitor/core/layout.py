@@ -764,9 +764,10 @@ def _compiled_panes(
 _PIECE_CELLS = 1 << 16
 
 
-#: A block of groups is summed over the columns each group touches when its terms are fewer
-#: than this share of the cells of its rows (else over whole rows: finding the columns costs
-#: per term, and where the terms are that many, more than the zeros it saves). At 0.1 a poll
+#: A call's groups (a block's, in numpy) are summed over the columns each touches when their
+#: terms are fewer than this share of the cells of their rows (else over whole rows: finding
+#: the columns costs per term, and where the terms are that many, more than the zeros it
+#: saves). At 0.1 a poll
 #: of 100 models (800 groups of ~300 terms, ~265 distinct of 1,285 columns) was summed over
 #: whole rows: five times the cells zeroed, written, scanned and handed on, memory traffic
 #: that cost twice the time of the sparse sums (13 against 6 ms a poll, natively).
@@ -774,9 +775,9 @@ _SPARSE = 0.5
 
 
 def _sparse(terms: int, cells: int) -> bool:
-    """Whether :func:`scatter_panes` sums a block of groups of ``terms`` terms (events by
-    terms per event) and ``cells`` cells (the rows they touch by the width) over the
-    columns each group touches (see :data:`_SPARSE`).
+    """Whether :func:`scatter_panes` sums groups (a call's, or a block's in numpy) of
+    ``terms`` terms (events by terms per event) and ``cells`` cells (the rows they touch by
+    the width) over the columns each group touches (see :data:`_SPARSE`).
 
     >>> _sparse(30 * 200, 7 * 1000 * 100), _sparse(30 * 200, 1000 * 10)
     (True, False)
