@@ -690,13 +690,8 @@ class GroupBlocks(NamedTuple):
     decay: list[list[F64]]
 
 
-def scatter_groups(
-    shape: tuple[int, int],
-    rates: Sequence[float],
-    pane: float,
-    panes: I64,
-    sets: Sequence[Terms],
-) -> GroupBlocks:
+def scatter_groups(shape: tuple[int, int], rates: Sequence[float], pane: float, panes: I64,
+                   sets: Sequence[Terms]) -> GroupBlocks:  # fmt: skip
     """:func:`scatter_panes` of every group at once: each group's rows, columns and blocks
     in lists, in group order (a poll's hundreds of groups handed on as a few lists, not
     one tuple each)."""
