@@ -401,32 +401,40 @@ class DeltaLedger:
         out: list[list[PaneDelta]] = [[] for _ in chosen]
         if not taken:
             return out
-        # every model's panes in pane order (the ledger holds them no longer: rows that
-        # are all zero are cut off them in place)
-        accs_of = [[panes[pane] for pane in order] for _, panes, order in taken]
+        # every model's panes in pane order, one list of all (the ledger holds them no
+        # longer: rows that are all zero are cut off them in place)
+        flat = [panes[pane] for _, panes, order in taken for pane in order]
         compiled = native.kernels()
         if compiled is not None:
             # (a block's columns, every column or those its events touched, its width)
-            flat = [acc for accs in accs_of for acc in accs]
             held = compiled.nonzero_rows([acc.plain for acc in flat],
                                          [acc.plain.shape[1] for acc in flat])  # fmt: skip
             for i in [i for i, kept in enumerate(held) if kept is not None]:
                 _keep_rows(flat[i], np.array(held[i], dtype=np.int64))
         else:
-            for (m, _, _), accs in zip(taken, accs_of, strict=True):
-                for acc in accs:
-                    self._cut_zero_rows(m, acc)
+            m_of = [m for m, _, order in taken for _ in order]
+            for m, acc in zip(m_of, flat, strict=True):
+                self._cut_zero_rows(m, acc)
         slot = {m: i for i, m in enumerate(chosen)} if models is not None else None
-        for (m, _, order), accs in zip(taken, accs_of, strict=True):
+        at = 0
+        if arrays:  # read as buffers, as the bytes would be
+            handed: Any = HandedPaneDelta  # (its blocks arrays, not bytes)
+            numbers = [pane for _, _, order in taken for pane in order]
+            made: list[Any] = [handed(pane, acc.rows.tolist(), acc.plain, acc.decay, acc.err_ts,
+                                      acc.err, acc.warm, acc.cols, acc.rows)
+                               if len(acc.rows) or acc.err or acc.warm else None
+                               for pane, acc in zip(numbers, flat, strict=True)]  # fmt: skip
+            empty = None in made  # (a pane all of whose rows were zero, with nothing else)
+            for m, _, order in taken:
+                mine = out[m if slot is None else slot[m]]
+                mine += made[at : at + len(order)]
+                at += len(order)
+                if empty:
+                    mine[:] = [pd for pd in mine if pd is not None]
+            return out
+        for m, _, order in taken:
             mine = out[m if slot is None else slot[m]]
-            if arrays:  # read as buffers, as the bytes would be
-                handed: Any = HandedPaneDelta  # (its blocks arrays, not bytes)
-                mine += [handed(pane, acc.rows.tolist(), acc.plain, acc.decay, acc.err_ts,
-                                acc.err, acc.warm, acc.cols, acc.rows)
-                         for pane, acc in zip(order, accs, strict=True)
-                         if len(acc.rows) or acc.err or acc.warm]  # fmt: skip
-                continue
-            for pane, acc in zip(order, accs, strict=True):
+            for pane, acc in zip(order, flat[at : at + len(order)], strict=True):
                 rows, plain, decay = acc.rows, acc.plain, acc.decay
                 if len(rows) == 0 and not acc.err and not acc.warm:
                     continue
@@ -436,6 +444,7 @@ class DeltaLedger:
                     decay = [_spread(d, acc.cols, width_m) for d in decay]
                 blocks_ = (_block(plain), [_block(d) for d in decay])
                 mine.append(PaneDelta(pane, rows.tolist(), *blocks_, acc.err_ts, acc.err, acc.warm))
+            at += len(order)
         return out
 
     def _cut_zero_rows(self, m: int, acc: _Pane) -> None:
