@@ -69,7 +69,7 @@ from monitor.core.layout import (
     Terms,
     feature_columns,
     feature_terms_many,
-    scatter_panes,
+    scatter_groups,
 )
 from monitor.core.model import ModelState, PaneSignals, install_profile
 from monitor.core.partials import DeltaLedger
@@ -615,18 +615,20 @@ class Engine:
         pane = np.floor(ts / self.pane).astype(np.int64)
         low = int(pane.min())
         panes = int(pane.max()) - low + 1
-        span = int(part.max()) + 1
-        keys, order, bounds = _group_bounds((slot * panes + (pane - low)) * span + part)
+        # a partition's groups one after the other (then by model slot, then pane)
+        slots = len(outcomes)
+        keys, order, bounds = _group_bounds((part * slots + slot) * panes + (pane - low))
         ts_l, err_l = ts[order].tolist(), err[order].tolist()
-        # each group's (model slot, pane, partition), decoded at once
-        rest, numbers = np.divmod(np.asarray(keys, dtype=np.int64), span)
-        slots, at = np.divmod(rest, panes)
-        index = [model.index for model, _ in outcomes]
+        ts_g = [ts_l[a:b] for a, b in pairwise(bounds)]
+        err_g = [err_l[a:b] for a, b in pairwise(bounds)]
+        rest, at = np.divmod(np.asarray(keys, dtype=np.int64), panes)
+        number_of, slot_of = np.divmod(rest, slots)
+        numbers_l, runs = _runs(number_of)
+        index = np.array([model.index for model, _ in outcomes], dtype=np.int64)
+        m_l, pane_l = index[slot_of].tolist(), (at + low).tolist()
         ledgers = self.ledgers
-        groups = zip(slots.tolist(), (at + low).tolist(), numbers.tolist(), bounds, bounds[1:],
-                     strict=False)  # (bounds: one more)  # fmt: skip
-        for s, p_idx, p_num, a, b in groups:
-            ledgers[p_num].add_errors(index[s], p_idx, 0, ts_l[a:b], err_l[a:b], own=True)
+        for number, a, b in zip(numbers_l, runs, runs[1:], strict=False):  # (runs: one more)
+            ledgers[number].add_errors_many(m_l[a:b], pane_l[a:b], ts_g[a:b], err_g[a:b])
 
     def _label_delays(self, outcomes: Sequence[tuple[ModelState, Chunk]]) -> None:
         """Add the poll's label delays of the models' joined pairs (seconds, negative ones
@@ -712,7 +714,8 @@ class Engine:
         count = max(int(n.max()) for n in numbers) + 1
         # Every (model, partition, pane) group's sums at once (bit for bit what
         # DeltaLedger.add adds group by group: a group's events stay in their order).
-        keys = [(s * count + n) * span + (p - low)
+        # (a partition's groups one after the other, a model's in pane order within them)
+        keys = [(n * len(items) + s) * span + (p - low)
                 for s, n, p in zip(slots, numbers, panes, strict=True)]  # fmt: skip
         uniq, group = _distinct(joined(keys), len(items) * count * span)
         cuts = np.cumsum([len(k) for k in keys])[:-1]
@@ -722,15 +725,18 @@ class Engine:
             cols, vals = _beside([one[3] for one in chosen]), _beside([one[4] for one in chosen])
             terms.append(Terms(ids, slices, cols, vals, t))
         rows = max(len(model.registry.keys) for model, _ in items)
-        group_slots, group_numbers = np.divmod(uniq // span, count)
         group_panes = uniq % span + low
-        blocks = scatter_panes((rows, width), rates, self.pane, group_panes, terms)
+        blocks = scatter_groups((rows, width), rates, self.pane, group_panes, terms)
+        # each partition's groups to its ledger in one call
+        number_of, slot_of = np.divmod(uniq // span, len(items))
+        numbers_l, bounds = _runs(number_of)
+        models = np.array([model.index for model, _ in items], dtype=np.int64)
+        m_l, pane_l = models[slot_of].tolist(), group_panes.tolist()
         ledgers = self.ledgers
-        models = [model.index for model, _ in items]
-        slot_l, number_l = group_slots.tolist(), group_numbers.tolist()
-        pane_l = group_panes.tolist()
-        for g, used, cols, plain, decay in blocks:
-            ledgers[number_l[g]].add_sums(models[slot_l[g]], pane_l[g], plain, decay, used, cols)
+        b_rows, b_cols, b_plain, b_decay = blocks
+        for number, a, b in zip(numbers_l, bounds, bounds[1:], strict=False):  # (bounds: one more)
+            ledgers[number].add_sums_many(m_l[a:b], pane_l[a:b], b_rows[a:b], b_cols[a:b],
+                                          b_plain[a:b], b_decay[a:b])  # fmt: skip
 
     # ------------------------------------------------------------------ time
     def _watermark(self) -> float:
@@ -1010,10 +1016,20 @@ def _group_bounds(key: npt.NDArray[np.int64]) -> tuple[list[int], npt.NDArray[np
     the end: one sort instead of a mask over the whole batch per key (a poll of a sparse
     stream spans hundreds of panes, of many models hundreds of groups)."""
     order = np.argsort(key, kind="stable")
-    sorted_key = key[order]
-    cuts = np.flatnonzero(sorted_key[1:] != sorted_key[:-1]) + 1
+    keys, bounds = _runs(key[order])
+    return keys, order, bounds
+
+
+def _runs(key: npt.NDArray[np.int64]) -> tuple[list[int], list[int]]:
+    """The runs of equal keys of ``key`` (sorted, not empty): each run's key, and where
+    each run starts, then the end.
+
+    >>> _runs(np.array([3, 3, 5, 8, 8, 8]))
+    ([3, 5, 8], [0, 2, 3, 6])
+    """
+    cuts = np.flatnonzero(key[1:] != key[:-1]) + 1
     bounds = [0, *cuts.tolist(), len(key)]
-    return sorted_key[bounds[:-1]].tolist(), order, bounds
+    return key[bounds[:-1]].tolist(), bounds
 
 
 def _model_shape(model: ModelConfig) -> Any:

@@ -55,11 +55,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EPS",
+    "GroupBlocks",
     "Layout",
     "NumericBlock",
     "Terms",
     "feature_terms_many",
     "scatter_add",
+    "scatter_groups",
     "scatter_pane",
     "scatter_panes",
 ]
@@ -624,7 +626,7 @@ def scatter_pane(plain: F64, decay: Sequence[F64], rates: Sequence[float], end: 
             scatter_add(target, slices, cols, vals, np.exp(-rate * age))
 
 
-#: Cells of the (groups, slices, width) block one :func:`scatter_panes` call fills at most.
+#: Cells of the (groups, slices, width) block :func:`_numpy_panes` fills at most at once.
 _BLOCK_CELLS = 1 << 20
 
 
@@ -658,13 +660,14 @@ def scatter_panes(
     the width: the blocks are whole rows), and the sums of those cells, plain and
     one decay block per rate (each ``(len(rows), len(cols))``): bit for bit what
     :func:`scatter_pane` of each set in turn adds into zeros, on those rows and columns
-    (every other cell stays zero). One pass per block of groups instead of one per group,
-    over the cells touched only: a poll of a sparse stream holds hundreds of groups of a
-    few events each, each touching a few of the layout's columns. The compiled kernels
-    (``monitor._native``, see :mod:`monitor.native`) make the pass, else
-    :func:`_numpy_panes` (one ``bincount`` per block, per set too when two sets share a
-    column), with the same results. The blocks are fresh arrays (views of a few per call)
-    that nothing else writes to: the caller may keep them.
+    (every other cell stays zero). One pass over every group (over a block of groups at a
+    time in numpy) instead of one per group, over the cells touched only: a poll of a
+    sparse stream holds hundreds of groups of a few events each, each touching a few of
+    the layout's columns. The compiled kernels (``monitor._native``, see
+    :mod:`monitor.native`) make the pass, else :func:`_numpy_panes` (one ``bincount`` per
+    block, per set too when two sets share a column), with the same sums. The blocks are
+    fresh arrays (views of a few per call) that nothing else writes to: the caller may
+    keep them.
 
     >>> terms = Terms(np.array([0, 0]), np.array([[0, 2], [0, -1]]), np.array([[1], [1]]),
     ...               np.array([[1.0], [3.0]]), np.array([1.0, 2.0]))
@@ -672,10 +675,34 @@ def scatter_panes(
     >>> rows.tolist(), cols.tolist(), plain.tolist()
     ([0, 2], [1], [[4.0], [1.0]])
     """
+    blocks = scatter_groups(shape, rates, pane, panes, sets)
+    for g, one in enumerate(zip(*blocks, strict=True)):
+        yield g, *one
+
+
+class GroupBlocks(NamedTuple):
+    """Groups' sums as :func:`scatter_groups` gives them: one item per group in each list,
+    the groups in order (each list's items are what :func:`scatter_panes` gives a group)."""
+
+    rows: list[I64]
+    cols: list[I64 | None]
+    plain: list[F64]
+    decay: list[list[F64]]
+
+
+def scatter_groups(shape: tuple[int, int], rates: Sequence[float], pane: float, panes: I64,
+                   sets: Sequence[Terms]) -> GroupBlocks:  # fmt: skip
+    """:func:`scatter_panes` of every group at once: each group's rows, columns and blocks
+    in lists, in group order (a poll's hundreds of groups handed on as a few lists, not
+    one tuple each)."""
     kernels = native.kernels()
     if kernels is not None:
         return _compiled_panes(kernels, shape, rates, pane, panes, sets)
-    return _numpy_panes(shape, rates, pane, panes, sets)
+    parts = list(_numpy_panes(shape, rates, pane, panes, sets))
+    if len(parts) == 1:
+        return parts[0]
+    return GroupBlocks([x for p in parts for x in p.rows], [x for p in parts for x in p.cols],
+                       [x for p in parts for x in p.plain], [x for p in parts for x in p.decay])
 
 
 def _compiled_panes(
@@ -685,13 +712,17 @@ def _compiled_panes(
     pane: float,
     panes: I64,
     sets: Sequence[Terms],
-) -> Iterator[tuple[int, I64, I64 | None, F64, list[F64]]]:
-    """:func:`scatter_panes` by the compiled kernels (``pane_rows`` numbers a block's
-    rows, ``pane_columns`` its groups' columns, ``pane_sums`` adds the terms in
-    bincount's order): numpy computes only each event's decay factor per rate, as
-    :func:`_numpy_panes` does."""
+) -> GroupBlocks:
+    """:func:`scatter_groups` by the compiled kernels (``pane_rows`` numbers the groups'
+    rows, ``pane_columns`` their columns, ``pane_sums`` adds the terms in bincount's
+    order): numpy computes only each event's decay factor per rate, as
+    :func:`_numpy_panes` does. Every group in one pass of each kernel: they hold no
+    ``(groups, rows, width)`` block (the sums go in pieces of :data:`_PIECE_CELLS`), so
+    the groups are not cut in blocks of :data:`_BLOCK_CELLS`, each a pass over every
+    event (a sparse poll's 390 groups of a 7 x 980 layout were three: 2.1 against 1.7 ms
+    a poll)."""
     rows, width = shape
-    per_block = max(1, _BLOCK_CELLS // max(rows * width, 1))
+    count = len(panes)
     sets = [Terms(np.ascontiguousarray(t.group, np.int64), np.ascontiguousarray(t.slices, np.int64),
                   np.ascontiguousarray(t.cols, np.int64), np.ascontiguousarray(t.vals, np.float64),
                   t.ts) for t in sets]  # fmt: skip
@@ -701,37 +732,25 @@ def _compiled_panes(
     else:
         factors = np.empty((len(rates), 0))
     terms = sum(t.cols.size for t in sets)
-    places: list[I64] | None = None  # each term's place among its group's columns
-    for first in range(0, len(panes), per_block):
-        last = min(first + per_block, len(panes))
-        count = last - first
-        number = np.empty(count * rows, dtype=np.int64)
-        row = np.empty(count * rows, dtype=np.int64)
-        cuts = np.empty(count + 1, dtype=np.int64)
-        n = kernels.pane_rows(sets, rows, first, last, number, row, cuts)
-        mine = terms if count == len(panes) else sum(
-            int(np.count_nonzero((t.group >= first) & (t.group < last))) * t.cols.shape[1]
-            for t in sets
-        )  # fmt: skip
-        cols: I64 | None = None
-        if _sparse(mine, n * width):
-            if places is None:
-                places = [np.empty_like(t.cols) for t in sets]
-            local = places
-            cols = np.empty(min(mine, count * width), dtype=np.int64)
-            ccuts = np.empty(count + 1, dtype=np.int64)
-            kernels.pane_columns(sets, width, first, last, local, cols, ccuts)
-        else:  # whole rows: a term's place is its column
-            local = [t.cols for t in sets]
-            ccuts = np.arange(0, (count + 1) * width, width, dtype=np.int64)
-        bounds, cbounds = cuts.tolist(), ccuts.tolist()
-        at = _offsets(cuts, ccuts, 1 + len(rates))
-        starts = _pieces(at, _PIECE_CELLS)
-        outs = [np.zeros(b - a) for a, b in pairwise(starts)]
-        kernels.pane_sums(sets, local, factors, number, cuts, ccuts, rows, width, first, last,
-                          outs)  # fmt: skip
-        yield from _group_blocks(first, row, bounds, cols, cbounds, at, starts, outs, len(rates),
-                                 width)  # fmt: skip
+    number = np.empty(count * rows, dtype=np.int64)
+    row = np.empty(count * rows, dtype=np.int64)
+    cuts = np.empty(count + 1, dtype=np.int64)
+    n = kernels.pane_rows(sets, rows, 0, count, number, row, cuts)
+    cols: I64 | None = None
+    if _sparse(terms, n * width):
+        local = [np.empty_like(t.cols) for t in sets]  # each term's place among its group's
+        cols = np.empty(min(terms, count * width), dtype=np.int64)
+        ccuts = np.empty(count + 1, dtype=np.int64)
+        kernels.pane_columns(sets, width, 0, count, local, cols, ccuts)
+    else:  # whole rows: a term's place is its column
+        local = [t.cols for t in sets]
+        ccuts = np.arange(0, (count + 1) * width, width, dtype=np.int64)
+    bounds, cbounds = cuts.tolist(), ccuts.tolist()
+    at = _offsets(cuts, ccuts, 1 + len(rates))
+    starts = _pieces(at, _PIECE_CELLS)
+    outs = [np.zeros(b - a) for a, b in pairwise(starts)]
+    kernels.pane_sums(sets, local, factors, number, cuts, ccuts, rows, width, 0, count, outs)
+    return _group_blocks(row, bounds, cols, cbounds, at, starts, outs, len(rates), width)
 
 
 #: Cells of one array the compiled :func:`scatter_panes` fills at most (but a group's block
@@ -740,9 +759,10 @@ def _compiled_panes(
 _PIECE_CELLS = 1 << 16
 
 
-#: A block of groups is summed over the columns each group touches when its terms are fewer
-#: than this share of the cells of its rows (else over whole rows: finding the columns costs
-#: per term, and where the terms are that many, more than the zeros it saves). At 0.1 a poll
+#: A call's groups (a block's, in numpy) are summed over the columns each touches when their
+#: terms are fewer than this share of the cells of their rows (else over whole rows: finding
+#: the columns costs per term, and where the terms are that many, more than the zeros it
+#: saves). At 0.1 a poll
 #: of 100 models (800 groups of ~300 terms, ~265 distinct of 1,285 columns) was summed over
 #: whole rows: five times the cells zeroed, written, scanned and handed on, memory traffic
 #: that cost twice the time of the sparse sums (13 against 6 ms a poll, natively).
@@ -750,9 +770,9 @@ _SPARSE = 0.5
 
 
 def _sparse(terms: int, cells: int) -> bool:
-    """Whether :func:`scatter_panes` sums a block of groups of ``terms`` terms (events by
-    terms per event) and ``cells`` cells (the rows they touch by the width) over the
-    columns each group touches (see :data:`_SPARSE`).
+    """Whether :func:`scatter_panes` sums groups (a call's, or a block's in numpy) of
+    ``terms`` terms (events by terms per event) and ``cells`` cells (the rows they touch by
+    the width) over the columns each group touches (see :data:`_SPARSE`).
 
     >>> _sparse(30 * 200, 7 * 1000 * 100), _sparse(30 * 200, 1000 * 10)
     (True, False)
@@ -809,7 +829,6 @@ def _pieces(at: list[int], most: int) -> list[int]:
 
 
 def _group_blocks(
-    first: int,
     row: I64,
     bounds: list[int],
     cols: I64 | None,
@@ -819,23 +838,40 @@ def _group_blocks(
     outs: list[F64],
     rates: int,
     width: int,
-) -> Iterator[tuple[int, I64, I64 | None, F64, list[F64]]]:
-    """Each group's rows, columns (None: all ``width`` of them, as every group's when
+) -> GroupBlocks:
+    """A block of groups' rows, columns (None: all ``width`` of them, as every group's when
     ``cols`` is None) and blocks (views of ``outs``, the pieces that begin at cells
-    ``starts``: a group's ``(1 + rates, rows, columns)`` block at cell ``at[i]``)."""
+    ``starts``: a group's ``(1 + rates, rows, columns)`` block at cell ``at[i]``), as
+    lists (group ``i``'s rows are ``row[bounds[i]:bounds[i + 1]]``, its columns
+    ``cols[cbounds[i]:cbounds[i + 1]]``)."""
     kinds = 1 + rates
+    rows = [row[a:b] for a, b in pairwise(bounds)]
+    if cols is None:
+        some: list[I64 | None] = [None] * len(rows)
+    else:
+        some = [None if d - c == width else cols[c:d] for c, d in pairwise(cbounds)]
+    plain: list[F64] = []
+    decay: list[list[F64]] = []
+    keep, keep_decay = plain.append, decay.append
+    spans = zip(bounds, bounds[1:], cbounds, cbounds[1:], at, at[1:], strict=False)  # (n + 1)
+    if len(outs) == 1:  # one piece (the usual case): a block's cells are where it starts
+        out = outs[0]
+        for a, b, c, d, o, end in spans:
+            block = out[o:end].reshape(kinds, b - a, d - c)
+            keep(block[0])
+            keep_decay([block[1]] if kinds == 2 else list(block[1:]))
+        return GroupBlocks(rows, some, plain, decay)
     j, top = 0, len(outs) - 1
     out, base = outs[0], starts[0]
-    spans = zip(bounds, bounds[1:], cbounds, cbounds[1:], at, at[1:], strict=False)  # (n + 1)
-    for g, (a, b, c, d, o, end) in enumerate(spans, first):
+    for a, b, c, d, o, end in spans:
         if j < top and starts[j + 1] <= o < end:  # a block in a later piece
             while j < top and starts[j + 1] <= o:
                 j += 1
             out, base = outs[j], starts[j]
-        h, w = b - a, d - c
-        block = out[o - base : end - base].reshape(kinds, h, w)
-        some = None if cols is None or w == width else cols[c:d]
-        yield g, row[a:b], some, block[0], [block[1]] if kinds == 2 else list(block[1:])
+        block = out[o - base : end - base].reshape(kinds, b - a, d - c)
+        keep(block[0])
+        keep_decay([block[1]] if kinds == 2 else list(block[1:]))
+    return GroupBlocks(rows, some, plain, decay)
 
 
 def _numpy_panes(
@@ -844,8 +880,9 @@ def _numpy_panes(
     pane: float,
     panes: I64,
     sets: Sequence[Terms],
-) -> Iterator[tuple[int, I64, I64 | None, F64, list[F64]]]:
-    """:func:`scatter_panes` in numpy (the compiled kernels off or not built)."""
+) -> Iterator[GroupBlocks]:
+    """:func:`scatter_groups` in numpy, a block of groups at a time (the compiled kernels
+    off or not built)."""
     rows, width = shape
     size = rows * width
     kinds = 1 + len(rates)
@@ -925,8 +962,8 @@ def _numpy_panes(
             out = _summed(spots[:1], scaled[:1], at[-1])
             for spot, vals in zip(spots[1:], scaled[1:], strict=True):
                 out += _summed([spot], [vals], at[-1])
-        yield from _group_blocks(first, row, bounds, distinct % width if sparse else None,
-                                 cbounds, at, [0, at[-1]], [out], len(rates), width)  # fmt: skip
+        yield _group_blocks(row, bounds, distinct % width if sparse else None, cbounds, at,
+                            [0, at[-1]], [out], len(rates), width)  # fmt: skip
 
 
 class _Spots(NamedTuple):

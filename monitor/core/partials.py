@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import zlib
 from itertools import chain
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 import numpy as np
@@ -215,22 +215,20 @@ def decode_delta(value: bytes) -> PartitionDelta:
     return delta
 
 
-class _Pane:
+class _Pane(msgspec.Struct, gc=False):
     """One pane's additions: the sums of the slice ``rows`` it holds (ascending) and of
     the columns ``cols`` (ascending; None: every column), one ``(len(rows), len(cols))``
     block each (every other cell is zero), the errors and the predictions sent raw. (A
-    class with slots: a poll of many models makes hundreds.)"""
+    struct: a poll of a sparse stream makes hundreds, each made in C, not by an
+    ``__init__``.)"""
 
-    __slots__ = ("cols", "decay", "err", "err_ts", "plain", "rows", "warm")
-
-    def __init__(self, rows: I64, plain: F64, decay: list[F64], cols: I64 | None = None) -> None:
-        self.rows = rows
-        self.cols = cols
-        self.plain = plain
-        self.decay = decay
-        self.err_ts: list[float] = []
-        self.err: list[float] = []
-        self.warm: list[WarmRow] = []
+    rows: I64
+    plain: F64
+    decay: list[F64]
+    cols: I64 | None = None
+    err_ts: list[float] = []
+    err: list[float] = []
+    warm: list[WarmRow] = []
 
 
 _NO_ROWS: Final = np.zeros(0, dtype=np.int64)
@@ -317,6 +315,22 @@ class DeltaLedger:
             blocks.append(out)
         acc.rows, acc.cols, acc.plain, acc.decay = union, columns, blocks[0], blocks[1:]
 
+    def add_sums_many(self, models: list[int], panes: list[int], rows: list[I64],
+                      cols: list[I64 | None], plain: list[F64], decay: list[list[F64]]
+                      ) -> None:  # fmt: skip
+        """:meth:`add_sums` of the sums of each of several (model, pane) pairs (distinct)
+        in turn, item ``i`` of each list pair ``(models[i], panes[i])``'s (the ledger keeps
+        the arrays and the lists of decay blocks given): a pane the model holds nothing of
+        yet takes a new record, made with the others in one pass."""
+        held = self.panes
+        for m, pane, acc in zip(models, panes, map(_Pane, rows, plain, decay, cols),
+                                strict=True):  # fmt: skip
+            mine = held[m]
+            if pane in mine:
+                self.add_sums(m, pane, acc.plain, acc.decay, acc.rows, acc.cols)
+            else:
+                mine[pane] = acc
+
     def _pane(self, m: int, pane: int) -> _Pane:
         acc = self.panes[m].get(pane)
         if acc is None:
@@ -337,6 +351,22 @@ class DeltaLedger:
             return
         acc.err_ts.extend(ts)
         acc.err.extend(err)
+
+    def add_errors_many(self, models: list[int], panes: list[int], ts: list[list[float]],
+                        err: list[list[float]]) -> None:  # fmt: skip
+        """:meth:`add_errors` (with ``own``) of the errors of each of several (model, pane)
+        pairs (distinct) in turn: item ``i`` of ``ts`` and ``err`` those of
+        ``(models[i], panes[i])``."""
+        held = self.panes
+        for m, pane, t, e in zip(models, panes, ts, err, strict=True):
+            acc = held[m].get(pane)
+            if acc is None:
+                acc = self._pane(m, pane)
+            if not acc.err_ts:
+                acc.err_ts, acc.err = t, e
+            else:
+                acc.err_ts.extend(t)
+                acc.err.extend(e)
 
     def add_warm(self, m: int, pane: int, rows: int, row: WarmRow) -> None:
         """Keep a prediction of model ``m`` in ``pane`` sent raw for the warmup reference."""
@@ -371,47 +401,42 @@ class DeltaLedger:
         out: list[list[PaneDelta]] = [[] for _ in chosen]
         if not taken:
             return out
+        # every model's panes in pane order, one list of all (the ledger holds them no
+        # longer: rows that are all zero are cut off them in place)
+        flat = [panes[pane] for _, panes, order in taken for pane in order]
         compiled = native.kernels()
-        # per pane, the rows that hold a value where some do not (None: every row does)
-        held: list[list[int] | None] | None = None
         if compiled is not None:
-            widths = self.widths
-            chosen_panes = [panes[pane] for _, panes, order in taken for pane in order]
-            blocks = [acc.plain for acc in chosen_panes]
+            # (a block's columns, every column or those its events touched, its width)
+            held = compiled.nonzero_rows([acc.plain for acc in flat],
+                                         [acc.plain.shape[1] for acc in flat])  # fmt: skip
+            for i in [i for i, kept in enumerate(held) if kept is not None]:
+                _keep_rows(flat[i], np.array(held[i], dtype=np.int64))
+        else:
             m_of = [m for m, _, order in taken for _ in order]
-            width = [widths[m] if acc.cols is None else len(acc.cols)
-                     for m, acc in zip(m_of, chosen_panes, strict=True)]  # fmt: skip
-            held = compiled.nonzero_rows(blocks, width)
-        at = 0
+            for m, acc in zip(m_of, flat, strict=True):
+                self._cut_zero_rows(m, acc)
         slot = {m: i for i, m in enumerate(chosen)} if models is not None else None
-        for m, panes, order in taken:
+        at = 0
+        if arrays:  # read as buffers, as the bytes would be
+            handed: Any = HandedPaneDelta  # (its blocks arrays, not bytes)
+            numbers = [pane for _, _, order in taken for pane in order]
+            made: list[Any] = [handed(pane, acc.rows.tolist(), acc.plain, acc.decay, acc.err_ts,
+                                      acc.err, acc.warm, acc.cols, acc.rows)
+                               if len(acc.rows) or acc.err or acc.warm else None
+                               for pane, acc in zip(numbers, flat, strict=True)]  # fmt: skip
+            empty = None in made  # (a pane all of whose rows were zero, with nothing else)
+            for m, _, order in taken:
+                mine = out[m if slot is None else slot[m]]
+                mine += made[at : at + len(order)]
+                at += len(order)
+                if empty:
+                    mine[:] = [pd for pd in mine if pd is not None]
+            return out
+        for m, _, order in taken:
             mine = out[m if slot is None else slot[m]]
-            for pane in order:
-                acc = panes[pane]
+            for pane, acc in zip(order, flat[at : at + len(order)], strict=True):
                 rows, plain, decay = acc.rows, acc.plain, acc.decay
-                if held is not None:
-                    kept = held[at]
-                    at += 1
-                    if kept is not None:
-                        used = np.array(kept, dtype=np.int64)
-                        rows, plain, decay = rows[used], plain[used], [d[used] for d in decay]
-                elif len(rows) == 1:  # one row (a model without slices): kept unless all 0
-                    # (a block of the columns its events touched is small: searched whole)
-                    empty = self._zero(m, plain) if acc.cols is None else not plain.any()
-                    if empty:
-                        rows, plain, decay = rows[:0], plain[:0], [d[:0] for d in decay]
-                elif len(rows):
-                    nonzero = (plain != 0).any(axis=1)
-                    if not nonzero.all():
-                        used = np.flatnonzero(nonzero)
-                        rows, plain, decay = rows[used], plain[used], [d[used] for d in decay]
                 if len(rows) == 0 and not acc.err and not acc.warm:
-                    continue
-                if arrays:  # read as buffers, as the bytes would be
-                    handed = HandedPaneDelta(pane, rows.tolist(), plain, decay,  # type: ignore[arg-type]
-                                             acc.err_ts, acc.err, acc.warm, acc.cols,
-                                             rows)  # fmt: skip
-                    mine.append(handed)
                     continue
                 if acc.cols is not None:  # the wire's blocks hold every column
                     width_m = self.widths[m]
@@ -419,7 +444,22 @@ class DeltaLedger:
                     decay = [_spread(d, acc.cols, width_m) for d in decay]
                 blocks_ = (_block(plain), [_block(d) for d in decay])
                 mine.append(PaneDelta(pane, rows.tolist(), *blocks_, acc.err_ts, acc.err, acc.warm))
+            at += len(order)
         return out
+
+    def _cut_zero_rows(self, m: int, acc: _Pane) -> None:
+        """Leave out of a pane of model ``m`` taken from the ledger its rows that are all
+        zero (the numpy search of :meth:`take_all`)."""
+        rows, plain = acc.rows, acc.plain
+        if len(rows) == 1:  # one row (a model without slices): kept unless all 0
+            # (a block of the columns its events touched is small: searched whole)
+            empty = self._zero(m, plain) if acc.cols is None else not plain.any()
+            if empty:
+                acc.rows, acc.plain, acc.decay = rows[:0], plain[:0], [d[:0] for d in acc.decay]
+        elif len(rows):
+            nonzero = (plain != 0).any(axis=1)
+            if not nonzero.all():
+                _keep_rows(acc, np.flatnonzero(nonzero))
 
     def _zero(self, m: int, plain: F64) -> bool:
         """Whether a one-row block of model ``m`` is all zeros (-0.0 and 0.0), as
@@ -436,6 +476,12 @@ class DeltaLedger:
         if len(probes) < _PROBES:
             probes.append(int(found[0]))
         return False
+
+
+def _keep_rows(acc: _Pane, used: I64) -> None:
+    """Keep the rows ``used`` (places among its rows, ascending) of a pane taken from a
+    ledger, its blocks' too."""
+    acc.rows, acc.plain, acc.decay = acc.rows[used], acc.plain[used], [d[used] for d in acc.decay]
 
 
 #: The most cells :meth:`DeltaLedger._zero` remembers per model.

@@ -2,9 +2,9 @@
 ``pane_sums``, run by
 :func:`monitor.core.layout.scatter_panes`) against its numpy code: the same groups, rows
 and sums, bit for bit, on random polls (slices of -1, slice positions no event holds,
-several sets with their own columns or sharing them, several decay rates, blocks of groups
-cut by ``_BLOCK_CELLS`` and outputs in pieces, values that are signed zeros, infinities and
-NaN); and the kernels' checks of what they are given."""
+several sets with their own columns or sharing them, several decay rates, the numpy code's
+blocks of groups cut by ``_BLOCK_CELLS`` and the kernels' outputs in pieces, values that
+are signed zeros, infinities and NaN); and the kernels' checks of what they are given."""
 
 from __future__ import annotations
 
@@ -47,7 +47,9 @@ def _poll(seed: int, sets: int, shared: bool, holes: str) -> dict[str, Any]:
 
 def _blocks(compiled: bool, poll: dict[str, Any]) -> list[tuple[int, list[int], list[Any]]]:
     """Every group's rows, columns and sums (as int64 bit patterns) with the kernels on or
-    off."""
+    off (a group of no rows, which holds no cells, as no columns and empty sums: the
+    numpy code sums a block of groups of no rows over whole rows, the kernels take every
+    group together)."""
     before = native.use(compiled)
     try:
         got = []
@@ -56,6 +58,9 @@ def _blocks(compiled: bool, poll: dict[str, Any]) -> list[tuple[int, list[int], 
             sums = [plain, *decay]
             n = width if cols is None else len(cols)
             assert all(s.dtype == np.float64 and s.shape == (len(rows), n) for s in sums)
+            if not len(rows):
+                got.append((g, [[], None], [np.zeros(0, np.int64) for _ in sums]))
+                continue
             got.append((g, [rows.tolist(), None if cols is None else cols.tolist()],
                         [np.ascontiguousarray(s).view(np.int64) for s in sums]))  # fmt: skip
         return got
@@ -86,8 +91,8 @@ def test_the_compiled_scatter_gives_numpy_s_sums_bit_for_bit(
     shared: bool,
     sets: int,
 ) -> None:
-    """Blocks of groups cut by ``_BLOCK_CELLS``, the compiled kernels' output cut in pieces
-    by ``_PIECE_CELLS``."""
+    """The numpy code's blocks of groups cut by ``_BLOCK_CELLS`` (the kernels take every
+    group in one pass), the compiled kernels' output cut in pieces by ``_PIECE_CELLS``."""
     if not native.available():
         pytest.skip("monitor._native is not built (see test_native.py)")
     monkeypatch.setattr(layout, "_BLOCK_CELLS", block_cells)
