@@ -15,11 +15,14 @@ prediction with 10 numeric features.
 What a chunk gives back is what the mappings gave: the same feature terms
 (:meth:`WarmChunk.terms_input`), the same columns for the reference
 (:func:`sample_columns`: a number as its float, a missing value as None, a value of the
-wrong type as :data:`MISMATCH`) and, for a checkpoint, rows that restore the same chunk.
+wrong type as :data:`MISMATCH`) and, for a checkpoint, those columns :func:`split` into
+packed floats and the other values by position (:meth:`WarmChunk.splits`), which restore
+the same chunk (:meth:`WarmChunk.of_splits`).
 """
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import chain, repeat
@@ -28,12 +31,32 @@ from typing import Any, Final, cast
 import numpy as np
 import numpy.typing as npt
 
-from monitor.core.layout import _NUMBER_TYPES, Layout, NumericBlock, _numeric_block
+from monitor.core.layout import (
+    _NUMBER_TYPES,
+    Layout,
+    NumericBlock,
+    _numeric_block,
+    _numeric_column,
+)
 
-__all__ = ["MISMATCH", "WarmChunk", "chunk_of_rows", "concat", "drop_last", "sample_columns"]
+__all__ = [
+    "MISMATCH",
+    "Split",
+    "WarmChunk",
+    "chunk_of_rows",
+    "concat",
+    "drop_last",
+    "sample_columns",
+    "split",
+    "unsplit",
+]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
+#: A column of values as ``(floats, at, values)``: the floats packed (NaN where another
+#: value is), the other values' positions and those values; or, ``floats`` None, every
+#: value in ``values`` (``at`` empty). See :func:`split`.
+Split = tuple[F64 | None, I64, list[Any]]
 
 #: What a numeric feature's value of the wrong type (text, a boolean) reads back as: a
 #: value the reference and the feature terms count as a type mismatch, as they counted
@@ -47,6 +70,8 @@ _NONE: Final = type(None)
 _DICTS: Final = frozenset((dict, _NONE))
 _STR_NONE: Final = frozenset((str, _NONE))
 _DICT_GET: Final[Callable[[Any, str], Any]] = dict.get
+#: No positions (a :data:`Split` column without values apart from its floats).
+_NOWHERE: Final[I64] = np.zeros(0, dtype=np.int64)
 
 
 class WarmChunk:
@@ -166,9 +191,66 @@ class WarmChunk:
         out.update(self.others)
         return {name: out[name] for name in layout.features}
 
+    def splits(self, layout: Layout) -> tuple[dict[str, Split], Split]:
+        """Each of the layout's features' values as :meth:`columns` reads them, and the
+        predictions, as :func:`split` columns (what a checkpoint stores): a numeric
+        feature's numbers packed, its missing values (None) and mismatches
+        (:data:`MISMATCH`) by position."""
+        out: dict[str, Split] = {}
+        for i, name in enumerate(layout.numeric):
+            codes = self.codes[i]
+            at = np.flatnonzero(codes)
+            values = [None if c == 1 else MISMATCH for c in codes[at].tolist()]
+            out[name] = (self.numbers[i], at, values)
+        for name, others in self.others.items():
+            out[name] = split(others)
+        return {name: out[name] for name in layout.features}, split(self.predictions)
+
+    @classmethod
+    def of_splits(
+        cls,
+        layout: Layout,
+        ts: F64,
+        slices: I64,
+        features: Mapping[str, Split],
+        predictions: Split,
+        scores: F64,
+    ) -> WarmChunk:
+        """The chunk :meth:`of` makes of rows whose features' values and predictions are
+        the :func:`split` columns ``features`` (a feature of the layout absent there is
+        missing in every row) and ``predictions``, ``slices`` ``(rows, k)``. Numbers are
+        not read value by value: a numeric feature's packed floats are its block's row."""
+        n = len(ts)
+        numeric = layout.numeric
+        codes = np.zeros((len(numeric), n), dtype=np.int8)
+        numbers = np.empty((len(numeric), n))
+        for i, name in enumerate(numeric):
+            floats, at, values = features.get(name) or (None, _NOWHERE, [None] * n)
+            if floats is None:
+                codes[i], numbers[i] = _numeric_column(values)
+                continue
+            numbers[i] = floats
+            if len(at):  # the values that are not floats, read as the mappings' were
+                codes[i, at], numbers[i, at] = _numeric_column(values)
+        strings: dict[str | None, str | None] = {}
+        others = {
+            name: _shared(unsplit(features[name]) if name in features else [None] * n, strings)
+            for name in layout.features
+            if name not in numeric
+        }
+        return cls(
+            np.array(ts, dtype=np.float64),
+            np.array(slices, dtype=np.int64),
+            codes,
+            numbers,
+            others,
+            _shared(unsplit(predictions), strings),
+            np.array(scores, dtype=np.float64),
+        )
+
     def rows(self, layout: Layout) -> list[tuple[Any, ...]]:
         """The rows as ``(ts, slices, features, prediction, score)``, the features as a
-        mapping of the layout's features (a checkpoint stores these;
+        mapping of the layout's features (a checkpoint stored these up to its format 4;
         :func:`chunk_of_rows` makes the same chunk of them)."""
         columns = self.columns(layout)
         names = list(columns)
@@ -232,6 +314,34 @@ def sample_columns(
     predictions = _joined([c.predictions for c in held])
     scores: list[float] = np.concatenate([c.scores for c in held]).tolist()
     return columns, predictions, scores
+
+
+def split(values: list[Any]) -> Split:
+    """``values`` as a :data:`Split` column: all floats (a numeric column) as one packed
+    array; floats with some other values (None, strings, booleans, integers) as the packed
+    floats and those by position; mostly other values as the values themselves. Each value
+    comes back as it was (:func:`unsplit`), its type too."""
+    kinds = set(map(type, values))
+    if float not in kinds:
+        return None, _NOWHERE, list(values)
+    if len(kinds) == 1:
+        return np.array(values, dtype=np.float64), _NOWHERE, []
+    at = [i for i, v in enumerate(values) if v.__class__ is not float]
+    if 2 * len(at) > len(values):
+        return None, _NOWHERE, list(values)
+    floats = np.array([v if v.__class__ is float else math.nan for v in values])
+    return floats, np.array(at, dtype=np.int64), [values[i] for i in at]
+
+
+def unsplit(column: Split) -> list[Any]:
+    """The values of a :func:`split` column, as a new list."""
+    floats, at, values = column
+    if floats is None:
+        return list(values)
+    out: list[Any] = floats.tolist()
+    for i, v in zip(at.tolist(), values, strict=True):
+        out[i] = v
+    return out
 
 
 def drop_last(chunks: list[WarmChunk], k: int) -> None:

@@ -12,10 +12,12 @@ Detectors are rebuilt from the config (``detectors = [...]`` names the classes, 
 allow-list :data:`DETECTOR_CLASSES`), then their stored plain data (numbers, lists, and
 the serialised bucket list of river's ADWIN) is set into them attribute by attribute.
 
-Versions: :data:`FORMAT` is written into every file and record. A body is first decoded
-to plain MessagePack values; :data:`MIGRATIONS` then upgrades it one version at a time,
-and only then is it checked against the records below. Format 1 was a pickle of the live
-objects: it is never decoded (see ``docs/state.md`` for the upgrade path).
+Versions: :data:`FORMAT` is written into every file and record. A body of this format is
+decoded straight into the records below, one part (``engine``, ``stages``, ...) at a time.
+An older body is first decoded to plain MessagePack values; :data:`MIGRATIONS` then
+upgrades it one version at a time, and only then is it checked against the records. Format
+1 was a pickle of the live objects: it is never decoded (see ``docs/state.md`` for the
+upgrade path).
 
 A sealed value (:func:`seal`) is ``magic``, a 4-byte header length, a JSON header (format,
 kind, config fingerprint, offsets, body length and SHA-256), the body and, with a
@@ -73,7 +75,7 @@ from monitor.core.reference import (
 )
 from monitor.core.report import LABEL_DELAY_BUCKETS
 from monitor.core.rules import AlertEvent, ModelRules, RuleBook, RuleState
-from monitor.core.warmup_buffer import WarmChunk, chunk_of_rows
+from monitor.core.warmup_buffer import Split, WarmChunk, concat, split
 from monitor.core.windows import WindowSet
 
 __all__ = [
@@ -100,10 +102,13 @@ __all__ = [
 
 #: The version of the format written. 1 was a pickle (never read); 2 is this module's;
 #: 3 adds each model's stage 2 to the local checkpoint (``stages``, see
-#: :func:`_stages_added`); 4 leaves stage 1's windows out (see :func:`_stage_one_only`).
-FORMAT: Final = 4
+#: :func:`_stages_added`); 4 leaves stage 1's windows out (see :func:`_stage_one_only`); 5
+#: stores the predictions held raw for a warmup as columns (see :func:`_warm_columns`).
+FORMAT: Final = 5
 MAC_SIZE: Final = 32
 F64 = npt.NDArray[np.float64]
+#: No positions (a warmup column whose values are all floats).
+_NOWHERE: Final = np.zeros(0, dtype=np.int64)
 
 #: Version n -> the function that turns a plain body of version n into version n + 1.
 #: A change of a record below adds one entry here (and bumps :data:`FORMAT`).
@@ -157,6 +162,49 @@ def _stage_one_only(raw: dict[str, Any]) -> dict[str, Any]:
 MIGRATIONS[3] = _stage_one_only
 
 
+def _warm_columns(raw: dict[str, Any]) -> dict[str, Any]:
+    """Format 4 -> 5: the predictions held raw for a warmup, a record a row
+    (:class:`WarmupRec`, its features a mapping), become one record of columns
+    (:class:`WarmColumnsRec`, in place of the list: None for none) wherever they are kept:
+    a model's warmup sample (``warmup_rows``, of an engine's models and of a stage's), a
+    stage's ``warm`` buffer and its delta pieces' ``warm``, and the ``legacy`` warmup rows
+    of a format-2 engine body. FormatError when rows are not valid."""
+    engine = raw.get("engine")
+    models = _dicts(engine.get("models") if isinstance(engine, dict) else None)
+    stages = _dicts(raw.get("stages")) + _dicts([raw.get("stage")])
+    for model in models + _dicts([stage.get("model") for stage in stages]):
+        if "warmup_rows" in model:
+            model["warmup_rows"] = _columns_of_rows(model["warmup_rows"], sample=True)
+    for stage in stages:
+        for parts in _dicts(_values_of(stage.get("warm"))):
+            for number, rows in parts.items():
+                parts[number] = _columns_of_rows(rows)
+        for chain in _dicts(_values_of(stage.get("chains"))):
+            for applied in _dicts(chain.get("history")):
+                for piece in _dicts(applied.get("pieces")):
+                    if "warm" in piece:
+                        piece["warm"] = _columns_of_rows(piece["warm"])
+    for part in _dicts(_values_of(raw.get("legacy"))):
+        for panes in _dicts(_values_of(part.get("warmup"))):
+            for pane, rows in panes.items():
+                panes[pane] = _columns_of_rows(rows)
+    return raw
+
+
+MIGRATIONS[4] = _warm_columns
+
+
+def _dicts(items: Any) -> list[dict[Any, Any]]:
+    """The mappings among ``items`` (a list; anything else: none), for a migration to walk
+    a plain body whatever it holds (what is not valid fails when it is checked)."""
+    return [x for x in items if isinstance(x, dict)] if isinstance(items, list) else []
+
+
+def _values_of(mapping: Any) -> list[Any]:
+    """The values of ``mapping`` when it is one, as a list (else none)."""
+    return list(mapping.values()) if isinstance(mapping, dict) else []
+
+
 class FormatError(ValueError):
     """A value or body that is not valid state of this format (torn, forged, foreign)."""
 
@@ -183,7 +231,8 @@ def seal(
 
 def unseal(magic: bytes, value: bytes, key: bytes | None = None) -> tuple[dict[str, Any], bytes]:
     """The header and body of a sealed value; :class:`FormatError` when it is torn, forged
-    (HMAC), of another format or unsigned while a key is configured."""
+    (HMAC), of an unknown format (neither :data:`FORMAT` nor one :data:`MIGRATIONS`
+    upgrades: the body is migrated when decoded) or unsigned while a key is configured."""
     if key:
         if len(value) < len(magic) + MAC_SIZE:
             raise FormatError("too short to carry an HMAC")
@@ -202,11 +251,12 @@ def unseal(magic: bytes, value: bytes, key: bytes | None = None) -> tuple[dict[s
         raise FormatError(f"header is not JSON: {exc}") from None
     if not isinstance(header, dict) or not {"format", "length", "sha256"} <= header.keys():
         raise FormatError(f"header is not valid: {str(header)[:100]}")
-    if header["format"] != FORMAT:
+    version = header["format"]
+    if type(version) is not int or not (version == FORMAT or version in MIGRATIONS):
         raise FormatError(
-            f"format {header['format']!r} is not {FORMAT}"
+            f"format {version!r} is not one this version reads ({min(MIGRATIONS)} to {FORMAT})"
             + (" (format 1 was a pickle: never read; see docs/state.md)"
-               if header["format"] == 1 else "")
+               if version == 1 else "")
         )  # fmt: skip
     body = value[at + 4 + size :]
     if not key and header.get("mac"):
@@ -329,14 +379,40 @@ class MatchedRec(msgspec.Struct):
 
 
 class WarmupRec(msgspec.Struct):
-    """A prediction kept for a warmup profile (event time and slices only while its pane
-    is open in a partition)."""
+    """A prediction kept for a warmup profile, as formats 2 to 4 stored it (event time and
+    slices only while its pane is open in a partition); read by :func:`_warm_columns`."""
 
     features: dict[str, float | str | bool | None] | None
     prediction: Value
     score: float
     ts: float = 0.0
     slices: list[int] = []
+
+
+class ColumnRec(msgspec.Struct, omit_defaults=True):
+    """One column of predictions held raw (a feature's values, the predictions), each
+    value as it was (see :func:`~monitor.core.warmup_buffer.split`): ``floats`` every float
+    packed (NaN where another value is), the other values (None, strings, booleans,
+    integers) in ``values`` at the positions ``at``; or, without ``floats``, every value
+    in ``values``."""
+
+    floats: Arr | None = None
+    at: Arr | None = None
+    values: list[Value | None] = []
+
+
+class WarmColumnsRec(msgspec.Struct):
+    """Predictions held raw for a warmup (a :class:`~monitor.core.warmup_buffer.WarmChunk`),
+    as columns: each of the model's features' values and the predictions
+    (:class:`ColumnRec`), the scores (NaN: none), event times and slice rows ``(rows,
+    k)``; a model's warmup sample has neither of the last two (they were read)."""
+
+    rows: int
+    features: dict[str, ColumnRec]
+    predictions: ColumnRec
+    scores: Arr
+    ts: Arr | None = None
+    slices: Arr | None = None
 
 
 class PartitionRec(msgspec.Struct):
@@ -360,7 +436,7 @@ class LegacyRec(msgspec.Struct):
     :func:`_stage_one_only`): its windows and warmup rows, per model."""
 
     windows: list[WindowRec]
-    warmup: dict[int, dict[int, list[WarmupRec]]]
+    warmup: dict[int, dict[int, WarmColumnsRec | None]]
 
 
 class ErrorsRec(msgspec.Struct):
@@ -467,7 +543,7 @@ class ModelRec(msgspec.Struct):
     profile: ProfileRec | None
     baseline: BaselineRec | None  # with ``profile`` only
     warmup_target: int
-    warmup_rows: list[WarmupRec]
+    warmup_rows: WarmColumnsRec | None
     profile_pane: int | None
     detectors: DetectorsRec | None
     error_panes: dict[int, dict[int, ErrorsRec]]
@@ -546,7 +622,7 @@ class PieceRec(msgspec.Struct):
     plain: Arr
     decay: list[Arr]
     errors: int
-    warm: list[WarmupRec] = []
+    warm: WarmColumnsRec | None = None
 
 
 class AppliedRec(msgspec.Struct):
@@ -595,7 +671,7 @@ class StageRec(msgspec.Struct):
     delay_sum: float
     waiting: dict[int, tuple[int, int]]
     stale: int
-    warm: dict[int, dict[int, list[WarmupRec]]] = {}
+    warm: dict[int, dict[int, WarmColumnsRec | None]] = {}
 
 
 # ---------------------------------------------------------------------- field tables
@@ -848,13 +924,110 @@ def _set_pending(r: PendingRec, rows: int) -> PendingTable:
     return table
 
 
-def _warmup_recs(layout: Layout, chunks: list[WarmChunk]) -> list[WarmupRec]:
-    """The rows of a warmup buffer's ``chunks`` as records."""
-    return [
-        WarmupRec(features, prediction, float(score), float(ts), list(slices))
-        for chunk in chunks
-        for ts, slices, features, prediction, score in chunk.rows(layout)
-    ]
+def _warm_rec(layout: Layout, chunks: list[WarmChunk], sample: bool = False
+              ) -> WarmColumnsRec | None:  # fmt: skip
+    """The rows of a warmup buffer's ``chunks`` as one record (None: no rows); ``sample``:
+    a model's warmup sample (event times and slices not kept)."""
+    if sample:  # (its chunks' slices may differ in width: restored ones have none)
+        chunks = [WarmChunk(c.ts, c.slices[:, :0], c.codes, c.numbers, c.others,
+                            c.predictions, c.scores) for c in chunks]  # fmt: skip
+    held = [c for c in chunks if len(c)]
+    if not held:
+        return None
+    chunk = concat(held)
+    features, predictions = chunk.splits(layout)
+    return WarmColumnsRec(
+        rows=len(chunk),
+        features={name: _column(c) for name, c in features.items()},
+        predictions=_column(predictions),
+        scores=_arr(chunk.scores),
+        ts=None if sample else _arr(chunk.ts),
+        slices=None if sample else _arr(chunk.slices, np.int32),
+    )
+
+
+def _column(column: Split) -> ColumnRec:
+    """A :func:`~monitor.core.warmup_buffer.split` column as a record."""
+    floats, at, values = column
+    if floats is None:
+        return ColumnRec(values=values)
+    return ColumnRec(_arr(floats), _arr(at, np.int64) if len(at) else None, values)
+
+
+def _set_column(r: ColumnRec, n: int) -> Split:
+    """A :class:`ColumnRec` of ``n`` values as a split column; FormatError when it does not
+    hold ``n`` values."""
+    if r.floats is None:
+        if r.at is not None or len(r.values) != n:
+            raise FormatError(f"a warmup column of {len(r.values)} values, expected {n}")
+        return None, _NOWHERE, r.values
+    floats: F64 = _unarr(r.floats, "<f8", 1)
+    at = _NOWHERE if r.at is None else _unarr(r.at, "<i8", 1)
+    if len(floats) != n or len(at) != len(r.values):
+        raise FormatError("a warmup column of inconsistent sizes")
+    if len(at) and (at[0] < 0 or at[-1] >= n or (np.diff(at) <= 0).any()):
+        raise FormatError("a warmup column's positions out of range or order")
+    return floats, at, r.values
+
+
+def _set_warm(layout: Layout, r: WarmColumnsRec, k: int | None, rows: int = 0) -> WarmChunk:
+    """The chunk of a :class:`WarmColumnsRec`: of a buffer, ``k`` slices a row (ids below
+    ``rows``); of a warmup sample (``k`` None), without event times or slices."""
+    n = r.rows
+    if n < 0:
+        raise FormatError("a warmup record of a negative number of rows")
+    scores: F64 = _unarr(r.scores, "<f8", 1)
+    if k is None:
+        if r.ts is not None or r.slices is not None:
+            raise FormatError("a warmup sample with event times or slices")
+        ts: F64 = np.zeros(n)
+        slices = np.zeros((n, 0), dtype=np.int64)
+    else:
+        if r.ts is None or r.slices is None:
+            raise FormatError("warmup rows without event times or slices")
+        ts = _unarr(r.ts, "<f8", 1)
+        slices = _unarr(r.slices, "<i4", 2)
+        if slices.shape[1:] != (k,) or (slices.size and (slices.min() < -1
+                                                         or slices.max() >= rows)):
+            raise FormatError("warmup rows with slices that do not fit the model")
+    if len(ts) != n or len(scores) != n or len(slices) != n:
+        raise FormatError("warmup columns of different lengths")
+    features = {str(name): _set_column(c, n) for name, c in r.features.items()}
+    return WarmChunk.of_splits(layout, ts, slices, features, _set_column(r.predictions, n),
+                               scores)  # fmt: skip
+
+
+def _columns_of_rows(rows: Any, sample: bool = False) -> WarmColumnsRec | None:
+    """Warmup rows of format 4 or before (:class:`WarmupRec` records, plain) as one record
+    of columns (None: no rows); ``sample``: a model's warmup sample, whose rows' event
+    times and slices were never read. A feature absent from a row is None there, as the
+    chunk the rows made read it. FormatError when they are not valid."""
+    try:
+        recs = msgspec.convert(rows, list[WarmupRec])
+    except (msgspec.ValidationError, RecursionError) as exc:
+        raise FormatError(f"warmup rows not valid: {str(exc)[:200]}") from None
+    if not recs:
+        return None
+    maps = [w.features or {} for w in recs]
+    names = list(dict.fromkeys(name for f in maps for name in f))
+    ts = slices = None
+    if not sample:
+        k = len(recs[0].slices)
+        if any(len(w.slices) != k for w in recs):
+            raise FormatError("warmup rows with slices of another length")
+        ids = [i for w in recs for i in w.slices]
+        if ids and (min(ids) < -1 or max(ids) >= 2**31):
+            raise FormatError("warmup rows with slices out of range")
+        ts = _arr([w.ts for w in recs])
+        slices = _arr(np.array(ids, dtype=np.int64).reshape(len(recs), k), np.int32)
+    return WarmColumnsRec(
+        rows=len(recs),
+        features={name: _column(split([f.get(name) for f in maps])) for name in names},
+        predictions=_column(split([w.prediction for w in recs])),
+        scores=_arr([w.score for w in recs]),
+        ts=ts,
+        slices=slices,
+    )
 
 
 def _partition(state: PartitionState) -> PartitionRec:
@@ -935,21 +1108,18 @@ def _set_partition(
     state.unnamed = Counter({str(name): float(n) for name, n in r.unnamed.items()})
 
 
-def _legacy_warmup(engine: Engine, r: LegacyRec) -> dict[int, dict[int, list[tuple[Any, ...]]]]:
-    """A format-2 partition's warmup rows: model -> pane -> (event time, slices, features,
-    prediction, score)."""
+def _legacy_warmup(engine: Engine, r: LegacyRec) -> dict[int, dict[int, list[WarmChunk]]]:
+    """A format-2 partition's warmup rows: model -> pane -> the rows as chunks (none or
+    one)."""
     n = len(engine.models)
-    out: dict[int, dict[int, list[tuple[Any, ...]]]] = {}
+    out: dict[int, dict[int, list[WarmChunk]]] = {}
     for m, panes in r.warmup.items():
         if not 0 <= m < n:
             raise FormatError("warmup rows of an unknown model")
-        k = 2 + len(engine.models[m].registry.segments)
-        kept = out[int(m)] = {}
-        for p, recs in panes.items():
-            if any(len(w.slices) != k for w in recs):
-                raise FormatError("warmup rows with slices of another length")
-            kept[int(p)] = [(w.ts, tuple(w.slices), w.features, w.prediction, w.score)
-                            for w in recs]  # fmt: skip
+        model = engine.models[m]
+        k, rows = 2 + len(model.registry.segments), len(model.registry.keys)
+        out[int(m)] = {int(p): [_set_warm(model.layout, rec, k, rows)] if rec is not None else []
+                       for p, rec in panes.items()}  # fmt: skip
     return out
 
 
@@ -1147,11 +1317,7 @@ def _model(model: ModelState, rules: ModelRules | None) -> ModelRec:
         profile=_profile(model.profile) if warmup_built and model.profile else None,
         baseline=_baseline(model.baseline) if warmup_built else None,
         warmup_target=int(model.warmup_target),
-        warmup_rows=[
-            WarmupRec(f, p, float(s))
-            for chunk in model.warmup_rows
-            for _, _, f, p, s in chunk.rows(model.layout)
-        ],
+        warmup_rows=_warm_rec(model.layout, model.warmup_rows, sample=True),
         profile_pane=model.profile_pane,
         detectors=_detectors(model.detectors),
         error_panes=_errors(model.error_panes),
@@ -1178,8 +1344,8 @@ def _set_model(model: ModelState, r: ModelRec) -> None:
     if r.profile is not None:
         _set_profile(model, r.profile, r.baseline)
     model.warmup_target = int(r.warmup_target)
-    sample = [(0.0, (), w.features, w.prediction, w.score) for w in r.warmup_rows]
-    model.warmup_rows = [chunk_of_rows(model.layout, sample)] if sample else []
+    sample = r.warmup_rows
+    model.warmup_rows = [_set_warm(model.layout, sample, None)] if sample is not None else []
     model.profile_pane = r.profile_pane
     _set_detectors(model.detectors, r.detectors, model.name)
     model.error_panes = _set_errors(r.error_panes)
@@ -1392,7 +1558,7 @@ def _stage_rec(stage: ModelStage, next_offset: int, rules: ModelRules | None = N
                         pieces=[
                             PieceRec(
                                 pc.pane, _arr(pc.plain), [_arr(d) for d in pc.decay], pc.errors,
-                                _warmup_recs(layout, [pc.warm] if pc.warm else []),
+                                _warm_rec(layout, [pc.warm] if pc.warm else []),
                             )
                             for pc in a.pieces
                         ],
@@ -1419,7 +1585,7 @@ def _stage_rec(stage: ModelStage, next_offset: int, rules: ModelRules | None = N
         waiting={n: (int(p), int(e)) for n, (p, e) in stage.waiting.items()},
         stale=stage.stale,
         warm={
-            p: {n: _warmup_recs(layout, chunks) for n, chunks in parts.items()}
+            p: {n: _warm_rec(layout, chunks) for n, chunks in parts.items()}
             for p, parts in stage.warm.items()
         },
     )
@@ -1468,19 +1634,14 @@ def _set_stage(rec: StageRec, config: MonitorConfig) -> tuple[ModelStage, ModelR
     k = 2 + len(stage.model.registry.segments)
     rows = len(stage.model.registry.keys)
 
-    def warm(recs: list[WarmupRec]) -> WarmChunk:
-        if any(len(w.slices) != k or any(not -1 <= i < rows for i in w.slices) for w in recs):
-            raise FormatError("warmup rows with slices that do not fit the model")
-        return chunk_of_rows(
-            stage.model.layout,
-            [(w.ts, tuple(w.slices), w.features, w.prediction, w.score) for w in recs],
-        )
+    def warm(rec: WarmColumnsRec) -> WarmChunk:
+        return _set_warm(stage.model.layout, rec, k, rows)
 
     def piece(r: PieceRec) -> _Piece:
         if len(r.decay) != n_decay or r.errors < 0:
             raise FormatError("a delta piece that does not fit the model")
         return _Piece(int(r.pane), block(r.plain), [block(d) for d in r.decay], int(r.errors),
-                      warm(r.warm) if r.warm else None)  # fmt: skip
+                      warm(r.warm) if r.warm is not None else None)  # fmt: skip
 
     stage.progress = {int(n): {str(t): float(v) for t, v in m.items()}
                       for n, m in rec.progress.items()}  # fmt: skip
@@ -1515,7 +1676,7 @@ def _set_stage(rec: StageRec, config: MonitorConfig) -> tuple[ModelStage, ModelR
     stage.delay_sum = float(rec.delay_sum)
     stage.waiting = {int(n): (int(p), int(e)) for n, (p, e) in rec.waiting.items()}
     stage.stale = int(rec.stale)
-    stage.warm = {int(p): {int(n): [warm(recs)] if recs else [] for n, recs in parts.items()}
+    stage.warm = {int(p): {int(n): [warm(r)] if r is not None else [] for n, r in parts.items()}
                   for p, parts in rec.warm.items()}  # fmt: skip
     return stage, rules
 
@@ -1526,21 +1687,16 @@ def decode_stages(body: bytes, config: MonitorConfig, engine: Engine) -> dict[st
     :func:`decode_engine` gave it) and the ``engine`` decoded from the same body. A body
     written before one process ran stage 2 (format 2) has none: they are built from the
     windows its engine kept (:func:`stages_from_engine`). FormatError when not valid."""
-    raw = _migrated(body)
-    if "engine" not in raw:
+    keys, parts = _parts(body, {"stages": list[StageRec] | None,
+                                "legacy": dict[int, LegacyRec] | None})  # fmt: skip
+    if "engine" not in keys:
         raise FormatError("not an engine body")
-    if raw.get("stages") is None:
-        try:
-            legacy = msgspec.convert(raw.get("legacy") or {}, dict[int, LegacyRec])
-        except (msgspec.ValidationError, RecursionError) as exc:
-            raise FormatError(f"windows not valid: {str(exc)[:200]}") from None
+    recs = parts.get("stages")
+    if recs is None:
+        legacy = parts.get("legacy") or {}
         if set(legacy) != set(engine.partitions):
             raise FormatError("windows of other partitions than the engine's")
         return stages_from_engine(engine, legacy)
-    try:
-        recs = msgspec.convert(raw["stages"], list[StageRec])
-    except (msgspec.ValidationError, RecursionError) as exc:
-        raise FormatError(f"stages not valid: {str(exc)[:200]}") from None
     if [r.name for r in recs] != [m.name for m in config.models]:
         raise FormatError("stages stored and models configured differ")
     return {r.name: _set_stage(r, config)[0] for r in recs}
@@ -1554,7 +1710,7 @@ def stages_from_engine(engine: Engine, legacy: Mapping[int, LegacyRec]) -> dict[
     partition's chain of deltas starts at its offsets, where the engine's stage 1 goes on."""
     n = len(engine.models)
     windows: dict[int, list[WindowSet]] = {}
-    warmups: dict[int, dict[int, dict[int, list[tuple[Any, ...]]]]] = {}
+    warmups: dict[int, dict[int, dict[int, list[WarmChunk]]]] = {}
     for number, rec in legacy.items():
         if len(rec.windows) != n:
             raise FormatError(f"windows for {len(rec.windows)} models, the config has {n}")
@@ -1596,8 +1752,8 @@ def stages_from_engine(engine: Engine, legacy: Mapping[int, LegacyRec]) -> dict[
             stage.delay_sum += float(state.delay_sum[m])
             stage.waiting[number] = (len(state.join.pending[m]),
                                      early[number][-1] + early[number][m])  # fmt: skip
-            for p, rows in warmups[number].get(m, {}).items():
-                stage.warm.setdefault(p, {})[number] = [chunk_of_rows(stage.model.layout, rows)]
+            for p, chunks in warmups[number].get(m, {}).items():
+                stage.warm.setdefault(p, {})[number] = chunks
             stage.progress[number] = dict(state.max_ts)
             stage.resume(number, state.offsets)
         w._nz = None
@@ -1632,21 +1788,41 @@ def check_envelope(body: bytes, kind: str) -> None:
         raise FormatError(f"not a {kind} body of a known format")
 
 
-def _typed(body: bytes, kind: str, record: type[Any]) -> Any:
-    """A body decoded to plain values, migrated to :data:`FORMAT`, then checked against
-    ``record``; FormatError otherwise."""
-    raw = _migrated(body)
-    if kind not in raw:
+def _typed(body: bytes, kind: str, record: Any) -> Any:
+    """The ``kind`` part of a body as a ``record`` (see :func:`_parts`); FormatError when
+    the body has none or is not valid."""
+    keys, parts = _parts(body, {kind: record})
+    if kind not in keys:
         raise FormatError(f"not a {kind} body of format {FORMAT}")
+    return parts[kind]
+
+
+def _parts(body: bytes, types: Mapping[str, Any]) -> tuple[frozenset[str], dict[str, Any]]:
+    """The names of a body's parts, and those of them named in ``types`` decoded to their
+    type. A body of :data:`FORMAT` is decoded straight from its bytes, each part asked for
+    alone (the others are skipped); an older one is decoded to plain values, migrated
+    (:data:`MIGRATIONS`) and then converted. FormatError when it is not valid."""
     try:
-        return msgspec.convert(raw[kind], record)
-    except (msgspec.ValidationError, RecursionError) as exc:
-        raise FormatError(f"{kind} body not valid: {str(exc)[:200]}") from None
+        top = msgspec.msgpack.decode(body, type=dict[str, msgspec.Raw])
+        version = msgspec.msgpack.decode(top["format"], type=int)
+    except (msgspec.DecodeError, KeyError, RecursionError):
+        version = None  # not one of this format: what _migrated says of it
+    try:
+        if version == FORMAT:
+            parts = {name: msgspec.msgpack.decode(top[name], type=kind)
+                     for name, kind in types.items() if name in top}  # fmt: skip
+            return frozenset(top), parts
+        raw = _migrated(body)
+        parts = {name: msgspec.convert(raw[name], kind)
+                 for name, kind in types.items() if name in raw}  # fmt: skip
+        return frozenset(raw), parts
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+        raise FormatError(f"{'/'.join(types)} body not valid: {str(exc)[:200]}") from None
 
 
 def _migrated(body: bytes) -> dict[str, Any]:
-    """A body decoded to plain values and migrated to :data:`FORMAT`; FormatError when it
-    is not one."""
+    """A body decoded to plain values and, when older, migrated to :data:`FORMAT`;
+    FormatError when it is not one."""
     try:
         raw = msgspec.msgpack.decode(body)
     except (msgspec.DecodeError, RecursionError) as exc:
