@@ -330,52 +330,6 @@ class ModelStage:
             self.advance()
         return True
 
-    def _apply_final(self, delta: PartitionDelta, mine: ModelDelta | None,
-                     idle: frozenset[str], now: float, merges: RowMerges,
-                     final: bool | None = None) -> bool:  # fmt: skip
-        """:meth:`apply_part` (``advance`` False) of a delta that follows the partition's
-        chain and is final (its ``end`` is the partition's durable checkpoint, so nothing
-        of it is kept to undo), whose panes are all open and hold no raw predictions: its
-        row blocks are queued in ``merges`` (run it before the stage's windows are read);
-        ``idle`` is the delta's idle topics, ``now`` the time it is applied. False, with
-        nothing done, for any other delta (:meth:`apply_part` takes it); ``final``: the
-        delta is final and not empty (the same for every stage, asked once per delta by
-        :func:`hand_over`; None: asked here)."""
-        end = delta.end
-        if final is None:
-            final = delta.confirmed == end and delta.base != end
-        if not final:
-            return False
-        number = delta.number
-        chain = self.chains.get(number)
-        if chain is None or chain.history or delta.base != chain.end:
-            return False
-        session = delta.session
-        if session == chain.session:
-            if delta.seq != chain.seq + 1:
-                return False
-        elif session in chain.retired:
-            return False
-        if mine is not None:
-            closed = self.closed_upto
-            for pd in mine.panes:
-                if pd.warm or (closed is not None and pd.pane < closed):
-                    return False
-        # As apply_part: the chain goes on, and (the delta being final) keeps no history.
-        if session != chain.session:
-            if chain.session is not None:
-                chain.retired.add(chain.session)
-            chain.session = session
-        chain.seq = delta.seq
-        if mine is not None:
-            self._add_open(delta, mine, merges)
-        chain.end = end
-        self.progress[number] = delta.progress
-        self.idle[number] = idle
-        self.released.discard(number)
-        self.heard[number] = now
-        return True
-
     def _buffer_errors(self, number: int, pd: PaneDelta) -> None:
         """Keep a pane delta's detector errors (and their times) with partition ``number``'s
         others of the pane, for the detectors when the pane closes."""
@@ -458,10 +412,16 @@ class ModelStage:
                 w.add_sums(pd.pane, None, whole[0], whole[1:])
             if pd.err:
                 self._buffer_errors(number, pd)
+        self._add_counters(number, md, ops)
+
+    def _add_counters(self, number: int, md: ModelDelta, ops: list[Any]) -> None:
+        """Add the counters' increments of partition ``number``'s part ``md`` (those that
+        are arrays, rows of stage 1's handed over in the process, queued in ``ops``, a
+        :class:`~monitor.core.windows.RowMerges`'s, to be added with the blocks:
+        :meth:`RowMerges.add_to <monitor.core.windows.RowMerges.add_to>` of each, inlined),
+        and take its counts of waiting events and its folded slices."""
         counts, delay = md.counts, md.delay
         if isinstance(counts, np.ndarray) and isinstance(delay, np.ndarray):
-            # (rows of stage 1's arrays, handed over in the process: added with the blocks;
-            # merges.add_to of each, inlined)
             ops.append((self.counts, [], counts, [], 0, len(self.counts), 1, None))
             ops.append((self.delay, [], delay, [], 0, len(self.delay), 1, None))
         else:
@@ -1223,19 +1183,120 @@ def flush_together(pending: list[tuple[ModelStage, _Batch]]) -> None:
 def hand_over(stages: list[ModelStage], deltas: list[PartitionDelta]) -> None:
     """Apply ``deltas`` to every stage as :meth:`ModelStage.apply` of each, in the order
     given, with ``advance`` False, does (a process that reads every partition hands a
-    poll's deltas over so): a final delta (see :meth:`ModelStage._apply_final`) has its
-    row blocks queued and added with every other stage's in one pass; any other delta is
-    applied by :meth:`ModelStage.apply_part`, after the blocks queued before it."""
+    poll's deltas over so), stage after stage (each stage's objects are read while they
+    are in the processor's cache; the stages share nothing): a final delta (see
+    :func:`_hand_stage`) has its row blocks queued and added with every other stage's in
+    one pass; any other delta is applied by :meth:`ModelStage.apply_part`, after the blocks
+    queued before it."""
     merges = RowMerges()
     now = time.time()
+    given = []
     for delta in deltas:
-        parts = {md.model: md for md in delta.models}
-        idle = frozenset(delta.idle)
         end = delta.end
-        final = delta.confirmed == end and delta.base != end
-        for stage in stages:
-            mine = parts.get(stage.name)
-            if not stage._apply_final(delta, mine, idle, now, merges, final):
-                merges.run()
-                stage.apply_part(delta, mine, advance=False)
+        given.append((delta, {md.model: md for md in delta.models}, frozenset(delta.idle),
+                      delta.confirmed == end and delta.base != end))  # fmt: skip
+    for stage in stages:
+        _hand_stage(stage, given, now, merges)
     merges.run()
+
+
+def _hand_stage(stage: ModelStage,
+                given: list[tuple[PartitionDelta, dict[str, ModelDelta], frozenset[str], bool]],
+                now: float, merges: RowMerges) -> None:  # fmt: skip
+    """:func:`hand_over` of the deltas ``given`` to ``stage``: each with the parts of its
+    models by name, its idle topics and whether it is final (its ``end`` is the
+    partition's durable checkpoint, so nothing of it is kept to undo) and not empty;
+    ``now`` the time they are applied. A final delta that follows the partition's chain,
+    whose part's panes are all open and hold no raw predictions, is taken as
+    :meth:`ModelStage.apply_part` (``advance`` False) would, with no piece kept to undo
+    it, in one loop over its panes: the chain goes on, the row blocks (and the counters'
+    increments, when they are arrays) are queued in ``merges`` (run it before the stage's
+    windows are read), the detectors' errors buffered. Any other delta is given to
+    :meth:`ModelStage.apply_part`, after the blocks queued before it."""
+    name, chains = stage.name, stage.chains
+    handed, ndarray = HandedPaneDelta, np.ndarray
+    ops: list[Any] = merges.ops  # (the blocks of handed panes: arrays)
+    dirty = merges.dirty
+    for delta, parts, idle, final in given:
+        mine = parts.get(name)
+        number = delta.number
+        chain = chains.get(number)
+        session, seq = delta.session, delta.seq
+        fits = (
+            final and chain is not None and not chain.history and delta.base == chain.end
+            and (seq == chain.seq + 1 if session == chain.session
+                 else session not in chain.retired)
+        )  # fmt: skip
+        plain_lane = True  # every pane a block of some columns of the slice rows as they are
+        if fits and mine is not None:
+            closed = stage.closed_upto
+            low = -math.inf if closed is None else closed
+            for pd in mine.panes:
+                if pd.warm or pd.pane < low:
+                    fits = False
+                    break
+                if (type(pd) is not handed or pd.cols is None or pd.at is None
+                        or type(pd.plain) is not ndarray):  # fmt: skip
+                    plain_lane = False
+            if plain_lane:
+                keys, sent = stage.model.registry.keys, mine.slice_keys
+                plain_lane = keys[: len(sent)] == sent and len(keys) <= stage.windows.rows
+        if not fits:
+            merges.run()
+            stage.apply_part(delta, mine, advance=False)
+            ops, dirty = merges.ops, merges.dirty  # (run made new lists)
+            continue
+        assert chain is not None
+        if session != chain.session:
+            if chain.session is not None:
+                chain.retired.add(chain.session)
+            chain.session = session
+        chain.seq = seq
+        if mine is None:
+            pass
+        elif not plain_lane:
+            stage._add_open(delta, mine, merges)
+            ops, dirty = merges.ops, merges.dirty
+        else:  # _add_open of blocks of some columns of the rows as they are, inlined
+            w = stage.windows
+            opened, opened_decay, width = w.open, w.open_decay, w.width
+            arrays = 1 + len(w.decay_rates)
+            error_panes = stage.error_panes
+            lane: list[HandedPaneDelta] = mine.panes  # type: ignore[assignment]  # (as checked)
+            for pd in lane:
+                pane = pd.pane
+                acc = opened.get(pane)
+                if acc is None:  # a new pane: spare arrays, cleared at merges.run (fresh)
+                    spare = w.spare
+                    made = []
+                    for _ in range(arrays):
+                        if spare:
+                            made.append(spare.pop())
+                            dirty.append(made[-1])
+                        else:
+                            made.append(np.zeros((w.rows, width)))
+                    acc = opened[pane] = made[0]
+                    decayed = opened_decay[pane] = made[1:]
+                    mode = 0
+                else:
+                    decayed = opened_decay[pane]
+                    mode = 1
+                rows = pd.rows
+                ops.append((acc, decayed, pd.plain, pd.decay,
+                            rows[0] if len(rows) == 1 else pd.at, width, mode, pd.cols))
+                if pd.err:  # _buffer_errors, inlined where the pane holds errors already
+                    held = error_panes.get(pane)
+                    buffered = None if held is None else held.get(number)
+                    if held is None:
+                        stage._buffer_errors(number, pd)
+                    elif buffered is None:  # its lists are no one else's: kept as they are
+                        held[number] = (pd.err_ts, pd.err)
+                    else:
+                        buffered[0].extend(pd.err_ts)
+                        buffered[1].extend(pd.err)
+            stage._add_counters(number, mine, ops)
+        chain.end = delta.end
+        stage.progress[number] = delta.progress
+        stage.idle[number] = idle
+        stage.released.discard(number)
+        stage.heard[number] = now
