@@ -1050,8 +1050,19 @@ def _model_indices(engine: Engine, names: list[str | None]) -> list[int]:
     event when there is one model."""
     if len(engine.models) == 1:
         return [0] * len(names)
-    index: dict[str | None, int] = {m.name: m.index for m in engine.models}
-    return list(map(index.__getitem__, names))
+    return list(map(_model_index(engine).__getitem__, names))
+
+
+#: Each engine's model index by model name (see :func:`_model_index`).
+_INDEX: weakref.WeakKeyDictionary[Engine, dict[str | None, int]] = weakref.WeakKeyDictionary()
+
+
+def _model_index(engine: Engine) -> dict[str | None, int]:
+    """Each model's index by its name (kept beside the engine: its models do not change)."""
+    index = _INDEX.get(engine)
+    if index is None:
+        index = _INDEX[engine] = {m.name: m.index for m in engine.models}
+    return index
 
 
 def _registry_cut(
@@ -1591,14 +1602,12 @@ def _predictions(
     )
     groups = _group(parts, model_of)
     plain: dict[int, _PlainGroups] = {}
-    followed = None
+    followed = _marked(len(ids), fused_at) if fused_at else None
     models = engine.models
     if any(m >= 0 and not models[m].warmup_target for m in {m for m, _ in groups}):
         odd_ids = found_before | set(retried) if retried else found_before
         plain = _plain_models(engine, groups, events, ids, labels, at_l, parts, model_of,
                               fused, fused_at, odd_ids)  # fmt: skip
-        if fused_at:
-            followed = _marked(len(ids), fused_at)
     takes: list[tuple[int, list[I64], Callable[[_Waiting], None]]] = []
     if plain:
         _plan_plains(engine, split, plain, events, ids, at, ts, score, ok, fused, followed, takes)
@@ -1612,9 +1621,9 @@ def _predictions(
             continue
         group = _pick(events, rows)
         pids = _pick(ids, rows)
-        # The rows of the predictions a label message of this poll follows (a C loop), and
-        # those (poll index, label) pairs.
-        later = _contained_at(pids, fused) if fused else []
+        # The rows of the predictions a label message of this poll follows, and those (poll
+        # index, label) pairs.
+        later = followed[sel].nonzero()[0].tolist() if followed is not None else []
         hits = list(map(fused.__getitem__, _pick(pids, later))) if later else []
         if m < 0:
             split.reject(at[sel])  # unknown model
@@ -1682,7 +1691,7 @@ def _predictions(
             dup = matched.keys() & pids if matched else set()
         held = join.pending[m].contains_many(pids)
         if held.any():
-            dup |= {pid for pid, h in zip(pids, held.tolist(), strict=True) if h}
+            dup.update(_pick(pids, held.nonzero()[0]))
         got = list(map(join.early.get, pids)) if join.early else []  # each id's early label
         valid = ok[sel] & pred_ok & label_ok
         good = valid & pair_ok
@@ -1691,7 +1700,7 @@ def _predictions(
         from_early = np.zeros(len(group), dtype=bool)
         dropped: list[tuple[int, str]] = []  # early labels rejected now: (row, reason)
         if dup:  # a duplicate is rejected, unless its label message would then join
-            repeat = np.array([pid in dup for pid in pids], dtype=bool)
+            repeat = _marked(len(pids), _contained_at(pids, dup))
             alone |= good & repeat & has_later
             good &= ~repeat
         if got and got.count(None) < len(got):  # the rows with an early label, and those
@@ -2558,7 +2567,7 @@ def _labels(
 ) -> None:
     """Plan the labels per named model and partition: joins with their waiting
     predictions, early labels (:func:`_plan_early`) and rejects."""
-    index = {m.name: m.index for m in engine.models}
+    index = _model_index(engine)
     at_l, events = _unpaired(pairs)
     at = native.int64_column(at_l)  # one C loop (numpy: a pack call per int)
     names, every_id, values = _attrs(events, ("model", "prediction_id", "label"))
