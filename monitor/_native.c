@@ -5446,6 +5446,138 @@ done:
     return result;
 }
 
+/* ---------------------------------------------------------------- a scatter's group blocks
+ * The lists of a scatter's groups' rows, columns and blocks (monitor/core/layout.py,
+ * _group_blocks): each group's views of the arrays the pane kernels filled, made in one C
+ * loop over the hundreds of groups of a poll (of a sparse stream, of many models) instead
+ * of a few bytecodes and calls per view. The views are numpy's own (the arrays sliced,
+ * then reshaped by their method), the same ones the Python loop makes. */
+
+static PyObject *blocks_reshape_name = NULL; /* "reshape", interned on first use */
+
+/* The Py_ssize_t of item i of the list o, or -1 with an error set. */
+static Py_ssize_t
+list_size_at(PyObject *o, Py_ssize_t i)
+{
+    Py_ssize_t v = PyLong_AsSsize_t(PyList_GET_ITEM(o, i));
+    if (v < 0 && !PyErr_Occurred())
+        PyErr_SetString(PyExc_ValueError, "bounds: non-negative ints expected");
+    return v;
+}
+
+PyDoc_STRVAR(group_blocks_doc,
+"group_blocks(row, bounds, cols, cbounds, at, starts, outs, kinds, width)\n"
+"-> (rows, cols, plain, decay)\n\n"
+"layout._group_blocks' lists, for groups of one call of the pane kernels (bounds, cbounds\n"
+"and at: lists of ints, one more than the groups; starts: the first cell of each array of\n"
+"outs, then the cells; cols: None when every group holds every column): group i's rows\n"
+"row[bounds[i]:bounds[i + 1]], its columns None (cols None, or all width of them) or\n"
+"cols[cbounds[i]:cbounds[i + 1]], and its block of kinds (rows, columns) arrays, the\n"
+"cells at[i] to at[i + 1] of the array of outs that holds them, reshaped: the first its\n"
+"plain sums, the others (a list) its decayed sums.");
+
+static PyObject *
+group_blocks(PyObject *self, PyObject *args)
+{
+    PyObject *row, *bounds, *cols, *cbounds, *at, *starts, *outs;
+    Py_ssize_t kinds, width;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OO!OO!O!O!O!nn", &row, &PyList_Type, &bounds, &cols,
+                          &PyList_Type, &cbounds, &PyList_Type, &at, &PyList_Type, &starts,
+                          &PyList_Type, &outs, &kinds, &width))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(bounds) - 1, top = PyList_GET_SIZE(outs) - 1;
+    if (n < 0 || PyList_GET_SIZE(cbounds) != n + 1 || PyList_GET_SIZE(at) < n + 1 ||
+        top < 0 || PyList_GET_SIZE(starts) < top + 1 || kinds < 1) {
+        PyErr_SetString(PyExc_ValueError,
+                        "bounds, cbounds and at: one more than the groups; an array of outs "
+                        "per start; kinds >= 1 expected");
+        return NULL;
+    }
+    if (blocks_reshape_name == NULL &&
+        (blocks_reshape_name = PyUnicode_InternFromString("reshape")) == NULL)
+        return NULL;
+    PyObject *l_rows = PyList_New(n), *l_cols = PyList_New(n), *l_plain = PyList_New(n),
+             *l_decay = PyList_New(n), *result = NULL;
+    if (l_rows == NULL || l_cols == NULL || l_plain == NULL || l_decay == NULL)
+        goto done;
+    Py_ssize_t a = list_size_at(bounds, 0), c = list_size_at(cbounds, 0), o = list_size_at(at, 0);
+    if (a < 0 || c < 0 || o < 0)
+        goto done;
+    Py_ssize_t j = 0, base = list_size_at(starts, 0), next = -1;
+    if (base < 0 || (top > 0 && (next = list_size_at(starts, 1)) < 0))
+        goto done;
+    PyObject *out = PyList_GET_ITEM(outs, 0);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t b = list_size_at(bounds, i + 1), d = list_size_at(cbounds, i + 1),
+                   end = list_size_at(at, i + 1);
+        if (b < 0 || d < 0 || end < 0)
+            goto done;
+        if (j < top && next <= o && o < end) { /* a block in a later array */
+            while (j < top && next <= o) {
+                j++;
+                base = next;
+                if (j < top && (next = list_size_at(starts, j + 1)) < 0)
+                    goto done;
+            }
+            out = PyList_GET_ITEM(outs, j);
+        }
+        PyObject *v = PySequence_GetSlice(row, a, b);
+        if (v == NULL)
+            goto done;
+        PyList_SET_ITEM(l_rows, i, v);
+        if (cols == Py_None || d - c == width)
+            v = Py_NewRef(Py_None);
+        else if ((v = PySequence_GetSlice(cols, c, d)) == NULL)
+            goto done;
+        PyList_SET_ITEM(l_cols, i, v);
+        PyObject *flat = PySequence_GetSlice(out, o - base, end - base);
+        if (flat == NULL)
+            goto done;
+        PyObject *shape = Py_BuildValue("(nnn)", kinds, b - a, d - c);
+        PyObject *block = NULL;
+        if (shape != NULL)
+            block = PyObject_CallMethodObjArgs(flat, blocks_reshape_name, shape, NULL);
+        Py_DECREF(flat);
+        Py_XDECREF(shape);
+        if (block == NULL)
+            goto done;
+        PyObject *plain = PySequence_GetItem(block, 0), *decay = NULL;
+        if (plain != NULL) {
+            if (kinds == 2) { /* [block[1]] */
+                PyObject *one_kind = PySequence_GetItem(block, 1);
+                if (one_kind != NULL && (decay = PyList_New(1)) != NULL)
+                    PyList_SET_ITEM(decay, 0, one_kind);
+                else
+                    Py_XDECREF(one_kind);
+            } else { /* list(block[1:]) */
+                PyObject *rest = PySequence_GetSlice(block, 1, kinds);
+                if (rest != NULL) {
+                    decay = PySequence_List(rest);
+                    Py_DECREF(rest);
+                }
+            }
+        }
+        Py_DECREF(block);
+        if (plain == NULL || decay == NULL) {
+            Py_XDECREF(plain);
+            goto done;
+        }
+        PyList_SET_ITEM(l_plain, i, plain);
+        PyList_SET_ITEM(l_decay, i, decay);
+        a = b;
+        c = d;
+        o = end;
+    }
+    result = PyTuple_Pack(4, l_rows, l_cols, l_plain, l_decay);
+done:
+    Py_XDECREF(l_rows);
+    Py_XDECREF(l_cols);
+    Py_XDECREF(l_plain);
+    Py_XDECREF(l_decay);
+    return result;
+}
+
 /* ---------------------------------------------------------------- group sums
  * Each group's sum of a column of float64 values, as np.add.reduce of the group's slice
  * sums it (monitor/core/engine.py, Engine._label_delays): numpy's pairwise summation
@@ -6498,6 +6630,7 @@ static PyMethodDef methods[] = {
     /* ---- a topic's checked events ---- */
     {"checked_events", checked_events, METH_VARARGS, checked_events_doc},
     {"signal_lines", signal_lines, METH_VARARGS, signal_lines_doc},
+    {"group_blocks", group_blocks, METH_VARARGS, group_blocks_doc},
     {NULL, NULL, 0, NULL},
 };
 
