@@ -3828,6 +3828,199 @@ bad:
     return NULL;
 }
 
+/* ---------------------------------------------------------------- a pane close's errors in order
+ * Each closed pane's buffered errors in the stable order of their event times (monitor/core/
+ * model.py, ordered_errors, for every pane of a batch closed together): the permutation
+ * numpy's stable argsort gives (ties kept in input order, NaN times last), found by an
+ * insertion sort of a pane's few errors or a merge sort of many, in one call for the
+ * panes of a batch (a sparse stream's backlog of ~90 panes a poll; a poll of 100 models,
+ * one pane each of 100 models), not a sort with a Python key per pane. */
+
+/* numpy's order of float keys: a NaN after every number, NaNs equal. */
+static inline int
+time_before(double a, double b)
+{
+    return a < b || (b != b && a == a);
+}
+
+/* Sort idx[0..n) stably by key[idx[i]] (tmp: n items of room). */
+static void
+stable_order(Py_ssize_t *idx, Py_ssize_t *tmp, Py_ssize_t n, const double *key)
+{
+    if (n <= 16) {
+        for (Py_ssize_t i = 1; i < n; i++) {
+            Py_ssize_t v = idx[i], j = i;
+            for (; j > 0 && time_before(key[v], key[idx[j - 1]]); j--)
+                idx[j] = idx[j - 1];
+            idx[j] = v;
+        }
+        return;
+    }
+    Py_ssize_t half = n / 2;
+    stable_order(idx, tmp, half, key);
+    stable_order(idx + half, tmp, n - half, key);
+    if (!time_before(key[idx[half]], key[idx[half - 1]]))
+        return; /* already in order */
+    memcpy(tmp, idx, (size_t)half * sizeof(Py_ssize_t));
+    Py_ssize_t i = 0, j = half, k = 0;
+    while (i < half && j < n) /* a right one first only when strictly before */
+        idx[k++] = time_before(key[idx[j]], key[tmp[i]]) ? idx[j++] : tmp[i++];
+    while (i < half)
+        idx[k++] = tmp[i++];
+}
+
+PyDoc_STRVAR(ordered_errors_doc,
+"ordered_errors(taken) -> list | None\n\n"
+"For each (times, errors) pair of lists of taken, model.ordered_errors(times, errors): the\n"
+"errors (their objects) in the stable order of their times (float objects; numpy's\n"
+"stable argsort's order, NaN last), the errors list itself when there are fewer than two\n"
+"times. None, with nothing done, when a time is not a float or an errors list is\n"
+"shorter than its times (the Python code takes those).");
+
+static PyObject *
+ordered_errors(PyObject *self, PyObject *args)
+{
+    PyObject *taken;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!", &PyList_Type, &taken))
+        return NULL;
+    Py_ssize_t panes = PyList_GET_SIZE(taken), most = 0;
+    for (Py_ssize_t p = 0; p < panes; p++) {
+        PyObject *pair = PyList_GET_ITEM(taken, p);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 ||
+            !PyList_Check(PyTuple_GET_ITEM(pair, 0)) || !PyList_Check(PyTuple_GET_ITEM(pair, 1))) {
+            PyErr_SetString(PyExc_TypeError, "taken: (times, errors) pairs of lists expected");
+            return NULL;
+        }
+        PyObject *ts = PyTuple_GET_ITEM(pair, 0), *errors = PyTuple_GET_ITEM(pair, 1);
+        Py_ssize_t n = PyList_GET_SIZE(ts);
+        if (n < 2)
+            continue;
+        if (PyList_GET_SIZE(errors) < n)
+            Py_RETURN_NONE;
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (!PyFloat_CheckExact(PyList_GET_ITEM(ts, i)))
+                Py_RETURN_NONE;
+        if (n > most)
+            most = n;
+    }
+    double *key = PyMem_Malloc((most ? (size_t)most : 1) * sizeof(double));
+    Py_ssize_t *idx = PyMem_Malloc((most ? (size_t)most : 1) * sizeof(Py_ssize_t));
+    Py_ssize_t *tmp = PyMem_Malloc((most ? (size_t)most : 1) * sizeof(Py_ssize_t));
+    PyObject *out = PyList_New(panes);
+    if (key == NULL || idx == NULL || tmp == NULL || out == NULL) {
+        if (out != NULL)
+            PyErr_NoMemory();
+        Py_CLEAR(out);
+        goto done;
+    }
+    for (Py_ssize_t p = 0; p < panes; p++) {
+        PyObject *pair = PyList_GET_ITEM(taken, p);
+        PyObject *ts = PyTuple_GET_ITEM(pair, 0), *errors = PyTuple_GET_ITEM(pair, 1);
+        Py_ssize_t n = PyList_GET_SIZE(ts);
+        if (n < 2) {
+            PyList_SET_ITEM(out, p, Py_NewRef(errors));
+            continue;
+        }
+        for (Py_ssize_t i = 0; i < n; i++) {
+            key[i] = PyFloat_AS_DOUBLE(PyList_GET_ITEM(ts, i));
+            idx[i] = i;
+        }
+        stable_order(idx, tmp, n, key);
+        PyObject *mine = PyList_New(n);
+        if (mine == NULL) {
+            Py_CLEAR(out);
+            goto done;
+        }
+        for (Py_ssize_t i = 0; i < n; i++)
+            PyList_SET_ITEM(mine, i, Py_NewRef(PyList_GET_ITEM(errors, idx[i])));
+        PyList_SET_ITEM(out, p, mine);
+    }
+done:
+    PyMem_Free(key);
+    PyMem_Free(idx);
+    PyMem_Free(tmp);
+    return out;
+}
+
+/* ---------------------------------------------------------------- a CUSUM fed panes
+ * The integer CUSUM of monitor/core/detectors.py (CalibratedCusum._fed) fed each pane's
+ * errors in turn, past its warmup: S += (m if x > cut else 0) - r, an alarm (S back to 0)
+ * when S > h, else S at least 0. Python ints there, int64 here (the calibrated numbers are
+ * small: S stays within h + m), the same comparisons of the same doubles: the same counts
+ * and state, without a bytecode loop over every error of every pane. */
+
+#define CUSUM_BOUND ((long long)1 << 60) /* m, r, h and S beyond it: the Python loop */
+
+PyDoc_STRVAR(cusum_panes_doc,
+"cusum_panes(panes, cut, m, r, h, s, detected) -> (alarms, s, detected) | None\n\n"
+"CalibratedCusum._fed: feed the errors of each list of panes (float objects) in turn to\n"
+"the integer CUSUM of state s (an int) and detected (a bool), with its cut (a float) and\n"
+"its m, r and h (ints); the alarms of each pane (a list of ints), and the state after.\n"
+"None, with nothing done, when panes is not a list of lists of floats or a number is not\n"
+"an int within 2**60 (the Python loop takes those).");
+
+static PyObject *
+cusum_panes(PyObject *self, PyObject *args)
+{
+    PyObject *panes, *o_m, *o_r, *o_h, *o_s;
+    double cut;
+    int detected;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OdOOOOp", &panes, &cut, &o_m, &o_r, &o_h, &o_s, &detected))
+        return NULL;
+    if (!PyList_Check(panes))
+        Py_RETURN_NONE;
+    PyObject *ints[4] = {o_m, o_r, o_h, o_s};
+    long long v[4];
+    for (int i = 0; i < 4; i++) {
+        if (!PyLong_CheckExact(ints[i]))
+            Py_RETURN_NONE;
+        int over = 0;
+        v[i] = PyLong_AsLongLongAndOverflow(ints[i], &over);
+        if (v[i] == -1 && PyErr_Occurred())
+            return NULL;
+        if (over || v[i] > CUSUM_BOUND || v[i] < -CUSUM_BOUND)
+            Py_RETURN_NONE;
+    }
+    long long m = v[0], r = v[1], h = v[2], s = v[3];
+    Py_ssize_t n = PyList_GET_SIZE(panes);
+    for (Py_ssize_t p = 0; p < n; p++) {
+        PyObject *values = PyList_GET_ITEM(panes, p);
+        if (!PyList_Check(values))
+            Py_RETURN_NONE;
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(values); i++)
+            if (!PyFloat_CheckExact(PyList_GET_ITEM(values, i)))
+                Py_RETURN_NONE;
+    }
+    PyObject *alarms = PyList_New(n);
+    if (alarms == NULL)
+        return NULL;
+    for (Py_ssize_t p = 0; p < n; p++) {
+        PyObject *values = PyList_GET_ITEM(panes, p);
+        long found = 0;
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(values); i++) {
+            s += (PyFloat_AS_DOUBLE(PyList_GET_ITEM(values, i)) > cut ? m : 0) - r;
+            if (s > h) {
+                s = 0;
+                detected = 1;
+                found++;
+            } else {
+                if (s < 0)
+                    s = 0;
+                detected = 0;
+            }
+        }
+        PyObject *count = PyLong_FromLong(found);
+        if (count == NULL) {
+            Py_DECREF(alarms);
+            return NULL;
+        }
+        PyList_SET_ITEM(alarms, p, count);
+    }
+    return Py_BuildValue("(NLO)", alarms, s, detected ? Py_True : Py_False);
+}
+
 /* ---------------------------------------------------------------- drift and detector numbers
  * The chi-square survival function of monitor/core/drift.py (chi2_sf) and the exact average
  * run length of an integer CUSUM of monitor/core/detectors.py (bernoulli_cusum_arl), which
@@ -6631,6 +6824,8 @@ static PyMethodDef methods[] = {
     {"checked_events", checked_events, METH_VARARGS, checked_events_doc},
     {"signal_lines", signal_lines, METH_VARARGS, signal_lines_doc},
     {"group_blocks", group_blocks, METH_VARARGS, group_blocks_doc},
+    {"ordered_errors", ordered_errors, METH_VARARGS, ordered_errors_doc},
+    {"cusum_panes", cusum_panes, METH_VARARGS, cusum_panes_doc},
     {NULL, NULL, 0, NULL},
 };
 
