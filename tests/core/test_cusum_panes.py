@@ -15,16 +15,8 @@ import pytest
 from monitor import native
 from monitor.core.detectors import CalibratedCusum
 
-
-def _compiled() -> Any:
-    """The compiled module, on or off (the kernel is called, not the code that uses it)."""
-    if not native.available():
-        pytest.skip("monitor._native is not built (see test_native.py)")
-    before = native.use(True)
-    try:
-        return native.kernels()
-    finally:
-        native.use(before)
+#: The compiled module, whether its kernels are on or off: these tests call the kernel itself.
+_native = pytest.importorskip("monitor._native", reason="not built (see test_native.py)")
 
 
 def _python(panes: list[Any], cut: float, m: int, r: int, h: int, s: int,
@@ -42,7 +34,7 @@ def _python(panes: list[Any], cut: float, m: int, r: int, h: int, s: int,
 
 @pytest.mark.parametrize("seed", range(30))
 def test_the_compiled_cusum_is_the_python_loop(seed: int) -> None:
-    compiled = _compiled()
+    compiled = _native
     rng = np.random.default_rng(seed)
     if seed % 3 == 0:  # a calibrated CUSUM's numbers
         det = CalibratedCusum(reference_error=float(rng.uniform(0.01, 0.4)),
@@ -68,7 +60,7 @@ def test_the_compiled_cusum_is_the_python_loop(seed: int) -> None:
 
 
 def test_the_python_loop_takes_what_the_kernel_does_not() -> None:
-    compiled = _compiled()
+    compiled = _native
     assert compiled.cusum_panes([[1.0, 1]], 0.5, 3, 1, 4, 0, False) is None  # an int error
     assert compiled.cusum_panes([(1.0,)], 0.5, 3, 1, 4, 0, False) is None  # not a list
     assert compiled.cusum_panes(((1.0,),), 0.5, 3, 1, 4, 0, False) is None

@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from monitor import native
 from monitor.core import layout
 from monitor.core.layout import GroupBlocks
 
@@ -41,15 +40,8 @@ def _groups(seed: int, rates: int, whole: bool, piece: int) -> tuple[Any, ...]:
     return row, bounds, cols, cbounds, at, starts, outs, rates, width
 
 
-def _compiled() -> Any:
-    """The compiled module, on or off (the kernel is called, not the code that uses it)."""
-    if not native.available():
-        pytest.skip("monitor._native is not built (see test_native.py)")
-    before = native.use(True)
-    try:
-        return native.kernels()
-    finally:
-        native.use(before)
+#: The compiled module, whether its kernels are on or off: these tests call the kernel itself.
+_native = pytest.importorskip("monitor._native", reason="not built (see test_native.py)")
 
 
 def _base(a: np.ndarray) -> Any:
@@ -73,7 +65,7 @@ def _same(x: np.ndarray | None, y: np.ndarray | None) -> bool:
 def test_the_compiled_group_blocks_are_the_python_loop_s_views(
     piece: int, whole: bool, rates: int
 ) -> None:
-    compiled = _compiled()
+    compiled = _native
     for seed in range(8):
         args = _groups(seed * 31 + rates, rates, whole, piece)
         row, bounds, cols, cbounds, at, starts, outs, rates_, width = args
@@ -90,7 +82,7 @@ def test_the_compiled_group_blocks_are_the_python_loop_s_views(
 
 
 def test_the_compiled_group_blocks_check_what_they_are_given() -> None:
-    compiled = _compiled()
+    compiled = _native
     row, out = np.zeros(2, np.int64), np.zeros(4)
     with pytest.raises(ValueError, match="one more than the groups"):  # cbounds short
         compiled.group_blocks(row, [0, 2], None, [0], [0, 4], [0, 4], [out], 2, 1)

@@ -7,7 +7,6 @@ signed zeros, infinities and NaN; and its checks of what it is given."""
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 import pytest
@@ -15,16 +14,8 @@ import pytest
 from monitor import native
 from monitor.core.model import ordered_errors, ordered_panes
 
-
-def _compiled() -> Any:
-    """The compiled module, on or off (the kernel is called, not the code that uses it)."""
-    if not native.available():
-        pytest.skip("monitor._native is not built (see test_native.py)")
-    before = native.use(True)
-    try:
-        return native.kernels()
-    finally:
-        native.use(before)
+#: The compiled module, whether its kernels are on or off: these tests call the kernel itself.
+_native = pytest.importorskip("monitor._native", reason="not built (see test_native.py)")
 
 
 def _panes(seed: int) -> list[tuple[list[float], list[float]]]:
@@ -44,7 +35,7 @@ def _panes(seed: int) -> list[tuple[list[float], list[float]]]:
 
 @pytest.mark.parametrize("seed", range(40))
 def test_the_compiled_order_is_numpy_s_stable_order(seed: int) -> None:
-    compiled = _compiled()
+    compiled = _native
     taken = _panes(seed)
     got = compiled.ordered_errors(taken)
     assert len(got) == len(taken)
@@ -59,7 +50,7 @@ def test_the_compiled_order_is_numpy_s_stable_order(seed: int) -> None:
 
 
 def test_ordered_panes_with_and_without_the_kernel() -> None:
-    compiled = _compiled()
+    compiled = _native
     taken = [([3.0, 1.0, 2.0], [0.3, 0.1, 0.2]), ([1, 0], [0.5, 0.25]), ([], [])]
     assert compiled.ordered_errors(taken) is None  # an int time: the Python code takes it
     assert compiled.ordered_errors([([2.0, 1.0], [0.5])]) is None  # errors too short
@@ -78,7 +69,7 @@ def test_ordered_panes_with_and_without_the_kernel() -> None:
 
 
 def test_the_compiled_order_checks_what_it_is_given() -> None:
-    compiled = _compiled()
+    compiled = _native
     with pytest.raises(TypeError):
         compiled.ordered_errors([([1.0], [1.0], [1.0])])
     with pytest.raises(TypeError):
