@@ -3874,24 +3874,25 @@ PyDoc_STRVAR(ordered_errors_doc,
 "For each (times, errors) pair of lists of taken, model.ordered_errors(times, errors): the\n"
 "errors (their objects) in the stable order of their times (float objects; numpy's\n"
 "stable argsort's order, NaN last), the errors list itself when there are fewer than two\n"
-"times. None, with nothing done, when a time is not a float or an errors list is\n"
-"shorter than its times (the Python code takes those).");
+"times. None, with nothing done, when taken is not a list of (times, errors) tuples of\n"
+"lists, a time is not a float or an errors list is shorter than its times (the Python\n"
+"code takes those).");
 
 static PyObject *
 ordered_errors(PyObject *self, PyObject *args)
 {
     PyObject *taken;
     (void)self;
-    if (!PyArg_ParseTuple(args, "O!", &PyList_Type, &taken))
+    if (!PyArg_ParseTuple(args, "O", &taken))
         return NULL;
+    if (!PyList_Check(taken))
+        Py_RETURN_NONE;
     Py_ssize_t panes = PyList_GET_SIZE(taken), most = 0;
     for (Py_ssize_t p = 0; p < panes; p++) {
         PyObject *pair = PyList_GET_ITEM(taken, p);
         if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 ||
-            !PyList_Check(PyTuple_GET_ITEM(pair, 0)) || !PyList_Check(PyTuple_GET_ITEM(pair, 1))) {
-            PyErr_SetString(PyExc_TypeError, "taken: (times, errors) pairs of lists expected");
-            return NULL;
-        }
+            !PyList_Check(PyTuple_GET_ITEM(pair, 0)) || !PyList_Check(PyTuple_GET_ITEM(pair, 1)))
+            Py_RETURN_NONE;
         PyObject *ts = PyTuple_GET_ITEM(pair, 0), *errors = PyTuple_GET_ITEM(pair, 1);
         Py_ssize_t n = PyList_GET_SIZE(ts);
         if (n < 2)
