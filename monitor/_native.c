@@ -3828,6 +3828,200 @@ bad:
     return NULL;
 }
 
+/* ---------------------------------------------------------------- a pane close's errors in order
+ * Each closed pane's buffered errors in the stable order of their event times (monitor/core/
+ * model.py, ordered_errors, for every pane of a batch closed together): the permutation
+ * numpy's stable argsort gives (ties kept in input order, NaN times last), found by an
+ * insertion sort of a pane's few errors or a merge sort of many, in one call for the
+ * panes of a batch (a sparse stream's backlog of ~90 panes a poll; a poll of 100 models,
+ * one pane each of 100 models), not a sort with a Python key per pane. */
+
+/* numpy's order of float keys: a NaN after every number, NaNs equal. */
+static inline int
+time_before(double a, double b)
+{
+    return a < b || (b != b && a == a);
+}
+
+/* Sort idx[0..n) stably by key[idx[i]] (tmp: n items of room). */
+static void
+stable_order(Py_ssize_t *idx, Py_ssize_t *tmp, Py_ssize_t n, const double *key)
+{
+    if (n <= 16) {
+        for (Py_ssize_t i = 1; i < n; i++) {
+            Py_ssize_t v = idx[i], j = i;
+            for (; j > 0 && time_before(key[v], key[idx[j - 1]]); j--)
+                idx[j] = idx[j - 1];
+            idx[j] = v;
+        }
+        return;
+    }
+    Py_ssize_t half = n / 2;
+    stable_order(idx, tmp, half, key);
+    stable_order(idx + half, tmp, n - half, key);
+    if (!time_before(key[idx[half]], key[idx[half - 1]]))
+        return; /* already in order */
+    memcpy(tmp, idx, (size_t)half * sizeof(Py_ssize_t));
+    Py_ssize_t i = 0, j = half, k = 0;
+    while (i < half && j < n) /* a right one first only when strictly before */
+        idx[k++] = time_before(key[idx[j]], key[tmp[i]]) ? idx[j++] : tmp[i++];
+    while (i < half)
+        idx[k++] = tmp[i++];
+}
+
+PyDoc_STRVAR(ordered_errors_doc,
+"ordered_errors(taken) -> list | None\n\n"
+"For each (times, errors) pair of lists of taken, model.ordered_errors(times, errors): the\n"
+"errors (their objects) in the stable order of their times (float objects; numpy's\n"
+"stable argsort's order, NaN last), the errors list itself when there are fewer than two\n"
+"times. None, with nothing done, when taken is not a list of (times, errors) tuples of\n"
+"lists, a time is not a float or an errors list is shorter than its times (the Python\n"
+"code takes those).");
+
+static PyObject *
+ordered_errors(PyObject *self, PyObject *args)
+{
+    PyObject *taken;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O", &taken))
+        return NULL;
+    if (!PyList_Check(taken))
+        Py_RETURN_NONE;
+    Py_ssize_t panes = PyList_GET_SIZE(taken), most = 0;
+    for (Py_ssize_t p = 0; p < panes; p++) {
+        PyObject *pair = PyList_GET_ITEM(taken, p);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 ||
+            !PyList_Check(PyTuple_GET_ITEM(pair, 0)) || !PyList_Check(PyTuple_GET_ITEM(pair, 1)))
+            Py_RETURN_NONE;
+        PyObject *ts = PyTuple_GET_ITEM(pair, 0), *errors = PyTuple_GET_ITEM(pair, 1);
+        Py_ssize_t n = PyList_GET_SIZE(ts);
+        if (n < 2)
+            continue;
+        if (PyList_GET_SIZE(errors) < n)
+            Py_RETURN_NONE;
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (!PyFloat_CheckExact(PyList_GET_ITEM(ts, i)))
+                Py_RETURN_NONE;
+        if (n > most)
+            most = n;
+    }
+    double *key = PyMem_Malloc((most ? (size_t)most : 1) * sizeof(double));
+    Py_ssize_t *idx = PyMem_Malloc((most ? (size_t)most : 1) * sizeof(Py_ssize_t));
+    Py_ssize_t *tmp = PyMem_Malloc((most ? (size_t)most : 1) * sizeof(Py_ssize_t));
+    PyObject *out = PyList_New(panes);
+    if (key == NULL || idx == NULL || tmp == NULL || out == NULL) {
+        if (out != NULL)
+            PyErr_NoMemory();
+        Py_CLEAR(out);
+        goto done;
+    }
+    for (Py_ssize_t p = 0; p < panes; p++) {
+        PyObject *pair = PyList_GET_ITEM(taken, p);
+        PyObject *ts = PyTuple_GET_ITEM(pair, 0), *errors = PyTuple_GET_ITEM(pair, 1);
+        Py_ssize_t n = PyList_GET_SIZE(ts);
+        if (n < 2) {
+            PyList_SET_ITEM(out, p, Py_NewRef(errors));
+            continue;
+        }
+        for (Py_ssize_t i = 0; i < n; i++) {
+            key[i] = PyFloat_AS_DOUBLE(PyList_GET_ITEM(ts, i));
+            idx[i] = i;
+        }
+        stable_order(idx, tmp, n, key);
+        PyObject *mine = PyList_New(n);
+        if (mine == NULL) {
+            Py_CLEAR(out);
+            goto done;
+        }
+        for (Py_ssize_t i = 0; i < n; i++)
+            PyList_SET_ITEM(mine, i, Py_NewRef(PyList_GET_ITEM(errors, idx[i])));
+        PyList_SET_ITEM(out, p, mine);
+    }
+done:
+    PyMem_Free(key);
+    PyMem_Free(idx);
+    PyMem_Free(tmp);
+    return out;
+}
+
+/* ---------------------------------------------------------------- a CUSUM fed panes
+ * The integer CUSUM of monitor/core/detectors.py (CalibratedCusum._fed) fed each pane's
+ * errors in turn, past its warmup: S += (m if x > cut else 0) - r, an alarm (S back to 0)
+ * when S > h, else S at least 0. Python ints there, int64 here (the calibrated numbers are
+ * small: S stays within h + m), the same comparisons of the same doubles: the same counts
+ * and state, without a bytecode loop over every error of every pane. */
+
+#define CUSUM_BOUND ((long long)1 << 60) /* m, r, h and S beyond it: the Python loop */
+
+PyDoc_STRVAR(cusum_panes_doc,
+"cusum_panes(panes, cut, m, r, h, s, detected) -> (alarms, s, detected) | None\n\n"
+"CalibratedCusum._fed: feed the errors of each list of panes (float objects) in turn to\n"
+"the integer CUSUM of state s (an int) and detected (a bool), with its cut (a float) and\n"
+"its m, r and h (ints); the alarms of each pane (a list of ints), and the state after.\n"
+"None, with nothing done, when panes is not a list of lists of floats or a number is not\n"
+"an int within 2**60 (the Python loop takes those).");
+
+static PyObject *
+cusum_panes(PyObject *self, PyObject *args)
+{
+    PyObject *panes, *o_m, *o_r, *o_h, *o_s;
+    double cut;
+    int detected;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OdOOOOp", &panes, &cut, &o_m, &o_r, &o_h, &o_s, &detected))
+        return NULL;
+    if (!PyList_Check(panes))
+        Py_RETURN_NONE;
+    PyObject *ints[4] = {o_m, o_r, o_h, o_s};
+    long long v[4];
+    for (int i = 0; i < 4; i++) {
+        if (!PyLong_CheckExact(ints[i]))
+            Py_RETURN_NONE;
+        int over = 0;
+        v[i] = PyLong_AsLongLongAndOverflow(ints[i], &over);
+        if (v[i] == -1 && PyErr_Occurred())
+            return NULL;
+        if (over || v[i] > CUSUM_BOUND || v[i] < -CUSUM_BOUND)
+            Py_RETURN_NONE;
+    }
+    long long m = v[0], r = v[1], h = v[2], s = v[3];
+    Py_ssize_t n = PyList_GET_SIZE(panes);
+    for (Py_ssize_t p = 0; p < n; p++) {
+        PyObject *values = PyList_GET_ITEM(panes, p);
+        if (!PyList_Check(values))
+            Py_RETURN_NONE;
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(values); i++)
+            if (!PyFloat_CheckExact(PyList_GET_ITEM(values, i)))
+                Py_RETURN_NONE;
+    }
+    PyObject *alarms = PyList_New(n);
+    if (alarms == NULL)
+        return NULL;
+    for (Py_ssize_t p = 0; p < n; p++) {
+        PyObject *values = PyList_GET_ITEM(panes, p);
+        long found = 0;
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(values); i++) {
+            s += (PyFloat_AS_DOUBLE(PyList_GET_ITEM(values, i)) > cut ? m : 0) - r;
+            if (s > h) {
+                s = 0;
+                detected = 1;
+                found++;
+            } else {
+                if (s < 0)
+                    s = 0;
+                detected = 0;
+            }
+        }
+        PyObject *count = PyLong_FromLong(found);
+        if (count == NULL) {
+            Py_DECREF(alarms);
+            return NULL;
+        }
+        PyList_SET_ITEM(alarms, p, count);
+    }
+    return Py_BuildValue("(NLO)", alarms, s, detected ? Py_True : Py_False);
+}
+
 /* ---------------------------------------------------------------- drift and detector numbers
  * The chi-square survival function of monitor/core/drift.py (chi2_sf) and the exact average
  * run length of an integer CUSUM of monitor/core/detectors.py (bernoulli_cusum_arl), which
@@ -5446,6 +5640,138 @@ done:
     return result;
 }
 
+/* ---------------------------------------------------------------- a scatter's group blocks
+ * The lists of a scatter's groups' rows, columns and blocks (monitor/core/layout.py,
+ * _group_blocks): each group's views of the arrays the pane kernels filled, made in one C
+ * loop over the hundreds of groups of a poll (of a sparse stream, of many models) instead
+ * of a few bytecodes and calls per view. The views are numpy's own (the arrays sliced,
+ * then reshaped by their method), the same ones the Python loop makes. */
+
+static PyObject *blocks_reshape_name = NULL; /* "reshape", interned on first use */
+
+/* The Py_ssize_t of item i of the list o, or -1 with an error set. */
+static Py_ssize_t
+list_size_at(PyObject *o, Py_ssize_t i)
+{
+    Py_ssize_t v = PyLong_AsSsize_t(PyList_GET_ITEM(o, i));
+    if (v < 0 && !PyErr_Occurred())
+        PyErr_SetString(PyExc_ValueError, "bounds: non-negative ints expected");
+    return v;
+}
+
+PyDoc_STRVAR(group_blocks_doc,
+"group_blocks(row, bounds, cols, cbounds, at, starts, outs, kinds, width)\n"
+"-> (rows, cols, plain, decay)\n\n"
+"layout._group_blocks' lists, for groups of one call of the pane kernels (bounds, cbounds\n"
+"and at: lists of ints, one more than the groups; starts: the first cell of each array of\n"
+"outs, then the cells; cols: None when every group holds every column): group i's rows\n"
+"row[bounds[i]:bounds[i + 1]], its columns None (cols None, or all width of them) or\n"
+"cols[cbounds[i]:cbounds[i + 1]], and its block of kinds (rows, columns) arrays, the\n"
+"cells at[i] to at[i + 1] of the array of outs that holds them, reshaped: the first its\n"
+"plain sums, the others (a list) its decayed sums.");
+
+static PyObject *
+group_blocks(PyObject *self, PyObject *args)
+{
+    PyObject *row, *bounds, *cols, *cbounds, *at, *starts, *outs;
+    Py_ssize_t kinds, width;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OO!OO!O!O!O!nn", &row, &PyList_Type, &bounds, &cols,
+                          &PyList_Type, &cbounds, &PyList_Type, &at, &PyList_Type, &starts,
+                          &PyList_Type, &outs, &kinds, &width))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(bounds) - 1, top = PyList_GET_SIZE(outs) - 1;
+    if (n < 0 || PyList_GET_SIZE(cbounds) != n + 1 || PyList_GET_SIZE(at) < n + 1 ||
+        top < 0 || PyList_GET_SIZE(starts) < top + 1 || kinds < 1) {
+        PyErr_SetString(PyExc_ValueError,
+                        "bounds, cbounds and at: one more than the groups; an array of outs "
+                        "per start; kinds >= 1 expected");
+        return NULL;
+    }
+    if (blocks_reshape_name == NULL &&
+        (blocks_reshape_name = PyUnicode_InternFromString("reshape")) == NULL)
+        return NULL;
+    PyObject *l_rows = PyList_New(n), *l_cols = PyList_New(n), *l_plain = PyList_New(n),
+             *l_decay = PyList_New(n), *result = NULL;
+    if (l_rows == NULL || l_cols == NULL || l_plain == NULL || l_decay == NULL)
+        goto done;
+    Py_ssize_t a = list_size_at(bounds, 0), c = list_size_at(cbounds, 0), o = list_size_at(at, 0);
+    if (a < 0 || c < 0 || o < 0)
+        goto done;
+    Py_ssize_t j = 0, base = list_size_at(starts, 0), next = -1;
+    if (base < 0 || (top > 0 && (next = list_size_at(starts, 1)) < 0))
+        goto done;
+    PyObject *out = PyList_GET_ITEM(outs, 0);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t b = list_size_at(bounds, i + 1), d = list_size_at(cbounds, i + 1),
+                   end = list_size_at(at, i + 1);
+        if (b < 0 || d < 0 || end < 0)
+            goto done;
+        if (j < top && next <= o && o < end) { /* a block in a later array */
+            while (j < top && next <= o) {
+                j++;
+                base = next;
+                if (j < top && (next = list_size_at(starts, j + 1)) < 0)
+                    goto done;
+            }
+            out = PyList_GET_ITEM(outs, j);
+        }
+        PyObject *v = PySequence_GetSlice(row, a, b);
+        if (v == NULL)
+            goto done;
+        PyList_SET_ITEM(l_rows, i, v);
+        if (cols == Py_None || d - c == width)
+            v = Py_NewRef(Py_None);
+        else if ((v = PySequence_GetSlice(cols, c, d)) == NULL)
+            goto done;
+        PyList_SET_ITEM(l_cols, i, v);
+        PyObject *flat = PySequence_GetSlice(out, o - base, end - base);
+        if (flat == NULL)
+            goto done;
+        PyObject *shape = Py_BuildValue("(nnn)", kinds, b - a, d - c);
+        PyObject *block = NULL;
+        if (shape != NULL)
+            block = PyObject_CallMethodObjArgs(flat, blocks_reshape_name, shape, NULL);
+        Py_DECREF(flat);
+        Py_XDECREF(shape);
+        if (block == NULL)
+            goto done;
+        PyObject *plain = PySequence_GetItem(block, 0), *decay = NULL;
+        if (plain != NULL) {
+            if (kinds == 2) { /* [block[1]] */
+                PyObject *one_kind = PySequence_GetItem(block, 1);
+                if (one_kind != NULL && (decay = PyList_New(1)) != NULL)
+                    PyList_SET_ITEM(decay, 0, one_kind);
+                else
+                    Py_XDECREF(one_kind);
+            } else { /* list(block[1:]) */
+                PyObject *rest = PySequence_GetSlice(block, 1, kinds);
+                if (rest != NULL) {
+                    decay = PySequence_List(rest);
+                    Py_DECREF(rest);
+                }
+            }
+        }
+        Py_DECREF(block);
+        if (plain == NULL || decay == NULL) {
+            Py_XDECREF(plain);
+            goto done;
+        }
+        PyList_SET_ITEM(l_plain, i, plain);
+        PyList_SET_ITEM(l_decay, i, decay);
+        a = b;
+        c = d;
+        o = end;
+    }
+    result = PyTuple_Pack(4, l_rows, l_cols, l_plain, l_decay);
+done:
+    Py_XDECREF(l_rows);
+    Py_XDECREF(l_cols);
+    Py_XDECREF(l_plain);
+    Py_XDECREF(l_decay);
+    return result;
+}
+
 /* ---------------------------------------------------------------- group sums
  * Each group's sum of a column of float64 values, as np.add.reduce of the group's slice
  * sums it (monitor/core/engine.py, Engine._label_delays): numpy's pairwise summation
@@ -6498,6 +6824,9 @@ static PyMethodDef methods[] = {
     /* ---- a topic's checked events ---- */
     {"checked_events", checked_events, METH_VARARGS, checked_events_doc},
     {"signal_lines", signal_lines, METH_VARARGS, signal_lines_doc},
+    {"group_blocks", group_blocks, METH_VARARGS, group_blocks_doc},
+    {"ordered_errors", ordered_errors, METH_VARARGS, ordered_errors_doc},
+    {"cusum_panes", cusum_panes, METH_VARARGS, cusum_panes_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -318,9 +318,18 @@ class CalibratedCusum:
         return [update_many(values) if values else 0 for values in panes]
 
     def _fed(self, panes: list[list[float]]) -> list[int]:
-        """Feed each of ``panes`` in turn, past the warmup; the alarms of each."""
+        """Feed each of ``panes`` in turn, past the warmup; the alarms of each (by the
+        compiled kernel, ``monitor._native.cusum_panes``, when :mod:`monitor.native` runs
+        and the errors are floats, the numbers ints: the same counts and state)."""
         cut, m, r, h = self.cut, self._m, self._r, self._h
         assert cut is not None
+        compiled = native.kernels()
+        if compiled is not None:
+            done = compiled.cusum_panes(panes, cut, m, r, h, self._s, self.drift_detected)
+            if done is not None:
+                out: list[int] = done[0]
+                self._s, self.drift_detected = done[1], done[2]
+                return out
         s, detected = self._s, self.drift_detected
         out = []
         for values in panes:

@@ -715,12 +715,12 @@ def _compiled_panes(
 ) -> GroupBlocks:
     """:func:`scatter_groups` by the compiled kernels (``pane_rows`` numbers the groups'
     rows, ``pane_columns`` their columns, ``pane_sums`` adds the terms in bincount's
-    order): numpy computes only each event's decay factor per rate, as
-    :func:`_numpy_panes` does. Every group in one pass of each kernel: they hold no
-    ``(groups, rows, width)`` block (the sums go in pieces of :data:`_PIECE_CELLS`), so
-    the groups are not cut in blocks of :data:`_BLOCK_CELLS`, each a pass over every
-    event (a sparse poll's 390 groups of a 7 x 980 layout were three: 2.1 against 1.7 ms
-    a poll)."""
+    order, ``group_blocks`` makes :func:`_group_blocks`' lists of their views): numpy
+    computes only each event's decay factor per rate, as :func:`_numpy_panes` does.
+    Every group in one pass of each kernel: they hold no ``(groups, rows, width)`` block
+    (the sums go in pieces of :data:`_PIECE_CELLS`), so the groups are not cut in blocks
+    of :data:`_BLOCK_CELLS`, each a pass over every event (a sparse poll's 390 groups of
+    a 7 x 980 layout were three: 2.1 against 1.7 ms a poll)."""
     rows, width = shape
     count = len(panes)
     sets = [Terms(np.ascontiguousarray(t.group, np.int64), np.ascontiguousarray(t.slices, np.int64),
@@ -750,7 +750,9 @@ def _compiled_panes(
     starts = _pieces(at, _PIECE_CELLS)
     outs = [np.zeros(b - a) for a, b in pairwise(starts)]
     kernels.pane_sums(sets, local, factors, number, cuts, ccuts, rows, width, 0, count, outs)
-    return _group_blocks(row, bounds, cols, cbounds, at, starts, outs, len(rates), width)
+    # the groups' views in one C loop (the lists :func:`_group_blocks` makes)
+    return GroupBlocks(*kernels.group_blocks(row, bounds, cols, cbounds, at, starts, outs,
+                                             1 + len(rates), width))  # fmt: skip
 
 
 #: Cells of one array the compiled :func:`scatter_panes` fills at most (but a group's block

@@ -230,6 +230,18 @@ def ordered_errors(ts: list[float], errors: list[float]) -> list[float]:
     return errors
 
 
+def ordered_panes(taken: list[tuple[list[float], list[float]]]) -> list[list[float]]:
+    """:func:`ordered_errors` of each pane's (event times, errors) of ``taken``: by one call
+    of the compiled kernel (``monitor._native.ordered_errors``, the same orders) when
+    :mod:`monitor.native` runs and every time is a float, else pane by pane."""
+    compiled = native.kernels()
+    if compiled is not None:
+        done: list[list[float]] | None = compiled.ordered_errors(taken)
+        if done is not None:
+            return done
+    return [ordered_errors(ts, errors) for ts, errors in taken]
+
+
 def batch_signals(
     model: ModelState,
     plan: PanePlan,
@@ -273,7 +285,7 @@ def pane_signals(
         rows = np.array(whole, dtype=np.float64, order="C")
     else:
         assert taken is not None
-        counts = detectors.feed_panes([ordered_errors(ts, errors) for ts, errors in taken])
+        counts = detectors.feed_panes(ordered_panes(taken))
         stream = detectors.stream
         names = list(detectors.detectors)
         model.last_detections = detections = dict(zip(names, counts[-1], strict=True))
