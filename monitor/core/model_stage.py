@@ -1209,14 +1209,11 @@ def _hand_stage(stage: ModelStage,
     ``now`` the time they are applied. A final delta that follows the partition's chain,
     whose part's panes are all open and hold no raw predictions, is taken as
     :meth:`ModelStage.apply_part` (``advance`` False) would, with no piece kept to undo
-    it, in one loop over its panes: the chain goes on, the row blocks (and the counters'
-    increments, when they are arrays) are queued in ``merges`` (run it before the stage's
-    windows are read), the detectors' errors buffered. Any other delta is given to
-    :meth:`ModelStage.apply_part`, after the blocks queued before it."""
+    it: the chain goes on and the row blocks (and the counters' increments, when they are
+    arrays) are queued in ``merges`` by :meth:`ModelStage._add_open` (run it before the
+    stage's windows are read). Any other delta is given to :meth:`ModelStage.apply_part`,
+    after the blocks queued before it."""
     name, chains = stage.name, stage.chains
-    handed, ndarray = HandedPaneDelta, np.ndarray
-    ops: list[Any] = merges.ops  # (the blocks of handed panes: arrays)
-    dirty = merges.dirty
     for delta, parts, idle, final in given:
         mine = parts.get(name)
         number = delta.number
@@ -1227,24 +1224,13 @@ def _hand_stage(stage: ModelStage,
             and (seq == chain.seq + 1 if session == chain.session
                  else session not in chain.retired)
         )  # fmt: skip
-        plain_lane = True  # every pane a block of some columns of the slice rows as they are
         if fits and mine is not None:
             closed = stage.closed_upto
             low = -math.inf if closed is None else closed
-            for pd in mine.panes:
-                if pd.warm or pd.pane < low:
-                    fits = False
-                    break
-                if (type(pd) is not handed or pd.cols is None or pd.at is None
-                        or type(pd.plain) is not ndarray):  # fmt: skip
-                    plain_lane = False
-            if plain_lane:
-                keys, sent = stage.model.registry.keys, mine.slice_keys
-                plain_lane = keys[: len(sent)] == sent and len(keys) <= stage.windows.rows
+            fits = not any(pd.warm or pd.pane < low for pd in mine.panes)
         if not fits:
             merges.run()
             stage.apply_part(delta, mine, advance=False)
-            ops, dirty = merges.ops, merges.dirty  # (run made new lists)
             continue
         assert chain is not None
         if session != chain.session:
@@ -1252,49 +1238,8 @@ def _hand_stage(stage: ModelStage,
                 chain.retired.add(chain.session)
             chain.session = session
         chain.seq = seq
-        if mine is None:
-            pass
-        elif not plain_lane:
+        if mine is not None:
             stage._add_open(delta, mine, merges)
-            ops, dirty = merges.ops, merges.dirty
-        else:  # _add_open of blocks of some columns of the rows as they are, inlined
-            w = stage.windows
-            opened, opened_decay, width = w.open, w.open_decay, w.width
-            arrays = 1 + len(w.decay_rates)
-            error_panes = stage.error_panes
-            lane: list[HandedPaneDelta] = mine.panes  # type: ignore[assignment]  # (as checked)
-            for pd in lane:
-                pane = pd.pane
-                acc = opened.get(pane)
-                if acc is None:  # a new pane: spare arrays, cleared at merges.run (fresh)
-                    spare = w.spare
-                    made = []
-                    for _ in range(arrays):
-                        if spare:
-                            made.append(spare.pop())
-                            dirty.append(made[-1])
-                        else:
-                            made.append(np.zeros((w.rows, width)))
-                    acc = opened[pane] = made[0]
-                    decayed = opened_decay[pane] = made[1:]
-                    mode = 0
-                else:
-                    decayed = opened_decay[pane]
-                    mode = 1
-                rows = pd.rows
-                ops.append((acc, decayed, pd.plain, pd.decay,
-                            rows[0] if len(rows) == 1 else pd.at, width, mode, pd.cols))
-                if pd.err:  # _buffer_errors, inlined where the pane holds errors already
-                    held = error_panes.get(pane)
-                    buffered = None if held is None else held.get(number)
-                    if held is None:
-                        stage._buffer_errors(number, pd)
-                    elif buffered is None:  # its lists are no one else's: kept as they are
-                        held[number] = (pd.err_ts, pd.err)
-                    else:
-                        buffered[0].extend(pd.err_ts)
-                        buffered[1].extend(pd.err)
-            stage._add_counters(number, mine, ops)
         chain.end = delta.end
         stage.progress[number] = delta.progress
         stage.idle[number] = idle
