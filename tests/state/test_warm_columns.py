@@ -84,11 +84,16 @@ def _chunk(layout: Layout, n: int) -> WarmChunk:
                         [math.nan if i % 9 == 0 else i / n for i in range(n)])  # fmt: skip
 
 
-def _same(a: WarmChunk, b: WarmChunk) -> None:
+def _same(a: WarmChunk, b: WarmChunk, *, scores_rtol: float = 0.0) -> None:
     """The same chunk, bit for bit, its values of the same types (``==`` of chunks holds
-    NaN sent as a feature's value unequal to itself)."""
+    NaN sent as a feature's value unequal to itself); the scores within ``scores_rtol``
+    of each other where told (see :data:`_RTOL`)."""
     for name in ("ts", "slices", "codes", "numbers", "scores"):
         x, y = getattr(a, name), getattr(b, name)
+        if name == "scores" and scores_rtol:
+            assert x.shape == y.shape and np.allclose(x, y, rtol=scores_rtol, atol=0.0,
+                                                      equal_nan=True), name  # fmt: skip
+            continue
         assert (x.dtype, x.shape, x.tobytes()) == (y.dtype, y.shape, y.tobytes()), name
     assert _typed(a.predictions) == _typed(b.predictions)
     assert {k: _typed(v) for k, v in a.others.items()} == {
@@ -191,11 +196,41 @@ def _sessionless(stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return stages
 
 
-def _plain(body: bytes) -> bytes:
-    """A core's or stage's body less the ids of its chains (see :func:`_sessionless`)."""
+def _plain(body: bytes) -> dict[str, Any]:
+    """A core's or stage's body, decoded, less the ids of its chains (see
+    :func:`_sessionless`)."""
     raw: dict[str, Any] = msgspec.msgpack.decode(body)
     _sessionless(raw.get("stages") or [raw["stage"]])
-    return msgspec.msgpack.encode(raw)
+    return raw
+
+
+#: How far apart two floats of the fixture's state and this run's may be. The fixture was
+#: written on another processor: numpy's exp and log (the stream's scores, a model's log
+#: loss) may differ there in the last bit, as its vector code differs by instruction set.
+_RTOL = 1e-12
+
+
+def _alike(a: Any, b: Any, path: str = "") -> None:
+    """``a`` and ``b`` (plain values of a body, of signals or alerts) hold the same things:
+    equal but for floats, which are within :data:`_RTOL` of each other (NaN where the other
+    is NaN), in float64 arrays (:class:`monitor.state.format.Arr` records) too."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        assert a.keys() == b.keys(), path
+        if a.get("dtype") == "<f8" and isinstance(a.get("data"), bytes):
+            x, y = np.frombuffer(a["data"]), np.frombuffer(b["data"])
+            assert a["shape"] == b["shape"] and np.allclose(x, y, rtol=_RTOL, atol=0.0,
+                                                            equal_nan=True), path  # fmt: skip
+            return
+        for k in a:
+            _alike(a[k], b[k], f"{path}/{k}")
+    elif isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _alike(x, y, f"{path}[{i}]")
+    elif isinstance(a, float) and isinstance(b, float):
+        assert (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=_RTOL), path
+    else:
+        assert type(a) is type(b) and a == b, path
 
 
 @pytest.mark.parametrize("cut", [40, 80])
@@ -214,13 +249,15 @@ def test_a_core_checkpoint_of_format_four_warming_up_goes_on_exactly(cut: int) -
     straight = run(Pipeline(config), 0, cut)  # type: ignore[arg-type]
     rules = Alerting(config, straight.models)
     rules.alerts_out = rules.feed(straight.pending_signals())  # type: ignore[attr-defined]
-    assert _plain(fmt.encode_core(core, old_rules)) == _plain(fmt.encode_core(straight, rules))  # type: ignore[arg-type]
+    _alike(_plain(fmt.encode_core(core, old_rules)), _plain(fmt.encode_core(straight, rules)))  # type: ignore[arg-type]
     run(straight, cut, END)
     run(core, cut, END)  # type: ignore[arg-type]
     want, got = straight.drain_signals(), core.drain_signals()
-    assert want and repr(got) == repr(want)
-    assert old_rules.feed(got) == rules.feed(want)
-    assert repr(core.summary()) == repr(straight.summary())
+    assert want
+    _alike([(s.model, s.pane_end, s.signals, s.predictions_total) for s in got],
+           [(s.model, s.pane_end, s.signals, s.predictions_total) for s in want])
+    _alike(msgspec.to_builtins(old_rules.feed(got)), msgspec.to_builtins(rules.feed(want)))
+    _alike(msgspec.to_builtins(core.summary()), msgspec.to_builtins(straight.summary()))
 
 
 def test_a_stage_record_of_format_four_restores_its_raw_rows() -> None:
@@ -236,11 +273,11 @@ def test_a_stage_record_of_format_four_restores_its_raw_rows() -> None:
     stage, offset, rules = fmt.decode_stage(msgspec.msgpack.encode(old), config)
     assert offset == 7 and rules is None
     mine = stage_fed(40)
-    assert _plain(fmt.encode_stage(stage, 7)) == _plain(fmt.encode_stage(mine, 7))
+    _alike(_plain(fmt.encode_stage(stage, 7)), _plain(fmt.encode_stage(mine, 7)))
     for p, parts in mine.warm.items():
         for n, chunks in parts.items():
             assert len(chunks) == 1 or not chunks
-            _same(stage.warm[p][n][0], chunks[0])
+            _same(stage.warm[p][n][0], chunks[0], scores_rtol=_RTOL)
 
 
 @pytest.mark.parametrize("stages", [True, False])
@@ -259,7 +296,7 @@ def test_a_checkpoint_file_of_format_four_is_read(tmp_path: Path, stages: bool) 
     if stages:
         loaded = store.load_core(config)
         assert loaded is not None
-        assert _plain(fmt.encode_core(loaded[0])) == _plain(fmt.encode_core(straight))  # type: ignore[arg-type]
+        _alike(_plain(fmt.encode_core(loaded[0])), _plain(fmt.encode_core(straight)))  # type: ignore[arg-type]
     else:
         engine = store.load(config)
         assert engine is not None
