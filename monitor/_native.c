@@ -4816,6 +4816,303 @@ done:
     return result;
 }
 
+/* A pane held as its queued row blocks closed (monitor/core/windows.py, WindowSet.close, a
+ * set of one decay and one sliding window): its blocks added into the set's scratch
+ * arrays (rows_apply), the decay window's pass over every cell as window_close1's, and the
+ * rest of that close (cum, the sliding sums and counts, the pane written into the ring's
+ * array) only at the cells the blocks cover and those the leaving pane held, each cell
+ * through window_close1's operations in its order; the scratch cells cleared again. At
+ * every other cell both panes hold +0.0, and window_close1 would leave the cell as it is,
+ * given what plain_cells_ok checks: no cum or sliding cell that + 0.0 changes (-0.0, a
+ * signalling NaN), and a sliding sum of +0.0 where no term is counted. */
+
+PyDoc_STRVAR(plain_cells_ok_doc,
+"plain_cells_ok(cum, sliding, nz) -> bool\n\n"
+"Whether no cell of cum or sliding (float64 arrays of one size) changes bits when +0.0 is\n"
+"added to it (-0.0 and signalling NaNs do), and sliding holds +0.0 wherever nz is 0: where\n"
+"a pane and the pane leaving hold +0.0, window_close1 then leaves every array as it is.");
+
+static PyObject *
+plain_cells_ok(PyObject *self, PyObject *args)
+{
+    PyObject *o[3];
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOO", &o[0], &o[1], &o[2]))
+        return NULL;
+    static const char *what[3] = {"cum", "sliding", "nz"};
+    Py_buffer v[3];
+    int held = 0, ok = 1;
+    PyObject *result = NULL;
+    for (; held < 3; held++)
+        if (doubles(o[held], &v[held], 0, held ? v[0].len / 8 : -1, what[held]) < 0)
+            goto done;
+    const double *cum = (const double *)v[0].buf, *t = (const double *)v[1].buf;
+    const double *k = (const double *)v[2].buf;
+    for (Py_ssize_t c = 0, n = v[0].len / 8; ok && c < n; c++) {
+        volatile double zero = 0.0; /* (the sum is made: x + 0.0 is not x for -0.0) */
+        double x = cum[c] + zero, y = t[c] + zero;
+        ok = memcmp(&x, &cum[c], 8) == 0 && memcmp(&y, &t[c], 8) == 0 &&
+             (k[c] != 0.0 || (t[c] == 0.0 && !signbit(t[c])));
+    }
+    result = PyBool_FromLong(ok);
+done:
+    while (held-- > 0)
+        PyBuffer_Release(&v[held]);
+    return result;
+}
+
+PyDoc_STRVAR(close_blocks_doc,
+"close_blocks(ops, cum, decay, factor, sliding, nz, leaving, leaving_cells, out)\n"
+"-> (int, bytes)\n\n"
+"Close a pane held as the row blocks ops (rows_add_many's ops, every one into the same\n"
+"two zero arrays, the pane's plain and decay sums: the scratch) of a WindowSet of one\n"
+"decay and one sliding window, as window_close1(cum, acc, decay, factor, decayed,\n"
+"sliding, nz, leaving) of the sums the blocks add up to, given plain_cells_ok(cum,\n"
+"sliding, nz): the blocks added into the scratch, the decay pass over every cell, the\n"
+"others only at the cells the blocks cover and those of leaving_cells (distinct int64\n"
+"cells, the only ones where leaving may not be 0). leaving None (no pane leaves, as\n"
+"window_close's None): nothing taken away, leaving_cells None. out (writable, zero\n"
+"wherever those cells are not, and leaving itself when given) takes the pane's sums, for\n"
+"the ring. The scratch is zero again after. Returns 1 where a cell's |leaving| is above\n"
+"4096 times what is left of the sliding sum there (else 0), and the cells the blocks\n"
+"cover (distinct, int64 bytes), where out may hold a value. Nothing is written when an\n"
+"argument is refused, and the scratch is cleared whole when an op is.");
+
+/* The cells of an op's block (its rows by its columns) not marked yet, marked and appended
+ * to cells; 0, or -1 with an error set. */
+static int
+op_cells(PyObject *op, Py_ssize_t width, Py_ssize_t height, unsigned char *mark,
+         int64_t *cells, Py_ssize_t *n)
+{
+    PyObject *o_rows = PyTuple_GET_ITEM(op, 4);
+    PyObject *o_cols = PyTuple_GET_SIZE(op) == 8 ? PyTuple_GET_ITEM(op, 7) : Py_None;
+    Py_buffer vb, vr = {0}, vc = {0};
+    if (PyObject_GetBuffer(PyTuple_GET_ITEM(op, 2), &vb, PyBUF_SIMPLE) < 0)
+        return -1;
+    Py_ssize_t given = vb.len / 8;
+    PyBuffer_Release(&vb);
+    int status = -1;
+    const int64_t *cols = NULL;
+    Py_ssize_t bw = width;
+    if (o_cols != Py_None) {
+        if (PyObject_GetBuffer(o_cols, &vc, PyBUF_C_CONTIGUOUS) < 0)
+            goto done;
+        cols = (const int64_t *)vc.buf;
+        bw = vc.len / 8;
+    }
+    if (bw <= 0 || given % bw != 0) {
+        PyErr_SetString(PyExc_ValueError, "ops: blocks of their columns expected");
+        goto done;
+    }
+    Py_ssize_t k = given / bw, first = -1;
+    const int64_t *rows = NULL;
+    if (PyLong_Check(o_rows)) {
+        first = PyLong_AsSsize_t(o_rows);
+        if (first == -1 && PyErr_Occurred())
+            goto done;
+    } else {
+        if (PyObject_GetBuffer(o_rows, &vr, PyBUF_C_CONTIGUOUS) < 0)
+            goto done;
+        rows = (const int64_t *)vr.buf;
+    }
+    for (Py_ssize_t i = 0; i < k; i++) {
+        Py_ssize_t r = rows != NULL ? (Py_ssize_t)rows[i] : first + i;
+        if (r < 0 || r >= height) {
+            PyErr_SetString(PyExc_IndexError, "ops: a row outside the arrays");
+            goto done;
+        }
+        for (Py_ssize_t c = 0; c < bw; c++) {
+            Py_ssize_t col = cols != NULL ? (Py_ssize_t)cols[c] : c;
+            if (col < 0 || col >= width) {
+                PyErr_SetString(PyExc_IndexError, "ops: a column outside the width");
+                goto done;
+            }
+            Py_ssize_t cell = r * width + col;
+            if (!mark[cell]) {
+                mark[cell] = 1;
+                cells[(*n)++] = cell;
+            }
+        }
+    }
+    status = 0;
+done:
+    if (vc.obj != NULL)
+        PyBuffer_Release(&vc);
+    if (vr.obj != NULL)
+        PyBuffer_Release(&vr);
+    return status;
+}
+
+/* window_close1's cell c, but for the decay pass; out[c] = a[c] after leaving[c] is read
+ * (out may be leaving). Whether the cell lost bits. */
+static inline int
+close_cell(double *cum, const double *a, double *t, double *k, const double *leaving,
+           double *out, Py_ssize_t c)
+{
+    double ac = a[c];
+    cum[c] += ac;
+    double s = t[c] + ac, m = k[c] + (ac != 0.0 ? 1.0 : 0.0);
+    int lost = 0;
+    if (leaving != NULL) {
+        double oc = leaving[c];
+        double x = s - oc;
+        m = m - (oc != 0.0 ? 1.0 : 0.0);
+        double left = m == 0.0 ? 0.0 : x;
+        double bound = m == 0.0 ? INFINITY : fabs(left) * CANCEL;
+        lost = fabs(oc) > bound;
+        s = left;
+    }
+    t[c] = s;
+    k[c] = m;
+    out[c] = ac;
+    return lost;
+}
+
+static PyObject *
+close_blocks(PyObject *self, PyObject *args)
+{
+    PyObject *ops, *o[6], *o_cells, *o_out;
+    double f;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!OOdOOOOO", &PyList_Type, &ops, &o[0], &o[1], &f, &o[2],
+                          &o[3], &o[4], &o_cells, &o_out))
+        return NULL;
+    Py_ssize_t nops = PyList_GET_SIZE(ops);
+    if (nops == 0) {
+        PyErr_SetString(PyExc_ValueError, "ops: at least one");
+        return NULL;
+    }
+    /* the scratch: the first op's target and its one decay target, every op's */
+    PyObject *first = PyList_GET_ITEM(ops, 0);
+    if (!PyTuple_Check(first) || PyTuple_GET_SIZE(first) < 7 ||
+        !PyList_Check(PyTuple_GET_ITEM(first, 1)) || PyList_GET_SIZE(PyTuple_GET_ITEM(first, 1)) != 1) {
+        PyErr_SetString(PyExc_ValueError, "ops: rows_add_many's, of one decay target");
+        return NULL;
+    }
+    PyObject *o_acc = PyTuple_GET_ITEM(first, 0);
+    PyObject *o_dec = PyList_GET_ITEM(PyTuple_GET_ITEM(first, 1), 0);
+    for (Py_ssize_t j = 0; j < nops; j++) {
+        PyObject *op = PyList_GET_ITEM(ops, j);
+        if (!PyTuple_Check(op) || (PyTuple_GET_SIZE(op) != 7 && PyTuple_GET_SIZE(op) != 8) ||
+            PyTuple_GET_ITEM(op, 0) != o_acc || !PyList_Check(PyTuple_GET_ITEM(op, 1)) ||
+            PyList_GET_SIZE(PyTuple_GET_ITEM(op, 1)) != 1 ||
+            PyList_GET_ITEM(PyTuple_GET_ITEM(op, 1), 0) != o_dec) {
+            PyErr_SetString(PyExc_ValueError, "ops: every one into the first one's arrays");
+            return NULL;
+        }
+    }
+    static const char *what[6] = {"cum", "decay", "sliding", "nz", "leaving", "out"};
+    static const int writable[6] = {1, 1, 1, 1, 1, 1};
+    Py_buffer v[8], vl = {0};
+    memset(v, 0, sizeof(v));
+    PyObject *result = NULL;
+    unsigned char *mark = NULL;
+    int64_t *cells = NULL;
+    int has_leaving = o[4] != Py_None;
+    if (has_leaving != (o_cells != Py_None)) {
+        PyErr_SetString(PyExc_ValueError, "leaving and leaving_cells: both None or neither");
+        return NULL;
+    }
+    o[5] = o_out;
+    for (int h = 0; h < 6; h++) {
+        if (h == 4 && !has_leaving)
+            continue;
+        if (doubles(o[h], &v[h], writable[h], h ? v[0].len / 8 : -1, what[h]) < 0)
+            goto done;
+    }
+    Py_ssize_t n = v[0].len / 8;
+    if (doubles(o_acc, &v[6], 1, n, "ops' plain target") < 0 ||
+        doubles(o_dec, &v[7], 1, n, "ops' decay target") < 0)
+        goto done;
+    Py_ssize_t width = PyNumber_AsSsize_t(PyTuple_GET_ITEM(first, 5), PyExc_OverflowError);
+    if (width == -1 && PyErr_Occurred())
+        goto done;
+    if (width <= 0 || n % width != 0) {
+        PyErr_SetString(PyExc_ValueError, "ops: a width the arrays are rows of");
+        goto done;
+    }
+    const int64_t *lc = NULL;
+    Py_ssize_t nl = 0;
+    if (has_leaving) {
+        if (PyObject_GetBuffer(o_cells, &vl, PyBUF_C_CONTIGUOUS) < 0)
+            goto done;
+        if (vl.len % 8 != 0) { /* (an int64 array, or the bytes close_blocks gives) */
+            PyErr_SetString(PyExc_ValueError, "leaving_cells: int64 cells expected");
+            goto done;
+        }
+        lc = (const int64_t *)vl.buf;
+        nl = vl.len / 8;
+        for (Py_ssize_t i = 0; i < nl; i++)
+            if (lc[i] < 0 || lc[i] >= n) {
+                PyErr_SetString(PyExc_IndexError, "leaving_cells: a cell outside the arrays");
+                goto done;
+            }
+    }
+    mark = PyMem_Calloc((size_t)(n ? n : 1), 1);
+    cells = PyMem_Malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
+    if (mark == NULL || cells == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    /* the blocks' cells (each op checked before any is added) */
+    Py_ssize_t covered = 0;
+    for (Py_ssize_t j = 0; j < nops; j++)
+        if (op_cells(PyList_GET_ITEM(ops, j), width, n / width, mark, cells, &covered) < 0)
+            goto done;
+    Py_ssize_t all = covered;
+    for (Py_ssize_t i = 0; i < nl; i++)
+        if (!mark[lc[i]]) {
+            mark[lc[i]] = 1;
+            cells[all++] = lc[i];
+        }
+    double *acc = (double *)v[6].buf, *dec = (double *)v[7].buf;
+    for (Py_ssize_t j = 0; j < nops; j++) {
+        PyObject *op = PyList_GET_ITEM(ops, j);
+        PyObject *both[2] = {o_acc, o_dec}, *blocks[2];
+        blocks[0] = PyTuple_GET_ITEM(op, 2);
+        PyObject *decay_blocks = PyTuple_GET_ITEM(op, 3);
+        long mode = PyLong_AsLong(PyTuple_GET_ITEM(op, 6));
+        if (!PyList_Check(decay_blocks) || PyList_GET_SIZE(decay_blocks) != 1 ||
+            (mode == -1 && PyErr_Occurred()) || mode < -1 || mode > 1) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "ops: one decay block, mode -1, 0 or 1");
+            goto clear;
+        }
+        blocks[1] = PyList_GET_ITEM(decay_blocks, 0);
+        if (rows_apply(2, both, blocks, PyTuple_GET_ITEM(op, 4), width, (int)mode,
+                       PyTuple_GET_SIZE(op) == 8 ? PyTuple_GET_ITEM(op, 7) : NULL) < 0)
+            goto clear;
+    }
+    decay_cells((double *)v[1].buf, dec, f, n);
+    double *cum = (double *)v[0].buf, *t = (double *)v[2].buf, *k = (double *)v[3].buf;
+    const double *leaving = has_leaving ? (const double *)v[4].buf : NULL;
+    double *out = (double *)v[5].buf;
+    int lost = 0;
+    for (Py_ssize_t i = 0; i < all; i++)
+        lost |= close_cell(cum, acc, t, k, leaving, out, (Py_ssize_t)cells[i]);
+    for (Py_ssize_t i = 0; i < covered; i++) {
+        acc[cells[i]] = 0.0;
+        dec[cells[i]] = 0.0;
+    }
+    PyObject *given = PyBytes_FromStringAndSize((const char *)cells, covered * 8);
+    if (given != NULL) {
+        result = Py_BuildValue("(iN)", lost, given);
+    }
+    goto done;
+clear: /* an op refused after others were added: the scratch made zero again */
+    memset(acc, 0, (size_t)n * 8);
+    memset(dec, 0, (size_t)n * 8);
+done:
+    PyMem_Free(mark);
+    PyMem_Free(cells);
+    if (vl.obj != NULL)
+        PyBuffer_Release(&vl);
+    for (int h = 0; h < 8; h++)
+        if (v[h].obj != NULL)
+            PyBuffer_Release(&v[h]);
+    return result;
+}
+
 /* ------------------------------------------------------------- a join table's expired front
  * JoinBuffer.expire's scan (join.py): the keys of the entries at the front of a matched
  * ids' or early labels' dict (arrival order) whose event time is below a bound, in C (a
@@ -6827,6 +7124,8 @@ static PyMethodDef methods[] = {
     {"window_close", window_close, METH_VARARGS, window_close_doc},
     {"first_rows", first_rows, METH_VARARGS, first_rows_doc},
     {"window_close1", window_close1, METH_VARARGS, window_close1_doc},
+    {"plain_cells_ok", plain_cells_ok, METH_VARARGS, plain_cells_ok_doc},
+    {"close_blocks", close_blocks, METH_VARARGS, close_blocks_doc},
     {"clear_arrays", clear_arrays, METH_VARARGS, clear_arrays_doc},
     {"attr_lists", attr_lists, METH_VARARGS, attr_lists_doc},
     {"none_at", none_at, METH_VARARGS, none_at_doc},
