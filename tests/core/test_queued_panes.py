@@ -156,3 +156,141 @@ def test_rows_add_many_with_a_mode_for_every_op() -> None:
     with pytest.raises(ValueError):  # 2 is no op's own mode
         _native.rows_add_many([(target, [], np.ones((1, 4)), [], 0, 4, 2)])
     assert target.tolist() == [[1.0] * 4, [1.0] * 4, [9.0, 2.0, 11.0, 2.0]]
+
+
+def _blocks_case(seed: int) -> tuple[list[Any], list[np.ndarray], np.ndarray | None]:
+    """Queued ops into zero scratch arrays of a (rows, width) pane, and the arrays a close
+    reads (cum, decay, sliding, nz, leaving: None or a pane of sparse cells), taking the
+    close at the cells only (no -0.0 in cum or sliding, sliding 0 where nz is)."""
+    rng = np.random.default_rng(seed)
+    rows, width = int(rng.integers(1, 5)), int(rng.integers(1, 12))
+    n = rows * width
+    acc, dec = np.zeros((rows, width)), np.zeros((rows, width))
+    ops: list[Any] = []
+    for i in range(int(rng.integers(1, 5))):
+        k = int(rng.integers(1, rows + 1))
+        if rng.random() < 0.5:
+            at: Any = int(rng.integers(0, rows - k + 1))
+        else:
+            at = np.sort(rng.choice(rows, size=k, replace=False)).astype(np.int64)
+        cols = np.flatnonzero(rng.random(width) < 0.5)
+        cols_or_none = None if not len(cols) or rng.random() < 0.3 else cols
+        c = width if cols_or_none is None else len(cols)
+        blocks = [_cells(rng, k * c, True).reshape(k, c) for _ in range(2)]
+        ops.append((acc, [dec], blocks[0], [blocks[1]], at, width, 0 if i == 0 else 1,
+                    cols_or_none))  # fmt: skip
+    cum = _cells(rng, n, True)
+    cum[cum == 0] = 0.0  # (+0.0: no -0.0)
+    leaving = None if rng.random() < 0.2 else _cells(rng, n, True, 0.3)
+    nz = rng.integers(0, 3, size=n).astype(np.float64)
+    if leaving is not None:
+        nz += leaving != 0
+    sliding = _cells(rng, n, True) + (0.0 if leaving is None else leaving)
+    sliding[(nz == 0) | (sliding == 0)] = 0.0
+    decay = _cells(rng, n, True)
+    return ops, [cum, decay, sliding, nz], leaving
+
+
+@needs_native
+@pytest.mark.parametrize("seed", range(120))
+def test_close_blocks_is_window_close1_of_the_blocks_sums(seed: int) -> None:
+    from monitor import _native  # type: ignore[attr-defined]
+
+    ops, arrays, leaving = _blocks_case(seed)
+    acc, dec = ops[0][0], ops[0][1][0]
+    factor = 0.75
+    # what the blocks add up to, closed whole (window_close of one of each, as the set does)
+    plain, decayed = np.zeros_like(acc), np.zeros_like(dec)
+    _native.rows_add_many([(plain, [decayed], *op[2:]) for op in ops])
+    want = [a.copy() for a in arrays]
+    cum, decay, sliding, nz = want
+    lost = _native.window_close(cum, plain, [decay], [factor], [decayed], [sliding], [nz],
+                                [leaving])  # fmt: skip
+    assert _native.plain_cells_ok(*arrays[:1], arrays[2], arrays[3])
+    got = [a.copy() for a in arrays]
+    out = np.zeros(acc.size) if leaving is None else leaving.copy()
+    cells = None if leaving is None else np.flatnonzero(leaving.view(np.int64))
+    got_lost, covered = _native.close_blocks(ops, got[0], got[1], factor, got[2], got[3],
+                                             None if leaving is None else out, cells, out)  # fmt: skip
+    assert got_lost == (lost & 1)
+    assert all(_canonical(g) == _canonical(w) for g, w in zip(got, want, strict=True))
+    assert _canonical(out) == _canonical(plain.reshape(-1))  # the ring's array: the pane's sums
+    assert not acc.any() and not dec.any() and not np.signbit(acc).any()  # scratch zero again
+    held = np.frombuffer(covered, dtype=np.int64)
+    assert len(set(held.tolist())) == len(held)
+    assert not np.delete(plain.reshape(-1).view(np.int64), held).any()  # +0.0 elsewhere
+
+
+@needs_native
+def test_plain_cells_ok_finds_what_a_close_at_its_cells_would_miss() -> None:
+    from monitor import _native  # type: ignore[attr-defined]
+
+    cum, sliding, nz = np.array([1.0, 0.0, np.nan]), np.array([2.0, 0.0, 3.0]), np.ones(3)
+    nz[1] = 0.0
+    assert _native.plain_cells_ok(cum, sliding, nz)
+    for arr, at, value in ((cum, 1, -0.0), (sliding, 0, -0.0), (sliding, 1, 5.0),
+                           (sliding, 1, -0.0)):  # fmt: skip
+        bad = arr.copy()
+        bad[at] = value
+        args = [bad if a is arr else a for a in (cum, sliding, nz)]
+        assert not _native.plain_cells_ok(*args)
+    signalling = np.array([0x7FF0000000000001], dtype=np.int64).view(np.float64)
+    assert not _native.plain_cells_ok(signalling, np.ones(1), np.ones(1))
+    with pytest.raises(ValueError):
+        _native.plain_cells_ok(cum, sliding[:2], nz)
+
+
+@needs_native
+def test_close_blocks_refuses_what_it_cannot_take() -> None:
+    from monitor import _native  # type: ignore[attr-defined]
+
+    acc, dec = np.zeros((2, 3)), np.zeros((2, 3))
+    arrays = [np.ones(6) for _ in range(4)]
+    good = (acc, [dec], np.ones((1, 3)), [np.ones((1, 3))], 0, 3, 0)
+    for ops in ([], [good, (np.zeros((2, 3)), [dec], *good[2:])],  # another target
+                [(acc, [dec], np.ones((1, 3)), [np.ones((1, 3))], 2, 3, 0)],  # row past
+                [(acc, [dec], np.ones((1, 2)), [np.ones((1, 2))], 0, 3, 0, np.array([0, 3]))]):
+        with pytest.raises((ValueError, IndexError)):
+            _native.close_blocks(ops, *arrays[:2], 0.5, *arrays[2:], None, None, np.zeros(6))
+        assert all(a.tolist() == [1.0] * 6 for a in arrays) and not acc.any()
+    with pytest.raises(IndexError):  # a leaving cell outside
+        _native.close_blocks([good], *arrays[:2], 0.5, *arrays[2:], np.zeros(6),
+                             np.array([6]), np.zeros(6))  # fmt: skip
+    with pytest.raises(ValueError):  # leaving without its cells
+        _native.close_blocks([good], *arrays[:2], 0.5, *arrays[2:], np.zeros(6), None,
+                             np.zeros(6))  # fmt: skip
+    assert all(a.tolist() == [1.0] * 6 for a in arrays) and not acc.any()
+
+
+@pytest.mark.parametrize("broken", ["cum", "sliding", "count"])
+def test_sums_that_a_close_at_its_cells_would_miss_close_whole(broken: str) -> None:
+    """A set whose sums hold a -0.0 (say, read back from a checkpoint) or a sliding sum
+    where no term is counted closes its queued panes whole, as numpy does."""
+
+    def run(compiled: bool) -> Any:
+        before = native.use(compiled)
+        try:
+            w = WindowSet(SPECS, 10.0, 4, 2)
+            merges = RowMerges()
+            for pane in range(8):
+                merges.add(w, pane, np.array([1]), np.full((1, 2), pane + 1.0),
+                           [np.ones((1, 2))], np.array([0, 3]))  # fmt: skip
+            merges.run()
+            for pane in range(3):
+                w.close(pane)
+            if broken == "cum":
+                w.cum = w.cum.copy()
+                w.cum[0, 1] = -0.0
+            elif broken == "sliding":
+                w.sliding = [w.sliding[0].copy()]
+                w.sliding[0][0, 2] = -0.0
+            else:
+                w.sliding = [w.sliding[0].copy()]
+                w.sliding[0][0, 2] = 1e-300  # (no term counted there)
+            for pane in range(3, 8):
+                w.close(pane)
+            return _state(w)
+        finally:
+            native.use(before)
+
+    assert run(True) == run(False)
