@@ -4832,25 +4832,6 @@ PyDoc_STRVAR(plain_cells_ok_doc,
 "added to it (-0.0 and signalling NaNs do), and sliding holds +0.0 wherever nz is 0: where\n"
 "a pane and the pane leaving hold +0.0, window_close1 then leaves every array as it is.");
 
-/* Whether x + 0.0 changes the bits u of a double x: -0.0, and a signalling NaN (all
- * exponent bits, a mantissa without its quiet bit). */
-#define PLUS_ZERO_CHANGES(u)                                                                \
-    (((u) == 0x8000000000000000ull) |                                                      \
-     ((((u) & 0x7FF8000000000000ull) == 0x7FF0000000000000ull) &                          \
-      (((u) & 0xFFFFFFFFFFFFFull) != 0)))
-
-/* The cells of cum and of sliding where + 0.0 changes the bits, and the sliding cells not
- * +0.0 where k counts no term: their number (an integer loop, run in vectors). */
-static CELLS Py_ssize_t
-unplain_cells(const uint64_t *restrict cum, const uint64_t *restrict t,
-              const double *restrict k, Py_ssize_t n)
-{
-    Py_ssize_t bad = 0;
-    for (Py_ssize_t c = 0; c < n; c++)
-        bad += PLUS_ZERO_CHANGES(cum[c]) | PLUS_ZERO_CHANGES(t[c]) | ((k[c] == 0.0) & (t[c] != 0));
-    return bad;
-}
-
 static PyObject *
 plain_cells_ok(PyObject *self, PyObject *args)
 {
@@ -4860,14 +4841,20 @@ plain_cells_ok(PyObject *self, PyObject *args)
         return NULL;
     static const char *what[3] = {"cum", "sliding", "nz"};
     Py_buffer v[3];
-    int held = 0;
+    int held = 0, ok = 1;
     PyObject *result = NULL;
     for (; held < 3; held++)
         if (doubles(o[held], &v[held], 0, held ? v[0].len / 8 : -1, what[held]) < 0)
             goto done;
-    result = PyBool_FromLong(unplain_cells((const uint64_t *)v[0].buf,
-                                           (const uint64_t *)v[1].buf,
-                                           (const double *)v[2].buf, v[0].len / 8) == 0);
+    const double *cum = (const double *)v[0].buf, *t = (const double *)v[1].buf;
+    const double *k = (const double *)v[2].buf;
+    for (Py_ssize_t c = 0, n = v[0].len / 8; ok && c < n; c++) {
+        volatile double zero = 0.0; /* (the sum is made: x + 0.0 is not x for -0.0) */
+        double x = cum[c] + zero, y = t[c] + zero;
+        ok = memcmp(&x, &cum[c], 8) == 0 && memcmp(&y, &t[c], 8) == 0 &&
+             (k[c] != 0.0 || (t[c] == 0.0 && !signbit(t[c])));
+    }
+    result = PyBool_FromLong(ok);
 done:
     while (held-- > 0)
         PyBuffer_Release(&v[held]);
@@ -4887,124 +4874,73 @@ PyDoc_STRVAR(close_blocks_doc,
 "window_close's None): nothing taken away, leaving_cells None. out (writable, zero\n"
 "wherever those cells are not, and leaving itself when given) takes the pane's sums, for\n"
 "the ring. The scratch is zero again after. Returns 1 where a cell's |leaving| is above\n"
-"4096 times what is left of the sliding sum there (else 0), and the cells (ascending,\n"
-"int64 bytes) where the pane holds a value (not +0.0): out is +0.0 at every other cell.\n"
-"Nothing is written when an\n"
-"argument is refused (every op is checked first).");
+"4096 times what is left of the sliding sum there (else 0), and the cells the blocks\n"
+"cover (distinct, int64 bytes), where out may hold a value. Nothing is written when an\n"
+"argument is refused, and the scratch is cleared whole when an op is.");
 
-/* One queued op's views: its plain and decay blocks, its rows (an int64 array, or NULL:
- * first + i) and columns (NULL: every one), k rows of bw cells. */
-typedef struct {
-    Py_buffer plain, decay, rows, cols;
-    const int64_t *r, *c;
-    Py_ssize_t first, k, bw;
-    int mode;
-} QueuedOp;
-
-static void
-queued_release(QueuedOp *q)
-{
-    Py_buffer *b[4] = {&q->plain, &q->decay, &q->rows, &q->cols};
-    for (int i = 0; i < 4; i++)
-        if (b[i]->obj != NULL)
-            PyBuffer_Release(b[i]);
-}
-
-/* The views of op (a tuple of 7 or 8 items, its decay blocks a list of one), checked
- * against arrays of height rows of width cells; 0, or -1 with an error set (what was
- * taken is released by queued_release). */
+/* The cells of an op's block (its rows by its columns) not marked yet, marked and appended
+ * to cells; 0, or -1 with an error set. */
 static int
-queued_take(QueuedOp *q, PyObject *op, Py_ssize_t width, Py_ssize_t height)
+op_cells(PyObject *op, Py_ssize_t width, Py_ssize_t height, unsigned char *mark,
+         int64_t *cells, Py_ssize_t *n)
 {
-    PyObject *decay = PyTuple_GET_ITEM(op, 3);
-    long mode = PyLong_AsLong(PyTuple_GET_ITEM(op, 6));
-    if (mode == -1 && PyErr_Occurred())
-        return -1;
-    if (!PyList_Check(decay) || PyList_GET_SIZE(decay) != 1 || mode < -1 || mode > 1) {
-        PyErr_SetString(PyExc_ValueError, "ops: one decay block, mode -1, 0 or 1");
-        return -1;
-    }
-    q->mode = (int)mode;
-    if (doubles(PyTuple_GET_ITEM(op, 2), &q->plain, 0, -1, "blocks") < 0 ||
-        doubles(PyList_GET_ITEM(decay, 0), &q->decay, 0, q->plain.len / 8, "blocks") < 0)
-        return -1;
-    PyObject *o_cols = PyTuple_GET_SIZE(op) == 8 ? PyTuple_GET_ITEM(op, 7) : Py_None;
-    q->c = NULL;
-    q->bw = width;
-    if (o_cols != Py_None) {
-        if (PyObject_GetBuffer(o_cols, &q->cols, PyBUF_C_CONTIGUOUS) < 0)
-            return -1;
-        q->c = (const int64_t *)q->cols.buf;
-        q->bw = q->cols.len / 8;
-        if (q->cols.itemsize != 8 || q->bw <= 0) {
-            PyErr_SetString(PyExc_ValueError, "cols: int64 columns of the width expected");
-            return -1;
-        }
-        for (Py_ssize_t c = 0; c < q->bw; c++)
-            if (q->c[c] < 0 || q->c[c] >= width) {
-                PyErr_SetString(PyExc_IndexError, "ops: a column outside the width");
-                return -1;
-            }
-    }
-    Py_ssize_t given = q->plain.len / 8;
-    if (given % q->bw != 0) {
-        PyErr_SetString(PyExc_ValueError, "ops: blocks of their columns expected");
-        return -1;
-    }
-    q->k = given / q->bw;
-    q->r = NULL;
-    q->first = 0;
     PyObject *o_rows = PyTuple_GET_ITEM(op, 4);
+    PyObject *o_cols = PyTuple_GET_SIZE(op) == 8 ? PyTuple_GET_ITEM(op, 7) : Py_None;
+    Py_buffer vb, vr = {0}, vc = {0};
+    if (PyObject_GetBuffer(PyTuple_GET_ITEM(op, 2), &vb, PyBUF_SIMPLE) < 0)
+        return -1;
+    Py_ssize_t given = vb.len / 8;
+    PyBuffer_Release(&vb);
+    int status = -1;
+    const int64_t *cols = NULL;
+    Py_ssize_t bw = width;
+    if (o_cols != Py_None) {
+        if (PyObject_GetBuffer(o_cols, &vc, PyBUF_C_CONTIGUOUS) < 0)
+            goto done;
+        cols = (const int64_t *)vc.buf;
+        bw = vc.len / 8;
+    }
+    if (bw <= 0 || given % bw != 0) {
+        PyErr_SetString(PyExc_ValueError, "ops: blocks of their columns expected");
+        goto done;
+    }
+    Py_ssize_t k = given / bw, first = -1;
+    const int64_t *rows = NULL;
     if (PyLong_Check(o_rows)) {
-        q->first = PyLong_AsSsize_t(o_rows);
-        if (q->first == -1 && PyErr_Occurred())
-            return -1;
-        if (q->first < 0 || q->first + q->k > height) {
-            PyErr_SetString(PyExc_IndexError, "ops: a row outside the arrays");
-            return -1;
-        }
-        return 0;
+        first = PyLong_AsSsize_t(o_rows);
+        if (first == -1 && PyErr_Occurred())
+            goto done;
+    } else {
+        if (PyObject_GetBuffer(o_rows, &vr, PyBUF_C_CONTIGUOUS) < 0)
+            goto done;
+        rows = (const int64_t *)vr.buf;
     }
-    if (PyObject_GetBuffer(o_rows, &q->rows, PyBUF_C_CONTIGUOUS) < 0)
-        return -1;
-    q->r = (const int64_t *)q->rows.buf;
-    if (q->rows.itemsize != 8 || q->rows.len / 8 != q->k) {
-        PyErr_SetString(PyExc_ValueError, "rows: as many int64 rows as the blocks'");
-        return -1;
-    }
-    for (Py_ssize_t i = 0; i < q->k; i++)
-        if (q->r[i] < 0 || q->r[i] >= height) {
+    for (Py_ssize_t i = 0; i < k; i++) {
+        Py_ssize_t r = rows != NULL ? (Py_ssize_t)rows[i] : first + i;
+        if (r < 0 || r >= height) {
             PyErr_SetString(PyExc_IndexError, "ops: a row outside the arrays");
-            return -1;
+            goto done;
         }
-    return 0;
-}
-
-/* An op's blocks into acc and dec (written, added or taken away: rows_apply's modes), its
- * cells marked (bit 1). */
-static void
-queued_add(const QueuedOp *q, Py_ssize_t width, double *acc, double *dec,
-           unsigned char *mark)
-{
-    const double *p = (const double *)q->plain.buf, *d = (const double *)q->decay.buf;
-    for (Py_ssize_t i = 0; i < q->k; i++) {
-        Py_ssize_t row = (q->r != NULL ? (Py_ssize_t)q->r[i] : q->first + i) * width;
-        const double *pi = p + i * q->bw, *di = d + i * q->bw;
-        for (Py_ssize_t j = 0; j < q->bw; j++) {
-            Py_ssize_t cell = row + (q->c != NULL ? (Py_ssize_t)q->c[j] : j);
-            mark[cell] = 1;
-            if (q->mode == 0) {
-                acc[cell] = pi[j];
-                dec[cell] = di[j];
-            } else if (q->mode > 0) {
-                acc[cell] += pi[j];
-                dec[cell] += di[j];
-            } else {
-                acc[cell] -= pi[j];
-                dec[cell] -= di[j];
+        for (Py_ssize_t c = 0; c < bw; c++) {
+            Py_ssize_t col = cols != NULL ? (Py_ssize_t)cols[c] : c;
+            if (col < 0 || col >= width) {
+                PyErr_SetString(PyExc_IndexError, "ops: a column outside the width");
+                goto done;
+            }
+            Py_ssize_t cell = r * width + col;
+            if (!mark[cell]) {
+                mark[cell] = 1;
+                cells[(*n)++] = cell;
             }
         }
     }
+    status = 0;
+done:
+    if (vc.obj != NULL)
+        PyBuffer_Release(&vc);
+    if (vr.obj != NULL)
+        PyBuffer_Release(&vr);
+    return status;
 }
 
 /* window_close1's cell c, but for the decay pass; out[c] = a[c] after leaving[c] is read
@@ -5072,7 +5008,6 @@ close_blocks(PyObject *self, PyObject *args)
     PyObject *result = NULL;
     unsigned char *mark = NULL;
     int64_t *cells = NULL;
-    QueuedOp *queued = NULL;
     int has_leaving = o[4] != Py_None;
     if (has_leaving != (o_cells != Py_None)) {
         PyErr_SetString(PyExc_ValueError, "leaving and leaving_cells: both None or neither");
@@ -5113,62 +5048,61 @@ close_blocks(PyObject *self, PyObject *args)
                 goto done;
             }
     }
-    /* (whole words of marks: a word of none is passed over at once) */
-    Py_ssize_t words = (n + 7) / 8;
-    mark = PyMem_Calloc((size_t)(words ? words : 1), 8);
+    mark = PyMem_Calloc((size_t)(n ? n : 1), 1);
     cells = PyMem_Malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
-    queued = PyMem_Calloc((size_t)nops, sizeof(QueuedOp));
-    if (mark == NULL || cells == NULL || queued == NULL) {
+    if (mark == NULL || cells == NULL) {
         PyErr_NoMemory();
         goto done;
     }
-    /* every op checked before any is added */
+    /* the blocks' cells (each op checked before any is added) */
+    Py_ssize_t covered = 0;
     for (Py_ssize_t j = 0; j < nops; j++)
-        if (queued_take(&queued[j], PyList_GET_ITEM(ops, j), width, n / width) < 0)
+        if (op_cells(PyList_GET_ITEM(ops, j), width, n / width, mark, cells, &covered) < 0)
             goto done;
-    double *acc = (double *)v[6].buf, *dec = (double *)v[7].buf;
-    /* the blocks added, their cells marked (bit 1); the leaving pane's cells (bit 2) */
-    for (Py_ssize_t j = 0; j < nops; j++)
-        queued_add(&queued[j], width, acc, dec, mark);
+    Py_ssize_t all = covered;
     for (Py_ssize_t i = 0; i < nl; i++)
-        mark[lc[i]] |= 2;
+        if (!mark[lc[i]]) {
+            mark[lc[i]] = 1;
+            cells[all++] = lc[i];
+        }
+    double *acc = (double *)v[6].buf, *dec = (double *)v[7].buf;
+    for (Py_ssize_t j = 0; j < nops; j++) {
+        PyObject *op = PyList_GET_ITEM(ops, j);
+        PyObject *both[2] = {o_acc, o_dec}, *blocks[2];
+        blocks[0] = PyTuple_GET_ITEM(op, 2);
+        PyObject *decay_blocks = PyTuple_GET_ITEM(op, 3);
+        long mode = PyLong_AsLong(PyTuple_GET_ITEM(op, 6));
+        if (!PyList_Check(decay_blocks) || PyList_GET_SIZE(decay_blocks) != 1 ||
+            (mode == -1 && PyErr_Occurred()) || mode < -1 || mode > 1) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "ops: one decay block, mode -1, 0 or 1");
+            goto clear;
+        }
+        blocks[1] = PyList_GET_ITEM(decay_blocks, 0);
+        if (rows_apply(2, both, blocks, PyTuple_GET_ITEM(op, 4), width, (int)mode,
+                       PyTuple_GET_SIZE(op) == 8 ? PyTuple_GET_ITEM(op, 7) : NULL) < 0)
+            goto clear;
+    }
     decay_cells((double *)v[1].buf, dec, f, n);
     double *cum = (double *)v[0].buf, *t = (double *)v[2].buf, *k = (double *)v[3].buf;
     const double *leaving = has_leaving ? (const double *)v[4].buf : NULL;
     double *out = (double *)v[5].buf;
-    /* the marked cells in order: closed where the pane holds a value (not +0.0: -0.0
-     * too) or the leaving pane may; the blocks' cells cleared */
     int lost = 0;
-    Py_ssize_t covered = 0;
-    const uint64_t *word = (const uint64_t *)mark;
-    for (Py_ssize_t w = 0; w < words; w++) {
-        if (word[w] == 0)
-            continue;
-        for (Py_ssize_t c = w * 8, end = c + 8 < n ? c + 8 : n; c < end; c++) {
-            unsigned char m = mark[c];
-            if (m == 0)
-                continue;
-            uint64_t bits;
-            memcpy(&bits, &acc[c], 8);
-            if (bits != 0)
-                cells[covered++] = c;
-            if (bits != 0 || (m & 2))
-                lost |= close_cell(cum, acc, t, k, leaving, out, c);
-            if (m & 1) {
-                acc[c] = 0.0;
-                dec[c] = 0.0;
-            }
-        }
+    for (Py_ssize_t i = 0; i < all; i++)
+        lost |= close_cell(cum, acc, t, k, leaving, out, (Py_ssize_t)cells[i]);
+    for (Py_ssize_t i = 0; i < covered; i++) {
+        acc[cells[i]] = 0.0;
+        dec[cells[i]] = 0.0;
     }
     PyObject *given = PyBytes_FromStringAndSize((const char *)cells, covered * 8);
     if (given != NULL) {
         result = Py_BuildValue("(iN)", lost, given);
     }
+    goto done;
+clear: /* an op refused after others were added: the scratch made zero again */
+    memset(acc, 0, (size_t)n * 8);
+    memset(dec, 0, (size_t)n * 8);
 done:
-    if (queued != NULL)
-        for (Py_ssize_t j = 0; j < nops; j++)
-            queued_release(&queued[j]);
-    PyMem_Free(queued);
     PyMem_Free(mark);
     PyMem_Free(cells);
     if (vl.obj != NULL)
