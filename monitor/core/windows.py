@@ -72,8 +72,6 @@ def _dense(packed: F64 | tuple[tuple[int, ...], I64, F64]) -> F64:
 #: The attributes pickled under other names (those of the arrays before open panes were
 #: held as queued blocks too: older pickles read alike).
 _STORED: dict[str, str] = {"held": "open", "held_decay": "open_decay"}
-#: The attributes not pickled (made again, as their docs say).
-_UNSTORED = ("queued", "_scratch", "_cells", "_checked")
 
 #: A queued addition of row blocks (see :class:`RowMerges`): (pane sums, decay sums, block,
 #: decay blocks, rows, width, mode, columns).
@@ -125,12 +123,6 @@ class WindowSet:
         #: The plain and decay arrays a queued pane's blocks are added into when it closes,
         #: zero between closes (made when first needed; not pickled).
         self._scratch: tuple[F64, list[F64]] | None = None
-        #: Per pane of the ring closed from queued blocks, its array and the cells (int64
-        #: bytes) where it may hold a value (see :meth:`_close_blocks`; not pickled).
-        self._cells: dict[int, tuple[F64, bytes]] = {}
-        #: The ``cum``, sliding sums and counts found to take a pane's close at its cells
-        #: only (``monitor._native.plain_cells_ok``), while they are these arrays.
-        self._checked: tuple[F64, F64, F64] | None = None
 
     @property
     def open(self) -> dict[int, F64]:
@@ -197,7 +189,7 @@ class WindowSet:
         of hundreds of panes is mostly zeros, and checkpoints carry it."""
         self.settle()
         state = {_STORED.get(k, k): v for k, v in self.__dict__.items()
-                 if k not in _UNSTORED}  # fmt: skip
+                 if k not in ("queued", "_scratch")}  # fmt: skip
         state["open"] = {p: _sparse(a) for p, a in self.held.items()}
         state["open_decay"] = {p: [_sparse(a) for a in arrs] for p, arrs in self.held_decay.items()}
         state["ring"] = {p: _sparse(a) for p, a in self.ring.items()}
@@ -221,8 +213,6 @@ class WindowSet:
         state["spent"] = []
         state["spare"] = []
         state["_scratch"] = None
-        state["_cells"] = {}
-        state["_checked"] = None
         self.__dict__.update(state)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> WindowSet:
@@ -234,7 +224,7 @@ class WindowSet:
         memo[id(self)] = out
         self.settle()
         state = self.__dict__.copy()
-        packed = {"held", "held_decay", "ring", "_nz", "spent", "spare", *_UNSTORED}
+        packed = {"held", "held_decay", "queued", "ring", "_nz", "spent", "spare", "_scratch"}
         copied = copy.deepcopy({k: v for k, v in state.items() if k not in packed}, memo)
         copied["held"] = {p: a + 0.0 for p, a in self.held.items()}
         copied["held_decay"] = {p: [a + 0.0 for a in arrs] for p, arrs in self.held_decay.items()}
@@ -244,8 +234,6 @@ class WindowSet:
         copied["spent"] = []
         copied["spare"] = []
         copied["_scratch"] = None
-        copied["_cells"] = {}
-        copied["_checked"] = None
         out.__dict__.update({k: copied[k] for k in state})  # the attributes' order kept
         return out
 
@@ -268,7 +256,6 @@ class WindowSet:
         self.spent = []  # (of the old shape)
         self.spare = []
         self._scratch = None
-        self._cells = {}
 
     def remap(self, mapping: I64, rows: int) -> None:
         """Renumber the slices: old row ``i`` adds into row ``mapping[i]`` of ``rows`` rows.
@@ -296,7 +283,6 @@ class WindowSet:
         self.spent = []  # (of the old shape)
         self.spare = []
         self._scratch = None
-        self._cells = {}
 
     def add(self, pane: int, slices: I64, cols: I64, vals: F64, ts: F64) -> None:
         """Add events of one open pane (``ts`` are their event times)."""
@@ -418,7 +404,6 @@ class WindowSet:
 
     def _add_closed(self, pane: int, upto: int, acc: F64) -> None:
         """The plain part of a late addition: ``all``, the ring and the sliding windows."""
-        self._checked = None  # (a cell's last term may leave a remainder: checked again)
         self.cum += acc
         if self.ring_len and pane >= upto - self.ring_len:
             held = self.ring.get(pane)
@@ -437,8 +422,6 @@ class WindowSet:
         if blocks is not None:
             # its blocks added into the scratch arrays, the pane closed from them (the
             # ring keeps a copy), and the blocks' cells cleared again
-            if compiled is not None and self._close_blocks(compiled, pane, blocks):
-                return True
             acc, decayed = blocks[0][0], blocks[0][1]
             _apply(blocks)
             if compiled is not None:
@@ -537,52 +520,6 @@ class WindowSet:
             out is not None for out in leaving
         )
 
-    def _close_blocks(self, compiled: Any, pane: int, blocks: list[_Op]) -> bool:
-        """:meth:`close` of ``pane``, held as its queued ``blocks``, by the compiled kernel
-        (``monitor._native.close_blocks``) that works at the cells the blocks cover and
-        those the pane leaving the sliding window held only, with the results of the whole
-        close: for a set of one decay and one sliding window whose sums take it
-        (``monitor._native.plain_cells_ok``, checked once while they are the same arrays;
-        False: not closed, nothing done). The leaving pane's array takes the pane's sums
-        in the ring."""
-        spans = self.sliding_panes
-        if len(spans) != 1 or len(self.decay_rates) != 1:
-            return False
-        nz = self._nz if self._nz is not None else self._count_terms(pane)
-        cum, sliding = self.cum, self.sliding[0]
-        checked = self._checked
-        if checked is None or checked[0] is not cum or checked[1] is not sliding or (
-            checked[2] is not nz[0]
-        ):
-            if not compiled.plain_cells_ok(cum, sliding, nz[0]):
-                return False
-            self._checked = (cum, sliding, nz[0])
-        key = (self.pane, *self.decay_rates)
-        factors = _FACTORS.get(key)
-        if factors is None:
-            factors = _FACTORS[key] = [math.exp(-rate * self.pane) for rate in self.decay_rates]
-        ring, n = self.ring, spans[0]
-        leaving = ring.pop(pane - n, None)  # (the pane the ring lets go of: ring_len is n)
-        if leaving is None:
-            out, cells = self.zeros(), None
-        else:
-            held = self._cells.pop(pane - n, None)
-            if held is not None and held[0] is leaving:
-                cells = held[1]
-            else:  # (its cells that are not +0.0: -0.0 is written over too)
-                cells = np.flatnonzero(leaving.reshape(-1).view(np.int64))
-            out = leaving
-        lost, covered = compiled.close_blocks(blocks, cum, self.decay[0], factors[0], sliding,
-                                              nz[0], leaving, cells, out)  # fmt: skip
-        ring[pane] = out
-        self._cells[pane] = (out, covered)
-        if lost:  # a large term left a small remainder
-            self._resum_one(0, pane, n)
-        self.closes += 1
-        if pane % n == 0:
-            self._resum(pane)
-        return True
-
     def _copy(self, acc: F64) -> F64:
         """A copy of a pane's sums for the ring: into a spare array (see :meth:`recycle`),
         written whole, else a new one."""
@@ -600,7 +537,6 @@ class WindowSet:
         gone = self.ring.pop(pane - self.ring_len, None)
         if gone is not None:
             self.spent.append(gone)
-            self._cells.pop(pane - self.ring_len, None)
         self.closes += 1
         if pane % self.ring_len == 0:
             # At panes fixed in event time, not counted from when this set was made:

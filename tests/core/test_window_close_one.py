@@ -184,10 +184,8 @@ def _run(seed: int, compiled: bool, spare: str | None = None) -> list[Any]:
                 w.grow(rows)
             states.append(w.close(pane))
             pane += 1
-            # (what the compiled closes keep to find their cells is theirs only)
-            caches = ("_cells", "_checked")
             if spare is None:
-                states.append({k: _canonical(v) for k, v in vars(w).items() if k not in caches})
+                states.append({k: _canonical(v) for k, v in vars(w).items()})
                 continue
             if rng.random() < 0.7:  # (drawn either way: the same sequence)
                 if spare == "fresh":
@@ -195,7 +193,7 @@ def _run(seed: int, compiled: bool, spare: str | None = None) -> list[Any]:
                 else:
                     w.recycle()
                     assert all(a.shape == (w.rows, w.width) for a in w.spare)
-            kept = ("spent", "spare", *caches)
+            kept = ("spent", "spare")
             states.append({k: _canonical(v) for k, v in vars(w).items() if k not in kept})
         return states
     finally:
