@@ -2779,8 +2779,8 @@ static int
 rows_apply(Py_ssize_t nt, PyObject *const *targets, PyObject *const *blocks, PyObject *o_rows,
            Py_ssize_t width, int mode, PyObject *o_cols)
 {
-    if (width <= 0 || mode < -1 || mode > 2) {
-        PyErr_SetString(PyExc_ValueError, "width > 0, mode -1, 0, 1 or 2");
+    if (width <= 0 || mode < -1 || mode > 1) {
+        PyErr_SetString(PyExc_ValueError, "width > 0, mode -1, 0 or 1");
         return -1;
     }
     Py_ssize_t first = -1;
@@ -2871,14 +2871,7 @@ rows_apply(Py_ssize_t nt, PyObject *const *targets, PyObject *const *blocks, PyO
         for (Py_ssize_t i = 0; i < k; i++) {
             double *row = t + (rows != NULL ? (Py_ssize_t)rows[i] : first + i) * width;
             const double *add = b + i * bw;
-            if (mode == 2) { /* the block's cells cleared, its values unread */
-                if (cols != NULL)
-                    for (Py_ssize_t c = 0; c < bw; c++)
-                        row[cols[c]] = 0.0;
-                else
-                    for (Py_ssize_t c = 0; c < width; c++)
-                        row[c] = 0.0;
-            } else if (cols != NULL) {
+            if (cols != NULL) {
                 if (mode == 0)
                     for (Py_ssize_t c = 0; c < bw; c++)
                         row[cols[c]] = add[c];
@@ -2922,7 +2915,7 @@ rows_add(PyObject *self, PyObject *args)
                           &o_rows, &width, &mode))
         return NULL;
     Py_ssize_t nt = PyList_GET_SIZE(targets);
-    if (PyList_GET_SIZE(blocks) != nt || mode > 1) {
+    if (PyList_GET_SIZE(blocks) != nt) {
         PyErr_SetString(PyExc_ValueError, "one block per target, width > 0, mode -1, 0 or 1");
         return NULL;
     }
@@ -2933,35 +2926,21 @@ rows_add(PyObject *self, PyObject *args)
 }
 
 PyDoc_STRVAR(rows_add_many_doc,
-"rows_add_many(ops, mode=None)\n\n"
+"rows_add_many(ops)\n\n"
 "rows_add of each op of the list ops, in order: an op is a tuple (target, targets, block,\n"
 "blocks, rows, width, mode[, cols]), for rows_add([target, *targets], [block, *blocks],\n"
 "rows, width, mode) (targets and blocks: lists of as many arrays); with cols (int64\n"
 "distinct columns of the width, or None: all), a block row holds the cells of those\n"
-"columns of its row only, and the other cells of the row are left as they are. mode,\n"
-"when given, is every op's in place of its own; mode 2 sets the cells an op's block\n"
-"covers to +0.0 (its values unread: a stage 2 pane's blocks taken back out of the arrays\n"
-"they were added into, see monitor/core/windows.py). The ops before one that is not\n"
-"valid are applied; that one and those after it are not.");
+"columns of its row only, and the other cells of the row are left as they are. The ops\n"
+"before one that is not valid are applied; that one and those after it are not.");
 
 static PyObject *
 rows_add_many(PyObject *self, PyObject *args)
 {
-    PyObject *ops, *o_mode = Py_None;
+    PyObject *ops;
     (void)self;
-    if (!PyArg_ParseTuple(args, "O!|O", &PyList_Type, &ops, &o_mode))
+    if (!PyArg_ParseTuple(args, "O!", &PyList_Type, &ops))
         return NULL;
-    int every = -2; /* the mode of every op (-2: each op's own) */
-    if (o_mode != Py_None) {
-        long m = PyLong_AsLong(o_mode);
-        if (m == -1 && PyErr_Occurred())
-            return NULL;
-        if (m < -1 || m > 2) {
-            PyErr_SetString(PyExc_ValueError, "mode -1, 0, 1 or 2");
-            return NULL;
-        }
-        every = (int)m;
-    }
     PyObject *held[2 * 8];
     for (Py_ssize_t o = 0; o < PyList_GET_SIZE(ops); o++) {
         PyObject *op = PyList_GET_ITEM(ops, o);
@@ -2996,11 +2975,7 @@ rows_add_many(PyObject *self, PyObject *args)
             PyErr_SetString(PyExc_OverflowError, "ops: mode out of range");
             return NULL;
         }
-        if (every == -2 && lmode > 1) { /* (2 only for every op: mode given) */
-            PyErr_SetString(PyExc_ValueError, "ops: mode -1, 0 or 1");
-            return NULL;
-        }
-        mode = every == -2 ? (int)lmode : every;
+        mode = (int)lmode;
         Py_ssize_t nt = PyList_GET_SIZE(targets) + 1;
         if (PyList_GET_SIZE(blocks) + 1 != nt) {
             PyErr_SetString(PyExc_ValueError, "ops: one block per target");

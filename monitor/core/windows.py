@@ -18,11 +18,13 @@ in rows when the model's slice registry grows (:meth:`WindowSet.grow`).
 
 An open pane that only blocks of rows (:class:`RowMerges`, what stage 1 hands over) have
 added to is held as those blocks, queued, not as arrays: they are added, in order, into
-two arrays the set keeps zero (its scratch) when the pane closes, and taken back out of
-them after it, so that a sparse stream's pane, a few events, costs what it holds, not a
-write into and a clear of arrays of every cell. Anything else done to the pane (any other
-addition, a copy, a checkpoint reading :attr:`WindowSet.open`) first makes its arrays
-from its blocks, as they would have been (:meth:`WindowSet.settle`).
+two arrays the set keeps zero (its scratch) when the pane closes, and the scratch is
+cleared again after it. A poll of a sparse stream spans dozens of panes of a few events
+each; so they write into and clear no arrays of their own, which would be out of the
+processor's cache by the time they close, and the scratch stays in it. Anything else
+done to the pane (any other addition, a copy, a checkpoint reading
+:attr:`WindowSet.open`) first makes its arrays from its blocks, as they would have been
+(:meth:`WindowSet.settle`).
 """
 
 from __future__ import annotations
@@ -421,16 +423,15 @@ class WindowSet:
         compiled = native.kernels()
         if blocks is not None:
             # its blocks added into the scratch arrays, the pane closed from them (the
-            # ring keeps a copy), and the blocks' cells cleared again
-            acc, decayed = blocks[0][0], blocks[0][1]
+            # ring keeps a copy), and the scratch cleared again (arrays in the processor's
+            # cache: one pass over them costs less than clearing each block's cells)
+            scratch, scratch_decay = blocks[0][0], blocks[0][1]
             _apply(blocks)
             if compiled is not None:
-                changed = self._close_compiled(compiled, pane, acc, decayed, True)
-                compiled.rows_add_many(blocks, 2)
-                return changed
-            changed = self._close_numpy(pane, acc, decayed, True)
-            for arr in [acc, *decayed]:
-                arr.fill(0.0)
+                changed = self._close_compiled(compiled, pane, scratch, scratch_decay, True)
+            else:
+                changed = self._close_numpy(pane, scratch, scratch_decay, True)
+            _clear([scratch, *scratch_decay])
             return changed
         acc = self.held.pop(pane, None)
         decayed = self.held_decay.pop(pane, None)
