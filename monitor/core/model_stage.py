@@ -367,7 +367,8 @@ class ModelStage:
             merges.run()
             w.grow(rows)
         number = delta.number
-        ops, held, held_decay, queued, width = merges.ops, w.held, w.held_decay, w.queued, w.width
+        ops, queued, width = merges.ops, w.queued, w.width
+        held, held_decay = w.arrays()
         for pd in md.panes:
             if distinct:
                 given = None  # the rows as the ledger's int64 array (handed over, same rows)

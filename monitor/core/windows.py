@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -71,9 +71,9 @@ def _dense(packed: F64 | tuple[tuple[int, ...], I64, F64]) -> F64:
     return out
 
 
-#: The attributes pickled under other names (those of the arrays before open panes were
-#: held as queued blocks too: older pickles read alike).
-_STORED: dict[str, str] = {"held": "open", "held_decay": "open_decay"}
+#: The attributes not pickled (made again: :meth:`WindowSet.__getstate__` makes the queued
+#: panes arrays first).
+_UNSTORED = ("queued", "_scratch")
 
 #: A queued addition of row blocks (see :class:`RowMerges`): (pane sums, decay sums, block,
 #: decay blocks, rows, width, mode, columns).
@@ -89,8 +89,38 @@ def pad_rows(arr: F64, rows: int) -> F64:
     return out
 
 
+_T = TypeVar("_T")
+
+
+class _Settled(Generic[_T]):
+    """An attribute of the open panes' arrays, kept in the instance's ``__dict__`` under
+    its own name (so stored and copied as any attribute), read after the panes held as
+    queued blocks are made arrays (:meth:`WindowSet.settle`); assigned, it replaces the
+    open panes (the queued ones dropped)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: WindowSet, owner: type | None = None) -> _T:
+        attrs = obj.__dict__
+        if attrs.get("queued"):
+            obj.settle()
+        value: _T = attrs[self.name]
+        return value
+
+    def __set__(self, obj: WindowSet, value: _T) -> None:
+        attrs = obj.__dict__
+        queued = attrs.get("queued")
+        if queued:
+            queued.clear()
+        attrs[self.name] = value
+
+
 class WindowSet:
     """Open panes and closed-window sums of one model in one partition."""
+
+    open: _Settled[dict[int, F64]] = _Settled()
+    open_decay: _Settled[dict[int, list[F64]]] = _Settled()
 
     def __init__(self, specs: tuple[WindowSpec, ...], pane: float, width: int, rows: int) -> None:
         self.pane = pane
@@ -99,11 +129,13 @@ class WindowSet:
         self.sliding_panes = [round(s.seconds / pane) for s in specs if s.kind == "sliding"]
         self.decay_rates = [math.log(2) / s.seconds for s in specs if s.kind == "decay"]
         self.ring_len = max(self.sliding_panes, default=0)
-        #: The open panes held as arrays (see :attr:`open`), and those held as the blocks
-        #: queued for them (:class:`RowMerges` ops into :attr:`_scratch`; a pane is in one of
-        #: the two, never both).
-        self.held: dict[int, F64] = {}
-        self.held_decay: dict[int, list[F64]] = {}
+        #: The open panes' plain sums and sums per decay window (weighted to the pane's
+        #: end), ``(slices, width)`` each, and the panes held as the blocks queued for them
+        #: (:class:`RowMerges` ops into :attr:`_scratch`), which reading either of the first
+        #: two makes arrays first (:meth:`settle`; :meth:`arrays` does not). A pane is held
+        #: as arrays or as blocks, never both.
+        self.open = {}
+        self.open_decay = {}
         self.queued: dict[int, list[_Op]] = {}
         self.cum = np.zeros((rows, width))
         #: Joined events per slice in ``cum`` but in no decay window: late events of states
@@ -126,30 +158,11 @@ class WindowSet:
         #: zero between closes (made when first needed; not pickled).
         self._scratch: tuple[F64, list[F64]] | None = None
 
-    @property
-    def open(self) -> dict[int, F64]:
-        """The open panes' plain sums, ``(slices, width)`` per pane (the panes held as
-        queued blocks are made arrays first: :meth:`settle`)."""
-        if self.queued:
-            self.settle()
-        return self.held
-
-    @open.setter
-    def open(self, panes: dict[int, F64]) -> None:
-        self.queued = {}
-        self.held = panes
-
-    @property
-    def open_decay(self) -> dict[int, list[F64]]:
-        """The open panes' sums per decay window, weighted to the pane's end (as :attr:`open`)."""
-        if self.queued:
-            self.settle()
-        return self.held_decay
-
-    @open_decay.setter
-    def open_decay(self, panes: dict[int, list[F64]]) -> None:
-        self.queued = {}
-        self.held_decay = panes
+    def arrays(self) -> tuple[dict[int, F64], dict[int, list[F64]]]:
+        """:attr:`open` and :attr:`open_decay` as they are: the panes held as arrays only
+        (none made arrays of its queued blocks)."""
+        attrs = self.__dict__
+        return attrs["open"], attrs["open_decay"]
 
     def settle(self, pane: int | None = None) -> None:
         """Make the arrays of ``pane`` (None: of every pane held as queued blocks) from its
@@ -160,8 +173,9 @@ class WindowSet:
             blocks = self.queued.pop(p, None)
             if blocks is None:
                 continue
-            acc = self.held[p] = self.zeros()
-            decayed = self.held_decay[p] = [self.zeros() for _ in self.decay_rates]
+            held, held_decay = self.arrays()
+            acc = held[p] = self.zeros()
+            decayed = held_decay[p] = [self.zeros() for _ in self.decay_rates]
             ops += [(acc, decayed, *op[2:]) for op in blocks]
         _apply(ops)
 
@@ -190,10 +204,9 @@ class WindowSet:
         """Pickled with the per-pane arrays (open panes, the sliding ring) sparse: a ring
         of hundreds of panes is mostly zeros, and checkpoints carry it."""
         self.settle()
-        state = {_STORED.get(k, k): v for k, v in self.__dict__.items()
-                 if k not in ("queued", "_scratch")}  # fmt: skip
-        state["open"] = {p: _sparse(a) for p, a in self.held.items()}
-        state["open_decay"] = {p: [_sparse(a) for a in arrs] for p, arrs in self.held_decay.items()}
+        state = {k: v for k, v in self.__dict__.items() if k not in _UNSTORED}
+        state["open"] = {p: _sparse(a) for p, a in self.open.items()}
+        state["open_decay"] = {p: [_sparse(a) for a in arrs] for p, arrs in self.open_decay.items()}
         state["ring"] = {p: _sparse(a) for p, a in self.ring.items()}
         state["_nz"] = None
         del state["spent"], state["spare"]
@@ -203,9 +216,9 @@ class WindowSet:
         ordered: dict[str, Any] = {}  # (the attributes in their order, queued after the arrays)
         for name, value in state.items():
             if name == "open":
-                ordered["held"] = {p: _dense(a) for p, a in value.items()}
+                ordered["open"] = {p: _dense(a) for p, a in value.items()}
             elif name == "open_decay":
-                ordered["held_decay"] = {p: [_dense(a) for a in arrs] for p, arrs in value.items()}
+                ordered["open_decay"] = {p: [_dense(a) for a in arrs] for p, arrs in value.items()}
                 ordered["queued"] = {}
             else:
                 ordered[name] = value
@@ -226,10 +239,10 @@ class WindowSet:
         memo[id(self)] = out
         self.settle()
         state = self.__dict__.copy()
-        packed = {"held", "held_decay", "queued", "ring", "_nz", "spent", "spare", "_scratch"}
+        packed = {"open", "open_decay", "ring", "_nz", "spent", "spare", *_UNSTORED}
         copied = copy.deepcopy({k: v for k, v in state.items() if k not in packed}, memo)
-        copied["held"] = {p: a + 0.0 for p, a in self.held.items()}
-        copied["held_decay"] = {p: [a + 0.0 for a in arrs] for p, arrs in self.held_decay.items()}
+        copied["open"] = {p: a + 0.0 for p, a in self.open.items()}
+        copied["open_decay"] = {p: [a + 0.0 for a in arrs] for p, arrs in self.open_decay.items()}
         copied["queued"] = {}
         copied["ring"] = {p: a + 0.0 for p, a in self.ring.items()}
         copied["_nz"] = None
@@ -245,9 +258,9 @@ class WindowSet:
             return
         self.settle()
         self.rows = rows
-        self.held = {p: pad_rows(a, rows) for p, a in self.held.items()}
-        self.held_decay = {
-            p: [pad_rows(a, rows) for a in arrs] for p, arrs in self.held_decay.items()
+        self.open = {p: pad_rows(a, rows) for p, a in self.open.items()}
+        self.open_decay = {
+            p: [pad_rows(a, rows) for a in arrs] for p, arrs in self.open_decay.items()
         }
         self.cum = pad_rows(self.cum, rows)
         self.late_n = np.concatenate([self.late_n, np.zeros(rows - len(self.late_n))])
@@ -271,8 +284,8 @@ class WindowSet:
             return out
 
         self.settle()
-        self.held = {p: move(a) for p, a in self.held.items()}
-        self.held_decay = {p: [move(a) for a in arrs] for p, arrs in self.held_decay.items()}
+        self.open = {p: move(a) for p, a in self.open.items()}
+        self.open_decay = {p: [move(a) for a in arrs] for p, arrs in self.open_decay.items()}
         self.cum = move(self.cum)
         late = np.zeros(rows)
         np.add.at(late, mapping[: len(self.late_n)], self.late_n)
@@ -288,13 +301,11 @@ class WindowSet:
 
     def add(self, pane: int, slices: I64, cols: I64, vals: F64, ts: F64) -> None:
         """Add events of one open pane (``ts`` are their event times)."""
-        if pane in self.queued:
-            self.settle(pane)
-        acc = self.held.get(pane)
+        acc = self.open.get(pane)
         if acc is None:
-            acc = self.held[pane] = self.zeros()
-            self.held_decay[pane] = [self.zeros() for _ in self.decay_rates]
-        scatter_pane(acc, self.held_decay[pane], self.decay_rates, (pane + 1) * self.pane,
+            acc = self.open[pane] = self.zeros()
+            self.open_decay[pane] = [self.zeros() for _ in self.decay_rates]
+        scatter_pane(acc, self.open_decay[pane], self.decay_rates, (pane + 1) * self.pane,
                      slices, cols, vals, ts)  # fmt: skip
 
     def add_late(
@@ -327,15 +338,13 @@ class WindowSet:
         the sums weighted to the pane's own end. ``upto`` is None while the pane is open,
         else the first pane not closed (as for :meth:`add_late`)."""
         if upto is None:
-            if pane in self.queued:
-                self.settle(pane)
-            acc = self.held.get(pane)
+            acc = self.open.get(pane)
             if acc is None:
-                self.held[pane] = plain.copy()
-                self.held_decay[pane] = [d.copy() for d in decay]
+                self.open[pane] = plain.copy()
+                self.open_decay[pane] = [d.copy() for d in decay]
                 return
             acc += plain
-            for target, add in zip(self.held_decay[pane], decay, strict=True):
+            for target, add in zip(self.open_decay[pane], decay, strict=True):
                 target += add
             return
         self._add_closed(pane, upto, plain.copy())
@@ -349,9 +358,7 @@ class WindowSet:
         :meth:`add_sums`, its blocks of those rows only). The compiled kernel
         (``monitor._native.rows_add``) writes or adds each block row into its row in one
         pass, the numpy code gathers and scatters them, with the same results."""
-        if pane in self.queued:
-            self.settle(pane)
-        acc = self.held.get(pane)
+        acc = self.open.get(pane)
         compiled = native.kernels()
         if compiled is not None:
             first = rows.start if isinstance(rows, slice) else rows
@@ -362,7 +369,7 @@ class WindowSet:
                 acc, decayed = opened
                 mode = 0 if sign == 1.0 else -1
             else:
-                decayed = self.held_decay[pane]
+                decayed = self.open_decay[pane]
                 mode = 1 if sign == 1.0 else -1
             compiled.rows_add([acc, *decayed], [plain, *decay], first, self.width, mode)
             return
@@ -383,11 +390,11 @@ class WindowSet:
                 return
         if sign == 1.0:
             acc[at] += plain
-            for target, add in zip(self.held_decay[pane], decay, strict=True):
+            for target, add in zip(self.open_decay[pane], decay, strict=True):
                 target[at] += add
         else:
             acc[at] -= plain
-            for target, add in zip(self.held_decay[pane], decay, strict=True):
+            for target, add in zip(self.open_decay[pane], decay, strict=True):
                 target[at] -= add
 
     def _open_for_rows(
@@ -397,11 +404,11 @@ class WindowSet:
         blocks of every row added become the pane (copies of them, not zeros written
         over: None); else its sums start at zero (returned, plain and decay)."""
         if sign == 1.0 and isinstance(at, slice) and at == slice(0, self.rows):
-            self.held[pane] = plain.copy()
-            self.held_decay[pane] = [d.copy() for d in decay]
+            self.open[pane] = plain.copy()
+            self.open_decay[pane] = [d.copy() for d in decay]
             return None
-        acc = self.held[pane] = self.zeros()
-        decayed = self.held_decay[pane] = [self.zeros() for _ in self.decay_rates]
+        acc = self.open[pane] = self.zeros()
+        decayed = self.open_decay[pane] = [self.zeros() for _ in self.decay_rates]
         return acc, decayed
 
     def _add_closed(self, pane: int, upto: int, acc: F64) -> None:
@@ -433,8 +440,9 @@ class WindowSet:
                 changed = self._close_numpy(pane, scratch, scratch_decay, True)
             _clear([scratch, *scratch_decay])
             return changed
-        acc = self.held.pop(pane, None)
-        decayed = self.held_decay.pop(pane, None)
+        held, held_decay = self.arrays()
+        acc = held.pop(pane, None)
+        decayed = held_decay.pop(pane, None)
         if decayed is not None:  # (added into the decay windows below: read no more)
             self.spent += decayed
         if compiled is not None:
@@ -600,7 +608,7 @@ class WindowSet:
 
     def lowest_open(self) -> int | None:
         """The lowest open pane (None: none is open)."""
-        held, queued = self.held, self.queued
+        held, queued = self.arrays()[0], self.queued
         if not queued:
             return min(held) if held else None
         low = min(queued)
@@ -676,11 +684,12 @@ class RowMerges:
         other cells of the rows take nothing: adding a block's zeros would leave them as
         they are, as none holds -0.0)."""
         first = rows.start if isinstance(rows, slice) else rows
-        acc = w.held.get(pane)
+        held, held_decay = w.arrays()
+        acc = held.get(pane)
         if acc is None:
             w.queue(pane, plain, decay, first, cols)
             return
-        self.ops.append((acc, w.held_decay[pane], plain, decay, first, w.width, 1, cols))
+        self.ops.append((acc, held_decay[pane], plain, decay, first, w.width, 1, cols))
 
     def add_to(self, target: F64, add: F64) -> None:
         """Queue ``target += add`` (one-dimensional float64 arrays of one length, ``add``

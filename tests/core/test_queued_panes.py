@@ -118,9 +118,9 @@ def test_a_hand_overs_blocks_wait_queued_until_their_pane_closes() -> None:
     merges.add(w, 3, np.array([1]), np.full((1, 2), 5.0), [np.ones((1, 2))], np.array([0, 3]))
     merges.add(w, 3, slice(0, 2), np.ones((2, 4)), [np.ones((2, 4))])
     merges.run()
-    assert list(w.queued) == [3] and not w.held and w.lowest_open() == 3
+    assert list(w.queued) == [3] and not w.arrays()[0] and w.lowest_open() == 3
     assert w.open[3].tolist() == [[1.0] * 4, [6.0, 1.0, 1.0, 6.0]]  # made arrays when read
-    assert not w.queued and list(w.held) == [3]
+    assert not w.queued and list(w.arrays()[0]) == [3]
     merges.add(w, 3, slice(1, 2), np.ones((1, 4)), [np.ones((1, 4))])  # to its arrays now
     assert len(merges.ops) == 1 and not w.queued
     merges.run()
