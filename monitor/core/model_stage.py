@@ -351,7 +351,9 @@ class ModelStage:
     def _add_open(self, delta: PartitionDelta, md: ModelDelta, merges: RowMerges) -> None:
         """:meth:`_add` of a part whose panes are all open and hold no raw predictions,
         with no piece kept to undo it: its row blocks (and its counters' increments, when
-        they are arrays) are queued in ``merges``."""
+        they are arrays) are queued in ``merges``, those of a pane the windows hold no
+        arrays of with the pane (:meth:`WindowSet.queue
+        <monitor.core.windows.WindowSet.queue>`, inlined), until it closes."""
         keys = self.model.registry.keys
         if keys[: len(md.slice_keys)] == md.slice_keys:
             # every slice known here, in stage 1's order (looking them up finds each
@@ -1210,8 +1212,8 @@ def _hand_stage(stage: ModelStage,
     whose part's panes are all open and hold no raw predictions, is taken as
     :meth:`ModelStage.apply_part` (``advance`` False) would, with no piece kept to undo
     it: the chain goes on and the row blocks (and the counters' increments, when they are
-    arrays) are queued in ``merges`` by :meth:`ModelStage._add_open` (run it before the
-    stage's windows are read). Any other delta is given to :meth:`ModelStage.apply_part`,
+    arrays) are queued by :meth:`ModelStage._add_open` (run ``merges`` before the stage's
+    windows are read). Any other delta is given to :meth:`ModelStage.apply_part`,
     after the blocks queued before it."""
     name, chains = stage.name, stage.chains
     for delta, parts, idle, final in given:
