@@ -351,7 +351,9 @@ class ModelStage:
     def _add_open(self, delta: PartitionDelta, md: ModelDelta, merges: RowMerges) -> None:
         """:meth:`_add` of a part whose panes are all open and hold no raw predictions,
         with no piece kept to undo it: its row blocks (and its counters' increments, when
-        they are arrays) are queued in ``merges``."""
+        they are arrays) are queued in ``merges``, those of a pane the windows hold no
+        arrays of with the pane (:meth:`WindowSet.queue
+        <monitor.core.windows.WindowSet.queue>`, inlined), until it closes."""
         keys = self.model.registry.keys
         if keys[: len(md.slice_keys)] == md.slice_keys:
             # every slice known here, in stage 1's order (looking them up finds each
@@ -367,9 +369,8 @@ class ModelStage:
             merges.run()
             w.grow(rows)
         number = delta.number
-        add = merges.add
-        ops, opened, opened_decay, width = merges.ops, w.open, w.open_decay, w.width
-        fresh = merges.fresh
+        ops, queued, width = merges.ops, w.queued, w.width
+        held, held_decay = w.arrays()
         for pd in md.panes:
             if distinct:
                 given = None  # the rows as the ledger's int64 array (handed over, same rows)
@@ -381,26 +382,26 @@ class ModelStage:
                     plain, decay, cols = delta.row_blocks(md, pd)
                 present = pd.rows if same else [remap[r] for r in pd.rows]
                 pane = pd.pane
-                acc = opened.get(pane)
+                # (merges.add, inlined)
                 if cols is not None and len(present) > 1 and given is not None:
-                    # (blocks of some columns: never the whole pane; the rows as they are)
-                    if acc is None:  # merges.add of a new pane, inlined
-                        acc = opened[pane] = fresh(w)
-                        opened_decay[pane] = [fresh(w) for _ in w.decay_rates]
-                        ops.append((acc, opened_decay[pane], plain, decay, given, width, 0, cols))
-                    else:
-                        ops.append((acc, opened_decay[pane], plain, decay, given, width, 1, cols))
-                elif acc is not None:  # merges.add of a pane open already, inlined
-                    if len(present) == 1:  # (most panes of a model without segments)
-                        first: int | npt.NDArray[np.int64] = present[0]
-                    else:
-                        at = _index(present)
-                        first = at.start if isinstance(at, slice) else at
-                    ops.append((acc, opened_decay[pane], plain, decay, first, width, 1, cols))
-                elif len(present) == 1:
-                    add(w, pane, slice(present[0], present[0] + 1), plain, decay, cols)
+                    first: int | npt.NDArray[np.int64] = given  # (the rows as they are)
+                elif len(present) == 1:  # (most panes of a model without segments)
+                    first = present[0]
                 else:
-                    add(w, pane, _index(present), plain, decay, cols)
+                    at = _index(present)
+                    first = at.start if isinstance(at, slice) else at
+                acc = held.get(pane)
+                if acc is not None:  # a pane held as arrays
+                    ops.append((acc, held_decay[pane], plain, decay, first, width, 1, cols))
+                else:  # (WindowSet.queue, inlined)
+                    blocks = queued.get(pane)
+                    if blocks is None:
+                        scratch, scratch_decay = w.scratch()
+                        queued[pane] = [(scratch, scratch_decay, plain, decay, first, width, 0,
+                                         cols)]  # fmt: skip
+                    else:
+                        head = blocks[0]
+                        blocks.append((head[0], head[1], plain, decay, first, width, 1, cols))
             else:
                 plain, decay = delta.blocks(md, pd)
                 merges.run()  # added straight to the pane: after the blocks queued
@@ -819,9 +820,10 @@ class ModelStage:
         (None: there is none) for :func:`flush_together` to compute with other models'."""
         w = self.windows
         if self.closed_upto is None:
-            if not w.open:
+            low = w.lowest_open()
+            if low is None:
                 return None
-            self.closed_upto = min(min(w.open), upto)
+            self.closed_upto = min(low, upto)
         if self.closed_upto >= upto:  # nothing to close (most polls, for most models)
             return None
         batch = _Batch()
@@ -829,7 +831,7 @@ class ModelStage:
             pane = self.closed_upto
             # Only an empty ring lets empty panes be skipped: the first open pane is
             # looked for then (a backlog holds many open panes).
-            first = min(w.open, default=None) if w.ring_empty() else pane
+            first = w.lowest_open() if w.ring_empty() else pane
             if first is None or first > pane:
                 target = upto if first is None else min(first, upto)
                 if target - pane > 1:
@@ -1210,8 +1212,8 @@ def _hand_stage(stage: ModelStage,
     whose part's panes are all open and hold no raw predictions, is taken as
     :meth:`ModelStage.apply_part` (``advance`` False) would, with no piece kept to undo
     it: the chain goes on and the row blocks (and the counters' increments, when they are
-    arrays) are queued in ``merges`` by :meth:`ModelStage._add_open` (run it before the
-    stage's windows are read). Any other delta is given to :meth:`ModelStage.apply_part`,
+    arrays) are queued by :meth:`ModelStage._add_open` (run ``merges`` before the stage's
+    windows are read). Any other delta is given to :meth:`ModelStage.apply_part`,
     after the blocks queued before it."""
     name, chains = stage.name, stage.chains
     for delta, parts, idle, final in given:

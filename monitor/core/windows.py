@@ -15,13 +15,23 @@ when the watermark passes a pane's end the pane closes and its sums move into:
 An event whose pane has closed (late) is merged into every window that still holds its
 pane (:meth:`WindowSet.add_late`). All arrays are ``(slices, width)`` float64; they grow
 in rows when the model's slice registry grows (:meth:`WindowSet.grow`).
+
+An open pane that only blocks of rows (:class:`RowMerges`, what stage 1 hands over) have
+added to is held as those blocks, queued, not as arrays: they are added, in order, into
+two arrays the set keeps zero (its scratch) when the pane closes, and the scratch is
+cleared again after it. A poll of a sparse stream spans dozens of panes of a few events
+each; so they write into and clear no arrays of their own, which would be out of the
+processor's cache by the time they close, and the scratch stays in it. Anything else
+done to the pane (any other addition, a copy, a checkpoint reading
+:attr:`WindowSet.open`) first makes its arrays from its blocks, as they would have been
+(:meth:`WindowSet.settle`).
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -61,6 +71,15 @@ def _dense(packed: F64 | tuple[tuple[int, ...], I64, F64]) -> F64:
     return out
 
 
+#: The attributes not pickled (made again: :meth:`WindowSet.__getstate__` makes the queued
+#: panes arrays first).
+_UNSTORED = ("queued", "_scratch")
+
+#: A queued addition of row blocks (see :class:`RowMerges`): (pane sums, decay sums, block,
+#: decay blocks, rows, width, mode, columns).
+_Op = tuple[F64, list[F64], F64, list[F64], Any, int, int, Any]
+
+
 def pad_rows(arr: F64, rows: int) -> F64:
     """``arr`` with zero rows added up to ``rows`` (itself when it has as many)."""
     if arr.shape[0] >= rows:
@@ -70,8 +89,38 @@ def pad_rows(arr: F64, rows: int) -> F64:
     return out
 
 
+_T = TypeVar("_T")
+
+
+class _Settled(Generic[_T]):
+    """An attribute of the open panes' arrays, kept in the instance's ``__dict__`` under
+    its own name (so stored and copied as any attribute), read after the panes held as
+    queued blocks are made arrays (:meth:`WindowSet.settle`); assigned, it replaces the
+    open panes (the queued ones dropped)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: WindowSet, owner: type | None = None) -> _T:
+        attrs = obj.__dict__
+        if attrs.get("queued"):
+            obj.settle()
+        value: _T = attrs[self.name]
+        return value
+
+    def __set__(self, obj: WindowSet, value: _T) -> None:
+        attrs = obj.__dict__
+        queued = attrs.get("queued")
+        if queued:
+            queued.clear()
+        attrs[self.name] = value
+
+
 class WindowSet:
     """Open panes and closed-window sums of one model in one partition."""
+
+    open: _Settled[dict[int, F64]] = _Settled()
+    open_decay: _Settled[dict[int, list[F64]]] = _Settled()
 
     def __init__(self, specs: tuple[WindowSpec, ...], pane: float, width: int, rows: int) -> None:
         self.pane = pane
@@ -80,8 +129,14 @@ class WindowSet:
         self.sliding_panes = [round(s.seconds / pane) for s in specs if s.kind == "sliding"]
         self.decay_rates = [math.log(2) / s.seconds for s in specs if s.kind == "decay"]
         self.ring_len = max(self.sliding_panes, default=0)
-        self.open: dict[int, F64] = {}
-        self.open_decay: dict[int, list[F64]] = {}
+        #: The open panes' plain sums and sums per decay window (weighted to the pane's
+        #: end), ``(slices, width)`` each, and the panes held as the blocks queued for them
+        #: (:class:`RowMerges` ops into :attr:`_scratch`), which reading either of the first
+        #: two makes arrays first (:meth:`settle`; :meth:`arrays` does not). A pane is held
+        #: as arrays or as blocks, never both.
+        self.open = {}
+        self.open_decay = {}
+        self.queued: dict[int, list[_Op]] = {}
         self.cum = np.zeros((rows, width))
         #: Joined events per slice in ``cum`` but in no decay window: late events of states
         #: written before late events were merged into every window.
@@ -96,14 +151,60 @@ class WindowSet:
         #: Arrays of the panes closed since :meth:`recycle` that no window reads any more
         #: (an open pane's decay sums, a pane that left every sliding window), and those
         #: the last closes let go of, to be cleared for the panes opened next (see
-        #: :meth:`zeros`, :meth:`RowMerges.fresh`). Neither is pickled.
+        #: :meth:`zeros`). Neither is pickled.
         self.spent: list[F64] = []
         self.spare: list[F64] = []
+        #: The plain and decay arrays a queued pane's blocks are added into when it closes,
+        #: zero between closes (made when first needed; not pickled).
+        self._scratch: tuple[F64, list[F64]] | None = None
+
+    def arrays(self) -> tuple[dict[int, F64], dict[int, list[F64]]]:
+        """:attr:`open` and :attr:`open_decay` as they are: the panes held as arrays only
+        (none made arrays of its queued blocks)."""
+        attrs = self.__dict__
+        return attrs["open"], attrs["open_decay"]
+
+    def settle(self, pane: int | None = None) -> None:
+        """Make the arrays of ``pane`` (None: of every pane held as queued blocks) from its
+        blocks, added in order into zeros, as they would have been added on arrival."""
+        panes = list(self.queued) if pane is None else [pane]
+        ops: list[_Op] = []
+        for p in panes:
+            blocks = self.queued.pop(p, None)
+            if blocks is None:
+                continue
+            held, held_decay = self.arrays()
+            acc = held[p] = self.zeros()
+            decayed = held_decay[p] = [self.zeros() for _ in self.decay_rates]
+            ops += [(acc, decayed, *op[2:]) for op in blocks]
+        _apply(ops)
+
+    def queue(self, pane: int, plain: F64, decay: list[F64], rows: int | I64,
+              cols: I64 | None) -> None:  # fmt: skip
+        """Queue blocks of ``pane``, which is not held as arrays: ``rows``, the first of
+        consecutive rows (an int) or distinct rows, and ``cols`` as a :class:`RowMerges`
+        op takes them."""
+        blocks = self.queued.get(pane)
+        if blocks is None:
+            acc, decayed = self.scratch()
+            self.queued[pane] = [(acc, decayed, plain, decay, rows, self.width, 0, cols)]
+        else:
+            first = blocks[0]
+            blocks.append((first[0], first[1], plain, decay, rows, self.width, 1, cols))
+
+    def scratch(self) -> tuple[F64, list[F64]]:
+        """The arrays a queued pane's blocks are added into at its close (zero)."""
+        arrays = self._scratch
+        if arrays is None:
+            shape = (self.rows, self.width)
+            arrays = self._scratch = (np.zeros(shape), [np.zeros(shape) for _ in self.decay_rates])
+        return arrays
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled with the per-pane arrays (open panes, the sliding ring) sparse: a ring
         of hundreds of panes is mostly zeros, and checkpoints carry it."""
-        state = self.__dict__.copy()
+        self.settle()
+        state = {k: v for k, v in self.__dict__.items() if k not in _UNSTORED}
         state["open"] = {p: _sparse(a) for p, a in self.open.items()}
         state["open_decay"] = {p: [_sparse(a) for a in arrs] for p, arrs in self.open_decay.items()}
         state["ring"] = {p: _sparse(a) for p, a in self.ring.items()}
@@ -112,14 +213,21 @@ class WindowSet:
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        state["open"] = {p: _dense(a) for p, a in state["open"].items()}
-        state["open_decay"] = {
-            p: [_dense(a) for a in arrs] for p, arrs in state["open_decay"].items()
-        }
+        ordered: dict[str, Any] = {}  # (the attributes in their order, queued after the arrays)
+        for name, value in state.items():
+            if name == "open":
+                ordered["open"] = {p: _dense(a) for p, a in value.items()}
+            elif name == "open_decay":
+                ordered["open_decay"] = {p: [_dense(a) for a in arrs] for p, arrs in value.items()}
+                ordered["queued"] = {}
+            else:
+                ordered[name] = value
+        state = ordered
         state["ring"] = {p: _dense(a) for p, a in state["ring"].items()}
         state["_nz"] = None
         state["spent"] = []
         state["spare"] = []
+        state["_scratch"] = None
         self.__dict__.update(state)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> WindowSet:
@@ -129,15 +237,18 @@ class WindowSet:
         either sign becomes +0.0, every other value keeps its bits) in one pass."""
         out = WindowSet.__new__(WindowSet)
         memo[id(self)] = out
+        self.settle()
         state = self.__dict__.copy()
-        packed = {"open", "open_decay", "ring", "_nz", "spent", "spare"}
+        packed = {"open", "open_decay", "ring", "_nz", "spent", "spare", *_UNSTORED}
         copied = copy.deepcopy({k: v for k, v in state.items() if k not in packed}, memo)
         copied["open"] = {p: a + 0.0 for p, a in self.open.items()}
         copied["open_decay"] = {p: [a + 0.0 for a in arrs] for p, arrs in self.open_decay.items()}
+        copied["queued"] = {}
         copied["ring"] = {p: a + 0.0 for p, a in self.ring.items()}
         copied["_nz"] = None
         copied["spent"] = []
         copied["spare"] = []
+        copied["_scratch"] = None
         out.__dict__.update({k: copied[k] for k in state})  # the attributes' order kept
         return out
 
@@ -145,6 +256,7 @@ class WindowSet:
         """Make room for ``rows`` slices in every array."""
         if rows <= self.rows:
             return
+        self.settle()
         self.rows = rows
         self.open = {p: pad_rows(a, rows) for p, a in self.open.items()}
         self.open_decay = {
@@ -158,6 +270,7 @@ class WindowSet:
         self._nz = None
         self.spent = []  # (of the old shape)
         self.spare = []
+        self._scratch = None
 
     def remap(self, mapping: I64, rows: int) -> None:
         """Renumber the slices: old row ``i`` adds into row ``mapping[i]`` of ``rows`` rows.
@@ -170,6 +283,7 @@ class WindowSet:
             np.add.at(out, mapping[: arr.shape[0]], arr)
             return out
 
+        self.settle()
         self.open = {p: move(a) for p, a in self.open.items()}
         self.open_decay = {p: [move(a) for a in arrs] for p, arrs in self.open_decay.items()}
         self.cum = move(self.cum)
@@ -183,6 +297,7 @@ class WindowSet:
         self._nz = None
         self.spent = []  # (of the old shape)
         self.spare = []
+        self._scratch = None
 
     def add(self, pane: int, slices: I64, cols: I64, vals: F64, ts: F64) -> None:
         """Add events of one open pane (``ts`` are their event times)."""
@@ -311,13 +426,34 @@ class WindowSet:
 
     def close(self, pane: int) -> bool:
         """Close ``pane`` (the next pane in order); return whether any window changed contents."""
-        acc = self.open.pop(pane, None)
-        decayed = self.open_decay.pop(pane, None)
+        blocks = self.queued.pop(pane, None)
+        compiled = native.kernels()
+        if blocks is not None:
+            # its blocks added into the scratch arrays, the pane closed from them (the
+            # ring keeps a copy), and the scratch cleared again (arrays in the processor's
+            # cache: one pass over them costs less than clearing each block's cells)
+            scratch, scratch_decay = blocks[0][0], blocks[0][1]
+            _apply(blocks)
+            if compiled is not None:
+                changed = self._close_compiled(compiled, pane, scratch, scratch_decay, True)
+            else:
+                changed = self._close_numpy(pane, scratch, scratch_decay, True)
+            _clear([scratch, *scratch_decay])
+            return changed
+        held, held_decay = self.arrays()
+        acc = held.pop(pane, None)
+        decayed = held_decay.pop(pane, None)
         if decayed is not None:  # (added into the decay windows below: read no more)
             self.spent += decayed
-        compiled = native.kernels()
         if compiled is not None:
             return self._close_compiled(compiled, pane, acc, decayed)
+        return self._close_numpy(pane, acc, decayed)
+
+    def _close_numpy(self, pane: int, acc: F64 | None, decayed: list[F64] | None,
+                     scratch: bool = False) -> bool:  # fmt: skip
+        """:meth:`close` of ``pane``, its sums ``acc`` and ``decayed`` taken out of the
+        open panes (``scratch``: the scratch arrays, which the ring keeps a copy of), by
+        numpy."""
         changed = acc is not None
         if acc is not None:
             self.cum += acc
@@ -330,7 +466,7 @@ class WindowSet:
             nz = self._nz if self._nz is not None else self._count_terms(pane)
             arrived = acc != 0 if acc is not None else None
             if acc is not None:
-                self.ring[pane] = acc
+                self.ring[pane] = self._copy(acc) if scratch else acc
             for i, (total, n) in enumerate(zip(self.sliding, self.sliding_panes, strict=True)):
                 if acc is not None and arrived is not None:
                     total += acc
@@ -352,10 +488,10 @@ class WindowSet:
         return changed
 
     def _close_compiled(self, compiled: Any, pane: int, acc: F64 | None,
-                        decayed: list[F64] | None) -> bool:  # fmt: skip
-        """:meth:`close` of ``pane`` (its sums ``acc`` and ``decayed`` taken out of the open
-        panes) by the compiled kernel (``monitor._native.window_close``): one pass per
-        window over the cells, each cell through the numpy code's operations in its order."""
+                        decayed: list[F64] | None, scratch: bool = False) -> bool:  # fmt: skip
+        """:meth:`close` of ``pane`` (as :meth:`_close_numpy` takes it) by the compiled
+        kernel (``monitor._native.window_close``): one pass per window over the cells, each
+        cell through the numpy code's operations in its order."""
         rates = self.decay_rates
         key = (self.pane, *rates)
         factors = _FACTORS.get(key)
@@ -368,7 +504,7 @@ class WindowSet:
         nz = self._nz if self._nz is not None else self._count_terms(pane)
         ring = self.ring
         if acc is not None:
-            ring[pane] = acc
+            ring[pane] = self._copy(acc) if scratch else acc
         spans = self.sliding_panes
         if len(spans) == 1:  # (one sliding window: no list made per window)
             leaving = [ring.get(pane - spans[0])]
@@ -392,6 +528,16 @@ class WindowSet:
         return acc is not None or leaving[0] is not None or any(
             out is not None for out in leaving
         )
+
+    def _copy(self, acc: F64) -> F64:
+        """A copy of a pane's sums for the ring: into a spare array (see :meth:`recycle`),
+        written whole, else a new one."""
+        spare = self.spare
+        if not spare:
+            return acc.copy()
+        arr = spare.pop()
+        np.copyto(arr, acc)
+        return arr
 
     def _closed(self, pane: int) -> None:
         """What follows a close of ``pane`` with sliding windows: the ring lets go of the
@@ -460,6 +606,14 @@ class WindowSet:
                     total += arr
             self.sliding[i] = total
 
+    def lowest_open(self) -> int | None:
+        """The lowest open pane (None: none is open)."""
+        held, queued = self.arrays()[0], self.queued
+        if not queued:
+            return min(held) if held else None
+        low = min(queued)
+        return min(low, min(held)) if held else low
+
     def open_total(self) -> F64:
         """Sum of the open panes (for the cumulative picture between closes)."""
         total = np.zeros((self.rows, self.width))
@@ -479,61 +633,63 @@ def _clear(arrays: list[F64]) -> None:
         arr.fill(0.0)
 
 
+def _apply(ops: list[_Op]) -> None:
+    """Add each op's blocks into its arrays, in order (see :class:`RowMerges`): one call of
+    the compiled kernel (``monitor._native.rows_add_many``), else numpy's gathers and
+    scatters, with the same results."""
+    if not ops:
+        return
+    compiled = native.kernels()
+    if compiled is not None:
+        compiled.rows_add_many(ops)
+        return
+    for acc, decayed, plain, decay, first, _, mode, cols in ops:
+        if acc.ndim == 1:  # RowMerges.add_to
+            acc += plain
+            continue
+        at: Any = slice(first, first + len(plain)) if isinstance(first, int) else first
+        if cols is not None:  # those cells of the rows (rows and columns distinct)
+            at = (at, cols) if isinstance(at, slice) else np.ix_(at, cols)
+        if mode == 0:
+            acc[at] = plain
+            for target, add in zip(decayed, decay, strict=True):
+                target[at] = add
+        else:
+            acc[at] += plain
+            for target, add in zip(decayed, decay, strict=True):
+                target[at] += add
+
+
 class RowMerges:
     """Row blocks of the open panes of many window sets, queued and then added in one pass
     (:meth:`run`): what :meth:`WindowSet.add_rows` (``sign`` 1) of each block, in the order
     queued, does, with one compiled call (``monitor._native.rows_add_many``) for all of
     them, not one call per block (a poll's deltas of a hundred models over four partitions
-    hold hundreds of blocks). A pane that a block opens is made when the block is queued,
-    so that later blocks of the pane add to it (on a set's spare array, cleared with the
-    others at :meth:`run`: see :meth:`fresh`); a set's arrays must not be read or replaced
-    (:meth:`WindowSet.grow`) while blocks of it wait."""
+    hold hundreds of blocks). A block of a pane that a set does not hold as arrays is
+    queued with the set's pane instead (:meth:`WindowSet.queue`), and added when the pane
+    closes; a set's arrays must not be read or replaced (:meth:`WindowSet.grow`) while
+    blocks of it wait here."""
 
-    __slots__ = ("dirty", "ops")
+    __slots__ = ("ops",)
 
     def __init__(self) -> None:
         #: (pane sums, decay sums, block, decay blocks, rows, width, mode, columns) per block
-        self.ops: list[tuple[F64, list[F64], F64, list[F64], int | I64, int, int, I64 | None]] = []
-        #: spare arrays taken for panes opened (see :meth:`fresh`), cleared first at run
-        self.dirty: list[F64] = []
-
-    def fresh(self, w: WindowSet) -> F64:
-        """An array of ``w``'s shape for a pane that blocks queued open: a spare one (see
-        :meth:`WindowSet.recycle`), which :meth:`run` clears before it adds any block (one
-        call for every array taken), else new zeros."""
-        spare = w.spare
-        if not spare:
-            return np.zeros((w.rows, w.width))
-        arr = spare.pop()
-        self.dirty.append(arr)
-        return arr
+        self.ops: list[_Op] = []
 
     def add(self, w: WindowSet, pane: int, rows: I64 | slice, plain: F64,
             decay: list[F64], cols: I64 | None = None) -> None:  # fmt: skip
-        """Queue the blocks of the distinct slice ``rows`` (an array, or a slice of
+        """Add the blocks of the distinct slice ``rows`` (an array, or a slice of
         consecutive rows) of the open ``pane`` of ``w``, as :meth:`WindowSet.add_rows`
         takes them; with ``cols`` (distinct columns), blocks of those columns only (the
         other cells of the rows take nothing: adding a block's zeros would leave them as
         they are, as none holds -0.0)."""
-        acc = w.open.get(pane)
-        if acc is None:
-            # blocks of every cell become the pane (written over it whole: a spare array
-            # as it is, else a new one left unset), else zeros
-            whole = cols is None and isinstance(rows, slice) and rows == slice(0, w.rows)
-            if whole:
-                spare, shape = w.spare, (w.rows, w.width)
-                acc = w.open[pane] = spare.pop() if spare else np.empty(shape)
-                decayed = w.open_decay[pane] = [spare.pop() if spare else np.empty(shape)
-                                                for _ in w.decay_rates]  # fmt: skip
-            else:
-                acc = w.open[pane] = self.fresh(w)
-                decayed = w.open_decay[pane] = [self.fresh(w) for _ in w.decay_rates]
-            mode = 0
-        else:
-            decayed = w.open_decay[pane]
-            mode = 1
         first = rows.start if isinstance(rows, slice) else rows
-        self.ops.append((acc, decayed, plain, decay, first, w.width, mode, cols))
+        held, held_decay = w.arrays()
+        acc = held.get(pane)
+        if acc is None:
+            w.queue(pane, plain, decay, first, cols)
+            return
+        self.ops.append((acc, held_decay[pane], plain, decay, first, w.width, 1, cols))
 
     def add_to(self, target: F64, add: F64) -> None:
         """Queue ``target += add`` (one-dimensional float64 arrays of one length, ``add``
@@ -541,30 +697,8 @@ class RowMerges:
         self.ops.append((target, [], add, [], 0, len(target), 1, None))
 
     def run(self) -> None:
-        """Clear the spare arrays taken, add the blocks queued, in order, and forget them."""
-        if self.dirty:
-            _clear(self.dirty)
-            self.dirty = []
+        """Add the blocks queued, in order, and forget them."""
         ops = self.ops
-        if not ops:
-            return
-        self.ops = []
-        compiled = native.kernels()
-        if compiled is not None:
-            compiled.rows_add_many(ops)
-            return
-        for acc, decayed, plain, decay, first, _, mode, cols in ops:
-            if acc.ndim == 1:  # add_to
-                acc += plain
-                continue
-            at: Any = slice(first, first + len(plain)) if isinstance(first, int) else first
-            if cols is not None:  # those cells of the rows (rows and columns distinct)
-                at = (at, cols) if isinstance(at, slice) else np.ix_(at, cols)
-            if mode == 0:
-                acc[at] = plain
-                for target, add in zip(decayed, decay, strict=True):
-                    target[at] = add
-            else:
-                acc[at] += plain
-                for target, add in zip(decayed, decay, strict=True):
-                    target[at] += add
+        if ops:
+            self.ops = []
+            _apply(ops)

@@ -708,7 +708,7 @@ STATE_FIELDS: dict[type, Fields] = {
     ),
     JoinBuffer: _f("pending early matched", "_owners _bound"),
     WindowSet: _f(
-        WindowRec, "pane sliding_panes decay_rates ring_len _nz spent spare",
+        WindowRec, "pane sliding_panes decay_rates ring_len _nz spent spare queued _scratch",
     ),
     PendingTable: _f(
         "_k _blob _ts _pred _score _hash _ends _slices _used _live",

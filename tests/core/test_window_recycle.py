@@ -3,7 +3,7 @@
 - ``clear_arrays`` (compiled) leaves each array as numpy's ``fill(0.0)`` does, bit for bit,
   and writes nothing when any item is not a C-contiguous writable float64 array;
 - a WindowSet whose closes' arrays are recycled (:meth:`WindowSet.recycle`; cleared when
-  taken, by the compiled kernel or numpy's ``fill``, at once or queued with blocks) gives
+  taken, by the compiled kernel or numpy's ``fill``, for a pane opened as arrays) gives
   the same windows and open panes, bit for bit, as one whose panes always open on new
   zeros, through additions, late sums, growth, copies and restores; what it keeps is only
   what its last closes let go of, of its shape.
@@ -88,11 +88,14 @@ def test_only_what_the_last_closes_let_go_of_is_kept() -> None:
     assert len(w.spare) == 2
     zeros = w.zeros()
     assert zeros.shape == (2, 4) and not zeros.any() and len(w.spare) == 1
-    merges = RowMerges()  # a pane opened by a block queued: cleared at run, before the block
+    # a pane opened by a block is held as the block (no spare array taken) until its
+    # arrays are read: then made of spare arrays, cleared
+    merges = RowMerges()
     taken = w.spare[-1]
     merges.add(w, 9, np.array([1]), np.full((1, 2), 5.0), [np.ones((1, 2))], np.array([0, 3]))
-    assert w.open[9] is taken and taken.any() and w.spare == []
     merges.run()
+    assert taken.any() and w.spare == [taken] and list(w.queued) == [9]
+    assert w.open[9] is taken and w.spare == []
     assert w.open[9].tolist() == [[0.0] * 4, [5.0, 0.0, 0.0, 5.0]]
     assert w.open_decay[9][0].tolist() == [[0.0] * 4, [1.0, 0.0, 0.0, 1.0]]
     w.grow(3)
