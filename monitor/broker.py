@@ -38,6 +38,8 @@ from monitor.kafka.client_config import build_admin
 __all__ = ["BrokerError", "EmbeddedBroker", "create_topics", "find_tansu", "free_port"]
 
 _HOST = "127.0.0.1"
+#: Longest wait in :meth:`EmbeddedBroker.freeze` for every thread of the broker to stop.
+FREEZE_WAIT_S = 5.0
 
 
 class BrokerError(RuntimeError):
@@ -286,8 +288,17 @@ class EmbeddedBroker:
             self._kill()
 
     def freeze(self) -> None:
-        """Suspend the broker (SIGSTOP): connections stay open but nothing answers."""
+        """Suspend the broker (SIGSTOP): connections stay open but nothing answers.
+
+        Returns once every thread of the broker is stopped (read from ``/proc``, for at
+        most :data:`FREEZE_WAIT_S`): a stop is delivered to a process's threads one by
+        one, and on a busy machine a thread may still answer a request sent right after
+        the signal."""
         self._signal(signal.SIGSTOP)
+        pid = self.pid
+        deadline = time.monotonic() + FREEZE_WAIT_S
+        while pid is not None and not _all_stopped(pid) and time.monotonic() < deadline:
+            time.sleep(0.001)
 
     def thaw(self) -> None:
         """Resume a frozen broker (SIGCONT)."""
@@ -398,3 +409,22 @@ def create_topics(
                 )
     finally:
         admin.close()
+
+
+def _all_stopped(pid: int) -> bool:
+    """Whether every thread of process ``pid`` is stopped (state ``T`` or ``t`` in
+    ``/proc/<pid>/task/*/stat``); True where ``/proc`` does not tell (not Linux, or the
+    process is gone)."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return True
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue  # the thread ended
+        if stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] not in (b"T", b"t"):
+            return False
+    return True
