@@ -4859,6 +4859,150 @@ expired_front(PyObject *self, PyObject *args)
     return out;
 }
 
+/* ------------------------------------------------------------- a matched table's inserts
+ * MatchedTable.add_many (join.py) in one call: a poll enters thousands of matched ids,
+ * each probed in the table's index (as lookup probes) and, when new, appended as pending_add
+ * appends a row (its bytes to the byte buffer, its end offset, CRC-32 and time to the
+ * columns, its row into the first free slot from its home). */
+
+PyDoc_STRVAR(matched_add_doc,
+"matched_add(blob, ts, hashes, ends, slots, shift, at, pids, new_ts) -> (int, int)\n\n"
+"dict.update(zip(pids, new_ts)) of a matched table whose rows used are the first at of\n"
+"the columns (room reserved for len(pids) more, in the rows and the index): each id held\n"
+"live (found as lookup finds it, the ids appended by this call too) takes its new time in\n"
+"place; each other is appended as row at, at + 1, ...: its UTF-8 bytes to the bytearray\n"
+"blob, its end offset to ends, its CRC-32 to hashes, its time to ts, and its row into the\n"
+"first slot from its home that is empty or holds a dead row (NaN time). ValueError, with\n"
+"nothing changed, for a NaN time. Returns (rows appended, their ids' bytes).");
+
+static PyObject *
+matched_add(PyObject *self, PyObject *args)
+{
+    PyObject *blob, *o_ts, *o_hash, *o_ends, *o_slots, *pids, *o_nts;
+    int shift;
+    Py_ssize_t at;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!OOOOinO!O", &PyByteArray_Type, &blob, &o_ts, &o_hash,
+                          &o_ends, &o_slots, &shift, &at, &PyList_Type, &pids, &o_nts))
+        return NULL;
+    arg_t a[] = {
+        {o_ts, 8, 1, "ts"},       {o_hash, 4, 1, "hashes"}, {o_ends, 8, 1, "ends"},
+        {o_slots, 4, 1, "slots"}, {o_nts, 8, 0, "new_ts"},
+    };
+    const int nargs = (int)(sizeof a / sizeof a[0]);
+    if (acquire(a, nargs) < 0)
+        return NULL;
+    double *ts = (double *)a[0].buf.buf;
+    uint32_t *hashes = (uint32_t *)a[1].buf.buf;
+    int64_t *ends = (int64_t *)a[2].buf.buf;
+    int32_t *slots = (int32_t *)a[3].buf.buf;
+    const double *nts = (const double *)a[4].buf.buf;
+    Py_ssize_t rows = a[0].buf.len / 8, nslots = a[3].buf.len / 4, n = PyList_GET_SIZE(pids);
+    Py_ssize_t start = PyByteArray_GET_SIZE(blob), total = 0;
+    PyObject *result = NULL;
+    if (nslots == 0 || shift < 0 || shift > 31 || ((Py_ssize_t)1 << (32 - shift)) != nslots) {
+        PyErr_SetString(PyExc_ValueError, "slots: a power of two matching shift expected");
+        goto done;
+    }
+    if (at < 0 || at + n > rows || at + n > INT32_MAX || a[1].buf.len / 4 != rows ||
+        a[2].buf.len / 8 != rows || a[4].buf.len / 8 != n || 5 * (at + n) > 3 * nslots ||
+        (at ? ends[at - 1] : 0) != start) {
+        PyErr_SetString(PyExc_ValueError, "columns or slots without room for the ids, new_ts "
+                                          "not one per id, or ends not those of blob");
+        goto done;
+    }
+    /* every id a str and every time a number before anything is written; the room the
+     * bytes may take made at once */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const char *p;
+        Py_ssize_t size;
+        PyObject *owned;
+        if (nts[i] != nts[i]) {
+            PyErr_SetString(PyExc_ValueError,
+                            "a matched id needs its label's event time (NaN given)");
+            goto done;
+        }
+        if (utf8_view(PyList_GET_ITEM(pids, i), &p, &size, &owned) < 0)
+            goto done;
+        total += size;
+        Py_XDECREF(owned);
+    }
+    if (PyByteArray_Resize(blob, start + total) < 0)
+        goto done;
+    Py_ssize_t row = at, end = start, mask = nslots - 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const char *p;
+        Py_ssize_t size;
+        PyObject *owned;
+        if (utf8_view(PyList_GET_ITEM(pids, i), &p, &size, &owned) < 0)
+            goto shrink;
+        uint32_t crc = crc32_of((const unsigned char *)p, size);
+        const char *bytes = PyByteArray_AS_STRING(blob);
+        /* the live row holding the id, else the first free slot: a dead row's, or the
+         * empty one that ends the probe */
+        Py_ssize_t pos = home(crc, shift), free = -1, probes = 0;
+        int64_t found = -1;
+        for (; probes < nslots; probes++) {
+            int32_t r = slots[pos];
+            if (r < 0)
+                break;
+            if (r >= row) {
+                Py_XDECREF(owned);
+                PyErr_SetString(PyExc_ValueError, "slots: a row beyond the rows used");
+                goto shrink;
+            }
+            double t = ts[r];
+            if (t != t) {
+                if (free < 0)
+                    free = pos;
+            } else if (hashes[r] == crc) {
+                int64_t e = ends[r], s = r ? ends[r - 1] : 0;
+                if (e - s == size && memcmp(bytes + s, p, (size_t)size) == 0) {
+                    found = r;
+                    break;
+                }
+            }
+            pos = (pos + 1) & mask;
+        }
+        if (found >= 0) {
+            ts[found] = nts[i];
+            Py_XDECREF(owned);
+            continue;
+        }
+        if (free < 0) {
+            if (probes == nslots) { /* (the 60 % bound checked above keeps an empty slot) */
+                Py_XDECREF(owned);
+                PyErr_SetString(PyExc_ValueError, "slots: the index is full");
+                goto shrink;
+            }
+            free = pos;
+        }
+        memcpy(PyByteArray_AS_STRING(blob) + end, p, (size_t)size);
+        Py_XDECREF(owned);
+        end += size;
+        ends[row] = end;
+        hashes[row] = crc;
+        ts[row] = nts[i];
+        slots[free] = (int32_t)row;
+        row++;
+    }
+    if (PyByteArray_Resize(blob, end) < 0)
+        goto done;
+    result = Py_BuildValue("nn", row - at, end - start);
+    goto done;
+shrink: /* the bytes as they were (the rows written past at are not counted as used) */
+    {
+        PyObject *type, *value, *trace;
+        PyErr_Fetch(&type, &value, &trace);
+        if (PyByteArray_Resize(blob, start) < 0)
+            PyErr_Clear();
+        PyErr_Restore(type, value, trace);
+    }
+done:
+    release(a, nargs);
+    return result;
+}
+
 /* ------------------------------------------------------------- owner removals of many tables
  * OwnerIndex.remove of the ids many pending tables of one partition gave up (join.py,
  * pop_groups): one call for the partition instead of one per (model) table. */
@@ -6827,6 +6971,8 @@ static PyMethodDef methods[] = {
     {"group_blocks", group_blocks, METH_VARARGS, group_blocks_doc},
     {"ordered_errors", ordered_errors, METH_VARARGS, ordered_errors_doc},
     {"cusum_panes", cusum_panes, METH_VARARGS, cusum_panes_doc},
+    /* ---- a matched table's inserts ---- */
+    {"matched_add", matched_add, METH_VARARGS, matched_add_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -786,9 +786,7 @@ class Engine:
                 if gone:
                     state.counts[m][EXPIRED] += gone
                     self.pending_total[m] -= gone
-                matched = join.matched[m]
-                if matched and not next(iter(matched.values())) >= before:  # else none is due
-                    JoinBuffer.expire(matched, before)
+                join.matched[m].expire(before)
             for label in JoinBuffer.expire(join.early, now - ttl):
                 self.early_total -= 1
                 if label.model >= 0:

@@ -37,7 +37,7 @@ from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from functools import partial
-from itertools import accumulate, chain, compress, islice, repeat
+from itertools import accumulate, chain, compress, repeat
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, cast
 
 import msgspec
@@ -910,7 +910,6 @@ def _enter_matched(
         idx = np.concatenate([run[2] for run in runs])
         pids = list(chain.from_iterable(run[3] for run in runs))
         at_ts = np.concatenate([run[4] for run in runs])
-    times = at_ts.tolist()
     slots = list(map(place.__getitem__, groups))
     order: list[int] | None = None
     if len(pids) <= _ORDER_IN_PYTHON:  # a few: no numpy call
@@ -926,13 +925,16 @@ def _enter_matched(
         if not bool((by[1:] >= by[:-1]).all()):
             order = np.argsort(by, kind="stable").tolist()
         counts = np.bincount(group_a, minlength=len(place)).tolist()
-    rows: Iterator[tuple[str, float]] = (
-        zip(pids, times, strict=True) if order is None
-        else zip(_pick(pids, order), _pick(times, order), strict=True)
-    )  # fmt: skip
+    if order is not None:
+        pids = _pick(pids, order)
+        at_ts = at_ts[order]
     partitions = engine.partitions
+    a = 0
     for (m, number), n in zip(place, counts, strict=True):
-        partitions[number].join.matched[m].update(islice(rows, n))
+        b = a + n
+        partitions[number].join.matched[m].add_many(pids[a:b] if a or b < len(pids) else pids,
+                                                    at_ts[a:b])  # fmt: skip
+        a = b
 
 
 def _checked(
@@ -1633,8 +1635,8 @@ def _predictions(
         join = engine.partition(number).join
         matched = join.matched[m]
         # the rows whose id the model has joined already, where a label message follows some
-        # (a C loop over the big table, once for the duplicates and the lone labels)
-        matched_at = (_contained_at(pids, matched) if matched else []) if later else None
+        # (one probe of the table, once for the duplicates and the lone labels)
+        matched_at = matched.held(pids) if later else None
         raw_preds, raw_labels = _attrs(group, ("prediction", "label"))
         pred, pred_ok = model.codec.code_many(raw_preds)
         none = raw_labels.count(None)
@@ -1685,10 +1687,7 @@ def _predictions(
             # plan would reject or keep apart: the segment is cut before them.
             pair_ok[has_later] = valid & ~np.isnan(f_ts) & named & ~has_label[has_later]
             has_label = has_label | has_later
-        if matched_at is not None:
-            dup = set(_pick(pids, matched_at))
-        else:
-            dup = matched.keys() & pids if matched else set()
+        dup = set(_pick(pids, matched.held(pids) if matched_at is None else matched_at))
         held = join.pending[m].contains_many(pids)
         if held.any():
             dup.update(_pick(pids, held.nonzero()[0]))
@@ -1827,9 +1826,7 @@ def _plain_models(
         join = engine.partition(number).join
         matched, early = join.matched[m], join.early
         pids = _pick(ids, sel)  # (the int64 array: no int read per place)
-        if (matched and not matched.keys().isdisjoint(pids)) or (
-            early and not early.keys().isdisjoint(pids)
-        ):
+        if matched.holds_any(pids) or (early and not early.keys().isdisjoint(pids)):
             continue
         out.setdefault(m, []).append((number, rows, sel))
         named[m, number] = pids

@@ -62,7 +62,7 @@ from monitor.core.detectors import (
     RiverUp,
 )
 from monitor.core.engine import Engine, PartitionSnapshot, PartitionState
-from monitor.core.join import EarlyLabel, JoinBuffer, PendingTable
+from monitor.core.join import EarlyLabel, JoinBuffer, MatchedTable, PendingTable
 from monitor.core.layout import Layout
 from monitor.core.model import ModelState, PaneSignals, SliceRegistry
 from monitor.core.model_stage import ModelStage
@@ -714,6 +714,10 @@ STATE_FIELDS: dict[type, Fields] = {
         "_k _blob _ts _pred _score _hash _ends _slices _used _live",
         "_head _cv _ev _hv _pv _sv _tv _slots _shift _memo _id_bytes _owner",
     ),
+    MatchedTable: _f(
+        "_blob _ts _hash _ends _used _live _head",
+        "_ev _hv _sv _tv _slots _shift _memo _id_bytes",
+    ),
     ErrorDetectors: _f("totals detectors", "stream"),
     Alerting: _f("alerts_out book", "config"),
     RuleBook: _f("models", "pane _config_id"),
@@ -1041,7 +1045,7 @@ def _partition(state: PartitionState) -> PartitionRec:
             labels=[e.label for _, e in early],  # type: ignore[misc]
             models=[int(e.model) for _, e in early],
         ),
-        matched=[MatchedRec(list(m), _arr(list(m.values()))) for m in join.matched],
+        matched=[MatchedRec(list(m), _arr(m.times())) for m in join.matched],
         counts=[[float(x) for x in row] for row in state.counts],
         delay=_arr(state.delay),
         delay_sum=_arr(state.delay_sum),
@@ -1092,7 +1096,9 @@ def _set_partition(
         ts = _unarr(matched.ts, "<f8", 1)
         if len(ts) != len(matched.ids):
             raise FormatError("matched ids and times of different lengths")
-        join.matched.append(dict(zip(matched.ids, ts.tolist(), strict=True)))
+        if np.isnan(ts).any():
+            raise FormatError("a matched id without its label's event time")
+        join.matched.append(MatchedTable.from_items(matched.ids, ts))
     if any(len(row) != len(state.counts[0]) for row in r.counts):
         raise FormatError("counts of another length")
     state.counts = [[float(x) for x in row] for row in r.counts]
