@@ -907,6 +907,19 @@ def _pending(t: PendingTable) -> PendingRec:
     )
 
 
+def _matched(t: MatchedTable) -> MatchedRec:
+    return MatchedRec(list(t), _arr(t.times()))
+
+
+def _set_matched(r: MatchedRec) -> MatchedTable:
+    ts = _unarr(r.ts, "<f8", 1)
+    if len(ts) != len(r.ids):
+        raise FormatError("matched ids and times of different lengths")
+    if np.isnan(ts).any():
+        raise FormatError("a matched id without its label's event time")
+    return MatchedTable.from_items(r.ids, ts)
+
+
 def _set_pending(r: PendingRec, rows: int) -> PendingTable:
     ts = _unarr(r.ts, "<f8", 1)
     n = len(ts)
@@ -1045,7 +1058,7 @@ def _partition(state: PartitionState) -> PartitionRec:
             labels=[e.label for _, e in early],  # type: ignore[misc]
             models=[int(e.model) for _, e in early],
         ),
-        matched=[MatchedRec(list(m), _arr(m.times())) for m in join.matched],
+        matched=[_matched(m) for m in join.matched],
         counts=[[float(x) for x in row] for row in state.counts],
         delay=_arr(state.delay),
         delay_sum=_arr(state.delay_sum),
@@ -1091,14 +1104,7 @@ def _set_partition(
         pid: EarlyLabel(float(ts), label, int(m))
         for pid, ts, label, m in zip(e.ids, e.ts, e.labels, e.models, strict=True)
     }
-    join.matched = []
-    for matched in r.matched:
-        ts = _unarr(matched.ts, "<f8", 1)
-        if len(ts) != len(matched.ids):
-            raise FormatError("matched ids and times of different lengths")
-        if np.isnan(ts).any():
-            raise FormatError("a matched id without its label's event time")
-        join.matched.append(MatchedTable.from_items(matched.ids, ts))
+    join.matched = [_set_matched(m) for m in r.matched]
     if any(len(row) != len(state.counts[0]) for row in r.counts):
         raise FormatError("counts of another length")
     state.counts = [[float(x) for x in row] for row in r.counts]
