@@ -4863,7 +4863,8 @@ expired_front(PyObject *self, PyObject *args)
  * MatchedTable.add_many (join.py) in one call: a poll enters thousands of matched ids,
  * each probed in the table's index (as lookup probes) and, when new, appended as pending_add
  * appends a row (its bytes to the byte buffer, its end offset, CRC-32 and time to the
- * columns, its row into the first free slot from its home). */
+ * columns, its row into the first free slot from its home); and its ids as str for the
+ * stored record (MatchedTable.ids: a checkpoint lists hundreds of thousands). */
 
 PyDoc_STRVAR(matched_add_doc,
 "matched_add(blob, ts, hashes, ends, slots, shift, at, pids, new_ts) -> (int, int)\n\n"
@@ -5001,6 +5002,53 @@ shrink: /* the bytes as they were (the rows written past at are not counted as u
 done:
     release(a, nargs);
     return result;
+}
+
+PyDoc_STRVAR(matched_ids_doc,
+"matched_ids(blob, ends, start, stop) -> list[str]\n\n"
+"The ids of rows start, start + 1, ..., stop - 1 (all live, as a matched table's are),\n"
+"each decoded from its UTF-8 bytes in blob (ends: int64 end offsets; lone surrogates\n"
+"passed through, as the 'surrogatepass' error handler does).");
+
+static PyObject *
+matched_ids(PyObject *self, PyObject *args)
+{
+    PyObject *o_blob, *o_ends;
+    Py_ssize_t start, stop;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOnn", &o_blob, &o_ends, &start, &stop))
+        return NULL;
+    arg_t a[] = {{o_blob, 1, 0, "blob"}, {o_ends, 8, 0, "ends"}};
+    if (acquire(a, 2) < 0)
+        return NULL;
+    const char *blob = (const char *)a[0].buf.buf;
+    const int64_t *ends = (const int64_t *)a[1].buf.buf;
+    Py_ssize_t blob_len = a[0].buf.len, rows = a[1].buf.len / 8;
+    PyObject *out = NULL;
+    if (start < 0 || stop < start || stop > rows) {
+        PyErr_SetString(PyExc_ValueError, "rows beyond the columns");
+        goto done;
+    }
+    out = PyList_New(stop - start);
+    if (out == NULL)
+        goto done;
+    for (Py_ssize_t row = start; row < stop; row++) {
+        int64_t s = row ? ends[row - 1] : 0, e = ends[row];
+        if (s < 0 || e < s || e > blob_len) {
+            PyErr_SetString(PyExc_ValueError, "ends: an id beyond the byte buffer");
+            Py_CLEAR(out);
+            goto done;
+        }
+        PyObject *pid = PyUnicode_DecodeUTF8(blob + s, (Py_ssize_t)(e - s), "surrogatepass");
+        if (pid == NULL) {
+            Py_CLEAR(out);
+            goto done;
+        }
+        PyList_SET_ITEM(out, row - start, pid);
+    }
+done:
+    release(a, 2);
+    return out;
 }
 
 /* ------------------------------------------------------------- owner removals of many tables
@@ -6973,6 +7021,7 @@ static PyMethodDef methods[] = {
     {"cusum_panes", cusum_panes, METH_VARARGS, cusum_panes_doc},
     /* ---- a matched table's inserts ---- */
     {"matched_add", matched_add, METH_VARARGS, matched_add_doc},
+    {"matched_ids", matched_ids, METH_VARARGS, matched_ids_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -958,11 +958,21 @@ class MatchedTable(IdTable):
         row = self._locate(pid)[0]
         return None if row < 0 else float(self._tv[row])
 
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.ids())
+
+    def ids(self) -> list[str]:
+        """The live ids in arrival order (decoded by :mod:`monitor.native`'s
+        ``matched_ids`` when it runs: a checkpoint stores them as a list)."""
+        kernels = native.kernels()
+        if kernels is not None:
+            out: list[str] = kernels.matched_ids(self._blob, self._ends, self._head, self._used)
+            return out
+        return [pid for pid, _ in self._live_ids()]
+
     def items(self) -> Iterator[tuple[str, float]]:
         """``(prediction_id, label time)`` in arrival order."""
-        times = self._ts.tolist()
-        for pid, row in self._live_ids():
-            yield pid, times[row]
+        return zip(self.ids(), self._ts[self._head : self._used].tolist(), strict=True)
 
     def times(self) -> F64:
         """The live ids' label times in arrival order (a copy)."""

@@ -908,7 +908,7 @@ def _pending(t: PendingTable) -> PendingRec:
 
 
 def _matched(t: MatchedTable) -> MatchedRec:
-    return MatchedRec(list(t), _arr(t.times()))
+    return MatchedRec(t.ids(), _arr(t.times()))
 
 
 def _set_matched(r: MatchedRec) -> MatchedTable:
