@@ -53,7 +53,14 @@ from monitor.core.counts import (
     MATCHED,
     PREDICTIONS,
 )
-from monitor.core.join import EarlyLabel, PendingTable, add_groups, id_keys, pop_groups
+from monitor.core.join import (
+    EarlyLabel,
+    JoinBuffer,
+    PendingTable,
+    add_groups,
+    id_keys,
+    pop_groups,
+)  # fmt: skip
 from monitor.core.layout import Layout, NumericBlock, _numeric_block
 from monitor.core.partials import WarmRow
 from monitor.events.codec import (
@@ -74,7 +81,6 @@ from monitor.events.message import MessageBatch, Reject
 
 if TYPE_CHECKING:
     from monitor.core.engine import Engine, PartitionState
-    from monitor.core.join import JoinBuffer
     from monitor.core.model import ModelState
 
 __all__ = ["MAX_SEGMENT", "Chunk", "Decided", "joined", "split_and_join"]
@@ -1687,10 +1693,14 @@ def _predictions(
             # plan would reject or keep apart: the segment is cut before them.
             pair_ok[has_later] = valid & ~np.isnan(f_ts) & named & ~has_label[has_later]
             has_label = has_label | has_later
-        dup = set(_pick(pids, matched.held(pids) if matched_at is None else matched_at))
-        held = join.pending[m].contains_many(pids)
-        if held.any():
-            dup.update(_pick(pids, held.nonzero()[0]))
+        if matched_at is None:  # the model's waiting and matched ids in one probe
+            owner = native.pending_owners([join.pending[m], matched], pids)
+            dup = set(_pick(pids, np.flatnonzero(owner >= 0).tolist()))
+        else:
+            dup = set(_pick(pids, matched_at))
+            held = join.pending[m].contains_many(pids)
+            if held.any():
+                dup.update(_pick(pids, held.nonzero()[0]))
         got = list(map(join.early.get, pids)) if join.early else []  # each id's early label
         valid = ok[sel] & pred_ok & label_ok
         good = valid & pair_ok
@@ -1820,13 +1830,18 @@ def _plain_models(
                 odd.add((m, parts[k]))
     out: dict[int, _PlainGroups] = {}
     named: dict[tuple[int, int], list[str]] = {}  # each plain group's ids
+    # With a few models, a group's matched ids are probed with the waiting ones below (each
+    # id's key found once); with more, here, and the waiting ones through the owner index.
+    few = len(models) <= JoinBuffer.INDEXED_FROM
     for (m, number), (rows, sel) in groups.items():
         if m < 0 or (m, number) in odd or models[m].warmup_target:
             continue
         join = engine.partition(number).join
-        matched, early = join.matched[m], join.early
+        early = join.early
         pids = _pick(ids, sel)  # (the int64 array: no int read per place)
-        if matched.holds_any(pids) or (early and not early.keys().isdisjoint(pids)):
+        if (early and not early.keys().isdisjoint(pids)) or (
+            not few and join.matched[m].holds_any(pids)
+        ):
             continue
         out.setdefault(m, []).append((number, rows, sel))
         named[m, number] = pids
@@ -1837,6 +1852,12 @@ def _plain_models(
     dropped: set[tuple[int, int]] = set()
     for number, entries in asked.items():
         join = engine.partitions[number].join
+        if few:  # each group's ids against every waiting table and its model's matched one
+            for m, j in entries:
+                owner = native.pending_owners([*join.pending, join.matched[m]], named[m, number])
+                if (owner >= 0).any():
+                    dropped.add((m, j))
+            continue
         if not any(join.pending):
             continue
         chosen = [out[m][j][1] for m, j in entries]
