@@ -917,11 +917,12 @@ def _enter_matched(
         pids = list(chain.from_iterable(run[3] for run in runs))
         at_ts = np.concatenate([run[4] for run in runs])
     slots = list(map(place.__getitem__, groups))
-    order: list[int] | None = None
-    if len(pids) <= _ORDER_IN_PYTHON:  # a few: no numpy call
+    if len(pids) <= _ORDER_IN_PYTHON:  # a few: no numpy call but the times' pick
         group = [s for s, n in zip(slots, sizes, strict=True) for _ in range(n)]
         at_l = idx.tolist()
         order = sorted(range(len(pids)), key=lambda r: (group[r], at_l[r]))
+        pids = _pick(pids, order)
+        at_ts = at_ts[order]
         counts = [0] * len(place)
         for s in group:
             counts[s] += 1
@@ -929,11 +930,10 @@ def _enter_matched(
         group_a = np.repeat(np.array(slots, dtype=np.int64), sizes)
         by = group_a * (int(idx.max()) + 1) + idx
         if not bool((by[1:] >= by[:-1]).all()):
-            order = np.argsort(by, kind="stable").tolist()
+            order_a = np.argsort(by, kind="stable")
+            pids = _pick(pids, order_a.tolist())
+            at_ts = at_ts[order_a]
         counts = np.bincount(group_a, minlength=len(place)).tolist()
-    if order is not None:
-        pids = _pick(pids, order)
-        at_ts = at_ts[order]
     partitions = engine.partitions
     a = 0
     for (m, number), n in zip(place, counts, strict=True):
