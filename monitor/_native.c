@@ -866,12 +866,13 @@ static int owner_table_ok(const arg_t *crc, const arg_t *model, const arg_t *cou
  * (a str made per read would cost more than the read). */
 enum {
     A_TS, A_PRED, A_SCORE, A_SLICES, A_HASH, A_ENDS, A_SLOTS, A_BLOB, A_K, A_USED, A_LIVE,
-    A_ID_BYTES, A_MEMO, A_OWNER, A_SHIFT, A_QUEUED, A_FILLED, A_CRC, A_MODEL, A_COUNT, A_NAMES
+    A_ID_BYTES, A_MEMO, A_OWNER, A_SHIFT, A_QUEUED, A_FILLED, A_CRC, A_MODEL, A_COUNT, A_HEAD,
+    A_FRONT, A_NAMES
 };
 static const char *attr_text[A_NAMES] = {
     "_ts", "_pred", "_score", "_slices", "_hash", "_ends", "_slots", "_blob", "_k", "_used",
     "_live", "_id_bytes", "_memo", "_owner", "_shift", "_queued", "_filled", "_crc", "_model",
-    "_count",
+    "_count", "_head", "front_ts",
 };
 static PyObject *attr_name[A_NAMES];
 
@@ -4860,57 +4861,33 @@ expired_front(PyObject *self, PyObject *args)
 }
 
 /* ------------------------------------------------------------- a matched table's inserts
- * MatchedTable.add_many (join.py) in one call: a poll enters thousands of matched ids,
- * each probed in the table's index (as lookup probes) and, when new, appended as pending_add
+ * MatchedTable.add_many (join.py) of every (model, partition) table a segment enters ids
+ * into, in one call (with 100 models a poll has thousands of groups of a few ids): each id
+ * probed in its table's index (as lookup probes) and, when new, appended as pending_add
  * appends a row (its bytes to the byte buffer, its end offset, CRC-32 and time to the
- * columns, its row into the first free slot from its home); and its ids as str for the
- * stored record (MatchedTable.ids: a checkpoint lists hundreds of thousands). */
+ * columns, its row into the first free slot from its home); and a table's ids as str for
+ * the stored record (MatchedTable.ids: a checkpoint lists hundreds of thousands). */
 
-PyDoc_STRVAR(matched_add_doc,
-"matched_add(blob, ts, hashes, ends, slots, shift, at, pids, new_ts) -> (int, int)\n\n"
-"dict.update(zip(pids, new_ts)) of a matched table whose rows used are the first at of\n"
-"the columns (room reserved for len(pids) more, in the rows and the index): each id held\n"
-"live (found as lookup finds it, the ids appended by this call too) takes its new time in\n"
-"place; each other is appended as row at, at + 1, ...: its UTF-8 bytes to the bytearray\n"
-"blob, its end offset to ends, its CRC-32 to hashes, its time to ts, and its row into the\n"
-"first slot from its home that is empty or holds a dead row (NaN time). ValueError, with\n"
-"nothing changed, for a NaN time. Returns (rows appended, their ids' bytes).");
-
-static PyObject *
-matched_add(PyObject *self, PyObject *args)
+/* The n ids pids[first:first + n] with times nts[0:n] entered into a matched table's
+ * columns (rows of them, nslots slots matching shift; the first at rows used, room for n
+ * more checked here): held ones take their time, others are appended. *added: rows
+ * appended, *size_out: their ids' bytes; -1 with an error set (blob as it was). */
+static int
+matched_rows(PyObject *blob, double *ts, uint32_t *hashes, int64_t *ends, int32_t *slots,
+             Py_ssize_t rows, Py_ssize_t nslots, int shift, Py_ssize_t at, PyObject *pids,
+             Py_ssize_t first, Py_ssize_t n, const double *nts, Py_ssize_t *added,
+             Py_ssize_t *size_out)
 {
-    PyObject *blob, *o_ts, *o_hash, *o_ends, *o_slots, *pids, *o_nts;
-    int shift;
-    Py_ssize_t at;
-    (void)self;
-    if (!PyArg_ParseTuple(args, "O!OOOOinO!O", &PyByteArray_Type, &blob, &o_ts, &o_hash,
-                          &o_ends, &o_slots, &shift, &at, &PyList_Type, &pids, &o_nts))
-        return NULL;
-    arg_t a[] = {
-        {o_ts, 8, 1, "ts"},       {o_hash, 4, 1, "hashes"}, {o_ends, 8, 1, "ends"},
-        {o_slots, 4, 1, "slots"}, {o_nts, 8, 0, "new_ts"},
-    };
-    const int nargs = (int)(sizeof a / sizeof a[0]);
-    if (acquire(a, nargs) < 0)
-        return NULL;
-    double *ts = (double *)a[0].buf.buf;
-    uint32_t *hashes = (uint32_t *)a[1].buf.buf;
-    int64_t *ends = (int64_t *)a[2].buf.buf;
-    int32_t *slots = (int32_t *)a[3].buf.buf;
-    const double *nts = (const double *)a[4].buf.buf;
-    Py_ssize_t rows = a[0].buf.len / 8, nslots = a[3].buf.len / 4, n = PyList_GET_SIZE(pids);
     Py_ssize_t start = PyByteArray_GET_SIZE(blob), total = 0;
-    PyObject *result = NULL;
     if (nslots == 0 || shift < 0 || shift > 31 || ((Py_ssize_t)1 << (32 - shift)) != nslots) {
         PyErr_SetString(PyExc_ValueError, "slots: a power of two matching shift expected");
-        goto done;
+        return -1;
     }
-    if (at < 0 || at + n > rows || at + n > INT32_MAX || a[1].buf.len / 4 != rows ||
-        a[2].buf.len / 8 != rows || a[4].buf.len / 8 != n || 5 * (at + n) > 3 * nslots ||
+    if (at < 0 || at + n > rows || at + n > INT32_MAX || 5 * (at + n) > 3 * nslots ||
         (at ? ends[at - 1] : 0) != start) {
         PyErr_SetString(PyExc_ValueError, "columns or slots without room for the ids, new_ts "
                                           "not one per id, or ends not those of blob");
-        goto done;
+        return -1;
     }
     /* every id a str and every time a number before anything is written; the room the
      * bytes may take made at once */
@@ -4921,21 +4898,21 @@ matched_add(PyObject *self, PyObject *args)
         if (nts[i] != nts[i]) {
             PyErr_SetString(PyExc_ValueError,
                             "a matched id needs its label's event time (NaN given)");
-            goto done;
+            return -1;
         }
-        if (utf8_view(PyList_GET_ITEM(pids, i), &p, &size, &owned) < 0)
-            goto done;
+        if (utf8_view(PyList_GET_ITEM(pids, first + i), &p, &size, &owned) < 0)
+            return -1;
         total += size;
         Py_XDECREF(owned);
     }
     if (PyByteArray_Resize(blob, start + total) < 0)
-        goto done;
+        return -1;
     Py_ssize_t row = at, end = start, mask = nslots - 1;
     for (Py_ssize_t i = 0; i < n; i++) {
         const char *p;
         Py_ssize_t size;
         PyObject *owned;
-        if (utf8_view(PyList_GET_ITEM(pids, i), &p, &size, &owned) < 0)
+        if (utf8_view(PyList_GET_ITEM(pids, first + i), &p, &size, &owned) < 0)
             goto shrink;
         uint32_t crc = crc32_of((const unsigned char *)p, size);
         const char *bytes = PyByteArray_AS_STRING(blob);
@@ -4988,9 +4965,10 @@ matched_add(PyObject *self, PyObject *args)
         row++;
     }
     if (PyByteArray_Resize(blob, end) < 0)
-        goto done;
-    result = Py_BuildValue("nn", row - at, end - start);
-    goto done;
+        return -1;
+    *added = row - at;
+    *size_out = end - start;
+    return 0;
 shrink: /* the bytes as they were (the rows written past at are not counted as used) */
     {
         PyObject *type, *value, *trace;
@@ -4999,8 +4977,132 @@ shrink: /* the bytes as they were (the rows written past at are not counted as u
             PyErr_Clear();
         PyErr_Restore(type, value, trace);
     }
+    return -1;
+}
+
+PyDoc_STRVAR(matched_add_groups_doc,
+"matched_add_groups(tables, sizes, pids, new_ts)\n\n"
+"MatchedTable.add_many for many tables in one call: group g, the next sizes[g] (int64) of\n"
+"pids with their times of new_ts (float64), entered into tables[g] as dict.update enters\n"
+"them (a held id, or one listed again, takes its new time in place; each other is\n"
+"appended as a row, into the first slot from its home that is empty or holds a dead row;\n"
+"room made by the table's _room first when it has too little), and the table's\n"
+"_used, _live, _id_bytes, _memo and front_ts (the time of its row _head) updated. A\n"
+"table may be in several groups. ValueError for a NaN time (the groups before it\n"
+"entered).");
+
+/* matched_add_groups's step: pids[first:first + n], times nts[0:n], into table. */
+static int
+matched_table_add(PyObject *table, PyObject *pids, Py_ssize_t first, Py_ssize_t n,
+                  const double *nts)
+{
+    static const Py_ssize_t sizes_of[4] = {8, 4, 8, 4};
+    static const int names[4] = {A_TS, A_HASH, A_ENDS, A_SLOTS};
+    Py_ssize_t used, rows, nslots, shift, live, id_bytes, head, added, size;
+    if (get_int(table, A_USED, &used) < 0 || get_len(table, A_TS, &rows) < 0 ||
+        get_len(table, A_SLOTS, &nslots) < 0)
+        return -1;
+    if (used + n > rows || 5 * (used + n) > 3 * nslots) { /* what _room changes */
+        PyObject *r = PyObject_CallMethod(table, "_room", "n", n);
+        if (r == NULL)
+            return -1;
+        Py_DECREF(r);
+    }
+    PyObject *cols[4] = {NULL}, *blob = NULL, *front = NULL;
+    arg_t t[4];
+    int ok = -1, held = 0;
+    for (int j = 0; j < 4; j++) {
+        if ((cols[j] = PyObject_GetAttr(table, attr_name[names[j]])) == NULL)
+            goto out;
+        t[j].obj = cols[j];
+        t[j].itemsize = sizes_of[j];
+        t[j].writable = 1;
+        t[j].what = attr_text[names[j]];
+    }
+    if ((blob = PyObject_GetAttr(table, attr_name[A_BLOB])) == NULL ||
+        get_int(table, A_SHIFT, &shift) < 0 || get_int(table, A_LIVE, &live) < 0 ||
+        get_int(table, A_ID_BYTES, &id_bytes) < 0 || get_int(table, A_HEAD, &head) < 0)
+        goto out;
+    if (!PyByteArray_Check(blob)) {
+        PyErr_SetString(PyExc_TypeError, "_blob: a bytearray expected");
+        goto out;
+    }
+    if (acquire(t, 4) < 0)
+        goto out;
+    held = 1;
+    rows = t[0].buf.len / 8;
+    if (t[1].buf.len / 4 != rows || t[2].buf.len / 8 != rows || head < 0 || head > used) {
+        PyErr_SetString(PyExc_ValueError, "a matched table's columns do not fit");
+        goto out;
+    }
+    if (shift < 0 || shift > 31) {
+        PyErr_SetString(PyExc_ValueError, "slots: a power of two matching shift expected");
+        goto out;
+    }
+    double *ts = (double *)t[0].buf.buf;
+    if (matched_rows(blob, ts, (uint32_t *)t[1].buf.buf, (int64_t *)t[2].buf.buf,
+                     (int32_t *)t[3].buf.buf, rows, t[3].buf.len / 4, (int)shift, used, pids,
+                     first, n, nts, &added, &size) < 0)
+        goto out;
+    if ((front = PyFloat_FromDouble(ts[head])) == NULL)
+        goto out;
+    if (set_int(table, A_USED, used + added) < 0 || set_int(table, A_LIVE, live + added) < 0 ||
+        set_int(table, A_ID_BYTES, id_bytes + size) < 0 ||
+        PyObject_SetAttr(table, attr_name[A_MEMO], Py_None) < 0 ||
+        PyObject_SetAttr(table, attr_name[A_FRONT], front) < 0)
+        goto out;
+    ok = 0;
+out:
+    if (held)
+        release(t, 4);
+    for (int j = 0; j < 4; j++)
+        Py_XDECREF(cols[j]);
+    Py_XDECREF(blob);
+    Py_XDECREF(front);
+    return ok;
+}
+
+static PyObject *
+matched_add_groups(PyObject *self, PyObject *args)
+{
+    PyObject *tables, *o_sizes, *pids, *o_ts;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!OO!O", &PyList_Type, &tables, &o_sizes, &PyList_Type, &pids,
+                          &o_ts))
+        return NULL;
+    arg_t a[] = {{o_sizes, 8, 0, "sizes"}, {o_ts, 8, 0, "new_ts"}};
+    if (acquire(a, 2) < 0)
+        return NULL;
+    PyObject *result = NULL;
+    const int64_t *sizes = (const int64_t *)a[0].buf.buf;
+    const double *ts = (const double *)a[1].buf.buf;
+    Py_ssize_t groups = PyList_GET_SIZE(tables), n = PyList_GET_SIZE(pids), total = 0;
+    if (a[0].buf.len / 8 != groups || a[1].buf.len / 8 != n) {
+        PyErr_SetString(PyExc_ValueError, "sizes: one per table; new_ts: one per id");
+        goto done;
+    }
+    for (Py_ssize_t g = 0; g < groups; g++) {
+        if (sizes[g] < 0 || sizes[g] > n - total) {
+            PyErr_SetString(PyExc_ValueError, "sizes: not a split of the ids");
+            goto done;
+        }
+        total += sizes[g];
+    }
+    if (total != n) {
+        PyErr_SetString(PyExc_ValueError, "sizes: not a split of the ids");
+        goto done;
+    }
+    Py_ssize_t first = 0;
+    for (Py_ssize_t g = 0; g < groups; g++) {
+        Py_ssize_t size_g = (Py_ssize_t)sizes[g];
+        if (size_g && matched_table_add(PyList_GET_ITEM(tables, g), pids, first, size_g,
+                                        ts + first) < 0)
+            goto done;
+        first += size_g;
+    }
+    result = Py_NewRef(Py_None);
 done:
-    release(a, nargs);
+    release(a, 2);
     return result;
 }
 
@@ -6858,11 +6960,58 @@ owners_release(owners_table_t *t, Py_ssize_t n)
     }
 }
 
-static PyObject *
-pending_owners(PyObject *self, PyObject *args)
+/* The index columns of table (an IdTable) into x when it has a live row: 1; 0 when it has
+ * none (x untouched); -1 with an error set (x released). */
+static int
+owners_take(owners_table_t *x, PyObject *table)
 {
     static const int names[5] = {A_SLOTS, A_HASH, A_TS, A_ENDS, A_BLOB};
     static const Py_ssize_t sizes_of[5] = {4, 4, 8, 8, 1};
+    Py_ssize_t live, shift;
+    if (get_int(table, A_LIVE, &live) < 0)
+        return -1;
+    if (live <= 0)
+        return 0;
+    if (get_int(table, A_SHIFT, &shift) < 0)
+        return -1;
+    for (int c = 0; c < 5; c++) {
+        if ((x->cols[c] = PyObject_GetAttr(table, attr_name[names[c]])) == NULL)
+            goto fail;
+        x->a[c].obj = x->cols[c];
+        x->a[c].itemsize = sizes_of[c];
+        x->a[c].writable = 0;
+        x->a[c].what = attr_text[names[c]];
+    }
+    if (acquire(x->a, 5) < 0)
+        goto fail;
+    x->held = 1;
+    Py_ssize_t nslots = x->a[0].buf.len / 4, rows = x->a[1].buf.len / 4;
+    if (nslots == 0 || shift < 0 || shift > 31 || ((Py_ssize_t)1 << (32 - shift)) != nslots ||
+        x->a[2].buf.len / 8 < rows || x->a[3].buf.len / 8 < rows) {
+        PyErr_SetString(PyExc_ValueError, "a table's index or columns are not consistent");
+        goto fail;
+    }
+    x->shift = (int)shift;
+    return 1;
+fail:
+    owners_release(x, 1);
+    memset(x, 0, sizeof *x);
+    return -1;
+}
+
+/* The row of the table of x holding the id key (size bytes, CRC-32 crc): probe_row's. */
+static int64_t
+owners_probe(const owners_table_t *x, const char *key, Py_ssize_t size, uint32_t crc)
+{
+    return probe_row((const int32_t *)x->a[0].buf.buf, x->a[0].buf.len / 4, x->shift,
+                     (const uint32_t *)x->a[1].buf.buf, (const double *)x->a[2].buf.buf,
+                     (const int64_t *)x->a[3].buf.buf, x->a[1].buf.len / 4,
+                     (const char *)x->a[4].buf.buf, x->a[4].buf.len, key, size, crc);
+}
+
+static PyObject *
+pending_owners(PyObject *self, PyObject *args)
+{
     PyObject *tables, *pids, *o_out;
     (void)self;
     if (!PyArg_ParseTuple(args, "O!O!O", &PyList_Type, &tables, &PyList_Type, &pids, &o_out))
@@ -6887,36 +7036,11 @@ pending_owners(PyObject *self, PyObject *args)
         goto done;
     }
     for (Py_ssize_t j = 0; j < nt; j++) {
-        PyObject *table = PyList_GET_ITEM(held_tables, j);
-        Py_ssize_t live, shift;
-        if (get_int(table, A_LIVE, &live) < 0)
+        int taken = owners_take(&t[nlive], PyList_GET_ITEM(held_tables, j));
+        if (taken < 0)
             goto done;
-        if (live <= 0)
-            continue;
-        if (get_int(table, A_SHIFT, &shift) < 0)
-            goto done;
-        owners_table_t *x = &t[nlive];
-        for (int c = 0; c < 5; c++) {
-            if ((x->cols[c] = PyObject_GetAttr(table, attr_name[names[c]])) == NULL)
-                goto done;
-            x->a[c].obj = x->cols[c];
-            x->a[c].itemsize = sizes_of[c];
-            x->a[c].writable = 0;
-            x->a[c].what = attr_text[names[c]];
-        }
-        if (acquire(x->a, 5) < 0)
-            goto done;
-        x->held = 1;
-        Py_ssize_t nslots = x->a[0].buf.len / 4, rows = x->a[1].buf.len / 4;
-        if (nslots == 0 || shift < 0 || shift > 31 ||
-            ((Py_ssize_t)1 << (32 - shift)) != nslots || x->a[2].buf.len / 8 < rows ||
-            x->a[3].buf.len / 8 < rows) {
-            PyErr_SetString(PyExc_ValueError, "a table's index or columns are not consistent");
-            nlive++;
-            goto done;
-        }
-        x->shift = (int)shift;
-        live_at[nlive++] = j;
+        if (taken)
+            live_at[nlive++] = j;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
         out[i] = -1;
@@ -6929,13 +7053,7 @@ pending_owners(PyObject *self, PyObject *args)
             goto done;
         uint32_t crc = crc32_of((const unsigned char *)p, size);
         for (Py_ssize_t j = 0; j < nlive; j++) {
-            owners_table_t *x = &t[j];
-            int64_t row = probe_row((const int32_t *)x->a[0].buf.buf, x->a[0].buf.len / 4,
-                                    x->shift, (const uint32_t *)x->a[1].buf.buf,
-                                    (const double *)x->a[2].buf.buf,
-                                    (const int64_t *)x->a[3].buf.buf, x->a[1].buf.len / 4,
-                                    (const char *)x->a[4].buf.buf, x->a[4].buf.len, p, size,
-                                    crc);
+            int64_t row = owners_probe(&t[j], p, size, crc);
             if (row == -2) {
                 Py_XDECREF(owned);
                 goto done;
@@ -6949,11 +7067,75 @@ pending_owners(PyObject *self, PyObject *args)
     }
     result = Py_NewRef(Py_None);
 done:
-    if (t != NULL) /* (calloc'd: the one being read when an error came is released too) */
-        owners_release(t, nlive < nt ? nlive + 1 : nlive);
+    if (t != NULL)
+        owners_release(t, nlive);
     PyMem_Free(t);
     PyMem_Free(live_at);
     Py_XDECREF(held_tables);
+    PyBuffer_Release(&vo);
+    return result;
+}
+
+PyDoc_STRVAR(held_groups_doc,
+"held_groups(tables, pid_lists, out)\n\n"
+"out[g] = 1 when tables[g] (an IdTable: a MatchedTable, a PendingTable) holds any id of\n"
+"the list pid_lists[g] (str) live, else 0 (out: C-contiguous uint8 or bool, one per\n"
+"table): each group's ids probed as pending_owners probes them, up to the first held; a\n"
+"table with no live row (_live 0) is not asked.");
+
+static PyObject *
+held_groups(PyObject *self, PyObject *args)
+{
+    PyObject *tables, *lists, *o_out;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O!O", &PyList_Type, &tables, &PyList_Type, &lists, &o_out))
+        return NULL;
+    Py_ssize_t groups = PyList_GET_SIZE(tables);
+    Py_buffer vo;
+    if (PyObject_GetBuffer(o_out, &vo, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0)
+        return NULL;
+    if (vo.itemsize != 1 || vo.len != groups || PyList_GET_SIZE(lists) != groups) {
+        PyErr_Format(PyExc_ValueError, "pid_lists, out: %zd items expected", groups);
+        PyBuffer_Release(&vo);
+        return NULL;
+    }
+    uint8_t *out = (uint8_t *)vo.buf;
+    PyObject *result = NULL;
+    for (Py_ssize_t g = 0; g < groups; g++) {
+        PyObject *pids = PyList_GET_ITEM(lists, g);
+        out[g] = 0;
+        if (!PyList_Check(pids)) {
+            PyErr_SetString(PyExc_TypeError, "pid_lists: lists expected");
+            goto done;
+        }
+        if (PyList_GET_SIZE(pids) == 0)
+            continue;
+        owners_table_t x;
+        memset(&x, 0, sizeof x);
+        int taken = owners_take(&x, PyList_GET_ITEM(tables, g));
+        if (taken < 0)
+            goto done;
+        if (!taken)
+            continue;
+        int64_t row = -1;
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(pids) && row == -1; i++) {
+            const char *p;
+            Py_ssize_t size;
+            PyObject *owned;
+            if (utf8_view(PyList_GET_ITEM(pids, i), &p, &size, &owned) < 0) {
+                row = -2;
+                break;
+            }
+            row = owners_probe(&x, p, size, crc32_of((const unsigned char *)p, size));
+            Py_XDECREF(owned);
+        }
+        owners_release(&x, 1);
+        if (row == -2)
+            goto done;
+        out[g] = row >= 0;
+    }
+    result = Py_NewRef(Py_None);
+done:
     PyBuffer_Release(&vo);
     return result;
 }
@@ -7007,6 +7189,7 @@ static PyMethodDef methods[] = {
     {"memo_codes", memo_codes, METH_VARARGS, memo_codes_doc},
     {"int64s", int64s, METH_VARARGS, int64s_doc},
     {"pending_owners", pending_owners, METH_VARARGS, pending_owners_doc},
+    {"held_groups", held_groups, METH_VARARGS, held_groups_doc},
     /* ---- arrays joined end to end ---- */
     {"join_rows", join_rows, METH_VARARGS, join_rows_doc},
     /* ---- a prediction's features read from its JSON ---- */
@@ -7020,7 +7203,7 @@ static PyMethodDef methods[] = {
     {"ordered_errors", ordered_errors, METH_VARARGS, ordered_errors_doc},
     {"cusum_panes", cusum_panes, METH_VARARGS, cusum_panes_doc},
     /* ---- a matched table's inserts ---- */
-    {"matched_add", matched_add, METH_VARARGS, matched_add_doc},
+    {"matched_add_groups", matched_add_groups, METH_VARARGS, matched_add_groups_doc},
     {"matched_ids", matched_ids, METH_VARARGS, matched_ids_doc},
     {NULL, NULL, 0, NULL},
 };

@@ -786,7 +786,9 @@ class Engine:
                 if gone:
                     state.counts[m][EXPIRED] += gone
                     self.pending_total[m] -= gone
-                join.matched[m].expire(before)
+                matched = join.matched[m]
+                if matched.front_ts < before:  # else none is due
+                    matched.expire(before)
             for label in JoinBuffer.expire(join.early, now - ttl):
                 self.early_total -= 1
                 if label.model >= 0:

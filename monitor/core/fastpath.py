@@ -58,6 +58,7 @@ from monitor.core.join import (
     JoinBuffer,
     PendingTable,
     add_groups,
+    add_matched_groups,
     id_keys,
     pop_groups,
 )  # fmt: skip
@@ -935,12 +936,8 @@ def _enter_matched(
             at_ts = at_ts[order_a]
         counts = np.bincount(group_a, minlength=len(place)).tolist()
     partitions = engine.partitions
-    a = 0
-    for (m, number), n in zip(place, counts, strict=True):
-        b = a + n
-        partitions[number].join.matched[m].add_many(pids[a:b] if a or b < len(pids) else pids,
-                                                    at_ts[a:b])  # fmt: skip
-        a = b
+    tables = [partitions[number].join.matched[m] for m, number in place]
+    add_matched_groups(tables, counts, pids, at_ts)
 
 
 def _checked(
@@ -1831,18 +1828,24 @@ def _plain_models(
     out: dict[int, _PlainGroups] = {}
     named: dict[tuple[int, int], list[str]] = {}  # each plain group's ids
     # With a few models, a group's matched ids are probed with the waiting ones below (each
-    # id's key found once); with more, here, and the waiting ones through the owner index.
+    # id's key found once); with more, every group's in one call here, and the waiting ones
+    # through the owner index.
     few = len(models) <= JoinBuffer.INDEXED_FROM
+    cand: list[tuple[int, int, list[int], I64, list[str], JoinBuffer]] = []
     for (m, number), (rows, sel) in groups.items():
         if m < 0 or (m, number) in odd or models[m].warmup_target:
             continue
         join = engine.partition(number).join
         early = join.early
         pids = _pick(ids, sel)  # (the int64 array: no int read per place)
-        if (early and not early.keys().isdisjoint(pids)) or (
-            not few and join.matched[m].holds_any(pids)
-        ):
+        if early and not early.keys().isdisjoint(pids):
             continue
+        cand.append((m, number, rows, sel, pids, join))
+    if not few and cand:
+        held = native.held_groups([c[5].matched[c[0]] for c in cand], [c[4] for c in cand])
+        if held.any():
+            cand = [c for c, h in zip(cand, held.tolist(), strict=True) if not h]
+    for m, number, rows, sel, pids, _ in cand:
         out.setdefault(m, []).append((number, rows, sel))
         named[m, number] = pids
     asked: dict[int, list[tuple[int, int]]] = {}  # partition -> (model, place in out[model])

@@ -941,7 +941,13 @@ class MatchedTable(IdTable):
     #: slots (2 x 4, the index is kept at most 60 % full).
     ROW_BYTES: Final = 28
 
-    __slots__ = ()
+    __slots__ = ("front_ts",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: The label time of the first live id (inf when none): :meth:`expire` has work only
+        #: when its bound is above it, which the engine asks before calling it.
+        self.front_ts = math.inf
 
     def __repr__(self) -> str:
         return f"MatchedTable({self._live} ids, {self._used} rows used)"
@@ -982,27 +988,21 @@ class MatchedTable(IdTable):
         """``dict.update(zip(pids, ts))``: each id not held goes at the end, in order; a
         held one (or one listed again) keeps its place and takes the later time. Times
         must be numbers (ValueError for NaN). In one call of :mod:`monitor.native`'s
-        ``matched_add`` when it runs."""
+        ``matched_add_groups`` when it runs (as :func:`add_matched_groups`)."""
         n = len(pids)
         if n == 0:
             return
         ts = np.ascontiguousarray(ts, dtype=np.float64)
         if ts.shape != (n,):
             raise ValueError(f"{ts.shape} times for {n} ids")
-        self._room(n)
         kernels = native.kernels()
         if kernels is not None:
-            added, size = kernels.matched_add(
-                self._blob, self._ts, self._hash, self._ends, self._slots, self._shift,
-                self._used, pids if type(pids) is list else list(pids), ts,
-            )  # fmt: skip
-            self._used += added
-            self._live += added
-            self._id_bytes += size
-            self._memo = None
+            kernels.matched_add_groups([self], np.array([n], dtype=np.int64),
+                                       pids if type(pids) is list else list(pids), ts)  # fmt: skip
             return
         if np.isnan(ts).any():
             raise ValueError("a matched id needs its label's event time (NaN given)")
+        self._room(n)
         keys, crcs = _keys(pids)
         if len(set(keys)) < n:  # an id listed twice: one by one, as dict.update goes
             for key, crc, t in zip(keys, crcs.tolist(), ts.tolist(), strict=True):
@@ -1011,20 +1011,16 @@ class MatchedTable(IdTable):
                     self._tv[row] = t
                 else:
                     self._append_keys([key], np.array([crc], dtype=np.uint32), t)
-            return
-        rows = self._lookup(keys, crcs) if self._live else np.full(n, -1, dtype=np.int64)
-        held = rows >= 0
-        if held.any():
-            self._ts[rows[held]] = ts[held]
-            new = np.flatnonzero(~held)
-            self._append_keys([keys[j] for j in new.tolist()], crcs[new], ts[new])
-            return
-        self._append_keys(keys, crcs, ts)
-
-    def holds_any(self, pids: list[str]) -> bool:
-        """Whether any of ``pids`` is held (:func:`monitor.native.pending_owners`' probe:
-        no bytes object made per id when the kernels run)."""
-        return bool(self._live) and bool((native.pending_owners([self], pids) >= 0).any())
+        else:
+            rows = self._lookup(keys, crcs) if self._live else np.full(n, -1, dtype=np.int64)
+            held = rows >= 0
+            if held.any():
+                self._ts[rows[held]] = ts[held]
+                new = np.flatnonzero(~held)
+                self._append_keys([keys[j] for j in new.tolist()], crcs[new], ts[new])
+            else:
+                self._append_keys(keys, crcs, ts)
+        self.front_ts = self._tv[self._head]
 
     def held(self, pids: list[str]) -> list[int]:
         """The places in ``pids`` of the ids held, in order."""
@@ -1036,9 +1032,9 @@ class MatchedTable(IdTable):
     def expire(self, before: float) -> int:
         """Remove from the front, in arrival order, the ids whose label time is <
         ``before``, stopping at the first at or after it; return how many left."""
-        head = self._head
-        if not self._live or self._tv[head] >= before:  # none due (the usual call)
+        if not self.front_ts < before:  # none due (the usual call)
             return 0
+        head = self._head
         stop = self._due_end(head, before)
         self._id_bytes -= int(self._ev[stop - 1]) - self._start(head)
         self._ts[head:stop] = np.nan  # dead: the index passes over them
@@ -1048,6 +1044,8 @@ class MatchedTable(IdTable):
         self._memo = None
         if 2 * stop > self._used and stop >= _COMPACT_FROM:  # dead rows more than half
             self._load(self._state(), spare=max(16, 2 * self._live))
+        else:
+            self.front_ts = self._tv[stop] if self._live else math.inf
         return gone
 
     def footprint(self) -> dict[str, int]:
@@ -1086,6 +1084,7 @@ class MatchedTable(IdTable):
         self._hash[:n] = crcs
         self._ends[:n] = np.cumsum(lengths)
         self._used = self._live = n
+        self.front_ts = self._tv[0] if n else math.inf
         self._reindex(max(spare, n))
 
     def __getstate__(self) -> dict[str, Any]:
@@ -1105,6 +1104,7 @@ class MatchedTable(IdTable):
         out = MatchedTable.__new__(MatchedTable)
         out._used, out._live, out._head = self._used, self._live, self._head
         out._id_bytes, out._shift, out._memo = self._id_bytes, self._shift, None
+        out.front_ts = self.front_ts
         out._blob = bytearray(self._blob)
         out._ts, out._hash, out._ends = self._ts.copy(), self._hash.copy(), self._ends.copy()
         out._slots = self._slots.copy()
@@ -1127,6 +1127,25 @@ class MatchedTable(IdTable):
         """A table holding the entries of ``table`` (a matched dict of a checkpoint made
         before the columnar store), in its order."""
         return cls.from_items(list(table), np.array(list(table.values()), dtype=np.float64))
+
+
+def add_matched_groups(tables: list[MatchedTable], sizes: list[int], pids: list[str],
+                       ts: F64) -> None:  # fmt: skip
+    """:meth:`MatchedTable.add_many` of many tables, end to end: the next ``sizes[g]`` of
+    ``pids`` and of ``ts`` to ``tables[g]``. The same tables as a call per group, with one
+    call of :mod:`monitor.native`'s ``matched_add_groups`` when it runs (a poll of many
+    models matches a few ids in each of hundreds of (model, partition) tables)."""
+    kernels = native.kernels()
+    if kernels is None:
+        a = 0
+        for table, size in zip(tables, sizes, strict=True):
+            b = a + size
+            table.add_many(pids[a:b], ts[a:b])
+            a = b
+        return
+    kernels.matched_add_groups(tables, np.array(sizes, dtype=np.int64),
+                               pids if type(pids) is list else list(pids),
+                               np.ascontiguousarray(ts, dtype=np.float64))  # fmt: skip
 
 
 def add_groups(

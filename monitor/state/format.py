@@ -716,7 +716,7 @@ STATE_FIELDS: dict[type, Fields] = {
     ),
     MatchedTable: _f(
         "_blob _ts _hash _ends _used _live _head",
-        "_ev _hv _sv _tv _slots _shift _memo _id_bytes",
+        "_ev _hv _sv _tv _slots _shift _memo _id_bytes front_ts",
     ),
     ErrorDetectors: _f("totals detectors", "stream"),
     Alerting: _f("alerts_out book", "config"),

@@ -8,6 +8,7 @@ them."""
 from __future__ import annotations
 
 import copy
+import math
 import pickle
 import random
 from unittest import mock
@@ -18,8 +19,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from monitor import native
 from monitor.core import join
-from monitor.core.join import JoinBuffer, MatchedTable
+from monitor.core.join import JoinBuffer, MatchedTable, add_matched_groups
 from monitor.state import format as fmt
 from monitor.state.format import FormatError
 
@@ -53,7 +55,8 @@ def same(table: MatchedTable, d: dict[str, float], asked: list[str]) -> None:
     assert [pid in table for pid in asked] == [pid in d for pid in asked]
     assert [table.get(pid) for pid in asked] == [d.get(pid) for pid in asked]
     assert table.held(asked) == [i for i, pid in enumerate(asked) if pid in d]
-    assert table.holds_any(asked) == any(pid in d for pid in asked)
+    assert native.held_groups([table], [asked]).tolist() == [any(pid in d for pid in asked)]
+    assert table.front_ts == next(iter(d.values()), math.inf)
     assert table.contains_many(asked).tolist() == [pid in d for pid in asked]
 
 
@@ -128,6 +131,41 @@ def test_a_long_run_grows_expires_and_compacts_as_a_dict(seed: int) -> None:
             same(table, d, pids[:20] + [f"id{rng.randrange(20_000)}" for _ in range(20)])
     same(table, d, list(d)[:50])
     assert table._used < 4 * len(d) + 200  # compacted: the dead rows do not pile up
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.lists(st.integers(0, 200), max_size=12)),
+                max_size=12),
+       st.lists(st.integers(0, 3), max_size=12))  # fmt: skip
+def test_groups_enter_and_probe_many_tables_as_one_by_one(
+    groups: list[tuple[int, list[int]]], probed: list[int]
+) -> None:
+    """add_matched_groups (a table in several groups too) against a dict per table, and
+    held_groups against each table's dict."""
+    tables, dicts = [MatchedTable() for _ in range(4)], [{} for _ in range(4)]
+    tables[3].add_many(["m1", "m2"], np.array([1.0, 2.0]))
+    dicts[3].update({"m1": 1.0, "m2": 2.0})
+    pids = [POOL[p % len(POOL)] for _, places in groups for p in places]
+    ts = np.arange(len(pids), dtype=np.float64) * 0.5
+    add_matched_groups([tables[t] for t, _ in groups], [len(places) for _, places in groups],
+                       pids, ts)  # fmt: skip
+    for (t, _), (a, b) in zip(groups, _spans([len(p) for _, p in groups]), strict=True):
+        dicts[t].update(zip(pids[a:b], ts[a:b].tolist(), strict=True))
+    for table, d in zip(tables, dicts, strict=True):
+        same(table, d, POOL[::5])
+    asked = [POOL[(7 * j) % len(POOL) : (7 * j) % len(POOL) + 3] for j in range(len(probed))]
+    assert native.held_groups([tables[t] for t in probed], asked).tolist() == [
+        any(pid in dicts[t] for pid in ids) for t, ids in zip(probed, asked, strict=True)
+    ]
+
+
+def _spans(sizes: list[int]) -> list[tuple[int, int]]:
+    """The (start, stop) of each of consecutive runs of ``sizes``."""
+    out, a = [], 0
+    for n in sizes:
+        out.append((a, a + n))
+        a += n
+    return out
 
 
 def test_a_nan_time_is_refused_with_nothing_changed() -> None:
