@@ -4982,14 +4982,14 @@ shrink: /* the bytes as they were (the rows written past at are not counted as u
 
 PyDoc_STRVAR(matched_add_groups_doc,
 "matched_add_groups(tables, sizes, pids, new_ts)\n\n"
-"MatchedTable.add_many for many tables in one call: group g, the next sizes[g] (int64) of\n"
-"pids with their times of new_ts (float64), entered into tables[g] as dict.update enters\n"
-"them (a held id, or one listed again, takes its new time in place; each other is\n"
-"appended as a row, into the first slot from its home that is empty or holds a dead row;\n"
-"room made by the table's _room first when it has too little), and the table's\n"
-"_used, _live, _id_bytes, _memo and front_ts (the time of its row _head) updated. A\n"
-"table may be in several groups. ValueError for a NaN time (the groups before it\n"
-"entered).");
+"MatchedTable.add_many for many tables in one call: group g, the next sizes[g] (sizes: a\n"
+"list of ints) of pids with their times of new_ts (float64), entered into tables[g] as\n"
+"dict.update enters them (a held id, or one listed again, takes its new time in place;\n"
+"each other is appended as a row, into the first slot from its home that is empty or\n"
+"holds a dead row; room made by the table's _room first when it has too little), and\n"
+"the table's _used, _live, _id_bytes, _memo and front_ts (the time of its row _head)\n"
+"updated. A table may be in several groups. ValueError for a NaN time (the groups\n"
+"before it entered).");
 
 /* matched_add_groups's step: pids[first:first + n], times nts[0:n], into table. */
 static int
@@ -5067,21 +5067,28 @@ matched_add_groups(PyObject *self, PyObject *args)
 {
     PyObject *tables, *o_sizes, *pids, *o_ts;
     (void)self;
-    if (!PyArg_ParseTuple(args, "O!OO!O", &PyList_Type, &tables, &o_sizes, &PyList_Type, &pids,
-                          &o_ts))
+    if (!PyArg_ParseTuple(args, "O!O!O!O", &PyList_Type, &tables, &PyList_Type, &o_sizes,
+                          &PyList_Type, &pids, &o_ts))
         return NULL;
-    arg_t a[] = {{o_sizes, 8, 0, "sizes"}, {o_ts, 8, 0, "new_ts"}};
-    if (acquire(a, 2) < 0)
+    arg_t a[] = {{o_ts, 8, 0, "new_ts"}};
+    if (acquire(a, 1) < 0)
         return NULL;
     PyObject *result = NULL;
-    const int64_t *sizes = (const int64_t *)a[0].buf.buf;
-    const double *ts = (const double *)a[1].buf.buf;
+    const double *ts = (const double *)a[0].buf.buf;
     Py_ssize_t groups = PyList_GET_SIZE(tables), n = PyList_GET_SIZE(pids), total = 0;
-    if (a[0].buf.len / 8 != groups || a[1].buf.len / 8 != n) {
+    Py_ssize_t *sizes = PyMem_Malloc((size_t)(groups ? groups : 1) * sizeof *sizes);
+    if (sizes == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (PyList_GET_SIZE(o_sizes) != groups || a[0].buf.len / 8 != n) {
         PyErr_SetString(PyExc_ValueError, "sizes: one per table; new_ts: one per id");
         goto done;
     }
     for (Py_ssize_t g = 0; g < groups; g++) {
+        sizes[g] = PyLong_AsSsize_t(PyList_GET_ITEM(o_sizes, g));
+        if (sizes[g] == -1 && PyErr_Occurred())
+            goto done;
         if (sizes[g] < 0 || sizes[g] > n - total) {
             PyErr_SetString(PyExc_ValueError, "sizes: not a split of the ids");
             goto done;
@@ -5094,15 +5101,15 @@ matched_add_groups(PyObject *self, PyObject *args)
     }
     Py_ssize_t first = 0;
     for (Py_ssize_t g = 0; g < groups; g++) {
-        Py_ssize_t size_g = (Py_ssize_t)sizes[g];
-        if (size_g && matched_table_add(PyList_GET_ITEM(tables, g), pids, first, size_g,
-                                        ts + first) < 0)
+        if (sizes[g] && matched_table_add(PyList_GET_ITEM(tables, g), pids, first, sizes[g],
+                                          ts + first) < 0)
             goto done;
-        first += size_g;
+        first += sizes[g];
     }
     result = Py_NewRef(Py_None);
 done:
-    release(a, 2);
+    PyMem_Free(sizes);
+    release(a, 1);
     return result;
 }
 
@@ -6999,16 +7006,6 @@ fail:
     return -1;
 }
 
-/* The row of the table of x holding the id key (size bytes, CRC-32 crc): probe_row's. */
-static int64_t
-owners_probe(const owners_table_t *x, const char *key, Py_ssize_t size, uint32_t crc)
-{
-    return probe_row((const int32_t *)x->a[0].buf.buf, x->a[0].buf.len / 4, x->shift,
-                     (const uint32_t *)x->a[1].buf.buf, (const double *)x->a[2].buf.buf,
-                     (const int64_t *)x->a[3].buf.buf, x->a[1].buf.len / 4,
-                     (const char *)x->a[4].buf.buf, x->a[4].buf.len, key, size, crc);
-}
-
 static PyObject *
 pending_owners(PyObject *self, PyObject *args)
 {
@@ -7053,7 +7050,13 @@ pending_owners(PyObject *self, PyObject *args)
             goto done;
         uint32_t crc = crc32_of((const unsigned char *)p, size);
         for (Py_ssize_t j = 0; j < nlive; j++) {
-            int64_t row = owners_probe(&t[j], p, size, crc);
+            owners_table_t *x = &t[j];
+            int64_t row = probe_row((const int32_t *)x->a[0].buf.buf, x->a[0].buf.len / 4,
+                                    x->shift, (const uint32_t *)x->a[1].buf.buf,
+                                    (const double *)x->a[2].buf.buf,
+                                    (const int64_t *)x->a[3].buf.buf, x->a[1].buf.len / 4,
+                                    (const char *)x->a[4].buf.buf, x->a[4].buf.len, p, size,
+                                    crc);
             if (row == -2) {
                 Py_XDECREF(owned);
                 goto done;
@@ -7126,7 +7129,11 @@ held_groups(PyObject *self, PyObject *args)
                 row = -2;
                 break;
             }
-            row = owners_probe(&x, p, size, crc32_of((const unsigned char *)p, size));
+            row = probe_row((const int32_t *)x.a[0].buf.buf, x.a[0].buf.len / 4, x.shift,
+                            (const uint32_t *)x.a[1].buf.buf, (const double *)x.a[2].buf.buf,
+                            (const int64_t *)x.a[3].buf.buf, x.a[1].buf.len / 4,
+                            (const char *)x.a[4].buf.buf, x.a[4].buf.len, p, size,
+                            crc32_of((const unsigned char *)p, size));
             Py_XDECREF(owned);
         }
         owners_release(&x, 1);

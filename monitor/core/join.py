@@ -997,8 +997,8 @@ class MatchedTable(IdTable):
             raise ValueError(f"{ts.shape} times for {n} ids")
         kernels = native.kernels()
         if kernels is not None:
-            kernels.matched_add_groups([self], np.array([n], dtype=np.int64),
-                                       pids if type(pids) is list else list(pids), ts)  # fmt: skip
+            kernels.matched_add_groups([self], [n], pids if type(pids) is list else list(pids),
+                                       ts)  # fmt: skip
             return
         if np.isnan(ts).any():
             raise ValueError("a matched id needs its label's event time (NaN given)")
@@ -1143,8 +1143,7 @@ def add_matched_groups(tables: list[MatchedTable], sizes: list[int], pids: list[
             table.add_many(pids[a:b], ts[a:b])
             a = b
         return
-    kernels.matched_add_groups(tables, np.array(sizes, dtype=np.int64),
-                               pids if type(pids) is list else list(pids),
+    kernels.matched_add_groups(tables, sizes, pids if type(pids) is list else list(pids),
                                np.ascontiguousarray(ts, dtype=np.float64))  # fmt: skip
 
 
