@@ -866,12 +866,13 @@ static int owner_table_ok(const arg_t *crc, const arg_t *model, const arg_t *cou
  * (a str made per read would cost more than the read). */
 enum {
     A_TS, A_PRED, A_SCORE, A_SLICES, A_HASH, A_ENDS, A_SLOTS, A_BLOB, A_K, A_USED, A_LIVE,
-    A_ID_BYTES, A_MEMO, A_OWNER, A_SHIFT, A_QUEUED, A_FILLED, A_CRC, A_MODEL, A_COUNT, A_NAMES
+    A_ID_BYTES, A_MEMO, A_OWNER, A_SHIFT, A_QUEUED, A_FILLED, A_CRC, A_MODEL, A_COUNT, A_HEAD,
+    A_FRONT, A_NAMES
 };
 static const char *attr_text[A_NAMES] = {
     "_ts", "_pred", "_score", "_slices", "_hash", "_ends", "_slots", "_blob", "_k", "_used",
     "_live", "_id_bytes", "_memo", "_owner", "_shift", "_queued", "_filled", "_crc", "_model",
-    "_count",
+    "_count", "_head", "front_ts",
 };
 static PyObject *attr_name[A_NAMES];
 
@@ -4859,6 +4860,306 @@ expired_front(PyObject *self, PyObject *args)
     return out;
 }
 
+/* ------------------------------------------------------------- a matched table's inserts
+ * MatchedTable.add_many (join.py) of every (model, partition) table a segment enters ids
+ * into, in one call (with 100 models a poll has thousands of groups of a few ids): each id
+ * probed in its table's index (as lookup probes) and, when new, appended as pending_add
+ * appends a row (its bytes to the byte buffer, its end offset, CRC-32 and time to the
+ * columns, its row into the first free slot from its home); and a table's ids as str for
+ * the stored record (MatchedTable.ids: a checkpoint lists hundreds of thousands). */
+
+/* The n ids pids[first:first + n] with times nts[0:n] entered into a matched table's
+ * columns (rows of them, nslots slots matching shift; the first at rows used, room for n
+ * more checked here): held ones take their time, others are appended. *added: rows
+ * appended, *size_out: their ids' bytes; -1 with an error set (blob as it was). */
+static int
+matched_rows(PyObject *blob, double *ts, uint32_t *hashes, int64_t *ends, int32_t *slots,
+             Py_ssize_t rows, Py_ssize_t nslots, int shift, Py_ssize_t at, PyObject *pids,
+             Py_ssize_t first, Py_ssize_t n, const double *nts, Py_ssize_t *added,
+             Py_ssize_t *size_out)
+{
+    Py_ssize_t start = PyByteArray_GET_SIZE(blob), total = 0;
+    if (nslots == 0 || shift < 0 || shift > 31 || ((Py_ssize_t)1 << (32 - shift)) != nslots) {
+        PyErr_SetString(PyExc_ValueError, "slots: a power of two matching shift expected");
+        return -1;
+    }
+    if (at < 0 || at + n > rows || at + n > INT32_MAX || 5 * (at + n) > 3 * nslots ||
+        (at ? ends[at - 1] : 0) != start) {
+        PyErr_SetString(PyExc_ValueError, "columns or slots without room for the ids, new_ts "
+                                          "not one per id, or ends not those of blob");
+        return -1;
+    }
+    /* every id a str and every time a number before anything is written; the room the
+     * bytes may take made at once */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const char *p;
+        Py_ssize_t size;
+        PyObject *owned;
+        if (nts[i] != nts[i]) {
+            PyErr_SetString(PyExc_ValueError,
+                            "a matched id needs its label's event time (NaN given)");
+            return -1;
+        }
+        if (utf8_view(PyList_GET_ITEM(pids, first + i), &p, &size, &owned) < 0)
+            return -1;
+        total += size;
+        Py_XDECREF(owned);
+    }
+    if (PyByteArray_Resize(blob, start + total) < 0)
+        return -1;
+    Py_ssize_t row = at, end = start, mask = nslots - 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const char *p;
+        Py_ssize_t size;
+        PyObject *owned;
+        if (utf8_view(PyList_GET_ITEM(pids, first + i), &p, &size, &owned) < 0)
+            goto shrink;
+        uint32_t crc = crc32_of((const unsigned char *)p, size);
+        const char *bytes = PyByteArray_AS_STRING(blob);
+        /* the live row holding the id, else the first free slot: a dead row's, or the
+         * empty one that ends the probe */
+        Py_ssize_t pos = home(crc, shift), free = -1, probes = 0;
+        int64_t found = -1;
+        for (; probes < nslots; probes++) {
+            int32_t r = slots[pos];
+            if (r < 0)
+                break;
+            if (r >= row) {
+                Py_XDECREF(owned);
+                PyErr_SetString(PyExc_ValueError, "slots: a row beyond the rows used");
+                goto shrink;
+            }
+            double t = ts[r];
+            if (t != t) {
+                if (free < 0)
+                    free = pos;
+            } else if (hashes[r] == crc) {
+                int64_t e = ends[r], s = r ? ends[r - 1] : 0;
+                if (e - s == size && memcmp(bytes + s, p, (size_t)size) == 0) {
+                    found = r;
+                    break;
+                }
+            }
+            pos = (pos + 1) & mask;
+        }
+        if (found >= 0) {
+            ts[found] = nts[i];
+            Py_XDECREF(owned);
+            continue;
+        }
+        if (free < 0) {
+            if (probes == nslots) { /* (the 60 % bound checked above keeps an empty slot) */
+                Py_XDECREF(owned);
+                PyErr_SetString(PyExc_ValueError, "slots: the index is full");
+                goto shrink;
+            }
+            free = pos;
+        }
+        memcpy(PyByteArray_AS_STRING(blob) + end, p, (size_t)size);
+        Py_XDECREF(owned);
+        end += size;
+        ends[row] = end;
+        hashes[row] = crc;
+        ts[row] = nts[i];
+        slots[free] = (int32_t)row;
+        row++;
+    }
+    if (PyByteArray_Resize(blob, end) < 0)
+        return -1;
+    *added = row - at;
+    *size_out = end - start;
+    return 0;
+shrink: /* the bytes as they were (the rows written past at are not counted as used) */
+    {
+        PyObject *type, *value, *trace;
+        PyErr_Fetch(&type, &value, &trace);
+        if (PyByteArray_Resize(blob, start) < 0)
+            PyErr_Clear();
+        PyErr_Restore(type, value, trace);
+    }
+    return -1;
+}
+
+PyDoc_STRVAR(matched_add_groups_doc,
+"matched_add_groups(tables, sizes, pids, new_ts)\n\n"
+"MatchedTable.add_many for many tables in one call: group g, the next sizes[g] (sizes: a\n"
+"list of ints) of pids with their times of new_ts (float64), entered into tables[g] as\n"
+"dict.update enters them (a held id, or one listed again, takes its new time in place;\n"
+"each other is appended as a row, into the first slot from its home that is empty or\n"
+"holds a dead row; room made by the table's _room first when it has too little), and\n"
+"the table's _used, _live, _id_bytes, _memo and front_ts (the time of its row _head)\n"
+"updated. A table may be in several groups. ValueError for a NaN time (the groups\n"
+"before it entered).");
+
+/* matched_add_groups's step: pids[first:first + n], times nts[0:n], into table. */
+static int
+matched_table_add(PyObject *table, PyObject *pids, Py_ssize_t first, Py_ssize_t n,
+                  const double *nts)
+{
+    static const Py_ssize_t sizes_of[4] = {8, 4, 8, 4};
+    static const int names[4] = {A_TS, A_HASH, A_ENDS, A_SLOTS};
+    Py_ssize_t used, rows, nslots, shift, live, id_bytes, head, added, size;
+    if (get_int(table, A_USED, &used) < 0 || get_len(table, A_TS, &rows) < 0 ||
+        get_len(table, A_SLOTS, &nslots) < 0)
+        return -1;
+    if (used + n > rows || 5 * (used + n) > 3 * nslots) { /* what _room changes */
+        PyObject *r = PyObject_CallMethod(table, "_room", "n", n);
+        if (r == NULL)
+            return -1;
+        Py_DECREF(r);
+    }
+    PyObject *cols[4] = {NULL}, *blob = NULL, *front = NULL;
+    arg_t t[4];
+    int ok = -1, held = 0;
+    for (int j = 0; j < 4; j++) {
+        if ((cols[j] = PyObject_GetAttr(table, attr_name[names[j]])) == NULL)
+            goto out;
+        t[j].obj = cols[j];
+        t[j].itemsize = sizes_of[j];
+        t[j].writable = 1;
+        t[j].what = attr_text[names[j]];
+    }
+    if ((blob = PyObject_GetAttr(table, attr_name[A_BLOB])) == NULL ||
+        get_int(table, A_SHIFT, &shift) < 0 || get_int(table, A_LIVE, &live) < 0 ||
+        get_int(table, A_ID_BYTES, &id_bytes) < 0 || get_int(table, A_HEAD, &head) < 0)
+        goto out;
+    if (!PyByteArray_Check(blob)) {
+        PyErr_SetString(PyExc_TypeError, "_blob: a bytearray expected");
+        goto out;
+    }
+    if (acquire(t, 4) < 0)
+        goto out;
+    held = 1;
+    rows = t[0].buf.len / 8;
+    if (t[1].buf.len / 4 != rows || t[2].buf.len / 8 != rows || head < 0 || head > used) {
+        PyErr_SetString(PyExc_ValueError, "a matched table's columns do not fit");
+        goto out;
+    }
+    if (shift < 0 || shift > 31) {
+        PyErr_SetString(PyExc_ValueError, "slots: a power of two matching shift expected");
+        goto out;
+    }
+    double *ts = (double *)t[0].buf.buf;
+    if (matched_rows(blob, ts, (uint32_t *)t[1].buf.buf, (int64_t *)t[2].buf.buf,
+                     (int32_t *)t[3].buf.buf, rows, t[3].buf.len / 4, (int)shift, used, pids,
+                     first, n, nts, &added, &size) < 0)
+        goto out;
+    if ((front = PyFloat_FromDouble(ts[head])) == NULL)
+        goto out;
+    if (set_int(table, A_USED, used + added) < 0 || set_int(table, A_LIVE, live + added) < 0 ||
+        set_int(table, A_ID_BYTES, id_bytes + size) < 0 ||
+        PyObject_SetAttr(table, attr_name[A_MEMO], Py_None) < 0 ||
+        PyObject_SetAttr(table, attr_name[A_FRONT], front) < 0)
+        goto out;
+    ok = 0;
+out:
+    if (held)
+        release(t, 4);
+    for (int j = 0; j < 4; j++)
+        Py_XDECREF(cols[j]);
+    Py_XDECREF(blob);
+    Py_XDECREF(front);
+    return ok;
+}
+
+static PyObject *
+matched_add_groups(PyObject *self, PyObject *args)
+{
+    PyObject *tables, *o_sizes, *pids, *o_ts;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O!O!O", &PyList_Type, &tables, &PyList_Type, &o_sizes,
+                          &PyList_Type, &pids, &o_ts))
+        return NULL;
+    arg_t a[] = {{o_ts, 8, 0, "new_ts"}};
+    if (acquire(a, 1) < 0)
+        return NULL;
+    PyObject *result = NULL;
+    const double *ts = (const double *)a[0].buf.buf;
+    Py_ssize_t groups = PyList_GET_SIZE(tables), n = PyList_GET_SIZE(pids), total = 0;
+    Py_ssize_t *sizes = PyMem_Malloc((size_t)(groups ? groups : 1) * sizeof *sizes);
+    if (sizes == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (PyList_GET_SIZE(o_sizes) != groups || a[0].buf.len / 8 != n) {
+        PyErr_SetString(PyExc_ValueError, "sizes: one per table; new_ts: one per id");
+        goto done;
+    }
+    for (Py_ssize_t g = 0; g < groups; g++) {
+        sizes[g] = PyLong_AsSsize_t(PyList_GET_ITEM(o_sizes, g));
+        if (sizes[g] == -1 && PyErr_Occurred())
+            goto done;
+        if (sizes[g] < 0 || sizes[g] > n - total) {
+            PyErr_SetString(PyExc_ValueError, "sizes: not a split of the ids");
+            goto done;
+        }
+        total += sizes[g];
+    }
+    if (total != n) {
+        PyErr_SetString(PyExc_ValueError, "sizes: not a split of the ids");
+        goto done;
+    }
+    Py_ssize_t first = 0;
+    for (Py_ssize_t g = 0; g < groups; g++) {
+        if (sizes[g] && matched_table_add(PyList_GET_ITEM(tables, g), pids, first, sizes[g],
+                                          ts + first) < 0)
+            goto done;
+        first += sizes[g];
+    }
+    result = Py_NewRef(Py_None);
+done:
+    PyMem_Free(sizes);
+    release(a, 1);
+    return result;
+}
+
+PyDoc_STRVAR(matched_ids_doc,
+"matched_ids(blob, ends, start, stop) -> list[str]\n\n"
+"The ids of rows start, start + 1, ..., stop - 1 (all live, as a matched table's are),\n"
+"each decoded from its UTF-8 bytes in blob (ends: int64 end offsets; lone surrogates\n"
+"passed through, as the 'surrogatepass' error handler does).");
+
+static PyObject *
+matched_ids(PyObject *self, PyObject *args)
+{
+    PyObject *o_blob, *o_ends;
+    Py_ssize_t start, stop;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOnn", &o_blob, &o_ends, &start, &stop))
+        return NULL;
+    arg_t a[] = {{o_blob, 1, 0, "blob"}, {o_ends, 8, 0, "ends"}};
+    if (acquire(a, 2) < 0)
+        return NULL;
+    const char *blob = (const char *)a[0].buf.buf;
+    const int64_t *ends = (const int64_t *)a[1].buf.buf;
+    Py_ssize_t blob_len = a[0].buf.len, rows = a[1].buf.len / 8;
+    PyObject *out = NULL;
+    if (start < 0 || stop < start || stop > rows) {
+        PyErr_SetString(PyExc_ValueError, "rows beyond the columns");
+        goto done;
+    }
+    out = PyList_New(stop - start);
+    if (out == NULL)
+        goto done;
+    for (Py_ssize_t row = start; row < stop; row++) {
+        int64_t s = row ? ends[row - 1] : 0, e = ends[row];
+        if (s < 0 || e < s || e > blob_len) {
+            PyErr_SetString(PyExc_ValueError, "ends: an id beyond the byte buffer");
+            Py_CLEAR(out);
+            goto done;
+        }
+        PyObject *pid = PyUnicode_DecodeUTF8(blob + s, (Py_ssize_t)(e - s), "surrogatepass");
+        if (pid == NULL) {
+            Py_CLEAR(out);
+            goto done;
+        }
+        PyList_SET_ITEM(out, row - start, pid);
+    }
+done:
+    release(a, 2);
+    return out;
+}
+
 /* ------------------------------------------------------------- owner removals of many tables
  * OwnerIndex.remove of the ids many pending tables of one partition gave up (join.py,
  * pop_groups): one call for the partition instead of one per (model) table. */
@@ -6666,11 +6967,48 @@ owners_release(owners_table_t *t, Py_ssize_t n)
     }
 }
 
-static PyObject *
-pending_owners(PyObject *self, PyObject *args)
+/* The index columns of table (an IdTable) into x when it has a live row: 1; 0 when it has
+ * none (x untouched); -1 with an error set (x released). */
+static int
+owners_take(owners_table_t *x, PyObject *table)
 {
     static const int names[5] = {A_SLOTS, A_HASH, A_TS, A_ENDS, A_BLOB};
     static const Py_ssize_t sizes_of[5] = {4, 4, 8, 8, 1};
+    Py_ssize_t live, shift;
+    if (get_int(table, A_LIVE, &live) < 0)
+        return -1;
+    if (live <= 0)
+        return 0;
+    if (get_int(table, A_SHIFT, &shift) < 0)
+        return -1;
+    for (int c = 0; c < 5; c++) {
+        if ((x->cols[c] = PyObject_GetAttr(table, attr_name[names[c]])) == NULL)
+            goto fail;
+        x->a[c].obj = x->cols[c];
+        x->a[c].itemsize = sizes_of[c];
+        x->a[c].writable = 0;
+        x->a[c].what = attr_text[names[c]];
+    }
+    if (acquire(x->a, 5) < 0)
+        goto fail;
+    x->held = 1;
+    Py_ssize_t nslots = x->a[0].buf.len / 4, rows = x->a[1].buf.len / 4;
+    if (nslots == 0 || shift < 0 || shift > 31 || ((Py_ssize_t)1 << (32 - shift)) != nslots ||
+        x->a[2].buf.len / 8 < rows || x->a[3].buf.len / 8 < rows) {
+        PyErr_SetString(PyExc_ValueError, "a table's index or columns are not consistent");
+        goto fail;
+    }
+    x->shift = (int)shift;
+    return 1;
+fail:
+    owners_release(x, 1);
+    memset(x, 0, sizeof *x);
+    return -1;
+}
+
+static PyObject *
+pending_owners(PyObject *self, PyObject *args)
+{
     PyObject *tables, *pids, *o_out;
     (void)self;
     if (!PyArg_ParseTuple(args, "O!O!O", &PyList_Type, &tables, &PyList_Type, &pids, &o_out))
@@ -6695,36 +7033,11 @@ pending_owners(PyObject *self, PyObject *args)
         goto done;
     }
     for (Py_ssize_t j = 0; j < nt; j++) {
-        PyObject *table = PyList_GET_ITEM(held_tables, j);
-        Py_ssize_t live, shift;
-        if (get_int(table, A_LIVE, &live) < 0)
+        int taken = owners_take(&t[nlive], PyList_GET_ITEM(held_tables, j));
+        if (taken < 0)
             goto done;
-        if (live <= 0)
-            continue;
-        if (get_int(table, A_SHIFT, &shift) < 0)
-            goto done;
-        owners_table_t *x = &t[nlive];
-        for (int c = 0; c < 5; c++) {
-            if ((x->cols[c] = PyObject_GetAttr(table, attr_name[names[c]])) == NULL)
-                goto done;
-            x->a[c].obj = x->cols[c];
-            x->a[c].itemsize = sizes_of[c];
-            x->a[c].writable = 0;
-            x->a[c].what = attr_text[names[c]];
-        }
-        if (acquire(x->a, 5) < 0)
-            goto done;
-        x->held = 1;
-        Py_ssize_t nslots = x->a[0].buf.len / 4, rows = x->a[1].buf.len / 4;
-        if (nslots == 0 || shift < 0 || shift > 31 ||
-            ((Py_ssize_t)1 << (32 - shift)) != nslots || x->a[2].buf.len / 8 < rows ||
-            x->a[3].buf.len / 8 < rows) {
-            PyErr_SetString(PyExc_ValueError, "a table's index or columns are not consistent");
-            nlive++;
-            goto done;
-        }
-        x->shift = (int)shift;
-        live_at[nlive++] = j;
+        if (taken)
+            live_at[nlive++] = j;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
         out[i] = -1;
@@ -6757,11 +7070,79 @@ pending_owners(PyObject *self, PyObject *args)
     }
     result = Py_NewRef(Py_None);
 done:
-    if (t != NULL) /* (calloc'd: the one being read when an error came is released too) */
-        owners_release(t, nlive < nt ? nlive + 1 : nlive);
+    if (t != NULL)
+        owners_release(t, nlive);
     PyMem_Free(t);
     PyMem_Free(live_at);
     Py_XDECREF(held_tables);
+    PyBuffer_Release(&vo);
+    return result;
+}
+
+PyDoc_STRVAR(held_groups_doc,
+"held_groups(tables, pid_lists, out)\n\n"
+"out[g] = 1 when tables[g] (an IdTable: a MatchedTable, a PendingTable) holds any id of\n"
+"the list pid_lists[g] (str) live, else 0 (out: C-contiguous uint8 or bool, one per\n"
+"table): each group's ids probed as pending_owners probes them, up to the first held; a\n"
+"table with no live row (_live 0) is not asked.");
+
+static PyObject *
+held_groups(PyObject *self, PyObject *args)
+{
+    PyObject *tables, *lists, *o_out;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O!O", &PyList_Type, &tables, &PyList_Type, &lists, &o_out))
+        return NULL;
+    Py_ssize_t groups = PyList_GET_SIZE(tables);
+    Py_buffer vo;
+    if (PyObject_GetBuffer(o_out, &vo, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0)
+        return NULL;
+    if (vo.itemsize != 1 || vo.len != groups || PyList_GET_SIZE(lists) != groups) {
+        PyErr_Format(PyExc_ValueError, "pid_lists, out: %zd items expected", groups);
+        PyBuffer_Release(&vo);
+        return NULL;
+    }
+    uint8_t *out = (uint8_t *)vo.buf;
+    PyObject *result = NULL;
+    for (Py_ssize_t g = 0; g < groups; g++) {
+        PyObject *pids = PyList_GET_ITEM(lists, g);
+        out[g] = 0;
+        if (!PyList_Check(pids)) {
+            PyErr_SetString(PyExc_TypeError, "pid_lists: lists expected");
+            goto done;
+        }
+        if (PyList_GET_SIZE(pids) == 0)
+            continue;
+        owners_table_t x;
+        memset(&x, 0, sizeof x);
+        int taken = owners_take(&x, PyList_GET_ITEM(tables, g));
+        if (taken < 0)
+            goto done;
+        if (!taken)
+            continue;
+        int64_t row = -1;
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(pids) && row == -1; i++) {
+            const char *p;
+            Py_ssize_t size;
+            PyObject *owned;
+            if (utf8_view(PyList_GET_ITEM(pids, i), &p, &size, &owned) < 0) {
+                row = -2;
+                break;
+            }
+            row = probe_row((const int32_t *)x.a[0].buf.buf, x.a[0].buf.len / 4, x.shift,
+                            (const uint32_t *)x.a[1].buf.buf, (const double *)x.a[2].buf.buf,
+                            (const int64_t *)x.a[3].buf.buf, x.a[1].buf.len / 4,
+                            (const char *)x.a[4].buf.buf, x.a[4].buf.len, p, size,
+                            crc32_of((const unsigned char *)p, size));
+            Py_XDECREF(owned);
+        }
+        owners_release(&x, 1);
+        if (row == -2)
+            goto done;
+        out[g] = row >= 0;
+    }
+    result = Py_NewRef(Py_None);
+done:
     PyBuffer_Release(&vo);
     return result;
 }
@@ -6815,6 +7196,7 @@ static PyMethodDef methods[] = {
     {"memo_codes", memo_codes, METH_VARARGS, memo_codes_doc},
     {"int64s", int64s, METH_VARARGS, int64s_doc},
     {"pending_owners", pending_owners, METH_VARARGS, pending_owners_doc},
+    {"held_groups", held_groups, METH_VARARGS, held_groups_doc},
     /* ---- arrays joined end to end ---- */
     {"join_rows", join_rows, METH_VARARGS, join_rows_doc},
     /* ---- a prediction's features read from its JSON ---- */
@@ -6827,6 +7209,9 @@ static PyMethodDef methods[] = {
     {"group_blocks", group_blocks, METH_VARARGS, group_blocks_doc},
     {"ordered_errors", ordered_errors, METH_VARARGS, ordered_errors_doc},
     {"cusum_panes", cusum_panes, METH_VARARGS, cusum_panes_doc},
+    /* ---- a matched table's inserts ---- */
+    {"matched_add_groups", matched_add_groups, METH_VARARGS, matched_add_groups_doc},
+    {"matched_ids", matched_ids, METH_VARARGS, matched_ids_doc},
     {NULL, NULL, 0, NULL},
 };
 

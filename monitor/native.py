@@ -139,3 +139,20 @@ def pending_owners(tables: list[Any], pids: list[str]) -> npt.NDArray[np.int64]:
             free = out < 0
             out[table.contains_many(pids) & free] = m
     return out
+
+
+def held_groups(tables: list[Any], pid_lists: list[list[str]]) -> npt.NDArray[np.bool_]:
+    """For each table of ``tables`` (:class:`~monitor.core.join.IdTable`\\ s), whether it
+    holds any id of the list of the same place in ``pid_lists``: by the compiled
+    ``held_groups`` (one call for all, each id probed as :func:`pending_owners` probes it)
+    when it runs, else by :func:`pending_owners` of each table with a live row."""
+    module = kernels()
+    if module is not None and type(tables) is list and type(pid_lists) is list:
+        out = np.empty(len(tables), dtype=np.bool_)
+        module.held_groups(tables, pid_lists, out)
+        return out
+    return np.array(
+        [bool(len(t)) and bool((pending_owners([t], pids) >= 0).any())
+         for t, pids in zip(tables, pid_lists, strict=True)],
+        dtype=np.bool_,
+    )  # fmt: skip

@@ -787,8 +787,8 @@ class Engine:
                     state.counts[m][EXPIRED] += gone
                     self.pending_total[m] -= gone
                 matched = join.matched[m]
-                if matched and not next(iter(matched.values())) >= before:  # else none is due
-                    JoinBuffer.expire(matched, before)
+                if matched.front_ts < before:  # else none is due
+                    matched.expire(before)
             for label in JoinBuffer.expire(join.early, now - ttl):
                 self.early_total -= 1
                 if label.model >= 0:

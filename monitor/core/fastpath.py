@@ -37,7 +37,7 @@ from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from functools import partial
-from itertools import accumulate, chain, compress, islice, repeat
+from itertools import accumulate, chain, compress, repeat
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, cast
 
 import msgspec
@@ -53,7 +53,15 @@ from monitor.core.counts import (
     MATCHED,
     PREDICTIONS,
 )
-from monitor.core.join import EarlyLabel, PendingTable, add_groups, id_keys, pop_groups
+from monitor.core.join import (
+    EarlyLabel,
+    JoinBuffer,
+    PendingTable,
+    add_groups,
+    add_matched_groups,
+    id_keys,
+    pop_groups,
+)  # fmt: skip
 from monitor.core.layout import Layout, NumericBlock, _numeric_block
 from monitor.core.partials import WarmRow
 from monitor.events.codec import (
@@ -74,7 +82,6 @@ from monitor.events.message import MessageBatch, Reject
 
 if TYPE_CHECKING:
     from monitor.core.engine import Engine, PartitionState
-    from monitor.core.join import JoinBuffer
     from monitor.core.model import ModelState
 
 __all__ = ["MAX_SEGMENT", "Chunk", "Decided", "joined", "split_and_join"]
@@ -910,13 +917,13 @@ def _enter_matched(
         idx = np.concatenate([run[2] for run in runs])
         pids = list(chain.from_iterable(run[3] for run in runs))
         at_ts = np.concatenate([run[4] for run in runs])
-    times = at_ts.tolist()
     slots = list(map(place.__getitem__, groups))
-    order: list[int] | None = None
-    if len(pids) <= _ORDER_IN_PYTHON:  # a few: no numpy call
+    if len(pids) <= _ORDER_IN_PYTHON:  # a few: no numpy call but the times' pick
         group = [s for s, n in zip(slots, sizes, strict=True) for _ in range(n)]
         at_l = idx.tolist()
         order = sorted(range(len(pids)), key=lambda r: (group[r], at_l[r]))
+        pids = _pick(pids, order)
+        at_ts = at_ts[order]
         counts = [0] * len(place)
         for s in group:
             counts[s] += 1
@@ -924,15 +931,13 @@ def _enter_matched(
         group_a = np.repeat(np.array(slots, dtype=np.int64), sizes)
         by = group_a * (int(idx.max()) + 1) + idx
         if not bool((by[1:] >= by[:-1]).all()):
-            order = np.argsort(by, kind="stable").tolist()
+            order_a = np.argsort(by, kind="stable")
+            pids = _pick(pids, order_a.tolist())
+            at_ts = at_ts[order_a]
         counts = np.bincount(group_a, minlength=len(place)).tolist()
-    rows: Iterator[tuple[str, float]] = (
-        zip(pids, times, strict=True) if order is None
-        else zip(_pick(pids, order), _pick(times, order), strict=True)
-    )  # fmt: skip
     partitions = engine.partitions
-    for (m, number), n in zip(place, counts, strict=True):
-        partitions[number].join.matched[m].update(islice(rows, n))
+    tables = [partitions[number].join.matched[m] for m, number in place]
+    add_matched_groups(tables, counts, pids, at_ts)
 
 
 def _checked(
@@ -1633,8 +1638,8 @@ def _predictions(
         join = engine.partition(number).join
         matched = join.matched[m]
         # the rows whose id the model has joined already, where a label message follows some
-        # (a C loop over the big table, once for the duplicates and the lone labels)
-        matched_at = (_contained_at(pids, matched) if matched else []) if later else None
+        # (one probe of the table, once for the duplicates and the lone labels)
+        matched_at = matched.held(pids) if later else None
         raw_preds, raw_labels = _attrs(group, ("prediction", "label"))
         pred, pred_ok = model.codec.code_many(raw_preds)
         none = raw_labels.count(None)
@@ -1685,13 +1690,14 @@ def _predictions(
             # plan would reject or keep apart: the segment is cut before them.
             pair_ok[has_later] = valid & ~np.isnan(f_ts) & named & ~has_label[has_later]
             has_label = has_label | has_later
-        if matched_at is not None:
-            dup = set(_pick(pids, matched_at))
+        if matched_at is None:  # the model's waiting and matched ids in one probe
+            owner = native.pending_owners([join.pending[m], matched], pids)
+            dup = set(_pick(pids, np.flatnonzero(owner >= 0).tolist()))
         else:
-            dup = matched.keys() & pids if matched else set()
-        held = join.pending[m].contains_many(pids)
-        if held.any():
-            dup.update(_pick(pids, held.nonzero()[0]))
+            dup = set(_pick(pids, matched_at))
+            held = join.pending[m].contains_many(pids)
+            if held.any():
+                dup.update(_pick(pids, held.nonzero()[0]))
         got = list(map(join.early.get, pids)) if join.early else []  # each id's early label
         valid = ok[sel] & pred_ok & label_ok
         good = valid & pair_ok
@@ -1821,16 +1827,25 @@ def _plain_models(
                 odd.add((m, parts[k]))
     out: dict[int, _PlainGroups] = {}
     named: dict[tuple[int, int], list[str]] = {}  # each plain group's ids
+    # With a few models, a group's matched ids are probed with the waiting ones below (each
+    # id's key found once); with more, every group's in one call here, and the waiting ones
+    # through the owner index.
+    few = len(models) <= JoinBuffer.INDEXED_FROM
+    cand: list[tuple[int, int, list[int], I64, list[str], JoinBuffer]] = []
     for (m, number), (rows, sel) in groups.items():
         if m < 0 or (m, number) in odd or models[m].warmup_target:
             continue
         join = engine.partition(number).join
-        matched, early = join.matched[m], join.early
+        early = join.early
         pids = _pick(ids, sel)  # (the int64 array: no int read per place)
-        if (matched and not matched.keys().isdisjoint(pids)) or (
-            early and not early.keys().isdisjoint(pids)
-        ):
+        if early and not early.keys().isdisjoint(pids):
             continue
+        cand.append((m, number, rows, sel, pids, join))
+    if not few and cand:
+        held = native.held_groups([c[5].matched[c[0]] for c in cand], [c[4] for c in cand])
+        if held.any():
+            cand = [c for c, h in zip(cand, held.tolist(), strict=True) if not h]
+    for m, number, rows, sel, pids, _ in cand:
         out.setdefault(m, []).append((number, rows, sel))
         named[m, number] = pids
     asked: dict[int, list[tuple[int, int]]] = {}  # partition -> (model, place in out[model])
@@ -1840,6 +1855,12 @@ def _plain_models(
     dropped: set[tuple[int, int]] = set()
     for number, entries in asked.items():
         join = engine.partitions[number].join
+        if few:  # each group's ids against every waiting table and its model's matched one
+            for m, j in entries:
+                owner = native.pending_owners([*join.pending, join.matched[m]], named[m, number])
+                if (owner >= 0).any():
+                    dropped.add((m, j))
+            continue
         if not any(join.pending):
             continue
         chosen = [out[m][j][1] for m, j in entries]

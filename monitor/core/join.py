@@ -22,7 +22,10 @@ import numpy.typing as npt
 
 from monitor import native
 
-__all__ = ["EarlyLabel", "EarlyLabels", "JoinBuffer", "OwnerIndex", "Pending", "PendingTable"]
+__all__ = [
+    "EarlyLabel", "EarlyLabels", "IdTable", "JoinBuffer", "MatchedTable", "OwnerIndex", "Pending",
+    "PendingTable",
+]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -39,21 +42,358 @@ class Pending(NamedTuple):
     slices: tuple[int, ...]
 
 
-class PendingTable:
-    """The predictions of one model in one partition that wait for their labels, with no
-    Python object per prediction.
+class IdTable:
+    """Prediction ids held in arrival order with no Python object per id: what a
+    :class:`PendingTable` and a :class:`MatchedTable` share.
 
-    Rows are appended in arrival order to numpy columns (event time, prediction, score:
-    float64, they feed exact metrics; slice ids: int32, ``k`` per row, fixed at the first
-    insert; the CRC-32 of the id's UTF-8 bytes; the end offset of the id in one byte
-    buffer of all ids). An open-addressing index (linear probing, int32 row numbers in a
-    power-of-two table kept at most 60 % full) finds the row of an id: a candidate row
-    matches only when its hash and then its bytes equal the id's, so lookups are exact. A
-    row leaves by having its event time set to NaN (a dead row; its slot is reused by a
+    Rows are appended to numpy columns: the event time (float64, NaN for a dead row), the
+    CRC-32 of the id's UTF-8 bytes and the end offset of the id in one byte buffer of all
+    ids. An open-addressing index (linear probing, int32 row numbers in a power-of-two
+    table kept at most 60 % full) finds the row of an id: a candidate row matches only
+    when its hash and then its bytes equal the id's, so lookups are exact. A dead row's
+    slot is reused by a later insert; a subclass compacts the live rows to the front when
+    dead ones are many. The compiled kernels of :mod:`monitor.native` read these columns
+    by name (``_slots``, ``_hash``, ``_ts``, ``_ends``, ``_blob``, ``_shift``, ``_live``).
+    """
+
+    __slots__ = (
+        "_blob",
+        "_ends",
+        "_ev",
+        "_hash",
+        "_head",
+        "_hv",
+        "_id_bytes",
+        "_live",
+        "_memo",
+        "_shift",
+        "_slots",
+        "_sv",
+        "_ts",
+        "_tv",
+        "_used",
+    )
+
+    def __init__(self) -> None:
+        self._used = 0  # rows written (live and dead)
+        self._live = 0
+        self._head = 0  # every row before it is dead
+        self._blob = bytearray()  # the ids' UTF-8 bytes, row after row
+        self._id_bytes = 0  # bytes of the live rows' ids
+        self._ts: F64
+        self._hash: npt.NDArray[np.uint32]  # CRC-32 of the id's bytes
+        self._ends: I64  # end offset of the id's bytes in _blob
+        self._slots: I32  # the index: row numbers, -1 for an empty slot
+        self._shift = 28  # slot of a hash: top bits of (crc * _GOLDEN) mod 2**32
+        # memoryviews of the columns and the index, for scalar access
+        self._tv: Any
+        self._hv: Any
+        self._ev: Any
+        self._sv: Any
+        #: (pid, row, slot) of the last lookup: see :meth:`_locate`
+        self._memo: tuple[str, int, int] | None = None
+        self._columns(0)
+        self._reindex(0)
+
+    def __len__(self) -> int:
+        return self._live
+
+    def __bool__(self) -> bool:
+        return self._live > 0
+
+    def __contains__(self, pid: object) -> bool:
+        if not isinstance(pid, str):
+            return False
+        return self._locate(pid)[0] >= 0
+
+    def __iter__(self) -> Iterator[str]:
+        return (pid for pid, _ in self._live_ids())
+
+    def contains_many(self, pids: list[str] | IdKeys) -> BoolArray:
+        """Which of ``pids`` the table holds, probing all of them at once (give them as
+        :func:`id_keys` to ask several tables without encoding them again)."""
+        ids = pids if isinstance(pids, IdKeys) else id_keys(pids)
+        n = len(ids.keys)
+        if not self._live or n == 0:
+            return np.zeros(n, dtype=np.bool_)
+        found: BoolArray = self._lookup(ids.keys, ids.crcs) >= 0
+        return found
+
+    def _start(self, row: int) -> int:
+        return int(self._ev[row - 1]) if row else 0
+
+    def _id_lengths(self, rows: I64) -> int:
+        """Total bytes of the ids of ``rows``."""
+        if not rows.size:
+            return 0
+        starts = np.where(rows > 0, self._ends[rows - 1], 0)
+        return int((self._ends[rows] - starts).sum())
+
+    def _live_ids(self) -> Iterator[tuple[str, int]]:
+        rows = np.flatnonzero(~np.isnan(self._ts[: self._used]))
+        ends = self._ends[rows]
+        starts = np.where(rows > 0, self._ends[rows - 1], 0)
+        blob = self._blob
+        for row, start, end in zip(rows.tolist(), starts.tolist(), ends.tolist(), strict=True):
+            yield blob[start:end].decode("utf-8", "surrogatepass"), row
+
+    def _position(self, crcs: npt.NDArray[np.uint32]) -> I64:
+        mixed = (crcs.astype(np.uint64) * _GOLDEN) & 0xFFFFFFFF
+        return (mixed >> self._shift).astype(np.int64)
+
+    def _locate(self, pid: str) -> tuple[int, int]:
+        """:meth:`_find` for ``pid``, remembered for the next call with the same string:
+        the engine asks ``in``/``get`` then sets or deletes the same id. The memo is
+        dropped by every insert and index rebuild; a remembered row must still be live."""
+        memo = self._memo
+        if memo is not None and memo[0] is pid:
+            row = memo[1]
+            if row < 0 or self._tv[row] == self._tv[row]:
+                return row, memo[2]
+        key = _utf8(pid)
+        row, slot = self._find(key, zlib.crc32(key))
+        self._memo = (pid, row, slot)
+        return row, slot
+
+    def _find(self, key: bytes, crc: int) -> tuple[int, int]:
+        """``(row, slot)`` of the live id ``key``, or ``(-1, slot where it would go)``."""
+        sv, tv, hv, ev = self._sv, self._tv, self._hv, self._ev
+        mask = len(sv) - 1
+        pos = ((crc * _GOLDEN) & 0xFFFFFFFF) >> self._shift
+        free = -1
+        blob = self._blob
+        size = len(key)
+        while True:
+            row = sv[pos]
+            if row < 0:
+                return -1, (pos if free < 0 else free)
+            ts = tv[row]
+            if ts != ts:  # a dead row: its slot can take a new one
+                if free < 0:
+                    free = pos
+            elif hv[row] == crc:
+                end = ev[row]
+                start = ev[row - 1] if row else 0
+                if end - start == size and blob[start:end] == key:
+                    return row, pos
+            pos = (pos + 1) & mask
+
+    def _lookup(self, keys: list[bytes], crcs: npt.NDArray[np.uint32]) -> I64:
+        """Rows of the live ids ``keys`` (-1 where absent), probing all of them at once;
+        a candidate row's bytes are compared with the key's in numpy, all at once (or
+        each id probed in C, :mod:`monitor.native`, when it is built)."""
+        n = len(keys)
+        kernels = native.kernels()
+        if kernels is not None:
+            out = np.empty(n, dtype=np.int64)
+            kernels.lookup(self._slots, self._hash, self._ts, self._ends, self._blob,
+                           self._shift, keys if type(keys) is list else list(keys),
+                           np.ascontiguousarray(crcs, dtype=np.uint32), out)  # fmt: skip
+            return out
+        if n <= _PROBE_ONE_BY_ONE:  # a few ids: numpy's per-call cost exceeds the probes'
+            find = self._find
+            return np.array(
+                [find(key, crc)[0] for key, crc in zip(keys, crcs.tolist(), strict=True)],
+                dtype=np.int64,
+            )
+        rows = np.full(n, -1, dtype=np.int64)
+        slots = self._slots
+        mask = slots.size - 1
+        pos = self._position(crcs)
+        todo = np.arange(n)
+        key_len = np.fromiter(map(len, keys), dtype=np.int64, count=n)
+        key_start = np.cumsum(key_len) - key_len
+        key_bytes = np.frombuffer(b"".join(keys), dtype=np.uint8)
+        blob = np.frombuffer(self._blob, dtype=np.uint8)  # a view: released below
+        try:
+            while todo.size:
+                here = slots[pos[todo]].astype(np.int64)
+                done = here < 0
+                cand = np.flatnonzero(~done)
+                seen = here[cand]
+                same = (self._hash[seen] == crcs[todo[cand]]) & ~np.isnan(self._ts[seen])
+                cand = cand[same]
+                if cand.size:
+                    seen = here[cand]
+                    ends = self._ends[seen]
+                    starts = np.where(seen > 0, self._ends[seen - 1], 0)
+                    asked = todo[cand]
+                    equal = (ends - starts) == key_len[asked]
+                    equal[equal] = _same_bytes(
+                        blob,
+                        starts[equal],
+                        key_bytes,
+                        key_start[asked[equal]],
+                        key_len[asked[equal]],
+                    )
+                    hit = cand[equal]
+                    rows[todo[hit]] = here[hit]
+                    done[hit] = True
+                todo = todo[~done]
+                pos[todo] = (pos[todo] + 1) & mask
+        finally:
+            del blob  # the byte buffer can grow again
+        return rows
+
+    def _place(self, rows: I64) -> None:
+        """Put ``rows`` (live, not in the index) into the index, all at once (a few, or
+        with :mod:`monitor.native`: one by one, each in the first free slot from its home)."""
+        kernels = native.kernels()
+        if kernels is not None:
+            kernels.place(self._slots, self._hash, self._ts, self._shift,
+                          np.ascontiguousarray(rows, dtype=np.int64))  # fmt: skip
+            return
+        if rows.size <= _PROBE_ONE_BY_ONE:
+            sv, tv = self._sv, self._tv
+            mask = len(sv) - 1
+            shift = self._shift
+            for row, crc in zip(rows.tolist(), self._hash[rows].tolist(), strict=True):
+                pos = ((crc * _GOLDEN) & 0xFFFFFFFF) >> shift
+                while True:
+                    here = sv[pos]
+                    if here < 0 or tv[here] != tv[here]:  # empty, or a dead row's
+                        sv[pos] = row
+                        break
+                    pos = (pos + 1) & mask
+            return
+        slots = self._slots
+        mask = slots.size - 1
+        pos = self._position(self._hash[rows])
+        todo = np.arange(rows.size)
+        placed = np.zeros(rows.size, dtype=np.bool_)
+        while todo.size:
+            p = pos[todo]
+            here = slots[p].astype(np.int64)
+            free = here < 0
+            taken = np.flatnonzero(~free)
+            free[taken] = np.isnan(self._ts[here[taken]])  # a dead row's slot is free
+            cand = todo[free]
+            slot, first = np.unique(p[free], return_index=True)  # one winner per slot
+            won = cand[first]
+            slots[slot] = rows[won]
+            placed[won] = True
+            todo = todo[~placed[todo]]
+            pos[todo] = (pos[todo] + 1) & mask
+
+    def _reindex(self, capacity: int) -> None:
+        """A new index sized for ``capacity`` rows (at most 50 % full), holding the live
+        rows."""
+        bits = max(4, (2 * max(capacity, 1) - 1).bit_length())
+        self._shift = 32 - bits
+        self._slots = np.full(1 << bits, -1, dtype=np.int32)
+        self._memo = None
+        self._sv = memoryview(self._slots)  # type: ignore[arg-type]
+        if not self._live:
+            return
+        if native.kernels() is not None:  # each row in order, in C: no sort
+            self._place(np.flatnonzero(~np.isnan(self._ts[: self._used])))
+            return
+        # Linear probing into an empty index, all at once: in order of home slot, each row
+        # goes to the first slot at or after its home not taken by the rows before it
+        # (a running maximum); rows pushed past the end wrap to the first free slots.
+        rows = np.flatnonzero(~np.isnan(self._ts[: self._used]))
+        home = self._position(self._hash[rows])
+        order = np.argsort(home, kind="stable")
+        rows = rows[order]
+        step = np.arange(rows.size)
+        at = np.maximum.accumulate(home[order] - step) + step
+        inside = at < self._slots.size
+        self._slots[at[inside]] = rows[inside]
+        wrapped = rows[~inside]
+        if wrapped.size:
+            self._slots[np.flatnonzero(self._slots < 0)[: wrapped.size]] = wrapped
+
+    def _gather_ids(self, rows: I64) -> tuple[bytes, I64]:
+        """The ids' bytes of ``rows`` (in order) and their lengths."""
+        ends = self._ends[: self._used]
+        starts = np.concatenate(([0], ends[:-1]))
+        lengths = (ends - starts)[rows]
+        keep = np.zeros(self._used, dtype=np.bool_)
+        keep[rows] = True
+        raw = np.frombuffer(self._blob, dtype=np.uint8)
+        data = raw[np.repeat(keep, ends - starts)].tobytes()
+        del raw  # releases the export of the byte buffer
+        return data, lengths
+
+    def _due_end(self, at: int, before: float) -> int:
+        """The first row from ``at`` whose event time is at or after ``before`` (dead rows,
+        NaN, are not), or the rows used: scanned in chunks growing four times each."""
+        chunk = 1024
+        while at < self._used:
+            end = min(at + chunk, self._used)
+            hits = np.flatnonzero(self._ts[at:end] >= before)
+            if hits.size:
+                return at + int(hits[0])
+            at = end
+            chunk *= 4
+        return self._used
+
+    def _append_keys(self, keys: list[bytes], crcs: npt.NDArray[np.uint32], ts: Any) -> None:
+        """Append the ids ``keys`` (new and distinct, room reserved) as live rows with their
+        CRC-32s and event times ``ts``, and put them into the index (the numpy code's
+        insert; a subclass writes its other columns of the rows first)."""
+        n = len(keys)
+        at = self._used
+        end = at + n
+        self._ts[at:end] = ts
+        self._hash[at:end] = crcs
+        # each id's end offset: for a few ids a running sum in Python, cheaper than numpy's
+        if n <= _SUM_IN_PYTHON:
+            ends = list(accumulate(map(len, keys), initial=len(self._blob)))
+            self._ends[at:end] = ends[1:]
+            self._id_bytes += ends[-1] - ends[0]
+        else:
+            lengths = np.fromiter(map(len, keys), dtype=np.int64, count=n)
+            self._ends[at:end] = len(self._blob) + np.cumsum(lengths)
+            self._id_bytes += int(lengths.sum())
+        self._blob += b"".join(keys)
+        self._used = end
+        self._live += n
+        self._memo = None
+        self._place(np.arange(at, end))
+
+    def _columns(self, capacity: int) -> None:
+        """Fresh columns of ``capacity`` rows holding the rows used so far (a subclass
+        makes its own columns first, then calls this)."""
+        used = self._used
+        old = None if capacity == 0 else (self._ts, self._hash, self._ends)
+        self._ts = np.empty(capacity)
+        self._hash = np.empty(capacity, dtype=np.uint32)
+        self._ends = np.empty(capacity, dtype=np.int64)
+        if old is not None and used:
+            self._ts[:used] = old[0][:used]
+            self._hash[:used] = old[1][:used]
+            self._ends[:used] = old[2][:used]
+        self._views()
+
+    def _views(self) -> None:
+        # Scalar access through memoryviews: several times cheaper than numpy indexing.
+        self._tv = memoryview(self._ts)  # type: ignore[arg-type]
+        self._hv = memoryview(self._hash)  # type: ignore[arg-type]
+        self._ev = memoryview(self._ends)  # type: ignore[arg-type]
+
+    def _room(self, n: int) -> None:
+        """Columns and index slots for ``n`` rows more."""
+        need = self._used + n
+        if need > self._ts.shape[0]:
+            self._columns(max(need, 2 * self._ts.shape[0], 16))
+        if 5 * need > 3 * self._slots.size:  # more than 60 % of the slots could be taken
+            if need >= 1 << 31:
+                raise OverflowError(f"a {type(self).__name__} holds fewer than 2**31 rows")
+            self._reindex(need)  # rows used, dead ones too: they count until compaction
+
+
+class PendingTable(IdTable):
+    """The predictions of one model in one partition that wait for their labels, with no
+    Python object per prediction: an :class:`IdTable` whose rows also hold the prediction
+    and score (float64, they feed exact metrics) and ``k`` slice ids (int32, fixed at the
+    first insert).
+
+    A row leaves by having its event time set to NaN (a dead row; its slot is reused by a
     later insert); when dead rows are more than half of the rows used (and at least
     :data:`_COMPACT_FROM`), the live ones are compacted to the front in arrival order and
-    the index rebuilt. It pickles as the live
-    rows alone: the ids' bytes in arrival order and one array per column.
+    the index rebuilt. It pickles as the live rows alone: the ids' bytes in arrival order
+    and one array per column.
 
     >>> table = PendingTable()
     >>> table["a"] = Pending(10.0, 1.0, 0.9, (0, -1))
@@ -71,68 +411,21 @@ class PendingTable:
     #: CRC-32 (4) and two index slots (2 x 4, the index is kept at most 60 % full).
     ROW_BYTES: Final = 44
 
-    __slots__ = (
-        "_blob",
-        "_cv",
-        "_ends",
-        "_ev",
-        "_hash",
-        "_head",
-        "_hv",
-        "_id_bytes",
-        "_k",
-        "_live",
-        "_memo",
-        "_owner",
-        "_pred",
-        "_pv",
-        "_score",
-        "_shift",
-        "_slices",
-        "_slots",
-        "_sv",
-        "_ts",
-        "_tv",
-        "_used",
-    )
+    __slots__ = ("_cv", "_k", "_owner", "_pred", "_pv", "_score", "_slices")
 
     def __init__(self) -> None:
         self._k = -1  # slice ids per row; -1 until the first insert
-        self._used = 0  # rows written (live and dead)
-        self._live = 0
-        self._head = 0  # every row before it is dead
-        self._blob = bytearray()  # the ids' UTF-8 bytes, row after row
-        self._id_bytes = 0  # bytes of the live rows' ids
-        self._ts: F64
         self._pred: F64
         self._score: F64
-        self._hash: npt.NDArray[np.uint32]  # CRC-32 of the id's bytes
-        self._ends: I64  # end offset of the id's bytes in _blob
         self._slices: I32
-        self._slots: I32  # the index: row numbers, -1 for an empty slot
-        self._shift = 28  # slot of a hash: top bits of (crc * _GOLDEN) mod 2**32
-        # memoryviews of the columns and the index, for scalar access
-        self._tv: Any
-        self._pv: Any
+        self._pv: Any  # memoryviews of pred and score
         self._cv: Any
-        self._hv: Any
-        self._ev: Any
-        self._sv: Any
-        #: (pid, row, slot) of the last lookup: see :meth:`_locate`
-        self._memo: tuple[str, int, int] | None = None
         #: (the partition's owner index, this table's model) when bound (see
         #: :meth:`JoinBuffer.owner_index`): every insert and removal is counted there.
         self._owner: tuple[OwnerIndex, int] | None = None
-        self._columns(0)
-        self._reindex(0)
+        super().__init__()
 
     # ------------------------------------------------------------------ dict-like
-    def __len__(self) -> int:
-        return self._live
-
-    def __bool__(self) -> bool:
-        return self._live > 0
-
     @property
     def nbytes(self) -> int:
         """The accounted bytes of the live rows: their ids' UTF-8 bytes, plus
@@ -153,14 +446,6 @@ class PendingTable:
 
     def __repr__(self) -> str:
         return f"PendingTable({self._live} pending, {self._used} rows used)"
-
-    def __contains__(self, pid: object) -> bool:
-        if not isinstance(pid, str):
-            return False
-        return self._locate(pid)[0] >= 0
-
-    def __iter__(self) -> Iterator[str]:
-        return (pid for pid, _ in self._live_ids())
 
     def get(self, pid: str) -> Pending | None:
         """The pending prediction of ``pid``, or None."""
@@ -246,16 +531,7 @@ class PendingTable:
         start = at = self._front()
         if self._tv[start] >= before:  # the oldest is not due: nothing is (a common call)
             return 0
-        stop = self._used
-        chunk = 1024
-        while at < self._used:  # the first live row at or after ``before`` (dead: NaN)
-            end = min(at + chunk, self._used)
-            hits = np.flatnonzero(self._ts[at:end] >= before)
-            if hits.size:
-                stop = at + int(hits[0])
-                break
-            at = end
-            chunk *= 4
+        stop = self._due_end(at, before)  # the first live row at or after it (dead: NaN)
         span = self._ts[start:stop]
         alive = ~np.isnan(span)
         gone = int(np.count_nonzero(alive))
@@ -270,16 +546,6 @@ class PendingTable:
         return gone
 
     # ------------------------------------------------------------------ batches
-    def contains_many(self, pids: list[str] | IdKeys) -> BoolArray:
-        """Which of ``pids`` are pending, probing all of them at once (give them as
-        :func:`id_keys` to ask several tables without encoding them again)."""
-        ids = pids if isinstance(pids, IdKeys) else id_keys(pids)
-        n = len(ids.keys)
-        if not self._live or n == 0:
-            return np.zeros(n, dtype=np.bool_)
-        found: BoolArray = self._lookup(ids.keys, ids.crcs) >= 0
-        return found
-
     def add_many(
         self, pids: list[str], ts: F64, pred: F64, score: F64, slices: I64, *, checked: bool = False
     ) -> None:
@@ -325,25 +591,10 @@ class PendingTable:
         self._reserve(n, slices.shape[1])
         at = self._used
         end = at + n
-        self._ts[at:end] = ts
         self._pred[at:end] = pred
         self._score[at:end] = score
         self._slices[at:end] = slices
-        self._hash[at:end] = crcs
-        # each id's end offset: for a few ids a running sum in Python, cheaper than numpy's
-        if n <= _SUM_IN_PYTHON:
-            ends = list(accumulate(map(len, keys), initial=len(self._blob)))
-            self._ends[at:end] = ends[1:]
-            self._id_bytes += ends[-1] - ends[0]
-        else:
-            lengths = np.fromiter(map(len, keys), dtype=np.int64, count=n)
-            self._ends[at:end] = len(self._blob) + np.cumsum(lengths)
-            self._id_bytes += int(lengths.sum())
-        self._blob += b"".join(keys)
-        self._used = end
-        self._live += n
-        self._memo = None
-        self._place(np.arange(at, end))
+        self._append_keys(keys, crcs, ts)
         if self._owner is not None:
             self._owner[0].add(crcs, self._owner[1])
 
@@ -535,221 +786,23 @@ class PendingTable:
             at = end
             chunk *= 4
 
-    def _start(self, row: int) -> int:
-        return int(self._ev[row - 1]) if row else 0
-
-    def _id_lengths(self, rows: I64) -> int:
-        """Total bytes of the ids of ``rows``."""
-        if not rows.size:
-            return 0
-        starts = np.where(rows > 0, self._ends[rows - 1], 0)
-        return int((self._ends[rows] - starts).sum())
-
-    def _live_ids(self) -> Iterator[tuple[str, int]]:
-        rows = np.flatnonzero(~np.isnan(self._ts[: self._used]))
-        ends = self._ends[rows]
-        starts = np.where(rows > 0, self._ends[rows - 1], 0)
-        blob = self._blob
-        for row, start, end in zip(rows.tolist(), starts.tolist(), ends.tolist(), strict=True):
-            yield blob[start:end].decode("utf-8", "surrogatepass"), row
-
-    def _position(self, crcs: npt.NDArray[np.uint32]) -> I64:
-        mixed = (crcs.astype(np.uint64) * _GOLDEN) & 0xFFFFFFFF
-        return (mixed >> self._shift).astype(np.int64)
-
-    def _locate(self, pid: str) -> tuple[int, int]:
-        """:meth:`_find` for ``pid``, remembered for the next call with the same string:
-        the engine asks ``in``/``get`` then sets or deletes the same id. The memo is
-        dropped by every insert and index rebuild; a remembered row must still be live."""
-        memo = self._memo
-        if memo is not None and memo[0] is pid:
-            row = memo[1]
-            if row < 0 or self._tv[row] == self._tv[row]:
-                return row, memo[2]
-        key = _utf8(pid)
-        row, slot = self._find(key, zlib.crc32(key))
-        self._memo = (pid, row, slot)
-        return row, slot
-
-    def _find(self, key: bytes, crc: int) -> tuple[int, int]:
-        """``(row, slot)`` of the live id ``key``, or ``(-1, slot where it would go)``."""
-        sv, tv, hv, ev = self._sv, self._tv, self._hv, self._ev
-        mask = len(sv) - 1
-        pos = ((crc * _GOLDEN) & 0xFFFFFFFF) >> self._shift
-        free = -1
-        blob = self._blob
-        size = len(key)
-        while True:
-            row = sv[pos]
-            if row < 0:
-                return -1, (pos if free < 0 else free)
-            ts = tv[row]
-            if ts != ts:  # a dead row: its slot can take a new one
-                if free < 0:
-                    free = pos
-            elif hv[row] == crc:
-                end = ev[row]
-                start = ev[row - 1] if row else 0
-                if end - start == size and blob[start:end] == key:
-                    return row, pos
-            pos = (pos + 1) & mask
-
-    def _lookup(self, keys: list[bytes], crcs: npt.NDArray[np.uint32]) -> I64:
-        """Rows of the live ids ``keys`` (-1 where absent), probing all of them at once;
-        a candidate row's bytes are compared with the key's in numpy, all at once (or
-        each id probed in C, :mod:`monitor.native`, when it is built)."""
-        n = len(keys)
-        kernels = native.kernels()
-        if kernels is not None:
-            out = np.empty(n, dtype=np.int64)
-            kernels.lookup(self._slots, self._hash, self._ts, self._ends, self._blob,
-                           self._shift, keys if type(keys) is list else list(keys),
-                           np.ascontiguousarray(crcs, dtype=np.uint32), out)  # fmt: skip
-            return out
-        if n <= _PROBE_ONE_BY_ONE:  # a few ids: numpy's per-call cost exceeds the probes'
-            find = self._find
-            return np.array(
-                [find(key, crc)[0] for key, crc in zip(keys, crcs.tolist(), strict=True)],
-                dtype=np.int64,
-            )
-        rows = np.full(n, -1, dtype=np.int64)
-        slots = self._slots
-        mask = slots.size - 1
-        pos = self._position(crcs)
-        todo = np.arange(n)
-        key_len = np.fromiter(map(len, keys), dtype=np.int64, count=n)
-        key_start = np.cumsum(key_len) - key_len
-        key_bytes = np.frombuffer(b"".join(keys), dtype=np.uint8)
-        blob = np.frombuffer(self._blob, dtype=np.uint8)  # a view: released below
-        try:
-            while todo.size:
-                here = slots[pos[todo]].astype(np.int64)
-                done = here < 0
-                cand = np.flatnonzero(~done)
-                seen = here[cand]
-                same = (self._hash[seen] == crcs[todo[cand]]) & ~np.isnan(self._ts[seen])
-                cand = cand[same]
-                if cand.size:
-                    seen = here[cand]
-                    ends = self._ends[seen]
-                    starts = np.where(seen > 0, self._ends[seen - 1], 0)
-                    asked = todo[cand]
-                    equal = (ends - starts) == key_len[asked]
-                    equal[equal] = _same_bytes(
-                        blob,
-                        starts[equal],
-                        key_bytes,
-                        key_start[asked[equal]],
-                        key_len[asked[equal]],
-                    )
-                    hit = cand[equal]
-                    rows[todo[hit]] = here[hit]
-                    done[hit] = True
-                todo = todo[~done]
-                pos[todo] = (pos[todo] + 1) & mask
-        finally:
-            del blob  # the byte buffer can grow again
-        return rows
-
-    def _place(self, rows: I64) -> None:
-        """Put ``rows`` (live, not in the index) into the index, all at once (a few, or
-        with :mod:`monitor.native`: one by one, each in the first free slot from its home)."""
-        kernels = native.kernels()
-        if kernels is not None:
-            kernels.place(self._slots, self._hash, self._ts, self._shift,
-                          np.ascontiguousarray(rows, dtype=np.int64))  # fmt: skip
-            return
-        if rows.size <= _PROBE_ONE_BY_ONE:
-            sv, tv = self._sv, self._tv
-            mask = len(sv) - 1
-            shift = self._shift
-            for row, crc in zip(rows.tolist(), self._hash[rows].tolist(), strict=True):
-                pos = ((crc * _GOLDEN) & 0xFFFFFFFF) >> shift
-                while True:
-                    here = sv[pos]
-                    if here < 0 or tv[here] != tv[here]:  # empty, or a dead row's
-                        sv[pos] = row
-                        break
-                    pos = (pos + 1) & mask
-            return
-        slots = self._slots
-        mask = slots.size - 1
-        pos = self._position(self._hash[rows])
-        todo = np.arange(rows.size)
-        placed = np.zeros(rows.size, dtype=np.bool_)
-        while todo.size:
-            p = pos[todo]
-            here = slots[p].astype(np.int64)
-            free = here < 0
-            taken = np.flatnonzero(~free)
-            free[taken] = np.isnan(self._ts[here[taken]])  # a dead row's slot is free
-            cand = todo[free]
-            slot, first = np.unique(p[free], return_index=True)  # one winner per slot
-            won = cand[first]
-            slots[slot] = rows[won]
-            placed[won] = True
-            todo = todo[~placed[todo]]
-            pos[todo] = (pos[todo] + 1) & mask
-
     def _columns(self, capacity: int) -> None:
-        """Fresh columns of ``capacity`` rows holding the rows used so far."""
         used = self._used
         k = max(self._k, 0)
-        old = (
-            None
-            if capacity == 0
-            else (self._ts, self._pred, self._score, self._hash, self._ends, self._slices)
-        )
-        self._ts = np.empty(capacity)
+        old = None if capacity == 0 else (self._pred, self._score, self._slices)
         self._pred = np.empty(capacity)
         self._score = np.empty(capacity)
-        self._hash = np.empty(capacity, dtype=np.uint32)
-        self._ends = np.empty(capacity, dtype=np.int64)
         self._slices = np.empty((capacity, k), dtype=np.int32)
         if old is not None and used:
-            self._ts[:used] = old[0][:used]
-            self._pred[:used] = old[1][:used]
-            self._score[:used] = old[2][:used]
-            self._hash[:used] = old[3][:used]
-            self._ends[:used] = old[4][:used]
-            self._slices[:used] = old[5][:used]
-        self._views()
+            self._pred[:used] = old[0][:used]
+            self._score[:used] = old[1][:used]
+            self._slices[:used] = old[2][:used]
+        super()._columns(capacity)
 
     def _views(self) -> None:
-        # Scalar access through memoryviews: several times cheaper than numpy indexing.
-        self._tv = memoryview(self._ts)  # type: ignore[arg-type]
+        super()._views()
         self._pv = memoryview(self._pred)  # type: ignore[arg-type]
         self._cv = memoryview(self._score)  # type: ignore[arg-type]
-        self._hv = memoryview(self._hash)  # type: ignore[arg-type]
-        self._ev = memoryview(self._ends)  # type: ignore[arg-type]
-
-    def _reindex(self, capacity: int) -> None:
-        """A new index sized for ``capacity`` rows (at most 50 % full), holding the live
-        rows."""
-        bits = max(4, (2 * max(capacity, 1) - 1).bit_length())
-        self._shift = 32 - bits
-        self._slots = np.full(1 << bits, -1, dtype=np.int32)
-        self._memo = None
-        self._sv = memoryview(self._slots)  # type: ignore[arg-type]
-        if not self._live:
-            return
-        if native.kernels() is not None:  # each row in order, in C: no sort
-            self._place(np.flatnonzero(~np.isnan(self._ts[: self._used])))
-            return
-        # Linear probing into an empty index, all at once: in order of home slot, each row
-        # goes to the first slot at or after its home not taken by the rows before it
-        # (a running maximum); rows pushed past the end wrap to the first free slots.
-        rows = np.flatnonzero(~np.isnan(self._ts[: self._used]))
-        home = self._position(self._hash[rows])
-        order = np.argsort(home, kind="stable")
-        rows = rows[order]
-        step = np.arange(rows.size)
-        at = np.maximum.accumulate(home[order] - step) + step
-        inside = at < self._slots.size
-        self._slots[at[inside]] = rows[inside]
-        wrapped = rows[~inside]
-        if wrapped.size:
-            self._slots[np.flatnonzero(self._slots < 0)[: wrapped.size]] = wrapped
 
     def _reserve(self, n: int, k: int) -> None:
         if self._k < 0:
@@ -757,13 +810,7 @@ class PendingTable:
             self._slices = np.empty((self._ts.shape[0], k), dtype=np.int32)
         elif k != self._k:
             raise ValueError(f"{k} slice ids, the table holds {self._k}")
-        need = self._used + n
-        if need > self._ts.shape[0]:
-            self._columns(max(need, 2 * self._ts.shape[0], 16))
-        if 5 * need > 3 * self._slots.size:  # more than 60 % of the slots could be taken
-            if need >= 1 << 31:
-                raise OverflowError("a PendingTable holds fewer than 2**31 rows")
-            self._reindex(need)  # rows used, dead ones too: they count until compaction
+        self._room(n)
 
     def _maybe_compact(self) -> None:
         live = self._live
@@ -796,18 +843,6 @@ class PendingTable:
             self._hash[rows],
             spare=max(16, 2 * live),
         )
-
-    def _gather_ids(self, rows: I64) -> tuple[bytes, I64]:
-        """The ids' bytes of ``rows`` (in order) and their lengths."""
-        ends = self._ends[: self._used]
-        starts = np.concatenate(([0], ends[:-1]))
-        lengths = (ends - starts)[rows]
-        keep = np.zeros(self._used, dtype=np.bool_)
-        keep[rows] = True
-        raw = np.frombuffer(self._blob, dtype=np.uint8)
-        data = raw[np.repeat(keep, ends - starts)].tobytes()
-        del raw  # releases the export of the byte buffer
-        return data, lengths
 
     def _load(
         self,
@@ -878,6 +913,238 @@ class PendingTable:
         for pid, pending in table.items():
             out[pid] = pending
         return out
+
+
+class MatchedTable(IdTable):
+    """The recently matched prediction ids of one model in one partition, each with its
+    label's event time, in arrival order: an :class:`IdTable` (the ids' bytes in one
+    buffer, CRC-32s, times in a float64 column, an open-addressing index) with no Python
+    object per id. It tells a duplicate label or prediction from an orphan.
+
+    It behaves as the ``dict[str, float]`` it replaced: :meth:`add_many` is
+    ``dict.update`` (a held id keeps its place and takes the new time), :meth:`expire`
+    pops from the front while the times are below a bound. Only the front leaves, so the
+    live rows are always the last ones written; when the dead ones before them are more
+    than half the rows used (and at least :data:`_COMPACT_FROM`), the live ones move to
+    the front. It pickles as its live rows (ids' bytes, their lengths, CRC-32s, times);
+    :func:`copy.copy` copies its arrays as they are, the index too.
+
+    >>> table = MatchedTable()
+    >>> table.add_many(["a", "b", "a"], np.array([10.0, 20.0, 30.0]))
+    >>> list(table.items()), "b" in table, table.expire(25.0), list(table)
+    ([('a', 30.0), ('b', 20.0)], True, 0, ['a', 'b'])
+    >>> table.expire(35.0), len(table)
+    (2, 0)
+    """
+
+    #: Bytes of a row besides its id: time (8), end offset (8), CRC-32 (4) and two index
+    #: slots (2 x 4, the index is kept at most 60 % full).
+    ROW_BYTES: Final = 28
+
+    __slots__ = ("front_ts",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: The label time of the first live id (inf when none): :meth:`expire` has work only
+        #: when its bound is above it, which the engine asks before calling it.
+        self.front_ts = math.inf
+
+    def __repr__(self) -> str:
+        return f"MatchedTable({self._live} ids, {self._used} rows used)"
+
+    @property
+    def nbytes(self) -> int:
+        """The accounted bytes of the live rows: their ids' UTF-8 bytes plus
+        :data:`ROW_BYTES` each (dead rows awaiting compaction and spare capacity add at
+        most as much again)."""
+        return self._id_bytes + self._live * self.ROW_BYTES
+
+    def get(self, pid: str) -> float | None:
+        """The label time of ``pid``, or None."""
+        row = self._locate(pid)[0]
+        return None if row < 0 else float(self._tv[row])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.ids())
+
+    def ids(self) -> list[str]:
+        """The live ids in arrival order (decoded by :mod:`monitor.native`'s
+        ``matched_ids`` when it runs: a checkpoint stores them as a list)."""
+        kernels = native.kernels()
+        if kernels is not None:
+            out: list[str] = kernels.matched_ids(self._blob, self._ends, self._head, self._used)
+            return out
+        return [pid for pid, _ in self._live_ids()]
+
+    def items(self) -> Iterator[tuple[str, float]]:
+        """``(prediction_id, label time)`` in arrival order."""
+        return zip(self.ids(), self._ts[self._head : self._used].tolist(), strict=True)
+
+    def times(self) -> F64:
+        """The live ids' label times in arrival order (a copy)."""
+        return self._ts[self._head : self._used].copy()
+
+    def add_many(self, pids: list[str], ts: F64) -> None:
+        """``dict.update(zip(pids, ts))``: each id not held goes at the end, in order; a
+        held one (or one listed again) keeps its place and takes the later time. Times
+        must be numbers (ValueError for NaN). In one call of :mod:`monitor.native`'s
+        ``matched_add_groups`` when it runs (as :func:`add_matched_groups`)."""
+        n = len(pids)
+        if n == 0:
+            return
+        ts = np.ascontiguousarray(ts, dtype=np.float64)
+        if ts.shape != (n,):
+            raise ValueError(f"{ts.shape} times for {n} ids")
+        kernels = native.kernels()
+        if kernels is not None:
+            kernels.matched_add_groups([self], [n], pids if type(pids) is list else list(pids),
+                                       ts)  # fmt: skip
+            return
+        if np.isnan(ts).any():
+            raise ValueError("a matched id needs its label's event time (NaN given)")
+        self._room(n)
+        keys, crcs = _keys(pids)
+        if len(set(keys)) < n:  # an id listed twice: one by one, as dict.update goes
+            for key, crc, t in zip(keys, crcs.tolist(), ts.tolist(), strict=True):
+                row = self._find(key, crc)[0]
+                if row >= 0:
+                    self._tv[row] = t
+                else:
+                    self._append_keys([key], np.array([crc], dtype=np.uint32), t)
+        else:
+            rows = self._lookup(keys, crcs) if self._live else np.full(n, -1, dtype=np.int64)
+            held = rows >= 0
+            if held.any():
+                self._ts[rows[held]] = ts[held]
+                new = np.flatnonzero(~held)
+                self._append_keys([keys[j] for j in new.tolist()], crcs[new], ts[new])
+            else:
+                self._append_keys(keys, crcs, ts)
+        self.front_ts = self._tv[self._head]
+
+    def held(self, pids: list[str]) -> list[int]:
+        """The places in ``pids`` of the ids held, in order."""
+        if not self._live or not pids:
+            return []
+        out: list[int] = np.flatnonzero(native.pending_owners([self], pids) >= 0).tolist()
+        return out
+
+    def expire(self, before: float) -> int:
+        """Remove from the front, in arrival order, the ids whose label time is <
+        ``before``, stopping at the first at or after it; return how many left."""
+        if not self.front_ts < before:  # none due (the usual call)
+            return 0
+        head = self._head
+        stop = self._due_end(head, before)
+        self._id_bytes -= int(self._ev[stop - 1]) - self._start(head)
+        self._ts[head:stop] = np.nan  # dead: the index passes over them
+        gone = stop - head
+        self._live -= gone
+        self._head = stop
+        self._memo = None
+        if 2 * stop > self._used and stop >= _COMPACT_FROM:  # dead rows more than half
+            self._load(self._state(), spare=max(16, 2 * self._live))
+        else:
+            self.front_ts = self._tv[stop] if self._live else math.inf
+        return gone
+
+    def footprint(self) -> dict[str, int]:
+        """Bytes held, by part, for memory accounting (as :meth:`PendingTable.footprint`)."""
+        used = self._used
+        return {
+            "id bytes (UTF-8)": len(self._blob),
+            "id end offsets (int64)": 8 * used,
+            "id CRC-32 (uint32)": 4 * used,
+            "index slots (int32)": self._slots.nbytes,
+            "ts (float64)": 8 * used,
+            "spare column capacity (not written)": (self._ts.shape[0] - used) * 20,
+        }
+
+    # ------------------------------------------------------------------ state
+    def _state(self) -> tuple[bytes, I64, npt.NDArray[np.uint32], F64]:
+        """The live rows: their ids' bytes end to end, the ids' lengths, CRC-32s, times."""
+        head, used = self._head, self._used
+        start = self._start(head)
+        ends = self._ends[head:used]
+        lengths = np.diff(ends, prepend=start)
+        return (bytes(self._blob[start : int(ends[-1]) if used > head else start]), lengths,
+                self._hash[head:used].copy(), self._ts[head:used].copy())  # fmt: skip
+
+    def _load(self, state: tuple[bytes, I64, npt.NDArray[np.uint32], F64], spare: int) -> None:
+        """Hold exactly these rows (live, in arrival order: see :meth:`_state`), with room
+        for ``spare``."""
+        data, lengths, crcs, ts = state
+        n = ts.shape[0]
+        self._used = self._live = self._head = 0
+        self._columns(0)
+        self._columns(max(spare, n))
+        self._blob = bytearray(data)
+        self._id_bytes = len(data)
+        self._ts[:n] = ts
+        self._hash[:n] = crcs
+        self._ends[:n] = np.cumsum(lengths)
+        self._used = self._live = n
+        self.front_ts = self._tv[0] if n else math.inf
+        self._reindex(max(spare, n))
+
+    def __getstate__(self) -> dict[str, Any]:
+        data, lengths, crcs, ts = self._state()
+        return {"id_bytes": data, "id_lengths": lengths.astype(np.int32), "crc32": crcs, "ts": ts}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._blob = bytearray()
+        ts = np.asarray(state["ts"], dtype=np.float64)
+        lengths = np.asarray(state["id_lengths"], dtype=np.int64)
+        self._load((bytes(state["id_bytes"]), lengths, np.asarray(state["crc32"], np.uint32), ts),
+                   spare=max(16, 2 * ts.shape[0]))  # fmt: skip
+
+    def __copy__(self) -> MatchedTable:
+        """A copy of the arrays as they are (no index rebuilt: a checkpoint copies every
+        partition's tables)."""
+        out = MatchedTable.__new__(MatchedTable)
+        out._used, out._live, out._head = self._used, self._live, self._head
+        out._id_bytes, out._shift, out._memo = self._id_bytes, self._shift, None
+        out.front_ts = self.front_ts
+        out._blob = bytearray(self._blob)
+        out._ts, out._hash, out._ends = self._ts.copy(), self._hash.copy(), self._ends.copy()
+        out._slots = self._slots.copy()
+        out._sv = memoryview(out._slots)  # type: ignore[arg-type]
+        out._views()
+        return out
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> MatchedTable:
+        return self.__copy__()
+
+    @classmethod
+    def from_items(cls, pids: list[str], ts: F64) -> MatchedTable:
+        """A table holding ``dict(zip(pids, ts))``, in its order."""
+        out = cls()
+        out.add_many(pids, ts)
+        return out
+
+    @classmethod
+    def from_dict(cls, table: dict[str, float]) -> MatchedTable:
+        """A table holding the entries of ``table`` (a matched dict of a checkpoint made
+        before the columnar store), in its order."""
+        return cls.from_items(list(table), np.array(list(table.values()), dtype=np.float64))
+
+
+def add_matched_groups(tables: list[MatchedTable], sizes: list[int], pids: list[str],
+                       ts: F64) -> None:  # fmt: skip
+    """:meth:`MatchedTable.add_many` of many tables, end to end: the next ``sizes[g]`` of
+    ``pids`` and of ``ts`` to ``tables[g]``. The same tables as a call per group, with one
+    call of :mod:`monitor.native`'s ``matched_add_groups`` when it runs (a poll of many
+    models matches a few ids in each of hundreds of (model, partition) tables)."""
+    kernels = native.kernels()
+    if kernels is None:
+        a = 0
+        for table, size in zip(tables, sizes, strict=True):
+            b = a + size
+            table.add_many(pids[a:b], ts[a:b])
+            a = b
+        return
+    kernels.matched_add_groups(tables, sizes, pids if type(pids) is list else list(pids),
+                               np.ascontiguousarray(ts, dtype=np.float64))  # fmt: skip
 
 
 def add_groups(
@@ -1426,7 +1693,7 @@ class JoinBuffer:
     def __init__(self, n_models: int) -> None:
         self.pending: list[PendingTable] = [PendingTable() for _ in range(n_models)]
         self.early: dict[str, EarlyLabel] = EarlyLabels()
-        self.matched: list[dict[str, float]] = [{} for _ in range(n_models)]
+        self.matched: list[MatchedTable] = [MatchedTable() for _ in range(n_models)]
         self._owners: OwnerIndex | None = None
         self._bound: list[tuple[OwnerIndex, int]] = []  # each table's binding, in order
 
@@ -1439,14 +1706,18 @@ class JoinBuffer:
         return None, {"pending": self.pending, "early": self.early, "matched": self.matched}
 
     def __setstate__(self, state: Any) -> None:
-        """Restore the slots; pending dicts of a checkpoint made before the columnar store
-        (``prediction_id -> Pending``) become :class:`PendingTable`s, order kept."""
+        """Restore the slots; pending and matched dicts of a checkpoint made before the
+        columnar stores become :class:`PendingTable`\\ s and :class:`MatchedTable`\\ s,
+        order kept."""
         slots = state[1] if isinstance(state, tuple) else state
         for name, value in slots.items():
             if name in ("pending", "early", "matched"):
                 setattr(self, name, value)
         self.pending = [
             PendingTable.from_dict(t) if isinstance(t, dict) else t for t in self.pending
+        ]
+        self.matched = [
+            MatchedTable.from_dict(t) if isinstance(t, dict) else t for t in self.matched
         ]
         self._owners = None
         self._bound = []
@@ -1570,22 +1841,22 @@ class JoinBuffer:
     def seen(self, pids: Collection[str], model: int) -> set[str]:
         """The ids among ``pids`` that wait as early labels or were joined recently for
         ``model`` (-1: any): ``pid in early or was_matched(pid, model)`` for many ids at
-        once, each table asked with one set operation over ``pids``."""
+        once: one set operation over ``pids`` for the early labels, one probe of each
+        matched table."""
         early = self.early
         out: set[str] = early.keys() & pids if early else set()
+        listed = pids if type(pids) is list else list(pids)
         for table in self.matched if model < 0 else (self.matched[model],):
             if table:
-                out |= table.keys() & pids
+                out.update(map(listed.__getitem__, table.held(listed)))
         return out
 
     @staticmethod
-    def expire(
-        table: dict[str, float] | dict[str, Pending] | dict[str, EarlyLabel], before: float
-    ) -> list[Any]:
+    def expire(table: dict[str, Pending] | dict[str, EarlyLabel], before: float) -> list[Any]:
         """Pop and return entries from the front (arrival order) with event time < ``before``
-        (an entry's time: itself when a float, else its ``ts``). The front is found by
-        :mod:`monitor.native`'s ``expired_front`` when it runs (a poll's pane closes expire
-        thousands of matched ids: no bytecode per entry), and popped by one C loop."""
+        (an entry's ``ts``). The front is found by :mod:`monitor.native`'s
+        ``expired_front`` when it runs (a poll's pane closes expire thousands of early
+        labels: no bytecode per entry), and popped by one C loop."""
         kernels = native.kernels()
         if kernels is not None:
             gone = kernels.expired_front(table, before)
@@ -1601,6 +1872,6 @@ class JoinBuffer:
         return list(map(table.pop, gone))
 
     @staticmethod
-    def evict_oldest(table: dict[str, Pending] | dict[str, EarlyLabel] | dict[str, float]) -> None:
+    def evict_oldest(table: dict[str, Pending] | dict[str, EarlyLabel]) -> None:
         """Drop the entry that arrived first."""
         del table[next(iter(table))]

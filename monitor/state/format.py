@@ -62,7 +62,7 @@ from monitor.core.detectors import (
     RiverUp,
 )
 from monitor.core.engine import Engine, PartitionSnapshot, PartitionState
-from monitor.core.join import EarlyLabel, JoinBuffer, PendingTable
+from monitor.core.join import EarlyLabel, JoinBuffer, MatchedTable, PendingTable
 from monitor.core.layout import Layout
 from monitor.core.model import ModelState, PaneSignals, SliceRegistry
 from monitor.core.model_stage import ModelStage
@@ -714,6 +714,10 @@ STATE_FIELDS: dict[type, Fields] = {
         "_k _blob _ts _pred _score _hash _ends _slices _used _live",
         "_head _cv _ev _hv _pv _sv _tv _slots _shift _memo _id_bytes _owner",
     ),
+    MatchedTable: _f(
+        "_blob _ts _hash _ends _used _live _head",
+        "_ev _hv _sv _tv _slots _shift _memo _id_bytes front_ts",
+    ),
     ErrorDetectors: _f("totals detectors", "stream"),
     Alerting: _f("alerts_out book", "config"),
     RuleBook: _f("models", "pane _config_id"),
@@ -903,6 +907,19 @@ def _pending(t: PendingTable) -> PendingRec:
     )
 
 
+def _matched(t: MatchedTable) -> MatchedRec:
+    return MatchedRec(t.ids(), _arr(t.times()))
+
+
+def _set_matched(r: MatchedRec) -> MatchedTable:
+    ts = _unarr(r.ts, "<f8", 1)
+    if len(ts) != len(r.ids):
+        raise FormatError("matched ids and times of different lengths")
+    if np.isnan(ts).any():
+        raise FormatError("a matched id without its label's event time")
+    return MatchedTable.from_items(r.ids, ts)
+
+
 def _set_pending(r: PendingRec, rows: int) -> PendingTable:
     ts = _unarr(r.ts, "<f8", 1)
     n = len(ts)
@@ -1041,7 +1058,7 @@ def _partition(state: PartitionState) -> PartitionRec:
             labels=[e.label for _, e in early],  # type: ignore[misc]
             models=[int(e.model) for _, e in early],
         ),
-        matched=[MatchedRec(list(m), _arr(list(m.values()))) for m in join.matched],
+        matched=[_matched(m) for m in join.matched],
         counts=[[float(x) for x in row] for row in state.counts],
         delay=_arr(state.delay),
         delay_sum=_arr(state.delay_sum),
@@ -1087,12 +1104,7 @@ def _set_partition(
         pid: EarlyLabel(float(ts), label, int(m))
         for pid, ts, label, m in zip(e.ids, e.ts, e.labels, e.models, strict=True)
     }
-    join.matched = []
-    for matched in r.matched:
-        ts = _unarr(matched.ts, "<f8", 1)
-        if len(ts) != len(matched.ids):
-            raise FormatError("matched ids and times of different lengths")
-        join.matched.append(dict(zip(matched.ids, ts.tolist(), strict=True)))
+    join.matched = [_set_matched(m) for m in r.matched]
     if any(len(row) != len(state.counts[0]) for row in r.counts):
         raise FormatError("counts of another length")
     state.counts = [[float(x) for x in row] for row in r.counts]

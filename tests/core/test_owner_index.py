@@ -176,7 +176,8 @@ def test_seen_is_the_early_and_matched_ids_asked_one_by_one() -> None:
         for pid in rng.sample(pool, rng.randrange(8)):
             join.early[pid] = EarlyLabel(1.0, 0, rng.randrange(-1, 3))
         for table in join.matched:
-            table.update(dict.fromkeys(rng.sample(pool, rng.randrange(8)), 2.0))
+            chosen = rng.sample(pool, rng.randrange(8))
+            table.add_many(chosen, np.full(len(chosen), 2.0))
         asked = rng.sample(pool, rng.randrange(1, 12))
         for model in (-1, 0, 1, 2):
             want = {p for p in asked if p in join.early or join.was_matched(p, model)}

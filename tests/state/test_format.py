@@ -110,7 +110,7 @@ def _state_objects(core: Pipeline, alerting: Alerting) -> list[Any]:
         if model.baseline is not None:
             objs.append(model.baseline)
     for state in engine.partitions.values():
-        objs += [state, state.join, *state.join.pending]
+        objs += [state, state.join, *state.join.pending, *state.join.matched]
     objs += [stage.windows for stage in core.stages.values()]
     objs += list(alerting.models["b"].states.values())
     objs += core.pending_signals()[:1] + alerting.alerts_out[:1]
