@@ -60,7 +60,7 @@ from monitor.core.partials import (
 )
 from monitor.core.report import LABEL_DELAY_BUCKETS, ModelReport, SliceReport
 from monitor.core.warmup_buffer import WarmChunk, concat, drop_last
-from monitor.core.windows import RowMerges, WindowSet, pad_rows
+from monitor.core.windows import QUEUED_MAX, RowMerges, WindowSet, pad_rows
 
 __all__ = ["ModelStage", "flush_together", "hand_over"]
 
@@ -402,6 +402,8 @@ class ModelStage:
                     else:
                         head = blocks[0]
                         blocks.append((head[0], head[1], plain, decay, first, width, 1, cols))
+                        if len(blocks) > QUEUED_MAX:  # made arrays (the ops after go there)
+                            w.settle(pane)
             else:
                 plain, decay = delta.blocks(md, pd)
                 merges.run()  # added straight to the pane: after the blocks queued

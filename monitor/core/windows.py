@@ -79,6 +79,10 @@ _UNSTORED = ("queued", "_scratch")
 #: decay blocks, rows, width, mode, columns).
 _Op = tuple[F64, list[F64], F64, list[F64], Any, int, int, Any]
 
+#: The most blocks a pane holds queued: with one more it is made arrays (a long pane of a
+#: live stream gets a block every poll; its arrays then take them, as before queueing).
+QUEUED_MAX = 32
+
 
 def pad_rows(arr: F64, rows: int) -> F64:
     """``arr`` with zero rows added up to ``rows`` (itself when it has as many)."""
@@ -191,6 +195,8 @@ class WindowSet:
         else:
             first = blocks[0]
             blocks.append((first[0], first[1], plain, decay, rows, self.width, 1, cols))
+            if len(blocks) > QUEUED_MAX:
+                self.settle(pane)
 
     def scratch(self) -> tuple[F64, list[F64]]:
         """The arrays a queued pane's blocks are added into at its close (zero)."""

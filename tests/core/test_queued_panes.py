@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from monitor import native
+from monitor.core import windows
 from monitor.core.windows import RowMerges, WindowSet
 from tests.core.test_window_close import _canonical
 from tests.core.test_window_close_one import SPECS, _cells
@@ -126,3 +127,28 @@ def test_a_hand_overs_blocks_wait_queued_until_their_pane_closes() -> None:
     merges.run()
     assert w.open[3][1].tolist() == [7.0, 2.0, 2.0, 7.0]
 
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_pane_with_more_blocks_than_queued_max_is_made_arrays_the_same(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pane given more than :data:`~monitor.core.windows.QUEUED_MAX` blocks is made
+    arrays of them and takes the rest as arrays do: the same sums as queued whole."""
+    want = _run(seed, False, True)
+    monkeypatch.setattr(windows, "QUEUED_MAX", 1)
+    assert _run(seed, False, False) == want
+    if native.available():
+        assert _run(seed, True, False) == want
+
+
+def test_a_long_panes_queue_stays_bounded() -> None:
+    """A pane that takes a block every poll for a long while (a long pane of a live
+    stream) holds at most QUEUED_MAX of them queued, then arrays."""
+    w = WindowSet(SPECS, 10.0, 4, 2)
+    for _ in range(windows.QUEUED_MAX + 5):
+        merges = RowMerges()
+        merges.add(w, 3, slice(0, 2), np.ones((2, 4)), [np.ones((2, 4))])
+        merges.run()
+        assert len(w.queued.get(3, ())) <= windows.QUEUED_MAX
+    assert not w.queued and w.open[3].tolist() == [[windows.QUEUED_MAX + 5.0] * 4] * 2
