@@ -280,3 +280,48 @@ def test_id_keys_are_the_ids_utf8_and_their_crc32() -> None:
         kernels.id_keys([b"bytes"], crcs)
     with pytest.raises(ValueError):
         kernels.id_keys(ids, np.empty(1, dtype=np.uint32))
+
+
+def _large_run(compiled: bool) -> list[object]:
+    """Two pending tables and a matched table past the rows from which the kernels read their
+    columns ahead of their probes (``AHEAD_FROM_ROWS`` in ``_native.c``, 65,536): every
+    probe, pop, owner question and insert answered, with ids of varied lengths and
+    alphabets, some asked twice and some never held."""
+    from monitor.core.join import MatchedTable, add_matched_groups, pop_groups
+
+    before = native.use(compiled)
+    try:
+        rng = random.Random(7)
+        ids = list(dict.fromkeys(_ids(rng, 160_000)))
+        n = len(ids)
+        tables = [PendingTable(), PendingTable()]
+        for t, part in zip(tables, (ids[: n // 2], ids[n // 2 :]), strict=True):
+            m = len(part)
+            t.add_many(part, np.arange(m, dtype=np.float64), np.arange(m, dtype=np.float64),
+                       np.full(m, 0.5), np.arange(2 * m, dtype=np.int64).reshape(m, 2),
+                       checked=True)  # fmt: skip
+        table = tables[0]
+        ask = rng.sample(ids, 30_000) + _ids(rng, 2_000)
+        ask += ask[:50]
+        out: list[object] = [native.pending_owners(tables, ask).tolist(),
+                             table.contains_many(id_keys(ask)).tolist()]  # fmt: skip
+        half = len(ask) // 2
+        found, ts, pred, _, slices = pop_groups(tables, [half, len(ask) - half], ask, 2)
+        out.append((found.tolist(), np.nan_to_num(ts, nan=-1.0).tolist(),
+                    np.nan_to_num(pred, nan=-1.0).tolist(), slices.tolist()))  # fmt: skip
+        found, ts, *_ = table.pop_many(rng.sample(ids, 5_000))
+        out.append((found.tolist(), np.nan_to_num(ts, nan=-1.0).tolist()))
+        matched = MatchedTable()
+        add_matched_groups([matched], [n], ids, np.arange(n, dtype=np.float64))
+        add_matched_groups([matched], [len(ask)], ask, np.full(len(ask), 1e6))
+        out.append(sorted(matched.held(ask)))
+        out.append([[pid for pid, _ in t.items()] for t in tables])
+        return out
+    finally:
+        native.use(before)
+
+
+def test_tables_read_ahead_give_the_same_results_compiled_and_in_numpy() -> None:
+    if not native.available():
+        pytest.skip("monitor._native is not built (see test_the_compiled_module_is_built)")
+    assert _large_run(compiled=True) == _large_run(compiled=False)
