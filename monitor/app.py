@@ -507,8 +507,9 @@ class App:
     def _send_alerts(self, closed: list[PaneSignals] | None, events: list[AlertEvent]) -> None:
         """Alert ``events`` to the alert topic (key = model), the log and Alertmanager; they
         and the signals of the panes just ``closed`` to the [outputs] exports."""
-        for sig in closed or ():
-            self.rl.debug(("signals", sig.model), "pane_closed", **signal_line(sig))
+        if closed and self.rl.enabled("debug"):  # (a record per pane: made only if logged)
+            for sig in closed:
+                self.rl.debug(("signals", sig.model), "pane_closed", **signal_line(sig))
         for event in events:
             self.sink.send(self.config.kafka.alerts_topic, event.model.encode(), alert_json(event))
             self.alerts_sent += 1

@@ -233,6 +233,14 @@ class RateLimitedLogger:
         self._logger = logger
         self._limiter = RateLimiter(interval_s, clock=clock, max_keys=max_keys)
 
+    def enabled(self, level: str) -> bool:
+        """Whether a line at ``level`` would be written at all (the level configured), so
+        that a caller need not build the fields of a line no one will read (a debug line
+        per closed pane, at the default level ``info``). True for a logger that cannot
+        tell."""
+        check = getattr(self._logger, "isEnabledFor", None)
+        return True if check is None else bool(check(logging.getLevelName(level.upper())))
+
     def log(self, level: str, key: Hashable, event: str, **fields: Any) -> int | None:
         """Log ``event`` at ``level`` unless ``key`` was logged within the interval.
 

@@ -154,3 +154,42 @@ def test_a_logger_cached_before_a_reconfiguration_follows_it_and_can_be_captured
     cached.warning("rendered")
     assert [e["event"] for e in captured] == ["captured"]
     assert [e["event"] for e in lines(out)] == ["rendered"]
+
+
+def test_enabled_says_whether_a_level_is_written(stream):
+    log = RateLimitedLogger(structlog.get_logger("monitor.test"), 10.0)
+    assert not log.enabled("debug") and log.enabled("info") and log.enabled("error")
+    configure_logging("debug", json=True, stream=stream)
+    assert log.enabled("debug")
+    configure_logging("error", json=True, stream=stream)
+    assert not log.enabled("warning") and log.enabled("error")
+
+
+def test_a_closed_panes_record_is_logged_at_debug_and_not_made_above(stream, monkeypatch):
+    """``monitor run`` logs each closed pane's signals (``pane_closed``) at debug level; at
+    the default level the record (a dict of every signal) is not made at all."""
+    from types import SimpleNamespace
+
+    import monitor.app as app_module
+    from monitor.app import App
+    from monitor.core.model import PaneSignals
+
+    made: list[str] = []
+    real = app_module.signal_line
+
+    def counted(sig: PaneSignals) -> dict:
+        made.append(sig.model)
+        return real(sig)
+
+    monkeypatch.setattr(app_module, "signal_line", counted)
+    app = SimpleNamespace(rl=RateLimitedLogger(structlog.get_logger("monitor.app"), 10.0),
+                          exports=SimpleNamespace(enabled=False))  # fmt: skip
+    closed = [PaneSignals("fraud", 60.0, {"f1@1h": 0.9, "psi:amount@1h": float("nan")})]
+    App._send_alerts(app, closed, [])  # type: ignore[arg-type]
+    assert made == [] and lines(stream) == []
+    configure_logging("debug", json=True, stream=stream)
+    App._send_alerts(app, closed, [])  # type: ignore[arg-type]
+    (line,) = lines(stream)
+    assert made == ["fraud"]
+    assert (line["event"], line["model"], line["signals"]) == (
+        "pane_closed", "fraud", {"f1@1h": 0.9, "psi:amount@1h": None})
