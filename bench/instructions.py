@@ -35,6 +35,7 @@ without its compiled module (``--native 0``)::
     python bench/instructions.py noisy --events 20000
     python bench/instructions.py early --days 0.03
     python bench/instructions.py scaling --models 100 --native 0
+    python bench/instructions.py scaling --models 1 --functions 25   # where they go
 
 Counts see neither cache misses nor the memory traffic of numpy's kernels: a change that
 moves data around is timed natively as well (``docs/benchmarks.md``, "Measuring a change").
@@ -192,13 +193,15 @@ def _warmed_state(args: argparse.Namespace, path: Path) -> None:
         pickle.dump((engine, alerting, polls), f, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _count(argv: list[str], native: str) -> tuple[int, str]:
-    """Instructions of this script run with ``argv`` under cachegrind, and what it printed."""
+def _count(argv: list[str], native: str, out: Path | None = None) -> tuple[int, str]:
+    """Instructions of this script run with ``argv`` under cachegrind, and what it printed;
+    cachegrind's counts per source line written to ``out`` when given."""
     env = {**os.environ, "PYTHONHASHSEED": "0", "MONITOR_NATIVE": native}
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env.setdefault(var, "1")
     done = subprocess.run(
-        ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+        ["valgrind", "--tool=cachegrind", "--cache-sim=no",
+         f"--cachegrind-out-file={out if out is not None else '/dev/null'}",
          sys.executable, os.path.abspath(__file__), *argv, "--inner"],
         capture_output=True, text=True, env=env, check=False,
     )  # fmt: skip
@@ -206,6 +209,35 @@ def _count(argv: list[str], native: str) -> tuple[int, str]:
     if done.returncode != 0 or found is None:
         raise SystemExit(f"valgrind run failed ({done.returncode}):\n{done.stderr[-2000:]}")
     return int(found.group(1).replace(",", "")), done.stdout
+
+
+def _per_function(path: Path) -> dict[str, int]:
+    """Instructions per compiled function (``file:function``, the build directory left
+    out) of a cachegrind output file (its ``fl=``/``fn=`` headers, then ``line count``
+    lines)."""
+    counts: dict[str, int] = {}
+    where = function = ""
+    with path.open() as f:
+        for line in f:
+            if line.startswith("fl="):
+                where = re.sub(r"^.*?/Python-\d+\.\d+\.\d+/", "", line[3:].strip())
+            elif line.startswith("fn="):
+                function = f"{where}:{line[3:].strip()}"
+            elif line[:1].isdigit():
+                count = int(line.split()[1])
+                counts[function] = counts.get(function, 0) + count
+    return counts
+
+
+def _top_functions(whole: Path, setup: Path, total: int, top: int) -> list[str]:
+    """The ``top`` compiled functions by their instructions in the processing (the whole
+    run's less the setup run's), each with its share of ``total``: where the processing's
+    instructions go, load-independent (interpreted Python shows as the interpreter's own
+    functions, ``_PyEval_EvalFrameDefault`` and the object and dict code it calls)."""
+    after, before = _per_function(whole), _per_function(setup)
+    spent = {name: n - before.get(name, 0) for name, n in after.items()}
+    ranked = sorted(spent.items(), key=lambda item: -item[1])[:top]
+    return [f"{n / total:7.1%} {n:>14,}  {name}" for name, n in ranked]
 
 
 def main() -> int:
@@ -225,6 +257,14 @@ def main() -> int:
         choices=("0", "1"),
         default="1",
         help="1: the compiled module when it is built; 0: the numpy code",
+    )
+    parser.add_argument(
+        "--functions",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also print the N compiled functions that run the most of the processing's "
+        "instructions",
     )
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--state", help=argparse.SUPPRESS)
@@ -250,8 +290,12 @@ def main() -> int:
             subprocess.run([sys.executable, os.path.abspath(__file__), *argv, "--make-state",
                             str(state)], env=env, check=True)  # fmt: skip
             argv += ["--state", str(state)]
-        whole, said = _count(argv, args.native)
-        setup, _ = _count([*argv, "--setup-only"], args.native)
+        keep = args.functions > 0
+        outs = (Path(tmp) / "whole.cg", Path(tmp) / "setup.cg") if keep else (None, None)
+        whole, said = _count(argv, args.native, outs[0])
+        setup, _ = _count([*argv, "--setup-only"], args.native, outs[1])
+        top = (_top_functions(outs[0], outs[1], whole - setup, args.functions)
+               if outs[0] is not None and outs[1] is not None else [])  # fmt: skip
     from monitor import native
 
     what = {
@@ -267,6 +311,9 @@ def main() -> int:
     print(f"whole       {whole:>16,} instructions")
     print(f"setup       {setup:>16,} instructions (imports, the stream, the start)")
     print(f"processing  {whole - setup:>16,} instructions")
+    if top:
+        print("functions   the processing's instructions by compiled function (share, count):")
+        print("\n".join(top))
     return 0
 
 
