@@ -353,9 +353,13 @@ class ModelStage:
         with no piece kept to undo it: its row blocks (and its counters' increments, when
         they are arrays) are queued in ``merges``, those of a pane the windows hold no
         arrays of with the pane (:meth:`WindowSet.queue
-        <monitor.core.windows.WindowSet.queue>`, inlined), until it closes."""
+        <monitor.core.windows.WindowSet.queue>`, inlined), until it closes; then the
+        counters' increments are added, and its counts of waiting events and its folded
+        slices taken. (Run for each model and partition of every poll: what
+        :meth:`_buffer_errors` does in its usual course is inlined.)"""
         keys = self.model.registry.keys
-        if keys[: len(md.slice_keys)] == md.slice_keys:
+        slice_keys = md.slice_keys
+        if keys[: len(slice_keys)] == slice_keys:
             # every slice known here, in stage 1's order (looking them up finds each
             # at its own index)
             remap, distinct, same = [], True, True
@@ -371,10 +375,12 @@ class ModelStage:
         number = delta.number
         ops, queued, width = merges.ops, w.queued, w.width
         held, held_decay = w.arrays()
+        error_panes = self.error_panes
+        handed = HandedPaneDelta
         for pd in md.panes:
             if distinct:
                 given = None  # the rows as the ledger's int64 array (handed over, same rows)
-                if type(pd) is HandedPaneDelta and isinstance(pd.plain, np.ndarray):
+                if type(pd) is handed and isinstance(pd.plain, np.ndarray):
                     plain, decay, cols = pd.plain, pd.decay, pd.cols  # (as row_blocks)
                     if same:
                         given = pd.at
@@ -383,10 +389,10 @@ class ModelStage:
                 present = pd.rows if same else [remap[r] for r in pd.rows]
                 pane = pd.pane
                 # (merges.add, inlined)
-                if cols is not None and len(present) > 1 and given is not None:
-                    first: int | npt.NDArray[np.int64] = given  # (the rows as they are)
-                elif len(present) == 1:  # (most panes of a model without segments)
-                    first = present[0]
+                if len(present) == 1:  # (most panes of a model without segments)
+                    first: int | npt.NDArray[np.int64] = present[0]
+                elif cols is not None and given is not None:
+                    first = given  # (the rows as they are)
                 else:
                     at = _index(present)
                     first = at.start if isinstance(at, slice) else at
@@ -405,6 +411,7 @@ class ModelStage:
                         if len(blocks) > QUEUED_MAX:  # made arrays (the ops after go there)
                             w.settle(pane)
             else:
+                pane = pd.pane
                 plain, decay = delta.blocks(md, pd)
                 merges.run()  # added straight to the pane: after the blocks queued
                 ops = merges.ops  # (run made a new list)
@@ -412,21 +419,22 @@ class ModelStage:
                 whole = [np.zeros((rows, md.width)) for _ in range(1 + len(decay))]
                 for target, block in zip(whole, [plain, *decay], strict=True):
                     np.add.at(target, where, block)
-                w.add_sums(pd.pane, None, whole[0], whole[1:])
+                w.add_sums(pane, None, whole[0], whole[1:])
             if pd.err:
-                self._buffer_errors(number, pd)
-        self._add_counters(number, md, ops)
-
-    def _add_counters(self, number: int, md: ModelDelta, ops: list[Any]) -> None:
-        """Add the counters' increments of partition ``number``'s part ``md`` (those that
-        are arrays, rows of stage 1's handed over in the process, queued in ``ops``, a
-        :class:`~monitor.core.windows.RowMerges`'s, to be added with the blocks:
-        :meth:`RowMerges.add_to <monitor.core.windows.RowMerges.add_to>` of each, inlined),
-        and take its counts of waiting events and its folded slices."""
+                parts = error_panes.get(pane)
+                if parts is not None and type(pd) is handed and number not in parts:
+                    parts[number] = (pd.err_ts, pd.err)  # (_buffer_errors' own course)
+                else:
+                    self._buffer_errors(number, pd)
+        # The counters' increments: those that are arrays (rows of stage 1's, handed over
+        # in the process) queued in ``ops`` to be added with the blocks (as
+        # RowMerges.add_to of each, inlined).
         counts, delay = md.counts, md.delay
         if isinstance(counts, np.ndarray) and isinstance(delay, np.ndarray):
-            ops.append((self.counts, [], counts, [], 0, len(self.counts), 1, None))
-            ops.append((self.delay, [], delay, [], 0, len(self.delay), 1, None))
+            mine = self.counts
+            ops.append((mine, [], counts, [], 0, len(mine), 1, None))
+            mine = self.delay
+            ops.append((mine, [], delay, [], 0, len(mine), 1, None))
         else:
             self.counts += counts
             self.delay += delay
@@ -1218,6 +1226,7 @@ def _hand_stage(stage: ModelStage,
     windows are read). Any other delta is given to :meth:`ModelStage.apply_part`,
     after the blocks queued before it."""
     name, chains = stage.name, stage.chains
+    progress, idles, released, heard = stage.progress, stage.idle, stage.released, stage.heard
     for delta, parts, idle, final in given:
         mine = parts.get(name)
         number = delta.number
@@ -1231,7 +1240,10 @@ def _hand_stage(stage: ModelStage,
         if fits and mine is not None:
             closed = stage.closed_upto
             low = -math.inf if closed is None else closed
-            fits = not any(pd.warm or pd.pane < low for pd in mine.panes)
+            for pd in mine.panes:  # (a loop: no generator made per part)
+                if pd.warm or pd.pane < low:
+                    fits = False
+                    break
         if not fits:
             merges.run()
             stage.apply_part(delta, mine, advance=False)
@@ -1245,7 +1257,7 @@ def _hand_stage(stage: ModelStage,
         if mine is not None:
             stage._add_open(delta, mine, merges)
         chain.end = delta.end
-        stage.progress[number] = delta.progress
-        stage.idle[number] = idle
-        stage.released.discard(number)
-        stage.heard[number] = now
+        progress[number] = delta.progress
+        idles[number] = idle
+        released.discard(number)
+        heard[number] = now
