@@ -654,6 +654,10 @@ def _slices(
     return rows[np.fromiter(map(number.__getitem__, combos), np.int64, len(combos))]
 
 
+#: The slice dimensions of a model without segments (see :func:`_registered_slices`).
+_VERSION: Final = ("version",)
+
+
 def _registered_slices(
     model: ModelState, versions: list[str], columns: list[list[str | None]]
 ) -> I64 | None:
@@ -664,9 +668,11 @@ def _registered_slices(
     n = len(versions)
     if not n:
         return None
-    index = model.registry.index
+    registry = model.registry
+    index = registry.index
     out = np.zeros((n, 2 + len(columns)), dtype=np.int64)
-    dims = ("version", *(f"segment:{name}" for name in model.registry.segments))
+    segments = registry.segments
+    dims = ("version", *(f"segment:{name}" for name in segments)) if segments else _VERSION
     every: list[list[Any]] = [versions, *columns]
     for k, (dim, column) in enumerate(zip(dims, every, strict=True)):
         ids: dict[str | None, int] = {}
@@ -1874,10 +1880,13 @@ def _plain_models(
     # through the owner index.
     few = len(models) <= JoinBuffer.INDEXED_FROM
     cand: list[tuple[int, int, list[int], I64, list[str], JoinBuffer]] = []
+    joins: dict[int, JoinBuffer] = {}  # each partition's, looked up once
     for (m, number), (rows, sel) in groups.items():
         if m < 0 or (m, number) in odd or models[m].warmup_target:
             continue
-        join = engine.partition(number).join
+        join = joins.get(number)
+        if join is None:
+            join = joins[number] = engine.partition(number).join
         early = join.early
         pids = _pick(ids, sel)  # (the int64 array: no int read per place)
         if early and not early.keys().isdisjoint(pids):
