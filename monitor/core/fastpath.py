@@ -220,6 +220,10 @@ class _FeatureTable(NamedTuple):
     codes: npt.NDArray[np.int8]
     x: F64
     strs: list[str]
+    #: the rows of numeric features of the models that read them, taken out of ``codes``
+    #: and ``x`` once for every model that reads them (see :func:`_rows_first`), by the
+    #: ``id`` of the models' shared ``numeric_rows`` (None: not kept)
+    firsts: dict[int, Any] | None = None
 
 
 def _warming(engine: Engine) -> bool:
@@ -288,7 +292,7 @@ def _decode_predictions(
                 out[i] = None
         pos = np.full(len(values) and max(at) - a + 1, -1, dtype=np.int64)
         pos[native.int64_column(at) - a] = np.arange(n, dtype=np.int64)  # one C loop
-        table = _FeatureTable(a, pos, codes, x, strs)
+        table = _FeatureTable(a, pos, codes, x, strs, {})
     if again:
         general = engine.limits.prediction_decoder()
         events = _decode_each(general, [values[i] for i in again], engine.max_bytes)
@@ -336,11 +340,40 @@ def _feature_reads(engine: Engine, model: ModelState) -> _FeatureReads:
         others = [n for n in layout.features if n not in layout.numeric]
         slots = tuple(attrs[n] for n in layout.numeric)
         row = {name: j for j, name in enumerate(names)}
-        rows = np.array([row[n] for n in layout.numeric], dtype=np.int64)
+        numbers = tuple(row[n] for n in layout.numeric)
+        rows = _SHARED_ROWS.get(numbers)  # one array for the models of these features
+        if rows is None:
+            rows = _SHARED_ROWS[numbers] = np.array(numbers, dtype=np.int64)
+            rows.flags.writeable = False
         reads = kept[model.index] = _FeatureReads(layout, empty, type(empty), attrs, slots,
                                                   others, rows, [row[n] for n in others]
                                                   )  # fmt: skip
     return reads
+
+
+#: The rows of :attr:`_FeatureReads.numeric_rows` by their numbers: one array for every
+#: model (of any engine) whose numeric features are those rows of a segment's table.
+_SHARED_ROWS: dict[tuple[int, ...], I64] = {}
+
+
+def _rows_first(table: _FeatureTable, rows: I64) -> tuple[Any, F64, bool] | None:
+    """The ``rows`` of the table's ``codes`` and ``x`` (C order), and whether any of those
+    codes is not 0, taken once for all the models that read them: None at the first model
+    that asks (its own few columns are taken then, with no copy of the whole table for a
+    model alone), the rows taken at the second and kept with the table (a segment of many
+    models of one set of features reads them a hundred times)."""
+    firsts = table.firsts
+    if firsts is None:
+        return None
+    got = firsts.get(id(rows))
+    if got is None:
+        firsts[id(rows)] = (rows, None)  # (the array held: its id stays its own)
+        return None
+    if got[1] is None:
+        codes = table.codes.take(rows, 0)
+        got = firsts[id(rows)] = (rows, (codes, table.x.take(rows, 0), bool(codes.any())))
+    out: tuple[Any, F64, bool] = got[1]
+    return out
 
 
 def _table_columns(
@@ -351,13 +384,22 @@ def _table_columns(
     feature holds a string (the events are read then)."""
     cols = table.pos[idx - table.a]
     block: NumericBlock | None = None
-    if len(reads.numeric_rows):
-        # the group's columns first (a model's few of a segment's predictions), then its
-        # rows: C order, and no copy of the whole table per model
-        codes = table.codes.take(cols, 1).take(reads.numeric_rows, 0)
-        if codes.any() and (codes >= 2).any():
-            return None
-        block = (codes, table.x.take(cols, 1).take(reads.numeric_rows, 0))
+    rows = reads.numeric_rows
+    if len(rows):
+        first = _rows_first(table, rows)
+        if first is not None:  # the rows of every model's, then the model's columns
+            codes_r, x_r, coded = first
+            codes = codes_r.take(cols, 1)
+            if coded and codes.any() and (codes >= 2).any():
+                return None
+            block = (codes, x_r.take(cols, 1))
+        else:
+            # the group's columns first (a model's few of a segment's predictions), then
+            # its rows: C order, and no copy of the whole table per model
+            codes = table.codes.take(cols, 1).take(rows, 0)
+            if codes.any() and (codes >= 2).any():
+                return None
+            block = (codes, table.x.take(cols, 1).take(rows, 0))
     columns: dict[str, list[Any]] = {}
     strs = table.strs
     for name, j in zip(reads.others, reads.other_rows, strict=True):
@@ -612,6 +654,10 @@ def _slices(
     return rows[np.fromiter(map(number.__getitem__, combos), np.int64, len(combos))]
 
 
+#: The slice dimensions of a model without segments (see :func:`_registered_slices`).
+_VERSION: Final = ("version",)
+
+
 def _registered_slices(
     model: ModelState, versions: list[str], columns: list[list[str | None]]
 ) -> I64 | None:
@@ -622,9 +668,11 @@ def _registered_slices(
     n = len(versions)
     if not n:
         return None
-    index = model.registry.index
+    registry = model.registry
+    index = registry.index
     out = np.zeros((n, 2 + len(columns)), dtype=np.int64)
-    dims = ("version", *(f"segment:{name}" for name in model.registry.segments))
+    segments = registry.segments
+    dims = ("version", *(f"segment:{name}" for name in segments)) if segments else _VERSION
     every: list[list[Any]] = [versions, *columns]
     for k, (dim, column) in enumerate(zip(dims, every, strict=True)):
         ids: dict[str | None, int] = {}
@@ -1832,10 +1880,13 @@ def _plain_models(
     # through the owner index.
     few = len(models) <= JoinBuffer.INDEXED_FROM
     cand: list[tuple[int, int, list[int], I64, list[str], JoinBuffer]] = []
+    joins: dict[int, JoinBuffer] = {}  # each partition's, looked up once
     for (m, number), (rows, sel) in groups.items():
         if m < 0 or (m, number) in odd or models[m].warmup_target:
             continue
-        join = engine.partition(number).join
+        join = joins.get(number)
+        if join is None:
+            join = joins[number] = engine.partition(number).join
         early = join.early
         pids = _pick(ids, sel)  # (the int64 array: no int read per place)
         if early and not early.keys().isdisjoint(pids):

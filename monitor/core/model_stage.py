@@ -348,94 +348,113 @@ class ModelStage:
         buffered[0].extend(pd.err_ts)
         buffered[1].extend(pd.err)
 
-    def _add_open(self, delta: PartitionDelta, md: ModelDelta, merges: RowMerges) -> None:
-        """:meth:`_add` of a part whose panes are all open and hold no raw predictions,
-        with no piece kept to undo it: its row blocks (and its counters' increments, when
-        they are arrays) are queued in ``merges``, those of a pane the windows hold no
-        arrays of with the pane (:meth:`WindowSet.queue
-        <monitor.core.windows.WindowSet.queue>`, inlined), until it closes."""
+    def _add_open(self, parts: list[tuple[PartitionDelta, ModelDelta]],
+                  merges: RowMerges) -> None:  # fmt: skip
+        """:meth:`_add` of each of ``parts`` (a delta and this model's part of it), in
+        order, whose panes are all open and hold no raw predictions, with no piece kept to
+        undo it: its row blocks (and its counters' increments, when they are arrays) are
+        queued in ``merges``, those of a pane the windows hold no arrays of with the pane
+        (:meth:`WindowSet.queue <monitor.core.windows.WindowSet.queue>`, inlined), until
+        it closes; then the counters' increments are added, and its counts of waiting
+        events and its folded slices taken. (Run for every model each poll, with its
+        parts of all the partitions: what is read of the stage and its windows is read
+        once, and what :meth:`_buffer_errors` does is inlined.)"""
         keys = self.model.registry.keys
-        if keys[: len(md.slice_keys)] == md.slice_keys:
-            # every slice known here, in stage 1's order (looking them up finds each
-            # at its own index)
-            remap, distinct, same = [], True, True
-        else:
-            remap = self._rows(md)
-            distinct = len(set(remap)) == len(remap)
-            same = distinct and remap == list(range(len(remap)))
-        rows = len(keys)
         w = self.windows
-        if rows > w.rows:  # the arrays are replaced: the blocks queued go in first
-            merges.run()
-            w.grow(rows)
-        number = delta.number
         ops, queued, width = merges.ops, w.queued, w.width
         held, held_decay = w.arrays()
-        for pd in md.panes:
-            if distinct:
-                given = None  # the rows as the ledger's int64 array (handed over, same rows)
-                if type(pd) is HandedPaneDelta and isinstance(pd.plain, np.ndarray):
-                    plain, decay, cols = pd.plain, pd.decay, pd.cols  # (as row_blocks)
-                    if same:
-                        given = pd.at
-                else:
-                    plain, decay, cols = delta.row_blocks(md, pd)
-                present = pd.rows if same else [remap[r] for r in pd.rows]
-                pane = pd.pane
-                # (merges.add, inlined)
-                if cols is not None and len(present) > 1 and given is not None:
-                    first: int | npt.NDArray[np.int64] = given  # (the rows as they are)
-                elif len(present) == 1:  # (most panes of a model without segments)
-                    first = present[0]
-                else:
-                    at = _index(present)
-                    first = at.start if isinstance(at, slice) else at
-                acc = held.get(pane)
-                if acc is not None:  # a pane held as arrays
-                    ops.append((acc, held_decay[pane], plain, decay, first, width, 1, cols))
-                else:  # (WindowSet.queue, inlined)
-                    blocks = queued.get(pane)
-                    if blocks is None:
-                        scratch, scratch_decay = w.scratch()
-                        queued[pane] = [(scratch, scratch_decay, plain, decay, first, width, 0,
-                                         cols)]  # fmt: skip
-                    else:
-                        head = blocks[0]
-                        blocks.append((head[0], head[1], plain, decay, first, width, 1, cols))
-                        if len(blocks) > QUEUED_MAX:  # made arrays (the ops after go there)
-                            w.settle(pane)
+        error_panes = self.error_panes
+        handed = HandedPaneDelta
+        for delta, md in parts:
+            slice_keys = md.slice_keys
+            if keys[: len(slice_keys)] == slice_keys:
+                # every slice known here, in stage 1's order (looking them up finds each
+                # at its own index)
+                remap, distinct, same = [], True, True
             else:
-                plain, decay = delta.blocks(md, pd)
-                merges.run()  # added straight to the pane: after the blocks queued
-                ops = merges.ops  # (run made a new list)
-                where = np.array(remap, dtype=np.int64).take(pd.rows)
-                whole = [np.zeros((rows, md.width)) for _ in range(1 + len(decay))]
-                for target, block in zip(whole, [plain, *decay], strict=True):
-                    np.add.at(target, where, block)
-                w.add_sums(pd.pane, None, whole[0], whole[1:])
-            if pd.err:
-                self._buffer_errors(number, pd)
-        self._add_counters(number, md, ops)
-
-    def _add_counters(self, number: int, md: ModelDelta, ops: list[Any]) -> None:
-        """Add the counters' increments of partition ``number``'s part ``md`` (those that
-        are arrays, rows of stage 1's handed over in the process, queued in ``ops``, a
-        :class:`~monitor.core.windows.RowMerges`'s, to be added with the blocks:
-        :meth:`RowMerges.add_to <monitor.core.windows.RowMerges.add_to>` of each, inlined),
-        and take its counts of waiting events and its folded slices."""
-        counts, delay = md.counts, md.delay
-        if isinstance(counts, np.ndarray) and isinstance(delay, np.ndarray):
-            ops.append((self.counts, [], counts, [], 0, len(self.counts), 1, None))
-            ops.append((self.delay, [], delay, [], 0, len(self.delay), 1, None))
-        else:
-            self.counts += counts
-            self.delay += delay
-        self.delay_sum += md.delay_sum
-        self.waiting[number] = (md.pending, md.early)
-        if md.folded:
-            folded = self.model.registry.folded
-            for dimension, n in md.folded.items():
-                folded[dimension] = max(folded[dimension], n)
+                remap = self._rows(md)
+                distinct = len(set(remap)) == len(remap)
+                same = distinct and remap == list(range(len(remap)))
+            rows = len(keys)
+            if rows > w.rows:  # the arrays are replaced: the blocks queued go in first
+                merges.run()
+                w.grow(rows)
+                ops, queued = merges.ops, w.queued  # (run made a new list)
+                held, held_decay = w.arrays()
+            number = delta.number
+            for pd in md.panes:
+                if distinct:
+                    given = None  # the rows as the ledger's int64 array (handed, same rows)
+                    if type(pd) is handed and isinstance(pd.plain, np.ndarray):
+                        plain, decay, cols = pd.plain, pd.decay, pd.cols  # (as row_blocks)
+                        if same:
+                            given = pd.at
+                    else:
+                        plain, decay, cols = delta.row_blocks(md, pd)
+                    present = pd.rows if same else [remap[r] for r in pd.rows]
+                    pane = pd.pane
+                    # (merges.add, inlined)
+                    if len(present) == 1:  # (most panes of a model without segments)
+                        first: int | npt.NDArray[np.int64] = present[0]
+                    elif cols is not None and given is not None:
+                        first = given  # (the rows as they are)
+                    else:
+                        at = _index(present)
+                        first = at.start if isinstance(at, slice) else at
+                    acc = held.get(pane)
+                    if acc is not None:  # a pane held as arrays
+                        ops.append((acc, held_decay[pane], plain, decay, first, width, 1, cols))
+                    else:  # (WindowSet.queue, inlined)
+                        blocks = queued.get(pane)
+                        if blocks is None:
+                            scratch, scratch_decay = w.scratch()
+                            queued[pane] = [(scratch, scratch_decay, plain, decay, first,
+                                             width, 0, cols)]  # fmt: skip
+                        else:
+                            head = blocks[0]
+                            blocks.append((head[0], head[1], plain, decay, first, width, 1,
+                                           cols))  # fmt: skip
+                            if len(blocks) > QUEUED_MAX:  # made arrays (the ops after go there)
+                                w.settle(pane)
+                else:
+                    pane = pd.pane
+                    plain, decay = delta.blocks(md, pd)
+                    merges.run()  # added straight to the pane: after the blocks queued
+                    ops = merges.ops  # (run made a new list)
+                    where = np.array(remap, dtype=np.int64).take(pd.rows)
+                    whole = [np.zeros((rows, md.width)) for _ in range(1 + len(decay))]
+                    for target, block in zip(whole, [plain, *decay], strict=True):
+                        np.add.at(target, where, block)
+                    w.add_sums(pane, None, whole[0], whole[1:])
+                if pd.err:  # (_buffer_errors, inlined)
+                    buffered = error_panes.get(pane)
+                    if buffered is None:
+                        buffered = error_panes[pane] = {}
+                        low = self.__dict__.get("_errors_low")
+                        if low is not None and pane < low[1]:
+                            self._errors_low = (low[0], pane)
+                    if type(pd) is handed and number not in buffered:
+                        buffered[number] = (pd.err_ts, pd.err)  # its lists: no one else's
+                    else:
+                        self._buffer_errors(number, pd)
+            # The counters' increments: those that are arrays (rows of stage 1's, handed
+            # over in the process) queued in ``ops`` to be added with the blocks (as
+            # RowMerges.add_to of each, inlined).
+            counts, delay = md.counts, md.delay
+            if isinstance(counts, np.ndarray) and isinstance(delay, np.ndarray):
+                mine = self.counts
+                ops.append((mine, [], counts, [], 0, len(mine), 1, None))
+                mine = self.delay
+                ops.append((mine, [], delay, [], 0, len(mine), 1, None))
+            else:
+                self.counts += counts
+                self.delay += delay
+            self.delay_sum += md.delay_sum
+            self.waiting[number] = (md.pending, md.early)
+            if md.folded:
+                folded = self.model.registry.folded
+                for dimension, n in md.folded.items():
+                    folded[dimension] = max(folded[dimension], n)
 
     def resume(self, number: int, offsets: dict[str, int]) -> None:
         """Partition ``number``'s deltas go on from ``offsets``, a point its sums here
@@ -1214,10 +1233,12 @@ def _hand_stage(stage: ModelStage,
     whose part's panes are all open and hold no raw predictions, is taken as
     :meth:`ModelStage.apply_part` (``advance`` False) would, with no piece kept to undo
     it: the chain goes on and the row blocks (and the counters' increments, when they are
-    arrays) are queued by :meth:`ModelStage._add_open` (run ``merges`` before the stage's
-    windows are read). Any other delta is given to :meth:`ModelStage.apply_part`,
-    after the blocks queued before it."""
+    arrays) are queued by :meth:`ModelStage._add_open`, one call for the run of such
+    parts (run ``merges`` before the stage's windows are read). Any other delta is given
+    to :meth:`ModelStage.apply_part`, after the parts and blocks queued before it."""
     name, chains = stage.name, stage.chains
+    progress, idles, released, heard = stage.progress, stage.idle, stage.released, stage.heard
+    opened: list[tuple[PartitionDelta, ModelDelta]] = []  # parts for _add_open, in order
     for delta, parts, idle, final in given:
         mine = parts.get(name)
         number = delta.number
@@ -1231,8 +1252,14 @@ def _hand_stage(stage: ModelStage,
         if fits and mine is not None:
             closed = stage.closed_upto
             low = -math.inf if closed is None else closed
-            fits = not any(pd.warm or pd.pane < low for pd in mine.panes)
+            for pd in mine.panes:  # (a loop: no generator made per part)
+                if pd.warm or pd.pane < low:
+                    fits = False
+                    break
         if not fits:
+            if opened:  # the parts before it first, as they came
+                stage._add_open(opened, merges)
+                opened = []
             merges.run()
             stage.apply_part(delta, mine, advance=False)
             continue
@@ -1243,9 +1270,11 @@ def _hand_stage(stage: ModelStage,
             chain.session = session
         chain.seq = seq
         if mine is not None:
-            stage._add_open(delta, mine, merges)
+            opened.append((delta, mine))
         chain.end = delta.end
-        stage.progress[number] = delta.progress
-        stage.idle[number] = idle
-        stage.released.discard(number)
-        stage.heard[number] = now
+        progress[number] = delta.progress
+        idles[number] = idle
+        released.discard(number)
+        heard[number] = now
+    if opened:
+        stage._add_open(opened, merges)

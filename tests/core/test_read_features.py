@@ -262,3 +262,40 @@ def test_a_categorical_column_of_strings_is_taken_from_the_table() -> None:
     finally:
         native.use(before)
     _same_columns(engine, model, got, want, idx, table)
+
+
+def test_models_of_one_set_of_features_take_the_rows_of_the_table_once() -> None:
+    """Models of the same numeric features share their rows of the table (``_rows_first``):
+    the first model's columns are taken alone, the rows taken once at the second and each
+    model's columns read from them after; every model's block is the one its own columns
+    of the whole table give, bit for bit, and a group whose numeric feature holds a string
+    is still refused."""
+    if native.kernels() is None:
+        pytest.skip("the numpy code has no kernel to call")
+    engine = _Engine(Limits(max_category_length=8, features=frozenset(FEATURES)))
+    texts = [f'{{"a": {i - 30}, "b": "{"uvw"[i % 3]}", "c": {i * 0.5}}}' for i in range(60)]
+    texts[45] = '{"a": "s", "b": "u", "c": 1}'  # a string in a numeric feature
+    values: list[bytes | None] = [_payload(i, t) for i, t in enumerate(texts)]
+    at = list(range(len(values)))
+    _, table = _decode_predictions(engine, values, 0, at)  # type: ignore[arg-type]
+    assert table is not None and table.firsts == {}
+    layout = Layout("binary", features=FEATURES)
+    models = [SimpleNamespace(index=m, layout=layout) for m in range(4)]
+    reads = [_feature_reads(engine, model) for model in models]  # type: ignore[arg-type]
+    assert len({id(r.numeric_rows) for r in reads}) == 1  # one array for all of them
+    groups = [np.arange(0, 15), np.arange(15, 30)[::-1], np.arange(30, 42), np.arange(40, 50)]
+    for n, (r, idx) in enumerate(zip(reads, groups, strict=True)):
+        taken = _table_columns(r, idx.astype(np.int64), table)
+        held = table.firsts[id(r.numeric_rows)][1]
+        assert (held is None) == (n == 0)
+        cols = table.pos[idx]
+        codes = table.codes[:, cols][r.numeric_rows]
+        if (codes >= 2).any():  # the group holding the string
+            assert n == 3 and taken is None
+            continue
+        assert taken is not None and taken[1] is not None
+        assert taken[1][0].flags.c_contiguous and taken[1][1].flags.c_contiguous
+        assert np.array_equal(taken[1][0], codes)
+        want = table.x[:, cols][r.numeric_rows]
+        assert np.array_equal(taken[1][1].view(np.uint64), want.view(np.uint64))
+        assert taken[0] == {"b": ["uvw"[i % 3] for i in idx.tolist()]}
