@@ -452,9 +452,14 @@ class ModelStage:
             self.delay_sum += md.delay_sum
             self.waiting[number] = (md.pending, md.early)
             if md.folded:
-                folded = self.model.registry.folded
-                for dimension, n in md.folded.items():
-                    folded[dimension] = max(folded[dimension], n)
+                self._fold(md.folded)
+
+    def _fold(self, counts: dict[str, int]) -> None:
+        """Take a part's counts of values folded into ``__other__`` per slice dimension
+        (stage 1's running totals: the largest is the latest)."""
+        folded = self.model.registry.folded
+        for dimension, n in counts.items():
+            folded[dimension] = max(folded[dimension], n)
 
     def resume(self, number: int, offsets: dict[str, int]) -> None:
         """Partition ``number``'s deltas go on from ``offsets``, a point its sums here
@@ -523,9 +528,7 @@ class ModelStage:
         self.delay_sum += applied.delay_sum
         self.waiting[number] = (md.pending, md.early)
         if md.folded:
-            folded = self.model.registry.folded
-            for dimension, n in md.folded.items():
-                folded[dimension] = max(folded[dimension], n)
+            self._fold(md.folded)
 
     def _warm_chunks(self, md: ModelDelta, remap: list[int]) -> dict[int, WarmChunk] | None:
         """The chunks :meth:`_take_warm` makes of the predictions sent raw of each pane of
