@@ -7092,7 +7092,7 @@ PyDoc_STRVAR(pending_owners_doc,
 "UTF-8 bytes and CRC-32 found once, in C, with no bytes object made for an ASCII id.\n"
 "A table with no live row (_live 0) is not asked.");
 
-/* The most tables pending_owners reads ahead in, each: with more, the first alone. */
+/* The most tables pending_owners reads ahead in (each of them): with more, none. */
 #define OWNERS_AHEAD 2
 
 /* A pending table's index columns, read-only, for probe_row. */
@@ -7193,16 +7193,16 @@ pending_owners(PyObject *self, PyObject *args)
         goto done;
     }
     /* the ids' CRC-32s first, so that each table's reads are made ahead of its probes
-     * (the first table's alone when there are more than OWNERS_AHEAD: most ids are found
-     * in it, and the reads of the others would only crowd the cache) */
+     * (none when there are more than OWNERS_AHEAD tables: an id is in one of them at
+     * most, and reads ahead in all of them would crowd the cache) */
     if ((crcs = PyMem_Malloc((size_t)(n ? n : 1) * sizeof *crcs)) == NULL) {
         PyErr_NoMemory();
         goto done;
     }
     if (crcs_of(pids, 0, n, crcs) < 0)
         goto done;
-    Py_ssize_t ahead = nlive <= OWNERS_AHEAD ? nlive : 1;
-    probe_cols_t *cols = PyMem_Calloc((size_t)ahead, sizeof *cols);
+    Py_ssize_t ahead = nlive <= OWNERS_AHEAD ? nlive : 0;
+    probe_cols_t *cols = PyMem_Calloc((size_t)(ahead ? ahead : 1), sizeof *cols);
     if (cols == NULL) {
         PyErr_NoMemory();
         goto done;
