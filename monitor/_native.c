@@ -1438,10 +1438,11 @@ pending_pop(PyObject *self, PyObject *args)
         goto done;
     }
     Py_ssize_t count = 0, bytes = 0;
-    /* the ids' CRC-32s first, for the reads ahead of the probes; into gone, whose first
-     * count items (the ids found, an id's CRC-32 written over its own or a later one's)
-     * are the output */
-    if (crcs_of(pids, 0, n, gone) < 0)
+    /* a large table's ids' CRC-32s first, for the reads ahead of the probes; into gone,
+     * whose first count items (the ids found, an id's CRC-32 written over its own or a
+     * later one's) are the output */
+    int ahead = rows >= AHEAD_FROM_ROWS;
+    if (ahead && crcs_of(pids, 0, n, gone) < 0)
         goto done;
     probe_cols_t cols = {slots, shift, hashes, ts, ends, rows, blob, blob_len,
                          pred, score, slices, k};
@@ -1452,7 +1453,7 @@ pending_pop(PyObject *self, PyObject *args)
         PyObject *owned;
         if (utf8_view(PyList_GET_ITEM(pids, i), &p, &size, &owned) < 0)
             goto done;
-        uint32_t crc = gone[i];
+        uint32_t crc = ahead ? gone[i] : crc32_of((const unsigned char *)p, size);
         int64_t hit = pop_row(slots, nslots, shift, hashes, ts, pred, score, slices, k, ends,
                               rows, blob, blob_len, p, size, crc, i, found, ots, opred, oscore,
                               oslices);
@@ -1583,10 +1584,12 @@ pending_pop_groups(PyObject *self, PyObject *args)
                                                   "or of other slice ids a row");
                 goto table_done;
             }
-            /* the group's CRC-32s first, for the reads ahead of the probes: into gone from
-             * the group's first row (an id found writes its own there, or a later one's) */
+            /* a large table's group's CRC-32s first, for the reads ahead of the probes:
+             * into gone from the group's first row (an id found writes its own there, or a
+             * later one's) */
             uint32_t *crcs = gone + first;
-            if (crcs_of(pids, first, size_g, crcs) < 0)
+            int ahead = rows >= AHEAD_FROM_ROWS;
+            if (ahead && crcs_of(pids, first, size_g, crcs) < 0)
                 goto table_done;
             probe_cols_t pc = {slots, (int)shift, hashes, ts, ends, rows, blob, blob_len,
                                pred, score, slices, k};
@@ -1597,7 +1600,7 @@ pending_pop_groups(PyObject *self, PyObject *args)
                 PyObject *owned;
                 if (utf8_view(PyList_GET_ITEM(pids, i), &p, &size, &owned) < 0)
                     goto table_done;
-                uint32_t crc = crcs[i - first];
+                uint32_t crc = ahead ? crcs[i - first] : crc32_of((const unsigned char *)p, size);
                 int64_t hit = pop_row(slots, nslots, (int)shift, hashes, ts, pred, score, slices,
                                       k, ends, rows, blob, blob_len, p, size, crc, i, found, ots,
                                       opred, oscore, oslices);
@@ -7192,16 +7195,22 @@ pending_owners(PyObject *self, PyObject *args)
         result = Py_NewRef(Py_None);
         goto done;
     }
-    /* the ids' CRC-32s first, so that each table's reads are made ahead of its probes
-     * (none when there are more than OWNERS_AHEAD tables: an id is in one of them at
-     * most, and reads ahead in all of them would crowd the cache) */
-    if ((crcs = PyMem_Malloc((size_t)(n ? n : 1) * sizeof *crcs)) == NULL) {
-        PyErr_NoMemory();
-        goto done;
+    /* with a large table, the ids' CRC-32s first, so that each table's reads are made
+     * ahead of its probes (none when there are more than OWNERS_AHEAD tables: an id is in
+     * one of them at most, and reads ahead in all of them would crowd the cache) */
+    Py_ssize_t ahead = 0;
+    if (nlive <= OWNERS_AHEAD)
+        for (Py_ssize_t j = 0; j < nlive; j++)
+            if (t[j].a[1].buf.len / 4 >= AHEAD_FROM_ROWS)
+                ahead = nlive;
+    if (ahead) {
+        if ((crcs = PyMem_Malloc((size_t)(n ? n : 1) * sizeof *crcs)) == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        if (crcs_of(pids, 0, n, crcs) < 0)
+            goto done;
     }
-    if (crcs_of(pids, 0, n, crcs) < 0)
-        goto done;
-    Py_ssize_t ahead = nlive <= OWNERS_AHEAD ? nlive : 0;
     probe_cols_t *cols = PyMem_Calloc((size_t)(ahead ? ahead : 1), sizeof *cols);
     if (cols == NULL) {
         PyErr_NoMemory();
@@ -7229,7 +7238,7 @@ pending_owners(PyObject *self, PyObject *args)
             PyMem_Free(cols);
             goto done;
         }
-        uint32_t crc = crcs[i];
+        uint32_t crc = ahead ? crcs[i] : crc32_of((const unsigned char *)p, size);
         for (Py_ssize_t j = 0; j < nlive; j++) {
             owners_table_t *x = &t[j];
             int64_t row = probe_row((const int32_t *)x->a[0].buf.buf, x->a[0].buf.len / 4,
