@@ -79,6 +79,26 @@ home(uint32_t crc, int shift)
     return (Py_ssize_t)(((uint32_t)(crc * GOLDEN)) >> shift);
 }
 
+/* Whether sizes[0:groups] (none negative) add up to n: a split of n ids into consecutive
+ * groups, as the *_groups kernels take them; 0 with ValueError set when not. */
+static int
+split_ok(const int64_t *sizes, Py_ssize_t groups, Py_ssize_t n)
+{
+    Py_ssize_t total = 0;
+    for (Py_ssize_t g = 0; g < groups; g++) {
+        if (sizes[g] < 0 || sizes[g] > n - total) {
+            PyErr_SetString(PyExc_ValueError, "sizes: not a split of the ids");
+            return 0;
+        }
+        total += (Py_ssize_t)sizes[g];
+    }
+    if (total != n) {
+        PyErr_SetString(PyExc_ValueError, "sizes: not a split of the ids");
+        return 0;
+    }
+    return 1;
+}
+
 /* The probe of a pending table (lookup's, pending_pop's): the row of its columns that
    holds the live id key (size bytes, CRC-32 crc), or -1 when none does (dead rows, NaN
    time, are passed over; an empty slot ends the probe); -2 with ValueError set when a
@@ -1210,18 +1230,8 @@ pending_add_groups(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "sizes: one per table; columns: one row per id");
         goto done;
     }
-    Py_ssize_t total = 0;
-    for (Py_ssize_t g = 0; g < groups; g++) {
-        if (sizes[g] < 0 || sizes[g] > n - total) {
-            PyErr_SetString(PyExc_ValueError, "sizes: not a split of the ids");
-            goto done;
-        }
-        total += sizes[g];
-    }
-    if (total != n) {
-        PyErr_SetString(PyExc_ValueError, "sizes: not a split of the ids");
+    if (!split_ok(sizes, groups, n))
         goto done;
-    }
     Py_ssize_t first = 0;
     for (Py_ssize_t g = 0; g < groups; g++) {
         Py_ssize_t size_g = (Py_ssize_t)sizes[g];
@@ -1522,18 +1532,8 @@ pending_pop_groups(PyObject *self, PyObject *args)
                                           "row per id");
         goto done;
     }
-    Py_ssize_t total = 0;
-    for (Py_ssize_t g = 0; g < groups; g++) {
-        if (sizes[g] < 0 || sizes[g] > n - total) {
-            PyErr_SetString(PyExc_ValueError, "sizes: not a split of the ids");
-            goto done;
-        }
-        total += sizes[g];
-    }
-    if (total != n) {
-        PyErr_SetString(PyExc_ValueError, "sizes: not a split of the ids");
+    if (!split_ok(sizes, groups, n))
         goto done;
-    }
     Py_ssize_t first = 0;
     for (Py_ssize_t g = 0; g < groups; g++) {
         Py_ssize_t size_g = (Py_ssize_t)sizes[g];
@@ -5221,8 +5221,8 @@ matched_add_groups(PyObject *self, PyObject *args)
         return NULL;
     PyObject *result = NULL;
     const double *ts = (const double *)a[0].buf.buf;
-    Py_ssize_t groups = PyList_GET_SIZE(tables), n = PyList_GET_SIZE(pids), total = 0;
-    Py_ssize_t *sizes = PyMem_Malloc((size_t)(groups ? groups : 1) * sizeof *sizes);
+    Py_ssize_t groups = PyList_GET_SIZE(tables), n = PyList_GET_SIZE(pids);
+    int64_t *sizes = PyMem_Malloc((size_t)(groups ? groups : 1) * sizeof *sizes);
     if (sizes == NULL) {
         PyErr_NoMemory();
         goto done;
@@ -5232,19 +5232,12 @@ matched_add_groups(PyObject *self, PyObject *args)
         goto done;
     }
     for (Py_ssize_t g = 0; g < groups; g++) {
-        sizes[g] = PyLong_AsSsize_t(PyList_GET_ITEM(o_sizes, g));
+        sizes[g] = PyLong_AsLongLong(PyList_GET_ITEM(o_sizes, g));
         if (sizes[g] == -1 && PyErr_Occurred())
             goto done;
-        if (sizes[g] < 0 || sizes[g] > n - total) {
-            PyErr_SetString(PyExc_ValueError, "sizes: not a split of the ids");
-            goto done;
-        }
-        total += sizes[g];
     }
-    if (total != n) {
-        PyErr_SetString(PyExc_ValueError, "sizes: not a split of the ids");
+    if (!split_ok(sizes, groups, n))
         goto done;
-    }
     Py_ssize_t first = 0;
     for (Py_ssize_t g = 0; g < groups; g++) {
         if (sizes[g] && matched_table_add(PyList_GET_ITEM(tables, g), pids, first, sizes[g],
