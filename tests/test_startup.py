@@ -85,7 +85,12 @@ def test_ready_as_soon_as_lag_is_known_not_at_the_next_tick(
     assert app.ready_reason == "ok"
     assert http_get(f"{app.http.url}/readyz") == (200, "ok\n")
     assert app.lag == {(t, p): 0 for t in (topics.predictions, topics.labels) for p in (0, 1)}
-    assert app.registry.get_sample_value("monitor_ready") == 1.0  # published at the flip
+    # published at the flip, by the loop thread right after it sets ``ready`` (so maybe a
+    # moment after this thread saw it): within seconds, where the next tick is an hour away
+    deadline = time.monotonic() + 5.0
+    while app.registry.get_sample_value("monitor_ready") != 1.0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert app.registry.get_sample_value("monitor_ready") == 1.0
     app.stop.set()
     thread.join(timeout=20)
     assert not thread.is_alive()
