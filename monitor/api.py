@@ -38,6 +38,7 @@ from monitor.core.model import PaneSignals
 from monitor.core.pipeline import Pipeline
 from monitor.core.rules import AlertEvent
 from monitor.events.message import Message, MessageBatch
+from monitor.replay import poll_size
 
 __all__ = ["Result", "Table", "evaluate", "events_of", "messages_of"]
 
@@ -45,10 +46,6 @@ __all__ = ["Result", "Table", "evaluate", "events_of", "messages_of"]
 #: (or record batch), or an iterable of dicts.
 Table: TypeAlias = Any
 ConfigLike: TypeAlias = MonitorConfig | Mapping[str, Any] | str | os.PathLike[str]
-
-#: Messages per call of :meth:`Pipeline.process` (``replay`` reads the same number).
-BATCH = 5_000
-
 
 def _plain(value: Any) -> Any:
     """A JSON value for a table cell: numpy scalars to Python, NaN/NaT to null, times to
@@ -335,8 +332,9 @@ def evaluate(
     engine.track({(m.topic, m.partition) for m in messages})
     panes: list[PaneSignals] = []
     events: list[AlertEvent] = []
-    for start in range(0, len(messages), BATCH):
-        engine.process(MessageBatch.of(messages[start:start + BATCH]))
+    size = poll_size(cfg)  # (polls as a replay's)
+    for start in range(0, len(messages), size):
+        engine.process(MessageBatch.of(messages[start:start + size]))
         closed = engine.drain_signals()
         panes += closed
         events += alerting.feed(closed)

@@ -55,11 +55,22 @@ __all__ = [
     "check_inputs",
     "count_lines",
     "iter_capture",
+    "poll_size",
     "replay",
 ]
 
 log = structlog.get_logger(__name__)
+#: Messages read from the inputs at a time by :func:`iter_capture` (a reading chunk: the
+#: replay's polls are ``kafka.max_poll_records`` messages, see :func:`poll_size`).
 BATCH = 5_000
+
+
+def poll_size(config: MonitorConfig) -> int:
+    """The messages of one poll of a replay (and of ``tune``'s and the Python API's):
+    ``kafka.max_poll_records``, as many as a poll of ``run`` returns while it reads a
+    backlog, so that a replay closes panes where ``run`` catching up the same records
+    would (the watermark moves once a poll)."""
+    return config.kafka.max_poll_records
 
 
 class Progress(Protocol):
@@ -631,7 +642,7 @@ def _replay(
                 alerts.write(alert_json(event) + b"\n")
             exports.write(closed, events)
 
-        for batch in read_batches(captures, bad, BATCH, fmt, topics):
+        for batch in read_batches(captures, bad, poll_size(config), fmt, topics):
             engine.process(batch)
             if progress is not None:
                 progress.advance(bar, len(batch))

@@ -62,7 +62,7 @@ from monitor.config import MonitorConfig
 from monitor.core.pipeline import Pipeline
 from monitor.core.rules import ModelRules, RuleBook
 from monitor.events.message import Message
-from monitor.replay import capture_partitions, iter_capture
+from monitor.replay import capture_partitions, iter_capture, poll_size
 from monitor.tui import ProgressBars
 from monitor.tune_grid import Setting, setting_label
 
@@ -78,7 +78,6 @@ __all__ = [
     "tune",
 ]
 
-BATCH = 5_000
 DAY = 86_400.0
 
 _Pane = tuple[str, float, dict[str, float], float]  # model, pane end, signals, predictions
@@ -237,8 +236,9 @@ def _replay_group(task: tuple[str, MonitorConfig, dict[str, set[str]]]) -> tuple
     engine = Pipeline(_recording_config(config))
     engine.track(_PARTITIONS)
     panes: list[_Pane] = []
-    for i in range(0, len(_MESSAGES), BATCH):
-        engine.process(_MESSAGES[i : i + BATCH])
+    size = poll_size(config)  # (polls as a replay's)
+    for i in range(0, len(_MESSAGES), size):
+        engine.process(_MESSAGES[i : i + size])
         _record(engine, keep, panes)
     engine.flush(keep_signals=True)
     _record(engine, keep, panes)
