@@ -106,6 +106,16 @@ def checkpoint_failure_reason(exc: BaseException) -> str:
     return "error"
 
 
+def _linger(stop: threading.Event, until: float) -> bool:
+    """Wait until the monotonic time ``until`` (``kafka.min_poll_interval`` after a poll
+    that came back short of full began), unless ``stop`` is set first; return whether it
+    was. Each poll costs the core a fixed amount per model, whatever it holds: a daemon
+    that polled again at once would process a trickle of events one or two at a time, its
+    CPU busy at a few hundred events a second; waiting, it processes them in one batch."""
+    delay = until - time.monotonic()
+    return delay > 0 and stop.wait(delay)
+
+
 class App:
     """The daemon: Kafka source, core engine, sinks, HTTP port and checkpoints."""
 
@@ -342,6 +352,8 @@ class App:
     def _loop(self) -> None:
         next_tick = 0.0
         next_checkpoint = time.monotonic() + self.config.state.checkpoint_interval
+        kafka = self.config.kafka
+        next_poll = 0.0  # (monotonic) the earliest start of the next poll (see _linger)
         while not self.stop.is_set():
             assigned, revoked = self.source.take_assignment_changes()
             if (assigned or revoked) and self.store.partitioned:
@@ -360,8 +372,19 @@ class App:
                 next_tick = 0.0  # readiness follows an assignment at once, not a second later
             self._backpressure()
             starting = not (self.ready or self.paused) and bool(self.source.assignment())
+            if not starting and _linger(self.stop, next_poll):
+                break
+            polled = time.monotonic()
             messages = self.source.poll(STARTING_POLL_MS if starting else POLL_MS)
             self.heartbeat = time.time()
+            # A poll short of full, with less than another poll's records left to read, has
+            # read what there was: the next one waits for more to arrive. (A backlog is
+            # read on at once.)
+            wait = kafka.min_poll_interval
+            short = bool(wait) and 0 < len(messages) < kafka.max_poll_records and (
+                sum(self.source.lag().values()) < kafka.max_poll_records
+            )
+            next_poll = polled + wait if short else 0.0
             if messages:
                 batch = MessageBatch.of(messages)
                 self.last_seen.update(dict.fromkeys(batch.last_rows(), self.heartbeat))

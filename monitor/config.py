@@ -209,6 +209,16 @@ class KafkaConfig(_Strict):
     session_timeout: Duration = Field(10.0, description="group session timeout")
     heartbeat_interval: Duration = Field(3.0, description="group heartbeat interval")
     max_poll_records: int = Field(10_000, gt=0, description="most messages one poll returns")
+    min_poll_interval: Duration = Field(
+        0.1,
+        ge=0,
+        le=10,
+        description=(
+            "while the input trickles in (a poll returned fewer than max_poll_records), the"
+            " next poll starts no sooner than this after the last one began, so that what"
+            " arrives meanwhile is processed as one batch (0: poll again at once)"
+        ),
+    )
     max_message_bytes: int = Field(
         1_048_576, gt=0, description="larger messages are rejected as too_large"
     )
