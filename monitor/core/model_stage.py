@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -160,6 +160,12 @@ class _Applied:
     delay: F64
     delay_sum: float
     waiting_before: tuple[int, int] | None  # (pending, early) of the partition before
+
+
+def _nothing(applied: _Applied) -> bool:
+    """Whether ``applied`` added nothing (no piece, counter or delay)."""
+    return not (applied.pieces or applied.delay_sum or applied.counts.any()
+                or applied.delay.any())  # fmt: skip
 
 
 @dataclass
@@ -312,7 +318,11 @@ class ModelStage:
             self._add(delta, mine, applied)
         chain.end = delta.end
         history = chain.history
-        history.append(applied)
+        if delta.base != delta.end or not _nothing(applied):
+            # (A delta that read no offset and added nothing is not kept: undone, it would
+            # give back only what the delta of a restart sets again, and kept, a partition
+            # that stays quiet would add a record per poll to the history.)
+            history.append(applied)
         confirmed = delta.confirmed
         if confirmed is not None:
             for keep, held in enumerate(history):
@@ -1206,6 +1216,25 @@ def flush_together(pending: list[tuple[ModelStage, _Batch]]) -> None:
             stage._emit(batch, plan, fulls[i], wholes[i], names)
 
 
+#: A delta as :func:`_hand_stage` takes it: the delta, its parts by model, its idle topics,
+#: whether it is final, and the models it adds something to when it read no offset.
+_Given = tuple[PartitionDelta, dict[str, ModelDelta], frozenset[str], bool,
+               frozenset[str] | None]  # fmt: skip
+
+
+def _busy(delta: PartitionDelta) -> frozenset[str]:
+    """The models whose part of ``delta`` adds something (a pane, a counter or a delay):
+    their counters and delays read as two arrays, not model by model."""
+    models = delta.models
+    if not models:
+        return frozenset()
+    counts: F64 = np.asarray([md.counts for md in models], dtype=np.float64)
+    delay: F64 = np.asarray([md.delay for md in models], dtype=np.float64)
+    added = cast("list[bool]", (counts.any(axis=1) | delay.any(axis=1)).tolist())
+    return frozenset(md.model for md, a in zip(models, added, strict=True)
+                     if a or md.panes or md.delay_sum)  # fmt: skip
+
+
 def hand_over(stages: list[ModelStage], deltas: list[PartitionDelta]) -> None:
     """Apply ``deltas`` to every stage as :meth:`ModelStage.apply` of each, in the order
     given, with ``advance`` False, does (a process that reads every partition hands a
@@ -1216,24 +1245,27 @@ def hand_over(stages: list[ModelStage], deltas: list[PartitionDelta]) -> None:
     queued before it."""
     merges = RowMerges()
     now = time.time()
-    given = []
+    given: list[_Given] = []
     for delta in deltas:
         end = delta.end
-        given.append((delta, {md.model: md for md in delta.models}, frozenset(delta.idle),
-                      delta.confirmed == end and delta.base != end))  # fmt: skip
+        parts = {md.model: md for md in delta.models}
+        # read nothing: it must add nothing to a model whose stage takes it as final
+        busy = _busy(delta) if delta.base == end else None
+        given.append((delta, parts, frozenset(delta.idle), delta.confirmed == end, busy))
     for stage in stages:
         _hand_stage(stage, given, now, merges)
     merges.run()
 
 
-def _hand_stage(stage: ModelStage,
-                given: list[tuple[PartitionDelta, dict[str, ModelDelta], frozenset[str], bool]],
-                now: float, merges: RowMerges) -> None:  # fmt: skip
+def _hand_stage(stage: ModelStage, given: list[_Given], now: float,
+                merges: RowMerges) -> None:  # fmt: skip
     """:func:`hand_over` of the deltas ``given`` to ``stage``: each with the parts of its
-    models by name, its idle topics and whether it is final (its ``end`` is the
-    partition's durable checkpoint, so nothing of it is kept to undo) and not empty;
-    ``now`` the time they are applied. A final delta that follows the partition's chain,
-    whose part's panes are all open and hold no raw predictions, is taken as
+    models by name, its idle topics, whether it is final (its ``end`` is the partition's
+    durable checkpoint, so nothing of it is kept to undo) and, when it read no offset, the
+    models it adds something to (else None); ``now`` the time they are applied. A final
+    delta that follows the partition's chain, whose part's panes are all open and hold no
+    raw predictions (and that adds nothing to this model if it read no offset: such a
+    delta's record is kept to undo), is taken as
     :meth:`ModelStage.apply_part` (``advance`` False) would, with no piece kept to undo
     it: the chain goes on and the row blocks (and the counters' increments, when they are
     arrays) are queued by :meth:`ModelStage._add_open`, one call for the run of such
@@ -1242,7 +1274,7 @@ def _hand_stage(stage: ModelStage,
     name, chains = stage.name, stage.chains
     progress, idles, released, heard = stage.progress, stage.idle, stage.released, stage.heard
     opened: list[tuple[PartitionDelta, ModelDelta]] = []  # parts for _add_open, in order
-    for delta, parts, idle, final in given:
+    for delta, parts, idle, final, busy in given:
         mine = parts.get(name)
         number = delta.number
         chain = chains.get(number)
@@ -1251,6 +1283,7 @@ def _hand_stage(stage: ModelStage,
             final and chain is not None and not chain.history and delta.base == chain.end
             and (seq == chain.seq + 1 if session == chain.session
                  else session not in chain.retired)
+            and (busy is None or name not in busy)
         )  # fmt: skip
         if fits and mine is not None:
             closed = stage.closed_upto
