@@ -20,7 +20,8 @@ prints the difference, the instructions of the processing alone. Workloads:
   label_lead``), so this is what ``monitor replay`` of such a capture, or a daemon with
   ``label_lead = "0s"``, meets;
 - ``scaling``: ``Pipeline.process`` over ``scaling.py``'s stream spread over ``--models``
-  models (polls of 10,000 messages), in the steady state as ``scaling.py`` measures it
+  models (polls of ``--poll`` messages, 10,000 unless told), in the steady state as
+  ``scaling.py`` measures it
   (the untimed prefix that warms every model up runs once, natively, and both valgrind
   runs load the pipeline it left; the first timed poll runs in both). A pipeline loaded
   from its pickle runs a little more than one built in the process, as ``scaling.py``
@@ -185,6 +186,9 @@ def _warmed_state(args: argparse.Namespace, path: Path) -> None:
         extra={"reference_warmup": benchlib.STEADY_WARMUP},
     )
     prefix, polls = benchlib.steady_polls(args.models, args.events)
+    if args.poll != 10_000:  # the same messages in polls of another size
+        messages = [m for batch in polls for m in batch]
+        polls = [messages[i : i + args.poll] for i in range(0, len(messages), args.poll)]
     engine = Pipeline(cfg)
     alerting = Alerting(cfg, engine.models)
     engine.track(benchlib.all_partitions())
@@ -253,6 +257,13 @@ def main() -> int:
         "default 40,000); noisy: predictions of the stream (default 20,000)",
     )
     parser.add_argument(
+        "--poll",
+        type=int,
+        default=10_000,
+        help="scaling: messages a poll (a trickle: a few dozen, where a poll's fixed cost "
+        "per model is most of the work)",
+    )
+    parser.add_argument(
         "--native",
         choices=("0", "1"),
         default="1",
@@ -282,7 +293,7 @@ def main() -> int:
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
     argv = [args.workload, "--days", str(args.days), "--models", str(args.models),
-            "--events", str(args.events)]  # fmt: skip
+            "--events", str(args.events), "--poll", str(args.poll)]  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="monitor-instr-") as tmp:
         if args.workload == "scaling":  # warmed natively, with the same hash seed
             state = Path(tmp) / "warmed.pickle"
@@ -302,7 +313,8 @@ def main() -> int:
         "week": f"{args.days:g} days of replay_week.py's traffic",
         "noisy": f"{args.events:,} predictions of replay_noisy.py's stream",
         "early": f"{args.days:g} days of replay_week.py's traffic, labels read ahead",
-        "scaling": f"{args.events:,} predictions over {args.models} models",
+        "scaling": f"{args.events:,} predictions over {args.models} models, polls of "
+        f"{args.poll:,} messages",
     }[args.workload]
     compiled = "on" if args.native == "1" and native.available() else "off"
     print(f"workload    {args.workload}: {what}; compiled module {compiled}")

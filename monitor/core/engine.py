@@ -456,6 +456,8 @@ class Engine:
         gathered = []
         pairs_of = _outcomes(batches)
         for model, batch, pairs in zip(self.models, batches, pairs_of, strict=True):
+            if pairs is None and not batch.chunks_p:
+                continue  # (none of its events in the poll: most models', in a trickle)
             k = 2 + len(model.registry.segments)
             gathered.append((model, batch.predictions(k, model.layout.features), pairs))
         task = self._task_terms(gathered)

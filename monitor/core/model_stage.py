@@ -1217,9 +1217,9 @@ def flush_together(pending: list[tuple[ModelStage, _Batch]]) -> None:
 
 
 #: A delta as :func:`_hand_stage` takes it: the delta, its parts by model, its idle topics,
-#: whether it is final, and the models it adds something to when it read no offset.
-_Given = tuple[PartitionDelta, dict[str, ModelDelta], frozenset[str], bool,
-               frozenset[str] | None]  # fmt: skip
+#: whether it is final, whether it read no offset, and the models it adds something to.
+_Given = tuple[PartitionDelta, dict[str, ModelDelta], frozenset[str], bool, bool,
+               frozenset[str]]  # fmt: skip
 
 
 def _busy(delta: PartitionDelta) -> frozenset[str]:
@@ -1249,9 +1249,8 @@ def hand_over(stages: list[ModelStage], deltas: list[PartitionDelta]) -> None:
     for delta in deltas:
         end = delta.end
         parts = {md.model: md for md in delta.models}
-        # read nothing: it must add nothing to a model whose stage takes it as final
-        busy = _busy(delta) if delta.base == end else None
-        given.append((delta, parts, frozenset(delta.idle), delta.confirmed == end, busy))
+        given.append((delta, parts, frozenset(delta.idle), delta.confirmed == end,
+                      delta.base == end, _busy(delta)))  # fmt: skip
     for stage in stages:
         _hand_stage(stage, given, now, merges)
     merges.run()
@@ -1261,20 +1260,23 @@ def _hand_stage(stage: ModelStage, given: list[_Given], now: float,
                 merges: RowMerges) -> None:  # fmt: skip
     """:func:`hand_over` of the deltas ``given`` to ``stage``: each with the parts of its
     models by name, its idle topics, whether it is final (its ``end`` is the partition's
-    durable checkpoint, so nothing of it is kept to undo) and, when it read no offset, the
-    models it adds something to (else None); ``now`` the time they are applied. A final
-    delta that follows the partition's chain, whose part's panes are all open and hold no
-    raw predictions (and that adds nothing to this model if it read no offset: such a
-    delta's record is kept to undo), is taken as
-    :meth:`ModelStage.apply_part` (``advance`` False) would, with no piece kept to undo
-    it: the chain goes on and the row blocks (and the counters' increments, when they are
-    arrays) are queued by :meth:`ModelStage._add_open`, one call for the run of such
-    parts (run ``merges`` before the stage's windows are read). Any other delta is given
-    to :meth:`ModelStage.apply_part`, after the parts and blocks queued before it."""
+    durable checkpoint, so nothing of it is kept to undo), whether it read no offset, and
+    the models it adds something to; ``now`` the time they are applied. A final delta
+    that follows the partition's chain, whose part's panes are all open and hold no raw
+    predictions (and that adds nothing to this model if it read no offset: such a delta's
+    record is kept to undo), is taken as :meth:`ModelStage.apply_part` (``advance``
+    False) would, with no piece kept to undo it: the chain goes on and the row blocks (and
+    the counters' increments, when they are arrays) are queued by
+    :meth:`ModelStage._add_open`, one call for the run of such parts (run ``merges``
+    before the stage's windows are read); a part that adds nothing and leaves the
+    partition's waiting counts as they are changes nothing there, and is left out (most
+    of a poll's parts when many models share a trickle). Any other delta is given to
+    :meth:`ModelStage.apply_part`, after the parts and blocks queued before it."""
     name, chains = stage.name, stage.chains
     progress, idles, released, heard = stage.progress, stage.idle, stage.released, stage.heard
+    waiting = stage.waiting
     opened: list[tuple[PartitionDelta, ModelDelta]] = []  # parts for _add_open, in order
-    for delta, parts, idle, final, busy in given:
+    for delta, parts, idle, final, quiet, busy in given:
         mine = parts.get(name)
         number = delta.number
         chain = chains.get(number)
@@ -1283,7 +1285,7 @@ def _hand_stage(stage: ModelStage, given: list[_Given], now: float,
             final and chain is not None and not chain.history and delta.base == chain.end
             and (seq == chain.seq + 1 if session == chain.session
                  else session not in chain.retired)
-            and (busy is None or name not in busy)
+            and not (quiet and name in busy)
         )  # fmt: skip
         if fits and mine is not None:
             closed = stage.closed_upto
@@ -1305,7 +1307,9 @@ def _hand_stage(stage: ModelStage, given: list[_Given], now: float,
                 chain.retired.add(chain.session)
             chain.session = session
         chain.seq = seq
-        if mine is not None:
+        if mine is not None and (
+            name in busy or waiting.get(number) != (mine.pending, mine.early)
+        ):
             opened.append((delta, mine))
         chain.end = delta.end
         progress[number] = delta.progress
