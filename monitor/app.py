@@ -108,10 +108,10 @@ def checkpoint_failure_reason(exc: BaseException) -> str:
 
 def _linger(stop: threading.Event, until: float) -> bool:
     """Wait until the monotonic time ``until`` (``kafka.min_poll_interval`` after a poll
-    that came back short of full began), unless ``stop`` is set first; return whether it
-    was. Each poll costs the core a fixed amount per model, whatever it holds: a daemon
-    that polled again at once would process a trickle of events one or two at a time, its
-    CPU busy at a few hundred events a second; waiting, it processes them in one batch."""
+    that brought a trickle began), unless ``stop`` is set first; return whether it was.
+    Each poll costs the core a fixed amount per model, whatever it holds: a daemon that
+    polled again at once would process a trickle of events one or two at a time, its CPU
+    busy at a few hundred events a second; waiting, it processes them in one batch."""
     delay = until - time.monotonic()
     return delay > 0 and stop.wait(delay)
 
@@ -377,11 +377,12 @@ class App:
             polled = time.monotonic()
             messages = self.source.poll(STARTING_POLL_MS if starting else POLL_MS)
             self.heartbeat = time.time()
-            # A poll short of full, with less than another poll's records left to read, has
-            # read what there was: the next one waits for more to arrive. (A backlog is
-            # read on at once.)
+            # A poll of less than a tenth of a full one, with less than a full one's records
+            # left to read, has read what there was, a few at a time: the next one waits for
+            # more to arrive. (A backlog is read on at once, and a busy input, whose polls
+            # are larger, without the wait's latency.)
             wait = kafka.min_poll_interval
-            short = bool(wait) and 0 < len(messages) < kafka.max_poll_records and (
+            short = bool(wait) and 0 < len(messages) < kafka.max_poll_records / 10 and (
                 sum(self.source.lag().values()) < kafka.max_poll_records
             )
             next_poll = polled + wait if short else 0.0

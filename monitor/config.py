@@ -214,9 +214,10 @@ class KafkaConfig(_Strict):
         ge=0,
         le=10,
         description=(
-            "while the input trickles in (a poll returned fewer than max_poll_records), the"
-            " next poll starts no sooner than this after the last one began, so that what"
-            " arrives meanwhile is processed as one batch (0: poll again at once)"
+            "while the input trickles in (a poll returned less than a tenth of"
+            " max_poll_records), the next poll starts no sooner than this after the last one"
+            " began, so that what arrives meanwhile is processed as one batch (0: poll again"
+            " at once)"
         ),
     )
     max_message_bytes: int = Field(
