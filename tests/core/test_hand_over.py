@@ -51,6 +51,21 @@ def _state(stage: ModelStage) -> Any:
     )  # fmt: skip
 
 
+def handed_alike(each: dict[str, ModelStage], together: dict[str, ModelStage],
+                 deltas: list[PartitionDelta], where: Any = None) -> None:  # fmt: skip
+    """Feed ``deltas`` to the stages ``each`` one by one (``apply``) and to their copies
+    ``together`` at once (``hand_over``), close what the clock passed in both, and check
+    that both hold the same (``where``: said when they do not)."""
+    for delta in deltas:
+        for stage in each.values():
+            stage.apply(delta, advance=False)
+    hand_over(list(together.values()), deltas)
+    for name, stage in each.items():
+        stage.advance()
+        together[name].advance()
+        assert _state(together[name]) == _state(stage), (where, name)
+
+
 @pytest.mark.parametrize("registry", ["same", "reordered", "folded"])
 @pytest.mark.parametrize("warmup", [0, 300])
 def test_deltas_handed_over_together_equal_each_applied(registry: str, warmup: int) -> None:
@@ -86,14 +101,7 @@ def test_deltas_handed_over_together_equal_each_applied(registry: str, warmup: i
         if sent and rng.random() < 0.1:  # an old delta again: stale
             deltas.insert(rng.randrange(len(deltas) + 1), rng.choice(sent))
         sent += deltas
-        for delta in deltas:
-            for stage in each.values():
-                stage.apply(delta, advance=False)
-        hand_over(list(together.values()), deltas)
-        for name, stage in each.items():
-            stage.advance()
-            together[name].advance()
-            assert _state(together[name]) == _state(stage), (i, name)
+        handed_alike(each, together, deltas, i)
         undoable += any(a.pieces for s in each.values() for c in s.chains.values()
                         for a in c.history)  # fmt: skip
     assert kinds["final"] > 50 and kinds["other"] > 10

@@ -14,10 +14,10 @@ import pytest
 
 from monitor.core.deltas import DeltaBook
 from monitor.core.engine import Engine
-from monitor.core.model_stage import ModelStage, hand_over
+from monitor.core.model_stage import ModelStage
 from monitor.core.pipeline import Pipeline
 from monitor.events.message import Message
-from tests.core.test_hand_over import _state
+from tests.core.test_hand_over import handed_alike
 from tests.core.test_model_stage import PARTS, TOPICS, config, polls, stream
 
 pytestmark = pytest.mark.usefixtures("kernels")
@@ -36,16 +36,6 @@ def test_quiet_deltas_handed_over_together_equal_each_applied() -> None:
     together = copy.deepcopy(each)
     quiet = evicted = 0
 
-    def hand(deltas: list) -> None:
-        for delta in deltas:
-            for stage in each.values():
-                stage.apply(delta, advance=False)
-        hand_over(list(together.values()), deltas)
-        for name, stage in each.items():
-            stage.advance()
-            together[name].advance()
-            assert _state(together[name]) == _state(stage), name
-
     def take() -> list:
         deltas = []
         for number in sorted(engine.partitions):
@@ -62,7 +52,7 @@ def test_quiet_deltas_handed_over_together_equal_each_applied() -> None:
             engine.drain_signals()
             deltas = take()
             quiet += sum(d.base == d.end for d in deltas)
-            hand(deltas)
+            handed_alike(each, together, deltas, i)
     # Then the clock passes every label's ttl: stage 1 evicts the predictions still
     # waiting, reading no offset (deltas that read nothing but add counts).
     last = max(s.closed_upto or 0 for s in each.values())
@@ -72,7 +62,7 @@ def test_quiet_deltas_handed_over_together_equal_each_applied() -> None:
         deltas = take()
         evicted += sum(d.base == d.end and any(any(md.counts) for md in d.models)
                        for d in deltas)  # fmt: skip
-        hand(deltas)
+        handed_alike(each, together, deltas, step)
     assert quiet > 50 and evicted, (quiet, evicted)
 
 
