@@ -1224,7 +1224,8 @@ _Given = tuple[PartitionDelta, dict[str, ModelDelta], frozenset[str], bool, bool
 
 def _busy(delta: PartitionDelta) -> frozenset[str]:
     """The models whose part of ``delta`` adds something (a pane, a counter or a delay):
-    their counters and delays read as two arrays, not model by model."""
+    those whose record :meth:`ModelStage.apply_part` would find not :func:`_nothing`, their
+    counters and delays read as two arrays, not model by model."""
     models = delta.models
     if not models:
         return frozenset()
