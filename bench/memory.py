@@ -14,7 +14,11 @@
    subprocesses, one model fed ``--warmup-seconds`` of event time at ``--warmup-rate``
    predictions a second (80 % labelled, default lateness of 1 m), once with the default
    warmup and once with none; RSS of each at the end, its difference per prediction then
-   held raw, and the same once the profile is built (twice as long a stream)::
+   held raw, and the same once the profile is built (twice as long a stream);
+4. A long sliding window's ring: in a fresh subprocess, one model (10 numeric features,
+   windows ``all``/``1d``, 10 s panes) fed ``--ring-hours`` of event time at 2 predictions
+   a second (80 % labelled), with no segment and with a segment of 50 values: the bytes
+   its ring of closed panes holds, against what the panes take as arrays, and the RSS::
 
     python bench/memory.py                    # 1,000,000 pending
     python bench/memory.py --pending 100000 --models 10
@@ -33,11 +37,14 @@ import time
 from itertools import islice
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import benchlib
 
 from monitor.broker import EmbeddedBroker
+from monitor.config import MonitorConfig
 from monitor.core.pipeline import Pipeline
 from monitor.logs import configure_logging
 
@@ -114,6 +121,29 @@ def measure_warmup(warmup: int, rate: float, seconds: float) -> dict[str, float]
     return {"rss": benchlib.settled_rss(), "warming": float(warming)}
 
 
+def measure_ring(hours: float, segments: int) -> dict[str, float]:
+    """Part 4, in this process: the ring of a ``1d`` window after ``hours`` of event time
+    at 2 predictions a second, the model with ``segments`` segment keys of 50 values."""
+    model = benchlib.model_dict("m0", segments=segments, extra={"reference_warmup": 500})
+    model["windows"] = ["all", "1d"]
+    cfg = MonitorConfig.model_validate({"time": {"pane": "10s", "allowed_lateness": "10s"},
+                                        "models": [model]})  # fmt: skip
+    engine = Pipeline(cfg)
+    engine.track(benchlib.all_partitions())
+    rate = 2.0
+    source = benchlib.stream(int(rate * hours * 3600), rate=rate, segments=segments)
+    while batch := list(islice(source, 10_000)):
+        engine.process(batch)
+        engine.drain_signals()
+    del batch
+    _trim()
+    w = engine.stages["m0"].windows
+    held = sum(a.nbytes if isinstance(a, np.ndarray) else a.at.nbytes + a.values.nbytes
+               for a in w.ring.values())  # fmt: skip
+    return {"panes": len(w.ring), "held": held, "rows": w.rows, "width": w.width,
+            "arrays": len(w.ring) * w.rows * w.width * 8, "rss": benchlib.settled_rss()}
+
+
 def _child(*args: str) -> dict[str, float]:
     """The JSON a ``--child`` run of this script printed last."""
     done = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", *args],
@@ -150,12 +180,18 @@ def main() -> int:
                         help="predictions per second of event time in part 3")
     parser.add_argument("--warmup-seconds", type=float, default=30.0,
                         help="event time of part 3's stream while the sample is held")
+    parser.add_argument("--ring-hours", type=float, default=6.0,
+                        help="event time of part 4's stream")
     parser.add_argument("--child", action="store_true", help="(internal) one part's child")
+    parser.add_argument("--ring-segments", type=int, default=None,
+                        help="(internal) part 4's child")
     parser.add_argument("--warmup", type=int, default=None, help="(internal) part 3's child")
     args = parser.parse_args()
     configure_logging("warning", json=True, stream=sys.stderr)
     if args.child:
-        if args.warmup is None:
+        if args.ring_segments is not None:
+            print(json.dumps(measure_ring(args.ring_hours, args.ring_segments)))
+        elif args.warmup is None:
             print(json.dumps(measure_pending(args.pending)))
         else:
             print(json.dumps(measure_warmup(args.warmup, args.warmup_rate, args.warmup_seconds)))
@@ -167,6 +203,8 @@ def main() -> int:
         for seconds in (span, 4 * span):
             warm[warmup, seconds] = _child("--warmup", str(warmup), "--warmup-rate", str(rate),
                                            "--warmup-seconds", str(seconds))  # fmt: skip
+    ring = {n: _child("--ring-segments", str(n), "--ring-hours", str(args.ring_hours))
+            for n in (0, 1)}  # fmt: skip
     d = daemon_at_rest(args.models)
     print("## Memory (item 4)\n")
     print(f"machine: {benchlib.machine()}\n")
@@ -207,6 +245,15 @@ def main() -> int:
               f"{b['rss'] / 1e6:.1f} MB | {(a['rss'] - b['rss']) / 1e6:.1f} MB |")
     print(f"\nwhile held: {held / (rate * span):.0f} B per prediction of the open panes; "
           f"after the profile is built: {after / 1e6:.0f} MB still resident")
+    print(f"\nA `1d` sliding window's ring after {args.ring_hours:g} h of event time at 2 "
+          "predictions/s (one model, 10 numeric features, windows all/1d, 10 s panes; a closed "
+          "pane kept as the cells that hold a value where that is smaller than its array):\n")
+    print("| segment | panes | slice rows x columns | ring held | as arrays | RSS |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for n, r in ring.items():
+        print(f"| {'one of 50 values' if n else 'none'} | {r['panes']:,.0f} | "
+              f"{r['rows']:.0f} x {r['width']:.0f} | {r['held'] / 1e6:.1f} MB | "
+              f"{r['arrays'] / 1e6:.0f} MB | {r['rss'] / 1e6:.0f} MB |")
     verdict = "met" if p["per_pending"] <= TARGET else "NOT met"
     print(f"\ntarget <= {TARGET} B per pending prediction: **{verdict}** "
           f"({p['per_pending'] / TARGET:.1f}x the target)")

@@ -4920,6 +4920,105 @@ done:
     return result;
 }
 
+/* close_cells with no pane leaving (0.0 in every cell): what it does to a cell that no
+ * leaving value reaches, x - 0.0 being x. */
+static CELLS void
+close_cells_open(double *restrict cum, const double *restrict a, double *restrict dec,
+                 const double *restrict d, double f, double *restrict t, double *restrict k,
+                 Py_ssize_t n)
+{
+    for (Py_ssize_t c = 0; c < n; c++) {
+        double ac = a[c];
+        cum[c] += ac;
+        double y = dec[c] * f;
+        dec[c] = y + d[c];
+        double s = t[c] + ac, m = k[c] + (ac != 0.0 ? 1.0 : 0.0);
+        t[c] = m == 0.0 ? 0.0 : s;
+        k[c] = m;
+    }
+}
+
+/* Then each cell of the pane that leaves (index, value), as close_cells takes its leaving
+ * value after the pane's: the cell's sum and count as close_cells_open left them are
+ * its s and its count before the leaving term (where that count is 0 the leaving value
+ * is a -0.0, which leaves 0.0 either way). Returns -1 (error set) for an index out of
+ * range, else whether a cell lost bits. */
+static int
+leave_cells(double *restrict t, double *restrict k, const char *index, Py_ssize_t isize,
+            const double *restrict val, Py_ssize_t count, Py_ssize_t n)
+{
+    uint64_t lost = 0;
+    for (Py_ssize_t j = 0; j < count; j++) {
+        Py_ssize_t c = isize == 4 ? (Py_ssize_t)((const int32_t *)index)[j]
+                                  : (Py_ssize_t)((const int64_t *)index)[j];
+        if (c < 0 || c >= n) {
+            PyErr_Format(PyExc_IndexError, "leaving cell %zd out of %zd", c, n);
+            return -1;
+        }
+        double oc = val[j];
+        double x = t[c] - oc;
+        double m = k[c] - (oc != 0.0 ? 1.0 : 0.0);
+        double left = m == 0.0 ? 0.0 : x;
+        double bound = m == 0.0 ? INFINITY : fabs(left) * CANCEL;
+        lost |= fabs(oc) > bound ? 1u : 0u;
+        t[c] = left;
+        k[c] = m;
+    }
+    return lost != 0;
+}
+
+PyDoc_STRVAR(window_close1_cells_doc,
+"window_close1_cells(cum, acc, decay, factor, decayed, sliding, nz, index, values) -> int\n\n"
+"window_close1 with the leaving pane given as its cells: flat indices (int32 or int64)\n"
+"into the arrays and their values, every other cell of it 0.0; the same results.");
+
+static PyObject *
+window_close1_cells(PyObject *self, PyObject *args)
+{
+    PyObject *o[8];
+    double f;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOdOOOOO", &o[0], &o[1], &o[2], &f, &o[3], &o[4], &o[5],
+                          &o[6], &o[7]))
+        return NULL;
+    static const char *what[6] = {"cum", "acc", "decay", "decayed", "sliding", "nz"};
+    static const int writable[6] = {1, 0, 1, 0, 1, 1};
+    Py_buffer v[6], vi, vv;
+    int held = 0, index_held = 0, values_held = 0;
+    PyObject *result = NULL;
+    for (; held < 6; held++) {
+        if (doubles(o[held], &v[held], writable[held], held ? v[0].len / 8 : -1,
+                    what[held]) < 0)
+            goto done;
+    }
+    if (PyObject_GetBuffer(o[6], &vi, PyBUF_C_CONTIGUOUS) < 0)
+        goto done;
+    index_held = 1;
+    if (vi.itemsize != 4 && vi.itemsize != 8) {
+        PyErr_SetString(PyExc_ValueError, "index: int32 or int64 items expected");
+        goto done;
+    }
+    Py_ssize_t count = vi.len / vi.itemsize;
+    if (doubles(o[7], &vv, 0, count, "values") < 0)
+        goto done;
+    values_held = 1;
+    Py_ssize_t n = v[0].len / 8;
+    close_cells_open((double *)v[0].buf, (const double *)v[1].buf, (double *)v[2].buf,
+                     (const double *)v[3].buf, f, (double *)v[4].buf, (double *)v[5].buf, n);
+    int lost = leave_cells((double *)v[4].buf, (double *)v[5].buf, (const char *)vi.buf,
+                           vi.itemsize, (const double *)vv.buf, count, n);
+    if (lost >= 0)
+        result = PyLong_FromLong(lost);
+done:
+    if (values_held)
+        PyBuffer_Release(&vv);
+    if (index_held)
+        PyBuffer_Release(&vi);
+    while (held-- > 0)
+        PyBuffer_Release(&v[held]);
+    return result;
+}
+
 /* ------------------------------------------------------------- a join table's expired front
  * JoinBuffer.expire's scan (join.py): the keys of the entries at the front of a matched
  * ids' or early labels' dict (arrival order) whose event time is below a bound, in C (a
@@ -7369,6 +7468,7 @@ static PyMethodDef methods[] = {
     {"window_close", window_close, METH_VARARGS, window_close_doc},
     {"first_rows", first_rows, METH_VARARGS, first_rows_doc},
     {"window_close1", window_close1, METH_VARARGS, window_close1_doc},
+    {"window_close1_cells", window_close1_cells, METH_VARARGS, window_close1_cells_doc},
     {"clear_arrays", clear_arrays, METH_VARARGS, clear_arrays_doc},
     {"attr_lists", attr_lists, METH_VARARGS, attr_lists_doc},
     {"none_at", none_at, METH_VARARGS, none_at_doc},

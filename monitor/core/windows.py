@@ -8,7 +8,10 @@ when the watermark passes a pane's end the pane closes and its sums move into:
   re-summing the ring every N panes so that add-then-subtract rounding cannot drift. Each
   window also counts, per cell, the panes in it with a non-zero term: a cell whose last
   term leaves is set to exactly 0 (on a sparse stream most cells empty out this way), and
-  only a cell that keeps terms but lost most of its magnitude is summed again;
+  only a cell that keeps terms but lost most of its magnitude is summed again. The ring
+  keeps a closed pane as its cells that hold a value (:class:`Cells`) when that takes
+  less memory than the array, which it does for the panes of a sparse stream and of
+  slices few events reach: a window of a day over 10 s panes holds 8,640 of them;
 - decay windows with half-life h: sums of ``x * exp(-(T - t) * ln2 / h)`` where t is each
   event's own time and T the end of the last closed pane.
 
@@ -31,7 +34,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -43,7 +46,16 @@ from monitor.core.layout import scatter_add, scatter_pane
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
-__all__ = ["RowMerges", "WindowSet"]
+__all__ = [
+    "Cells",
+    "RingPane",
+    "RowMerges",
+    "WindowSet",
+    "ring_array",
+    "ring_cells",
+    "ring_pane",
+    "ring_sparse",
+]
 
 # After ``total -= leaving``, a result below |leaving| / _CANCEL has lost more than
 # log2(_CANCEL) bits to rounding: the window is summed again from its panes.
@@ -69,6 +81,82 @@ def _dense(packed: F64 | tuple[tuple[int, ...], I64, F64]) -> F64:
     out = np.zeros(shape)
     out.reshape(-1)[index] = values
     return out
+
+
+class Cells(NamedTuple):
+    """A closed pane's sums in the ring as the cells that hold a value: flat indices into
+    its ``(rows, width)`` array (ascending; int32 below 2**31 cells) and their values.
+    Rows added at the end (:meth:`WindowSet.grow`) leave the indices as they are."""
+
+    at: npt.NDArray[np.int32] | I64
+    values: F64
+
+
+#: A closed pane in the ring: its array, or its :class:`Cells` when they take less memory.
+RingPane = F64 | Cells
+
+
+def ring_cells(acc: F64) -> Cells | None:
+    """``acc``'s cells whose bits are not all zero (a -0.0 too: the pane closes with the
+    same float operations as its array), None when 12 bytes a cell (index and value)
+    take no less memory than the array's 8 a cell."""
+    flat = acc.reshape(-1)
+    index = np.flatnonzero(flat.view(np.int64))
+    if 3 * len(index) >= 2 * len(flat):
+        return None
+    small = index.astype(np.int32) if len(flat) < 2**31 else index
+    return Cells(small, flat[index])
+
+
+def ring_pane(acc: F64) -> RingPane:
+    """What the ring keeps of closed sums ``acc``: its cells, or itself."""
+    cells = ring_cells(acc)
+    return acc if cells is None else cells
+
+
+def _copied(pane: RingPane) -> RingPane:
+    """A copy of a ring pane equal to a pickled and restored one: every zero +0.0 (so a
+    -0.0 cell is left out), every other value's bits kept."""
+    if isinstance(pane, np.ndarray):
+        return ring_pane(pane + 0.0)
+    keep = pane.values != 0
+    return Cells(pane.at[keep], pane.values[keep])
+
+
+def ring_array(pane: RingPane, rows: int, width: int) -> F64:
+    """A ring pane as its ``(rows, width)`` array (the array itself when it is one)."""
+    if isinstance(pane, np.ndarray):
+        return pane
+    out = np.zeros((rows, width))
+    out.reshape(-1)[pane.at] = pane.values
+    return out
+
+
+def ring_sparse(pane: RingPane, rows: int, width: int) -> tuple[I64, F64]:
+    """A ring pane's non-zero entries (NaN included; not -0.0) as flat indices and values:
+    what :func:`_sparse` keeps of its array."""
+    if isinstance(pane, np.ndarray):
+        _, index, values = _sparse(pane)
+        return index, values
+    keep = pane.values != 0
+    return pane.at[keep].astype(np.int64), pane.values[keep]
+
+
+def _add_ring(total: F64, pane: RingPane) -> None:
+    """``total += pane``'s array, the same floats: a cell it does not list would add 0.0,
+    which leaves a sum that starts at +0.0 as it is."""
+    if isinstance(pane, np.ndarray):
+        total += pane
+        return
+    total.reshape(-1)[pane.at] += pane.values
+
+
+def _count_ring(count: F64, pane: RingPane) -> None:
+    """``count += pane != 0`` of the pane's array."""
+    if isinstance(pane, np.ndarray):
+        count += pane != 0
+        return
+    count.reshape(-1)[pane.at] += pane.values != 0
 
 
 #: The attributes not pickled (made again: :meth:`WindowSet.__getstate__` makes the queued
@@ -145,7 +233,7 @@ class WindowSet:
         #: Joined events per slice in ``cum`` but in no decay window: late events of states
         #: written before late events were merged into every window.
         self.late_n = np.zeros(rows)
-        self.ring: dict[int, F64] = {}
+        self.ring: dict[int, RingPane] = {}
         self.sliding = [np.zeros((rows, width)) for _ in self.sliding_panes]
         self.decay = [np.zeros((rows, width)) for _ in self.decay_rates]
         self.closes = 0
@@ -213,7 +301,8 @@ class WindowSet:
         state = {k: v for k, v in self.__dict__.items() if k not in _UNSTORED}
         state["open"] = {p: _sparse(a) for p, a in self.open.items()}
         state["open_decay"] = {p: [_sparse(a) for a in arrs] for p, arrs in self.open_decay.items()}
-        state["ring"] = {p: _sparse(a) for p, a in self.ring.items()}
+        shape = (self.rows, self.width)
+        state["ring"] = {p: (shape, *ring_sparse(a, *shape)) for p, a in self.ring.items()}
         state["_nz"] = None
         del state["spent"], state["spare"]
         return state
@@ -229,7 +318,7 @@ class WindowSet:
             else:
                 ordered[name] = value
         state = ordered
-        state["ring"] = {p: _dense(a) for p, a in state["ring"].items()}
+        state["ring"] = {p: ring_pane(_dense(a)) for p, a in state["ring"].items()}
         state["_nz"] = None
         state["spent"] = []
         state["spare"] = []
@@ -250,7 +339,7 @@ class WindowSet:
         copied["open"] = {p: a + 0.0 for p, a in self.open.items()}
         copied["open_decay"] = {p: [a + 0.0 for a in arrs] for p, arrs in self.open_decay.items()}
         copied["queued"] = {}
-        copied["ring"] = {p: a + 0.0 for p, a in self.ring.items()}
+        copied["ring"] = {p: _copied(a) for p, a in self.ring.items()}
         copied["_nz"] = None
         copied["spent"] = []
         copied["spare"] = []
@@ -270,7 +359,8 @@ class WindowSet:
         }
         self.cum = pad_rows(self.cum, rows)
         self.late_n = np.concatenate([self.late_n, np.zeros(rows - len(self.late_n))])
-        self.ring = {p: pad_rows(a, rows) for p, a in self.ring.items()}
+        self.ring = {p: pad_rows(a, rows) if isinstance(a, np.ndarray) else a
+                     for p, a in self.ring.items()}  # fmt: skip
         self.sliding = [pad_rows(a, rows) for a in self.sliding]
         self.decay = [pad_rows(a, rows) for a in self.decay]
         self._nz = None
@@ -296,7 +386,8 @@ class WindowSet:
         late = np.zeros(rows)
         np.add.at(late, mapping[: len(self.late_n)], self.late_n)
         self.late_n = late
-        self.ring = {p: move(a) for p, a in self.ring.items()}
+        self.ring = {p: ring_pane(move(ring_array(a, self.rows, self.width)))
+                     for p, a in self.ring.items()}  # fmt: skip
         self.sliding = [move(a) for a in self.sliding]
         self.decay = [move(a) for a in self.decay]
         self.rows = rows
@@ -421,8 +512,10 @@ class WindowSet:
         """The plain part of a late addition: ``all``, the ring and the sliding windows."""
         self.cum += acc
         if self.ring_len and pane >= upto - self.ring_len:
-            held = self.ring.get(pane)
-            now = self.ring[pane] = acc.copy() if held is None else held + acc
+            kept = self.ring.get(pane)
+            held = None if kept is None else ring_array(kept, self.rows, self.width)
+            now = acc.copy() if held is None else held + acc
+            self.ring[pane] = ring_pane(now)
             gained = (now != 0) * 1.0 if held is None else (now != 0) * 1.0 - (held != 0)
             for i, (total, n) in enumerate(zip(self.sliding, self.sliding_panes, strict=True)):
                 if pane >= upto - n:
@@ -472,12 +565,13 @@ class WindowSet:
             nz = self._nz if self._nz is not None else self._count_terms(pane)
             arrived = acc != 0 if acc is not None else None
             if acc is not None:
-                self.ring[pane] = self._copy(acc) if scratch else acc
+                self._keep(pane, acc, scratch)
             for i, (total, n) in enumerate(zip(self.sliding, self.sliding_panes, strict=True)):
                 if acc is not None and arrived is not None:
                     total += acc
                     nz[i] += arrived
-                leaving = self.ring.get(pane - n)
+                left = self.ring.get(pane - n)
+                leaving = None if left is None else ring_array(left, self.rows, self.width)
                 if leaving is not None:
                     total -= leaving
                     nz[i] -= leaving != 0
@@ -510,21 +604,30 @@ class WindowSet:
         nz = self._nz if self._nz is not None else self._count_terms(pane)
         ring = self.ring
         if acc is not None:
-            ring[pane] = self._copy(acc) if scratch else acc
+            self._keep(pane, acc, scratch)
         spans = self.sliding_panes
         if len(spans) == 1:  # (one sliding window: no list made per window)
-            leaving = [ring.get(pane - spans[0])]
+            leaving: list[Any] = [ring.get(pane - spans[0])]
         else:
             leaving = [ring.get(pane - n) for n in spans]
         decay, sliding = self.decay, self.sliding
         if (len(factors) == 1 and len(sliding) == 1 and acc is not None and decayed is not None
                 and leaving[0] is not None):  # fmt: skip
             # the usual close of one decay and one sliding window: one pass over the cells
-            resum = compiled.window_close1(self.cum, acc, decay[0], factors[0], decayed[0],
-                                           sliding[0], nz[0], leaving[0])  # fmt: skip
+            # (then one over the leaving pane's, when the ring keeps it as cells)
+            out = leaving[0]
+            if type(out) is Cells:
+                resum = compiled.window_close1_cells(self.cum, acc, decay[0], factors[0],
+                                                     decayed[0], sliding[0], nz[0], out.at,
+                                                     out.values)  # fmt: skip
+            else:
+                resum = compiled.window_close1(self.cum, acc, decay[0], factors[0], decayed[0],
+                                               sliding[0], nz[0], out)  # fmt: skip
         else:
+            arrays = [None if out is None else ring_array(out, self.rows, self.width)
+                      for out in leaving]  # fmt: skip
             resum = compiled.window_close(self.cum, acc, decay, factors, decayed, sliding, nz,
-                                          leaving)  # fmt: skip
+                                          arrays)  # fmt: skip
         if resum:
             for i, n in enumerate(spans):
                 if resum >> i & 1:  # a large term left a small remainder
@@ -535,22 +638,34 @@ class WindowSet:
             out is not None for out in leaving
         )
 
-    def _copy(self, acc: F64) -> F64:
-        """A copy of a pane's sums for the ring: into a spare array (see :meth:`recycle`),
-        written whole, else a new one."""
+    def _keep(self, pane: int, acc: F64, scratch: bool) -> None:
+        """Keep closed ``pane``'s sums ``acc`` in the ring: as its cells (see
+        :func:`ring_cells`), else as an array (``scratch``: ``acc`` is the scratch, copied
+        into a spare array, see :meth:`recycle`, or a new one; else ``acc`` itself). An
+        array the ring does not take is let go of for the panes opened next."""
+        cells = ring_cells(acc)
+        if cells is not None:
+            self.ring[pane] = cells
+            if not scratch:
+                self.spent.append(acc)
+            return
+        if not scratch:
+            self.ring[pane] = acc
+            return
         spare = self.spare
         if not spare:
-            return acc.copy()
+            self.ring[pane] = acc.copy()
+            return
         arr = spare.pop()
         np.copyto(arr, acc)
-        return arr
+        self.ring[pane] = arr
 
     def _closed(self, pane: int) -> None:
         """What follows a close of ``pane`` with sliding windows: the ring lets go of the
         pane no window holds any more, and every ``ring_len`` panes the windows are summed
         again from the ring."""
         gone = self.ring.pop(pane - self.ring_len, None)
-        if gone is not None:
+        if isinstance(gone, np.ndarray):
             self.spent.append(gone)
         self.closes += 1
         if pane % self.ring_len == 0:
@@ -593,7 +708,7 @@ class WindowSet:
             count = np.zeros((self.rows, self.width))
             for p, arr in self.ring.items():
                 if p > pane - 1 - n:
-                    count += arr != 0
+                    _count_ring(count, arr)
             self._nz.append(count)
         return self._nz
 
@@ -602,14 +717,14 @@ class WindowSet:
         total[...] = 0.0
         for p, arr in self.ring.items():
             if p > last - n:
-                total += arr
+                _add_ring(total, arr)
 
     def _resum(self, last: int) -> None:
         for i, n in enumerate(self.sliding_panes):
             total = np.zeros((self.rows, self.width))
             for p, arr in self.ring.items():
                 if p > last - n:
-                    total += arr
+                    _add_ring(total, arr)
             self.sliding[i] = total
 
     def lowest_open(self) -> int | None:

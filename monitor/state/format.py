@@ -76,7 +76,7 @@ from monitor.core.reference import (
 from monitor.core.report import LABEL_DELAY_BUCKETS
 from monitor.core.rules import AlertEvent, ModelRules, RuleBook, RuleState
 from monitor.core.warmup_buffer import Split, WarmChunk, concat, split
-from monitor.core.windows import WindowSet
+from monitor.core.windows import RingPane, WindowSet, ring_array, ring_pane, ring_sparse
 
 __all__ = [
     "DETECTOR_CLASSES",
@@ -308,6 +308,12 @@ def _sparse(a: F64) -> Sparse:
     flat = a.reshape(-1)
     index = np.flatnonzero(flat)
     return Sparse(list(a.shape), _arr(index, np.int64), _arr(flat[index]))
+
+
+def _ring_sparse(pane: RingPane, rows: int, width: int) -> Sparse:
+    """A pane of a window's ring as :func:`_sparse` packs its array."""
+    index, values = ring_sparse(pane, rows, width)
+    return Sparse([rows, width], _arr(index, np.int64), _arr(values))
 
 
 def _unsparse(s: Sparse, shape: tuple[int, int]) -> F64:
@@ -861,7 +867,7 @@ def _window(w: WindowSet) -> WindowRec:
         open_decay={p: [_sparse(a) for a in arrs] for p, arrs in w.open_decay.items()},
         cum=_arr(w.cum),
         late_n=_arr(w.late_n),
-        ring={p: _sparse(a) for p, a in w.ring.items()},
+        ring={p: _ring_sparse(a, w.rows, w.width) for p, a in w.ring.items()},
         sliding=[_arr(a) for a in w.sliding],
         decay=[_arr(a) for a in w.decay],
         closes=w.closes,
@@ -883,7 +889,7 @@ def _set_window(w: WindowSet, r: WindowRec) -> None:
     w.open_decay = {int(p): [_unsparse(a, shape) for a in v] for p, v in r.open_decay.items()}
     w.cum = _matrix(r.cum, shape)
     w.late_n = _matrix(r.late_n, (r.rows,))
-    w.ring = {int(p): _unsparse(a, shape) for p, a in r.ring.items()}
+    w.ring = {int(p): ring_pane(_unsparse(a, shape)) for p, a in r.ring.items()}
     w.sliding = [_matrix(a, shape) for a in r.sliding]
     w.decay = [_matrix(a, shape) for a in r.decay]
     w.closes = int(r.closes)
@@ -1752,8 +1758,10 @@ def stages_from_engine(engine: Engine, legacy: Mapping[int, LegacyRec]) -> dict[
                 w.add_sums(p, None, a, part.open_decay[p])
             w.cum += part.cum
             w.late_n += part.late_n
-            for p, a in part.ring.items():
-                w.ring[p] = w.ring[p] + a if p in w.ring else a
+            for p, kept in part.ring.items():
+                w.ring[p] = (ring_pane(ring_array(w.ring[p], w.rows, w.width)
+                                       + ring_array(kept, part.rows, part.width))
+                             if p in w.ring else kept)  # fmt: skip
             for mine, theirs in zip(w.sliding, part.sliding, strict=True):
                 mine += theirs
             for mine, theirs in zip(w.decay, part.decay, strict=True):

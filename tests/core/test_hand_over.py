@@ -18,6 +18,7 @@ from monitor.core.deltas import DeltaBook
 from monitor.core.engine import Engine
 from monitor.core.model_stage import ModelStage, hand_over
 from monitor.core.partials import PartitionDelta
+from monitor.core.windows import ring_array
 from tests.core.test_model_stage import PARTS, TOPICS, config, polls, stream
 
 pytestmark = pytest.mark.usefixtures("kernels")
@@ -40,7 +41,7 @@ def _state(stage: ModelStage) -> Any:
         {p: a.tobytes() for p, a in w.open.items()},
         {p: [a.tobytes() for a in arrs] for p, arrs in w.open_decay.items()},
         w.cum.tobytes(), [a.tobytes() for a in w.sliding], [a.tobytes() for a in w.decay],
-        {p: a.tobytes() for p, a in w.ring.items()},
+        {p: ring_array(a, w.rows, w.width).tobytes() for p, a in w.ring.items()},
         stage.counts.tobytes(), stage.delay.tobytes(), stage.delay_sum, stage.error_panes,
         {p: {n: sum(map(len, chunks)) for n, chunks in parts.items()}
          for p, parts in stage.warm.items()},
