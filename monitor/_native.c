@@ -5019,6 +5019,162 @@ done:
     return result;
 }
 
+/* A ring pane's cells (windows.ring_cells): those of a float64 array whose bits are not
+ * all zero (a -0.0 too), counted, then their flat indices and values written. */
+
+static Py_ssize_t
+count_cells(const uint64_t *restrict a, Py_ssize_t n)
+{
+    Py_ssize_t k = 0;
+    for (Py_ssize_t c = 0; c < n; c++)
+        k += a[c] != 0;
+    return k;
+}
+
+PyDoc_STRVAR(cells_count_doc,
+"cells_count(acc) -> int\n\n"
+"How many items of the float64 array acc have bits that are not all zero (-0.0 counts).");
+
+static PyObject *
+cells_count(PyObject *self, PyObject *arg)
+{
+    Py_buffer v;
+    (void)self;
+    if (doubles(arg, &v, 0, -1, "acc") < 0)
+        return NULL;
+    Py_ssize_t k = count_cells((const uint64_t *)v.buf, v.len / 8);
+    PyBuffer_Release(&v);
+    return PyLong_FromSsize_t(k);
+}
+
+/* An index buffer of int32 or int64 items, writable or not; -1 (error set) else. */
+static int
+cell_index(PyObject *o, Py_buffer *b, int writable)
+{
+    if (PyObject_GetBuffer(o, b, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) < 0)
+        return -1;
+    if (b->itemsize != 4 && b->itemsize != 8) {
+        PyErr_SetString(PyExc_ValueError, "index: int32 or int64 items expected");
+        PyBuffer_Release(b);
+        return -1;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(cells_fill_doc,
+"cells_fill(acc, index, values) -> None\n\n"
+"Write the flat index (int32 or int64) and the value of each item of the float64 array acc\n"
+"whose bits are not all zero, in order, into the first items of index and values, which\n"
+"hold one item more than cells_count(acc) gives (each cell is written, and the next one\n"
+"goes over it unless its bits are not zero: no branch per cell).");
+
+static PyObject *
+cells_fill(PyObject *self, PyObject *args)
+{
+    PyObject *o_acc, *o_index, *o_values;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOO", &o_acc, &o_index, &o_values))
+        return NULL;
+    Py_buffer va, vi, vv;
+    if (doubles(o_acc, &va, 0, -1, "acc") < 0)
+        return NULL;
+    if (cell_index(o_index, &vi, 1) < 0) {
+        PyBuffer_Release(&va);
+        return NULL;
+    }
+    Py_ssize_t count = vi.len / vi.itemsize;
+    if (doubles(o_values, &vv, 1, count, "values") < 0) {
+        PyBuffer_Release(&vi);
+        PyBuffer_Release(&va);
+        return NULL;
+    }
+    const uint64_t *bits = (const uint64_t *)va.buf;
+    const double *a = (const double *)va.buf;
+    double *val = (double *)vv.buf;
+    Py_ssize_t n = va.len / 8, k = 0;
+    PyObject *result = NULL;
+    if (count_cells(bits, n) + 1 != count) {
+        PyErr_SetString(PyExc_ValueError, "index, values: not one item more than acc's cells");
+        goto done;
+    }
+    if (vi.itemsize == 4) {
+        if (n - 1 > INT32_MAX) {
+            PyErr_SetString(PyExc_ValueError, "index: int32 cannot number acc's cells");
+            goto done;
+        }
+        int32_t *idx = (int32_t *)vi.buf;
+        for (Py_ssize_t c = 0; c < n; c++) {
+            idx[k] = (int32_t)c;
+            val[k] = a[c];
+            k += bits[c] != 0;
+        }
+    } else {
+        int64_t *idx = (int64_t *)vi.buf;
+        for (Py_ssize_t c = 0; c < n; c++) {
+            idx[k] = (int64_t)c;
+            val[k] = a[c];
+            k += bits[c] != 0;
+        }
+    }
+    result = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&vv);
+    PyBuffer_Release(&vi);
+    PyBuffer_Release(&va);
+    return result;
+}
+
+PyDoc_STRVAR(cells_add_doc,
+"cells_add(total, index, values) -> None\n\n"
+"total[index[j]] += values[j] for each j in order (total a float64 array, index int32 or\n"
+"int64 in its range, every index checked before anything is written).");
+
+static PyObject *
+cells_add(PyObject *self, PyObject *args)
+{
+    PyObject *o_total, *o_index, *o_values;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOO", &o_total, &o_index, &o_values))
+        return NULL;
+    Py_buffer vt, vi, vv;
+    if (doubles(o_total, &vt, 1, -1, "total") < 0)
+        return NULL;
+    if (cell_index(o_index, &vi, 0) < 0) {
+        PyBuffer_Release(&vt);
+        return NULL;
+    }
+    Py_ssize_t count = vi.len / vi.itemsize, n = vt.len / 8;
+    PyObject *result = NULL;
+    if (doubles(o_values, &vv, 0, count, "values") < 0)
+        goto released;
+    for (Py_ssize_t j = 0; j < count; j++) {
+        Py_ssize_t c = vi.itemsize == 4 ? (Py_ssize_t)((const int32_t *)vi.buf)[j]
+                                        : (Py_ssize_t)((const int64_t *)vi.buf)[j];
+        if (c < 0 || c >= n) {
+            PyErr_Format(PyExc_IndexError, "cell %zd out of %zd", c, n);
+            goto done;
+        }
+    }
+    double *t = (double *)vt.buf;
+    const double *val = (const double *)vv.buf;
+    if (vi.itemsize == 4) {
+        const int32_t *idx = (const int32_t *)vi.buf;
+        for (Py_ssize_t j = 0; j < count; j++)
+            t[idx[j]] += val[j];
+    } else {
+        const int64_t *idx = (const int64_t *)vi.buf;
+        for (Py_ssize_t j = 0; j < count; j++)
+            t[idx[j]] += val[j];
+    }
+    result = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&vv);
+released:
+    PyBuffer_Release(&vi);
+    PyBuffer_Release(&vt);
+    return result;
+}
+
 /* ------------------------------------------------------------- a join table's expired front
  * JoinBuffer.expire's scan (join.py): the keys of the entries at the front of a matched
  * ids' or early labels' dict (arrival order) whose event time is below a bound, in C (a
@@ -7469,6 +7625,9 @@ static PyMethodDef methods[] = {
     {"first_rows", first_rows, METH_VARARGS, first_rows_doc},
     {"window_close1", window_close1, METH_VARARGS, window_close1_doc},
     {"window_close1_cells", window_close1_cells, METH_VARARGS, window_close1_cells_doc},
+    {"cells_count", cells_count, METH_O, cells_count_doc},
+    {"cells_fill", cells_fill, METH_VARARGS, cells_fill_doc},
+    {"cells_add", cells_add, METH_VARARGS, cells_add_doc},
     {"clear_arrays", clear_arrays, METH_VARARGS, clear_arrays_doc},
     {"attr_lists", attr_lists, METH_VARARGS, attr_lists_doc},
     {"none_at", none_at, METH_VARARGS, none_at_doc},

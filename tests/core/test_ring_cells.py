@@ -89,6 +89,56 @@ def test_ring_cells_are_kept_only_where_they_take_less_memory() -> None:
     assert ring_cells(full) is None
 
 
+@needs_native
+@pytest.mark.parametrize("seed", range(40))
+def test_compiled_cells_are_numpys(seed: int) -> None:
+    """``ring_cells`` and the indexed addition of the re-sums, compiled and in numpy."""
+    from monitor import _native  # type: ignore[attr-defined]
+
+    rng = np.random.default_rng(seed)
+    rows, width = int(rng.integers(1, 6)), int(rng.integers(1, 40))
+    acc = _cells(rng, rows * width, bool(rng.random() < 0.5), float(rng.random()) * 0.7)
+    acc = acc.reshape(rows, width)
+    native.use(False)
+    try:
+        want = ring_cells(acc)
+    finally:
+        native.use(True)
+    got = ring_cells(acc)
+    if want is None:
+        assert got is None
+        return
+    assert got is not None
+    assert got.at.dtype == want.at.dtype == np.int32
+    assert got.at.tobytes() == want.at.tobytes()
+    assert got.values.tobytes() == want.values.tobytes()
+    total = _cells(rng, rows * width, False)
+    by_numpy = total.copy()
+    by_numpy[want.at] += want.values
+    _native.cells_add(total, got.at.astype(np.int64), got.values)
+    assert _same(total, by_numpy)
+
+
+@needs_native
+def test_compiled_cells_refuse_what_does_not_fit() -> None:
+    from monitor import _native  # type: ignore[attr-defined]
+
+    acc = np.array([0.0, 1.0, -0.0, 0.0])
+    assert _native.cells_count(acc) == 2
+    index, values = np.empty(3, np.int32), np.empty(3)
+    _native.cells_fill(acc, index, values)
+    assert index[:2].tolist() == [1, 2]
+    assert values[:2].tobytes() == np.array([1.0, -0.0]).tobytes()
+    with pytest.raises(ValueError):  # no room for the one item more
+        _native.cells_fill(acc, np.empty(2, np.int32), np.empty(2))
+    with pytest.raises(ValueError):  # values and index of different lengths
+        _native.cells_fill(acc, np.empty(3, np.int32), np.empty(4))
+    total = np.zeros(4)
+    with pytest.raises(IndexError):
+        _native.cells_add(total, np.array([1, 4], np.int32), np.ones(2))
+    assert not total.any()  # checked before anything is written
+
+
 SPECS = (
     WindowSpec(name="all", kind="all", seconds=0.0),
     WindowSpec(name="6p", kind="sliding", seconds=60.0),
