@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -117,7 +117,7 @@ def ring_cells(acc: F64) -> Cells | None:
     at = np.flatnonzero(flat.view(np.int64))
     if 3 * len(at) >= 2 * size:
         return None
-    return Cells(at.astype(kind), flat[at])
+    return Cells(cast(npt.NDArray[np.int32] | I64, at.astype(kind)), flat[at])
 
 
 def ring_pane(acc: F64) -> RingPane:
