@@ -53,6 +53,7 @@ __all__ = [
     "WindowSet",
     "ring_array",
     "ring_cells",
+    "ring_listed",
     "ring_pane",
     "ring_sparse",
 ]
@@ -124,6 +125,23 @@ def ring_pane(acc: F64) -> RingPane:
     """What the ring keeps of closed sums ``acc``: its cells, or itself."""
     cells = ring_cells(acc)
     return acc if cells is None else cells
+
+
+def ring_listed(at: I64, values: F64, shape: tuple[int, int]) -> RingPane:
+    """:func:`ring_pane` of the array of ``shape`` whose cells at flat indices ``at``
+    (ascending and distinct, in range: as a checkpoint lists them) hold ``values`` and
+    the others +0.0, made without that array when the ring keeps its cells (a restore of
+    a day-long window would otherwise make thousands of arrays only to drop them)."""
+    keep = values.view(np.int64) != 0  # (the cells ring_cells keeps: bits not all zero)
+    if not keep.all():
+        at, values = at[keep], values[keep]
+    size = shape[0] * shape[1]
+    if 3 * len(at) >= 2 * size:
+        out = np.zeros(size)
+        out[at] = values
+        return out.reshape(shape)
+    kind = np.int32 if size < 2**31 else np.int64
+    return Cells(cast(npt.NDArray[np.int32] | I64, at.astype(kind)), values)
 
 
 def _copied(pane: RingPane) -> RingPane:

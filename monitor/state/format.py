@@ -76,7 +76,14 @@ from monitor.core.reference import (
 from monitor.core.report import LABEL_DELAY_BUCKETS
 from monitor.core.rules import AlertEvent, ModelRules, RuleBook, RuleState
 from monitor.core.warmup_buffer import Split, WarmChunk, concat, split
-from monitor.core.windows import RingPane, WindowSet, ring_array, ring_pane, ring_sparse
+from monitor.core.windows import (
+    RingPane,
+    WindowSet,
+    ring_array,
+    ring_listed,
+    ring_pane,
+    ring_sparse,
+)
 
 __all__ = [
     "DETECTOR_CLASSES",
@@ -107,6 +114,7 @@ __all__ = [
 FORMAT: Final = 5
 MAC_SIZE: Final = 32
 F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
 #: No positions (a warmup column whose values are all floats).
 _NOWHERE: Final = np.zeros(0, dtype=np.int64)
 
@@ -316,7 +324,8 @@ def _ring_sparse(pane: RingPane, rows: int, width: int) -> Sparse:
     return Sparse([rows, width], _arr(index, np.int64), _arr(values))
 
 
-def _unsparse(s: Sparse, shape: tuple[int, int]) -> F64:
+def _sparse_cells(s: Sparse, shape: tuple[int, int]) -> tuple[I64, F64]:
+    """A pane array's listed cells, checked: flat indices in range and their values."""
     if tuple(s.shape) != shape:
         raise FormatError(f"pane array of shape {s.shape}, expected {list(shape)}")
     index = _unarr(s.index, "<i8", 1)
@@ -324,9 +333,24 @@ def _unsparse(s: Sparse, shape: tuple[int, int]) -> F64:
     size = shape[0] * shape[1]
     if len(index) != len(values) or (len(index) and (index.min() < 0 or index.max() >= size)):
         raise FormatError("sparse array indices out of range")
-    out = np.zeros(size)
+    return index, values
+
+
+def _unsparse(s: Sparse, shape: tuple[int, int]) -> F64:
+    index, values = _sparse_cells(s, shape)
+    out = np.zeros(shape[0] * shape[1])
     out[index] = values
     return out.reshape(shape)
+
+
+def _ring_unsparse(s: Sparse, shape: tuple[int, int]) -> RingPane:
+    """A pane of a window's ring from its :class:`Sparse`: ``ring_pane(_unsparse(s,
+    shape))``, made from the cells as listed when they are ascending and distinct (as
+    :func:`_ring_sparse` writes them), without the array in between."""
+    index, values = _sparse_cells(s, shape)
+    if len(index) > 1 and not bool((index[1:] > index[:-1]).all()):
+        return ring_pane(_unsparse(s, shape))
+    return ring_listed(index, values, shape)
 
 
 def _matrix(r: Arr, shape: tuple[int, ...]) -> F64:
@@ -889,7 +913,7 @@ def _set_window(w: WindowSet, r: WindowRec) -> None:
     w.open_decay = {int(p): [_unsparse(a, shape) for a in v] for p, v in r.open_decay.items()}
     w.cum = _matrix(r.cum, shape)
     w.late_n = _matrix(r.late_n, (r.rows,))
-    w.ring = {int(p): ring_pane(_unsparse(a, shape)) for p, a in r.ring.items()}
+    w.ring = {int(p): _ring_unsparse(a, shape) for p, a in r.ring.items()}
     w.sliding = [_matrix(a, shape) for a in r.sliding]
     w.decay = [_matrix(a, shape) for a in r.decay]
     w.closes = int(r.closes)
