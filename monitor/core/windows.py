@@ -97,6 +97,17 @@ class Cells(NamedTuple):
 RingPane = F64 | Cells
 
 
+def _cells_smaller(count: int, size: int) -> bool:
+    """Whether ``count`` cells (12 bytes each: an index and a value) of an array of
+    ``size`` take less memory than the array (8 bytes a cell): the ring's one rule."""
+    return 3 * count < 2 * size
+
+
+def _index_kind(size: int) -> type[np.int32] | type[np.int64]:
+    """The integer type of :attr:`Cells.at` for an array of ``size`` cells."""
+    return np.int32 if size < 2**31 else np.int64
+
+
 def ring_cells(acc: F64) -> Cells | None:
     """``acc``'s cells whose bits are not all zero (a -0.0 too: the pane closes with the
     same float operations as its array), None when 12 bytes a cell (index and value)
@@ -105,18 +116,18 @@ def ring_cells(acc: F64) -> Cells | None:
     several times as long), else by numpy: the same cells."""
     flat = acc.reshape(-1)
     size = len(flat)
-    kind = np.int32 if size < 2**31 else np.int64
+    kind = _index_kind(size)
     compiled = native.kernels()
     if compiled is not None and flat.flags.c_contiguous:
         count = compiled.cells_count(flat)
-        if 3 * count >= 2 * size:
+        if not _cells_smaller(count, size):
             return None
         index = np.empty(count + 1, dtype=kind)  # (one more: see cells_fill)
         values = np.empty(count + 1)
         compiled.cells_fill(flat, index, values)
         return Cells(index[:count], values[:count])
     at = np.flatnonzero(flat.view(np.int64))
-    if 3 * len(at) >= 2 * size:
+    if not _cells_smaller(len(at), size):
         return None
     return Cells(cast(npt.NDArray[np.int32] | I64, at.astype(kind)), flat[at])
 
@@ -136,12 +147,11 @@ def ring_listed(at: I64, values: F64, shape: tuple[int, int]) -> RingPane:
     if not keep.all():
         at, values = at[keep], values[keep]
     size = shape[0] * shape[1]
-    if 3 * len(at) >= 2 * size:
+    if not _cells_smaller(len(at), size):
         out = np.zeros(size)
         out[at] = values
         return out.reshape(shape)
-    kind = np.int32 if size < 2**31 else np.int64
-    return Cells(cast(npt.NDArray[np.int32] | I64, at.astype(kind)), values)
+    return Cells(cast(npt.NDArray[np.int32] | I64, at.astype(_index_kind(size))), values)
 
 
 def _copied(pane: RingPane) -> RingPane:
