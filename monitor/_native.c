@@ -4967,6 +4967,20 @@ leave_cells(double *restrict t, double *restrict k, const char *index, Py_ssize_
     return lost != 0;
 }
 
+/* An index buffer of int32 or int64 items, writable or not; -1 (error set) else. */
+static int
+cell_index(PyObject *o, Py_buffer *b, int writable)
+{
+    if (PyObject_GetBuffer(o, b, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) < 0)
+        return -1;
+    if (b->itemsize != 4 && b->itemsize != 8) {
+        PyErr_SetString(PyExc_ValueError, "index: int32 or int64 items expected");
+        PyBuffer_Release(b);
+        return -1;
+    }
+    return 0;
+}
+
 PyDoc_STRVAR(window_close1_cells_doc,
 "window_close1_cells(cum, acc, decay, factor, decayed, sliding, nz, index, values) -> int\n\n"
 "window_close1 with the leaving pane given as its cells: flat indices (int32 or int64)\n"
@@ -4991,13 +5005,9 @@ window_close1_cells(PyObject *self, PyObject *args)
                     what[held]) < 0)
             goto done;
     }
-    if (PyObject_GetBuffer(o[6], &vi, PyBUF_C_CONTIGUOUS) < 0)
+    if (cell_index(o[6], &vi, 0) < 0)
         goto done;
     index_held = 1;
-    if (vi.itemsize != 4 && vi.itemsize != 8) {
-        PyErr_SetString(PyExc_ValueError, "index: int32 or int64 items expected");
-        goto done;
-    }
     Py_ssize_t count = vi.len / vi.itemsize;
     if (doubles(o[7], &vv, 0, count, "values") < 0)
         goto done;
@@ -5045,20 +5055,6 @@ cells_count(PyObject *self, PyObject *arg)
     Py_ssize_t k = count_cells((const uint64_t *)v.buf, v.len / 8);
     PyBuffer_Release(&v);
     return PyLong_FromSsize_t(k);
-}
-
-/* An index buffer of int32 or int64 items, writable or not; -1 (error set) else. */
-static int
-cell_index(PyObject *o, Py_buffer *b, int writable)
-{
-    if (PyObject_GetBuffer(o, b, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) < 0)
-        return -1;
-    if (b->itemsize != 4 && b->itemsize != 8) {
-        PyErr_SetString(PyExc_ValueError, "index: int32 or int64 items expected");
-        PyBuffer_Release(b);
-        return -1;
-    }
-    return 0;
 }
 
 PyDoc_STRVAR(cells_fill_doc,
