@@ -156,8 +156,9 @@ def _sums(w: WindowSet) -> list[bytes]:
 
 def _run(seed: int, compiled: bool, specs: tuple[WindowSpec, ...]) -> list[Any]:
     """The sums of a window set after each close of a random sparse sequence (additions
-    open and late, some taken back, pickles, copies, growth), and how many ring panes
-    were kept as cells."""
+    to open panes, of every row or some, and late ones, some taken back; pickles, copies,
+    growth; closed arrays reused for the panes opened next, as the stage reuses them),
+    and how many ring panes were kept as cells."""
     before = native.use(compiled)
     try:
         rng = np.random.default_rng(seed)
@@ -170,11 +171,20 @@ def _run(seed: int, compiled: bool, specs: tuple[WindowSpec, ...]) -> list[Any]:
         for step in range(int(rng.integers(20, 70))):
             density = 0.05 if step % 3 else 0.9  # mostly sparse panes, some nearly full
             for _ in range(int(rng.integers(0, 3))):
-                blocks = [_cells(rng, rows * width, odd, density).reshape(rows, width)
+                # every row, or some (a pane opened by them starts from a spare array)
+                some = rows > 1 and rng.random() < 0.5
+                at = (np.sort(rng.choice(rows, int(rng.integers(1, rows)), replace=False))
+                      if some else slice(0, rows))  # fmt: skip
+                n = len(at) if isinstance(at, np.ndarray) else rows
+                blocks = [_cells(rng, n * width, odd, density).reshape(n, width)
                           for _ in range(2)]  # fmt: skip
-                w.add_rows(pane, slice(0, rows), blocks[0], blocks[1:])
+                w.add_rows(pane, at, blocks[0], blocks[1:])
                 if rng.random() < 0.15:  # taken back: cells that cancel to 0
-                    w.add_rows(pane, slice(0, rows), blocks[0], blocks[1:], -1.0)
+                    w.add_rows(pane, at, blocks[0], blocks[1:], -1.0)
+            if rng.random() < 0.3:  # into a pane held as arrays (open, or ahead)
+                plain = _cells(rng, rows * width, odd, 0.05).reshape(rows, width)
+                decay = _cells(rng, rows * width, odd, 0.05).reshape(rows, width)
+                w.add_sums(pane + int(rng.integers(0, 3)), None, plain, [decay])
             if rng.random() < 0.3 and pane > 3:
                 late = pane - int(rng.integers(1, 5))
                 plain = _cells(rng, rows * width, odd, 0.1).reshape(rows, width)
@@ -189,6 +199,8 @@ def _run(seed: int, compiled: bool, specs: tuple[WindowSpec, ...]) -> list[Any]:
                 w.grow(rows)
             states.append(w.close(pane))
             pane += 1
+            if rng.random() < 0.7:  # as the stage does: closed arrays reused for new panes
+                w.recycle()
             kept_cells += sum(type(a) is Cells for a in w.ring.values())
             states.append(_sums(w))
         return [kept_cells, states]
