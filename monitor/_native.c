@@ -17,8 +17,9 @@
  * their id (uint32), their event time (float64, NaN for a dead row) and the end offset of
  * their id's UTF-8 bytes (int64) in one byte buffer. These functions probe and fill that
  * index exactly as join.py's numpy code does, one id at a time in C instead of a few dozen
- * numpy calls per poll: they read the columns through the buffer protocol (no numpy C
- * API, no build dependency besides Python's headers) and change nothing but the slots
+ * numpy calls per poll: they read the columns through the buffer protocol, or an exact
+ * ndarray's leading fields (np_view; no numpy C API, no build dependency besides Python's
+ * headers) and change nothing but the slots
  * (place) or the output rows (lookup); pending_add and pending_pop append and remove a
  * group's rows, columns, index and byte buffer together (pending_add_groups and
  * pending_pop_groups: many tables' groups in one call), and pending_compact moves a
@@ -44,6 +45,180 @@ typedef struct {
     Py_buffer buf;
 } arg_t;
 
+/* ------------------------------------------------------------- views of numpy arrays
+ * A kernel call of a poll with many models takes thousands of small arrays' buffers (a
+ * (model, partition) group's table columns, a pane's blocks), and numpy's getbuffer builds
+ * and compares a fresh description of the array for each (about a microsecond: 5 % of a
+ * hundred models' poll). np_view() gives the same Py_buffer for an exact numpy.ndarray read
+ * from the array object's leading fields (data, nd, dimensions, strides, base, descr,
+ * flags: the layout numpy's ABI keeps, PyArrayObject_fields) when the request needs no
+ * format string and the array meets it (contiguous, writeable when asked); anything else
+ * goes to PyObject_GetBuffer. The item size of each dtype is learnt once from numpy's own
+ * buffer, which also checks the fields read here against numpy's answer: any mismatch
+ * turns the shortcut off for good. Release with PyBuffer_Release as usual (the view holds
+ * a reference to the array; numpy's arrays have no release hook, which is checked). */
+
+typedef struct {
+    PyObject_HEAD
+    char *data;
+    int nd;
+    Py_ssize_t *dimensions;
+    Py_ssize_t *strides;
+    PyObject *base;
+    PyObject *descr;
+    int flags;
+} np_fields_t;
+
+#define NP_C_CONTIGUOUS 0x0001
+#define NP_WRITEABLE 0x0400
+#define NP_WARN_ON_WRITE ((int)(1u << 31))
+#define VIEW_DESCRS 16
+
+static PyTypeObject *view_type;            /* numpy.ndarray, once met */
+static int view_off;                       /* the shortcut found unsafe: never again */
+static PyObject *view_descr[VIEW_DESCRS];  /* dtypes met (held), with their item sizes */
+static Py_ssize_t view_size[VIEW_DESCRS];
+static int view_descrs;
+static int view_direct;                   /* whether the last np_view took the shortcut */
+
+/* Learn ``descr``'s item size from numpy's own view of o, checking the fields read here
+ * against it; the size, or -1 (shortcut off, or the cache full: numpy's getbuffer then). */
+static Py_ssize_t
+view_learn(PyObject *o, const np_fields_t *f)
+{
+    Py_buffer b;
+    if (view_descrs >= VIEW_DESCRS)
+        return -1;
+    if (PyObject_GetBuffer(o, &b, PyBUF_STRIDES) < 0) {
+        PyErr_Clear();
+        return -1;
+    }
+    int same = b.buf == (void *)f->data && b.ndim == f->nd && b.itemsize > 0;
+    Py_ssize_t cells = 1;
+    for (int d = 0; same && d < b.ndim; d++) {
+        /* (numpy packs a C-contiguous array's strides: only others are its own) */
+        same = b.shape[d] == f->dimensions[d]
+               && (b.strides[d] == f->strides[d] || (f->flags & NP_C_CONTIGUOUS));
+        cells *= f->dimensions[d];
+    }
+    same = same && b.len == cells * b.itemsize;
+    Py_ssize_t size = b.itemsize;
+    PyBuffer_Release(&b);
+    if (!same) {
+        view_off = 1;
+        return -1;
+    }
+    view_descr[view_descrs] = Py_NewRef(f->descr);
+    view_size[view_descrs++] = size;
+    return size;
+}
+
+/* PyObject_GetBuffer(o, b, flags), by the array's fields when o is an exact ndarray that
+ * meets a request without PyBUF_FORMAT (see above). */
+static int
+np_view(PyObject *o, Py_buffer *b, int flags)
+{
+    PyTypeObject *type = Py_TYPE(o);
+    view_direct = 0;
+    if (view_off || (flags & PyBUF_FORMAT) == PyBUF_FORMAT)
+        return PyObject_GetBuffer(o, b, flags);
+    if (type != view_type) {
+        if (view_type != NULL || strcmp(type->tp_name, "numpy.ndarray") != 0)
+            return PyObject_GetBuffer(o, b, flags);
+        if (type->tp_as_buffer == NULL || type->tp_as_buffer->bf_releasebuffer != NULL) {
+            view_off = 1;
+            return PyObject_GetBuffer(o, b, flags);
+        }
+        view_type = type;
+    }
+    const np_fields_t *f = (const np_fields_t *)o;
+    int fl = f->flags;
+    int strided = (flags & PyBUF_STRIDES) == PyBUF_STRIDES;
+    int contiguous = (fl & NP_C_CONTIGUOUS) != 0;
+    /* numpy's checks, in its order (anything it would refuse is left to it, to say why):
+     * a Fortran-order request, a contiguous one or one without strides of an array that
+     * is not C-contiguous, a writable one of an array that cannot be written */
+    if ((flags & PyBUF_F_CONTIGUOUS) == PyBUF_F_CONTIGUOUS
+        || (!contiguous && (!strided || (flags & PyBUF_C_CONTIGUOUS) == PyBUF_C_CONTIGUOUS
+                            || (flags & PyBUF_ANY_CONTIGUOUS) == PyBUF_ANY_CONTIGUOUS))
+        || ((flags & PyBUF_WRITABLE) && (!(fl & NP_WRITEABLE) || (fl & NP_WARN_ON_WRITE))))
+        return PyObject_GetBuffer(o, b, flags);
+    Py_ssize_t size = -1;
+    for (int i = 0; i < view_descrs; i++)
+        if (view_descr[i] == f->descr) {
+            size = view_size[i];
+            break;
+        }
+    if (size < 0 && (size = view_learn(o, f)) < 0)
+        return PyObject_GetBuffer(o, b, flags);
+    Py_ssize_t cells = 1;
+    for (int d = 0; d < f->nd; d++)
+        cells *= f->dimensions[d];
+    if (strided && contiguous) {
+        /* numpy gives a C-contiguous array's strides as the packed ones (an axis of one
+         * may hold any stride): an array whose own differ is left to it */
+        Py_ssize_t packed = size;
+        for (int d = f->nd - 1; d >= 0; d--) {
+            if (f->strides[d] != packed)
+                return PyObject_GetBuffer(o, b, flags);
+            packed *= f->dimensions[d];
+        }
+    }
+    b->buf = f->data;
+    b->obj = Py_NewRef(o);
+    b->len = cells * size;
+    b->itemsize = size;
+    b->readonly = !(fl & NP_WRITEABLE) || (fl & NP_WARN_ON_WRITE);
+    b->ndim = (flags & PyBUF_ND) == PyBUF_ND ? f->nd : 0;
+    b->format = NULL;
+    b->shape = (flags & PyBUF_ND) == PyBUF_ND ? f->dimensions : NULL;
+    b->strides = strided ? f->strides : NULL;
+    b->suboffsets = NULL;
+    b->internal = NULL;
+    view_direct = 1;
+    return 0;
+}
+
+PyDoc_STRVAR(array_view_doc,
+"array_view(obj, flags) -> (direct, address, len, itemsize, readonly, ndim, shape, strides)\n\n"
+"The buffer the kernels take of obj for the request flags (the PyBUF_* bits): whether it\n"
+"was read from an ndarray's fields (np_view's shortcut) rather than numpy's getbuffer,\n"
+"the address of its first item, its length in bytes, item size, readonly, ndim, and its\n"
+"shape and strides (None when the request leaves them out). For the tests, which compare\n"
+"it with numpy's own view.");
+
+static PyObject *
+array_view(PyObject *self, PyObject *args)
+{
+    PyObject *o;
+    int flags;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "Oi", &o, &flags))
+        return NULL;
+    Py_buffer b;
+    if (np_view(o, &b, flags) < 0)
+        return NULL;
+    int direct = view_direct;
+    PyObject *shape = Py_NewRef(Py_None), *strides = Py_NewRef(Py_None), *out = NULL;
+    if (b.shape != NULL) {
+        Py_SETREF(shape, PyTuple_New(b.ndim));
+        for (int d = 0; shape != NULL && d < b.ndim; d++)
+            PyTuple_SET_ITEM(shape, d, PyLong_FromSsize_t(b.shape[d]));
+    }
+    if (b.strides != NULL) {
+        Py_SETREF(strides, PyTuple_New(b.ndim));
+        for (int d = 0; strides != NULL && d < b.ndim; d++)
+            PyTuple_SET_ITEM(strides, d, PyLong_FromSsize_t(b.strides[d]));
+    }
+    if (shape != NULL && strides != NULL)
+        out = Py_BuildValue("(iKnniiOO)", direct, (unsigned long long)(uintptr_t)b.buf, b.len,
+                            b.itemsize, b.readonly, b.ndim, shape, strides);
+    Py_XDECREF(shape);
+    Py_XDECREF(strides);
+    PyBuffer_Release(&b);
+    return out;
+}
+
 static void
 release(arg_t *args, int n)
 {
@@ -59,7 +234,7 @@ acquire(arg_t *args, int n)
     for (int i = 0; i < n; i++) {
         arg_t *a = &args[i];
         int flags = PyBUF_C_CONTIGUOUS | (a->writable ? PyBUF_WRITABLE : 0);
-        if (PyObject_GetBuffer(a->obj, &a->buf, flags) < 0) {
+        if (np_view(a->obj, &a->buf, flags) < 0) {
             release(args, i);
             return -1;
         }
@@ -2699,7 +2874,7 @@ done:
 static int
 doubles(PyObject *o, Py_buffer *b, int writable, Py_ssize_t cells, const char *what)
 {
-    if (PyObject_GetBuffer(o, b, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) < 0)
+    if (np_view(o, b, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) < 0)
         return -1;
     if (b->itemsize != 8 || (cells >= 0 && b->len != cells * 8)) {
         PyErr_Format(PyExc_ValueError, "%s: %zd float64 items expected", what, cells);
@@ -2923,7 +3098,7 @@ rows_apply(Py_ssize_t nt, PyObject *const *targets, PyObject *const *blocks, PyO
             return -1;
         }
     } else {
-        if (PyObject_GetBuffer(o_rows, &vr, PyBUF_C_CONTIGUOUS) < 0)
+        if (np_view(o_rows, &vr, PyBUF_C_CONTIGUOUS) < 0)
             return -1;
         if (vr.itemsize != 8) {
             PyErr_SetString(PyExc_ValueError, "rows: int64 items expected");
@@ -2936,7 +3111,7 @@ rows_apply(Py_ssize_t nt, PyObject *const *targets, PyObject *const *blocks, PyO
     const int64_t *cols = NULL;
     Py_ssize_t bw = width; /* a block row's cells */
     if (o_cols != NULL && o_cols != Py_None) {
-        if (PyObject_GetBuffer(o_cols, &vc, PyBUF_C_CONTIGUOUS) < 0) {
+        if (np_view(o_cols, &vc, PyBUF_C_CONTIGUOUS) < 0) {
             if (vr.obj != NULL)
                 PyBuffer_Release(&vr);
             return -1;
@@ -4773,7 +4948,7 @@ clear_arrays(PyObject *self, PyObject *args)
         return PyErr_NoMemory();
     Py_ssize_t held = 0;
     for (; held < n; held++) {
-        if (PyObject_GetBuffer(PyList_GET_ITEM(arrays, held), &v[held],
+        if (np_view(PyList_GET_ITEM(arrays, held), &v[held],
                                PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE | PyBUF_FORMAT) < 0)
             goto done;
         if (v[held].itemsize != 8 || v[held].format == NULL || strcmp(v[held].format, "d")) {
@@ -4813,7 +4988,7 @@ first_rows(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "OnO!", &o_dst, &at, &PyList_Type, &sources))
         return NULL;
     Py_buffer dst;
-    if (PyObject_GetBuffer(o_dst, &dst, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE | PyBUF_ND) < 0)
+    if (np_view(o_dst, &dst, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE | PyBUF_ND) < 0)
         return NULL;
     Py_ssize_t n = PyList_GET_SIZE(sources);
     PyObject *result = NULL;
@@ -4832,7 +5007,7 @@ first_rows(PyObject *self, PyObject *args)
         goto done;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        if (PyObject_GetBuffer(PyList_GET_ITEM(sources, i), &v[i], PyBUF_C_CONTIGUOUS) < 0)
+        if (np_view(PyList_GET_ITEM(sources, i), &v[i], PyBUF_C_CONTIGUOUS) < 0)
             goto done;
         if (v[i].itemsize != 8 || v[i].len < width * 8) {
             PyErr_SetString(PyExc_ValueError, "sources: float64 rows of dst's width expected");
@@ -4971,7 +5146,7 @@ leave_cells(double *restrict t, double *restrict k, const char *index, Py_ssize_
 static int
 cell_index(PyObject *o, Py_buffer *b, int writable)
 {
-    if (PyObject_GetBuffer(o, b, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) < 0)
+    if (np_view(o, b, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) < 0)
         return -1;
     if (b->itemsize != 4 && b->itemsize != 8) {
         PyErr_SetString(PyExc_ValueError, "index: int32 or int64 items expected");
@@ -5970,7 +6145,7 @@ take_items(PyObject *self, PyObject *args)
     }
     Py_buffer view;
     if (!PyObject_CheckBuffer(places) ||
-        PyObject_GetBuffer(places, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        np_view(places, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
         PyErr_Clear();
         Py_RETURN_NONE;
     }
@@ -6248,7 +6423,7 @@ join_rows(PyObject *self, PyObject *args)
             else if (own != dtype)
                 goto decline;
             Py_buffer *b = &bufs[held];
-            if (PyObject_GetBuffer(a, b, PyBUF_STRIDES) < 0) {
+            if (np_view(a, b, PyBUF_STRIDES) < 0) {
                 PyErr_Clear();
                 goto decline;
             }
@@ -6289,7 +6464,7 @@ join_rows(PyObject *self, PyObject *args)
     if (Py_TYPE(out) != type)
         goto decline;
     Py_buffer vo;
-    if (PyObject_GetBuffer(out, &vo, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0)
+    if (np_view(out, &vo, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0)
         goto done;
     if (vo.len != rows * (ndim == 2 ? width : 1) * itemsize) {
         PyBuffer_Release(&vo);
@@ -7031,7 +7206,7 @@ read_features(PyObject *self, PyObject *args)
             continue;
         }
         Py_buffer view;
-        if (PyObject_GetBuffer(raw, &view, PyBUF_SIMPLE) < 0)
+        if (np_view(raw, &view, PyBUF_SIMPLE) < 0)
             goto done;
         Py_ssize_t had = PyList_GET_SIZE(strs);
         const char *p = (const char *)view.buf;
@@ -7302,7 +7477,7 @@ int64s(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "O!O", &PyList_Type, &items, &o_out))
         return NULL;
     Py_buffer vo;
-    if (PyObject_GetBuffer(o_out, &vo, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0)
+    if (np_view(o_out, &vo, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0)
         return NULL;
     Py_ssize_t n = PyList_GET_SIZE(items);
     if (vo.itemsize != 8 || vo.len != n * 8) {
@@ -7408,7 +7583,7 @@ pending_owners(PyObject *self, PyObject *args)
         return NULL;
     Py_ssize_t nt = PyList_GET_SIZE(tables), n = PyList_GET_SIZE(pids);
     Py_buffer vo;
-    if (PyObject_GetBuffer(o_out, &vo, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0)
+    if (np_view(o_out, &vo, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0)
         return NULL;
     if (vo.itemsize != 8 || vo.len != n * 8) {
         PyErr_Format(PyExc_ValueError, "out: %zd int64 items expected", n);
@@ -7532,7 +7707,7 @@ held_groups(PyObject *self, PyObject *args)
         return NULL;
     Py_ssize_t groups = PyList_GET_SIZE(tables);
     Py_buffer vo;
-    if (PyObject_GetBuffer(o_out, &vo, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0)
+    if (np_view(o_out, &vo, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0)
         return NULL;
     if (vo.itemsize != 1 || vo.len != groups || PyList_GET_SIZE(lists) != groups) {
         PyErr_Format(PyExc_ValueError, "pid_lists, out: %zd items expected", groups);
@@ -7585,6 +7760,7 @@ done:
 }
 
 static PyMethodDef methods[] = {
+    {"array_view", array_view, METH_VARARGS, array_view_doc},
     {"bin_rows", bin_rows, METH_VARARGS, bin_rows_doc},
     {"chi2_sf", chi2_sf, METH_VARARGS, chi2_sf_doc},
     {"cusum_arl", cusum_arl, METH_VARARGS, cusum_arl_doc},
