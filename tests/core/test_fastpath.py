@@ -266,10 +266,11 @@ class Cuts:
 
 def run(messages: list[Message], sizes: list[int], one_at_a_time: bool,
         monkeypatch: pytest.MonkeyPatch, max_pending: int, partitions: int = 3,
-        **options: Any) -> tuple[Pipeline, list[Any]]:
+        cfg: Any = None, **options: Any) -> tuple[Pipeline, list[Any]]:  # fmt: skip
     """The stream in polls of ``sizes`` (in turn), each decided whole or one message at a
-    time; returns the pipeline and [rejects, summary, cuts, join state, ledger rows]."""
-    engine = Pipeline(config(max_pending, **options))
+    time; returns the pipeline and [rejects, summary, cuts, join state, ledger rows].
+    ``cfg``: the config (else :func:`config` of ``max_pending`` and ``options``)."""
+    engine = Pipeline(config(max_pending, **options) if cfg is None else cfg)
     engine.track({(t, p) for t in ("predictions", "labels") for p in range(partitions)})
     cuts = Cuts()
     handed: list[Any] = []
@@ -979,3 +980,78 @@ def test_group_gives_each_model_and_partition_its_positions_in_order(
     assert {key: rows for key, (rows, _) in got.items()} == expected
     for rows, sel in got.values():
         assert sel.dtype == np.int64 and sel.tolist() == rows
+
+
+def versions_config() -> Any:
+    """Six models without segments, their versions capped at four."""
+    return config_from_mapping({
+        "time": {"pane": "10s", "allowed_lateness": "5s"},
+        "models": [
+            {"name": f"m{i}", "task": "binary", "positive_class": 1, "windows": ["all", "1m"],
+             "max_versions": 4, "reference_warmup": 0}
+            for i in range(6)
+        ],
+    })  # fmt: skip
+
+
+def versions_stream(seed: int, n: int) -> list[Message]:
+    """Predictions of six models over 3 partitions, with a version or none, new versions
+    appearing as the stream goes on (past a model's cap: folded), and their labels, some
+    naming the model."""
+    rng = random.Random(seed)
+    offsets: dict[tuple[str, int], int] = {}
+    out: list[Message] = []
+    waiting: list[tuple[str, str]] = []
+
+    def emit(topic: str, pid: str, body: dict[str, Any]) -> None:
+        part = zlib.crc32(pid.encode()) % 3
+        offset = offsets.get((topic, part), 0)
+        offsets[topic, part] = offset + 1
+        stamp = int((T0 + len(out) * 0.05 + 30) * 1000)
+        out.append(Message(topic, part, offset, pid.encode(), json.dumps(body).encode(),
+                           timestamp_ms=stamp))  # fmt: skip
+
+    for i in range(n):
+        t = T0 + i * 0.05
+        if rng.random() < 0.6 or not waiting:
+            model = f"m{rng.randrange(6)}"
+            pid = f"p{i}"
+            body: dict[str, Any] = {"prediction_id": pid, "model": model, "ts": t,
+                                    "prediction": rng.choice([0, 1]), "score": rng.random()}
+            # one version for a stretch of the stream (new at its start), then a new one
+            # at first, then a mix of the two and none; the fifth past a model's cap (half
+            # of the models register one of their own first)
+            era, at = divmod(i, 1200)
+            if i < 200 and int(model[1:]) >= 3:  # their own first: other ids, caps met sooner
+                version = f"w{model}"
+            elif era % 2 == 0 or at < 60:
+                version = f"v{era}"
+            else:
+                version = rng.choice([f"v{era - 1}", f"v{era}", "", None])
+            if version is not None:
+                body["model_version"] = version
+            emit("predictions", pid, body)
+            waiting.append((pid, model))
+        else:
+            pid, model = waiting.pop(rng.randrange(len(waiting)))
+            label: dict[str, Any] = {"prediction_id": pid, "ts": t + 1,
+                                     "label": rng.choice([0, 1])}
+            if rng.random() < 0.5:
+                label["model"] = model
+            emit("labels", pid, label)
+    return out
+
+
+@pytest.mark.parametrize("sizes", [[500], [40, 300, 7]])
+def test_many_models_with_versions_whole_equals_one_at_a_time(
+    sizes: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many models without segments whose versions change as the stream goes on (new ones
+    met in a poll, a mix of several and none, some models past their cap): the poll decided
+    whole equals its messages one at a time, registries and folded counts included."""
+    engine, _ = both(versions_stream(3, 9000), sizes, monkeypatch, 1_000_000,
+                     cfg=versions_config())  # fmt: skip
+    keys = [m.registry.keys for m in engine.models]
+    assert keys[0] != keys[3], keys  # registered in another order: other ids
+    folded = [m.registry.folded for m in engine.models]
+    assert any(any(f.values()) for f in folded), folded  # past the caps: folded
