@@ -48,8 +48,8 @@ typedef struct {
 /* ------------------------------------------------------------- views of numpy arrays
  * A kernel call of a poll with many models takes thousands of small arrays' buffers (a
  * (model, partition) group's table columns, a pane's blocks), and numpy's getbuffer builds
- * and compares a fresh description of the array for each (about a microsecond: 5 % of a
- * hundred models' poll). np_view() gives the same Py_buffer for an exact numpy.ndarray read
+ * and compares a fresh description of the array for each (5 % of a hundred models' poll,
+ * sampled). np_view() gives the same Py_buffer for an exact numpy.ndarray read
  * from the array object's leading fields (data, nd, dimensions, strides, base, descr,
  * flags: the layout numpy's ABI keeps, PyArrayObject_fields) when the request needs no
  * format string and the array meets it (contiguous, writeable when asked); anything else
@@ -187,6 +187,21 @@ PyDoc_STRVAR(array_view_doc,
 "shape and strides (None when the request leaves them out). For the tests, which compare\n"
 "it with numpy's own view.");
 
+/* The n sizes as a tuple of ints (NULL with an error set). */
+static PyObject *
+view_tuple(const Py_ssize_t *sizes, int n)
+{
+    PyObject *out = PyTuple_New(n);
+    for (int d = 0; out != NULL && d < n; d++) {
+        PyObject *item = PyLong_FromSsize_t(sizes[d]);
+        if (item == NULL)
+            Py_CLEAR(out);
+        else
+            PyTuple_SET_ITEM(out, d, item);
+    }
+    return out;
+}
+
 static PyObject *
 array_view(PyObject *self, PyObject *args)
 {
@@ -199,17 +214,9 @@ array_view(PyObject *self, PyObject *args)
     if (np_view(o, &b, flags) < 0)
         return NULL;
     int direct = view_direct;
-    PyObject *shape = Py_NewRef(Py_None), *strides = Py_NewRef(Py_None), *out = NULL;
-    if (b.shape != NULL) {
-        Py_SETREF(shape, PyTuple_New(b.ndim));
-        for (int d = 0; shape != NULL && d < b.ndim; d++)
-            PyTuple_SET_ITEM(shape, d, PyLong_FromSsize_t(b.shape[d]));
-    }
-    if (b.strides != NULL) {
-        Py_SETREF(strides, PyTuple_New(b.ndim));
-        for (int d = 0; strides != NULL && d < b.ndim; d++)
-            PyTuple_SET_ITEM(strides, d, PyLong_FromSsize_t(b.strides[d]));
-    }
+    PyObject *shape = b.shape != NULL ? view_tuple(b.shape, b.ndim) : Py_NewRef(Py_None);
+    PyObject *strides = b.strides != NULL ? view_tuple(b.strides, b.ndim) : Py_NewRef(Py_None);
+    PyObject *out = NULL;
     if (shape != NULL && strides != NULL)
         out = Py_BuildValue("(iKnniiOO)", direct, (unsigned long long)(uintptr_t)b.buf, b.len,
                             b.itemsize, b.readonly, b.ndim, shape, strides);
