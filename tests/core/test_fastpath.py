@@ -1018,11 +1018,12 @@ def versions_stream(seed: int, n: int) -> list[Message]:
             pid = f"p{i}"
             body: dict[str, Any] = {"prediction_id": pid, "model": model, "ts": t,
                                     "prediction": rng.choice([0, 1]), "score": rng.random()}
-            # one version for a stretch of the stream (new at its start), then a new one
-            # at first, then a mix of the two and none; the fifth past a model's cap (half
-            # of the models register one of their own first)
+            # each even stretch of the stream one version (new as it starts); each odd one
+            # a new version first, then a mix of it, the one before and none. Half of the
+            # models register one of their own first: their ids differ, their cap of four
+            # is met sooner.
             era, at = divmod(i, 1200)
-            if i < 200 and int(model[1:]) >= 3:  # their own first: other ids, caps met sooner
+            if i < 200 and int(model[1:]) >= 3:
                 version = f"w{model}"
             elif era % 2 == 0 or at < 60:
                 version = f"v{era}"
