@@ -54,8 +54,8 @@ typedef struct {
  * flags: the layout numpy's ABI keeps, PyArrayObject_fields) when the request needs no
  * format string and the array meets it (contiguous, writeable when asked); anything else
  * goes to PyObject_GetBuffer. The item size of each dtype is learnt once from numpy's own
- * buffer, which also checks the fields read here against numpy's answer: any mismatch
- * turns the shortcut off for good. Release with PyBuffer_Release as usual (the view holds
+ * buffer, which also checks the fields read here (data, shape, strides, flags, descr)
+ * against numpy's answers: any mismatch turns the shortcut off for good. Release with PyBuffer_Release as usual (the view holds
  * a reference to the array; numpy's arrays have no release hook, which is checked). */
 
 typedef struct {
@@ -103,7 +103,18 @@ view_learn(PyObject *o, const np_fields_t *f)
     }
     same = same && b.len == cells * b.itemsize;
     Py_ssize_t size = b.itemsize;
+    int readonly = b.readonly;
     PyBuffer_Release(&b);
+    /* the flags and descr read here against numpy's answers too: a C-contiguous request
+     * granted exactly when the flag says so, the same readonly, a dtype for the descr */
+    int c_contiguous = PyObject_GetBuffer(o, &b, PyBUF_C_CONTIGUOUS) == 0;
+    if (c_contiguous)
+        PyBuffer_Release(&b);
+    else
+        PyErr_Clear();
+    same = same && c_contiguous == ((f->flags & NP_C_CONTIGUOUS) != 0)
+           && readonly == (!(f->flags & NP_WRITEABLE) || (f->flags & NP_WARN_ON_WRITE))
+           && f->descr != NULL && strstr(Py_TYPE(f->descr)->tp_name, "dtype") != NULL;
     if (!same) {
         view_off = 1;
         return -1;
