@@ -32,7 +32,7 @@ class _Buffer(ctypes.Structure):
 
     _fields_ = [
         ("buf", ctypes.c_void_p),
-        ("obj", ctypes.py_object),
+        ("obj", ctypes.c_void_p),  # (a raw pointer: PyBuffer_Release owns its reference)
         ("len", ctypes.c_ssize_t),
         ("itemsize", ctypes.c_ssize_t),
         ("readonly", ctypes.c_int),
