@@ -17,7 +17,9 @@ import uuid
 from collections import Counter
 from itertools import chain
 from operator import itemgetter
+from typing import Any, cast
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 
@@ -26,7 +28,7 @@ from monitor.core.engine import LATE, Engine, PartitionState
 from monitor.core.join import EarlyLabels
 from monitor.core.partials import FORMAT, ModelDelta, PartitionDelta
 
-__all__ = ["DeltaBook"]
+__all__ = ["DeltaBook", "QuietParts"]
 
 F64 = npt.NDArray[np.float64]
 
@@ -64,6 +66,21 @@ class DeltaBook:
         (``arrays``: a delta handed over in the process, never encoded, whose pane blocks
         are the arrays themselves, see :meth:`DeltaLedger.take
         <monitor.core.partials.DeltaLedger.take>`)."""
+        return self._take(number, idle, arrays, None)
+
+    def take_handed(self, number: int) -> tuple[PartitionDelta, QuietParts]:
+        """:meth:`take` of a delta handed over in the process (``arrays``) with the parts
+        of the models it adds nothing to left out of it (no pane, counter, delay or delay
+        sum: most of a poll's parts when many models share a trickle), described by the
+        :class:`QuietParts` given with it, which makes any of them on demand: the delta
+        :meth:`take` would give is the two together (:meth:`QuietParts.whole`)."""
+        left = QuietParts(self.engine)
+        return self._take(number, frozenset(), True, left), left
+
+    def _take(self, number: int, idle: frozenset[str], arrays: bool,
+              left: QuietParts | None) -> PartitionDelta:  # fmt: skip
+        """:meth:`take`, and with ``left`` :meth:`take_handed` (whose quiet parts ``left``
+        is given)."""
         engine = self.engine
         state = engine.partition(number)
         ledger = engine.ledgers[number]
@@ -80,9 +97,9 @@ class DeltaBook:
             d_delay, d_sum = now[2] - published[2], now[3] - published[3]
         d_counts[:, LATE : LATE + 1] = 0.0  # stage 2 counts what is late by its own clock
         # (handed over in the process: each model's counts and delays as rows of these
-        # arrays, which nothing else holds, as its pane blocks are arrays)
-        counts: list[list[float]] = list(d_counts) if arrays else d_counts.tolist()
-        delays: list[list[float]] = list(d_delay) if arrays else d_delay.tolist()
+        # arrays, which nothing else holds, as its pane blocks are arrays; else lists)
+        counts: Any = d_counts if arrays else d_counts.tolist()
+        delays: Any = d_delay if arrays else d_delay.tolist()
         sums = d_sum.tolist()
         # early labels per model index (-1: naming none), as the join keeps them counted
         early = state.join.early
@@ -95,8 +112,15 @@ class DeltaBook:
         pending = state.join.pending
         models = []
         panes = ledger.take_all(arrays, [model.index for model in engine.models])
+        if left is not None:  # the models this delta adds a counter or delay to
+            adds = cast("list[bool]", (d_counts.any(axis=1) | d_delay.any(axis=1)
+                                       | (d_sum != 0)).tolist())  # fmt: skip
+            left.hold(d_counts, d_delay, sums)
         for model, taken in zip(engine.models, panes, strict=True):
             m = model.index
+            if left is not None and not taken and not adds[m]:  # a quiet part: left out
+                left.waiting[model.name] = (len(pending[m]), unnamed + by_model.get(m, 0))
+                continue
             registry = model.registry
             models.append(
                 ModelDelta(
@@ -129,6 +153,46 @@ class DeltaBook:
         )
         self.published[number] = (end, *now[1:])
         return delta
+
+
+class QuietParts:
+    """The parts of a delta handed over in the process (:meth:`DeltaBook.take_handed`)
+    that add nothing to their model, left out of it: each one's counts of waiting events
+    (``waiting``, by model name: what a stage 2 compares with its own), and the part
+    itself made on demand (:meth:`part`), as :meth:`DeltaBook.take` would have made it.
+    Made right before the hand-over: the models' registries are read when a part is
+    made, and stage 1 changes nothing of them in between."""
+
+    __slots__ = ("_engine", "_held", "waiting")
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        #: model name -> (predictions waiting for a label, labels waiting) at the end
+        self.waiting: dict[str, tuple[int, int]] = {}
+        self._held: tuple[F64, F64, list[float]] | None = None
+
+    def hold(self, counts: F64, delay: F64, sums: list[float]) -> None:
+        """Keep the delta's increments (a row of each model's), what its parts are made of."""
+        self._held = (counts, delay, sums)
+
+    def part(self, name: str) -> ModelDelta:
+        """The left-out part of model ``name``."""
+        assert self._held is not None
+        counts, delay, sums = self._held
+        model = next(model for model in self._engine.models if model.name == name)
+        m = model.index
+        registry = model.registry
+        pending, early = self.waiting[name]
+        return ModelDelta(model.name, model.layout.width, list(registry.keys), [], counts[m],
+                          delay[m], sums[m], dict(registry.folded), pending, early)  # fmt: skip
+
+    def whole(self, delta: PartitionDelta) -> PartitionDelta:
+        """``delta`` with its left-out parts in it, in the models' order: the delta
+        :meth:`DeltaBook.take` gives."""
+        given = {md.model: md for md in delta.models}
+        models = [given[model.name] if model.name in given else self.part(model.name)
+                  for model in self._engine.models]  # fmt: skip
+        return msgspec.structs.replace(delta, models=models)
 
 
 def _published(state: PartitionState) -> tuple[dict[str, int], F64, F64, F64]:

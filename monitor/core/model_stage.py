@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -61,6 +62,9 @@ from monitor.core.partials import (
 from monitor.core.report import LABEL_DELAY_BUCKETS, ModelReport, SliceReport
 from monitor.core.warmup_buffer import WarmChunk, concat, drop_last
 from monitor.core.windows import QUEUED_MAX, RowMerges, WindowSet, pad_rows
+
+if TYPE_CHECKING:
+    from monitor.core.deltas import QuietParts
 
 __all__ = ["ModelStage", "flush_together", "hand_over"]
 
@@ -1217,9 +1221,11 @@ def flush_together(pending: list[tuple[ModelStage, _Batch]]) -> None:
 
 
 #: A delta as :func:`_hand_stage` takes it: the delta, its parts by model, its idle topics,
-#: whether it is final, whether it read no offset, and the models it adds something to.
+#: whether it is final, whether it read no offset, the models it adds something to, and
+#: the parts left out of it (see :meth:`DeltaBook.take_handed
+#: <monitor.core.deltas.DeltaBook.take_handed>`; None: none is).
 _Given = tuple[PartitionDelta, dict[str, ModelDelta], frozenset[str], bool, bool,
-               frozenset[str]]  # fmt: skip
+               frozenset[str], "QuietParts | None"]  # fmt: skip
 
 
 def _busy(delta: PartitionDelta) -> frozenset[str]:
@@ -1236,22 +1242,27 @@ def _busy(delta: PartitionDelta) -> frozenset[str]:
                      if a or md.panes or md.delay_sum)  # fmt: skip
 
 
-def hand_over(stages: list[ModelStage], deltas: list[PartitionDelta]) -> None:
+def hand_over(stages: list[ModelStage], deltas: list[PartitionDelta],
+              left: Sequence[QuietParts | None] | None = None) -> None:  # fmt: skip
     """Apply ``deltas`` to every stage as :meth:`ModelStage.apply` of each, in the order
     given, with ``advance`` False, does (a process that reads every partition hands a
     poll's deltas over so), stage after stage (each stage's objects are read while they
     are in the processor's cache; the stages share nothing): a final delta (see
     :func:`_hand_stage`) has its row blocks queued and added with every other stage's in
     one pass; any other delta is applied by :meth:`ModelStage.apply_part`, after the blocks
-    queued before it."""
+    queued before it. ``left``: of each delta, the parts left out of it (see
+    :meth:`DeltaBook.take_handed <monitor.core.deltas.DeltaBook.take_handed>`), each
+    applied as if the delta held it: the same as :meth:`ModelStage.apply` of the whole
+    delta (:meth:`QuietParts.whole <monitor.core.deltas.QuietParts.whole>`)."""
     merges = RowMerges()
     now = time.time()
     given: list[_Given] = []
-    for delta in deltas:
+    for i, delta in enumerate(deltas):
         end = delta.end
         parts = {md.model: md for md in delta.models}
         given.append((delta, parts, frozenset(delta.idle), delta.confirmed == end,
-                      delta.base == end, _busy(delta)))  # fmt: skip
+                      delta.base == end, _busy(delta),
+                      None if left is None else left[i]))  # fmt: skip
     for stage in stages:
         _hand_stage(stage, given, now, merges)
     merges.run()
@@ -1272,13 +1283,19 @@ def _hand_stage(stage: ModelStage, given: list[_Given], now: float,
     before the stage's windows are read); a part that adds nothing and leaves the
     partition's waiting counts as they are changes nothing there, and is left out (most
     of a poll's parts when many models share a trickle). Any other delta is given to
-    :meth:`ModelStage.apply_part`, after the parts and blocks queued before it."""
+    :meth:`ModelStage.apply_part`, after the parts and blocks queued before it. A part
+    left out of its delta (by :meth:`DeltaBook.take_handed
+    <monitor.core.deltas.DeltaBook.take_handed>`) adds nothing: it is made only where
+    it changes something (the stage's waiting counts, or a delta applied whole)."""
     name, chains = stage.name, stage.chains
     progress, idles, released, heard = stage.progress, stage.idle, stage.released, stage.heard
     waiting = stage.waiting
     opened: list[tuple[PartitionDelta, ModelDelta]] = []  # parts for _add_open, in order
-    for delta, parts, idle, final, quiet, busy in given:
+    for delta, parts, idle, final, quiet, busy, left in given:
         mine = parts.get(name)
+        held = None  # the waiting counts of a part left out of the delta
+        if mine is None and left is not None:
+            held = left.waiting.get(name)
         number = delta.number
         chain = chains.get(number)
         session, seq = delta.session, delta.seq
@@ -1300,6 +1317,9 @@ def _hand_stage(stage: ModelStage, given: list[_Given], now: float,
                 stage._add_open(opened, merges)
                 opened = []
             merges.run()
+            if held is not None:
+                assert left is not None
+                mine = left.part(name)
             stage.apply_part(delta, mine, advance=False)
             continue
         assert chain is not None
@@ -1312,6 +1332,9 @@ def _hand_stage(stage: ModelStage, given: list[_Given], now: float,
             name in busy or waiting.get(number) != (mine.pending, mine.early)
         ):
             opened.append((delta, mine))
+        elif held is not None and waiting.get(number) != held:
+            assert left is not None
+            opened.append((delta, left.part(name)))
         chain.end = delta.end
         progress[number] = delta.progress
         idles[number] = idle

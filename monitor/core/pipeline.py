@@ -142,12 +142,14 @@ class Pipeline:
 
     def _hand_over(self) -> None:
         """Every partition's delta since the last into every model's stage 2."""
-        deltas = []
+        deltas, left = [], []
         for number in sorted(self.engine.partitions):
             # In one process each delta is final: nothing before it is ever undone.
             self.book.checkpointed(number, self.engine.partitions[number].offsets)
-            deltas.append(self.book.take(number, arrays=True))  # never encoded
-        hand_over(list(self.stages.values()), deltas)
+            delta, quiet = self.book.take_handed(number)  # never encoded
+            deltas.append(delta)
+            left.append(quiet)
+        hand_over(list(self.stages.values()), deltas, left)
 
     def _close(self, upto: int) -> None:
         stages = self.stages.values()

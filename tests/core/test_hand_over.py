@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from monitor.core.deltas import DeltaBook
+from monitor.core.deltas import DeltaBook, QuietParts
 from monitor.core.engine import Engine
 from monitor.core.model_stage import ModelStage, hand_over
 from monitor.core.partials import PartitionDelta
@@ -53,14 +53,19 @@ def _state(stage: ModelStage) -> Any:
 
 
 def handed_alike(each: dict[str, ModelStage], together: dict[str, ModelStage],
-                 deltas: list[PartitionDelta], where: Any = None) -> None:  # fmt: skip
+                 deltas: list[PartitionDelta], where: Any = None,
+                 left: list[QuietParts | None] | None = None) -> None:  # fmt: skip
     """Feed ``deltas`` to the stages ``each`` one by one (``apply``) and to their copies
     ``together`` at once (``hand_over``), close what the clock passed in both, and check
-    that both hold the same (``where``: said when they do not)."""
-    for delta in deltas:
+    that both hold the same (``where``: said when they do not). ``left``: the parts left
+    out of each delta (``DeltaBook.take_handed``), handed over so to ``together``; the
+    stages ``each`` are given the whole delta."""
+    for i, delta in enumerate(deltas):
+        quiet = None if left is None else left[i]
+        whole = delta if quiet is None else quiet.whole(delta)
         for stage in each.values():
-            stage.apply(delta, advance=False)
-    hand_over(list(together.values()), deltas)
+            stage.apply(whole, advance=False)
+    hand_over(list(together.values()), deltas, left)
     for name, stage in each.items():
         stage.advance()
         together[name].advance()
@@ -86,26 +91,36 @@ def test_deltas_handed_over_together_equal_each_applied(registry: str, warmup: i
     sent: list[PartitionDelta] = []
     kinds = {"final": 0, "other": 0}
     undoable = 0  # polls after which some stage kept pieces to undo
+    quiet = 0  # parts left out of their deltas (take_handed)
     for i, batch in enumerate(polls(stream(3000, 7, shuffle=0.03), 7)):
         for number in sorted(engine.partitions):
             if rng.random() < 0.05:  # a new session, going on from where the chain is
                 book.restart(number)
         engine.process(batch)
         engine.drain_signals()
-        deltas = []
+        deltas: list[PartitionDelta] = []
+        left: list[QuietParts | None] = []
         for number in sorted(engine.partitions):
             final = rng.random() < 0.8
             if final:  # as one process: the delta ends at a durable checkpoint
                 book.checkpointed(number, engine.partitions[number].offsets)
             kinds["final" if final else "other"] += 1
-            deltas.append(book.take(number, arrays=True))
+            if i % 2:  # the parts that add nothing left out, as Pipeline takes them
+                delta, parts = book.take_handed(number)
+                quiet += len(parts.waiting)
+            else:
+                delta, parts = book.take(number, arrays=True), None
+            deltas.append(delta)
+            left.append(parts)
         if sent and rng.random() < 0.1:  # an old delta again: stale
-            deltas.insert(rng.randrange(len(deltas) + 1), rng.choice(sent))
-        sent += deltas
-        handed_alike(each, together, deltas, i)
+            at = rng.randrange(len(deltas) + 1)
+            deltas.insert(at, rng.choice(sent))
+            left.insert(at, None)
+        sent += [d if q is None else q.whole(d) for d, q in zip(deltas, left, strict=True)]
+        handed_alike(each, together, deltas, i, left)
         undoable += any(a.pieces for s in each.values() for c in s.chains.values()
                         for a in c.history)  # fmt: skip
-    assert kinds["final"] > 50 and kinds["other"] > 10
+    assert kinds["final"] > 50 and kinds["other"] > 10 and quiet, (kinds, quiet)
     assert each["m"].panes_closed > 50 and each["m"].stale
     assert undoable > 5
     if warmup:

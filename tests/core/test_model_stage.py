@@ -84,20 +84,27 @@ def stream(n: int, seed: int, shuffle: float = 0.0) -> list[Message]:
         if rng.random() < shuffle:
             j = min(len(out) - 1, i + rng.randrange(1, 250))
             out[i], out[j] = out[j], out[i]
+    return as_messages(out)
+
+
+def as_messages(records: list[tuple[float, int, str, bytes]]) -> list[Message]:
+    """Records ``(time, partition, topic, value)`` as the messages a consumer reads, in
+    their order: each (topic, partition) numbered from offset 0, stamped with the time."""
     offsets: dict[tuple[str, int], int] = {}
     messages = []
-    for t, part, topic, value in out:
+    for t, part, topic, value in records:
         off = offsets.get((topic, part), 0)
         offsets[(topic, part)] = off + 1
         messages.append(Message(topic, part, off, None, value, timestamp_ms=int(t * 1000)))
     return messages
 
 
-def polls(messages: list[Message], seed: int) -> list[list[Message]]:
+def polls(messages: list[Message], seed: int, most: int = 300) -> list[list[Message]]:
+    """``messages`` cut into polls of 1 to ``most`` - 1 messages, at random."""
     rng = random.Random(seed)
     out, i = [], 0
     while i < len(messages):
-        k = rng.randrange(1, 300)
+        k = rng.randrange(1, most)
         out.append(messages[i:i + k])
         i += k
     return out

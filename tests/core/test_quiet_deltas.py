@@ -12,9 +12,10 @@ import math
 
 import pytest
 
-from monitor.core.deltas import DeltaBook
+from monitor.core.deltas import DeltaBook, QuietParts
 from monitor.core.engine import Engine
 from monitor.core.model_stage import ModelStage
+from monitor.core.partials import PartitionDelta
 from monitor.core.pipeline import Pipeline
 from monitor.events.message import Message
 from tests.core.test_hand_over import handed_alike
@@ -34,14 +35,28 @@ def test_quiet_deltas_handed_over_together_equal_each_applied() -> None:
     book = DeltaBook(engine)
     each = {m.name: ModelStage(cfg, m.name, PARTS) for m in cfg.models}
     together = copy.deepcopy(each)
-    quiet = evicted = 0
+    quiet = evicted = left_out = 0
+    left: list[QuietParts | None] = []
 
-    def take() -> list:
-        deltas = []
+    def take() -> list[PartitionDelta]:
+        """A poll's deltas, every other one with its quiet parts left out (as Pipeline
+        takes them): ``left`` holds those parts, and ``quiet.whole`` gives each whole."""
+        nonlocal left_out
+        deltas, left[:] = [], []
         for number in sorted(engine.partitions):
             book.checkpointed(number, engine.partitions[number].offsets)
-            deltas.append(book.take(number, arrays=True))
+            if number % 2:
+                delta, parts = book.take_handed(number)
+                left_out += len(parts.waiting)
+                deltas.append(delta)
+                left.append(parts)
+            else:
+                deltas.append(book.take(number, arrays=True))
+                left.append(None)
         return deltas
+
+    def whole(deltas: list[PartitionDelta]) -> list[PartitionDelta]:
+        return [d if q is None else q.whole(d) for d, q in zip(deltas, left, strict=True)]
 
     # Polls that hold only some partitions' messages (the others' deltas read nothing),
     # and polls that hold nothing.
@@ -52,7 +67,7 @@ def test_quiet_deltas_handed_over_together_equal_each_applied() -> None:
             engine.drain_signals()
             deltas = take()
             quiet += sum(d.base == d.end for d in deltas)
-            handed_alike(each, together, deltas, i)
+            handed_alike(each, together, deltas, i, left)
     # Then the clock passes every label's ttl: stage 1 evicts the predictions still
     # waiting, reading no offset (deltas that read nothing but add counts).
     last = max(s.closed_upto or 0 for s in each.values())
@@ -61,9 +76,9 @@ def test_quiet_deltas_handed_over_together_equal_each_applied() -> None:
         engine.drain_signals()
         deltas = take()
         evicted += sum(d.base == d.end and any(any(md.counts) for md in d.models)
-                       for d in deltas)  # fmt: skip
-        handed_alike(each, together, deltas, step)
-    assert quiet > 50 and evicted, (quiet, evicted)
+                       for d in whole(deltas))  # fmt: skip
+        handed_alike(each, together, deltas, step, left)
+    assert quiet > 50 and evicted and left_out > 50, (quiet, evicted, left_out)
 
 
 def test_a_quiet_partition_keeps_no_history() -> None:
