@@ -14,7 +14,7 @@ import zlib
 from collections import Counter
 from collections.abc import Collection, Iterator
 from functools import partial
-from itertools import accumulate, chain
+from itertools import accumulate, chain, compress
 from typing import Any, Final, NamedTuple, cast
 
 import numpy as np
@@ -1842,13 +1842,20 @@ class JoinBuffer:
         """The ids among ``pids`` that wait as early labels or were joined recently for
         ``model`` (-1: any): ``pid in early or was_matched(pid, model)`` for many ids at
         once: one set operation over ``pids`` for the early labels, one probe of each
-        matched table."""
+        matched table (every model's at once, for ``model`` -1: one compiled call over
+        the tables that hold any id, not a call per table of a hundred models)."""
         early = self.early
         out: set[str] = early.keys() & pids if early else set()
         listed = pids if type(pids) is list else list(pids)
-        for table in self.matched if model < 0 else (self.matched[model],):
+        if model >= 0:
+            table = self.matched[model]
             if table:
                 out.update(map(listed.__getitem__, table.held(listed)))
+            return out
+        tables = [table for table in self.matched if table]
+        if tables and listed:
+            held = cast("list[bool]", (native.pending_owners(tables, listed) >= 0).tolist())
+            out.update(compress(listed, held))
         return out
 
     @staticmethod
