@@ -1656,8 +1656,7 @@ def _predictions(
     groups = _group(parts, model_of)
     plain: dict[int, _PlainGroups] = {}
     followed = _marked(len(ids), fused_at) if fused_at else None
-    models = engine.models
-    if any(m >= 0 and not models[m].warmup_target for m in {m for m, _ in groups}):
+    if any(m >= 0 for m, _ in groups):
         odd_ids = found_before | set(retried) if retried else found_before
         plain = _plain_models(engine, groups, events, ids, labels, at_l, parts, model_of,
                               fused, fused_at, odd_ids)  # fmt: skip
@@ -1845,8 +1844,9 @@ def _plain_models(
     fused_at: list[int],
     odd_ids: Collection[str],
 ) -> dict[int, _PlainGroups]:
-    """The plain groups of predictions of the segment, per model: a configured model past
-    its warmup, no prediction carrying a label field, no id the partition holds already
+    """The plain groups of predictions of the segment, per model: a configured model (in
+    its warmup too: :func:`_take_plain` sends its raw rows), no prediction carrying a
+    label field, no id the partition holds already
     (waiting for any model, matched for the model, or an early label), and a label
     message of the segment joining a prediction only after it and naming its model or
     none (none of ``odd_ids``: retried, or finding the id in the join state first). Such
@@ -1882,7 +1882,7 @@ def _plain_models(
     cand: list[tuple[int, int, list[int], I64, list[str], JoinBuffer]] = []
     joins: dict[int, JoinBuffer] = {}  # each partition's, looked up once
     for (m, number), (rows, sel) in groups.items():
-        if m < 0 or (m, number) in odd or models[m].warmup_target:
+        if m < 0 or (m, number) in odd:
             continue
         join = joins.get(number)
         if join is None:
@@ -2295,6 +2295,14 @@ def _take_plain(
     registry and the features taken over the groups one after the other."""
     m = model.index
     slices = _slices(model, group, idx, split.slices)
+    if model.warmup_target:  # its predictions raw to its stage 2, each partition's run
+        a = 0
+        for number, n in zip(numbers, sizes, strict=True):
+            if n:
+                b = a + n
+                _warmup_rows(engine, model, number, group[a:b], ts[a:b], score[a:b],
+                             slices[a:b])  # fmt: skip
+                a = b
     feats, numeric = _feature_columns(engine, model, group, idx, split.features)
     prob = None
     if model.layout.kind.uses_probabilities:
@@ -2825,10 +2833,10 @@ def _plan_early(
     chosen = keep.tolist()
     asked = pids if len(chosen) == len(pids) else _pick(pids, chosen)
     out = np.zeros(len(chosen), dtype=bool)
-    if name >= 0:  # waiting for another model: model_mismatch
-        for table in join.pending:
-            if len(table):
-                out |= table.contains_many(asked)
+    if name >= 0:  # waiting for another model: model_mismatch (every table in one call)
+        tables = [table for table in join.pending if len(table)]
+        if tables:
+            out |= native.pending_owners(tables, asked) >= 0
     seen = join.seen(asked, name)  # an early label, or matched: duplicate
     if seen:
         out |= np.fromiter(map(seen.__contains__, asked), bool, len(asked))
