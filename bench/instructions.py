@@ -27,7 +27,10 @@ prints the difference, the instructions of the processing alone. Workloads:
   from its pickle runs a little more than one built in the process, as ``scaling.py``
   times it: at 100 models about 2.5 % more (reallocations of lists grown afresh, and
   attribute reads CPython has not specialised yet), at one model nothing to speak of; the
-  100-model point's ratio here is that much above the timed one's.
+  100-model point's ratio here is that much above the timed one's. With ``--warmup``,
+  every model is still in its drift warmup (the default ``reference_warmup``), as a
+  freshly deployed model at a trickle stays for hours: its predictions are also sent raw
+  to its stage 2.
 
 Compare two trees by running each one's copy of this script, or the same tree with and
 without its compiled module (``--native 0``)::
@@ -37,6 +40,7 @@ without its compiled module (``--native 0``)::
     python bench/instructions.py early --days 0.03
     python bench/instructions.py scaling --models 100 --native 0
     python bench/instructions.py scaling --models 1 --functions 25   # where they go
+    python bench/instructions.py scaling --poll 90 --events 4000 --warmup   # a trickle
 
 Counts see neither cache misses nor the memory traffic of numpy's kernels: a change that
 moves data around is timed natively as well (``docs/benchmarks.md``, "Measuring a change").
@@ -177,14 +181,9 @@ def _warmed_state(args: argparse.Namespace, path: Path) -> None:
 
     configure_logging("warning", json=True, stream=sys.stderr)
     benchlib.as_the_cli()
-    cfg = benchlib.config(
-        args.models,
-        features=10,
-        segments=0,
-        windows=3,
-        lateness="10s",
-        extra={"reference_warmup": benchlib.STEADY_WARMUP},
-    )
+    extra = {} if args.warmup else {"reference_warmup": benchlib.STEADY_WARMUP}
+    cfg = benchlib.config(args.models, features=10, segments=0, windows=3, lateness="10s",
+                          extra=extra)  # fmt: skip
     prefix, polls = benchlib.steady_polls(args.models, args.events)
     if args.poll != 10_000:  # the same messages in polls of another size
         messages = [m for batch in polls for m in batch]
@@ -192,7 +191,15 @@ def _warmed_state(args: argparse.Namespace, path: Path) -> None:
     engine = Pipeline(cfg)
     alerting = Alerting(cfg, engine.models)
     engine.track(benchlib.all_partitions())
-    benchlib.warm_up(engine, alerting, prefix)
+    if args.warmup:  # the prefix read, every model still in its warmup after it
+        for batch in prefix:
+            engine.process(batch)
+            alerting.feed(engine.drain_signals())
+        if any(stage.warmed_up() or not stage.model.warmup_target
+               for stage in engine.stages.values()):  # fmt: skip
+            raise SystemExit("a model left its warmup in the prefix: give fewer --events")
+    else:
+        benchlib.warm_up(engine, alerting, prefix)
     with open(path, "wb") as f:
         pickle.dump((engine, alerting, polls), f, protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -264,6 +271,13 @@ def main() -> int:
         "per model is most of the work)",
     )
     parser.add_argument(
+        "--warmup",
+        action="store_true",
+        help="scaling: every model still in its drift warmup (the default "
+        "reference_warmup, as a freshly deployed model at a trickle stays for hours): its "
+        "predictions also sent raw to its stage 2",
+    )
+    parser.add_argument(
         "--native",
         choices=("0", "1"),
         default="1",
@@ -293,7 +307,8 @@ def main() -> int:
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
     argv = [args.workload, "--days", str(args.days), "--models", str(args.models),
-            "--events", str(args.events), "--poll", str(args.poll)]  # fmt: skip
+            "--events", str(args.events), "--poll", str(args.poll),
+            *(["--warmup"] if args.warmup else [])]  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="monitor-instr-") as tmp:
         if args.workload == "scaling":  # warmed natively, with the same hash seed
             state = Path(tmp) / "warmed.pickle"
@@ -314,7 +329,7 @@ def main() -> int:
         "noisy": f"{args.events:,} predictions of replay_noisy.py's stream",
         "early": f"{args.days:g} days of replay_week.py's traffic, labels read ahead",
         "scaling": f"{args.events:,} predictions over {args.models} models, polls of "
-        f"{args.poll:,} messages",
+        f"{args.poll:,} messages" + (", every model in its warmup" if args.warmup else ""),
     }[args.workload]
     compiled = "on" if args.native == "1" and native.available() else "off"
     print(f"workload    {args.workload}: {what}; compiled module {compiled}")

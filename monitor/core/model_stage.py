@@ -365,7 +365,8 @@ class ModelStage:
     def _add_open(self, parts: list[tuple[PartitionDelta, ModelDelta]],
                   merges: RowMerges) -> None:  # fmt: skip
         """:meth:`_add` of each of ``parts`` (a delta and this model's part of it), in
-        order, whose panes are all open and hold no raw predictions, with no piece kept to
+        order, whose panes are all open and hold no raw predictions unless the model is in
+        its warmup (they go to its buffer, :meth:`_take_warm`), with no piece kept to
         undo it: its row blocks (and its counters' increments, when they are arrays) are
         queued in ``merges``, those of a pane the windows hold no arrays of with the pane
         (:meth:`WindowSet.queue <monitor.core.windows.WindowSet.queue>`, inlined), until
@@ -440,6 +441,10 @@ class ModelStage:
                     for target, block in zip(whole, [plain, *decay], strict=True):
                         np.add.at(target, where, block)
                     w.add_sums(pane, None, whole[0], whole[1:])
+                if pd.warm:  # raw predictions of the model in its warmup (see _hand_stage)
+                    if not remap:  # (every slice known here, in stage 1's order)
+                        remap = self._rows(md)
+                    self._take_warm(number, pd, remap)
                 if pd.err:  # (_buffer_errors, inlined)
                     buffered = error_panes.get(pane)
                     if buffered is None:
@@ -587,7 +592,8 @@ class ModelStage:
         )
 
     def _take_warm(self, number: int, pd: PaneDelta, remap: list[int],
-                   piece: _Piece, chunk: WarmChunk | None = None) -> WarmChunk | None:  # fmt: skip
+                   piece: _Piece | None = None, chunk: WarmChunk | None = None
+                   ) -> WarmChunk | None:  # fmt: skip
         """Take a pane's predictions sent raw (stage 1 had no warmup reference), as one
         engine would have: into the warmup buffer while the model warms up and their pane
         is open; histogrammed at once (added to ``piece``, the undo) when the reference
@@ -608,6 +614,7 @@ class ModelStage:
         got = self._warm_blocks(pd.pane, [chunk])
         if got is not None:
             self._merge(pd.pane, got[0], got[1], 1.0)
+            assert piece is not None  # (only a model past its warmup histograms them)
             piece.add(got[0], got[1])
         return None
 
@@ -1275,10 +1282,11 @@ def _hand_stage(stage: ModelStage, given: list[_Given], now: float,
     durable checkpoint, so nothing of it is kept to undo), whether it read no offset, and
     the models it adds something to; ``now`` the time they are applied. A final delta
     that follows the partition's chain, whose part's panes are all open and hold no raw
-    predictions (and that adds nothing to this model if it read no offset: such a delta's
-    record is kept to undo), is taken as :meth:`ModelStage.apply_part` (``advance``
-    False) would, with no piece kept to undo it: the chain goes on and the row blocks (and
-    the counters' increments, when they are arrays) are queued by
+    predictions unless the model is in its warmup (and that adds nothing to this model if
+    it read no offset: such a delta's record is kept to undo), is taken as
+    :meth:`ModelStage.apply_part` (``advance`` False) would, with no piece kept to undo
+    it: the chain goes on and the row blocks (and the counters' increments, when they are
+    arrays) are queued by
     :meth:`ModelStage._add_open`, one call for the run of such parts (run ``merges``
     before the stage's windows are read); a part that adds nothing and leaves the
     partition's waiting counts as they are changes nothing there, and is left out (most
@@ -1308,8 +1316,10 @@ def _hand_stage(stage: ModelStage, given: list[_Given], now: float,
         if fits and mine is not None:
             closed = stage.closed_upto
             low = -math.inf if closed is None else closed
+            # (raw predictions of an open pane go to the warmup buffer: taken so too)
+            cold = not stage.model.warmup_target
             for pd in mine.panes:  # (a loop: no generator made per part)
-                if pd.warm or pd.pane < low:
+                if (pd.warm and cold) or pd.pane < low:
                     fits = False
                     break
         if not fits:

@@ -18,6 +18,7 @@ from monitor.core.deltas import DeltaBook, QuietParts
 from monitor.core.engine import Engine
 from monitor.core.model_stage import ModelStage, hand_over
 from monitor.core.partials import PartitionDelta
+from monitor.core.warmup_buffer import WarmChunk, concat
 from monitor.core.windows import ring_array
 from tests.core.test_model_stage import PARTS, TOPICS, config, polls, stream
 
@@ -43,13 +44,20 @@ def _state(stage: ModelStage) -> Any:
         w.cum.tobytes(), [a.tobytes() for a in w.sliding], [a.tobytes() for a in w.decay],
         {p: ring_array(a, w.rows, w.width).tobytes() for p, a in w.ring.items()},
         stage.counts.tobytes(), stage.delay.tobytes(), stage.delay_sum, stage.error_panes,
-        {p: {n: sum(map(len, chunks)) for n, chunks in parts.items()}
+        {p: {n: _warm_columns(chunks) for n, chunks in parts.items()}
          for p, parts in stage.warm.items()},
         stage.waiting, stage.progress, stage.idle, stage.released, stage.stale, chains,
         list(stage.model.registry.keys), dict(stage.model.registry.folded),
         stage.watermark, stage.closed_upto,
         [(s.pane_end, repr(s.signals)) for s in stage.signals_out],
     )  # fmt: skip
+
+
+def _warm_columns(chunks: list[WarmChunk]) -> Any:
+    """A partition's raw predictions of a pane in the warmup buffer, every column."""
+    c = concat(chunks)
+    return (c.ts.tobytes(), c.slices.tobytes(), c.codes.tobytes(), c.numbers.tobytes(),
+            repr(c.others), repr(c.predictions), c.scores.tobytes())  # fmt: skip
 
 
 def handed_alike(each: dict[str, ModelStage], together: dict[str, ModelStage],
