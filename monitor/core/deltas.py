@@ -179,7 +179,7 @@ class QuietParts:
         """The left-out part of model ``name``."""
         assert self._held is not None
         counts, delay, sums = self._held
-        model = next(model for model in self._engine.models if model.name == name)
+        model = self._engine.by_name[name]
         m = model.index
         registry = model.registry
         pending, early = self.waiting[name]
