@@ -71,7 +71,8 @@ class DeltaBook:
     def take_handed(self, number: int) -> tuple[PartitionDelta, QuietParts]:
         """:meth:`take` of a delta handed over in the process (``arrays``) with the parts
         of the models it adds nothing to left out of it (no pane, counter, delay or delay
-        sum: most of a poll's parts when many models share a trickle), described by the
+        sum: most of a poll's parts when many models share a trickle; with one model,
+        nothing is left out), described by the
         :class:`QuietParts` given with it, which makes any of them on demand: the delta
         :meth:`take` would give is the two together (:meth:`QuietParts.whole`)."""
         left = QuietParts(self.engine)
@@ -112,10 +113,14 @@ class DeltaBook:
         pending = state.join.pending
         models = []
         panes = ledger.take_all(arrays, [model.index for model in engine.models])
-        if left is not None:  # the models this delta adds a counter or delay to
+        if left is not None and len(engine.models) > 1:
+            # the models this delta adds a counter or delay to (one model's part is made
+            # whatever it holds: its few numpy calls a partition would cost more)
             adds = cast("list[bool]", (d_counts.any(axis=1) | d_delay.any(axis=1)
                                        | (d_sum != 0)).tolist())  # fmt: skip
             left.hold(d_counts, d_delay, sums)
+        else:
+            left = None
         for model, taken in zip(engine.models, panes, strict=True):
             m = model.index
             if left is not None and not taken and not adds[m]:  # a quiet part: left out

@@ -397,6 +397,13 @@ class ModelStage:
                 ops, queued = merges.ops, w.queued  # (run made a new list)
                 held, held_decay = w.arrays()
             number = delta.number
+            warm: dict[int, WarmChunk] | None = None  # (a model in its warmup: see below)
+            if self.model.warmup_target and len(md.panes) > 1:
+                if not remap:  # (every slice known here, in stage 1's order)
+                    remap = self._rows(md)
+                cut = self._warm_chunks(md, remap)  # the raw rows of many panes: made at once
+                if cut is not None:
+                    warm = {md.panes[i].pane: chunk for i, chunk in cut.items()}
             for pd in md.panes:
                 if distinct:
                     given = None  # the rows as the ledger's int64 array (handed, same rows)
@@ -444,7 +451,8 @@ class ModelStage:
                 if pd.warm:  # raw predictions of the model in its warmup (see _hand_stage)
                     if not remap:  # (every slice known here, in stage 1's order)
                         remap = self._rows(md)
-                    self._take_warm(number, pd, remap)
+                    self._take_warm(number, pd, remap, None,
+                                    None if warm is None else warm.get(pd.pane))  # fmt: skip
                 if pd.err:  # (_buffer_errors, inlined)
                     buffered = error_panes.get(pane)
                     if buffered is None:
