@@ -72,9 +72,9 @@ class DeltaBook:
         """:meth:`take` of a delta handed over in the process (``arrays``) with the parts
         of the models it adds nothing to left out of it (no pane, counter, delay or delay
         sum: most of a poll's parts when many models share a trickle; with one model,
-        nothing is left out), described by the
-        :class:`QuietParts` given with it, which makes any of them on demand: the delta
-        :meth:`take` would give is the two together (:meth:`QuietParts.whole`)."""
+        nothing is left out), described by the :class:`QuietParts` given with it, which
+        makes any of them on demand: the delta :meth:`take` would give is the two together
+        (:meth:`QuietParts.whole`)."""
         left = QuietParts(self.engine)
         return self._take(number, frozenset(), True, left), left
 

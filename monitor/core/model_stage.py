@@ -1294,9 +1294,8 @@ def _hand_stage(stage: ModelStage, given: list[_Given], now: float,
     it read no offset: such a delta's record is kept to undo), is taken as
     :meth:`ModelStage.apply_part` (``advance`` False) would, with no piece kept to undo
     it: the chain goes on and the row blocks (and the counters' increments, when they are
-    arrays) are queued by
-    :meth:`ModelStage._add_open`, one call for the run of such parts (run ``merges``
-    before the stage's windows are read); a part that adds nothing and leaves the
+    arrays) are queued by :meth:`ModelStage._add_open`, one call for the run of such parts
+    (run ``merges`` before the stage's windows are read); a part that adds nothing and leaves the
     partition's waiting counts as they are changes nothing there, and is left out (most
     of a poll's parts when many models share a trickle). Any other delta is given to
     :meth:`ModelStage.apply_part`, after the parts and blocks queued before it. A part
