@@ -398,7 +398,7 @@ class ModelStage:
                 held, held_decay = w.arrays()
             number = delta.number
             warm: dict[int, WarmChunk] | None = None  # (a model in its warmup: see below)
-            if self.model.warmup_target and len(md.panes) > 1:
+            if len(md.panes) > 1 and self.model.warmup_target:
                 if not remap:  # (every slice known here, in stage 1's order)
                     remap = self._rows(md)
                 cut = self._warm_chunks(md, remap)  # the raw rows of many panes: made at once
@@ -1323,10 +1323,9 @@ def _hand_stage(stage: ModelStage, given: list[_Given], now: float,
         if fits and mine is not None:
             closed = stage.closed_upto
             low = -math.inf if closed is None else closed
-            # (raw predictions of an open pane go to the warmup buffer: taken so too)
-            cold = not stage.model.warmup_target
             for pd in mine.panes:  # (a loop: no generator made per part)
-                if (pd.warm and cold) or pd.pane < low:
+                # (raw predictions of an open pane go to the warmup buffer: taken so too)
+                if pd.pane < low or (pd.warm and not stage.model.warmup_target):
                     fits = False
                     break
         if not fits:
