@@ -197,7 +197,12 @@ def _warmed_state(args: argparse.Namespace, path: Path) -> None:
             alerting.feed(engine.drain_signals())
         if any(stage.warmed_up() or not stage.model.warmup_target
                for stage in engine.stages.values()):  # fmt: skip
-            raise SystemExit("a model left its warmup in the prefix: give fewer --events")
+            each = sum(len(batch) for batch in prefix) // len(engine.stages)
+            raise SystemExit(
+                f"--warmup: a model left its drift warmup in the untimed prefix (about "
+                f"{each:,} messages a model with {len(engine.stages)} models): give more "
+                "--models"
+            )
     else:
         benchlib.warm_up(engine, alerting, prefix)
     with open(path, "wb") as f:
