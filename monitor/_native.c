@@ -7017,24 +7017,42 @@ json_exact_number(const char *p, double *out, const char **next)
  * strings appended to strs: 1 read, 0 declined, -1 an error set. pat[j] is name j as a
  * key: the name in quotes and a colon (the usual key, in the usual order, is one memcmp). */
 static int
+feature_object(const char *p, const char *end, Py_ssize_t nf, const char **pat,
+               const Py_ssize_t *pat_len, Py_ssize_t limit, Py_ssize_t n, Py_ssize_t i,
+               int8_t *codes, double *x, PyObject *strs, const char **next);
+
+static int
 read_feature_row(const char *p, const char *end, Py_ssize_t nf, const char **pat,
                  const Py_ssize_t *pat_len, Py_ssize_t limit, Py_ssize_t n, Py_ssize_t i,
                  int8_t *codes, double *x, PyObject *strs)
+{
+    const char *next;
+    while (p < end && JSON_WS(end[-1]))
+        end--;
+    int r = feature_object(p, end, nf, pat, pat_len, limit, n, i, codes, x, strs, &next);
+    return r > 0 && next != end ? 0 : r;
+}
+
+/* read_feature_row of the features object (or null) at p, which ends before end: *next
+ * after it. (Only the object's own bytes are read; what follows it is the caller's.) */
+static int
+feature_object(const char *p, const char *end, Py_ssize_t nf, const char **pat,
+               const Py_ssize_t *pat_len, Py_ssize_t limit, Py_ssize_t n, Py_ssize_t i,
+               int8_t *codes, double *x, PyObject *strs, const char **next)
 {
     const double nan = quiet_nan();
     uint64_t seen = 0;
     while (p < end && JSON_WS(*p))
         p++;
-    while (p < end && JSON_WS(end[-1]))
-        end--;
-    if (end - p == 4 && memcmp(p, "null", 4) == 0) {
+    if (end - p >= 4 && memcmp(p, "null", 4) == 0) {
         for (Py_ssize_t j = 0; j < nf; j++) {
             codes[j * n + i] = 1;
             x[j * n + i] = nan;
         }
+        *next = p + 4;
         return 1;
     }
-    if (end - p < 2 || *p != '{' || end[-1] != '}')
+    if (end - p < 2 || *p != '{')
         return 0;
     p++;
     if (JSON_WS(*p))
@@ -7132,13 +7150,12 @@ read_feature_row(const char *p, const char *end, Py_ssize_t nf, const char **pat
                     p = json_ws(p, end);
                 continue;
             }
-            if (*p == '}' && p + 1 == end)
+            if (*p == '}')
                 break;
             return 0;
         }
-    } else if (p + 1 != end) {
-        return 0;
     }
+    *next = p + 1;
     if (seen != (nf == 64 ? ~(uint64_t)0 : ((uint64_t)1 << nf) - 1))
         for (Py_ssize_t j = 0; j < nf; j++) /* the names not given: missing */
             if (!(seen >> j & 1)) {
@@ -7146,6 +7163,33 @@ read_feature_row(const char *p, const char *end, Py_ssize_t nf, const char **pat
                 x[j * n + i] = nan;
             }
     return 1;
+}
+
+/* Each of the nf feature names (a tuple of str) as a key, "name": (into pat[j], allocated,
+ * which the caller frees, and pat_len[j]): 0, or -1 with an error set. */
+static int
+feature_keys(PyObject *names, Py_ssize_t nf, char **pat, Py_ssize_t *pat_len)
+{
+    for (Py_ssize_t j = 0; j < nf; j++) {
+        PyObject *o = PyTuple_GET_ITEM(names, j);
+        Py_ssize_t len;
+        const char *s = PyUnicode_Check(o) ? PyUnicode_AsUTF8AndSize(o, &len) : NULL;
+        if (s == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "names must be str");
+            return -1;
+        }
+        if ((pat[j] = PyMem_Malloc((size_t)len + 3)) == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        pat[j][0] = '"';
+        memcpy(pat[j] + 1, s, (size_t)len);
+        pat[j][len + 1] = '"';
+        pat[j][len + 2] = ':';
+        pat_len[j] = len + 3;
+    }
+    return 0;
 }
 
 PyDoc_STRVAR(read_features_doc,
@@ -7182,25 +7226,8 @@ read_features(PyObject *self, PyObject *args)
         PyErr_NoMemory();
         goto done;
     }
-    for (Py_ssize_t j = 0; j < nf; j++) {
-        PyObject *o = PyTuple_GET_ITEM(names, j);
-        Py_ssize_t len;
-        const char *s = PyUnicode_Check(o) ? PyUnicode_AsUTF8AndSize(o, &len) : NULL;
-        if (s == NULL) {
-            if (!PyErr_Occurred())
-                PyErr_SetString(PyExc_TypeError, "names must be str");
-            goto done;
-        }
-        if ((pat[j] = PyMem_Malloc((size_t)len + 3)) == NULL) {
-            PyErr_NoMemory();
-            goto done;
-        }
-        pat[j][0] = '"';
-        memcpy(pat[j] + 1, s, (size_t)len);
-        pat[j][len + 1] = '"';
-        pat[j][len + 2] = ':';
-        pat_len[j] = len + 3;
-    }
+    if (feature_keys(names, nf, pat, pat_len) < 0)
+        goto done;
     if (acquire(a, 2) < 0)
         goto done;
     acquired = 1;
@@ -7261,6 +7288,451 @@ done:
     PyMem_Free(pat_len);
     return result;
 }
+
+/* ------------------------------------------------------------- a poll's predictions read
+ * decode_each and read_features in one pass, with the usual prediction read straight from
+ * its JSON: an object of the struct's known keys, each once, whose strings are ASCII with
+ * no escape, numbers as json_exact_number takes them, no probabilities, and a features
+ * object read_feature_row reads. Its struct is made by calling the struct's type with
+ * every field, as msgspec would have decoded them, its features left None (they are in
+ * codes and x; fastpath.py makes them again from there where the events' are read). Any
+ * other message is declined to msgspec, then read as read_features reads it: the one
+ * owner of what a prediction is. tests/core/test_fast_predictions.py holds both ways to
+ * the same results. */
+
+enum { P_ID, P_MODEL, P_TS, P_PRED, P_VERSION, P_SCORE, P_PROBS, P_FEATURES, P_SEGMENT,
+       P_LABEL, P_FIELDS };
+static const char *const pred_key[P_FIELDS] = {
+    "prediction_id", "model", "ts", "prediction", "model_version", "score", "probabilities",
+    "features", "segment", "label",
+};
+
+typedef struct {
+    Py_ssize_t max_id, max_value, max_segment, limit, nf, n;
+    const char **pat;
+    const Py_ssize_t *pat_len;
+    int8_t *codes;
+    double *x;
+    PyObject *strs;
+} pred_spec_t;
+
+/* The JSON string at p (its opening quote), ASCII with no escape nor control byte, of at
+ * most limit characters, as a str into *out; *next after its closing quote. 1, 0 declined,
+ * -1 with an error set. */
+static int
+fast_str(const char *p, const char *end, Py_ssize_t limit, PyObject **out, const char **next)
+{
+    const char *s = ++p;
+    while (p < end && *p != '"') {
+        unsigned char b = (unsigned char)*p++;
+        if (b == '\\' || b < 0x20 || b >= 0x80)
+            return 0;
+    }
+    if (p >= end || p - s > limit)
+        return 0;
+    PyObject *u = PyUnicode_New(p - s, 127);
+    if (u == NULL)
+        return -1;
+    memcpy(PyUnicode_DATA(u), s, (size_t)(p - s));
+    *out = u;
+    *next = p + 1;
+    return 1;
+}
+
+/* A value of the type str (at most limit characters) | int | float | bool at p, as msgspec
+ * decodes it: an integer literal of at most 18 digits as an int, one with a fraction or
+ * an exponent as json_exact_number reads it, true and false. 1, 0 declined, -1 error. */
+static int
+fast_value(const char *p, const char *end, Py_ssize_t limit, PyObject **out, const char **next)
+{
+    char c = *p;
+    if (c == '"')
+        return fast_str(p, end, limit, out, next);
+    if (c == 't' || c == 'f') {
+        Py_ssize_t len = c == 't' ? 4 : 5;
+        if (end - p < len || memcmp(p, c == 't' ? "true" : "false", (size_t)len) != 0)
+            return 0;
+        *out = Py_NewRef(c == 't' ? Py_True : Py_False);
+        *next = p + len;
+        return 1;
+    }
+    const char *q = p + (c == '-');
+    const char *s = q;
+    while (q < end && (unsigned)(*q - '0') < 10)
+        q++;
+    Py_ssize_t digits = q - s;
+    if (digits == 0)
+        return 0;
+    if (q < end && (*q == '.' || *q == 'e' || *q == 'E')) {
+        double v;
+        if (!json_exact_number(p, &v, next))
+            return 0;
+        if ((*out = PyFloat_FromDouble(v)) == NULL)
+            return -1;
+        return 1;
+    }
+    if (digits > 18 || (*s == '0' && digits > 1))
+        return 0;
+    long long v = 0;
+    for (const char *d = s; d < q; d++)
+        v = v * 10 + (*d - '0');
+    if ((*out = PyLong_FromLongLong(c == '-' ? -v : v)) == NULL)
+        return -1;
+    *next = q;
+    return 1;
+}
+
+/* The segment object at p as a dict of str to str (values of at most s->max_segment
+ * characters, each key once): 1, 0 declined, -1 error. */
+static int
+fast_segment(const char *p, const char *end, const pred_spec_t *s, PyObject **out,
+             const char **next)
+{
+    PyObject *d = PyDict_New();
+    if (d == NULL)
+        return -1;
+    p = json_ws(p + 1, end);
+    if (p < end && *p == '}') {
+        *out = d;
+        *next = p + 1;
+        return 1;
+    }
+    for (;;) {
+        PyObject *k = NULL, *v = NULL;
+        int r = p < end && *p == '"' ? fast_str(p, end, PY_SSIZE_T_MAX, &k, &p) : 0;
+        if (r > 0) {
+            p = json_ws(p, end);
+            r = p < end && *p == ':' ? 1 : 0;
+            if (r > 0) {
+                p = json_ws(p + 1, end);
+                r = p < end && *p == '"' ? fast_str(p, end, s->max_segment, &v, &p) : 0;
+            }
+        }
+        if (r > 0) {
+            r = PyDict_Contains(d, k);
+            r = r < 0 ? -1 : r ? 0 : PyDict_SetItem(d, k, v) < 0 ? -1 : 1;
+        }
+        Py_XDECREF(k);
+        Py_XDECREF(v);
+        if (r <= 0) {
+            Py_DECREF(d);
+            return r;
+        }
+        p = json_ws(p, end);
+        if (p < end && *p == ',') {
+            p = json_ws(p + 1, end);
+            continue;
+        }
+        if (p < end && *p == '}') {
+            *out = d;
+            *next = p + 1;
+            return 1;
+        }
+        Py_DECREF(d);
+        return 0;
+    }
+}
+
+/* Which known key the JSON string at p (its opening quote) is, with *next after its
+ * closing quote: -1 for any other (or one with an escape). */
+static int
+pred_key_at(const char *p, const char *end, const char **next)
+{
+    const char *s = ++p;
+    while (p < end && *p != '"' && *p != '\\')
+        p++;
+    if (p >= end || *p != '"')
+        return -1;
+    *next = p + 1;
+    int k;
+    switch (p - s) { /* the one known key of this length and first letter */
+    case 13: k = *s == 'p' ? (s[1] == 'r' && s[2] == 'e' ? P_ID : P_PROBS) : P_VERSION; break;
+    case 5: k = *s == 'm' ? P_MODEL : *s == 's' ? P_SCORE : P_LABEL; break;
+    case 2: k = P_TS; break;
+    case 10: k = P_PRED; break;
+    case 8: k = P_FEATURES; break;
+    case 7: k = P_SEGMENT; break;
+    default: return -1;
+    }
+    return memcmp(pred_key[k], s, (size_t)(p - s)) == 0 ? k : -1;
+}
+
+/* Prediction i's JSON (p to end) read as described above: its struct into *out and its
+ * features into column i of the codes and x (strings appended to strs). 1, 0 declined
+ * (nothing kept; strs may hold strings of it, which the caller drops), -1 error. */
+static int
+fast_prediction(const char *p, const char *end, PyObject *type, const pred_spec_t *s,
+                Py_ssize_t i, PyObject **out)
+{
+    PyObject *f[P_FIELDS] = {NULL};
+    const char *fs = NULL; /* the features object (or null), read when met */
+    unsigned seen = 0;
+    int r = 0, made = 0; /* made: 1 once the struct is made, -1 if that failed */
+    p = json_ws(p, end);
+    if (p >= end || *p != '{')
+        return 0;
+    p = json_ws(p + 1, end);
+    if (p >= end || *p != '"')
+        return 0;
+    for (;;) {
+        int k = p < end && *p == '"' ? pred_key_at(p, end, &p) : -1;
+        if (k < 0 || (seen >> k & 1))
+            goto decline;
+        seen |= 1u << k;
+        p = json_ws(p, end);
+        if (p >= end || *p != ':')
+            goto decline;
+        p = json_ws(p + 1, end);
+        if (p >= end)
+            goto decline;
+        char c = *p;
+        int null = c == 'n' && end - p >= 4 && memcmp(p, "null", 4) == 0;
+        switch (k) {
+        case P_ID:
+        case P_MODEL:
+        case P_VERSION:
+            r = c == '"' ? fast_str(p, end, k == P_ID ? s->max_id : k == P_MODEL ?
+                                    PY_SSIZE_T_MAX : s->max_segment, &f[k], &p) : 0;
+            break;
+        case P_TS:
+        case P_SCORE:
+            if (k == P_TS && c == '"') {
+                r = fast_str(p, end, PY_SSIZE_T_MAX, &f[k], &p);
+            } else if (k == P_SCORE && null) {
+                p += 4;
+                r = 1;
+            } else {
+                double v;
+                r = (c == '-' || (unsigned)(c - '0') < 10) && json_exact_number(p, &v, &p);
+                if (r && (f[k] = PyFloat_FromDouble(v)) == NULL)
+                    r = -1;
+            }
+            break;
+        case P_PRED:
+            r = fast_value(p, end, s->max_value, &f[k], &p);
+            break;
+        case P_LABEL:
+            if (null) {
+                p += 4;
+                r = 1;
+            } else {
+                r = fast_value(p, end, s->max_value, &f[k], &p);
+            }
+            break;
+        case P_PROBS:
+            r = null;
+            p += null ? 4 : 0;
+            break;
+        case P_SEGMENT:
+            if (null) {
+                p += 4;
+                r = 1;
+            } else {
+                r = c == '{' ? fast_segment(p, end, s, &f[k], &p) : 0;
+            }
+            break;
+        case P_FEATURES: /* read into column i at once (declined: nothing is kept) */
+            fs = p;
+            r = c == '{' || null ? feature_object(p, end, s->nf, s->pat, s->pat_len, s->limit,
+                                                  s->n, i, s->codes, s->x, s->strs, &p) : 0;
+            break;
+        }
+        if (r <= 0)
+            goto decline;
+        p = json_ws(p, end);
+        if (p < end && *p == ',') {
+            p = json_ws(p + 1, end);
+            continue;
+        }
+        if (p < end && *p == '}')
+            break;
+        goto decline;
+    }
+    if (json_ws(p + 1, end) != end)
+        goto decline;
+    if ((seen & 0xF) != 0xF) /* prediction_id, model, ts and prediction are required */
+        goto decline;
+    if (fs == NULL) {
+        const double nan = quiet_nan();
+        for (Py_ssize_t j = 0; j < s->nf; j++) {
+            s->codes[j * s->n + i] = 1;
+            s->x[j * s->n + i] = nan;
+        }
+    }
+    if (f[P_VERSION] == NULL && (f[P_VERSION] = PyUnicode_New(0, 0)) == NULL) {
+        r = -1;
+        goto decline;
+    }
+    PyObject *args[P_FIELDS];
+    for (int k = 0; k < P_FIELDS; k++)
+        args[k] = f[k] != NULL ? f[k] : Py_None;
+    *out = PyObject_Vectorcall(type, args, P_FIELDS, NULL);
+    made = *out != NULL ? 1 : -1;
+decline:
+    for (int k = 0; k < P_FIELDS; k++)
+        Py_XDECREF(f[k]);
+    return r < 0 ? -1 : made;
+}
+
+PyDoc_STRVAR(decode_predictions_doc,
+"decode_predictions(decode, values, cap, errors, type, names, limit, limits, codes, x,\n"
+"                   inline) -> (out, declined, strs)\n\n"
+"decode_each(decode, values, cap, errors) and read_features of the events' features\n"
+"(names, limit, codes, x; a row that did not decode reads as having none) in one pass:\n"
+"out, and read_features' declined and strs. A prediction whose JSON is of the usual shape\n"
+"(see fast_prediction) is read straight from it: its struct made by calling type (the\n"
+"decoder's struct, of the fields prediction_id, model, ts, prediction, model_version,\n"
+"score, probabilities, features, segment, label) with features None, inline[i] set;\n"
+"limits: the most characters of an id, a value and a segment value.");
+
+static PyObject *
+decode_predictions(PyObject *self, PyObject *args)
+{
+    PyObject *decode, *values, *o_cap, *errors, *type, *names, *o_codes, *o_x, *o_inline;
+    Py_ssize_t limit;
+    pred_spec_t s = {0};
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OO!OOOO!n(nnn)OOO", &decode, &PyList_Type, &values, &o_cap,
+                          &errors, &type, &PyTuple_Type, &names, &limit, &s.max_id,
+                          &s.max_value, &s.max_segment, &o_codes, &o_x, &o_inline))
+        return NULL;
+    Py_ssize_t cap = PY_SSIZE_T_MAX;
+    if (o_cap != Py_None && (cap = PyLong_AsSsize_t(o_cap)) == -1 && PyErr_Occurred())
+        return NULL;
+    Py_ssize_t nf = PyTuple_GET_SIZE(names);
+    if (nf > 64) {
+        PyErr_SetString(PyExc_ValueError, "at most 64 names");
+        return NULL;
+    }
+    /* a copy of the list: a decoder may run Python code, which may change it */
+    PyObject *items = PyList_GetSlice(values, 0, PyList_GET_SIZE(values));
+    if (items == NULL)
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(items);
+    char **pat = PyMem_Calloc((size_t)(nf ? nf : 1), sizeof(char *));
+    Py_ssize_t *pat_len = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(nf ? nf : 1));
+    PyObject *result = NULL, *out = NULL, *declined = NULL, *strs = NULL, *features = NULL;
+    int acquired = 0;
+    arg_t a[] = {{o_codes, 1, 1, "codes"}, {o_x, 8, 1, "x"}, {o_inline, 1, 1, "inline"}};
+    if (pat == NULL || pat_len == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (feature_keys(names, nf, pat, pat_len) < 0)
+        goto done;
+    if (acquire(a, 3) < 0)
+        goto done;
+    acquired = 1;
+    if (a[0].buf.len != nf * n || a[1].buf.len / 8 != nf * n || a[2].buf.len != n) {
+        PyErr_SetString(PyExc_ValueError,
+                        "codes, x: len(names) * len(values) items, inline: len(values)");
+        goto done;
+    }
+    if ((out = PyList_New(n)) == NULL || (declined = PyList_New(0)) == NULL ||
+        (strs = PyList_New(0)) == NULL || (features = PyUnicode_InternFromString("features")) == NULL)
+        goto done;
+    s.limit = limit;
+    s.nf = nf;
+    s.n = n;
+    s.pat = (const char **)pat;
+    s.pat_len = pat_len;
+    s.codes = (int8_t *)a[0].buf.buf;
+    s.x = (double *)a[1].buf.buf;
+    s.strs = strs;
+    int8_t *inline_ = (int8_t *)a[2].buf.buf;
+    const double nan = quiet_nan();
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v = PyList_GET_ITEM(items, i), *got = NULL;
+        inline_[i] = 0;
+        int read = 0; /* the features read (else none) */
+        if (v != Py_None) {
+            Py_ssize_t len = PyBytes_CheckExact(v) ? PyBytes_GET_SIZE(v) : PyObject_Length(v);
+            if (len < 0)
+                goto done;
+            if (len <= cap && PyBytes_CheckExact(v)) {
+                Py_ssize_t had = PyList_GET_SIZE(strs);
+                const char *p = PyBytes_AS_STRING(v);
+                int r = fast_prediction(p, p + len, type, &s, i, &got);
+                if (r < 0)
+                    goto done;
+                if (r > 0) {
+                    inline_[i] = 1;
+                    PyList_SET_ITEM(out, i, got);
+                    continue;
+                }
+                if (PyList_GET_SIZE(strs) > had && PyList_SetSlice(strs, had, PyList_GET_SIZE(strs), NULL) < 0)
+                    goto done;
+            }
+            if (len <= cap) {
+                got = PyObject_CallOneArg(decode, v);
+                if (got == NULL) {
+                    if (!PyErr_ExceptionMatches(errors))
+                        goto done;
+                    PyErr_Clear();
+                }
+            }
+        }
+        PyList_SET_ITEM(out, i, got != NULL ? got : Py_NewRef(Py_None));
+        if (got != NULL) { /* read_features of its features */
+            PyObject *raw = PyObject_GetAttr(got, features);
+            if (raw == NULL)
+                goto done;
+            if (raw != Py_None) {
+                Py_buffer view;
+                if (np_view(raw, &view, PyBUF_SIMPLE) < 0) {
+                    Py_DECREF(raw);
+                    goto done;
+                }
+                Py_ssize_t had = PyList_GET_SIZE(strs);
+                const char *p = (const char *)view.buf;
+                int r = read_feature_row(p, p + view.len, nf, (const char **)pat, pat_len,
+                                         limit, n, i, s.codes, s.x, strs);
+                PyBuffer_Release(&view);
+                Py_DECREF(raw);
+                if (r < 0)
+                    goto done;
+                if (r == 0) {
+                    if (PyList_SetSlice(strs, had, PyList_GET_SIZE(strs), NULL) < 0)
+                        goto done;
+                    for (Py_ssize_t j = 0; j < nf; j++) {
+                        s.codes[j * n + i] = 3;
+                        s.x[j * n + i] = nan;
+                    }
+                    PyObject *at = PyLong_FromSsize_t(i);
+                    if (at == NULL || PyList_Append(declined, at) < 0) {
+                        Py_XDECREF(at);
+                        goto done;
+                    }
+                    Py_DECREF(at);
+                }
+                read = 1;
+            } else {
+                Py_DECREF(raw);
+            }
+        }
+        if (!read)
+            for (Py_ssize_t j = 0; j < nf; j++) {
+                s.codes[j * n + i] = 1;
+                s.x[j * n + i] = nan;
+            }
+    }
+    result = PyTuple_Pack(3, out, declined, strs);
+done:
+    Py_XDECREF(out); /* its items not set yet are NULL, which a list's dealloc passes over */
+    Py_XDECREF(declined);
+    Py_XDECREF(strs);
+    Py_XDECREF(features);
+    Py_DECREF(items);
+    if (acquired)
+        release(a, 3);
+    if (pat != NULL)
+        for (Py_ssize_t j = 0; j < nf; j++)
+            PyMem_Free(pat[j]);
+    PyMem_Free(pat);
+    PyMem_Free(pat_len);
+    return result;
+}
+
 
 /* ---------------------------------------------------------------- a topic's checked events
  * fastpath.py's _checked in one C loop: of a topic's decoded events (None where a message
@@ -7783,6 +8255,7 @@ static PyMethodDef methods[] = {
     {"chi2_sf", chi2_sf, METH_VARARGS, chi2_sf_doc},
     {"cusum_arl", cusum_arl, METH_VARARGS, cusum_arl_doc},
     {"decode_each", decode_each, METH_VARARGS, decode_each_doc},
+    {"decode_predictions", decode_predictions, METH_VARARGS, decode_predictions_doc},
     {"expired_front", expired_front, METH_VARARGS, expired_front_doc},
     {"id_keys", id_keys, METH_VARARGS, id_keys_doc},
     {"kcat_chunk", kcat_chunk, METH_VARARGS, kcat_chunk_doc},

@@ -208,6 +208,30 @@ def _raw_typed(
     return msgspec.json.Decoder(event), msgspec.json.Decoder(type(empty) | None)
 
 
+#: Whether the compiled kernel reads the usual predictions straight from their JSON (see
+#: :func:`_made_inline`); the tests turn it off to hold both ways to the same results.
+FAST_PREDICTIONS = True
+
+#: The fields of a prediction struct, in order, as ``monitor._native.decode_predictions``
+#: makes one.
+_INLINE_FIELDS: Final = ("prediction_id", "model", "ts", "prediction", "model_version",
+                         "score", "probabilities", "features", "segment", "label")  # fmt: skip
+
+
+@functools.lru_cache(maxsize=16)
+def _made_inline(decoder: msgspec.json.Decoder[Any]) -> type | None:
+    """The struct ``decoder`` decodes (:func:`_raw_typed`'s), which the compiled
+    ``decode_predictions`` makes itself for a prediction of the usual shape (every string
+    ASCII with no escape, each number one that ``read_features`` reads exactly, no
+    probabilities, features it reads), as msgspec would decode it but for its features,
+    left None (they are in the segment's :class:`_FeatureTable`, and made again from there
+    where the events' features are read, see :func:`_inline_features`); None if its
+    fields are not those the kernel gives."""
+    kind = decoder.type
+    fields = tuple(f.name for f in msgspec.structs.fields(kind))
+    return kind if fields == _INLINE_FIELDS else None
+
+
 class _FeatureTable(NamedTuple):
     """Every feature of the config (:func:`_all_features`) of a segment's predictions, read
     by the compiled ``read_features`` from their JSON: ``codes`` (int8, (features,
@@ -224,6 +248,9 @@ class _FeatureTable(NamedTuple):
     #: and ``x`` once for every model that reads them (see :func:`_rows_first`), by the
     #: ``id`` of the models' shared ``numeric_rows`` (None: not kept)
     firsts: dict[int, Any] | None = None
+    #: the columns of the predictions read straight from their JSON (see
+    #: :func:`_made_inline`), whose events hold no features (None: there is none)
+    inline: npt.NDArray[np.bool_] | None = None
 
 
 def _warming(engine: Engine) -> bool:
@@ -251,7 +278,8 @@ def _decode_predictions(
     compiled kernels and no model in its warmup, the features are read from their JSON
     into a :class:`_FeatureTable` of the messages (at poll indices ``at``, from ``a``)
     instead, the events holding them as JSON (``msgspec.Raw``), but where the kernel
-    declines: those are decoded by msgspec's struct, as without."""
+    declines: those are decoded by msgspec's struct, as without. The usual predictions
+    are read straight from their JSON, struct and features (see :func:`_made_inline`)."""
     names = _all_features(engine)
     general = engine.limits.prediction_decoder()
     if not names:
@@ -265,23 +293,38 @@ def _decode_predictions(
         again = _none_at(out)
     else:
         typed, features = _raw_typed(names, engine.limits)
-        out = _decode_each(typed, values, engine.max_bytes)
-        again = _none_at(out)
-        present = out
-        if again:  # (the features of a message that did not decode: none)
-            present = list(out)
-            for i in again:
-                present[i] = _UNDECODED
-        (raws,) = _attrs(present, ("features",))
-        n = len(out)
+        n = len(values)
         codes = np.empty((len(names), n), dtype=np.int8)
         x = np.empty((len(names), n), dtype=np.float64)
-        declined, strs = kernels.read_features(raws, names, engine.limits.max_category_length,
-                                               codes, x)  # fmt: skip
+        made = _made_inline(typed) if FAST_PREDICTIONS else None
+        if made is not None:  # the usual predictions read straight from their JSON
+            limits = engine.limits
+            inline = np.empty(n, dtype=bool)
+            out, declined, strs = kernels.decode_predictions(
+                typed.decode, values, engine.max_bytes, DECODE_ERRORS, made, names,
+                limits.max_category_length,
+                (limits.max_id_length, limits.max_value_length, limits.max_segment_length),
+                codes, x, inline,
+            )  # fmt: skip
+            again = _none_at(out)
+        else:
+            inline = None
+            out = _decode_each(typed, values, engine.max_bytes)
+            again = _none_at(out)
+            present = out
+            if again:  # (the features of a message that did not decode: none)
+                present = list(out)
+                for i in again:
+                    present[i] = _UNDECODED
+            (raws,) = _attrs(present, ("features",))
+            declined, strs = kernels.read_features(raws, names,
+                                                   engine.limits.max_category_length, codes,
+                                                   x)  # fmt: skip
         wrong: list[int] = []
         for i in declined:  # msgspec decides: a struct, or the message decoded again below
             try:
-                msgspec.structs.force_setattr(out[i], "features", features.decode(raws[i]))
+                msgspec.structs.force_setattr(out[i], "features",
+                                              features.decode(out[i].features))  # fmt: skip
             except DECODE_ERRORS:
                 wrong.append(i)
         if again:
@@ -292,7 +335,8 @@ def _decode_predictions(
                 out[i] = None
         pos = np.full(len(values) and max(at) - a + 1, -1, dtype=np.int64)
         pos[native.int64_column(at) - a] = np.arange(n, dtype=np.int64)  # one C loop
-        table = _FeatureTable(a, pos, codes, x, strs, {})
+        table = _FeatureTable(a, pos, codes, x, strs, {},
+                              inline if inline is not None and inline.any() else None)
     if again:
         general = engine.limits.prediction_decoder()
         events = _decode_each(general, [values[i] for i in again], engine.max_bytes)
@@ -420,6 +464,31 @@ def _table_columns(
     return columns, block
 
 
+def _inline_features(engine: Engine, feats: list[Any], idx: I64, table: _FeatureTable
+                     ) -> list[Any]:  # fmt: skip
+    """``feats`` (the features of the predictions at poll indices ``idx``) with those of
+    the predictions read straight from their JSON (:func:`_made_inline`: None in the
+    event) made from the table: the struct msgspec decodes the features object to
+    (:func:`_typed`'s), its values those the table holds (a number, None where null or
+    absent, a string), as the kernel read them."""
+    cols = table.pos[idx - table.a]
+    assert table.inline is not None
+    made = np.flatnonzero(table.inline[cols]).tolist()
+    if not made:
+        return feats
+    kind = type(_typed(_all_features(engine), engine.limits)[1])
+    strs = table.strs
+    feats = list(feats)
+    for j in made:
+        c = int(cols[j])
+        values = [
+            x if code == 0 else None if code == 1 else strs[int(x)]
+            for code, x in zip(table.codes[:, c].tolist(), table.x[:, c].tolist(), strict=True)
+        ]  # fmt: skip
+        feats[j] = kind(*values)
+    return feats
+
+
 def _materialized(engine: Engine, feats: list[Any]) -> list[Any]:
     """``feats`` (each event's features) with those left as JSON (``msgspec.Raw``, read
     into a :class:`_FeatureTable`) decoded by msgspec as the struct of :func:`_typed`."""
@@ -448,6 +517,8 @@ def _feature_columns(
         if got is not None:
             return got
     (feats,) = _attrs(group, ("features",))
+    if table is not None and idx is not None and table.inline is not None:
+        feats = _inline_features(engine, feats, idx, table)
     feats = _materialized(engine, feats)
     block: NumericBlock | None = None
     kernels = native.kernels()

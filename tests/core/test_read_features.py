@@ -22,9 +22,11 @@ import pytest
 from monitor import native
 from monitor.core.fastpath import (
     _all_features,
+    _attrs,
     _decode_predictions,
     _feature_columns,
     _feature_reads,
+    _inline_features,
     _raw_typed,
     _table_columns,
     _typed,
@@ -235,8 +237,13 @@ def _same_columns(engine: Any, model: Any, group_g: list[Any], group_w: list[Any
     assert block is not None and want_block is not None
     assert np.array_equal(block[0], want_block[0])
     assert np.array_equal(block[1].view(np.uint64), want_block[1].view(np.uint64))
-    # and from the events alone (the table's rows fall back on msgspec's struct)
-    again = _feature_columns(engine, model, group_g)  # type: ignore[arg-type]
+    # and from the events (the table's rows fall back on msgspec's struct), those read
+    # straight from their JSON, whose events hold no features, made again from the table
+    feats = _attrs(group_g, ("features",))[0]
+    if table.inline is not None:
+        feats = _inline_features(engine, feats, idx, table)  # type: ignore[arg-type]
+    events = [msgspec.structs.replace(e, features=f) for e, f in zip(group_g, feats, strict=True)]
+    again = _feature_columns(engine, model, events)  # type: ignore[arg-type]
     assert again[0] == want_columns
     assert np.array_equal(again[1][1].view(np.uint64), want_block[1].view(np.uint64))
 
