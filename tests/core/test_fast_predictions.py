@@ -182,6 +182,73 @@ def test_each_prediction_reads_as_msgspec_decodes_it(seed: int) -> None:
     assert (~inline & np.array([e is not None for e in out_s])).sum() > len(values) // 10
 
 
+def _label(rng: random.Random, i: int) -> bytes:
+    """A label: mostly the usual shape, often with one thing odd about it."""
+    fields: dict[str, str] = {
+        "prediction_id": json.dumps(f"p-{i}"),
+        "label": json.dumps(rng.randint(0, 1)),
+        "ts": _render(str(round(1_700_000_000 + i / 7, rng.choice([2, 3, 3, 7])))),
+    }
+    odd = rng.random()
+    if odd < 0.1:
+        fields["model"] = rng.choice(['"m"', "null", "1", '"m\u00e9"', '""'])
+    elif odd < 0.2:
+        fields["label"] = _render(_value(rng))
+    elif odd < 0.25:
+        fields["ts"] = rng.choice(['"2023-01-01T00:00:00Z"', "null", "true", "-0", "1e400"])
+    elif odd < 0.3:
+        del fields[rng.choice(list(fields))]
+    elif odd < 0.33:
+        fields["prediction_id"] = json.dumps(_text(rng, DEFAULT_LIMITS.max_id_length))
+    elif odd < 0.35:
+        fields["extra"] = "1"
+    items = list(fields.items())
+    rng.shuffle(items)
+    text = "{" + rng.choice([",", ", "]).join(f'"{k}":{v}' for k, v in items) + "}"
+    last = rng.random()
+    if last < 0.03:
+        text += "]"
+    elif last < 0.05:
+        text = text.replace('"label"', '"label":1,"label"', 1)
+    elif last < 0.07:
+        text = text[:-1]
+    return text.encode()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_each_label_reads_as_msgspec_decodes_it(seed: int) -> None:
+    rng = random.Random(seed)
+    values: list[bytes | None] = [_label(rng, i) for i in range(3000)]
+    values[3] = None
+    values[4] = b"[]"
+    kernels = native.kernels()
+    assert kernels is not None
+    decoder = DEFAULT_LIMITS.label_decoder()
+    made = fastpath._made_inline(decoder)
+    assert made is not None
+    limits = (DEFAULT_LIMITS.max_id_length, DEFAULT_LIMITS.max_value_length)
+    asked = []
+
+    def decode(value: bytes) -> Any:  # what the kernel leaves to msgspec
+        asked.append(value)
+        return decoder.decode(value)
+
+    fast = kernels.decode_labels(decode, values, 1 << 16, DECODE_ERRORS, made, limits)
+    slow = fastpath._decode_each(decoder, values, 1 << 16)
+    for f, s, value in zip(fast, slow, values, strict=True):
+        assert (f is None) == (s is None), value
+        if s is None:
+            continue
+        assert f == s, value
+        for name in ("prediction_id", "label", "ts", "model"):
+            a, b = getattr(f, name), getattr(s, name)
+            assert type(a) is type(b), (name, value)
+            if type(a) is float:
+                assert np.float64(a).view(np.int64) == np.float64(b).view(np.int64), value
+    # most were read inline, the odd ones left to msgspec
+    assert len(values) // 2 > len(asked) > len(values) // 10, len(asked)
+
+
 def test_strings_beyond_the_limits_are_declined_to_msgspec() -> None:
     limits = Limits(max_id_length=4, max_value_length=3, max_segment_length=2)
     values: list[bytes | None] = [
