@@ -7196,6 +7196,45 @@ feature_keys(PyObject *names, Py_ssize_t nf, char **pat, Py_ssize_t *pat_len)
     return 0;
 }
 
+/* Row i of the features raw (a JSON value's buffer, msgspec.Raw; None: none) into codes and
+ * x as read_features reads it: 0, with i appended to declined (codes 3, its strings
+ * dropped) where read_feature_row declines; -1 with an error set. */
+static int
+raw_feature_row(PyObject *raw, Py_ssize_t nf, const char **pat, const Py_ssize_t *pat_len,
+                Py_ssize_t limit, Py_ssize_t n, Py_ssize_t i, int8_t *codes, double *x,
+                PyObject *strs, PyObject *declined)
+{
+    const double nan = quiet_nan();
+    int got = 0;
+    if (raw != Py_None) {
+        Py_buffer view;
+        if (np_view(raw, &view, PyBUF_SIMPLE) < 0)
+            return -1;
+        Py_ssize_t had = PyList_GET_SIZE(strs);
+        const char *p = (const char *)view.buf;
+        got = read_feature_row(p, p + view.len, nf, pat, pat_len, limit, n, i, codes, x, strs);
+        PyBuffer_Release(&view);
+        if (got < 0)
+            return -1;
+        if (got == 0) {
+            if (PyList_SetSlice(strs, had, PyList_GET_SIZE(strs), NULL) < 0)
+                return -1;
+            PyObject *at = PyLong_FromSsize_t(i);
+            if (at == NULL || PyList_Append(declined, at) < 0) {
+                Py_XDECREF(at);
+                return -1;
+            }
+            Py_DECREF(at);
+        }
+    }
+    if (got == 0) /* none (1), or declined (3) */
+        for (Py_ssize_t j = 0; j < nf; j++) {
+            codes[j * n + i] = raw == Py_None ? 1 : 3;
+            x[j * n + i] = nan;
+        }
+    return 0;
+}
+
 PyDoc_STRVAR(read_features_doc,
 "read_features(raws, names, limit, codes, x) -> (declined, strs)\n\n"
 "Read each of raws (a list of msgspec.Raw, a JSON value, or None: no features) as a\n"
@@ -7243,42 +7282,10 @@ read_features(PyObject *self, PyObject *args)
         goto done;
     int8_t *codes = (int8_t *)a[0].buf.buf;
     double *x = (double *)a[1].buf.buf;
-    const double nan = quiet_nan();
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *raw = PyList_GET_ITEM(raws, i);
-        int got;
-        if (raw == Py_None) {
-            for (Py_ssize_t j = 0; j < nf; j++) {
-                codes[j * n + i] = 1;
-                x[j * n + i] = nan;
-            }
-            continue;
-        }
-        Py_buffer view;
-        if (np_view(raw, &view, PyBUF_SIMPLE) < 0)
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (raw_feature_row(PyList_GET_ITEM(raws, i), nf, (const char **)pat, pat_len, limit, n,
+                            i, codes, x, strs, declined) < 0)
             goto done;
-        Py_ssize_t had = PyList_GET_SIZE(strs);
-        const char *p = (const char *)view.buf;
-        got = read_feature_row(p, p + view.len, nf, (const char **)pat, pat_len, limit, n, i,
-                               codes, x, strs);
-        PyBuffer_Release(&view);
-        if (got < 0)
-            goto done;
-        if (got == 0) {
-            if (PyList_SetSlice(strs, had, PyList_GET_SIZE(strs), NULL) < 0)
-                goto done;
-            for (Py_ssize_t j = 0; j < nf; j++) {
-                codes[j * n + i] = 3;
-                x[j * n + i] = nan;
-            }
-            PyObject *at = PyLong_FromSsize_t(i);
-            if (at == NULL || PyList_Append(declined, at) < 0) {
-                Py_XDECREF(at);
-                goto done;
-            }
-            Py_DECREF(at);
-        }
-    }
     result = PyTuple_Pack(2, declined, strs);
 done:
     Py_XDECREF(declined);
@@ -7461,6 +7468,38 @@ pred_key_at(const char *p, const char *end, const char **next)
     return memcmp(pred_key[k], s, (size_t)(p - s)) == 0 ? k : -1;
 }
 
+/* The member at p (its key's opening quote) of an object being read: which known key it
+ * has (see pred_key_at), with *next at its value, past the colon and white space; -1 for
+ * any other key or text. */
+static int
+member_at(const char *p, const char *end, const char **next)
+{
+    int k = p < end && *p == '"' ? pred_key_at(p, end, &p) : -1;
+    if (k < 0)
+        return -1;
+    p = json_ws(p, end);
+    if (p >= end || *p != ':')
+        return -1;
+    p = json_ws(p + 1, end);
+    if (p >= end)
+        return -1;
+    *next = p;
+    return k;
+}
+
+/* What follows a member's value at p: 1 with *next at the next member (past a comma), 0
+ * when the object ends there and nothing but white space follows it, -1 otherwise. */
+static int
+member_after(const char *p, const char *end, const char **next)
+{
+    p = json_ws(p, end);
+    if (p < end && *p == ',') {
+        *next = json_ws(p + 1, end);
+        return 1;
+    }
+    return p < end && *p == '}' && json_ws(p + 1, end) == end ? 0 : -1;
+}
+
 /* Prediction i's JSON (p to end) read as described above: its struct into *out and its
  * features into column i of the codes and x (strings appended to strs). 1, 0 declined
  * (nothing kept; strs may hold strings of it, which the caller drops), -1 error. */
@@ -7478,17 +7517,11 @@ fast_prediction(const char *p, const char *end, PyObject *type, const pred_spec_
     p = json_ws(p + 1, end);
     if (p >= end || *p != '"')
         return 0;
-    for (;;) {
-        int k = p < end && *p == '"' ? pred_key_at(p, end, &p) : -1;
+    for (int more = 1; more;) {
+        int k = member_at(p, end, &p);
         if (k < 0 || (seen >> k & 1))
             goto decline;
         seen |= 1u << k;
-        p = json_ws(p, end);
-        if (p >= end || *p != ':')
-            goto decline;
-        p = json_ws(p + 1, end);
-        if (p >= end)
-            goto decline;
         char c = *p;
         int null = c == 'n' && end - p >= 4 && memcmp(p, "null", 4) == 0;
         switch (k) {
@@ -7541,19 +7574,9 @@ fast_prediction(const char *p, const char *end, PyObject *type, const pred_spec_
                                                   s->n, i, s->codes, s->x, s->strs, &p) : 0;
             break;
         }
-        if (r <= 0)
+        if (r <= 0 || (more = member_after(p, end, &p)) < 0)
             goto decline;
-        p = json_ws(p, end);
-        if (p < end && *p == ',') {
-            p = json_ws(p + 1, end);
-            continue;
-        }
-        if (p < end && *p == '}')
-            break;
-        goto decline;
     }
-    if (json_ws(p + 1, end) != end)
-        goto decline;
     if ((seen & 0xF) != 0xF) /* prediction_id, model, ts and prediction are required */
         goto decline;
     if (fs == NULL) {
@@ -7633,7 +7656,8 @@ decode_predictions(PyObject *self, PyObject *args)
         goto done;
     }
     if ((out = PyList_New(n)) == NULL || (declined = PyList_New(0)) == NULL ||
-        (strs = PyList_New(0)) == NULL || (features = PyUnicode_InternFromString("features")) == NULL)
+        (strs = PyList_New(0)) == NULL ||
+        (features = PyUnicode_InternFromString("features")) == NULL)
         goto done;
     s.limit = limit;
     s.nf = nf;
@@ -7644,11 +7668,9 @@ decode_predictions(PyObject *self, PyObject *args)
     s.x = (double *)a[1].buf.buf;
     s.strs = strs;
     int8_t *inline_ = (int8_t *)a[2].buf.buf;
-    const double nan = quiet_nan();
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *v = PyList_GET_ITEM(items, i), *got = NULL;
         inline_[i] = 0;
-        int read = 0; /* the features read (else none) */
         if (v != Py_None && PyBytes_CheckExact(v) && PyBytes_GET_SIZE(v) <= cap) {
             Py_ssize_t had = PyList_GET_SIZE(strs);
             const char *p = PyBytes_AS_STRING(v);
@@ -7667,48 +7689,15 @@ decode_predictions(PyObject *self, PyObject *args)
         if ((got = decode_one(decode, v, cap, errors)) == NULL && PyErr_Occurred())
             goto done;
         PyList_SET_ITEM(out, i, got != NULL ? got : Py_NewRef(Py_None));
-        if (got != NULL) { /* read_features of its features */
-            PyObject *raw = PyObject_GetAttr(got, features);
-            if (raw == NULL)
-                goto done;
-            if (raw != Py_None) {
-                Py_buffer view;
-                if (np_view(raw, &view, PyBUF_SIMPLE) < 0) {
-                    Py_DECREF(raw);
-                    goto done;
-                }
-                Py_ssize_t had = PyList_GET_SIZE(strs);
-                const char *p = (const char *)view.buf;
-                int r = read_feature_row(p, p + view.len, nf, (const char **)pat, pat_len,
-                                         limit, n, i, s.codes, s.x, strs);
-                PyBuffer_Release(&view);
-                Py_DECREF(raw);
-                if (r < 0)
-                    goto done;
-                if (r == 0) {
-                    if (PyList_SetSlice(strs, had, PyList_GET_SIZE(strs), NULL) < 0)
-                        goto done;
-                    for (Py_ssize_t j = 0; j < nf; j++) {
-                        s.codes[j * n + i] = 3;
-                        s.x[j * n + i] = nan;
-                    }
-                    PyObject *at = PyLong_FromSsize_t(i);
-                    if (at == NULL || PyList_Append(declined, at) < 0) {
-                        Py_XDECREF(at);
-                        goto done;
-                    }
-                    Py_DECREF(at);
-                }
-                read = 1;
-            } else {
-                Py_DECREF(raw);
-            }
-        }
-        if (!read)
-            for (Py_ssize_t j = 0; j < nf; j++) {
-                s.codes[j * n + i] = 1;
-                s.x[j * n + i] = nan;
-            }
+        /* read_features of its features (none where it did not decode) */
+        PyObject *raw = got != NULL ? PyObject_GetAttr(got, features) : Py_NewRef(Py_None);
+        if (raw == NULL)
+            goto done;
+        int r = raw_feature_row(raw, nf, (const char **)pat, pat_len, limit, n, i, s.codes, s.x,
+                                strs, declined);
+        Py_DECREF(raw);
+        if (r < 0)
+            goto done;
     }
     result = PyTuple_Pack(3, out, declined, strs);
 done:
@@ -7741,18 +7730,12 @@ fast_label(const char *p, const char *end, PyObject *type, Py_ssize_t max_id,
     if (p >= end || *p != '{')
         return 0;
     p = json_ws(p + 1, end);
-    for (;;) {
-        int k = p < end && *p == '"' ? pred_key_at(p, end, &p) : -1;
+    for (int more = 1; more;) {
+        int k = member_at(p, end, &p);
         k = k == P_ID ? 0 : k == P_LABEL ? 1 : k == P_TS ? 2 : k == P_MODEL ? 3 : -1;
         if (k < 0 || (seen >> k & 1))
             goto decline;
         seen |= 1u << k;
-        p = json_ws(p, end);
-        if (p >= end || *p != ':')
-            goto decline;
-        p = json_ws(p + 1, end);
-        if (p >= end)
-            goto decline;
         char c = *p;
         if (k == 0) {
             r = c == '"' ? fast_str(p, end, max_id, &f[k], &p) : 0;
@@ -7769,18 +7752,10 @@ fast_label(const char *p, const char *end, PyObject *type, Py_ssize_t max_id,
             if (r && (f[k] = PyFloat_FromDouble(v)) == NULL)
                 r = -1;
         }
-        if (r <= 0)
+        if (r <= 0 || (more = member_after(p, end, &p)) < 0)
             goto decline;
-        p = json_ws(p, end);
-        if (p < end && *p == ',') {
-            p = json_ws(p + 1, end);
-            continue;
-        }
-        if (p < end && *p == '}')
-            break;
-        goto decline;
     }
-    if (json_ws(p + 1, end) != end || (seen & 7) != 7) /* the id, label and ts: required */
+    if ((seen & 7) != 7) /* the id, label and ts: required */
         goto decline;
     PyObject *args[4];
     for (int k = 0; k < 4; k++)
