@@ -7717,107 +7717,6 @@ done:
 }
 
 
-/* A label's JSON (p to end) read as decode_labels describes: its struct into *out. 1, 0
- * declined, -1 with an error set. */
-static int
-fast_label(const char *p, const char *end, PyObject *type, Py_ssize_t max_id,
-           Py_ssize_t max_value, PyObject **out)
-{
-    PyObject *f[4] = {NULL}; /* prediction_id, label, ts, model: the struct's order */
-    unsigned seen = 0;
-    int r = 0, made = 0;
-    p = json_ws(p, end);
-    if (p >= end || *p != '{')
-        return 0;
-    p = json_ws(p + 1, end);
-    for (int more = 1; more;) {
-        int k = member_at(p, end, &p);
-        k = k == P_ID ? 0 : k == P_LABEL ? 1 : k == P_TS ? 2 : k == P_MODEL ? 3 : -1;
-        if (k < 0 || (seen >> k & 1))
-            goto decline;
-        seen |= 1u << k;
-        char c = *p;
-        if (k == 0) {
-            r = c == '"' ? fast_str(p, end, max_id, &f[k], &p) : 0;
-        } else if (k == 1) {
-            r = fast_value(p, end, max_value, &f[k], &p);
-        } else if (c == '"') {
-            r = fast_str(p, end, PY_SSIZE_T_MAX, &f[k], &p);
-        } else if (k == 3) { /* a model's name, or null */
-            r = end - p >= 4 && memcmp(p, "null", 4) == 0;
-            p += r ? 4 : 0;
-        } else {
-            double v;
-            r = (c == '-' || (unsigned)(c - '0') < 10) && json_exact_number(p, &v, &p);
-            if (r && (f[k] = PyFloat_FromDouble(v)) == NULL)
-                r = -1;
-        }
-        if (r <= 0 || (more = member_after(p, end, &p)) < 0)
-            goto decline;
-    }
-    if ((seen & 7) != 7) /* the id, label and ts: required */
-        goto decline;
-    PyObject *args[4];
-    for (int k = 0; k < 4; k++)
-        args[k] = f[k] != NULL ? f[k] : Py_None;
-    *out = PyObject_Vectorcall(type, args, 4, NULL);
-    made = *out != NULL ? 1 : -1;
-decline:
-    for (int k = 0; k < 4; k++)
-        Py_XDECREF(f[k]);
-    return r < 0 ? -1 : made;
-}
-
-PyDoc_STRVAR(decode_labels_doc,
-"decode_labels(decode, values, cap, errors, type, limits) -> list\n\n"
-"decode_each(decode, values, cap, errors), with the usual label read straight from its\n"
-"JSON: an object of the keys prediction_id, label, ts and model, each once, whose strings\n"
-"are ASCII with no escape and whose numbers are as decode_predictions reads them; its\n"
-"struct made by calling type (the decoder's struct, of the fields prediction_id, label,\n"
-"ts, model) with each field as msgspec decodes it. limits: the most characters of an id\n"
-"and of a value. msgspec decodes every other message.");
-
-static PyObject *
-decode_labels(PyObject *self, PyObject *args)
-{
-    PyObject *decode, *values, *o_cap, *errors, *type;
-    Py_ssize_t max_id, max_value;
-    (void)self;
-    if (!PyArg_ParseTuple(args, "OO!OOO(nn)", &decode, &PyList_Type, &values, &o_cap, &errors,
-                          &type, &max_id, &max_value))
-        return NULL;
-    Py_ssize_t cap = PY_SSIZE_T_MAX;
-    if (o_cap != Py_None && (cap = PyLong_AsSsize_t(o_cap)) == -1 && PyErr_Occurred())
-        return NULL;
-    /* a copy of the list: a decoder may run Python code, which may change it */
-    PyObject *items = PyList_GetSlice(values, 0, PyList_GET_SIZE(values));
-    if (items == NULL)
-        return NULL;
-    Py_ssize_t n = PyList_GET_SIZE(items);
-    PyObject *out = PyList_New(n);
-    if (out == NULL)
-        goto fail;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *v = PyList_GET_ITEM(items, i), *got = NULL;
-        if (v != Py_None && PyBytes_CheckExact(v) && PyBytes_GET_SIZE(v) <= cap) {
-            const char *p = PyBytes_AS_STRING(v);
-            int r = fast_label(p, p + PyBytes_GET_SIZE(v), type, max_id, max_value, &got);
-            if (r < 0)
-                goto fail;
-        }
-        if (got == NULL && (got = decode_one(decode, v, cap, errors)) == NULL &&
-            PyErr_Occurred())
-            goto fail;
-        PyList_SET_ITEM(out, i, got != NULL ? got : Py_NewRef(Py_None));
-    }
-    Py_DECREF(items);
-    return out;
-fail:
-    Py_XDECREF(out); /* its items not set yet are NULL, which a list's dealloc passes over */
-    Py_DECREF(items);
-    return NULL;
-}
-
 /* ---------------------------------------------------------------- a topic's checked events
  * fastpath.py's _checked in one C loop: of a topic's decoded events (None where a message
  * did not decode) at their poll indices, those that are valid whatever the join holds (a
@@ -8339,7 +8238,6 @@ static PyMethodDef methods[] = {
     {"chi2_sf", chi2_sf, METH_VARARGS, chi2_sf_doc},
     {"cusum_arl", cusum_arl, METH_VARARGS, cusum_arl_doc},
     {"decode_each", decode_each, METH_VARARGS, decode_each_doc},
-    {"decode_labels", decode_labels, METH_VARARGS, decode_labels_doc},
     {"decode_predictions", decode_predictions, METH_VARARGS, decode_predictions_doc},
     {"expired_front", expired_front, METH_VARARGS, expired_front_doc},
     {"id_keys", id_keys, METH_VARARGS, id_keys_doc},

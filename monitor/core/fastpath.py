@@ -208,33 +208,30 @@ def _raw_typed(
     return msgspec.json.Decoder(event), msgspec.json.Decoder(type(empty) | None)
 
 
-#: Whether the compiled kernels read the usual predictions and labels straight from their
-#: JSON (see :func:`_made_inline`); the tests turn it off to hold both ways to the same
-#: results.
+#: Whether the compiled kernel reads the usual predictions straight from their JSON (see
+#: :func:`_made_inline`); the tests turn it off to hold both ways to the same results.
 FAST_PREDICTIONS = True
 
-#: The fields of a prediction struct and of a label struct, in order, as
-#: ``monitor._native.decode_predictions`` and ``decode_labels`` make them.
-_INLINE_FIELDS: Final = (
-    ("prediction_id", "model", "ts", "prediction", "model_version", "score", "probabilities",
-     "features", "segment", "label"),
-    ("prediction_id", "label", "ts", "model"),
-)  # fmt: skip
+#: The fields of a prediction struct, in order, as ``monitor._native.decode_predictions``
+#: makes one.
+_INLINE_FIELDS: Final = ("prediction_id", "model", "ts", "prediction", "model_version",
+                         "score", "probabilities", "features", "segment", "label")  # fmt: skip
 
 
 @functools.lru_cache(maxsize=16)
 def _made_inline(decoder: msgspec.json.Decoder[Any]) -> type | None:
-    """The struct ``decoder`` decodes (:func:`_raw_typed`'s, or the label decoder's), which
-    the compiled ``decode_predictions`` (``decode_labels``) makes itself for an event of
-    the usual shape: an object of the struct's keys, each once, every string ASCII with no
-    escape within its limit, each number one that ``read_features`` reads exactly, no
-    probabilities, features that it reads. The struct is what msgspec decodes but for a
-    prediction's features, left None (they are in the segment's :class:`_FeatureTable`,
-    and made again from there where the events' features are read, see
-    :func:`_inline_features`). None if its fields are not those the kernel gives."""
+    """The struct ``decoder`` decodes (:func:`_raw_typed`'s), which the compiled
+    ``decode_predictions`` makes itself for a prediction of the usual shape: an object of
+    the struct's keys, each once, every string ASCII with no escape within its limit, each
+    number one that ``read_features`` reads exactly, no probabilities, features that it
+    reads. The struct is what msgspec decodes but for its features, left None (they are
+    in the segment's :class:`_FeatureTable`, and made again from there where the events'
+    features are read, see :func:`_inline_features`). None if its fields are not those
+    the kernel gives. (Labels stay msgspec's: for so small a struct, making it from C
+    costs more than msgspec's whole decoding.)"""
     kind = decoder.type
     fields = tuple(f.name for f in msgspec.structs.fields(kind))
-    return kind if fields in _INLINE_FIELDS else None
+    return kind if fields == _INLINE_FIELDS else None
 
 
 class _FeatureTable(NamedTuple):
@@ -570,21 +567,6 @@ def _decode_each(
     return decode_all(decoder, values, cap)
 
 
-def _decode_labels(engine: Engine, values: list[bytes | None], cap: int) -> list[Any]:
-    """Label messages decoded as :func:`_decode_each` decodes them with the label decoder;
-    the usual label (see :func:`_made_inline`) read straight from its JSON by the compiled
-    kernel, which makes its struct itself."""
-    decoder = engine.limits.label_decoder()
-    kernels = native.kernels()
-    made = _made_inline(decoder) if FAST_PREDICTIONS else None
-    if made is None or kernels is None:
-        return _decode_each(decoder, values, cap)
-    limits = engine.limits
-    out: list[Any] = kernels.decode_labels(decoder.decode, values, cap, DECODE_ERRORS, made,
-                                           (limits.max_id_length, limits.max_value_length))
-    return out
-
-
 def _attrs(events: list[Any], names: tuple[str, ...]) -> tuple[list[Any], ...]:
     """Attributes ``names`` of each of ``events`` (decoded structs) as a list each, in one
     pass by the compiled kernel (a C loop per attribute without it, or where it declines);
@@ -903,7 +885,7 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
     cap = engine.max_bytes
     values = messages.values
     preds, table = _decode_predictions(engine, _pick(values, pred_at), a, pred_at)
-    labels = _decode_labels(engine, _pick(values, label_at), cap)
+    labels = _decode_each(engine.limits.label_decoder(), _pick(values, label_at), cap)
     # Not valid events, whatever the join holds: not decoded, of an unknown model.
     every, ids_p, kept_p, dropped_p, names_p = _checked(engine, preds, pred_at, labels=False)
     good_l, ids_l, kept_l, dropped_l, _ = _checked(engine, labels, label_at, labels=True)
