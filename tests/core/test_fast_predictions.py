@@ -84,7 +84,7 @@ def _payload(rng: random.Random, i: int) -> bytes:
         fields["prediction"] = _render(_value(rng))
     elif odd < 0.24:
         fields["ts"] = rng.choice(['"2023-01-01T00:00:00Z"', "null", "true", "1e400",
-                                   '"yesterday"'])
+                                   '"yesterday"', "1700000000", "-0", "17e8"])
     elif odd < 0.27:
         del fields[rng.choice(list(fields))]
     elif odd < 0.3:
