@@ -7169,11 +7169,18 @@ feature_object(const char *p, const char *end, Py_ssize_t nf, const char **pat,
     return 1;
 }
 
-/* Each of the nf feature names (a tuple of str) as a key, "name": (into pat[j], allocated,
- * which the caller frees, and pat_len[j]): 0, or -1 with an error set. */
+/* The nf feature names (a tuple of str) as keys, "name": each (*pat)[j], (*pat_len)[j] its
+ * size, allocated here and let go of by keys_free (also after a failure): 0, or -1 with
+ * an error set. */
 static int
-feature_keys(PyObject *names, Py_ssize_t nf, char **pat, Py_ssize_t *pat_len)
+feature_keys(PyObject *names, Py_ssize_t nf, char ***pat, Py_ssize_t **pat_len)
 {
+    *pat = PyMem_Calloc((size_t)(nf ? nf : 1), sizeof(char *));
+    *pat_len = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(nf ? nf : 1));
+    if (*pat == NULL || *pat_len == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
     for (Py_ssize_t j = 0; j < nf; j++) {
         PyObject *o = PyTuple_GET_ITEM(names, j);
         Py_ssize_t len;
@@ -7183,17 +7190,29 @@ feature_keys(PyObject *names, Py_ssize_t nf, char **pat, Py_ssize_t *pat_len)
                 PyErr_SetString(PyExc_TypeError, "names must be str");
             return -1;
         }
-        if ((pat[j] = PyMem_Malloc((size_t)len + 3)) == NULL) {
+        char *key = (*pat)[j] = PyMem_Malloc((size_t)len + 3);
+        if (key == NULL) {
             PyErr_NoMemory();
             return -1;
         }
-        pat[j][0] = '"';
-        memcpy(pat[j] + 1, s, (size_t)len);
-        pat[j][len + 1] = '"';
-        pat[j][len + 2] = ':';
-        pat_len[j] = len + 3;
+        key[0] = '"';
+        memcpy(key + 1, s, (size_t)len);
+        key[len + 1] = '"';
+        key[len + 2] = ':';
+        (*pat_len)[j] = len + 3;
     }
     return 0;
+}
+
+/* Let go of what feature_keys allocated (any of it NULL). */
+static void
+keys_free(char **pat, Py_ssize_t *pat_len, Py_ssize_t nf)
+{
+    if (pat != NULL)
+        for (Py_ssize_t j = 0; j < nf; j++)
+            PyMem_Free(pat[j]);
+    PyMem_Free(pat);
+    PyMem_Free(pat_len);
 }
 
 /* Row i of the features raw (a JSON value's buffer, msgspec.Raw; None: none) into codes and
@@ -7260,16 +7279,12 @@ read_features(PyObject *self, PyObject *args)
         return NULL;
     }
     /* each name as a key: "name": */
-    char **pat = PyMem_Calloc((size_t)(nf ? nf : 1), sizeof(char *));
-    Py_ssize_t *pat_len = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(nf ? nf : 1));
+    char **pat = NULL;
+    Py_ssize_t *pat_len = NULL;
     PyObject *result = NULL, *declined = NULL, *strs = NULL;
     int acquired = 0;
     arg_t a[] = {{o_codes, 1, 1, "codes"}, {o_x, 8, 1, "x"}};
-    if (pat == NULL || pat_len == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    if (feature_keys(names, nf, pat, pat_len) < 0)
+    if (feature_keys(names, nf, &pat, &pat_len) < 0)
         goto done;
     if (acquire(a, 2) < 0)
         goto done;
@@ -7292,11 +7307,7 @@ done:
     Py_XDECREF(strs);
     if (acquired)
         release(a, 2);
-    if (pat != NULL)
-        for (Py_ssize_t j = 0; j < nf; j++)
-            PyMem_Free(pat[j]);
-    PyMem_Free(pat);
-    PyMem_Free(pat_len);
+    keys_free(pat, pat_len, nf);
     return result;
 }
 
@@ -7636,16 +7647,12 @@ decode_predictions(PyObject *self, PyObject *args)
     if (items == NULL)
         return NULL;
     Py_ssize_t n = PyList_GET_SIZE(items);
-    char **pat = PyMem_Calloc((size_t)(nf ? nf : 1), sizeof(char *));
-    Py_ssize_t *pat_len = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(nf ? nf : 1));
+    char **pat = NULL;
+    Py_ssize_t *pat_len = NULL;
     PyObject *result = NULL, *out = NULL, *declined = NULL, *strs = NULL, *features = NULL;
     int acquired = 0;
     arg_t a[] = {{o_codes, 1, 1, "codes"}, {o_x, 8, 1, "x"}, {o_inline, 1, 1, "inline"}};
-    if (pat == NULL || pat_len == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    if (feature_keys(names, nf, pat, pat_len) < 0)
+    if (feature_keys(names, nf, &pat, &pat_len) < 0)
         goto done;
     if (acquire(a, 3) < 0)
         goto done;
@@ -7708,11 +7715,7 @@ done:
     Py_DECREF(items);
     if (acquired)
         release(a, 3);
-    if (pat != NULL)
-        for (Py_ssize_t j = 0; j < nf; j++)
-            PyMem_Free(pat[j]);
-    PyMem_Free(pat);
-    PyMem_Free(pat_len);
+    keys_free(pat, pat_len, nf);
     return result;
 }
 
