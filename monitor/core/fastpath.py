@@ -1732,13 +1732,12 @@ def _predictions(
         odd_ids = found_before | set(retried) if retried else found_before
         plain = _plain_models(engine, groups, events, ids, labels, at_l, parts, model_of,
                               fused, fused_at, odd_ids)  # fmt: skip
-    takes: list[tuple[int, list[I64], Callable[[_Waiting], None]]] = []
+    takes: list[_PlainTake] = []
     if plain:
         _plan_plains(engine, split, plain, events, ids, at, ts, score, ok, fused, followed, takes)
     if takes:  # every model's plain predictions taken by one plan: see _take_plains
-        every = [take for _, _, take in takes]
-        split.plans.append((takes[0][0], [i for _, idx, _ in takes for i in idx],
-                            partial(_take_plains, engine, every)))  # fmt: skip
+        split.plans.append((takes[0].number, [i for take in takes for i in take.idx],
+                            partial(_take_plains, engine, takes)))  # fmt: skip
     taken = {(m, number) for m, mine in plain.items() for number, _, _ in mine}
     for (m, number), (rows, sel) in groups.items():
         if (m, number) in taken:
@@ -2053,7 +2052,7 @@ def _plan_plains(
     ok: npt.NDArray[np.bool_],
     fused: dict[str, tuple[int, LabelEvent]],
     followed: npt.NDArray[np.bool_] | None,
-    takes: list[tuple[int, list[I64], Callable[[_Waiting], None]]],
+    takes: list[_PlainTake],
 ) -> None:
     """Plan the plain predictions of every model of ``plain`` (see :func:`_plain_models`),
     each model's every partition at once (:func:`_plan_plain`): their values coded and
@@ -2144,14 +2143,13 @@ def _plan_plain(
     ts: F64,
     score: F64,
     joined: _Joined | None,
-    takes: list[tuple[int, list[I64], Callable[[_Waiting], None]]],
+    takes: list[_PlainTake],
 ) -> None:
     """Plan the plain predictions of one model (see :func:`_plain_models`), every
     partition's at once (their ids, events, codes and validity (None: all valid), poll
     indices, times and scores; ``joined``: those their label message of the segment
     joins, checked by :func:`_plan_plains`): the invalid ones are rejects, those joined
-    join their label, the others wait. The plan goes to ``takes`` (its first partition,
-    the poll indices of its messages, and its :func:`_take_plain`)."""
+    join their label, the others wait. The plan goes to ``takes`` (see :class:`_PlainTake`)."""
     numbers = [number for number, _, _ in mine]
     sizes = [len(rows) for _, rows, _ in mine]
     if valid is not None and not valid.all():
@@ -2184,7 +2182,21 @@ def _plan_plain(
             a += n
     apply = partial(_take_plain, engine, split, model, numbers, sizes, idx, group, pids,
                     ts, pred, score, joined)  # fmt: skip
-    takes.append((numbers[0], [idx] if joined is None else [idx, joined.at], apply))
+    takes.append(_PlainTake(numbers[0], [idx] if joined is None else [idx, joined.at], model,
+                            group, apply))  # fmt: skip
+
+
+class _PlainTake(NamedTuple):
+    """A model's plain plan (see :func:`_plan_plain`): its first partition, the poll
+    indices of its messages, the model, its predictions to take, and its
+    :func:`_take_plain` (given the :class:`_Waiting` and the predictions' slice ids when
+    :func:`_plain_slices` found them, else None)."""
+
+    number: int
+    idx: list[I64]
+    model: ModelState
+    group: list[PredictionEvent]
+    apply: Callable[[_Waiting, I64 | None], None]
 
 
 class _Waiting:
@@ -2225,16 +2237,17 @@ class _Waiting:
         self.parts: list[tuple[Chunk, list[int], list[int]]] = []
 
 
-def _take_plains(engine: Engine, takes: list[Callable[[_Waiting], None]]) -> None:
-    """Apply the plain plans of every model of a segment (:func:`_take_plain` each), and
+def _take_plains(engine: Engine, takes: list[_PlainTake]) -> None:
+    """Apply the plain plans of every model of a segment (:func:`_take_plain` each, with
+    the slice ids of every model's predictions found at once where they can be), and
     put the predictions they leave waiting into their (model, partition) tables with one
     :func:`add_groups` per run of models of as many slice ids a row (the usual segment:
     one): the tables, and the owner indexes, changed in the order each model's plan
     would change them in its turn (no other plan reads them in between). The partitions'
     latest event times (as :func:`_note`) are raised once for every model's events."""
     waiting = _Waiting()
-    for take in takes:
-        take(waiting)
+    for take, slices in zip(takes, _plain_slices(takes), strict=True):
+        take.apply(waiting, slices)
     if waiting.parts:  # each chunk's partition of each row: one repeat for all
         spans = waiting.parts
         part = np.repeat(np.array([n for _, numbers, _ in spans for n in numbers],
@@ -2275,6 +2288,50 @@ def _take_plains(engine: Engine, takes: list[Callable[[_Waiting], None]]) -> Non
             columns = [c[rest] for c in columns]
         add_groups(waiting.tables[t0:t1], sizes, waiting.ids[r0 : r0 + sum(sizes)], *columns)
         first = j
+
+
+def _plain_slices(takes: list[_PlainTake]) -> list[I64 | None]:
+    """The slice ids :func:`_slices` gives each plan's predictions, found for every model
+    at once where it has no segments and its predictions name one version, registered
+    already, or none (the usual poll: then they are a look-up each, nothing registered or
+    folded, and the same whatever order the plans are taken in); None for the others
+    (:func:`_slices` finds theirs in turn). A model's ids are its rows of one array for
+    all (a poll of many models has a few predictions a model, where numpy's cost per call
+    is most of the work)."""
+    out: list[I64 | None] = [None] * len(takes)
+    chosen = [j for j, take in enumerate(takes) if not take.model.registry.segments]
+    if not chosen:
+        return out
+    groups = [takes[j].group for j in chosen]
+    sizes = list(map(len, groups))
+    (versions,) = _attrs(groups[0] if len(groups) == 1 else list(chain.from_iterable(groups)),
+                         ("model_version",))  # fmt: skip
+    ids: list[int] = []
+    if any(versions):  # each model's one version (else its ids are found in turn)
+        kept: list[int] = []  # places in chosen
+        a = 0
+        for place, (j, n) in enumerate(zip(chosen, sizes, strict=True)):
+            found = set(versions[a : a + n])
+            a += n
+            if len(found) != 1:
+                continue
+            (value,) = found
+            sid = takes[j].model.registry.index.get(("version", value)) if value else -1
+            if sid is not None:
+                kept.append(place)
+                ids.append(sid)
+        if len(kept) < len(chosen):
+            chosen = _pick(chosen, kept)
+            sizes = _pick(sizes, kept)
+        if not chosen:
+            return out
+    block = np.zeros((sum(sizes), 2), dtype=np.int64)
+    block[:, 1] = np.repeat(np.array(ids, dtype=np.int64), sizes) if ids else -1
+    a = 0
+    for j, n in zip(chosen, sizes, strict=True):
+        out[j] = block[a : a + n]
+        a += n
+    return out
 
 
 def _take_pairs(pairs: list[tuple[Any, _Joined, list[int], list[int], F64, F64, I64, F64]]
@@ -2358,15 +2415,17 @@ def _take_plain(
     score: F64,
     joined: _Joined | None,
     waiting: _Waiting,
+    known: I64 | None,
 ) -> None:
     """Accept a model's plain predictions of a segment (see :func:`_plan_plain`): count,
     join those whose label message follows, leave the others to ``waiting`` (for their
     pending tables), queue them for accumulation as one chunk over their partitions
     (``sizes`` predictions of each of ``numbers``, in that order) and the joined pairs as
     another: what :func:`_take_predictions` does to each partition's group, the slice
-    registry and the features taken over the groups one after the other."""
+    registry and the features taken over the groups one after the other. ``known``: their
+    slice ids, when :func:`_plain_slices` found them."""
     m = model.index
-    slices = _slices(model, group, idx, split.slices)
+    slices = _slices(model, group, idx, split.slices) if known is None else known
     if model.warmup_target:  # its predictions raw to its stage 2, each partition's run
         a = 0
         for number, n in zip(numbers, sizes, strict=True):
