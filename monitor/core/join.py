@@ -1801,10 +1801,20 @@ class JoinBuffer:
         """:meth:`owners` of ``pids`` given as str: with up to :attr:`INDEXED_FROM` models,
         each table asked in turn by :func:`monitor.native.pending_owners` (the compiled
         kernel finds each id's bytes and CRC-32 once, with no :func:`id_keys` made); with
-        more, through the owner index."""
+        more, through the owner index (by the compiled ``owner_first_ids``, which finds
+        them as it probes: no bytes object made per id)."""
         if len(self.pending) <= self.INDEXED_FROM:
             return native.pending_owners(self.pending, pids)
-        return self.owners(id_keys(pids))
+        kernels = native.kernels()
+        if kernels is None or not pids:
+            return self.owners(id_keys(pids))
+        out = np.full(len(pids), -1, dtype=np.int64)
+        index = self.owner_index()
+        index._apply()
+        kernels.owner_first_ids(index._crc, index._model, index._count, index._shift,
+                                self.pending, pids if type(pids) is list else list(pids),
+                                out)  # fmt: skip
+        return out
 
     def find_pending(self, pid: str, model: int) -> tuple[int, Pending | None]:
         """The model index and pending prediction for ``pid`` (``model`` -1: any model)."""

@@ -47,6 +47,7 @@ def _check(join: JoinBuffer, universe: list[str]) -> None:
     # exactly the ids waiting (a stale pair would only cost a probe: counted, not hidden)
     assert len(join.owner_index()) == sum(len(t) for t in join.pending)
     assert join.owners(id_keys(universe)).tolist() == want
+    assert join.owners_of(universe).tolist() == want
     for pid, m in zip(universe[:40], want[:40], strict=False):
         found, entry = join.find_pending(pid, -1)
         assert found == m
@@ -133,6 +134,24 @@ def test_a_shared_crc_is_confirmed_by_the_table() -> None:
     join.pending[1][b] = Pending(1.0, 1.0, 0.5, (0, -1))
     assert join.owners(id_keys([a, b])).tolist() == [3, 1]
     assert join.find_pending(a, -1)[0] == 3
+
+
+def test_owners_of_ids_as_str_are_the_owners_of_their_keys() -> None:
+    """:meth:`JoinBuffer.owners_of` (ids as str: the compiled kernel finds their bytes and
+    CRC-32s itself) against :meth:`JoinBuffer.owners` of their :func:`id_keys`: ids of
+    other scripts, a lone surrogate, the empty id, a shared CRC-32, an id of several
+    models, and none asked."""
+    a, b = "plumless", "buckeroo"  # a known CRC-32 collision
+    join = JoinBuffer(MODELS)
+    held = {"é-ü": 2, "\ud800x": 6, "": 0, a: 3, "same": 5, "日本": 1}
+    for pid, m in held.items():
+        join.pending[m][pid] = Pending(1.0, 1.0, 0.5, (0, -1))
+    join.pending[4]["same"] = Pending(1.0, 1.0, 0.5, (0, -1))
+    asked = [*held, b, "\ud800y", "other", a]
+    want = [2, 6, 0, 3, 4, 1, -1, -1, -1, 3]
+    assert join.owners(id_keys(asked)).tolist() == want
+    assert join.owners_of(asked).tolist() == want
+    assert join.owners_of([]).tolist() == []
 
 
 def test_the_index_is_not_part_of_the_state() -> None:
