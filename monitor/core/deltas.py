@@ -119,6 +119,7 @@ class DeltaBook:
             adds = cast("list[bool]", (d_counts.any(axis=1) | d_delay.any(axis=1)
                                        | (d_sum != 0)).tolist())  # fmt: skip
             left.hold(d_counts, d_delay, sums)
+            busy: list[str] = []  # the models of the parts in the delta: each adds something
         else:
             left = None
         for model, taken in zip(engine.models, panes, strict=True):
@@ -126,6 +127,8 @@ class DeltaBook:
             if left is not None and not taken and not adds[m]:  # a quiet part: left out
                 left.waiting[model.name] = (len(pending[m]), unnamed + by_model.get(m, 0))
                 continue
+            if left is not None:
+                busy.append(model.name)
             registry = model.registry
             models.append(
                 ModelDelta(
@@ -157,6 +160,8 @@ class DeltaBook:
             models,
         )
         self.published[number] = (end, *now[1:])
+        if left is not None:
+            left.busy = frozenset(busy)
         return delta
 
 
@@ -164,17 +169,22 @@ class QuietParts:
     """The parts of a delta handed over in the process (:meth:`DeltaBook.take_handed`)
     that add nothing to their model, left out of it: each one's counts of waiting events
     (``waiting``, by model name: what a stage 2 compares with its own), and the part
-    itself made on demand (:meth:`part`), as :meth:`DeltaBook.take` would have made it.
-    Made right before the hand-over: the models' registries are read when a part is
-    made, and stage 1 changes nothing of them in between."""
+    itself made on demand (:meth:`part`), as :meth:`DeltaBook.take` would have made it;
+    ``busy``, the models whose part is in the delta (each adds something), when parts
+    were left out. Made right before the hand-over: the models' registries are read when
+    a part is made, and stage 1 changes nothing of them in between."""
 
-    __slots__ = ("_engine", "_held", "waiting")
+    __slots__ = ("_engine", "_held", "busy", "waiting")
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         #: model name -> (predictions waiting for a label, labels waiting) at the end
         self.waiting: dict[str, tuple[int, int]] = {}
         self._held: tuple[F64, F64, list[float]] | None = None
+        #: The models whose part the delta holds, all of which add something (a pane, a
+        #: counter, a delay or a delay sum), read off stage 1's arrays when the quiet parts
+        #: were left out; None: nothing was left out (one model), whose part is read.
+        self.busy: frozenset[str] | None = None
 
     def hold(self, counts: F64, delay: F64, sums: list[float]) -> None:
         """Keep the delta's increments (a row of each model's), what its parts are made of."""

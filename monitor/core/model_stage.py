@@ -380,6 +380,8 @@ class ModelStage:
         held, held_decay = w.arrays()
         error_panes = self.error_panes
         handed = HandedPaneDelta
+        added: list[F64] = []  # the parts' counters' increments that are arrays, in order
+        delays: list[F64] = []  # (and their label delays')
         for delta, md in parts:
             slice_keys = md.slice_keys
             if keys[: len(slice_keys)] == slice_keys:
@@ -460,19 +462,20 @@ class ModelStage:
                         low = self.__dict__.get("_errors_low")
                         if low is not None and pane < low[1]:
                             self._errors_low = (low[0], pane)
-                    if type(pd) is handed and number not in buffered:
+                    lists = buffered.get(number)
+                    if lists is not None:  # (an earlier poll's errors of the pane: after them)
+                        lists[0].extend(pd.err_ts)
+                        lists[1].extend(pd.err)
+                    elif type(pd) is handed:
                         buffered[number] = (pd.err_ts, pd.err)  # its lists: no one else's
                     else:
                         self._buffer_errors(number, pd)
             # The counters' increments: those that are arrays (rows of stage 1's, handed
-            # over in the process) queued in ``ops`` to be added with the blocks (as
-            # RowMerges.add_to of each, inlined).
+            # over in the process) are added with the blocks, below.
             counts, delay = md.counts, md.delay
             if isinstance(counts, np.ndarray) and isinstance(delay, np.ndarray):
-                mine = self.counts
-                ops.append((mine, [], counts, [], 0, len(mine), 1, None))
-                mine = self.delay
-                ops.append((mine, [], delay, [], 0, len(mine), 1, None))
+                added.append(counts)
+                delays.append(delay)
             else:
                 self.counts += counts
                 self.delay += delay
@@ -480,6 +483,9 @@ class ModelStage:
             self.waiting[number] = (md.pending, md.early)
             if md.folded:
                 self._fold(md.folded)
+        if added:  # one op for the parts' counts and one for their delays, added in order
+            merges.add_each_to(self.counts, added)
+            merges.add_each_to(self.delay, delays)
 
     def _fold(self, counts: dict[str, int]) -> None:
         """Take a part's counts of values folded into ``__other__`` per slice dimension
@@ -1275,9 +1281,12 @@ def hand_over(stages: list[ModelStage], deltas: list[PartitionDelta],
     for i, delta in enumerate(deltas):
         end = delta.end
         parts = {md.model: md for md in delta.models}
+        quiet = None if left is None else left[i]
+        # (the models a delta's parts add to, as stage 1 read them when it left the quiet
+        # parts out: every part it holds adds something)
+        busy = quiet.busy if quiet is not None and quiet.busy is not None else _busy(delta)
         given.append((delta, parts, frozenset(delta.idle), delta.confirmed == end,
-                      delta.base == end, _busy(delta),
-                      None if left is None else left[i]))  # fmt: skip
+                      delta.base == end, busy, quiet))  # fmt: skip
     for stage in stages:
         _hand_stage(stage, given, now, merges)
     merges.run()

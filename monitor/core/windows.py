@@ -809,8 +809,10 @@ def _apply(ops: list[_Op]) -> None:
         compiled.rows_add_many(ops)
         return
     for acc, decayed, plain, decay, first, _, mode, cols in ops:
-        if acc.ndim == 1:  # RowMerges.add_to
+        if acc.ndim == 1:  # RowMerges.add_to (and the targets after it, in order)
             acc += plain
+            for target, add in zip(decayed, decay, strict=True):
+                target += add
             continue
         at: Any = slice(first, first + len(plain)) if isinstance(first, int) else first
         if cols is not None:  # those cells of the rows (rows and columns distinct)
@@ -860,6 +862,11 @@ class RowMerges:
         """Queue ``target += add`` (one-dimensional float64 arrays of one length, ``add``
         C-contiguous), in order with the blocks."""
         self.ops.append((target, [], add, [], 0, len(target), 1, None))
+
+    def add_each_to(self, target: F64, adds: list[F64]) -> None:
+        """Queue :meth:`add_to` of each of ``adds`` (at least one) in turn, as one op."""
+        self.ops.append((target, [target] * (len(adds) - 1), adds[0], adds[1:], 0, len(target),
+                         1, None))  # fmt: skip
 
     def run(self) -> None:
         """Add the blocks queued, in order, and forget them."""

@@ -99,6 +99,12 @@ def test_row_blocks_queued_for_many_sets_add_as_each_added(seed: int) -> None:
             counts += add
             merges.add_to(queued_counts, add)
             continue
+        if rng.random() < 0.1:  # several increments of the counters, as one op
+            adds = [_block(rng, 1, 4)[0] for _ in range(int(rng.integers(1, 12)))]
+            for add in adds:
+                counts += add
+            merges.add_each_to(queued_counts, adds)
+            continue
         i = int(rng.integers(0, len(shapes)))
         rows, width = shapes[i]
         pane, at = int(rng.integers(0, 6)), _rows(rng, rows)
