@@ -2404,7 +2404,7 @@ pane_columns(PyObject *self, PyObject *args)
         mark[c] = -1;
     Py_ssize_t n = 0;
     for (Py_ssize_t g = 0; g < count; g++) {
-        Py_ssize_t from = g ? at[g - 1] : 0, to = at[g];
+        Py_ssize_t from = g ? at[g - 1] : 0, to = at[g], fresh = 0;
         cuts[g] = n;
         for (Py_ssize_t k = from; k < to; k++) {
             const terms_t *s = &sets[set_of[k]];
@@ -2415,26 +2415,29 @@ pane_columns(PyObject *self, PyObject *args)
                     goto done;
                 }
                 if (mark[c[j]] != g) {
-                    if (n >= room) {
-                        PyErr_SetString(PyExc_ValueError, "cols: too short for the columns");
-                        goto done;
-                    }
                     mark[c[j]] = g;
                     bits[c[j] >> 6] |= (uint64_t)1 << (c[j] & 63);
-                    cols[n++] = c[j];
+                    fresh++;
                 }
             }
         }
-        /* ascending: read off the bits, word by word (each cleared for the next group) */
-        int64_t *mine = cols + cuts[g];
-        for (Py_ssize_t i = 0, w = 0; i < n - cuts[g]; w++) {
+        if (fresh > room - n) {
+            PyErr_SetString(PyExc_ValueError, "cols: too short for the columns");
+            goto done;
+        }
+        /* ascending: read off the bits, word by word (each cleared for the next group),
+         * each column's place among the group's kept as it is read */
+        int64_t *mine = cols + n;
+        for (Py_ssize_t i = 0, w = 0; i < fresh; w++) {
             uint64_t b = bits[w];
             bits[w] = 0;
-            for (; b; b &= b - 1)
-                mine[i++] = (int64_t)(w * 64 + lowest_bit(b));
+            for (; b; b &= b - 1) {
+                int64_t column = (int64_t)(w * 64 + lowest_bit(b));
+                pos[column] = i;
+                mine[i++] = column;
+            }
         }
-        for (Py_ssize_t i = cuts[g]; i < n; i++)
-            pos[cols[i]] = i - cuts[g];
+        n += fresh;
         for (Py_ssize_t k = from; k < to; k++) {
             const terms_t *s = &sets[set_of[k]];
             Py_ssize_t off = event_of[k] * s->terms;

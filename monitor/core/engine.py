@@ -619,7 +619,8 @@ class Engine:
         panes = int(pane.max()) - low + 1
         # a partition's groups one after the other (then by model slot, then pane)
         slots = len(outcomes)
-        keys, order, bounds = _group_bounds((part * slots + slot) * panes + (pane - low))
+        keys, order, bounds = _group_bounds((part * slots + slot) * panes + (pane - low),
+                                            (int(part.max()) + 1) * slots * panes)
         ts_l, err_l = ts[order].tolist(), err[order].tolist()
         ts_g = [ts_l[a:b] for a, b in pairwise(bounds)]
         err_g = [err_l[a:b] for a, b in pairwise(bounds)]
@@ -644,7 +645,7 @@ class Engine:
         model = np.repeat([m.index for m, _ in outcomes], [len(p.part) for _, p in outcomes])
         span = int(part.max()) + 1
         buckets = len(_DELAY_EDGES) + 1
-        keys, order, bounds = _group_bounds(model * span + part)
+        keys, order, bounds = _group_bounds(model * span + part, len(self.models) * span)
         ordered = delay[order]  # a group's delays in their order, one after the other
         bucket = np.searchsorted(_DELAY_EDGES, ordered)
         group = np.repeat(np.arange(len(keys)), np.diff(bounds))
@@ -1011,13 +1012,20 @@ def _floats(values: list[int]) -> F64:
     return np.array(values, dtype=np.float64)
 
 
-def _group_bounds(key: npt.NDArray[np.int64]) -> tuple[list[int], npt.NDArray[np.intp],
-                                                      list[int]]:  # fmt: skip
+def _group_bounds(key: npt.NDArray[np.int64], space: int
+                  ) -> tuple[list[int], npt.NDArray[np.intp], list[int]]:  # fmt: skip
     """The distinct keys (ascending), the positions that sort ``key`` (stably: a key's
     positions stay in their order) and where each key's run starts in that order, then
     the end: one sort instead of a mask over the whole batch per key (a poll of a sparse
-    stream spans hundreds of panes, of many models hundreds of groups)."""
-    order = np.argsort(key, kind="stable")
+    stream spans hundreds of panes, of many models hundreds of groups). Keys in
+    ``range(space)`` of at most 16 bits are sorted as the narrowest unsigned integers that
+    hold them: numpy's stable sort of those is a radix sort, not the comparisons of its
+    timsort (keys of many models' groups come in no order), and a stable sort's order is
+    one whatever the algorithm."""
+    if space <= 1 << 16:
+        order = np.argsort(key.astype(np.uint8 if space <= 1 << 8 else np.uint16), kind="stable")
+    else:
+        order = np.argsort(key, kind="stable")
     keys, bounds = _runs(key[order])
     return keys, order, bounds
 
