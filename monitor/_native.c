@@ -898,13 +898,54 @@ table_holds(const table_view_t *v, const char *key, Py_ssize_t size, uint32_t cr
     return 0;
 }
 
+static int utf8_view(PyObject *pid, const char **p, Py_ssize_t *n, PyObject **owned);
+
+/* The owner index's columns as owner_first reads them. */
+typedef struct {
+    const uint32_t *crc;
+    const int32_t *model;
+    const int32_t *count;
+    Py_ssize_t nslots;
+    int shift;
+} owner_index_t;
+
+/* The smallest model m whose pending table tables[m] holds the id (k, size bytes, CRC-32
+ * c) live, among the owner index's candidates for c (an empty slot ends the probe); -1
+ * for none, -2 with an error set. A table's view is taken when a probe first needs it. */
+static int64_t
+owner_probe(const owner_index_t *o, PyObject *tables, table_view_t *views, const char *k,
+            Py_ssize_t size, uint32_t c)
+{
+    Py_ssize_t ntables = PyList_GET_SIZE(tables), mask = o->nslots - 1;
+    Py_ssize_t pos = home(c, o->shift);
+    int64_t best = -1;
+    for (Py_ssize_t probes = 0; probes < o->nslots && o->model[pos] >= 0; probes++) {
+        int32_t m = o->model[pos];
+        if (o->count[pos] > 0 && o->crc[pos] == c && (best < 0 || m < best)) {
+            if (m >= ntables) {
+                PyErr_SetString(PyExc_ValueError, "owner table: a model beyond the tables");
+                return -2;
+            }
+            if (!views[m].taken && table_view(&views[m], PyList_GET_ITEM(tables, m)) < 0)
+                return -2;
+            if (table_holds(&views[m], k, size, c))
+                best = m;
+        }
+        pos = (pos + 1) & mask;
+    }
+    return best;
+}
+
 PyDoc_STRVAR(owner_first_doc,
 "owner_first(crc, model, count, shift, tables, keys, crcs, out)\n\n"
 "For each id keys[i] (bytes, CRC-32 crcs[i]): into out[i] the smallest model m whose\n"
 "pending table tables[m] holds it live, -1 for none. The candidates are the models of\n"
 "the owner table's live pairs with the id's CRC-32 (an empty slot ends the probe); each\n"
 "is confirmed as lookup finds an id, in the table's own columns (_slots, _hash, _ts,\n"
-"_ends, _blob, _shift), read when a probe first needs them.");
+"_ends, _blob, _shift), read when a probe first needs them. With crcs None, keys are the\n"
+"ids as str: each one's UTF-8 bytes (lone surrogates passed through) and CRC-32 found\n"
+"here, as id_keys finds them, with no bytes object made (a poll of many models asks the\n"
+"owner index of every label naming no model and of every plain prediction).");
 
 static PyObject *
 owner_first(PyObject *self, PyObject *args)
@@ -915,11 +956,12 @@ owner_first(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "OOOiO!O!OO", &o_crc, &o_model, &o_count, &shift, &PyList_Type,
                           &tables, &PyList_Type, &keys, &o_crcs, &o_out))
         return NULL;
+    const int ids = o_crcs == Py_None; /* keys: str ids, their CRC-32s found here */
     arg_t a[] = {
-        {o_crc, 4, 0, "crc"},   {o_model, 4, 0, "model"}, {o_count, 4, 0, "count"},
-        {o_crcs, 4, 0, "crcs"}, {o_out, 8, 1, "out"},
+        {o_crc, 4, 0, "crc"}, {o_model, 4, 0, "model"}, {o_count, 4, 0, "count"},
+        {o_out, 8, 1, "out"}, {o_crcs, 4, 0, "crcs"},
     };
-    const int nargs = (int)(sizeof a / sizeof a[0]);
+    const int nargs = (int)(sizeof a / sizeof a[0]) - ids;
     if (acquire(a, nargs) < 0)
         return NULL;
     PyObject *result = NULL;
@@ -931,41 +973,34 @@ owner_first(PyObject *self, PyObject *args)
     }
     if (!owner_table_ok(&a[0], &a[1], &a[2], shift))
         goto done;
-    const uint32_t *crc = (const uint32_t *)a[0].buf.buf;
-    const int32_t *model = (const int32_t *)a[1].buf.buf;
-    const int32_t *count = (const int32_t *)a[2].buf.buf;
-    const uint32_t *crcs = (const uint32_t *)a[3].buf.buf;
-    int64_t *out = (int64_t *)a[4].buf.buf;
-    Py_ssize_t nslots = a[0].buf.len / 4, n = PyList_GET_SIZE(keys), mask = nslots - 1;
-    if (a[3].buf.len / 4 < n || a[4].buf.len / 8 < n) {
+    const owner_index_t o = {(const uint32_t *)a[0].buf.buf, (const int32_t *)a[1].buf.buf,
+                             (const int32_t *)a[2].buf.buf, a[0].buf.len / 4, shift};
+    int64_t *out = (int64_t *)a[3].buf.buf;
+    const uint32_t *crcs = ids ? NULL : (const uint32_t *)a[4].buf.buf;
+    Py_ssize_t n = PyList_GET_SIZE(keys);
+    if (a[3].buf.len / 8 < n || (!ids && a[4].buf.len / 4 < n)) {
         PyErr_SetString(PyExc_ValueError, "crcs, out: shorter than keys");
         goto done;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *key = PyList_GET_ITEM(keys, i);
-        if (!PyBytes_Check(key)) {
+        PyObject *key = PyList_GET_ITEM(keys, i), *owned = NULL;
+        const char *k;
+        Py_ssize_t size;
+        if (ids) {
+            if (utf8_view(key, &k, &size, &owned) < 0)
+                goto done;
+        } else if (PyBytes_Check(key)) {
+            k = PyBytes_AS_STRING(key);
+            size = PyBytes_GET_SIZE(key);
+        } else {
             PyErr_SetString(PyExc_TypeError, "keys: bytes expected");
             goto done;
         }
-        const char *k = PyBytes_AS_STRING(key);
-        Py_ssize_t size = PyBytes_GET_SIZE(key);
-        uint32_t c = crcs[i];
-        Py_ssize_t pos = home(c, shift);
-        int64_t best = -1;
-        for (Py_ssize_t probes = 0; probes < nslots && model[pos] >= 0; probes++) {
-            int32_t m = model[pos];
-            if (count[pos] > 0 && crc[pos] == c && (best < 0 || m < best)) {
-                if (m >= ntables) {
-                    PyErr_SetString(PyExc_ValueError, "owner table: a model beyond the tables");
-                    goto done;
-                }
-                if (!views[m].taken && table_view(&views[m], PyList_GET_ITEM(tables, m)) < 0)
-                    goto done;
-                if (table_holds(&views[m], k, size, c))
-                    best = m;
-            }
-            pos = (pos + 1) & mask;
-        }
+        int64_t best = owner_probe(&o, tables, views, k, size,
+                                   ids ? crc32_of((const unsigned char *)k, size) : crcs[i]);
+        Py_XDECREF(owned);
+        if (best == -2)
+            goto done;
         out[i] = best;
     }
     result = Py_NewRef(Py_None);
@@ -8238,89 +8273,6 @@ done:
     return result;
 }
 
-PyDoc_STRVAR(owner_first_ids_doc,
-"owner_first_ids(crc, model, count, shift, tables, pids, out)\n\n"
-"owner_first of the ids pids given as str (a list): each id's UTF-8 bytes (lone\n"
-"surrogates passed through) and CRC-32 found here, as id_keys finds them, with no bytes\n"
-"object made (a poll of many models asks the owner index of every label naming no model\n"
-"and of every plain prediction). out[i]: the smallest model m whose pending table\n"
-"tables[m] holds pids[i] live, -1 for none.");
-
-static PyObject *
-owner_first_ids(PyObject *self, PyObject *args)
-{
-    PyObject *o_crc, *o_model, *o_count, *tables, *pids, *o_out;
-    int shift;
-    (void)self;
-    if (!PyArg_ParseTuple(args, "OOOiO!O!O", &o_crc, &o_model, &o_count, &shift, &PyList_Type,
-                          &tables, &PyList_Type, &pids, &o_out))
-        return NULL;
-    arg_t a[] = {
-        {o_crc, 4, 0, "crc"}, {o_model, 4, 0, "model"}, {o_count, 4, 0, "count"},
-        {o_out, 8, 1, "out"},
-    };
-    const int nargs = (int)(sizeof a / sizeof a[0]);
-    if (acquire(a, nargs) < 0)
-        return NULL;
-    PyObject *result = NULL;
-    Py_ssize_t ntables = PyList_GET_SIZE(tables);
-    table_view_t *views = PyMem_Calloc((size_t)(ntables ? ntables : 1), sizeof *views);
-    if (views == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    if (!owner_table_ok(&a[0], &a[1], &a[2], shift))
-        goto done;
-    const uint32_t *crc = (const uint32_t *)a[0].buf.buf;
-    const int32_t *model = (const int32_t *)a[1].buf.buf;
-    const int32_t *count = (const int32_t *)a[2].buf.buf;
-    int64_t *out = (int64_t *)a[3].buf.buf;
-    Py_ssize_t nslots = a[0].buf.len / 4, n = PyList_GET_SIZE(pids), mask = nslots - 1;
-    if (a[3].buf.len / 8 < n) {
-        PyErr_SetString(PyExc_ValueError, "out: shorter than pids");
-        goto done;
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        const char *k;
-        Py_ssize_t size;
-        PyObject *owned;
-        if (utf8_view(PyList_GET_ITEM(pids, i), &k, &size, &owned) < 0)
-            goto done;
-        uint32_t c = crc32_of((const unsigned char *)k, size);
-        Py_ssize_t pos = home(c, shift);
-        int64_t best = -1;
-        for (Py_ssize_t probes = 0; probes < nslots && model[pos] >= 0; probes++) {
-            int32_t m = model[pos];
-            if (count[pos] > 0 && crc[pos] == c && (best < 0 || m < best)) {
-                if (m >= ntables) {
-                    Py_XDECREF(owned);
-                    PyErr_SetString(PyExc_ValueError, "owner table: a model beyond the tables");
-                    goto done;
-                }
-                if (!views[m].taken && table_view(&views[m], PyList_GET_ITEM(tables, m)) < 0) {
-                    Py_XDECREF(owned);
-                    goto done;
-                }
-                if (table_holds(&views[m], k, size, c))
-                    best = m;
-            }
-            pos = (pos + 1) & mask;
-        }
-        Py_XDECREF(owned);
-        out[i] = best;
-    }
-    result = Py_NewRef(Py_None);
-done:
-    if (views != NULL) {
-        for (Py_ssize_t m = 0; m < ntables; m++)
-            if (views[m].taken == 1)
-                release(views[m].a, 5);
-        PyMem_Free(views);
-    }
-    release(a, nargs);
-    return result;
-}
-
 static PyMethodDef methods[] = {
     {"array_view", array_view, METH_VARARGS, array_view_doc},
     {"bin_rows", bin_rows, METH_VARARGS, bin_rows_doc},
@@ -8377,7 +8329,6 @@ static PyMethodDef methods[] = {
     {"int64s", int64s, METH_VARARGS, int64s_doc},
     {"pending_owners", pending_owners, METH_VARARGS, pending_owners_doc},
     {"held_groups", held_groups, METH_VARARGS, held_groups_doc},
-    {"owner_first_ids", owner_first_ids, METH_VARARGS, owner_first_ids_doc},
     /* ---- arrays joined end to end ---- */
     {"join_rows", join_rows, METH_VARARGS, join_rows_doc},
     /* ---- a prediction's features read from its JSON ---- */

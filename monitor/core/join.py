@@ -1801,8 +1801,8 @@ class JoinBuffer:
         """:meth:`owners` of ``pids`` given as str: with up to :attr:`INDEXED_FROM` models,
         each table asked in turn by :func:`monitor.native.pending_owners` (the compiled
         kernel finds each id's bytes and CRC-32 once, with no :func:`id_keys` made); with
-        more, through the owner index (by the compiled ``owner_first_ids``, which finds
-        them as it probes: no bytes object made per id)."""
+        more, through the owner index (the compiled ``owner_first`` given the ids as str
+        finds their bytes and CRC-32 as it probes: no bytes object made per id)."""
         if len(self.pending) <= self.INDEXED_FROM:
             return native.pending_owners(self.pending, pids)
         kernels = native.kernels()
@@ -1811,9 +1811,9 @@ class JoinBuffer:
         out = np.full(len(pids), -1, dtype=np.int64)
         index = self.owner_index()
         index._apply()
-        kernels.owner_first_ids(index._crc, index._model, index._count, index._shift,
-                                self.pending, pids if type(pids) is list else list(pids),
-                                out)  # fmt: skip
+        kernels.owner_first(index._crc, index._model, index._count, index._shift,
+                            self.pending, pids if type(pids) is list else list(pids), None,
+                            out)  # fmt: skip
         return out
 
     def find_pending(self, pid: str, model: int) -> tuple[int, Pending | None]:
