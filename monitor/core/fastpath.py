@@ -750,10 +750,7 @@ def _registered_slices(
     for k, (dim, column) in enumerate(zip(dims, every, strict=True)):
         ids: dict[str | None, int] = {}
         for value in set(column):
-            if value is None or (k == 0 and not value):  # no segment value, no version
-                ids[value] = -1
-                continue
-            sid = index.get((dim, value))
+            sid = _registered_id(index, dim, value)
             if sid is None:
                 return None
             ids[value] = sid
@@ -762,6 +759,15 @@ def _registered_slices(
         else:
             out[:, k + 1] = native.int64_column(list(map(ids.__getitem__, column)))
     return out
+
+
+def _registered_id(index: dict[tuple[str, str], int], dim: str, value: str | None
+                   ) -> int | None:  # fmt: skip
+    """The slice id of ``value`` in dimension ``dim`` (``"version"`` or a segment's) when
+    it is registered, -1 for no value (None, or an empty version), None when it is new."""
+    if value is None or (dim == "version" and not value):
+        return -1
+    return index.get((dim, value))
 
 
 def _slice_columns(
@@ -2316,7 +2322,7 @@ def _plain_slices(takes: list[_PlainTake]) -> list[I64 | None]:
             if len(found) != 1:
                 continue
             (value,) = found
-            sid = takes[j].model.registry.index.get(("version", value)) if value else -1
+            sid = _registered_id(takes[j].model.registry.index, "version", value)
             if sid is not None:
                 kept.append(place)
                 ids.append(sid)
