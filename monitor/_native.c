@@ -5406,6 +5406,480 @@ released:
     return result;
 }
 
+/* ---------------------------------------------------------------- stage 2 window roll
+ * A run of a WindowSet's pane closes (monitor/core/windows.py, WindowSet.roll, for
+ * ModelStage.close_through): pane after pane, its queued row blocks added into the scratch
+ * arrays, the close (window_close's operations on each cell, in its order: the same sums
+ * bit for bit), the ring's cells of the pane taken, the scratch cleared, the pane that
+ * leaves the ring let go of, and the whole-model row of each window copied into the batch
+ * of signals to compute: one call for the panes of a poll of a sparse stream instead of a
+ * dozen calls per pane. A pane of a sparse stream holds values in few of its cells: they
+ * are found ROLL_GROUP cells at a time, and only their groups are read again and cleared. */
+
+#define ROLL_GROUP 8
+
+/* The bits of a[c] (the same cell read as an integer, without aliasing it) */
+static inline uint64_t
+roll_bits(const double *a, Py_ssize_t c)
+{
+    uint64_t bits;
+    memcpy(&bits, a + c, sizeof bits);
+    return bits;
+}
+
+/* The groups of ROLL_GROUP cells of a (n cells) that hold a cell whose bits are not all
+ * zero (a -0.0 too), ascending, into groups (*ng of them); returns how many such cells they
+ * hold (what cells_count gives). */
+static Py_ssize_t
+roll_groups(const double *restrict a, Py_ssize_t n, Py_ssize_t *restrict groups,
+            Py_ssize_t *ng)
+{
+    Py_ssize_t k = 0, g = 0, full = n / ROLL_GROUP;
+    for (Py_ssize_t b = 0; b < full; b++) {
+        const double *c = a + b * ROLL_GROUP;
+        uint64_t any = 0;
+        for (int i = 0; i < ROLL_GROUP; i++)
+            any |= roll_bits(c, i);
+        if (any == 0)
+            continue;
+        groups[g++] = b;
+        for (int i = 0; i < ROLL_GROUP; i++)
+            k += roll_bits(c, i) != 0;
+    }
+    Py_ssize_t before = k;
+    for (Py_ssize_t c = full * ROLL_GROUP; c < n; c++)
+        k += roll_bits(a, c) != 0;
+    if (k != before)
+        groups[g++] = full;
+    *ng = g;
+    return k;
+}
+
+/* The flat index and value of each cell of a's groups (see roll_groups) whose bits are
+ * not all zero, in order, into idx and val (what cells_fill writes) */
+static void
+roll_fill(const double *restrict a, Py_ssize_t n, const Py_ssize_t *restrict groups,
+          Py_ssize_t ng, int32_t *restrict idx, double *restrict val)
+{
+    Py_ssize_t k = 0;
+    for (Py_ssize_t j = 0; j < ng; j++) {
+        Py_ssize_t c = groups[j] * ROLL_GROUP;
+        Py_ssize_t end = c + ROLL_GROUP < n ? c + ROLL_GROUP : n;
+        for (; c < end; c++) {
+            if (roll_bits(a, c) != 0) {
+                idx[k] = (int32_t)c;
+                val[k++] = a[c];
+            }
+        }
+    }
+}
+
+/* Every cell of a's groups set to +0.0: all of a is then (its other cells are) */
+static void
+roll_clear(double *restrict a, Py_ssize_t n, const Py_ssize_t *restrict groups, Py_ssize_t ng)
+{
+    for (Py_ssize_t j = 0; j < ng; j++) {
+        Py_ssize_t c = groups[j] * ROLL_GROUP;
+        Py_ssize_t end = c + ROLL_GROUP < n ? c + ROLL_GROUP : n;
+        for (; c < end; c++)
+            a[c] = 0.0;
+    }
+}
+
+/* A sliding window's sums t and counts k with the arriving pane a (NULL: none) added, each
+ * cell no term is left in set to exactly 0: what slide_cells does to the cells the leaving
+ * pane leaves as they are (its 0.0 cells) */
+static CELLS void
+roll_slide_open(double *restrict t, double *restrict k, const double *restrict a, Py_ssize_t n)
+{
+    if (a != NULL) {
+        for (Py_ssize_t c = 0; c < n; c++) {
+            double s = t[c] + a[c], m = k[c] + (a[c] != 0.0 ? 1.0 : 0.0);
+            t[c] = m == 0.0 ? 0.0 : s;
+            k[c] = m;
+        }
+    } else {
+        for (Py_ssize_t c = 0; c < n; c++)
+            t[c] = k[c] == 0.0 ? 0.0 : t[c];
+    }
+}
+
+/* A ring pane leaving a sliding window: its array (dense) or its cells (index, values) */
+typedef struct {
+    PyObject *pane; /* held; NULL: no pane leaves */
+    int cells;
+    Py_buffer v, vi;
+} roll_leaving_t;
+
+static void
+roll_leaving_release(roll_leaving_t *l)
+{
+    if (l->pane == NULL)
+        return;
+    if (l->v.obj != NULL)
+        PyBuffer_Release(&l->v);
+    if (l->vi.obj != NULL)
+        PyBuffer_Release(&l->vi);
+    Py_CLEAR(l->pane);
+}
+
+/* The ring's pane key, or none (l->pane NULL): its views taken; -1 with an error set */
+static int
+roll_leaving(PyObject *ring, Py_ssize_t key, Py_ssize_t n, roll_leaving_t *l)
+{
+    memset(l, 0, sizeof *l);
+    PyObject *k = PyLong_FromSsize_t(key);
+    if (k == NULL)
+        return -1;
+    PyObject *pane = PyDict_GetItemWithError(ring, k);
+    Py_DECREF(k);
+    if (pane == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    l->pane = Py_NewRef(pane);
+    if (PyTuple_Check(pane)) { /* Cells(at, values) */
+        l->cells = 1;
+        if (PyTuple_GET_SIZE(pane) != 2) {
+            PyErr_SetString(PyExc_ValueError, "ring: Cells of (at, values) expected");
+            goto fail;
+        }
+        if (cell_index(PyTuple_GET_ITEM(pane, 0), &l->vi, 0) < 0)
+            goto fail;
+        if (doubles(PyTuple_GET_ITEM(pane, 1), &l->v, 0, l->vi.len / l->vi.itemsize,
+                    "ring values") < 0)
+            goto fail;
+        return 0;
+    }
+    if (doubles(pane, &l->v, 0, n, "ring pane") < 0)
+        goto fail;
+    return 0;
+fail:
+    roll_leaving_release(l);
+    return -1;
+}
+
+PyDoc_STRVAR(window_roll_doc,
+"window_roll(ring, queued, held, cum, decay, factors, sliding, nz, spans, ring_len, spare,\n"
+"            spent, empty, index_dtype, cells_type, first, last, sums, at, sources,\n"
+"            panes, seen, seen_col) -> (closed, taken, lost)\n\n"
+"Close the panes first, first + 1, ... below last of a WindowSet (its attributes given;\n"
+"every array float64 of cum's n cells, n < 2**31), as WindowSet.close of each in turn\n"
+"with the compiled kernels does, bit for bit, and copy after each close the first row\n"
+"(sums' width items) of each window's sums (sources: 0 cum, 1 + i sliding[i], 1 + len(\n"
+"sliding) + j decay[j]) into the next rows of sums from row at, the pane into panes and\n"
+"cum[seen_col] into seen. A pane's queued ops (queued[pane], see rows_add_many; their first\n"
+"arrays the scratch) are added, the ring keeps the pane's cells whose bits are not all\n"
+"zero as cells_type(index, values) (index_dtype: int32; each made by empty) when they take\n"
+"less memory than the array, else a copy (spare's last array, else a new one), and the\n"
+"scratch is cleared; a pane with none is closed empty. It stops before a pane held as\n"
+"arrays (in held), at which the windows are summed again (a multiple of ring_len), or\n"
+"once the ring is empty; and after a close that leaves a sliding window's cell with less\n"
+"than 1/4096 of the magnitude that left it, before the ring lets go of a pane and before\n"
+"the copies: taken is then closed - 1, and the caller sums again the sliding windows of\n"
+"lost's bits (bit i: sliding[i]), as after window_close.");
+
+static PyObject *
+window_roll(PyObject *self, PyObject *args)
+{
+    PyObject *ring, *queued, *held, *o_cum, *decay, *factors, *sliding, *nz, *spans, *spare,
+        *spent, *empty, *index_dtype, *o_cells_type, *o_sums, *sources, *panes, *seen;
+    Py_ssize_t ring_len, first, last, at, seen_col;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O!O!OO!O!O!O!O!nO!O!OOO!nnOnO!O!O!n", &PyDict_Type, &ring,
+                          &PyDict_Type, &queued, &PyDict_Type, &held, &o_cum, &PyList_Type,
+                          &decay, &PyList_Type, &factors, &PyList_Type, &sliding,
+                          &PyList_Type, &nz, &PyList_Type, &spans, &ring_len, &PyList_Type,
+                          &spare, &PyList_Type, &spent, &empty, &index_dtype, &PyType_Type,
+                          &o_cells_type, &first, &last, &o_sums, &at, &PyList_Type, &sources,
+                          &PyList_Type, &panes, &PyList_Type, &seen, &seen_col))
+        return NULL;
+    PyTypeObject *cells_type = (PyTypeObject *)o_cells_type;
+    Py_ssize_t nd = PyList_GET_SIZE(decay), ns = PyList_GET_SIZE(sliding);
+    Py_ssize_t windows = PyList_GET_SIZE(sources);
+    if (PyList_GET_SIZE(factors) != nd || PyList_GET_SIZE(nz) != ns ||
+        PyList_GET_SIZE(spans) != ns || ns > 63 || ring_len < 1 ||
+        !PyType_IsSubtype(cells_type, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_ValueError, "window_roll: factors one per decay window, nz and "
+                        "spans one per sliding window (at most 63), ring_len >= 1, cells_type "
+                        "a tuple");
+        return NULL;
+    }
+    /* views held for the call: cum, sums, decay..., sliding..., nz...; then per pane the
+     * scratch (acc, decayed...) */
+    Py_ssize_t most = 2 + nd + 2 * ns;
+    Py_buffer *v = PyMem_Calloc((size_t)most, sizeof(Py_buffer));
+    Py_buffer *vp = PyMem_Calloc((size_t)(1 + nd), sizeof(Py_buffer));
+    double *f = PyMem_Malloc(sizeof(double) * (size_t)(nd ? nd : 1));
+    Py_ssize_t *n_i = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(ns ? ns : 1));
+    const double **src = PyMem_Malloc(sizeof(double *) * (size_t)(windows ? windows : 1));
+    roll_leaving_t *lv = PyMem_Calloc((size_t)(ns ? ns : 1), sizeof(roll_leaving_t));
+    Py_ssize_t *groups = NULL;
+    PyObject *result = NULL, *key = NULL, *ops = NULL, *kept = NULL;
+    Py_ssize_t closed = 0, taken = 0;
+    unsigned long long lost = 0;
+    if (v == NULL || vp == NULL || f == NULL || n_i == NULL || src == NULL || lv == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t j = 0; j < nd; j++) {
+        f[j] = PyFloat_AsDouble(PyList_GET_ITEM(factors, j));
+        if (f[j] == -1.0 && PyErr_Occurred())
+            goto done;
+    }
+    for (Py_ssize_t i = 0; i < ns; i++) {
+        n_i[i] = PyLong_AsSsize_t(PyList_GET_ITEM(spans, i));
+        if (n_i[i] == -1 && PyErr_Occurred())
+            goto done;
+        if (n_i[i] < 1) {
+            PyErr_SetString(PyExc_ValueError, "spans: >= 1 pane");
+            goto done;
+        }
+    }
+    if (doubles(o_cum, &v[0], 1, -1, "cum") < 0)
+        goto done;
+    Py_ssize_t n = v[0].len / 8;
+    if (np_view(o_sums, &v[1], PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE | PyBUF_ND) < 0)
+        goto done;
+    if (v[1].itemsize != 8 || v[1].ndim != 2) {
+        PyErr_SetString(PyExc_ValueError, "sums: a 2-D float64 array expected");
+        goto done;
+    }
+    Py_ssize_t width = v[1].shape[1];
+    Py_buffer *vd = v + 2, *vs = vd + nd, *vz = vs + ns;
+    for (Py_ssize_t j = 0; j < nd; j++)
+        if (doubles(PyList_GET_ITEM(decay, j), &vd[j], 1, n, "decay") < 0)
+            goto done;
+    for (Py_ssize_t i = 0; i < ns; i++)
+        if (doubles(PyList_GET_ITEM(sliding, i), &vs[i], 1, n, "sliding") < 0 ||
+            doubles(PyList_GET_ITEM(nz, i), &vz[i], 1, n, "nz") < 0)
+            goto done;
+    if (n > INT32_MAX || width > n || seen_col < 0 || seen_col >= width || at < 0 ||
+        (last > first && at + (last - first) * windows > v[1].shape[0])) {
+        PyErr_SetString(PyExc_ValueError, "window_roll: n < 2**31 cells, the sums' width "
+                        "at most n, seen_col in it, rows for the panes from at");
+        goto done;
+    }
+    for (Py_ssize_t j = 0; j < windows; j++) {
+        Py_ssize_t code = PyLong_AsSsize_t(PyList_GET_ITEM(sources, j));
+        if (code == -1 && PyErr_Occurred())
+            goto done;
+        if (code < 0 || code > ns + nd) {
+            PyErr_SetString(PyExc_ValueError, "sources: 0, 1 + a sliding or decay window");
+            goto done;
+        }
+        src[j] = code == 0 ? (const double *)v[0].buf
+                 : code <= ns ? (const double *)vs[code - 1].buf
+                              : (const double *)vd[code - 1 - ns].buf;
+    }
+    groups = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(n / ROLL_GROUP + 1));
+    if (groups == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    double *cum = (double *)v[0].buf, *out = (double *)v[1].buf;
+    for (Py_ssize_t p = first; p < last; p++) {
+        if (p % ring_len == 0 || PyDict_GET_SIZE(ring) == 0)
+            break;
+        if ((key = PyLong_FromSsize_t(p)) == NULL)
+            goto done;
+        int in_held = PyDict_Contains(held, key);
+        if (in_held < 0)
+            goto done;
+        if (in_held) {
+            Py_CLEAR(key);
+            break;
+        }
+        ops = Py_XNewRef(PyDict_GetItemWithError(queued, key));
+        if (ops == NULL && PyErr_Occurred())
+            goto done;
+        const double *a = NULL;
+        if (ops != NULL) { /* its blocks added into the scratch, then the pane unqueued */
+            PyObject *op = PyList_Check(ops) && PyList_GET_SIZE(ops) ? PyList_GET_ITEM(ops, 0)
+                                                                     : NULL;
+            if (op == NULL || !PyTuple_Check(op) || PyTuple_GET_SIZE(op) < 2 ||
+                !PyList_Check(PyTuple_GET_ITEM(op, 1)) ||
+                PyList_GET_SIZE(PyTuple_GET_ITEM(op, 1)) != nd) {
+                PyErr_SetString(PyExc_ValueError, "queued: lists of ops into the scratch");
+                goto done;
+            }
+            if (doubles(PyTuple_GET_ITEM(op, 0), &vp[0], 1, n, "scratch") < 0)
+                goto done;
+            for (Py_ssize_t j = 0; j < nd; j++)
+                if (doubles(PyList_GET_ITEM(PyTuple_GET_ITEM(op, 1), j), &vp[1 + j], 1, n,
+                            "scratch") < 0)
+                    goto done;
+            PyObject *pack = PyTuple_Pack(1, ops), *added = NULL;
+            if (pack != NULL)
+                added = rows_add_many(NULL, pack);
+            Py_XDECREF(pack);
+            if (added == NULL)
+                goto done;
+            Py_DECREF(added);
+            if (PyDict_DelItem(queued, key) < 0)
+                goto done;
+            a = (const double *)vp[0].buf;
+        }
+        for (Py_ssize_t i = 0; i < ns; i++)
+            if (roll_leaving(ring, p - n_i[i], n, &lv[i]) < 0)
+                goto done;
+        /* the close: window_close's passes, or close_cells' in one pass for the usual
+         * windows all, one sliding and one decay (the same operations on each cell) */
+        if (a != NULL && nd == 1 && ns == 1 && lv[0].pane != NULL) {
+            double *t = (double *)vs[0].buf, *k = (double *)vz[0].buf;
+            const double *d = (const double *)vp[1].buf;
+            if (lv[0].cells) {
+                close_cells_open(cum, a, (double *)vd[0].buf, d, f[0], t, k, n);
+                int gone = leave_cells(t, k, (const char *)lv[0].vi.buf, lv[0].vi.itemsize,
+                                       (const double *)lv[0].v.buf,
+                                       lv[0].vi.len / lv[0].vi.itemsize, n);
+                if (gone < 0)
+                    goto done;
+                lost = (unsigned long long)gone;
+            } else {
+                lost = (unsigned long long)close_cells(cum, a, (double *)vd[0].buf, d, f[0], t,
+                                                       k, (const double *)lv[0].v.buf, n);
+            }
+        } else {
+            if (a != NULL)
+                add_cells(cum, a, n);
+            for (Py_ssize_t j = 0; j < nd; j++)
+                decay_cells((double *)vd[j].buf, a != NULL ? (const double *)vp[1 + j].buf
+                                                           : NULL, f[j], n);
+            for (Py_ssize_t i = 0; i < ns; i++) {
+                double *t = (double *)vs[i].buf, *k = (double *)vz[i].buf;
+                if (lv[i].pane == NULL || !lv[i].cells) {
+                    if (slide_cells(t, k, a, lv[i].pane ? (const double *)lv[i].v.buf : NULL,
+                                    n))
+                        lost |= 1ull << i;
+                    continue;
+                }
+                roll_slide_open(t, k, a, n);
+                int gone = leave_cells(t, k, (const char *)lv[i].vi.buf, lv[i].vi.itemsize,
+                                       (const double *)lv[i].v.buf,
+                                       lv[i].vi.len / lv[i].vi.itemsize, n);
+                if (gone < 0)
+                    goto done;
+                if (gone)
+                    lost |= 1ull << i;
+            }
+        }
+        for (Py_ssize_t i = 0; i < ns; i++)
+            roll_leaving_release(&lv[i]);
+        if (a != NULL) { /* the ring keeps the pane; the scratch is cleared */
+            double *acc = (double *)vp[0].buf;
+            Py_ssize_t ng, count = roll_groups(acc, n, groups, &ng);
+            if (3 * count < 2 * n) { /* its cells (windows._cells_smaller) */
+                PyObject *size = PyLong_FromSsize_t(count), *idx = NULL, *val = NULL;
+                if (size != NULL) {
+                    PyObject *call[2] = {size, index_dtype};
+                    idx = PyObject_Vectorcall(empty, call, 2, NULL);
+                    if (idx != NULL)
+                        val = PyObject_Vectorcall(empty, call, 1, NULL);
+                    Py_DECREF(size);
+                }
+                if (val != NULL && (kept = cells_type->tp_alloc(cells_type, 2)) != NULL) {
+                    PyTuple_SET_ITEM(kept, 0, idx);
+                    PyTuple_SET_ITEM(kept, 1, val);
+                    idx = val = NULL;
+                }
+                Py_XDECREF(idx);
+                Py_XDECREF(val);
+                if (kept == NULL)
+                    goto done;
+                Py_buffer bi, bv;
+                if (cell_index(PyTuple_GET_ITEM(kept, 0), &bi, 1) < 0)
+                    goto done;
+                if (bi.itemsize != 4 || bi.len != count * 4 ||
+                    doubles(PyTuple_GET_ITEM(kept, 1), &bv, 1, count, "values") < 0) {
+                    if (!PyErr_Occurred())
+                        PyErr_SetString(PyExc_ValueError, "index_dtype: int32 expected");
+                    PyBuffer_Release(&bi);
+                    goto done;
+                }
+                roll_fill(acc, n, groups, ng, (int32_t *)bi.buf, (double *)bv.buf);
+                PyBuffer_Release(&bv);
+                PyBuffer_Release(&bi);
+            } else { /* a copy: a spare array, else a new one */
+                Py_ssize_t left = PyList_GET_SIZE(spare);
+                if (left) {
+                    kept = Py_NewRef(PyList_GET_ITEM(spare, left - 1));
+                    if (PyList_SetSlice(spare, left - 1, left, NULL) < 0)
+                        goto done;
+                    Py_buffer bk;
+                    if (doubles(kept, &bk, 1, n, "spare") < 0)
+                        goto done;
+                    memcpy(bk.buf, acc, (size_t)n * 8);
+                    PyBuffer_Release(&bk);
+                } else if ((kept = PyObject_CallMethod(PyTuple_GET_ITEM(
+                                PyList_GET_ITEM(ops, 0), 0), "copy", NULL)) == NULL) {
+                    goto done;
+                }
+            }
+            if (PyDict_SetItem(ring, key, kept) < 0)
+                goto done;
+            Py_CLEAR(kept);
+            roll_clear(acc, n, groups, ng);
+            for (Py_ssize_t j = 0; j < nd; j++)
+                zero_cells((double *)vp[1 + j].buf, n);
+            for (Py_ssize_t j = 0; j <= nd; j++)
+                PyBuffer_Release(&vp[j]);
+            Py_CLEAR(ops);
+        }
+        Py_CLEAR(key);
+        closed++;
+        if (lost) /* the caller sums the windows again, then lets the ring go of a pane */
+            break;
+        /* the ring lets go of the pane no window holds any more (WindowSet._closed) */
+        if ((key = PyLong_FromSsize_t(p - ring_len)) == NULL)
+            goto done;
+        PyObject *gone = PyDict_GetItemWithError(ring, key);
+        if (gone == NULL && PyErr_Occurred())
+            goto done;
+        if (gone != NULL) {
+            if (!PyTuple_Check(gone) && PyList_Append(spent, gone) < 0)
+                goto done;
+            if (PyDict_DelItem(ring, key) < 0)
+                goto done;
+        }
+        Py_CLEAR(key);
+        /* the batch's copies (ModelStage._take) */
+        double *row = out + (at + taken * windows) * width;
+        for (Py_ssize_t j = 0; j < windows; j++)
+            memcpy(row + j * width, src[j], (size_t)width * 8);
+        PyObject *pane = PyLong_FromSsize_t(p), *value = PyFloat_FromDouble(cum[seen_col]);
+        int appended = pane != NULL && value != NULL && PyList_Append(panes, pane) == 0 &&
+                       PyList_Append(seen, value) == 0;
+        Py_XDECREF(pane);
+        Py_XDECREF(value);
+        if (!appended)
+            goto done;
+        taken++;
+    }
+    result = Py_BuildValue("nnK", closed, taken, lost);
+done:
+    Py_XDECREF(key);
+    Py_XDECREF(ops);
+    Py_XDECREF(kept);
+    if (lv != NULL)
+        for (Py_ssize_t i = 0; i < ns; i++)
+            roll_leaving_release(&lv[i]);
+    if (vp != NULL)
+        for (Py_ssize_t j = 0; j <= nd; j++)
+            if (vp[j].obj != NULL)
+                PyBuffer_Release(&vp[j]);
+    if (v != NULL)
+        for (Py_ssize_t h = 0; h < most; h++)
+            if (v[h].obj != NULL)
+                PyBuffer_Release(&v[h]);
+    PyMem_Free(v);
+    PyMem_Free(vp);
+    PyMem_Free(f);
+    PyMem_Free(n_i);
+    PyMem_Free(src);
+    PyMem_Free(lv);
+    PyMem_Free(groups);
+    return result;
+}
+
 /* ------------------------------------------------------------- a join table's expired front
  * JoinBuffer.expire's scan (join.py): the keys of the entries at the front of a matched
  * ids' or early labels' dict (arrival order) whose event time is below a bound, in C (a
@@ -8316,6 +8790,8 @@ static PyMethodDef methods[] = {
     {"cells_fill", cells_fill, METH_VARARGS, cells_fill_doc},
     {"cells_add", cells_add, METH_VARARGS, cells_add_doc},
     {"clear_arrays", clear_arrays, METH_VARARGS, clear_arrays_doc},
+    /* ---- stage 2 window roll ---- */
+    {"window_roll", window_roll, METH_VARARGS, window_roll_doc},
     {"attr_lists", attr_lists, METH_VARARGS, attr_lists_doc},
     {"none_at", none_at, METH_VARARGS, none_at_doc},
     {"topic_at", topic_at, METH_VARARGS, topic_at_doc},

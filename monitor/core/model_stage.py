@@ -886,8 +886,26 @@ class ModelStage:
         if self.closed_upto >= upto:  # nothing to close (most polls, for most models)
             return None
         batch = _Batch()
+        # a run of panes closed in one call (WindowSet.roll) when their copies are the
+        # whole-model rows only (not the last pane's) and no warmup takes their predictions
+        roll = self._roll_sources() if not self.model.warmup_target else None
         while self.closed_upto < upto:
             pane = self.closed_upto
+            if roll is not None and upto - pane > 1 and not w.ring_empty():
+                if not batch.panes:
+                    self._start(batch, self._batch_size(upto - pane))
+                closed, taken = w.roll(pane, min(upto - 1, pane + batch.size - len(batch.panes)),
+                                       batch.sums, len(batch.panes) * len(roll), roll,
+                                       batch.panes, batch.seen,
+                                       self.model.layout.col("pred_n"))  # fmt: skip
+                if closed:
+                    self.closed_upto = pane + closed
+                    self.panes_closed += closed
+                    if taken < closed:  # (a window was summed again after its close)
+                        self._take(batch, pane + taken, upto - pane - taken)
+                    if len(batch.panes) == batch.size and not (defer and self.closed_upto >= upto):
+                        self._flush(batch)
+                    continue
             # Only an empty ring lets empty panes be skipped: the first open pane is
             # looked for then (a backlog holds many open panes).
             first = w.lowest_open() if w.ring_empty() else pane
@@ -1031,9 +1049,7 @@ class ModelStage:
         it is the last of them, ``remaining`` 1)."""
         model = self.model
         if not batch.panes:
-            per_pane = len(model.windows) * model.layout.width
-            size = max(1, min(BATCH_PANES, remaining, BATCH_FLOATS // max(1, per_pane)))
-            self._start(batch, size)
+            self._start(batch, self._batch_size(remaining))
         w = self.windows
         if remaining == 1 or batch.count is not None:
             self._stack(batch, last=remaining == 1)
@@ -1044,6 +1060,32 @@ class ModelStage:
             )
         batch.panes.append(pane)
         batch.seen.append(w.cum.item(0, model.layout.col("pred_n")))
+
+    def _batch_size(self, remaining: int) -> int:
+        """The most panes a batch takes when ``remaining`` panes are left to close."""
+        per_pane = len(self.model.windows) * self.model.layout.width
+        return max(1, min(BATCH_PANES, remaining, BATCH_FLOATS // max(1, per_pane)))
+
+    def _roll_sources(self) -> list[int] | None:
+        """The windows' sums a pane close copies, as :meth:`WindowSet.roll
+        <monitor.core.windows.WindowSet.roll>` numbers them, in the model's window order;
+        None when the copies take the windows' counts as well (see :meth:`_stack`)."""
+        model = self.model
+        if model.layout.kind.needs_sample_count:
+            return None
+        sliding = decay = 0
+        sliding_count = len(self.windows.sliding_panes)
+        out: list[int] = []
+        for spec in model.windows:
+            if spec.kind == "all":
+                out.append(0)
+            elif spec.kind == "sliding":
+                sliding += 1
+                out.append(sliding)
+            else:
+                decay += 1
+                out.append(sliding_count + decay)
+        return out
 
     def _used(self, batch: _Batch) -> int:
         """The rows of ``batch.sums`` its panes fill."""

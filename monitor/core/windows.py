@@ -211,6 +211,10 @@ _UNSTORED = ("queued", "_scratch")
 #: decay blocks, rows, width, mode, columns).
 _Op = tuple[F64, list[F64], F64, list[F64], Any, int, int, Any]
 
+#: The type of the ring's :attr:`Cells.at` that the compiled roll makes (it takes sets of
+#: fewer than 2**31 cells: :func:`_index_kind`).
+_INDEX = np.dtype(np.int32)
+
 #: The most blocks a pane holds queued: with one more it is made arrays (a long pane of a
 #: live stream gets a block every poll; its arrays then take them, as before queueing).
 QUEUED_MAX = 32
@@ -592,6 +596,36 @@ class WindowSet:
             return self._close_compiled(compiled, pane, acc, decayed)
         return self._close_numpy(pane, acc, decayed)
 
+    def roll(self, first: int, last: int, sums: F64, at: int, sources: list[int],
+             panes: list[int], seen: list[float], seen_col: int) -> tuple[int, int]:  # fmt: skip
+        """Close the panes ``first``, ``first + 1``, ... below ``last`` as :meth:`close` of
+        each in turn does, and copy after each close the first row (the whole model's) of
+        each window's sums into the next rows of ``sums`` from row ``at`` (``sources``, per
+        row: 0 ``all``, ``1 + i`` sliding window i, ``1 + len(sliding) + j`` decay window j),
+        the pane into ``panes`` and ``cum[0, seen_col]`` into ``seen``: in one call of the
+        compiled kernel (``monitor._native.window_roll``) for a run of panes, where a close
+        is a dozen calls. Returns the panes closed and those of them copied: it stops
+        before a pane held as arrays, at which the windows are summed again, or once the
+        ring is empty (the caller closes it with :meth:`close`), and after a pane whose
+        close summed a window again, which it does not copy. Closes nothing (0, 0) without
+        the compiled kernels or a sliding window, or before the first close after a
+        restore or growth (see :meth:`_count_terms`)."""
+        compiled = native.kernels()
+        nz = self._nz
+        if (compiled is None or nz is None or not self.ring_len
+                or _index_kind(self.rows * self.width) is not np.int32):  # fmt: skip
+            return 0, 0
+        closed, taken, lost = compiled.window_roll(
+            self.ring, self.queued, self.arrays()[0], self.cum, self.decay, self._factors(),
+            self.sliding, nz, self.sliding_panes, self.ring_len, self.spare, self.spent,
+            np.empty, _INDEX, Cells, first, last, sums, at, sources, panes, seen, seen_col,
+        )  # fmt: skip
+        self.closes += taken
+        if closed > taken:  # its close left windows to sum again: as _close_compiled does
+            self._resum_lost(first + taken, lost)
+            self._closed(first + taken)
+        return closed, taken
+
     def _close_numpy(self, pane: int, acc: F64 | None, decayed: list[F64] | None,
                      scratch: bool = False) -> bool:  # fmt: skip
         """:meth:`close` of ``pane``, its sums ``acc`` and ``decayed`` taken out of the
@@ -636,11 +670,7 @@ class WindowSet:
         """:meth:`close` of ``pane`` (as :meth:`_close_numpy` takes it) by the compiled
         kernel (``monitor._native.window_close``): one pass per window over the cells, each
         cell through the numpy code's operations in its order."""
-        rates = self.decay_rates
-        key = (self.pane, *rates)
-        factors = _FACTORS.get(key)
-        if factors is None:  # the same floats for every set of this pane and these windows
-            factors = _FACTORS[key] = [math.exp(-rate * self.pane) for rate in rates]
+        factors = self._factors()
         ring_len = self.ring_len
         if not ring_len:
             compiled.window_close(self.cum, acc, self.decay, factors, decayed, [], [], [])
@@ -673,14 +703,28 @@ class WindowSet:
             resum = compiled.window_close(self.cum, acc, decay, factors, decayed, sliding, nz,
                                           arrays)  # fmt: skip
         if resum:
-            for i, n in enumerate(spans):
-                if resum >> i & 1:  # a large term left a small remainder
-                    self._resum_one(i, pane, n)
+            self._resum_lost(pane, resum)
         self._closed(pane)
         # (leaving[0] first: any() of a generator costs a frame per close)
         return acc is not None or leaving[0] is not None or any(
             out is not None for out in leaving
         )
+
+    def _factors(self) -> list[float]:
+        """The decay windows' factors per pane (see :data:`_FACTORS`)."""
+        rates = self.decay_rates
+        key = (self.pane, *rates)
+        factors = _FACTORS.get(key)
+        if factors is None:  # the same floats for every set of this pane and these windows
+            factors = _FACTORS[key] = [math.exp(-rate * self.pane) for rate in rates]
+        return factors
+
+    def _resum_lost(self, pane: int, lost: int) -> None:
+        """Sum again, after the close of ``pane``, the sliding windows of ``lost``'s bits
+        (bit i: window i), where a large term left a small remainder."""
+        for i, n in enumerate(self.sliding_panes):
+            if lost >> i & 1:
+                self._resum_one(i, pane, n)
 
     def _keep(self, pane: int, acc: F64, scratch: bool) -> None:
         """Keep closed ``pane``'s sums ``acc`` in the ring: as its cells (see
