@@ -5414,75 +5414,58 @@ released:
  * leaves the ring let go of, and the whole-model row of each window copied into the batch
  * of signals to compute: one call for the panes of a poll of a sparse stream instead of a
  * dozen calls per pane. A pane of a sparse stream holds values in few of its cells: they
- * are found ROLL_GROUP cells at a time, and only their groups are read again and cleared. */
+ * are marked in one pass of vectors, and only they are read again and cleared. */
 
-#define ROLL_GROUP 8
-
-/* The bits of a[c] (the same cell read as an integer, without aliasing it) */
-static inline uint64_t
-roll_bits(const double *a, Py_ssize_t c)
+/* Marks the cells of a (n cells, read as their bits) whose bits are not all zero (a -0.0
+ * too) with a 1 in m (each other cell a 0), several cells a vector; returns how many there
+ * are (what cells_count gives). */
+static CELLS Py_ssize_t
+roll_marks(const uint64_t *restrict a, uint8_t *restrict m, Py_ssize_t n)
 {
-    uint64_t bits;
-    memcpy(&bits, a + c, sizeof bits);
-    return bits;
-}
-
-/* The groups of ROLL_GROUP cells of a (n cells) that hold a cell whose bits are not all
- * zero (a -0.0 too), ascending, into groups (*ng of them); returns how many such cells they
- * hold (what cells_count gives). */
-static Py_ssize_t
-roll_groups(const double *restrict a, Py_ssize_t n, Py_ssize_t *restrict groups,
-            Py_ssize_t *ng)
-{
-    Py_ssize_t k = 0, g = 0, full = n / ROLL_GROUP;
-    for (Py_ssize_t b = 0; b < full; b++) {
-        const double *c = a + b * ROLL_GROUP;
-        uint64_t any = 0;
-        for (int i = 0; i < ROLL_GROUP; i++)
-            any |= roll_bits(c, i);
-        if (any == 0)
-            continue;
-        groups[g++] = b;
-        for (int i = 0; i < ROLL_GROUP; i++)
-            k += roll_bits(c, i) != 0;
+    Py_ssize_t k = 0;
+    for (Py_ssize_t c = 0; c < n; c++) {
+        uint8_t on = a[c] != 0;
+        m[c] = on;
+        k += on;
     }
-    Py_ssize_t before = k;
-    for (Py_ssize_t c = full * ROLL_GROUP; c < n; c++)
-        k += roll_bits(a, c) != 0;
-    if (k != before)
-        groups[g++] = full;
-    *ng = g;
     return k;
 }
 
-/* The flat index and value of each cell of a's groups (see roll_groups) whose bits are
- * not all zero, in order, into idx and val (what cells_fill writes) */
+/* The flat index and value of each cell marked in m (see roll_marks), in order, into idx
+ * and val (NULL: not wanted), and (clear) each of those cells of a set to +0.0 (all of a
+ * is then: its other cells are). The marks are read 8 at a time (most of them are 0). */
 static void
-roll_fill(const double *restrict a, Py_ssize_t n, const Py_ssize_t *restrict groups,
-          Py_ssize_t ng, int32_t *restrict idx, double *restrict val)
+roll_take(double *restrict a, const uint8_t *restrict m, Py_ssize_t n, int32_t *restrict idx,
+          double *restrict val, int clear)
 {
-    Py_ssize_t k = 0;
-    for (Py_ssize_t j = 0; j < ng; j++) {
-        Py_ssize_t c = groups[j] * ROLL_GROUP;
-        Py_ssize_t end = c + ROLL_GROUP < n ? c + ROLL_GROUP : n;
-        for (; c < end; c++) {
-            if (roll_bits(a, c) != 0) {
-                idx[k] = (int32_t)c;
-                val[k++] = a[c];
+    Py_ssize_t k = 0, c = 0;
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    for (; c + 8 <= n; c += 8) {
+        uint64_t word;
+        memcpy(&word, m + c, sizeof word);
+        while (word != 0) { /* each mark a 1 in its own byte: its lowest bit */
+            Py_ssize_t at = c + (__builtin_ctzll(word) >> 3);
+            if (idx != NULL) {
+                idx[k] = (int32_t)at;
+                val[k] = a[at];
             }
+            k++;
+            if (clear)
+                a[at] = 0.0;
+            word &= word - 1;
         }
     }
-}
-
-/* Every cell of a's groups set to +0.0: all of a is then (its other cells are) */
-static void
-roll_clear(double *restrict a, Py_ssize_t n, const Py_ssize_t *restrict groups, Py_ssize_t ng)
-{
-    for (Py_ssize_t j = 0; j < ng; j++) {
-        Py_ssize_t c = groups[j] * ROLL_GROUP;
-        Py_ssize_t end = c + ROLL_GROUP < n ? c + ROLL_GROUP : n;
-        for (; c < end; c++)
-            a[c] = 0.0;
+#endif
+    for (; c < n; c++) {
+        if (m[c]) {
+            if (idx != NULL) {
+                idx[k] = (int32_t)c;
+                val[k] = a[c];
+            }
+            k++;
+            if (clear)
+                a[c] = 0.0;
+        }
     }
 }
 
@@ -5558,34 +5541,37 @@ fail:
 }
 
 PyDoc_STRVAR(window_roll_doc,
-"window_roll(ring, queued, held, cum, decay, factors, sliding, nz, spans, ring_len, spare,\n"
-"            spent, empty, index_dtype, cells_type, first, last, sums, at, sources,\n"
-"            panes, seen, seen_col) -> (closed, taken, lost)\n\n"
+"window_roll(ring, queued, held, held_decay, cum, decay, factors, sliding, nz, spans,\n"
+"            ring_len, spare, spent, empty, index_dtype, cells_type, first, last, sums, at,\n"
+"            sources, panes, seen, seen_col) -> (closed, taken, lost)\n\n"
 "Close the panes first, first + 1, ... below last of a WindowSet (its attributes given;\n"
 "every array float64 of cum's n cells, n < 2**31), as WindowSet.close of each in turn\n"
 "with the compiled kernels does, bit for bit, and copy after each close the first row\n"
 "(sums' width items) of each window's sums (sources: 0 cum, 1 + i sliding[i], 1 + len(\n"
 "sliding) + j decay[j]) into the next rows of sums from row at, the pane into panes and\n"
-"cum[seen_col] into seen. A pane's queued ops (queued[pane], see rows_add_many; their first\n"
-"arrays the scratch) are added, the ring keeps the pane's cells whose bits are not all\n"
-"zero as cells_type(index, values) (index_dtype: int32; each made by empty) when they take\n"
-"less memory than the array, else a copy (spare's last array, else a new one), and the\n"
-"scratch is cleared; a pane with none is closed empty. It stops before a pane held as\n"
-"arrays (in held), at which the windows are summed again (a multiple of ring_len), or\n"
-"once the ring is empty; and after a close that leaves a sliding window's cell with less\n"
-"than 1/4096 of the magnitude that left it, before the ring lets go of a pane and before\n"
-"the copies: taken is then closed - 1, and the caller sums again the sliding windows of\n"
+"cum[seen_col] into seen. A pane held as arrays (held[pane], held_decay[pane]) is taken\n"
+"out of them (its decay arrays into spent); else its queued ops (queued[pane], see\n"
+"rows_add_many; their first arrays the scratch) are added into the scratch; a pane with\n"
+"neither is closed empty. The ring keeps the pane's cells whose bits are not all zero as\n"
+"cells_type(index, values) (index_dtype: int32; each made by empty) when they take less\n"
+"memory than the array (a held array then into spent), else the held array, or a copy of\n"
+"the scratch (spare's last array, else a new one); the scratch is cleared. It stops\n"
+"before a pane at which the windows are summed again (a multiple of ring_len), once the\n"
+"ring is empty, and after a close that leaves a sliding window's cell with less than\n"
+"1/4096 of the magnitude that left it, before the ring lets go of a pane and before the\n"
+"copies: taken is then closed - 1, and the caller sums again the sliding windows of\n"
 "lost's bits (bit i: sliding[i]), as after window_close.");
 
 static PyObject *
 window_roll(PyObject *self, PyObject *args)
 {
-    PyObject *ring, *queued, *held, *o_cum, *decay, *factors, *sliding, *nz, *spans, *spare,
+    PyObject *ring, *queued, *held, *held_decay, *o_cum, *decay, *factors, *sliding, *nz, *spans, *spare,
         *spent, *empty, *index_dtype, *o_cells_type, *o_sums, *sources, *panes, *seen;
     Py_ssize_t ring_len, first, last, at, seen_col;
     (void)self;
-    if (!PyArg_ParseTuple(args, "O!O!O!OO!O!O!O!O!nO!O!OOO!nnOnO!O!O!n", &PyDict_Type, &ring,
-                          &PyDict_Type, &queued, &PyDict_Type, &held, &o_cum, &PyList_Type,
+    if (!PyArg_ParseTuple(args, "O!O!O!O!OO!O!O!O!O!nO!O!OOO!nnOnO!O!O!n", &PyDict_Type,
+                          &ring, &PyDict_Type, &queued, &PyDict_Type, &held, &PyDict_Type,
+                          &held_decay, &o_cum, &PyList_Type,
                           &decay, &PyList_Type, &factors, &PyList_Type, &sliding,
                           &PyList_Type, &nz, &PyList_Type, &spans, &ring_len, &PyList_Type,
                           &spare, &PyList_Type, &spent, &empty, &index_dtype, &PyType_Type,
@@ -5612,8 +5598,9 @@ window_roll(PyObject *self, PyObject *args)
     Py_ssize_t *n_i = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(ns ? ns : 1));
     const double **src = PyMem_Malloc(sizeof(double *) * (size_t)(windows ? windows : 1));
     roll_leaving_t *lv = PyMem_Calloc((size_t)(ns ? ns : 1), sizeof(roll_leaving_t));
-    Py_ssize_t *groups = NULL;
-    PyObject *result = NULL, *key = NULL, *ops = NULL, *kept = NULL;
+    uint8_t *marks = NULL;
+    PyObject *result = NULL, *key = NULL, *ops = NULL, *kept = NULL, *held_acc = NULL,
+             *held_dec = NULL;
     Py_ssize_t closed = 0, taken = 0;
     unsigned long long lost = 0;
     if (v == NULL || vp == NULL || f == NULL || n_i == NULL || src == NULL || lv == NULL) {
@@ -5670,8 +5657,8 @@ window_roll(PyObject *self, PyObject *args)
                  : code <= ns ? (const double *)vs[code - 1].buf
                               : (const double *)vd[code - 1 - ns].buf;
     }
-    groups = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(n / ROLL_GROUP + 1));
-    if (groups == NULL) {
+    marks = PyMem_Malloc((size_t)n + 1);
+    if (marks == NULL) {
         PyErr_NoMemory();
         goto done;
     }
@@ -5681,17 +5668,37 @@ window_roll(PyObject *self, PyObject *args)
             break;
         if ((key = PyLong_FromSsize_t(p)) == NULL)
             goto done;
-        int in_held = PyDict_Contains(held, key);
-        if (in_held < 0)
+        const double *a = NULL;
+        int scratch = 0; /* a is the scratch (else the pane's own array: kept, not cleared) */
+        held_acc = Py_XNewRef(PyDict_GetItemWithError(held, key));
+        if (held_acc == NULL && PyErr_Occurred())
             goto done;
-        if (in_held) {
-            Py_CLEAR(key);
-            break;
+        if (held_acc != NULL) { /* held as arrays: taken out; its decay sums read no more */
+            PyObject *dec = PyDict_GetItemWithError(held_decay, key);
+            if (dec == NULL && PyErr_Occurred())
+                goto done;
+            if (dec == NULL || !PyList_Check(dec) || PyList_GET_SIZE(dec) != nd) {
+                Py_CLEAR(held_acc); /* (not as a close takes them: the caller's close) */
+                Py_CLEAR(key);
+                break;
+            }
+            held_dec = Py_NewRef(dec);
+            if (doubles(held_acc, &vp[0], 0, n, "held") < 0)
+                goto done;
+            for (Py_ssize_t j = 0; j < nd; j++)
+                if (doubles(PyList_GET_ITEM(held_dec, j), &vp[1 + j], 0, n, "held") < 0)
+                    goto done;
+            if (PyDict_DelItem(held, key) < 0 || PyDict_DelItem(held_decay, key) < 0)
+                goto done;
+            for (Py_ssize_t j = 0; j < nd; j++)
+                if (PyList_Append(spent, PyList_GET_ITEM(held_dec, j)) < 0)
+                    goto done;
+            a = (const double *)vp[0].buf;
         }
-        ops = Py_XNewRef(PyDict_GetItemWithError(queued, key));
+        if (held_acc == NULL)
+            ops = Py_XNewRef(PyDict_GetItemWithError(queued, key));
         if (ops == NULL && PyErr_Occurred())
             goto done;
-        const double *a = NULL;
         if (ops != NULL) { /* its blocks added into the scratch, then the pane unqueued */
             PyObject *op = PyList_Check(ops) && PyList_GET_SIZE(ops) ? PyList_GET_ITEM(ops, 0)
                                                                      : NULL;
@@ -5717,6 +5724,7 @@ window_roll(PyObject *self, PyObject *args)
             if (PyDict_DelItem(queued, key) < 0)
                 goto done;
             a = (const double *)vp[0].buf;
+            scratch = 1;
         }
         for (Py_ssize_t i = 0; i < ns; i++)
             if (roll_leaving(ring, p - n_i[i], n, &lv[i]) < 0)
@@ -5764,9 +5772,9 @@ window_roll(PyObject *self, PyObject *args)
         }
         for (Py_ssize_t i = 0; i < ns; i++)
             roll_leaving_release(&lv[i]);
-        if (a != NULL) { /* the ring keeps the pane; the scratch is cleared */
+        if (a != NULL) { /* the ring keeps the pane (WindowSet._keep); the scratch is cleared */
             double *acc = (double *)vp[0].buf;
-            Py_ssize_t ng, count = roll_groups(acc, n, groups, &ng);
+            Py_ssize_t count = roll_marks((const uint64_t *)acc, marks, n);
             if (3 * count < 2 * n) { /* its cells (windows._cells_smaller) */
                 PyObject *size = PyLong_FromSsize_t(count), *idx = NULL, *val = NULL;
                 if (size != NULL) {
@@ -5795,9 +5803,13 @@ window_roll(PyObject *self, PyObject *args)
                     PyBuffer_Release(&bi);
                     goto done;
                 }
-                roll_fill(acc, n, groups, ng, (int32_t *)bi.buf, (double *)bv.buf);
+                roll_take(acc, marks, n, (int32_t *)bi.buf, (double *)bv.buf, scratch);
                 PyBuffer_Release(&bv);
                 PyBuffer_Release(&bi);
+                if (!scratch && PyList_Append(spent, held_acc) < 0)
+                    goto done;
+            } else if (!scratch) { /* the array itself */
+                kept = Py_NewRef(held_acc);
             } else { /* a copy: a spare array, else a new one */
                 Py_ssize_t left = PyList_GET_SIZE(spare);
                 if (left) {
@@ -5809,20 +5821,24 @@ window_roll(PyObject *self, PyObject *args)
                         goto done;
                     memcpy(bk.buf, acc, (size_t)n * 8);
                     PyBuffer_Release(&bk);
+                    roll_take(acc, marks, n, NULL, NULL, 1);
                 } else if ((kept = PyObject_CallMethod(PyTuple_GET_ITEM(
                                 PyList_GET_ITEM(ops, 0), 0), "copy", NULL)) == NULL) {
                     goto done;
+                } else {
+                    roll_take(acc, marks, n, NULL, NULL, 1);
                 }
             }
             if (PyDict_SetItem(ring, key, kept) < 0)
                 goto done;
             Py_CLEAR(kept);
-            roll_clear(acc, n, groups, ng);
-            for (Py_ssize_t j = 0; j < nd; j++)
+            for (Py_ssize_t j = 0; j < nd && scratch; j++)
                 zero_cells((double *)vp[1 + j].buf, n);
             for (Py_ssize_t j = 0; j <= nd; j++)
                 PyBuffer_Release(&vp[j]);
             Py_CLEAR(ops);
+            Py_CLEAR(held_acc);
+            Py_CLEAR(held_dec);
         }
         Py_CLEAR(key);
         closed++;
@@ -5859,6 +5875,8 @@ done:
     Py_XDECREF(key);
     Py_XDECREF(ops);
     Py_XDECREF(kept);
+    Py_XDECREF(held_acc);
+    Py_XDECREF(held_dec);
     if (lv != NULL)
         for (Py_ssize_t i = 0; i < ns; i++)
             roll_leaving_release(&lv[i]);
@@ -5876,7 +5894,7 @@ done:
     PyMem_Free(n_i);
     PyMem_Free(src);
     PyMem_Free(lv);
-    PyMem_Free(groups);
+    PyMem_Free(marks);
     return result;
 }
 

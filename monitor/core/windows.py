@@ -605,9 +605,9 @@ class WindowSet:
         the pane into ``panes`` and ``cum[0, seen_col]`` into ``seen``: in one call of the
         compiled kernel (``monitor._native.window_roll``) for a run of panes, where a close
         is a dozen calls. Returns the panes closed and those of them copied: it stops
-        before a pane held as arrays, at which the windows are summed again, or once the
-        ring is empty (the caller closes it with :meth:`close`), and after a pane whose
-        close summed a window again, which it does not copy. Closes nothing (0, 0) without
+        before a pane at which the windows are summed again, or once the ring is empty (the
+        caller closes it with :meth:`close`), and after a pane whose close summed a window
+        again, which it does not copy. Closes nothing (0, 0) without
         the compiled kernels or a sliding window, or before the first close after a
         restore or growth (see :meth:`_count_terms`)."""
         compiled = native.kernels()
@@ -616,7 +616,7 @@ class WindowSet:
                 or _index_kind(self.rows * self.width) is not np.int32):  # fmt: skip
             return 0, 0
         closed, taken, lost = compiled.window_roll(
-            self.ring, self.queued, self.arrays()[0], self.cum, self.decay, self._factors(),
+            self.ring, self.queued, *self.arrays(), self.cum, self.decay, self._factors(),
             self.sliding, nz, self.sliding_panes, self.ring_len, self.spare, self.spent,
             np.empty, _INDEX, Cells, first, last, sums, at, sources, panes, seen, seen_col,
         )  # fmt: skip

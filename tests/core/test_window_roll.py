@@ -177,7 +177,7 @@ def test_a_rolled_run_of_closes_is_the_closes_one_by_one(kind: str, seed: int) -
 
 @needs_native
 def test_a_roll_stops_where_the_closes_one_by_one_take_over() -> None:
-    """Before a pane held as arrays and at a pane where the windows are summed again; after
+    """At a pane where the windows are summed again; after
     a close that leaves a window to sum again (summed then, not copied); and nothing
     before the first close has counted the windows' terms."""
     w = WindowSet(SETS["one_each"], 10.0, 2, 1)
@@ -190,12 +190,12 @@ def test_a_roll_stops_where_the_closes_one_by_one_take_over() -> None:
         merges.add(w, pane, slice(0, 1), np.array([[value, 0.0]]), [np.array([[value, 0.0]])])
     merges.run()
     w.close(0)
-    w.settle(3)  # (held as arrays)
-    assert w.roll(1, 8, sums, 0, [0, 1, 2], panes, seen, 0) == (2, 2)
-    assert panes == [1, 2] and seen == [3.0, 6.0] and sums[:6, 0].tolist()[:2] == [3.0, 3.0]
-    w.close(3)
-    assert w.roll(4, 8, sums, 6, [0, 1, 2], panes, seen, 0) == (3, 3)
-    assert panes == [1, 2, 4, 5, 6]  # (pane 7: a multiple of the ring's 7 panes)
+    w.settle(3)  # (held as arrays: closed alike)
+    assert w.roll(1, 5, sums, 0, [0, 1, 2], panes, seen, 0) == (4, 4)
+    assert panes == [1, 2, 3, 4] and seen == [3.0, 6.0, 10.0, 15.0]
+    assert sums[:6, 0].tolist()[:2] == [3.0, 3.0] and 3 not in w.arrays()[0]
+    assert w.roll(5, 9, sums, 12, [0, 1, 2], panes, seen, 0) == (2, 2)
+    assert panes == [1, 2, 3, 4, 5, 6]  # (pane 7: a multiple of the ring's 7 panes)
     w = WindowSet(SETS["short"], 10.0, 1, 1)
     for pane, value in enumerate([1.0, 1e20, 1.5, 0.25]):
         merges.add(w, pane, slice(0, 1), np.array([[value]]), [np.array([[value]])])
