@@ -678,16 +678,7 @@ class ModelStage:
         The signals of the panes before ``pane`` waiting in ``batch`` are computed first,
         with the plan they closed under: the reference changes it from ``pane`` on."""
         model = self.model
-        closed = sorted(p for p in self.warm if p <= pane)
-        numbers = sorted({n for p in closed for n in self.warm[p]})
-        for number in numbers:
-            for p in closed:
-                chunks = self.warm[p].pop(number, None)
-                if chunks:
-                    model.warmup_rows.extend(chunks)
-        for p in closed:
-            if not self.warm[p]:
-                del self.warm[p]
+        self._warm_take(pane)
         profile = warmup_profile(model, self._sample_size())
         if profile is None:
             if not model.warmup_target:  # the warmup failed: nothing more is kept for it
@@ -701,6 +692,20 @@ class ModelStage:
         self.warm.clear()
         _log.info("warmup_profile_built", model=self.name, predictions=profile.rows,
                   last_pane_end=(pane + 1) * self.pane)  # fmt: skip
+
+    def _warm_take(self, pane: int) -> None:
+        """Take the raw predictions of the panes closed through ``pane`` into the model's
+        warmup sample, partition by partition (as one engine does)."""
+        closed = sorted(p for p in self.warm if p <= pane)
+        numbers = sorted({n for p in closed for n in self.warm[p]})
+        for number in numbers:
+            for p in closed:
+                chunks = self.warm[p].pop(number, None)
+                if chunks:
+                    self.model.warmup_rows.extend(chunks)
+        for p in closed:
+            if not self.warm[p]:
+                del self.warm[p]
 
     def _add_warm(self, groups: list[tuple[int, list[WarmChunk]]]) -> None:
         """Histogram the raw predictions of open panes, ``(pane, chunks)`` after ``(pane,
@@ -886,26 +891,16 @@ class ModelStage:
         if self.closed_upto >= upto:  # nothing to close (most polls, for most models)
             return None
         batch = _Batch()
-        # a run of panes closed in one call (WindowSet.roll) when their copies are the
-        # whole-model rows only (not the last pane's) and no warmup takes their predictions
-        roll = self._roll_sources() if not self.model.warmup_target else None
+        # runs of panes closed in one call each (WindowSet.roll) when their copies are the
+        # whole-model rows only (not the last pane's)
+        roll = self._roll_sources()
         while self.closed_upto < upto:
             pane = self.closed_upto
-            if roll is not None and upto - pane > 1 and not w.ring_empty():
-                if not batch.panes:
-                    self._start(batch, self._batch_size(upto - pane))
-                closed, taken = w.roll(pane, min(upto - 1, pane + batch.size - len(batch.panes)),
-                                       batch.sums, len(batch.panes) * len(roll), roll,
-                                       batch.panes, batch.seen,
-                                       self.model.layout.col("pred_n"))  # fmt: skip
-                if closed:
-                    self.closed_upto = pane + closed
-                    self.panes_closed += closed
-                    if taken < closed:  # (a window was summed again after its close)
-                        self._take(batch, pane + taken, upto - pane - taken)
-                    if len(batch.panes) == batch.size and not (defer and self.closed_upto >= upto):
-                        self._flush(batch)
-                    continue
+            if (roll is not None and upto - pane > 1 and not w.ring_empty()
+                    and self._roll(batch, pane, upto, roll)):  # fmt: skip
+                if len(batch.panes) == batch.size and not (defer and self.closed_upto >= upto):
+                    self._flush(batch)
+                continue
             # Only an empty ring lets empty panes be skipped: the first open pane is
             # looked for then (a backlog holds many open panes).
             first = w.lowest_open() if w.ring_empty() else pane
@@ -1060,6 +1055,50 @@ class ModelStage:
             )
         batch.panes.append(pane)
         batch.seen.append(w.cum.item(0, model.layout.col("pred_n")))
+
+    def _roll(self, batch: _Batch, pane: int, upto: int, sources: list[int]) -> int:
+        """Close a run of panes from ``pane`` (below ``upto - 1``: the last one's slice rows
+        are copied too) as the loop of :meth:`close_through` closes each, in one call
+        (:meth:`WindowSet.roll <monitor.core.windows.WindowSet.roll>`, ``sources`` its
+        windows' sums), at most as many as ``batch`` has room for and, in the model's
+        warmup, those whose predictions leave its sample too small to build the reference
+        (see :meth:`_warm_limit`); returns how many it closed (0: none)."""
+        w = self.windows
+        if not batch.panes:
+            self._start(batch, self._batch_size(upto - pane))
+        last = min(upto - 1, pane + batch.size - len(batch.panes))
+        warm = bool(self.model.warmup_target)
+        if warm:
+            last = self._warm_limit(pane, last)
+        closed, taken = w.roll(pane, last, batch.sums, len(batch.panes) * len(sources), sources,
+                               batch.panes, batch.seen,
+                               self.model.layout.col("pred_n"))  # fmt: skip
+        self.closed_upto = pane + closed
+        self.panes_closed += closed
+        if warm:  # what _warm_up does after each of those closes (no reference is built)
+            for p in range(pane, pane + taken):
+                self._warm_take(p)
+        if taken < closed:  # (a window was summed again after its close: copied as alone)
+            if warm:
+                self._warm_up(pane + taken, batch)
+            self._take(batch, pane + taken, upto - pane - taken)
+        return closed
+
+    def _warm_limit(self, pane: int, last: int) -> int:
+        """The first pane from ``pane`` below ``last`` whose close may build the model's
+        warmup reference (:meth:`_warm_up`: its sample then holds ``warmup_target``
+        predictions), else ``last``."""
+        target = self.model.warmup_target
+        size = self._sample_size()
+        size += sum(len(chunk) for p, parts in self.warm.items() if p < pane
+                    for chunks in parts.values() for chunk in chunks)  # fmt: skip
+        for p in range(pane, last):
+            parts = self.warm.get(p)
+            if parts:
+                size += sum(len(chunk) for chunks in parts.values() for chunk in chunks)
+            if size >= target:
+                return p
+        return last
 
     def _batch_size(self, remaining: int) -> int:
         """The most panes a batch takes when ``remaining`` panes are left to close."""

@@ -10,7 +10,8 @@
   window only; values of every magnitude (large terms that leave small remainders, so that
   windows are summed again), NaN and inf;
 - ``monitor replay`` of the noisy stream writes the same signals, metrics and summary with
-  the runs rolled, closed one by one, and closed by numpy.
+  the runs rolled, closed one by one, and closed by numpy (its first polls roll the panes
+  of the model's warmup up to the one whose close builds the reference).
 """
 
 from __future__ import annotations
