@@ -5414,50 +5414,96 @@ released:
  * leaves the ring let go of, and the whole-model row of each window copied into the batch
  * of signals to compute: one call for the panes of a poll of a sparse stream instead of a
  * dozen calls per pane. A pane of a sparse stream holds values in few of its cells: they
- * are marked in one pass of vectors, and only they are read again and cleared. */
+ * are marked in a bit map in one pass of vectors, and only they are read again and
+ * cleared. */
 
-/* Marks the cells of a (n cells, read as their bits) whose bits are not all zero (a -0.0
- * too) with a 1 in m (each other cell a 0), several cells a vector; returns how many there
- * are (what cells_count gives). */
-static CELLS Py_ssize_t
-roll_marks(const uint64_t *restrict a, uint8_t *restrict m, Py_ssize_t n)
+/* The bits of a[c] (the cell read as an integer, without aliasing it) */
+static inline uint64_t
+roll_bits(const double *a, Py_ssize_t c)
+{
+    uint64_t bits;
+    memcpy(&bits, a + c, sizeof bits);
+    return bits;
+}
+
+/* Marks the cells of a (n cells) whose bits are not all zero (a -0.0 too) in the bit map m
+ * (bit c % 64 of m[c / 64] for cell c), in vectors of 4 cells where the processor has AVX2;
+ * returns how many there are (what cells_count gives). */
+static Py_ssize_t
+roll_marks_plain(const double *restrict a, uint64_t *restrict m, Py_ssize_t n)
 {
     Py_ssize_t k = 0;
-    for (Py_ssize_t c = 0; c < n; c++) {
-        uint8_t on = a[c] != 0;
-        m[c] = on;
-        k += on;
+    for (Py_ssize_t w = 0; w * 64 < n; w++) {
+        uint64_t word = 0;
+        for (Py_ssize_t i = 0; i < 64 && w * 64 + i < n; i++) {
+            uint64_t on = roll_bits(a, w * 64 + i) != 0;
+            word |= on << i;
+            k += (Py_ssize_t)on;
+        }
+        m[w] = word;
     }
     return k;
 }
 
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#include <immintrin.h>
+#define ROLL_AVX2 1
+static int roll_avx2 = -1; /* whether the processor has AVX2 and POPCNT (-1: not asked yet) */
+
+__attribute__((target("avx2,popcnt"))) static Py_ssize_t
+roll_marks_avx2(const double *restrict a, uint64_t *restrict m, Py_ssize_t n)
+{
+    Py_ssize_t k = 0, w = 0;
+    const __m256i zero = _mm256_setzero_si256();
+    for (; (w + 1) * 64 <= n; w++) {
+        uint64_t word = 0;
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; i++) { /* 4 cells: the bits of those that are all zero */
+            __m256i x = _mm256_loadu_si256((const __m256i *)(a + w * 64 + 4 * i));
+            unsigned zeros = (unsigned)_mm256_movemask_pd(
+                _mm256_castsi256_pd(_mm256_cmpeq_epi64(x, zero)));
+            word |= (uint64_t)(~zeros & 15u) << (4 * i);
+        }
+        m[w] = word;
+        k += __builtin_popcountll(word);
+    }
+    if (w * 64 < n)
+        k += roll_marks_plain(a + w * 64, m + w, n - w * 64);
+    return k;
+}
+#endif
+
+static Py_ssize_t
+roll_marks(const double *restrict a, uint64_t *restrict m, Py_ssize_t n)
+{
+#if defined(ROLL_AVX2)
+    if (roll_avx2 < 0) {
+        __builtin_cpu_init();
+        roll_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
+    }
+    if (roll_avx2)
+        return roll_marks_avx2(a, m, n);
+#endif
+    return roll_marks_plain(a, m, n);
+}
+
 /* The flat index and value of each cell marked in m (see roll_marks), in order, into idx
  * and val (NULL: not wanted), and (clear) each of those cells of a set to +0.0 (all of a
- * is then: its other cells are). The marks are read 8 at a time (most of them are 0). */
+ * is then: its other cells are). */
 static void
-roll_take(double *restrict a, const uint8_t *restrict m, Py_ssize_t n, int32_t *restrict idx,
+roll_take(double *restrict a, const uint64_t *restrict m, Py_ssize_t n, int32_t *restrict idx,
           double *restrict val, int clear)
 {
-    Py_ssize_t k = 0, c = 0;
-#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    for (; c + 8 <= n; c += 8) {
-        uint64_t word;
-        memcpy(&word, m + c, sizeof word);
-        while (word != 0) { /* each mark a 1 in its own byte: its lowest bit */
-            Py_ssize_t at = c + (__builtin_ctzll(word) >> 3);
-            if (idx != NULL) {
-                idx[k] = (int32_t)at;
-                val[k] = a[at];
-            }
-            k++;
-            if (clear)
-                a[at] = 0.0;
-            word &= word - 1;
-        }
-    }
+    Py_ssize_t k = 0;
+    for (Py_ssize_t w = 0; w * 64 < n; w++) {
+        for (uint64_t word = m[w]; word != 0; word &= word - 1) {
+#if defined(__GNUC__)
+            Py_ssize_t c = w * 64 + __builtin_ctzll(word);
+#else
+            Py_ssize_t c = w * 64;
+            for (uint64_t low = word & (~word + 1); low > 1; low >>= 1)
+                c++;
 #endif
-    for (; c < n; c++) {
-        if (m[c]) {
             if (idx != NULL) {
                 idx[k] = (int32_t)c;
                 val[k] = a[c];
@@ -5598,7 +5644,7 @@ window_roll(PyObject *self, PyObject *args)
     Py_ssize_t *n_i = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(ns ? ns : 1));
     const double **src = PyMem_Malloc(sizeof(double *) * (size_t)(windows ? windows : 1));
     roll_leaving_t *lv = PyMem_Calloc((size_t)(ns ? ns : 1), sizeof(roll_leaving_t));
-    uint8_t *marks = NULL;
+    uint64_t *marks = NULL;
     PyObject *result = NULL, *key = NULL, *ops = NULL, *kept = NULL, *held_acc = NULL,
              *held_dec = NULL;
     Py_ssize_t closed = 0, taken = 0;
@@ -5657,7 +5703,7 @@ window_roll(PyObject *self, PyObject *args)
                  : code <= ns ? (const double *)vs[code - 1].buf
                               : (const double *)vd[code - 1 - ns].buf;
     }
-    marks = PyMem_Malloc((size_t)n + 1);
+    marks = PyMem_Malloc(sizeof(uint64_t) * (size_t)(n / 64 + 1));
     if (marks == NULL) {
         PyErr_NoMemory();
         goto done;
@@ -5774,7 +5820,7 @@ window_roll(PyObject *self, PyObject *args)
             roll_leaving_release(&lv[i]);
         if (a != NULL) { /* the ring keeps the pane (WindowSet._keep); the scratch is cleared */
             double *acc = (double *)vp[0].buf;
-            Py_ssize_t count = roll_marks((const uint64_t *)acc, marks, n);
+            Py_ssize_t count = roll_marks(acc, marks, n);
             if (3 * count < 2 * n) { /* its cells (windows._cells_smaller) */
                 PyObject *size = PyLong_FromSsize_t(count), *idx = NULL, *val = NULL;
                 if (size != NULL) {
