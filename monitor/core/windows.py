@@ -607,9 +607,9 @@ class WindowSet:
         is a dozen calls. Returns the panes closed and those of them copied: it stops
         before a pane at which the windows are summed again, or once the ring is empty (the
         caller closes it with :meth:`close`), and after a pane whose close summed a window
-        again, which it does not copy. Closes nothing (0, 0) without
-        the compiled kernels or a sliding window, or before the first close after a
-        restore or growth (see :meth:`_count_terms`)."""
+        again, which it does not copy. Closes nothing (0, 0) without the compiled kernels
+        or a sliding window, or before the first close after a restore or growth (see
+        :meth:`_count_terms`)."""
         compiled = native.kernels()
         nz = self._nz
         if (compiled is None or nz is None or not self.ring_len
