@@ -7905,6 +7905,19 @@ static const char *const pred_key[P_FIELDS] = {
     "features", "segment", "label",
 };
 
+/* The strings of a call's predictions that repeat from one to the next (model, version,
+ * segment names and values), kept to be given again: a poll's thousands of predictions
+ * name a few such values, and one str object each is made, hashed and freed once, not
+ * once per prediction (a str is immutable: the events are what they would be with a str
+ * of their own each). Up to STR_KEEP of each kind, the first met; the others made each
+ * time. */
+enum { S_MODEL, S_VERSION, S_SEG_KEY, S_SEG_VALUE, S_KINDS };
+#define STR_KEEP 8
+typedef struct {
+    PyObject *kept[S_KINDS][STR_KEEP];
+    int n[S_KINDS];
+} str_cache_t;
+
 typedef struct {
     Py_ssize_t max_id, max_value, max_segment, limit, nf, n;
     const char **pat;
@@ -7912,6 +7925,7 @@ typedef struct {
     int8_t *codes;
     double *x;
     PyObject *strs;
+    str_cache_t *cache;
 } pred_spec_t;
 
 /* The JSON string at p (its opening quote), ASCII with no escape nor control byte, of at
@@ -7935,6 +7949,46 @@ fast_str(const char *p, const char *end, Py_ssize_t limit, PyObject **out, const
     *out = u;
     *next = p + 1;
     return 1;
+}
+
+/* fast_str of a string of kind (S_MODEL, ...): a str kept in cache given again when it has
+ * the same characters, else a new one (kept while there is room). */
+static int
+kept_str(const char *p, const char *end, Py_ssize_t limit, str_cache_t *cache, int kind,
+         PyObject **out, const char **next)
+{
+    const char *s = p + 1, *q = s;
+    while (q < end && *q != '"')
+        q++;
+    Py_ssize_t len = q - s;
+    PyObject **kept = cache->kept[kind];
+    int n = cache->n[kind];
+    if (q < end && len <= limit) {
+        for (int j = 0; j < n; j++) {
+            /* a kept str is ASCII with no escape nor control byte: equal bytes are equal
+             * strings, and these bytes are then such a string too */
+            if (PyUnicode_GET_LENGTH(kept[j]) == len &&
+                memcmp(PyUnicode_DATA(kept[j]), s, (size_t)len) == 0) {
+                *out = Py_NewRef(kept[j]);
+                *next = q + 1;
+                return 1;
+            }
+        }
+    }
+    int r = fast_str(p, end, limit, out, next);
+    if (r > 0 && n < STR_KEEP) {
+        kept[n] = Py_NewRef(*out);
+        cache->n[kind] = n + 1;
+    }
+    return r;
+}
+
+static void
+str_cache_clear(str_cache_t *cache)
+{
+    for (int k = 0; k < S_KINDS; k++)
+        for (int j = 0; j < cache->n[k]; j++)
+            Py_DECREF(cache->kept[k][j]);
 }
 
 /* A value of the type str (at most limit characters) | int | float | bool at p, as msgspec
@@ -7997,13 +8051,15 @@ fast_segment(const char *p, const char *end, const pred_spec_t *s, PyObject **ou
     }
     for (;;) {
         PyObject *k = NULL, *v = NULL;
-        int r = p < end && *p == '"' ? fast_str(p, end, PY_SSIZE_T_MAX, &k, &p) : 0;
+        int r = p < end && *p == '"' ?
+            kept_str(p, end, PY_SSIZE_T_MAX, s->cache, S_SEG_KEY, &k, &p) : 0;
         if (r > 0) {
             p = json_ws(p, end);
             r = p < end && *p == ':' ? 1 : 0;
             if (r > 0) {
                 p = json_ws(p + 1, end);
-                r = p < end && *p == '"' ? fast_str(p, end, s->max_segment, &v, &p) : 0;
+                r = p < end && *p == '"' ?
+                    kept_str(p, end, s->max_segment, s->cache, S_SEG_VALUE, &v, &p) : 0;
             }
         }
         if (r > 0) {
@@ -8113,10 +8169,13 @@ fast_prediction(const char *p, const char *end, PyObject *type, const pred_spec_
         int null = c == 'n' && end - p >= 4 && memcmp(p, "null", 4) == 0;
         switch (k) {
         case P_ID:
+            r = c == '"' ? fast_str(p, end, s->max_id, &f[k], &p) : 0;
+            break;
         case P_MODEL:
         case P_VERSION:
-            r = c == '"' ? fast_str(p, end, k == P_ID ? s->max_id : k == P_MODEL ?
-                                    PY_SSIZE_T_MAX : s->max_segment, &f[k], &p) : 0;
+            r = c == '"' ? kept_str(p, end, k == P_MODEL ? PY_SSIZE_T_MAX : s->max_segment,
+                                    s->cache, k == P_MODEL ? S_MODEL : S_VERSION, &f[k], &p)
+                         : 0;
             break;
         case P_TS:
         case P_SCORE:
@@ -8205,6 +8264,8 @@ decode_predictions(PyObject *self, PyObject *args)
     PyObject *decode, *values, *o_cap, *errors, *type, *names, *o_codes, *o_x, *o_inline;
     Py_ssize_t limit;
     pred_spec_t s = {0};
+    str_cache_t cache = {0};
+    s.cache = &cache;
     (void)self;
     if (!PyArg_ParseTuple(args, "OO!OOOO!n(nnn)OOO", &decode, &PyList_Type, &values, &o_cap,
                           &errors, &type, &PyTuple_Type, &names, &limit, &s.max_id,
@@ -8289,6 +8350,7 @@ done:
     Py_XDECREF(strs);
     Py_XDECREF(features);
     Py_DECREF(items);
+    str_cache_clear(&cache);
     if (acquired)
         release(a, 3);
     keys_free(pat, pat_len, nf);

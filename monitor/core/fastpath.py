@@ -617,9 +617,11 @@ def _contained_at(items: list[Any], container: Collection[Any], want: bool = Tru
 
 
 def _marked(n: int, places: list[int]) -> npt.NDArray[np.bool_]:
-    """A bool column of ``n`` rows, true at ``places``."""
+    """A bool column of ``n`` rows, true at ``places`` (made an int64 array by one C loop
+    first: numpy reads a list index through its general conversion, some hundreds of
+    instructions per item)."""
     out = np.zeros(n, dtype=bool)
-    out[places] = True
+    out[native.int64_column(places)] = True
     return out
 
 
@@ -935,7 +937,7 @@ def _segment(engine: Engine, messages: MessageBatch, a: int, b: int, out: Decide
             more, again = _repeats((kept_p, every), pairs_l, (ids_p, ids_l),
                                    twice - fused.keys(), partition_of)  # fmt: skip
             fused.update(more)
-        twice -= fused.keys() | again.keys()
+        twice.difference_update(fused.keys(), again.keys())  # (no union of them made)
         retries = {i for r in again.values() for i in r.idx}
         # The first message of such an id is decided in a segment that ends before the
         # second: the cut is at the second.
@@ -1129,7 +1131,7 @@ def _kept_places(ids: list[str], named: Collection[str], at: list[int], left: se
     ascending order) is not one of ``left`` (a few): a C loop over the ids, and a bisection
     for each of ``left``."""
     keep = np.ones(len(ids), dtype=bool)
-    keep[_contained_at(ids, named)] = False
+    keep[native.int64_column(_contained_at(ids, named))] = False
     n = len(at)
     for i in left:
         k = bisect_left(at, i)
@@ -1782,9 +1784,9 @@ def _predictions(
         has_later = np.zeros(len(group), dtype=bool)
         label_msg = np.zeros(0, dtype=np.int64)  # poll index of each label message
         if matched_at is not None:  # (a label message follows some)
-            has_later[later] = True
+            has_later[native.int64_column(later)] = True
             hit_at, follow = _unpaired(hits)
-            label_msg = np.array(hit_at, dtype=np.int64)
+            label_msg = native.int64_column(hit_at)
             follow_models, follow_ids, follow_labels = _attrs(follow, ("model", "prediction_id",
                                                                        "label"))  # fmt: skip
             codes, valid = model.codec.code_many(follow_labels)
@@ -2088,7 +2090,7 @@ def _plan_plains(
         if where:
             hits = [fused[pids_all[j]] for j in where]
             hit_at, follow = _unpaired(hits)
-            label_at = np.array(hit_at, dtype=np.int64)
+            label_at = native.int64_column(hit_at)
             # each hit's model's place, and where each model's hits start
             hit_bounds = [bisect_left(where, a) for a in bounds]
             codes, usable = _coded(models, order, groups, hit_bounds, [e.label for e in follow])
@@ -3117,7 +3119,7 @@ def _found_before(
     # only those can be asked.
     pids_f = _pick(ids, fused_at)
     found = list(map(fused.__getitem__, pids_f))
-    firsts = list(map(operator.lt, map(_AT, found), at[fused_at].tolist()))
+    firsts = list(map(operator.lt, map(_AT, found), at[native.int64_column(fused_at)].tolist()))
     rows_f: Iterable[tuple[int, str, tuple[int, LabelEvent], bool]]
     rows_f = zip(fused_at, pids_f, found, firsts, strict=True)
     if len(engine.models) == 1:

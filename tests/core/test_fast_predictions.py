@@ -198,6 +198,37 @@ def test_strings_beyond_the_limits_are_declined_to_msgspec() -> None:
     assert [e is None for e in out_f] == [False, True, True, True, True]
 
 
+def test_repeated_strings_are_read_once_and_equal_msgspec_s() -> None:
+    """A poll's predictions name a few models, versions and segment values over and over:
+    the kernel gives each such string once made again (the first few of each kind), and
+    every event is still what msgspec decodes; a string that only starts like a kept one
+    (longer, escaped, beyond the limit, not ASCII) is not taken for it."""
+    limits = Limits(max_segment_length=4)
+    rng = random.Random(3)
+    texts = ["eu", "us", "eu\\u0041", 'eu\\"x', "euro", "europe", "e", "", "caf\u00e9"]
+    values: list[bytes | None] = []
+    for i in range(400):
+        segment = ",".join(f'"{k}":"{rng.choice(texts)}"' for k in rng.sample(["r", "c"], 2))
+        values.append((f'{{"prediction_id":"p-{i}","model":"{rng.choice(["m", "n", "m"])}",'
+                       f'"ts":{1_700_000_000 + i},"prediction":1,'
+                       f'"model_version":"{rng.choice(["v1", "v2", "v10", "v1x", ""])}",'
+                       f'"segment":{{{segment}}}}}').encode())  # fmt: skip
+    out_f, *_, inline = _read(values, True, limits)
+    out_s, *_ = _read(values, False, limits)
+    assert 0 < inline.sum() < len(values)
+    assert [e is None for e in out_f] == [e is None for e in out_s]
+    for f, s in zip(out_f, out_s, strict=True):
+        if s is not None:
+            assert (f.model, f.model_version, f.segment) == (s.model, s.model_version, s.segment)
+            assert [type(v) for v in (f.model, f.model_version, *f.segment.values())] == [
+                str] * (2 + len(f.segment))
+    made = [e for e, i in zip(out_f, inline, strict=True) if i]
+    versions = {e.model_version: e.model_version for e in made}
+    assert all(e.model_version is versions[e.model_version] for e in made)
+    models = {e.model: e.model for e in made}
+    assert all(e.model is models[e.model] for e in made)
+
+
 def test_features_of_an_inline_prediction_are_made_again_from_the_table(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
