@@ -2256,7 +2256,11 @@ __attribute__((optimize("no-tree-loop-distribute-patterns")))
 static void
 block_zero(double *restrict t, Py_ssize_t n)
 {
-    for (Py_ssize_t c = 0; c < n; c++)
+    Py_ssize_t c = 0;
+    for (; c + 8 <= n; c += 8) /* (eight cells a step: stored as vectors) */
+        for (int i = 0; i < 8; i++)
+            t[c + i] = 0.0;
+    for (; c < n; c++)
         t[c] = 0.0;
 }
 
