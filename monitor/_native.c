@@ -3189,6 +3189,39 @@ sub_cells(double *restrict t, const double *restrict a, Py_ssize_t n)
         t[c] -= a[c];
 }
 
+/* t[cols[c]] += a[c] for the n distinct columns cols, four a step (a block of the columns
+ * a hand-over's pane touched: a sparse stream's poll adds a few MB of them) */
+static void
+cols_add(double *restrict t, const double *restrict a, const int64_t *restrict cols,
+         Py_ssize_t n)
+{
+    Py_ssize_t c = 0;
+    for (; c + 4 <= n; c += 4) {
+        t[cols[c]] += a[c];
+        t[cols[c + 1]] += a[c + 1];
+        t[cols[c + 2]] += a[c + 2];
+        t[cols[c + 3]] += a[c + 3];
+    }
+    for (; c < n; c++)
+        t[cols[c]] += a[c];
+}
+
+/* t[cols[c]] = a[c] for the n distinct columns cols, four a step (as cols_add) */
+static void
+cols_set(double *restrict t, const double *restrict a, const int64_t *restrict cols,
+         Py_ssize_t n)
+{
+    Py_ssize_t c = 0;
+    for (; c + 4 <= n; c += 4) {
+        t[cols[c]] = a[c];
+        t[cols[c + 1]] = a[c + 1];
+        t[cols[c + 2]] = a[c + 2];
+        t[cols[c + 3]] = a[c + 3];
+    }
+    for (; c < n; c++)
+        t[cols[c]] = a[c];
+}
+
 PyDoc_STRVAR(rows_add_doc,
 "rows_add(targets, blocks, rows, width, mode)\n\n"
 "Block row i into row rows[i] of its target, for each target (float64, C-contiguous, a\n"
@@ -3296,11 +3329,9 @@ rows_apply(Py_ssize_t nt, PyObject *const *targets, PyObject *const *blocks, PyO
             const double *add = b + i * bw;
             if (cols != NULL) {
                 if (mode == 0)
-                    for (Py_ssize_t c = 0; c < bw; c++)
-                        row[cols[c]] = add[c];
+                    cols_set(row, add, cols, bw);
                 else if (mode > 0)
-                    for (Py_ssize_t c = 0; c < bw; c++)
-                        row[cols[c]] += add[c];
+                    cols_add(row, add, cols, bw);
                 else
                     for (Py_ssize_t c = 0; c < bw; c++)
                         row[cols[c]] -= add[c];
