@@ -6744,12 +6744,14 @@ group_blocks(PyObject *self, PyObject *args)
         PyObject *flat = PySequence_GetSlice(out, o - base, end - base);
         if (flat == NULL)
             goto done;
-        PyObject *shape = Py_BuildValue("(nnn)", kinds, b - a, d - c);
+        /* flat.reshape(kinds, rows, columns): the sizes as arguments (no tuple made) */
+        PyObject *call[4] = {flat, PyLong_FromSsize_t(kinds), PyLong_FromSsize_t(b - a),
+                             PyLong_FromSsize_t(d - c)};
         PyObject *block = NULL;
-        if (shape != NULL)
-            block = PyObject_CallMethodObjArgs(flat, blocks_reshape_name, shape, NULL);
-        Py_DECREF(flat);
-        Py_XDECREF(shape);
+        if (call[1] != NULL && call[2] != NULL && call[3] != NULL)
+            block = PyObject_VectorcallMethod(blocks_reshape_name, call, 4, NULL);
+        for (int q = 0; q < 4; q++)
+            Py_XDECREF(call[q]);
         if (block == NULL)
             goto done;
         PyObject *plain = PySequence_GetItem(block, 0), *decay = NULL;
