@@ -2510,11 +2510,12 @@ done:
 }
 
 PyDoc_STRVAR(pane_sums_doc,
-"pane_sums(sets, local, factors, number, cuts, ccuts, rows, width, first, last, outs)\n\n"
+"pane_sums(sets, local, factors, number, cuts, ccuts, rows, width, first, last, outs,\n"
+"          clear=True)\n\n"
 "Sum the terms of the events of groups first to last - 1 of sets into outs, float64 arrays\n"
-"(pieces, each small enough to be allocated without fresh pages; what they hold is written\n"
-"over) holding each group's block after the previous one's, a block in one piece: (1 +\n"
-"rates, its rows, its columns), its\n"
+"(pieces, each small enough to be allocated without fresh pages; with clear, what they hold\n"
+"is written over, else they are zeros) holding each group's block after the previous\n"
+"one's, a block in one piece: (1 + rates, its rows, its columns), its\n"
 "rows cuts[g - first] to cuts[g + 1 - first] - 1 of the block rows number gives (see\n"
 "pane_rows), its columns ccuts[g - first] to ccuts[g + 1 - first] - 1 of those\n"
 "pane_columns gives, a term at the place local gives it there. Block 0 gets the values,\n"
@@ -2529,8 +2530,9 @@ pane_sums(PyObject *self, PyObject *args)
     PyObject *seq, *o_local, *o_factors, *o_number, *o_cuts, *o_ccuts, *o_outs;
     Py_ssize_t rows, width, first, last, nsets, nouts = 0;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOOOOOnnnnO", &seq, &o_local, &o_factors, &o_number, &o_cuts,
-                          &o_ccuts, &rows, &width, &first, &last, &o_outs))
+    int clear = 1;
+    if (!PyArg_ParseTuple(args, "OOOOOOnnnnO|p", &seq, &o_local, &o_factors, &o_number, &o_cuts,
+                          &o_ccuts, &rows, &width, &first, &last, &o_outs, &clear))
         return NULL;
     arg_t a[] = {{o_factors, 8, 0, "factors"}, {o_number, 8, 0, "number"},
                  {o_cuts, 8, 0, "cuts"}, {o_ccuts, 8, 0, "ccuts"}};
@@ -2699,7 +2701,7 @@ pane_sums(PyObject *self, PyObject *args)
     for (Py_ssize_t g = 0, k = 0; g < count; g++) {
         Py_ssize_t to = next[g];
         Py_ssize_t size = (cuts[g + 1] - cuts[g]) * (ccuts[g + 1] - ccuts[g]) * (1 + nrates);
-        if (size > 0)
+        if (size > 0 && clear)
             block_zero(block[g], size);
         const int64_t *number_g = number + g * rows;
         while (k < to) {

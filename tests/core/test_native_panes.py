@@ -178,6 +178,9 @@ def _check_the_pane_kernels(kernels: Any) -> None:
     held = [np.full(8, np.nan), np.full(2, -0.0)]  # what the pieces held is written over
     kernels.pane_sums(*args, held)
     assert [h.tolist() for h in held] == [p.tolist() for p in pieces]
+    zeros = [np.zeros(8), np.zeros(2)]  # (not cleared: zeros given)
+    kernels.pane_sums(*args, zeros, False)
+    assert [z.tolist() for z in zeros] == [p.tolist() for p in pieces]
     bad: list[Any] = [
         one._replace(group=one.group.astype(np.int32)),  # item size
         one._replace(slices=one.slices[:1]),  # not one row per event
