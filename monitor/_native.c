@@ -2192,66 +2192,76 @@ typedef struct {
     Py_ssize_t *width;
 } rows_t;
 
-/* Add the terms of set s (its events of groups first to last - 1, each term at its place
- * local gives among its group's columns) into the n block rows at: the plain sums, then per
- * rate q the values times factors[q * stride + at + e] (at: the set's first event among all
- * the sets'). Returns 0, or -1 with an error set. */
+/* Add the terms of event e of set s (of the group whose block rows number_g numbers, each
+ * term at the place local gives it among its group's columns) into the n block rows: the
+ * plain sums, then per rate q the values times factors[q * stride + at + e] (at: the set's
+ * first event among all the sets'). Returns 0, or -1 with an error set. */
 static int
-add_terms(const terms_t *s, const int64_t *local, const int64_t *number, Py_ssize_t rows,
-          Py_ssize_t first, Py_ssize_t last, Py_ssize_t n, const double *factors,
-          Py_ssize_t nrates, Py_ssize_t stride, Py_ssize_t at, rows_t into)
+add_event(const terms_t *s, Py_ssize_t e, const int64_t *local, const int64_t *number_g,
+          Py_ssize_t rows, Py_ssize_t n, const double *factors, Py_ssize_t nrates,
+          Py_ssize_t stride, Py_ssize_t at, rows_t into)
 {
-    const int64_t *group = (const int64_t *)s->a[0].buf.buf;
     const int64_t *slices = (const int64_t *)s->a[1].buf.buf;
     const double *vals = (const double *)s->a[3].buf.buf;
-    for (Py_ssize_t e = 0; e < s->events; e++) {
-        int64_t g = group[e];
-        if (g < first || g >= last)
+    const int64_t *sl = slices + e * s->k;
+    const int64_t *c = local + e * s->terms;
+    const double *v = vals + e * s->terms;
+    for (Py_ssize_t p = 0; p < s->k; p++) {
+        if (sl[p] < 0)
             continue;
-        const int64_t *cell = number + (g - first) * rows;
-        const int64_t *sl = slices + e * s->k;
-        const int64_t *c = local + e * s->terms;
-        const double *v = vals + e * s->terms;
-        for (Py_ssize_t p = 0; p < s->k; p++) {
-            if (sl[p] < 0)
-                continue;
-            int64_t r = sl[p] < rows ? cell[sl[p]] : -1;
-            if (r < 0 || r >= n) {
-                PyErr_SetString(PyExc_ValueError, "number: a touched slice without its row");
-                return -1;
-            }
-            double *dst = into.row[r];
-            Py_ssize_t width = into.width[r];
-            if (nrates == 1) { /* the usual one rate: both sums of a term in one pass */
-                double f = factors[at + e];
-                double *dq = dst + into.step[r];
-                for (Py_ssize_t j = 0; j < s->terms; j++) {
-                    int64_t cj = c[j];
-                    if ((uint64_t)cj >= (uint64_t)width) {
-                        PyErr_SetString(PyExc_ValueError, "local: a column beyond its group's");
-                        return -1;
-                    }
-                    dst[cj] += v[j];
-                    dq[cj] += v[j] * f;
-                }
-                continue;
-            }
+        int64_t r = sl[p] < rows ? number_g[sl[p]] : -1;
+        if (r < 0 || r >= n) {
+            PyErr_SetString(PyExc_ValueError, "number: a touched slice without its row");
+            return -1;
+        }
+        double *dst = into.row[r];
+        Py_ssize_t width = into.width[r];
+        if (nrates == 1) { /* the usual one rate: both sums of a term in one pass */
+            double f = factors[at + e];
+            double *dq = dst + into.step[r];
             for (Py_ssize_t j = 0; j < s->terms; j++) {
-                if (c[j] < 0 || c[j] >= width) {
+                int64_t cj = c[j];
+                if ((uint64_t)cj >= (uint64_t)width) {
                     PyErr_SetString(PyExc_ValueError, "local: a column beyond its group's");
                     return -1;
                 }
-                dst[c[j]] += v[j];
+                dst[cj] += v[j];
+                dq[cj] += v[j] * f;
             }
-            for (Py_ssize_t q = 0; q < nrates; q++) {
-                double f = factors[q * stride + at + e];
-                double *dq = dst + (q + 1) * into.step[r];
-                for (Py_ssize_t j = 0; j < s->terms; j++)
-                    dq[c[j]] += v[j] * f;
+            continue;
+        }
+        for (Py_ssize_t j = 0; j < s->terms; j++) {
+            if (c[j] < 0 || c[j] >= width) {
+                PyErr_SetString(PyExc_ValueError, "local: a column beyond its group's");
+                return -1;
             }
+            dst[c[j]] += v[j];
+        }
+        for (Py_ssize_t q = 0; q < nrates; q++) {
+            double f = factors[q * stride + at + e];
+            double *dq = dst + (q + 1) * into.step[r];
+            for (Py_ssize_t j = 0; j < s->terms; j++)
+                dq[c[j]] += v[j] * f;
         }
     }
     return 0;
+}
+
+/* t = +0.0 in every cell of a group's block, right before its terms are added (the block
+ * is then in the cache while they are; kept a loop: the compiler is told not to make a
+ * memset call of it) */
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("no-tree-loop-distribute-patterns")))
+#endif
+static void
+block_zero(double *restrict t, Py_ssize_t n)
+{
+    Py_ssize_t c = 0;
+    for (; c + 8 <= n; c += 8) /* (eight cells a step: stored as vectors) */
+        for (int i = 0; i < 8; i++)
+            t[c + i] = 0.0;
+    for (; c < n; c++)
+        t[c] = 0.0;
 }
 
 /* Whether two of the sets share a column among their events of groups first to last - 1
@@ -2500,10 +2510,12 @@ done:
 }
 
 PyDoc_STRVAR(pane_sums_doc,
-"pane_sums(sets, local, factors, number, cuts, ccuts, rows, width, first, last, outs)\n\n"
-"Add the terms of the events of groups first to last - 1 of sets into outs, float64 zeros\n"
-"(pieces, each small enough to be allocated without fresh pages) holding each group's block\n"
-"after the previous one's, a block in one piece: (1 + rates, its rows, its columns), its\n"
+"pane_sums(sets, local, factors, number, cuts, ccuts, rows, width, first, last, outs,\n"
+"          clear=True)\n\n"
+"Sum the terms of the events of groups first to last - 1 of sets into outs, float64 arrays\n"
+"(pieces, each small enough to be allocated without fresh pages; with clear, what they hold\n"
+"is written over, else they are zeros) holding each group's block after the previous\n"
+"one's, a block in one piece: (1 + rates, its rows, its columns), its\n"
 "rows cuts[g - first] to cuts[g + 1 - first] - 1 of the block rows number gives (see\n"
 "pane_rows), its columns ccuts[g - first] to ccuts[g + 1 - first] - 1 of those\n"
 "pane_columns gives, a term at the place local gives it there. Block 0 gets the values,\n"
@@ -2518,8 +2530,9 @@ pane_sums(PyObject *self, PyObject *args)
     PyObject *seq, *o_local, *o_factors, *o_number, *o_cuts, *o_ccuts, *o_outs;
     Py_ssize_t rows, width, first, last, nsets, nouts = 0;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOOOOOnnnnO", &seq, &o_local, &o_factors, &o_number, &o_cuts,
-                          &o_ccuts, &rows, &width, &first, &last, &o_outs))
+    int clear = 1;
+    if (!PyArg_ParseTuple(args, "OOOOOOnnnnO|p", &seq, &o_local, &o_factors, &o_number, &o_cuts,
+                          &o_ccuts, &rows, &width, &first, &last, &o_outs, &clear))
         return NULL;
     arg_t a[] = {{o_factors, 8, 0, "factors"}, {o_number, 8, 0, "number"},
                  {o_cuts, 8, 0, "cuts"}, {o_ccuts, 8, 0, "ccuts"}};
@@ -2541,7 +2554,8 @@ pane_sums(PyObject *self, PyObject *args)
     PyObject *result = NULL;
     arg_t *o = NULL;
     rows_t into = {NULL, NULL, NULL}, part = {NULL, NULL, NULL};
-    Py_ssize_t *at_cell = NULL; /* block row r's first cell among all the pieces' */
+    double **block = NULL; /* each group's block (NULL: no cells) */
+    Py_ssize_t *set_at = NULL, *start = NULL, *set_of = NULL, *event_of = NULL;
     double *scratch = NULL;
     int held = 0;
     if (acquire(a, nargs) < 0)
@@ -2590,13 +2604,16 @@ pane_sums(PyObject *self, PyObject *args)
     into.row = PyMem_Malloc((n ? (size_t)n : 1) * sizeof(double *));
     into.step = PyMem_Malloc((n ? (size_t)n : 1) * sizeof(Py_ssize_t));
     into.width = PyMem_Malloc((n ? (size_t)n : 1) * sizeof(Py_ssize_t));
-    at_cell = PyMem_Malloc((n ? (size_t)n : 1) * sizeof(Py_ssize_t));
-    if (into.row == NULL || into.step == NULL || into.width == NULL || at_cell == NULL) {
+    block = PyMem_Malloc((count ? (size_t)count : 1) * sizeof(double *));
+    set_at = PyMem_Malloc((nsets ? (size_t)nsets : 1) * sizeof(Py_ssize_t));
+    start = PyMem_Calloc((size_t)count + 2, sizeof(Py_ssize_t));
+    if (into.row == NULL || into.step == NULL || into.width == NULL || block == NULL ||
+        set_at == NULL || start == NULL) {
         PyErr_NoMemory();
         goto done;
     }
     /* each group's block in the pieces, one after the other, each piece filled whole */
-    Py_ssize_t piece = 0, off = 0;
+    Py_ssize_t piece = 0, off = 0, most = 0;
     for (Py_ssize_t g = 0; g < count; g++) {
         Py_ssize_t h = (Py_ssize_t)(cuts[g + 1] - cuts[g]);
         Py_ssize_t w = (Py_ssize_t)(ccuts[g + 1] - ccuts[g]);
@@ -2610,14 +2627,16 @@ pane_sums(PyObject *self, PyObject *args)
                                               "columns each, whole in a piece");
             goto done;
         }
+        /* (a block of no cells is never written: its rows have no column) */
+        block[g] = size > 0 ? (double *)o[piece].buf.buf + off : NULL;
         for (Py_ssize_t j = 0; j < h; j++) {
             Py_ssize_t r = (Py_ssize_t)cuts[g] + j;
-            /* (a block of no cells is never written: its rows have no column) */
-            into.row[r] = size > 0 ? (double *)o[piece].buf.buf + off + j * w : NULL;
+            into.row[r] = size > 0 ? block[g] + j * w : NULL;
             into.step[r] = h * w;
             into.width[r] = w;
-            at_cell[r] = cells + j * w;
         }
+        if (size > most)
+            most = size;
         off += size;
         cells += size;
     }
@@ -2633,41 +2652,83 @@ pane_sums(PyObject *self, PyObject *args)
     int shared = shared_columns(sets, nsets, width, first, last);
     if (shared < 0)
         goto done;
-    if (shared) { /* the sets after the first are summed apart, in one scratch block */
-        scratch = PyMem_Malloc((cells ? (size_t)cells : 1) * sizeof(double));
+    if (shared) { /* the sets after the first are summed apart, in a scratch block */
+        scratch = PyMem_Malloc((most ? (size_t)most : 1) * sizeof(double));
         part.row = PyMem_Malloc((n ? (size_t)n : 1) * sizeof(double *));
         if (scratch == NULL || part.row == NULL) {
             PyErr_NoMemory();
             goto done;
         }
-        for (Py_ssize_t r = 0; r < n; r++)
-            part.row[r] = scratch + at_cell[r];
+        for (Py_ssize_t g = 0; g < count; g++) /* every group's block rows in the scratch */
+            for (int64_t r = cuts[g]; r < cuts[g + 1]; r++)
+                part.row[r] = scratch + (r - cuts[g]) * (ccuts[g + 1] - ccuts[g]);
         part.step = into.step;
         part.width = into.width;
     }
-    Py_ssize_t at = 0;
+    /* Group by group, each block zeroed and filled while it is in the cache (a poll's
+     * events come in no group order: event by event, each wrote to a block anywhere in
+     * the MB of all of them): each group's events, set by set and each set's in their
+     * order, found by a counting sort. A cell is one group's, so its terms are added in
+     * the order they were over all the groups at once. */
+    Py_ssize_t total = 0;
     for (Py_ssize_t i = 0; i < nsets; i++) {
-        int apart = shared && i > 0;
-        if (apart)
-            memset(scratch, 0, (size_t)cells * sizeof(double));
-        if (add_terms(&sets[i], (const int64_t *)l[i].buf.buf, number, rows, first, last, n,
-                      factors, nrates, events, at, apart ? part : into) < 0)
-            goto done;
-        if (apart)
-            for (Py_ssize_t p = 0, from = 0; p < nouts; p++) {
-                double *dst = (double *)o[p].buf.buf;
-                Py_ssize_t here = o[p].buf.len / 8;
-                for (Py_ssize_t c = 0; c < here; c++)
-                    dst[c] += scratch[from + c];
-                from += here;
+        set_at[i] = total;
+        const int64_t *group = (const int64_t *)sets[i].a[0].buf.buf;
+        for (Py_ssize_t e = 0; e < sets[i].events; e++)
+            if (group[e] >= first && group[e] < last)
+                start[group[e] - first + 2]++;
+        total += sets[i].events;
+    }
+    for (Py_ssize_t g = 0; g < count; g++)
+        start[g + 2] += start[g + 1];
+    total = start[count + 1];
+    set_of = PyMem_Malloc((total ? (size_t)total : 1) * sizeof(Py_ssize_t));
+    event_of = PyMem_Malloc((total ? (size_t)total : 1) * sizeof(Py_ssize_t));
+    if (set_of == NULL || event_of == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t *next = start + 1; /* next[g]: where group g's next event goes, then its end */
+    for (Py_ssize_t i = 0; i < nsets; i++) {
+        const int64_t *group = (const int64_t *)sets[i].a[0].buf.buf;
+        for (Py_ssize_t e = 0; e < sets[i].events; e++)
+            if (group[e] >= first && group[e] < last) {
+                Py_ssize_t k = next[group[e] - first]++;
+                set_of[k] = i;
+                event_of[k] = e;
             }
-        at += sets[i].events;
+    }
+    for (Py_ssize_t g = 0, k = 0; g < count; g++) {
+        Py_ssize_t to = next[g];
+        Py_ssize_t size = (cuts[g + 1] - cuts[g]) * (ccuts[g + 1] - ccuts[g]) * (1 + nrates);
+        if (size > 0 && clear)
+            block_zero(block[g], size);
+        const int64_t *number_g = number + g * rows;
+        while (k < to) {
+            Py_ssize_t i = set_of[k];
+            const terms_t *s = &sets[i];
+            const int64_t *local = (const int64_t *)l[i].buf.buf;
+            int apart = shared && i > 0;
+            if (apart && size > 0)
+                block_zero(scratch, size);
+            for (; k < to && set_of[k] == i; k++)
+                if (add_event(s, event_of[k], local, number_g, rows, n, factors, nrates,
+                              events, set_at[i], apart ? part : into) < 0)
+                    goto done;
+            if (apart)
+                for (Py_ssize_t c = 0; c < size; c++)
+                    block[g][c] += scratch[c];
+        }
     }
     result = Py_NewRef(Py_None);
 done:
     PyMem_Free(scratch);
     PyMem_Free(part.row);
-    PyMem_Free(at_cell);
+    PyMem_Free(block);
+    PyMem_Free(set_at);
+    PyMem_Free(start);
+    PyMem_Free(set_of);
+    PyMem_Free(event_of);
     PyMem_Free(into.row);
     PyMem_Free(into.step);
     PyMem_Free(into.width);
@@ -3130,6 +3191,39 @@ sub_cells(double *restrict t, const double *restrict a, Py_ssize_t n)
         t[c] -= a[c];
 }
 
+/* t[cols[c]] += a[c] for the n distinct columns cols, four a step (a block of the columns
+ * a hand-over's pane touched: a sparse stream's poll adds a few MB of them) */
+static void
+cols_add(double *restrict t, const double *restrict a, const int64_t *restrict cols,
+         Py_ssize_t n)
+{
+    Py_ssize_t c = 0;
+    for (; c + 4 <= n; c += 4) {
+        t[cols[c]] += a[c];
+        t[cols[c + 1]] += a[c + 1];
+        t[cols[c + 2]] += a[c + 2];
+        t[cols[c + 3]] += a[c + 3];
+    }
+    for (; c < n; c++)
+        t[cols[c]] += a[c];
+}
+
+/* t[cols[c]] = a[c] for the n distinct columns cols, four a step (as cols_add) */
+static void
+cols_set(double *restrict t, const double *restrict a, const int64_t *restrict cols,
+         Py_ssize_t n)
+{
+    Py_ssize_t c = 0;
+    for (; c + 4 <= n; c += 4) {
+        t[cols[c]] = a[c];
+        t[cols[c + 1]] = a[c + 1];
+        t[cols[c + 2]] = a[c + 2];
+        t[cols[c + 3]] = a[c + 3];
+    }
+    for (; c < n; c++)
+        t[cols[c]] = a[c];
+}
+
 PyDoc_STRVAR(rows_add_doc,
 "rows_add(targets, blocks, rows, width, mode)\n\n"
 "Block row i into row rows[i] of its target, for each target (float64, C-contiguous, a\n"
@@ -3237,11 +3331,9 @@ rows_apply(Py_ssize_t nt, PyObject *const *targets, PyObject *const *blocks, PyO
             const double *add = b + i * bw;
             if (cols != NULL) {
                 if (mode == 0)
-                    for (Py_ssize_t c = 0; c < bw; c++)
-                        row[cols[c]] = add[c];
+                    cols_set(row, add, cols, bw);
                 else if (mode > 0)
-                    for (Py_ssize_t c = 0; c < bw; c++)
-                        row[cols[c]] += add[c];
+                    cols_add(row, add, cols, bw);
                 else
                     for (Py_ssize_t c = 0; c < bw; c++)
                         row[cols[c]] -= add[c];
@@ -7192,12 +7284,14 @@ group_blocks(PyObject *self, PyObject *args)
         PyObject *flat = PySequence_GetSlice(out, o - base, end - base);
         if (flat == NULL)
             goto done;
-        PyObject *shape = Py_BuildValue("(nnn)", kinds, b - a, d - c);
+        /* flat.reshape(kinds, rows, columns): the sizes as arguments (no tuple made) */
+        PyObject *call[4] = {flat, PyLong_FromSsize_t(kinds), PyLong_FromSsize_t(b - a),
+                             PyLong_FromSsize_t(d - c)};
         PyObject *block = NULL;
-        if (shape != NULL)
-            block = PyObject_CallMethodObjArgs(flat, blocks_reshape_name, shape, NULL);
-        Py_DECREF(flat);
-        Py_XDECREF(shape);
+        if (call[1] != NULL && call[2] != NULL && call[3] != NULL)
+            block = PyObject_VectorcallMethod(blocks_reshape_name, call, 4, NULL);
+        for (int q = 0; q < 4; q++)
+            Py_XDECREF(call[q]);
         if (block == NULL)
             goto done;
         PyObject *plain = PySequence_GetItem(block, 0), *decay = NULL;

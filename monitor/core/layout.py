@@ -748,8 +748,13 @@ def _compiled_panes(
     bounds, cbounds = cuts.tolist(), ccuts.tolist()
     at = _offsets(cuts, ccuts, 1 + len(rates))
     starts = _pieces(at, _PIECE_CELLS)
-    outs = [np.zeros(b - a) for a, b in pairwise(starts)]
-    kernels.pane_sums(sets, local, factors, number, cuts, ccuts, rows, width, 0, count, outs)
+    # Blocks of the columns their groups touch (a sparse stream's poll: hundreds of small
+    # blocks) are zeroed by pane_sums, each right before its terms are added; whole rows (a
+    # dense stream's few large blocks) are numpy's zeros, fresh pages as often as not.
+    sparse = cols is not None
+    outs = [(np.empty if sparse else np.zeros)(b - a) for a, b in pairwise(starts)]
+    kernels.pane_sums(sets, local, factors, number, cuts, ccuts, rows, width, 0, count, outs,
+                      sparse)
     # the groups' views in one C loop (the lists :func:`_group_blocks` makes)
     return GroupBlocks(*kernels.group_blocks(row, bounds, cols, cbounds, at, starts, outs,
                                              1 + len(rates), width))  # fmt: skip

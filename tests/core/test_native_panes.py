@@ -175,6 +175,12 @@ def _check_the_pane_kernels(kernels: Any) -> None:
     kernels.pane_sums(*args, pieces)
     assert pieces[0].tolist() == [1, 2, 1, 2, 0.5, 1, 0.5, 1]
     assert pieces[1].tolist() == [7, 1.75]
+    held = [np.full(8, np.nan), np.full(2, -0.0)]  # what the pieces held is written over
+    kernels.pane_sums(*args, held)
+    assert [h.tolist() for h in held] == [p.tolist() for p in pieces]
+    zeros = [np.zeros(8), np.zeros(2)]  # (not cleared: zeros given)
+    kernels.pane_sums(*args, zeros, False)
+    assert [z.tolist() for z in zeros] == [p.tolist() for p in pieces]
     bad: list[Any] = [
         one._replace(group=one.group.astype(np.int32)),  # item size
         one._replace(slices=one.slices[:1]),  # not one row per event
