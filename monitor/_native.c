@@ -2366,6 +2366,44 @@ lowest_bit(uint64_t b)
 #endif
 }
 
+/* The events of groups first to last - 1 of sets in group order, each group's set by set
+ * and each set's in their order (a counting sort): start (count + 2 items, zeros, count =
+ * last - first) ends with start[g + 1] the place of group first + g's first event and
+ * start[count + 1] how many in all, which it returns; *set_of and *event_of (PyMem, the
+ * caller frees them) the set and event at each place. -1 with MemoryError set. */
+static Py_ssize_t
+events_by_group(const terms_t *sets, Py_ssize_t nsets, Py_ssize_t first, Py_ssize_t last,
+                Py_ssize_t *start, Py_ssize_t **set_of, Py_ssize_t **event_of)
+{
+    Py_ssize_t count = last - first;
+    for (Py_ssize_t i = 0; i < nsets; i++) {
+        const int64_t *group = (const int64_t *)sets[i].a[0].buf.buf;
+        for (Py_ssize_t e = 0; e < sets[i].events; e++)
+            if (group[e] >= first && group[e] < last)
+                start[group[e] - first + 2]++;
+    }
+    for (Py_ssize_t g = 0; g < count; g++)
+        start[g + 2] += start[g + 1];
+    Py_ssize_t total = start[count + 1];
+    *set_of = PyMem_Malloc((total ? (size_t)total : 1) * sizeof(Py_ssize_t));
+    *event_of = PyMem_Malloc((total ? (size_t)total : 1) * sizeof(Py_ssize_t));
+    if (*set_of == NULL || *event_of == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_ssize_t *next = start + 1; /* next[g]: where group g's next event goes, then its end */
+    for (Py_ssize_t i = 0; i < nsets; i++) {
+        const int64_t *group = (const int64_t *)sets[i].a[0].buf.buf;
+        for (Py_ssize_t e = 0; e < sets[i].events; e++)
+            if (group[e] >= first && group[e] < last) {
+                Py_ssize_t k = next[group[e] - first]++;
+                (*set_of)[k] = i;
+                (*event_of)[k] = e;
+            }
+    }
+    return total;
+}
+
 PyDoc_STRVAR(pane_columns_doc,
 "pane_columns(sets, width, first, last, local, cols, cuts) -> int\n\n"
 "The columns the events of groups first to last - 1 of sets touch, per group: cols gets\n"
@@ -2394,8 +2432,8 @@ pane_columns(PyObject *self, PyObject *args)
         return NULL;
     }
     PyObject *result = NULL;
-    Py_ssize_t *start = NULL, *at = NULL;
-    int64_t *set_of = NULL, *event_of = NULL, *mark = NULL, *pos = NULL;
+    Py_ssize_t *start = NULL, *at = NULL, *set_of = NULL, *event_of = NULL;
+    int64_t *mark = NULL, *pos = NULL;
     uint64_t *bits = NULL; /* the group's columns, a bit each (all 0 between groups) */
     int held = 0;
     if (acquire(a, nargs) < 0)
@@ -2408,7 +2446,7 @@ pane_columns(PyObject *self, PyObject *args)
     }
     int64_t *cols = (int64_t *)a[0].buf.buf;
     int64_t *cuts = (int64_t *)a[1].buf.buf;
-    Py_ssize_t room = a[0].buf.len / 8, total = 0;
+    Py_ssize_t room = a[0].buf.len / 8;
     /* each group's events, (set, event) in order: a counting sort by group */
     Py_ssize_t words = (width + 63) / 64;
     start = PyMem_Calloc((size_t)count + 2, sizeof(Py_ssize_t));
@@ -2419,32 +2457,9 @@ pane_columns(PyObject *self, PyObject *args)
         PyErr_NoMemory();
         goto done;
     }
-    for (Py_ssize_t i = 0; i < nsets; i++) {
-        const int64_t *group = (const int64_t *)sets[i].a[0].buf.buf;
-        for (Py_ssize_t e = 0; e < sets[i].events; e++)
-            if (group[e] >= first && group[e] < last) {
-                start[group[e] - first + 2]++;
-                total++;
-            }
-    }
-    for (Py_ssize_t g = 0; g < count; g++)
-        start[g + 2] += start[g + 1];
-    set_of = PyMem_Malloc((total ? (size_t)total : 1) * sizeof(int64_t));
-    event_of = PyMem_Malloc((total ? (size_t)total : 1) * sizeof(int64_t));
-    if (set_of == NULL || event_of == NULL) {
-        PyErr_NoMemory();
+    if (events_by_group(sets, nsets, first, last, start, &set_of, &event_of) < 0)
         goto done;
-    }
-    at = start + 1; /* at[g]: where group g's next event goes, then where its events end */
-    for (Py_ssize_t i = 0; i < nsets; i++) {
-        const int64_t *group = (const int64_t *)sets[i].a[0].buf.buf;
-        for (Py_ssize_t e = 0; e < sets[i].events; e++)
-            if (group[e] >= first && group[e] < last) {
-                Py_ssize_t k = at[group[e] - first]++;
-                set_of[k] = i;
-                event_of[k] = e;
-            }
-    }
+    at = start + 1; /* at[g]: where group g's events end */
     for (Py_ssize_t c = 0; c < width; c++)
         mark[c] = -1;
     Py_ssize_t n = 0;
@@ -2671,33 +2686,13 @@ pane_sums(PyObject *self, PyObject *args)
      * order, found by a counting sort. A cell is one group's, so its terms are added in
      * the order they were over all the groups at once. */
     Py_ssize_t total = 0;
-    for (Py_ssize_t i = 0; i < nsets; i++) {
+    for (Py_ssize_t i = 0; i < nsets; i++) { /* each set's first event among all sets' */
         set_at[i] = total;
-        const int64_t *group = (const int64_t *)sets[i].a[0].buf.buf;
-        for (Py_ssize_t e = 0; e < sets[i].events; e++)
-            if (group[e] >= first && group[e] < last)
-                start[group[e] - first + 2]++;
         total += sets[i].events;
     }
-    for (Py_ssize_t g = 0; g < count; g++)
-        start[g + 2] += start[g + 1];
-    total = start[count + 1];
-    set_of = PyMem_Malloc((total ? (size_t)total : 1) * sizeof(Py_ssize_t));
-    event_of = PyMem_Malloc((total ? (size_t)total : 1) * sizeof(Py_ssize_t));
-    if (set_of == NULL || event_of == NULL) {
-        PyErr_NoMemory();
+    if (events_by_group(sets, nsets, first, last, start, &set_of, &event_of) < 0)
         goto done;
-    }
-    Py_ssize_t *next = start + 1; /* next[g]: where group g's next event goes, then its end */
-    for (Py_ssize_t i = 0; i < nsets; i++) {
-        const int64_t *group = (const int64_t *)sets[i].a[0].buf.buf;
-        for (Py_ssize_t e = 0; e < sets[i].events; e++)
-            if (group[e] >= first && group[e] < last) {
-                Py_ssize_t k = next[group[e] - first]++;
-                set_of[k] = i;
-                event_of[k] = e;
-            }
-    }
+    const Py_ssize_t *next = start + 1; /* next[g]: where group g's events end */
     for (Py_ssize_t g = 0, k = 0; g < count; g++) {
         Py_ssize_t to = next[g];
         Py_ssize_t size = (cuts[g + 1] - cuts[g]) * (ccuts[g + 1] - ccuts[g]) * (1 + nrates);
@@ -3005,6 +3000,19 @@ doubles(PyObject *o, Py_buffer *b, int writable, Py_ssize_t cells, const char *w
     return 0;
 }
 
+/* The first n items of the list o (floats, or what converts to one) into out: -1 with
+ * the error set when one does not convert. */
+static int
+list_floats(PyObject *o, Py_ssize_t n, double *out)
+{
+    for (Py_ssize_t j = 0; j < n; j++) {
+        out[j] = PyFloat_AsDouble(PyList_GET_ITEM(o, j));
+        if (out[j] == -1.0 && PyErr_Occurred())
+            return -1;
+    }
+    return 0;
+}
+
 PyDoc_STRVAR(window_close_doc,
 "window_close(cum, acc, decay, factors, decayed, sliding, nz, leaving) -> int\n\n"
 "Close a pane of a WindowSet, all arrays float64 of cum's size: cum += acc (acc None: no\n"
@@ -3115,11 +3123,8 @@ window_close(PyObject *self, PyObject *args)
         PyErr_NoMemory();
         goto done;
     }
-    for (Py_ssize_t j = 0; j < nd; j++) {
-        f[j] = PyFloat_AsDouble(PyList_GET_ITEM(factors, j));
-        if (f[j] == -1.0 && PyErr_Occurred())
-            goto done;
-    }
+    if (list_floats(factors, nd, f) < 0)
+        goto done;
     if (doubles(o_cum, &v[0], 1, -1, "cum") < 0)
         goto done;
     Py_ssize_t n = v[0].len / 8;
@@ -5745,11 +5750,8 @@ window_roll(PyObject *self, PyObject *args)
         PyErr_NoMemory();
         goto done;
     }
-    for (Py_ssize_t j = 0; j < nd; j++) {
-        f[j] = PyFloat_AsDouble(PyList_GET_ITEM(factors, j));
-        if (f[j] == -1.0 && PyErr_Occurred())
-            goto done;
-    }
+    if (list_floats(factors, nd, f) < 0)
+        goto done;
     for (Py_ssize_t i = 0; i < ns; i++) {
         n_i[i] = PyLong_AsSsize_t(PyList_GET_ITEM(spans, i));
         if (n_i[i] == -1 && PyErr_Occurred())
